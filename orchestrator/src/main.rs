@@ -1,0 +1,2 @@
+//! `vigil`: placeholder until the orchestrator issue lands.
+fn main() {}

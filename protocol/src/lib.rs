@@ -1,0 +1,45 @@
+//! Wire types and framing of the `vigil-signer` socket protocol, version 1.
+//!
+//! This crate is deliberately free of key handling: the orchestrator, CLIs, tests and
+//! outside checkers link it to speak to the signer without linking anything secret.
+//! The contract it implements is `shared/PROTOCOL.md`, mirrored in `docs/protocol.md`.
+//!
+//! Everything here turns attacker-controlled bytes into typed values or into a
+//! [`WireError`] that says what was wrong; nothing panics on input.
+
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod frame;
+pub mod intent;
+pub mod message;
+pub mod types;
+
+pub use frame::{FrameError, MAX_FRAME_LEN, read_frame, write_frame};
+pub use intent::{Chain, Context, Intent, Network, TransferIntent};
+pub use message::{
+    ApproveRequest, DryRunRequest, ErrorBody, Op, ParseFailure, Request, Response, SignRequest,
+    parse_request,
+};
+pub use types::{AgentId, Amount, ApprovalId, ErrorKind, IdempotencyKey, RequestId, Rule};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// Runs the request parser over arbitrary bytes, as the fuzz target does, and checks the
+/// invariants that must hold for every input: no panic, and a rejected frame always maps to
+/// a response that serialises.
+pub fn fuzz_one(data: &[u8]) {
+    match parse_request(data) {
+        Ok(req) => {
+            let again = req.to_json();
+            // A request we accepted must survive its own encoding.
+            let reparsed = parse_request(again.as_bytes());
+            assert!(reparsed.is_ok(), "re-encoded request failed to parse: {again}");
+        }
+        Err(failure) => {
+            let resp = Response::error(failure.id.clone(), failure.kind, None, failure.message);
+            let _ = resp.to_json();
+        }
+    }
+}

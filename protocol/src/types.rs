@@ -1,0 +1,261 @@
+//! Small checked types of the protocol: identifiers, amounts, and the closed sets of
+//! error kinds and policy rules. Each parses from its wire string or says why not.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! checked_string {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $max:expr, $ok:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The identifier as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                let ok: fn(char) -> bool = $ok;
+                if s.is_empty() || s.len() > $max || !s.chars().all(ok) {
+                    return Err(format!(
+                        concat!($what, " {:?} is invalid: use 1-{} characters of {}"),
+                        truncate(&s), $max, stringify!($ok)
+                    ));
+                }
+                Ok(Self(s))
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::try_from(s.to_owned())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+fn id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+fn agent_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'
+}
+
+/// Shortens attacker-supplied text before it is echoed in an error message.
+pub fn truncate(s: &str) -> String {
+    let mut out: String = s.chars().take(40).collect();
+    if s.chars().count() > 40 {
+        out.push('…');
+    }
+    out
+}
+
+checked_string!(
+    /// A request id: 1-64 characters of `A-Z a-z 0-9 _ -`, echoed in the response.
+    RequestId, "request id", 64, |c| id_char(c)
+);
+checked_string!(
+    /// An agent id as named in the policy: 1-32 characters of `a-z 0-9 _ -`.
+    AgentId, "agent id", 32, |c| agent_char(c)
+);
+checked_string!(
+    /// An idempotency key: 1-64 characters of `A-Z a-z 0-9 _ -`.
+    IdempotencyKey, "idempotency key", 64, |c| id_char(c)
+);
+checked_string!(
+    /// An approval id handed out with `needs_approval`: 1-64 characters of `A-Z a-z 0-9 _ -`.
+    ApprovalId, "approval id", 64, |c| id_char(c)
+);
+
+/// An amount in base units (lamports, wei): a decimal string on the wire, never a float,
+/// never negative, never zero, at most `u128::MAX`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Amount(u128);
+
+impl Amount {
+    /// Wraps a base-unit count; zero is allowed here (for totals), not on the wire.
+    pub const fn from_base_units(v: u128) -> Self {
+        Self(v)
+    }
+    /// The amount in base units.
+    pub const fn base_units(self) -> u128 {
+        self.0
+    }
+}
+
+impl TryFrom<String> for Amount {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Amount::parse_wire(&s)
+    }
+}
+
+impl Amount {
+    /// Parses the wire form: 1-39 ASCII digits, no sign, no leading zero, not zero.
+    pub fn parse_wire(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("amount is empty: give a decimal string of base units, e.g. \"250000000\"".into());
+        }
+        if !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "amount {:?} is not a decimal string of base units (no sign, no decimal point, no exponent)",
+                truncate(s)
+            ));
+        }
+        if s.len() > 1 && s.starts_with('0') {
+            return Err(format!("amount {:?} has a leading zero", truncate(s)));
+        }
+        let v: u128 = s
+            .parse()
+            .map_err(|_| format!("amount {:?} is too large (more than 2^128-1 base units)", truncate(s)))?;
+        if v == 0 {
+            return Err("amount is zero: a transfer must move at least one base unit".into());
+        }
+        Ok(Self(v))
+    }
+}
+
+impl From<Amount> for String {
+    fn from(a: Amount) -> String {
+        a.0.to_string()
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+macro_rules! wire_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $wire:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $wire)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The name used on the wire.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// The kind of an error response; tests assert on it.
+    ErrorKind {
+        /// The frame was too long, not UTF-8, not JSON or not an object; the connection closes.
+        BadFrame => "bad_frame",
+        /// The envelope or an op's fields were invalid.
+        BadRequest => "bad_request",
+        /// The agent is not in the keystore or the policy.
+        UnknownAgent => "unknown_agent",
+        /// The policy refused; `rule` names the rule.
+        PolicyDenied => "policy_denied",
+        /// An idempotency key was reused with a different intent.
+        IdempotencyConflict => "idempotency_conflict",
+        /// No pending approval has this id.
+        ApprovalUnknown => "approval_unknown",
+        /// The approval window has passed.
+        ApprovalExpired => "approval_expired",
+        /// The approval was already used.
+        ApprovalUsed => "approval_used",
+        /// The operator code was wrong or already spent.
+        ApprovalInvalidCode => "approval_invalid_code",
+        /// Too many requests or approval attempts.
+        RateLimited => "rate_limited",
+        /// The signer could not complete the request (e.g. its ledger could not be written).
+        Internal => "internal",
+    }
+);
+
+wire_enum!(
+    /// A policy rule, named by every refusal and by `dry_run`.
+    Rule {
+        /// The agent may not perform this kind of intent.
+        ActionNotAllowed => "action_not_allowed",
+        /// The chain/network pair is not in the agent's allowlist.
+        NetworkNotAllowed => "network_not_allowed",
+        /// The asset is not in the agent's allowlist.
+        AssetNotAllowed => "asset_not_allowed",
+        /// The recipient is not in the agent's allowlist.
+        RecipientNotAllowed => "recipient_not_allowed",
+        /// The program is not in the agent's allowlist.
+        ProgramNotAllowed => "program_not_allowed",
+        /// The amount exceeds the per-transaction cap.
+        PerTxCap => "per_tx_cap",
+        /// The amount would take the rolling 24 h total over its cap.
+        VelocityCap24h => "velocity_cap_24h",
+        /// The agent made too many requests in the last minute.
+        RateLimit => "rate_limit",
+        /// The amount is above the approval threshold: the operator must approve.
+        ApprovalThreshold => "approval_threshold",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_parse_strictly() {
+        assert_eq!(Amount::parse_wire("250000000").unwrap().base_units(), 250_000_000);
+        for bad in ["", "-1", "+1", "1.5", "1e9", "0", "007", " 1", "abc", "340282366920938463463374607431768211456"] {
+            assert!(Amount::parse_wire(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert_eq!(Amount::parse_wire("340282366920938463463374607431768211455").unwrap().base_units(), u128::MAX);
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(RequestId::try_from("req-1_A".to_string()).is_ok());
+        assert!(RequestId::try_from(String::new()).is_err());
+        assert!(RequestId::try_from("x".repeat(65)).is_err());
+        assert!(RequestId::try_from("a b".to_string()).is_err());
+        assert!(AgentId::try_from("Trader".to_string()).is_err());
+        assert!(AgentId::try_from("trader-2".to_string()).is_ok());
+    }
+
+    #[test]
+    fn wire_names_round_trip() {
+        for r in Rule::ALL {
+            let s = serde_json::to_string(r).unwrap();
+            assert_eq!(s, format!("\"{}\"", r.as_str()));
+            assert_eq!(serde_json::from_str::<Rule>(&s).unwrap(), *r);
+        }
+        assert_eq!(ErrorKind::ALL.len(), 11);
+    }
+}

@@ -1,0 +1,21 @@
+//! `vigil-signer`: the enclave of Vigil. It holds the agents' keys, enforces the signed
+//! policy, builds and signs transactions itself, records every spend durably before a
+//! signature leaves, and keeps a hash-chained audit log. It never opens a network socket.
+//!
+//! Start-up order and the trust argument: `docs/security-model.md`.
+
+#![forbid(unsafe_code)]
+
+pub mod approval;
+pub mod audit;
+pub mod chains;
+pub mod devinit;
+pub mod engine;
+pub mod error;
+pub mod keys;
+pub mod keystore;
+pub mod ledger;
+pub mod policy;
+pub mod server;
+
+pub use error::Error;
