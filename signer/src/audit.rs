@@ -1,1 +1,5 @@
 //! (being written)
+
+/// Placeholder until the module lands.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {}
