@@ -4,10 +4,11 @@
 //!
 //! Start-up order and the trust argument: `docs/security-model.md`.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod approval;
 pub mod audit;
+pub mod daemon;
 pub mod chains;
 pub mod devinit;
 pub mod engine;
@@ -16,6 +17,7 @@ pub mod keys;
 pub mod keystore;
 pub mod ledger;
 pub mod policy;
+pub mod sandbox_fds;
 pub mod server;
 
 pub use error::Error;
