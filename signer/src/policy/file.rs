@@ -365,6 +365,19 @@ approval_threshold = "500000000"
         );
     }
 
+    /// The commented example in `docs/policy.md` is a valid policy.
+    #[test]
+    fn documented_example_parses() {
+        let doc = include_str!("../../../docs/policy.md");
+        let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
+        let len = doc[start..].find("```").unwrap();
+        let p = parse(&doc.as_bytes()[start..start + len]).unwrap();
+        assert_eq!(p.agents.len(), 2);
+        let sentinel = &p.agents[&"sentinel".parse::<AgentId>().unwrap()];
+        assert!(sentinel.recipients.is_empty());
+        assert_eq!(sentinel.assets["SOL"].approval_threshold, 1_000_000);
+    }
+
     #[test]
     fn equal_limits_are_accepted() {
         let text = with(
