@@ -166,6 +166,11 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
         let (entries, valid_len, total_len) = replay(&path, &file)?;
         let truncated = total_len - valid_len;
         if truncated > 0 {
+            tracing::warn!(
+                path = %path.display(),
+                bytes = truncated,
+                "removing a torn final line of the audit log (a write cut by a crash; it was never acknowledged)"
+            );
             file.set_len(valid_len).map_err(io_err)?;
             file.sync_all().map_err(io_err)?;
         }
