@@ -134,7 +134,7 @@ pub enum KeystoreError {
     },
     /// No passphrase source.
     #[error(
-        "no keystore passphrase: give a passphrase file readable only by its owner (chmod 600) with the passphrase-file option, \
+        "no keystore passphrase: give a passphrase file readable only by its owner (chmod 600) with --passphrase-file FILE, \
          or run under systemd with LoadCredential={cred}:<path> (or LoadCredentialEncrypted={cred}:<path>) so that it appears as \
          $CREDENTIALS_DIRECTORY/{cred}",
         cred = super::PASSPHRASE_CREDENTIAL
