@@ -1,0 +1,149 @@
+//! Who may talk to the signer: the `SO_PEERCRED` uid check against a client running as
+//! another user, and systemd socket activation (`LISTEN_FDS`) with systemd's own
+//! `systemd-socket-activate`. The uid test needs root (to run a client as `nobody`); CI is root.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use vigil_protocol::Op;
+use vigil_protocol::client::Client;
+
+const NOBODY: u32 = 65_534;
+const CHILD_ENV: &str = "VIGIL_TEST_PEER_SOCKET";
+
+/// Runs in a child process as `nobody`: prints whether `hello` was answered.
+#[test]
+fn peer_child() {
+    let Some(socket) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let answered = Client::connect(socket.as_ref(), Duration::from_secs(5))
+        .ok()
+        .and_then(|mut c| c.call(Op::Hello).ok())
+        .is_some_and(|r| r.outcome.is_ok());
+    println!("PEER-RESULT answered={answered}");
+}
+
+fn hello_as_nobody(s: &Signer) -> bool {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "peer_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_ENV, &s.socket)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("PEER-RESULT"),
+        "child did not run: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.contains("answered=true")
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn open_to_all(s: &Signer) {
+    // Make the path reachable so that only SO_PEERCRED stands between `nobody` and the signer.
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&s.socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+}
+
+#[test]
+fn other_uids_are_refused_unless_allowed() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to run a client as uid {NOBODY}");
+        return;
+    }
+    let s = Signer::start(&["trader"], None);
+    open_to_all(&s);
+    assert!(!hello_as_nobody(&s), "a foreign uid was served");
+    drop(s);
+
+    let s = Signer::start_with(
+        &["trader"],
+        None,
+        &["--allow-peer-uid", &NOBODY.to_string()],
+    );
+    open_to_all(&s);
+    assert!(
+        hello_as_nobody(&s),
+        "an allowed uid was refused (the check above proves nothing)"
+    );
+}
+
+#[test]
+fn serves_a_systemd_activated_socket() {
+    let Ok(tool) = which("systemd-socket-activate") else {
+        eprintln!("SKIPPED: systemd-socket-activate not installed (tests/run installs systemd)");
+        return;
+    };
+    let mut s = Signer::start(&["trader"], None);
+    s.kill9();
+    let socket = s.dir.path().join("activated.sock");
+    let mut child = Command::new(tool)
+        .arg("-l")
+        .arg(&socket)
+        .arg(BIN)
+        .args(["serve", "--state-dir"])
+        .arg(s.state())
+        .arg("--passphrase-file")
+        .arg(s.state().join("dev/passphrase"))
+        .env("VIGIL_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let hello = loop {
+        if let Ok(mut c) = Client::connect(&socket, Duration::from_secs(10))
+            && let Ok(r) = c.call(Op::Hello)
+        {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "activated signer never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(ok(hello)["agents"][0]["agent"], "trader");
+}
+
+#[test]
+fn serve_without_socket_or_activation_says_what_to_do() {
+    let mut s = Signer::start(&["trader"], None);
+    s.kill9();
+    let out = Command::new(BIN)
+        .args(["serve", "--state-dir"])
+        .arg(s.state())
+        .arg("--passphrase-file")
+        .arg(s.state().join("dev/passphrase"))
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--socket"));
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
