@@ -4,7 +4,7 @@
 //!
 //! Start-up order and the trust argument: `docs/security-model.md`.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod approval;
 pub mod audit;
@@ -16,6 +16,7 @@ pub mod keys;
 pub mod keystore;
 pub mod ledger;
 pub mod policy;
+pub mod sandbox;
 pub mod server;
 
 pub use error::Error;
