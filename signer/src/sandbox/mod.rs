@@ -128,7 +128,9 @@ pub fn confine(cfg: &SandboxConfig) -> Result<ConfinementReport, SandboxError> {
         return Err(SandboxError::ThreadsRunning(threads));
     }
 
-    // 4. Privileges. RLIMIT_MEMLOCK is raised first, while root may still raise it.
+    // 4. Privileges. RLIMIT_MEMLOCK is raised first, while root may still raise it; one
+    // malloc arena keeps the locked address space small (see process::single_malloc_arena).
+    process::single_malloc_arena();
     let budget_met = process::raise_memlock_limit();
     let mut early_lock = None;
     let dropped_to = if rustix::process::geteuid().is_root() || rustix::process::getuid().is_root()
