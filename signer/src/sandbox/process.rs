@@ -155,14 +155,21 @@ pub fn drop_capabilities() -> Result<(), SandboxError> {
         |what: &str, e: rustix::io::Errno| SandboxError::PrivilegeDrop(format!("{what}: {e}"));
     rustix::thread::clear_ambient_capability_set()
         .map_err(|e| err("clear ambient capabilities", e))?;
-    let empty = CapabilitySets {
-        effective: CapabilitySet::empty(),
-        permitted: CapabilitySet::empty(),
-        inheritable: CapabilitySet::empty(),
+    let held = |sets: &CapabilitySets| {
+        !(sets.effective.is_empty() && sets.permitted.is_empty() && sets.inheritable.is_empty())
     };
-    rustix::thread::set_capabilities(None, empty).map_err(|e| err("capset", e))?;
+    // capset only when something is held: under systemd (User=, empty bounding set) there
+    // is nothing to drop, and the unit's SystemCallFilter=~@privileged forbids capset.
+    if held(&rustix::thread::capabilities(None).map_err(|e| err("capget", e))?) {
+        let empty = CapabilitySets {
+            effective: CapabilitySet::empty(),
+            permitted: CapabilitySet::empty(),
+            inheritable: CapabilitySet::empty(),
+        };
+        rustix::thread::set_capabilities(None, empty).map_err(|e| err("capset", e))?;
+    }
     let now = rustix::thread::capabilities(None).map_err(|e| err("capget", e))?;
-    if !(now.effective.is_empty() && now.permitted.is_empty() && now.inheritable.is_empty()) {
+    if held(&now) {
         return Err(SandboxError::PrivilegeDrop(format!(
             "capabilities remain: {now:?}"
         )));
@@ -176,14 +183,18 @@ pub fn forbid_dumps_and_new_privileges() -> Result<(), SandboxError> {
     let err = |what: &str, e: rustix::io::Errno| SandboxError::Harden(format!("{what}: {e}"));
     rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable)
         .map_err(|e| err("PR_SET_DUMPABLE 0", e))?;
-    setrlimit(
-        Resource::Core,
-        Rlimit {
-            current: Some(0),
-            maximum: Some(0),
-        },
-    )
-    .map_err(|e| err("RLIMIT_CORE 0", e))?;
+    let no_core = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    // Set only when not already 0/0 (systemd LimitCORE=0; its ~@resources filter forbids
+    // setrlimit), then checked either way.
+    if getrlimit(Resource::Core) != no_core {
+        setrlimit(Resource::Core, no_core.clone()).map_err(|e| err("RLIMIT_CORE 0", e))?;
+    }
+    if getrlimit(Resource::Core) != no_core {
+        return Err(SandboxError::Harden("RLIMIT_CORE is not 0".into()));
+    }
     rustix::thread::set_no_new_privs(true).map_err(|e| err("PR_SET_NO_NEW_PRIVS", e))?;
     if rustix::process::dumpable_behavior().map_err(|e| err("PR_GET_DUMPABLE", e))?
         != DumpableBehavior::NotDumpable
