@@ -190,7 +190,7 @@ pub fn forbid_dumps_and_new_privileges() -> Result<(), SandboxError> {
     // Set only when not already 0/0 (systemd LimitCORE=0; its ~@resources filter forbids
     // setrlimit), then checked either way.
     if getrlimit(Resource::Core) != no_core {
-        setrlimit(Resource::Core, no_core.clone()).map_err(|e| err("RLIMIT_CORE 0", e))?;
+        setrlimit(Resource::Core, no_core).map_err(|e| err("RLIMIT_CORE 0", e))?;
     }
     if getrlimit(Resource::Core) != no_core {
         return Err(SandboxError::Harden("RLIMIT_CORE is not 0".into()));
