@@ -87,6 +87,10 @@ pub struct ApproveRequest {
     pub approval_id: ApprovalId,
     /// The operator's current TOTP code (6 digits).
     pub code: String,
+    /// Optional fresh context (e.g. a newer blockhash): an approval may come minutes after the
+    /// request, when the original blockhash has expired. It cannot change what is paid to whom.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Context>,
 }
 
 /// Why a frame was not turned into a [`Request`].

@@ -1,1 +1,334 @@
-//! (being written)
+//! Operator approvals: pending approval requests and the TOTP check that completes them.
+//!
+//! The approval secret (RFC 6238 TOTP, enrolled in the operator's authenticator at the
+//! ceremony) lives only here. A code is accepted once: its time step must be later than the
+//! last step ever accepted (RFC 6238 §5.2), which also binds one code to one approval. After
+//! [`MAX_CONSECUTIVE_FAILURES`] wrong codes in a row, approvals are locked for
+//! [`LOCKOUT_SECS`], so a compromised orchestrator cannot brute-force six digits.
+
+use std::collections::BTreeMap;
+
+use totp_rs::{Algorithm, TOTP};
+use vigil_protocol::{AgentId, ApprovalId, Context, ErrorKind, IdempotencyKey, Intent};
+use zeroize::Zeroizing;
+
+/// How long an approval stays valid, by default.
+pub const DEFAULT_TTL_SECS: u64 = 600;
+/// TOTP time step (RFC 6238 default).
+pub const STEP_SECS: u64 = 30;
+/// Wrong codes in a row before approvals lock.
+pub const MAX_CONSECUTIVE_FAILURES: u32 = 3;
+/// How long approvals stay locked after too many wrong codes.
+pub const LOCKOUT_SECS: u64 = 300;
+/// Most approvals that may wait at once (bounds memory under a flood of large requests).
+pub const MAX_PENDING: usize = 256;
+
+/// A request waiting for the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// The agent that asked.
+    pub agent: AgentId,
+    /// The idempotency key of the `sign` that asked.
+    pub idempotency_key: IdempotencyKey,
+    /// What was asked.
+    pub intent: Intent,
+    /// The context it was asked with (a later `approve` may bring a fresher one).
+    pub context: Context,
+    /// The signer's own summary shown to the operator.
+    pub summary: String,
+    /// Unix seconds after which the approval is void.
+    pub expires_at: u64,
+}
+
+/// Why an approval attempt failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The protocol error kind.
+    pub kind: ErrorKind,
+    /// What to tell the operator.
+    pub message: String,
+}
+
+/// The state of approvals: pending requests, spent ids, the TOTP verifier and lockout.
+pub struct Approvals {
+    totp: TOTP,
+    ttl_secs: u64,
+    pending: BTreeMap<ApprovalId, Pending>,
+    /// Ids that were granted, refused or expired, to answer `approval_used` precisely.
+    closed: BTreeMap<ApprovalId, ErrorKind>,
+    last_step: u64,
+    consecutive_failures: u32,
+    locked_until: u64,
+}
+
+impl std::fmt::Debug for Approvals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Approvals")
+            .field("pending", &self.pending.len())
+            .field("last_step", &self.last_step)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Approvals {
+    /// Builds the verifier from the approval secret (at least 16 bytes).
+    pub fn new(secret: &Zeroizing<Vec<u8>>, ttl_secs: u64) -> Result<Self, String> {
+        let totp = TOTP::new(Algorithm::SHA1, 6, 1, STEP_SECS, secret.to_vec(), None, String::new())
+            .map_err(|e| format!("approval secret is unusable ({e}); re-run the key ceremony"))?;
+        Ok(Self {
+            totp,
+            ttl_secs,
+            pending: BTreeMap::new(),
+            closed: BTreeMap::new(),
+            last_step: 0,
+            consecutive_failures: 0,
+            locked_until: 0,
+        })
+    }
+
+    /// Registers a pending approval under `id` (from the CSPRNG) and returns its expiry.
+    pub fn open(&mut self, id: ApprovalId, mut pending: Pending, now: u64) -> Result<u64, Refusal> {
+        self.prune(now);
+        if self.pending.len() >= MAX_PENDING {
+            return Err(Refusal {
+                kind: ErrorKind::RateLimited,
+                message: format!("{MAX_PENDING} approvals are already waiting; answer or let them expire first"),
+            });
+        }
+        pending.expires_at = now.saturating_add(self.ttl_secs);
+        let expires = pending.expires_at;
+        self.pending.insert(id, pending);
+        Ok(expires)
+    }
+
+    /// Restores a pending approval while replaying the audit log at start.
+    pub fn restore(&mut self, id: ApprovalId, pending: Pending) {
+        self.pending.insert(id, pending);
+    }
+
+    /// Marks an id closed while replaying (granted or refused before a restart).
+    pub fn restore_closed(&mut self, id: ApprovalId, step: Option<u64>) {
+        self.pending.remove(&id);
+        self.closed.insert(id, ErrorKind::ApprovalUsed);
+        if let Some(s) = step {
+            self.last_step = self.last_step.max(s);
+        }
+    }
+
+    /// The pending approval with this id, if any and unexpired.
+    pub fn get(&self, id: &ApprovalId) -> Option<&Pending> {
+        self.pending.get(id)
+    }
+
+    /// Checks `code` for approval `id` at time `now`. On success removes and returns the
+    /// pending request and the TOTP step used (to be recorded durably).
+    pub fn verify(&mut self, id: &ApprovalId, code: &str, now: u64) -> Result<(Pending, u64), Refusal> {
+        if now < self.locked_until {
+            return Err(Refusal {
+                kind: ErrorKind::RateLimited,
+                message: format!(
+                    "approvals are locked for {} more seconds after {MAX_CONSECUTIVE_FAILURES} wrong codes in a row; \
+                     if you did not enter them, someone else is trying",
+                    self.locked_until - now
+                ),
+            });
+        }
+        let Some(pending) = self.pending.get(id) else {
+            return Err(match self.closed.get(id) {
+                Some(kind) => Refusal { kind: *kind, message: format!("approval {id} was already used or closed") },
+                None => Refusal {
+                    kind: ErrorKind::ApprovalUnknown,
+                    message: format!("no pending approval {id}; ask the agent to make the request again"),
+                },
+            });
+        };
+        if now > pending.expires_at {
+            self.pending.remove(id);
+            self.closed.insert(id.clone(), ErrorKind::ApprovalExpired);
+            return Err(Refusal {
+                kind: ErrorKind::ApprovalExpired,
+                message: format!("approval {id} expired; ask the agent to make the request again"),
+            });
+        }
+        match self.matching_step(code, now) {
+            Some(step) if step > self.last_step => {
+                self.consecutive_failures = 0;
+                self.last_step = step;
+                let done = self.pending.remove(id);
+                self.closed.insert(id.clone(), ErrorKind::ApprovalUsed);
+                // Invariant: `pending.get(id)` returned Some above and nothing removed it since.
+                done.map(|p| (p, step)).ok_or_else(|| Refusal {
+                    kind: ErrorKind::Internal,
+                    message: "approval vanished during verification".into(),
+                })
+            }
+            Some(_) => Err(self.fail(now, "this code was already used; wait for the next code in your authenticator")),
+            None => Err(self.fail(now, "wrong code; check your authenticator app and the device clock")),
+        }
+    }
+
+    fn fail(&mut self, now: u64, why: &str) -> Refusal {
+        self.consecutive_failures += 1;
+        let mut message = why.to_string();
+        if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
+            self.locked_until = now.saturating_add(LOCKOUT_SECS);
+            self.consecutive_failures = 0;
+            message.push_str(&format!("; approvals are now locked for {LOCKOUT_SECS} seconds"));
+        }
+        Refusal { kind: ErrorKind::ApprovalInvalidCode, message }
+    }
+
+    /// The time step (of now-1, now, now+1) whose code equals `code`, compared in constant time.
+    fn matching_step(&self, code: &str, now: u64) -> Option<u64> {
+        if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let current = now / STEP_SECS;
+        let mut found = None;
+        for step in [current.saturating_sub(1), current, current + 1] {
+            let expected = Zeroizing::new(self.totp.generate(step * STEP_SECS));
+            if constant_time_eq(expected.as_bytes(), code.as_bytes()) && found.is_none() {
+                found = Some(step);
+            }
+        }
+        found
+    }
+
+    /// Drops expired approvals (remembering them as expired) and bounds the closed set.
+    pub fn prune(&mut self, now: u64) {
+        let expired: Vec<ApprovalId> =
+            self.pending.iter().filter(|(_, p)| now > p.expires_at).map(|(id, _)| id.clone()).collect();
+        for id in expired {
+            self.pending.remove(&id);
+            self.closed.insert(id, ErrorKind::ApprovalExpired);
+        }
+        while self.closed.len() > 4 * MAX_PENDING {
+            self.closed.pop_first();
+        }
+    }
+
+    /// Number of approvals waiting.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A fresh approval id: 16 random bytes, hex.
+pub fn new_approval_id() -> Result<ApprovalId, String> {
+    let mut raw = [0u8; 16];
+    getrandom::getrandom(&mut raw).map_err(|e| format!("the OS random source failed: {e}"))?;
+    ApprovalId::try_from(format!("ap-{}", hex::encode(raw)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_protocol::{Amount, Chain, Network, TransferIntent};
+
+    const SECRET: &[u8] = b"12345678901234567890"; // RFC 6238 Appendix B SHA-1 secret
+
+    fn approvals() -> Approvals {
+        Approvals::new(&Zeroizing::new(SECRET.to_vec()), DEFAULT_TTL_SECS).unwrap()
+    }
+
+    fn pending() -> Pending {
+        Pending {
+            agent: "trader".parse().unwrap(),
+            idempotency_key: "k1".parse().unwrap(),
+            intent: Intent::Transfer(TransferIntent {
+                chain: Chain::Solana,
+                network: Network::Devnet,
+                asset: "SOL".into(),
+                to: "x".into(),
+                amount: Amount::from_base_units(1),
+            }),
+            context: Context::default(),
+            summary: "s".into(),
+            expires_at: 0,
+        }
+    }
+
+    fn code_at(t: u64) -> String {
+        approvals().totp.generate(t)
+    }
+
+    #[test]
+    fn rfc6238_vector() {
+        // RFC 6238 Appendix B, SHA-1, T = 59 s: 94287082 (8 digits); the 6-digit code is its last 6.
+        assert_eq!(code_at(59), "287082");
+        assert_eq!(code_at(1_111_111_109), "081804");
+    }
+
+    #[test]
+    fn code_is_single_use_and_bound_to_one_approval() {
+        let mut a = approvals();
+        let now = 1_700_000_000;
+        let (id1, id2) = ("ap-1".parse().unwrap(), "ap-2".parse().unwrap());
+        a.open(id1, pending(), now).unwrap();
+        a.open(id2, pending(), now).unwrap();
+        let code = code_at(now);
+        let id1: ApprovalId = "ap-1".parse().unwrap();
+        let id2: ApprovalId = "ap-2".parse().unwrap();
+        assert!(a.verify(&id1, &code, now).is_ok());
+        // Same code for another approval: refused (its step is spent).
+        assert_eq!(a.verify(&id2, &code, now).unwrap_err().kind, ErrorKind::ApprovalInvalidCode);
+        // Same approval again: used.
+        assert_eq!(a.verify(&id1, &code, now).unwrap_err().kind, ErrorKind::ApprovalUsed);
+        // The next step's code works for the second approval.
+        assert!(a.verify(&id2, &code_at(now + 30), now + 30).is_ok());
+    }
+
+    #[test]
+    fn expiry_unknown_and_lockout() {
+        let mut a = approvals();
+        let now = 1_700_000_000;
+        let id: ApprovalId = "ap-1".parse().unwrap();
+        let exp = a.open(id.clone(), pending(), now).unwrap();
+        assert_eq!(exp, now + DEFAULT_TTL_SECS);
+        let late = exp + 1;
+        assert_eq!(a.verify(&id, &code_at(late), late).unwrap_err().kind, ErrorKind::ApprovalExpired);
+        assert_eq!(a.verify(&"ap-9".parse().unwrap(), "123456", now).unwrap_err().kind, ErrorKind::ApprovalUnknown);
+
+        let id: ApprovalId = "ap-2".parse().unwrap();
+        a.open(id.clone(), pending(), now).unwrap();
+        let good = code_at(now);
+        let wrong = if good == "000000" { "111111" } else { "000000" };
+        for _ in 0..MAX_CONSECUTIVE_FAILURES - 1 {
+            assert_eq!(a.verify(&id, wrong, now).unwrap_err().kind, ErrorKind::ApprovalInvalidCode);
+        }
+        assert!(a.verify(&id, wrong, now).unwrap_err().message.contains("locked"));
+        // Even the right code is refused while locked.
+        assert_eq!(a.verify(&id, &good, now + 1).unwrap_err().kind, ErrorKind::RateLimited);
+        let after = now + LOCKOUT_SECS + 1;
+        a.pending.get_mut(&id).unwrap().expires_at = after + 100;
+        assert!(a.verify(&id, &code_at(after), after).is_ok());
+    }
+
+    #[test]
+    fn malformed_codes_are_wrong_not_errors() {
+        let mut a = approvals();
+        let id: ApprovalId = "ap-1".parse().unwrap();
+        a.open(id.clone(), pending(), 1000).unwrap();
+        for bad in ["", "12345", "1234567", "abcdef", "１２３４５６"] {
+            assert_eq!(a.verify(&id, bad, 1000).unwrap_err().kind, ErrorKind::ApprovalInvalidCode);
+            a.consecutive_failures = 0;
+        }
+    }
+
+    #[test]
+    fn restored_steps_are_not_reusable() {
+        let mut a = approvals();
+        let now = 1_700_000_000;
+        a.restore_closed("ap-old".parse().unwrap(), Some(now / STEP_SECS));
+        let id: ApprovalId = "ap-1".parse().unwrap();
+        a.open(id.clone(), pending(), now).unwrap();
+        assert_eq!(a.verify(&id, &code_at(now), now).unwrap_err().kind, ErrorKind::ApprovalInvalidCode);
+    }
+}

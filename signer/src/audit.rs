@@ -1,5 +1,352 @@
-//! (being written)
+//! The signer's journal: one durable, hash-chained, append-only file (`audit.jsonl`) that is
+//! both the spend ledger and the audit log, so that a signature's record is on disk after a
+//! single `fdatasync`, before the signature is released.
+//!
+//! Each line is one JSON object `{"seq":N,"ts":T,"prev":"<hex>","event":<event>,"hash":"<hex>"}`
+//! where `hash = SHA-256(prev || body)` and `body` is the line without its `hash` member (the
+//! exact bytes are defined in [`format`]). Editing, deleting or reordering any entry breaks the
+//! chain at that entry or the next one; [`verify_file`] names the first bad line.
+//!
+//! Life cycle: [`Opened::open`] reads and verifies the whole file (truncating a torn final line
+//! left by a crash) without starting any thread, so the signer can confine itself with landlock
+//! first; [`Opened::start`] then starts the single writer thread and returns an [`AuditLog`]
+//! handle. Appends are group-committed: the writer takes every request queued at that moment,
+//! writes all their lines with one write and makes them durable with one `fdatasync`, then
+//! completes every caller. A failed write or `fdatasync` poisons the log: that batch and every
+//! later append fail, so the signer stops releasing signatures (fail closed).
+//!
+//! Operator-facing description: `docs/audit.md`.
 
-/// Placeholder until the module lands.
+mod format;
+mod writer;
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use format::{VerifyFailure, VerifyReport, verify_file, verify_file_with_head};
+
+/// The journal's file name inside the signer's state directory.
+pub const AUDIT_FILE: &str = "audit.jsonl";
+
+/// `prev` of the first entry: 32 zero bytes.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// How far (seconds) an entry's `ts` may lie before the previous entry's `ts`: clock
+/// corrections smaller than this are tolerated, larger steps back are refused.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
+
+/// The most events the writer puts in one batch (one write, one `fdatasync`). A single request
+/// larger than this is still written whole, in one batch of its own.
+pub const MAX_BATCH_EVENTS: usize = 512;
+
+/// One verified entry of the journal.
+#[derive(Clone, Debug)]
+pub struct Entry<E> {
+    /// Position in the chain: 1-based and contiguous.
+    pub seq: u64,
+    /// Unix seconds, as given by the caller of `append`.
+    pub ts: u64,
+    /// The previous entry's `hash` ([`GENESIS`] for the first entry).
+    pub prev: [u8; 32],
+    /// `SHA-256(prev || body)`.
+    pub hash: [u8; 32],
+    /// The recorded event.
+    pub event: E,
+}
+
+/// Where an appended event landed in the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The entry's sequence number.
+    pub seq: u64,
+    /// The entry's hash (the new head of the chain if it is the last one).
+    pub hash: [u8; 32],
+}
+
+/// Counters of the writer, for `status` and for tests of group commit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Batches written, each with one write and one `fdatasync`.
+    pub batches: u64,
+    /// Entries written by this process (not counting the ones replayed at open).
+    pub entries: u64,
+}
+
+/// Why the journal could not be opened, verified or appended to.
 #[derive(Debug, thiserror::Error)]
-pub enum AuditError {}
+pub enum AuditError {
+    /// A complete line of the journal fails verification: the log was edited, truncated in the
+    /// middle or reordered. The signer refuses to start on it.
+    #[error(transparent)]
+    Verify(#[from] VerifyFailure),
+    /// Reading, creating, truncating, writing or syncing the journal failed.
+    #[error("audit log {path}: {err}; check the disk and the state directory, then restart the signer", path = .0.display(), err = .1)]
+    Io(PathBuf, io::Error),
+    /// An earlier write or `fdatasync` failed, so nothing can be made durable any more.
+    #[error(
+        "the audit log is poisoned: an earlier write or fdatasync failed, so no later entry can be made durable; no signature may be released: check the disk, then restart the signer"
+    )]
+    Poisoned,
+    /// An event could not be serialized to one line of JSON (nothing was written for it).
+    #[error("an audit event could not be encoded as one line of JSON: {0}")]
+    Encode(String),
+    /// The caller's timestamp lies too far before the last entry's (nothing was written).
+    #[error(
+        "the clock went back: timestamp {ts} is more than {MAX_CLOCK_SKEW_SECS} s before the last audit entry's ({last_ts}); fix the system clock (the entry was not written)"
+    )]
+    ClockWentBack {
+        /// The timestamp given to `append`.
+        ts: u64,
+        /// The timestamp of the last entry in the log.
+        last_ts: u64,
+    },
+    /// Another process (or another handle in this one) holds the journal open for writing.
+    #[error(
+        "audit log {}: another process holds it open for writing (another signer running on the same state directory?); stop it first",
+        .0.display()
+    )]
+    Locked(PathBuf),
+    /// The journal exists but is not a regular file owned safely (e.g. a directory, or
+    /// writable by group or others).
+    #[error("audit log {path}: {reason}", path = .0.display(), reason = .1)]
+    Unsafe(PathBuf, String),
+    /// The writer thread could not be started.
+    #[error("could not start the audit writer thread: {0}")]
+    Spawn(io::Error),
+    /// The writer thread is gone (it panicked); nothing more can be appended.
+    #[error("the audit writer thread stopped; no signature may be released: restart the signer")]
+    WriterStopped,
+}
+
+/// The journal, opened and verified, with no thread started yet.
+///
+/// The signer confines itself with landlock between [`Opened::open`] and [`Opened::start`]:
+/// landlock applies only to threads created after it.
+#[derive(Debug)]
+pub struct Opened<E> {
+    path: PathBuf,
+    file: File,
+    entries: Vec<Entry<E>>,
+    truncated: u64,
+}
+
+impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<E> {
+    /// Opens or creates `dir/audit.jsonl` (mode 0600; `dir` must exist), takes an exclusive lock
+    /// on it, and reads and verifies every entry.
+    ///
+    /// A torn final line (no trailing newline: a write cut by a crash) is truncated away and
+    /// reported by [`Opened::truncated_tail_bytes`]; it was never acknowledged, because
+    /// acknowledgement happens only after `fdatasync`. Any complete line that fails verification,
+    /// or whose event is not an `E`, is an error naming the line: the log was tampered with, and
+    /// the signer must refuse to start.
+    pub fn open(dir: &Path) -> Result<Opened<E>, AuditError> {
+        let path = dir.join(AUDIT_FILE);
+        let io_err = |e| AuditError::Io(path.clone(), e);
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).append(true).mode(0o600);
+        let (file, created) = match options.clone().create_new(true).open(&path) {
+            Ok(file) => (file, true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                (options.open(&path).map_err(io_err)?, false)
+            }
+            Err(e) => return Err(io_err(e)),
+        };
+        check_file(&path, &file)?;
+        lock(&path, &file)?;
+        if created {
+            // The new directory entry must survive a crash too, or the first fdatasync'd
+            // entries could vanish with their file.
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| AuditError::Io(dir.to_path_buf(), e))?;
+        }
+        let (entries, valid_len, total_len) = replay(&path, &file)?;
+        let truncated = total_len - valid_len;
+        if truncated > 0 {
+            tracing::warn!(
+                path = %path.display(),
+                bytes = truncated,
+                "removing a torn final line of the audit log (a write cut by a crash; it was never acknowledged)"
+            );
+            file.set_len(valid_len).map_err(io_err)?;
+            file.sync_all().map_err(io_err)?;
+        }
+        Ok(Opened {
+            path,
+            file,
+            entries,
+            truncated,
+        })
+    }
+
+    /// The verified entries, in order.
+    pub fn entries(&self) -> &[Entry<E>] {
+        &self.entries
+    }
+
+    /// Bytes of a torn final line removed at open (0 when the file ended cleanly).
+    pub fn truncated_tail_bytes(&self) -> u64 {
+        self.truncated
+    }
+
+    /// Starts the single writer thread and returns its handle with the replayed entries.
+    pub fn start(self) -> Result<(AuditLog<E>, Vec<Entry<E>>), AuditError> {
+        let head = match self.entries.last() {
+            Some(last) => writer::Head {
+                seq: last.seq,
+                hash: last.hash,
+                ts: last.ts,
+            },
+            None => writer::Head {
+                seq: 0,
+                hash: GENESIS,
+                ts: 0,
+            },
+        };
+        let inner = writer::Writer::spawn(self.path, self.file, head)?;
+        Ok((
+            AuditLog {
+                inner: Arc::new(inner),
+            },
+            self.entries,
+        ))
+    }
+
+    /// Test hook: makes the writer write to `file` instead (e.g. `/dev/full`, to make writes fail).
+    #[cfg(test)]
+    pub(crate) fn replace_file_for_test(&mut self, file: File) {
+        self.file = file;
+    }
+}
+
+/// A handle on the running journal. Cheap to clone; the writer thread stops (and the file is
+/// closed and unlocked) when the last handle is dropped.
+#[derive(Debug)]
+pub struct AuditLog<E> {
+    inner: Arc<writer::Writer<E>>,
+}
+
+impl<E> Clone for AuditLog<E> {
+    fn clone(&self) -> Self {
+        AuditLog {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<E: serde::Serialize + Send + 'static> AuditLog<E> {
+    /// Appends `events` (all with timestamp `ts`) as consecutive entries; resolves only after
+    /// they are on disk. If the future is dropped early the entries may still be written (and
+    /// then count, e.g. as spent): callers must not release anything before this resolves.
+    pub async fn append(&self, ts: u64, events: Vec<E>) -> Result<Vec<Appended>, AuditError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner.submit(ts, events, writer::Reply::Async(tx))?;
+        rx.await.map_err(|_| AuditError::WriterStopped)?
+    }
+
+    /// Blocking variant of [`AuditLog::append`] for non-async callers (tests, CLIs). Do not call
+    /// it from an async task: it blocks the thread until the batch is on disk.
+    pub fn append_blocking(&self, ts: u64, events: Vec<E>) -> Result<Vec<Appended>, AuditError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.inner.submit(ts, events, writer::Reply::Blocking(tx))?;
+        rx.recv().map_err(|_| AuditError::WriterStopped)?
+    }
+}
+
+impl<E> AuditLog<E> {
+    /// `(last seq, last hash)` acknowledged so far; `(0, GENESIS)` when empty.
+    pub fn head(&self) -> (u64, [u8; 32]) {
+        self.inner.head()
+    }
+
+    /// True once a write or `fdatasync` has failed: every append fails from then on.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.is_poisoned()
+    }
+
+    /// Batches and entries written by this process.
+    pub fn stats(&self) -> AuditStats {
+        self.inner.stats()
+    }
+}
+
+/// Refuses a journal that is not a regular file, or that others could write to.
+fn check_file(path: &Path, file: &File) -> Result<(), AuditError> {
+    let meta = file
+        .metadata()
+        .map_err(|e| AuditError::Io(path.to_path_buf(), e))?;
+    if !meta.file_type().is_file() {
+        return Err(AuditError::Unsafe(
+            path.to_path_buf(),
+            "is not a regular file; move it away and restore the journal from a backup".into(),
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(AuditError::Unsafe(
+            path.to_path_buf(),
+            format!(
+                "is writable by group or others (mode {mode:o}); run `chmod 600` on it, and verify it with `vigil-signer audit-verify` since anyone could have edited it"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Takes an exclusive advisory lock, so two signers never interleave appends to one chain.
+fn lock(path: &Path, file: &File) -> Result<(), AuditError> {
+    use rustix::fs::{FlockOperation, flock};
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(AuditError::Locked(path.to_path_buf())),
+        Err(e) => Err(AuditError::Io(path.to_path_buf(), e.into())),
+    }
+}
+
+/// Reads and verifies every complete line. Returns the entries, the length of the verified
+/// prefix and the file's total length (they differ by a torn final line).
+fn replay<E: serde::de::DeserializeOwned>(
+    path: &Path,
+    file: &File,
+) -> Result<(Vec<Entry<E>>, u64, u64), AuditError> {
+    let io_err = |e| AuditError::Io(path.to_path_buf(), e);
+    let mut reader = BufReader::new(file);
+    let mut chain = format::Chain::new(path);
+    let mut entries = Vec::new();
+    let mut line = Vec::new();
+    let mut valid_len: u64 = 0;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(io_err)?;
+        if n == 0 {
+            return Ok((entries, valid_len, valid_len));
+        }
+        if line.last() != Some(&b'\n') {
+            // A torn final line: read_until stops only at a newline or at the end of the file.
+            return Ok((entries, valid_len, valid_len + n as u64));
+        }
+        let checked = chain.check(&line)?;
+        let event = serde_json::from_str::<E>(checked.event.get())
+            .map_err(|e| chain.failure(Some(checked.seq), format!("unknown event: {e}")))?;
+        entries.push(Entry {
+            seq: checked.seq,
+            ts: checked.ts,
+            prev: checked.prev,
+            hash: checked.hash,
+            event,
+        });
+        valid_len += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests;

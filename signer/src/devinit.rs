@@ -1,1 +1,191 @@
-//! (being written)
+//! `dev-init`: an INSECURE development setup for demos and tests. It does in one step what
+//! the offline key ceremony does (agent keys, approval secret, policy key, signed policy),
+//! but on this machine, with cheap scrypt costs and with the passphrase, the policy key seed
+//! and the TOTP secret left in plain files under `STATE/dev/`. Never use it for money.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use serde_json::{Value, json};
+use totp_rs::{Algorithm, Secret, TOTP};
+use vigil_protocol::{AgentId, Chain};
+use zeroize::Zeroizing;
+
+use crate::chains::solana;
+use crate::error::Error;
+use crate::keys::Ed25519Key;
+use crate::keystore::{self, KdfParams, Purpose};
+use crate::policy;
+
+/// Subdirectories of the signer's state dir.
+pub mod layout {
+    use std::path::{Path, PathBuf};
+    /// Encrypted key files (read-only to the running signer).
+    pub fn keystore(state: &Path) -> PathBuf {
+        state.join("keystore")
+    }
+    /// `policy.toml` and its signature (read-only to the running signer).
+    pub fn policy(state: &Path) -> PathBuf {
+        state.join("policy")
+    }
+    /// The audit log / ledger (the only place the running signer writes).
+    pub fn ledger(state: &Path) -> PathBuf {
+        state.join("ledger")
+    }
+    /// Development-only secrets written by `dev-init`.
+    pub fn dev(state: &Path) -> PathBuf {
+        state.join("dev")
+    }
+    /// The dev passphrase file.
+    pub fn dev_passphrase(state: &Path) -> PathBuf {
+        dev(state).join("passphrase")
+    }
+    /// The dev policy key seed (hex).
+    pub fn dev_policy_key(state: &Path) -> PathBuf {
+        dev(state).join("policy-key.seed")
+    }
+}
+
+/// What `dev-init` should make.
+#[derive(Debug)]
+pub struct DevInit {
+    /// The state dir to create (must not already hold a keystore).
+    pub state_dir: PathBuf,
+    /// The agents, each with a Solana key.
+    pub agents: Vec<AgentId>,
+    /// A policy file to sign instead of the default one.
+    pub policy: Option<PathBuf>,
+}
+
+/// Creates the dev state dir and returns the JSON printed to the user.
+pub fn run(opts: &DevInit) -> Result<Value, Error> {
+    let state = &opts.state_dir;
+    if opts.agents.is_empty() {
+        return Err(Error::Other("name at least one agent with --agents".into()));
+    }
+    let ks_dir = layout::keystore(state);
+    if ks_dir.exists() && fs::read_dir(&ks_dir).map_err(|e| Error::Io(ks_dir.clone(), e))?.next().is_some() {
+        return Err(Error::Other(format!(
+            "{} already holds a keystore; dev-init never overwrites keys. Use a new --state-dir",
+            ks_dir.display()
+        )));
+    }
+    for dir in [state.clone(), ks_dir.clone(), layout::policy(state), layout::ledger(state), layout::dev(state)] {
+        make_private_dir(&dir)?;
+    }
+
+    let mut pass_bytes = Zeroizing::new([0u8; 24]);
+    random(&mut *pass_bytes)?;
+    let passphrase_text = Zeroizing::new(hex::encode(*pass_bytes));
+    let passphrase = secrecy::SecretString::from(passphrase_text.to_string());
+    write_private(&layout::dev_passphrase(state), format!("{}\n", &*passphrase_text).as_bytes())?;
+
+    let params = KdfParams::INSECURE_DEV;
+    let mut agents = Vec::new();
+    let mut addresses = Vec::new();
+    for agent in &opts.agents {
+        let (key, seed) = Ed25519Key::generate().map_err(|e| Error::Other(format!("OS random source failed: {e}")))?;
+        let address = solana::address_of(&key.public_bytes());
+        let purpose = Purpose::AgentKey { agent: agent.clone(), chain: Chain::Solana };
+        keystore::write_entry(&ks_dir, &purpose, &*seed, &address, params, true, &passphrase)?;
+        agents.push(json!({ "agent": agent, "addresses": { "solana": address } }));
+        addresses.push((agent.clone(), address));
+    }
+
+    let mut totp_secret = Zeroizing::new(vec![0u8; 20]);
+    random(&mut totp_secret)?;
+    keystore::write_entry(&ks_dir, &Purpose::ApprovalSecret, &totp_secret, "", params, true, &passphrase)?;
+    let encoded = match Secret::Raw(totp_secret.to_vec()).to_encoded() {
+        Secret::Encoded(s) => Zeroizing::new(s),
+        Secret::Raw(_) => return Err(Error::Other("could not base32-encode the TOTP secret".into())),
+    };
+    let otpauth = TOTP::new(Algorithm::SHA1, 6, 1, 30, totp_secret.to_vec(), Some("Vigil-dev".into()), "operator".into())
+        .map(|t| t.get_url())
+        .map_err(|e| Error::Other(format!("TOTP setup failed: {e}")))?;
+    write_private(&layout::dev(state).join("totp-secret.base32"), format!("{}\n", &*encoded).as_bytes())?;
+
+    let (policy_key, policy_seed) =
+        Ed25519Key::generate().map_err(|e| Error::Other(format!("OS random source failed: {e}")))?;
+    let policy_public = policy_key.public_bytes();
+    keystore::write_entry(&ks_dir, &Purpose::PolicyPin, &policy_public, &hex::encode(policy_public), params, true, &passphrase)?;
+    write_private(&layout::dev_policy_key(state), format!("{}\n", hex::encode(*policy_seed)).as_bytes())?;
+
+    let dev_peer = dev_peer_address()?;
+    let policy_text = match &opts.policy {
+        Some(path) => fs::read_to_string(path).map_err(|e| Error::Io(path.clone(), e))?,
+        None => default_policy(&addresses, &dev_peer),
+    };
+    let digest = sign_policy_with(&policy_key, state, policy_text.as_bytes())?;
+
+    Ok(json!({
+        "warning": "DEVELOPMENT ONLY: keys, passphrase, policy key and TOTP secret are on this machine in plain files. Never put money behind this state dir.",
+        "state_dir": state,
+        "passphrase_file": layout::dev_passphrase(state),
+        "agents": agents,
+        "dev_peer": dev_peer,
+        "totp_secret_base32": &*encoded,
+        "otpauth_uri": otpauth,
+        "policy_digest": digest,
+    }))
+}
+
+/// Signs `policy_bytes` with the dev policy key of `state` and installs it (dev only).
+pub fn resign_policy(state: &Path, policy_bytes: &[u8]) -> Result<String, Error> {
+    let path = layout::dev_policy_key(state);
+    let text = Zeroizing::new(fs::read_to_string(&path).map_err(|e| Error::Io(path.clone(), e))?);
+    let mut seed = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.trim(), &mut *seed)
+        .map_err(|e| Error::Other(format!("{}: not a hex 32-byte seed ({e})", path.display())))?;
+    let key = Ed25519Key::from_seed(&seed);
+    sign_policy_with(&key, state, policy_bytes)
+}
+
+fn sign_policy_with(key: &Ed25519Key, state: &Path, policy_bytes: &[u8]) -> Result<String, Error> {
+    let parsed = policy::parse(policy_bytes)?;
+    let sig = key.sign(&policy::signing_message(policy_bytes));
+    let dir = layout::policy(state);
+    write_private(&dir.join(policy::POLICY_FILE), policy_bytes)?;
+    write_private(&dir.join(policy::SIGNATURE_FILE), policy::signature_file_contents(&sig).as_bytes())?;
+    Ok(hex::encode(parsed.digest))
+}
+
+/// The default dev policy: every agent may send devnet/testnet SOL to the other agents and
+/// to one dev peer; 1 SOL per transaction, 5 SOL per 24 h, approval above 0.5 SOL.
+pub fn default_policy(agents: &[(AgentId, String)], dev_peer: &str) -> String {
+    let mut out = String::from(
+        "# Vigil policy (development). Signed by the dev policy key made by `vigil-signer dev-init`.\nversion = 1\n",
+    );
+    for (agent, _) in agents {
+        let mut recipients: Vec<String> =
+            agents.iter().filter(|(a, _)| a != agent).map(|(_, addr)| format!("\"{addr}\"")).collect();
+        recipients.push(format!("\"{dev_peer}\""));
+        out.push_str(&format!(
+            "\n[agents.{agent}]\nactions = [\"transfer\"]\nnetworks = [\"solana:devnet\", \"solana:testnet\"]\n\
+             recipients = [{}]\nrate_limit_per_minute = 60\n\n[agents.{agent}.assets.SOL]\nchain = \"solana\"\n\
+             per_tx_cap = \"1000000000\"\nvelocity_24h = \"5000000000\"\napproval_threshold = \"500000000\"\n",
+            recipients.join(", ")
+        ));
+    }
+    out
+}
+
+fn dev_peer_address() -> Result<String, Error> {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    random(&mut *seed)?;
+    Ok(solana::address_of(&SigningKey::from_bytes(&seed).verifying_key().to_bytes()))
+}
+
+fn random(buf: &mut [u8]) -> Result<(), Error> {
+    getrandom::getrandom(buf).map_err(|e| Error::Other(format!("the OS random source failed: {e}")))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    keystore::write_private_file(path, bytes).map_err(|e| Error::Io(path.to_path_buf(), e))
+}
+
+fn make_private_dir(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| Error::Io(dir.to_path_buf(), e))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| Error::Io(dir.to_path_buf(), e))
+}

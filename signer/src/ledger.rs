@@ -1,1 +1,298 @@
-//! (being written)
+//! The ledger: what the signer has recorded, rebuilt from the audit log at start and kept
+//! in memory while serving. Spends, recent requests (for the rate limit), idempotency
+//! records and approval history live here; [`Event`] is what the audit log stores.
+//!
+//! The audit log is the ledger's durable form: an [`Event::Signed`] entry is the spend
+//! record, fsynced before the signature leaves (see `engine`). So after `kill -9` and a
+//! restart, replaying the log gives exactly the totals that were acknowledged.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use vigil_protocol::message::Signed;
+use vigil_protocol::{AgentId, Amount, ApprovalId, Context, ErrorKind, IdempotencyKey, Intent, Rule};
+
+use crate::approval::{Approvals, Pending};
+use crate::audit::Entry;
+use crate::policy::History;
+
+/// The rolling window of the velocity cap.
+pub const VELOCITY_WINDOW_SECS: u64 = 86_400;
+/// How long a signed result is remembered for its idempotency key.
+pub const IDEMPOTENCY_WINDOW_SECS: u64 = 2 * 86_400;
+/// The window of the per-minute rate limit.
+pub const RATE_WINDOW_SECS: u64 = 60;
+
+/// One audit log entry's payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    /// The signer started with this policy.
+    Started {
+        /// Signer version.
+        version: String,
+        /// SHA-256 of the policy file, hex.
+        policy_digest: String,
+    },
+    /// A transaction was signed: this is the spend record.
+    Signed {
+        /// The agent whose key signed.
+        agent: AgentId,
+        /// Its idempotency key.
+        idempotency_key: IdempotencyKey,
+        /// SHA-256 of the canonical intent JSON, hex.
+        intent_digest: String,
+        /// The asset spent.
+        asset: String,
+        /// Base units spent.
+        amount: Amount,
+        /// The signer's summary of what it built.
+        summary: String,
+        /// The transaction signature.
+        signature: String,
+        /// The wire transaction, base64 (kept so an idempotent retry returns the same bytes).
+        tx: String,
+        /// The approval that released it, if it needed one.
+        approval_id: Option<ApprovalId>,
+    },
+    /// A request was refused.
+    Denied {
+        /// The agent.
+        agent: AgentId,
+        /// The protocol error kind.
+        kind: ErrorKind,
+        /// The policy rule, for `policy_denied`.
+        rule: Option<Rule>,
+        /// The message returned.
+        message: String,
+    },
+    /// A request above the threshold now waits for the operator.
+    ApprovalRequested {
+        /// The approval id.
+        approval_id: ApprovalId,
+        /// The agent.
+        agent: AgentId,
+        /// The idempotency key of the request.
+        idempotency_key: IdempotencyKey,
+        /// The request's intent.
+        intent: Intent,
+        /// The request's context.
+        context: Context,
+        /// The summary shown to the operator.
+        summary: String,
+        /// Unix seconds after which it is void.
+        expires_at: u64,
+    },
+    /// The operator's code was accepted.
+    ApprovalGranted {
+        /// The approval id.
+        approval_id: ApprovalId,
+        /// The TOTP time step consumed (never accepted again).
+        totp_step: u64,
+    },
+    /// An approval attempt failed.
+    ApprovalRefused {
+        /// The approval id.
+        approval_id: ApprovalId,
+        /// Why.
+        kind: ErrorKind,
+    },
+}
+
+/// What an idempotency key maps to.
+#[derive(Clone, Debug)]
+pub enum Remembered {
+    /// Signed and durable.
+    Signed { intent_digest: String, result: Signed, ts: u64 },
+    /// Signed, its record not yet durable; waiters watch for the outcome.
+    InFlight { intent_digest: String, done: tokio::sync::watch::Receiver<Option<Result<Signed, String>>> },
+    /// Waiting for the operator.
+    Pending { intent_digest: String, approval_id: ApprovalId, expires_at: u64 },
+}
+
+impl Remembered {
+    /// The digest of the intent this key was first used with.
+    pub fn intent_digest(&self) -> &str {
+        match self {
+            Remembered::Signed { intent_digest, .. }
+            | Remembered::InFlight { intent_digest, .. }
+            | Remembered::Pending { intent_digest, .. } => intent_digest,
+        }
+    }
+}
+
+/// The in-memory ledger.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    spends: BTreeMap<AgentId, VecDeque<Spend>>,
+    requests: BTreeMap<AgentId, VecDeque<u64>>,
+    idempotency: BTreeMap<(AgentId, IdempotencyKey), Remembered>,
+}
+
+#[derive(Clone, Debug)]
+struct Spend {
+    ts: u64,
+    asset: String,
+    amount: u128,
+}
+
+impl Ledger {
+    /// Rebuilds the ledger and approval state from replayed audit entries.
+    pub fn replay(entries: &[Entry<Event>], approvals: &mut Approvals, now: u64) -> Self {
+        let mut ledger = Ledger::default();
+        for e in entries {
+            match &e.event {
+                Event::Signed { agent, idempotency_key, intent_digest, asset, amount, summary, signature, tx, .. } => {
+                    ledger.record_spend(agent, asset, amount.base_units(), e.ts);
+                    let result = Signed { tx: tx.clone(), signature: signature.clone(), summary: summary.clone(), ledger_seq: e.seq };
+                    ledger.idempotency.insert(
+                        (agent.clone(), idempotency_key.clone()),
+                        Remembered::Signed { intent_digest: intent_digest.clone(), result, ts: e.ts },
+                    );
+                }
+                Event::ApprovalRequested { approval_id, agent, idempotency_key, intent, context, summary, expires_at } => {
+                    approvals.restore(
+                        approval_id.clone(),
+                        Pending {
+                            agent: agent.clone(),
+                            idempotency_key: idempotency_key.clone(),
+                            intent: intent.clone(),
+                            context: context.clone(),
+                            summary: summary.clone(),
+                            expires_at: *expires_at,
+                        },
+                    );
+                    ledger.idempotency.insert(
+                        (agent.clone(), idempotency_key.clone()),
+                        Remembered::Pending { intent_digest: intent_digest(intent), approval_id: approval_id.clone(), expires_at: *expires_at },
+                    );
+                }
+                Event::ApprovalGranted { approval_id, totp_step } => approvals.restore_closed(approval_id.clone(), Some(*totp_step)),
+                Event::ApprovalRefused { .. } | Event::Denied { .. } | Event::Started { .. } => {}
+            }
+        }
+        approvals.prune(now);
+        ledger.prune(now);
+        ledger
+    }
+
+    /// Counts a spend (reserved before it is durable; never un-counted: failing closed).
+    pub fn record_spend(&mut self, agent: &AgentId, asset: &str, amount: u128, ts: u64) {
+        self.spends.entry(agent.clone()).or_default().push_back(Spend { ts, asset: asset.to_string(), amount });
+    }
+
+    /// Notes that `agent` made a `sign` request now (for the rate limit).
+    pub fn note_request(&mut self, agent: &AgentId, now: u64) {
+        let q = self.requests.entry(agent.clone()).or_default();
+        q.push_back(now);
+        while q.front().is_some_and(|t| *t + RATE_WINDOW_SECS <= now) {
+            q.pop_front();
+        }
+    }
+
+    /// What this idempotency key maps to.
+    pub fn remembered(&self, agent: &AgentId, key: &IdempotencyKey) -> Option<&Remembered> {
+        self.idempotency.get(&(agent.clone(), key.clone()))
+    }
+
+    /// Sets what this idempotency key maps to.
+    pub fn remember(&mut self, agent: &AgentId, key: &IdempotencyKey, r: Remembered) {
+        self.idempotency.insert((agent.clone(), key.clone()), r);
+    }
+
+    /// Forgets a key (an approval that expired, a record that could not be written).
+    pub fn forget(&mut self, agent: &AgentId, key: &IdempotencyKey) {
+        self.idempotency.remove(&(agent.clone(), key.clone()));
+    }
+
+    /// Base units of each asset spent by `agent` in the 24 h before `now`.
+    pub fn spent_24h(&self, agent: &AgentId, now: u64) -> BTreeMap<String, u128> {
+        let mut out = BTreeMap::new();
+        let since = now.saturating_sub(VELOCITY_WINDOW_SECS);
+        for s in self.spends.get(agent).into_iter().flatten().filter(|s| s.ts >= since) {
+            let total: &mut u128 = out.entry(s.asset.clone()).or_default();
+            *total = total.saturating_add(s.amount);
+        }
+        out
+    }
+
+    /// Drops what no window needs any more.
+    pub fn prune(&mut self, now: u64) {
+        let since = now.saturating_sub(VELOCITY_WINDOW_SECS);
+        for q in self.spends.values_mut() {
+            while q.front().is_some_and(|s| s.ts < since) {
+                q.pop_front();
+            }
+        }
+        let keep_from = now.saturating_sub(IDEMPOTENCY_WINDOW_SECS);
+        self.idempotency.retain(|_, r| match r {
+            Remembered::Signed { ts, .. } => *ts >= keep_from,
+            Remembered::Pending { expires_at, .. } => *expires_at >= now,
+            Remembered::InFlight { .. } => true,
+        });
+    }
+}
+
+impl History for Ledger {
+    fn spent_since(&self, agent: &AgentId, asset: &str, since: u64) -> u128 {
+        self.spends
+            .get(agent)
+            .into_iter()
+            .flatten()
+            .filter(|s| s.ts >= since && s.asset == asset)
+            .fold(0u128, |acc, s| acc.saturating_add(s.amount))
+    }
+
+    fn requests_since(&self, agent: &AgentId, since: u64) -> u32 {
+        let n = self.requests.get(agent).map_or(0, |q| q.iter().filter(|t| **t >= since).count());
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+}
+
+/// SHA-256 of the intent's JSON (serde field order is fixed by the types), hex.
+pub fn intent_digest(intent: &Intent) -> String {
+    let json = serde_json::to_vec(intent).unwrap_or_default();
+    hex::encode(Sha256::digest(&json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent() -> AgentId {
+        "trader".parse().unwrap()
+    }
+
+    #[test]
+    fn velocity_window_slides() {
+        let mut l = Ledger::default();
+        l.record_spend(&agent(), "SOL", 100, 1_000);
+        l.record_spend(&agent(), "SOL", 50, 50_000);
+        l.record_spend(&agent(), "USDC", 7, 50_000);
+        assert_eq!(l.spent_since(&agent(), "SOL", 0), 150);
+        let now = 1_000 + VELOCITY_WINDOW_SECS + 1;
+        assert_eq!(l.spent_24h(&agent(), now).get("SOL"), Some(&50));
+        l.prune(now);
+        assert_eq!(l.spent_since(&agent(), "SOL", 0), 50);
+        assert_eq!(l.spent_since(&"other".parse().unwrap(), "SOL", 0), 0);
+    }
+
+    #[test]
+    fn rate_window_counts_the_last_minute() {
+        let mut l = Ledger::default();
+        for t in [100, 130, 159, 161] {
+            l.note_request(&agent(), t);
+        }
+        assert_eq!(l.requests_since(&agent(), 161 - RATE_WINDOW_SECS), 3);
+    }
+
+    #[test]
+    fn events_round_trip_and_reject_unknown_fields() {
+        let e = Event::Denied { agent: agent(), kind: ErrorKind::PolicyDenied, rule: Some(Rule::PerTxCap), message: "m".into() };
+        let s = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<Event>(&s).unwrap(), e);
+        let extra = s.replace("\"message\"", "\"x\":1,\"message\"");
+        assert!(serde_json::from_str::<Event>(&extra).is_err());
+    }
+}

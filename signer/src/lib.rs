@@ -8,6 +8,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod daemon;
 pub mod chains;
 pub mod devinit;
 pub mod engine;
@@ -17,6 +18,7 @@ pub mod keystore;
 pub mod ledger;
 pub mod policy;
 pub mod sandbox;
+pub mod sandbox_fds;
 pub mod server;
 
 pub use error::Error;

@@ -1,1 +1,140 @@
-fn main() {}
+//! The `vigil-signer` command: `serve`, `dev-init`, `dev-sign-policy`, `audit-verify`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use vigil_protocol::AgentId;
+use vigil_signer::{audit, daemon, devinit};
+
+/// The Vigil signer: keys, policy, ledger and audit, behind one Unix socket.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the signer protocol on a Unix socket.
+    Serve {
+        /// State dir holding keystore/, policy/ and ledger/.
+        #[arg(long, env = "VIGIL_SIGNER_STATE_DIR", default_value = "/var/lib/vigil-signer")]
+        state_dir: PathBuf,
+        /// Socket path to bind; omit under systemd socket activation (LISTEN_FDS).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Keystore passphrase file; default: the systemd credential vigil-keystore-passphrase.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// Also allow this peer uid to connect (repeatable); the signer's own uid is always allowed.
+        #[arg(long = "allow-peer-uid")]
+        allow_peer_uid: Vec<u32>,
+        /// Seconds an approval waits for the operator.
+        #[arg(long, default_value_t = vigil_signer::approval::DEFAULT_TTL_SECS)]
+        approval_ttl: u64,
+    },
+    /// INSECURE development setup: keys, passphrase, policy key and TOTP secret in plain files.
+    DevInit {
+        /// State dir to create.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Comma-separated agent ids.
+        #[arg(long, value_delimiter = ',', required = true)]
+        agents: Vec<AgentId>,
+        /// Policy TOML to sign instead of the default dev policy.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// INSECURE: sign and install a policy with the dev policy key of a dev-init state dir.
+    DevSignPolicy {
+        /// A state dir made by dev-init.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// The policy TOML.
+        #[arg(long)]
+        policy: PathBuf,
+    },
+    /// Verify the hash chain of the audit log; exits non-zero naming the first bad entry.
+    AuditVerify {
+        /// The signer's state dir.
+        #[arg(long, env = "VIGIL_SIGNER_STATE_DIR", default_value = "/var/lib/vigil-signer")]
+        state_dir: PathBuf,
+        /// The audit head (hex) you recorded earlier; detects truncation of the log's tail.
+        #[arg(long)]
+        expect_head: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vigil-signer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { state_dir, socket, passphrase_file, allow_peer_uid, approval_ttl } => {
+            let cfg = daemon::ServeConfig {
+                state_dir,
+                socket,
+                passphrase_file,
+                allowed_uids: allow_peer_uid,
+                approval_ttl_secs: approval_ttl,
+            };
+            daemon::run(&cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DevInit { state_dir, agents, policy } => {
+            eprintln!("WARNING: dev-init makes an INSECURE development state dir. Never use it for real funds.");
+            let out = devinit::run(&devinit::DevInit { state_dir, agents, policy })?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DevSignPolicy { state_dir, policy } => {
+            let bytes = std::fs::read(&policy).with_context(|| format!("reading {}", policy.display()))?;
+            let digest = devinit::resign_policy(&state_dir, &bytes)?;
+            println!("{{\"policy_digest\": \"{digest}\"}}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AuditVerify { state_dir, expect_head } => {
+            let path = devinit::layout::ledger(&state_dir).join(audit::AUDIT_FILE);
+            let expected = match expect_head {
+                None => None,
+                Some(h) => {
+                    let mut head = [0u8; 32];
+                    hex::decode_to_slice(h.trim(), &mut head).context("--expect-head must be 64 hex characters")?;
+                    Some(head)
+                }
+            };
+            match audit::verify_file_with_head(&path, expected) {
+                Ok(report) => {
+                    println!(
+                        "{{\"ok\": true, \"entries\": {}, \"head_seq\": {}, \"head\": \"{}\"}}",
+                        report.entries,
+                        report.head_seq,
+                        hex::encode(report.head_hash)
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(failure) => {
+                    eprintln!("vigil-signer: audit chain BROKEN: {failure}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+    }
+}

@@ -1,1 +1,115 @@
-//! (being written)
+//! The socket server: accepts connections on the one listening Unix socket, checks each
+//! peer's uid with `SO_PEERCRED`, reads bounded frames, and hands requests to the engine.
+//! A bad frame gets one error reply and the connection closes; nothing a peer sends can
+//! stop the server from serving other connections.
+
+use std::os::unix::net::UnixListener as StdUnixListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use vigil_protocol::frame::{check_len, encode_frame};
+use vigil_protocol::{ErrorKind, Response, parse_request};
+
+use crate::engine::Engine;
+
+/// Most connections served at once; more are closed on accept.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A connection idle this long between frames is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Once a frame has started, the rest must arrive within this time.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who may connect.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Peer uids allowed to connect (checked with `SO_PEERCRED`).
+    pub allowed_uids: Vec<u32>,
+}
+
+/// Serves until the listener fails. Call inside a tokio runtime.
+pub async fn serve(listener: StdUnixListener, engine: Arc<Engine>, config: ServerConfig) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = UnixListener::from_std(listener)?;
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // EMFILE and friends: back off rather than spin; the listener itself is fine.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let uid = match stream.peer_cred() {
+            Ok(cred) => cred.uid(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read peer credentials; closing");
+                continue;
+            }
+        };
+        if !config.allowed_uids.contains(&uid) {
+            tracing::warn!(uid, "connection from a uid that is not allowed; closing");
+            continue;
+        }
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!("{MAX_CONNECTIONS} connections already open; closing a new one");
+            continue;
+        };
+        let engine = Arc::clone(&engine);
+        tokio::spawn(async move {
+            connection(stream, &engine).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Serves one connection until it closes, idles out or sends a bad frame.
+async fn connection(mut stream: UnixStream, engine: &Engine) {
+    loop {
+        let mut prefix = [0u8; 4];
+        match tokio::time::timeout(IDLE_TIMEOUT, stream.read_exact(&mut prefix)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => return, // closed, truncated prefix, or idle
+        }
+        let len = match check_len(prefix) {
+            Ok(len) => len,
+            Err(e) => {
+                let resp = Response::error(None, ErrorKind::BadFrame, None, format!("{e}; the connection is closed"));
+                let _ = write_response(&mut stream, &resp).await;
+                return;
+            }
+        };
+        let mut payload = vec![0u8; len];
+        match tokio::time::timeout(FRAME_TIMEOUT, stream.read_exact(&mut payload)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => return, // truncated or too slow: nothing to answer
+        }
+        let (resp, close) = match parse_request(&payload) {
+            Ok(req) => (engine.handle(req).await, false),
+            Err(failure) => {
+                let close = failure.closes_connection();
+                (Response::error(failure.id, failure.kind, None, failure.message), close)
+            }
+        };
+        if write_response(&mut stream, &resp).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+async fn write_response(stream: &mut UnixStream, resp: &Response) -> std::io::Result<()> {
+    let json = resp.to_json();
+    let frame = match encode_frame(json.as_bytes()) {
+        Ok(f) => f,
+        Err(_) => {
+            let fallback = Response::error(resp.id.clone(), ErrorKind::Internal, None, "response too large for one frame");
+            encode_frame(fallback.to_json().as_bytes()).map_err(|e| std::io::Error::other(e.to_string()))?
+        }
+    };
+    stream.write_all(&frame).await?;
+    stream.flush().await
+}

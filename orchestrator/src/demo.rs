@@ -1,0 +1,195 @@
+//! The local demo: dev-init, start `vigil-signer serve` as its own process, then send the
+//! requests an agent would, and show each answer. No network, no accounts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+use totp_rs::{Algorithm, Secret, TOTP};
+use vigil_protocol::client::Client;
+use vigil_protocol::message::{ApproveRequest, DryRunRequest, SignRequest};
+use vigil_protocol::{Amount, Chain, Context, Intent, Network, Op, Response, TransferIntent};
+
+/// A stand-in recent blockhash: the demo has no chain (paper mode), so nothing is broadcast.
+const PAPER_BLOCKHASH: &str = "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM";
+const SOL: u128 = 1_000_000_000;
+
+struct SignerProcess(Child);
+
+impl Drop for SignerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the demo.
+pub fn run(keep: bool) -> anyhow::Result<()> {
+    let signer_bin = sibling_binary("vigil-signer")?;
+    let dir = tempfile::Builder::new().prefix("vigil-demo-").tempdir().context("creating a temp dir")?;
+    let state = dir.path().join("signer-state");
+    let socket = dir.path().join("signer.sock");
+
+    section("1. dev key setup (INSECURE, stands in for the offline key ceremony)");
+    let out = Command::new(&signer_bin)
+        .args(["dev-init", "--agents", "sentinel,trader,experimental", "--state-dir"])
+        .arg(&state)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running vigil-signer dev-init")?;
+    if !out.status.success() {
+        bail!("vigil-signer dev-init failed");
+    }
+    let init: Value = serde_json::from_slice(&out.stdout).context("reading dev-init output")?;
+    for a in init["agents"].as_array().into_iter().flatten() {
+        println!("  agent {:<13} solana address {}", str_of(&a["agent"]), str_of(&a["addresses"]["solana"]));
+    }
+    println!("  policy digest {}", str_of(&init["policy_digest"]));
+
+    section("2. start the signer: a separate process, no network, keys only in its memory");
+    let child = Command::new(&signer_bin)
+        .arg("serve")
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--passphrase-file")
+        .arg(str_of(&init["passphrase_file"]))
+        .env("VIGIL_LOG", "warn")
+        .spawn()
+        .context("starting vigil-signer serve")?;
+    let _signer = SignerProcess(child);
+    let mut c = connect(&socket)?;
+    let hello = result(c.call(Op::Hello)?)?;
+    println!("  signer pid {} answers hello: protocol v{}, networks {}", _signer.0.id(), hello["version"], hello["networks"]);
+
+    let addr = |agent: &str| -> String {
+        init["agents"].as_array().into_iter().flatten().find(|a| a["agent"] == agent).map_or(String::new(), |a| str_of(&a["addresses"]["solana"]))
+    };
+    let peer = str_of(&init["dev_peer"]);
+    let stranger = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM";
+
+    section("3. agent requests (paper mode: signed transactions are shown, never broadcast)");
+    let steps: Vec<(&str, &str, Intent)> = vec![
+        ("trader pays a peer 0.1 SOL", "trader", transfer(&peer, SOL / 10, Network::Devnet)),
+        ("sentinel pays trader 0.25 SOL", "sentinel", transfer(&addr("trader"), SOL / 4, Network::Devnet)),
+        ("trader pays a stranger (injected by a prompt)", "trader", transfer(stranger, SOL / 10, Network::Devnet)),
+        ("trader tries mainnet", "trader", transfer(&peer, SOL / 10, Network::Mainnet)),
+        ("experimental tries 3 SOL at once", "experimental", transfer(&peer, 3 * SOL, Network::Devnet)),
+    ];
+    for (i, (what, agent, intent)) in steps.into_iter().enumerate() {
+        let resp = c.call(sign(agent, intent, &format!("demo-{i}"))?)?;
+        show(what, resp);
+    }
+    let dry = result(c.call(Op::DryRun(DryRunRequest {
+        agent: "trader".parse().map_err(anyhow::Error::msg)?,
+        intent: transfer(&peer, SOL * 4 / 5, Network::Devnet),
+        context: Context::default(),
+    }))?)?;
+    println!("  • dry run of trader → peer 0.8 SOL: {} ({})", str_of(&dry["decision"]), str_of(&dry["rule"]));
+
+    section("4. above the approval threshold: the operator's authenticator code is checked by the signer");
+    let pending = result(c.call(sign("trader", transfer(&peer, SOL * 4 / 5, Network::Devnet), "demo-big")?)?)?;
+    println!("  • needs approval {}: {}", str_of(&pending["approval_id"]), str_of(&pending["summary"]));
+    let secret = Secret::Encoded(str_of(&init["totp_secret_base32"])).to_bytes().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let totp = TOTP::new(Algorithm::SHA1, 6, 1, 30, secret, None, String::new()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let approval_id: vigil_protocol::ApprovalId = str_of(&pending["approval_id"]).parse().map_err(anyhow::Error::msg)?;
+    let approve = |code: String| Op::Approve(ApproveRequest { approval_id: approval_id.clone(), code, context: None });
+    show("an agent guesses the code 000000", c.call(approve("000000".into()))?);
+    let code = totp.generate(unix_now());
+    println!("  • the operator types {code} from the authenticator app");
+    show("approve with the operator's code", c.call(approve(code.clone()))?);
+    show("the same code again (replay)", c.call(approve(code))?);
+    show("the same request again (idempotency key demo-big)", c.call(sign("trader", transfer(&peer, SOL * 4 / 5, Network::Devnet), "demo-big")?)?);
+
+    section("5. status and the audit chain");
+    let status = result(c.call(Op::Status)?)?;
+    for a in status["agents"].as_array().into_iter().flatten() {
+        println!("  {:<13} spent in 24 h: {} lamports", str_of(&a["agent"]), a["spent_24h"].get("SOL").map_or("0".into(), str_of));
+    }
+    println!("  ledger seq {} · audit head {}", status["ledger_seq"], str_of(&status["audit_head"]));
+    let verify = Command::new(&signer_bin).args(["audit-verify", "--state-dir"]).arg(&state).output()?;
+    println!("  audit-verify: {}", String::from_utf8_lossy(&verify.stdout).trim());
+    if !verify.status.success() {
+        bail!("audit chain did not verify: {}", String::from_utf8_lossy(&verify.stderr));
+    }
+
+    if keep {
+        let kept = dir.keep();
+        println!("\nState kept in {} (signer stopped).", kept.display());
+    } else {
+        println!("\nDone. The demo's state dir is removed; run `vigil demo --keep` to inspect it.");
+    }
+    Ok(())
+}
+
+fn sign(agent: &str, intent: Intent, key: &str) -> anyhow::Result<Op> {
+    Ok(Op::Sign(SignRequest {
+        agent: agent.parse().map_err(anyhow::Error::msg)?,
+        intent,
+        context: Context { recent_blockhash: Some(PAPER_BLOCKHASH.into()) },
+        idempotency_key: key.parse().map_err(anyhow::Error::msg)?,
+    }))
+}
+
+fn transfer(to: &str, lamports: u128, network: Network) -> Intent {
+    Intent::Transfer(TransferIntent { chain: Chain::Solana, network, asset: "SOL".into(), to: to.into(), amount: Amount::from_base_units(lamports) })
+}
+
+fn show(what: &str, resp: Response) {
+    match resp.outcome {
+        Ok(v) if v["status"] == "signed" => {
+            println!("  ✔ {what}: SIGNED {} (ledger #{})", str_of(&v["summary"]), v["ledger_seq"]);
+            println!("      signature {}", str_of(&v["signature"]));
+        }
+        Ok(v) if v["status"] == "needs_approval" => {
+            println!("  ⏸ {what}: NEEDS APPROVAL {} — {}", str_of(&v["approval_id"]), str_of(&v["summary"]));
+        }
+        Ok(v) => println!("  • {what}: {v}"),
+        Err(e) => println!(
+            "  ✘ {what}: {}{} — {}",
+            e.kind,
+            e.rule.map(|r| format!(" [{r}]")).unwrap_or_default(),
+            e.message
+        ),
+    }
+}
+
+fn result(resp: Response) -> anyhow::Result<Value> {
+    resp.outcome.map_err(|e| anyhow::anyhow!("signer refused: {} {}", e.kind, e.message))
+}
+
+fn str_of(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+}
+
+fn section(title: &str) {
+    println!("\n== {title}");
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn connect(socket: &Path) -> anyhow::Result<Client> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match Client::connect(socket, Duration::from_secs(30)) {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() > deadline => return Err(e).context("the signer did not open its socket"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Finds `name` next to the running `vigil` binary (both come from the same build).
+fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the vigil binary")?;
+    let path = exe.with_file_name(name);
+    if path.is_file() {
+        return Ok(path);
+    }
+    bail!("{} not found next to {}; build the whole workspace (cargo build --release)", name, exe.display())
+}

@@ -1,0 +1,270 @@
+//! The journal's single writer thread and its group commit.
+//!
+//! Callers queue requests on a channel. The writer takes one, drains whatever else is queued
+//! (up to [`MAX_BATCH_EVENTS`] events), assigns seqs and chain hashes in order, writes all the
+//! lines with one write, calls `fdatasync` once, and only then completes every caller. If the
+//! write or the `fdatasync` fails, part of the batch may be on disk while the chain head in
+//! memory is not, so the log is poisoned: that batch and every later request fail. A restart
+//! re-reads the file, which is the only truth.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+use serde_json::value::RawValue;
+
+use super::format::{body, chain_hash, push_line};
+use super::{Appended, AuditError, AuditStats, MAX_BATCH_EVENTS, MAX_CLOCK_SKEW_SECS};
+
+type Outcome = Result<Vec<Appended>, AuditError>;
+
+/// The chain's end: what the next entry links to.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Head {
+    pub(super) seq: u64,
+    pub(super) hash: [u8; 32],
+    pub(super) ts: u64,
+}
+
+/// How a caller waits for its request.
+pub(super) enum Reply {
+    Async(tokio::sync::oneshot::Sender<Outcome>),
+    Blocking(mpsc::SyncSender<Outcome>),
+}
+
+impl Reply {
+    fn send(self, outcome: Outcome) {
+        // A caller that gave up waiting is no error of the writer's: its entries, if written,
+        // stay written (and count), which is the safe direction for a spend ledger.
+        match self {
+            Reply::Async(tx) => drop(tx.send(outcome)),
+            Reply::Blocking(tx) => drop(tx.send(outcome)),
+        }
+    }
+}
+
+struct Request<E> {
+    ts: u64,
+    events: Vec<E>,
+    reply: Reply,
+}
+
+/// State the writer publishes to the handles.
+#[derive(Debug)]
+struct Shared {
+    /// `(seq, hash)` of the last acknowledged entry.
+    head: Mutex<(u64, [u8; 32])>,
+    poisoned: AtomicBool,
+    batches: AtomicU64,
+    entries: AtomicU64,
+}
+
+/// The handles' side: the request channel and the thread, joined when the last handle goes.
+pub(super) struct Writer<E> {
+    path: PathBuf,
+    tx: Option<mpsc::Sender<Request<E>>>,
+    thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl<E: serde::Serialize + Send + 'static> Writer<E> {
+    /// Starts the writer thread on `file` (opened with `O_APPEND`), continuing the chain at `head`.
+    pub(super) fn spawn(path: PathBuf, file: File, head: Head) -> Result<Writer<E>, AuditError> {
+        let shared = Arc::new(Shared {
+            head: Mutex::new((head.seq, head.hash)),
+            poisoned: AtomicBool::new(false),
+            batches: AtomicU64::new(0),
+            entries: AtomicU64::new(0),
+        });
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("vigil-audit".into())
+            .spawn({
+                let shared = Arc::clone(&shared);
+                let path = path.clone();
+                move || run(&path, file, head, &rx, &shared)
+            })
+            .map_err(AuditError::Spawn)?;
+        Ok(Writer {
+            path,
+            tx: Some(tx),
+            thread: Some(thread),
+            shared,
+        })
+    }
+}
+
+impl<E> Writer<E> {
+    /// Queues a request; the outcome arrives on `reply`.
+    pub(super) fn submit(&self, ts: u64, events: Vec<E>, reply: Reply) -> Result<(), AuditError> {
+        if self.is_poisoned() {
+            return Err(AuditError::Poisoned);
+        }
+        let tx = self.tx.as_ref().ok_or(AuditError::WriterStopped)?;
+        tx.send(Request { ts, events, reply })
+            .map_err(|_| AuditError::WriterStopped)
+    }
+
+    pub(super) fn head(&self) -> (u64, [u8; 32]) {
+        // A poisoned mutex only means a panic elsewhere; the pair itself is always whole.
+        *self
+            .shared
+            .head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn is_poisoned(&self) -> bool {
+        self.shared.poisoned.load(Ordering::Acquire)
+    }
+
+    pub(super) fn stats(&self) -> AuditStats {
+        AuditStats {
+            batches: self.shared.batches.load(Ordering::Acquire),
+            entries: self.shared.entries.load(Ordering::Acquire),
+        }
+    }
+}
+
+impl<E> fmt::Debug for Writer<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("path", &self.path)
+            .field("head", &self.head())
+            .field("poisoned", &self.is_poisoned())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E> Drop for Writer<E> {
+    /// Closes the channel and waits for the thread, so the file is closed and unlocked when the
+    /// last handle is gone (a reopen right after succeeds).
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            // A panicked writer has nothing left to flush; there is nothing to report here.
+            drop(thread.join());
+        }
+    }
+}
+
+/// The writer thread's loop: one batch per turn until every handle is dropped.
+fn run<E: serde::Serialize>(
+    path: &Path,
+    mut file: File,
+    mut head: Head,
+    rx: &mpsc::Receiver<Request<E>>,
+    shared: &Shared,
+) {
+    let mut buf = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        let mut queued = batch[0].events.len();
+        while queued < MAX_BATCH_EVENTS {
+            let Ok(request) = rx.try_recv() else { break };
+            queued += request.events.len();
+            batch.push(request);
+        }
+        if shared.poisoned.load(Ordering::Acquire) {
+            batch
+                .into_iter()
+                .for_each(|r| r.reply.send(Err(AuditError::Poisoned)));
+            continue;
+        }
+        buf.clear();
+        let mut next = head;
+        let mut accepted = Vec::with_capacity(batch.len());
+        for request in batch {
+            match encode(&mut buf, &mut next, request.ts, &request.events) {
+                Ok(appended) => accepted.push((request.reply, appended)),
+                Err(e) => request.reply.send(Err(e)),
+            }
+        }
+        if accepted.is_empty() {
+            continue;
+        }
+        match write_durably(&mut file, &buf) {
+            Ok(()) => {
+                *shared
+                    .head
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = (next.seq, next.hash);
+                shared.batches.fetch_add(1, Ordering::AcqRel);
+                shared
+                    .entries
+                    .fetch_add(next.seq - head.seq, Ordering::AcqRel);
+                head = next;
+                accepted
+                    .into_iter()
+                    .for_each(|(reply, appended)| reply.send(Ok(appended)));
+            }
+            Err(e) => {
+                shared.poisoned.store(true, Ordering::Release);
+                tracing::error!(path = %path.display(), error = %e, "audit log write failed; the log is poisoned");
+                for (reply, _) in accepted {
+                    let copy = io::Error::new(e.kind(), e.to_string());
+                    reply.send(Err(AuditError::Io(path.to_path_buf(), copy)));
+                }
+            }
+        }
+    }
+}
+
+/// One write and one `fdatasync` for the whole batch.
+fn write_durably(file: &mut File, buf: &[u8]) -> io::Result<()> {
+    file.write_all(buf)?;
+    file.sync_data()
+}
+
+/// Encodes one request's events as consecutive lines after `next`, advancing it. On error
+/// nothing of this request stays in `buf` and `next` is unchanged (its seqs are not used).
+fn encode<E: serde::Serialize>(
+    buf: &mut Vec<u8>,
+    next: &mut Head,
+    ts: u64,
+    events: &[E],
+) -> Result<Vec<Appended>, AuditError> {
+    if ts.saturating_add(MAX_CLOCK_SKEW_SECS) < next.ts {
+        return Err(AuditError::ClockWentBack {
+            ts,
+            last_ts: next.ts,
+        });
+    }
+    let start = buf.len();
+    let mut cursor = *next;
+    let mut appended = Vec::with_capacity(events.len());
+    for event in events {
+        let json = match event_json(event) {
+            Ok(json) => json,
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e);
+            }
+        };
+        let seq = cursor.seq + 1;
+        let body = body(seq, ts, &cursor.hash, &json);
+        let hash = chain_hash(&cursor.hash, &body);
+        push_line(buf, &body, &hash);
+        cursor = Head { seq, hash, ts };
+        appended.push(Appended { seq, hash });
+    }
+    *next = cursor;
+    Ok(appended)
+}
+
+/// The event as compact JSON that the verifier will read back byte for byte (an event holding
+/// a `RawValue` with a newline or outer whitespace would not be).
+fn event_json<E: serde::Serialize>(event: &E) -> Result<String, AuditError> {
+    let json = serde_json::to_string(event).map_err(|e| AuditError::Encode(e.to_string()))?;
+    let round_trips = serde_json::from_str::<&RawValue>(&json).is_ok_and(|raw| raw.get() == json);
+    if json.contains('\n') || !round_trips {
+        return Err(AuditError::Encode(format!(
+            "the event's JSON does not read back as the same bytes: {json:?}"
+        )));
+    }
+    Ok(json)
+}

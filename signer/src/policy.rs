@@ -1,5 +1,0 @@
-//! (being written)
-
-/// Placeholder until the module lands.
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyError {}

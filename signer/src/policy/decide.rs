@@ -1,0 +1,654 @@
+//! The decision: (policy, history, agent, intent, now) → [`Verdict`]. Pure: it reads the
+//! ledger through [`History`] and changes nothing, so `dry_run`, `sign` and `approve` all
+//! ask exactly the same question.
+//!
+//! Checks run in a fixed order and the first failing rule wins: agent, action, network,
+//! asset, recipient, rate limit, per-transaction cap, 24 h velocity, approval threshold.
+//! Allowlists come first so that a refusal never reveals limits to an agent that may not
+//! use the asset at all; amounts come last because they depend on the ledger.
+
+use vigil_protocol::types::truncate;
+use vigil_protocol::{AgentId, Intent, Rule, TransferIntent};
+
+use super::{Action, AgentPolicy, Policy, network_name};
+
+/// The rate-limit window, in seconds.
+const RATE_WINDOW: u64 = 60;
+/// The velocity window, in seconds.
+const VELOCITY_WINDOW: u64 = 86_400;
+
+/// What the decision needs from the durable ledger; the engine implements it over the ledger.
+pub trait History {
+    /// Base units of `asset` spent by `agent` at unix time >= `since`.
+    fn spent_since(&self, agent: &AgentId, asset: &str, since: u64) -> u128;
+    /// Number of `sign` requests by `agent` evaluated at unix time >= `since` (the current one not included).
+    fn requests_since(&self, agent: &AgentId, since: u64) -> u32;
+}
+
+/// The outcome of [`decide`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Sign it.
+    Allow,
+    /// Sign only after the operator approves with a code.
+    NeedsApproval {
+        /// What is above the threshold, for the operator and the agent.
+        message: String,
+    },
+    /// Refuse.
+    Deny {
+        /// The first rule that failed.
+        rule: Rule,
+        /// What was refused, with the numbers, and what to do next.
+        message: String,
+    },
+}
+
+impl Verdict {
+    /// The rule behind the verdict: `None` for `Allow`, `approval_threshold` for
+    /// `NeedsApproval`, the failing rule for `Deny`.
+    pub fn rule(&self) -> Option<Rule> {
+        match self {
+            Verdict::Allow => None,
+            Verdict::NeedsApproval { .. } => Some(Rule::ApprovalThreshold),
+            Verdict::Deny { rule, .. } => Some(*rule),
+        }
+    }
+}
+
+/// Pure: (policy, history, agent, intent, now) → verdict. The caller has already checked
+/// `intent.to` is a canonical, valid address for the chain.
+pub fn decide(
+    policy: &Policy,
+    history: &impl History,
+    agent: &AgentId,
+    intent: &Intent,
+    now: u64,
+) -> Verdict {
+    evaluate(policy, history, agent, intent, now, Threshold::Apply)
+}
+
+/// The same but skipping the approval threshold (used when the operator approved):
+/// re-checks everything else at approval time.
+pub fn decide_approved(
+    policy: &Policy,
+    history: &impl History,
+    agent: &AgentId,
+    intent: &Intent,
+    now: u64,
+) -> Verdict {
+    evaluate(policy, history, agent, intent, now, Threshold::Skip)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Threshold {
+    Apply,
+    Skip,
+}
+
+fn evaluate(
+    policy: &Policy,
+    history: &impl History,
+    agent: &AgentId,
+    intent: &Intent,
+    now: u64,
+    threshold: Threshold,
+) -> Verdict {
+    match check(policy, history, agent, intent, now, threshold) {
+        Ok(()) => Verdict::Allow,
+        Err(verdict) => verdict,
+    }
+}
+
+fn deny(rule: Rule, message: String) -> Verdict {
+    Verdict::Deny { rule, message }
+}
+
+/// Every check, in order; the first that fails returns its verdict as the error.
+fn check(
+    policy: &Policy,
+    history: &impl History,
+    agent: &AgentId,
+    intent: &Intent,
+    now: u64,
+    threshold: Threshold,
+) -> Result<(), Verdict> {
+    let Some(rules) = policy.agents.get(agent) else {
+        return Err(deny(
+            Rule::ActionNotAllowed,
+            format!(
+                "agent {agent} is not in the signed policy; ask the operator to add it at the next ceremony"
+            ),
+        ));
+    };
+    let action = Action::of(intent);
+    if !rules.actions.contains(&action) {
+        let allowed: Vec<&str> = rules.actions.iter().map(|a| a.as_str()).collect();
+        return Err(deny(
+            Rule::ActionNotAllowed,
+            format!(
+                "agent {agent} may not {action} (allowed: {}); add the action to the policy at the next ceremony",
+                list_or_none(&allowed)
+            ),
+        ));
+    }
+    match intent {
+        Intent::Transfer(t) => check_transfer(rules, history, agent, t, now, threshold),
+    }
+}
+
+fn check_transfer(
+    rules: &AgentPolicy,
+    history: &impl History,
+    agent: &AgentId,
+    t: &TransferIntent,
+    now: u64,
+    threshold: Threshold,
+) -> Result<(), Verdict> {
+    if !rules.networks.contains(&(t.chain, t.network)) {
+        let allowed: Vec<String> = rules
+            .networks
+            .iter()
+            .map(|&(c, n)| network_name(c, n))
+            .collect();
+        return Err(deny(
+            Rule::NetworkNotAllowed,
+            format!(
+                "{} is not among agent {agent}'s networks ({}); mainnet is reachable only when the signed policy names it: add the network at the next ceremony",
+                network_name(t.chain, t.network),
+                allowed.join(", ")
+            ),
+        ));
+    }
+
+    let asset = truncate(&t.asset);
+    let limits = match rules.assets.get(&t.asset) {
+        Some(l) if l.chain == t.chain => *l,
+        Some(l) => {
+            return Err(deny(
+                Rule::AssetNotAllowed,
+                format!(
+                    "asset {asset} is allowed to agent {agent} on {}, not on {}; add it for {} to the policy at the next ceremony",
+                    l.chain, t.chain, t.chain
+                ),
+            ));
+        }
+        None => {
+            let allowed: Vec<&str> = rules.assets.keys().map(String::as_str).collect();
+            return Err(deny(
+                Rule::AssetNotAllowed,
+                format!(
+                    "asset {asset} is not in agent {agent}'s allowlist (allowed: {}); add it to the policy at the next ceremony",
+                    list_or_none(&allowed)
+                ),
+            ));
+        }
+    };
+
+    if !rules.recipients.contains(&t.to) {
+        return Err(deny(
+            Rule::RecipientNotAllowed,
+            format!(
+                "recipient {} is not in agent {agent}'s allowlist; add it to the policy at the next ceremony",
+                t.to
+            ),
+        ));
+    }
+
+    let recent = history.requests_since(agent, now.saturating_sub(RATE_WINDOW));
+    if recent >= rules.rate_limit_per_minute {
+        return Err(deny(
+            Rule::RateLimit,
+            format!(
+                "agent {agent} already made {recent} sign requests in the last {RATE_WINDOW} s (limit {} per minute); wait a minute and retry, or ask the operator to raise rate_limit_per_minute in a new signed policy",
+                rules.rate_limit_per_minute
+            ),
+        ));
+    }
+
+    let amount = t.amount.base_units();
+    if amount > limits.per_tx_cap {
+        return Err(deny(
+            Rule::PerTxCap,
+            format!(
+                "{amount} base units of {asset} exceeds agent {agent}'s per-transaction cap of {} base units; splitting the transfer is not a workaround (the 24 h cap still applies): ask the operator to raise per_tx_cap in a new signed policy",
+                limits.per_tx_cap
+            ),
+        ));
+    }
+
+    let since = now.saturating_sub(VELOCITY_WINDOW);
+    let spent = history.spent_since(agent, &t.asset, since);
+    match spent.checked_add(amount) {
+        Some(total) if total <= limits.velocity_24h => {}
+        total => {
+            let total = total.map_or_else(|| "more than 2^128-1".to_owned(), |v| v.to_string());
+            let cap = limits.velocity_24h;
+            let when = match fits_again_at(history, agent, &t.asset, amount, cap, now) {
+                Some(at) => format!(
+                    "wait until unix time {at} ({}) as earlier spends leave the window",
+                    in_about(at.saturating_sub(now))
+                ),
+                None => "the ledger holds spends dated in the future: check the signer's clock"
+                    .to_owned(),
+            };
+            return Err(deny(
+                Rule::VelocityCap24h,
+                format!(
+                    "{amount} base units of {asset} would bring agent {agent}'s 24 h {asset} total to {total} (cap {cap}, already spent {spent}); {when}, send at most {} now, or ask the operator to raise velocity_24h in a new signed policy",
+                    cap.saturating_sub(spent)
+                ),
+            ));
+        }
+    }
+
+    if threshold == Threshold::Apply && amount > limits.approval_threshold {
+        return Err(Verdict::NeedsApproval {
+            message: format!(
+                "{amount} base units of {asset} is above agent {agent}'s approval threshold of {} base units: the operator must approve this transfer with a code",
+                limits.approval_threshold
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The earliest unix time at which `amount` fits under `cap` again as older spends leave
+/// the 24 h window, found by bisection over `since` (spent totals only shrink as `since`
+/// grows). `None` if it does not fit even with an empty window (spends dated after `now`).
+fn fits_again_at(
+    history: &impl History,
+    agent: &AgentId,
+    asset: &str,
+    amount: u128,
+    cap: u128,
+    now: u64,
+) -> Option<u64> {
+    let fits = |since: u64| {
+        history
+            .spent_since(agent, asset, since)
+            .checked_add(amount)
+            .is_some_and(|t| t <= cap)
+    };
+    // Invariant: `fits(lo)` is false (the caller just saw it fail), `fits(hi)` is true.
+    let mut lo = now.saturating_sub(VELOCITY_WINDOW);
+    let mut hi = now.checked_add(1)?;
+    if !fits(hi) {
+        return None;
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi.checked_add(VELOCITY_WINDOW)
+}
+
+/// "in about 3 h 12 min", "in about 40 s".
+fn in_about(secs: u64) -> String {
+    let minutes = secs.div_ceil(60);
+    match secs {
+        0..60 => format!("in about {secs} s"),
+        60..3600 => format!("in about {minutes} min"),
+        _ => format!("in about {} h {} min", minutes / 60, minutes % 60),
+    }
+}
+
+fn list_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use vigil_protocol::{Amount, Chain, Network};
+
+    use super::*;
+    use crate::policy::parse;
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn addr(b: u8) -> String {
+        bs58::encode([b; 32]).into_string()
+    }
+
+    /// `trader`: devnet + testnet, recipients 1 and 2, 3 requests/min, SOL cap 1000,
+    /// 24 h 5000, threshold 500. `whale`: mainnet only, recipient 1, huge caps.
+    fn policy() -> Policy {
+        let toml = format!(
+            r#"
+version = 1
+[agents.trader]
+actions = ["transfer"]
+networks = ["solana:devnet", "solana:testnet"]
+recipients = ["{r1}", "{r2}"]
+rate_limit_per_minute = 3
+[agents.trader.assets.SOL]
+chain = "solana"
+per_tx_cap = "1000"
+velocity_24h = "5000"
+approval_threshold = "500"
+
+[agents.whale]
+actions = ["transfer"]
+networks = ["solana:mainnet"]
+recipients = ["{r1}"]
+rate_limit_per_minute = 1
+[agents.whale.assets.SOL]
+chain = "solana"
+per_tx_cap = "340282366920938463463374607431768211455"
+velocity_24h = "340282366920938463463374607431768211455"
+approval_threshold = "1000"
+"#,
+            r1 = addr(1),
+            r2 = addr(2)
+        );
+        parse(toml.as_bytes()).unwrap()
+    }
+
+    /// A ledger as plain data: spends `(agent, asset, unix time, amount)` and request times.
+    #[derive(Default)]
+    struct FakeHistory {
+        spends: Vec<(String, String, u64, u128)>,
+        requests: Vec<(String, u64)>,
+    }
+
+    impl History for FakeHistory {
+        fn spent_since(&self, agent: &AgentId, asset: &str, since: u64) -> u128 {
+            self.spends
+                .iter()
+                .filter(|(a, s, t, _)| a == agent.as_str() && s == asset && *t >= since)
+                .fold(0u128, |acc, (_, _, _, v)| acc.saturating_add(*v))
+        }
+        fn requests_since(&self, agent: &AgentId, since: u64) -> u32 {
+            let n = self
+                .requests
+                .iter()
+                .filter(|(a, t)| a == agent.as_str() && *t >= since)
+                .count();
+            u32::try_from(n).unwrap()
+        }
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Expect {
+        Allow,
+        Approval,
+        Deny(Rule),
+    }
+
+    fn outcome(v: &Verdict) -> Expect {
+        match v {
+            Verdict::Allow => Expect::Allow,
+            Verdict::NeedsApproval { .. } => Expect::Approval,
+            Verdict::Deny { rule, .. } => Expect::Deny(*rule),
+        }
+    }
+
+    /// One request against [`policy`]; spends and requests are given as seconds before NOW
+    /// and are recorded for `agent` and `SOL`.
+    #[derive(Clone, Copy)]
+    struct Row {
+        agent: &'static str,
+        network: Network,
+        asset: &'static str,
+        to: u8,
+        amount: u128,
+        spends_ago: &'static [(u64, u128)],
+        requests_ago: &'static [u64],
+        tweak: fn(&mut Policy),
+    }
+
+    fn keep(_: &mut Policy) {}
+    fn no_actions(p: &mut Policy) {
+        for a in p.agents.values_mut() {
+            a.actions.clear();
+        }
+    }
+
+    const OK: Row = Row {
+        agent: "trader",
+        network: Network::Devnet,
+        asset: "SOL",
+        to: 1,
+        amount: 100,
+        spends_ago: &[],
+        requests_ago: &[],
+        tweak: keep,
+    };
+
+    fn setup(row: &Row) -> (Policy, FakeHistory, AgentId, Intent) {
+        let mut policy = policy();
+        (row.tweak)(&mut policy);
+        let history = FakeHistory {
+            spends: row
+                .spends_ago
+                .iter()
+                .map(|&(ago, v)| (row.agent.into(), "SOL".into(), NOW - ago, v))
+                .collect(),
+            requests: row
+                .requests_ago
+                .iter()
+                .map(|&ago| (row.agent.into(), NOW - ago))
+                .collect(),
+        };
+        let intent = Intent::Transfer(TransferIntent {
+            chain: Chain::Solana,
+            network: row.network,
+            asset: row.asset.into(),
+            to: addr(row.to),
+            amount: Amount::from_base_units(row.amount),
+        });
+        (policy, history, row.agent.parse().unwrap(), intent)
+    }
+
+    /// Runs `decide` and checks the verdict; then checks that `decide_approved` gives the
+    /// same verdict except that `NeedsApproval` becomes `Allow` (it skips only the threshold).
+    fn run(row: Row, expect: Expect) {
+        let (policy, history, agent, intent) = setup(&row);
+        let verdict = decide(&policy, &history, &agent, &intent, NOW);
+        assert_eq!(outcome(&verdict), expect, "decide: {verdict:?}");
+        let approved = decide_approved(&policy, &history, &agent, &intent, NOW);
+        let want = if expect == Expect::Approval {
+            Expect::Allow
+        } else {
+            expect
+        };
+        assert_eq!(outcome(&approved), want, "decide_approved: {approved:?}");
+        if let Verdict::Deny { message, .. } | Verdict::NeedsApproval { message } = &verdict {
+            assert!(
+                message.contains(row.agent),
+                "message should name the agent: {message}"
+            );
+        }
+    }
+
+    macro_rules! decide_test {
+        ($($name:ident: $row:expr => $expect:expr;)+) => {
+            $(
+                #[test]
+                fn $name() {
+                    run($row, $expect);
+                }
+            )+
+        };
+    }
+
+    use Expect::{Allow, Approval, Deny};
+
+    decide_test! {
+        allows_a_small_transfer: OK => Allow;
+        unknown_agent_refused: Row { agent: "ghost", ..OK } => Deny(Rule::ActionNotAllowed);
+        action_not_listed_refused: Row { tweak: no_actions, ..OK } => Deny(Rule::ActionNotAllowed);
+        second_network_allowed: Row { network: Network::Testnet, ..OK } => Allow;
+        mainnet_refused_unless_named: Row { network: Network::Mainnet, ..OK } => Deny(Rule::NetworkNotAllowed);
+        mainnet_allowed_when_named: Row { agent: "whale", network: Network::Mainnet, ..OK } => Allow;
+        devnet_refused_when_only_mainnet_named: Row { agent: "whale", ..OK } => Deny(Rule::NetworkNotAllowed);
+        asset_not_listed_refused: Row { asset: "USDC", ..OK } => Deny(Rule::AssetNotAllowed);
+        asset_symbol_is_exact: Row { asset: "sol", ..OK } => Deny(Rule::AssetNotAllowed);
+        recipient_not_listed_refused: Row { to: 3, ..OK } => Deny(Rule::RecipientNotAllowed);
+        second_recipient_allowed: Row { to: 2, ..OK } => Allow;
+        rate_limit_minus_one_allowed: Row { requests_ago: &[0, 30], ..OK } => Allow;
+        rate_limit_reached_refused: Row { requests_ago: &[0, 30, 59], ..OK } => Deny(Rule::RateLimit);
+        rate_limit_counts_60s_ago: Row { requests_ago: &[0, 30, 60], ..OK } => Deny(Rule::RateLimit);
+        rate_limit_forgets_61s_ago: Row { requests_ago: &[0, 30, 61], ..OK } => Allow;
+        per_tx_cap_exact_passes: Row { amount: 1000, ..OK } => Approval;
+        per_tx_cap_plus_one_refused: Row { amount: 1001, ..OK } => Deny(Rule::PerTxCap);
+        velocity_reaching_cap_allowed: Row { amount: 500, spends_ago: &[(3600, 4000), (10, 500)], ..OK } => Allow;
+        velocity_one_over_refused: Row { amount: 500, spends_ago: &[(3600, 4001), (10, 500)], ..OK } => Deny(Rule::VelocityCap24h);
+        velocity_counts_spend_24h_ago: Row { amount: 500, spends_ago: &[(86_400, 4501)], ..OK } => Deny(Rule::VelocityCap24h);
+        velocity_forgets_older_spend: Row { amount: 500, spends_ago: &[(86_401, 4501)], ..OK } => Allow;
+        velocity_overflow_refused: Row {
+            agent: "whale", network: Network::Mainnet, amount: 1, spends_ago: &[(10, u128::MAX)], ..OK
+        } => Deny(Rule::VelocityCap24h);
+        threshold_exact_allowed: Row { amount: 500, ..OK } => Allow;
+        threshold_plus_one_needs_approval: Row { amount: 501, ..OK } => Approval;
+        order_agent_before_network: Row { agent: "ghost", network: Network::Mainnet, ..OK } => Deny(Rule::ActionNotAllowed);
+        order_action_before_network: Row { tweak: no_actions, network: Network::Mainnet, ..OK } => Deny(Rule::ActionNotAllowed);
+        order_network_before_asset: Row { network: Network::Mainnet, asset: "USDC", ..OK } => Deny(Rule::NetworkNotAllowed);
+        order_asset_before_recipient: Row { asset: "USDC", to: 3, ..OK } => Deny(Rule::AssetNotAllowed);
+        order_recipient_before_rate: Row { to: 3, requests_ago: &[1, 2, 3], ..OK } => Deny(Rule::RecipientNotAllowed);
+        order_rate_before_per_tx_cap: Row { amount: 1001, requests_ago: &[1, 2, 3], ..OK } => Deny(Rule::RateLimit);
+        order_per_tx_cap_before_velocity: Row { amount: 1001, spends_ago: &[(10, 4900)], ..OK } => Deny(Rule::PerTxCap);
+        order_velocity_before_threshold: Row { amount: 600, spends_ago: &[(10, 4500)], ..OK } => Deny(Rule::VelocityCap24h);
+    }
+
+    #[test]
+    fn other_agents_and_assets_do_not_count() {
+        let (policy, _, agent, intent) = setup(&Row { amount: 500, ..OK });
+        let history = FakeHistory {
+            spends: vec![
+                ("whale".into(), "SOL".into(), NOW, 5000),
+                ("trader".into(), "USDC".into(), NOW, 5000),
+            ],
+            requests: vec![
+                ("whale".into(), NOW),
+                ("whale".into(), NOW),
+                ("whale".into(), NOW),
+            ],
+        };
+        assert_eq!(
+            decide(&policy, &history, &agent, &intent, NOW),
+            Verdict::Allow
+        );
+    }
+
+    #[test]
+    fn messages_carry_the_numbers_and_the_next_step() {
+        let message = |row: Row| {
+            let (policy, history, agent, intent) = setup(&row);
+            match decide(&policy, &history, &agent, &intent, NOW) {
+                Verdict::Deny { message, .. } | Verdict::NeedsApproval { message } => message,
+                Verdict::Allow => panic!("expected a refusal"),
+            }
+        };
+        let m = message(Row { amount: 1001, ..OK });
+        for part in [
+            "1001",
+            "SOL",
+            "trader",
+            "cap of 1000",
+            "not a workaround",
+            "new signed policy",
+        ] {
+            assert!(m.contains(part), "{part:?} missing from {m}");
+        }
+        let m = message(Row { to: 3, ..OK });
+        assert!(m.contains(&addr(3)) && m.contains("next ceremony"), "{m}");
+        let m = message(Row {
+            network: Network::Mainnet,
+            ..OK
+        });
+        assert!(
+            m.contains("solana:mainnet") && m.contains("solana:devnet, solana:testnet"),
+            "{m}"
+        );
+        let m = message(Row {
+            agent: "ghost",
+            ..OK
+        });
+        assert!(m.contains("agent ghost is not in the signed policy"), "{m}");
+        let m = message(Row {
+            requests_ago: &[1, 2, 3],
+            ..OK
+        });
+        assert!(
+            m.contains("3 sign requests") && m.contains("limit 3 per minute"),
+            "{m}"
+        );
+        let m = message(Row { amount: 501, ..OK });
+        assert!(m.contains("501") && m.contains("threshold of 500"), "{m}");
+    }
+
+    #[test]
+    fn velocity_refusal_names_the_time_it_fits_again() {
+        // 3000 spent 86 000 s ago leaves the window at NOW + 401; 1500 spent 1000 s ago stays.
+        let row = Row {
+            amount: 1000,
+            spends_ago: &[(86_000, 3000), (1000, 1500)],
+            ..OK
+        };
+        let (policy, history, agent, intent) = setup(&row);
+        let Verdict::Deny {
+            rule: Rule::VelocityCap24h,
+            message,
+        } = decide(&policy, &history, &agent, &intent, NOW)
+        else {
+            panic!("expected a velocity refusal");
+        };
+        let at = NOW + 401;
+        for part in [
+            format!("unix time {at}"),
+            "in about 7 min".into(),
+            "total to 5500".into(),
+            "at most 500".into(),
+        ] {
+            assert!(message.contains(&part), "{part:?} missing from {message}");
+        }
+        // The named time is exact: one second earlier still refuses, at it the cap no longer does.
+        assert_eq!(
+            decide(&policy, &history, &agent, &intent, at - 1).rule(),
+            Some(Rule::VelocityCap24h)
+        );
+        assert_eq!(
+            decide(&policy, &history, &agent, &intent, at).rule(),
+            Some(Rule::ApprovalThreshold)
+        );
+        assert_eq!(
+            decide_approved(&policy, &history, &agent, &intent, at),
+            Verdict::Allow
+        );
+    }
+
+    #[test]
+    fn verdict_rule_maps_each_outcome() {
+        assert_eq!(Verdict::Allow.rule(), None);
+        assert_eq!(
+            Verdict::NeedsApproval {
+                message: String::new()
+            }
+            .rule(),
+            Some(Rule::ApprovalThreshold)
+        );
+        let deny = Verdict::Deny {
+            rule: Rule::PerTxCap,
+            message: String::new(),
+        };
+        assert_eq!(deny.rule(), Some(Rule::PerTxCap));
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(in_about(40), "in about 40 s");
+        assert_eq!(in_about(401), "in about 7 min");
+        assert_eq!(in_about(7199), "in about 2 h 0 min");
+        assert_eq!(in_about(3 * 3600 + 12 * 60), "in about 3 h 12 min");
+    }
+}

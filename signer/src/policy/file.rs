@@ -1,0 +1,618 @@
+//! The policy file: TOML as written at the ceremony, parsed into a [`Policy`] and checked
+//! value by value. Every failure names the key path (`agents.trader.assets.SOL.per_tx_cap`)
+//! and says what to write instead. Unknown keys are refused everywhere, so a typo cannot
+//! silently drop a limit.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use sha2::{Digest, Sha256};
+use vigil_protocol::types::truncate;
+use vigil_protocol::{AgentId, Amount, Chain, Network};
+
+use super::{Action, AgentPolicy, AssetLimits, Policy, PolicyError};
+
+/// The only policy format version this signer reads.
+pub const POLICY_VERSION: u32 = 1;
+/// Longest asset symbol (`A-Z 0-9`).
+const MAX_SYMBOL_LEN: usize = 10;
+
+/// Parses and validates policy TOML (no signature check; for tooling and tests).
+pub fn parse(bytes: &[u8]) -> Result<Policy, PolicyError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| PolicyError::NotUtf8(e.valid_up_to()))?;
+    let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError::Toml(e.to_string()))?;
+    if raw.version != POLICY_VERSION {
+        return Err(invalid(
+            "version",
+            format!(
+                "version {} is not supported: this signer reads version {POLICY_VERSION}; write `version = {POLICY_VERSION}`",
+                raw.version
+            ),
+        ));
+    }
+    if raw.agents.is_empty() {
+        return Err(invalid(
+            "agents",
+            "the policy names no agent, so it would refuse everything: add at least one [agents.<name>] table",
+        ));
+    }
+    let agents = raw
+        .agents
+        .into_iter()
+        .map(|(name, agent)| agent_policy(&name, agent))
+        .collect::<Result<BTreeMap<_, _>, _>>()?;
+    Ok(Policy {
+        version: POLICY_VERSION,
+        agents,
+        digest: Sha256::digest(bytes).into(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    version: u32,
+    #[serde(default)]
+    agents: BTreeMap<String, RawAgent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    actions: Vec<String>,
+    networks: Vec<String>,
+    recipients: Vec<String>,
+    rate_limit_per_minute: u32,
+    #[serde(default)]
+    assets: BTreeMap<String, RawAsset>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAsset {
+    chain: String,
+    per_tx_cap: String,
+    velocity_24h: String,
+    approval_threshold: String,
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> PolicyError {
+    PolicyError::Invalid {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn agent_policy(name: &str, raw: RawAgent) -> Result<(AgentId, AgentPolicy), PolicyError> {
+    let at = format!("agents.{name}");
+    let id = AgentId::try_from(name.to_owned()).map_err(|e| invalid(&at, e))?;
+
+    let actions = parse_list(&format!("{at}.actions"), &raw.actions, parse_action)?;
+    if actions.is_empty() {
+        return Err(invalid(
+            &format!("{at}.actions"),
+            "no action is allowed, so the agent could do nothing: name at least one (e.g. \"transfer\") or remove the agent",
+        ));
+    }
+
+    let networks = parse_list(&format!("{at}.networks"), &raw.networks, parse_network)?;
+    if networks.is_empty() {
+        return Err(invalid(
+            &format!("{at}.networks"),
+            "no network is allowed: name at least one, e.g. \"solana:devnet\" (mainnet only if you mean real funds)",
+        ));
+    }
+    let chains: BTreeSet<Chain> = networks.iter().map(|&(c, _)| c).collect();
+
+    let recipients = parse_list(&format!("{at}.recipients"), &raw.recipients, |s| {
+        canonical_recipient(&chains, s)
+    })?;
+
+    if raw.rate_limit_per_minute == 0 {
+        return Err(invalid(
+            &format!("{at}.rate_limit_per_minute"),
+            "0 would refuse every request: give at least 1 sign request per minute",
+        ));
+    }
+
+    if raw.assets.is_empty() {
+        return Err(invalid(
+            &format!("{at}.assets"),
+            "no asset is allowed: add an [agents.<name>.assets.<SYMBOL>] table with its chain and limits",
+        ));
+    }
+    let assets = raw
+        .assets
+        .into_iter()
+        .map(|(symbol, asset)| {
+            let limits = asset_limits(&format!("{at}.assets.{symbol}"), &symbol, asset, &chains)?;
+            Ok((symbol, limits))
+        })
+        .collect::<Result<BTreeMap<_, _>, PolicyError>>()?;
+
+    Ok((
+        id,
+        AgentPolicy {
+            actions,
+            networks,
+            recipients,
+            rate_limit_per_minute: raw.rate_limit_per_minute,
+            assets,
+        },
+    ))
+}
+
+/// Parses each element with `one`, naming `key[i]` on failure, and refuses duplicates
+/// (after canonicalisation), which are almost always a copy-paste slip.
+fn parse_list<T: Ord>(
+    key: &str,
+    raw: &[String],
+    one: impl Fn(&str) -> Result<T, String>,
+) -> Result<BTreeSet<T>, PolicyError> {
+    let mut out = BTreeSet::new();
+    for (i, s) in raw.iter().enumerate() {
+        let at = format!("{key}[{i}]");
+        let v = one(s).map_err(|e| invalid(&at, e))?;
+        if !out.insert(v) {
+            return Err(invalid(
+                &at,
+                format!("{:?} is listed twice: remove the duplicate", truncate(s)),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a closed-set wire name through the type's own `Deserialize`, so a new variant
+/// is accepted here as soon as it exists.
+fn parse_name<'de, T: Deserialize<'de>>(s: &'de str) -> Option<T> {
+    T::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer(s)).ok()
+}
+
+fn parse_action(s: &str) -> Result<Action, String> {
+    parse_name(s).ok_or_else(|| {
+        let known: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+        format!(
+            "unknown action {:?}: use one of {}",
+            truncate(s),
+            known.join(", ")
+        )
+    })
+}
+
+fn parse_chain(s: &str) -> Result<Chain, String> {
+    parse_name(s).ok_or_else(|| {
+        format!(
+            "unknown chain {:?}: this signer supports \"solana\"",
+            truncate(s)
+        )
+    })
+}
+
+fn parse_network(s: &str) -> Result<(Chain, Network), String> {
+    let Some((chain, network)) = s.split_once(':') else {
+        return Err(format!(
+            "{:?} is not of the form \"chain:network\", e.g. \"solana:devnet\"",
+            truncate(s)
+        ));
+    };
+    let chain = parse_chain(chain)?;
+    let network = parse_name(network).ok_or_else(|| {
+        format!(
+            "unknown network {:?}: use devnet, testnet or mainnet (e.g. \"solana:devnet\")",
+            truncate(network)
+        )
+    })?;
+    Ok((chain, network))
+}
+
+/// A recipient must be a valid address on one of the agent's chains; it is stored in that
+/// chain's canonical encoding, which is what the caller compares intents against.
+fn canonical_recipient(chains: &BTreeSet<Chain>, s: &str) -> Result<String, String> {
+    let mut reasons = Vec::new();
+    for &chain in chains {
+        match canonical_address(chain, s) {
+            Ok(canonical) => return Ok(canonical),
+            Err(reason) => reasons.push(reason),
+        }
+    }
+    Err(reasons.join("; "))
+}
+
+fn canonical_address(chain: Chain, s: &str) -> Result<String, String> {
+    match chain {
+        Chain::Solana => {
+            let bytes = bs58::decode(s).into_vec().map_err(|e| {
+                format!(
+                    "{:?} is not a Solana address: not base58 ({e})",
+                    truncate(s)
+                )
+            })?;
+            if bytes.len() != 32 {
+                return Err(format!(
+                    "{:?} is not a Solana address: it decodes to {} bytes, not 32; copy the recipient's base58 public key",
+                    truncate(s),
+                    bytes.len()
+                ));
+            }
+            Ok(bs58::encode(bytes).into_string())
+        }
+    }
+}
+
+fn asset_limits(
+    at: &str,
+    symbol: &str,
+    raw: RawAsset,
+    chains: &BTreeSet<Chain>,
+) -> Result<AssetLimits, PolicyError> {
+    let symbol_ok = !symbol.is_empty()
+        && symbol.len() <= MAX_SYMBOL_LEN
+        && symbol
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if !symbol_ok {
+        return Err(invalid(
+            at,
+            format!(
+                "asset symbol {:?} is invalid: use 1-{MAX_SYMBOL_LEN} characters of A-Z 0-9, e.g. SOL",
+                truncate(symbol)
+            ),
+        ));
+    }
+    let chain = parse_chain(&raw.chain).map_err(|e| invalid(&format!("{at}.chain"), e))?;
+    if !chains.contains(&chain) {
+        return Err(invalid(
+            &format!("{at}.chain"),
+            format!(
+                "asset {symbol} is on {chain} but the agent names no {chain} network: add e.g. \"{chain}:devnet\" to networks or remove the asset"
+            ),
+        ));
+    }
+    let amount = |field: &str, s: &str| {
+        Amount::parse_wire(s).map(Amount::base_units).map_err(|e| {
+            invalid(
+                &format!("{at}.{field}"),
+                format!("{e}; write a decimal string of base units >= 1, e.g. \"1000000000\""),
+            )
+        })
+    };
+    let per_tx_cap = amount("per_tx_cap", &raw.per_tx_cap)?;
+    let velocity_24h = amount("velocity_24h", &raw.velocity_24h)?;
+    let approval_threshold = amount("approval_threshold", &raw.approval_threshold)?;
+    if approval_threshold > per_tx_cap {
+        return Err(invalid(
+            &format!("{at}.approval_threshold"),
+            format!(
+                "approval_threshold {approval_threshold} is above per_tx_cap {per_tx_cap}: transfers above the cap are refused outright, so the operator would never be asked; set it at most to per_tx_cap (equal means never ask)"
+            ),
+        ));
+    }
+    if per_tx_cap > velocity_24h {
+        return Err(invalid(
+            &format!("{at}.per_tx_cap"),
+            format!(
+                "per_tx_cap {per_tx_cap} is above velocity_24h {velocity_24h}: no single transfer could use it, since the 24 h cap would refuse it; lower per_tx_cap or raise velocity_24h"
+            ),
+        ));
+    }
+    Ok(AssetLimits {
+        chain,
+        per_tx_cap,
+        velocity_24h,
+        approval_threshold,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    fn addr(b: u8) -> String {
+        bs58::encode([b; 32]).into_string()
+    }
+
+    /// A valid policy; each test replaces one line of it.
+    fn good() -> String {
+        format!(
+            r#"version = 1
+[agents.trader]
+actions = ["transfer"]
+networks = ["solana:devnet"]
+recipients = ["{r1}"]
+rate_limit_per_minute = 30
+[agents.trader.assets.SOL]
+chain = "solana"
+per_tx_cap = "2000000000"
+velocity_24h = "10000000000"
+approval_threshold = "500000000"
+"#,
+            r1 = addr(1)
+        )
+    }
+
+    fn with(from: &str, to: &str) -> String {
+        let g = good();
+        assert!(g.contains(from), "fixture has no {from:?}");
+        g.replace(from, to)
+    }
+
+    #[test]
+    fn parses_the_example() {
+        let bytes = good();
+        let p = parse(bytes.as_bytes()).unwrap();
+        assert_eq!(p.version, 1);
+        let expected_digest: [u8; 32] = Sha256::digest(bytes.as_bytes()).into();
+        assert_eq!(p.digest, expected_digest);
+        let trader = &p.agents[&"trader".parse::<AgentId>().unwrap()];
+        assert_eq!(trader.actions, BTreeSet::from([Action::Transfer]));
+        assert_eq!(
+            trader.networks,
+            BTreeSet::from([(Chain::Solana, Network::Devnet)])
+        );
+        assert_eq!(trader.recipients, BTreeSet::from([addr(1)]));
+        assert_eq!(trader.rate_limit_per_minute, 30);
+        assert_eq!(
+            trader.assets["SOL"],
+            AssetLimits {
+                chain: Chain::Solana,
+                per_tx_cap: 2_000_000_000,
+                velocity_24h: 10_000_000_000,
+                approval_threshold: 500_000_000
+            }
+        );
+    }
+
+    /// The commented example in `docs/policy.md` is a valid policy.
+    #[test]
+    fn documented_example_parses() {
+        let doc = include_str!("../../../docs/policy.md");
+        let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
+        let len = doc[start..].find("```").unwrap();
+        let p = parse(&doc.as_bytes()[start..start + len]).unwrap();
+        assert_eq!(p.agents.len(), 2);
+        let sentinel = &p.agents[&"sentinel".parse::<AgentId>().unwrap()];
+        assert!(sentinel.recipients.is_empty());
+        assert_eq!(sentinel.assets["SOL"].approval_threshold, 1_000_000);
+    }
+
+    #[test]
+    fn equal_limits_are_accepted() {
+        let text = with(
+            "approval_threshold = \"500000000\"",
+            "approval_threshold = \"2000000000\"",
+        )
+        .replace(
+            "velocity_24h = \"10000000000\"",
+            "velocity_24h = \"2000000000\"",
+        );
+        let p = parse(text.as_bytes()).unwrap();
+        let sol = p.agents.values().next().unwrap().assets["SOL"];
+        assert_eq!(
+            (sol.approval_threshold, sol.per_tx_cap, sol.velocity_24h),
+            (2_000_000_000, 2_000_000_000, 2_000_000_000)
+        );
+    }
+
+    /// Each row: (what to replace, replacement, the key the error must name).
+    const INVALID: &[(&str, &str, &str)] = &[
+        ("version = 1", "version = 2", "version"),
+        ("agents.trader", "agents.Trader", "agents.Trader"),
+        (
+            "actions = [\"transfer\"]",
+            "actions = [\"program_call\"]",
+            "agents.trader.actions[0]",
+        ),
+        (
+            "actions = [\"transfer\"]",
+            "actions = []",
+            "agents.trader.actions",
+        ),
+        (
+            "actions = [\"transfer\"]",
+            "actions = [\"transfer\", \"transfer\"]",
+            "agents.trader.actions[1]",
+        ),
+        (
+            "networks = [\"solana:devnet\"]",
+            "networks = [\"solana:localnet\"]",
+            "agents.trader.networks[0]",
+        ),
+        (
+            "networks = [\"solana:devnet\"]",
+            "networks = [\"evm:devnet\"]",
+            "agents.trader.networks[0]",
+        ),
+        (
+            "networks = [\"solana:devnet\"]",
+            "networks = [\"devnet\"]",
+            "agents.trader.networks[0]",
+        ),
+        (
+            "networks = [\"solana:devnet\"]",
+            "networks = []",
+            "agents.trader.networks",
+        ),
+        (
+            "rate_limit_per_minute = 30",
+            "rate_limit_per_minute = 0",
+            "agents.trader.rate_limit_per_minute",
+        ),
+        (
+            "chain = \"solana\"",
+            "chain = \"bitcoin\"",
+            "agents.trader.assets.SOL.chain",
+        ),
+        (
+            "[agents.trader.assets.SOL]",
+            "[agents.trader.assets.sol]",
+            "agents.trader.assets.sol",
+        ),
+        (
+            "[agents.trader.assets.SOL]",
+            "[agents.trader.assets.VERYLONGSYM]",
+            "agents.trader.assets.VERYLONGSYM",
+        ),
+        (
+            "per_tx_cap = \"2000000000\"",
+            "per_tx_cap = \"-1\"",
+            "agents.trader.assets.SOL.per_tx_cap",
+        ),
+        (
+            "per_tx_cap = \"2000000000\"",
+            "per_tx_cap = \"1.5\"",
+            "agents.trader.assets.SOL.per_tx_cap",
+        ),
+        (
+            "per_tx_cap = \"2000000000\"",
+            "per_tx_cap = \"0\"",
+            "agents.trader.assets.SOL.per_tx_cap",
+        ),
+        (
+            "per_tx_cap = \"2000000000\"",
+            "per_tx_cap = \"02000000000\"",
+            "agents.trader.assets.SOL.per_tx_cap",
+        ),
+        (
+            "velocity_24h = \"10000000000\"",
+            "velocity_24h = \"1e10\"",
+            "agents.trader.assets.SOL.velocity_24h",
+        ),
+        (
+            "approval_threshold = \"500000000\"",
+            "approval_threshold = \"0\"",
+            "agents.trader.assets.SOL.approval_threshold",
+        ),
+        (
+            "approval_threshold = \"500000000\"",
+            "approval_threshold = \"2000000001\"",
+            "agents.trader.assets.SOL.approval_threshold",
+        ),
+        (
+            "velocity_24h = \"10000000000\"",
+            "velocity_24h = \"1999999999\"",
+            "agents.trader.assets.SOL.per_tx_cap",
+        ),
+    ];
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        for &(from, to, key) in INVALID {
+            match parse(with(from, to).as_bytes()) {
+                Err(PolicyError::Invalid { key: got, reason }) => {
+                    assert_eq!(got, key, "{to:?}: {reason}");
+                    assert!(!reason.is_empty());
+                }
+                other => panic!("{to:?} should be refused at {key}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_recipients_name_their_key() {
+        let cases = [
+            "0OIl".to_owned(),                     // not base58
+            bs58::encode([7u8; 31]).into_string(), // 31 bytes
+            bs58::encode([7u8; 33]).into_string(), // 33 bytes
+            format!("1{}", addr(1)),               // a leading zero byte: 33 bytes
+            String::new(),
+        ];
+        for bad in cases {
+            let text = with(
+                &format!("recipients = [\"{}\"]", addr(1)),
+                &format!("recipients = [\"{}\", \"{bad}\"]", addr(1)),
+            );
+            match parse(text.as_bytes()) {
+                Err(PolicyError::Invalid { key, reason }) => {
+                    assert_eq!(key, "agents.trader.recipients[1]", "{bad:?}");
+                    assert!(reason.contains("not a Solana address"), "{reason}");
+                }
+                other => panic!("{bad:?} should be refused, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn duplicate_recipient_refused() {
+        let text = with(
+            &format!("recipients = [\"{}\"]", addr(1)),
+            &format!("recipients = [\"{0}\", \"{0}\"]", addr(1)),
+        );
+        assert!(
+            matches!(parse(text.as_bytes()), Err(PolicyError::Invalid { key, .. }) if key == "agents.trader.recipients[1]")
+        );
+    }
+
+    /// Shape errors come from the TOML layer; its message names the offending key.
+    #[test]
+    fn shape_errors_name_the_key() {
+        let cases = [
+            (
+                good().replace(
+                    "rate_limit_per_minute = 30",
+                    "rate_limit_per_minute = 30\nmax_fee = 5",
+                ),
+                "max_fee",
+            ),
+            (
+                good().replace("chain = \"solana\"", "chain = \"solana\"\ndecimals = 9"),
+                "decimals",
+            ),
+            (format!("comment = \"x\"\n{}", good()), "comment"),
+            (
+                good().replace("per_tx_cap = \"2000000000\"", "per_tx_cap = 2000000000"),
+                "per_tx_cap",
+            ),
+            (
+                good().replace("per_tx_cap = \"2000000000\"\n", ""),
+                "per_tx_cap",
+            ),
+            (
+                good().replace("rate_limit_per_minute = 30", "rate_limit_per_minute = -1"),
+                "rate_limit_per_minute",
+            ),
+        ];
+        for (text, key) in cases {
+            match parse(text.as_bytes()) {
+                Err(PolicyError::Toml(m)) => assert!(m.contains(key), "{key:?} missing from {m}"),
+                other => panic!("{key:?} should be a TOML error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn policy_level_errors() {
+        assert!(
+            matches!(parse(b"version = 1\n"), Err(PolicyError::Invalid { key, .. }) if key == "agents")
+        );
+        assert!(matches!(
+            parse(b"version = 1\n\xff"),
+            Err(PolicyError::NotUtf8(12))
+        ));
+        let no_assets = good()
+            .split("[agents.trader.assets.SOL]")
+            .next()
+            .unwrap()
+            .to_owned();
+        assert!(
+            matches!(parse(no_assets.as_bytes()), Err(PolicyError::Invalid { key, .. }) if key == "agents.trader.assets")
+        );
+    }
+
+    #[test]
+    fn recipients_are_stored_canonically() {
+        let canonical = addr(9);
+        assert_eq!(
+            canonical_address(Chain::Solana, &canonical).unwrap(),
+            canonical
+        );
+        // A key whose first byte is zero encodes with a leading '1'; it round-trips too.
+        let mut bytes = [5u8; 32];
+        bytes[0] = 0;
+        let leading = bs58::encode(bytes).into_string();
+        assert!(leading.starts_with('1'));
+        assert_eq!(canonical_address(Chain::Solana, &leading).unwrap(), leading);
+    }
+}

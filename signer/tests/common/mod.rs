@@ -1,0 +1,201 @@
+//! Test harness: runs the real `vigil-signer` binary (dev-init, then serve) on a temporary
+//! state dir and socket, and talks to it with the protocol crate's client.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use totp_rs::{Algorithm, Secret, TOTP};
+use vigil_protocol::client::Client;
+use vigil_protocol::message::{DryRunRequest, SignRequest};
+use vigil_protocol::{Amount, Chain, Context, Intent, Network, Op, Response, TransferIntent};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_vigil-signer");
+
+/// A running signer on a temp state dir.
+pub struct Signer {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub init: Value,
+    pub extra_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Signer {
+    /// dev-init with these agents (and optional policy text), then serve.
+    pub fn start(agents: &[&str], policy: Option<&str>) -> Self {
+        Self::start_with(agents, policy, &[])
+    }
+
+    pub fn start_with(agents: &[&str], policy: Option<&str>, extra_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["dev-init", "--state-dir"]).arg(&state).arg("--agents").arg(agents.join(","));
+        if let Some(text) = policy {
+            let p = dir.path().join("policy-in.toml");
+            std::fs::write(&p, text).unwrap();
+            cmd.arg("--policy").arg(&p);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "dev-init failed: {}", String::from_utf8_lossy(&out.stderr));
+        let init: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let socket = dir.path().join("signer.sock");
+        let mut s = Signer { dir, socket, init, extra_args: extra_args.iter().map(|s| s.to_string()).collect(), child: None };
+        s.spawn();
+        s
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn serve_command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--state-dir")
+            .arg(self.state())
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--passphrase-file")
+            .arg(self.state().join("dev/passphrase"))
+            .args(&self.extra_args)
+            .env("VIGIL_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Starts `serve` and waits until the socket answers `hello`.
+    pub fn spawn(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let mut child = self.serve_command().spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut c) = Client::connect(&self.socket, Duration::from_secs(5)) {
+                if c.call(Op::Hello).is_ok() {
+                    break;
+                }
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                let out = child.wait_with_output().unwrap();
+                panic!("signer exited early ({status}): {}", String::from_utf8_lossy(&out.stderr));
+            }
+            assert!(Instant::now() < deadline, "signer did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket, Duration::from_secs(30)).unwrap()
+    }
+
+    pub fn address(&self, agent: &str) -> String {
+        self.init["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["agent"] == agent)
+            .unwrap()["addresses"]["solana"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn dev_peer(&self) -> String {
+        self.init["dev_peer"].as_str().unwrap().to_string()
+    }
+
+    /// The operator's TOTP code for unix time `t`.
+    pub fn code_at(&self, t: u64) -> String {
+        let secret = Secret::Encoded(self.init["totp_secret_base32"].as_str().unwrap().to_string()).to_bytes().unwrap();
+        TOTP::new(Algorithm::SHA1, 6, 1, 30, secret, None, String::new()).unwrap().generate(t)
+    }
+
+    pub fn audit_verify(&self, extra: &[&str]) -> Output {
+        Command::new(BIN).arg("audit-verify").arg("--state-dir").arg(self.state()).args(extra).output().unwrap()
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.state().join("ledger/audit.jsonl")
+    }
+}
+
+impl Drop for Signer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A 32-byte hash in base58, usable as a recent blockhash outside a runtime.
+pub const SOME_BLOCKHASH: &str = "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM";
+
+pub fn transfer(to: &str, lamports: u128, network: Network) -> Intent {
+    Intent::Transfer(TransferIntent {
+        chain: Chain::Solana,
+        network,
+        asset: "SOL".into(),
+        to: to.into(),
+        amount: Amount::from_base_units(lamports),
+    })
+}
+
+pub fn sign_op(agent: &str, intent: Intent, key: &str, blockhash: &str) -> Op {
+    Op::Sign(SignRequest {
+        agent: agent.parse().unwrap(),
+        intent,
+        context: Context { recent_blockhash: Some(blockhash.into()) },
+        idempotency_key: key.parse().unwrap(),
+    })
+}
+
+pub fn dry_op(agent: &str, intent: Intent) -> Op {
+    Op::DryRun(DryRunRequest { agent: agent.parse().unwrap(), intent, context: Context::default() })
+}
+
+/// The result object of a successful response.
+pub fn ok(resp: Response) -> Value {
+    match resp.outcome {
+        Ok(v) => v,
+        Err(e) => panic!("expected success, got {e:?}"),
+    }
+}
+
+/// (kind, rule) of an error response.
+pub fn err(resp: Response) -> (String, Option<String>, String) {
+    match resp.outcome {
+        Ok(v) => panic!("expected an error, got {v}"),
+        Err(e) => (e.kind.as_str().to_string(), e.rule.map(|r| r.as_str().to_string()), e.message),
+    }
+}
+
+pub fn read_audit(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+pub const SOL: u128 = 1_000_000_000;
