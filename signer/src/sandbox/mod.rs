@@ -12,8 +12,11 @@
 //! every block carries a `// SAFETY:` comment.
 
 pub mod landlock;
+pub mod listen_fds;
 pub mod process;
 pub mod seccomp;
+
+pub use listen_fds::{LISTEN_ENV, LISTEN_FDS_START, systemd_listener};
 
 use std::os::fd::RawFd;
 use std::path::PathBuf;
