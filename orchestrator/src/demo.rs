@@ -28,13 +28,21 @@ impl Drop for SignerProcess {
 /// Runs the demo.
 pub fn run(keep: bool) -> anyhow::Result<()> {
     let signer_bin = sibling_binary("vigil-signer")?;
-    let dir = tempfile::Builder::new().prefix("vigil-demo-").tempdir().context("creating a temp dir")?;
+    let dir = tempfile::Builder::new()
+        .prefix("vigil-demo-")
+        .tempdir()
+        .context("creating a temp dir")?;
     let state = dir.path().join("signer-state");
     let socket = dir.path().join("signer.sock");
 
     section("1. dev key setup (INSECURE, stands in for the offline key ceremony)");
     let out = Command::new(&signer_bin)
-        .args(["dev-init", "--agents", "sentinel,trader,experimental", "--state-dir"])
+        .args([
+            "dev-init",
+            "--agents",
+            "sentinel,trader,experimental",
+            "--state-dir",
+        ])
         .arg(&state)
         .stderr(Stdio::inherit())
         .output()
@@ -44,7 +52,11 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     }
     let init: Value = serde_json::from_slice(&out.stdout).context("reading dev-init output")?;
     for a in init["agents"].as_array().into_iter().flatten() {
-        println!("  agent {:<13} solana address {}", str_of(&a["agent"]), str_of(&a["addresses"]["solana"]));
+        println!(
+            "  agent {:<13} solana address {}",
+            str_of(&a["agent"]),
+            str_of(&a["addresses"]["solana"])
+        );
     }
     println!("  policy digest {}", str_of(&init["policy_digest"]));
 
@@ -63,21 +75,51 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     let _signer = SignerProcess(child);
     let mut c = connect(&socket)?;
     let hello = result(c.call(Op::Hello)?)?;
-    println!("  signer pid {} answers hello: protocol v{}, networks {}", _signer.0.id(), hello["version"], hello["networks"]);
+    println!(
+        "  signer pid {} answers hello: protocol v{}, networks {}",
+        _signer.0.id(),
+        hello["version"],
+        hello["networks"]
+    );
 
     let addr = |agent: &str| -> String {
-        init["agents"].as_array().into_iter().flatten().find(|a| a["agent"] == agent).map_or(String::new(), |a| str_of(&a["addresses"]["solana"]))
+        init["agents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["agent"] == agent)
+            .map_or(String::new(), |a| str_of(&a["addresses"]["solana"]))
     };
     let peer = str_of(&init["dev_peer"]);
     let stranger = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM";
 
     section("3. agent requests (paper mode: signed transactions are shown, never broadcast)");
     let steps: Vec<(&str, &str, Intent)> = vec![
-        ("trader pays a peer 0.1 SOL", "trader", transfer(&peer, SOL / 10, Network::Devnet)),
-        ("sentinel pays trader 0.25 SOL", "sentinel", transfer(&addr("trader"), SOL / 4, Network::Devnet)),
-        ("trader pays a stranger (injected by a prompt)", "trader", transfer(stranger, SOL / 10, Network::Devnet)),
-        ("trader tries mainnet", "trader", transfer(&peer, SOL / 10, Network::Mainnet)),
-        ("experimental tries 3 SOL at once", "experimental", transfer(&peer, 3 * SOL, Network::Devnet)),
+        (
+            "trader pays a peer 0.1 SOL",
+            "trader",
+            transfer(&peer, SOL / 10, Network::Devnet),
+        ),
+        (
+            "sentinel pays trader 0.25 SOL",
+            "sentinel",
+            transfer(&addr("trader"), SOL / 4, Network::Devnet),
+        ),
+        (
+            "trader pays a stranger (injected by a prompt)",
+            "trader",
+            transfer(stranger, SOL / 10, Network::Devnet),
+        ),
+        (
+            "trader tries mainnet",
+            "trader",
+            transfer(&peer, SOL / 10, Network::Mainnet),
+        ),
+        (
+            "experimental tries 3 SOL at once",
+            "experimental",
+            transfer(&peer, 3 * SOL, Network::Devnet),
+        ),
     ];
     for (i, (what, agent, intent)) in steps.into_iter().enumerate() {
         let resp = c.call(sign(agent, intent, &format!("demo-{i}"))?)?;
@@ -88,32 +130,87 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
         intent: transfer(&peer, SOL * 4 / 5, Network::Devnet),
         context: Context::default(),
     }))?)?;
-    println!("  • dry run of trader → peer 0.8 SOL: {} ({})", str_of(&dry["decision"]), str_of(&dry["rule"]));
+    println!(
+        "  • dry run of trader → peer 0.8 SOL: {} ({})",
+        str_of(&dry["decision"]),
+        str_of(&dry["rule"])
+    );
 
-    section("4. above the approval threshold: the operator's authenticator code is checked by the signer");
-    let pending = result(c.call(sign("trader", transfer(&peer, SOL * 4 / 5, Network::Devnet), "demo-big")?)?)?;
-    println!("  • needs approval {}: {}", str_of(&pending["approval_id"]), str_of(&pending["summary"]));
-    let secret = Secret::Encoded(str_of(&init["totp_secret_base32"])).to_bytes().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let totp = TOTP::new(Algorithm::SHA1, 6, 1, 30, secret, None, String::new()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let approval_id: vigil_protocol::ApprovalId = str_of(&pending["approval_id"]).parse().map_err(anyhow::Error::msg)?;
-    let approve = |code: String| Op::Approve(ApproveRequest { approval_id: approval_id.clone(), code, context: None });
-    show("an agent guesses the code 000000", c.call(approve("000000".into()))?);
+    section(
+        "4. above the approval threshold: the operator's authenticator code is checked by the signer",
+    );
+    let pending = result(c.call(sign(
+        "trader",
+        transfer(&peer, SOL * 4 / 5, Network::Devnet),
+        "demo-big",
+    )?)?)?;
+    println!(
+        "  • needs approval {}: {}",
+        str_of(&pending["approval_id"]),
+        str_of(&pending["summary"])
+    );
+    let secret = Secret::Encoded(str_of(&init["totp_secret_base32"]))
+        .to_bytes()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let totp = TOTP::new(Algorithm::SHA1, 6, 1, 30, secret, None, String::new())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let approval_id: vigil_protocol::ApprovalId = str_of(&pending["approval_id"])
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let approve = |code: String| {
+        Op::Approve(ApproveRequest {
+            approval_id: approval_id.clone(),
+            code,
+            context: None,
+        })
+    };
+    show(
+        "an agent guesses the code 000000",
+        c.call(approve("000000".into()))?,
+    );
     let code = totp.generate(unix_now());
     println!("  • the operator types {code} from the authenticator app");
-    show("approve with the operator's code", c.call(approve(code.clone()))?);
+    show(
+        "approve with the operator's code",
+        c.call(approve(code.clone()))?,
+    );
     show("the same code again (replay)", c.call(approve(code))?);
-    show("the same request again (idempotency key demo-big)", c.call(sign("trader", transfer(&peer, SOL * 4 / 5, Network::Devnet), "demo-big")?)?);
+    show(
+        "the same request again (idempotency key demo-big)",
+        c.call(sign(
+            "trader",
+            transfer(&peer, SOL * 4 / 5, Network::Devnet),
+            "demo-big",
+        )?)?,
+    );
 
     section("5. status and the audit chain");
     let status = result(c.call(Op::Status)?)?;
     for a in status["agents"].as_array().into_iter().flatten() {
-        println!("  {:<13} spent in 24 h: {} lamports", str_of(&a["agent"]), a["spent_24h"].get("SOL").map_or("0".into(), str_of));
+        println!(
+            "  {:<13} spent in 24 h: {} lamports",
+            str_of(&a["agent"]),
+            a["spent_24h"].get("SOL").map_or("0".into(), str_of)
+        );
     }
-    println!("  ledger seq {} · audit head {}", status["ledger_seq"], str_of(&status["audit_head"]));
-    let verify = Command::new(&signer_bin).args(["audit-verify", "--state-dir"]).arg(&state).output()?;
-    println!("  audit-verify: {}", String::from_utf8_lossy(&verify.stdout).trim());
+    println!(
+        "  ledger seq {} · audit head {}",
+        status["ledger_seq"],
+        str_of(&status["audit_head"])
+    );
+    let verify = Command::new(&signer_bin)
+        .args(["audit-verify", "--state-dir"])
+        .arg(&state)
+        .output()?;
+    println!(
+        "  audit-verify: {}",
+        String::from_utf8_lossy(&verify.stdout).trim()
+    );
     if !verify.status.success() {
-        bail!("audit chain did not verify: {}", String::from_utf8_lossy(&verify.stderr));
+        bail!(
+            "audit chain did not verify: {}",
+            String::from_utf8_lossy(&verify.stderr)
+        );
     }
 
     if keep {
@@ -129,23 +226,39 @@ fn sign(agent: &str, intent: Intent, key: &str) -> anyhow::Result<Op> {
     Ok(Op::Sign(SignRequest {
         agent: agent.parse().map_err(anyhow::Error::msg)?,
         intent,
-        context: Context { recent_blockhash: Some(PAPER_BLOCKHASH.into()) },
+        context: Context {
+            recent_blockhash: Some(PAPER_BLOCKHASH.into()),
+        },
         idempotency_key: key.parse().map_err(anyhow::Error::msg)?,
     }))
 }
 
 fn transfer(to: &str, lamports: u128, network: Network) -> Intent {
-    Intent::Transfer(TransferIntent { chain: Chain::Solana, network, asset: "SOL".into(), to: to.into(), amount: Amount::from_base_units(lamports) })
+    Intent::Transfer(TransferIntent {
+        chain: Chain::Solana,
+        network,
+        asset: "SOL".into(),
+        to: to.into(),
+        amount: Amount::from_base_units(lamports),
+    })
 }
 
 fn show(what: &str, resp: Response) {
     match resp.outcome {
         Ok(v) if v["status"] == "signed" => {
-            println!("  ✔ {what}: SIGNED {} (ledger #{})", str_of(&v["summary"]), v["ledger_seq"]);
+            println!(
+                "  ✔ {what}: SIGNED {} (ledger #{})",
+                str_of(&v["summary"]),
+                v["ledger_seq"]
+            );
             println!("      signature {}", str_of(&v["signature"]));
         }
         Ok(v) if v["status"] == "needs_approval" => {
-            println!("  ⏸ {what}: NEEDS APPROVAL {} — {}", str_of(&v["approval_id"]), str_of(&v["summary"]));
+            println!(
+                "  ⏸ {what}: NEEDS APPROVAL {} — {}",
+                str_of(&v["approval_id"]),
+                str_of(&v["summary"])
+            );
         }
         Ok(v) => println!("  • {what}: {v}"),
         Err(e) => println!(
@@ -158,7 +271,8 @@ fn show(what: &str, resp: Response) {
 }
 
 fn result(resp: Response) -> anyhow::Result<Value> {
-    resp.outcome.map_err(|e| anyhow::anyhow!("signer refused: {} {}", e.kind, e.message))
+    resp.outcome
+        .map_err(|e| anyhow::anyhow!("signer refused: {} {}", e.kind, e.message))
 }
 
 fn str_of(v: &Value) -> String {
@@ -170,7 +284,9 @@ fn section(title: &str) {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn connect(socket: &Path) -> anyhow::Result<Client> {
@@ -178,7 +294,9 @@ fn connect(socket: &Path) -> anyhow::Result<Client> {
     loop {
         match Client::connect(socket, Duration::from_secs(30)) {
             Ok(c) => return Ok(c),
-            Err(e) if Instant::now() > deadline => return Err(e).context("the signer did not open its socket"),
+            Err(e) if Instant::now() > deadline => {
+                return Err(e).context("the signer did not open its socket");
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
@@ -191,5 +309,9 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     if path.is_file() {
         return Ok(path);
     }
-    bail!("{} not found next to {}; build the whole workspace (cargo build --release)", name, exe.display())
+    bail!(
+        "{} not found next to {}; build the whole workspace (cargo build --release)",
+        name,
+        exe.display()
+    )
 }

@@ -39,11 +39,15 @@ impl Client {
     /// Sends one op and waits for its response.
     pub fn call(&mut self, op: Op) -> Result<Response, ClientError> {
         self.next_id += 1;
-        let id = RequestId::try_from(format!("c{}", self.next_id)).map_err(ClientError::Protocol)?;
+        let id =
+            RequestId::try_from(format!("c{}", self.next_id)).map_err(ClientError::Protocol)?;
         let req = Request { id: id.clone(), op };
         let resp = self.call_raw(req.to_json().as_bytes())?;
         if resp.id.as_ref() != Some(&id) {
-            return Err(ClientError::Protocol(format!("response id {:?} does not match request id {id}", resp.id)));
+            return Err(ClientError::Protocol(format!(
+                "response id {:?} does not match request id {id}",
+                resp.id
+            )));
         }
         Ok(resp)
     }

@@ -73,7 +73,8 @@ pub fn encode_frame(payload: &[u8]) -> Result<Vec<u8>, FrameError> {
     if payload.is_empty() || payload.len() > MAX_FRAME_LEN {
         return Err(FrameError::BadLength(payload.len() as u64));
     }
-    let len = u32::try_from(payload.len()).map_err(|_| FrameError::BadLength(payload.len() as u64))?;
+    let len =
+        u32::try_from(payload.len()).map_err(|_| FrameError::BadLength(payload.len() as u64))?;
     let mut out = Vec::with_capacity(4 + payload.len());
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(payload);
@@ -95,8 +96,14 @@ mod tests {
 
     #[test]
     fn rejects_zero_and_oversized_lengths() {
-        assert!(matches!(check_len([0, 0, 0, 0]), Err(FrameError::BadLength(0))));
-        assert!(matches!(check_len([0, 1, 0, 1]), Err(FrameError::BadLength(65_537))));
+        assert!(matches!(
+            check_len([0, 0, 0, 0]),
+            Err(FrameError::BadLength(0))
+        ));
+        assert!(matches!(
+            check_len([0, 1, 0, 1]),
+            Err(FrameError::BadLength(65_537))
+        ));
         assert_eq!(check_len([0, 1, 0, 0]).unwrap(), 65_536);
         assert!(encode_frame(&[]).is_err());
         assert!(encode_frame(&vec![b'x'; MAX_FRAME_LEN + 1]).is_err());
@@ -104,8 +111,17 @@ mod tests {
 
     #[test]
     fn truncated_and_closed_are_distinguished() {
-        assert!(matches!(read_frame(&mut [].as_slice()), Err(FrameError::Closed)));
-        assert!(matches!(read_frame(&mut [0u8, 0].as_slice()), Err(FrameError::Truncated)));
-        assert!(matches!(read_frame(&mut [0u8, 0, 0, 5, b'{'].as_slice()), Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame(&mut [].as_slice()),
+            Err(FrameError::Closed)
+        ));
+        assert!(matches!(
+            read_frame(&mut [0u8, 0].as_slice()),
+            Err(FrameError::Truncated)
+        ));
+        assert!(matches!(
+            read_frame(&mut [0u8, 0, 0, 5, b'{'].as_slice()),
+            Err(FrameError::Truncated)
+        ));
     }
 }

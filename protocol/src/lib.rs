@@ -35,7 +35,10 @@ pub fn fuzz_one(data: &[u8]) {
             let again = req.to_json();
             // A request we accepted must survive its own encoding.
             let reparsed = parse_request(again.as_bytes());
-            assert!(reparsed.is_ok(), "re-encoded request failed to parse: {again}");
+            assert!(
+                reparsed.is_ok(),
+                "re-encoded request failed to parse: {again}"
+            );
         }
         Err(failure) => {
             let resp = Response::error(failure.id.clone(), failure.kind, None, failure.message);

@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::PROTOCOL_VERSION;
 use crate::intent::{Context, Intent};
 use crate::types::{AgentId, ApprovalId, ErrorKind, IdempotencyKey, RequestId, Rule, truncate};
-use crate::PROTOCOL_VERSION;
 
 /// One parsed request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,11 +111,19 @@ impl ParseFailure {
     }
 
     fn frame(message: impl Into<String>) -> Self {
-        Self { id: None, kind: ErrorKind::BadFrame, message: message.into() }
+        Self {
+            id: None,
+            kind: ErrorKind::BadFrame,
+            message: message.into(),
+        }
     }
 
     fn request(id: Option<RequestId>, message: impl Into<String>) -> Self {
-        Self { id, kind: ErrorKind::BadRequest, message: message.into() }
+        Self {
+            id,
+            kind: ErrorKind::BadRequest,
+            message: message.into(),
+        }
     }
 }
 
@@ -123,27 +131,45 @@ impl ParseFailure {
 pub fn parse_request(payload: &[u8]) -> Result<Request, ParseFailure> {
     let text = std::str::from_utf8(payload)
         .map_err(|e| ParseFailure::frame(format!("frame is not UTF-8 ({e}); send UTF-8 JSON")))?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| ParseFailure::frame(format!("frame is not JSON ({e}); send one JSON object")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        ParseFailure::frame(format!("frame is not JSON ({e}); send one JSON object"))
+    })?;
     let Value::Object(mut fields) = value else {
-        return Err(ParseFailure::frame("frame is JSON but not an object; send one JSON object"));
+        return Err(ParseFailure::frame(
+            "frame is JSON but not an object; send one JSON object",
+        ));
     };
 
     // The id first, so that every later error can be matched to its request.
     let id = match fields.remove("id") {
-        Some(Value::String(s)) => RequestId::try_from(s).map_err(|e| ParseFailure::request(None, e))?,
+        Some(Value::String(s)) => {
+            RequestId::try_from(s).map_err(|e| ParseFailure::request(None, e))?
+        }
         Some(_) => return Err(ParseFailure::request(None, "\"id\" must be a string")),
-        None => return Err(ParseFailure::request(None, "missing \"id\": every request needs an id")),
+        None => {
+            return Err(ParseFailure::request(
+                None,
+                "missing \"id\": every request needs an id",
+            ));
+        }
     };
     match fields.remove("v") {
         Some(Value::Number(n)) if n.as_u64() == Some(PROTOCOL_VERSION) => {}
         Some(other) => {
             return Err(ParseFailure::request(
                 Some(id),
-                format!("unsupported protocol version {}; this signer speaks \"v\": {PROTOCOL_VERSION}", truncate(&other.to_string())),
+                format!(
+                    "unsupported protocol version {}; this signer speaks \"v\": {PROTOCOL_VERSION}",
+                    truncate(&other.to_string())
+                ),
             ));
         }
-        None => return Err(ParseFailure::request(Some(id), "missing \"v\": send \"v\": 1")),
+        None => {
+            return Err(ParseFailure::request(
+                Some(id),
+                "missing \"v\": send \"v\": 1",
+            ));
+        }
     }
     let op_name = match fields.remove("op") {
         Some(Value::String(s)) => s,
@@ -158,7 +184,10 @@ pub fn parse_request(payload: &[u8]) -> Result<Request, ParseFailure> {
         "approve" => op_fields(&id, "approve", fields).map(Op::Approve),
         other => Err(ParseFailure::request(
             Some(id.clone()),
-            format!("unknown op {:?}; ops are hello, sign, dry_run, approve, status", truncate(other)),
+            format!(
+                "unknown op {:?}; ops are hello, sign, dry_run, approve, status",
+                truncate(other)
+            ),
         )),
     }?;
     Ok(Request { id, op })
@@ -169,14 +198,22 @@ fn no_fields(id: &RequestId, op: &str, fields: Map<String, Value>) -> Result<(),
         None => Ok(()),
         Some(k) => Err(ParseFailure::request(
             Some(id.clone()),
-            format!("unknown field {:?} for op {op}, which takes no fields", truncate(k)),
+            format!(
+                "unknown field {:?} for op {op}, which takes no fields",
+                truncate(k)
+            ),
         )),
     }
 }
 
-fn op_fields<T: DeserializeOwned>(id: &RequestId, op: &str, fields: Map<String, Value>) -> Result<T, ParseFailure> {
-    serde_json::from_value(Value::Object(fields))
-        .map_err(|e| ParseFailure::request(Some(id.clone()), format!("invalid fields for op {op}: {e}")))
+fn op_fields<T: DeserializeOwned>(
+    id: &RequestId,
+    op: &str,
+    fields: Map<String, Value>,
+) -> Result<T, ParseFailure> {
+    serde_json::from_value(Value::Object(fields)).map_err(|e| {
+        ParseFailure::request(Some(id.clone()), format!("invalid fields for op {op}: {e}"))
+    })
 }
 
 impl Request {
@@ -240,19 +277,46 @@ impl Response {
             rule: None,
             message: format!("could not encode the result: {e}"),
         });
-        Self { id: Some(id), outcome }
+        Self {
+            id: Some(id),
+            outcome,
+        }
     }
 
     /// An error.
-    pub fn error(id: Option<RequestId>, kind: ErrorKind, rule: Option<Rule>, message: impl Into<String>) -> Self {
-        Self { id, outcome: Err(ErrorBody { kind, rule, message: message.into() }) }
+    pub fn error(
+        id: Option<RequestId>,
+        kind: ErrorKind,
+        rule: Option<Rule>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            id,
+            outcome: Err(ErrorBody {
+                kind,
+                rule,
+                message: message.into(),
+            }),
+        }
     }
 
     /// Encodes the response as the JSON text of one frame.
     pub fn to_json(&self) -> String {
         let wire = match &self.outcome {
-            Ok(v) => ResponseWire { v: PROTOCOL_VERSION, id: self.id.clone(), ok: true, result: Some(v.clone()), error: None },
-            Err(e) => ResponseWire { v: PROTOCOL_VERSION, id: self.id.clone(), ok: false, result: None, error: Some(e.clone()) },
+            Ok(v) => ResponseWire {
+                v: PROTOCOL_VERSION,
+                id: self.id.clone(),
+                ok: true,
+                result: Some(v.clone()),
+                error: None,
+            },
+            Err(e) => ResponseWire {
+                v: PROTOCOL_VERSION,
+                id: self.id.clone(),
+                ok: false,
+                result: None,
+                error: Some(e.clone()),
+            },
         };
         // Invariant: ResponseWire holds only strings, numbers and JSON values, which always encode.
         serde_json::to_string(&wire).unwrap_or_else(|_| {
@@ -262,7 +326,8 @@ impl Response {
 
     /// Decodes a response frame (client side).
     pub fn parse(payload: &[u8]) -> Result<Self, String> {
-        let wire: ResponseWire = serde_json::from_slice(payload).map_err(|e| format!("bad response from signer: {e}"))?;
+        let wire: ResponseWire = serde_json::from_slice(payload)
+            .map_err(|e| format!("bad response from signer: {e}"))?;
         if wire.v != PROTOCOL_VERSION {
             return Err(format!("signer answered with protocol version {}", wire.v));
         }
@@ -271,7 +336,10 @@ impl Response {
             (false, None, Some(e)) => Err(e),
             _ => return Err("bad response from signer: ok/result/error do not agree".into()),
         };
-        Ok(Self { id: wire.id, outcome })
+        Ok(Self {
+            id: wire.id,
+            outcome,
+        })
     }
 
     /// The result decoded as `T`, or the error body.
@@ -397,7 +465,10 @@ mod tests {
     #[test]
     fn envelope_errors_are_classified() {
         assert_eq!(parse("\u{0}\u{ff}").unwrap_err().kind, ErrorKind::BadFrame);
-        assert_eq!(parse_request(&[0xff, 0xfe]).unwrap_err().kind, ErrorKind::BadFrame);
+        assert_eq!(
+            parse_request(&[0xff, 0xfe]).unwrap_err().kind,
+            ErrorKind::BadFrame
+        );
         assert_eq!(parse("[1]").unwrap_err().kind, ErrorKind::BadFrame);
         assert_eq!(parse("{\"v\":1").unwrap_err().kind, ErrorKind::BadFrame);
         let e = parse(r#"{"v":1,"op":"hello"}"#).unwrap_err();
@@ -405,8 +476,18 @@ mod tests {
         let e = parse(r#"{"v":2,"id":"a","op":"hello"}"#).unwrap_err();
         assert_eq!(e.kind, ErrorKind::BadRequest);
         assert_eq!(e.id.unwrap().as_str(), "a");
-        assert!(parse(r#"{"v":1,"id":"a","op":"hello","x":1}"#).unwrap_err().message.contains("unknown field"));
-        assert!(parse(r#"{"v":1,"id":"a","op":"export_key"}"#).unwrap_err().message.contains("unknown op"));
+        assert!(
+            parse(r#"{"v":1,"id":"a","op":"hello","x":1}"#)
+                .unwrap_err()
+                .message
+                .contains("unknown field")
+        );
+        assert!(
+            parse(r#"{"v":1,"id":"a","op":"export_key"}"#)
+                .unwrap_err()
+                .message
+                .contains("unknown op")
+        );
         assert!(parse(r#"{"v":1,"id":"a","op":"sign","agent":"t"}"#).is_err());
     }
 
@@ -425,10 +506,18 @@ mod tests {
     #[test]
     fn responses_round_trip() {
         let id = RequestId::try_from("x".to_string()).unwrap();
-        let r = Response::error(Some(id), ErrorKind::PolicyDenied, Some(Rule::PerTxCap), "too much");
+        let r = Response::error(
+            Some(id),
+            ErrorKind::PolicyDenied,
+            Some(Rule::PerTxCap),
+            "too much",
+        );
         let back = Response::parse(r.to_json().as_bytes()).unwrap();
         let err = back.outcome.unwrap_err();
-        assert_eq!((err.kind, err.rule), (ErrorKind::PolicyDenied, Some(Rule::PerTxCap)));
+        assert_eq!(
+            (err.kind, err.rule),
+            (ErrorKind::PolicyDenied, Some(Rule::PerTxCap))
+        );
     }
 
     #[test]
@@ -442,8 +531,8 @@ mod tests {
             x ^= x << 17;
             let mut buf = base.to_vec();
             let pos = usize::try_from(x % base.len() as u64).unwrap();
-            buf[pos] = (x >> 32) as u8;
-            if x % 3 == 0 {
+            buf[pos] = x.to_le_bytes()[4];
+            if x.is_multiple_of(3) {
                 buf.truncate(pos);
             }
             crate::fuzz_one(&buf);

@@ -116,7 +116,9 @@ impl Amount {
     /// Parses the wire form: 1-39 ASCII digits, no sign, no leading zero, not zero.
     pub fn parse_wire(s: &str) -> Result<Self, String> {
         if s.is_empty() {
-            return Err("amount is empty: give a decimal string of base units, e.g. \"250000000\"".into());
+            return Err(
+                "amount is empty: give a decimal string of base units, e.g. \"250000000\"".into(),
+            );
         }
         if !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!(
@@ -127,9 +129,12 @@ impl Amount {
         if s.len() > 1 && s.starts_with('0') {
             return Err(format!("amount {:?} has a leading zero", truncate(s)));
         }
-        let v: u128 = s
-            .parse()
-            .map_err(|_| format!("amount {:?} is too large (more than 2^128-1 base units)", truncate(s)))?;
+        let v: u128 = s.parse().map_err(|_| {
+            format!(
+                "amount {:?} is too large (more than 2^128-1 base units)",
+                truncate(s)
+            )
+        })?;
         if v == 0 {
             return Err("amount is zero: a transfer must move at least one base unit".into());
         }
@@ -232,11 +237,33 @@ mod tests {
 
     #[test]
     fn amounts_parse_strictly() {
-        assert_eq!(Amount::parse_wire("250000000").unwrap().base_units(), 250_000_000);
-        for bad in ["", "-1", "+1", "1.5", "1e9", "0", "007", " 1", "abc", "340282366920938463463374607431768211456"] {
-            assert!(Amount::parse_wire(bad).is_err(), "{bad:?} should be rejected");
+        assert_eq!(
+            Amount::parse_wire("250000000").unwrap().base_units(),
+            250_000_000
+        );
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1.5",
+            "1e9",
+            "0",
+            "007",
+            " 1",
+            "abc",
+            "340282366920938463463374607431768211456",
+        ] {
+            assert!(
+                Amount::parse_wire(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
-        assert_eq!(Amount::parse_wire("340282366920938463463374607431768211455").unwrap().base_units(), u128::MAX);
+        assert_eq!(
+            Amount::parse_wire("340282366920938463463374607431768211455")
+                .unwrap()
+                .base_units(),
+            u128::MAX
+        );
     }
 
     #[test]

@@ -7,7 +7,13 @@
 //! Run: `cargo bench -p vigil-signer --bench durable_signing --ignore-rust-version`
 //! (or `tests/bench/run`). Prints a table and the two target ratios of issue 2.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -26,18 +32,45 @@ const CLIENTS: usize = 8;
 const PER_CLIENT: usize = 1500;
 
 fn main() {
-    let dir = tempfile::tempdir_in(std::env::var_os("BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)).unwrap();
-    println!("vigil durable-signing benchmark (state in {})", dir.path().display());
+    let dir = tempfile::tempdir_in(
+        std::env::var_os("BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from),
+    )
+    .unwrap();
+    println!(
+        "vigil durable-signing benchmark (state in {})",
+        dir.path().display()
+    );
 
     let fsync = fdatasync_floor(dir.path());
-    println!("{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs", "append + fdatasync (floor)", fsync.p50_us(), fsync.p99_us());
+    println!(
+        "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs",
+        "append + fdatasync (floor)",
+        fsync.p50_us(),
+        fsync.p99_us()
+    );
 
     let (mut signer, socket, to) = start_signer(dir.path());
     let seq = sequential(|i| sign_once(&socket, &to, i), SEQ_N);
     let seq_rate = SEQ_N as f64 / seq.total.as_secs_f64();
-    println!("{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s", "vigil-signer, 1 client, sequential", seq.p50_us(), seq.p99_us(), seq_rate);
-    let par = parallel(|c, i| sign_once(&socket, &to, 1_000_000 * (c + 1) + i), CLIENTS, PER_CLIENT);
-    println!("{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s", format!("vigil-signer, {CLIENTS} clients"), par.0.p50_us(), par.0.p99_us(), par.1);
+    println!(
+        "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s",
+        "vigil-signer, 1 client, sequential",
+        seq.p50_us(),
+        seq.p99_us(),
+        seq_rate
+    );
+    let par = parallel(
+        |c, i| sign_once(&socket, &to, 1_000_000 * (c + 1) + i),
+        CLIENTS,
+        PER_CLIENT,
+    );
+    println!(
+        "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s",
+        format!("vigil-signer, {CLIENTS} clients"),
+        par.0.p50_us(),
+        par.0.p99_us(),
+        par.1
+    );
     let _ = signer.kill();
     let _ = signer.wait();
 
@@ -50,9 +83,21 @@ fn main() {
     };
     let ssh_seq = sequential(|_| agent.sign_once(), SEQ_N / 3);
     let ssh_seq_rate = (SEQ_N / 3) as f64 / ssh_seq.total.as_secs_f64();
-    println!("{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s", "ssh-agent ed25519, 1 client", ssh_seq.p50_us(), ssh_seq.p99_us(), ssh_seq_rate);
+    println!(
+        "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s",
+        "ssh-agent ed25519, 1 client",
+        ssh_seq.p50_us(),
+        ssh_seq.p99_us(),
+        ssh_seq_rate
+    );
     let ssh_par = parallel(|_, _| agent.sign_once(), CLIENTS, PER_CLIENT / 3);
-    println!("{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s", format!("ssh-agent ed25519, {CLIENTS} clients"), ssh_par.0.p50_us(), ssh_par.0.p99_us(), ssh_par.1);
+    println!(
+        "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s",
+        format!("ssh-agent ed25519, {CLIENTS} clients"),
+        ssh_par.0.p50_us(),
+        ssh_par.0.p99_us(),
+        ssh_par.1
+    );
 
     let latency_target = 2.0 * (fsync.p50_us() + 50.0);
     println!();
@@ -127,11 +172,18 @@ fn parallel(f: impl Fn(usize, usize) + Sync, clients: usize, per: usize) -> (Sam
     });
     let total = start.elapsed();
     let n = clients * per;
-    (Samples::new(all.into_iter().flatten().collect(), total), n as f64 / total.as_secs_f64())
+    (
+        Samples::new(all.into_iter().flatten().collect(), total),
+        n as f64 / total.as_secs_f64(),
+    )
 }
 
 fn fdatasync_floor(dir: &Path) -> Samples {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("floor.log")).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("floor.log"))
+        .unwrap();
     let line = [b'x'; 700];
     sequential(
         |_| {
@@ -149,7 +201,8 @@ thread_local! {
 fn sign_once(socket: &Path, to: &str, i: usize) {
     CONN.with(|c| {
         let mut c = c.borrow_mut();
-        let client = c.get_or_insert_with(|| Client::connect(socket, Duration::from_secs(30)).unwrap());
+        let client =
+            c.get_or_insert_with(|| Client::connect(socket, Duration::from_secs(30)).unwrap());
         let op = Op::Sign(SignRequest {
             agent: "bench".parse().unwrap(),
             intent: Intent::Transfer(TransferIntent {
@@ -159,21 +212,43 @@ fn sign_once(socket: &Path, to: &str, i: usize) {
                 to: to.into(),
                 amount: Amount::from_base_units(1),
             }),
-            context: Context { recent_blockhash: Some(BLOCKHASH.into()) },
+            context: Context {
+                recent_blockhash: Some(BLOCKHASH.into()),
+            },
             idempotency_key: format!("b{i}").parse().unwrap(),
         });
         let resp = client.call(op).unwrap();
-        assert!(resp.outcome.is_ok(), "bench sign refused: {:?}", resp.outcome);
+        assert!(
+            resp.outcome.is_ok(),
+            "bench sign refused: {:?}",
+            resp.outcome
+        );
     });
 }
 
 fn start_signer(dir: &Path) -> (Child, PathBuf, String) {
     let state = dir.join("state");
-    let out = Command::new(BIN).args(["dev-init", "--agents", "bench,peer", "--state-dir"]).arg(&state).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["dev-init", "--agents", "bench,peer", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let init: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let addr = |a: &str| {
-        init["agents"].as_array().unwrap().iter().find(|x| x["agent"] == a).unwrap()["addresses"]["solana"].as_str().unwrap().to_string()
+        init["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["agent"] == a)
+            .unwrap()["addresses"]["solana"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     let to = addr("peer");
     // A policy with room for the benchmark: no approvals, no effective caps.
@@ -184,8 +259,18 @@ fn start_signer(dir: &Path) -> (Child, PathBuf, String) {
     );
     let p = dir.join("bench-policy.toml");
     std::fs::write(&p, policy).unwrap();
-    let out = Command::new(BIN).args(["dev-sign-policy", "--state-dir"]).arg(&state).arg("--policy").arg(&p).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["dev-sign-policy", "--state-dir"])
+        .arg(&state)
+        .arg("--policy")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let socket = dir.join("signer.sock");
     let child = Command::new(BIN)
         .arg("serve")
@@ -217,12 +302,21 @@ impl SshAgent {
     fn start(dir: &Path) -> Result<Self, String> {
         let socket = dir.join("ssh-agent.sock");
         let key = dir.join("id_ed25519");
-        let keygen = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).output();
+        let keygen = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .output();
         match keygen {
             Ok(o) if o.status.success() => {}
             _ => return Err("ssh-keygen not available (apt-get install openssh-client)".into()),
         }
-        let child = Command::new("ssh-agent").arg("-D").arg("-a").arg(&socket).stdout(Stdio::null()).spawn().map_err(|e| e.to_string())?;
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while UnixStream::connect(&socket).is_err() {
             if Instant::now() > deadline {
@@ -230,9 +324,17 @@ impl SshAgent {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let added = Command::new("ssh-add").arg("-q").arg(&key).env("SSH_AUTH_SOCK", &socket).output().map_err(|e| e.to_string())?;
+        let added = Command::new("ssh-add")
+            .arg("-q")
+            .arg(&key)
+            .env("SSH_AUTH_SOCK", &socket)
+            .output()
+            .map_err(|e| e.to_string())?;
         if !added.status.success() {
-            return Err(format!("ssh-add failed: {}", String::from_utf8_lossy(&added.stderr)));
+            return Err(format!(
+                "ssh-add failed: {}",
+                String::from_utf8_lossy(&added.stderr)
+            ));
         }
         let mut s = UnixStream::connect(&socket).map_err(|e| e.to_string())?;
         let reply = call(&mut s, &[11]);
@@ -240,7 +342,11 @@ impl SshAgent {
             return Err("unexpected identities answer".into());
         }
         let (blob, _) = read_string(&reply[5..]);
-        Ok(Self { child, socket, key_blob: blob.to_vec() })
+        Ok(Self {
+            child,
+            socket,
+            key_blob: blob.to_vec(),
+        })
     }
 
     fn sign_once(&self) {

@@ -73,8 +73,16 @@ impl std::fmt::Debug for Approvals {
 impl Approvals {
     /// Builds the verifier from the approval secret (at least 16 bytes).
     pub fn new(secret: &Zeroizing<Vec<u8>>, ttl_secs: u64) -> Result<Self, String> {
-        let totp = TOTP::new(Algorithm::SHA1, 6, 1, STEP_SECS, secret.to_vec(), None, String::new())
-            .map_err(|e| format!("approval secret is unusable ({e}); re-run the key ceremony"))?;
+        let totp = TOTP::new(
+            Algorithm::SHA1,
+            6,
+            1,
+            STEP_SECS,
+            secret.to_vec(),
+            None,
+            String::new(),
+        )
+        .map_err(|e| format!("approval secret is unusable ({e}); re-run the key ceremony"))?;
         Ok(Self {
             totp,
             ttl_secs,
@@ -92,7 +100,9 @@ impl Approvals {
         if self.pending.len() >= MAX_PENDING {
             return Err(Refusal {
                 kind: ErrorKind::RateLimited,
-                message: format!("{MAX_PENDING} approvals are already waiting; answer or let them expire first"),
+                message: format!(
+                    "{MAX_PENDING} approvals are already waiting; answer or let them expire first"
+                ),
             });
         }
         pending.expires_at = now.saturating_add(self.ttl_secs);
@@ -122,7 +132,12 @@ impl Approvals {
 
     /// Checks `code` for approval `id` at time `now`. On success removes and returns the
     /// pending request and the TOTP step used (to be recorded durably).
-    pub fn verify(&mut self, id: &ApprovalId, code: &str, now: u64) -> Result<(Pending, u64), Refusal> {
+    pub fn verify(
+        &mut self,
+        id: &ApprovalId,
+        code: &str,
+        now: u64,
+    ) -> Result<(Pending, u64), Refusal> {
         if now < self.locked_until {
             return Err(Refusal {
                 kind: ErrorKind::RateLimited,
@@ -135,10 +150,15 @@ impl Approvals {
         }
         let Some(pending) = self.pending.get(id) else {
             return Err(match self.closed.get(id) {
-                Some(kind) => Refusal { kind: *kind, message: format!("approval {id} was already used or closed") },
+                Some(kind) => Refusal {
+                    kind: *kind,
+                    message: format!("approval {id} was already used or closed"),
+                },
                 None => Refusal {
                     kind: ErrorKind::ApprovalUnknown,
-                    message: format!("no pending approval {id}; ask the agent to make the request again"),
+                    message: format!(
+                        "no pending approval {id}; ask the agent to make the request again"
+                    ),
                 },
             });
         };
@@ -162,8 +182,14 @@ impl Approvals {
                     message: "approval vanished during verification".into(),
                 })
             }
-            Some(_) => Err(self.fail(now, "this code was already used; wait for the next code in your authenticator")),
-            None => Err(self.fail(now, "wrong code; check your authenticator app and the device clock")),
+            Some(_) => Err(self.fail(
+                now,
+                "this code was already used; wait for the next code in your authenticator",
+            )),
+            None => Err(self.fail(
+                now,
+                "wrong code; check your authenticator app and the device clock",
+            )),
         }
     }
 
@@ -173,9 +199,14 @@ impl Approvals {
         if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
             self.locked_until = now.saturating_add(LOCKOUT_SECS);
             self.consecutive_failures = 0;
-            message.push_str(&format!("; approvals are now locked for {LOCKOUT_SECS} seconds"));
+            message.push_str(&format!(
+                "; approvals are now locked for {LOCKOUT_SECS} seconds"
+            ));
         }
-        Refusal { kind: ErrorKind::ApprovalInvalidCode, message }
+        Refusal {
+            kind: ErrorKind::ApprovalInvalidCode,
+            message,
+        }
     }
 
     /// The time step (of now-1, now, now+1) whose code equals `code`, compared in constant time.
@@ -196,8 +227,12 @@ impl Approvals {
 
     /// Drops expired approvals (remembering them as expired) and bounds the closed set.
     pub fn prune(&mut self, now: u64) {
-        let expired: Vec<ApprovalId> =
-            self.pending.iter().filter(|(_, p)| now > p.expires_at).map(|(id, _)| id.clone()).collect();
+        let expired: Vec<ApprovalId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now > p.expires_at)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in expired {
             self.pending.remove(&id);
             self.closed.insert(id, ErrorKind::ApprovalExpired);
@@ -278,9 +313,15 @@ mod tests {
         let id2: ApprovalId = "ap-2".parse().unwrap();
         assert!(a.verify(&id1, &code, now).is_ok());
         // Same code for another approval: refused (its step is spent).
-        assert_eq!(a.verify(&id2, &code, now).unwrap_err().kind, ErrorKind::ApprovalInvalidCode);
+        assert_eq!(
+            a.verify(&id2, &code, now).unwrap_err().kind,
+            ErrorKind::ApprovalInvalidCode
+        );
         // Same approval again: used.
-        assert_eq!(a.verify(&id1, &code, now).unwrap_err().kind, ErrorKind::ApprovalUsed);
+        assert_eq!(
+            a.verify(&id1, &code, now).unwrap_err().kind,
+            ErrorKind::ApprovalUsed
+        );
         // The next step's code works for the second approval.
         assert!(a.verify(&id2, &code_at(now + 30), now + 30).is_ok());
     }
@@ -293,19 +334,38 @@ mod tests {
         let exp = a.open(id.clone(), pending(), now).unwrap();
         assert_eq!(exp, now + DEFAULT_TTL_SECS);
         let late = exp + 1;
-        assert_eq!(a.verify(&id, &code_at(late), late).unwrap_err().kind, ErrorKind::ApprovalExpired);
-        assert_eq!(a.verify(&"ap-9".parse().unwrap(), "123456", now).unwrap_err().kind, ErrorKind::ApprovalUnknown);
+        assert_eq!(
+            a.verify(&id, &code_at(late), late).unwrap_err().kind,
+            ErrorKind::ApprovalExpired
+        );
+        assert_eq!(
+            a.verify(&"ap-9".parse().unwrap(), "123456", now)
+                .unwrap_err()
+                .kind,
+            ErrorKind::ApprovalUnknown
+        );
 
         let id: ApprovalId = "ap-2".parse().unwrap();
         a.open(id.clone(), pending(), now).unwrap();
         let good = code_at(now);
         let wrong = if good == "000000" { "111111" } else { "000000" };
         for _ in 0..MAX_CONSECUTIVE_FAILURES - 1 {
-            assert_eq!(a.verify(&id, wrong, now).unwrap_err().kind, ErrorKind::ApprovalInvalidCode);
+            assert_eq!(
+                a.verify(&id, wrong, now).unwrap_err().kind,
+                ErrorKind::ApprovalInvalidCode
+            );
         }
-        assert!(a.verify(&id, wrong, now).unwrap_err().message.contains("locked"));
+        assert!(
+            a.verify(&id, wrong, now)
+                .unwrap_err()
+                .message
+                .contains("locked")
+        );
         // Even the right code is refused while locked.
-        assert_eq!(a.verify(&id, &good, now + 1).unwrap_err().kind, ErrorKind::RateLimited);
+        assert_eq!(
+            a.verify(&id, &good, now + 1).unwrap_err().kind,
+            ErrorKind::RateLimited
+        );
         let after = now + LOCKOUT_SECS + 1;
         a.pending.get_mut(&id).unwrap().expires_at = after + 100;
         assert!(a.verify(&id, &code_at(after), after).is_ok());
@@ -317,7 +377,10 @@ mod tests {
         let id: ApprovalId = "ap-1".parse().unwrap();
         a.open(id.clone(), pending(), 1000).unwrap();
         for bad in ["", "12345", "1234567", "abcdef", "１２３４５６"] {
-            assert_eq!(a.verify(&id, bad, 1000).unwrap_err().kind, ErrorKind::ApprovalInvalidCode);
+            assert_eq!(
+                a.verify(&id, bad, 1000).unwrap_err().kind,
+                ErrorKind::ApprovalInvalidCode
+            );
             a.consecutive_failures = 0;
         }
     }
@@ -329,6 +392,9 @@ mod tests {
         a.restore_closed("ap-old".parse().unwrap(), Some(now / STEP_SECS));
         let id: ApprovalId = "ap-1".parse().unwrap();
         a.open(id.clone(), pending(), now).unwrap();
-        assert_eq!(a.verify(&id, &code_at(now), now).unwrap_err().kind, ErrorKind::ApprovalInvalidCode);
+        assert_eq!(
+            a.verify(&id, &code_at(now), now).unwrap_err().kind,
+            ErrorKind::ApprovalInvalidCode
+        );
     }
 }

@@ -52,11 +52,16 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
             Chain::Solana => keys.insert((agent.clone(), *chain), Ed25519Key::from_seed(seed)),
         };
     }
-    let approvals = Approvals::new(&unlocked.approval_secret, cfg.approval_ttl_secs).map_err(Error::Other)?;
+    let approvals =
+        Approvals::new(&unlocked.approval_secret, cfg.approval_ttl_secs).map_err(Error::Other)?;
 
     // 2. The policy, verified against the key pinned in the (authenticated) keystore.
-    let policy_key = ed25519_dalek::VerifyingKey::from_bytes(&unlocked.policy_public_key)
-        .map_err(|e| Error::Other(format!("the pinned policy key in the keystore is not a valid Ed25519 key: {e}")))?;
+    let policy_key =
+        ed25519_dalek::VerifyingKey::from_bytes(&unlocked.policy_public_key).map_err(|e| {
+            Error::Other(format!(
+                "the pinned policy key in the keystore is not a valid Ed25519 key: {e}"
+            ))
+        })?;
     drop(unlocked);
     let policy = policy::load_signed(&layout::policy(&cfg.state_dir), &policy_key)?;
     for agent in policy.agents.keys() {
@@ -69,7 +74,10 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
     //    Its writer thread starts later, after the process is confined.
     let opened: Opened<Event> = Opened::open(&layout::ledger(&cfg.state_dir))?;
     if opened.truncated_tail_bytes() > 0 {
-        tracing::warn!(bytes = opened.truncated_tail_bytes(), "removed a torn, unacknowledged final audit entry (crash during a write)");
+        tracing::warn!(
+            bytes = opened.truncated_tail_bytes(),
+            "removed a torn, unacknowledged final audit entry (crash during a write)"
+        );
     }
 
     // 4. The listening socket: it must exist before confinement, which forbids socket(2).
@@ -77,7 +85,13 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
 
     // 5. Start the audit writer and the runtime (threads inherit the confinement above).
     let (audit, replayed) = opened.start()?;
-    let engine = Arc::new(Engine::new(EngineParts { policy, keys, approvals, audit, replayed }));
+    let engine = Arc::new(Engine::new(EngineParts {
+        policy,
+        keys,
+        approvals,
+        audit,
+        replayed,
+    }));
     let mut allowed_uids = cfg.allowed_uids.clone();
     allowed_uids.push(rustix::process::getuid().as_raw());
     let server_cfg = ServerConfig { allowed_uids };
@@ -91,7 +105,9 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
     runtime.block_on(async move {
         engine.record_start().await.map_err(Error::Other)?;
         tracing::info!("vigil-signer ready");
-        server::serve(listener, engine, server_cfg).await.map_err(|e| Error::Other(format!("listener failed: {e}")))
+        server::serve(listener, engine, server_cfg)
+            .await
+            .map_err(|e| Error::Other(format!("listener failed: {e}")))
     })
 }
 
@@ -103,7 +119,10 @@ fn take_listener(path: Option<&Path>) -> Result<UnixListener, Error> {
     };
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
-            return Err(Error::Other(format!("{} exists and is not a socket; refusing to replace it", path.display())));
+            return Err(Error::Other(format!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            )));
         }
         std::fs::remove_file(path).map_err(|e| Error::Io(path.to_path_buf(), e))?;
     }

@@ -65,13 +65,24 @@ pub fn run(opts: &DevInit) -> Result<Value, Error> {
         return Err(Error::Other("name at least one agent with --agents".into()));
     }
     let ks_dir = layout::keystore(state);
-    if ks_dir.exists() && fs::read_dir(&ks_dir).map_err(|e| Error::Io(ks_dir.clone(), e))?.next().is_some() {
+    if ks_dir.exists()
+        && fs::read_dir(&ks_dir)
+            .map_err(|e| Error::Io(ks_dir.clone(), e))?
+            .next()
+            .is_some()
+    {
         return Err(Error::Other(format!(
             "{} already holds a keystore; dev-init never overwrites keys. Use a new --state-dir",
             ks_dir.display()
         )));
     }
-    for dir in [state.clone(), ks_dir.clone(), layout::policy(state), layout::ledger(state), layout::dev(state)] {
+    for dir in [
+        state.clone(),
+        ks_dir.clone(),
+        layout::policy(state),
+        layout::ledger(state),
+        layout::dev(state),
+    ] {
         make_private_dir(&dir)?;
     }
 
@@ -79,37 +90,86 @@ pub fn run(opts: &DevInit) -> Result<Value, Error> {
     random(&mut *pass_bytes)?;
     let passphrase_text = Zeroizing::new(hex::encode(*pass_bytes));
     let passphrase = secrecy::SecretString::from(passphrase_text.to_string());
-    write_private(&layout::dev_passphrase(state), format!("{}\n", &*passphrase_text).as_bytes())?;
+    write_private(
+        &layout::dev_passphrase(state),
+        format!("{}\n", &*passphrase_text).as_bytes(),
+    )?;
 
     let params = KdfParams::INSECURE_DEV;
     let mut agents = Vec::new();
     let mut addresses = Vec::new();
     for agent in &opts.agents {
-        let (key, seed) = Ed25519Key::generate().map_err(|e| Error::Other(format!("OS random source failed: {e}")))?;
+        let (key, seed) = Ed25519Key::generate()
+            .map_err(|e| Error::Other(format!("OS random source failed: {e}")))?;
         let address = solana::address_of(&key.public_bytes());
-        let purpose = Purpose::AgentKey { agent: agent.clone(), chain: Chain::Solana };
-        keystore::write_entry(&ks_dir, &purpose, &*seed, &address, params, true, &passphrase)?;
+        let purpose = Purpose::AgentKey {
+            agent: agent.clone(),
+            chain: Chain::Solana,
+        };
+        keystore::write_entry(
+            &ks_dir,
+            &purpose,
+            &*seed,
+            &address,
+            params,
+            true,
+            &passphrase,
+        )?;
         agents.push(json!({ "agent": agent, "addresses": { "solana": address } }));
         addresses.push((agent.clone(), address));
     }
 
     let mut totp_secret = Zeroizing::new(vec![0u8; 20]);
     random(&mut totp_secret)?;
-    keystore::write_entry(&ks_dir, &Purpose::ApprovalSecret, &totp_secret, "", params, true, &passphrase)?;
-    let encoded = match Secret::Raw(totp_secret.to_vec()).to_encoded() {
-        Secret::Encoded(s) => Zeroizing::new(s),
-        Secret::Raw(_) => return Err(Error::Other("could not base32-encode the TOTP secret".into())),
+    keystore::write_entry(
+        &ks_dir,
+        &Purpose::ApprovalSecret,
+        &totp_secret,
+        "",
+        params,
+        true,
+        &passphrase,
+    )?;
+    let encoded = match &Secret::Raw(totp_secret.to_vec()).to_encoded() {
+        Secret::Encoded(s) => Zeroizing::new(s.clone()),
+        Secret::Raw(_) => {
+            return Err(Error::Other(
+                "could not base32-encode the TOTP secret".into(),
+            ));
+        }
     };
-    let otpauth = TOTP::new(Algorithm::SHA1, 6, 1, 30, totp_secret.to_vec(), Some("Vigil-dev".into()), "operator".into())
-        .map(|t| t.get_url())
-        .map_err(|e| Error::Other(format!("TOTP setup failed: {e}")))?;
-    write_private(&layout::dev(state).join("totp-secret.base32"), format!("{}\n", &*encoded).as_bytes())?;
+    let otpauth = TOTP::new(
+        Algorithm::SHA1,
+        6,
+        1,
+        30,
+        totp_secret.to_vec(),
+        Some("Vigil-dev".into()),
+        "operator".into(),
+    )
+    .map(|t| t.get_url())
+    .map_err(|e| Error::Other(format!("TOTP setup failed: {e}")))?;
+    write_private(
+        &layout::dev(state).join("totp-secret.base32"),
+        format!("{}\n", &*encoded).as_bytes(),
+    )?;
 
-    let (policy_key, policy_seed) =
-        Ed25519Key::generate().map_err(|e| Error::Other(format!("OS random source failed: {e}")))?;
+    let (policy_key, policy_seed) = Ed25519Key::generate()
+        .map_err(|e| Error::Other(format!("OS random source failed: {e}")))?;
     let policy_public = policy_key.public_bytes();
-    keystore::write_entry(&ks_dir, &Purpose::PolicyPin, &policy_public, &hex::encode(policy_public), params, true, &passphrase)?;
-    write_private(&layout::dev_policy_key(state), format!("{}\n", hex::encode(*policy_seed)).as_bytes())?;
+    keystore::write_entry(
+        &ks_dir,
+        &Purpose::PolicyPin,
+        &policy_public,
+        &hex::encode(policy_public),
+        params,
+        true,
+        &passphrase,
+    )?;
+    write_private(
+        &layout::dev_policy_key(state),
+        format!("{}\n", hex::encode(*policy_seed)).as_bytes(),
+    )?;
 
     let dev_peer = dev_peer_address()?;
     let policy_text = match &opts.policy {
@@ -146,7 +206,10 @@ fn sign_policy_with(key: &Ed25519Key, state: &Path, policy_bytes: &[u8]) -> Resu
     let sig = key.sign(&policy::signing_message(policy_bytes));
     let dir = layout::policy(state);
     write_private(&dir.join(policy::POLICY_FILE), policy_bytes)?;
-    write_private(&dir.join(policy::SIGNATURE_FILE), policy::signature_file_contents(&sig).as_bytes())?;
+    write_private(
+        &dir.join(policy::SIGNATURE_FILE),
+        policy::signature_file_contents(&sig).as_bytes(),
+    )?;
     Ok(hex::encode(parsed.digest))
 }
 
@@ -157,8 +220,11 @@ pub fn default_policy(agents: &[(AgentId, String)], dev_peer: &str) -> String {
         "# Vigil policy (development). Signed by the dev policy key made by `vigil-signer dev-init`.\nversion = 1\n",
     );
     for (agent, _) in agents {
-        let mut recipients: Vec<String> =
-            agents.iter().filter(|(a, _)| a != agent).map(|(_, addr)| format!("\"{addr}\"")).collect();
+        let mut recipients: Vec<String> = agents
+            .iter()
+            .filter(|(a, _)| a != agent)
+            .map(|(_, addr)| format!("\"{addr}\""))
+            .collect();
         recipients.push(format!("\"{dev_peer}\""));
         out.push_str(&format!(
             "\n[agents.{agent}]\nactions = [\"transfer\"]\nnetworks = [\"solana:devnet\", \"solana:testnet\"]\n\
@@ -173,7 +239,9 @@ pub fn default_policy(agents: &[(AgentId, String)], dev_peer: &str) -> String {
 fn dev_peer_address() -> Result<String, Error> {
     let mut seed = Zeroizing::new([0u8; 32]);
     random(&mut *seed)?;
-    Ok(solana::address_of(&SigningKey::from_bytes(&seed).verifying_key().to_bytes()))
+    Ok(solana::address_of(
+        &SigningKey::from_bytes(&seed).verifying_key().to_bytes(),
+    ))
 }
 
 fn random(buf: &mut [u8]) -> Result<(), Error> {
@@ -186,6 +254,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 
 fn make_private_dir(dir: &Path) -> Result<(), Error> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| Error::Io(dir.to_path_buf(), e))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| Error::Io(dir.to_path_buf(), e))
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::Io(dir.to_path_buf(), e))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::Io(dir.to_path_buf(), e))
 }

@@ -13,11 +13,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use vigil_protocol::message::{
-    AgentInfo, AgentStatus, Decision, DryRunResult, HelloResult, NeedsApproval, SignResult, Signed, StatusResult,
+    AgentInfo, AgentStatus, Decision, DryRunResult, HelloResult, NeedsApproval, SignResult, Signed,
+    StatusResult,
 };
 use vigil_protocol::{
-    AgentId, ApproveRequest, Chain, Context, DryRunRequest, ErrorKind, Intent, Op, Request, Response, Rule,
-    SignRequest, PROTOCOL_VERSION,
+    AgentId, ApproveRequest, Chain, Context, DryRunRequest, ErrorKind, Intent, Op,
+    PROTOCOL_VERSION, Request, Response, Rule, SignRequest,
 };
 
 use crate::approval::{Approvals, Pending, new_approval_id};
@@ -40,7 +41,11 @@ pub struct Refusal {
 
 impl Refusal {
     fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, rule: None, message: message.into() }
+        Self {
+            kind,
+            rule: None,
+            message: message.into(),
+        }
     }
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadRequest, message)
@@ -84,13 +89,17 @@ struct Inner {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("agents", &self.keys.len()).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("agents", &self.keys.len())
+            .finish_non_exhaustive()
     }
 }
 
 /// Unix seconds from the system clock.
 pub fn system_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A prepared transaction: inputs checked, built, summarised; not yet signed.
@@ -108,9 +117,21 @@ impl Engine {
 
     /// As [`Engine::new`], with a clock (tests).
     pub fn with_clock(parts: EngineParts, clock: fn() -> u64) -> Self {
-        let EngineParts { policy, keys, mut approvals, audit, replayed } = parts;
+        let EngineParts {
+            policy,
+            keys,
+            mut approvals,
+            audit,
+            replayed,
+        } = parts;
         let ledger = Ledger::replay(&replayed, &mut approvals, clock());
-        Self { policy, keys, audit, inner: Mutex::new(Inner { ledger, approvals }), clock }
+        Self {
+            policy,
+            keys,
+            audit,
+            inner: Mutex::new(Inner { ledger, approvals }),
+            clock,
+        }
     }
 
     /// Records the start in the audit log.
@@ -119,7 +140,11 @@ impl Engine {
             version: env!("CARGO_PKG_VERSION").to_string(),
             policy_digest: hex::encode(self.policy.digest),
         };
-        self.audit.append((self.clock)(), vec![event]).await.map(|_| ()).map_err(|e| e.to_string())
+        self.audit
+            .append((self.clock)(), vec![event])
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Answers one request.
@@ -137,7 +162,9 @@ impl Engine {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A poisoned lock means a panic in a critical section; with panic=abort in release
         // that cannot be observed, and in tests the state is still consistent enough to read.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn hello(&self) -> HelloResult {
@@ -146,13 +173,19 @@ impl Engine {
             let address = match chain {
                 Chain::Solana => solana::address_of(&key.public_bytes()),
             };
-            agents.entry(agent.clone()).or_default().insert(chain.as_str().to_string(), address);
+            agents
+                .entry(agent.clone())
+                .or_default()
+                .insert(chain.as_str().to_string(), address);
         }
         HelloResult {
             version: PROTOCOL_VERSION,
             policy_digest: hex::encode(self.policy.digest),
             networks: self.policy.networks(),
-            agents: agents.into_iter().map(|(agent, addresses)| AgentInfo { agent, addresses }).collect(),
+            agents: agents
+                .into_iter()
+                .map(|(agent, addresses)| AgentInfo { agent, addresses })
+                .collect(),
         }
     }
 
@@ -165,13 +198,22 @@ impl Engine {
             .iter()
             .map(|(agent, p)| AgentStatus {
                 agent: agent.clone(),
-                spent_24h: inner.ledger.spent_24h(agent, now).into_iter().map(|(a, v)| (a, v.to_string())).collect(),
+                spent_24h: inner
+                    .ledger
+                    .spent_24h(agent, now)
+                    .into_iter()
+                    .map(|(a, v)| (a, v.to_string()))
+                    .collect(),
                 limits: p.limits_json(),
             })
             .collect();
         drop(inner);
         let (seq, head) = self.audit.head();
-        StatusResult { agents, ledger_seq: seq, audit_head: hex::encode(head) }
+        StatusResult {
+            agents,
+            ledger_seq: seq,
+            audit_head: hex::encode(head),
+        }
     }
 
     /// Checks the agent exists in both the policy and the keystore for the intent's chain.
@@ -182,17 +224,29 @@ impl Engine {
             (true, Some(key)) => Ok(key),
             (false, _) => Err(Refusal::new(
                 ErrorKind::UnknownAgent,
-                format!("agent {agent} is not in the signed policy; agents are added at a key ceremony"),
+                format!(
+                    "agent {agent} is not in the signed policy; agents are added at a key ceremony"
+                ),
             )),
             (true, None) => Err(Refusal::new(
                 ErrorKind::UnknownAgent,
-                format!("agent {agent} has no {} key in the keystore; keys are made at a key ceremony", t.chain),
+                format!(
+                    "agent {agent} has no {} key in the keystore; keys are made at a key ceremony",
+                    t.chain
+                ),
             )),
         }
     }
 
     /// Checks the intent's inputs and builds the transaction (not signed).
-    fn prepare(&self, agent: &AgentId, key: &Ed25519Key, intent: &Intent, context: &Context, dry: bool) -> Result<Prepared, Refusal> {
+    fn prepare(
+        &self,
+        agent: &AgentId,
+        key: &Ed25519Key,
+        intent: &Intent,
+        context: &Context,
+        dry: bool,
+    ) -> Result<Prepared, Refusal> {
         let Intent::Transfer(t) = intent;
         match t.chain {
             Chain::Solana => {
@@ -202,16 +256,22 @@ impl Engine {
                         vigil_protocol::types::truncate(&t.asset)
                     )));
                 }
-                let to = solana::parse_address(&t.to).map_err(|e| Refusal::bad_request(e.to_string()))?;
-                let canonical = solana::canonical_address(&t.to).map_err(|e| Refusal::bad_request(e.to_string()))?;
+                let to = solana::parse_address(&t.to)
+                    .map_err(|e| Refusal::bad_request(e.to_string()))?;
+                let canonical = solana::canonical_address(&t.to)
+                    .map_err(|e| Refusal::bad_request(e.to_string()))?;
                 if canonical != t.to {
-                    return Err(Refusal::bad_request(format!("recipient must be in canonical base58: send {canonical}")));
+                    return Err(Refusal::bad_request(format!(
+                        "recipient must be in canonical base58: send {canonical}"
+                    )));
                 }
                 let blockhash = match (&context.recent_blockhash, dry) {
                     (None, true) => solana_hash::Hash::default(),
-                    (bh, _) => solana::parse_blockhash(bh.as_deref()).map_err(|e| Refusal::bad_request(e.to_string()))?,
+                    (bh, _) => solana::parse_blockhash(bh.as_deref())
+                        .map_err(|e| Refusal::bad_request(e.to_string()))?,
                 };
-                let lamports = solana::lamports(t.amount).map_err(|e| Refusal::bad_request(e.to_string()))?;
+                let lamports =
+                    solana::lamports(t.amount).map_err(|e| Refusal::bad_request(e.to_string()))?;
                 let transfer = solana::Transfer {
                     agent: agent.clone(),
                     network: t.network,
@@ -220,8 +280,13 @@ impl Engine {
                     lamports,
                     blockhash,
                 };
-                let built = solana::build_transfer(&transfer).map_err(|e| Refusal::bad_request(e.to_string()))?;
-                Ok(Prepared { asset: t.asset.clone(), amount: t.amount.base_units(), built })
+                let built = solana::build_transfer(&transfer)
+                    .map_err(|e| Refusal::bad_request(e.to_string()))?;
+                Ok(Prepared {
+                    asset: t.asset.clone(),
+                    amount: t.amount.base_units(),
+                    built,
+                })
             }
         }
     }
@@ -233,11 +298,21 @@ impl Engine {
         let verdict = policy::decide(&self.policy, &self.lock().ledger, &r.agent, &r.intent, now);
         let rule = verdict.rule();
         Ok(match verdict {
-            Verdict::Allow => DryRunResult { decision: Decision::Allow, rule, summary: prepared.built.summary },
-            Verdict::NeedsApproval { .. } => {
-                DryRunResult { decision: Decision::NeedsApproval, rule, summary: prepared.built.summary }
-            }
-            Verdict::Deny { message, .. } => DryRunResult { decision: Decision::Deny, rule, summary: message },
+            Verdict::Allow => DryRunResult {
+                decision: Decision::Allow,
+                rule,
+                summary: prepared.built.summary,
+            },
+            Verdict::NeedsApproval { .. } => DryRunResult {
+                decision: Decision::NeedsApproval,
+                rule,
+                summary: prepared.built.summary,
+            },
+            Verdict::Deny { message, .. } => DryRunResult {
+                decision: Decision::Deny,
+                rule,
+                summary: message,
+            },
         })
     }
 
@@ -255,7 +330,11 @@ impl Engine {
             Wait(tokio::sync::watch::Receiver<Option<Result<Signed, String>>>),
             Refuse(Refusal),
             Approval(Event, NeedsApproval),
-            Commit(Event, Signed, tokio::sync::watch::Sender<Option<Result<Signed, String>>>),
+            Commit(
+                Event,
+                Signed,
+                tokio::sync::watch::Sender<Option<Result<Signed, String>>>,
+            ),
         }
 
         let next = {
@@ -272,9 +351,20 @@ impl Engine {
                 )),
                 Some(Remembered::Signed { result, .. }) => Next::Done(SignResult::Signed(result)),
                 Some(Remembered::InFlight { done, .. }) => Next::Wait(done),
-                Some(Remembered::Pending { approval_id, expires_at, .. }) if approvals.get(&approval_id).is_some() => {
-                    let summary = approvals.get(&approval_id).map(|p| p.summary.clone()).unwrap_or_default();
-                    Next::Done(SignResult::NeedsApproval(NeedsApproval { approval_id, summary, expires_at }))
+                Some(Remembered::Pending {
+                    approval_id,
+                    expires_at,
+                    ..
+                }) if approvals.get(&approval_id).is_some() => {
+                    let summary = approvals
+                        .get(&approval_id)
+                        .map(|p| p.summary.clone())
+                        .unwrap_or_default();
+                    Next::Done(SignResult::NeedsApproval(NeedsApproval {
+                        approval_id,
+                        summary,
+                        expires_at,
+                    }))
                 }
                 _ => {
                     // New request (or one whose approval has lapsed): decide now.
@@ -282,9 +372,11 @@ impl Engine {
                     let verdict = policy::decide(&self.policy, &*ledger, &r.agent, &r.intent, now);
                     ledger.note_request(&r.agent, now);
                     match verdict {
-                        Verdict::Deny { rule, message } => {
-                            Next::Refuse(Refusal { kind: ErrorKind::PolicyDenied, rule: Some(rule), message })
-                        }
+                        Verdict::Deny { rule, message } => Next::Refuse(Refusal {
+                            kind: ErrorKind::PolicyDenied,
+                            rule: Some(rule),
+                            message,
+                        }),
                         Verdict::NeedsApproval { .. } => {
                             match open_approval(approvals, &r, &prepared, now) {
                                 Ok((event, needs)) => {
@@ -306,7 +398,14 @@ impl Engine {
                             let (event, signed) = sign_prepared(&r, &digest, &prepared, key, None)?;
                             ledger.record_spend(&r.agent, &prepared.asset, prepared.amount, now);
                             let (tx, rx) = tokio::sync::watch::channel(None);
-                            ledger.remember(&r.agent, &r.idempotency_key, Remembered::InFlight { intent_digest: digest.clone(), done: rx });
+                            ledger.remember(
+                                &r.agent,
+                                &r.idempotency_key,
+                                Remembered::InFlight {
+                                    intent_digest: digest.clone(),
+                                    done: rx,
+                                },
+                            );
                             Next::Commit(event, signed, tx)
                         }
                     }
@@ -321,13 +420,19 @@ impl Engine {
                 Ok(outcome) => match outcome.as_ref() {
                     Some(Ok(signed)) => Ok(SignResult::Signed(signed.clone())),
                     Some(Err(e)) => Err(Refusal::internal(e.clone())),
-                    None => Err(Refusal::internal("the first request with this key did not finish")),
+                    None => Err(Refusal::internal(
+                        "the first request with this key did not finish",
+                    )),
                 },
-                Err(_) => Err(Refusal::internal("the first request with this key did not finish; retry")),
+                Err(_) => Err(Refusal::internal(
+                    "the first request with this key did not finish; retry",
+                )),
             },
             Next::Approval(event, needs) => match self.audit.append(now, vec![event]).await {
                 Ok(_) => Ok(SignResult::NeedsApproval(needs)),
-                Err(e) => Err(Refusal::internal(format!("could not record the approval request ({e}); nothing is pending"))),
+                Err(e) => Err(Refusal::internal(format!(
+                    "could not record the approval request ({e}); nothing is pending"
+                ))),
             },
             Next::Commit(event, signed, tx) => {
                 let result = self.commit(&r, event, signed, now, Vec::new()).await;
@@ -338,7 +443,14 @@ impl Engine {
     }
 
     /// Makes the spend record (and any events before it) durable, then releases the signature.
-    async fn commit(&self, r: &SignRequest, event: Event, mut signed: Signed, now: u64, mut before: Vec<Event>) -> Result<Signed, Refusal> {
+    async fn commit(
+        &self,
+        r: &SignRequest,
+        event: Event,
+        mut signed: Signed,
+        now: u64,
+        mut before: Vec<Event>,
+    ) -> Result<Signed, Refusal> {
         before.push(event);
         match self.audit.append(now, before).await {
             Ok(appended) => {
@@ -346,7 +458,11 @@ impl Engine {
                 self.lock().ledger.remember(
                     &r.agent,
                     &r.idempotency_key,
-                    Remembered::Signed { intent_digest: intent_digest(&r.intent), result: signed.clone(), ts: now },
+                    Remembered::Signed {
+                        intent_digest: intent_digest(&r.intent),
+                        result: signed.clone(),
+                        ts: now,
+                    },
                 );
                 Ok(signed)
             }
@@ -379,17 +495,29 @@ impl Engine {
         let (pending, step) = match verified {
             Ok(v) => v,
             Err(refusal) => {
-                let event = Event::ApprovalRefused { approval_id: r.approval_id.clone(), kind: refusal.kind };
+                let event = Event::ApprovalRefused {
+                    approval_id: r.approval_id.clone(),
+                    kind: refusal.kind,
+                };
                 if let Err(e) = self.audit.append(now, vec![event]).await {
                     tracing::error!(error = %e, "could not record a refused approval");
                 }
                 return Err(Refusal::new(refusal.kind, refusal.message));
             }
         };
-        let (Some(prepared), Some(key)) = (prepared, self.keys.get(&(pending.agent.clone(), chain_of(&pending.intent)))) else {
-            return Err(Refusal::internal("approval state changed during verification; ask again"));
+        let (Some(prepared), Some(key)) = (
+            prepared,
+            self.keys
+                .get(&(pending.agent.clone(), chain_of(&pending.intent))),
+        ) else {
+            return Err(Refusal::internal(
+                "approval state changed during verification; ask again",
+            ));
         };
-        let granted = Event::ApprovalGranted { approval_id: r.approval_id.clone(), totp_step: step };
+        let granted = Event::ApprovalGranted {
+            approval_id: r.approval_id.clone(),
+            totp_step: step,
+        };
         let sign_req = SignRequest {
             agent: pending.agent.clone(),
             intent: pending.intent.clone(),
@@ -400,11 +528,28 @@ impl Engine {
 
         let decided = {
             let mut inner = self.lock();
-            let verdict = policy::decide_approved(&self.policy, &inner.ledger, &pending.agent, &pending.intent, now);
+            let verdict = policy::decide_approved(
+                &self.policy,
+                &inner.ledger,
+                &pending.agent,
+                &pending.intent,
+                now,
+            );
             match verdict {
                 Verdict::Allow | Verdict::NeedsApproval { .. } => {
-                    let (event, signed) = sign_prepared(&sign_req, &digest, &prepared, key, Some(r.approval_id.clone()))?;
-                    inner.ledger.record_spend(&pending.agent, &prepared.asset, prepared.amount, now);
+                    let (event, signed) = sign_prepared(
+                        &sign_req,
+                        &digest,
+                        &prepared,
+                        key,
+                        Some(r.approval_id.clone()),
+                    )?;
+                    inner.ledger.record_spend(
+                        &pending.agent,
+                        &prepared.asset,
+                        prepared.amount,
+                        now,
+                    );
                     Ok((event, signed))
                 }
                 Verdict::Deny { rule, message } => Err(Refusal {
@@ -415,7 +560,10 @@ impl Engine {
             }
         };
         match decided {
-            Ok((event, signed)) => self.commit(&sign_req, event, signed, now, vec![granted]).await.map(SignResult::Signed),
+            Ok((event, signed)) => self
+                .commit(&sign_req, event, signed, now, vec![granted])
+                .await
+                .map(SignResult::Signed),
             Err(refusal) => {
                 let denied = Event::Denied {
                     agent: pending.agent.clone(),
@@ -433,7 +581,12 @@ impl Engine {
 
     /// Records a refusal in the audit log, then returns it.
     async fn refuse(&self, agent: &AgentId, refusal: Refusal, now: u64) -> Refusal {
-        let event = Event::Denied { agent: agent.clone(), kind: refusal.kind, rule: refusal.rule, message: refusal.message.clone() };
+        let event = Event::Denied {
+            agent: agent.clone(),
+            kind: refusal.kind,
+            rule: refusal.rule,
+            message: refusal.message.clone(),
+        };
         if let Err(e) = self.audit.append(now, vec![event]).await {
             tracing::error!(error = %e, "could not record a refusal in the audit log");
         }
@@ -446,7 +599,12 @@ fn chain_of(intent: &Intent) -> Chain {
     t.chain
 }
 
-fn open_approval(approvals: &mut Approvals, r: &SignRequest, prepared: &Prepared, now: u64) -> Result<(Event, NeedsApproval), Refusal> {
+fn open_approval(
+    approvals: &mut Approvals,
+    r: &SignRequest,
+    prepared: &Prepared,
+    now: u64,
+) -> Result<(Event, NeedsApproval), Refusal> {
     let approval_id = new_approval_id().map_err(Refusal::internal)?;
     let pending = Pending {
         agent: r.agent.clone(),
@@ -468,7 +626,14 @@ fn open_approval(approvals: &mut Approvals, r: &SignRequest, prepared: &Prepared
         summary: prepared.built.summary.clone(),
         expires_at,
     };
-    Ok((event, NeedsApproval { approval_id, summary: prepared.built.summary.clone(), expires_at }))
+    Ok((
+        event,
+        NeedsApproval {
+            approval_id,
+            summary: prepared.built.summary.clone(),
+            expires_at,
+        },
+    ))
 }
 
 fn sign_prepared(
@@ -478,7 +643,8 @@ fn sign_prepared(
     key: &Ed25519Key,
     approval_id: Option<vigil_protocol::ApprovalId>,
 ) -> Result<(Event, Signed), Refusal> {
-    let signed_tx = solana::sign(&prepared.built, key).map_err(|e| Refusal::internal(e.to_string()))?;
+    let signed_tx =
+        solana::sign(&prepared.built, key).map_err(|e| Refusal::internal(e.to_string()))?;
     let tx = base64::engine::general_purpose::STANDARD.encode(&signed_tx.wire);
     let signed = Signed {
         tx: tx.clone(),
@@ -500,7 +666,10 @@ fn sign_prepared(
     Ok((event, signed))
 }
 
-fn respond<T: serde::Serialize>(id: vigil_protocol::RequestId, result: Result<T, Refusal>) -> Response {
+fn respond<T: serde::Serialize>(
+    id: vigil_protocol::RequestId,
+    result: Result<T, Refusal>,
+) -> Response {
     match result {
         Ok(v) => Response::ok(id, &v),
         Err(r) => Response::error(Some(id), r.kind, r.rule, r.message),

@@ -49,7 +49,9 @@ impl Ed25519Key {
 
 impl std::fmt::Debug for Ed25519Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ed25519Key").field("public", &hex::encode(self.public.as_bytes())).finish_non_exhaustive()
+        f.debug_struct("Ed25519Key")
+            .field("public", &hex::encode(self.public.as_bytes()))
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,16 +64,25 @@ mod tests {
     fn expanded_signing_matches_rfc8032() {
         // RFC 8032 §7.1, TEST 1 (empty message).
         let seed = Zeroizing::new(
-            <[u8; 32]>::try_from(hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").unwrap()).unwrap(),
+            <[u8; 32]>::try_from(
+                hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+                    .unwrap(),
+            )
+            .unwrap(),
         );
         let key = Ed25519Key::from_seed(&seed);
-        assert_eq!(hex::encode(key.public_bytes()), "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+        assert_eq!(
+            hex::encode(key.public_bytes()),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+        );
         let sig = key.sign(b"");
         assert_eq!(
             hex::encode(sig),
             "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
         );
-        key.public().verify(b"", &Signature::from_bytes(&sig)).unwrap();
+        key.public()
+            .verify(b"", &Signature::from_bytes(&sig))
+            .unwrap();
     }
 
     #[test]

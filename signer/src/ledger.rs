@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vigil_protocol::message::Signed;
-use vigil_protocol::{AgentId, Amount, ApprovalId, Context, ErrorKind, IdempotencyKey, Intent, Rule};
+use vigil_protocol::{
+    AgentId, Amount, ApprovalId, Context, ErrorKind, IdempotencyKey, Intent, Rule,
+};
 
 use crate::approval::{Approvals, Pending};
 use crate::audit::Entry;
@@ -104,11 +106,22 @@ pub enum Event {
 #[derive(Clone, Debug)]
 pub enum Remembered {
     /// Signed and durable.
-    Signed { intent_digest: String, result: Signed, ts: u64 },
+    Signed {
+        intent_digest: String,
+        result: Signed,
+        ts: u64,
+    },
     /// Signed, its record not yet durable; waiters watch for the outcome.
-    InFlight { intent_digest: String, done: tokio::sync::watch::Receiver<Option<Result<Signed, String>>> },
+    InFlight {
+        intent_digest: String,
+        done: tokio::sync::watch::Receiver<Option<Result<Signed, String>>>,
+    },
     /// Waiting for the operator.
-    Pending { intent_digest: String, approval_id: ApprovalId, expires_at: u64 },
+    Pending {
+        intent_digest: String,
+        approval_id: ApprovalId,
+        expires_at: u64,
+    },
 }
 
 impl Remembered {
@@ -143,15 +156,42 @@ impl Ledger {
         let mut ledger = Ledger::default();
         for e in entries {
             match &e.event {
-                Event::Signed { agent, idempotency_key, intent_digest, asset, amount, summary, signature, tx, .. } => {
+                Event::Signed {
+                    agent,
+                    idempotency_key,
+                    intent_digest,
+                    asset,
+                    amount,
+                    summary,
+                    signature,
+                    tx,
+                    ..
+                } => {
                     ledger.record_spend(agent, asset, amount.base_units(), e.ts);
-                    let result = Signed { tx: tx.clone(), signature: signature.clone(), summary: summary.clone(), ledger_seq: e.seq };
+                    let result = Signed {
+                        tx: tx.clone(),
+                        signature: signature.clone(),
+                        summary: summary.clone(),
+                        ledger_seq: e.seq,
+                    };
                     ledger.idempotency.insert(
                         (agent.clone(), idempotency_key.clone()),
-                        Remembered::Signed { intent_digest: intent_digest.clone(), result, ts: e.ts },
+                        Remembered::Signed {
+                            intent_digest: intent_digest.clone(),
+                            result,
+                            ts: e.ts,
+                        },
                     );
                 }
-                Event::ApprovalRequested { approval_id, agent, idempotency_key, intent, context, summary, expires_at } => {
+                Event::ApprovalRequested {
+                    approval_id,
+                    agent,
+                    idempotency_key,
+                    intent,
+                    context,
+                    summary,
+                    expires_at,
+                } => {
                     approvals.restore(
                         approval_id.clone(),
                         Pending {
@@ -165,10 +205,17 @@ impl Ledger {
                     );
                     ledger.idempotency.insert(
                         (agent.clone(), idempotency_key.clone()),
-                        Remembered::Pending { intent_digest: intent_digest(intent), approval_id: approval_id.clone(), expires_at: *expires_at },
+                        Remembered::Pending {
+                            intent_digest: intent_digest(intent),
+                            approval_id: approval_id.clone(),
+                            expires_at: *expires_at,
+                        },
                     );
                 }
-                Event::ApprovalGranted { approval_id, totp_step } => approvals.restore_closed(approval_id.clone(), Some(*totp_step)),
+                Event::ApprovalGranted {
+                    approval_id,
+                    totp_step,
+                } => approvals.restore_closed(approval_id.clone(), Some(*totp_step)),
                 Event::ApprovalRefused { .. } | Event::Denied { .. } | Event::Started { .. } => {}
             }
         }
@@ -179,7 +226,14 @@ impl Ledger {
 
     /// Counts a spend (reserved before it is durable; never un-counted: failing closed).
     pub fn record_spend(&mut self, agent: &AgentId, asset: &str, amount: u128, ts: u64) {
-        self.spends.entry(agent.clone()).or_default().push_back(Spend { ts, asset: asset.to_string(), amount });
+        self.spends
+            .entry(agent.clone())
+            .or_default()
+            .push_back(Spend {
+                ts,
+                asset: asset.to_string(),
+                amount,
+            });
     }
 
     /// Notes that `agent` made a `sign` request now (for the rate limit).
@@ -210,7 +264,13 @@ impl Ledger {
     pub fn spent_24h(&self, agent: &AgentId, now: u64) -> BTreeMap<String, u128> {
         let mut out = BTreeMap::new();
         let since = now.saturating_sub(VELOCITY_WINDOW_SECS);
-        for s in self.spends.get(agent).into_iter().flatten().filter(|s| s.ts >= since) {
+        for s in self
+            .spends
+            .get(agent)
+            .into_iter()
+            .flatten()
+            .filter(|s| s.ts >= since)
+        {
             let total: &mut u128 = out.entry(s.asset.clone()).or_default();
             *total = total.saturating_add(s.amount);
         }
@@ -245,7 +305,10 @@ impl History for Ledger {
     }
 
     fn requests_since(&self, agent: &AgentId, since: u64) -> u32 {
-        let n = self.requests.get(agent).map_or(0, |q| q.iter().filter(|t| **t >= since).count());
+        let n = self
+            .requests
+            .get(agent)
+            .map_or(0, |q| q.iter().filter(|t| **t >= since).count());
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 }
@@ -289,7 +352,12 @@ mod tests {
 
     #[test]
     fn events_round_trip_and_reject_unknown_fields() {
-        let e = Event::Denied { agent: agent(), kind: ErrorKind::PolicyDenied, rule: Some(Rule::PerTxCap), message: "m".into() };
+        let e = Event::Denied {
+            agent: agent(),
+            kind: ErrorKind::PolicyDenied,
+            rule: Some(Rule::PerTxCap),
+            message: "m".into(),
+        };
         let s = serde_json::to_string(&e).unwrap();
         assert_eq!(serde_json::from_str::<Event>(&s).unwrap(), e);
         let extra = s.replace("\"message\"", "\"x\":1,\"message\"");

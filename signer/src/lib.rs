@@ -8,8 +8,8 @@
 
 pub mod approval;
 pub mod audit;
-pub mod daemon;
 pub mod chains;
+pub mod daemon;
 pub mod devinit;
 pub mod engine;
 pub mod error;

@@ -21,7 +21,11 @@ enum Command {
     /// Serve the signer protocol on a Unix socket.
     Serve {
         /// State dir holding keystore/, policy/ and ledger/.
-        #[arg(long, env = "VIGIL_SIGNER_STATE_DIR", default_value = "/var/lib/vigil-signer")]
+        #[arg(
+            long,
+            env = "VIGIL_SIGNER_STATE_DIR",
+            default_value = "/var/lib/vigil-signer"
+        )]
         state_dir: PathBuf,
         /// Socket path to bind; omit under systemd socket activation (LISTEN_FDS).
         #[arg(long)]
@@ -60,7 +64,11 @@ enum Command {
     /// Verify the hash chain of the audit log; exits non-zero naming the first bad entry.
     AuditVerify {
         /// The signer's state dir.
-        #[arg(long, env = "VIGIL_SIGNER_STATE_DIR", default_value = "/var/lib/vigil-signer")]
+        #[arg(
+            long,
+            env = "VIGIL_SIGNER_STATE_DIR",
+            default_value = "/var/lib/vigil-signer"
+        )]
         state_dir: PathBuf,
         /// The audit head (hex) you recorded earlier; detects truncation of the log's tail.
         #[arg(long)]
@@ -73,7 +81,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .init();
     match run(Cli::parse()) {
@@ -87,7 +96,13 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { state_dir, socket, passphrase_file, allow_peer_uid, approval_ttl } => {
+        Command::Serve {
+            state_dir,
+            socket,
+            passphrase_file,
+            allow_peer_uid,
+            approval_ttl,
+        } => {
             let cfg = daemon::ServeConfig {
                 state_dir,
                 socket,
@@ -98,25 +113,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             daemon::run(&cfg)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::DevInit { state_dir, agents, policy } => {
-            eprintln!("WARNING: dev-init makes an INSECURE development state dir. Never use it for real funds.");
-            let out = devinit::run(&devinit::DevInit { state_dir, agents, policy })?;
+        Command::DevInit {
+            state_dir,
+            agents,
+            policy,
+        } => {
+            eprintln!(
+                "WARNING: dev-init makes an INSECURE development state dir. Never use it for real funds."
+            );
+            let out = devinit::run(&devinit::DevInit {
+                state_dir,
+                agents,
+                policy,
+            })?;
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::DevSignPolicy { state_dir, policy } => {
-            let bytes = std::fs::read(&policy).with_context(|| format!("reading {}", policy.display()))?;
+            let bytes =
+                std::fs::read(&policy).with_context(|| format!("reading {}", policy.display()))?;
             let digest = devinit::resign_policy(&state_dir, &bytes)?;
             println!("{{\"policy_digest\": \"{digest}\"}}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::AuditVerify { state_dir, expect_head } => {
+        Command::AuditVerify {
+            state_dir,
+            expect_head,
+        } => {
             let path = devinit::layout::ledger(&state_dir).join(audit::AUDIT_FILE);
             let expected = match expect_head {
                 None => None,
                 Some(h) => {
                     let mut head = [0u8; 32];
-                    hex::decode_to_slice(h.trim(), &mut head).context("--expect-head must be 64 hex characters")?;
+                    hex::decode_to_slice(h.trim(), &mut head)
+                        .context("--expect-head must be 64 hex characters")?;
                     Some(head)
                 }
             };

@@ -12,26 +12,37 @@ const LISTEN_FDS_START: i32 = 3;
 
 /// Takes fd 3 when `LISTEN_PID` is this process and `LISTEN_FDS` is 1.
 pub fn systemd_listener() -> Result<UnixListener, String> {
-    let pid = std::env::var("LISTEN_PID").ok().and_then(|v| v.parse::<u32>().ok());
-    let fds = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse::<u32>().ok());
+    let pid = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok());
+    let fds = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok());
     match (pid, fds) {
         (Some(pid), Some(1)) if pid == std::process::id() => {}
         (Some(pid), Some(n)) if pid == std::process::id() => {
-            return Err(format!("systemd passed {n} sockets; the signer takes exactly one"));
+            return Err(format!(
+                "systemd passed {n} sockets; the signer takes exactly one"
+            ));
         }
         _ => {
-            return Err("no --socket given and no systemd-activated socket (LISTEN_FDS) for this process; \
+            return Err(
+                "no --socket given and no systemd-activated socket (LISTEN_FDS) for this process; \
                         pass --socket PATH or start vigil-signer.socket"
-                .into());
+                    .into(),
+            );
         }
     }
     // SAFETY: LISTEN_PID names this process, so systemd handed us fd 3 and nothing else in
     // the process owns it (this function is called once, at start-up). Ownership moves here;
     // if fd 3 is not an open socket, fstat below says so and dropping it closes nothing else's.
     let owned = unsafe { OwnedFd::from_raw_fd(LISTEN_FDS_START) };
-    let stat = rustix::fs::fstat(&owned).map_err(|e| format!("fd {LISTEN_FDS_START} from systemd is not usable: {e}"))?;
+    let stat = rustix::fs::fstat(&owned)
+        .map_err(|e| format!("fd {LISTEN_FDS_START} from systemd is not usable: {e}"))?;
     if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Socket {
-        return Err(format!("fd {LISTEN_FDS_START} from systemd is not a socket"));
+        return Err(format!(
+            "fd {LISTEN_FDS_START} from systemd is not a socket"
+        ));
     }
     Ok(UnixListener::from(owned))
 }

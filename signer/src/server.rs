@@ -30,7 +30,11 @@ pub struct ServerConfig {
 }
 
 /// Serves until the listener fails. Call inside a tokio runtime.
-pub async fn serve(listener: StdUnixListener, engine: Arc<Engine>, config: ServerConfig) -> std::io::Result<()> {
+pub async fn serve(
+    listener: StdUnixListener,
+    engine: Arc<Engine>,
+    config: ServerConfig,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = UnixListener::from_std(listener)?;
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -78,7 +82,12 @@ async fn connection(mut stream: UnixStream, engine: &Engine) {
         let len = match check_len(prefix) {
             Ok(len) => len,
             Err(e) => {
-                let resp = Response::error(None, ErrorKind::BadFrame, None, format!("{e}; the connection is closed"));
+                let resp = Response::error(
+                    None,
+                    ErrorKind::BadFrame,
+                    None,
+                    format!("{e}; the connection is closed"),
+                );
                 let _ = write_response(&mut stream, &resp).await;
                 return;
             }
@@ -92,7 +101,10 @@ async fn connection(mut stream: UnixStream, engine: &Engine) {
             Ok(req) => (engine.handle(req).await, false),
             Err(failure) => {
                 let close = failure.closes_connection();
-                (Response::error(failure.id, failure.kind, None, failure.message), close)
+                (
+                    Response::error(failure.id, failure.kind, None, failure.message),
+                    close,
+                )
             }
         };
         if write_response(&mut stream, &resp).await.is_err() || close {
@@ -106,8 +118,14 @@ async fn write_response(stream: &mut UnixStream, resp: &Response) -> std::io::Re
     let frame = match encode_frame(json.as_bytes()) {
         Ok(f) => f,
         Err(_) => {
-            let fallback = Response::error(resp.id.clone(), ErrorKind::Internal, None, "response too large for one frame");
-            encode_frame(fallback.to_json().as_bytes()).map_err(|e| std::io::Error::other(e.to_string()))?
+            let fallback = Response::error(
+                resp.id.clone(),
+                ErrorKind::Internal,
+                None,
+                "response too large for one frame",
+            );
+            encode_frame(fallback.to_json().as_bytes())
+                .map_err(|e| std::io::Error::other(e.to_string()))?
         }
     };
     stream.write_all(&frame).await?;

@@ -16,31 +16,72 @@ use vigil_protocol::{Network, Op};
 
 fn spent(s: &Signer, agent: &str) -> u128 {
     let status = ok(s.client().call(Op::Status).unwrap());
-    let a = status["agents"].as_array().unwrap().iter().find(|a| a["agent"] == agent).unwrap().clone();
-    a["spent_24h"]["SOL"].as_str().map_or(0, |v| v.parse().unwrap())
+    let a = status["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == agent)
+        .unwrap()
+        .clone();
+    a["spent_24h"]["SOL"]
+        .as_str()
+        .map_or(0, |v| v.parse().unwrap())
 }
 
 #[test]
 fn kill9_during_a_signing_burst_loses_nothing_and_exceeds_no_cap() {
-    // Small amounts so the burst hits the 5 SOL velocity cap: 0.25 SOL × 20 = 5 SOL.
+    // 0.001 SOL per request under a 5 SOL / 24 h cap: 5000 signs before the cap, so the kill
+    // lands while signatures are being released, at a point drawn from the clock.
     let mut s = Signer::start(&["trader", "sentinel"], None);
     let to = s.address("sentinel");
+    s.install_policy(&format!(
+        "version = 1\n[agents.trader]\nactions = [\"transfer\"]\nnetworks = [\"solana:devnet\"]\n\
+         recipients = [\"{to}\"]\nrate_limit_per_minute = 1000000\n[agents.trader.assets.SOL]\n\
+         chain = \"solana\"\nper_tx_cap = \"1000000000\"\nvelocity_24h = \"5000000000\"\n\
+         approval_threshold = \"1000000000\"\n"
+    ));
+    const AMOUNT: u128 = SOL / 1000;
+    let seed = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+    );
+    let kill_after = 50 + (seed % 1500) as usize;
+    eprintln!("seed {seed}: kill after {kill_after} released signatures");
     let released: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for w in 0..6 {
-        let (socket, to, released, stop) = (s.socket.clone(), to.clone(), Arc::clone(&released), Arc::clone(&stop));
+        let (socket, to, released, stop) = (
+            s.socket.clone(),
+            to.clone(),
+            Arc::clone(&released),
+            Arc::clone(&stop),
+        );
         workers.push(std::thread::spawn(move || {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
-                let Ok(mut c) = vigil_protocol::client::Client::connect(&socket, Duration::from_secs(5)) else { break };
+                let Ok(mut c) =
+                    vigil_protocol::client::Client::connect(&socket, Duration::from_secs(5))
+                else {
+                    break;
+                };
                 loop {
                     i += 1;
-                    let op = sign_op("trader", transfer(&to, SOL / 4, Network::Devnet), &format!("w{w}-{i}"), SOME_BLOCKHASH);
+                    let op = sign_op(
+                        "trader",
+                        transfer(&to, AMOUNT, Network::Devnet),
+                        &format!("w{w}-{i}"),
+                        &unique_blockhash(w, i),
+                    );
                     match c.call(op) {
                         Ok(resp) => {
                             if let Ok(v) = resp.outcome {
-                                released.lock().unwrap().insert(v["signature"].as_str().unwrap().to_string());
+                                released
+                                    .lock()
+                                    .unwrap()
+                                    .insert(v["signature"].as_str().unwrap().to_string());
                             }
                         }
                         Err(_) => break, // the signer died under us
@@ -49,44 +90,74 @@ fn kill9_during_a_signing_burst_loses_nothing_and_exceeds_no_cap() {
             }
         }));
     }
-    // Let the burst run, then kill at a moment chosen by the clock.
-    std::thread::sleep(Duration::from_millis(150 + u64::from(now().rem_euclid(7) as u32) * 20));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while released.lock().unwrap().len() < kill_after {
+        assert!(std::time::Instant::now() < deadline, "burst too slow");
+        std::thread::sleep(Duration::from_micros(200));
+    }
     s.kill9();
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
     }
     let released = released.lock().unwrap().clone();
+    assert!(released.len() >= kill_after);
 
     // Every released signature is in the ledger.
-    let recorded: BTreeSet<String> = read_audit(&s.audit_path())
+    let signed_entries: Vec<String> = read_audit(&s.audit_path())
         .iter()
         .filter(|e| e["event"]["type"] == "signed")
         .map(|e| e["event"]["signature"].as_str().unwrap().to_string())
         .collect();
+    let recorded: BTreeSet<String> = signed_entries.iter().cloned().collect();
+    assert_eq!(
+        recorded.len(),
+        signed_entries.len(),
+        "each request signed a distinct transaction"
+    );
     let missing: Vec<_> = released.difference(&recorded).collect();
     assert!(missing.is_empty(), "released but not recorded: {missing:?}");
 
     // After the restart the totals are what the ledger says, and within the cap.
     s.spawn();
     let total = spent(&s, "trader");
-    assert_eq!(total, recorded.len() as u128 * (SOL / 4));
-    assert!(total <= 5 * SOL, "velocity cap exceeded: {total}");
+    assert_eq!(total, recorded.len() as u128 * AMOUNT);
+    assert!(
+        total < 5 * SOL,
+        "the kill must land mid-burst, before the cap: {total}"
+    );
     assert!(s.audit_verify(&[]).status.success());
 
-    // Keep signing until the cap: the restarted signer refuses exactly at 5 SOL.
+    // Fill the rest of the cap exactly: the restarted signer allows up to 5 SOL and no further.
     let mut c = s.client();
+    let mut remaining = 5 * SOL - total;
     let mut n = 0;
-    loop {
+    while remaining > 0 {
         n += 1;
-        match c.call(sign_op("trader", transfer(&to, SOL / 4, Network::Devnet), &format!("after{n}"), SOME_BLOCKHASH)).unwrap().outcome {
-            Ok(_) => assert!(n <= 20, "signed past the cap"),
-            Err(e) => {
-                assert_eq!(e.rule.map(|r| r.as_str()), Some("velocity_cap_24h"));
-                break;
-            }
-        }
+        let chunk = remaining.min(SOL);
+        let r = c
+            .call(sign_op(
+                "trader",
+                transfer(&to, chunk, Network::Devnet),
+                &format!("fill{n}"),
+                &unique_blockhash(99, n),
+            ))
+            .unwrap();
+        assert!(r.outcome.is_ok(), "refused below the cap: {:?}", r.outcome);
+        remaining -= chunk;
     }
+    let over = c
+        .call(sign_op(
+            "trader",
+            transfer(&to, 1, Network::Devnet),
+            "over",
+            &unique_blockhash(99, 0),
+        ))
+        .unwrap();
+    assert_eq!(
+        over.outcome.unwrap_err().rule.map(|r| r.as_str()),
+        Some("velocity_cap_24h")
+    );
     assert_eq!(spent(&s, "trader"), 5 * SOL);
 }
 
@@ -95,15 +166,43 @@ fn restart_keeps_totals_idempotency_and_pending_approvals() {
     let mut s = Signer::start(&["trader", "sentinel"], None);
     let to = s.address("sentinel");
     let mut c = s.client();
-    let first = ok(c.call(sign_op("trader", transfer(&to, SOL / 2, Network::Devnet), "keep", SOME_BLOCKHASH)).unwrap());
-    let pending = ok(c.call(sign_op("trader", transfer(&to, SOL * 3 / 4, Network::Devnet), "wait", SOME_BLOCKHASH)).unwrap());
+    let first = ok(c
+        .call(sign_op(
+            "trader",
+            transfer(&to, SOL / 2, Network::Devnet),
+            "keep",
+            SOME_BLOCKHASH,
+        ))
+        .unwrap());
+    let pending = ok(c
+        .call(sign_op(
+            "trader",
+            transfer(&to, SOL * 3 / 4, Network::Devnet),
+            "wait",
+            SOME_BLOCKHASH,
+        ))
+        .unwrap());
     drop(c);
     s.restart();
     let mut c = s.client();
     assert_eq!(spent(&s, "trader"), SOL / 2);
-    let again = ok(c.call(sign_op("trader", transfer(&to, SOL / 2, Network::Devnet), "keep", SOME_BLOCKHASH)).unwrap());
+    let again = ok(c
+        .call(sign_op(
+            "trader",
+            transfer(&to, SOL / 2, Network::Devnet),
+            "keep",
+            SOME_BLOCKHASH,
+        ))
+        .unwrap());
     assert_eq!(again, first);
-    let still = ok(c.call(sign_op("trader", transfer(&to, SOL * 3 / 4, Network::Devnet), "wait", SOME_BLOCKHASH)).unwrap());
+    let still = ok(c
+        .call(sign_op(
+            "trader",
+            transfer(&to, SOL * 3 / 4, Network::Devnet),
+            "wait",
+            SOME_BLOCKHASH,
+        ))
+        .unwrap());
     assert_eq!(still["approval_id"], pending["approval_id"]);
     let approve = vigil_protocol::message::ApproveRequest {
         approval_id: pending["approval_id"].as_str().unwrap().parse().unwrap(),
@@ -121,13 +220,30 @@ fn audit_verify_catches_edit_deletion_and_reordering() {
     let to = s.address("sentinel");
     let mut c = s.client();
     for i in 0..4 {
-        ok(c.call(sign_op("trader", transfer(&to, 1000 + i, Network::Devnet), &format!("a{i}"), SOME_BLOCKHASH)).unwrap());
+        ok(c.call(sign_op(
+            "trader",
+            transfer(&to, 1000 + i, Network::Devnet),
+            &format!("a{i}"),
+            SOME_BLOCKHASH,
+        ))
+        .unwrap());
     }
-    let _ = c.call(sign_op("trader", transfer(&to, SOL * 2, Network::Devnet), "deny", SOME_BLOCKHASH)).unwrap();
+    let _ = c
+        .call(sign_op(
+            "trader",
+            transfer(&to, SOL * 2, Network::Devnet),
+            "deny",
+            SOME_BLOCKHASH,
+        ))
+        .unwrap();
     drop(c);
     s.kill9();
     let out = s.audit_verify(&[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let head: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let original = std::fs::read_to_string(s.audit_path()).unwrap();
     let lines: Vec<&str> = original.lines().collect();
@@ -138,7 +254,10 @@ fn audit_verify_catches_edit_deletion_and_reordering() {
         let out = s.audit_verify(&[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{what} not detected");
-        assert!(stderr.contains(&format!("line {expect_line}")), "{what}: {stderr}");
+        assert!(
+            stderr.contains(&format!("line {expect_line}")),
+            "{what}: {stderr}"
+        );
     };
     // Edit: change an amount inside entry 3.
     let mut edited = lines.clone();
@@ -156,14 +275,32 @@ fn audit_verify_catches_edit_deletion_and_reordering() {
     check(swapped.join("\n") + "\n", 4, "reordering");
     // Truncating the tail is caught against a pinned head.
     std::fs::write(s.audit_path(), lines[..lines.len() - 1].join("\n") + "\n").unwrap();
-    assert!(s.audit_verify(&[]).status.success(), "a shorter chain is still a chain");
+    assert!(
+        s.audit_verify(&[]).status.success(),
+        "a shorter chain is still a chain"
+    );
     let out = s.audit_verify(&["--expect-head", head["head"].as_str().unwrap()]);
-    assert!(!out.status.success(), "tail truncation not caught with a pinned head");
+    assert!(
+        !out.status.success(),
+        "tail truncation not caught with a pinned head"
+    );
     // A tampered log stops the signer from starting.
     std::fs::write(s.audit_path(), edited_line(&lines, 2)).unwrap();
     let out = s.serve_command().output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A distinct, valid 32-byte blockhash per request, so every signed transaction differs.
+fn unique_blockhash(w: usize, i: usize) -> String {
+    let mut bytes = [7u8; 32];
+    bytes[..8].copy_from_slice(&(w as u64).to_le_bytes());
+    bytes[8..16].copy_from_slice(&(i as u64).to_le_bytes());
+    bs58::encode(bytes).into_string()
 }
 
 fn edited_line(lines: &[&str], i: usize) -> String {

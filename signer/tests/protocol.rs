@@ -17,7 +17,10 @@ fn hello_names_agents_policy_and_networks() {
     let hello = ok(s.client().call(Op::Hello).unwrap());
     assert_eq!(hello["version"], 1);
     assert_eq!(hello["policy_digest"], s.init["policy_digest"]);
-    assert_eq!(hello["networks"], serde_json::json!(["solana:devnet", "solana:testnet"]));
+    assert_eq!(
+        hello["networks"],
+        serde_json::json!(["solana:devnet", "solana:testnet"])
+    );
     let agents = hello["agents"].as_array().unwrap();
     assert_eq!(agents.len(), 2);
     assert_eq!(agents[1]["agent"], "trader");
@@ -29,13 +32,29 @@ fn allowed_transfer_is_signed_and_counted() {
     let s = Signer::start(&["trader", "sentinel"], None);
     let mut c = s.client();
     let to = s.address("sentinel");
-    let r = ok(c.call(sign_op("trader", transfer(&to, SOL / 4, Network::Devnet), "k1", SOME_BLOCKHASH)).unwrap());
+    let r = ok(c
+        .call(sign_op(
+            "trader",
+            transfer(&to, SOL / 4, Network::Devnet),
+            "k1",
+            SOME_BLOCKHASH,
+        ))
+        .unwrap());
     assert_eq!(r["status"], "signed");
     let summary = r["summary"].as_str().unwrap();
-    assert!(summary.contains("0.25 SOL") && summary.contains(&to), "{summary}");
+    assert!(
+        summary.contains("0.25 SOL") && summary.contains(&to),
+        "{summary}"
+    );
     assert!(r["ledger_seq"].as_u64().unwrap() >= 2);
     let status = ok(c.call(Op::Status).unwrap());
-    let trader = status["agents"].as_array().unwrap().iter().find(|a| a["agent"] == "trader").unwrap().clone();
+    let trader = status["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == "trader")
+        .unwrap()
+        .clone();
     assert_eq!(trader["spent_24h"]["SOL"], (SOL / 4).to_string());
     assert_eq!(status["ledger_seq"], r["ledger_seq"]);
 }
@@ -48,19 +67,42 @@ fn every_refusal_names_its_rule() {
     let peer = policy_extra(&s);
     let stranger = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM";
     let cases = [
-        (transfer(stranger, 1000, Network::Devnet), "recipient_not_allowed"),
-        (transfer(&peer, 1000, Network::Mainnet), "network_not_allowed"),
+        (
+            transfer(stranger, 1000, Network::Devnet),
+            "recipient_not_allowed",
+        ),
+        (
+            transfer(&peer, 1000, Network::Mainnet),
+            "network_not_allowed",
+        ),
         (transfer(&peer, SOL + 1, Network::Devnet), "per_tx_cap"),
     ];
     for (i, (intent, rule)) in cases.into_iter().enumerate() {
-        let (kind, got, message) = err(c.call(sign_op("trader", intent.clone(), &format!("r{i}"), SOME_BLOCKHASH)).unwrap());
-        assert_eq!((kind.as_str(), got.as_deref()), ("policy_denied", Some(rule)), "{message}");
+        let (kind, got, message) = err(c
+            .call(sign_op(
+                "trader",
+                intent.clone(),
+                &format!("r{i}"),
+                SOME_BLOCKHASH,
+            ))
+            .unwrap());
+        assert_eq!(
+            (kind.as_str(), got.as_deref()),
+            ("policy_denied", Some(rule)),
+            "{message}"
+        );
         assert!(message.len() > 20, "refusals explain themselves: {message}");
         // dry_run gives the same rule and records nothing.
         let dry = ok(c.call(dry_op("trader", intent)).unwrap());
-        assert_eq!((dry["decision"].as_str(), dry["rule"].as_str()), (Some("deny"), Some(rule)));
+        assert_eq!(
+            (dry["decision"].as_str(), dry["rule"].as_str()),
+            (Some("deny"), Some(rule))
+        );
     }
-    let denials = read_audit(&s.audit_path()).iter().filter(|e| e["event"]["type"] == "denied").count();
+    let denials = read_audit(&s.audit_path())
+        .iter()
+        .filter(|e| e["event"]["type"] == "denied")
+        .count();
     assert_eq!(denials, 3, "each refused sign is audited, dry runs are not");
 }
 
@@ -71,13 +113,38 @@ fn velocity_cap_holds_across_requests() {
     let to = s.address("sentinel");
     // Default dev policy: 0.5 SOL needs no approval, 5 SOL per 24 h.
     for i in 0..10 {
-        let r = ok(c.call(sign_op("trader", transfer(&to, SOL / 2, Network::Devnet), &format!("v{i}"), SOME_BLOCKHASH)).unwrap());
+        let r = ok(c
+            .call(sign_op(
+                "trader",
+                transfer(&to, SOL / 2, Network::Devnet),
+                &format!("v{i}"),
+                SOME_BLOCKHASH,
+            ))
+            .unwrap());
         assert_eq!(r["status"], "signed");
     }
-    let (kind, rule, message) = err(c.call(sign_op("trader", transfer(&to, 1, Network::Devnet), "v10", SOME_BLOCKHASH)).unwrap());
-    assert_eq!((kind.as_str(), rule.as_deref()), ("policy_denied", Some("velocity_cap_24h")), "{message}");
+    let (kind, rule, message) = err(c
+        .call(sign_op(
+            "trader",
+            transfer(&to, 1, Network::Devnet),
+            "v10",
+            SOME_BLOCKHASH,
+        ))
+        .unwrap());
+    assert_eq!(
+        (kind.as_str(), rule.as_deref()),
+        ("policy_denied", Some("velocity_cap_24h")),
+        "{message}"
+    );
     // The other agent's budget is its own.
-    let r = ok(c.call(sign_op("sentinel", transfer(&s.address("trader"), SOL / 2, Network::Devnet), "v0", SOME_BLOCKHASH)).unwrap());
+    let r = ok(c
+        .call(sign_op(
+            "sentinel",
+            transfer(&s.address("trader"), SOL / 2, Network::Devnet),
+            "v0",
+            SOME_BLOCKHASH,
+        ))
+        .unwrap());
     assert_eq!(r["status"], "signed");
 }
 
@@ -86,17 +153,44 @@ fn idempotency_key_returns_the_same_result_and_counts_once() {
     let s = Signer::start(&["trader", "sentinel"], None);
     let mut c = s.client();
     let to = s.address("sentinel");
-    let op = || sign_op("trader", transfer(&to, 1000, Network::Devnet), "same", SOME_BLOCKHASH);
+    let op = || {
+        sign_op(
+            "trader",
+            transfer(&to, 1000, Network::Devnet),
+            "same",
+            SOME_BLOCKHASH,
+        )
+    };
     let first = ok(c.call(op()).unwrap());
     let again = ok(s.client().call(op()).unwrap());
     assert_eq!(first, again);
     let status = ok(c.call(Op::Status).unwrap());
-    let trader = status["agents"].as_array().unwrap().iter().find(|a| a["agent"] == "trader").unwrap().clone();
+    let trader = status["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == "trader")
+        .unwrap()
+        .clone();
     assert_eq!(trader["spent_24h"]["SOL"], "1000");
-    let (kind, _, _) = err(c.call(sign_op("trader", transfer(&to, 2000, Network::Devnet), "same", SOME_BLOCKHASH)).unwrap());
+    let (kind, _, _) = err(c
+        .call(sign_op(
+            "trader",
+            transfer(&to, 2000, Network::Devnet),
+            "same",
+            SOME_BLOCKHASH,
+        ))
+        .unwrap());
     assert_eq!(kind, "idempotency_conflict");
     // Keys are per agent: the same key for another agent is a different request.
-    let other = ok(c.call(sign_op("sentinel", transfer(&s.address("trader"), 2000, Network::Devnet), "same", SOME_BLOCKHASH)).unwrap());
+    let other = ok(c
+        .call(sign_op(
+            "sentinel",
+            transfer(&s.address("trader"), 2000, Network::Devnet),
+            "same",
+            SOME_BLOCKHASH,
+        ))
+        .unwrap());
     assert_eq!(other["status"], "signed");
 }
 
@@ -107,19 +201,36 @@ fn above_threshold_needs_a_single_use_operator_code() {
     let to = s.address("sentinel");
     let big = transfer(&to, SOL * 3 / 4, Network::Devnet);
     let dry = ok(c.call(dry_op("trader", big.clone())).unwrap());
-    assert_eq!((dry["decision"].as_str(), dry["rule"].as_str()), (Some("needs_approval"), Some("approval_threshold")));
-    let pending = ok(c.call(sign_op("trader", big.clone(), "big1", SOME_BLOCKHASH)).unwrap());
+    assert_eq!(
+        (dry["decision"].as_str(), dry["rule"].as_str()),
+        (Some("needs_approval"), Some("approval_threshold"))
+    );
+    let pending = ok(c
+        .call(sign_op("trader", big.clone(), "big1", SOME_BLOCKHASH))
+        .unwrap());
     assert_eq!(pending["status"], "needs_approval");
     assert!(pending["summary"].as_str().unwrap().contains("0.75 SOL"));
     let id: vigil_protocol::ApprovalId = pending["approval_id"].as_str().unwrap().parse().unwrap();
     // Asking again with the same key returns the same pending approval.
-    let again = ok(c.call(sign_op("trader", big.clone(), "big1", SOME_BLOCKHASH)).unwrap());
+    let again = ok(c
+        .call(sign_op("trader", big.clone(), "big1", SOME_BLOCKHASH))
+        .unwrap());
     assert_eq!(again["approval_id"], pending["approval_id"]);
 
-    let approve = |code: String| Op::Approve(ApproveRequest { approval_id: id.clone(), code, context: None });
+    let approve = |code: String| {
+        Op::Approve(ApproveRequest {
+            approval_id: id.clone(),
+            code,
+            context: None,
+        })
+    };
     let t = now();
     let good = s.code_at(t);
-    let wrong = if good == "000000" { "111111".to_string() } else { "000000".to_string() };
+    let wrong = if good == "000000" {
+        "111111".to_string()
+    } else {
+        "000000".to_string()
+    };
     let (kind, _, _) = err(c.call(approve(wrong)).unwrap());
     assert_eq!(kind, "approval_invalid_code");
     let signed = match c.call(approve(good.clone())).unwrap().outcome {
@@ -131,15 +242,34 @@ fn above_threshold_needs_a_single_use_operator_code() {
     let (kind, _, _) = err(c.call(approve(good)).unwrap());
     assert_eq!(kind, "approval_used");
     // The same key now returns the signed result.
-    let after = ok(c.call(sign_op("trader", big, "big1", SOME_BLOCKHASH)).unwrap());
+    let after = ok(c
+        .call(sign_op("trader", big, "big1", SOME_BLOCKHASH))
+        .unwrap());
     assert_eq!(after["signature"], signed["signature"]);
     // A code can never approve a second request: the step is spent.
-    let p2 = ok(c.call(sign_op("trader", transfer(&to, SOL * 3 / 4, Network::Devnet), "big2", SOME_BLOCKHASH)).unwrap());
+    let p2 = ok(c
+        .call(sign_op(
+            "trader",
+            transfer(&to, SOL * 3 / 4, Network::Devnet),
+            "big2",
+            SOME_BLOCKHASH,
+        ))
+        .unwrap());
     let id2: vigil_protocol::ApprovalId = p2["approval_id"].as_str().unwrap().parse().unwrap();
-    let reused = Op::Approve(ApproveRequest { approval_id: id2, code: s.code_at(now()), context: None });
+    let reused = Op::Approve(ApproveRequest {
+        approval_id: id2,
+        code: s.code_at(now()),
+        context: None,
+    });
     let (kind, _, msg) = err(c.call(reused).unwrap());
     assert_eq!(kind, "approval_invalid_code", "{msg}");
-    let (kind, _, _) = err(c.call(Op::Approve(ApproveRequest { approval_id: "ap-nope".parse().unwrap(), code: "123456".into(), context: None })).unwrap());
+    let (kind, _, _) = err(c
+        .call(Op::Approve(ApproveRequest {
+            approval_id: "ap-nope".parse().unwrap(),
+            code: "123456".into(),
+            context: None,
+        }))
+        .unwrap());
     assert_eq!(kind, "approval_unknown");
 }
 
@@ -147,9 +277,20 @@ fn above_threshold_needs_a_single_use_operator_code() {
 fn approvals_expire() {
     let s = Signer::start_with(&["trader", "sentinel"], None, &["--approval-ttl", "1"]);
     let mut c = s.client();
-    let p = ok(c.call(sign_op("trader", transfer(&s.address("sentinel"), SOL * 3 / 4, Network::Devnet), "e1", SOME_BLOCKHASH)).unwrap());
+    let p = ok(c
+        .call(sign_op(
+            "trader",
+            transfer(&s.address("sentinel"), SOL * 3 / 4, Network::Devnet),
+            "e1",
+            SOME_BLOCKHASH,
+        ))
+        .unwrap());
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    let op = Op::Approve(ApproveRequest { approval_id: p["approval_id"].as_str().unwrap().parse().unwrap(), code: s.code_at(now()), context: None });
+    let op = Op::Approve(ApproveRequest {
+        approval_id: p["approval_id"].as_str().unwrap().parse().unwrap(),
+        code: s.code_at(now()),
+        context: None,
+    });
     let (kind, _, _) = err(c.call(op).unwrap());
     assert_eq!(kind, "approval_expired");
 }
@@ -169,14 +310,29 @@ fn bad_requests_get_errors_and_the_connection_stays_open() {
         (base("-5", &to, "trader"), "bad_request"),
         (base("1.5", &to, "trader"), "bad_request"),
         (base("abc", &to, "trader"), "bad_request"),
-        (base("340282366920938463463374607431768211456", &to, "trader"), "bad_request"),
+        (
+            base("340282366920938463463374607431768211456", &to, "trader"),
+            "bad_request",
+        ),
         (base("18446744073709551616", &to, "trader"), "bad_request"), // > u64 lamports
         (base("5", "not-an-address", "trader"), "bad_request"),
         (base("5", &to, "ghost"), "unknown_agent"),
-        (base("5", &to, "trader").replace("\"op\"", "\"extra\":1,\"op\""), "bad_request"),
-        (r#"{"v":1,"id":"b2","op":"export_key","agent":"trader"}"#.to_string(), "bad_request"),
-        (r#"{"v":1,"id":"b3","op":"sign_bytes","bytes":"AAAA"}"#.to_string(), "bad_request"),
-        (r#"{"v":9,"id":"b4","op":"hello"}"#.to_string(), "bad_request"),
+        (
+            base("5", &to, "trader").replace("\"op\"", "\"extra\":1,\"op\""),
+            "bad_request",
+        ),
+        (
+            r#"{"v":1,"id":"b2","op":"export_key","agent":"trader"}"#.to_string(),
+            "bad_request",
+        ),
+        (
+            r#"{"v":1,"id":"b3","op":"sign_bytes","bytes":"AAAA"}"#.to_string(),
+            "bad_request",
+        ),
+        (
+            r#"{"v":9,"id":"b4","op":"hello"}"#.to_string(),
+            "bad_request",
+        ),
     ];
     for (payload, kind) in cases {
         let resp = c.call_raw(payload.as_bytes()).unwrap();
@@ -194,7 +350,10 @@ fn bad_frames_close_the_connection_but_not_the_server() {
         let mut c = s.client();
         let (kind, _, _) = err(c.call_raw(payload).unwrap());
         assert_eq!(kind, "bad_frame");
-        assert!(c.call(Op::Hello).is_err(), "connection closed after a bad frame");
+        assert!(
+            c.call(Op::Hello).is_err(),
+            "connection closed after a bad frame"
+        );
     }
     // Oversized length prefix.
     let mut c = s.client();
@@ -210,7 +369,10 @@ fn bad_frames_close_the_connection_but_not_the_server() {
     let mut c = s.client();
     c.stream_mut().write_all(&[0, 0, 0, 0]).unwrap();
     let bytes = vigil_protocol::read_frame(c.stream_mut()).unwrap();
-    assert_eq!(err(vigil_protocol::Response::parse(&bytes).unwrap()).0, "bad_frame");
+    assert_eq!(
+        err(vigil_protocol::Response::parse(&bytes).unwrap()).0,
+        "bad_frame"
+    );
     // Many connections later, the server still answers.
     for _ in 0..20 {
         assert!(s.client().call(Op::Hello).unwrap().outcome.is_ok());

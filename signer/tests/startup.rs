@@ -28,7 +28,11 @@ fn stopped(agents: &[&str]) -> Signer {
 fn no_passphrase_means_no_start() {
     let s = stopped(&["trader"]);
     let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--state-dir"]).arg(s.state()).arg("--socket").arg(&s.socket).env_remove("CREDENTIALS_DIRECTORY");
+    cmd.args(["serve", "--state-dir"])
+        .arg(s.state())
+        .arg("--socket")
+        .arg(&s.socket)
+        .env_remove("CREDENTIALS_DIRECTORY");
     serve_fails(&s, &mut cmd, "--passphrase-file");
 }
 
@@ -38,7 +42,7 @@ fn wrong_passphrase_is_refused() {
     let bad = s.dir.path().join("bad-pass");
     std::fs::write(&bad, "not the passphrase\n").unwrap();
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut cmd = s.serve_command();
+    let cmd = s.serve_command();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
     let mut cmd = Command::new(BIN);
     for a in &args {
@@ -73,7 +77,11 @@ fn exposed_or_corrupted_key_files_are_refused() {
     let text = std::fs::read_to_string(&key).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let ct = v["ciphertext"].as_str().unwrap().to_string();
-    let flipped = format!("{}{}", if ct.starts_with('0') { "1" } else { "0" }, &ct[1..]);
+    let flipped = format!(
+        "{}{}",
+        if ct.starts_with('0') { "1" } else { "0" },
+        &ct[1..]
+    );
     v["ciphertext"] = serde_json::Value::String(flipped);
     std::fs::write(&key, serde_json::to_string(&v).unwrap()).unwrap();
     serve_fails(&s, &mut s.serve_command(), "agent.trader.solana.key");
@@ -84,7 +92,11 @@ fn exposed_or_corrupted_key_files_are_refused() {
 #[test]
 fn dev_init_never_overwrites_a_keystore() {
     let s = stopped(&["trader"]);
-    let out = Command::new(BIN).args(["dev-init", "--agents", "trader", "--state-dir"]).arg(s.state()).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["dev-init", "--agents", "trader", "--state-dir"])
+        .arg(s.state())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("never overwrites"));
 }

@@ -34,17 +34,30 @@ impl Signer {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let mut cmd = Command::new(BIN);
-        cmd.args(["dev-init", "--state-dir"]).arg(&state).arg("--agents").arg(agents.join(","));
+        cmd.args(["dev-init", "--state-dir"])
+            .arg(&state)
+            .arg("--agents")
+            .arg(agents.join(","));
         if let Some(text) = policy {
             let p = dir.path().join("policy-in.toml");
             std::fs::write(&p, text).unwrap();
             cmd.arg("--policy").arg(&p);
         }
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "dev-init failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "dev-init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let init: Value = serde_json::from_slice(&out.stdout).unwrap();
         let socket = dir.path().join("signer.sock");
-        let mut s = Signer { dir, socket, init, extra_args: extra_args.iter().map(|s| s.to_string()).collect(), child: None };
+        let mut s = Signer {
+            dir,
+            socket,
+            init,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
         s.spawn();
         s
     }
@@ -75,14 +88,17 @@ impl Signer {
         let mut child = self.serve_command().spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(mut c) = Client::connect(&self.socket, Duration::from_secs(5)) {
-                if c.call(Op::Hello).is_ok() {
-                    break;
-                }
+            if let Ok(mut c) = Client::connect(&self.socket, Duration::from_secs(5))
+                && c.call(Op::Hello).is_ok()
+            {
+                break;
             }
             if let Some(status) = child.try_wait().unwrap() {
                 let out = child.wait_with_output().unwrap();
-                panic!("signer exited early ({status}): {}", String::from_utf8_lossy(&out.stderr));
+                panic!(
+                    "signer exited early ({status}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             assert!(Instant::now() < deadline, "signer did not come up");
             std::thread::sleep(Duration::from_millis(20));
@@ -129,12 +145,46 @@ impl Signer {
 
     /// The operator's TOTP code for unix time `t`.
     pub fn code_at(&self, t: u64) -> String {
-        let secret = Secret::Encoded(self.init["totp_secret_base32"].as_str().unwrap().to_string()).to_bytes().unwrap();
-        TOTP::new(Algorithm::SHA1, 6, 1, 30, secret, None, String::new()).unwrap().generate(t)
+        let secret = Secret::Encoded(
+            self.init["totp_secret_base32"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+        .to_bytes()
+        .unwrap();
+        TOTP::new(Algorithm::SHA1, 6, 1, 30, secret, None, String::new())
+            .unwrap()
+            .generate(t)
+    }
+
+    /// Signs `text` with the dev policy key, installs it, and restarts the signer on it.
+    pub fn install_policy(&mut self, text: &str) {
+        let p = self.dir.path().join("policy-next.toml");
+        std::fs::write(&p, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["dev-sign-policy", "--state-dir"])
+            .arg(self.state())
+            .arg("--policy")
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "dev-sign-policy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.restart();
     }
 
     pub fn audit_verify(&self, extra: &[&str]) -> Output {
-        Command::new(BIN).arg("audit-verify").arg("--state-dir").arg(self.state()).args(extra).output().unwrap()
+        Command::new(BIN)
+            .arg("audit-verify")
+            .arg("--state-dir")
+            .arg(self.state())
+            .args(extra)
+            .output()
+            .unwrap()
     }
 
     pub fn audit_path(&self) -> PathBuf {
@@ -149,7 +199,10 @@ impl Drop for Signer {
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// A 32-byte hash in base58, usable as a recent blockhash outside a runtime.
@@ -169,13 +222,19 @@ pub fn sign_op(agent: &str, intent: Intent, key: &str, blockhash: &str) -> Op {
     Op::Sign(SignRequest {
         agent: agent.parse().unwrap(),
         intent,
-        context: Context { recent_blockhash: Some(blockhash.into()) },
+        context: Context {
+            recent_blockhash: Some(blockhash.into()),
+        },
         idempotency_key: key.parse().unwrap(),
     })
 }
 
 pub fn dry_op(agent: &str, intent: Intent) -> Op {
-    Op::DryRun(DryRunRequest { agent: agent.parse().unwrap(), intent, context: Context::default() })
+    Op::DryRun(DryRunRequest {
+        agent: agent.parse().unwrap(),
+        intent,
+        context: Context::default(),
+    })
 }
 
 /// The result object of a successful response.
@@ -190,12 +249,20 @@ pub fn ok(resp: Response) -> Value {
 pub fn err(resp: Response) -> (String, Option<String>, String) {
     match resp.outcome {
         Ok(v) => panic!("expected an error, got {v}"),
-        Err(e) => (e.kind.as_str().to_string(), e.rule.map(|r| r.as_str().to_string()), e.message),
+        Err(e) => (
+            e.kind.as_str().to_string(),
+            e.rule.map(|r| r.as_str().to_string()),
+            e.message,
+        ),
     }
 }
 
 pub fn read_audit(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 pub const SOL: u128 = 1_000_000_000;
