@@ -323,10 +323,13 @@ fn become_user(user: &str, group: &str) -> Result<(), String> {
     nix::unistd::setresuid(uid, uid, uid).map_err(|e| e.to_string())
 }
 
-fn print_proc(file: &File, keys: &[&str]) -> Result<(), String> {
-    let mut buf = vec![0_u8; 16 * 1024];
-    let n = file.read_at(&mut buf, 0).map_err(|e| e.to_string())?;
-    for line in String::from_utf8_lossy(&buf[..n]).lines() {
+fn print_proc(mut file: &File, keys: &[&str]) -> Result<(), String> {
+    use std::io::{Seek, SeekFrom};
+    // lseek + read: the allowlist has no pread64.
+    file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    for line in text.lines() {
         if keys.iter().any(|k| line.starts_with(k)) {
             println!("{line}");
         }
