@@ -17,6 +17,7 @@ pub mod keys;
 pub mod keystore;
 pub mod ledger;
 pub mod policy;
+pub mod sandbox;
 pub mod sandbox_fds;
 pub mod server;
 
