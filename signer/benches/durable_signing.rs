@@ -272,6 +272,21 @@ fn start_signer(dir: &Path) -> (Child, PathBuf, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     let socket = dir.join("signer.sock");
+    // Started as root (as under systemd), the signer must drop to a service user.
+    let root = rustix::process::geteuid().is_root();
+    if root {
+        let status = Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let root_args: &[&str] = if root {
+        &["--run-as", "nobody:nogroup", "--allow-peer-uid", "0"]
+    } else {
+        &[]
+    };
     let child = Command::new(BIN)
         .arg("serve")
         .arg("--state-dir")
@@ -280,6 +295,7 @@ fn start_signer(dir: &Path) -> (Child, PathBuf, String) {
         .arg(&socket)
         .arg("--passphrase-file")
         .arg(state.join("dev/passphrase"))
+        .args(root_args)
         .env("VIGIL_LOG", "warn")
         .spawn()
         .unwrap();

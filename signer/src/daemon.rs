@@ -31,9 +31,33 @@ pub struct ServeConfig {
     pub allowed_uids: Vec<u32>,
     /// How long an approval waits for the operator.
     pub approval_ttl_secs: u64,
+    /// (user, group) to switch to when started as root.
+    pub run_as: Option<(String, String)>,
+    /// `--insecure-no-landlock`: go on without file-system confinement (logged loudly).
+    pub insecure_no_landlock: bool,
+    /// `--allow-unlocked-memory`: go on if secret memory cannot be locked (logged).
+    pub allow_unlocked_memory: bool,
+}
+
+/// Environment variables the signer keeps after sanitizing; everything else is cleared.
+pub const KEEP_ENV: &[&str] = &[
+    "CREDENTIALS_DIRECTORY",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "VIGIL_LOG",
+    "VIGIL_SIGNER_STATE_DIR",
+];
+
+/// Step 1, called first thing in `main` for `serve`, while the process is single-threaded:
+/// close inherited fds (except systemd's listening socket), clear the environment, umask 077.
+pub fn sanitize() -> Result<(), Error> {
+    crate::sandbox::sanitize_process(&[crate::sandbox::LISTEN_FDS_START], KEEP_ENV)?;
+    Ok(())
 }
 
 /// Runs the signer until it is killed. Returns only on a start-up failure or a listener failure.
+/// The caller has run [`sanitize`] (step 0) first.
 pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
     // 1. Load the keystore first: nothing else matters if the keys cannot be unlocked, and
     //    the passphrase is read once and dropped (zeroized) as soon as the keys are expanded.
@@ -83,7 +107,29 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
     // 4. The listening socket: it must exist before confinement, which forbids socket(2).
     let listener = take_listener(cfg.socket.as_deref())?;
 
-    // 5. Start the audit writer and the runtime (threads inherit the confinement above).
+    // 5. Confine, while still single-threaded and before anything else runs: drop root (if
+    //    root) and every capability, no dumps, no ptrace, no new privileges, locked memory,
+    //    landlock (keystore and policy read-only, ledger read-write, nothing else), and
+    //    seccomp last (no socket(2), no execve, no ptrace), on every thread.
+    let report = crate::sandbox::confine(&crate::sandbox::SandboxConfig {
+        read_only: vec![
+            layout::keystore(&cfg.state_dir),
+            layout::policy(&cfg.state_dir),
+        ],
+        read_write: vec![layout::ledger(&cfg.state_dir)],
+        run_as: cfg.run_as.clone(),
+        insecure_no_landlock: cfg.insecure_no_landlock,
+        allow_unlocked_memory: cfg.allow_unlocked_memory,
+    })?;
+    tracing::info!(
+        landlock = %report.landlock_status,
+        memory = %report.memory_lock,
+        seccomp_syscalls = report.seccomp_syscalls,
+        dropped_to = ?report.dropped_to,
+        "confined"
+    );
+
+    // 6. Start the audit writer and the runtime: their threads inherit the confinement.
     let (audit, replayed) = opened.start()?;
     let engine = Arc::new(Engine::new(EngineParts {
         policy,
@@ -98,6 +144,8 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Every thread's stack is locked memory: keep the blocking pool small.
+        .max_blocking_threads(2)
         .enable_io()
         .enable_time()
         .build()
@@ -115,7 +163,7 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
 /// systemd-activated socket.
 fn take_listener(path: Option<&Path>) -> Result<UnixListener, Error> {
     let Some(path) = path else {
-        return crate::sandbox_fds::systemd_listener().map_err(Error::Other);
+        return crate::sandbox::systemd_listener().map_err(Error::Other);
     };
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {

@@ -16,6 +16,9 @@ pub enum Error {
     /// The audit log / ledger could not be opened, verified or appended.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// The process could not be confined (seccomp, landlock, privileges, memory locking).
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
     /// A file or directory the signer needs.
     #[error("{0}: {1}")]
     Io(PathBuf, std::io::Error),

@@ -18,7 +18,6 @@ pub mod keystore;
 pub mod ledger;
 pub mod policy;
 pub mod sandbox;
-pub mod sandbox_fds;
 pub mod server;
 
 pub use error::Error;

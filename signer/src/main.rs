@@ -39,6 +39,15 @@ enum Command {
         /// Seconds an approval waits for the operator.
         #[arg(long, default_value_t = vigil_signer::approval::DEFAULT_TTL_SECS)]
         approval_ttl: u64,
+        /// USER:GROUP to switch to when started as root (the signer never keeps running as root).
+        #[arg(long, value_parser = parse_user_group)]
+        run_as: Option<(String, String)>,
+        /// INSECURE: run without landlock if the kernel lacks it (logged loudly). Not for money.
+        #[arg(long)]
+        insecure_no_landlock: bool,
+        /// Start even if secret memory cannot be locked (logged, with the reason).
+        #[arg(long)]
+        allow_unlocked_memory: bool,
     },
     /// INSECURE development setup: keys, passphrase, policy key and TOTP secret in plain files.
     DevInit {
@@ -77,6 +86,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Step 1 of the signer's start-up: before anything else (even logging) can open an fd
+    // or read the environment.
+    if matches!(cli.command, Command::Serve { .. })
+        && let Err(e) = daemon::sanitize()
+    {
+        eprintln!("vigil-signer: {e}");
+        return ExitCode::FAILURE;
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -85,7 +103,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("vigil-signer: {e:#}");
@@ -102,6 +120,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             passphrase_file,
             allow_peer_uid,
             approval_ttl,
+            run_as,
+            insecure_no_landlock,
+            allow_unlocked_memory,
         } => {
             let cfg = daemon::ServeConfig {
                 state_dir,
@@ -109,6 +130,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 passphrase_file,
                 allowed_uids: allow_peer_uid,
                 approval_ttl_secs: approval_ttl,
+                run_as,
+                insecure_no_landlock,
+                allow_unlocked_memory,
             };
             daemon::run(&cfg)?;
             Ok(ExitCode::SUCCESS)
@@ -166,5 +190,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+    }
+}
+
+fn parse_user_group(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((u, g)) if !u.is_empty() && !g.is_empty() => Ok((u.to_string(), g.to_string())),
+        _ => Err(format!(
+            "{s:?} is not USER:GROUP (e.g. vigil-signer:vigil-signer)"
+        )),
     }
 }

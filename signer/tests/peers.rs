@@ -1,6 +1,6 @@
 //! Who may talk to the signer: the `SO_PEERCRED` uid check against a client running as
 //! another user, and systemd socket activation (`LISTEN_FDS`) with systemd's own
-//! `systemd-socket-activate`. The uid test needs root (to run a client as `nobody`); CI is root.
+//! `systemd-socket-activate`. The uid test needs root (to run a client as another uid); CI is root.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,10 +15,11 @@ use common::*;
 use vigil_protocol::Op;
 use vigil_protocol::client::Client;
 
-const NOBODY: u32 = 65_534;
+/// A uid that is neither the test's nor the signer's.
+const OTHER: u32 = 4_242;
 const CHILD_ENV: &str = "VIGIL_TEST_PEER_SOCKET";
 
-/// Runs in a child process as `nobody`: prints whether `hello` was answered.
+/// Runs in a child process as uid OTHER: prints whether `hello` was answered.
 #[test]
 fn peer_child() {
     let Some(socket) = std::env::var_os(CHILD_ENV) else {
@@ -31,7 +32,7 @@ fn peer_child() {
     println!("PEER-RESULT answered={answered}");
 }
 
-fn hello_as_nobody(s: &Signer) -> bool {
+fn hello_as_other(s: &Signer) -> bool {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -41,8 +42,8 @@ fn hello_as_nobody(s: &Signer) -> bool {
             "1",
         ])
         .env(CHILD_ENV, &s.socket)
-        .uid(NOBODY)
-        .gid(NOBODY)
+        .uid(OTHER)
+        .gid(OTHER)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -54,12 +55,8 @@ fn hello_as_nobody(s: &Signer) -> bool {
     stdout.contains("answered=true")
 }
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 fn open_to_all(s: &Signer) {
-    // Make the path reachable so that only SO_PEERCRED stands between `nobody` and the signer.
+    // Make the path reachable so that only SO_PEERCRED stands between another uid and the signer.
     std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&s.socket, std::fs::Permissions::from_mode(0o777)).unwrap();
 }
@@ -67,22 +64,18 @@ fn open_to_all(s: &Signer) {
 #[test]
 fn other_uids_are_refused_unless_allowed() {
     if !is_root() {
-        eprintln!("SKIPPED: needs root to run a client as uid {NOBODY}");
+        eprintln!("SKIPPED: needs root to run a client as uid {OTHER}");
         return;
     }
     let s = Signer::start(&["trader"], None);
     open_to_all(&s);
-    assert!(!hello_as_nobody(&s), "a foreign uid was served");
+    assert!(!hello_as_other(&s), "a foreign uid was served");
     drop(s);
 
-    let s = Signer::start_with(
-        &["trader"],
-        None,
-        &["--allow-peer-uid", &NOBODY.to_string()],
-    );
+    let s = Signer::start_with(&["trader"], None, &["--allow-peer-uid", &OTHER.to_string()]);
     open_to_all(&s);
     assert!(
-        hello_as_nobody(&s),
+        hello_as_other(&s),
         "an allowed uid was refused (the check above proves nothing)"
     );
 }
@@ -104,6 +97,7 @@ fn serves_a_systemd_activated_socket() {
         .arg(s.state())
         .arg("--passphrase-file")
         .arg(s.state().join("dev/passphrase"))
+        .args(root_args())
         .env("VIGIL_LOG", "warn")
         .spawn()
         .unwrap();
@@ -131,6 +125,7 @@ fn serve_without_socket_or_activation_says_what_to_do() {
         .arg(s.state())
         .arg("--passphrase-file")
         .arg(s.state().join("dev/passphrase"))
+        .args(root_args())
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_PID")
         .output()

@@ -50,6 +50,7 @@ impl Signer {
             String::from_utf8_lossy(&out.stderr)
         );
         let init: Value = serde_json::from_slice(&out.stdout).unwrap();
+        hand_to_service_user(dir.path());
         let socket = dir.path().join("signer.sock");
         let mut s = Signer {
             dir,
@@ -75,6 +76,7 @@ impl Signer {
             .arg(&self.socket)
             .arg("--passphrase-file")
             .arg(self.state().join("dev/passphrase"))
+            .args(root_args())
             .args(&self.extra_args)
             .env("VIGIL_LOG", "warn")
             .stdout(Stdio::null())
@@ -196,6 +198,45 @@ impl Drop for Signer {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The uid the confined signer runs as when the tests run as root (CI): `nobody`.
+pub const SERVICE_UID: u32 = 65_534;
+/// Its group: `nogroup`.
+pub const SERVICE_GID: u32 = 65_534;
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// As in production: started as root, the signer must be told whom to become; the root test
+/// process itself is allowed to connect.
+pub fn root_args() -> Vec<String> {
+    if is_root() {
+        ["--run-as", "nobody:nogroup", "--allow-peer-uid", "0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// When root, gives the test's temp dir to the service user, as a deployment gives the
+/// state dir to the signer's user (the signer drops to it before landlock opens the dirs).
+pub fn hand_to_service_user(dir: &Path) {
+    if !is_root() {
+        return;
+    }
+    fn walk(p: &Path) {
+        std::os::unix::fs::lchown(p, Some(SERVICE_UID), Some(SERVICE_GID)).unwrap();
+        if p.is_dir() && !p.is_symlink() {
+            for e in std::fs::read_dir(p).unwrap() {
+                walk(&e.unwrap().path());
+            }
+        }
+    }
+    walk(dir);
 }
 
 pub fn now() -> u64 {
