@@ -29,6 +29,8 @@ pub struct ServeConfig {
     pub passphrase_file: Option<PathBuf>,
     /// Peer uids allowed to connect besides the signer's own.
     pub allowed_uids: Vec<u32>,
+    /// Peer users (names, resolved at start) allowed to connect.
+    pub allowed_users: Vec<String>,
     /// How long an approval waits for the operator.
     pub approval_ttl_secs: u64,
     /// (user, group) to switch to when started as root.
@@ -104,7 +106,25 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
         );
     }
 
-    // 4. The listening socket: it must exist before confinement, which forbids socket(2).
+    // 4. Who may connect: user names are resolved now, while /etc/passwd is still readable.
+    let mut allowed_uids = cfg.allowed_uids.clone();
+    for name in &cfg.allowed_users {
+        match nix::unistd::User::from_name(name) {
+            Ok(Some(user)) => allowed_uids.push(user.uid.as_raw()),
+            Ok(None) => {
+                return Err(Error::Other(format!(
+                    "--allow-peer-user {name}: no such user"
+                )));
+            }
+            Err(e) => {
+                return Err(Error::Other(format!(
+                    "--allow-peer-user {name}: cannot look it up: {e}"
+                )));
+            }
+        }
+    }
+
+    // 4b. The listening socket: it must exist before confinement, which forbids socket(2).
     let listener = take_listener(cfg.socket.as_deref())?;
 
     // 5. Confine, while still single-threaded and before anything else runs: drop root (if
@@ -138,7 +158,6 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
         audit,
         replayed,
     }));
-    let mut allowed_uids = cfg.allowed_uids.clone();
     allowed_uids.push(rustix::process::getuid().as_raw());
     let server_cfg = ServerConfig { allowed_uids };
 

@@ -36,6 +36,9 @@ enum Command {
         /// Also allow this peer uid to connect (repeatable); the signer's own uid is always allowed.
         #[arg(long = "allow-peer-uid")]
         allow_peer_uid: Vec<u32>,
+        /// Also allow this user's uid to connect (repeatable; resolved at start), e.g. vigil.
+        #[arg(long = "allow-peer-user")]
+        allow_peer_user: Vec<String>,
         /// Seconds an approval waits for the operator.
         #[arg(long, default_value_t = vigil_signer::approval::DEFAULT_TTL_SECS)]
         approval_ttl: u64,
@@ -119,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             socket,
             passphrase_file,
             allow_peer_uid,
+            allow_peer_user,
             approval_ttl,
             run_as,
             insecure_no_landlock,
@@ -129,6 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 socket,
                 passphrase_file,
                 allowed_uids: allow_peer_uid,
+                allowed_users: allow_peer_user,
                 approval_ttl_secs: approval_ttl,
                 run_as,
                 insecure_no_landlock,
