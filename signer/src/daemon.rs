@@ -161,8 +161,10 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
     allowed_uids.push(rustix::process::getuid().as_raw());
     let server_cfg = ServerConfig { allowed_uids };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread serves every connection; the audit writer thread does the fsyncs. On a
+    // small machine this beats a worker pool: a request crosses threads only to the writer
+    // and back (measured in tests/bench: see docs/security-model.md "Performance").
+    let runtime = tokio::runtime::Builder::new_current_thread()
         // Every thread's stack is locked memory: keep the blocking pool small.
         .max_blocking_threads(2)
         .enable_io()

@@ -258,8 +258,7 @@ impl Engine {
                 }
                 let to = solana::parse_address(&t.to)
                     .map_err(|e| Refusal::bad_request(e.to_string()))?;
-                let canonical = solana::canonical_address(&t.to)
-                    .map_err(|e| Refusal::bad_request(e.to_string()))?;
+                let canonical = solana::address_of(&to.to_bytes());
                 if canonical != t.to {
                     return Err(Refusal::bad_request(format!(
                         "recipient must be in canonical base58: send {canonical}"

@@ -6,7 +6,7 @@
 //! record, fsynced before the signature leaves (see `engine`). So after `kill -9` and a
 //! restart, replaying the log gives exactly the totals that were acknowledged.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -135,19 +135,57 @@ impl Remembered {
     }
 }
 
-/// The in-memory ledger.
+/// The in-memory ledger. Queries are O(log n) in the entries of one agent and asset, so a
+/// busy agent does not make every decision slower.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    spends: BTreeMap<AgentId, VecDeque<Spend>>,
+    spends: BTreeMap<AgentId, BTreeMap<String, Series>>,
     requests: BTreeMap<AgentId, VecDeque<u64>>,
-    idempotency: BTreeMap<(AgentId, IdempotencyKey), Remembered>,
+    idempotency: HashMap<(AgentId, IdempotencyKey), Remembered>,
+    last_prune: u64,
 }
 
-#[derive(Clone, Debug)]
-struct Spend {
-    ts: u64,
-    asset: String,
-    amount: u128,
+/// Spends of one agent and asset in time order, as running totals: the sum over any suffix
+/// of the window is one binary search and one subtraction.
+#[derive(Debug, Default)]
+struct Series {
+    /// (timestamp, running total including this spend), timestamps non-decreasing.
+    entries: VecDeque<(u64, u128)>,
+    /// The running total before the first kept entry.
+    base: u128,
+}
+
+impl Series {
+    fn push(&mut self, ts: u64, amount: u128) {
+        let (last_ts, last_total) = self.entries.back().copied().unwrap_or((0, self.base));
+        // A clock that stepped back must not hide a spend from the window: count it as of the
+        // latest time already seen (it then stays in the window longer, never shorter).
+        self.entries
+            .push_back((ts.max(last_ts), last_total.saturating_add(amount)));
+    }
+
+    fn sum_since(&self, since: u64) -> u128 {
+        let Some(&(_, last_total)) = self.entries.back() else {
+            return 0;
+        };
+        let i = self.entries.partition_point(|(t, _)| *t < since);
+        let before = if i == 0 {
+            self.base
+        } else {
+            self.entries[i - 1].1
+        };
+        last_total - before
+    }
+
+    fn prune_before(&mut self, since: u64) {
+        while let Some(&(t, total)) = self.entries.front() {
+            if t >= since {
+                break;
+            }
+            self.base = total;
+            self.entries.pop_front();
+        }
+    }
 }
 
 impl Ledger {
@@ -226,22 +264,30 @@ impl Ledger {
 
     /// Counts a spend (reserved before it is durable; never un-counted: failing closed).
     pub fn record_spend(&mut self, agent: &AgentId, asset: &str, amount: u128, ts: u64) {
-        self.spends
+        let series = self
+            .spends
             .entry(agent.clone())
             .or_default()
-            .push_back(Spend {
-                ts,
-                asset: asset.to_string(),
-                amount,
-            });
+            .entry(asset.to_string())
+            .or_default();
+        series.push(ts, amount);
+        series.prune_before(ts.saturating_sub(VELOCITY_WINDOW_SECS));
     }
 
-    /// Notes that `agent` made a `sign` request now (for the rate limit).
+    /// Notes that `agent` made a `sign` request now (for the rate limit), and now and then
+    /// drops what no window needs any more.
     pub fn note_request(&mut self, agent: &AgentId, now: u64) {
         let q = self.requests.entry(agent.clone()).or_default();
-        q.push_back(now);
-        while q.front().is_some_and(|t| *t + RATE_WINDOW_SECS <= now) {
+        let last = q.back().copied().unwrap_or(0);
+        q.push_back(now.max(last));
+        while q
+            .front()
+            .is_some_and(|t| t.saturating_add(RATE_WINDOW_SECS) <= now)
+        {
             q.pop_front();
+        }
+        if now >= self.last_prune.saturating_add(RATE_WINDOW_SECS) {
+            self.prune(now);
         }
     }
 
@@ -262,28 +308,22 @@ impl Ledger {
 
     /// Base units of each asset spent by `agent` in the 24 h before `now`.
     pub fn spent_24h(&self, agent: &AgentId, now: u64) -> BTreeMap<String, u128> {
-        let mut out = BTreeMap::new();
         let since = now.saturating_sub(VELOCITY_WINDOW_SECS);
-        for s in self
-            .spends
+        self.spends
             .get(agent)
             .into_iter()
             .flatten()
-            .filter(|s| s.ts >= since)
-        {
-            let total: &mut u128 = out.entry(s.asset.clone()).or_default();
-            *total = total.saturating_add(s.amount);
-        }
-        out
+            .map(|(asset, series)| (asset.clone(), series.sum_since(since)))
+            .filter(|(_, total)| *total > 0)
+            .collect()
     }
 
     /// Drops what no window needs any more.
     pub fn prune(&mut self, now: u64) {
+        self.last_prune = now;
         let since = now.saturating_sub(VELOCITY_WINDOW_SECS);
-        for q in self.spends.values_mut() {
-            while q.front().is_some_and(|s| s.ts < since) {
-                q.pop_front();
-            }
+        for series in self.spends.values_mut().flat_map(BTreeMap::values_mut) {
+            series.prune_before(since);
         }
         let keep_from = now.saturating_sub(IDEMPOTENCY_WINDOW_SECS);
         self.idempotency.retain(|_, r| match r {
@@ -298,17 +338,15 @@ impl History for Ledger {
     fn spent_since(&self, agent: &AgentId, asset: &str, since: u64) -> u128 {
         self.spends
             .get(agent)
-            .into_iter()
-            .flatten()
-            .filter(|s| s.ts >= since && s.asset == asset)
-            .fold(0u128, |acc, s| acc.saturating_add(s.amount))
+            .and_then(|a| a.get(asset))
+            .map_or(0, |series| series.sum_since(since))
     }
 
     fn requests_since(&self, agent: &AgentId, since: u64) -> u32 {
         let n = self
             .requests
             .get(agent)
-            .map_or(0, |q| q.iter().filter(|t| **t >= since).count());
+            .map_or(0, |q| q.len() - q.partition_point(|t| *t < since));
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 }
@@ -339,6 +377,47 @@ mod tests {
         l.prune(now);
         assert_eq!(l.spent_since(&agent(), "SOL", 0), 50);
         assert_eq!(l.spent_since(&"other".parse().unwrap(), "SOL", 0), 0);
+    }
+
+    #[test]
+    fn running_totals_match_a_naive_sum_after_pruning() {
+        let mut l = Ledger::default();
+        let mut naive: Vec<(u64, u128)> = Vec::new();
+        let mut x: u64 = 12345;
+        let mut t = 0u64;
+        for _ in 0..5_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            t += x % 90; // up to 90 s apart: the 24 h window slides over many entries
+            let amount = u128::from(x % 1_000);
+            l.record_spend(&agent(), "SOL", amount, t);
+            naive.push((t, amount));
+            if x % 500 == 0 {
+                l.prune(t);
+            }
+            for since in [
+                t.saturating_sub(VELOCITY_WINDOW_SECS),
+                t.saturating_sub(3_600),
+                t,
+            ] {
+                let want: u128 = naive
+                    .iter()
+                    .filter(|(ts, _)| *ts >= since)
+                    .map(|(_, a)| a)
+                    .sum();
+                assert_eq!(l.spent_since(&agent(), "SOL", since), want, "since {since}");
+            }
+        }
+        assert_eq!(l.spent_since(&agent(), "USDC", 0), 0);
+    }
+
+    #[test]
+    fn a_clock_stepping_back_never_hides_a_spend() {
+        let mut l = Ledger::default();
+        l.record_spend(&agent(), "SOL", 10, 100_000);
+        l.record_spend(&agent(), "SOL", 5, 99_000); // the clock stepped back
+        assert_eq!(l.spent_since(&agent(), "SOL", 100_000), 15);
     }
 
     #[test]
