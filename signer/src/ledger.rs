@@ -393,7 +393,7 @@ mod tests {
             let amount = u128::from(x % 1_000);
             l.record_spend(&agent(), "SOL", amount, t);
             naive.push((t, amount));
-            if x % 500 == 0 {
+            if x.is_multiple_of(500) {
                 l.prune(t);
             }
             for since in [
