@@ -1,0 +1,136 @@
+//! The orchestrator's async client for the signer socket. The signer is the authority: this
+//! client only frames requests and returns the signer's answers (or a transport error,
+//! which the caller turns into `hold`). Every call has a deadline.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use vigil_protocol::frame::{check_len, encode_frame};
+use vigil_protocol::message::{
+    ApproveRequest, DryRunRequest, DryRunResult, ErrorBody, HelloResult, SignRequest, SignResult,
+    StatusResult,
+};
+use vigil_protocol::{Op, Request, RequestId, Response};
+
+/// Why a call produced no answer from the signer.
+#[derive(Debug, thiserror::Error)]
+pub enum SignerError {
+    /// The socket could not be reached, broke, or the deadline passed.
+    #[error("signer unreachable at {0}: {1}")]
+    Unreachable(PathBuf, String),
+    /// The signer answered something that is not a protocol-1 response to this request.
+    #[error("bad answer from the signer: {0}")]
+    Protocol(String),
+    /// The signer refused (policy, approvals, bad request...): its own words.
+    #[error("signer refused: {} {}: {}", .0.kind, .0.rule.map(|r| r.as_str()).unwrap_or(""), .0.message)]
+    Refused(ErrorBody),
+}
+
+/// A connection to the signer, reconnected on demand.
+#[derive(Debug)]
+pub struct SignerClient {
+    path: PathBuf,
+    timeout: Duration,
+    stream: Option<UnixStream>,
+    next_id: u64,
+}
+
+impl SignerClient {
+    /// A client for the socket at `path`; connects lazily.
+    pub fn new(path: &Path, timeout: Duration) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            timeout,
+            stream: None,
+            next_id: 0,
+        }
+    }
+
+    /// `hello`.
+    pub async fn hello(&mut self) -> Result<HelloResult, SignerError> {
+        self.call(Op::Hello).await
+    }
+
+    /// `status`.
+    pub async fn status(&mut self) -> Result<StatusResult, SignerError> {
+        self.call(Op::Status).await
+    }
+
+    /// `dry_run`: what `sign` would decide now; signs and records nothing.
+    pub async fn dry_run(&mut self, r: DryRunRequest) -> Result<DryRunResult, SignerError> {
+        self.call(Op::DryRun(r)).await
+    }
+
+    /// `sign`.
+    pub async fn sign(&mut self, r: SignRequest) -> Result<SignResult, SignerError> {
+        self.call(Op::Sign(r)).await
+    }
+
+    /// `approve` (the code comes from the operator, never from an agent).
+    pub async fn approve(&mut self, r: ApproveRequest) -> Result<SignResult, SignerError> {
+        self.call(Op::Approve(r)).await
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(&mut self, op: Op) -> Result<T, SignerError> {
+        self.next_id += 1;
+        let id =
+            RequestId::try_from(format!("o{}", self.next_id)).map_err(SignerError::Protocol)?;
+        let request = Request { id: id.clone(), op };
+        let payload = request.to_json();
+        let response =
+            match tokio::time::timeout(self.timeout, self.round_trip(payload.as_bytes())).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    self.stream = None;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.stream = None;
+                    return Err(self.unreachable(format!("no answer within {:?}", self.timeout)));
+                }
+            };
+        if response.id.as_ref() != Some(&id) {
+            self.stream = None;
+            return Err(SignerError::Protocol(format!(
+                "answer for {:?}, expected {id}",
+                response.id
+            )));
+        }
+        response.into_result().map_err(|e| match e.kind {
+            vigil_protocol::ErrorKind::Internal
+                if e.message.starts_with("unexpected result shape") =>
+            {
+                SignerError::Protocol(e.message)
+            }
+            _ => SignerError::Refused(e),
+        })
+    }
+
+    async fn round_trip(&mut self, payload: &[u8]) -> Result<Response, SignerError> {
+        if self.stream.is_none() {
+            let s = UnixStream::connect(&self.path)
+                .await
+                .map_err(|e| self.unreachable(e.to_string()))?;
+            self.stream = Some(s);
+        }
+        let frame = encode_frame(payload).map_err(|e| SignerError::Protocol(e.to_string()))?;
+        let path = self.path.clone();
+        let unreachable = |e: std::io::Error| SignerError::Unreachable(path.clone(), e.to_string());
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(SignerError::Protocol("no connection".into()));
+        };
+        stream.write_all(&frame).await.map_err(unreachable)?;
+        let mut prefix = [0u8; 4];
+        stream.read_exact(&mut prefix).await.map_err(unreachable)?;
+        let len = check_len(prefix).map_err(|e| SignerError::Protocol(e.to_string()))?;
+        let mut body = vec![0u8; len];
+        stream.read_exact(&mut body).await.map_err(unreachable)?;
+        Response::parse(&body).map_err(SignerError::Protocol)
+    }
+
+    fn unreachable(&self, why: String) -> SignerError {
+        SignerError::Unreachable(self.path.clone(), why)
+    }
+}
