@@ -61,6 +61,23 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     println!("  policy digest {}", str_of(&init["policy_digest"]));
 
     section("2. start the signer: a separate process, no network, keys only in its memory");
+    // Started as root, the signer must be told whom to become (it never stays root): give the
+    // demo's state to `nobody` and let this (root) process connect.
+    let root = is_root();
+    if root {
+        let status = Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(dir.path())
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            bail!("running as root: could not hand the demo's state dir to nobody:nogroup");
+        }
+    }
+    let root_args: &[&str] = if root {
+        &["--run-as", "nobody:nogroup", "--allow-peer-uid", "0"]
+    } else {
+        &[]
+    };
     let child = Command::new(&signer_bin)
         .arg("serve")
         .arg("--state-dir")
@@ -69,6 +86,7 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
         .arg(&socket)
         .arg("--passphrase-file")
         .arg(str_of(&init["passphrase_file"]))
+        .args(root_args)
         .env("VIGIL_LOG", "warn")
         .spawn()
         .context("starting vigil-signer serve")?;
@@ -281,6 +299,16 @@ fn str_of(v: &Value) -> String {
 
 fn section(title: &str) {
     println!("\n== {title}");
+}
+
+/// Whether this process runs as root (effective uid 0, from /proc: no unsafe, no libc).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0")
+    })
 }
 
 fn unix_now() -> u64 {
