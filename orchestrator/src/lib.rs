@@ -1,3 +1,4 @@
 //! The Vigil orchestrator library: agents, LLM providers, the firewall, state, chains.
 #![forbid(unsafe_code)]
 pub mod signer_client;
+pub mod llm;
