@@ -2,3 +2,4 @@
 #![forbid(unsafe_code)]
 pub mod signer_client;
 pub mod llm;
+pub mod chains;

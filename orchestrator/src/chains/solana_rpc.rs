@@ -1,0 +1,528 @@
+//! A Solana JSON-RPC client: balance, latest blockhash, send, signature status and confirm.
+//!
+//! JSON-RPC 2.0 over HTTP POST, one request per call, ids increasing. The node is untrusted:
+//! every answer is checked strictly (`jsonrpc` "2.0", the id that was sent, exactly one of
+//! `result` and `error`), bodies are capped at [`MAX_RESPONSE_BYTES`], base58 values are
+//! decoded and their lengths checked, numbers must be whole and unsigned, and a node that
+//! answers `sendTransaction` with a signature other than the transaction's own is reported
+//! as lying. Text quoted from the node is cut short and stripped of control characters
+//! before it can reach a log or the operator. The URL (which may hold an API key) is never
+//! printed: `Debug` and errors show only the scheme, host and port.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+
+/// The largest answer body read from a node; a longer one is refused as malformed.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// The largest serialized transaction a Solana node accepts (`PACKET_DATA_SIZE`).
+pub const MAX_TRANSACTION_BYTES: usize = 1232;
+/// The commitment level of every read.
+const COMMITMENT: &str = "confirmed";
+/// How many characters of node-supplied text an error quotes.
+const MAX_QUOTED_CHARS: usize = 300;
+/// The shortest interval between two status polls in [`SolanaRpc::confirm`].
+const MIN_POLL: Duration = Duration::from_millis(10);
+
+/// What went wrong talking to a Solana RPC node.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("cannot reach the Solana RPC node: {0}; check the RPC URL and the network")]
+    Transport(String),
+    #[error("the Solana RPC node did not answer in time; retry later or raise the RPC timeout")]
+    Timeout,
+    #[error("the Solana RPC node answered HTTP {0}; retry later or use another RPC endpoint")]
+    Http(u16),
+    #[error("the Solana RPC node refused the request: error {code}: {message}")]
+    Rpc { code: i64, message: String },
+    #[error(
+        "the Solana RPC node sent a malformed answer: {0}; do not trust this node, use another RPC endpoint"
+    )]
+    Malformed(String),
+    #[error("the Solana RPC node lied: {0}; stop using this RPC endpoint")]
+    Lying(String),
+    /// The caller's own argument is unusable (a bad URL, address, signature or transaction).
+    #[error("invalid request to the Solana RPC client: {0}")]
+    BadInput(String),
+}
+
+/// A recent blockhash, as the node reported it (base58 of exactly 32 bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blockhash {
+    pub hash: String,
+    pub last_valid_block_height: u64,
+}
+
+/// Where a transaction stands, per `getSignatureStatuses`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigStatus {
+    /// The node knows no transaction with this signature (not landed, dropped or expired).
+    NotFound,
+    Processed,
+    Confirmed,
+    Finalized,
+    /// The transaction landed and failed; the node's error, as compact JSON (cut short).
+    Failed(String),
+}
+
+/// A JSON-RPC client of one Solana node.
+pub struct SolanaRpc {
+    http: reqwest::Client,
+    url: reqwest::Url,
+    timeout: Duration,
+    next_id: AtomicU64,
+}
+
+impl fmt::Debug for SolanaRpc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SolanaRpc")
+            .field("endpoint", &endpoint(&self.url))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SolanaRpc {
+    /// A client of the node at `url` (http or https); every call gives up after `timeout`.
+    pub fn new(url: &str, timeout: Duration) -> Result<SolanaRpc, RpcError> {
+        let url = reqwest::Url::parse(url).map_err(|e| {
+            RpcError::BadInput(format!(
+                "the RPC URL does not parse ({e}); give an http:// or https:// URL"
+            ))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(RpcError::BadInput(format!(
+                "the RPC URL {} is not http(s) with a host; give an http:// or https:// URL",
+                endpoint(&url)
+            )));
+        }
+        if timeout.is_zero() {
+            return Err(RpcError::BadInput(
+                "the RPC timeout is zero; give a timeout of at least a second".into(),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| RpcError::Transport(describe(e)))?;
+        Ok(SolanaRpc {
+            http,
+            url,
+            timeout,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The balance of `address` in lamports, at commitment "confirmed".
+    pub async fn get_balance(&self, address: &str) -> Result<u64, RpcError> {
+        decode_base58::<32>(address)
+            .map_err(|e| RpcError::BadInput(format!("address {}: {e}", quote_str(address))))?;
+        let result = self
+            .call("getBalance", json!([address, { "commitment": COMMITMENT }]))
+            .await?;
+        let value = context_value("getBalance", result)?;
+        value.as_u64().ok_or_else(|| {
+            malformed(
+                "getBalance",
+                format!("the balance is {}, not a whole number of lamports", quote(&value)),
+            )
+        })
+    }
+
+    /// The latest blockhash at commitment "confirmed", and the last block height it is valid at.
+    pub async fn get_latest_blockhash(&self) -> Result<Blockhash, RpcError> {
+        const M: &str = "getLatestBlockhash";
+        let result = self
+            .call(M, json!([{ "commitment": COMMITMENT }]))
+            .await?;
+        let value = context_value(M, result)?;
+        let Value::Object(fields) = value else {
+            return Err(malformed(M, format!("the value is {}, not an object", quote(&value))));
+        };
+        let hash = match fields.get("blockhash") {
+            Some(Value::String(s)) => decode_base58::<32>(s)
+                .map(|_| s.clone())
+                .map_err(|e| malformed(M, format!("blockhash {}: {e}", quote_str(s))))?,
+            other => return Err(malformed(M, format!("blockhash is {}", quote_opt(other)))),
+        };
+        let last_valid_block_height = fields
+            .get("lastValidBlockHeight")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| {
+                malformed(
+                    M,
+                    format!(
+                        "lastValidBlockHeight is {}, not a whole number",
+                        quote_opt(fields.get("lastValidBlockHeight"))
+                    ),
+                )
+            })?;
+        Ok(Blockhash {
+            hash,
+            last_valid_block_height,
+        })
+    }
+
+    /// Broadcasts a signed wire transaction (base64) with preflight on, and returns its
+    /// signature (base58). The node must answer with the transaction's own first signature.
+    pub async fn send_transaction(&self, tx_base64: &str) -> Result<String, RpcError> {
+        const M: &str = "sendTransaction";
+        let expected = transaction_signature(tx_base64).map_err(RpcError::BadInput)?;
+        let result = self
+            .call(
+                M,
+                json!([tx_base64, {
+                    "encoding": "base64",
+                    "skipPreflight": false,
+                    "preflightCommitment": COMMITMENT,
+                }]),
+            )
+            .await?;
+        let Value::String(answered) = result else {
+            return Err(malformed(M, format!("the result is {}, not a signature", quote(&result))));
+        };
+        let got = decode_base58::<64>(&answered)
+            .map_err(|e| malformed(M, format!("signature {}: {e}", quote_str(&answered))))?;
+        if got != expected {
+            return Err(RpcError::Lying(format!(
+                "sendTransaction answered signature {}, but the transaction's signature is {}",
+                quote_str(&answered),
+                bs58::encode(expected).into_string()
+            )));
+        }
+        Ok(answered)
+    }
+
+    /// Where the transaction with `signature` stands (searching the node's history too).
+    pub async fn signature_status(&self, signature: &str) -> Result<SigStatus, RpcError> {
+        const M: &str = "getSignatureStatuses";
+        decode_base58::<64>(signature)
+            .map_err(|e| RpcError::BadInput(format!("signature {}: {e}", quote_str(signature))))?;
+        let result = self
+            .call(
+                M,
+                json!([[signature], { "searchTransactionHistory": true }]),
+            )
+            .await?;
+        match context_value(M, result)? {
+            Value::Array(mut statuses) if statuses.len() == 1 => parse_status(statuses.remove(0)),
+            other => Err(malformed(
+                M,
+                format!("the value is {}, not a list of one status", quote(&other)),
+            )),
+        }
+    }
+
+    /// Polls [`Self::signature_status`] every `poll` (at least 10 ms) until the transaction is
+    /// confirmed, finalized or failed, and returns that status; `Timeout` once `timeout` has
+    /// passed without one. Unreachable-node errors (transport, timeout, HTTP 429 and 5xx)
+    /// during polling are retried until the deadline; any other error ends the wait.
+    pub async fn confirm(
+        &self,
+        signature: &str,
+        timeout: Duration,
+        poll: Duration,
+    ) -> Result<SigStatus, RpcError> {
+        decode_base58::<64>(signature)
+            .map_err(|e| RpcError::BadInput(format!("signature {}: {e}", quote_str(signature))))?;
+        let poll = poll.max(MIN_POLL);
+        let settle = async {
+            loop {
+                match self.signature_status(signature).await {
+                    Ok(s @ (SigStatus::Confirmed | SigStatus::Finalized | SigStatus::Failed(_))) => {
+                        return Ok(s);
+                    }
+                    Ok(SigStatus::NotFound | SigStatus::Processed) => {}
+                    Err(RpcError::Transport(_) | RpcError::Timeout) => {}
+                    Err(RpcError::Http(code)) if code == 429 || code >= 500 => {}
+                    Err(e) => return Err(e),
+                }
+                tokio::time::sleep(poll).await;
+            }
+        };
+        tokio::time::timeout(timeout, settle)
+            .await
+            .map_err(|_| RpcError::Timeout)?
+    }
+
+    /// One JSON-RPC exchange: the checked `result`, or the node's error.
+    async fn call(&self, method: &'static str, params: Value) -> Result<Value, RpcError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+        let exchange = async {
+            let mut response = self
+                .http
+                .post(self.url.clone())
+                .json(&request)
+                .send()
+                .await
+                .map_err(from_reqwest)?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(RpcError::Http(status.as_u16()));
+            }
+            let too_long = || {
+                malformed(
+                    method,
+                    format!("the answer is longer than {MAX_RESPONSE_BYTES} bytes"),
+                )
+            };
+            if response
+                .content_length()
+                .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+            {
+                return Err(too_long());
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(from_reqwest)? {
+                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    return Err(too_long());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body)
+        };
+        let body = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| RpcError::Timeout)??;
+        parse_envelope(method, id, &body)
+    }
+}
+
+/// Checks a JSON-RPC 2.0 answer to request `id`: its `result`, or its `error` as `Rpc`.
+fn parse_envelope(method: &str, id: u64, body: &[u8]) -> Result<Value, RpcError> {
+    let answer: Value = serde_json::from_slice(body)
+        .map_err(|e| malformed(method, format!("the answer is not JSON ({e})")))?;
+    let Value::Object(mut fields) = answer else {
+        return Err(malformed(
+            method,
+            format!("the answer is {}, not one JSON-RPC object", quote(&answer)),
+        ));
+    };
+    match fields.get("jsonrpc") {
+        Some(Value::String(v)) if v == "2.0" => {}
+        other => {
+            return Err(malformed(
+                method,
+                format!("\"jsonrpc\" is {}, not \"2.0\"", quote_opt(other)),
+            ));
+        }
+    }
+    match fields.get("id") {
+        Some(Value::Number(n)) if n.as_u64() == Some(id) => {}
+        other => {
+            return Err(malformed(
+                method,
+                format!("the answer's id is {}, the request's was {id}", quote_opt(other)),
+            ));
+        }
+    }
+    match (fields.remove("result"), fields.remove("error")) {
+        (Some(result), None) => Ok(result),
+        (None, Some(error)) => Err(parse_error_object(method, error)),
+        (Some(_), Some(_)) => Err(malformed(method, "the answer has both a result and an error")),
+        (None, None) => Err(malformed(method, "the answer has neither a result nor an error")),
+    }
+}
+
+/// A JSON-RPC error object as `Rpc`, quoting the node's message (and `data.err`, if any).
+fn parse_error_object(method: &str, error: Value) -> RpcError {
+    let code = error.get("code").and_then(Value::as_i64);
+    let message = error.get("message").and_then(Value::as_str);
+    let (Some(code), Some(message)) = (code, message) else {
+        return malformed(
+            method,
+            format!("the error {} lacks an integer code or a message", quote(&error)),
+        );
+    };
+    let mut message = sanitize(message);
+    if let Some(err) = error.get("data").and_then(|d| d.get("err")).filter(|e| !e.is_null()) {
+        message = format!("{message} (err: {})", quote(err));
+    }
+    RpcError::Rpc { code, message }
+}
+
+/// The `value` of an `{"context": {"slot": n}, "value": ...}` result.
+fn context_value(method: &str, result: Value) -> Result<Value, RpcError> {
+    let Value::Object(mut fields) = result else {
+        return Err(malformed(
+            method,
+            format!("the result is {}, not a context and a value", quote(&result)),
+        ));
+    };
+    let slot = fields.get("context").and_then(|c| c.get("slot"));
+    if !slot.is_some_and(Value::is_u64) {
+        return Err(malformed(
+            method,
+            format!("the result's context.slot is {}, not a slot number", quote_opt(slot)),
+        ));
+    }
+    fields
+        .remove("value")
+        .ok_or_else(|| malformed(method, "the result has no value"))
+}
+
+/// One entry of `getSignatureStatuses`: null, or `{slot, confirmations, err, confirmationStatus}`.
+fn parse_status(status: Value) -> Result<SigStatus, RpcError> {
+    const M: &str = "getSignatureStatuses";
+    let fields: Map<String, Value> = match status {
+        Value::Null => return Ok(SigStatus::NotFound),
+        Value::Object(fields) => fields,
+        other => return Err(malformed(M, format!("a status is {}", quote(&other)))),
+    };
+    if !fields.get("slot").is_some_and(Value::is_u64) {
+        return Err(malformed(
+            M,
+            format!("the status's slot is {}", quote_opt(fields.get("slot"))),
+        ));
+    }
+    match fields.get("err") {
+        None | Some(Value::Null) => {}
+        Some(err) => return Ok(SigStatus::Failed(quote(err))),
+    }
+    match (fields.get("confirmationStatus"), fields.get("confirmations")) {
+        (Some(Value::String(s)), _) => match s.as_str() {
+            "processed" => Ok(SigStatus::Processed),
+            "confirmed" => Ok(SigStatus::Confirmed),
+            "finalized" => Ok(SigStatus::Finalized),
+            _ => Err(malformed(M, format!("confirmationStatus is {}", quote_str(s)))),
+        },
+        // Nodes older than confirmationStatus: no confirmation count means rooted.
+        (None | Some(Value::Null), Some(Value::Null)) => Ok(SigStatus::Finalized),
+        (None | Some(Value::Null), Some(n)) if n.is_u64() => Ok(SigStatus::Processed),
+        (status, count) => Err(malformed(
+            M,
+            format!(
+                "confirmationStatus is {} and confirmations is {}",
+                quote_opt(status),
+                quote_opt(count)
+            ),
+        )),
+    }
+}
+
+/// The first signature of a base64 wire transaction: a compact-u16 count, then 64-byte
+/// signatures, then the message.
+fn transaction_signature(tx_base64: &str) -> Result<[u8; 64], String> {
+    if tx_base64.len() > MAX_TRANSACTION_BYTES.div_ceil(3) * 4 {
+        return Err(format!(
+            "the transaction is longer than {MAX_TRANSACTION_BYTES} bytes; a node would refuse it"
+        ));
+    }
+    let wire = base64::engine::general_purpose::STANDARD
+        .decode(tx_base64)
+        .map_err(|e| format!("the transaction is not standard base64 ({e})"))?;
+    if wire.len() > MAX_TRANSACTION_BYTES {
+        return Err(format!(
+            "the transaction is {} bytes, more than the {MAX_TRANSACTION_BYTES} a node accepts",
+            wire.len()
+        ));
+    }
+    let (count, used) = short_vec_len(&wire)?;
+    if count == 0 {
+        return Err("the transaction carries no signature; have the signer sign it".into());
+    }
+    let signatures = wire
+        .get(used..used + 64 * count)
+        .ok_or_else(|| format!("the transaction ends inside its {count} signature(s)"))?;
+    let mut first = [0u8; 64];
+    first.copy_from_slice(&signatures[..64]);
+    Ok(first)
+}
+
+/// Solana's compact-u16 length prefix: (value, bytes used); canonical encodings only.
+fn short_vec_len(bytes: &[u8]) -> Result<(usize, usize), String> {
+    let mut value = 0usize;
+    for (i, &byte) in bytes.iter().take(3).enumerate() {
+        value |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            if i > 0 && byte == 0 {
+                return Err("the signature count is not canonically encoded".into());
+            }
+            if value > usize::from(u16::MAX) {
+                return Err("the signature count is larger than a compact-u16".into());
+            }
+            return Ok((value, i + 1));
+        }
+    }
+    Err("the transaction's signature count is cut short or too long".into())
+}
+
+/// Base58 of exactly `N` bytes; the string's length is bounded before decoding.
+fn decode_base58<const N: usize>(s: &str) -> Result<[u8; N], String> {
+    // Base58 needs at most ceil(N * log(256) / log(58)) < N * 1.37 + 1 characters.
+    let max_chars = N * 137 / 100 + 1;
+    if s.is_empty() || s.len() > max_chars {
+        return Err(format!("is {} characters, not base58 of {N} bytes", s.len()));
+    }
+    let bytes = bs58::decode(s)
+        .into_vec()
+        .map_err(|e| format!("is not base58 ({e})"))?;
+    <[u8; N]>::try_from(bytes.as_slice())
+        .map_err(|_| format!("decodes to {} bytes, not {N}", bytes.len()))
+}
+
+fn malformed(method: &str, what: impl fmt::Display) -> RpcError {
+    RpcError::Malformed(format!("{method}: {what}"))
+}
+
+fn from_reqwest(e: reqwest::Error) -> RpcError {
+    if e.is_timeout() {
+        RpcError::Timeout
+    } else {
+        RpcError::Transport(describe(e))
+    }
+}
+
+/// A reqwest error and its causes, without the URL (it may hold an API key).
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+/// `scheme://host[:port]`: the URL without path, query or credentials.
+fn endpoint(url: &reqwest::Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{}://{host}:{port}", url.scheme()),
+        (Some(host), None) => format!("{}://{host}", url.scheme()),
+        (None, _) => format!("{}:", url.scheme()),
+    }
+}
+
+fn quote(v: &Value) -> String {
+    sanitize(&v.to_string())
+}
+
+fn quote_opt(v: Option<&Value>) -> String {
+    v.map_or_else(|| "missing".to_owned(), quote)
+}
+
+fn quote_str(s: &str) -> String {
+    format!("\"{}\"", sanitize(s))
+}
+
+/// Untrusted text made safe to print: control characters dropped, length bounded.
+fn sanitize(s: &str) -> String {
+    let mut clean: String = s
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_QUOTED_CHARS)
+        .collect();
+    if s.chars().filter(|c| !c.is_control()).nth(MAX_QUOTED_CHARS).is_some() {
+        clean.push('…');
+    }
+    clean
+}
+
+#[cfg(test)]
+mod tests;
