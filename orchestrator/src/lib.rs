@@ -1,0 +1,5 @@
+//! The Vigil orchestrator library: agents, LLM providers, the firewall, state, chains.
+#![forbid(unsafe_code)]
+pub mod config;
+pub mod cost;
+pub mod firewall;
