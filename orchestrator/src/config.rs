@@ -568,13 +568,17 @@ impl RawRisk {
                     format!("label {:?} is used twice", peer.label),
                 ));
             }
-            if earlier
-                .iter()
-                .any(|p| p.address == peer.address || p.label == peer.address)
-            {
+            if earlier.iter().any(|p| p.address == peer.address) {
                 return Err(invalid(
                     key("address"),
                     format!("address {} is listed twice", peer.address),
+                ));
+            }
+            // A label that is also an address would make `to` ambiguous in layer 2.
+            if self.peers.iter().any(|p| p.address == peer.label) {
+                return Err(invalid(
+                    key("label"),
+                    "is also a peer's address: give the peer a short name",
                 ));
             }
         }

@@ -223,6 +223,24 @@ fn invalid_configs_name_the_key_and_the_reason() {
             "not a label",
         ),
         (
+            "duplicate peer label",
+            base().replace(
+                "peers = [",
+                "peers = [{ label = \"treasury\", address = \"7GpSgxD3ZbTsGfUtG9zBfMR4qmVahnynb97EQxborwCw\" }, ",
+            ),
+            "agents[0].risk.peers[1].label",
+            "used twice",
+        ),
+        (
+            "duplicate peer address",
+            base().replace(
+                "peers = [",
+                &format!("peers = [{{ label = \"vault\", address = \"{TREASURY}\" }}, "),
+            ),
+            "agents[0].risk.peers[1].address",
+            "listed twice",
+        ),
+        (
             "live assets in paper mode",
             base().replace(sched, "schedule_secs = 10\nlive_assets = [\"SOL\"]\n"),
             "agents[0].live_assets",
