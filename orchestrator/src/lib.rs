@@ -3,3 +3,6 @@
 pub mod signer_client;
 pub mod llm;
 pub mod chains;
+pub mod config;
+pub mod cost;
+pub mod firewall;

@@ -1,0 +1,610 @@
+//! The orchestrator's configuration: TOML, parsed into checked types at load.
+//!
+//! Every table rejects unknown keys. After the TOML parses, each value is checked and
+//! turned into its type (agent ids, actions, peer addresses, basis points); the first
+//! problem found is returned as a [`ConfigError`] naming the key (e.g.
+//! `agents[1].temperature`) and the reason. The shipped default is embedded from
+//! `default-config.toml` and returned by [`Config::default_config`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use vigil_protocol::AgentId;
+use vigil_protocol::types::truncate;
+
+use crate::cost::Prices;
+use crate::firewall::{Action, KNOWN_ASSETS};
+
+/// The configuration shipped with the orchestrator (three agents, all in paper mode).
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default-config.toml");
+
+/// Config files larger than this are refused unread.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// Basis points in a whole.
+const FULL_BPS: u32 = 10_000;
+/// Upper bound of `max_tokens`.
+const MAX_MAX_TOKENS: u32 = 65_536;
+/// Upper bound of a system prompt, in bytes.
+const MAX_SYSTEM_PROMPT_BYTES: usize = 16 * 1024;
+
+/// The whole configuration, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The signer's Unix socket.
+    pub signer_socket: PathBuf,
+    /// The orchestrator's SQLite file.
+    pub state_db: PathBuf,
+    /// The daily cap on LLM spend across all agents, in µUSD.
+    pub daily_llm_usd_cap_micros: u64,
+    /// LLM providers by name.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// The agents, in file order; ids are unique.
+    pub agents: Vec<AgentConfig>,
+    /// The Solana JSON-RPC endpoint, if any.
+    pub solana_rpc_url: Option<String>,
+}
+
+/// The kind of an LLM provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum ProviderKind {
+    /// An OpenAI-compatible chat-completions endpoint.
+    #[serde(rename = "openai")]
+    OpenAi,
+    /// Deterministic replies read from a file.
+    #[serde(rename = "scripted")]
+    Scripted,
+}
+
+/// One LLM provider. `openai` has a `base_url` (and optionally a key credential);
+/// `scripted` has a `script`; the other fields are absent.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Which kind of provider.
+    pub kind: ProviderKind,
+    /// `openai`: the API base, e.g. `https://api.openai.com/v1`.
+    pub base_url: Option<String>,
+    /// `openai`: the name of the systemd credential holding the API key.
+    pub api_key_credential: Option<String>,
+    /// `scripted`: the file of replies.
+    pub script: Option<PathBuf>,
+    /// Prices, µUSD per million tokens.
+    pub prices: Prices,
+}
+
+/// Whether an agent's actions are simulated or broadcast.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Checked like live, then a simulated fill; nothing is broadcast.
+    #[default]
+    Paper,
+    /// Signed and broadcast, for the assets in `live_assets` only.
+    Live,
+}
+
+/// One agent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentConfig {
+    /// The agent's id, as named in the signer's policy.
+    pub id: AgentId,
+    /// The operator's system prompt (role description).
+    pub system_prompt: String,
+    /// The provider's name (a key of `providers`).
+    pub provider: String,
+    /// The provider used when `provider` fails or has no key.
+    pub fallback_provider: Option<String>,
+    /// The model name sent to the provider.
+    pub model: String,
+    /// Sampling temperature, 0..=2.
+    pub temperature: f32,
+    /// Completion tokens per call, 1..=65536; also the cost gate's worst case.
+    pub max_tokens: u32,
+    /// Seconds between rounds, at least 1.
+    pub schedule_secs: u64,
+    /// Layer 2 of the firewall.
+    pub risk: RiskProfile,
+    /// Paper (default) or live.
+    pub mode: Mode,
+    /// In live mode, the assets that are live; all others stay paper.
+    pub live_assets: BTreeSet<String>,
+}
+
+impl AgentConfig {
+    /// Whether an action on `asset` is broadcast (live) rather than simulated (paper).
+    pub fn is_live(&self, asset: &str) -> bool {
+        self.mode == Mode::Live && self.live_assets.contains(asset)
+    }
+}
+
+/// An agent's risk profile, checked by [`crate::firewall::risk::check`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RiskProfile {
+    /// The actions the agent may take (hold is always possible).
+    pub allowed_actions: BTreeSet<Action>,
+    /// Largest transaction as a fraction of the current balance, in basis points.
+    pub max_fraction_per_tx_bps: u32,
+    /// The recipients the agent may name.
+    pub peers: Vec<Peer>,
+}
+
+/// An allowlisted recipient: a short label and its address.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// 1-32 characters of `a-z 0-9 _ -`, unique per agent.
+    pub label: String,
+    /// A base58 Solana address (32 bytes), unique per agent.
+    pub address: String,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {}", .0.display(), .1)]
+    ReadFile(PathBuf, std::io::Error),
+    /// The file is larger than 1 MiB.
+    #[error("config file {} is {} bytes, more than the 1 MiB limit; is it the right file?", .0.display(), .1)]
+    TooLarge(PathBuf, u64),
+    /// Not valid TOML, an unknown key, or a value of the wrong type.
+    #[error("config is not valid: {0}")]
+    Toml(String),
+    /// A value that parsed but is not acceptable.
+    #[error("config key `{key}`: {reason}")]
+    Invalid {
+        /// The key, e.g. `agents[1].temperature`.
+        key: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// An error in a named file.
+    #[error("in {}: {}", .0.display(), .1)]
+    InFile(PathBuf, Box<ConfigError>),
+}
+
+impl ConfigError {
+    /// The key named by an `Invalid` error (looking through `InFile`).
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::InFile(_, inner) => inner.key(),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// Parses and checks a configuration from TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))?;
+        raw.check()
+    }
+
+    /// Reads, parses and checks the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let len = std::fs::metadata(path)
+            .map_err(|e| ConfigError::ReadFile(path.to_owned(), e))?
+            .len();
+        if len > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge(path.to_owned(), len));
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::ReadFile(path.to_owned(), e))?;
+        Config::from_toml(&text).map_err(|e| ConfigError::InFile(path.to_owned(), Box::new(e)))
+    }
+
+    /// The embedded default configuration. It is checked by a test, so it always parses;
+    /// should that ever be broken, the error says so rather than panicking.
+    pub fn default_config() -> Config {
+        match Config::from_toml(DEFAULT_CONFIG_TOML) {
+            Ok(config) => config,
+            // Unreachable while `default_config_has_the_three_tiers` passes.
+            Err(e) => unreachable!("the embedded default config is invalid: {e}"),
+        }
+    }
+
+    /// The agent with this id.
+    pub fn agent(&self, id: &AgentId) -> Option<&AgentConfig> {
+        self.agents.iter().find(|a| &a.id == id)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    signer_socket: PathBuf,
+    state_db: PathBuf,
+    daily_llm_usd_cap_micros: u64,
+    solana_rpc_url: Option<String>,
+    #[serde(default)]
+    providers: BTreeMap<String, ProviderConfig>,
+    #[serde(default)]
+    agents: Vec<RawAgent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    id: String,
+    system_prompt: String,
+    provider: String,
+    fallback_provider: Option<String>,
+    model: String,
+    temperature: f32,
+    max_tokens: u32,
+    schedule_secs: u64,
+    risk: RawRisk,
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default)]
+    live_assets: BTreeSet<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRisk {
+    allowed_actions: BTreeSet<Action>,
+    max_fraction_per_tx_bps: u32,
+    #[serde(default)]
+    peers: Vec<Peer>,
+}
+
+fn invalid(key: impl fmt::Display, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl RawConfig {
+    fn check(self) -> Result<Config, ConfigError> {
+        if self.signer_socket.as_os_str().is_empty() {
+            return Err(invalid(
+                "signer_socket",
+                "is empty: give the signer's socket path",
+            ));
+        }
+        if self.state_db.as_os_str().is_empty() {
+            return Err(invalid("state_db", "is empty: give the SQLite file's path"));
+        }
+        if let Some(url) = &self.solana_rpc_url {
+            check_url(url).map_err(|reason| invalid("solana_rpc_url", reason))?;
+        }
+        for (name, provider) in &self.providers {
+            check_provider(name, provider)?;
+        }
+        if self.agents.is_empty() {
+            return Err(invalid(
+                "agents",
+                "no agents are configured: add an [[agents]] table",
+            ));
+        }
+        let mut agents: Vec<AgentConfig> = Vec::with_capacity(self.agents.len());
+        for (i, raw) in self.agents.into_iter().enumerate() {
+            let agent = raw.check(i, &self.providers)?;
+            if agents.iter().any(|a| a.id == agent.id) {
+                return Err(invalid(
+                    format!("agents[{i}].id"),
+                    format!(
+                        "agent id {:?} is used twice: give each agent its own id",
+                        agent.id.as_str()
+                    ),
+                ));
+            }
+            agents.push(agent);
+        }
+        Ok(Config {
+            signer_socket: self.signer_socket,
+            state_db: self.state_db,
+            daily_llm_usd_cap_micros: self.daily_llm_usd_cap_micros,
+            providers: self.providers,
+            agents,
+            solana_rpc_url: self.solana_rpc_url,
+        })
+    }
+}
+
+fn check_provider(name: &str, p: &ProviderConfig) -> Result<(), ConfigError> {
+    let key = |field: &str| format!("providers.{name}.{field}");
+    let name_ok = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !name_ok {
+        return Err(invalid(
+            format!("providers.{}", truncate(name)),
+            "a provider name is 1-32 characters of a-z 0-9 _ -",
+        ));
+    }
+    match p.kind {
+        ProviderKind::OpenAi => {
+            let Some(url) = &p.base_url else {
+                return Err(invalid(
+                    key("base_url"),
+                    "an openai provider needs base_url, e.g. \"https://api.openai.com/v1\"",
+                ));
+            };
+            check_url(url).map_err(|reason| invalid(key("base_url"), reason))?;
+            if let Some(cred) = &p.api_key_credential {
+                let ok = !cred.is_empty()
+                    && cred.len() <= 64
+                    && cred
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+                if !ok {
+                    return Err(invalid(
+                        key("api_key_credential"),
+                        "is the name of a systemd credential: 1-64 characters of A-Z a-z 0-9 _ - . (not the key itself)",
+                    ));
+                }
+            }
+            if p.script.is_some() {
+                return Err(invalid(
+                    key("script"),
+                    "only a scripted provider has a script; remove it",
+                ));
+            }
+        }
+        ProviderKind::Scripted => {
+            match &p.script {
+                Some(path) if !path.as_os_str().is_empty() => {}
+                _ => {
+                    return Err(invalid(
+                        key("script"),
+                        "a scripted provider needs script, the path of its replies file",
+                    ));
+                }
+            }
+            for (field, present) in [
+                ("base_url", p.base_url.is_some()),
+                ("api_key_credential", p.api_key_credential.is_some()),
+            ] {
+                if present {
+                    return Err(invalid(
+                        key(field),
+                        "a scripted provider makes no network calls; remove it",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `https://host...`, or `http://` to a loopback host only (a key sent in the clear over
+/// a network could be read on the way).
+fn check_url(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        format!(
+            "{:?} is not a URL: give e.g. \"https://host/path\"",
+            truncate(url)
+        )
+    })?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{:?} has no host or contains spaces",
+            truncate(url)
+        ));
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" if matches!(host, "127.0.0.1" | "localhost" | "::1") => Ok(()),
+        "http" => Err(format!(
+            "{:?} is plain http to a non-loopback host: use https (http is allowed for 127.0.0.1, localhost and [::1] only)",
+            truncate(url)
+        )),
+        _ => Err(format!("{:?} must start with https://", truncate(url))),
+    }
+}
+
+impl RawAgent {
+    fn check(
+        self,
+        i: usize,
+        providers: &BTreeMap<String, ProviderConfig>,
+    ) -> Result<AgentConfig, ConfigError> {
+        let key = |field: &str| format!("agents[{i}].{field}");
+        let id: AgentId = self.id.parse().map_err(|e: String| invalid(key("id"), e))?;
+        if self.system_prompt.trim().is_empty()
+            || self.system_prompt.len() > MAX_SYSTEM_PROMPT_BYTES
+        {
+            return Err(invalid(
+                key("system_prompt"),
+                "must be 1 byte to 16 KiB of text describing the agent's role",
+            ));
+        }
+        if !providers.contains_key(&self.provider) {
+            return Err(invalid(
+                key("provider"),
+                unknown_provider(&self.provider, providers),
+            ));
+        }
+        if let Some(fallback) = &self.fallback_provider {
+            if !providers.contains_key(fallback) {
+                return Err(invalid(
+                    key("fallback_provider"),
+                    unknown_provider(fallback, providers),
+                ));
+            }
+            if fallback == &self.provider {
+                return Err(invalid(
+                    key("fallback_provider"),
+                    "is the same as provider; name another provider or remove it",
+                ));
+            }
+        }
+        if self.model.trim().is_empty()
+            || self.model.len() > 128
+            || self.model.chars().any(char::is_control)
+        {
+            return Err(invalid(
+                key("model"),
+                "must be a model name of 1-128 characters",
+            ));
+        }
+        if !(0.0..=2.0).contains(&self.temperature) {
+            return Err(invalid(
+                key("temperature"),
+                format!(
+                    "{} is out of range: give a number from 0.0 to 2.0",
+                    self.temperature
+                ),
+            ));
+        }
+        if !(1..=MAX_MAX_TOKENS).contains(&self.max_tokens) {
+            return Err(invalid(
+                key("max_tokens"),
+                format!(
+                    "{} is out of range: give 1 to {MAX_MAX_TOKENS}",
+                    self.max_tokens
+                ),
+            ));
+        }
+        if self.schedule_secs == 0 {
+            return Err(invalid(key("schedule_secs"), "must be at least 1 second"));
+        }
+        let risk = self.risk.check(&key("risk"))?;
+        for asset in &self.live_assets {
+            if !KNOWN_ASSETS.contains(&asset.as_str()) {
+                return Err(invalid(
+                    key("live_assets"),
+                    format!(
+                        "asset {:?} is unknown: use one of {}",
+                        truncate(asset),
+                        KNOWN_ASSETS.join(", ")
+                    ),
+                ));
+            }
+        }
+        match (self.mode, self.live_assets.is_empty()) {
+            (Mode::Paper, false) => {
+                return Err(invalid(
+                    key("live_assets"),
+                    "the agent is in paper mode: set mode = \"live\" to make these assets live, or remove them",
+                ));
+            }
+            (Mode::Live, true) => {
+                return Err(invalid(
+                    key("live_assets"),
+                    "mode is live but no asset is: list the assets that go live, e.g. [\"SOL\"]",
+                ));
+            }
+            _ => {}
+        }
+        Ok(AgentConfig {
+            id,
+            system_prompt: self.system_prompt,
+            provider: self.provider,
+            fallback_provider: self.fallback_provider,
+            model: self.model,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            schedule_secs: self.schedule_secs,
+            risk,
+            mode: self.mode,
+            live_assets: self.live_assets,
+        })
+    }
+}
+
+fn unknown_provider(name: &str, providers: &BTreeMap<String, ProviderConfig>) -> String {
+    let known: Vec<&str> = providers.keys().map(String::as_str).collect();
+    format!(
+        "provider {:?} is not defined: use one of [{}] or add a [providers.{}] table",
+        truncate(name),
+        known.join(", "),
+        truncate(name)
+    )
+}
+
+impl RawRisk {
+    fn check(self, prefix: &str) -> Result<RiskProfile, ConfigError> {
+        if self.allowed_actions.is_empty() {
+            return Err(invalid(
+                format!("{prefix}.allowed_actions"),
+                "is empty: list at least \"hold\"",
+            ));
+        }
+        if self.max_fraction_per_tx_bps > FULL_BPS {
+            return Err(invalid(
+                format!("{prefix}.max_fraction_per_tx_bps"),
+                format!(
+                    "{} is more than 10000 (100 %): give basis points, e.g. 1000 for 10 %",
+                    self.max_fraction_per_tx_bps
+                ),
+            ));
+        }
+        for (j, peer) in self.peers.iter().enumerate() {
+            let key = |field: &str| format!("{prefix}.peers[{j}].{field}");
+            let label_ok = !peer.label.is_empty()
+                && peer.label.len() <= 32
+                && peer.label.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
+            if !label_ok {
+                return Err(invalid(
+                    key("label"),
+                    format!(
+                        "{:?} is not a label: use 1-32 characters of a-z 0-9 _ -",
+                        truncate(&peer.label)
+                    ),
+                ));
+            }
+            check_solana_address(&peer.address)
+                .map_err(|reason| invalid(key("address"), reason))?;
+            let earlier = &self.peers[..j];
+            if earlier.iter().any(|p| p.label == peer.label) {
+                return Err(invalid(
+                    key("label"),
+                    format!("label {:?} is used twice", peer.label),
+                ));
+            }
+            if earlier.iter().any(|p| p.address == peer.address) {
+                return Err(invalid(
+                    key("address"),
+                    format!("address {} is listed twice", peer.address),
+                ));
+            }
+            // A label that is also an address would make `to` ambiguous in layer 2.
+            if self.peers.iter().any(|p| p.address == peer.label) {
+                return Err(invalid(
+                    key("label"),
+                    "is also a peer's address: give the peer a short name",
+                ));
+            }
+        }
+        Ok(RiskProfile {
+            allowed_actions: self.allowed_actions,
+            max_fraction_per_tx_bps: self.max_fraction_per_tx_bps,
+            peers: self.peers,
+        })
+    }
+}
+
+/// A Solana address: base58 decoding to exactly 32 bytes.
+fn check_solana_address(address: &str) -> Result<(), String> {
+    match bs58::decode(address).into_vec() {
+        Ok(bytes) if bytes.len() == 32 => Ok(()),
+        Ok(bytes) => Err(format!(
+            "{:?} decodes to {} bytes, not the 32 of a Solana address",
+            truncate(address),
+            bytes.len()
+        )),
+        Err(e) => Err(format!(
+            "{:?} is not base58 ({e}): give a Solana address",
+            truncate(address)
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;

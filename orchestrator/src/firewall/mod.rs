@@ -1,0 +1,20 @@
+//! The orchestrator's two layers of the LLM firewall, before anything reaches the signer.
+//!
+//! - [`schema`], layer 1: the model's reply is parsed into a strict [`AgentDecision`] or
+//!   rejected with a [`SchemaError`] that is sent back as a correction (at most
+//!   [`MAX_CORRECTIONS`] times, then hold).
+//! - [`risk`], layer 2: the decision is checked against the agent's risk profile and the
+//!   recipient is resolved to an allowlisted peer.
+//! - [`prompt`]: the messages sent to the model, with untrusted text fenced as data.
+//!
+//! Layer 3 is the signer's signed policy. Everything here is pure: no network, no state.
+
+pub mod prompt;
+pub mod risk;
+pub mod schema;
+
+pub use prompt::{Role, UntrustedItem, build_messages};
+pub use risk::{Checked, KNOWN_ASSETS, RiskRefusal, RiskRule, check};
+pub use schema::{
+    Action, AgentDecision, MAX_CORRECTIONS, SchemaError, correction_prompt, parse_decision,
+};

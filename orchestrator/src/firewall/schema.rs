@@ -1,0 +1,450 @@
+//! Layer 1 of the LLM firewall: the model's reply is data, parsed into a strict type.
+//!
+//! A reply must be exactly one JSON object (at most [`MAX_REPLY_BYTES`]) with the keys
+//! `action`, `asset`, `to`, `amount`, `confidence` and `reasoning` and no others; the action
+//! comes from a closed set, the amount is a decimal string of base units, the confidence a
+//! number in 0..=1, the reasoning 20 to 2000 characters. Nothing in the reply is ever run,
+//! evaluated or interpreted beyond this parse.
+//!
+//! One leniency, on purpose: many models wrap JSON in a single Markdown fence
+//! (```` ```json … ``` ````) even in JSON mode. Exactly one outer fence around the whole
+//! reply is stripped; anything else outside the object (prose, a second object, a second
+//! fence) is rejected. `null` for `asset`, `to` or `amount` means "absent".
+//!
+//! A rejected reply gets [`correction_prompt`] and another try, at most
+//! [`MAX_CORRECTIONS`] times; after that the agent holds ([`AgentDecision::hold`]).
+
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use vigil_protocol::Amount;
+use vigil_protocol::types::truncate;
+
+/// The largest reply parsed; anything longer is rejected unread.
+pub const MAX_REPLY_BYTES: usize = 16 * 1024;
+/// How many error-correcting follow-ups a reply gets before the agent holds.
+pub const MAX_CORRECTIONS: u32 = 2;
+/// Bounds of `reasoning`, in characters (after trimming surrounding whitespace).
+pub const REASONING_CHARS: std::ops::RangeInclusive<usize> = 20..=2000;
+/// Longest `to` accepted (a peer label or a base58 / hex address fits easily).
+pub const MAX_TO_CHARS: usize = 128;
+/// Longest `asset` symbol accepted.
+pub const MAX_ASSET_CHARS: usize = 16;
+
+/// The reply format, as stated to the model in the prompt and in every correction.
+pub const DECISION_SCHEMA: &str = r#"Reply with exactly one JSON object and nothing else (no prose, no Markdown):
+{
+  "action": "hold" | "transfer" | "program_call",
+  "asset": "SOL",                 // transfer and program_call only; omit for hold
+  "to": "<peer label or address>", // transfer and program_call only; omit for hold
+  "amount": "<decimal string of base units, e.g. \"250000000\">", // transfer and program_call only; omit for hold
+  "confidence": <number from 0 to 1>,
+  "reasoning": "<20 to 2000 characters explaining the decision>"
+}
+No other keys are allowed. The amount is a string of digits (no sign, decimal point or exponent), never a JSON number.
+Example:
+{"action": "transfer", "asset": "SOL", "to": "treasury", "amount": "250000000", "confidence": 0.7, "reasoning": "The treasury is below its floor and this balance can cover it."}"#;
+
+/// What an agent may decide: a closed set.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Do nothing this round. Always allowed; the fallback for every failure.
+    Hold,
+    /// Move `amount` of `asset` to `to`.
+    Transfer,
+    /// Call an allowlisted program (`to`) with `amount` of `asset`.
+    ProgramCall,
+}
+
+impl Action {
+    /// Every action, in declaration order.
+    pub const ALL: [Action; 3] = [Action::Hold, Action::Transfer, Action::ProgramCall];
+
+    /// The name used in replies and config.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Action::Hold => "hold",
+            Action::Transfer => "transfer",
+            Action::ProgramCall => "program_call",
+        }
+    }
+
+    fn from_wire(s: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A reply that passed layer 1. Hold carries no asset, recipient or amount; transfer and
+/// program_call carry all three.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AgentDecision {
+    /// What the agent wants to do.
+    pub action: Action,
+    /// The asset symbol (e.g. `SOL`), for transfer and program_call.
+    pub asset: Option<String>,
+    /// A peer label from the allowlist or an address; resolved by layer 2.
+    pub to: Option<String>,
+    /// The amount in base units, for transfer and program_call.
+    pub amount: Option<Amount>,
+    /// Confidence in thousandths, 0..=1000.
+    pub confidence_milli: u16,
+    /// The model's explanation (trimmed).
+    pub reasoning: String,
+}
+
+impl AgentDecision {
+    /// The decision taken when no valid reply could be had: hold, with the reason.
+    pub fn hold(reason: impl Into<String>) -> Self {
+        Self {
+            action: Action::Hold,
+            asset: None,
+            to: None,
+            amount: None,
+            confidence_milli: 0,
+            reasoning: reason.into(),
+        }
+    }
+}
+
+/// Why a reply was rejected. Each message says what was wrong and how to fix it; the
+/// message is sent back to the model in [`correction_prompt`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    /// The reply was longer than [`MAX_REPLY_BYTES`].
+    #[error(
+        "the reply is {0} bytes, more than the limit of {MAX_REPLY_BYTES}; reply with one short JSON object"
+    )]
+    TooLarge(usize),
+    /// The reply was empty or only whitespace.
+    #[error("the reply is empty; reply with one JSON object")]
+    Empty,
+    /// The reply did not start with `{` (e.g. prose before the object).
+    #[error(
+        "the reply must be exactly one JSON object with no text before or after it, but it starts with {0:?}"
+    )]
+    NotAnObject(String),
+    /// The object was followed by more text or another object.
+    #[error("the reply must be exactly one JSON object, but more follows it: {0:?}")]
+    TrailingData(String),
+    /// The JSON itself was malformed.
+    #[error("the reply is not valid JSON: {0}")]
+    Json(String),
+    /// A key outside the schema.
+    #[error(
+        "unknown key {0:?}: the only keys allowed are action, asset, to, amount, confidence, reasoning"
+    )]
+    UnknownField(String),
+    /// A key given twice.
+    #[error("key {0:?} appears more than once; give each key once")]
+    DuplicateField(String),
+    /// A required key was missing.
+    #[error("key {0:?} is missing; it is required")]
+    MissingField(&'static str),
+    /// A key held a value of the wrong JSON type.
+    #[error("key {field:?} must be {expected}, but it is {found}")]
+    WrongType {
+        /// The key.
+        field: &'static str,
+        /// What was expected, e.g. "a string".
+        expected: &'static str,
+        /// A short rendering of what was found.
+        found: String,
+    },
+    /// `action` was not one of the closed set.
+    #[error(
+        "action {0:?} is not allowed: use exactly one of \"hold\", \"transfer\", \"program_call\""
+    )]
+    UnknownAction(String),
+    /// `confidence` was outside 0..=1.
+    #[error("confidence {0} is out of range: give a number from 0 to 1, e.g. 0.7")]
+    ConfidenceOutOfRange(String),
+    /// `reasoning` was shorter than 20 characters.
+    #[error(
+        "reasoning is {0} characters, fewer than the minimum of 20; explain the decision in at least 20 characters"
+    )]
+    ReasoningTooShort(usize),
+    /// `reasoning` was longer than 2000 characters.
+    #[error("reasoning is {0} characters, more than the maximum of 2000; shorten it")]
+    ReasoningTooLong(usize),
+    /// `amount` was not a valid decimal string of base units.
+    #[error("{0}; give the amount as a JSON string of base-unit digits, e.g. \"250000000\"")]
+    BadAmount(String),
+    /// `asset` was not a short upper-case symbol.
+    #[error("asset {0:?} is not a symbol: use 1-16 upper-case letters or digits, e.g. \"SOL\"")]
+    BadAsset(String),
+    /// `to` was empty, too long or held control characters.
+    #[error(
+        "to {0:?} is not a recipient: give a peer label from the list or its address (1-128 characters, no control characters)"
+    )]
+    BadRecipient(String),
+    /// transfer or program_call without one of asset, to, amount.
+    #[error("action {action} needs key {field:?}; give asset, to and amount")]
+    MissingForAction {
+        /// The action.
+        action: Action,
+        /// The missing key.
+        field: &'static str,
+    },
+    /// hold carrying asset, to or amount.
+    #[error("action hold must not carry key {0:?}; omit asset, to and amount when holding")]
+    NotAllowedForHold(&'static str),
+}
+
+/// Parses a model's reply into a decision, strictly. See the module docs for the rules.
+pub fn parse_decision(reply: &str) -> Result<AgentDecision, SchemaError> {
+    if reply.len() > MAX_REPLY_BYTES {
+        return Err(SchemaError::TooLarge(reply.len()));
+    }
+    let body = strip_one_fence(reply.trim());
+    if body.is_empty() {
+        return Err(SchemaError::Empty);
+    }
+    if !body.starts_with('{') {
+        return Err(SchemaError::NotAnObject(truncate(body)));
+    }
+    let fields = parse_one_object(body)?;
+    decision_from_fields(fields)
+}
+
+/// The follow-up message sent after a rejected reply: the error, then the schema again.
+pub fn correction_prompt(err: &SchemaError) -> String {
+    format!(
+        "Your previous reply was rejected and nothing was done: {err}.\n\
+         Send the decision again, corrected.\n{DECISION_SCHEMA}"
+    )
+}
+
+/// Removes exactly one Markdown code fence around the whole reply, if there is one:
+/// a first line of ```` ``` ```` or ```` ```json ```` and a last line of ```` ``` ````.
+fn strip_one_fence(reply: &str) -> &str {
+    let Some(rest) = reply.strip_prefix("```") else {
+        return reply;
+    };
+    let Some((tag, inner)) = rest.split_once('\n') else {
+        return reply;
+    };
+    let tag = tag.trim();
+    if !(tag.is_empty() || tag.eq_ignore_ascii_case("json")) {
+        return reply;
+    }
+    match inner.trim_end().strip_suffix("```") {
+        Some(inner) => inner.trim(),
+        None => reply,
+    }
+}
+
+/// The keys of one JSON object, in order, with duplicates kept so they can be refused.
+struct Fields(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = Fields;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    out.push((k, v));
+                }
+                Ok(Fields(out))
+            }
+        }
+        d.deserialize_map(FieldsVisitor)
+    }
+}
+
+/// Parses `body` as exactly one JSON object and nothing after it.
+fn parse_one_object(body: &str) -> Result<Vec<(String, Value)>, SchemaError> {
+    let mut stream = serde_json::Deserializer::from_str(body).into_iter::<Fields>();
+    let fields = match stream.next() {
+        Some(Ok(fields)) => fields,
+        Some(Err(e)) => return Err(SchemaError::Json(e.to_string())),
+        None => return Err(SchemaError::Empty),
+    };
+    let consumed = stream.byte_offset();
+    let rest = body.get(consumed..).unwrap_or_default().trim_start();
+    if !rest.is_empty() {
+        return Err(SchemaError::TrailingData(truncate(rest)));
+    }
+    Ok(fields.0)
+}
+
+/// The raw values of the known keys, each at most once.
+#[derive(Default)]
+struct Raw {
+    action: Option<Value>,
+    asset: Option<Value>,
+    to: Option<Value>,
+    amount: Option<Value>,
+    confidence: Option<Value>,
+    reasoning: Option<Value>,
+}
+
+fn decision_from_fields(fields: Vec<(String, Value)>) -> Result<AgentDecision, SchemaError> {
+    let mut raw = Raw::default();
+    for (key, value) in fields {
+        let slot = match key.as_str() {
+            "action" => &mut raw.action,
+            "asset" => &mut raw.asset,
+            "to" => &mut raw.to,
+            "amount" => &mut raw.amount,
+            "confidence" => &mut raw.confidence,
+            "reasoning" => &mut raw.reasoning,
+            _ => return Err(SchemaError::UnknownField(truncate(&key))),
+        };
+        if slot.replace(value).is_some() {
+            return Err(SchemaError::DuplicateField(key));
+        }
+    }
+
+    let action = parse_action(required("action", raw.action)?)?;
+    let confidence_milli = parse_confidence(required("confidence", raw.confidence)?)?;
+    let reasoning = parse_reasoning(required("reasoning", raw.reasoning)?)?;
+    let asset = optional(raw.asset).map(parse_asset).transpose()?;
+    let to = optional(raw.to).map(parse_to).transpose()?;
+    let amount = optional(raw.amount).map(parse_amount).transpose()?;
+
+    match action {
+        Action::Hold => {
+            for (field, present) in [
+                ("asset", asset.is_some()),
+                ("to", to.is_some()),
+                ("amount", amount.is_some()),
+            ] {
+                if present {
+                    return Err(SchemaError::NotAllowedForHold(field));
+                }
+            }
+        }
+        Action::Transfer | Action::ProgramCall => {
+            for (field, present) in [
+                ("asset", asset.is_some()),
+                ("to", to.is_some()),
+                ("amount", amount.is_some()),
+            ] {
+                if !present {
+                    return Err(SchemaError::MissingForAction { action, field });
+                }
+            }
+        }
+    }
+    Ok(AgentDecision {
+        action,
+        asset,
+        to,
+        amount,
+        confidence_milli,
+        reasoning,
+    })
+}
+
+fn required(field: &'static str, v: Option<Value>) -> Result<Value, SchemaError> {
+    v.ok_or(SchemaError::MissingField(field))
+}
+
+/// `null` counts as absent for the optional keys.
+fn optional(v: Option<Value>) -> Option<Value> {
+    v.filter(|v| !v.is_null())
+}
+
+fn wrong_type(field: &'static str, expected: &'static str, found: &Value) -> SchemaError {
+    SchemaError::WrongType {
+        field,
+        expected,
+        found: truncate(&found.to_string()),
+    }
+}
+
+fn as_string(field: &'static str, v: Value) -> Result<String, SchemaError> {
+    match v {
+        Value::String(s) => Ok(s),
+        other => Err(wrong_type(field, "a string", &other)),
+    }
+}
+
+fn parse_action(v: Value) -> Result<Action, SchemaError> {
+    let s = as_string("action", v)?;
+    Action::from_wire(&s).ok_or_else(|| SchemaError::UnknownAction(truncate(&s)))
+}
+
+fn parse_confidence(v: Value) -> Result<u16, SchemaError> {
+    let Value::Number(n) = &v else {
+        return Err(wrong_type("confidence", "a number from 0 to 1", &v));
+    };
+    match n.as_f64() {
+        Some(c) if (0.0..=1.0).contains(&c) => {
+            // The range check above bounds c * 1000 to 0.0..=1000.0: the cast cannot
+            // truncate or lose a sign.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let milli = (c * 1000.0).round() as u16;
+            Ok(milli)
+        }
+        _ => Err(SchemaError::ConfidenceOutOfRange(truncate(&n.to_string()))),
+    }
+}
+
+fn parse_reasoning(v: Value) -> Result<String, SchemaError> {
+    let s = as_string("reasoning", v)?;
+    let trimmed = s.trim();
+    let chars = trimmed.chars().count();
+    if chars < *REASONING_CHARS.start() {
+        return Err(SchemaError::ReasoningTooShort(chars));
+    }
+    if chars > *REASONING_CHARS.end() {
+        return Err(SchemaError::ReasoningTooLong(chars));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn parse_asset(v: Value) -> Result<String, SchemaError> {
+    let s = as_string("asset", v)?;
+    let ok = !s.is_empty()
+        && s.len() <= MAX_ASSET_CHARS
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if ok {
+        Ok(s)
+    } else {
+        Err(SchemaError::BadAsset(truncate(&s)))
+    }
+}
+
+fn parse_to(v: Value) -> Result<String, SchemaError> {
+    let s = as_string("to", v)?;
+    let ok = !s.trim().is_empty()
+        && s.chars().count() <= MAX_TO_CHARS
+        && !s.chars().any(char::is_control);
+    if ok {
+        Ok(s)
+    } else {
+        Err(SchemaError::BadRecipient(truncate(&s)))
+    }
+}
+
+fn parse_amount(v: Value) -> Result<Amount, SchemaError> {
+    match v {
+        Value::String(s) => Amount::parse_wire(&s).map_err(SchemaError::BadAmount),
+        Value::Number(n) => Err(SchemaError::BadAmount(format!(
+            "amount {} is a JSON number, not a string",
+            truncate(&n.to_string())
+        ))),
+        other => Err(wrong_type("amount", "a string of digits", &other)),
+    }
+}
+
+#[cfg(test)]
+mod tests;
