@@ -128,7 +128,10 @@ impl SolanaRpc {
         value.as_u64().ok_or_else(|| {
             malformed(
                 "getBalance",
-                format!("the balance is {}, not a whole number of lamports", quote(&value)),
+                format!(
+                    "the balance is {}, not a whole number of lamports",
+                    quote(&value)
+                ),
             )
         })
     }
@@ -136,12 +139,13 @@ impl SolanaRpc {
     /// The latest blockhash at commitment "confirmed", and the last block height it is valid at.
     pub async fn get_latest_blockhash(&self) -> Result<Blockhash, RpcError> {
         const M: &str = "getLatestBlockhash";
-        let result = self
-            .call(M, json!([{ "commitment": COMMITMENT }]))
-            .await?;
+        let result = self.call(M, json!([{ "commitment": COMMITMENT }])).await?;
         let value = context_value(M, result)?;
         let Value::Object(fields) = value else {
-            return Err(malformed(M, format!("the value is {}, not an object", quote(&value))));
+            return Err(malformed(
+                M,
+                format!("the value is {}, not an object", quote(&value)),
+            ));
         };
         let hash = match fields.get("blockhash") {
             Some(Value::String(s)) => decode_base58::<32>(s)
@@ -183,7 +187,10 @@ impl SolanaRpc {
             )
             .await?;
         let Value::String(answered) = result else {
-            return Err(malformed(M, format!("the result is {}, not a signature", quote(&result))));
+            return Err(malformed(
+                M,
+                format!("the result is {}, not a signature", quote(&result)),
+            ));
         };
         let got = decode_base58::<64>(&answered)
             .map_err(|e| malformed(M, format!("signature {}: {e}", quote_str(&answered))))?;
@@ -233,7 +240,9 @@ impl SolanaRpc {
         let settle = async {
             loop {
                 match self.signature_status(signature).await {
-                    Ok(s @ (SigStatus::Confirmed | SigStatus::Finalized | SigStatus::Failed(_))) => {
+                    Ok(
+                        s @ (SigStatus::Confirmed | SigStatus::Finalized | SigStatus::Failed(_)),
+                    ) => {
                         return Ok(s);
                     }
                     Ok(SigStatus::NotFound | SigStatus::Processed) => {}
@@ -317,15 +326,24 @@ fn parse_envelope(method: &str, id: u64, body: &[u8]) -> Result<Value, RpcError>
         other => {
             return Err(malformed(
                 method,
-                format!("the answer's id is {}, the request's was {id}", quote_opt(other)),
+                format!(
+                    "the answer's id is {}, the request's was {id}",
+                    quote_opt(other)
+                ),
             ));
         }
     }
     match (fields.remove("result"), fields.remove("error")) {
         (Some(result), None) => Ok(result),
         (None, Some(error)) => Err(parse_error_object(method, error)),
-        (Some(_), Some(_)) => Err(malformed(method, "the answer has both a result and an error")),
-        (None, None) => Err(malformed(method, "the answer has neither a result nor an error")),
+        (Some(_), Some(_)) => Err(malformed(
+            method,
+            "the answer has both a result and an error",
+        )),
+        (None, None) => Err(malformed(
+            method,
+            "the answer has neither a result nor an error",
+        )),
     }
 }
 
@@ -336,11 +354,18 @@ fn parse_error_object(method: &str, error: Value) -> RpcError {
     let (Some(code), Some(message)) = (code, message) else {
         return malformed(
             method,
-            format!("the error {} lacks an integer code or a message", quote(&error)),
+            format!(
+                "the error {} lacks an integer code or a message",
+                quote(&error)
+            ),
         );
     };
     let mut message = sanitize(message);
-    if let Some(err) = error.get("data").and_then(|d| d.get("err")).filter(|e| !e.is_null()) {
+    if let Some(err) = error
+        .get("data")
+        .and_then(|d| d.get("err"))
+        .filter(|e| !e.is_null())
+    {
         message = format!("{message} (err: {})", quote(err));
     }
     RpcError::Rpc { code, message }
@@ -351,14 +376,20 @@ fn context_value(method: &str, result: Value) -> Result<Value, RpcError> {
     let Value::Object(mut fields) = result else {
         return Err(malformed(
             method,
-            format!("the result is {}, not a context and a value", quote(&result)),
+            format!(
+                "the result is {}, not a context and a value",
+                quote(&result)
+            ),
         ));
     };
     let slot = fields.get("context").and_then(|c| c.get("slot"));
     if !slot.is_some_and(Value::is_u64) {
         return Err(malformed(
             method,
-            format!("the result's context.slot is {}, not a slot number", quote_opt(slot)),
+            format!(
+                "the result's context.slot is {}, not a slot number",
+                quote_opt(slot)
+            ),
         ));
     }
     fields
@@ -384,12 +415,18 @@ fn parse_status(status: Value) -> Result<SigStatus, RpcError> {
         None | Some(Value::Null) => {}
         Some(err) => return Ok(SigStatus::Failed(quote(err))),
     }
-    match (fields.get("confirmationStatus"), fields.get("confirmations")) {
+    match (
+        fields.get("confirmationStatus"),
+        fields.get("confirmations"),
+    ) {
         (Some(Value::String(s)), _) => match s.as_str() {
             "processed" => Ok(SigStatus::Processed),
             "confirmed" => Ok(SigStatus::Confirmed),
             "finalized" => Ok(SigStatus::Finalized),
-            _ => Err(malformed(M, format!("confirmationStatus is {}", quote_str(s)))),
+            _ => Err(malformed(
+                M,
+                format!("confirmationStatus is {}", quote_str(s)),
+            )),
         },
         // Nodes older than confirmationStatus: no confirmation count means rooted.
         (None | Some(Value::Null), Some(Value::Null)) => Ok(SigStatus::Finalized),
@@ -457,7 +494,10 @@ fn decode_base58<const N: usize>(s: &str) -> Result<[u8; N], String> {
     // Base58 needs at most ceil(N * log(256) / log(58)) < N * 1.37 + 1 characters.
     let max_chars = N * 137 / 100 + 1;
     if s.is_empty() || s.len() > max_chars {
-        return Err(format!("is {} characters, not base58 of {N} bytes", s.len()));
+        return Err(format!(
+            "is {} characters, not base58 of {N} bytes",
+            s.len()
+        ));
     }
     let bytes = bs58::decode(s)
         .into_vec()
@@ -518,7 +558,11 @@ fn sanitize(s: &str) -> String {
         .filter(|c| !c.is_control())
         .take(MAX_QUOTED_CHARS)
         .collect();
-    if s.chars().filter(|c| !c.is_control()).nth(MAX_QUOTED_CHARS).is_some() {
+    if s.chars()
+        .filter(|c| !c.is_control())
+        .nth(MAX_QUOTED_CHARS)
+        .is_some()
+    {
         clean.push('…');
     }
     clean

@@ -16,10 +16,15 @@ fn envelope_accepts_a_result_and_maps_an_error() {
         envelope(r#"{"jsonrpc":"2.0","id":7,"result":null}"#).unwrap(),
         Value::Null
     );
-    match envelope(r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32002,"message":"Transaction simulation failed","data":{"err":"BlockhashNotFound","logs":[]}}}"#) {
+    match envelope(
+        r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32002,"message":"Transaction simulation failed","data":{"err":"BlockhashNotFound","logs":[]}}}"#,
+    ) {
         Err(RpcError::Rpc { code, message }) => {
             assert_eq!(code, -32002);
-            assert_eq!(message, "Transaction simulation failed (err: \"BlockhashNotFound\")");
+            assert_eq!(
+                message,
+                "Transaction simulation failed (err: \"BlockhashNotFound\")"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -30,14 +35,26 @@ fn envelope_refuses_what_is_not_the_answer_to_this_request() {
     let cases = [
         ("", "not JSON"),
         ("[]", "not one JSON-RPC object"),
-        (r#"[{"jsonrpc":"2.0","id":7,"result":1}]"#, "not one JSON-RPC object"),
+        (
+            r#"[{"jsonrpc":"2.0","id":7,"result":1}]"#,
+            "not one JSON-RPC object",
+        ),
         (r#"{"id":7,"result":1}"#, "\"jsonrpc\" is missing"),
-        (r#"{"jsonrpc":"1.0","id":7,"result":1}"#, "\"jsonrpc\" is \"1.0\""),
+        (
+            r#"{"jsonrpc":"1.0","id":7,"result":1}"#,
+            "\"jsonrpc\" is \"1.0\"",
+        ),
         (r#"{"jsonrpc":"2.0","result":1}"#, "id is missing"),
-        (r#"{"jsonrpc":"2.0","id":8,"result":1}"#, "id is 8, the request's was 7"),
+        (
+            r#"{"jsonrpc":"2.0","id":8,"result":1}"#,
+            "id is 8, the request's was 7",
+        ),
         (r#"{"jsonrpc":"2.0","id":"7","result":1}"#, "id is \"7\""),
         (r#"{"jsonrpc":"2.0","id":7.0,"result":1}"#, "id is 7.0"),
-        (r#"{"jsonrpc":"2.0","id":7}"#, "neither a result nor an error"),
+        (
+            r#"{"jsonrpc":"2.0","id":7}"#,
+            "neither a result nor an error",
+        ),
         (
             r#"{"jsonrpc":"2.0","id":7,"result":1,"error":{"code":1,"message":"x"}}"#,
             "both a result and an error",
@@ -46,12 +63,18 @@ fn envelope_refuses_what_is_not_the_answer_to_this_request() {
             r#"{"jsonrpc":"2.0","id":7,"error":{"code":"x","message":"m"}}"#,
             "lacks an integer code or a message",
         ),
-        (r#"{"jsonrpc":"2.0","id":7,"error":"boom"}"#, "lacks an integer code"),
+        (
+            r#"{"jsonrpc":"2.0","id":7,"error":"boom"}"#,
+            "lacks an integer code",
+        ),
     ];
     for (body, expected) in cases {
         match envelope(body) {
             Err(RpcError::Malformed(m)) => {
-                assert!(m.starts_with("getBalance: ") && m.contains(expected), "{body}: {m}")
+                assert!(
+                    m.starts_with("getBalance: ") && m.contains(expected),
+                    "{body}: {m}"
+                )
             }
             other => panic!("{body}: {other:?}"),
         }
@@ -62,11 +85,26 @@ fn envelope_refuses_what_is_not_the_answer_to_this_request() {
 fn statuses_parse_and_odd_ones_are_refused() {
     let ok = [
         (json!(null), SigStatus::NotFound),
-        (json!({"slot":5,"confirmations":1,"err":null,"confirmationStatus":"processed"}), SigStatus::Processed),
-        (json!({"slot":5,"confirmations":3,"err":null,"confirmationStatus":"confirmed"}), SigStatus::Confirmed),
-        (json!({"slot":5,"confirmations":null,"err":null,"confirmationStatus":"finalized"}), SigStatus::Finalized),
-        (json!({"slot":5,"confirmations":null,"err":null}), SigStatus::Finalized),
-        (json!({"slot":5,"confirmations":2,"err":null}), SigStatus::Processed),
+        (
+            json!({"slot":5,"confirmations":1,"err":null,"confirmationStatus":"processed"}),
+            SigStatus::Processed,
+        ),
+        (
+            json!({"slot":5,"confirmations":3,"err":null,"confirmationStatus":"confirmed"}),
+            SigStatus::Confirmed,
+        ),
+        (
+            json!({"slot":5,"confirmations":null,"err":null,"confirmationStatus":"finalized"}),
+            SigStatus::Finalized,
+        ),
+        (
+            json!({"slot":5,"confirmations":null,"err":null}),
+            SigStatus::Finalized,
+        ),
+        (
+            json!({"slot":5,"confirmations":2,"err":null}),
+            SigStatus::Processed,
+        ),
         (
             json!({"slot":5,"confirmations":null,"err":{"InstructionError":[0,{"Custom":1}]},"confirmationStatus":"finalized"}),
             SigStatus::Failed(r#"{"InstructionError":[0,{"Custom":1}]}"#.into()),
@@ -96,11 +134,23 @@ fn base58_lengths_are_exact() {
     let hash = bs58::encode([9u8; 32]).into_string();
     assert_eq!(decode_base58::<32>(&hash).unwrap(), [9u8; 32]);
     let short = bs58::encode([9u8; 31]).into_string();
-    assert!(decode_base58::<32>(&short).unwrap_err().contains("31 bytes, not 32"));
+    assert!(
+        decode_base58::<32>(&short)
+            .unwrap_err()
+            .contains("31 bytes, not 32")
+    );
     let max = bs58::encode([0xffu8; 64]).into_string();
     assert_eq!(decode_base58::<64>(&max).unwrap(), [0xffu8; 64]);
-    assert!(decode_base58::<32>(&"1".repeat(5000)).unwrap_err().contains("5000 characters"));
-    assert!(decode_base58::<32>("0OIl").unwrap_err().contains("not base58"));
+    assert!(
+        decode_base58::<32>(&"1".repeat(5000))
+            .unwrap_err()
+            .contains("5000 characters")
+    );
+    assert!(
+        decode_base58::<32>("0OIl")
+            .unwrap_err()
+            .contains("not base58")
+    );
     assert!(decode_base58::<32>("").is_err());
 }
 
@@ -151,7 +201,10 @@ fn node_text_is_sanitized_and_bounded() {
     let long = sanitize(&"x".repeat(10_000));
     assert_eq!(long.chars().count(), MAX_QUOTED_CHARS + 1);
     assert!(long.ends_with('…'));
-    assert_eq!(sanitize(&"y".repeat(MAX_QUOTED_CHARS)), "y".repeat(MAX_QUOTED_CHARS));
+    assert_eq!(
+        sanitize(&"y".repeat(MAX_QUOTED_CHARS)),
+        "y".repeat(MAX_QUOTED_CHARS)
+    );
 }
 
 #[test]
@@ -163,7 +216,10 @@ fn urls_are_checked_and_never_printed_whole() {
     .unwrap();
     let shown = format!("{rpc:?}");
     assert!(shown.contains("https://rpc.example:8899"), "{shown}");
-    assert!(!shown.contains("SECRET") && !shown.contains("pw"), "{shown}");
+    assert!(
+        !shown.contains("SECRET") && !shown.contains("pw"),
+        "{shown}"
+    );
 
     for (url, timeout) in [
         ("rpc.example", Duration::from_secs(1)),
