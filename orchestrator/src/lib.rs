@@ -1,0 +1,3 @@
+//! The Vigil orchestrator library: agents, LLM providers, the firewall, state, chains.
+#![forbid(unsafe_code)]
+pub mod store;
