@@ -419,7 +419,12 @@ mod tests {
             Outcome::PaperFilled,
             Outcome::Signed,
         ];
-        let layers = [None, Some(Layer::Schema), Some(Layer::RiskProfile), Some(Layer::Signer)];
+        let layers = [
+            None,
+            Some(Layer::Schema),
+            Some(Layer::RiskProfile),
+            Some(Layer::Signer),
+        ];
         for (i, outcome) in outcomes.iter().enumerate() {
             let mut d = decision(1, "r", None);
             d.outcome = *outcome;
@@ -494,7 +499,11 @@ mod tests {
         assert_eq!(fills[1].delta_base_units, big);
         assert_eq!(
             a.paper_positions().unwrap(),
-            [("BIG".to_string(), big), ("NEG".to_string(), i128::MIN), ("SOL".to_string(), 300)]
+            [
+                ("BIG".to_string(), big),
+                ("NEG".to_string(), i128::MIN),
+                ("SOL".to_string(), 300)
+            ]
         );
     }
 

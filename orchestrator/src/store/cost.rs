@@ -69,7 +69,14 @@ mod tests {
         s.record_cost(&id("a"), 99, 1_000, 10, 5, "m").unwrap();
         s.record_cost(&id("a"), 100, 20, 10, 5, "m").unwrap();
         s.record_cost(&id("b"), 150, 300, 10, 5, "m").unwrap();
-        let cases = [(0, 1_320), (99, 1_320), (100, 320), (101, 300), (151, 0), (u64::MAX, 0)];
+        let cases = [
+            (0, 1_320),
+            (99, 1_320),
+            (100, 320),
+            (101, 300),
+            (151, 0),
+            (u64::MAX, 0),
+        ];
         for (since, want) in cases {
             assert_eq!(s.cost_spent_since(since).unwrap(), want, "since {since}");
         }

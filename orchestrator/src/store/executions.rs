@@ -121,7 +121,10 @@ mod tests {
         s.claim_execution("other", 2).unwrap();
         assert_eq!(s.execution_outcome("k").unwrap(), None);
         s.finish_execution("k", r#"{"sig":"abc"}"#, 3).unwrap();
-        assert_eq!(s.execution_outcome("k").unwrap().as_deref(), Some(r#"{"sig":"abc"}"#));
+        assert_eq!(
+            s.execution_outcome("k").unwrap().as_deref(),
+            Some(r#"{"sig":"abc"}"#)
+        );
         assert!(matches!(
             s.finish_execution("k", "{}", 4),
             Err(StoreError::ExecutionAlreadyFinished(_))
@@ -131,8 +134,17 @@ mod tests {
             Err(StoreError::InvalidInput { .. })
         ));
         let open = s.unfinished_executions().unwrap();
-        assert_eq!(open, [ExecutionRow { idempotency_key: "other".into(), claimed_at: 2 }]);
-        assert!(!s.claim_execution("k", 5).unwrap(), "a finished key stays claimed");
+        assert_eq!(
+            open,
+            [ExecutionRow {
+                idempotency_key: "other".into(),
+                claimed_at: 2
+            }]
+        );
+        assert!(
+            !s.claim_execution("k", 5).unwrap(),
+            "a finished key stays claimed"
+        );
     }
 
     #[test]

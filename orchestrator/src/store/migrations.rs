@@ -117,18 +117,24 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per migration.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    check_not_newer(user_version(conn)?)?;
-    for (index, sql) in MIGRATIONS.iter().enumerate() {
-        let target = u32::try_from(index + 1)
-            .map_err(|_| StoreError::Corrupt("too many migrations".into()))?;
+    apply(conn, MIGRATIONS)
+}
+
+/// Applies `migrations` (the list in order, as [`MIGRATIONS`]) to reach `migrations.len()`.
+fn apply(conn: &Connection, migrations: &[&str]) -> Result<(), StoreError> {
+    let supported = u32::try_from(migrations.len())
+        .map_err(|_| StoreError::Corrupt("too many migrations".into()))?;
+    check_not_newer(user_version(conn)?, supported)?;
+    for (target, sql) in (1..=supported).zip(migrations) {
         // Take the write lock before reading the version, so a second process migrating at
         // the same moment waits here and then sees the work already done.
         let tx = begin_immediate(conn)?;
         let current = user_version(&tx)?;
-        check_not_newer(current)?;
+        check_not_newer(current, supported)?;
         if current >= target {
             continue; // done earlier, or by another process while we waited
         }
+        // An error returns early and drops `tx`: the migration and the bump roll back together.
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", target)?;
         tx.commit()?;
@@ -151,12 +157,9 @@ pub(super) fn begin_immediate(conn: &Connection) -> Result<rusqlite::Transaction
     )?)
 }
 
-fn check_not_newer(found: u32) -> Result<(), StoreError> {
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::NewerSchema {
-            found,
-            supported: SCHEMA_VERSION,
-        });
+fn check_not_newer(found: u32, supported: u32) -> Result<(), StoreError> {
+    if found > supported {
+        return Err(StoreError::NewerSchema { found, supported });
     }
     Ok(())
 }
@@ -200,7 +203,9 @@ mod tests {
             .unwrap();
         migrate(&conn).unwrap();
         let v: String = conn
-            .query_row("SELECT value FROM settings WHERE key = 'k'", [], |r| r.get(0))
+            .query_row("SELECT value FROM settings WHERE key = 'k'", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert_eq!(v, "v");
     }
@@ -223,17 +228,29 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_migration_leaves_the_version_unchanged() {
-        // The same shape as `migrate`, with a statement that fails half way.
+    fn a_failing_migration_rolls_back_and_keeps_the_earlier_ones() {
         let conn = Connection::open_in_memory().unwrap();
-        let tx = begin_immediate(&conn).unwrap();
-        let r = tx.execute_batch("CREATE TABLE t (x INTEGER); SELECT * FROM no_such_table;");
-        assert!(r.is_err());
-        drop(tx); // rolls back
-        assert_eq!(user_version(&conn).unwrap(), 0);
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        let list = [
+            "CREATE TABLE one (x INTEGER) STRICT;",
+            "CREATE TABLE two (x INTEGER) STRICT; SELECT * FROM no_such_table;",
+        ];
+        assert!(matches!(apply(&conn, &list), Err(StoreError::Sqlite(_))));
+        assert_eq!(
+            user_version(&conn).unwrap(),
+            1,
+            "stops at the last good migration"
+        );
+        let names: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_schema ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(n, 0, "the half-applied table must be rolled back");
+        assert_eq!(names, ["one"], "the half-applied migration is rolled back");
+        // Fixed, it applies on the next open, from where it stopped.
+        let fixed = [list[0], "CREATE TABLE two (x INTEGER) STRICT;"];
+        apply(&conn, &fixed).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), 2);
     }
 }

@@ -446,10 +446,16 @@ mod tests {
         assert_eq!(open[0].status, PendingStatus::Open);
         assert_eq!(open[0].kind, PendingKind::MoveFunds);
 
-        let done = s.resolve_pending(id, Resolution::Approved, 42, 160).unwrap();
+        let done = s
+            .resolve_pending(id, Resolution::Approved, 42, 160)
+            .unwrap();
         assert_eq!(done.status, PendingStatus::Approved);
         assert_eq!(done.resolved_by, Some(42));
-        assert_eq!(s.pending_by_id(id).unwrap(), done, "the returned row is what is stored");
+        assert_eq!(
+            s.pending_by_id(id).unwrap(),
+            done,
+            "the returned row is what is stored"
+        );
         assert!(s.pending(160).unwrap().is_empty());
 
         for again in [Resolution::Approved, Resolution::Denied] {
@@ -470,7 +476,10 @@ mod tests {
         s.resolve_pending(id, Resolution::Denied, 7, 110).unwrap();
         assert!(matches!(
             s.resolve_pending(id, Resolution::Approved, 7, 111),
-            Err(StoreError::PendingAlreadyResolved { resolution: Resolution::Denied, .. })
+            Err(StoreError::PendingAlreadyResolved {
+                resolution: Resolution::Denied,
+                ..
+            })
         ));
     }
 
@@ -535,10 +544,34 @@ mod tests {
     fn bad_inputs_are_refused() {
         let s = Store::open_in_memory().unwrap();
         let cases: Vec<(&str, NewPending)> = vec![
-            ("empty summary", NewPending { summary: " ".into(), ..new("k", 1, 2) }),
-            ("two lines", NewPending { summary: "a\nb".into(), ..new("k", 1, 2) }),
-            ("long", NewPending { summary: "x".repeat(MAX_SUMMARY_CHARS + 1), ..new("k", 1, 2) }),
-            ("not json", NewPending { payload_json: "{oops".into(), ..new("k", 1, 2) }),
+            (
+                "empty summary",
+                NewPending {
+                    summary: " ".into(),
+                    ..new("k", 1, 2)
+                },
+            ),
+            (
+                "two lines",
+                NewPending {
+                    summary: "a\nb".into(),
+                    ..new("k", 1, 2)
+                },
+            ),
+            (
+                "long",
+                NewPending {
+                    summary: "x".repeat(MAX_SUMMARY_CHARS + 1),
+                    ..new("k", 1, 2)
+                },
+            ),
+            (
+                "not json",
+                NewPending {
+                    payload_json: "{oops".into(),
+                    ..new("k", 1, 2)
+                },
+            ),
             ("bad key", new("has space", 1, 2)),
             ("empty key", new("", 1, 2)),
             ("expires first", new("k", 5, 5)),
@@ -556,16 +589,27 @@ mod tests {
     fn every_kind_round_trips_and_phrase_gates_are_marked() {
         let s = Store::open_in_memory().unwrap();
         for (i, kind) in PendingKind::ALL.into_iter().enumerate() {
-            let p = NewPending { kind, agent: None, ..new(&format!("k{i}"), 1, 10) };
+            let p = NewPending {
+                kind,
+                agent: None,
+                ..new(&format!("k{i}"), 1, 10)
+            };
             let id = s.create_pending(&p).unwrap();
             let row = s.pending_by_id(id).unwrap();
             assert_eq!(row.kind, kind);
             assert_eq!(row.agent, None);
         }
-        let phrase: Vec<_> = PendingKind::ALL.into_iter().filter(|k| k.needs_phrase()).collect();
+        let phrase: Vec<_> = PendingKind::ALL
+            .into_iter()
+            .filter(|k| k.needs_phrase())
+            .collect();
         assert_eq!(
             phrase,
-            [PendingKind::GoLive, PendingKind::RaiseCap, PendingKind::Destructive]
+            [
+                PendingKind::GoLive,
+                PendingKind::RaiseCap,
+                PendingKind::Destructive
+            ]
         );
     }
 }

@@ -64,7 +64,10 @@ fn reopen_keeps_data_and_version() {
     }
     let s = Store::open(&path).unwrap();
     assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(s.agent(&id("trader")).decisions(10).unwrap()[0].reply, "kept");
+    assert_eq!(
+        s.agent(&id("trader")).decisions(10).unwrap()[0].reply,
+        "kept"
+    );
     assert_eq!(s.setting("paused").unwrap().as_deref(), Some("trader"));
     assert_eq!(s.setting("absent").unwrap(), None);
     let open = s.pending(500).unwrap();
@@ -79,7 +82,10 @@ fn settings_are_replaced_not_duplicated() {
     let s = Store::open_in_memory().unwrap();
     s.set_setting("live.trader.SOL", "false").unwrap();
     s.set_setting("live.trader.SOL", "true").unwrap();
-    assert_eq!(s.setting("live.trader.SOL").unwrap().as_deref(), Some("true"));
+    assert_eq!(
+        s.setting("live.trader.SOL").unwrap().as_deref(),
+        Some("true")
+    );
     assert!(matches!(
         s.set_setting("", "x"),
         Err(StoreError::InvalidInput { .. })
@@ -168,7 +174,8 @@ fn an_agent_view_never_returns_another_agents_rows() {
         for i in 0..3 {
             view.record_decision(&decision(i, &format!("{name} decides {i}")))
                 .unwrap();
-            view.append_memory(i, &format!("{name} remembers {i}")).unwrap();
+            view.append_memory(i, &format!("{name} remembers {i}"))
+                .unwrap();
         }
         view.record_paper_fill(1, "SOL", if name == "alice" { 10 } else { -99 }, name)
             .unwrap();
@@ -178,12 +185,19 @@ fn an_agent_view_never_returns_another_agents_rows() {
     for (view, name) in [(&a, "alice"), (&b, "bob")] {
         let ds = view.decisions(100).unwrap();
         assert_eq!(ds.len(), 3);
-        assert!(ds.iter().all(|d| d.reply.starts_with(name) && d.agent == id(name)));
+        assert!(
+            ds.iter()
+                .all(|d| d.reply.starts_with(name) && d.agent == id(name))
+        );
         let mem = view.memory(100).unwrap();
         assert_eq!(mem.len(), 3);
         assert!(mem.iter().all(|m| m.starts_with(name)));
-        assert!(view.paper_fills(100).unwrap().iter().all(|f| f.note == name
-            || (name == "bob" && f.note == "b")));
+        assert!(
+            view.paper_fills(100)
+                .unwrap()
+                .iter()
+                .all(|f| f.note == name || (name == "bob" && f.note == "b"))
+        );
     }
     assert_eq!(a.paper_position("SOL").unwrap(), 10);
     assert_eq!(b.paper_position("SOL").unwrap(), -99);
@@ -212,7 +226,10 @@ fn claims_are_durable_across_reopen_and_unfinished_ones_are_listed() {
     assert!(!s.claim_execution("interrupted", 4).unwrap());
     assert_eq!(
         s.unfinished_executions().unwrap(),
-        [ExecutionRow { idempotency_key: "interrupted".into(), claimed_at: 3 }]
+        [ExecutionRow {
+            idempotency_key: "interrupted".into(),
+            claimed_at: 3
+        }]
     );
 }
 
@@ -238,7 +255,11 @@ fn two_handles_racing_on_the_same_keys_win_each_exactly_once() {
     let wins: Vec<Vec<usize>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let mut all: Vec<usize> = wins.concat();
     all.sort_unstable();
-    assert_eq!(all, (0..KEYS).collect::<Vec<_>>(), "each key won exactly once");
+    assert_eq!(
+        all,
+        (0..KEYS).collect::<Vec<_>>(),
+        "each key won exactly once"
+    );
 }
 
 #[test]
@@ -248,7 +269,11 @@ fn two_handles_resolving_one_confirmation_succeed_once() {
     let first = Store::open(&path).unwrap();
     let second = Store::open(&path).unwrap();
     let pid = first.create_pending(&pending("gate")).unwrap();
-    assert!(first.resolve_pending(pid, Resolution::Approved, 1, 200).is_ok());
+    assert!(
+        first
+            .resolve_pending(pid, Resolution::Approved, 1, 200)
+            .is_ok()
+    );
     assert!(matches!(
         second.resolve_pending(pid, Resolution::Approved, 2, 201),
         Err(StoreError::PendingAlreadyResolved { .. })
@@ -269,7 +294,12 @@ fn claims_survive_a_sigkilled_writer() {
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([CRASH_TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            CRASH_TEST_NAME,
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CRASH_CHILD_ENV, &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -286,7 +316,9 @@ fn claims_survive_a_sigkilled_writer() {
             break; // EOF: the child is gone and everything it wrote is read
         }
         // Only whole lines count: a line cut by the kill is not a claim report.
-        let Some(text) = line.strip_suffix(b"\n") else { continue };
+        let Some(text) = line.strip_suffix(b"\n") else {
+            continue;
+        };
         if let Some(key) = std::str::from_utf8(text).unwrap().strip_prefix(CLAIMED) {
             claimed.push(key.to_owned());
         }
@@ -296,9 +328,17 @@ fn claims_survive_a_sigkilled_writer() {
         }
     }
     let status = child.wait().unwrap();
-    assert!(killed, "the child stopped on its own after {} claims", claimed.len());
+    assert!(
+        killed,
+        "the child stopped on its own after {} claims",
+        claimed.len()
+    );
     assert!(!status.success(), "the child must have died from the kill");
-    assert!(claimed.len() >= 60, "only {} claims before the deadline", claimed.len());
+    assert!(
+        claimed.len() >= 60,
+        "only {} claims before the deadline",
+        claimed.len()
+    );
 
     let s = Store::open(&path).unwrap();
     s.integrity_check().unwrap();
@@ -334,4 +374,21 @@ fn crash_child(path: &Path) {
         }
         agent.record_decision(&decision(i, "filler")).unwrap();
     }
+}
+
+#[test]
+fn the_store_can_move_between_threads_and_garbage_is_an_error() {
+    fn assert_send<T: Send>(_: &T) {}
+    let s = Store::open_in_memory().unwrap();
+    assert_send(&s);
+    let moved = std::thread::spawn(move || s.schema_version().unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(moved, SCHEMA_VERSION);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    std::fs::write(&path, vec![0xA5u8; 8192]).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(matches!(Store::open(&path), Err(StoreError::Sqlite(_))));
 }
