@@ -6,3 +6,4 @@ pub mod chains;
 pub mod config;
 pub mod cost;
 pub mod firewall;
+pub mod store;

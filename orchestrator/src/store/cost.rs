@@ -1,0 +1,99 @@
+//! The LLM cost ledger: what each call actually cost, in integer micro-USD. The daily cap
+//! is global, so the sum is over all agents.
+
+use vigil_protocol::AgentId;
+
+use super::{Store, StoreError, from_sql_u64, migrations, to_sql_ts};
+
+impl Store {
+    /// Records the actual cost of one LLM call.
+    pub fn record_cost(
+        &self,
+        agent: &AgentId,
+        ts: u64,
+        micros: u64,
+        prompt_tokens: u32,
+        completion_tokens: u32,
+        model: &str,
+    ) -> Result<(), StoreError> {
+        let sql_ts = to_sql_ts(ts, "cost timestamp")?;
+        let sql_micros = to_sql_ts(micros, "cost in micro-USD")?;
+        let tx = migrations::begin_immediate(&self.conn)?;
+        self.ensure_agent(agent.as_str(), ts)?;
+        tx.execute(
+            "INSERT INTO cost_ledger (agent, ts, micros, prompt_tokens, completion_tokens, model)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![
+                agent.as_str(),
+                sql_ts,
+                sql_micros,
+                prompt_tokens,
+                completion_tokens,
+                model
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Total micro-USD spent at or after `since`, all agents, saturating at `u64::MAX`
+    /// (SQLite's own `SUM` would fail on overflow; a cap check must not).
+    pub fn cost_spent_since(&self, since: u64) -> Result<u64, StoreError> {
+        // A `since` beyond the INTEGER range is later than anything stored.
+        let Ok(since) = i64::try_from(since) else {
+            return Ok(0);
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT micros FROM cost_ledger WHERE ts >= ?1")?;
+        let mut rows = stmt.query([since])?;
+        let mut total: u64 = 0;
+        while let Some(row) = rows.next()? {
+            total = total.saturating_add(from_sql_u64(row.get(0)?, "cost")?);
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> AgentId {
+        AgentId::try_from(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn sums_only_since_and_over_all_agents() {
+        let s = Store::open_in_memory().unwrap();
+        s.record_cost(&id("a"), 99, 1_000, 10, 5, "m").unwrap();
+        s.record_cost(&id("a"), 100, 20, 10, 5, "m").unwrap();
+        s.record_cost(&id("b"), 150, 300, 10, 5, "m").unwrap();
+        let cases = [
+            (0, 1_320),
+            (99, 1_320),
+            (100, 320),
+            (101, 300),
+            (151, 0),
+            (u64::MAX, 0),
+        ];
+        for (since, want) in cases {
+            assert_eq!(s.cost_spent_since(since).unwrap(), want, "since {since}");
+        }
+    }
+
+    #[test]
+    fn the_sum_saturates_instead_of_failing() {
+        let s = Store::open_in_memory().unwrap();
+        let max = u64::try_from(i64::MAX).unwrap();
+        for ts in 0..3 {
+            s.record_cost(&id("a"), ts, max, 1, 1, "m").unwrap();
+        }
+        assert_eq!(s.cost_spent_since(0).unwrap(), u64::MAX);
+        assert_eq!(s.cost_spent_since(1).unwrap(), 2 * max);
+        assert!(matches!(
+            s.record_cost(&id("a"), 1, max + 1, 1, 1, "m"),
+            Err(StoreError::InvalidInput { .. })
+        ));
+    }
+}

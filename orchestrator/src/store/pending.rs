@@ -1,0 +1,615 @@
+//! Pending operator confirmations: an action that needs the operator waits here until it
+//! is approved, denied or expires. Rows survive restarts; each is resolved at most once.
+//!
+//! A confirmation is `open` until `expires_at` (exclusive: at `now >= expires_at` it is
+//! expired). Resolution runs in a `BEGIN IMMEDIATE` transaction, so two operators pressing
+//! "Yes" at once, or two processes, get one success and one `PendingAlreadyResolved`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rusqlite::{OptionalExtension, Row, params};
+use vigil_protocol::{AgentId, IdempotencyKey};
+
+use super::{Store, StoreError, from_sql_u64, is_unique_violation, migrations, to_sql_ts};
+
+/// The longest summary the store accepts, in characters (one line in a chat message).
+pub const MAX_SUMMARY_CHARS: usize = 300;
+
+/// A pending confirmation's id (the row id; shown to the operator, e.g. `/approve 12`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PendingId(pub i64);
+
+impl fmt::Display for PendingId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for PendingId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse::<i64>()
+            .ok()
+            .filter(|v| *v > 0)
+            .map(PendingId)
+            .ok_or_else(|| {
+                format!(
+                    "{:?} is not a confirmation id: use the number shown with the request",
+                    vigil_protocol::types::truncate(s)
+                )
+            })
+    }
+}
+
+/// What the operator is asked to confirm (issue 5, "Confirmation gates").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PendingKind {
+    /// An action that moves funds.
+    MoveFunds,
+    /// Sending a message on the operator's behalf.
+    SendMessage,
+    /// Posting publicly.
+    PostPublic,
+    /// Writing a file.
+    WriteFile,
+    /// The signer answered `needs_approval`: completed with `/approve <id> <code>`.
+    SignerApproval,
+    /// Phrase gate: taking an agent or asset live.
+    GoLive,
+    /// Phrase gate: lifting a cap within the signed ceiling.
+    RaiseCap,
+    /// Phrase gate: anything the config marks destructive.
+    Destructive,
+}
+
+impl PendingKind {
+    const ALL: [PendingKind; 8] = [
+        PendingKind::MoveFunds,
+        PendingKind::SendMessage,
+        PendingKind::PostPublic,
+        PendingKind::WriteFile,
+        PendingKind::SignerApproval,
+        PendingKind::GoLive,
+        PendingKind::RaiseCap,
+        PendingKind::Destructive,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PendingKind::MoveFunds => "move_funds",
+            PendingKind::SendMessage => "send_message",
+            PendingKind::PostPublic => "post_public",
+            PendingKind::WriteFile => "write_file",
+            PendingKind::SignerApproval => "signer_approval",
+            PendingKind::GoLive => "go_live",
+            PendingKind::RaiseCap => "raise_cap",
+            PendingKind::Destructive => "destructive",
+        }
+    }
+
+    /// Whether the operator must type the exact phrase (and then a code) to approve.
+    pub fn needs_phrase(self) -> bool {
+        matches!(
+            self,
+            PendingKind::GoLive | PendingKind::RaiseCap | PendingKind::Destructive
+        )
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt(format!("pending confirmation kind {s:?}")))
+    }
+}
+
+/// How the operator answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// Yes.
+    Approved,
+    /// No.
+    Denied,
+}
+
+impl fmt::Display for Resolution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Resolution::Approved => "approved",
+            Resolution::Denied => "denied",
+        })
+    }
+}
+
+/// Where a confirmation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PendingStatus {
+    /// Waiting for the operator (unless past `expires_at`).
+    Open,
+    /// Approved by the operator.
+    Approved,
+    /// Denied by the operator.
+    Denied,
+    /// Expired unanswered.
+    Expired,
+}
+
+impl PendingStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            PendingStatus::Open => "open",
+            PendingStatus::Approved => "approved",
+            PendingStatus::Denied => "denied",
+            PendingStatus::Expired => "expired",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "open" => PendingStatus::Open,
+            "approved" => PendingStatus::Approved,
+            "denied" => PendingStatus::Denied,
+            "expired" => PendingStatus::Expired,
+            other => return Err(StoreError::Corrupt(format!("pending status {other:?}"))),
+        })
+    }
+}
+
+/// A confirmation to ask the operator for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPending {
+    /// What kind of action.
+    pub kind: PendingKind,
+    /// The agent it is for, if any.
+    pub agent: Option<AgentId>,
+    /// One line shown to the operator ("send 0.5 SOL to 7xKX…q2 for trader — approve?").
+    pub summary: String,
+    /// Everything needed to run the action once approved (JSON).
+    pub payload_json: String,
+    /// The action's idempotency key (unique; the same key is later claimed for execution).
+    pub idempotency_key: String,
+    /// When it was created (Unix seconds).
+    pub created_at: u64,
+    /// When it expires (Unix seconds, after `created_at`).
+    pub expires_at: u64,
+}
+
+/// A confirmation as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingRow {
+    /// Its id.
+    pub id: PendingId,
+    /// What kind of action.
+    pub kind: PendingKind,
+    /// The agent it is for.
+    pub agent: Option<AgentId>,
+    /// The one-line summary.
+    pub summary: String,
+    /// The action's data.
+    pub payload_json: String,
+    /// The action's idempotency key.
+    pub idempotency_key: String,
+    /// When it was created.
+    pub created_at: u64,
+    /// When it expires.
+    pub expires_at: u64,
+    /// Where it stands.
+    pub status: PendingStatus,
+    /// The Telegram user id of the operator who answered.
+    pub resolved_by: Option<i64>,
+    /// When it was answered or marked expired.
+    pub resolved_at: Option<u64>,
+}
+
+const COLUMNS: &str = "id, kind, agent, summary, payload_json, idempotency_key, created_at, \
+                       expires_at, status, resolved_by, resolved_at";
+
+impl Store {
+    /// Records a confirmation to ask for. The summary must be one line of at most
+    /// [`MAX_SUMMARY_CHARS`] characters, the payload valid JSON, the key a valid
+    /// idempotency key never used by another confirmation.
+    pub fn create_pending(&self, p: &NewPending) -> Result<PendingId, StoreError> {
+        check_summary(&p.summary)?;
+        serde_json::from_str::<serde::de::IgnoredAny>(&p.payload_json).map_err(|e| {
+            StoreError::InvalidInput {
+                what: "pending payload",
+                why: format!("not JSON: {e}"),
+            }
+        })?;
+        check_key(&p.idempotency_key)?;
+        if p.expires_at <= p.created_at {
+            return Err(StoreError::InvalidInput {
+                what: "pending expiry",
+                why: format!(
+                    "expires_at {} is not after created_at {}",
+                    p.expires_at, p.created_at
+                ),
+            });
+        }
+        let created = to_sql_ts(p.created_at, "pending created_at")?;
+        let expires = to_sql_ts(p.expires_at, "pending expires_at")?;
+        let tx = migrations::begin_immediate(&self.conn)?;
+        if let Some(agent) = &p.agent {
+            self.ensure_agent(agent.as_str(), p.created_at)?;
+        }
+        let inserted = tx.execute(
+            "INSERT INTO pending_confirmations
+                 (kind, agent, summary, payload_json, idempotency_key, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                p.kind.as_str(),
+                p.agent.as_ref().map(AgentId::as_str),
+                p.summary,
+                p.payload_json,
+                p.idempotency_key,
+                created,
+                expires,
+            ],
+        );
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::DuplicateIdempotencyKey(
+                    p.idempotency_key.clone(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let id = PendingId(tx.last_insert_rowid());
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// The confirmations still open and not expired at `now`, oldest first.
+    pub fn pending(&self, now: u64) -> Result<Vec<PendingRow>, StoreError> {
+        let now = to_sql_ts(now, "now")?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM pending_confirmations
+             WHERE status = 'open' AND expires_at > ?1 ORDER BY id"
+        ))?;
+        let mut rows = stmt.query([now])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(pending_row(row)?);
+        }
+        Ok(out)
+    }
+
+    /// One confirmation by id, whatever its status.
+    pub fn pending_by_id(&self, id: PendingId) -> Result<PendingRow, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM pending_confirmations WHERE id = ?1"),
+                [id.0],
+                |r| Ok(pending_row(r)),
+            )
+            .optional()?
+            .ok_or(StoreError::PendingNotFound(id))?
+    }
+
+    /// The confirmation created for `idempotency_key`, if any (e.g. to avoid asking twice
+    /// for the same action after a restart).
+    pub fn pending_by_key(&self, idempotency_key: &str) -> Result<Option<PendingRow>, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM pending_confirmations WHERE idempotency_key = ?1"),
+                [idempotency_key],
+                |r| Ok(pending_row(r)),
+            )
+            .optional()?
+            .transpose()
+    }
+
+    /// Records the operator's answer, once. A second answer is
+    /// [`StoreError::PendingAlreadyResolved`]; an answer at or after `expires_at` is
+    /// [`StoreError::PendingExpired`] (and the row is marked expired).
+    pub fn resolve_pending(
+        &self,
+        id: PendingId,
+        resolution: Resolution,
+        by_operator: i64,
+        now: u64,
+    ) -> Result<PendingRow, StoreError> {
+        let sql_now = to_sql_ts(now, "now")?;
+        let tx = migrations::begin_immediate(&self.conn)?;
+        let row = self.pending_by_id(id)?;
+        match row.status {
+            PendingStatus::Approved => {
+                return Err(StoreError::PendingAlreadyResolved {
+                    id,
+                    resolution: Resolution::Approved,
+                });
+            }
+            PendingStatus::Denied => {
+                return Err(StoreError::PendingAlreadyResolved {
+                    id,
+                    resolution: Resolution::Denied,
+                });
+            }
+            PendingStatus::Expired => return Err(StoreError::PendingExpired(id)),
+            PendingStatus::Open if now >= row.expires_at => {
+                tx.execute(
+                    "UPDATE pending_confirmations SET status = 'expired', resolved_at = ?2
+                     WHERE id = ?1",
+                    params![id.0, sql_now],
+                )?;
+                tx.commit()?;
+                return Err(StoreError::PendingExpired(id));
+            }
+            PendingStatus::Open => {}
+        }
+        let status = match resolution {
+            Resolution::Approved => PendingStatus::Approved,
+            Resolution::Denied => PendingStatus::Denied,
+        };
+        tx.execute(
+            "UPDATE pending_confirmations SET status = ?2, resolved_by = ?3, resolved_at = ?4
+             WHERE id = ?1 AND status = 'open'",
+            params![id.0, status.as_str(), by_operator, sql_now],
+        )?;
+        tx.commit()?;
+        Ok(PendingRow {
+            status,
+            resolved_by: Some(by_operator),
+            resolved_at: Some(now),
+            ..row
+        })
+    }
+
+    /// Marks every open confirmation whose `expires_at <= now` as expired; returns how many.
+    pub fn expire_pending(&self, now: u64) -> Result<usize, StoreError> {
+        let now = to_sql_ts(now, "now")?;
+        Ok(self.conn.execute(
+            "UPDATE pending_confirmations SET status = 'expired', resolved_at = ?1
+             WHERE status = 'open' AND expires_at <= ?1",
+            [now],
+        )?)
+    }
+}
+
+fn check_summary(summary: &str) -> Result<(), StoreError> {
+    let why = if summary.trim().is_empty() {
+        "it is empty".to_string()
+    } else if summary.chars().any(char::is_control) {
+        "it must be one line without control characters".to_string()
+    } else if summary.chars().count() > MAX_SUMMARY_CHARS {
+        format!("it is longer than {MAX_SUMMARY_CHARS} characters")
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::InvalidInput {
+        what: "pending summary",
+        why,
+    })
+}
+
+/// Idempotency keys go to the signer, so they must be valid protocol keys.
+pub(super) fn check_key(key: &str) -> Result<(), StoreError> {
+    IdempotencyKey::try_from(key.to_owned())
+        .map(|_| ())
+        .map_err(|why| StoreError::InvalidInput {
+            what: "idempotency key",
+            why,
+        })
+}
+
+fn pending_row(row: &Row<'_>) -> Result<PendingRow, StoreError> {
+    let agent = row
+        .get::<_, Option<String>>(2)?
+        .map(|a| {
+            AgentId::try_from(a).map_err(|e| StoreError::Corrupt(format!("pending agent: {e}")))
+        })
+        .transpose()?;
+    Ok(PendingRow {
+        id: PendingId(row.get(0)?),
+        kind: PendingKind::parse(&row.get::<_, String>(1)?)?,
+        agent,
+        summary: row.get(3)?,
+        payload_json: row.get(4)?,
+        idempotency_key: row.get(5)?,
+        created_at: from_sql_u64(row.get(6)?, "pending created_at")?,
+        expires_at: from_sql_u64(row.get(7)?, "pending expires_at")?,
+        status: PendingStatus::parse(&row.get::<_, String>(8)?)?,
+        resolved_by: row.get(9)?,
+        resolved_at: row
+            .get::<_, Option<i64>>(10)?
+            .map(|v| from_sql_u64(v, "pending resolved_at"))
+            .transpose()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(key: &str, created_at: u64, expires_at: u64) -> NewPending {
+        NewPending {
+            kind: PendingKind::MoveFunds,
+            agent: Some(AgentId::try_from("trader".to_string()).unwrap()),
+            summary: "send 0.5 SOL to 7xKX…q2 for trader — approve?".into(),
+            payload_json: r#"{"amount":"500000000"}"#.into(),
+            idempotency_key: key.into(),
+            created_at,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn create_list_and_resolve_once() {
+        let s = Store::open_in_memory().unwrap();
+        let id = s.create_pending(&new("k1", 100, 200)).unwrap();
+        let open = s.pending(150).unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].id, id);
+        assert_eq!(open[0].status, PendingStatus::Open);
+        assert_eq!(open[0].kind, PendingKind::MoveFunds);
+
+        let done = s
+            .resolve_pending(id, Resolution::Approved, 42, 160)
+            .unwrap();
+        assert_eq!(done.status, PendingStatus::Approved);
+        assert_eq!(done.resolved_by, Some(42));
+        assert_eq!(
+            s.pending_by_id(id).unwrap(),
+            done,
+            "the returned row is what is stored"
+        );
+        assert!(s.pending(160).unwrap().is_empty());
+
+        for again in [Resolution::Approved, Resolution::Denied] {
+            match s.resolve_pending(id, again, 43, 161) {
+                Err(StoreError::PendingAlreadyResolved { id: i, resolution }) => {
+                    assert_eq!((i, resolution), (id, Resolution::Approved));
+                }
+                other => panic!("expected AlreadyResolved, got {other:?}"),
+            }
+        }
+        assert_eq!(s.pending_by_id(id).unwrap().resolved_by, Some(42));
+    }
+
+    #[test]
+    fn a_denied_confirmation_stays_denied() {
+        let s = Store::open_in_memory().unwrap();
+        let id = s.create_pending(&new("k1", 100, 200)).unwrap();
+        s.resolve_pending(id, Resolution::Denied, 7, 110).unwrap();
+        assert!(matches!(
+            s.resolve_pending(id, Resolution::Approved, 7, 111),
+            Err(StoreError::PendingAlreadyResolved {
+                resolution: Resolution::Denied,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn expired_confirmations_are_not_listed_and_cannot_be_resolved() {
+        let s = Store::open_in_memory().unwrap();
+        let id = s.create_pending(&new("k1", 100, 200)).unwrap();
+        assert_eq!(s.pending(199).unwrap().len(), 1);
+        assert!(s.pending(200).unwrap().is_empty(), "expiry is exclusive");
+        assert!(matches!(
+            s.resolve_pending(id, Resolution::Approved, 1, 200),
+            Err(StoreError::PendingExpired(i)) if i == id
+        ));
+        assert_eq!(s.pending_by_id(id).unwrap().status, PendingStatus::Expired);
+        // Still expired even if a (wrong) clock goes back.
+        assert!(matches!(
+            s.resolve_pending(id, Resolution::Approved, 1, 150),
+            Err(StoreError::PendingExpired(_))
+        ));
+    }
+
+    #[test]
+    fn expire_pending_marks_only_the_overdue_open_ones() {
+        let s = Store::open_in_memory().unwrap();
+        let a = s.create_pending(&new("a", 100, 150)).unwrap();
+        let b = s.create_pending(&new("b", 100, 300)).unwrap();
+        let c = s.create_pending(&new("c", 100, 120)).unwrap();
+        s.resolve_pending(c, Resolution::Denied, 1, 110).unwrap();
+        assert_eq!(s.expire_pending(200).unwrap(), 1);
+        assert_eq!(s.pending_by_id(a).unwrap().status, PendingStatus::Expired);
+        assert_eq!(s.pending_by_id(b).unwrap().status, PendingStatus::Open);
+        assert_eq!(s.pending_by_id(c).unwrap().status, PendingStatus::Denied);
+        assert_eq!(s.expire_pending(200).unwrap(), 0);
+    }
+
+    #[test]
+    fn idempotency_keys_are_unique() {
+        let s = Store::open_in_memory().unwrap();
+        let id = s.create_pending(&new("same", 1, 2)).unwrap();
+        assert!(matches!(
+            s.create_pending(&new("same", 5, 9)),
+            Err(StoreError::DuplicateIdempotencyKey(k)) if k == "same"
+        ));
+        assert_eq!(s.pending_by_key("same").unwrap().map(|r| r.id), Some(id));
+        assert_eq!(s.pending_by_key("other").unwrap(), None);
+    }
+
+    #[test]
+    fn unknown_ids_are_not_found() {
+        let s = Store::open_in_memory().unwrap();
+        assert!(matches!(
+            s.resolve_pending(PendingId(99), Resolution::Approved, 1, 1),
+            Err(StoreError::PendingNotFound(PendingId(99)))
+        ));
+        assert_eq!("12".parse::<PendingId>(), Ok(PendingId(12)));
+        for bad in ["", "0", "-3", "12x", "1 2"] {
+            assert!(bad.parse::<PendingId>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_refused() {
+        let s = Store::open_in_memory().unwrap();
+        let cases: Vec<(&str, NewPending)> = vec![
+            (
+                "empty summary",
+                NewPending {
+                    summary: " ".into(),
+                    ..new("k", 1, 2)
+                },
+            ),
+            (
+                "two lines",
+                NewPending {
+                    summary: "a\nb".into(),
+                    ..new("k", 1, 2)
+                },
+            ),
+            (
+                "long",
+                NewPending {
+                    summary: "x".repeat(MAX_SUMMARY_CHARS + 1),
+                    ..new("k", 1, 2)
+                },
+            ),
+            (
+                "not json",
+                NewPending {
+                    payload_json: "{oops".into(),
+                    ..new("k", 1, 2)
+                },
+            ),
+            ("bad key", new("has space", 1, 2)),
+            ("empty key", new("", 1, 2)),
+            ("expires first", new("k", 5, 5)),
+        ];
+        for (name, p) in cases {
+            assert!(
+                matches!(s.create_pending(&p), Err(StoreError::InvalidInput { .. })),
+                "{name}"
+            );
+        }
+        assert!(s.pending(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn every_kind_round_trips_and_phrase_gates_are_marked() {
+        let s = Store::open_in_memory().unwrap();
+        for (i, kind) in PendingKind::ALL.into_iter().enumerate() {
+            let p = NewPending {
+                kind,
+                agent: None,
+                ..new(&format!("k{i}"), 1, 10)
+            };
+            let id = s.create_pending(&p).unwrap();
+            let row = s.pending_by_id(id).unwrap();
+            assert_eq!(row.kind, kind);
+            assert_eq!(row.agent, None);
+        }
+        let phrase: Vec<_> = PendingKind::ALL
+            .into_iter()
+            .filter(|k| k.needs_phrase())
+            .collect();
+        assert_eq!(
+            phrase,
+            [
+                PendingKind::GoLive,
+                PendingKind::RaiseCap,
+                PendingKind::Destructive
+            ]
+        );
+    }
+}
