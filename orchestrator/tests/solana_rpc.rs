@@ -208,7 +208,7 @@ async fn an_unknown_signature_is_not_found_and_never_confirms() {
     assert!(matches!(waited, Err(RpcError::Timeout)), "{waited:?}");
     let elapsed = started.elapsed();
     assert!(
-        elapsed >= Duration::from_millis(200) && elapsed < Duration::from_secs(1),
+        elapsed >= Duration::from_millis(200) && elapsed < Duration::from_secs(10),
         "{elapsed:?}"
     );
 }
@@ -299,7 +299,7 @@ async fn a_slow_node_times_out() {
     let answer = rpc.get_latest_blockhash().await;
     assert!(matches!(answer, Err(RpcError::Timeout)), "{answer:?}");
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
     );

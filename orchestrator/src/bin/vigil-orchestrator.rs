@@ -1,0 +1,78 @@
+//! `vigil-orchestrator`: the daemon. Loads the config (flag, then `VIGIL_ORCHESTRATOR_CONFIG`,
+//! then `/etc/vigil/orchestrator.toml`), opens the state, reconciles what a crash may have
+//! left half-done, and runs the agents on their schedules until SIGTERM or Ctrl-C.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use vigil_orchestrator::config::Config;
+use vigil_orchestrator::scheduler::Orchestrator;
+use vigil_orchestrator::signer_client::SignerClient;
+use vigil_orchestrator::store::Store;
+
+/// The Vigil orchestrator daemon: agents, LLM firewall, state.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The orchestrator's TOML config.
+    #[arg(
+        long,
+        env = "VIGIL_ORCHESTRATOR_CONFIG",
+        default_value = "/etc/vigil/orchestrator.toml"
+    )]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigil-orchestrator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config =
+        Config::load(&cli.config).with_context(|| format!("config {}", cli.config.display()))?;
+    let store = Store::open(&config.state_db)
+        .with_context(|| format!("state {}", config.state_db.display()))?;
+    let signer = SignerClient::new(&config.signer_socket, Duration::from_secs(10));
+    let orchestrator = Orchestrator::new(config, store, signer)?;
+    for line in orchestrator.reconcile() {
+        tracing::warn!("reconciliation: {line}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tracing::info!(
+            agents = orchestrator.agents().len(),
+            "vigil-orchestrator running"
+        );
+        tokio::select! {
+            () = orchestrator.run() => {}
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+            _ = term.recv() => tracing::info!("SIGTERM; stopping"),
+        }
+        Ok::<(), anyhow::Error>(())
+    })
+}

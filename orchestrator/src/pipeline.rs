@@ -1,0 +1,561 @@
+//! One decision of one agent, end to end: the cost gate, the LLM call, layer 1 (strict
+//! schema, with up to two correction rounds), layer 2 (the agent's risk profile), layer 3
+//! (the signer: `dry_run` in paper mode, `sign` in live mode), and the record of what
+//! happened. Any failure along the way means `hold`, recorded with the layer and the rule.
+//!
+//! Nothing the LLM returns is executed: it is parsed into a closed type, and only a typed
+//! transfer intent, built here from checked values, ever reaches the signer.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+use vigil_protocol::message::{Decision, DryRunRequest, SignRequest, SignResult};
+use vigil_protocol::{AgentId, Chain, Context, Intent, Network, TransferIntent};
+
+use crate::config::AgentConfig;
+use crate::cost::{self, Prices};
+use crate::firewall::prompt::{self, UntrustedItem};
+use crate::firewall::risk::{self, Checked};
+use crate::firewall::schema::{self, Action, MAX_CORRECTIONS};
+use crate::llm::{ChatMessage, ChatRequest, Provider, Role};
+use crate::signer_client::{SignerClient, SignerError};
+use crate::store::{NewDecision, Store};
+
+/// What one decision came to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The agent holds: by its own choice, or because a gate stopped the call or the reply.
+    Held { layer: String, reason: String },
+    /// A layer refused the agent's action.
+    Refused {
+        layer: String,
+        rule: String,
+        message: String,
+    },
+    /// Paper mode: the signer would sign; a fill was simulated and recorded.
+    PaperFilled { summary: String },
+    /// The signer needs the operator's code; a pending confirmation was recorded.
+    NeedsApproval {
+        approval_id: String,
+        summary: String,
+        pending_id: i64,
+    },
+    /// Live mode: signed by the signer (broadcast is the caller's job).
+    Signed {
+        summary: String,
+        signature: String,
+        tx: String,
+    },
+}
+
+/// Where a decision's inputs come from.
+#[derive(Debug)]
+pub struct Inputs {
+    /// The agent's balance in base units of the asset it trades (from the chain, or paper).
+    pub balance: u128,
+    /// Untrusted data for the prompt (peer labels, memos, RPC data).
+    pub untrusted: Vec<UntrustedItem>,
+    /// A recent blockhash (live mode) or a paper stand-in.
+    pub recent_blockhash: String,
+    /// The network the agent's intents go to.
+    pub network: Network,
+    /// Unix seconds now, and the start of the cost-cap day.
+    pub now: u64,
+    /// Start of the current UTC day (for the daily LLM cost cap).
+    pub day_start: u64,
+}
+
+/// Everything a decision needs besides its inputs.
+#[derive(Debug)]
+pub struct Deps<'a> {
+    /// The agent's provider, and the fallback used when the first has no key.
+    pub provider: &'a Provider,
+    /// Used when `provider` fails with a missing key (the Experimental tier).
+    pub fallback: Option<&'a Provider>,
+    /// The provider's prices.
+    pub prices: Prices,
+    /// The daily LLM cap, micro-USD, for all agents together.
+    pub daily_cap_micros: u64,
+    /// State.
+    pub store: &'a std::sync::Mutex<Store>,
+    /// The signer.
+    pub signer: &'a Mutex<SignerClient>,
+}
+
+/// A decision and how it came about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decided {
+    /// What happened.
+    pub outcome: Outcome,
+    /// Replies layer 1 rejected before this one (each answered with a correction prompt).
+    pub corrections: Vec<String>,
+}
+
+/// Runs one decision for `agent` and records it.
+pub async fn decide(agent: &AgentConfig, inputs: &Inputs, deps: &Deps<'_>) -> Decided {
+    let mut corrections = Vec::new();
+    let outcome = run(agent, inputs, deps, &mut corrections).await;
+    record(agent, inputs, deps, &outcome);
+    Decided {
+        outcome,
+        corrections,
+    }
+}
+
+async fn run(
+    agent: &AgentConfig,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+    corrections: &mut Vec<String>,
+) -> Outcome {
+    let mut messages: Vec<ChatMessage> = prompt::build_messages(
+        &agent.system_prompt,
+        &agent.id,
+        inputs.balance,
+        &agent.risk.peers,
+        &inputs.untrusted,
+    )
+    .into_iter()
+    .map(|(role, content)| ChatMessage {
+        role: role_of(role),
+        content,
+    })
+    .collect();
+
+    // Layer 1, with up to MAX_CORRECTIONS correction rounds; every call passes the cost gate.
+    let mut provider = deps.provider;
+    let mut attempt = 0;
+    let decision = loop {
+        let request = ChatRequest {
+            agent: agent.id.clone(),
+            model: agent.model.clone(),
+            temperature: agent.temperature,
+            max_tokens: agent.max_tokens,
+            messages: messages.clone(),
+            json_mode: true,
+        };
+        if let Err(held) = cost_gate(agent, &request, inputs, deps) {
+            return held;
+        }
+        let reply = match provider.complete(&request).await {
+            Ok(reply) => reply,
+            Err(crate::llm::LlmError::MissingKey(_))
+                if deps.fallback.is_some()
+                    && !std::ptr::eq(provider, deps.fallback.unwrap_or(provider)) =>
+            {
+                // Invariant: the guard checked `fallback` is Some.
+                provider = deps.fallback.unwrap_or(provider);
+                tracing::info!(agent = %agent.id, "no API key for {}; using the fallback provider", deps.provider.name());
+                continue;
+            }
+            Err(e) => {
+                return Outcome::Held {
+                    layer: "llm".into(),
+                    reason: format!("provider {} failed ({}): {e}", provider.name(), e.kind()),
+                };
+            }
+        };
+        let spent = cost::actual_micros(
+            reply.usage.prompt_tokens,
+            reply.usage.completion_tokens,
+            &deps.prices,
+        );
+        let recorded = deps
+            .store
+            .lock()
+            .map_err(|_| "state unavailable".to_string())
+            .and_then(|store| {
+                store
+                    .record_cost(
+                        &agent.id,
+                        inputs.now,
+                        spent,
+                        reply.usage.prompt_tokens,
+                        reply.usage.completion_tokens,
+                        &reply.model,
+                    )
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = recorded {
+            tracing::error!(agent = %agent.id, error = %e, "could not record LLM cost");
+        }
+        match schema::parse_decision(&reply.content) {
+            Ok(decision) => break decision,
+            Err(e) if attempt < MAX_CORRECTIONS => {
+                attempt += 1;
+                tracing::info!(agent = %agent.id, attempt, error = %e, "layer 1 rejected the reply; asking for a correction");
+                corrections.push(e.to_string());
+                messages.push(ChatMessage {
+                    role: Role::Assistant,
+                    content: reply.content,
+                });
+                messages.push(ChatMessage {
+                    role: Role::User,
+                    content: schema::correction_prompt(&e),
+                });
+            }
+            Err(e) => {
+                return Outcome::Held {
+                    layer: "1".into(),
+                    reason: format!("no valid reply after {MAX_CORRECTIONS} corrections: {e}"),
+                };
+            }
+        }
+    };
+
+    if decision.action == Action::Hold {
+        return Outcome::Held {
+            layer: "agent".into(),
+            reason: decision.reasoning,
+        };
+    }
+    // Layer 2.
+    let checked = match risk::check(&decision, &agent.risk, inputs.balance) {
+        Ok(Some(checked)) => checked,
+        Ok(None) => {
+            return Outcome::Held {
+                layer: "agent".into(),
+                reason: decision.reasoning,
+            };
+        }
+        Err(refusal) => {
+            return Outcome::Refused {
+                layer: "2".into(),
+                rule: format!("{:?}", refusal.rule),
+                message: refusal.message,
+            };
+        }
+    };
+    // Layer 3.
+    // Live only when the agent is live AND this asset was opted into; paper otherwise.
+    if agent.is_live(&checked.asset) {
+        live(agent, &checked, inputs, deps).await
+    } else {
+        paper(agent, &checked, inputs, deps).await
+    }
+}
+
+fn cost_gate(
+    agent: &AgentConfig,
+    request: &ChatRequest,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+) -> Result<(), Outcome> {
+    let prompt_tokens: u32 = request
+        .messages
+        .iter()
+        .map(|m| cost::estimate_tokens(&m.content))
+        .fold(0, u32::saturating_add);
+    let worst = cost::worst_case_micros(prompt_tokens, request.max_tokens, &deps.prices);
+    let spent = match deps.store.lock() {
+        Ok(store) => store.cost_spent_since(inputs.day_start),
+        Err(_) => {
+            return Err(Outcome::Held {
+                layer: "cost".into(),
+                reason: "state unavailable".into(),
+            });
+        }
+    };
+    let spent = match spent {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(Outcome::Held {
+                layer: "cost".into(),
+                reason: format!("cannot read the cost ledger: {e}"),
+            });
+        }
+    };
+    cost::check_budget(spent, deps.daily_cap_micros, worst).map_err(|refusal| {
+        tracing::warn!(agent = %agent.id, "{}", refusal.message);
+        Outcome::Held {
+            layer: "cost".into(),
+            reason: refusal.message,
+        }
+    })
+}
+
+fn intent_of(checked: &Checked, network: Network) -> Intent {
+    Intent::Transfer(TransferIntent {
+        chain: Chain::Solana,
+        network,
+        asset: checked.asset.clone(),
+        to: checked.to_address.clone(),
+        amount: checked.amount,
+    })
+}
+
+/// The idempotency key of this decision: the same decision (agent, time, intent) maps to the
+/// same key, so a retry after a crash is recognised by the store and by the signer.
+fn idempotency_key(agent: &AgentId, now: u64, intent: &Intent) -> String {
+    let digest = Sha256::digest(serde_json::to_vec(intent).unwrap_or_default());
+    format!("{agent}-{now}-{}", hex::encode(&digest[..8]))
+}
+
+async fn paper(
+    agent: &AgentConfig,
+    checked: &Checked,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+) -> Outcome {
+    let intent = intent_of(checked, inputs.network);
+    let request = DryRunRequest {
+        agent: agent.id.clone(),
+        intent: intent.clone(),
+        context: Context {
+            recent_blockhash: Some(inputs.recent_blockhash.clone()),
+        },
+    };
+    let answer = deps.signer.lock().await.dry_run(request).await;
+    match answer {
+        Ok(r) => match r.decision {
+            Decision::Allow => {
+                let key = idempotency_key(&agent.id, inputs.now, &intent);
+                match claim(deps, &key, inputs.now) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Outcome::Held {
+                            layer: "state".into(),
+                            reason: format!("decision {key} was already executed"),
+                        };
+                    }
+                    Err(reason) => {
+                        return Outcome::Held {
+                            layer: "state".into(),
+                            reason,
+                        };
+                    }
+                }
+                let filled = deps
+                    .store
+                    .lock()
+                    .map_err(|_| "state unavailable".to_string())
+                    .and_then(|store| {
+                        let amount = i128::try_from(checked.amount.base_units())
+                            .map_err(|_| "amount too large".to_string())?;
+                        store
+                            .agent(&agent.id)
+                            .record_paper_fill(inputs.now, &checked.asset, -amount, &r.summary)
+                            .and_then(|()| {
+                                store.finish_execution(
+                                    &key,
+                                    &serde_json::json!({"paper": r.summary}).to_string(),
+                                    inputs.now,
+                                )
+                            })
+                            .map_err(|e| e.to_string())
+                    });
+                match filled {
+                    Ok(()) => Outcome::PaperFilled { summary: r.summary },
+                    Err(e) => Outcome::Held {
+                        layer: "state".into(),
+                        reason: format!("paper fill not recorded: {e}"),
+                    },
+                }
+            }
+            Decision::NeedsApproval => {
+                pending_approval(agent, deps, inputs, &intent, "paper", &r.summary, None)
+            }
+            Decision::Deny => Outcome::Refused {
+                layer: "3".into(),
+                rule: r
+                    .rule
+                    .map_or("deny".into(), |rule| rule.as_str().to_string()),
+                message: r.summary,
+            },
+        },
+        Err(e) => signer_failure(e),
+    }
+}
+
+async fn live(agent: &AgentConfig, checked: &Checked, inputs: &Inputs, deps: &Deps<'_>) -> Outcome {
+    let intent = intent_of(checked, inputs.network);
+    let key = idempotency_key(&agent.id, inputs.now, &intent);
+    match claim(deps, &key, inputs.now) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Outcome::Held {
+                layer: "state".into(),
+                reason: format!("decision {key} was already executed"),
+            };
+        }
+        Err(reason) => {
+            return Outcome::Held {
+                layer: "state".into(),
+                reason,
+            };
+        }
+    }
+    let request = SignRequest {
+        agent: agent.id.clone(),
+        intent: intent.clone(),
+        context: Context {
+            recent_blockhash: Some(inputs.recent_blockhash.clone()),
+        },
+        idempotency_key: match key.parse() {
+            Ok(k) => k,
+            Err(e) => {
+                return Outcome::Held {
+                    layer: "state".into(),
+                    reason: e,
+                };
+            }
+        },
+    };
+    let answer = deps.signer.lock().await.sign(request).await;
+    let outcome = match answer {
+        Ok(SignResult::Signed(s)) => Outcome::Signed {
+            summary: s.summary,
+            signature: s.signature,
+            tx: s.tx,
+        },
+        Ok(SignResult::NeedsApproval(n)) => pending_approval(
+            agent,
+            deps,
+            inputs,
+            &intent,
+            "live",
+            &n.summary,
+            Some(n.approval_id.as_str()),
+        ),
+        Err(e) => signer_failure(e),
+    };
+    let finished = deps
+        .store
+        .lock()
+        .map_err(|_| "state unavailable".to_string())
+        .and_then(|store| {
+            store
+                .finish_execution(
+                    &key,
+                    &serde_json::to_string(&outcome).unwrap_or_default(),
+                    inputs.now,
+                )
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = finished {
+        tracing::error!(error = %e, "could not record the execution's outcome");
+    }
+    outcome
+}
+
+fn claim(deps: &Deps<'_>, key: &str, now: u64) -> Result<bool, String> {
+    let store = deps
+        .store
+        .lock()
+        .map_err(|_| "state unavailable".to_string())?;
+    store
+        .claim_execution(key, now)
+        .map_err(|e| format!("cannot claim execution {key}: {e}"))
+}
+
+fn pending_approval(
+    agent: &AgentConfig,
+    deps: &Deps<'_>,
+    inputs: &Inputs,
+    intent: &Intent,
+    mode: &str,
+    summary: &str,
+    approval_id: Option<&str>,
+) -> Outcome {
+    let key = format!(
+        "approval-{}",
+        idempotency_key(&agent.id, inputs.now, intent)
+    );
+    let payload = serde_json::json!({ "mode": mode, "agent": agent.id, "intent": intent, "approval_id": approval_id });
+    let created = deps
+        .store
+        .lock()
+        .map_err(|_| "state unavailable".to_string())
+        .and_then(|store| {
+            store
+                .create_pending(&crate::store::NewPending {
+                    kind: crate::store::PendingKind::SignerApproval,
+                    agent: Some(agent.id.clone()),
+                    summary: summary.to_string(),
+                    payload_json: payload.to_string(),
+                    idempotency_key: key.clone(),
+                    created_at: inputs.now,
+                    expires_at: inputs.now + 600,
+                })
+                .map_err(|e| e.to_string())
+        });
+    match created {
+        Ok(id) => Outcome::NeedsApproval {
+            approval_id: approval_id.unwrap_or("(paper)").to_string(),
+            summary: summary.to_string(),
+            pending_id: id.0,
+        },
+        Err(e) => Outcome::Held {
+            layer: "state".into(),
+            reason: format!("could not record the pending approval: {e}"),
+        },
+    }
+}
+
+fn signer_failure(e: SignerError) -> Outcome {
+    match e {
+        SignerError::Refused(body) => Outcome::Refused {
+            layer: "3".into(),
+            rule: body.rule.map_or_else(
+                || body.kind.as_str().to_string(),
+                |r| r.as_str().to_string(),
+            ),
+            message: body.message,
+        },
+        other => Outcome::Held {
+            layer: "signer".into(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn record(agent: &AgentConfig, inputs: &Inputs, deps: &Deps<'_>, outcome: &Outcome) {
+    use crate::store::{Layer, Outcome as Stored};
+    let layer_of = |layer: &str| match layer {
+        "1" => Some(Layer::Schema),
+        "2" => Some(Layer::RiskProfile),
+        "3" | "signer" => Some(Layer::Signer),
+        _ => None,
+    };
+    let (kind, layer, rule) = match outcome {
+        // Gates outside the three layers (cost, llm, state, operator) are named in `rule`.
+        Outcome::Held { layer, .. } => (Stored::Held, layer_of(layer), Some(layer.clone())),
+        Outcome::Refused { layer, rule, .. } => {
+            (Stored::Refused, layer_of(layer), Some(rule.clone()))
+        }
+        Outcome::PaperFilled { .. } => (Stored::PaperFilled, None, None),
+        Outcome::NeedsApproval { .. } => (
+            Stored::Held,
+            Some(Layer::Signer),
+            Some("approval_threshold".to_string()),
+        ),
+        Outcome::Signed { .. } => (Stored::Signed, None, None),
+    };
+    let Ok(store) = deps.store.lock() else { return };
+    let result = store.agent(&agent.id).record_decision(&NewDecision {
+        ts: inputs.now,
+        prompt_digest: String::new(),
+        reply: String::new(),
+        parsed_json: serde_json::to_string(outcome).ok(),
+        outcome: kind,
+        layer,
+        rule,
+        idempotency_key: None,
+    });
+    if let Err(e) = result {
+        tracing::error!(agent = %agent.id, error = %e, "could not record the decision");
+    }
+}
+
+fn role_of(role: prompt::Role) -> Role {
+    match role {
+        prompt::Role::System => Role::System,
+        prompt::Role::User => Role::User,
+    }
+}
+
+/// Default deadline for one signer call from the pipeline.
+pub const SIGNER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,250 @@
+//! The orchestrator's agents on their schedules: one decision per agent per tick, agents
+//! independent of each other, a paused agent skipped, and at start a reconciliation of what
+//! the state says was begun but not finished.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Mutex;
+use vigil_protocol::{AgentId, Network};
+
+use crate::config::{AgentConfig, Config, ProviderKind};
+use crate::firewall::prompt::UntrustedItem;
+use crate::llm::{OpenAiProvider, Provider, ScriptedProvider, read_api_key};
+use crate::pipeline::{self, Decided, Deps, Inputs, Outcome};
+use crate::signer_client::SignerClient;
+use crate::store::PendingRow;
+use crate::store::Store;
+
+/// A stand-in blockhash for paper mode: paper decisions are never broadcast.
+pub const PAPER_BLOCKHASH: &str = "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM";
+/// Paper balance each agent starts with, in lamports (10 SOL), unless configured.
+pub const DEFAULT_PAPER_BALANCE: u128 = 10_000_000_000;
+/// How long one LLM call may take.
+pub const LLM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The running orchestrator.
+#[derive(Debug)]
+pub struct Orchestrator {
+    config: Config,
+    providers: BTreeMap<String, Provider>,
+    store: std::sync::Mutex<Store>,
+    signer: Mutex<SignerClient>,
+    paper_balance: u128,
+    network: Network,
+}
+
+/// Why the orchestrator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A provider in the config could not be built.
+    #[error("provider {0}: {1}")]
+    Provider(String, String),
+}
+
+impl Orchestrator {
+    /// Builds the providers named in `config` (keys only from systemd credentials).
+    pub fn new(config: Config, store: Store, signer: SignerClient) -> Result<Self, StartError> {
+        let mut providers = BTreeMap::new();
+        for (name, p) in &config.providers {
+            let provider = match p.kind {
+                ProviderKind::Scripted => {
+                    let path = p.script.clone().ok_or_else(|| {
+                        StartError::Provider(
+                            name.clone(),
+                            "a scripted provider needs `script`".into(),
+                        )
+                    })?;
+                    Provider::Scripted(
+                        ScriptedProvider::from_file(&path)
+                            .map_err(|e| StartError::Provider(name.clone(), e.to_string()))?,
+                    )
+                }
+                ProviderKind::OpenAi => {
+                    let base = p.base_url.clone().ok_or_else(|| {
+                        StartError::Provider(
+                            name.clone(),
+                            "an OpenAI-compatible provider needs `base_url`".into(),
+                        )
+                    })?;
+                    let key = match &p.api_key_credential {
+                        Some(cred) => read_api_key(cred)
+                            .map_err(|e| StartError::Provider(name.clone(), e.to_string()))?,
+                        None => None,
+                    };
+                    let require_key = p.api_key_credential.is_some();
+                    Provider::OpenAi(
+                        OpenAiProvider::new(name, &base, key, require_key, LLM_TIMEOUT)
+                            .map_err(|e| StartError::Provider(name.clone(), e.to_string()))?,
+                    )
+                }
+            };
+            providers.insert(name.clone(), provider);
+        }
+        Ok(Self {
+            config,
+            providers,
+            store: std::sync::Mutex::new(store),
+            signer: Mutex::new(signer),
+            paper_balance: DEFAULT_PAPER_BALANCE,
+            network: Network::Devnet,
+        })
+    }
+
+    /// The state store (for the operator interface).
+    pub fn store(&self) -> &std::sync::Mutex<Store> {
+        &self.store
+    }
+
+    /// The signer client (for the operator interface).
+    pub fn signer(&self) -> &Mutex<SignerClient> {
+        &self.signer
+    }
+
+    /// The configured agents.
+    pub fn agents(&self) -> &[AgentConfig] {
+        &self.config.agents
+    }
+
+    /// Reports executions that were claimed but never finished (a crash in between): each
+    /// is checked against the signer's ledger by its idempotency key before anything retries.
+    pub fn reconcile(&self) -> Vec<String> {
+        let Ok(store) = self.store.lock() else {
+            return vec!["state unavailable".into()];
+        };
+        match store.unfinished_executions() {
+            Ok(rows) => rows.iter().map(|r| format!("execution {} was started and not finished; check the signer's audit log before retrying", r.idempotency_key)).collect(),
+            Err(e) => vec![format!("cannot read executions: {e}")],
+        }
+    }
+
+    /// One decision for one agent, now, with this untrusted data in its prompt.
+    pub async fn decide(&self, agent: &AgentConfig, untrusted: Vec<UntrustedItem>) -> Decided {
+        let held = |layer: &str, reason: String| Decided {
+            outcome: Outcome::Held {
+                layer: layer.into(),
+                reason,
+            },
+            corrections: Vec::new(),
+        };
+        let now = unix_now();
+        if self.is_paused(&agent.id) {
+            return held("operator", "paused by the operator".into());
+        }
+        let Some(provider) = self.providers.get(&agent.provider) else {
+            return held("config", format!("unknown provider {}", agent.provider));
+        };
+        let fallback = agent
+            .fallback_provider
+            .as_ref()
+            .and_then(|f| self.providers.get(f));
+        let Some(prices) = self.config.providers.get(&agent.provider).map(|p| p.prices) else {
+            return held(
+                "config",
+                format!("no prices for provider {}", agent.provider),
+            );
+        };
+        let balance = self.balance(&agent.id);
+        let inputs = Inputs {
+            balance,
+            untrusted,
+            recent_blockhash: PAPER_BLOCKHASH.to_string(),
+            network: self.network,
+            now,
+            day_start: now - now % 86_400,
+        };
+        let deps = Deps {
+            provider,
+            fallback,
+            prices,
+            daily_cap_micros: self.config.daily_llm_usd_cap_micros,
+            store: &self.store,
+            signer: &self.signer,
+        };
+        pipeline::decide(agent, &inputs, &deps).await
+    }
+
+    /// One round: every agent decides once, in config order.
+    pub async fn round(
+        &self,
+        untrusted: &BTreeMap<AgentId, Vec<UntrustedItem>>,
+    ) -> Vec<(AgentId, Decided)> {
+        let mut out = Vec::new();
+        for agent in &self.config.agents {
+            let items = untrusted.get(&agent.id).cloned().unwrap_or_default();
+            out.push((agent.id.clone(), self.decide(agent, items).await));
+        }
+        out
+    }
+
+    /// Runs every agent on its own schedule until the task is dropped.
+    pub async fn run(&self) {
+        let mut next: BTreeMap<AgentId, u64> = BTreeMap::new();
+        loop {
+            let now = unix_now();
+            for agent in &self.config.agents {
+                let due = next.get(&agent.id).copied().unwrap_or(now);
+                if now >= due {
+                    let decided = self.decide(agent, Vec::new()).await;
+                    tracing::info!(agent = %agent.id, outcome = ?decided.outcome, "decision");
+                    next.insert(agent.id.clone(), now + agent.schedule_secs.max(1));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// After the operator approved a paper action held at the signer's threshold: record its
+    /// simulated fill (paper mode never signs). Returns the summary that was filled.
+    pub fn complete_paper_approval(&self, row: &PendingRow, now: u64) -> Result<String, String> {
+        let payload: serde_json::Value =
+            serde_json::from_str(&row.payload_json).map_err(|e| e.to_string())?;
+        if payload["mode"] != "paper" {
+            return Err("not a paper action".into());
+        }
+        let intent: vigil_protocol::Intent = serde_json::from_value(payload["intent"].clone())
+            .map_err(|e| format!("stored intent unreadable: {e}"))?;
+        let agent = row
+            .agent
+            .clone()
+            .ok_or("the pending action names no agent")?;
+        let vigil_protocol::Intent::Transfer(t) = intent;
+        let amount =
+            i128::try_from(t.amount.base_units()).map_err(|_| "amount too large".to_string())?;
+        let store = self
+            .store
+            .lock()
+            .map_err(|_| "state unavailable".to_string())?;
+        store
+            .agent(&agent)
+            .record_paper_fill(now, &t.asset, -amount, &row.summary)
+            .map_err(|e| e.to_string())?;
+        Ok(row.summary.clone())
+    }
+
+    fn is_paused(&self, agent: &AgentId) -> bool {
+        self.store
+            .lock()
+            .ok()
+            .and_then(|s| s.setting(&format!("paused:{agent}")).ok().flatten())
+            .is_some_and(|v| v == "true")
+    }
+
+    /// Paper balance: the starting balance plus every recorded paper fill.
+    fn balance(&self, agent: &AgentId) -> u128 {
+        let delta = self
+            .store
+            .lock()
+            .ok()
+            .and_then(|s| s.agent(agent).paper_position("SOL").ok())
+            .unwrap_or(0);
+        let start = i128::try_from(self.paper_balance).unwrap_or(i128::MAX);
+        u128::try_from(start.saturating_add(delta).max(0)).unwrap_or(0)
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
