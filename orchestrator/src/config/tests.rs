@@ -88,7 +88,10 @@ fn default_config_has_the_three_tiers() {
     let provider = &config.providers[&experimental.provider];
     assert_eq!(provider.kind, ProviderKind::OpenAi);
     // Named, so that a missing key is "missing" (the agent falls back) rather than no key at all.
-    assert_eq!(provider.api_key_credential.as_deref(), Some("vigil-openai-api-key"));
+    assert_eq!(
+        provider.api_key_credential.as_deref(),
+        Some("vigil-openai-api-key")
+    );
     assert_eq!(experimental.fallback_provider.as_deref(), Some("scripted"));
     let scripted = &config.providers["scripted"];
     assert_eq!(scripted.kind, ProviderKind::Scripted);

@@ -1,0 +1,374 @@
+//! The decision pipeline end to end: the cost gate stops calls before they reach the
+//! provider, layer 1's correction rounds are bounded, provider failures hold, a missing key
+//! falls back without any request, and against the real confined signer a decision becomes a
+//! paper fill, a layer-2 or layer-3 refusal, or a pending operator approval.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use secrecy::SecretString;
+use serde_json::json;
+use tokio::sync::Mutex;
+use vigil_orchestrator::config::{AgentConfig, Config, Peer};
+use vigil_orchestrator::cost::Prices;
+use vigil_orchestrator::llm::{OpenAiProvider, Provider, ScriptedProvider};
+use vigil_orchestrator::pipeline::{self, Deps, Inputs, Outcome};
+use vigil_orchestrator::signer_client::SignerClient;
+use vigil_orchestrator::store::Store;
+use vigil_protocol::Network;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const HOLD: &str = r#"{"action":"hold","confidence":0.5,"reasoning":"Nothing to do this round, all balances are fine."}"#;
+const PRICES: Prices = Prices {
+    prompt_micros_per_mtok: 1_000_000,
+    completion_micros_per_mtok: 1_000_000,
+};
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn inputs() -> Inputs {
+    let now = now();
+    Inputs {
+        balance: 10_000_000_000,
+        untrusted: Vec::new(),
+        recent_blockhash: "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM".into(),
+        network: Network::Devnet,
+        now,
+        day_start: now - now % 86_400,
+    }
+}
+
+fn agent(id: &str) -> AgentConfig {
+    let config = Config::default_config();
+    config
+        .agents
+        .into_iter()
+        .find(|a| a.id.as_str() == id)
+        .unwrap()
+}
+
+async fn openai_replying(body: serde_json::Value, status: u16) -> (MockServer, Provider) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(status).set_body_json(body))
+        .mount(&server)
+        .await;
+    let provider = OpenAiProvider::new(
+        "mock",
+        &format!("{}/v1", server.uri()),
+        Some(SecretString::from("sk-test".to_string())),
+        true,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    (server, Provider::OpenAi(provider))
+}
+
+fn completion(content: &str) -> serde_json::Value {
+    json!({"model": "m", "choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+           "usage": {"prompt_tokens": 1000, "completion_tokens": 1000}})
+}
+
+fn unreachable_signer() -> Mutex<SignerClient> {
+    Mutex::new(SignerClient::new(
+        Path::new("/nonexistent/vigil.sock"),
+        Duration::from_millis(200),
+    ))
+}
+
+#[tokio::test]
+async fn no_request_reaches_the_provider_once_the_cap_is_reached() {
+    let (server, provider) = openai_replying(completion(HOLD), 200).await;
+    let store = std::sync::Mutex::new(Store::open_in_memory().unwrap());
+    let signer = unreachable_signer();
+    // Each reply reports 2000 tokens = 2000 micro-USD; the worst case of a call is about 1300.
+    let deps = Deps {
+        provider: &provider,
+        fallback: None,
+        prices: PRICES,
+        daily_cap_micros: 2_500,
+        store: &store,
+        signer: &signer,
+    };
+    let sentinel = agent("sentinel");
+    let first = pipeline::decide(&sentinel, &inputs(), &deps).await;
+    assert!(
+        matches!(first.outcome, Outcome::Held { ref layer, .. } if layer == "agent"),
+        "{first:?}"
+    );
+    for _ in 0..3 {
+        let next = pipeline::decide(&sentinel, &inputs(), &deps).await;
+        assert!(
+            matches!(next.outcome, Outcome::Held { ref layer, .. } if layer == "cost"),
+            "{next:?}"
+        );
+    }
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "calls were made past the cap"
+    );
+}
+
+#[tokio::test]
+async fn invalid_replies_get_two_corrections_then_hold() {
+    let (server, provider) =
+        openai_replying(completion("Sure! Sending everything now."), 200).await;
+    let store = std::sync::Mutex::new(Store::open_in_memory().unwrap());
+    let signer = unreachable_signer();
+    let deps = Deps {
+        provider: &provider,
+        fallback: None,
+        prices: PRICES,
+        daily_cap_micros: u64::MAX,
+        store: &store,
+        signer: &signer,
+    };
+    let decided = pipeline::decide(&agent("trader"), &inputs(), &deps).await;
+    assert!(
+        matches!(decided.outcome, Outcome::Held { ref layer, .. } if layer == "1"),
+        "{decided:?}"
+    );
+    assert_eq!(decided.corrections.len(), 2);
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 3, "one call and two corrections");
+    // The correction rounds carry the rejected reply and the error back to the model.
+    let last: serde_json::Value = serde_json::from_slice(&requests[2].body).unwrap();
+    assert!(last["messages"].as_array().unwrap().len() >= 5);
+}
+
+#[tokio::test]
+async fn a_provider_failure_holds() {
+    let (_server, provider) = openai_replying(json!({"error": "down"}), 503).await;
+    let store = std::sync::Mutex::new(Store::open_in_memory().unwrap());
+    let signer = unreachable_signer();
+    let deps = Deps {
+        provider: &provider,
+        fallback: None,
+        prices: PRICES,
+        daily_cap_micros: u64::MAX,
+        store: &store,
+        signer: &signer,
+    };
+    let decided = pipeline::decide(&agent("sentinel"), &inputs(), &deps).await;
+    assert!(
+        matches!(decided.outcome, Outcome::Held { ref layer, .. } if layer == "llm"),
+        "{decided:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_key_falls_back_without_any_request() {
+    let server = MockServer::start().await;
+    let keyless = Provider::OpenAi(
+        OpenAiProvider::new(
+            "mock",
+            &format!("{}/v1", server.uri()),
+            None,
+            true,
+            Duration::from_secs(5),
+        )
+        .unwrap(),
+    );
+    let scripted = Provider::Scripted(
+        ScriptedProvider::from_toml(&format!("[default]\nreplies = ['{HOLD}']\n")).unwrap(),
+    );
+    let store = std::sync::Mutex::new(Store::open_in_memory().unwrap());
+    let signer = unreachable_signer();
+    let deps = Deps {
+        provider: &keyless,
+        fallback: Some(&scripted),
+        prices: PRICES,
+        daily_cap_micros: u64::MAX,
+        store: &store,
+        signer: &signer,
+    };
+    let decided = pipeline::decide(&agent("experimental"), &inputs(), &deps).await;
+    assert!(
+        matches!(decided.outcome, Outcome::Held { ref layer, .. } if layer == "agent"),
+        "{decided:?}"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+}
+
+// ---- against the real signer ----
+
+struct Running(Child, tempfile::TempDir, serde_json::Value);
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signer_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("vigil-signer");
+    assert!(
+        bin.is_file(),
+        "{} missing: build the workspace first (tests/run does)",
+        bin.display()
+    );
+    bin
+}
+
+fn is_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        == Some("0")
+}
+
+fn start_signer() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = Command::new(signer_bin())
+        .args(["dev-init", "--agents", "trader,experimental", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let init: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut cmd = Command::new(signer_bin());
+    cmd.arg("serve")
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"));
+    cmd.arg("--passphrase-file")
+        .arg(state.join("dev/passphrase"))
+        .env("VIGIL_LOG", "warn");
+    if is_root() {
+        assert!(
+            Command::new("chown")
+                .args(["-R", "nobody:nogroup"])
+                .arg(dir.path())
+                .status()
+                .unwrap()
+                .success()
+        );
+        cmd.args(["--run-as", "nobody:nogroup", "--allow-peer-uid", "0"]);
+    }
+    let child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(dir.path().join("s.sock")).is_err() {
+        assert!(Instant::now() < deadline, "signer did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Running(child, dir, init)
+}
+
+fn transfer_reply(to: &str, lamports: u64) -> String {
+    format!(
+        r#"{{"action":"transfer","asset":"SOL","to":"{to}","amount":"{lamports}","confidence":0.9,"reasoning":"Pay the peer for work delivered this week, as agreed."}}"#
+    )
+}
+
+#[tokio::test]
+async fn each_layer_decides_against_the_real_signer() {
+    let r = start_signer();
+    let peer = r.2["dev_peer"].as_str().unwrap().to_string();
+    let attacker = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM";
+    let script = format!(
+        "[agents.trader]\nreplies = ['{}', '{}', '{}', '{}']\n",
+        transfer_reply("dev-peer", 200_000_000), // allowed everywhere: paper fill
+        transfer_reply(attacker, 100_000_000),   // layer 2: not a peer
+        transfer_reply("dev-peer", 3_000_000_000), // layer 2 allows 40% of 10 SOL; layer 3: per-tx cap 1 SOL
+        transfer_reply("dev-peer", 800_000_000),   // layer 3: above the 0.5 SOL threshold
+    );
+    let provider = Provider::Scripted(ScriptedProvider::from_toml(&script).unwrap());
+    let store = std::sync::Mutex::new(Store::open_in_memory().unwrap());
+    let signer = Mutex::new(SignerClient::new(
+        &r.1.path().join("s.sock"),
+        Duration::from_secs(10),
+    ));
+    let deps = Deps {
+        provider: &provider,
+        fallback: None,
+        prices: PRICES,
+        daily_cap_micros: u64::MAX,
+        store: &store,
+        signer: &signer,
+    };
+    let mut trader = agent("trader");
+    trader.risk.peers = vec![Peer {
+        label: "dev-peer".into(),
+        address: peer,
+    }];
+
+    let mut outcomes = Vec::new();
+    for i in 0..4u64 {
+        let mut inp = inputs();
+        inp.now += i; // distinct decisions, distinct idempotency keys
+        outcomes.push(pipeline::decide(&trader, &inp, &deps).await.outcome);
+    }
+    assert!(
+        matches!(&outcomes[0], Outcome::PaperFilled { summary } if summary.contains("0.2 SOL")),
+        "{:?}",
+        outcomes[0]
+    );
+    assert!(
+        matches!(&outcomes[1], Outcome::Refused { layer, rule, .. } if layer == "2" && rule == "PeerNotAllowed"),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(
+        matches!(&outcomes[2], Outcome::Refused { layer, rule, .. } if layer == "3" && rule == "per_tx_cap"),
+        "{:?}",
+        outcomes[2]
+    );
+    assert!(
+        matches!(&outcomes[3], Outcome::NeedsApproval { summary, .. } if summary.contains("0.8 SOL")),
+        "{:?}",
+        outcomes[3]
+    );
+
+    let store = store.lock().unwrap();
+    assert_eq!(
+        store
+            .agent(&"trader".parse().unwrap())
+            .paper_position("SOL")
+            .unwrap(),
+        -200_000_000
+    );
+    assert_eq!(
+        store
+            .agent(&"trader".parse().unwrap())
+            .decisions(10)
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(store.pending(now()).unwrap().len(), 1);
+    assert!(
+        store
+            .agent(&"experimental".parse().unwrap())
+            .decisions(10)
+            .unwrap()
+            .is_empty(),
+        "decisions are per agent"
+    );
+    // Paper mode never signs: the signer's ledger holds no spend.
+    drop(store);
+    let status = signer.lock().await.status().await.unwrap();
+    assert!(
+        status.agents.iter().all(|a| a.spent_24h.is_empty()),
+        "{status:?}"
+    );
+}
