@@ -339,33 +339,34 @@ async fn each_layer_decides_against_the_real_signer() {
         outcomes[3]
     );
 
-    let store = store.lock().unwrap();
-    assert_eq!(
-        store
-            .agent(&"trader".parse().unwrap())
-            .paper_position("SOL")
-            .unwrap(),
-        -200_000_000
-    );
-    assert_eq!(
-        store
-            .agent(&"trader".parse().unwrap())
-            .decisions(10)
-            .unwrap()
-            .len(),
-        4
-    );
-    assert_eq!(store.pending(now()).unwrap().len(), 1);
-    assert!(
-        store
-            .agent(&"experimental".parse().unwrap())
-            .decisions(10)
-            .unwrap()
-            .is_empty(),
-        "decisions are per agent"
-    );
-    // Paper mode never signs: the signer's ledger holds no spend.
-    drop(store);
+    {
+        let store = store.lock().unwrap();
+        assert_eq!(
+            store
+                .agent(&"trader".parse().unwrap())
+                .paper_position("SOL")
+                .unwrap(),
+            -200_000_000
+        );
+        assert_eq!(
+            store
+                .agent(&"trader".parse().unwrap())
+                .decisions(10)
+                .unwrap()
+                .len(),
+            4
+        );
+        assert_eq!(store.pending(now()).unwrap().len(), 1);
+        assert!(
+            store
+                .agent(&"experimental".parse().unwrap())
+                .decisions(10)
+                .unwrap()
+                .is_empty(),
+            "decisions are per agent"
+        );
+        // Paper mode never signs: the signer's ledger holds no spend.
+    }
     let status = signer.lock().await.status().await.unwrap();
     assert!(
         status.agents.iter().all(|a| a.spent_24h.is_empty()),
