@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 use vigil_protocol::message::{Decision, DryRunRequest, SignRequest, SignResult};
 use vigil_protocol::{AgentId, Chain, Context, Intent, Network, TransferIntent};
 
+use crate::chains::solana_rpc::{SigStatus, SolanaRpc};
 use crate::config::AgentConfig;
 use crate::cost::{self, Prices};
 use crate::firewall::prompt::{self, UntrustedItem};
@@ -43,11 +44,13 @@ pub enum Outcome {
         summary: String,
         pending_id: i64,
     },
-    /// Live mode: signed by the signer (broadcast is the caller's job).
+    /// Live mode: signed by the signer, then broadcast and confirmed when an RPC is set.
     Signed {
         summary: String,
         signature: String,
         tx: String,
+        /// What the chain said: "confirmed", "finalized", "failed: ...", "not broadcast: ...".
+        chain: String,
     },
 }
 
@@ -83,6 +86,8 @@ pub struct Deps<'a> {
     pub store: &'a std::sync::Mutex<Store>,
     /// The signer.
     pub signer: &'a Mutex<SignerClient>,
+    /// The chain, for live mode (broadcast and confirmation).
+    pub rpc: Option<&'a SolanaRpc>,
 }
 
 /// A decision and how it came about.
@@ -406,11 +411,15 @@ async fn live(agent: &AgentConfig, checked: &Checked, inputs: &Inputs, deps: &De
     };
     let answer = deps.signer.lock().await.sign(request).await;
     let outcome = match answer {
-        Ok(SignResult::Signed(s)) => Outcome::Signed {
-            summary: s.summary,
-            signature: s.signature,
-            tx: s.tx,
-        },
+        Ok(SignResult::Signed(s)) => {
+            let chain = broadcast(deps, &s.tx, &s.signature).await;
+            Outcome::Signed {
+                summary: s.summary,
+                signature: s.signature,
+                tx: s.tx,
+                chain,
+            }
+        }
         Ok(SignResult::NeedsApproval(n)) => pending_approval(
             agent,
             deps,
@@ -440,6 +449,34 @@ async fn live(agent: &AgentConfig, checked: &Checked, inputs: &Inputs, deps: &De
     }
     outcome
 }
+
+/// Sends a signed transaction through the RPC and waits for confirmation. The RPC client checks
+/// that the node answers with the transaction's own signature (a lying node is an error).
+async fn broadcast(deps: &Deps<'_>, tx: &str, signature: &str) -> String {
+    let Some(rpc) = deps.rpc else {
+        return "not broadcast: no Solana RPC configured".into();
+    };
+    let sent = match rpc.send_transaction(tx).await {
+        Ok(sig) if sig == signature => sig,
+        Ok(other) => {
+            return format!("failed: the node answered signature {other}, not {signature}");
+        }
+        Err(e) => return format!("failed: {e}"),
+    };
+    match rpc
+        .confirm(&sent, CONFIRM_TIMEOUT, Duration::from_millis(200))
+        .await
+    {
+        Ok(SigStatus::Confirmed) => "confirmed".into(),
+        Ok(SigStatus::Finalized) => "finalized".into(),
+        Ok(SigStatus::Failed(why)) => format!("failed on chain: {why}"),
+        Ok(other) => format!("not confirmed: {other:?}"),
+        Err(e) => format!("not confirmed: {e}"),
+    }
+}
+
+/// How long a live transfer may take to confirm before it is reported unconfirmed.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn claim(deps: &Deps<'_>, key: &str, now: u64) -> Result<bool, String> {
     let store = deps

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 use vigil_protocol::{AgentId, Network};
 
-use crate::config::{AgentConfig, Config, ProviderKind};
+use crate::chains::solana_rpc::SolanaRpc;
+use crate::config::{AgentConfig, Config, Mode, ProviderKind};
 use crate::firewall::prompt::UntrustedItem;
 use crate::llm::{OpenAiProvider, Provider, ScriptedProvider, read_api_key};
 use crate::pipeline::{self, Decided, Deps, Inputs, Outcome};
@@ -20,6 +21,8 @@ use crate::store::Store;
 pub const PAPER_BLOCKHASH: &str = "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM";
 /// Paper balance each agent starts with, in lamports (10 SOL), unless configured.
 pub const DEFAULT_PAPER_BALANCE: u128 = 10_000_000_000;
+/// How long one Solana RPC call may take.
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long one LLM call may take.
 pub const LLM_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -32,6 +35,7 @@ pub struct Orchestrator {
     signer: Mutex<SignerClient>,
     paper_balance: u128,
     network: Network,
+    rpc: Option<SolanaRpc>,
 }
 
 /// Why the orchestrator could not start.
@@ -81,7 +85,15 @@ impl Orchestrator {
             };
             providers.insert(name.clone(), provider);
         }
+        let rpc = match &config.solana_rpc_url {
+            Some(url) => Some(
+                SolanaRpc::new(url, RPC_TIMEOUT)
+                    .map_err(|e| StartError::Provider("solana_rpc_url".into(), e.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(Self {
+            rpc,
             config,
             providers,
             store: std::sync::Mutex::new(store),
@@ -144,11 +156,18 @@ impl Orchestrator {
                 format!("no prices for provider {}", agent.provider),
             );
         };
-        let balance = self.balance(&agent.id);
+        let (balance, recent_blockhash) = if agent.mode == Mode::Live {
+            match self.chain_view(&agent.id).await {
+                Ok(view) => view,
+                Err(reason) => return held("rpc", reason),
+            }
+        } else {
+            (self.balance(&agent.id), PAPER_BLOCKHASH.to_string())
+        };
         let inputs = Inputs {
             balance,
             untrusted,
-            recent_blockhash: PAPER_BLOCKHASH.to_string(),
+            recent_blockhash,
             network: self.network,
             now,
             day_start: now - now % 86_400,
@@ -160,6 +179,7 @@ impl Orchestrator {
             daily_cap_micros: self.config.daily_llm_usd_cap_micros,
             store: &self.store,
             signer: &self.signer,
+            rpc: self.rpc.as_ref(),
         };
         pipeline::decide(agent, &inputs, &deps).await
     }
@@ -220,6 +240,36 @@ impl Orchestrator {
             .record_paper_fill(now, &t.asset, -amount, &row.summary)
             .map_err(|e| e.to_string())?;
         Ok(row.summary.clone())
+    }
+
+    /// A live agent's balance and a recent blockhash, from the chain. The agent's address
+    /// comes from the signer, which holds its key.
+    async fn chain_view(&self, agent: &AgentId) -> Result<(u128, String), String> {
+        let Some(rpc) = &self.rpc else {
+            return Err("live mode needs solana_rpc_url in the config".into());
+        };
+        let hello = self
+            .signer
+            .lock()
+            .await
+            .hello()
+            .await
+            .map_err(|e| e.to_string())?;
+        let address = hello
+            .agents
+            .iter()
+            .find(|a| &a.agent == agent)
+            .and_then(|a| a.addresses.get("solana").cloned())
+            .ok_or_else(|| format!("the signer has no Solana key for {agent}"))?;
+        let balance = rpc
+            .get_balance(&address)
+            .await
+            .map_err(|e| format!("balance of {address}: {e}"))?;
+        let blockhash = rpc
+            .get_latest_blockhash()
+            .await
+            .map_err(|e| format!("latest blockhash: {e}"))?;
+        Ok((u128::from(balance), blockhash.hash))
     }
 
     fn is_paused(&self, agent: &AgentId) -> bool {

@@ -5,12 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod support;
 
 use secrecy::SecretString;
 use serde_json::json;
+use support::signer::start_signer;
 use tokio::sync::Mutex;
 use vigil_orchestrator::config::{AgentConfig, Config, Peer};
 use vigil_orchestrator::cost::Prices;
@@ -99,6 +101,7 @@ async fn no_request_reaches_the_provider_once_the_cap_is_reached() {
         daily_cap_micros: 2_500,
         store: &store,
         signer: &signer,
+        rpc: None,
     };
     let sentinel = agent("sentinel");
     let first = pipeline::decide(&sentinel, &inputs(), &deps).await;
@@ -133,6 +136,7 @@ async fn invalid_replies_get_two_corrections_then_hold() {
         daily_cap_micros: u64::MAX,
         store: &store,
         signer: &signer,
+        rpc: None,
     };
     let decided = pipeline::decide(&agent("trader"), &inputs(), &deps).await;
     assert!(
@@ -159,6 +163,7 @@ async fn a_provider_failure_holds() {
         daily_cap_micros: u64::MAX,
         store: &store,
         signer: &signer,
+        rpc: None,
     };
     let decided = pipeline::decide(&agent("sentinel"), &inputs(), &deps).await;
     assert!(
@@ -192,6 +197,7 @@ async fn a_missing_key_falls_back_without_any_request() {
         daily_cap_micros: u64::MAX,
         store: &store,
         signer: &signer,
+        rpc: None,
     };
     let decided = pipeline::decide(&agent("experimental"), &inputs(), &deps).await;
     assert!(
@@ -203,77 +209,6 @@ async fn a_missing_key_falls_back_without_any_request() {
 
 // ---- against the real signer ----
 
-struct Running(Child, tempfile::TempDir, serde_json::Value);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signer_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("vigil-signer");
-    assert!(
-        bin.is_file(),
-        "{} missing: build the workspace first (tests/run does)",
-        bin.display()
-    );
-    bin
-}
-
-fn is_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0")
-}
-
-fn start_signer() -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let out = Command::new(signer_bin())
-        .args(["dev-init", "--agents", "trader,experimental", "--state-dir"])
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let init: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut cmd = Command::new(signer_bin());
-    cmd.arg("serve")
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--socket")
-        .arg(dir.path().join("s.sock"));
-    cmd.arg("--passphrase-file")
-        .arg(state.join("dev/passphrase"))
-        .env("VIGIL_LOG", "warn");
-    if is_root() {
-        assert!(
-            Command::new("chown")
-                .args(["-R", "nobody:nogroup"])
-                .arg(dir.path())
-                .status()
-                .unwrap()
-                .success()
-        );
-        cmd.args(["--run-as", "nobody:nogroup", "--allow-peer-uid", "0"]);
-    }
-    let child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(dir.path().join("s.sock")).is_err() {
-        assert!(Instant::now() < deadline, "signer did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Running(child, dir, init)
-}
-
 fn transfer_reply(to: &str, lamports: u64) -> String {
     format!(
         r#"{{"action":"transfer","asset":"SOL","to":"{to}","amount":"{lamports}","confidence":0.9,"reasoning":"Pay the peer for work delivered this week, as agreed."}}"#
@@ -282,8 +217,8 @@ fn transfer_reply(to: &str, lamports: u64) -> String {
 
 #[tokio::test]
 async fn each_layer_decides_against_the_real_signer() {
-    let r = start_signer();
-    let peer = r.2["dev_peer"].as_str().unwrap().to_string();
+    let r = start_signer("trader,experimental");
+    let peer = r.init["dev_peer"].as_str().unwrap().to_string();
     let attacker = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM";
     let script = format!(
         "[agents.trader]\nreplies = ['{}', '{}', '{}', '{}']\n",
@@ -294,10 +229,7 @@ async fn each_layer_decides_against_the_real_signer() {
     );
     let provider = Provider::Scripted(ScriptedProvider::from_toml(&script).unwrap());
     let store = std::sync::Mutex::new(Store::open_in_memory().unwrap());
-    let signer = Mutex::new(SignerClient::new(
-        &r.1.path().join("s.sock"),
-        Duration::from_secs(10),
-    ));
+    let signer = Mutex::new(SignerClient::new(&r.socket(), Duration::from_secs(10)));
     let deps = Deps {
         provider: &provider,
         fallback: None,
@@ -305,6 +237,7 @@ async fn each_layer_decides_against_the_real_signer() {
         daily_cap_micros: u64::MAX,
         store: &store,
         signer: &signer,
+        rpc: None,
     };
     let mut trader = agent("trader");
     trader.risk.peers = vec![Peer {

@@ -3,85 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
+mod support;
+
 use std::time::{Duration, Instant};
+
+use support::signer::start_signer;
 
 use vigil_orchestrator::signer_client::{SignerClient, SignerError};
 use vigil_protocol::message::{DryRunRequest, SignRequest, SignResult};
 use vigil_protocol::{Amount, Chain, Context, Intent, Network, TransferIntent};
-
-fn signer_bin() -> PathBuf {
-    // target/<profile>/deps/<test> → target/<profile>/vigil-signer
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("vigil-signer");
-    assert!(
-        bin.is_file(),
-        "{} missing: build the workspace first (tests/run does)",
-        bin.display()
-    );
-    bin
-}
-
-struct Running(Child, tempfile::TempDir);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start() -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let out = Command::new(signer_bin())
-        .args(["dev-init", "--agents", "trader,sentinel", "--state-dir"])
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let root = is_root();
-    if root {
-        assert!(
-            Command::new("chown")
-                .args(["-R", "nobody:nogroup"])
-                .arg(dir.path())
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-    let mut cmd = Command::new(signer_bin());
-    cmd.arg("serve")
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--socket")
-        .arg(dir.path().join("s.sock"));
-    cmd.arg("--passphrase-file")
-        .arg(state.join("dev/passphrase"))
-        .env("VIGIL_LOG", "warn");
-    if root {
-        cmd.args(["--run-as", "nobody:nogroup", "--allow-peer-uid", "0"]);
-    }
-    let child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(dir.path().join("s.sock")).is_err() {
-        assert!(Instant::now() < deadline, "signer did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Running(child, dir)
-}
-
-fn is_root() -> bool {
-    // The effective uid is the second field of the Uid line.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    uid.split_whitespace().nth(2) == Some("0")
-}
 
 fn transfer(to: &str, lamports: u128) -> Intent {
     Intent::Transfer(TransferIntent {
@@ -95,8 +25,8 @@ fn transfer(to: &str, lamports: u128) -> Intent {
 
 #[tokio::test]
 async fn client_speaks_every_op_the_orchestrator_needs() {
-    let r = start();
-    let mut c = SignerClient::new(&r.1.path().join("s.sock"), Duration::from_secs(10));
+    let r = start_signer("trader,sentinel");
+    let mut c = SignerClient::new(&r.socket(), Duration::from_secs(10));
     let hello = c.hello().await.unwrap();
     assert_eq!(hello.agents.len(), 2);
     let sentinel = hello

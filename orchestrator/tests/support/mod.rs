@@ -13,6 +13,8 @@
     clippy::result_large_err
 )]
 
+pub mod signer;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};

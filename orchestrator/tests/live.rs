@@ -1,0 +1,113 @@
+//! Live mode end to end: the orchestrator (scheduler path) reads the agent's balance and a
+//! blockhash from the chain, the real confined signer signs, the orchestrator broadcasts
+//! through its Solana RPC client to a real Solana runtime (litesvm behind a loopback
+//! JSON-RPC node), confirms, and the funds moved exactly as the signer's summary says.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use solana_pubkey::Pubkey;
+use support::SolanaNode;
+use support::signer::start_signer;
+use vigil_orchestrator::config::{Config, Mode, Peer};
+use vigil_orchestrator::pipeline::Outcome;
+use vigil_orchestrator::scheduler::Orchestrator;
+use vigil_orchestrator::signer_client::SignerClient;
+use vigil_orchestrator::store::Store;
+
+#[tokio::test]
+async fn live_transfer_is_signed_broadcast_confirmed_and_moves_the_funds() {
+    let signer = start_signer("trader");
+    let node = SolanaNode::start().await;
+    let trader: Pubkey = signer.init["agents"][0]["addresses"]["solana"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let peer_text = signer.init["dev_peer"].as_str().unwrap().to_string();
+    let peer: Pubkey = peer_text.parse().unwrap();
+    node.airdrop(&trader, 10_000_000_000);
+
+    let work = tempfile::tempdir().unwrap();
+    let script = work.path().join("script.toml");
+    std::fs::write(
+        &script,
+        r#"[agents.trader]
+replies = ['{"action":"transfer","asset":"SOL","to":"dev-peer","amount":"200000000","confidence":0.9,"reasoning":"Pay the dev peer for the work delivered this week."}']
+"#,
+    )
+    .unwrap();
+    let mut config = Config::default_config();
+    config.signer_socket = signer.socket();
+    config.state_db = work.path().join("state.sqlite");
+    config.solana_rpc_url = Some(node.url.clone());
+    for p in config.providers.values_mut() {
+        if p.script.is_some() {
+            p.script = Some(script.clone());
+        }
+    }
+    config.agents.retain(|a| a.id.as_str() == "trader");
+    let agent = &mut config.agents[0];
+    agent.mode = Mode::Live;
+    agent.live_assets = BTreeSet::from(["SOL".to_string()]);
+    agent.risk.peers = vec![Peer {
+        label: "dev-peer".into(),
+        address: peer_text,
+    }];
+    let agent = agent.clone();
+
+    let store = Store::open(&config.state_db).unwrap();
+    let client = SignerClient::new(&config.signer_socket, Duration::from_secs(10));
+    let orchestrator = Orchestrator::new(config, store, client).unwrap();
+    let decided = orchestrator.decide(&agent, Vec::new()).await;
+    let Outcome::Signed { summary, chain, .. } = &decided.outcome else {
+        panic!("expected a signed live transfer, got {:?}", decided.outcome);
+    };
+    assert!(chain == "confirmed" || chain == "finalized", "{chain}");
+    assert!(
+        summary.contains("0.2 SOL (200000000 lamports)"),
+        "{summary}"
+    );
+    assert_eq!(node.balance(&peer), 200_000_000);
+    assert_eq!(node.balance(&trader), 10_000_000_000 - 200_000_000 - 5_000);
+    // The signer counted the spend.
+    let status = orchestrator.signer().lock().await.status().await.unwrap();
+    assert_eq!(
+        status.agents[0].spent_24h.get("SOL").map(String::as_str),
+        Some("200000000")
+    );
+}
+
+#[tokio::test]
+async fn live_mode_without_an_rpc_holds() {
+    let signer = start_signer("trader");
+    let work = tempfile::tempdir().unwrap();
+    let mut config = Config::default_config();
+    config.signer_socket = signer.socket();
+    config.state_db = work.path().join("state.sqlite");
+    config.solana_rpc_url = None;
+    let script = work.path().join("script.toml");
+    std::fs::write(&script, "[default]\nreplies = ['{}']\n").unwrap();
+    for p in config.providers.values_mut() {
+        if p.script.is_some() {
+            p.script = Some(script.clone());
+        }
+    }
+    config.agents.retain(|a| a.id.as_str() == "trader");
+    config.agents[0].mode = Mode::Live;
+    config.agents[0].live_assets = BTreeSet::from(["SOL".to_string()]);
+    let agent = config.agents[0].clone();
+    let store = Store::open(&config.state_db).unwrap();
+    let client = SignerClient::new(&config.signer_socket, Duration::from_secs(10));
+    let orchestrator = Orchestrator::new(config, store, client).unwrap();
+    let decided = orchestrator.decide(&agent, Vec::new()).await;
+    assert!(
+        matches!(&decided.outcome, Outcome::Held { layer, .. } if layer == "rpc"),
+        "{:?}",
+        decided.outcome
+    );
+}

@@ -1,0 +1,97 @@
+//! Starts the real `vigil-signer` (dev-init, then serve, confined) for orchestrator tests, the
+//! way production does: started as root it drops to `nobody` and admits this (root) test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// A running signer; killed on drop.
+pub struct RunningSigner {
+    child: Child,
+    /// The temp dir holding `state/` and the socket `s.sock`.
+    pub dir: tempfile::TempDir,
+    /// What dev-init printed (agents' addresses, dev peer, TOTP secret).
+    pub init: serde_json::Value,
+}
+
+impl RunningSigner {
+    /// The signer's socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("s.sock")
+    }
+}
+
+impl Drop for RunningSigner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The signer binary from the same workspace build (`tests/run` builds every binary first).
+pub fn signer_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("vigil-signer");
+    assert!(
+        bin.is_file(),
+        "{} missing: build the workspace first (tests/run does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Whether the tests run as root (CI does).
+pub fn is_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        == Some("0")
+}
+
+/// dev-init with `agents` (comma-separated), then serve on `s.sock`; waits until it listens.
+pub fn start_signer(agents: &str) -> RunningSigner {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = Command::new(signer_bin())
+        .args(["dev-init", "--agents", agents, "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let init: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut cmd = Command::new(signer_bin());
+    cmd.arg("serve")
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"));
+    cmd.arg("--passphrase-file")
+        .arg(state.join("dev/passphrase"))
+        .env("VIGIL_LOG", "warn");
+    if is_root() {
+        assert!(
+            Command::new("chown")
+                .args(["-R", "nobody:nogroup"])
+                .arg(dir.path())
+                .status()
+                .unwrap()
+                .success()
+        );
+        cmd.args(["--run-as", "nobody:nogroup", "--allow-peer-uid", "0"]);
+    }
+    let child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(dir.path().join("s.sock")).is_err() {
+        assert!(Instant::now() < deadline, "signer did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    RunningSigner { child, dir, init }
+}
