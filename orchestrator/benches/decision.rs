@@ -1,0 +1,155 @@
+//! Benchmark (on demand, `tests/bench/run`): the orchestrator's cost per decision excluding the
+//! LLM, and its idle memory.
+//! - 1,000 paper decisions of one agent with the scripted provider (whose reply is immediate,
+//!   so a decision's wall time is the time from the LLM's reply to the signer's answer plus the
+//!   records): prompt, cost gate, layer 1, layer 2, the real confined signer's `dry_run`,
+//!   the execution claim, the paper fill and the decision record in SQLite (synchronous=FULL).
+//! - The `vigil-orchestrator` daemon's resident memory once it has started and is idle.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
+#[path = "../tests/support/signer.rs"]
+mod signer;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+use vigil_orchestrator::config::{Config, Peer};
+use vigil_orchestrator::cost::Prices;
+use vigil_orchestrator::llm::{Provider, ScriptedProvider};
+use vigil_orchestrator::pipeline::{self, Deps, Inputs, Outcome};
+use vigil_orchestrator::signer_client::SignerClient;
+use vigil_orchestrator::store::Store;
+use vigil_protocol::Network;
+
+const DECISIONS: u64 = 1_000;
+
+fn main() {
+    let signer = signer::start_signer("trader");
+    let peer = signer.init["dev_peer"].as_str().unwrap().to_string();
+    let work = tempfile::tempdir().unwrap();
+    let reply = r#"{"action":"transfer","asset":"SOL","to":"dev-peer","amount":"1000000","confidence":0.9,"reasoning":"Pay the dev peer a small amount for this batch of work."}"#;
+    let provider = Provider::Scripted(
+        ScriptedProvider::from_toml(&format!("[agents.trader]\nreplies = ['{reply}']\n")).unwrap(),
+    );
+    let store = std::sync::Mutex::new(Store::open(&work.path().join("bench.sqlite")).unwrap());
+    let client = Mutex::new(SignerClient::new(&signer.socket(), Duration::from_secs(10)));
+    let prices = Prices {
+        prompt_micros_per_mtok: 0,
+        completion_micros_per_mtok: 0,
+    };
+    let deps = Deps {
+        provider: &provider,
+        fallback: None,
+        prices,
+        daily_cap_micros: u64::MAX,
+        store: &store,
+        signer: &client,
+        rpc: None,
+    };
+    let mut trader = Config::default_config()
+        .agents
+        .into_iter()
+        .find(|a| a.id.as_str() == "trader")
+        .unwrap();
+    trader.risk.peers = vec![Peer {
+        label: "dev-peer".into(),
+        address: peer,
+    }];
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let start = 1_800_000_000u64;
+    let mut samples = Vec::with_capacity(usize::try_from(DECISIONS).unwrap());
+    runtime.block_on(async {
+        for i in 0..DECISIONS {
+            let inputs = Inputs {
+                balance: 10_000_000_000,
+                untrusted: Vec::new(),
+                recent_blockhash: "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM".into(),
+                network: Network::Devnet,
+                now: start + i,
+                day_start: start - start % 86_400,
+            };
+            let t = Instant::now();
+            let decided = pipeline::decide(&trader, &inputs, &deps).await;
+            samples.push(t.elapsed());
+            assert!(
+                matches!(decided.outcome, Outcome::PaperFilled { .. }),
+                "{:?}",
+                decided.outcome
+            );
+        }
+    });
+    samples.sort();
+    let pct =
+        |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6;
+    println!(
+        "decision excluding the LLM (paper, real signer dry_run, SQLite FULL), {DECISIONS} decisions:"
+    );
+    println!(
+        "  p50 {:.0} µs   p90 {:.0} µs   p99 {:.0} µs",
+        pct(0.5),
+        pct(0.9),
+        pct(0.99)
+    );
+
+    // Idle RSS of the daemon.
+    let exe = std::env::current_exe().unwrap();
+    let daemon = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("vigil-orchestrator");
+    if !daemon.is_file() {
+        println!("idle RSS skipped: {} not built", daemon.display());
+        return;
+    }
+    let script = work.path().join("script.toml");
+    std::fs::write(&script, format!("[default]\nreplies = ['{reply}']\n")).unwrap();
+    let mut config = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/default-config.toml"
+    ))
+    .unwrap();
+    config = config.replace("/etc/vigil/scripted-replies.json", script.to_str().unwrap());
+    let cfg_path = work.path().join("orchestrator.toml");
+    let mut parsed: toml::Table = toml::from_str(&config).unwrap();
+    parsed.insert(
+        "signer_socket".into(),
+        toml::Value::String(signer.socket().to_string_lossy().into()),
+    );
+    parsed.insert(
+        "state_db".into(),
+        toml::Value::String(work.path().join("daemon.sqlite").to_string_lossy().into()),
+    );
+    std::fs::write(&cfg_path, toml::to_string(&parsed).unwrap()).unwrap();
+    let mut child = Command::new(&daemon)
+        .arg("--config")
+        .arg(&cfg_path)
+        .env("VIGIL_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap_or("VmRSS: ? kB")
+        .to_string();
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("vigil-orchestrator idle (3 agents, after its first round): {rss}");
+}
