@@ -161,7 +161,7 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
             Err(e) => println!("  paper fill not recorded: {e}"),
         }
     }
-    for line in orchestrator.reconcile() {
+    for line in runtime.block_on(orchestrator.reconcile()) {
         println!("  reconciliation: {line}");
     }
     drop(runtime);

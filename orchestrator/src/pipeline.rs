@@ -439,7 +439,13 @@ async fn live(agent: &AgentConfig, checked: &Checked, inputs: &Inputs, deps: &De
             store
                 .finish_execution(
                     &key,
-                    &serde_json::to_string(&outcome).unwrap_or_default(),
+                    &serde_json::json!({
+                        "agent": agent.id,
+                        "asset": checked.asset,
+                        "amount": checked.amount,
+                        "result": outcome,
+                    })
+                    .to_string(),
                     inputs.now,
                 )
                 .map_err(|e| e.to_string())

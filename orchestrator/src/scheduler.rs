@@ -118,16 +118,81 @@ impl Orchestrator {
         &self.config.agents
     }
 
-    /// Reports executions that were claimed but never finished (a crash in between): each
-    /// is checked against the signer's ledger by its idempotency key before anything retries.
-    pub fn reconcile(&self) -> Vec<String> {
-        let Ok(store) = self.store.lock() else {
-            return vec!["state unavailable".into()];
+    /// Reconciles the state with the signer at start (and on demand): executions claimed and
+    /// never finished (a crash in between) are reported, and the live spends this state
+    /// recorded over the last 24 h are compared with the signer's own totals. Every difference
+    /// is one line; an empty list means the two agree.
+    pub async fn reconcile(&self) -> Vec<String> {
+        let now = unix_now();
+        let (unfinished, finished) = match self.store.lock() {
+            Ok(store) => (
+                store.unfinished_executions(),
+                store.finished_executions_since(now.saturating_sub(86_400)),
+            ),
+            Err(_) => return vec!["state unavailable".into()],
         };
-        match store.unfinished_executions() {
-            Ok(rows) => rows.iter().map(|r| format!("execution {} was started and not finished; check the signer's audit log before retrying", r.idempotency_key)).collect(),
-            Err(e) => vec![format!("cannot read executions: {e}")],
+        let mut report = Vec::new();
+        match unfinished {
+            Ok(rows) => report.extend(rows.iter().map(|r| {
+                format!(
+                    "execution {} was started and not finished: check the signer's audit log for this idempotency key before retrying",
+                    r.idempotency_key
+                )
+            })),
+            Err(e) => report.push(format!("cannot read executions: {e}")),
         }
+        // Live spends this state recorded, per agent and asset.
+        let mut recorded: BTreeMap<(String, String), u128> = BTreeMap::new();
+        for (_, json) in finished.unwrap_or_default() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&json) else {
+                continue;
+            };
+            if v["result"]["outcome"] != "signed" {
+                continue;
+            }
+            let amount = v["amount"]
+                .as_str()
+                .and_then(|a| a.parse::<u128>().ok())
+                .unwrap_or(0);
+            let key = (
+                v["agent"].as_str().unwrap_or("").to_string(),
+                v["asset"].as_str().unwrap_or("").to_string(),
+            );
+            *recorded.entry(key).or_default() += amount;
+        }
+        let status = match self.signer.lock().await.status().await {
+            Ok(s) => s,
+            Err(e) => {
+                report.push(format!("signer unreachable, cannot reconcile spends: {e}"));
+                return report;
+            }
+        };
+        let mut signer_totals: BTreeMap<(String, String), u128> = BTreeMap::new();
+        for a in &status.agents {
+            for (asset, amount) in &a.spent_24h {
+                signer_totals.insert(
+                    (a.agent.to_string(), asset.clone()),
+                    amount.parse().unwrap_or(0),
+                );
+            }
+        }
+        let keys: std::collections::BTreeSet<_> = recorded
+            .keys()
+            .chain(signer_totals.keys())
+            .cloned()
+            .collect();
+        for key in keys {
+            let ours = recorded.get(&key).copied().unwrap_or(0);
+            let theirs = signer_totals.get(&key).copied().unwrap_or(0);
+            if ours != theirs {
+                report.push(format!(
+                    "{} {}: the signer counts {theirs} base units spent in 24 h, this orchestrator recorded {ours}; \
+                     something signed outside this orchestrator or a record was lost: check the signer's audit log",
+                    key.0, key.1
+                ));
+            }
+        }
+        report
     }
 
     /// One decision for one agent, now, with this untrusted data in its prompt.

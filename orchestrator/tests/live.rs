@@ -74,11 +74,43 @@ replies = ['{"action":"transfer","asset":"SOL","to":"dev-peer","amount":"2000000
     );
     assert_eq!(node.balance(&peer), 200_000_000);
     assert_eq!(node.balance(&trader), 10_000_000_000 - 200_000_000 - 5_000);
-    // The signer counted the spend.
+    // The signer counted the spend, and the state agrees with it.
     let status = orchestrator.signer().lock().await.status().await.unwrap();
     assert_eq!(
         status.agents[0].spent_24h.get("SOL").map(String::as_str),
         Some("200000000")
+    );
+    assert_eq!(orchestrator.reconcile().await, Vec::<String>::new());
+
+    // A spend signed outside this orchestrator shows up as a difference.
+    let outside = vigil_protocol::message::SignRequest {
+        agent: "trader".parse().unwrap(),
+        intent: vigil_protocol::Intent::Transfer(vigil_protocol::TransferIntent {
+            chain: vigil_protocol::Chain::Solana,
+            network: vigil_protocol::Network::Devnet,
+            asset: "SOL".into(),
+            to: peer.to_string(),
+            amount: vigil_protocol::Amount::from_base_units(1_000),
+        }),
+        context: vigil_protocol::Context {
+            recent_blockhash: Some(node.latest_blockhash()),
+        },
+        idempotency_key: "outside-1".parse().unwrap(),
+    };
+    orchestrator
+        .signer()
+        .lock()
+        .await
+        .sign(outside)
+        .await
+        .unwrap();
+    let report = orchestrator.reconcile().await;
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert!(
+        report[0].contains("trader SOL")
+            && report[0].contains("200001000")
+            && report[0].contains("200000000"),
+        "{report:?}"
     );
 }
 

@@ -53,15 +53,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("state {}", config.state_db.display()))?;
     let signer = SignerClient::new(&config.signer_socket, Duration::from_secs(10));
     let orchestrator = Orchestrator::new(config, store, signer)?;
-    for line in orchestrator.reconcile() {
-        tracing::warn!("reconciliation: {line}");
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        for line in orchestrator.reconcile().await {
+            tracing::warn!("reconciliation: {line}");
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
         tracing::info!(

@@ -83,6 +83,23 @@ impl Store {
         Ok(out)
     }
 
+    /// Executions finished at or after `since`: (idempotency key, outcome JSON), oldest first.
+    /// Reconciliation reads the live spends they record.
+    pub fn finished_executions_since(
+        &self,
+        since: u64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let since = to_sql_ts(since, "since")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT idempotency_key, outcome_json FROM executions
+             WHERE finished_at IS NOT NULL AND finished_at >= ?1 ORDER BY finished_at, idempotency_key",
+        )?;
+        let rows = stmt.query_map([since], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// The recorded outcome of a finished execution, if it finished.
     pub fn execution_outcome(&self, idempotency_key: &str) -> Result<Option<String>, StoreError> {
         use rusqlite::OptionalExtension;
@@ -101,6 +118,19 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finished_since_lists_only_finished_rows_in_the_window() {
+        let s = Store::open_in_memory().unwrap();
+        for (key, at) in [("a", 10), ("b", 20), ("c", 30)] {
+            assert!(s.claim_execution(key, at).unwrap());
+        }
+        s.finish_execution("a", "{\"n\":1}", 11).unwrap();
+        s.finish_execution("b", "{\"n\":2}", 21).unwrap();
+        let rows = s.finished_executions_since(15).unwrap();
+        assert_eq!(rows, vec![("b".to_string(), "{\"n\":2}".to_string())]);
+        assert_eq!(s.finished_executions_since(0).unwrap().len(), 2);
+    }
 
     #[test]
     fn claim_is_true_once() {
