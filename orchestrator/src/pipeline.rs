@@ -577,6 +577,17 @@ fn record(agent: &AgentConfig, inputs: &Inputs, deps: &Deps<'_>, outcome: &Outco
         ),
         Outcome::Signed { .. } => (Stored::Signed, None, None),
     };
+    let memory = match outcome {
+        Outcome::Held { layer, reason } => format!("held ({layer}): {reason}"),
+        Outcome::Refused {
+            layer,
+            rule,
+            message,
+        } => format!("refused by layer {layer} [{rule}]: {message}"),
+        Outcome::PaperFilled { summary } => format!("paper fill: {summary}"),
+        Outcome::NeedsApproval { summary, .. } => format!("waiting for the operator: {summary}"),
+        Outcome::Signed { summary, chain, .. } => format!("signed ({chain}): {summary}"),
+    };
     let Ok(store) = deps.store.lock() else { return };
     let result = store.agent(&agent.id).record_decision(&NewDecision {
         ts: inputs.now,
@@ -588,7 +599,8 @@ fn record(agent: &AgentConfig, inputs: &Inputs, deps: &Deps<'_>, outcome: &Outco
         rule,
         idempotency_key: None,
     });
-    if let Err(e) = result {
+    let remembered = store.agent(&agent.id).append_memory(inputs.now, &memory);
+    if let Err(e) = result.map(|_| ()).and(remembered) {
         tracing::error!(agent = %agent.id, error = %e, "could not record the decision");
     }
 }

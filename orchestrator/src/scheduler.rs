@@ -21,6 +21,8 @@ use crate::store::Store;
 pub const PAPER_BLOCKHASH: &str = "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM";
 /// Paper balance each agent starts with, in lamports (10 SOL), unless configured.
 pub const DEFAULT_PAPER_BALANCE: u128 = 10_000_000_000;
+/// How many of an agent's own memory lines go into its next prompt.
+pub const MEMORY_LINES: u32 = 5;
 /// How long one Solana RPC call may take.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long one LLM call may take.
@@ -196,7 +198,7 @@ impl Orchestrator {
     }
 
     /// One decision for one agent, now, with this untrusted data in its prompt.
-    pub async fn decide(&self, agent: &AgentConfig, untrusted: Vec<UntrustedItem>) -> Decided {
+    pub async fn decide(&self, agent: &AgentConfig, mut untrusted: Vec<UntrustedItem>) -> Decided {
         let held = |layer: &str, reason: String| Decided {
             outcome: Outcome::Held {
                 layer: layer.into(),
@@ -229,6 +231,17 @@ impl Orchestrator {
         } else {
             (self.balance(&agent.id), PAPER_BLOCKHASH.to_string())
         };
+        // The agent's own recent memory (its past outcomes): data, fenced like any other.
+        let memory = self
+            .store
+            .lock()
+            .ok()
+            .and_then(|st| st.agent(&agent.id).memory(MEMORY_LINES).ok())
+            .unwrap_or_default();
+        untrusted.extend(memory.into_iter().map(|text| UntrustedItem {
+            source: "your memory".into(),
+            text,
+        }));
         let inputs = Inputs {
             balance,
             untrusted,

@@ -290,6 +290,16 @@ async fn each_layer_decides_against_the_real_signer() {
             4
         );
         assert_eq!(store.pending(now()).unwrap().len(), 1);
+        let memory = store.agent(&"trader".parse().unwrap()).memory(10).unwrap();
+        assert_eq!(memory.len(), 4, "{memory:?}");
+        assert!(memory[1].starts_with("refused by layer 2"), "{memory:?}");
+        assert!(
+            store
+                .agent(&"experimental".parse().unwrap())
+                .memory(10)
+                .unwrap()
+                .is_empty()
+        );
         assert!(
             store
                 .agent(&"experimental".parse().unwrap())
