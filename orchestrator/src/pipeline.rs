@@ -318,20 +318,8 @@ async fn paper(
         Ok(r) => match r.decision {
             Decision::Allow => {
                 let key = idempotency_key(&agent.id, inputs.now, &intent);
-                match claim(deps, &key, inputs.now) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        return Outcome::Held {
-                            layer: "state".into(),
-                            reason: format!("decision {key} was already executed"),
-                        };
-                    }
-                    Err(reason) => {
-                        return Outcome::Held {
-                            layer: "state".into(),
-                            reason,
-                        };
-                    }
+                if let Err(held) = claim(deps, &key, inputs.now) {
+                    return held;
                 }
                 let filled = deps
                     .store
@@ -378,20 +366,8 @@ async fn paper(
 async fn live(agent: &AgentConfig, checked: &Checked, inputs: &Inputs, deps: &Deps<'_>) -> Outcome {
     let intent = intent_of(checked, inputs.network);
     let key = idempotency_key(&agent.id, inputs.now, &intent);
-    match claim(deps, &key, inputs.now) {
-        Ok(true) => {}
-        Ok(false) => {
-            return Outcome::Held {
-                layer: "state".into(),
-                reason: format!("decision {key} was already executed"),
-            };
-        }
-        Err(reason) => {
-            return Outcome::Held {
-                layer: "state".into(),
-                reason,
-            };
-        }
+    if let Err(held) = claim(deps, &key, inputs.now) {
+        return held;
     }
     let request = SignRequest {
         agent: agent.id.clone(),
@@ -484,14 +460,22 @@ async fn broadcast(deps: &Deps<'_>, tx: &str, signature: &str) -> String {
 /// How long a live transfer may take to confirm before it is reported unconfirmed.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn claim(deps: &Deps<'_>, key: &str, now: u64) -> Result<bool, String> {
+/// Claims the decision's idempotency key in the state store (durably, before anything is
+/// asked of the signer); an already-claimed key or an unavailable store means hold.
+fn claim(deps: &Deps<'_>, key: &str, now: u64) -> Result<(), Outcome> {
+    let held = |reason: String| Outcome::Held {
+        layer: "state".into(),
+        reason,
+    };
     let store = deps
         .store
         .lock()
-        .map_err(|_| "state unavailable".to_string())?;
-    store
-        .claim_execution(key, now)
-        .map_err(|e| format!("cannot claim execution {key}: {e}"))
+        .map_err(|_| held("state unavailable".into()))?;
+    match store.claim_execution(key, now) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(held(format!("decision {key} was already executed"))),
+        Err(e) => Err(held(format!("cannot claim execution {key}: {e}"))),
+    }
 }
 
 fn pending_approval(
