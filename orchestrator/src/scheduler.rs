@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 use vigil_protocol::{AgentId, Network};
 
-use crate::chains::solana_rpc::SolanaRpc;
+use crate::chains::solana_rpc::{SigStatus, SolanaRpc};
 use crate::config::{AgentConfig, Config, Mode, ProviderKind};
 use crate::firewall::prompt::UntrustedItem;
 use crate::llm::{OpenAiProvider, Provider, ScriptedProvider, read_api_key};
@@ -143,14 +143,26 @@ impl Orchestrator {
             })),
             Err(e) => report.push(format!("cannot read executions: {e}")),
         }
-        // Live spends this state recorded, per agent and asset.
+        // Live spends this state recorded, per agent and asset; and each one's fate on chain.
         let mut recorded: BTreeMap<(String, String), u128> = BTreeMap::new();
-        for (_, json) in finished.unwrap_or_default() {
+        for (key, json) in finished.unwrap_or_default() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&json) else {
                 continue;
             };
             if v["result"]["outcome"] != "signed" {
                 continue;
+            }
+            if let (Some(rpc), Some(signature)) = (&self.rpc, v["result"]["signature"].as_str()) {
+                match rpc.signature_status(signature).await {
+                    Ok(SigStatus::Confirmed | SigStatus::Finalized | SigStatus::Processed) => {}
+                    Ok(other) => report.push(format!(
+                        "execution {key}: transaction {signature} was signed but the chain says {other:?}; \
+                         it did not land, and its spend still counts at the signer until the 24 h window passes"
+                    )),
+                    Err(e) => report.push(format!(
+                        "execution {key}: cannot check transaction {signature} on chain: {e}"
+                    )),
+                }
             }
             let amount = v["amount"]
                 .as_str()

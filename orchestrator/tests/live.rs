@@ -13,8 +13,11 @@ use std::time::Duration;
 use solana_pubkey::Pubkey;
 use support::SolanaNode;
 use support::signer::start_signer;
+use vigil_orchestrator::chains::solana_rpc::SolanaRpc;
 use vigil_orchestrator::config::{Config, Mode, Peer};
-use vigil_orchestrator::pipeline::Outcome;
+use vigil_orchestrator::cost::Prices;
+use vigil_orchestrator::llm::{Provider, ScriptedProvider};
+use vigil_orchestrator::pipeline::{self, Deps, Inputs, Outcome};
 use vigil_orchestrator::scheduler::Orchestrator;
 use vigil_orchestrator::signer_client::SignerClient;
 use vigil_orchestrator::store::Store;
@@ -110,6 +113,91 @@ replies = ['{"action":"transfer","asset":"SOL","to":"dev-peer","amount":"2000000
         report[0].contains("trader SOL")
             && report[0].contains("200001000")
             && report[0].contains("200000000"),
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_signed_transfer_that_never_landed_is_reported() {
+    let signer = start_signer("trader");
+    let node = SolanaNode::start().await;
+    let peer_text = signer.init["dev_peer"].as_str().unwrap().to_string();
+    let work = tempfile::tempdir().unwrap();
+    let script = work.path().join("script.toml");
+    std::fs::write(
+        &script,
+        r#"[agents.trader]
+replies = ['{"action":"transfer","asset":"SOL","to":"dev-peer","amount":"200000000","confidence":0.9,"reasoning":"Pay the dev peer for the work delivered this week."}']
+"#,
+    )
+    .unwrap();
+    let mut config = Config::default_config();
+    config.signer_socket = signer.socket();
+    config.state_db = work.path().join("state.sqlite");
+    config.solana_rpc_url = Some(node.url.clone());
+    for p in config.providers.values_mut() {
+        if p.script.is_some() {
+            p.script = Some(script.clone());
+        }
+    }
+    config.agents.retain(|a| a.id.as_str() == "trader");
+    let agent = &mut config.agents[0];
+    agent.mode = Mode::Live;
+    agent.live_assets = BTreeSet::from(["SOL".to_string()]);
+    agent.risk.peers = vec![Peer {
+        label: "dev-peer".into(),
+        address: peer_text,
+    }];
+    let agent = agent.clone();
+    let store = Store::open(&config.state_db).unwrap();
+    let client = SignerClient::new(&config.signer_socket, Duration::from_secs(10));
+    let orchestrator = Orchestrator::new(config, store, client).unwrap();
+
+    // The signer signs, but the node refuses every request: the broadcast is lost.
+    node.set_mode(support::Mode::Http500);
+    let failing = SolanaRpc::new(&node.url, Duration::from_secs(2)).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let inputs = Inputs {
+        balance: 10_000_000_000,
+        untrusted: Vec::new(),
+        recent_blockhash: node.latest_blockhash(),
+        network: vigil_protocol::Network::Devnet,
+        now,
+        day_start: now - now % 86_400,
+    };
+    let provider = Provider::Scripted(ScriptedProvider::from_file(&script).unwrap());
+    let prices = Prices {
+        prompt_micros_per_mtok: 0,
+        completion_micros_per_mtok: 0,
+    };
+    let deps = Deps {
+        provider: &provider,
+        fallback: None,
+        prices,
+        daily_cap_micros: u64::MAX,
+        store: orchestrator.store(),
+        signer: orchestrator.signer(),
+        rpc: Some(&failing),
+    };
+    let decided = pipeline::decide(&agent, &inputs, &deps).await;
+    let Outcome::Signed {
+        chain, signature, ..
+    } = &decided.outcome
+    else {
+        panic!("expected signed, got {:?}", decided.outcome);
+    };
+    assert!(chain.starts_with("failed"), "{chain}");
+
+    // The node is back; reconciliation finds the transaction missing from the chain.
+    node.set_mode(support::Mode::Honest);
+    let report = orchestrator.reconcile().await;
+    assert!(
+        report
+            .iter()
+            .any(|l| l.contains(signature.as_str()) && l.contains("NotFound")),
         "{report:?}"
     );
 }
