@@ -145,18 +145,16 @@ async fn run(
         if let Err(held) = cost_gate(agent, &request, inputs, deps) {
             return held;
         }
-        let reply = match provider.complete(&request).await {
-            Ok(reply) => reply,
-            Err(crate::llm::LlmError::MissingKey(_))
-                if deps.fallback.is_some()
-                    && !std::ptr::eq(provider, deps.fallback.unwrap_or(provider)) =>
+        let reply = match (provider.complete(&request).await, deps.fallback) {
+            (Ok(reply), _) => reply,
+            (Err(crate::llm::LlmError::MissingKey(_)), Some(fallback))
+                if !std::ptr::eq(provider, fallback) =>
             {
-                // Invariant: the guard checked `fallback` is Some.
-                provider = deps.fallback.unwrap_or(provider);
-                tracing::info!(agent = %agent.id, "no API key for {}; using the fallback provider", deps.provider.name());
+                tracing::info!(agent = %agent.id, "no API key for {}; using the fallback provider", provider.name());
+                provider = fallback;
                 continue;
             }
-            Err(e) => {
+            (Err(e), _) => {
                 return Outcome::Held {
                     layer: "llm".into(),
                     reason: format!("provider {} failed ({}): {e}", provider.name(), e.kind()),

@@ -434,7 +434,9 @@ impl Engine {
                 ))),
             },
             Next::Commit(event, signed, tx) => {
-                let result = self.commit(&r, event, signed, now, Vec::new()).await;
+                let result = self
+                    .commit(&r, &digest, event, signed, now, Vec::new())
+                    .await;
                 let _ = tx.send(Some(result.clone().map_err(|e| e.message.clone())));
                 result.map(SignResult::Signed)
             }
@@ -445,6 +447,7 @@ impl Engine {
     async fn commit(
         &self,
         r: &SignRequest,
+        digest: &str,
         event: Event,
         mut signed: Signed,
         now: u64,
@@ -458,7 +461,7 @@ impl Engine {
                     &r.agent,
                     &r.idempotency_key,
                     Remembered::Signed {
-                        intent_digest: intent_digest(&r.intent),
+                        intent_digest: digest.to_string(),
                         result: signed.clone(),
                         ts: now,
                     },
@@ -560,7 +563,7 @@ impl Engine {
         };
         match decided {
             Ok((event, signed)) => self
-                .commit(&sign_req, event, signed, now, vec![granted])
+                .commit(&sign_req, &digest, event, signed, now, vec![granted])
                 .await
                 .map(SignResult::Signed),
             Err(refusal) => {
