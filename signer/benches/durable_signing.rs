@@ -4,6 +4,8 @@
 //! - OpenSSH's ssh-agent signing ed25519 over its Unix socket (needs `ssh-agent`,
 //!   `ssh-keygen`, `ssh-add` on PATH: `apt-get install openssh-client`).
 //!
+//! Set TMPDIR to measure another filesystem.
+//!
 //! Run: `cargo bench -p vigil-signer --bench durable_signing --ignore-rust-version`
 //! (or `tests/bench/run`). Prints a table and the two target ratios of issue 2.
 
@@ -15,6 +17,9 @@
     clippy::cast_sign_loss
 )]
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -25,17 +30,15 @@ use vigil_protocol::client::Client;
 use vigil_protocol::message::SignRequest;
 use vigil_protocol::{Amount, Chain, Context, Intent, Network, Op, TransferIntent};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vigil-signer");
 const BLOCKHASH: &str = "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM";
 const SEQ_N: usize = 3000;
 const CLIENTS: usize = 8;
 const PER_CLIENT: usize = 1500;
 
 fn main() {
-    let dir = tempfile::tempdir_in(
-        std::env::var_os("BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from),
-    )
-    .unwrap();
+    // Everything lives under $TMPDIR (the harness's signer too), so the floor and the
+    // signer's ledger are measured on the same filesystem.
+    let dir = tempfile::tempdir().unwrap();
     println!(
         "vigil durable-signing benchmark (state in {})",
         dir.path().display()
@@ -49,7 +52,10 @@ fn main() {
         fsync.p99_us()
     );
 
-    let (mut signer, socket, to) = start_signer(dir.path());
+    let mut signer = common::Signer::start(&["bench", "peer"], None);
+    let to = signer.address("peer");
+    signer.install_policy(&bench_policy(&to));
+    let socket = signer.socket.clone();
     let seq = sequential(|i| sign_once(&socket, &to, i), SEQ_N);
     let seq_rate = SEQ_N as f64 / seq.total.as_secs_f64();
     println!(
@@ -71,8 +77,7 @@ fn main() {
         par.0.p99_us(),
         par.1
     );
-    let _ = signer.kill();
-    let _ = signer.wait();
+    signer.kill9();
 
     let agent = match SshAgent::start(dir.path()) {
         Ok(a) => a,
@@ -226,85 +231,13 @@ fn sign_once(socket: &Path, to: &str, i: usize) {
     });
 }
 
-fn start_signer(dir: &Path) -> (Child, PathBuf, String) {
-    let state = dir.join("state");
-    let out = Command::new(BIN)
-        .args(["dev-init", "--agents", "bench,peer", "--state-dir"])
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let init: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let addr = |a: &str| {
-        init["agents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["agent"] == a)
-            .unwrap()["addresses"]["solana"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let to = addr("peer");
-    // A policy with room for the benchmark: no approvals, no effective caps.
-    let policy = format!(
+/// A policy with room for the benchmark: no approvals, no effective caps.
+fn bench_policy(to: &str) -> String {
+    format!(
         "version = 1\n[agents.bench]\nactions = [\"transfer\"]\nnetworks = [\"solana:devnet\"]\nrecipients = [\"{to}\"]\n\
          rate_limit_per_minute = 4000000000\n[agents.bench.assets.SOL]\nchain = \"solana\"\nper_tx_cap = \"1000\"\n\
          velocity_24h = \"1000000000000\"\napproval_threshold = \"1000\"\n"
-    );
-    let p = dir.join("bench-policy.toml");
-    std::fs::write(&p, policy).unwrap();
-    let out = Command::new(BIN)
-        .args(["dev-sign-policy", "--state-dir"])
-        .arg(&state)
-        .arg("--policy")
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let socket = dir.join("signer.sock");
-    // Started as root (as under systemd), the signer must drop to a service user.
-    let root = rustix::process::geteuid().is_root();
-    if root {
-        let status = Command::new("chown")
-            .args(["-R", "nobody:nogroup"])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    let root_args: &[&str] = if root {
-        &["--run-as", "nobody:nogroup", "--allow-peer-uid", "0"]
-    } else {
-        &[]
-    };
-    let child = Command::new(BIN)
-        .arg("serve")
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--passphrase-file")
-        .arg(state.join("dev/passphrase"))
-        .args(root_args)
-        .env("VIGIL_LOG", "warn")
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Client::connect(&socket, Duration::from_secs(1)).is_err() {
-        assert!(Instant::now() < deadline, "signer did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, socket, to)
+    )
 }
 
 /// Minimal SSH agent protocol client (draft-miller-ssh-agent): list identities, sign.
