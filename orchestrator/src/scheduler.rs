@@ -19,7 +19,7 @@ use crate::store::Store;
 
 /// A stand-in blockhash for paper mode: paper decisions are never broadcast.
 pub const PAPER_BLOCKHASH: &str = "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM";
-/// Paper balance each agent starts with, in lamports (10 SOL), unless configured.
+/// Paper balance each agent starts with, in lamports (10 SOL), when no chain is configured.
 pub const DEFAULT_PAPER_BALANCE: u128 = 10_000_000_000;
 /// How many of an agent's own memory lines go into its next prompt.
 pub const MEMORY_LINES: u32 = 5;
@@ -235,13 +235,24 @@ impl Orchestrator {
                 format!("no prices for provider {}", agent.provider),
             );
         };
-        let (balance, recent_blockhash) = if agent.mode == Mode::Live {
-            match self.chain_view(&agent.id).await {
-                Ok(view) => view,
-                Err(reason) => return held("rpc", reason),
-            }
-        } else {
-            (self.balance(&agent.id), PAPER_BLOCKHASH.to_string())
+        let view = match (agent.mode, &self.rpc) {
+            (Mode::Live, _) => self.chain_view(&agent.id).await,
+            // Paper with a chain: the agent's real balance and a real blockhash, minus what
+            // its paper fills have spent, so a paper decision sees what a live one would.
+            (Mode::Paper, Some(_)) => self.chain_view(&agent.id).await.map(|(balance, hash)| {
+                (
+                    apply_paper_delta(balance, self.paper_delta(&agent.id)),
+                    hash,
+                )
+            }),
+            (Mode::Paper, None) => Ok((
+                apply_paper_delta(self.paper_balance, self.paper_delta(&agent.id)),
+                PAPER_BLOCKHASH.to_string(),
+            )),
+        };
+        let (balance, recent_blockhash) = match view {
+            Ok(view) => view,
+            Err(reason) => return held("rpc", reason),
         };
         // The agent's own recent memory (its past outcomes): data, fenced like any other.
         let memory = self
@@ -332,8 +343,8 @@ impl Orchestrator {
         Ok(row.summary.clone())
     }
 
-    /// A live agent's balance and a recent blockhash, from the chain. The agent's address
-    /// comes from the signer, which holds its key.
+    /// An agent's balance and a recent blockhash, from the chain. The agent's address comes
+    /// from the signer, which holds its key.
     async fn chain_view(&self, agent: &AgentId) -> Result<(u128, String), String> {
         let Some(rpc) = &self.rpc else {
             return Err("live mode needs solana_rpc_url in the config".into());
@@ -370,17 +381,20 @@ impl Orchestrator {
             .is_some_and(|v| v == "true")
     }
 
-    /// Paper balance: the starting balance plus every recorded paper fill.
-    fn balance(&self, agent: &AgentId) -> u128 {
-        let delta = self
-            .store
+    /// The sum of the agent's paper fills in SOL (negative: paid out).
+    fn paper_delta(&self, agent: &AgentId) -> i128 {
+        self.store
             .lock()
             .ok()
             .and_then(|s| s.agent(agent).paper_position("SOL").ok())
-            .unwrap_or(0);
-        let start = i128::try_from(self.paper_balance).unwrap_or(i128::MAX);
-        u128::try_from(start.saturating_add(delta).max(0)).unwrap_or(0)
+            .unwrap_or(0)
     }
+}
+
+/// A balance after paper fills, never below zero.
+fn apply_paper_delta(balance: u128, delta: i128) -> u128 {
+    let start = i128::try_from(balance).unwrap_or(i128::MAX);
+    u128::try_from(start.saturating_add(delta).max(0)).unwrap_or(0)
 }
 
 fn unix_now() -> u64 {

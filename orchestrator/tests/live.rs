@@ -63,7 +63,7 @@ fn live_trader(
 #[tokio::test]
 async fn live_transfer_is_signed_broadcast_confirmed_and_moves_the_funds() {
     let signer = start_signer("trader");
-    let node = SolanaNode::start().await;
+    let node = SolanaNode::start().await.unwrap();
     let trader: Pubkey = signer.init["agents"][0]["addresses"]["solana"]
         .as_str()
         .unwrap()
@@ -71,7 +71,7 @@ async fn live_transfer_is_signed_broadcast_confirmed_and_moves_the_funds() {
         .unwrap();
     let peer_text = signer.init["dev_peer"].as_str().unwrap().to_string();
     let peer: Pubkey = peer_text.parse().unwrap();
-    node.airdrop(&trader, 10_000_000_000);
+    node.airdrop(&trader, 10_000_000_000).unwrap();
 
     let work = tempfile::tempdir().unwrap();
     let (orchestrator, agent) = live_trader(&signer, Some(&node.url), work.path());
@@ -129,7 +129,7 @@ async fn live_transfer_is_signed_broadcast_confirmed_and_moves_the_funds() {
 #[tokio::test]
 async fn a_signed_transfer_that_never_landed_is_reported() {
     let signer = start_signer("trader");
-    let node = SolanaNode::start().await;
+    let node = SolanaNode::start().await.unwrap();
     let work = tempfile::tempdir().unwrap();
     let (orchestrator, agent) = live_trader(&signer, Some(&node.url), work.path());
     let script = work.path().join("script.toml");

@@ -24,7 +24,7 @@ const FEE: u64 = 5000;
 const POLL: Duration = Duration::from_millis(10);
 
 async fn node_and_client() -> (SolanaNode, SolanaRpc) {
-    let node = SolanaNode::start().await;
+    let node = SolanaNode::start().await.unwrap();
     let rpc = SolanaRpc::new(&node.url, Duration::from_secs(5)).unwrap();
     (node, rpc)
 }
@@ -48,7 +48,7 @@ fn never_sent_signature() -> String {
 async fn balance_of_an_airdropped_account() {
     let (node, rpc) = node_and_client().await;
     let funded = Pubkey::new_unique();
-    node.airdrop(&funded, 3 * SOL);
+    node.airdrop(&funded, 3 * SOL).unwrap();
     assert_eq!(rpc.get_balance(&funded.to_string()).await.unwrap(), 3 * SOL);
     assert_eq!(
         rpc.get_balance(&Pubkey::new_unique().to_string())
@@ -78,7 +78,7 @@ async fn latest_blockhash_parses() {
 async fn a_signed_transfer_is_sent_confirmed_and_moves_the_balances() {
     let (node, rpc) = node_and_client().await;
     let (payer, to) = (Keypair::new(), Pubkey::new_unique());
-    node.airdrop(&payer.pubkey(), 2 * SOL);
+    node.airdrop(&payer.pubkey(), 2 * SOL).unwrap();
 
     let blockhash = rpc.get_latest_blockhash().await.unwrap();
     let tx = transfer(&payer, &to, SOL / 4, &blockhash.hash);
@@ -118,7 +118,7 @@ async fn a_signed_transfer_is_sent_confirmed_and_moves_the_balances() {
 async fn the_nodes_refusals_come_back_with_its_message() {
     let (node, rpc) = node_and_client().await;
     let (payer, to) = (Keypair::new(), Pubkey::new_unique());
-    node.airdrop(&payer.pubkey(), SOL);
+    node.airdrop(&payer.pubkey(), SOL).unwrap();
     let blockhash = node.latest_blockhash();
 
     // A signature over other bytes: the amount is raised after signing.
@@ -165,7 +165,7 @@ async fn the_nodes_refusals_come_back_with_its_message() {
 async fn a_transaction_that_lands_and_fails_confirms_as_failed() {
     let (node, rpc) = node_and_client().await;
     let (payer, to) = (Keypair::new(), Pubkey::new_unique());
-    node.airdrop(&payer.pubkey(), SOL);
+    node.airdrop(&payer.pubkey(), SOL).unwrap();
     let tx = transfer(&payer, &to, 5 * SOL, &node.latest_blockhash());
     // Sent past preflight by someone else (the client never skips preflight).
     let raw = json!({
@@ -217,7 +217,7 @@ async fn an_unknown_signature_is_not_found_and_never_confirms() {
 async fn confirm_rides_out_a_node_that_fails_for_a_while() {
     let (node, rpc) = node_and_client().await;
     let (payer, to) = (Keypair::new(), Pubkey::new_unique());
-    node.airdrop(&payer.pubkey(), SOL);
+    node.airdrop(&payer.pubkey(), SOL).unwrap();
     let tx = transfer(&payer, &to, SOL / 100, &node.latest_blockhash());
     let signature = rpc.send_transaction(&wire(&tx)).await.unwrap();
     node.set_mode(Mode::Http500);
@@ -236,7 +236,7 @@ async fn confirm_rides_out_a_node_that_fails_for_a_while() {
 async fn a_node_answering_another_signature_is_lying() {
     let (node, rpc) = node_and_client().await;
     let payer = Keypair::new();
-    node.airdrop(&payer.pubkey(), SOL);
+    node.airdrop(&payer.pubkey(), SOL).unwrap();
     let tx = transfer(
         &payer,
         &Pubkey::new_unique(),
@@ -292,7 +292,7 @@ async fn broken_nodes_are_reported_as_such() {
 
 #[tokio::test]
 async fn a_slow_node_times_out() {
-    let node = SolanaNode::start().await;
+    let node = SolanaNode::start().await.unwrap();
     let rpc = SolanaRpc::new(&node.url, Duration::from_millis(300)).unwrap();
     node.set_mode(Mode::Slow(Duration::from_secs(3)));
     let started = Instant::now();
@@ -307,7 +307,7 @@ async fn a_slow_node_times_out() {
 
 #[tokio::test]
 async fn an_unreachable_node_is_a_transport_error() {
-    let node = SolanaNode::start().await;
+    let node = SolanaNode::start().await.unwrap();
     let url = node.url.clone();
     drop(node);
     // Let the aborted accept loop release the port.

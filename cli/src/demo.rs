@@ -1,5 +1,8 @@
-//! The local demo: dev-init, start `vigil-signer serve` as its own process, then send the
-//! requests an agent would, and show each answer. No network, no accounts.
+//! The local demo: dev-init, start `vigil-signer serve` as its own confined process, start a
+//! real Solana runtime in this process (litesvm behind loopback JSON-RPC), fund the agents
+//! on it, run the orchestrator's three default agents in paper mode on the scripted LLM, then
+//! sign one transfer live with the operator's code and land it on that chain. No network, no
+//! accounts; everything stops when it ends.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 use totp_rs::{Algorithm, Secret, TOTP};
+use vigil_devnet::SolanaNode;
+use vigil_orchestrator::chains::solana_rpc::SolanaRpc;
 use vigil_orchestrator::config::{Config, Peer, ProviderKind};
 use vigil_orchestrator::firewall::prompt::UntrustedItem;
 use vigil_orchestrator::pipeline::Outcome;
@@ -19,9 +24,13 @@ use vigil_protocol::client::Client;
 use vigil_protocol::message::{ApproveRequest, SignRequest};
 use vigil_protocol::{Amount, Chain, Context, Intent, Network, Op, Response, TransferIntent};
 
-/// A stand-in recent blockhash: the demo has no chain (paper mode), so nothing is broadcast.
-const PAPER_BLOCKHASH: &str = "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM";
 const SOL: u128 = 1_000_000_000;
+/// What the in-process chain's faucet gives each agent at the start, in lamports.
+const FUNDING: [(&str, u64); 3] = [
+    ("sentinel", 2_000_000_000),
+    ("trader", 10_000_000_000),
+    ("experimental", 5_000_000_000),
+];
 
 struct SignerProcess(Child);
 
@@ -108,14 +117,44 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     );
 
     let peer = str_of(&init["dev_peer"]);
+    let addr = |agent: &str| -> String {
+        init["agents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["agent"] == agent)
+            .map_or(String::new(), |a| str_of(&a["addresses"]["solana"]))
+    };
 
-    section("3. the orchestrator's agents, paper mode, scripted LLM (2 rounds)");
-    let attacker = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM";
-    let orchestrator = build_orchestrator(dir.path(), &socket, &init, &peer, attacker)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    section("3. a Solana runtime in this process (litesvm behind JSON-RPC on 127.0.0.1)");
+    // One worker thread serves the node while the rest of the demo runs.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let node = runtime
+        .block_on(SolanaNode::start())
+        .context("starting the in-process Solana node")?;
+    let rpc = SolanaRpc::new(&node.url, Duration::from_secs(10))?;
+    for (agent, lamports) in FUNDING {
+        node.airdrop_to(&addr(agent), lamports)
+            .map_err(anyhow::Error::msg)?;
+    }
+    let chain_balance =
+        |who: &str| -> anyhow::Result<u64> { Ok(runtime.block_on(rpc.get_balance(who))?) };
+    for (agent, _) in FUNDING {
+        println!(
+            "  {agent:<13} funded on chain: {} SOL",
+            sol(chain_balance(&addr(agent))?)
+        );
+    }
+    println!("  RPC endpoint {}", node.url);
+
+    section("4. the orchestrator's agents, paper mode, scripted LLM (2 rounds)");
+    println!("  paper balances start from the chain; paper fills are recorded, never broadcast");
+    let attacker = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM";
+    let orchestrator = build_orchestrator(dir.path(), &socket, &addr, &peer, attacker, &node.url)?;
     let injected: BTreeMap<vigil_protocol::AgentId, Vec<UntrustedItem>> = BTreeMap::from([(
         "experimental".parse().map_err(anyhow::Error::msg)?,
         vec![UntrustedItem {
@@ -143,7 +182,7 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     let pending = lock(orchestrator.store())?.pending(unix_now())?;
     for p in &pending {
         println!(
-            "  operator prompt (the terminal, until Telegram is configured): approve #{}? {}",
+            "  operator prompt (on this terminal until Telegram is configured): approve #{}? {}",
             p.id.0, p.summary
         );
         let resolved = lock(orchestrator.store())?.resolve_pending(
@@ -153,7 +192,7 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
             unix_now(),
         )?;
         println!(
-            "  the operator answers yes: #{} is {:?}",
+            "  the demo answers yes for the operator: #{} is {:?}",
             resolved.id.0, resolved.status
         );
         match orchestrator.complete_paper_approval(&resolved, unix_now()) {
@@ -164,16 +203,23 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     for line in runtime.block_on(orchestrator.reconcile()) {
         println!("  reconciliation: {line}");
     }
-    drop(runtime);
+    for (agent, _) in FUNDING {
+        let paper = lock(orchestrator.store())?
+            .agent(&agent.parse().map_err(anyhow::Error::msg)?)
+            .paper_position("SOL")?;
+        println!(
+            "  {agent:<13} on chain still {} SOL (paper fills {} SOL: nothing was broadcast)",
+            sol(chain_balance(&addr(agent))?),
+            signed_sol(paper)
+        );
+    }
 
     section(
-        "4. live signing above the threshold: the operator's authenticator code is checked by the signer",
+        "5. live: a transfer above the threshold, approved with the operator's authenticator code, lands on chain",
     );
-    let pending = result(c.call(sign(
-        "trader",
-        transfer(&peer, SOL * 4 / 5, Network::Devnet),
-        "demo-big",
-    )?)?)?;
+    let blockhash = runtime.block_on(rpc.get_latest_blockhash())?.hash;
+    let big = || transfer(&peer, SOL * 4 / 5, Network::Devnet);
+    let pending = result(c.call(sign("trader", big(), "demo-big", &blockhash)?)?)?;
     println!(
         "  • needs approval {}: {}",
         str_of(&pending["approval_id"]),
@@ -200,21 +246,30 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     );
     let code = totp.generate(unix_now());
     println!("  • the operator types {code} from the authenticator app");
-    show(
-        "approve with the operator's code",
-        c.call(approve(code.clone()))?,
-    );
+    let approved = c.call(approve(code.clone()))?;
+    show("approve with the operator's code", approved.clone());
     show("the same code again (replay)", c.call(approve(code))?);
     show(
         "the same request again (idempotency key demo-big)",
-        c.call(sign(
-            "trader",
-            transfer(&peer, SOL * 4 / 5, Network::Devnet),
-            "demo-big",
-        )?)?,
+        c.call(sign("trader", big(), "demo-big", &blockhash)?)?,
+    );
+    let signed = result(approved)?;
+    let before = chain_balance(&peer)?;
+    let signature = runtime.block_on(rpc.send_transaction(&str_of(&signed["tx"])))?;
+    let landed = runtime.block_on(rpc.confirm(
+        &signature,
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+    ))?;
+    println!("  ✔ broadcast to the in-process chain: {signature} → {landed:?}");
+    println!(
+        "  dev peer balance on chain: {} SOL → {} SOL; trader now {} SOL",
+        sol(before),
+        sol(chain_balance(&peer)?),
+        sol(chain_balance(&addr("trader"))?)
     );
 
-    section("5. status and the audit chain");
+    section("6. status and the audit chain");
     let status = result(c.call(Op::Status)?)?;
     for a in status["agents"].as_array().into_iter().flatten() {
         println!(
@@ -243,6 +298,8 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
         );
     }
 
+    drop(node);
+    drop(runtime);
     if keep {
         let kept = dir.keep();
         println!("\nState kept in {} (signer stopped).", kept.display());
@@ -263,23 +320,17 @@ fn lock(store: &std::sync::Mutex<Store>) -> anyhow::Result<std::sync::MutexGuard
 fn build_orchestrator(
     dir: &Path,
     socket: &Path,
-    init: &Value,
+    addr: &dyn Fn(&str) -> String,
     peer: &str,
     attacker: &str,
+    rpc_url: &str,
 ) -> anyhow::Result<Orchestrator> {
-    let addr = |agent: &str| -> String {
-        init["agents"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|a| a["agent"] == agent)
-            .map_or(String::new(), |a| str_of(&a["addresses"]["solana"]))
-    };
     let script = dir.join("script.toml");
     std::fs::write(&script, demo_script(attacker)).context("writing the demo script")?;
     let mut config = Config::default_config();
     config.signer_socket = socket.to_path_buf();
     config.state_db = dir.join("orchestrator.sqlite");
+    config.solana_rpc_url = Some(rpc_url.to_string());
     for p in config.providers.values_mut() {
         if p.kind == ProviderKind::Scripted {
             p.script = Some(script.clone());
@@ -348,12 +399,12 @@ fn describe(agent: &vigil_protocol::AgentId, outcome: &Outcome) -> String {
     }
 }
 
-fn sign(agent: &str, intent: Intent, key: &str) -> anyhow::Result<Op> {
+fn sign(agent: &str, intent: Intent, key: &str, blockhash: &str) -> anyhow::Result<Op> {
     Ok(Op::Sign(SignRequest {
         agent: agent.parse().map_err(anyhow::Error::msg)?,
         intent,
         context: Context {
-            recent_blockhash: Some(PAPER_BLOCKHASH.into()),
+            recent_blockhash: Some(blockhash.into()),
         },
         idempotency_key: key.parse().map_err(anyhow::Error::msg)?,
     }))
@@ -403,6 +454,27 @@ fn result(resp: Response) -> anyhow::Result<Value> {
 
 fn str_of(v: &Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_string)
+}
+
+/// Lamports as SOL with up to 9 decimals, no float.
+fn sol(lamports: u64) -> String {
+    let whole = lamports / 1_000_000_000;
+    let frac = lamports % 1_000_000_000;
+    if frac == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{}", format!("{frac:09}").trim_end_matches('0'))
+    }
+}
+
+/// A signed lamport delta as SOL.
+fn signed_sol(delta: i128) -> String {
+    let magnitude = u64::try_from(delta.unsigned_abs()).unwrap_or(u64::MAX);
+    if delta < 0 {
+        format!("-{}", sol(magnitude))
+    } else {
+        sol(magnitude)
+    }
 }
 
 fn section(title: &str) {

@@ -1,6 +1,6 @@
-//! `vigil`: the operator CLI. Until the orchestrator lands (issue 4), `vigil demo` runs the
-//! real, separate signer process on a throwaway dev state dir and walks through what it
-//! allows, refuses and holds for the operator, printing each answer.
+//! `vigil`: the operator CLI. `vigil demo` runs the real, separate signer process and the
+//! orchestrator's default agents on a throwaway dev state against an in-process Solana runtime,
+//! printing what each layer allows, refuses and holds for the operator.
 
 #![forbid(unsafe_code)]
 
@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a local demo: a dev keystore, the real signer process, and scripted requests.
+    /// Run a local demo: a dev keystore, the real signer, the agents on a local Solana runtime.
     Demo {
         /// Keep the demo's state dir instead of deleting it at the end.
         #[arg(long)]

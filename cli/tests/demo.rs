@@ -1,0 +1,72 @@
+//! `vigil demo`, the README's main command, run as a user would: it must finish on its own,
+//! show every layer at work (a paper fill, a layer-2 refusal of the injected instruction, an
+//! action held for the operator, a live transfer landed on the in-process chain with the
+//! operator's code, a verifying audit chain), and leave no process behind.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[test]
+fn demo_runs_every_layer_and_leaves_nothing_running() {
+    let signer = std::path::Path::new(env!("CARGO_BIN_EXE_vigil")).with_file_name("vigil-signer");
+    assert!(
+        signer.is_file(),
+        "{} is missing: build the whole workspace first (tests/run does)",
+        signer.display()
+    );
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["demo", "--keep"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    assert!(took < Duration::from_secs(60), "demo took {took:?}");
+    for expected in [
+        "funded on chain: 10 SOL",
+        "PAPER FILL (all three layers allowed)",
+        "layer 1 rejected a reply",
+        "experimental  REFUSED by layer 2 [PeerNotAllowed]",
+        "NEEDS THE OPERATOR (layer 3 threshold)",
+        "paper fill recorded after the approval",
+        "on chain still 10 SOL",
+        "an agent guesses the code 000000: approval_invalid_code",
+        "the same code again (replay): approval_used",
+        "→ Confirmed",
+        "dev peer balance on chain: 0 SOL → 0.8 SOL",
+        "audit-verify: {\"ok\": true",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing from:\n{stdout}"
+        );
+    }
+    // The attacker's address never appears in anything that was signed or filled.
+    for line in stdout
+        .lines()
+        .filter(|l| l.contains("SIGNED") || l.contains("PAPER FILL"))
+    {
+        assert!(
+            !line.contains("9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM"),
+            "{line}"
+        );
+    }
+    // Nothing left running on the demo's state dir (kept with --keep so it can be named).
+    let kept = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("State kept in "))
+        .and_then(|l| l.split(' ').next())
+        .expect("the kept state dir is named");
+    let leftovers: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(kept))
+        .collect();
+    assert!(leftovers.is_empty(), "still running: {leftovers:?}");
+    std::fs::remove_dir_all(kept).unwrap();
+}
