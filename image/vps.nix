@@ -30,18 +30,20 @@
 
   # Grow the root partition and file system to the provider's disk size at first boot.
   boot.growPartition = true;
-  fileSystems."/" = {
+  # The disk layout of nixpkgs' EFI disk images (labels nixos and ESP); mkDefault so the
+  # image variant's own definitions win where they differ.
+  fileSystems."/" = lib.mkDefault {
     device = "/dev/disk/by-label/nixos";
     fsType = "ext4";
     autoResize = true;
   };
-  boot.loader.systemd-boot.enable = true;
-  boot.loader.efi.canTouchEfiVariables = false;
-  fileSystems."/boot" = {
+  fileSystems."/boot" = lib.mkDefault {
     device = "/dev/disk/by-label/ESP";
     fsType = "vfat";
     options = [ "umask=0077" ];
   };
+  boot.loader.systemd-boot.enable = lib.mkDefault true;
+  boot.loader.efi.canTouchEfiVariables = false;
 
   # The providers' serial console.
   boot.kernelParams = [ "console=ttyS0,115200n8" "console=tty0" ];

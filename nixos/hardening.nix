@@ -75,12 +75,11 @@ in
       };
     };
 
-    # Only SSH is open (openssh.openFirewall); everything else is dropped.
+    # Only SSH is open (openssh.openFirewall adds its port); nothing else is listed, so
+    # everything else is dropped. Vigil's daemons listen on no TCP/UDP port at all.
     networking.firewall = {
       enable = true;
       allowPing = false;
-      allowedTCPPorts = lib.mkForce [ ];
-      allowedUDPPorts = lib.mkForce [ ];
       logRefusedConnections = false;
     };
 
