@@ -1,45 +1,79 @@
 #!/usr/bin/env bash
-# Checks the signer's systemd units: `systemd-analyze security --offline=true` must rate
-# the service's exposure at 1.0 or less, and `systemd-analyze verify` must be clean for
-# both units. Installs nothing (the CI script provides systemd's tools).
+# Checks Vigil's systemd units in systemd/:
+# 1. `systemd-analyze security --offline=true` rates each service's exposure at or below
+#    its ceiling: the signer 1.0 (no network, nothing but its state dir), the orchestrator
+#    2.5 (it needs the network), the USB import 1.0;
+# 2. `systemd-analyze verify` is clean (no output at all) for every unit, the template
+#    checked as the instance vigil-import@sdb1.service.
+# Installs nothing (tests/run provides systemd's tools).
 #
-# Usage: tests/check-systemd.sh [path/to/vigil-signer]
-#   The binary defaults to $CARGO_TARGET_DIR (or ./target)/debug/vigil-signer; verify
-#   needs ExecStart to exist, so a temp copy of the units points at it.
+# Usage: tests/check-systemd.sh [bin-dir]
+#   bin-dir holds the built vigil-signer and vigil-orchestrator; default
+#   $CARGO_TARGET_DIR (or ./target)/debug. verify needs every ExecStart binary to exist,
+#   so it runs on a temp copy of the units whose /usr/bin/vigil-* point at the build.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 units="$root/systemd"
-binary="${1:-${CARGO_TARGET_DIR:-$root/target}/debug/vigil-signer}"
-max_exposure="1.0"
+bindir="${1:-${CARGO_TARGET_DIR:-$root/target}/debug}"
 
 command -v systemd-analyze >/dev/null || { echo "FAIL: systemd-analyze missing (apt-get install -y systemd)"; exit 1; }
-[ -x "$binary" ] || { echo "FAIL: $binary is not an executable; build vigil-signer first or pass its path"; exit 1; }
+for b in vigil-signer vigil-orchestrator; do
+    [ -x "$bindir/$b" ] || { echo "FAIL: $bindir/$b is not an executable; build the workspace first or pass the bin dir"; exit 1; }
+done
 
-# 1. Exposure of the service as written.
-out="$(systemd-analyze security --offline=true "$units/vigil-signer.service" 2>&1)"
-line="$(printf '%s\n' "$out" | grep 'Overall exposure level')" || { printf '%s\n' "$out"; echo "FAIL: no exposure line"; exit 1; }
-exposure="$(printf '%s\n' "$line" | sed -E 's/.*: ([0-9]+\.[0-9]+).*/\1/')"
-echo "vigil-signer.service exposure: $exposure (max $max_exposure)"
-if ! awk -v e="$exposure" -v m="$max_exposure" 'BEGIN { exit !(e <= m) }'; then
-    printf '%s\n' "$out" | grep '✗' || true
-    echo "FAIL: exposure $exposure > $max_exposure"
-    exit 1
-fi
-
-# 2. verify, on a temp copy whose ExecStart is the built binary.
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-cp "$units/vigil-signer.socket" "$tmp/"
-sed -E "s|^ExecStart=/usr/bin/vigil-signer |ExecStart=$binary |" "$units/vigil-signer.service" > "$tmp/vigil-signer.service"
-grep -q "^ExecStart=$binary " "$tmp/vigil-signer.service" || { echo "FAIL: ExecStart not rewritten"; exit 1; }
-verify="$(cd "$tmp" && systemd-analyze verify --man=no ./vigil-signer.socket ./vigil-signer.service 2>&1)" || {
-    printf '%s\n' "$verify"; echo "FAIL: systemd-analyze verify"; exit 1; }
+# The units as they would be installed, ExecStart pointing at the build; the template as
+# one instance (analyze needs a concrete unit).
+for f in "$units"/*.service "$units"/*.socket; do
+    name="$(basename "$f")"
+    [ "$name" = "vigil-import@.service" ] && name="vigil-import@sdb1.service"
+    sed -E "s|/usr/bin/(vigil-signer\|vigil-orchestrator)( \|$)|$bindir/\1\2|" "$f" > "$tmp/$name"
+done
+if grep -n '/usr/bin/vigil-' "$tmp"/*; then echo "FAIL: an ExecStart was not rewritten"; exit 1; fi
+
+fail=0
+# 1. Exposure ceilings. A unit in systemd/ without a ceiling here is a failure too.
+check_exposure() {
+    local unit="$1" max="$2" out line exposure
+    out="$(cd "$tmp" && systemd-analyze security --offline=true "./$unit" 2>&1)"
+    line="$(printf '%s\n' "$out" | grep 'Overall exposure level')" || { printf '%s\n' "$out"; echo "FAIL: $unit: no exposure line"; fail=1; return; }
+    exposure="$(printf '%s\n' "$line" | sed -E 's/.*: ([0-9]+\.[0-9]+).*/\1/')"
+    echo "$unit exposure: $exposure (max $max)"
+    if ! awk -v e="$exposure" -v m="$max" 'BEGIN { exit !(e <= m) }'; then
+        printf '%s\n' "$out" | grep '✗' || true
+        echo "FAIL: $unit exposure $exposure > $max"
+        fail=1
+    fi
+}
+declare -A ceiling=(
+    [vigil-signer.service]=1.0
+    [vigil-orchestrator.service]=2.5
+    [vigil-import@sdb1.service]=1.0
+)
+for f in "$tmp"/*.service; do
+    unit="$(basename "$f")"
+    [ -n "${ceiling[$unit]:-}" ] || { echo "FAIL: $unit has no exposure ceiling in $0"; fail=1; continue; }
+    check_exposure "$unit" "${ceiling[$unit]}"
+done
+
+# 2. verify, all units together (so Requires=/After= between them resolve).
+verify="$(cd "$tmp" && systemd-analyze verify --man=no ./*.socket ./*.service 2>&1)" || {
+    printf '%s\n' "$verify"; echo "FAIL: systemd-analyze verify"; fail=1; }
 # verify exits 0 on warnings (unknown keys, odd user names): any output is a finding.
 if [ -n "$verify" ]; then
     printf '%s\n' "$verify"
     echo "FAIL: systemd-analyze verify reported the lines above"
-    exit 1
+    fail=1
+else
+    echo "systemd-analyze verify: clean ($(cd "$tmp" && ls ./*.socket ./*.service | xargs -n1 basename | tr '\n' ' '))"
 fi
-echo "systemd-analyze verify: clean"
+
+# 3. The udev rule names the template that exists.
+grep -q 'SYSTEMD_WANTS}+="vigil-import@%k.service"' "$units/udev/70-vigil-keys.rules" \
+    && [ -f "$units/vigil-import@.service" ] \
+    || { echo "FAIL: udev rule and vigil-import@.service disagree"; fail=1; }
+
+[ "$fail" -eq 0 ] || exit 1
 echo "OK"

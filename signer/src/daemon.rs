@@ -47,6 +47,7 @@ pub const KEEP_ENV: &[&str] = &[
     "LISTEN_PID",
     "LISTEN_FDS",
     "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
     "VIGIL_LOG",
     "VIGIL_SIGNER_STATE_DIR",
 ];
@@ -127,6 +128,10 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
     // 4b. The listening socket: it must exist before confinement, which forbids socket(2).
     let listener = take_listener(cfg.socket.as_deref())?;
 
+    // 4c. systemd's notify socket (Type=notify): connected now, because confinement forbids
+    //     socket(2) and connect(2); READY=1 is only sent on it once the signer serves.
+    let readiness = crate::sandbox::notify::Readiness::connect_from_env().map_err(Error::Other)?;
+
     // 5. Confine, while still single-threaded and before anything else runs: drop root (if
     //    root) and every capability, no dumps, no ptrace, no new privileges, locked memory,
     //    landlock (keystore and policy read-only, ledger read-write, nothing else), and
@@ -173,7 +178,13 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
         .map_err(|e| Error::Other(format!("could not start the async runtime: {e}")))?;
     runtime.block_on(async move {
         engine.record_start().await.map_err(Error::Other)?;
-        tracing::info!("vigil-signer ready");
+        // The listener already queues connections; READY=1 says the keys are unlocked, the
+        // ledger replayed and the process confined, so systemd starts the orchestrator now.
+        readiness.send_ready("serving").map_err(Error::Other)?;
+        tracing::info!(
+            notified_systemd = readiness.is_requested(),
+            "vigil-signer ready"
+        );
         server::serve(listener, engine, server_cfg)
             .await
             .map_err(|e| Error::Other(format!("listener failed: {e}")))

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use sd_notify::NotifyState;
 use vigil_orchestrator::config::Config;
 use vigil_orchestrator::scheduler::Orchestrator;
 use vigil_orchestrator::signer_client::SignerClient;
@@ -64,6 +65,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
+        // Type=notify: systemd counts the unit as started only now (config, state and
+        // reconciliation done). Without $NOTIFY_SOCKET this does nothing.
+        let status = format!("running {} agents", orchestrator.agents().len());
+        sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(&status)])
+            .context("telling systemd the orchestrator is ready ($NOTIFY_SOCKET)")?;
         tracing::info!(
             agents = orchestrator.agents().len(),
             "vigil-orchestrator running"
@@ -73,6 +79,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
             _ = term.recv() => tracing::info!("SIGTERM; stopping"),
         }
+        // Best effort: the process exits right after anyway.
+        let _ = sd_notify::notify(&[NotifyState::Stopping]);
         Ok::<(), anyhow::Error>(())
     })
 }

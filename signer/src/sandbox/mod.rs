@@ -2,7 +2,8 @@
 //!
 //! 1. [`sanitize_process`], first thing: close inherited fds, clear the environment,
 //!    umask 077.
-//! 2. (main loads config, policy and keystore, unlocks keys, takes the listening socket.)
+//! 2. (main loads config, policy and keystore, unlocks keys, takes the listening socket and
+//!    connects systemd's notify socket, [`notify::Readiness`].)
 //! 3. [`confine`], before any thread starts (landlock only covers threads created after
 //!    it; seccomp is installed on all threads with TSYNC anyway):
 //!    privilege drop → no dumps / no new privileges → memory lock → landlock → seccomp.
@@ -13,6 +14,7 @@
 
 pub mod landlock;
 pub mod listen_fds;
+pub mod notify;
 pub mod process;
 pub mod seccomp;
 

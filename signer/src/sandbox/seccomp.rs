@@ -122,7 +122,7 @@ pub const ALLOWLIST: &[Allowed] = &[
     // Sockets that already exist: the listening socket and accepted connections.
     any("accept4", libc::SYS_accept4, "accept clients on the inherited listening socket"),
     any("recvfrom", libc::SYS_recvfrom, "read from a connection"),
-    any("sendto", libc::SYS_sendto, "write to a connection"),
+    any("sendto", libc::SYS_sendto, "write to a connection; READY=1 on the notify socket connected before confinement"),
     any("getsockopt", libc::SYS_getsockopt, "SO_PEERCRED: the client's uid"),
     any("shutdown", libc::SYS_shutdown, "close one direction of a connection"),
     with("socketpair", libc::SYS_socketpair, Args::OneOf(0, AF_UNIX), "AF_UNIX only: tokio's signal/self-wake pair"),

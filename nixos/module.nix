@@ -1,0 +1,202 @@
+# services.vigil: the Vigil appliance's two daemons on NixOS.
+#
+# The hardening lives in ../systemd/ (one source of truth, checked by
+# tests/check-systemd.sh); this module installs those unit files as they are, with the
+# binary paths substituted, and adds only what is host-specific as drop-ins: the
+# generated config file, credential paths, and the [Install] links NixOS does not take
+# from packaged units. Options are typed where Vigil checks them; everything else of the
+# orchestrator's TOML goes through the freeform `settings` (docs/orchestrator.md).
+{ config, lib, pkgs, ... }:
+
+let
+  cfg = config.services.vigil;
+  settingsFormat = pkgs.formats.toml { };
+
+  # ../systemd/ with /usr/bin/... pointing into the store. Nothing else is edited.
+  units = pkgs.runCommand "vigil-systemd-units" { } ''
+    mkdir -p $out/lib/systemd/system $out/lib/udev/rules.d $out/lib/tmpfiles.d
+    for f in ${../systemd}/*.service ${../systemd}/*.socket; do
+      sed -e 's|/usr/bin/vigil-signer|${cfg.package}/bin/vigil-signer|g' \
+          -e 's|/usr/bin/vigil-orchestrator|${cfg.package}/bin/vigil-orchestrator|g' \
+          -e 's|/usr/bin/mount|${pkgs.util-linux}/bin/mount|g' \
+          -e 's|/usr/bin/umount|${pkgs.util-linux}/bin/umount|g' \
+          -e 's|/usr/bin/mkdir|${pkgs.coreutils}/bin/mkdir|g' \
+          -e 's|/usr/bin/rmdir|${pkgs.coreutils}/bin/rmdir|g' \
+          -e 's|file:///usr/share/doc/vigil/|file://${cfg.package}/share/doc/vigil/|g' \
+          "$f" > "$out/lib/systemd/system/$(basename "$f")"
+    done
+    if grep -n '/usr/bin/' $out/lib/systemd/system/*; then
+      echo "a unit in systemd/ names a /usr/bin path this module does not substitute" >&2
+      exit 1
+    fi
+    cp ${../systemd/udev/70-vigil-keys.rules} $out/lib/udev/rules.d/70-vigil-keys.rules
+    cp ${../systemd/tmpfiles.d/vigil.conf} $out/lib/tmpfiles.d/vigil.conf
+  '';
+
+  # The orchestrator's config: typed options first, then the freeform settings on top.
+  configFile = settingsFormat.generate "orchestrator.toml" cfg.settings;
+
+  isMainnet = url: lib.hasInfix "mainnet" url;
+  mainnetRpc = lib.filter isMainnet (lib.attrValues cfg.chainRpc);
+in
+{
+  options.services.vigil = {
+    enable = lib.mkEnableOption "Vigil, the LLM-agent wallet appliance (signer and orchestrator)";
+
+    package = lib.mkOption {
+      type = lib.types.package;
+      defaultText = lib.literalExpression "pkgs.vigil";
+      default = pkgs.vigil;
+      description = "The Vigil package (vigil-signer, vigil-orchestrator, vigil).";
+    };
+
+    operators = lib.mkOption {
+      type = lib.types.listOf lib.types.ints.positive;
+      default = [ ];
+      example = [ 123456789 ];
+      description = ''
+        Telegram user ids whose messages the bot obeys (`[telegram] operators`); everyone
+        else gets nothing. At least one is required.
+      '';
+    };
+
+    agents = lib.mkOption {
+      type = lib.types.listOf settingsFormat.type;
+      default = [ ];
+      description = ''
+        The agents (`[[agents]]` of the orchestrator's config: id, provider, model, mode,
+        schedule, risk profile). Empty keeps nothing: give at least one. Every agent
+        starts in paper mode unless it says `mode = "live"`.
+      '';
+    };
+
+    chainRpc = lib.mkOption {
+      type = lib.types.attrsOf lib.types.str;
+      default = { solana = "https://api.devnet.solana.com"; };
+      example = { solana = "https://api.mainnet-beta.solana.com"; };
+      description = "Chain JSON-RPC endpoints by chain (`solana` becomes `solana_rpc_url`).";
+    };
+
+    signedPolicy = lib.mkOption {
+      type = lib.types.nullOr lib.types.path;
+      default = null;
+      description = ''
+        The policy signed at the offline key ceremony, as imported to the signer's state
+        dir. Required before any RPC URL points at mainnet: the signer itself refuses
+        mainnet unless the signed policy names it; this only makes the mistake visible at
+        build time.
+      '';
+    };
+
+    credentials = {
+      keystorePassphrase = lib.mkOption {
+        type = lib.types.path;
+        default = "/etc/credstore.encrypted/vigil-keystore-passphrase";
+        description = ''
+          The keystore passphrase, encrypted with `systemd-creds encrypt` (TPM2 where
+          present). Loaded as the signer's credential `vigil-keystore-passphrase`.
+        '';
+      };
+      telegramBotToken = lib.mkOption {
+        type = lib.types.path;
+        default = "/etc/credstore.encrypted/vigil-telegram-bot-token";
+        description = "The Telegram bot token, encrypted with `systemd-creds encrypt`.";
+      };
+      extra = lib.mkOption {
+        type = lib.types.attrsOf lib.types.path;
+        default = { };
+        example = { vigil-openai-api-key = "/etc/credstore.encrypted/vigil-openai-api-key"; };
+        description = ''
+          More encrypted credentials for the orchestrator, by name (e.g. the LLM API keys
+          that providers name in `api_key_credential`).
+        '';
+      };
+    };
+
+    settings = lib.mkOption {
+      type = lib.types.submodule { freeformType = settingsFormat.type; };
+      default = { };
+      description = ''
+        The orchestrator's TOML config (docs/orchestrator.md), merged over what the typed
+        options set. Unknown keys are refused by the orchestrator at start.
+      '';
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = cfg.operators != [ ];
+        message = ''
+          services.vigil.operators is empty: nobody could operate Vigil. Add your Telegram
+          user id (ask @userinfobot), e.g. services.vigil.operators = [ 123456789 ];
+        '';
+      }
+      {
+        assertion = cfg.agents != [ ];
+        message = "services.vigil.agents is empty: configure at least one agent (docs/orchestrator.md).";
+      }
+      {
+        assertion = mainnetRpc == [ ] || cfg.signedPolicy != null;
+        message = ''
+          services.vigil.chainRpc points at mainnet (${lib.concatStringsSep ", " mainnetRpc})
+          but services.vigil.signedPolicy is not set. Run the offline key ceremony, import
+          its stick, and set signedPolicy to the signed policy that names mainnet.
+        '';
+      }
+    ];
+
+    services.vigil.settings = {
+      signer_socket = lib.mkDefault "/run/vigil/signer.sock";
+      state_db = lib.mkDefault "/var/lib/vigil/orchestrator.sqlite3";
+      agents = lib.mkDefault cfg.agents;
+      telegram.operators = lib.mkDefault cfg.operators;
+      telegram.token_credential = lib.mkDefault "vigil-telegram-bot-token";
+    } // lib.optionalAttrs (cfg.chainRpc ? solana) {
+      solana_rpc_url = lib.mkDefault cfg.chainRpc.solana;
+    };
+
+    environment.systemPackages = [ cfg.package ];
+    environment.etc."vigil/orchestrator.toml".source = configFile;
+
+    users.groups.vigil = { };
+    users.groups.vigil-signer = { };
+    users.users.vigil-signer = {
+      isSystemUser = true;
+      group = "vigil-signer";
+      home = "/var/lib/vigil-signer";
+      description = "Vigil signer";
+    };
+    users.users.vigil = {
+      isSystemUser = true;
+      group = "vigil";
+      home = "/var/lib/vigil";
+      description = "Vigil orchestrator";
+    };
+
+    systemd.packages = [ units ];
+    systemd.tmpfiles.packages = [ units ];
+    services.udev.packages = [ units ];
+
+    # NixOS does not follow [Install] of packaged units: name the links here.
+    systemd.sockets.vigil-signer.wantedBy = [ "sockets.target" ];
+    systemd.services.vigil-signer = {
+      wantedBy = [ "multi-user.target" ];
+      # "" resets the list the unit file set, so a path set here replaces it.
+      serviceConfig.LoadCredentialEncrypted = [
+        ""
+        "vigil-keystore-passphrase:${cfg.credentials.keystorePassphrase}"
+      ];
+    };
+    systemd.services.vigil-orchestrator = {
+      wantedBy = [ "multi-user.target" ];
+      restartTriggers = [ configFile ];
+      serviceConfig.LoadCredentialEncrypted = [
+        ""
+        "vigil-telegram-bot-token:${cfg.credentials.telegramBotToken}"
+      ] ++ lib.mapAttrsToList (name: path: "${name}:${path}") cfg.credentials.extra;
+    };
+  };
+
+  meta.maintainers = [ ];
+}

@@ -1,0 +1,675 @@
+//! The units in `systemd/` start the binaries of this build, and the two daemons talk.
+//!
+//! Nothing of the units is copied here: `ExecStart=`, `Environment=`, `StateDirectory=`,
+//! `LoadCredential*=`, `User=` and the socket's `ListenStream=`/`SocketMode=` are parsed
+//! from the files. The test then does what systemd would: it creates the state dirs, puts
+//! the named credentials in a `$CREDENTIALS_DIRECTORY`, binds the socket and passes it as fd
+//! 3 with `LISTEN_PID`/`LISTEN_FDS`, listens on a `$NOTIFY_SOCKET` for `READY=1`, and runs
+//! the command lines. Only two things are rewritten, through the explicit tables
+//! [`PATHS`] and [`users`]: absolute paths go into a temp dir, and the units' user names
+//! become users that exist here (the signer runs as `nobody` through its own `--run-as`
+//! when the test is root, as User= would make it). A path or user the tables do not know
+//! fails the test, and so does a flag the binary does not have.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Absolute paths in the units, and where the test puts them (relative to its temp dir).
+/// Longest prefix first. Binaries map to this build.
+const PATHS: &[(&str, &str)] = &[
+    ("/var/lib/vigil-signer", "var/lib/vigil-signer"),
+    ("/var/lib/vigil", "var/lib/vigil"),
+    ("/etc/vigil", "etc/vigil"),
+    ("/run/vigil", "run/vigil"),
+];
+
+/// The whole path: both daemons start from their units, the signer on the socket the
+/// .socket unit names, both report READY=1, and the orchestrator's first paper decision
+/// goes through the signer's dry run.
+#[test]
+fn daemons_start_from_their_units_and_talk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let bins = bin_dir();
+    let map = |arg: &str| rewrite(arg, root, &bins);
+    let socket_unit = Unit::read("vigil-signer.socket");
+    let signer_unit = Unit::read("vigil-signer.service");
+    let orch_unit = Unit::read("vigil-orchestrator.service");
+
+    // systemd's notify socket, for both services (Type=notify).
+    for unit in [&signer_unit, &orch_unit] {
+        assert_eq!(unit.one("Service", "Type"), "notify", "{}", unit.name);
+    }
+    let notify_path = root.join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+
+    // The signer's state dir (StateDirectory=), made by dev-init, owned by its user.
+    let signer_state = state_dir(&signer_unit, root);
+    let init = dev_init(&bins, &signer_state);
+    let passphrase = std::fs::read(signer_state.join("dev/passphrase")).unwrap();
+    let signer_creds = credentials(&signer_unit, root, |name| {
+        assert_eq!(
+            name, "vigil-keystore-passphrase",
+            "a credential the test cannot provide"
+        );
+        passphrase.clone()
+    });
+    let (signer_user, signer_group) = users(&signer_unit.one("Service", "User"));
+    chown_r(
+        root.join("var/lib/vigil-signer").as_path(),
+        &signer_user,
+        &signer_group,
+    );
+
+    // The socket, as vigil-signer.socket describes it; the orchestrator's shipped default
+    // config must name the same path.
+    let listen_unit = socket_unit.one("Socket", "ListenStream");
+    let default = vigil_orchestrator::config::Config::default_config();
+    assert_eq!(
+        default.signer_socket,
+        Path::new(&listen_unit),
+        "default config vs socket unit"
+    );
+    let listen = PathBuf::from(map(&listen_unit));
+    std::fs::create_dir_all(listen.parent().unwrap()).unwrap();
+    let listener = UnixListener::bind(&listen).unwrap();
+    let mode = u32::from_str_radix(&socket_unit.one("Socket", "SocketMode"), 8).unwrap();
+    std::fs::set_permissions(&listen, std::fs::Permissions::from_mode(mode)).unwrap();
+    let (sock_user, _) = users(&socket_unit.one("Socket", "SocketUser"));
+    let (_, sock_group) = users(&socket_unit.one("Socket", "SocketGroup"));
+    chown(&listen, &sock_user, &sock_group);
+
+    // The signer, from its ExecStart and Environment, on fd 3.
+    let mut argv = signer_unit.exec_start(&map);
+    check_flags(&argv).unwrap();
+    if is_root() {
+        argv.extend(["--run-as".into(), format!("{signer_user}:{signer_group}")]);
+    }
+    let mut signer = Daemon::spawn_with_socket(
+        "vigil-signer",
+        &argv,
+        &signer_unit.environment(),
+        &signer_creds,
+        &notify_path,
+        &listener,
+    );
+    assert_ready(&notify, &mut signer);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", signer.child.id())).unwrap();
+    assert!(
+        status.lines().any(|l| l == "Seccomp:\t2"),
+        "signer not under seccomp:\n{status}"
+    );
+    if is_root() {
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(uid.contains("65534"), "signer kept root: {uid}");
+    }
+
+    // The orchestrator: its config at the path its ExecStart names, its state dir.
+    let orch_state = state_dir(&orch_unit, root);
+    let argv = orch_unit.exec_start(&map);
+    check_flags(&argv).unwrap();
+    let config = PathBuf::from(flag_value(&argv, "--config").expect("--config in ExecStart"));
+    write_config(
+        &config,
+        &listen,
+        &orch_state,
+        init["dev_peer"].as_str().unwrap(),
+    );
+    let orch_creds = credentials(&orch_unit, root, |name| {
+        format!("test value of {name}").into()
+    });
+    let mut orch = Daemon::spawn(
+        "vigil-orchestrator",
+        &argv,
+        &orch_unit.environment(),
+        &orch_creds,
+        &notify_path,
+    );
+    assert_ready(&notify, &mut orch);
+
+    // The first decision: the scripted transfer, checked by the signer, filled on paper.
+    let db = orch_state.join("orchestrator.sqlite3");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let outcome = loop {
+        if let Some(found) = first_decision(&db) {
+            break found;
+        }
+        if let Some(status) = orch.child.try_wait().unwrap() {
+            panic!("orchestrator exited ({status}): {}", orch.stderr());
+        }
+        assert!(Instant::now() < deadline, "no decision: {}", orch.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        outcome,
+        ("paper_filled".to_string(), None),
+        "orchestrator: {}\nsigner: {}",
+        orch.stderr(),
+        signer.stderr()
+    );
+    assert!(
+        signer.child.try_wait().unwrap().is_none(),
+        "signer died: {}",
+        signer.stderr()
+    );
+}
+
+/// The flag check would catch a unit that names a flag the binary lacks.
+#[test]
+fn a_flag_the_binary_lacks_is_caught() {
+    let bins = bin_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let unit = Unit::read("vigil-signer.service");
+    let mut argv = unit.exec_start(&|a| rewrite(a, tmp.path(), &bins));
+    assert!(
+        check_flags(&argv).is_ok(),
+        "control: the unit as written passes"
+    );
+    argv.push("--state-directory-typo".into());
+    let err = check_flags(&argv).unwrap_err();
+    assert!(err.contains("--state-directory-typo"), "{err}");
+}
+
+/// Command-line splitting follows systemd's rules for the cases the units use.
+#[test]
+fn exec_lines_split_like_systemd() {
+    let cases: &[(&str, &[&str])] = &[
+        ("/bin/x a  b", &["/bin/x", "a", "b"]),
+        ("-/bin/x \"a b\" 'c d'", &["/bin/x", "a b", "c d"]),
+        ("+/bin/x a\\ b", &["/bin/x", "a b"]),
+    ];
+    for (line, want) in cases {
+        assert_eq!(split_exec(line), *want, "{line}");
+    }
+    let unit = Unit::parse(
+        "t",
+        "[Service]\n# c\nExecStart=/bin/x \\\n  --a 1\nEnvironment=A=1 \"B=two words\"\n",
+    );
+    assert_eq!(unit.one("Service", "ExecStart"), "/bin/x --a 1");
+    assert_eq!(
+        unit.environment(),
+        vec![("A".into(), "1".into()), ("B".into(), "two words".into())]
+    );
+}
+
+/// A unit file: sections of `key=value` lines, comments and continuations resolved.
+struct Unit {
+    name: String,
+    entries: Vec<(String, String, String)>,
+}
+
+impl Unit {
+    fn read(name: &str) -> Unit {
+        let path = repo_root().join("systemd").join(name);
+        Unit::parse(name, &std::fs::read_to_string(&path).unwrap())
+    }
+
+    fn parse(name: &str, text: &str) -> Unit {
+        let mut entries = Vec::new();
+        let mut section = String::new();
+        let mut pending = String::new();
+        for raw in text.lines() {
+            let line = raw.trim();
+            if pending.is_empty() && (line.starts_with('#') || line.starts_with(';')) {
+                continue;
+            }
+            if let Some(cont) = line.strip_suffix('\\') {
+                pending.push_str(cont);
+                pending.push(' ');
+                continue;
+            }
+            let full = format!("{pending}{line}");
+            pending.clear();
+            if let Some(s) = full.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+                section = s.to_string();
+            } else if let Some((k, v)) = full.split_once('=') {
+                let v = v.split_whitespace().collect::<Vec<_>>().join(" ");
+                entries.push((section.clone(), k.trim().to_string(), v));
+            }
+        }
+        Unit {
+            name: name.to_string(),
+            entries,
+        }
+    }
+
+    fn all(&self, section: &str, key: &str) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(s, k, _)| s == section && k == key)
+            .map(|(_, _, v)| v.clone())
+            .collect()
+    }
+
+    fn one(&self, section: &str, key: &str) -> String {
+        let all = self.all(section, key);
+        assert_eq!(
+            all.len(),
+            1,
+            "{}: [{section}] {key}= should appear once",
+            self.name
+        );
+        all[0].clone()
+    }
+
+    /// ExecStart= split, with every argument passed through `map`.
+    fn exec_start(&self, map: &dyn Fn(&str) -> String) -> Vec<String> {
+        let line = self.one("Service", "ExecStart");
+        assert!(
+            !line.contains('%') && !line.contains('$'),
+            "{}: ExecStart uses specifiers or variables the test does not expand: {line}",
+            self.name
+        );
+        split_exec(&line).iter().map(|a| map(a)).collect()
+    }
+
+    /// Every Environment= assignment, in order.
+    fn environment(&self) -> Vec<(String, String)> {
+        self.all("Service", "Environment")
+            .iter()
+            .flat_map(|line| split_exec(line))
+            .map(|kv| {
+                let (k, v) = kv
+                    .split_once('=')
+                    .expect("Environment= entries are KEY=VALUE");
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    }
+
+    /// Credential names from LoadCredential= and LoadCredentialEncrypted=.
+    fn credentials(&self) -> Vec<String> {
+        ["LoadCredential", "LoadCredentialEncrypted"]
+            .iter()
+            .flat_map(|k| self.all("Service", k))
+            .map(|v| v.split(':').next().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// systemd's command-line splitting: whitespace, double and single quotes, backslash
+/// escapes; a leading `-`, `+`, `!`, `@` or `:` prefix of the executable is dropped.
+fn split_exec(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (Some(q), c) if c == q => quote = None,
+            (_, '\\') => {
+                word.extend(chars.next());
+                in_word = true;
+            }
+            (_, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    if let Some(first) = words.first_mut() {
+        *first = first
+            .trim_start_matches(['-', '+', '!', '@', ':'])
+            .to_string();
+    }
+    words
+}
+
+/// A unit's path, rewritten: binaries to this build, [`PATHS`] into `root`, user names
+/// through [`users`]. An absolute path nobody mapped is a failure.
+fn rewrite(arg: &str, root: &Path, bins: &Path) -> String {
+    if let Some(bin) = arg.strip_prefix("/usr/bin/") {
+        return bins.join(bin).display().to_string();
+    }
+    for (from, to) in PATHS {
+        if arg == *from {
+            return root.join(to).display().to_string();
+        }
+        if let Some(rest) = arg.strip_prefix(&format!("{from}/")) {
+            return root.join(to).join(rest).display().to_string();
+        }
+    }
+    assert!(
+        !arg.starts_with('/'),
+        "unit path {arg} is not in PATHS: map it"
+    );
+    match arg {
+        "vigil" | "vigil-signer" => users(arg).0,
+        _ => arg.to_string(),
+    }
+}
+
+/// The units' users → (user, group) that exist here: the signer's user becomes nobody;
+/// the orchestrator's user (the socket's group) becomes whoever runs the test.
+fn users(unit_user: &str) -> (String, String) {
+    match unit_user {
+        "vigil-signer" if is_root() => ("nobody".into(), "nogroup".into()),
+        "vigil-signer" | "vigil" => {
+            let name = |flag| {
+                let out = Command::new("id").arg(flag).output().unwrap();
+                String::from_utf8(out.stdout).unwrap().trim().to_string()
+            };
+            (name("-un"), name("-gn"))
+        }
+        other => panic!("unit user {other} has no stand-in in the test"),
+    }
+}
+
+/// Every `--flag` of `argv` must be in `binary [subcommand] --help`.
+fn check_flags(argv: &[String]) -> Result<(), String> {
+    let sub: Vec<&String> = argv[1..]
+        .iter()
+        .take_while(|a| !a.starts_with('-'))
+        .collect();
+    let out = Command::new(&argv[0])
+        .args(&sub)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let missing: Vec<&String> = argv
+        .iter()
+        .filter(|a| a.starts_with("--"))
+        .filter(|flag| {
+            let name = flag.split('=').next().unwrap_or(flag);
+            !help
+                .split(|c: char| c.is_whitespace() || c == ',' || c == '=')
+                .any(|w| w == name)
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} {:?} has no flag {missing:?}", argv[0], sub))
+    }
+}
+
+fn flag_value(argv: &[String], flag: &str) -> Option<String> {
+    argv.iter()
+        .position(|a| a == flag)
+        .and_then(|i| argv.get(i + 1))
+        .cloned()
+}
+
+/// StateDirectory=NAME → `<root>/var/lib/NAME`, created 0700 as systemd does.
+fn state_dir(unit: &Unit, root: &Path) -> PathBuf {
+    let name = unit.one("Service", "StateDirectory");
+    let dir = PathBuf::from(rewrite(&format!("/var/lib/{name}"), root, Path::new("/")));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+/// A `$CREDENTIALS_DIRECTORY` holding every credential the unit loads.
+fn credentials(unit: &Unit, root: &Path, value: impl Fn(&str) -> Vec<u8>) -> PathBuf {
+    let dir = root.join("credentials").join(&unit.name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in unit.credentials() {
+        let path = dir.join(&name);
+        std::fs::write(&path, value(&name)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+    }
+    dir
+}
+
+fn dev_init(bins: &Path, state: &Path) -> serde_json::Value {
+    let out = Command::new(bins.join("vigil-signer"))
+        .args(["dev-init", "--agents", "trader", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// One paper agent whose scripted model pays the dev peer 0.1 SOL (below the dev policy's
+/// approval threshold), so its first decision needs the signer's dry run.
+fn write_config(config: &Path, socket: &Path, state: &Path, dev_peer: &str) {
+    let dir = config.parent().unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let script = dir.join("scripted-replies.toml");
+    std::fs::write(
+        &script,
+        r#"[agents.trader]
+replies = ['{"action":"transfer","asset":"SOL","to":"dev-peer","amount":"100000000","confidence":0.8,"reasoning":"Pay the dev peer the small agreed fee for this round."}']
+"#,
+    )
+    .unwrap();
+    let text = format!(
+        r#"signer_socket = "{socket}"
+state_db = "{db}"
+daily_llm_usd_cap_micros = 1000000
+
+[providers.scripted]
+kind = "scripted"
+script = "{script}"
+prices = {{ prompt_micros_per_mtok = 0, completion_micros_per_mtok = 0 }}
+
+[[agents]]
+id = "trader"
+provider = "scripted"
+model = "scripted"
+temperature = 0.1
+max_tokens = 400
+schedule_secs = 3600
+mode = "paper"
+system_prompt = "You pay the dev peer small fees."
+
+[agents.risk]
+allowed_actions = ["transfer", "hold"]
+max_fraction_per_tx_bps = 1000
+peers = [{{ label = "dev-peer", address = "{dev_peer}" }}]
+"#,
+        socket = socket.display(),
+        db = state.join("orchestrator.sqlite3").display(),
+        script = script.display(),
+    );
+    std::fs::write(config, text).unwrap();
+}
+
+/// The outcome and refusal rule of the first recorded decision, once there is one.
+fn first_decision(db: &Path) -> Option<(String, Option<String>)> {
+    if !db.exists() {
+        return None;
+    }
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()?;
+    conn.query_row(
+        "SELECT outcome, rule FROM decisions ORDER BY id LIMIT 1",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .ok()
+}
+
+/// A daemon the test started; killed on drop.
+struct Daemon {
+    name: &'static str,
+    child: Child,
+    stderr_path: PathBuf,
+}
+
+impl Daemon {
+    fn command(
+        argv: &[String],
+        env: &[(String, String)],
+        creds: &Path,
+        notify: &Path,
+        stderr_path: &Path,
+    ) -> Command {
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("CREDENTIALS_DIRECTORY", creds)
+            .env("NOTIFY_SOCKET", notify)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(stderr_path).unwrap());
+        cmd
+    }
+
+    fn spawn(
+        name: &'static str,
+        argv: &[String],
+        env: &[(String, String)],
+        creds: &Path,
+        notify: &Path,
+    ) -> Daemon {
+        let stderr_path = notify.with_file_name(format!("{name}.stderr"));
+        let child = Daemon::command(argv, env, creds, notify, &stderr_path)
+            .spawn()
+            .unwrap();
+        Daemon {
+            name,
+            child,
+            stderr_path,
+        }
+    }
+
+    /// As systemd starts a socket-activated service: the socket as fd 3, `LISTEN_FDS=1`,
+    /// `LISTEN_PID` the service's own pid. A shell moves the fd to 3 and sets LISTEN_PID
+    /// to its pid, then execs the daemon (same pid).
+    fn spawn_with_socket(
+        name: &'static str,
+        argv: &[String],
+        env: &[(String, String)],
+        creds: &Path,
+        notify: &Path,
+        listener: &UnixListener,
+    ) -> Daemon {
+        let stderr_path = notify.with_file_name(format!("{name}.stderr"));
+        let fd = listener.as_fd();
+        // Inheritable only for this spawn; the orchestrator must not get it.
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).unwrap();
+        let mut shell = vec![
+            "/bin/sh".to_string(),
+            "-c".into(),
+            "exec 3<&\"$VIGIL_TEST_FD\"; LISTEN_PID=$$ LISTEN_FDS=1 \
+             LISTEN_FDNAMES=vigil-signer.socket exec \"$@\""
+                .into(),
+            "sh".into(),
+        ];
+        shell.extend(argv.iter().cloned());
+        let mut cmd = Daemon::command(&shell, env, creds, notify, &stderr_path);
+        cmd.env(
+            "VIGIL_TEST_FD",
+            std::os::fd::AsRawFd::as_raw_fd(&fd).to_string(),
+        );
+        let child = cmd.spawn().unwrap();
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC).unwrap();
+        Daemon {
+            name,
+            child,
+            stderr_path,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The next datagram on the notify socket must be READY=1, while `daemon` still runs.
+fn assert_ready(notify: &UnixDatagram, daemon: &mut Daemon) {
+    let mut buf = [0u8; 512];
+    let n = notify
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("{}: no READY=1 ({e}): {}", daemon.name, daemon.stderr()));
+    let msg = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        msg.lines().any(|l| l == "READY=1"),
+        "{}: {msg}",
+        daemon.name
+    );
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "{} exited after READY=1: {}",
+        daemon.name,
+        daemon.stderr()
+    );
+}
+
+fn chown_r(path: &Path, user: &str, group: &str) {
+    if is_root() {
+        let ok = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{user}:{group}"))
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+fn chown(path: &Path, user: &str, group: &str) {
+    if is_root() {
+        let ok = Command::new("chown")
+            .arg(format!("{user}:{group}"))
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The directory holding this build's binaries (the orchestrator's, and the signer's
+/// beside it: `tests/run` builds the workspace first).
+fn bin_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_vigil-orchestrator"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(
+        dir.join("vigil-signer").is_file(),
+        "{}/vigil-signer missing: build the workspace first (tests/run does)",
+        dir.display()
+    );
+    dir
+}
