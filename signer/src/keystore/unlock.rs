@@ -91,6 +91,13 @@ pub fn unlock(dir: &Path, passphrase: &SecretString) -> Result<Unlocked, Keystor
                 agent_public.insert((agent, chain), address);
             }
             Purpose::ApprovalSecret => approval_secret = Some(entry.secret),
+            Purpose::PolicyKey => {
+                return Err(inconsistent(
+                    "this is the offline policy SIGNING key, which must never be on the appliance: \
+                     remove the file, keep it only on the ceremony stick, and check how it got here"
+                        .to_owned(),
+                ));
+            }
             Purpose::PolicyPin => {
                 let key = <[u8; 32]>::try_from(entry.secret.as_slice())
                     .map_err(|_| inconsistent("the policy key pin is not 32 bytes".to_owned()))?;
