@@ -97,7 +97,7 @@ pub fn render(backup: Backup, seeds: &[SeedToBackUp<'_>]) -> Result<Zeroizing<St
             let order: Vec<String> = seeds.iter().map(|s| format!("{}/{}", s.agent, s.chain)).collect();
             let _ = writeln!(
                 out,
-                "Shamir shares, any {k} of {n} rebuild the seeds of: {}\nWrite each share on its own paper and keep the papers in different places.\n",
+                "Shamir shares, any {k} of {n} rebuild the seeds of: {}\nWrite each one on its own paper and keep the papers in different places.\n",
                 order.join(", ")
             );
             for (i, share) in Sharks(k).dealer(&secret).take(usize::from(n)).enumerate() {
