@@ -68,7 +68,10 @@ impl std::fmt::Debug for SeedToBackUp<'_> {
 }
 
 /// The text to print for `backup` (empty for `Backup::None`). Holds secrets: print it, drop it.
-pub fn render(backup: Backup, seeds: &[SeedToBackUp<'_>]) -> Result<Zeroizing<String>, CeremonyError> {
+pub fn render(
+    backup: Backup,
+    seeds: &[SeedToBackUp<'_>],
+) -> Result<Zeroizing<String>, CeremonyError> {
     let mut out = Zeroizing::new(String::new());
     match backup {
         Backup::None => {}
@@ -82,10 +85,7 @@ pub fn render(backup: Backup, seeds: &[SeedToBackUp<'_>]) -> Result<Zeroizing<St
                 let _ = writeln!(
                     out,
                     "{} ({} {}):\n  {}\n",
-                    s.agent,
-                    s.chain,
-                    s.address,
-                    *words
+                    s.agent, s.chain, s.address, *words
                 );
             }
         }
@@ -94,7 +94,10 @@ pub fn render(backup: Backup, seeds: &[SeedToBackUp<'_>]) -> Result<Zeroizing<St
             for s in seeds {
                 secret.extend_from_slice(&s.seed[..]);
             }
-            let order: Vec<String> = seeds.iter().map(|s| format!("{}/{}", s.agent, s.chain)).collect();
+            let order: Vec<String> = seeds
+                .iter()
+                .map(|s| format!("{}/{}", s.agent, s.chain))
+                .collect();
             let _ = writeln!(
                 out,
                 "Shamir shares, any {k} of {n} rebuild the seeds of: {}\nWrite each one on its own paper and keep the papers in different places.\n",
@@ -102,7 +105,12 @@ pub fn render(backup: Backup, seeds: &[SeedToBackUp<'_>]) -> Result<Zeroizing<St
             );
             for (i, share) in Sharks(k).dealer(&secret).take(usize::from(n)).enumerate() {
                 let bytes = Zeroizing::new(Vec::from(&share));
-                let _ = writeln!(out, "share {} of {n}:\n{}\n", i + 1, grouped(&hex::encode(&*bytes)));
+                let _ = writeln!(
+                    out,
+                    "share {} of {n}:\n{}\n",
+                    i + 1,
+                    grouped(&hex::encode(&*bytes))
+                );
             }
         }
     }
@@ -116,7 +124,9 @@ pub fn recover_shamir(k: u8, shares: &[&str]) -> Result<Zeroizing<Vec<u8>>, Stri
         .iter()
         .map(|s| {
             let hex_text: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-            let bytes = Zeroizing::new(hex::decode(hex_text).map_err(|e| format!("a share is not hex: {e}"))?);
+            let bytes = Zeroizing::new(
+                hex::decode(hex_text).map_err(|e| format!("a share is not hex: {e}"))?,
+            );
             Share::try_from(bytes.as_slice()).map_err(|e| format!("not a share: {e}"))
         })
         .collect::<Result<_, _>>()?;
@@ -157,8 +167,17 @@ mod tests {
     fn parses_choices() {
         assert_eq!("none".parse::<Backup>().unwrap(), Backup::None);
         assert_eq!("bip39".parse::<Backup>().unwrap(), Backup::Bip39);
-        assert_eq!("shamir:2-of-3".parse::<Backup>().unwrap(), Backup::Shamir { k: 2, n: 3 });
-        for bad in ["shamir:1-of-3", "shamir:4-of-3", "shamir:2-of-17", "shamir:2of3", "paper"] {
+        assert_eq!(
+            "shamir:2-of-3".parse::<Backup>().unwrap(),
+            Backup::Shamir { k: 2, n: 3 }
+        );
+        for bad in [
+            "shamir:1-of-3",
+            "shamir:4-of-3",
+            "shamir:2-of-17",
+            "shamir:2of3",
+            "paper",
+        ] {
             assert!(bad.parse::<Backup>().is_err(), "{bad}");
         }
     }
@@ -169,13 +188,25 @@ mod tests {
         let list: Vec<SeedToBackUp<'_>> = agents
             .iter()
             .zip(&s)
-            .map(|(agent, seed)| SeedToBackUp { agent, chain: Chain::Solana, address: "addr", seed })
+            .map(|(agent, seed)| SeedToBackUp {
+                agent,
+                chain: Chain::Solana,
+                address: "addr",
+                seed,
+            })
             .collect();
         let text = render(Backup::Shamir { k: 2, n: 3 }, &list).unwrap();
         let shares: Vec<String> = text
             .split("share ")
             .skip(1)
-            .map(|block| block.lines().skip(1).take_while(|l| !l.is_empty()).collect::<Vec<_>>().join(" "))
+            .map(|block| {
+                block
+                    .lines()
+                    .skip(1)
+                    .take_while(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .collect();
         assert_eq!(shares.len(), 3);
         let mut want = vec![1u8; 32];
@@ -193,7 +224,12 @@ mod tests {
     #[test]
     fn bip39_words_round_trip() {
         let (agents, s) = seeds();
-        let list = [SeedToBackUp { agent: &agents[1], chain: Chain::Solana, address: "addrT", seed: &s[1] }];
+        let list = [SeedToBackUp {
+            agent: &agents[1],
+            chain: Chain::Solana,
+            address: "addrT",
+            seed: &s[1],
+        }];
         let text = render(Backup::Bip39, &list).unwrap();
         assert!(text.starts_with("trader (solana addrT):"));
         let words = text.lines().nth(1).unwrap().trim();

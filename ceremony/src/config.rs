@@ -72,11 +72,15 @@ impl CeremonyConfig {
             ));
         }
         if raw.agents.is_empty() {
-            return Err("`agents`: name at least one agent, e.g. [agents.trader] chains = [\"solana\"]".into());
+            return Err(
+                "`agents`: name at least one agent, e.g. [agents.trader] chains = [\"solana\"]"
+                    .into(),
+            );
         }
         let mut agents = BTreeMap::new();
         for (name, agent) in raw.agents {
-            let id = AgentId::try_from(name.clone()).map_err(|e| format!("`agents.{name}`: {e}"))?;
+            let id =
+                AgentId::try_from(name.clone()).map_err(|e| format!("`agents.{name}`: {e}"))?;
             let chains: BTreeSet<Chain> = agent.chains.iter().copied().collect();
             if chains.is_empty() {
                 return Err(format!(
@@ -118,8 +122,14 @@ mod tests {
             ("[agents.t]\nchains = []\n", "agents.t.chains"),
             ("[agents.t]\nchains = [\"solana\", \"solana\"]\n", "twice"),
             ("[agents.t]\nchains = [\"bitcoin\"]\n", "bitcoin"),
-            ("[agents.t]\nchains = [\"solana\"]\nkeys = 1\n", "unknown field"),
-            ("operator = \"a:b\"\n[agents.t]\nchains = [\"solana\"]\n", "operator"),
+            (
+                "[agents.t]\nchains = [\"solana\"]\nkeys = 1\n",
+                "unknown field",
+            ),
+            (
+                "operator = \"a:b\"\n[agents.t]\nchains = [\"solana\"]\n",
+                "operator",
+            ),
         ] {
             let err = CeremonyConfig::parse(text).unwrap_err();
             assert!(err.contains(word), "{text:?}: {err}");

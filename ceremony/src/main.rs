@@ -116,7 +116,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return Err(CeremonyError::Online(up).into());
             }
             if !up.is_empty() {
-                eprintln!("WARNING: running ONLINE ({}): recorded in the manifest.", up.join(", "));
+                eprintln!(
+                    "WARNING: running ONLINE ({}): recorded in the manifest.",
+                    up.join(", ")
+                );
             }
             let config = CeremonyConfig::load(&config)?;
             let policy_bytes = output::read_bounded(&policy, vigil_signer::policy::MAX_POLICY_LEN)?;
@@ -196,18 +199,32 @@ fn read_passphrase(file: Option<&Path>, context: &[&str]) -> Result<SecretString
 /// What the operator writes down or prints: the manifest digest and every fingerprint.
 fn print_record(outcome: &new::Outcome) {
     let m = &outcome.manifest;
-    println!("\n=== Ceremony record: compare this on the appliance before confirming the import ===");
-    println!("manifest digest: {}", manifest::group(&outcome.manifest_digest));
+    println!(
+        "\n=== Ceremony record: compare this on the appliance before confirming the import ==="
+    );
+    println!(
+        "manifest digest: {}",
+        manifest::group(&outcome.manifest_digest)
+    );
     println!("policy key:      {}", m.policy_key.fingerprint);
     println!("policy digest:   {}", manifest::group(&m.policy_digest));
     for a in &m.agents {
-        println!("agent {:<16} {} {}  fingerprint {}", a.agent, a.chain, a.address, a.fingerprint);
+        println!(
+            "agent {:<16} {} {}  fingerprint {}",
+            a.agent, a.chain, a.address, a.fingerprint
+        );
     }
     if m.online_override {
         println!("!! made ONLINE: {}", m.online_interfaces.join(", "));
     }
-    println!("The stick holds the ENCRYPTED keystore, the signed policy and this manifest{}.",
-        if m.policy_key_kept { ", and the encrypted policy key" } else { "" });
+    println!(
+        "The stick holds the ENCRYPTED keystore, the signed policy and this manifest{}.",
+        if m.policy_key_kept {
+            ", and the encrypted policy key"
+        } else {
+            ""
+        }
+    );
 }
 
 /// The terminal: stdout for what the operator reads, stdin for answers, a spinner on stderr.
@@ -229,9 +246,14 @@ impl Terminal {
     }
 
     fn paper_backup(&mut self, text: &str) {
-        println!("\n=== PAPER BACKUP of the agent keys: write it down by hand; it is not stored anywhere ===\n");
+        println!(
+            "\n=== PAPER BACKUP of the agent keys: write it down by hand; it is not stored anywhere ===\n"
+        );
         println!("{text}");
-        if self.line("Press Enter when it is written down, to clear the screen: ").is_ok() {
+        if self
+            .line("Press Enter when it is written down, to clear the screen: ")
+            .is_ok()
+        {
             print!("\x1b[2J\x1b[3J\x1b[H");
             let _ = std::io::stdout().flush();
         }
@@ -250,7 +272,9 @@ impl Operator for Terminal {
 
     fn enrol(&mut self, uri: &str, qr: &str, attempt: u32) -> Result<String, CeremonyError> {
         if attempt == 1 {
-            println!("\nScan this QR code with your authenticator app (it is the operator approval secret):\n");
+            println!(
+                "\nScan this QR code with your authenticator app (it is the operator approval secret):\n"
+            );
             println!("{qr}");
             println!("If you cannot scan it, type this URI in by hand: {uri}\n");
         }
@@ -261,7 +285,9 @@ impl Operator for Terminal {
         if let Some(s) = self.spinner.take() {
             s.stop();
         }
-        self.spinner = Some(Spinner::start(format!("[{step}/{total}] encrypting {what}")));
+        self.spinner = Some(Spinner::start(format!(
+            "[{step}/{total}] encrypting {what}"
+        )));
     }
 
     fn progress_done(&mut self) {
@@ -293,11 +319,18 @@ impl Spinner {
             let frames = ['|', '/', '-', '\\'];
             let mut i = 0;
             while !flag.load(Ordering::Relaxed) {
-                eprint!("\r{label} {} {:.1}s ", frames[i % frames.len()], started.elapsed().as_secs_f32());
+                eprint!(
+                    "\r{label} {} {:.1}s ",
+                    frames[i % frames.len()],
+                    started.elapsed().as_secs_f32()
+                );
                 i += 1;
                 std::thread::sleep(Duration::from_millis(100));
             }
-            eprintln!("\r{label} done ({:.1}s)   ", started.elapsed().as_secs_f32());
+            eprintln!(
+                "\r{label} done ({:.1}s)   ",
+                started.elapsed().as_secs_f32()
+            );
         });
         Self { stop, handle }
     }

@@ -99,14 +99,23 @@ mod tests {
         let all: Vec<Interface> = cases.iter().map(|(i, _)| i.clone()).collect();
         assert_eq!(
             online(&all),
-            ["eth0 (up)", "wlan0 (dormant)", "tun0 (unknown)", "weird (unreadable)"]
+            [
+                "eth0 (up)",
+                "wlan0 (dormant)",
+                "tun0 (unknown)",
+                "weird (unreadable)"
+            ]
         );
     }
 
     #[test]
     fn reads_a_sysfs_like_tree_and_fails_closed() {
         let dir = tempfile::tempdir().unwrap();
-        for (name, state, flags) in [("lo", Some("unknown"), Some("0x9")), ("eth0", Some("up"), Some("0x1003")), ("odd", None, None)] {
+        for (name, state, flags) in [
+            ("lo", Some("unknown"), Some("0x9")),
+            ("eth0", Some("up"), Some("0x1003")),
+            ("odd", None, None),
+        ] {
             let d = dir.path().join(name);
             std::fs::create_dir(&d).unwrap();
             if let Some(s) = state {

@@ -15,11 +15,11 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 use vigil_protocol::{AgentId, Chain};
 use vigil_signer::chains::solana;
-use vigil_signer::import::{self, manifest};
 use vigil_signer::import::manifest::{
     AgentInfo, FileInfo, KEYSTORE_DIR, MANIFEST_FILE, MANIFEST_SIG_FILE, Manifest, POLICY_DIR,
     POLICY_KEY_DIR, PolicyKeyInfo,
 };
+use vigil_signer::import::{self, manifest};
 use vigil_signer::keys::Ed25519Key;
 use vigil_signer::keystore::{self, KdfParams, Purpose};
 use vigil_signer::{approval, policy};
@@ -36,7 +36,13 @@ pub const ENROL_ATTEMPTS: u32 = 3;
 /// Bytes of the approval secret (160 bits, as RFC 4226 recommends; every app accepts it).
 const APPROVAL_SECRET_LEN: usize = 20;
 /// What goes on the stick, in the order it is renamed into place (`manifest.json` last).
-pub const STICK_ITEMS: &[&str] = &[KEYSTORE_DIR, POLICY_DIR, POLICY_KEY_DIR, MANIFEST_SIG_FILE, MANIFEST_FILE];
+pub const STICK_ITEMS: &[&str] = &[
+    KEYSTORE_DIR,
+    POLICY_DIR,
+    POLICY_KEY_DIR,
+    MANIFEST_SIG_FILE,
+    MANIFEST_FILE,
+];
 
 /// Everything the ceremony needs, from the command line.
 #[derive(Debug)]
@@ -98,12 +104,17 @@ struct AgentKey {
 }
 
 /// Runs the ceremony (see the module docs).
-pub fn run(c: &NewCeremony, passphrase: &SecretString, op: &mut dyn Operator) -> Result<Outcome, CeremonyError> {
+pub fn run(
+    c: &NewCeremony,
+    passphrase: &SecretString,
+    op: &mut dyn Operator,
+) -> Result<Outcome, CeremonyError> {
     // 1. A used stick is refused before anything else happens.
     let staging = Staging::new(&c.out, STICK_ITEMS)?;
 
     // 2. The policy: valid, about the ceremony's agents, and approved by the operator.
-    let parsed = policy::parse(&c.policy_bytes).map_err(|e| CeremonyError::Policy(e.to_string()))?;
+    let parsed =
+        policy::parse(&c.policy_bytes).map_err(|e| CeremonyError::Policy(e.to_string()))?;
     for agent in parsed.agents.keys() {
         if !c.config.agents.contains_key(agent) {
             return Err(CeremonyError::Policy(format!(
@@ -117,11 +128,14 @@ pub fn run(c: &NewCeremony, passphrase: &SecretString, op: &mut dyn Operator) ->
         }
     }
     if !op.approve_policy(&summarize_policy(&parsed))? {
-        return Err(CeremonyError::Aborted("the policy was not approved; nothing was written".into()));
+        return Err(CeremonyError::Aborted(
+            "the policy was not approved; nothing was written".into(),
+        ));
     }
 
     // 3. Keys and the approval secret, from the OS CSPRNG.
-    let random_err = |e: getrandom::Error| CeremonyError::Other(format!("the OS random source failed: {e}"));
+    let random_err =
+        |e: getrandom::Error| CeremonyError::Other(format!("the OS random source failed: {e}"));
     let mut agents = Vec::new();
     for (agent, chains) in &c.config.agents {
         for chain in chains {
@@ -150,21 +164,48 @@ pub fn run(c: &NewCeremony, passphrase: &SecretString, op: &mut dyn Operator) ->
     let ks = staging.dir(KEYSTORE_DIR)?;
     let total = agents.len() + 2 + usize::from(c.keep_policy_key);
     let mut step = 0;
-    let mut entry = |purpose: &Purpose, secret: &[u8], public: &str, dir: &std::path::Path, op: &mut dyn Operator| {
+    let mut entry = |purpose: &Purpose,
+                     secret: &[u8],
+                     public: &str,
+                     dir: &std::path::Path,
+                     op: &mut dyn Operator| {
         step += 1;
         op.progress(step, total, &purpose.to_string());
-        keystore::write_entry(dir, purpose, secret, public, c.kdf, c.insecure_weak_kdf, passphrase)
+        keystore::write_entry(
+            dir,
+            purpose,
+            secret,
+            public,
+            c.kdf,
+            c.insecure_weak_kdf,
+            passphrase,
+        )
     };
     for a in &agents {
-        let purpose = Purpose::AgentKey { agent: a.agent.clone(), chain: a.chain };
+        let purpose = Purpose::AgentKey {
+            agent: a.agent.clone(),
+            chain: a.chain,
+        };
         entry(&purpose, &a.seed[..], &a.address, &ks, op)?;
     }
     entry(&Purpose::ApprovalSecret, &approval_secret, "", &ks, op)?;
     let policy_public = policy_key.public_bytes();
-    entry(&Purpose::PolicyPin, &policy_public, &hex::encode(policy_public), &ks, op)?;
+    entry(
+        &Purpose::PolicyPin,
+        &policy_public,
+        &hex::encode(policy_public),
+        &ks,
+        op,
+    )?;
     if c.keep_policy_key {
         let dir = staging.dir(POLICY_KEY_DIR)?;
-        entry(&Purpose::PolicyKey, &policy_seed[..], &hex::encode(policy_public), &dir, op)?;
+        entry(
+            &Purpose::PolicyKey,
+            &policy_seed[..],
+            &hex::encode(policy_public),
+            &dir,
+            op,
+        )?;
     }
     op.progress_done();
     drop(approval_secret);
@@ -172,7 +213,10 @@ pub fn run(c: &NewCeremony, passphrase: &SecretString, op: &mut dyn Operator) ->
 
     staging.dir(POLICY_DIR)?;
     let sig = policy_key.sign(&policy::signing_message(&c.policy_bytes));
-    staging.file(&format!("{POLICY_DIR}/{}", policy::POLICY_FILE), &c.policy_bytes)?;
+    staging.file(
+        &format!("{POLICY_DIR}/{}", policy::POLICY_FILE),
+        &c.policy_bytes,
+    )?;
     staging.file(
         &format!("{POLICY_DIR}/{}", policy::SIGNATURE_FILE),
         policy::signature_file_contents(&sig).as_bytes(),
@@ -206,12 +250,18 @@ pub fn run(c: &NewCeremony, passphrase: &SecretString, op: &mut dyn Operator) ->
     };
     let manifest_bytes = manifest.to_bytes().map_err(CeremonyError::Other)?;
     let manifest_sig = policy_key.sign(&manifest::signing_message(&manifest_bytes));
-    staging.file(MANIFEST_SIG_FILE, policy::signature_file_contents(&manifest_sig).as_bytes())?;
+    staging.file(
+        MANIFEST_SIG_FILE,
+        policy::signature_file_contents(&manifest_sig).as_bytes(),
+    )?;
     staging.file(MANIFEST_FILE, &manifest_bytes)?;
 
     // 6. The appliance's own checks, run here: a stick that leaves the ceremony imports.
-    let verified = import::verify(staging.path())
-        .map_err(|e| CeremonyError::Other(format!("the written stick does not verify ({e}); nothing was kept, run again")))?;
+    let verified = import::verify(staging.path()).map_err(|e| {
+        CeremonyError::Other(format!(
+            "the written stick does not verify ({e}); nothing was kept, run again"
+        ))
+    })?;
 
     // 7. Into place, manifest last.
     staging.commit(STICK_ITEMS)?;
@@ -219,7 +269,12 @@ pub fn run(c: &NewCeremony, passphrase: &SecretString, op: &mut dyn Operator) ->
     // 8. The paper backup, for the terminal only.
     let seeds: Vec<SeedToBackUp<'_>> = agents
         .iter()
-        .map(|a| SeedToBackUp { agent: &a.agent, chain: a.chain, address: &a.address, seed: &a.seed })
+        .map(|a| SeedToBackUp {
+            agent: &a.agent,
+            chain: a.chain,
+            address: &a.address,
+            seed: &a.seed,
+        })
         .collect();
     let backup = backup::render(c.backup, &seeds)?;
     Ok(Outcome {
@@ -230,7 +285,11 @@ pub fn run(c: &NewCeremony, passphrase: &SecretString, op: &mut dyn Operator) ->
 }
 
 /// Shows the QR code and asks for a current code, up to [`ENROL_ATTEMPTS`] times.
-fn enrol(secret: &Zeroizing<Vec<u8>>, account: &str, op: &mut dyn Operator) -> Result<(), CeremonyError> {
+fn enrol(
+    secret: &Zeroizing<Vec<u8>>,
+    account: &str,
+    op: &mut dyn Operator,
+) -> Result<(), CeremonyError> {
     let uri = qr::otpauth_uri(secret, account)?;
     let picture = qr::render(&uri)?;
     for attempt in 1..=ENROL_ATTEMPTS {
@@ -254,10 +313,14 @@ fn digests_of(staging: &Staging) -> Result<BTreeMap<String, FileInfo>, CeremonyE
         let dir = staging.path().join(sub);
         for e in std::fs::read_dir(&dir).map_err(|e| CeremonyError::Read(dir.clone(), e))? {
             let e = e.map_err(|e| CeremonyError::Read(dir.clone(), e))?;
-            let bytes = std::fs::read(e.path()).map_err(|err| CeremonyError::Read(e.path(), err))?;
+            let bytes =
+                std::fs::read(e.path()).map_err(|err| CeremonyError::Read(e.path(), err))?;
             files.insert(
                 format!("{sub}/{}", e.file_name().to_string_lossy()),
-                FileInfo { sha256: manifest::sha256_hex(&bytes), size: bytes.len() as u64 },
+                FileInfo {
+                    sha256: manifest::sha256_hex(&bytes),
+                    size: bytes.len() as u64,
+                },
             );
         }
     }
@@ -268,7 +331,13 @@ fn digests_of(staging: &Staging) -> Result<BTreeMap<String, FileInfo>, CeremonyE
 pub fn summarize_policy(p: &policy::Policy) -> String {
     let mut out = format!("Policy (digest {}):\n", manifest::group(&p.digest_hex()));
     for (agent, a) in &p.agents {
-        let list = |v: Vec<String>| if v.is_empty() { "(none)".to_owned() } else { v.join(", ") };
+        let list = |v: Vec<String>| {
+            if v.is_empty() {
+                "(none)".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
         out.push_str(&format!(
             "\n  agent {agent}\n    actions:    {}\n    networks:   {}\n    recipients: {}\n    rate limit: {} requests/minute\n",
             list(a.actions.iter().map(|x| x.to_string()).collect()),
@@ -285,7 +354,10 @@ pub fn summarize_policy(p: &policy::Policy) -> String {
                 amount(l.approval_threshold, symbol),
             ));
         }
-        if a.networks.iter().any(|&(_, n)| n == vigil_protocol::Network::Mainnet) {
+        if a.networks
+            .iter()
+            .any(|&(_, n)| n == vigil_protocol::Network::Mainnet)
+        {
             out.push_str("    !! MAINNET is allowed: real funds can move\n");
         }
     }

@@ -46,16 +46,16 @@ pub fn weakness(passphrase: &str, context: &[&str]) -> Option<String> {
 
 /// Asks twice on the terminal without echo; refuses a mismatch or a weak passphrase.
 pub fn prompt_twice(context: &[&str]) -> Result<SecretString, CeremonyError> {
-    let first = Zeroizing::new(
-        rpassword::prompt_password("Keystore passphrase: ")
-            .map_err(|e| CeremonyError::Passphrase(format!("cannot read the passphrase from the terminal: {e}")))?,
-    );
+    let first = Zeroizing::new(rpassword::prompt_password("Keystore passphrase: ").map_err(
+        |e| CeremonyError::Passphrase(format!("cannot read the passphrase from the terminal: {e}")),
+    )?);
     if let Some(why) = weakness(&first, context) {
         return Err(CeremonyError::Passphrase(format!("{why}; run again")));
     }
     let second = Zeroizing::new(
-        rpassword::prompt_password("Again, to check: ")
-            .map_err(|e| CeremonyError::Passphrase(format!("cannot read the passphrase from the terminal: {e}")))?,
+        rpassword::prompt_password("Again, to check: ").map_err(|e| {
+            CeremonyError::Passphrase(format!("cannot read the passphrase from the terminal: {e}"))
+        })?,
     );
     if *first != *second {
         return Err(CeremonyError::Passphrase(
@@ -70,7 +70,10 @@ pub fn prompt_twice(context: &[&str]) -> Result<SecretString, CeremonyError> {
 pub fn from_file(path: &Path, context: &[&str]) -> Result<SecretString, CeremonyError> {
     let pass = vigil_signer::keystore::read_passphrase_from(Some(path), None)?;
     if let Some(why) = weakness(pass.expose_secret(), context) {
-        return Err(CeremonyError::Passphrase(format!("{}: {why}", path.display())));
+        return Err(CeremonyError::Passphrase(format!(
+            "{}: {why}",
+            path.display()
+        )));
     }
     Ok(pass)
 }
@@ -117,6 +120,11 @@ mod tests {
             "velvet-otter-quarry-lantern-9"
         );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(from_file(&path, &[]).unwrap_err().to_string().contains("chmod 600"));
+        assert!(
+            from_file(&path, &[])
+                .unwrap_err()
+                .to_string()
+                .contains("chmod 600")
+        );
     }
 }

@@ -47,7 +47,9 @@ pub fn sign(
     }
     let mut seed = Zeroizing::new([0u8; 32]);
     if entry.secret.len() != 32 {
-        return Err(CeremonyError::Other("the policy key seed is not 32 bytes".into()));
+        return Err(CeremonyError::Other(
+            "the policy key seed is not 32 bytes".into(),
+        ));
     }
     seed.copy_from_slice(&entry.secret);
     drop(entry);
@@ -71,11 +73,16 @@ pub fn sign(
         manifest::fingerprint(&key.public_bytes())
     );
     if !op.approve_policy(&summary)? {
-        return Err(CeremonyError::Aborted("the policy was not approved; nothing was written".into()));
+        return Err(CeremonyError::Aborted(
+            "the policy was not approved; nothing was written".into(),
+        ));
     }
     let sig = key.sign(&policy::signing_message(policy_bytes));
     staging.dir(UPDATE_DIR)?;
-    staging.file(&format!("{UPDATE_DIR}/{}", policy::POLICY_FILE), policy_bytes)?;
+    staging.file(
+        &format!("{UPDATE_DIR}/{}", policy::POLICY_FILE),
+        policy_bytes,
+    )?;
     staging.file(
         &format!("{UPDATE_DIR}/{}", policy::SIGNATURE_FILE),
         policy::signature_file_contents(&sig).as_bytes(),

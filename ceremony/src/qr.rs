@@ -15,7 +15,10 @@ const QUIET: usize = 2;
 
 /// The `otpauth://totp/...` URI of the approval secret (SHA-1, 6 digits, 30 s, as the
 /// signer's approvals expect). It holds the secret: show it, never write it.
-pub fn otpauth_uri(secret: &Zeroizing<Vec<u8>>, account: &str) -> Result<Zeroizing<String>, CeremonyError> {
+pub fn otpauth_uri(
+    secret: &Zeroizing<Vec<u8>>,
+    account: &str,
+) -> Result<Zeroizing<String>, CeremonyError> {
     let totp = TOTP::new(
         Algorithm::SHA1,
         6,
@@ -81,7 +84,11 @@ mod tests {
             }
         };
         let mut img = rqrr::PreparedImage::prepare_from_greyscale(w * scale, h * scale, |x, y| {
-            if module_light(x / scale, y / scale) { 255 } else { 0 }
+            if module_light(x / scale, y / scale) {
+                255
+            } else {
+                0
+            }
         });
         let grids = img.detect_grids();
         assert_eq!(grids.len(), 1, "exactly one QR code in the picture");
@@ -93,7 +100,11 @@ mod tests {
         let secret = Zeroizing::new((0u8..20).collect::<Vec<u8>>());
         let uri = otpauth_uri(&secret, "alice").unwrap();
         assert!(uri.starts_with("otpauth://totp/Vigil:alice?"), "{}", *uri);
-        assert!(uri.contains("secret=AAAQEAYEAUDAOCAJBIFQYDIOB4IBCEQT"), "{}", *uri);
+        assert!(
+            uri.contains("secret=AAAQEAYEAUDAOCAJBIFQYDIOB4IBCEQT"),
+            "{}",
+            *uri
+        );
         let shown = render(&uri).unwrap();
         assert_eq!(decode_terminal_qr(&shown, 4), *uri);
         let other = render("otpauth://totp/Vigil:bob?secret=AAAA").unwrap();

@@ -60,12 +60,24 @@ fn refuses_to_run_online_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     setup(dir.path());
     let sys = dir.path().join("sys");
-    sysfs(&sys, &[("lo", "unknown\n", "0x9\n"), ("eth0", "up\n", "0x1003\n")]);
-    let out = command(dir.path(), &sys).stdin(Stdio::null()).output().unwrap();
+    sysfs(
+        &sys,
+        &[("lo", "unknown\n", "0x9\n"), ("eth0", "up\n", "0x1003\n")],
+    );
+    let out = command(dir.path(), &sys)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("eth0 (up)") && err.contains("--i-know-this-is-online"), "{err}");
-    assert_eq!(std::fs::read_dir(dir.path().join("stick")).unwrap().count(), 0);
+    assert!(
+        err.contains("eth0 (up)") && err.contains("--i-know-this-is-online"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("stick")).unwrap().count(),
+        0
+    );
 }
 
 #[test]
@@ -73,7 +85,10 @@ fn an_operator_runs_the_ceremony_over_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
     setup(dir.path());
     let sys = dir.path().join("sys");
-    sysfs(&sys, &[("lo", "unknown\n", "0x9\n"), ("eth0", "down\n", "0x1002\n")]);
+    sysfs(
+        &sys,
+        &[("lo", "unknown\n", "0x9\n"), ("eth0", "down\n", "0x1002\n")],
+    );
     let mut child = command(dir.path(), &sys)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -86,13 +101,19 @@ fn an_operator_runs_the_ceremony_over_the_terminal() {
     let mut seen = String::new();
     let uri = loop {
         let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "no URI in: {seen}");
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "no URI in: {seen}"
+        );
         seen.push_str(&line);
         if let Some(at) = line.find("otpauth://") {
             break line[at..].trim().to_owned();
         }
     };
-    assert!(seen.contains("agent trader"), "the policy was shown: {seen}");
+    assert!(
+        seen.contains("agent trader"),
+        "the policy was shown: {seen}"
+    );
     assert!(seen.contains('█'), "a QR code was drawn");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -114,7 +135,10 @@ fn an_operator_runs_the_ceremony_over_the_terminal() {
     let m: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
     let digest = vigil_signer::import::manifest::sha256_hex(&manifest_bytes);
     let grouped = vigil_signer::import::manifest::group(&digest);
-    assert!(rest.contains(&format!("manifest digest: {grouped}")), "{rest}");
+    assert!(
+        rest.contains(&format!("manifest digest: {grouped}")),
+        "{rest}"
+    );
     let fp = m["agents"][0]["fingerprint"].as_str().unwrap();
     assert!(rest.contains(fp), "{rest}");
     assert_eq!(m["online_override"], false);

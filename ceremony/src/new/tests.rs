@@ -26,7 +26,13 @@ pub(crate) struct Scripted {
 
 impl Scripted {
     pub fn new() -> Self {
-        Self { approve: true, wrong_codes: 0, shown: vec![], uri: None, progress: vec![] }
+        Self {
+            approve: true,
+            wrong_codes: 0,
+            shown: vec![],
+            uri: None,
+            progress: vec![],
+        }
     }
 }
 
@@ -92,7 +98,12 @@ fn listing(dir: &Path) -> Vec<String> {
     fn walk(base: &Path, p: &Path, v: &mut Vec<String>) {
         for e in std::fs::read_dir(p).unwrap() {
             let e = e.unwrap();
-            let rel = e.path().strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            let rel = e
+                .path()
+                .strip_prefix(base)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             if e.path().is_dir() {
                 walk(base, &e.path(), v);
             }
@@ -130,7 +141,10 @@ fn a_full_ceremony_writes_a_stick_the_signer_accepts() {
     assert_eq!(verified.manifest_digest, outcome.manifest_digest);
     let unlocked = keystore::unlock(&out.path().join("keystore"), &pass()).unwrap();
     assert_eq!(unlocked.agent_seeds.len(), 2);
-    assert_eq!(hex::encode(unlocked.policy_public_key), outcome.manifest.policy_key.public);
+    assert_eq!(
+        hex::encode(unlocked.policy_public_key),
+        outcome.manifest.policy_key.public
+    );
     let key = ed25519_dalek::VerifyingKey::from_bytes(&unlocked.policy_public_key).unwrap();
     let loaded = policy::load_signed(&out.path().join("policy"), &key).unwrap();
     assert_eq!(loaded.digest_hex(), outcome.manifest.policy_digest);
@@ -139,7 +153,10 @@ fn a_full_ceremony_writes_a_stick_the_signer_accepts() {
     let m = &outcome.manifest;
     assert_eq!(m.agents.len(), 2);
     for a in &m.agents {
-        assert_eq!(unlocked.agent_public[&(a.agent.clone(), a.chain)], a.address);
+        assert_eq!(
+            unlocked.agent_public[&(a.agent.clone(), a.chain)],
+            a.address
+        );
     }
     assert!(!m.online_override && !m.policy_key_kept);
     assert_eq!(m.created_at, NOW);
@@ -148,7 +165,13 @@ fn a_full_ceremony_writes_a_stick_the_signer_accepts() {
         assert!(!text.contains(&hex::encode(**seed)));
     }
     let uri = op.uri.unwrap();
-    let secret_b32 = uri.split("secret=").nth(1).unwrap().split('&').next().unwrap();
+    let secret_b32 = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
     for f in listing(out.path()) {
         let p = out.path().join(&f);
         if p.is_file() {
@@ -157,12 +180,27 @@ fn a_full_ceremony_writes_a_stick_the_signer_accepts() {
         }
     }
     // The approval secret in the keystore is the one enrolled.
-    assert!(approval::code_matches(&unlocked.approval_secret, &TOTP::from_url(&uri).unwrap().generate(NOW), NOW).unwrap());
+    assert!(
+        approval::code_matches(
+            &unlocked.approval_secret,
+            &TOTP::from_url(&uri).unwrap().generate(NOW),
+            NOW
+        )
+        .unwrap()
+    );
     // Progress was shown for each of the 4 entries; the backup has 3 shares.
     assert_eq!(op.progress, [(1, 4), (2, 4), (3, 4), (4, 4)]);
     assert_eq!(outcome.backup.matches("share ").count(), 3);
-    assert!(op.shown.iter().any(|s| s.contains("no rules for agent sentinel")));
-    assert!(op.shown.iter().any(|s| s.contains("at most 2 SOL (2000000000 lamports) per transfer")));
+    assert!(
+        op.shown
+            .iter()
+            .any(|s| s.contains("no rules for agent sentinel"))
+    );
+    assert!(
+        op.shown
+            .iter()
+            .any(|s| s.contains("at most 2 SOL (2000000000 lamports) per transfer"))
+    );
 }
 
 #[test]
@@ -194,7 +232,13 @@ fn early_stops_write_nothing() {
     let mut op = Scripted::new();
     op.wrong_codes = ENROL_ATTEMPTS - 1;
     run(&ceremony(out.path(), false), &pass(), &mut op).unwrap();
-    assert_eq!(op.shown.iter().filter(|s| s.contains("does not match")).count(), 2);
+    assert_eq!(
+        op.shown
+            .iter()
+            .filter(|s| s.contains("does not match"))
+            .count(),
+        2
+    );
 
     // A used stick is refused, and left as it was.
     let before = listing(out.path());
@@ -215,7 +259,11 @@ fn early_stops_write_nothing() {
     let mut c = ceremony(out.path(), false);
     c.config = CeremonyConfig::parse("[agents.sentinel]\nchains = [\"solana\"]\n").unwrap();
     let err = run(&c, &pass(), &mut Scripted::new()).unwrap_err();
-    assert!(err.to_string().contains("agent trader, which the ceremony config does not"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("agent trader, which the ceremony config does not"),
+        "{err}"
+    );
     // An invalid policy.
     let mut c = ceremony(out.path(), false);
     c.policy_bytes = b"version = 2\n".to_vec();
@@ -247,22 +295,34 @@ fn policy_sign_uses_the_kept_key_and_refuses_without_one() {
     let out = tempfile::tempdir().unwrap();
     let outcome = run(&ceremony(out.path(), true), &pass(), &mut Scripted::new()).unwrap();
     let newer = policy_text().replace("rate_limit_per_minute = 30", "rate_limit_per_minute = 5");
-    let dir = crate::policy_sign::sign(out.path(), newer.as_bytes(), &pass(), &mut Scripted::new()).unwrap();
+    let dir = crate::policy_sign::sign(out.path(), newer.as_bytes(), &pass(), &mut Scripted::new())
+        .unwrap();
     let key_bytes = outcome.manifest.policy_key_bytes().unwrap();
     let key = ed25519_dalek::VerifyingKey::from_bytes(&key_bytes).unwrap();
     let loaded = policy::load_signed(&dir, &key).unwrap();
-    assert_eq!(loaded.agents.values().next().unwrap().rate_limit_per_minute, 5);
+    assert_eq!(
+        loaded.agents.values().next().unwrap().rate_limit_per_minute,
+        5
+    );
     // Again: refused, the update is already there.
-    let err = crate::policy_sign::sign(out.path(), newer.as_bytes(), &pass(), &mut Scripted::new()).unwrap_err();
+    let err = crate::policy_sign::sign(out.path(), newer.as_bytes(), &pass(), &mut Scripted::new())
+        .unwrap_err();
     assert!(matches!(err, CeremonyError::OutputNotEmpty(..)), "{err}");
     // Wrong passphrase: cannot decrypt.
     std::fs::remove_dir_all(&dir).unwrap();
-    let err = crate::policy_sign::sign(out.path(), newer.as_bytes(), &SecretString::from("another-long-passphrase".to_owned()), &mut Scripted::new()).unwrap_err();
+    let err = crate::policy_sign::sign(
+        out.path(),
+        newer.as_bytes(),
+        &SecretString::from("another-long-passphrase".to_owned()),
+        &mut Scripted::new(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("could not decrypt"), "{err}");
     assert!(!dir.exists());
 
     let out = tempfile::tempdir().unwrap();
     run(&ceremony(out.path(), false), &pass(), &mut Scripted::new()).unwrap();
-    let err = crate::policy_sign::sign(out.path(), newer.as_bytes(), &pass(), &mut Scripted::new()).unwrap_err();
+    let err = crate::policy_sign::sign(out.path(), newer.as_bytes(), &pass(), &mut Scripted::new())
+        .unwrap_err();
     assert!(err.to_string().contains("needs a new ceremony"), "{err}");
 }

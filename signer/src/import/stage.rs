@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::manifest::{KEYSTORE_DIR, MANIFEST_FILE, MANIFEST_SIG_FILE, POLICY_DIR};
 use super::{ImportError, Verified, verify};
+use crate::devinit::layout;
 use crate::{approval, keystore};
 
 /// The staged import inside the state dir.
@@ -184,6 +185,12 @@ fn apply(state: &Path, staged: &Path, verified: &Verified) -> Result<PathBuf, Im
     }
     for name in [MANIFEST_FILE, MANIFEST_SIG_FILE] {
         mv(&staged.join(name), &record.join(name))?;
+    }
+    // A first import: the signer's ledger dir (audit log) must exist for it to start.
+    let ledger = layout::ledger(state);
+    if !ledger.exists() {
+        make_private_dir(&ledger)?;
+        chown_like(&ledger, state)?;
     }
     fs::remove_dir_all(staged).map_err(|e| ImportError::Write(staged.to_path_buf(), e))?;
     sync_dir(&record)?;
