@@ -1,12 +1,14 @@
 //! `vigil-ceremony new`: the ceremony itself, in a fixed order where nothing touches the
 //! stick until the operator has approved the policy and proved the authenticator works:
 //!
-//! 1. refuse a stick that already holds a ceremony; 2. check the policy against the config
-//! and show it for a last look; 3. generate every key and the approval secret from the OS
-//! CSPRNG; 4. show the approval secret's QR code and require a current code back;
+//! 1. refuse a stick that already holds a ceremony;
+//! 2. check the policy against the config and show it for a last look;
+//! 3. generate every key and the approval secret from the OS CSPRNG;
+//! 4. show the approval secret's QR code and require a current code back;
 //! 5. write the keystore (scrypt, with progress), the signed policy, the kept policy key
-//! (only if asked, only encrypted) and the signed manifest into a temp dir on the stick;
-//! 6. check the result with the signer's own import verifier; 7. rename it into place;
+//!    (only if asked, only encrypted) and the signed manifest into a temp dir on the stick;
+//! 6. check the result with the signer's own import verifier;
+//! 7. rename it into place, `manifest.json` last;
 //! 8. hand back the paper backup text for the terminal.
 
 use std::collections::BTreeMap;

@@ -77,11 +77,7 @@ mod tests {
         let h = rows.len() * 2;
         let module_light = |x: usize, y: usize| -> bool {
             let c = rows[y / 2][x];
-            match (c, y % 2) {
-                ('█', _) => true,
-                ('▀', 0) | ('▄', 1) => true,
-                _ => false,
-            }
+            matches!((c, y % 2), ('█', _) | ('▀', 0) | ('▄', 1))
         };
         let mut img = rqrr::PreparedImage::prepare_from_greyscale(w * scale, h * scale, |x, y| {
             if module_light(x / scale, y / scale) {
