@@ -243,18 +243,7 @@ impl Approvals {
 
     /// The time step (of now-1, now, now+1) whose code equals `code`, compared in constant time.
     fn matching_step(&self, code: &str, now: u64) -> Option<u64> {
-        if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let current = now / STEP_SECS;
-        let mut found = None;
-        for step in [current.saturating_sub(1), current, current + 1] {
-            let expected = Zeroizing::new(self.totp.generate(step * STEP_SECS));
-            if constant_time_eq(expected.as_bytes(), code.as_bytes()) && found.is_none() {
-                found = Some(step);
-            }
-        }
-        found
+        matching_step(&self.totp, code, now)
     }
 
     /// Drops expired approvals (remembering them as expired) and bounds the closed set.
@@ -285,6 +274,39 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether `code` is the approval secret's TOTP code (RFC 6238, SHA-1, 6 digits, 30 s) for
+/// the step of `now` or one step either side. For one-off checks outside the signer's
+/// approvals (the ceremony's enrolment check, confirming an import); no replay state.
+pub fn code_matches(secret: &Zeroizing<Vec<u8>>, code: &str, now: u64) -> Result<bool, String> {
+    let totp = TOTP::new(
+        Algorithm::SHA1,
+        6,
+        1,
+        STEP_SECS,
+        secret.to_vec(),
+        None,
+        String::new(),
+    )
+    .map_err(|e| format!("approval secret is unusable ({e}); re-run the key ceremony"))?;
+    Ok(matching_step(&totp, code, now).is_some())
+}
+
+/// The time step (of now-1, now, now+1) whose code equals `code`, compared in constant time.
+fn matching_step(totp: &TOTP, code: &str, now: u64) -> Option<u64> {
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let current = now / STEP_SECS;
+    let mut found = None;
+    for step in [current.saturating_sub(1), current, current + 1] {
+        let expected = Zeroizing::new(totp.generate(step * STEP_SECS));
+        if constant_time_eq(expected.as_bytes(), code.as_bytes()) && found.is_none() {
+            found = Some(step);
+        }
+    }
+    found
 }
 
 /// A fresh approval id: 16 random bytes, hex.

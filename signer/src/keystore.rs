@@ -20,7 +20,7 @@ mod error;
 mod files;
 mod unlock;
 
-pub use entry::{DecryptedEntry, read_entry, write_entry};
+pub use entry::{DecryptedEntry, EntryInfo, inspect_entry, read_entry, write_entry};
 pub use error::KeystoreError;
 pub use files::{check_private_file, read_passphrase, read_passphrase_from, write_private_file};
 pub use unlock::{Unlocked, unlock};
@@ -143,6 +143,10 @@ pub enum Purpose {
     ApprovalSecret,
     /// The policy public key (32 bytes) pinned at the ceremony; stored encrypted so it is authenticated by the passphrase; `public` is its hex.
     PolicyPin,
+    /// The offline policy SIGNING key seed (32 bytes), kept only on the ceremony stick with
+    /// `--keep-policy-key`; `public` is the hex of its public key. The signer refuses to unlock
+    /// a keystore holding it: the appliance must never be able to sign a policy.
+    PolicyKey,
 }
 
 impl Purpose {
@@ -152,6 +156,7 @@ impl Purpose {
             Purpose::AgentKey { .. } => "agent_key",
             Purpose::ApprovalSecret => "approval_secret",
             Purpose::PolicyPin => "policy_pin",
+            Purpose::PolicyKey => "policy_key",
         }
     }
 }
@@ -162,17 +167,20 @@ impl fmt::Display for Purpose {
             Purpose::AgentKey { agent, chain } => write!(f, "the {chain} key of agent {agent}"),
             Purpose::ApprovalSecret => f.write_str("the approval secret"),
             Purpose::PolicyPin => f.write_str("the policy key pin"),
+            Purpose::PolicyKey => f.write_str("the offline policy signing key"),
         }
     }
 }
 
-/// The file name of an entry: "agent.<agent>.<chain>.key", "approval.key", "policy.pin".
+/// The file name of an entry: "agent.<agent>.<chain>.key", "approval.key", "policy.pin",
+/// "policy-signing.key".
 /// Unambiguous, as agent ids cannot contain a dot.
 pub fn entry_file_name(purpose: &Purpose) -> String {
     match purpose {
         Purpose::AgentKey { agent, chain } => format!("agent.{agent}.{chain}.key"),
         Purpose::ApprovalSecret => "approval.key".to_owned(),
         Purpose::PolicyPin => "policy.pin".to_owned(),
+        Purpose::PolicyKey => "policy-signing.key".to_owned(),
     }
 }
 
@@ -193,6 +201,7 @@ mod tests {
         );
         assert_eq!(entry_file_name(&Purpose::ApprovalSecret), "approval.key");
         assert_eq!(entry_file_name(&Purpose::PolicyPin), "policy.pin");
+        assert_eq!(entry_file_name(&Purpose::PolicyKey), "policy-signing.key");
     }
 
     #[test]

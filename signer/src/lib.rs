@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod devinit;
 pub mod engine;
 pub mod error;
+pub mod import;
 pub mod keys;
 pub mod keystore;
 pub mod ledger;

@@ -1,4 +1,5 @@
-//! The `vigil-signer` command: `serve`, `dev-init`, `dev-sign-policy`, `audit-verify`.
+//! The `vigil-signer` command: `serve`, `dev-init`, `dev-sign-policy`, `audit-verify`,
+//! `import`, `import-status`, `import-confirm`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use vigil_protocol::AgentId;
-use vigil_signer::{audit, daemon, devinit};
+use vigil_signer::{audit, daemon, devinit, import, keystore};
 
 /// The Vigil signer: keys, policy, ledger and audit, behind one Unix socket.
 #[derive(Debug, Parser)]
@@ -85,6 +86,51 @@ enum Command {
         /// The audit head (hex) you recorded earlier; detects truncation of the log's tail.
         #[arg(long)]
         expect_head: Option<String>,
+    },
+    /// Check a key-ceremony stick and STAGE it; nothing is installed until `import-confirm`.
+    Import {
+        /// The stick's root (the directory vigil-ceremony wrote to).
+        dir: PathBuf,
+        /// The signer's state dir.
+        #[arg(
+            long,
+            env = "VIGIL_SIGNER_STATE_DIR",
+            default_value = "/var/lib/vigil-signer"
+        )]
+        state_dir: PathBuf,
+        /// Allow the import to replace an existing keystore (the old one is kept under imports/).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Show the staged import: manifest digest, agents, addresses and fingerprints.
+    ImportStatus {
+        /// The signer's state dir.
+        #[arg(
+            long,
+            env = "VIGIL_SIGNER_STATE_DIR",
+            default_value = "/var/lib/vigil-signer"
+        )]
+        state_dir: PathBuf,
+    },
+    /// Finish a staged import after comparing its fingerprints with the ceremony's printout.
+    /// Stop the signer first; start it again afterwards (it then runs on the new keys).
+    ImportConfirm {
+        /// The signer's state dir.
+        #[arg(
+            long,
+            env = "VIGIL_SIGNER_STATE_DIR",
+            default_value = "/var/lib/vigil-signer"
+        )]
+        state_dir: PathBuf,
+        /// The staged manifest digest, as shown by `import` / `import-status`.
+        #[arg(long)]
+        manifest_digest: String,
+        /// A current code from the authenticator enrolled at THIS ceremony.
+        #[arg(long)]
+        code: String,
+        /// The keystore passphrase (the same the signer's credential holds).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
     },
 }
 
@@ -195,7 +241,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Import {
+            dir,
+            state_dir,
+            replace,
+        } => {
+            let staged = import::stage(&dir, &state_dir, replace)?;
+            println!("{}", serde_json::to_string_pretty(&staged)?);
+            eprintln!(
+                "vigil-signer: the stick checks out and is STAGED, not installed. Compare the manifest digest and every \
+                 fingerprint above with the ceremony's printout, then confirm with a code from the NEW authenticator entry."
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ImportStatus { state_dir } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&import::status(&state_dir)?)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ImportConfirm {
+            state_dir,
+            manifest_digest,
+            code,
+            passphrase_file,
+        } => {
+            let passphrase = keystore::read_passphrase(passphrase_file.as_deref())?;
+            let record =
+                import::confirm(&state_dir, &manifest_digest, &code, &passphrase, unix_now())?;
+            println!(
+                "{}",
+                serde_json::json!({"imported": true, "record": record})
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// Unix seconds now (0 if the clock is before 1970, which no code matches).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn parse_user_group(s: &str) -> Result<(String, String), String> {

@@ -120,6 +120,37 @@ pub fn read_entry(path: &Path, passphrase: &SecretString) -> Result<DecryptedEnt
     })
 }
 
+/// The public metadata of an entry, read without the passphrase (for the import on the
+/// appliance, which checks a stick's keystore against its manifest). Nothing here is
+/// authenticated until the entry is decrypted: the associated data binds it then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryInfo {
+    /// What the entry holds.
+    pub purpose: Purpose,
+    /// Its public part (an address, a hex key, or "").
+    pub public: String,
+    /// The scrypt parameters it was encrypted with.
+    pub params: KdfParams,
+}
+
+/// Parses an entry file's text (read by the caller from `path`, which is only used in
+/// messages) and returns its public metadata; checks the format, names, lengths and KDF
+/// bounds exactly as [`read_entry`] does before decrypting.
+pub fn inspect_entry(path: &Path, text: &str) -> Result<EntryInfo, KeystoreError> {
+    if text.len() > MAX_ENTRY_BYTES {
+        return Err(KeystoreError::TooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_ENTRY_BYTES,
+        });
+    }
+    let sealed = Sealed::parse(path, text)?;
+    Ok(EntryInfo {
+        purpose: sealed.purpose,
+        public: sealed.public,
+        params: sealed.params,
+    })
+}
+
 /// The parameters `write_entry` accepts: readable ones, and weak ones only when asked for.
 fn check_writable(
     path: &Path,
@@ -179,6 +210,21 @@ pub(super) fn check_secret(purpose: &Purpose, secret: &[u8], public: &str) -> Re
                 return Err(
                     "the approval secret has no public part: public must be \"\"".to_owned(),
                 );
+            }
+            Ok(())
+        }
+        Purpose::PolicyKey => {
+            let seed = seed_of(secret).ok_or_else(|| {
+                format!(
+                    "the policy signing key seed is 32 bytes, not {}",
+                    secret.len()
+                )
+            })?;
+            let derived = hex::encode(SigningKey::from_bytes(&seed).verifying_key().as_bytes());
+            if public != derived {
+                return Err(format!(
+                    "the stored policy public key {public:?} is not the public key of the seed ({derived}): the file was altered or mixed up"
+                ));
             }
             Ok(())
         }
@@ -256,6 +302,7 @@ enum PurposeName {
     AgentKey,
     ApprovalSecret,
     PolicyPin,
+    PolicyKey,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -343,6 +390,7 @@ impl Sealed {
             }
             (PurposeName::ApprovalSecret, None, None) => Purpose::ApprovalSecret,
             (PurposeName::PolicyPin, None, None) => Purpose::PolicyPin,
+            (PurposeName::PolicyKey, None, None) => Purpose::PolicyKey,
             (_, _, _) => {
                 return Err(malformed(
                     "only agent_key entries have \"agent\" and \"chain\"".to_owned(),
@@ -367,6 +415,7 @@ impl Sealed {
             }
             Purpose::ApprovalSecret => (PurposeName::ApprovalSecret, None, None),
             Purpose::PolicyPin => (PurposeName::PolicyPin, None, None),
+            Purpose::PolicyKey => (PurposeName::PolicyKey, None, None),
         };
         let file = EntryFile {
             vigil_keystore: FORMAT_VERSION,

@@ -91,6 +91,13 @@ pub fn unlock(dir: &Path, passphrase: &SecretString) -> Result<Unlocked, Keystor
                 agent_public.insert((agent, chain), address);
             }
             Purpose::ApprovalSecret => approval_secret = Some(entry.secret),
+            Purpose::PolicyKey => {
+                return Err(inconsistent(
+                    "this is the offline policy SIGNING key, which must never be on the appliance: \
+                     remove the file, keep it only on the ceremony stick, and check how it got here"
+                        .to_owned(),
+                ));
+            }
             Purpose::PolicyPin => {
                 let key = <[u8; 32]>::try_from(entry.secret.as_slice())
                     .map_err(|_| inconsistent("the policy key pin is not 32 bytes".to_owned()))?;
@@ -343,5 +350,48 @@ mod tests {
         std::os::unix::fs::symlink(&target, &real).unwrap();
         let err = unlock(dir.path(), &pass()).unwrap_err();
         assert!(matches!(err, KeystoreError::NotRegularFile(_)), "{err}");
+    }
+
+    #[test]
+    fn a_policy_signing_key_is_never_unlocked_and_inspect_reads_metadata() {
+        let (dir, _) = fixture_dir();
+        let (key, seed) = crate::keys::Ed25519Key::generate().unwrap();
+        let public = hex::encode(key.public_bytes());
+        let path = write_entry(
+            dir.path(),
+            &Purpose::PolicyKey,
+            &seed[..],
+            &public,
+            KdfParams::INSECURE_DEV,
+            true,
+            &pass(),
+        )
+        .unwrap();
+        assert!(path.ends_with("policy-signing.key"));
+        let info = crate::keystore::inspect_entry(&path, &std::fs::read_to_string(&path).unwrap())
+            .unwrap();
+        assert_eq!(info.purpose, Purpose::PolicyKey);
+        assert_eq!(info.public, public);
+        let err = unlock(dir.path(), &pass()).unwrap_err();
+        assert!(
+            err.to_string().contains("must never be on the appliance"),
+            "{err}"
+        );
+        // A seed that does not match its public part is refused when written.
+        let (other, _) = crate::keys::Ed25519Key::generate().unwrap();
+        let err = write_entry(
+            tempfile::tempdir().unwrap().path(),
+            &Purpose::PolicyKey,
+            &seed[..],
+            &hex::encode(other.public_bytes()),
+            KdfParams::INSECURE_DEV,
+            true,
+            &pass(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("not the public key of the seed"),
+            "{err}"
+        );
     }
 }

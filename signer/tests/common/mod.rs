@@ -21,6 +21,8 @@ pub struct Signer {
     pub socket: PathBuf,
     pub init: Value,
     pub extra_args: Vec<String>,
+    /// The keystore passphrase file `serve` reads.
+    pub passphrase_file: PathBuf,
     child: Option<Child>,
 }
 
@@ -52,11 +54,30 @@ impl Signer {
         let init: Value = serde_json::from_slice(&out.stdout).unwrap();
         hand_to_service_user(dir.path());
         let socket = dir.path().join("signer.sock");
+        let passphrase_file = state.join("dev/passphrase");
         let mut s = Signer {
             dir,
             socket,
             init,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            passphrase_file,
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// Serves an existing state dir `<dir>/state` (e.g. one made by `import`), with `init`
+    /// shaped like dev-init's output (`agents[].addresses.solana`) for [`Signer::address`].
+    pub fn serve_existing(dir: tempfile::TempDir, passphrase_file: PathBuf, init: Value) -> Self {
+        hand_to_service_user(dir.path());
+        let socket = dir.path().join("signer.sock");
+        let mut s = Signer {
+            dir,
+            socket,
+            init,
+            extra_args: Vec::new(),
+            passphrase_file,
             child: None,
         };
         s.spawn();
@@ -75,7 +96,7 @@ impl Signer {
             .arg("--socket")
             .arg(&self.socket)
             .arg("--passphrase-file")
-            .arg(self.state().join("dev/passphrase"))
+            .arg(&self.passphrase_file)
             .args(root_args())
             .args(&self.extra_args)
             .env("VIGIL_LOG", "warn")

@@ -1,0 +1,342 @@
+//! The `vigil-ceremony` command: `new` (the key ceremony) and `policy sign` (a new policy
+//! signed with a kept policy key). The terminal side lives here: prompts, the QR code, the
+//! progress indicator while scrypt runs, and the paper backup, which is printed and never
+//! written. Guide: `docs/key-ceremony.md`.
+
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+use vigil_ceremony::backup::Backup;
+use vigil_ceremony::config::CeremonyConfig;
+use vigil_ceremony::new::{self, NewCeremony, Operator};
+use vigil_ceremony::{CeremonyError, network, output, passphrase, policy_sign};
+use vigil_signer::import::manifest;
+use vigil_signer::keystore::KdfParams;
+
+/// The Vigil key ceremony: run it on an air-gapped machine booted from the ceremony image.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make agent keys, the policy key and the approval secret; write them to the stick.
+    New {
+        /// The mounted stick's directory (must not hold an earlier ceremony).
+        #[arg(long)]
+        out: PathBuf,
+        /// The ceremony config: agents and their chains (ceremony.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The policy to sign (policy.toml, format in docs/policy.md).
+        #[arg(long)]
+        policy: PathBuf,
+        /// Also write the policy signing key, encrypted, to the stick (for later `policy sign`).
+        #[arg(long)]
+        keep_policy_key: bool,
+        /// Run even though a network interface is up (recorded in the manifest).
+        #[arg(long)]
+        i_know_this_is_online: bool,
+        /// Paper backup of the agent keys: none, bip39, or shamir:K-of-N (printed, never written).
+        #[arg(long, default_value = "none")]
+        backup: Backup,
+        /// FOR TESTS AND AUTOMATION ONLY: read the passphrase from this 0600 file, not the terminal.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// INSECURE, TESTS ONLY: cheap scrypt parameters (log_n=10). Never for real keys.
+        #[arg(long, hide = true)]
+        insecure_test_kdf: bool,
+        /// Where to read the network interfaces from (tests).
+        #[arg(long, hide = true, default_value = "/sys/class/net")]
+        sys_class_net: PathBuf,
+    },
+    /// Policy changes with a kept policy key.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Sign a new policy with the policy key kept on a ceremony stick.
+    Sign {
+        /// The mounted ceremony stick (holding policy-key/ and manifest.json).
+        #[arg(long)]
+        key_dir: PathBuf,
+        /// The new policy TOML.
+        #[arg(long)]
+        policy: PathBuf,
+        /// FOR TESTS AND AUTOMATION ONLY: read the passphrase from this 0600 file.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigil-ceremony: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::New {
+            out,
+            config,
+            policy,
+            keep_policy_key,
+            i_know_this_is_online,
+            backup,
+            passphrase_file,
+            insecure_test_kdf,
+            sys_class_net,
+        } => {
+            // The air-gap check comes first: nothing secret exists yet.
+            let up = network::online(&network::read_sys_class_net(&sys_class_net)?);
+            if !up.is_empty() && !i_know_this_is_online {
+                return Err(CeremonyError::Online(up).into());
+            }
+            if !up.is_empty() {
+                eprintln!(
+                    "WARNING: running ONLINE ({}): recorded in the manifest.",
+                    up.join(", ")
+                );
+            }
+            let config = CeremonyConfig::load(&config)?;
+            let policy_bytes = output::read_bounded(&policy, vigil_signer::policy::MAX_POLICY_LEN)?;
+            let context = context_words(&config);
+            let context: Vec<&str> = context.iter().map(String::as_str).collect();
+            let pass = read_passphrase(passphrase_file.as_deref(), &context)?;
+            let (kdf, weak) = if insecure_test_kdf {
+                eprintln!("WARNING: --insecure-test-kdf: cheap scrypt parameters, for tests only.");
+                (KdfParams::INSECURE_DEV, true)
+            } else {
+                (KdfParams::PRODUCTION, false)
+            };
+            let ceremony = NewCeremony {
+                out,
+                config,
+                policy_bytes,
+                keep_policy_key,
+                online_interfaces: up.clone(),
+                online_override: !up.is_empty(),
+                kdf,
+                insecure_weak_kdf: weak,
+                backup,
+            };
+            let mut op = Terminal::default();
+            let outcome = new::run(&ceremony, &pass, &mut op)?;
+            drop(pass);
+            print_record(&outcome);
+            if !outcome.backup.is_empty() {
+                op.paper_backup(&outcome.backup);
+            }
+            Ok(())
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Sign {
+                    key_dir,
+                    policy,
+                    passphrase_file,
+                },
+        } => {
+            let bytes = output::read_bounded(&policy, vigil_signer::policy::MAX_POLICY_LEN)
+                .with_context(|| format!("reading {}", policy.display()))?;
+            let pass = match passphrase_file {
+                Some(p) => vigil_signer::keystore::read_passphrase_from(Some(&p), None)?,
+                None => SecretString::from(rpassword::prompt_password("Keystore passphrase: ")?),
+            };
+            let dir = policy_sign::sign(&key_dir, &bytes, &pass, &mut Terminal::default())?;
+            println!(
+                "Signed policy written to {}. Install it on the appliance as described in docs/key-ceremony.md.",
+                dir.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Words an attacker tries first: the operator's and the agents' names.
+fn context_words(config: &CeremonyConfig) -> Vec<String> {
+    let mut words = vec![config.operator.clone(), "vigil".to_owned()];
+    words.extend(config.agents.keys().map(|a| a.to_string()));
+    words
+}
+
+fn read_passphrase(file: Option<&Path>, context: &[&str]) -> Result<SecretString, CeremonyError> {
+    match file {
+        Some(path) => passphrase::from_file(path, context),
+        None => {
+            println!(
+                "Choose the keystore passphrase: at least {} characters, e.g. six random words. It is asked twice and not shown.",
+                passphrase::MIN_CHARS
+            );
+            passphrase::prompt_twice(context)
+        }
+    }
+}
+
+/// What the operator writes down or prints: the manifest digest and every fingerprint.
+fn print_record(outcome: &new::Outcome) {
+    let m = &outcome.manifest;
+    println!(
+        "\n=== Ceremony record: compare this on the appliance before confirming the import ==="
+    );
+    println!(
+        "manifest digest: {}",
+        manifest::group(&outcome.manifest_digest)
+    );
+    println!("policy key:      {}", m.policy_key.fingerprint);
+    println!("policy digest:   {}", manifest::group(&m.policy_digest));
+    for a in &m.agents {
+        println!(
+            "agent {:<16} {} {}  fingerprint {}",
+            a.agent, a.chain, a.address, a.fingerprint
+        );
+    }
+    if m.online_override {
+        println!("!! made ONLINE: {}", m.online_interfaces.join(", "));
+    }
+    println!(
+        "The stick holds the ENCRYPTED keystore, the signed policy and this manifest{}.",
+        if m.policy_key_kept {
+            ", and the encrypted policy key"
+        } else {
+            ""
+        }
+    );
+}
+
+/// The terminal: stdout for what the operator reads, stdin for answers, a spinner on stderr.
+#[derive(Default)]
+struct Terminal {
+    spinner: Option<Spinner>,
+}
+
+impl Terminal {
+    fn line(&mut self, prompt: &str) -> Result<String, CeremonyError> {
+        print!("{prompt}");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(|e| CeremonyError::Other(format!("cannot read the answer: {e}")))?;
+        Ok(answer.trim().to_owned())
+    }
+
+    fn paper_backup(&mut self, text: &str) {
+        println!(
+            "\n=== PAPER BACKUP of the agent keys: write it down by hand; it is not stored anywhere ===\n"
+        );
+        println!("{text}");
+        if self
+            .line("Press Enter when it is written down, to clear the screen: ")
+            .is_ok()
+        {
+            print!("\x1b[2J\x1b[3J\x1b[H");
+            let _ = std::io::stdout().flush();
+        }
+    }
+}
+
+impl Operator for Terminal {
+    fn show(&mut self, text: &str) {
+        println!("{text}");
+    }
+
+    fn approve_policy(&mut self, summary: &str) -> Result<bool, CeremonyError> {
+        println!("{summary}");
+        Ok(self.line("Sign this policy? Type yes to sign: ")? == "yes")
+    }
+
+    fn enrol(&mut self, uri: &str, qr: &str, attempt: u32) -> Result<String, CeremonyError> {
+        if attempt == 1 {
+            println!(
+                "\nScan this QR code with your authenticator app (it is the operator approval secret):\n"
+            );
+            println!("{qr}");
+            println!("If you cannot scan it, type this URI in by hand: {uri}\n");
+        }
+        self.line("Type the 6-digit code the app shows now: ")
+    }
+
+    fn progress(&mut self, step: usize, total: usize, what: &str) {
+        if let Some(s) = self.spinner.take() {
+            s.stop();
+        }
+        self.spinner = Some(Spinner::start(format!(
+            "[{step}/{total}] encrypting {what}"
+        )));
+    }
+
+    fn progress_done(&mut self) {
+        if let Some(s) = self.spinner.take() {
+            s.stop();
+        }
+    }
+
+    fn now(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+}
+
+/// A line on stderr that ticks while scrypt runs.
+struct Spinner {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+impl Spinner {
+    fn start(label: String) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || {
+            let started = Instant::now();
+            let frames = ['|', '/', '-', '\\'];
+            let mut i = 0;
+            while !flag.load(Ordering::Relaxed) {
+                eprint!(
+                    "\r{label} {} {:.1}s ",
+                    frames[i % frames.len()],
+                    started.elapsed().as_secs_f32()
+                );
+                i += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            eprintln!(
+                "\r{label} done ({:.1}s)   ",
+                started.elapsed().as_secs_f32()
+            );
+        });
+        Self { stop, handle }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
+    }
+}

@@ -1,0 +1,328 @@
+//! The ceremony against a scripted operator: what lands on the stick, what never does, and
+//! that every early stop leaves the stick untouched.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+use std::path::Path;
+
+use secrecy::SecretString;
+use totp_rs::TOTP;
+use vigil_signer::import;
+use vigil_signer::keystore::{self, KdfParams, Purpose};
+
+use super::*;
+
+pub(crate) const PASS: &str = "velvet-otter-quarry-lantern-9";
+const NOW: u64 = 1_750_000_000;
+
+/// Answers like an operator with an authenticator app; `wrong_codes` wrong answers first.
+pub(crate) struct Scripted {
+    pub approve: bool,
+    pub wrong_codes: u32,
+    pub shown: Vec<String>,
+    pub uri: Option<String>,
+    pub progress: Vec<(usize, usize)>,
+}
+
+impl Scripted {
+    pub fn new() -> Self {
+        Self {
+            approve: true,
+            wrong_codes: 0,
+            shown: vec![],
+            uri: None,
+            progress: vec![],
+        }
+    }
+}
+
+impl Operator for Scripted {
+    fn show(&mut self, text: &str) {
+        self.shown.push(text.to_owned());
+    }
+    fn approve_policy(&mut self, summary: &str) -> Result<bool, CeremonyError> {
+        self.shown.push(summary.to_owned());
+        Ok(self.approve)
+    }
+    fn enrol(&mut self, uri: &str, _qr: &str, _attempt: u32) -> Result<String, CeremonyError> {
+        self.uri = Some(uri.to_owned());
+        if self.wrong_codes > 0 {
+            self.wrong_codes -= 1;
+            return Ok("000000".into());
+        }
+        Ok(TOTP::from_url(uri).unwrap().generate(NOW))
+    }
+    fn progress(&mut self, step: usize, total: usize, _what: &str) {
+        self.progress.push((step, total));
+    }
+    fn progress_done(&mut self) {}
+    fn now(&self) -> u64 {
+        NOW
+    }
+}
+
+pub(crate) fn policy_text() -> String {
+    format!(
+        "version = 1\n[agents.trader]\nactions = [\"transfer\"]\nnetworks = [\"solana:devnet\"]\nrecipients = [\"{}\"]\nrate_limit_per_minute = 30\n[agents.trader.assets.SOL]\nchain = \"solana\"\nper_tx_cap = \"2000000000\"\nvelocity_24h = \"10000000000\"\napproval_threshold = \"500000000\"\n",
+        bs58_of([9u8; 32])
+    )
+}
+
+fn bs58_of(b: [u8; 32]) -> String {
+    solana::address_of(&b)
+}
+
+pub(crate) fn ceremony(out: &Path, keep: bool) -> NewCeremony {
+    NewCeremony {
+        out: out.to_path_buf(),
+        config: CeremonyConfig::parse(
+            "operator = \"alice\"\n[agents.trader]\nchains = [\"solana\"]\n[agents.sentinel]\nchains = [\"solana\"]\n",
+        )
+        .unwrap(),
+        policy_bytes: policy_text().into_bytes(),
+        keep_policy_key: keep,
+        online_interfaces: vec![],
+        online_override: false,
+        kdf: KdfParams::INSECURE_DEV,
+        insecure_weak_kdf: true,
+        backup: Backup::Shamir { k: 2, n: 3 },
+    }
+}
+
+fn pass() -> SecretString {
+    SecretString::from(PASS.to_owned())
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    fn walk(base: &Path, p: &Path, v: &mut Vec<String>) {
+        for e in std::fs::read_dir(p).unwrap() {
+            let e = e.unwrap();
+            let rel = e
+                .path()
+                .strip_prefix(base)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if e.path().is_dir() {
+                walk(base, &e.path(), v);
+            }
+            v.push(rel);
+        }
+    }
+    walk(dir, dir, &mut v);
+    v.sort();
+    v
+}
+
+#[test]
+fn a_full_ceremony_writes_a_stick_the_signer_accepts() {
+    let out = tempfile::tempdir().unwrap();
+    let mut op = Scripted::new();
+    let outcome = run(&ceremony(out.path(), false), &pass(), &mut op).unwrap();
+
+    assert_eq!(
+        listing(out.path()),
+        [
+            "keystore",
+            "keystore/agent.sentinel.solana.key",
+            "keystore/agent.trader.solana.key",
+            "keystore/approval.key",
+            "keystore/policy.pin",
+            "manifest.json",
+            "manifest.json.sig",
+            "policy",
+            "policy/policy.toml",
+            "policy/policy.toml.sig",
+        ]
+    );
+    // The import's verifier and the signer's unlock both accept it.
+    let verified = import::verify(out.path()).unwrap();
+    assert_eq!(verified.manifest_digest, outcome.manifest_digest);
+    let unlocked = keystore::unlock(&out.path().join("keystore"), &pass()).unwrap();
+    assert_eq!(unlocked.agent_seeds.len(), 2);
+    assert_eq!(
+        hex::encode(unlocked.policy_public_key),
+        outcome.manifest.policy_key.public
+    );
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&unlocked.policy_public_key).unwrap();
+    let loaded = policy::load_signed(&out.path().join("policy"), &key).unwrap();
+    assert_eq!(loaded.digest_hex(), outcome.manifest.policy_digest);
+
+    // The manifest records the agents with the keystore's addresses, and no secret.
+    let m = &outcome.manifest;
+    assert_eq!(m.agents.len(), 2);
+    for a in &m.agents {
+        assert_eq!(
+            unlocked.agent_public[&(a.agent.clone(), a.chain)],
+            a.address
+        );
+    }
+    assert!(!m.online_override && !m.policy_key_kept);
+    assert_eq!(m.created_at, NOW);
+    let text = std::fs::read_to_string(out.path().join("manifest.json")).unwrap();
+    for seed in unlocked.agent_seeds.values() {
+        assert!(!text.contains(&hex::encode(**seed)));
+    }
+    let uri = op.uri.unwrap();
+    let secret_b32 = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    for f in listing(out.path()) {
+        let p = out.path().join(&f);
+        if p.is_file() {
+            let body = std::fs::read_to_string(&p).unwrap();
+            assert!(!body.contains(secret_b32), "{f} holds the TOTP secret");
+        }
+    }
+    // The approval secret in the keystore is the one enrolled.
+    assert!(
+        approval::code_matches(
+            &unlocked.approval_secret,
+            &TOTP::from_url(&uri).unwrap().generate(NOW),
+            NOW
+        )
+        .unwrap()
+    );
+    // Progress was shown for each of the 4 entries; the backup has 3 shares.
+    assert_eq!(op.progress, [(1, 4), (2, 4), (3, 4), (4, 4)]);
+    assert_eq!(outcome.backup.matches("share ").count(), 3);
+    assert!(
+        op.shown
+            .iter()
+            .any(|s| s.contains("no rules for agent sentinel"))
+    );
+    assert!(
+        op.shown
+            .iter()
+            .any(|s| s.contains("at most 2 SOL (2000000000 lamports) per transfer"))
+    );
+}
+
+#[test]
+fn the_policy_key_is_kept_only_when_asked_and_only_encrypted() {
+    let out = tempfile::tempdir().unwrap();
+    let outcome = run(&ceremony(out.path(), true), &pass(), &mut Scripted::new()).unwrap();
+    assert!(outcome.manifest.policy_key_kept);
+    let path = out.path().join("policy-key/policy-signing.key");
+    let entry = keystore::read_entry(&path, &pass()).unwrap();
+    assert_eq!(entry.purpose, Purpose::PolicyKey);
+    assert_eq!(entry.public, outcome.manifest.policy_key.public);
+    let seed_hex = hex::encode(&*entry.secret);
+    assert!(!std::fs::read_to_string(&path).unwrap().contains(&seed_hex));
+    // The stick still imports (the kept key is not part of what is imported).
+    import::verify(out.path()).unwrap();
+}
+
+#[test]
+fn early_stops_write_nothing() {
+    // Wrong codes every time.
+    let out = tempfile::tempdir().unwrap();
+    let mut op = Scripted::new();
+    op.wrong_codes = ENROL_ATTEMPTS;
+    let err = run(&ceremony(out.path(), false), &pass(), &mut op).unwrap_err();
+    assert!(err.to_string().contains("no matching code"), "{err}");
+    assert!(listing(out.path()).is_empty());
+
+    // Two wrong codes, then right: goes on.
+    let mut op = Scripted::new();
+    op.wrong_codes = ENROL_ATTEMPTS - 1;
+    run(&ceremony(out.path(), false), &pass(), &mut op).unwrap();
+    assert_eq!(
+        op.shown
+            .iter()
+            .filter(|s| s.contains("does not match"))
+            .count(),
+        2
+    );
+
+    // A used stick is refused, and left as it was.
+    let before = listing(out.path());
+    let err = run(&ceremony(out.path(), false), &pass(), &mut Scripted::new()).unwrap_err();
+    assert!(matches!(err, CeremonyError::OutputNotEmpty(..)), "{err}");
+    assert_eq!(listing(out.path()), before);
+
+    // The policy declined.
+    let out = tempfile::tempdir().unwrap();
+    let mut op = Scripted::new();
+    op.approve = false;
+    let err = run(&ceremony(out.path(), false), &pass(), &mut op).unwrap_err();
+    assert!(err.to_string().contains("not approved"), "{err}");
+    assert!(op.uri.is_none(), "no secret was shown");
+    assert!(listing(out.path()).is_empty());
+
+    // A policy about an agent without a key.
+    let mut c = ceremony(out.path(), false);
+    c.config = CeremonyConfig::parse("[agents.sentinel]\nchains = [\"solana\"]\n").unwrap();
+    let err = run(&c, &pass(), &mut Scripted::new()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("agent trader, which the ceremony config does not"),
+        "{err}"
+    );
+    // An invalid policy.
+    let mut c = ceremony(out.path(), false);
+    c.policy_bytes = b"version = 2\n".to_vec();
+    let err = run(&c, &pass(), &mut Scripted::new()).unwrap_err();
+    assert!(err.to_string().contains("version"), "{err}");
+    // Weak scrypt parameters without the test override: refused by the signer's writer.
+    let mut c = ceremony(out.path(), false);
+    c.insecure_weak_kdf = false;
+    let err = run(&c, &pass(), &mut Scripted::new()).unwrap_err();
+    assert!(err.to_string().contains("weaker than production"), "{err}");
+    assert!(listing(out.path()).is_empty());
+}
+
+#[test]
+fn online_override_is_recorded() {
+    let out = tempfile::tempdir().unwrap();
+    let mut c = ceremony(out.path(), false);
+    c.online_override = true;
+    c.online_interfaces = vec!["eth0 (up)".into()];
+    let outcome = run(&c, &pass(), &mut Scripted::new()).unwrap();
+    assert!(outcome.manifest.online_override);
+    assert_eq!(outcome.manifest.online_interfaces, ["eth0 (up)"]);
+    let shown = std::fs::read_to_string(out.path().join("manifest.json")).unwrap();
+    assert!(shown.contains("\"online_override\": true"), "{shown}");
+}
+
+#[test]
+fn policy_sign_uses_the_kept_key_and_refuses_without_one() {
+    let out = tempfile::tempdir().unwrap();
+    let outcome = run(&ceremony(out.path(), true), &pass(), &mut Scripted::new()).unwrap();
+    let newer = policy_text().replace("rate_limit_per_minute = 30", "rate_limit_per_minute = 5");
+    let dir = crate::policy_sign::sign(out.path(), newer.as_bytes(), &pass(), &mut Scripted::new())
+        .unwrap();
+    let key_bytes = outcome.manifest.policy_key_bytes().unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&key_bytes).unwrap();
+    let loaded = policy::load_signed(&dir, &key).unwrap();
+    assert_eq!(
+        loaded.agents.values().next().unwrap().rate_limit_per_minute,
+        5
+    );
+    // Again: refused, the update is already there.
+    let err = crate::policy_sign::sign(out.path(), newer.as_bytes(), &pass(), &mut Scripted::new())
+        .unwrap_err();
+    assert!(matches!(err, CeremonyError::OutputNotEmpty(..)), "{err}");
+    // Wrong passphrase: cannot decrypt.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = crate::policy_sign::sign(
+        out.path(),
+        newer.as_bytes(),
+        &SecretString::from("another-long-passphrase".to_owned()),
+        &mut Scripted::new(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("could not decrypt"), "{err}");
+    assert!(!dir.exists());
+
+    let out = tempfile::tempdir().unwrap();
+    run(&ceremony(out.path(), false), &pass(), &mut Scripted::new()).unwrap();
+    let err = crate::policy_sign::sign(out.path(), newer.as_bytes(), &pass(), &mut Scripted::new())
+        .unwrap_err();
+    assert!(err.to_string().contains("needs a new ceremony"), "{err}");
+}
