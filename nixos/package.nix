@@ -1,5 +1,5 @@
-# The appliance's binaries as one package: vigil-signer and vigil-orchestrator (and, once
-# the ceremony crate is in the workspace, vigil-ceremony), built from the committed
+# The appliance's binaries as one package: vigil-signer, vigil-orchestrator and
+# vigil-ceremony (for the ceremony image), built from the committed
 # Cargo.lock. Not shipped: `vigil` (the demo CLI, which links an in-process Solana runtime)
 # and `vigil-sandbox-probe` (a test helper that tries to break out of the sandbox). Tests are not run here: they need root, landlock and seccomp and run in CI
 # (tests/run) and in nixos/tests/vm.nix.
@@ -23,7 +23,7 @@ rustPlatform.buildRustPackage {
   # with older compilers (BUILD-NOTES); they are not built here, but --ignore-rust-version
   # keeps the build independent of that. The workspace itself needs rustc >= its
   # rust-version (1.95): use a nixpkgs whose rustc is that new.
-  cargoBuildFlags = [ "-p" "vigil-signer" "-p" "vigil-orchestrator" "--bins" "--ignore-rust-version" ];
+  cargoBuildFlags = [ "-p" "vigil-signer" "-p" "vigil-orchestrator" "-p" "vigil-ceremony" "--bins" "--ignore-rust-version" ];
   doCheck = false;
 
   postInstall = ''
