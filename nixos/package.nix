@@ -1,8 +1,9 @@
 # The appliance's binaries as one package: vigil-signer, vigil-orchestrator and
 # vigil-ceremony (for the ceremony image), built from the committed
 # Cargo.lock. Not shipped: `vigil` (the demo CLI, which links an in-process Solana runtime)
-# and `vigil-sandbox-probe` (a test helper that tries to break out of the sandbox). Tests are not run here: they need root, landlock and seccomp and run in CI
-# (tests/run) and in nixos/tests/vm.nix.
+# and `vigil-sandbox-probe` (a test helper that tries to break out of the sandbox).
+# Tests are not run here: they need root, landlock and seccomp and run in CI (tests/run)
+# and in nixos/tests/vm.nix.
 { lib, rustPlatform }:
 
 let
