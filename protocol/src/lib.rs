@@ -18,10 +18,10 @@ pub mod types;
 pub use frame::{FrameError, MAX_FRAME_LEN, read_frame, write_frame};
 pub use intent::{Chain, Context, Intent, Network, TransferIntent};
 pub use message::{
-    ApproveRequest, DryRunRequest, ErrorBody, Op, ParseFailure, Request, Response, SignRequest,
-    parse_request,
+    ApproveRequest, ConfirmRequest, DryRunRequest, ErrorBody, LimitKind, Op, ParseFailure, Request,
+    Response, SetLimitRequest, SignRequest, parse_request,
 };
-pub use types::{AgentId, Amount, ApprovalId, ErrorKind, IdempotencyKey, RequestId, Rule};
+pub use types::{AgentId, Amount, ApprovalId, ErrorKind, IdempotencyKey, Purpose, RequestId, Rule};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u64 = 1;

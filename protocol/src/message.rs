@@ -13,7 +13,9 @@ use serde_json::{Map, Value};
 
 use crate::PROTOCOL_VERSION;
 use crate::intent::{Context, Intent};
-use crate::types::{AgentId, ApprovalId, ErrorKind, IdempotencyKey, RequestId, Rule, truncate};
+use crate::types::{
+    AgentId, Amount, ApprovalId, ErrorKind, IdempotencyKey, Purpose, RequestId, Rule, truncate,
+};
 
 /// One parsed request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +39,10 @@ pub enum Op {
     Approve(ApproveRequest),
     /// Spend totals, limits, ledger sequence and audit head.
     Status,
+    /// Check an operator code for a named purpose (a phrase gate), record it, use it up.
+    Confirm(ConfirmRequest),
+    /// Set an agent's cap within the signed ceiling, with the operator's code.
+    SetLimit(SetLimitRequest),
 }
 
 impl Op {
@@ -48,6 +54,8 @@ impl Op {
             Op::DryRun(_) => "dry_run",
             Op::Approve(_) => "approve",
             Op::Status => "status",
+            Op::Confirm(_) => "confirm",
+            Op::SetLimit(_) => "set_limit",
         }
     }
 }
@@ -91,6 +99,53 @@ pub struct ApproveRequest {
     /// request, when the original blockhash has expired. It cannot change what is paid to whom.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Context>,
+}
+
+/// Fields of `confirm`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    /// What the operator confirms, e.g. `go_live trader SOL`.
+    pub purpose: Purpose,
+    /// The operator's current TOTP code (6 digits).
+    pub code: String,
+}
+
+/// Which cap `set_limit` changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// The largest single transfer (`per_tx_cap` in the policy).
+    PerTx,
+    /// The most in any rolling 24 hours (`velocity_24h` in the policy).
+    #[serde(rename = "velocity_24h")]
+    Velocity24h,
+}
+
+impl LimitKind {
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::PerTx => "per_tx",
+            LimitKind::Velocity24h => "velocity_24h",
+        }
+    }
+}
+
+/// Fields of `set_limit`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetLimitRequest {
+    /// The agent whose cap changes.
+    pub agent: AgentId,
+    /// The asset symbol, as in the policy (`SOL`).
+    pub asset: String,
+    /// Which cap.
+    pub limit: LimitKind,
+    /// The new cap in base units; at most the signed policy's value (the ceiling).
+    pub amount: Amount,
+    /// The operator's current TOTP code (6 digits).
+    pub code: String,
 }
 
 /// Why a frame was not turned into a [`Request`].
@@ -182,10 +237,12 @@ pub fn parse_request(payload: &[u8]) -> Result<Request, ParseFailure> {
         "sign" => op_fields(&id, "sign", fields).map(Op::Sign),
         "dry_run" => op_fields(&id, "dry_run", fields).map(Op::DryRun),
         "approve" => op_fields(&id, "approve", fields).map(Op::Approve),
+        "confirm" => op_fields(&id, "confirm", fields).map(Op::Confirm),
+        "set_limit" => op_fields(&id, "set_limit", fields).map(Op::SetLimit),
         other => Err(ParseFailure::request(
             Some(id.clone()),
             format!(
-                "unknown op {:?}; ops are hello, sign, dry_run, approve, status",
+                "unknown op {:?}; ops are hello, sign, dry_run, approve, status, confirm, set_limit",
                 truncate(other)
             ),
         )),
@@ -228,6 +285,8 @@ impl Request {
             Op::Sign(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::DryRun(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::Approve(r) => serde_json::to_value(r).unwrap_or(Value::Null),
+            Op::Confirm(r) => serde_json::to_value(r).unwrap_or(Value::Null),
+            Op::SetLimit(r) => serde_json::to_value(r).unwrap_or(Value::Null),
         };
         if let Value::Object(f) = fields {
             obj.extend(f);
@@ -454,12 +513,71 @@ pub struct AgentStatus {
     pub limits: Value,
 }
 
+/// Result of `confirm`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmResult {
+    /// Always true: a refused code is an error response.
+    pub confirmed: bool,
+    /// The purpose, as recorded.
+    pub purpose: Purpose,
+    /// Sequence number of the audit entry that records the confirmation.
+    pub ledger_seq: u64,
+}
+
+/// Result of `set_limit`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetLimitResult {
+    /// The agent.
+    pub agent: AgentId,
+    /// The asset.
+    pub asset: String,
+    /// Which cap.
+    pub limit: LimitKind,
+    /// The cap now in force, base units.
+    pub amount: Amount,
+    /// The signed policy's value: the most the cap can be set to.
+    pub ceiling: Amount,
+    /// Sequence number of the audit entry that records the change.
+    pub ledger_seq: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<Request, ParseFailure> {
         parse_request(s.as_bytes())
+    }
+
+    #[test]
+    fn confirm_and_set_limit_parse_strictly() {
+        let r = parse(
+            r#"{"v":1,"id":"a","op":"confirm","purpose":"go_live trader SOL","code":"123456"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.op.name(), "confirm");
+        assert_eq!(parse(&r.to_json()).unwrap(), r);
+        // Control characters or an empty purpose are refused.
+        assert!(parse(r#"{"v":1,"id":"a","op":"confirm","purpose":"a\nb","code":"1"}"#).is_err());
+        assert!(parse(r#"{"v":1,"id":"a","op":"confirm","purpose":"","code":"1"}"#).is_err());
+        let r = parse(
+            r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"SOL","limit":"velocity_24h","amount":"5","code":"123456"}"#,
+        )
+        .unwrap();
+        let Op::SetLimit(s) = &r.op else {
+            panic!("{r:?}")
+        };
+        assert_eq!(s.limit, LimitKind::Velocity24h);
+        assert_eq!(s.amount.base_units(), 5);
+        assert_eq!(parse(&r.to_json()).unwrap(), r);
+        for bad in [
+            r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"SOL","limit":"daily","amount":"5","code":"1"}"#,
+            r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"SOL","limit":"per_tx","amount":"0","code":"1"}"#,
+            r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"SOL","limit":"per_tx","amount":"5"}"#,
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::BadRequest, "{bad}");
+        }
     }
 
     #[test]

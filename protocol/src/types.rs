@@ -54,6 +54,10 @@ macro_rules! checked_string {
     };
 }
 
+fn printable_ascii(c: char) -> bool {
+    c == ' ' || c.is_ascii_graphic()
+}
+
 fn id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
@@ -86,6 +90,11 @@ checked_string!(
 checked_string!(
     /// An approval id handed out with `needs_approval`: 1-64 characters of `A-Z a-z 0-9 _ -`.
     ApprovalId, "approval id", 64, |c| id_char(c)
+);
+checked_string!(
+    /// What an operator confirms with `confirm` (e.g. `go_live trader SOL`): 1-200 printable
+    /// ASCII characters (space to `~`), recorded verbatim in the audit log.
+    Purpose, "purpose", 200, |c| printable_ascii(c)
 );
 
 /// An amount in base units (lamports, wei): a decimal string on the wire, never a float,

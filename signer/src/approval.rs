@@ -138,16 +138,7 @@ impl Approvals {
         code: &str,
         now: u64,
     ) -> Result<(Pending, u64), Refusal> {
-        if now < self.locked_until {
-            return Err(Refusal {
-                kind: ErrorKind::RateLimited,
-                message: format!(
-                    "approvals are locked for {} more seconds after {MAX_CONSECUTIVE_FAILURES} wrong codes in a row; \
-                     if you did not enter them, someone else is trying",
-                    self.locked_until - now
-                ),
-            });
-        }
+        self.check_lockout(now)?;
         let Some(pending) = self.pending.get(id) else {
             return Err(match self.closed.get(id) {
                 Some(kind) => Refusal {
@@ -191,6 +182,47 @@ impl Approvals {
                 "wrong code; check your authenticator app and the device clock",
             )),
         }
+    }
+
+    /// Checks an operator code that is not bound to an approval (`confirm`, `set_limit`):
+    /// the same single-use-per-step rule, the same failure count and lockout. Returns the
+    /// step consumed, to be recorded durably.
+    pub fn verify_code(&mut self, code: &str, now: u64) -> Result<u64, Refusal> {
+        self.check_lockout(now)?;
+        match self.matching_step(code, now) {
+            Some(step) if step > self.last_step => {
+                self.consecutive_failures = 0;
+                self.last_step = step;
+                Ok(step)
+            }
+            Some(_) => Err(self.fail(
+                now,
+                "this code was already used; wait for the next code in your authenticator",
+            )),
+            None => Err(self.fail(
+                now,
+                "wrong code; check your authenticator app and the device clock",
+            )),
+        }
+    }
+
+    /// Marks a TOTP step as used (replaying `confirm` and `set_limit` records).
+    pub fn restore_step(&mut self, step: u64) {
+        self.last_step = self.last_step.max(step);
+    }
+
+    fn check_lockout(&self, now: u64) -> Result<(), Refusal> {
+        if now < self.locked_until {
+            return Err(Refusal {
+                kind: ErrorKind::RateLimited,
+                message: format!(
+                    "approvals are locked for {} more seconds after {MAX_CONSECUTIVE_FAILURES} wrong codes in a row; \
+                     if you did not enter them, someone else is trying",
+                    self.locked_until - now
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn fail(&mut self, now: u64, why: &str) -> Refusal {
@@ -324,6 +356,41 @@ mod tests {
         );
         // The next step's code works for the second approval.
         assert!(a.verify(&id2, &code_at(now + 30), now + 30).is_ok());
+    }
+
+    #[test]
+    fn operator_codes_share_single_use_and_lockout_with_approvals() {
+        let mut a = approvals();
+        let now = 1_700_000_000;
+        let id: ApprovalId = "ap-1".parse().unwrap();
+        a.open(id.clone(), pending(), now).unwrap();
+        let step = a.verify_code(&code_at(now), now).unwrap();
+        assert_eq!(step, now / STEP_SECS);
+        // The step is spent for `confirm` and for `approve` alike.
+        let again = a.verify_code(&code_at(now), now).unwrap_err();
+        assert_eq!(again.kind, ErrorKind::ApprovalInvalidCode);
+        assert!(again.message.contains("already used"), "{}", again.message);
+        assert_eq!(
+            a.verify(&id, &code_at(now), now).unwrap_err().kind,
+            ErrorKind::ApprovalInvalidCode
+        );
+        // That was two failures; a third wrong code locks both paths.
+        let third = a.verify_code("000000", now).unwrap_err();
+        assert!(third.message.contains("locked"), "{}", third.message);
+        let later = now + 60;
+        assert_eq!(
+            a.verify_code(&code_at(later), later).unwrap_err().kind,
+            ErrorKind::RateLimited
+        );
+        assert_eq!(
+            a.verify(&id, &code_at(later), later).unwrap_err().kind,
+            ErrorKind::RateLimited
+        );
+        // A replayed record restores the spent step.
+        let mut b = approvals();
+        b.restore_step(now / STEP_SECS);
+        assert!(b.verify_code(&code_at(now), now).is_err());
+        assert!(b.verify_code(&code_at(now + 30), now + 30).is_ok());
     }
 
     #[test]

@@ -13,12 +13,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use vigil_protocol::message::{
-    AgentInfo, AgentStatus, Decision, DryRunResult, HelloResult, NeedsApproval, SignResult, Signed,
-    StatusResult,
+    AgentInfo, AgentStatus, ConfirmResult, Decision, DryRunResult, HelloResult, NeedsApproval,
+    SetLimitResult, SignResult, Signed, StatusResult,
 };
 use vigil_protocol::{
-    AgentId, ApproveRequest, Chain, Context, DryRunRequest, ErrorKind, Intent, Op,
-    PROTOCOL_VERSION, Request, Response, Rule, SignRequest,
+    AgentId, Amount, ApproveRequest, Chain, ConfirmRequest, Context, DryRunRequest, ErrorKind,
+    Intent, LimitKind, Op, PROTOCOL_VERSION, Request, Response, Rule, SetLimitRequest, SignRequest,
 };
 
 use crate::approval::{Approvals, Pending, new_approval_id};
@@ -26,7 +26,7 @@ use crate::audit::{AuditLog, Entry};
 use crate::chains::solana;
 use crate::keys::Ed25519Key;
 use crate::ledger::{Event, Ledger, Remembered, intent_digest};
-use crate::policy::{self, Policy, Verdict};
+use crate::policy::{self, History as _, Policy, Verdict};
 
 /// A refusal: becomes an error response, and (for decisions) an audit entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,6 +156,8 @@ impl Engine {
             Op::DryRun(r) => respond(id, self.dry_run(&r)),
             Op::Sign(r) => respond(id, self.sign(r).await),
             Op::Approve(r) => respond(id, self.approve(r).await),
+            Op::Confirm(r) => respond(id, self.confirm(r).await),
+            Op::SetLimit(r) => respond(id, self.set_limit(r).await),
         }
     }
 
@@ -204,7 +206,7 @@ impl Engine {
                     .into_iter()
                     .map(|(a, v)| (a, v.to_string()))
                     .collect(),
-                limits: p.limits_json(),
+                limits: p.limits_json(|asset| inner.ledger.limit_override(agent, asset)),
             })
             .collect();
         drop(inner);
@@ -213,6 +215,114 @@ impl Engine {
             agents,
             ledger_seq: seq,
             audit_head: hex::encode(head),
+        }
+    }
+
+    /// `confirm`: checks an operator code for a named purpose (a phrase gate such as going
+    /// live), records it durably and uses the code up. The orchestrator cannot produce a
+    /// confirmation without the operator's authenticator.
+    async fn confirm(&self, r: ConfirmRequest) -> Result<ConfirmResult, Refusal> {
+        let step = self.operator_code(r.purpose.as_str(), &r.code).await?;
+        let event = Event::OperatorConfirmed {
+            purpose: r.purpose.clone(),
+            totp_step: step,
+        };
+        let seq = self.record_operator_event(event).await?;
+        Ok(ConfirmResult {
+            confirmed: true,
+            purpose: r.purpose,
+            ledger_seq: seq,
+        })
+    }
+
+    /// `set_limit`: sets an agent's per-transaction or 24 h cap for one asset, anywhere up to
+    /// the signed policy's value. The ceiling is checked before the code is spent.
+    async fn set_limit(&self, r: SetLimitRequest) -> Result<SetLimitResult, Refusal> {
+        let Some(rules) = self.policy.agents.get(&r.agent) else {
+            return Err(Refusal::new(
+                ErrorKind::UnknownAgent,
+                format!("agent {} is not in the signed policy", r.agent),
+            ));
+        };
+        let Some(limits) = rules.assets.get(&r.asset) else {
+            let known: Vec<&str> = rules.assets.keys().map(String::as_str).collect();
+            return Err(Refusal::bad_request(format!(
+                "agent {} has no limits for asset {:?} in the signed policy (it has: {})",
+                r.agent,
+                vigil_protocol::types::truncate(&r.asset),
+                known.join(", ")
+            )));
+        };
+        let (ceiling, rule) = match r.limit {
+            LimitKind::PerTx => (limits.per_tx_cap, Rule::PerTxCap),
+            LimitKind::Velocity24h => (limits.velocity_24h, Rule::VelocityCap24h),
+        };
+        let amount = r.amount.base_units();
+        if amount > ceiling {
+            return Err(Refusal {
+                kind: ErrorKind::PolicyDenied,
+                rule: Some(rule),
+                message: format!(
+                    "{amount} base units is above the signed ceiling of {ceiling} for {} {} {}; \
+                     a higher cap needs a new policy signed at a ceremony",
+                    r.agent,
+                    r.asset,
+                    r.limit.as_str()
+                ),
+            });
+        }
+        let purpose = format!("set_limit {} {} {}", r.agent, r.asset, r.limit.as_str());
+        let step = self.operator_code(&purpose, &r.code).await?;
+        let event = Event::LimitSet {
+            agent: r.agent.clone(),
+            asset: r.asset.clone(),
+            limit: r.limit,
+            amount: r.amount,
+            ceiling: Amount::from_base_units(ceiling),
+            totp_step: step,
+        };
+        let seq = self.record_operator_event(event).await?;
+        self.lock()
+            .ledger
+            .set_limit(&r.agent, &r.asset, r.limit, amount);
+        Ok(SetLimitResult {
+            agent: r.agent,
+            asset: r.asset,
+            limit: r.limit,
+            amount: r.amount,
+            ceiling: Amount::from_base_units(ceiling),
+            ledger_seq: seq,
+        })
+    }
+
+    /// Verifies an operator code not bound to an approval; a refusal is audited.
+    async fn operator_code(&self, purpose: &str, code: &str) -> Result<u64, Refusal> {
+        let now = (self.clock)();
+        let verified = self.lock().approvals.verify_code(code, now);
+        match verified {
+            Ok(step) => Ok(step),
+            Err(refusal) => {
+                let event = Event::OperatorCodeRefused {
+                    purpose: purpose.to_string(),
+                    kind: refusal.kind,
+                };
+                if let Err(e) = self.audit.append(now, vec![event]).await {
+                    tracing::error!(error = %e, "could not record a refused operator code");
+                }
+                Err(Refusal::new(refusal.kind, refusal.message))
+            }
+        }
+    }
+
+    /// Makes an operator event durable before the answer; returns its sequence number.
+    async fn record_operator_event(&self, event: Event) -> Result<u64, Refusal> {
+        let now = (self.clock)();
+        match self.audit.append(now, vec![event]).await {
+            Ok(appended) => Ok(appended.last().map_or(0, |a| a.seq)),
+            Err(e) => Err(Refusal::internal(format!(
+                "the confirmation could not be recorded durably ({e}); nothing changed. \
+                 Fix the signer's state disk and restart it"
+            ))),
         }
     }
 

@@ -12,12 +12,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vigil_protocol::message::Signed;
 use vigil_protocol::{
-    AgentId, Amount, ApprovalId, Context, ErrorKind, IdempotencyKey, Intent, Rule,
+    AgentId, Amount, ApprovalId, Context, ErrorKind, IdempotencyKey, Intent, LimitKind, Purpose,
+    Rule,
 };
 
 use crate::approval::{Approvals, Pending};
 use crate::audit::Entry;
-use crate::policy::History;
+use crate::policy::{History, LimitOverride};
 
 /// The rolling window of the velocity cap.
 pub const VELOCITY_WINDOW_SECS: u64 = 86_400;
@@ -100,6 +101,35 @@ pub enum Event {
         /// Why.
         kind: ErrorKind,
     },
+    /// The operator confirmed something with a code (`confirm`: a phrase gate).
+    OperatorConfirmed {
+        /// What was confirmed, verbatim.
+        purpose: Purpose,
+        /// The TOTP time step consumed.
+        totp_step: u64,
+    },
+    /// The operator set a cap within the signed ceiling (`set_limit`).
+    LimitSet {
+        /// The agent.
+        agent: AgentId,
+        /// The asset.
+        asset: String,
+        /// Which cap.
+        limit: LimitKind,
+        /// The new cap, base units.
+        amount: Amount,
+        /// The signed ceiling at the time.
+        ceiling: Amount,
+        /// The TOTP time step consumed.
+        totp_step: u64,
+    },
+    /// A `confirm` or `set_limit` code was refused.
+    OperatorCodeRefused {
+        /// What it was for (`set_limit` requests are named `set_limit <agent> <asset> <limit>`).
+        purpose: String,
+        /// Why.
+        kind: ErrorKind,
+    },
 }
 
 /// What an idempotency key maps to.
@@ -142,6 +172,7 @@ pub struct Ledger {
     spends: BTreeMap<AgentId, BTreeMap<String, Series>>,
     requests: BTreeMap<AgentId, VecDeque<u64>>,
     idempotency: HashMap<(AgentId, IdempotencyKey), Remembered>,
+    overrides: BTreeMap<(AgentId, String), LimitOverride>,
     last_prune: u64,
 }
 
@@ -254,7 +285,22 @@ impl Ledger {
                     approval_id,
                     totp_step,
                 } => approvals.restore_closed(approval_id.clone(), Some(*totp_step)),
-                Event::ApprovalRefused { .. } | Event::Denied { .. } | Event::Started { .. } => {}
+                Event::OperatorConfirmed { totp_step, .. } => approvals.restore_step(*totp_step),
+                Event::LimitSet {
+                    agent,
+                    asset,
+                    limit,
+                    amount,
+                    totp_step,
+                    ..
+                } => {
+                    approvals.restore_step(*totp_step);
+                    ledger.set_limit(agent, asset, *limit, amount.base_units());
+                }
+                Event::ApprovalRefused { .. }
+                | Event::OperatorCodeRefused { .. }
+                | Event::Denied { .. }
+                | Event::Started { .. } => {}
             }
         }
         approvals.prune(now);
@@ -272,6 +318,18 @@ impl Ledger {
             .or_default();
         series.push(ts, amount);
         series.prune_before(ts.saturating_sub(VELOCITY_WINDOW_SECS));
+    }
+
+    /// Sets an operator cap (the caller checked it against the ceiling and the code).
+    pub fn set_limit(&mut self, agent: &AgentId, asset: &str, limit: LimitKind, amount: u128) {
+        let o = self
+            .overrides
+            .entry((agent.clone(), asset.to_string()))
+            .or_default();
+        match limit {
+            LimitKind::PerTx => o.per_tx = Some(amount),
+            LimitKind::Velocity24h => o.velocity_24h = Some(amount),
+        }
     }
 
     /// Notes that `agent` made a `sign` request now (for the rate limit), and now and then
@@ -348,6 +406,13 @@ impl History for Ledger {
             .get(agent)
             .map_or(0, |q| q.len() - q.partition_point(|t| *t < since));
         u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    fn limit_override(&self, agent: &AgentId, asset: &str) -> LimitOverride {
+        self.overrides
+            .get(&(agent.clone(), asset.to_string()))
+            .copied()
+            .unwrap_or_default()
     }
 }
 

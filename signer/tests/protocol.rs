@@ -378,3 +378,119 @@ fn bad_frames_close_the_connection_but_not_the_server() {
         assert!(s.client().call(Op::Hello).unwrap().outcome.is_ok());
     }
 }
+
+/// Waits, if needed, until at least `margin` seconds remain in the current 30 s TOTP step,
+/// so a test can use the codes of the previous, current and next step without a step rolling.
+fn fresh_step(margin: u64) -> u64 {
+    let into = now() % 30;
+    if into + margin >= 30 {
+        std::thread::sleep(std::time::Duration::from_secs(30 - into));
+    }
+    now()
+}
+
+#[test]
+fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
+    use vigil_protocol::{ConfirmRequest, LimitKind, SetLimitRequest};
+    let mut s = Signer::start(&["trader", "sentinel"], None);
+    let to = s.address("sentinel");
+    let t = fresh_step(12);
+    let set = |amount: u128, code: String| {
+        Op::SetLimit(SetLimitRequest {
+            agent: "trader".parse().unwrap(),
+            asset: "SOL".into(),
+            limit: LimitKind::PerTx,
+            amount: vigil_protocol::Amount::from_base_units(amount),
+            code,
+        })
+    };
+    let quarter = |key: &str| {
+        sign_op(
+            "trader",
+            transfer(&to, SOL / 4, Network::Devnet),
+            key,
+            SOME_BLOCKHASH,
+        )
+    };
+    let mut c = s.client();
+    let status = ok(c.call(Op::Status).unwrap());
+    let ceiling: u128 = status["agents"][1]["limits"]["assets"]["SOL"]["per_tx_ceiling"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // Above the signed ceiling: refused before the code is looked at (the code stays unspent).
+    let (kind, rule, msg) = err(c.call(set(ceiling + 1, s.code_at(t - 30))).unwrap());
+    assert_eq!(
+        (kind.as_str(), rule.as_deref()),
+        ("policy_denied", Some("per_tx_cap")),
+        "{msg}"
+    );
+    assert!(msg.contains("signed ceiling"), "{msg}");
+    // A wrong code changes nothing.
+    let (kind, _, _) = err(c.call(set(SOL / 10, "000000".into())).unwrap());
+    assert_eq!(kind, "approval_invalid_code");
+
+    // Lowered to 0.1 SOL with a code: a 0.25 SOL transfer is now refused by the lowered cap.
+    let r = ok(c.call(set(SOL / 10, s.code_at(t - 30))).unwrap());
+    assert_eq!(
+        (r["amount"].as_str(), r["limit"].as_str()),
+        (Some("100000000"), Some("per_tx"))
+    );
+    assert_eq!(r["ceiling"], ceiling.to_string());
+    let (kind, rule, msg) = err(c.call(quarter("q1")).unwrap());
+    assert_eq!(
+        (kind.as_str(), rule.as_deref()),
+        ("policy_denied", Some("per_tx_cap")),
+        "{msg}"
+    );
+    let status = ok(c.call(Op::Status).unwrap());
+    assert_eq!(
+        status["agents"][1]["limits"]["assets"]["SOL"]["per_tx_cap"],
+        "100000000"
+    );
+
+    // A phrase-gate confirmation, single use.
+    let confirm = |code: String| {
+        Op::Confirm(ConfirmRequest {
+            purpose: "go_live trader SOL".parse().unwrap(),
+            code,
+        })
+    };
+    let r = ok(c.call(confirm(s.code_at(t))).unwrap());
+    assert_eq!(
+        (r["confirmed"].as_bool(), r["purpose"].as_str()),
+        (Some(true), Some("go_live trader SOL"))
+    );
+    let (kind, _, msg) = err(c.call(confirm(s.code_at(t))).unwrap());
+    assert_eq!(kind, "approval_invalid_code");
+    assert!(msg.contains("already used"), "{msg}");
+
+    // After kill -9: the lowered cap and the spent code are both still in force.
+    drop(c);
+    s.restart();
+    let mut c = s.client();
+    let (_, rule, _) = err(c.call(quarter("q2")).unwrap());
+    assert_eq!(rule.as_deref(), Some("per_tx_cap"));
+    let (kind, _, _) = err(c.call(confirm(s.code_at(t))).unwrap());
+    assert_eq!(kind, "approval_invalid_code");
+    // Raised back to the ceiling with the next code: the transfer signs.
+    ok(c.call(set(ceiling, s.code_at(t + 30))).unwrap());
+    assert_eq!(ok(c.call(quarter("q3")).unwrap())["status"], "signed");
+
+    // Every step is in the verified audit chain.
+    let out = s.audit_verify(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let types: Vec<String> = read_audit(&s.audit_path())
+        .iter()
+        .map(|e| e["event"]["type"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for t in ["limit_set", "operator_confirmed", "operator_code_refused"] {
+        assert!(types.iter().any(|x| x == t), "{t} missing from {types:?}");
+    }
+}

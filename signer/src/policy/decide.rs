@@ -10,7 +10,7 @@
 use vigil_protocol::types::truncate;
 use vigil_protocol::{AgentId, Intent, Rule, TransferIntent};
 
-use super::{Action, AgentPolicy, Policy, network_name};
+use super::{Action, AgentPolicy, AssetLimits, Policy, network_name};
 
 /// The rate-limit window, in seconds.
 const RATE_WINDOW: u64 = 60;
@@ -23,6 +23,33 @@ pub trait History {
     fn spent_since(&self, agent: &AgentId, asset: &str, since: u64) -> u128;
     /// Number of `sign` requests by `agent` evaluated at unix time >= `since` (the current one not included).
     fn requests_since(&self, agent: &AgentId, since: u64) -> u32;
+    /// Caps the operator set for `agent` and `asset` with `set_limit` (within the ceilings).
+    fn limit_override(&self, agent: &AgentId, asset: &str) -> LimitOverride;
+}
+
+/// Caps set by the operator at run time. The signed policy's values stay the ceilings: the
+/// cap in force is the smaller of the two, so a new policy with a lower ceiling wins.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitOverride {
+    /// Replaces `per_tx_cap` (up to it).
+    pub per_tx: Option<u128>,
+    /// Replaces `velocity_24h` (up to it).
+    pub velocity_24h: Option<u128>,
+}
+
+impl LimitOverride {
+    /// The limits in force: each cap is the override, if set, and never above the ceiling.
+    pub fn apply(self, ceiling: AssetLimits) -> AssetLimits {
+        AssetLimits {
+            per_tx_cap: self
+                .per_tx
+                .map_or(ceiling.per_tx_cap, |v| v.min(ceiling.per_tx_cap)),
+            velocity_24h: self
+                .velocity_24h
+                .map_or(ceiling.velocity_24h, |v| v.min(ceiling.velocity_24h)),
+            ..ceiling
+        }
+    }
 }
 
 /// The outcome of [`decide`].
@@ -162,7 +189,7 @@ fn check_transfer(
     }
 
     let asset = truncate(&t.asset);
-    let limits = match rules.assets.get(&t.asset) {
+    let ceiling = match rules.assets.get(&t.asset) {
         Some(l) if l.chain == t.chain => *l,
         Some(l) => {
             return Err(deny(
@@ -207,11 +234,20 @@ fn check_transfer(
     }
 
     let amount = t.amount.base_units();
+    let limits = history.limit_override(agent, &t.asset).apply(ceiling);
     if amount > limits.per_tx_cap {
+        let raise = if limits.per_tx_cap < ceiling.per_tx_cap {
+            format!(
+                "the operator lowered it; they can raise it up to the signed {} base units with a code",
+                ceiling.per_tx_cap
+            )
+        } else {
+            "ask the operator to raise per_tx_cap in a new signed policy".to_owned()
+        };
         return Err(deny(
             Rule::PerTxCap,
             format!(
-                "{amount} base units of {asset} exceeds agent {agent}'s per-transaction cap of {} base units; splitting the transfer is not a workaround (the 24 h cap still applies): ask the operator to raise per_tx_cap in a new signed policy",
+                "{amount} base units of {asset} exceeds agent {agent}'s per-transaction cap of {} base units; splitting the transfer is not a workaround (the 24 h cap still applies): {raise}",
                 limits.per_tx_cap
             ),
         ));
@@ -232,10 +268,18 @@ fn check_transfer(
                 None => "the ledger holds spends dated in the future: check the signer's clock"
                     .to_owned(),
             };
+            let raise = if cap < ceiling.velocity_24h {
+                format!(
+                    "ask the operator to raise the 24 h cap (lowered by them; signed ceiling {})",
+                    ceiling.velocity_24h
+                )
+            } else {
+                "ask the operator to raise velocity_24h in a new signed policy".to_owned()
+            };
             return Err(deny(
                 Rule::VelocityCap24h,
                 format!(
-                    "{amount} base units of {asset} would bring agent {agent}'s 24 h {asset} total to {total} (cap {cap}, already spent {spent}); {when}, send at most {} now, or ask the operator to raise velocity_24h in a new signed policy",
+                    "{amount} base units of {asset} would bring agent {agent}'s 24 h {asset} total to {total} (cap {cap}, already spent {spent}); {when}, send at most {} now, or {raise}",
                     cap.saturating_sub(spent)
                 ),
             ));
@@ -353,11 +397,13 @@ approval_threshold = "1000"
         parse(toml.as_bytes()).unwrap()
     }
 
-    /// A ledger as plain data: spends `(agent, asset, unix time, amount)` and request times.
+    /// A ledger as plain data: spends `(agent, asset, unix time, amount)`, request times
+    /// and operator-set caps.
     #[derive(Default)]
     struct FakeHistory {
         spends: Vec<(String, String, u64, u128)>,
         requests: Vec<(String, u64)>,
+        overrides: Vec<(String, String, LimitOverride)>,
     }
 
     impl History for FakeHistory {
@@ -374,6 +420,12 @@ approval_threshold = "1000"
                 .filter(|(a, t)| a == agent.as_str() && *t >= since)
                 .count();
             u32::try_from(n).unwrap()
+        }
+        fn limit_override(&self, agent: &AgentId, asset: &str) -> LimitOverride {
+            self.overrides
+                .iter()
+                .find(|(a, s, _)| a == agent.as_str() && s == asset)
+                .map_or_else(LimitOverride::default, |(_, _, o)| *o)
         }
     }
 
@@ -438,6 +490,7 @@ approval_threshold = "1000"
                 .iter()
                 .map(|&ago| (row.agent.into(), NOW - ago))
                 .collect(),
+            overrides: Vec::new(),
         };
         let intent = Intent::Transfer(TransferIntent {
             chain: Chain::Solana,
@@ -533,6 +586,14 @@ approval_threshold = "1000"
                 ("whale".into(), NOW),
                 ("whale".into(), NOW),
             ],
+            overrides: vec![(
+                "whale".into(),
+                "SOL".into(),
+                LimitOverride {
+                    per_tx: Some(1),
+                    velocity_24h: Some(1),
+                },
+            )],
         };
         assert_eq!(
             decide(&policy, &history, &agent, &intent, NOW),
@@ -624,6 +685,56 @@ approval_threshold = "1000"
         assert_eq!(
             decide_approved(&policy, &history, &agent, &intent, at),
             Verdict::Allow
+        );
+    }
+
+    #[test]
+    fn operator_caps_apply_below_the_ceiling_and_never_above() {
+        let decide_with = |amount: u128, spent: u128, o: LimitOverride| {
+            let (policy, mut history, agent, intent) = setup(&Row { amount, ..OK });
+            history
+                .spends
+                .push(("trader".into(), "SOL".into(), NOW - 10, spent));
+            history.overrides.push(("trader".into(), "SOL".into(), o));
+            decide_approved(&policy, &history, &agent, &intent, NOW)
+        };
+        let per_tx = |v| LimitOverride {
+            per_tx: Some(v),
+            velocity_24h: None,
+        };
+        let velocity = |v| LimitOverride {
+            per_tx: None,
+            velocity_24h: Some(v),
+        };
+        // Lowered per-tx cap (ceiling 1000): 300 passes, 301 is refused and says it can go back up.
+        assert_eq!(decide_with(300, 0, per_tx(300)), Verdict::Allow);
+        let Verdict::Deny { rule, message } = decide_with(301, 0, per_tx(300)) else {
+            panic!("expected a refusal");
+        };
+        assert_eq!(rule, Rule::PerTxCap);
+        assert!(
+            message.contains("cap of 300") && message.contains("up to the signed 1000"),
+            "{message}"
+        );
+        // An override above the ceiling (a newer policy lowered it) cannot lift the cap.
+        assert_eq!(decide_with(1000, 0, per_tx(9000)).rule(), None);
+        assert_eq!(
+            decide_with(1001, 0, per_tx(9000)).rule(),
+            Some(Rule::PerTxCap)
+        );
+        // Lowered 24 h cap (ceiling 5000): 1800 spent, 200 fits, 201 does not.
+        assert_eq!(decide_with(200, 1800, velocity(2000)), Verdict::Allow);
+        let Verdict::Deny { rule, message } = decide_with(201, 1800, velocity(2000)) else {
+            panic!("expected a refusal");
+        };
+        assert_eq!(rule, Rule::VelocityCap24h);
+        assert!(
+            message.contains("cap 2000") && message.contains("signed ceiling 5000"),
+            "{message}"
+        );
+        assert_eq!(
+            decide_with(1000, 4001, velocity(u128::MAX)).rule(),
+            Some(Rule::VelocityCap24h)
         );
     }
 

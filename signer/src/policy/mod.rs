@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use vigil_protocol::{AgentId, Chain, Intent, Network};
 
-pub use decide::{History, Verdict, decide, decide_approved};
+pub use decide::{History, LimitOverride, Verdict, decide, decide_approved};
 pub use file::{POLICY_VERSION, parse};
 
 /// The policy file's name inside the signer's state directory.
@@ -229,17 +229,21 @@ impl Policy {
 }
 
 impl AgentPolicy {
-    /// For the `status` op: the agent's limits, amounts as decimal strings of base units.
-    pub fn limits_json(&self) -> Value {
+    /// For the `status` op: the agent's limits in force (`overrides` gives the operator's
+    /// caps per asset), the signed ceilings beside them, amounts as decimal strings of base units.
+    pub fn limits_json(&self, overrides: impl Fn(&str) -> LimitOverride) -> Value {
         let assets: serde_json::Map<String, Value> = self
             .assets
             .iter()
-            .map(|(symbol, l)| {
+            .map(|(symbol, ceiling)| {
+                let l = overrides(symbol).apply(*ceiling);
                 let limits = json!({
                     "chain": l.chain.as_str(),
                     "per_tx_cap": l.per_tx_cap.to_string(),
                     "velocity_24h": l.velocity_24h.to_string(),
                     "approval_threshold": l.approval_threshold.to_string(),
+                    "per_tx_ceiling": ceiling.per_tx_cap.to_string(),
+                    "velocity_24h_ceiling": ceiling.velocity_24h.to_string(),
                 });
                 (symbol.clone(), limits)
             })
@@ -460,8 +464,12 @@ approval_threshold = "1"
         );
         assert_eq!(policy.digest_hex().len(), 64);
         let trader = &policy.agents[&"trader".parse::<AgentId>().unwrap()];
+        let lowered = |_: &str| LimitOverride {
+            per_tx: Some(7),
+            velocity_24h: None,
+        };
         assert_eq!(
-            trader.limits_json(),
+            trader.limits_json(lowered),
             json!({
                 "actions": ["transfer"],
                 "networks": ["solana:devnet", "solana:mainnet"],
@@ -469,9 +477,11 @@ approval_threshold = "1"
                 "rate_limit_per_minute": 30,
                 "assets": {"SOL": {
                     "chain": "solana",
-                    "per_tx_cap": "2000000000",
+                    "per_tx_cap": "7",
                     "velocity_24h": "10000000000",
-                    "approval_threshold": "500000000"
+                    "approval_threshold": "500000000",
+                    "per_tx_ceiling": "2000000000",
+                    "velocity_24h_ceiling": "10000000000"
                 }}
             })
         );
