@@ -9,8 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use vigil_protocol::frame::{check_len, encode_frame};
 use vigil_protocol::message::{
-    ApproveRequest, DryRunRequest, DryRunResult, ErrorBody, HelloResult, SignRequest, SignResult,
-    StatusResult,
+    ApproveRequest, ConfirmRequest, ConfirmResult, DryRunRequest, DryRunResult, ErrorBody,
+    HelloResult, SetLimitRequest, SetLimitResult, SignRequest, SignResult, StatusResult,
 };
 use vigil_protocol::{Op, Request, RequestId, Response};
 
@@ -26,60 +26,6 @@ pub enum SignerError {
     /// The signer refused (policy, approvals, bad request...): its own words.
     #[error("signer refused: {} {}: {}", .0.kind, .0.rule.map(|r| r.as_str()).unwrap_or(""), .0.message)]
     Refused(ErrorBody),
-}
-
-/// The result of `confirm`: the signer checked the operator's code for this purpose.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
-pub struct Confirmed {
-    /// Always true in a success.
-    pub confirmed: bool,
-    /// The purpose the code was checked for, as sent.
-    pub purpose: String,
-    /// The ledger entry recording the confirmation.
-    pub ledger_seq: u64,
-}
-
-/// Which limit `set_limit` adjusts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LimitKind {
-    /// The per-transaction cap.
-    PerTx,
-    /// The rolling 24 h velocity cap.
-    Velocity24h,
-}
-
-impl LimitKind {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LimitKind::PerTx => "per_tx",
-            LimitKind::Velocity24h => "velocity_24h",
-        }
-    }
-
-    /// Parses the wire name (`per_tx`, `velocity_24h`).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "per_tx" => Some(LimitKind::PerTx),
-            "velocity_24h" => Some(LimitKind::Velocity24h),
-            _ => None,
-        }
-    }
-}
-
-/// The result of `set_limit`: the limit now in force and the signed ceiling above it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
-pub struct LimitSet {
-    /// The agent.
-    pub agent: String,
-    /// The asset.
-    pub asset: String,
-    /// `per_tx` or `velocity_24h`.
-    pub limit: String,
-    /// The new limit, base units.
-    pub amount: String,
-    /// The signed policy's ceiling, base units.
-    pub ceiling: String,
 }
 
 /// A connection to the signer, reconnected on demand.
@@ -127,69 +73,24 @@ impl SignerClient {
         self.call(Op::Approve(r)).await
     }
 
-    /// `confirm`: the signer checks the operator's `code` for `purpose` (1-200 printable
-    /// ASCII characters, e.g. `go_live trader SOL`) and records it. The orchestrator never
-    /// checks codes itself.
-    pub async fn confirm(&mut self, purpose: &str, code: &str) -> Result<Confirmed, SignerError> {
-        let fields = serde_json::json!({ "purpose": purpose, "code": code });
-        self.call_raw("confirm", fields).await
+    /// `confirm`: the signer checks the operator's code for a purpose (e.g. `go_live trader
+    /// SOL`) and records it. The orchestrator never checks codes itself.
+    pub async fn confirm(&mut self, r: ConfirmRequest) -> Result<ConfirmResult, SignerError> {
+        self.call(Op::Confirm(r)).await
     }
 
-    /// `set_limit`: adjusts `agent`'s `limit` for `asset` to `amount` base units, within the
-    /// signed ceiling, with the operator's `code` (checked by the signer).
-    pub async fn set_limit(
-        &mut self,
-        agent: &vigil_protocol::AgentId,
-        asset: &str,
-        limit: LimitKind,
-        amount: u128,
-        code: &str,
-    ) -> Result<LimitSet, SignerError> {
-        let fields = serde_json::json!({
-            "agent": agent.as_str(),
-            "asset": asset,
-            "limit": limit.as_str(),
-            "amount": amount.to_string(),
-            "code": code,
-        });
-        self.call_raw("set_limit", fields).await
+    /// `set_limit`: adjusts a cap within the signed ceiling, with the operator's code
+    /// (checked by the signer).
+    pub async fn set_limit(&mut self, r: SetLimitRequest) -> Result<SetLimitResult, SignerError> {
+        self.call(Op::SetLimit(r)).await
     }
 
     async fn call<T: serde::de::DeserializeOwned>(&mut self, op: Op) -> Result<T, SignerError> {
-        let id = self.fresh_id()?;
-        let request = Request { id: id.clone(), op };
-        self.exchange(id, request.to_json()).await
-    }
-
-    /// An op this crate's protocol types do not name yet, sent as its wire form: the envelope
-    /// plus `fields` (an object).
-    async fn call_raw<T: serde::de::DeserializeOwned>(
-        &mut self,
-        op: &str,
-        fields: serde_json::Value,
-    ) -> Result<T, SignerError> {
-        let id = self.fresh_id()?;
-        let mut obj = serde_json::Map::new();
-        obj.insert("v".into(), serde_json::Value::from(1));
-        obj.insert("id".into(), serde_json::Value::from(id.as_str()));
-        obj.insert("op".into(), serde_json::Value::from(op));
-        if let serde_json::Value::Object(f) = fields {
-            obj.extend(f);
-        }
-        self.exchange(id, serde_json::Value::Object(obj).to_string())
-            .await
-    }
-
-    fn fresh_id(&mut self) -> Result<RequestId, SignerError> {
         self.next_id += 1;
-        RequestId::try_from(format!("o{}", self.next_id)).map_err(SignerError::Protocol)
-    }
-
-    async fn exchange<T: serde::de::DeserializeOwned>(
-        &mut self,
-        id: RequestId,
-        payload: String,
-    ) -> Result<T, SignerError> {
+        let id =
+            RequestId::try_from(format!("o{}", self.next_id)).map_err(SignerError::Protocol)?;
+        let request = Request { id: id.clone(), op };
+        let payload = request.to_json();
         let response =
             match tokio::time::timeout(self.timeout, self.round_trip(payload.as_bytes())).await {
                 Ok(Ok(r)) => r,

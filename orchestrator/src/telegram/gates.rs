@@ -6,15 +6,15 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use vigil_protocol::message::{ApproveRequest, SignResult};
-use vigil_protocol::{ApprovalId, Context, ErrorKind};
+use vigil_protocol::message::{ApproveRequest, ConfirmRequest, SetLimitRequest, SignResult};
+use vigil_protocol::{Amount, ApprovalId, Context, ErrorKind, LimitKind, Purpose};
 
 use super::{Ctx, State, unix_now};
 use crate::config::{AgentConfig, Mode};
 use crate::firewall::KNOWN_ASSETS;
 use crate::operator::{self, Alert};
 use crate::pipeline;
-use crate::signer_client::{LimitKind, SignerError};
+use crate::signer_client::SignerError;
 use crate::store::{NewPending, PendingId, PendingKind, PendingRow, PendingStatus, Resolution};
 
 /// `/approve <id> [code]`.
@@ -245,7 +245,7 @@ pub fn setcap(ctx: &Ctx, user: i64, args: &str) -> String {
     if !KNOWN_ASSETS.contains(asset) {
         return format!("Unknown asset: use one of {}.", KNOWN_ASSETS.join(", "));
     }
-    let Some(limit) = LimitKind::parse(limit) else {
+    let Some(limit) = limit_kind(limit) else {
         return USAGE.into();
     };
     let Ok(amount) = amount.parse::<u128>() else {
@@ -330,29 +330,46 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> Stri
         Some("set_limit") => {
             let (Some(agent), Some(limit), Some(amount)) = (
                 &agent,
-                payload["limit"].as_str().and_then(LimitKind::parse),
+                payload["limit"].as_str().and_then(limit_kind),
                 payload["amount"].as_str().and_then(|a| a.parse::<u128>().ok()),
             ) else {
                 return format!("#{id} is unreadable; /deny {id} and ask again");
             };
-            let asset = payload["asset"].as_str().unwrap_or_default();
+            let request = SetLimitRequest {
+                agent: agent.id.clone(),
+                asset: payload["asset"].as_str().unwrap_or_default().to_string(),
+                limit,
+                amount: Amount::from_base_units(amount),
+                code: code.to_string(),
+            };
             let mut signer = ctx.orch.signer().lock().await;
             signer
-                .set_limit(&agent.id, asset, limit, amount, code)
+                .set_limit(request)
                 .await
                 .map(|r| {
                     format!(
                         "{}'s {} cap for {} is now {} (signed ceiling {}).",
-                        r.agent, r.limit, r.asset, r.amount, r.ceiling
+                        r.agent,
+                        r.limit.as_str(),
+                        r.asset,
+                        r.amount.base_units(),
+                        r.ceiling.base_units()
                     )
                 })
         }
         Some("go_live" | "command") => {
+            let Ok(purpose) = Purpose::try_from(purpose) else {
+                return format!("#{id} is unreadable; /deny {id} and ask again");
+            };
+            let request = ConfirmRequest {
+                purpose,
+                code: code.to_string(),
+            };
             let mut signer = ctx.orch.signer().lock().await;
             signer
-                .confirm(&purpose, code)
+                .confirm(request)
                 .await
-                .map(|c| format!("the signer confirmed {:?} (ledger #{})", c.purpose, c.ledger_seq))
+                .map(|c| format!("the signer confirmed {:?} (ledger #{})", c.purpose.as_str(), c.ledger_seq))
         }
         _ => return format!("#{id} is unreadable; /deny {id} and ask again"),
     };
@@ -411,8 +428,14 @@ async fn signer_approval(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> 
     if payload["mode"] == "paper" {
         // Paper mode asked the signer with dry_run: there is no signer approval to complete,
         // so the signer checks the code for this confirmation's purpose instead.
-        let purpose = format!("approve_paper {id}");
-        let checked = ctx.orch.signer().lock().await.confirm(&purpose, code).await;
+        let Ok(purpose) = Purpose::try_from(format!("approve_paper {id}")) else {
+            return format!("#{id}: cannot name it to the signer");
+        };
+        let request = ConfirmRequest {
+            purpose,
+            code: code.to_string(),
+        };
+        let checked = ctx.orch.signer().lock().await.confirm(request).await;
         if let Err(e) = checked {
             return code_refused(ctx, user, id, e);
         }
@@ -533,6 +556,14 @@ fn agent_arg(ctx: &Ctx, arg: &str) -> Result<AgentConfig, String> {
                 known.join(", ")
             )
         })
+}
+
+fn limit_kind(s: &str) -> Option<LimitKind> {
+    match s {
+        "per_tx" => Some(LimitKind::PerTx),
+        "velocity_24h" => Some(LimitKind::Velocity24h),
+        _ => None,
+    }
 }
 
 /// Six ASCII digits.
