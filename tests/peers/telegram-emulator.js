@@ -79,11 +79,16 @@ const overrides = {
   // Hold the poll until an update arrives or the timeout passes, as the real API does.
   // Also adds `chat_instance` to callback queries: the package leaves it out, and teloxide's
   // `CallbackQuery` requires it (without it a button press is an unparsable update).
+  // A poll whose client went away (a bot that was killed) takes nothing: the package marks
+  // updates read when it hands them out, and they would be lost to the next bot.
   getUpdates: async (token, body, res) => {
     const timeout = Math.min(Number(body.timeout || 0), MAX_POLL_SECS);
+    let gone = false;
+    res.on('close', () => { gone = true; });
     let updates = telegram.getUpdates(token);
     if (updates.length === 0 && timeout > 0) {
       await waitForUserUpdate(timeout * 1000);
+      if (gone) return;
       updates = telegram.getUpdates(token);
     }
     for (const u of updates) {

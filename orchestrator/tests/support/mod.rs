@@ -14,6 +14,7 @@
 )]
 
 pub mod signer;
+pub mod telegram;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
