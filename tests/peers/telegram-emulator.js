@@ -113,7 +113,10 @@ const overrides = {
 
 const server = http.createServer(async (req, res) => {
   const m = /^\/bot([^/]+)\/([A-Za-z]+)$/.exec(req.url.split('?')[0]);
-  const override = m && overrides[m[2]];
+  // teloxide names methods in PascalCase (`GetMe`); the Bot API's method names are
+  // case-insensitive, as the package's own (express) routes are.
+  const method = m && m[2].charAt(0).toLowerCase() + m[2].slice(1);
+  const override = m && Object.prototype.hasOwnProperty.call(overrides, method) && overrides[method];
   if (!override) {
     telegram.webServer(req, res);
     return;

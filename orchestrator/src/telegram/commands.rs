@@ -333,7 +333,7 @@ mod tests {
 
     #[test]
     fn commands_parse_with_their_arguments() {
-        let parse = |t: &str| Command::parse(t, "VigilBot");
+        let parse = |t: &str| Command::parse(t, "VigilBot").map_err(|e| e.to_string());
         assert_eq!(parse("/status"), Ok(Command::Status));
         assert_eq!(
             parse("/approve 12 123456"),

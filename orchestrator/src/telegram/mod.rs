@@ -54,6 +54,9 @@ pub enum TelegramError {
     /// The credential exists but cannot be used.
     #[error("the Telegram bot token credential is unusable: {0}")]
     Token(String),
+    /// The Bot API refused the bot at start (`getMe`): a wrong token or a wrong API URL.
+    #[error("the Telegram Bot API refused the bot at start: {0}; check the token and telegram.api_url")]
+    Api(String),
     /// The configured API URL does not parse.
     #[error("telegram.api_url {0:?} is not a URL: {1}")]
     ApiUrl(String, String),
@@ -206,6 +209,8 @@ pub async fn run(
         operators = ctx.config.operators.len(),
         "Telegram bot starting"
     );
+    let listener = teloxide::update_listeners::polling_default(bot.clone()).await;
+    // `try_`: a Bot API that answers getMe with garbage is an error here, not a panic.
     Dispatcher::builder(bot, schema())
         .dependencies(dptree::deps![ctx])
         .default_handler(|update| async move {
@@ -215,9 +220,12 @@ pub async fn run(
             "Telegram handler failed",
         ))
         .build()
-        .dispatch()
-        .await;
-    Ok(())
+        .try_dispatch_with_listener(
+            listener,
+            LoggingErrorHandler::with_custom_text("Telegram polling failed"),
+        )
+        .await
+        .map_err(|e| TelegramError::Api(e.to_string()))
 }
 
 /// The update handler. The first branch is the operator allowlist: a stranger's update ends
