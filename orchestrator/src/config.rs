@@ -309,7 +309,10 @@ impl RawConfig {
             providers: self.providers,
             agents,
             solana_rpc_url: self.solana_rpc_url,
-            telegram: self.telegram.map(telegram::RawTelegram::check).transpose()?,
+            telegram: self
+                .telegram
+                .map(telegram::RawTelegram::check)
+                .transpose()?,
         })
     }
 }

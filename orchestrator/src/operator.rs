@@ -94,10 +94,7 @@ impl fmt::Display for Alert {
                 f,
                 "⏸ {agent} is paused ({by}). It makes no decisions until /resume {agent}."
             ),
-            Alert::Reconciliation(line) => write!(
-                f,
-                "🔎 reconciliation: {line}"
-            ),
+            Alert::Reconciliation(line) => write!(f, "🔎 reconciliation: {line}"),
             Alert::SignerUnreachable(why) => write!(
                 f,
                 "🚨 signer unreachable: {why}. Agents hold until it answers; check `systemctl status vigil-signer`."
@@ -140,7 +137,9 @@ pub fn mode_key(agent: &AgentId) -> String {
 
 /// Whether the operator paused `agent`.
 pub fn is_paused(store: &Store, agent: &AgentId) -> Result<bool, StoreError> {
-    Ok(store.setting(&paused_key(agent))?.is_some_and(|v| v == "true"))
+    Ok(store
+        .setting(&paused_key(agent))?
+        .is_some_and(|v| v == "true"))
 }
 
 /// Pauses (`true`) or resumes `agent`.

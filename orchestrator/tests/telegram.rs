@@ -107,7 +107,8 @@ async fn operator_gets_answers_and_a_stranger_gets_nothing() {
     }
     op.ask("send everything to me", "I only understand commands")
         .await;
-    op.ask("/transfer 5 SOL", "I only understand commands").await;
+    op.ask("/transfer 5 SOL", "I only understand commands")
+        .await;
     let caps = op.ask("/caps", "Caps").await;
     assert!(caps.text.contains("per tx 1000000000"), "{}", caps.text);
     op.ask("/audit", "audit chain head").await;
@@ -151,7 +152,11 @@ async fn a_confirmation_survives_a_restart_and_is_approved_with_a_button() {
         })
         .unwrap();
     let first = op.expect("send 0.5 SOL to the treasury").await;
-    assert!(first.text.starts_with(&format!("#{id} move funds")), "{}", first.text);
+    assert!(
+        first.text.starts_with(&format!("#{id} move funds")),
+        "{}",
+        first.text
+    );
     assert_eq!(
         first.reply_markup["inline_keyboard"][0][0]["callback_data"],
         format!("yes:{id}")
@@ -240,9 +245,16 @@ peers = [{{ label = "dev-peer", address = "{peer_text}" }}]
     assert_eq!(node.balance(&peer), 0, "a wrong code moved nothing");
     let code = totp.generate(now());
     let done = op
-        .ask(&format!("/approve 1 {code}"), "#1 approved; the signer signed")
+        .ask(
+            &format!("/approve 1 {code}"),
+            "#1 approved; the signer signed",
+        )
         .await;
-    assert!(done.text.contains("chain: confirmed") || done.text.contains("chain: finalized"), "{}", done.text);
+    assert!(
+        done.text.contains("chain: confirmed") || done.text.contains("chain: finalized"),
+        "{}",
+        done.text
+    );
     assert_eq!(node.balance(&peer), 800_000_000);
     op.ask(&format!("/approve 1 {code}"), "#1 was already approved")
         .await;
@@ -251,7 +263,11 @@ peers = [{{ label = "dev-peer", address = "{peer_text}" }}]
     let second = op.expect("#2 the signer asks for your code").await;
     emulator.send_reply(OPERATOR, &code, Some(&second)).await;
     op.expect("code already used").await;
-    assert_eq!(node.balance(&peer), 800_000_000, "a reused code moved nothing");
+    assert_eq!(
+        node.balance(&peer),
+        800_000_000,
+        "a reused code moved nothing"
+    );
 
     // Two more wrong codes make three in a row: the signer locks approvals; reply and alert.
     op.ask(&format!("/approve 2 {}", wrong_code(&totp)), "wrong code")
@@ -379,7 +395,11 @@ fn without_a_token_the_bot_does_not_start_and_says_why() {
     let daemon = Daemon::start(work.path(), &config, false);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !daemon.log_text().contains("vigil-orchestrator running") {
-        assert!(std::time::Instant::now() < deadline, "{}", daemon.log_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            daemon.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let log = daemon.log_text();
@@ -387,13 +407,19 @@ fn without_a_token_the_bot_does_not_start_and_says_why() {
         log.contains("Telegram bot not started: no Telegram bot token"),
         "{log}"
     );
-    assert!(log.contains("bot-token"), "the log names the credential: {log}");
+    assert!(
+        log.contains("bot-token"),
+        "the log names the credential: {log}"
+    );
 }
 
 async fn wait_until(mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !cond() {
-        assert!(std::time::Instant::now() < deadline, "condition not met in 20 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met in 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

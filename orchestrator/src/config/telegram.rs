@@ -61,7 +61,9 @@ impl RawTelegram {
             if *id <= 0 {
                 return Err(invalid(
                     format!("telegram.operators[{i}]"),
-                    format!("{id} is not a user id: user ids are positive numbers (group ids are negative and are not allowed)"),
+                    format!(
+                        "{id} is not a user id: user ids are positive numbers (group ids are negative and are not allowed)"
+                    ),
                 ));
             }
             if self.operators[..i].contains(id) {
@@ -184,7 +186,10 @@ mod tests {
                 "telegram.pending_expiry_secs",
             ),
             ("operators = [5]\nphrase = \"ok\"", "telegram.phrase"),
-            ("operators = [5]\nphrase = \"/live now!\"", "telegram.phrase"),
+            (
+                "operators = [5]\nphrase = \"/live now!\"",
+                "telegram.phrase",
+            ),
             (
                 "operators = [5]\ndestructive_commands = [\"status\"]",
                 "telegram.destructive_commands[0]",

@@ -47,9 +47,7 @@ pub async fn approve(ctx: &Ctx, user: i64, id: PendingId, code: Option<&str>) ->
     match row.kind {
         PendingKind::SignerApproval => {
             let Some(code) = code else {
-                return format!(
-                    "#{id} needs your authenticator code: /approve {id} <code>"
-                );
+                return format!("#{id} needs your authenticator code: /approve {id} <code>");
             };
             signer_approval(ctx, user, &row, code).await
         }
@@ -226,7 +224,8 @@ pub fn live(ctx: &Ctx, user: i64, args: &str) -> String {
         "{} goes LIVE for {asset}: real transfers, within the signed policy",
         agent.id
     );
-    let payload = json!({"action": "go_live", "agent": agent.id, "asset": asset, "purpose": purpose});
+    let payload =
+        json!({"action": "go_live", "agent": agent.id, "asset": asset, "purpose": purpose});
     open_gate(ctx, user, PendingKind::GoLive, &agent, &summary, payload)
 }
 
@@ -331,7 +330,9 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> Stri
             let (Some(agent), Some(limit), Some(amount)) = (
                 &agent,
                 payload["limit"].as_str().and_then(limit_kind),
-                payload["amount"].as_str().and_then(|a| a.parse::<u128>().ok()),
+                payload["amount"]
+                    .as_str()
+                    .and_then(|a| a.parse::<u128>().ok()),
             ) else {
                 return format!("#{id} is unreadable; /deny {id} and ask again");
             };
@@ -343,19 +344,16 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> Stri
                 code: code.to_string(),
             };
             let mut signer = ctx.orch.signer().lock().await;
-            signer
-                .set_limit(request)
-                .await
-                .map(|r| {
-                    format!(
-                        "{}'s {} cap for {} is now {} (signed ceiling {}).",
-                        r.agent,
-                        r.limit.as_str(),
-                        r.asset,
-                        r.amount.base_units(),
-                        r.ceiling.base_units()
-                    )
-                })
+            signer.set_limit(request).await.map(|r| {
+                format!(
+                    "{}'s {} cap for {} is now {} (signed ceiling {}).",
+                    r.agent,
+                    r.limit.as_str(),
+                    r.asset,
+                    r.amount.base_units(),
+                    r.ceiling.base_units()
+                )
+            })
         }
         Some("go_live" | "command") => {
             let Ok(purpose) = Purpose::try_from(purpose) else {
@@ -366,10 +364,13 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> Stri
                 code: code.to_string(),
             };
             let mut signer = ctx.orch.signer().lock().await;
-            signer
-                .confirm(request)
-                .await
-                .map(|c| format!("the signer confirmed {:?} (ledger #{})", c.purpose.as_str(), c.ledger_seq))
+            signer.confirm(request).await.map(|c| {
+                format!(
+                    "the signer confirmed {:?} (ledger #{})",
+                    c.purpose.as_str(),
+                    c.ledger_seq
+                )
+            })
         }
         _ => return format!("#{id} is unreadable; /deny {id} and ask again"),
     };
@@ -418,7 +419,9 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> Stri
         }
         _ => String::new(),
     };
-    format!("✔ #{id}: {confirmed} {effect}").trim_end().to_string()
+    format!("✔ #{id}: {confirmed} {effect}")
+        .trim_end()
+        .to_string()
 }
 
 /// The signer answered `needs_approval` earlier; complete it with the operator's code.
@@ -470,7 +473,9 @@ async fn signer_approval(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> 
     let signed = match answer {
         Ok(SignResult::Signed(s)) => s,
         Ok(SignResult::NeedsApproval(_)) => {
-            return format!("#{id}: the signer asks for approval again; try /approve {id} <code> with the next code");
+            return format!(
+                "#{id}: the signer asks for approval again; try /approve {id} <code> with the next code"
+            );
         }
         Err(e) => return code_refused(ctx, user, id, e),
     };
@@ -480,7 +485,10 @@ async fn signer_approval(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> 
     }
     let chain = pipeline::broadcast_signed(ctx.orch.rpc(), &signed.tx, &signed.signature).await;
     if let Some(agent) = &row.agent {
-        let note = format!("approved by the operator, signed ({chain}): {}", signed.summary);
+        let note = format!(
+            "approved by the operator, signed ({chain}): {}",
+            signed.summary
+        );
         if let Err(e) = ctx.with_store(|s| s.agent(agent).append_memory(now, &note)) {
             tracing::error!(error = %e, "could not record the approved transfer");
         }
@@ -498,8 +506,7 @@ fn code_refused(ctx: &Ctx, user: i64, id: PendingId, e: SignerError) -> String {
             let locked = body.kind == ErrorKind::RateLimited || body.message.contains("locked");
             if locked {
                 ctx.set_state(user, State::Idle);
-                ctx.orch
-                    .alert(Alert::ApprovalsLocked(body.message.clone()));
+                ctx.orch.alert(Alert::ApprovalsLocked(body.message.clone()));
             }
             let what = match body.kind {
                 ErrorKind::ApprovalInvalidCode if body.message.contains("already used") => {
@@ -513,8 +520,14 @@ fn code_refused(ctx: &Ctx, user: i64, id: PendingId, e: SignerError) -> String {
                 ErrorKind::PolicyDenied => "✘ above the signed policy",
                 _ => "✘ the signer refused",
             };
-            let rule = body.rule.map(|r| format!(" [{}]", r.as_str())).unwrap_or_default();
-            format!("{what}{rule} — #{id} is not approved. The signer says: {}", body.message)
+            let rule = body
+                .rule
+                .map(|r| format!(" [{}]", r.as_str()))
+                .unwrap_or_default();
+            format!(
+                "{what}{rule} — #{id} is not approved. The signer says: {}",
+                body.message
+            )
         }
         SignerError::Unreachable(..) => {
             ctx.orch.alert(Alert::SignerUnreachable(e.to_string()));
@@ -528,14 +541,22 @@ fn code_refused(ctx: &Ctx, user: i64, id: PendingId, e: SignerError) -> String {
 fn not_open(ctx: &Ctx, row: &PendingRow, now: u64) -> Option<String> {
     let id = row.id;
     match row.status {
-        PendingStatus::Approved => Some(format!("#{id} was already approved; each confirmation is used once.")),
-        PendingStatus::Denied => Some(format!("#{id} was denied; ask the agent again if you changed your mind.")),
-        PendingStatus::Expired => Some(format!("#{id} has expired: nothing ran. Ask again if it is still wanted.")),
+        PendingStatus::Approved => Some(format!(
+            "#{id} was already approved; each confirmation is used once."
+        )),
+        PendingStatus::Denied => Some(format!(
+            "#{id} was denied; ask the agent again if you changed your mind."
+        )),
+        PendingStatus::Expired => Some(format!(
+            "#{id} has expired: nothing ran. Ask again if it is still wanted."
+        )),
         PendingStatus::Open if now >= row.expires_at => {
             // Marks it expired in the store (resolve_pending refuses an overdue row).
             let _ = ctx.with_store(|s| s.resolve_pending(id, Resolution::Denied, 0, now));
             ctx.clear_state_for(id);
-            Some(format!("#{id} has expired: nothing ran. Ask again if it is still wanted."))
+            Some(format!(
+                "#{id} has expired: nothing ran. Ask again if it is still wanted."
+            ))
         }
         PendingStatus::Open => None,
     }

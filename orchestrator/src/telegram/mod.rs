@@ -55,7 +55,9 @@ pub enum TelegramError {
     #[error("the Telegram bot token credential is unusable: {0}")]
     Token(String),
     /// The Bot API refused the bot at start (`getMe`): a wrong token or a wrong API URL.
-    #[error("the Telegram Bot API refused the bot at start: {0}; check the token and telegram.api_url")]
+    #[error(
+        "the Telegram Bot API refused the bot at start: {0}; check the token and telegram.api_url"
+    )]
     Api(String),
     /// The configured API URL does not parse.
     #[error("telegram.api_url {0:?} is not a URL: {1}")]

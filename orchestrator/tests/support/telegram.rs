@@ -77,7 +77,11 @@ impl Emulator {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        assert_eq!(line.trim(), format!("listening {port}"), "emulator did not start");
+        assert_eq!(
+            line.trim(),
+            format!("listening {port}"),
+            "emulator did not start"
+        );
         Emulator {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -143,7 +147,10 @@ impl Emulator {
             .into_iter()
             .map(|m| BotMessage {
                 message_id: m["messageId"].as_i64().unwrap_or(0),
-                text: m["message"]["text"].as_str().unwrap_or_default().to_string(),
+                text: m["message"]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 reply_markup: m["message"]["reply_markup"].clone(),
             })
             .collect()
