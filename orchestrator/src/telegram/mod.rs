@@ -12,6 +12,7 @@
 //! created before a restart are shown again after it).
 
 mod access;
+mod approvals;
 mod commands;
 mod gates;
 
