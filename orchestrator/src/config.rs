@@ -17,6 +17,9 @@ use vigil_protocol::types::truncate;
 use crate::cost::Prices;
 use crate::firewall::{Action, KNOWN_ASSETS};
 
+mod telegram;
+pub use telegram::{DEFAULT_PHRASE, TelegramConfig};
+
 /// The configuration shipped with the orchestrator (three agents, all in paper mode).
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default-config.toml");
 
@@ -44,6 +47,8 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     /// The Solana JSON-RPC endpoint, if any.
     pub solana_rpc_url: Option<String>,
+    /// The operator interface on Telegram; absent: no bot (the terminal is used).
+    pub telegram: Option<TelegramConfig>,
 }
 
 /// The kind of an LLM provider.
@@ -223,6 +228,7 @@ struct RawConfig {
     providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
     agents: Vec<RawAgent>,
+    telegram: Option<telegram::RawTelegram>,
 }
 
 #[derive(Deserialize)]
@@ -303,6 +309,10 @@ impl RawConfig {
             providers: self.providers,
             agents,
             solana_rpc_url: self.solana_rpc_url,
+            telegram: self
+                .telegram
+                .map(telegram::RawTelegram::check)
+                .transpose()?,
         })
     }
 }

@@ -433,7 +433,12 @@ async fn live(agent: &AgentConfig, checked: &Checked, inputs: &Inputs, deps: &De
 /// Sends a signed transaction through the RPC and waits for confirmation. The RPC client checks
 /// that the node answers with the transaction's own signature (a lying node is an error).
 async fn broadcast(deps: &Deps<'_>, tx: &str, signature: &str) -> String {
-    let Some(rpc) = deps.rpc else {
+    broadcast_signed(deps.rpc, tx, signature).await
+}
+
+/// [`broadcast`] with the RPC given: also used to send a live transfer the operator approved.
+pub async fn broadcast_signed(rpc: Option<&SolanaRpc>, tx: &str, signature: &str) -> String {
+    let Some(rpc) = rpc else {
         return "not broadcast: no Solana RPC configured".into();
     };
     let sent = match rpc.send_transaction(tx).await {

@@ -3,6 +3,7 @@
 //! the state says was begun but not finished.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Mutex;
@@ -12,6 +13,7 @@ use crate::chains::solana_rpc::{SigStatus, SolanaRpc};
 use crate::config::{AgentConfig, Config, Mode, ProviderKind};
 use crate::firewall::prompt::UntrustedItem;
 use crate::llm::{OpenAiProvider, Provider, ScriptedProvider, read_api_key};
+use crate::operator::{self, Alert, Operator, Terminal};
 use crate::pipeline::{self, Decided, Deps, Inputs, Outcome};
 use crate::signer_client::SignerClient;
 use crate::store::PendingRow;
@@ -38,6 +40,7 @@ pub struct Orchestrator {
     paper_balance: u128,
     network: Network,
     rpc: Option<SolanaRpc>,
+    operator: Arc<dyn Operator>,
 }
 
 /// Why the orchestrator could not start.
@@ -102,7 +105,28 @@ impl Orchestrator {
             signer: Mutex::new(signer),
             paper_balance: DEFAULT_PAPER_BALANCE,
             network: Network::Devnet,
+            operator: Arc::new(Terminal),
         })
+    }
+
+    /// Sends alerts to `operator` instead of the terminal (e.g. to Telegram).
+    pub fn set_operator(&mut self, operator: Arc<dyn Operator>) {
+        self.operator = operator;
+    }
+
+    /// Tells the operator (queued; never blocks the caller).
+    pub fn alert(&self, alert: Alert) {
+        self.operator.alert(alert);
+    }
+
+    /// The configuration (for the operator interface).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The Solana RPC client, when one is configured (for completing approved live actions).
+    pub fn rpc(&self) -> Option<&SolanaRpc> {
+        self.rpc.as_ref()
     }
 
     /// The state store (for the operator interface).
@@ -222,6 +246,11 @@ impl Orchestrator {
         if self.is_paused(&agent.id) {
             return held("operator", "paused by the operator".into());
         }
+        // The operator's /paper and /live choices (stored settings) override the config.
+        let agent = &match self.store.lock() {
+            Ok(store) => operator::with_mode_override(&store, agent),
+            Err(_) => return held("state", "state unavailable".into()),
+        };
         let Some(provider) = self.providers.get(&agent.provider) else {
             return held("config", format!("unknown provider {}", agent.provider));
         };
@@ -308,6 +337,9 @@ impl Orchestrator {
                 if now >= due {
                     let decided = self.decide(agent, Vec::new()).await;
                     tracing::info!(agent = %agent.id, outcome = ?decided.outcome, "decision");
+                    if let Some(alert) = Alert::from_outcome(&agent.id, &decided.outcome) {
+                        self.alert(alert);
+                    }
                     next.insert(agent.id.clone(), now + agent.schedule_secs.max(1));
                 }
             }

@@ -9,8 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use vigil_protocol::frame::{check_len, encode_frame};
 use vigil_protocol::message::{
-    ApproveRequest, DryRunRequest, DryRunResult, ErrorBody, HelloResult, SignRequest, SignResult,
-    StatusResult,
+    ApproveRequest, ConfirmRequest, ConfirmResult, DryRunRequest, DryRunResult, ErrorBody,
+    HelloResult, SetLimitRequest, SetLimitResult, SignRequest, SignResult, StatusResult,
 };
 use vigil_protocol::{Op, Request, RequestId, Response};
 
@@ -71,6 +71,18 @@ impl SignerClient {
     /// `approve` (the code comes from the operator, never from an agent).
     pub async fn approve(&mut self, r: ApproveRequest) -> Result<SignResult, SignerError> {
         self.call(Op::Approve(r)).await
+    }
+
+    /// `confirm`: the signer checks the operator's code for a purpose (e.g. `go_live trader
+    /// SOL`) and records it. The orchestrator never checks codes itself.
+    pub async fn confirm(&mut self, r: ConfirmRequest) -> Result<ConfirmResult, SignerError> {
+        self.call(Op::Confirm(r)).await
+    }
+
+    /// `set_limit`: adjusts a cap within the signed ceiling, with the operator's code
+    /// (checked by the signer).
+    pub async fn set_limit(&mut self, r: SetLimitRequest) -> Result<SetLimitResult, SignerError> {
+        self.call(Op::SetLimit(r)).await
     }
 
     async fn call<T: serde::de::DeserializeOwned>(&mut self, op: Op) -> Result<T, SignerError> {

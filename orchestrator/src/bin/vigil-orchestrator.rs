@@ -1,20 +1,26 @@
 //! `vigil-orchestrator`: the daemon. Loads the config (flag, then `VIGIL_ORCHESTRATOR_CONFIG`,
 //! then `/etc/vigil/orchestrator.toml`), opens the state, reconciles what a crash may have
-//! left half-done, and runs the agents on their schedules until SIGTERM or Ctrl-C.
+//! left half-done, and runs the agents on their schedules until SIGTERM or Ctrl-C. With a
+//! `[telegram]` table and the bot token credential, the Telegram bot runs beside them and
+//! receives the alerts; without the token the bot does not start (the log says why) and
+//! alerts go to standard output and the log.
 
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
 use sd_notify::NotifyState;
 use vigil_orchestrator::config::Config;
+use vigil_orchestrator::operator::Alert;
 use vigil_orchestrator::scheduler::Orchestrator;
 use vigil_orchestrator::signer_client::SignerClient;
 use vigil_orchestrator::store::Store;
+use vigil_orchestrator::telegram;
 
 /// The Vigil orchestrator daemon: agents, LLM firewall, state.
 #[derive(Debug, Parser)]
@@ -53,7 +59,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let store = Store::open(&config.state_db)
         .with_context(|| format!("state {}", config.state_db.display()))?;
     let signer = SignerClient::new(&config.signer_socket, Duration::from_secs(10));
-    let orchestrator = Orchestrator::new(config, store, signer)?;
+    let telegram_config = config.telegram.clone();
+    let mut orchestrator = Orchestrator::new(config, store, signer)?;
+    // The bot starts only with its token; otherwise the terminal (stdout and the log) is the
+    // operator interface, as in the demo.
+    let bot = match telegram_config {
+        None => {
+            tracing::info!("no [telegram] table in the config: alerts go to standard output");
+            None
+        }
+        Some(tg) => match telegram::read_token(&tg) {
+            Ok(token) => {
+                let (alerts, queue) = telegram::alert_channel();
+                orchestrator.set_operator(Arc::new(alerts));
+                Some((tg, token, queue))
+            }
+            Err(e) => {
+                tracing::warn!("Telegram bot not started: {e}");
+                None
+            }
+        },
+    };
+    let orchestrator = Arc::new(orchestrator);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -62,7 +89,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async {
         for line in orchestrator.reconcile().await {
             tracing::warn!("reconciliation: {line}");
+            orchestrator.alert(Alert::Reconciliation(line));
         }
+        let bot = async {
+            match bot {
+                Some((tg, token, queue)) => {
+                    telegram::run(orchestrator.clone(), tg, token, queue).await
+                }
+                None => std::future::pending().await,
+            }
+        };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
         // Type=notify: systemd counts the unit as started only now (config, state and
@@ -76,6 +112,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         );
         tokio::select! {
             () = orchestrator.run() => {}
+            stopped = bot => match stopped {
+                Ok(()) => tracing::info!("Telegram bot stopped; stopping"),
+                Err(e) => return Err(e).context("Telegram bot"),
+            },
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
             _ = term.recv() => tracing::info!("SIGTERM; stopping"),
         }

@@ -4,5 +4,6 @@
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod signer;
+pub mod telegram;
 
 pub use vigil_devnet::{Mode, SolanaNode};

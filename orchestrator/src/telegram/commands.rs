@@ -1,0 +1,372 @@
+//! The bot's commands (their doc comments are the /help text) and the read-only answers:
+//! /status, /agents, /pending, /caps, /audit. Everything here reads; changes are in `gates`.
+
+use std::fmt::Write as _;
+
+use teloxide::utils::command::BotCommands;
+use vigil_protocol::message::StatusResult;
+
+use super::Ctx;
+use crate::config::Mode;
+use crate::cost::format_usd;
+use crate::operator;
+use crate::store::{PendingKind, PendingRow};
+
+/// Vigil operator commands:
+#[derive(BotCommands, Clone, Debug, PartialEq, Eq)]
+#[command(rename_rule = "lowercase")]
+pub enum Command {
+    /// agents, modes, spend today vs caps, LLM cost vs cap, signer, pending items
+    Status,
+    /// each agent's provider, model, schedule, mode and whether it is paused
+    Agents,
+    /// <agent>: stop the agent's decisions (e.g. /pause trader)
+    Pause(String),
+    /// <agent>: let a paused agent decide again
+    Resume(String),
+    /// open confirmations and how to answer each
+    Pending,
+    /// <id> <code>: approve with your authenticator code (e.g. /approve 12 123456)
+    Approve(String),
+    /// <id>: refuse a pending confirmation (e.g. /deny 12)
+    Deny(String),
+    /// <agent>: simulate only, broadcast nothing (e.g. /paper trader)
+    Paper(String),
+    /// <agent> [asset]: go live for one asset, default SOL; needs the phrase and a code
+    Live(String),
+    /// <agent> <asset> <per_tx|velocity_24h> <amount>: set a cap within the signed ceiling; phrase and code
+    Setcap(String),
+    /// the signer's limits per agent and asset
+    Caps,
+    /// signer ledger and audit head, latest decisions, how to verify the chain
+    Audit,
+    /// this list
+    Help,
+}
+
+/// What free text and unknown commands get.
+pub const HINT: &str = "I only understand commands: send /help for the list. \
+To approve a request, use /approve <id> <code>; to refuse it, /deny <id>.";
+
+/// The /help text.
+pub fn help() -> String {
+    format!(
+        "{}\n\nAmounts are base units (1 SOL = 1000000000 lamports). Codes come from the \
+         authenticator you enrolled at the key ceremony and are checked by the signer.",
+        Command::descriptions()
+    )
+}
+
+/// /status.
+pub async fn status(ctx: &Ctx) -> String {
+    let now = super::unix_now();
+    let mut out = String::from("Vigil status\n");
+    let signer = ctx.orch.signer().lock().await.status().await;
+    let (paused, pending, cost) = match ctx.orch.store().lock() {
+        Ok(store) => {
+            let paused: Vec<bool> = ctx
+                .orch
+                .agents()
+                .iter()
+                .map(|a| operator::is_paused(&store, &a.id).unwrap_or(false))
+                .collect();
+            let agents: Vec<_> = ctx
+                .orch
+                .agents()
+                .iter()
+                .map(|a| operator::with_mode_override(&store, a))
+                .collect();
+            (
+                paused.into_iter().zip(agents).collect::<Vec<_>>(),
+                store.pending(now).map(|p| p.len()),
+                store.cost_spent_since(now - now % 86_400),
+            )
+        }
+        Err(_) => return "state unavailable: check the orchestrator's log".into(),
+    };
+    for (is_paused, agent) in &paused {
+        let _ = write!(out, "\n• {}: {}", agent.id, mode_text(agent));
+        if *is_paused {
+            out.push_str(", PAUSED");
+        }
+        if let Ok(s) = &signer {
+            out.push_str(&spend_text(s, agent.id.as_str()));
+        }
+    }
+    let cap = ctx.orch.config().daily_llm_usd_cap_micros;
+    match cost {
+        Ok(spent) => {
+            let _ = write!(
+                out,
+                "\n\nLLM cost today: {} of {} USD",
+                format_usd(spent),
+                format_usd(cap)
+            );
+        }
+        Err(e) => {
+            let _ = write!(out, "\n\nLLM cost today: unreadable ({e})");
+        }
+    }
+    match &signer {
+        Ok(s) => {
+            let _ = write!(
+                out,
+                "\nSigner: up, ledger #{}, audit head {}",
+                s.ledger_seq,
+                short(&s.audit_head)
+            );
+        }
+        Err(e) => {
+            let _ = write!(out, "\nSigner: UNREACHABLE ({e})");
+        }
+    }
+    match pending {
+        Ok(0) => out.push_str("\nPending: none"),
+        Ok(n) => {
+            let _ = write!(out, "\nPending: {n} (see /pending)");
+        }
+        Err(e) => {
+            let _ = write!(out, "\nPending: unreadable ({e})");
+        }
+    }
+    out
+}
+
+/// /agents.
+pub fn agents(ctx: &Ctx) -> String {
+    let Ok(store) = ctx.orch.store().lock() else {
+        return "state unavailable: check the orchestrator's log".into();
+    };
+    let mut out = String::from("Agents");
+    for configured in ctx.orch.agents() {
+        let a = operator::with_mode_override(&store, configured);
+        let paused = operator::is_paused(&store, &a.id).unwrap_or(false);
+        let _ = write!(
+            out,
+            "\n• {}: {} via {}/{}, every {} s, {}{}",
+            a.id,
+            mode_text(&a),
+            a.provider,
+            a.model,
+            a.schedule_secs,
+            if paused { "PAUSED" } else { "running" },
+            a.fallback_provider
+                .as_ref()
+                .map(|f| format!(", fallback {f}"))
+                .unwrap_or_default()
+        );
+    }
+    out
+}
+
+/// /pending.
+pub fn pending(ctx: &Ctx) -> String {
+    let now = super::unix_now();
+    let rows = match ctx.orch.store().lock() {
+        Ok(store) => store.pending(now),
+        Err(_) => return "state unavailable: check the orchestrator's log".into(),
+    };
+    match rows {
+        Ok(rows) if rows.is_empty() => "Nothing is waiting for you.".into(),
+        Ok(rows) => {
+            let mut out = String::from("Waiting for you:");
+            for row in &rows {
+                let _ = write!(out, "\n\n{}", announcement(row, &ctx.config.phrase, now));
+            }
+            out
+        }
+        Err(e) => format!("cannot read pending confirmations: {e}"),
+    }
+}
+
+/// The one message that asks the operator about `row`, with how to answer it.
+pub fn announcement(row: &PendingRow, phrase: &str, now: u64) -> String {
+    let agent = row
+        .agent
+        .as_ref()
+        .map(|a| format!("{a}: "))
+        .unwrap_or_default();
+    let minutes = row.expires_at.saturating_sub(now).div_ceil(60);
+    let how = match row.kind {
+        PendingKind::SignerApproval => format!(
+            "Approve with /approve {} <code> (or reply to this message with the code); refuse with /deny {}.",
+            row.id, row.id
+        ),
+        k if k.needs_phrase() => format!(
+            "To confirm, send /approve {}, type exactly: {phrase} — then send your code. /deny {} cancels.",
+            row.id, row.id
+        ),
+        _ => "Answer with the buttons below (or /deny <id>).".to_string(),
+    };
+    let what = match row.kind {
+        PendingKind::SignerApproval => "the signer asks for your code",
+        PendingKind::GoLive => "go live",
+        PendingKind::RaiseCap => "change a cap",
+        PendingKind::Destructive => "destructive action",
+        PendingKind::MoveFunds => "move funds",
+        PendingKind::SendMessage => "send a message",
+        PendingKind::PostPublic => "post publicly",
+        PendingKind::WriteFile => "write a file",
+    };
+    format!(
+        "#{} {what} — {agent}{} (expires in {minutes} min)\n{how}",
+        row.id, row.summary
+    )
+}
+
+/// /caps.
+pub async fn caps(ctx: &Ctx) -> String {
+    let status = match ctx.orch.signer().lock().await.status().await {
+        Ok(s) => s,
+        Err(e) => return format!("cannot ask the signer: {e}"),
+    };
+    let mut out = String::from("Caps (signed policy; /setcap adjusts within the ceiling)");
+    for a in &status.agents {
+        let _ = write!(out, "\n• {}", a.agent);
+        let assets = a.limits["assets"].as_object().cloned().unwrap_or_default();
+        if assets.is_empty() {
+            out.push_str(": no assets allowed");
+        }
+        for (asset, l) in &assets {
+            let _ = write!(
+                out,
+                "\n   {asset}: per tx {}, 24 h {}, approval above {}, spent 24 h {}",
+                l["per_tx_cap"].as_str().unwrap_or("?"),
+                l["velocity_24h"].as_str().unwrap_or("?"),
+                l["approval_threshold"].as_str().unwrap_or("?"),
+                a.spent_24h.get(asset).map_or("0", String::as_str)
+            );
+        }
+    }
+    out
+}
+
+/// /audit.
+pub async fn audit(ctx: &Ctx) -> String {
+    let mut out = String::from("Audit");
+    match ctx.orch.signer().lock().await.status().await {
+        Ok(s) => {
+            let _ = write!(
+                out,
+                "\nSigner ledger #{}, audit chain head {}",
+                s.ledger_seq, s.audit_head
+            );
+        }
+        Err(e) => {
+            let _ = write!(out, "\nSigner unreachable: {e}");
+        }
+    }
+    out.push_str(
+        "\nThe signer's audit log is readable only by the signer's user: verify the whole chain on the \
+         appliance with `vigil-signer audit-verify --state-dir <dir>` and compare its head with the one above.",
+    );
+    let Ok(store) = ctx.orch.store().lock() else {
+        return out;
+    };
+    out.push_str("\n\nLatest decisions:");
+    for agent in ctx.orch.agents() {
+        for d in store.agent(&agent.id).decisions(3).unwrap_or_default() {
+            let _ = write!(
+                out,
+                "\n• {} {}: {:?}{}",
+                d.ts,
+                agent.id,
+                d.outcome,
+                d.rule.map(|r| format!(" [{r}]")).unwrap_or_default()
+            );
+        }
+    }
+    out
+}
+
+fn mode_text(agent: &crate::config::AgentConfig) -> String {
+    match agent.mode {
+        Mode::Paper => "paper".into(),
+        Mode::Live => format!(
+            "LIVE for {}",
+            agent
+                .live_assets
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn spend_text(status: &StatusResult, agent: &str) -> String {
+    let Some(a) = status.agents.iter().find(|a| a.agent.as_str() == agent) else {
+        return ", unknown to the signer".into();
+    };
+    let assets = a.limits["assets"].as_object().cloned().unwrap_or_default();
+    let mut out = String::new();
+    for (asset, l) in &assets {
+        let _ = write!(
+            out,
+            ", {asset} spent 24 h {} of {}",
+            a.spent_24h.get(asset).map_or("0", String::as_str),
+            l["velocity_24h"].as_str().unwrap_or("?")
+        );
+    }
+    out
+}
+
+fn short(hex: &str) -> &str {
+    hex.get(..16).unwrap_or(hex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{PendingId, PendingStatus};
+
+    #[test]
+    fn help_lists_every_command() {
+        let text = help();
+        for cmd in [
+            "/status", "/agents", "/pause", "/resume", "/pending", "/approve", "/deny", "/paper",
+            "/live", "/setcap", "/caps", "/audit", "/help",
+        ] {
+            assert!(text.contains(cmd), "{cmd} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn commands_parse_with_their_arguments() {
+        let parse = |t: &str| Command::parse(t, "VigilBot").map_err(|e| e.to_string());
+        assert_eq!(parse("/status"), Ok(Command::Status));
+        assert_eq!(
+            parse("/approve 12 123456"),
+            Ok(Command::Approve("12 123456".into()))
+        );
+        assert_eq!(parse("/live trader"), Ok(Command::Live("trader".into())));
+        assert_eq!(parse("/status@VigilBot"), Ok(Command::Status));
+        assert!(parse("/transfer everything").is_err());
+        assert!(parse("hello").is_err());
+    }
+
+    #[test]
+    fn announcements_say_how_to_answer() {
+        let row = |kind| PendingRow {
+            id: PendingId(7),
+            kind,
+            agent: Some("trader".parse().unwrap()),
+            summary: "send 0.8 SOL".into(),
+            payload_json: "{}".into(),
+            idempotency_key: "k".into(),
+            created_at: 0,
+            expires_at: 600,
+            status: PendingStatus::Open,
+            resolved_by: None,
+            resolved_at: None,
+        };
+        let a = announcement(&row(PendingKind::SignerApproval), "I accept the risk", 0);
+        assert!(a.starts_with("#7 "), "{a}");
+        assert!(a.contains("/approve 7 <code>"), "{a}");
+        assert!(a.contains("expires in 10 min"), "{a}");
+        let b = announcement(&row(PendingKind::GoLive), "I accept the risk", 0);
+        assert!(b.contains("type exactly: I accept the risk"), "{b}");
+        let c = announcement(&row(PendingKind::MoveFunds), "x", 0);
+        assert!(c.contains("buttons"), "{c}");
+    }
+}

@@ -1,0 +1,514 @@
+//! What the operator's answers do: confirmation gates (Yes/No buttons), signer approvals
+//! (`/approve <id> <code>`, the code checked by the signer), phrase gates (the exact phrase,
+//! then a code the signer checks), and the commands that change agents (/pause /resume
+//! /paper /live /setcap). Every function here is reached only from an operator's update.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+use vigil_protocol::message::{ConfirmRequest, SetLimitRequest};
+use vigil_protocol::{Amount, LimitKind, Purpose};
+
+use super::{Ctx, State, approvals, unix_now};
+use crate::config::{AgentConfig, Mode};
+use crate::firewall::KNOWN_ASSETS;
+use crate::operator::{self, Alert};
+use crate::signer_client::SignerError;
+use crate::store::{NewPending, PendingId, PendingKind, PendingRow, PendingStatus, Resolution};
+
+/// `/approve <id> [code]`.
+pub async fn approve_command(ctx: &Ctx, user: i64, args: &str) -> String {
+    let mut parts = args.split_whitespace();
+    let Some(id) = parts.next() else {
+        return "Usage: /approve <id> <code>, e.g. /approve 12 123456 (see /pending)".into();
+    };
+    let id: PendingId = match id.trim_start_matches('#').parse() {
+        Ok(id) => id,
+        Err(e) => return e,
+    };
+    let code = parts.next();
+    if parts.next().is_some() {
+        return "Usage: /approve <id> <code> — two words only".into();
+    }
+    approve(ctx, user, id, code).await
+}
+
+/// Approves pending `id` with `code` (when its kind needs one).
+pub async fn approve(ctx: &Ctx, user: i64, id: PendingId, code: Option<&str>) -> String {
+    let now = unix_now();
+    let row = match ctx.with_store(|s| s.pending_by_id(id)) {
+        Ok(row) => row,
+        Err(e) => return e,
+    };
+    if let Some(answer) = not_open(ctx, &row, now) {
+        return answer;
+    }
+    match row.kind {
+        PendingKind::SignerApproval => {
+            let Some(code) = code else {
+                return format!("#{id} needs your authenticator code: /approve {id} <code>");
+            };
+            approvals::signer_approval(ctx, user, &row, code).await
+        }
+        kind if kind.needs_phrase() => {
+            if ctx.state(user) != (State::AwaitingCode { id }) {
+                ctx.set_state(user, State::AwaitingPhrase { id });
+                return format!(
+                    "To confirm #{id} ({}), type exactly:\n{}",
+                    row.summary, ctx.config.phrase
+                );
+            }
+            let Some(code) = code else {
+                return format!("Phrase accepted for #{id}: now send your authenticator code.");
+            };
+            phrase_gate(ctx, user, &row, code).await
+        }
+        _ => format!("#{id} is answered with its Yes/No buttons (or /deny {id})."),
+    }
+}
+
+/// A Yes/No button press: `yes:<id>` or `no:<id>`.
+pub fn button(ctx: &Ctx, user: i64, data: &str) -> String {
+    let Some((answer, id)) = data.split_once(':') else {
+        return "This button is not one of mine.".into();
+    };
+    let resolution = match answer {
+        "yes" => Resolution::Approved,
+        "no" => Resolution::Denied,
+        _ => return "This button is not one of mine.".into(),
+    };
+    let id: PendingId = match id.parse() {
+        Ok(id) => id,
+        Err(e) => return e,
+    };
+    let row = match ctx.with_store(|s| s.pending_by_id(id)) {
+        Ok(row) => row,
+        Err(e) => return e,
+    };
+    if row.kind == PendingKind::SignerApproval || row.kind.needs_phrase() {
+        return format!("#{id} needs more than a button: /approve {id} <code>.");
+    }
+    match ctx.with_store(|s| s.resolve_pending(id, resolution, user, unix_now())) {
+        Ok(done) => format!("#{id} {}: {}", resolution, done.summary),
+        Err(e) => e,
+    }
+}
+
+/// `/deny <id>`.
+pub fn deny(ctx: &Ctx, user: i64, args: &str) -> String {
+    let id: PendingId = match args.trim().trim_start_matches('#').parse() {
+        Ok(id) => id,
+        Err(e) => return format!("Usage: /deny <id> ({e})"),
+    };
+    if ctx.config.is_destructive("deny") {
+        return gate_command(ctx, user, "deny", &id.to_string());
+    }
+    do_deny(ctx, user, id)
+}
+
+fn do_deny(ctx: &Ctx, user: i64, id: PendingId) -> String {
+    match ctx.with_store(|s| s.resolve_pending(id, Resolution::Denied, user, unix_now())) {
+        Ok(row) => {
+            ctx.clear_state_for(id);
+            let tail = if row.kind == PendingKind::SignerApproval {
+                " The signer's own request expires unapproved."
+            } else {
+                ""
+            };
+            format!("#{id} denied: {}. It will not run.{tail}", row.summary)
+        }
+        Err(e) => e,
+    }
+}
+
+/// Free text from an operator: the phrase, a code, or a reply carrying a code.
+pub async fn text(ctx: &Ctx, user: i64, text: &str, replied_to: Option<&str>) -> Option<String> {
+    let t = text.trim();
+    match ctx.state(user) {
+        State::AwaitingPhrase { id } => {
+            if t == ctx.config.phrase {
+                ctx.set_state(user, State::AwaitingCode { id });
+                return Some(format!(
+                    "Phrase accepted for #{id}. Now send the 6-digit code from your authenticator (the signer checks it)."
+                ));
+            }
+            ctx.set_state(user, State::Idle);
+            return Some(format!(
+                "That is not the exact phrase, so nothing was confirmed. #{id} is still pending: /approve {id} to start again, /deny {id} to drop it."
+            ));
+        }
+        State::AwaitingCode { id } if is_code(t) => {
+            return Some(approve(ctx, user, id, Some(t)).await);
+        }
+        _ => {}
+    }
+    if is_code(t)
+        && let Some(id) = replied_to.and_then(pending_id_in)
+    {
+        return Some(approve(ctx, user, id, Some(t)).await);
+    }
+    None
+}
+
+/// `/pause <agent>` and `/resume <agent>`.
+pub fn pause(ctx: &Ctx, user: i64, args: &str, paused: bool) -> String {
+    let command = if paused { "pause" } else { "resume" };
+    let agent = match agent_arg(ctx, args) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    if ctx.config.is_destructive(command) {
+        return gate_command(ctx, user, command, agent.id.as_str());
+    }
+    do_pause(ctx, user, &agent, paused)
+}
+
+fn do_pause(ctx: &Ctx, user: i64, agent: &AgentConfig, paused: bool) -> String {
+    if let Err(e) = ctx.with_store(|s| operator::set_paused(s, &agent.id, paused)) {
+        return e;
+    }
+    if paused {
+        ctx.orch.alert(Alert::AgentPaused {
+            agent: agent.id.clone(),
+            by: format!("by operator {user}"),
+        });
+        format!(
+            "{} paused: it makes no decisions until /resume {}.",
+            agent.id, agent.id
+        )
+    } else {
+        format!("{} resumed: it decides again on its schedule.", agent.id)
+    }
+}
+
+/// `/paper <agent>`: always allowed without a code (it only removes risk), unless marked.
+pub fn paper(ctx: &Ctx, user: i64, args: &str) -> String {
+    let agent = match agent_arg(ctx, args) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    if ctx.config.is_destructive("paper") {
+        return gate_command(ctx, user, "paper", agent.id.as_str());
+    }
+    do_paper(ctx, &agent)
+}
+
+fn do_paper(ctx: &Ctx, agent: &AgentConfig) -> String {
+    match ctx.with_store(|s| operator::set_mode(s, &agent.id, Mode::Paper, &BTreeSet::new())) {
+        Ok(()) => format!(
+            "{} is in paper mode: its actions are simulated, nothing is broadcast.",
+            agent.id
+        ),
+        Err(e) => e,
+    }
+}
+
+/// `/live <agent> [asset]`: a phrase gate.
+pub fn live(ctx: &Ctx, user: i64, args: &str) -> String {
+    let mut parts = args.split_whitespace();
+    let agent = match agent_arg(ctx, parts.next().unwrap_or("")) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let asset = parts.next().unwrap_or("SOL").to_string();
+    if !KNOWN_ASSETS.contains(&asset.as_str()) {
+        return format!(
+            "Unknown asset {:?}: use one of {}.",
+            vigil_protocol::types::truncate(&asset),
+            KNOWN_ASSETS.join(", ")
+        );
+    }
+    let purpose = format!("go_live {} {asset}", agent.id);
+    let summary = format!(
+        "{} goes LIVE for {asset}: real transfers, within the signed policy",
+        agent.id
+    );
+    let payload =
+        json!({"action": "go_live", "agent": agent.id, "asset": asset, "purpose": purpose});
+    open_gate(ctx, user, PendingKind::GoLive, &agent, &summary, payload)
+}
+
+/// `/setcap <agent> <asset> <per_tx|velocity_24h> <amount>`: a phrase gate; the signer checks
+/// the code and the signed ceiling.
+pub fn setcap(ctx: &Ctx, user: i64, args: &str) -> String {
+    const USAGE: &str = "Usage: /setcap <agent> <asset> <per_tx|velocity_24h> <amount in base units>, e.g. /setcap trader SOL per_tx 800000000";
+    let parts: Vec<&str> = args.split_whitespace().collect();
+    let [agent, asset, limit, amount] = parts.as_slice() else {
+        return USAGE.into();
+    };
+    let agent = match agent_arg(ctx, agent) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    if !KNOWN_ASSETS.contains(asset) {
+        return format!("Unknown asset: use one of {}.", KNOWN_ASSETS.join(", "));
+    }
+    let Some(limit) = limit_kind(limit) else {
+        return USAGE.into();
+    };
+    let Ok(amount) = amount.parse::<u128>() else {
+        return format!("{USAGE}\n(the amount is a whole number of base units)");
+    };
+    let purpose = format!("set_limit {} {asset} {} {amount}", agent.id, limit.as_str());
+    let summary = format!(
+        "set {}'s {} cap for {asset} to {amount} base units",
+        agent.id,
+        limit.as_str()
+    );
+    let payload = json!({"action": "set_limit", "agent": agent.id, "asset": asset,
+        "limit": limit.as_str(), "amount": amount.to_string(), "purpose": purpose});
+    open_gate(ctx, user, PendingKind::RaiseCap, &agent, &summary, payload)
+}
+
+/// A command the config marks destructive: recorded, then the phrase and a code.
+fn gate_command(ctx: &Ctx, user: i64, command: &str, arg: &str) -> String {
+    let purpose = format!("{command} {arg}");
+    let payload = json!({"action": "command", "command": command, "arg": arg, "purpose": purpose});
+    let agent = agent_arg(ctx, arg).ok();
+    let summary = format!("/{command} {arg} (marked destructive in the config)");
+    match agent {
+        Some(a) => open_gate(ctx, user, PendingKind::Destructive, &a, &summary, payload),
+        None => open_gate_for(ctx, user, PendingKind::Destructive, None, &summary, payload),
+    }
+}
+
+fn open_gate(
+    ctx: &Ctx,
+    user: i64,
+    kind: PendingKind,
+    agent: &AgentConfig,
+    summary: &str,
+    payload: Value,
+) -> String {
+    open_gate_for(ctx, user, kind, Some(agent), summary, payload)
+}
+
+fn open_gate_for(
+    ctx: &Ctx,
+    user: i64,
+    kind: PendingKind,
+    agent: Option<&AgentConfig>,
+    summary: &str,
+    payload: Value,
+) -> String {
+    let now = unix_now();
+    let pending = NewPending {
+        kind,
+        agent: agent.map(|a| a.id.clone()),
+        summary: summary.to_string(),
+        payload_json: payload.to_string(),
+        idempotency_key: format!("gate-{now}-{}", ctx.next_seq()),
+        created_at: now,
+        expires_at: now + ctx.config.pending_expiry_secs,
+    };
+    let id = match ctx.with_store(|s| s.create_pending(&pending)) {
+        Ok(id) => id,
+        Err(e) => return e,
+    };
+    ctx.mark_announced(id);
+    ctx.set_state(user, State::AwaitingPhrase { id });
+    format!(
+        "#{id} {summary}.\nTo confirm, type exactly:\n{}\nthen send your authenticator code. /deny {id} cancels; it expires in {} min.",
+        ctx.config.phrase,
+        ctx.config.pending_expiry_secs / 60
+    )
+}
+
+/// The phrase was typed; the signer checks `code` for the row's purpose, then it runs.
+async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> String {
+    let id = row.id;
+    let payload: Value = serde_json::from_str(&row.payload_json).unwrap_or_default();
+    let purpose = payload["purpose"].as_str().unwrap_or_default().to_string();
+    let agent = row
+        .agent
+        .as_ref()
+        .and_then(|a| ctx.orch.agents().iter().find(|c| &c.id == a))
+        .cloned();
+    let checked: Result<String, SignerError> = match payload["action"].as_str() {
+        Some("set_limit") => {
+            let (Some(agent), Some(limit), Some(amount)) = (
+                &agent,
+                payload["limit"].as_str().and_then(limit_kind),
+                payload["amount"]
+                    .as_str()
+                    .and_then(|a| a.parse::<u128>().ok()),
+            ) else {
+                return format!("#{id} is unreadable; /deny {id} and ask again");
+            };
+            let request = SetLimitRequest {
+                agent: agent.id.clone(),
+                asset: payload["asset"].as_str().unwrap_or_default().to_string(),
+                limit,
+                amount: Amount::from_base_units(amount),
+                code: code.to_string(),
+            };
+            let mut signer = ctx.orch.signer().lock().await;
+            signer.set_limit(request).await.map(|r| {
+                format!(
+                    "{}'s {} cap for {} is now {} (signed ceiling {}).",
+                    r.agent,
+                    r.limit.as_str(),
+                    r.asset,
+                    r.amount.base_units(),
+                    r.ceiling.base_units()
+                )
+            })
+        }
+        Some("go_live" | "command") => {
+            let Ok(purpose) = Purpose::try_from(purpose) else {
+                return format!("#{id} is unreadable; /deny {id} and ask again");
+            };
+            let request = ConfirmRequest {
+                purpose,
+                code: code.to_string(),
+            };
+            let mut signer = ctx.orch.signer().lock().await;
+            signer.confirm(request).await.map(|c| {
+                format!(
+                    "the signer confirmed {:?} (ledger #{})",
+                    c.purpose.as_str(),
+                    c.ledger_seq
+                )
+            })
+        }
+        _ => return format!("#{id} is unreadable; /deny {id} and ask again"),
+    };
+    let confirmed = match checked {
+        Ok(text) => text,
+        Err(e) => return approvals::code_refused(ctx, user, id, e),
+    };
+    ctx.set_state(user, State::Idle);
+    if let Err(e) =
+        ctx.with_store(|s| s.resolve_pending(id, Resolution::Approved, user, unix_now()))
+    {
+        return format!("{confirmed}, but {e}");
+    }
+    let effect = match (payload["action"].as_str(), &agent) {
+        (Some("go_live"), Some(agent)) => {
+            let asset = payload["asset"].as_str().unwrap_or("SOL").to_string();
+            let current = ctx
+                .with_store(|s| Ok(operator::with_mode_override(s, agent)))
+                .map(|a| {
+                    if a.mode == Mode::Live {
+                        a.live_assets
+                    } else {
+                        BTreeSet::new()
+                    }
+                })
+                .unwrap_or_default();
+            let mut assets = current;
+            assets.insert(asset.clone());
+            match ctx.with_store(|s| operator::set_mode(s, &agent.id, Mode::Live, &assets)) {
+                Ok(()) => format!("{} is LIVE for {asset}.", agent.id),
+                Err(e) => e,
+            }
+        }
+        (Some("command"), _) => {
+            let arg = payload["arg"].as_str().unwrap_or_default();
+            match (payload["command"].as_str(), &agent) {
+                (Some("pause"), Some(a)) => do_pause(ctx, user, a, true),
+                (Some("resume"), Some(a)) => do_pause(ctx, user, a, false),
+                (Some("paper"), Some(a)) => do_paper(ctx, a),
+                (Some("deny"), _) => match arg.parse() {
+                    Ok(target) => do_deny(ctx, user, target),
+                    Err(e) => e,
+                },
+                _ => format!("#{id}: nothing to run"),
+            }
+        }
+        _ => String::new(),
+    };
+    format!("✔ #{id}: {confirmed} {effect}")
+        .trim_end()
+        .to_string()
+}
+
+/// An answer when `row` can no longer be approved (answered or expired), else `None`.
+fn not_open(ctx: &Ctx, row: &PendingRow, now: u64) -> Option<String> {
+    let id = row.id;
+    match row.status {
+        PendingStatus::Approved => Some(format!(
+            "#{id} was already approved; each confirmation is used once."
+        )),
+        PendingStatus::Denied => Some(format!(
+            "#{id} was denied; ask the agent again if you changed your mind."
+        )),
+        PendingStatus::Expired => Some(format!(
+            "#{id} has expired: nothing ran. Ask again if it is still wanted."
+        )),
+        PendingStatus::Open if now >= row.expires_at => {
+            // Marks it expired in the store (resolve_pending refuses an overdue row).
+            let _ = ctx.with_store(|s| s.resolve_pending(id, Resolution::Denied, 0, now));
+            ctx.clear_state_for(id);
+            Some(format!(
+                "#{id} has expired: nothing ran. Ask again if it is still wanted."
+            ))
+        }
+        PendingStatus::Open => None,
+    }
+}
+
+fn agent_arg(ctx: &Ctx, arg: &str) -> Result<AgentConfig, String> {
+    let name = arg.trim();
+    ctx.orch
+        .agents()
+        .iter()
+        .find(|a| a.id.as_str() == name)
+        .cloned()
+        .ok_or_else(|| {
+            let known: Vec<&str> = ctx.orch.agents().iter().map(|a| a.id.as_str()).collect();
+            format!(
+                "No agent {:?}: use one of {} (see /agents).",
+                vigil_protocol::types::truncate(name),
+                known.join(", ")
+            )
+        })
+}
+
+fn limit_kind(s: &str) -> Option<LimitKind> {
+    match s {
+        "per_tx" => Some(LimitKind::PerTx),
+        "velocity_24h" => Some(LimitKind::Velocity24h),
+        _ => None,
+    }
+}
+
+/// Six ASCII digits.
+pub fn is_code(t: &str) -> bool {
+    t.len() == 6 && t.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The first `#<number>` in a bot message the operator replied to.
+pub fn pending_id_in(text: &str) -> Option<PendingId> {
+    let start = text.find('#')? + 1;
+    let digits: String = text[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_ids_in_replies() {
+        for (t, ok) in [
+            ("123456", true),
+            ("12345", false),
+            ("1234567", false),
+            ("12a456", false),
+            ("１２３４５６", false),
+        ] {
+            assert_eq!(is_code(t), ok, "{t}");
+        }
+        assert_eq!(
+            pending_id_in("#12 the signer asks for your code"),
+            Some(PendingId(12))
+        );
+        assert_eq!(pending_id_in("no id here"), None);
+        assert_eq!(pending_id_in("# 12"), None);
+        assert_eq!(pending_id_in("#0"), None);
+    }
+}

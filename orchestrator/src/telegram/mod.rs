@@ -1,0 +1,411 @@
+//! The operator interface on Telegram (teloxide, long polling): commands, confirmation
+//! gates with Yes/No buttons, signer approvals and phrase gates whose codes the signer
+//! checks, and alerts pushed to the operators.
+//!
+//! Only updates from the user ids in `[telegram].operators` are obeyed: the first branch of
+//! [`schema`] drops everything else without a reply (logged, rate-limited). Confirmations
+//! are resolved only in handlers of operator updates; nothing an agent or its LLM produces
+//! reaches this module except as text shown to the operator.
+//!
+//! Tasks: the dispatcher; [`send_alerts`] (the scheduler's alerts, de-duplicated); and
+//! [`announce_pending`] (every open confirmation in the store is shown once per run, so items
+//! created before a restart are shown again after it).
+
+mod access;
+mod approvals;
+mod commands;
+mod gates;
+
+use std::collections::{BTreeSet, HashMap};
+use std::error::Error;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use secrecy::{ExposeSecret, SecretString};
+use teloxide::dispatching::UpdateHandler;
+use teloxide::prelude::*;
+use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
+use tokio::sync::mpsc;
+
+pub use access::{AlertDedup, StrangerLog, StrangerLogLine};
+pub use commands::{Command, HINT};
+
+use crate::config::TelegramConfig;
+use crate::operator::{Alert, Operator};
+use crate::scheduler::Orchestrator;
+use crate::store::{PendingId, PendingKind, Store, StoreError};
+
+/// Alerts waiting to be sent; beyond this the newest are dropped (and logged).
+const ALERT_QUEUE: usize = 256;
+/// How often the store is checked for confirmations to announce.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+/// Telegram's message limit is 4096 characters; longer answers are cut here.
+const MAX_MESSAGE_CHARS: usize = 4000;
+
+/// Why the bot did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelegramError {
+    /// No token credential: the bot does not start, the terminal stays the operator interface.
+    #[error(
+        "no Telegram bot token: the systemd credential {0:?} is not in $CREDENTIALS_DIRECTORY; \
+         add LoadCredential={0}:<file> (or LoadCredentialEncrypted=) to the unit to use the bot"
+    )]
+    NoToken(String),
+    /// The credential exists but cannot be used.
+    #[error("the Telegram bot token credential is unusable: {0}")]
+    Token(String),
+    /// The Bot API refused the bot at start (`getMe`): a wrong token or a wrong API URL.
+    #[error(
+        "the Telegram Bot API refused the bot at start: {0}; check the token and telegram.api_url"
+    )]
+    Api(String),
+    /// The configured API URL does not parse.
+    #[error("telegram.api_url {0:?} is not a URL: {1}")]
+    ApiUrl(String, String),
+}
+
+/// Reads the bot token from the systemd credential named in the config.
+pub fn read_token(config: &TelegramConfig) -> Result<SecretString, TelegramError> {
+    match crate::llm::read_api_key(&config.token_credential) {
+        Ok(Some(token)) => Ok(token),
+        Ok(None) => Err(TelegramError::NoToken(config.token_credential.clone())),
+        Err(e) => Err(TelegramError::Token(e.to_string())),
+    }
+}
+
+/// The scheduler's side of the alert queue: an [`Operator`] that never blocks.
+#[derive(Debug, Clone)]
+pub struct TelegramAlerts {
+    tx: mpsc::Sender<Alert>,
+}
+
+/// The bot's side of the alert queue.
+#[derive(Debug)]
+pub struct AlertQueue {
+    rx: mpsc::Receiver<Alert>,
+}
+
+/// A connected pair: give [`TelegramAlerts`] to the scheduler, [`AlertQueue`] to [`run`].
+pub fn alert_channel() -> (TelegramAlerts, AlertQueue) {
+    let (tx, rx) = mpsc::channel(ALERT_QUEUE);
+    (TelegramAlerts { tx }, AlertQueue { rx })
+}
+
+impl Operator for TelegramAlerts {
+    fn alert(&self, alert: Alert) {
+        tracing::warn!("operator alert: {alert}");
+        if let Err(e) = self.tx.try_send(alert) {
+            tracing::error!("alert not queued for Telegram ({e}); it is in this log only");
+        }
+    }
+}
+
+/// The per-operator conversation state of a phrase gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Nothing asked.
+    Idle,
+    /// Waiting for the exact phrase for confirmation `id`.
+    AwaitingPhrase {
+        /// The confirmation.
+        id: PendingId,
+    },
+    /// The phrase was typed; waiting for the code for `id`.
+    AwaitingCode {
+        /// The confirmation.
+        id: PendingId,
+    },
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct Ctx {
+    orch: Arc<Orchestrator>,
+    config: TelegramConfig,
+    states: Mutex<HashMap<i64, State>>,
+    strangers: Mutex<StrangerLog>,
+    announced: Mutex<BTreeSet<PendingId>>,
+    seq: AtomicU64,
+}
+
+impl Ctx {
+    fn new(orch: Arc<Orchestrator>, config: TelegramConfig) -> Self {
+        Self {
+            orch,
+            config,
+            states: Mutex::new(HashMap::new()),
+            strangers: Mutex::new(StrangerLog::default()),
+            announced: Mutex::new(BTreeSet::new()),
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    fn state(&self, user: i64) -> State {
+        self.states
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&user).copied())
+            .unwrap_or(State::Idle)
+    }
+
+    fn set_state(&self, user: i64, state: State) {
+        if let Ok(mut s) = self.states.lock() {
+            if state == State::Idle {
+                s.remove(&user);
+            } else {
+                s.insert(user, state);
+            }
+        }
+    }
+
+    /// Forgets every operator's phrase dialogue about `id` (denied or expired).
+    fn clear_state_for(&self, id: PendingId) {
+        if let Ok(mut s) = self.states.lock() {
+            s.retain(|_, st| {
+                !matches!(st, State::AwaitingPhrase { id: i } | State::AwaitingCode { id: i } if *i == id)
+            });
+        }
+    }
+
+    fn mark_announced(&self, id: PendingId) {
+        if let Ok(mut a) = self.announced.lock() {
+            a.insert(id);
+        }
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the store; an error becomes the text to show the operator.
+    fn with_store<T>(&self, f: impl FnOnce(&Store) -> Result<T, StoreError>) -> Result<T, String> {
+        let store = self
+            .orch
+            .store()
+            .lock()
+            .map_err(|_| "state unavailable: check the orchestrator's log".to_string())?;
+        f(&store).map_err(|e| e.to_string())
+    }
+}
+
+type HandlerError = Box<dyn Error + Send + Sync>;
+type HandlerResult = Result<(), HandlerError>;
+
+/// Runs the bot until the future is dropped: polls the Bot API at `config.api_url`, sends
+/// alerts from `alerts`, and announces pending confirmations.
+pub async fn run(
+    orch: Arc<Orchestrator>,
+    config: TelegramConfig,
+    token: SecretString,
+    alerts: AlertQueue,
+) -> Result<(), TelegramError> {
+    let url = reqwest::Url::parse(&config.api_url)
+        .map_err(|e| TelegramError::ApiUrl(config.api_url.clone(), e.to_string()))?;
+    let bot = Bot::new(token.expose_secret()).set_api_url(url);
+    let ctx = Arc::new(Ctx::new(orch, config));
+    // Dropped with this future: the tasks stop with the bot.
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(send_alerts(bot.clone(), ctx.clone(), alerts));
+    tasks.spawn(announce_pending(bot.clone(), ctx.clone()));
+    tracing::info!(
+        operators = ctx.config.operators.len(),
+        "Telegram bot starting"
+    );
+    let listener = teloxide::update_listeners::polling_default(bot.clone()).await;
+    // `try_`: a Bot API that answers getMe with garbage is an error here, not a panic.
+    Dispatcher::builder(bot, schema())
+        .dependencies(dptree::deps![ctx])
+        .default_handler(|update| async move {
+            tracing::debug!(kind = ?update.kind, "Telegram update ignored");
+        })
+        .error_handler(LoggingErrorHandler::with_custom_text(
+            "Telegram handler failed",
+        ))
+        .build()
+        .try_dispatch_with_listener(
+            listener,
+            LoggingErrorHandler::with_custom_text("Telegram polling failed"),
+        )
+        .await
+        .map_err(|e| TelegramError::Api(e.to_string()))
+}
+
+/// The update handler. The first branch is the operator allowlist: a stranger's update ends
+/// there, unanswered.
+pub fn schema() -> UpdateHandler<HandlerError> {
+    dptree::entry()
+        .branch(
+            dptree::filter(|update: Update, ctx: Arc<Ctx>| !is_operator(&ctx, &update))
+                .endpoint(ignore_stranger),
+        )
+        .branch(
+            Update::filter_message()
+                .branch(
+                    dptree::entry()
+                        .filter_command::<Command>()
+                        .endpoint(on_command),
+                )
+                .endpoint(on_text),
+        )
+        .branch(Update::filter_callback_query().endpoint(on_button))
+}
+
+fn is_operator(ctx: &Ctx, update: &Update) -> bool {
+    update
+        .from()
+        .and_then(|u| i64::try_from(u.id.0).ok())
+        .is_some_and(|id| ctx.config.is_operator(id))
+}
+
+async fn ignore_stranger(update: Update, ctx: Arc<Ctx>) -> HandlerResult {
+    let line = ctx
+        .strangers
+        .lock()
+        .map(|mut s| s.admit(unix_now()))
+        .unwrap_or(StrangerLogLine::Suppress);
+    if let StrangerLogLine::Log { suppressed_before } = line {
+        let user = update.from().map(|u| u.id.0);
+        tracing::warn!(
+            user,
+            suppressed_before,
+            "update from a non-operator ignored (no reply)"
+        );
+    }
+    Ok(())
+}
+
+fn user_of(msg: &Message) -> Option<i64> {
+    msg.from.as_ref().and_then(|u| i64::try_from(u.id.0).ok())
+}
+
+async fn on_command(bot: Bot, msg: Message, cmd: Command, ctx: Arc<Ctx>) -> HandlerResult {
+    let Some(user) = user_of(&msg) else {
+        return Ok(());
+    };
+    let answer = match cmd {
+        Command::Help => commands::help(),
+        Command::Status => commands::status(&ctx).await,
+        Command::Agents => commands::agents(&ctx),
+        Command::Pending => commands::pending(&ctx),
+        Command::Caps => commands::caps(&ctx).await,
+        Command::Audit => commands::audit(&ctx).await,
+        Command::Pause(a) => gates::pause(&ctx, user, &a, true),
+        Command::Resume(a) => gates::pause(&ctx, user, &a, false),
+        Command::Paper(a) => gates::paper(&ctx, user, &a),
+        Command::Live(a) => gates::live(&ctx, user, &a),
+        Command::Setcap(a) => gates::setcap(&ctx, user, &a),
+        Command::Approve(a) => gates::approve_command(&ctx, user, &a).await,
+        Command::Deny(a) => gates::deny(&ctx, user, &a),
+    };
+    bot.send_message(msg.chat.id, clip(&answer)).await?;
+    Ok(())
+}
+
+async fn on_text(bot: Bot, msg: Message, ctx: Arc<Ctx>) -> HandlerResult {
+    let Some(user) = user_of(&msg) else {
+        return Ok(());
+    };
+    let text = msg.text().unwrap_or_default();
+    let replied = msg.reply_to_message().and_then(|m| m.text());
+    let answer = gates::text(&ctx, user, text, replied)
+        .await
+        .unwrap_or_else(|| HINT.to_string());
+    bot.send_message(msg.chat.id, clip(&answer)).await?;
+    Ok(())
+}
+
+async fn on_button(bot: Bot, q: CallbackQuery, ctx: Arc<Ctx>) -> HandlerResult {
+    let Ok(user) = i64::try_from(q.from.id.0) else {
+        return Ok(());
+    };
+    let answer = gates::button(&ctx, user, q.data.as_deref().unwrap_or_default());
+    bot.answer_callback_query(q.id.clone()).await?;
+    bot.send_message(ChatId(user), clip(&answer)).await?;
+    Ok(())
+}
+
+/// Sends the scheduler's alerts to every operator, each distinct text at most once per
+/// [`access::ALERT_REPEAT_SECS`].
+async fn send_alerts(bot: Bot, ctx: Arc<Ctx>, mut alerts: AlertQueue) {
+    let mut dedup = AlertDedup::default();
+    while let Some(alert) = alerts.rx.recv().await {
+        let text = alert.to_string();
+        if !dedup.should_send(&text, unix_now()) {
+            continue;
+        }
+        for &op in &ctx.config.operators {
+            if let Err(e) = bot.send_message(ChatId(op), clip(&text)).await {
+                tracing::error!(operator = op, error = %e, "could not send an alert");
+            }
+        }
+    }
+}
+
+/// Shows every open confirmation to the operators once per run; button kinds get Yes/No.
+async fn announce_pending(bot: Bot, ctx: Arc<Ctx>) {
+    loop {
+        let now = unix_now();
+        let fresh = ctx.with_store(|s| {
+            s.expire_pending(now)?;
+            s.pending(now)
+        });
+        let rows = match fresh {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read pending confirmations");
+                Vec::new()
+            }
+        };
+        for row in rows {
+            let new = ctx.announced.lock().is_ok_and(|mut a| a.insert(row.id));
+            if !new {
+                continue;
+            }
+            let text = commands::announcement(&row, &ctx.config.phrase, now);
+            let buttons = !(row.kind == PendingKind::SignerApproval || row.kind.needs_phrase());
+            for &op in &ctx.config.operators {
+                let mut send = bot.send_message(ChatId(op), clip(&text));
+                if buttons {
+                    send = send.reply_markup(InlineKeyboardMarkup::new([[
+                        InlineKeyboardButton::callback("Yes", format!("yes:{}", row.id)),
+                        InlineKeyboardButton::callback("No", format!("no:{}", row.id)),
+                    ]]));
+                }
+                if let Err(e) = send.await {
+                    tracing::error!(operator = op, error = %e, "could not announce a confirmation");
+                }
+            }
+        }
+        tokio::time::sleep(ANNOUNCE_EVERY).await;
+    }
+}
+
+fn clip(text: &str) -> String {
+    if text.chars().count() <= MAX_MESSAGE_CHARS {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
+    out.push_str("\n…(cut)");
+    out
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_answers_are_cut_to_one_message() {
+        let long = "x".repeat(10_000);
+        let cut = clip(&long);
+        assert!(cut.chars().count() < 4096);
+        assert!(cut.ends_with("(cut)"));
+        assert_eq!(clip("short"), "short");
+    }
+}
