@@ -392,6 +392,9 @@ fn describe(agent: &vigil_protocol::AgentId, outcome: &Outcome) -> String {
         Outcome::PaperFilled { summary } => {
             format!("✔ {agent:<13} PAPER FILL (all three layers allowed): {summary}")
         }
+        Outcome::AwaitingConfirmation { summary, .. } => {
+            format!("⏸ {agent:<13} WAITS FOR THE OPERATOR'S YES: {summary}")
+        }
         Outcome::NeedsApproval { summary, .. } => {
             format!("⏸ {agent:<13} NEEDS THE OPERATOR (layer 3 threshold): {summary}")
         }

@@ -146,6 +146,12 @@ impl SolanaNode {
         lock(&self.state.svm).latest_blockhash().to_string()
     }
 
+    /// Moves the chain to a new blockhash, as a real cluster does every slot: the same
+    /// transfer signed again is then a different transaction.
+    pub fn advance_blockhash(&self) {
+        lock(&self.state.svm).expire_blockhash();
+    }
+
     /// The JSON-RPC ids the node has received, in order.
     pub fn ids(&self) -> Vec<Value> {
         lock(&self.state.ids).clone()

@@ -115,6 +115,11 @@ pub struct AgentConfig {
     pub mode: Mode,
     /// In live mode, the assets that are live; all others stay paper.
     pub live_assets: BTreeSet<String>,
+    /// Whether a live transfer the signer would sign without a code first waits for the
+    /// operator's Yes (default true: every action that moves funds is confirmed). With
+    /// false, transfers below the signer's approval threshold go out on their own; the
+    /// signed policy bounds them either way.
+    pub confirm_transfers: bool,
 }
 
 impl AgentConfig {
@@ -247,6 +252,12 @@ struct RawAgent {
     mode: Mode,
     #[serde(default)]
     live_assets: BTreeSet<String>,
+    #[serde(default = "yes")]
+    confirm_transfers: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -522,6 +533,7 @@ impl RawAgent {
             risk,
             mode: self.mode,
             live_assets: self.live_assets,
+            confirm_transfers: self.confirm_transfers,
         })
     }
 }

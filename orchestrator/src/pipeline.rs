@@ -38,6 +38,9 @@ pub enum Outcome {
     },
     /// Paper mode: the signer would sign; a fill was simulated and recorded.
     PaperFilled { summary: String },
+    /// Live mode: the signer would sign this, and it waits for the operator's Yes (a
+    /// pending confirmation was recorded); nothing is signed until then.
+    AwaitingConfirmation { summary: String, pending_id: i64 },
     /// The signer needs the operator's code; a pending confirmation was recorded.
     NeedsApproval {
         approval_id: String,
@@ -316,7 +319,7 @@ async fn paper(
         Ok(r) => match r.decision {
             Decision::Allow => {
                 let key = idempotency_key(&agent.id, inputs.now, &intent);
-                if let Err(held) = claim(deps, &key, inputs.now) {
+                if let Err(held) = claim(deps.store, &key, inputs.now) {
                     return held;
                 }
                 let filled = deps
@@ -346,9 +349,9 @@ async fn paper(
                     },
                 }
             }
-            Decision::NeedsApproval => {
-                pending_approval(agent, deps, inputs, &intent, "paper", &r.summary, None)
-            }
+            Decision::NeedsApproval => pending_approval(
+                &agent.id, deps.store, inputs.now, &intent, "paper", &r.summary, None,
+            ),
             Decision::Deny => Outcome::Refused {
                 layer: "3".into(),
                 rule: r
@@ -364,14 +367,125 @@ async fn paper(
 async fn live(agent: &AgentConfig, checked: &Checked, inputs: &Inputs, deps: &Deps<'_>) -> Outcome {
     let intent = intent_of(checked, inputs.network);
     let key = idempotency_key(&agent.id, inputs.now, &intent);
-    if let Err(held) = claim(deps, &key, inputs.now) {
+    if agent.confirm_transfers {
+        let request = DryRunRequest {
+            agent: agent.id.clone(),
+            intent: intent.clone(),
+            context: Context {
+                recent_blockhash: Some(inputs.recent_blockhash.clone()),
+            },
+        };
+        match deps.signer.lock().await.dry_run(request).await {
+            Ok(r) if r.decision == Decision::Allow => {
+                return confirmation_gate(
+                    &agent.id, deps.store, inputs.now, &intent, &key, &r.summary,
+                );
+            }
+            // Above the threshold the signer's own code gate (stronger than a button) decides.
+            Ok(r) if r.decision == Decision::NeedsApproval => {}
+            Ok(r) => {
+                return Outcome::Refused {
+                    layer: "3".into(),
+                    rule: r
+                        .rule
+                        .map_or("deny".into(), |rule| rule.as_str().to_string()),
+                    message: r.summary,
+                };
+            }
+            Err(e) => return signer_failure(e),
+        }
+    }
+    let live = Live {
+        store: deps.store,
+        signer: deps.signer,
+        rpc: deps.rpc,
+    };
+    execute_live(
+        &live,
+        &agent.id,
+        &intent,
+        &key,
+        &inputs.recent_blockhash,
+        inputs.now,
+    )
+    .await
+}
+
+/// What executing a live transfer needs: the state, the signer, the chain.
+#[derive(Debug)]
+pub struct Live<'a> {
+    /// State (execution claims and records, pending confirmations).
+    pub store: &'a std::sync::Mutex<Store>,
+    /// The signer.
+    pub signer: &'a Mutex<SignerClient>,
+    /// The chain, for broadcast and confirmation.
+    pub rpc: Option<&'a SolanaRpc>,
+}
+
+/// Records a live transfer as waiting for the operator's Yes (a `move_funds` pending
+/// confirmation carrying the intent and its idempotency key). The same decision twice is
+/// one pending item.
+fn confirmation_gate(
+    agent: &AgentId,
+    store: &std::sync::Mutex<Store>,
+    now: u64,
+    intent: &Intent,
+    key: &str,
+    summary: &str,
+) -> Outcome {
+    let payload = serde_json::json!({
+        "mode": "live", "agent": agent, "intent": intent, "idempotency_key": key,
+    });
+    let created = store
+        .lock()
+        .map_err(|_| "state unavailable".to_string())
+        .and_then(|store| {
+            store
+                .create_pending(&crate::store::NewPending {
+                    kind: crate::store::PendingKind::MoveFunds,
+                    agent: Some(agent.clone()),
+                    summary: summary.to_string(),
+                    payload_json: payload.to_string(),
+                    idempotency_key: format!("confirm-{key}"),
+                    created_at: now,
+                    expires_at: now + MOVE_FUNDS_TTL_SECS,
+                })
+                .map_err(|e| e.to_string())
+        });
+    match created {
+        Ok(id) => Outcome::AwaitingConfirmation {
+            summary: summary.to_string(),
+            pending_id: id.0,
+        },
+        Err(e) => Outcome::Held {
+            layer: "state".into(),
+            reason: format!("could not record the confirmation request: {e}"),
+        },
+    }
+}
+
+/// How long a live transfer waits for the operator's Yes.
+pub const MOVE_FUNDS_TTL_SECS: u64 = 600;
+
+/// Executes a live transfer at most once: claims its idempotency key durably, asks the
+/// signer to sign, broadcasts and confirms, and records the outcome. Used for a decision
+/// that needs no confirmation and for one the operator confirmed.
+pub async fn execute_live(
+    live: &Live<'_>,
+    agent: &AgentId,
+    intent: &Intent,
+    key: &str,
+    recent_blockhash: &str,
+    now: u64,
+) -> Outcome {
+    if let Err(held) = claim(live.store, key, now) {
         return held;
     }
     let request = SignRequest {
-        agent: agent.id.clone(),
+        agent: agent.clone(),
         intent: intent.clone(),
         context: Context {
-            recent_blockhash: Some(inputs.recent_blockhash.clone()),
+            recent_blockhash: Some(recent_blockhash.to_string()),
         },
         idempotency_key: match key.parse() {
             Ok(k) => k,
@@ -383,10 +497,10 @@ async fn live(agent: &AgentConfig, checked: &Checked, inputs: &Inputs, deps: &De
             }
         },
     };
-    let answer = deps.signer.lock().await.sign(request).await;
+    let answer = live.signer.lock().await.sign(request).await;
     let outcome = match answer {
         Ok(SignResult::Signed(s)) => {
-            let chain = broadcast(deps, &s.tx, &s.signature).await;
+            let chain = broadcast_signed(live.rpc, &s.tx, &s.signature).await;
             Outcome::Signed {
                 summary: s.summary,
                 signature: s.signature,
@@ -396,31 +510,32 @@ async fn live(agent: &AgentConfig, checked: &Checked, inputs: &Inputs, deps: &De
         }
         Ok(SignResult::NeedsApproval(n)) => pending_approval(
             agent,
-            deps,
-            inputs,
-            &intent,
+            live.store,
+            now,
+            intent,
             "live",
             &n.summary,
             Some(n.approval_id.as_str()),
         ),
         Err(e) => signer_failure(e),
     };
-    let finished = deps
+    let Intent::Transfer(t) = intent;
+    let finished = live
         .store
         .lock()
         .map_err(|_| "state unavailable".to_string())
         .and_then(|store| {
             store
                 .finish_execution(
-                    &key,
+                    key,
                     &serde_json::json!({
-                        "agent": agent.id,
-                        "asset": checked.asset,
-                        "amount": checked.amount,
+                        "agent": agent,
+                        "asset": t.asset,
+                        "amount": t.amount,
                         "result": outcome,
                     })
                     .to_string(),
-                    inputs.now,
+                    now,
                 )
                 .map_err(|e| e.to_string())
         });
@@ -432,11 +547,6 @@ async fn live(agent: &AgentConfig, checked: &Checked, inputs: &Inputs, deps: &De
 
 /// Sends a signed transaction through the RPC and waits for confirmation. The RPC client checks
 /// that the node answers with the transaction's own signature (a lying node is an error).
-async fn broadcast(deps: &Deps<'_>, tx: &str, signature: &str) -> String {
-    broadcast_signed(deps.rpc, tx, signature).await
-}
-
-/// [`broadcast`] with the RPC given: also used to send a live transfer the operator approved.
 pub async fn broadcast_signed(rpc: Option<&SolanaRpc>, tx: &str, signature: &str) -> String {
     let Some(rpc) = rpc else {
         return "not broadcast: no Solana RPC configured".into();
@@ -465,15 +575,12 @@ pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Claims the decision's idempotency key in the state store (durably, before anything is
 /// asked of the signer); an already-claimed key or an unavailable store means hold.
-fn claim(deps: &Deps<'_>, key: &str, now: u64) -> Result<(), Outcome> {
+fn claim(store: &std::sync::Mutex<Store>, key: &str, now: u64) -> Result<(), Outcome> {
     let held = |reason: String| Outcome::Held {
         layer: "state".into(),
         reason,
     };
-    let store = deps
-        .store
-        .lock()
-        .map_err(|_| held("state unavailable".into()))?;
+    let store = store.lock().map_err(|_| held("state unavailable".into()))?;
     match store.claim_execution(key, now) {
         Ok(true) => Ok(()),
         Ok(false) => Err(held(format!("decision {key} was already executed"))),
@@ -482,33 +589,29 @@ fn claim(deps: &Deps<'_>, key: &str, now: u64) -> Result<(), Outcome> {
 }
 
 fn pending_approval(
-    agent: &AgentConfig,
-    deps: &Deps<'_>,
-    inputs: &Inputs,
+    agent: &AgentId,
+    store: &std::sync::Mutex<Store>,
+    now: u64,
     intent: &Intent,
     mode: &str,
     summary: &str,
     approval_id: Option<&str>,
 ) -> Outcome {
-    let key = format!(
-        "approval-{}",
-        idempotency_key(&agent.id, inputs.now, intent)
-    );
-    let payload = serde_json::json!({ "mode": mode, "agent": agent.id, "intent": intent, "approval_id": approval_id });
-    let created = deps
-        .store
+    let key = format!("approval-{}", idempotency_key(agent, now, intent));
+    let payload = serde_json::json!({ "mode": mode, "agent": agent, "intent": intent, "approval_id": approval_id });
+    let created = store
         .lock()
         .map_err(|_| "state unavailable".to_string())
         .and_then(|store| {
             store
                 .create_pending(&crate::store::NewPending {
                     kind: crate::store::PendingKind::SignerApproval,
-                    agent: Some(agent.id.clone()),
+                    agent: Some(agent.clone()),
                     summary: summary.to_string(),
                     payload_json: payload.to_string(),
                     idempotency_key: key.clone(),
-                    created_at: inputs.now,
-                    expires_at: inputs.now + 600,
+                    created_at: now,
+                    expires_at: now + 600,
                 })
                 .map_err(|e| e.to_string())
         });
@@ -562,6 +665,11 @@ fn record(agent: &AgentConfig, inputs: &Inputs, deps: &Deps<'_>, outcome: &Outco
             Some(Layer::Signer),
             Some("approval_threshold".to_string()),
         ),
+        Outcome::AwaitingConfirmation { .. } => (
+            Stored::Held,
+            None,
+            Some("operator_confirmation".to_string()),
+        ),
         Outcome::Signed { .. } => (Stored::Signed, None, None),
     };
     let memory = match outcome {
@@ -573,6 +681,9 @@ fn record(agent: &AgentConfig, inputs: &Inputs, deps: &Deps<'_>, outcome: &Outco
         } => format!("refused by layer {layer} [{rule}]: {message}"),
         Outcome::PaperFilled { summary } => format!("paper fill: {summary}"),
         Outcome::NeedsApproval { summary, .. } => format!("waiting for the operator: {summary}"),
+        Outcome::AwaitingConfirmation { summary, .. } => {
+            format!("waiting for the operator's yes: {summary}")
+        }
         Outcome::Signed { summary, chain, .. } => format!("signed ({chain}): {summary}"),
     };
     let Ok(store) = deps.store.lock() else { return };

@@ -50,6 +50,8 @@ fn live_trader(
     let agent = &mut config.agents[0];
     agent.mode = Mode::Live;
     agent.live_assets = BTreeSet::from(["SOL".to_string()]);
+    // These tests are about signing and broadcasting; the operator's Yes gate has its own test.
+    agent.confirm_transfers = false;
     agent.risk.peers = vec![Peer {
         label: "dev-peer".into(),
         address: signer.init["dev_peer"].as_str().unwrap().to_string(),
@@ -194,4 +196,109 @@ async fn live_mode_without_an_rpc_holds() {
         "{:?}",
         decided.outcome
     );
+}
+
+/// The default: a live transfer the signer would sign waits for the operator's Yes; only an
+/// approved item runs, at most once, and one approved before a crash runs after the restart.
+#[tokio::test]
+async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
+    use vigil_orchestrator::store::{PendingId, Resolution};
+    let signer = start_signer("trader");
+    let node = SolanaNode::start().await.unwrap();
+    let trader: Pubkey = signer.init["agents"][0]["addresses"]["solana"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let peer: Pubkey = signer.init["dev_peer"].as_str().unwrap().parse().unwrap();
+    node.airdrop(&trader, 10_000_000_000).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (orchestrator, mut agent) = live_trader(&signer, Some(&node.url), work.path());
+    agent.confirm_transfers = true;
+
+    let decided = orchestrator.decide(&agent, Vec::new()).await;
+    let Outcome::AwaitingConfirmation {
+        pending_id,
+        summary,
+    } = decided.outcome
+    else {
+        panic!(
+            "expected a transfer waiting for the operator, got {:?}",
+            decided.outcome
+        );
+    };
+    assert!(summary.contains("0.2 SOL"), "{summary}");
+    assert_eq!(node.balance(&peer), 0, "nothing moves before the yes");
+    let row = |id: i64| {
+        orchestrator
+            .store()
+            .lock()
+            .unwrap()
+            .pending_by_id(PendingId(id))
+            .unwrap()
+    };
+    let err = orchestrator
+        .execute_confirmed(&row(pending_id))
+        .await
+        .unwrap_err();
+    assert!(err.contains("not approved"), "{err}");
+    let status = orchestrator.signer().lock().await.status().await.unwrap();
+    assert!(
+        status.agents[0].spent_24h.is_empty(),
+        "the signer signed nothing yet"
+    );
+
+    let approve = |id: i64| {
+        orchestrator
+            .store()
+            .lock()
+            .unwrap()
+            .resolve_pending(PendingId(id), Resolution::Approved, 42, unix_now())
+            .unwrap()
+    };
+    let approved = approve(pending_id);
+    let outcome = orchestrator.execute_confirmed(&approved).await.unwrap();
+    assert!(
+        matches!(&outcome, Outcome::Signed { chain, .. } if chain == "confirmed" || chain == "finalized"),
+        "{outcome:?}"
+    );
+    assert_eq!(node.balance(&peer), 200_000_000);
+    // A second Yes (a double tap, a replayed update) signs and sends nothing more.
+    let again = orchestrator.execute_confirmed(&approved).await.unwrap();
+    assert!(
+        matches!(&again, Outcome::Held { reason, .. } if reason.contains("already executed")),
+        "{again:?}"
+    );
+    assert_eq!(node.balance(&peer), 200_000_000);
+    assert!(orchestrator.resume_confirmed().await.is_empty());
+
+    // Approved, then the orchestrator dies before running it: the restart runs it, once.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    node.advance_blockhash();
+    let decided = orchestrator.decide(&agent, Vec::new()).await;
+    let Outcome::AwaitingConfirmation { pending_id, .. } = decided.outcome else {
+        panic!(
+            "expected a second transfer waiting, got {:?}",
+            decided.outcome
+        );
+    };
+    approve(pending_id);
+    drop(orchestrator);
+    let (restarted, _) = live_trader(&signer, Some(&node.url), work.path());
+    let report = restarted.resume_confirmed().await;
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert!(
+        report[0].contains("signed and sent (confirmed"),
+        "{report:?}"
+    );
+    assert_eq!(node.balance(&peer), 400_000_000, "{report:?}");
+    assert!(restarted.resume_confirmed().await.is_empty());
+    assert_eq!(node.balance(&peer), 400_000_000);
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }

@@ -91,6 +91,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::warn!("reconciliation: {line}");
             orchestrator.alert(Alert::Reconciliation(line));
         }
+        // Transfers the operator approved that a crash or restart kept from running.
+        for line in orchestrator.resume_confirmed().await {
+            tracing::warn!("{line}");
+            orchestrator.alert(Alert::Reconciliation(line));
+        }
         let bot = async {
             match bot {
                 Some((tg, token, queue)) => {

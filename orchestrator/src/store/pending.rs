@@ -277,6 +277,30 @@ impl Store {
         Ok(out)
     }
 
+    /// Confirmations of `kind` the operator approved at or after `since` whose action
+    /// (named by the payload's `idempotency_key`) has never been claimed for execution:
+    /// approved, then a crash before it ran. Oldest first.
+    pub fn approved_unexecuted(
+        &self,
+        kind: PendingKind,
+        since: u64,
+    ) -> Result<Vec<PendingRow>, StoreError> {
+        let since = to_sql_ts(since, "since")?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM pending_confirmations p
+             WHERE kind = ?1 AND status = 'approved' AND resolved_at >= ?2
+               AND NOT EXISTS (SELECT 1 FROM executions e
+                   WHERE e.idempotency_key = json_extract(p.payload_json, '$.idempotency_key'))
+             ORDER BY id"
+        ))?;
+        let mut rows = stmt.query(params![kind.as_str(), since])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(pending_row(row)?);
+        }
+        Ok(out)
+    }
+
     /// One confirmation by id, whatever its status.
     pub fn pending_by_id(&self, id: PendingId) -> Result<PendingRow, StoreError> {
         self.conn

@@ -67,8 +67,9 @@ pub async fn approve(ctx: &Ctx, user: i64, id: PendingId, code: Option<&str>) ->
     }
 }
 
-/// A Yes/No button press: `yes:<id>` or `no:<id>`.
-pub fn button(ctx: &Ctx, user: i64, data: &str) -> String {
+/// A Yes/No button press: `yes:<id>` or `no:<id>`. A Yes to a live transfer runs it (at
+/// most once) and answers with what the signer and the chain said.
+pub async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
     let Some((answer, id)) = data.split_once(':') else {
         return "This button is not one of mine.".into();
     };
@@ -88,9 +89,17 @@ pub fn button(ctx: &Ctx, user: i64, data: &str) -> String {
     if row.kind == PendingKind::SignerApproval || row.kind.needs_phrase() {
         return format!("#{id} needs more than a button: /approve {id} <code>.");
     }
-    match ctx.with_store(|s| s.resolve_pending(id, resolution, user, unix_now())) {
-        Ok(done) => format!("#{id} {}: {}", resolution, done.summary),
-        Err(e) => e,
+    let done = match ctx.with_store(|s| s.resolve_pending(id, resolution, user, unix_now())) {
+        Ok(done) => done,
+        Err(e) => return e,
+    };
+    let answered = format!("#{id} {}: {}", resolution, done.summary);
+    if done.kind != PendingKind::MoveFunds || resolution != Resolution::Approved {
+        return answered;
+    }
+    match ctx.orch.execute_confirmed(&done).await {
+        Ok(outcome) => format!("{answered}\n{}", operator::describe_outcome(&outcome)),
+        Err(e) => format!("{answered}\nNot sent: {e}"),
     }
 }
 

@@ -319,8 +319,9 @@ async fn on_button(bot: Bot, q: CallbackQuery, ctx: Arc<Ctx>) -> HandlerResult {
     let Ok(user) = i64::try_from(q.from.id.0) else {
         return Ok(());
     };
-    let answer = gates::button(&ctx, user, q.data.as_deref().unwrap_or_default());
+    // Answered first: running an approved transfer can take until it is confirmed on chain.
     bot.answer_callback_query(q.id.clone()).await?;
+    let answer = gates::button(&ctx, user, q.data.as_deref().unwrap_or_default()).await;
     bot.send_message(ChatId(user), clip(&answer)).await?;
     Ok(())
 }
