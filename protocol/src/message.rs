@@ -613,7 +613,7 @@ mod tests {
         for bad in [
             r#"{"v":1,"id":"a","op":"import_status","staged":true}"#.to_string(),
             format!(r#"{{"v":1,"id":"a","op":"import_confirm","manifest_digest":"{digest}"}}"#),
-            format!(r#"{{"v":1,"id":"a","op":"import_confirm","code":"123456"}}"#),
+            r#"{"v":1,"id":"a","op":"import_confirm","code":"123456"}"#.to_string(),
             format!(
                 r#"{{"v":1,"id":"a","op":"import_confirm","manifest_digest":"{}","code":"123456"}}"#,
                 digest.to_uppercase()
