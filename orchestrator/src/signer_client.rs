@@ -12,7 +12,10 @@ use vigil_protocol::message::{
     ApproveRequest, ConfirmRequest, ConfirmResult, DryRunRequest, DryRunResult, ErrorBody,
     HelloResult, SetLimitRequest, SetLimitResult, SignRequest, SignResult, StatusResult,
 };
-use vigil_protocol::{Op, Request, RequestId, Response};
+use vigil_protocol::{
+    ImportConfirmRequest, ImportConfirmResult, ImportStatusResult, ManifestDigest, Op, Request,
+    RequestId, Response,
+};
 
 /// Why a call produced no answer from the signer.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +86,50 @@ impl SignerClient {
     /// (checked by the signer).
     pub async fn set_limit(&mut self, r: SetLimitRequest) -> Result<SetLimitResult, SignerError> {
         self.call(Op::SetLimit(r)).await
+    }
+
+    /// `import_status`: the key-ceremony import staged on the appliance, as the signer read
+    /// and re-verified it when it STARTED (a stick staged later shows up after the signer's
+    /// next start). Show the operator `manifest_digest`, every agent's `address` and
+    /// `fingerprint`, `policy_key_fingerprint`, `created_at`, `online_override` and `replace`
+    /// to compare with the ceremony's printout. `staged: false` means nothing to confirm;
+    /// `error: Some(..)` means the staged copy cannot be confirmed (show the reason, do not
+    /// offer confirmation); `awaiting_keys: true` means the signer has no keys yet (first
+    /// install) and signs nothing until this import is confirmed.
+    pub async fn import_status(&mut self) -> Result<ImportStatusResult, SignerError> {
+        self.call(Op::ImportStatus).await
+    }
+
+    /// `import_confirm`: finishes the staged import. `manifest_digest` must be the digest the
+    /// operator was shown by [`SignerClient::import_status`] (a different one is refused,
+    /// `bad_request`, nothing spent); `code` must come from the operator, typed from the
+    /// authenticator entry enrolled at THAT ceremony (its QR code), never from an agent.
+    /// A wrong code is `approval_invalid_code` and counts towards the approvals' lockout
+    /// (3 in a row lock every code for 5 minutes: `rate_limited`).
+    ///
+    /// On success (`status: confirmed`) the confirmation is durable in the signer's audit
+    /// log and the signer EXITS (status 75) right after this answer; systemd starts it again
+    /// (`RestartForceExitStatus=75`) and it applies the import before loading keys. Until it
+    /// is back, calls fail with [`SignerError::Unreachable`]: retry `hello` (a few seconds)
+    /// and check that its `policy_digest` is the staged `policy_digest`, then tell the
+    /// operator. Treat the pending confirmation as done once this returns `Ok`, whatever the
+    /// transport does next. A transport error on THIS call leaves the outcome unknown:
+    /// ask `import_status` again after the signer is reachable (`staged: false` and the new
+    /// `policy_digest` in `hello` mean it was applied).
+    pub async fn import_confirm(
+        &mut self,
+        manifest_digest: ManifestDigest,
+        code: String,
+    ) -> Result<ImportConfirmResult, SignerError> {
+        let result = self
+            .call(Op::ImportConfirm(ImportConfirmRequest {
+                manifest_digest,
+                code,
+            }))
+            .await;
+        // The signer closes every connection when it exits; do not reuse this one.
+        self.stream = None;
+        result
     }
 
     async fn call<T: serde::de::DeserializeOwned>(&mut self, op: Op) -> Result<T, SignerError> {

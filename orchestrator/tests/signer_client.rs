@@ -76,6 +76,29 @@ async fn client_speaks_every_op_the_orchestrator_needs() {
     }
     let status = c.status().await.unwrap();
     assert!(status.ledger_seq >= 2);
+
+    // The import ops, typed: nothing is staged on a dev-init signer, so nothing to confirm.
+    let import = c.import_status().await.unwrap();
+    assert!(!import.staged && !import.awaiting_keys && import.agents.is_empty());
+    let refused = c
+        .import_confirm("ab".repeat(32).parse().unwrap(), "123456".into())
+        .await
+        .unwrap_err();
+    match refused {
+        SignerError::Refused(body) => {
+            assert_eq!(body.kind.as_str(), "bad_request");
+            assert!(
+                body.message.contains("no key-ceremony import is staged"),
+                "{}",
+                body.message
+            );
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+    assert!(
+        c.hello().await.is_ok(),
+        "the signer still serves after a refused confirmation"
+    );
 }
 
 #[tokio::test]

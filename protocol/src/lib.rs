@@ -11,11 +11,16 @@
 
 pub mod client;
 pub mod frame;
+pub mod import;
 pub mod intent;
 pub mod message;
 pub mod types;
 
 pub use frame::{FrameError, MAX_FRAME_LEN, read_frame, write_frame};
+pub use import::{
+    ImportAgent, ImportConfirmRequest, ImportConfirmResult, ImportConfirmStatus,
+    ImportStatusResult, ManifestDigest,
+};
 pub use intent::{Chain, Context, Intent, Network, TransferIntent};
 pub use message::{
     ApproveRequest, ConfirmRequest, DryRunRequest, ErrorBody, LimitKind, Op, ParseFailure, Request,

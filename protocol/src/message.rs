@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::PROTOCOL_VERSION;
+use crate::import::ImportConfirmRequest;
 use crate::intent::{Context, Intent};
 use crate::types::{
     AgentId, Amount, ApprovalId, ErrorKind, IdempotencyKey, Purpose, RequestId, Rule, truncate,
@@ -43,6 +44,10 @@ pub enum Op {
     Confirm(ConfirmRequest),
     /// Set an agent's cap within the signed ceiling, with the operator's code.
     SetLimit(SetLimitRequest),
+    /// What key-ceremony import is staged (digest, agents, fingerprints).
+    ImportStatus,
+    /// Confirm the staged import with a code of ITS authenticator; the signer then restarts.
+    ImportConfirm(ImportConfirmRequest),
 }
 
 impl Op {
@@ -56,6 +61,8 @@ impl Op {
             Op::Status => "status",
             Op::Confirm(_) => "confirm",
             Op::SetLimit(_) => "set_limit",
+            Op::ImportStatus => "import_status",
+            Op::ImportConfirm(_) => "import_confirm",
         }
     }
 }
@@ -239,10 +246,13 @@ pub fn parse_request(payload: &[u8]) -> Result<Request, ParseFailure> {
         "approve" => op_fields(&id, "approve", fields).map(Op::Approve),
         "confirm" => op_fields(&id, "confirm", fields).map(Op::Confirm),
         "set_limit" => op_fields(&id, "set_limit", fields).map(Op::SetLimit),
+        "import_status" => no_fields(&id, "import_status", fields).map(|()| Op::ImportStatus),
+        "import_confirm" => op_fields(&id, "import_confirm", fields).map(Op::ImportConfirm),
         other => Err(ParseFailure::request(
             Some(id.clone()),
             format!(
-                "unknown op {:?}; ops are hello, sign, dry_run, approve, status, confirm, set_limit",
+                "unknown op {:?}; ops are hello, sign, dry_run, approve, status, confirm, set_limit, \
+                 import_status, import_confirm",
                 truncate(other)
             ),
         )),
@@ -281,12 +291,13 @@ impl Request {
         obj.insert("id".into(), Value::from(self.id.as_str()));
         obj.insert("op".into(), Value::from(self.op.name()));
         let fields = match &self.op {
-            Op::Hello | Op::Status => Value::Null,
+            Op::Hello | Op::Status | Op::ImportStatus => Value::Null,
             Op::Sign(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::DryRun(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::Approve(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::Confirm(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::SetLimit(r) => serde_json::to_value(r).unwrap_or(Value::Null),
+            Op::ImportConfirm(r) => serde_json::to_value(r).unwrap_or(Value::Null),
         };
         if let Value::Object(f) = fields {
             obj.extend(f);
@@ -577,6 +588,46 @@ mod tests {
         ] {
             let e = parse(bad).unwrap_err();
             assert_eq!(e.kind, ErrorKind::BadRequest, "{bad}");
+        }
+    }
+
+    #[test]
+    fn import_ops_parse_strictly_and_round_trip() {
+        let r = parse(r#"{"v":1,"id":"a","op":"import_status"}"#).unwrap();
+        assert_eq!(r.op, Op::ImportStatus);
+        assert_eq!(parse(&r.to_json()).unwrap(), r);
+        let digest = "0a".repeat(32);
+        let r = parse(&format!(
+            r#"{{"v":1,"id":"a","op":"import_confirm","manifest_digest":"{digest}","code":"123456"}}"#
+        ))
+        .unwrap();
+        let Op::ImportConfirm(c) = &r.op else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            (c.manifest_digest.as_str(), c.code.as_str()),
+            (digest.as_str(), "123456")
+        );
+        assert_eq!(r.op.name(), "import_confirm");
+        assert_eq!(parse(&r.to_json()).unwrap(), r);
+        for bad in [
+            r#"{"v":1,"id":"a","op":"import_status","staged":true}"#.to_string(),
+            format!(r#"{{"v":1,"id":"a","op":"import_confirm","manifest_digest":"{digest}"}}"#),
+            r#"{"v":1,"id":"a","op":"import_confirm","code":"123456"}"#.to_string(),
+            format!(
+                r#"{{"v":1,"id":"a","op":"import_confirm","manifest_digest":"{}","code":"123456"}}"#,
+                digest.to_uppercase()
+            ),
+            format!(
+                r#"{{"v":1,"id":"a","op":"import_confirm","manifest_digest":"{digest}","code":"1","replace":true}}"#
+            ),
+        ] {
+            let e = parse(&bad).unwrap_err();
+            assert_eq!(
+                (e.kind, e.id.map(String::from)),
+                (ErrorKind::BadRequest, Some("a".into())),
+                "{bad}"
+            );
         }
     }
 

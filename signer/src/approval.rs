@@ -189,7 +189,27 @@ impl Approvals {
     /// step consumed, to be recorded durably.
     pub fn verify_code(&mut self, code: &str, now: u64) -> Result<u64, Refusal> {
         self.check_lockout(now)?;
-        match self.matching_step(code, now) {
+        let matched = self.matching_step(code, now);
+        self.use_step(matched, now)
+    }
+
+    /// Checks a code of ANOTHER secret (`staged`: a staged key-ceremony import's approval
+    /// secret) under THIS verifier's single-use steps, failure count and lockout, so that
+    /// `import_confirm` gives an attacker no extra guesses. Returns the step consumed.
+    pub fn verify_code_with(
+        &mut self,
+        staged: &Approvals,
+        code: &str,
+        now: u64,
+    ) -> Result<u64, Refusal> {
+        self.check_lockout(now)?;
+        let matched = staged.matching_step(code, now);
+        self.use_step(matched, now)
+    }
+
+    /// Accepts a matched step once (later than any step used before), else counts a failure.
+    fn use_step(&mut self, matched: Option<u64>, now: u64) -> Result<u64, Refusal> {
+        match matched {
             Some(step) if step > self.last_step => {
                 self.consecutive_failures = 0;
                 self.last_step = step;
@@ -260,6 +280,14 @@ impl Approvals {
         }
         while self.closed.len() > 4 * MAX_PENDING {
             self.closed.pop_first();
+        }
+    }
+
+    /// Closes every pending approval (replaying an applied key-ceremony import: what was
+    /// asked for under the previous keys must be asked for again).
+    pub fn close_all_pending(&mut self) {
+        for (id, _) in std::mem::take(&mut self.pending) {
+            self.closed.insert(id, ErrorKind::ApprovalExpired);
         }
     }
 
@@ -413,6 +441,50 @@ mod tests {
         b.restore_step(now / STEP_SECS);
         assert!(b.verify_code(&code_at(now), now).is_err());
         assert!(b.verify_code(&code_at(now + 30), now + 30).is_ok());
+    }
+
+    #[test]
+    fn staged_secret_codes_count_against_the_live_lockout() {
+        let mut live = approvals();
+        let staged =
+            Approvals::new(&Zeroizing::new(b"another-secret-of-20b".to_vec()), 600).unwrap();
+        let now = 1_700_000_000;
+        let staged_code = |t: u64| staged.totp.generate(t);
+        // The LIVE secret's code is not the staged one's: a wrong code, counted.
+        assert_eq!(
+            live.verify_code_with(&staged, &code_at(now), now)
+                .unwrap_err()
+                .kind,
+            ErrorKind::ApprovalInvalidCode
+        );
+        assert_eq!(
+            live.verify_code_with(&staged, &staged_code(now), now),
+            Ok(now / STEP_SECS)
+        );
+        // Its step is spent for everything the live verifier checks.
+        assert!(live.verify_code(&code_at(now), now).is_err());
+        // That was one failure; two more wrong staged codes lock both paths.
+        assert!(live.verify_code_with(&staged, "000000", now).is_err());
+        let third = live.verify_code_with(&staged, "111111", now).unwrap_err();
+        assert!(third.message.contains("locked"), "{}", third.message);
+        let locked = live.verify_code_with(&staged, &staged_code(now + 30), now + 30);
+        assert_eq!(locked.unwrap_err().kind, ErrorKind::RateLimited);
+        assert_eq!(
+            live.verify_code(&code_at(now + 30), now + 30)
+                .unwrap_err()
+                .kind,
+            ErrorKind::RateLimited
+        );
+        // An applied import closes what was pending under the previous keys.
+        let id: ApprovalId = "ap-9".parse().unwrap();
+        let mut fresh = approvals();
+        fresh.open(id.clone(), pending(), now).unwrap();
+        fresh.close_all_pending();
+        assert_eq!(fresh.pending_count(), 0);
+        assert_eq!(
+            fresh.verify(&id, &code_at(now), now).unwrap_err().kind,
+            ErrorKind::ApprovalExpired
+        );
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! `vigil-signer serve`: the start-up sequence, in a fixed order where each step says why
 //! it sits where it does, then the serving loop.
+//!
+//! The serving loop ends on purpose only after a confirmed key-ceremony import: [`run`]
+//! returns [`Stopped::RestartForImport`] and `main` exits with [`EXIT_RESTART`] (75), which
+//! the unit restarts (`RestartForceExitStatus=75`); the next start applies the import.
 
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
@@ -13,10 +17,15 @@ use crate::audit::Opened;
 use crate::devinit::layout;
 use crate::engine::{AgentKeys, Engine, EngineParts};
 use crate::error::Error;
+use crate::import::live::{self, AtStart, Staged};
 use crate::keys::Ed25519Key;
 use crate::ledger::Event;
+pub use crate::server::Stopped;
 use crate::server::{self, ServerConfig};
-use crate::{keystore, policy};
+use crate::{import, keystore, policy};
+
+/// The exit status after a confirmed import (`EX_TEMPFAIL`): "start me again".
+pub const EXIT_RESTART: u8 = 75;
 
 /// Everything `serve` needs, from the command line.
 #[derive(Clone, Debug)]
@@ -59,47 +68,59 @@ pub fn sanitize() -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs the signer until it is killed. Returns only on a start-up failure or a listener failure.
+/// Runs the signer until it is killed or an import is confirmed. Returns on a start-up
+/// failure, a listener failure, or [`Stopped::RestartForImport`].
 /// The caller has run [`sanitize`] (step 0) first.
-pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
-    // 1. Load the keystore first: nothing else matters if the keys cannot be unlocked, and
-    //    the passphrase is read once and dropped (zeroized) as soon as the keys are expanded.
+pub fn run(cfg: &ServeConfig) -> Result<Stopped, Error> {
+    // 1. The passphrase, read once and dropped (zeroized) as soon as the keys are expanded.
     let passphrase = keystore::read_passphrase(cfg.passphrase_file.as_deref())?;
-    let unlocked = keystore::unlock(&layout::keystore(&cfg.state_dir), &passphrase)?;
-    drop(passphrase);
-    if unlocked.weakest_kdf.is_weaker_than_production() {
-        tracing::warn!(
-            log_n = unlocked.weakest_kdf.log_n,
-            "the keystore uses WEAK scrypt parameters (a development keystore): never put money behind it"
-        );
-    }
-    let mut keys: AgentKeys = AgentKeys::new();
-    for ((agent, chain), seed) in &unlocked.agent_seeds {
-        match chain {
-            Chain::Solana => keys.insert((agent.clone(), *chain), Ed25519Key::from_seed(seed)),
-        };
-    }
-    let approvals =
-        Approvals::new(&unlocked.approval_secret, cfg.approval_ttl_secs).map_err(Error::Other)?;
 
-    // 2. The policy, verified against the key pinned in the (authenticated) keystore.
-    let policy_key =
-        ed25519_dalek::VerifyingKey::from_bytes(&unlocked.policy_public_key).map_err(|e| {
-            Error::Other(format!(
-                "the pinned policy key in the keystore is not a valid Ed25519 key: {e}"
-            ))
-        })?;
-    drop(unlocked);
-    let policy = policy::load_signed(&layout::policy(&cfg.state_dir), &policy_key)?;
-    for agent in policy.agents.keys() {
-        if !keys.keys().any(|(a, _)| a == agent) {
-            tracing::warn!(%agent, "the policy names an agent that has no key in the keystore; its requests will be refused");
-        }
-    }
+    // 1a. A staged key-ceremony import (docs/protocol.md), before the keystore is loaded:
+    //     one the audit log records as confirmed is applied now (this is the last moment the
+    //     signer may rename anything in its state dir); any other is checked again and
+    //     unlocked, keeping only its approval verifier and its status for import_status.
+    //     The audit log is opened here (once) to read the confirmation; a first install gets
+    //     its ledger dir now, so that the confirmation can be recorded.
+    let mut early_log: Option<Opened<Event>> = None;
+    let at_start = if live::is_staged(&cfg.state_dir) {
+        import::stage::ensure_ledger_dir(&cfg.state_dir).map_err(import_error)?;
+        let opened: Opened<Event> = Opened::open(&layout::ledger(&cfg.state_dir))?;
+        let confirmed = live::pending_confirmation(opened.entries()).map(str::to_owned);
+        early_log = Some(opened);
+        live::at_start(
+            &cfg.state_dir,
+            &passphrase,
+            confirmed.as_deref(),
+            cfg.approval_ttl_secs,
+        )
+        .map_err(import_error)?
+    } else {
+        AtStart::default()
+    };
+
+    // 1b. A first install (no keystore yet) with a staged import serves in "awaiting keys"
+    //     mode: no agents, nothing signed, only hello, status and the import ops.
+    let awaiting_keys =
+        !keystore_present(&cfg.state_dir) && !matches!(at_start.staged, Staged::None);
+    let (keys, approvals, policy) = if awaiting_keys {
+        drop(passphrase);
+        tracing::warn!(
+            "no keystore yet: serving in awaiting-keys mode until the staged import is confirmed (import_status, import_confirm)"
+        );
+        awaiting_keys_parts(cfg.approval_ttl_secs)?
+    } else {
+        // 1c. Load the keystore: nothing else matters if the keys cannot be unlocked.
+        let loaded = load_keys(cfg, &passphrase);
+        drop(passphrase);
+        loaded?
+    };
 
     // 3. The ledger: replayed and verified before serving, so caps count every recorded spend.
     //    Its writer thread starts later, after the process is confined.
-    let opened: Opened<Event> = Opened::open(&layout::ledger(&cfg.state_dir))?;
+    let opened: Opened<Event> = match early_log {
+        Some(opened) => opened,
+        None => Opened::open(&layout::ledger(&cfg.state_dir))?,
+    };
     if opened.truncated_tail_bytes() > 0 {
         tracing::warn!(
             bytes = opened.truncated_tail_bytes(),
@@ -136,11 +157,17 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
     //    root) and every capability, no dumps, no ptrace, no new privileges, locked memory,
     //    landlock (keystore and policy read-only, ledger read-write, nothing else), and
     //    seccomp last (no socket(2), no execve, no ptrace), on every thread.
-    let report = crate::sandbox::confine(&crate::sandbox::SandboxConfig {
-        read_only: vec![
+    //    Awaiting keys, there is nothing to read: no read-only path at all.
+    let read_only = if awaiting_keys {
+        Vec::new()
+    } else {
+        vec![
             layout::keystore(&cfg.state_dir),
             layout::policy(&cfg.state_dir),
-        ],
+        ]
+    };
+    let report = crate::sandbox::confine(&crate::sandbox::SandboxConfig {
+        read_only,
         read_write: vec![layout::ledger(&cfg.state_dir)],
         run_as: cfg.run_as.clone(),
         insecure_no_landlock: cfg.insecure_no_landlock,
@@ -162,6 +189,8 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
         approvals,
         audit,
         replayed,
+        import: at_start,
+        awaiting_keys,
     }));
     allowed_uids.push(rustix::process::getuid().as_raw());
     let server_cfg = ServerConfig { allowed_uids };
@@ -189,6 +218,69 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Error> {
             .await
             .map_err(|e| Error::Other(format!("listener failed: {e}")))
     })
+}
+
+/// Step 1c: unlocks the keystore and loads the policy verified against the key it pins.
+fn load_keys(
+    cfg: &ServeConfig,
+    passphrase: &secrecy::SecretString,
+) -> Result<(AgentKeys, Approvals, policy::Policy), Error> {
+    let unlocked = keystore::unlock(&layout::keystore(&cfg.state_dir), passphrase)?;
+    if unlocked.weakest_kdf.is_weaker_than_production() {
+        tracing::warn!(
+            log_n = unlocked.weakest_kdf.log_n,
+            "the keystore uses WEAK scrypt parameters (a development keystore): never put money behind it"
+        );
+    }
+    let mut keys: AgentKeys = AgentKeys::new();
+    for ((agent, chain), seed) in &unlocked.agent_seeds {
+        match chain {
+            Chain::Solana => keys.insert((agent.clone(), *chain), Ed25519Key::from_seed(seed)),
+        };
+    }
+    let approvals =
+        Approvals::new(&unlocked.approval_secret, cfg.approval_ttl_secs).map_err(Error::Other)?;
+
+    // 2. The policy, verified against the key pinned in the (authenticated) keystore.
+    let policy_key =
+        ed25519_dalek::VerifyingKey::from_bytes(&unlocked.policy_public_key).map_err(|e| {
+            Error::Other(format!(
+                "the pinned policy key in the keystore is not a valid Ed25519 key: {e}"
+            ))
+        })?;
+    drop(unlocked);
+    let policy = policy::load_signed(&layout::policy(&cfg.state_dir), &policy_key)?;
+    for agent in policy.agents.keys() {
+        if !keys.keys().any(|(a, _)| a == agent) {
+            tracing::warn!(%agent, "the policy names an agent that has no key in the keystore; its requests will be refused");
+        }
+    }
+    Ok((keys, approvals, policy))
+}
+
+/// Awaiting keys: no agent keys, an empty policy (everything refused), and a verifier of a
+/// random secret no authenticator holds: it only carries the lockout and the used steps for
+/// `import_confirm`, whose codes are checked against the STAGED secret.
+fn awaiting_keys_parts(ttl: u64) -> Result<(AgentKeys, Approvals, policy::Policy), Error> {
+    let mut secret = zeroize::Zeroizing::new(vec![0u8; 32]);
+    getrandom::getrandom(&mut secret)
+        .map_err(|e| Error::Other(format!("the OS random source failed: {e}")))?;
+    let approvals = Approvals::new(&secret, ttl).map_err(Error::Other)?;
+    let policy = policy::Policy {
+        version: policy::POLICY_VERSION,
+        agents: Default::default(),
+        digest: [0; 32],
+    };
+    Ok((AgentKeys::new(), approvals, policy))
+}
+
+/// Whether the state dir holds a keystore (a non-empty `keystore/`).
+fn keystore_present(state: &Path) -> bool {
+    std::fs::read_dir(layout::keystore(state)).is_ok_and(|mut it| it.next().is_some())
+}
+
+fn import_error(e: import::ImportError) -> Error {
+    Error::Other(format!("key-ceremony import: {e}"))
 }
 
 /// Binds `path` (replacing a stale socket, never another kind of file), or takes the

@@ -6,6 +6,12 @@
 //! made under one short lock, so two concurrent requests can never both fit under a cap
 //! that only one of them fits under. The durable write happens outside the lock and is
 //! group-committed with other requests' writes.
+//!
+//! The key-ceremony import ops (`import_status`, `import_confirm`) live in `engine/import.rs`.
+
+mod import;
+
+pub use import::After;
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -24,6 +30,7 @@ use vigil_protocol::{
 use crate::approval::{Approvals, Pending, new_approval_id};
 use crate::audit::{AuditLog, Entry};
 use crate::chains::solana;
+use crate::import::live::AtStart;
 use crate::keys::Ed25519Key;
 use crate::ledger::{Event, Ledger, Remembered, intent_digest};
 use crate::policy::{self, History as _, Policy, Verdict};
@@ -71,6 +78,11 @@ pub struct EngineParts {
     pub audit: AuditLog<Event>,
     /// Entries replayed from the log at start.
     pub replayed: Vec<Entry<Event>>,
+    /// The staged key-ceremony import found at start, and one applied at start (if any).
+    pub import: AtStart,
+    /// True when the signer runs without a keystore, waiting for the staged import: it
+    /// answers `hello`, `status` and the import ops, and refuses everything else.
+    pub awaiting_keys: bool,
 }
 
 /// The signer's request handler.
@@ -79,6 +91,7 @@ pub struct Engine {
     keys: AgentKeys,
     audit: AuditLog<Event>,
     inner: Mutex<Inner>,
+    import: import::ImportState,
     clock: fn() -> u64,
 }
 
@@ -123,6 +136,8 @@ impl Engine {
             mut approvals,
             audit,
             replayed,
+            import,
+            awaiting_keys,
         } = parts;
         let ledger = Ledger::replay(&replayed, &mut approvals, clock());
         Self {
@@ -130,27 +145,58 @@ impl Engine {
             keys,
             audit,
             inner: Mutex::new(Inner { ledger, approvals }),
+            import: import::ImportState::new(import, awaiting_keys),
             clock,
         }
     }
 
-    /// Records the start in the audit log.
+    /// Records the start in the audit log (and an import applied at this start).
     pub async fn record_start(&self) -> Result<(), String> {
-        let event = Event::Started {
+        let policy_digest = self.policy_digest();
+        let mut events = vec![Event::Started {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            policy_digest: hex::encode(self.policy.digest),
-        };
+            policy_digest: policy_digest.clone(),
+        }];
+        events.extend(self.import.applied_event(policy_digest));
         self.audit
-            .append((self.clock)(), vec![event])
+            .append((self.clock)(), events)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
 
+    /// The policy digest `hello` reports: empty while awaiting keys (there is no policy).
+    fn policy_digest(&self) -> String {
+        if self.import.awaiting_keys() {
+            String::new()
+        } else {
+            hex::encode(self.policy.digest)
+        }
+    }
+
     /// Answers one request.
     pub async fn handle(&self, req: Request) -> Response {
+        self.handle_request(req).await.0
+    }
+
+    /// Answers one request, and says what the server must do once the answer is written
+    /// (exit for a restart after a confirmed import: see [`After`]).
+    pub async fn handle_request(&self, req: Request) -> (Response, After) {
         let Request { id, op } = req;
-        match op {
+        if let Some(refusal) = self.import.refuse_while_awaiting_keys(&op) {
+            return (respond::<()>(id, Err(refusal)), After::Continue);
+        }
+        let response = match op {
+            Op::ImportStatus => Response::ok(id, &self.import.status()),
+            Op::ImportConfirm(r) => {
+                let result = self.import_confirm(r).await;
+                let after = if result.is_ok() {
+                    After::ExitForRestart
+                } else {
+                    After::Continue
+                };
+                return (respond(id, result), after);
+            }
             Op::Hello => Response::ok(id, &self.hello()),
             Op::Status => Response::ok(id, &self.status()),
             Op::DryRun(r) => respond(id, self.dry_run(&r)),
@@ -158,7 +204,8 @@ impl Engine {
             Op::Approve(r) => respond(id, self.approve(r).await),
             Op::Confirm(r) => respond(id, self.confirm(r).await),
             Op::SetLimit(r) => respond(id, self.set_limit(r).await),
-        }
+        };
+        (response, After::Continue)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -182,7 +229,7 @@ impl Engine {
         }
         HelloResult {
             version: PROTOCOL_VERSION,
-            policy_digest: hex::encode(self.policy.digest),
+            policy_digest: self.policy_digest(),
             networks: self.policy.networks(),
             agents: agents
                 .into_iter()
@@ -297,8 +344,22 @@ impl Engine {
 
     /// Verifies an operator code not bound to an approval; a refusal is audited.
     async fn operator_code(&self, purpose: &str, code: &str) -> Result<u64, Refusal> {
+        self.operator_code_of(purpose, code, None).await
+    }
+
+    /// As [`Engine::operator_code`]; with `staged`, the code must be one of THAT secret (a
+    /// staged import's), under the live verifier's single-use steps and lockout.
+    async fn operator_code_of(
+        &self,
+        purpose: &str,
+        code: &str,
+        staged: Option<&Approvals>,
+    ) -> Result<u64, Refusal> {
         let now = (self.clock)();
-        let verified = self.lock().approvals.verify_code(code, now);
+        let verified = match staged {
+            None => self.lock().approvals.verify_code(code, now),
+            Some(staged) => self.lock().approvals.verify_code_with(staged, code, now),
+        };
         match verified {
             Ok(step) => Ok(step),
             Err(refusal) => {

@@ -123,7 +123,24 @@ pub enum Event {
         /// The TOTP time step consumed.
         totp_step: u64,
     },
-    /// A `confirm` or `set_limit` code was refused.
+    /// The operator confirmed the staged key-ceremony import (`import_confirm`) with a code
+    /// of the STAGED approval secret; the signer applies it at its next start.
+    ImportConfirmed {
+        /// SHA-256 of the staged manifest, hex.
+        manifest_digest: String,
+        /// The TOTP time step consumed.
+        totp_step: u64,
+    },
+    /// A confirmed import was applied at start: the keystore and policy were replaced.
+    ImportApplied {
+        /// SHA-256 of the applied manifest, hex.
+        manifest_digest: String,
+        /// The record dir under `imports/` that keeps the manifest and the previous keys.
+        record: String,
+        /// The digest of the policy now in force.
+        policy_digest: String,
+    },
+    /// A `confirm`, `set_limit` or `import_confirm` code was refused.
     OperatorCodeRefused {
         /// What it was for (`set_limit` requests are named `set_limit <agent> <asset> <limit>`).
         purpose: String,
@@ -285,7 +302,10 @@ impl Ledger {
                     approval_id,
                     totp_step,
                 } => approvals.restore_closed(approval_id.clone(), Some(*totp_step)),
-                Event::OperatorConfirmed { totp_step, .. } => approvals.restore_step(*totp_step),
+                Event::OperatorConfirmed { totp_step, .. }
+                | Event::ImportConfirmed { totp_step, .. } => approvals.restore_step(*totp_step),
+                // Approvals asked for under the previous keys are not carried over.
+                Event::ImportApplied { .. } => approvals.close_all_pending(),
                 Event::LimitSet {
                     agent,
                     asset,

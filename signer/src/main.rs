@@ -185,8 +185,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 insecure_no_landlock,
                 allow_unlocked_memory,
             };
-            daemon::run(&cfg)?;
-            Ok(ExitCode::SUCCESS)
+            match daemon::run(&cfg)? {
+                daemon::Stopped::RestartForImport => Ok(ExitCode::from(daemon::EXIT_RESTART)),
+            }
         }
         Command::DevInit {
             state_dir,

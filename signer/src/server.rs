@@ -2,6 +2,10 @@
 //! peer's uid with `SO_PEERCRED`, reads bounded frames, and hands requests to the engine.
 //! A bad frame gets one error reply and the connection closes; nothing a peer sends can
 //! stop the server from serving other connections.
+//!
+//! The one way the server stops on purpose: after the answer to a successful
+//! `import_confirm` is written, [`serve`] returns [`Stopped::RestartForImport`] and the
+//! daemon exits with status 75, so that systemd starts it again on the imported keys.
 
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::sync::Arc;
@@ -9,11 +13,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use vigil_protocol::frame::{check_len, encode_frame};
 use vigil_protocol::{ErrorKind, Response, parse_request};
 
-use crate::engine::Engine;
+use crate::engine::{After, Engine};
 
 /// Most connections served at once; more are closed on accept.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -21,6 +25,16 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Once a frame has started, the rest must arrive within this time.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a confirmed import, the server stops at the latest this long after the answer was
+/// produced, even if writing it to a slow peer has not finished (the confirmation is durable).
+pub const RESTART_GRACE: Duration = Duration::from_secs(2);
+
+/// Why [`serve`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// An import was confirmed: exit so that it is applied at the next start.
+    RestartForImport,
+}
 
 /// Who may connect.
 #[derive(Clone, Debug)]
@@ -29,17 +43,37 @@ pub struct ServerConfig {
     pub allowed_uids: Vec<u32>,
 }
 
-/// Serves until the listener fails. Call inside a tokio runtime.
+/// Serves until an import is confirmed (or the listener fails). Call inside a tokio runtime.
 pub async fn serve(
     listener: StdUnixListener,
     engine: Arc<Engine>,
     config: ServerConfig,
-) -> std::io::Result<()> {
+) -> std::io::Result<Stopped> {
     listener.set_nonblocking(true)?;
     let listener = UnixListener::from_std(listener)?;
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // `answered`: the confirming answer was written (or failed to be); `confirmed`: it was
+    // produced, so stop after the grace period even if the write hangs.
+    let answered = Arc::new(Notify::new());
+    let confirmed = Arc::new(Notify::new());
+    let deadline = {
+        let confirmed = Arc::clone(&confirmed);
+        async move {
+            confirmed.notified().await;
+            tokio::time::sleep(RESTART_GRACE).await;
+        }
+    };
+    tokio::pin!(deadline);
     loop {
-        let (stream, _) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = answered.notified() => return Ok(Stopped::RestartForImport),
+            () = &mut deadline => {
+                tracing::warn!("the answer to import_confirm was not written in time; exiting anyway (the confirmation is recorded)");
+                return Ok(Stopped::RestartForImport);
+            }
+        };
+        let (stream, _) = match accepted {
             Ok(conn) => conn,
             Err(e) => {
                 // EMFILE and friends: back off rather than spin; the listener itself is fine.
@@ -64,15 +98,25 @@ pub async fn serve(
             continue;
         };
         let engine = Arc::clone(&engine);
+        let stop = Stop {
+            answered: Arc::clone(&answered),
+            confirmed: Arc::clone(&confirmed),
+        };
         tokio::spawn(async move {
-            connection(stream, &engine).await;
+            connection(stream, &engine, &stop).await;
             drop(permit);
         });
     }
 }
 
+/// How a connection tells [`serve`] to stop after a confirmed import.
+struct Stop {
+    answered: Arc<Notify>,
+    confirmed: Arc<Notify>,
+}
+
 /// Serves one connection until it closes, idles out or sends a bad frame.
-async fn connection(mut stream: UnixStream, engine: &Engine) {
+async fn connection(mut stream: UnixStream, engine: &Engine, stop: &Stop) {
     loop {
         let mut prefix = [0u8; 4];
         match tokio::time::timeout(IDLE_TIMEOUT, stream.read_exact(&mut prefix)).await {
@@ -97,16 +141,27 @@ async fn connection(mut stream: UnixStream, engine: &Engine) {
             Ok(Ok(_)) => {}
             Ok(Err(_)) | Err(_) => return, // truncated or too slow: nothing to answer
         }
-        let (resp, close) = match parse_request(&payload) {
-            Ok(req) => (engine.handle(req).await, false),
+        let (resp, close, after) = match parse_request(&payload) {
+            Ok(req) => {
+                let (resp, after) = engine.handle_request(req).await;
+                (resp, false, after)
+            }
             Err(failure) => {
                 let close = failure.closes_connection();
                 (
                     Response::error(failure.id, failure.kind, None, failure.message),
                     close,
+                    After::Continue,
                 )
             }
         };
+        if after == After::ExitForRestart {
+            stop.confirmed.notify_one();
+            // Written and flushed (or failed: the peer went away) before the server stops.
+            let _ = write_response(&mut stream, &resp).await;
+            stop.answered.notify_one();
+            return;
+        }
         if write_response(&mut stream, &resp).await.is_err() || close {
             return;
         }

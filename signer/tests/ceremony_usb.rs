@@ -374,6 +374,224 @@ fn a_ceremony_stick_imports_and_the_signer_signs_for_its_agents() {
     assert!(tx.verify().is_ok(), "signed by the imported trader key");
 }
 
+/// `import_status` / `import_confirm` over the socket of a real confined signer: a first
+/// install waits for its keys, a wrong digest or code changes nothing, the right code makes
+/// the signer exit 75, and the restart applies the import; then a second ceremony replaces
+/// the keys of the running signer the same way (a code of the CURRENT authenticator is refused).
+#[test]
+fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
+    use std::time::Duration;
+    use vigil_protocol::{ImportConfirmRequest, Op};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (made, outcome, uri) = ceremony(dir.path());
+    let stick = Stick::blank(dir.path(), "stick.img");
+    stick.write_tree(&made);
+    let mounted = stick.copy_out(&dir.path().join("mounted"));
+    let appliance = tempfile::tempdir().unwrap();
+    let state = appliance.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let pass = passphrase_file(appliance.path());
+    check(import(&mounted, &state, false), "import");
+
+    // First install: the signer serves without keys, waiting for the staged import.
+    let mut s = Signer::serve_existing(appliance, pass, json!({"agents": []}));
+    let hello = ok(s.client().call(Op::Hello).unwrap());
+    assert_eq!(hello["agents"], json!([]));
+    let status = ok(s.client().call(Op::ImportStatus).unwrap());
+    assert_eq!(
+        (&status["staged"], &status["awaiting_keys"]),
+        (&json!(true), &json!(true))
+    );
+    assert_eq!(status["manifest_digest"], outcome.manifest_digest.as_str());
+    let shown: Vec<(String, String)> = status["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["address"].as_str().unwrap().into(),
+                a["fingerprint"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = outcome
+        .manifest
+        .agents
+        .iter()
+        .map(|a| (a.address.clone(), a.fingerprint.clone()))
+        .collect();
+    assert_eq!(
+        shown, want,
+        "import_status shows the ceremony's fingerprints"
+    );
+    let (kind, _, msg) = err(s
+        .client()
+        .call(sign_op(
+            "trader",
+            transfer(&recipient(), SOL / 10, Network::Devnet),
+            "k0",
+            SOME_BLOCKHASH,
+        ))
+        .unwrap());
+    assert_eq!(kind, "unknown_agent");
+    assert!(msg.contains("no keys yet"), "{msg}");
+
+    let confirm_op = |digest: &str, code: &str| {
+        Op::ImportConfirm(ImportConfirmRequest {
+            manifest_digest: digest.parse().unwrap(),
+            code: code.into(),
+        })
+    };
+    let totp = TOTP::from_url(&uri).unwrap();
+    let staged_before = tree_hash(&s.state().join("import-staged"));
+    let (kind, _, msg) = err(s
+        .client()
+        .call(confirm_op(&"ab".repeat(32), &totp.generate(now())))
+        .unwrap());
+    assert_eq!(kind, "bad_request");
+    assert!(msg.contains("not those of the staged stick"), "{msg}");
+    let code = totp.generate(now());
+    let wrong = if code == "123456" { "654321" } else { "123456" };
+    let (kind, _, msg) = err(s
+        .client()
+        .call(confirm_op(&outcome.manifest_digest, wrong))
+        .unwrap());
+    assert_eq!(kind, "approval_invalid_code");
+    assert!(msg.contains("THIS ceremony"), "{msg}");
+    assert_eq!(tree_hash(&s.state().join("import-staged")), staged_before);
+    assert!(
+        !s.state().join("keystore").exists(),
+        "a refused confirmation installs nothing"
+    );
+
+    let confirmed = ok(s
+        .client()
+        .call(confirm_op(&outcome.manifest_digest, &code))
+        .unwrap());
+    assert_eq!(confirmed["status"], "confirmed");
+    assert_eq!(
+        confirmed["manifest_digest"],
+        outcome.manifest_digest.as_str()
+    );
+    assert_eq!(s.wait_exit(Duration::from_secs(10)).code(), Some(75));
+
+    // The restart applies it: the imported agents, the ceremony's policy, signing works.
+    s.init = json!({"agents": outcome.manifest.agents.iter().map(|a| json!({"agent": a.agent, "addresses": {"solana": a.address}})).collect::<Vec<_>>()});
+    s.spawn();
+    assert!(!s.state().join("import-staged").exists());
+    let hello = ok(s.client().call(Op::Hello).unwrap());
+    assert_eq!(
+        hello["policy_digest"],
+        outcome.manifest.policy_digest.as_str()
+    );
+    assert_eq!(hello["agents"].as_array().unwrap().len(), 2);
+    let status = ok(s.client().call(Op::ImportStatus).unwrap());
+    assert_eq!(
+        (&status["staged"], &status["awaiting_keys"]),
+        (&json!(false), &json!(false))
+    );
+    let signed = ok(s
+        .client()
+        .call(sign_op(
+            "trader",
+            transfer(&recipient(), SOL / 10, Network::Devnet),
+            "usb2",
+            SOME_BLOCKHASH,
+        ))
+        .unwrap());
+    assert_eq!(signed["status"], "signed");
+    let wire = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        signed["tx"].as_str().unwrap(),
+    )
+    .unwrap();
+    let tx: solana_transaction::Transaction = bincode::deserialize(&wire).unwrap();
+    assert_eq!(tx.message.account_keys[0].to_string(), s.address("trader"));
+    assert!(tx.verify().is_ok());
+
+    // A second ceremony replaces the running signer's keys: staged with --replace, seen at
+    // the next start; the CURRENT authenticator's code is not the new one's.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (made2, outcome2, uri2) = ceremony(dir2.path());
+    check(import(&made2, &s.state(), true), "import --replace");
+    hand_to_service_user(&s.state());
+    s.restart();
+    let status = ok(s.client().call(Op::ImportStatus).unwrap());
+    assert_eq!(status["manifest_digest"], outcome2.manifest_digest.as_str());
+    assert_eq!(
+        (&status["replace"], &status["awaiting_keys"]),
+        (&json!(true), &json!(false))
+    );
+    let current = totp.generate(now() + 30);
+    let (kind, _, _) = err(s
+        .client()
+        .call(confirm_op(&outcome2.manifest_digest, &current))
+        .unwrap());
+    assert_eq!(kind, "approval_invalid_code");
+    let hello = ok(s.client().call(Op::Hello).unwrap());
+    assert_eq!(
+        hello["policy_digest"],
+        outcome.manifest.policy_digest.as_str(),
+        "nothing changed"
+    );
+    // One step later than the first confirmation: a code is used once across secrets.
+    let code2 = TOTP::from_url(&uri2).unwrap().generate(now() + 30);
+    ok(s.client()
+        .call(confirm_op(&outcome2.manifest_digest, &code2))
+        .unwrap());
+    assert_eq!(s.wait_exit(Duration::from_secs(10)).code(), Some(75));
+    s.init = json!({"agents": outcome2.manifest.agents.iter().map(|a| json!({"agent": a.agent, "addresses": {"solana": a.address}})).collect::<Vec<_>>()});
+    s.spawn();
+    let hello = ok(s.client().call(Op::Hello).unwrap());
+    let trader = hello["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == "trader")
+        .unwrap();
+    assert_eq!(trader["addresses"]["solana"], s.address("trader").as_str());
+    assert_ne!(
+        s.address("trader"),
+        outcome
+            .manifest
+            .agents
+            .iter()
+            .find(|a| a.agent.as_str() == "trader")
+            .unwrap()
+            .address
+    );
+    // The previous keys are kept under imports/; the audit log verifies and tells the story.
+    assert_eq!(
+        std::fs::read_dir(s.state().join("imports"))
+            .unwrap()
+            .count(),
+        2
+    );
+    let verified = s.audit_verify(&[]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let types: Vec<String> = read_audit(&s.audit_path())
+        .iter()
+        .map(|e| e["event"]["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let story: Vec<&str> = types
+        .iter()
+        .map(String::as_str)
+        .filter(|t| t.starts_with("import") || *t == "operator_code_refused")
+        .collect();
+    assert_eq!(
+        story,
+        [
+            "operator_code_refused",
+            "import_confirmed",
+            "import_applied",
+            "operator_code_refused",
+            "import_confirmed",
+            "import_applied"
+        ]
+    );
+}
+
 /// The manifest re-signed by the ceremony's (kept) policy key after `edit`.
 fn resign_manifest(made: &Path, stick: &Stick, edit: impl FnOnce(&mut Manifest)) {
     let entry = keystore::read_entry(

@@ -13,8 +13,10 @@
 //! ([`stage::confirm`]), which proves the person confirming holds the new approval secret.
 //!
 //! - `manifest`: the manifest format (shared with `vigil-ceremony`).
-//! - `stage`: staging, status and confirmation.
+//! - `stage`: staging, status and confirmation (CLI), applying a confirmed import.
+//! - `live`: the running signer's side (`import_status`, `import_confirm`, applying at start).
 
+pub mod live;
 pub mod manifest;
 pub mod stage;
 

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use vigil_protocol::{AgentId, Chain};
 
 use super::manifest::{KEYSTORE_DIR, MANIFEST_FILE, MANIFEST_SIG_FILE, POLICY_DIR};
 use super::{ImportError, Verified, verify};
@@ -59,9 +60,9 @@ pub struct ImportStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AgentStatus {
     /// The agent.
-    pub agent: String,
+    pub agent: AgentId,
     /// Its chain.
-    pub chain: String,
+    pub chain: Chain,
     /// Its address.
     pub address: String,
     /// Its key fingerprint.
@@ -159,6 +160,30 @@ pub fn confirm(
     apply(state, &staged, &verified)
 }
 
+/// Applies the staged import whose confirmation the running signer recorded
+/// (`import_confirm`, then a restart: see `import::live`). The staged copy is checked again
+/// and must still be `manifest_digest`; the code was checked when it was confirmed.
+pub fn apply_confirmed(state: &Path, manifest_digest: &str) -> Result<PathBuf, ImportError> {
+    let staged = state.join(STAGED_DIR);
+    if !staged.exists() {
+        return Err(ImportError::NothingStaged(state.to_path_buf()));
+    }
+    let verified = verify(&staged)?;
+    if verified.manifest_digest != manifest_digest {
+        return Err(ImportError::DigestMismatch {
+            staged: verified.manifest_digest,
+            given: manifest_digest.to_string(),
+        });
+    }
+    refuse_existing_keystore(state, read_meta(&staged)?.replace)?;
+    apply(state, &staged, &verified)
+}
+
+/// Refuses a staged import that would replace a keystore without `--replace`.
+pub fn check_replace(state: &Path, status: &ImportStatus) -> Result<(), ImportError> {
+    refuse_existing_keystore(state, status.replace)
+}
+
 /// Moves the staged keystore and policy into place, keeping the previous ones.
 fn apply(state: &Path, staged: &Path, verified: &Verified) -> Result<PathBuf, ImportError> {
     let imports = state.join(IMPORTS_DIR);
@@ -187,15 +212,21 @@ fn apply(state: &Path, staged: &Path, verified: &Verified) -> Result<PathBuf, Im
         mv(&staged.join(name), &record.join(name))?;
     }
     // A first import: the signer's ledger dir (audit log) must exist for it to start.
+    ensure_ledger_dir(state)?;
+    fs::remove_dir_all(staged).map_err(|e| ImportError::Write(staged.to_path_buf(), e))?;
+    sync_dir(&record)?;
+    sync_dir(state)?;
+    Ok(record)
+}
+
+/// Creates the signer's ledger dir (audit log) if missing, owned like `state`.
+pub fn ensure_ledger_dir(state: &Path) -> Result<(), ImportError> {
     let ledger = layout::ledger(state);
     if !ledger.exists() {
         make_private_dir(&ledger)?;
         chown_like(&ledger, state)?;
     }
-    fs::remove_dir_all(staged).map_err(|e| ImportError::Write(staged.to_path_buf(), e))?;
-    sync_dir(&record)?;
-    sync_dir(state)?;
-    Ok(record)
+    Ok(())
 }
 
 fn status_of(v: &Verified, replace: bool) -> ImportStatus {
@@ -207,8 +238,8 @@ fn status_of(v: &Verified, replace: bool) -> ImportStatus {
             .agents
             .iter()
             .map(|a| AgentStatus {
-                agent: a.agent.to_string(),
-                chain: a.chain.to_string(),
+                agent: a.agent.clone(),
+                chain: a.chain,
                 address: a.address.clone(),
                 fingerprint: a.fingerprint.clone(),
             })
