@@ -43,7 +43,9 @@ pub use agent::{
 };
 pub use executions::ExecutionRow;
 pub use migrations::SCHEMA_VERSION;
-pub use pending::{NewPending, PendingId, PendingKind, PendingRow, PendingStatus, Resolution};
+pub use pending::{
+    MAX_SUMMARY_CHARS, NewPending, PendingId, PendingKind, PendingRow, PendingStatus, Resolution,
+};
 
 /// How long a writer waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -61,10 +61,14 @@ pub enum PendingKind {
     RaiseCap,
     /// Phrase gate: anything the config marks destructive.
     Destructive,
+    /// A key-ceremony stick staged on the appliance: the operator compares the fingerprints
+    /// and confirms with a code from the authenticator enrolled at that ceremony (checked by
+    /// the signer's `import_confirm`).
+    ImportKeys,
 }
 
 impl PendingKind {
-    const ALL: [PendingKind; 8] = [
+    const ALL: [PendingKind; 9] = [
         PendingKind::MoveFunds,
         PendingKind::SendMessage,
         PendingKind::PostPublic,
@@ -73,6 +77,7 @@ impl PendingKind {
         PendingKind::GoLive,
         PendingKind::RaiseCap,
         PendingKind::Destructive,
+        PendingKind::ImportKeys,
     ];
 
     /// The stored name.
@@ -86,6 +91,7 @@ impl PendingKind {
             PendingKind::GoLive => "go_live",
             PendingKind::RaiseCap => "raise_cap",
             PendingKind::Destructive => "destructive",
+            PendingKind::ImportKeys => "import_keys",
         }
     }
 

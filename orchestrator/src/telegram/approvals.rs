@@ -5,13 +5,50 @@
 
 use serde_json::Value;
 use vigil_protocol::message::{ApproveRequest, ConfirmRequest, SignResult};
-use vigil_protocol::{ApprovalId, Context, ErrorKind, Purpose};
+use vigil_protocol::{ApprovalId, Context, ErrorKind, ManifestDigest, Purpose};
 
 use super::{Ctx, State, unix_now};
 use crate::operator::Alert;
 use crate::pipeline;
 use crate::signer_client::SignerError;
 use crate::store::{PendingId, PendingRow, Resolution};
+
+/// A staged key-ceremony import: the code (from the authenticator entry made at that
+/// ceremony) goes to the signer's `import_confirm` with the digest the operator was shown.
+/// On success the signer restarts on the new keys.
+pub async fn import_keys(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> String {
+    let id = row.id;
+    let payload: Value = serde_json::from_str(&row.payload_json).unwrap_or_default();
+    let digest = match payload["manifest_digest"]
+        .as_str()
+        .map(|d| ManifestDigest::try_from(d.to_string()))
+    {
+        Some(Ok(d)) => d,
+        _ => return format!("#{id} names no manifest digest; /deny {id}"),
+    };
+    let confirmed = ctx
+        .orch
+        .signer()
+        .lock()
+        .await
+        .import_confirm(digest, code.to_string())
+        .await;
+    match confirmed {
+        Ok(r) => {
+            let resolved =
+                ctx.with_store(|s| s.resolve_pending(id, Resolution::Approved, user, unix_now()));
+            let recorded = match resolved {
+                Ok(_) => String::new(),
+                Err(e) => format!(" (not recorded here: {e})"),
+            };
+            format!(
+                "✔ #{id} confirmed (signer audit entry {}){recorded}. The signer restarts on the new keys; /status in a minute shows the new policy digest.",
+                r.ledger_seq
+            )
+        }
+        Err(e) => code_refused(ctx, user, id, e),
+    }
+}
 
 /// The signer answered `needs_approval` earlier; complete it with the operator's code.
 pub async fn signer_approval(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> String {

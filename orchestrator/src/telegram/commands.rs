@@ -192,6 +192,10 @@ pub fn announcement(row: &PendingRow, phrase: &str, now: u64) -> String {
             "Approve with /approve {} <code> (or reply to this message with the code); refuse with /deny {}.",
             row.id, row.id
         ),
+        PendingKind::ImportKeys => format!(
+            "Compare every fingerprint with the ceremony's printout. If they match, send /approve {} <code> with a code from the authenticator entry made at THAT ceremony; the signer restarts on the new keys. /deny {} leaves it unapplied.",
+            row.id, row.id
+        ),
         k if k.needs_phrase() => format!(
             "To confirm, send /approve {}, type exactly: {phrase} — then send your code. /deny {} cancels.",
             row.id, row.id
@@ -200,6 +204,7 @@ pub fn announcement(row: &PendingRow, phrase: &str, now: u64) -> String {
     };
     let what = match row.kind {
         PendingKind::SignerApproval => "the signer asks for your code",
+        PendingKind::ImportKeys => "import keys from a ceremony stick",
         PendingKind::GoLive => "go live",
         PendingKind::RaiseCap => "change a cap",
         PendingKind::Destructive => "destructive action",

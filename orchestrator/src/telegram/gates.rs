@@ -50,6 +50,14 @@ pub async fn approve(ctx: &Ctx, user: i64, id: PendingId, code: Option<&str>) ->
             };
             approvals::signer_approval(ctx, user, &row, code).await
         }
+        PendingKind::ImportKeys => {
+            let Some(code) = code else {
+                return format!(
+                    "#{id} needs a code from the authenticator entry made at the ceremony: /approve {id} <code>"
+                );
+            };
+            approvals::import_keys(ctx, user, &row, code).await
+        }
         kind if kind.needs_phrase() => {
             if ctx.state(user) != (State::AwaitingCode { id }) {
                 ctx.set_state(user, State::AwaitingPhrase { id });
@@ -86,7 +94,11 @@ pub async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
         Ok(row) => row,
         Err(e) => return e,
     };
-    if row.kind == PendingKind::SignerApproval || row.kind.needs_phrase() {
+    if matches!(
+        row.kind,
+        PendingKind::SignerApproval | PendingKind::ImportKeys
+    ) || row.kind.needs_phrase()
+    {
         return format!("#{id} needs more than a button: /approve {id} <code>.");
     }
     let done = match ctx.with_store(|s| s.resolve_pending(id, resolution, user, unix_now())) {
