@@ -146,6 +146,12 @@ impl SolanaNode {
         lock(&self.state.svm).latest_blockhash().to_string()
     }
 
+    /// Moves the runtime on to a new blockhash (as a real cluster does every slot), so the
+    /// same transfer signed again is a new transaction.
+    pub fn expire_blockhash(&self) {
+        lock(&self.state.svm).expire_blockhash();
+    }
+
     /// The JSON-RPC ids the node has received, in order.
     pub fn ids(&self) -> Vec<Value> {
         lock(&self.state.ids).clone()
