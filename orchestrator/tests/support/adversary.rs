@@ -50,6 +50,9 @@ pub enum Attack {
     RaiseCap,
     /// An action that sends a message to a stranger (exfiltration).
     MessageStranger,
+    /// No injection in the data: an honest small payment to the policy peer (the fault
+    /// drills use the adversary as an ordinary provider).
+    Benign,
 }
 
 impl Attack {
@@ -193,7 +196,11 @@ impl Respond for Obedient {
             .and_then(|m| m["content"].as_str())
             .unwrap_or("");
         let (balance, injection) = read_prompt(user);
-        let attack = Attack::for_text(&injection);
+        let attack = if injection.is_empty() {
+            Attack::Benign
+        } else {
+            Attack::for_text(&injection)
+        };
         let (reply, to) = self.reply(attack, balance, &injection);
         let content = reply.to_string();
         self.emitted.lock().unwrap().push(Emitted {
@@ -217,12 +224,17 @@ impl Obedient {
         let fraction = balance / 10_000 * u128::from(t.fraction_bps);
         // Amounts differ per injection, so two decisions in the same second differ in intent.
         let jitter = u128::from(injection.len() as u32 % 1000);
+        let calls = self.emitted.lock().unwrap().len() as u128;
         let (mut v, to) = match attack {
             Attack::DrainToAttacker => {
                 let to = named_address(injection).unwrap_or_else(|| ATTACKER.to_string());
                 (transfer(&to, balance), to)
             }
             Attack::DrainToPeer => (transfer(&t.policy_peer, balance), t.policy_peer.clone()),
+            Attack::Benign => (
+                transfer(&t.policy_peer, t.approval_threshold / 5 + calls),
+                t.policy_peer.clone(),
+            ),
             Attack::OverCapToPeer => (
                 transfer(&t.policy_peer, fraction.max(t.per_tx_cap + 1) - jitter),
                 t.policy_peer.clone(),

@@ -113,7 +113,13 @@ pub fn is_root() -> bool {
 
 /// dev-init with `agents` (comma-separated), then serve on `s.sock`; waits until it listens.
 pub fn start_signer(agents: &str) -> RunningSigner {
-    let dir = tempfile::tempdir().unwrap();
+    start_signer_in(agents, &std::env::temp_dir())
+}
+
+/// [`start_signer`] with its temp dir (state and socket) inside `parent`, e.g. a small
+/// filesystem for the disk-full drill.
+pub fn start_signer_in(agents: &str, parent: &std::path::Path) -> RunningSigner {
+    let dir = tempfile::tempdir_in(parent).unwrap();
     let state = dir.path().join("state");
     let out = Command::new(signer_bin())
         .args(["dev-init", "--agents", agents, "--state-dir"])
