@@ -14,14 +14,15 @@
 //!   signature the orchestrator saw is in the audit log.
 //!
 //! Trials: `VIGIL_DRILL_FULL=1` runs 200 orchestrator kills and 20 signer kills; CI runs 12 and
-//! 3. `VIGIL_DRILL_SEED` changes the kill points.
+//! 3 (`VIGIL_DRILL_TRIALS` sets the orchestrator kills). `VIGIL_DRILL_SEED` changes the kill
+//! points.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -115,8 +116,12 @@ prices = {{ prompt_micros_per_mtok = 0, completion_micros_per_mtok = 0 }}
     path
 }
 
+/// The daemon from this build; `VIGIL_ORCHESTRATOR_BIN` overrides it (a shared target dir
+/// where other branches build the same binary name).
 fn spawn_daemon(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_vigil-orchestrator"))
+    let bin = std::env::var_os("VIGIL_ORCHESTRATOR_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_vigil-orchestrator").into(), PathBuf::from);
+    Command::new(bin)
         .arg("--config")
         .arg(config)
         .env("VIGIL_LOG", "error")
@@ -139,7 +144,10 @@ fn pending_keys(store: &Store) -> BTreeSet<(i64, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orchestrator_kill9_at_random_points_loses_and_repeats_nothing() {
-    let trials = if full() { 200 } else { 12 };
+    let trials = std::env::var("VIGIL_DRILL_TRIALS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(if full() { 200 } else { 12 });
     let mut rng = Rng::from_env();
     let signer = start_signer("trader,sentinel");
     let node = SolanaNode::start().await.unwrap();
@@ -247,7 +255,11 @@ async fn orchestrator_kill9_at_random_points_loses_and_repeats_nothing() {
             reported += 1;
         }
     }
-    assert!(seen_pending.iter().all(|(_, k)| k.starts_with("approval-")));
+    let odd: Vec<_> = seen_pending
+        .iter()
+        .filter(|(_, k)| !k.starts_with("approval-"))
+        .collect();
+    assert!(odd.is_empty(), "pending rows not made by the pipeline: {odd:?}");
 
     // Reconciliation names every unfinished execution, and the signer's totals equal the
     // state's finished spends plus the signed-but-unfinished ones.

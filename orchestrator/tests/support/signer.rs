@@ -90,7 +90,11 @@ impl Drop for RunningSigner {
 }
 
 /// The signer binary from the same workspace build (`tests/run` builds every binary first).
+/// `VIGIL_SIGNER_BIN` overrides it (a target dir shared with other branches).
 pub fn signer_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("VIGIL_SIGNER_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().unwrap().parent().unwrap().join("vigil-signer");
     assert!(
