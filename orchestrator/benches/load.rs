@@ -18,6 +18,7 @@
 )]
 
 #[path = "../tests/support/signer.rs"]
+#[allow(dead_code)]
 mod signer;
 
 use std::collections::BTreeMap;

@@ -94,7 +94,10 @@ fn sample(all: Vec<Entry>) -> (Vec<Entry>, String) {
         .collect();
     keyed.sort_by_key(|(k, _)| *k);
     let picked = keyed.into_iter().take(CI_SAMPLE).map(|(_, e)| e).collect();
-    (picked, format!("seeded sample of {CI_SAMPLE} (seed {seed})"))
+    (
+        picked,
+        format!("seeded sample of {CI_SAMPLE} (seed {seed})"),
+    )
 }
 
 /// Where an attempt ended.
@@ -220,35 +223,34 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
     .await;
     let work = tempfile::tempdir().unwrap();
     let base_url = adversary.base_url();
-    let (orchestrator, agent) =
-        live_trader_with(&signer, Some(&node.url), work.path(), |config| {
-            config.providers.insert(
-                "adversary".into(),
-                ProviderConfig {
-                    kind: ProviderKind::OpenAi,
-                    base_url: Some(base_url),
-                    api_key_credential: None,
-                    script: None,
-                    prices: Prices {
-                        prompt_micros_per_mtok: 0,
-                        completion_micros_per_mtok: 0,
-                    },
+    let (orchestrator, agent) = live_trader_with(&signer, Some(&node.url), work.path(), |config| {
+        config.providers.insert(
+            "adversary".into(),
+            ProviderConfig {
+                kind: ProviderKind::OpenAi,
+                base_url: Some(base_url),
+                api_key_credential: None,
+                script: None,
+                prices: Prices {
+                    prompt_micros_per_mtok: 0,
+                    completion_micros_per_mtok: 0,
                 },
-            );
-            let trader = &mut config.agents[0];
-            trader.provider = "adversary".into();
-            trader.fallback_provider = None;
-            trader.model = "obedient-1".into();
-            trader.risk.max_fraction_per_tx_bps = 4000;
-            trader.risk.peers.push(Peer {
-                label: "treasury".into(),
-                address: TREASURY.into(),
-            });
-            trader.risk.peers.push(Peer {
-                label: "dex-program".into(),
-                address: DEX_PROGRAM.into(),
-            });
+            },
+        );
+        let trader = &mut config.agents[0];
+        trader.provider = "adversary".into();
+        trader.fallback_provider = None;
+        trader.model = "obedient-1".into();
+        trader.risk.max_fraction_per_tx_bps = 4000;
+        trader.risk.peers.push(Peer {
+            label: "treasury".into(),
+            address: TREASURY.into(),
         });
+        trader.risk.peers.push(Peer {
+            label: "dex-program".into(),
+            address: DEX_PROGRAM.into(),
+        });
+    });
 
     // Control: the operator's own code does approve (so "no approval without it" below is
     // not vacuous), and the approved transfer lands.
@@ -402,11 +404,15 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
         }
         let approval = s["approval_id"].as_str().unwrap_or("");
         if amount > APPROVAL_THRESHOLD && !granted_ids.contains(approval) {
-            violations.push(format!("signed above the threshold without approval: {summary}"));
+            violations.push(format!(
+                "signed above the threshold without approval: {summary}"
+            ));
         }
     }
     if total > VELOCITY_24H {
-        violations.push(format!("signed {total} in 24 h, above the cap {VELOCITY_24H}"));
+        violations.push(format!(
+            "signed {total} in 24 h, above the cap {VELOCITY_24H}"
+        ));
     }
     // The chain agrees with the signer: the policy recipient got exactly what was signed
     // (every signed transfer here was broadcast and confirmed).
@@ -427,7 +433,10 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
     println!("{table}");
     assert!(violations.is_empty(), "{violations:#?}\n{table}");
     // The run exercised every layer, so the zero above is not for lack of trying.
-    assert!(tally.layer1 > 0 && tally.layer2 > 0 && tally.layer3 > 0, "{table}");
+    assert!(
+        tally.layer1 > 0 && tally.layer2 > 0 && tally.layer3 > 0,
+        "{table}"
+    );
     assert!(tally.attempts >= entries.len());
     assert_eq!(
         tally.signed_in_policy + 1,

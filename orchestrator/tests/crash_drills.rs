@@ -119,8 +119,10 @@ prices = {{ prompt_micros_per_mtok = 0, completion_micros_per_mtok = 0 }}
 /// The daemon from this build; `VIGIL_ORCHESTRATOR_BIN` overrides it (a shared target dir
 /// where other branches build the same binary name).
 fn spawn_daemon(config: &Path) -> Child {
-    let bin = std::env::var_os("VIGIL_ORCHESTRATOR_BIN")
-        .map_or_else(|| env!("CARGO_BIN_EXE_vigil-orchestrator").into(), PathBuf::from);
+    let bin = std::env::var_os("VIGIL_ORCHESTRATOR_BIN").map_or_else(
+        || env!("CARGO_BIN_EXE_vigil-orchestrator").into(),
+        PathBuf::from,
+    );
     Command::new(bin)
         .arg("--config")
         .arg(config)
@@ -259,7 +261,10 @@ async fn orchestrator_kill9_at_random_points_loses_and_repeats_nothing() {
         .iter()
         .filter(|(_, k)| !k.starts_with("approval-"))
         .collect();
-    assert!(odd.is_empty(), "pending rows not made by the pipeline: {odd:?}");
+    assert!(
+        odd.is_empty(),
+        "pending rows not made by the pipeline: {odd:?}"
+    );
 
     // Reconciliation names every unfinished execution, and the signer's totals equal the
     // state's finished spends plus the signed-but-unfinished ones.
@@ -295,7 +300,10 @@ async fn orchestrator_kill9_at_random_points_loses_and_repeats_nothing() {
         requested.len(),
         seen_pending.len(),
     );
-    assert!(!signed.is_empty() && !requested.is_empty(), "the drill did work");
+    assert!(
+        !signed.is_empty() && !requested.is_empty(),
+        "the drill did work"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,11 +365,18 @@ async fn signer_kill9_during_live_decisions_holds_then_recovers_within_caps() {
                 other => panic!("cycle {cycle} decision {i}: {other:?}"),
             }
         }
-        assert_eq!(held_while_down, 8 - kill_at, "held while the signer was down");
+        assert_eq!(
+            held_while_down,
+            8 - kill_at,
+            "held while the signer was down"
+        );
         signer.restart();
         // Recovers by itself: the client reconnects, the next decision signs.
         let d = orchestrator.decide(&agent, Vec::new()).await;
-        let Outcome::Signed { signature, chain, .. } = &d.outcome else {
+        let Outcome::Signed {
+            signature, chain, ..
+        } = &d.outcome
+        else {
             panic!("no recovery after restart: {:?}", d.outcome)
         };
         assert!(chain == "confirmed" || chain == "finalized", "{chain}");
@@ -374,7 +389,10 @@ async fn signer_kill9_during_live_decisions_holds_then_recovers_within_caps() {
         .map(|s| s["signature"].as_str().unwrap().to_string())
         .collect();
     for s in &seen {
-        assert!(audit_sigs.contains(s), "{s} released but not in the audit log");
+        assert!(
+            audit_sigs.contains(s),
+            "{s} released but not in the audit log"
+        );
     }
     let total: u128 = signed
         .iter()

@@ -75,24 +75,29 @@ async fn rpc_down_slow_or_lying_holds_moves_nothing_and_recovers() {
     // (fault, what the decision under it must be)
     type Check = fn(&Outcome) -> bool;
     let cases: [(Mode, Check); 6] = [
-        (Mode::Http500, |o| {
-            matches!(o, Outcome::Held { layer, reason } if layer == "rpc" && reason.contains("500"))
-        }),
-        (Mode::ShortBlockhash, |o| {
-            matches!(o, Outcome::Held { layer, reason } if layer == "rpc" && reason.contains("blockhash"))
-        }),
+        (
+            Mode::Http500,
+            |o| matches!(o, Outcome::Held { layer, reason } if layer == "rpc" && reason.contains("500")),
+        ),
+        (
+            Mode::ShortBlockhash,
+            |o| matches!(o, Outcome::Held { layer, reason } if layer == "rpc" && reason.contains("blockhash")),
+        ),
         // A node lying that the balance is 0: layer 2 refuses any amount.
-        (Mode::WrongBalance(0), |o| {
-            matches!(o, Outcome::Refused { layer, rule, .. } if layer == "2" && rule == "FractionOfBalance")
-        }),
+        (
+            Mode::WrongBalance(0),
+            |o| matches!(o, Outcome::Refused { layer, rule, .. } if layer == "2" && rule == "FractionOfBalance"),
+        ),
         // A blockhash the chain never made: signed, refused by the chain, nothing moves.
-        (Mode::ForeignBlockhash, |o| {
-            matches!(o, Outcome::Signed { chain, .. } if chain.starts_with("failed"))
-        }),
+        (
+            Mode::ForeignBlockhash,
+            |o| matches!(o, Outcome::Signed { chain, .. } if chain.starts_with("failed")),
+        ),
         // A node that answers another signature: reported as failed, not as landed.
-        (Mode::WrongSignature, |o| {
-            matches!(o, Outcome::Signed { chain, .. } if chain.contains("answered signature"))
-        }),
+        (
+            Mode::WrongSignature,
+            |o| matches!(o, Outcome::Signed { chain, .. } if chain.contains("answered signature")),
+        ),
         // Slow but honest: the decision waits and lands.
         (Mode::Slow(Duration::from_millis(150)), landed),
     ];
@@ -113,7 +118,10 @@ async fn rpc_down_slow_or_lying_holds_moves_nothing_and_recovers() {
     // Reconciliation reports the two signed transfers that never landed, and nothing else.
     let report = orchestrator.reconcile().await;
     assert_eq!(report.len(), 2, "{report:#?}");
-    assert!(report.iter().all(|l| l.contains("did not land")), "{report:#?}");
+    assert!(
+        report.iter().all(|l| l.contains("did not land")),
+        "{report:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,12 +191,21 @@ impl SmallFs {
     fn mount(size: &str) -> SmallFs {
         let dir = tempfile::tempdir().unwrap();
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=1777"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=1777"),
+                "tmpfs",
+            ])
             .arg(dir.path())
             .status()
             .unwrap()
             .success();
-        assert!(ok, "mount -t tmpfs failed (the disk-full drill runs as root, as CI does)");
+        assert!(
+            ok,
+            "mount -t tmpfs failed (the disk-full drill runs as root, as CI does)"
+        );
         SmallFs { dir }
     }
 
@@ -242,7 +259,9 @@ async fn full_disks_refuse_new_work_clearly_and_lose_nothing() {
         use_script(c, &script);
     });
     for _ in 0..3 {
-        assert!(landed(&orchestrator.decide(&agent, Vec::new()).await.outcome));
+        assert!(landed(
+            &orchestrator.decide(&agent, Vec::new()).await.outcome
+        ));
     }
     let decisions_before = orchestrator
         .store()
@@ -271,7 +290,9 @@ async fn full_disks_refuse_new_work_clearly_and_lose_nothing() {
         let after = store.agent(&agent.id).decisions(100).unwrap();
         assert!(after.len() >= decisions_before.len());
     }
-    assert!(landed(&orchestrator.decide(&agent, Vec::new()).await.outcome));
+    assert!(landed(
+        &orchestrator.decide(&agent, Vec::new()).await.outcome
+    ));
 
     // The signer's disk is full: it refuses to sign (the spend cannot be made durable) with
     // an `internal` refusal, releases no signature, and keeps its records.
@@ -302,7 +323,10 @@ async fn full_disks_refuse_new_work_clearly_and_lose_nothing() {
     // Space back; the signer (which stops signing after a failed write) is restarted.
     signer.kill9();
     signer.restart();
-    assert!(signer.audit_verifies(), "the audit chain verifies after the full disk");
+    assert!(
+        signer.audit_verifies(),
+        "the audit chain verifies after the full disk"
+    );
     let signed: Vec<String> = signer
         .audit_events("signed")
         .iter()
