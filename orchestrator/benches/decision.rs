@@ -15,6 +15,7 @@
 )]
 
 #[path = "../tests/support/signer.rs"]
+#[allow(dead_code)]
 mod signer;
 
 use std::process::{Command, Stdio};

@@ -7,60 +7,16 @@
 
 mod support;
 
-use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
 use solana_pubkey::Pubkey;
 use support::SolanaNode;
-use support::signer::{RunningSigner, start_signer};
+use support::live::live_trader;
+use support::signer::start_signer;
 use vigil_orchestrator::chains::solana_rpc::SolanaRpc;
-use vigil_orchestrator::config::{AgentConfig, Config, Mode, Peer};
 use vigil_orchestrator::cost::Prices;
 use vigil_orchestrator::llm::{Provider, ScriptedProvider};
 use vigil_orchestrator::pipeline::{self, Deps, Inputs, Outcome};
-use vigil_orchestrator::scheduler::Orchestrator;
-use vigil_orchestrator::signer_client::SignerClient;
-use vigil_orchestrator::store::Store;
-
-/// Trader's reply in every test: pay the dev peer 0.2 SOL.
-const PAY_PEER: &str = r#"[agents.trader]
-replies = ['{"action":"transfer","asset":"SOL","to":"dev-peer","amount":"200000000","confidence":0.9,"reasoning":"Pay the dev peer for the work delivered this week."}']
-"#;
-
-/// An orchestrator with one agent, Trader, live for SOL, whose one peer is the signer's dev
-/// peer, on the scripted provider (`work/script.toml`) and, if given, the node at `rpc_url`.
-fn live_trader(
-    signer: &RunningSigner,
-    rpc_url: Option<&str>,
-    work: &Path,
-) -> (Orchestrator, AgentConfig) {
-    let script = work.join("script.toml");
-    std::fs::write(&script, PAY_PEER).unwrap();
-    let mut config = Config::default_config();
-    config.signer_socket = signer.socket();
-    config.state_db = work.join("state.sqlite");
-    config.solana_rpc_url = rpc_url.map(str::to_string);
-    for p in config.providers.values_mut() {
-        if p.script.is_some() {
-            p.script = Some(script.clone());
-        }
-    }
-    config.agents.retain(|a| a.id.as_str() == "trader");
-    let agent = &mut config.agents[0];
-    agent.mode = Mode::Live;
-    agent.live_assets = BTreeSet::from(["SOL".to_string()]);
-    // These tests are about signing and broadcasting; the operator's Yes gate has its own test.
-    agent.confirm_transfers = false;
-    agent.risk.peers = vec![Peer {
-        label: "dev-peer".into(),
-        address: signer.init["dev_peer"].as_str().unwrap().to_string(),
-    }];
-    let agent = agent.clone();
-    let store = Store::open(&config.state_db).unwrap();
-    let client = SignerClient::new(&config.signer_socket, Duration::from_secs(10));
-    (Orchestrator::new(config, store, client).unwrap(), agent)
-}
 
 #[tokio::test]
 async fn live_transfer_is_signed_broadcast_confirmed_and_moves_the_funds() {

@@ -1,8 +1,11 @@
 //! Shared test support: the Solana node lives in `vigil-devnet` (a real Solana runtime behind
-//! loopback JSON-RPC, also the chain of `vigil demo`); `signer` starts a real confined signer.
+//! loopback JSON-RPC, also the chain of `vigil demo`); `signer` starts a real confined signer;
+//! `live` builds a live Trader orchestrator on it; `adversary` is an obedient adversarial LLM.
 
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod adversary;
+pub mod live;
 pub mod signer;
 pub mod telegram;
 

@@ -1,0 +1,351 @@
+//! Outage drills against the live pipeline (real confined signer, real Solana runtime): the
+//! chain RPC down, slow or lying; the LLM provider down or answering garbage; the state dirs
+//! of the orchestrator and the signer full. In each the agent holds (or the transfer fails
+//! without moving funds), the reason names the fault, and the next decision after the fault
+//! ends goes through by itself. A full disk refuses new work with a clear error and loses
+//! nothing already recorded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use support::adversary::{Adversary, Fault, Target};
+use support::live::live_trader_with;
+use support::signer::{is_root, start_signer, start_signer_in};
+use support::{Mode, SolanaNode};
+use vigil_orchestrator::config::{ProviderConfig, ProviderKind};
+use vigil_orchestrator::cost::Prices;
+use vigil_orchestrator::pipeline::Outcome;
+use vigil_orchestrator::store::Store;
+
+const SOL: u64 = 1_000_000_000;
+
+/// A script of 64 small payments to the dev peer, each a different amount, so that every
+/// decision is a new intent (idempotency keys carry the second).
+fn small_payments(work: &Path) -> PathBuf {
+    let replies: Vec<String> = (0..64)
+        .map(|i| {
+            format!(
+                "'{{\"action\":\"transfer\",\"asset\":\"SOL\",\"to\":\"dev-peer\",\"amount\":\"{}\",\"confidence\":0.9,\"reasoning\":\"Pay the dev peer a small amount for this work.\"}}'",
+                10_000_000 + i
+            )
+        })
+        .collect();
+    let script = work.join("small.toml");
+    std::fs::write(
+        &script,
+        format!("[agents.trader]\nreplies = [{}]\n", replies.join(", ")),
+    )
+    .unwrap();
+    script
+}
+
+fn use_script(config: &mut vigil_orchestrator::config::Config, script: &Path) {
+    for p in config.providers.values_mut() {
+        if p.script.is_some() {
+            p.script = Some(script.to_path_buf());
+        }
+    }
+}
+
+fn landed(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Signed { chain, .. } if chain == "confirmed" || chain == "finalized")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_down_slow_or_lying_holds_moves_nothing_and_recovers() {
+    let signer = start_signer("trader");
+    let node = SolanaNode::start().await.unwrap();
+    let trader = signer.init["agents"][0]["addresses"]["solana"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let peer = signer.init["dev_peer"].as_str().unwrap().parse().unwrap();
+    node.airdrop_to(&trader, 20 * SOL).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let script = small_payments(work.path());
+    let (orchestrator, agent) = live_trader_with(&signer, Some(&node.url), work.path(), |c| {
+        use_script(c, &script);
+    });
+
+    // (fault, what the decision under it must be)
+    type Check = fn(&Outcome) -> bool;
+    let cases: [(Mode, Check); 6] = [
+        (
+            Mode::Http500,
+            |o| matches!(o, Outcome::Held { layer, reason } if layer == "rpc" && reason.contains("500")),
+        ),
+        (
+            Mode::ShortBlockhash,
+            |o| matches!(o, Outcome::Held { layer, reason } if layer == "rpc" && reason.contains("blockhash")),
+        ),
+        // A node lying that the balance is 0: layer 2 refuses any amount.
+        (
+            Mode::WrongBalance(0),
+            |o| matches!(o, Outcome::Refused { layer, rule, .. } if layer == "2" && rule == "FractionOfBalance"),
+        ),
+        // A blockhash the chain never made: signed, refused by the chain, nothing moves.
+        (
+            Mode::ForeignBlockhash,
+            |o| matches!(o, Outcome::Signed { chain, .. } if chain.starts_with("failed")),
+        ),
+        // A node that answers another signature: reported as failed, not as landed.
+        (
+            Mode::WrongSignature,
+            |o| matches!(o, Outcome::Signed { chain, .. } if chain.contains("answered signature")),
+        ),
+        // Slow but honest: the decision waits and lands.
+        (Mode::Slow(Duration::from_millis(150)), landed),
+    ];
+    for (mode, check) in cases {
+        let before = node.balance(&peer);
+        node.set_mode(mode);
+        let d = orchestrator.decide(&agent, Vec::new()).await;
+        assert!(check(&d.outcome), "{mode:?}: {:?}", d.outcome);
+        if !matches!(mode, Mode::Slow(_)) {
+            assert_eq!(node.balance(&peer), before, "{mode:?} moved funds");
+        }
+        // The fault ends: the next decision lands by itself.
+        node.set_mode(Mode::Honest);
+        let d = orchestrator.decide(&agent, Vec::new()).await;
+        assert!(landed(&d.outcome), "after {mode:?}: {:?}", d.outcome);
+        assert!(node.balance(&peer) > before);
+    }
+    // Reconciliation reports the two signed transfers that never landed, and nothing else.
+    let report = orchestrator.reconcile().await;
+    assert_eq!(report.len(), 2, "{report:#?}");
+    assert!(
+        report.iter().all(|l| l.contains("did not land")),
+        "{report:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_down_or_garbage_holds_and_recovers() {
+    let signer = start_signer("trader");
+    let node = SolanaNode::start().await.unwrap();
+    let trader = signer.init["agents"][0]["addresses"]["solana"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    node.airdrop_to(&trader, 20 * SOL).unwrap();
+    let llm = Adversary::start(Target {
+        policy_peer: "dev-peer".into(),
+        profile_only_peer: "treasury".into(),
+        program_peer: "dex-program".into(),
+        fraction_bps: 4000,
+        per_tx_cap: u128::from(SOL),
+        approval_threshold: u128::from(SOL / 2),
+    })
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let base_url = llm.base_url();
+    let (orchestrator, agent) = live_trader_with(&signer, Some(&node.url), work.path(), |c| {
+        c.providers.insert(
+            "remote".into(),
+            ProviderConfig {
+                kind: ProviderKind::OpenAi,
+                base_url: Some(base_url),
+                api_key_credential: None,
+                script: None,
+                prices: Prices {
+                    prompt_micros_per_mtok: 0,
+                    completion_micros_per_mtok: 0,
+                },
+            },
+        );
+        c.agents[0].provider = "remote".into();
+        c.agents[0].fallback_provider = None;
+    });
+    let cases = [
+        (Fault::Down, "llm", "HTTP 500"),
+        (Fault::Garbage, "llm", "malformed"),
+        (Fault::Prose, "1", "no valid reply after 2 corrections"),
+    ];
+    for (fault, layer, why) in cases {
+        llm.set_fault(fault);
+        let d = orchestrator.decide(&agent, Vec::new()).await;
+        assert!(
+            matches!(&d.outcome, Outcome::Held { layer: l, reason } if l == layer && reason.contains(why)),
+            "{fault:?}: {:?}",
+            d.outcome
+        );
+        llm.set_fault(Fault::None);
+        let d = orchestrator.decide(&agent, Vec::new()).await;
+        assert!(landed(&d.outcome), "after {fault:?}: {:?}", d.outcome);
+    }
+    // Nothing was signed while the provider failed: three recoveries, three signatures.
+    assert_eq!(signer.audit_events("signed").len(), 3);
+}
+
+/// A tmpfs of `size` mounted at a new temp dir; unmounted on drop.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn mount(size: &str) -> SmallFs {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=1777"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            ok,
+            "mount -t tmpfs failed (the disk-full drill runs as root, as CI does)"
+        );
+        SmallFs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the filesystem to the last byte; returns the filler to remove later.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let filler = self.path().join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        loop {
+            if f.write_all(&block).and_then(|()| f.sync_all()).is_err() {
+                break;
+            }
+        }
+        // Then the last partial block.
+        while f.write_all(&[0u8; 512]).is_ok() {}
+        filler
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disks_refuse_new_work_clearly_and_lose_nothing() {
+    if !is_root() {
+        // mount(8) needs root; CI runs as root (tests/run), where this drill always runs.
+        eprintln!("full_disks: not root, cannot mount a tmpfs; run the suite as root");
+        return;
+    }
+    let signer_fs = SmallFs::mount("8m");
+    let state_fs = SmallFs::mount("8m");
+    let mut signer = start_signer_in("trader", signer_fs.path());
+    let node = SolanaNode::start().await.unwrap();
+    let trader = signer.init["agents"][0]["addresses"]["solana"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    node.airdrop_to(&trader, 20 * SOL).unwrap();
+    let work = tempfile::tempdir_in(state_fs.path()).unwrap();
+    let script = small_payments(work.path());
+    let db = work.path().join("state.sqlite");
+    let (orchestrator, agent) = live_trader_with(&signer, Some(&node.url), work.path(), |c| {
+        use_script(c, &script);
+    });
+    for _ in 0..3 {
+        assert!(landed(
+            &orchestrator.decide(&agent, Vec::new()).await.outcome
+        ));
+    }
+    let decisions_before = orchestrator
+        .store()
+        .lock()
+        .unwrap()
+        .agent(&agent.id)
+        .decisions(100)
+        .unwrap();
+    let signed_before = signer.audit_events("signed");
+    assert_eq!(signed_before.len(), 3);
+
+    // The orchestrator's disk is full: it refuses to claim new work, says why, signs nothing.
+    let filler = state_fs.fill();
+    let d = orchestrator.decide(&agent, Vec::new()).await;
+    assert!(
+        matches!(&d.outcome, Outcome::Held { layer, reason } if layer == "state" && reason.contains("cannot claim execution") && reason.contains("full")),
+        "{:?}",
+        d.outcome
+    );
+    assert_eq!(signer.audit_events("signed").len(), 3, "nothing signed");
+    std::fs::remove_file(&filler).unwrap();
+    // Recorded state intact, and work resumes by itself.
+    {
+        let store = orchestrator.store().lock().unwrap();
+        store.integrity_check().unwrap();
+        let after = store.agent(&agent.id).decisions(100).unwrap();
+        assert!(after.len() >= decisions_before.len());
+    }
+    assert!(landed(
+        &orchestrator.decide(&agent, Vec::new()).await.outcome
+    ));
+
+    // The signer's disk is full: it refuses to sign (the spend cannot be made durable) with
+    // an `internal` refusal, releases no signature, and keeps its records.
+    // A small append can still fit in the last page of its file, so a few more signatures
+    // may be recorded before the refusal; each of them must be in the log afterwards.
+    let filler = signer_fs.fill();
+    let mut signed_while_full = Vec::new();
+    let refusal = loop {
+        let d = orchestrator.decide(&agent, Vec::new()).await;
+        match d.outcome {
+            Outcome::Signed { signature, .. } if signed_while_full.len() < 30 => {
+                signed_while_full.push(signature);
+            }
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(&refusal, Outcome::Refused { layer, rule, message } if layer == "3" && rule == "internal" && !message.is_empty()),
+        "{refusal:?}"
+    );
+    let d = orchestrator.decide(&agent, Vec::new()).await;
+    assert!(
+        !matches!(d.outcome, Outcome::Signed { .. }),
+        "signs nothing more until restarted: {:?}",
+        d.outcome
+    );
+    std::fs::remove_file(&filler).unwrap();
+    // Space back; the signer (which stops signing after a failed write) is restarted.
+    signer.kill9();
+    signer.restart();
+    assert!(
+        signer.audit_verifies(),
+        "the audit chain verifies after the full disk"
+    );
+    let signed: Vec<String> = signer
+        .audit_events("signed")
+        .iter()
+        .map(|e| e["signature"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(signed.len(), 4 + signed_while_full.len());
+    for s in &signed_while_full {
+        assert!(signed.contains(s), "{s} released but not recorded");
+    }
+    // The client's connection to the killed signer is stale: the first turn holds on it (and
+    // drops it), the next reconnects and lands.
+    let d = orchestrator.decide(&agent, Vec::new()).await;
+    assert!(
+        matches!(&d.outcome, Outcome::Held { reason, .. } if reason.contains("signer unreachable")),
+        "{:?}",
+        d.outcome
+    );
+    let d = orchestrator.decide(&agent, Vec::new()).await;
+    assert!(landed(&d.outcome), "{:?}", d.outcome);
+    drop(orchestrator);
+    Store::open(&db).unwrap().integrity_check().unwrap();
+}
