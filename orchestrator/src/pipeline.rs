@@ -436,32 +436,37 @@ fn confirmation_gate(
     let payload = serde_json::json!({
         "mode": "live", "agent": agent, "intent": intent, "idempotency_key": key,
     });
-    let created = store
-        .lock()
-        .map_err(|_| "state unavailable".to_string())
-        .and_then(|store| {
-            store
-                .create_pending(&crate::store::NewPending {
-                    kind: crate::store::PendingKind::MoveFunds,
-                    agent: Some(agent.clone()),
-                    summary: summary.to_string(),
-                    payload_json: payload.to_string(),
-                    idempotency_key: format!("confirm-{key}"),
-                    created_at: now,
-                    expires_at: now + MOVE_FUNDS_TTL_SECS,
-                })
-                .map_err(|e| e.to_string())
-        });
-    match created {
+    let pending = crate::store::NewPending {
+        kind: crate::store::PendingKind::MoveFunds,
+        agent: Some(agent.clone()),
+        summary: summary.to_string(),
+        payload_json: payload.to_string(),
+        idempotency_key: format!("confirm-{key}"),
+        created_at: now,
+        expires_at: now + MOVE_FUNDS_TTL_SECS,
+    };
+    match create_pending(store, &pending) {
         Ok(id) => Outcome::AwaitingConfirmation {
             summary: summary.to_string(),
-            pending_id: id.0,
+            pending_id: id,
         },
         Err(e) => Outcome::Held {
             layer: "state".into(),
             reason: format!("could not record the confirmation request: {e}"),
         },
     }
+}
+
+/// Records a pending confirmation; its id.
+fn create_pending(
+    store: &std::sync::Mutex<Store>,
+    pending: &crate::store::NewPending,
+) -> Result<i64, String> {
+    let store = store.lock().map_err(|_| "state unavailable".to_string())?;
+    store
+        .create_pending(pending)
+        .map(|id| id.0)
+        .map_err(|e| e.to_string())
 }
 
 /// How long a live transfer waits for the operator's Yes.
@@ -599,27 +604,23 @@ fn pending_approval(
 ) -> Outcome {
     let key = format!("approval-{}", idempotency_key(agent, now, intent));
     let payload = serde_json::json!({ "mode": mode, "agent": agent, "intent": intent, "approval_id": approval_id });
-    let created = store
-        .lock()
-        .map_err(|_| "state unavailable".to_string())
-        .and_then(|store| {
-            store
-                .create_pending(&crate::store::NewPending {
-                    kind: crate::store::PendingKind::SignerApproval,
-                    agent: Some(agent.clone()),
-                    summary: summary.to_string(),
-                    payload_json: payload.to_string(),
-                    idempotency_key: key.clone(),
-                    created_at: now,
-                    expires_at: now + 600,
-                })
-                .map_err(|e| e.to_string())
-        });
+    let created = create_pending(
+        store,
+        &crate::store::NewPending {
+            kind: crate::store::PendingKind::SignerApproval,
+            agent: Some(agent.clone()),
+            summary: summary.to_string(),
+            payload_json: payload.to_string(),
+            idempotency_key: key.clone(),
+            created_at: now,
+            expires_at: now + 600,
+        },
+    );
     match created {
         Ok(id) => Outcome::NeedsApproval {
             approval_id: approval_id.unwrap_or("(paper)").to_string(),
             summary: summary.to_string(),
-            pending_id: id.0,
+            pending_id: id,
         },
         Err(e) => Outcome::Held {
             layer: "state".into(),

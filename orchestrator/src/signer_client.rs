@@ -168,19 +168,31 @@ impl SignerClient {
     }
 
     async fn round_trip(&mut self, payload: &[u8]) -> Result<Response, SignerError> {
-        if self.stream.is_none() {
-            let s = UnixStream::connect(&self.path)
-                .await
-                .map_err(|e| self.unreachable(e.to_string()))?;
-            self.stream = Some(s);
-        }
         let frame = encode_frame(payload).map_err(|e| SignerError::Protocol(e.to_string()))?;
         let path = self.path.clone();
         let unreachable = |e: std::io::Error| SignerError::Unreachable(path.clone(), e.to_string());
+        // A kept connection may have been closed by a signer restart since the last call. If
+        // sending on it fails, the request never reached the signer: reconnect and send once
+        // more. (A failure after the request was sent is never retried here: the caller sees
+        // it, because a spent code or a recorded spend must not be asked for twice blindly.)
+        let reused = self.stream.is_some();
+        let sent = match self.stream.as_mut() {
+            Some(stream) => stream.write_all(&frame).await,
+            None => Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
+        };
+        if let Err(e) = sent {
+            if reused {
+                tracing::info!(error = %e, "signer connection was closed; reconnecting");
+            }
+            let mut fresh = UnixStream::connect(&self.path)
+                .await
+                .map_err(|e| self.unreachable(e.to_string()))?;
+            fresh.write_all(&frame).await.map_err(unreachable)?;
+            self.stream = Some(fresh);
+        }
         let Some(stream) = self.stream.as_mut() else {
             return Err(SignerError::Protocol("no connection".into()));
         };
-        stream.write_all(&frame).await.map_err(unreachable)?;
         let mut prefix = [0u8; 4];
         stream.read_exact(&mut prefix).await.map_err(unreachable)?;
         let len = check_len(prefix).map_err(|e| SignerError::Protocol(e.to_string()))?;

@@ -109,3 +109,18 @@ async fn an_unreachable_signer_is_an_error_not_a_hang() {
     assert!(matches!(c.hello().await, Err(SignerError::Unreachable(..))));
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// After the signer restarts, the client's kept connection is dead: the next call still
+/// succeeds (the request never reached the old signer, so it is sent once more on a new
+/// connection) instead of failing the first decision after every restart.
+#[tokio::test]
+async fn a_restarted_signer_is_reached_on_the_first_call() {
+    let mut r = start_signer("trader");
+    let mut c = SignerClient::new(&r.socket(), Duration::from_secs(10));
+    let before = c.status().await.unwrap();
+    r.kill9();
+    r.restart();
+    let after = c.status().await.unwrap();
+    assert_eq!(after.agents.len(), before.agents.len());
+    assert!(after.ledger_seq > before.ledger_seq, "a new `started` entry");
+}

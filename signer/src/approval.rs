@@ -73,16 +73,7 @@ impl std::fmt::Debug for Approvals {
 impl Approvals {
     /// Builds the verifier from the approval secret (at least 16 bytes).
     pub fn new(secret: &Zeroizing<Vec<u8>>, ttl_secs: u64) -> Result<Self, String> {
-        let totp = TOTP::new(
-            Algorithm::SHA1,
-            6,
-            1,
-            STEP_SECS,
-            secret.to_vec(),
-            None,
-            String::new(),
-        )
-        .map_err(|e| format!("approval secret is unusable ({e}); re-run the key ceremony"))?;
+        let totp = totp_of(secret)?;
         Ok(Self {
             totp,
             ttl_secs,
@@ -308,7 +299,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// the step of `now` or one step either side. For one-off checks outside the signer's
 /// approvals (the ceremony's enrolment check, confirming an import); no replay state.
 pub fn code_matches(secret: &Zeroizing<Vec<u8>>, code: &str, now: u64) -> Result<bool, String> {
-    let totp = TOTP::new(
+    Ok(matching_step(&totp_of(secret)?, code, now).is_some())
+}
+
+/// The approval secret's TOTP generator (RFC 6238: SHA-1, 6 digits, 30 s steps).
+fn totp_of(secret: &Zeroizing<Vec<u8>>) -> Result<TOTP, String> {
+    TOTP::new(
         Algorithm::SHA1,
         6,
         1,
@@ -317,8 +313,7 @@ pub fn code_matches(secret: &Zeroizing<Vec<u8>>, code: &str, now: u64) -> Result
         None,
         String::new(),
     )
-    .map_err(|e| format!("approval secret is unusable ({e}); re-run the key ceremony"))?;
-    Ok(matching_step(&totp, code, now).is_some())
+    .map_err(|e| format!("approval secret is unusable ({e}); re-run the key ceremony"))
 }
 
 /// The time step (of now-1, now, now+1) whose code equals `code`, compared in constant time.
