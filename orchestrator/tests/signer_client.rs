@@ -122,5 +122,8 @@ async fn a_restarted_signer_is_reached_on_the_first_call() {
     r.restart();
     let after = c.status().await.unwrap();
     assert_eq!(after.agents.len(), before.agents.len());
-    assert!(after.ledger_seq > before.ledger_seq, "a new `started` entry");
+    assert!(
+        after.ledger_seq > before.ledger_seq,
+        "a new `started` entry"
+    );
 }
