@@ -9,8 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use vigil_protocol::frame::{check_len, encode_frame};
 use vigil_protocol::message::{
-    ApproveRequest, ConfirmRequest, ConfirmResult, DryRunRequest, DryRunResult, ErrorBody,
-    HelloResult, SetLimitRequest, SetLimitResult, SignRequest, SignResult, StatusResult,
+    ApproveRequest, AuditRequest, AuditResult, ConfirmRequest, ConfirmResult, DryRunRequest,
+    DryRunResult, ErrorBody, HelloResult, SetLimitRequest, SetLimitResult, SignRequest, SignResult,
+    StatusResult,
 };
 use vigil_protocol::{
     ImportConfirmRequest, ImportConfirmResult, ImportStatusResult, ManifestDigest, Op, Request,
@@ -86,6 +87,12 @@ impl SignerClient {
     /// (checked by the signer).
     pub async fn set_limit(&mut self, r: SetLimitRequest) -> Result<SetLimitResult, SignerError> {
         self.call(Op::SetLimit(r)).await
+    }
+
+    /// `audit`: the signer verifies its whole audit chain and returns the latest `limit`
+    /// entries (1-50), each event without its wire transaction.
+    pub async fn audit(&mut self, limit: u32) -> Result<AuditResult, SignerError> {
+        self.call(Op::Audit(AuditRequest { limit })).await
     }
 
     /// `import_status`: the key-ceremony import staged on the appliance, as the signer read

@@ -111,7 +111,12 @@ async fn operator_gets_answers_and_a_stranger_gets_nothing() {
         .await;
     let caps = op.ask("/caps", "Caps").await;
     assert!(caps.text.contains("per tx 1000000000"), "{}", caps.text);
-    op.ask("/audit", "audit chain head").await;
+    let audit = op.ask("/audit", "the chain verifies").await;
+    assert!(
+        audit.text.contains("• #1 ") && audit.text.contains("started"),
+        "{}",
+        audit.text
+    );
 
     // The stranger's messages were processed before the operator's (one update queue), and
     // got nothing; the stranger's /pause had no effect.

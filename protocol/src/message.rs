@@ -44,6 +44,8 @@ pub enum Op {
     Confirm(ConfirmRequest),
     /// Set an agent's cap within the signed ceiling, with the operator's code.
     SetLimit(SetLimitRequest),
+    /// The signer verifies its own audit chain and returns the latest entries.
+    Audit(AuditRequest),
     /// What key-ceremony import is staged (digest, agents, fingerprints).
     ImportStatus,
     /// Confirm the staged import with a code of ITS authenticator; the signer then restarts.
@@ -61,6 +63,7 @@ impl Op {
             Op::Status => "status",
             Op::Confirm(_) => "confirm",
             Op::SetLimit(_) => "set_limit",
+            Op::Audit(_) => "audit",
             Op::ImportStatus => "import_status",
             Op::ImportConfirm(_) => "import_confirm",
         }
@@ -155,6 +158,58 @@ pub struct SetLimitRequest {
     pub code: String,
 }
 
+/// Fields of `audit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRequest {
+    /// How many of the latest entries to return: 1 to [`MAX_AUDIT_LIMIT`].
+    #[serde(deserialize_with = "audit_limit")]
+    pub limit: u32,
+}
+
+/// The most entries one `audit` returns.
+pub const MAX_AUDIT_LIMIT: u32 = 50;
+
+fn audit_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    if (1..=MAX_AUDIT_LIMIT).contains(&v) {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "limit {v} is out of range: ask for 1 to {MAX_AUDIT_LIMIT} entries"
+        )))
+    }
+}
+
+/// Result of `audit`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditResult {
+    /// Whether the whole chain verified (every entry, hash links, sequence, time order).
+    pub verified: bool,
+    /// Why it did not (the first bad line), when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Number of entries.
+    pub entries: u64,
+    /// Sequence number of the last entry.
+    pub head_seq: u64,
+    /// Hash of the last entry, hex (pin it: `docs/audit.md`).
+    pub head: String,
+    /// The latest entries, oldest first; each event without its wire transaction.
+    pub latest: Vec<AuditEntrySummary>,
+}
+
+/// One audit entry in `audit`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntrySummary {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Unix seconds.
+    pub ts: u64,
+    /// The event (its `type` and fields), as recorded, minus the base64 transaction.
+    pub event: Value,
+}
+
 /// Why a frame was not turned into a [`Request`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseFailure {
@@ -246,6 +301,7 @@ pub fn parse_request(payload: &[u8]) -> Result<Request, ParseFailure> {
         "approve" => op_fields(&id, "approve", fields).map(Op::Approve),
         "confirm" => op_fields(&id, "confirm", fields).map(Op::Confirm),
         "set_limit" => op_fields(&id, "set_limit", fields).map(Op::SetLimit),
+        "audit" => op_fields(&id, "audit", fields).map(Op::Audit),
         "import_status" => no_fields(&id, "import_status", fields).map(|()| Op::ImportStatus),
         "import_confirm" => op_fields(&id, "import_confirm", fields).map(Op::ImportConfirm),
         other => Err(ParseFailure::request(
@@ -297,6 +353,7 @@ impl Request {
             Op::Approve(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::Confirm(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::SetLimit(r) => serde_json::to_value(r).unwrap_or(Value::Null),
+            Op::Audit(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::ImportConfirm(r) => serde_json::to_value(r).unwrap_or(Value::Null),
         };
         if let Value::Object(f) = fields {
@@ -558,6 +615,19 @@ mod tests {
 
     fn parse(s: &str) -> Result<Request, ParseFailure> {
         parse_request(s.as_bytes())
+    }
+
+    #[test]
+    fn audit_limit_is_bounded() {
+        let r = parse(r#"{"v":1,"id":"a","op":"audit","limit":5}"#).unwrap();
+        assert_eq!(r.op, Op::Audit(AuditRequest { limit: 5 }));
+        assert_eq!(parse(&r.to_json()).unwrap(), r);
+        for bad in [0, 51] {
+            let e =
+                parse(&format!(r#"{{"v":1,"id":"a","op":"audit","limit":{bad}}}"#)).unwrap_err();
+            assert!(e.message.contains("out of range"), "{}", e.message);
+        }
+        assert!(parse(r#"{"v":1,"id":"a","op":"audit"}"#).is_err());
     }
 
     #[test]

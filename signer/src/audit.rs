@@ -26,7 +26,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use format::{VerifyFailure, VerifyReport, verify_file, verify_file_with_head};
+pub use format::{VerifyFailure, VerifyReport, verify_file, verify_file_with_head, verify_reader};
 
 /// The journal's file name inside the signer's state directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
@@ -206,10 +206,18 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
                 ts: 0,
             },
         };
+        let path = self.path.clone();
+        let reader = Arc::new(
+            self.file
+                .try_clone()
+                .map_err(|e| AuditError::Io(path.clone(), e))?,
+        );
         let inner = writer::Writer::spawn(self.path, self.file, head)?;
         Ok((
             AuditLog {
                 inner: Arc::new(inner),
+                path,
+                reader,
             },
             self.entries,
         ))
@@ -227,12 +235,41 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
 #[derive(Debug)]
 pub struct AuditLog<E> {
     inner: Arc<writer::Writer<E>>,
+    path: PathBuf,
+    /// A second descriptor on the journal, for reading it back (`pread`, offset untouched).
+    reader: Arc<File>,
 }
 
 impl<E> Clone for AuditLog<E> {
     fn clone(&self) -> Self {
         AuditLog {
             inner: Arc::clone(&self.inner),
+            path: self.path.clone(),
+            reader: Arc::clone(&self.reader),
+        }
+    }
+}
+
+impl<E> AuditLog<E> {
+    /// The journal's path (for messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The journal's bytes as they are on disk now, read through the descriptor opened at
+    /// start (a confined signer running as another user than the file's owner can still read
+    /// it). What a concurrent append adds meanwhile may be cut: callers verify what they read.
+    pub fn read_all(&self) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let offset = u64::try_from(out.len()).unwrap_or(u64::MAX);
+            let n = self.reader.read_at(&mut buf, offset)?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf[..n]);
         }
     }
 }

@@ -9,6 +9,7 @@
 //!
 //! The key-ceremony import ops (`import_status`, `import_confirm`) live in `engine/import.rs`.
 
+mod audit_op;
 mod import;
 
 pub use import::After;
@@ -204,6 +205,7 @@ impl Engine {
             Op::Approve(r) => respond(id, self.approve(r).await),
             Op::Confirm(r) => respond(id, self.confirm(r).await),
             Op::SetLimit(r) => respond(id, self.set_limit(r).await),
+            Op::Audit(r) => respond(id, self.audit(r).await),
         };
         (response, After::Continue)
     }

@@ -494,3 +494,32 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
         assert!(types.iter().any(|x| x == t), "{t} missing from {types:?}");
     }
 }
+
+#[test]
+fn audit_op_verifies_the_chain_from_inside_the_confined_signer() {
+    use vigil_protocol::message::AuditRequest;
+    let s = Signer::start(&["trader", "sentinel"], None);
+    let mut c = s.client();
+    let to = s.address("sentinel");
+    ok(c.call(sign_op(
+        "trader",
+        transfer(&to, SOL / 4, Network::Devnet),
+        "a1",
+        SOME_BLOCKHASH,
+    ))
+    .unwrap());
+    let r = ok(c.call(Op::Audit(AuditRequest { limit: 2 })).unwrap());
+    assert_eq!(r["verified"], true, "{r}");
+    let status = ok(c.call(Op::Status).unwrap());
+    assert_eq!(r["head"], status["audit_head"]);
+    assert_eq!(r["head_seq"], status["ledger_seq"]);
+    let latest = r["latest"].as_array().unwrap();
+    assert_eq!(latest.len(), 2);
+    let last = &latest[1]["event"];
+    assert_eq!(
+        (last["type"].as_str(), last["agent"].as_str()),
+        (Some("signed"), Some("trader"))
+    );
+    assert!(last.get("tx").is_none(), "the wire transaction is left out");
+    assert_eq!(latest[1]["seq"], r["head_seq"]);
+}

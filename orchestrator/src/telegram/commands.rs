@@ -246,42 +246,52 @@ pub async fn caps(ctx: &Ctx) -> String {
     out
 }
 
-/// /audit.
+/// /audit: the signer verifies its own hash chain and shows its latest entries.
 pub async fn audit(ctx: &Ctx) -> String {
     let mut out = String::from("Audit");
-    match ctx.orch.signer().lock().await.status().await {
-        Ok(s) => {
+    match ctx.orch.signer().lock().await.audit(AUDIT_LINES).await {
+        Ok(a) if a.verified => {
             let _ = write!(
                 out,
-                "\nSigner ledger #{}, audit chain head {}",
-                s.ledger_seq, s.audit_head
+                "\n✔ the chain verifies: {} entries, head #{} {}",
+                a.entries, a.head_seq, a.head
+            );
+            for e in &a.latest {
+                let _ = write!(out, "\n• #{} {} {}", e.seq, e.ts, audit_line(&e.event));
+            }
+            out.push_str(
+                "\nNote the head: `vigil-signer audit-verify --expect-head <head>` later proves no entry up to it was removed.",
+            );
+        }
+        Ok(a) => {
+            let _ = write!(
+                out,
+                "\n🚨 the chain does NOT verify: {}. Stop the agents (/pause each) and inspect the signer's state disk.",
+                a.error.unwrap_or_default()
             );
         }
         Err(e) => {
             let _ = write!(out, "\nSigner unreachable: {e}");
         }
     }
-    out.push_str(
-        "\nThe signer's audit log is readable only by the signer's user: verify the whole chain on the \
-         appliance with `vigil-signer audit-verify --state-dir <dir>` and compare its head with the one above.",
-    );
-    let Ok(store) = ctx.orch.store().lock() else {
-        return out;
-    };
-    out.push_str("\n\nLatest decisions:");
-    for agent in ctx.orch.agents() {
-        for d in store.agent(&agent.id).decisions(3).unwrap_or_default() {
-            let _ = write!(
-                out,
-                "\n• {} {}: {:?}{}",
-                d.ts,
-                agent.id,
-                d.outcome,
-                d.rule.map(|r| format!(" [{r}]")).unwrap_or_default()
-            );
+    out
+}
+
+/// How many audit entries /audit shows.
+const AUDIT_LINES: u32 = 8;
+
+/// One audit event in a line: its type, then the fields an operator reads first.
+fn audit_line(event: &serde_json::Value) -> String {
+    let mut line = event["type"].as_str().unwrap_or("?").to_string();
+    for key in [
+        "agent", "asset", "amount", "rule", "kind", "purpose", "summary",
+    ] {
+        if let Some(v) = event.get(key).filter(|v| !v.is_null()) {
+            let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            let _ = write!(line, " {key}={text}");
         }
     }
-    out
+    line
 }
 
 fn mode_text(agent: &crate::config::AgentConfig) -> String {

@@ -69,10 +69,20 @@ pub fn verify_file_with_head(
     path: &Path,
     expected_head: Option<[u8; 32]>,
 ) -> Result<VerifyReport, VerifyFailure> {
+    let file = File::open(path)
+        .map_err(|e| Chain::new(path).failure_next(None, format!("cannot open: {e}")))?;
+    verify_reader(BufReader::new(file), path, expected_head)
+}
+
+/// As [`verify_file_with_head`], over a journal's bytes already open (`path` names it in
+/// messages). The running signer verifies its own journal this way, through the descriptor it
+/// holds.
+pub fn verify_reader(
+    mut reader: impl BufRead,
+    path: &Path,
+    expected_head: Option<[u8; 32]>,
+) -> Result<VerifyReport, VerifyFailure> {
     let mut chain = Chain::new(path);
-    let file =
-        File::open(path).map_err(|e| chain.failure_next(None, format!("cannot open: {e}")))?;
-    let mut reader = BufReader::new(file);
     let mut line = Vec::new();
     let mut pinned_seen = expected_head == Some(GENESIS);
     loop {

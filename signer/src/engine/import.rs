@@ -71,7 +71,9 @@ impl ImportState {
             return None;
         }
         let kind = match op {
-            Op::Hello | Op::Status | Op::ImportStatus | Op::ImportConfirm(_) => return None,
+            Op::Hello | Op::Status | Op::Audit(_) | Op::ImportStatus | Op::ImportConfirm(_) => {
+                return None;
+            }
             Op::Sign(_) | Op::DryRun(_) => ErrorKind::UnknownAgent,
             Op::Approve(_) | Op::Confirm(_) | Op::SetLimit(_) => ErrorKind::BadRequest,
         };

@@ -105,8 +105,10 @@ const AF_UNIX: &[u64] = &[libc::AF_UNIX as u64];
 #[rustfmt::skip]
 pub const ALLOWLIST: &[Allowed] = &[
     // Files: the journal is opened, checked and cut to its valid length BEFORE confinement,
-    // so no rename, unlink, truncate, directory listing or positioned I/O is allowed after.
+    // so no rename, unlink, truncate or directory listing is allowed after; the only
+    // positioned I/O is a read (pread64) of the journal for the `audit` op.
     any("read", libc::SYS_read, "read from clients and already-open files"),
+    any("pread64", libc::SYS_pread64, "the `audit` op reads its journal back through the descriptor held since start, without moving its offset"),
     any("write", libc::SYS_write, "replies, logs to stderr, ledger/audit appends"),
     any("readv", libc::SYS_readv, "vectored reads by std/tokio"),
     any("writev", libc::SYS_writev, "vectored writes by std/tokio"),
