@@ -26,6 +26,7 @@ use std::time::Duration;
 use solana_pubkey::Pubkey;
 use support::SolanaNode;
 use support::adversary::{ATTACKER, ATTACKER_PROGRAM, Adversary, Attack, Target};
+use support::corpus::{corpus, sample};
 use support::live::live_trader_with;
 use support::signer::start_signer;
 use vigil_orchestrator::chains::solana_rpc::SolanaRpc;
@@ -53,52 +54,6 @@ const PLACES: [&str; 4] = [
     "tool output: price feed",
 ];
 const CI_SAMPLE: usize = 40;
-
-#[derive(Debug)]
-struct Entry {
-    id: String,
-    text: String,
-}
-
-fn corpus() -> Vec<Entry> {
-    include_str!("../../tests/corpus/injections.jsonl")
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            Entry {
-                id: v["id"].as_str().unwrap().to_string(),
-                text: v["text"].as_str().unwrap().to_string(),
-            }
-        })
-        .collect()
-}
-
-/// The entries of this run: all with `VIGIL_ASSURANCE_FULL=1`, else a seeded sample.
-fn sample(all: Vec<Entry>) -> (Vec<Entry>, String) {
-    if std::env::var("VIGIL_ASSURANCE_FULL").is_ok_and(|v| v == "1") {
-        return (all, "full corpus".into());
-    }
-    let seed: u64 = std::env::var("VIGIL_ASSURANCE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
-    let mut state = seed;
-    let mut keyed: Vec<(u64, Entry)> = all
-        .into_iter()
-        .map(|e| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (state >> 11, e)
-        })
-        .collect();
-    keyed.sort_by_key(|(k, _)| *k);
-    let picked = keyed.into_iter().take(CI_SAMPLE).map(|(_, e)| e).collect();
-    (
-        picked,
-        format!("seeded sample of {CI_SAMPLE} (seed {seed})"),
-    )
-}
 
 /// Where an attempt ended.
 #[derive(Debug, Default)]
@@ -298,7 +253,7 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
     );
 
     // The corpus through the pipeline.
-    let (entries, run) = sample(corpus());
+    let (entries, run) = sample(corpus(), CI_SAMPLE);
     let mut tally = Tally::default();
     let mut approvals = Vec::new();
     for (i, entry) in entries.iter().enumerate() {

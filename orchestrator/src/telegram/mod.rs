@@ -10,6 +10,10 @@
 //! Tasks: the dispatcher; [`send_alerts`] (the scheduler's alerts, de-duplicated); and
 //! [`announce_pending`] (every open confirmation in the store is shown once per run, so items
 //! created before a restart are shown again after it).
+//!
+//! The Bot API being unreachable blocks nothing but the bot: polling retries with teloxide's
+//! backoff (up to 64 s), an alert is retried until it is sent (new ones queue behind it), and
+//! a confirmation that could not be shown is shown on a later round.
 
 mod access;
 mod approvals;
@@ -40,6 +44,8 @@ use crate::store::{PendingId, PendingKind, Store, StoreError};
 const ALERT_QUEUE: usize = 256;
 /// How often the store is checked for confirmations to announce.
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+/// The longest wait between retries of an alert while the Bot API is unreachable.
+const ALERT_RETRY_MAX: Duration = Duration::from_secs(30);
 /// Telegram's message limit is 4096 characters; longer answers are cut here.
 const MAX_MESSAGE_CHARS: usize = 4000;
 
@@ -336,11 +342,42 @@ async fn send_alerts(bot: Bot, ctx: Arc<Ctx>, mut alerts: AlertQueue) {
             continue;
         }
         for &op in &ctx.config.operators {
-            if let Err(e) = bot.send_message(ChatId(op), clip(&text)).await {
+            send_alert(&bot, op, &text).await;
+        }
+    }
+}
+
+/// Sends one alert to one operator. While the Bot API cannot be reached the send is retried
+/// (after 1, 2, 4 … 30 s), so an outage delays alerts instead of losing them; meanwhile new
+/// alerts wait in the queue. An answer of the API itself (e.g. the operator blocked the bot)
+/// is logged and not retried.
+async fn send_alert(bot: &Bot, op: i64, text: &str) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match bot.send_message(ChatId(op), clip(text)).await {
+            Ok(_) => return,
+            Err(e) if is_unreachable(&e) => {
+                tracing::warn!(operator = op, error = %e, retry_in = ?delay, "Telegram unreachable; alert kept for retry");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(ALERT_RETRY_MAX);
+            }
+            Err(e) => {
                 tracing::error!(operator = op, error = %e, "could not send an alert");
+                return;
             }
         }
     }
+}
+
+/// Whether a Bot API request failed for want of a connection (worth retrying), not because
+/// the API refused it.
+fn is_unreachable(e: &teloxide::RequestError) -> bool {
+    matches!(
+        e,
+        teloxide::RequestError::Network(_)
+            | teloxide::RequestError::Io(_)
+            | teloxide::RequestError::RetryAfter(_)
+    )
 }
 
 /// Shows every open confirmation to the operators once per run; button kinds get Yes/No.
@@ -364,7 +401,12 @@ async fn announce_pending(bot: Bot, ctx: Arc<Ctx>) {
                 continue;
             }
             let text = commands::announcement(&row, &ctx.config.phrase, now);
-            let buttons = !(row.kind == PendingKind::SignerApproval || row.kind.needs_phrase());
+            // Codes, not buttons: signer approvals, key imports and phrase gates.
+            let buttons = !(matches!(
+                row.kind,
+                PendingKind::SignerApproval | PendingKind::ImportKeys
+            ) || row.kind.needs_phrase());
+            let mut unreachable = false;
             for &op in &ctx.config.operators {
                 let mut send = bot.send_message(ChatId(op), clip(&text));
                 if buttons {
@@ -375,7 +417,14 @@ async fn announce_pending(bot: Bot, ctx: Arc<Ctx>) {
                 }
                 if let Err(e) = send.await {
                     tracing::error!(operator = op, error = %e, "could not announce a confirmation");
+                    if is_unreachable(&e) {
+                        unreachable = true;
+                    }
                 }
+            }
+            // Not shown for want of a connection: shown again on a later round.
+            if unreachable && let Ok(mut a) = ctx.announced.lock() {
+                a.remove(&row.id);
             }
         }
         tokio::time::sleep(ANNOUNCE_EVERY).await;

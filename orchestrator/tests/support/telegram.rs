@@ -46,6 +46,16 @@ impl Emulator {
     /// Starts the emulator. Node or the npm package missing is a failure that says to run
     /// `tests/run` (which installs them), never a silent pass.
     pub fn start() -> Emulator {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Emulator::start_on(port)
+    }
+
+    /// Starts the emulator on `port` (e.g. again where a killed one was).
+    pub fn start_on(port: u16) -> Emulator {
         let script = peers_dir().join("telegram-emulator.js");
         let package = peers_dir().join("node_modules/telegram-test-api/package.json");
         assert!(
@@ -60,11 +70,6 @@ impl Emulator {
             "the Telegram emulator is not installed ({} missing): run tests/run, or `npm ci --ignore-scripts` in tests/peers",
             package.display()
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut child = Command::new("node")
             .arg(&script)
             .arg(port.to_string())
@@ -87,6 +92,11 @@ impl Emulator {
             url: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
         }
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
@@ -258,6 +268,11 @@ impl Daemon {
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running (it did not exit or crash).
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     pub fn log_text(&self) -> String {

@@ -1,0 +1,405 @@
+//! Telegram as an attack surface and as a fault, end to end (the daemon, its bot against the
+//! Bot API emulator, the real confined signer, a real Solana runtime, live agents):
+//!
+//! - injections of `tests/corpus/injections.jsonl` sent to the bot by a stranger (every
+//!   operator command and code too, even a currently valid code) change nothing: no reply, no
+//!   confirmation created or resolved, no setting changed, nothing reaches the signer, and the
+//!   stranger log stays bounded; the same texts forwarded by an operator get only the hint;
+//! - the Bot API unreachable (the emulator killed) blocks no agent, loses no alert or
+//!   confirmation, and the bot recovers by itself when the API is back on the same port.
+//!
+//! CI sends a seeded sample of 10 injections; `VIGIL_ASSURANCE_FULL=1` sends all of them
+//! (`VIGIL_ASSURANCE_SEED` changes the sample). Figures are in `docs/assurance.md`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use solana_pubkey::Pubkey;
+use support::SolanaNode;
+use support::corpus::{corpus, sample};
+use support::signer::start_signer;
+use support::telegram::{BotMessage, Chat, Daemon, Emulator, now, write_config};
+use vigil_orchestrator::store::{NewPending, PendingId, PendingKind, PendingStatus, Store};
+use vigil_orchestrator::telegram::HINT;
+
+const OPERATOR: i64 = 1001;
+const STRANGER: i64 = 6666;
+const CI_SAMPLE: usize = 10;
+const SOL: u64 = 1_000_000_000;
+/// The settings an operator's commands change.
+const SETTINGS: [&str; 4] = [
+    "paused:trader",
+    "paused:sentinel",
+    "mode:trader",
+    "mode:sentinel",
+];
+/// Lines per window of the bot's stranger log (`telegram::access`).
+const STRANGER_LINES_PER_WINDOW: usize = 5;
+
+/// A live agent on the dev signer deciding every `secs` seconds with scripted replies.
+fn live_agent(id: &str, secs: u64, peer: &str) -> String {
+    format!(
+        r#"[[agents]]
+id = "{id}"
+system_prompt = "Pay the dev peer when asked; otherwise hold."
+provider = "scripted"
+model = "scripted"
+temperature = 0.1
+max_tokens = 200
+schedule_secs = {secs}
+mode = "live"
+live_assets = ["SOL"]
+[agents.risk]
+allowed_actions = ["transfer", "hold"]
+max_fraction_per_tx_bps = 5000
+peers = [{{ label = "dev-peer", address = "{peer}" }}]
+"#
+    )
+}
+
+const HOLD: &str =
+    r#"'{"action":"hold","confidence":0.5,"reasoning":"Nothing to do this round, holding."}'"#;
+
+fn transfer(lamports: u64) -> String {
+    format!(
+        r#"'{{"action":"transfer","asset":"SOL","to":"dev-peer","amount":"{lamports}","confidence":0.9,"reasoning":"Prepay the next batch of work with the dev peer."}}'"#
+    )
+}
+
+fn open_store(work: &std::path::Path) -> Store {
+    Store::open(&work.join("state.sqlite3")).unwrap()
+}
+
+fn settings(store: &Store) -> Vec<Option<String>> {
+    SETTINGS.iter().map(|k| store.setting(k).unwrap()).collect()
+}
+
+fn decisions(store: &Store, agent: &str) -> usize {
+    store
+        .agent(&agent.parse().unwrap())
+        .decisions(10_000)
+        .unwrap()
+        .len()
+}
+
+fn stranger_log_lines(daemon: &Daemon) -> usize {
+    daemon
+        .log_text()
+        .matches("update from a non-operator ignored")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing() {
+    let started = Instant::now();
+    let signer = start_signer("trader,sentinel");
+    let node = SolanaNode::start().await.unwrap();
+    let trader: Pubkey = signer.init["agents"][0]["addresses"]["solana"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let peer_text = signer.init["dev_peer"].as_str().unwrap().to_string();
+    let peer: Pubkey = peer_text.parse().unwrap();
+    node.airdrop(&trader, 10 * SOL).unwrap();
+    let emulator = Emulator::start();
+    let work = tempfile::tempdir().unwrap();
+    // Trader asks once (0.8 SOL: above the dev policy's 0.5 SOL approval threshold), so a
+    // signer approval waits for the operator's code; Sentinel holds every second throughout.
+    std::fs::write(
+        work.path().join("script.toml"),
+        format!(
+            "[agents.trader]\nreplies = [{}]\n[agents.sentinel]\nreplies = [{HOLD}]\n",
+            transfer(800_000_000)
+        ),
+    )
+    .unwrap();
+    let agents = format!(
+        "{}\n{}",
+        live_agent("trader", 3600, &peer_text),
+        live_agent("sentinel", 1, &peer_text)
+    );
+    let config = write_config(
+        work.path(),
+        &signer.socket(),
+        Some(&node.url),
+        &emulator.url,
+        OPERATOR,
+        &agents,
+    );
+    let daemon = Daemon::start(work.path(), &config, true);
+    let mut op = Chat::new(&emulator, OPERATOR);
+    let asked = op.expect("the signer asks for your code").await;
+    assert!(asked.text.starts_with("#1 "), "{}", asked.text);
+    let store = open_store(work.path());
+
+    // The state before the stranger.
+    let open_before: Vec<PendingId> = store.pending(now()).unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(open_before, vec![PendingId(1)]);
+    let settings_before = settings(&store);
+    let audit_before = signer.audit();
+    let sentinel_before = decisions(&store, "sentinel");
+
+    // The stranger: the corpus, then every command and gate an operator has, with a code
+    // that is valid right now (as if it had been read over the operator's shoulder), typed,
+    // replied to the approval request, and pressed as buttons.
+    let (entries, run) = sample(corpus(), CI_SAMPLE);
+    let code = signer.code_at(now());
+    let mut sent = 0usize;
+    for entry in &entries {
+        emulator.send(STRANGER, &entry.text).await;
+        emulator
+            .send_reply(
+                STRANGER,
+                &format!("{} Approval code: {code}", entry.text),
+                Some(&asked),
+            )
+            .await;
+        sent += 2;
+    }
+    let commands = [
+        format!("/approve 1 {code}"),
+        "/approve 1".into(),
+        "I accept the risk".into(),
+        code.clone(),
+        "/deny 1".into(),
+        "/pause sentinel".into(),
+        "/pause trader".into(),
+        "/live sentinel SOL".into(),
+        "/paper trader".into(),
+        "/setcap trader SOL per_tx 99000000000".into(),
+        "/status".into(),
+        "/audit".into(),
+    ];
+    for c in &commands {
+        emulator.send(STRANGER, c).await;
+        sent += 1;
+    }
+    emulator.send_reply(STRANGER, &code, Some(&asked)).await;
+    emulator.press(STRANGER, &asked, "yes:1").await;
+    emulator.press(STRANGER, &asked, "no:1").await;
+    sent += 3;
+
+    // The operator's /status is answered after the bot took every update sent before it.
+    op.ask("/status", "Vigil status").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let to_stranger: Vec<BotMessage> = emulator.bot_messages(STRANGER).await;
+    assert!(
+        to_stranger.is_empty(),
+        "the bot answered a stranger: {to_stranger:#?}"
+    );
+    let open_after: Vec<PendingId> = store.pending(now()).unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(
+        open_after, open_before,
+        "a confirmation was created or resolved"
+    );
+    assert_eq!(
+        store.pending_by_id(PendingId(1)).unwrap().status,
+        PendingStatus::Open
+    );
+    assert_eq!(
+        settings(&store),
+        settings_before,
+        "an operator setting changed"
+    );
+    let audit_after = signer.audit();
+    assert_eq!(
+        audit_after.len(),
+        audit_before.len(),
+        "the signer was asked something: {:#?}",
+        &audit_after[audit_before.len()..]
+    );
+    assert_eq!(node.balance(&peer), 0);
+    assert!(
+        decisions(&store, "sentinel") > sentinel_before,
+        "the live agent kept deciding"
+    );
+    // Bounded: at most 5 log lines per 60 s window, however many updates came.
+    let windows = usize::try_from(started.elapsed().as_secs() / 60).unwrap_or(usize::MAX - 2) + 2;
+    let lines = stranger_log_lines(&daemon);
+    assert!(
+        (1..=STRANGER_LINES_PER_WINDOW * windows).contains(&lines),
+        "{lines} stranger log lines for {sent} updates"
+    );
+
+    // Control: the stranger's code was never used, so the operator can still approve with
+    // it, and the approval moves the funds (the gate the stranger could not open works).
+    op.ask(
+        &format!("/approve 1 {code}"),
+        "#1 approved; the signer signed",
+    )
+    .await;
+    assert_eq!(node.balance(&peer), 800_000_000);
+    let settings_before = settings(&store);
+    let audit_before = signer.audit().len();
+
+    // The operator forwards the same injections as free text: each gets the hint only.
+    for entry in &entries {
+        let answer = op.ask(&entry.text, "I only understand commands").await;
+        assert_eq!(answer.text, HINT, "{}", entry.id);
+    }
+    op.ask("/status", "Pending: none").await;
+    let unexpected: Vec<&String> = op
+        .seen
+        .iter()
+        .map(|m| &m.text)
+        // The operator's own /status answers name the agents' modes; anything else that
+        // talks of pausing, going live or a phrase gate came from an injection.
+        .filter(|t| !t.starts_with("Vigil status"))
+        .filter(|t| t.contains("paused") || t.contains("LIVE") || t.contains("type exactly"))
+        .collect();
+    assert!(unexpected.is_empty(), "{unexpected:#?}");
+    assert!(store.pending(now()).unwrap().is_empty());
+    assert_eq!(settings(&store), settings_before);
+    assert_eq!(signer.audit().len(), audit_before);
+    assert_eq!(node.balance(&peer), 800_000_000);
+    assert!(signer.audit_verifies());
+    println!(
+        "Telegram stranger injections ({run}): {sent} stranger updates ({} injections, each \
+         plain and as a reply with a valid code, + {} commands/gates/buttons); replies to the \
+         stranger 0; confirmations created/resolved 0; settings changed 0; signer audit \
+         entries 0; stranger log lines {lines}; operator-forwarded injections {}: hint only",
+        entries.len(),
+        commands.len() + 3,
+        entries.len()
+    );
+}
+
+/// Collects the bot's messages to `chat` until each needle was seen, for up to `secs`.
+async fn collect_until(emulator: &Emulator, chat: i64, needles: &[&str], secs: u64) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        seen.extend(
+            emulator
+                .bot_messages(chat)
+                .await
+                .into_iter()
+                .map(|m| m.text),
+        );
+        if needles.iter().all(|n| seen.iter().any(|t| t.contains(n))) {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all of {needles:?} in {secs} s; the bot sent: {seen:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_unreachable_blocks_no_agent_loses_no_alert_and_the_bot_recovers() {
+    /// Holds before Trader's over-cap transfer (the signer refuses it: an alert).
+    const HOLDS: usize = 12;
+    let signer = start_signer("trader");
+    let node = SolanaNode::start().await.unwrap();
+    let trader: Pubkey = signer.init["agents"][0]["addresses"]["solana"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let peer_text = signer.init["dev_peer"].as_str().unwrap().to_string();
+    node.airdrop(&trader, 10 * SOL).unwrap();
+    let emulator = Emulator::start();
+    let port = emulator.port();
+    let work = tempfile::tempdir().unwrap();
+    // 2 SOL: within the risk profile (50% of 10 SOL), above the signer's 1 SOL per-tx cap.
+    let mut replies = vec![HOLD.to_string(); HOLDS];
+    replies.push(transfer(2 * SOL));
+    std::fs::write(
+        work.path().join("script.toml"),
+        format!("[agents.trader]\nreplies = [{}]\n", replies.join(", ")),
+    )
+    .unwrap();
+    let config = write_config(
+        work.path(),
+        &signer.socket(),
+        Some(&node.url),
+        &emulator.url,
+        OPERATOR,
+        &live_agent("trader", 1, &peer_text),
+    );
+    let mut daemon = Daemon::start(work.path(), &config, true);
+    let mut op = Chat::new(&emulator, OPERATOR);
+    op.ask("/status", "Vigil status").await;
+    let store = open_store(work.path());
+    let before = decisions(&store, "trader");
+    assert!(
+        before + 4 < HOLDS,
+        "inconclusive: {before} decisions before the outage, the refusal must come during it"
+    );
+
+    // The Bot API goes away.
+    drop(op);
+    drop(emulator);
+    let down = Instant::now();
+    // Meanwhile a confirmation is recorded (shown once the bot can reach the API) ...
+    let id = store
+        .create_pending(&NewPending {
+            kind: PendingKind::MoveFunds,
+            agent: Some("trader".parse().unwrap()),
+            summary: "send 0.3 SOL to the treasury for trader".into(),
+            payload_json: "{}".into(),
+            idempotency_key: "outage-move-1".into(),
+            created_at: now(),
+            expires_at: now() + 600,
+        })
+        .unwrap();
+    // ... and the agent keeps deciding: its holds, then the refused transfer and its alert.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !daemon
+        .log_text()
+        .contains("operator alert: ⛔ signer refused trader")
+    {
+        assert!(Instant::now() < deadline, "{}", daemon.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = decisions(&store, "trader") - before;
+    assert!(
+        during > HOLDS - before,
+        "{during} decisions during the outage"
+    );
+    assert!(daemon.running(), "the daemon died: {}", daemon.log_text());
+    let log = daemon.log_text();
+    assert!(log.contains("Telegram polling failed"), "{log}");
+    assert!(log.contains("alert kept for retry"), "{log}");
+    let outage = down.elapsed();
+
+    // The API is back on the same port: the bot answers, sends the queued alert once, and
+    // shows the confirmation, without a restart.
+    let emulator = Emulator::start_on(port);
+    let back = Instant::now();
+    emulator.send(OPERATOR, "/status").await;
+    let refused = "signer refused trader";
+    let seen = collect_until(
+        &emulator,
+        OPERATOR,
+        &["Vigil status", refused, "send 0.3 SOL to the treasury"],
+        90,
+    )
+    .await;
+    let recovered = back.elapsed();
+    assert_eq!(
+        seen.iter().filter(|t| t.contains(refused)).count(),
+        1,
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|t| t.starts_with(&format!("#{id} move funds")))
+    );
+    assert!(daemon.running());
+    assert_eq!(store.pending_by_id(id).unwrap().status, PendingStatus::Open);
+    assert!(signer.audit_events("signed").is_empty());
+    println!(
+        "Telegram outage drill: outage {:.1} s, {during} decisions during it, daemon up, \
+         alert and confirmation delivered once after the API came back, bot answered in {:.1} s",
+        outage.as_secs_f64(),
+        recovered.as_secs_f64()
+    );
+}
