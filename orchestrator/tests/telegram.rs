@@ -277,8 +277,14 @@ peers = [{{ label = "dev-peer", address = "{peer_text}" }}]
     // Two more wrong codes make three in a row: the signer locks approvals; reply and alert.
     op.ask(&format!("/approve 2 {}", wrong_code(&totp)), "wrong code")
         .await;
-    op.ask(&format!("/approve 2 {}", wrong_code(&totp)), "locked")
+    // The reply and the alert may arrive in either order: match each by its own words.
+    let reply = op
+        .ask(
+            &format!("/approve 2 {}", wrong_code(&totp)),
+            "#2 is not approved",
+        )
         .await;
+    assert!(reply.text.contains("locked"), "{}", reply.text);
     op.expect("approvals locked by the signer").await;
     let store = open_store(work.path());
     assert_eq!(
