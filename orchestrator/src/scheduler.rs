@@ -595,7 +595,8 @@ fn apply_paper_delta(balance: u128, delta: i128) -> u128 {
     u128::try_from(start.saturating_add(delta).max(0)).unwrap_or(0)
 }
 
-fn unix_now() -> u64 {
+/// Unix seconds from the system clock (0 if it reads before 1970).
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -152,27 +152,15 @@ impl Approvals {
                 message: format!("approval {id} expired; ask the agent to make the request again"),
             });
         }
-        match self.matching_step(code, now) {
-            Some(step) if step > self.last_step => {
-                self.consecutive_failures = 0;
-                self.last_step = step;
-                let done = self.pending.remove(id);
-                self.closed.insert(id.clone(), ErrorKind::ApprovalUsed);
-                // Invariant: `pending.get(id)` returned Some above and nothing removed it since.
-                done.map(|p| (p, step)).ok_or_else(|| Refusal {
-                    kind: ErrorKind::Internal,
-                    message: "approval vanished during verification".into(),
-                })
-            }
-            Some(_) => Err(self.fail(
-                now,
-                "this code was already used; wait for the next code in your authenticator",
-            )),
-            None => Err(self.fail(
-                now,
-                "wrong code; check your authenticator app and the device clock",
-            )),
-        }
+        let matched = self.matching_step(code, now);
+        let step = self.use_step(matched, now)?;
+        let done = self.pending.remove(id);
+        self.closed.insert(id.clone(), ErrorKind::ApprovalUsed);
+        // Invariant: `pending.get(id)` returned Some above and nothing removed it since.
+        done.map(|p| (p, step)).ok_or_else(|| Refusal {
+            kind: ErrorKind::Internal,
+            message: "approval vanished during verification".into(),
+        })
     }
 
     /// Checks an operator code that is not bound to an approval (`confirm`, `set_limit`):

@@ -24,7 +24,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::error::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use teloxide::dispatching::UpdateHandler;
@@ -38,6 +38,7 @@ pub use commands::{Command, HINT};
 use crate::config::TelegramConfig;
 use crate::operator::{Alert, Operator};
 use crate::scheduler::Orchestrator;
+use crate::scheduler::unix_now;
 use crate::store::{PendingId, PendingKind, Store, StoreError};
 
 /// Alerts waiting to be sent; beyond this the newest are dropped (and logged).
@@ -438,12 +439,6 @@ fn clip(text: &str) -> String {
     let mut out: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
     out.push_str("\n…(cut)");
     out
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
