@@ -5,14 +5,15 @@
 //! accounts; everything stops when it ends.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 use totp_rs::{Algorithm, Secret, TOTP};
-use vigil_devnet::SolanaNode;
+use vigil_devnet::signer::{Warning, dev_init, hand_to_service_user};
+use vigil_devnet::{SOL, SignerProcess, SolanaNode, sibling_binary, unix_now};
 use vigil_orchestrator::chains::solana_rpc::SolanaRpc;
 use vigil_orchestrator::config::{Config, Peer, ProviderKind};
 use vigil_orchestrator::firewall::prompt::UntrustedItem;
@@ -24,22 +25,12 @@ use vigil_protocol::client::Client;
 use vigil_protocol::message::{ApproveRequest, SignRequest};
 use vigil_protocol::{Amount, Chain, Context, Intent, Network, Op, Response, TransferIntent};
 
-const SOL: u128 = 1_000_000_000;
 /// What the in-process chain's faucet gives each agent at the start, in lamports.
 const FUNDING: [(&str, u64); 3] = [
-    ("sentinel", 2_000_000_000),
-    ("trader", 10_000_000_000),
-    ("experimental", 5_000_000_000),
+    ("sentinel", 2 * SOL),
+    ("trader", 10 * SOL),
+    ("experimental", 5 * SOL),
 ];
-
-struct SignerProcess(Child);
-
-impl Drop for SignerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs the demo.
 pub fn run(keep: bool) -> anyhow::Result<()> {
@@ -52,78 +43,40 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     let socket = dir.path().join("signer.sock");
 
     section("1. dev key setup (INSECURE, stands in for the offline key ceremony)");
-    let out = Command::new(&signer_bin)
-        .args([
-            "dev-init",
-            "--agents",
-            "sentinel,trader,experimental",
-            "--state-dir",
-        ])
-        .arg(&state)
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running vigil-signer dev-init")?;
-    if !out.status.success() {
-        bail!("vigil-signer dev-init failed");
-    }
-    let init: Value = serde_json::from_slice(&out.stdout).context("reading dev-init output")?;
-    for a in init["agents"].as_array().into_iter().flatten() {
+    let agents = ["sentinel", "trader", "experimental"];
+    let init = dev_init(&signer_bin, &state, &agents, None, Warning::Show)?;
+    for a in &init.agents {
         println!(
             "  agent {:<13} solana address {}",
-            str_of(&a["agent"]),
-            str_of(&a["addresses"]["solana"])
+            a.agent.as_str(),
+            a.addresses
+                .get(Chain::Solana.as_str())
+                .map_or("", String::as_str)
         );
     }
-    println!("  policy digest {}", str_of(&init["policy_digest"]));
+    println!("  policy digest {}", init.policy_digest);
 
     section("2. start the signer: a separate process, no network, keys only in its memory");
-    // Started as root, the signer must be told whom to become (it never stays root): give the
-    // demo's state to `nobody` and let this (root) process connect.
-    let root = is_root();
-    if root {
-        let status = Command::new("chown")
-            .args(["-R", "nobody:nogroup"])
-            .arg(dir.path())
-            .status();
-        if !status.is_ok_and(|s| s.success()) {
-            bail!("running as root: could not hand the demo's state dir to nobody:nogroup");
-        }
-    }
-    let root_args: &[&str] = if root {
-        &["--run-as", "nobody:nogroup", "--allow-peer-uid", "0"]
-    } else {
-        &[]
-    };
-    let child = Command::new(&signer_bin)
-        .arg("serve")
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--passphrase-file")
-        .arg(str_of(&init["passphrase_file"]))
-        .args(root_args)
-        .env("VIGIL_LOG", "warn")
-        .spawn()
-        .context("starting vigil-signer serve")?;
-    let _signer = SignerProcess(child);
-    let mut c = connect(&socket)?;
+    // Started as root, the signer must be told whom to become (it never stays root): the
+    // launcher gives the demo's state to `nobody` and lets this (root) process connect.
+    hand_to_service_user(dir.path())?;
+    let mut signer = SignerProcess::new(&signer_bin, &state, &socket, &init.passphrase_file);
+    signer.start()?;
+    let mut c = Client::connect(&socket, Duration::from_secs(30))
+        .context("the signer did not open its socket")?;
     let hello = result(c.call(Op::Hello)?)?;
     println!(
         "  signer pid {} answers hello: protocol v{}, networks {}",
-        _signer.0.id(),
+        signer.pid().unwrap_or_default(),
         hello["version"],
         hello["networks"]
     );
 
-    let peer = str_of(&init["dev_peer"]);
+    let peer = init.dev_peer.clone();
     let addr = |agent: &str| -> String {
-        init["agents"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|a| a["agent"] == agent)
-            .map_or(String::new(), |a| str_of(&a["addresses"]["solana"]))
+        init.address(agent, Chain::Solana)
+            .unwrap_or_default()
+            .to_owned()
     };
 
     section("3. a Solana runtime in this process (litesvm behind JSON-RPC on 127.0.0.1)");
@@ -218,14 +171,14 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
         "5. live: a transfer above the threshold, approved with the operator's authenticator code, lands on chain",
     );
     let blockhash = runtime.block_on(rpc.get_latest_blockhash())?.hash;
-    let big = || transfer(&peer, SOL * 4 / 5, Network::Devnet);
+    let big = || transfer(&peer, u128::from(SOL) * 4 / 5, Network::Devnet);
     let pending = result(c.call(sign("trader", big(), "demo-big", &blockhash)?)?)?;
     println!(
         "  • needs approval {}: {}",
         str_of(&pending["approval_id"]),
         str_of(&pending["summary"])
     );
-    let secret = Secret::Encoded(str_of(&init["totp_secret_base32"]))
+    let secret = Secret::Encoded(init.totp_secret_base32.clone())
         .to_bytes()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let totp = TOTP::new(Algorithm::SHA1, 6, 1, 30, secret, None, String::new())
@@ -482,47 +435,4 @@ fn signed_sol(delta: i128) -> String {
 
 fn section(title: &str) {
     println!("\n== {title}");
-}
-
-/// Whether this process runs as root (effective uid 0, from /proc: no unsafe, no libc).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn connect(socket: &Path) -> anyhow::Result<Client> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match Client::connect(socket, Duration::from_secs(30)) {
-            Ok(c) => return Ok(c),
-            Err(e) if Instant::now() > deadline => {
-                return Err(e).context("the signer did not open its socket");
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
-/// Finds `name` next to the running `vigil` binary (both come from the same build).
-fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the vigil binary")?;
-    let path = exe.with_file_name(name);
-    if path.is_file() {
-        return Ok(path);
-    }
-    bail!(
-        "{} not found next to {}; build the whole workspace (cargo build --release)",
-        name,
-        exe.display()
-    )
 }

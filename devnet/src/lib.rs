@@ -1,12 +1,13 @@
-//! A Solana JSON-RPC node in the process: a real Solana runtime (litesvm) behind HTTP on
-//! 127.0.0.1, answering getBalance, getLatestBlockhash, sendTransaction and
-//! getSignatureStatuses the way an Agave node does (same error codes and shapes).
+//! The development environment of `vigil demo` and of the tests, never of an appliance:
 //!
-//! It is the chain of `vigil demo` (no network, no accounts) and of the tests. A [`Mode`]
-//! turns it into a broken or lying node for the client's negative tests and the fault
-//! drills. It is a development tool: it never runs on an appliance, and it binds loopback only.
-//!
-//! Served with hyper 1 (HTTP/1.1), which reqwest already brings into the build.
+//! - a Solana JSON-RPC node in the process ([`SolanaNode`]): a real Solana runtime (litesvm)
+//!   behind HTTP on 127.0.0.1, answering getBalance, getLatestBlockhash, sendTransaction and
+//!   getSignatureStatuses the way an Agave node does (same error codes and shapes). A [`Mode`]
+//!   turns it into a broken or lying node for the client's negative tests and the fault
+//!   drills. It binds loopback only. Served with hyper 1 (HTTP/1.1), which reqwest already
+//!   brings into the build.
+//! - the launcher of a dev signer ([`signer`]): `vigil-signer dev-init`, then the real,
+//!   confined `vigil-signer serve` as its own process.
 
 #![forbid(unsafe_code)]
 // litesvm's failure type is large; it is only passed along here.
@@ -30,6 +31,21 @@ use solana_pubkey::Pubkey;
 use solana_signature::Signature;
 use solana_transaction::Transaction;
 use solana_transaction::TransactionError;
+
+pub mod signer;
+
+pub use signer::{LaunchError, SignerProcess, is_root, sibling_binary};
+
+/// Lamports in one SOL.
+pub const SOL: u64 = 1_000_000_000;
+
+/// Seconds since the Unix epoch (0 for a clock set before it), as the signer's TOTP steps and
+/// the orchestrator's records count time.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// What the node pretends: honest, or one way of being broken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,12 +10,14 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod dev_init;
 pub mod frame;
 pub mod import;
 pub mod intent;
 pub mod message;
 pub mod types;
 
+pub use dev_init::DevInitReport;
 pub use frame::{FrameError, MAX_FRAME_LEN, read_frame, write_frame};
 pub use import::{
     ImportAgent, ImportConfirmRequest, ImportConfirmResult, ImportConfirmStatus,

@@ -3,13 +3,14 @@
 //! but on this machine, with cheap scrypt costs and with the passphrase, the policy key seed
 //! and the TOTP secret left in plain files under `STATE/dev/`. Never use it for money.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
-use serde_json::{Value, json};
 use totp_rs::{Algorithm, Secret, TOTP};
-use vigil_protocol::{AgentId, Chain};
+use vigil_protocol::message::AgentInfo;
+use vigil_protocol::{AgentId, Chain, DevInitReport};
 use zeroize::Zeroizing;
 
 use crate::chains::solana;
@@ -58,8 +59,8 @@ pub struct DevInit {
     pub policy: Option<PathBuf>,
 }
 
-/// Creates the dev state dir and returns the JSON printed to the user.
-pub fn run(opts: &DevInit) -> Result<Value, Error> {
+/// Creates the dev state dir and returns the report printed to the user.
+pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
     let state = &opts.state_dir;
     if opts.agents.is_empty() {
         return Err(Error::Other("name at least one agent with --agents".into()));
@@ -115,7 +116,10 @@ pub fn run(opts: &DevInit) -> Result<Value, Error> {
             true,
             &passphrase,
         )?;
-        agents.push(json!({ "agent": agent, "addresses": { "solana": address } }));
+        agents.push(AgentInfo {
+            agent: agent.clone(),
+            addresses: BTreeMap::from([(Chain::Solana.as_str().to_owned(), address.clone())]),
+        });
         addresses.push((agent.clone(), address));
     }
 
@@ -178,16 +182,16 @@ pub fn run(opts: &DevInit) -> Result<Value, Error> {
     };
     let digest = sign_policy_with(&policy_key, state, policy_text.as_bytes())?;
 
-    Ok(json!({
-        "warning": "DEVELOPMENT ONLY: keys, passphrase, policy key and TOTP secret are on this machine in plain files. Never put money behind this state dir.",
-        "state_dir": state,
-        "passphrase_file": layout::dev_passphrase(state),
-        "agents": agents,
-        "dev_peer": dev_peer,
-        "totp_secret_base32": &*encoded,
-        "otpauth_uri": otpauth,
-        "policy_digest": digest,
-    }))
+    Ok(DevInitReport {
+        warning: "DEVELOPMENT ONLY: keys, passphrase, policy key and TOTP secret are on this machine in plain files. Never put money behind this state dir.".into(),
+        state_dir: state.clone(),
+        passphrase_file: layout::dev_passphrase(state),
+        agents,
+        dev_peer,
+        totp_secret_base32: encoded.to_string(),
+        otpauth_uri: otpauth,
+        policy_digest: digest,
+    })
 }
 
 /// Signs `policy_bytes` with the dev policy key of `state` and installs it (dev only).
