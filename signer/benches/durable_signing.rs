@@ -17,20 +17,17 @@
     clippy::cast_sign_loss
 )]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use vigil_protocol::Network;
 use vigil_protocol::client::Client;
-use vigil_protocol::message::SignRequest;
-use vigil_protocol::{Amount, Chain, Context, Intent, Network, Op, TransferIntent};
-
-const BLOCKHASH: &str = "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM";
+use vigil_testkit::Signer;
+use vigil_testkit::policy::{AgentRules, Policy};
+use vigil_testkit::requests::{SOME_BLOCKHASH, sign_op, transfer};
 const SEQ_N: usize = 3000;
 const CLIENTS: usize = 8;
 const PER_CLIENT: usize = 1500;
@@ -52,10 +49,14 @@ fn main() {
         fsync.p99_us()
     );
 
-    let mut signer = common::Signer::start(&["bench", "peer"], None);
+    let mut signer = Signer::start(&["bench", "peer"]);
     let to = signer.address("peer");
-    signer.install_policy(&bench_policy(&to));
-    let socket = signer.socket.clone();
+    // Room for the benchmark: no approvals, no effective caps.
+    signer.install_policy(&Policy::new().agent(
+        "bench",
+        AgentRules::unbounded(1000, 4_000_000_000).recipients([to.as_str()]),
+    ));
+    let socket = signer.socket();
     let seq = sequential(|i| sign_once(&socket, &to, i), SEQ_N);
     let seq_rate = SEQ_N as f64 / seq.total.as_secs_f64();
     println!(
@@ -208,20 +209,12 @@ fn sign_once(socket: &Path, to: &str, i: usize) {
         let mut c = c.borrow_mut();
         let client =
             c.get_or_insert_with(|| Client::connect(socket, Duration::from_secs(30)).unwrap());
-        let op = Op::Sign(SignRequest {
-            agent: "bench".parse().unwrap(),
-            intent: Intent::Transfer(TransferIntent {
-                chain: Chain::Solana,
-                network: Network::Devnet,
-                asset: "SOL".into(),
-                to: to.into(),
-                amount: Amount::from_base_units(1),
-            }),
-            context: Context {
-                recent_blockhash: Some(BLOCKHASH.into()),
-            },
-            idempotency_key: format!("b{i}").parse().unwrap(),
-        });
+        let op = sign_op(
+            "bench",
+            transfer(to, 1, Network::Devnet),
+            &format!("b{i}"),
+            SOME_BLOCKHASH,
+        );
         let resp = client.call(op).unwrap();
         assert!(
             resp.outcome.is_ok(),
@@ -229,15 +222,6 @@ fn sign_once(socket: &Path, to: &str, i: usize) {
             resp.outcome
         );
     });
-}
-
-/// A policy with room for the benchmark: no approvals, no effective caps.
-fn bench_policy(to: &str) -> String {
-    format!(
-        "version = 1\n[agents.bench]\nactions = [\"transfer\"]\nnetworks = [\"solana:devnet\"]\nrecipients = [\"{to}\"]\n\
-         rate_limit_per_minute = 4000000000\n[agents.bench.assets.SOL]\nchain = \"solana\"\nper_tx_cap = \"1000\"\n\
-         velocity_24h = \"1000000000000\"\napproval_threshold = \"1000\"\n"
-    )
 }
 
 /// Minimal SSH agent protocol client (draft-miller-ssh-agent): list identities, sign.

@@ -4,12 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use std::ffi::OsStr;
 
-use std::os::unix::process::CommandExt;
-use std::process::Command;
-
-use common::*;
+use vigil_testkit::Signer;
+use vigil_testkit::host::is_root;
+use vigil_testkit::reexec::{AsUser, run_test_as};
+use vigil_testkit::signer::{SERVICE_GID, SERVICE_UID};
 
 const CHILD_ENV: &str = "VIGIL_TEST_ATTACK_PID";
 
@@ -38,7 +38,7 @@ fn status_field(pid: u32, name: &str) -> String {
 
 #[test]
 fn running_signer_is_confined_and_undumpable() {
-    let s = Signer::start(&["trader"], None);
+    let s = Signer::start(&["trader"]);
     let pid = s.pid();
     assert!(
         status_field(pid, "Seccomp:").ends_with('2'),
@@ -67,29 +67,19 @@ fn running_signer_is_confined_and_undumpable() {
     );
 
     // Another process of the signer's own user.
-    let signer_uid = if is_root() {
-        SERVICE_UID
+    let signer_user = if is_root() {
+        AsUser {
+            uid: SERVICE_UID,
+            gid: SERVICE_GID,
+        }
     } else {
-        rustix::process::getuid().as_raw()
+        AsUser::current()
     };
-    let signer_gid = if is_root() {
-        SERVICE_GID
-    } else {
-        rustix::process::getgid().as_raw()
-    };
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
+    let out = run_test_as(
         "attacker_child",
-        "--nocapture",
-        "--test-threads",
-        "1",
-    ])
-    .env(CHILD_ENV, pid.to_string());
-    if is_root() {
-        cmd.uid(signer_uid).gid(signer_gid);
-    }
-    let out = cmd.output().unwrap();
+        signer_user,
+        &[(CHILD_ENV, OsStr::new(&pid.to_string()))],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("MEM-OPEN ok=false"),

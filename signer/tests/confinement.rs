@@ -15,6 +15,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use vigil_testkit::host::{is_root, require_root};
+
 const PROBE: &str = env!("CARGO_BIN_EXE_vigil-sandbox-probe");
 const SIGSYS: i32 = 31;
 
@@ -25,10 +27,6 @@ struct State {
     rw: PathBuf,
     /// `user:group` the probe switches to, when the tests run as root.
     run_as: Option<String>,
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
 }
 
 fn unprivileged_user() -> (String, u32, u32) {
@@ -145,7 +143,7 @@ fn proc_status_shows_seccomp_no_new_privs_not_dumpable_no_core() {
         .parse()
         .unwrap();
     assert!(locked_kib > 0, "no memory locked: {text}");
-    if is_root() {
+    if require_root("the uid, gid and bounding-set checks: the probe switches user") {
         let (_, uid, gid) = unprivileged_user();
         assert_eq!(
             field(&text, "Uid:"),
@@ -167,8 +165,6 @@ fn proc_status_shows_seccomp_no_new_privs_not_dumpable_no_core() {
             text.contains(&format!("dropped_to: Some(({uid}, {gid}))")),
             "{text}"
         );
-    } else {
-        println!("skipped uid/bounding-set checks: not root, the probe cannot switch user");
     }
 }
 
@@ -292,8 +288,7 @@ fn insecure_no_landlock_goes_on_without_the_file_wall_and_says_so() {
 
 #[test]
 fn root_without_run_as_is_refused() {
-    if !is_root() {
-        println!("skipped: not root");
+    if !require_root("a root-started probe without --run-as") {
         return;
     }
     let s = State {
@@ -321,13 +316,7 @@ fn same_user_cannot_ptrace_or_read_memory_of_the_signer() {
     }
 
     let (mut target, pid) = hold(confined_cmd(&s, "hold", &[]));
-    let attack = Command::new(PROBE)
-        .arg("attack")
-        .arg(pid.to_string())
-        .args(&attacker_as)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&attack.stdout).into_owned();
+    let text = attack(pid, &attacker_as);
     assert!(
         text.contains("attach: err EPERM"),
         "PTRACE_ATTACH must fail: {text}"
@@ -349,31 +338,36 @@ fn same_user_cannot_ptrace_or_read_memory_of_the_signer() {
         println!("control skipped: Yama ptrace_scope > 0 blocks even dumpable targets");
         return;
     }
+    if !require_root("the control attack: dumpable-target switches user") {
+        return;
+    }
+    let run_as = s.run_as.as_ref().expect("as root the probe switches user");
     let mut control = Command::new(PROBE);
     control
         .arg("dumpable-target")
+        .arg("--run-as")
+        .arg(run_as)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped());
-    if let Some(run_as) = &s.run_as {
-        control.arg("--run-as").arg(run_as);
-    } else {
-        println!("control skipped: dumpable-target needs root to switch user");
-        return;
-    }
     let (mut control, pid) = hold(control);
-    let attack = Command::new(PROBE)
-        .arg("attack")
-        .arg(pid.to_string())
-        .args(&attacker_as)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&attack.stdout).into_owned();
+    let text = attack(pid, &attacker_as);
     assert!(
         text.contains("attach: ok") && text.contains("mem: ok"),
         "control attack failed: {text}"
     );
     drop(control.stdin.take());
     let _ = control.wait();
+}
+
+/// The attack probe (as `attacker_as`) against `pid`: what it printed.
+fn attack(pid: u32, attacker_as: &[String]) -> String {
+    let out = Command::new(PROBE)
+        .arg("attack")
+        .arg(pid.to_string())
+        .args(attacker_as)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Start a probe that prints `ready <pid>` and waits for stdin to close.

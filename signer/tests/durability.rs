@@ -4,43 +4,31 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
 use vigil_protocol::{Network, Op};
-
-fn spent(s: &Signer, agent: &str) -> u128 {
-    let status = ok(s.client().call(Op::Status).unwrap());
-    let a = status["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["agent"] == agent)
-        .unwrap()
-        .clone();
-    a["spent_24h"]["SOL"]
-        .as_str()
-        .map_or(0, |v| v.parse().unwrap())
-}
+use vigil_testkit::policy::{AgentRules, Policy};
+use vigil_testkit::requests::{SOME_BLOCKHASH, ok, sign_op, transfer, unique_blockhash};
+use vigil_testkit::{SOL, Signer};
 
 #[test]
 fn kill9_during_a_signing_burst_loses_nothing_and_exceeds_no_cap() {
     // 0.001 SOL per request under a 5 SOL / 24 h cap: 5000 signs before the cap, so the kill
     // lands while signatures are being released, at a point drawn from the clock.
-    let mut s = Signer::start(&["trader", "sentinel"], None);
+    let mut s = Signer::start(&["trader", "sentinel"]);
     let to = s.address("sentinel");
-    s.install_policy(&format!(
-        "version = 1\n[agents.trader]\nactions = [\"transfer\"]\nnetworks = [\"solana:devnet\"]\n\
-         recipients = [\"{to}\"]\nrate_limit_per_minute = 1000000\n[agents.trader.assets.SOL]\n\
-         chain = \"solana\"\nper_tx_cap = \"1000000000\"\nvelocity_24h = \"5000000000\"\n\
-         approval_threshold = \"1000000000\"\n"
-    ));
-    const AMOUNT: u128 = SOL / 1000;
+    s.install_policy(
+        &Policy::new().agent(
+            "trader",
+            AgentRules::sol(SOL, 5 * SOL, SOL)
+                .recipients([to.as_str()])
+                .rate_limit(1_000_000),
+        ),
+    );
+    const AMOUNT: u64 = SOL / 1000;
     let seed = u64::from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -54,7 +42,7 @@ fn kill9_during_a_signing_burst_loses_nothing_and_exceeds_no_cap() {
     let mut workers = Vec::new();
     for w in 0..6 {
         let (socket, to, released, stop) = (
-            s.socket.clone(),
+            s.socket(),
             to.clone(),
             Arc::clone(&released),
             Arc::clone(&stop),
@@ -104,11 +92,7 @@ fn kill9_during_a_signing_burst_loses_nothing_and_exceeds_no_cap() {
     assert!(released.len() >= kill_after);
 
     // Every released signature is in the ledger.
-    let signed_entries: Vec<String> = read_audit(&s.audit_path())
-        .iter()
-        .filter(|e| e["event"]["type"] == "signed")
-        .map(|e| e["event"]["signature"].as_str().unwrap().to_string())
-        .collect();
+    let signed_entries: Vec<String> = s.signed().into_iter().map(|e| e.signature).collect();
     let recorded: BTreeSet<String> = signed_entries.iter().cloned().collect();
     assert_eq!(
         recorded.len(),
@@ -120,17 +104,17 @@ fn kill9_during_a_signing_burst_loses_nothing_and_exceeds_no_cap() {
 
     // After the restart the totals are what the ledger says, and within the cap.
     s.spawn();
-    let total = spent(&s, "trader");
-    assert_eq!(total, recorded.len() as u128 * AMOUNT);
+    let total = s.spent("trader");
+    assert_eq!(total, recorded.len() as u128 * u128::from(AMOUNT));
     assert!(
-        total < 5 * SOL,
+        total < 5 * u128::from(SOL),
         "the kill must land mid-burst, before the cap: {total}"
     );
     assert!(s.audit_verify(&[]).status.success());
 
     // Fill the rest of the cap exactly: the restarted signer allows up to 5 SOL and no further.
     let mut c = s.client();
-    let mut remaining = 5 * SOL - total;
+    let mut remaining = 5 * SOL - u64::try_from(total).unwrap();
     let mut n = 0;
     while remaining > 0 {
         n += 1;
@@ -158,12 +142,12 @@ fn kill9_during_a_signing_burst_loses_nothing_and_exceeds_no_cap() {
         over.outcome.unwrap_err().rule.map(|r| r.as_str()),
         Some("velocity_cap_24h")
     );
-    assert_eq!(spent(&s, "trader"), 5 * SOL);
+    assert_eq!(s.spent("trader"), u128::from(5 * SOL));
 }
 
 #[test]
 fn restart_keeps_totals_idempotency_and_pending_approvals() {
-    let mut s = Signer::start(&["trader", "sentinel"], None);
+    let mut s = Signer::start(&["trader", "sentinel"]);
     let to = s.address("sentinel");
     let mut c = s.client();
     let first = ok(c
@@ -185,7 +169,7 @@ fn restart_keeps_totals_idempotency_and_pending_approvals() {
     drop(c);
     s.restart();
     let mut c = s.client();
-    assert_eq!(spent(&s, "trader"), SOL / 2);
+    assert_eq!(s.spent("trader"), u128::from(SOL / 2));
     let again = ok(c
         .call(sign_op(
             "trader",
@@ -206,17 +190,17 @@ fn restart_keeps_totals_idempotency_and_pending_approvals() {
     assert_eq!(still["approval_id"], pending["approval_id"]);
     let approve = vigil_protocol::message::ApproveRequest {
         approval_id: pending["approval_id"].as_str().unwrap().parse().unwrap(),
-        code: s.code_at(now()),
+        code: s.operator().code(),
         context: None,
     };
     let signed = c.call(Op::Approve(approve)).unwrap();
     assert_eq!(ok(signed)["status"], "signed");
-    assert_eq!(spent(&s, "trader"), SOL / 2 + SOL * 3 / 4);
+    assert_eq!(s.spent("trader"), u128::from(SOL / 2 + SOL * 3 / 4));
 }
 
 #[test]
 fn audit_verify_catches_edit_deletion_and_reordering() {
-    let mut s = Signer::start(&["trader", "sentinel"], None);
+    let mut s = Signer::start(&["trader", "sentinel"]);
     let to = s.address("sentinel");
     let mut c = s.client();
     for i in 0..4 {
@@ -293,14 +277,6 @@ fn audit_verify_catches_edit_deletion_and_reordering() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A distinct, valid 32-byte blockhash per request, so every signed transaction differs.
-fn unique_blockhash(w: usize, i: usize) -> String {
-    let mut bytes = [7u8; 32];
-    bytes[..8].copy_from_slice(&(w as u64).to_le_bytes());
-    bytes[8..16].copy_from_slice(&(i as u64).to_le_bytes());
-    bs58::encode(bytes).into_string()
 }
 
 fn edited_line(lines: &[&str], i: usize) -> String {

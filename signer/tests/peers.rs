@@ -4,16 +4,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
+use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
 use vigil_protocol::Op;
 use vigil_protocol::client::Client;
+use vigil_testkit::Signer;
+use vigil_testkit::host::require_root;
+use vigil_testkit::reexec::{AsUser, run_test_as};
+use vigil_testkit::requests::ok;
 
 /// A uid that is neither the test's nor the signer's.
 const OTHER: u32 = 4_242;
@@ -33,19 +34,14 @@ fn peer_child() {
 }
 
 fn hello_as_other(s: &Signer) -> bool {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "peer_child",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD_ENV, &s.socket)
-        .uid(OTHER)
-        .gid(OTHER)
-        .output()
-        .unwrap();
+    let out = run_test_as(
+        "peer_child",
+        AsUser {
+            uid: OTHER,
+            gid: OTHER,
+        },
+        &[(CHILD_ENV, s.socket().as_os_str())],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("PEER-RESULT"),
@@ -57,22 +53,23 @@ fn hello_as_other(s: &Signer) -> bool {
 
 fn open_to_all(s: &Signer) {
     // Make the path reachable so that only SO_PEERCRED stands between another uid and the signer.
-    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&s.socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(s.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(s.socket(), std::fs::Permissions::from_mode(0o777)).unwrap();
 }
 
 #[test]
 fn other_uids_are_refused_unless_allowed() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root to run a client as uid {OTHER}");
+    if !require_root(&format!("runs a client as uid {OTHER}")) {
         return;
     }
-    let s = Signer::start(&["trader"], None);
+    let s = Signer::start(&["trader"]);
     open_to_all(&s);
     assert!(!hello_as_other(&s), "a foreign uid was served");
     drop(s);
 
-    let s = Signer::start_with(&["trader"], None, &["--allow-peer-uid", &OTHER.to_string()]);
+    let s = Signer::with(&["trader"])
+        .args(&["--allow-peer-uid", &OTHER.to_string()])
+        .start();
     open_to_all(&s);
     assert!(
         hello_as_other(&s),
@@ -86,18 +83,13 @@ fn serves_a_systemd_activated_socket() {
         eprintln!("SKIPPED: systemd-socket-activate not installed (tests/run installs systemd)");
         return;
     };
-    let mut s = Signer::start(&["trader"], None);
+    let mut s = Signer::start(&["trader"]);
     s.kill9();
-    let socket = s.dir.path().join("activated.sock");
+    let socket = s.dir().join("activated.sock");
     let mut child = Command::new(tool)
         .arg("-l")
         .arg(&socket)
-        .arg(BIN)
-        .args(["serve", "--state-dir"])
-        .arg(s.state())
-        .arg("--passphrase-file")
-        .arg(s.state().join("dev/passphrase"))
-        .args(root_args())
+        .args(serve_without_socket(&s))
         .env("VIGIL_LOG", "warn")
         .spawn()
         .unwrap();
@@ -118,20 +110,32 @@ fn serves_a_systemd_activated_socket() {
 
 #[test]
 fn serve_without_socket_or_activation_says_what_to_do() {
-    let mut s = Signer::start(&["trader"], None);
+    let mut s = Signer::start(&["trader"]);
     s.kill9();
-    let out = Command::new(BIN)
-        .args(["serve", "--state-dir"])
-        .arg(s.state())
-        .arg("--passphrase-file")
-        .arg(s.state().join("dev/passphrase"))
-        .args(root_args())
+    let argv = serve_without_socket(&s);
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_PID")
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--socket"));
+}
+
+/// The launcher's `serve` command line (program first) without `--socket <path>`.
+fn serve_without_socket(s: &Signer) -> Vec<OsString> {
+    let serve = s.serve_command();
+    let mut argv = vec![serve.get_program().to_owned()];
+    let mut args = serve.get_args();
+    while let Some(arg) = args.next() {
+        if arg == "--socket" {
+            args.next();
+        } else {
+            argv.push(arg.to_owned());
+        }
+    }
+    argv
 }
 
 fn which(name: &str) -> Result<std::path::PathBuf, ()> {

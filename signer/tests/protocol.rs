@@ -3,20 +3,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::io::Write;
 
-use common::*;
 use vigil_protocol::message::ApproveRequest;
 use vigil_protocol::{Network, Op};
+use vigil_testkit::operator::fresh_step;
+use vigil_testkit::requests::{SOME_BLOCKHASH, STRANGER, dry_op, err, ok, sign_op, transfer};
+use vigil_testkit::{SOL, Signer};
 
 #[test]
 fn hello_names_agents_policy_and_networks() {
-    let s = Signer::start(&["trader", "sentinel"], None);
+    let s = Signer::start(&["trader", "sentinel"]);
     let hello = ok(s.client().call(Op::Hello).unwrap());
     assert_eq!(hello["version"], 1);
-    assert_eq!(hello["policy_digest"], s.init["policy_digest"]);
+    assert_eq!(hello["policy_digest"], s.report().policy_digest);
     assert_eq!(
         hello["networks"],
         serde_json::json!(["solana:devnet", "solana:testnet"])
@@ -29,7 +29,7 @@ fn hello_names_agents_policy_and_networks() {
 
 #[test]
 fn allowed_transfer_is_signed_and_counted() {
-    let s = Signer::start(&["trader", "sentinel"], None);
+    let s = Signer::start(&["trader", "sentinel"]);
     let mut c = s.client();
     let to = s.address("sentinel");
     let r = ok(c
@@ -47,28 +47,19 @@ fn allowed_transfer_is_signed_and_counted() {
         "{summary}"
     );
     assert!(r["ledger_seq"].as_u64().unwrap() >= 2);
+    assert_eq!(s.spent("trader"), u128::from(SOL / 4));
     let status = ok(c.call(Op::Status).unwrap());
-    let trader = status["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["agent"] == "trader")
-        .unwrap()
-        .clone();
-    assert_eq!(trader["spent_24h"]["SOL"], (SOL / 4).to_string());
     assert_eq!(status["ledger_seq"], r["ledger_seq"]);
 }
 
 #[test]
 fn every_refusal_names_its_rule() {
-    let policy_extra = |s: &Signer| s.dev_peer();
-    let s = Signer::start(&["trader", "sentinel"], None);
+    let s = Signer::start(&["trader", "sentinel"]);
     let mut c = s.client();
-    let peer = policy_extra(&s);
-    let stranger = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM";
+    let peer = s.dev_peer();
     let cases = [
         (
-            transfer(stranger, 1000, Network::Devnet),
+            transfer(STRANGER, 1000, Network::Devnet),
             "recipient_not_allowed",
         ),
         (
@@ -99,16 +90,13 @@ fn every_refusal_names_its_rule() {
             (Some("deny"), Some(rule))
         );
     }
-    let denials = read_audit(&s.audit_path())
-        .iter()
-        .filter(|e| e["event"]["type"] == "denied")
-        .count();
+    let denials = s.audit_events("denied").len();
     assert_eq!(denials, 3, "each refused sign is audited, dry runs are not");
 }
 
 #[test]
 fn velocity_cap_holds_across_requests() {
-    let s = Signer::start(&["trader", "sentinel"], None);
+    let s = Signer::start(&["trader", "sentinel"]);
     let mut c = s.client();
     let to = s.address("sentinel");
     // Default dev policy: 0.5 SOL needs no approval, 5 SOL per 24 h.
@@ -150,7 +138,7 @@ fn velocity_cap_holds_across_requests() {
 
 #[test]
 fn idempotency_key_returns_the_same_result_and_counts_once() {
-    let s = Signer::start(&["trader", "sentinel"], None);
+    let s = Signer::start(&["trader", "sentinel"]);
     let mut c = s.client();
     let to = s.address("sentinel");
     let op = || {
@@ -164,15 +152,7 @@ fn idempotency_key_returns_the_same_result_and_counts_once() {
     let first = ok(c.call(op()).unwrap());
     let again = ok(s.client().call(op()).unwrap());
     assert_eq!(first, again);
-    let status = ok(c.call(Op::Status).unwrap());
-    let trader = status["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["agent"] == "trader")
-        .unwrap()
-        .clone();
-    assert_eq!(trader["spent_24h"]["SOL"], "1000");
+    assert_eq!(s.spent("trader"), 1000);
     let (kind, _, _) = err(c
         .call(sign_op(
             "trader",
@@ -196,7 +176,7 @@ fn idempotency_key_returns_the_same_result_and_counts_once() {
 
 #[test]
 fn above_threshold_needs_a_single_use_operator_code() {
-    let s = Signer::start(&["trader", "sentinel"], None);
+    let s = Signer::start(&["trader", "sentinel"]);
     let mut c = s.client();
     let to = s.address("sentinel");
     let big = transfer(&to, SOL * 3 / 4, Network::Devnet);
@@ -224,19 +204,14 @@ fn above_threshold_needs_a_single_use_operator_code() {
             context: None,
         })
     };
-    let t = now();
-    let good = s.code_at(t);
-    let wrong = if good == "000000" {
-        "111111".to_string()
-    } else {
-        "000000".to_string()
-    };
-    let (kind, _, _) = err(c.call(approve(wrong)).unwrap());
+    let operator = s.operator();
+    let good = operator.code();
+    let (kind, _, _) = err(c.call(approve(operator.wrong_code())).unwrap());
     assert_eq!(kind, "approval_invalid_code");
     let signed = match c.call(approve(good.clone())).unwrap().outcome {
         Ok(v) => v,
         // The 30 s step may have rolled between computing and checking; the next one works.
-        Err(_) => ok(c.call(approve(s.code_at(now()))).unwrap()),
+        Err(_) => ok(c.call(approve(operator.code())).unwrap()),
     };
     assert_eq!(signed["status"], "signed");
     let (kind, _, _) = err(c.call(approve(good)).unwrap());
@@ -258,7 +233,7 @@ fn above_threshold_needs_a_single_use_operator_code() {
     let id2: vigil_protocol::ApprovalId = p2["approval_id"].as_str().unwrap().parse().unwrap();
     let reused = Op::Approve(ApproveRequest {
         approval_id: id2,
-        code: s.code_at(now()),
+        code: operator.code(),
         context: None,
     });
     let (kind, _, msg) = err(c.call(reused).unwrap());
@@ -275,7 +250,9 @@ fn above_threshold_needs_a_single_use_operator_code() {
 
 #[test]
 fn approvals_expire() {
-    let s = Signer::start_with(&["trader", "sentinel"], None, &["--approval-ttl", "1"]);
+    let s = Signer::with(&["trader", "sentinel"])
+        .args(&["--approval-ttl", "1"])
+        .start();
     let mut c = s.client();
     let p = ok(c
         .call(sign_op(
@@ -288,7 +265,7 @@ fn approvals_expire() {
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let op = Op::Approve(ApproveRequest {
         approval_id: p["approval_id"].as_str().unwrap().parse().unwrap(),
-        code: s.code_at(now()),
+        code: s.operator().code(),
         context: None,
     });
     let (kind, _, _) = err(c.call(op).unwrap());
@@ -297,7 +274,7 @@ fn approvals_expire() {
 
 #[test]
 fn bad_requests_get_errors_and_the_connection_stays_open() {
-    let s = Signer::start(&["trader", "sentinel"], None);
+    let s = Signer::start(&["trader", "sentinel"]);
     let mut c = s.client();
     let to = s.address("sentinel");
     let base = |amount: &str, to: &str, agent: &str| {
@@ -345,7 +322,7 @@ fn bad_requests_get_errors_and_the_connection_stays_open() {
 
 #[test]
 fn bad_frames_close_the_connection_but_not_the_server() {
-    let s = Signer::start(&["trader"], None);
+    let s = Signer::start(&["trader"]);
     for payload in [&b"\xff\xfe"[..], b"not json", b"[1,2]"] {
         let mut c = s.client();
         let (kind, _, _) = err(c.call_raw(payload).unwrap());
@@ -379,28 +356,19 @@ fn bad_frames_close_the_connection_but_not_the_server() {
     }
 }
 
-/// Waits, if needed, until at least `margin` seconds remain in the current 30 s TOTP step,
-/// so a test can use the codes of the previous, current and next step without a step rolling.
-fn fresh_step(margin: u64) -> u64 {
-    let into = now() % 30;
-    if into + margin >= 30 {
-        std::thread::sleep(std::time::Duration::from_secs(30 - into));
-    }
-    now()
-}
-
 #[test]
 fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
     use vigil_protocol::{ConfirmRequest, LimitKind, SetLimitRequest};
-    let mut s = Signer::start(&["trader", "sentinel"], None);
+    let mut s = Signer::start(&["trader", "sentinel"]);
+    let operator = s.operator();
     let to = s.address("sentinel");
     let t = fresh_step(12);
-    let set = |amount: u128, code: String| {
+    let set = |amount: u64, code: String| {
         Op::SetLimit(SetLimitRequest {
             agent: "trader".parse().unwrap(),
             asset: "SOL".into(),
             limit: LimitKind::PerTx,
-            amount: vigil_protocol::Amount::from_base_units(amount),
+            amount: vigil_protocol::Amount::from_base_units(amount.into()),
             code,
         })
     };
@@ -414,14 +382,14 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
     };
     let mut c = s.client();
     let status = ok(c.call(Op::Status).unwrap());
-    let ceiling: u128 = status["agents"][1]["limits"]["assets"]["SOL"]["per_tx_ceiling"]
+    let ceiling: u64 = status["agents"][1]["limits"]["assets"]["SOL"]["per_tx_ceiling"]
         .as_str()
         .unwrap()
         .parse()
         .unwrap();
 
     // Above the signed ceiling: refused before the code is looked at (the code stays unspent).
-    let (kind, rule, msg) = err(c.call(set(ceiling + 1, s.code_at(t - 30))).unwrap());
+    let (kind, rule, msg) = err(c.call(set(ceiling + 1, operator.code_at(t - 30))).unwrap());
     assert_eq!(
         (kind.as_str(), rule.as_deref()),
         ("policy_denied", Some("per_tx_cap")),
@@ -429,11 +397,11 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
     );
     assert!(msg.contains("signed ceiling"), "{msg}");
     // A wrong code changes nothing.
-    let (kind, _, _) = err(c.call(set(SOL / 10, "000000".into())).unwrap());
+    let (kind, _, _) = err(c.call(set(SOL / 10, operator.wrong_code())).unwrap());
     assert_eq!(kind, "approval_invalid_code");
 
     // Lowered to 0.1 SOL with a code: a 0.25 SOL transfer is now refused by the lowered cap.
-    let r = ok(c.call(set(SOL / 10, s.code_at(t - 30))).unwrap());
+    let r = ok(c.call(set(SOL / 10, operator.code_at(t - 30))).unwrap());
     assert_eq!(
         (r["amount"].as_str(), r["limit"].as_str()),
         (Some("100000000"), Some("per_tx"))
@@ -458,12 +426,12 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
             code,
         })
     };
-    let r = ok(c.call(confirm(s.code_at(t))).unwrap());
+    let r = ok(c.call(confirm(operator.code_at(t))).unwrap());
     assert_eq!(
         (r["confirmed"].as_bool(), r["purpose"].as_str()),
         (Some(true), Some("go_live trader SOL"))
     );
-    let (kind, _, msg) = err(c.call(confirm(s.code_at(t))).unwrap());
+    let (kind, _, msg) = err(c.call(confirm(operator.code_at(t))).unwrap());
     assert_eq!(kind, "approval_invalid_code");
     assert!(msg.contains("already used"), "{msg}");
 
@@ -473,10 +441,10 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
     let mut c = s.client();
     let (_, rule, _) = err(c.call(quarter("q2")).unwrap());
     assert_eq!(rule.as_deref(), Some("per_tx_cap"));
-    let (kind, _, _) = err(c.call(confirm(s.code_at(t))).unwrap());
+    let (kind, _, _) = err(c.call(confirm(operator.code_at(t))).unwrap());
     assert_eq!(kind, "approval_invalid_code");
     // Raised back to the ceiling with the next code: the transfer signs.
-    ok(c.call(set(ceiling, s.code_at(t + 30))).unwrap());
+    ok(c.call(set(ceiling, operator.code_at(t + 30))).unwrap());
     assert_eq!(ok(c.call(quarter("q3")).unwrap())["status"], "signed");
 
     // Every step is in the verified audit chain.
@@ -486,7 +454,8 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let types: Vec<String> = read_audit(&s.audit_path())
+    let types: Vec<String> = s
+        .audit()
         .iter()
         .map(|e| e["event"]["type"].as_str().unwrap_or_default().to_string())
         .collect();
@@ -498,7 +467,7 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
 #[test]
 fn audit_op_verifies_the_chain_from_inside_the_confined_signer() {
     use vigil_protocol::message::AuditRequest;
-    let s = Signer::start(&["trader", "sentinel"], None);
+    let s = Signer::start(&["trader", "sentinel"]);
     let mut c = s.client();
     let to = s.address("sentinel");
     ok(c.call(sign_op(

@@ -3,15 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::*;
+use vigil_testkit::Signer;
+use vigil_testkit::host::binary;
 
-fn serve_fails(s: &Signer, cmd: &mut Command, needle: &str) {
-    let _ = s;
+fn serve_fails(mut cmd: Command, needle: &str) {
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "signer started but should not have");
@@ -19,7 +17,7 @@ fn serve_fails(s: &Signer, cmd: &mut Command, needle: &str) {
 }
 
 fn stopped(agents: &[&str]) -> Signer {
-    let mut s = Signer::start(agents, None);
+    let mut s = Signer::start(agents);
     s.kill9();
     s
 }
@@ -27,32 +25,22 @@ fn stopped(agents: &[&str]) -> Signer {
 #[test]
 fn no_passphrase_means_no_start() {
     let s = stopped(&["trader"]);
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(binary("vigil-signer"));
     cmd.args(["serve", "--state-dir"])
         .arg(s.state())
         .arg("--socket")
-        .arg(&s.socket)
+        .arg(s.socket())
         .env_remove("CREDENTIALS_DIRECTORY");
-    serve_fails(&s, &mut cmd, "--passphrase-file");
+    serve_fails(cmd, "--passphrase-file");
 }
 
 #[test]
 fn wrong_passphrase_is_refused() {
     let s = stopped(&["trader"]);
-    let bad = s.dir.path().join("bad-pass");
+    let bad = s.dir().join("bad-pass");
     std::fs::write(&bad, "not the passphrase\n").unwrap();
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let cmd = s.serve_command();
-    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
-    let mut cmd = Command::new(BIN);
-    for a in &args {
-        if a.to_string_lossy().ends_with("dev/passphrase") {
-            cmd.arg(&bad);
-        } else {
-            cmd.arg(a);
-        }
-    }
-    serve_fails(&s, &mut cmd, "passphrase");
+    serve_fails(s.serve_command_with_passphrase(&bad), "passphrase");
 }
 
 #[test]
@@ -61,10 +49,10 @@ fn tampered_or_unsigned_policy_is_refused() {
     let policy = s.state().join("policy/policy.toml");
     let text = std::fs::read_to_string(&policy).unwrap();
     std::fs::write(&policy, text.replace("\"1000000000\"", "\"9000000000\"")).unwrap();
-    serve_fails(&s, &mut s.serve_command(), "signature");
+    serve_fails(s.serve_command(), "signature");
     std::fs::write(&policy, &text).unwrap();
     std::fs::remove_file(s.state().join("policy/policy.toml.sig")).unwrap();
-    serve_fails(&s, &mut s.serve_command(), "policy.toml.sig");
+    serve_fails(s.serve_command(), "policy.toml.sig");
 }
 
 #[test]
@@ -72,7 +60,7 @@ fn exposed_or_corrupted_key_files_are_refused() {
     let s = stopped(&["trader"]);
     let key = s.state().join("keystore/agent.trader.solana.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    serve_fails(&s, &mut s.serve_command(), "chmod 600");
+    serve_fails(s.serve_command(), "chmod 600");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let text = std::fs::read_to_string(&key).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -84,19 +72,15 @@ fn exposed_or_corrupted_key_files_are_refused() {
     );
     v["ciphertext"] = serde_json::Value::String(flipped);
     std::fs::write(&key, serde_json::to_string(&v).unwrap()).unwrap();
-    serve_fails(&s, &mut s.serve_command(), "agent.trader.solana.key");
+    serve_fails(s.serve_command(), "agent.trader.solana.key");
     std::fs::write(&key, "{ not json").unwrap();
-    serve_fails(&s, &mut s.serve_command(), "agent.trader.solana.key");
+    serve_fails(s.serve_command(), "agent.trader.solana.key");
 }
 
 #[test]
 fn dev_init_never_overwrites_a_keystore() {
     let s = stopped(&["trader"]);
-    let out = Command::new(BIN)
-        .args(["dev-init", "--agents", "trader", "--state-dir"])
-        .arg(s.state())
-        .output()
-        .unwrap();
+    let out = s.run(&["dev-init", "--agents", "trader"], &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("never overwrites"));
 }

@@ -7,27 +7,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::*;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use totp_rs::TOTP;
 use vigil_ceremony::CeremonyError;
 use vigil_ceremony::backup::Backup;
 use vigil_ceremony::config::CeremonyConfig;
-use vigil_ceremony::new::{NewCeremony, Operator, Outcome, run};
+use vigil_ceremony::new::{NewCeremony, Outcome, run};
 use vigil_protocol::Network;
 use vigil_signer::import::manifest::{self, FileInfo, Manifest};
 use vigil_signer::keys::Ed25519Key;
 use vigil_signer::keystore::{self, KdfParams};
 use vigil_signer::policy;
-
-const PASS: &str = "velvet-otter-quarry-lantern-9";
+use vigil_testkit::ceremony::{CeremonyPlan, PASSPHRASE, ceremony_policy};
+use vigil_testkit::host::binary;
+use vigil_testkit::requests::{SOME_BLOCKHASH, err, ok, sign_op, transfer};
+use vigil_testkit::{Operator, SOL, Signer, unix_now};
 
 /// A recipient the test policy allows.
 fn recipient() -> String {
@@ -35,10 +33,7 @@ fn recipient() -> String {
 }
 
 fn policy_text() -> String {
-    format!(
-        "version = 1\n[agents.trader]\nactions = [\"transfer\"]\nnetworks = [\"solana:devnet\"]\nrecipients = [\"{}\"]\nrate_limit_per_minute = 30\n[agents.trader.assets.SOL]\nchain = \"solana\"\nper_tx_cap = \"2000000000\"\nvelocity_24h = \"10000000000\"\napproval_threshold = \"500000000\"\n",
-        recipient()
-    )
+    ceremony_policy(&[&recipient()]).to_toml()
 }
 
 /// The operator at the ceremony: approves the policy and types the authenticator's code.
@@ -46,32 +41,30 @@ struct Operator1 {
     uri: Option<String>,
 }
 
-impl Operator for Operator1 {
+impl vigil_ceremony::new::Operator for Operator1 {
     fn show(&mut self, _: &str) {}
     fn approve_policy(&mut self, _: &str) -> Result<bool, CeremonyError> {
         Ok(true)
     }
     fn enrol(&mut self, uri: &str, _: &str, _: u32) -> Result<String, CeremonyError> {
         self.uri = Some(uri.to_owned());
-        Ok(TOTP::from_url(uri).unwrap().generate(now()))
+        Ok(Operator::from_uri(uri).code())
     }
     fn progress(&mut self, _: usize, _: usize, _: &str) {}
     fn progress_done(&mut self) {}
     fn now(&self) -> u64 {
-        now()
+        unix_now()
     }
 }
 
 /// Runs a ceremony into `<dir>/made` (the ceremony machine's view of the stick).
-fn ceremony(dir: &Path) -> (PathBuf, Outcome, String) {
+fn ceremony(dir: &Path) -> (PathBuf, Outcome, Operator) {
     let made = dir.join("made");
     std::fs::create_dir_all(&made).unwrap();
     let c = NewCeremony {
         out: made.clone(),
-        config: CeremonyConfig::parse(
-            "[agents.trader]\nchains = [\"solana\"]\n[agents.sentinel]\nchains = [\"solana\"]\n",
-        )
-        .unwrap(),
+        config: CeremonyConfig::parse(&CeremonyPlan::solana(&["trader", "sentinel"]).to_toml())
+            .unwrap(),
         policy_bytes: policy_text().into_bytes(),
         keep_policy_key: true,
         online_interfaces: vec![],
@@ -81,8 +74,98 @@ fn ceremony(dir: &Path) -> (PathBuf, Outcome, String) {
         backup: Backup::None,
     };
     let mut op = Operator1 { uri: None };
-    let outcome = run(&c, &SecretString::from(PASS.to_owned()), &mut op).unwrap();
-    (made, outcome, op.uri.unwrap())
+    let outcome = run(&c, &SecretString::from(PASSPHRASE.to_owned()), &mut op).unwrap();
+    (made, outcome, Operator::from_uri(&op.uri.unwrap()))
+}
+
+/// An appliance with an empty state dir and the keystore passphrase, and the stick made
+/// from `made` (a FAT image in `dir`) as the appliance copies it off.
+struct Appliance {
+    dir: tempfile::TempDir,
+    state: PathBuf,
+    pass: PathBuf,
+    mounted: PathBuf,
+}
+
+impl Appliance {
+    fn with_stick(dir: &Path, made: &Path) -> (Appliance, Stick) {
+        let stick = Stick::blank(dir, "stick.img");
+        stick.write_tree(made);
+        let mounted = stick.copy_out(&dir.join("mounted"));
+        let appliance = tempfile::tempdir().unwrap();
+        let state = appliance.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let pass = passphrase_file(appliance.path());
+        (
+            Appliance {
+                dir: appliance,
+                state,
+                pass,
+                mounted,
+            },
+            stick,
+        )
+    }
+}
+
+/// (address, fingerprint) of each agent in an import report (`import`, `import_status`).
+fn shown_fingerprints(report: &Value) -> Vec<(String, String)> {
+    report["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["address"].as_str().unwrap().to_owned(),
+                a["fingerprint"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// (address, fingerprint) of each agent of the ceremony's manifest.
+fn ceremony_fingerprints(outcome: &Outcome) -> Vec<(String, String)> {
+    outcome
+        .manifest
+        .agents
+        .iter()
+        .map(|a| (a.address.clone(), a.fingerprint.clone()))
+        .collect()
+}
+
+/// The address the ceremony gave `agent`.
+fn ceremony_address(outcome: &Outcome, agent: &str) -> String {
+    outcome
+        .manifest
+        .agents
+        .iter()
+        .find(|a| a.agent.as_str() == agent)
+        .unwrap()
+        .address
+        .clone()
+}
+
+/// Trader sends 0.1 SOL to the policy's recipient; the fee payer (who signed) of the signed
+/// transaction, whose signatures verify.
+fn trader_signs(s: &Signer, key: &str) -> String {
+    let signed = ok(s
+        .client()
+        .call(sign_op(
+            "trader",
+            transfer(&recipient(), SOL / 10, Network::Devnet),
+            key,
+            SOME_BLOCKHASH,
+        ))
+        .unwrap());
+    assert_eq!(signed["status"], "signed");
+    let wire = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        signed["tx"].as_str().unwrap(),
+    )
+    .unwrap();
+    let tx: solana_transaction::Transaction = bincode::deserialize(&wire).unwrap();
+    assert!(tx.verify().is_ok(), "signed by the fee payer's key");
+    tx.message.account_keys[0].to_string()
 }
 
 /// A FAT32 image standing in for the USB stick.
@@ -196,7 +279,7 @@ impl Stick {
 }
 
 fn signer(args: &[&str], paths: &[&Path]) -> Output {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(binary("vigil-signer"));
     cmd.args(args);
     for p in paths {
         cmd.arg(p);
@@ -205,7 +288,7 @@ fn signer(args: &[&str], paths: &[&Path]) -> Output {
 }
 
 fn import(stick: &Path, state: &Path, replace: bool) -> Output {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(binary("vigil-signer"));
     cmd.arg("import").arg(stick).arg("--state-dir").arg(state);
     if replace {
         cmd.arg("--replace");
@@ -214,7 +297,7 @@ fn import(stick: &Path, state: &Path, replace: bool) -> Output {
 }
 
 fn confirm(state: &Path, digest: &str, code: &str, pass: &Path) -> Output {
-    Command::new(BIN)
+    Command::new(binary("vigil-signer"))
         .arg("import-confirm")
         .arg("--state-dir")
         .arg(state)
@@ -228,7 +311,7 @@ fn confirm(state: &Path, digest: &str, code: &str, pass: &Path) -> Output {
 fn passphrase_file(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let p = dir.join("passphrase");
-    std::fs::write(&p, format!("{PASS}\n")).unwrap();
+    std::fs::write(&p, format!("{PASSPHRASE}\n")).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     p
 }
@@ -265,43 +348,29 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn a_ceremony_stick_imports_and_the_signer_signs_for_its_agents() {
     let dir = tempfile::tempdir().unwrap();
-    let (made, outcome, uri) = ceremony(dir.path());
-    let stick = Stick::blank(dir.path(), "stick.img");
-    stick.write_tree(&made);
+    let (made, outcome, operator) = ceremony(dir.path());
+    let (appliance, stick) = Appliance::with_stick(dir.path(), &made);
     assert_eq!(
         stick.get("manifest.json"),
         std::fs::read(made.join("manifest.json")).unwrap()
     );
-    let mounted = stick.copy_out(&dir.path().join("mounted"));
-
-    let appliance = tempfile::tempdir().unwrap();
-    let state = appliance.path().join("state");
-    std::fs::create_dir(&state).unwrap();
-    let pass = passphrase_file(appliance.path());
+    let Appliance {
+        dir: appliance,
+        state,
+        pass,
+        mounted,
+    } = appliance;
 
     // Import stages; nothing is live yet.
     let out = check(import(&mounted, &state, false), "import");
     let staged: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(staged["staged"], true);
     assert_eq!(staged["manifest_digest"], outcome.manifest_digest.as_str());
-    let shown: Vec<(String, String)> = staged["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["address"].as_str().unwrap().to_owned(),
-                a["fingerprint"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    let want: Vec<(String, String)> = outcome
-        .manifest
-        .agents
-        .iter()
-        .map(|a| (a.address.clone(), a.fingerprint.clone()))
-        .collect();
-    assert_eq!(shown, want, "the fingerprints shown are the ceremony's");
+    assert_eq!(
+        shown_fingerprints(&staged),
+        ceremony_fingerprints(&outcome),
+        "the fingerprints shown are the ceremony's"
+    );
     assert!(!state.join("keystore").exists());
     let status = check(
         signer(&["import-status", "--state-dir"], &[&state]),
@@ -313,7 +382,7 @@ fn a_ceremony_stick_imports_and_the_signer_signs_for_its_agents() {
     );
 
     // Confirmation: the digest the operator compared, and the NEW authenticator's code.
-    let code = TOTP::from_url(&uri).unwrap().generate(now());
+    let code = operator.code();
     let before = tree_hash(&state);
     let wrong_digest = confirm(&state, &"ab".repeat(32), &code, &pass);
     assert!(
@@ -321,8 +390,12 @@ fn a_ceremony_stick_imports_and_the_signer_signs_for_its_agents() {
         "{}",
         stderr(&wrong_digest)
     );
-    let wrong_code = if code == "123456" { "654321" } else { "123456" };
-    let refused = confirm(&state, &outcome.manifest_digest, wrong_code, &pass);
+    let refused = confirm(
+        &state,
+        &outcome.manifest_digest,
+        &operator.wrong_code(),
+        &pass,
+    );
     assert!(
         stderr(&refused).contains("wrong code"),
         "{}",
@@ -347,31 +420,17 @@ fn a_ceremony_stick_imports_and_the_signer_signs_for_its_agents() {
     assert!(!state.join("keystore/policy-signing.key").exists());
 
     // A real confined signer on the imported state signs for the imported agents.
-    let init = json!({"agents": outcome.manifest.agents.iter().map(|a| json!({"agent": a.agent, "addresses": {"solana": a.address}})).collect::<Vec<_>>()});
-    let s = Signer::serve_existing(appliance, pass, init);
+    let s = Signer::serve_existing(appliance, &pass);
     let hello = ok(s.client().call(vigil_protocol::Op::Hello).unwrap());
     assert_eq!(
         hello["policy_digest"],
         outcome.manifest.policy_digest.as_str()
     );
-    let signed = ok(s
-        .client()
-        .call(sign_op(
-            "trader",
-            transfer(&recipient(), SOL / 10, Network::Devnet),
-            "usb1",
-            SOME_BLOCKHASH,
-        ))
-        .unwrap());
-    assert_eq!(signed["status"], "signed");
-    let wire = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        signed["tx"].as_str().unwrap(),
-    )
-    .unwrap();
-    let tx: solana_transaction::Transaction = bincode::deserialize(&wire).unwrap();
-    assert_eq!(tx.message.account_keys[0].to_string(), s.address("trader"));
-    assert!(tx.verify().is_ok(), "signed by the imported trader key");
+    assert_eq!(
+        trader_signs(&s, "usb1"),
+        ceremony_address(&outcome, "trader"),
+        "signed by the imported trader key"
+    );
 }
 
 /// `import_status` / `import_confirm` over the socket of a real confined signer: a first
@@ -384,18 +443,15 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
     use vigil_protocol::{ImportConfirmRequest, Op};
 
     let dir = tempfile::tempdir().unwrap();
-    let (made, outcome, uri) = ceremony(dir.path());
-    let stick = Stick::blank(dir.path(), "stick.img");
-    stick.write_tree(&made);
-    let mounted = stick.copy_out(&dir.path().join("mounted"));
-    let appliance = tempfile::tempdir().unwrap();
-    let state = appliance.path().join("state");
-    std::fs::create_dir(&state).unwrap();
-    let pass = passphrase_file(appliance.path());
-    check(import(&mounted, &state, false), "import");
+    let (made, outcome, operator) = ceremony(dir.path());
+    let (appliance, _stick) = Appliance::with_stick(dir.path(), &made);
+    check(
+        import(&appliance.mounted, &appliance.state, false),
+        "import",
+    );
 
     // First install: the signer serves without keys, waiting for the staged import.
-    let mut s = Signer::serve_existing(appliance, pass, json!({"agents": []}));
+    let mut s = Signer::serve_existing(appliance.dir, &appliance.pass);
     let hello = ok(s.client().call(Op::Hello).unwrap());
     assert_eq!(hello["agents"], json!([]));
     let status = ok(s.client().call(Op::ImportStatus).unwrap());
@@ -404,25 +460,9 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
         (&json!(true), &json!(true))
     );
     assert_eq!(status["manifest_digest"], outcome.manifest_digest.as_str());
-    let shown: Vec<(String, String)> = status["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["address"].as_str().unwrap().into(),
-                a["fingerprint"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
-    let want: Vec<(String, String)> = outcome
-        .manifest
-        .agents
-        .iter()
-        .map(|a| (a.address.clone(), a.fingerprint.clone()))
-        .collect();
     assert_eq!(
-        shown, want,
+        shown_fingerprints(&status),
+        ceremony_fingerprints(&outcome),
         "import_status shows the ceremony's fingerprints"
     );
     let (kind, _, msg) = err(s
@@ -443,19 +483,17 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
             code: code.into(),
         })
     };
-    let totp = TOTP::from_url(&uri).unwrap();
     let staged_before = tree_hash(&s.state().join("import-staged"));
     let (kind, _, msg) = err(s
         .client()
-        .call(confirm_op(&"ab".repeat(32), &totp.generate(now())))
+        .call(confirm_op(&"ab".repeat(32), &operator.code()))
         .unwrap());
     assert_eq!(kind, "bad_request");
     assert!(msg.contains("not those of the staged stick"), "{msg}");
-    let code = totp.generate(now());
-    let wrong = if code == "123456" { "654321" } else { "123456" };
+    let code = operator.code();
     let (kind, _, msg) = err(s
         .client()
-        .call(confirm_op(&outcome.manifest_digest, wrong))
+        .call(confirm_op(&outcome.manifest_digest, &operator.wrong_code()))
         .unwrap());
     assert_eq!(kind, "approval_invalid_code");
     assert!(msg.contains("THIS ceremony"), "{msg}");
@@ -477,7 +515,6 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
     assert_eq!(s.wait_exit(Duration::from_secs(10)).code(), Some(75));
 
     // The restart applies it: the imported agents, the ceremony's policy, signing works.
-    s.init = json!({"agents": outcome.manifest.agents.iter().map(|a| json!({"agent": a.agent, "addresses": {"solana": a.address}})).collect::<Vec<_>>()});
     s.spawn();
     assert!(!s.state().join("import-staged").exists());
     let hello = ok(s.client().call(Op::Hello).unwrap());
@@ -491,31 +528,16 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
         (&status["staged"], &status["awaiting_keys"]),
         (&json!(false), &json!(false))
     );
-    let signed = ok(s
-        .client()
-        .call(sign_op(
-            "trader",
-            transfer(&recipient(), SOL / 10, Network::Devnet),
-            "usb2",
-            SOME_BLOCKHASH,
-        ))
-        .unwrap());
-    assert_eq!(signed["status"], "signed");
-    let wire = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        signed["tx"].as_str().unwrap(),
-    )
-    .unwrap();
-    let tx: solana_transaction::Transaction = bincode::deserialize(&wire).unwrap();
-    assert_eq!(tx.message.account_keys[0].to_string(), s.address("trader"));
-    assert!(tx.verify().is_ok());
+    assert_eq!(
+        trader_signs(&s, "usb2"),
+        ceremony_address(&outcome, "trader")
+    );
 
     // A second ceremony replaces the running signer's keys: staged with --replace, seen at
     // the next start; the CURRENT authenticator's code is not the new one's.
     let dir2 = tempfile::tempdir().unwrap();
-    let (made2, outcome2, uri2) = ceremony(dir2.path());
+    let (made2, outcome2, operator2) = ceremony(dir2.path());
     check(import(&made2, &s.state(), true), "import --replace");
-    hand_to_service_user(&s.state());
     s.restart();
     let status = ok(s.client().call(Op::ImportStatus).unwrap());
     assert_eq!(status["manifest_digest"], outcome2.manifest_digest.as_str());
@@ -523,7 +545,7 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
         (&status["replace"], &status["awaiting_keys"]),
         (&json!(true), &json!(false))
     );
-    let current = totp.generate(now() + 30);
+    let current = operator.code_at(unix_now() + 30);
     let (kind, _, _) = err(s
         .client()
         .call(confirm_op(&outcome2.manifest_digest, &current))
@@ -536,12 +558,11 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
         "nothing changed"
     );
     // One step later than the first confirmation: a code is used once across secrets.
-    let code2 = TOTP::from_url(&uri2).unwrap().generate(now() + 30);
+    let code2 = operator2.code_at(unix_now() + 30);
     ok(s.client()
         .call(confirm_op(&outcome2.manifest_digest, &code2))
         .unwrap());
     assert_eq!(s.wait_exit(Duration::from_secs(10)).code(), Some(75));
-    s.init = json!({"agents": outcome2.manifest.agents.iter().map(|a| json!({"agent": a.agent, "addresses": {"solana": a.address}})).collect::<Vec<_>>()});
     s.spawn();
     let hello = ok(s.client().call(Op::Hello).unwrap());
     let trader = hello["agents"]
@@ -550,17 +571,10 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
         .iter()
         .find(|a| a["agent"] == "trader")
         .unwrap();
-    assert_eq!(trader["addresses"]["solana"], s.address("trader").as_str());
-    assert_ne!(
-        s.address("trader"),
-        outcome
-            .manifest
-            .agents
-            .iter()
-            .find(|a| a.agent.as_str() == "trader")
-            .unwrap()
-            .address
-    );
+    let new_trader = ceremony_address(&outcome2, "trader");
+    assert_eq!(trader["addresses"]["solana"], new_trader.as_str());
+    assert_ne!(new_trader, ceremony_address(&outcome, "trader"));
+    assert_eq!(trader_signs(&s, "usb3"), new_trader);
     // The previous keys are kept under imports/; the audit log verifies and tells the story.
     assert_eq!(
         std::fs::read_dir(s.state().join("imports"))
@@ -570,7 +584,8 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
     );
     let verified = s.audit_verify(&[]);
     assert!(verified.status.success(), "{}", stderr(&verified));
-    let types: Vec<String> = read_audit(&s.audit_path())
+    let types: Vec<String> = s
+        .audit()
         .iter()
         .map(|e| e["event"]["type"].as_str().unwrap_or_default().to_owned())
         .collect();
@@ -596,7 +611,7 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
 fn resign_manifest(made: &Path, stick: &Stick, edit: impl FnOnce(&mut Manifest)) {
     let entry = keystore::read_entry(
         &made.join("policy-key/policy-signing.key"),
-        &SecretString::from(PASS.to_owned()),
+        &SecretString::from(PASSPHRASE.to_owned()),
     )
     .unwrap();
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);
@@ -616,35 +631,32 @@ fn resign_manifest(made: &Path, stick: &Stick, edit: impl FnOnce(&mut Manifest))
 #[test]
 fn bad_sticks_are_refused_each_with_its_own_message_and_nothing_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let (made, outcome, uri) = ceremony(&dir.path().join("a"));
+    let (made, outcome, operator) = ceremony(&dir.path().join("a"));
     let (other, _, _) = ceremony(&dir.path().join("b"));
 
     // An appliance that already runs on ceremony A.
-    let appliance = tempfile::tempdir().unwrap();
-    let state = appliance.path().join("state");
-    std::fs::create_dir(&state).unwrap();
-    let pass = passphrase_file(appliance.path());
-    let good = Stick::blank(dir.path(), "good.img");
-    good.write_tree(&made);
+    let (appliance, _good) = Appliance::with_stick(dir.path(), &made);
+    let state = &appliance.state;
+    check(import(&appliance.mounted, state, false), "import");
     check(
-        import(&good.copy_out(&dir.path().join("good")), &state, false),
-        "import",
-    );
-    let code = TOTP::from_url(&uri).unwrap().generate(now());
-    check(
-        confirm(&state, &outcome.manifest_digest, &code, &pass),
+        confirm(
+            state,
+            &outcome.manifest_digest,
+            &operator.code(),
+            &appliance.pass,
+        ),
         "confirm",
     );
-    let before = tree_hash(&state);
+    let before = tree_hash(state);
 
     // The same, good stick again without --replace: refused, the keys are never overwritten.
-    let again = import(&dir.path().join("good"), &state, false);
+    let again = import(&appliance.mounted, state, false);
     assert!(
         stderr(&again).contains("already holds a keystore") && stderr(&again).contains("--replace"),
         "{}",
         stderr(&again)
     );
-    assert_eq!(tree_hash(&state), before);
+    assert_eq!(tree_hash(state), before);
 
     type Tamper<'a> = Box<dyn Fn(&Stick) + 'a>;
     let made2 = made.clone();
@@ -703,21 +715,21 @@ fn bad_sticks_are_refused_each_with_its_own_message_and_nothing_changes() {
         stick.write_tree(&made);
         tamper(&stick);
         let mounted = stick.copy_out(&dir.path().join(format!("bad{i}")));
-        let out = import(&mounted, &state, true);
+        let out = import(&mounted, state, true);
         assert!(!out.status.success(), "{name}: accepted");
         let msg = stderr(&out);
         assert!(msg.contains(want), "{name}: {msg}");
-        assert_eq!(tree_hash(&state), before, "{name}: the state dir changed");
+        assert_eq!(tree_hash(state), before, "{name}: the state dir changed");
         messages.push(msg);
     }
     let empty = Stick::blank(dir.path(), "empty.img");
-    let out = import(&empty.copy_out(&dir.path().join("empty")), &state, true);
+    let out = import(&empty.copy_out(&dir.path().join("empty")), state, true);
     let msg = stderr(&out);
     assert!(
         msg.contains("this is not a Vigil ceremony stick"),
         "empty: {msg}"
     );
-    assert_eq!(tree_hash(&state), before);
+    assert_eq!(tree_hash(state), before);
     messages.push(msg);
     messages.sort();
     messages.dedup();

@@ -1,0 +1,196 @@
+//! A key ceremony's inputs as an operator prepares them (the ceremony config, the policy to
+//! sign, the passphrase file, an empty stick, a fake `/sys/class/net` with the interfaces the
+//! machine should appear to have), and `vigil-ceremony new` driven over its terminal as the
+//! operator drives it: approve the policy, read the `otpauth://` URI, type the code.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Serialize;
+
+use crate::host::SOL;
+use crate::operator::Operator;
+use crate::policy::{AgentRules, Policy};
+
+/// The keystore passphrase of the tests' ceremonies.
+pub const PASSPHRASE: &str = "velvet-otter-quarry-lantern-9";
+
+/// The ceremony config file (`ceremony/src/config.rs`): who runs it, which agents on which
+/// chains.
+#[derive(Clone, Debug, Serialize)]
+pub struct CeremonyPlan {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operator: Option<String>,
+    agents: std::collections::BTreeMap<String, AgentChains>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct AgentChains {
+    chains: Vec<String>,
+}
+
+impl CeremonyPlan {
+    /// Solana keys for each of `agents`, no operator name.
+    pub fn solana(agents: &[&str]) -> CeremonyPlan {
+        CeremonyPlan {
+            operator: None,
+            agents: agents
+                .iter()
+                .map(|a| {
+                    (
+                        (*a).to_owned(),
+                        AgentChains {
+                            chains: vec!["solana".into()],
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Names the operator on the record.
+    pub fn operator(mut self, name: &str) -> CeremonyPlan {
+        self.operator = Some(name.to_owned());
+        self
+    }
+
+    /// The file's text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a ceremony plan always serialises")
+    }
+}
+
+/// The policy the tests' ceremonies sign: Trader may pay `recipients` on devnet, 2 SOL a
+/// transfer, 10 SOL a day, the operator above 0.5 SOL, 30 requests a minute.
+pub fn ceremony_policy(recipients: &[&str]) -> Policy {
+    Policy::new().agent(
+        "trader",
+        AgentRules::sol(2 * SOL, 10 * SOL, SOL / 2).recipients(recipients.iter().copied()),
+    )
+}
+
+/// The files a ceremony reads, in one directory, and the stick it writes to.
+#[derive(Clone, Debug)]
+pub struct CeremonyInputs {
+    /// `ceremony.toml`.
+    pub config: PathBuf,
+    /// `policy.toml`.
+    pub policy: PathBuf,
+    /// `pass` (mode 0600).
+    pub passphrase_file: PathBuf,
+    /// `stick/`, empty.
+    pub stick: PathBuf,
+    /// `sys/`: a fake `/sys/class/net`, loopback only (air-gapped) until changed.
+    pub sys: PathBuf,
+}
+
+impl CeremonyInputs {
+    /// Writes Alice's plan for Trader, [`ceremony_policy`] with no recipients, the passphrase
+    /// and an air-gapped machine into `dir`.
+    pub fn write(dir: &Path) -> CeremonyInputs {
+        let inputs = CeremonyInputs {
+            config: dir.join("ceremony.toml"),
+            policy: dir.join("policy.toml"),
+            passphrase_file: dir.join("pass"),
+            stick: dir.join("stick"),
+            sys: dir.join("sys"),
+        };
+        let write = |path: &Path, text: &str| {
+            std::fs::write(path, text)
+                .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        };
+        write(
+            &inputs.config,
+            &CeremonyPlan::solana(&["trader"])
+                .operator("alice")
+                .to_toml(),
+        );
+        write(&inputs.policy, &ceremony_policy(&[]).to_toml());
+        write(&inputs.passphrase_file, &format!("{PASSPHRASE}\n"));
+        std::fs::set_permissions(
+            &inputs.passphrase_file,
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod 600 on the passphrase file");
+        std::fs::create_dir(&inputs.stick).expect("the stick dir");
+        inputs.interfaces(&[("lo", "unknown", "0x9")]);
+        inputs
+    }
+
+    /// Adds network interfaces `(name, operstate, flags)` to the fake `/sys/class/net`.
+    pub fn interfaces(&self, ifaces: &[(&str, &str, &str)]) {
+        for (name, state, flags) in ifaces {
+            let d = self.sys.join(name);
+            std::fs::create_dir_all(&d).expect("an interface dir");
+            std::fs::write(d.join("operstate"), format!("{state}\n")).expect("operstate");
+            std::fs::write(d.join("flags"), format!("{flags}\n")).expect("flags");
+        }
+    }
+
+    /// `vigil-ceremony new` on these inputs (test-cost KDF), not started.
+    pub fn command(&self, bin: &Path) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.arg("new")
+            .arg("--out")
+            .arg(&self.stick)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--policy")
+            .arg(&self.policy)
+            .arg("--passphrase-file")
+            .arg(&self.passphrase_file)
+            .arg("--insecure-test-kdf")
+            .arg("--sys-class-net")
+            .arg(&self.sys);
+        cmd
+    }
+
+    /// Runs the ceremony at `bin` to the end as the operator would; the authenticator it
+    /// enrolled.
+    pub fn run_as_operator(&self, bin: &Path) -> Operator {
+        let mut child = self
+            .command(bin)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting vigil-ceremony");
+        let mut stdin = child.stdin.take().expect("its stdin");
+        stdin.write_all(b"yes\n").expect("approving the policy");
+        let mut stdout = BufReader::new(child.stdout.take().expect("its stdout"));
+        let (uri, _) = read_until_uri(&mut stdout);
+        let operator = Operator::from_uri(&uri);
+        stdin
+            .write_all(format!("{}\n", operator.code()).as_bytes())
+            .expect("typing the code");
+        drop(stdin);
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).expect("its output");
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            e.read_to_string(&mut err).expect("its stderr");
+        }
+        let status = child.wait().expect("waiting for the ceremony");
+        assert!(status.success(), "ceremony failed: {err}\n{rest}");
+        operator
+    }
+}
+
+/// Reads the ceremony's terminal output up to the line with the `otpauth://` URI; the URI and
+/// everything read.
+pub fn read_until_uri(stdout: &mut impl BufRead) -> (String, String) {
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).expect("the ceremony's output") > 0,
+            "the ceremony printed no otpauth URI: {seen}"
+        );
+        seen.push_str(&line);
+        if let Some(at) = line.find("otpauth://") {
+            return (line[at..].trim().to_owned(), seen);
+        }
+    }
+}

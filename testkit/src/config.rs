@@ -1,0 +1,315 @@
+//! The orchestrator's configuration built as values and written as the TOML it reads
+//! (`orchestrator/src/config.rs`): the daemon gets the file, an in-process orchestrator the
+//! [`Config`] parsed from the same text, so both paths go through the real parser and its checks.
+//!
+//! An [`AgentSpec`] starts as a paper agent on the scripted provider that may transfer or hold
+//! up to half its balance, deciding hourly; tests change what they test.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use vigil_orchestrator::config::Config;
+use vigil_orchestrator::scheduler::Orchestrator;
+use vigil_orchestrator::signer_client::SignerClient;
+use vigil_orchestrator::store::Store;
+
+/// The provider name of the scripted LLM.
+pub const SCRIPTED: &str = "scripted";
+/// The name of the systemd credential holding the bot token in the tests' configs.
+pub const BOT_TOKEN_CREDENTIAL: &str = "bot-token";
+
+/// A whole orchestrator configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConfigBuilder {
+    signer_socket: PathBuf,
+    state_db: PathBuf,
+    daily_llm_usd_cap_micros: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    solana_rpc_url: Option<String>,
+    providers: BTreeMap<String, ProviderSpec>,
+    agents: Vec<AgentSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    telegram: Option<TelegramSpec>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct ProviderSpec {
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    script: Option<PathBuf>,
+    prices: Prices,
+}
+
+/// Free: the tests' providers cost nothing, so the cost gate never decides for them.
+#[derive(Clone, Copy, Debug, Serialize)]
+struct Prices {
+    prompt_micros_per_mtok: u64,
+    completion_micros_per_mtok: u64,
+}
+
+const FREE: Prices = Prices {
+    prompt_micros_per_mtok: 0,
+    completion_micros_per_mtok: 0,
+};
+
+#[derive(Clone, Debug, Serialize)]
+struct TelegramSpec {
+    operators: Vec<i64>,
+    api_url: String,
+    token_credential: String,
+    pending_expiry_secs: u64,
+}
+
+/// One agent.
+#[derive(Clone, Debug, Serialize)]
+pub struct AgentSpec {
+    id: String,
+    system_prompt: String,
+    provider: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback_provider: Option<String>,
+    model: String,
+    temperature: f64,
+    max_tokens: u32,
+    schedule_secs: u64,
+    mode: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    live_assets: Vec<String>,
+    confirm_transfers: bool,
+    risk: RiskSpec,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct RiskSpec {
+    allowed_actions: Vec<String>,
+    max_fraction_per_tx_bps: u32,
+    peers: Vec<PeerSpec>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct PeerSpec {
+    label: String,
+    address: String,
+}
+
+impl ConfigBuilder {
+    /// A config for the signer at `signer_socket` and the state in `state_db`, no providers,
+    /// no agents, no chain, no bot.
+    pub fn new(signer_socket: &Path, state_db: &Path) -> ConfigBuilder {
+        ConfigBuilder {
+            signer_socket: signer_socket.to_owned(),
+            state_db: state_db.to_owned(),
+            daily_llm_usd_cap_micros: 1_000_000,
+            solana_rpc_url: None,
+            providers: BTreeMap::new(),
+            agents: Vec::new(),
+            telegram: None,
+        }
+    }
+
+    /// The Solana JSON-RPC endpoint.
+    pub fn rpc(mut self, url: &str) -> ConfigBuilder {
+        self.solana_rpc_url = Some(url.to_owned());
+        self
+    }
+
+    /// The scripted provider ([`SCRIPTED`]) answering from the file at `script`.
+    pub fn scripted(mut self, script: &Path) -> ConfigBuilder {
+        self.providers.insert(
+            SCRIPTED.into(),
+            ProviderSpec {
+                kind: "scripted",
+                base_url: None,
+                script: Some(script.to_owned()),
+                prices: FREE,
+            },
+        );
+        self
+    }
+
+    /// An OpenAI-compatible provider `name` at `base_url`, without a key.
+    pub fn openai(mut self, name: &str, base_url: &str) -> ConfigBuilder {
+        self.providers.insert(
+            name.into(),
+            ProviderSpec {
+                kind: "openai",
+                base_url: Some(base_url.to_owned()),
+                script: None,
+                prices: FREE,
+            },
+        );
+        self
+    }
+
+    /// Adds an agent.
+    pub fn agent(mut self, agent: AgentSpec) -> ConfigBuilder {
+        self.agents.push(agent);
+        self
+    }
+
+    /// The bot on the Bot API at `api_url`, obeying `operators`, its token in the credential
+    /// [`BOT_TOKEN_CREDENTIAL`].
+    pub fn telegram(mut self, api_url: &str, operators: &[i64]) -> ConfigBuilder {
+        self.telegram = Some(TelegramSpec {
+            operators: operators.to_vec(),
+            api_url: api_url.to_owned(),
+            token_credential: BOT_TOKEN_CREDENTIAL.into(),
+            pending_expiry_secs: 600,
+        });
+        self
+    }
+
+    /// Another SQLite file for the state.
+    pub fn state_db(mut self, state_db: &Path) -> ConfigBuilder {
+        self.state_db = state_db.to_owned();
+        self
+    }
+
+    /// The SQLite file of the state.
+    pub fn state_db_path(&self) -> &Path {
+        &self.state_db
+    }
+
+    /// The file the orchestrator reads.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a config always serialises")
+    }
+
+    /// Writes the file at `path`; `path`.
+    pub fn write(&self, path: &Path) -> PathBuf {
+        std::fs::write(path, self.to_toml())
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        path.to_owned()
+    }
+
+    /// The checked config, parsed from [`to_toml`](Self::to_toml) by the orchestrator itself.
+    pub fn build(&self) -> Config {
+        let text = self.to_toml();
+        Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    /// An orchestrator in this process on this config: its store opened, its signer client
+    /// made (10 s timeout), its providers built.
+    pub fn orchestrator(&self) -> Orchestrator {
+        let config = self.build();
+        let store = Store::open(&config.state_db).expect("opening the state");
+        let client = SignerClient::new(&config.signer_socket, Duration::from_secs(10));
+        Orchestrator::new(config, store, client).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+impl AgentSpec {
+    /// A paper agent `id` on the scripted provider: transfer or hold, up to 50 % of its
+    /// balance a transaction, no peers, deciding every hour, every live transfer confirmed.
+    pub fn new(id: &str) -> AgentSpec {
+        AgentSpec {
+            id: id.to_owned(),
+            system_prompt: "Pay the dev peer when asked; otherwise hold.".into(),
+            provider: SCRIPTED.into(),
+            fallback_provider: None,
+            model: "scripted".into(),
+            temperature: 0.1,
+            max_tokens: 300,
+            schedule_secs: 3600,
+            mode: "paper",
+            live_assets: Vec::new(),
+            confirm_transfers: true,
+            risk: RiskSpec {
+                allowed_actions: vec!["transfer".into(), "hold".into()],
+                max_fraction_per_tx_bps: 5000,
+                peers: Vec::new(),
+            },
+        }
+    }
+
+    /// Decides every `secs` seconds.
+    pub fn every(mut self, secs: u64) -> AgentSpec {
+        self.schedule_secs = secs;
+        self
+    }
+
+    /// Live for `asset` (e.g. `"SOL"`).
+    pub fn live(mut self, asset: &str) -> AgentSpec {
+        self.mode = "live";
+        self.live_assets.push(asset.to_owned());
+        self
+    }
+
+    /// Whether a live transfer waits for the operator's Yes (default yes).
+    pub fn confirm_transfers(mut self, confirm: bool) -> AgentSpec {
+        self.confirm_transfers = confirm;
+        self
+    }
+
+    /// May pay `address` under the name `label`.
+    pub fn peer(mut self, label: &str, address: &str) -> AgentSpec {
+        self.risk.peers.push(PeerSpec {
+            label: label.to_owned(),
+            address: address.to_owned(),
+        });
+        self
+    }
+
+    /// Layer 2's largest transaction, in basis points of the balance.
+    pub fn fraction_bps(mut self, bps: u32) -> AgentSpec {
+        self.risk.max_fraction_per_tx_bps = bps;
+        self
+    }
+
+    /// Layer 2's allowed actions.
+    pub fn actions(mut self, actions: &[&str]) -> AgentSpec {
+        self.risk.allowed_actions = actions.iter().map(|a| (*a).to_owned()).collect();
+        self
+    }
+
+    /// Asks `provider` (a name of the config's providers) with `model`.
+    pub fn provider(mut self, provider: &str, model: &str) -> AgentSpec {
+        self.provider = provider.to_owned();
+        self.model = model.to_owned();
+        self
+    }
+
+    /// The agent's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_orchestrator_parses_what_the_builder_writes() {
+        let config = ConfigBuilder::new(Path::new("/run/s.sock"), Path::new("/var/db"))
+            .rpc("http://127.0.0.1:8899")
+            .scripted(Path::new("/etc/script.toml"))
+            .openai("remote", "http://127.0.0.1:9/v1")
+            .telegram("http://127.0.0.1:8081", &[1001])
+            .agent(
+                AgentSpec::new("trader")
+                    .live("SOL")
+                    .confirm_transfers(false)
+                    .peer("dev-peer", "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM")
+                    .fraction_bps(4000)
+                    .every(1),
+            )
+            .agent(AgentSpec::new("sentinel").provider("remote", "m"))
+            .build();
+        let trader = &config.agents[0];
+        assert!(trader.is_live("SOL") && !trader.confirm_transfers);
+        assert_eq!(trader.risk.max_fraction_per_tx_bps, 4000);
+        assert_eq!(trader.risk.peers[0].label, "dev-peer");
+        assert_eq!(trader.schedule_secs, 1);
+        assert_eq!(config.agents[1].provider, "remote");
+        assert_eq!(config.telegram.unwrap().operators, vec![1001]);
+        assert_eq!(
+            config.solana_rpc_url.as_deref(),
+            Some("http://127.0.0.1:8899")
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! The `vigil-orchestrator` daemon under test, as systemd would start it: `--config <file>`,
+//! the bot token (when given) as a credential in `$CREDENTIALS_DIRECTORY`, its output in a log
+//! file the test can read (and that is printed if the test fails). Killed (SIGKILL, as a crash)
+//! when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use crate::config::BOT_TOKEN_CREDENTIAL;
+use crate::host::binary;
+use crate::telegram::TOKEN;
+
+/// A running `vigil-orchestrator`.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    /// Its stdout and stderr.
+    pub log: PathBuf,
+}
+
+/// Whether the daemon finds the bot token among its credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BotToken {
+    /// `<work>/creds/bot-token` holds it.
+    Given,
+    /// No token: the bot must refuse to start and say why.
+    Missing,
+}
+
+impl Daemon {
+    /// Starts `vigil-orchestrator --config <config>`, its credentials in `<work>/creds`.
+    pub fn start(work: &Path, config: &Path, token: BotToken) -> Daemon {
+        let creds = work.join("creds");
+        std::fs::create_dir_all(&creds).expect("a credentials dir");
+        if token == BotToken::Given {
+            std::fs::write(creds.join(BOT_TOKEN_CREDENTIAL), format!("{TOKEN}\n"))
+                .expect("writing the bot token");
+        }
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let log = work.join(format!("orchestrator-{started}.log"));
+        let out = std::fs::File::create(&log).expect("the daemon's log file");
+        let child = Command::new(binary("vigil-orchestrator"))
+            .arg("--config")
+            .arg(config)
+            .env("CREDENTIALS_DIRECTORY", &creds)
+            .env("VIGIL_LOG", "info")
+            .stdout(out.try_clone().expect("the log file again"))
+            .stderr(out)
+            .spawn()
+            .expect("starting vigil-orchestrator");
+        Daemon { child, log }
+    }
+
+    /// Stops it with SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        // Already gone is fine: the point is that it no longer runs.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process still runs (it did not exit or crash).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .try_wait()
+            .expect("waiting for the daemon")
+            .is_none()
+    }
+
+    /// Waits (up to `secs` seconds) until its log contains `needle`; the log then.
+    pub async fn wait_for_log(&self, needle: &str, secs: u64) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let log = self.log_text();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} not in the orchestrator's log after {secs} s:\n{log}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What it has written so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- orchestrator log ---\n{}", self.log_text());
+        }
+        self.stop();
+    }
+}

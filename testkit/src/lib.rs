@@ -1,0 +1,47 @@
+//! Vigil's test kit: what the tests of every crate need to stand up the real thing, once.
+//!
+//! - [`signer::Signer`]: the real `vigil-signer` (dev-init, then serve, confined) on a temp
+//!   state dir, started by the same launcher as `vigil demo` ([`vigil_devnet::signer`]);
+//!   its dev-init report is typed ([`vigil_protocol::DevInitReport`]).
+//! - [`chain::Chain`]: a real Solana runtime behind loopback JSON-RPC, agents funded on it.
+//! - [`operator::Operator`]: knows the current TOTP code, and a wrong one.
+//! - [`telegram`]: the Bot API emulator and an operator's chat; [`daemon::Daemon`] the
+//!   `vigil-orchestrator` process under test.
+//! - typed builders instead of TOML strings: [`policy::Policy`], [`config::ConfigBuilder`],
+//!   [`script::Script`], [`ceremony::CeremonyInputs`].
+//! - [`scenario::Scenario`]: `Scenario::new().signer(["trader"]).funded("trader", 10 * SOL)
+//!   .telegram().start()` for the tests that cross processes (in `testkit/tests/`).
+//! - [`host`]: `SOL`, `unix_now`, `is_root`, `require_root`, the workspace's binaries;
+//!   [`reexec`]: a test run again as another uid from anywhere the checkout lives.
+//!
+//! It is a dev-dependency only (`publish = false`): no shipped binary links it. Panicking is
+//! how a test helper fails, so helpers panic with what went wrong and what to do.
+
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod adversary;
+pub mod ceremony;
+pub mod chain;
+pub mod config;
+pub mod corpus;
+pub mod daemon;
+pub mod host;
+pub mod operator;
+pub mod policy;
+pub mod reexec;
+pub mod requests;
+pub mod scenario;
+pub mod script;
+pub mod signer;
+pub mod telegram;
+
+pub use chain::Chain;
+pub use config::{AgentSpec, ConfigBuilder};
+pub use host::{SOL, is_root, require_root, unix_now};
+pub use operator::Operator;
+pub use policy::Policy;
+pub use scenario::{Scenario, World};
+pub use script::{Reply, Script};
+pub use signer::Signer;
+pub use vigil_devnet::{Mode, SolanaNode};

@@ -1,0 +1,163 @@
+//! Signed-policy files built as values, written as the TOML the signer reads
+//! (`docs/policy.md`): tests say what they allow, never how the file is spelled.
+//!
+//! ```
+//! use vigil_testkit::policy::{AgentRules, Policy};
+//! use vigil_testkit::SOL;
+//! let text = Policy::new()
+//!     .agent("trader", AgentRules::sol(2 * SOL, 10 * SOL, SOL / 2).recipients(["4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM"]))
+//!     .to_toml();
+//! assert!(text.contains("[agents.trader.assets.SOL]"));
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::host::SOL;
+
+/// The limits `vigil-signer dev-init` writes into its default policy, per agent and in
+/// lamports (checked against a running dev signer by the kit's tests).
+pub mod dev {
+    use crate::host::SOL;
+    /// Largest single transfer: 1 SOL.
+    pub const PER_TX_CAP: u64 = SOL;
+    /// Most in any 24 h: 5 SOL.
+    pub const VELOCITY_24H: u64 = 5 * SOL;
+    /// Above this the operator approves: 0.5 SOL.
+    pub const APPROVAL_THRESHOLD: u64 = SOL / 2;
+    /// Sign requests per minute.
+    pub const RATE_LIMIT_PER_MINUTE: u32 = 60;
+}
+
+/// A policy: version 1, one table per agent.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Policy {
+    version: u32,
+    agents: BTreeMap<String, AgentRules>,
+}
+
+/// What one agent may do.
+#[derive(Clone, Debug, Serialize)]
+pub struct AgentRules {
+    actions: Vec<String>,
+    networks: Vec<String>,
+    recipients: Vec<String>,
+    rate_limit_per_minute: u64,
+    assets: BTreeMap<String, AssetLimits>,
+}
+
+/// One asset's limits, base units as decimal strings (the file's own spelling).
+#[derive(Clone, Debug, Serialize)]
+struct AssetLimits {
+    chain: String,
+    per_tx_cap: String,
+    velocity_24h: String,
+    approval_threshold: String,
+}
+
+impl Policy {
+    /// A policy with no agent yet.
+    pub fn new() -> Policy {
+        Policy {
+            version: 1,
+            agents: BTreeMap::new(),
+        }
+    }
+
+    /// Adds (or replaces) `agent`'s rules.
+    pub fn agent(mut self, agent: &str, rules: AgentRules) -> Policy {
+        self.agents.insert(agent.into(), rules);
+        self
+    }
+
+    /// The policy file's text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a policy always serialises")
+    }
+}
+
+impl AgentRules {
+    /// Transfers of SOL on devnet, to no one yet, 30 requests a minute, with these caps
+    /// (lamports): largest transfer, most in 24 h, and the operator's threshold.
+    pub fn sol(per_tx_cap: u64, velocity_24h: u64, approval_threshold: u64) -> AgentRules {
+        AgentRules {
+            actions: vec!["transfer".into()],
+            networks: vec!["solana:devnet".into()],
+            recipients: Vec::new(),
+            rate_limit_per_minute: 30,
+            assets: BTreeMap::from([(
+                "SOL".into(),
+                AssetLimits {
+                    chain: "solana".into(),
+                    per_tx_cap: per_tx_cap.to_string(),
+                    velocity_24h: velocity_24h.to_string(),
+                    approval_threshold: approval_threshold.to_string(),
+                },
+            )]),
+        }
+    }
+
+    /// The dev-init default's limits (1 SOL a transfer, 5 SOL a day, approval above 0.5 SOL).
+    pub fn dev_default() -> AgentRules {
+        AgentRules::sol(dev::PER_TX_CAP, dev::VELOCITY_24H, dev::APPROVAL_THRESHOLD)
+            .rate_limit(dev::RATE_LIMIT_PER_MINUTE.into())
+    }
+
+    /// Limits that never bind a benchmark or a burst: up to `per_tx_cap` a transfer, never
+    /// an approval, a million SOL a day, `rate` requests a minute.
+    pub fn unbounded(per_tx_cap: u64, rate: u64) -> AgentRules {
+        AgentRules::sol(per_tx_cap, 1_000_000 * SOL, per_tx_cap).rate_limit(rate)
+    }
+
+    /// The addresses the agent may pay.
+    pub fn recipients<I, S>(mut self, recipients: I) -> AgentRules
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.recipients = recipients.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The `chain:network` pairs it may use.
+    pub fn networks<I, S>(mut self, networks: I) -> AgentRules
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.networks = networks.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sign requests allowed per minute.
+    pub fn rate_limit(mut self, per_minute: u64) -> AgentRules {
+        self.rate_limit_per_minute = per_minute;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_documented_format() {
+        let text = Policy::new()
+            .agent(
+                "trader",
+                AgentRules::sol(2 * SOL, 10 * SOL, SOL / 2).recipients(["Abc"]),
+            )
+            .to_toml();
+        let parsed: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(parsed["version"].as_integer(), Some(1));
+        let trader = &parsed["agents"]["trader"];
+        assert_eq!(trader["recipients"][0].as_str(), Some("Abc"));
+        assert_eq!(trader["networks"][0].as_str(), Some("solana:devnet"));
+        let sol = &trader["assets"]["SOL"];
+        assert_eq!(sol["per_tx_cap"].as_str(), Some("2000000000"));
+        assert_eq!(sol["velocity_24h"].as_str(), Some("10000000000"));
+        assert_eq!(sol["approval_threshold"].as_str(), Some("500000000"));
+        assert_eq!(sol["chain"].as_str(), Some("solana"));
+    }
+}

@@ -1,0 +1,236 @@
+//! A test's world in one line: which agents the real signer has, which of them are funded on a
+//! real chain, whether the Telegram emulator runs; then the orchestrator's config for that world,
+//! run in this process or as the daemon.
+//!
+//! ```no_run
+//! # async fn example() {
+//! use vigil_testkit::{Scenario, Script, SOL};
+//! let world = Scenario::new()
+//!     .signer(&["trader"])
+//!     .funded("trader", 10 * SOL)
+//!     .telegram()
+//!     .start()
+//!     .await;
+//! world.script(&Script::pay_peer());
+//! let (orchestrator, trader) = world.orchestrator(&world.live_trader());
+//! # }
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
+use vigil_orchestrator::config::AgentConfig;
+use vigil_orchestrator::scheduler::Orchestrator;
+use vigil_orchestrator::store::Store;
+
+use crate::chain::Chain;
+use crate::config::{AgentSpec, ConfigBuilder};
+use crate::daemon::{BotToken, Daemon};
+use crate::operator::Operator;
+use crate::script::{Reply, Script};
+use crate::signer::Signer;
+use crate::telegram::{Emulator, OPERATOR};
+
+/// What to stand up.
+#[derive(Clone, Debug, Default)]
+pub struct Scenario {
+    agents: Vec<String>,
+    funds: Vec<(String, u64)>,
+    chain: bool,
+    telegram: bool,
+    signer_in: Option<PathBuf>,
+    work_in: Option<PathBuf>,
+}
+
+/// What was stood up. Fields are public so that a test may take one down (drop the emulator,
+/// kill the signer) and bring it back.
+#[derive(Debug)]
+pub struct World {
+    /// The real, confined signer with the scenario's agents.
+    pub signer: Signer,
+    /// The chain, if the scenario funds anyone or asked for one.
+    pub chain: Option<Chain>,
+    /// The Bot API emulator, if asked for.
+    pub telegram: Option<Emulator>,
+    /// The orchestrator's working dir: `script.toml`, `state.sqlite3`, the daemon's config,
+    /// credentials and log.
+    pub work: TempDir,
+}
+
+impl Scenario {
+    /// Nothing yet.
+    pub fn new() -> Scenario {
+        Scenario::default()
+    }
+
+    /// The signer's agents (dev-init, default dev policy).
+    pub fn signer(mut self, agents: &[&str]) -> Scenario {
+        self.agents = agents.iter().map(|a| (*a).to_owned()).collect();
+        self
+    }
+
+    /// A chain on which `agent` holds `lamports`.
+    pub fn funded(mut self, agent: &str, lamports: u64) -> Scenario {
+        self.funds.push((agent.to_owned(), lamports));
+        self.chain()
+    }
+
+    /// A chain (funding nobody unless [`funded`](Self::funded) says so).
+    pub fn chain(mut self) -> Scenario {
+        self.chain = true;
+        self
+    }
+
+    /// The Telegram Bot API emulator; the config's bot obeys [`OPERATOR`].
+    pub fn telegram(mut self) -> Scenario {
+        self.telegram = true;
+        self
+    }
+
+    /// The signer's state inside `parent` (e.g. a small filesystem).
+    pub fn signer_in(mut self, parent: &Path) -> Scenario {
+        self.signer_in = Some(parent.to_owned());
+        self
+    }
+
+    /// The orchestrator's working dir inside `parent`.
+    pub fn work_in(mut self, parent: &Path) -> Scenario {
+        self.work_in = Some(parent.to_owned());
+        self
+    }
+
+    /// Starts everything (inside a tokio runtime).
+    pub async fn start(self) -> World {
+        assert!(
+            !self.agents.is_empty(),
+            "a scenario needs the signer's agents: .signer(&[\"trader\"])"
+        );
+        let agents: Vec<&str> = self.agents.iter().map(String::as_str).collect();
+        let mut signer = Signer::with(&agents);
+        if let Some(parent) = &self.signer_in {
+            signer = signer.in_dir(parent);
+        }
+        let signer = signer.start();
+        let chain = if self.chain {
+            let funds: Vec<(&str, u64)> =
+                self.funds.iter().map(|(a, l)| (a.as_str(), *l)).collect();
+            Some(Chain::funded(&signer, &funds).await)
+        } else {
+            None
+        };
+        let telegram = self.telegram.then(Emulator::start);
+        let work = match &self.work_in {
+            Some(parent) => tempfile::tempdir_in(parent),
+            None => tempfile::tempdir(),
+        }
+        .expect("the orchestrator's working dir");
+        World {
+            signer,
+            chain,
+            telegram,
+            work,
+        }
+    }
+}
+
+impl Script {
+    /// Trader pays the dev peer 0.2 SOL, every time.
+    pub fn pay_peer() -> Script {
+        Script::new().agent("trader", [Reply::transfer("dev-peer", 200_000_000)])
+    }
+
+    /// Each of `agents` holds, every time.
+    pub fn holding(agents: &[&str]) -> Script {
+        agents
+            .iter()
+            .fold(Script::new(), |s, a| s.agent(a, [Reply::hold()]))
+    }
+}
+
+impl World {
+    /// The chain (the scenario must have asked for one).
+    pub fn chain(&self) -> &Chain {
+        self.chain
+            .as_ref()
+            .expect("this scenario has no chain: add .funded(..) or .chain()")
+    }
+
+    /// The emulator (the scenario must have asked for it).
+    pub fn emulator(&self) -> &Emulator {
+        self.telegram
+            .as_ref()
+            .expect("this scenario has no Telegram emulator: add .telegram()")
+    }
+
+    /// The operator of the signer's dev-init.
+    pub fn operator(&self) -> Operator {
+        self.signer.operator()
+    }
+
+    /// The scripted provider's replies file.
+    pub fn script_path(&self) -> PathBuf {
+        self.work.path().join("script.toml")
+    }
+
+    /// Writes the scripted provider's replies.
+    pub fn script(&self, script: &Script) {
+        script.write(&self.script_path());
+    }
+
+    /// The orchestrator's config for this world, no agents yet: the signer's socket, the
+    /// state in the working dir, the scripted provider, the chain if any, the bot if any.
+    pub fn config(&self) -> ConfigBuilder {
+        let mut config = ConfigBuilder::new(
+            &self.signer.socket(),
+            &self.work.path().join("state.sqlite3"),
+        )
+        .scripted(&self.script_path());
+        if let Some(chain) = &self.chain {
+            config = config.rpc(chain.url());
+        }
+        if let Some(emulator) = &self.telegram {
+            config = config.telegram(&emulator.url, &[OPERATOR]);
+        }
+        config
+    }
+
+    /// Trader, live for SOL, whose one peer is the signer's dev peer, transfer / program call /
+    /// hold up to 40 % of its balance, without the operator's Yes before a transfer the signer
+    /// allows (the worst case: the signed policy alone must hold the line).
+    pub fn live_trader_agent(&self) -> AgentSpec {
+        AgentSpec::new("trader")
+            .live("SOL")
+            .confirm_transfers(false)
+            .actions(&["transfer", "program_call", "hold"])
+            .fraction_bps(4000)
+            .peer("dev-peer", &self.signer.dev_peer())
+    }
+
+    /// [`config`](Self::config) with the [`live_trader_agent`](Self::live_trader_agent).
+    pub fn live_trader(&self) -> ConfigBuilder {
+        self.config().agent(self.live_trader_agent())
+    }
+
+    /// An orchestrator in this process on `config`, and its first agent.
+    pub fn orchestrator(&self, config: &ConfigBuilder) -> (Orchestrator, AgentConfig) {
+        let orchestrator = config.orchestrator();
+        let agent = orchestrator
+            .agents()
+            .first()
+            .cloned()
+            .expect("the config names at least one agent");
+        (orchestrator, agent)
+    }
+
+    /// The `vigil-orchestrator` daemon on `config` (written to the working dir), with the bot
+    /// token when `token` says so.
+    pub fn daemon(&self, config: &ConfigBuilder, token: BotToken) -> Daemon {
+        let path = config.write(&self.work.path().join("orchestrator.toml"));
+        Daemon::start(self.work.path(), &path, token)
+    }
+
+    /// The orchestrator's state, opened (again) from the working dir.
+    pub fn store(&self) -> Store {
+        Store::open(&self.work.path().join("state.sqlite3")).expect("opening the state")
+    }
+}
