@@ -14,10 +14,6 @@
     clippy::cast_sign_loss
 )]
 
-#[path = "../tests/support/signer.rs"]
-#[allow(dead_code)]
-mod signer;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,16 +25,20 @@ use vigil_orchestrator::pipeline::{self, Deps, Inputs, Outcome};
 use vigil_orchestrator::signer_client::SignerClient;
 use vigil_orchestrator::store::Store;
 use vigil_protocol::Network;
+use vigil_testkit::requests::SOME_BLOCKHASH;
+use vigil_testkit::{Reply, SOL, Script, Signer};
 
 const DECISIONS: u64 = 1_000;
 
 fn main() {
-    let signer = signer::start_signer("trader");
-    let peer = signer.init["dev_peer"].as_str().unwrap().to_string();
+    let signer = Signer::start(&["trader"]);
+    let peer = signer.dev_peer();
     let work = tempfile::tempdir().unwrap();
-    let reply = r#"{"action":"transfer","asset":"SOL","to":"dev-peer","amount":"1000000","confidence":0.9,"reasoning":"Pay the dev peer a small amount for this batch of work."}"#;
+    let reply = Reply::transfer("dev-peer", 1_000_000)
+        .reasoning("Pay the dev peer a small amount for this batch of work.");
     let provider = Provider::Scripted(
-        ScriptedProvider::from_toml(&format!("[agents.trader]\nreplies = ['{reply}']\n")).unwrap(),
+        ScriptedProvider::from_toml(&Script::new().agent("trader", [reply.clone()]).to_toml())
+            .unwrap(),
     );
     let store = std::sync::Mutex::new(Store::open(&work.path().join("bench.sqlite")).unwrap());
     let client = Mutex::new(SignerClient::new(&signer.socket(), Duration::from_secs(10)));
@@ -74,9 +74,9 @@ fn main() {
     runtime.block_on(async {
         for i in 0..DECISIONS {
             let inputs = Inputs {
-                balance: 10_000_000_000,
+                balance: (10 * SOL).into(),
                 untrusted: Vec::new(),
-                recent_blockhash: "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM".into(),
+                recent_blockhash: SOME_BLOCKHASH.into(),
                 network: Network::Devnet,
                 now: start + i,
                 day_start: start - start % 86_400,
@@ -117,7 +117,7 @@ fn main() {
         return;
     }
     let script = work.path().join("script.toml");
-    std::fs::write(&script, format!("[default]\nreplies = ['{reply}']\n")).unwrap();
+    Script::new().default_replies([reply]).write(&script);
     let mut config = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/src/default-config.toml"

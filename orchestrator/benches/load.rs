@@ -17,10 +17,6 @@
     clippy::cast_sign_loss
 )]
 
-#[path = "../tests/support/signer.rs"]
-#[allow(dead_code)]
-mod signer;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -29,6 +25,7 @@ use vigil_orchestrator::pipeline::Outcome;
 use vigil_orchestrator::scheduler::Orchestrator;
 use vigil_orchestrator::signer_client::SignerClient;
 use vigil_orchestrator::store::Store;
+use vigil_testkit::{Reply, Script, Signer};
 
 const AGENTS: usize = 100;
 
@@ -38,17 +35,14 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(10.0);
     let ids: Vec<String> = (0..AGENTS).map(|i| format!("a{i:03}")).collect();
-    let signer = signer::start_signer(&ids.join(","));
-    let peer = signer.init["dev_peer"].as_str().unwrap().to_string();
+    let signer = Signer::start(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+    let peer = signer.dev_peer();
     let work = tempfile::tempdir().unwrap();
     let script = work.path().join("script.toml");
-    std::fs::write(
-        &script,
-        r#"[default]
-replies = ['{"action":"transfer","asset":"SOL","to":"dev-peer","amount":"1000","confidence":0.9,"reasoning":"Pay the dev peer a tiny amount for this round of work."}']
-"#,
-    )
-    .unwrap();
+    Script::new()
+        .default_replies([Reply::transfer("dev-peer", 1000)
+            .reasoning("Pay the dev peer a tiny amount for this round of work.")])
+        .write(&script);
     let mut config = Config::default_config();
     config.signer_socket = signer.socket();
     config.state_db = work.path().join("load.sqlite");

@@ -6,13 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-mod support;
+use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::json;
-use support::signer::start_signer;
 use tokio::sync::Mutex;
 use vigil_orchestrator::config::{AgentConfig, Config, Peer};
 use vigil_orchestrator::cost::Prices;
@@ -21,6 +18,8 @@ use vigil_orchestrator::pipeline::{self, Deps, Inputs, Outcome};
 use vigil_orchestrator::signer_client::SignerClient;
 use vigil_orchestrator::store::Store;
 use vigil_protocol::Network;
+use vigil_testkit::requests::{SOME_BLOCKHASH, STRANGER};
+use vigil_testkit::{Reply, SOL, Script, Signer, unix_now};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -30,19 +29,12 @@ const PRICES: Prices = Prices {
     completion_micros_per_mtok: 1_000_000,
 };
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn inputs() -> Inputs {
-    let now = now();
+    let now = unix_now();
     Inputs {
-        balance: 10_000_000_000,
+        balance: (10 * SOL).into(),
         untrusted: Vec::new(),
-        recent_blockhash: "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM".into(),
+        recent_blockhash: SOME_BLOCKHASH.into(),
         network: Network::Devnet,
         now,
         day_start: now - now % 86_400,
@@ -88,21 +80,36 @@ fn unreachable_signer() -> Mutex<SignerClient> {
     ))
 }
 
+/// What a decision needs, without a chain: `provider` (and `fallback`), the state, the
+/// signer, free of charge up to `daily_cap_micros`.
+fn deps<'a>(
+    provider: &'a Provider,
+    fallback: Option<&'a Provider>,
+    daily_cap_micros: u64,
+    store: &'a std::sync::Mutex<Store>,
+    signer: &'a Mutex<SignerClient>,
+) -> Deps<'a> {
+    Deps {
+        provider,
+        fallback,
+        prices: PRICES,
+        daily_cap_micros,
+        store,
+        signer,
+        rpc: None,
+    }
+}
+
+fn memory_store() -> std::sync::Mutex<Store> {
+    std::sync::Mutex::new(Store::open_in_memory().unwrap())
+}
+
 #[tokio::test]
 async fn no_request_reaches_the_provider_once_the_cap_is_reached() {
     let (server, provider) = openai_replying(completion(HOLD), 200).await;
-    let store = std::sync::Mutex::new(Store::open_in_memory().unwrap());
-    let signer = unreachable_signer();
+    let (store, signer) = (memory_store(), unreachable_signer());
     // Each reply reports 2000 tokens = 2000 micro-USD; the worst case of a call is about 1300.
-    let deps = Deps {
-        provider: &provider,
-        fallback: None,
-        prices: PRICES,
-        daily_cap_micros: 2_500,
-        store: &store,
-        signer: &signer,
-        rpc: None,
-    };
+    let deps = deps(&provider, None, 2_500, &store, &signer);
     let sentinel = agent("sentinel");
     let first = pipeline::decide(&sentinel, &inputs(), &deps).await;
     assert!(
@@ -127,17 +134,8 @@ async fn no_request_reaches_the_provider_once_the_cap_is_reached() {
 async fn invalid_replies_get_two_corrections_then_hold() {
     let (server, provider) =
         openai_replying(completion("Sure! Sending everything now."), 200).await;
-    let store = std::sync::Mutex::new(Store::open_in_memory().unwrap());
-    let signer = unreachable_signer();
-    let deps = Deps {
-        provider: &provider,
-        fallback: None,
-        prices: PRICES,
-        daily_cap_micros: u64::MAX,
-        store: &store,
-        signer: &signer,
-        rpc: None,
-    };
+    let (store, signer) = (memory_store(), unreachable_signer());
+    let deps = deps(&provider, None, u64::MAX, &store, &signer);
     let decided = pipeline::decide(&agent("trader"), &inputs(), &deps).await;
     assert!(
         matches!(decided.outcome, Outcome::Held { ref layer, .. } if layer == "1"),
@@ -154,17 +152,8 @@ async fn invalid_replies_get_two_corrections_then_hold() {
 #[tokio::test]
 async fn a_provider_failure_holds() {
     let (_server, provider) = openai_replying(json!({"error": "down"}), 503).await;
-    let store = std::sync::Mutex::new(Store::open_in_memory().unwrap());
-    let signer = unreachable_signer();
-    let deps = Deps {
-        provider: &provider,
-        fallback: None,
-        prices: PRICES,
-        daily_cap_micros: u64::MAX,
-        store: &store,
-        signer: &signer,
-        rpc: None,
-    };
+    let (store, signer) = (memory_store(), unreachable_signer());
+    let deps = deps(&provider, None, u64::MAX, &store, &signer);
     let decided = pipeline::decide(&agent("sentinel"), &inputs(), &deps).await;
     assert!(
         matches!(decided.outcome, Outcome::Held { ref layer, .. } if layer == "llm"),
@@ -186,19 +175,11 @@ async fn a_missing_key_falls_back_without_any_request() {
         .unwrap(),
     );
     let scripted = Provider::Scripted(
-        ScriptedProvider::from_toml(&format!("[default]\nreplies = ['{HOLD}']\n")).unwrap(),
+        ScriptedProvider::from_toml(&Script::new().default_replies([Reply::text(HOLD)]).to_toml())
+            .unwrap(),
     );
-    let store = std::sync::Mutex::new(Store::open_in_memory().unwrap());
-    let signer = unreachable_signer();
-    let deps = Deps {
-        provider: &keyless,
-        fallback: Some(&scripted),
-        prices: PRICES,
-        daily_cap_micros: u64::MAX,
-        store: &store,
-        signer: &signer,
-        rpc: None,
-    };
+    let (store, signer) = (memory_store(), unreachable_signer());
+    let deps = deps(&keyless, Some(&scripted), u64::MAX, &store, &signer);
     let decided = pipeline::decide(&agent("experimental"), &inputs(), &deps).await;
     assert!(
         matches!(decided.outcome, Outcome::Held { ref layer, .. } if layer == "agent"),
@@ -209,40 +190,30 @@ async fn a_missing_key_falls_back_without_any_request() {
 
 // ---- against the real signer ----
 
-fn transfer_reply(to: &str, lamports: u64) -> String {
-    format!(
-        r#"{{"action":"transfer","asset":"SOL","to":"{to}","amount":"{lamports}","confidence":0.9,"reasoning":"Pay the peer for work delivered this week, as agreed."}}"#
-    )
-}
-
 #[tokio::test]
 async fn each_layer_decides_against_the_real_signer() {
-    let r = start_signer("trader,experimental");
-    let peer = r.init["dev_peer"].as_str().unwrap().to_string();
-    let attacker = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM";
-    let script = format!(
-        "[agents.trader]\nreplies = ['{}', '{}', '{}', '{}']\n",
-        transfer_reply("dev-peer", 200_000_000), // allowed everywhere: paper fill
-        transfer_reply(attacker, 100_000_000),   // layer 2: not a peer
-        transfer_reply("dev-peer", 3_000_000_000), // layer 2 allows 40% of 10 SOL; layer 3: per-tx cap 1 SOL
-        transfer_reply("dev-peer", 800_000_000),   // layer 3: above the 0.5 SOL threshold
+    let r = Signer::start(&["trader", "experimental"]);
+    let script = Script::new().agent(
+        "trader",
+        [
+            // allowed everywhere: paper fill
+            Reply::transfer("dev-peer", 200_000_000),
+            // layer 2: not a peer
+            Reply::transfer(STRANGER, 100_000_000),
+            // layer 2 allows 40% of 10 SOL; layer 3: per-tx cap 1 SOL
+            Reply::transfer("dev-peer", 3_000_000_000),
+            // layer 3: above the 0.5 SOL threshold
+            Reply::transfer("dev-peer", 800_000_000),
+        ],
     );
-    let provider = Provider::Scripted(ScriptedProvider::from_toml(&script).unwrap());
-    let store = std::sync::Mutex::new(Store::open_in_memory().unwrap());
+    let provider = Provider::Scripted(ScriptedProvider::from_toml(&script.to_toml()).unwrap());
+    let store = memory_store();
     let signer = Mutex::new(SignerClient::new(&r.socket(), Duration::from_secs(10)));
-    let deps = Deps {
-        provider: &provider,
-        fallback: None,
-        prices: PRICES,
-        daily_cap_micros: u64::MAX,
-        store: &store,
-        signer: &signer,
-        rpc: None,
-    };
+    let deps = deps(&provider, None, u64::MAX, &store, &signer);
     let mut trader = agent("trader");
     trader.risk.peers = vec![Peer {
         label: "dev-peer".into(),
-        address: peer,
+        address: r.dev_peer(),
     }];
 
     let mut outcomes = Vec::new();
@@ -289,7 +260,7 @@ async fn each_layer_decides_against_the_real_signer() {
                 .len(),
             4
         );
-        assert_eq!(store.pending(now()).unwrap().len(), 1);
+        assert_eq!(store.pending(unix_now()).unwrap().len(), 1);
         let memory = store.agent(&"trader".parse().unwrap()).memory(10).unwrap();
         assert_eq!(memory.len(), 4, "{memory:?}");
         assert!(memory[1].starts_with("refused by layer 2"), "{memory:?}");

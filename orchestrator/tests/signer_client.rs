@@ -3,29 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::signer::start_signer;
-
 use vigil_orchestrator::signer_client::{SignerClient, SignerError};
-use vigil_protocol::message::{DryRunRequest, SignRequest, SignResult};
-use vigil_protocol::{Amount, Chain, Context, Intent, Network, TransferIntent};
-
-fn transfer(to: &str, lamports: u128) -> Intent {
-    Intent::Transfer(TransferIntent {
-        chain: Chain::Solana,
-        network: Network::Devnet,
-        asset: "SOL".into(),
-        to: to.into(),
-        amount: Amount::from_base_units(lamports),
-    })
-}
+use vigil_protocol::message::{DryRunRequest, SignResult};
+use vigil_protocol::{Context, Network};
+use vigil_testkit::Signer;
+use vigil_testkit::requests::{SOME_BLOCKHASH, STRANGER, sign_request, transfer};
 
 #[tokio::test]
 async fn client_speaks_every_op_the_orchestrator_needs() {
-    let r = start_signer("trader,sentinel");
+    let r = Signer::start(&["trader", "sentinel"]);
     let mut c = SignerClient::new(&r.socket(), Duration::from_secs(10));
     let hello = c.hello().await.unwrap();
     assert_eq!(hello.agents.len(), 2);
@@ -39,33 +27,29 @@ async fn client_speaks_every_op_the_orchestrator_needs() {
     let dry = c
         .dry_run(DryRunRequest {
             agent: "trader".parse().unwrap(),
-            intent: transfer(&sentinel, 1000),
+            intent: transfer(&sentinel, 1000, Network::Devnet),
             context: Context::default(),
         })
         .await
         .unwrap();
     assert_eq!(dry.rule, None);
     let signed = c
-        .sign(SignRequest {
-            agent: "trader".parse().unwrap(),
-            intent: transfer(&sentinel, 1000),
-            context: Context {
-                recent_blockhash: Some("4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM".into()),
-            },
-            idempotency_key: "orch-1".parse().unwrap(),
-        })
+        .sign(sign_request(
+            "trader",
+            transfer(&sentinel, 1000, Network::Devnet),
+            "orch-1",
+            SOME_BLOCKHASH,
+        ))
         .await
         .unwrap();
     assert!(matches!(signed, SignResult::Signed(_)));
     let refused = c
-        .sign(SignRequest {
-            agent: "trader".parse().unwrap(),
-            intent: transfer("9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM", 1000),
-            context: Context {
-                recent_blockhash: Some("4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM".into()),
-            },
-            idempotency_key: "orch-2".parse().unwrap(),
-        })
+        .sign(sign_request(
+            "trader",
+            transfer(STRANGER, 1000, Network::Devnet),
+            "orch-2",
+            SOME_BLOCKHASH,
+        ))
         .await
         .unwrap_err();
     match refused {
@@ -115,7 +99,7 @@ async fn an_unreachable_signer_is_an_error_not_a_hang() {
 /// connection) instead of failing the first decision after every restart.
 #[tokio::test]
 async fn a_restarted_signer_is_reached_on_the_first_call() {
-    let mut r = start_signer("trader");
+    let mut r = Signer::start(&["trader"]);
     let mut c = SignerClient::new(&r.socket(), Duration::from_secs(10));
     let before = c.status().await.unwrap();
     r.kill9();

@@ -5,8 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -16,10 +14,8 @@ use solana_message::Message;
 use solana_pubkey::Pubkey;
 use solana_signer::Signer as _;
 use solana_transaction::Transaction;
-use support::{Mode, SolanaNode};
 use vigil_orchestrator::chains::solana_rpc::{RpcError, SigStatus, SolanaRpc};
-
-const SOL: u64 = 1_000_000_000;
+use vigil_testkit::{Mode, SOL, SolanaNode};
 const FEE: u64 = 5000;
 const POLL: Duration = Duration::from_millis(10);
 

@@ -21,11 +21,12 @@ use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 use vigil_orchestrator::config::AgentConfig;
 use vigil_orchestrator::scheduler::Orchestrator;
-use vigil_orchestrator::store::Store;
+use vigil_orchestrator::store::{NewPending, PendingId, PendingKind, Store};
 
 use crate::chain::Chain;
 use crate::config::{AgentSpec, ConfigBuilder};
 use crate::daemon::{BotToken, Daemon};
+use crate::host::unix_now;
 use crate::operator::Operator;
 use crate::script::{Reply, Script};
 use crate::signer::Signer;
@@ -52,8 +53,8 @@ pub struct World {
     pub chain: Option<Chain>,
     /// The Bot API emulator, if asked for.
     pub telegram: Option<Emulator>,
-    /// The orchestrator's working dir: `script.toml`, `state.sqlite3`, the daemon's config,
-    /// credentials and log.
+    /// The orchestrator's working dir: `script.toml` (every agent holds until the test writes
+    /// another), `state.sqlite3`, the daemon's config, credentials and log.
     pub work: TempDir,
 }
 
@@ -124,12 +125,15 @@ impl Scenario {
             None => tempfile::tempdir(),
         }
         .expect("the orchestrator's working dir");
-        World {
+        let world = World {
             signer,
             chain,
             telegram,
             work,
-        }
+        };
+        // Until the test writes its own: every agent holds.
+        world.script(&Script::new().default_replies([Reply::hold()]));
+        world
     }
 }
 
@@ -137,6 +141,18 @@ impl Script {
     /// Trader pays the dev peer 0.2 SOL, every time.
     pub fn pay_peer() -> Script {
         Script::new().agent("trader", [Reply::transfer("dev-peer", 200_000_000)])
+    }
+
+    /// Trader pays the dev peer 64 small amounts in turn (0.01 SOL plus 0 to 63 lamports), so
+    /// that every decision is a new intent even within one second, then starts again.
+    pub fn small_payments() -> Script {
+        Script::new().agent(
+            "trader",
+            (0..64).map(|i| {
+                Reply::transfer("dev-peer", 10_000_000 + i)
+                    .reasoning("Pay the dev peer a small amount for this work.")
+            }),
+        )
     }
 
     /// Each of `agents` holds, every time.
@@ -227,6 +243,23 @@ impl World {
     pub fn daemon(&self, config: &ConfigBuilder, token: BotToken) -> Daemon {
         let path = config.write(&self.work.path().join("orchestrator.toml"));
         Daemon::start(self.work.path(), &path, token)
+    }
+
+    /// Records a move-funds confirmation for `agent` (as the action's owner does), open for
+    /// ten minutes under idempotency key `key`; its id.
+    pub fn ask_to_move_funds(&self, agent: &str, summary: &str, key: &str) -> PendingId {
+        let now = unix_now();
+        self.store()
+            .create_pending(&NewPending {
+                kind: PendingKind::MoveFunds,
+                agent: Some(agent.parse().expect("an agent id")),
+                summary: summary.into(),
+                payload_json: "{}".into(),
+                idempotency_key: key.into(),
+                created_at: now,
+                expires_at: now + 600,
+            })
+            .expect("recording the confirmation")
     }
 
     /// The orchestrator's state, opened (again) from the working dir.

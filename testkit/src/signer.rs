@@ -39,6 +39,12 @@ pub struct Signer {
     report: Option<DevInitReport>,
 }
 
+/// `vigil-signer dev-init` for `agents` on `state` (not started); its report.
+pub fn dev_init_at(state: &Path, agents: &[&str]) -> DevInitReport {
+    dev_init(&binary("vigil-signer"), state, agents, None, Warning::Keep)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// How to make a dev signer before starting it.
 #[derive(Debug)]
 pub struct SignerBuilder {

@@ -20,6 +20,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use vigil_testkit::config::ConfigBuilder;
+use vigil_testkit::host::{binary, is_root, repo_root};
+use vigil_testkit::signer::dev_init_at;
+use vigil_testkit::{AgentSpec, Reply, Script};
+
 /// Absolute paths in the units, and where the test puts them (relative to its temp dir).
 /// Longest prefix first. Binaries map to this build.
 const PATHS: &[(&str, &str)] = &[
@@ -54,7 +59,7 @@ fn daemons_start_from_their_units_and_talk() {
 
     // The signer's state dir (StateDirectory=), made by dev-init, owned by its user.
     let signer_state = state_dir(&signer_unit, root);
-    let init = dev_init(&bins, &signer_state);
+    let init = dev_init_at(&signer_state, &["trader"]);
     let passphrase = std::fs::read(signer_state.join("dev/passphrase")).unwrap();
     let signer_creds = credentials(&signer_unit, root, |name| {
         assert_eq!(
@@ -64,10 +69,11 @@ fn daemons_start_from_their_units_and_talk() {
         passphrase.clone()
     });
     let (signer_user, signer_group) = users(&signer_unit.one("Service", "User"));
-    chown_r(
-        root.join("var/lib/vigil-signer").as_path(),
+    chown(
+        &root.join("var/lib/vigil-signer"),
         &signer_user,
         &signer_group,
+        Recursive::Yes,
     );
 
     // The socket, as vigil-signer.socket describes it; the orchestrator's shipped default
@@ -86,7 +92,7 @@ fn daemons_start_from_their_units_and_talk() {
     std::fs::set_permissions(&listen, std::fs::Permissions::from_mode(mode)).unwrap();
     let (sock_user, _) = users(&socket_unit.one("Socket", "SocketUser"));
     let (_, sock_group) = users(&socket_unit.one("Socket", "SocketGroup"));
-    chown(&listen, &sock_user, &sock_group);
+    chown(&listen, &sock_user, &sock_group, Recursive::No);
 
     // The signer, from its ExecStart and Environment, on fd 3.
     let mut argv = signer_unit.exec_start(&map);
@@ -118,12 +124,7 @@ fn daemons_start_from_their_units_and_talk() {
     let argv = orch_unit.exec_start(&map);
     check_flags(&argv).unwrap();
     let config = PathBuf::from(flag_value(&argv, "--config").expect("--config in ExecStart"));
-    write_config(
-        &config,
-        &listen,
-        &orch_state,
-        init["dev_peer"].as_str().unwrap(),
-    );
+    write_config(&config, &listen, &orch_state, &init.dev_peer);
     let orch_creds = credentials(&orch_unit, root, |name| {
         format!("test value of {name}").into()
     });
@@ -435,63 +436,27 @@ fn credentials(unit: &Unit, root: &Path, value: impl Fn(&str) -> Vec<u8>) -> Pat
     dir
 }
 
-fn dev_init(bins: &Path, state: &Path) -> serde_json::Value {
-    let out = Command::new(bins.join("vigil-signer"))
-        .args(["dev-init", "--agents", "trader", "--state-dir"])
-        .arg(state)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// One paper agent whose scripted model pays the dev peer 0.1 SOL (below the dev policy's
 /// approval threshold), so its first decision needs the signer's dry run.
 fn write_config(config: &Path, socket: &Path, state: &Path, dev_peer: &str) {
     let dir = config.parent().unwrap();
     std::fs::create_dir_all(dir).unwrap();
     let script = dir.join("scripted-replies.toml");
-    std::fs::write(
-        &script,
-        r#"[agents.trader]
-replies = ['{"action":"transfer","asset":"SOL","to":"dev-peer","amount":"100000000","confidence":0.8,"reasoning":"Pay the dev peer the small agreed fee for this round."}']
-"#,
-    )
-    .unwrap();
-    let text = format!(
-        r#"signer_socket = "{socket}"
-state_db = "{db}"
-daily_llm_usd_cap_micros = 1000000
-
-[providers.scripted]
-kind = "scripted"
-script = "{script}"
-prices = {{ prompt_micros_per_mtok = 0, completion_micros_per_mtok = 0 }}
-
-[[agents]]
-id = "trader"
-provider = "scripted"
-model = "scripted"
-temperature = 0.1
-max_tokens = 400
-schedule_secs = 3600
-mode = "paper"
-system_prompt = "You pay the dev peer small fees."
-
-[agents.risk]
-allowed_actions = ["transfer", "hold"]
-max_fraction_per_tx_bps = 1000
-peers = [{{ label = "dev-peer", address = "{dev_peer}" }}]
-"#,
-        socket = socket.display(),
-        db = state.join("orchestrator.sqlite3").display(),
-        script = script.display(),
-    );
-    std::fs::write(config, text).unwrap();
+    Script::new()
+        .agent(
+            "trader",
+            [Reply::transfer("dev-peer", 100_000_000)
+                .reasoning("Pay the dev peer the small agreed fee for this round.")],
+        )
+        .write(&script);
+    ConfigBuilder::new(socket, &state.join("orchestrator.sqlite3"))
+        .scripted(&script)
+        .agent(
+            AgentSpec::new("trader")
+                .fraction_bps(1000)
+                .peer("dev-peer", dev_peer),
+        )
+        .write(config);
 }
 
 /// The outcome and refusal rule of the first recorded decision, once there is one.
@@ -625,47 +590,35 @@ fn assert_ready(notify: &UnixDatagram, daemon: &mut Daemon) {
     );
 }
 
-fn chown_r(path: &Path, user: &str, group: &str) {
-    if is_root() {
-        let ok = Command::new("chown")
-            .arg("-R")
-            .arg(format!("{user}:{group}"))
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(ok.success());
+/// Whether [`chown`] descends into a directory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Recursive {
+    Yes,
+    No,
+}
+
+/// As root, gives `path` to `user:group` (as systemd gives a unit's dirs and socket to its
+/// users); as an ordinary user everything is already the user's own.
+fn chown(path: &Path, user: &str, group: &str, recursive: Recursive) {
+    if !is_root() {
+        return;
     }
-}
-
-fn chown(path: &Path, user: &str, group: &str) {
-    if is_root() {
-        let ok = Command::new("chown")
-            .arg(format!("{user}:{group}"))
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(ok.success());
+    let mut cmd = Command::new("chown");
+    if recursive == Recursive::Yes {
+        cmd.arg("-R");
     }
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    let ok = cmd
+        .arg(format!("{user}:{group}"))
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(ok.success());
 }
 
 /// The directory holding this build's binaries (the orchestrator's, and the signer's
 /// beside it: `tests/run` builds the workspace first).
 fn bin_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_vigil-orchestrator"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    let dir = binary("vigil-orchestrator").parent().unwrap().to_path_buf();
     assert!(
         dir.join("vigil-signer").is_file(),
         "{}/vigil-signer missing: build the workspace first (tests/run does)",

@@ -19,21 +19,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::SolanaNode;
-use support::live::live_trader_with;
-use support::signer::{RunningSigner, start_signer};
-use vigil_orchestrator::chains::solana_rpc::{SigStatus, SolanaRpc};
+use vigil_orchestrator::chains::solana_rpc::SigStatus;
 use vigil_orchestrator::pipeline::Outcome;
 use vigil_orchestrator::store::Store;
-
-const SOL: u64 = 1_000_000_000;
+use vigil_testkit::daemon::{BotToken, Daemon};
+use vigil_testkit::{AgentSpec, Reply, SOL, Scenario, Script, World};
 
 fn full() -> bool {
     std::env::var("VIGIL_DRILL_FULL").is_ok_and(|v| v == "1")
@@ -62,77 +55,38 @@ impl Rng {
 
 /// The daemon's config: Trader pays the dev peer 0.001 SOL (signed and broadcast), Sentinel
 /// asks for 0.6 SOL (above the approval threshold: a pending confirmation), both live, both
-/// every second.
-fn daemon_config(signer: &RunningSigner, rpc_url: &str, work: &Path) -> std::path::PathBuf {
-    let peer = signer.init["dev_peer"].as_str().unwrap();
-    let script = work.join("script.toml");
-    std::fs::write(
-        &script,
-        r#"[agents.trader]
-replies = ['{"action":"transfer","asset":"SOL","to":"dev-peer","amount":"1000000","confidence":0.9,"reasoning":"Pay the dev peer for this batch of work."}']
-[agents.sentinel]
-replies = ['{"action":"transfer","asset":"SOL","to":"dev-peer","amount":"600000000","confidence":0.9,"reasoning":"Move the surplus above the floor to the dev peer."}']
-"#,
-    )
-    .unwrap();
-    let agent = |id: &str| {
-        format!(
-            r#"
-[[agents]]
-id = "{id}"
-provider = "scripted"
-model = "scripted"
-temperature = 0.1
-max_tokens = 300
-schedule_secs = 1
-mode = "live"
-live_assets = ["SOL"]
-# The drill kills the daemon around signing; no operator is there to press Yes.
-confirm_transfers = false
-system_prompt = "Drill agent."
-[agents.risk]
-allowed_actions = ["transfer", "hold"]
-max_fraction_per_tx_bps = 1000
-peers = [{{ label = "dev-peer", address = "{peer}" }}]
-"#
-        )
-    };
-    let config = format!(
-        r#"signer_socket = "{}"
-state_db = "{}"
-daily_llm_usd_cap_micros = 2000000
-solana_rpc_url = "{rpc_url}"
-[providers.scripted]
-kind = "scripted"
-script = "{}"
-prices = {{ prompt_micros_per_mtok = 0, completion_micros_per_mtok = 0 }}
-{}{}"#,
-        signer.socket().display(),
-        work.join("state.sqlite").display(),
-        script.display(),
-        agent("trader"),
-        agent("sentinel"),
+/// every second. The drill kills the daemon around signing; no operator is there to press Yes.
+fn drill_config(world: &World) -> vigil_testkit::ConfigBuilder {
+    world.script(
+        &Script::new()
+            .agent(
+                "trader",
+                [Reply::transfer("dev-peer", 1_000_000)
+                    .reasoning("Pay the dev peer for this batch of work.")],
+            )
+            .agent(
+                "sentinel",
+                [Reply::transfer("dev-peer", 600_000_000)
+                    .reasoning("Move the surplus above the floor to the dev peer.")],
+            ),
     );
-    let path = work.join("orchestrator.toml");
-    std::fs::write(&path, config).unwrap();
-    path
+    let agent = |id: &str| {
+        AgentSpec::new(id)
+            .every(1)
+            .live("SOL")
+            .confirm_transfers(false)
+            .fraction_bps(1000)
+            .peer("dev-peer", &world.signer.dev_peer())
+    };
+    world
+        .config()
+        .agent(agent("trader"))
+        .agent(agent("sentinel"))
 }
 
-/// The daemon from this build; `VIGIL_ORCHESTRATOR_BIN` overrides it (a shared target dir
-/// where other branches build the same binary name).
-fn spawn_daemon(config: &Path) -> Child {
-    let bin = std::env::var_os("VIGIL_ORCHESTRATOR_BIN").map_or_else(
-        || env!("CARGO_BIN_EXE_vigil-orchestrator").into(),
-        PathBuf::from,
-    );
-    Command::new(bin)
-        .arg("--config")
-        .arg(config)
-        .env("VIGIL_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+/// The daemon on `config`, to be killed.
+fn spawn_daemon(world: &World, config: &vigil_testkit::ConfigBuilder) -> Daemon {
+    world.daemon(config, BotToken::Missing)
 }
 
 /// Every pending confirmation's (id, idempotency key) in the state.
@@ -153,25 +107,24 @@ async fn orchestrator_kill9_at_random_points_loses_and_repeats_nothing() {
         .and_then(|t| t.parse().ok())
         .unwrap_or(if full() { 200 } else { 12 });
     let mut rng = Rng::from_env();
-    let signer = start_signer("trader,sentinel");
-    let node = SolanaNode::start().await.unwrap();
-    for a in signer.init["agents"].as_array().unwrap() {
-        node.airdrop_to(a["addresses"]["solana"].as_str().unwrap(), 20 * SOL)
-            .unwrap();
-    }
-    let work = tempfile::tempdir().unwrap();
-    let config = daemon_config(&signer, &node.url, work.path());
-    let db = work.path().join("state.sqlite");
+    let world = Scenario::new()
+        .signer(&["trader", "sentinel"])
+        .funded("trader", 20 * SOL)
+        .funded("sentinel", 20 * SOL)
+        .start()
+        .await;
+    let (signer, node) = (&world.signer, world.chain());
+    let config = drill_config(&world);
+    let db = config.state_db_path().to_owned();
 
     let mut seen_pending: BTreeSet<(i64, String)> = BTreeSet::new();
     let mut kill_points = Vec::new();
     for _ in 0..trials {
-        let mut daemon = spawn_daemon(&config);
+        let daemon = spawn_daemon(&world, &config);
         let after = rng.below(1500);
         kill_points.push(after);
         tokio::time::sleep(Duration::from_millis(after)).await;
-        daemon.kill().unwrap(); // SIGKILL
-        daemon.wait().unwrap();
+        daemon.kill(); // SIGKILL
         node.advance_blockhash();
         if db.exists() {
             let store = Store::open(&db).unwrap();
@@ -184,19 +137,15 @@ async fn orchestrator_kill9_at_random_points_loses_and_repeats_nothing() {
 
     // On a slow machine every kill may have come before any work: one more run, killed once
     // the signer has signed and been asked for an approval, so the checks below have work.
-    if signer.audit_events("signed").is_empty()
-        || signer.audit_events("approval_requested").is_empty()
-    {
-        let mut daemon = spawn_daemon(&config);
+    let worked =
+        || !signer.signed().is_empty() && !signer.audit_events("approval_requested").is_empty();
+    if !worked() {
+        let daemon = spawn_daemon(&world, &config);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while (signer.audit_events("signed").is_empty()
-            || signer.audit_events("approval_requested").is_empty())
-            && std::time::Instant::now() < deadline
-        {
+        while !worked() && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        daemon.kill().unwrap();
-        daemon.wait().unwrap();
+        daemon.kill();
     }
 
     // The three records.
@@ -214,8 +163,8 @@ async fn orchestrator_kill9_at_random_points_loses_and_repeats_nothing() {
         .into_iter()
         .map(|(k, j)| (k, serde_json::from_str(&j).unwrap()))
         .collect();
-    let signed = signer.audit_events("signed");
-    let rpc = SolanaRpc::new(&node.url, Duration::from_secs(5)).unwrap();
+    let signed = signer.signed();
+    let rpc = node.rpc();
     let mut keys = BTreeSet::new();
     // Landed transactions by signature. Two decisions with the same intent under the same
     // blockhash are the same transaction (Ed25519 is deterministic): it lands once, and the
@@ -223,14 +172,14 @@ async fn orchestrator_kill9_at_random_points_loses_and_repeats_nothing() {
     let mut landed: BTreeMap<String, u64> = BTreeMap::new();
     let mut signed_unfinished = 0u128;
     for s in &signed {
-        let key = s["idempotency_key"].as_str().unwrap().to_string();
-        let amount: u64 = s["amount"].as_str().unwrap().parse().unwrap();
+        let key = s.idempotency_key.clone();
+        let amount = u64::try_from(s.amount).unwrap();
         assert!(keys.insert(key.clone()), "{key} signed twice");
         // Claimed before the signer was asked: a signature without a claim is a lost action.
         match finished.get(&key) {
             Some(outcome) => {
                 if outcome["result"]["outcome"] == "signed" {
-                    assert_eq!(outcome["result"]["signature"], s["signature"], "{key}");
+                    assert_eq!(outcome["result"]["signature"], s.signature, "{key}");
                 }
             }
             None => {
@@ -241,15 +190,12 @@ async fn orchestrator_kill9_at_random_points_loses_and_repeats_nothing() {
                 signed_unfinished += u128::from(amount);
             }
         }
-        let status = rpc
-            .signature_status(s["signature"].as_str().unwrap())
-            .await
-            .unwrap();
+        let status = rpc.signature_status(&s.signature).await.unwrap();
         if matches!(
             status,
             SigStatus::Processed | SigStatus::Confirmed | SigStatus::Finalized
         ) {
-            landed.insert(s["signature"].as_str().unwrap().to_string(), amount);
+            landed.insert(s.signature.clone(), amount);
         }
     }
     // Every transaction on the chain is one the signer signed, once.
@@ -258,8 +204,10 @@ async fn orchestrator_kill9_at_random_points_loses_and_repeats_nothing() {
         landed.len(),
         "the chain holds unknown transactions"
     );
-    let peer = signer.init["dev_peer"].as_str().unwrap().parse().unwrap();
-    assert_eq!(node.balance(&peer), landed.values().sum::<u64>());
+    assert_eq!(
+        node.balance_of(&signer.dev_peer()),
+        landed.values().sum::<u64>()
+    );
 
     // Every approval the signer holds has its pending confirmation, or reconciliation
     // reports the unfinished execution (a kill between the signer's answer and the record).
@@ -288,9 +236,7 @@ async fn orchestrator_kill9_at_random_points_loses_and_repeats_nothing() {
     // Reconciliation names every unfinished execution, and the signer's totals equal the
     // state's finished spends plus the signed-but-unfinished ones.
     drop(store);
-    let (orchestrator, _) = live_trader_with(&signer, Some(&node.url), work.path(), |c| {
-        c.state_db = db.clone();
-    });
+    let (orchestrator, _) = world.orchestrator(&world.live_trader().state_db(&db));
     let report = orchestrator.reconcile().await;
     for key in &unfinished {
         assert!(report.iter().any(|l| l.contains(key.as_str())), "{key}");
@@ -329,36 +275,15 @@ async fn orchestrator_kill9_at_random_points_loses_and_repeats_nothing() {
 async fn signer_kill9_during_live_decisions_holds_then_recovers_within_caps() {
     let cycles = if full() { 20 } else { 3 };
     let mut rng = Rng::from_env();
-    let mut signer = start_signer("trader");
-    let node = SolanaNode::start().await.unwrap();
-    let trader = signer.init["agents"][0]["addresses"]["solana"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    node.airdrop_to(&trader, 20 * SOL).unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let script = work.path().join("small.toml");
+    let mut world = Scenario::new()
+        .signer(&["trader"])
+        .funded("trader", 20 * SOL)
+        .start()
+        .await;
     // Distinct amounts, so each decision is a new intent even within one second.
-    let replies: Vec<String> = (0..64)
-        .map(|i| {
-            format!(
-                "'{{\"action\":\"transfer\",\"asset\":\"SOL\",\"to\":\"dev-peer\",\"amount\":\"{}\",\"confidence\":0.9,\"reasoning\":\"Pay the dev peer a small amount for this work.\"}}'",
-                10_000_000 + i
-            )
-        })
-        .collect();
-    std::fs::write(
-        &script,
-        format!("[agents.trader]\nreplies = [{}]\n", replies.join(", ")),
-    )
-    .unwrap();
-    let (orchestrator, agent) = live_trader_with(&signer, Some(&node.url), work.path(), |c| {
-        for p in c.providers.values_mut() {
-            if p.script.is_some() {
-                p.script = Some(script.clone());
-            }
-        }
-    });
+    world.script(&Script::small_payments());
+    let (orchestrator, agent) = world.orchestrator(&world.live_trader());
+    let signer = &mut world.signer;
 
     let mut seen = Vec::new();
     for cycle in 0..cycles {
@@ -402,21 +327,15 @@ async fn signer_kill9_during_live_decisions_holds_then_recovers_within_caps() {
         seen.push(signature.clone());
     }
     // Caps, audit and the orchestrator's view agree.
-    let signed = signer.audit_events("signed");
-    let audit_sigs: BTreeSet<String> = signed
-        .iter()
-        .map(|s| s["signature"].as_str().unwrap().to_string())
-        .collect();
+    let signed = signer.signed();
+    let audit_sigs: BTreeSet<String> = signed.iter().map(|s| s.signature.clone()).collect();
     for s in &seen {
         assert!(
             audit_sigs.contains(s),
             "{s} released but not in the audit log"
         );
     }
-    let total: u128 = signed
-        .iter()
-        .map(|s| s["amount"].as_str().unwrap().parse::<u128>().unwrap())
-        .sum();
+    let total: u128 = signed.iter().map(|s| s.amount).sum();
     let status = orchestrator.signer().lock().await.status().await.unwrap();
     assert_eq!(
         status.agents[0].spent_24h.get("SOL").map(String::as_str),

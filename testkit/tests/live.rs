@@ -5,34 +5,37 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::time::Duration;
 
-use solana_pubkey::Pubkey;
-use support::SolanaNode;
-use support::live::live_trader;
-use support::signer::start_signer;
 use vigil_orchestrator::chains::solana_rpc::SolanaRpc;
 use vigil_orchestrator::cost::Prices;
 use vigil_orchestrator::llm::{Provider, ScriptedProvider};
 use vigil_orchestrator::pipeline::{self, Deps, Inputs, Outcome};
+use vigil_orchestrator::store::{PendingId, Resolution};
+use vigil_protocol::Network;
+use vigil_testkit::requests::{sign_request, transfer};
+use vigil_testkit::{Mode, SOL, Scenario, Script, World, unix_now};
+
+/// The signer's Trader funded with 10 SOL on a chain, and the script that pays the dev peer.
+async fn funded_trader() -> World {
+    let world = Scenario::new()
+        .signer(&["trader"])
+        .funded("trader", 10 * SOL)
+        .start()
+        .await;
+    world.script(&Script::pay_peer());
+    world
+}
 
 #[tokio::test]
 async fn live_transfer_is_signed_broadcast_confirmed_and_moves_the_funds() {
-    let signer = start_signer("trader");
-    let node = SolanaNode::start().await.unwrap();
-    let trader: Pubkey = signer.init["agents"][0]["addresses"]["solana"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let peer_text = signer.init["dev_peer"].as_str().unwrap().to_string();
-    let peer: Pubkey = peer_text.parse().unwrap();
-    node.airdrop(&trader, 10_000_000_000).unwrap();
-
-    let work = tempfile::tempdir().unwrap();
-    let (orchestrator, agent) = live_trader(&signer, Some(&node.url), work.path());
+    let world = funded_trader().await;
+    let (node, trader, peer) = (
+        world.chain(),
+        world.signer.address("trader"),
+        world.signer.dev_peer(),
+    );
+    let (orchestrator, agent) = world.orchestrator(&world.live_trader());
     let decided = orchestrator.decide(&agent, Vec::new()).await;
     let Outcome::Signed { summary, chain, .. } = &decided.outcome else {
         panic!("expected a signed live transfer, got {:?}", decided.outcome);
@@ -42,8 +45,8 @@ async fn live_transfer_is_signed_broadcast_confirmed_and_moves_the_funds() {
         summary.contains("0.2 SOL (200000000 lamports)"),
         "{summary}"
     );
-    assert_eq!(node.balance(&peer), 200_000_000);
-    assert_eq!(node.balance(&trader), 10_000_000_000 - 200_000_000 - 5_000);
+    assert_eq!(node.balance_of(&peer), 200_000_000);
+    assert_eq!(node.balance_of(&trader), 10 * SOL - 200_000_000 - 5_000);
     // The signer counted the spend, and the state agrees with it.
     let status = orchestrator.signer().lock().await.status().await.unwrap();
     assert_eq!(
@@ -53,20 +56,12 @@ async fn live_transfer_is_signed_broadcast_confirmed_and_moves_the_funds() {
     assert_eq!(orchestrator.reconcile().await, Vec::<String>::new());
 
     // A spend signed outside this orchestrator shows up as a difference.
-    let outside = vigil_protocol::message::SignRequest {
-        agent: "trader".parse().unwrap(),
-        intent: vigil_protocol::Intent::Transfer(vigil_protocol::TransferIntent {
-            chain: vigil_protocol::Chain::Solana,
-            network: vigil_protocol::Network::Devnet,
-            asset: "SOL".into(),
-            to: peer.to_string(),
-            amount: vigil_protocol::Amount::from_base_units(1_000),
-        }),
-        context: vigil_protocol::Context {
-            recent_blockhash: Some(node.latest_blockhash()),
-        },
-        idempotency_key: "outside-1".parse().unwrap(),
-    };
+    let outside = sign_request(
+        "trader",
+        transfer(&peer, 1_000, Network::Devnet),
+        "outside-1",
+        &node.latest_blockhash(),
+    );
     orchestrator
         .signer()
         .lock()
@@ -86,28 +81,24 @@ async fn live_transfer_is_signed_broadcast_confirmed_and_moves_the_funds() {
 
 #[tokio::test]
 async fn a_signed_transfer_that_never_landed_is_reported() {
-    let signer = start_signer("trader");
-    let node = SolanaNode::start().await.unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let (orchestrator, agent) = live_trader(&signer, Some(&node.url), work.path());
-    let script = work.path().join("script.toml");
+    let world = Scenario::new().signer(&["trader"]).chain().start().await;
+    world.script(&Script::pay_peer());
+    let node = world.chain();
+    let (orchestrator, agent) = world.orchestrator(&world.live_trader());
 
     // The signer signs, but the node refuses every request: the broadcast is lost.
-    node.set_mode(support::Mode::Http500);
+    node.set_mode(Mode::Http500);
     let failing = SolanaRpc::new(&node.url, Duration::from_secs(2)).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = unix_now();
     let inputs = Inputs {
-        balance: 10_000_000_000,
+        balance: (10 * SOL).into(),
         untrusted: Vec::new(),
         recent_blockhash: node.latest_blockhash(),
         network: vigil_protocol::Network::Devnet,
         now,
         day_start: now - now % 86_400,
     };
-    let provider = Provider::Scripted(ScriptedProvider::from_file(&script).unwrap());
+    let provider = Provider::Scripted(ScriptedProvider::from_file(&world.script_path()).unwrap());
     let prices = Prices {
         prompt_micros_per_mtok: 0,
         completion_micros_per_mtok: 0,
@@ -131,7 +122,7 @@ async fn a_signed_transfer_that_never_landed_is_reported() {
     assert!(chain.starts_with("failed"), "{chain}");
 
     // The node is back; reconciliation finds the transaction missing from the chain.
-    node.set_mode(support::Mode::Honest);
+    node.set_mode(Mode::Honest);
     let report = orchestrator.reconcile().await;
     assert!(
         report
@@ -143,9 +134,9 @@ async fn a_signed_transfer_that_never_landed_is_reported() {
 
 #[tokio::test]
 async fn live_mode_without_an_rpc_holds() {
-    let signer = start_signer("trader");
-    let work = tempfile::tempdir().unwrap();
-    let (orchestrator, agent) = live_trader(&signer, None, work.path());
+    let world = Scenario::new().signer(&["trader"]).start().await;
+    world.script(&Script::pay_peer());
+    let (orchestrator, agent) = world.orchestrator(&world.live_trader());
     let decided = orchestrator.decide(&agent, Vec::new()).await;
     assert!(
         matches!(&decided.outcome, Outcome::Held { layer, .. } if layer == "rpc"),
@@ -158,19 +149,13 @@ async fn live_mode_without_an_rpc_holds() {
 /// approved item runs, at most once, and one approved before a crash runs after the restart.
 #[tokio::test]
 async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
-    use vigil_orchestrator::store::{PendingId, Resolution};
-    let signer = start_signer("trader");
-    let node = SolanaNode::start().await.unwrap();
-    let trader: Pubkey = signer.init["agents"][0]["addresses"]["solana"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let peer: Pubkey = signer.init["dev_peer"].as_str().unwrap().parse().unwrap();
-    node.airdrop(&trader, 10_000_000_000).unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let (orchestrator, mut agent) = live_trader(&signer, Some(&node.url), work.path());
-    agent.confirm_transfers = true;
+    let world = funded_trader().await;
+    let (node, peer) = (world.chain(), world.signer.dev_peer());
+    // The default: the operator's Yes before a live transfer.
+    let config = world
+        .config()
+        .agent(world.live_trader_agent().confirm_transfers(true));
+    let (orchestrator, agent) = world.orchestrator(&config);
 
     let decided = orchestrator.decide(&agent, Vec::new()).await;
     let Outcome::AwaitingConfirmation {
@@ -184,7 +169,7 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
         );
     };
     assert!(summary.contains("0.2 SOL"), "{summary}");
-    assert_eq!(node.balance(&peer), 0, "nothing moves before the yes");
+    assert_eq!(node.balance_of(&peer), 0, "nothing moves before the yes");
     let row = |id: i64| {
         orchestrator
             .store()
@@ -218,14 +203,14 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
         matches!(&outcome, Outcome::Signed { chain, .. } if chain == "confirmed" || chain == "finalized"),
         "{outcome:?}"
     );
-    assert_eq!(node.balance(&peer), 200_000_000);
+    assert_eq!(node.balance_of(&peer), 200_000_000);
     // A second Yes (a double tap, a replayed update) signs and sends nothing more.
     let again = orchestrator.execute_confirmed(&approved).await.unwrap();
     assert!(
         matches!(&again, Outcome::Held { reason, .. } if reason.contains("already executed")),
         "{again:?}"
     );
-    assert_eq!(node.balance(&peer), 200_000_000);
+    assert_eq!(node.balance_of(&peer), 200_000_000);
     assert!(orchestrator.resume_confirmed().await.is_empty());
 
     // Approved, then the orchestrator dies before running it: the restart runs it, once.
@@ -240,21 +225,14 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
     };
     approve(pending_id);
     drop(orchestrator);
-    let (restarted, _) = live_trader(&signer, Some(&node.url), work.path());
+    let (restarted, _) = world.orchestrator(&config);
     let report = restarted.resume_confirmed().await;
     assert_eq!(report.len(), 1, "{report:?}");
     assert!(
         report[0].contains("signed and sent (confirmed"),
         "{report:?}"
     );
-    assert_eq!(node.balance(&peer), 400_000_000, "{report:?}");
+    assert_eq!(node.balance_of(&peer), 400_000_000, "{report:?}");
     assert!(restarted.resume_confirmed().await.is_empty());
-    assert_eq!(node.balance(&peer), 400_000_000);
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    assert_eq!(node.balance_of(&peer), 400_000_000);
 }

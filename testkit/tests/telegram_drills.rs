@@ -13,22 +13,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use solana_pubkey::Pubkey;
-use support::SolanaNode;
-use support::corpus::{corpus, sample};
-use support::signer::start_signer;
-use support::telegram::{BotMessage, Chat, Daemon, Emulator, now, write_config};
-use vigil_orchestrator::store::{NewPending, PendingId, PendingKind, PendingStatus, Store};
+use vigil_orchestrator::store::{PendingId, PendingStatus, Store};
 use vigil_orchestrator::telegram::HINT;
+use vigil_testkit::corpus::{corpus, sample};
+use vigil_testkit::daemon::{BotToken, Daemon};
+use vigil_testkit::telegram::{BotMessage, Chat, Emulator, OPERATOR, STRANGER};
+use vigil_testkit::{AgentSpec, Reply, SOL, Scenario, Script, World, unix_now};
 
-const OPERATOR: i64 = 1001;
-const STRANGER: i64 = 6666;
 const CI_SAMPLE: usize = 10;
-const SOL: u64 = 1_000_000_000;
 /// The settings an operator's commands change.
 const SETTINGS: [&str; 4] = [
     "paused:trader",
@@ -40,37 +34,17 @@ const SETTINGS: [&str; 4] = [
 const STRANGER_LINES_PER_WINDOW: usize = 5;
 
 /// A live agent on the dev signer deciding every `secs` seconds with scripted replies.
-fn live_agent(id: &str, secs: u64, peer: &str) -> String {
-    format!(
-        r#"[[agents]]
-id = "{id}"
-system_prompt = "Pay the dev peer when asked; otherwise hold."
-provider = "scripted"
-model = "scripted"
-temperature = 0.1
-max_tokens = 200
-schedule_secs = {secs}
-mode = "live"
-live_assets = ["SOL"]
-[agents.risk]
-allowed_actions = ["transfer", "hold"]
-max_fraction_per_tx_bps = 5000
-peers = [{{ label = "dev-peer", address = "{peer}" }}]
-"#
-    )
+fn live_agent(world: &World, id: &str, secs: u64) -> AgentSpec {
+    AgentSpec::new(id)
+        .every(secs)
+        .live("SOL")
+        .peer("dev-peer", &world.signer.dev_peer())
 }
 
-const HOLD: &str =
-    r#"'{"action":"hold","confidence":0.5,"reasoning":"Nothing to do this round, holding."}'"#;
-
-fn transfer(lamports: u64) -> String {
-    format!(
-        r#"'{{"action":"transfer","asset":"SOL","to":"dev-peer","amount":"{lamports}","confidence":0.9,"reasoning":"Prepay the next batch of work with the dev peer."}}'"#
-    )
-}
-
-fn open_store(work: &std::path::Path) -> Store {
-    Store::open(&work.join("state.sqlite3")).unwrap()
+/// A transfer to the dev peer above nothing in particular: the caller says why the amount.
+fn prepay(lamports: u64) -> Reply {
+    Reply::transfer("dev-peer", lamports.into())
+        .reasoning("Prepay the next batch of work with the dev peer.")
 }
 
 fn settings(store: &Store) -> Vec<Option<String>> {
@@ -95,49 +69,38 @@ fn stranger_log_lines(daemon: &Daemon) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing() {
     let started = Instant::now();
-    let signer = start_signer("trader,sentinel");
-    let node = SolanaNode::start().await.unwrap();
-    let trader: Pubkey = signer.init["agents"][0]["addresses"]["solana"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let peer_text = signer.init["dev_peer"].as_str().unwrap().to_string();
-    let peer: Pubkey = peer_text.parse().unwrap();
-    node.airdrop(&trader, 10 * SOL).unwrap();
-    let emulator = Emulator::start();
-    let work = tempfile::tempdir().unwrap();
+    let world = Scenario::new()
+        .signer(&["trader", "sentinel"])
+        .funded("trader", 10 * SOL)
+        .telegram()
+        .start()
+        .await;
+    let (signer, chain, emulator) = (&world.signer, world.chain(), world.emulator());
+    let peer = signer.dev_peer();
     // Trader asks once (0.8 SOL: above the dev policy's 0.5 SOL approval threshold), so a
     // signer approval waits for the operator's code; Sentinel holds every second throughout.
-    std::fs::write(
-        work.path().join("script.toml"),
-        format!(
-            "[agents.trader]\nreplies = [{}]\n[agents.sentinel]\nreplies = [{HOLD}]\n",
-            transfer(800_000_000)
-        ),
-    )
-    .unwrap();
-    let agents = format!(
-        "{}\n{}",
-        live_agent("trader", 3600, &peer_text),
-        live_agent("sentinel", 1, &peer_text)
+    world.script(
+        &Script::new()
+            .agent("trader", [prepay(800_000_000)])
+            .agent("sentinel", [Reply::hold()]),
     );
-    let config = write_config(
-        work.path(),
-        &signer.socket(),
-        Some(&node.url),
-        &emulator.url,
-        OPERATOR,
-        &agents,
-    );
-    let daemon = Daemon::start(work.path(), &config, true);
-    let mut op = Chat::new(&emulator, OPERATOR);
+    let config = world
+        .config()
+        .agent(live_agent(&world, "trader", 3600))
+        .agent(live_agent(&world, "sentinel", 1));
+    let daemon = world.daemon(&config, BotToken::Given);
+    let mut op = Chat::new(emulator, OPERATOR);
     let asked = op.expect("the signer asks for your code").await;
     assert!(asked.text.starts_with("#1 "), "{}", asked.text);
-    let store = open_store(work.path());
+    let store = world.store();
 
     // The state before the stranger.
-    let open_before: Vec<PendingId> = store.pending(now()).unwrap().iter().map(|r| r.id).collect();
+    let open_before: Vec<PendingId> = store
+        .pending(unix_now())
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(open_before, vec![PendingId(1)]);
     let settings_before = settings(&store);
     let audit_before = signer.audit();
@@ -147,7 +110,7 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
     // that is valid right now (as if it had been read over the operator's shoulder), typed,
     // replied to the approval request, and pressed as buttons.
     let (entries, run) = sample(corpus(), CI_SAMPLE);
-    let code = signer.code_at(now());
+    let code = world.operator().code();
     let mut sent = 0usize;
     for entry in &entries {
         emulator.send(STRANGER, &entry.text).await;
@@ -191,7 +154,12 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
         to_stranger.is_empty(),
         "the bot answered a stranger: {to_stranger:#?}"
     );
-    let open_after: Vec<PendingId> = store.pending(now()).unwrap().iter().map(|r| r.id).collect();
+    let open_after: Vec<PendingId> = store
+        .pending(unix_now())
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(
         open_after, open_before,
         "a confirmation was created or resolved"
@@ -212,7 +180,7 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
         "the signer was asked something: {:#?}",
         &audit_after[audit_before.len()..]
     );
-    assert_eq!(node.balance(&peer), 0);
+    assert_eq!(chain.balance_of(&peer), 0);
     assert!(
         decisions(&store, "sentinel") > sentinel_before,
         "the live agent kept deciding"
@@ -232,7 +200,7 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
         "#1 approved; the signer signed",
     )
     .await;
-    assert_eq!(node.balance(&peer), 800_000_000);
+    assert_eq!(chain.balance_of(&peer), 800_000_000);
     let settings_before = settings(&store);
     let audit_before = signer.audit().len();
 
@@ -252,10 +220,10 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
         .filter(|t| t.contains("paused") || t.contains("LIVE") || t.contains("type exactly"))
         .collect();
     assert!(unexpected.is_empty(), "{unexpected:#?}");
-    assert!(store.pending(now()).unwrap().is_empty());
+    assert!(store.pending(unix_now()).unwrap().is_empty());
     assert_eq!(settings(&store), settings_before);
     assert_eq!(signer.audit().len(), audit_before);
-    assert_eq!(node.balance(&peer), 800_000_000);
+    assert_eq!(chain.balance_of(&peer), 800_000_000);
     assert!(signer.audit_verifies());
     println!(
         "Telegram stranger injections ({run}): {sent} stranger updates ({} injections, each \
@@ -268,65 +236,26 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
     );
 }
 
-/// Collects the bot's messages to `chat` until each needle was seen, for up to `secs`.
-async fn collect_until(emulator: &Emulator, chat: i64, needles: &[&str], secs: u64) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut seen: Vec<String> = Vec::new();
-    loop {
-        seen.extend(
-            emulator
-                .bot_messages(chat)
-                .await
-                .into_iter()
-                .map(|m| m.text),
-        );
-        if needles.iter().all(|n| seen.iter().any(|t| t.contains(n))) {
-            return seen;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not all of {needles:?} in {secs} s; the bot sent: {seen:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_unreachable_blocks_no_agent_loses_no_alert_and_the_bot_recovers() {
     /// Holds before Trader's over-cap transfer (the signer refuses it: an alert).
     const HOLDS: usize = 12;
-    let signer = start_signer("trader");
-    let node = SolanaNode::start().await.unwrap();
-    let trader: Pubkey = signer.init["agents"][0]["addresses"]["solana"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let peer_text = signer.init["dev_peer"].as_str().unwrap().to_string();
-    node.airdrop(&trader, 10 * SOL).unwrap();
-    let emulator = Emulator::start();
-    let port = emulator.port();
-    let work = tempfile::tempdir().unwrap();
+    let mut world = Scenario::new()
+        .signer(&["trader"])
+        .funded("trader", 10 * SOL)
+        .telegram()
+        .start()
+        .await;
+    let port = world.emulator().port();
     // 2 SOL: within the risk profile (50% of 10 SOL), above the signer's 1 SOL per-tx cap.
-    let mut replies = vec![HOLD.to_string(); HOLDS];
-    replies.push(transfer(2 * SOL));
-    std::fs::write(
-        work.path().join("script.toml"),
-        format!("[agents.trader]\nreplies = [{}]\n", replies.join(", ")),
-    )
-    .unwrap();
-    let config = write_config(
-        work.path(),
-        &signer.socket(),
-        Some(&node.url),
-        &emulator.url,
-        OPERATOR,
-        &live_agent("trader", 1, &peer_text),
-    );
-    let mut daemon = Daemon::start(work.path(), &config, true);
-    let mut op = Chat::new(&emulator, OPERATOR);
+    let mut replies = vec![Reply::hold(); HOLDS];
+    replies.push(prepay(2 * SOL));
+    world.script(&Script::new().agent("trader", replies));
+    let config = world.config().agent(live_agent(&world, "trader", 1));
+    let mut daemon = world.daemon(&config, BotToken::Given);
+    let mut op = Chat::new(world.emulator(), OPERATOR);
     op.ask("/status", "Vigil status").await;
-    let store = open_store(work.path());
+    let store = world.store();
     let before = decisions(&store, "trader");
     assert!(
         before + 4 < HOLDS,
@@ -335,29 +264,18 @@ async fn telegram_unreachable_blocks_no_agent_loses_no_alert_and_the_bot_recover
 
     // The Bot API goes away.
     drop(op);
-    drop(emulator);
+    drop(world.telegram.take());
     let down = Instant::now();
     // Meanwhile a confirmation is recorded (shown once the bot can reach the API) ...
-    let id = store
-        .create_pending(&NewPending {
-            kind: PendingKind::MoveFunds,
-            agent: Some("trader".parse().unwrap()),
-            summary: "send 0.3 SOL to the treasury for trader".into(),
-            payload_json: "{}".into(),
-            idempotency_key: "outage-move-1".into(),
-            created_at: now(),
-            expires_at: now() + 600,
-        })
-        .unwrap();
+    let id = world.ask_to_move_funds(
+        "trader",
+        "send 0.3 SOL to the treasury for trader",
+        "outage-move-1",
+    );
     // ... and the agent keeps deciding: its holds, then the refused transfer and its alert.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !daemon
-        .log_text()
-        .contains("operator alert: ⛔ signer refused trader")
-    {
-        assert!(Instant::now() < deadline, "{}", daemon.log_text());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    daemon
+        .wait_for_log("operator alert: ⛔ signer refused trader", 30)
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = decisions(&store, "trader") - before;
     assert!(
@@ -376,13 +294,13 @@ async fn telegram_unreachable_blocks_no_agent_loses_no_alert_and_the_bot_recover
     let back = Instant::now();
     emulator.send(OPERATOR, "/status").await;
     let refused = "signer refused trader";
-    let seen = collect_until(
-        &emulator,
-        OPERATOR,
-        &["Vigil status", refused, "send 0.3 SOL to the treasury"],
-        90,
-    )
-    .await;
+    let seen = emulator
+        .collect_until(
+            OPERATOR,
+            &["Vigil status", refused, "send 0.3 SOL to the treasury"],
+            90,
+        )
+        .await;
     let recovered = back.elapsed();
     assert_eq!(
         seen.iter().filter(|t| t.contains(refused)).count(),
@@ -395,7 +313,7 @@ async fn telegram_unreachable_blocks_no_agent_loses_no_alert_and_the_bot_recover
     );
     assert!(daemon.running());
     assert_eq!(store.pending_by_id(id).unwrap().status, PendingStatus::Open);
-    assert!(signer.audit_events("signed").is_empty());
+    assert!(world.signer.signed().is_empty());
     println!(
         "Telegram outage drill: outage {:.1} s, {during} decisions during it, daemon up, \
          alert and confirmation delivered once after the API came back, bot answered in {:.1} s",

@@ -7,49 +7,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::adversary::{Adversary, Fault, Target};
-use support::live::live_trader_with;
-use support::signer::{is_root, start_signer, start_signer_in};
-use support::{Mode, SolanaNode};
-use vigil_orchestrator::config::{ProviderConfig, ProviderKind};
-use vigil_orchestrator::cost::Prices;
 use vigil_orchestrator::pipeline::Outcome;
 use vigil_orchestrator::store::Store;
+use vigil_testkit::adversary::{Adversary, Fault, Target};
+use vigil_testkit::host::require_root;
+use vigil_testkit::{Mode, SOL, Scenario, Script, World};
 
-const SOL: u64 = 1_000_000_000;
-
-/// A script of 64 small payments to the dev peer, each a different amount, so that every
-/// decision is a new intent (idempotency keys carry the second).
-fn small_payments(work: &Path) -> PathBuf {
-    let replies: Vec<String> = (0..64)
-        .map(|i| {
-            format!(
-                "'{{\"action\":\"transfer\",\"asset\":\"SOL\",\"to\":\"dev-peer\",\"amount\":\"{}\",\"confidence\":0.9,\"reasoning\":\"Pay the dev peer a small amount for this work.\"}}'",
-                10_000_000 + i
-            )
-        })
-        .collect();
-    let script = work.join("small.toml");
-    std::fs::write(
-        &script,
-        format!("[agents.trader]\nreplies = [{}]\n", replies.join(", ")),
-    )
-    .unwrap();
-    script
-}
-
-fn use_script(config: &mut vigil_orchestrator::config::Config, script: &Path) {
-    for p in config.providers.values_mut() {
-        if p.script.is_some() {
-            p.script = Some(script.to_path_buf());
-        }
-    }
+/// Trader funded with 20 SOL, paying the dev peer small amounts ([`Script::small_payments`]).
+async fn paying_trader(scenario: Scenario) -> World {
+    let world = scenario
+        .signer(&["trader"])
+        .funded("trader", 20 * SOL)
+        .start()
+        .await;
+    world.script(&Script::small_payments());
+    world
 }
 
 fn landed(outcome: &Outcome) -> bool {
@@ -58,19 +34,9 @@ fn landed(outcome: &Outcome) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_down_slow_or_lying_holds_moves_nothing_and_recovers() {
-    let signer = start_signer("trader");
-    let node = SolanaNode::start().await.unwrap();
-    let trader = signer.init["agents"][0]["addresses"]["solana"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let peer = signer.init["dev_peer"].as_str().unwrap().parse().unwrap();
-    node.airdrop_to(&trader, 20 * SOL).unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let script = small_payments(work.path());
-    let (orchestrator, agent) = live_trader_with(&signer, Some(&node.url), work.path(), |c| {
-        use_script(c, &script);
-    });
+    let world = paying_trader(Scenario::new()).await;
+    let (node, peer) = (world.chain(), world.signer.dev_peer());
+    let (orchestrator, agent) = world.orchestrator(&world.live_trader());
 
     // (fault, what the decision under it must be)
     type Check = fn(&Outcome) -> bool;
@@ -102,18 +68,18 @@ async fn rpc_down_slow_or_lying_holds_moves_nothing_and_recovers() {
         (Mode::Slow(Duration::from_millis(150)), landed),
     ];
     for (mode, check) in cases {
-        let before = node.balance(&peer);
+        let before = node.balance_of(&peer);
         node.set_mode(mode);
         let d = orchestrator.decide(&agent, Vec::new()).await;
         assert!(check(&d.outcome), "{mode:?}: {:?}", d.outcome);
         if !matches!(mode, Mode::Slow(_)) {
-            assert_eq!(node.balance(&peer), before, "{mode:?} moved funds");
+            assert_eq!(node.balance_of(&peer), before, "{mode:?} moved funds");
         }
         // The fault ends: the next decision lands by itself.
         node.set_mode(Mode::Honest);
         let d = orchestrator.decide(&agent, Vec::new()).await;
         assert!(landed(&d.outcome), "after {mode:?}: {:?}", d.outcome);
-        assert!(node.balance(&peer) > before);
+        assert!(node.balance_of(&peer) > before);
     }
     // Reconciliation reports the two signed transfers that never landed, and nothing else.
     let report = orchestrator.reconcile().await;
@@ -126,41 +92,14 @@ async fn rpc_down_slow_or_lying_holds_moves_nothing_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llm_down_or_garbage_holds_and_recovers() {
-    let signer = start_signer("trader");
-    let node = SolanaNode::start().await.unwrap();
-    let trader = signer.init["agents"][0]["addresses"]["solana"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    node.airdrop_to(&trader, 20 * SOL).unwrap();
-    let llm = Adversary::start(Target {
-        policy_peer: "dev-peer".into(),
-        profile_only_peer: "treasury".into(),
-        program_peer: "dex-program".into(),
-        fraction_bps: 4000,
-        per_tx_cap: u128::from(SOL),
-        approval_threshold: u128::from(SOL / 2),
-    })
-    .await;
-    let work = tempfile::tempdir().unwrap();
-    let base_url = llm.base_url();
-    let (orchestrator, agent) = live_trader_with(&signer, Some(&node.url), work.path(), |c| {
-        c.providers.insert(
-            "remote".into(),
-            ProviderConfig {
-                kind: ProviderKind::OpenAi,
-                base_url: Some(base_url),
-                api_key_credential: None,
-                script: None,
-                prices: Prices {
-                    prompt_micros_per_mtok: 0,
-                    completion_micros_per_mtok: 0,
-                },
-            },
-        );
-        c.agents[0].provider = "remote".into();
-        c.agents[0].fallback_provider = None;
-    });
+    let world = paying_trader(Scenario::new()).await;
+    let llm = Adversary::start(Target::dev_trader()).await;
+    let (orchestrator, agent) = world.orchestrator(
+        &world
+            .config()
+            .openai("remote", &llm.base_url())
+            .agent(world.live_trader_agent().provider("remote", "obedient-1")),
+    );
     let cases = [
         (Fault::Down, "llm", "HTTP 500"),
         (Fault::Garbage, "llm", "malformed"),
@@ -179,7 +118,7 @@ async fn llm_down_or_garbage_holds_and_recovers() {
         assert!(landed(&d.outcome), "after {fault:?}: {:?}", d.outcome);
     }
     // Nothing was signed while the provider failed: three recoveries, three signatures.
-    assert_eq!(signer.audit_events("signed").len(), 3);
+    assert_eq!(world.signer.signed().len(), 3);
 }
 
 /// A tmpfs of `size` mounted at a new temp dir; unmounted on drop.
@@ -238,26 +177,21 @@ impl Drop for SmallFs {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disks_refuse_new_work_clearly_and_lose_nothing() {
-    if !is_root() {
-        // mount(8) needs root; CI runs as root (tests/run), where this drill always runs.
-        eprintln!("full_disks: not root, cannot mount a tmpfs; run the suite as root");
+    if !require_root("the disk-full drill mounts a tmpfs") {
         return;
     }
     let signer_fs = SmallFs::mount("8m");
     let state_fs = SmallFs::mount("8m");
-    let mut signer = start_signer_in("trader", signer_fs.path());
-    let node = SolanaNode::start().await.unwrap();
-    let trader = signer.init["agents"][0]["addresses"]["solana"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    node.airdrop_to(&trader, 20 * SOL).unwrap();
-    let work = tempfile::tempdir_in(state_fs.path()).unwrap();
-    let script = small_payments(work.path());
-    let db = work.path().join("state.sqlite");
-    let (orchestrator, agent) = live_trader_with(&signer, Some(&node.url), work.path(), |c| {
-        use_script(c, &script);
-    });
+    let mut world = paying_trader(
+        Scenario::new()
+            .signer_in(signer_fs.path())
+            .work_in(state_fs.path()),
+    )
+    .await;
+    let config = world.live_trader();
+    let db = config.state_db_path().to_owned();
+    let (orchestrator, agent) = world.orchestrator(&config);
+    let signer = &mut world.signer;
     for _ in 0..3 {
         assert!(landed(
             &orchestrator.decide(&agent, Vec::new()).await.outcome
