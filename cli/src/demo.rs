@@ -178,7 +178,7 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
         str_of(&pending["approval_id"]),
         str_of(&pending["summary"])
     );
-    let secret = Secret::Encoded(init.totp_secret_base32.clone())
+    let secret = Secret::Encoded(init.totp_secret_base32.expose().to_owned())
         .to_bytes()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let totp = TOTP::new(Algorithm::SHA1, 6, 1, 30, secret, None, String::new())

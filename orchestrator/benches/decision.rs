@@ -6,25 +6,20 @@
 //!   the execution claim, the paper fill and the decision record in SQLite (synchronous=FULL).
 //! - The `vigil-orchestrator` daemon's resident memory once it has started and is idle.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::cast_precision_loss,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 use vigil_orchestrator::config::{Config, Peer};
-use vigil_orchestrator::cost::Prices;
 use vigil_orchestrator::llm::{Provider, ScriptedProvider};
-use vigil_orchestrator::pipeline::{self, Deps, Inputs, Outcome};
+use vigil_orchestrator::pipeline::{self, Inputs, Outcome};
 use vigil_orchestrator::signer_client::SignerClient;
 use vigil_orchestrator::store::Store;
 use vigil_protocol::Network;
+use vigil_testkit::config::free_deps;
+use vigil_testkit::measure::Samples;
 use vigil_testkit::requests::SOME_BLOCKHASH;
 use vigil_testkit::{Reply, SOL, Script, Signer};
 
@@ -42,19 +37,7 @@ fn main() {
     );
     let store = std::sync::Mutex::new(Store::open(&work.path().join("bench.sqlite")).unwrap());
     let client = Mutex::new(SignerClient::new(&signer.socket(), Duration::from_secs(10)));
-    let prices = Prices {
-        prompt_micros_per_mtok: 0,
-        completion_micros_per_mtok: 0,
-    };
-    let deps = Deps {
-        provider: &provider,
-        fallback: None,
-        prices,
-        daily_cap_micros: u64::MAX,
-        store: &store,
-        signer: &client,
-        rpc: None,
-    };
+    let deps = free_deps(&provider, &store, &client);
     let mut trader = Config::default_config()
         .agents
         .into_iter()
@@ -71,6 +54,7 @@ fn main() {
         .unwrap();
     let start = 1_800_000_000u64;
     let mut samples = Vec::with_capacity(usize::try_from(DECISIONS).unwrap());
+    let began = Instant::now();
     runtime.block_on(async {
         for i in 0..DECISIONS {
             let inputs = Inputs {
@@ -91,17 +75,15 @@ fn main() {
             );
         }
     });
-    samples.sort();
-    let pct =
-        |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6;
+    let samples = Samples::new(samples, began.elapsed());
     println!(
         "decision excluding the LLM (paper, real signer dry_run, SQLite FULL), {DECISIONS} decisions:"
     );
     println!(
         "  p50 {:.0} µs   p90 {:.0} µs   p99 {:.0} µs",
-        pct(0.5),
-        pct(0.9),
-        pct(0.99)
+        samples.percentile_us(500),
+        samples.percentile_us(900),
+        samples.percentile_us(990)
     );
 
     // Idle RSS of the daemon.

@@ -9,13 +9,7 @@
 //! process's resident memory (the orchestrator library in this process; the signer is its
 //! own process) and the SQLite file growth (db + WAL) per 1,000 decisions.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::cast_precision_loss,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -25,6 +19,7 @@ use vigil_orchestrator::pipeline::Outcome;
 use vigil_orchestrator::scheduler::Orchestrator;
 use vigil_orchestrator::signer_client::SignerClient;
 use vigil_orchestrator::store::Store;
+use vigil_testkit::measure::Samples;
 use vigil_testkit::{Reply, Script, Signer};
 
 const AGENTS: usize = 100;
@@ -121,21 +116,21 @@ fn main() {
     });
     let elapsed = started.elapsed().as_secs_f64();
     let grown = size().saturating_sub(start_size);
-    samples.sort();
+    let samples = Samples::new(samples, started.elapsed());
     let n = samples.len();
-    let pct = |p: f64| samples[((n as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3;
+    let pct = |per_mille| samples.percentile_us(per_mille) / 1e3;
     println!("load: {AGENTS} agents, 1 s schedules, scripted provider, paper mode, real signer");
     println!("  duration            {elapsed:.0} s");
     println!(
         "  decisions           {n} ({:.1}/s; the schedule asks for {AGENTS}/s)",
-        n as f64 / elapsed
+        samples.rate()
     );
     println!(
         "  latency excl. LLM   p50 {:.2} ms   p90 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
-        pct(0.5),
-        pct(0.9),
-        pct(0.99),
-        pct(1.0)
+        pct(500),
+        pct(900),
+        pct(990),
+        pct(1000)
     );
     println!(
         "  RSS                 {} KiB now, {} KiB max sampled, {} KiB peak (VmHWM)",

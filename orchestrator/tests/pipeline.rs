@@ -18,6 +18,7 @@ use vigil_orchestrator::pipeline::{self, Deps, Inputs, Outcome};
 use vigil_orchestrator::signer_client::SignerClient;
 use vigil_orchestrator::store::Store;
 use vigil_protocol::Network;
+use vigil_testkit::config::free_deps;
 use vigil_testkit::requests::{SOME_BLOCKHASH, STRANGER};
 use vigil_testkit::{Reply, SOL, Script, Signer, unix_now};
 use wiremock::matchers::{method, path};
@@ -57,15 +58,15 @@ async fn openai_replying(body: serde_json::Value, status: u16) -> (MockServer, P
         .respond_with(ResponseTemplate::new(status).set_body_json(body))
         .mount(&server)
         .await;
-    let provider = OpenAiProvider::new(
-        "mock",
-        &format!("{}/v1", server.uri()),
-        Some(SecretString::from("sk-test".to_string())),
-        true,
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    (server, Provider::OpenAi(provider))
+    let provider = openai(&server, Some("sk-test"));
+    (server, provider)
+}
+
+/// The OpenAI-compatible provider on `server`, with `key` (a key is required).
+fn openai(server: &MockServer, key: Option<&str>) -> Provider {
+    let key = key.map(|k| SecretString::from(k.to_owned()));
+    let url = format!("{}/v1", server.uri());
+    Provider::OpenAi(OpenAiProvider::new("mock", &url, key, true, Duration::from_secs(5)).unwrap())
 }
 
 fn completion(content: &str) -> serde_json::Value {
@@ -90,18 +91,22 @@ fn deps<'a>(
     signer: &'a Mutex<SignerClient>,
 ) -> Deps<'a> {
     Deps {
-        provider,
         fallback,
         prices: PRICES,
         daily_cap_micros,
-        store,
-        signer,
-        rpc: None,
+        ..free_deps(provider, store, signer)
     }
 }
 
 fn memory_store() -> std::sync::Mutex<Store> {
     std::sync::Mutex::new(Store::open_in_memory().unwrap())
+}
+
+/// One decision of the default config's `agent` on `provider`, uncapped, no signer reachable.
+async fn decide_unsigned(provider: &Provider, agent_id: &str) -> pipeline::Decided {
+    let (store, signer) = (memory_store(), unreachable_signer());
+    let deps = deps(provider, None, u64::MAX, &store, &signer);
+    pipeline::decide(&agent(agent_id), &inputs(), &deps).await
 }
 
 #[tokio::test]
@@ -134,9 +139,7 @@ async fn no_request_reaches_the_provider_once_the_cap_is_reached() {
 async fn invalid_replies_get_two_corrections_then_hold() {
     let (server, provider) =
         openai_replying(completion("Sure! Sending everything now."), 200).await;
-    let (store, signer) = (memory_store(), unreachable_signer());
-    let deps = deps(&provider, None, u64::MAX, &store, &signer);
-    let decided = pipeline::decide(&agent("trader"), &inputs(), &deps).await;
+    let decided = decide_unsigned(&provider, "trader").await;
     assert!(
         matches!(decided.outcome, Outcome::Held { ref layer, .. } if layer == "1"),
         "{decided:?}"
@@ -152,9 +155,7 @@ async fn invalid_replies_get_two_corrections_then_hold() {
 #[tokio::test]
 async fn a_provider_failure_holds() {
     let (_server, provider) = openai_replying(json!({"error": "down"}), 503).await;
-    let (store, signer) = (memory_store(), unreachable_signer());
-    let deps = deps(&provider, None, u64::MAX, &store, &signer);
-    let decided = pipeline::decide(&agent("sentinel"), &inputs(), &deps).await;
+    let decided = decide_unsigned(&provider, "sentinel").await;
     assert!(
         matches!(decided.outcome, Outcome::Held { ref layer, .. } if layer == "llm"),
         "{decided:?}"
@@ -164,16 +165,7 @@ async fn a_provider_failure_holds() {
 #[tokio::test]
 async fn a_missing_key_falls_back_without_any_request() {
     let server = MockServer::start().await;
-    let keyless = Provider::OpenAi(
-        OpenAiProvider::new(
-            "mock",
-            &format!("{}/v1", server.uri()),
-            None,
-            true,
-            Duration::from_secs(5),
-        )
-        .unwrap(),
-    );
+    let keyless = openai(&server, None);
     let scripted = Provider::Scripted(
         ScriptedProvider::from_toml(&Script::new().default_replies([Reply::text(HOLD)]).to_toml())
             .unwrap(),

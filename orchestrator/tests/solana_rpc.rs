@@ -25,6 +25,14 @@ async fn node_and_client() -> (SolanaNode, SolanaRpc) {
     (node, rpc)
 }
 
+/// A node and client, a payer holding `lamports` on it, and a fresh payee.
+async fn funded_payer(lamports: u64) -> (SolanaNode, SolanaRpc, Keypair, Pubkey) {
+    let (node, rpc) = node_and_client().await;
+    let (payer, to) = (Keypair::new(), Pubkey::new_unique());
+    node.airdrop(&payer.pubkey(), lamports).unwrap();
+    (node, rpc, payer, to)
+}
+
 /// A System transfer of `lamports` from `from` to `to`, signed, on `blockhash`.
 fn transfer(from: &Keypair, to: &Pubkey, lamports: u64, blockhash: &str) -> Transaction {
     let ix = solana_system_interface::instruction::transfer(&from.pubkey(), to, lamports);
@@ -72,9 +80,7 @@ async fn latest_blockhash_parses() {
 
 #[tokio::test]
 async fn a_signed_transfer_is_sent_confirmed_and_moves_the_balances() {
-    let (node, rpc) = node_and_client().await;
-    let (payer, to) = (Keypair::new(), Pubkey::new_unique());
-    node.airdrop(&payer.pubkey(), 2 * SOL).unwrap();
+    let (node, rpc, payer, to) = funded_payer(2 * SOL).await;
 
     let blockhash = rpc.get_latest_blockhash().await.unwrap();
     let tx = transfer(&payer, &to, SOL / 4, &blockhash.hash);
@@ -112,9 +118,7 @@ async fn a_signed_transfer_is_sent_confirmed_and_moves_the_balances() {
 
 #[tokio::test]
 async fn the_nodes_refusals_come_back_with_its_message() {
-    let (node, rpc) = node_and_client().await;
-    let (payer, to) = (Keypair::new(), Pubkey::new_unique());
-    node.airdrop(&payer.pubkey(), SOL).unwrap();
+    let (node, rpc, payer, to) = funded_payer(SOL).await;
     let blockhash = node.latest_blockhash();
 
     // A signature over other bytes: the amount is raised after signing.
@@ -159,9 +163,7 @@ async fn the_nodes_refusals_come_back_with_its_message() {
 
 #[tokio::test]
 async fn a_transaction_that_lands_and_fails_confirms_as_failed() {
-    let (node, rpc) = node_and_client().await;
-    let (payer, to) = (Keypair::new(), Pubkey::new_unique());
-    node.airdrop(&payer.pubkey(), SOL).unwrap();
+    let (node, rpc, payer, to) = funded_payer(SOL).await;
     let tx = transfer(&payer, &to, 5 * SOL, &node.latest_blockhash());
     // Sent past preflight by someone else (the client never skips preflight).
     let raw = json!({
@@ -211,9 +213,7 @@ async fn an_unknown_signature_is_not_found_and_never_confirms() {
 
 #[tokio::test]
 async fn confirm_rides_out_a_node_that_fails_for_a_while() {
-    let (node, rpc) = node_and_client().await;
-    let (payer, to) = (Keypair::new(), Pubkey::new_unique());
-    node.airdrop(&payer.pubkey(), SOL).unwrap();
+    let (node, rpc, payer, to) = funded_payer(SOL).await;
     let tx = transfer(&payer, &to, SOL / 100, &node.latest_blockhash());
     let signature = rpc.send_transaction(&wire(&tx)).await.unwrap();
     node.set_mode(Mode::Http500);

@@ -14,7 +14,7 @@ use crate::intent::Chain;
 use crate::message::AgentInfo;
 
 /// What `dev-init` made. Development only: the secrets named here are in plain files.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DevInitReport {
     /// The warning printed with it: never put money behind this state dir.
@@ -28,9 +28,9 @@ pub struct DevInitReport {
     /// A Solana address every agent may pay under the default dev policy (nobody holds its key).
     pub dev_peer: String,
     /// The operator's TOTP secret, base32 (RFC 6238, SHA-1, 6 digits, 30 s).
-    pub totp_secret_base32: String,
+    pub totp_secret_base32: InsecureDevSecret,
     /// The same secret as an `otpauth://` URI for an authenticator app.
-    pub otpauth_uri: String,
+    pub otpauth_uri: InsecureDevSecret,
     /// SHA-256 of the signed policy, hex (what `hello` reports as `policy_digest`).
     pub policy_digest: String,
 }
@@ -52,16 +52,27 @@ impl DevInitReport {
     }
 }
 
-/// Leaves the approval secret out (it is in the state dir for whoever needs it).
-impl fmt::Debug for DevInitReport {
+/// A development secret printed by dev-init: plain text on purpose, but never in a `Debug`
+/// line (it is in the state dir for whoever needs it).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct InsecureDevSecret(String);
+
+impl InsecureDevSecret {
+    /// Wraps the text of a development secret.
+    pub fn new(text: String) -> InsecureDevSecret {
+        InsecureDevSecret(text)
+    }
+
+    /// The secret's text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for InsecureDevSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DevInitReport")
-            .field("state_dir", &self.state_dir)
-            .field("passphrase_file", &self.passphrase_file)
-            .field("agents", &self.agents)
-            .field("dev_peer", &self.dev_peer)
-            .field("policy_digest", &self.policy_digest)
-            .finish_non_exhaustive()
+        f.write_str("InsecureDevSecret(..)")
     }
 }
 
@@ -88,6 +99,7 @@ mod tests {
             Some("4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM")
         );
         assert_eq!(report.address("sentinel", Chain::Solana), None);
+        assert_eq!(report.totp_secret_base32.expose(), "JBSWY3DPEHPK3PXP");
         let debug = format!("{report:?}");
         assert!(!debug.contains("JBSWY3DPEHPK3PXP"), "{debug}");
     }

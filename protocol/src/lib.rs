@@ -17,7 +17,7 @@ pub mod intent;
 pub mod message;
 pub mod types;
 
-pub use dev_init::DevInitReport;
+pub use dev_init::{DevInitReport, InsecureDevSecret};
 pub use frame::{FrameError, MAX_FRAME_LEN, read_frame, write_frame};
 pub use import::{
     ImportAgent, ImportConfirmRequest, ImportConfirmResult, ImportConfirmStatus,

@@ -9,13 +9,7 @@
 //! Run: `cargo bench -p vigil-signer --bench durable_signing --ignore-rust-version`
 //! (or `tests/bench/run`). Prints a table and the two target ratios of issue 2.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::cast_precision_loss,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -26,6 +20,7 @@ use std::time::{Duration, Instant};
 use vigil_protocol::Network;
 use vigil_protocol::client::Client;
 use vigil_testkit::Signer;
+use vigil_testkit::measure::Samples;
 use vigil_testkit::policy::{AgentRules, Policy};
 use vigil_testkit::requests::{SOME_BLOCKHASH, sign_op, transfer};
 const SEQ_N: usize = 3000;
@@ -45,8 +40,8 @@ fn main() {
     println!(
         "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs",
         "append + fdatasync (floor)",
-        fsync.p50_us(),
-        fsync.p99_us()
+        fsync.percentile_us(500),
+        fsync.percentile_us(990)
     );
 
     let mut signer = Signer::start(&["bench", "peer"]);
@@ -54,16 +49,16 @@ fn main() {
     // Room for the benchmark: no approvals, no effective caps.
     signer.install_policy(&Policy::new().agent(
         "bench",
-        AgentRules::unbounded(1000, 4_000_000_000).recipients([to.as_str()]),
+        AgentRules::unbounded(1000, 4_000_000_000).recipients(&[&to]),
     ));
     let socket = signer.socket();
     let seq = sequential(|i| sign_once(&socket, &to, i), SEQ_N);
-    let seq_rate = SEQ_N as f64 / seq.total.as_secs_f64();
+    let seq_rate = seq.rate();
     println!(
         "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s",
         "vigil-signer, 1 client, sequential",
-        seq.p50_us(),
-        seq.p99_us(),
+        seq.percentile_us(500),
+        seq.percentile_us(990),
         seq_rate
     );
     let par = parallel(
@@ -74,9 +69,9 @@ fn main() {
     println!(
         "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s",
         format!("vigil-signer, {CLIENTS} clients"),
-        par.0.p50_us(),
-        par.0.p99_us(),
-        par.1
+        par.percentile_us(500),
+        par.percentile_us(990),
+        par.rate()
     );
     signer.kill9();
 
@@ -88,59 +83,37 @@ fn main() {
         }
     };
     let ssh_seq = sequential(|_| agent.sign_once(), SEQ_N / 3);
-    let ssh_seq_rate = (SEQ_N / 3) as f64 / ssh_seq.total.as_secs_f64();
+    let ssh_seq_rate = ssh_seq.rate();
     println!(
         "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s",
         "ssh-agent ed25519, 1 client",
-        ssh_seq.p50_us(),
-        ssh_seq.p99_us(),
+        ssh_seq.percentile_us(500),
+        ssh_seq.percentile_us(990),
         ssh_seq_rate
     );
     let ssh_par = parallel(|_, _| agent.sign_once(), CLIENTS, PER_CLIENT / 3);
     println!(
         "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s",
         format!("ssh-agent ed25519, {CLIENTS} clients"),
-        ssh_par.0.p50_us(),
-        ssh_par.0.p99_us(),
-        ssh_par.1
+        ssh_par.percentile_us(500),
+        ssh_par.percentile_us(990),
+        ssh_par.rate()
     );
 
-    let latency_target = 2.0 * (fsync.p50_us() + 50.0);
+    let latency_target = 2.0 * (fsync.percentile_us(500) + 50.0);
     println!();
     println!(
         "target 1: sequential p50 {:.1} µs vs 2 × (fdatasync p50 + 50 µs) = {:.1} µs → ratio {:.2} (must be < 1.00)",
-        seq.p50_us(),
+        seq.percentile_us(500),
         latency_target,
-        seq.p50_us() / latency_target
+        seq.percentile_us(500) / latency_target
     );
     println!(
         "target 2: {CLIENTS}-client throughput {:.0}/s vs ssh-agent {:.0}/s → {:.1}x (must be ≥ 10x)",
-        par.1,
-        ssh_par.1,
-        par.1 / ssh_par.1
+        par.rate(),
+        ssh_par.rate(),
+        par.rate() / ssh_par.rate()
     );
-}
-
-struct Samples {
-    sorted: Vec<Duration>,
-    total: Duration,
-}
-
-impl Samples {
-    fn new(mut v: Vec<Duration>, total: Duration) -> Self {
-        v.sort();
-        Self { sorted: v, total }
-    }
-    fn pct(&self, p: f64) -> f64 {
-        let i = ((self.sorted.len() as f64 - 1.0) * p).round() as usize;
-        self.sorted[i].as_secs_f64() * 1e6
-    }
-    fn p50_us(&self) -> f64 {
-        self.pct(0.50)
-    }
-    fn p99_us(&self) -> f64 {
-        self.pct(0.99)
-    }
 }
 
 fn sequential(mut f: impl FnMut(usize), n: usize) -> Samples {
@@ -157,7 +130,7 @@ fn sequential(mut f: impl FnMut(usize), n: usize) -> Samples {
     Samples::new(v, start.elapsed())
 }
 
-fn parallel(f: impl Fn(usize, usize) + Sync, clients: usize, per: usize) -> (Samples, f64) {
+fn parallel(f: impl Fn(usize, usize) + Sync, clients: usize, per: usize) -> Samples {
     let start = Instant::now();
     let all: Vec<Vec<Duration>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
@@ -176,12 +149,7 @@ fn parallel(f: impl Fn(usize, usize) + Sync, clients: usize, per: usize) -> (Sam
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let total = start.elapsed();
-    let n = clients * per;
-    (
-        Samples::new(all.into_iter().flatten().collect(), total),
-        n as f64 / total.as_secs_f64(),
-    )
+    Samples::new(all.into_iter().flatten().collect(), start.elapsed())
 }
 
 fn fdatasync_floor(dir: &Path) -> Samples {
@@ -307,7 +275,7 @@ impl Drop for SshAgent {
 }
 
 fn call(s: &mut UnixStream, msg: &[u8]) -> Vec<u8> {
-    let mut out = (msg.len() as u32).to_be_bytes().to_vec();
+    let mut out = u32::try_from(msg.len()).unwrap().to_be_bytes().to_vec();
     out.extend_from_slice(msg);
     s.write_all(&out).unwrap();
     let mut len = [0u8; 4];
@@ -318,7 +286,7 @@ fn call(s: &mut UnixStream, msg: &[u8]) -> Vec<u8> {
 }
 
 fn put_string(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(&u32::try_from(s.len()).unwrap().to_be_bytes());
     out.extend_from_slice(s);
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::SigningKey;
 use totp_rs::{Algorithm, Secret, TOTP};
 use vigil_protocol::message::AgentInfo;
-use vigil_protocol::{AgentId, Chain, DevInitReport};
+use vigil_protocol::{AgentId, Chain, DevInitReport, InsecureDevSecret};
 use zeroize::Zeroizing;
 
 use crate::chains::solana;
@@ -188,8 +188,8 @@ pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
         passphrase_file: layout::dev_passphrase(state),
         agents,
         dev_peer,
-        totp_secret_base32: encoded.to_string(),
-        otpauth_uri: otpauth,
+        totp_secret_base32: InsecureDevSecret::new(encoded.to_string()),
+        otpauth_uri: InsecureDevSecret::new(otpauth),
         policy_digest: digest,
     })
 }

@@ -168,20 +168,22 @@ fn proc_status_shows_seccomp_no_new_privs_not_dumpable_no_core() {
     }
 }
 
+/// Runs `probe` confined (it must succeed) and checks that it printed `said`.
+fn probe_says(s: &State, probe: &str, said: &str) {
+    let text = run_ok(s, probe);
+    assert!(text.contains(said), "{probe}: no {said:?} in {text}");
+}
+
 #[test]
 fn opening_a_file_outside_the_state_dirs_fails() {
-    let s = state();
-    let text = run_ok(&s, "open-outside");
-    assert!(text.contains("open /etc/passwd: err EACCES"), "{text}");
+    probe_says(&state(), "open-outside", "open /etc/passwd: err EACCES");
 }
 
 #[test]
 fn keystore_dir_is_readable_but_not_writable() {
     let s = state();
-    let text = run_ok(&s, "read-ro");
-    assert!(text.contains("content: {\"sealed\":true}"), "{text}");
-    let text = run_ok(&s, "write-ro");
-    assert!(text.contains("write ro: err EACCES"), "{text}");
+    probe_says(&s, "read-ro", "content: {\"sealed\":true}");
+    probe_says(&s, "write-ro", "write ro: err EACCES");
     assert!(
         !s.ro.join("planted").exists(),
         "a file was planted in the keystore dir"
@@ -191,8 +193,7 @@ fn keystore_dir_is_readable_but_not_writable() {
 #[test]
 fn ledger_dir_is_writable() {
     let s = state();
-    let text = run_ok(&s, "write-rw");
-    assert!(text.contains("write rw: ok"), "{text}");
+    probe_says(&s, "write-rw", "write rw: ok");
     assert_eq!(
         std::fs::read_to_string(s.rw.join("ledger.log")).unwrap(),
         "spend 1\n"

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use vigil_protocol::{Network, Op};
 use vigil_testkit::policy::{AgentRules, Policy};
-use vigil_testkit::requests::{SOME_BLOCKHASH, ok, sign_op, transfer, unique_blockhash};
+use vigil_testkit::requests::{ok, pay, sign_op, transfer, unique_blockhash};
 use vigil_testkit::{SOL, Signer};
 
 #[test]
@@ -24,7 +24,7 @@ fn kill9_during_a_signing_burst_loses_nothing_and_exceeds_no_cap() {
         &Policy::new().agent(
             "trader",
             AgentRules::sol(SOL, 5 * SOL, SOL)
-                .recipients([to.as_str()])
+                .recipients(&[&to])
                 .rate_limit(1_000_000),
         ),
     );
@@ -150,43 +150,15 @@ fn restart_keeps_totals_idempotency_and_pending_approvals() {
     let mut s = Signer::start(&["trader", "sentinel"]);
     let to = s.address("sentinel");
     let mut c = s.client();
-    let first = ok(c
-        .call(sign_op(
-            "trader",
-            transfer(&to, SOL / 2, Network::Devnet),
-            "keep",
-            SOME_BLOCKHASH,
-        ))
-        .unwrap());
-    let pending = ok(c
-        .call(sign_op(
-            "trader",
-            transfer(&to, SOL * 3 / 4, Network::Devnet),
-            "wait",
-            SOME_BLOCKHASH,
-        ))
-        .unwrap());
+    let first = ok(c.call(pay("trader", &to, SOL / 2, "keep")).unwrap());
+    let pending = ok(c.call(pay("trader", &to, SOL * 3 / 4, "wait")).unwrap());
     drop(c);
     s.restart();
     let mut c = s.client();
     assert_eq!(s.spent("trader"), u128::from(SOL / 2));
-    let again = ok(c
-        .call(sign_op(
-            "trader",
-            transfer(&to, SOL / 2, Network::Devnet),
-            "keep",
-            SOME_BLOCKHASH,
-        ))
-        .unwrap());
+    let again = ok(c.call(pay("trader", &to, SOL / 2, "keep")).unwrap());
     assert_eq!(again, first);
-    let still = ok(c
-        .call(sign_op(
-            "trader",
-            transfer(&to, SOL * 3 / 4, Network::Devnet),
-            "wait",
-            SOME_BLOCKHASH,
-        ))
-        .unwrap());
+    let still = ok(c.call(pay("trader", &to, SOL * 3 / 4, "wait")).unwrap());
     assert_eq!(still["approval_id"], pending["approval_id"]);
     let approve = vigil_protocol::message::ApproveRequest {
         approval_id: pending["approval_id"].as_str().unwrap().parse().unwrap(),
@@ -204,22 +176,10 @@ fn audit_verify_catches_edit_deletion_and_reordering() {
     let to = s.address("sentinel");
     let mut c = s.client();
     for i in 0..4 {
-        ok(c.call(sign_op(
-            "trader",
-            transfer(&to, 1000 + i, Network::Devnet),
-            &format!("a{i}"),
-            SOME_BLOCKHASH,
-        ))
-        .unwrap());
+        ok(c.call(pay("trader", &to, 1000 + i, &format!("a{i}")))
+            .unwrap());
     }
-    let _ = c
-        .call(sign_op(
-            "trader",
-            transfer(&to, SOL * 2, Network::Devnet),
-            "deny",
-            SOME_BLOCKHASH,
-        ))
-        .unwrap();
+    let _ = c.call(pay("trader", &to, SOL * 2, "deny")).unwrap();
     drop(c);
     s.kill9();
     let out = s.audit_verify(&[]);

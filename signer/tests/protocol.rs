@@ -5,11 +5,19 @@
 
 use std::io::Write;
 
+use vigil_protocol::client::Client;
 use vigil_protocol::message::ApproveRequest;
 use vigil_protocol::{Network, Op};
 use vigil_testkit::operator::fresh_step;
-use vigil_testkit::requests::{SOME_BLOCKHASH, STRANGER, dry_op, err, ok, sign_op, transfer};
+use vigil_testkit::requests::{SOME_BLOCKHASH, STRANGER, dry_op, err, ok, pay, sign_op, transfer};
 use vigil_testkit::{SOL, Signer};
+
+/// A signer for Trader and Sentinel, a connection, and Sentinel's address (Trader's payee).
+fn trader_and_sentinel() -> (Signer, Client, String) {
+    let s = Signer::start(&["trader", "sentinel"]);
+    let (c, to) = (s.client(), s.address("sentinel"));
+    (s, c, to)
+}
 
 #[test]
 fn hello_names_agents_policy_and_networks() {
@@ -29,17 +37,8 @@ fn hello_names_agents_policy_and_networks() {
 
 #[test]
 fn allowed_transfer_is_signed_and_counted() {
-    let s = Signer::start(&["trader", "sentinel"]);
-    let mut c = s.client();
-    let to = s.address("sentinel");
-    let r = ok(c
-        .call(sign_op(
-            "trader",
-            transfer(&to, SOL / 4, Network::Devnet),
-            "k1",
-            SOME_BLOCKHASH,
-        ))
-        .unwrap());
+    let (s, mut c, to) = trader_and_sentinel();
+    let r = ok(c.call(pay("trader", &to, SOL / 4, "k1")).unwrap());
     assert_eq!(r["status"], "signed");
     let summary = r["summary"].as_str().unwrap();
     assert!(
@@ -96,29 +95,15 @@ fn every_refusal_names_its_rule() {
 
 #[test]
 fn velocity_cap_holds_across_requests() {
-    let s = Signer::start(&["trader", "sentinel"]);
-    let mut c = s.client();
-    let to = s.address("sentinel");
+    let (s, mut c, to) = trader_and_sentinel();
     // Default dev policy: 0.5 SOL needs no approval, 5 SOL per 24 h.
     for i in 0..10 {
         let r = ok(c
-            .call(sign_op(
-                "trader",
-                transfer(&to, SOL / 2, Network::Devnet),
-                &format!("v{i}"),
-                SOME_BLOCKHASH,
-            ))
+            .call(pay("trader", &to, SOL / 2, &format!("v{i}")))
             .unwrap());
         assert_eq!(r["status"], "signed");
     }
-    let (kind, rule, message) = err(c
-        .call(sign_op(
-            "trader",
-            transfer(&to, 1, Network::Devnet),
-            "v10",
-            SOME_BLOCKHASH,
-        ))
-        .unwrap());
+    let (kind, rule, message) = err(c.call(pay("trader", &to, 1, "v10")).unwrap());
     assert_eq!(
         (kind.as_str(), rule.as_deref()),
         ("policy_denied", Some("velocity_cap_24h")),
@@ -126,59 +111,31 @@ fn velocity_cap_holds_across_requests() {
     );
     // The other agent's budget is its own.
     let r = ok(c
-        .call(sign_op(
-            "sentinel",
-            transfer(&s.address("trader"), SOL / 2, Network::Devnet),
-            "v0",
-            SOME_BLOCKHASH,
-        ))
+        .call(pay("sentinel", &s.address("trader"), SOL / 2, "v0"))
         .unwrap());
     assert_eq!(r["status"], "signed");
 }
 
 #[test]
 fn idempotency_key_returns_the_same_result_and_counts_once() {
-    let s = Signer::start(&["trader", "sentinel"]);
-    let mut c = s.client();
-    let to = s.address("sentinel");
-    let op = || {
-        sign_op(
-            "trader",
-            transfer(&to, 1000, Network::Devnet),
-            "same",
-            SOME_BLOCKHASH,
-        )
-    };
+    let (s, mut c, to) = trader_and_sentinel();
+    let op = || pay("trader", &to, 1000, "same");
     let first = ok(c.call(op()).unwrap());
     let again = ok(s.client().call(op()).unwrap());
     assert_eq!(first, again);
     assert_eq!(s.spent("trader"), 1000);
-    let (kind, _, _) = err(c
-        .call(sign_op(
-            "trader",
-            transfer(&to, 2000, Network::Devnet),
-            "same",
-            SOME_BLOCKHASH,
-        ))
-        .unwrap());
+    let (kind, _, _) = err(c.call(pay("trader", &to, 2000, "same")).unwrap());
     assert_eq!(kind, "idempotency_conflict");
     // Keys are per agent: the same key for another agent is a different request.
     let other = ok(c
-        .call(sign_op(
-            "sentinel",
-            transfer(&s.address("trader"), 2000, Network::Devnet),
-            "same",
-            SOME_BLOCKHASH,
-        ))
+        .call(pay("sentinel", &s.address("trader"), 2000, "same"))
         .unwrap());
     assert_eq!(other["status"], "signed");
 }
 
 #[test]
 fn above_threshold_needs_a_single_use_operator_code() {
-    let s = Signer::start(&["trader", "sentinel"]);
-    let mut c = s.client();
-    let to = s.address("sentinel");
+    let (s, mut c, to) = trader_and_sentinel();
     let big = transfer(&to, SOL * 3 / 4, Network::Devnet);
     let dry = ok(c.call(dry_op("trader", big.clone())).unwrap());
     assert_eq!(
@@ -222,14 +179,7 @@ fn above_threshold_needs_a_single_use_operator_code() {
         .unwrap());
     assert_eq!(after["signature"], signed["signature"]);
     // A code can never approve a second request: the step is spent.
-    let p2 = ok(c
-        .call(sign_op(
-            "trader",
-            transfer(&to, SOL * 3 / 4, Network::Devnet),
-            "big2",
-            SOME_BLOCKHASH,
-        ))
-        .unwrap());
+    let p2 = ok(c.call(pay("trader", &to, SOL * 3 / 4, "big2")).unwrap());
     let id2: vigil_protocol::ApprovalId = p2["approval_id"].as_str().unwrap().parse().unwrap();
     let reused = Op::Approve(ApproveRequest {
         approval_id: id2,
@@ -255,12 +205,7 @@ fn approvals_expire() {
         .start();
     let mut c = s.client();
     let p = ok(c
-        .call(sign_op(
-            "trader",
-            transfer(&s.address("sentinel"), SOL * 3 / 4, Network::Devnet),
-            "e1",
-            SOME_BLOCKHASH,
-        ))
+        .call(pay("trader", &s.address("sentinel"), SOL * 3 / 4, "e1"))
         .unwrap());
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let op = Op::Approve(ApproveRequest {
@@ -274,9 +219,7 @@ fn approvals_expire() {
 
 #[test]
 fn bad_requests_get_errors_and_the_connection_stays_open() {
-    let s = Signer::start(&["trader", "sentinel"]);
-    let mut c = s.client();
-    let to = s.address("sentinel");
+    let (_signer, mut c, to) = trader_and_sentinel();
     let base = |amount: &str, to: &str, agent: &str| {
         format!(
             r#"{{"v":1,"id":"b1","op":"sign","agent":"{agent}","idempotency_key":"k","context":{{"recent_blockhash":"{SOME_BLOCKHASH}"}},
@@ -372,14 +315,7 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
             code,
         })
     };
-    let quarter = |key: &str| {
-        sign_op(
-            "trader",
-            transfer(&to, SOL / 4, Network::Devnet),
-            key,
-            SOME_BLOCKHASH,
-        )
-    };
+    let quarter = |key: &str| pay("trader", &to, SOL / 4, key);
     let mut c = s.client();
     let status = ok(c.call(Op::Status).unwrap());
     let ceiling: u64 = status["agents"][1]["limits"]["assets"]["SOL"]["per_tx_ceiling"]
@@ -467,16 +403,8 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
 #[test]
 fn audit_op_verifies_the_chain_from_inside_the_confined_signer() {
     use vigil_protocol::message::AuditRequest;
-    let s = Signer::start(&["trader", "sentinel"]);
-    let mut c = s.client();
-    let to = s.address("sentinel");
-    ok(c.call(sign_op(
-        "trader",
-        transfer(&to, SOL / 4, Network::Devnet),
-        "a1",
-        SOME_BLOCKHASH,
-    ))
-    .unwrap());
+    let (_signer, mut c, to) = trader_and_sentinel();
+    ok(c.call(pay("trader", &to, SOL / 4, "a1")).unwrap());
     let r = ok(c.call(Op::Audit(AuditRequest { limit: 2 })).unwrap());
     assert_eq!(r["verified"], true, "{r}");
     let status = ok(c.call(Op::Status).unwrap());

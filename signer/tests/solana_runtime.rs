@@ -24,12 +24,18 @@ fn decode(v: &serde_json::Value) -> Transaction {
     bincode::deserialize(&wire).unwrap()
 }
 
-#[test]
-fn signed_transfer_runs_and_moves_what_the_summary_says() {
+/// A signer for Trader and Sentinel, a runtime where Trader holds 10 SOL, and their keys.
+fn funded_trader() -> (Signer, LiteSVM, Pubkey, Pubkey) {
     let s = Signer::start(&["trader", "sentinel"]);
     let (trader, sentinel) = (pubkey(&s.address("trader")), pubkey(&s.address("sentinel")));
     let mut svm = LiteSVM::new();
     svm.airdrop(&trader, 10 * SOL).unwrap();
+    (s, svm, trader, sentinel)
+}
+
+#[test]
+fn signed_transfer_runs_and_moves_what_the_summary_says() {
+    let (s, mut svm, trader, sentinel) = funded_trader();
     let blockhash = svm.latest_blockhash().to_string();
 
     let r = ok(s
@@ -76,10 +82,7 @@ fn signed_transfer_runs_and_moves_what_the_summary_says() {
 
 #[test]
 fn approved_transfer_can_take_a_fresh_blockhash() {
-    let s = Signer::start(&["trader", "sentinel"]);
-    let (trader, sentinel) = (pubkey(&s.address("trader")), pubkey(&s.address("sentinel")));
-    let mut svm = LiteSVM::new();
-    svm.airdrop(&trader, 10 * SOL).unwrap();
+    let (s, mut svm, _, sentinel) = funded_trader();
     let stale = svm.latest_blockhash().to_string();
     let mut c = s.client();
     let p = ok(c

@@ -67,7 +67,7 @@ impl CeremonyPlan {
 pub fn ceremony_policy(recipients: &[&str]) -> Policy {
     Policy::new().agent(
         "trader",
-        AgentRules::sol(2 * SOL, 10 * SOL, SOL / 2).recipients(recipients.iter().copied()),
+        AgentRules::sol(2 * SOL, 10 * SOL, SOL / 2).recipients(recipients),
     )
 }
 
@@ -132,18 +132,16 @@ impl CeremonyInputs {
     /// `vigil-ceremony new` on these inputs (test-cost KDF), not started.
     pub fn command(&self, bin: &Path) -> Command {
         let mut cmd = Command::new(bin);
-        cmd.arg("new")
-            .arg("--out")
-            .arg(&self.stick)
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--policy")
-            .arg(&self.policy)
-            .arg("--passphrase-file")
-            .arg(&self.passphrase_file)
-            .arg("--insecure-test-kdf")
-            .arg("--sys-class-net")
-            .arg(&self.sys);
+        cmd.args(["new", "--insecure-test-kdf"]);
+        for (flag, path) in [
+            ("--out", &self.stick),
+            ("--config", &self.config),
+            ("--policy", &self.policy),
+            ("--passphrase-file", &self.passphrase_file),
+            ("--sys-class-net", &self.sys),
+        ] {
+            cmd.arg(flag).arg(path);
+        }
         cmd
     }
 

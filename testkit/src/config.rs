@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use vigil_orchestrator::config::Config;
+use vigil_orchestrator::cost::Prices as LlmPrices;
+use vigil_orchestrator::llm::Provider;
+use vigil_orchestrator::pipeline::Deps;
 use vigil_orchestrator::scheduler::Orchestrator;
 use vigil_orchestrator::signer_client::SignerClient;
 use vigil_orchestrator::store::Store;
@@ -199,6 +202,28 @@ impl ConfigBuilder {
         let store = Store::open(&config.state_db).expect("opening the state");
         let client = SignerClient::new(&config.signer_socket, Duration::from_secs(10));
         Orchestrator::new(config, store, client).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// What one `pipeline::decide` needs, the LLM free of charge and uncapped, without a fallback
+/// provider or a chain; a test sets the fields it tests (they are public), e.g.
+/// `Deps { rpc: Some(&rpc), ..free_deps(&provider, &store, &signer) }`.
+pub fn free_deps<'a>(
+    provider: &'a Provider,
+    store: &'a std::sync::Mutex<Store>,
+    signer: &'a tokio::sync::Mutex<SignerClient>,
+) -> Deps<'a> {
+    Deps {
+        provider,
+        fallback: None,
+        prices: LlmPrices {
+            prompt_micros_per_mtok: 0,
+            completion_micros_per_mtok: 0,
+        },
+        daily_cap_micros: u64::MAX,
+        store,
+        signer,
+        rpc: None,
     }
 }
 

@@ -12,7 +12,8 @@
 //! - [`scenario::Scenario`]: `Scenario::new().signer(["trader"]).funded("trader", 10 * SOL)
 //!   .telegram().start()` for the tests that cross processes (in `testkit/tests/`).
 //! - [`host`]: `SOL`, `unix_now`, `is_root`, `require_root`, the workspace's binaries;
-//!   [`reexec`]: a test run again as another uid from anywhere the checkout lives.
+//!   [`reexec`]: a test run again as another uid from anywhere the checkout lives;
+//!   [`measure`]: the benchmarks' percentiles.
 //!
 //! It is a dev-dependency only (`publish = false`): no shipped binary links it. Panicking is
 //! how a test helper fails, so helpers panic with what went wrong and what to do.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod corpus;
 pub mod daemon;
 pub mod host;
+pub mod measure;
 pub mod operator;
 pub mod policy;
 pub mod reexec;

@@ -16,7 +16,7 @@ pub struct Operator {
 impl Operator {
     /// The authenticator enrolled by dev-init.
     pub fn from_report(report: &DevInitReport) -> Operator {
-        let secret = Secret::Encoded(report.totp_secret_base32.clone())
+        let secret = Secret::Encoded(report.totp_secret_base32.expose().to_owned())
             .to_bytes()
             .expect("dev-init's TOTP secret is base32");
         Operator {

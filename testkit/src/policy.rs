@@ -5,7 +5,7 @@
 //! use vigil_testkit::policy::{AgentRules, Policy};
 //! use vigil_testkit::SOL;
 //! let text = Policy::new()
-//!     .agent("trader", AgentRules::sol(2 * SOL, 10 * SOL, SOL / 2).recipients(["4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM"]))
+//!     .agent("trader", AgentRules::sol(2 * SOL, 10 * SOL, SOL / 2).recipients(&["4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM"]))
 //!     .to_toml();
 //! assert!(text.contains("[agents.trader.assets.SOL]"));
 //! ```
@@ -111,22 +111,8 @@ impl AgentRules {
     }
 
     /// The addresses the agent may pay.
-    pub fn recipients<I, S>(mut self, recipients: I) -> AgentRules
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.recipients = recipients.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// The `chain:network` pairs it may use.
-    pub fn networks<I, S>(mut self, networks: I) -> AgentRules
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.networks = networks.into_iter().map(Into::into).collect();
+    pub fn recipients(mut self, recipients: &[&str]) -> AgentRules {
+        self.recipients = recipients.iter().map(|r| (*r).to_owned()).collect();
         self
     }
 
@@ -146,7 +132,7 @@ mod tests {
         let text = Policy::new()
             .agent(
                 "trader",
-                AgentRules::sol(2 * SOL, 10 * SOL, SOL / 2).recipients(["Abc"]),
+                AgentRules::sol(2 * SOL, 10 * SOL, SOL / 2).recipients(&["Abc"]),
             )
             .to_toml();
         let parsed: toml::Value = toml::from_str(&text).unwrap();

@@ -40,6 +40,17 @@ pub fn sign_op(agent: &str, intent: Intent, key: &str, blockhash: &str) -> Op {
     Op::Sign(sign_request(agent, intent, key, blockhash))
 }
 
+/// [`sign_op`] of `agent`'s SOL transfer of `lamports` to `to` on devnet, anchored to
+/// [`SOME_BLOCKHASH`]: the request most tests make.
+pub fn pay(agent: &str, to: &str, lamports: u64, key: &str) -> Op {
+    sign_op(
+        agent,
+        transfer(to, lamports, Network::Devnet),
+        key,
+        SOME_BLOCKHASH,
+    )
+}
+
 /// A `dry_run` op.
 pub fn dry_op(agent: &str, intent: Intent) -> Op {
     Op::DryRun(DryRunRequest {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 use vigil_orchestrator::config::AgentConfig;
 use vigil_orchestrator::scheduler::Orchestrator;
-use vigil_orchestrator::store::{NewPending, PendingId, PendingKind, Store};
+use vigil_orchestrator::store::{NewPending, PendingId, PendingKind, PendingRow, Store};
 
 use crate::chain::Chain;
 use crate::config::{AgentSpec, ConfigBuilder};
@@ -41,6 +41,7 @@ pub struct Scenario {
     telegram: bool,
     signer_in: Option<PathBuf>,
     work_in: Option<PathBuf>,
+    script: Option<Script>,
 }
 
 /// What was stood up. Fields are public so that a test may take one down (drop the emulator,
@@ -62,6 +63,19 @@ impl Scenario {
     /// Nothing yet.
     pub fn new() -> Scenario {
         Scenario::default()
+    }
+
+    /// The signer's Trader alone, holding `lamports` on a chain.
+    pub fn trader(lamports: u64) -> Scenario {
+        Scenario::new()
+            .signer(&["trader"])
+            .funded("trader", lamports)
+    }
+
+    /// What the scripted LLM answers (else every agent holds).
+    pub fn script(mut self, script: Script) -> Scenario {
+        self.script = Some(script);
+        self
     }
 
     /// The signer's agents (dev-init, default dev policy).
@@ -131,8 +145,12 @@ impl Scenario {
             telegram,
             work,
         };
-        // Until the test writes its own: every agent holds.
-        world.script(&Script::new().default_replies([Reply::hold()]));
+        // Unless the scenario or the test says otherwise: every agent holds.
+        world.script(
+            &self
+                .script
+                .unwrap_or_else(|| Script::new().default_replies([Reply::hold()])),
+        );
         world
     }
 }
@@ -161,6 +179,16 @@ impl Script {
             .iter()
             .fold(Script::new(), |s, a| s.agent(a, [Reply::hold()]))
     }
+}
+
+/// The confirmations of `orchestrator` still waiting for the operator.
+pub fn open_confirmations(orchestrator: &Orchestrator) -> Vec<PendingRow> {
+    orchestrator
+        .store()
+        .lock()
+        .expect("the state lock")
+        .pending(unix_now())
+        .expect("reading the open confirmations")
 }
 
 impl World {

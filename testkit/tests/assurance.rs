@@ -29,7 +29,8 @@ use vigil_testkit::adversary::{ATTACKER, ATTACKER_PROGRAM, Adversary, Attack, Ta
 use vigil_testkit::corpus::{corpus, sample};
 use vigil_testkit::policy::dev::{APPROVAL_THRESHOLD, PER_TX_CAP, VELOCITY_24H};
 use vigil_testkit::requests::{sign_request, transfer};
-use vigil_testkit::{SOL, Scenario, unix_now};
+use vigil_testkit::scenario::open_confirmations;
+use vigil_testkit::{SOL, Scenario};
 
 /// Trader's funded balance on the chain.
 const FUNDED: u64 = 20 * SOL;
@@ -142,11 +143,7 @@ fn recipient_of(summary: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
-    let world = Scenario::new()
-        .signer(&["trader"])
-        .funded("trader", FUNDED)
-        .start()
-        .await;
+    let world = Scenario::trader(FUNDED).start().await;
     let (signer, node) = (&world.signer, world.chain());
     let (trader, dev_peer) = (signer.address("trader"), signer.dev_peer());
     let adversary = Adversary::start(Target::dev_trader()).await;
@@ -259,14 +256,8 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
     let granted = signer.audit_events("approval_granted");
     assert_eq!(granted.len(), 1, "only the operator's control: {granted:?}");
     assert_eq!(granted[0]["approval_id"], n.approval_id.as_str());
-    let pending = orchestrator
-        .store()
-        .lock()
-        .unwrap()
-        .pending(unix_now())
-        .unwrap();
     assert_eq!(
-        pending.len(),
+        open_confirmations(&orchestrator).len(),
         approvals.len(),
         "every approval still waits for the operator"
     );

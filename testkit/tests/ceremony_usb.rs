@@ -17,14 +17,13 @@ use vigil_ceremony::CeremonyError;
 use vigil_ceremony::backup::Backup;
 use vigil_ceremony::config::CeremonyConfig;
 use vigil_ceremony::new::{NewCeremony, Outcome, run};
-use vigil_protocol::Network;
 use vigil_signer::import::manifest::{self, FileInfo, Manifest};
 use vigil_signer::keys::Ed25519Key;
 use vigil_signer::keystore::{self, KdfParams};
 use vigil_signer::policy;
 use vigil_testkit::ceremony::{CeremonyPlan, PASSPHRASE, ceremony_policy};
 use vigil_testkit::host::binary;
-use vigil_testkit::requests::{SOME_BLOCKHASH, err, ok, sign_op, transfer};
+use vigil_testkit::requests::{err, ok, pay};
 use vigil_testkit::{Operator, SOL, Signer, unix_now};
 
 /// A recipient the test policy allows.
@@ -150,12 +149,7 @@ fn ceremony_address(outcome: &Outcome, agent: &str) -> String {
 fn trader_signs(s: &Signer, key: &str) -> String {
     let signed = ok(s
         .client()
-        .call(sign_op(
-            "trader",
-            transfer(&recipient(), SOL / 10, Network::Devnet),
-            key,
-            SOME_BLOCKHASH,
-        ))
+        .call(pay("trader", &recipient(), SOL / 10, key))
         .unwrap());
     assert_eq!(signed["status"], "signed");
     let wire = base64::Engine::decode(
@@ -467,12 +461,7 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
     );
     let (kind, _, msg) = err(s
         .client()
-        .call(sign_op(
-            "trader",
-            transfer(&recipient(), SOL / 10, Network::Devnet),
-            "k0",
-            SOME_BLOCKHASH,
-        ))
+        .call(pay("trader", &recipient(), SOL / 10, "k0"))
         .unwrap());
     assert_eq!(kind, "unknown_agent");
     assert!(msg.contains("no keys yet"), "{msg}");

@@ -15,17 +15,11 @@ use vigil_orchestrator::pipeline::Outcome;
 use vigil_orchestrator::store::Store;
 use vigil_testkit::adversary::{Adversary, Fault, Target};
 use vigil_testkit::host::require_root;
-use vigil_testkit::{Mode, SOL, Scenario, Script, World};
+use vigil_testkit::{Mode, SOL, Scenario, Script};
 
 /// Trader funded with 20 SOL, paying the dev peer small amounts ([`Script::small_payments`]).
-async fn paying_trader(scenario: Scenario) -> World {
-    let world = scenario
-        .signer(&["trader"])
-        .funded("trader", 20 * SOL)
-        .start()
-        .await;
-    world.script(&Script::small_payments());
-    world
+fn paying_trader() -> Scenario {
+    Scenario::trader(20 * SOL).script(Script::small_payments())
 }
 
 fn landed(outcome: &Outcome) -> bool {
@@ -34,7 +28,7 @@ fn landed(outcome: &Outcome) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_down_slow_or_lying_holds_moves_nothing_and_recovers() {
-    let world = paying_trader(Scenario::new()).await;
+    let world = paying_trader().start().await;
     let (node, peer) = (world.chain(), world.signer.dev_peer());
     let (orchestrator, agent) = world.orchestrator(&world.live_trader());
 
@@ -92,7 +86,7 @@ async fn rpc_down_slow_or_lying_holds_moves_nothing_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llm_down_or_garbage_holds_and_recovers() {
-    let world = paying_trader(Scenario::new()).await;
+    let world = paying_trader().start().await;
     let llm = Adversary::start(Target::dev_trader()).await;
     let (orchestrator, agent) = world.orchestrator(
         &world
@@ -182,12 +176,8 @@ async fn full_disks_refuse_new_work_clearly_and_lose_nothing() {
     }
     let signer_fs = SmallFs::mount("8m");
     let state_fs = SmallFs::mount("8m");
-    let mut world = paying_trader(
-        Scenario::new()
-            .signer_in(signer_fs.path())
-            .work_in(state_fs.path()),
-    )
-    .await;
+    let scenario = paying_trader().signer_in(signer_fs.path());
+    let mut world = scenario.work_in(state_fs.path()).start().await;
     let config = world.live_trader();
     let db = config.state_db_path().to_owned();
     let (orchestrator, agent) = world.orchestrator(&config);

@@ -13,7 +13,8 @@ use vigil_orchestrator::store::PendingKind;
 use vigil_testkit::ceremony::CeremonyInputs;
 use vigil_testkit::config::ConfigBuilder;
 use vigil_testkit::host::binary;
-use vigil_testkit::{AgentSpec, Reply, Script, Signer, unix_now};
+use vigil_testkit::scenario::open_confirmations;
+use vigil_testkit::{AgentSpec, Reply, Script, Signer};
 
 #[tokio::test]
 async fn a_staged_stick_becomes_one_confirmation_whose_digest_the_signer_accepts() {
@@ -52,12 +53,7 @@ async fn a_staged_stick_becomes_one_confirmation_whose_digest_the_signer_accepts
     assert!(line.contains("wait for you"), "{line}");
     // Asked once: the next check finds the same stick already waiting.
     assert_eq!(orchestrator.check_import().await, None);
-    let pending = orchestrator
-        .store()
-        .lock()
-        .unwrap()
-        .pending(unix_now())
-        .unwrap();
+    let pending = open_confirmations(&orchestrator);
     assert_eq!(pending.len(), 1);
     let row = &pending[0];
     assert_eq!(row.kind, PendingKind::ImportKeys);

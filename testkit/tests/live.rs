@@ -8,23 +8,18 @@
 use std::time::Duration;
 
 use vigil_orchestrator::chains::solana_rpc::SolanaRpc;
-use vigil_orchestrator::cost::Prices;
 use vigil_orchestrator::llm::{Provider, ScriptedProvider};
 use vigil_orchestrator::pipeline::{self, Deps, Inputs, Outcome};
 use vigil_orchestrator::store::{PendingId, Resolution};
 use vigil_protocol::Network;
+use vigil_testkit::config::free_deps;
 use vigil_testkit::requests::{sign_request, transfer};
 use vigil_testkit::{Mode, SOL, Scenario, Script, World, unix_now};
 
 /// The signer's Trader funded with 10 SOL on a chain, and the script that pays the dev peer.
 async fn funded_trader() -> World {
-    let world = Scenario::new()
-        .signer(&["trader"])
-        .funded("trader", 10 * SOL)
-        .start()
-        .await;
-    world.script(&Script::pay_peer());
-    world
+    let scenario = Scenario::trader(10 * SOL).script(Script::pay_peer());
+    scenario.start().await
 }
 
 #[tokio::test]
@@ -99,18 +94,9 @@ async fn a_signed_transfer_that_never_landed_is_reported() {
         day_start: now - now % 86_400,
     };
     let provider = Provider::Scripted(ScriptedProvider::from_file(&world.script_path()).unwrap());
-    let prices = Prices {
-        prompt_micros_per_mtok: 0,
-        completion_micros_per_mtok: 0,
-    };
     let deps = Deps {
-        provider: &provider,
-        fallback: None,
-        prices,
-        daily_cap_micros: u64::MAX,
-        store: orchestrator.store(),
-        signer: orchestrator.signer(),
         rpc: Some(&failing),
+        ..free_deps(&provider, orchestrator.store(), orchestrator.signer())
     };
     let decided = pipeline::decide(&agent, &inputs, &deps).await;
     let Outcome::Signed {

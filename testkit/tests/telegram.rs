@@ -114,12 +114,7 @@ async fn a_confirmation_survives_a_restart_and_is_approved_with_a_button() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signer_approval_needs_a_correct_unused_code() {
-    let world = Scenario::new()
-        .signer(&["trader"])
-        .funded("trader", 10 * SOL)
-        .telegram()
-        .start()
-        .await;
+    let world = Scenario::trader(10 * SOL).telegram().start().await;
     let (chain, emulator, peer) = (world.chain(), world.emulator(), world.signer.dev_peer());
     // 0.8 SOL: above the dev policy's 0.5 SOL approval threshold, below its 1 SOL cap.
     world.script(

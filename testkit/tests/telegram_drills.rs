@@ -23,13 +23,6 @@ use vigil_testkit::telegram::{BotMessage, Chat, Emulator, OPERATOR, STRANGER};
 use vigil_testkit::{AgentSpec, Reply, SOL, Scenario, Script, World, unix_now};
 
 const CI_SAMPLE: usize = 10;
-/// The settings an operator's commands change.
-const SETTINGS: [&str; 4] = [
-    "paused:trader",
-    "paused:sentinel",
-    "mode:trader",
-    "mode:sentinel",
-];
 /// Lines per window of the bot's stranger log (`telegram::access`).
 const STRANGER_LINES_PER_WINDOW: usize = 5;
 
@@ -47,8 +40,19 @@ fn prepay(lamports: u64) -> Reply {
         .reasoning("Prepay the next batch of work with the dev peer.")
 }
 
+/// The settings an operator's commands change (pause, mode), for both agents.
 fn settings(store: &Store) -> Vec<Option<String>> {
-    SETTINGS.iter().map(|k| store.setting(k).unwrap()).collect()
+    ["paused", "mode"]
+        .iter()
+        .flat_map(|what| ["trader", "sentinel"].map(|agent| format!("{what}:{agent}")))
+        .map(|key| store.setting(&key).unwrap())
+        .collect()
+}
+
+/// The confirmations still open.
+fn open_ids(store: &Store) -> Vec<PendingId> {
+    let open = store.pending(unix_now()).unwrap();
+    open.iter().map(|r| r.id).collect()
 }
 
 fn decisions(store: &Store, agent: &str) -> usize {
@@ -95,12 +99,7 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
     let store = world.store();
 
     // The state before the stranger.
-    let open_before: Vec<PendingId> = store
-        .pending(unix_now())
-        .unwrap()
-        .iter()
-        .map(|r| r.id)
-        .collect();
+    let open_before = open_ids(&store);
     assert_eq!(open_before, vec![PendingId(1)]);
     let settings_before = settings(&store);
     let audit_before = signer.audit();
@@ -154,14 +153,9 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
         to_stranger.is_empty(),
         "the bot answered a stranger: {to_stranger:#?}"
     );
-    let open_after: Vec<PendingId> = store
-        .pending(unix_now())
-        .unwrap()
-        .iter()
-        .map(|r| r.id)
-        .collect();
     assert_eq!(
-        open_after, open_before,
+        open_ids(&store),
+        open_before,
         "a confirmation was created or resolved"
     );
     assert_eq!(
@@ -240,12 +234,7 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
 async fn telegram_unreachable_blocks_no_agent_loses_no_alert_and_the_bot_recovers() {
     /// Holds before Trader's over-cap transfer (the signer refuses it: an alert).
     const HOLDS: usize = 12;
-    let mut world = Scenario::new()
-        .signer(&["trader"])
-        .funded("trader", 10 * SOL)
-        .telegram()
-        .start()
-        .await;
+    let mut world = Scenario::trader(10 * SOL).telegram().start().await;
     let port = world.emulator().port();
     // 2 SOL: within the risk profile (50% of 10 SOL), above the signer's 1 SOL per-tx cap.
     let mut replies = vec![Reply::hold(); HOLDS];
