@@ -48,15 +48,17 @@ pub struct Scenario {
 /// kill the signer) and bring it back.
 #[derive(Debug)]
 pub struct World {
-    /// The real, confined signer with the scenario's agents.
+    /// The real, confined signer with the scenario's agents (killed and restarted through
+    /// it).
     pub signer: Signer,
-    /// The chain, if the scenario funds anyone or asked for one.
-    pub chain: Option<Chain>,
-    /// The Bot API emulator, if asked for.
-    pub telegram: Option<Emulator>,
     /// The orchestrator's working dir: `script.toml` (every agent holds until the test writes
     /// another), `state.sqlite3`, the daemon's config, credentials and log.
     pub work: TempDir,
+    /// The chain, if the scenario funds anyone or asked for one: a real Solana runtime
+    /// behind loopback JSON-RPC.
+    pub chain: Option<Chain>,
+    /// The Bot API emulator, if asked for.
+    pub telegram: Option<Emulator>,
 }
 
 impl Scenario {
@@ -141,9 +143,9 @@ impl Scenario {
         .expect("the orchestrator's working dir");
         let world = World {
             signer,
+            work,
             chain,
             telegram,
-            work,
         };
         // Unless the scenario or the test says otherwise: every agent holds.
         world.script(

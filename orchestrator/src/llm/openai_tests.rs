@@ -344,13 +344,18 @@ async fn an_oversized_chunked_body_is_refused_while_reading() {
         parts.push(c);
     }
     parts.push(b"0\r\n\r\n".to_vec());
+    assert_malformed(parts, "larger than").await;
+}
+
+/// A raw server answering `parts` makes the call fail as malformed, saying `why`.
+async fn assert_malformed(parts: Vec<Vec<u8>>, why: &str) {
     let base = raw_server(parts).await;
     let err = provider(&base, key(), 2000)
         .complete(&request(true))
         .await
         .unwrap_err();
     assert!(
-        matches!(err, LlmError::Malformed(ref m) if m.contains("larger than")),
+        matches!(err, LlmError::Malformed(ref m) if m.contains(why)),
         "{err:?}"
     );
 }
@@ -362,15 +367,7 @@ async fn a_body_cut_short_by_the_connection_is_malformed() {
             .to_vec(),
         br#"{"choices":[{"message":"#.to_vec(),
     ];
-    let base = raw_server(parts).await;
-    let err = provider(&base, key(), 2000)
-        .complete(&request(true))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, LlmError::Malformed(ref m) if m.contains("ended early")),
-        "{err:?}"
-    );
+    assert_malformed(parts, "ended early").await;
 }
 
 #[tokio::test]

@@ -256,20 +256,13 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret;
 
+    use crate::keystore::entry::tests::names_in;
+
     fn file_with(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> PathBuf {
         let path = dir.join(name);
         std::fs::write(&path, bytes).unwrap();
         std::fs::set_permissions(&path, Permissions::from_mode(mode)).unwrap();
         path
-    }
-
-    fn names_in(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
     }
 
     #[test]

@@ -286,12 +286,9 @@ mod tests {
         let (dir, _) = fixture_dir();
         let path = dir.path().join("policy.pin");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let fix = format!("chmod 600 {}", path.display());
         let err = unlock(dir.path(), &pass()).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains(&format!("chmod 600 {}", path.display())),
-            "{err}"
-        );
+        assert!(err.to_string().contains(&fix), "{err}");
     }
 
     #[test]

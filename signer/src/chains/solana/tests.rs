@@ -32,6 +32,24 @@ fn transfer_of(from: Pubkey, to: Pubkey, lamports: u64, blockhash: Hash) -> Tran
     }
 }
 
+/// A fresh agent key, its address, and a 0.25 SOL transfer from it to a fresh address, built.
+fn quarter_sol_built() -> (Ed25519Key, Pubkey, Built) {
+    let agent_key = key();
+    let from = Pubkey::new_from_array(agent_key.public_bytes());
+    let blockhash = Hash::new_from_array([3; 32]);
+    let transfer = transfer_of(from, fresh_address(), QUARTER_SOL, blockhash);
+    (agent_key, from, build_transfer(&transfer).unwrap())
+}
+
+/// Two fresh addresses and a blockhash.
+fn two_addresses() -> (Pubkey, Pubkey, Hash) {
+    (
+        fresh_address(),
+        fresh_address(),
+        Hash::new_from_array([3; 32]),
+    )
+}
+
 #[test]
 fn format_sol_table() {
     let cases: &[(u64, &str)] = &[
@@ -152,11 +170,7 @@ fn lamports_must_fit_u64() {
 
 #[test]
 fn build_refuses_self_zero_and_system_program() {
-    let (a, b, h) = (
-        fresh_address(),
-        fresh_address(),
-        Hash::new_from_array([3; 32]),
-    );
+    let (a, b, h) = two_addresses();
     assert!(matches!(
         build_transfer(&transfer_of(a, a, 1, h)),
         Err(SolanaError::SendToSelf(_))
@@ -179,11 +193,7 @@ fn build_refuses_self_zero_and_system_program() {
 
 #[test]
 fn summary_names_full_addresses_and_fee_payer() {
-    let (a, b, h) = (
-        fresh_address(),
-        fresh_address(),
-        Hash::new_from_array([3; 32]),
-    );
+    let (a, b, h) = two_addresses();
     let built = build_transfer(&transfer_of(a, b, QUARTER_SOL, h)).unwrap();
     assert_eq!(
         built.summary,
@@ -201,11 +211,7 @@ fn summary_names_full_addresses_and_fee_payer() {
 
 #[test]
 fn summary_is_rendered_from_the_message() {
-    let (a, b, h) = (
-        fresh_address(),
-        fresh_address(),
-        Hash::new_from_array([3; 32]),
-    );
+    let (a, b, h) = two_addresses();
     let built = build_transfer(&transfer_of(a, b, QUARTER_SOL, h)).unwrap();
     let mut altered = built.message.clone();
     // System Transfer data: u32 LE tag 2, then u64 LE lamports.
@@ -227,11 +233,7 @@ fn summary_is_rendered_from_the_message() {
 
 #[test]
 fn summary_of_refuses_what_is_not_one_system_transfer() {
-    let (a, b, h) = (
-        fresh_address(),
-        fresh_address(),
-        Hash::new_from_array([3; 32]),
-    );
+    let (a, b, h) = two_addresses();
     let built = build_transfer(&transfer_of(a, b, QUARTER_SOL, h)).unwrap();
     let refuse = |m: &Message| summary_of(m, &agent(), Network::Devnet).unwrap_err();
 
@@ -284,15 +286,7 @@ fn summary_of_refuses_what_is_not_one_system_transfer() {
 
 #[test]
 fn sign_refuses_a_foreign_key_and_a_lying_summary() {
-    let agent_key = key();
-    let from = Pubkey::new_from_array(agent_key.public_bytes());
-    let built = build_transfer(&transfer_of(
-        from,
-        fresh_address(),
-        QUARTER_SOL,
-        Hash::new_from_array([3; 32]),
-    ))
-    .unwrap();
+    let (agent_key, from, built) = quarter_sol_built();
     assert!(matches!(
         sign(&built, &key()),
         Err(SolanaError::WrongSigner { .. })
@@ -329,15 +323,7 @@ fn sign_refuses_a_foreign_key_and_a_lying_summary() {
 
 #[test]
 fn wire_round_trips_and_signature_verifies() {
-    let agent_key = key();
-    let from = Pubkey::new_from_array(agent_key.public_bytes());
-    let built = build_transfer(&transfer_of(
-        from,
-        fresh_address(),
-        QUARTER_SOL,
-        Hash::new_from_array([3; 32]),
-    ))
-    .unwrap();
+    let (agent_key, _, built) = quarter_sol_built();
     let signed = sign(&built, &agent_key).unwrap();
     let tx: Transaction = bincode::deserialize(&signed.wire).unwrap();
     assert_eq!(tx.message, built.message);

@@ -137,6 +137,15 @@ pub(in crate::keystore) fn write_unchecked(
     path
 }
 
+/// Reading the entry at `path` fails to decrypt (its associated data or bytes were changed).
+fn assert_decrypt_fails(path: &Path, what: &str) {
+    let read = read_entry(path, &pass());
+    assert!(
+        matches!(read, Err(KeystoreError::Decrypt(_))),
+        "{what}: {read:?}"
+    );
+}
+
 /// Rewrites an entry's JSON with `change` applied (keeping it 0600).
 fn edit(path: &Path, change: impl FnOnce(&mut Value)) {
     let mut json: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
@@ -144,7 +153,8 @@ fn edit(path: &Path, change: impl FnOnce(&mut Value)) {
     std::fs::write(path, serde_json::to_string(&json).unwrap()).unwrap();
 }
 
-fn names_in(dir: &Path) -> Vec<String> {
+/// The names of the files in `dir`, sorted.
+pub(in crate::keystore) fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -294,10 +304,7 @@ fn edited_metadata_fails_decryption() {
     // An approval secret relabelled as the policy pin.
     let path = dir.path().join("approval.key");
     edit(&path, |v| v["purpose"] = "policy_pin".into());
-    assert!(matches!(
-        read_entry(&path, &pass()),
-        Err(KeystoreError::Decrypt(_))
-    ));
+    assert_decrypt_fails(&path, "an approval secret relabelled as the pin");
 }
 
 #[test]
@@ -312,10 +319,7 @@ fn another_agents_file_under_this_name_fails() {
         agent_purpose("saver")
     );
     edit(&trader, |v| v["agent"] = "trader".into());
-    assert!(matches!(
-        read_entry(&trader, &pass()),
-        Err(KeystoreError::Decrypt(_))
-    ));
+    assert_decrypt_fails(&trader, "saver's key renamed to trader inside");
 }
 
 #[test]
@@ -456,13 +460,10 @@ fn group_readable_entry_is_refused_before_decryption() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
     // Even with a wrong passphrase, the permission error comes first.
     let err = read_entry(&path, &SecretString::from("wrong".to_owned())).unwrap_err();
+    let fix = format!("chmod 600 {}", path.display());
     assert!(
-        matches!(err, KeystoreError::InsecurePermissions { mode: 0o640, .. }),
-        "{err}"
-    );
-    assert!(
-        err.to_string()
-            .contains(&format!("chmod 600 {}", path.display())),
+        matches!(err, KeystoreError::InsecurePermissions { mode: 0o640, .. })
+            && err.to_string().contains(&fix),
         "{err}"
     );
 }
