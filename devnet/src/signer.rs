@@ -6,7 +6,9 @@
 //! Started as root (CI, or a demo run as root), the signer must be told whom to become: the
 //! state is handed to `nobody:nogroup`, and the signer gets `--run-as nobody:nogroup` and
 //! `--allow-peer-uid 0` so that this (root) process may still talk to it, as a deployment
-//! gives the state dir to the signer's user and admits the orchestrator's.
+//! gives the state dir to the signer's user and admits the orchestrator's. Started by an
+//! ordinary user, whose memory-lock limit is too small for it, the dev signer gets
+//! `--allow-unlocked-memory`.
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -251,6 +253,11 @@ impl SignerProcess {
             .arg(&self.passphrase_file);
         if is_root() {
             cmd.args(["--run-as", SERVICE_USER, "--allow-peer-uid", "0"]);
+        } else {
+            // An ordinary user's RLIMIT_MEMLOCK (8 MiB by default) cannot hold the signer's
+            // memory. These are development keys: the signer still locks what it can, and
+            // goes on (saying so) instead of refusing to start when it cannot.
+            cmd.arg("--allow-unlocked-memory");
         }
         cmd.args(&self.args)
             .env("VIGIL_LOG", "warn")
