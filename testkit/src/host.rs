@@ -7,6 +7,7 @@
 //! skipping. Run as an ordinary user (without it), such a test says SKIPPED and passes.
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 pub use vigil_devnet::{SOL, is_root, unix_now};
 
@@ -46,6 +47,16 @@ pub fn binary(name: &str) -> PathBuf {
         return PathBuf::from(path);
     }
     vigil_devnet::sibling_binary(name).unwrap_or_else(|e| panic!("{e} (or set {var})"))
+}
+
+/// `out` of a command that must have succeeded (else the test fails with its stderr).
+pub fn check(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// A fresh temp dir, removed when dropped.

@@ -8,7 +8,8 @@
 //! - [`telegram`]: the Bot API emulator and an operator's chat; [`daemon::Daemon`] the
 //!   `vigil-orchestrator` process under test.
 //! - typed builders instead of TOML strings: [`policy::Policy`], [`config::ConfigBuilder`],
-//!   [`script::Script`], [`ceremony::CeremonyInputs`].
+//!   [`script::Script`], [`ceremony::CeremonyInputs`]; real peers: [`stick::Stick`] (a FAT32
+//!   image), [`systemd::Unit`] (the units' files as systemd reads them).
 //! - [`scenario::Scenario`]: `Scenario::new().signer(["trader"]).funded("trader", 10 * SOL)
 //!   .telegram().start()` for the tests that cross processes (in `testkit/tests/`).
 //! - [`host`]: `SOL`, `unix_now`, `is_root`, `require_root`, the workspace's binaries;
@@ -36,6 +37,8 @@ pub mod requests;
 pub mod scenario;
 pub mod script;
 pub mod signer;
+pub mod stick;
+pub mod systemd;
 pub mod telegram;
 
 pub use chain::Chain;

@@ -22,8 +22,9 @@ use vigil_signer::keys::Ed25519Key;
 use vigil_signer::keystore::{self, KdfParams};
 use vigil_signer::policy;
 use vigil_testkit::ceremony::{CeremonyPlan, PASSPHRASE, ceremony_policy};
-use vigil_testkit::host::binary;
+use vigil_testkit::host::{binary, check};
 use vigil_testkit::requests::{err, ok, pay};
+use vigil_testkit::stick::Stick;
 use vigil_testkit::{Operator, SOL, Signer, unix_now};
 
 /// A recipient the test policy allows.
@@ -160,116 +161,6 @@ fn trader_signs(s: &Signer, key: &str) -> String {
     let tx: solana_transaction::Transaction = bincode::deserialize(&wire).unwrap();
     assert!(tx.verify().is_ok(), "signed by the fee payer's key");
     tx.message.account_keys[0].to_string()
-}
-
-/// A FAT32 image standing in for the USB stick.
-struct Stick {
-    img: PathBuf,
-}
-
-/// A system tool by name (PATH, then /usr/sbin and /sbin, where mkfs.vfat lives); a
-/// missing one FAILS the test with what to do.
-fn tool(name: &str) -> Command {
-    let dirs = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    let found = dirs
-        .into_iter()
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
-    let Some(path) = found else {
-        panic!(
-            "{name} is missing: these tests need real FAT images; install dosfstools and mtools (tests/run does: run tests/run)"
-        );
-    };
-    let mut cmd = Command::new(path);
-    cmd.env("MTOOLS_SKIP_CHECK", "1");
-    cmd
-}
-
-fn check(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-impl Stick {
-    /// A freshly formatted FAT32 image labelled VIGIL-KEYS.
-    fn blank(dir: &Path, name: &str) -> Stick {
-        let img = dir.join(name);
-        check(
-            tool("mkfs.vfat")
-                .args(["-F", "32", "-n", "VIGIL-KEYS", "-C"])
-                .arg(&img)
-                .arg("34000")
-                .output()
-                .unwrap(),
-            "mkfs.vfat",
-        );
-        Stick { img }
-    }
-
-    /// Copies the tree under `src` onto the stick's root.
-    fn write_tree(&self, src: &Path) {
-        let mut cmd = tool("mcopy");
-        cmd.arg("-i").arg(&self.img).args(["-s", "-Q"]);
-        for e in std::fs::read_dir(src).unwrap() {
-            cmd.arg(e.unwrap().path());
-        }
-        check(cmd.arg("::/").output().unwrap(), "mcopy onto the stick");
-    }
-
-    /// Overwrites one file on the stick.
-    fn put(&self, rel: &str, bytes: &[u8]) {
-        let tmp = self.img.with_extension("put");
-        std::fs::write(&tmp, bytes).unwrap();
-        check(
-            tool("mcopy")
-                .arg("-o")
-                .arg("-i")
-                .arg(&self.img)
-                .arg(&tmp)
-                .arg(format!("::/{rel}"))
-                .output()
-                .unwrap(),
-            "mcopy -o",
-        );
-    }
-
-    /// Reads one file off the stick.
-    fn get(&self, rel: &str) -> Vec<u8> {
-        check(
-            tool("mcopy")
-                .arg("-i")
-                .arg(&self.img)
-                .arg(format!("::/{rel}"))
-                .arg("-")
-                .output()
-                .unwrap(),
-            "mcopy to stdout",
-        )
-        .stdout
-    }
-
-    /// The appliance's view: the stick's files copied into a fresh directory.
-    fn copy_out(&self, dest: &Path) -> PathBuf {
-        std::fs::create_dir_all(dest).unwrap();
-        check(
-            tool("mcopy")
-                .arg("-i")
-                .arg(&self.img)
-                .args(["-s", "-n", "::/"])
-                .arg(dest)
-                .output()
-                .unwrap(),
-            "mcopy off the stick",
-        );
-        dest.to_path_buf()
-    }
 }
 
 fn signer(args: &[&str], paths: &[&Path]) -> Output {
