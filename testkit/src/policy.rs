@@ -126,6 +126,35 @@ impl AgentRules {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signer::Signer;
+    use vigil_protocol::Op;
+    use vigil_protocol::message::StatusResult;
+
+    #[test]
+    fn the_dev_limits_are_what_dev_init_signs() {
+        let signer = Signer::start(&["trader"]);
+        let status: StatusResult = signer
+            .client()
+            .call(Op::Status)
+            .unwrap()
+            .into_result()
+            .unwrap();
+        let limits = &status.agents[0].limits;
+        let sol = &limits["assets"]["SOL"];
+        let lamports = |key: &str| sol[key].as_str().unwrap().parse::<u64>().unwrap();
+        assert_eq!(lamports("per_tx_cap"), dev::PER_TX_CAP, "{limits}");
+        assert_eq!(lamports("velocity_24h"), dev::VELOCITY_24H, "{limits}");
+        assert_eq!(
+            lamports("approval_threshold"),
+            dev::APPROVAL_THRESHOLD,
+            "{limits}"
+        );
+        assert_eq!(
+            limits["rate_limit_per_minute"],
+            dev::RATE_LIMIT_PER_MINUTE,
+            "{limits}"
+        );
+    }
 
     #[test]
     fn renders_the_documented_format() {
