@@ -33,17 +33,22 @@ has_advisories() {
     [ -d "$1/crates" ] && [ -n "$(find "$1/crates" -name 'RUSTSEC-*.md' -print -quit 2>/dev/null)" ]
 }
 candidates=()
+looked=()
 if [ -n "${VIGIL_ADVISORY_DB:-}" ]; then
     has_advisories "$VIGIL_ADVISORY_DB" ||
         fail "VIGIL_ADVISORY_DB=$VIGIL_ADVISORY_DB holds no RustSec advisories (expected crates/*/RUSTSEC-*.md); point it at a copy of the RustSec advisory-db repository"
     candidates+=("$VIGIL_ADVISORY_DB")
+else
+    looked+=("\$VIGIL_ADVISORY_DB: not set")
 fi
 candidates+=("$repo/../shared/advisory-db")
 origin=$(git -C "$repo" remote get-url origin 2>/dev/null || true)
+origin_note=""
 origin=${origin#file://}
 case "$origin" in
+    "") origin_note="origin remote: none" ;;
     /*) candidates+=("$origin/../shared/advisory-db") ;;
-    ""|*://*|*@*:*) ;;
+    *://* | *@*:*) origin_note="origin remote: $origin (not a local path)" ;;
     *) candidates+=("$repo/$origin/../shared/advisory-db") ;;
 esac
 db=""
@@ -52,11 +57,13 @@ for c in "${candidates[@]}"; do
         db=$(cd "$c" && pwd)
         break
     fi
+    looked+=("$c: no crates/*/RUSTSEC-*.md there")
 done
+[ -z "$origin_note" ] || looked+=("$origin_note")
 if [ -z "$db" ]; then
     {
-        echo "check-supply-chain: no RustSec advisory database found. Looked in:"
-        printf '  %s\n' "${candidates[@]}"
+        echo "check-supply-chain: no RustSec advisory database found. Looked at:"
+        printf '  %s\n' "${looked[@]}"
         echo "Set VIGIL_ADVISORY_DB to a copy of the RustSec advisory-db repository (any directory"
         echo "with crates/<name>/RUSTSEC-*.md), e.g. VIGIL_ADVISORY_DB=/path/to/advisory-db tests/run"
     } >&2
