@@ -76,7 +76,12 @@ pub(super) async fn paper(
     }
 }
 
-pub(super) async fn live(agent: &AgentConfig, checked: &Checked, inputs: &Inputs, deps: &Deps<'_>) -> Outcome {
+pub(super) async fn live(
+    agent: &AgentConfig,
+    checked: &Checked,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+) -> Outcome {
     let intent = intent_of(checked, inputs.network);
     let key = idempotency_key(&agent.id, inputs.now, &intent);
     if agent.confirm_transfers {
