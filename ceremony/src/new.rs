@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use secrecy::SecretString;
-use vigil_protocol::{AgentId, Chain};
+use vigil_protocol::{AgentId, AssetSymbol, Chain, OperatorCode};
 use vigil_signer::chains::solana;
 use vigil_signer::import::manifest::{
     AgentInfo, FileInfo, KEYSTORE_DIR, MANIFEST_FILE, MANIFEST_SIG_FILE, Manifest, POLICY_DIR,
@@ -295,8 +295,15 @@ fn enrol(
     let uri = qr::otpauth_uri(secret, account)?;
     let picture = qr::render(&uri)?;
     for attempt in 1..=ENROL_ATTEMPTS {
-        let code = Zeroizing::new(op.enrol(&uri, &picture, attempt)?);
-        if approval::code_matches(secret, code.trim(), op.now()).map_err(CeremonyError::Other)? {
+        let typed = Zeroizing::new(op.enrol(&uri, &picture, attempt)?);
+        let code: OperatorCode = match typed.trim().parse() {
+            Ok(code) => code,
+            Err(why) => {
+                op.show(&format!("That is not a code: {why}."));
+                continue;
+            }
+        };
+        if approval::code_matches(secret, &code, op.now()).map_err(CeremonyError::Other)? {
             op.show("The authenticator is enrolled: its code matches.");
             return Ok(());
         }
@@ -367,8 +374,8 @@ pub fn summarize_policy(p: &policy::Policy) -> String {
 }
 
 /// `2.5 SOL (2500000000)` for SOL (9 decimals), base units otherwise.
-fn amount(base: u128, symbol: &str) -> String {
-    if symbol == "SOL" {
+fn amount(base: u128, symbol: &AssetSymbol) -> String {
+    if *symbol == AssetSymbol::SOL {
         let whole = base / 1_000_000_000;
         let frac = base % 1_000_000_000;
         let frac = format!("{frac:09}");

@@ -22,7 +22,9 @@ use vigil_orchestrator::signer_client::SignerClient;
 use vigil_orchestrator::store::{Resolution, Store};
 use vigil_protocol::client::Client;
 use vigil_protocol::message::{ApproveRequest, SignRequest};
-use vigil_protocol::{Amount, Chain, Context, Intent, Network, Op, Response, TransferIntent};
+use vigil_protocol::{
+    Amount, Chain, Context, Intent, Network, Op, OperatorCode, Response, TransferIntent,
+};
 
 const SOL: u128 = 1_000_000_000;
 /// What the in-process chain's faucet gives each agent at the start, in lamports.
@@ -206,7 +208,7 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     for (agent, _) in FUNDING {
         let paper = lock(orchestrator.store())?
             .agent(&agent.parse().map_err(anyhow::Error::msg)?)
-            .paper_position("SOL")?;
+            .paper_position(vigil_protocol::AssetSymbol::SOL)?;
         println!(
             "  {agent:<13} on chain still {} SOL (paper fills {} SOL: nothing was broadcast)",
             sol(chain_balance(&addr(agent))?),
@@ -233,19 +235,18 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     let approval_id: vigil_protocol::ApprovalId = str_of(&pending["approval_id"])
         .parse()
         .map_err(anyhow::Error::msg)?;
-    let approve = |code: String| {
+    let approve = |code: OperatorCode| {
         Op::Approve(ApproveRequest {
             approval_id: approval_id.clone(),
             code,
             context: None,
         })
     };
-    show(
-        "an agent guesses the code 000000",
-        c.call(approve("000000".into()))?,
-    );
-    let code = totp.generate(unix_now());
-    println!("  • the operator types {code} from the authenticator app");
+    let guess: OperatorCode = "000000".parse().map_err(anyhow::Error::msg)?;
+    show("an agent guesses the code 000000", c.call(approve(guess))?);
+    let typed = totp.generate(unix_now());
+    println!("  • the operator types {typed} from the authenticator app");
+    let code: OperatorCode = typed.parse().map_err(anyhow::Error::msg)?;
     let approved = c.call(approve(code.clone()))?;
     show("approve with the operator's code", approved.clone());
     show("the same code again (replay)", c.call(approve(code))?);
@@ -417,7 +418,7 @@ fn transfer(to: &str, lamports: u128, network: Network) -> Intent {
     Intent::Transfer(TransferIntent {
         chain: Chain::Solana,
         network,
-        asset: "SOL".into(),
+        asset: vigil_protocol::AssetSymbol::SOL,
         to: to.into(),
         amount: Amount::from_base_units(lamports),
     })

@@ -11,8 +11,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use vigil_protocol::AgentId;
 use vigil_protocol::types::truncate;
+use vigil_protocol::{AgentId, AssetSymbol};
 
 use crate::cost::Prices;
 use crate::firewall::Action;
@@ -115,7 +115,7 @@ pub struct AgentConfig {
     /// Paper (default) or live.
     pub mode: Mode,
     /// In live mode, the assets that are live; all others stay paper.
-    pub live_assets: BTreeSet<String>,
+    pub live_assets: BTreeSet<AssetSymbol>,
     /// Whether a live transfer the signer would sign without a code first waits for the
     /// operator's Yes (default true: every action that moves funds is confirmed). With
     /// false, transfers below the signer's approval threshold go out on their own; the
@@ -125,8 +125,8 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     /// Whether an action on `asset` is broadcast (live) rather than simulated (paper).
-    pub fn is_live(&self, asset: &str) -> bool {
-        self.mode == Mode::Live && self.live_assets.contains(asset)
+    pub fn is_live(&self, asset: AssetSymbol) -> bool {
+        self.mode == Mode::Live && self.live_assets.contains(&asset)
     }
 }
 

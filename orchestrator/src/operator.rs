@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use vigil_protocol::AgentId;
+use vigil_protocol::{AgentId, AssetSymbol};
 
 use crate::config::{AgentConfig, Mode};
 use crate::pipeline::Outcome;
@@ -182,13 +182,17 @@ pub fn set_mode(
     store: &Store,
     agent: &AgentId,
     mode: Mode,
-    live_assets: &BTreeSet<String>,
+    live_assets: &BTreeSet<AssetSymbol>,
 ) -> Result<(), StoreError> {
     let value = match mode {
         Mode::Paper => "paper".to_string(),
         Mode::Live => format!(
             "live:{}",
-            live_assets.iter().cloned().collect::<Vec<_>>().join(",")
+            live_assets
+                .iter()
+                .map(AssetSymbol::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
         ),
     };
     store.set_setting(&mode_key(agent), &value)
@@ -210,11 +214,18 @@ pub fn with_mode_override(store: &Store, agent: &AgentConfig) -> AgentConfig {
         out.mode = Mode::Paper;
         out.live_assets.clear();
     } else if let Some(assets) = value.strip_prefix("live:") {
-        let assets: BTreeSet<String> = assets
+        let parsed: Result<BTreeSet<AssetSymbol>, String> = assets
             .split(',')
             .filter(|a| !a.is_empty())
-            .map(str::to_string)
+            .map(str::parse)
             .collect();
+        let assets = match parsed {
+            Ok(assets) => assets,
+            Err(e) => {
+                tracing::error!(agent = %agent.id, value, error = %e, "unreadable mode override; using the configured mode");
+                return out;
+            }
+        };
         if assets.is_empty() {
             out.mode = Mode::Paper;
             out.live_assets.clear();
@@ -246,16 +257,19 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         let agent = trader();
         assert_eq!(with_mode_override(&store, &agent), agent, "no override");
-        let sol = BTreeSet::from(["SOL".to_string()]);
+        let sol = BTreeSet::from([AssetSymbol::SOL]);
         set_mode(&store, &agent.id, Mode::Live, &sol).unwrap();
         let live = with_mode_override(&store, &agent);
-        assert!(live.is_live("SOL"));
-        assert!(!live.is_live("USDC"));
+        assert!(live.is_live(AssetSymbol::SOL));
+        assert!(!live.is_live("USDC".parse().unwrap()));
         set_mode(&store, &agent.id, Mode::Paper, &sol).unwrap();
-        assert!(!with_mode_override(&store, &agent).is_live("SOL"));
+        assert!(!with_mode_override(&store, &agent).is_live(AssetSymbol::SOL));
         store.set_setting(&mode_key(&agent.id), "live:").unwrap();
         assert_eq!(with_mode_override(&store, &agent).mode, Mode::Paper);
         store.set_setting(&mode_key(&agent.id), "garbage").unwrap();
+        assert_eq!(with_mode_override(&store, &agent), agent);
+        // A stored asset that is not a symbol is unreadable too: the config wins.
+        store.set_setting(&mode_key(&agent.id), "live:sol").unwrap();
         assert_eq!(with_mode_override(&store, &agent), agent);
     }
 

@@ -14,8 +14,8 @@ use vigil_protocol::message::{
     StatusResult,
 };
 use vigil_protocol::{
-    ImportConfirmRequest, ImportConfirmResult, ImportStatusResult, ManifestDigest, Op, Request,
-    RequestId, Response,
+    ImportConfirmRequest, ImportConfirmResult, ImportStatusResult, ManifestDigest, Op,
+    OperatorCode, Request, RequestId, Response,
 };
 
 /// Why a call produced no answer from the signer.
@@ -126,7 +126,7 @@ impl SignerClient {
     pub async fn import_confirm(
         &mut self,
         manifest_digest: ManifestDigest,
-        code: String,
+        code: OperatorCode,
     ) -> Result<ImportConfirmResult, SignerError> {
         let result = self
             .call(Op::ImportConfirm(ImportConfirmRequest {

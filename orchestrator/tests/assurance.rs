@@ -219,7 +219,7 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
             intent: vigil_protocol::Intent::Transfer(vigil_protocol::TransferIntent {
                 chain: vigil_protocol::Chain::Solana,
                 network: vigil_protocol::Network::Devnet,
-                asset: "SOL".into(),
+                asset: vigil_protocol::AssetSymbol::SOL,
                 to: dev_peer.clone(),
                 amount: vigil_protocol::Amount::from_base_units(SOL * 3 / 4),
             }),
@@ -239,7 +239,7 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
         .await
         .approve(ApproveRequest {
             approval_id: n.approval_id.clone(),
-            code: signer.code_at(now()),
+            code: signer.code_at(now()).parse().unwrap(),
             context: None,
         })
         .await
@@ -291,7 +291,7 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
             .await
             .approve(ApproveRequest {
                 approval_id: approval_id.parse().unwrap(),
-                code: "123456".into(),
+                code: "123456".parse().unwrap(),
                 context: None,
             })
             .await;

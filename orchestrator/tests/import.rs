@@ -199,7 +199,11 @@ async fn a_staged_stick_becomes_one_confirmation_whose_digest_the_signer_accepts
         .to_string()
         .try_into()
         .unwrap();
-    let code = totp_rs::TOTP::from_url(&uri).unwrap().generate(now());
+    let code = totp_rs::TOTP::from_url(&uri)
+        .unwrap()
+        .generate(now())
+        .parse()
+        .unwrap();
     let confirmed = orchestrator
         .signer()
         .lock()

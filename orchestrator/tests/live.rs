@@ -58,7 +58,7 @@ async fn live_transfer_is_signed_broadcast_confirmed_and_moves_the_funds() {
         intent: vigil_protocol::Intent::Transfer(vigil_protocol::TransferIntent {
             chain: vigil_protocol::Chain::Solana,
             network: vigil_protocol::Network::Devnet,
-            asset: "SOL".into(),
+            asset: vigil_protocol::AssetSymbol::SOL,
             to: peer.to_string(),
             amount: vigil_protocol::Amount::from_base_units(1_000),
         }),

@@ -277,7 +277,7 @@ async fn each_layer_decides_against_the_real_signer() {
         assert_eq!(
             store
                 .agent(&"trader".parse().unwrap())
-                .paper_position("SOL")
+                .paper_position(vigil_protocol::AssetSymbol::SOL)
                 .unwrap(),
             -200_000_000
         );

@@ -17,7 +17,7 @@ fn transfer(to: &str, lamports: u128) -> Intent {
     Intent::Transfer(TransferIntent {
         chain: Chain::Solana,
         network: Network::Devnet,
-        asset: "SOL".into(),
+        asset: vigil_protocol::AssetSymbol::SOL,
         to: to.into(),
         amount: Amount::from_base_units(lamports),
     })
@@ -81,7 +81,7 @@ async fn client_speaks_every_op_the_orchestrator_needs() {
     let import = c.import_status().await.unwrap();
     assert!(!import.staged && !import.awaiting_keys && import.agents.is_empty());
     let refused = c
-        .import_confirm("ab".repeat(32).parse().unwrap(), "123456".into())
+        .import_confirm("ab".repeat(32).parse().unwrap(), "123456".parse().unwrap())
         .await
         .unwrap_err();
     match refused {

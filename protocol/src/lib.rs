@@ -14,6 +14,7 @@ pub mod frame;
 pub mod import;
 pub mod intent;
 pub mod message;
+mod operator_code;
 pub mod types;
 
 pub use frame::{FrameError, MAX_FRAME_LEN, read_frame, write_frame};
@@ -26,7 +27,10 @@ pub use message::{
     ApproveRequest, ConfirmRequest, DryRunRequest, ErrorBody, LimitKind, Op, ParseFailure, Request,
     Response, SetLimitRequest, SignRequest, parse_request,
 };
-pub use types::{AgentId, Amount, ApprovalId, ErrorKind, IdempotencyKey, Purpose, RequestId, Rule};
+pub use operator_code::{OPERATOR_CODE_DIGITS, OperatorCode};
+pub use types::{
+    AgentId, Amount, ApprovalId, AssetSymbol, ErrorKind, IdempotencyKey, Purpose, RequestId, Rule,
+};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u64 = 1;

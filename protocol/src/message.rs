@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::import::ImportConfirmRequest;
 use crate::intent::{Context, Intent};
-use crate::types::{AgentId, Amount, ApprovalId, IdempotencyKey, Purpose, RequestId};
+use crate::operator_code::OperatorCode;
+use crate::types::{AgentId, Amount, ApprovalId, AssetSymbol, IdempotencyKey, Purpose, RequestId};
 
 /// One parsed request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,7 +106,7 @@ pub struct ApproveRequest {
     /// The id returned with `needs_approval`.
     pub approval_id: ApprovalId,
     /// The operator's current TOTP code (6 digits).
-    pub code: String,
+    pub code: OperatorCode,
     /// Optional fresh context (e.g. a newer blockhash): an approval may come minutes after the
     /// request, when the original blockhash has expired. It cannot change what is paid to whom.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,7 +120,7 @@ pub struct ConfirmRequest {
     /// What the operator confirms, e.g. `go_live trader SOL`.
     pub purpose: Purpose,
     /// The operator's current TOTP code (6 digits).
-    pub code: String,
+    pub code: OperatorCode,
 }
 
 /// Which cap `set_limit` changes.
@@ -150,13 +151,13 @@ pub struct SetLimitRequest {
     /// The agent whose cap changes.
     pub agent: AgentId,
     /// The asset symbol, as in the policy (`SOL`).
-    pub asset: String,
+    pub asset: AssetSymbol,
     /// Which cap.
     pub limit: LimitKind,
     /// The new cap in base units; at most the signed policy's value (the ceiling).
     pub amount: Amount,
     /// The operator's current TOTP code (6 digits).
-    pub code: String,
+    pub code: OperatorCode,
 }
 
 /// Fields of `audit`.

@@ -213,7 +213,7 @@ fn sign_once(socket: &Path, to: &str, i: usize) {
             intent: Intent::Transfer(TransferIntent {
                 chain: Chain::Solana,
                 network: Network::Devnet,
-                asset: "SOL".into(),
+                asset: vigil_protocol::AssetSymbol::SOL,
                 to: to.into(),
                 amount: Amount::from_base_units(1),
             }),

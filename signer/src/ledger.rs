@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vigil_protocol::message::Signed;
 use vigil_protocol::{
-    AgentId, Amount, ApprovalId, Context, ErrorKind, IdempotencyKey, Intent, LimitKind, Purpose,
-    Rule,
+    AgentId, Amount, ApprovalId, AssetSymbol, Context, ErrorKind, IdempotencyKey, Intent,
+    LimitKind, Purpose, Rule,
 };
 
 use crate::approval::{Approvals, Pending};
@@ -47,7 +47,7 @@ pub enum Event {
         /// SHA-256 of the canonical intent JSON, hex.
         intent_digest: String,
         /// The asset spent.
-        asset: String,
+        asset: AssetSymbol,
         /// Base units spent.
         amount: Amount,
         /// The signer's summary of what it built.
@@ -113,7 +113,7 @@ pub enum Event {
         /// The agent.
         agent: AgentId,
         /// The asset.
-        asset: String,
+        asset: AssetSymbol,
         /// Which cap.
         limit: LimitKind,
         /// The new cap, base units.
@@ -186,10 +186,10 @@ impl Remembered {
 /// busy agent does not make every decision slower.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    spends: BTreeMap<AgentId, BTreeMap<String, Series>>,
+    spends: BTreeMap<AgentId, BTreeMap<AssetSymbol, Series>>,
     requests: BTreeMap<AgentId, VecDeque<u64>>,
     idempotency: HashMap<(AgentId, IdempotencyKey), Remembered>,
-    overrides: BTreeMap<(AgentId, String), LimitOverride>,
+    overrides: BTreeMap<(AgentId, AssetSymbol), LimitOverride>,
     last_prune: u64,
 }
 
@@ -253,7 +253,7 @@ impl Ledger {
                     tx,
                     ..
                 } => {
-                    ledger.record_spend(agent, asset, amount.base_units(), e.ts);
+                    ledger.record_spend(agent, *asset, amount.base_units(), e.ts);
                     let result = Signed {
                         tx: tx.clone(),
                         signature: signature.clone(),
@@ -315,7 +315,7 @@ impl Ledger {
                     ..
                 } => {
                     approvals.restore_step(*totp_step);
-                    ledger.set_limit(agent, asset, *limit, amount.base_units());
+                    ledger.set_limit(agent, *asset, *limit, amount.base_units());
                 }
                 Event::ApprovalRefused { .. }
                 | Event::OperatorCodeRefused { .. }
@@ -329,23 +329,26 @@ impl Ledger {
     }
 
     /// Counts a spend (reserved before it is durable; never un-counted: failing closed).
-    pub fn record_spend(&mut self, agent: &AgentId, asset: &str, amount: u128, ts: u64) {
+    pub fn record_spend(&mut self, agent: &AgentId, asset: AssetSymbol, amount: u128, ts: u64) {
         let series = self
             .spends
             .entry(agent.clone())
             .or_default()
-            .entry(asset.to_string())
+            .entry(asset)
             .or_default();
         series.push(ts, amount);
         series.prune_before(ts.saturating_sub(VELOCITY_WINDOW_SECS));
     }
 
     /// Sets an operator cap (the caller checked it against the ceiling and the code).
-    pub fn set_limit(&mut self, agent: &AgentId, asset: &str, limit: LimitKind, amount: u128) {
-        let o = self
-            .overrides
-            .entry((agent.clone(), asset.to_string()))
-            .or_default();
+    pub fn set_limit(
+        &mut self,
+        agent: &AgentId,
+        asset: AssetSymbol,
+        limit: LimitKind,
+        amount: u128,
+    ) {
+        let o = self.overrides.entry((agent.clone(), asset)).or_default();
         match limit {
             LimitKind::PerTx => o.per_tx = Some(amount),
             LimitKind::Velocity24h => o.velocity_24h = Some(amount),
@@ -385,13 +388,13 @@ impl Ledger {
     }
 
     /// Base units of each asset spent by `agent` in the 24 h before `now`.
-    pub fn spent_24h(&self, agent: &AgentId, now: u64) -> BTreeMap<String, u128> {
+    pub fn spent_24h(&self, agent: &AgentId, now: u64) -> BTreeMap<AssetSymbol, u128> {
         let since = now.saturating_sub(VELOCITY_WINDOW_SECS);
         self.spends
             .get(agent)
             .into_iter()
             .flatten()
-            .map(|(asset, series)| (asset.clone(), series.sum_since(since)))
+            .map(|(asset, series)| (*asset, series.sum_since(since)))
             .filter(|(_, total)| *total > 0)
             .collect()
     }
@@ -413,10 +416,10 @@ impl Ledger {
 }
 
 impl History for Ledger {
-    fn spent_since(&self, agent: &AgentId, asset: &str, since: u64) -> u128 {
+    fn spent_since(&self, agent: &AgentId, asset: AssetSymbol, since: u64) -> u128 {
         self.spends
             .get(agent)
-            .and_then(|a| a.get(asset))
+            .and_then(|a| a.get(&asset))
             .map_or(0, |series| series.sum_since(since))
     }
 
@@ -428,9 +431,9 @@ impl History for Ledger {
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
-    fn limit_override(&self, agent: &AgentId, asset: &str) -> LimitOverride {
+    fn limit_override(&self, agent: &AgentId, asset: AssetSymbol) -> LimitOverride {
         self.overrides
-            .get(&(agent.clone(), asset.to_string()))
+            .get(&(agent.clone(), asset))
             .copied()
             .unwrap_or_default()
     }
@@ -446,6 +449,12 @@ pub fn intent_digest(intent: &Intent) -> String {
 mod tests {
     use super::*;
 
+    const SOL: AssetSymbol = AssetSymbol::SOL;
+
+    fn usdc() -> AssetSymbol {
+        "USDC".parse().unwrap()
+    }
+
     fn agent() -> AgentId {
         "trader".parse().unwrap()
     }
@@ -453,15 +462,15 @@ mod tests {
     #[test]
     fn velocity_window_slides() {
         let mut l = Ledger::default();
-        l.record_spend(&agent(), "SOL", 100, 1_000);
-        l.record_spend(&agent(), "SOL", 50, 50_000);
-        l.record_spend(&agent(), "USDC", 7, 50_000);
-        assert_eq!(l.spent_since(&agent(), "SOL", 0), 150);
+        l.record_spend(&agent(), SOL, 100, 1_000);
+        l.record_spend(&agent(), SOL, 50, 50_000);
+        l.record_spend(&agent(), usdc(), 7, 50_000);
+        assert_eq!(l.spent_since(&agent(), SOL, 0), 150);
         let now = 1_000 + VELOCITY_WINDOW_SECS + 1;
-        assert_eq!(l.spent_24h(&agent(), now).get("SOL"), Some(&50));
+        assert_eq!(l.spent_24h(&agent(), now).get(&SOL), Some(&50));
         l.prune(now);
-        assert_eq!(l.spent_since(&agent(), "SOL", 0), 50);
-        assert_eq!(l.spent_since(&"other".parse().unwrap(), "SOL", 0), 0);
+        assert_eq!(l.spent_since(&agent(), SOL, 0), 50);
+        assert_eq!(l.spent_since(&"other".parse().unwrap(), SOL, 0), 0);
     }
 
     #[test]
@@ -476,7 +485,7 @@ mod tests {
             x ^= x << 17;
             t += x % 90; // up to 90 s apart: the 24 h window slides over many entries
             let amount = u128::from(x % 1_000);
-            l.record_spend(&agent(), "SOL", amount, t);
+            l.record_spend(&agent(), SOL, amount, t);
             naive.push((t, amount));
             if x.is_multiple_of(500) {
                 l.prune(t);
@@ -491,18 +500,18 @@ mod tests {
                     .filter(|(ts, _)| *ts >= since)
                     .map(|(_, a)| a)
                     .sum();
-                assert_eq!(l.spent_since(&agent(), "SOL", since), want, "since {since}");
+                assert_eq!(l.spent_since(&agent(), SOL, since), want, "since {since}");
             }
         }
-        assert_eq!(l.spent_since(&agent(), "USDC", 0), 0);
+        assert_eq!(l.spent_since(&agent(), usdc(), 0), 0);
     }
 
     #[test]
     fn a_clock_stepping_back_never_hides_a_spend() {
         let mut l = Ledger::default();
-        l.record_spend(&agent(), "SOL", 10, 100_000);
-        l.record_spend(&agent(), "SOL", 5, 99_000); // the clock stepped back
-        assert_eq!(l.spent_since(&agent(), "SOL", 100_000), 15);
+        l.record_spend(&agent(), SOL, 10, 100_000);
+        l.record_spend(&agent(), SOL, 5, 99_000); // the clock stepped back
+        assert_eq!(l.spent_since(&agent(), SOL, 100_000), 15);
     }
 
     #[test]

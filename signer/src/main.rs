@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use vigil_protocol::AgentId;
+use vigil_protocol::{AgentId, OperatorCode};
 use vigil_signer::{audit, daemon, devinit, import, keystore};
 
 /// The Vigil signer: keys, policy, ledger and audit, behind one Unix socket.
@@ -125,9 +125,9 @@ enum Command {
         /// The staged manifest digest, as shown by `import` / `import-status`.
         #[arg(long)]
         manifest_digest: String,
-        /// A current code from the authenticator enrolled at THIS ceremony.
+        /// A current code from the authenticator enrolled at THIS ceremony (6 digits).
         #[arg(long)]
-        code: String,
+        code: OperatorCode,
         /// The keystore passphrase (the same the signer's credential holds).
         #[arg(long)]
         passphrase_file: Option<PathBuf>,

@@ -440,7 +440,7 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
     let confirm_op = |digest: &str, code: &str| {
         Op::ImportConfirm(ImportConfirmRequest {
             manifest_digest: digest.parse().unwrap(),
-            code: code.into(),
+            code: code.parse().unwrap(),
         })
     };
     let totp = TOTP::from_url(&uri).unwrap();

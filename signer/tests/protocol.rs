@@ -217,7 +217,7 @@ fn above_threshold_needs_a_single_use_operator_code() {
         .unwrap());
     assert_eq!(again["approval_id"], pending["approval_id"]);
 
-    let approve = |code: String| {
+    let approve = |code: vigil_protocol::OperatorCode| {
         Op::Approve(ApproveRequest {
             approval_id: id.clone(),
             code,
@@ -226,11 +226,13 @@ fn above_threshold_needs_a_single_use_operator_code() {
     };
     let t = now();
     let good = s.code_at(t);
-    let wrong = if good == "000000" {
-        "111111".to_string()
+    let wrong: vigil_protocol::OperatorCode = if good.expose_digits() == "000000" {
+        "111111"
     } else {
-        "000000".to_string()
-    };
+        "000000"
+    }
+    .parse()
+    .unwrap();
     let (kind, _, _) = err(c.call(approve(wrong)).unwrap());
     assert_eq!(kind, "approval_invalid_code");
     let signed = match c.call(approve(good.clone())).unwrap().outcome {
@@ -266,7 +268,7 @@ fn above_threshold_needs_a_single_use_operator_code() {
     let (kind, _, _) = err(c
         .call(Op::Approve(ApproveRequest {
             approval_id: "ap-nope".parse().unwrap(),
-            code: "123456".into(),
+            code: "123456".parse().unwrap(),
             context: None,
         }))
         .unwrap());
@@ -395,10 +397,10 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
     let mut s = Signer::start(&["trader", "sentinel"], None);
     let to = s.address("sentinel");
     let t = fresh_step(12);
-    let set = |amount: u128, code: String| {
+    let set = |amount: u128, code: vigil_protocol::OperatorCode| {
         Op::SetLimit(SetLimitRequest {
             agent: "trader".parse().unwrap(),
-            asset: "SOL".into(),
+            asset: vigil_protocol::AssetSymbol::SOL,
             limit: LimitKind::PerTx,
             amount: vigil_protocol::Amount::from_base_units(amount),
             code,
@@ -429,7 +431,7 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
     );
     assert!(msg.contains("signed ceiling"), "{msg}");
     // A wrong code changes nothing.
-    let (kind, _, _) = err(c.call(set(SOL / 10, "000000".into())).unwrap());
+    let (kind, _, _) = err(c.call(set(SOL / 10, "000000".parse().unwrap())).unwrap());
     assert_eq!(kind, "approval_invalid_code");
 
     // Lowered to 0.1 SOL with a code: a 0.25 SOL transfer is now refused by the lowered cap.
@@ -452,7 +454,7 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
     );
 
     // A phrase-gate confirmation, single use.
-    let confirm = |code: String| {
+    let confirm = |code: vigil_protocol::OperatorCode| {
         Op::Confirm(ConfirmRequest {
             purpose: "go_live trader SOL".parse().unwrap(),
             code,

@@ -97,7 +97,7 @@ fn approved_transfer_can_take_a_fresh_blockhash() {
     svm.expire_blockhash();
     let fresh = svm.latest_blockhash().to_string();
     assert_ne!(fresh, stale);
-    let approve = |code| {
+    let approve = |code: vigil_protocol::OperatorCode| {
         Op::Approve(ApproveRequest {
             approval_id: p["approval_id"].as_str().unwrap().parse().unwrap(),
             code,

@@ -183,7 +183,7 @@ fn a_full_ceremony_writes_a_stick_the_signer_accepts() {
     assert!(
         approval::code_matches(
             &unlocked.approval_secret,
-            &TOTP::from_url(&uri).unwrap().generate(NOW),
+            &TOTP::from_url(&uri).unwrap().generate(NOW).parse().unwrap(),
             NOW
         )
         .unwrap()

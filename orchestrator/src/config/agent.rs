@@ -5,14 +5,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
-use vigil_protocol::AgentId;
 use vigil_protocol::types::truncate;
+use vigil_protocol::{AgentId, AssetSymbol};
 
 use super::{
     AgentConfig, ConfigError, FULL_BPS, MAX_MAX_TOKENS, MAX_SYSTEM_PROMPT_BYTES, Mode, Peer,
     ProviderConfig, RiskProfile, invalid,
 };
-use crate::firewall::{Action, KNOWN_ASSETS};
+use crate::firewall::{Action, KNOWN_ASSETS, known_assets};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,19 +114,25 @@ impl RawAgent {
             return Err(invalid(key("schedule_secs"), "must be at least 1 second"));
         }
         let risk = self.risk.check(&key("risk"))?;
+        let mut live_assets = BTreeSet::new();
         for asset in &self.live_assets {
-            if !KNOWN_ASSETS.contains(&asset.as_str()) {
+            let known = asset
+                .parse::<AssetSymbol>()
+                .ok()
+                .filter(|a| KNOWN_ASSETS.contains(a));
+            let Some(asset) = known else {
                 return Err(invalid(
                     key("live_assets"),
                     format!(
                         "asset {:?} is unknown: use one of {}",
                         truncate(asset),
-                        KNOWN_ASSETS.join(", ")
+                        known_assets()
                     ),
                 ));
-            }
+            };
+            live_assets.insert(asset);
         }
-        match (self.mode, self.live_assets.is_empty()) {
+        match (self.mode, live_assets.is_empty()) {
             (Mode::Paper, false) => {
                 return Err(invalid(
                     key("live_assets"),
@@ -152,7 +158,7 @@ impl RawAgent {
             schedule_secs: self.schedule_secs,
             risk,
             mode: self.mode,
-            live_assets: self.live_assets,
+            live_assets,
             confirm_transfers: self.confirm_transfers,
         })
     }

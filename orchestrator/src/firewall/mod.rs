@@ -14,7 +14,7 @@ pub mod risk;
 pub mod schema;
 
 pub use prompt::{Role, UntrustedItem, build_messages};
-pub use risk::{Checked, KNOWN_ASSETS, RiskRefusal, RiskRule, check};
+pub use risk::{Checked, KNOWN_ASSETS, RiskRefusal, RiskRule, check, known_assets};
 pub use schema::{
     Action, AgentDecision, MAX_CORRECTIONS, SchemaError, correction_prompt, parse_decision,
 };

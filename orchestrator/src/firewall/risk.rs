@@ -12,14 +12,20 @@
 
 use std::fmt;
 
-use vigil_protocol::Amount;
 use vigil_protocol::types::truncate;
+use vigil_protocol::{Amount, AssetSymbol};
 
 use super::schema::{Action, AgentDecision};
 use crate::config::{Peer, RiskProfile};
 
 /// Asset symbols the orchestrator can act on; `balance` in [`check`] is in its base units.
-pub const KNOWN_ASSETS: &[&str] = &["SOL"];
+pub const KNOWN_ASSETS: &[AssetSymbol] = &[AssetSymbol::SOL];
+
+/// The [`KNOWN_ASSETS`] as a list for a message: `SOL, USDC`.
+pub fn known_assets() -> String {
+    let names: Vec<&str> = KNOWN_ASSETS.iter().map(AssetSymbol::as_str).collect();
+    names.join(", ")
+}
 
 /// The whole of a balance, in basis points.
 const FULL_BPS: u32 = 10_000;
@@ -75,7 +81,7 @@ pub struct Checked {
     /// Transfer or program call (never hold).
     pub action: Action,
     /// A symbol from [`KNOWN_ASSETS`].
-    pub asset: String,
+    pub asset: AssetSymbol,
     /// The allowlisted peer's address.
     pub to_address: String,
     /// The peer's label, if it has one that matched or owns the address.
@@ -112,13 +118,12 @@ pub fn check(
             format!("action {action} needs an asset, a recipient and an amount"),
         ));
     };
-    if !KNOWN_ASSETS.contains(&asset.as_str()) {
+    if !KNOWN_ASSETS.contains(asset) {
         return Err(refuse(
             RiskRule::UnknownAsset,
             format!(
-                "asset {:?} is not one this orchestrator handles; use one of {}",
-                truncate(asset),
-                KNOWN_ASSETS.join(", ")
+                "asset {asset} is not one this orchestrator handles; use one of {}",
+                known_assets()
             ),
         ));
     }
@@ -146,7 +151,7 @@ pub fn check(
     }
     Ok(Some(Checked {
         action,
-        asset: asset.clone(),
+        asset: *asset,
         to_address: peer.address.clone(),
         to_label: Some(peer.label.clone()),
         amount,
@@ -231,7 +236,7 @@ mod tests {
     fn transfer(to: &str, amount: u128) -> AgentDecision {
         AgentDecision {
             action: Action::Transfer,
-            asset: Some("SOL".into()),
+            asset: Some(AssetSymbol::SOL),
             to: Some(to.into()),
             amount: Some(Amount::from_base_units(amount)),
             confidence_milli: 700,
@@ -253,7 +258,7 @@ mod tests {
         let mut program_call = transfer("treasury", 10);
         program_call.action = Action::ProgramCall;
         let mut btc = transfer("treasury", 10);
-        btc.asset = Some("BTC".into());
+        btc.asset = Some("BTC".parse().unwrap());
         let mut no_amount = transfer("treasury", 10);
         no_amount.amount = None;
         let trader = profile(&[Action::Transfer, Action::ProgramCall, Action::Hold], 4000);
@@ -403,7 +408,7 @@ mod tests {
                     assert_eq!(c.to_address, address, "{name}");
                     assert_eq!(c.to_label.as_deref(), Some(label), "{name}");
                     assert_eq!(c.amount.base_units(), amount, "{name}");
-                    assert_eq!(c.asset, "SOL", "{name}");
+                    assert_eq!(c.asset, AssetSymbol::SOL, "{name}");
                     assert_eq!(c.action, decision.action, "{name}");
                 }
                 (Err(refusal), Err(rule)) => {

@@ -19,8 +19,8 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use vigil_protocol::Amount;
 use vigil_protocol::types::truncate;
+use vigil_protocol::{Amount, AssetSymbol};
 
 /// The largest reply parsed; anything longer is rejected unread.
 pub const MAX_REPLY_BYTES: usize = 16 * 1024;
@@ -30,8 +30,6 @@ pub const MAX_CORRECTIONS: u32 = 2;
 pub const REASONING_CHARS: std::ops::RangeInclusive<usize> = 20..=2000;
 /// Longest `to` accepted (a peer label or a base58 / hex address fits easily).
 pub const MAX_TO_CHARS: usize = 128;
-/// Longest `asset` symbol accepted.
-pub const MAX_ASSET_CHARS: usize = 16;
 
 /// The reply format, as stated to the model in the prompt and in every correction.
 pub const DECISION_SCHEMA: &str = r#"Reply with exactly one JSON object and nothing else (no prose, no Markdown):
@@ -92,7 +90,7 @@ pub struct AgentDecision {
     /// What the agent wants to do.
     pub action: Action,
     /// The asset symbol (e.g. `SOL`), for transfer and program_call.
-    pub asset: Option<String>,
+    pub asset: Option<AssetSymbol>,
     /// A peer label from the allowlist or an address; resolved by layer 2.
     pub to: Option<String>,
     /// The amount in base units, for transfer and program_call.
@@ -181,7 +179,7 @@ pub enum SchemaError {
     #[error("{0}; give the amount as a JSON string of base-unit digits, e.g. \"250000000\"")]
     BadAmount(String),
     /// `asset` was not a short upper-case symbol.
-    #[error("asset {0:?} is not a symbol: use 1-16 upper-case letters or digits, e.g. \"SOL\"")]
+    #[error("asset {0:?} is not a symbol: use 1-10 upper-case letters or digits, e.g. \"SOL\"")]
     BadAsset(String),
     /// `to` was empty, too long or held control characters.
     #[error(
@@ -410,17 +408,9 @@ fn parse_reasoning(v: Value) -> Result<String, SchemaError> {
     Ok(trimmed.to_owned())
 }
 
-fn parse_asset(v: Value) -> Result<String, SchemaError> {
+fn parse_asset(v: Value) -> Result<AssetSymbol, SchemaError> {
     let s = as_string("asset", v)?;
-    let ok = !s.is_empty()
-        && s.len() <= MAX_ASSET_CHARS
-        && s.bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
-    if ok {
-        Ok(s)
-    } else {
-        Err(SchemaError::BadAsset(truncate(&s)))
-    }
+    s.parse().map_err(|_| SchemaError::BadAsset(truncate(&s)))
 }
 
 fn parse_to(v: Value) -> Result<String, SchemaError> {

@@ -43,7 +43,7 @@ pub(super) async fn paper(
                             .map_err(|_| "amount too large".to_string())?;
                         store
                             .agent(&agent.id)
-                            .record_paper_fill(inputs.now, &checked.asset, -amount, &r.summary)
+                            .record_paper_fill(inputs.now, checked.asset, -amount, &r.summary)
                             .and_then(|()| {
                                 store.finish_execution(
                                     &key,

@@ -217,7 +217,7 @@ async fn run(
     };
     // Layer 3.
     // Live only when the agent is live AND this asset was opted into; paper otherwise.
-    if agent.is_live(&checked.asset) {
+    if agent.is_live(checked.asset) {
         live(agent, &checked, inputs, deps).await
     } else {
         paper(agent, &checked, inputs, deps).await

@@ -41,7 +41,7 @@ impl Orchestrator {
             Err(_) => return Err("state unavailable".into()),
         };
         let vigil_protocol::Intent::Transfer(t) = &intent;
-        if !agent.is_live(&t.asset) {
+        if !agent.is_live(t.asset) {
             return Err(format!(
                 "#{}: {agent_id} is no longer live for {}; nothing was sent",
                 row.id.0, t.asset

@@ -3,7 +3,7 @@
 
 use super::Orchestrator;
 use crate::store::PendingRow;
-use vigil_protocol::AgentId;
+use vigil_protocol::{AgentId, AssetSymbol};
 
 impl Orchestrator {
     /// After the operator approved a paper action held at the signer's threshold: record its
@@ -29,7 +29,7 @@ impl Orchestrator {
             .map_err(|_| "state unavailable".to_string())?;
         store
             .agent(&agent)
-            .record_paper_fill(now, &t.asset, -amount, &row.summary)
+            .record_paper_fill(now, t.asset, -amount, &row.summary)
             .map_err(|e| e.to_string())?;
         Ok(row.summary.clone())
     }
@@ -39,7 +39,7 @@ impl Orchestrator {
         self.store
             .lock()
             .ok()
-            .and_then(|s| s.agent(agent).paper_position("SOL").ok())
+            .and_then(|s| s.agent(agent).paper_position(AssetSymbol::SOL).ok())
             .unwrap_or(0)
     }
 }

@@ -5,7 +5,7 @@
 //! holding the view for `trader` cannot read or write `sentinel`'s rows.
 
 use rusqlite::{OptionalExtension, Row, params};
-use vigil_protocol::AgentId;
+use vigil_protocol::{AgentId, AssetSymbol};
 
 use super::{Store, StoreError, from_sql_u64, is_unique_violation, migrations, to_sql_ts};
 
@@ -129,7 +129,7 @@ pub struct PaperFillRow {
     /// When (Unix seconds).
     pub ts: u64,
     /// The asset (e.g. `SOL`).
-    pub asset: String,
+    pub asset: AssetSymbol,
     /// Signed change in base units.
     pub delta_base_units: i128,
     /// Free text (the decision it came from, the simulated price).
@@ -238,16 +238,10 @@ impl<'s> AgentStore<'s> {
     pub fn record_paper_fill(
         &self,
         ts: u64,
-        asset: &str,
+        asset: AssetSymbol,
         delta_base_units: i128,
         note: &str,
     ) -> Result<(), StoreError> {
-        if asset.is_empty() || asset.chars().any(char::is_control) {
-            return Err(StoreError::InvalidInput {
-                what: "paper fill asset",
-                why: format!("{asset:?} is empty or has control characters"),
-            });
-        }
         let sql_ts = to_sql_ts(ts, "paper fill timestamp")?;
         let tx = migrations::begin_immediate(&self.store.conn)?;
         self.store.ensure_agent(self.agent.as_str(), ts)?;
@@ -257,14 +251,14 @@ impl<'s> AgentStore<'s> {
                 .checked_add(delta_base_units)
                 .ok_or_else(|| StoreError::PositionOverflow {
                     agent: self.agent.to_string(),
-                    asset: asset.to_owned(),
+                    asset: asset.to_string(),
                 })?;
         tx.execute(
             "INSERT INTO paper_fills (agent, ts, asset, delta, note) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 self.agent.as_str(),
                 sql_ts,
-                asset,
+                asset.as_str(),
                 delta_base_units.to_string(),
                 note
             ],
@@ -272,26 +266,26 @@ impl<'s> AgentStore<'s> {
         tx.execute(
             "INSERT INTO paper_positions (agent, asset, position) VALUES (?1, ?2, ?3)
              ON CONFLICT(agent, asset) DO UPDATE SET position = excluded.position",
-            params![self.agent.as_str(), asset, next.to_string()],
+            params![self.agent.as_str(), asset.as_str(), next.to_string()],
         )?;
         tx.commit()?;
         Ok(())
     }
 
     /// The agent's paper position in `asset` (base units, 0 if it never traded it).
-    pub fn paper_position(&self, asset: &str) -> Result<i128, StoreError> {
+    pub fn paper_position(&self, asset: AssetSymbol) -> Result<i128, StoreError> {
         self.position_in(&self.store.conn, asset)
     }
 
     /// All of the agent's paper positions, by asset name.
-    pub fn paper_positions(&self) -> Result<Vec<(String, i128)>, StoreError> {
+    pub fn paper_positions(&self) -> Result<Vec<(AssetSymbol, i128)>, StoreError> {
         let mut stmt = self.store.conn.prepare(
             "SELECT asset, position FROM paper_positions WHERE agent = ?1 ORDER BY asset",
         )?;
         let mut rows = stmt.query([self.agent.as_str()])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            let asset: String = row.get(0)?;
+            let asset = parse_asset(&row.get::<_, String>(0)?)?;
             let pos = parse_i128(&row.get::<_, String>(1)?, "paper position")?;
             out.push((asset, pos));
         }
@@ -309,7 +303,7 @@ impl<'s> AgentStore<'s> {
         while let Some(row) = rows.next()? {
             out.push(PaperFillRow {
                 ts: from_sql_u64(row.get(0)?, "paper fill timestamp")?,
-                asset: row.get(1)?,
+                asset: parse_asset(&row.get::<_, String>(1)?)?,
                 delta_base_units: parse_i128(&row.get::<_, String>(2)?, "paper fill delta")?,
                 note: row.get(3)?,
             });
@@ -317,11 +311,15 @@ impl<'s> AgentStore<'s> {
         Ok(out)
     }
 
-    fn position_in(&self, conn: &rusqlite::Connection, asset: &str) -> Result<i128, StoreError> {
+    fn position_in(
+        &self,
+        conn: &rusqlite::Connection,
+        asset: AssetSymbol,
+    ) -> Result<i128, StoreError> {
         let text: Option<String> = conn
             .query_row(
                 "SELECT position FROM paper_positions WHERE agent = ?1 AND asset = ?2",
-                params![self.agent.as_str(), asset],
+                params![self.agent.as_str(), asset.as_str()],
                 |r| r.get(0),
             )
             .optional()?;
@@ -364,6 +362,12 @@ fn cut_utf8(s: &str, max: usize) -> (&str, bool) {
     (&s[..end], true)
 }
 
+/// A stored asset symbol; one that does not parse is corruption (only symbols are written).
+fn parse_asset(text: &str) -> Result<AssetSymbol, StoreError> {
+    text.parse()
+        .map_err(|e| StoreError::Corrupt(format!("paper asset: {e}")))
+}
+
 fn parse_i128(text: &str, what: &str) -> Result<i128, StoreError> {
     text.parse()
         .map_err(|_| StoreError::Corrupt(format!("{what} {text:?} is not an integer")))
@@ -372,6 +376,10 @@ fn parse_i128(text: &str, what: &str) -> Result<i128, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sym(s: &str) -> AssetSymbol {
+        s.parse().unwrap()
+    }
 
     fn id(s: &str) -> AgentId {
         AgentId::try_from(s.to_string()).unwrap()
@@ -483,16 +491,17 @@ mod tests {
     fn paper_positions_add_up_and_extreme_values_round_trip() {
         let s = Store::open_in_memory().unwrap();
         let a = s.agent(&id("p"));
-        assert_eq!(a.paper_position("SOL").unwrap(), 0);
-        a.record_paper_fill(1, "SOL", 500, "buy").unwrap();
-        a.record_paper_fill(2, "SOL", -200, "sell").unwrap();
-        assert_eq!(a.paper_position("SOL").unwrap(), 300);
+        assert_eq!(a.paper_position(sym("SOL")).unwrap(), 0);
+        a.record_paper_fill(1, sym("SOL"), 500, "buy").unwrap();
+        a.record_paper_fill(2, sym("SOL"), -200, "sell").unwrap();
+        assert_eq!(a.paper_position(sym("SOL")).unwrap(), 300);
 
         let big = i128::MAX - 7;
-        a.record_paper_fill(3, "BIG", big, "huge").unwrap();
-        assert_eq!(a.paper_position("BIG").unwrap(), big);
-        a.record_paper_fill(4, "NEG", i128::MIN, "min").unwrap();
-        assert_eq!(a.paper_position("NEG").unwrap(), i128::MIN);
+        a.record_paper_fill(3, sym("BIG"), big, "huge").unwrap();
+        assert_eq!(a.paper_position(sym("BIG")).unwrap(), big);
+        a.record_paper_fill(4, sym("NEG"), i128::MIN, "min")
+            .unwrap();
+        assert_eq!(a.paper_position(sym("NEG")).unwrap(), i128::MIN);
 
         let fills = a.paper_fills(10).unwrap();
         assert_eq!(fills[0].delta_base_units, i128::MIN);
@@ -500,9 +509,9 @@ mod tests {
         assert_eq!(
             a.paper_positions().unwrap(),
             [
-                ("BIG".to_string(), big),
-                ("NEG".to_string(), i128::MIN),
-                ("SOL".to_string(), 300)
+                (sym("BIG"), big),
+                (sym("NEG"), i128::MIN),
+                (sym("SOL"), 300)
             ]
         );
     }
@@ -511,23 +520,24 @@ mod tests {
     fn an_overflowing_fill_records_nothing() {
         let s = Store::open_in_memory().unwrap();
         let a = s.agent(&id("p"));
-        a.record_paper_fill(1, "SOL", i128::MAX, "max").unwrap();
-        let err = a.record_paper_fill(2, "SOL", 1, "one more").unwrap_err();
+        a.record_paper_fill(1, sym("SOL"), i128::MAX, "max")
+            .unwrap();
+        let err = a
+            .record_paper_fill(2, sym("SOL"), 1, "one more")
+            .unwrap_err();
         assert!(matches!(err, StoreError::PositionOverflow { .. }));
-        assert_eq!(a.paper_position("SOL").unwrap(), i128::MAX);
+        assert_eq!(a.paper_position(sym("SOL")).unwrap(), i128::MAX);
         assert_eq!(a.paper_fills(10).unwrap().len(), 1);
     }
 
     #[test]
-    fn bad_assets_and_timestamps_are_refused() {
+    fn bad_timestamps_are_refused() {
         let s = Store::open_in_memory().unwrap();
         let a = s.agent(&id("p"));
-        for asset in ["", "SO\nL"] {
-            assert!(matches!(
-                a.record_paper_fill(1, asset, 1, "n"),
-                Err(StoreError::InvalidInput { .. })
-            ));
-        }
+        assert!(matches!(
+            a.record_paper_fill(u64::MAX, sym("SOL"), 1, "n"),
+            Err(StoreError::InvalidInput { .. })
+        ));
         assert!(matches!(
             a.append_memory(u64::MAX, "t"),
             Err(StoreError::InvalidInput { .. })

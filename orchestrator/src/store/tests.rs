@@ -11,9 +11,13 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use vigil_protocol::AgentId;
+use vigil_protocol::{AgentId, AssetSymbol};
 
 use super::*;
+
+fn sym(s: &str) -> AssetSymbol {
+    s.parse().unwrap()
+}
 
 fn id(s: &str) -> AgentId {
     AgentId::try_from(s.to_string()).unwrap()
@@ -177,10 +181,10 @@ fn an_agent_view_never_returns_another_agents_rows() {
             view.append_memory(i, &format!("{name} remembers {i}"))
                 .unwrap();
         }
-        view.record_paper_fill(1, "SOL", if name == "alice" { 10 } else { -99 }, name)
+        view.record_paper_fill(1, sym("SOL"), if name == "alice" { 10 } else { -99 }, name)
             .unwrap();
     }
-    b.record_paper_fill(2, "ONLYBOB", 5, "b").unwrap();
+    b.record_paper_fill(2, sym("ONLYBOB"), 5, "b").unwrap();
 
     for (view, name) in [(&a, "alice"), (&b, "bob")] {
         let ds = view.decisions(100).unwrap();
@@ -199,10 +203,10 @@ fn an_agent_view_never_returns_another_agents_rows() {
                 .all(|f| f.note == name || (name == "bob" && f.note == "b"))
         );
     }
-    assert_eq!(a.paper_position("SOL").unwrap(), 10);
-    assert_eq!(b.paper_position("SOL").unwrap(), -99);
-    assert_eq!(a.paper_position("ONLYBOB").unwrap(), 0);
-    assert_eq!(a.paper_positions().unwrap(), [("SOL".to_string(), 10)]);
+    assert_eq!(a.paper_position(sym("SOL")).unwrap(), 10);
+    assert_eq!(b.paper_position(sym("SOL")).unwrap(), -99);
+    assert_eq!(a.paper_position(sym("ONLYBOB")).unwrap(), 0);
+    assert_eq!(a.paper_positions().unwrap(), [(sym("SOL"), 10)]);
     // An agent with no rows sees nothing at all.
     let c = s.agent(&id("carol"));
     assert!(c.decisions(100).unwrap().is_empty());

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 use vigil_protocol::message::{ApproveRequest, ConfirmRequest, SignResult};
-use vigil_protocol::{ApprovalId, Context, ErrorKind, ManifestDigest, Purpose};
+use vigil_protocol::{ApprovalId, Context, ErrorKind, ManifestDigest, OperatorCode, Purpose};
 
 use super::{Ctx, State, unix_now};
 use crate::operator::Alert;
@@ -16,7 +16,7 @@ use crate::store::{PendingId, PendingRow, Resolution};
 /// A staged key-ceremony import: the code (from the authenticator entry made at that
 /// ceremony) goes to the signer's `import_confirm` with the digest the operator was shown.
 /// On success the signer restarts on the new keys.
-pub async fn import_keys(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> String {
+pub async fn import_keys(ctx: &Ctx, user: i64, row: &PendingRow, code: &OperatorCode) -> String {
     let id = row.id;
     let payload: Value = serde_json::from_str(&row.payload_json).unwrap_or_default();
     let digest = match payload["manifest_digest"]
@@ -31,7 +31,7 @@ pub async fn import_keys(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> 
         .signer()
         .lock()
         .await
-        .import_confirm(digest, code.to_string())
+        .import_confirm(digest, code.clone())
         .await;
     match confirmed {
         Ok(r) => {
@@ -51,7 +51,12 @@ pub async fn import_keys(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> 
 }
 
 /// The signer answered `needs_approval` earlier; complete it with the operator's code.
-pub async fn signer_approval(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> String {
+pub async fn signer_approval(
+    ctx: &Ctx,
+    user: i64,
+    row: &PendingRow,
+    code: &OperatorCode,
+) -> String {
     let id = row.id;
     let payload: Value = serde_json::from_str(&row.payload_json).unwrap_or_default();
     if payload["mode"] == "paper" {
@@ -62,7 +67,7 @@ pub async fn signer_approval(ctx: &Ctx, user: i64, row: &PendingRow, code: &str)
         };
         let request = ConfirmRequest {
             purpose,
-            code: code.to_string(),
+            code: code.clone(),
         };
         let checked = ctx.orch.signer().lock().await.confirm(request).await;
         if let Err(e) = checked {
@@ -92,7 +97,7 @@ pub async fn signer_approval(ctx: &Ctx, user: i64, row: &PendingRow, code: &str)
     };
     let request = ApproveRequest {
         approval_id,
-        code: code.to_string(),
+        code: code.clone(),
         context,
     };
     let answer = ctx.orch.signer().lock().await.approve(request).await;

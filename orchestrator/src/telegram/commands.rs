@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use teloxide::utils::command::BotCommands;
+use vigil_protocol::AssetSymbol;
 use vigil_protocol::message::StatusResult;
 
 use super::Ctx;
@@ -302,7 +303,7 @@ fn mode_text(agent: &crate::config::AgentConfig) -> String {
             agent
                 .live_assets
                 .iter()
-                .cloned()
+                .map(AssetSymbol::as_str)
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

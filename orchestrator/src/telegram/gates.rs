@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 use vigil_protocol::message::{ConfirmRequest, SetLimitRequest};
-use vigil_protocol::{Amount, LimitKind, Purpose};
+use vigil_protocol::{Amount, AssetSymbol, LimitKind, OperatorCode, Purpose};
 
 use super::{Ctx, State, approvals, unix_now};
 use crate::config::{AgentConfig, Mode};
-use crate::firewall::KNOWN_ASSETS;
+use crate::firewall::{KNOWN_ASSETS, known_assets};
 use crate::operator::{self, Alert};
 use crate::signer_client::SignerError;
 use crate::store::{NewPending, PendingId, PendingKind, PendingRow, PendingStatus, Resolution};
@@ -26,15 +26,18 @@ pub async fn approve_command(ctx: &Ctx, user: i64, args: &str) -> String {
         Ok(id) => id,
         Err(e) => return e,
     };
-    let code = parts.next();
+    let code = match parts.next().map(str::parse::<OperatorCode>).transpose() {
+        Ok(code) => code,
+        Err(e) => return format!("✘ that is not a code: {e}. #{id} is not approved."),
+    };
     if parts.next().is_some() {
         return "Usage: /approve <id> <code> — two words only".into();
     }
-    approve(ctx, user, id, code).await
+    approve(ctx, user, id, code.as_ref()).await
 }
 
 /// Approves pending `id` with `code` (when its kind needs one).
-pub async fn approve(ctx: &Ctx, user: i64, id: PendingId, code: Option<&str>) -> String {
+pub async fn approve(ctx: &Ctx, user: i64, id: PendingId, code: Option<&OperatorCode>) -> String {
     let now = unix_now();
     let row = match ctx.with_store(|s| s.pending_by_id(id)) {
         Ok(row) => row,
@@ -145,6 +148,7 @@ fn do_deny(ctx: &Ctx, user: i64, id: PendingId) -> String {
 /// Free text from an operator: the phrase, a code, or a reply carrying a code.
 pub async fn text(ctx: &Ctx, user: i64, text: &str, replied_to: Option<&str>) -> Option<String> {
     let t = text.trim();
+    let code = t.parse::<OperatorCode>().ok();
     match ctx.state(user) {
         State::AwaitingPhrase { id } => {
             if t == ctx.config.phrase {
@@ -158,15 +162,15 @@ pub async fn text(ctx: &Ctx, user: i64, text: &str, replied_to: Option<&str>) ->
                 "That is not the exact phrase, so nothing was confirmed. #{id} is still pending: /approve {id} to start again, /deny {id} to drop it."
             ));
         }
-        State::AwaitingCode { id } if is_code(t) => {
-            return Some(approve(ctx, user, id, Some(t)).await);
+        State::AwaitingCode { id } if code.is_some() => {
+            return Some(approve(ctx, user, id, code.as_ref()).await);
         }
         _ => {}
     }
-    if is_code(t)
+    if code.is_some()
         && let Some(id) = replied_to.and_then(pending_id_in)
     {
-        return Some(approve(ctx, user, id, Some(t)).await);
+        return Some(approve(ctx, user, id, code.as_ref()).await);
     }
     None
 }
@@ -231,14 +235,10 @@ pub fn live(ctx: &Ctx, user: i64, args: &str) -> String {
         Ok(a) => a,
         Err(e) => return e,
     };
-    let asset = parts.next().unwrap_or("SOL").to_string();
-    if !KNOWN_ASSETS.contains(&asset.as_str()) {
-        return format!(
-            "Unknown asset {:?}: use one of {}.",
-            vigil_protocol::types::truncate(&asset),
-            KNOWN_ASSETS.join(", ")
-        );
-    }
+    let asset = match known_asset(parts.next().unwrap_or("SOL")) {
+        Ok(asset) => asset,
+        Err(e) => return e,
+    };
     let purpose = format!("go_live {} {asset}", agent.id);
     let summary = format!(
         "{} goes LIVE for {asset}: real transfers, within the signed policy",
@@ -261,9 +261,10 @@ pub fn setcap(ctx: &Ctx, user: i64, args: &str) -> String {
         Ok(a) => a,
         Err(e) => return e,
     };
-    if !KNOWN_ASSETS.contains(asset) {
-        return format!("Unknown asset: use one of {}.", KNOWN_ASSETS.join(", "));
-    }
+    let asset = match known_asset(asset) {
+        Ok(asset) => asset,
+        Err(e) => return e,
+    };
     let Some(limit) = limit_kind(limit) else {
         return USAGE.into();
     };
@@ -336,7 +337,7 @@ fn open_gate_for(
 }
 
 /// The phrase was typed; the signer checks `code` for the row's purpose, then it runs.
-async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> String {
+async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &OperatorCode) -> String {
     let id = row.id;
     let payload: Value = serde_json::from_str(&row.payload_json).unwrap_or_default();
     let purpose = payload["purpose"].as_str().unwrap_or_default().to_string();
@@ -347,8 +348,9 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> Stri
         .cloned();
     let checked: Result<String, SignerError> = match payload["action"].as_str() {
         Some("set_limit") => {
-            let (Some(agent), Some(limit), Some(amount)) = (
+            let (Some(agent), Some(asset), Some(limit), Some(amount)) = (
                 &agent,
+                payload["asset"].as_str().and_then(|a| a.parse().ok()),
                 payload["limit"].as_str().and_then(limit_kind),
                 payload["amount"]
                     .as_str()
@@ -358,10 +360,10 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> Stri
             };
             let request = SetLimitRequest {
                 agent: agent.id.clone(),
-                asset: payload["asset"].as_str().unwrap_or_default().to_string(),
+                asset,
                 limit,
                 amount: Amount::from_base_units(amount),
-                code: code.to_string(),
+                code: code.clone(),
             };
             let mut signer = ctx.orch.signer().lock().await;
             signer.set_limit(request).await.map(|r| {
@@ -381,7 +383,7 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> Stri
             };
             let request = ConfirmRequest {
                 purpose,
-                code: code.to_string(),
+                code: code.clone(),
             };
             let mut signer = ctx.orch.signer().lock().await;
             signer.confirm(request).await.map(|c| {
@@ -406,7 +408,12 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> Stri
     }
     let effect = match (payload["action"].as_str(), &agent) {
         (Some("go_live"), Some(agent)) => {
-            let asset = payload["asset"].as_str().unwrap_or("SOL").to_string();
+            let Some(asset) = payload["asset"]
+                .as_str()
+                .and_then(|a| a.parse::<AssetSymbol>().ok())
+            else {
+                return format!("#{id} names no asset; /deny {id} and ask again");
+            };
             let current = ctx
                 .with_store(|s| Ok(operator::with_mode_override(s, agent)))
                 .map(|a| {
@@ -418,7 +425,7 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> Stri
                 })
                 .unwrap_or_default();
             let mut assets = current;
-            assets.insert(asset.clone());
+            assets.insert(asset);
             match ctx.with_store(|s| operator::set_mode(s, &agent.id, Mode::Live, &assets)) {
                 Ok(()) => format!("{} is LIVE for {asset}.", agent.id),
                 Err(e) => e,
@@ -494,9 +501,18 @@ fn limit_kind(s: &str) -> Option<LimitKind> {
     }
 }
 
-/// Six ASCII digits.
-pub fn is_code(t: &str) -> bool {
-    t.len() == 6 && t.bytes().all(|b| b.is_ascii_digit())
+/// An asset symbol the orchestrator handles, or the answer saying which ones it does.
+fn known_asset(arg: &str) -> Result<AssetSymbol, String> {
+    arg.parse::<AssetSymbol>()
+        .ok()
+        .filter(|a| KNOWN_ASSETS.contains(a))
+        .ok_or_else(|| {
+            format!(
+                "Unknown asset {:?}: use one of {}.",
+                vigil_protocol::types::truncate(arg),
+                known_assets()
+            )
+        })
 }
 
 /// The first `#<number>` in a bot message the operator replied to.
@@ -514,16 +530,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_and_ids_in_replies() {
-        for (t, ok) in [
-            ("123456", true),
-            ("12345", false),
-            ("1234567", false),
-            ("12a456", false),
-            ("１２３４５６", false),
-        ] {
-            assert_eq!(is_code(t), ok, "{t}");
-        }
+    fn ids_in_replies() {
         assert_eq!(
             pending_id_in("#12 the signer asks for your code"),
             Some(PendingId(12))

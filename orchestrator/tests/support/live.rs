@@ -47,7 +47,7 @@ pub fn live_trader_config(signer: &RunningSigner, rpc_url: Option<&str>, work: &
     config.agents.retain(|a| a.id.as_str() == "trader");
     let agent = &mut config.agents[0];
     agent.mode = Mode::Live;
-    agent.live_assets = BTreeSet::from(["SOL".to_string()]);
+    agent.live_assets = BTreeSet::from([vigil_protocol::AssetSymbol::SOL]);
     // The worst case for these tests: no operator Yes before a transfer the signer allows
     // (the gate has its own test in live.rs); the signed policy alone must hold the line.
     agent.confirm_transfers = false;

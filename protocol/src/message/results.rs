@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::LimitKind;
-use crate::types::{AgentId, Amount, ApprovalId, Purpose, Rule};
+use crate::types::{AgentId, Amount, ApprovalId, AssetSymbol, Purpose, Rule};
 
 /// Result of `audit`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,7 +155,7 @@ pub struct SetLimitResult {
     /// The agent.
     pub agent: AgentId,
     /// The asset.
-    pub asset: String,
+    pub asset: AssetSymbol,
     /// Which cap.
     pub limit: LimitKind,
     /// The cap now in force, base units.

@@ -27,8 +27,8 @@ fn confirm_and_set_limit_parse_strictly() {
     assert_eq!(r.op.name(), "confirm");
     assert_eq!(parse(&r.to_json()).unwrap(), r);
     // Control characters or an empty purpose are refused.
-    assert!(parse(r#"{"v":1,"id":"a","op":"confirm","purpose":"a\nb","code":"1"}"#).is_err());
-    assert!(parse(r#"{"v":1,"id":"a","op":"confirm","purpose":"","code":"1"}"#).is_err());
+    assert!(parse(r#"{"v":1,"id":"a","op":"confirm","purpose":"a\nb","code":"123456"}"#).is_err());
+    assert!(parse(r#"{"v":1,"id":"a","op":"confirm","purpose":"","code":"123456"}"#).is_err());
     let r = parse(
             r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"SOL","limit":"velocity_24h","amount":"5","code":"123456"}"#,
         )
@@ -40,12 +40,38 @@ fn confirm_and_set_limit_parse_strictly() {
     assert_eq!(s.amount.base_units(), 5);
     assert_eq!(parse(&r.to_json()).unwrap(), r);
     for bad in [
-        r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"SOL","limit":"daily","amount":"5","code":"1"}"#,
-        r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"SOL","limit":"per_tx","amount":"0","code":"1"}"#,
+        r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"SOL","limit":"daily","amount":"5","code":"123456"}"#,
+        r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"SOL","limit":"per_tx","amount":"0","code":"123456"}"#,
         r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"SOL","limit":"per_tx","amount":"5"}"#,
+        r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"sol","limit":"per_tx","amount":"5","code":"123456"}"#,
     ] {
         let e = parse(bad).unwrap_err();
         assert_eq!(e.kind, ErrorKind::BadRequest, "{bad}");
+    }
+}
+
+#[test]
+fn every_op_with_a_code_refuses_one_that_is_not_six_digits() {
+    let digest = "0a".repeat(32);
+    let ops = [
+        r#""op":"approve","approval_id":"ap-1""#.to_string(),
+        r#""op":"confirm","purpose":"go_live trader SOL""#.to_string(),
+        r#""op":"set_limit","agent":"trader","asset":"SOL","limit":"per_tx","amount":"5""#
+            .to_string(),
+        format!(r#""op":"import_confirm","manifest_digest":"{digest}""#),
+    ];
+    for op in &ops {
+        let good = parse(&format!(r#"{{"v":1,"id":"a",{op},"code":"123456"}}"#)).unwrap();
+        assert_eq!(parse(&good.to_json()).unwrap(), good, "{op}");
+        // Debug of a parsed request never shows the code.
+        assert!(!format!("{good:?}").contains("123456"), "{op}");
+        for bad in ["12345", "1234567", "12345a", " 123456", "", "１２３４５６"] {
+            let e = parse(&format!(r#"{{"v":1,"id":"a",{op},"code":"{bad}"}}"#)).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::BadRequest, "{op} {bad:?}");
+            assert!(e.message.contains("operator code"), "{op}: {}", e.message);
+        }
+        let number = parse(&format!(r#"{{"v":1,"id":"a",{op},"code":123456}}"#)).unwrap_err();
+        assert_eq!(number.kind, ErrorKind::BadRequest, "{op}");
     }
 }
 
@@ -63,7 +89,7 @@ fn import_ops_parse_strictly_and_round_trip() {
         panic!("{r:?}")
     };
     assert_eq!(
-        (c.manifest_digest.as_str(), c.code.as_str()),
+        (c.manifest_digest.as_str(), c.code.expose_digits()),
         (digest.as_str(), "123456")
     );
     assert_eq!(r.op.name(), "import_confirm");
@@ -77,7 +103,7 @@ fn import_ops_parse_strictly_and_round_trip() {
             digest.to_uppercase()
         ),
         format!(
-            r#"{{"v":1,"id":"a","op":"import_confirm","manifest_digest":"{digest}","code":"1","replace":true}}"#
+            r#"{{"v":1,"id":"a","op":"import_confirm","manifest_digest":"{digest}","code":"123456","replace":true}}"#
         ),
     ] {
         let e = parse(&bad).unwrap_err();

@@ -76,12 +76,9 @@ impl Engine {
                         key,
                         Some(r.approval_id.clone()),
                     )?;
-                    inner.ledger.record_spend(
-                        &pending.agent,
-                        &prepared.asset,
-                        prepared.amount,
-                        now,
-                    );
+                    inner
+                        .ledger
+                        .record_spend(&pending.agent, prepared.asset, prepared.amount, now);
                     Ok((event, signed))
                 }
                 Verdict::Deny { rule, message } => Err(Refusal {

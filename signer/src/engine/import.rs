@@ -123,7 +123,7 @@ impl Engine {
         }
         let purpose = format!("import_confirm {}", &digest.as_str()[..16]);
         let step = self
-            .operator_code_of(&purpose, r.code.trim(), Some(staged))
+            .operator_code_of(&purpose, &r.code, Some(staged))
             .await
             .map_err(|mut refusal| {
                 if refusal.kind == ErrorKind::ApprovalInvalidCode {

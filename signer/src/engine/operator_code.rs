@@ -2,13 +2,19 @@
 //! `import_confirm`): checked under the same single-use steps and lockout as approvals, a
 //! refusal audited, an accepted code recorded durably before the answer.
 
+use vigil_protocol::OperatorCode;
+
 use super::{Engine, Refusal};
 use crate::approval::Approvals;
 use crate::ledger::Event;
 
 impl Engine {
     /// Verifies an operator code not bound to an approval; a refusal is audited.
-    pub(super) async fn operator_code(&self, purpose: &str, code: &str) -> Result<u64, Refusal> {
+    pub(super) async fn operator_code(
+        &self,
+        purpose: &str,
+        code: &OperatorCode,
+    ) -> Result<u64, Refusal> {
         self.operator_code_of(purpose, code, None).await
     }
 
@@ -17,7 +23,7 @@ impl Engine {
     pub(super) async fn operator_code_of(
         &self,
         purpose: &str,
-        code: &str,
+        code: &OperatorCode,
         staged: Option<&Approvals>,
     ) -> Result<u64, Refusal> {
         let now = (self.clock)();

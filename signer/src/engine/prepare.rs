@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use vigil_protocol::message::Signed;
-use vigil_protocol::{AgentId, Chain, Context, Intent, SignRequest};
+use vigil_protocol::{AgentId, AssetSymbol, Chain, Context, Intent, SignRequest};
 
 use super::{Engine, Refusal};
 use crate::chains::solana;
@@ -13,7 +13,7 @@ use crate::ledger::Event;
 
 /// A prepared transaction: inputs checked, built, summarised; not yet signed.
 pub(super) struct Prepared {
-    pub(super) asset: String,
+    pub(super) asset: AssetSymbol,
     pub(super) amount: u128,
     pub(super) built: solana::Built,
 }
@@ -31,10 +31,10 @@ impl Engine {
         let Intent::Transfer(t) = intent;
         match t.chain {
             Chain::Solana => {
-                if t.asset != "SOL" {
+                if t.asset != AssetSymbol::SOL {
                     return Err(Refusal::bad_request(format!(
-                        "a native Solana transfer moves SOL, not {:?}; token transfers are not supported yet",
-                        vigil_protocol::types::truncate(&t.asset)
+                        "a native Solana transfer moves SOL, not {}; token transfers are not supported yet",
+                        t.asset
                     )));
                 }
                 let to = solana::parse_address(&t.to)
@@ -63,7 +63,7 @@ impl Engine {
                 let built = solana::build_transfer(&transfer)
                     .map_err(|e| Refusal::bad_request(e.to_string()))?;
                 Ok(Prepared {
-                    asset: t.asset.clone(),
+                    asset: t.asset,
                     amount: t.amount.base_units(),
                     built,
                 })
@@ -92,7 +92,7 @@ pub(super) fn sign_prepared(
         agent: r.agent.clone(),
         idempotency_key: r.idempotency_key.clone(),
         intent_digest: digest.to_string(),
-        asset: prepared.asset.clone(),
+        asset: prepared.asset,
         amount: vigil_protocol::Amount::from_base_units(prepared.amount),
         summary: prepared.built.summary.clone(),
         signature: signed_tx.signature,

@@ -2,7 +2,7 @@
 //! per-transaction or 24 h cap for one asset, with a code, anywhere up to the signed ceiling.
 
 use vigil_protocol::message::SetLimitResult;
-use vigil_protocol::{Amount, ErrorKind, LimitKind, Rule, SetLimitRequest};
+use vigil_protocol::{Amount, AssetSymbol, ErrorKind, LimitKind, Rule, SetLimitRequest};
 
 use super::{Engine, Refusal};
 use crate::ledger::Event;
@@ -18,11 +18,11 @@ impl Engine {
             ));
         };
         let Some(limits) = rules.assets.get(&r.asset) else {
-            let known: Vec<&str> = rules.assets.keys().map(String::as_str).collect();
+            let known: Vec<&str> = rules.assets.keys().map(AssetSymbol::as_str).collect();
             return Err(Refusal::bad_request(format!(
-                "agent {} has no limits for asset {:?} in the signed policy (it has: {})",
+                "agent {} has no limits for asset {} in the signed policy (it has: {})",
                 r.agent,
-                vigil_protocol::types::truncate(&r.asset),
+                r.asset,
                 known.join(", ")
             )));
         };
@@ -48,7 +48,7 @@ impl Engine {
         let step = self.operator_code(&purpose, &r.code).await?;
         let event = Event::LimitSet {
             agent: r.agent.clone(),
-            asset: r.asset.clone(),
+            asset: r.asset,
             limit: r.limit,
             amount: r.amount,
             ceiling: Amount::from_base_units(ceiling),
@@ -57,7 +57,7 @@ impl Engine {
         let seq = self.record_operator_event(event).await?;
         self.lock()
             .ledger
-            .set_limit(&r.agent, &r.asset, r.limit, amount);
+            .set_limit(&r.agent, r.asset, r.limit, amount);
         Ok(SetLimitResult {
             agent: r.agent,
             asset: r.asset,

@@ -20,7 +20,7 @@ impl Engine {
                     .ledger
                     .spent_24h(agent, now)
                     .into_iter()
-                    .map(|(a, v)| (a, v.to_string()))
+                    .map(|(a, v)| (a.to_string(), v.to_string()))
                     .collect(),
                 limits: p.limits_json(|asset| inner.ledger.limit_override(agent, asset)),
             })

@@ -7,8 +7,7 @@
 //! Allowlists come first so that a refusal never reveals limits to an agent that may not
 //! use the asset at all; amounts come last because they depend on the ledger.
 
-use vigil_protocol::types::truncate;
-use vigil_protocol::{AgentId, Intent, Rule, TransferIntent};
+use vigil_protocol::{AgentId, AssetSymbol, Intent, Rule, TransferIntent};
 
 use super::{Action, AgentPolicy, AssetLimits, Policy, network_name};
 
@@ -20,11 +19,11 @@ const VELOCITY_WINDOW: u64 = 86_400;
 /// What the decision needs from the durable ledger; the engine implements it over the ledger.
 pub trait History {
     /// Base units of `asset` spent by `agent` at unix time >= `since`.
-    fn spent_since(&self, agent: &AgentId, asset: &str, since: u64) -> u128;
+    fn spent_since(&self, agent: &AgentId, asset: AssetSymbol, since: u64) -> u128;
     /// Number of `sign` requests by `agent` evaluated at unix time >= `since` (the current one not included).
     fn requests_since(&self, agent: &AgentId, since: u64) -> u32;
     /// Caps the operator set for `agent` and `asset` with `set_limit` (within the ceilings).
-    fn limit_override(&self, agent: &AgentId, asset: &str) -> LimitOverride;
+    fn limit_override(&self, agent: &AgentId, asset: AssetSymbol) -> LimitOverride;
 }
 
 /// Caps set by the operator at run time. The signed policy's values stay the ceilings: the
@@ -188,7 +187,7 @@ fn check_transfer(
         ));
     }
 
-    let asset = truncate(&t.asset);
+    let asset = t.asset;
     let ceiling = match rules.assets.get(&t.asset) {
         Some(l) if l.chain == t.chain => *l,
         Some(l) => {
@@ -201,7 +200,7 @@ fn check_transfer(
             ));
         }
         None => {
-            let allowed: Vec<&str> = rules.assets.keys().map(String::as_str).collect();
+            let allowed: Vec<&str> = rules.assets.keys().map(AssetSymbol::as_str).collect();
             return Err(deny(
                 Rule::AssetNotAllowed,
                 format!(
@@ -234,7 +233,7 @@ fn check_transfer(
     }
 
     let amount = t.amount.base_units();
-    let limits = history.limit_override(agent, &t.asset).apply(ceiling);
+    let limits = history.limit_override(agent, t.asset).apply(ceiling);
     if amount > limits.per_tx_cap {
         let raise = if limits.per_tx_cap < ceiling.per_tx_cap {
             format!(
@@ -254,13 +253,13 @@ fn check_transfer(
     }
 
     let since = now.saturating_sub(VELOCITY_WINDOW);
-    let spent = history.spent_since(agent, &t.asset, since);
+    let spent = history.spent_since(agent, t.asset, since);
     match spent.checked_add(amount) {
         Some(total) if total <= limits.velocity_24h => {}
         total => {
             let total = total.map_or_else(|| "more than 2^128-1".to_owned(), |v| v.to_string());
             let cap = limits.velocity_24h;
-            let when = match fits_again_at(history, agent, &t.asset, amount, cap, now) {
+            let when = match fits_again_at(history, agent, t.asset, amount, cap, now) {
                 Some(at) => format!(
                     "wait until unix time {at} ({}) as earlier spends leave the window",
                     in_about(at.saturating_sub(now))
@@ -303,7 +302,7 @@ fn check_transfer(
 fn fits_again_at(
     history: &impl History,
     agent: &AgentId,
-    asset: &str,
+    asset: AssetSymbol,
     amount: u128,
     cap: u128,
     now: u64,

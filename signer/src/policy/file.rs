@@ -9,14 +9,12 @@ use serde::Deserialize;
 use serde::de::IntoDeserializer;
 use sha2::{Digest, Sha256};
 use vigil_protocol::types::truncate;
-use vigil_protocol::{AgentId, Amount, Chain, Network};
+use vigil_protocol::{AgentId, Amount, AssetSymbol, Chain, Network};
 
 use super::{Action, AgentPolicy, AssetLimits, Policy, PolicyError};
 
 /// The only policy format version this signer reads.
 pub const POLICY_VERSION: u32 = 1;
-/// Longest asset symbol (`A-Z 0-9`).
-const MAX_SYMBOL_LEN: usize = 10;
 
 /// Parses and validates policy TOML (no signature check; for tooling and tests).
 pub fn parse(bytes: &[u8]) -> Result<Policy, PolicyError> {
@@ -126,8 +124,7 @@ fn agent_policy(name: &str, raw: RawAgent) -> Result<(AgentId, AgentPolicy), Pol
         .assets
         .into_iter()
         .map(|(symbol, asset)| {
-            let limits = asset_limits(&format!("{at}.assets.{symbol}"), &symbol, asset, &chains)?;
-            Ok((symbol, limits))
+            asset_limits(&format!("{at}.assets.{symbol}"), &symbol, asset, &chains)
         })
         .collect::<Result<BTreeMap<_, _>, PolicyError>>()?;
 
@@ -246,21 +243,8 @@ fn asset_limits(
     symbol: &str,
     raw: RawAsset,
     chains: &BTreeSet<Chain>,
-) -> Result<AssetLimits, PolicyError> {
-    let symbol_ok = !symbol.is_empty()
-        && symbol.len() <= MAX_SYMBOL_LEN
-        && symbol
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
-    if !symbol_ok {
-        return Err(invalid(
-            at,
-            format!(
-                "asset symbol {:?} is invalid: use 1-{MAX_SYMBOL_LEN} characters of A-Z 0-9, e.g. SOL",
-                truncate(symbol)
-            ),
-        ));
-    }
+) -> Result<(AssetSymbol, AssetLimits), PolicyError> {
+    let symbol: AssetSymbol = symbol.parse().map_err(|e: String| invalid(at, e))?;
     let chain = parse_chain(&raw.chain).map_err(|e| invalid(&format!("{at}.chain"), e))?;
     if !chains.contains(&chain) {
         return Err(invalid(
@@ -297,12 +281,15 @@ fn asset_limits(
             ),
         ));
     }
-    Ok(AssetLimits {
-        chain,
-        per_tx_cap,
-        velocity_24h,
-        approval_threshold,
-    })
+    Ok((
+        symbol,
+        AssetLimits {
+            chain,
+            per_tx_cap,
+            velocity_24h,
+            approval_threshold,
+        },
+    ))
 }
 
 #[cfg(test)]

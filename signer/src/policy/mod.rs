@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use vigil_protocol::{AgentId, Chain, Intent, Network};
+use vigil_protocol::{AgentId, AssetSymbol, Chain, Intent, Network};
 
 pub use decide::{History, LimitOverride, Verdict, decide, decide_approved};
 pub use file::{POLICY_VERSION, parse};
@@ -91,7 +91,7 @@ pub struct AgentPolicy {
     /// Sign requests allowed in any 60-second window; at least 1.
     pub rate_limit_per_minute: u32,
     /// Limits per asset symbol (`SOL`).
-    pub assets: BTreeMap<String, AssetLimits>,
+    pub assets: BTreeMap<AssetSymbol, AssetLimits>,
 }
 
 /// The limits on one asset, in base units. Invariant (checked at load):
@@ -231,12 +231,12 @@ impl Policy {
 impl AgentPolicy {
     /// For the `status` op: the agent's limits in force (`overrides` gives the operator's
     /// caps per asset), the signed ceilings beside them, amounts as decimal strings of base units.
-    pub fn limits_json(&self, overrides: impl Fn(&str) -> LimitOverride) -> Value {
+    pub fn limits_json(&self, overrides: impl Fn(AssetSymbol) -> LimitOverride) -> Value {
         let assets: serde_json::Map<String, Value> = self
             .assets
             .iter()
             .map(|(symbol, ceiling)| {
-                let l = overrides(symbol).apply(*ceiling);
+                let l = overrides(*symbol).apply(*ceiling);
                 let limits = json!({
                     "chain": l.chain.as_str(),
                     "per_tx_cap": l.per_tx_cap.to_string(),
@@ -245,7 +245,7 @@ impl AgentPolicy {
                     "per_tx_ceiling": ceiling.per_tx_cap.to_string(),
                     "velocity_24h_ceiling": ceiling.velocity_24h.to_string(),
                 });
-                (symbol.clone(), limits)
+                (symbol.to_string(), limits)
             })
             .collect();
         json!({
@@ -464,7 +464,7 @@ approval_threshold = "1"
         );
         assert_eq!(policy.digest_hex().len(), 64);
         let trader = &policy.agents[&"trader".parse::<AgentId>().unwrap()];
-        let lowered = |_: &str| LimitOverride {
+        let lowered = |_: AssetSymbol| LimitOverride {
             per_tx: Some(7),
             velocity_24h: None,
         };

@@ -57,10 +57,10 @@ struct FakeHistory {
 }
 
 impl History for FakeHistory {
-    fn spent_since(&self, agent: &AgentId, asset: &str, since: u64) -> u128 {
+    fn spent_since(&self, agent: &AgentId, asset: AssetSymbol, since: u64) -> u128 {
         self.spends
             .iter()
-            .filter(|(a, s, t, _)| a == agent.as_str() && s == asset && *t >= since)
+            .filter(|(a, s, t, _)| a == agent.as_str() && s == asset.as_str() && *t >= since)
             .fold(0u128, |acc, (_, _, _, v)| acc.saturating_add(*v))
     }
     fn requests_since(&self, agent: &AgentId, since: u64) -> u32 {
@@ -71,10 +71,10 @@ impl History for FakeHistory {
             .count();
         u32::try_from(n).unwrap()
     }
-    fn limit_override(&self, agent: &AgentId, asset: &str) -> LimitOverride {
+    fn limit_override(&self, agent: &AgentId, asset: AssetSymbol) -> LimitOverride {
         self.overrides
             .iter()
-            .find(|(a, s, _)| a == agent.as_str() && s == asset)
+            .find(|(a, s, _)| a == agent.as_str() && s == asset.as_str())
             .map_or_else(LimitOverride::default, |(_, _, o)| *o)
     }
 }
@@ -145,7 +145,7 @@ fn setup(row: &Row) -> (Policy, FakeHistory, AgentId, Intent) {
     let intent = Intent::Transfer(TransferIntent {
         chain: Chain::Solana,
         network: row.network,
-        asset: row.asset.into(),
+        asset: row.asset.parse().unwrap(),
         to: addr(row.to),
         amount: Amount::from_base_units(row.amount),
     });
@@ -195,7 +195,7 @@ decide_test! {
     mainnet_allowed_when_named: Row { agent: "whale", network: Network::Mainnet, ..OK } => Allow;
     devnet_refused_when_only_mainnet_named: Row { agent: "whale", ..OK } => Deny(Rule::NetworkNotAllowed);
     asset_not_listed_refused: Row { asset: "USDC", ..OK } => Deny(Rule::AssetNotAllowed);
-    asset_symbol_is_exact: Row { asset: "sol", ..OK } => Deny(Rule::AssetNotAllowed);
+    asset_symbol_is_exact: Row { asset: "SOLX", ..OK } => Deny(Rule::AssetNotAllowed);
     recipient_not_listed_refused: Row { to: 3, ..OK } => Deny(Rule::RecipientNotAllowed);
     second_recipient_allowed: Row { to: 2, ..OK } => Allow;
     rate_limit_minus_one_allowed: Row { requests_ago: &[0, 30], ..OK } => Allow;

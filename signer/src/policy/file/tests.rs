@@ -49,7 +49,7 @@ fn parses_the_example() {
     assert_eq!(trader.recipients, BTreeSet::from([addr(1)]));
     assert_eq!(trader.rate_limit_per_minute, 30);
     assert_eq!(
-        trader.assets["SOL"],
+        trader.assets[&AssetSymbol::SOL],
         AssetLimits {
             chain: Chain::Solana,
             per_tx_cap: 2_000_000_000,
@@ -69,7 +69,10 @@ fn documented_example_parses() {
     assert_eq!(p.agents.len(), 2);
     let sentinel = &p.agents[&"sentinel".parse::<AgentId>().unwrap()];
     assert!(sentinel.recipients.is_empty());
-    assert_eq!(sentinel.assets["SOL"].approval_threshold, 1_000_000);
+    assert_eq!(
+        sentinel.assets[&AssetSymbol::SOL].approval_threshold,
+        1_000_000
+    );
 }
 
 #[test]
@@ -83,7 +86,7 @@ fn equal_limits_are_accepted() {
         "velocity_24h = \"2000000000\"",
     );
     let p = parse(text.as_bytes()).unwrap();
-    let sol = p.agents.values().next().unwrap().assets["SOL"];
+    let sol = p.agents.values().next().unwrap().assets[&AssetSymbol::SOL];
     assert_eq!(
         (sol.approval_threshold, sol.per_tx_cap, sol.velocity_24h),
         (2_000_000_000, 2_000_000_000, 2_000_000_000)
