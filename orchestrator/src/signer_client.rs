@@ -111,7 +111,7 @@ impl SignerClient {
     /// operator was shown by [`SignerClient::import_status`] (a different one is refused,
     /// `bad_request`, nothing spent); `code` must come from the operator, typed from the
     /// authenticator entry enrolled at THAT ceremony (its QR code), never from an agent.
-    /// A wrong code is `approval_invalid_code` and counts towards the approvals' lockout
+    /// A wrong code is `operator_code_invalid` and counts towards the approvals' lockout
     /// (3 in a row lock every code for 5 minutes: `rate_limited`).
     ///
     /// On success (`status: confirmed`) the confirmation is durable in the signer's audit

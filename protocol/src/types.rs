@@ -286,8 +286,11 @@ wire_enum!(
         ApprovalExpired => "approval_expired",
         /// The approval was already used.
         ApprovalUsed => "approval_used",
-        /// The operator code was wrong or already spent.
+        /// The operator code given to `approve` was wrong or already spent.
         ApprovalInvalidCode => "approval_invalid_code",
+        /// An operator code not bound to an approval (`confirm`, `set_limit`,
+        /// `import_confirm`) was wrong or already spent (extension: `docs/protocol.md`).
+        OperatorCodeInvalid => "operator_code_invalid",
         /// Too many requests or approval attempts.
         RateLimited => "rate_limited",
         /// The signer could not complete the request (e.g. its ledger could not be written).
@@ -405,6 +408,6 @@ mod tests {
             assert_eq!(s, format!("\"{}\"", r.as_str()));
             assert_eq!(serde_json::from_str::<Rule>(&s).unwrap(), *r);
         }
-        assert_eq!(ErrorKind::ALL.len(), 11);
+        assert_eq!(ErrorKind::ALL.len(), 12);
     }
 }

@@ -155,7 +155,7 @@ impl Approvals {
             });
         }
         let matched = self.matching_step(code, now);
-        let step = self.use_step(matched, now)?;
+        let step = self.use_step(matched, now, ErrorKind::ApprovalInvalidCode)?;
         let done = self.pending.remove(id);
         self.closed.insert(id.clone(), ErrorKind::ApprovalUsed);
         // Invariant: `pending.get(id)` returned Some above and nothing removed it since.
@@ -167,11 +167,11 @@ impl Approvals {
 
     /// Checks an operator code that is not bound to an approval (`confirm`, `set_limit`):
     /// the same single-use-per-step rule, the same failure count and lockout. Returns the
-    /// step consumed, to be recorded durably.
+    /// step consumed, to be recorded durably. A wrong code is `operator_code_invalid`.
     pub fn verify_code(&mut self, code: &OperatorCode, now: u64) -> Result<u64, Refusal> {
         self.check_lockout(now)?;
         let matched = self.matching_step(code, now);
-        self.use_step(matched, now)
+        self.use_step(matched, now, ErrorKind::OperatorCodeInvalid)
     }
 
     /// Checks a code of ANOTHER secret (`staged`: a staged key-ceremony import's approval
@@ -185,11 +185,17 @@ impl Approvals {
     ) -> Result<u64, Refusal> {
         self.check_lockout(now)?;
         let matched = staged.matching_step(code, now);
-        self.use_step(matched, now)
+        self.use_step(matched, now, ErrorKind::OperatorCodeInvalid)
     }
 
-    /// Accepts a matched step once (later than any step used before), else counts a failure.
-    fn use_step(&mut self, matched: Option<u64>, now: u64) -> Result<u64, Refusal> {
+    /// Accepts a matched step once (later than any step used before), else counts a failure
+    /// refused as `wrong` (the kind of the op that carried the code).
+    fn use_step(
+        &mut self,
+        matched: Option<u64>,
+        now: u64,
+        wrong: ErrorKind,
+    ) -> Result<u64, Refusal> {
         match matched {
             Some(step) if step > self.last_step => {
                 self.consecutive_failures = 0;
@@ -198,10 +204,12 @@ impl Approvals {
             }
             Some(_) => Err(self.fail(
                 now,
+                wrong,
                 "this code was already used; wait for the next code in your authenticator",
             )),
             None => Err(self.fail(
                 now,
+                wrong,
                 "wrong code; check your authenticator app and the device clock",
             )),
         }
@@ -226,7 +234,7 @@ impl Approvals {
         Ok(())
     }
 
-    fn fail(&mut self, now: u64, why: &str) -> Refusal {
+    fn fail(&mut self, now: u64, kind: ErrorKind, why: &str) -> Refusal {
         self.consecutive_failures += 1;
         let mut message = why.to_string();
         if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
@@ -236,10 +244,7 @@ impl Approvals {
                 "; approvals are now locked for {LOCKOUT_SECS} seconds"
             ));
         }
-        Refusal {
-            kind: ErrorKind::ApprovalInvalidCode,
-            message,
-        }
+        Refusal { kind, message }
     }
 
     /// The time step (of now-1, now, now+1) whose code equals `code`, compared in constant time.
@@ -409,7 +414,7 @@ mod tests {
         assert_eq!(step, now / STEP_SECS);
         // The step is spent for `confirm` and for `approve` alike.
         let again = a.verify_code(&code_at(now), now).unwrap_err();
-        assert_eq!(again.kind, ErrorKind::ApprovalInvalidCode);
+        assert_eq!(again.kind, ErrorKind::OperatorCodeInvalid);
         assert!(again.message.contains("already used"), "{}", again.message);
         assert_eq!(
             a.verify(&id, &code_at(now), now).unwrap_err().kind,
@@ -446,7 +451,7 @@ mod tests {
             live.verify_code_with(&staged, &code_at(now), now)
                 .unwrap_err()
                 .kind,
-            ErrorKind::ApprovalInvalidCode
+            ErrorKind::OperatorCodeInvalid
         );
         assert_eq!(
             live.verify_code_with(&staged, &staged_code(now), now),

@@ -457,7 +457,7 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
         .client()
         .call(confirm_op(&outcome.manifest_digest, wrong))
         .unwrap());
-    assert_eq!(kind, "approval_invalid_code");
+    assert_eq!(kind, "operator_code_invalid");
     assert!(msg.contains("THIS ceremony"), "{msg}");
     assert_eq!(tree_hash(&s.state().join("import-staged")), staged_before);
     assert!(
@@ -528,7 +528,7 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
         .client()
         .call(confirm_op(&outcome2.manifest_digest, &current))
         .unwrap());
-    assert_eq!(kind, "approval_invalid_code");
+    assert_eq!(kind, "operator_code_invalid");
     let hello = ok(s.client().call(Op::Hello).unwrap());
     assert_eq!(
         hello["policy_digest"],

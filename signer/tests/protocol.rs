@@ -432,7 +432,7 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
     assert!(msg.contains("signed ceiling"), "{msg}");
     // A wrong code changes nothing.
     let (kind, _, _) = err(c.call(set(SOL / 10, "000000".parse().unwrap())).unwrap());
-    assert_eq!(kind, "approval_invalid_code");
+    assert_eq!(kind, "operator_code_invalid");
 
     // Lowered to 0.1 SOL with a code: a 0.25 SOL transfer is now refused by the lowered cap.
     let r = ok(c.call(set(SOL / 10, s.code_at(t - 30))).unwrap());
@@ -466,7 +466,7 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
         (Some(true), Some("go_live trader SOL"))
     );
     let (kind, _, msg) = err(c.call(confirm(s.code_at(t))).unwrap());
-    assert_eq!(kind, "approval_invalid_code");
+    assert_eq!(kind, "operator_code_invalid");
     assert!(msg.contains("already used"), "{msg}");
 
     // After kill -9: the lowered cap and the spent code are both still in force.
@@ -476,7 +476,7 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
     let (_, rule, _) = err(c.call(quarter("q2")).unwrap());
     assert_eq!(rule.as_deref(), Some("per_tx_cap"));
     let (kind, _, _) = err(c.call(confirm(s.code_at(t))).unwrap());
-    assert_eq!(kind, "approval_invalid_code");
+    assert_eq!(kind, "operator_code_invalid");
     // Raised back to the ceiling with the next code: the transfer signs.
     ok(c.call(set(ceiling, s.code_at(t + 30))).unwrap());
     assert_eq!(ok(c.call(quarter("q3")).unwrap())["status"], "signed");

@@ -140,10 +140,12 @@ pub fn code_refused(ctx: &Ctx, user: i64, id: PendingId, e: SignerError) -> Stri
                 ctx.orch.alert(Alert::ApprovalsLocked(body.message.clone()));
             }
             let what = match body.kind {
-                ErrorKind::ApprovalInvalidCode if body.message.contains("already used") => {
+                ErrorKind::ApprovalInvalidCode | ErrorKind::OperatorCodeInvalid
+                    if body.message.contains("already used") =>
+                {
                     "✘ code already used"
                 }
-                ErrorKind::ApprovalInvalidCode => "✘ wrong code",
+                ErrorKind::ApprovalInvalidCode | ErrorKind::OperatorCodeInvalid => "✘ wrong code",
                 ErrorKind::ApprovalUsed => "✘ already used",
                 ErrorKind::ApprovalExpired => "✘ expired at the signer",
                 ErrorKind::ApprovalUnknown => "✘ unknown to the signer",

@@ -126,7 +126,7 @@ impl Engine {
             .operator_code_of(&purpose, &r.code, Some(staged))
             .await
             .map_err(|mut refusal| {
-                if refusal.kind == ErrorKind::ApprovalInvalidCode {
+                if refusal.kind == ErrorKind::OperatorCodeInvalid {
                     refusal.message.push_str(
                         "; import_confirm needs a code of the authenticator entry enrolled at THIS \
                          ceremony (the new QR code), not the one the signer uses now",
