@@ -10,7 +10,7 @@ use tokio::net::UnixStream;
 use vigil_protocol::frame::{check_len, encode_frame};
 use vigil_protocol::message::{
     ApproveRequest, AuditRequest, AuditResult, ConfirmRequest, ConfirmResult, DryRunRequest,
-    DryRunResult, ErrorBody, HelloResult, SetLimitRequest, SetLimitResult, SignRequest, SignResult,
+    DryRunResult, ErrorBody, HelloResult, SetCapRequest, SetCapResult, SignRequest, SignResult,
     StatusResult,
 };
 use vigil_protocol::{
@@ -85,8 +85,8 @@ impl SignerClient {
 
     /// `set_limit`: adjusts a cap within the signed ceiling, with the operator's code
     /// (checked by the signer).
-    pub async fn set_limit(&mut self, r: SetLimitRequest) -> Result<SetLimitResult, SignerError> {
-        self.call(Op::SetLimit(r)).await
+    pub async fn set_cap(&mut self, r: SetCapRequest) -> Result<SetCapResult, SignerError> {
+        self.call(Op::SetCap(r)).await
     }
 
     /// `audit`: the signer verifies its whole audit chain and returns the latest `limit`

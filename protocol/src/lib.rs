@@ -24,8 +24,8 @@ pub use import::{
 };
 pub use intent::{Chain, Context, Intent, Network, TransferIntent};
 pub use message::{
-    ApproveRequest, ConfirmRequest, DryRunRequest, ErrorBody, LimitKind, Op, ParseFailure, Request,
-    Response, SetLimitRequest, SignRequest, parse_request,
+    ApproveRequest, CapKind, ConfirmRequest, DryRunRequest, ErrorBody, Op, ParseFailure, Request,
+    Response, SetCapRequest, SignRequest, parse_request,
 };
 pub use operator_code::{OPERATOR_CODE_DIGITS, OperatorCode};
 pub use types::{

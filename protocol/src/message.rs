@@ -10,7 +10,7 @@ pub use parse::{ParseFailure, parse_request};
 pub use response::{ErrorBody, Response};
 pub use results::{
     AgentInfo, AgentStatus, AuditEntrySummary, AuditResult, ConfirmResult, Decision, DryRunResult,
-    HelloResult, NeedsApproval, SetLimitResult, SignResult, Signed, StatusResult,
+    HelloResult, NeedsApproval, SetCapResult, SignResult, Signed, StatusResult,
 };
 
 use serde::{Deserialize, Serialize};
@@ -45,7 +45,7 @@ pub enum Op {
     /// Check an operator code for a named purpose (a phrase gate), record it, use it up.
     Confirm(ConfirmRequest),
     /// Set an agent's cap within the signed ceiling, with the operator's code.
-    SetLimit(SetLimitRequest),
+    SetCap(SetCapRequest),
     /// The signer verifies its own audit chain and returns the latest entries.
     Audit(AuditRequest),
     /// What key-ceremony import is staged (digest, agents, fingerprints).
@@ -64,7 +64,7 @@ impl Op {
             Op::Approve(_) => "approve",
             Op::Status => "status",
             Op::Confirm(_) => "confirm",
-            Op::SetLimit(_) => "set_limit",
+            Op::SetCap(_) => "set_limit",
             Op::Audit(_) => "audit",
             Op::ImportStatus => "import_status",
             Op::ImportConfirm(_) => "import_confirm",
@@ -123,10 +123,10 @@ pub struct ConfirmRequest {
     pub code: OperatorCode,
 }
 
-/// Which cap `set_limit` changes.
+/// Which cap `set_limit` changes (the wire calls it `limit`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum LimitKind {
+pub enum CapKind {
     /// The largest single transfer (`per_tx_cap` in the policy).
     PerTx,
     /// The most in any rolling 24 hours (`velocity_24h` in the policy).
@@ -134,12 +134,12 @@ pub enum LimitKind {
     Velocity24h,
 }
 
-impl LimitKind {
+impl CapKind {
     /// The wire name.
     pub const fn as_str(self) -> &'static str {
         match self {
-            LimitKind::PerTx => "per_tx",
-            LimitKind::Velocity24h => "velocity_24h",
+            CapKind::PerTx => "per_tx",
+            CapKind::Velocity24h => "velocity_24h",
         }
     }
 }
@@ -147,13 +147,14 @@ impl LimitKind {
 /// Fields of `set_limit`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SetLimitRequest {
+pub struct SetCapRequest {
     /// The agent whose cap changes.
     pub agent: AgentId,
     /// The asset symbol, as in the policy (`SOL`).
     pub asset: AssetSymbol,
     /// Which cap.
-    pub limit: LimitKind,
+    #[serde(rename = "limit")]
+    pub cap: CapKind,
     /// The new cap in base units; at most the signed policy's value (the ceiling).
     pub amount: Amount,
     /// The operator's current TOTP code (6 digits).

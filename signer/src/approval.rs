@@ -23,11 +23,11 @@ pub const MAX_CONSECUTIVE_FAILURES: u32 = 3;
 /// How long approvals stay locked after too many wrong codes.
 pub const LOCKOUT_SECS: u64 = 300;
 /// Most approvals that may wait at once (bounds memory under a flood of large requests).
-pub const MAX_PENDING: usize = 256;
+pub const MAX_WAITING: usize = 256;
 
 /// A request waiting for the operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pending {
+pub struct ApprovalRequest {
     /// The agent that asked.
     pub agent: AgentId,
     /// The idempotency key of the `sign` that asked.
@@ -55,7 +55,7 @@ pub struct Refusal {
 pub struct Approvals {
     totp: TOTP,
     ttl_secs: u64,
-    pending: BTreeMap<ApprovalId, Pending>,
+    waiting: BTreeMap<ApprovalId, ApprovalRequest>,
     /// Ids that were granted, refused or expired, to answer `approval_used` precisely.
     closed: BTreeMap<ApprovalId, ErrorKind>,
     last_step: u64,
@@ -66,7 +66,7 @@ pub struct Approvals {
 impl std::fmt::Debug for Approvals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Approvals")
-            .field("pending", &self.pending.len())
+            .field("waiting", &self.waiting.len())
             .field("last_step", &self.last_step)
             .finish_non_exhaustive()
     }
@@ -79,7 +79,7 @@ impl Approvals {
         Ok(Self {
             totp,
             ttl_secs,
-            pending: BTreeMap::new(),
+            waiting: BTreeMap::new(),
             closed: BTreeMap::new(),
             last_step: 0,
             consecutive_failures: 0,
@@ -88,30 +88,35 @@ impl Approvals {
     }
 
     /// Registers a pending approval under `id` (from the CSPRNG) and returns its expiry.
-    pub fn open(&mut self, id: ApprovalId, mut pending: Pending, now: u64) -> Result<u64, Refusal> {
+    pub fn open(
+        &mut self,
+        id: ApprovalId,
+        mut request: ApprovalRequest,
+        now: u64,
+    ) -> Result<u64, Refusal> {
         self.prune(now);
-        if self.pending.len() >= MAX_PENDING {
+        if self.waiting.len() >= MAX_WAITING {
             return Err(Refusal {
                 kind: ErrorKind::RateLimited,
                 message: format!(
-                    "{MAX_PENDING} approvals are already waiting; answer or let them expire first"
+                    "{MAX_WAITING} approvals are already waiting; answer or let them expire first"
                 ),
             });
         }
-        pending.expires_at = now.saturating_add(self.ttl_secs);
-        let expires = pending.expires_at;
-        self.pending.insert(id, pending);
+        request.expires_at = now.saturating_add(self.ttl_secs);
+        let expires = request.expires_at;
+        self.waiting.insert(id, request);
         Ok(expires)
     }
 
     /// Restores a pending approval while replaying the audit log at start.
-    pub fn restore(&mut self, id: ApprovalId, pending: Pending) {
-        self.pending.insert(id, pending);
+    pub fn restore(&mut self, id: ApprovalId, request: ApprovalRequest) {
+        self.waiting.insert(id, request);
     }
 
     /// Marks an id closed while replaying (granted or refused before a restart).
     pub fn restore_closed(&mut self, id: ApprovalId, step: Option<u64>) {
-        self.pending.remove(&id);
+        self.waiting.remove(&id);
         self.closed.insert(id, ErrorKind::ApprovalUsed);
         if let Some(s) = step {
             self.last_step = self.last_step.max(s);
@@ -119,8 +124,8 @@ impl Approvals {
     }
 
     /// The pending approval with this id, if any and unexpired.
-    pub fn get(&self, id: &ApprovalId) -> Option<&Pending> {
-        self.pending.get(id)
+    pub fn get(&self, id: &ApprovalId) -> Option<&ApprovalRequest> {
+        self.waiting.get(id)
     }
 
     /// Checks `code` for approval `id` at time `now`. On success removes and returns the
@@ -130,9 +135,9 @@ impl Approvals {
         id: &ApprovalId,
         code: &OperatorCode,
         now: u64,
-    ) -> Result<(Pending, u64), Refusal> {
+    ) -> Result<(ApprovalRequest, u64), Refusal> {
         self.check_lockout(now)?;
-        let Some(pending) = self.pending.get(id) else {
+        let Some(pending) = self.waiting.get(id) else {
             return Err(match self.closed.get(id) {
                 Some(kind) => Refusal {
                     kind: *kind,
@@ -147,7 +152,7 @@ impl Approvals {
             });
         };
         if now > pending.expires_at {
-            self.pending.remove(id);
+            self.waiting.remove(id);
             self.closed.insert(id.clone(), ErrorKind::ApprovalExpired);
             return Err(Refusal {
                 kind: ErrorKind::ApprovalExpired,
@@ -156,9 +161,9 @@ impl Approvals {
         }
         let matched = self.matching_step(code, now);
         let step = self.use_step(matched, now, ErrorKind::ApprovalInvalidCode)?;
-        let done = self.pending.remove(id);
+        let done = self.waiting.remove(id);
         self.closed.insert(id.clone(), ErrorKind::ApprovalUsed);
-        // Invariant: `pending.get(id)` returned Some above and nothing removed it since.
+        // Invariant: `waiting.get(id)` returned Some above and nothing removed it since.
         done.map(|p| (p, step)).ok_or_else(|| Refusal {
             kind: ErrorKind::Internal,
             message: "approval vanished during verification".into(),
@@ -255,31 +260,31 @@ impl Approvals {
     /// Drops expired approvals (remembering them as expired) and bounds the closed set.
     pub fn prune(&mut self, now: u64) {
         let expired: Vec<ApprovalId> = self
-            .pending
+            .waiting
             .iter()
             .filter(|(_, p)| now > p.expires_at)
             .map(|(id, _)| id.clone())
             .collect();
         for id in expired {
-            self.pending.remove(&id);
+            self.waiting.remove(&id);
             self.closed.insert(id, ErrorKind::ApprovalExpired);
         }
-        while self.closed.len() > 4 * MAX_PENDING {
+        while self.closed.len() > 4 * MAX_WAITING {
             self.closed.pop_first();
         }
     }
 
     /// Closes every pending approval (replaying an applied key-ceremony import: what was
     /// asked for under the previous keys must be asked for again).
-    pub fn close_all_pending(&mut self) {
-        for (id, _) in std::mem::take(&mut self.pending) {
+    pub fn close_all_waiting(&mut self) {
+        for (id, _) in std::mem::take(&mut self.waiting) {
             self.closed.insert(id, ErrorKind::ApprovalExpired);
         }
     }
 
     /// Number of approvals waiting.
-    pub fn pending_count(&self) -> usize {
-        self.pending.len()
+    pub fn waiting_count(&self) -> usize {
+        self.waiting.len()
     }
 }
 
@@ -347,8 +352,8 @@ mod tests {
         Approvals::new(&Zeroizing::new(SECRET.to_vec()), DEFAULT_TTL_SECS).unwrap()
     }
 
-    fn pending() -> Pending {
-        Pending {
+    fn request() -> ApprovalRequest {
+        ApprovalRequest {
             agent: "trader".parse().unwrap(),
             idempotency_key: "k1".parse().unwrap(),
             intent: Intent::Transfer(TransferIntent {
@@ -384,8 +389,8 @@ mod tests {
         let mut a = approvals();
         let now = 1_700_000_000;
         let (id1, id2) = ("ap-1".parse().unwrap(), "ap-2".parse().unwrap());
-        a.open(id1, pending(), now).unwrap();
-        a.open(id2, pending(), now).unwrap();
+        a.open(id1, request(), now).unwrap();
+        a.open(id2, request(), now).unwrap();
         let code = code_at(now);
         let id1: ApprovalId = "ap-1".parse().unwrap();
         let id2: ApprovalId = "ap-2".parse().unwrap();
@@ -409,7 +414,7 @@ mod tests {
         let mut a = approvals();
         let now = 1_700_000_000;
         let id: ApprovalId = "ap-1".parse().unwrap();
-        a.open(id.clone(), pending(), now).unwrap();
+        a.open(id.clone(), request(), now).unwrap();
         let step = a.verify_code(&code_at(now), now).unwrap();
         assert_eq!(step, now / STEP_SECS);
         // The step is spent for `confirm` and for `approve` alike.
@@ -476,9 +481,9 @@ mod tests {
         // An applied import closes what was pending under the previous keys.
         let id: ApprovalId = "ap-9".parse().unwrap();
         let mut fresh = approvals();
-        fresh.open(id.clone(), pending(), now).unwrap();
-        fresh.close_all_pending();
-        assert_eq!(fresh.pending_count(), 0);
+        fresh.open(id.clone(), request(), now).unwrap();
+        fresh.close_all_waiting();
+        assert_eq!(fresh.waiting_count(), 0);
         assert_eq!(
             fresh.verify(&id, &code_at(now), now).unwrap_err().kind,
             ErrorKind::ApprovalExpired
@@ -490,7 +495,7 @@ mod tests {
         let mut a = approvals();
         let now = 1_700_000_000;
         let id: ApprovalId = "ap-1".parse().unwrap();
-        let exp = a.open(id.clone(), pending(), now).unwrap();
+        let exp = a.open(id.clone(), request(), now).unwrap();
         assert_eq!(exp, now + DEFAULT_TTL_SECS);
         let late = exp + 1;
         assert_eq!(
@@ -505,7 +510,7 @@ mod tests {
         );
 
         let id: ApprovalId = "ap-2".parse().unwrap();
-        a.open(id.clone(), pending(), now).unwrap();
+        a.open(id.clone(), request(), now).unwrap();
         let good = code_at(now);
         let wrong = &c(if good.expose_digits() == "000000" {
             "111111"
@@ -530,7 +535,7 @@ mod tests {
             ErrorKind::RateLimited
         );
         let after = now + LOCKOUT_SECS + 1;
-        a.pending.get_mut(&id).unwrap().expires_at = after + 100;
+        a.waiting.get_mut(&id).unwrap().expires_at = after + 100;
         assert!(a.verify(&id, &code_at(after), after).is_ok());
     }
 
@@ -540,7 +545,7 @@ mod tests {
         let now = 1_700_000_000;
         a.restore_closed("ap-old".parse().unwrap(), Some(now / STEP_SECS));
         let id: ApprovalId = "ap-1".parse().unwrap();
-        a.open(id.clone(), pending(), now).unwrap();
+        a.open(id.clone(), request(), now).unwrap();
         assert_eq!(
             a.verify(&id, &code_at(now), now).unwrap_err().kind,
             ErrorKind::ApprovalInvalidCode

@@ -12,13 +12,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vigil_protocol::message::Signed;
 use vigil_protocol::{
-    AgentId, Amount, ApprovalId, AssetSymbol, Context, ErrorKind, IdempotencyKey, Intent,
-    LimitKind, Purpose, Rule,
+    AgentId, Amount, ApprovalId, AssetSymbol, CapKind, Context, ErrorKind, IdempotencyKey, Intent,
+    Purpose, Rule,
 };
 
-use crate::approval::{Approvals, Pending};
+use crate::approval::{ApprovalRequest, Approvals};
 use crate::audit::Entry;
-use crate::policy::{History, LimitOverride};
+use crate::policy::{CapOverride, History};
 
 /// The rolling window of the velocity cap.
 pub const VELOCITY_WINDOW_SECS: u64 = 86_400;
@@ -108,14 +108,17 @@ pub enum Event {
         /// The TOTP time step consumed.
         totp_step: u64,
     },
-    /// The operator set a cap within the signed ceiling (`set_limit`).
-    LimitSet {
+    /// The operator set a cap within the signed ceiling (`set_limit`). Recorded as
+    /// `limit_set`, with the cap's kind in `limit` (the wire's names).
+    #[serde(rename = "limit_set")]
+    CapSet {
         /// The agent.
         agent: AgentId,
         /// The asset.
         asset: AssetSymbol,
         /// Which cap.
-        limit: LimitKind,
+        #[serde(rename = "limit")]
+        cap: CapKind,
         /// The new cap, base units.
         amount: Amount,
         /// The signed ceiling at the time.
@@ -164,7 +167,7 @@ pub enum Remembered {
         done: tokio::sync::watch::Receiver<Option<Result<Signed, String>>>,
     },
     /// Waiting for the operator.
-    Pending {
+    AwaitingApproval {
         intent_digest: String,
         approval_id: ApprovalId,
         expires_at: u64,
@@ -177,7 +180,7 @@ impl Remembered {
         match self {
             Remembered::Signed { intent_digest, .. }
             | Remembered::InFlight { intent_digest, .. }
-            | Remembered::Pending { intent_digest, .. } => intent_digest,
+            | Remembered::AwaitingApproval { intent_digest, .. } => intent_digest,
         }
     }
 }
@@ -189,7 +192,7 @@ pub struct Ledger {
     spends: BTreeMap<AgentId, BTreeMap<AssetSymbol, Series>>,
     requests: BTreeMap<AgentId, VecDeque<u64>>,
     idempotency: HashMap<(AgentId, IdempotencyKey), Remembered>,
-    overrides: BTreeMap<(AgentId, AssetSymbol), LimitOverride>,
+    overrides: BTreeMap<(AgentId, AssetSymbol), CapOverride>,
     last_prune: u64,
 }
 
@@ -280,7 +283,7 @@ impl Ledger {
                 } => {
                     approvals.restore(
                         approval_id.clone(),
-                        Pending {
+                        ApprovalRequest {
                             agent: agent.clone(),
                             idempotency_key: idempotency_key.clone(),
                             intent: intent.clone(),
@@ -291,7 +294,7 @@ impl Ledger {
                     );
                     ledger.idempotency.insert(
                         (agent.clone(), idempotency_key.clone()),
-                        Remembered::Pending {
+                        Remembered::AwaitingApproval {
                             intent_digest: intent_digest(intent),
                             approval_id: approval_id.clone(),
                             expires_at: *expires_at,
@@ -305,17 +308,17 @@ impl Ledger {
                 Event::OperatorConfirmed { totp_step, .. }
                 | Event::ImportConfirmed { totp_step, .. } => approvals.restore_step(*totp_step),
                 // Approvals asked for under the previous keys are not carried over.
-                Event::ImportApplied { .. } => approvals.close_all_pending(),
-                Event::LimitSet {
+                Event::ImportApplied { .. } => approvals.close_all_waiting(),
+                Event::CapSet {
                     agent,
                     asset,
-                    limit,
+                    cap,
                     amount,
                     totp_step,
                     ..
                 } => {
                     approvals.restore_step(*totp_step);
-                    ledger.set_limit(agent, *asset, *limit, amount.base_units());
+                    ledger.set_cap(agent, *asset, *cap, amount.base_units());
                 }
                 Event::ApprovalRefused { .. }
                 | Event::OperatorCodeRefused { .. }
@@ -341,17 +344,11 @@ impl Ledger {
     }
 
     /// Sets an operator cap (the caller checked it against the ceiling and the code).
-    pub fn set_limit(
-        &mut self,
-        agent: &AgentId,
-        asset: AssetSymbol,
-        limit: LimitKind,
-        amount: u128,
-    ) {
+    pub fn set_cap(&mut self, agent: &AgentId, asset: AssetSymbol, cap: CapKind, amount: u128) {
         let o = self.overrides.entry((agent.clone(), asset)).or_default();
-        match limit {
-            LimitKind::PerTx => o.per_tx = Some(amount),
-            LimitKind::Velocity24h => o.velocity_24h = Some(amount),
+        match cap {
+            CapKind::PerTx => o.per_tx = Some(amount),
+            CapKind::Velocity24h => o.velocity_24h = Some(amount),
         }
     }
 
@@ -409,7 +406,7 @@ impl Ledger {
         let keep_from = now.saturating_sub(IDEMPOTENCY_WINDOW_SECS);
         self.idempotency.retain(|_, r| match r {
             Remembered::Signed { ts, .. } => *ts >= keep_from,
-            Remembered::Pending { expires_at, .. } => *expires_at >= now,
+            Remembered::AwaitingApproval { expires_at, .. } => *expires_at >= now,
             Remembered::InFlight { .. } => true,
         });
     }
@@ -431,7 +428,7 @@ impl History for Ledger {
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
-    fn limit_override(&self, agent: &AgentId, asset: AssetSymbol) -> LimitOverride {
+    fn cap_override(&self, agent: &AgentId, asset: AssetSymbol) -> CapOverride {
         self.overrides
             .get(&(agent.clone(), asset))
             .copied()

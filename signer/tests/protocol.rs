@@ -393,15 +393,15 @@ fn fresh_step(margin: u64) -> u64 {
 
 #[test]
 fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
-    use vigil_protocol::{ConfirmRequest, LimitKind, SetLimitRequest};
+    use vigil_protocol::{CapKind, ConfirmRequest, SetCapRequest};
     let mut s = Signer::start(&["trader", "sentinel"], None);
     let to = s.address("sentinel");
     let t = fresh_step(12);
     let set = |amount: u128, code: vigil_protocol::OperatorCode| {
-        Op::SetLimit(SetLimitRequest {
+        Op::SetCap(SetCapRequest {
             agent: "trader".parse().unwrap(),
             asset: vigil_protocol::AssetSymbol::SOL,
-            limit: LimitKind::PerTx,
+            cap: CapKind::PerTx,
             amount: vigil_protocol::Amount::from_base_units(amount),
             code,
         })

@@ -58,7 +58,7 @@ pub enum PendingKind {
     /// Phrase gate: taking an agent or asset live.
     GoLive,
     /// Phrase gate: lifting a cap within the signed ceiling.
-    RaiseCap,
+    SetCap,
     /// Phrase gate: anything the config marks destructive.
     Destructive,
     /// A key-ceremony stick staged on the appliance: the operator compares the fingerprints
@@ -75,7 +75,7 @@ impl PendingKind {
         PendingKind::WriteFile,
         PendingKind::SignerApproval,
         PendingKind::GoLive,
-        PendingKind::RaiseCap,
+        PendingKind::SetCap,
         PendingKind::Destructive,
         PendingKind::ImportKeys,
     ];
@@ -89,7 +89,7 @@ impl PendingKind {
             PendingKind::WriteFile => "write_file",
             PendingKind::SignerApproval => "signer_approval",
             PendingKind::GoLive => "go_live",
-            PendingKind::RaiseCap => "raise_cap",
+            PendingKind::SetCap => "raise_cap",
             PendingKind::Destructive => "destructive",
             PendingKind::ImportKeys => "import_keys",
         }
@@ -99,7 +99,7 @@ impl PendingKind {
     pub fn needs_phrase(self) -> bool {
         matches!(
             self,
-            PendingKind::GoLive | PendingKind::RaiseCap | PendingKind::Destructive
+            PendingKind::GoLive | PendingKind::SetCap | PendingKind::Destructive
         )
     }
 

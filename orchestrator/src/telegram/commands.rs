@@ -207,7 +207,7 @@ pub fn announcement(row: &PendingRow, phrase: &str, now: u64) -> String {
         PendingKind::SignerApproval => "the signer asks for your code",
         PendingKind::ImportKeys => "import keys from a ceremony stick",
         PendingKind::GoLive => "go live",
-        PendingKind::RaiseCap => "change a cap",
+        PendingKind::SetCap => "change a cap",
         PendingKind::Destructive => "destructive action",
         PendingKind::MoveFunds => "move funds",
         PendingKind::SendMessage => "send a message",

@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use vigil_protocol::message::{ConfirmRequest, SetLimitRequest};
-use vigil_protocol::{Amount, AssetSymbol, LimitKind, OperatorCode, Purpose};
+use vigil_protocol::message::{ConfirmRequest, SetCapRequest};
+use vigil_protocol::{Amount, AssetSymbol, CapKind, OperatorCode, Purpose};
 
 use super::{Ctx, State, approvals, unix_now};
 use crate::config::{AgentConfig, Mode};
@@ -254,7 +254,7 @@ pub fn live(ctx: &Ctx, user: i64, args: &str) -> String {
 pub fn setcap(ctx: &Ctx, user: i64, args: &str) -> String {
     const USAGE: &str = "Usage: /setcap <agent> <asset> <per_tx|velocity_24h> <amount in base units>, e.g. /setcap trader SOL per_tx 800000000";
     let parts: Vec<&str> = args.split_whitespace().collect();
-    let [agent, asset, limit, amount] = parts.as_slice() else {
+    let [agent, asset, cap, amount] = parts.as_slice() else {
         return USAGE.into();
     };
     let agent = match agent_arg(ctx, agent) {
@@ -265,21 +265,22 @@ pub fn setcap(ctx: &Ctx, user: i64, args: &str) -> String {
         Ok(asset) => asset,
         Err(e) => return e,
     };
-    let Some(limit) = limit_kind(limit) else {
+    let Some(cap) = cap_kind(cap) else {
         return USAGE.into();
     };
     let Ok(amount) = amount.parse::<u128>() else {
         return format!("{USAGE}\n(the amount is a whole number of base units)");
     };
-    let purpose = format!("set_limit {} {asset} {} {amount}", agent.id, limit.as_str());
+    let purpose = format!("set_limit {} {asset} {} {amount}", agent.id, cap.as_str());
     let summary = format!(
         "set {}'s {} cap for {asset} to {amount} base units",
         agent.id,
-        limit.as_str()
+        cap.as_str()
     );
+    // Stored keys keep the wire's names: the action is the signer op it leads to.
     let payload = json!({"action": "set_limit", "agent": agent.id, "asset": asset,
-        "limit": limit.as_str(), "amount": amount.to_string(), "purpose": purpose});
-    open_gate(ctx, user, PendingKind::RaiseCap, &agent, &summary, payload)
+        "limit": cap.as_str(), "amount": amount.to_string(), "purpose": purpose});
+    open_gate(ctx, user, PendingKind::SetCap, &agent, &summary, payload)
 }
 
 /// A command the config marks destructive: recorded, then the phrase and a code.
@@ -348,29 +349,29 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &OperatorCode
         .cloned();
     let checked: Result<String, SignerError> = match payload["action"].as_str() {
         Some("set_limit") => {
-            let (Some(agent), Some(asset), Some(limit), Some(amount)) = (
+            let (Some(agent), Some(asset), Some(cap), Some(amount)) = (
                 &agent,
                 payload["asset"].as_str().and_then(|a| a.parse().ok()),
-                payload["limit"].as_str().and_then(limit_kind),
+                payload["limit"].as_str().and_then(cap_kind),
                 payload["amount"]
                     .as_str()
                     .and_then(|a| a.parse::<u128>().ok()),
             ) else {
                 return format!("#{id} is unreadable; /deny {id} and ask again");
             };
-            let request = SetLimitRequest {
+            let request = SetCapRequest {
                 agent: agent.id.clone(),
                 asset,
-                limit,
+                cap,
                 amount: Amount::from_base_units(amount),
                 code: code.clone(),
             };
             let mut signer = ctx.orch.signer().lock().await;
-            signer.set_limit(request).await.map(|r| {
+            signer.set_cap(request).await.map(|r| {
                 format!(
                     "{}'s {} cap for {} is now {} (signed ceiling {}).",
                     r.agent,
-                    r.limit.as_str(),
+                    r.cap.as_str(),
                     r.asset,
                     r.amount.base_units(),
                     r.ceiling.base_units()
@@ -493,10 +494,10 @@ fn agent_arg(ctx: &Ctx, arg: &str) -> Result<AgentConfig, String> {
         })
 }
 
-fn limit_kind(s: &str) -> Option<LimitKind> {
+fn cap_kind(s: &str) -> Option<CapKind> {
     match s {
-        "per_tx" => Some(LimitKind::PerTx),
-        "velocity_24h" => Some(LimitKind::Velocity24h),
+        "per_tx" => Some(CapKind::PerTx),
+        "velocity_24h" => Some(CapKind::Velocity24h),
         _ => None,
     }
 }

@@ -101,7 +101,7 @@ pub fn parse_request(payload: &[u8]) -> Result<Request, ParseFailure> {
         "dry_run" => op_fields(&id, "dry_run", fields).map(Op::DryRun),
         "approve" => op_fields(&id, "approve", fields).map(Op::Approve),
         "confirm" => op_fields(&id, "confirm", fields).map(Op::Confirm),
-        "set_limit" => op_fields(&id, "set_limit", fields).map(Op::SetLimit),
+        "set_limit" => op_fields(&id, "set_limit", fields).map(Op::SetCap),
         "audit" => op_fields(&id, "audit", fields).map(Op::Audit),
         "import_status" => no_fields(&id, "import_status", fields).map(|()| Op::ImportStatus),
         "import_confirm" => op_fields(&id, "import_confirm", fields).map(Op::ImportConfirm),
@@ -153,7 +153,7 @@ impl Request {
             Op::DryRun(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::Approve(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::Confirm(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-            Op::SetLimit(r) => serde_json::to_value(r).unwrap_or(Value::Null),
+            Op::SetCap(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::Audit(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::ImportConfirm(r) => serde_json::to_value(r).unwrap_or(Value::Null),
         };

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::LimitKind;
+use super::CapKind;
 use crate::types::{AgentId, Amount, ApprovalId, AssetSymbol, Purpose, Rule};
 
 /// Result of `audit`.
@@ -151,13 +151,14 @@ pub struct ConfirmResult {
 
 /// Result of `set_limit`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SetLimitResult {
+pub struct SetCapResult {
     /// The agent.
     pub agent: AgentId,
     /// The asset.
     pub asset: AssetSymbol,
     /// Which cap.
-    pub limit: LimitKind,
+    #[serde(rename = "limit")]
+    pub cap: CapKind,
     /// The cap now in force, base units.
     pub amount: Amount,
     /// The signed policy's value: the most the cap can be set to.

@@ -33,10 +33,10 @@ fn confirm_and_set_limit_parse_strictly() {
             r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"SOL","limit":"velocity_24h","amount":"5","code":"123456"}"#,
         )
         .unwrap();
-    let Op::SetLimit(s) = &r.op else {
+    let Op::SetCap(s) = &r.op else {
         panic!("{r:?}")
     };
-    assert_eq!(s.limit, LimitKind::Velocity24h);
+    assert_eq!(s.cap, CapKind::Velocity24h);
     assert_eq!(s.amount.base_units(), 5);
     assert_eq!(parse(&r.to_json()).unwrap(), r);
     for bad in [

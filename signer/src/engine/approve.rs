@@ -13,8 +13,8 @@ impl Engine {
     pub(super) async fn approve(&self, r: ApproveRequest) -> Result<SignResult, Refusal> {
         let now = (self.clock)();
         // Check the fresh context (if any) before the code is spent.
-        let pending = self.lock().approvals.get(&r.approval_id).cloned();
-        let prepared = match &pending {
+        let request = self.lock().approvals.get(&r.approval_id).cloned();
+        let prepared = match &request {
             Some(p) => {
                 let key = self.check_agent(&p.agent, &p.intent)?;
                 let context = r.context.clone().unwrap_or_else(|| p.context.clone());
@@ -24,7 +24,7 @@ impl Engine {
         };
 
         let verified = self.lock().approvals.verify(&r.approval_id, &r.code, now);
-        let (pending, step) = match verified {
+        let (request, step) = match verified {
             Ok(v) => v,
             Err(refusal) => {
                 let event = Event::ApprovalRefused {
@@ -40,7 +40,7 @@ impl Engine {
         let (Some(prepared), Some(key)) = (
             prepared,
             self.keys
-                .get(&(pending.agent.clone(), chain_of(&pending.intent))),
+                .get(&(request.agent.clone(), chain_of(&request.intent))),
         ) else {
             return Err(Refusal::internal(
                 "approval state changed during verification; ask again",
@@ -51,20 +51,20 @@ impl Engine {
             totp_step: step,
         };
         let sign_req = SignRequest {
-            agent: pending.agent.clone(),
-            intent: pending.intent.clone(),
-            context: pending.context.clone(),
-            idempotency_key: pending.idempotency_key.clone(),
+            agent: request.agent.clone(),
+            intent: request.intent.clone(),
+            context: request.context.clone(),
+            idempotency_key: request.idempotency_key.clone(),
         };
-        let digest = intent_digest(&pending.intent);
+        let digest = intent_digest(&request.intent);
 
         let decided = {
             let mut inner = self.lock();
             let verdict = policy::decide_approved(
                 &self.policy,
                 &inner.ledger,
-                &pending.agent,
-                &pending.intent,
+                &request.agent,
+                &request.intent,
                 now,
             );
             match verdict {
@@ -78,7 +78,7 @@ impl Engine {
                     )?;
                     inner
                         .ledger
-                        .record_spend(&pending.agent, prepared.asset, prepared.amount, now);
+                        .record_spend(&request.agent, prepared.asset, prepared.amount, now);
                     Ok((event, signed))
                 }
                 Verdict::Deny { rule, message } => Err(Refusal {
@@ -95,7 +95,7 @@ impl Engine {
                 .map(SignResult::Signed),
             Err(refusal) => {
                 let denied = Event::Denied {
-                    agent: pending.agent.clone(),
+                    agent: request.agent.clone(),
                     kind: refusal.kind,
                     rule: refusal.rule,
                     message: refusal.message.clone(),

@@ -75,7 +75,7 @@ impl ImportState {
                 return None;
             }
             Op::Sign(_) | Op::DryRun(_) => ErrorKind::UnknownAgent,
-            Op::Approve(_) | Op::Confirm(_) | Op::SetLimit(_) => ErrorKind::BadRequest,
+            Op::Approve(_) | Op::Confirm(_) | Op::SetCap(_) => ErrorKind::BadRequest,
         };
         Some(Refusal::new(
             kind,

@@ -202,7 +202,7 @@ impl Engine {
             Op::Sign(r) => respond(id, self.sign(r).await),
             Op::Approve(r) => respond(id, self.approve(r).await),
             Op::Confirm(r) => respond(id, self.confirm(r).await),
-            Op::SetLimit(r) => respond(id, self.set_limit(r).await),
+            Op::SetCap(r) => respond(id, self.set_cap(r).await),
             Op::Audit(r) => respond(id, self.audit(r).await),
         };
         (response, After::Continue)

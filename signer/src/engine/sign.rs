@@ -7,7 +7,7 @@ use vigil_protocol::{ErrorKind, SignRequest};
 
 use super::prepare::{Prepared, sign_prepared};
 use super::{Engine, Inner, Refusal};
-use crate::approval::{Approvals, Pending, new_approval_id};
+use crate::approval::{ApprovalRequest, Approvals, new_approval_id};
 use crate::ledger::{Event, Remembered, intent_digest};
 use crate::policy::{self, Verdict};
 
@@ -47,7 +47,7 @@ impl Engine {
                 )),
                 Some(Remembered::Signed { result, .. }) => Next::Done(SignResult::Signed(result)),
                 Some(Remembered::InFlight { done, .. }) => Next::Wait(done),
-                Some(Remembered::Pending {
+                Some(Remembered::AwaitingApproval {
                     approval_id,
                     expires_at,
                     ..
@@ -79,7 +79,7 @@ impl Engine {
                                     ledger.remember(
                                         &r.agent,
                                         &r.idempotency_key,
-                                        Remembered::Pending {
+                                        Remembered::AwaitingApproval {
                                             intent_digest: digest.clone(),
                                             approval_id: needs.approval_id.clone(),
                                             expires_at: needs.expires_at,
@@ -148,7 +148,7 @@ fn open_approval(
     now: u64,
 ) -> Result<(Event, NeedsApproval), Refusal> {
     let approval_id = new_approval_id().map_err(Refusal::internal)?;
-    let pending = Pending {
+    let request = ApprovalRequest {
         agent: r.agent.clone(),
         idempotency_key: r.idempotency_key.clone(),
         intent: r.intent.clone(),
@@ -157,7 +157,7 @@ fn open_approval(
         expires_at: 0,
     };
     let expires_at = approvals
-        .open(approval_id.clone(), pending, now)
+        .open(approval_id.clone(), request, now)
         .map_err(|refusal| Refusal::new(refusal.kind, refusal.message))?;
     let event = Event::ApprovalRequested {
         approval_id: approval_id.clone(),

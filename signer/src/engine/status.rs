@@ -22,7 +22,7 @@ impl Engine {
                     .into_iter()
                     .map(|(a, v)| (a.to_string(), v.to_string()))
                     .collect(),
-                limits: p.limits_json(|asset| inner.ledger.limit_override(agent, asset)),
+                limits: p.caps_json(|asset| inner.ledger.cap_override(agent, asset)),
             })
             .collect();
         drop(inner);

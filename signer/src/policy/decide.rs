@@ -9,7 +9,7 @@
 
 use vigil_protocol::{AgentId, AssetSymbol, Intent, Rule, TransferIntent};
 
-use super::{Action, AgentPolicy, AssetLimits, Policy, network_name};
+use super::{Action, AgentPolicy, AssetCaps, Policy, network_name};
 
 /// The rate-limit window, in seconds.
 const RATE_WINDOW: u64 = 60;
@@ -23,23 +23,23 @@ pub trait History {
     /// Number of `sign` requests by `agent` evaluated at unix time >= `since` (the current one not included).
     fn requests_since(&self, agent: &AgentId, since: u64) -> u32;
     /// Caps the operator set for `agent` and `asset` with `set_limit` (within the ceilings).
-    fn limit_override(&self, agent: &AgentId, asset: AssetSymbol) -> LimitOverride;
+    fn cap_override(&self, agent: &AgentId, asset: AssetSymbol) -> CapOverride;
 }
 
 /// Caps set by the operator at run time. The signed policy's values stay the ceilings: the
 /// cap in force is the smaller of the two, so a new policy with a lower ceiling wins.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LimitOverride {
+pub struct CapOverride {
     /// Replaces `per_tx_cap` (up to it).
     pub per_tx: Option<u128>,
     /// Replaces `velocity_24h` (up to it).
     pub velocity_24h: Option<u128>,
 }
 
-impl LimitOverride {
-    /// The limits in force: each cap is the override, if set, and never above the ceiling.
-    pub fn apply(self, ceiling: AssetLimits) -> AssetLimits {
-        AssetLimits {
+impl CapOverride {
+    /// The caps in force: each cap is the override, if set, and never above the ceiling.
+    pub fn apply(self, ceiling: AssetCaps) -> AssetCaps {
+        AssetCaps {
             per_tx_cap: self
                 .per_tx
                 .map_or(ceiling.per_tx_cap, |v| v.min(ceiling.per_tx_cap)),
@@ -233,9 +233,9 @@ fn check_transfer(
     }
 
     let amount = t.amount.base_units();
-    let limits = history.limit_override(agent, t.asset).apply(ceiling);
-    if amount > limits.per_tx_cap {
-        let raise = if limits.per_tx_cap < ceiling.per_tx_cap {
+    let caps = history.cap_override(agent, t.asset).apply(ceiling);
+    if amount > caps.per_tx_cap {
+        let raise = if caps.per_tx_cap < ceiling.per_tx_cap {
             format!(
                 "the operator lowered it; they can raise it up to the signed {} base units with a code",
                 ceiling.per_tx_cap
@@ -247,7 +247,7 @@ fn check_transfer(
             Rule::PerTxCap,
             format!(
                 "{amount} base units of {asset} exceeds agent {agent}'s per-transaction cap of {} base units; splitting the transfer is not a workaround (the 24 h cap still applies): {raise}",
-                limits.per_tx_cap
+                caps.per_tx_cap
             ),
         ));
     }
@@ -255,10 +255,10 @@ fn check_transfer(
     let since = now.saturating_sub(VELOCITY_WINDOW);
     let spent = history.spent_since(agent, t.asset, since);
     match spent.checked_add(amount) {
-        Some(total) if total <= limits.velocity_24h => {}
+        Some(total) if total <= caps.velocity_24h => {}
         total => {
             let total = total.map_or_else(|| "more than 2^128-1".to_owned(), |v| v.to_string());
-            let cap = limits.velocity_24h;
+            let cap = caps.velocity_24h;
             let when = match fits_again_at(history, agent, t.asset, amount, cap, now) {
                 Some(at) => format!(
                     "wait until unix time {at} ({}) as earlier spends leave the window",
@@ -285,11 +285,11 @@ fn check_transfer(
         }
     }
 
-    if threshold == Threshold::Apply && amount > limits.approval_threshold {
+    if threshold == Threshold::Apply && amount > caps.approval_threshold {
         return Err(Verdict::NeedsApproval {
             message: format!(
                 "{amount} base units of {asset} is above agent {agent}'s approval threshold of {} base units: the operator must approve this transfer with a code",
-                limits.approval_threshold
+                caps.approval_threshold
             ),
         });
     }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use vigil_protocol::types::truncate;
 use vigil_protocol::{AgentId, Amount, AssetSymbol, Chain, Network};
 
-use super::{Action, AgentPolicy, AssetLimits, Policy, PolicyError};
+use super::{Action, AgentPolicy, AssetCaps, Policy, PolicyError};
 
 /// The only policy format version this signer reads.
 pub const POLICY_VERSION: u32 = 1;
@@ -124,7 +124,7 @@ fn agent_policy(name: &str, raw: RawAgent) -> Result<(AgentId, AgentPolicy), Pol
         .assets
         .into_iter()
         .map(|(symbol, asset)| {
-            asset_limits(&format!("{at}.assets.{symbol}"), &symbol, asset, &chains)
+            asset_caps(&format!("{at}.assets.{symbol}"), &symbol, asset, &chains)
         })
         .collect::<Result<BTreeMap<_, _>, PolicyError>>()?;
 
@@ -238,12 +238,12 @@ fn canonical_address(chain: Chain, s: &str) -> Result<String, String> {
     }
 }
 
-fn asset_limits(
+fn asset_caps(
     at: &str,
     symbol: &str,
     raw: RawAsset,
     chains: &BTreeSet<Chain>,
-) -> Result<(AssetSymbol, AssetLimits), PolicyError> {
+) -> Result<(AssetSymbol, AssetCaps), PolicyError> {
     let symbol: AssetSymbol = symbol.parse().map_err(|e: String| invalid(at, e))?;
     let chain = parse_chain(&raw.chain).map_err(|e| invalid(&format!("{at}.chain"), e))?;
     if !chains.contains(&chain) {
@@ -283,7 +283,7 @@ fn asset_limits(
     }
     Ok((
         symbol,
-        AssetLimits {
+        AssetCaps {
             chain,
             per_tx_cap,
             velocity_24h,

@@ -185,7 +185,7 @@ fn every_kind_round_trips_and_phrase_gates_are_marked() {
         phrase,
         [
             PendingKind::GoLive,
-            PendingKind::RaiseCap,
+            PendingKind::SetCap,
             PendingKind::Destructive
         ]
     );

@@ -53,7 +53,7 @@ approval_threshold = "1000"
 struct FakeHistory {
     spends: Vec<(String, String, u64, u128)>,
     requests: Vec<(String, u64)>,
-    overrides: Vec<(String, String, LimitOverride)>,
+    overrides: Vec<(String, String, CapOverride)>,
 }
 
 impl History for FakeHistory {
@@ -71,11 +71,11 @@ impl History for FakeHistory {
             .count();
         u32::try_from(n).unwrap()
     }
-    fn limit_override(&self, agent: &AgentId, asset: AssetSymbol) -> LimitOverride {
+    fn cap_override(&self, agent: &AgentId, asset: AssetSymbol) -> CapOverride {
         self.overrides
             .iter()
             .find(|(a, s, _)| a == agent.as_str() && s == asset.as_str())
-            .map_or_else(LimitOverride::default, |(_, _, o)| *o)
+            .map_or_else(CapOverride::default, |(_, _, o)| *o)
     }
 }
 
@@ -239,7 +239,7 @@ fn other_agents_and_assets_do_not_count() {
         overrides: vec![(
             "whale".into(),
             "SOL".into(),
-            LimitOverride {
+            CapOverride {
                 per_tx: Some(1),
                 velocity_24h: Some(1),
             },
@@ -340,7 +340,7 @@ fn velocity_refusal_names_the_time_it_fits_again() {
 
 #[test]
 fn operator_caps_apply_below_the_ceiling_and_never_above() {
-    let decide_with = |amount: u128, spent: u128, o: LimitOverride| {
+    let decide_with = |amount: u128, spent: u128, o: CapOverride| {
         let (policy, mut history, agent, intent) = setup(&Row { amount, ..OK });
         history
             .spends
@@ -348,11 +348,11 @@ fn operator_caps_apply_below_the_ceiling_and_never_above() {
         history.overrides.push(("trader".into(), "SOL".into(), o));
         decide_approved(&policy, &history, &agent, &intent, NOW)
     };
-    let per_tx = |v| LimitOverride {
+    let per_tx = |v| CapOverride {
         per_tx: Some(v),
         velocity_24h: None,
     };
-    let velocity = |v| LimitOverride {
+    let velocity = |v| CapOverride {
         per_tx: None,
         velocity_24h: Some(v),
     };

@@ -50,7 +50,7 @@ fn parses_the_example() {
     assert_eq!(trader.rate_limit_per_minute, 30);
     assert_eq!(
         trader.assets[&AssetSymbol::SOL],
-        AssetLimits {
+        AssetCaps {
             chain: Chain::Solana,
             per_tx_cap: 2_000_000_000,
             velocity_24h: 10_000_000_000,
