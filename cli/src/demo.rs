@@ -181,13 +181,13 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
             println!("  {}", describe(&agent, &decided.outcome));
         }
     }
-    let pending = lock(orchestrator.store())?.pending(unix_now())?;
+    let pending = lock(orchestrator.store())?.open_confirmations(unix_now())?;
     for p in &pending {
         println!(
             "  operator prompt (on this terminal until Telegram is configured): approve #{}? {}",
             p.id.0, p.summary
         );
-        let resolved = lock(orchestrator.store())?.resolve_pending(
+        let resolved = lock(orchestrator.store())?.resolve_confirmation(
             p.id,
             Resolution::Approved,
             0,

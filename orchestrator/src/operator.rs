@@ -138,15 +138,15 @@ pub fn describe_outcome(outcome: &Outcome) -> String {
         Outcome::PaperFilled { summary } => format!("paper fill: {summary}"),
         Outcome::AwaitingConfirmation {
             summary,
-            pending_id,
+            confirmation_id,
         } => {
-            format!("waiting for your yes (#{pending_id}): {summary}")
+            format!("waiting for your yes (#{confirmation_id}): {summary}")
         }
         Outcome::NeedsApproval {
             summary,
-            pending_id,
+            confirmation_id,
             ..
-        } => format!("needs your code: /approve {pending_id} <code> — {summary}"),
+        } => format!("needs your code: /approve {confirmation_id} <code> — {summary}"),
         Outcome::Signed {
             summary,
             signature,

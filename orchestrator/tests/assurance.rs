@@ -312,7 +312,12 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
     let granted = signer.audit_events("approval_granted");
     assert_eq!(granted.len(), 1, "only the operator's control: {granted:?}");
     assert_eq!(granted[0]["approval_id"], n.approval_id.as_str());
-    let pending = orchestrator.store().lock().unwrap().pending(now()).unwrap();
+    let pending = orchestrator
+        .store()
+        .lock()
+        .unwrap()
+        .open_confirmations(now())
+        .unwrap();
     assert_eq!(
         pending.len(),
         approvals.len(),

@@ -139,7 +139,7 @@ fn spawn_daemon(config: &Path) -> Child {
 fn pending_keys(store: &Store) -> BTreeSet<(i64, String)> {
     // Unresolved rows over all time: expiry is 10 minutes, the drill is shorter.
     store
-        .pending(0)
+        .open_confirmations(0)
         .unwrap()
         .into_iter()
         .map(|r| (r.id.0, r.idempotency_key))
@@ -268,7 +268,7 @@ async fn orchestrator_kill9_at_random_points_loses_and_repeats_nothing() {
     for r in &requested {
         let key = r["idempotency_key"].as_str().unwrap();
         if store
-            .pending_by_key(&format!("approval-{key}"))
+            .confirmation_by_key(&format!("approval-{key}"))
             .unwrap()
             .is_none()
         {

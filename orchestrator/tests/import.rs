@@ -19,7 +19,7 @@ use support::signer::{is_root, signer_bin};
 use vigil_orchestrator::config::Config;
 use vigil_orchestrator::scheduler::Orchestrator;
 use vigil_orchestrator::signer_client::SignerClient;
-use vigil_orchestrator::store::{PendingKind, Store};
+use vigil_orchestrator::store::{ConfirmationKind, Store};
 
 const PASS: &str = "velvet-otter-quarry-lantern-9";
 
@@ -172,10 +172,15 @@ async fn a_staged_stick_becomes_one_confirmation_whose_digest_the_signer_accepts
     assert!(line.contains("wait for you"), "{line}");
     // Asked once: the next check finds the same stick already waiting.
     assert_eq!(orchestrator.check_import().await, None);
-    let pending = orchestrator.store().lock().unwrap().pending(now()).unwrap();
+    let pending = orchestrator
+        .store()
+        .lock()
+        .unwrap()
+        .open_confirmations(now())
+        .unwrap();
     assert_eq!(pending.len(), 1);
     let row = &pending[0];
-    assert_eq!(row.kind, PendingKind::ImportKeys);
+    assert_eq!(row.kind, ConfirmationKind::ImportKeys);
     let status = orchestrator
         .signer()
         .lock()

@@ -158,7 +158,7 @@ async fn live_mode_without_an_rpc_holds() {
 /// approved item runs, at most once, and one approved before a crash runs after the restart.
 #[tokio::test]
 async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
-    use vigil_orchestrator::store::{PendingId, Resolution};
+    use vigil_orchestrator::store::{ConfirmationId, Resolution};
     let signer = start_signer("trader");
     let node = SolanaNode::start().await.unwrap();
     let trader: Pubkey = signer.init["agents"][0]["addresses"]["solana"]
@@ -174,7 +174,7 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
 
     let decided = orchestrator.decide(&agent, Vec::new()).await;
     let Outcome::AwaitingConfirmation {
-        pending_id,
+        confirmation_id,
         summary,
     } = decided.outcome
     else {
@@ -190,11 +190,11 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
             .store()
             .lock()
             .unwrap()
-            .pending_by_id(PendingId(id))
+            .confirmation(ConfirmationId(id))
             .unwrap()
     };
     let err = orchestrator
-        .execute_confirmed(&row(pending_id))
+        .execute_confirmed(&row(confirmation_id))
         .await
         .unwrap_err();
     assert!(err.contains("not approved"), "{err}");
@@ -209,10 +209,10 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
             .store()
             .lock()
             .unwrap()
-            .resolve_pending(PendingId(id), Resolution::Approved, 42, unix_now())
+            .resolve_confirmation(ConfirmationId(id), Resolution::Approved, 42, unix_now())
             .unwrap()
     };
-    let approved = approve(pending_id);
+    let approved = approve(confirmation_id);
     let outcome = orchestrator.execute_confirmed(&approved).await.unwrap();
     assert!(
         matches!(&outcome, Outcome::Signed { chain, .. } if chain == "confirmed" || chain == "finalized"),
@@ -232,13 +232,16 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     node.advance_blockhash();
     let decided = orchestrator.decide(&agent, Vec::new()).await;
-    let Outcome::AwaitingConfirmation { pending_id, .. } = decided.outcome else {
+    let Outcome::AwaitingConfirmation {
+        confirmation_id, ..
+    } = decided.outcome
+    else {
         panic!(
             "expected a second transfer waiting, got {:?}",
             decided.outcome
         );
     };
-    approve(pending_id);
+    approve(confirmation_id);
     drop(orchestrator);
     let (restarted, _) = live_trader(&signer, Some(&node.url), work.path());
     let report = restarted.resume_confirmed().await;

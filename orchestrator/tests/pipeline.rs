@@ -289,7 +289,7 @@ async fn each_layer_decides_against_the_real_signer() {
                 .len(),
             4
         );
-        assert_eq!(store.pending(now()).unwrap().len(), 1);
+        assert_eq!(store.open_confirmations(now()).unwrap().len(), 1);
         let memory = store.agent(&"trader".parse().unwrap()).memory(10).unwrap();
         assert_eq!(memory.len(), 4, "{memory:?}");
         assert!(memory[1].starts_with("refused by layer 2"), "{memory:?}");

@@ -42,7 +42,7 @@ pub enum Op {
     Approve(ApproveRequest),
     /// Spend totals, limits, ledger sequence and audit head.
     Status,
-    /// Check an operator code for a named purpose (a phrase gate), record it, use it up.
+    /// Check an operator code for a named purpose (a phrase confirmation), record it, use it up.
     Confirm(ConfirmRequest),
     /// Set an agent's cap within the signed ceiling, with the operator's code.
     SetCap(SetCapRequest),

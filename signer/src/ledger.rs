@@ -101,7 +101,7 @@ pub enum Event {
         /// Why.
         kind: ErrorKind,
     },
-    /// The operator confirmed something with a code (`confirm`: a phrase gate).
+    /// The operator confirmed something with a code (`confirm`: a phrase confirmation).
     OperatorConfirmed {
         /// What was confirmed, verbatim.
         purpose: Purpose,

@@ -94,7 +94,7 @@ pub(super) async fn live(
         };
         match deps.signer.lock().await.dry_run(request).await {
             Ok(r) if r.decision == Decision::Allow => {
-                return confirmation_gate(
+                return ask_confirmation(
                     &agent.id, deps.store, inputs.now, &intent, &key, &r.summary,
                 );
             }
@@ -131,7 +131,7 @@ pub(super) async fn live(
 /// Records a live transfer as waiting for the operator's Yes (a `move_funds` pending
 /// confirmation carrying the intent and its idempotency key). The same decision twice is
 /// one pending item.
-fn confirmation_gate(
+fn ask_confirmation(
     agent: &AgentId,
     store: &std::sync::Mutex<Store>,
     now: u64,
@@ -142,8 +142,8 @@ fn confirmation_gate(
     let payload = serde_json::json!({
         "mode": "live", "agent": agent, "intent": intent, "idempotency_key": key,
     });
-    let pending = crate::store::NewPending {
-        kind: crate::store::PendingKind::MoveFunds,
+    let pending = crate::store::NewConfirmation {
+        kind: crate::store::ConfirmationKind::MoveFunds,
         agent: Some(agent.clone()),
         summary: summary.to_string(),
         payload_json: payload.to_string(),
@@ -151,10 +151,10 @@ fn confirmation_gate(
         created_at: now,
         expires_at: now + MOVE_FUNDS_TTL_SECS,
     };
-    match create_pending(store, &pending) {
+    match create_confirmation(store, &pending) {
         Ok(id) => Outcome::AwaitingConfirmation {
             summary: summary.to_string(),
-            pending_id: id,
+            confirmation_id: id,
         },
         Err(e) => Outcome::Held {
             layer: "state".into(),
@@ -164,13 +164,13 @@ fn confirmation_gate(
 }
 
 /// Records a pending confirmation; its id.
-fn create_pending(
+fn create_confirmation(
     store: &std::sync::Mutex<Store>,
-    pending: &crate::store::NewPending,
+    pending: &crate::store::NewConfirmation,
 ) -> Result<i64, String> {
     let store = store.lock().map_err(|_| "state unavailable".to_string())?;
     store
-        .create_pending(pending)
+        .create_confirmation(pending)
         .map(|id| id.0)
         .map_err(|e| e.to_string())
 }
@@ -189,10 +189,10 @@ pub(super) fn pending_approval(
 ) -> Outcome {
     let key = format!("approval-{}", idempotency_key(agent, now, intent));
     let payload = serde_json::json!({ "mode": mode, "agent": agent, "intent": intent, "approval_id": approval_id });
-    let created = create_pending(
+    let created = create_confirmation(
         store,
-        &crate::store::NewPending {
-            kind: crate::store::PendingKind::SignerApproval,
+        &crate::store::NewConfirmation {
+            kind: crate::store::ConfirmationKind::SignerApproval,
             agent: Some(agent.clone()),
             summary: summary.to_string(),
             payload_json: payload.to_string(),
@@ -205,7 +205,7 @@ pub(super) fn pending_approval(
         Ok(id) => Outcome::NeedsApproval {
             approval_id: approval_id.unwrap_or("(paper)").to_string(),
             summary: summary.to_string(),
-            pending_id: id,
+            confirmation_id: id,
         },
         Err(e) => Outcome::Held {
             layer: "state".into(),

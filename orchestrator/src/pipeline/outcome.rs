@@ -23,12 +23,15 @@ pub enum Outcome {
     PaperFilled { summary: String },
     /// Live mode: the signer would sign this, and it waits for the operator's Yes (a
     /// pending confirmation was recorded); nothing is signed until then.
-    AwaitingConfirmation { summary: String, pending_id: i64 },
+    AwaitingConfirmation {
+        summary: String,
+        confirmation_id: i64,
+    },
     /// The signer needs the operator's code; a pending confirmation was recorded.
     NeedsApproval {
         approval_id: String,
         summary: String,
-        pending_id: i64,
+        confirmation_id: i64,
     },
     /// Live mode: signed by the signer, then broadcast and confirmed when an RPC is set.
     Signed {

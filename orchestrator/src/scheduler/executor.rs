@@ -5,18 +5,18 @@
 use super::{Orchestrator, unix_now};
 use crate::operator;
 use crate::pipeline::{self, Outcome};
-use crate::store::{PendingKind, PendingRow, PendingStatus};
+use crate::store::{ConfirmationKind, ConfirmationRow, ConfirmationStatus};
 
 impl Orchestrator {
     /// Runs a live transfer the operator approved with Yes (a `move_funds` confirmation):
     /// with a fresh blockhash, at most once (its idempotency key is claimed durably first, so
     /// a second call, or a call after a crash, never signs or broadcasts it again). Refused if
     /// the item is not approved, or if the agent or asset is no longer live.
-    pub async fn execute_confirmed(&self, row: &PendingRow) -> Result<Outcome, String> {
-        if row.kind != PendingKind::MoveFunds {
+    pub async fn execute_confirmed(&self, row: &ConfirmationRow) -> Result<Outcome, String> {
+        if row.kind != ConfirmationKind::MoveFunds {
             return Err(format!("#{} is not a transfer to run", row.id.0));
         }
-        if row.status != PendingStatus::Approved {
+        if row.status != ConfirmationStatus::Approved {
             return Err(format!("#{} is not approved", row.id.0));
         }
         let payload: serde_json::Value = serde_json::from_str(&row.payload_json)
@@ -61,9 +61,10 @@ impl Orchestrator {
     /// operator.
     pub async fn resume_confirmed(&self) -> Vec<String> {
         let rows = match self.store.lock() {
-            Ok(store) => {
-                store.approved_unexecuted(PendingKind::MoveFunds, unix_now().saturating_sub(86_400))
-            }
+            Ok(store) => store.approved_unexecuted(
+                ConfirmationKind::MoveFunds,
+                unix_now().saturating_sub(86_400),
+            ),
             Err(_) => return vec!["state unavailable: approved transfers not resumed".into()],
         };
         let rows = match rows {

@@ -3,7 +3,7 @@
 //! fingerprint (confirmed with a code from that ceremony's authenticator).
 
 use super::{Orchestrator, unix_now};
-use crate::store::PendingKind;
+use crate::store::ConfirmationKind;
 
 impl Orchestrator {
     /// Asks the signer whether a key-ceremony stick is staged and, if one is that the
@@ -29,13 +29,13 @@ impl Orchestrator {
         let summary = import_summary(&status, &digest);
         let now = unix_now();
         let store = self.store.lock().ok()?;
-        match store.pending_by_key(&key) {
+        match store.confirmation_by_key(&key) {
             Ok(Some(_)) => return None,
             Ok(None) => {}
             Err(e) => return Some(format!("staged keys not offered for confirmation: {e}")),
         }
-        let created = store.create_pending(&crate::store::NewPending {
-            kind: PendingKind::ImportKeys,
+        let created = store.create_confirmation(&crate::store::NewConfirmation {
+            kind: ConfirmationKind::ImportKeys,
             agent: None,
             summary: summary.clone(),
             payload_json: serde_json::json!({ "manifest_digest": digest }).to_string(),

@@ -2,13 +2,17 @@
 //! and the simulated fill of a paper action the operator approved with a code.
 
 use super::Orchestrator;
-use crate::store::PendingRow;
+use crate::store::ConfirmationRow;
 use vigil_protocol::{AgentId, AssetSymbol};
 
 impl Orchestrator {
     /// After the operator approved a paper action held at the signer's threshold: record its
     /// simulated fill (paper mode never signs). Returns the summary that was filled.
-    pub fn complete_paper_approval(&self, row: &PendingRow, now: u64) -> Result<String, String> {
+    pub fn complete_paper_approval(
+        &self,
+        row: &ConfirmationRow,
+        now: u64,
+    ) -> Result<String, String> {
         let payload: serde_json::Value =
             serde_json::from_str(&row.payload_json).map_err(|e| e.to_string())?;
         if payload["mode"] != "paper" {

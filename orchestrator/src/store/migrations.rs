@@ -12,7 +12,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::StoreError;
 
-/// Version 1: the tables of issue 4 ("State") and the confirmation gates of issue 5.
+/// Version 1: the tables of issue 4 ("State") and the confirmations of issue 5.
 /// `STRICT` tables: SQLite refuses a value of the wrong type instead of coercing it.
 const V1: &str = r#"
 CREATE TABLE agents (

@@ -40,9 +40,9 @@ fn decision(ts: u64, reply: &str) -> NewDecision {
     }
 }
 
-fn pending(key: &str) -> NewPending {
-    NewPending {
-        kind: PendingKind::MoveFunds,
+fn pending(key: &str) -> NewConfirmation {
+    NewConfirmation {
+        kind: ConfirmationKind::MoveFunds,
         agent: Some(id("trader")),
         summary: "send 0.5 SOL to 7xKX…q2 for trader — approve?".into(),
         payload_json: "{}".into(),
@@ -63,7 +63,7 @@ fn reopen_keeps_data_and_version() {
             .record_decision(&decision(1, "kept"))
             .unwrap();
         s.set_setting("paused", "trader").unwrap();
-        s.create_pending(&pending("p1")).unwrap();
+        s.create_confirmation(&pending("p1")).unwrap();
         s.record_cost(&id("trader"), 5, 77, 1, 1, "m").unwrap();
     }
     let s = Store::open(&path).unwrap();
@@ -74,7 +74,7 @@ fn reopen_keeps_data_and_version() {
     );
     assert_eq!(s.setting("paused").unwrap().as_deref(), Some("trader"));
     assert_eq!(s.setting("absent").unwrap(), None);
-    let open = s.pending(500).unwrap();
+    let open = s.open_confirmations(500).unwrap();
     assert_eq!(open.len(), 1, "a pending confirmation survives a restart");
     assert_eq!(open[0].idempotency_key, "p1");
     assert_eq!(s.cost_spent_since(0).unwrap(), 77);
@@ -272,15 +272,15 @@ fn two_handles_resolving_one_confirmation_succeed_once() {
     let path = db_path(&dir);
     let first = Store::open(&path).unwrap();
     let second = Store::open(&path).unwrap();
-    let pid = first.create_pending(&pending("gate")).unwrap();
+    let pid = first.create_confirmation(&pending("gate")).unwrap();
     assert!(
         first
-            .resolve_pending(pid, Resolution::Approved, 1, 200)
+            .resolve_confirmation(pid, Resolution::Approved, 1, 200)
             .is_ok()
     );
     assert!(matches!(
-        second.resolve_pending(pid, Resolution::Approved, 2, 201),
-        Err(StoreError::PendingAlreadyResolved { .. })
+        second.resolve_confirmation(pid, Resolution::Approved, 2, 201),
+        Err(StoreError::ConfirmationAlreadyResolved { .. })
     ));
 }
 

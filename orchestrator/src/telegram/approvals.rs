@@ -11,12 +11,17 @@ use super::{Ctx, State, unix_now};
 use crate::operator::Alert;
 use crate::pipeline;
 use crate::signer_client::SignerError;
-use crate::store::{PendingId, PendingRow, Resolution};
+use crate::store::{ConfirmationId, ConfirmationRow, Resolution};
 
 /// A staged key-ceremony import: the code (from the authenticator entry made at that
 /// ceremony) goes to the signer's `import_confirm` with the digest the operator was shown.
 /// On success the signer restarts on the new keys.
-pub async fn import_keys(ctx: &Ctx, user: i64, row: &PendingRow, code: &OperatorCode) -> String {
+pub async fn import_keys(
+    ctx: &Ctx,
+    user: i64,
+    row: &ConfirmationRow,
+    code: &OperatorCode,
+) -> String {
     let id = row.id;
     let payload: Value = serde_json::from_str(&row.payload_json).unwrap_or_default();
     let digest = match payload["manifest_digest"]
@@ -35,8 +40,8 @@ pub async fn import_keys(ctx: &Ctx, user: i64, row: &PendingRow, code: &Operator
         .await;
     match confirmed {
         Ok(r) => {
-            let resolved =
-                ctx.with_store(|s| s.resolve_pending(id, Resolution::Approved, user, unix_now()));
+            let resolved = ctx
+                .with_store(|s| s.resolve_confirmation(id, Resolution::Approved, user, unix_now()));
             let recorded = match resolved {
                 Ok(_) => String::new(),
                 Err(e) => format!(" (not recorded here: {e})"),
@@ -54,7 +59,7 @@ pub async fn import_keys(ctx: &Ctx, user: i64, row: &PendingRow, code: &Operator
 pub async fn signer_approval(
     ctx: &Ctx,
     user: i64,
-    row: &PendingRow,
+    row: &ConfirmationRow,
     code: &OperatorCode,
 ) -> String {
     let id = row.id;
@@ -75,7 +80,7 @@ pub async fn signer_approval(
         }
         let now = unix_now();
         let resolved =
-            match ctx.with_store(|s| s.resolve_pending(id, Resolution::Approved, user, now)) {
+            match ctx.with_store(|s| s.resolve_confirmation(id, Resolution::Approved, user, now)) {
                 Ok(r) => r,
                 Err(e) => return e,
             };
@@ -111,7 +116,8 @@ pub async fn signer_approval(
         Err(e) => return code_refused(ctx, user, id, e),
     };
     let now = unix_now();
-    if let Err(e) = ctx.with_store(|s| s.resolve_pending(id, Resolution::Approved, user, now)) {
+    if let Err(e) = ctx.with_store(|s| s.resolve_confirmation(id, Resolution::Approved, user, now))
+    {
         tracing::error!(pending = %id, error = %e, "signed, but the confirmation was not recorded");
     }
     let chain = pipeline::broadcast_signed(ctx.orch.rpc(), &signed.tx, &signed.signature).await;
@@ -131,7 +137,7 @@ pub async fn signer_approval(
 }
 
 /// A code the signer did not accept: say why, and alert when approvals lock.
-pub fn code_refused(ctx: &Ctx, user: i64, id: PendingId, e: SignerError) -> String {
+pub fn code_refused(ctx: &Ctx, user: i64, id: ConfirmationId, e: SignerError) -> String {
     match e {
         SignerError::Refused(body) => {
             let locked = body.kind == ErrorKind::RateLimited || body.message.contains("locked");

@@ -1,5 +1,5 @@
 //! The bot's commands (their doc comments are the /help text) and the read-only answers:
-//! /status, /agents, /pending, /caps, /audit. Everything here reads; changes are in `gates`.
+//! /status, /agents, /pending, /caps, /audit. Everything here reads; changes are in `confirmations`.
 
 use std::fmt::Write as _;
 
@@ -11,7 +11,7 @@ use super::Ctx;
 use crate::config::Mode;
 use crate::cost::format_usd;
 use crate::operator;
-use crate::store::{PendingKind, PendingRow};
+use crate::store::{ConfirmationKind, ConfirmationRow};
 
 /// Vigil operator commands:
 #[derive(BotCommands, Clone, Debug, PartialEq, Eq)]
@@ -79,7 +79,7 @@ pub async fn status(ctx: &Ctx) -> String {
                 .collect();
             (
                 paused.into_iter().zip(agents).collect::<Vec<_>>(),
-                store.pending(now).map(|p| p.len()),
+                store.open_confirmations(now).map(|p| p.len()),
                 store.cost_spent_since(now - now % 86_400),
             )
         }
@@ -164,7 +164,7 @@ pub fn agents(ctx: &Ctx) -> String {
 pub fn pending(ctx: &Ctx) -> String {
     let now = super::unix_now();
     let rows = match ctx.orch.store().lock() {
-        Ok(store) => store.pending(now),
+        Ok(store) => store.open_confirmations(now),
         Err(_) => return "state unavailable: check the orchestrator's log".into(),
     };
     match rows {
@@ -181,7 +181,7 @@ pub fn pending(ctx: &Ctx) -> String {
 }
 
 /// The one message that asks the operator about `row`, with how to answer it.
-pub fn announcement(row: &PendingRow, phrase: &str, now: u64) -> String {
+pub fn announcement(row: &ConfirmationRow, phrase: &str, now: u64) -> String {
     let agent = row
         .agent
         .as_ref()
@@ -189,11 +189,11 @@ pub fn announcement(row: &PendingRow, phrase: &str, now: u64) -> String {
         .unwrap_or_default();
     let minutes = row.expires_at.saturating_sub(now).div_ceil(60);
     let how = match row.kind {
-        PendingKind::SignerApproval => format!(
+        ConfirmationKind::SignerApproval => format!(
             "Approve with /approve {} <code> (or reply to this message with the code); refuse with /deny {}.",
             row.id, row.id
         ),
-        PendingKind::ImportKeys => format!(
+        ConfirmationKind::ImportKeys => format!(
             "Compare every fingerprint with the ceremony's printout. If they match, send /approve {} <code> with a code from the authenticator entry made at THAT ceremony; the signer restarts on the new keys. /deny {} leaves it unapplied.",
             row.id, row.id
         ),
@@ -204,15 +204,15 @@ pub fn announcement(row: &PendingRow, phrase: &str, now: u64) -> String {
         _ => "Answer with the buttons below (or /deny <id>).".to_string(),
     };
     let what = match row.kind {
-        PendingKind::SignerApproval => "the signer asks for your code",
-        PendingKind::ImportKeys => "import keys from a ceremony stick",
-        PendingKind::GoLive => "go live",
-        PendingKind::SetCap => "change a cap",
-        PendingKind::Destructive => "destructive action",
-        PendingKind::MoveFunds => "move funds",
-        PendingKind::SendMessage => "send a message",
-        PendingKind::PostPublic => "post publicly",
-        PendingKind::WriteFile => "write a file",
+        ConfirmationKind::SignerApproval => "the signer asks for your code",
+        ConfirmationKind::ImportKeys => "import keys from a ceremony stick",
+        ConfirmationKind::GoLive => "go live",
+        ConfirmationKind::SetCap => "change a cap",
+        ConfirmationKind::Destructive => "destructive action",
+        ConfirmationKind::MoveFunds => "move funds",
+        ConfirmationKind::SendMessage => "send a message",
+        ConfirmationKind::PostPublic => "post publicly",
+        ConfirmationKind::WriteFile => "write a file",
     };
     format!(
         "#{} {what} — {agent}{} (expires in {minutes} min)\n{how}",
@@ -334,7 +334,7 @@ fn short(hex: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{PendingId, PendingStatus};
+    use crate::store::{ConfirmationId, ConfirmationStatus};
 
     #[test]
     fn help_lists_every_command() {
@@ -363,8 +363,8 @@ mod tests {
 
     #[test]
     fn announcements_say_how_to_answer() {
-        let row = |kind| PendingRow {
-            id: PendingId(7),
+        let row = |kind| ConfirmationRow {
+            id: ConfirmationId(7),
             kind,
             agent: Some("trader".parse().unwrap()),
             summary: "send 0.8 SOL".into(),
@@ -372,17 +372,21 @@ mod tests {
             idempotency_key: "k".into(),
             created_at: 0,
             expires_at: 600,
-            status: PendingStatus::Open,
+            status: ConfirmationStatus::Open,
             resolved_by: None,
             resolved_at: None,
         };
-        let a = announcement(&row(PendingKind::SignerApproval), "I accept the risk", 0);
+        let a = announcement(
+            &row(ConfirmationKind::SignerApproval),
+            "I accept the risk",
+            0,
+        );
         assert!(a.starts_with("#7 "), "{a}");
         assert!(a.contains("/approve 7 <code>"), "{a}");
         assert!(a.contains("expires in 10 min"), "{a}");
-        let b = announcement(&row(PendingKind::GoLive), "I accept the risk", 0);
+        let b = announcement(&row(ConfirmationKind::GoLive), "I accept the risk", 0);
         assert!(b.contains("type exactly: I accept the risk"), "{b}");
-        let c = announcement(&row(PendingKind::MoveFunds), "x", 0);
+        let c = announcement(&row(ConfirmationKind::MoveFunds), "x", 0);
         assert!(c.contains("buttons"), "{c}");
     }
 }

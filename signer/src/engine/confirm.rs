@@ -8,7 +8,7 @@ use super::{Engine, Refusal};
 use crate::ledger::Event;
 
 impl Engine {
-    /// `confirm`: checks an operator code for a named purpose (a phrase gate such as going
+    /// `confirm`: checks an operator code for a named purpose (a phrase confirmation such as going
     /// live), records it durably and uses the code up. The orchestrator cannot produce a
     /// confirmation without the operator's authenticator.
     pub(super) async fn confirm(&self, r: ConfirmRequest) -> Result<ConfirmResult, Refusal> {

@@ -1,9 +1,13 @@
-//! Pending operator confirmations: an action that needs the operator waits here until it
+//! Operator confirmations: an action that needs the operator waits here until it
 //! is approved, denied or expires. Rows survive restarts; each is resolved at most once.
 //!
 //! A confirmation is `open` until `expires_at` (exclusive: at `now >= expires_at` it is
 //! expired). Resolution runs in a `BEGIN IMMEDIATE` transaction, so two operators pressing
-//! "Yes" at once, or two processes, get one success and one `PendingAlreadyResolved`.
+//! "Yes" at once, or two processes, get one success and one `ConfirmationAlreadyResolved`.
+//!
+//! Names: a *confirmation* is what waits here for the operator (Yes/No, or the phrase and a
+//! code, or a code for a signer approval); an *approval* is the signer's own request that
+//! waits for the operator's code. The table keeps its first name, `pending_confirmations`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,23 +20,23 @@ use super::{Store, StoreError, from_sql_u64, is_unique_violation, migrations, to
 /// The longest summary the store accepts, in characters (one line in a chat message).
 pub const MAX_SUMMARY_CHARS: usize = 300;
 
-/// A pending confirmation's id (the row id; shown to the operator, e.g. `/approve 12`).
+/// A confirmation's id (the row id; shown to the operator, e.g. `/approve 12`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PendingId(pub i64);
+pub struct ConfirmationId(pub i64);
 
-impl fmt::Display for PendingId {
+impl fmt::Display for ConfirmationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
     }
 }
 
-impl FromStr for PendingId {
+impl FromStr for ConfirmationId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         s.parse::<i64>()
             .ok()
             .filter(|v| *v > 0)
-            .map(PendingId)
+            .map(ConfirmationId)
             .ok_or_else(|| {
                 format!(
                     "{:?} is not a confirmation id: use the number shown with the request",
@@ -44,7 +48,7 @@ impl FromStr for PendingId {
 
 /// What the operator is asked to confirm (issue 5, "Confirmation gates").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PendingKind {
+pub enum ConfirmationKind {
     /// An action that moves funds.
     MoveFunds,
     /// Sending a message on the operator's behalf.
@@ -55,11 +59,11 @@ pub enum PendingKind {
     WriteFile,
     /// The signer answered `needs_approval`: completed with `/approve <id> <code>`.
     SignerApproval,
-    /// Phrase gate: taking an agent or asset live.
+    /// Phrase confirmation: taking an agent or asset live.
     GoLive,
-    /// Phrase gate: lifting a cap within the signed ceiling.
+    /// Phrase confirmation: lifting a cap within the signed ceiling.
     SetCap,
-    /// Phrase gate: anything the config marks destructive.
+    /// Phrase confirmation: anything the config marks destructive.
     Destructive,
     /// A key-ceremony stick staged on the appliance: the operator compares the fingerprints
     /// and confirms with a code from the authenticator enrolled at that ceremony (checked by
@@ -67,31 +71,31 @@ pub enum PendingKind {
     ImportKeys,
 }
 
-impl PendingKind {
-    const ALL: [PendingKind; 9] = [
-        PendingKind::MoveFunds,
-        PendingKind::SendMessage,
-        PendingKind::PostPublic,
-        PendingKind::WriteFile,
-        PendingKind::SignerApproval,
-        PendingKind::GoLive,
-        PendingKind::SetCap,
-        PendingKind::Destructive,
-        PendingKind::ImportKeys,
+impl ConfirmationKind {
+    const ALL: [ConfirmationKind; 9] = [
+        ConfirmationKind::MoveFunds,
+        ConfirmationKind::SendMessage,
+        ConfirmationKind::PostPublic,
+        ConfirmationKind::WriteFile,
+        ConfirmationKind::SignerApproval,
+        ConfirmationKind::GoLive,
+        ConfirmationKind::SetCap,
+        ConfirmationKind::Destructive,
+        ConfirmationKind::ImportKeys,
     ];
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
-            PendingKind::MoveFunds => "move_funds",
-            PendingKind::SendMessage => "send_message",
-            PendingKind::PostPublic => "post_public",
-            PendingKind::WriteFile => "write_file",
-            PendingKind::SignerApproval => "signer_approval",
-            PendingKind::GoLive => "go_live",
-            PendingKind::SetCap => "raise_cap",
-            PendingKind::Destructive => "destructive",
-            PendingKind::ImportKeys => "import_keys",
+            ConfirmationKind::MoveFunds => "move_funds",
+            ConfirmationKind::SendMessage => "send_message",
+            ConfirmationKind::PostPublic => "post_public",
+            ConfirmationKind::WriteFile => "write_file",
+            ConfirmationKind::SignerApproval => "signer_approval",
+            ConfirmationKind::GoLive => "go_live",
+            ConfirmationKind::SetCap => "raise_cap",
+            ConfirmationKind::Destructive => "destructive",
+            ConfirmationKind::ImportKeys => "import_keys",
         }
     }
 
@@ -99,7 +103,7 @@ impl PendingKind {
     pub fn needs_phrase(self) -> bool {
         matches!(
             self,
-            PendingKind::GoLive | PendingKind::SetCap | PendingKind::Destructive
+            ConfirmationKind::GoLive | ConfirmationKind::SetCap | ConfirmationKind::Destructive
         )
     }
 
@@ -107,7 +111,7 @@ impl PendingKind {
         Self::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| StoreError::Corrupt(format!("pending confirmation kind {s:?}")))
+            .ok_or_else(|| StoreError::Corrupt(format!("confirmation kind {s:?}")))
     }
 }
 
@@ -131,7 +135,7 @@ impl fmt::Display for Resolution {
 
 /// Where a confirmation stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PendingStatus {
+pub enum ConfirmationStatus {
     /// Waiting for the operator (unless past `expires_at`).
     Open,
     /// Approved by the operator.
@@ -142,32 +146,36 @@ pub enum PendingStatus {
     Expired,
 }
 
-impl PendingStatus {
+impl ConfirmationStatus {
     fn as_str(self) -> &'static str {
         match self {
-            PendingStatus::Open => "open",
-            PendingStatus::Approved => "approved",
-            PendingStatus::Denied => "denied",
-            PendingStatus::Expired => "expired",
+            ConfirmationStatus::Open => "open",
+            ConfirmationStatus::Approved => "approved",
+            ConfirmationStatus::Denied => "denied",
+            ConfirmationStatus::Expired => "expired",
         }
     }
 
     fn parse(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
-            "open" => PendingStatus::Open,
-            "approved" => PendingStatus::Approved,
-            "denied" => PendingStatus::Denied,
-            "expired" => PendingStatus::Expired,
-            other => return Err(StoreError::Corrupt(format!("pending status {other:?}"))),
+            "open" => ConfirmationStatus::Open,
+            "approved" => ConfirmationStatus::Approved,
+            "denied" => ConfirmationStatus::Denied,
+            "expired" => ConfirmationStatus::Expired,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "confirmation status {other:?}"
+                )));
+            }
         })
     }
 }
 
 /// A confirmation to ask the operator for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewPending {
+pub struct NewConfirmation {
     /// What kind of action.
-    pub kind: PendingKind,
+    pub kind: ConfirmationKind,
     /// The agent it is for, if any.
     pub agent: Option<AgentId>,
     /// One line shown to the operator ("send 0.5 SOL to 7xKX…q2 for trader — approve?").
@@ -184,11 +192,11 @@ pub struct NewPending {
 
 /// A confirmation as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PendingRow {
+pub struct ConfirmationRow {
     /// Its id.
-    pub id: PendingId,
+    pub id: ConfirmationId,
     /// What kind of action.
-    pub kind: PendingKind,
+    pub kind: ConfirmationKind,
     /// The agent it is for.
     pub agent: Option<AgentId>,
     /// The one-line summary.
@@ -202,7 +210,7 @@ pub struct PendingRow {
     /// When it expires.
     pub expires_at: u64,
     /// Where it stands.
-    pub status: PendingStatus,
+    pub status: ConfirmationStatus,
     /// The Telegram user id of the operator who answered.
     pub resolved_by: Option<i64>,
     /// When it was answered or marked expired.
@@ -216,26 +224,26 @@ impl Store {
     /// Records a confirmation to ask for. The summary must be one line of at most
     /// [`MAX_SUMMARY_CHARS`] characters, the payload valid JSON, the key a valid
     /// idempotency key never used by another confirmation.
-    pub fn create_pending(&self, p: &NewPending) -> Result<PendingId, StoreError> {
+    pub fn create_confirmation(&self, p: &NewConfirmation) -> Result<ConfirmationId, StoreError> {
         check_summary(&p.summary)?;
         serde_json::from_str::<serde::de::IgnoredAny>(&p.payload_json).map_err(|e| {
             StoreError::InvalidInput {
-                what: "pending payload",
+                what: "confirmation payload",
                 why: format!("not JSON: {e}"),
             }
         })?;
         check_key(&p.idempotency_key)?;
         if p.expires_at <= p.created_at {
             return Err(StoreError::InvalidInput {
-                what: "pending expiry",
+                what: "confirmation expiry",
                 why: format!(
                     "expires_at {} is not after created_at {}",
                     p.expires_at, p.created_at
                 ),
             });
         }
-        let created = to_sql_ts(p.created_at, "pending created_at")?;
-        let expires = to_sql_ts(p.expires_at, "pending expires_at")?;
+        let created = to_sql_ts(p.created_at, "confirmation created_at")?;
+        let expires = to_sql_ts(p.expires_at, "confirmation expires_at")?;
         let tx = migrations::begin_immediate(&self.conn)?;
         if let Some(agent) = &p.agent {
             self.ensure_agent(agent.as_str(), p.created_at)?;
@@ -263,13 +271,13 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
-        let id = PendingId(tx.last_insert_rowid());
+        let id = ConfirmationId(tx.last_insert_rowid());
         tx.commit()?;
         Ok(id)
     }
 
     /// The confirmations still open and not expired at `now`, oldest first.
-    pub fn pending(&self, now: u64) -> Result<Vec<PendingRow>, StoreError> {
+    pub fn open_confirmations(&self, now: u64) -> Result<Vec<ConfirmationRow>, StoreError> {
         let now = to_sql_ts(now, "now")?;
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {COLUMNS} FROM pending_confirmations
@@ -278,7 +286,7 @@ impl Store {
         let mut rows = stmt.query([now])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            out.push(pending_row(row)?);
+            out.push(confirmation_row(row)?);
         }
         Ok(out)
     }
@@ -288,9 +296,9 @@ impl Store {
     /// approved, then a crash before it ran. Oldest first.
     pub fn approved_unexecuted(
         &self,
-        kind: PendingKind,
+        kind: ConfirmationKind,
         since: u64,
-    ) -> Result<Vec<PendingRow>, StoreError> {
+    ) -> Result<Vec<ConfirmationRow>, StoreError> {
         let since = to_sql_ts(since, "since")?;
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {COLUMNS} FROM pending_confirmations p
@@ -302,77 +310,80 @@ impl Store {
         let mut rows = stmt.query(params![kind.as_str(), since])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            out.push(pending_row(row)?);
+            out.push(confirmation_row(row)?);
         }
         Ok(out)
     }
 
     /// One confirmation by id, whatever its status.
-    pub fn pending_by_id(&self, id: PendingId) -> Result<PendingRow, StoreError> {
+    pub fn confirmation(&self, id: ConfirmationId) -> Result<ConfirmationRow, StoreError> {
         self.conn
             .query_row(
                 &format!("SELECT {COLUMNS} FROM pending_confirmations WHERE id = ?1"),
                 [id.0],
-                |r| Ok(pending_row(r)),
+                |r| Ok(confirmation_row(r)),
             )
             .optional()?
-            .ok_or(StoreError::PendingNotFound(id))?
+            .ok_or(StoreError::ConfirmationNotFound(id))?
     }
 
     /// The confirmation created for `idempotency_key`, if any (e.g. to avoid asking twice
     /// for the same action after a restart).
-    pub fn pending_by_key(&self, idempotency_key: &str) -> Result<Option<PendingRow>, StoreError> {
+    pub fn confirmation_by_key(
+        &self,
+        idempotency_key: &str,
+    ) -> Result<Option<ConfirmationRow>, StoreError> {
         self.conn
             .query_row(
                 &format!("SELECT {COLUMNS} FROM pending_confirmations WHERE idempotency_key = ?1"),
                 [idempotency_key],
-                |r| Ok(pending_row(r)),
+                |r| Ok(confirmation_row(r)),
             )
             .optional()?
             .transpose()
     }
 
     /// Records the operator's answer, once. A second answer is
-    /// [`StoreError::PendingAlreadyResolved`]; an answer at or after `expires_at` is
-    /// [`StoreError::PendingExpired`] (and the row is marked expired).
-    pub fn resolve_pending(
+    /// [`StoreError::ConfirmationAlreadyResolved`]; an answer at or after `expires_at` is
+    /// [`StoreError::ConfirmationExpired`] (and the row is marked expired).
+    pub fn resolve_confirmation(
         &self,
-        id: PendingId,
+        id: ConfirmationId,
         resolution: Resolution,
         by_operator: i64,
         now: u64,
-    ) -> Result<PendingRow, StoreError> {
+    ) -> Result<ConfirmationRow, StoreError> {
         let sql_now = to_sql_ts(now, "now")?;
         let tx = migrations::begin_immediate(&self.conn)?;
-        let row = self.pending_by_id(id)?;
+        let row = self.confirmation(id)?;
         match row.status {
-            PendingStatus::Approved => {
-                return Err(StoreError::PendingAlreadyResolved {
+            ConfirmationStatus::Approved => {
+                return Err(StoreError::ConfirmationAlreadyResolved {
                     id,
                     resolution: Resolution::Approved,
                 });
             }
-            PendingStatus::Denied => {
-                return Err(StoreError::PendingAlreadyResolved {
+            ConfirmationStatus::Denied => {
+                return Err(StoreError::ConfirmationAlreadyResolved {
                     id,
                     resolution: Resolution::Denied,
                 });
             }
-            PendingStatus::Expired => return Err(StoreError::PendingExpired(id)),
-            PendingStatus::Open if now >= row.expires_at => {
+            ConfirmationStatus::Expired => return Err(StoreError::ConfirmationExpired(id)),
+            ConfirmationStatus::Open if now >= row.expires_at => {
                 tx.execute(
                     "UPDATE pending_confirmations SET status = 'expired', resolved_at = ?2
                      WHERE id = ?1",
                     params![id.0, sql_now],
                 )?;
                 tx.commit()?;
-                return Err(StoreError::PendingExpired(id));
+                return Err(StoreError::ConfirmationExpired(id));
             }
-            PendingStatus::Open => {}
+            ConfirmationStatus::Open => {}
         }
         let status = match resolution {
-            Resolution::Approved => PendingStatus::Approved,
-            Resolution::Denied => PendingStatus::Denied,
+            Resolution::Approved => ConfirmationStatus::Approved,
+            Resolution::Denied => ConfirmationStatus::Denied,
         };
         tx.execute(
             "UPDATE pending_confirmations SET status = ?2, resolved_by = ?3, resolved_at = ?4
@@ -380,7 +391,7 @@ impl Store {
             params![id.0, status.as_str(), by_operator, sql_now],
         )?;
         tx.commit()?;
-        Ok(PendingRow {
+        Ok(ConfirmationRow {
             status,
             resolved_by: Some(by_operator),
             resolved_at: Some(now),
@@ -389,7 +400,7 @@ impl Store {
     }
 
     /// Marks every open confirmation whose `expires_at <= now` as expired; returns how many.
-    pub fn expire_pending(&self, now: u64) -> Result<usize, StoreError> {
+    pub fn expire_confirmations(&self, now: u64) -> Result<usize, StoreError> {
         let now = to_sql_ts(now, "now")?;
         Ok(self.conn.execute(
             "UPDATE pending_confirmations SET status = 'expired', resolved_at = ?1
@@ -410,7 +421,7 @@ fn check_summary(summary: &str) -> Result<(), StoreError> {
         return Ok(());
     };
     Err(StoreError::InvalidInput {
-        what: "pending summary",
+        what: "confirmation summary",
         why,
     })
 }
@@ -425,27 +436,28 @@ pub(super) fn check_key(key: &str) -> Result<(), StoreError> {
         })
 }
 
-fn pending_row(row: &Row<'_>) -> Result<PendingRow, StoreError> {
+fn confirmation_row(row: &Row<'_>) -> Result<ConfirmationRow, StoreError> {
     let agent = row
         .get::<_, Option<String>>(2)?
         .map(|a| {
-            AgentId::try_from(a).map_err(|e| StoreError::Corrupt(format!("pending agent: {e}")))
+            AgentId::try_from(a)
+                .map_err(|e| StoreError::Corrupt(format!("confirmation agent: {e}")))
         })
         .transpose()?;
-    Ok(PendingRow {
-        id: PendingId(row.get(0)?),
-        kind: PendingKind::parse(&row.get::<_, String>(1)?)?,
+    Ok(ConfirmationRow {
+        id: ConfirmationId(row.get(0)?),
+        kind: ConfirmationKind::parse(&row.get::<_, String>(1)?)?,
         agent,
         summary: row.get(3)?,
         payload_json: row.get(4)?,
         idempotency_key: row.get(5)?,
-        created_at: from_sql_u64(row.get(6)?, "pending created_at")?,
-        expires_at: from_sql_u64(row.get(7)?, "pending expires_at")?,
-        status: PendingStatus::parse(&row.get::<_, String>(8)?)?,
+        created_at: from_sql_u64(row.get(6)?, "confirmation created_at")?,
+        expires_at: from_sql_u64(row.get(7)?, "confirmation expires_at")?,
+        status: ConfirmationStatus::parse(&row.get::<_, String>(8)?)?,
         resolved_by: row.get(9)?,
         resolved_at: row
             .get::<_, Option<i64>>(10)?
-            .map(|v| from_sql_u64(v, "pending resolved_at"))
+            .map(|v| from_sql_u64(v, "confirmation resolved_at"))
             .transpose()?,
     })
 }

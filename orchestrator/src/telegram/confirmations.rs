@@ -1,7 +1,8 @@
-//! What the operator's answers do: confirmation gates (Yes/No buttons), signer approvals
-//! (`/approve <id> <code>`, the code checked by the signer), phrase gates (the exact phrase,
-//! then a code the signer checks), and the commands that change agents (/pause /resume
-//! /paper /live /setcap). Every function here is reached only from an operator's update.
+//! What the operator's answers do: confirmations (Yes/No buttons), signer approvals
+//! (`/approve <id> <code>`, the code checked by the signer), phrase confirmations (the exact
+//! phrase, then a code the signer checks), and the commands that change agents (/pause
+//! /resume /paper /live /setcap). Every function here is reached only from an operator's
+//! update.
 
 use std::collections::BTreeSet;
 
@@ -14,7 +15,10 @@ use crate::config::{AgentConfig, Mode};
 use crate::firewall::{KNOWN_ASSETS, known_assets};
 use crate::operator::{self, Alert};
 use crate::signer_client::SignerError;
-use crate::store::{NewPending, PendingId, PendingKind, PendingRow, PendingStatus, Resolution};
+use crate::store::{
+    ConfirmationId, ConfirmationKind, ConfirmationRow, ConfirmationStatus, NewConfirmation,
+    Resolution,
+};
 
 /// `/approve <id> [code]`.
 pub async fn approve_command(ctx: &Ctx, user: i64, args: &str) -> String {
@@ -22,7 +26,7 @@ pub async fn approve_command(ctx: &Ctx, user: i64, args: &str) -> String {
     let Some(id) = parts.next() else {
         return "Usage: /approve <id> <code>, e.g. /approve 12 123456 (see /pending)".into();
     };
-    let id: PendingId = match id.trim_start_matches('#').parse() {
+    let id: ConfirmationId = match id.trim_start_matches('#').parse() {
         Ok(id) => id,
         Err(e) => return e,
     };
@@ -37,9 +41,14 @@ pub async fn approve_command(ctx: &Ctx, user: i64, args: &str) -> String {
 }
 
 /// Approves pending `id` with `code` (when its kind needs one).
-pub async fn approve(ctx: &Ctx, user: i64, id: PendingId, code: Option<&OperatorCode>) -> String {
+pub async fn approve(
+    ctx: &Ctx,
+    user: i64,
+    id: ConfirmationId,
+    code: Option<&OperatorCode>,
+) -> String {
     let now = unix_now();
-    let row = match ctx.with_store(|s| s.pending_by_id(id)) {
+    let row = match ctx.with_store(|s| s.confirmation(id)) {
         Ok(row) => row,
         Err(e) => return e,
     };
@@ -47,13 +56,13 @@ pub async fn approve(ctx: &Ctx, user: i64, id: PendingId, code: Option<&Operator
         return answer;
     }
     match row.kind {
-        PendingKind::SignerApproval => {
+        ConfirmationKind::SignerApproval => {
             let Some(code) = code else {
                 return format!("#{id} needs your authenticator code: /approve {id} <code>");
             };
             approvals::signer_approval(ctx, user, &row, code).await
         }
-        PendingKind::ImportKeys => {
+        ConfirmationKind::ImportKeys => {
             let Some(code) = code else {
                 return format!(
                     "#{id} needs a code from the authenticator entry made at the ceremony: /approve {id} <code>"
@@ -72,7 +81,7 @@ pub async fn approve(ctx: &Ctx, user: i64, id: PendingId, code: Option<&Operator
             let Some(code) = code else {
                 return format!("Phrase accepted for #{id}: now send your authenticator code.");
             };
-            phrase_gate(ctx, user, &row, code).await
+            run_phrase_confirmation(ctx, user, &row, code).await
         }
         _ => format!("#{id} is answered with its Yes/No buttons (or /deny {id})."),
     }
@@ -89,27 +98,27 @@ pub async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
         "no" => Resolution::Denied,
         _ => return "This button is not one of mine.".into(),
     };
-    let id: PendingId = match id.parse() {
+    let id: ConfirmationId = match id.parse() {
         Ok(id) => id,
         Err(e) => return e,
     };
-    let row = match ctx.with_store(|s| s.pending_by_id(id)) {
+    let row = match ctx.with_store(|s| s.confirmation(id)) {
         Ok(row) => row,
         Err(e) => return e,
     };
     if matches!(
         row.kind,
-        PendingKind::SignerApproval | PendingKind::ImportKeys
+        ConfirmationKind::SignerApproval | ConfirmationKind::ImportKeys
     ) || row.kind.needs_phrase()
     {
         return format!("#{id} needs more than a button: /approve {id} <code>.");
     }
-    let done = match ctx.with_store(|s| s.resolve_pending(id, resolution, user, unix_now())) {
+    let done = match ctx.with_store(|s| s.resolve_confirmation(id, resolution, user, unix_now())) {
         Ok(done) => done,
         Err(e) => return e,
     };
     let answered = format!("#{id} {}: {}", resolution, done.summary);
-    if done.kind != PendingKind::MoveFunds || resolution != Resolution::Approved {
+    if done.kind != ConfirmationKind::MoveFunds || resolution != Resolution::Approved {
         return answered;
     }
     match ctx.orch.execute_confirmed(&done).await {
@@ -120,21 +129,21 @@ pub async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
 
 /// `/deny <id>`.
 pub fn deny(ctx: &Ctx, user: i64, args: &str) -> String {
-    let id: PendingId = match args.trim().trim_start_matches('#').parse() {
+    let id: ConfirmationId = match args.trim().trim_start_matches('#').parse() {
         Ok(id) => id,
         Err(e) => return format!("Usage: /deny <id> ({e})"),
     };
     if ctx.config.is_destructive("deny") {
-        return gate_command(ctx, user, "deny", &id.to_string());
+        return confirm_command(ctx, user, "deny", &id.to_string());
     }
     do_deny(ctx, user, id)
 }
 
-fn do_deny(ctx: &Ctx, user: i64, id: PendingId) -> String {
-    match ctx.with_store(|s| s.resolve_pending(id, Resolution::Denied, user, unix_now())) {
+fn do_deny(ctx: &Ctx, user: i64, id: ConfirmationId) -> String {
+    match ctx.with_store(|s| s.resolve_confirmation(id, Resolution::Denied, user, unix_now())) {
         Ok(row) => {
             ctx.clear_state_for(id);
-            let tail = if row.kind == PendingKind::SignerApproval {
+            let tail = if row.kind == ConfirmationKind::SignerApproval {
                 " The signer's own request expires unapproved."
             } else {
                 ""
@@ -168,7 +177,7 @@ pub async fn text(ctx: &Ctx, user: i64, text: &str, replied_to: Option<&str>) ->
         _ => {}
     }
     if code.is_some()
-        && let Some(id) = replied_to.and_then(pending_id_in)
+        && let Some(id) = replied_to.and_then(confirmation_id_in)
     {
         return Some(approve(ctx, user, id, code.as_ref()).await);
     }
@@ -183,7 +192,7 @@ pub fn pause(ctx: &Ctx, user: i64, args: &str, paused: bool) -> String {
         Err(e) => return e,
     };
     if ctx.config.is_destructive(command) {
-        return gate_command(ctx, user, command, agent.id.as_str());
+        return confirm_command(ctx, user, command, agent.id.as_str());
     }
     do_pause(ctx, user, &agent, paused)
 }
@@ -213,7 +222,7 @@ pub fn paper(ctx: &Ctx, user: i64, args: &str) -> String {
         Err(e) => return e,
     };
     if ctx.config.is_destructive("paper") {
-        return gate_command(ctx, user, "paper", agent.id.as_str());
+        return confirm_command(ctx, user, "paper", agent.id.as_str());
     }
     do_paper(ctx, &agent)
 }
@@ -228,7 +237,7 @@ fn do_paper(ctx: &Ctx, agent: &AgentConfig) -> String {
     }
 }
 
-/// `/live <agent> [asset]`: a phrase gate.
+/// `/live <agent> [asset]`: a phrase confirmation.
 pub fn live(ctx: &Ctx, user: i64, args: &str) -> String {
     let mut parts = args.split_whitespace();
     let agent = match agent_arg(ctx, parts.next().unwrap_or("")) {
@@ -246,10 +255,17 @@ pub fn live(ctx: &Ctx, user: i64, args: &str) -> String {
     );
     let payload =
         json!({"action": "go_live", "agent": agent.id, "asset": asset, "purpose": purpose});
-    open_gate(ctx, user, PendingKind::GoLive, &agent, &summary, payload)
+    open_confirmation(
+        ctx,
+        user,
+        ConfirmationKind::GoLive,
+        &agent,
+        &summary,
+        payload,
+    )
 }
 
-/// `/setcap <agent> <asset> <per_tx|velocity_24h> <amount>`: a phrase gate; the signer checks
+/// `/setcap <agent> <asset> <per_tx|velocity_24h> <amount>`: a phrase confirmation; the signer checks
 /// the code and the signed ceiling.
 pub fn setcap(ctx: &Ctx, user: i64, args: &str) -> String {
     const USAGE: &str = "Usage: /setcap <agent> <asset> <per_tx|velocity_24h> <amount in base units>, e.g. /setcap trader SOL per_tx 800000000";
@@ -280,51 +296,72 @@ pub fn setcap(ctx: &Ctx, user: i64, args: &str) -> String {
     // Stored keys keep the wire's names: the action is the signer op it leads to.
     let payload = json!({"action": "set_limit", "agent": agent.id, "asset": asset,
         "limit": cap.as_str(), "amount": amount.to_string(), "purpose": purpose});
-    open_gate(ctx, user, PendingKind::SetCap, &agent, &summary, payload)
+    open_confirmation(
+        ctx,
+        user,
+        ConfirmationKind::SetCap,
+        &agent,
+        &summary,
+        payload,
+    )
 }
 
 /// A command the config marks destructive: recorded, then the phrase and a code.
-fn gate_command(ctx: &Ctx, user: i64, command: &str, arg: &str) -> String {
+fn confirm_command(ctx: &Ctx, user: i64, command: &str, arg: &str) -> String {
     let purpose = format!("{command} {arg}");
     let payload = json!({"action": "command", "command": command, "arg": arg, "purpose": purpose});
     let agent = agent_arg(ctx, arg).ok();
     let summary = format!("/{command} {arg} (marked destructive in the config)");
     match agent {
-        Some(a) => open_gate(ctx, user, PendingKind::Destructive, &a, &summary, payload),
-        None => open_gate_for(ctx, user, PendingKind::Destructive, None, &summary, payload),
+        Some(a) => open_confirmation(
+            ctx,
+            user,
+            ConfirmationKind::Destructive,
+            &a,
+            &summary,
+            payload,
+        ),
+        None => open_confirmation_for(
+            ctx,
+            user,
+            ConfirmationKind::Destructive,
+            None,
+            &summary,
+            payload,
+        ),
     }
 }
 
-fn open_gate(
+fn open_confirmation(
     ctx: &Ctx,
     user: i64,
-    kind: PendingKind,
+    kind: ConfirmationKind,
     agent: &AgentConfig,
     summary: &str,
     payload: Value,
 ) -> String {
-    open_gate_for(ctx, user, kind, Some(agent), summary, payload)
+    open_confirmation_for(ctx, user, kind, Some(agent), summary, payload)
 }
 
-fn open_gate_for(
+fn open_confirmation_for(
     ctx: &Ctx,
     user: i64,
-    kind: PendingKind,
+    kind: ConfirmationKind,
     agent: Option<&AgentConfig>,
     summary: &str,
     payload: Value,
 ) -> String {
     let now = unix_now();
-    let pending = NewPending {
+    let pending = NewConfirmation {
         kind,
         agent: agent.map(|a| a.id.clone()),
         summary: summary.to_string(),
         payload_json: payload.to_string(),
-        idempotency_key: format!("gate-{now}-{}", ctx.next_seq()),
+        idempotency_key: format!("confirmation-{now}-{}", ctx.next_seq()),
         created_at: now,
         expires_at: now + ctx.config.pending_expiry_secs,
     };
-    let id = match ctx.with_store(|s| s.create_pending(&pending)) {
+    let id = match ctx.with_store(|s| s.create_confirmation(&pending)) {
         Ok(id) => id,
         Err(e) => return e,
     };
@@ -338,7 +375,12 @@ fn open_gate_for(
 }
 
 /// The phrase was typed; the signer checks `code` for the row's purpose, then it runs.
-async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &OperatorCode) -> String {
+async fn run_phrase_confirmation(
+    ctx: &Ctx,
+    user: i64,
+    row: &ConfirmationRow,
+    code: &OperatorCode,
+) -> String {
     let id = row.id;
     let payload: Value = serde_json::from_str(&row.payload_json).unwrap_or_default();
     let purpose = payload["purpose"].as_str().unwrap_or_default().to_string();
@@ -403,7 +445,7 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &OperatorCode
     };
     ctx.set_state(user, State::Idle);
     if let Err(e) =
-        ctx.with_store(|s| s.resolve_pending(id, Resolution::Approved, user, unix_now()))
+        ctx.with_store(|s| s.resolve_confirmation(id, Resolution::Approved, user, unix_now()))
     {
         return format!("{confirmed}, but {e}");
     }
@@ -453,27 +495,27 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &OperatorCode
 }
 
 /// An answer when `row` can no longer be approved (answered or expired), else `None`.
-fn not_open(ctx: &Ctx, row: &PendingRow, now: u64) -> Option<String> {
+fn not_open(ctx: &Ctx, row: &ConfirmationRow, now: u64) -> Option<String> {
     let id = row.id;
     match row.status {
-        PendingStatus::Approved => Some(format!(
+        ConfirmationStatus::Approved => Some(format!(
             "#{id} was already approved; each confirmation is used once."
         )),
-        PendingStatus::Denied => Some(format!(
+        ConfirmationStatus::Denied => Some(format!(
             "#{id} was denied; ask the agent again if you changed your mind."
         )),
-        PendingStatus::Expired => Some(format!(
+        ConfirmationStatus::Expired => Some(format!(
             "#{id} has expired: nothing ran. Ask again if it is still wanted."
         )),
-        PendingStatus::Open if now >= row.expires_at => {
-            // Marks it expired in the store (resolve_pending refuses an overdue row).
-            let _ = ctx.with_store(|s| s.resolve_pending(id, Resolution::Denied, 0, now));
+        ConfirmationStatus::Open if now >= row.expires_at => {
+            // Marks it expired in the store (resolve_confirmation refuses an overdue row).
+            let _ = ctx.with_store(|s| s.resolve_confirmation(id, Resolution::Denied, 0, now));
             ctx.clear_state_for(id);
             Some(format!(
                 "#{id} has expired: nothing ran. Ask again if it is still wanted."
             ))
         }
-        PendingStatus::Open => None,
+        ConfirmationStatus::Open => None,
     }
 }
 
@@ -517,7 +559,7 @@ fn known_asset(arg: &str) -> Result<AssetSymbol, String> {
 }
 
 /// The first `#<number>` in a bot message the operator replied to.
-pub fn pending_id_in(text: &str) -> Option<PendingId> {
+pub fn confirmation_id_in(text: &str) -> Option<ConfirmationId> {
     let start = text.find('#')? + 1;
     let digits: String = text[start..]
         .chars()
@@ -533,11 +575,11 @@ mod tests {
     #[test]
     fn ids_in_replies() {
         assert_eq!(
-            pending_id_in("#12 the signer asks for your code"),
-            Some(PendingId(12))
+            confirmation_id_in("#12 the signer asks for your code"),
+            Some(ConfirmationId(12))
         );
-        assert_eq!(pending_id_in("no id here"), None);
-        assert_eq!(pending_id_in("# 12"), None);
-        assert_eq!(pending_id_in("#0"), None);
+        assert_eq!(confirmation_id_in("no id here"), None);
+        assert_eq!(confirmation_id_in("# 12"), None);
+        assert_eq!(confirmation_id_in("#0"), None);
     }
 }
