@@ -380,27 +380,16 @@ replies = [
     )
 }
 
-/// One line per decision: who, what, and which layer decided.
+/// One line per decision: a mark, who, and the outcome's own one-line text (which names the
+/// layer or gate that decided).
 fn describe(agent: &vigil_protocol::AgentId, outcome: &Outcome) -> String {
-    let agent = agent.as_str();
-    match outcome {
-        Outcome::Held { layer, reason } => format!("• {agent:<13} HOLD ({layer}): {reason}"),
-        Outcome::Refused {
-            layer,
-            rule,
-            message,
-        } => format!("✘ {agent:<13} REFUSED by layer {layer} [{rule}]: {message}"),
-        Outcome::PaperFilled { summary } => {
-            format!("✔ {agent:<13} PAPER FILL (all three layers allowed): {summary}")
-        }
-        Outcome::AwaitingConfirmation { summary, .. } => {
-            format!("⏸ {agent:<13} WAITS FOR THE OPERATOR'S YES: {summary}")
-        }
-        Outcome::NeedsApproval { summary, .. } => {
-            format!("⏸ {agent:<13} NEEDS THE OPERATOR (layer 3 threshold): {summary}")
-        }
-        Outcome::Signed { summary, .. } => format!("✔ {agent:<13} SIGNED: {summary}"),
-    }
+    let mark = match outcome {
+        Outcome::Held { .. } => '•',
+        Outcome::Refused { .. } => '✘',
+        Outcome::PaperFilled { .. } | Outcome::Signed { .. } => '✔',
+        Outcome::AwaitingConfirmation { .. } | Outcome::NeedsApproval { .. } => '⏸',
+    };
+    format!("{mark} {:<13} {outcome}", agent.as_str())
 }
 
 fn sign(agent: &str, intent: Intent, key: &str, blockhash: &str) -> anyhow::Result<Op> {

@@ -126,36 +126,6 @@ impl Operator for Terminal {
 }
 
 /// The store setting that pauses `agent` (value `"true"`).
-/// One line for the operator on what a decision or an approved action came to.
-pub fn describe_outcome(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Held { layer, reason } => format!("held ({layer}): {reason}"),
-        Outcome::Refused {
-            layer,
-            rule,
-            message,
-        } => format!("refused by layer {layer} [{rule}]: {message}"),
-        Outcome::PaperFilled { summary } => format!("paper fill: {summary}"),
-        Outcome::AwaitingConfirmation {
-            summary,
-            confirmation_id,
-        } => {
-            format!("waiting for your yes (#{confirmation_id}): {summary}")
-        }
-        Outcome::NeedsApproval {
-            summary,
-            confirmation_id,
-            ..
-        } => format!("needs your code: /approve {confirmation_id} <code> — {summary}"),
-        Outcome::Signed {
-            summary,
-            signature,
-            chain,
-            ..
-        } => format!("signed and sent ({chain}): {summary}, signature {signature}"),
-    }
-}
-
 pub fn paused_key(agent: &AgentId) -> String {
     format!("paused:{agent}")
 }

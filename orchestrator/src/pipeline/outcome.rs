@@ -1,5 +1,8 @@
-//! What one decision came to ([`Outcome`]), and its record: a row in the agent's decision
-//! log and a line in its memory.
+//! What one decision came to ([`Outcome`]): its one-line text (the `Display`, used
+//! wherever an outcome is told: the agent's memory, the operator's chat, the demo), and its
+//! record: a row in the agent's decision log and a line in its memory.
+
+use std::fmt;
 
 use serde::Serialize;
 
@@ -22,12 +25,13 @@ pub enum Outcome {
     /// Paper mode: the signer would sign; a fill was simulated and recorded.
     PaperFilled { summary: String },
     /// Live mode: the signer would sign this, and it waits for the operator's Yes (a
-    /// pending confirmation was recorded); nothing is signed until then.
+    /// confirmation was recorded); nothing is signed until then.
     AwaitingConfirmation {
         summary: String,
         confirmation_id: i64,
     },
-    /// The signer needs the operator's code; a pending confirmation was recorded.
+    /// The signer needs the operator's code (an approval; a confirmation that tracks it was
+    /// recorded).
     NeedsApproval {
         approval_id: String,
         summary: String,
@@ -41,6 +45,48 @@ pub enum Outcome {
         /// What the chain said: "confirmed", "finalized", "failed: ...", "not broadcast: ...".
         chain: String,
     },
+}
+
+/// One line: what happened, which layer or gate decided, and for an item that waits, how the
+/// operator answers it.
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Held { layer, reason } => write!(f, "held ({layer}): {reason}"),
+            Outcome::Refused {
+                layer,
+                rule,
+                message,
+            } => write!(f, "refused by layer {layer} [{rule}]: {message}"),
+            Outcome::PaperFilled { summary } => {
+                write!(f, "paper fill (all three layers allowed): {summary}")
+            }
+            Outcome::AwaitingConfirmation {
+                summary,
+                confirmation_id,
+            } => write!(
+                f,
+                "waiting for the operator's yes (#{confirmation_id}): {summary}"
+            ),
+            Outcome::NeedsApproval {
+                summary,
+                confirmation_id,
+                ..
+            } => write!(
+                f,
+                "needs the operator's code (layer 3 threshold): /approve {confirmation_id} <code> — {summary}"
+            ),
+            Outcome::Signed {
+                summary,
+                signature,
+                chain,
+                ..
+            } => write!(
+                f,
+                "signed and sent ({chain}): {summary}, signature {signature}"
+            ),
+        }
+    }
 }
 
 pub(super) fn record(agent: &AgentConfig, inputs: &Inputs, deps: &Deps<'_>, outcome: &Outcome) {
@@ -70,20 +116,7 @@ pub(super) fn record(agent: &AgentConfig, inputs: &Inputs, deps: &Deps<'_>, outc
         ),
         Outcome::Signed { .. } => (Stored::Signed, None, None),
     };
-    let memory = match outcome {
-        Outcome::Held { layer, reason } => format!("held ({layer}): {reason}"),
-        Outcome::Refused {
-            layer,
-            rule,
-            message,
-        } => format!("refused by layer {layer} [{rule}]: {message}"),
-        Outcome::PaperFilled { summary } => format!("paper fill: {summary}"),
-        Outcome::NeedsApproval { summary, .. } => format!("waiting for the operator: {summary}"),
-        Outcome::AwaitingConfirmation { summary, .. } => {
-            format!("waiting for the operator's yes: {summary}")
-        }
-        Outcome::Signed { summary, chain, .. } => format!("signed ({chain}): {summary}"),
-    };
+    let memory = outcome.to_string();
     let Ok(store) = deps.store.lock() else { return };
     let result = store.agent(&agent.id).record_decision(&NewDecision {
         ts: inputs.now,
@@ -98,5 +131,65 @@ pub(super) fn record(agent: &AgentConfig, inputs: &Inputs, deps: &Deps<'_>, outc
     let remembered = store.agent(&agent.id).append_memory(inputs.now, &memory);
     if let Err(e) = result.map(|_| ()).and(remembered) {
         tracing::error!(agent = %agent.id, error = %e, "could not record the decision");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_is_one_line_naming_what_decided_and_how_to_answer() {
+        let s = |v: &str| v.to_string();
+        let cases = [
+            (
+                Outcome::Held {
+                    layer: s("cost"),
+                    reason: s("cap reached"),
+                },
+                "held (cost): cap reached",
+            ),
+            (
+                Outcome::Refused {
+                    layer: s("2"),
+                    rule: s("PeerNotAllowed"),
+                    message: s("not a peer"),
+                },
+                "refused by layer 2 [PeerNotAllowed]: not a peer",
+            ),
+            (
+                Outcome::PaperFilled {
+                    summary: s("transfer 0.2 SOL"),
+                },
+                "paper fill (all three layers allowed): transfer 0.2 SOL",
+            ),
+            (
+                Outcome::AwaitingConfirmation {
+                    summary: s("transfer 0.2 SOL"),
+                    confirmation_id: 7,
+                },
+                "waiting for the operator's yes (#7): transfer 0.2 SOL",
+            ),
+            (
+                Outcome::NeedsApproval {
+                    approval_id: s("ap-1"),
+                    summary: s("transfer 0.8 SOL"),
+                    confirmation_id: 8,
+                },
+                "needs the operator's code (layer 3 threshold): /approve 8 <code> — transfer 0.8 SOL",
+            ),
+            (
+                Outcome::Signed {
+                    summary: s("transfer 0.2 SOL"),
+                    signature: s("5sig"),
+                    tx: s("AAAA"),
+                    chain: s("confirmed"),
+                },
+                "signed and sent (confirmed): transfer 0.2 SOL, signature 5sig",
+            ),
+        ];
+        for (outcome, want) in cases {
+            assert_eq!(outcome.to_string(), want);
+        }
     }
 }

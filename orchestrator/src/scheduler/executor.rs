@@ -74,11 +74,7 @@ impl Orchestrator {
         let mut report = Vec::new();
         for row in rows {
             let line = match self.execute_confirmed(&row).await {
-                Ok(outcome) => format!(
-                    "approved #{} run after a restart: {}",
-                    row.id.0,
-                    operator::describe_outcome(&outcome)
-                ),
+                Ok(outcome) => format!("approved #{} run after a restart: {}", row.id.0, outcome),
                 Err(e) => format!("approved #{} not run: {e}", row.id.0),
             };
             report.push(line);

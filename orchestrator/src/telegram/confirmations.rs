@@ -122,7 +122,7 @@ pub async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
         return answered;
     }
     match ctx.orch.execute_confirmed(&done).await {
-        Ok(outcome) => format!("{answered}\n{}", operator::describe_outcome(&outcome)),
+        Ok(outcome) => format!("{answered}\n{outcome}"),
         Err(e) => format!("{answered}\nNot sent: {e}"),
     }
 }
