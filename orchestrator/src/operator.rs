@@ -125,8 +125,8 @@ impl Operator for Terminal {
     }
 }
 
-/// The store setting that pauses `agent` (value `"true"`).
-pub fn paused_key(agent: &AgentId) -> String {
+/// The store setting that pauses `agent` (value `"true"`; `"false"` or none: not paused).
+fn paused_key(agent: &AgentId) -> String {
     format!("paused:{agent}")
 }
 
@@ -135,11 +135,18 @@ pub fn mode_key(agent: &AgentId) -> String {
     format!("mode:{agent}")
 }
 
-/// Whether the operator paused `agent`.
+/// Whether the operator paused `agent`: the one place the pause flag is read. A flag that
+/// cannot be read, or holds anything but `true`/`false`, is an error, and every caller that
+/// lets an agent act treats an error as paused (the scheduler holds the agent).
 pub fn is_paused(store: &Store, agent: &AgentId) -> Result<bool, StoreError> {
-    Ok(store
-        .setting(&paused_key(agent))?
-        .is_some_and(|v| v == "true"))
+    match store.setting(&paused_key(agent))?.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(StoreError::Corrupt(format!(
+            "the pause flag of {agent} is {:?}, neither true nor false; /pause {agent} or /resume {agent} sets it again",
+            vigil_protocol::types::truncate(other)
+        ))),
+    }
 }
 
 /// Pauses (`true`) or resumes `agent`.
@@ -252,6 +259,12 @@ mod tests {
         assert!(is_paused(&store, &id).unwrap());
         set_paused(&store, &id, false).unwrap();
         assert!(!is_paused(&store, &id).unwrap());
+        // Anything else is unreadable, not "not paused".
+        store.set_setting(&paused_key(&id), "yes").unwrap();
+        assert!(matches!(
+            is_paused(&store, &id),
+            Err(StoreError::Corrupt(m)) if m.contains("neither true nor false")
+        ));
     }
 
     #[test]

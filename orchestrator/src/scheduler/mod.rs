@@ -166,12 +166,22 @@ impl Orchestrator {
             corrections: Vec::new(),
         };
         let now = unix_now();
-        if self.is_paused(&agent.id) {
-            return held("operator", "paused by the operator".into());
-        }
-        // The operator's /paper and /live choices (stored settings) override the config.
+        // The operator's pause, failing closed: a flag that cannot be read holds the agent.
+        // Then the operator's /paper and /live choices (stored settings) override the config.
         let agent = &match self.store.lock() {
-            Ok(store) => operator::with_mode_override(&store, agent),
+            Ok(store) => match operator::is_paused(&store, &agent.id) {
+                Ok(false) => operator::with_mode_override(&store, agent),
+                Ok(true) => return held("operator", "paused by the operator".into()),
+                Err(e) => {
+                    return held(
+                        "state",
+                        format!(
+                            "cannot read whether {} is paused ({e}); it holds until the state can be read",
+                            agent.id
+                        ),
+                    );
+                }
+            },
             Err(_) => return held("state", "state unavailable".into()),
         };
         let Some(provider) = self.providers.get(&agent.provider) else {
@@ -307,14 +317,6 @@ impl Orchestrator {
             .map_err(|e| format!("latest blockhash: {e}"))?;
         Ok((u128::from(balance), blockhash.hash))
     }
-
-    fn is_paused(&self, agent: &AgentId) -> bool {
-        self.store
-            .lock()
-            .ok()
-            .and_then(|s| s.setting(&format!("paused:{agent}")).ok().flatten())
-            .is_some_and(|v| v == "true")
-    }
 }
 
 /// Unix seconds from the system clock (0 if it reads before 1970).
@@ -322,4 +324,83 @@ pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An orchestrator over a real state file and no providers: a decision that gets past the
+    /// pause check holds at `config` (unknown provider), before any LLM or signer call.
+    fn orchestrator(dir: &std::path::Path) -> Orchestrator {
+        let mut config = Config::default_config();
+        config.providers.clear();
+        config.state_db = dir.join("state.sqlite");
+        config.signer_socket = dir.join("no-signer.sock");
+        let store = Store::open(&config.state_db).unwrap();
+        let signer = SignerClient::new(&config.signer_socket, Duration::from_secs(1));
+        Orchestrator::new(config, store, signer).unwrap()
+    }
+
+    async fn held_at(orch: &Orchestrator, agent: &AgentConfig) -> (String, String) {
+        match orch.decide(agent, Vec::new()).await.outcome {
+            Outcome::Held { layer, reason } => (layer, reason),
+            other => panic!("expected a hold, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_paused_agent_holds_and_so_does_one_whose_pause_flag_cannot_be_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let orch = orchestrator(dir.path());
+        let agent = orch.agents()[0].clone();
+        let pause = |paused: bool| {
+            operator::set_paused(&orch.store().lock().unwrap(), &agent.id, paused).unwrap();
+        };
+        assert_eq!(
+            held_at(&orch, &agent).await.0,
+            "config",
+            "not paused: it runs"
+        );
+        pause(true);
+        let (layer, reason) = held_at(&orch, &agent).await;
+        assert_eq!(
+            (layer.as_str(), reason.as_str()),
+            ("operator", "paused by the operator")
+        );
+        pause(false);
+        assert_eq!(held_at(&orch, &agent).await.0, "config", "resumed: it runs");
+
+        // The state becomes unreadable under the scheduler: the agent holds, it does not run.
+        rusqlite::Connection::open(dir.path().join("state.sqlite"))
+            .unwrap()
+            .execute_batch("DROP TABLE settings")
+            .unwrap();
+        let (layer, reason) = held_at(&orch, &agent).await;
+        assert_eq!(layer, "state", "{reason}");
+        assert!(
+            reason.contains("cannot read whether") && reason.contains("holds"),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_state_lock_poisoned_by_a_panic_holds_every_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let orch = orchestrator(dir.path());
+        let poisoned = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _guard = orch.store().lock();
+                panic!("a panic while holding the state lock");
+            })
+            .join()
+        });
+        assert!(poisoned.is_err());
+        for agent in orch.agents() {
+            assert_eq!(
+                held_at(&orch, agent).await,
+                ("state".to_string(), "state unavailable".to_string())
+            );
+        }
+    }
 }

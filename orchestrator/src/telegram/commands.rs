@@ -8,10 +8,10 @@ use vigil_protocol::AssetSymbol;
 use vigil_protocol::message::StatusResult;
 
 use super::Ctx;
-use crate::config::Mode;
+use crate::config::{AgentConfig, Mode};
 use crate::cost::format_usd;
 use crate::operator;
-use crate::store::{ConfirmationKind, ConfirmationRow};
+use crate::store::{ConfirmationKind, ConfirmationRow, Store};
 
 /// Vigil operator commands:
 #[derive(BotCommands, Clone, Debug, PartialEq, Eq)]
@@ -65,11 +65,11 @@ pub async fn status(ctx: &Ctx) -> String {
     let signer = ctx.orch.signer().lock().await.status().await;
     let (paused, pending, cost) = match ctx.orch.store().lock() {
         Ok(store) => {
-            let paused: Vec<bool> = ctx
+            let paused: Vec<&str> = ctx
                 .orch
                 .agents()
                 .iter()
-                .map(|a| operator::is_paused(&store, &a.id).unwrap_or(false))
+                .map(|a| pause_text(&store, a))
                 .collect();
             let agents: Vec<_> = ctx
                 .orch
@@ -85,10 +85,10 @@ pub async fn status(ctx: &Ctx) -> String {
         }
         Err(_) => return "state unavailable: check the orchestrator's log".into(),
     };
-    for (is_paused, agent) in &paused {
+    for (pause, agent) in &paused {
         let _ = write!(out, "\n• {}: {}", agent.id, mode_text(agent));
-        if *is_paused {
-            out.push_str(", PAUSED");
+        if *pause != RUNNING {
+            let _ = write!(out, ", {pause}");
         }
         if let Ok(s) = &signer {
             out.push_str(&spend_text(s, agent.id.as_str()));
@@ -141,7 +141,6 @@ pub fn agents(ctx: &Ctx) -> String {
     let mut out = String::from("Agents");
     for configured in ctx.orch.agents() {
         let a = operator::with_mode_override(&store, configured);
-        let paused = operator::is_paused(&store, &a.id).unwrap_or(false);
         let _ = write!(
             out,
             "\n• {}: {} via {}/{}, every {} s, {}{}",
@@ -150,7 +149,7 @@ pub fn agents(ctx: &Ctx) -> String {
             a.provider,
             a.model,
             a.schedule_secs,
-            if paused { "PAUSED" } else { "running" },
+            pause_text(&store, &a),
             a.fallback_provider
                 .as_ref()
                 .map(|f| format!(", fallback {f}"))
@@ -295,7 +294,23 @@ fn audit_line(event: &serde_json::Value) -> String {
     line
 }
 
-fn mode_text(agent: &crate::config::AgentConfig) -> String {
+/// What /agents says of an agent that is not paused.
+const RUNNING: &str = "running";
+
+/// `running`, `PAUSED`, or, when the flag cannot be read, that the agent holds (the scheduler
+/// treats an unreadable flag as paused).
+fn pause_text(store: &Store, agent: &AgentConfig) -> &'static str {
+    match operator::is_paused(store, &agent.id) {
+        Ok(false) => RUNNING,
+        Ok(true) => "PAUSED",
+        Err(e) => {
+            tracing::error!(agent = %agent.id, error = %e, "cannot read the pause flag");
+            "HOLDING (pause flag unreadable: see the log)"
+        }
+    }
+}
+
+fn mode_text(agent: &AgentConfig) -> String {
     match agent.mode {
         Mode::Paper => "paper".into(),
         Mode::Live => format!(
