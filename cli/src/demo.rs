@@ -185,7 +185,7 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     for p in &pending {
         println!(
             "  operator prompt (on this terminal until Telegram is configured): approve #{}? {}",
-            p.id.0, p.summary
+            p.id.0, p.confirmation.summary
         );
         let resolved = lock(orchestrator.store())?.resolve_confirmation(
             p.id,

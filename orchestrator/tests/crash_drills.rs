@@ -142,7 +142,7 @@ fn pending_keys(store: &Store) -> BTreeSet<(i64, String)> {
         .open_confirmations(0)
         .unwrap()
         .into_iter()
-        .map(|r| (r.id.0, r.idempotency_key))
+        .map(|r| (r.id.0, r.confirmation.idempotency_key))
         .collect()
 }
 

@@ -180,7 +180,7 @@ async fn a_staged_stick_becomes_one_confirmation_whose_digest_the_signer_accepts
         .unwrap();
     assert_eq!(pending.len(), 1);
     let row = &pending[0];
-    assert_eq!(row.kind, ConfirmationKind::ImportKeys);
+    assert_eq!(row.confirmation.kind, ConfirmationKind::ImportKeys);
     let status = orchestrator
         .signer()
         .lock()
@@ -191,13 +191,14 @@ async fn a_staged_stick_becomes_one_confirmation_whose_digest_the_signer_accepts
     assert!(status.awaiting_keys);
     let trader = &status.agents[0];
     assert!(
-        row.summary.contains(&trader.address) && row.summary.contains(&trader.fingerprint),
+        row.confirmation.summary.contains(&trader.address)
+            && row.confirmation.summary.contains(&trader.fingerprint),
         "the operator sees the address and fingerprint: {}",
-        row.summary
+        row.confirmation.summary
     );
 
     // The stored digest is the one the signer accepts with the ceremony's code.
-    let payload: serde_json::Value = serde_json::from_str(&row.payload_json).unwrap();
+    let payload: serde_json::Value = serde_json::from_str(&row.confirmation.payload_json).unwrap();
     let digest: vigil_protocol::ManifestDigest = payload["manifest_digest"]
         .as_str()
         .unwrap()

@@ -13,13 +13,13 @@ impl Orchestrator {
     /// a second call, or a call after a crash, never signs or broadcasts it again). Refused if
     /// the item is not approved, or if the agent or asset is no longer live.
     pub async fn execute_confirmed(&self, row: &ConfirmationRow) -> Result<Outcome, String> {
-        if row.kind != ConfirmationKind::MoveFunds {
+        if row.confirmation.kind != ConfirmationKind::MoveFunds {
             return Err(format!("#{} is not a transfer to run", row.id.0));
         }
         if row.status != ConfirmationStatus::Approved {
             return Err(format!("#{} is not approved", row.id.0));
         }
-        let payload: serde_json::Value = serde_json::from_str(&row.payload_json)
+        let payload: serde_json::Value = serde_json::from_str(&row.confirmation.payload_json)
             .map_err(|e| format!("#{}: stored action unreadable: {e}", row.id.0))?;
         let intent: vigil_protocol::Intent = serde_json::from_value(payload["intent"].clone())
             .map_err(|e| format!("#{}: stored intent unreadable: {e}", row.id.0))?;
@@ -27,6 +27,7 @@ impl Orchestrator {
             .as_str()
             .ok_or_else(|| format!("#{}: stored action has no idempotency key", row.id.0))?;
         let agent_id = row
+            .confirmation
             .agent
             .clone()
             .ok_or_else(|| format!("#{}: the action names no agent", row.id.0))?;

@@ -14,13 +14,14 @@ impl Orchestrator {
         now: u64,
     ) -> Result<String, String> {
         let payload: serde_json::Value =
-            serde_json::from_str(&row.payload_json).map_err(|e| e.to_string())?;
+            serde_json::from_str(&row.confirmation.payload_json).map_err(|e| e.to_string())?;
         if payload["mode"] != "paper" {
             return Err("not a paper action".into());
         }
         let intent: vigil_protocol::Intent = serde_json::from_value(payload["intent"].clone())
             .map_err(|e| format!("stored intent unreadable: {e}"))?;
         let agent = row
+            .confirmation
             .agent
             .clone()
             .ok_or("the pending action names no agent")?;
@@ -33,9 +34,9 @@ impl Orchestrator {
             .map_err(|_| "state unavailable".to_string())?;
         store
             .agent(&agent)
-            .record_paper_fill(now, t.asset, -amount, &row.summary)
+            .record_paper_fill(now, t.asset, -amount, &row.confirmation.summary)
             .map_err(|e| e.to_string())?;
-        Ok(row.summary.clone())
+        Ok(row.confirmation.summary.clone())
     }
 
     /// The sum of the agent's paper fills in SOL (negative: paid out).

@@ -96,31 +96,17 @@ pub struct NewDecision {
     pub idempotency_key: Option<String>,
 }
 
-/// A decision as stored.
+/// A decision as stored: what was recorded, with its row id and agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecisionRow {
     /// Row id, increasing with time of insertion.
     pub id: i64,
     /// Whose decision.
     pub agent: AgentId,
-    /// When (Unix seconds).
-    pub ts: u64,
-    /// Digest of the prompt.
-    pub prompt_digest: String,
-    /// The raw reply (maybe cut).
-    pub reply: String,
-    /// Whether `reply` was cut to [`MAX_REPLY_BYTES`].
+    /// The decision as recorded; its `reply` is the stored one (maybe cut).
+    pub decision: NewDecision,
+    /// Whether `decision.reply` was cut to [`MAX_REPLY_BYTES`].
     pub reply_truncated: bool,
-    /// The parsed reply.
-    pub parsed_json: Option<String>,
-    /// What became of it.
-    pub outcome: Outcome,
-    /// Which layer decided.
-    pub layer: Option<Layer>,
-    /// Which rule decided.
-    pub rule: Option<String>,
-    /// The action's idempotency key.
-    pub idempotency_key: Option<String>,
 }
 
 /// A simulated fill as stored.
@@ -333,18 +319,20 @@ impl<'s> AgentStore<'s> {
         Ok(DecisionRow {
             id: row.get(0)?,
             agent: self.agent.clone(),
-            ts: from_sql_u64(row.get(1)?, "decision timestamp")?,
-            prompt_digest: row.get(2)?,
-            reply: row.get(3)?,
+            decision: NewDecision {
+                ts: from_sql_u64(row.get(1)?, "decision timestamp")?,
+                prompt_digest: row.get(2)?,
+                reply: row.get(3)?,
+                parsed_json: row.get(5)?,
+                outcome: Outcome::parse(&row.get::<_, String>(6)?)?,
+                layer: row
+                    .get::<_, Option<i64>>(7)?
+                    .map(Layer::from_sql)
+                    .transpose()?,
+                rule: row.get(8)?,
+                idempotency_key: row.get(9)?,
+            },
             reply_truncated: row.get(4)?,
-            parsed_json: row.get(5)?,
-            outcome: Outcome::parse(&row.get::<_, String>(6)?)?,
-            layer: row
-                .get::<_, Option<i64>>(7)?
-                .map(Layer::from_sql)
-                .transpose()?,
-            rule: row.get(8)?,
-            idempotency_key: row.get(9)?,
         })
     }
 }
@@ -407,11 +395,11 @@ mod tests {
         assert!(second > first);
         let rows = a.decisions(10).unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].reply, "two");
-        assert_eq!(rows[1].reply, "one");
-        assert_eq!(rows[1].idempotency_key.as_deref(), Some("k1"));
-        assert_eq!(rows[1].layer, Some(Layer::RiskProfile));
-        assert_eq!(rows[1].outcome, Outcome::Refused);
+        assert_eq!(rows[0].decision.reply, "two");
+        assert_eq!(rows[1].decision.reply, "one");
+        assert_eq!(rows[1].decision.idempotency_key.as_deref(), Some("k1"));
+        assert_eq!(rows[1].decision.layer, Some(Layer::RiskProfile));
+        assert_eq!(rows[1].decision.outcome, Outcome::Refused);
         assert_eq!(rows[1].agent, id("trader"));
         assert_eq!(a.decisions(1).unwrap().len(), 1);
     }
@@ -441,8 +429,8 @@ mod tests {
         }
         let rows = a.decisions(100).unwrap();
         for (i, row) in rows.iter().rev().enumerate() {
-            assert_eq!(row.outcome, outcomes[i]);
-            assert_eq!(row.layer, layers[i % layers.len()]);
+            assert_eq!(row.decision.outcome, outcomes[i]);
+            assert_eq!(row.decision.layer, layers[i % layers.len()]);
         }
     }
 
@@ -471,8 +459,8 @@ mod tests {
         let rows = a.decisions(2).unwrap();
         assert!(!rows[0].reply_truncated);
         assert!(rows[1].reply_truncated);
-        assert!(rows[1].reply.len() <= MAX_REPLY_BYTES);
-        assert!(rows[1].reply.chars().all(|c| c == 'é'));
+        assert!(rows[1].decision.reply.len() <= MAX_REPLY_BYTES);
+        assert!(rows[1].decision.reply.chars().all(|c| c == 'é'));
         assert_eq!(cut_utf8("aé", 2), ("a", true));
     }
 

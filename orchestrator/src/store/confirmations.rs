@@ -190,25 +190,13 @@ pub struct NewConfirmation {
     pub expires_at: u64,
 }
 
-/// A confirmation as stored.
+/// A confirmation as stored: what was asked, its id, and where it stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfirmationRow {
     /// Its id.
     pub id: ConfirmationId,
-    /// What kind of action.
-    pub kind: ConfirmationKind,
-    /// The agent it is for.
-    pub agent: Option<AgentId>,
-    /// The one-line summary.
-    pub summary: String,
-    /// The action's data.
-    pub payload_json: String,
-    /// The action's idempotency key.
-    pub idempotency_key: String,
-    /// When it was created.
-    pub created_at: u64,
-    /// When it expires.
-    pub expires_at: u64,
+    /// What the operator is asked, as it was recorded.
+    pub confirmation: NewConfirmation,
     /// Where it stands.
     pub status: ConfirmationStatus,
     /// The Telegram user id of the operator who answered.
@@ -370,7 +358,7 @@ impl Store {
                 });
             }
             ConfirmationStatus::Expired => return Err(StoreError::ConfirmationExpired(id)),
-            ConfirmationStatus::Open if now >= row.expires_at => {
+            ConfirmationStatus::Open if now >= row.confirmation.expires_at => {
                 tx.execute(
                     "UPDATE pending_confirmations SET status = 'expired', resolved_at = ?2
                      WHERE id = ?1",
@@ -446,13 +434,15 @@ fn confirmation_row(row: &Row<'_>) -> Result<ConfirmationRow, StoreError> {
         .transpose()?;
     Ok(ConfirmationRow {
         id: ConfirmationId(row.get(0)?),
-        kind: ConfirmationKind::parse(&row.get::<_, String>(1)?)?,
-        agent,
-        summary: row.get(3)?,
-        payload_json: row.get(4)?,
-        idempotency_key: row.get(5)?,
-        created_at: from_sql_u64(row.get(6)?, "confirmation created_at")?,
-        expires_at: from_sql_u64(row.get(7)?, "confirmation expires_at")?,
+        confirmation: NewConfirmation {
+            kind: ConfirmationKind::parse(&row.get::<_, String>(1)?)?,
+            agent,
+            summary: row.get(3)?,
+            payload_json: row.get(4)?,
+            idempotency_key: row.get(5)?,
+            created_at: from_sql_u64(row.get(6)?, "confirmation created_at")?,
+            expires_at: from_sql_u64(row.get(7)?, "confirmation expires_at")?,
+        },
         status: ConfirmationStatus::parse(&row.get::<_, String>(8)?)?,
         resolved_by: row.get(9)?,
         resolved_at: row

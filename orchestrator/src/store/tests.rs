@@ -69,14 +69,16 @@ fn reopen_keeps_data_and_version() {
     let s = Store::open(&path).unwrap();
     assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(
-        s.agent(&id("trader")).decisions(10).unwrap()[0].reply,
+        s.agent(&id("trader")).decisions(10).unwrap()[0]
+            .decision
+            .reply,
         "kept"
     );
     assert_eq!(s.setting("paused").unwrap().as_deref(), Some("trader"));
     assert_eq!(s.setting("absent").unwrap(), None);
     let open = s.open_confirmations(500).unwrap();
     assert_eq!(open.len(), 1, "a pending confirmation survives a restart");
-    assert_eq!(open[0].idempotency_key, "p1");
+    assert_eq!(open[0].confirmation.idempotency_key, "p1");
     assert_eq!(s.cost_spent_since(0).unwrap(), 77);
     s.integrity_check().unwrap();
 }
@@ -191,7 +193,7 @@ fn an_agent_view_never_returns_another_agents_rows() {
         assert_eq!(ds.len(), 3);
         assert!(
             ds.iter()
-                .all(|d| d.reply.starts_with(name) && d.agent == id(name))
+                .all(|d| d.decision.reply.starts_with(name) && d.agent == id(name))
         );
         let mem = view.memory(100).unwrap();
         assert_eq!(mem.len(), 3);

@@ -23,7 +23,7 @@ pub async fn import_keys(
     code: &OperatorCode,
 ) -> String {
     let id = row.id;
-    let payload: Value = serde_json::from_str(&row.payload_json).unwrap_or_default();
+    let payload: Value = serde_json::from_str(&row.confirmation.payload_json).unwrap_or_default();
     let digest = match payload["manifest_digest"]
         .as_str()
         .map(|d| ManifestDigest::try_from(d.to_string()))
@@ -63,7 +63,7 @@ pub async fn signer_approval(
     code: &OperatorCode,
 ) -> String {
     let id = row.id;
-    let payload: Value = serde_json::from_str(&row.payload_json).unwrap_or_default();
+    let payload: Value = serde_json::from_str(&row.confirmation.payload_json).unwrap_or_default();
     if payload["mode"] == "paper" {
         // Paper mode asked the signer with dry_run: there is no signer approval to complete,
         // so the signer checks the code for this confirmation's purpose instead.
@@ -121,7 +121,7 @@ pub async fn signer_approval(
         tracing::error!(pending = %id, error = %e, "signed, but the confirmation was not recorded");
     }
     let chain = pipeline::broadcast_signed(ctx.orch.rpc(), &signed.tx, &signed.signature).await;
-    if let Some(agent) = &row.agent {
+    if let Some(agent) = &row.confirmation.agent {
         let note = format!(
             "approved by the operator, signed ({chain}): {}",
             signed.summary

@@ -182,12 +182,13 @@ pub fn pending(ctx: &Ctx) -> String {
 /// The one message that asks the operator about `row`, with how to answer it.
 pub fn announcement(row: &ConfirmationRow, phrase: &str, now: u64) -> String {
     let agent = row
+        .confirmation
         .agent
         .as_ref()
         .map(|a| format!("{a}: "))
         .unwrap_or_default();
-    let minutes = row.expires_at.saturating_sub(now).div_ceil(60);
-    let how = match row.kind {
+    let minutes = row.confirmation.expires_at.saturating_sub(now).div_ceil(60);
+    let how = match row.confirmation.kind {
         ConfirmationKind::SignerApproval => format!(
             "Approve with /approve {} <code> (or reply to this message with the code); refuse with /deny {}.",
             row.id, row.id
@@ -202,7 +203,7 @@ pub fn announcement(row: &ConfirmationRow, phrase: &str, now: u64) -> String {
         ),
         _ => "Answer with the buttons below (or /deny <id>).".to_string(),
     };
-    let what = match row.kind {
+    let what = match row.confirmation.kind {
         ConfirmationKind::SignerApproval => "the signer asks for your code",
         ConfirmationKind::ImportKeys => "import keys from a ceremony stick",
         ConfirmationKind::GoLive => "go live",
@@ -215,7 +216,7 @@ pub fn announcement(row: &ConfirmationRow, phrase: &str, now: u64) -> String {
     };
     format!(
         "#{} {what} — {agent}{} (expires in {minutes} min)\n{how}",
-        row.id, row.summary
+        row.id, row.confirmation.summary
     )
 }
 
@@ -349,7 +350,7 @@ fn short(hex: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ConfirmationId, ConfirmationStatus};
+    use crate::store::{ConfirmationId, ConfirmationStatus, NewConfirmation};
 
     #[test]
     fn help_lists_every_command() {
@@ -380,13 +381,15 @@ mod tests {
     fn announcements_say_how_to_answer() {
         let row = |kind| ConfirmationRow {
             id: ConfirmationId(7),
-            kind,
-            agent: Some("trader".parse().unwrap()),
-            summary: "send 0.8 SOL".into(),
-            payload_json: "{}".into(),
-            idempotency_key: "k".into(),
-            created_at: 0,
-            expires_at: 600,
+            confirmation: NewConfirmation {
+                kind,
+                agent: Some("trader".parse().unwrap()),
+                summary: "send 0.8 SOL".into(),
+                payload_json: "{}".into(),
+                idempotency_key: "k".into(),
+                created_at: 0,
+                expires_at: 600,
+            },
             status: ConfirmationStatus::Open,
             resolved_by: None,
             resolved_at: None,

@@ -55,7 +55,7 @@ pub async fn approve(
     if let Some(answer) = not_open(ctx, &row, now) {
         return answer;
     }
-    match row.kind {
+    match row.confirmation.kind {
         ConfirmationKind::SignerApproval => {
             let Some(code) = code else {
                 return format!("#{id} needs your authenticator code: /approve {id} <code>");
@@ -75,7 +75,7 @@ pub async fn approve(
                 ctx.set_state(user, State::AwaitingPhrase { id });
                 return format!(
                     "To confirm #{id} ({}), type exactly:\n{}",
-                    row.summary, ctx.config.phrase
+                    row.confirmation.summary, ctx.config.phrase
                 );
             }
             let Some(code) = code else {
@@ -107,9 +107,9 @@ pub async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
         Err(e) => return e,
     };
     if matches!(
-        row.kind,
+        row.confirmation.kind,
         ConfirmationKind::SignerApproval | ConfirmationKind::ImportKeys
-    ) || row.kind.needs_phrase()
+    ) || row.confirmation.kind.needs_phrase()
     {
         return format!("#{id} needs more than a button: /approve {id} <code>.");
     }
@@ -117,8 +117,8 @@ pub async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
         Ok(done) => done,
         Err(e) => return e,
     };
-    let answered = format!("#{id} {}: {}", resolution, done.summary);
-    if done.kind != ConfirmationKind::MoveFunds || resolution != Resolution::Approved {
+    let answered = format!("#{id} {}: {}", resolution, done.confirmation.summary);
+    if done.confirmation.kind != ConfirmationKind::MoveFunds || resolution != Resolution::Approved {
         return answered;
     }
     match ctx.orch.execute_confirmed(&done).await {
@@ -143,12 +143,15 @@ fn do_deny(ctx: &Ctx, user: i64, id: ConfirmationId) -> String {
     match ctx.with_store(|s| s.resolve_confirmation(id, Resolution::Denied, user, unix_now())) {
         Ok(row) => {
             ctx.clear_state_for(id);
-            let tail = if row.kind == ConfirmationKind::SignerApproval {
+            let tail = if row.confirmation.kind == ConfirmationKind::SignerApproval {
                 " The signer's own request expires unapproved."
             } else {
                 ""
             };
-            format!("#{id} denied: {}. It will not run.{tail}", row.summary)
+            format!(
+                "#{id} denied: {}. It will not run.{tail}",
+                row.confirmation.summary
+            )
         }
         Err(e) => e,
     }
@@ -382,9 +385,10 @@ async fn run_phrase_confirmation(
     code: &OperatorCode,
 ) -> String {
     let id = row.id;
-    let payload: Value = serde_json::from_str(&row.payload_json).unwrap_or_default();
+    let payload: Value = serde_json::from_str(&row.confirmation.payload_json).unwrap_or_default();
     let purpose = payload["purpose"].as_str().unwrap_or_default().to_string();
     let agent = row
+        .confirmation
         .agent
         .as_ref()
         .and_then(|a| ctx.orch.agents().iter().find(|c| &c.id == a))
@@ -507,7 +511,7 @@ fn not_open(ctx: &Ctx, row: &ConfirmationRow, now: u64) -> Option<String> {
         ConfirmationStatus::Expired => Some(format!(
             "#{id} has expired: nothing ran. Ask again if it is still wanted."
         )),
-        ConfirmationStatus::Open if now >= row.expires_at => {
+        ConfirmationStatus::Open if now >= row.confirmation.expires_at => {
             // Marks it expired in the store (resolve_confirmation refuses an overdue row).
             let _ = ctx.with_store(|s| s.resolve_confirmation(id, Resolution::Denied, 0, now));
             ctx.clear_state_for(id);

@@ -404,9 +404,9 @@ async fn announce_confirmations(bot: Bot, ctx: Arc<Ctx>) {
             let text = commands::announcement(&row, &ctx.config.phrase, now);
             // Codes, not buttons: signer approvals, key imports and phrase confirmations.
             let buttons = !(matches!(
-                row.kind,
+                row.confirmation.kind,
                 ConfirmationKind::SignerApproval | ConfirmationKind::ImportKeys
-            ) || row.kind.needs_phrase());
+            ) || row.confirmation.kind.needs_phrase());
             let mut unreachable = false;
             for &op in &ctx.config.operators {
                 let mut send = bot.send_message(ChatId(op), clip(&text));

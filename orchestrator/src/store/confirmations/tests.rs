@@ -22,7 +22,7 @@ fn create_list_and_resolve_once() {
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].id, id);
     assert_eq!(open[0].status, ConfirmationStatus::Open);
-    assert_eq!(open[0].kind, ConfirmationKind::MoveFunds);
+    assert_eq!(open[0].confirmation.kind, ConfirmationKind::MoveFunds);
 
     let done = s
         .resolve_confirmation(id, Resolution::Approved, 42, 160)
@@ -194,8 +194,8 @@ fn every_kind_round_trips_and_phrase_confirmations_are_marked() {
         };
         let id = s.create_confirmation(&p).unwrap();
         let row = s.confirmation(id).unwrap();
-        assert_eq!(row.kind, kind);
-        assert_eq!(row.agent, None);
+        assert_eq!(row.confirmation.kind, kind);
+        assert_eq!(row.confirmation.agent, None);
     }
     let phrase: Vec<_> = ConfirmationKind::ALL
         .into_iter()
