@@ -2,7 +2,7 @@
 //! sign), `sign` for a live one (after the operator's Yes unless the agent is configured
 //! otherwise). What waits for the operator is recorded as a confirmation.
 
-use vigil_protocol::message::{Decision, DryRunRequest};
+use vigil_protocol::message::{Decision, DryRunRequest, DryRunResult};
 use vigil_protocol::{AgentId, Context, Intent};
 
 use super::execute::{Live, claim, execute_live};
@@ -19,15 +19,7 @@ pub(super) async fn paper(
     deps: &Deps<'_>,
 ) -> Outcome {
     let intent = intent_of(checked, inputs.network);
-    let request = DryRunRequest {
-        agent: agent.id.clone(),
-        intent: intent.clone(),
-        context: Context {
-            recent_blockhash: Some(inputs.recent_blockhash.clone()),
-        },
-    };
-    let answer = deps.signer.lock().await.dry_run(request).await;
-    match answer {
+    match dry_run(&agent.id, &intent, inputs, deps).await {
         Ok(r) => match r.decision {
             Decision::Allow => {
                 let key = idempotency_key(&agent.id, inputs.now, &intent);
@@ -64,13 +56,7 @@ pub(super) async fn paper(
             Decision::NeedsApproval => pending_approval(
                 &agent.id, deps.store, inputs.now, &intent, "paper", &r.summary, None,
             ),
-            Decision::Deny => Outcome::Refused {
-                layer: "3".into(),
-                rule: r
-                    .rule
-                    .map_or("deny".into(), |rule| rule.as_str().to_string()),
-                message: r.summary,
-            },
+            Decision::Deny => denied(r),
         },
         Err(e) => signer_failure(e),
     }
@@ -85,30 +71,16 @@ pub(super) async fn live(
     let intent = intent_of(checked, inputs.network);
     let key = idempotency_key(&agent.id, inputs.now, &intent);
     if agent.confirm_transfers {
-        let request = DryRunRequest {
-            agent: agent.id.clone(),
-            intent: intent.clone(),
-            context: Context {
-                recent_blockhash: Some(inputs.recent_blockhash.clone()),
-            },
-        };
-        match deps.signer.lock().await.dry_run(request).await {
+        match dry_run(&agent.id, &intent, inputs, deps).await {
             Ok(r) if r.decision == Decision::Allow => {
                 return ask_confirmation(
                     &agent.id, deps.store, inputs.now, &intent, &key, &r.summary,
                 );
             }
-            // Above the threshold the signer's own code gate (stronger than a button) decides.
+            // Above the threshold the signer's own approval (a code, stronger than a button)
+            // decides.
             Ok(r) if r.decision == Decision::NeedsApproval => {}
-            Ok(r) => {
-                return Outcome::Refused {
-                    layer: "3".into(),
-                    rule: r
-                        .rule
-                        .map_or("deny".into(), |rule| rule.as_str().to_string()),
-                    message: r.summary,
-                };
-            }
+            Ok(r) => return denied(r),
             Err(e) => return signer_failure(e),
         }
     }
@@ -126,6 +98,34 @@ pub(super) async fn live(
         inputs.now,
     )
     .await
+}
+
+/// Asks the signer what it would do with `intent` now (`dry_run`: nothing signed or recorded).
+async fn dry_run(
+    agent: &AgentId,
+    intent: &Intent,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+) -> Result<DryRunResult, SignerError> {
+    let request = DryRunRequest {
+        agent: agent.clone(),
+        intent: intent.clone(),
+        context: Context {
+            recent_blockhash: Some(inputs.recent_blockhash.clone()),
+        },
+    };
+    deps.signer.lock().await.dry_run(request).await
+}
+
+/// The signer's policy would refuse it: layer 3, with the rule that decided.
+fn denied(r: DryRunResult) -> Outcome {
+    Outcome::Refused {
+        layer: "3".into(),
+        rule: r
+            .rule
+            .map_or("deny".into(), |rule| rule.as_str().to_string()),
+        message: r.summary,
+    }
 }
 
 /// Records a live transfer as waiting for the operator's Yes (a `move_funds` pending
