@@ -20,10 +20,9 @@ use vigil_orchestrator::pipeline::Outcome;
 use vigil_orchestrator::scheduler::Orchestrator;
 use vigil_orchestrator::signer_client::SignerClient;
 use vigil_orchestrator::store::{Resolution, Store};
-use vigil_protocol::client::Client;
-use vigil_protocol::message::{ApproveRequest, SignRequest};
 use vigil_protocol::{
-    Amount, Chain, Context, Intent, Network, Op, OperatorCode, Response, TransferIntent,
+    Amount, ApproveRequest, Chain, Client, Context, Intent, Network, Op, OperatorCode, Response,
+    SignRequest, TransferIntent,
 };
 
 const SOL: u128 = 1_000_000_000;

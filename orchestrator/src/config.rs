@@ -11,8 +11,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use vigil_protocol::types::truncate;
-use vigil_protocol::{AgentId, AssetSymbol};
+use vigil_protocol::{AgentId, AssetSymbol, truncate};
 
 use crate::cost::Prices;
 use crate::firewall::Action;

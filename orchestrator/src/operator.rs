@@ -144,7 +144,7 @@ pub fn is_paused(store: &Store, agent: &AgentId) -> Result<bool, StoreError> {
         Some("true") => Ok(true),
         Some(other) => Err(StoreError::Corrupt(format!(
             "the pause flag of {agent} is {:?}, neither true nor false; /pause {agent} or /resume {agent} sets it again",
-            vigil_protocol::types::truncate(other)
+            vigil_protocol::truncate(other)
         ))),
     }
 }

@@ -7,15 +7,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use vigil_protocol::frame::{check_len, encode_frame};
-use vigil_protocol::message::{
-    ApproveRequest, AuditRequest, AuditResult, ConfirmRequest, ConfirmResult, DryRunRequest,
-    DryRunResult, ErrorBody, HelloResult, SetCapRequest, SetCapResult, SignRequest, SignResult,
-    StatusResult,
-};
 use vigil_protocol::{
-    ImportConfirmRequest, ImportConfirmResult, ImportStatusResult, ManifestDigest, Op,
-    OperatorCode, Request, RequestId, Response,
+    ApproveRequest, AuditRequest, AuditResult, ConfirmRequest, ConfirmResult, DryRunRequest,
+    DryRunResult, ErrorBody, HelloResult, ImportConfirmRequest, ImportConfirmResult,
+    ImportStatusResult, ManifestDigest, Op, OperatorCode, Request, RequestId, Response,
+    SetCapRequest, SetCapResult, SignRequest, SignResult, StatusResult, check_len, encode_frame,
 };
 
 /// Why a call produced no answer from the signer.

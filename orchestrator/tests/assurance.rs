@@ -34,7 +34,7 @@ use vigil_orchestrator::config::{Peer, ProviderConfig, ProviderKind};
 use vigil_orchestrator::cost::Prices;
 use vigil_orchestrator::firewall::UntrustedItem;
 use vigil_orchestrator::pipeline::Outcome;
-use vigil_protocol::message::{ApproveRequest, SignRequest, SignResult};
+use vigil_protocol::{ApproveRequest, SignRequest, SignResult};
 
 const SOL: u128 = 1_000_000_000;
 /// The dev policy of `vigil-signer dev-init` (signer/src/devinit.rs).

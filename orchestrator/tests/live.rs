@@ -53,7 +53,7 @@ async fn live_transfer_is_signed_broadcast_confirmed_and_moves_the_funds() {
     assert_eq!(orchestrator.reconcile().await, Vec::<String>::new());
 
     // A spend signed outside this orchestrator shows up as a difference.
-    let outside = vigil_protocol::message::SignRequest {
+    let outside = vigil_protocol::SignRequest {
         agent: "trader".parse().unwrap(),
         intent: vigil_protocol::Intent::Transfer(vigil_protocol::TransferIntent {
             chain: vigil_protocol::Chain::Solana,

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use support::signer::start_signer;
 
 use vigil_orchestrator::signer_client::{SignerClient, SignerError};
-use vigil_protocol::message::{DryRunRequest, SignRequest, SignResult};
-use vigil_protocol::{Amount, Chain, Context, Intent, Network, TransferIntent};
+use vigil_protocol::{
+    Amount, Chain, Context, DryRunRequest, Intent, Network, SignRequest, SignResult, TransferIntent,
+};
 
 fn transfer(to: &str, lamports: u128) -> Intent {
     Intent::Transfer(TransferIntent {

@@ -10,10 +10,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use vigil_protocol::message::Signed;
 use vigil_protocol::{
     AgentId, Amount, ApprovalId, AssetSymbol, CapKind, Context, ErrorKind, IdempotencyKey, Intent,
-    Purpose, Rule,
+    Purpose, Rule, Signed,
 };
 
 use crate::approval::{ApprovalRequest, Approvals};

@@ -14,8 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, Semaphore};
-use vigil_protocol::frame::{check_len, encode_frame};
-use vigil_protocol::{ErrorKind, Response, parse_request};
+use vigil_protocol::{ErrorKind, Response, check_len, encode_frame, parse_request};
 
 use crate::engine::{After, Engine};
 

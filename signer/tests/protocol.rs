@@ -8,8 +8,7 @@ mod common;
 use std::io::Write;
 
 use common::*;
-use vigil_protocol::message::ApproveRequest;
-use vigil_protocol::{Network, Op};
+use vigil_protocol::{ApproveRequest, Network, Op};
 
 #[test]
 fn hello_names_agents_policy_and_networks() {
@@ -499,7 +498,7 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
 
 #[test]
 fn audit_op_verifies_the_chain_from_inside_the_confined_signer() {
-    use vigil_protocol::message::AuditRequest;
+    use vigil_protocol::AuditRequest;
     let s = Signer::start(&["trader", "sentinel"], None);
     let mut c = s.client();
     let to = s.address("sentinel");

@@ -13,8 +13,7 @@ use common::*;
 use litesvm::LiteSVM;
 use solana_pubkey::Pubkey;
 use solana_transaction::Transaction;
-use vigil_protocol::message::ApproveRequest;
-use vigil_protocol::{Context, Network, Op};
+use vigil_protocol::{ApproveRequest, Context, Network, Op};
 
 fn pubkey(s: &str) -> Pubkey {
     s.parse().unwrap()

@@ -5,8 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
-use vigil_protocol::types::truncate;
-use vigil_protocol::{AgentId, AssetSymbol};
+use vigil_protocol::{AgentId, AssetSymbol, truncate};
 
 use super::{
     AgentConfig, ConfigError, FULL_BPS, MAX_MAX_TOKENS, MAX_SYSTEM_PROMPT_BYTES, Mode, Peer,

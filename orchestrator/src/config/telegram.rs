@@ -4,7 +4,7 @@
 //! as a [`ConfigError`] naming the key.
 
 use serde::Deserialize;
-use vigil_protocol::types::truncate;
+use vigil_protocol::truncate;
 
 use super::{ConfigError, check_url, invalid};
 

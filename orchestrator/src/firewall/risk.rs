@@ -12,8 +12,7 @@
 
 use std::fmt;
 
-use vigil_protocol::types::truncate;
-use vigil_protocol::{Amount, AssetSymbol};
+use vigil_protocol::{Amount, AssetSymbol, truncate};
 
 use super::schema::{Action, AgentDecision};
 use crate::config::{Peer, RiskProfile};

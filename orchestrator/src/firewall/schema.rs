@@ -19,8 +19,7 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use vigil_protocol::types::truncate;
-use vigil_protocol::{Amount, AssetSymbol};
+use vigil_protocol::{Amount, AssetSymbol, truncate};
 
 /// The largest reply parsed; anything longer is rejected unread.
 pub const MAX_REPLY_BYTES: usize = 16 * 1024;

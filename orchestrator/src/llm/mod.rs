@@ -168,7 +168,7 @@ pub fn read_api_key_from(
     if !name_ok {
         return Err(LlmError::Config(format!(
             "credential name {:?} is invalid: use 1-64 characters of A-Z a-z 0-9 _ - .",
-            vigil_protocol::types::truncate(credential_name)
+            vigil_protocol::truncate(credential_name)
         )));
     }
     let path = dir.join(credential_name);

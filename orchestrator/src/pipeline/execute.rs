@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use tokio::sync::Mutex;
-use vigil_protocol::message::{SignRequest, SignResult};
-use vigil_protocol::{AgentId, Context, Intent};
+use vigil_protocol::{AgentId, Context, Intent, SignRequest, SignResult};
 
 use super::Outcome;
 use super::layer3::{pending_approval, signer_failure};

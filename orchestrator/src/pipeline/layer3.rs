@@ -2,8 +2,7 @@
 //! sign), `sign` for a live one (after the operator's Yes unless the agent is configured
 //! otherwise). What waits for the operator is recorded as a confirmation.
 
-use vigil_protocol::message::{Decision, DryRunRequest, DryRunResult};
-use vigil_protocol::{AgentId, Context, Intent};
+use vigil_protocol::{AgentId, Context, Decision, DryRunRequest, DryRunResult, Intent};
 
 use super::execute::{Live, claim, execute_live};
 use super::{Deps, Inputs, Outcome, idempotency_key, intent_of};

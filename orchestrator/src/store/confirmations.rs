@@ -40,7 +40,7 @@ impl FromStr for ConfirmationId {
             .ok_or_else(|| {
                 format!(
                     "{:?} is not a confirmation id: use the number shown with the request",
-                    vigil_protocol::types::truncate(s)
+                    vigil_protocol::truncate(s)
                 )
             })
     }

@@ -4,8 +4,10 @@
 //! a lockout into an alert.
 
 use serde_json::Value;
-use vigil_protocol::message::{ApproveRequest, ConfirmRequest, SignResult};
-use vigil_protocol::{ApprovalId, Context, ErrorKind, ManifestDigest, OperatorCode, Purpose};
+use vigil_protocol::{
+    ApprovalId, ApproveRequest, ConfirmRequest, Context, ErrorKind, ManifestDigest, OperatorCode,
+    Purpose, SignResult,
+};
 
 use super::{Ctx, State, unix_now};
 use crate::operator::Alert;

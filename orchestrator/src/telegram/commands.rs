@@ -4,8 +4,7 @@
 use std::fmt::Write as _;
 
 use teloxide::utils::command::BotCommands;
-use vigil_protocol::AssetSymbol;
-use vigil_protocol::message::StatusResult;
+use vigil_protocol::{AssetSymbol, StatusResult};
 
 use super::Ctx;
 use crate::config::{AgentConfig, Mode};

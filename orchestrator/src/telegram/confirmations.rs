@@ -7,8 +7,9 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use vigil_protocol::message::{ConfirmRequest, SetCapRequest};
-use vigil_protocol::{Amount, AssetSymbol, CapKind, OperatorCode, Purpose};
+use vigil_protocol::{
+    Amount, AssetSymbol, CapKind, ConfirmRequest, OperatorCode, Purpose, SetCapRequest,
+};
 
 use super::{Ctx, State, approvals, unix_now};
 use crate::config::{AgentConfig, Mode};
@@ -534,7 +535,7 @@ fn agent_arg(ctx: &Ctx, arg: &str) -> Result<AgentConfig, String> {
             let known: Vec<&str> = ctx.orch.agents().iter().map(|a| a.id.as_str()).collect();
             format!(
                 "No agent {:?}: use one of {} (see /agents).",
-                vigil_protocol::types::truncate(name),
+                vigil_protocol::truncate(name),
                 known.join(", ")
             )
         })
@@ -556,7 +557,7 @@ fn known_asset(arg: &str) -> Result<AssetSymbol, String> {
         .ok_or_else(|| {
             format!(
                 "Unknown asset {:?}: use one of {}.",
-                vigil_protocol::types::truncate(arg),
+                vigil_protocol::truncate(arg),
                 known_assets()
             )
         })

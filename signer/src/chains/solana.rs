@@ -12,8 +12,7 @@ use solana_signature::Signature;
 use solana_system_interface::instruction::{SystemInstruction, transfer};
 use solana_system_interface::program::ID as SYSTEM_PROGRAM;
 use solana_transaction::Transaction;
-use vigil_protocol::types::truncate;
-use vigil_protocol::{AgentId, Amount, Network};
+use vigil_protocol::{AgentId, Amount, Network, truncate};
 
 use crate::keys::Ed25519Key;
 

@@ -1,8 +1,7 @@
 //! The engine's `approve` op: the operator's code completes an approval; the request is
 //! decided again (without the threshold) with a fresh context, then signed and committed.
 
-use vigil_protocol::message::SignResult;
-use vigil_protocol::{ApproveRequest, ErrorKind, SignRequest};
+use vigil_protocol::{ApproveRequest, ErrorKind, SignRequest, SignResult};
 
 use super::prepare::sign_prepared;
 use super::{Engine, Refusal, chain_of};

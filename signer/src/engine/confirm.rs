@@ -1,8 +1,7 @@
 //! The engine's `confirm` op: an operator code for a named purpose, checked, recorded
 //! durably and used up.
 
-use vigil_protocol::ConfirmRequest;
-use vigil_protocol::message::ConfirmResult;
+use vigil_protocol::{ConfirmRequest, ConfirmResult};
 
 use super::{Engine, Refusal};
 use crate::ledger::Event;

@@ -1,8 +1,7 @@
 //! The engine's `dry_run` op: the same checks and the same policy decision as `sign`, with
 //! nothing signed and nothing recorded.
 
-use vigil_protocol::DryRunRequest;
-use vigil_protocol::message::{Decision, DryRunResult};
+use vigil_protocol::{Decision, DryRunRequest, DryRunResult};
 
 use super::{Engine, Refusal};
 use crate::policy::{self, Verdict};

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use vigil_protocol::message::{AgentInfo, HelloResult};
-use vigil_protocol::{AgentId, Chain, PROTOCOL_VERSION};
+use vigil_protocol::{AgentId, AgentInfo, Chain, HelloResult, PROTOCOL_VERSION};
 
 use super::Engine;
 use crate::chains::solana;

@@ -31,8 +31,9 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use vigil_protocol::message::Signed;
-use vigil_protocol::{AgentId, Chain, ErrorKind, Intent, Op, Request, Response, Rule, SignRequest};
+use vigil_protocol::{
+    AgentId, Chain, ErrorKind, Intent, Op, Request, Response, Rule, SignRequest, Signed,
+};
 
 use crate::approval::Approvals;
 use crate::audit::{AuditLog, Entry};

@@ -3,8 +3,7 @@
 //! spend record made ready ([`sign_prepared`]). Shared by `dry_run`, `sign` and `approve`.
 
 use base64::Engine as _;
-use vigil_protocol::message::Signed;
-use vigil_protocol::{AgentId, AssetSymbol, Chain, Context, Intent, SignRequest};
+use vigil_protocol::{AgentId, AssetSymbol, Chain, Context, Intent, SignRequest, Signed};
 
 use super::{Engine, Refusal};
 use crate::chains::solana;

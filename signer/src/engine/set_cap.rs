@@ -1,8 +1,7 @@
 //! The engine's `set_limit` op (a cap, in this code): the operator sets an agent's
 //! per-transaction or 24 h cap for one asset, with a code, anywhere up to the signed ceiling.
 
-use vigil_protocol::message::SetCapResult;
-use vigil_protocol::{Amount, AssetSymbol, CapKind, ErrorKind, Rule, SetCapRequest};
+use vigil_protocol::{Amount, AssetSymbol, CapKind, ErrorKind, Rule, SetCapRequest, SetCapResult};
 
 use super::{Engine, Refusal};
 use crate::ledger::Event;

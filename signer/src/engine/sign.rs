@@ -2,8 +2,7 @@
 //! decided by the policy under the engine's lock and either refused, opened as an approval
 //! that waits for the operator's code, or signed and committed.
 
-use vigil_protocol::message::{NeedsApproval, SignResult, Signed};
-use vigil_protocol::{ErrorKind, SignRequest};
+use vigil_protocol::{ErrorKind, NeedsApproval, SignRequest, SignResult, Signed};
 
 use super::prepare::{Prepared, sign_prepared};
 use super::{Engine, Inner, Refusal};

@@ -1,7 +1,7 @@
 //! The engine's `status` op: each agent's spend over the last 24 h and the caps in force,
 //! the ledger sequence and the audit head. Read-only.
 
-use vigil_protocol::message::{AgentStatus, StatusResult};
+use vigil_protocol::{AgentStatus, StatusResult};
 
 use super::Engine;
 use crate::policy::History as _;

@@ -8,8 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
 use sha2::{Digest, Sha256};
-use vigil_protocol::types::truncate;
-use vigil_protocol::{AgentId, Amount, AssetSymbol, Chain, Network};
+use vigil_protocol::{AgentId, Amount, AssetSymbol, Chain, Network, truncate};
 
 use super::{Action, AgentPolicy, AssetCaps, Policy, PolicyError};
 

@@ -9,10 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use totp_rs::{Algorithm, Secret, TOTP};
-use vigil_protocol::client::Client;
-use vigil_protocol::message::{DryRunRequest, SignRequest};
 use vigil_protocol::{
-    Amount, Chain, Context, Intent, Network, Op, OperatorCode, Response, TransferIntent,
+    Amount, Chain, Client, Context, DryRunRequest, Intent, Network, Op, OperatorCode, Response,
+    SignRequest, TransferIntent,
 };
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_vigil-signer");
