@@ -13,13 +13,10 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 use totp_rs::{Algorithm, Secret, TOTP};
 use vigil_devnet::SolanaNode;
-use vigil_orchestrator::chains::solana_rpc::SolanaRpc;
-use vigil_orchestrator::config::{Config, Peer, ProviderKind};
-use vigil_orchestrator::firewall::prompt::UntrustedItem;
-use vigil_orchestrator::pipeline::Outcome;
-use vigil_orchestrator::scheduler::Orchestrator;
-use vigil_orchestrator::signer_client::SignerClient;
-use vigil_orchestrator::store::{Resolution, Store};
+use vigil_orchestrator::{
+    Config, Orchestrator, Outcome, Peer, ProviderKind, Resolution, SignerClient, SolanaRpc, Store,
+    UntrustedItem,
+};
 use vigil_protocol::{
     Amount, ApproveRequest, Chain, Client, Context, Intent, Network, Op, OperatorCode, Response,
     SignRequest, TransferIntent,
@@ -43,7 +40,7 @@ impl Drop for SignerProcess {
 }
 
 /// Runs the demo.
-pub fn run(keep: bool) -> anyhow::Result<()> {
+pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
     let signer_bin = sibling_binary("vigil-signer")?;
     let dir = tempfile::Builder::new()
         .prefix("vigil-demo-")

@@ -21,7 +21,7 @@ mod telegram;
 pub use telegram::{DEFAULT_PHRASE, TelegramConfig};
 
 /// The configuration shipped with the orchestrator (three agents, all in paper mode).
-pub const DEFAULT_CONFIG_TOML: &str = include_str!("default-config.toml");
+pub(crate) const DEFAULT_CONFIG_TOML: &str = include_str!("default-config.toml");
 
 /// Config files larger than this are refused unread.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;

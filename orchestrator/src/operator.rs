@@ -131,14 +131,14 @@ fn paused_key(agent: &AgentId) -> String {
 }
 
 /// The store setting that overrides `agent`'s configured mode: `paper`, or `live:SOL,USDC`.
-pub fn mode_key(agent: &AgentId) -> String {
+pub(crate) fn mode_key(agent: &AgentId) -> String {
     format!("mode:{agent}")
 }
 
 /// Whether the operator paused `agent`: the one place the pause flag is read. A flag that
 /// cannot be read, or holds anything but `true`/`false`, is an error, and every caller that
 /// lets an agent act treats an error as paused (the scheduler holds the agent).
-pub fn is_paused(store: &Store, agent: &AgentId) -> Result<bool, StoreError> {
+pub(crate) fn is_paused(store: &Store, agent: &AgentId) -> Result<bool, StoreError> {
     match store.setting(&paused_key(agent))?.as_deref() {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
@@ -150,12 +150,12 @@ pub fn is_paused(store: &Store, agent: &AgentId) -> Result<bool, StoreError> {
 }
 
 /// Pauses (`true`) or resumes `agent`.
-pub fn set_paused(store: &Store, agent: &AgentId, paused: bool) -> Result<(), StoreError> {
+pub(crate) fn set_paused(store: &Store, agent: &AgentId, paused: bool) -> Result<(), StoreError> {
     store.set_setting(&paused_key(agent), if paused { "true" } else { "false" })
 }
 
 /// Records the operator's choice of mode for `agent` (live: with these assets).
-pub fn set_mode(
+pub(crate) fn set_mode(
     store: &Store,
     agent: &AgentId,
     mode: Mode,
@@ -177,7 +177,7 @@ pub fn set_mode(
 
 /// `agent` with the operator's mode override applied (the config's mode when none is set,
 /// or when the stored value is unreadable: then the log says so and the config wins).
-pub fn with_mode_override(store: &Store, agent: &AgentConfig) -> AgentConfig {
+pub(crate) fn with_mode_override(store: &Store, agent: &AgentConfig) -> AgentConfig {
     let mut out = agent.clone();
     let value = match store.setting(&mode_key(&agent.id)) {
         Ok(Some(v)) => v,

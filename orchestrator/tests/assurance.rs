@@ -29,11 +29,9 @@ use support::adversary::{ATTACKER, ATTACKER_PROGRAM, Adversary, Attack, Target};
 use support::corpus::{corpus, sample};
 use support::live::live_trader_with;
 use support::signer::start_signer;
-use vigil_orchestrator::chains::solana_rpc::SolanaRpc;
-use vigil_orchestrator::config::{Peer, ProviderConfig, ProviderKind};
-use vigil_orchestrator::cost::Prices;
-use vigil_orchestrator::firewall::UntrustedItem;
-use vigil_orchestrator::pipeline::Outcome;
+use vigil_orchestrator::{
+    Outcome, Peer, Prices, ProviderConfig, ProviderKind, SolanaRpc, UntrustedItem,
+};
 use vigil_protocol::{ApproveRequest, SignRequest, SignResult};
 
 const SOL: u128 = 1_000_000_000;

@@ -29,9 +29,7 @@ use std::time::Duration;
 use support::SolanaNode;
 use support::live::live_trader_with;
 use support::signer::{RunningSigner, start_signer};
-use vigil_orchestrator::chains::solana_rpc::{SigStatus, SolanaRpc};
-use vigil_orchestrator::pipeline::Outcome;
-use vigil_orchestrator::store::Store;
+use vigil_orchestrator::{Outcome, SigStatus, SolanaRpc, Store};
 
 const SOL: u64 = 1_000_000_000;
 

@@ -16,10 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::signer::{is_root, signer_bin};
-use vigil_orchestrator::config::Config;
-use vigil_orchestrator::scheduler::Orchestrator;
-use vigil_orchestrator::signer_client::SignerClient;
-use vigil_orchestrator::store::{ConfirmationKind, Store};
+use vigil_orchestrator::{Config, ConfirmationKind, Orchestrator, SignerClient, Store};
 
 const PASS: &str = "velvet-otter-quarry-lantern-9";
 

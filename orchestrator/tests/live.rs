@@ -13,10 +13,7 @@ use solana_pubkey::Pubkey;
 use support::SolanaNode;
 use support::live::live_trader;
 use support::signer::start_signer;
-use vigil_orchestrator::chains::solana_rpc::SolanaRpc;
-use vigil_orchestrator::cost::Prices;
-use vigil_orchestrator::llm::{Provider, ScriptedProvider};
-use vigil_orchestrator::pipeline::{self, Deps, Inputs, Outcome};
+use vigil_orchestrator::{Deps, Inputs, Outcome, Prices, Provider, ScriptedProvider, SolanaRpc};
 
 #[tokio::test]
 async fn live_transfer_is_signed_broadcast_confirmed_and_moves_the_funds() {
@@ -121,7 +118,7 @@ async fn a_signed_transfer_that_never_landed_is_reported() {
         signer: orchestrator.signer(),
         rpc: Some(&failing),
     };
-    let decided = pipeline::decide(&agent, &inputs, &deps).await;
+    let decided = vigil_orchestrator::decide(&agent, &inputs, &deps).await;
     let Outcome::Signed {
         chain, signature, ..
     } = &decided.outcome
@@ -158,7 +155,7 @@ async fn live_mode_without_an_rpc_holds() {
 /// approved item runs, at most once, and one approved before a crash runs after the restart.
 #[tokio::test]
 async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
-    use vigil_orchestrator::store::{ConfirmationId, Resolution};
+    use vigil_orchestrator::{ConfirmationId, Resolution};
     let signer = start_signer("trader");
     let node = SolanaNode::start().await.unwrap();
     let trader: Pubkey = signer.init["agents"][0]["addresses"]["solana"]

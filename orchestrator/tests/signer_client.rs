@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use support::signer::start_signer;
 
-use vigil_orchestrator::signer_client::{SignerClient, SignerError};
+use vigil_orchestrator::{SignerClient, SignerError};
 use vigil_protocol::{
     Amount, Chain, Context, DryRunRequest, Intent, Network, SignRequest, SignResult, TransferIntent,
 };

@@ -16,7 +16,7 @@ use support::SolanaNode;
 use support::signer::{RunningSigner, start_signer};
 use support::telegram::{Chat, Daemon, Emulator, now, write_config};
 use totp_rs::{Algorithm, Secret, TOTP};
-use vigil_orchestrator::store::{
+use vigil_orchestrator::{
     ConfirmationId, ConfirmationKind, ConfirmationStatus, NewConfirmation, Resolution, Store,
 };
 
@@ -384,7 +384,7 @@ async fn going_live_needs_the_phrase_and_a_code_the_signer_accepts() {
     op.ask("/deny 2", "#2 denied").await;
     assert!(matches!(
         store.resolve_confirmation(ConfirmationId(2), Resolution::Approved, OPERATOR, now()),
-        Err(vigil_orchestrator::store::StoreError::ConfirmationAlreadyResolved { .. })
+        Err(vigil_orchestrator::StoreError::ConfirmationAlreadyResolved { .. })
     ));
     op.ask("/paper trader", "trader is in paper mode").await;
     assert_eq!(

@@ -22,10 +22,9 @@ use support::SolanaNode;
 use support::corpus::{corpus, sample};
 use support::signer::start_signer;
 use support::telegram::{BotMessage, Chat, Daemon, Emulator, now, write_config};
-use vigil_orchestrator::store::{
-    ConfirmationId, ConfirmationKind, ConfirmationStatus, NewConfirmation, Store,
+use vigil_orchestrator::{
+    ConfirmationId, ConfirmationKind, ConfirmationStatus, HINT, NewConfirmation, Store,
 };
-use vigil_orchestrator::telegram::HINT;
 
 const OPERATOR: i64 = 1001;
 const STRANGER: i64 = 6666;

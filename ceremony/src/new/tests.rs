@@ -25,7 +25,7 @@ pub(crate) struct Scripted {
 }
 
 impl Scripted {
-    pub fn new() -> Self {
+    fn new() -> Self {
         Self {
             approve: true,
             wrong_codes: 0,

@@ -9,15 +9,15 @@ use vigil_protocol::truncate;
 use super::{ConfigError, check_url, invalid};
 
 /// The Bot API used when `api_url` is not given.
-pub const DEFAULT_API_URL: &str = "https://api.telegram.org";
+pub(super) const DEFAULT_API_URL: &str = "https://api.telegram.org";
 /// The systemd credential holding the bot token, when `token_credential` is not given.
-pub const DEFAULT_TOKEN_CREDENTIAL: &str = "vigil-telegram-bot-token";
+pub(super) const DEFAULT_TOKEN_CREDENTIAL: &str = "vigil-telegram-bot-token";
 /// The phrase a phrase confirmation asks for, when `phrase` is not given.
 pub const DEFAULT_PHRASE: &str = "I accept the risk";
 /// How long a confirmation waits for the operator, when `pending_expiry_secs` is not given.
-pub const DEFAULT_PENDING_EXPIRY_SECS: u64 = 600;
+pub(super) const DEFAULT_PENDING_EXPIRY_SECS: u64 = 600;
 /// Commands that `destructive_commands` may name (the ones that change what agents do).
-pub const MARKABLE_COMMANDS: [&str; 4] = ["pause", "resume", "paper", "deny"];
+pub(super) const MARKABLE_COMMANDS: [&str; 4] = ["pause", "resume", "paper", "deny"];
 
 /// The operator interface on Telegram, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -18,10 +18,10 @@ use super::schema::{Action, AgentDecision};
 use crate::config::{Peer, RiskProfile};
 
 /// Asset symbols the orchestrator can act on; `balance` in [`check`] is in its base units.
-pub const KNOWN_ASSETS: &[AssetSymbol] = &[AssetSymbol::SOL];
+pub(crate) const KNOWN_ASSETS: &[AssetSymbol] = &[AssetSymbol::SOL];
 
 /// The [`KNOWN_ASSETS`] as a list for a message: `SOL, USDC`.
-pub fn known_assets() -> String {
+pub(crate) fn known_assets() -> String {
     let names: Vec<&str> = KNOWN_ASSETS.iter().map(AssetSymbol::as_str).collect();
     names.join(", ")
 }
@@ -31,7 +31,7 @@ const FULL_BPS: u32 = 10_000;
 
 /// The rule of the risk profile that refused a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RiskRule {
+pub(crate) enum RiskRule {
     /// The action is not in the profile's `allowed_actions`.
     ActionNotAllowed,
     /// The amount exceeds the profile's fraction of the current balance.
@@ -47,7 +47,7 @@ pub enum RiskRule {
 
 impl RiskRule {
     /// A stable name for logs and the state database.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             RiskRule::ActionNotAllowed => "action_not_allowed",
             RiskRule::FractionOfBalance => "fraction_of_balance",
@@ -67,7 +67,7 @@ impl fmt::Display for RiskRule {
 /// A refusal by layer 2: the rule, and a sentence saying what was wrong and what to do.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{rule}: {message}")]
-pub struct RiskRefusal {
+pub(crate) struct RiskRefusal {
     /// The rule that refused.
     pub rule: RiskRule,
     /// What was wrong and what to do.
@@ -76,7 +76,7 @@ pub struct RiskRefusal {
 
 /// A transfer or program call that passed layer 2, with its recipient resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Checked {
+pub(crate) struct Checked {
     /// Transfer or program call (never hold).
     pub action: Action,
     /// A symbol from [`KNOWN_ASSETS`].
@@ -91,7 +91,7 @@ pub struct Checked {
 
 /// Checks a decision against the agent's profile and its current `balance` (base units
 /// of the decision's asset). `Ok(None)` is a hold; `Ok(Some(_))` may go on to the signer.
-pub fn check(
+pub(crate) fn check(
     decision: &AgentDecision,
     profile: &RiskProfile,
     balance: u128,
@@ -161,7 +161,7 @@ pub fn check(
 ///
 /// With `balance = q * 10 000 + r`: `q * bps <= balance` and `r * bps < 10^8`, so neither
 /// product can overflow and the sum is exact.
-pub fn fraction_of(balance: u128, bps: u32) -> u128 {
+pub(crate) fn fraction_of(balance: u128, bps: u32) -> u128 {
     let bps = u128::from(bps.min(FULL_BPS));
     let full = u128::from(FULL_BPS);
     (balance / full) * bps + (balance % full) * bps / full

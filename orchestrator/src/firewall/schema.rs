@@ -22,16 +22,16 @@ use serde_json::Value;
 use vigil_protocol::{Amount, AssetSymbol, truncate};
 
 /// The largest reply parsed; anything longer is rejected unread.
-pub const MAX_REPLY_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_REPLY_BYTES: usize = 16 * 1024;
 /// How many error-correcting follow-ups a reply gets before the agent holds.
-pub const MAX_CORRECTIONS: u32 = 2;
+pub(crate) const MAX_CORRECTIONS: u32 = 2;
 /// Bounds of `reasoning`, in characters (after trimming surrounding whitespace).
-pub const REASONING_CHARS: std::ops::RangeInclusive<usize> = 20..=2000;
+pub(crate) const REASONING_CHARS: std::ops::RangeInclusive<usize> = 20..=2000;
 /// Longest `to` accepted (a peer label or a base58 / hex address fits easily).
-pub const MAX_TO_CHARS: usize = 128;
+pub(crate) const MAX_TO_CHARS: usize = 128;
 
 /// The reply format, as stated to the model in the prompt and in every correction.
-pub const DECISION_SCHEMA: &str = r#"Reply with exactly one JSON object and nothing else (no prose, no Markdown):
+pub(crate) const DECISION_SCHEMA: &str = r#"Reply with exactly one JSON object and nothing else (no prose, no Markdown):
 {
   "action": "hold" | "transfer" | "program_call",
   "asset": "SOL",                 // transfer and program_call only; omit for hold
@@ -85,7 +85,7 @@ impl fmt::Display for Action {
 /// A reply that passed layer 1. Hold carries no asset, recipient or amount; transfer and
 /// program_call carry all three.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct AgentDecision {
+pub(crate) struct AgentDecision {
     /// What the agent wants to do.
     pub action: Action,
     /// The asset symbol (e.g. `SOL`), for transfer and program_call.
@@ -101,8 +101,9 @@ pub struct AgentDecision {
 }
 
 impl AgentDecision {
-    /// The decision taken when no valid reply could be had: hold, with the reason.
-    pub fn hold(reason: impl Into<String>) -> Self {
+    /// A hold with this reason (the tests' decision that does nothing).
+    #[cfg(test)]
+    pub(crate) fn hold(reason: impl Into<String>) -> Self {
         Self {
             action: Action::Hold,
             asset: None,
@@ -117,7 +118,7 @@ impl AgentDecision {
 /// Why a reply was rejected. Each message says what was wrong and how to fix it; the
 /// message is sent back to the model in [`correction_prompt`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SchemaError {
+pub(crate) enum SchemaError {
     /// The reply was longer than [`MAX_REPLY_BYTES`].
     #[error(
         "the reply is {0} bytes, more than the limit of {MAX_REPLY_BYTES}; reply with one short JSON object"
@@ -199,7 +200,7 @@ pub enum SchemaError {
 }
 
 /// Parses a model's reply into a decision, strictly. See the module docs for the rules.
-pub fn parse_decision(reply: &str) -> Result<AgentDecision, SchemaError> {
+pub(crate) fn parse_decision(reply: &str) -> Result<AgentDecision, SchemaError> {
     if reply.len() > MAX_REPLY_BYTES {
         return Err(SchemaError::TooLarge(reply.len()));
     }
@@ -215,7 +216,7 @@ pub fn parse_decision(reply: &str) -> Result<AgentDecision, SchemaError> {
 }
 
 /// The follow-up message sent after a rejected reply: the error, then the schema again.
-pub fn correction_prompt(err: &SchemaError) -> String {
+pub(crate) fn correction_prompt(err: &SchemaError) -> String {
     format!(
         "Your previous reply was rejected and nothing was done: {err}.\n\
          Send the decision again, corrected.\n{DECISION_SCHEMA}"

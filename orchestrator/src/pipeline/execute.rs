@@ -104,7 +104,7 @@ pub async fn execute_live(
 
 /// Sends a signed transaction through the RPC and waits for confirmation. The RPC client checks
 /// that the node answers with the transaction's own signature (a lying node is an error).
-pub async fn broadcast_signed(rpc: Option<&SolanaRpc>, tx: &str, signature: &str) -> String {
+pub(crate) async fn broadcast_signed(rpc: Option<&SolanaRpc>, tx: &str, signature: &str) -> String {
     let Some(rpc) = rpc else {
         return "not broadcast: no Solana RPC configured".into();
     };
@@ -128,7 +128,7 @@ pub async fn broadcast_signed(rpc: Option<&SolanaRpc>, tx: &str, signature: &str
 }
 
 /// How long a live transfer may take to confirm before it is reported unconfirmed.
-pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Claims the decision's idempotency key in the state store (durably, before anything is
 /// asked of the signer); an already-claimed key or an unavailable store means hold.

@@ -175,7 +175,7 @@ fn create_confirmation(
 }
 
 /// How long a live transfer waits for the operator's Yes.
-pub const MOVE_FUNDS_TTL_SECS: u64 = 600;
+pub(super) const MOVE_FUNDS_TTL_SECS: u64 = 600;
 
 pub(super) fn pending_approval(
     agent: &AgentId,

@@ -14,8 +14,8 @@ mod execute;
 mod layer3;
 mod outcome;
 
-pub use execute::{CONFIRM_TIMEOUT, Live, broadcast_signed, execute_live};
-pub use layer3::MOVE_FUNDS_TTL_SECS;
+pub(crate) use execute::broadcast_signed;
+pub use execute::{Live, execute_live};
 pub use outcome::Outcome;
 
 use std::time::Duration;

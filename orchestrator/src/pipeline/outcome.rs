@@ -90,7 +90,7 @@ impl fmt::Display for Outcome {
 }
 
 pub(super) fn record(agent: &AgentConfig, inputs: &Inputs, deps: &Deps<'_>, outcome: &Outcome) {
-    use crate::store::{Layer, Outcome as Stored};
+    use crate::store::{DecisionOutcome as Stored, Layer};
     let layer_of = |layer: &str| match layer {
         "1" => Some(Layer::Schema),
         "2" => Some(Layer::RiskProfile),

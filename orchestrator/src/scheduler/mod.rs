@@ -30,17 +30,17 @@ use crate::store::Store;
 use paper::apply_paper_delta;
 
 /// A stand-in blockhash for paper mode: paper decisions are never broadcast.
-pub const PAPER_BLOCKHASH: &str = "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM";
+pub(crate) const PAPER_BLOCKHASH: &str = "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM";
 /// Paper balance each agent starts with, in lamports (10 SOL), when no chain is configured.
-pub const DEFAULT_PAPER_BALANCE: u128 = 10_000_000_000;
+pub(crate) const DEFAULT_PAPER_BALANCE: u128 = 10_000_000_000;
 /// How many of an agent's own memory lines go into its next prompt.
-pub const MEMORY_LINES: u32 = 5;
+pub(crate) const MEMORY_LINES: u32 = 5;
 /// How long one Solana RPC call may take.
-pub const RPC_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often the signer is asked whether a key-ceremony stick is staged.
-pub const IMPORT_CHECK_SECS: u64 = 60;
+pub(crate) const IMPORT_CHECK_SECS: u64 = 60;
 /// How long one LLM call may take.
-pub const LLM_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const LLM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The running orchestrator.
 #[derive(Debug)]

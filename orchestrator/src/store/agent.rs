@@ -10,13 +10,13 @@ use vigil_protocol::{AgentId, AssetSymbol};
 use super::{Store, StoreError, from_sql_u64, is_unique_violation, migrations, to_sql_ts};
 
 /// Replies longer than this many bytes are stored cut (at a character boundary) and flagged.
-pub const MAX_REPLY_BYTES: usize = 16 * 1024;
+pub(super) const MAX_REPLY_BYTES: usize = 16 * 1024;
 /// Memory entries longer than this many bytes are stored cut at a character boundary.
-pub const MAX_MEMORY_BYTES: usize = 4 * 1024;
+pub(super) const MAX_MEMORY_BYTES: usize = 4 * 1024;
 
 /// What became of a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum DecisionOutcome {
     /// Passed every layer (and is about to run or ran live).
     Allowed,
     /// The agent holds: its choice, an invalid reply, a provider failure, the cost cap.
@@ -29,25 +29,25 @@ pub enum Outcome {
     Signed,
 }
 
-impl Outcome {
+impl DecisionOutcome {
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Allowed => "allowed",
-            Outcome::Held => "held",
-            Outcome::Refused => "refused",
-            Outcome::PaperFilled => "paper_filled",
-            Outcome::Signed => "signed",
+            DecisionOutcome::Allowed => "allowed",
+            DecisionOutcome::Held => "held",
+            DecisionOutcome::Refused => "refused",
+            DecisionOutcome::PaperFilled => "paper_filled",
+            DecisionOutcome::Signed => "signed",
         }
     }
 
     fn parse(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
-            "allowed" => Outcome::Allowed,
-            "held" => Outcome::Held,
-            "refused" => Outcome::Refused,
-            "paper_filled" => Outcome::PaperFilled,
-            "signed" => Outcome::Signed,
+            "allowed" => DecisionOutcome::Allowed,
+            "held" => DecisionOutcome::Held,
+            "refused" => DecisionOutcome::Refused,
+            "paper_filled" => DecisionOutcome::PaperFilled,
+            "signed" => DecisionOutcome::Signed,
             other => return Err(StoreError::Corrupt(format!("decision outcome {other:?}"))),
         })
     }
@@ -87,7 +87,7 @@ pub struct NewDecision {
     /// The reply as parsed by layer 1, if it parsed.
     pub parsed_json: Option<String>,
     /// What became of it.
-    pub outcome: Outcome,
+    pub outcome: DecisionOutcome,
     /// The layer that refused or allowed it, if one did.
     pub layer: Option<Layer>,
     /// The rule that decided (a `vigil_protocol::Rule` wire name or a layer-2 rule).
@@ -324,7 +324,7 @@ impl<'s> AgentStore<'s> {
                 prompt_digest: row.get(2)?,
                 reply: row.get(3)?,
                 parsed_json: row.get(5)?,
-                outcome: Outcome::parse(&row.get::<_, String>(6)?)?,
+                outcome: DecisionOutcome::parse(&row.get::<_, String>(6)?)?,
                 layer: row
                     .get::<_, Option<i64>>(7)?
                     .map(Layer::from_sql)
@@ -379,7 +379,7 @@ mod tests {
             prompt_digest: format!("digest-{ts}"),
             reply: reply.into(),
             parsed_json: Some(r#"{"action":"hold"}"#.into()),
-            outcome: Outcome::Refused,
+            outcome: DecisionOutcome::Refused,
             layer: Some(Layer::RiskProfile),
             rule: Some("peer_allowlist".into()),
             idempotency_key: key.map(str::to_owned),
@@ -399,7 +399,7 @@ mod tests {
         assert_eq!(rows[1].decision.reply, "one");
         assert_eq!(rows[1].decision.idempotency_key.as_deref(), Some("k1"));
         assert_eq!(rows[1].decision.layer, Some(Layer::RiskProfile));
-        assert_eq!(rows[1].decision.outcome, Outcome::Refused);
+        assert_eq!(rows[1].decision.outcome, DecisionOutcome::Refused);
         assert_eq!(rows[1].agent, id("trader"));
         assert_eq!(a.decisions(1).unwrap().len(), 1);
     }
@@ -409,11 +409,11 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         let a = s.agent(&id("sentinel"));
         let outcomes = [
-            Outcome::Allowed,
-            Outcome::Held,
-            Outcome::Refused,
-            Outcome::PaperFilled,
-            Outcome::Signed,
+            DecisionOutcome::Allowed,
+            DecisionOutcome::Held,
+            DecisionOutcome::Refused,
+            DecisionOutcome::PaperFilled,
+            DecisionOutcome::Signed,
         ];
         let layers = [
             None,

@@ -18,7 +18,7 @@ use vigil_protocol::{AgentId, IdempotencyKey};
 use super::{Store, StoreError, from_sql_u64, is_unique_violation, migrations, to_sql_ts};
 
 /// The longest summary the store accepts, in characters (one line in a chat message).
-pub const MAX_SUMMARY_CHARS: usize = 300;
+pub(crate) const MAX_SUMMARY_CHARS: usize = 300;
 
 /// A confirmation's id (the row id; shown to the operator, e.g. `/approve 12`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

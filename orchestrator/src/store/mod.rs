@@ -38,15 +38,13 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use vigil_protocol::AgentId;
 
-pub use agent::{
-    AgentStore, DecisionRow, Layer, MAX_REPLY_BYTES, NewDecision, Outcome, PaperFillRow,
-};
+pub use agent::{AgentStore, DecisionOutcome, DecisionRow, Layer, NewDecision, PaperFillRow};
+pub(crate) use confirmations::MAX_SUMMARY_CHARS;
 pub use confirmations::{
-    ConfirmationId, ConfirmationKind, ConfirmationRow, ConfirmationStatus, MAX_SUMMARY_CHARS,
-    NewConfirmation, Resolution,
+    ConfirmationId, ConfirmationKind, ConfirmationRow, ConfirmationStatus, NewConfirmation,
+    Resolution,
 };
 pub use executions::ExecutionRow;
-pub use migrations::SCHEMA_VERSION;
 
 /// How long a writer waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use vigil_protocol::{AgentId, AssetSymbol};
 
+use super::migrations::SCHEMA_VERSION;
 use super::*;
 
 fn sym(s: &str) -> AssetSymbol {
@@ -33,7 +34,7 @@ fn decision(ts: u64, reply: &str) -> NewDecision {
         prompt_digest: "d".into(),
         reply: reply.into(),
         parsed_json: None,
-        outcome: Outcome::Held,
+        outcome: DecisionOutcome::Held,
         layer: None,
         rule: None,
         idempotency_key: None,

@@ -18,7 +18,7 @@ use crate::store::{ConfirmationId, ConfirmationRow, Resolution};
 /// A staged key-ceremony import: the code (from the authenticator entry made at that
 /// ceremony) goes to the signer's `import_confirm` with the digest the operator was shown.
 /// On success the signer restarts on the new keys.
-pub async fn import_keys(
+pub(super) async fn import_keys(
     ctx: &Ctx,
     user: i64,
     row: &ConfirmationRow,
@@ -58,7 +58,7 @@ pub async fn import_keys(
 }
 
 /// The signer answered `needs_approval` earlier; complete it with the operator's code.
-pub async fn signer_approval(
+pub(super) async fn signer_approval(
     ctx: &Ctx,
     user: i64,
     row: &ConfirmationRow,
@@ -139,7 +139,7 @@ pub async fn signer_approval(
 }
 
 /// A code the signer did not accept: say why, and alert when approvals lock.
-pub fn code_refused(ctx: &Ctx, user: i64, id: ConfirmationId, e: SignerError) -> String {
+pub(super) fn code_refused(ctx: &Ctx, user: i64, id: ConfirmationId, e: SignerError) -> String {
     match e {
         SignerError::Refused(body) => {
             let locked = body.kind == ErrorKind::RateLimited || body.message.contains("locked");

@@ -15,7 +15,7 @@ use crate::store::{ConfirmationKind, ConfirmationRow, Store};
 /// Vigil operator commands:
 #[derive(BotCommands, Clone, Debug, PartialEq, Eq)]
 #[command(rename_rule = "lowercase")]
-pub enum Command {
+pub(super) enum Command {
     /// agents, modes, spend today vs caps, LLM cost vs cap, signer, pending items
     Status,
     /// each agent's provider, model, schedule, mode and whether it is paused
@@ -49,7 +49,7 @@ pub const HINT: &str = "I only understand commands: send /help for the list. \
 To approve a request, use /approve <id> <code>; to refuse it, /deny <id>.";
 
 /// The /help text.
-pub fn help() -> String {
+pub(super) fn help() -> String {
     format!(
         "{}\n\nAmounts are base units (1 SOL = 1000000000 lamports). Codes come from the \
          authenticator you enrolled at the key ceremony and are checked by the signer.",
@@ -58,7 +58,7 @@ pub fn help() -> String {
 }
 
 /// /status.
-pub async fn status(ctx: &Ctx) -> String {
+pub(super) async fn status(ctx: &Ctx) -> String {
     let now = super::unix_now();
     let mut out = String::from("Vigil status\n");
     let signer = ctx.orch.signer().lock().await.status().await;
@@ -133,7 +133,7 @@ pub async fn status(ctx: &Ctx) -> String {
 }
 
 /// /agents.
-pub fn agents(ctx: &Ctx) -> String {
+pub(super) fn agents(ctx: &Ctx) -> String {
     let Ok(store) = ctx.orch.store().lock() else {
         return "state unavailable: check the orchestrator's log".into();
     };
@@ -159,7 +159,7 @@ pub fn agents(ctx: &Ctx) -> String {
 }
 
 /// /pending.
-pub fn pending(ctx: &Ctx) -> String {
+pub(super) fn pending(ctx: &Ctx) -> String {
     let now = super::unix_now();
     let rows = match ctx.orch.store().lock() {
         Ok(store) => store.open_confirmations(now),
@@ -179,7 +179,7 @@ pub fn pending(ctx: &Ctx) -> String {
 }
 
 /// The one message that asks the operator about `row`, with how to answer it.
-pub fn announcement(row: &ConfirmationRow, phrase: &str, now: u64) -> String {
+pub(super) fn announcement(row: &ConfirmationRow, phrase: &str, now: u64) -> String {
     let agent = row
         .confirmation
         .agent
@@ -220,7 +220,7 @@ pub fn announcement(row: &ConfirmationRow, phrase: &str, now: u64) -> String {
 }
 
 /// /caps.
-pub async fn caps(ctx: &Ctx) -> String {
+pub(super) async fn caps(ctx: &Ctx) -> String {
     let status = match ctx.orch.signer().lock().await.status().await {
         Ok(s) => s,
         Err(e) => return format!("cannot ask the signer: {e}"),
@@ -247,7 +247,7 @@ pub async fn caps(ctx: &Ctx) -> String {
 }
 
 /// /audit: the signer verifies its own hash chain and shows its latest entries.
-pub async fn audit(ctx: &Ctx) -> String {
+pub(super) async fn audit(ctx: &Ctx) -> String {
     let mut out = String::from("Audit");
     match ctx.orch.signer().lock().await.audit(AUDIT_LINES).await {
         Ok(a) if a.verified => {

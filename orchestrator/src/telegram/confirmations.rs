@@ -22,7 +22,7 @@ use crate::store::{
 };
 
 /// `/approve <id> [code]`.
-pub async fn approve_command(ctx: &Ctx, user: i64, args: &str) -> String {
+pub(super) async fn approve_command(ctx: &Ctx, user: i64, args: &str) -> String {
     let mut parts = args.split_whitespace();
     let Some(id) = parts.next() else {
         return "Usage: /approve <id> <code>, e.g. /approve 12 123456 (see /pending)".into();
@@ -42,7 +42,7 @@ pub async fn approve_command(ctx: &Ctx, user: i64, args: &str) -> String {
 }
 
 /// Approves pending `id` with `code` (when its kind needs one).
-pub async fn approve(
+pub(super) async fn approve(
     ctx: &Ctx,
     user: i64,
     id: ConfirmationId,
@@ -90,7 +90,7 @@ pub async fn approve(
 
 /// A Yes/No button press: `yes:<id>` or `no:<id>`. A Yes to a live transfer runs it (at
 /// most once) and answers with what the signer and the chain said.
-pub async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
+pub(super) async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
     let Some((answer, id)) = data.split_once(':') else {
         return "This button is not one of mine.".into();
     };
@@ -129,7 +129,7 @@ pub async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
 }
 
 /// `/deny <id>`.
-pub fn deny(ctx: &Ctx, user: i64, args: &str) -> String {
+pub(super) fn deny(ctx: &Ctx, user: i64, args: &str) -> String {
     let id: ConfirmationId = match args.trim().trim_start_matches('#').parse() {
         Ok(id) => id,
         Err(e) => return format!("Usage: /deny <id> ({e})"),
@@ -159,7 +159,12 @@ fn do_deny(ctx: &Ctx, user: i64, id: ConfirmationId) -> String {
 }
 
 /// Free text from an operator: the phrase, a code, or a reply carrying a code.
-pub async fn text(ctx: &Ctx, user: i64, text: &str, replied_to: Option<&str>) -> Option<String> {
+pub(super) async fn text(
+    ctx: &Ctx,
+    user: i64,
+    text: &str,
+    replied_to: Option<&str>,
+) -> Option<String> {
     let t = text.trim();
     let code = t.parse::<OperatorCode>().ok();
     match ctx.state(user) {
@@ -189,7 +194,7 @@ pub async fn text(ctx: &Ctx, user: i64, text: &str, replied_to: Option<&str>) ->
 }
 
 /// `/pause <agent>` and `/resume <agent>`.
-pub fn pause(ctx: &Ctx, user: i64, args: &str, paused: bool) -> String {
+pub(super) fn pause(ctx: &Ctx, user: i64, args: &str, paused: bool) -> String {
     let command = if paused { "pause" } else { "resume" };
     let agent = match agent_arg(ctx, args) {
         Ok(a) => a,
@@ -220,7 +225,7 @@ fn do_pause(ctx: &Ctx, user: i64, agent: &AgentConfig, paused: bool) -> String {
 }
 
 /// `/paper <agent>`: always allowed without a code (it only removes risk), unless marked.
-pub fn paper(ctx: &Ctx, user: i64, args: &str) -> String {
+pub(super) fn paper(ctx: &Ctx, user: i64, args: &str) -> String {
     let agent = match agent_arg(ctx, args) {
         Ok(a) => a,
         Err(e) => return e,
@@ -242,7 +247,7 @@ fn do_paper(ctx: &Ctx, agent: &AgentConfig) -> String {
 }
 
 /// `/live <agent> [asset]`: a phrase confirmation.
-pub fn live(ctx: &Ctx, user: i64, args: &str) -> String {
+pub(super) fn live(ctx: &Ctx, user: i64, args: &str) -> String {
     let mut parts = args.split_whitespace();
     let agent = match agent_arg(ctx, parts.next().unwrap_or("")) {
         Ok(a) => a,
@@ -271,7 +276,7 @@ pub fn live(ctx: &Ctx, user: i64, args: &str) -> String {
 
 /// `/setcap <agent> <asset> <per_tx|velocity_24h> <amount>`: a phrase confirmation; the signer checks
 /// the code and the signed ceiling.
-pub fn setcap(ctx: &Ctx, user: i64, args: &str) -> String {
+pub(super) fn setcap(ctx: &Ctx, user: i64, args: &str) -> String {
     const USAGE: &str = "Usage: /setcap <agent> <asset> <per_tx|velocity_24h> <amount in base units>, e.g. /setcap trader SOL per_tx 800000000";
     let parts: Vec<&str> = args.split_whitespace().collect();
     let [agent, asset, cap, amount] = parts.as_slice() else {
@@ -564,7 +569,7 @@ fn known_asset(arg: &str) -> Result<AssetSymbol, String> {
 }
 
 /// The first `#<number>` in a bot message the operator replied to.
-pub fn confirmation_id_in(text: &str) -> Option<ConfirmationId> {
+pub(super) fn confirmation_id_in(text: &str) -> Option<ConfirmationId> {
     let start = text.find('#')? + 1;
     let digits: String = text[start..]
         .chars()

@@ -32,8 +32,9 @@ use teloxide::prelude::*;
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 use tokio::sync::mpsc;
 
-pub use access::{AlertDedup, StrangerLog, StrangerLogLine};
-pub use commands::{Command, HINT};
+use access::{AlertDedup, StrangerLog, StrangerLogLine};
+use commands::Command;
+pub use commands::HINT;
 
 use crate::config::TelegramConfig;
 use crate::operator::{Alert, Operator};
@@ -110,7 +111,7 @@ impl Operator for TelegramAlerts {
 
 /// The per-operator conversation state of a phrase confirmation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// Nothing asked.
     Idle,
     /// Waiting for the exact phrase for confirmation `id`.
@@ -127,7 +128,7 @@ pub enum State {
 
 /// What every handler shares.
 #[derive(Debug)]
-pub struct Ctx {
+pub(crate) struct Ctx {
     orch: Arc<Orchestrator>,
     config: TelegramConfig,
     states: Mutex<HashMap<i64, State>>,
@@ -201,7 +202,7 @@ type HandlerResult = Result<(), HandlerError>;
 
 /// Runs the bot until the future is dropped: polls the Bot API at `config.api_url`, sends
 /// alerts from `alerts`, and announces pending confirmations.
-pub async fn run(
+pub async fn run_bot(
     orch: Arc<Orchestrator>,
     config: TelegramConfig,
     token: SecretString,
@@ -240,7 +241,7 @@ pub async fn run(
 
 /// The update handler. The first branch is the operator allowlist: a stranger's update ends
 /// there, unanswered.
-pub fn schema() -> UpdateHandler<HandlerError> {
+pub(crate) fn schema() -> UpdateHandler<HandlerError> {
     dptree::entry()
         .branch(
             dptree::filter(|update: Update, ctx: Arc<Ctx>| !is_operator(&ctx, &update))

@@ -7,10 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use vigil_orchestrator::config::{AgentConfig, Config, Mode, Peer};
-use vigil_orchestrator::scheduler::Orchestrator;
-use vigil_orchestrator::signer_client::SignerClient;
-use vigil_orchestrator::store::Store;
+use vigil_orchestrator::{AgentConfig, Config, Mode, Orchestrator, Peer, SignerClient, Store};
 
 use super::signer::RunningSigner;
 

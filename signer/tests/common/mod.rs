@@ -1,7 +1,8 @@
 //! Test harness: runs the real `vigil-signer` binary (dev-init, then serve) on a temporary
 //! state dir and socket, and talks to it with the protocol crate's client.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+// `pub` is this harness's API across the test crates that include it (unreachable from each).
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
