@@ -16,15 +16,14 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 use vigil_protocol::{AgentId, AssetSymbol, Chain, OperatorCode};
-use vigil_signer::chains::solana;
+use vigil_signer::Ed25519Key;
 use vigil_signer::import::manifest::{
     AgentInfo, FileInfo, KEYSTORE_DIR, MANIFEST_FILE, MANIFEST_SIG_FILE, Manifest, POLICY_DIR,
     POLICY_KEY_DIR, PolicyKeyInfo,
 };
 use vigil_signer::import::{self, manifest};
-use vigil_signer::keys::Ed25519Key;
 use vigil_signer::keystore::{self, KdfParams, Purpose};
-use vigil_signer::{approval, policy};
+use vigil_signer::policy;
 use zeroize::Zeroizing;
 
 use crate::backup::{self, Backup, SeedToBackUp};
@@ -144,7 +143,7 @@ pub fn run(
             let (key, seed) = Ed25519Key::generate().map_err(random_err)?;
             let public = key.public_bytes();
             let address = match chain {
-                Chain::Solana => solana::address_of(&public),
+                Chain::Solana => vigil_signer::solana_address_of(&public),
             };
             agents.push(AgentKey {
                 agent: agent.clone(),
@@ -303,7 +302,7 @@ fn enrol(
                 continue;
             }
         };
-        if approval::code_matches(secret, &code, op.now()).map_err(CeremonyError::Other)? {
+        if vigil_signer::code_matches(secret, &code, op.now()).map_err(CeremonyError::Other)? {
             op.show("The authenticator is enrolled: its code matches.");
             return Ok(());
         }

@@ -19,11 +19,11 @@ pub const DEFAULT_TTL_SECS: u64 = 600;
 /// TOTP time step (RFC 6238 default).
 pub const STEP_SECS: u64 = 30;
 /// Wrong codes in a row before approvals lock.
-pub const MAX_CONSECUTIVE_FAILURES: u32 = 3;
+pub(crate) const MAX_CONSECUTIVE_FAILURES: u32 = 3;
 /// How long approvals stay locked after too many wrong codes.
-pub const LOCKOUT_SECS: u64 = 300;
+pub(crate) const LOCKOUT_SECS: u64 = 300;
 /// Most approvals that may wait at once (bounds memory under a flood of large requests).
-pub const MAX_WAITING: usize = 256;
+pub(crate) const MAX_WAITING: usize = 256;
 
 /// A request waiting for the operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -335,7 +335,7 @@ fn matching_step(totp: &TOTP, code: &OperatorCode, now: u64) -> Option<u64> {
 }
 
 /// A fresh approval id: 16 random bytes, hex.
-pub fn new_approval_id() -> Result<ApprovalId, String> {
+pub(crate) fn new_approval_id() -> Result<ApprovalId, String> {
     let mut raw = [0u8; 16];
     getrandom::getrandom(&mut raw).map_err(|e| format!("the OS random source failed: {e}"))?;
     ApprovalId::try_from(format!("ap-{}", hex::encode(raw)))

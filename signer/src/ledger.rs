@@ -20,11 +20,11 @@ use crate::audit::Entry;
 use crate::policy::{CapOverride, History};
 
 /// The rolling window of the velocity cap.
-pub const VELOCITY_WINDOW_SECS: u64 = 86_400;
+pub(crate) const VELOCITY_WINDOW_SECS: u64 = 86_400;
 /// How long a signed result is remembered for its idempotency key.
-pub const IDEMPOTENCY_WINDOW_SECS: u64 = 2 * 86_400;
+pub(crate) const IDEMPOTENCY_WINDOW_SECS: u64 = 2 * 86_400;
 /// The window of the per-minute rate limit.
-pub const RATE_WINDOW_SECS: u64 = 60;
+pub(crate) const RATE_WINDOW_SECS: u64 = 60;
 
 /// One audit log entry's payload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,7 +153,7 @@ pub enum Event {
 
 /// What an idempotency key maps to.
 #[derive(Clone, Debug)]
-pub enum Remembered {
+pub(crate) enum Remembered {
     /// Signed and durable.
     Signed {
         intent_digest: String,
@@ -175,7 +175,7 @@ pub enum Remembered {
 
 impl Remembered {
     /// The digest of the intent this key was first used with.
-    pub fn intent_digest(&self) -> &str {
+    pub(crate) fn intent_digest(&self) -> &str {
         match self {
             Remembered::Signed { intent_digest, .. }
             | Remembered::InFlight { intent_digest, .. }
@@ -187,7 +187,7 @@ impl Remembered {
 /// The in-memory ledger. Queries are O(log n) in the entries of one agent and asset, so a
 /// busy agent does not make every decision slower.
 #[derive(Debug, Default)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     spends: BTreeMap<AgentId, BTreeMap<AssetSymbol, Series>>,
     requests: BTreeMap<AgentId, VecDeque<u64>>,
     idempotency: HashMap<(AgentId, IdempotencyKey), Remembered>,
@@ -240,7 +240,7 @@ impl Series {
 
 impl Ledger {
     /// Rebuilds the ledger and approval state from replayed audit entries.
-    pub fn replay(entries: &[Entry<Event>], approvals: &mut Approvals, now: u64) -> Self {
+    pub(crate) fn replay(entries: &[Entry<Event>], approvals: &mut Approvals, now: u64) -> Self {
         let mut ledger = Ledger::default();
         for e in entries {
             match &e.event {
@@ -331,7 +331,13 @@ impl Ledger {
     }
 
     /// Counts a spend (reserved before it is durable; never un-counted: failing closed).
-    pub fn record_spend(&mut self, agent: &AgentId, asset: AssetSymbol, amount: u128, ts: u64) {
+    pub(crate) fn record_spend(
+        &mut self,
+        agent: &AgentId,
+        asset: AssetSymbol,
+        amount: u128,
+        ts: u64,
+    ) {
         let series = self
             .spends
             .entry(agent.clone())
@@ -343,7 +349,13 @@ impl Ledger {
     }
 
     /// Sets an operator cap (the caller checked it against the ceiling and the code).
-    pub fn set_cap(&mut self, agent: &AgentId, asset: AssetSymbol, cap: CapKind, amount: u128) {
+    pub(crate) fn set_cap(
+        &mut self,
+        agent: &AgentId,
+        asset: AssetSymbol,
+        cap: CapKind,
+        amount: u128,
+    ) {
         let o = self.overrides.entry((agent.clone(), asset)).or_default();
         match cap {
             CapKind::PerTx => o.per_tx = Some(amount),
@@ -353,7 +365,7 @@ impl Ledger {
 
     /// Notes that `agent` made a `sign` request now (for the rate limit), and now and then
     /// drops what no window needs any more.
-    pub fn note_request(&mut self, agent: &AgentId, now: u64) {
+    pub(crate) fn note_request(&mut self, agent: &AgentId, now: u64) {
         let q = self.requests.entry(agent.clone()).or_default();
         let last = q.back().copied().unwrap_or(0);
         q.push_back(now.max(last));
@@ -369,22 +381,22 @@ impl Ledger {
     }
 
     /// What this idempotency key maps to.
-    pub fn remembered(&self, agent: &AgentId, key: &IdempotencyKey) -> Option<&Remembered> {
+    pub(crate) fn remembered(&self, agent: &AgentId, key: &IdempotencyKey) -> Option<&Remembered> {
         self.idempotency.get(&(agent.clone(), key.clone()))
     }
 
     /// Sets what this idempotency key maps to.
-    pub fn remember(&mut self, agent: &AgentId, key: &IdempotencyKey, r: Remembered) {
+    pub(crate) fn remember(&mut self, agent: &AgentId, key: &IdempotencyKey, r: Remembered) {
         self.idempotency.insert((agent.clone(), key.clone()), r);
     }
 
     /// Forgets a key (an approval that expired, a record that could not be written).
-    pub fn forget(&mut self, agent: &AgentId, key: &IdempotencyKey) {
+    pub(crate) fn forget(&mut self, agent: &AgentId, key: &IdempotencyKey) {
         self.idempotency.remove(&(agent.clone(), key.clone()));
     }
 
     /// Base units of each asset spent by `agent` in the 24 h before `now`.
-    pub fn spent_24h(&self, agent: &AgentId, now: u64) -> BTreeMap<AssetSymbol, u128> {
+    pub(crate) fn spent_24h(&self, agent: &AgentId, now: u64) -> BTreeMap<AssetSymbol, u128> {
         let since = now.saturating_sub(VELOCITY_WINDOW_SECS);
         self.spends
             .get(agent)
@@ -396,7 +408,7 @@ impl Ledger {
     }
 
     /// Drops what no window needs any more.
-    pub fn prune(&mut self, now: u64) {
+    pub(crate) fn prune(&mut self, now: u64) {
         self.last_prune = now;
         let since = now.saturating_sub(VELOCITY_WINDOW_SECS);
         for series in self.spends.values_mut().flat_map(BTreeMap::values_mut) {
@@ -436,7 +448,7 @@ impl History for Ledger {
 }
 
 /// SHA-256 of the intent's JSON (serde field order is fixed by the types), hex.
-pub fn intent_digest(intent: &Intent) -> String {
+pub(crate) fn intent_digest(intent: &Intent) -> String {
     let json = serde_json::to_vec(intent).unwrap_or_default();
     hex::encode(Sha256::digest(&json))
 }

@@ -48,7 +48,7 @@ enum Command {
         #[arg(long = "allow-peer-user")]
         allow_peer_user: Vec<String>,
         /// Seconds an approval waits for the operator.
-        #[arg(long, default_value_t = vigil_signer::approval::DEFAULT_TTL_SECS)]
+        #[arg(long, default_value_t = vigil_signer::DEFAULT_TTL_SECS)]
         approval_ttl: u64,
         /// USER:GROUP to switch to when started as root (the signer never keeps running as root).
         #[arg(long, value_parser = parse_user_group)]

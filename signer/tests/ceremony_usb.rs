@@ -22,8 +22,8 @@ use vigil_ceremony::backup::Backup;
 use vigil_ceremony::config::CeremonyConfig;
 use vigil_ceremony::new::{NewCeremony, Operator, Outcome, run};
 use vigil_protocol::Network;
+use vigil_signer::Ed25519Key;
 use vigil_signer::import::manifest::{self, FileInfo, Manifest};
-use vigil_signer::keys::Ed25519Key;
 use vigil_signer::keystore::{self, KdfParams};
 use vigil_signer::policy;
 

@@ -17,7 +17,7 @@ use crate::ledger::Event;
 
 /// What the server does after writing an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum After {
+pub(crate) enum After {
     /// Keep serving.
     Continue,
     /// Stop accepting, and exit with [`crate::daemon::EXIT_RESTART`]: an import was confirmed

@@ -25,7 +25,7 @@ mod set_cap;
 mod sign;
 mod status;
 
-pub use import::After;
+pub(crate) use import::After;
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -44,7 +44,7 @@ use crate::policy::Policy;
 
 /// A refusal: becomes an error response, and (for decisions) an audit entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// The protocol error kind.
     pub kind: ErrorKind,
     /// The rule, for policy refusals.
@@ -70,11 +70,11 @@ impl Refusal {
 }
 
 /// Keys and addresses of the agents, by (agent, chain).
-pub type AgentKeys = BTreeMap<(AgentId, Chain), Ed25519Key>;
+pub(crate) type AgentKeys = BTreeMap<(AgentId, Chain), Ed25519Key>;
 
 /// What the engine starts from.
 #[derive(Debug)]
-pub struct EngineParts {
+pub(crate) struct EngineParts {
     /// The verified, signed policy.
     pub policy: Policy,
     /// Unlocked agent keys.
@@ -93,7 +93,7 @@ pub struct EngineParts {
 }
 
 /// The signer's request handler.
-pub struct Engine {
+pub(crate) struct Engine {
     policy: Policy,
     keys: AgentKeys,
     audit: AuditLog<Event>,
@@ -116,7 +116,7 @@ impl std::fmt::Debug for Engine {
 }
 
 /// Unix seconds from the system clock.
-pub fn system_now() -> u64 {
+pub(crate) fn system_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -124,12 +124,12 @@ pub fn system_now() -> u64 {
 
 impl Engine {
     /// Builds the engine and rebuilds its state from the replayed log.
-    pub fn new(parts: EngineParts) -> Self {
+    pub(crate) fn new(parts: EngineParts) -> Self {
         Self::with_clock(parts, system_now)
     }
 
     /// As [`Engine::new`], with a clock (tests).
-    pub fn with_clock(parts: EngineParts, clock: fn() -> u64) -> Self {
+    pub(crate) fn with_clock(parts: EngineParts, clock: fn() -> u64) -> Self {
         let EngineParts {
             policy,
             keys,
@@ -151,7 +151,7 @@ impl Engine {
     }
 
     /// Records the start in the audit log (and an import applied at this start).
-    pub async fn record_start(&self) -> Result<(), String> {
+    pub(crate) async fn record_start(&self) -> Result<(), String> {
         let policy_digest = self.policy_digest();
         let mut events = vec![Event::Started {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -174,14 +174,9 @@ impl Engine {
         }
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, req: Request) -> Response {
-        self.handle_request(req).await.0
-    }
-
     /// Answers one request, and says what the server must do once the answer is written
     /// (exit for a restart after a confirmed import: see [`After`]).
-    pub async fn handle_request(&self, req: Request) -> (Response, After) {
+    pub(crate) async fn handle_request(&self, req: Request) -> (Response, After) {
         let Request { id, op } = req;
         if let Some(refusal) = self.import.refuse_while_awaiting_keys(&op) {
             return (respond::<()>(id, Err(refusal)), After::Continue);
