@@ -267,7 +267,7 @@ fn intent_of(checked: &Checked, network: Network) -> Intent {
     Intent::Transfer(TransferIntent {
         chain: Chain::Solana,
         network,
-        asset: checked.asset.clone(),
+        asset: checked.asset,
         to: checked.to_address.clone(),
         amount: checked.amount,
     })
