@@ -33,7 +33,7 @@ pub enum Alert {
         /// The cost gate's words.
         message: String,
     },
-    /// An agent was paused (by an operator, or by a gate).
+    /// An agent was paused (by an operator, directly or through a phrase confirmation).
     AgentPaused {
         /// The agent.
         agent: AgentId,
