@@ -15,19 +15,16 @@
 )]
 
 #[path = "../tests/support/signer.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 mod signer;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
-use vigil_orchestrator::config::{Config, Peer};
-use vigil_orchestrator::cost::Prices;
-use vigil_orchestrator::llm::{Provider, ScriptedProvider};
-use vigil_orchestrator::pipeline::{self, Deps, Inputs, Outcome};
-use vigil_orchestrator::signer_client::SignerClient;
-use vigil_orchestrator::store::Store;
+use vigil_orchestrator::{
+    Config, Deps, Inputs, Outcome, Peer, Prices, Provider, ScriptedProvider, SignerClient, Store,
+};
 use vigil_protocol::Network;
 
 const DECISIONS: u64 = 1_000;
@@ -82,7 +79,7 @@ fn main() {
                 day_start: start - start % 86_400,
             };
             let t = Instant::now();
-            let decided = pipeline::decide(&trader, &inputs, &deps).await;
+            let decided = vigil_orchestrator::decide(&trader, &inputs, &deps).await;
             samples.push(t.elapsed());
             assert!(
                 matches!(decided.outcome, Outcome::PaperFilled { .. }),

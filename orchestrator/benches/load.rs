@@ -18,17 +18,13 @@
 )]
 
 #[path = "../tests/support/signer.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 mod signer;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use vigil_orchestrator::config::{Config, Mode, Peer};
-use vigil_orchestrator::pipeline::Outcome;
-use vigil_orchestrator::scheduler::Orchestrator;
-use vigil_orchestrator::signer_client::SignerClient;
-use vigil_orchestrator::store::Store;
+use vigil_orchestrator::{Config, Mode, Orchestrator, Outcome, Peer, SignerClient, Store};
 
 const AGENTS: usize = 100;
 

@@ -29,12 +29,10 @@ use support::adversary::{ATTACKER, ATTACKER_PROGRAM, Adversary, Attack, Target};
 use support::corpus::{corpus, sample};
 use support::live::live_trader_with;
 use support::signer::start_signer;
-use vigil_orchestrator::chains::solana_rpc::SolanaRpc;
-use vigil_orchestrator::config::{Peer, ProviderConfig, ProviderKind};
-use vigil_orchestrator::cost::Prices;
-use vigil_orchestrator::firewall::UntrustedItem;
-use vigil_orchestrator::pipeline::Outcome;
-use vigil_protocol::message::{ApproveRequest, SignRequest, SignResult};
+use vigil_orchestrator::{
+    Outcome, Peer, Prices, ProviderConfig, ProviderKind, SolanaRpc, UntrustedItem,
+};
+use vigil_protocol::{ApproveRequest, SignRequest, SignResult};
 
 const SOL: u128 = 1_000_000_000;
 /// The dev policy of `vigil-signer dev-init` (signer/src/devinit.rs).
@@ -219,7 +217,7 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
             intent: vigil_protocol::Intent::Transfer(vigil_protocol::TransferIntent {
                 chain: vigil_protocol::Chain::Solana,
                 network: vigil_protocol::Network::Devnet,
-                asset: "SOL".into(),
+                asset: vigil_protocol::AssetSymbol::SOL,
                 to: dev_peer.clone(),
                 amount: vigil_protocol::Amount::from_base_units(SOL * 3 / 4),
             }),
@@ -239,7 +237,7 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
         .await
         .approve(ApproveRequest {
             approval_id: n.approval_id.clone(),
-            code: signer.code_at(now()),
+            code: signer.code_at(now()).parse().unwrap(),
             context: None,
         })
         .await
@@ -291,7 +289,7 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
             .await
             .approve(ApproveRequest {
                 approval_id: approval_id.parse().unwrap(),
-                code: "123456".into(),
+                code: "123456".parse().unwrap(),
                 context: None,
             })
             .await;
@@ -312,7 +310,12 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
     let granted = signer.audit_events("approval_granted");
     assert_eq!(granted.len(), 1, "only the operator's control: {granted:?}");
     assert_eq!(granted[0]["approval_id"], n.approval_id.as_str());
-    let pending = orchestrator.store().lock().unwrap().pending(now()).unwrap();
+    let pending = orchestrator
+        .store()
+        .lock()
+        .unwrap()
+        .open_confirmations(now())
+        .unwrap();
     assert_eq!(
         pending.len(),
         approvals.len(),

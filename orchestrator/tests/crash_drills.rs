@@ -29,9 +29,7 @@ use std::time::Duration;
 use support::SolanaNode;
 use support::live::live_trader_with;
 use support::signer::{RunningSigner, start_signer};
-use vigil_orchestrator::chains::solana_rpc::{SigStatus, SolanaRpc};
-use vigil_orchestrator::pipeline::Outcome;
-use vigil_orchestrator::store::Store;
+use vigil_orchestrator::{Outcome, SigStatus, SolanaRpc, Store};
 
 const SOL: u64 = 1_000_000_000;
 
@@ -139,10 +137,10 @@ fn spawn_daemon(config: &Path) -> Child {
 fn pending_keys(store: &Store) -> BTreeSet<(i64, String)> {
     // Unresolved rows over all time: expiry is 10 minutes, the drill is shorter.
     store
-        .pending(0)
+        .open_confirmations(0)
         .unwrap()
         .into_iter()
-        .map(|r| (r.id.0, r.idempotency_key))
+        .map(|r| (r.id.0, r.confirmation.idempotency_key))
         .collect()
 }
 
@@ -268,7 +266,7 @@ async fn orchestrator_kill9_at_random_points_loses_and_repeats_nothing() {
     for r in &requested {
         let key = r["idempotency_key"].as_str().unwrap();
         if store
-            .pending_by_key(&format!("approval-{key}"))
+            .confirmation_by_key(&format!("approval-{key}"))
             .unwrap()
             .is_none()
         {

@@ -17,10 +17,7 @@ use support::adversary::{Adversary, Fault, Target};
 use support::live::live_trader_with;
 use support::signer::{is_root, start_signer, start_signer_in};
 use support::{Mode, SolanaNode};
-use vigil_orchestrator::config::{ProviderConfig, ProviderKind};
-use vigil_orchestrator::cost::Prices;
-use vigil_orchestrator::pipeline::Outcome;
-use vigil_orchestrator::store::Store;
+use vigil_orchestrator::{Outcome, Prices, ProviderConfig, ProviderKind, Store};
 
 const SOL: u64 = 1_000_000_000;
 
@@ -44,7 +41,7 @@ fn small_payments(work: &Path) -> PathBuf {
     script
 }
 
-fn use_script(config: &mut vigil_orchestrator::config::Config, script: &Path) {
+fn use_script(config: &mut vigil_orchestrator::Config, script: &Path) {
     for p in config.providers.values_mut() {
         if p.script.is_some() {
             p.script = Some(script.to_path_buf());

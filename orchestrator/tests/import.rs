@@ -16,10 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::signer::{is_root, signer_bin};
-use vigil_orchestrator::config::Config;
-use vigil_orchestrator::scheduler::Orchestrator;
-use vigil_orchestrator::signer_client::SignerClient;
-use vigil_orchestrator::store::{PendingKind, Store};
+use vigil_orchestrator::{Config, ConfirmationKind, Orchestrator, SignerClient, Store};
 
 const PASS: &str = "velvet-otter-quarry-lantern-9";
 
@@ -172,10 +169,15 @@ async fn a_staged_stick_becomes_one_confirmation_whose_digest_the_signer_accepts
     assert!(line.contains("wait for you"), "{line}");
     // Asked once: the next check finds the same stick already waiting.
     assert_eq!(orchestrator.check_import().await, None);
-    let pending = orchestrator.store().lock().unwrap().pending(now()).unwrap();
+    let pending = orchestrator
+        .store()
+        .lock()
+        .unwrap()
+        .open_confirmations(now())
+        .unwrap();
     assert_eq!(pending.len(), 1);
     let row = &pending[0];
-    assert_eq!(row.kind, PendingKind::ImportKeys);
+    assert_eq!(row.confirmation.kind, ConfirmationKind::ImportKeys);
     let status = orchestrator
         .signer()
         .lock()
@@ -186,20 +188,25 @@ async fn a_staged_stick_becomes_one_confirmation_whose_digest_the_signer_accepts
     assert!(status.awaiting_keys);
     let trader = &status.agents[0];
     assert!(
-        row.summary.contains(&trader.address) && row.summary.contains(&trader.fingerprint),
+        row.confirmation.summary.contains(&trader.address)
+            && row.confirmation.summary.contains(&trader.fingerprint),
         "the operator sees the address and fingerprint: {}",
-        row.summary
+        row.confirmation.summary
     );
 
     // The stored digest is the one the signer accepts with the ceremony's code.
-    let payload: serde_json::Value = serde_json::from_str(&row.payload_json).unwrap();
+    let payload: serde_json::Value = serde_json::from_str(&row.confirmation.payload_json).unwrap();
     let digest: vigil_protocol::ManifestDigest = payload["manifest_digest"]
         .as_str()
         .unwrap()
         .to_string()
         .try_into()
         .unwrap();
-    let code = totp_rs::TOTP::from_url(&uri).unwrap().generate(now());
+    let code = totp_rs::TOTP::from_url(&uri)
+        .unwrap()
+        .generate(now())
+        .parse()
+        .unwrap();
     let confirmed = orchestrator
         .signer()
         .lock()

@@ -13,10 +13,7 @@ use solana_pubkey::Pubkey;
 use support::SolanaNode;
 use support::live::live_trader;
 use support::signer::start_signer;
-use vigil_orchestrator::chains::solana_rpc::SolanaRpc;
-use vigil_orchestrator::cost::Prices;
-use vigil_orchestrator::llm::{Provider, ScriptedProvider};
-use vigil_orchestrator::pipeline::{self, Deps, Inputs, Outcome};
+use vigil_orchestrator::{Deps, Inputs, Outcome, Prices, Provider, ScriptedProvider, SolanaRpc};
 
 #[tokio::test]
 async fn live_transfer_is_signed_broadcast_confirmed_and_moves_the_funds() {
@@ -53,12 +50,12 @@ async fn live_transfer_is_signed_broadcast_confirmed_and_moves_the_funds() {
     assert_eq!(orchestrator.reconcile().await, Vec::<String>::new());
 
     // A spend signed outside this orchestrator shows up as a difference.
-    let outside = vigil_protocol::message::SignRequest {
+    let outside = vigil_protocol::SignRequest {
         agent: "trader".parse().unwrap(),
         intent: vigil_protocol::Intent::Transfer(vigil_protocol::TransferIntent {
             chain: vigil_protocol::Chain::Solana,
             network: vigil_protocol::Network::Devnet,
-            asset: "SOL".into(),
+            asset: vigil_protocol::AssetSymbol::SOL,
             to: peer.to_string(),
             amount: vigil_protocol::Amount::from_base_units(1_000),
         }),
@@ -121,7 +118,7 @@ async fn a_signed_transfer_that_never_landed_is_reported() {
         signer: orchestrator.signer(),
         rpc: Some(&failing),
     };
-    let decided = pipeline::decide(&agent, &inputs, &deps).await;
+    let decided = vigil_orchestrator::decide(&agent, &inputs, &deps).await;
     let Outcome::Signed {
         chain, signature, ..
     } = &decided.outcome
@@ -158,7 +155,7 @@ async fn live_mode_without_an_rpc_holds() {
 /// approved item runs, at most once, and one approved before a crash runs after the restart.
 #[tokio::test]
 async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
-    use vigil_orchestrator::store::{PendingId, Resolution};
+    use vigil_orchestrator::{ConfirmationId, Resolution};
     let signer = start_signer("trader");
     let node = SolanaNode::start().await.unwrap();
     let trader: Pubkey = signer.init["agents"][0]["addresses"]["solana"]
@@ -174,7 +171,7 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
 
     let decided = orchestrator.decide(&agent, Vec::new()).await;
     let Outcome::AwaitingConfirmation {
-        pending_id,
+        confirmation_id,
         summary,
     } = decided.outcome
     else {
@@ -190,11 +187,11 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
             .store()
             .lock()
             .unwrap()
-            .pending_by_id(PendingId(id))
+            .confirmation(ConfirmationId(id))
             .unwrap()
     };
     let err = orchestrator
-        .execute_confirmed(&row(pending_id))
+        .execute_confirmed(&row(confirmation_id))
         .await
         .unwrap_err();
     assert!(err.contains("not approved"), "{err}");
@@ -209,10 +206,10 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
             .store()
             .lock()
             .unwrap()
-            .resolve_pending(PendingId(id), Resolution::Approved, 42, unix_now())
+            .resolve_confirmation(ConfirmationId(id), Resolution::Approved, 42, unix_now())
             .unwrap()
     };
-    let approved = approve(pending_id);
+    let approved = approve(confirmation_id);
     let outcome = orchestrator.execute_confirmed(&approved).await.unwrap();
     assert!(
         matches!(&outcome, Outcome::Signed { chain, .. } if chain == "confirmed" || chain == "finalized"),
@@ -232,13 +229,16 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     node.advance_blockhash();
     let decided = orchestrator.decide(&agent, Vec::new()).await;
-    let Outcome::AwaitingConfirmation { pending_id, .. } = decided.outcome else {
+    let Outcome::AwaitingConfirmation {
+        confirmation_id, ..
+    } = decided.outcome
+    else {
         panic!(
             "expected a second transfer waiting, got {:?}",
             decided.outcome
         );
     };
-    approve(pending_id);
+    approve(confirmation_id);
     drop(orchestrator);
     let (restarted, _) = live_trader(&signer, Some(&node.url), work.path());
     let report = restarted.resume_confirmed().await;

@@ -14,12 +14,10 @@ use secrecy::SecretString;
 use serde_json::json;
 use support::signer::start_signer;
 use tokio::sync::Mutex;
-use vigil_orchestrator::config::{AgentConfig, Config, Peer};
-use vigil_orchestrator::cost::Prices;
-use vigil_orchestrator::llm::{OpenAiProvider, Provider, ScriptedProvider};
-use vigil_orchestrator::pipeline::{self, Deps, Inputs, Outcome};
-use vigil_orchestrator::signer_client::SignerClient;
-use vigil_orchestrator::store::Store;
+use vigil_orchestrator::{
+    AgentConfig, Config, Deps, Inputs, OpenAiProvider, Outcome, Peer, Prices, Provider,
+    ScriptedProvider, SignerClient, Store,
+};
 use vigil_protocol::Network;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -104,13 +102,13 @@ async fn no_request_reaches_the_provider_once_the_cap_is_reached() {
         rpc: None,
     };
     let sentinel = agent("sentinel");
-    let first = pipeline::decide(&sentinel, &inputs(), &deps).await;
+    let first = vigil_orchestrator::decide(&sentinel, &inputs(), &deps).await;
     assert!(
         matches!(first.outcome, Outcome::Held { ref layer, .. } if layer == "agent"),
         "{first:?}"
     );
     for _ in 0..3 {
-        let next = pipeline::decide(&sentinel, &inputs(), &deps).await;
+        let next = vigil_orchestrator::decide(&sentinel, &inputs(), &deps).await;
         assert!(
             matches!(next.outcome, Outcome::Held { ref layer, .. } if layer == "cost"),
             "{next:?}"
@@ -138,7 +136,7 @@ async fn invalid_replies_get_two_corrections_then_hold() {
         signer: &signer,
         rpc: None,
     };
-    let decided = pipeline::decide(&agent("trader"), &inputs(), &deps).await;
+    let decided = vigil_orchestrator::decide(&agent("trader"), &inputs(), &deps).await;
     assert!(
         matches!(decided.outcome, Outcome::Held { ref layer, .. } if layer == "1"),
         "{decided:?}"
@@ -165,7 +163,7 @@ async fn a_provider_failure_holds() {
         signer: &signer,
         rpc: None,
     };
-    let decided = pipeline::decide(&agent("sentinel"), &inputs(), &deps).await;
+    let decided = vigil_orchestrator::decide(&agent("sentinel"), &inputs(), &deps).await;
     assert!(
         matches!(decided.outcome, Outcome::Held { ref layer, .. } if layer == "llm"),
         "{decided:?}"
@@ -199,7 +197,7 @@ async fn a_missing_key_falls_back_without_any_request() {
         signer: &signer,
         rpc: None,
     };
-    let decided = pipeline::decide(&agent("experimental"), &inputs(), &deps).await;
+    let decided = vigil_orchestrator::decide(&agent("experimental"), &inputs(), &deps).await;
     assert!(
         matches!(decided.outcome, Outcome::Held { ref layer, .. } if layer == "agent"),
         "{decided:?}"
@@ -249,7 +247,11 @@ async fn each_layer_decides_against_the_real_signer() {
     for i in 0..4u64 {
         let mut inp = inputs();
         inp.now += i; // distinct decisions, distinct idempotency keys
-        outcomes.push(pipeline::decide(&trader, &inp, &deps).await.outcome);
+        outcomes.push(
+            vigil_orchestrator::decide(&trader, &inp, &deps)
+                .await
+                .outcome,
+        );
     }
     assert!(
         matches!(&outcomes[0], Outcome::PaperFilled { summary } if summary.contains("0.2 SOL")),
@@ -277,7 +279,7 @@ async fn each_layer_decides_against_the_real_signer() {
         assert_eq!(
             store
                 .agent(&"trader".parse().unwrap())
-                .paper_position("SOL")
+                .paper_position(vigil_protocol::AssetSymbol::SOL)
                 .unwrap(),
             -200_000_000
         );
@@ -289,7 +291,7 @@ async fn each_layer_decides_against_the_real_signer() {
                 .len(),
             4
         );
-        assert_eq!(store.pending(now()).unwrap().len(), 1);
+        assert_eq!(store.open_confirmations(now()).unwrap().len(), 1);
         let memory = store.agent(&"trader".parse().unwrap()).memory(10).unwrap();
         assert_eq!(memory.len(), 4, "{memory:?}");
         assert!(memory[1].starts_with("refused by layer 2"), "{memory:?}");

@@ -9,15 +9,16 @@ use std::time::{Duration, Instant};
 
 use support::signer::start_signer;
 
-use vigil_orchestrator::signer_client::{SignerClient, SignerError};
-use vigil_protocol::message::{DryRunRequest, SignRequest, SignResult};
-use vigil_protocol::{Amount, Chain, Context, Intent, Network, TransferIntent};
+use vigil_orchestrator::{SignerClient, SignerError};
+use vigil_protocol::{
+    Amount, Chain, Context, DryRunRequest, Intent, Network, SignRequest, SignResult, TransferIntent,
+};
 
 fn transfer(to: &str, lamports: u128) -> Intent {
     Intent::Transfer(TransferIntent {
         chain: Chain::Solana,
         network: Network::Devnet,
-        asset: "SOL".into(),
+        asset: vigil_protocol::AssetSymbol::SOL,
         to: to.into(),
         amount: Amount::from_base_units(lamports),
     })
@@ -81,7 +82,7 @@ async fn client_speaks_every_op_the_orchestrator_needs() {
     let import = c.import_status().await.unwrap();
     assert!(!import.staged && !import.awaiting_keys && import.agents.is_empty());
     let refused = c
-        .import_confirm("ab".repeat(32).parse().unwrap(), "123456".into())
+        .import_confirm("ab".repeat(32).parse().unwrap(), "123456".parse().unwrap())
         .await
         .unwrap_err();
     match refused {

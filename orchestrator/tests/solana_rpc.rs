@@ -17,7 +17,7 @@ use solana_pubkey::Pubkey;
 use solana_signer::Signer as _;
 use solana_transaction::Transaction;
 use support::{Mode, SolanaNode};
-use vigil_orchestrator::chains::solana_rpc::{RpcError, SigStatus, SolanaRpc};
+use vigil_orchestrator::{RpcError, SigStatus, SolanaRpc};
 
 const SOL: u64 = 1_000_000_000;
 const FEE: u64 = 5000;

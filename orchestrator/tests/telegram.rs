@@ -16,8 +16,8 @@ use support::SolanaNode;
 use support::signer::{RunningSigner, start_signer};
 use support::telegram::{Chat, Daemon, Emulator, now, write_config};
 use totp_rs::{Algorithm, Secret, TOTP};
-use vigil_orchestrator::store::{
-    NewPending, PendingId, PendingKind, PendingStatus, Resolution, Store,
+use vigil_orchestrator::{
+    ConfirmationId, ConfirmationKind, ConfirmationStatus, NewConfirmation, Resolution, Store,
 };
 
 const OPERATOR: i64 = 1001;
@@ -146,8 +146,8 @@ async fn a_confirmation_survives_a_restart_and_is_approved_with_a_button() {
     // An action that moves funds asks for confirmation (as the action's owner records it).
     let store = open_store(work.path());
     let id = store
-        .create_pending(&NewPending {
-            kind: PendingKind::MoveFunds,
+        .create_confirmation(&NewConfirmation {
+            kind: ConfirmationKind::MoveFunds,
             agent: Some("sentinel".parse().unwrap()),
             summary: "send 0.5 SOL to the treasury for sentinel".into(),
             payload_json: "{}".into(),
@@ -169,7 +169,10 @@ async fn a_confirmation_survives_a_restart_and_is_approved_with_a_button() {
 
     // The orchestrator dies before the operator answers; it comes back and asks again.
     daemon.kill();
-    assert_eq!(store.pending_by_id(id).unwrap().status, PendingStatus::Open);
+    assert_eq!(
+        store.confirmation(id).unwrap().status,
+        ConfirmationStatus::Open
+    );
     let _daemon = Daemon::start(work.path(), &config, true);
     let again = op.expect("send 0.5 SOL to the treasury").await;
     let listed = op.ask("/pending", "Waiting for you").await;
@@ -179,8 +182,8 @@ async fn a_confirmation_survives_a_restart_and_is_approved_with_a_button() {
     emulator.press(STRANGER, &again, &format!("yes:{id}")).await;
     emulator.press(OPERATOR, &again, &format!("yes:{id}")).await;
     op.expect(&format!("#{id} approved")).await;
-    let row = store.pending_by_id(id).unwrap();
-    assert_eq!(row.status, PendingStatus::Approved);
+    let row = store.confirmation(id).unwrap();
+    assert_eq!(row.status, ConfirmationStatus::Approved);
     assert_eq!(row.resolved_by, Some(OPERATOR));
     // Pressing again changes nothing.
     emulator.press(OPERATOR, &again, &format!("no:{id}")).await;
@@ -288,8 +291,8 @@ peers = [{{ label = "dev-peer", address = "{peer_text}" }}]
     op.expect("approvals locked by the signer").await;
     let store = open_store(work.path());
     assert_eq!(
-        store.pending_by_id(PendingId(2)).unwrap().status,
-        PendingStatus::Open
+        store.confirmation(ConfirmationId(2)).unwrap().status,
+        ConfirmationStatus::Open
     );
 }
 
@@ -367,8 +370,8 @@ async fn going_live_needs_the_phrase_and_a_code_the_signer_accepts() {
         Some("live:SOL")
     );
     assert_eq!(
-        store.pending_by_id(PendingId(1)).unwrap().status,
-        PendingStatus::Approved
+        store.confirmation(ConfirmationId(1)).unwrap().status,
+        ConfirmationStatus::Approved
     );
     let agents = op.ask("/agents", "Agents").await;
     assert!(agents.text.contains("LIVE for SOL"), "{}", agents.text);
@@ -380,8 +383,8 @@ async fn going_live_needs_the_phrase_and_a_code_the_signer_accepts() {
     op.ask(&code, "code already used").await;
     op.ask("/deny 2", "#2 denied").await;
     assert!(matches!(
-        store.resolve_pending(PendingId(2), Resolution::Approved, OPERATOR, now()),
-        Err(vigil_orchestrator::store::StoreError::PendingAlreadyResolved { .. })
+        store.resolve_confirmation(ConfirmationId(2), Resolution::Approved, OPERATOR, now()),
+        Err(vigil_orchestrator::StoreError::ConfirmationAlreadyResolved { .. })
     ));
     op.ask("/paper trader", "trader is in paper mode").await;
     assert_eq!(

@@ -22,8 +22,9 @@ use support::SolanaNode;
 use support::corpus::{corpus, sample};
 use support::signer::start_signer;
 use support::telegram::{BotMessage, Chat, Daemon, Emulator, now, write_config};
-use vigil_orchestrator::store::{NewPending, PendingId, PendingKind, PendingStatus, Store};
-use vigil_orchestrator::telegram::HINT;
+use vigil_orchestrator::{
+    ConfirmationId, ConfirmationKind, ConfirmationStatus, HINT, NewConfirmation, Store,
+};
 
 const OPERATOR: i64 = 1001;
 const STRANGER: i64 = 6666;
@@ -137,8 +138,13 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
     let store = open_store(work.path());
 
     // The state before the stranger.
-    let open_before: Vec<PendingId> = store.pending(now()).unwrap().iter().map(|r| r.id).collect();
-    assert_eq!(open_before, vec![PendingId(1)]);
+    let open_before: Vec<ConfirmationId> = store
+        .open_confirmations(now())
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(open_before, vec![ConfirmationId(1)]);
     let settings_before = settings(&store);
     let audit_before = signer.audit();
     let sentinel_before = decisions(&store, "sentinel");
@@ -191,14 +197,19 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
         to_stranger.is_empty(),
         "the bot answered a stranger: {to_stranger:#?}"
     );
-    let open_after: Vec<PendingId> = store.pending(now()).unwrap().iter().map(|r| r.id).collect();
+    let open_after: Vec<ConfirmationId> = store
+        .open_confirmations(now())
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(
         open_after, open_before,
         "a confirmation was created or resolved"
     );
     assert_eq!(
-        store.pending_by_id(PendingId(1)).unwrap().status,
-        PendingStatus::Open
+        store.confirmation(ConfirmationId(1)).unwrap().status,
+        ConfirmationStatus::Open
     );
     assert_eq!(
         settings(&store),
@@ -252,7 +263,7 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
         .filter(|t| t.contains("paused") || t.contains("LIVE") || t.contains("type exactly"))
         .collect();
     assert!(unexpected.is_empty(), "{unexpected:#?}");
-    assert!(store.pending(now()).unwrap().is_empty());
+    assert!(store.open_confirmations(now()).unwrap().is_empty());
     assert_eq!(settings(&store), settings_before);
     assert_eq!(signer.audit().len(), audit_before);
     assert_eq!(node.balance(&peer), 800_000_000);
@@ -339,8 +350,8 @@ async fn telegram_unreachable_blocks_no_agent_loses_no_alert_and_the_bot_recover
     let down = Instant::now();
     // Meanwhile a confirmation is recorded (shown once the bot can reach the API) ...
     let id = store
-        .create_pending(&NewPending {
-            kind: PendingKind::MoveFunds,
+        .create_confirmation(&NewConfirmation {
+            kind: ConfirmationKind::MoveFunds,
             agent: Some("trader".parse().unwrap()),
             summary: "send 0.3 SOL to the treasury for trader".into(),
             payload_json: "{}".into(),
@@ -394,7 +405,10 @@ async fn telegram_unreachable_blocks_no_agent_loses_no_alert_and_the_bot_recover
             .any(|t| t.starts_with(&format!("#{id} move funds")))
     );
     assert!(daemon.running());
-    assert_eq!(store.pending_by_id(id).unwrap().status, PendingStatus::Open);
+    assert_eq!(
+        store.confirmation(id).unwrap().status,
+        ConfirmationStatus::Open
+    );
     assert!(signer.audit_events("signed").is_empty());
     println!(
         "Telegram outage drill: outage {:.1} s, {during} decisions during it, daemon up, \

@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vigil_protocol::client::Client;
-use vigil_protocol::message::SignRequest;
-use vigil_protocol::{Amount, Chain, Context, Intent, Network, Op, TransferIntent};
+use vigil_protocol::{
+    Amount, Chain, Client, Context, Intent, Network, Op, SignRequest, TransferIntent,
+};
 
 const BLOCKHASH: &str = "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM";
 const SEQ_N: usize = 3000;
@@ -213,7 +213,7 @@ fn sign_once(socket: &Path, to: &str, i: usize) {
             intent: Intent::Transfer(TransferIntent {
                 chain: Chain::Solana,
                 network: Network::Devnet,
-                asset: "SOL".into(),
+                asset: vigil_protocol::AssetSymbol::SOL,
                 to: to.into(),
                 amount: Amount::from_base_units(1),
             }),

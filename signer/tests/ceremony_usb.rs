@@ -22,8 +22,8 @@ use vigil_ceremony::backup::Backup;
 use vigil_ceremony::config::CeremonyConfig;
 use vigil_ceremony::new::{NewCeremony, Operator, Outcome, run};
 use vigil_protocol::Network;
+use vigil_signer::Ed25519Key;
 use vigil_signer::import::manifest::{self, FileInfo, Manifest};
-use vigil_signer::keys::Ed25519Key;
 use vigil_signer::keystore::{self, KdfParams};
 use vigil_signer::policy;
 
@@ -440,7 +440,7 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
     let confirm_op = |digest: &str, code: &str| {
         Op::ImportConfirm(ImportConfirmRequest {
             manifest_digest: digest.parse().unwrap(),
-            code: code.into(),
+            code: code.parse().unwrap(),
         })
     };
     let totp = TOTP::from_url(&uri).unwrap();
@@ -457,7 +457,7 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
         .client()
         .call(confirm_op(&outcome.manifest_digest, wrong))
         .unwrap());
-    assert_eq!(kind, "approval_invalid_code");
+    assert_eq!(kind, "operator_code_invalid");
     assert!(msg.contains("THIS ceremony"), "{msg}");
     assert_eq!(tree_hash(&s.state().join("import-staged")), staged_before);
     assert!(
@@ -528,7 +528,7 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
         .client()
         .call(confirm_op(&outcome2.manifest_digest, &current))
         .unwrap());
-    assert_eq!(kind, "approval_invalid_code");
+    assert_eq!(kind, "operator_code_invalid");
     let hello = ok(s.client().call(Op::Hello).unwrap());
     assert_eq!(
         hello["policy_digest"],

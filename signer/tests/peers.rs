@@ -12,8 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use vigil_protocol::Op;
-use vigil_protocol::client::Client;
+use vigil_protocol::{Client, Op};
 
 /// A uid that is neither the test's nor the signer's.
 const OTHER: u32 = 4_242;

@@ -8,8 +8,7 @@ mod common;
 use std::io::Write;
 
 use common::*;
-use vigil_protocol::message::ApproveRequest;
-use vigil_protocol::{Network, Op};
+use vigil_protocol::{ApproveRequest, Network, Op};
 
 #[test]
 fn hello_names_agents_policy_and_networks() {
@@ -217,7 +216,7 @@ fn above_threshold_needs_a_single_use_operator_code() {
         .unwrap());
     assert_eq!(again["approval_id"], pending["approval_id"]);
 
-    let approve = |code: String| {
+    let approve = |code: vigil_protocol::OperatorCode| {
         Op::Approve(ApproveRequest {
             approval_id: id.clone(),
             code,
@@ -226,11 +225,13 @@ fn above_threshold_needs_a_single_use_operator_code() {
     };
     let t = now();
     let good = s.code_at(t);
-    let wrong = if good == "000000" {
-        "111111".to_string()
+    let wrong: vigil_protocol::OperatorCode = if good.expose_digits() == "000000" {
+        "111111"
     } else {
-        "000000".to_string()
-    };
+        "000000"
+    }
+    .parse()
+    .unwrap();
     let (kind, _, _) = err(c.call(approve(wrong)).unwrap());
     assert_eq!(kind, "approval_invalid_code");
     let signed = match c.call(approve(good.clone())).unwrap().outcome {
@@ -266,7 +267,7 @@ fn above_threshold_needs_a_single_use_operator_code() {
     let (kind, _, _) = err(c
         .call(Op::Approve(ApproveRequest {
             approval_id: "ap-nope".parse().unwrap(),
-            code: "123456".into(),
+            code: "123456".parse().unwrap(),
             context: None,
         }))
         .unwrap());
@@ -391,15 +392,15 @@ fn fresh_step(margin: u64) -> u64 {
 
 #[test]
 fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
-    use vigil_protocol::{ConfirmRequest, LimitKind, SetLimitRequest};
+    use vigil_protocol::{CapKind, ConfirmRequest, SetCapRequest};
     let mut s = Signer::start(&["trader", "sentinel"], None);
     let to = s.address("sentinel");
     let t = fresh_step(12);
-    let set = |amount: u128, code: String| {
-        Op::SetLimit(SetLimitRequest {
+    let set = |amount: u128, code: vigil_protocol::OperatorCode| {
+        Op::SetCap(SetCapRequest {
             agent: "trader".parse().unwrap(),
-            asset: "SOL".into(),
-            limit: LimitKind::PerTx,
+            asset: vigil_protocol::AssetSymbol::SOL,
+            cap: CapKind::PerTx,
             amount: vigil_protocol::Amount::from_base_units(amount),
             code,
         })
@@ -429,8 +430,8 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
     );
     assert!(msg.contains("signed ceiling"), "{msg}");
     // A wrong code changes nothing.
-    let (kind, _, _) = err(c.call(set(SOL / 10, "000000".into())).unwrap());
-    assert_eq!(kind, "approval_invalid_code");
+    let (kind, _, _) = err(c.call(set(SOL / 10, "000000".parse().unwrap())).unwrap());
+    assert_eq!(kind, "operator_code_invalid");
 
     // Lowered to 0.1 SOL with a code: a 0.25 SOL transfer is now refused by the lowered cap.
     let r = ok(c.call(set(SOL / 10, s.code_at(t - 30))).unwrap());
@@ -452,7 +453,7 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
     );
 
     // A phrase-gate confirmation, single use.
-    let confirm = |code: String| {
+    let confirm = |code: vigil_protocol::OperatorCode| {
         Op::Confirm(ConfirmRequest {
             purpose: "go_live trader SOL".parse().unwrap(),
             code,
@@ -464,7 +465,7 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
         (Some(true), Some("go_live trader SOL"))
     );
     let (kind, _, msg) = err(c.call(confirm(s.code_at(t))).unwrap());
-    assert_eq!(kind, "approval_invalid_code");
+    assert_eq!(kind, "operator_code_invalid");
     assert!(msg.contains("already used"), "{msg}");
 
     // After kill -9: the lowered cap and the spent code are both still in force.
@@ -474,7 +475,7 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
     let (_, rule, _) = err(c.call(quarter("q2")).unwrap());
     assert_eq!(rule.as_deref(), Some("per_tx_cap"));
     let (kind, _, _) = err(c.call(confirm(s.code_at(t))).unwrap());
-    assert_eq!(kind, "approval_invalid_code");
+    assert_eq!(kind, "operator_code_invalid");
     // Raised back to the ceiling with the next code: the transfer signs.
     ok(c.call(set(ceiling, s.code_at(t + 30))).unwrap());
     assert_eq!(ok(c.call(quarter("q3")).unwrap())["status"], "signed");
@@ -497,7 +498,7 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
 
 #[test]
 fn audit_op_verifies_the_chain_from_inside_the_confined_signer() {
-    use vigil_protocol::message::AuditRequest;
+    use vigil_protocol::AuditRequest;
     let s = Signer::start(&["trader", "sentinel"], None);
     let mut c = s.client();
     let to = s.address("sentinel");

@@ -7,10 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use vigil_orchestrator::config::{AgentConfig, Config, Mode, Peer};
-use vigil_orchestrator::scheduler::Orchestrator;
-use vigil_orchestrator::signer_client::SignerClient;
-use vigil_orchestrator::store::Store;
+use vigil_orchestrator::{AgentConfig, Config, Mode, Orchestrator, Peer, SignerClient, Store};
 
 use super::signer::RunningSigner;
 
@@ -47,7 +44,7 @@ pub fn live_trader_config(signer: &RunningSigner, rpc_url: Option<&str>, work: &
     config.agents.retain(|a| a.id.as_str() == "trader");
     let agent = &mut config.agents[0];
     agent.mode = Mode::Live;
-    agent.live_assets = BTreeSet::from(["SOL".to_string()]);
+    agent.live_assets = BTreeSet::from([vigil_protocol::AssetSymbol::SOL]);
     // The worst case for these tests: no operator Yes before a transfer the signer allows
     // (the gate has its own test in live.rs); the signed policy alone must hold the line.
     agent.confirm_transfers = false;

@@ -3,7 +3,14 @@
 //! `live` builds a live Trader orchestrator on it; `adversary` is an obedient adversarial LLM;
 //! `corpus` is the prompt-injection corpus and its seeded sample; `telegram` the Bot API emulator.
 
-#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
+// `pub` is this support's API across the test crates that include it (unreachable from each).
+#![allow(
+    dead_code,
+    unused_imports,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 pub mod adversary;
 pub mod corpus;

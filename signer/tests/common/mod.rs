@@ -1,7 +1,8 @@
 //! Test harness: runs the real `vigil-signer` binary (dev-init, then serve) on a temporary
 //! state dir and socket, and talks to it with the protocol crate's client.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+// `pub` is this harness's API across the test crates that include it (unreachable from each).
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -9,9 +10,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use totp_rs::{Algorithm, Secret, TOTP};
-use vigil_protocol::client::Client;
-use vigil_protocol::message::{DryRunRequest, SignRequest};
-use vigil_protocol::{Amount, Chain, Context, Intent, Network, Op, Response, TransferIntent};
+use vigil_protocol::{
+    Amount, Chain, Client, Context, DryRunRequest, Intent, Network, Op, OperatorCode, Response,
+    SignRequest, TransferIntent,
+};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_vigil-signer");
 
@@ -184,7 +186,7 @@ impl Signer {
     }
 
     /// The operator's TOTP code for unix time `t`.
-    pub fn code_at(&self, t: u64) -> String {
+    pub fn code_at(&self, t: u64) -> OperatorCode {
         let secret = Secret::Encoded(
             self.init["totp_secret_base32"]
                 .as_str()
@@ -196,6 +198,8 @@ impl Signer {
         TOTP::new(Algorithm::SHA1, 6, 1, 30, secret, None, String::new())
             .unwrap()
             .generate(t)
+            .parse()
+            .unwrap()
     }
 
     /// Signs `text` with the dev policy key, installs it, and restarts the signer on it.
@@ -291,7 +295,7 @@ pub fn transfer(to: &str, lamports: u128, network: Network) -> Intent {
     Intent::Transfer(TransferIntent {
         chain: Chain::Solana,
         network,
-        asset: "SOL".into(),
+        asset: vigil_protocol::AssetSymbol::SOL,
         to: to.into(),
         amount: Amount::from_base_units(lamports),
     })
