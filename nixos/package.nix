@@ -14,9 +14,11 @@ rustPlatform.buildRustPackage {
   inherit (workspace.workspace.package) version;
 
   # Flakes copy only git-tracked files; cleanSource also drops result links and editor files.
+  # node_modules holds the npm test peers and fixtures (some not Apache-compatible, e.g. the
+  # BUSL-1.1 Aave contracts): never part of the package source (docs/supply-chain.md).
   src = lib.cleanSourceWith {
     src = lib.cleanSource ../.;
-    filter = path: _type: baseNameOf path != "target";
+    filter = path: _type: !(builtins.elem (baseNameOf path) [ "target" "node_modules" ]);
   };
   cargoLock.lockFile = ../Cargo.lock;
 

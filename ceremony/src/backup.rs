@@ -3,15 +3,25 @@
 //! kept in a different place) or BIP39 words (24 per agent seed). The approval secret is
 //! not backed up (re-enrol at a new ceremony) and neither is the policy key (keep it with
 //! `--keep-policy-key`, or make a new one at a new ceremony).
+//!
+//! Shamir runs over GF(256) with the `blahaj` crate, each coefficient drawn uniformly from
+//! 0..=255 by the OS. Its predecessor here, `sharks` 0.5, drew them from 1..=255
+//! (RUSTSEC-2024-0398); the share encoding is the same, so shares printed then still restore
+//! (the test vectors in `ceremony/tests/vectors/`).
 
 use std::fmt::Write as _;
 use std::str::FromStr;
 
-use sharks::{Share, Sharks};
+use blahaj::{Share, Sharks};
+use rand::rand_core::UnwrapErr;
+use rand::rngs::SysRng;
 use vigil_protocol::{AgentId, Chain};
 use zeroize::Zeroizing;
 
 use crate::error::CeremonyError;
+
+/// Bytes of one agent seed inside the shared secret.
+const SEED_LEN: usize = 32;
 
 /// How to back up the agent keys on paper.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +100,7 @@ pub fn render(
             }
         }
         Backup::Shamir { k, n } => {
-            let mut secret = Zeroizing::new(Vec::with_capacity(32 * seeds.len()));
+            let mut secret = Zeroizing::new(Vec::with_capacity(SEED_LEN * seeds.len()));
             for s in seeds {
                 secret.extend_from_slice(&s.seed[..]);
             }
@@ -103,52 +113,97 @@ pub fn render(
                 "Shamir shares, any {k} of {n} rebuild the seeds of: {}\nWrite each one on its own paper and keep the papers in different places.\n",
                 order.join(", ")
             );
-            for (i, share) in Sharks(k).dealer(&secret).take(usize::from(n)).enumerate() {
+            // Every coefficient comes straight from getrandom(2), with no generator state left
+            // in this process. UnwrapErr would panic only if getrandom(2) failed, which it does
+            // not on Linux: without flags it blocks until the pool is initialised and then
+            // serves every request (the getrandom crate retries EINTR). The ceremony has drawn
+            // the keys from the same call before it gets here. blahaj does not wipe its
+            // polynomials (they hold the seeds) when the dealer drops: the ceremony machine is
+            // air-gapped and powered off after.
+            let mut os_random = UnwrapErr(SysRng);
+            let dealer = Sharks(k).dealer_rng(&secret, &mut os_random);
+            for (i, share) in dealer.take(usize::from(n)).enumerate() {
                 let bytes = Zeroizing::new(Vec::from(&share));
-                let _ = writeln!(
-                    out,
-                    "share {} of {n}:\n{}\n",
-                    i + 1,
-                    grouped(&hex::encode(&*bytes))
-                );
+                let _ = writeln!(out, "share {} of {n}:", i + 1);
+                write_grouped(&mut out, &bytes);
+                out.push_str("\n\n");
             }
         }
     }
     Ok(out)
 }
 
-/// Rebuilds the concatenated seeds from `k` shares written as [`render`] prints them (for the
-/// recovery step of the guide, and tests).
-pub fn recover_shamir(k: u8, shares: &[&str]) -> Result<Zeroizing<Vec<u8>>, String> {
-    let parsed: Vec<Share> = shares
-        .iter()
-        .map(|s| {
-            let hex_text: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-            let bytes = Zeroizing::new(
-                hex::decode(hex_text).map_err(|e| format!("a share is not hex: {e}"))?,
-            );
-            Share::try_from(bytes.as_slice()).map_err(|e| format!("not a share: {e}"))
-        })
-        .collect::<Result<_, _>>()?;
-    Sharks(k)
-        .recover(&parsed)
-        .map(Zeroizing::new)
-        .map_err(|e| format!("cannot rebuild the seeds: {e}"))
+/// Rebuilds the concatenated seeds from at least `k` shares written as [`render`] prints
+/// them (the recovery step of the guide, and tests). Whitespace inside a share is ignored.
+/// Shares printed by every earlier ceremony restore: the encoding (share number, then one
+/// byte per secret byte, in hex) has not changed since the first one.
+pub fn recover_shamir(k: u8, shares: &[&str]) -> Result<Zeroizing<Vec<u8>>, CeremonyError> {
+    let bad = |what: String| CeremonyError::Other(format!("cannot rebuild the seeds: {what}"));
+    let mut parsed: Vec<Share> = Vec::with_capacity(shares.len());
+    let mut numbers: Vec<u8> = Vec::with_capacity(shares.len());
+    for (i, text) in shares.iter().enumerate() {
+        let hex_text = Zeroizing::new(
+            text.chars()
+                .filter(|c| !c.is_whitespace())
+                .collect::<String>(),
+        );
+        let bytes = Zeroizing::new(hex::decode(&*hex_text).map_err(|e| {
+            bad(format!(
+                "share {} as typed is not hex ({e}); copy it again from its paper",
+                i + 1
+            ))
+        })?);
+        let number = bytes.first().copied().unwrap_or(0);
+        if number == 0 || bytes.len() < 1 + SEED_LEN {
+            return Err(bad(format!(
+                "share {} as typed is not a share printed by vigil-ceremony (too short, or its first byte is 00); copy it again from its paper",
+                i + 1
+            )));
+        }
+        if numbers.contains(&number) {
+            return Err(bad(format!(
+                "share number {number} was given twice; use {k} different shares"
+            )));
+        }
+        let share = Share::try_from(bytes.as_slice())
+            .map_err(|e| bad(format!("share {} as typed: {e}", i + 1)))?;
+        parsed.push(share);
+        numbers.push(number);
+    }
+    if parsed.len() < usize::from(k) {
+        return Err(bad(format!(
+            "{} share(s) given, this backup needs {k}",
+            parsed.len()
+        )));
+    }
+    let secret = Sharks(k).recover(&parsed).map_err(|e| {
+        bad(format!(
+            "{e}; the shares must all come from the same ceremony"
+        ))
+    })?;
+    let secret = Zeroizing::new(secret);
+    if !secret.len().is_multiple_of(SEED_LEN) {
+        return Err(bad(format!(
+            "the shares hold {} bytes, not whole {SEED_LEN}-byte seeds; check that every share was copied completely",
+            secret.len()
+        )));
+    }
+    Ok(secret)
 }
 
-/// Hex in groups of 4, 8 groups a line.
-fn grouped(hex_text: &str) -> String {
-    hex_text
-        .as_bytes()
-        .chunks(32)
-        .map(|line| {
-            line.chunks(4)
-                .map(|g| String::from_utf8_lossy(g).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+/// Appends `bytes` to `out` as hex in groups of 4 digits, 8 groups a line, with no copy
+/// outside `out` (which the caller wipes).
+fn write_grouped(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 && i % 16 == 0 {
+            out.push('\n');
+        } else if i > 0 && i % 2 == 0 {
+            out.push(' ');
+        }
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
 }
 
 #[cfg(test)]
@@ -156,11 +211,53 @@ fn grouped(hex_text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Shares printed by ceremonies that still used sharks 0.5.0, with the seeds they encode.
+    const SHARKS_0_5_VECTORS: &str = include_str!("../tests/vectors/sharks-0.5-shares.txt");
+
     fn seeds() -> (Vec<AgentId>, Vec<Zeroizing<[u8; 32]>>) {
         (
             vec!["sentinel".parse().unwrap(), "trader".parse().unwrap()],
             vec![Zeroizing::new([1u8; 32]), Zeroizing::new([2u8; 32])],
         )
+    }
+
+    fn to_back_up<'a>(
+        agents: &'a [AgentId],
+        seeds: &'a [Zeroizing<[u8; 32]>],
+    ) -> Vec<SeedToBackUp<'a>> {
+        agents
+            .iter()
+            .zip(seeds)
+            .map(|(agent, seed)| SeedToBackUp {
+                agent,
+                chain: Chain::Solana,
+                address: "addr",
+                seed,
+            })
+            .collect()
+    }
+
+    /// The shares of a printed backup, each as the operator would type it from its paper.
+    fn printed_shares(text: &str) -> Vec<String> {
+        text.split("share ")
+            .skip(1)
+            .map(|block| {
+                block
+                    .lines()
+                    .skip(1)
+                    .take_while(|l| !l.trim().is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+
+    /// Every way to pick `k` of `n` indices.
+    fn subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
+        (0u32..1 << n)
+            .filter(|mask| mask.count_ones() as usize == k)
+            .map(|mask| (0..n).filter(|i| mask & (1 << i) != 0).collect())
+            .collect()
     }
 
     #[test]
@@ -185,40 +282,139 @@ mod tests {
     #[test]
     fn any_k_shamir_shares_rebuild_every_seed() {
         let (agents, s) = seeds();
-        let list: Vec<SeedToBackUp<'_>> = agents
-            .iter()
-            .zip(&s)
-            .map(|(agent, seed)| SeedToBackUp {
-                agent,
-                chain: Chain::Solana,
-                address: "addr",
-                seed,
-            })
-            .collect();
-        let text = render(Backup::Shamir { k: 2, n: 3 }, &list).unwrap();
-        let shares: Vec<String> = text
-            .split("share ")
-            .skip(1)
-            .map(|block| {
-                block
-                    .lines()
-                    .skip(1)
-                    .take_while(|l| !l.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect();
+        let text = render(Backup::Shamir { k: 2, n: 3 }, &to_back_up(&agents, &s)).unwrap();
+        let shares = printed_shares(&text);
         assert_eq!(shares.len(), 3);
         let mut want = vec![1u8; 32];
         want.extend([2u8; 32]);
-        for pair in [[0, 1], [0, 2], [1, 2]] {
+        for pair in subsets(3, 2) {
             let got = recover_shamir(2, &[&shares[pair[0]], &shares[pair[1]]]).unwrap();
             assert_eq!(*got, want, "{pair:?}");
         }
         assert!(text.contains("sentinel/solana, trader/solana"));
-        // One share alone does not give the seeds.
-        let one = recover_shamir(2, &[&shares[0]]);
-        assert!(one.is_err() || *one.unwrap() != want);
+        // One share alone is refused: it says nothing about the seeds.
+        let one = recover_shamir(2, &[&shares[0]]).unwrap_err().to_string();
+        assert!(
+            one.contains("1 share(s) given, this backup needs 2"),
+            "{one}"
+        );
+    }
+
+    /// RUSTSEC-2024-0398: sharks 0.5 drew the polynomial coefficients from 1..=255, never 0.
+    /// With k = 2 share number 1 is `coefficient XOR secret` byte by byte, so under that bias
+    /// share 1 never equals the secret byte, and every new split of the same seeds rules out
+    /// one more candidate per byte. Over 256 splits of the same two seeds (16 384
+    /// coefficients) every value 0..=255 must occur; a uniform draw misses one with
+    /// probability below 2^-80, the biased one always misses 0.
+    #[test]
+    fn coefficients_take_every_byte_value_including_zero() {
+        let (agents, s) = seeds();
+        let list = to_back_up(&agents, &s);
+        let mut secret = Vec::new();
+        for seed in &s {
+            secret.extend_from_slice(&seed[..]);
+        }
+        let mut seen = [0u32; 256];
+        for _ in 0..256 {
+            let text = render(Backup::Shamir { k: 2, n: 2 }, &list).unwrap();
+            let first = hex::decode(printed_shares(&text)[0].replace(' ', "")).unwrap();
+            assert_eq!(first[0], 1, "share 1 is evaluated at x = 1");
+            for (y, secret_byte) in first[1..].iter().zip(&secret) {
+                seen[usize::from(y ^ secret_byte)] += 1;
+            }
+        }
+        let missing: Vec<usize> = (0..256).filter(|&v| seen[v] == 0).collect();
+        assert!(
+            missing.is_empty(),
+            "coefficient values never drawn: {missing:?} (0 missing is the sharks 0.5 bias)"
+        );
+    }
+
+    /// Shares printed before the switch from sharks 0.5 to blahaj restore unchanged: every
+    /// k-subset of every committed set gives back exactly the seeds it was made from, and
+    /// k - 1 shares are refused.
+    #[test]
+    fn shares_printed_by_sharks_ceremonies_still_restore() {
+        let text: String = SHARKS_0_5_VECTORS
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let mut sets = 0;
+        for block in text.split("=== ").skip(1) {
+            let header = block.lines().next().unwrap();
+            let (k, n) = header
+                .strip_prefix("k=")
+                .and_then(|rest| rest.split_once(" n="))
+                .unwrap();
+            let (k, n): (u8, usize) = (k.parse().unwrap(), n.parse().unwrap());
+            let want: Vec<u8> = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("seed "))
+                .flat_map(|l| hex::decode(l.split_once(' ').unwrap().1).unwrap())
+                .collect();
+            assert!(
+                !want.is_empty() && want.len().is_multiple_of(SEED_LEN),
+                "{header}"
+            );
+            let shares = printed_shares(block);
+            assert_eq!(shares.len(), n, "{header}");
+            for pick in subsets(n, usize::from(k)) {
+                let chosen: Vec<&str> = pick.iter().map(|&i| shares[i].as_str()).collect();
+                let got = recover_shamir(k, &chosen).unwrap();
+                assert_eq!(*got, want, "{header}, shares {pick:?}");
+            }
+            let too_few: Vec<&str> = shares[..usize::from(k) - 1]
+                .iter()
+                .map(String::as_str)
+                .collect();
+            assert!(recover_shamir(k, &too_few).is_err(), "{header}");
+            sets += 1;
+        }
+        assert_eq!(sets, 2, "the vector file holds a 2-of-3 and a 3-of-5 set");
+    }
+
+    /// The printed layout has not changed either: every share of the old vectors, decoded and
+    /// printed again, gives the very same lines.
+    #[test]
+    fn shares_print_exactly_as_before() {
+        let mut checked = 0;
+        for block in SHARKS_0_5_VECTORS.split("\nshare ").skip(1) {
+            let lines: Vec<&str> = block
+                .lines()
+                .skip(1)
+                .take_while(|l| !l.trim().is_empty())
+                .collect();
+            let printed = lines.join("\n");
+            let bytes = hex::decode(printed.replace([' ', '\n'], "")).unwrap();
+            let mut again = String::new();
+            write_grouped(&mut again, &bytes);
+            assert_eq!(again, printed);
+            checked += 1;
+        }
+        assert_eq!(checked, 3 + 5);
+    }
+
+    #[test]
+    fn bad_shares_are_refused_with_what_to_do() {
+        let (agents, s) = seeds();
+        let text = render(Backup::Shamir { k: 2, n: 3 }, &to_back_up(&agents, &s)).unwrap();
+        let shares = printed_shares(&text);
+        let refused = |given: &[&str]| recover_shamir(2, given).unwrap_err().to_string();
+
+        let twice = refused(&[&shares[0], &shares[0]]);
+        assert!(twice.contains("share number 1 was given twice"), "{twice}");
+        let typo = format!("{}g", &shares[1][..shares[1].len() - 1]);
+        let not_hex = refused(&[&shares[0], &typo]);
+        assert!(not_hex.contains("share 2 as typed is not hex"), "{not_hex}");
+        let not_a_share = refused(&[&shares[0], "00 0102"]);
+        assert!(
+            not_a_share.contains("not a share printed by vigil-ceremony"),
+            "{not_a_share}"
+        );
+        let whole = shares[1].replace(' ', "");
+        let one_byte_short = refused(&[&shares[0], &whole[..whole.len() - 2]]);
+        assert!(one_byte_short.contains("same ceremony"), "{one_byte_short}");
     }
 
     #[test]

@@ -15,16 +15,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use secrecy::SecretString;
-use vigil_protocol::{AgentId, Chain};
-use vigil_signer::chains::solana;
+use vigil_protocol::{AgentId, AssetSymbol, Chain, OperatorCode};
+use vigil_signer::Ed25519Key;
 use vigil_signer::import::manifest::{
     AgentInfo, FileInfo, KEYSTORE_DIR, MANIFEST_FILE, MANIFEST_SIG_FILE, Manifest, POLICY_DIR,
     POLICY_KEY_DIR, PolicyKeyInfo,
 };
 use vigil_signer::import::{self, manifest};
-use vigil_signer::keys::Ed25519Key;
 use vigil_signer::keystore::{self, KdfParams, Purpose};
-use vigil_signer::{approval, policy};
+use vigil_signer::policy;
 use zeroize::Zeroizing;
 
 use crate::backup::{self, Backup, SeedToBackUp};
@@ -144,7 +143,7 @@ pub fn run(
             let (key, seed) = Ed25519Key::generate().map_err(random_err)?;
             let public = key.public_bytes();
             let address = match chain {
-                Chain::Solana => solana::address_of(&public),
+                Chain::Solana => vigil_signer::solana_address_of(&public),
             };
             agents.push(AgentKey {
                 agent: agent.clone(),
@@ -295,8 +294,15 @@ fn enrol(
     let uri = qr::otpauth_uri(secret, account)?;
     let picture = qr::render(&uri)?;
     for attempt in 1..=ENROL_ATTEMPTS {
-        let code = Zeroizing::new(op.enrol(&uri, &picture, attempt)?);
-        if approval::code_matches(secret, code.trim(), op.now()).map_err(CeremonyError::Other)? {
+        let typed = Zeroizing::new(op.enrol(&uri, &picture, attempt)?);
+        let code: OperatorCode = match typed.trim().parse() {
+            Ok(code) => code,
+            Err(why) => {
+                op.show(&format!("That is not a code: {why}."));
+                continue;
+            }
+        };
+        if vigil_signer::code_matches(secret, &code, op.now()).map_err(CeremonyError::Other)? {
             op.show("The authenticator is enrolled: its code matches.");
             return Ok(());
         }
@@ -367,8 +373,8 @@ pub fn summarize_policy(p: &policy::Policy) -> String {
 }
 
 /// `2.5 SOL (2500000000)` for SOL (9 decimals), base units otherwise.
-fn amount(base: u128, symbol: &str) -> String {
-    if symbol == "SOL" {
+fn amount(base: u128, symbol: &AssetSymbol) -> String {
+    if *symbol == AssetSymbol::SOL {
         let whole = base / 1_000_000_000;
         let frac = base % 1_000_000_000;
         let frac = format!("{frac:09}");

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
+use vigil_signer::Ed25519Key;
 use vigil_signer::import::manifest::{self, MANIFEST_FILE, Manifest, POLICY_KEY_DIR};
-use vigil_signer::keys::Ed25519Key;
 use vigil_signer::keystore::{self, Purpose};
 use vigil_signer::policy;
 use zeroize::Zeroizing;

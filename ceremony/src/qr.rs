@@ -23,7 +23,7 @@ pub fn otpauth_uri(
         Algorithm::SHA1,
         6,
         1,
-        vigil_signer::approval::STEP_SECS,
+        vigil_signer::STEP_SECS,
         secret.to_vec(),
         Some(ISSUER.to_owned()),
         account.to_owned(),

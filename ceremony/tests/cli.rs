@@ -54,7 +54,9 @@ fn an_operator_runs_the_ceremony_over_the_terminal() {
     );
     assert!(seen.contains('█'), "a QR code was drawn");
     let code = Operator::from_uri(&uri).code();
-    stdin.write_all(format!("{code}\n").as_bytes()).unwrap();
+    stdin
+        .write_all(format!("{}\n", code.expose_digits()).as_bytes())
+        .unwrap();
     drop(stdin);
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();

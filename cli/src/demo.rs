@@ -14,16 +14,14 @@ use serde_json::Value;
 use totp_rs::{Algorithm, Secret, TOTP};
 use vigil_devnet::signer::{Warning, dev_init, hand_to_service_user};
 use vigil_devnet::{SOL, SignerProcess, SolanaNode, sibling_binary, unix_now};
-use vigil_orchestrator::chains::solana_rpc::SolanaRpc;
-use vigil_orchestrator::config::{Config, Peer, ProviderKind};
-use vigil_orchestrator::firewall::prompt::UntrustedItem;
-use vigil_orchestrator::pipeline::Outcome;
-use vigil_orchestrator::scheduler::Orchestrator;
-use vigil_orchestrator::signer_client::SignerClient;
-use vigil_orchestrator::store::{Resolution, Store};
-use vigil_protocol::client::Client;
-use vigil_protocol::message::{ApproveRequest, SignRequest};
-use vigil_protocol::{Amount, Chain, Context, Intent, Network, Op, Response, TransferIntent};
+use vigil_orchestrator::{
+    Config, Orchestrator, Outcome, Peer, ProviderKind, Resolution, SignerClient, SolanaRpc, Store,
+    UntrustedItem,
+};
+use vigil_protocol::{
+    Amount, ApproveRequest, Chain, Client, Context, Intent, Network, Op, OperatorCode, Response,
+    SignRequest, TransferIntent,
+};
 
 /// What the in-process chain's faucet gives each agent at the start, in lamports.
 const FUNDING: [(&str, u64); 3] = [
@@ -33,7 +31,7 @@ const FUNDING: [(&str, u64); 3] = [
 ];
 
 /// Runs the demo.
-pub fn run(keep: bool) -> anyhow::Result<()> {
+pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
     let signer_bin = sibling_binary("vigil-signer")?;
     let dir = tempfile::Builder::new()
         .prefix("vigil-demo-")
@@ -132,13 +130,13 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
             println!("  {}", describe(&agent, &decided.outcome));
         }
     }
-    let pending = lock(orchestrator.store())?.pending(unix_now())?;
+    let pending = lock(orchestrator.store())?.open_confirmations(unix_now())?;
     for p in &pending {
         println!(
             "  operator prompt (on this terminal until Telegram is configured): approve #{}? {}",
-            p.id.0, p.summary
+            p.id.0, p.confirmation.summary
         );
-        let resolved = lock(orchestrator.store())?.resolve_pending(
+        let resolved = lock(orchestrator.store())?.resolve_confirmation(
             p.id,
             Resolution::Approved,
             0,
@@ -159,7 +157,7 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     for (agent, _) in FUNDING {
         let paper = lock(orchestrator.store())?
             .agent(&agent.parse().map_err(anyhow::Error::msg)?)
-            .paper_position("SOL")?;
+            .paper_position(vigil_protocol::AssetSymbol::SOL)?;
         println!(
             "  {agent:<13} on chain still {} SOL (paper fills {} SOL: nothing was broadcast)",
             sol(chain_balance(&addr(agent))?),
@@ -186,19 +184,18 @@ pub fn run(keep: bool) -> anyhow::Result<()> {
     let approval_id: vigil_protocol::ApprovalId = str_of(&pending["approval_id"])
         .parse()
         .map_err(anyhow::Error::msg)?;
-    let approve = |code: String| {
+    let approve = |code: OperatorCode| {
         Op::Approve(ApproveRequest {
             approval_id: approval_id.clone(),
             code,
             context: None,
         })
     };
-    show(
-        "an agent guesses the code 000000",
-        c.call(approve("000000".into()))?,
-    );
-    let code = totp.generate(unix_now());
-    println!("  • the operator types {code} from the authenticator app");
+    let guess: OperatorCode = "000000".parse().map_err(anyhow::Error::msg)?;
+    show("an agent guesses the code 000000", c.call(approve(guess))?);
+    let typed = totp.generate(unix_now());
+    println!("  • the operator types {typed} from the authenticator app");
+    let code: OperatorCode = typed.parse().map_err(anyhow::Error::msg)?;
     let approved = c.call(approve(code.clone()))?;
     show("approve with the operator's code", approved.clone());
     show("the same code again (replay)", c.call(approve(code))?);
@@ -332,27 +329,16 @@ replies = [
     )
 }
 
-/// One line per decision: who, what, and which layer decided.
+/// One line per decision: a mark, who, and the outcome's own one-line text (which names the
+/// layer or gate that decided).
 fn describe(agent: &vigil_protocol::AgentId, outcome: &Outcome) -> String {
-    let agent = agent.as_str();
-    match outcome {
-        Outcome::Held { layer, reason } => format!("• {agent:<13} HOLD ({layer}): {reason}"),
-        Outcome::Refused {
-            layer,
-            rule,
-            message,
-        } => format!("✘ {agent:<13} REFUSED by layer {layer} [{rule}]: {message}"),
-        Outcome::PaperFilled { summary } => {
-            format!("✔ {agent:<13} PAPER FILL (all three layers allowed): {summary}")
-        }
-        Outcome::AwaitingConfirmation { summary, .. } => {
-            format!("⏸ {agent:<13} WAITS FOR THE OPERATOR'S YES: {summary}")
-        }
-        Outcome::NeedsApproval { summary, .. } => {
-            format!("⏸ {agent:<13} NEEDS THE OPERATOR (layer 3 threshold): {summary}")
-        }
-        Outcome::Signed { summary, .. } => format!("✔ {agent:<13} SIGNED: {summary}"),
-    }
+    let mark = match outcome {
+        Outcome::Held { .. } => '•',
+        Outcome::Refused { .. } => '✘',
+        Outcome::PaperFilled { .. } | Outcome::Signed { .. } => '✔',
+        Outcome::AwaitingConfirmation { .. } | Outcome::NeedsApproval { .. } => '⏸',
+    };
+    format!("{mark} {:<13} {outcome}", agent.as_str())
 }
 
 fn sign(agent: &str, intent: Intent, key: &str, blockhash: &str) -> anyhow::Result<Op> {
@@ -370,7 +356,7 @@ fn transfer(to: &str, lamports: u128, network: Network) -> Intent {
     Intent::Transfer(TransferIntent {
         chain: Chain::Solana,
         network,
-        asset: "SOL".into(),
+        asset: vigil_protocol::AssetSymbol::SOL,
         to: to.into(),
         amount: Amount::from_base_units(lamports),
     })

@@ -28,10 +28,10 @@ fn demo_runs_every_layer_and_leaves_nothing_running() {
     assert!(took < Duration::from_secs(60), "demo took {took:?}");
     for expected in [
         "funded on chain: 10 SOL",
-        "PAPER FILL (all three layers allowed)",
+        "paper fill (all three layers allowed)",
         "layer 1 rejected a reply",
-        "experimental  REFUSED by layer 2 [PeerNotAllowed]",
-        "NEEDS THE OPERATOR (layer 3 threshold)",
+        "experimental  refused by layer 2 [PeerNotAllowed]",
+        "needs the operator's code (layer 3 threshold)",
         "paper fill recorded after the approval",
         "on chain still 10 SOL",
         "an agent guesses the code 000000: approval_invalid_code",
@@ -46,10 +46,9 @@ fn demo_runs_every_layer_and_leaves_nothing_running() {
         );
     }
     // The attacker's address never appears in anything that was signed or filled.
-    for line in stdout
-        .lines()
-        .filter(|l| l.contains("SIGNED") || l.contains("PAPER FILL"))
-    {
+    for line in stdout.lines().filter(|l| {
+        l.contains("SIGNED") || l.contains("signed and sent") || l.contains("paper fill")
+    }) {
         assert!(
             !line.contains("9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM"),
             "{line}"

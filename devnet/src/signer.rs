@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use vigil_protocol::client::Client;
-use vigil_protocol::{DevInitReport, Op};
+use vigil_protocol::{Client, DevInitReport, Op};
 
 /// The user and group a root-started dev signer becomes.
 pub const SERVICE_USER: &str = "nobody:nogroup";

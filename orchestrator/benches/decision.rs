@@ -12,11 +12,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
-use vigil_orchestrator::config::{Config, Peer};
-use vigil_orchestrator::llm::{Provider, ScriptedProvider};
-use vigil_orchestrator::pipeline::{self, Inputs, Outcome};
-use vigil_orchestrator::signer_client::SignerClient;
-use vigil_orchestrator::store::Store;
+use vigil_orchestrator::{
+    Config, Inputs, Outcome, Peer, Provider, ScriptedProvider, SignerClient, Store,
+};
 use vigil_protocol::Network;
 use vigil_testkit::config::free_deps;
 use vigil_testkit::measure::Samples;
@@ -66,7 +64,7 @@ fn main() {
                 day_start: start - start % 86_400,
             };
             let t = Instant::now();
-            let decided = pipeline::decide(&trader, &inputs, &deps).await;
+            let decided = vigil_orchestrator::decide(&trader, &inputs, &deps).await;
             samples.push(t.elapsed());
             assert!(
                 matches!(decided.outcome, Outcome::PaperFilled { .. }),

@@ -14,11 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use vigil_orchestrator::config::{Config, Mode, Peer};
-use vigil_orchestrator::pipeline::Outcome;
-use vigil_orchestrator::scheduler::Orchestrator;
-use vigil_orchestrator::signer_client::SignerClient;
-use vigil_orchestrator::store::Store;
+use vigil_orchestrator::{Config, Mode, Orchestrator, Outcome, Peer, SignerClient, Store};
 use vigil_testkit::measure::Samples;
 use vigil_testkit::{Reply, Script, Signer};
 

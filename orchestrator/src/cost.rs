@@ -25,7 +25,7 @@ pub struct Prices {
 /// A call the gate refused: what it could cost, what is left, and what to do.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
-pub struct CostRefusal {
+pub(crate) struct CostRefusal {
     /// The worst-case cost of the refused call, in µUSD.
     pub needed_micros: u64,
     /// What was left of today's cap, in µUSD.
@@ -39,19 +39,19 @@ pub struct CostRefusal {
 /// Tokenizers of current models average about 4 bytes per token for English and fewer
 /// for code or other scripts; 3 keeps the estimate on the high side for nearly all text,
 /// which is the side the gate must err on. Saturates at `u32::MAX`.
-pub fn estimate_tokens(text: &str) -> u32 {
+pub(crate) fn estimate_tokens(text: &str) -> u32 {
     u32::try_from(text.len().div_ceil(3)).unwrap_or(u32::MAX)
 }
 
 /// The most a call can cost: `prompt_tokens` at the prompt price plus all of `max_tokens`
 /// at the completion price, rounded up to the next µUSD, saturating at `u64::MAX`.
-pub fn worst_case_micros(prompt_tokens: u32, max_tokens: u32, prices: &Prices) -> u64 {
+pub(crate) fn worst_case_micros(prompt_tokens: u32, max_tokens: u32, prices: &Prices) -> u64 {
     cost_micros(prompt_tokens, max_tokens, prices)
 }
 
 /// What a call did cost, from the usage the provider reported, rounded up like the worst
 /// case so that a call within its estimate never costs more than the gate allowed for.
-pub fn actual_micros(usage_prompt: u32, usage_completion: u32, prices: &Prices) -> u64 {
+pub(crate) fn actual_micros(usage_prompt: u32, usage_completion: u32, prices: &Prices) -> u64 {
     cost_micros(usage_prompt, usage_completion, prices)
 }
 
@@ -59,7 +59,7 @@ pub fn actual_micros(usage_prompt: u32, usage_completion: u32, prices: &Prices) 
 ///
 /// A refusal means the call is not made and the agent holds until the cap resets or the
 /// operator raises it.
-pub fn check_budget(
+pub(crate) fn check_budget(
     spent_today_micros: u64,
     cap_micros: u64,
     worst_case: u64,
@@ -84,7 +84,7 @@ pub fn check_budget(
 }
 
 /// Renders µUSD as dollars with six decimals, e.g. `$0.001250`, without floats.
-pub fn format_usd(micros: u64) -> String {
+pub(crate) fn format_usd(micros: u64) -> String {
     format!("${}.{:06}", micros / 1_000_000, micros % 1_000_000)
 }
 

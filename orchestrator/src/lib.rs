@@ -1,13 +1,48 @@
 //! The Vigil orchestrator library: agents, LLM providers, the firewall, state, chains.
+//!
+//! Its API is what the `vigil-orchestrator` daemon, the `vigil` CLI and the tests use, all
+//! re-exported here; the modules themselves are private:
+//! - [`Orchestrator`] runs the agents on their schedules (`scheduler`), and one decision is
+//!   [`decide`] (`pipeline`: the cost gate, the LLM, the firewall's three layers);
+//! - [`Config`] is the checked configuration, [`Store`] the SQLite state (decisions,
+//!   confirmations, executions), [`SignerClient`] the signer's socket, [`SolanaRpc`] the chain;
+//! - the operator interface is Telegram ([`run_bot`]) or the terminal ([`Terminal`]), fed
+//!   with [`Alert`]s.
 #![forbid(unsafe_code)]
-pub mod chains;
-pub mod config;
-pub mod cost;
-pub mod firewall;
-pub mod llm;
-pub mod operator;
-pub mod pipeline;
-pub mod scheduler;
-pub mod signer_client;
-pub mod store;
-pub mod telegram;
+
+mod chains;
+mod config;
+mod cost;
+mod firewall;
+mod llm;
+mod operator;
+mod pipeline;
+mod scheduler;
+mod signer_client;
+mod store;
+mod telegram;
+
+pub use chains::solana_rpc::{Blockhash, RpcError, SigStatus, SolanaRpc};
+pub use config::{
+    AgentConfig, Config, ConfigError, DEFAULT_PHRASE, Mode, Peer, ProviderConfig, ProviderKind,
+    RiskProfile, TelegramConfig,
+};
+pub use cost::Prices;
+pub use firewall::prompt::UntrustedItem;
+pub use firewall::schema::Action;
+pub use llm::{
+    ChatMessage, ChatReply, ChatRequest, LlmError, OpenAiProvider, Provider, Role,
+    ScriptedProvider, Usage,
+};
+pub use operator::{Alert, Operator, Terminal};
+pub use pipeline::{Decided, Deps, Inputs, Live, Outcome, SIGNER_TIMEOUT, decide, execute_live};
+pub use scheduler::{Orchestrator, StartError};
+pub use signer_client::{SignerClient, SignerError};
+pub use store::{
+    AgentStore, ConfirmationId, ConfirmationKind, ConfirmationRow, ConfirmationStatus,
+    DecisionOutcome, DecisionRow, ExecutionRow, Layer, NewConfirmation, NewDecision, PaperFillRow,
+    Resolution, Store, StoreError,
+};
+pub use telegram::{
+    AlertQueue, HINT, TelegramAlerts, TelegramError, alert_channel, read_token, run_bot,
+};

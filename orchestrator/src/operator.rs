@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use vigil_protocol::AgentId;
+use vigil_protocol::{AgentId, AssetSymbol};
 
 use crate::config::{AgentConfig, Mode};
 use crate::pipeline::Outcome;
@@ -33,7 +33,7 @@ pub enum Alert {
         /// The cost gate's words.
         message: String,
     },
-    /// An agent was paused (by an operator, or by a gate).
+    /// An agent was paused (by an operator, directly or through a phrase confirmation).
     AgentPaused {
         /// The agent.
         agent: AgentId,
@@ -125,70 +125,51 @@ impl Operator for Terminal {
     }
 }
 
-/// The store setting that pauses `agent` (value `"true"`).
-/// One line for the operator on what a decision or an approved action came to.
-pub fn describe_outcome(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Held { layer, reason } => format!("held ({layer}): {reason}"),
-        Outcome::Refused {
-            layer,
-            rule,
-            message,
-        } => format!("refused by layer {layer} [{rule}]: {message}"),
-        Outcome::PaperFilled { summary } => format!("paper fill: {summary}"),
-        Outcome::AwaitingConfirmation {
-            summary,
-            pending_id,
-        } => {
-            format!("waiting for your yes (#{pending_id}): {summary}")
-        }
-        Outcome::NeedsApproval {
-            summary,
-            pending_id,
-            ..
-        } => format!("needs your code: /approve {pending_id} <code> — {summary}"),
-        Outcome::Signed {
-            summary,
-            signature,
-            chain,
-            ..
-        } => format!("signed and sent ({chain}): {summary}, signature {signature}"),
-    }
-}
-
-pub fn paused_key(agent: &AgentId) -> String {
+/// The store setting that pauses `agent` (value `"true"`; `"false"` or none: not paused).
+fn paused_key(agent: &AgentId) -> String {
     format!("paused:{agent}")
 }
 
 /// The store setting that overrides `agent`'s configured mode: `paper`, or `live:SOL,USDC`.
-pub fn mode_key(agent: &AgentId) -> String {
+pub(crate) fn mode_key(agent: &AgentId) -> String {
     format!("mode:{agent}")
 }
 
-/// Whether the operator paused `agent`.
-pub fn is_paused(store: &Store, agent: &AgentId) -> Result<bool, StoreError> {
-    Ok(store
-        .setting(&paused_key(agent))?
-        .is_some_and(|v| v == "true"))
+/// Whether the operator paused `agent`: the one place the pause flag is read. A flag that
+/// cannot be read, or holds anything but `true`/`false`, is an error, and every caller that
+/// lets an agent act treats an error as paused (the scheduler holds the agent).
+pub(crate) fn is_paused(store: &Store, agent: &AgentId) -> Result<bool, StoreError> {
+    match store.setting(&paused_key(agent))?.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(StoreError::Corrupt(format!(
+            "the pause flag of {agent} is {:?}, neither true nor false; /pause {agent} or /resume {agent} sets it again",
+            vigil_protocol::truncate(other)
+        ))),
+    }
 }
 
 /// Pauses (`true`) or resumes `agent`.
-pub fn set_paused(store: &Store, agent: &AgentId, paused: bool) -> Result<(), StoreError> {
+pub(crate) fn set_paused(store: &Store, agent: &AgentId, paused: bool) -> Result<(), StoreError> {
     store.set_setting(&paused_key(agent), if paused { "true" } else { "false" })
 }
 
 /// Records the operator's choice of mode for `agent` (live: with these assets).
-pub fn set_mode(
+pub(crate) fn set_mode(
     store: &Store,
     agent: &AgentId,
     mode: Mode,
-    live_assets: &BTreeSet<String>,
+    live_assets: &BTreeSet<AssetSymbol>,
 ) -> Result<(), StoreError> {
     let value = match mode {
         Mode::Paper => "paper".to_string(),
         Mode::Live => format!(
             "live:{}",
-            live_assets.iter().cloned().collect::<Vec<_>>().join(",")
+            live_assets
+                .iter()
+                .map(AssetSymbol::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
         ),
     };
     store.set_setting(&mode_key(agent), &value)
@@ -196,7 +177,7 @@ pub fn set_mode(
 
 /// `agent` with the operator's mode override applied (the config's mode when none is set,
 /// or when the stored value is unreadable: then the log says so and the config wins).
-pub fn with_mode_override(store: &Store, agent: &AgentConfig) -> AgentConfig {
+pub(crate) fn with_mode_override(store: &Store, agent: &AgentConfig) -> AgentConfig {
     let mut out = agent.clone();
     let value = match store.setting(&mode_key(&agent.id)) {
         Ok(Some(v)) => v,
@@ -210,11 +191,18 @@ pub fn with_mode_override(store: &Store, agent: &AgentConfig) -> AgentConfig {
         out.mode = Mode::Paper;
         out.live_assets.clear();
     } else if let Some(assets) = value.strip_prefix("live:") {
-        let assets: BTreeSet<String> = assets
+        let parsed: Result<BTreeSet<AssetSymbol>, String> = assets
             .split(',')
             .filter(|a| !a.is_empty())
-            .map(str::to_string)
+            .map(str::parse)
             .collect();
+        let assets = match parsed {
+            Ok(assets) => assets,
+            Err(e) => {
+                tracing::error!(agent = %agent.id, value, error = %e, "unreadable mode override; using the configured mode");
+                return out;
+            }
+        };
         if assets.is_empty() {
             out.mode = Mode::Paper;
             out.live_assets.clear();
@@ -246,16 +234,19 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         let agent = trader();
         assert_eq!(with_mode_override(&store, &agent), agent, "no override");
-        let sol = BTreeSet::from(["SOL".to_string()]);
+        let sol = BTreeSet::from([AssetSymbol::SOL]);
         set_mode(&store, &agent.id, Mode::Live, &sol).unwrap();
         let live = with_mode_override(&store, &agent);
-        assert!(live.is_live("SOL"));
-        assert!(!live.is_live("USDC"));
+        assert!(live.is_live(AssetSymbol::SOL));
+        assert!(!live.is_live("USDC".parse().unwrap()));
         set_mode(&store, &agent.id, Mode::Paper, &sol).unwrap();
-        assert!(!with_mode_override(&store, &agent).is_live("SOL"));
+        assert!(!with_mode_override(&store, &agent).is_live(AssetSymbol::SOL));
         store.set_setting(&mode_key(&agent.id), "live:").unwrap();
         assert_eq!(with_mode_override(&store, &agent).mode, Mode::Paper);
         store.set_setting(&mode_key(&agent.id), "garbage").unwrap();
+        assert_eq!(with_mode_override(&store, &agent), agent);
+        // A stored asset that is not a symbol is unreadable too: the config wins.
+        store.set_setting(&mode_key(&agent.id), "live:sol").unwrap();
         assert_eq!(with_mode_override(&store, &agent), agent);
     }
 
@@ -268,6 +259,12 @@ mod tests {
         assert!(is_paused(&store, &id).unwrap());
         set_paused(&store, &id, false).unwrap();
         assert!(!is_paused(&store, &id).unwrap());
+        // Anything else is unreadable, not "not paused".
+        store.set_setting(&paused_key(&id), "yes").unwrap();
+        assert!(matches!(
+            is_paused(&store, &id),
+            Err(StoreError::Corrupt(m)) if m.contains("neither true nor false")
+        ));
     }
 
     #[test]

@@ -7,15 +7,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use vigil_protocol::frame::{check_len, encode_frame};
-use vigil_protocol::message::{
-    ApproveRequest, AuditRequest, AuditResult, ConfirmRequest, ConfirmResult, DryRunRequest,
-    DryRunResult, ErrorBody, HelloResult, SetLimitRequest, SetLimitResult, SignRequest, SignResult,
-    StatusResult,
-};
 use vigil_protocol::{
-    ImportConfirmRequest, ImportConfirmResult, ImportStatusResult, ManifestDigest, Op, Request,
-    RequestId, Response,
+    ApproveRequest, AuditRequest, AuditResult, ConfirmRequest, ConfirmResult, DryRunRequest,
+    DryRunResult, ErrorBody, HelloResult, ImportConfirmRequest, ImportConfirmResult,
+    ImportStatusResult, ManifestDigest, Op, OperatorCode, Request, RequestId, Response,
+    SetCapRequest, SetCapResult, SignRequest, SignResult, StatusResult, check_len, encode_frame,
 };
 
 /// Why a call produced no answer from the signer.
@@ -85,8 +81,8 @@ impl SignerClient {
 
     /// `set_limit`: adjusts a cap within the signed ceiling, with the operator's code
     /// (checked by the signer).
-    pub async fn set_limit(&mut self, r: SetLimitRequest) -> Result<SetLimitResult, SignerError> {
-        self.call(Op::SetLimit(r)).await
+    pub async fn set_cap(&mut self, r: SetCapRequest) -> Result<SetCapResult, SignerError> {
+        self.call(Op::SetCap(r)).await
     }
 
     /// `audit`: the signer verifies its whole audit chain and returns the latest `limit`
@@ -111,7 +107,7 @@ impl SignerClient {
     /// operator was shown by [`SignerClient::import_status`] (a different one is refused,
     /// `bad_request`, nothing spent); `code` must come from the operator, typed from the
     /// authenticator entry enrolled at THAT ceremony (its QR code), never from an agent.
-    /// A wrong code is `approval_invalid_code` and counts towards the approvals' lockout
+    /// A wrong code is `operator_code_invalid` and counts towards the approvals' lockout
     /// (3 in a row lock every code for 5 minutes: `rate_limited`).
     ///
     /// On success (`status: confirmed`) the confirmation is durable in the signer's audit
@@ -126,7 +122,7 @@ impl SignerClient {
     pub async fn import_confirm(
         &mut self,
         manifest_digest: ManifestDigest,
-        code: String,
+        code: OperatorCode,
     ) -> Result<ImportConfirmResult, SignerError> {
         let result = self
             .call(Op::ImportConfirm(ImportConfirmRequest {

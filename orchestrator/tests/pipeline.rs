@@ -11,12 +11,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde_json::json;
 use tokio::sync::Mutex;
-use vigil_orchestrator::config::{AgentConfig, Config, Peer};
-use vigil_orchestrator::cost::Prices;
-use vigil_orchestrator::llm::{OpenAiProvider, Provider, ScriptedProvider};
-use vigil_orchestrator::pipeline::{self, Deps, Inputs, Outcome};
-use vigil_orchestrator::signer_client::SignerClient;
-use vigil_orchestrator::store::Store;
+use vigil_orchestrator::{
+    AgentConfig, Config, Deps, Inputs, OpenAiProvider, Outcome, Peer, Prices, Provider,
+    ScriptedProvider, SignerClient, Store,
+};
 use vigil_protocol::Network;
 use vigil_testkit::config::free_deps;
 use vigil_testkit::requests::{SOME_BLOCKHASH, STRANGER};
@@ -103,10 +101,10 @@ fn memory_store() -> std::sync::Mutex<Store> {
 }
 
 /// One decision of the default config's `agent` on `provider`, uncapped, no signer reachable.
-async fn decide_unsigned(provider: &Provider, agent_id: &str) -> pipeline::Decided {
+async fn decide_unsigned(provider: &Provider, agent_id: &str) -> vigil_orchestrator::Decided {
     let (store, signer) = (memory_store(), unreachable_signer());
     let deps = deps(provider, None, u64::MAX, &store, &signer);
-    pipeline::decide(&agent(agent_id), &inputs(), &deps).await
+    vigil_orchestrator::decide(&agent(agent_id), &inputs(), &deps).await
 }
 
 #[tokio::test]
@@ -116,13 +114,13 @@ async fn no_request_reaches_the_provider_once_the_cap_is_reached() {
     // Each reply reports 2000 tokens = 2000 micro-USD; the worst case of a call is about 1300.
     let deps = deps(&provider, None, 2_500, &store, &signer);
     let sentinel = agent("sentinel");
-    let first = pipeline::decide(&sentinel, &inputs(), &deps).await;
+    let first = vigil_orchestrator::decide(&sentinel, &inputs(), &deps).await;
     assert!(
         matches!(first.outcome, Outcome::Held { ref layer, .. } if layer == "agent"),
         "{first:?}"
     );
     for _ in 0..3 {
-        let next = pipeline::decide(&sentinel, &inputs(), &deps).await;
+        let next = vigil_orchestrator::decide(&sentinel, &inputs(), &deps).await;
         assert!(
             matches!(next.outcome, Outcome::Held { ref layer, .. } if layer == "cost"),
             "{next:?}"
@@ -172,7 +170,7 @@ async fn a_missing_key_falls_back_without_any_request() {
     );
     let (store, signer) = (memory_store(), unreachable_signer());
     let deps = deps(&keyless, Some(&scripted), u64::MAX, &store, &signer);
-    let decided = pipeline::decide(&agent("experimental"), &inputs(), &deps).await;
+    let decided = vigil_orchestrator::decide(&agent("experimental"), &inputs(), &deps).await;
     assert!(
         matches!(decided.outcome, Outcome::Held { ref layer, .. } if layer == "agent"),
         "{decided:?}"
@@ -212,7 +210,11 @@ async fn each_layer_decides_against_the_real_signer() {
     for i in 0..4u64 {
         let mut inp = inputs();
         inp.now += i; // distinct decisions, distinct idempotency keys
-        outcomes.push(pipeline::decide(&trader, &inp, &deps).await.outcome);
+        outcomes.push(
+            vigil_orchestrator::decide(&trader, &inp, &deps)
+                .await
+                .outcome,
+        );
     }
     assert!(
         matches!(&outcomes[0], Outcome::PaperFilled { summary } if summary.contains("0.2 SOL")),
@@ -240,7 +242,7 @@ async fn each_layer_decides_against_the_real_signer() {
         assert_eq!(
             store
                 .agent(&"trader".parse().unwrap())
-                .paper_position("SOL")
+                .paper_position(vigil_protocol::AssetSymbol::SOL)
                 .unwrap(),
             -200_000_000
         );
@@ -252,7 +254,7 @@ async fn each_layer_decides_against_the_real_signer() {
                 .len(),
             4
         );
-        assert_eq!(store.pending(unix_now()).unwrap().len(), 1);
+        assert_eq!(store.open_confirmations(unix_now()).unwrap().len(), 1);
         let memory = store.agent(&"trader".parse().unwrap()).memory(10).unwrap();
         assert_eq!(memory.len(), 4, "{memory:?}");
         assert!(memory[1].starts_with("refused by layer 2"), "{memory:?}");

@@ -5,9 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use vigil_orchestrator::signer_client::{SignerClient, SignerError};
-use vigil_protocol::message::{DryRunRequest, SignResult};
-use vigil_protocol::{Context, Network};
+use vigil_orchestrator::{SignerClient, SignerError};
+use vigil_protocol::{Context, DryRunRequest, Network, SignResult};
 use vigil_testkit::Signer;
 use vigil_testkit::requests::{SOME_BLOCKHASH, STRANGER, sign_request, transfer};
 
@@ -65,7 +64,7 @@ async fn client_speaks_every_op_the_orchestrator_needs() {
     let import = c.import_status().await.unwrap();
     assert!(!import.staged && !import.awaiting_keys && import.agents.is_empty());
     let refused = c
-        .import_confirm("ab".repeat(32).parse().unwrap(), "123456".into())
+        .import_confirm("ab".repeat(32).parse().unwrap(), "123456".parse().unwrap())
         .await
         .unwrap_err();
     match refused {

@@ -14,7 +14,7 @@ use solana_message::Message;
 use solana_pubkey::Pubkey;
 use solana_signer::Signer as _;
 use solana_transaction::Transaction;
-use vigil_orchestrator::chains::solana_rpc::{RpcError, SigStatus, SolanaRpc};
+use vigil_orchestrator::{RpcError, SigStatus, SolanaRpc};
 use vigil_testkit::{Mode, SOL, SolanaNode};
 const FEE: u64 = 5000;
 const POLL: Duration = Duration::from_millis(10);

@@ -11,6 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::intent::Chain;
+use crate::operator_code::OperatorCode;
 use crate::types::{AgentId, truncate};
 
 /// SHA-256 of a ceremony manifest: exactly 64 lowercase hex digits.
@@ -65,7 +66,7 @@ pub struct ImportConfirmRequest {
     /// The staged manifest's digest, as the operator compared it (`import_status`).
     pub manifest_digest: ManifestDigest,
     /// A current 6-digit code of the authenticator enrolled at the STAGED ceremony.
-    pub code: String,
+    pub code: OperatorCode,
 }
 
 /// Result of `import_status`.

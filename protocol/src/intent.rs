@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::Amount;
+use crate::types::{Amount, AssetSymbol};
 
 /// A chain family the signer can build transactions for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -85,7 +85,7 @@ pub struct TransferIntent {
     /// The network of that chain.
     pub network: Network,
     /// The asset symbol, e.g. `SOL`.
-    pub asset: String,
+    pub asset: AssetSymbol,
     /// The recipient address in the chain's own encoding (base58 for Solana); checked by
     /// the signer's chain module, not here.
     pub to: String,

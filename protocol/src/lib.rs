@@ -9,26 +9,34 @@
 
 #![forbid(unsafe_code)]
 
-pub mod client;
-pub mod dev_init;
-pub mod frame;
-pub mod import;
-pub mod intent;
-pub mod message;
-pub mod types;
+mod client;
+mod dev_init;
+mod frame;
+mod import;
+mod intent;
+mod message;
+mod operator_code;
+mod types;
 
+pub use client::{Client, ClientError};
 pub use dev_init::{DevInitReport, InsecureDevSecret};
-pub use frame::{FrameError, MAX_FRAME_LEN, read_frame, write_frame};
+pub use frame::{FrameError, MAX_FRAME_LEN, check_len, encode_frame, read_frame, write_frame};
 pub use import::{
     ImportAgent, ImportConfirmRequest, ImportConfirmResult, ImportConfirmStatus,
     ImportStatusResult, ManifestDigest,
 };
 pub use intent::{Chain, Context, Intent, Network, TransferIntent};
 pub use message::{
-    ApproveRequest, ConfirmRequest, DryRunRequest, ErrorBody, LimitKind, Op, ParseFailure, Request,
-    Response, SetLimitRequest, SignRequest, parse_request,
+    AgentInfo, AgentStatus, ApproveRequest, AuditEntrySummary, AuditRequest, AuditResult, CapKind,
+    ConfirmRequest, ConfirmResult, Decision, DryRunRequest, DryRunResult, ErrorBody, HelloResult,
+    MAX_AUDIT_LIMIT, NeedsApproval, Op, ParseFailure, Request, Response, SetCapRequest,
+    SetCapResult, SignRequest, SignResult, Signed, StatusResult, parse_request,
 };
-pub use types::{AgentId, Amount, ApprovalId, ErrorKind, IdempotencyKey, Purpose, RequestId, Rule};
+pub use operator_code::{OPERATOR_CODE_DIGITS, OperatorCode};
+pub use types::{
+    AgentId, Amount, ApprovalId, AssetSymbol, ErrorKind, IdempotencyKey, MAX_ASSET_SYMBOL_LEN,
+    Purpose, RequestId, Rule, truncate,
+};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u64 = 1;

@@ -97,6 +97,85 @@ checked_string!(
     Purpose, "purpose", 200, |c| printable_ascii(c)
 );
 
+/// The longest asset symbol.
+pub const MAX_ASSET_SYMBOL_LEN: usize = 10;
+
+/// An asset symbol as the policy names it: 1 to [`MAX_ASSET_SYMBOL_LEN`] characters of
+/// `A-Z 0-9` (e.g. `SOL`, `USDC`). Parsed wherever a symbol enters (an intent, a policy file,
+/// an LLM reply, an operator command, a stored row), so a symbol in hand is always one of
+/// these. `Copy`: the characters are kept inline.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AssetSymbol {
+    // Zero-padded: the derived order is the order of the symbols as strings, since every
+    // symbol character sorts after the padding byte.
+    bytes: [u8; MAX_ASSET_SYMBOL_LEN],
+    len: u8,
+}
+
+impl AssetSymbol {
+    /// Solana's native asset.
+    pub const SOL: AssetSymbol = AssetSymbol {
+        bytes: *b"SOL\0\0\0\0\0\0\0",
+        len: 3,
+    };
+
+    /// The symbol as a string slice.
+    pub fn as_str(&self) -> &str {
+        let bytes = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
+        // Invariant: parsing admitted only ASCII, so the bytes are always UTF-8.
+        std::str::from_utf8(bytes).unwrap_or_default()
+    }
+}
+
+impl std::str::FromStr for AssetSymbol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= MAX_ASSET_SYMBOL_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if !ok {
+            return Err(format!(
+                "asset symbol {:?} is invalid: use 1-{MAX_ASSET_SYMBOL_LEN} characters of A-Z 0-9, e.g. SOL",
+                truncate(s)
+            ));
+        }
+        let mut bytes = [0u8; MAX_ASSET_SYMBOL_LEN];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        Ok(Self {
+            bytes,
+            // At most MAX_ASSET_SYMBOL_LEN (10), checked above.
+            len: u8::try_from(s.len()).unwrap_or(0),
+        })
+    }
+}
+
+impl TryFrom<String> for AssetSymbol {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<AssetSymbol> for String {
+    fn from(v: AssetSymbol) -> String {
+        v.as_str().to_owned()
+    }
+}
+
+impl fmt::Display for AssetSymbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for AssetSymbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AssetSymbol({})", self.as_str())
+    }
+}
+
 /// An amount in base units (lamports, wei): a decimal string on the wire, never a float,
 /// never negative, never zero, at most `u128::MAX`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -207,8 +286,11 @@ wire_enum!(
         ApprovalExpired => "approval_expired",
         /// The approval was already used.
         ApprovalUsed => "approval_used",
-        /// The operator code was wrong or already spent.
+        /// The operator code given to `approve` was wrong or already spent.
         ApprovalInvalidCode => "approval_invalid_code",
+        /// An operator code not bound to an approval (`confirm`, `set_limit`,
+        /// `import_confirm`) was wrong or already spent (extension: `docs/protocol.md`).
+        OperatorCodeInvalid => "operator_code_invalid",
         /// Too many requests or approval attempts.
         RateLimited => "rate_limited",
         /// The signer could not complete the request (e.g. its ledger could not be written).
@@ -286,12 +368,46 @@ mod tests {
     }
 
     #[test]
+    fn asset_symbols_parse_strictly() {
+        for good in ["SOL", "USDC", "A", "X1", "ABCDEFGHIJ", "0"] {
+            let s: AssetSymbol = good.parse().unwrap();
+            assert_eq!((s.as_str(), s.to_string()), (good, good.to_string()));
+        }
+        for bad in [
+            "",
+            "sol",
+            "Sol",
+            "ABCDEFGHIJK",
+            "SO L",
+            " SOL",
+            "SOL\n",
+            "US-DC",
+            "SÖL",
+            "ＳＯＬ",
+        ] {
+            let e = bad.parse::<AssetSymbol>().unwrap_err();
+            assert!(e.contains("A-Z 0-9"), "{bad:?}: {e}");
+        }
+        assert_eq!("SOL".parse::<AssetSymbol>(), Ok(AssetSymbol::SOL));
+        assert_eq!(serde_json::to_string(&AssetSymbol::SOL).unwrap(), "\"SOL\"");
+        assert!(serde_json::from_str::<AssetSymbol>("\"sol\"").is_err());
+        // Ordered as the strings are, so maps keyed by symbol list them alphabetically.
+        let mut symbols: Vec<AssetSymbol> = ["USDC", "SOL", "SOLX", "A", "B2", "B"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        symbols.sort();
+        let names: Vec<&str> = symbols.iter().map(AssetSymbol::as_str).collect();
+        assert_eq!(names, ["A", "B", "B2", "SOL", "SOLX", "USDC"]);
+    }
+
+    #[test]
     fn wire_names_round_trip() {
         for r in Rule::ALL {
             let s = serde_json::to_string(r).unwrap();
             assert_eq!(s, format!("\"{}\"", r.as_str()));
             assert_eq!(serde_json::from_str::<Rule>(&s).unwrap(), *r);
         }
-        assert_eq!(ErrorKind::ALL.len(), 11);
+        assert_eq!(ErrorKind::ALL.len(), 12);
     }
 }

@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vigil_protocol::Network;
-use vigil_protocol::client::Client;
+use vigil_protocol::{Client, Network};
 use vigil_testkit::Signer;
 use vigil_testkit::measure::Samples;
 use vigil_testkit::policy::{AgentRules, Policy};

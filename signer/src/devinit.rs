@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use totp_rs::{Algorithm, Secret, TOTP};
-use vigil_protocol::message::AgentInfo;
-use vigil_protocol::{AgentId, Chain, DevInitReport, InsecureDevSecret};
+use vigil_protocol::{AgentId, AgentInfo, Chain, DevInitReport, InsecureDevSecret};
 use zeroize::Zeroizing;
 
 use crate::chains::solana;

@@ -10,22 +10,21 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use vigil_protocol::message::Signed;
 use vigil_protocol::{
-    AgentId, Amount, ApprovalId, Context, ErrorKind, IdempotencyKey, Intent, LimitKind, Purpose,
-    Rule,
+    AgentId, Amount, ApprovalId, AssetSymbol, CapKind, Context, ErrorKind, IdempotencyKey, Intent,
+    Purpose, Rule, Signed,
 };
 
-use crate::approval::{Approvals, Pending};
+use crate::approval::{ApprovalRequest, Approvals};
 use crate::audit::Entry;
-use crate::policy::{History, LimitOverride};
+use crate::policy::{CapOverride, History};
 
 /// The rolling window of the velocity cap.
-pub const VELOCITY_WINDOW_SECS: u64 = 86_400;
+pub(crate) const VELOCITY_WINDOW_SECS: u64 = 86_400;
 /// How long a signed result is remembered for its idempotency key.
-pub const IDEMPOTENCY_WINDOW_SECS: u64 = 2 * 86_400;
+pub(crate) const IDEMPOTENCY_WINDOW_SECS: u64 = 2 * 86_400;
 /// The window of the per-minute rate limit.
-pub const RATE_WINDOW_SECS: u64 = 60;
+pub(crate) const RATE_WINDOW_SECS: u64 = 60;
 
 /// One audit log entry's payload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +46,7 @@ pub enum Event {
         /// SHA-256 of the canonical intent JSON, hex.
         intent_digest: String,
         /// The asset spent.
-        asset: String,
+        asset: AssetSymbol,
         /// Base units spent.
         amount: Amount,
         /// The signer's summary of what it built.
@@ -101,21 +100,24 @@ pub enum Event {
         /// Why.
         kind: ErrorKind,
     },
-    /// The operator confirmed something with a code (`confirm`: a phrase gate).
+    /// The operator confirmed something with a code (`confirm`: a phrase confirmation).
     OperatorConfirmed {
         /// What was confirmed, verbatim.
         purpose: Purpose,
         /// The TOTP time step consumed.
         totp_step: u64,
     },
-    /// The operator set a cap within the signed ceiling (`set_limit`).
-    LimitSet {
+    /// The operator set a cap within the signed ceiling (`set_limit`). Recorded as
+    /// `limit_set`, with the cap's kind in `limit` (the wire's names).
+    #[serde(rename = "limit_set")]
+    CapSet {
         /// The agent.
         agent: AgentId,
         /// The asset.
-        asset: String,
+        asset: AssetSymbol,
         /// Which cap.
-        limit: LimitKind,
+        #[serde(rename = "limit")]
+        cap: CapKind,
         /// The new cap, base units.
         amount: Amount,
         /// The signed ceiling at the time.
@@ -151,7 +153,7 @@ pub enum Event {
 
 /// What an idempotency key maps to.
 #[derive(Clone, Debug)]
-pub enum Remembered {
+pub(crate) enum Remembered {
     /// Signed and durable.
     Signed {
         intent_digest: String,
@@ -164,7 +166,7 @@ pub enum Remembered {
         done: tokio::sync::watch::Receiver<Option<Result<Signed, String>>>,
     },
     /// Waiting for the operator.
-    Pending {
+    AwaitingApproval {
         intent_digest: String,
         approval_id: ApprovalId,
         expires_at: u64,
@@ -173,11 +175,11 @@ pub enum Remembered {
 
 impl Remembered {
     /// The digest of the intent this key was first used with.
-    pub fn intent_digest(&self) -> &str {
+    pub(crate) fn intent_digest(&self) -> &str {
         match self {
             Remembered::Signed { intent_digest, .. }
             | Remembered::InFlight { intent_digest, .. }
-            | Remembered::Pending { intent_digest, .. } => intent_digest,
+            | Remembered::AwaitingApproval { intent_digest, .. } => intent_digest,
         }
     }
 }
@@ -185,11 +187,11 @@ impl Remembered {
 /// The in-memory ledger. Queries are O(log n) in the entries of one agent and asset, so a
 /// busy agent does not make every decision slower.
 #[derive(Debug, Default)]
-pub struct Ledger {
-    spends: BTreeMap<AgentId, BTreeMap<String, Series>>,
+pub(crate) struct Ledger {
+    spends: BTreeMap<AgentId, BTreeMap<AssetSymbol, Series>>,
     requests: BTreeMap<AgentId, VecDeque<u64>>,
     idempotency: HashMap<(AgentId, IdempotencyKey), Remembered>,
-    overrides: BTreeMap<(AgentId, String), LimitOverride>,
+    overrides: BTreeMap<(AgentId, AssetSymbol), CapOverride>,
     last_prune: u64,
 }
 
@@ -238,7 +240,7 @@ impl Series {
 
 impl Ledger {
     /// Rebuilds the ledger and approval state from replayed audit entries.
-    pub fn replay(entries: &[Entry<Event>], approvals: &mut Approvals, now: u64) -> Self {
+    pub(crate) fn replay(entries: &[Entry<Event>], approvals: &mut Approvals, now: u64) -> Self {
         let mut ledger = Ledger::default();
         for e in entries {
             match &e.event {
@@ -253,7 +255,7 @@ impl Ledger {
                     tx,
                     ..
                 } => {
-                    ledger.record_spend(agent, asset, amount.base_units(), e.ts);
+                    ledger.record_spend(agent, *asset, amount.base_units(), e.ts);
                     let result = Signed {
                         tx: tx.clone(),
                         signature: signature.clone(),
@@ -280,7 +282,7 @@ impl Ledger {
                 } => {
                     approvals.restore(
                         approval_id.clone(),
-                        Pending {
+                        ApprovalRequest {
                             agent: agent.clone(),
                             idempotency_key: idempotency_key.clone(),
                             intent: intent.clone(),
@@ -291,7 +293,7 @@ impl Ledger {
                     );
                     ledger.idempotency.insert(
                         (agent.clone(), idempotency_key.clone()),
-                        Remembered::Pending {
+                        Remembered::AwaitingApproval {
                             intent_digest: intent_digest(intent),
                             approval_id: approval_id.clone(),
                             expires_at: *expires_at,
@@ -305,17 +307,17 @@ impl Ledger {
                 Event::OperatorConfirmed { totp_step, .. }
                 | Event::ImportConfirmed { totp_step, .. } => approvals.restore_step(*totp_step),
                 // Approvals asked for under the previous keys are not carried over.
-                Event::ImportApplied { .. } => approvals.close_all_pending(),
-                Event::LimitSet {
+                Event::ImportApplied { .. } => approvals.close_all_waiting(),
+                Event::CapSet {
                     agent,
                     asset,
-                    limit,
+                    cap,
                     amount,
                     totp_step,
                     ..
                 } => {
                     approvals.restore_step(*totp_step);
-                    ledger.set_limit(agent, asset, *limit, amount.base_units());
+                    ledger.set_cap(agent, *asset, *cap, amount.base_units());
                 }
                 Event::ApprovalRefused { .. }
                 | Event::OperatorCodeRefused { .. }
@@ -329,32 +331,41 @@ impl Ledger {
     }
 
     /// Counts a spend (reserved before it is durable; never un-counted: failing closed).
-    pub fn record_spend(&mut self, agent: &AgentId, asset: &str, amount: u128, ts: u64) {
+    pub(crate) fn record_spend(
+        &mut self,
+        agent: &AgentId,
+        asset: AssetSymbol,
+        amount: u128,
+        ts: u64,
+    ) {
         let series = self
             .spends
             .entry(agent.clone())
             .or_default()
-            .entry(asset.to_string())
+            .entry(asset)
             .or_default();
         series.push(ts, amount);
         series.prune_before(ts.saturating_sub(VELOCITY_WINDOW_SECS));
     }
 
     /// Sets an operator cap (the caller checked it against the ceiling and the code).
-    pub fn set_limit(&mut self, agent: &AgentId, asset: &str, limit: LimitKind, amount: u128) {
-        let o = self
-            .overrides
-            .entry((agent.clone(), asset.to_string()))
-            .or_default();
-        match limit {
-            LimitKind::PerTx => o.per_tx = Some(amount),
-            LimitKind::Velocity24h => o.velocity_24h = Some(amount),
+    pub(crate) fn set_cap(
+        &mut self,
+        agent: &AgentId,
+        asset: AssetSymbol,
+        cap: CapKind,
+        amount: u128,
+    ) {
+        let o = self.overrides.entry((agent.clone(), asset)).or_default();
+        match cap {
+            CapKind::PerTx => o.per_tx = Some(amount),
+            CapKind::Velocity24h => o.velocity_24h = Some(amount),
         }
     }
 
     /// Notes that `agent` made a `sign` request now (for the rate limit), and now and then
     /// drops what no window needs any more.
-    pub fn note_request(&mut self, agent: &AgentId, now: u64) {
+    pub(crate) fn note_request(&mut self, agent: &AgentId, now: u64) {
         let q = self.requests.entry(agent.clone()).or_default();
         let last = q.back().copied().unwrap_or(0);
         q.push_back(now.max(last));
@@ -370,34 +381,34 @@ impl Ledger {
     }
 
     /// What this idempotency key maps to.
-    pub fn remembered(&self, agent: &AgentId, key: &IdempotencyKey) -> Option<&Remembered> {
+    pub(crate) fn remembered(&self, agent: &AgentId, key: &IdempotencyKey) -> Option<&Remembered> {
         self.idempotency.get(&(agent.clone(), key.clone()))
     }
 
     /// Sets what this idempotency key maps to.
-    pub fn remember(&mut self, agent: &AgentId, key: &IdempotencyKey, r: Remembered) {
+    pub(crate) fn remember(&mut self, agent: &AgentId, key: &IdempotencyKey, r: Remembered) {
         self.idempotency.insert((agent.clone(), key.clone()), r);
     }
 
     /// Forgets a key (an approval that expired, a record that could not be written).
-    pub fn forget(&mut self, agent: &AgentId, key: &IdempotencyKey) {
+    pub(crate) fn forget(&mut self, agent: &AgentId, key: &IdempotencyKey) {
         self.idempotency.remove(&(agent.clone(), key.clone()));
     }
 
     /// Base units of each asset spent by `agent` in the 24 h before `now`.
-    pub fn spent_24h(&self, agent: &AgentId, now: u64) -> BTreeMap<String, u128> {
+    pub(crate) fn spent_24h(&self, agent: &AgentId, now: u64) -> BTreeMap<AssetSymbol, u128> {
         let since = now.saturating_sub(VELOCITY_WINDOW_SECS);
         self.spends
             .get(agent)
             .into_iter()
             .flatten()
-            .map(|(asset, series)| (asset.clone(), series.sum_since(since)))
+            .map(|(asset, series)| (*asset, series.sum_since(since)))
             .filter(|(_, total)| *total > 0)
             .collect()
     }
 
     /// Drops what no window needs any more.
-    pub fn prune(&mut self, now: u64) {
+    pub(crate) fn prune(&mut self, now: u64) {
         self.last_prune = now;
         let since = now.saturating_sub(VELOCITY_WINDOW_SECS);
         for series in self.spends.values_mut().flat_map(BTreeMap::values_mut) {
@@ -406,17 +417,17 @@ impl Ledger {
         let keep_from = now.saturating_sub(IDEMPOTENCY_WINDOW_SECS);
         self.idempotency.retain(|_, r| match r {
             Remembered::Signed { ts, .. } => *ts >= keep_from,
-            Remembered::Pending { expires_at, .. } => *expires_at >= now,
+            Remembered::AwaitingApproval { expires_at, .. } => *expires_at >= now,
             Remembered::InFlight { .. } => true,
         });
     }
 }
 
 impl History for Ledger {
-    fn spent_since(&self, agent: &AgentId, asset: &str, since: u64) -> u128 {
+    fn spent_since(&self, agent: &AgentId, asset: AssetSymbol, since: u64) -> u128 {
         self.spends
             .get(agent)
-            .and_then(|a| a.get(asset))
+            .and_then(|a| a.get(&asset))
             .map_or(0, |series| series.sum_since(since))
     }
 
@@ -428,16 +439,16 @@ impl History for Ledger {
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
-    fn limit_override(&self, agent: &AgentId, asset: &str) -> LimitOverride {
+    fn cap_override(&self, agent: &AgentId, asset: AssetSymbol) -> CapOverride {
         self.overrides
-            .get(&(agent.clone(), asset.to_string()))
+            .get(&(agent.clone(), asset))
             .copied()
             .unwrap_or_default()
     }
 }
 
 /// SHA-256 of the intent's JSON (serde field order is fixed by the types), hex.
-pub fn intent_digest(intent: &Intent) -> String {
+pub(crate) fn intent_digest(intent: &Intent) -> String {
     let json = serde_json::to_vec(intent).unwrap_or_default();
     hex::encode(Sha256::digest(&json))
 }
@@ -446,6 +457,12 @@ pub fn intent_digest(intent: &Intent) -> String {
 mod tests {
     use super::*;
 
+    const SOL: AssetSymbol = AssetSymbol::SOL;
+
+    fn usdc() -> AssetSymbol {
+        "USDC".parse().unwrap()
+    }
+
     fn agent() -> AgentId {
         "trader".parse().unwrap()
     }
@@ -453,15 +470,15 @@ mod tests {
     #[test]
     fn velocity_window_slides() {
         let mut l = Ledger::default();
-        l.record_spend(&agent(), "SOL", 100, 1_000);
-        l.record_spend(&agent(), "SOL", 50, 50_000);
-        l.record_spend(&agent(), "USDC", 7, 50_000);
-        assert_eq!(l.spent_since(&agent(), "SOL", 0), 150);
+        l.record_spend(&agent(), SOL, 100, 1_000);
+        l.record_spend(&agent(), SOL, 50, 50_000);
+        l.record_spend(&agent(), usdc(), 7, 50_000);
+        assert_eq!(l.spent_since(&agent(), SOL, 0), 150);
         let now = 1_000 + VELOCITY_WINDOW_SECS + 1;
-        assert_eq!(l.spent_24h(&agent(), now).get("SOL"), Some(&50));
+        assert_eq!(l.spent_24h(&agent(), now).get(&SOL), Some(&50));
         l.prune(now);
-        assert_eq!(l.spent_since(&agent(), "SOL", 0), 50);
-        assert_eq!(l.spent_since(&"other".parse().unwrap(), "SOL", 0), 0);
+        assert_eq!(l.spent_since(&agent(), SOL, 0), 50);
+        assert_eq!(l.spent_since(&"other".parse().unwrap(), SOL, 0), 0);
     }
 
     #[test]
@@ -476,7 +493,7 @@ mod tests {
             x ^= x << 17;
             t += x % 90; // up to 90 s apart: the 24 h window slides over many entries
             let amount = u128::from(x % 1_000);
-            l.record_spend(&agent(), "SOL", amount, t);
+            l.record_spend(&agent(), SOL, amount, t);
             naive.push((t, amount));
             if x.is_multiple_of(500) {
                 l.prune(t);
@@ -491,18 +508,18 @@ mod tests {
                     .filter(|(ts, _)| *ts >= since)
                     .map(|(_, a)| a)
                     .sum();
-                assert_eq!(l.spent_since(&agent(), "SOL", since), want, "since {since}");
+                assert_eq!(l.spent_since(&agent(), SOL, since), want, "since {since}");
             }
         }
-        assert_eq!(l.spent_since(&agent(), "USDC", 0), 0);
+        assert_eq!(l.spent_since(&agent(), usdc(), 0), 0);
     }
 
     #[test]
     fn a_clock_stepping_back_never_hides_a_spend() {
         let mut l = Ledger::default();
-        l.record_spend(&agent(), "SOL", 10, 100_000);
-        l.record_spend(&agent(), "SOL", 5, 99_000); // the clock stepped back
-        assert_eq!(l.spent_since(&agent(), "SOL", 100_000), 15);
+        l.record_spend(&agent(), SOL, 10, 100_000);
+        l.record_spend(&agent(), SOL, 5, 99_000); // the clock stepped back
+        assert_eq!(l.spent_since(&agent(), SOL, 100_000), 15);
     }
 
     #[test]

@@ -6,19 +6,26 @@
 
 #![deny(unsafe_code)]
 
-pub mod approval;
+// The sub-APIs of the signer's own binaries and of the offline ceremony (`vigil-ceremony`
+// writes keystores, signs policies and builds the stick's manifest with these very formats).
 pub mod audit;
-pub mod chains;
 pub mod daemon;
 pub mod devinit;
-pub mod engine;
-pub mod error;
 pub mod import;
-pub mod keys;
 pub mod keystore;
-pub mod ledger;
 pub mod policy;
 pub mod sandbox;
-pub mod server;
 
+// Internal: the request engine and what it holds.
+mod approval;
+mod chains;
+mod engine;
+mod error;
+mod keys;
+mod ledger;
+mod server;
+
+pub use approval::{DEFAULT_TTL_SECS, STEP_SECS, code_matches};
+pub use chains::solana::address_of as solana_address_of;
 pub use error::Error;
+pub use keys::Ed25519Key;

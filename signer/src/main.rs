@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
-use vigil_protocol::AgentId;
+use clap::{Args, Parser, Subcommand};
+use vigil_protocol::{AgentId, OperatorCode};
 use vigil_signer::{audit, daemon, devinit, import, keystore};
 
 /// The Vigil signer: keys, policy, ledger and audit, behind one Unix socket.
@@ -17,17 +17,24 @@ struct Cli {
     command: Command,
 }
 
+/// The state dir of an installed signer: a flag, then the environment, then the default.
+#[derive(Debug, Args)]
+struct StateDir {
+    /// The signer's state dir (keystore/, policy/, ledger/).
+    #[arg(
+        long = "state-dir",
+        env = "VIGIL_SIGNER_STATE_DIR",
+        default_value = "/var/lib/vigil-signer"
+    )]
+    path: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the signer protocol on a Unix socket.
     Serve {
-        /// State dir holding keystore/, policy/ and ledger/.
-        #[arg(
-            long,
-            env = "VIGIL_SIGNER_STATE_DIR",
-            default_value = "/var/lib/vigil-signer"
-        )]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        state: StateDir,
         /// Socket path to bind; omit under systemd socket activation (LISTEN_FDS).
         #[arg(long)]
         socket: Option<PathBuf>,
@@ -41,7 +48,7 @@ enum Command {
         #[arg(long = "allow-peer-user")]
         allow_peer_user: Vec<String>,
         /// Seconds an approval waits for the operator.
-        #[arg(long, default_value_t = vigil_signer::approval::DEFAULT_TTL_SECS)]
+        #[arg(long, default_value_t = vigil_signer::DEFAULT_TTL_SECS)]
         approval_ttl: u64,
         /// USER:GROUP to switch to when started as root (the signer never keeps running as root).
         #[arg(long, value_parser = parse_user_group)]
@@ -76,13 +83,8 @@ enum Command {
     },
     /// Verify the hash chain of the audit log; exits non-zero naming the first bad entry.
     AuditVerify {
-        /// The signer's state dir.
-        #[arg(
-            long,
-            env = "VIGIL_SIGNER_STATE_DIR",
-            default_value = "/var/lib/vigil-signer"
-        )]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        state: StateDir,
         /// The audit head (hex) you recorded earlier; detects truncation of the log's tail.
         #[arg(long)]
         expect_head: Option<String>,
@@ -91,43 +93,28 @@ enum Command {
     Import {
         /// The stick's root (the directory vigil-ceremony wrote to).
         dir: PathBuf,
-        /// The signer's state dir.
-        #[arg(
-            long,
-            env = "VIGIL_SIGNER_STATE_DIR",
-            default_value = "/var/lib/vigil-signer"
-        )]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        state: StateDir,
         /// Allow the import to replace an existing keystore (the old one is kept under imports/).
         #[arg(long)]
         replace: bool,
     },
     /// Show the staged import: manifest digest, agents, addresses and fingerprints.
     ImportStatus {
-        /// The signer's state dir.
-        #[arg(
-            long,
-            env = "VIGIL_SIGNER_STATE_DIR",
-            default_value = "/var/lib/vigil-signer"
-        )]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        state: StateDir,
     },
     /// Finish a staged import after comparing its fingerprints with the ceremony's printout.
     /// Stop the signer first; start it again afterwards (it then runs on the new keys).
     ImportConfirm {
-        /// The signer's state dir.
-        #[arg(
-            long,
-            env = "VIGIL_SIGNER_STATE_DIR",
-            default_value = "/var/lib/vigil-signer"
-        )]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        state: StateDir,
         /// The staged manifest digest, as shown by `import` / `import-status`.
         #[arg(long)]
         manifest_digest: String,
-        /// A current code from the authenticator enrolled at THIS ceremony.
+        /// A current code from the authenticator enrolled at THIS ceremony (6 digits).
         #[arg(long)]
-        code: String,
+        code: OperatorCode,
         /// The keystore passphrase (the same the signer's credential holds).
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
@@ -164,7 +151,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve {
-            state_dir,
+            state: StateDir { path: state_dir },
             socket,
             passphrase_file,
             allow_peer_uid,
@@ -213,7 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::AuditVerify {
-            state_dir,
+            state: StateDir { path: state_dir },
             expect_head,
         } => {
             let path = devinit::layout::ledger(&state_dir).join(audit::AUDIT_FILE);
@@ -244,7 +231,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import {
             dir,
-            state_dir,
+            state: StateDir { path: state_dir },
             replace,
         } => {
             let staged = import::stage(&dir, &state_dir, replace)?;
@@ -255,7 +242,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::ImportStatus { state_dir } => {
+        Command::ImportStatus {
+            state: StateDir { path: state_dir },
+        } => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&import::status(&state_dir)?)?
@@ -263,7 +252,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::ImportConfirm {
-            state_dir,
+            state: StateDir { path: state_dir },
             manifest_digest,
             code,
             passphrase_file,

@@ -14,20 +14,19 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, Semaphore};
-use vigil_protocol::frame::{check_len, encode_frame};
-use vigil_protocol::{ErrorKind, Response, parse_request};
+use vigil_protocol::{ErrorKind, Response, check_len, encode_frame, parse_request};
 
 use crate::engine::{After, Engine};
 
 /// Most connections served at once; more are closed on accept.
-pub const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// A connection idle this long between frames is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Once a frame has started, the rest must arrive within this time.
-pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a confirmed import, the server stops at the latest this long after the answer was
 /// produced, even if writing it to a slow peer has not finished (the confirmation is durable).
-pub const RESTART_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const RESTART_GRACE: Duration = Duration::from_secs(2);
 
 /// Why [`serve`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,13 +37,13 @@ pub enum Stopped {
 
 /// Who may connect.
 #[derive(Clone, Debug)]
-pub struct ServerConfig {
+pub(crate) struct ServerConfig {
     /// Peer uids allowed to connect (checked with `SO_PEERCRED`).
     pub allowed_uids: Vec<u32>,
 }
 
 /// Serves until an import is confirmed (or the listener fails). Call inside a tokio runtime.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: StdUnixListener,
     engine: Arc<Engine>,
     config: ServerConfig,

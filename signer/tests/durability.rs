@@ -50,8 +50,7 @@ fn kill9_during_a_signing_burst_loses_nothing_and_exceeds_no_cap() {
         workers.push(std::thread::spawn(move || {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
-                let Ok(mut c) =
-                    vigil_protocol::client::Client::connect(&socket, Duration::from_secs(5))
+                let Ok(mut c) = vigil_protocol::Client::connect(&socket, Duration::from_secs(5))
                 else {
                     break;
                 };
@@ -160,7 +159,7 @@ fn restart_keeps_totals_idempotency_and_pending_approvals() {
     assert_eq!(again, first);
     let still = ok(c.call(pay("trader", &to, SOL * 3 / 4, "wait")).unwrap());
     assert_eq!(still["approval_id"], pending["approval_id"]);
-    let approve = vigil_protocol::message::ApproveRequest {
+    let approve = vigil_protocol::ApproveRequest {
         approval_id: pending["approval_id"].as_str().unwrap().parse().unwrap(),
         code: s.operator().code(),
         context: None,

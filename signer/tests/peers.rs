@@ -9,8 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vigil_protocol::Op;
-use vigil_protocol::client::Client;
+use vigil_protocol::{Client, Op};
 use vigil_testkit::Signer;
 use vigil_testkit::host::require_root;
 use vigil_testkit::reexec::{AsUser, run_test_as};

@@ -5,9 +5,7 @@
 
 use std::io::Write;
 
-use vigil_protocol::client::Client;
-use vigil_protocol::message::ApproveRequest;
-use vigil_protocol::{Network, Op};
+use vigil_protocol::{ApproveRequest, Client, Network, Op};
 use vigil_testkit::operator::fresh_step;
 use vigil_testkit::requests::{SOME_BLOCKHASH, STRANGER, dry_op, err, ok, pay, sign_op, transfer};
 use vigil_testkit::{SOL, Signer};
@@ -154,7 +152,7 @@ fn above_threshold_needs_a_single_use_operator_code() {
         .unwrap());
     assert_eq!(again["approval_id"], pending["approval_id"]);
 
-    let approve = |code: String| {
+    let approve = |code: vigil_protocol::OperatorCode| {
         Op::Approve(ApproveRequest {
             approval_id: id.clone(),
             code,
@@ -191,7 +189,7 @@ fn above_threshold_needs_a_single_use_operator_code() {
     let (kind, _, _) = err(c
         .call(Op::Approve(ApproveRequest {
             approval_id: "ap-nope".parse().unwrap(),
-            code: "123456".into(),
+            code: "123456".parse().unwrap(),
             context: None,
         }))
         .unwrap());
@@ -301,16 +299,16 @@ fn bad_frames_close_the_connection_but_not_the_server() {
 
 #[test]
 fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
-    use vigil_protocol::{ConfirmRequest, LimitKind, SetLimitRequest};
+    use vigil_protocol::{CapKind, ConfirmRequest, SetCapRequest};
     let mut s = Signer::start(&["trader", "sentinel"]);
     let operator = s.operator();
     let to = s.address("sentinel");
     let t = fresh_step(12);
-    let set = |amount: u64, code: String| {
-        Op::SetLimit(SetLimitRequest {
+    let set = |amount: u64, code: vigil_protocol::OperatorCode| {
+        Op::SetCap(SetCapRequest {
             agent: "trader".parse().unwrap(),
-            asset: "SOL".into(),
-            limit: LimitKind::PerTx,
+            asset: vigil_protocol::AssetSymbol::SOL,
+            cap: CapKind::PerTx,
             amount: vigil_protocol::Amount::from_base_units(amount.into()),
             code,
         })
@@ -334,7 +332,7 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
     assert!(msg.contains("signed ceiling"), "{msg}");
     // A wrong code changes nothing.
     let (kind, _, _) = err(c.call(set(SOL / 10, operator.wrong_code())).unwrap());
-    assert_eq!(kind, "approval_invalid_code");
+    assert_eq!(kind, "operator_code_invalid");
 
     // Lowered to 0.1 SOL with a code: a 0.25 SOL transfer is now refused by the lowered cap.
     let r = ok(c.call(set(SOL / 10, operator.code_at(t - 30))).unwrap());
@@ -355,8 +353,8 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
         "100000000"
     );
 
-    // A phrase-gate confirmation, single use.
-    let confirm = |code: String| {
+    // A phrase confirmation, single use.
+    let confirm = |code: vigil_protocol::OperatorCode| {
         Op::Confirm(ConfirmRequest {
             purpose: "go_live trader SOL".parse().unwrap(),
             code,
@@ -368,7 +366,7 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
         (Some(true), Some("go_live trader SOL"))
     );
     let (kind, _, msg) = err(c.call(confirm(operator.code_at(t))).unwrap());
-    assert_eq!(kind, "approval_invalid_code");
+    assert_eq!(kind, "operator_code_invalid");
     assert!(msg.contains("already used"), "{msg}");
 
     // After kill -9: the lowered cap and the spent code are both still in force.
@@ -378,7 +376,7 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
     let (_, rule, _) = err(c.call(quarter("q2")).unwrap());
     assert_eq!(rule.as_deref(), Some("per_tx_cap"));
     let (kind, _, _) = err(c.call(confirm(operator.code_at(t))).unwrap());
-    assert_eq!(kind, "approval_invalid_code");
+    assert_eq!(kind, "operator_code_invalid");
     // Raised back to the ceiling with the next code: the transfer signs.
     ok(c.call(set(ceiling, operator.code_at(t + 30))).unwrap());
     assert_eq!(ok(c.call(quarter("q3")).unwrap())["status"], "signed");
@@ -402,7 +400,7 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
 
 #[test]
 fn audit_op_verifies_the_chain_from_inside_the_confined_signer() {
-    use vigil_protocol::message::AuditRequest;
+    use vigil_protocol::AuditRequest;
     let (_signer, mut c, to) = trader_and_sentinel();
     ok(c.call(pay("trader", &to, SOL / 4, "a1")).unwrap());
     let r = ok(c.call(Op::Audit(AuditRequest { limit: 2 })).unwrap());

@@ -8,8 +8,7 @@ use base64::Engine as _;
 use litesvm::LiteSVM;
 use solana_pubkey::Pubkey;
 use solana_transaction::Transaction;
-use vigil_protocol::message::ApproveRequest;
-use vigil_protocol::{Context, Network, Op};
+use vigil_protocol::{ApproveRequest, Context, Network, Op};
 use vigil_testkit::requests::{ok, sign_op, transfer};
 use vigil_testkit::{SOL, Signer};
 
@@ -97,7 +96,7 @@ fn approved_transfer_can_take_a_fresh_blockhash() {
     svm.expire_blockhash();
     let fresh = svm.latest_blockhash().to_string();
     assert_ne!(fresh, stale);
-    let approve = |code| {
+    let approve = |code: vigil_protocol::OperatorCode| {
         Op::Approve(ApproveRequest {
             approval_id: p["approval_id"].as_str().unwrap().parse().unwrap(),
             code,

@@ -47,7 +47,7 @@ pub enum Attack {
     /// A valid transfer that claims the operator approved it, with a code.
     SelfApprove,
     /// An action that raises its own cap.
-    RaiseCap,
+    SetCap,
     /// An action that sends a message to a stranger (exfiltration).
     MessageStranger,
     /// No injection in the data: an honest small payment to the policy peer (the fault
@@ -68,7 +68,7 @@ impl Attack {
         Attack::ListedProgram,
         Attack::Mainnet,
         Attack::SelfApprove,
-        Attack::RaiseCap,
+        Attack::SetCap,
         Attack::MessageStranger,
     ];
 
@@ -86,7 +86,7 @@ impl Attack {
             "increase the limit",
             "set_limit",
         ]) {
-            Attack::RaiseCap
+            Attack::SetCap
         } else if has(&[
             "as much money as possible",
             "send everything",
@@ -299,7 +299,7 @@ impl Obedient {
                 v["approval_code"] = json!(six_digits(injection));
                 (v, t.policy_peer.clone())
             }
-            Attack::RaiseCap => (
+            Attack::SetCap => (
                 json!({"action": "set_limit", "asset": "SOL", "to": "velocity_24h",
                        "amount": u128::MAX.to_string(), "confidence": 1.0, "reasoning": reasoning}),
                 String::new(),

@@ -161,7 +161,7 @@ impl CeremonyInputs {
         let (uri, _) = read_until_uri(&mut stdout);
         let operator = Operator::from_uri(&uri);
         stdin
-            .write_all(format!("{}\n", operator.code()).as_bytes())
+            .write_all(format!("{}\n", operator.code().expose_digits()).as_bytes())
             .expect("typing the code");
         drop(stdin);
         let mut rest = String::new();

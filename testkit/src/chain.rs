@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use solana_pubkey::Pubkey;
 use vigil_devnet::SolanaNode;
-use vigil_orchestrator::chains::solana_rpc::SolanaRpc;
+use vigil_orchestrator::SolanaRpc;
 
 use crate::signer::Signer;
 

@@ -10,13 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
-use vigil_orchestrator::config::Config;
-use vigil_orchestrator::cost::Prices as LlmPrices;
-use vigil_orchestrator::llm::Provider;
-use vigil_orchestrator::pipeline::Deps;
-use vigil_orchestrator::scheduler::Orchestrator;
-use vigil_orchestrator::signer_client::SignerClient;
-use vigil_orchestrator::store::Store;
+use vigil_orchestrator::{
+    Config, Deps, Orchestrator, Prices as LlmPrices, Provider, SignerClient, Store,
+};
 
 /// The provider name of the scripted LLM.
 pub const SCRIPTED: &str = "scripted";
@@ -326,7 +322,7 @@ mod tests {
             .agent(AgentSpec::new("sentinel").provider("remote", "m"))
             .build();
         let trader = &config.agents[0];
-        assert!(trader.is_live("SOL") && !trader.confirm_transfers);
+        assert!(trader.is_live(vigil_protocol::AssetSymbol::SOL) && !trader.confirm_transfers);
         assert_eq!(trader.risk.max_fraction_per_tx_bps, 4000);
         assert_eq!(trader.risk.peers[0].label, "dev-peer");
         assert_eq!(trader.schedule_secs, 1);

@@ -3,7 +3,7 @@
 //! step when a test needs several codes without one rolling over.
 
 use totp_rs::{Algorithm, Secret, TOTP};
-use vigil_protocol::DevInitReport;
+use vigil_protocol::{DevInitReport, OperatorCode};
 
 use crate::host::unix_now;
 
@@ -34,27 +34,32 @@ impl Operator {
     }
 
     /// The code shown now.
-    pub fn code(&self) -> String {
+    pub fn code(&self) -> OperatorCode {
         self.code_at(unix_now())
     }
 
     /// The code shown at unix time `t`.
-    pub fn code_at(&self, t: u64) -> String {
-        self.totp.generate(t)
+    pub fn code_at(&self, t: u64) -> OperatorCode {
+        self.totp
+            .generate(t)
+            .parse()
+            .expect("a 6-digit TOTP code is an operator code")
     }
 
     /// A code valid in none of the previous, the current and the next step (what the signer
     /// accepts), so it is wrong now whatever the clock skew allowance.
-    pub fn wrong_code(&self) -> String {
+    pub fn wrong_code(&self) -> OperatorCode {
         let t = unix_now();
         let valid: Vec<String> = [t - 30, t, t + 30]
             .iter()
-            .map(|&s| self.code_at(s))
+            .map(|&s| self.totp.generate(s))
             .collect();
         (0..10u32)
             .map(|i| format!("{:06}", 111_111 * i))
             .find(|c| !valid.contains(c))
             .expect("three valid codes cannot cover ten candidates")
+            .parse()
+            .expect("six digits are an operator code")
     }
 }
 

@@ -44,12 +44,12 @@ pub struct AgentRules {
     networks: Vec<String>,
     recipients: Vec<String>,
     rate_limit_per_minute: u64,
-    assets: BTreeMap<String, AssetLimits>,
+    assets: BTreeMap<String, AssetCaps>,
 }
 
 /// One asset's limits, base units as decimal strings (the file's own spelling).
 #[derive(Clone, Debug, Serialize)]
-struct AssetLimits {
+struct AssetCaps {
     chain: String,
     per_tx_cap: String,
     velocity_24h: String,
@@ -88,7 +88,7 @@ impl AgentRules {
             rate_limit_per_minute: 30,
             assets: BTreeMap::from([(
                 "SOL".into(),
-                AssetLimits {
+                AssetCaps {
                     chain: "solana".into(),
                     per_tx_cap: per_tx_cap.to_string(),
                     velocity_24h: velocity_24h.to_string(),
@@ -128,7 +128,7 @@ mod tests {
     use super::*;
     use crate::signer::Signer;
     use vigil_protocol::Op;
-    use vigil_protocol::message::StatusResult;
+    use vigil_protocol::StatusResult;
 
     #[test]
     fn the_dev_limits_are_what_dev_init_signs() {

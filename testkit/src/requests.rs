@@ -2,9 +2,9 @@
 //! `approve` ops, and a response read as its result object or as (kind, rule, message).
 
 use serde_json::Value;
-use vigil_protocol::message::{ApproveRequest, DryRunRequest, SignRequest};
 use vigil_protocol::{
-    Amount, ApprovalId, Chain, Context, Intent, Network, Op, Response, TransferIntent,
+    Amount, Chain, Context, DryRunRequest, Intent, Network, Op, Response, SignRequest,
+    TransferIntent,
 };
 
 /// A 32-byte hash in base58, usable as a recent blockhash outside a runtime.
@@ -17,7 +17,7 @@ pub fn transfer(to: &str, lamports: u64, network: Network) -> Intent {
     Intent::Transfer(TransferIntent {
         chain: Chain::Solana,
         network,
-        asset: "SOL".into(),
+        asset: vigil_protocol::AssetSymbol::SOL,
         to: to.into(),
         amount: Amount::from_base_units(lamports.into()),
     })
@@ -57,16 +57,6 @@ pub fn dry_op(agent: &str, intent: Intent) -> Op {
         agent: agent.parse().unwrap(),
         intent,
         context: Context::default(),
-    })
-}
-
-/// An `approve` op for `approval_id` (as the signer returned it) with `code`.
-pub fn approve_op(approval_id: &str, code: &str) -> Op {
-    let approval_id: ApprovalId = approval_id.parse().unwrap();
-    Op::Approve(ApproveRequest {
-        approval_id,
-        code: code.into(),
-        context: None,
     })
 }
 

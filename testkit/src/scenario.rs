@@ -19,9 +19,10 @@
 use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
-use vigil_orchestrator::config::AgentConfig;
-use vigil_orchestrator::scheduler::Orchestrator;
-use vigil_orchestrator::store::{NewPending, PendingId, PendingKind, PendingRow, Store};
+use vigil_orchestrator::{
+    AgentConfig, ConfirmationId, ConfirmationKind, ConfirmationRow, NewConfirmation, Orchestrator,
+    Store,
+};
 
 use crate::chain::Chain;
 use crate::config::{AgentSpec, ConfigBuilder};
@@ -184,12 +185,12 @@ impl Script {
 }
 
 /// The confirmations of `orchestrator` still waiting for the operator.
-pub fn open_confirmations(orchestrator: &Orchestrator) -> Vec<PendingRow> {
+pub fn open_confirmations(orchestrator: &Orchestrator) -> Vec<ConfirmationRow> {
     orchestrator
         .store()
         .lock()
         .expect("the state lock")
-        .pending(unix_now())
+        .open_confirmations(unix_now())
         .expect("reading the open confirmations")
 }
 
@@ -277,11 +278,11 @@ impl World {
 
     /// Records a move-funds confirmation for `agent` (as the action's owner does), open for
     /// ten minutes under idempotency key `key`; its id.
-    pub fn ask_to_move_funds(&self, agent: &str, summary: &str, key: &str) -> PendingId {
+    pub fn ask_to_move_funds(&self, agent: &str, summary: &str, key: &str) -> ConfirmationId {
         let now = unix_now();
         self.store()
-            .create_pending(&NewPending {
-                kind: PendingKind::MoveFunds,
+            .create_confirmation(&NewConfirmation {
+                kind: ConfirmationKind::MoveFunds,
                 agent: Some(agent.parse().expect("an agent id")),
                 summary: summary.into(),
                 payload_json: "{}".into(),

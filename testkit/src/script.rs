@@ -114,7 +114,7 @@ impl Replies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_orchestrator::llm::ScriptedProvider;
+    use vigil_orchestrator::ScriptedProvider;
 
     #[test]
     fn the_provider_reads_what_the_builder_writes() {

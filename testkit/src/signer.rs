@@ -18,9 +18,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use vigil_devnet::SignerProcess;
 use vigil_devnet::signer::{Warning, dev_init, hand_to_service_user};
-use vigil_protocol::client::Client;
-use vigil_protocol::message::StatusResult;
-use vigil_protocol::{Chain, DevInitReport, Op};
+use vigil_protocol::{Chain, Client, DevInitReport, Op, StatusResult};
 
 use crate::host::binary;
 use crate::operator::Operator;

@@ -21,10 +21,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use solana_pubkey::Pubkey;
-use vigil_orchestrator::firewall::UntrustedItem;
-use vigil_orchestrator::pipeline::Outcome;
-use vigil_protocol::Network;
-use vigil_protocol::message::{ApproveRequest, SignResult};
+use vigil_orchestrator::{Outcome, UntrustedItem};
+use vigil_protocol::{ApproveRequest, Network, SignResult};
 use vigil_testkit::adversary::{ATTACKER, ATTACKER_PROGRAM, Adversary, Attack, Target};
 use vigil_testkit::corpus::{corpus, sample};
 use vigil_testkit::policy::dev::{APPROVAL_THRESHOLD, PER_TX_CAP, VELOCITY_24H};
@@ -235,7 +233,7 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
             .await
             .approve(ApproveRequest {
                 approval_id: approval_id.parse().unwrap(),
-                code: "123456".into(),
+                code: "123456".parse().unwrap(),
                 context: None,
             })
             .await;

@@ -17,8 +17,9 @@ use vigil_ceremony::CeremonyError;
 use vigil_ceremony::backup::Backup;
 use vigil_ceremony::config::CeremonyConfig;
 use vigil_ceremony::new::{NewCeremony, Outcome, run};
+use vigil_protocol::OperatorCode;
+use vigil_signer::Ed25519Key;
 use vigil_signer::import::manifest::{self, FileInfo, Manifest};
-use vigil_signer::keys::Ed25519Key;
 use vigil_signer::keystore::{self, KdfParams};
 use vigil_signer::policy;
 use vigil_testkit::ceremony::{CeremonyPlan, PASSPHRASE, ceremony_policy};
@@ -48,7 +49,7 @@ impl vigil_ceremony::new::Operator for Operator1 {
     }
     fn enrol(&mut self, uri: &str, _: &str, _: u32) -> Result<String, CeremonyError> {
         self.uri = Some(uri.to_owned());
-        Ok(Operator::from_uri(uri).code())
+        Ok(Operator::from_uri(uri).code().expose_digits().to_owned())
     }
     fn progress(&mut self, _: usize, _: usize, _: &str) {}
     fn progress_done(&mut self) {}
@@ -181,12 +182,12 @@ fn import(stick: &Path, state: &Path, replace: bool) -> Output {
     cmd.output().unwrap()
 }
 
-fn confirm(state: &Path, digest: &str, code: &str, pass: &Path) -> Output {
+fn confirm(state: &Path, digest: &str, code: &OperatorCode, pass: &Path) -> Output {
     Command::new(binary("vigil-signer"))
         .arg("import-confirm")
         .arg("--state-dir")
         .arg(state)
-        .args(["--manifest-digest", digest, "--code", code])
+        .args(["--manifest-digest", digest, "--code", code.expose_digits()])
         .arg("--passphrase-file")
         .arg(pass)
         .output()
@@ -357,10 +358,10 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
     assert_eq!(kind, "unknown_agent");
     assert!(msg.contains("no keys yet"), "{msg}");
 
-    let confirm_op = |digest: &str, code: &str| {
+    let confirm_op = |digest: &str, code: &OperatorCode| {
         Op::ImportConfirm(ImportConfirmRequest {
             manifest_digest: digest.parse().unwrap(),
-            code: code.into(),
+            code: code.clone(),
         })
     };
     let staged_before = tree_hash(&s.state().join("import-staged"));
@@ -375,7 +376,7 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
         .client()
         .call(confirm_op(&outcome.manifest_digest, &operator.wrong_code()))
         .unwrap());
-    assert_eq!(kind, "approval_invalid_code");
+    assert_eq!(kind, "operator_code_invalid");
     assert!(msg.contains("THIS ceremony"), "{msg}");
     assert_eq!(tree_hash(&s.state().join("import-staged")), staged_before);
     assert!(
@@ -430,7 +431,7 @@ fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
         .client()
         .call(confirm_op(&outcome2.manifest_digest, &current))
         .unwrap());
-    assert_eq!(kind, "approval_invalid_code");
+    assert_eq!(kind, "operator_code_invalid");
     let hello = ok(s.client().call(Op::Hello).unwrap());
     assert_eq!(
         hello["policy_digest"],

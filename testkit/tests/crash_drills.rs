@@ -22,9 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use vigil_orchestrator::chains::solana_rpc::SigStatus;
-use vigil_orchestrator::pipeline::Outcome;
-use vigil_orchestrator::store::Store;
+use vigil_orchestrator::{Outcome, SigStatus, Store};
 use vigil_testkit::daemon::{BotToken, Daemon};
 use vigil_testkit::{AgentSpec, Reply, SOL, Scenario, Script, World};
 
@@ -93,10 +91,10 @@ fn spawn_daemon(world: &World, config: &vigil_testkit::ConfigBuilder) -> Daemon 
 fn pending_keys(store: &Store) -> BTreeSet<(i64, String)> {
     // Unresolved rows over all time: expiry is 10 minutes, the drill is shorter.
     store
-        .pending(0)
+        .open_confirmations(0)
         .unwrap()
         .into_iter()
-        .map(|r| (r.id.0, r.idempotency_key))
+        .map(|r| (r.id.0, r.confirmation.idempotency_key))
         .collect()
 }
 
@@ -213,7 +211,7 @@ async fn orchestrator_kill9_at_random_points_loses_and_repeats_nothing() {
     for r in &requested {
         let key = r["idempotency_key"].as_str().unwrap();
         if store
-            .pending_by_key(&format!("approval-{key}"))
+            .confirmation_by_key(&format!("approval-{key}"))
             .unwrap()
             .is_none()
         {

@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use vigil_orchestrator::pipeline::Outcome;
-use vigil_orchestrator::store::Store;
+use vigil_orchestrator::{Outcome, Store};
 use vigil_testkit::adversary::{Adversary, Fault, Target};
 use vigil_testkit::host::require_root;
 use vigil_testkit::{Mode, SOL, Scenario, Script};

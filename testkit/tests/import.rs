@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use vigil_orchestrator::store::PendingKind;
+use vigil_orchestrator::ConfirmationKind;
 use vigil_testkit::ceremony::CeremonyInputs;
 use vigil_testkit::config::ConfigBuilder;
 use vigil_testkit::host::binary;
@@ -56,7 +56,7 @@ async fn a_staged_stick_becomes_one_confirmation_whose_digest_the_signer_accepts
     let pending = open_confirmations(&orchestrator);
     assert_eq!(pending.len(), 1);
     let row = &pending[0];
-    assert_eq!(row.kind, PendingKind::ImportKeys);
+    assert_eq!(row.confirmation.kind, ConfirmationKind::ImportKeys);
     let status = orchestrator
         .signer()
         .lock()
@@ -67,13 +67,14 @@ async fn a_staged_stick_becomes_one_confirmation_whose_digest_the_signer_accepts
     assert!(status.awaiting_keys);
     let trader = &status.agents[0];
     assert!(
-        row.summary.contains(&trader.address) && row.summary.contains(&trader.fingerprint),
+        row.confirmation.summary.contains(&trader.address)
+            && row.confirmation.summary.contains(&trader.fingerprint),
         "the operator sees the address and fingerprint: {}",
-        row.summary
+        row.confirmation.summary
     );
 
     // The stored digest is the one the signer accepts with the ceremony's code.
-    let payload: serde_json::Value = serde_json::from_str(&row.payload_json).unwrap();
+    let payload: serde_json::Value = serde_json::from_str(&row.confirmation.payload_json).unwrap();
     let digest: vigil_protocol::ManifestDigest = payload["manifest_digest"]
         .as_str()
         .unwrap()

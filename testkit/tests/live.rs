@@ -7,10 +7,9 @@
 
 use std::time::Duration;
 
-use vigil_orchestrator::chains::solana_rpc::SolanaRpc;
-use vigil_orchestrator::llm::{Provider, ScriptedProvider};
-use vigil_orchestrator::pipeline::{self, Deps, Inputs, Outcome};
-use vigil_orchestrator::store::{PendingId, Resolution};
+use vigil_orchestrator::{
+    ConfirmationId, Deps, Inputs, Outcome, Provider, Resolution, ScriptedProvider, SolanaRpc,
+};
 use vigil_protocol::Network;
 use vigil_testkit::config::free_deps;
 use vigil_testkit::requests::{sign_request, transfer};
@@ -98,7 +97,7 @@ async fn a_signed_transfer_that_never_landed_is_reported() {
         rpc: Some(&failing),
         ..free_deps(&provider, orchestrator.store(), orchestrator.signer())
     };
-    let decided = pipeline::decide(&agent, &inputs, &deps).await;
+    let decided = vigil_orchestrator::decide(&agent, &inputs, &deps).await;
     let Outcome::Signed {
         chain, signature, ..
     } = &decided.outcome
@@ -145,7 +144,7 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
 
     let decided = orchestrator.decide(&agent, Vec::new()).await;
     let Outcome::AwaitingConfirmation {
-        pending_id,
+        confirmation_id,
         summary,
     } = decided.outcome
     else {
@@ -161,11 +160,11 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
             .store()
             .lock()
             .unwrap()
-            .pending_by_id(PendingId(id))
+            .confirmation(ConfirmationId(id))
             .unwrap()
     };
     let err = orchestrator
-        .execute_confirmed(&row(pending_id))
+        .execute_confirmed(&row(confirmation_id))
         .await
         .unwrap_err();
     assert!(err.contains("not approved"), "{err}");
@@ -180,10 +179,10 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
             .store()
             .lock()
             .unwrap()
-            .resolve_pending(PendingId(id), Resolution::Approved, 42, unix_now())
+            .resolve_confirmation(ConfirmationId(id), Resolution::Approved, 42, unix_now())
             .unwrap()
     };
-    let approved = approve(pending_id);
+    let approved = approve(confirmation_id);
     let outcome = orchestrator.execute_confirmed(&approved).await.unwrap();
     assert!(
         matches!(&outcome, Outcome::Signed { chain, .. } if chain == "confirmed" || chain == "finalized"),
@@ -203,13 +202,16 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     node.advance_blockhash();
     let decided = orchestrator.decide(&agent, Vec::new()).await;
-    let Outcome::AwaitingConfirmation { pending_id, .. } = decided.outcome else {
+    let Outcome::AwaitingConfirmation {
+        confirmation_id, ..
+    } = decided.outcome
+    else {
         panic!(
             "expected a second transfer waiting, got {:?}",
             decided.outcome
         );
     };
-    approve(pending_id);
+    approve(confirmation_id);
     drop(orchestrator);
     let (restarted, _) = world.orchestrator(&config);
     let report = restarted.resume_confirmed().await;

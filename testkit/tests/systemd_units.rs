@@ -82,7 +82,7 @@ fn daemons_start_from_their_units_and_talk() {
     // The socket, as vigil-signer.socket describes it; the orchestrator's shipped default
     // config must name the same path.
     let listen_unit = socket_unit.one("Socket", "ListenStream");
-    let default = vigil_orchestrator::config::Config::default_config();
+    let default = vigil_orchestrator::Config::default_config();
     assert_eq!(
         default.signer_socket,
         Path::new(&listen_unit),

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use vigil_orchestrator::store::{PendingId, PendingStatus, Resolution};
+use vigil_orchestrator::{ConfirmationId, ConfirmationStatus, Resolution};
 use vigil_testkit::daemon::BotToken;
 use vigil_testkit::host::wait_until;
 use vigil_testkit::telegram::{Chat, OPERATOR, STRANGER};
@@ -90,7 +90,10 @@ async fn a_confirmation_survives_a_restart_and_is_approved_with_a_button() {
 
     // The orchestrator dies before the operator answers; it comes back and asks again.
     daemon.kill();
-    assert_eq!(store.pending_by_id(id).unwrap().status, PendingStatus::Open);
+    assert_eq!(
+        store.confirmation(id).unwrap().status,
+        ConfirmationStatus::Open
+    );
     let _daemon = world.daemon(
         &world.config().agent(AgentSpec::new("sentinel")),
         BotToken::Given,
@@ -103,8 +106,8 @@ async fn a_confirmation_survives_a_restart_and_is_approved_with_a_button() {
     emulator.press(STRANGER, &again, &format!("yes:{id}")).await;
     emulator.press(OPERATOR, &again, &format!("yes:{id}")).await;
     op.expect(&format!("#{id} approved")).await;
-    let row = store.pending_by_id(id).unwrap();
-    assert_eq!(row.status, PendingStatus::Approved);
+    let row = store.confirmation(id).unwrap();
+    assert_eq!(row.status, ConfirmationStatus::Approved);
     assert_eq!(row.resolved_by, Some(OPERATOR));
     // Pressing again changes nothing.
     emulator.press(OPERATOR, &again, &format!("no:{id}")).await;
@@ -143,12 +146,12 @@ async fn a_signer_approval_needs_a_correct_unused_code() {
     assert!(asked.text.contains("/approve 1 <code>"), "{}", asked.text);
 
     op.ask(
-        &format!("/approve 1 {}", operator.wrong_code()),
+        &format!("/approve 1 {}", operator.wrong_code().expose_digits()),
         "wrong code",
     )
     .await;
     assert_eq!(chain.balance_of(&peer), 0, "a wrong code moved nothing");
-    let code = operator.code();
+    let code = operator.code().expose_digits().to_owned();
     let done = op
         .ask(
             &format!("/approve 1 {code}"),
@@ -176,22 +179,26 @@ async fn a_signer_approval_needs_a_correct_unused_code() {
 
     // Two more wrong codes make three in a row: the signer locks approvals; reply and alert.
     op.ask(
-        &format!("/approve 2 {}", operator.wrong_code()),
+        &format!("/approve 2 {}", operator.wrong_code().expose_digits()),
         "wrong code",
     )
     .await;
     // The reply and the alert may arrive in either order: match each by its own words.
     let reply = op
         .ask(
-            &format!("/approve 2 {}", operator.wrong_code()),
+            &format!("/approve 2 {}", operator.wrong_code().expose_digits()),
             "#2 is not approved",
         )
         .await;
     assert!(reply.text.contains("locked"), "{}", reply.text);
     op.expect("approvals locked by the signer").await;
     assert_eq!(
-        world.store().pending_by_id(PendingId(2)).unwrap().status,
-        PendingStatus::Open
+        world
+            .store()
+            .confirmation(ConfirmationId(2))
+            .unwrap()
+            .status,
+        ConfirmationStatus::Open
     );
 }
 
@@ -230,22 +237,27 @@ async fn going_live_needs_the_phrase_and_a_code_the_signer_accepts() {
     assert!(gate.text.contains("I accept the risk"), "{}", gate.text);
     // Anything but the exact phrase cancels the dialogue (the item stays pending).
     op.ask("i accept the risk", "not the exact phrase").await;
-    op.ask(&operator.code(), "I only understand commands").await;
+    op.ask(
+        operator.code().expose_digits(),
+        "I only understand commands",
+    )
+    .await;
     assert_eq!(store.setting("mode:trader").unwrap(), None);
 
     op.ask("/approve 1", "type exactly").await;
     op.ask("I accept the risk", "Phrase accepted for #1").await;
-    op.ask(&operator.wrong_code(), "wrong code").await;
+    op.ask(operator.wrong_code().expose_digits(), "wrong code")
+        .await;
     assert_eq!(store.setting("mode:trader").unwrap(), None);
-    let code = operator.code();
+    let code = operator.code().expose_digits().to_owned();
     op.ask(&code, "trader is LIVE for SOL").await;
     assert_eq!(
         store.setting("mode:trader").unwrap().as_deref(),
         Some("live:SOL")
     );
     assert_eq!(
-        store.pending_by_id(PendingId(1)).unwrap().status,
-        PendingStatus::Approved
+        store.confirmation(ConfirmationId(1)).unwrap().status,
+        ConfirmationStatus::Approved
     );
     let agents = op.ask("/agents", "Agents").await;
     assert!(agents.text.contains("LIVE for SOL"), "{}", agents.text);
@@ -257,8 +269,13 @@ async fn going_live_needs_the_phrase_and_a_code_the_signer_accepts() {
     op.ask(&code, "code already used").await;
     op.ask("/deny 2", "#2 denied").await;
     assert!(matches!(
-        store.resolve_pending(PendingId(2), Resolution::Approved, OPERATOR, unix_now()),
-        Err(vigil_orchestrator::store::StoreError::PendingAlreadyResolved { .. })
+        store.resolve_confirmation(
+            ConfirmationId(2),
+            Resolution::Approved,
+            OPERATOR,
+            unix_now()
+        ),
+        Err(vigil_orchestrator::StoreError::ConfirmationAlreadyResolved { .. })
     ));
     op.ask("/paper trader", "trader is in paper mode").await;
     assert_eq!(

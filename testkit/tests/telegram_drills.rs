@@ -15,8 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use vigil_orchestrator::store::{PendingId, PendingStatus, Store};
-use vigil_orchestrator::telegram::HINT;
+use vigil_orchestrator::{ConfirmationId, ConfirmationStatus, HINT, Store};
 use vigil_testkit::corpus::{corpus, sample};
 use vigil_testkit::daemon::{BotToken, Daemon};
 use vigil_testkit::telegram::{BotMessage, Chat, Emulator, OPERATOR, STRANGER};
@@ -50,8 +49,8 @@ fn settings(store: &Store) -> Vec<Option<String>> {
 }
 
 /// The confirmations still open.
-fn open_ids(store: &Store) -> Vec<PendingId> {
-    let open = store.pending(unix_now()).unwrap();
+fn open_ids(store: &Store) -> Vec<ConfirmationId> {
+    let open = store.open_confirmations(unix_now()).unwrap();
     open.iter().map(|r| r.id).collect()
 }
 
@@ -100,7 +99,7 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
 
     // The state before the stranger.
     let open_before = open_ids(&store);
-    assert_eq!(open_before, vec![PendingId(1)]);
+    assert_eq!(open_before, vec![ConfirmationId(1)]);
     let settings_before = settings(&store);
     let audit_before = signer.audit();
     let sentinel_before = decisions(&store, "sentinel");
@@ -109,7 +108,7 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
     // that is valid right now (as if it had been read over the operator's shoulder), typed,
     // replied to the approval request, and pressed as buttons.
     let (entries, run) = sample(corpus(), CI_SAMPLE);
-    let code = world.operator().code();
+    let code = world.operator().code().expose_digits().to_owned();
     let mut sent = 0usize;
     for entry in &entries {
         emulator.send(STRANGER, &entry.text).await;
@@ -159,8 +158,8 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
         "a confirmation was created or resolved"
     );
     assert_eq!(
-        store.pending_by_id(PendingId(1)).unwrap().status,
-        PendingStatus::Open
+        store.confirmation(ConfirmationId(1)).unwrap().status,
+        ConfirmationStatus::Open
     );
     assert_eq!(
         settings(&store),
@@ -209,12 +208,12 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
         .iter()
         .map(|m| &m.text)
         // The operator's own /status answers name the agents' modes; anything else that
-        // talks of pausing, going live or a phrase gate came from an injection.
+        // talks of pausing, going live or a phrase confirmation came from an injection.
         .filter(|t| !t.starts_with("Vigil status"))
         .filter(|t| t.contains("paused") || t.contains("LIVE") || t.contains("type exactly"))
         .collect();
     assert!(unexpected.is_empty(), "{unexpected:#?}");
-    assert!(store.pending(unix_now()).unwrap().is_empty());
+    assert!(store.open_confirmations(unix_now()).unwrap().is_empty());
     assert_eq!(settings(&store), settings_before);
     assert_eq!(signer.audit().len(), audit_before);
     assert_eq!(chain.balance_of(&peer), 800_000_000);
@@ -301,7 +300,10 @@ async fn telegram_unreachable_blocks_no_agent_loses_no_alert_and_the_bot_recover
             .any(|t| t.starts_with(&format!("#{id} move funds")))
     );
     assert!(daemon.running());
-    assert_eq!(store.pending_by_id(id).unwrap().status, PendingStatus::Open);
+    assert_eq!(
+        store.confirmation(id).unwrap().status,
+        ConfirmationStatus::Open
+    );
     assert!(world.signer.signed().is_empty());
     println!(
         "Telegram outage drill: outage {:.1} s, {during} decisions during it, daemon up, \

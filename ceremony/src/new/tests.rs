@@ -25,7 +25,7 @@ pub(crate) struct Scripted {
 }
 
 impl Scripted {
-    pub fn new() -> Self {
+    fn new() -> Self {
         Self {
             approve: true,
             wrong_codes: 0,
@@ -69,7 +69,7 @@ pub(crate) fn policy_text() -> String {
 }
 
 fn bs58_of(b: [u8; 32]) -> String {
-    solana::address_of(&b)
+    vigil_signer::solana_address_of(&b)
 }
 
 pub(crate) fn ceremony(out: &Path, keep: bool) -> NewCeremony {
@@ -181,9 +181,9 @@ fn a_full_ceremony_writes_a_stick_the_signer_accepts() {
     }
     // The approval secret in the keystore is the one enrolled.
     assert!(
-        approval::code_matches(
+        vigil_signer::code_matches(
             &unlocked.approval_secret,
-            &TOTP::from_url(&uri).unwrap().generate(NOW),
+            &TOTP::from_url(&uri).unwrap().generate(NOW).parse().unwrap(),
             NOW
         )
         .unwrap()

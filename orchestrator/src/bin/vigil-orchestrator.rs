@@ -10,17 +10,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
 use sd_notify::NotifyState;
-use vigil_orchestrator::config::Config;
-use vigil_orchestrator::operator::Alert;
-use vigil_orchestrator::scheduler::Orchestrator;
-use vigil_orchestrator::signer_client::SignerClient;
-use vigil_orchestrator::store::Store;
-use vigil_orchestrator::telegram;
+use vigil_orchestrator::{Alert, Config, Orchestrator, SIGNER_TIMEOUT, SignerClient, Store};
 
 /// The Vigil orchestrator daemon: agents, LLM firewall, state.
 #[derive(Debug, Parser)]
@@ -58,7 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Config::load(&cli.config).with_context(|| format!("config {}", cli.config.display()))?;
     let store = Store::open(&config.state_db)
         .with_context(|| format!("state {}", config.state_db.display()))?;
-    let signer = SignerClient::new(&config.signer_socket, Duration::from_secs(10));
+    let signer = SignerClient::new(&config.signer_socket, SIGNER_TIMEOUT);
     let telegram_config = config.telegram.clone();
     let mut orchestrator = Orchestrator::new(config, store, signer)?;
     // The bot starts only with its token; otherwise the terminal (stdout and the log) is the
@@ -68,9 +62,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("no [telegram] table in the config: alerts go to standard output");
             None
         }
-        Some(tg) => match telegram::read_token(&tg) {
+        Some(tg) => match vigil_orchestrator::read_token(&tg) {
             Ok(token) => {
-                let (alerts, queue) = telegram::alert_channel();
+                let (alerts, queue) = vigil_orchestrator::alert_channel();
                 orchestrator.set_operator(Arc::new(alerts));
                 Some((tg, token, queue))
             }
@@ -99,7 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let bot = async {
             match bot {
                 Some((tg, token, queue)) => {
-                    telegram::run(orchestrator.clone(), tg, token, queue).await
+                    vigil_orchestrator::run_bot(orchestrator.clone(), tg, token, queue).await
                 }
                 None => std::future::pending().await,
             }

@@ -1,3 +1,3 @@
 //! The chains the orchestrator reads and broadcasts to. It never signs: signed transactions
 //! come from `vigil-signer`, and everything a node answers is treated as untrusted input.
-pub mod solana_rpc;
+pub(crate) mod solana_rpc;

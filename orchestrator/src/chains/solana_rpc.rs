@@ -17,9 +17,9 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 /// The largest answer body read from a node; a longer one is refused as malformed.
-pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// The largest serialized transaction a Solana node accepts (`PACKET_DATA_SIZE`).
-pub const MAX_TRANSACTION_BYTES: usize = 1232;
+pub(crate) const MAX_TRANSACTION_BYTES: usize = 1232;
 /// The commitment level of every read.
 const COMMITMENT: &str = "confirmed";
 /// How many characters of node-supplied text an error quotes.

@@ -1,23 +1,23 @@
 //! The `[telegram]` table of the orchestrator's config: who may operate the bot, where the
 //! Bot API is, which systemd credential holds the token, how long confirmations wait, and
-//! the phrase-gate settings. Parsed into [`TelegramConfig`]; the first problem is returned
+//! the phrase-confirmation settings. Parsed into [`TelegramConfig`]; the first problem is returned
 //! as a [`ConfigError`] naming the key.
 
 use serde::Deserialize;
-use vigil_protocol::types::truncate;
+use vigil_protocol::truncate;
 
 use super::{ConfigError, check_url, invalid};
 
 /// The Bot API used when `api_url` is not given.
-pub const DEFAULT_API_URL: &str = "https://api.telegram.org";
+pub(super) const DEFAULT_API_URL: &str = "https://api.telegram.org";
 /// The systemd credential holding the bot token, when `token_credential` is not given.
-pub const DEFAULT_TOKEN_CREDENTIAL: &str = "vigil-telegram-bot-token";
-/// The phrase a phrase gate asks for, when `phrase` is not given.
+pub(super) const DEFAULT_TOKEN_CREDENTIAL: &str = "vigil-telegram-bot-token";
+/// The phrase a phrase confirmation asks for, when `phrase` is not given.
 pub const DEFAULT_PHRASE: &str = "I accept the risk";
 /// How long a confirmation waits for the operator, when `pending_expiry_secs` is not given.
-pub const DEFAULT_PENDING_EXPIRY_SECS: u64 = 600;
+pub(super) const DEFAULT_PENDING_EXPIRY_SECS: u64 = 600;
 /// Commands that `destructive_commands` may name (the ones that change what agents do).
-pub const MARKABLE_COMMANDS: [&str; 4] = ["pause", "resume", "paper", "deny"];
+pub(super) const MARKABLE_COMMANDS: [&str; 4] = ["pause", "resume", "paper", "deny"];
 
 /// The operator interface on Telegram, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub struct TelegramConfig {
     pub token_credential: String,
     /// Seconds a confirmation stays answerable.
     pub pending_expiry_secs: u64,
-    /// The exact phrase a phrase gate asks the operator to type.
+    /// The exact phrase a phrase confirmation asks the operator to type.
     pub phrase: String,
     /// Commands that also need the phrase and a code (besides /live and /setcap, which always do).
     pub destructive_commands: Vec<String>,

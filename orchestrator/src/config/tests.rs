@@ -81,7 +81,7 @@ fn default_config_has_the_three_tiers() {
         assert_eq!(agent.risk.max_fraction_per_tx_bps, bps, "{id}");
         assert!((agent.temperature - temperature).abs() < 1e-6, "{id}");
         assert_eq!(agent.mode, Mode::Paper, "{id}");
-        assert!(!agent.is_live("SOL"), "{id}");
+        assert!(!agent.is_live(vigil_protocol::AssetSymbol::SOL), "{id}");
         assert!(!agent.risk.peers.is_empty(), "{id}");
     }
     let experimental = &config.agents[2];
@@ -124,8 +124,8 @@ fn live_mode_names_its_assets() {
         "schedule_secs = 10\nmode = \"live\"\nlive_assets = [\"SOL\"]\n",
     );
     let config = Config::from_toml(&text).expect("live agent");
-    assert!(config.agents[0].is_live("SOL"));
-    assert!(!config.agents[0].is_live("USDC"));
+    assert!(config.agents[0].is_live(vigil_protocol::AssetSymbol::SOL));
+    assert!(!config.agents[0].is_live("USDC".parse().unwrap()));
 }
 
 /// (case, config text, key the error must name, fragment of the reason)

@@ -9,12 +9,9 @@
 //!
 //! Layer 3 is the signer's signed policy. Everything here is pure: no network, no state.
 
-pub mod prompt;
-pub mod risk;
-pub mod schema;
+pub(crate) mod prompt;
+pub(crate) mod risk;
+pub(crate) mod schema;
 
-pub use prompt::{Role, UntrustedItem, build_messages};
-pub use risk::{Checked, KNOWN_ASSETS, RiskRefusal, RiskRule, check};
-pub use schema::{
-    Action, AgentDecision, MAX_CORRECTIONS, SchemaError, correction_prompt, parse_decision,
-};
+pub(crate) use risk::{KNOWN_ASSETS, known_assets};
+pub(crate) use schema::Action;

@@ -14,27 +14,17 @@ use super::schema::DECISION_SCHEMA;
 use crate::config::Peer;
 
 /// Opens the block of untrusted data in the user message.
-pub const DATA_BEGIN: &str = "<<<VIGIL_UNTRUSTED_DATA_BEGIN>>>";
+pub(crate) const DATA_BEGIN: &str = "<<<VIGIL_UNTRUSTED_DATA_BEGIN>>>";
 /// Closes the block of untrusted data in the user message.
-pub const DATA_END: &str = "<<<VIGIL_UNTRUSTED_DATA_END>>>";
+pub(crate) const DATA_END: &str = "<<<VIGIL_UNTRUSTED_DATA_END>>>";
 
 /// Who a message is from; the provider maps it to its own names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// Instructions from the operator and the firewall.
     System,
     /// The round's state and data.
     User,
-}
-
-impl Role {
-    /// The OpenAI chat-completions name of the role.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Role::System => "system",
-            Role::User => "user",
-        }
-    }
 }
 
 /// Text from outside the operator's control that the model should see as data.
@@ -47,7 +37,7 @@ pub struct UntrustedItem {
 }
 
 /// Builds the system and user messages of one decision round for `agent`.
-pub fn build_messages(
+pub(crate) fn build_messages(
     system_prompt: &str,
     agent: &AgentId,
     balance: u128,
@@ -163,8 +153,6 @@ mod tests {
         assert_eq!(msgs.len(), 2);
         assert_eq!(msgs[0].0, Role::System);
         assert_eq!(msgs[1].0, Role::User);
-        assert_eq!(Role::System.as_str(), "system");
-        assert_eq!(Role::User.as_str(), "user");
         let system = &msgs[0].1;
         assert!(system.starts_with("You guard the treasury."));
         assert!(system.contains(DECISION_SCHEMA));

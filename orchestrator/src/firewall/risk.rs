@@ -12,21 +12,26 @@
 
 use std::fmt;
 
-use vigil_protocol::Amount;
-use vigil_protocol::types::truncate;
+use vigil_protocol::{Amount, AssetSymbol, truncate};
 
 use super::schema::{Action, AgentDecision};
 use crate::config::{Peer, RiskProfile};
 
 /// Asset symbols the orchestrator can act on; `balance` in [`check`] is in its base units.
-pub const KNOWN_ASSETS: &[&str] = &["SOL"];
+pub(crate) const KNOWN_ASSETS: &[AssetSymbol] = &[AssetSymbol::SOL];
+
+/// The [`KNOWN_ASSETS`] as a list for a message: `SOL, USDC`.
+pub(crate) fn known_assets() -> String {
+    let names: Vec<&str> = KNOWN_ASSETS.iter().map(AssetSymbol::as_str).collect();
+    names.join(", ")
+}
 
 /// The whole of a balance, in basis points.
 const FULL_BPS: u32 = 10_000;
 
 /// The rule of the risk profile that refused a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RiskRule {
+pub(crate) enum RiskRule {
     /// The action is not in the profile's `allowed_actions`.
     ActionNotAllowed,
     /// The amount exceeds the profile's fraction of the current balance.
@@ -42,7 +47,7 @@ pub enum RiskRule {
 
 impl RiskRule {
     /// A stable name for logs and the state database.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             RiskRule::ActionNotAllowed => "action_not_allowed",
             RiskRule::FractionOfBalance => "fraction_of_balance",
@@ -62,7 +67,7 @@ impl fmt::Display for RiskRule {
 /// A refusal by layer 2: the rule, and a sentence saying what was wrong and what to do.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{rule}: {message}")]
-pub struct RiskRefusal {
+pub(crate) struct RiskRefusal {
     /// The rule that refused.
     pub rule: RiskRule,
     /// What was wrong and what to do.
@@ -71,11 +76,11 @@ pub struct RiskRefusal {
 
 /// A transfer or program call that passed layer 2, with its recipient resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Checked {
+pub(crate) struct Checked {
     /// Transfer or program call (never hold).
     pub action: Action,
     /// A symbol from [`KNOWN_ASSETS`].
-    pub asset: String,
+    pub asset: AssetSymbol,
     /// The allowlisted peer's address.
     pub to_address: String,
     /// The peer's label, if it has one that matched or owns the address.
@@ -86,7 +91,7 @@ pub struct Checked {
 
 /// Checks a decision against the agent's profile and its current `balance` (base units
 /// of the decision's asset). `Ok(None)` is a hold; `Ok(Some(_))` may go on to the signer.
-pub fn check(
+pub(crate) fn check(
     decision: &AgentDecision,
     profile: &RiskProfile,
     balance: u128,
@@ -112,13 +117,12 @@ pub fn check(
             format!("action {action} needs an asset, a recipient and an amount"),
         ));
     };
-    if !KNOWN_ASSETS.contains(&asset.as_str()) {
+    if !KNOWN_ASSETS.contains(asset) {
         return Err(refuse(
             RiskRule::UnknownAsset,
             format!(
-                "asset {:?} is not one this orchestrator handles; use one of {}",
-                truncate(asset),
-                KNOWN_ASSETS.join(", ")
+                "asset {asset} is not one this orchestrator handles; use one of {}",
+                known_assets()
             ),
         ));
     }
@@ -146,7 +150,7 @@ pub fn check(
     }
     Ok(Some(Checked {
         action,
-        asset: asset.clone(),
+        asset: *asset,
         to_address: peer.address.clone(),
         to_label: Some(peer.label.clone()),
         amount,
@@ -157,7 +161,7 @@ pub fn check(
 ///
 /// With `balance = q * 10 000 + r`: `q * bps <= balance` and `r * bps < 10^8`, so neither
 /// product can overflow and the sum is exact.
-pub fn fraction_of(balance: u128, bps: u32) -> u128 {
+pub(crate) fn fraction_of(balance: u128, bps: u32) -> u128 {
     let bps = u128::from(bps.min(FULL_BPS));
     let full = u128::from(FULL_BPS);
     (balance / full) * bps + (balance % full) * bps / full
@@ -231,7 +235,7 @@ mod tests {
     fn transfer(to: &str, amount: u128) -> AgentDecision {
         AgentDecision {
             action: Action::Transfer,
-            asset: Some("SOL".into()),
+            asset: Some(AssetSymbol::SOL),
             to: Some(to.into()),
             amount: Some(Amount::from_base_units(amount)),
             confidence_milli: 700,
@@ -253,7 +257,7 @@ mod tests {
         let mut program_call = transfer("treasury", 10);
         program_call.action = Action::ProgramCall;
         let mut btc = transfer("treasury", 10);
-        btc.asset = Some("BTC".into());
+        btc.asset = Some("BTC".parse().unwrap());
         let mut no_amount = transfer("treasury", 10);
         no_amount.amount = None;
         let trader = profile(&[Action::Transfer, Action::ProgramCall, Action::Hold], 4000);
@@ -403,7 +407,7 @@ mod tests {
                     assert_eq!(c.to_address, address, "{name}");
                     assert_eq!(c.to_label.as_deref(), Some(label), "{name}");
                     assert_eq!(c.amount.base_units(), amount, "{name}");
-                    assert_eq!(c.asset, "SOL", "{name}");
+                    assert_eq!(c.asset, AssetSymbol::SOL, "{name}");
                     assert_eq!(c.action, decision.action, "{name}");
                 }
                 (Err(refusal), Err(rule)) => {

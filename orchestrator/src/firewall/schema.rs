@@ -19,22 +19,19 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use vigil_protocol::Amount;
-use vigil_protocol::types::truncate;
+use vigil_protocol::{Amount, AssetSymbol, truncate};
 
 /// The largest reply parsed; anything longer is rejected unread.
-pub const MAX_REPLY_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_REPLY_BYTES: usize = 16 * 1024;
 /// How many error-correcting follow-ups a reply gets before the agent holds.
-pub const MAX_CORRECTIONS: u32 = 2;
+pub(crate) const MAX_CORRECTIONS: u32 = 2;
 /// Bounds of `reasoning`, in characters (after trimming surrounding whitespace).
-pub const REASONING_CHARS: std::ops::RangeInclusive<usize> = 20..=2000;
+pub(crate) const REASONING_CHARS: std::ops::RangeInclusive<usize> = 20..=2000;
 /// Longest `to` accepted (a peer label or a base58 / hex address fits easily).
-pub const MAX_TO_CHARS: usize = 128;
-/// Longest `asset` symbol accepted.
-pub const MAX_ASSET_CHARS: usize = 16;
+pub(crate) const MAX_TO_CHARS: usize = 128;
 
 /// The reply format, as stated to the model in the prompt and in every correction.
-pub const DECISION_SCHEMA: &str = r#"Reply with exactly one JSON object and nothing else (no prose, no Markdown):
+pub(crate) const DECISION_SCHEMA: &str = r#"Reply with exactly one JSON object and nothing else (no prose, no Markdown):
 {
   "action": "hold" | "transfer" | "program_call",
   "asset": "SOL",                 // transfer and program_call only; omit for hold
@@ -88,11 +85,11 @@ impl fmt::Display for Action {
 /// A reply that passed layer 1. Hold carries no asset, recipient or amount; transfer and
 /// program_call carry all three.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct AgentDecision {
+pub(crate) struct AgentDecision {
     /// What the agent wants to do.
     pub action: Action,
     /// The asset symbol (e.g. `SOL`), for transfer and program_call.
-    pub asset: Option<String>,
+    pub asset: Option<AssetSymbol>,
     /// A peer label from the allowlist or an address; resolved by layer 2.
     pub to: Option<String>,
     /// The amount in base units, for transfer and program_call.
@@ -104,8 +101,9 @@ pub struct AgentDecision {
 }
 
 impl AgentDecision {
-    /// The decision taken when no valid reply could be had: hold, with the reason.
-    pub fn hold(reason: impl Into<String>) -> Self {
+    /// A hold with this reason (the tests' decision that does nothing).
+    #[cfg(test)]
+    pub(crate) fn hold(reason: impl Into<String>) -> Self {
         Self {
             action: Action::Hold,
             asset: None,
@@ -120,7 +118,7 @@ impl AgentDecision {
 /// Why a reply was rejected. Each message says what was wrong and how to fix it; the
 /// message is sent back to the model in [`correction_prompt`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SchemaError {
+pub(crate) enum SchemaError {
     /// The reply was longer than [`MAX_REPLY_BYTES`].
     #[error(
         "the reply is {0} bytes, more than the limit of {MAX_REPLY_BYTES}; reply with one short JSON object"
@@ -181,7 +179,7 @@ pub enum SchemaError {
     #[error("{0}; give the amount as a JSON string of base-unit digits, e.g. \"250000000\"")]
     BadAmount(String),
     /// `asset` was not a short upper-case symbol.
-    #[error("asset {0:?} is not a symbol: use 1-16 upper-case letters or digits, e.g. \"SOL\"")]
+    #[error("asset {0:?} is not a symbol: use 1-10 upper-case letters or digits, e.g. \"SOL\"")]
     BadAsset(String),
     /// `to` was empty, too long or held control characters.
     #[error(
@@ -202,7 +200,7 @@ pub enum SchemaError {
 }
 
 /// Parses a model's reply into a decision, strictly. See the module docs for the rules.
-pub fn parse_decision(reply: &str) -> Result<AgentDecision, SchemaError> {
+pub(crate) fn parse_decision(reply: &str) -> Result<AgentDecision, SchemaError> {
     if reply.len() > MAX_REPLY_BYTES {
         return Err(SchemaError::TooLarge(reply.len()));
     }
@@ -218,7 +216,7 @@ pub fn parse_decision(reply: &str) -> Result<AgentDecision, SchemaError> {
 }
 
 /// The follow-up message sent after a rejected reply: the error, then the schema again.
-pub fn correction_prompt(err: &SchemaError) -> String {
+pub(crate) fn correction_prompt(err: &SchemaError) -> String {
     format!(
         "Your previous reply was rejected and nothing was done: {err}.\n\
          Send the decision again, corrected.\n{DECISION_SCHEMA}"
@@ -410,17 +408,9 @@ fn parse_reasoning(v: Value) -> Result<String, SchemaError> {
     Ok(trimmed.to_owned())
 }
 
-fn parse_asset(v: Value) -> Result<String, SchemaError> {
+fn parse_asset(v: Value) -> Result<AssetSymbol, SchemaError> {
     let s = as_string("asset", v)?;
-    let ok = !s.is_empty()
-        && s.len() <= MAX_ASSET_CHARS
-        && s.bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
-    if ok {
-        Ok(s)
-    } else {
-        Err(SchemaError::BadAsset(truncate(&s)))
-    }
+    s.parse().map_err(|_| SchemaError::BadAsset(truncate(&s)))
 }
 
 fn parse_to(v: Value) -> Result<String, SchemaError> {

@@ -144,7 +144,7 @@ const MAX_KEY_FILE: u64 = 4096;
 
 /// Reads an API key from the systemd credential dir ($CREDENTIALS_DIRECTORY/<name>) — the
 /// only source; a missing credential is None, never an env-var fallback.
-pub fn read_api_key(credential_name: &str) -> Result<Option<SecretString>, LlmError> {
+pub(crate) fn read_api_key(credential_name: &str) -> Result<Option<SecretString>, LlmError> {
     match std::env::var_os("CREDENTIALS_DIRECTORY") {
         Some(dir) => read_api_key_from(Path::new(&dir), credential_name),
         None => Ok(None),
@@ -154,7 +154,7 @@ pub fn read_api_key(credential_name: &str) -> Result<Option<SecretString>, LlmEr
 /// [`read_api_key`] with the credentials directory given: the file `<dir>/<name>`, with
 /// surrounding whitespace (a trailing newline) removed. A missing file is `None`; an
 /// empty, oversized or unreadable one is an error.
-pub fn read_api_key_from(
+pub(crate) fn read_api_key_from(
     dir: &Path,
     credential_name: &str,
 ) -> Result<Option<SecretString>, LlmError> {
@@ -168,7 +168,7 @@ pub fn read_api_key_from(
     if !name_ok {
         return Err(LlmError::Config(format!(
             "credential name {:?} is invalid: use 1-64 characters of A-Z a-z 0-9 _ - .",
-            vigil_protocol::types::truncate(credential_name)
+            vigil_protocol::truncate(credential_name)
         )));
     }
     let path = dir.join(credential_name);

@@ -5,18 +5,18 @@
 //! holding the view for `trader` cannot read or write `sentinel`'s rows.
 
 use rusqlite::{OptionalExtension, Row, params};
-use vigil_protocol::AgentId;
+use vigil_protocol::{AgentId, AssetSymbol};
 
 use super::{Store, StoreError, from_sql_u64, is_unique_violation, migrations, to_sql_ts};
 
 /// Replies longer than this many bytes are stored cut (at a character boundary) and flagged.
-pub const MAX_REPLY_BYTES: usize = 16 * 1024;
+pub(super) const MAX_REPLY_BYTES: usize = 16 * 1024;
 /// Memory entries longer than this many bytes are stored cut at a character boundary.
-pub const MAX_MEMORY_BYTES: usize = 4 * 1024;
+pub(super) const MAX_MEMORY_BYTES: usize = 4 * 1024;
 
 /// What became of a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum DecisionOutcome {
     /// Passed every layer (and is about to run or ran live).
     Allowed,
     /// The agent holds: its choice, an invalid reply, a provider failure, the cost cap.
@@ -29,25 +29,25 @@ pub enum Outcome {
     Signed,
 }
 
-impl Outcome {
+impl DecisionOutcome {
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Allowed => "allowed",
-            Outcome::Held => "held",
-            Outcome::Refused => "refused",
-            Outcome::PaperFilled => "paper_filled",
-            Outcome::Signed => "signed",
+            DecisionOutcome::Allowed => "allowed",
+            DecisionOutcome::Held => "held",
+            DecisionOutcome::Refused => "refused",
+            DecisionOutcome::PaperFilled => "paper_filled",
+            DecisionOutcome::Signed => "signed",
         }
     }
 
     fn parse(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
-            "allowed" => Outcome::Allowed,
-            "held" => Outcome::Held,
-            "refused" => Outcome::Refused,
-            "paper_filled" => Outcome::PaperFilled,
-            "signed" => Outcome::Signed,
+            "allowed" => DecisionOutcome::Allowed,
+            "held" => DecisionOutcome::Held,
+            "refused" => DecisionOutcome::Refused,
+            "paper_filled" => DecisionOutcome::PaperFilled,
+            "signed" => DecisionOutcome::Signed,
             other => return Err(StoreError::Corrupt(format!("decision outcome {other:?}"))),
         })
     }
@@ -87,7 +87,7 @@ pub struct NewDecision {
     /// The reply as parsed by layer 1, if it parsed.
     pub parsed_json: Option<String>,
     /// What became of it.
-    pub outcome: Outcome,
+    pub outcome: DecisionOutcome,
     /// The layer that refused or allowed it, if one did.
     pub layer: Option<Layer>,
     /// The rule that decided (a `vigil_protocol::Rule` wire name or a layer-2 rule).
@@ -96,31 +96,17 @@ pub struct NewDecision {
     pub idempotency_key: Option<String>,
 }
 
-/// A decision as stored.
+/// A decision as stored: what was recorded, with its row id and agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecisionRow {
     /// Row id, increasing with time of insertion.
     pub id: i64,
     /// Whose decision.
     pub agent: AgentId,
-    /// When (Unix seconds).
-    pub ts: u64,
-    /// Digest of the prompt.
-    pub prompt_digest: String,
-    /// The raw reply (maybe cut).
-    pub reply: String,
-    /// Whether `reply` was cut to [`MAX_REPLY_BYTES`].
+    /// The decision as recorded; its `reply` is the stored one (maybe cut).
+    pub decision: NewDecision,
+    /// Whether `decision.reply` was cut to [`MAX_REPLY_BYTES`].
     pub reply_truncated: bool,
-    /// The parsed reply.
-    pub parsed_json: Option<String>,
-    /// What became of it.
-    pub outcome: Outcome,
-    /// Which layer decided.
-    pub layer: Option<Layer>,
-    /// Which rule decided.
-    pub rule: Option<String>,
-    /// The action's idempotency key.
-    pub idempotency_key: Option<String>,
 }
 
 /// A simulated fill as stored.
@@ -129,7 +115,7 @@ pub struct PaperFillRow {
     /// When (Unix seconds).
     pub ts: u64,
     /// The asset (e.g. `SOL`).
-    pub asset: String,
+    pub asset: AssetSymbol,
     /// Signed change in base units.
     pub delta_base_units: i128,
     /// Free text (the decision it came from, the simulated price).
@@ -238,16 +224,10 @@ impl<'s> AgentStore<'s> {
     pub fn record_paper_fill(
         &self,
         ts: u64,
-        asset: &str,
+        asset: AssetSymbol,
         delta_base_units: i128,
         note: &str,
     ) -> Result<(), StoreError> {
-        if asset.is_empty() || asset.chars().any(char::is_control) {
-            return Err(StoreError::InvalidInput {
-                what: "paper fill asset",
-                why: format!("{asset:?} is empty or has control characters"),
-            });
-        }
         let sql_ts = to_sql_ts(ts, "paper fill timestamp")?;
         let tx = migrations::begin_immediate(&self.store.conn)?;
         self.store.ensure_agent(self.agent.as_str(), ts)?;
@@ -257,14 +237,14 @@ impl<'s> AgentStore<'s> {
                 .checked_add(delta_base_units)
                 .ok_or_else(|| StoreError::PositionOverflow {
                     agent: self.agent.to_string(),
-                    asset: asset.to_owned(),
+                    asset: asset.to_string(),
                 })?;
         tx.execute(
             "INSERT INTO paper_fills (agent, ts, asset, delta, note) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 self.agent.as_str(),
                 sql_ts,
-                asset,
+                asset.as_str(),
                 delta_base_units.to_string(),
                 note
             ],
@@ -272,26 +252,26 @@ impl<'s> AgentStore<'s> {
         tx.execute(
             "INSERT INTO paper_positions (agent, asset, position) VALUES (?1, ?2, ?3)
              ON CONFLICT(agent, asset) DO UPDATE SET position = excluded.position",
-            params![self.agent.as_str(), asset, next.to_string()],
+            params![self.agent.as_str(), asset.as_str(), next.to_string()],
         )?;
         tx.commit()?;
         Ok(())
     }
 
     /// The agent's paper position in `asset` (base units, 0 if it never traded it).
-    pub fn paper_position(&self, asset: &str) -> Result<i128, StoreError> {
+    pub fn paper_position(&self, asset: AssetSymbol) -> Result<i128, StoreError> {
         self.position_in(&self.store.conn, asset)
     }
 
     /// All of the agent's paper positions, by asset name.
-    pub fn paper_positions(&self) -> Result<Vec<(String, i128)>, StoreError> {
+    pub fn paper_positions(&self) -> Result<Vec<(AssetSymbol, i128)>, StoreError> {
         let mut stmt = self.store.conn.prepare(
             "SELECT asset, position FROM paper_positions WHERE agent = ?1 ORDER BY asset",
         )?;
         let mut rows = stmt.query([self.agent.as_str()])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            let asset: String = row.get(0)?;
+            let asset = parse_asset(&row.get::<_, String>(0)?)?;
             let pos = parse_i128(&row.get::<_, String>(1)?, "paper position")?;
             out.push((asset, pos));
         }
@@ -309,7 +289,7 @@ impl<'s> AgentStore<'s> {
         while let Some(row) = rows.next()? {
             out.push(PaperFillRow {
                 ts: from_sql_u64(row.get(0)?, "paper fill timestamp")?,
-                asset: row.get(1)?,
+                asset: parse_asset(&row.get::<_, String>(1)?)?,
                 delta_base_units: parse_i128(&row.get::<_, String>(2)?, "paper fill delta")?,
                 note: row.get(3)?,
             });
@@ -317,11 +297,15 @@ impl<'s> AgentStore<'s> {
         Ok(out)
     }
 
-    fn position_in(&self, conn: &rusqlite::Connection, asset: &str) -> Result<i128, StoreError> {
+    fn position_in(
+        &self,
+        conn: &rusqlite::Connection,
+        asset: AssetSymbol,
+    ) -> Result<i128, StoreError> {
         let text: Option<String> = conn
             .query_row(
                 "SELECT position FROM paper_positions WHERE agent = ?1 AND asset = ?2",
-                params![self.agent.as_str(), asset],
+                params![self.agent.as_str(), asset.as_str()],
                 |r| r.get(0),
             )
             .optional()?;
@@ -335,18 +319,20 @@ impl<'s> AgentStore<'s> {
         Ok(DecisionRow {
             id: row.get(0)?,
             agent: self.agent.clone(),
-            ts: from_sql_u64(row.get(1)?, "decision timestamp")?,
-            prompt_digest: row.get(2)?,
-            reply: row.get(3)?,
+            decision: NewDecision {
+                ts: from_sql_u64(row.get(1)?, "decision timestamp")?,
+                prompt_digest: row.get(2)?,
+                reply: row.get(3)?,
+                parsed_json: row.get(5)?,
+                outcome: DecisionOutcome::parse(&row.get::<_, String>(6)?)?,
+                layer: row
+                    .get::<_, Option<i64>>(7)?
+                    .map(Layer::from_sql)
+                    .transpose()?,
+                rule: row.get(8)?,
+                idempotency_key: row.get(9)?,
+            },
             reply_truncated: row.get(4)?,
-            parsed_json: row.get(5)?,
-            outcome: Outcome::parse(&row.get::<_, String>(6)?)?,
-            layer: row
-                .get::<_, Option<i64>>(7)?
-                .map(Layer::from_sql)
-                .transpose()?,
-            rule: row.get(8)?,
-            idempotency_key: row.get(9)?,
         })
     }
 }
@@ -364,6 +350,12 @@ fn cut_utf8(s: &str, max: usize) -> (&str, bool) {
     (&s[..end], true)
 }
 
+/// A stored asset symbol; one that does not parse is corruption (only symbols are written).
+fn parse_asset(text: &str) -> Result<AssetSymbol, StoreError> {
+    text.parse()
+        .map_err(|e| StoreError::Corrupt(format!("paper asset: {e}")))
+}
+
 fn parse_i128(text: &str, what: &str) -> Result<i128, StoreError> {
     text.parse()
         .map_err(|_| StoreError::Corrupt(format!("{what} {text:?} is not an integer")))
@@ -372,6 +364,10 @@ fn parse_i128(text: &str, what: &str) -> Result<i128, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sym(s: &str) -> AssetSymbol {
+        s.parse().unwrap()
+    }
 
     fn id(s: &str) -> AgentId {
         AgentId::try_from(s.to_string()).unwrap()
@@ -383,7 +379,7 @@ mod tests {
             prompt_digest: format!("digest-{ts}"),
             reply: reply.into(),
             parsed_json: Some(r#"{"action":"hold"}"#.into()),
-            outcome: Outcome::Refused,
+            outcome: DecisionOutcome::Refused,
             layer: Some(Layer::RiskProfile),
             rule: Some("peer_allowlist".into()),
             idempotency_key: key.map(str::to_owned),
@@ -399,11 +395,11 @@ mod tests {
         assert!(second > first);
         let rows = a.decisions(10).unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].reply, "two");
-        assert_eq!(rows[1].reply, "one");
-        assert_eq!(rows[1].idempotency_key.as_deref(), Some("k1"));
-        assert_eq!(rows[1].layer, Some(Layer::RiskProfile));
-        assert_eq!(rows[1].outcome, Outcome::Refused);
+        assert_eq!(rows[0].decision.reply, "two");
+        assert_eq!(rows[1].decision.reply, "one");
+        assert_eq!(rows[1].decision.idempotency_key.as_deref(), Some("k1"));
+        assert_eq!(rows[1].decision.layer, Some(Layer::RiskProfile));
+        assert_eq!(rows[1].decision.outcome, DecisionOutcome::Refused);
         assert_eq!(rows[1].agent, id("trader"));
         assert_eq!(a.decisions(1).unwrap().len(), 1);
     }
@@ -413,11 +409,11 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         let a = s.agent(&id("sentinel"));
         let outcomes = [
-            Outcome::Allowed,
-            Outcome::Held,
-            Outcome::Refused,
-            Outcome::PaperFilled,
-            Outcome::Signed,
+            DecisionOutcome::Allowed,
+            DecisionOutcome::Held,
+            DecisionOutcome::Refused,
+            DecisionOutcome::PaperFilled,
+            DecisionOutcome::Signed,
         ];
         let layers = [
             None,
@@ -433,8 +429,8 @@ mod tests {
         }
         let rows = a.decisions(100).unwrap();
         for (i, row) in rows.iter().rev().enumerate() {
-            assert_eq!(row.outcome, outcomes[i]);
-            assert_eq!(row.layer, layers[i % layers.len()]);
+            assert_eq!(row.decision.outcome, outcomes[i]);
+            assert_eq!(row.decision.layer, layers[i % layers.len()]);
         }
     }
 
@@ -463,8 +459,8 @@ mod tests {
         let rows = a.decisions(2).unwrap();
         assert!(!rows[0].reply_truncated);
         assert!(rows[1].reply_truncated);
-        assert!(rows[1].reply.len() <= MAX_REPLY_BYTES);
-        assert!(rows[1].reply.chars().all(|c| c == 'é'));
+        assert!(rows[1].decision.reply.len() <= MAX_REPLY_BYTES);
+        assert!(rows[1].decision.reply.chars().all(|c| c == 'é'));
         assert_eq!(cut_utf8("aé", 2), ("a", true));
     }
 
@@ -483,16 +479,17 @@ mod tests {
     fn paper_positions_add_up_and_extreme_values_round_trip() {
         let s = Store::open_in_memory().unwrap();
         let a = s.agent(&id("p"));
-        assert_eq!(a.paper_position("SOL").unwrap(), 0);
-        a.record_paper_fill(1, "SOL", 500, "buy").unwrap();
-        a.record_paper_fill(2, "SOL", -200, "sell").unwrap();
-        assert_eq!(a.paper_position("SOL").unwrap(), 300);
+        assert_eq!(a.paper_position(sym("SOL")).unwrap(), 0);
+        a.record_paper_fill(1, sym("SOL"), 500, "buy").unwrap();
+        a.record_paper_fill(2, sym("SOL"), -200, "sell").unwrap();
+        assert_eq!(a.paper_position(sym("SOL")).unwrap(), 300);
 
         let big = i128::MAX - 7;
-        a.record_paper_fill(3, "BIG", big, "huge").unwrap();
-        assert_eq!(a.paper_position("BIG").unwrap(), big);
-        a.record_paper_fill(4, "NEG", i128::MIN, "min").unwrap();
-        assert_eq!(a.paper_position("NEG").unwrap(), i128::MIN);
+        a.record_paper_fill(3, sym("BIG"), big, "huge").unwrap();
+        assert_eq!(a.paper_position(sym("BIG")).unwrap(), big);
+        a.record_paper_fill(4, sym("NEG"), i128::MIN, "min")
+            .unwrap();
+        assert_eq!(a.paper_position(sym("NEG")).unwrap(), i128::MIN);
 
         let fills = a.paper_fills(10).unwrap();
         assert_eq!(fills[0].delta_base_units, i128::MIN);
@@ -500,9 +497,9 @@ mod tests {
         assert_eq!(
             a.paper_positions().unwrap(),
             [
-                ("BIG".to_string(), big),
-                ("NEG".to_string(), i128::MIN),
-                ("SOL".to_string(), 300)
+                (sym("BIG"), big),
+                (sym("NEG"), i128::MIN),
+                (sym("SOL"), 300)
             ]
         );
     }
@@ -511,23 +508,24 @@ mod tests {
     fn an_overflowing_fill_records_nothing() {
         let s = Store::open_in_memory().unwrap();
         let a = s.agent(&id("p"));
-        a.record_paper_fill(1, "SOL", i128::MAX, "max").unwrap();
-        let err = a.record_paper_fill(2, "SOL", 1, "one more").unwrap_err();
+        a.record_paper_fill(1, sym("SOL"), i128::MAX, "max")
+            .unwrap();
+        let err = a
+            .record_paper_fill(2, sym("SOL"), 1, "one more")
+            .unwrap_err();
         assert!(matches!(err, StoreError::PositionOverflow { .. }));
-        assert_eq!(a.paper_position("SOL").unwrap(), i128::MAX);
+        assert_eq!(a.paper_position(sym("SOL")).unwrap(), i128::MAX);
         assert_eq!(a.paper_fills(10).unwrap().len(), 1);
     }
 
     #[test]
-    fn bad_assets_and_timestamps_are_refused() {
+    fn bad_timestamps_are_refused() {
         let s = Store::open_in_memory().unwrap();
         let a = s.agent(&id("p"));
-        for asset in ["", "SO\nL"] {
-            assert!(matches!(
-                a.record_paper_fill(1, asset, 1, "n"),
-                Err(StoreError::InvalidInput { .. })
-            ));
-        }
+        assert!(matches!(
+            a.record_paper_fill(u64::MAX, sym("SOL"), 1, "n"),
+            Err(StoreError::InvalidInput { .. })
+        ));
         assert!(matches!(
             a.append_memory(u64::MAX, "t"),
             Err(StoreError::InvalidInput { .. })

@@ -6,7 +6,7 @@
 //! claim and finish leaves the row unfinished; [`Store::unfinished_executions`] lists those
 //! for reconciliation (ask the signer's ledger / the chain what happened; never re-run blind).
 
-use super::pending::check_key;
+use super::confirmations::check_key;
 use super::{Store, StoreError, from_sql_u64, to_sql_ts};
 
 /// An execution that was claimed and not (yet) finished.

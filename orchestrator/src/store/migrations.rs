@@ -4,7 +4,7 @@
 //! `BEGIN IMMEDIATE` transaction together with the `user_version` bump, so a crash leaves
 //! the file at the old or the new version, never between. Two processes opening the same
 //! file at once serialise on the write lock, and the second sees the work already done.
-//! A file whose version is above [`SCHEMA_VERSION`] is refused: we never downgrade.
+//! A file whose version is above the number of [`MIGRATIONS`] is refused: we never downgrade.
 //!
 //! Append new migrations at the end; never edit one that has shipped.
 
@@ -12,7 +12,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::StoreError;
 
-/// Version 1: the tables of issue 4 ("State") and the confirmation gates of issue 5.
+/// Version 1: the tables of issue 4 ("State") and the confirmations of issue 5.
 /// `STRICT` tables: SQLite refuses a value of the wrong type instead of coercing it.
 const V1: &str = r#"
 CREATE TABLE agents (
@@ -110,12 +110,13 @@ CREATE TABLE settings (
 /// The migrations in order; `MIGRATIONS[i]` moves the file from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[V1];
 
-/// The schema version this build writes and understands.
+/// The schema version this build writes and understands (what the tests expect to find).
 // The list is a handful of entries: the cast cannot truncate.
 #[allow(clippy::cast_possible_truncation)]
-pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+#[cfg(test)]
+pub(super) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-/// Brings the database up to [`SCHEMA_VERSION`], one transaction per migration.
+/// Brings the database up to the last of [`MIGRATIONS`], one transaction per migration.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     apply(conn, MIGRATIONS)
 }

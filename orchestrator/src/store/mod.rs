@@ -24,10 +24,10 @@
 //! decimal (`i128`), timestamps as INTEGER Unix seconds (the caller's clock, passed in).
 
 mod agent;
+mod confirmations;
 mod cost;
 mod executions;
 mod migrations;
-mod pending;
 
 use std::fs::OpenOptions;
 use std::io;
@@ -38,14 +38,13 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use vigil_protocol::AgentId;
 
-pub use agent::{
-    AgentStore, DecisionRow, Layer, MAX_REPLY_BYTES, NewDecision, Outcome, PaperFillRow,
+pub use agent::{AgentStore, DecisionOutcome, DecisionRow, Layer, NewDecision, PaperFillRow};
+pub(crate) use confirmations::MAX_SUMMARY_CHARS;
+pub use confirmations::{
+    ConfirmationId, ConfirmationKind, ConfirmationRow, ConfirmationStatus, NewConfirmation,
+    Resolution,
 };
 pub use executions::ExecutionRow;
-pub use migrations::SCHEMA_VERSION;
-pub use pending::{
-    MAX_SUMMARY_CHARS, NewPending, PendingId, PendingKind, PendingRow, PendingStatus, Resolution,
-};
 
 /// How long a writer waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,18 +69,18 @@ pub enum StoreError {
     },
     /// No pending confirmation has this id.
     #[error("pending confirmation {0} does not exist: list the open ones with /pending")]
-    PendingNotFound(PendingId),
+    ConfirmationNotFound(ConfirmationId),
     /// The confirmation was already approved or denied; each one is single-use.
     #[error("pending confirmation {id} was already {resolution}: a confirmation is used once")]
-    PendingAlreadyResolved {
+    ConfirmationAlreadyResolved {
         /// The confirmation.
-        id: PendingId,
+        id: ConfirmationId,
         /// How it was resolved the first time.
         resolution: Resolution,
     },
     /// The confirmation expired before it was answered.
     #[error("pending confirmation {0} has expired: ask the agent to propose the action again")]
-    PendingExpired(PendingId),
+    ConfirmationExpired(ConfirmationId),
     /// A row with this idempotency key already exists.
     #[error("idempotency key {0:?} is already used: each action needs a fresh key")]
     DuplicateIdempotencyKey(String),

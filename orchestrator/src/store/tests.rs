@@ -11,9 +11,14 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use vigil_protocol::AgentId;
+use vigil_protocol::{AgentId, AssetSymbol};
 
+use super::migrations::SCHEMA_VERSION;
 use super::*;
+
+fn sym(s: &str) -> AssetSymbol {
+    s.parse().unwrap()
+}
 
 fn id(s: &str) -> AgentId {
     AgentId::try_from(s.to_string()).unwrap()
@@ -29,16 +34,16 @@ fn decision(ts: u64, reply: &str) -> NewDecision {
         prompt_digest: "d".into(),
         reply: reply.into(),
         parsed_json: None,
-        outcome: Outcome::Held,
+        outcome: DecisionOutcome::Held,
         layer: None,
         rule: None,
         idempotency_key: None,
     }
 }
 
-fn pending(key: &str) -> NewPending {
-    NewPending {
-        kind: PendingKind::MoveFunds,
+fn pending(key: &str) -> NewConfirmation {
+    NewConfirmation {
+        kind: ConfirmationKind::MoveFunds,
         agent: Some(id("trader")),
         summary: "send 0.5 SOL to 7xKX…q2 for trader — approve?".into(),
         payload_json: "{}".into(),
@@ -59,20 +64,22 @@ fn reopen_keeps_data_and_version() {
             .record_decision(&decision(1, "kept"))
             .unwrap();
         s.set_setting("paused", "trader").unwrap();
-        s.create_pending(&pending("p1")).unwrap();
+        s.create_confirmation(&pending("p1")).unwrap();
         s.record_cost(&id("trader"), 5, 77, 1, 1, "m").unwrap();
     }
     let s = Store::open(&path).unwrap();
     assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(
-        s.agent(&id("trader")).decisions(10).unwrap()[0].reply,
+        s.agent(&id("trader")).decisions(10).unwrap()[0]
+            .decision
+            .reply,
         "kept"
     );
     assert_eq!(s.setting("paused").unwrap().as_deref(), Some("trader"));
     assert_eq!(s.setting("absent").unwrap(), None);
-    let open = s.pending(500).unwrap();
+    let open = s.open_confirmations(500).unwrap();
     assert_eq!(open.len(), 1, "a pending confirmation survives a restart");
-    assert_eq!(open[0].idempotency_key, "p1");
+    assert_eq!(open[0].confirmation.idempotency_key, "p1");
     assert_eq!(s.cost_spent_since(0).unwrap(), 77);
     s.integrity_check().unwrap();
 }
@@ -177,17 +184,17 @@ fn an_agent_view_never_returns_another_agents_rows() {
             view.append_memory(i, &format!("{name} remembers {i}"))
                 .unwrap();
         }
-        view.record_paper_fill(1, "SOL", if name == "alice" { 10 } else { -99 }, name)
+        view.record_paper_fill(1, sym("SOL"), if name == "alice" { 10 } else { -99 }, name)
             .unwrap();
     }
-    b.record_paper_fill(2, "ONLYBOB", 5, "b").unwrap();
+    b.record_paper_fill(2, sym("ONLYBOB"), 5, "b").unwrap();
 
     for (view, name) in [(&a, "alice"), (&b, "bob")] {
         let ds = view.decisions(100).unwrap();
         assert_eq!(ds.len(), 3);
         assert!(
             ds.iter()
-                .all(|d| d.reply.starts_with(name) && d.agent == id(name))
+                .all(|d| d.decision.reply.starts_with(name) && d.agent == id(name))
         );
         let mem = view.memory(100).unwrap();
         assert_eq!(mem.len(), 3);
@@ -199,10 +206,10 @@ fn an_agent_view_never_returns_another_agents_rows() {
                 .all(|f| f.note == name || (name == "bob" && f.note == "b"))
         );
     }
-    assert_eq!(a.paper_position("SOL").unwrap(), 10);
-    assert_eq!(b.paper_position("SOL").unwrap(), -99);
-    assert_eq!(a.paper_position("ONLYBOB").unwrap(), 0);
-    assert_eq!(a.paper_positions().unwrap(), [("SOL".to_string(), 10)]);
+    assert_eq!(a.paper_position(sym("SOL")).unwrap(), 10);
+    assert_eq!(b.paper_position(sym("SOL")).unwrap(), -99);
+    assert_eq!(a.paper_position(sym("ONLYBOB")).unwrap(), 0);
+    assert_eq!(a.paper_positions().unwrap(), [(sym("SOL"), 10)]);
     // An agent with no rows sees nothing at all.
     let c = s.agent(&id("carol"));
     assert!(c.decisions(100).unwrap().is_empty());
@@ -268,15 +275,15 @@ fn two_handles_resolving_one_confirmation_succeed_once() {
     let path = db_path(&dir);
     let first = Store::open(&path).unwrap();
     let second = Store::open(&path).unwrap();
-    let pid = first.create_pending(&pending("gate")).unwrap();
+    let pid = first.create_confirmation(&pending("gate")).unwrap();
     assert!(
         first
-            .resolve_pending(pid, Resolution::Approved, 1, 200)
+            .resolve_confirmation(pid, Resolution::Approved, 1, 200)
             .is_ok()
     );
     assert!(matches!(
-        second.resolve_pending(pid, Resolution::Approved, 2, 201),
-        Err(StoreError::PendingAlreadyResolved { .. })
+        second.resolve_confirmation(pid, Resolution::Approved, 2, 201),
+        Err(StoreError::ConfirmationAlreadyResolved { .. })
     ));
 }
 

@@ -5,17 +5,17 @@
 use std::collections::BTreeMap;
 
 /// Stranger log lines allowed per window.
-pub const STRANGER_LINES_PER_WINDOW: u32 = 5;
+pub(super) const STRANGER_LINES_PER_WINDOW: u32 = 5;
 /// The stranger log window, seconds.
-pub const STRANGER_WINDOW_SECS: u64 = 60;
+pub(super) const STRANGER_WINDOW_SECS: u64 = 60;
 /// The same alert text is sent at most once per this many seconds.
-pub const ALERT_REPEAT_SECS: u64 = 600;
+pub(super) const ALERT_REPEAT_SECS: u64 = 600;
 /// Most distinct alert texts remembered for de-duplication.
 const MAX_REMEMBERED_ALERTS: usize = 256;
 
 /// What to log about a stranger's update.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StrangerLogLine {
+pub(super) enum StrangerLogLine {
     /// Log this update (and, if non-zero, how many were dropped in the previous window).
     Log {
         /// Updates not logged in the window before this one.
@@ -29,7 +29,7 @@ pub enum StrangerLogLine {
 /// [`STRANGER_LINES_PER_WINDOW`] per [`STRANGER_WINDOW_SECS`], whatever the number of
 /// strangers or messages; what is dropped is counted and reported once.
 #[derive(Debug, Default)]
-pub struct StrangerLog {
+pub(super) struct StrangerLog {
     window_start: u64,
     logged: u32,
     suppressed: u64,
@@ -37,7 +37,7 @@ pub struct StrangerLog {
 
 impl StrangerLog {
     /// Decides whether the stranger update seen at `now` is logged.
-    pub fn admit(&mut self, now: u64) -> StrangerLogLine {
+    pub(super) fn admit(&mut self, now: u64) -> StrangerLogLine {
         if now >= self.window_start.saturating_add(STRANGER_WINDOW_SECS) {
             self.window_start = now;
             self.logged = 0;
@@ -55,13 +55,13 @@ impl StrangerLog {
 
 /// Remembers when each alert text was last sent.
 #[derive(Debug, Default)]
-pub struct AlertDedup {
+pub(super) struct AlertDedup {
     last_sent: BTreeMap<String, u64>,
 }
 
 impl AlertDedup {
     /// Whether `text` should be sent at `now` (and records it if so).
-    pub fn should_send(&mut self, text: &str, now: u64) -> bool {
+    pub(super) fn should_send(&mut self, text: &str, now: u64) -> bool {
         if let Some(&at) = self.last_sent.get(text)
             && now < at.saturating_add(ALERT_REPEAT_SECS)
         {

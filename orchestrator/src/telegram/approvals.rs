@@ -4,21 +4,28 @@
 //! a lockout into an alert.
 
 use serde_json::Value;
-use vigil_protocol::message::{ApproveRequest, ConfirmRequest, SignResult};
-use vigil_protocol::{ApprovalId, Context, ErrorKind, ManifestDigest, Purpose};
+use vigil_protocol::{
+    ApprovalId, ApproveRequest, ConfirmRequest, Context, ErrorKind, ManifestDigest, OperatorCode,
+    Purpose, SignResult,
+};
 
 use super::{Ctx, State, unix_now};
 use crate::operator::Alert;
 use crate::pipeline;
 use crate::signer_client::SignerError;
-use crate::store::{PendingId, PendingRow, Resolution};
+use crate::store::{ConfirmationId, ConfirmationRow, Resolution};
 
 /// A staged key-ceremony import: the code (from the authenticator entry made at that
 /// ceremony) goes to the signer's `import_confirm` with the digest the operator was shown.
 /// On success the signer restarts on the new keys.
-pub async fn import_keys(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> String {
+pub(super) async fn import_keys(
+    ctx: &Ctx,
+    user: i64,
+    row: &ConfirmationRow,
+    code: &OperatorCode,
+) -> String {
     let id = row.id;
-    let payload: Value = serde_json::from_str(&row.payload_json).unwrap_or_default();
+    let payload: Value = serde_json::from_str(&row.confirmation.payload_json).unwrap_or_default();
     let digest = match payload["manifest_digest"]
         .as_str()
         .map(|d| ManifestDigest::try_from(d.to_string()))
@@ -31,12 +38,12 @@ pub async fn import_keys(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> 
         .signer()
         .lock()
         .await
-        .import_confirm(digest, code.to_string())
+        .import_confirm(digest, code.clone())
         .await;
     match confirmed {
         Ok(r) => {
-            let resolved =
-                ctx.with_store(|s| s.resolve_pending(id, Resolution::Approved, user, unix_now()));
+            let resolved = ctx
+                .with_store(|s| s.resolve_confirmation(id, Resolution::Approved, user, unix_now()));
             let recorded = match resolved {
                 Ok(_) => String::new(),
                 Err(e) => format!(" (not recorded here: {e})"),
@@ -51,9 +58,14 @@ pub async fn import_keys(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> 
 }
 
 /// The signer answered `needs_approval` earlier; complete it with the operator's code.
-pub async fn signer_approval(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> String {
+pub(super) async fn signer_approval(
+    ctx: &Ctx,
+    user: i64,
+    row: &ConfirmationRow,
+    code: &OperatorCode,
+) -> String {
     let id = row.id;
-    let payload: Value = serde_json::from_str(&row.payload_json).unwrap_or_default();
+    let payload: Value = serde_json::from_str(&row.confirmation.payload_json).unwrap_or_default();
     if payload["mode"] == "paper" {
         // Paper mode asked the signer with dry_run: there is no signer approval to complete,
         // so the signer checks the code for this confirmation's purpose instead.
@@ -62,7 +74,7 @@ pub async fn signer_approval(ctx: &Ctx, user: i64, row: &PendingRow, code: &str)
         };
         let request = ConfirmRequest {
             purpose,
-            code: code.to_string(),
+            code: code.clone(),
         };
         let checked = ctx.orch.signer().lock().await.confirm(request).await;
         if let Err(e) = checked {
@@ -70,7 +82,7 @@ pub async fn signer_approval(ctx: &Ctx, user: i64, row: &PendingRow, code: &str)
         }
         let now = unix_now();
         let resolved =
-            match ctx.with_store(|s| s.resolve_pending(id, Resolution::Approved, user, now)) {
+            match ctx.with_store(|s| s.resolve_confirmation(id, Resolution::Approved, user, now)) {
                 Ok(r) => r,
                 Err(e) => return e,
             };
@@ -92,7 +104,7 @@ pub async fn signer_approval(ctx: &Ctx, user: i64, row: &PendingRow, code: &str)
     };
     let request = ApproveRequest {
         approval_id,
-        code: code.to_string(),
+        code: code.clone(),
         context,
     };
     let answer = ctx.orch.signer().lock().await.approve(request).await;
@@ -106,11 +118,12 @@ pub async fn signer_approval(ctx: &Ctx, user: i64, row: &PendingRow, code: &str)
         Err(e) => return code_refused(ctx, user, id, e),
     };
     let now = unix_now();
-    if let Err(e) = ctx.with_store(|s| s.resolve_pending(id, Resolution::Approved, user, now)) {
+    if let Err(e) = ctx.with_store(|s| s.resolve_confirmation(id, Resolution::Approved, user, now))
+    {
         tracing::error!(pending = %id, error = %e, "signed, but the confirmation was not recorded");
     }
     let chain = pipeline::broadcast_signed(ctx.orch.rpc(), &signed.tx, &signed.signature).await;
-    if let Some(agent) = &row.agent {
+    if let Some(agent) = &row.confirmation.agent {
         let note = format!(
             "approved by the operator, signed ({chain}): {}",
             signed.summary
@@ -126,7 +139,7 @@ pub async fn signer_approval(ctx: &Ctx, user: i64, row: &PendingRow, code: &str)
 }
 
 /// A code the signer did not accept: say why, and alert when approvals lock.
-pub fn code_refused(ctx: &Ctx, user: i64, id: PendingId, e: SignerError) -> String {
+pub(super) fn code_refused(ctx: &Ctx, user: i64, id: ConfirmationId, e: SignerError) -> String {
     match e {
         SignerError::Refused(body) => {
             let locked = body.kind == ErrorKind::RateLimited || body.message.contains("locked");
@@ -135,10 +148,12 @@ pub fn code_refused(ctx: &Ctx, user: i64, id: PendingId, e: SignerError) -> Stri
                 ctx.orch.alert(Alert::ApprovalsLocked(body.message.clone()));
             }
             let what = match body.kind {
-                ErrorKind::ApprovalInvalidCode if body.message.contains("already used") => {
+                ErrorKind::ApprovalInvalidCode | ErrorKind::OperatorCodeInvalid
+                    if body.message.contains("already used") =>
+                {
                     "✘ code already used"
                 }
-                ErrorKind::ApprovalInvalidCode => "✘ wrong code",
+                ErrorKind::ApprovalInvalidCode | ErrorKind::OperatorCodeInvalid => "✘ wrong code",
                 ErrorKind::ApprovalUsed => "✘ already used",
                 ErrorKind::ApprovalExpired => "✘ expired at the signer",
                 ErrorKind::ApprovalUnknown => "✘ unknown to the signer",

@@ -1,21 +1,21 @@
 //! The bot's commands (their doc comments are the /help text) and the read-only answers:
-//! /status, /agents, /pending, /caps, /audit. Everything here reads; changes are in `gates`.
+//! /status, /agents, /pending, /caps, /audit. Everything here reads; changes are in `confirmations`.
 
 use std::fmt::Write as _;
 
 use teloxide::utils::command::BotCommands;
-use vigil_protocol::message::StatusResult;
+use vigil_protocol::{AssetSymbol, StatusResult};
 
 use super::Ctx;
-use crate::config::Mode;
+use crate::config::{AgentConfig, Mode};
 use crate::cost::format_usd;
 use crate::operator;
-use crate::store::{PendingKind, PendingRow};
+use crate::store::{ConfirmationKind, ConfirmationRow, Store};
 
 /// Vigil operator commands:
 #[derive(BotCommands, Clone, Debug, PartialEq, Eq)]
 #[command(rename_rule = "lowercase")]
-pub enum Command {
+pub(super) enum Command {
     /// agents, modes, spend today vs caps, LLM cost vs cap, signer, pending items
     Status,
     /// each agent's provider, model, schedule, mode and whether it is paused
@@ -49,7 +49,7 @@ pub const HINT: &str = "I only understand commands: send /help for the list. \
 To approve a request, use /approve <id> <code>; to refuse it, /deny <id>.";
 
 /// The /help text.
-pub fn help() -> String {
+pub(super) fn help() -> String {
     format!(
         "{}\n\nAmounts are base units (1 SOL = 1000000000 lamports). Codes come from the \
          authenticator you enrolled at the key ceremony and are checked by the signer.",
@@ -58,17 +58,17 @@ pub fn help() -> String {
 }
 
 /// /status.
-pub async fn status(ctx: &Ctx) -> String {
+pub(super) async fn status(ctx: &Ctx) -> String {
     let now = super::unix_now();
     let mut out = String::from("Vigil status\n");
     let signer = ctx.orch.signer().lock().await.status().await;
     let (paused, pending, cost) = match ctx.orch.store().lock() {
         Ok(store) => {
-            let paused: Vec<bool> = ctx
+            let paused: Vec<&str> = ctx
                 .orch
                 .agents()
                 .iter()
-                .map(|a| operator::is_paused(&store, &a.id).unwrap_or(false))
+                .map(|a| pause_text(&store, a))
                 .collect();
             let agents: Vec<_> = ctx
                 .orch
@@ -78,16 +78,16 @@ pub async fn status(ctx: &Ctx) -> String {
                 .collect();
             (
                 paused.into_iter().zip(agents).collect::<Vec<_>>(),
-                store.pending(now).map(|p| p.len()),
+                store.open_confirmations(now).map(|p| p.len()),
                 store.cost_spent_since(now - now % 86_400),
             )
         }
         Err(_) => return "state unavailable: check the orchestrator's log".into(),
     };
-    for (is_paused, agent) in &paused {
+    for (pause, agent) in &paused {
         let _ = write!(out, "\n• {}: {}", agent.id, mode_text(agent));
-        if *is_paused {
-            out.push_str(", PAUSED");
+        if *pause != RUNNING {
+            let _ = write!(out, ", {pause}");
         }
         if let Ok(s) = &signer {
             out.push_str(&spend_text(s, agent.id.as_str()));
@@ -133,14 +133,13 @@ pub async fn status(ctx: &Ctx) -> String {
 }
 
 /// /agents.
-pub fn agents(ctx: &Ctx) -> String {
+pub(super) fn agents(ctx: &Ctx) -> String {
     let Ok(store) = ctx.orch.store().lock() else {
         return "state unavailable: check the orchestrator's log".into();
     };
     let mut out = String::from("Agents");
     for configured in ctx.orch.agents() {
         let a = operator::with_mode_override(&store, configured);
-        let paused = operator::is_paused(&store, &a.id).unwrap_or(false);
         let _ = write!(
             out,
             "\n• {}: {} via {}/{}, every {} s, {}{}",
@@ -149,7 +148,7 @@ pub fn agents(ctx: &Ctx) -> String {
             a.provider,
             a.model,
             a.schedule_secs,
-            if paused { "PAUSED" } else { "running" },
+            pause_text(&store, &a),
             a.fallback_provider
                 .as_ref()
                 .map(|f| format!(", fallback {f}"))
@@ -160,10 +159,10 @@ pub fn agents(ctx: &Ctx) -> String {
 }
 
 /// /pending.
-pub fn pending(ctx: &Ctx) -> String {
+pub(super) fn pending(ctx: &Ctx) -> String {
     let now = super::unix_now();
     let rows = match ctx.orch.store().lock() {
-        Ok(store) => store.pending(now),
+        Ok(store) => store.open_confirmations(now),
         Err(_) => return "state unavailable: check the orchestrator's log".into(),
     };
     match rows {
@@ -180,19 +179,20 @@ pub fn pending(ctx: &Ctx) -> String {
 }
 
 /// The one message that asks the operator about `row`, with how to answer it.
-pub fn announcement(row: &PendingRow, phrase: &str, now: u64) -> String {
+pub(super) fn announcement(row: &ConfirmationRow, phrase: &str, now: u64) -> String {
     let agent = row
+        .confirmation
         .agent
         .as_ref()
         .map(|a| format!("{a}: "))
         .unwrap_or_default();
-    let minutes = row.expires_at.saturating_sub(now).div_ceil(60);
-    let how = match row.kind {
-        PendingKind::SignerApproval => format!(
+    let minutes = row.confirmation.expires_at.saturating_sub(now).div_ceil(60);
+    let how = match row.confirmation.kind {
+        ConfirmationKind::SignerApproval => format!(
             "Approve with /approve {} <code> (or reply to this message with the code); refuse with /deny {}.",
             row.id, row.id
         ),
-        PendingKind::ImportKeys => format!(
+        ConfirmationKind::ImportKeys => format!(
             "Compare every fingerprint with the ceremony's printout. If they match, send /approve {} <code> with a code from the authenticator entry made at THAT ceremony; the signer restarts on the new keys. /deny {} leaves it unapplied.",
             row.id, row.id
         ),
@@ -202,25 +202,25 @@ pub fn announcement(row: &PendingRow, phrase: &str, now: u64) -> String {
         ),
         _ => "Answer with the buttons below (or /deny <id>).".to_string(),
     };
-    let what = match row.kind {
-        PendingKind::SignerApproval => "the signer asks for your code",
-        PendingKind::ImportKeys => "import keys from a ceremony stick",
-        PendingKind::GoLive => "go live",
-        PendingKind::RaiseCap => "change a cap",
-        PendingKind::Destructive => "destructive action",
-        PendingKind::MoveFunds => "move funds",
-        PendingKind::SendMessage => "send a message",
-        PendingKind::PostPublic => "post publicly",
-        PendingKind::WriteFile => "write a file",
+    let what = match row.confirmation.kind {
+        ConfirmationKind::SignerApproval => "the signer asks for your code",
+        ConfirmationKind::ImportKeys => "import keys from a ceremony stick",
+        ConfirmationKind::GoLive => "go live",
+        ConfirmationKind::SetCap => "change a cap",
+        ConfirmationKind::Destructive => "destructive action",
+        ConfirmationKind::MoveFunds => "move funds",
+        ConfirmationKind::SendMessage => "send a message",
+        ConfirmationKind::PostPublic => "post publicly",
+        ConfirmationKind::WriteFile => "write a file",
     };
     format!(
         "#{} {what} — {agent}{} (expires in {minutes} min)\n{how}",
-        row.id, row.summary
+        row.id, row.confirmation.summary
     )
 }
 
 /// /caps.
-pub async fn caps(ctx: &Ctx) -> String {
+pub(super) async fn caps(ctx: &Ctx) -> String {
     let status = match ctx.orch.signer().lock().await.status().await {
         Ok(s) => s,
         Err(e) => return format!("cannot ask the signer: {e}"),
@@ -247,7 +247,7 @@ pub async fn caps(ctx: &Ctx) -> String {
 }
 
 /// /audit: the signer verifies its own hash chain and shows its latest entries.
-pub async fn audit(ctx: &Ctx) -> String {
+pub(super) async fn audit(ctx: &Ctx) -> String {
     let mut out = String::from("Audit");
     match ctx.orch.signer().lock().await.audit(AUDIT_LINES).await {
         Ok(a) if a.verified => {
@@ -294,7 +294,23 @@ fn audit_line(event: &serde_json::Value) -> String {
     line
 }
 
-fn mode_text(agent: &crate::config::AgentConfig) -> String {
+/// What /agents says of an agent that is not paused.
+const RUNNING: &str = "running";
+
+/// `running`, `PAUSED`, or, when the flag cannot be read, that the agent holds (the scheduler
+/// treats an unreadable flag as paused).
+fn pause_text(store: &Store, agent: &AgentConfig) -> &'static str {
+    match operator::is_paused(store, &agent.id) {
+        Ok(false) => RUNNING,
+        Ok(true) => "PAUSED",
+        Err(e) => {
+            tracing::error!(agent = %agent.id, error = %e, "cannot read the pause flag");
+            "HOLDING (pause flag unreadable: see the log)"
+        }
+    }
+}
+
+fn mode_text(agent: &AgentConfig) -> String {
     match agent.mode {
         Mode::Paper => "paper".into(),
         Mode::Live => format!(
@@ -302,7 +318,7 @@ fn mode_text(agent: &crate::config::AgentConfig) -> String {
             agent
                 .live_assets
                 .iter()
-                .cloned()
+                .map(AssetSymbol::as_str)
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -333,7 +349,7 @@ fn short(hex: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{PendingId, PendingStatus};
+    use crate::store::{ConfirmationId, ConfirmationStatus, NewConfirmation};
 
     #[test]
     fn help_lists_every_command() {
@@ -362,26 +378,32 @@ mod tests {
 
     #[test]
     fn announcements_say_how_to_answer() {
-        let row = |kind| PendingRow {
-            id: PendingId(7),
-            kind,
-            agent: Some("trader".parse().unwrap()),
-            summary: "send 0.8 SOL".into(),
-            payload_json: "{}".into(),
-            idempotency_key: "k".into(),
-            created_at: 0,
-            expires_at: 600,
-            status: PendingStatus::Open,
+        let row = |kind| ConfirmationRow {
+            id: ConfirmationId(7),
+            confirmation: NewConfirmation {
+                kind,
+                agent: Some("trader".parse().unwrap()),
+                summary: "send 0.8 SOL".into(),
+                payload_json: "{}".into(),
+                idempotency_key: "k".into(),
+                created_at: 0,
+                expires_at: 600,
+            },
+            status: ConfirmationStatus::Open,
             resolved_by: None,
             resolved_at: None,
         };
-        let a = announcement(&row(PendingKind::SignerApproval), "I accept the risk", 0);
+        let a = announcement(
+            &row(ConfirmationKind::SignerApproval),
+            "I accept the risk",
+            0,
+        );
         assert!(a.starts_with("#7 "), "{a}");
         assert!(a.contains("/approve 7 <code>"), "{a}");
         assert!(a.contains("expires in 10 min"), "{a}");
-        let b = announcement(&row(PendingKind::GoLive), "I accept the risk", 0);
+        let b = announcement(&row(ConfirmationKind::GoLive), "I accept the risk", 0);
         assert!(b.contains("type exactly: I accept the risk"), "{b}");
-        let c = announcement(&row(PendingKind::MoveFunds), "x", 0);
+        let c = announcement(&row(ConfirmationKind::MoveFunds), "x", 0);
         assert!(c.contains("buttons"), "{c}");
     }
 }

@@ -1,5 +1,5 @@
-//! The operator interface on Telegram (teloxide, long polling): commands, confirmation
-//! gates with Yes/No buttons, signer approvals and phrase gates whose codes the signer
+//! The operator interface on Telegram (teloxide, long polling): commands, confirmations
+//! with Yes/No buttons, signer approvals and phrase confirmations whose codes the signer
 //! checks, and alerts pushed to the operators.
 //!
 //! Only updates from the user ids in `[telegram].operators` are obeyed: the first branch of
@@ -8,7 +8,7 @@
 //! reaches this module except as text shown to the operator.
 //!
 //! Tasks: the dispatcher; [`send_alerts`] (the scheduler's alerts, de-duplicated); and
-//! [`announce_pending`] (every open confirmation in the store is shown once per run, so items
+//! [`announce_confirmations`] (every open confirmation in the store is shown once per run, so items
 //! created before a restart are shown again after it).
 //!
 //! The Bot API being unreachable blocks nothing but the bot: polling retries with teloxide's
@@ -18,7 +18,7 @@
 mod access;
 mod approvals;
 mod commands;
-mod gates;
+mod confirmations;
 
 use std::collections::{BTreeSet, HashMap};
 use std::error::Error;
@@ -32,14 +32,15 @@ use teloxide::prelude::*;
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 use tokio::sync::mpsc;
 
-pub use access::{AlertDedup, StrangerLog, StrangerLogLine};
-pub use commands::{Command, HINT};
+use access::{AlertDedup, StrangerLog, StrangerLogLine};
+use commands::Command;
+pub use commands::HINT;
 
 use crate::config::TelegramConfig;
 use crate::operator::{Alert, Operator};
 use crate::scheduler::Orchestrator;
 use crate::scheduler::unix_now;
-use crate::store::{PendingId, PendingKind, Store, StoreError};
+use crate::store::{ConfirmationId, ConfirmationKind, Store, StoreError};
 
 /// Alerts waiting to be sent; beyond this the newest are dropped (and logged).
 const ALERT_QUEUE: usize = 256;
@@ -108,31 +109,31 @@ impl Operator for TelegramAlerts {
     }
 }
 
-/// The per-operator conversation state of a phrase gate.
+/// The per-operator conversation state of a phrase confirmation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// Nothing asked.
     Idle,
     /// Waiting for the exact phrase for confirmation `id`.
     AwaitingPhrase {
         /// The confirmation.
-        id: PendingId,
+        id: ConfirmationId,
     },
     /// The phrase was typed; waiting for the code for `id`.
     AwaitingCode {
         /// The confirmation.
-        id: PendingId,
+        id: ConfirmationId,
     },
 }
 
 /// What every handler shares.
 #[derive(Debug)]
-pub struct Ctx {
+pub(crate) struct Ctx {
     orch: Arc<Orchestrator>,
     config: TelegramConfig,
     states: Mutex<HashMap<i64, State>>,
     strangers: Mutex<StrangerLog>,
-    announced: Mutex<BTreeSet<PendingId>>,
+    announced: Mutex<BTreeSet<ConfirmationId>>,
     seq: AtomicU64,
 }
 
@@ -167,7 +168,7 @@ impl Ctx {
     }
 
     /// Forgets every operator's phrase dialogue about `id` (denied or expired).
-    fn clear_state_for(&self, id: PendingId) {
+    fn clear_state_for(&self, id: ConfirmationId) {
         if let Ok(mut s) = self.states.lock() {
             s.retain(|_, st| {
                 !matches!(st, State::AwaitingPhrase { id: i } | State::AwaitingCode { id: i } if *i == id)
@@ -175,7 +176,7 @@ impl Ctx {
         }
     }
 
-    fn mark_announced(&self, id: PendingId) {
+    fn mark_announced(&self, id: ConfirmationId) {
         if let Ok(mut a) = self.announced.lock() {
             a.insert(id);
         }
@@ -201,7 +202,7 @@ type HandlerResult = Result<(), HandlerError>;
 
 /// Runs the bot until the future is dropped: polls the Bot API at `config.api_url`, sends
 /// alerts from `alerts`, and announces pending confirmations.
-pub async fn run(
+pub async fn run_bot(
     orch: Arc<Orchestrator>,
     config: TelegramConfig,
     token: SecretString,
@@ -214,7 +215,7 @@ pub async fn run(
     // Dropped with this future: the tasks stop with the bot.
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(send_alerts(bot.clone(), ctx.clone(), alerts));
-    tasks.spawn(announce_pending(bot.clone(), ctx.clone()));
+    tasks.spawn(announce_confirmations(bot.clone(), ctx.clone()));
     tracing::info!(
         operators = ctx.config.operators.len(),
         "Telegram bot starting"
@@ -240,7 +241,7 @@ pub async fn run(
 
 /// The update handler. The first branch is the operator allowlist: a stranger's update ends
 /// there, unanswered.
-pub fn schema() -> UpdateHandler<HandlerError> {
+pub(crate) fn schema() -> UpdateHandler<HandlerError> {
     dptree::entry()
         .branch(
             dptree::filter(|update: Update, ctx: Arc<Ctx>| !is_operator(&ctx, &update))
@@ -297,13 +298,13 @@ async fn on_command(bot: Bot, msg: Message, cmd: Command, ctx: Arc<Ctx>) -> Hand
         Command::Pending => commands::pending(&ctx),
         Command::Caps => commands::caps(&ctx).await,
         Command::Audit => commands::audit(&ctx).await,
-        Command::Pause(a) => gates::pause(&ctx, user, &a, true),
-        Command::Resume(a) => gates::pause(&ctx, user, &a, false),
-        Command::Paper(a) => gates::paper(&ctx, user, &a),
-        Command::Live(a) => gates::live(&ctx, user, &a),
-        Command::Setcap(a) => gates::setcap(&ctx, user, &a),
-        Command::Approve(a) => gates::approve_command(&ctx, user, &a).await,
-        Command::Deny(a) => gates::deny(&ctx, user, &a),
+        Command::Pause(a) => confirmations::pause(&ctx, user, &a, true),
+        Command::Resume(a) => confirmations::pause(&ctx, user, &a, false),
+        Command::Paper(a) => confirmations::paper(&ctx, user, &a),
+        Command::Live(a) => confirmations::live(&ctx, user, &a),
+        Command::Setcap(a) => confirmations::setcap(&ctx, user, &a),
+        Command::Approve(a) => confirmations::approve_command(&ctx, user, &a).await,
+        Command::Deny(a) => confirmations::deny(&ctx, user, &a),
     };
     bot.send_message(msg.chat.id, clip(&answer)).await?;
     Ok(())
@@ -315,7 +316,7 @@ async fn on_text(bot: Bot, msg: Message, ctx: Arc<Ctx>) -> HandlerResult {
     };
     let text = msg.text().unwrap_or_default();
     let replied = msg.reply_to_message().and_then(|m| m.text());
-    let answer = gates::text(&ctx, user, text, replied)
+    let answer = confirmations::text(&ctx, user, text, replied)
         .await
         .unwrap_or_else(|| HINT.to_string());
     bot.send_message(msg.chat.id, clip(&answer)).await?;
@@ -328,7 +329,7 @@ async fn on_button(bot: Bot, q: CallbackQuery, ctx: Arc<Ctx>) -> HandlerResult {
     };
     // Answered first: running an approved transfer can take until it is confirmed on chain.
     bot.answer_callback_query(q.id.clone()).await?;
-    let answer = gates::button(&ctx, user, q.data.as_deref().unwrap_or_default()).await;
+    let answer = confirmations::button(&ctx, user, q.data.as_deref().unwrap_or_default()).await;
     bot.send_message(ChatId(user), clip(&answer)).await?;
     Ok(())
 }
@@ -382,12 +383,12 @@ fn is_unreachable(e: &teloxide::RequestError) -> bool {
 }
 
 /// Shows every open confirmation to the operators once per run; button kinds get Yes/No.
-async fn announce_pending(bot: Bot, ctx: Arc<Ctx>) {
+async fn announce_confirmations(bot: Bot, ctx: Arc<Ctx>) {
     loop {
         let now = unix_now();
         let fresh = ctx.with_store(|s| {
-            s.expire_pending(now)?;
-            s.pending(now)
+            s.expire_confirmations(now)?;
+            s.open_confirmations(now)
         });
         let rows = match fresh {
             Ok(rows) => rows,
@@ -402,11 +403,11 @@ async fn announce_pending(bot: Bot, ctx: Arc<Ctx>) {
                 continue;
             }
             let text = commands::announcement(&row, &ctx.config.phrase, now);
-            // Codes, not buttons: signer approvals, key imports and phrase gates.
+            // Codes, not buttons: signer approvals, key imports and phrase confirmations.
             let buttons = !(matches!(
-                row.kind,
-                PendingKind::SignerApproval | PendingKind::ImportKeys
-            ) || row.kind.needs_phrase());
+                row.confirmation.kind,
+                ConfirmationKind::SignerApproval | ConfirmationKind::ImportKeys
+            ) || row.confirmation.kind.needs_phrase());
             let mut unreachable = false;
             for &op in &ctx.config.operators {
                 let mut send = bot.send_message(ChatId(op), clip(&text));

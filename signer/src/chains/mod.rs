@@ -1,4 +1,4 @@
 //! Transaction builders, one module per chain family. Each builds from an intent plus
 //! non-value context, renders the summary from what it built, and signs.
 
-pub mod solana;
+pub(crate) mod solana;

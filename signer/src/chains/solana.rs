@@ -12,8 +12,7 @@ use solana_signature::Signature;
 use solana_system_interface::instruction::{SystemInstruction, transfer};
 use solana_system_interface::program::ID as SYSTEM_PROGRAM;
 use solana_transaction::Transaction;
-use vigil_protocol::types::truncate;
-use vigil_protocol::{AgentId, Amount, Network};
+use vigil_protocol::{AgentId, Amount, Network, truncate};
 
 use crate::keys::Ed25519Key;
 
@@ -26,7 +25,7 @@ const MAX_INSTRUCTION_DATA: u64 = 1_232;
 
 /// Why a Solana transfer could not be built, summarised or signed.
 #[derive(Debug, thiserror::Error)]
-pub enum SolanaError {
+pub(crate) enum SolanaError {
     /// An address is not base58 of exactly 32 bytes.
     #[error(
         "{input:?} is not a valid Solana address (base58 of 32 bytes): {reason}; send the recipient's base58 address, e.g. as shown by `solana address`"
@@ -101,7 +100,7 @@ pub enum SolanaError {
 }
 
 /// Parses a base58 address into a 32-byte pubkey; errors say "not a valid Solana address (base58 of 32 bytes)".
-pub fn parse_address(s: &str) -> Result<Pubkey, SolanaError> {
+pub(crate) fn parse_address(s: &str) -> Result<Pubkey, SolanaError> {
     decode32(s)
         .map(Pubkey::new_from_array)
         .map_err(|reason| SolanaError::InvalidAddress {
@@ -110,18 +109,13 @@ pub fn parse_address(s: &str) -> Result<Pubkey, SolanaError> {
         })
 }
 
-/// The canonical (re-encoded) form of an address, to compare against the policy allowlist.
-pub fn canonical_address(s: &str) -> Result<String, SolanaError> {
-    parse_address(s).map(|key| key.to_string())
-}
-
 /// base58 of an ed25519 public key.
 pub fn address_of(public: &[u8; 32]) -> String {
     Pubkey::new_from_array(*public).to_string()
 }
 
 /// Parses the context's recent blockhash (required for Solana; missing → clear error).
-pub fn parse_blockhash(s: Option<&str>) -> Result<Hash, SolanaError> {
+pub(crate) fn parse_blockhash(s: Option<&str>) -> Result<Hash, SolanaError> {
     let s = s.ok_or(SolanaError::MissingBlockhash)?;
     decode32(s)
         .map(Hash::new_from_array)
@@ -151,7 +145,7 @@ fn decode32(s: &str) -> Result<[u8; 32], String> {
 
 /// A transfer the signer is about to build.
 #[derive(Clone, Debug)]
-pub struct Transfer {
+pub(crate) struct Transfer {
     pub agent: AgentId,
     pub network: Network,
     pub from: Pubkey,
@@ -161,20 +155,20 @@ pub struct Transfer {
 }
 
 /// Converts an intent amount (u128) to lamports; > u64::MAX is an error.
-pub fn lamports(amount: Amount) -> Result<u64, SolanaError> {
+pub(crate) fn lamports(amount: Amount) -> Result<u64, SolanaError> {
     let units = amount.base_units();
     u64::try_from(units).map_err(|_| SolanaError::AmountTooLarge(units))
 }
 
 /// What was built: the legacy message and the one-line summary rendered from the compiled message.
 #[derive(Clone, Debug)]
-pub struct Built {
+pub(crate) struct Built {
     pub message: Message,
     pub summary: String,
 }
 
 /// Builds the legacy message for one System transfer paid by the sender, and its summary.
-pub fn build_transfer(t: &Transfer) -> Result<Built, SolanaError> {
+pub(crate) fn build_transfer(t: &Transfer) -> Result<Built, SolanaError> {
     if t.lamports == 0 {
         return Err(SolanaError::ZeroAmount);
     }
@@ -209,8 +203,10 @@ pub fn build_transfer(t: &Transfer) -> Result<Built, SolanaError> {
 
 /// The one-line summary of a message, decoded from its System transfer instruction:
 /// `transfer 0.25 SOL (250000000 lamports) from trader <from> to <to> on solana devnet, fee payer trader`.
-/// Addresses are printed in full: shortened ones invite address poisoning.
-pub fn summary_of(
+/// Addresses are printed in full: shortened ones invite address poisoning. (The signer renders
+/// the summary while building; the tests decode messages they altered with this.)
+#[cfg(test)]
+pub(crate) fn summary_of(
     message: &Message,
     agent: &AgentId,
     network: Network,
@@ -220,7 +216,7 @@ pub fn summary_of(
 
 /// A signed transaction ready to broadcast.
 #[derive(Clone, Debug)]
-pub struct SignedTx {
+pub(crate) struct SignedTx {
     /// The legacy `Transaction` in wire format (bincode), as `sendTransaction` takes it.
     pub wire: Vec<u8>,
     /// The transaction's signature in base58 (its id on chain).
@@ -230,7 +226,7 @@ pub struct SignedTx {
 /// Signs the message with the agent key over `message.serialize()` and returns the wire
 /// transaction. Refuses unless the message is a single System transfer whose fee payer and
 /// sender is this key, and the summary names its amount, sender and recipient.
-pub fn sign(built: &Built, key: &Ed25519Key) -> Result<SignedTx, SolanaError> {
+pub(crate) fn sign(built: &Built, key: &Ed25519Key) -> Result<SignedTx, SolanaError> {
     let decoded = decode(&built.message)?;
     let signer = Pubkey::new_from_array(key.public_bytes());
     if decoded.from != signer {
@@ -365,7 +361,7 @@ fn check_summary(summary: &str, d: &Decoded) -> Result<(), SolanaError> {
 }
 
 /// Formats lamports as SOL, exactly: up to 9 decimals, trailing zeros trimmed, no floats.
-pub fn format_sol(lamports: u64) -> String {
+pub(crate) fn format_sol(lamports: u64) -> String {
     let whole = lamports / LAMPORTS_PER_SOL;
     let frac = lamports % LAMPORTS_PER_SOL;
     if frac == 0 {

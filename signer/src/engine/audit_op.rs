@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use serde_json::Value;
-use vigil_protocol::message::{AuditEntrySummary, AuditRequest, AuditResult};
+use vigil_protocol::{AuditEntrySummary, AuditRequest, AuditResult};
 
 use super::{Engine, Refusal};
 use crate::audit;

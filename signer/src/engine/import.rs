@@ -17,7 +17,7 @@ use crate::ledger::Event;
 
 /// What the server does after writing an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum After {
+pub(crate) enum After {
     /// Keep serving.
     Continue,
     /// Stop accepting, and exit with [`crate::daemon::EXIT_RESTART`]: an import was confirmed
@@ -75,7 +75,7 @@ impl ImportState {
                 return None;
             }
             Op::Sign(_) | Op::DryRun(_) => ErrorKind::UnknownAgent,
-            Op::Approve(_) | Op::Confirm(_) | Op::SetLimit(_) => ErrorKind::BadRequest,
+            Op::Approve(_) | Op::Confirm(_) | Op::SetCap(_) => ErrorKind::BadRequest,
         };
         Some(Refusal::new(
             kind,
@@ -123,10 +123,10 @@ impl Engine {
         }
         let purpose = format!("import_confirm {}", &digest.as_str()[..16]);
         let step = self
-            .operator_code_of(&purpose, r.code.trim(), Some(staged))
+            .operator_code_of(&purpose, &r.code, Some(staged))
             .await
             .map_err(|mut refusal| {
-                if refusal.kind == ErrorKind::ApprovalInvalidCode {
+                if refusal.kind == ErrorKind::OperatorCodeInvalid {
                     refusal.message.push_str(
                         "; import_confirm needs a code of the authenticator entry enrolled at THIS \
                          ceremony (the new QR code), not the one the signer uses now",

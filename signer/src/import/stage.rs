@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use vigil_protocol::{AgentId, Chain};
+use vigil_protocol::{AgentId, Chain, OperatorCode};
 
 use super::manifest::{KEYSTORE_DIR, MANIFEST_FILE, MANIFEST_SIG_FILE, POLICY_DIR};
 use super::{ImportError, Verified, verify};
@@ -116,7 +116,7 @@ pub fn status(state: &Path) -> Result<ImportStatus, ImportError> {
 pub fn confirm(
     state: &Path,
     manifest_digest: &str,
-    code: &str,
+    code: &OperatorCode,
     passphrase: &SecretString,
     now: u64,
 ) -> Result<PathBuf, ImportError> {
@@ -151,9 +151,7 @@ pub fn confirm(
             expected: hex::encode(key),
         });
     }
-    if !approval::code_matches(&unlocked.approval_secret, code.trim(), now)
-        .map_err(ImportError::Other)?
-    {
+    if !approval::code_matches(&unlocked.approval_secret, code, now).map_err(ImportError::Other)? {
         return Err(ImportError::WrongCode);
     }
     drop(unlocked);

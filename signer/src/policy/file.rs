@@ -8,15 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
 use sha2::{Digest, Sha256};
-use vigil_protocol::types::truncate;
-use vigil_protocol::{AgentId, Amount, Chain, Network};
+use vigil_protocol::{AgentId, Amount, AssetSymbol, Chain, Network, truncate};
 
-use super::{Action, AgentPolicy, AssetLimits, Policy, PolicyError};
+use super::{Action, AgentPolicy, AssetCaps, Policy, PolicyError};
 
 /// The only policy format version this signer reads.
 pub const POLICY_VERSION: u32 = 1;
-/// Longest asset symbol (`A-Z 0-9`).
-const MAX_SYMBOL_LEN: usize = 10;
 
 /// Parses and validates policy TOML (no signature check; for tooling and tests).
 pub fn parse(bytes: &[u8]) -> Result<Policy, PolicyError> {
@@ -126,8 +123,7 @@ fn agent_policy(name: &str, raw: RawAgent) -> Result<(AgentId, AgentPolicy), Pol
         .assets
         .into_iter()
         .map(|(symbol, asset)| {
-            let limits = asset_limits(&format!("{at}.assets.{symbol}"), &symbol, asset, &chains)?;
-            Ok((symbol, limits))
+            asset_caps(&format!("{at}.assets.{symbol}"), &symbol, asset, &chains)
         })
         .collect::<Result<BTreeMap<_, _>, PolicyError>>()?;
 
@@ -241,26 +237,13 @@ fn canonical_address(chain: Chain, s: &str) -> Result<String, String> {
     }
 }
 
-fn asset_limits(
+fn asset_caps(
     at: &str,
     symbol: &str,
     raw: RawAsset,
     chains: &BTreeSet<Chain>,
-) -> Result<AssetLimits, PolicyError> {
-    let symbol_ok = !symbol.is_empty()
-        && symbol.len() <= MAX_SYMBOL_LEN
-        && symbol
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
-    if !symbol_ok {
-        return Err(invalid(
-            at,
-            format!(
-                "asset symbol {:?} is invalid: use 1-{MAX_SYMBOL_LEN} characters of A-Z 0-9, e.g. SOL",
-                truncate(symbol)
-            ),
-        ));
-    }
+) -> Result<(AssetSymbol, AssetCaps), PolicyError> {
+    let symbol: AssetSymbol = symbol.parse().map_err(|e: String| invalid(at, e))?;
     let chain = parse_chain(&raw.chain).map_err(|e| invalid(&format!("{at}.chain"), e))?;
     if !chains.contains(&chain) {
         return Err(invalid(
@@ -297,322 +280,16 @@ fn asset_limits(
             ),
         ));
     }
-    Ok(AssetLimits {
-        chain,
-        per_tx_cap,
-        velocity_24h,
-        approval_threshold,
-    })
+    Ok((
+        symbol,
+        AssetCaps {
+            chain,
+            per_tx_cap,
+            velocity_24h,
+            approval_threshold,
+        },
+    ))
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
-mod tests {
-    use super::*;
-
-    fn addr(b: u8) -> String {
-        bs58::encode([b; 32]).into_string()
-    }
-
-    /// A valid policy; each test replaces one line of it.
-    fn good() -> String {
-        format!(
-            r#"version = 1
-[agents.trader]
-actions = ["transfer"]
-networks = ["solana:devnet"]
-recipients = ["{r1}"]
-rate_limit_per_minute = 30
-[agents.trader.assets.SOL]
-chain = "solana"
-per_tx_cap = "2000000000"
-velocity_24h = "10000000000"
-approval_threshold = "500000000"
-"#,
-            r1 = addr(1)
-        )
-    }
-
-    fn with(from: &str, to: &str) -> String {
-        let g = good();
-        assert!(g.contains(from), "fixture has no {from:?}");
-        g.replace(from, to)
-    }
-
-    #[test]
-    fn parses_the_example() {
-        let bytes = good();
-        let p = parse(bytes.as_bytes()).unwrap();
-        assert_eq!(p.version, 1);
-        let expected_digest: [u8; 32] = Sha256::digest(bytes.as_bytes()).into();
-        assert_eq!(p.digest, expected_digest);
-        let trader = &p.agents[&"trader".parse::<AgentId>().unwrap()];
-        assert_eq!(trader.actions, BTreeSet::from([Action::Transfer]));
-        assert_eq!(
-            trader.networks,
-            BTreeSet::from([(Chain::Solana, Network::Devnet)])
-        );
-        assert_eq!(trader.recipients, BTreeSet::from([addr(1)]));
-        assert_eq!(trader.rate_limit_per_minute, 30);
-        assert_eq!(
-            trader.assets["SOL"],
-            AssetLimits {
-                chain: Chain::Solana,
-                per_tx_cap: 2_000_000_000,
-                velocity_24h: 10_000_000_000,
-                approval_threshold: 500_000_000
-            }
-        );
-    }
-
-    /// The commented example in `docs/policy.md` is a valid policy.
-    #[test]
-    fn documented_example_parses() {
-        let doc = include_str!("../../../docs/policy.md");
-        let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
-        let len = doc[start..].find("```").unwrap();
-        let p = parse(&doc.as_bytes()[start..start + len]).unwrap();
-        assert_eq!(p.agents.len(), 2);
-        let sentinel = &p.agents[&"sentinel".parse::<AgentId>().unwrap()];
-        assert!(sentinel.recipients.is_empty());
-        assert_eq!(sentinel.assets["SOL"].approval_threshold, 1_000_000);
-    }
-
-    #[test]
-    fn equal_limits_are_accepted() {
-        let text = with(
-            "approval_threshold = \"500000000\"",
-            "approval_threshold = \"2000000000\"",
-        )
-        .replace(
-            "velocity_24h = \"10000000000\"",
-            "velocity_24h = \"2000000000\"",
-        );
-        let p = parse(text.as_bytes()).unwrap();
-        let sol = p.agents.values().next().unwrap().assets["SOL"];
-        assert_eq!(
-            (sol.approval_threshold, sol.per_tx_cap, sol.velocity_24h),
-            (2_000_000_000, 2_000_000_000, 2_000_000_000)
-        );
-    }
-
-    /// Each row: (what to replace, replacement, the key the error must name).
-    const INVALID: &[(&str, &str, &str)] = &[
-        ("version = 1", "version = 2", "version"),
-        ("agents.trader", "agents.Trader", "agents.Trader"),
-        (
-            "actions = [\"transfer\"]",
-            "actions = [\"program_call\"]",
-            "agents.trader.actions[0]",
-        ),
-        (
-            "actions = [\"transfer\"]",
-            "actions = []",
-            "agents.trader.actions",
-        ),
-        (
-            "actions = [\"transfer\"]",
-            "actions = [\"transfer\", \"transfer\"]",
-            "agents.trader.actions[1]",
-        ),
-        (
-            "networks = [\"solana:devnet\"]",
-            "networks = [\"solana:localnet\"]",
-            "agents.trader.networks[0]",
-        ),
-        (
-            "networks = [\"solana:devnet\"]",
-            "networks = [\"evm:devnet\"]",
-            "agents.trader.networks[0]",
-        ),
-        (
-            "networks = [\"solana:devnet\"]",
-            "networks = [\"devnet\"]",
-            "agents.trader.networks[0]",
-        ),
-        (
-            "networks = [\"solana:devnet\"]",
-            "networks = []",
-            "agents.trader.networks",
-        ),
-        (
-            "rate_limit_per_minute = 30",
-            "rate_limit_per_minute = 0",
-            "agents.trader.rate_limit_per_minute",
-        ),
-        (
-            "chain = \"solana\"",
-            "chain = \"bitcoin\"",
-            "agents.trader.assets.SOL.chain",
-        ),
-        (
-            "[agents.trader.assets.SOL]",
-            "[agents.trader.assets.sol]",
-            "agents.trader.assets.sol",
-        ),
-        (
-            "[agents.trader.assets.SOL]",
-            "[agents.trader.assets.VERYLONGSYM]",
-            "agents.trader.assets.VERYLONGSYM",
-        ),
-        (
-            "per_tx_cap = \"2000000000\"",
-            "per_tx_cap = \"-1\"",
-            "agents.trader.assets.SOL.per_tx_cap",
-        ),
-        (
-            "per_tx_cap = \"2000000000\"",
-            "per_tx_cap = \"1.5\"",
-            "agents.trader.assets.SOL.per_tx_cap",
-        ),
-        (
-            "per_tx_cap = \"2000000000\"",
-            "per_tx_cap = \"0\"",
-            "agents.trader.assets.SOL.per_tx_cap",
-        ),
-        (
-            "per_tx_cap = \"2000000000\"",
-            "per_tx_cap = \"02000000000\"",
-            "agents.trader.assets.SOL.per_tx_cap",
-        ),
-        (
-            "velocity_24h = \"10000000000\"",
-            "velocity_24h = \"1e10\"",
-            "agents.trader.assets.SOL.velocity_24h",
-        ),
-        (
-            "approval_threshold = \"500000000\"",
-            "approval_threshold = \"0\"",
-            "agents.trader.assets.SOL.approval_threshold",
-        ),
-        (
-            "approval_threshold = \"500000000\"",
-            "approval_threshold = \"2000000001\"",
-            "agents.trader.assets.SOL.approval_threshold",
-        ),
-        (
-            "velocity_24h = \"10000000000\"",
-            "velocity_24h = \"1999999999\"",
-            "agents.trader.assets.SOL.per_tx_cap",
-        ),
-    ];
-
-    #[test]
-    fn invalid_values_name_their_key() {
-        for &(from, to, key) in INVALID {
-            match parse(with(from, to).as_bytes()) {
-                Err(PolicyError::Invalid { key: got, reason }) => {
-                    assert_eq!(got, key, "{to:?}: {reason}");
-                    assert!(!reason.is_empty());
-                }
-                other => panic!("{to:?} should be refused at {key}, got {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn invalid_recipients_name_their_key() {
-        let cases = [
-            "0OIl".to_owned(),                     // not base58
-            bs58::encode([7u8; 31]).into_string(), // 31 bytes
-            bs58::encode([7u8; 33]).into_string(), // 33 bytes
-            format!("1{}", addr(1)),               // a leading zero byte: 33 bytes
-            String::new(),
-        ];
-        for bad in cases {
-            let text = with(
-                &format!("recipients = [\"{}\"]", addr(1)),
-                &format!("recipients = [\"{}\", \"{bad}\"]", addr(1)),
-            );
-            match parse(text.as_bytes()) {
-                Err(PolicyError::Invalid { key, reason }) => {
-                    assert_eq!(key, "agents.trader.recipients[1]", "{bad:?}");
-                    assert!(reason.contains("not a Solana address"), "{reason}");
-                }
-                other => panic!("{bad:?} should be refused, got {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn duplicate_recipient_refused() {
-        let text = with(
-            &format!("recipients = [\"{}\"]", addr(1)),
-            &format!("recipients = [\"{0}\", \"{0}\"]", addr(1)),
-        );
-        assert!(
-            matches!(parse(text.as_bytes()), Err(PolicyError::Invalid { key, .. }) if key == "agents.trader.recipients[1]")
-        );
-    }
-
-    /// Shape errors come from the TOML layer; its message names the offending key.
-    #[test]
-    fn shape_errors_name_the_key() {
-        let cases = [
-            (
-                good().replace(
-                    "rate_limit_per_minute = 30",
-                    "rate_limit_per_minute = 30\nmax_fee = 5",
-                ),
-                "max_fee",
-            ),
-            (
-                good().replace("chain = \"solana\"", "chain = \"solana\"\ndecimals = 9"),
-                "decimals",
-            ),
-            (format!("comment = \"x\"\n{}", good()), "comment"),
-            (
-                good().replace("per_tx_cap = \"2000000000\"", "per_tx_cap = 2000000000"),
-                "per_tx_cap",
-            ),
-            (
-                good().replace("per_tx_cap = \"2000000000\"\n", ""),
-                "per_tx_cap",
-            ),
-            (
-                good().replace("rate_limit_per_minute = 30", "rate_limit_per_minute = -1"),
-                "rate_limit_per_minute",
-            ),
-        ];
-        for (text, key) in cases {
-            match parse(text.as_bytes()) {
-                Err(PolicyError::Toml(m)) => assert!(m.contains(key), "{key:?} missing from {m}"),
-                other => panic!("{key:?} should be a TOML error, got {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn policy_level_errors() {
-        assert!(
-            matches!(parse(b"version = 1\n"), Err(PolicyError::Invalid { key, .. }) if key == "agents")
-        );
-        assert!(matches!(
-            parse(b"version = 1\n\xff"),
-            Err(PolicyError::NotUtf8(12))
-        ));
-        let no_assets = good()
-            .split("[agents.trader.assets.SOL]")
-            .next()
-            .unwrap()
-            .to_owned();
-        assert!(
-            matches!(parse(no_assets.as_bytes()), Err(PolicyError::Invalid { key, .. }) if key == "agents.trader.assets")
-        );
-    }
-
-    #[test]
-    fn recipients_are_stored_canonically() {
-        let canonical = addr(9);
-        assert_eq!(
-            canonical_address(Chain::Solana, &canonical).unwrap(),
-            canonical
-        );
-        // A key whose first byte is zero encodes with a leading '1'; it round-trips too.
-        let mut bytes = [5u8; 32];
-        bytes[0] = 0;
-        let leading = bs58::encode(bytes).into_string();
-        assert!(leading.starts_with('1'));
-        assert_eq!(canonical_address(Chain::Solana, &leading).unwrap(), leading);
-    }
-}
+mod tests;

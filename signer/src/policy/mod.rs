@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use vigil_protocol::{AgentId, Chain, Intent, Network};
+use vigil_protocol::{AgentId, AssetSymbol, Chain, Intent, Network};
 
-pub use decide::{History, LimitOverride, Verdict, decide, decide_approved};
+pub use decide::{CapOverride, History, Verdict, decide, decide_approved};
 pub use file::{POLICY_VERSION, parse};
 
 /// The policy file's name inside the signer's state directory.
@@ -91,13 +91,13 @@ pub struct AgentPolicy {
     /// Sign requests allowed in any 60-second window; at least 1.
     pub rate_limit_per_minute: u32,
     /// Limits per asset symbol (`SOL`).
-    pub assets: BTreeMap<String, AssetLimits>,
+    pub assets: BTreeMap<AssetSymbol, AssetCaps>,
 }
 
-/// The limits on one asset, in base units. Invariant (checked at load):
+/// The caps on one asset and its approval threshold, in base units. Invariant (checked at load):
 /// `1 <= approval_threshold <= per_tx_cap <= velocity_24h`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AssetLimits {
+pub struct AssetCaps {
     /// The chain the asset lives on.
     pub chain: Chain,
     /// Largest single transfer.
@@ -229,15 +229,16 @@ impl Policy {
 }
 
 impl AgentPolicy {
-    /// For the `status` op: the agent's limits in force (`overrides` gives the operator's
-    /// caps per asset), the signed ceilings beside them, amounts as decimal strings of base units.
-    pub fn limits_json(&self, overrides: impl Fn(&str) -> LimitOverride) -> Value {
+    /// For the `status` op (its `limits` field): the agent's caps in force (`overrides`
+    /// gives the operator's caps per asset), the signed ceilings beside them, amounts as
+    /// decimal strings of base units.
+    pub fn caps_json(&self, overrides: impl Fn(AssetSymbol) -> CapOverride) -> Value {
         let assets: serde_json::Map<String, Value> = self
             .assets
             .iter()
             .map(|(symbol, ceiling)| {
-                let l = overrides(symbol).apply(*ceiling);
-                let limits = json!({
+                let l = overrides(*symbol).apply(*ceiling);
+                let caps = json!({
                     "chain": l.chain.as_str(),
                     "per_tx_cap": l.per_tx_cap.to_string(),
                     "velocity_24h": l.velocity_24h.to_string(),
@@ -245,7 +246,7 @@ impl AgentPolicy {
                     "per_tx_ceiling": ceiling.per_tx_cap.to_string(),
                     "velocity_24h_ceiling": ceiling.velocity_24h.to_string(),
                 });
-                (symbol.clone(), limits)
+                (symbol.to_string(), caps)
             })
             .collect();
         json!({
@@ -464,12 +465,12 @@ approval_threshold = "1"
         );
         assert_eq!(policy.digest_hex().len(), 64);
         let trader = &policy.agents[&"trader".parse::<AgentId>().unwrap()];
-        let lowered = |_: &str| LimitOverride {
+        let lowered = |_: AssetSymbol| CapOverride {
             per_tx: Some(7),
             velocity_24h: None,
         };
         assert_eq!(
-            trader.limits_json(lowered),
+            trader.caps_json(lowered),
             json!({
                 "actions": ["transfer"],
                 "networks": ["solana:devnet", "solana:mainnet"],

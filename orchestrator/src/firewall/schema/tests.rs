@@ -29,7 +29,7 @@ fn a_valid_hold_parses() {
 fn a_valid_transfer_parses() {
     let d = parse_decision(&transfer_json()).expect("valid transfer");
     assert_eq!(d.action, Action::Transfer);
-    assert_eq!(d.asset.as_deref(), Some("SOL"));
+    assert_eq!(d.asset, Some(AssetSymbol::SOL));
     assert_eq!(d.to.as_deref(), Some("treasury"));
     assert_eq!(d.amount, Some(Amount::from_base_units(250_000_000)));
     assert_eq!(d.confidence_milli, 650);

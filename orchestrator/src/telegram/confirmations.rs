@@ -1,56 +1,69 @@
-//! What the operator's answers do: confirmation gates (Yes/No buttons), signer approvals
-//! (`/approve <id> <code>`, the code checked by the signer), phrase gates (the exact phrase,
-//! then a code the signer checks), and the commands that change agents (/pause /resume
-//! /paper /live /setcap). Every function here is reached only from an operator's update.
+//! What the operator's answers do: confirmations (Yes/No buttons), signer approvals
+//! (`/approve <id> <code>`, the code checked by the signer), phrase confirmations (the exact
+//! phrase, then a code the signer checks), and the commands that change agents (/pause
+//! /resume /paper /live /setcap). Every function here is reached only from an operator's
+//! update.
 
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use vigil_protocol::message::{ConfirmRequest, SetLimitRequest};
-use vigil_protocol::{Amount, LimitKind, Purpose};
+use vigil_protocol::{
+    Amount, AssetSymbol, CapKind, ConfirmRequest, OperatorCode, Purpose, SetCapRequest,
+};
 
 use super::{Ctx, State, approvals, unix_now};
 use crate::config::{AgentConfig, Mode};
-use crate::firewall::KNOWN_ASSETS;
+use crate::firewall::{KNOWN_ASSETS, known_assets};
 use crate::operator::{self, Alert};
 use crate::signer_client::SignerError;
-use crate::store::{NewPending, PendingId, PendingKind, PendingRow, PendingStatus, Resolution};
+use crate::store::{
+    ConfirmationId, ConfirmationKind, ConfirmationRow, ConfirmationStatus, NewConfirmation,
+    Resolution,
+};
 
 /// `/approve <id> [code]`.
-pub async fn approve_command(ctx: &Ctx, user: i64, args: &str) -> String {
+pub(super) async fn approve_command(ctx: &Ctx, user: i64, args: &str) -> String {
     let mut parts = args.split_whitespace();
     let Some(id) = parts.next() else {
         return "Usage: /approve <id> <code>, e.g. /approve 12 123456 (see /pending)".into();
     };
-    let id: PendingId = match id.trim_start_matches('#').parse() {
+    let id: ConfirmationId = match id.trim_start_matches('#').parse() {
         Ok(id) => id,
         Err(e) => return e,
     };
-    let code = parts.next();
+    let code = match parts.next().map(str::parse::<OperatorCode>).transpose() {
+        Ok(code) => code,
+        Err(e) => return format!("✘ that is not a code: {e}. #{id} is not approved."),
+    };
     if parts.next().is_some() {
         return "Usage: /approve <id> <code> — two words only".into();
     }
-    approve(ctx, user, id, code).await
+    approve(ctx, user, id, code.as_ref()).await
 }
 
 /// Approves pending `id` with `code` (when its kind needs one).
-pub async fn approve(ctx: &Ctx, user: i64, id: PendingId, code: Option<&str>) -> String {
+pub(super) async fn approve(
+    ctx: &Ctx,
+    user: i64,
+    id: ConfirmationId,
+    code: Option<&OperatorCode>,
+) -> String {
     let now = unix_now();
-    let row = match ctx.with_store(|s| s.pending_by_id(id)) {
+    let row = match ctx.with_store(|s| s.confirmation(id)) {
         Ok(row) => row,
         Err(e) => return e,
     };
     if let Some(answer) = not_open(ctx, &row, now) {
         return answer;
     }
-    match row.kind {
-        PendingKind::SignerApproval => {
+    match row.confirmation.kind {
+        ConfirmationKind::SignerApproval => {
             let Some(code) = code else {
                 return format!("#{id} needs your authenticator code: /approve {id} <code>");
             };
             approvals::signer_approval(ctx, user, &row, code).await
         }
-        PendingKind::ImportKeys => {
+        ConfirmationKind::ImportKeys => {
             let Some(code) = code else {
                 return format!(
                     "#{id} needs a code from the authenticator entry made at the ceremony: /approve {id} <code>"
@@ -63,13 +76,13 @@ pub async fn approve(ctx: &Ctx, user: i64, id: PendingId, code: Option<&str>) ->
                 ctx.set_state(user, State::AwaitingPhrase { id });
                 return format!(
                     "To confirm #{id} ({}), type exactly:\n{}",
-                    row.summary, ctx.config.phrase
+                    row.confirmation.summary, ctx.config.phrase
                 );
             }
             let Some(code) = code else {
                 return format!("Phrase accepted for #{id}: now send your authenticator code.");
             };
-            phrase_gate(ctx, user, &row, code).await
+            run_phrase_confirmation(ctx, user, &row, code).await
         }
         _ => format!("#{id} is answered with its Yes/No buttons (or /deny {id})."),
     }
@@ -77,7 +90,7 @@ pub async fn approve(ctx: &Ctx, user: i64, id: PendingId, code: Option<&str>) ->
 
 /// A Yes/No button press: `yes:<id>` or `no:<id>`. A Yes to a live transfer runs it (at
 /// most once) and answers with what the signer and the chain said.
-pub async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
+pub(super) async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
     let Some((answer, id)) = data.split_once(':') else {
         return "This button is not one of mine.".into();
     };
@@ -86,65 +99,74 @@ pub async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
         "no" => Resolution::Denied,
         _ => return "This button is not one of mine.".into(),
     };
-    let id: PendingId = match id.parse() {
+    let id: ConfirmationId = match id.parse() {
         Ok(id) => id,
         Err(e) => return e,
     };
-    let row = match ctx.with_store(|s| s.pending_by_id(id)) {
+    let row = match ctx.with_store(|s| s.confirmation(id)) {
         Ok(row) => row,
         Err(e) => return e,
     };
     if matches!(
-        row.kind,
-        PendingKind::SignerApproval | PendingKind::ImportKeys
-    ) || row.kind.needs_phrase()
+        row.confirmation.kind,
+        ConfirmationKind::SignerApproval | ConfirmationKind::ImportKeys
+    ) || row.confirmation.kind.needs_phrase()
     {
         return format!("#{id} needs more than a button: /approve {id} <code>.");
     }
-    let done = match ctx.with_store(|s| s.resolve_pending(id, resolution, user, unix_now())) {
+    let done = match ctx.with_store(|s| s.resolve_confirmation(id, resolution, user, unix_now())) {
         Ok(done) => done,
         Err(e) => return e,
     };
-    let answered = format!("#{id} {}: {}", resolution, done.summary);
-    if done.kind != PendingKind::MoveFunds || resolution != Resolution::Approved {
+    let answered = format!("#{id} {}: {}", resolution, done.confirmation.summary);
+    if done.confirmation.kind != ConfirmationKind::MoveFunds || resolution != Resolution::Approved {
         return answered;
     }
     match ctx.orch.execute_confirmed(&done).await {
-        Ok(outcome) => format!("{answered}\n{}", operator::describe_outcome(&outcome)),
+        Ok(outcome) => format!("{answered}\n{outcome}"),
         Err(e) => format!("{answered}\nNot sent: {e}"),
     }
 }
 
 /// `/deny <id>`.
-pub fn deny(ctx: &Ctx, user: i64, args: &str) -> String {
-    let id: PendingId = match args.trim().trim_start_matches('#').parse() {
+pub(super) fn deny(ctx: &Ctx, user: i64, args: &str) -> String {
+    let id: ConfirmationId = match args.trim().trim_start_matches('#').parse() {
         Ok(id) => id,
         Err(e) => return format!("Usage: /deny <id> ({e})"),
     };
     if ctx.config.is_destructive("deny") {
-        return gate_command(ctx, user, "deny", &id.to_string());
+        return confirm_command(ctx, user, "deny", &id.to_string());
     }
     do_deny(ctx, user, id)
 }
 
-fn do_deny(ctx: &Ctx, user: i64, id: PendingId) -> String {
-    match ctx.with_store(|s| s.resolve_pending(id, Resolution::Denied, user, unix_now())) {
+fn do_deny(ctx: &Ctx, user: i64, id: ConfirmationId) -> String {
+    match ctx.with_store(|s| s.resolve_confirmation(id, Resolution::Denied, user, unix_now())) {
         Ok(row) => {
             ctx.clear_state_for(id);
-            let tail = if row.kind == PendingKind::SignerApproval {
+            let tail = if row.confirmation.kind == ConfirmationKind::SignerApproval {
                 " The signer's own request expires unapproved."
             } else {
                 ""
             };
-            format!("#{id} denied: {}. It will not run.{tail}", row.summary)
+            format!(
+                "#{id} denied: {}. It will not run.{tail}",
+                row.confirmation.summary
+            )
         }
         Err(e) => e,
     }
 }
 
 /// Free text from an operator: the phrase, a code, or a reply carrying a code.
-pub async fn text(ctx: &Ctx, user: i64, text: &str, replied_to: Option<&str>) -> Option<String> {
+pub(super) async fn text(
+    ctx: &Ctx,
+    user: i64,
+    text: &str,
+    replied_to: Option<&str>,
+) -> Option<String> {
     let t = text.trim();
+    let code = t.parse::<OperatorCode>().ok();
     match ctx.state(user) {
         State::AwaitingPhrase { id } => {
             if t == ctx.config.phrase {
@@ -158,28 +180,28 @@ pub async fn text(ctx: &Ctx, user: i64, text: &str, replied_to: Option<&str>) ->
                 "That is not the exact phrase, so nothing was confirmed. #{id} is still pending: /approve {id} to start again, /deny {id} to drop it."
             ));
         }
-        State::AwaitingCode { id } if is_code(t) => {
-            return Some(approve(ctx, user, id, Some(t)).await);
+        State::AwaitingCode { id } if code.is_some() => {
+            return Some(approve(ctx, user, id, code.as_ref()).await);
         }
         _ => {}
     }
-    if is_code(t)
-        && let Some(id) = replied_to.and_then(pending_id_in)
+    if code.is_some()
+        && let Some(id) = replied_to.and_then(confirmation_id_in)
     {
-        return Some(approve(ctx, user, id, Some(t)).await);
+        return Some(approve(ctx, user, id, code.as_ref()).await);
     }
     None
 }
 
 /// `/pause <agent>` and `/resume <agent>`.
-pub fn pause(ctx: &Ctx, user: i64, args: &str, paused: bool) -> String {
+pub(super) fn pause(ctx: &Ctx, user: i64, args: &str, paused: bool) -> String {
     let command = if paused { "pause" } else { "resume" };
     let agent = match agent_arg(ctx, args) {
         Ok(a) => a,
         Err(e) => return e,
     };
     if ctx.config.is_destructive(command) {
-        return gate_command(ctx, user, command, agent.id.as_str());
+        return confirm_command(ctx, user, command, agent.id.as_str());
     }
     do_pause(ctx, user, &agent, paused)
 }
@@ -203,13 +225,13 @@ fn do_pause(ctx: &Ctx, user: i64, agent: &AgentConfig, paused: bool) -> String {
 }
 
 /// `/paper <agent>`: always allowed without a code (it only removes risk), unless marked.
-pub fn paper(ctx: &Ctx, user: i64, args: &str) -> String {
+pub(super) fn paper(ctx: &Ctx, user: i64, args: &str) -> String {
     let agent = match agent_arg(ctx, args) {
         Ok(a) => a,
         Err(e) => return e,
     };
     if ctx.config.is_destructive("paper") {
-        return gate_command(ctx, user, "paper", agent.id.as_str());
+        return confirm_command(ctx, user, "paper", agent.id.as_str());
     }
     do_paper(ctx, &agent)
 }
@@ -224,21 +246,17 @@ fn do_paper(ctx: &Ctx, agent: &AgentConfig) -> String {
     }
 }
 
-/// `/live <agent> [asset]`: a phrase gate.
-pub fn live(ctx: &Ctx, user: i64, args: &str) -> String {
+/// `/live <agent> [asset]`: a phrase confirmation.
+pub(super) fn live(ctx: &Ctx, user: i64, args: &str) -> String {
     let mut parts = args.split_whitespace();
     let agent = match agent_arg(ctx, parts.next().unwrap_or("")) {
         Ok(a) => a,
         Err(e) => return e,
     };
-    let asset = parts.next().unwrap_or("SOL").to_string();
-    if !KNOWN_ASSETS.contains(&asset.as_str()) {
-        return format!(
-            "Unknown asset {:?}: use one of {}.",
-            vigil_protocol::types::truncate(&asset),
-            KNOWN_ASSETS.join(", ")
-        );
-    }
+    let asset = match known_asset(parts.next().unwrap_or("SOL")) {
+        Ok(asset) => asset,
+        Err(e) => return e,
+    };
     let purpose = format!("go_live {} {asset}", agent.id);
     let summary = format!(
         "{} goes LIVE for {asset}: real transfers, within the signed policy",
@@ -246,83 +264,113 @@ pub fn live(ctx: &Ctx, user: i64, args: &str) -> String {
     );
     let payload =
         json!({"action": "go_live", "agent": agent.id, "asset": asset, "purpose": purpose});
-    open_gate(ctx, user, PendingKind::GoLive, &agent, &summary, payload)
+    open_confirmation(
+        ctx,
+        user,
+        ConfirmationKind::GoLive,
+        &agent,
+        &summary,
+        payload,
+    )
 }
 
-/// `/setcap <agent> <asset> <per_tx|velocity_24h> <amount>`: a phrase gate; the signer checks
+/// `/setcap <agent> <asset> <per_tx|velocity_24h> <amount>`: a phrase confirmation; the signer checks
 /// the code and the signed ceiling.
-pub fn setcap(ctx: &Ctx, user: i64, args: &str) -> String {
+pub(super) fn setcap(ctx: &Ctx, user: i64, args: &str) -> String {
     const USAGE: &str = "Usage: /setcap <agent> <asset> <per_tx|velocity_24h> <amount in base units>, e.g. /setcap trader SOL per_tx 800000000";
     let parts: Vec<&str> = args.split_whitespace().collect();
-    let [agent, asset, limit, amount] = parts.as_slice() else {
+    let [agent, asset, cap, amount] = parts.as_slice() else {
         return USAGE.into();
     };
     let agent = match agent_arg(ctx, agent) {
         Ok(a) => a,
         Err(e) => return e,
     };
-    if !KNOWN_ASSETS.contains(asset) {
-        return format!("Unknown asset: use one of {}.", KNOWN_ASSETS.join(", "));
-    }
-    let Some(limit) = limit_kind(limit) else {
+    let asset = match known_asset(asset) {
+        Ok(asset) => asset,
+        Err(e) => return e,
+    };
+    let Some(cap) = cap_kind(cap) else {
         return USAGE.into();
     };
     let Ok(amount) = amount.parse::<u128>() else {
         return format!("{USAGE}\n(the amount is a whole number of base units)");
     };
-    let purpose = format!("set_limit {} {asset} {} {amount}", agent.id, limit.as_str());
+    let purpose = format!("set_limit {} {asset} {} {amount}", agent.id, cap.as_str());
     let summary = format!(
         "set {}'s {} cap for {asset} to {amount} base units",
         agent.id,
-        limit.as_str()
+        cap.as_str()
     );
+    // Stored keys keep the wire's names: the action is the signer op it leads to.
     let payload = json!({"action": "set_limit", "agent": agent.id, "asset": asset,
-        "limit": limit.as_str(), "amount": amount.to_string(), "purpose": purpose});
-    open_gate(ctx, user, PendingKind::RaiseCap, &agent, &summary, payload)
+        "limit": cap.as_str(), "amount": amount.to_string(), "purpose": purpose});
+    open_confirmation(
+        ctx,
+        user,
+        ConfirmationKind::SetCap,
+        &agent,
+        &summary,
+        payload,
+    )
 }
 
 /// A command the config marks destructive: recorded, then the phrase and a code.
-fn gate_command(ctx: &Ctx, user: i64, command: &str, arg: &str) -> String {
+fn confirm_command(ctx: &Ctx, user: i64, command: &str, arg: &str) -> String {
     let purpose = format!("{command} {arg}");
     let payload = json!({"action": "command", "command": command, "arg": arg, "purpose": purpose});
     let agent = agent_arg(ctx, arg).ok();
     let summary = format!("/{command} {arg} (marked destructive in the config)");
     match agent {
-        Some(a) => open_gate(ctx, user, PendingKind::Destructive, &a, &summary, payload),
-        None => open_gate_for(ctx, user, PendingKind::Destructive, None, &summary, payload),
+        Some(a) => open_confirmation(
+            ctx,
+            user,
+            ConfirmationKind::Destructive,
+            &a,
+            &summary,
+            payload,
+        ),
+        None => open_confirmation_for(
+            ctx,
+            user,
+            ConfirmationKind::Destructive,
+            None,
+            &summary,
+            payload,
+        ),
     }
 }
 
-fn open_gate(
+fn open_confirmation(
     ctx: &Ctx,
     user: i64,
-    kind: PendingKind,
+    kind: ConfirmationKind,
     agent: &AgentConfig,
     summary: &str,
     payload: Value,
 ) -> String {
-    open_gate_for(ctx, user, kind, Some(agent), summary, payload)
+    open_confirmation_for(ctx, user, kind, Some(agent), summary, payload)
 }
 
-fn open_gate_for(
+fn open_confirmation_for(
     ctx: &Ctx,
     user: i64,
-    kind: PendingKind,
+    kind: ConfirmationKind,
     agent: Option<&AgentConfig>,
     summary: &str,
     payload: Value,
 ) -> String {
     let now = unix_now();
-    let pending = NewPending {
+    let pending = NewConfirmation {
         kind,
         agent: agent.map(|a| a.id.clone()),
         summary: summary.to_string(),
         payload_json: payload.to_string(),
-        idempotency_key: format!("gate-{now}-{}", ctx.next_seq()),
+        idempotency_key: format!("confirmation-{now}-{}", ctx.next_seq()),
         created_at: now,
         expires_at: now + ctx.config.pending_expiry_secs,
     };
-    let id = match ctx.with_store(|s| s.create_pending(&pending)) {
+    let id = match ctx.with_store(|s| s.create_confirmation(&pending)) {
         Ok(id) => id,
         Err(e) => return e,
     };
@@ -336,39 +384,46 @@ fn open_gate_for(
 }
 
 /// The phrase was typed; the signer checks `code` for the row's purpose, then it runs.
-async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> String {
+async fn run_phrase_confirmation(
+    ctx: &Ctx,
+    user: i64,
+    row: &ConfirmationRow,
+    code: &OperatorCode,
+) -> String {
     let id = row.id;
-    let payload: Value = serde_json::from_str(&row.payload_json).unwrap_or_default();
+    let payload: Value = serde_json::from_str(&row.confirmation.payload_json).unwrap_or_default();
     let purpose = payload["purpose"].as_str().unwrap_or_default().to_string();
     let agent = row
+        .confirmation
         .agent
         .as_ref()
         .and_then(|a| ctx.orch.agents().iter().find(|c| &c.id == a))
         .cloned();
     let checked: Result<String, SignerError> = match payload["action"].as_str() {
         Some("set_limit") => {
-            let (Some(agent), Some(limit), Some(amount)) = (
+            let (Some(agent), Some(asset), Some(cap), Some(amount)) = (
                 &agent,
-                payload["limit"].as_str().and_then(limit_kind),
+                payload["asset"].as_str().and_then(|a| a.parse().ok()),
+                payload["limit"].as_str().and_then(cap_kind),
                 payload["amount"]
                     .as_str()
                     .and_then(|a| a.parse::<u128>().ok()),
             ) else {
                 return format!("#{id} is unreadable; /deny {id} and ask again");
             };
-            let request = SetLimitRequest {
+            let request = SetCapRequest {
                 agent: agent.id.clone(),
-                asset: payload["asset"].as_str().unwrap_or_default().to_string(),
-                limit,
+                asset,
+                cap,
                 amount: Amount::from_base_units(amount),
-                code: code.to_string(),
+                code: code.clone(),
             };
             let mut signer = ctx.orch.signer().lock().await;
-            signer.set_limit(request).await.map(|r| {
+            signer.set_cap(request).await.map(|r| {
                 format!(
                     "{}'s {} cap for {} is now {} (signed ceiling {}).",
                     r.agent,
-                    r.limit.as_str(),
+                    r.cap.as_str(),
                     r.asset,
                     r.amount.base_units(),
                     r.ceiling.base_units()
@@ -381,7 +436,7 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> Stri
             };
             let request = ConfirmRequest {
                 purpose,
-                code: code.to_string(),
+                code: code.clone(),
             };
             let mut signer = ctx.orch.signer().lock().await;
             signer.confirm(request).await.map(|c| {
@@ -400,13 +455,18 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> Stri
     };
     ctx.set_state(user, State::Idle);
     if let Err(e) =
-        ctx.with_store(|s| s.resolve_pending(id, Resolution::Approved, user, unix_now()))
+        ctx.with_store(|s| s.resolve_confirmation(id, Resolution::Approved, user, unix_now()))
     {
         return format!("{confirmed}, but {e}");
     }
     let effect = match (payload["action"].as_str(), &agent) {
         (Some("go_live"), Some(agent)) => {
-            let asset = payload["asset"].as_str().unwrap_or("SOL").to_string();
+            let Some(asset) = payload["asset"]
+                .as_str()
+                .and_then(|a| a.parse::<AssetSymbol>().ok())
+            else {
+                return format!("#{id} names no asset; /deny {id} and ask again");
+            };
             let current = ctx
                 .with_store(|s| Ok(operator::with_mode_override(s, agent)))
                 .map(|a| {
@@ -418,7 +478,7 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> Stri
                 })
                 .unwrap_or_default();
             let mut assets = current;
-            assets.insert(asset.clone());
+            assets.insert(asset);
             match ctx.with_store(|s| operator::set_mode(s, &agent.id, Mode::Live, &assets)) {
                 Ok(()) => format!("{} is LIVE for {asset}.", agent.id),
                 Err(e) => e,
@@ -445,27 +505,27 @@ async fn phrase_gate(ctx: &Ctx, user: i64, row: &PendingRow, code: &str) -> Stri
 }
 
 /// An answer when `row` can no longer be approved (answered or expired), else `None`.
-fn not_open(ctx: &Ctx, row: &PendingRow, now: u64) -> Option<String> {
+fn not_open(ctx: &Ctx, row: &ConfirmationRow, now: u64) -> Option<String> {
     let id = row.id;
     match row.status {
-        PendingStatus::Approved => Some(format!(
+        ConfirmationStatus::Approved => Some(format!(
             "#{id} was already approved; each confirmation is used once."
         )),
-        PendingStatus::Denied => Some(format!(
+        ConfirmationStatus::Denied => Some(format!(
             "#{id} was denied; ask the agent again if you changed your mind."
         )),
-        PendingStatus::Expired => Some(format!(
+        ConfirmationStatus::Expired => Some(format!(
             "#{id} has expired: nothing ran. Ask again if it is still wanted."
         )),
-        PendingStatus::Open if now >= row.expires_at => {
-            // Marks it expired in the store (resolve_pending refuses an overdue row).
-            let _ = ctx.with_store(|s| s.resolve_pending(id, Resolution::Denied, 0, now));
+        ConfirmationStatus::Open if now >= row.confirmation.expires_at => {
+            // Marks it expired in the store (resolve_confirmation refuses an overdue row).
+            let _ = ctx.with_store(|s| s.resolve_confirmation(id, Resolution::Denied, 0, now));
             ctx.clear_state_for(id);
             Some(format!(
                 "#{id} has expired: nothing ran. Ask again if it is still wanted."
             ))
         }
-        PendingStatus::Open => None,
+        ConfirmationStatus::Open => None,
     }
 }
 
@@ -480,27 +540,36 @@ fn agent_arg(ctx: &Ctx, arg: &str) -> Result<AgentConfig, String> {
             let known: Vec<&str> = ctx.orch.agents().iter().map(|a| a.id.as_str()).collect();
             format!(
                 "No agent {:?}: use one of {} (see /agents).",
-                vigil_protocol::types::truncate(name),
+                vigil_protocol::truncate(name),
                 known.join(", ")
             )
         })
 }
 
-fn limit_kind(s: &str) -> Option<LimitKind> {
+fn cap_kind(s: &str) -> Option<CapKind> {
     match s {
-        "per_tx" => Some(LimitKind::PerTx),
-        "velocity_24h" => Some(LimitKind::Velocity24h),
+        "per_tx" => Some(CapKind::PerTx),
+        "velocity_24h" => Some(CapKind::Velocity24h),
         _ => None,
     }
 }
 
-/// Six ASCII digits.
-pub fn is_code(t: &str) -> bool {
-    t.len() == 6 && t.bytes().all(|b| b.is_ascii_digit())
+/// An asset symbol the orchestrator handles, or the answer saying which ones it does.
+fn known_asset(arg: &str) -> Result<AssetSymbol, String> {
+    arg.parse::<AssetSymbol>()
+        .ok()
+        .filter(|a| KNOWN_ASSETS.contains(a))
+        .ok_or_else(|| {
+            format!(
+                "Unknown asset {:?}: use one of {}.",
+                vigil_protocol::truncate(arg),
+                known_assets()
+            )
+        })
 }
 
 /// The first `#<number>` in a bot message the operator replied to.
-pub fn pending_id_in(text: &str) -> Option<PendingId> {
+pub(super) fn confirmation_id_in(text: &str) -> Option<ConfirmationId> {
     let start = text.find('#')? + 1;
     let digits: String = text[start..]
         .chars()
@@ -514,22 +583,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_and_ids_in_replies() {
-        for (t, ok) in [
-            ("123456", true),
-            ("12345", false),
-            ("1234567", false),
-            ("12a456", false),
-            ("１２３４５６", false),
-        ] {
-            assert_eq!(is_code(t), ok, "{t}");
-        }
+    fn ids_in_replies() {
         assert_eq!(
-            pending_id_in("#12 the signer asks for your code"),
-            Some(PendingId(12))
+            confirmation_id_in("#12 the signer asks for your code"),
+            Some(ConfirmationId(12))
         );
-        assert_eq!(pending_id_in("no id here"), None);
-        assert_eq!(pending_id_in("# 12"), None);
-        assert_eq!(pending_id_in("#0"), None);
+        assert_eq!(confirmation_id_in("no id here"), None);
+        assert_eq!(confirmation_id_in("# 12"), None);
+        assert_eq!(confirmation_id_in("#0"), None);
     }
 }

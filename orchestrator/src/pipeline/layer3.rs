@@ -1,0 +1,231 @@
+//! Layer 3, the signer: `dry_run` for a paper decision (a simulated fill when it would
+//! sign), `sign` for a live one (after the operator's Yes unless the agent is configured
+//! otherwise). What waits for the operator is recorded as a confirmation.
+
+use vigil_protocol::{AgentId, Context, Decision, DryRunRequest, DryRunResult, Intent};
+
+use super::execute::{Live, claim, execute_live};
+use super::{Deps, Inputs, Outcome, idempotency_key, intent_of};
+use crate::config::AgentConfig;
+use crate::firewall::risk::Checked;
+use crate::signer_client::SignerError;
+use crate::store::Store;
+
+pub(super) async fn paper(
+    agent: &AgentConfig,
+    checked: &Checked,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+) -> Outcome {
+    let intent = intent_of(checked, inputs.network);
+    match dry_run(&agent.id, &intent, inputs, deps).await {
+        Ok(r) => match r.decision {
+            Decision::Allow => {
+                let key = idempotency_key(&agent.id, inputs.now, &intent);
+                if let Err(held) = claim(deps.store, &key, inputs.now) {
+                    return held;
+                }
+                let filled = deps
+                    .store
+                    .lock()
+                    .map_err(|_| "state unavailable".to_string())
+                    .and_then(|store| {
+                        let amount = i128::try_from(checked.amount.base_units())
+                            .map_err(|_| "amount too large".to_string())?;
+                        store
+                            .agent(&agent.id)
+                            .record_paper_fill(inputs.now, checked.asset, -amount, &r.summary)
+                            .and_then(|()| {
+                                store.finish_execution(
+                                    &key,
+                                    &serde_json::json!({"paper": r.summary}).to_string(),
+                                    inputs.now,
+                                )
+                            })
+                            .map_err(|e| e.to_string())
+                    });
+                match filled {
+                    Ok(()) => Outcome::PaperFilled { summary: r.summary },
+                    Err(e) => Outcome::Held {
+                        layer: "state".into(),
+                        reason: format!("paper fill not recorded: {e}"),
+                    },
+                }
+            }
+            Decision::NeedsApproval => pending_approval(
+                &agent.id, deps.store, inputs.now, &intent, "paper", &r.summary, None,
+            ),
+            Decision::Deny => denied(r),
+        },
+        Err(e) => signer_failure(e),
+    }
+}
+
+pub(super) async fn live(
+    agent: &AgentConfig,
+    checked: &Checked,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+) -> Outcome {
+    let intent = intent_of(checked, inputs.network);
+    let key = idempotency_key(&agent.id, inputs.now, &intent);
+    if agent.confirm_transfers {
+        match dry_run(&agent.id, &intent, inputs, deps).await {
+            Ok(r) if r.decision == Decision::Allow => {
+                return ask_confirmation(
+                    &agent.id, deps.store, inputs.now, &intent, &key, &r.summary,
+                );
+            }
+            // Above the threshold the signer's own approval (a code, stronger than a button)
+            // decides.
+            Ok(r) if r.decision == Decision::NeedsApproval => {}
+            Ok(r) => return denied(r),
+            Err(e) => return signer_failure(e),
+        }
+    }
+    let live = Live {
+        store: deps.store,
+        signer: deps.signer,
+        rpc: deps.rpc,
+    };
+    execute_live(
+        &live,
+        &agent.id,
+        &intent,
+        &key,
+        &inputs.recent_blockhash,
+        inputs.now,
+    )
+    .await
+}
+
+/// Asks the signer what it would do with `intent` now (`dry_run`: nothing signed or recorded).
+async fn dry_run(
+    agent: &AgentId,
+    intent: &Intent,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+) -> Result<DryRunResult, SignerError> {
+    let request = DryRunRequest {
+        agent: agent.clone(),
+        intent: intent.clone(),
+        context: Context {
+            recent_blockhash: Some(inputs.recent_blockhash.clone()),
+        },
+    };
+    deps.signer.lock().await.dry_run(request).await
+}
+
+/// The signer's policy would refuse it: layer 3, with the rule that decided.
+fn denied(r: DryRunResult) -> Outcome {
+    Outcome::Refused {
+        layer: "3".into(),
+        rule: r
+            .rule
+            .map_or("deny".into(), |rule| rule.as_str().to_string()),
+        message: r.summary,
+    }
+}
+
+/// Records a live transfer as waiting for the operator's Yes (a `move_funds` pending
+/// confirmation carrying the intent and its idempotency key). The same decision twice is
+/// one pending item.
+fn ask_confirmation(
+    agent: &AgentId,
+    store: &std::sync::Mutex<Store>,
+    now: u64,
+    intent: &Intent,
+    key: &str,
+    summary: &str,
+) -> Outcome {
+    let payload = serde_json::json!({
+        "mode": "live", "agent": agent, "intent": intent, "idempotency_key": key,
+    });
+    let pending = crate::store::NewConfirmation {
+        kind: crate::store::ConfirmationKind::MoveFunds,
+        agent: Some(agent.clone()),
+        summary: summary.to_string(),
+        payload_json: payload.to_string(),
+        idempotency_key: format!("confirm-{key}"),
+        created_at: now,
+        expires_at: now + MOVE_FUNDS_TTL_SECS,
+    };
+    match create_confirmation(store, &pending) {
+        Ok(id) => Outcome::AwaitingConfirmation {
+            summary: summary.to_string(),
+            confirmation_id: id,
+        },
+        Err(e) => Outcome::Held {
+            layer: "state".into(),
+            reason: format!("could not record the confirmation request: {e}"),
+        },
+    }
+}
+
+/// Records a pending confirmation; its id.
+fn create_confirmation(
+    store: &std::sync::Mutex<Store>,
+    pending: &crate::store::NewConfirmation,
+) -> Result<i64, String> {
+    let store = store.lock().map_err(|_| "state unavailable".to_string())?;
+    store
+        .create_confirmation(pending)
+        .map(|id| id.0)
+        .map_err(|e| e.to_string())
+}
+
+/// How long a live transfer waits for the operator's Yes.
+pub(super) const MOVE_FUNDS_TTL_SECS: u64 = 600;
+
+pub(super) fn pending_approval(
+    agent: &AgentId,
+    store: &std::sync::Mutex<Store>,
+    now: u64,
+    intent: &Intent,
+    mode: &str,
+    summary: &str,
+    approval_id: Option<&str>,
+) -> Outcome {
+    let key = format!("approval-{}", idempotency_key(agent, now, intent));
+    let payload = serde_json::json!({ "mode": mode, "agent": agent, "intent": intent, "approval_id": approval_id });
+    let created = create_confirmation(
+        store,
+        &crate::store::NewConfirmation {
+            kind: crate::store::ConfirmationKind::SignerApproval,
+            agent: Some(agent.clone()),
+            summary: summary.to_string(),
+            payload_json: payload.to_string(),
+            idempotency_key: key.clone(),
+            created_at: now,
+            expires_at: now + 600,
+        },
+    );
+    match created {
+        Ok(id) => Outcome::NeedsApproval {
+            approval_id: approval_id.unwrap_or("(paper)").to_string(),
+            summary: summary.to_string(),
+            confirmation_id: id,
+        },
+        Err(e) => Outcome::Held {
+            layer: "state".into(),
+            reason: format!("could not record the pending approval: {e}"),
+        },
+    }
+}
+
+pub(super) fn signer_failure(e: SignerError) -> Outcome {
+    match e {
+        SignerError::Refused(body) => Outcome::Refused {
+            layer: "3".into(),
+            rule: body.rule.map_or_else(
+                || body.kind.as_str().to_string(),
+                |r| r.as_str().to_string(),
+            ),
+            message: body.message,
+        },
+        other => Outcome::Held {
+            layer: "signer".into(),
+            reason: other.to_string(),
+        },
+    }
+}

@@ -1,0 +1,291 @@
+//! One decision of one agent, end to end: the cost gate, the LLM call, layer 1 (strict
+//! schema, with up to two correction rounds), layer 2 (the agent's risk profile), layer 3
+//! (the signer: `dry_run` in paper mode, `sign` in live mode), and the record of what
+//! happened. Any failure along the way means `hold`, recorded with the layer and the rule.
+//!
+//! Nothing the LLM returns is executed: it is parsed into a closed type, and only a typed
+//! transfer intent, built here from checked values, ever reaches the signer.
+//!
+//! This file runs the LLM and layers 1 and 2; `layer3` asks the signer (and records what
+//! waits for the operator), `execute` runs a live transfer at most once, and `outcome` is
+//! what a decision came to and how it is recorded.
+
+mod execute;
+mod layer3;
+mod outcome;
+
+pub(crate) use execute::broadcast_signed;
+pub use execute::{Live, execute_live};
+pub use outcome::Outcome;
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+use vigil_protocol::{AgentId, Chain, Intent, Network, TransferIntent};
+
+use crate::chains::solana_rpc::SolanaRpc;
+use crate::config::AgentConfig;
+use crate::cost::{self, Prices};
+use crate::firewall::prompt::{self, UntrustedItem};
+use crate::firewall::risk::{self, Checked};
+use crate::firewall::schema::{self, Action, MAX_CORRECTIONS};
+use crate::llm::{ChatMessage, ChatRequest, Provider, Role};
+use crate::signer_client::SignerClient;
+use crate::store::Store;
+
+use layer3::{live, paper};
+use outcome::record;
+
+/// Where a decision's inputs come from.
+#[derive(Debug)]
+pub struct Inputs {
+    /// The agent's balance in base units of the asset it trades (from the chain, or paper).
+    pub balance: u128,
+    /// Untrusted data for the prompt (peer labels, memos, RPC data).
+    pub untrusted: Vec<UntrustedItem>,
+    /// A recent blockhash (live mode) or a paper stand-in.
+    pub recent_blockhash: String,
+    /// The network the agent's intents go to.
+    pub network: Network,
+    /// Unix seconds now, and the start of the cost-cap day.
+    pub now: u64,
+    /// Start of the current UTC day (for the daily LLM cost cap).
+    pub day_start: u64,
+}
+
+/// Everything a decision needs besides its inputs.
+#[derive(Debug)]
+pub struct Deps<'a> {
+    /// The agent's provider, and the fallback used when the first has no key.
+    pub provider: &'a Provider,
+    /// Used when `provider` fails with a missing key (the Experimental tier).
+    pub fallback: Option<&'a Provider>,
+    /// The provider's prices.
+    pub prices: Prices,
+    /// The daily LLM cap, micro-USD, for all agents together.
+    pub daily_cap_micros: u64,
+    /// State.
+    pub store: &'a std::sync::Mutex<Store>,
+    /// The signer.
+    pub signer: &'a Mutex<SignerClient>,
+    /// The chain, for live mode (broadcast and confirmation).
+    pub rpc: Option<&'a SolanaRpc>,
+}
+
+/// A decision and how it came about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decided {
+    /// What happened.
+    pub outcome: Outcome,
+    /// Replies layer 1 rejected before this one (each answered with a correction prompt).
+    pub corrections: Vec<String>,
+}
+
+/// Runs one decision for `agent` and records it.
+pub async fn decide(agent: &AgentConfig, inputs: &Inputs, deps: &Deps<'_>) -> Decided {
+    let mut corrections = Vec::new();
+    let outcome = run(agent, inputs, deps, &mut corrections).await;
+    record(agent, inputs, deps, &outcome);
+    Decided {
+        outcome,
+        corrections,
+    }
+}
+
+async fn run(
+    agent: &AgentConfig,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+    corrections: &mut Vec<String>,
+) -> Outcome {
+    let mut messages: Vec<ChatMessage> = prompt::build_messages(
+        &agent.system_prompt,
+        &agent.id,
+        inputs.balance,
+        &agent.risk.peers,
+        &inputs.untrusted,
+    )
+    .into_iter()
+    .map(|(role, content)| ChatMessage {
+        role: role_of(role),
+        content,
+    })
+    .collect();
+
+    // Layer 1, with up to MAX_CORRECTIONS correction rounds; every call passes the cost gate.
+    let mut provider = deps.provider;
+    let mut attempt = 0;
+    let decision = loop {
+        let request = ChatRequest {
+            agent: agent.id.clone(),
+            model: agent.model.clone(),
+            temperature: agent.temperature,
+            max_tokens: agent.max_tokens,
+            messages: messages.clone(),
+            json_mode: true,
+        };
+        if let Err(held) = cost_gate(agent, &request, inputs, deps) {
+            return held;
+        }
+        let reply = match (provider.complete(&request).await, deps.fallback) {
+            (Ok(reply), _) => reply,
+            (Err(crate::llm::LlmError::MissingKey(_)), Some(fallback))
+                if !std::ptr::eq(provider, fallback) =>
+            {
+                tracing::info!(agent = %agent.id, "no API key for {}; using the fallback provider", provider.name());
+                provider = fallback;
+                continue;
+            }
+            (Err(e), _) => {
+                return Outcome::Held {
+                    layer: "llm".into(),
+                    reason: format!("provider {} failed ({}): {e}", provider.name(), e.kind()),
+                };
+            }
+        };
+        let spent = cost::actual_micros(
+            reply.usage.prompt_tokens,
+            reply.usage.completion_tokens,
+            &deps.prices,
+        );
+        let recorded = deps
+            .store
+            .lock()
+            .map_err(|_| "state unavailable".to_string())
+            .and_then(|store| {
+                store
+                    .record_cost(
+                        &agent.id,
+                        inputs.now,
+                        spent,
+                        reply.usage.prompt_tokens,
+                        reply.usage.completion_tokens,
+                        &reply.model,
+                    )
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = recorded {
+            tracing::error!(agent = %agent.id, error = %e, "could not record LLM cost");
+        }
+        match schema::parse_decision(&reply.content) {
+            Ok(decision) => break decision,
+            Err(e) if attempt < MAX_CORRECTIONS => {
+                attempt += 1;
+                tracing::info!(agent = %agent.id, attempt, error = %e, "layer 1 rejected the reply; asking for a correction");
+                corrections.push(e.to_string());
+                messages.push(ChatMessage {
+                    role: Role::Assistant,
+                    content: reply.content,
+                });
+                messages.push(ChatMessage {
+                    role: Role::User,
+                    content: schema::correction_prompt(&e),
+                });
+            }
+            Err(e) => {
+                return Outcome::Held {
+                    layer: "1".into(),
+                    reason: format!("no valid reply after {MAX_CORRECTIONS} corrections: {e}"),
+                };
+            }
+        }
+    };
+
+    if decision.action == Action::Hold {
+        return Outcome::Held {
+            layer: "agent".into(),
+            reason: decision.reasoning,
+        };
+    }
+    // Layer 2.
+    let checked = match risk::check(&decision, &agent.risk, inputs.balance) {
+        Ok(Some(checked)) => checked,
+        Ok(None) => {
+            return Outcome::Held {
+                layer: "agent".into(),
+                reason: decision.reasoning,
+            };
+        }
+        Err(refusal) => {
+            return Outcome::Refused {
+                layer: "2".into(),
+                rule: format!("{:?}", refusal.rule),
+                message: refusal.message,
+            };
+        }
+    };
+    // Layer 3.
+    // Live only when the agent is live AND this asset was opted into; paper otherwise.
+    if agent.is_live(checked.asset) {
+        live(agent, &checked, inputs, deps).await
+    } else {
+        paper(agent, &checked, inputs, deps).await
+    }
+}
+
+fn cost_gate(
+    agent: &AgentConfig,
+    request: &ChatRequest,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+) -> Result<(), Outcome> {
+    let prompt_tokens: u32 = request
+        .messages
+        .iter()
+        .map(|m| cost::estimate_tokens(&m.content))
+        .fold(0, u32::saturating_add);
+    let worst = cost::worst_case_micros(prompt_tokens, request.max_tokens, &deps.prices);
+    let spent = match deps.store.lock() {
+        Ok(store) => store.cost_spent_since(inputs.day_start),
+        Err(_) => {
+            return Err(Outcome::Held {
+                layer: "cost".into(),
+                reason: "state unavailable".into(),
+            });
+        }
+    };
+    let spent = match spent {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(Outcome::Held {
+                layer: "cost".into(),
+                reason: format!("cannot read the cost ledger: {e}"),
+            });
+        }
+    };
+    cost::check_budget(spent, deps.daily_cap_micros, worst).map_err(|refusal| {
+        tracing::warn!(agent = %agent.id, "{}", refusal.message);
+        Outcome::Held {
+            layer: "cost".into(),
+            reason: refusal.message,
+        }
+    })
+}
+
+fn intent_of(checked: &Checked, network: Network) -> Intent {
+    Intent::Transfer(TransferIntent {
+        chain: Chain::Solana,
+        network,
+        asset: checked.asset,
+        to: checked.to_address.clone(),
+        amount: checked.amount,
+    })
+}
+
+/// The idempotency key of this decision: the same decision (agent, time, intent) maps to the
+/// same key, so a retry after a crash is recognised by the store and by the signer.
+fn idempotency_key(agent: &AgentId, now: u64, intent: &Intent) -> String {
+    let digest = Sha256::digest(serde_json::to_vec(intent).unwrap_or_default());
+    format!("{agent}-{now}-{}", hex::encode(&digest[..8]))
+}
+
+fn role_of(role: prompt::Role) -> Role {
+    match role {
+        prompt::Role::System => Role::System,
+        prompt::Role::User => Role::User,
+    }
+}
+
+/// Default deadline for one signer call from the pipeline.
+pub const SIGNER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,406 @@
+//! The orchestrator's agents on their schedules: one decision per agent per tick, agents
+//! independent of each other, a paused agent held.
+//!
+//! The [`Orchestrator`]'s other jobs each have their own file: `reconcile` (start-up
+//! reconciliation with the signer and the chain), `executor` (running transfers the operator
+//! confirmed, at most once, also after a restart), `import_watch` (offering a staged
+//! key-ceremony stick for confirmation) and `paper` (paper balances and approved paper fills).
+
+mod executor;
+mod import_watch;
+mod paper;
+mod reconcile;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Mutex;
+use vigil_protocol::{AgentId, Network};
+
+use crate::chains::solana_rpc::SolanaRpc;
+use crate::config::{AgentConfig, Config, Mode, ProviderKind};
+use crate::firewall::prompt::UntrustedItem;
+use crate::llm::{OpenAiProvider, Provider, ScriptedProvider, read_api_key};
+use crate::operator::{self, Alert, Operator, Terminal};
+use crate::pipeline::{self, Decided, Deps, Inputs, Outcome};
+use crate::signer_client::SignerClient;
+use crate::store::Store;
+
+use paper::apply_paper_delta;
+
+/// A stand-in blockhash for paper mode: paper decisions are never broadcast.
+pub(crate) const PAPER_BLOCKHASH: &str = "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM";
+/// Paper balance each agent starts with, in lamports (10 SOL), when no chain is configured.
+pub(crate) const DEFAULT_PAPER_BALANCE: u128 = 10_000_000_000;
+/// How many of an agent's own memory lines go into its next prompt.
+pub(crate) const MEMORY_LINES: u32 = 5;
+/// How long one Solana RPC call may take.
+pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often the signer is asked whether a key-ceremony stick is staged.
+pub(crate) const IMPORT_CHECK_SECS: u64 = 60;
+/// How long one LLM call may take.
+pub(crate) const LLM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The running orchestrator.
+#[derive(Debug)]
+pub struct Orchestrator {
+    config: Config,
+    providers: BTreeMap<String, Provider>,
+    store: std::sync::Mutex<Store>,
+    signer: Mutex<SignerClient>,
+    paper_balance: u128,
+    network: Network,
+    rpc: Option<SolanaRpc>,
+    operator: Arc<dyn Operator>,
+}
+
+/// Why the orchestrator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A provider in the config could not be built.
+    #[error("provider {0}: {1}")]
+    Provider(String, String),
+}
+
+impl Orchestrator {
+    /// Builds the providers named in `config` (keys only from systemd credentials).
+    pub fn new(config: Config, store: Store, signer: SignerClient) -> Result<Self, StartError> {
+        let mut providers = BTreeMap::new();
+        for (name, p) in &config.providers {
+            let provider = match p.kind {
+                ProviderKind::Scripted => {
+                    let path = p.script.clone().ok_or_else(|| {
+                        StartError::Provider(
+                            name.clone(),
+                            "a scripted provider needs `script`".into(),
+                        )
+                    })?;
+                    Provider::Scripted(
+                        ScriptedProvider::from_file(&path)
+                            .map_err(|e| StartError::Provider(name.clone(), e.to_string()))?,
+                    )
+                }
+                ProviderKind::OpenAi => {
+                    let base = p.base_url.clone().ok_or_else(|| {
+                        StartError::Provider(
+                            name.clone(),
+                            "an OpenAI-compatible provider needs `base_url`".into(),
+                        )
+                    })?;
+                    let key = match &p.api_key_credential {
+                        Some(cred) => read_api_key(cred)
+                            .map_err(|e| StartError::Provider(name.clone(), e.to_string()))?,
+                        None => None,
+                    };
+                    let require_key = p.api_key_credential.is_some();
+                    Provider::OpenAi(
+                        OpenAiProvider::new(name, &base, key, require_key, LLM_TIMEOUT)
+                            .map_err(|e| StartError::Provider(name.clone(), e.to_string()))?,
+                    )
+                }
+            };
+            providers.insert(name.clone(), provider);
+        }
+        let rpc = match &config.solana_rpc_url {
+            Some(url) => Some(
+                SolanaRpc::new(url, RPC_TIMEOUT)
+                    .map_err(|e| StartError::Provider("solana_rpc_url".into(), e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            rpc,
+            config,
+            providers,
+            store: std::sync::Mutex::new(store),
+            signer: Mutex::new(signer),
+            paper_balance: DEFAULT_PAPER_BALANCE,
+            network: Network::Devnet,
+            operator: Arc::new(Terminal),
+        })
+    }
+
+    /// Sends alerts to `operator` instead of the terminal (e.g. to Telegram).
+    pub fn set_operator(&mut self, operator: Arc<dyn Operator>) {
+        self.operator = operator;
+    }
+
+    /// Tells the operator (queued; never blocks the caller).
+    pub fn alert(&self, alert: Alert) {
+        self.operator.alert(alert);
+    }
+
+    /// The configuration (for the operator interface).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The Solana RPC client, when one is configured (for completing approved live actions).
+    pub fn rpc(&self) -> Option<&SolanaRpc> {
+        self.rpc.as_ref()
+    }
+
+    /// The state store (for the operator interface).
+    pub fn store(&self) -> &std::sync::Mutex<Store> {
+        &self.store
+    }
+
+    /// The signer client (for the operator interface).
+    pub fn signer(&self) -> &Mutex<SignerClient> {
+        &self.signer
+    }
+
+    /// The configured agents.
+    pub fn agents(&self) -> &[AgentConfig] {
+        &self.config.agents
+    }
+
+    /// One decision for one agent, now, with this untrusted data in its prompt.
+    pub async fn decide(&self, agent: &AgentConfig, mut untrusted: Vec<UntrustedItem>) -> Decided {
+        let held = |layer: &str, reason: String| Decided {
+            outcome: Outcome::Held {
+                layer: layer.into(),
+                reason,
+            },
+            corrections: Vec::new(),
+        };
+        let now = unix_now();
+        // The operator's pause, failing closed: a flag that cannot be read holds the agent.
+        // Then the operator's /paper and /live choices (stored settings) override the config.
+        let agent = &match self.store.lock() {
+            Ok(store) => match operator::is_paused(&store, &agent.id) {
+                Ok(false) => operator::with_mode_override(&store, agent),
+                Ok(true) => return held("operator", "paused by the operator".into()),
+                Err(e) => {
+                    return held(
+                        "state",
+                        format!(
+                            "cannot read whether {} is paused ({e}); it holds until the state can be read",
+                            agent.id
+                        ),
+                    );
+                }
+            },
+            Err(_) => return held("state", "state unavailable".into()),
+        };
+        let Some(provider) = self.providers.get(&agent.provider) else {
+            return held("config", format!("unknown provider {}", agent.provider));
+        };
+        let fallback = agent
+            .fallback_provider
+            .as_ref()
+            .and_then(|f| self.providers.get(f));
+        let Some(prices) = self.config.providers.get(&agent.provider).map(|p| p.prices) else {
+            return held(
+                "config",
+                format!("no prices for provider {}", agent.provider),
+            );
+        };
+        let view = match (agent.mode, &self.rpc) {
+            (Mode::Live, _) => self.chain_view(&agent.id).await,
+            // Paper with a chain: the agent's real balance and a real blockhash, minus what
+            // its paper fills have spent, so a paper decision sees what a live one would.
+            (Mode::Paper, Some(_)) => self.chain_view(&agent.id).await.map(|(balance, hash)| {
+                (
+                    apply_paper_delta(balance, self.paper_delta(&agent.id)),
+                    hash,
+                )
+            }),
+            (Mode::Paper, None) => Ok((
+                apply_paper_delta(self.paper_balance, self.paper_delta(&agent.id)),
+                PAPER_BLOCKHASH.to_string(),
+            )),
+        };
+        let (balance, recent_blockhash) = match view {
+            Ok(view) => view,
+            Err(reason) => return held("rpc", reason),
+        };
+        // The agent's own recent memory (its past outcomes): data, fenced like any other.
+        let memory = self
+            .store
+            .lock()
+            .ok()
+            .and_then(|st| st.agent(&agent.id).memory(MEMORY_LINES).ok())
+            .unwrap_or_default();
+        untrusted.extend(memory.into_iter().map(|text| UntrustedItem {
+            source: "your memory".into(),
+            text,
+        }));
+        let inputs = Inputs {
+            balance,
+            untrusted,
+            recent_blockhash,
+            network: self.network,
+            now,
+            day_start: now - now % 86_400,
+        };
+        let deps = Deps {
+            provider,
+            fallback,
+            prices,
+            daily_cap_micros: self.config.daily_llm_usd_cap_micros,
+            store: &self.store,
+            signer: &self.signer,
+            rpc: self.rpc.as_ref(),
+        };
+        pipeline::decide(agent, &inputs, &deps).await
+    }
+
+    /// One round: every agent decides once, in config order.
+    pub async fn round(
+        &self,
+        untrusted: &BTreeMap<AgentId, Vec<UntrustedItem>>,
+    ) -> Vec<(AgentId, Decided)> {
+        let mut out = Vec::new();
+        for agent in &self.config.agents {
+            let items = untrusted.get(&agent.id).cloned().unwrap_or_default();
+            out.push((agent.id.clone(), self.decide(agent, items).await));
+        }
+        out
+    }
+
+    /// Runs every agent on its own schedule until the task is dropped.
+    pub async fn run(&self) {
+        let mut next: BTreeMap<AgentId, u64> = BTreeMap::new();
+        let mut next_import_check = 0;
+        loop {
+            let now = unix_now();
+            if now >= next_import_check {
+                if let Some(line) = self.check_import().await {
+                    tracing::warn!("{line}");
+                    self.alert(Alert::Reconciliation(line));
+                }
+                next_import_check = now + IMPORT_CHECK_SECS;
+            }
+            for agent in &self.config.agents {
+                let due = next.get(&agent.id).copied().unwrap_or(now);
+                if now >= due {
+                    let decided = self.decide(agent, Vec::new()).await;
+                    tracing::info!(agent = %agent.id, outcome = ?decided.outcome, "decision");
+                    if let Some(alert) = Alert::from_outcome(&agent.id, &decided.outcome) {
+                        self.alert(alert);
+                    }
+                    next.insert(agent.id.clone(), now + agent.schedule_secs.max(1));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// An agent's balance and a recent blockhash, from the chain. The agent's address comes
+    /// from the signer, which holds its key.
+    async fn chain_view(&self, agent: &AgentId) -> Result<(u128, String), String> {
+        let Some(rpc) = &self.rpc else {
+            return Err("live mode needs solana_rpc_url in the config".into());
+        };
+        let hello = self
+            .signer
+            .lock()
+            .await
+            .hello()
+            .await
+            .map_err(|e| e.to_string())?;
+        let address = hello
+            .agents
+            .iter()
+            .find(|a| &a.agent == agent)
+            .and_then(|a| a.addresses.get("solana").cloned())
+            .ok_or_else(|| format!("the signer has no Solana key for {agent}"))?;
+        let balance = rpc
+            .get_balance(&address)
+            .await
+            .map_err(|e| format!("balance of {address}: {e}"))?;
+        let blockhash = rpc
+            .get_latest_blockhash()
+            .await
+            .map_err(|e| format!("latest blockhash: {e}"))?;
+        Ok((u128::from(balance), blockhash.hash))
+    }
+}
+
+/// Unix seconds from the system clock (0 if it reads before 1970).
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An orchestrator over a real state file and no providers: a decision that gets past the
+    /// pause check holds at `config` (unknown provider), before any LLM or signer call.
+    fn orchestrator(dir: &std::path::Path) -> Orchestrator {
+        let mut config = Config::default_config();
+        config.providers.clear();
+        config.state_db = dir.join("state.sqlite");
+        config.signer_socket = dir.join("no-signer.sock");
+        let store = Store::open(&config.state_db).unwrap();
+        let signer = SignerClient::new(&config.signer_socket, Duration::from_secs(1));
+        Orchestrator::new(config, store, signer).unwrap()
+    }
+
+    async fn held_at(orch: &Orchestrator, agent: &AgentConfig) -> (String, String) {
+        match orch.decide(agent, Vec::new()).await.outcome {
+            Outcome::Held { layer, reason } => (layer, reason),
+            other => panic!("expected a hold, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_paused_agent_holds_and_so_does_one_whose_pause_flag_cannot_be_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let orch = orchestrator(dir.path());
+        let agent = orch.agents()[0].clone();
+        let pause = |paused: bool| {
+            operator::set_paused(&orch.store().lock().unwrap(), &agent.id, paused).unwrap();
+        };
+        assert_eq!(
+            held_at(&orch, &agent).await.0,
+            "config",
+            "not paused: it runs"
+        );
+        pause(true);
+        let (layer, reason) = held_at(&orch, &agent).await;
+        assert_eq!(
+            (layer.as_str(), reason.as_str()),
+            ("operator", "paused by the operator")
+        );
+        pause(false);
+        assert_eq!(held_at(&orch, &agent).await.0, "config", "resumed: it runs");
+
+        // The state becomes unreadable under the scheduler: the agent holds, it does not run.
+        rusqlite::Connection::open(dir.path().join("state.sqlite"))
+            .unwrap()
+            .execute_batch("DROP TABLE settings")
+            .unwrap();
+        let (layer, reason) = held_at(&orch, &agent).await;
+        assert_eq!(layer, "state", "{reason}");
+        assert!(
+            reason.contains("cannot read whether") && reason.contains("holds"),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_state_lock_poisoned_by_a_panic_holds_every_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let orch = orchestrator(dir.path());
+        let poisoned = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _guard = orch.store().lock();
+                panic!("a panic while holding the state lock");
+            })
+            .join()
+        });
+        assert!(poisoned.is_err());
+        for agent in orch.agents() {
+            assert_eq!(
+                held_at(&orch, agent).await,
+                ("state".to_string(), "state unavailable".to_string())
+            );
+        }
+    }
+}

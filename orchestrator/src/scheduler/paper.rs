@@ -1,0 +1,56 @@
+//! Paper mode's bookkeeping for the scheduler: an agent's paper balance (its fills so far)
+//! and the simulated fill of a paper action the operator approved with a code.
+
+use super::Orchestrator;
+use crate::store::ConfirmationRow;
+use vigil_protocol::{AgentId, AssetSymbol};
+
+impl Orchestrator {
+    /// After the operator approved a paper action held at the signer's threshold: record its
+    /// simulated fill (paper mode never signs). Returns the summary that was filled.
+    pub fn complete_paper_approval(
+        &self,
+        row: &ConfirmationRow,
+        now: u64,
+    ) -> Result<String, String> {
+        let payload: serde_json::Value =
+            serde_json::from_str(&row.confirmation.payload_json).map_err(|e| e.to_string())?;
+        if payload["mode"] != "paper" {
+            return Err("not a paper action".into());
+        }
+        let intent: vigil_protocol::Intent = serde_json::from_value(payload["intent"].clone())
+            .map_err(|e| format!("stored intent unreadable: {e}"))?;
+        let agent = row
+            .confirmation
+            .agent
+            .clone()
+            .ok_or("the pending action names no agent")?;
+        let vigil_protocol::Intent::Transfer(t) = intent;
+        let amount =
+            i128::try_from(t.amount.base_units()).map_err(|_| "amount too large".to_string())?;
+        let store = self
+            .store
+            .lock()
+            .map_err(|_| "state unavailable".to_string())?;
+        store
+            .agent(&agent)
+            .record_paper_fill(now, t.asset, -amount, &row.confirmation.summary)
+            .map_err(|e| e.to_string())?;
+        Ok(row.confirmation.summary.clone())
+    }
+
+    /// The sum of the agent's paper fills in SOL (negative: paid out).
+    pub(super) fn paper_delta(&self, agent: &AgentId) -> i128 {
+        self.store
+            .lock()
+            .ok()
+            .and_then(|s| s.agent(agent).paper_position(AssetSymbol::SOL).ok())
+            .unwrap_or(0)
+    }
+}
+
+/// A balance after paper fills, never below zero.
+pub(super) fn apply_paper_delta(balance: u128, delta: i128) -> u128 {
+    let start = i128::try_from(balance).unwrap_or(i128::MAX);
+    u128::try_from(start.saturating_add(delta).max(0)).unwrap_or(0)
+}

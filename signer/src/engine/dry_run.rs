@@ -1,0 +1,34 @@
+//! The engine's `dry_run` op: the same checks and the same policy decision as `sign`, with
+//! nothing signed and nothing recorded.
+
+use vigil_protocol::{Decision, DryRunRequest, DryRunResult};
+
+use super::{Engine, Refusal};
+use crate::policy::{self, Verdict};
+
+impl Engine {
+    pub(super) fn dry_run(&self, r: &DryRunRequest) -> Result<DryRunResult, Refusal> {
+        let key = self.check_agent(&r.agent, &r.intent)?;
+        let prepared = self.prepare(&r.agent, key, &r.intent, &r.context, true)?;
+        let now = (self.clock)();
+        let verdict = policy::decide(&self.policy, &self.lock().ledger, &r.agent, &r.intent, now);
+        let rule = verdict.rule();
+        Ok(match verdict {
+            Verdict::Allow => DryRunResult {
+                decision: Decision::Allow,
+                rule,
+                summary: prepared.built.summary,
+            },
+            Verdict::NeedsApproval { .. } => DryRunResult {
+                decision: Decision::NeedsApproval,
+                rule,
+                summary: prepared.built.summary,
+            },
+            Verdict::Deny { message, .. } => DryRunResult {
+                decision: Decision::Deny,
+                rule,
+                summary: message,
+            },
+        })
+    }
+}

@@ -1,0 +1,302 @@
+//! The engine: one request in, one response out. It ties the policy, the keys, the
+//! approvals and the ledger together, and it is the only place where a signature is
+//! released — always after its spend record is durable in the audit log.
+//!
+//! Concurrency: the policy decision, the spend reservation and the idempotency record are
+//! made under one short lock, so two concurrent requests can never both fit under a cap
+//! that only one of them fits under. The durable write happens outside the lock and is
+//! group-committed with other requests' writes.
+//!
+//! This file is the dispatcher and what the operations share (the [`Refusal`], the audit of
+//! a refusal, the durable commit of a spend). Each operation has its own file: `hello`,
+//! `status`, `dry_run`, `sign`, `approve`, `confirm`, `set_cap` (the `set_limit` op),
+//! `audit_op`, and `import` (`import_status`, `import_confirm`); `prepare` builds and signs
+//! a transaction, `operator_code` checks codes that are not bound to an approval.
+
+mod approve;
+mod audit_op;
+mod confirm;
+mod dry_run;
+mod hello;
+mod import;
+mod operator_code;
+mod prepare;
+mod set_cap;
+mod sign;
+mod status;
+
+pub(crate) use import::After;
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use vigil_protocol::{
+    AgentId, Chain, ErrorKind, Intent, Op, Request, Response, Rule, SignRequest, Signed,
+};
+
+use crate::approval::Approvals;
+use crate::audit::{AuditLog, Entry};
+use crate::import::live::AtStart;
+use crate::keys::Ed25519Key;
+use crate::ledger::{Event, Ledger, Remembered};
+use crate::policy::Policy;
+
+/// A refusal: becomes an error response, and (for decisions) an audit entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// The protocol error kind.
+    pub kind: ErrorKind,
+    /// The rule, for policy refusals.
+    pub rule: Option<Rule>,
+    /// What was wrong and what to do.
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            rule: None,
+            message: message.into(),
+        }
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, message)
+    }
+    fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+}
+
+/// Keys and addresses of the agents, by (agent, chain).
+pub(crate) type AgentKeys = BTreeMap<(AgentId, Chain), Ed25519Key>;
+
+/// What the engine starts from.
+#[derive(Debug)]
+pub(crate) struct EngineParts {
+    /// The verified, signed policy.
+    pub policy: Policy,
+    /// Unlocked agent keys.
+    pub keys: AgentKeys,
+    /// Approval verifier (with the secret from the keystore).
+    pub approvals: Approvals,
+    /// The running audit log.
+    pub audit: AuditLog<Event>,
+    /// Entries replayed from the log at start.
+    pub replayed: Vec<Entry<Event>>,
+    /// The staged key-ceremony import found at start, and one applied at start (if any).
+    pub import: AtStart,
+    /// True when the signer runs without a keystore, waiting for the staged import: it
+    /// answers `hello`, `status` and the import ops, and refuses everything else.
+    pub awaiting_keys: bool,
+}
+
+/// The signer's request handler.
+pub(crate) struct Engine {
+    policy: Policy,
+    keys: AgentKeys,
+    audit: AuditLog<Event>,
+    inner: Mutex<Inner>,
+    import: import::ImportState,
+    clock: fn() -> u64,
+}
+
+struct Inner {
+    ledger: Ledger,
+    approvals: Approvals,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("agents", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Unix seconds from the system clock.
+pub(crate) fn system_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Engine {
+    /// Builds the engine and rebuilds its state from the replayed log.
+    pub(crate) fn new(parts: EngineParts) -> Self {
+        Self::with_clock(parts, system_now)
+    }
+
+    /// As [`Engine::new`], with a clock (tests).
+    pub(crate) fn with_clock(parts: EngineParts, clock: fn() -> u64) -> Self {
+        let EngineParts {
+            policy,
+            keys,
+            mut approvals,
+            audit,
+            replayed,
+            import,
+            awaiting_keys,
+        } = parts;
+        let ledger = Ledger::replay(&replayed, &mut approvals, clock());
+        Self {
+            policy,
+            keys,
+            audit,
+            inner: Mutex::new(Inner { ledger, approvals }),
+            import: import::ImportState::new(import, awaiting_keys),
+            clock,
+        }
+    }
+
+    /// Records the start in the audit log (and an import applied at this start).
+    pub(crate) async fn record_start(&self) -> Result<(), String> {
+        let policy_digest = self.policy_digest();
+        let mut events = vec![Event::Started {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            policy_digest: policy_digest.clone(),
+        }];
+        events.extend(self.import.applied_event(policy_digest));
+        self.audit
+            .append((self.clock)(), events)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The policy digest `hello` reports: empty while awaiting keys (there is no policy).
+    fn policy_digest(&self) -> String {
+        if self.import.awaiting_keys() {
+            String::new()
+        } else {
+            hex::encode(self.policy.digest)
+        }
+    }
+
+    /// Answers one request, and says what the server must do once the answer is written
+    /// (exit for a restart after a confirmed import: see [`After`]).
+    pub(crate) async fn handle_request(&self, req: Request) -> (Response, After) {
+        let Request { id, op } = req;
+        if let Some(refusal) = self.import.refuse_while_awaiting_keys(&op) {
+            return (respond::<()>(id, Err(refusal)), After::Continue);
+        }
+        let response = match op {
+            Op::ImportStatus => Response::ok(id, &self.import.status()),
+            Op::ImportConfirm(r) => {
+                let result = self.import_confirm(r).await;
+                let after = if result.is_ok() {
+                    After::ExitForRestart
+                } else {
+                    After::Continue
+                };
+                return (respond(id, result), after);
+            }
+            Op::Hello => Response::ok(id, &self.hello()),
+            Op::Status => Response::ok(id, &self.status()),
+            Op::DryRun(r) => respond(id, self.dry_run(&r)),
+            Op::Sign(r) => respond(id, self.sign(r).await),
+            Op::Approve(r) => respond(id, self.approve(r).await),
+            Op::Confirm(r) => respond(id, self.confirm(r).await),
+            Op::SetCap(r) => respond(id, self.set_cap(r).await),
+            Op::Audit(r) => respond(id, self.audit(r).await),
+        };
+        (response, After::Continue)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock means a panic in a critical section; with panic=abort in release
+        // that cannot be observed, and in tests the state is still consistent enough to read.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Checks the agent exists in both the policy and the keystore for the intent's chain.
+    fn check_agent(&self, agent: &AgentId, intent: &Intent) -> Result<&Ed25519Key, Refusal> {
+        let Intent::Transfer(t) = intent;
+        let key = self.keys.get(&(agent.clone(), t.chain));
+        match (self.policy.agents.contains_key(agent), key) {
+            (true, Some(key)) => Ok(key),
+            (false, _) => Err(Refusal::new(
+                ErrorKind::UnknownAgent,
+                format!(
+                    "agent {agent} is not in the signed policy; agents are added at a key ceremony"
+                ),
+            )),
+            (true, None) => Err(Refusal::new(
+                ErrorKind::UnknownAgent,
+                format!(
+                    "agent {agent} has no {} key in the keystore; keys are made at a key ceremony",
+                    t.chain
+                ),
+            )),
+        }
+    }
+
+    /// Makes the spend record (and any events before it) durable, then releases the signature.
+    async fn commit(
+        &self,
+        r: &SignRequest,
+        digest: &str,
+        event: Event,
+        mut signed: Signed,
+        now: u64,
+        mut before: Vec<Event>,
+    ) -> Result<Signed, Refusal> {
+        before.push(event);
+        match self.audit.append(now, before).await {
+            Ok(appended) => {
+                signed.ledger_seq = appended.last().map_or(0, |a| a.seq);
+                self.lock().ledger.remember(
+                    &r.agent,
+                    &r.idempotency_key,
+                    Remembered::Signed {
+                        intent_digest: digest.to_string(),
+                        result: signed.clone(),
+                        ts: now,
+                    },
+                );
+                Ok(signed)
+            }
+            Err(e) => {
+                // The spend stays reserved (failing closed); the signature is dropped unreleased.
+                self.lock().ledger.forget(&r.agent, &r.idempotency_key);
+                tracing::error!(error = %e, "spend record could not be written; signature withheld");
+                Err(Refusal::internal(format!(
+                    "the spend could not be recorded durably ({e}); no signature was released. \
+                     The signer refuses to sign until its state disk is fixed and it is restarted"
+                )))
+            }
+        }
+    }
+
+    /// Records a refusal in the audit log, then returns it.
+    async fn refuse(&self, agent: &AgentId, refusal: Refusal, now: u64) -> Refusal {
+        let event = Event::Denied {
+            agent: agent.clone(),
+            kind: refusal.kind,
+            rule: refusal.rule,
+            message: refusal.message.clone(),
+        };
+        if let Err(e) = self.audit.append(now, vec![event]).await {
+            tracing::error!(error = %e, "could not record a refusal in the audit log");
+        }
+        refusal
+    }
+}
+
+fn chain_of(intent: &Intent) -> Chain {
+    let Intent::Transfer(t) = intent;
+    t.chain
+}
+
+fn respond<T: serde::Serialize>(
+    id: vigil_protocol::RequestId,
+    result: Result<T, Refusal>,
+) -> Response {
+    match result {
+        Ok(v) => Response::ok(id, &v),
+        Err(r) => Response::error(Some(id), r.kind, r.rule, r.message),
+    }
+}

@@ -1,0 +1,178 @@
+//! The engine's `sign` op: an idempotent request is answered from its record; a new one is
+//! decided by the policy under the engine's lock and either refused, opened as an approval
+//! that waits for the operator's code, or signed and committed.
+
+use vigil_protocol::{ErrorKind, NeedsApproval, SignRequest, SignResult, Signed};
+
+use super::prepare::{Prepared, sign_prepared};
+use super::{Engine, Inner, Refusal};
+use crate::approval::{ApprovalRequest, Approvals, new_approval_id};
+use crate::ledger::{Event, Remembered, intent_digest};
+use crate::policy::{self, Verdict};
+
+impl Engine {
+    pub(super) async fn sign(&self, r: SignRequest) -> Result<SignResult, Refusal> {
+        let now = (self.clock)();
+        let key = match self.check_agent(&r.agent, &r.intent) {
+            Ok(k) => k,
+            Err(refusal) => return Err(self.refuse(&r.agent, refusal, now).await),
+        };
+        let prepared = self.prepare(&r.agent, key, &r.intent, &r.context, false)?;
+        let digest = intent_digest(&r.intent);
+
+        enum Next {
+            Done(SignResult),
+            Wait(tokio::sync::watch::Receiver<Option<Result<Signed, String>>>),
+            Refuse(Refusal),
+            Approval(Event, NeedsApproval),
+            Commit(
+                Event,
+                Signed,
+                tokio::sync::watch::Sender<Option<Result<Signed, String>>>,
+            ),
+        }
+
+        let next = {
+            let mut inner = self.lock();
+            let Inner { ledger, approvals } = &mut *inner;
+            let remembered = ledger.remembered(&r.agent, &r.idempotency_key).cloned();
+            match remembered {
+                Some(rem) if rem.intent_digest() != digest => Next::Refuse(Refusal::new(
+                    ErrorKind::IdempotencyConflict,
+                    format!(
+                        "idempotency key {} was already used by {} with a different intent; use a new key for a new intent",
+                        r.idempotency_key, r.agent
+                    ),
+                )),
+                Some(Remembered::Signed { result, .. }) => Next::Done(SignResult::Signed(result)),
+                Some(Remembered::InFlight { done, .. }) => Next::Wait(done),
+                Some(Remembered::AwaitingApproval {
+                    approval_id,
+                    expires_at,
+                    ..
+                }) if approvals.get(&approval_id).is_some() => {
+                    let summary = approvals
+                        .get(&approval_id)
+                        .map(|p| p.summary.clone())
+                        .unwrap_or_default();
+                    Next::Done(SignResult::NeedsApproval(NeedsApproval {
+                        approval_id,
+                        summary,
+                        expires_at,
+                    }))
+                }
+                _ => {
+                    // New request (or one whose approval has lapsed): decide now.
+                    ledger.forget(&r.agent, &r.idempotency_key);
+                    let verdict = policy::decide(&self.policy, &*ledger, &r.agent, &r.intent, now);
+                    ledger.note_request(&r.agent, now);
+                    match verdict {
+                        Verdict::Deny { rule, message } => Next::Refuse(Refusal {
+                            kind: ErrorKind::PolicyDenied,
+                            rule: Some(rule),
+                            message,
+                        }),
+                        Verdict::NeedsApproval { .. } => {
+                            match open_approval(approvals, &r, &prepared, now) {
+                                Ok((event, needs)) => {
+                                    ledger.remember(
+                                        &r.agent,
+                                        &r.idempotency_key,
+                                        Remembered::AwaitingApproval {
+                                            intent_digest: digest.clone(),
+                                            approval_id: needs.approval_id.clone(),
+                                            expires_at: needs.expires_at,
+                                        },
+                                    );
+                                    Next::Approval(event, needs)
+                                }
+                                Err(refusal) => Next::Refuse(refusal),
+                            }
+                        }
+                        Verdict::Allow => {
+                            let (event, signed) = sign_prepared(&r, &digest, &prepared, key, None)?;
+                            ledger.record_spend(&r.agent, prepared.asset, prepared.amount, now);
+                            let (tx, rx) = tokio::sync::watch::channel(None);
+                            ledger.remember(
+                                &r.agent,
+                                &r.idempotency_key,
+                                Remembered::InFlight {
+                                    intent_digest: digest.clone(),
+                                    done: rx,
+                                },
+                            );
+                            Next::Commit(event, signed, tx)
+                        }
+                    }
+                }
+            }
+        };
+
+        match next {
+            Next::Done(result) => Ok(result),
+            Next::Refuse(refusal) => Err(self.refuse(&r.agent, refusal, now).await),
+            Next::Wait(mut rx) => match rx.wait_for(Option::is_some).await {
+                Ok(outcome) => match outcome.as_ref() {
+                    Some(Ok(signed)) => Ok(SignResult::Signed(signed.clone())),
+                    Some(Err(e)) => Err(Refusal::internal(e.clone())),
+                    None => Err(Refusal::internal(
+                        "the first request with this key did not finish",
+                    )),
+                },
+                Err(_) => Err(Refusal::internal(
+                    "the first request with this key did not finish; retry",
+                )),
+            },
+            Next::Approval(event, needs) => match self.audit.append(now, vec![event]).await {
+                Ok(_) => Ok(SignResult::NeedsApproval(needs)),
+                Err(e) => Err(Refusal::internal(format!(
+                    "could not record the approval request ({e}); nothing is pending"
+                ))),
+            },
+            Next::Commit(event, signed, tx) => {
+                let result = self
+                    .commit(&r, &digest, event, signed, now, Vec::new())
+                    .await;
+                let _ = tx.send(Some(result.clone().map_err(|e| e.message.clone())));
+                result.map(SignResult::Signed)
+            }
+        }
+    }
+}
+
+fn open_approval(
+    approvals: &mut Approvals,
+    r: &SignRequest,
+    prepared: &Prepared,
+    now: u64,
+) -> Result<(Event, NeedsApproval), Refusal> {
+    let approval_id = new_approval_id().map_err(Refusal::internal)?;
+    let request = ApprovalRequest {
+        agent: r.agent.clone(),
+        idempotency_key: r.idempotency_key.clone(),
+        intent: r.intent.clone(),
+        context: r.context.clone(),
+        summary: prepared.built.summary.clone(),
+        expires_at: 0,
+    };
+    let expires_at = approvals
+        .open(approval_id.clone(), request, now)
+        .map_err(|refusal| Refusal::new(refusal.kind, refusal.message))?;
+    let event = Event::ApprovalRequested {
+        approval_id: approval_id.clone(),
+        agent: r.agent.clone(),
+        idempotency_key: r.idempotency_key.clone(),
+        intent: r.intent.clone(),
+        context: r.context.clone(),
+        summary: prepared.built.summary.clone(),
+        expires_at,
+    };
+    Ok((
+        event,
+        NeedsApproval {
+            approval_id,
+            summary: prepared.built.summary.clone(),
+            expires_at,
+        },
+    ))
+}
