@@ -8,7 +8,7 @@
 //! `--allow-peer-uid 0` so that this (root) process may still talk to it, as a deployment
 //! gives the state dir to the signer's user and admits the orchestrator's. Started by an
 //! ordinary user, whose memory-lock limit is too small for it, the dev signer gets
-//! `--allow-unlocked-memory`.
+//! `--insecure-allow-unlocked-memory`.
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -256,7 +256,7 @@ impl SignerProcess {
             // An ordinary user's RLIMIT_MEMLOCK (8 MiB by default) cannot hold the signer's
             // memory. These are development keys: the signer still locks what it can, and
             // goes on (saying so) instead of refusing to start when it cannot.
-            cmd.arg("--allow-unlocked-memory");
+            cmd.arg("--insecure-allow-unlocked-memory");
         }
         cmd.args(&self.args)
             .env("VIGIL_LOG", "warn")

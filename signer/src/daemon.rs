@@ -46,8 +46,8 @@ pub struct ServeConfig {
     pub run_as: Option<(String, String)>,
     /// `--insecure-no-landlock`: go on without file-system confinement (logged loudly).
     pub insecure_no_landlock: bool,
-    /// `--allow-unlocked-memory`: go on if secret memory cannot be locked (logged).
-    pub allow_unlocked_memory: bool,
+    /// `--insecure-allow-unlocked-memory`: go on if secret memory cannot be locked (logged).
+    pub insecure_allow_unlocked_memory: bool,
 }
 
 /// Environment variables the signer keeps after sanitizing; everything else is cleared.
@@ -171,7 +171,7 @@ pub fn run(cfg: &ServeConfig) -> Result<Stopped, Error> {
         read_write: vec![layout::ledger(&cfg.state_dir)],
         run_as: cfg.run_as.clone(),
         insecure_no_landlock: cfg.insecure_no_landlock,
-        allow_unlocked_memory: cfg.allow_unlocked_memory,
+        insecure_allow_unlocked_memory: cfg.insecure_allow_unlocked_memory,
     })?;
     tracing::info!(
         landlock = %report.landlock_status,

@@ -56,9 +56,10 @@ enum Command {
         /// INSECURE: run without landlock if the kernel lacks it (logged loudly). Not for money.
         #[arg(long)]
         insecure_no_landlock: bool,
-        /// Start even if secret memory cannot be locked (logged, with the reason).
+        /// INSECURE: start even if secret memory cannot be locked (logged, with the reason);
+        /// the unlocked keys may then be written to swap. For dev and tests as a user, not money.
         #[arg(long)]
-        allow_unlocked_memory: bool,
+        insecure_allow_unlocked_memory: bool,
     },
     /// INSECURE development setup: keys, passphrase, policy key and TOTP secret in plain files.
     DevInit {
@@ -159,7 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             approval_ttl,
             run_as,
             insecure_no_landlock,
-            allow_unlocked_memory,
+            insecure_allow_unlocked_memory,
         } => {
             let cfg = daemon::ServeConfig {
                 state_dir,
@@ -170,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 approval_ttl_secs: approval_ttl,
                 run_as,
                 insecure_no_landlock,
-                allow_unlocked_memory,
+                insecure_allow_unlocked_memory,
             };
             match daemon::run(&cfg)? {
                 daemon::Stopped::RestartForImport => Ok(ExitCode::from(daemon::EXIT_RESTART)),

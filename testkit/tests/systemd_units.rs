@@ -9,7 +9,7 @@
 //! [`PATHS`] and [`users`]: absolute paths go into a temp dir, and the units' user names
 //! become users that exist here (the signer runs as `nobody` through its own `--run-as`
 //! when the test is root, as User= would make it; run by an ordinary user it gets
-//! `--allow-unlocked-memory`, since that user's memory-lock limit is not the unit's
+//! `--insecure-allow-unlocked-memory`, since that user's memory-lock limit is not the unit's
 //! `LimitMEMLOCK=`). A path or user the tables do not know fails the test, and so does a
 //! flag the binary does not have.
 
@@ -104,7 +104,7 @@ fn daemons_start_from_their_units_and_talk() {
         argv.extend(["--run-as".into(), format!("{signer_user}:{signer_group}")]);
     } else {
         // What LimitMEMLOCK= gives the unit, an ordinary user's limit does not.
-        argv.push("--allow-unlocked-memory".into());
+        argv.push("--insecure-allow-unlocked-memory".into());
     }
     let mut signer = Daemon::spawn_with_socket(
         "vigil-signer",

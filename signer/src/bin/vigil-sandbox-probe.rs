@@ -101,7 +101,7 @@ fn confined(args: &Args) -> Result<u8, String> {
         read_write: args.rw.clone(),
         run_as: args.run_as.clone(),
         insecure_no_landlock: args.insecure_no_landlock,
-        allow_unlocked_memory: false,
+        insecure_allow_unlocked_memory: false,
     };
     match sandbox::confine(&cfg) {
         Ok(report) => println!("confined: {report:?}"),

@@ -34,8 +34,8 @@ pub struct SandboxConfig {
     pub run_as: Option<(String, String)>,
     /// `--insecure-no-landlock`: if landlock cannot be enforced, log loudly and go on.
     pub insecure_no_landlock: bool,
-    /// `--allow-unlocked-memory`: if memory cannot be locked, log why and go on.
-    pub allow_unlocked_memory: bool,
+    /// `--insecure-allow-unlocked-memory`: if memory cannot be locked, log why and go on.
+    pub insecure_allow_unlocked_memory: bool,
 }
 
 /// What [`confine`] put in place, for the start-up log and `status`.
@@ -83,7 +83,7 @@ pub enum SandboxError {
     /// mlockall failed and unlocked memory was not allowed.
     #[error(
         "cannot lock memory: {0}; raise the limit (systemd LimitMEMLOCK=, ulimit -l) or run \
-         with --allow-unlocked-memory (keys may then be written to swap)"
+         with --insecure-allow-unlocked-memory (keys may then be written to swap)"
     )]
     MemoryLock(String),
     /// The kernel cannot enforce the landlock ruleset.
@@ -173,9 +173,12 @@ pub fn confine(cfg: &SandboxConfig) -> Result<ConfinementReport, SandboxError> {
             tracing::warn!("{why}");
             (true, why)
         }
-        Err(e) if cfg.allow_unlocked_memory => {
-            tracing::warn!("--allow-unlocked-memory: going on with unlocked memory: {e}");
-            (false, format!("NOT locked (--allow-unlocked-memory): {e}"))
+        Err(e) if cfg.insecure_allow_unlocked_memory => {
+            tracing::warn!("--insecure-allow-unlocked-memory: going on with unlocked memory: {e}");
+            (
+                false,
+                format!("NOT locked (--insecure-allow-unlocked-memory): {e}"),
+            )
         }
         Err(e) => return Err(e),
     };
