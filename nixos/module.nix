@@ -183,6 +183,9 @@ in
         "vigil-keystore-passphrase:${cfg.credentials.keystorePassphrase}"
       ];
     };
+    # The check a booted release must pass (image/minipc.nix: boot counting and rollback);
+    # boot-complete.target is reached only where boot counting is in effect.
+    systemd.services.vigil-health.requiredBy = [ "boot-complete.target" ];
     systemd.services.vigil-orchestrator = {
       wantedBy = [ "multi-user.target" ];
       restartTriggers = [ configFile ];

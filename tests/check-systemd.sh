@@ -2,7 +2,7 @@
 # Checks Vigil's systemd units in systemd/:
 # 1. `systemd-analyze security --offline=true` rates each service's exposure at or below
 #    its ceiling: the signer 1.0 (no network, nothing but its state dir), the orchestrator
-#    2.5 (it needs the network), the USB import 1.0;
+#    2.5 (it needs the network), the USB import and the health check 1.0;
 # 2. `systemd-analyze verify` is clean (no output at all) for every unit, the template
 #    checked as the instance vigil-import@sdb1.service.
 # Installs nothing (tests/run provides systemd's tools and nix-instantiate, which reads the table).
@@ -55,6 +55,7 @@ declare -A ceiling=(
     [vigil-signer.service]=1.0
     [vigil-orchestrator.service]=2.5
     [vigil-import@sdb1.service]=1.0
+    [vigil-health.service]=1.0
 )
 for f in "$tmp"/*.service; do
     unit="$(basename "$f")"
