@@ -195,6 +195,27 @@ recover() {
     done < <(recovery_commands)
 }
 
+# The CLI confirmation of docs/key-ceremony.md, with <digest> and <code> to fill in; the test
+# runs these lines and fails if the guide no longer says them.
+cli_confirm_commands() {
+    printf '%s\n' \
+        "systemctl stop ${ENABLE[*]}" \
+        "systemd-run --quiet --wait --pipe -p LoadCredentialEncrypted=vigil-keystore-passphrase:/etc/credstore.encrypted/vigil-keystore-passphrase vigil-signer import-confirm --manifest-digest '<digest>' --code <code>" \
+        "systemctl start ${ENABLE[*]}"
+}
+cli_confirm() {
+    local digest="$1" code="$2" line flat
+    # The guide may wrap a command over lines with a backslash: compare it unwrapped.
+    flat="$(sed -e ':a' -e '/\\$/N; s/\\\n *//; ta' "$repo/docs/key-ceremony.md")"
+    while IFS= read -r line; do
+        grep -qF -- "$line" <<< "$flat" \
+            || die "docs/key-ceremony.md does not give the command '$line' the boot test runs"
+        line="${line//<digest>/$digest}"
+        ct sh -c "${line//<code>/$code}" > "$run/cli-confirm.out" 2>&1 \
+            || { cat "$run/cli-confirm.out" >&2; die "the documented CLI confirmation failed at: $line"; }
+    done < <(cli_confirm_commands)
+}
+
 # --- The signer's socket, as CONFIRM_USER (the uid the signer sees). ------------------------
 # request OP [JSON FIELDS]: one request, its answer on stdout.
 request() {
