@@ -12,7 +12,11 @@ let
   # The module called like the NixOS module system would, with `cfg` given directly.
   call = mod: cfg: mod {
     inherit (stub) lib pkgs;
-    config = { services.vigil = cfg; vigil.appliance = cfg; };
+    config = {
+      services.vigil = cfg;
+      vigil.appliance = cfg;
+      users.allowNoPasswordLogin = cfg.allowNoPasswordLogin or false;
+    };
     modulesPath = "/nix/store/stub-nixpkgs/nixos/modules";
   };
   base = {
@@ -85,6 +89,9 @@ let
     "image/vps.nix and image/ceremony.nix take modulesPath" = b.all (f: b.functionArgs (import f) == moduleShape // { modulesPath = false; }) [ ../../image/vps.nix ../../image/ceremony.nix ];
     "nixos/tests/update.nix takes { pkgs, appliance, minipc }" = b.functionArgs (import ../../nixos/tests/update.nix) == { pkgs = false; appliance = false; minipc = false; };
     "every option of the image modules has a description" = described (options minipc appliance) (stub.optionPaths "" (options minipc appliance)) && described (options tpm appliance) (stub.optionPaths "" (options tpm appliance));
+    "the hardening passes with an SSH key" = failingIn hardening appliance == [ ];
+    "the hardening without an SSH key fails, naming vigil.appliance.sshKeys" = hasMessage "vigil.appliance.sshKeys is empty.*" (failingIn hardening (appliance // { sshKeys = [ ]; }));
+    "the hardening without a key passes where cloud-init brings it (allowNoPasswordLogin)" = failingIn hardening (appliance // { sshKeys = [ ]; allowNoPasswordLogin = true; }) == [ ];
     "a mini-PC with an SSH key passes its assertions" = minipcCases.ok == [ ];
     "a mini-PC without an SSH key fails, naming vigil.appliance.sshKeys" = hasMessage "vigil.appliance.sshKeys is empty.*" minipcCases.noKey;
     "an update URL without the release key fails, naming publicKeyring" = hasMessage ".*updateUrl is set but.*publicKeyring.*" minipcCases.urlWithoutKeyring;
