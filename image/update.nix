@@ -36,8 +36,8 @@ let
       signer() {
         local json="$1" len
         len=$(printf '%s' "$json" | wc -c)
-        { printf "\\x$(printf %02x $((len >> 24 & 255)))\\x$(printf %02x $((len >> 16 & 255)))"
-          printf "\\x$(printf %02x $((len >> 8 & 255)))\\x$(printf %02x $((len & 255)))"
+        { printf '%b' "\\x$(printf %02x $((len >> 24 & 255)))\\x$(printf %02x $((len >> 16 & 255)))"
+          printf '%b' "\\x$(printf %02x $((len >> 8 & 255)))\\x$(printf %02x $((len & 255)))"
           printf '%s' "$json"; } \
           | setpriv --reuid=${codeUser} --regid=${codeUser} --clear-groups \
               socat -t 10 - UNIX-CONNECT:/run/vigil/signer.sock | tail -c +5

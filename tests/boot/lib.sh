@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2154 # run, merged, bindir, repo, passphrase, ENABLE, ... come from tests/boot/run
 # Sourced by tests/boot/run: the container's life (boot, commands inside, shutdown) and the
 # checks, each failing with what was expected, what was found, and the journal.
 # Uses from the caller: $run, $merged, $bindir, $repo, DAEMONS, ENABLE, CONFIRM_USER,

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by tests/boot/run: the Debian root file system the boot test boots, made once by
 # debootstrap from Debian's packages and cached outside the repository, keyed by everything
 # that shapes it (suite, variant, package list, mirror, the pruning below). A key change

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by tests/check-systemd.sh and tests/boot/run: Vigil's units installed the way the
 # NixOS module installs them (nixos/install-units.sh with the table nixos/unit-programs.nix),
 # with the Vigil binaries taken from a build and every other program from a Debian root.
