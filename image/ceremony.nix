@@ -43,8 +43,9 @@
 
   environment.systemPackages = [ config.services.vigil.package pkgs.qrencode pkgs.dosfstools pkgs.util-linux ];
 
-  # The air-gap check: fail loudly (and block the ceremony login) if any non-loopback
-  # network interface exists.
+  # The air-gap check: if any interface but `lo` exists, it fails, says so on the console,
+  # and no login prompt ever starts (every getty requires it), so the ceremony cannot be
+  # run on this boot. `vigil-ceremony` checks again for itself.
   systemd.services.vigil-airgap-check = {
     description = "Refuse the ceremony while any network interface but lo exists";
     wantedBy = [ "multi-user.target" ];
@@ -52,17 +53,33 @@
     serviceConfig = {
       Type = "oneshot";
       RemainAfterExit = true;
+      StandardOutput = "journal+console";
+      StandardError = "journal+console";
     };
     script = ''
       for dev in /sys/class/net/*; do
         name=$(basename "$dev")
         if [ "$name" != lo ]; then
-          echo "network interface $name exists: this machine is not air-gapped" >&2
+          echo "VIGIL CEREMONY REFUSED: network interface $name exists, this machine is not air-gapped." >&2
+          echo "Power off, remove the network hardware (or use another machine), and boot again." >&2
           exit 1
         fi
       done
       ${pkgs.util-linux}/bin/rfkill block all || true
     '';
+  };
+  systemd.services."getty@".requires = [ "vigil-airgap-check.service" ];
+  systemd.services."getty@".after = [ "vigil-airgap-check.service" ];
+  systemd.services."serial-getty@".requires = [ "vigil-airgap-check.service" ];
+  systemd.services."serial-getty@".after = [ "vigil-airgap-check.service" ];
+
+  # The keys stick (FAT, label VIGIL-KEYS, docs/key-ceremony.md) appears at /media/VIGIL-KEYS
+  # when first used after it is plugged in; only root may read it.
+  fileSystems."/media/VIGIL-KEYS" = {
+    device = "/dev/disk/by-label/VIGIL-KEYS";
+    fsType = "vfat";
+    options = [ "noauto" "nofail" "x-systemd.automount" "x-systemd.device-timeout=5s"
+                "x-systemd.idle-timeout=0" "umask=0077" "uid=0" "gid=0" "flush" ];
   };
 
   # The package for the ceremony (vigil-ceremony, vigil-signer) without the daemons.
@@ -70,9 +87,9 @@
   users.users.root.hashedPassword = "";
   services.getty.autologinUser = "root";
   services.getty.helpLine = ''
-    Vigil key ceremony. Check that vigil-airgap-check succeeded:
-      systemctl status vigil-airgap-check
-    then follow docs/deployment.md "Key ceremony".
+    Vigil key ceremony (this login exists only because vigil-airgap-check passed).
+    Plug in the keys stick (label VIGIL-KEYS): it is /media/VIGIL-KEYS.
+    Follow docs/key-ceremony.md (also in /run/current-system/sw/share/doc/vigil).
   '';
   system.stateVersion = "25.11";
 }

@@ -19,8 +19,8 @@ in
       type = lib.types.listOf lib.types.singleLineStr;
       default = [ ];
       description = ''
-        SSH public keys of the admin user. May stay empty when the key comes at first boot
-        (cloud-init on a VPS, image/vps.nix).
+        SSH public keys of the admin user, the only way in. Required, except on the VPS image
+        where the key comes at first boot from the provider (cloud-init, image/vps.nix).
       '';
     };
 
@@ -42,6 +42,16 @@ in
 
   config = {
     assertions = [
+      {
+        # Said here in Vigil's terms before nixpkgs' own lock-out assertion says it in its.
+        assertion = cfg.sshKeys != [ ] || config.users.allowNoPasswordLogin;
+        message = ''
+          vigil.appliance.sshKeys is empty: with no passwords anywhere, nobody could log in.
+          Add your SSH public key, e.g. vigil.appliance.sshKeys = [ "ssh-ed25519 AAAA... you@laptop" ];
+          (On the VPS image the key comes from the provider through cloud-init at first boot;
+          image/vps.nix says so with users.allowNoPasswordLogin.)
+        '';
+      }
       {
         assertion = !cfg.autoUpgrade.enable || cfg.autoUpgrade.flake != "";
         message = "vigil.appliance.autoUpgrade.enable needs vigil.appliance.autoUpgrade.flake (the flake output to upgrade to).";

@@ -12,25 +12,20 @@ let
   cfg = config.services.vigil;
   settingsFormat = pkgs.formats.toml { };
 
-  # ../systemd/ with /usr/bin/... pointing into the store. Nothing else is edited.
+  # ../systemd/ with every /usr/bin/NAME pointing into the store, from one table
+  # (./unit-programs.nix) and one script (./install-units.sh, shared with tests/boot/run
+  # and tests/check-systemd.sh); the build fails on a /usr/bin path the table lacks.
+  providers = {
+    vigil = cfg.package;
+    systemd = config.systemd.package;
+  };
+  providerOf = pkg: providers.${pkg} or pkgs.${pkg};
+  programArgs = lib.mapAttrsToList
+    (name: pkg: lib.escapeShellArg "${name}=${providerOf pkg}/bin/${name}")
+    (import ./unit-programs.nix);
   units = pkgs.runCommand "vigil-systemd-units" { } ''
-    mkdir -p $out/lib/systemd/system $out/lib/udev/rules.d $out/lib/tmpfiles.d
-    for f in ${../systemd}/*.service ${../systemd}/*.socket; do
-      sed -e 's|/usr/bin/vigil-signer|${cfg.package}/bin/vigil-signer|g' \
-          -e 's|/usr/bin/vigil-orchestrator|${cfg.package}/bin/vigil-orchestrator|g' \
-          -e 's|/usr/bin/mount|${pkgs.util-linux}/bin/mount|g' \
-          -e 's|/usr/bin/umount|${pkgs.util-linux}/bin/umount|g' \
-          -e 's|/usr/bin/mkdir|${pkgs.coreutils}/bin/mkdir|g' \
-          -e 's|/usr/bin/rmdir|${pkgs.coreutils}/bin/rmdir|g' \
-          -e 's|file:///usr/share/doc/vigil/|file://${cfg.package}/share/doc/vigil/|g' \
-          "$f" > "$out/lib/systemd/system/$(basename "$f")"
-    done
-    if grep -n '/usr/bin/' $out/lib/systemd/system/*; then
-      echo "a unit in systemd/ names a /usr/bin path this module does not substitute" >&2
-      exit 1
-    fi
-    cp ${../systemd/udev/70-vigil-keys.rules} $out/lib/udev/rules.d/70-vigil-keys.rules
-    cp ${../systemd/tmpfiles.d/vigil.conf} $out/lib/tmpfiles.d/vigil.conf
+    ${pkgs.runtimeShell} ${./install-units.sh} ${../systemd} $out \
+      --doc-dir ${cfg.package}/share/doc/vigil ${lib.concatStringsSep " " programArgs}
   '';
 
   # The orchestrator's config: typed options first, then the freeform settings on top.
@@ -188,6 +183,9 @@ in
         "vigil-keystore-passphrase:${cfg.credentials.keystorePassphrase}"
       ];
     };
+    # The check a booted release must pass (image/minipc.nix: boot counting and rollback);
+    # boot-complete.target is reached only where boot counting is in effect.
+    systemd.services.vigil-health.requiredBy = [ "boot-complete.target" ];
     systemd.services.vigil-orchestrator = {
       wantedBy = [ "multi-user.target" ];
       restartTriggers = [ configFile ];

@@ -2,15 +2,16 @@
 # Checks Vigil's systemd units in systemd/:
 # 1. `systemd-analyze security --offline=true` rates each service's exposure at or below
 #    its ceiling: the signer 1.0 (no network, nothing but its state dir), the orchestrator
-#    2.5 (it needs the network), the USB import 1.0;
+#    2.5 (it needs the network), the USB import and the health check 1.0;
 # 2. `systemd-analyze verify` is clean (no output at all) for every unit, the template
 #    checked as the instance vigil-import@sdb1.service.
-# Installs nothing (tests/run provides systemd's tools).
+# Installs nothing (tests/run provides systemd's tools and nix-instantiate, which reads the table).
 #
 # Usage: tests/check-systemd.sh [bin-dir]
 #   bin-dir holds the built vigil-signer and vigil-orchestrator; default
 #   $CARGO_TARGET_DIR (or ./target)/debug. verify needs every ExecStart binary to exist,
-#   so it runs on a temp copy of the units whose /usr/bin/vigil-* point at the build.
+#   so it runs on a temp copy of the units installed as the NixOS module installs them
+#   (nixos/install-units.sh), the Vigil programs pointing at the build.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,14 +25,17 @@ done
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-# The units as they would be installed, ExecStart pointing at the build; the template as
-# one instance (analyze needs a concrete unit).
-for f in "$units"/*.service "$units"/*.socket; do
+# The units as they would be installed: nixos/install-units.sh with the table of
+# nixos/unit-programs.nix, the Vigil binaries from the build and every other program from
+# this machine; the template as one instance (analyze needs a concrete unit).
+# shellcheck source=tests/lib/units.sh
+source "$root/tests/lib/units.sh"
+install_units "$tmp/prefix" "$bindir" / >/dev/null
+for f in "$tmp"/prefix/lib/systemd/system/*; do
     name="$(basename "$f")"
     [ "$name" = "vigil-import@.service" ] && name="vigil-import@sdb1.service"
-    sed -E "s|/usr/bin/(vigil-signer\|vigil-orchestrator)( \|$)|$bindir/\1\2|" "$f" > "$tmp/$name"
+    cp "$f" "$tmp/$name"
 done
-if grep -n '/usr/bin/vigil-' "$tmp"/*; then echo "FAIL: an ExecStart was not rewritten"; exit 1; fi
 
 fail=0
 # 1. Exposure ceilings. A unit in systemd/ without a ceiling here is a failure too.
@@ -51,6 +55,7 @@ declare -A ceiling=(
     [vigil-signer.service]=1.0
     [vigil-orchestrator.service]=2.5
     [vigil-import@sdb1.service]=1.0
+    [vigil-health.service]=1.0
 )
 for f in "$tmp"/*.service; do
     unit="$(basename "$f")"

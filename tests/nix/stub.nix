@@ -15,6 +15,9 @@ let
     mkForce = value: { _type = "override"; priority = 50; content = value; };
     literalExpression = text: { _type = "literalExpression"; inherit text; };
     optionalAttrs = cond: attrs: if cond then attrs else { };
+    optionals = cond: list: if cond then list else [ ];
+    mkMerge = contents: { _type = "merge"; inherit contents; };
+    escapeShellArg = s: "'" + b.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
     filter = b.filter;
     attrValues = b.attrValues;
     concatStringsSep = b.concatStringsSep;
@@ -27,6 +30,8 @@ let
       str = type "str";
       singleLineStr = type "singleLineStr";
       path = type "path";
+      enum = values: type "one of ${b.concatStringsSep ", " values}";
+      strMatching = re: type "string matching ${re}";
       ints = { positive = type "positive int"; };
       listOf = t: type "list of ${t.name}";
       attrsOf = t: type "attrs of ${t.name}";
@@ -44,6 +49,11 @@ let
     util-linux = "/nix/store/stub-util-linux";
     coreutils = "/nix/store/stub-coreutils";
     runCommand = name: env: script: "/nix/store/stub-${name}";
+    runtimeShell = "/nix/store/stub-bash/bin/bash";
+    writeShellApplication = { name, ... }: "/nix/store/stub-${name}";
+    writeShellScript = name: text: "/nix/store/stub-${name}";
+    writeText = name: text: "/nix/store/stub-${name}";
+    stdenv.hostPlatform = { efiArch = "x64"; linuxArch = "x86_64"; system = "x86_64-linux"; };
   };
   # Every option path of an options tree, e.g. [ "services.vigil.enable" ... ].
   optionPaths = prefix: tree:

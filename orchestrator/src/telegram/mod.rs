@@ -48,6 +48,10 @@ const ALERT_QUEUE: usize = 256;
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 /// The longest wait between retries of an alert while the Bot API is unreachable.
 const ALERT_RETRY_MAX: Duration = Duration::from_secs(30);
+/// The first and the longest pause before the bot starts again after the Bot API refused it
+/// or could not be reached at start.
+const BOT_RETRY_MIN: Duration = Duration::from_secs(5);
+const BOT_RETRY_MAX: Duration = Duration::from_secs(300);
 /// Telegram's message limit is 4096 characters; longer answers are cut here.
 const MAX_MESSAGE_CHARS: usize = 4000;
 
@@ -63,9 +67,10 @@ pub enum TelegramError {
     /// The credential exists but cannot be used.
     #[error("the Telegram bot token credential is unusable: {0}")]
     Token(String),
-    /// The Bot API refused the bot at start (`getMe`): a wrong token or a wrong API URL.
+    /// The Bot API refused the bot at start (`getMe`), or could not be reached: a wrong token,
+    /// a wrong API URL, or no network yet. Logged; the bot tries again.
     #[error(
-        "the Telegram Bot API refused the bot at start: {0}; check the token and telegram.api_url"
+        "the Telegram bot could not start (getMe): {0}; check the network, the token and telegram.api_url"
     )]
     Api(String),
     /// The configured API URL does not parse.
@@ -201,7 +206,9 @@ type HandlerError = Box<dyn Error + Send + Sync>;
 type HandlerResult = Result<(), HandlerError>;
 
 /// Runs the bot until the future is dropped: polls the Bot API at `config.api_url`, sends
-/// alerts from `alerts`, and announces pending confirmations.
+/// alerts from `alerts`, and announces pending confirmations. A Bot API that refuses the bot
+/// or cannot be reached at start is retried (logged), never the end of the orchestrator; only
+/// an unusable `api_url` is an error.
 pub async fn run_bot(
     orch: Arc<Orchestrator>,
     config: TelegramConfig,
@@ -220,23 +227,41 @@ pub async fn run_bot(
         operators = ctx.config.operators.len(),
         "Telegram bot starting"
     );
-    let listener = teloxide::update_listeners::polling_default(bot.clone()).await;
-    // `try_`: a Bot API that answers getMe with garbage is an error here, not a panic.
-    Dispatcher::builder(bot, schema())
-        .dependencies(dptree::deps![ctx])
-        .default_handler(|update| async move {
-            tracing::debug!(kind = ?update.kind, "Telegram update ignored");
-        })
-        .error_handler(LoggingErrorHandler::with_custom_text(
-            "Telegram handler failed",
-        ))
-        .build()
-        .try_dispatch_with_listener(
-            listener,
-            LoggingErrorHandler::with_custom_text("Telegram polling failed"),
-        )
-        .await
-        .map_err(|e| TelegramError::Api(e.to_string()))
+    // A Bot API that cannot be reached or refuses the bot at start (getMe) does not stop the
+    // orchestrator: the agents keep running, alerts wait in their queue, and the bot starts
+    // again after a pause that doubles up to BOT_RETRY_MAX. Exiting instead would let
+    // systemd's start limit turn a network outage at boot into a stopped appliance.
+    let mut pause = BOT_RETRY_MIN;
+    loop {
+        let listener = teloxide::update_listeners::polling_default(bot.clone()).await;
+        // `try_`: a Bot API that answers getMe with garbage is an error here, not a panic.
+        let stopped = Dispatcher::builder(bot.clone(), schema())
+            .dependencies(dptree::deps![ctx.clone()])
+            .default_handler(|update| async move {
+                tracing::debug!(kind = ?update.kind, "Telegram update ignored");
+            })
+            .error_handler(LoggingErrorHandler::with_custom_text(
+                "Telegram handler failed",
+            ))
+            .build()
+            .try_dispatch_with_listener(
+                listener,
+                LoggingErrorHandler::with_custom_text("Telegram polling failed"),
+            )
+            .await;
+        match stopped {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let e = TelegramError::Api(e.to_string());
+                tracing::error!(
+                    retry_in_secs = pause.as_secs(),
+                    "{e}; the agents keep running and the bot tries again"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(BOT_RETRY_MAX);
+            }
+        }
+    }
 }
 
 /// The update handler. The first branch is the operator allowlist: a stranger's update ends
