@@ -170,8 +170,8 @@ wait_until() {
 ct_now() { ct date '+%Y-%m-%d %H:%M:%S'; }
 journal_since() { ct journalctl --no-pager -o cat -u "$1" --since "$2" | grep -qF -- "$3"; }
 journal_says() { ct journalctl --no-pager -o cat -u "$1" | grep -qF -- "$2"; }
-# journald may index a line a moment after the unit changed state: wait up to 10 s.
-expect_journal() { wait_until 10 "the journal of $1 to say '$2'" journal_says "$1" "$2"; }
+# journald may index a line a moment after the unit changed state (longer on a busy machine): wait up to 30 s.
+expect_journal() { wait_until 30 "the journal of $1 to say '$2'" journal_says "$1" "$2"; }
 
 # --- Credentials, as the units name them. ---------------------------------------------------
 # "NAME:PATH" of each LoadCredentialEncrypted= of an installed unit.
