@@ -16,6 +16,7 @@ mod outcome;
 
 pub(crate) use execute::broadcast_signed;
 pub use execute::{Live, execute_live};
+pub(crate) use layer3::ask_confirmation;
 pub use outcome::Outcome;
 
 use std::time::Duration;
@@ -278,6 +279,16 @@ fn intent_of(checked: &Checked, network: Network) -> Intent {
 fn idempotency_key(agent: &AgentId, now: u64, intent: &Intent) -> String {
     let digest = Sha256::digest(serde_json::to_vec(intent).unwrap_or_default());
     format!("{agent}-{now}-{}", hex::encode(&digest[..8]))
+}
+
+/// A fresh idempotency key for asking the operator again, at `now`, about the action that
+/// had `previous` as its key (the same intent, so the digest also covers the old key: two
+/// actions asked again in the same second still get different keys).
+pub(crate) fn retry_key(agent: &AgentId, now: u64, intent: &Intent, previous: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(intent).unwrap_or_default());
+    hasher.update(previous.as_bytes());
+    format!("{agent}-{now}-{}", hex::encode(&hasher.finalize()[..8]))
 }
 
 fn role_of(role: prompt::Role) -> Role {
