@@ -293,9 +293,8 @@ async fn read_prefix(resp: &mut Response, cap: usize) -> Vec<u8> {
 
 /// Parses a 2xx body into the first choice's content, the usage and the model.
 ///
-/// Missing `usage` is accepted as zero tokens (some local servers omit it) with a
-/// warning; the cost gate has already reserved the call's worst case and should keep
-/// that reservation when a reply reports no usage.
+/// A missing `usage` (or one without both token counts) is `None`, with a warning: some
+/// local servers omit it, and the cost gate then charges the worst case it reserved.
 fn parse_reply(body: &[u8], req: &ChatRequest, provider: &str) -> Result<ChatReply, LlmError> {
     let wire: WireReply = serde_json::from_slice(body).map_err(|e| {
         LlmError::Malformed(format!("reply is not the chat-completions JSON ({e})"))
@@ -336,13 +335,16 @@ fn parse_reply(body: &[u8], req: &ChatRequest, provider: &str) -> Result<ChatRep
         )));
     }
     let usage = match wire.usage {
-        Some(u) => Usage {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-        },
-        None => {
-            tracing::warn!(provider, agent = %req.agent, "reply carried no usage: recorded as 0 tokens");
-            Usage::default()
+        Some(WireUsage {
+            prompt_tokens: Some(prompt_tokens),
+            completion_tokens: Some(completion_tokens),
+        }) => Some(Usage {
+            prompt_tokens,
+            completion_tokens,
+        }),
+        _ => {
+            tracing::warn!(provider, agent = %req.agent, "reply carried no usage: the worst case is charged");
+            None
         }
     };
     Ok(ChatReply {
@@ -397,8 +399,6 @@ struct WireReplyMessage {
 
 #[derive(Deserialize)]
 struct WireUsage {
-    #[serde(default)]
-    prompt_tokens: u32,
-    #[serde(default)]
-    completion_tokens: u32,
+    prompt_tokens: Option<u32>,
+    completion_tokens: Option<u32>,
 }
