@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{ChatReply, ChatRequest, LlmError, Role, Usage, excerpt};
+use crate::config::endpoint;
 
 /// The most of a successful reply body we read: a chat reply for an agent is a few KiB.
 pub(super) const MAX_BODY: usize = 1024 * 1024;
@@ -174,7 +175,7 @@ fn chat_endpoint(name: &str, base_url: &str, has_key: bool) -> Result<Url, LlmEr
     })?;
     match url.scheme() {
         "https" => {}
-        "http" if !has_key || is_loopback(&url) => {}
+        "http" if !has_key || endpoint::is_loopback(&url) => {}
         "http" => {
             return Err(bad(
                 "is plain http to a non-loopback host and would send the API key in clear: use https",
@@ -201,18 +202,6 @@ fn chat_endpoint(name: &str, base_url: &str, has_key: bool) -> Result<Url, LlmEr
     }
     let joined = format!("{}/chat/completions", url.as_str().trim_end_matches('/'));
     Url::parse(&joined).map_err(|e| bad(&format!("cannot take /chat/completions ({e})")))
-}
-
-fn is_loopback(url: &Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `Retry-After` in whole seconds, or the non-standard `retry-after-ms` some providers

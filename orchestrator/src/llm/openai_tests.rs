@@ -425,6 +425,11 @@ fn base_urls_and_keys_are_checked_at_construction() {
             "carries credentials",
         ),
         ("https://example.com/v1?key=1", key(), "query or fragment"),
+        (
+            "http://localhost:1@api.attacker.example/v1",
+            key(),
+            "in clear",
+        ),
         ("not a url", key(), "is not a URL"),
         (
             "https://example.com/v1",
