@@ -139,23 +139,8 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
     let world = funded_trader().await;
     let (node, peer) = (world.chain(), world.signer.dev_peer());
     // The default: the operator's Yes before a live transfer.
-    let config = world
-        .config()
-        .agent(world.live_trader_agent().confirm_transfers(true));
-    let (orchestrator, agent) = world.orchestrator(&config);
-
-    let decided = orchestrator.decide(&agent, Vec::new()).await;
-    let Outcome::AwaitingConfirmation {
-        confirmation_id,
-        summary,
-    } = decided.outcome
-    else {
-        panic!(
-            "expected a transfer waiting for the operator, got {:?}",
-            decided.outcome
-        );
-    };
-    assert!(summary.contains("0.2 SOL"), "{summary}");
+    let (orchestrator, config, confirmation_id) = awaiting_yes(&world).await;
+    let agent = orchestrator.agents()[0].clone();
     assert_eq!(node.balance_of(&peer), 0, "nothing moves before the yes");
     let row = |id: i64| {
         orchestrator
@@ -165,6 +150,8 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
             .confirmation(ConfirmationId(id))
             .unwrap()
     };
+    let summary = row(confirmation_id).confirmation.summary;
+    assert!(summary.contains("0.2 SOL"), "{summary}");
     let err = orchestrator
         .execute_confirmed(&row(confirmation_id))
         .await
@@ -176,15 +163,7 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
         "the signer signed nothing yet"
     );
 
-    let approve = |id: i64| {
-        orchestrator
-            .store()
-            .lock()
-            .unwrap()
-            .resolve_confirmation(ConfirmationId(id), Resolution::Approved, 42, unix_now())
-            .unwrap()
-    };
-    let approved = approve(confirmation_id);
+    let approved = approve(&orchestrator, confirmation_id);
     let outcome = orchestrator.execute_confirmed(&approved).await.unwrap();
     assert!(
         matches!(&outcome, Outcome::Signed { chain, .. } if chain == "confirmed" || chain == "finalized"),
@@ -213,7 +192,7 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
             decided.outcome
         );
     };
-    approve(confirmation_id);
+    approve(&orchestrator, confirmation_id);
     drop(orchestrator);
     let (restarted, _) = world.orchestrator(&config);
     let report = restarted.resume_confirmed(unix_now()).await;
