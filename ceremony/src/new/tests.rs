@@ -127,6 +127,16 @@ fn set_interface(sys: &Path, name: &str, flags: &str) {
     std::fs::write(d.join("flags"), format!("{flags}\n")).unwrap();
 }
 
+/// A ceremony into `out` reading its own fake sysfs (loopback only to begin with), which a
+/// test can change during the ceremony.
+fn ceremony_on_own_network(out: &Path, online_override: bool) -> (NewCeremony, tempfile::TempDir) {
+    let sys = tempfile::tempdir().unwrap();
+    set_interface(sys.path(), "lo", "0x9");
+    let mut c = ceremony(out, false);
+    c.air_gap = AirGap::insecure_test_reading(sys.path(), online_override);
+    (c, sys)
+}
+
 fn pass() -> SecretString {
     SecretString::from(PASS.to_owned())
 }
@@ -318,10 +328,8 @@ fn early_stops_write_nothing() {
 #[test]
 fn online_override_is_recorded() {
     let out = tempfile::tempdir().unwrap();
-    let sys = tempfile::tempdir().unwrap();
+    let (c, sys) = ceremony_on_own_network(out.path(), true);
     set_interface(sys.path(), "eth0", "0x1003");
-    let mut c = ceremony(out.path(), false);
-    c.air_gap = AirGap::insecure_test_reading(sys.path(), true);
     // A second interface comes up during the ceremony: recorded too.
     let later = sys.path().to_path_buf();
     let mut op = Scripted::new();
@@ -343,10 +351,7 @@ fn online_override_is_recorded() {
 fn going_online_during_the_ceremony_stops_it_before_keys_and_before_writing() {
     // Online while the policy is read: no key is made, no secret shown.
     let out = tempfile::tempdir().unwrap();
-    let sys = tempfile::tempdir().unwrap();
-    set_interface(sys.path(), "lo", "0x9");
-    let mut c = ceremony(out.path(), false);
-    c.air_gap = AirGap::insecure_test_reading(sys.path(), false);
+    let (c, sys) = ceremony_on_own_network(out.path(), false);
     let mut op = Scripted::new();
     let plug = sys.path().to_path_buf();
     op.while_approving = Some(Box::new(move || set_interface(&plug, "eth0", "0x1003")));
@@ -360,10 +365,7 @@ fn going_online_during_the_ceremony_stops_it_before_keys_and_before_writing() {
 
     // Online while the authenticator is enrolled: nothing is written, the screen is cleared.
     let out = tempfile::tempdir().unwrap();
-    let sys = tempfile::tempdir().unwrap();
-    set_interface(sys.path(), "lo", "0x9");
-    let mut c = ceremony(out.path(), false);
-    c.air_gap = AirGap::insecure_test_reading(sys.path(), false);
+    let (c, sys) = ceremony_on_own_network(out.path(), false);
     let mut op = Scripted::new();
     let radio = sys.path().join("class/rfkill/rfkill0");
     op.while_enrolling = Some(Box::new(move || {
