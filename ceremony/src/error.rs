@@ -15,11 +15,12 @@ pub enum CeremonyError {
     /// The ceremony config is not valid.
     #[error("{}: {}", .0.display(), .1)]
     Config(PathBuf, String),
-    /// A network interface is up.
+    /// A network interface is up, or a radio is not blocked.
     #[error(
-        "network interface(s) up: {}. The ceremony must run air-gapped: unplug the cable, turn off Wi-Fi \
-         (or boot the ceremony image, which has no network), then run again. Only if you accept that the \
-         keys are born on a networked machine, pass --i-know-this-is-online (recorded in the manifest)",
+        "this machine is not air-gapped: {}. The ceremony must run offline: unplug the cable, take the \
+         interface down (`ip link set <name> down`), block every radio (`rfkill block all`), or boot the \
+         ceremony image, which has no network; then run again. Only if you accept that the keys are born \
+         on a networked machine, pass --i-know-this-is-online (recorded in the manifest)",
         .0.join(", ")
     )]
     Online(Vec<String>),

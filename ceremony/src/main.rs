@@ -2,10 +2,15 @@
 //! signed with a kept policy key). The terminal side lives here: prompts, the QR code, the
 //! progress indicator while scrypt runs, and the paper backup, which is printed and never
 //! written. Guide: `docs/key-ceremony.md`.
+//!
+//! Secrets (the approval secret's QR code and URI, the paper backup) go to a terminal only:
+//! `new` refuses to start when standard output is a pipe or a file, where they would be
+//! kept. Each leaves the screen, scrollback included, as soon as it has served (the QR code
+//! right after enrolment, the backup when the operator has written it down).
 
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,8 +23,9 @@ use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 use vigil_ceremony::backup::Backup;
 use vigil_ceremony::config::CeremonyConfig;
+use vigil_ceremony::network::AirGap;
 use vigil_ceremony::new::{self, NewCeremony, Operator};
-use vigil_ceremony::{CeremonyError, network, output, passphrase, policy_sign};
+use vigil_ceremony::{CeremonyError, output, passphrase, policy_sign};
 use vigil_signer::import::manifest;
 use vigil_signer::keystore::KdfParams;
 
@@ -59,9 +65,12 @@ enum Command {
         /// INSECURE, TESTS ONLY: cheap scrypt parameters (log_n=10). Never for real keys.
         #[arg(long, hide = true)]
         insecure_test_kdf: bool,
-        /// Where to read the network interfaces from (tests).
-        #[arg(long, hide = true, default_value = "/sys/class/net")]
-        sys_class_net: PathBuf,
+        /// INSECURE, TESTS ONLY: read the network's state from this directory's `class/net` and
+        /// `class/rfkill` instead of /sys. Exists only in test builds (feature
+        /// `insecure-test-hooks`), never in the shipped binary.
+        #[cfg(feature = "insecure-test-hooks")]
+        #[arg(long, hide = true)]
+        insecure_test_sysfs: Option<PathBuf>,
     },
     /// Policy changes with a kept policy key.
     Policy {
@@ -108,18 +117,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             backup,
             passphrase_file,
             insecure_test_kdf,
-            sys_class_net,
+            #[cfg(feature = "insecure-test-hooks")]
+            insecure_test_sysfs,
         } => {
-            // The air-gap check comes first: nothing secret exists yet.
-            let up = network::online(&network::read_sys_class_net(&sys_class_net)?);
-            if !up.is_empty() && !i_know_this_is_online {
-                return Err(CeremonyError::Online(up).into());
-            }
+            // The air-gap check comes first: nothing secret exists yet. The ceremony checks
+            // again before the keys are made and before anything is written.
+            let air_gap = AirGap::new(i_know_this_is_online);
+            #[cfg(feature = "insecure-test-hooks")]
+            let air_gap = match insecure_test_sysfs {
+                Some(sys) => {
+                    eprintln!(
+                        "WARNING: --insecure-test-sysfs: the network is read from {}, for tests only.",
+                        sys.display()
+                    );
+                    AirGap::insecure_test_reading(&sys, i_know_this_is_online)
+                }
+                None => air_gap,
+            };
+            let up = air_gap.check()?;
             if !up.is_empty() {
                 eprintln!(
                     "WARNING: running ONLINE ({}): recorded in the manifest.",
                     up.join(", ")
                 );
+            }
+            // Secrets are shown on a terminal only, never into a pipe or a file.
+            if !std::io::stdout().is_terminal() {
+                return Err(not_a_terminal().into());
             }
             let config = CeremonyConfig::load(&config)?;
             let policy_bytes = output::read_bounded(&policy, vigil_signer::policy::MAX_POLICY_LEN)?;
@@ -137,8 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 config,
                 policy_bytes,
                 keep_policy_key,
-                online_interfaces: up.clone(),
-                online_override: !up.is_empty(),
+                air_gap,
                 kdf,
                 insecure_weak_kdf: weak,
                 backup,
@@ -174,6 +197,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Why `new` does not run with its output redirected.
+fn not_a_terminal() -> CeremonyError {
+    CeremonyError::Aborted(
+        "standard output is not a terminal: the ceremony shows the approval secret (and the paper \
+         backup) on the screen only, never into a pipe or a file where they would be kept. Run it on \
+         the ceremony machine's console, without `>`, `|` or `tee`; nothing was made"
+            .into(),
+    )
+}
+
+/// Clears the screen and its scrollback (`ESC [3J`, which the Linux console and xterm-like
+/// terminals honour), and homes the cursor.
+fn clear_screen() {
+    print!("\x1b[H\x1b[2J\x1b[3J");
+    let _ = std::io::stdout().flush();
 }
 
 /// Words an attacker tries first: the operator's and the agents' names.
@@ -246,17 +286,20 @@ impl Terminal {
     }
 
     fn paper_backup(&mut self, text: &str) {
+        if !std::io::stdout().is_terminal() {
+            eprintln!(
+                "vigil-ceremony: the paper backup is not shown: {}",
+                not_a_terminal()
+            );
+            return;
+        }
         println!(
-            "\n=== PAPER BACKUP of the agent keys: write it down by hand; it is not stored anywhere ===\n"
+            "\n=== PAPER BACKUP of the agent keys: write it down by hand, never photograph it; it is not stored anywhere ===\n"
         );
         println!("{text}");
-        if self
-            .line("Press Enter when it is written down, to clear the screen: ")
-            .is_ok()
-        {
-            print!("\x1b[2J\x1b[3J\x1b[H");
-            let _ = std::io::stdout().flush();
-        }
+        // Cleared once the operator is done, or when the answer cannot be read.
+        let _ = self.line("Press Enter when it is written down, to clear the screen: ");
+        clear_screen();
     }
 }
 
@@ -271,14 +314,22 @@ impl Operator for Terminal {
     }
 
     fn enrol(&mut self, uri: &str, qr: &str, attempt: u32) -> Result<String, CeremonyError> {
+        if !std::io::stdout().is_terminal() {
+            return Err(not_a_terminal());
+        }
         if attempt == 1 {
             println!(
-                "\nScan this QR code with your authenticator app (it is the operator approval secret):\n"
+                "\nScan this QR code with your authenticator app (it is the operator approval secret; \
+                 scan it, never photograph it: a photo leaves this machine through the phone's sync):\n"
             );
             println!("{qr}");
             println!("If you cannot scan it, type this URI in by hand: {uri}\n");
         }
         self.line("Type the 6-digit code the app shows now: ")
+    }
+
+    fn forget_secret(&mut self) {
+        clear_screen();
     }
 
     fn progress(&mut self, step: usize, total: usize, what: &str) {

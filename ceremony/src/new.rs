@@ -1,12 +1,15 @@
 //! `vigil-ceremony new`: the ceremony itself, in a fixed order where nothing touches the
 //! stick until the operator has approved the policy and proved the authenticator works:
 //!
-//! 1. refuse a stick that already holds a ceremony;
+//! 1. refuse a stick that already holds a ceremony; check the air gap;
 //! 2. check the policy against the config and show it for a last look;
-//! 3. generate every key and the approval secret from the OS CSPRNG;
-//! 4. show the approval secret's QR code and require a current code back;
-//! 5. write the keystore (scrypt, with progress), the signed policy, the kept policy key
-//!    (only if asked, only encrypted) and the signed manifest into a temp dir on the stick;
+//! 3. check the air gap again, then generate every key and the approval secret from the OS
+//!    CSPRNG;
+//! 4. show the approval secret's QR code, require a current code back, and clear the screen
+//!    and its scrollback (whatever the outcome);
+//! 5. check the air gap again, then write the keystore (scrypt, with progress), the signed
+//!    policy, the kept policy key (only if asked, only encrypted) and the signed manifest
+//!    into a temp dir on the stick;
 //! 6. check the result with the signer's own import verifier;
 //! 7. rename it into place, `manifest.json` last;
 //! 8. hand back the paper backup text for the terminal.
@@ -29,6 +32,7 @@ use zeroize::Zeroizing;
 use crate::backup::{self, Backup, SeedToBackUp};
 use crate::config::CeremonyConfig;
 use crate::error::CeremonyError;
+use crate::network::AirGap;
 use crate::output::Staging;
 use crate::qr;
 
@@ -56,10 +60,8 @@ pub struct NewCeremony {
     pub policy_bytes: Vec<u8>,
     /// Write the policy signing key (encrypted) to `policy-key/`.
     pub keep_policy_key: bool,
-    /// Interfaces that were up when `--i-know-this-is-online` was given (empty: offline).
-    pub online_interfaces: Vec<String>,
-    /// Whether the air-gap check was overridden.
-    pub online_override: bool,
+    /// The air-gap check (run three times) and whether `--i-know-this-is-online` overrides it.
+    pub air_gap: AirGap,
     /// scrypt parameters of every entry.
     pub kdf: KdfParams,
     /// Allow `kdf` weaker than production (tests only).
@@ -76,6 +78,9 @@ pub trait Operator {
     fn approve_policy(&mut self, summary: &str) -> Result<bool, CeremonyError>;
     /// Shows the QR code and URI; returns the code the operator's authenticator shows now.
     fn enrol(&mut self, uri: &str, qr: &str, attempt: u32) -> Result<String, CeremonyError>;
+    /// Enrolment is over (matched or not): take the approval secret off the screen, its
+    /// scrollback included.
+    fn forget_secret(&mut self);
     /// Step `step` of `total` of the slow encryption starts (`what` is being encrypted).
     fn progress(&mut self, step: usize, total: usize, what: &str);
     /// The slow part is over.
@@ -110,8 +115,11 @@ pub fn run(
     passphrase: &SecretString,
     op: &mut dyn Operator,
 ) -> Result<Outcome, CeremonyError> {
-    // 1. A used stick is refused before anything else happens.
+    // 1. A used stick is refused before anything else happens; then the air gap (checked
+    // again at 3 and 5: what was seen online with the override goes into the manifest).
     let staging = Staging::new(&c.out, STICK_ITEMS)?;
+    let mut seen_online = Vec::new();
+    recheck(&c.air_gap, &mut seen_online)?;
 
     // 2. The policy: valid, about the ceremony's agents, and approved by the operator.
     let parsed =
@@ -134,7 +142,8 @@ pub fn run(
         ));
     }
 
-    // 3. Keys and the approval secret, from the OS CSPRNG.
+    // 3. Keys and the approval secret, from the OS CSPRNG, on a machine still offline.
+    recheck(&c.air_gap, &mut seen_online)?;
     let random_err =
         |e: getrandom::Error| CeremonyError::Other(format!("the OS random source failed: {e}"));
     let mut agents = Vec::new();
@@ -158,10 +167,12 @@ pub fn run(
     let mut approval_secret = Zeroizing::new(vec![0u8; APPROVAL_SECRET_LEN]);
     getrandom::getrandom(&mut approval_secret).map_err(random_err)?;
 
-    // 4. Enrol the approval secret: QR on the screen, a current code typed back.
+    // 4. Enrol the approval secret: QR on the screen, a current code typed back, then the
+    // screen cleared.
     enrol(&approval_secret, &c.config.operator, op)?;
 
-    // 5. Write everything into the temp dir on the stick.
+    // 5. Write everything into the temp dir on the stick, from a machine still offline.
+    recheck(&c.air_gap, &mut seen_online)?;
     let ks = staging.dir(KEYSTORE_DIR)?;
     let total = agents.len() + 2 + usize::from(c.keep_policy_key);
     let mut step = 0;
@@ -237,8 +248,8 @@ pub fn run(
         vigil_manifest: manifest::MANIFEST_VERSION,
         tool: format!("vigil-ceremony {}", env!("CARGO_PKG_VERSION")),
         created_at: op.now(),
-        online_override: c.online_override,
-        online_interfaces: c.online_interfaces.clone(),
+        online_override: !seen_online.is_empty(),
+        online_interfaces: seen_online,
         kdf: c.kdf,
         policy_key: PolicyKeyInfo {
             public: hex::encode(policy_public),
@@ -285,7 +296,19 @@ pub fn run(
     })
 }
 
-/// Shows the QR code and asks for a current code, up to [`ENROL_ATTEMPTS`] times.
+/// The air gap, checked again: refused if online (unless overridden); with the override,
+/// what was online is added to `seen` (once each).
+fn recheck(air_gap: &AirGap, seen: &mut Vec<String>) -> Result<(), CeremonyError> {
+    for line in air_gap.check()? {
+        if !seen.contains(&line) {
+            seen.push(line);
+        }
+    }
+    Ok(())
+}
+
+/// Shows the QR code and asks for a current code, up to [`ENROL_ATTEMPTS`] times; then the
+/// secret goes off the screen, whatever the outcome.
 fn enrol(
     secret: &Zeroizing<Vec<u8>>,
     account: &str,
@@ -293,8 +316,23 @@ fn enrol(
 ) -> Result<(), CeremonyError> {
     let uri = qr::otpauth_uri(secret, account)?;
     let picture = qr::render(&uri)?;
+    let enrolled = ask_for_code(secret, &uri, &picture, op);
+    op.forget_secret();
+    if enrolled.is_ok() {
+        op.show("The authenticator is enrolled: its code matches. The secret is off the screen.");
+    }
+    enrolled
+}
+
+/// The enrolment dialogue: a matching code within [`ENROL_ATTEMPTS`], or an error.
+fn ask_for_code(
+    secret: &Zeroizing<Vec<u8>>,
+    uri: &str,
+    picture: &str,
+    op: &mut dyn Operator,
+) -> Result<(), CeremonyError> {
     for attempt in 1..=ENROL_ATTEMPTS {
-        let typed = Zeroizing::new(op.enrol(&uri, &picture, attempt)?);
+        let typed = Zeroizing::new(op.enrol(uri, picture, attempt)?);
         let code: OperatorCode = match typed.trim().parse() {
             Ok(code) => code,
             Err(why) => {
@@ -303,7 +341,6 @@ fn enrol(
             }
         };
         if vigil_signer::code_matches(secret, &code, op.now()).map_err(CeremonyError::Other)? {
-            op.show("The authenticator is enrolled: its code matches.");
             return Ok(());
         }
         op.show("That code does not match. Check that you scanned THIS QR code and that both clocks are right.");

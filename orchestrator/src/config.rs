@@ -17,6 +17,7 @@ use crate::cost::Prices;
 use crate::firewall::Action;
 
 mod agent;
+pub(crate) mod endpoint;
 mod telegram;
 pub use telegram::{DEFAULT_PHRASE, TelegramConfig};
 
@@ -255,7 +256,8 @@ impl RawConfig {
             return Err(invalid("state_db", "is empty: give the SQLite file's path"));
         }
         if let Some(url) = &self.solana_rpc_url {
-            check_url(url).map_err(|reason| invalid("solana_rpc_url", reason))?;
+            endpoint::parse(url, endpoint::Service::SolanaRpc)
+                .map_err(|reason| invalid("solana_rpc_url", reason))?;
         }
         for (name, provider) in &self.providers {
             check_provider(name, provider)?;
@@ -316,7 +318,8 @@ fn check_provider(name: &str, p: &ProviderConfig) -> Result<(), ConfigError> {
                     "an openai provider needs base_url, e.g. \"https://api.openai.com/v1\"",
                 ));
             };
-            check_url(url).map_err(|reason| invalid(key("base_url"), reason))?;
+            endpoint::parse(url, endpoint::Service::LlmBase)
+                .map_err(|reason| invalid(key("base_url"), reason))?;
             if let Some(cred) = &p.api_key_credential {
                 let ok = !cred.is_empty()
                     && cred.len() <= 64
@@ -361,37 +364,6 @@ fn check_provider(name: &str, p: &ProviderConfig) -> Result<(), ConfigError> {
         }
     }
     Ok(())
-}
-
-/// `https://host...`, or `http://` to a loopback host only (a key sent in the clear over
-/// a network could be read on the way).
-fn check_url(url: &str) -> Result<(), String> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        format!(
-            "{:?} is not a URL: give e.g. \"https://host/path\"",
-            truncate(url)
-        )
-    })?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{:?} has no host or contains spaces",
-            truncate(url)
-        ));
-    }
-    match scheme {
-        "https" => Ok(()),
-        "http" if matches!(host, "127.0.0.1" | "localhost" | "::1") => Ok(()),
-        "http" => Err(format!(
-            "{:?} is plain http to a non-loopback host: use https (http is allowed for 127.0.0.1, localhost and [::1] only)",
-            truncate(url)
-        )),
-        _ => Err(format!("{:?} must start with https://", truncate(url))),
-    }
 }
 
 #[cfg(test)]

@@ -3,11 +3,16 @@
 //! Before every call the orchestrator estimates the worst case of that call — the prompt's
 //! tokens over-estimated, plus the full `max_tokens` of completion, at the provider's prices
 //! — and makes the call only if what was already spent today plus that worst case still fits
-//! under the cap. After the call the provider's reported usage is recorded with
-//! [`actual_micros`]. Money is never a float here: every figure is a `u64` of µUSD, every
-//! division rounds up (the gate errs on the side of spending less), and nothing overflows.
+//! under the cap. After the call [`charge`] decides what the call is recorded as: the
+//! provider's reported usage when it is plausible for the text that went each way, and the
+//! worst case the gate reserved when the provider reported none or less than that text can
+//! have used (a provider that omits `usage` must not make the cap a dead letter). Money is
+//! never a float here: every figure is a `u64` of µUSD, every division rounds up (the gate
+//! errs on the side of spending less), and nothing overflows.
 
 use serde::Deserialize;
+
+use crate::llm::Usage;
 
 /// Tokens per price unit: prices are quoted per million tokens.
 const TOKENS_PER_PRICE_UNIT: u128 = 1_000_000;
@@ -41,6 +46,73 @@ pub(crate) struct CostRefusal {
 /// which is the side the gate must err on. Saturates at `u32::MAX`.
 pub(crate) fn estimate_tokens(text: &str) -> u32 {
     u32::try_from(text.len().div_ceil(3)).unwrap_or(u32::MAX)
+}
+
+/// The most bytes of text one token stands for in an honest usage report. Tokenizers of
+/// current models average 3-5 bytes per token; 8 leaves room for text that tokenizes unusually
+/// well, so only a report no tokenizer could produce falls below it.
+const MAX_BYTES_PER_TOKEN: usize = 8;
+
+/// The fewest tokens honest usage can report for `bytes` bytes of text (see
+/// [`MAX_BYTES_PER_TOKEN`]).
+fn least_tokens(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(MAX_BYTES_PER_TOKEN)).unwrap_or(u32::MAX)
+}
+
+/// What one call went out with and came back with, to judge a usage report by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Call {
+    /// The prompt's bytes (every message's content).
+    pub prompt_bytes: usize,
+    /// The gate's over-estimate of the prompt's tokens ([`estimate_tokens`]).
+    pub prompt_estimate: u32,
+    /// The completion limit the call was made with.
+    pub max_tokens: u32,
+    /// The reply's bytes.
+    pub reply_bytes: usize,
+}
+
+/// The tokens a call is recorded with in the cost ledger, and whether they are the worst case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Charge {
+    /// Prompt tokens recorded.
+    pub prompt_tokens: u32,
+    /// Completion tokens recorded.
+    pub completion_tokens: u32,
+    /// The provider's report was missing or implausibly low: this is the worst case.
+    pub worst_case: bool,
+}
+
+impl Charge {
+    /// Its cost at `prices`, in µUSD.
+    pub(crate) fn micros(&self, prices: &Prices) -> u64 {
+        actual_micros(self.prompt_tokens, self.completion_tokens, prices)
+    }
+}
+
+/// What a call is recorded as: the reported usage if there is one and it is at least what the
+/// text sent and received can have used ([`least_tokens`] of each); otherwise the worst case
+/// the gate reserved (the prompt's over-estimate and all of `max_tokens`, or more if the
+/// reply's own text is longer than that).
+pub(crate) fn charge(reported: Option<Usage>, call: &Call) -> Charge {
+    let plausible = reported.filter(|u| {
+        u.prompt_tokens >= least_tokens(call.prompt_bytes)
+            && u.completion_tokens >= least_tokens(call.reply_bytes)
+    });
+    match plausible {
+        Some(u) => Charge {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            worst_case: false,
+        },
+        None => Charge {
+            prompt_tokens: call.prompt_estimate,
+            completion_tokens: call
+                .max_tokens
+                .max(u32::try_from(call.reply_bytes.div_ceil(3)).unwrap_or(u32::MAX)),
+            worst_case: true,
+        },
+    }
 }
 
 /// The most a call can cost: `prompt_tokens` at the prompt price plus all of `max_tokens`
@@ -174,6 +246,54 @@ mod tests {
         let worst = worst_case_micros(estimate_tokens(&"y".repeat(4000)), 512, &MINI);
         let actual = actual_micros(1000, 200, &MINI);
         assert!(actual <= worst, "{actual} > {worst}");
+    }
+
+    #[test]
+    fn a_missing_or_implausible_usage_is_charged_the_worst_case() {
+        // 800 bytes of prompt (estimate 267 tokens, at least 100), a 512-token limit, an
+        // 80-byte reply (at least 10 tokens).
+        let call = Call {
+            prompt_bytes: 800,
+            prompt_estimate: 267,
+            max_tokens: 512,
+            reply_bytes: 80,
+        };
+        let usage = |p, c| {
+            Some(Usage {
+                prompt_tokens: p,
+                completion_tokens: c,
+            })
+        };
+        // (reported, recorded as (prompt, completion, worst case))
+        type Case = (Option<Usage>, (u32, u32, bool));
+        let worst = (267, 512, true);
+        let cases: &[Case] = &[
+            (None, worst),
+            (usage(0, 0), worst),
+            (usage(99, 20), worst), // fewer prompt tokens than 800 bytes can be
+            (usage(200, 9), worst), // fewer completion tokens than 80 bytes can be
+            (usage(100, 10), (100, 10, false)), // the least plausible report is believed
+            (usage(190, 22), (190, 22, false)), // an honest report
+            (usage(5000, 9000), (5000, 9000, false)), // more than reserved: recorded as is
+        ];
+        for &(reported, (p, c, w)) in cases {
+            let got = charge(reported, &call);
+            assert_eq!(
+                (got.prompt_tokens, got.completion_tokens, got.worst_case),
+                (p, c, w),
+                "{reported:?}"
+            );
+        }
+        // A reply longer than max_tokens allows (a provider ignoring it) is charged its length.
+        let long = Call {
+            reply_bytes: 3000,
+            ..call
+        };
+        assert_eq!(charge(None, &long).completion_tokens, 1000);
+        assert_eq!(
+            charge(None, &call).micros(&MINI),
+            worst_case_micros(267, 512, &MINI)
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub use llm::{
 };
 pub use operator::{Alert, Operator, Terminal};
 pub use pipeline::{Decided, Deps, Inputs, Live, Outcome, SIGNER_TIMEOUT, decide, execute_live};
-pub use scheduler::{Orchestrator, StartError};
+pub use scheduler::{Orchestrator, StartError, unix_now};
 pub use signer_client::{SignerClient, SignerError};
 pub use store::{
     AgentStore, ConfirmationId, ConfirmationKind, ConfirmationRow, ConfirmationStatus,

@@ -133,6 +133,42 @@ async fn no_request_reaches_the_provider_once_the_cap_is_reached() {
     );
 }
 
+/// Issue 15, finding 7: a provider that omits `usage`, or reports less than the text it took
+/// and gave can have used, is charged the worst case: under a cap that fits one and a half
+/// calls, one call is made, not ten. (On the old code a missing usage was recorded as 0 tokens
+/// and all ten calls ran.)
+#[tokio::test]
+async fn a_provider_reporting_no_usage_or_too_little_is_charged_the_worst_case() {
+    let mut no_usage = completion(HOLD);
+    no_usage.as_object_mut().unwrap().remove("usage");
+    let mut too_little = completion(HOLD);
+    too_little["usage"] = json!({"prompt_tokens": 1, "completion_tokens": 1});
+    let mut half = completion(HOLD);
+    half["usage"] = json!({"prompt_tokens": 900});
+    for body in [no_usage, too_little, half] {
+        let (server, provider) = openai_replying(body.clone(), 200).await;
+        let (store, signer) = (memory_store(), unreachable_signer());
+        // The worst case of one of sentinel's calls is about 1300 micro-USD.
+        let deps = deps(&provider, None, 2_000, &store, &signer);
+        let sentinel = agent("sentinel");
+        let mut held_by_cost = 0;
+        for _ in 0..10 {
+            let next = vigil_orchestrator::decide(&sentinel, &inputs(), &deps).await;
+            if matches!(next.outcome, Outcome::Held { ref layer, .. } if layer == "cost") {
+                held_by_cost += 1;
+            }
+        }
+        let calls = server.received_requests().await.unwrap().len();
+        assert_eq!(calls, 1, "calls made under a cap that fits 1.5: {body}");
+        assert_eq!(held_by_cost, 9, "{body}");
+        let spent = store.lock().unwrap().cost_spent_since(0).unwrap();
+        assert!(
+            (1_000..=2_000).contains(&spent),
+            "the worst case ({spent} µUSD) was charged: {body}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn invalid_replies_get_two_corrections_then_hold() {
     let (server, provider) =

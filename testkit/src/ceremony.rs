@@ -1,18 +1,19 @@
 //! A key ceremony's inputs as an operator prepares them (the ceremony config, the policy to
-//! sign, the passphrase file, an empty stick, a fake `/sys/class/net` with the interfaces the
-//! machine should appear to have), and `vigil-ceremony new` driven over its terminal as the
-//! operator drives it: approve the policy, read the `otpauth://` URI, type the code.
+//! sign, the passphrase file, an empty stick, a fake sysfs with the network interfaces and
+//! radios the machine should appear to have), and `vigil-ceremony new` driven over its
+//! terminal (a pseudo-terminal: it shows secrets on nothing else) as the operator drives it:
+//! approve the policy, read the `otpauth://` URI, type the code.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde::Serialize;
 
 use crate::host::SOL;
 use crate::operator::Operator;
 use crate::policy::{AgentRules, Policy};
+use crate::pty::PtyChild;
 
 /// The keystore passphrase of the tests' ceremonies.
 pub const PASSPHRASE: &str = "velvet-otter-quarry-lantern-9";
@@ -82,7 +83,8 @@ pub struct CeremonyInputs {
     pub passphrase_file: PathBuf,
     /// `stick/`, empty.
     pub stick: PathBuf,
-    /// `sys/`: a fake `/sys/class/net`, loopback only (air-gapped) until changed.
+    /// `sys/`: a fake `/sys` (`class/net`, `class/rfkill`): loopback only, no radios
+    /// (air-gapped) until changed.
     pub sys: PathBuf,
 }
 
@@ -122,14 +124,29 @@ impl CeremonyInputs {
     /// Adds network interfaces `(name, operstate, flags)` to the fake `/sys/class/net`.
     pub fn interfaces(&self, ifaces: &[(&str, &str, &str)]) {
         for (name, state, flags) in ifaces {
-            let d = self.sys.join(name);
+            let d = self.sys.join("class/net").join(name);
             std::fs::create_dir_all(&d).expect("an interface dir");
             std::fs::write(d.join("operstate"), format!("{state}\n")).expect("operstate");
             std::fs::write(d.join("flags"), format!("{flags}\n")).expect("flags");
         }
     }
 
-    /// `vigil-ceremony new` on these inputs (test-cost KDF), not started.
+    /// Adds a radio `(id, type, blocked)` to the fake `/sys/class/rfkill`.
+    pub fn radio(&self, id: &str, kind: &str, blocked: bool) {
+        let d = self.sys.join("class/rfkill").join(id);
+        std::fs::create_dir_all(&d).expect("a radio dir");
+        let soft = if blocked { "1" } else { "0" };
+        for (file, text) in [
+            ("type", kind),
+            ("name", "phy0"),
+            ("soft", soft),
+            ("hard", "0"),
+        ] {
+            std::fs::write(d.join(file), format!("{text}\n")).expect("an rfkill file");
+        }
+    }
+
+    /// `vigil-ceremony new` on these inputs (test-cost KDF, the fake sysfs), not started.
     pub fn command(&self, bin: &Path) -> Command {
         let mut cmd = Command::new(bin);
         cmd.args(["new", "--insecure-test-kdf"]);
@@ -138,57 +155,34 @@ impl CeremonyInputs {
             ("--config", &self.config),
             ("--policy", &self.policy),
             ("--passphrase-file", &self.passphrase_file),
-            ("--sys-class-net", &self.sys),
+            ("--insecure-test-sysfs", &self.sys),
         ] {
             cmd.arg(flag).arg(path);
         }
         cmd
     }
 
-    /// Runs the ceremony at `bin` to the end as the operator would; the authenticator it
-    /// enrolled.
+    /// Runs the ceremony at `bin` to the end on a terminal, as the operator would; the
+    /// authenticator it enrolled.
     pub fn run_as_operator(&self, bin: &Path) -> Operator {
-        let mut child = self
-            .command(bin)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting vigil-ceremony");
-        let mut stdin = child.stdin.take().expect("its stdin");
-        stdin.write_all(b"yes\n").expect("approving the policy");
-        let mut stdout = BufReader::new(child.stdout.take().expect("its stdout"));
-        let (uri, _) = read_until_uri(&mut stdout);
-        let operator = Operator::from_uri(&uri);
-        stdin
-            .write_all(format!("{}\n", operator.code().expose_digits()).as_bytes())
-            .expect("typing the code");
-        drop(stdin);
-        let mut rest = String::new();
-        stdout.read_to_string(&mut rest).expect("its output");
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            e.read_to_string(&mut err).expect("its stderr");
-        }
-        let status = child.wait().expect("waiting for the ceremony");
+        let mut terminal = PtyChild::spawn(self.command(bin));
+        let (operator, _) = enrol_on(&mut terminal);
+        let (status, rest, err) = terminal.finish();
         assert!(status.success(), "ceremony failed: {err}\n{rest}");
         operator
     }
 }
 
-/// Reads the ceremony's terminal output up to the line with the `otpauth://` URI; the URI and
-/// everything read.
-pub fn read_until_uri(stdout: &mut impl BufRead) -> (String, String) {
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).expect("the ceremony's output") > 0,
-            "the ceremony printed no otpauth URI: {seen}"
-        );
-        seen.push_str(&line);
-        if let Some(at) = line.find("otpauth://") {
-            return (line[at..].trim().to_owned(), seen);
-        }
-    }
+/// Approves the policy on `terminal` and enrols an authenticator from the `otpauth://` URI it
+/// shows; the authenticator and everything shown up to the URI.
+pub fn enrol_on(terminal: &mut PtyChild) -> (Operator, String) {
+    terminal.read_until("Type yes to sign");
+    terminal.type_line("yes");
+    let line = terminal.read_until("otpauth://");
+    let at = line.rfind("otpauth://").expect("the URI");
+    let operator = Operator::from_uri(line[at..].trim());
+    let seen = terminal.everything().to_owned();
+    terminal.read_until("Type the 6-digit code");
+    terminal.type_line(operator.code().expose_digits());
+    (operator, seen)
 }

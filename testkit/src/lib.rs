@@ -9,7 +9,8 @@
 //!   `vigil-orchestrator` process under test.
 //! - typed builders instead of TOML strings: [`policy::Policy`], [`config::ConfigBuilder`],
 //!   [`script::Script`], [`ceremony::CeremonyInputs`]; real peers: [`stick::Stick`] (a FAT32
-//!   image), [`systemd::Unit`] (the units' files as systemd reads them).
+//!   image), [`systemd::Unit`] (the units' files as systemd reads them), [`pty::PtyChild`]
+//!   (a program on a pseudo-terminal, for the ceremony that shows secrets on nothing else).
 //! - [`scenario::Scenario`]: `Scenario::new().signer(["trader"]).funded("trader", 10 * SOL)
 //!   .telegram().start()` for the tests that cross processes (in `testkit/tests/`).
 //! - [`host`]: `SOL`, `unix_now`, `is_root`, `require_root`, the workspace's binaries;
@@ -32,6 +33,7 @@ pub mod host;
 pub mod measure;
 pub mod operator;
 pub mod policy;
+pub mod pty;
 pub mod reexec;
 pub mod requests;
 pub mod scenario;

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use vigil_ceremony::CeremonyError;
 use vigil_ceremony::backup::Backup;
 use vigil_ceremony::config::CeremonyConfig;
+use vigil_ceremony::network::AirGap;
 use vigil_ceremony::new::{NewCeremony, Outcome, run};
 use vigil_protocol::OperatorCode;
 use vigil_signer::Ed25519Key;
@@ -51,6 +52,7 @@ impl vigil_ceremony::new::Operator for Operator1 {
         self.uri = Some(uri.to_owned());
         Ok(Operator::from_uri(uri).code().expose_digits().to_owned())
     }
+    fn forget_secret(&mut self) {}
     fn progress(&mut self, _: usize, _: usize, _: &str) {}
     fn progress_done(&mut self) {}
     fn now(&self) -> u64 {
@@ -62,14 +64,17 @@ impl vigil_ceremony::new::Operator for Operator1 {
 fn ceremony(dir: &Path) -> (PathBuf, Outcome, Operator) {
     let made = dir.join("made");
     std::fs::create_dir_all(&made).unwrap();
+    // The ceremony machine, air-gapped: loopback only, no radios.
+    let sys = dir.join("sys");
+    std::fs::create_dir_all(sys.join("class/net/lo")).unwrap();
+    std::fs::write(sys.join("class/net/lo/flags"), "0x9\n").unwrap();
     let c = NewCeremony {
         out: made.clone(),
         config: CeremonyConfig::parse(&CeremonyPlan::solana(&["trader", "sentinel"]).to_toml())
             .unwrap(),
         policy_bytes: policy_text().into_bytes(),
         keep_policy_key: true,
-        online_interfaces: vec![],
-        online_override: false,
+        air_gap: AirGap::insecure_test_reading(&sys, false),
         kdf: KdfParams::INSECURE_DEV,
         insecure_weak_kdf: true,
         backup: Backup::None,

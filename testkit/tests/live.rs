@@ -8,12 +8,13 @@
 use std::time::Duration;
 
 use vigil_orchestrator::{
-    ConfirmationId, Deps, Inputs, Outcome, Provider, Resolution, ScriptedProvider, SolanaRpc,
+    ConfirmationId, ConfirmationRow, Deps, Inputs, Outcome, Provider, Resolution, ScriptedProvider,
+    SolanaRpc,
 };
 use vigil_protocol::Network;
 use vigil_testkit::config::free_deps;
 use vigil_testkit::requests::{sign_request, transfer};
-use vigil_testkit::{Mode, SOL, Scenario, Script, World, unix_now};
+use vigil_testkit::{ConfigBuilder, Mode, SOL, Scenario, Script, World, unix_now};
 
 /// The signer's Trader funded with 10 SOL on a chain, and the script that pays the dev peer.
 async fn funded_trader() -> World {
@@ -131,29 +132,15 @@ async fn live_mode_without_an_rpc_holds() {
 }
 
 /// The default: a live transfer the signer would sign waits for the operator's Yes; only an
-/// approved item runs, at most once, and one approved before a crash runs after the restart.
+/// approved item runs, at most once, and one approved before a crash runs after the restart
+/// (inside its confirmation's time-to-live).
 #[tokio::test]
 async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
     let world = funded_trader().await;
     let (node, peer) = (world.chain(), world.signer.dev_peer());
     // The default: the operator's Yes before a live transfer.
-    let config = world
-        .config()
-        .agent(world.live_trader_agent().confirm_transfers(true));
-    let (orchestrator, agent) = world.orchestrator(&config);
-
-    let decided = orchestrator.decide(&agent, Vec::new()).await;
-    let Outcome::AwaitingConfirmation {
-        confirmation_id,
-        summary,
-    } = decided.outcome
-    else {
-        panic!(
-            "expected a transfer waiting for the operator, got {:?}",
-            decided.outcome
-        );
-    };
-    assert!(summary.contains("0.2 SOL"), "{summary}");
+    let (orchestrator, config, confirmation_id) = awaiting_yes(&world).await;
+    let agent = orchestrator.agents()[0].clone();
     assert_eq!(node.balance_of(&peer), 0, "nothing moves before the yes");
     let row = |id: i64| {
         orchestrator
@@ -163,6 +150,8 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
             .confirmation(ConfirmationId(id))
             .unwrap()
     };
+    let summary = row(confirmation_id).confirmation.summary;
+    assert!(summary.contains("0.2 SOL"), "{summary}");
     let err = orchestrator
         .execute_confirmed(&row(confirmation_id))
         .await
@@ -174,15 +163,7 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
         "the signer signed nothing yet"
     );
 
-    let approve = |id: i64| {
-        orchestrator
-            .store()
-            .lock()
-            .unwrap()
-            .resolve_confirmation(ConfirmationId(id), Resolution::Approved, 42, unix_now())
-            .unwrap()
-    };
-    let approved = approve(confirmation_id);
+    let approved = approve(&orchestrator, confirmation_id);
     let outcome = orchestrator.execute_confirmed(&approved).await.unwrap();
     assert!(
         matches!(&outcome, Outcome::Signed { chain, .. } if chain == "confirmed" || chain == "finalized"),
@@ -196,7 +177,7 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
         "{again:?}"
     );
     assert_eq!(node.balance_of(&peer), 200_000_000);
-    assert!(orchestrator.resume_confirmed().await.is_empty());
+    assert!(orchestrator.resume_confirmed(unix_now()).await.is_empty());
 
     // Approved, then the orchestrator dies before running it: the restart runs it, once.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -211,16 +192,147 @@ async fn a_live_transfer_waits_for_the_operators_yes_and_runs_once() {
             decided.outcome
         );
     };
-    approve(confirmation_id);
+    approve(&orchestrator, confirmation_id);
     drop(orchestrator);
     let (restarted, _) = world.orchestrator(&config);
-    let report = restarted.resume_confirmed().await;
+    let report = restarted.resume_confirmed(unix_now()).await;
     assert_eq!(report.len(), 1, "{report:?}");
     assert!(
         report[0].contains("signed and sent (confirmed"),
         "{report:?}"
     );
     assert_eq!(node.balance_of(&peer), 400_000_000, "{report:?}");
-    assert!(restarted.resume_confirmed().await.is_empty());
+    assert!(restarted.resume_confirmed(unix_now()).await.is_empty());
     assert_eq!(node.balance_of(&peer), 400_000_000);
+}
+
+/// A live transfer waiting for the operator's Yes, on a funded chain: the orchestrator, its
+/// config (so a test can restart it) and the confirmation's id.
+async fn awaiting_yes(world: &World) -> (vigil_orchestrator::Orchestrator, ConfigBuilder, i64) {
+    let config = world
+        .config()
+        .agent(world.live_trader_agent().confirm_transfers(true));
+    let (orchestrator, agent) = world.orchestrator(&config);
+    let decided = orchestrator.decide(&agent, Vec::new()).await;
+    let Outcome::AwaitingConfirmation {
+        confirmation_id, ..
+    } = decided.outcome
+    else {
+        panic!("expected a transfer waiting, got {:?}", decided.outcome);
+    };
+    (orchestrator, config, confirmation_id)
+}
+
+fn approve(orchestrator: &vigil_orchestrator::Orchestrator, id: i64) -> ConfirmationRow {
+    orchestrator
+        .store()
+        .lock()
+        .unwrap()
+        .resolve_confirmation(ConfirmationId(id), Resolution::Approved, 42, unix_now())
+        .unwrap()
+}
+
+/// Issue 15, finding 1: the operator pressed Yes, the execution failed before its claim (the
+/// RPC was down) and the bot said "Not sent". That answer is final: the restart does not send
+/// it. (On the old code the restart sent the 0.2 SOL.)
+#[tokio::test]
+async fn a_transfer_reported_not_sent_is_never_sent_after_a_restart() {
+    let world = funded_trader().await;
+    let (node, peer) = (world.chain(), world.signer.dev_peer());
+    let (orchestrator, config, id) = awaiting_yes(&world).await;
+
+    node.set_mode(Mode::Http500);
+    let approved = approve(&orchestrator, id);
+    let err = orchestrator.execute_confirmed(&approved).await.unwrap_err();
+    assert!(err.contains("HTTP 500") || err.contains("500"), "{err}");
+    node.set_mode(Mode::Honest);
+    let key = serde_json::from_str::<serde_json::Value>(&approved.confirmation.payload_json)
+        .unwrap()["idempotency_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let recorded = orchestrator
+        .store()
+        .lock()
+        .unwrap()
+        .execution_outcome(&key)
+        .unwrap()
+        .expect("the failure is the action's final outcome");
+    assert!(recorded.contains("not_sent"), "{recorded}");
+    // A second Yes (a replayed update) finds it final too.
+    let again = orchestrator.execute_confirmed(&approved).await.unwrap();
+    assert!(
+        matches!(&again, Outcome::Held { reason, .. } if reason.contains("already executed")),
+        "{again:?}"
+    );
+    drop(orchestrator);
+
+    let (restarted, _) = world.orchestrator(&config);
+    let report = restarted.resume_confirmed(unix_now()).await;
+    assert!(report.is_empty(), "nothing to resume: {report:?}");
+    assert_eq!(
+        node.balance_of(&peer),
+        0,
+        "the peer was paid after a 'Not sent'"
+    );
+    let status = restarted.signer().lock().await.status().await.unwrap();
+    assert!(
+        status.agents[0].spent_24h.is_empty(),
+        "the signer signed nothing"
+    );
+    assert!(restarted.reconcile().await.is_empty());
+}
+
+/// Issue 15, finding 1: approved, then the orchestrator was down past the confirmation's
+/// time-to-live. The restart does not run it on the old Yes: it asks the operator again (a new
+/// confirmation, once), and only that new Yes sends it.
+#[tokio::test]
+async fn an_approved_transfer_past_its_ttl_is_asked_again_not_run() {
+    let world = funded_trader().await;
+    let (node, peer) = (world.chain(), world.signer.dev_peer());
+    let (orchestrator, config, id) = awaiting_yes(&world).await;
+    let approved = approve(&orchestrator, id);
+    drop(orchestrator);
+
+    let (restarted, _) = world.orchestrator(&config);
+    let later = approved.confirmation.expires_at;
+    let report = restarted.resume_confirmed(later).await;
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert!(
+        report[0].contains(&format!("#{id}"))
+            && report[0].contains("nothing was sent")
+            && report[0].contains("Asked again as #"),
+        "{report:?}"
+    );
+    assert_eq!(node.balance_of(&peer), 0, "not run on the old Yes");
+    assert!(
+        restarted.resume_confirmed(later + 1).await.is_empty(),
+        "asked once, not at every restart"
+    );
+    let open = restarted
+        .store()
+        .lock()
+        .unwrap()
+        .open_confirmations(later)
+        .unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    let asked = &open[0];
+    assert_ne!(asked.id.0, id);
+    assert_eq!(asked.confirmation.summary, approved.confirmation.summary);
+    assert!(asked.confirmation.expires_at > later);
+
+    // The operator's new Yes sends it, once.
+    let yes = restarted
+        .store()
+        .lock()
+        .unwrap()
+        .resolve_confirmation(asked.id, Resolution::Approved, 42, later)
+        .unwrap();
+    let outcome = restarted.execute_confirmed(&yes).await.unwrap();
+    assert!(
+        matches!(&outcome, Outcome::Signed { chain, .. } if chain == "confirmed" || chain == "finalized"),
+        "{outcome:?}"
+    );
+    assert_eq!(node.balance_of(&peer), 200_000_000);
+    assert!(restarted.resume_confirmed(later + 2).await.is_empty());
 }

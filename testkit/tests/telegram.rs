@@ -303,3 +303,54 @@ async fn without_a_token_the_bot_does_not_start_and_says_why() {
         "the log names the credential: {log}"
     );
 }
+
+/// Issue 15, finding 1, as it was reproduced: the operator presses Yes while the RPC is down,
+/// the bot answers "Not sent"; the orchestrator restarts with the RPC back, and the peer is
+/// still not paid. (The old orchestrator sent the 0.2 SOL at the restart.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yes_answered_not_sent_is_not_sent_after_a_restart() {
+    let world = Scenario::trader(10 * SOL)
+        .script(Script::pay_peer())
+        .telegram()
+        .start()
+        .await;
+    let (chain, emulator, peer) = (world.chain(), world.emulator(), world.signer.dev_peer());
+    let config = world.config().agent(
+        world
+            .live_trader_agent()
+            .confirm_transfers(true)
+            .every(3600),
+    );
+    let daemon = world.daemon(&config, BotToken::Given);
+    let mut op = Chat::new(emulator, OPERATOR);
+    let asked = op.expect("#1 move funds").await;
+    assert!(asked.text.contains("0.2 SOL"), "{}", asked.text);
+
+    chain.set_mode(vigil_testkit::Mode::Http500);
+    emulator.press(OPERATOR, &asked, "yes:1").await;
+    let answer = op.expect("Not sent").await;
+    assert!(
+        answer.text.contains("will not be sent later"),
+        "{}",
+        answer.text
+    );
+    chain.set_mode(vigil_testkit::Mode::Honest);
+
+    daemon.kill();
+    let _daemon = world.daemon(&config, BotToken::Given);
+    // The bot answers only once the start-up (reconciliation, resumed transfers) is done.
+    op.ask("/status", "Vigil status").await;
+    assert_eq!(
+        chain.balance_of(&peer),
+        0,
+        "the peer was paid after 'Not sent'"
+    );
+    assert_eq!(
+        world
+            .store()
+            .confirmation(ConfirmationId(1))
+            .unwrap()
+            .status,
+        ConfirmationStatus::Approved
+    );
+}

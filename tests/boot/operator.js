@@ -65,14 +65,18 @@ function secretOf(uri) {
 
 function ceremony([bin, out, config, policy, passphrase, uriFile]) {
   if (!uriFile) fail('usage: operator.js ceremony BIN OUT_DIR CEREMONY_TOML POLICY_TOML PASSPHRASE_FILE URI_FILE');
+  // The machine as the ceremony sees it: loopback only, no radios (a test build's hook).
   const sys = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-boot-net-'));
-  fs.mkdirSync(path.join(sys, 'lo'));
-  fs.writeFileSync(path.join(sys, 'lo', 'operstate'), 'unknown\n');
-  fs.writeFileSync(path.join(sys, 'lo', 'flags'), '0x9\n');
-  const child = spawn(bin, [
-    'new', '--out', out, '--config', config, '--policy', policy,
-    '--passphrase-file', passphrase, '--insecure-test-kdf', '--sys-class-net', sys,
-  ], { stdio: ['pipe', 'pipe', 'pipe'] });
+  fs.mkdirSync(path.join(sys, 'class', 'net', 'lo'), { recursive: true });
+  fs.writeFileSync(path.join(sys, 'class', 'net', 'lo', 'operstate'), 'unknown\n');
+  fs.writeFileSync(path.join(sys, 'class', 'net', 'lo', 'flags'), '0x9\n');
+  // The ceremony shows its secrets on a terminal only: run it on a pseudo-terminal made by
+  // util-linux's script(1), whose own record of the session goes to /dev/null.
+  const argv = [bin, 'new', '--out', out, '--config', config, '--policy', policy,
+    '--passphrase-file', passphrase, '--insecure-test-kdf', '--insecure-test-sysfs', sys];
+  const quoted = argv.map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+  const child = spawn('script', ['--quiet', '--return', '--command', quoted, '/dev/null'],
+    { stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   let answered = false;
@@ -84,7 +88,8 @@ function ceremony([bin, out, config, policy, passphrase, uriFile]) {
       answered = true;
       fs.writeFileSync(uriFile, `${match[0]}\n`, { mode: 0o600 });
       const code = totp(secretOf(match[0]), Math.floor(Date.now() / 1000 / STEP_SECS));
-      child.stdin.end(`${code}\n`);
+      // Not end(): script(1) may take the end of its input for the end of the session.
+      child.stdin.write(`${code}\n`);
     }
   });
   child.stderr.on('data', (chunk) => { stderr += chunk; });

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use secrecy::SecretString;
 use totp_rs::TOTP;
@@ -16,12 +17,18 @@ pub(crate) const PASS: &str = "velvet-otter-quarry-lantern-9";
 const NOW: u64 = 1_750_000_000;
 
 /// Answers like an operator with an authenticator app; `wrong_codes` wrong answers first.
+/// `while_approving` / `while_enrolling` run when the policy is shown / the QR code is
+/// (e.g. a cable plugged in meanwhile).
 pub(crate) struct Scripted {
     pub approve: bool,
     pub wrong_codes: u32,
     pub shown: Vec<String>,
     pub uri: Option<String>,
     pub progress: Vec<(usize, usize)>,
+    /// How often the secret was taken off the screen.
+    pub forgotten: u32,
+    pub while_approving: Option<Box<dyn FnMut()>>,
+    pub while_enrolling: Option<Box<dyn FnMut()>>,
 }
 
 impl Scripted {
@@ -32,6 +39,9 @@ impl Scripted {
             shown: vec![],
             uri: None,
             progress: vec![],
+            forgotten: 0,
+            while_approving: None,
+            while_enrolling: None,
         }
     }
 }
@@ -42,15 +52,24 @@ impl Operator for Scripted {
     }
     fn approve_policy(&mut self, summary: &str) -> Result<bool, CeremonyError> {
         self.shown.push(summary.to_owned());
+        if let Some(f) = &mut self.while_approving {
+            f();
+        }
         Ok(self.approve)
     }
     fn enrol(&mut self, uri: &str, _qr: &str, _attempt: u32) -> Result<String, CeremonyError> {
         self.uri = Some(uri.to_owned());
+        if let Some(f) = &mut self.while_enrolling {
+            f();
+        }
         if self.wrong_codes > 0 {
             self.wrong_codes -= 1;
             return Ok("000000".into());
         }
         Ok(TOTP::from_url(uri).unwrap().generate(NOW))
+    }
+    fn forget_secret(&mut self) {
+        self.forgotten += 1;
     }
     fn progress(&mut self, step: usize, total: usize, _what: &str) {
         self.progress.push((step, total));
@@ -81,12 +100,41 @@ pub(crate) fn ceremony(out: &Path, keep: bool) -> NewCeremony {
         .unwrap(),
         policy_bytes: policy_text().into_bytes(),
         keep_policy_key: keep,
-        online_interfaces: vec![],
-        online_override: false,
+        air_gap: AirGap::insecure_test_reading(offline_sysfs(), false),
         kdf: KdfParams::INSECURE_DEV,
         insecure_weak_kdf: true,
         backup: Backup::Shamir { k: 2, n: 3 },
     }
+}
+
+/// A fake sysfs with loopback only and no radios, shared by the tests of this binary.
+fn offline_sysfs() -> &'static Path {
+    static SYS: OnceLock<tempfile::TempDir> = OnceLock::new();
+    SYS.get_or_init(|| {
+        let sys = tempfile::tempdir().unwrap();
+        set_interface(sys.path(), "lo", "0x9");
+        std::fs::create_dir_all(sys.path().join("class/rfkill")).unwrap();
+        sys
+    })
+    .path()
+}
+
+/// Writes interface `name` with `flags` (and operstate `up`) into the fake sysfs at `sys`.
+fn set_interface(sys: &Path, name: &str, flags: &str) {
+    let d = sys.join("class/net").join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("operstate"), "up\n").unwrap();
+    std::fs::write(d.join("flags"), format!("{flags}\n")).unwrap();
+}
+
+/// A ceremony into `out` reading its own fake sysfs (loopback only to begin with), which a
+/// test can change during the ceremony.
+fn ceremony_on_own_network(out: &Path, online_override: bool) -> (NewCeremony, tempfile::TempDir) {
+    let sys = tempfile::tempdir().unwrap();
+    set_interface(sys.path(), "lo", "0x9");
+    let mut c = ceremony(out, false);
+    c.air_gap = AirGap::insecure_test_reading(sys.path(), online_override);
+    (c, sys)
 }
 
 fn pass() -> SecretString {
@@ -280,14 +328,73 @@ fn early_stops_write_nothing() {
 #[test]
 fn online_override_is_recorded() {
     let out = tempfile::tempdir().unwrap();
-    let mut c = ceremony(out.path(), false);
-    c.online_override = true;
-    c.online_interfaces = vec!["eth0 (up)".into()];
-    let outcome = run(&c, &pass(), &mut Scripted::new()).unwrap();
+    let (c, sys) = ceremony_on_own_network(out.path(), true);
+    set_interface(sys.path(), "eth0", "0x1003");
+    // A second interface comes up during the ceremony: recorded too.
+    let later = sys.path().to_path_buf();
+    let mut op = Scripted::new();
+    op.while_enrolling = Some(Box::new(move || set_interface(&later, "wlan0", "0x1003")));
+    let outcome = run(&c, &pass(), &mut op).unwrap();
     assert!(outcome.manifest.online_override);
-    assert_eq!(outcome.manifest.online_interfaces, ["eth0 (up)"]);
+    assert_eq!(
+        outcome.manifest.online_interfaces,
+        ["eth0 (up, up)", "wlan0 (up, up)"]
+    );
     let shown = std::fs::read_to_string(out.path().join("manifest.json")).unwrap();
     assert!(shown.contains("\"online_override\": true"), "{shown}");
+}
+
+/// Issue 15, finding 9: the air gap is checked again before the keys are made and before
+/// anything is written; a machine that comes online meanwhile stops the ceremony with
+/// nothing written. (The old ceremony checked once, at the start.)
+#[test]
+fn going_online_during_the_ceremony_stops_it_before_keys_and_before_writing() {
+    // Online while the policy is read: no key is made, no secret shown.
+    let out = tempfile::tempdir().unwrap();
+    let (c, sys) = ceremony_on_own_network(out.path(), false);
+    let mut op = Scripted::new();
+    let plug = sys.path().to_path_buf();
+    op.while_approving = Some(Box::new(move || set_interface(&plug, "eth0", "0x1003")));
+    let err = run(&c, &pass(), &mut op).unwrap_err();
+    assert!(
+        matches!(&err, CeremonyError::Online(up) if up == &["eth0 (up, up)"]),
+        "{err}"
+    );
+    assert!(op.uri.is_none(), "no secret was made or shown");
+    assert!(listing(out.path()).is_empty());
+
+    // Online while the authenticator is enrolled: nothing is written, the screen is cleared.
+    let out = tempfile::tempdir().unwrap();
+    let (c, sys) = ceremony_on_own_network(out.path(), false);
+    let mut op = Scripted::new();
+    let radio = sys.path().join("class/rfkill/rfkill0");
+    op.while_enrolling = Some(Box::new(move || {
+        std::fs::create_dir_all(&radio).unwrap();
+        std::fs::write(radio.join("type"), "wlan\n").unwrap();
+        std::fs::write(radio.join("soft"), "0\n").unwrap();
+        std::fs::write(radio.join("hard"), "0\n").unwrap();
+    }));
+    let err = run(&c, &pass(), &mut op).unwrap_err();
+    assert!(matches!(err, CeremonyError::Online(_)), "{err}");
+    assert!(op.uri.is_some(), "it got as far as enrolment");
+    assert_eq!(op.forgotten, 1, "the secret left the screen");
+    assert!(op.progress.is_empty(), "nothing was encrypted");
+    assert!(listing(out.path()).is_empty());
+}
+
+/// Issue 15, finding 3: the approval secret leaves the screen right after enrolment, matched
+/// or not.
+#[test]
+fn the_secret_leaves_the_screen_after_enrolment_whatever_the_outcome() {
+    let out = tempfile::tempdir().unwrap();
+    let mut op = Scripted::new();
+    run(&ceremony(out.path(), false), &pass(), &mut op).unwrap();
+    assert_eq!(op.forgotten, 1);
+    let out = tempfile::tempdir().unwrap();
+    let mut op = Scripted::new();
+    op.wrong_codes = ENROL_ATTEMPTS;
+    run(&ceremony(out.path(), false), &pass(), &mut op).unwrap_err();
+    assert_eq!(op.forgotten, 1);
 }
 
 #[test]

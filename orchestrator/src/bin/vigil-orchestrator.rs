@@ -14,7 +14,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use sd_notify::NotifyState;
-use vigil_orchestrator::{Alert, Config, Orchestrator, SIGNER_TIMEOUT, SignerClient, Store};
+use vigil_orchestrator::{
+    Alert, Config, Orchestrator, SIGNER_TIMEOUT, SignerClient, Store, unix_now,
+};
 
 /// The Vigil orchestrator daemon: agents, LLM firewall, state.
 #[derive(Debug, Parser)]
@@ -85,8 +87,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::warn!("reconciliation: {line}");
             orchestrator.alert(Alert::Reconciliation(line));
         }
-        // Transfers the operator approved that a crash or restart kept from running.
-        for line in orchestrator.resume_confirmed().await {
+        // Transfers the operator approved that a crash or restart kept from running: run if
+        // still inside their time-to-live, asked again otherwise.
+        for line in orchestrator.resume_confirmed(unix_now()).await {
             tracing::warn!("{line}");
             orchestrator.alert(Alert::Reconciliation(line));
         }

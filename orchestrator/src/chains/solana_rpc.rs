@@ -99,6 +99,13 @@ impl SolanaRpc {
                 endpoint(&url)
             )));
         }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(RpcError::BadInput(format!(
+                "the RPC URL {} carries a user name or password before an @: remove it (the host \
+                 is what follows the @; a provider's key goes in the path or the query)",
+                endpoint(&url)
+            )));
+        }
         if timeout.is_zero() {
             return Err(RpcError::BadInput(
                 "the RPC timeout is zero; give a timeout of at least a second".into(),

@@ -6,7 +6,8 @@
 use serde::Deserialize;
 use vigil_protocol::truncate;
 
-use super::{ConfigError, check_url, invalid};
+use super::endpoint::{self, Service};
+use super::{ConfigError, invalid};
 
 /// The Bot API used when `api_url` is not given.
 pub(super) const DEFAULT_API_URL: &str = "https://api.telegram.org";
@@ -74,7 +75,8 @@ impl RawTelegram {
             }
         }
         let api_url = self.api_url.unwrap_or_else(|| DEFAULT_API_URL.to_string());
-        check_url(&api_url).map_err(|reason| invalid("telegram.api_url", reason))?;
+        endpoint::parse(&api_url, Service::BotApi)
+            .map_err(|reason| invalid("telegram.api_url", reason))?;
         let token_credential = self
             .token_credential
             .unwrap_or_else(|| DEFAULT_TOKEN_CREDENTIAL.to_string());

@@ -313,6 +313,34 @@ fn invalid_configs_name_the_key_and_the_reason() {
             "solana_rpc_url",
             "use https",
         ),
+        // Issue 15, finding 8: userinfo that looks like a loopback host, in each URL key.
+        (
+            "llm base_url with loopback-looking userinfo",
+            base().replace(
+                "http://127.0.0.1:8080/v1",
+                "http://localhost:1@api.attacker.example/v1",
+            ),
+            "providers.local.base_url",
+            "user name",
+        ),
+        (
+            "rpc url with loopback-looking userinfo",
+            base().replace(
+                "daily_llm_usd_cap_micros = 5000\n",
+                "daily_llm_usd_cap_micros = 5000\nsolana_rpc_url = \"http://127.0.0.1:8899@rpc.attacker.example\"\n",
+            ),
+            "solana_rpc_url",
+            "user name",
+        ),
+        (
+            "bot api url with loopback-looking userinfo",
+            format!(
+                "{}\n[telegram]\noperators = [5]\napi_url = \"http://localhost:1@api.attacker.example\"\n",
+                base()
+            ),
+            "telegram.api_url",
+            "user name",
+        ),
         (
             "no agents",
             base()

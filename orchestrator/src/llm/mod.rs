@@ -46,7 +46,7 @@ pub struct ChatRequest {
     pub json_mode: bool,
 }
 
-/// Tokens a call used, as the provider reported them (all zero when it reported none).
+/// Tokens a call used, as the provider reported them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     pub prompt_tokens: u32,
@@ -57,7 +57,8 @@ pub struct Usage {
 #[derive(Clone, Debug)]
 pub struct ChatReply {
     pub content: String,
-    pub usage: Usage,
+    /// `None` when the provider reported no usage (the cost gate then charges the worst case).
+    pub usage: Option<Usage>,
     pub model: String,
 }
 

@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{ChatReply, ChatRequest, LlmError, Role, Usage, excerpt};
+use crate::config::endpoint;
 
 /// The most of a successful reply body we read: a chat reply for an agent is a few KiB.
 pub(super) const MAX_BODY: usize = 1024 * 1024;
@@ -174,7 +175,7 @@ fn chat_endpoint(name: &str, base_url: &str, has_key: bool) -> Result<Url, LlmEr
     })?;
     match url.scheme() {
         "https" => {}
-        "http" if !has_key || is_loopback(&url) => {}
+        "http" if !has_key || endpoint::is_loopback(&url) => {}
         "http" => {
             return Err(bad(
                 "is plain http to a non-loopback host and would send the API key in clear: use https",
@@ -201,18 +202,6 @@ fn chat_endpoint(name: &str, base_url: &str, has_key: bool) -> Result<Url, LlmEr
     }
     let joined = format!("{}/chat/completions", url.as_str().trim_end_matches('/'));
     Url::parse(&joined).map_err(|e| bad(&format!("cannot take /chat/completions ({e})")))
-}
-
-fn is_loopback(url: &Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `Retry-After` in whole seconds, or the non-standard `retry-after-ms` some providers
@@ -293,9 +282,8 @@ async fn read_prefix(resp: &mut Response, cap: usize) -> Vec<u8> {
 
 /// Parses a 2xx body into the first choice's content, the usage and the model.
 ///
-/// Missing `usage` is accepted as zero tokens (some local servers omit it) with a
-/// warning; the cost gate has already reserved the call's worst case and should keep
-/// that reservation when a reply reports no usage.
+/// A missing `usage` (or one without both token counts) is `None`, with a warning: some
+/// local servers omit it, and the cost gate then charges the worst case it reserved.
 fn parse_reply(body: &[u8], req: &ChatRequest, provider: &str) -> Result<ChatReply, LlmError> {
     let wire: WireReply = serde_json::from_slice(body).map_err(|e| {
         LlmError::Malformed(format!("reply is not the chat-completions JSON ({e})"))
@@ -336,13 +324,16 @@ fn parse_reply(body: &[u8], req: &ChatRequest, provider: &str) -> Result<ChatRep
         )));
     }
     let usage = match wire.usage {
-        Some(u) => Usage {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-        },
-        None => {
-            tracing::warn!(provider, agent = %req.agent, "reply carried no usage: recorded as 0 tokens");
-            Usage::default()
+        Some(WireUsage {
+            prompt_tokens: Some(prompt_tokens),
+            completion_tokens: Some(completion_tokens),
+        }) => Some(Usage {
+            prompt_tokens,
+            completion_tokens,
+        }),
+        _ => {
+            tracing::warn!(provider, agent = %req.agent, "reply carried no usage: the worst case is charged");
+            None
         }
     };
     Ok(ChatReply {
@@ -397,8 +388,6 @@ struct WireReplyMessage {
 
 #[derive(Deserialize)]
 struct WireUsage {
-    #[serde(default)]
-    prompt_tokens: u32,
-    #[serde(default)]
-    completion_tokens: u32,
+    prompt_tokens: Option<u32>,
+    completion_tokens: Option<u32>,
 }

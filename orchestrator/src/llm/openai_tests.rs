@@ -86,10 +86,10 @@ async fn good_reply_returns_content_and_usage_and_sends_the_full_request() {
     assert_eq!(reply.content, r#"{"action":"hold"}"#);
     assert_eq!(
         reply.usage,
-        Usage {
+        Some(Usage {
             prompt_tokens: 42,
             completion_tokens: 7
-        }
+        })
     );
     assert_eq!(reply.model, "gpt-test-2025");
 
@@ -125,8 +125,9 @@ async fn without_json_mode_or_key_the_request_has_neither() {
     let server = serve(ResponseTemplate::new(200).set_body_json(body)).await;
     let p = provider(&format!("{}/v1", server.uri()), None, 2000);
     let reply = p.complete(&request(false)).await.unwrap();
-    // No usage reported: zero tokens; no model reported: the requested one.
-    assert_eq!(reply.usage, Usage::default());
+    // No usage reported: none (the cost gate charges the worst case); no model reported: the
+    // requested one.
+    assert_eq!(reply.usage, None);
     assert_eq!(reply.model, "gpt-test");
     let received = server.received_requests().await.unwrap();
     assert!(received[0].headers.get("authorization").is_none());
@@ -424,6 +425,11 @@ fn base_urls_and_keys_are_checked_at_construction() {
             "carries credentials",
         ),
         ("https://example.com/v1?key=1", key(), "query or fragment"),
+        (
+            "http://localhost:1@api.attacker.example/v1",
+            key(),
+            "in clear",
+        ),
         ("not a url", key(), "is not a URL"),
         (
             "https://example.com/v1",

@@ -100,7 +100,7 @@ impl ScriptedProvider {
     }
 
     /// The agent's next reply (or the default list's), with a rough token estimate of
-    /// one token per four characters so the cost gate sees plausible numbers.
+    /// one token per four bytes so the cost gate sees plausible numbers.
     pub fn complete(&self, req: &ChatRequest) -> Result<ChatReply, LlmError> {
         let script = self
             .agents
@@ -114,20 +114,20 @@ impl ScriptedProvider {
             })?;
         let i = script.next.fetch_add(1, Ordering::Relaxed) % script.replies.len();
         let content = script.replies.get(i).cloned().unwrap_or_default();
-        let prompt_chars: usize = req.messages.iter().map(|m| m.content.chars().count()).sum();
+        let prompt_bytes: usize = req.messages.iter().map(|m| m.content.len()).sum();
         Ok(ChatReply {
-            usage: Usage {
-                prompt_tokens: estimate_tokens(prompt_chars),
-                completion_tokens: estimate_tokens(content.chars().count()),
-            },
+            usage: Some(Usage {
+                prompt_tokens: estimate_tokens(prompt_bytes),
+                completion_tokens: estimate_tokens(content.len()),
+            }),
             content,
             model: req.model.clone(),
         })
     }
 }
 
-fn estimate_tokens(chars: usize) -> u32 {
-    u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX)
+fn estimate_tokens(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(4)).unwrap_or(u32::MAX)
 }
 
 #[derive(Deserialize)]
@@ -203,13 +203,13 @@ replies = ["d1", "d2"]
         let c = p.complete(&req("experimental")).unwrap();
         assert_eq!([a.content, b.content, c.content], ["d1", "d2", "d1"]);
         assert_eq!(a.model, "script-1");
-        // 8 prompt characters and 2 reply characters: 2 and 1 estimated tokens.
+        // 8 prompt bytes and 2 reply bytes: 2 and 1 estimated tokens.
         assert_eq!(
             a.usage,
-            Usage {
+            Some(Usage {
                 prompt_tokens: 2,
                 completion_tokens: 1
-            }
+            })
         );
     }
 

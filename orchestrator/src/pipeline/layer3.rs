@@ -129,8 +129,9 @@ fn denied(r: DryRunResult) -> Outcome {
 
 /// Records a live transfer as waiting for the operator's Yes (a `move_funds` pending
 /// confirmation carrying the intent and its idempotency key). The same decision twice is
-/// one pending item.
-fn ask_confirmation(
+/// one pending item. Also how a transfer approved before a restart that outlived its
+/// confirmation is put to the operator again.
+pub(crate) fn ask_confirmation(
     agent: &AgentId,
     store: &std::sync::Mutex<Store>,
     now: u64,

@@ -16,6 +16,7 @@ mod outcome;
 
 pub(crate) use execute::broadcast_signed;
 pub use execute::{Live, execute_live};
+pub(crate) use layer3::ask_confirmation;
 pub use outcome::Outcome;
 
 use std::time::Duration;
@@ -125,9 +126,10 @@ async fn run(
             messages: messages.clone(),
             json_mode: true,
         };
-        if let Err(held) = cost_gate(agent, &request, inputs, deps) {
-            return held;
-        }
+        let estimate = match cost_gate(agent, &request, inputs, deps) {
+            Ok(estimate) => estimate,
+            Err(held) => return held,
+        };
         let reply = match (provider.complete(&request).await, deps.fallback) {
             (Ok(reply), _) => reply,
             (Err(crate::llm::LlmError::MissingKey(_)), Some(fallback))
@@ -144,11 +146,18 @@ async fn run(
                 };
             }
         };
-        let spent = cost::actual_micros(
-            reply.usage.prompt_tokens,
-            reply.usage.completion_tokens,
-            &deps.prices,
+        let charged = cost::charge(
+            reply.usage,
+            &cost::Call {
+                reply_bytes: reply.content.len(),
+                ..estimate
+            },
         );
+        if charged.worst_case {
+            tracing::warn!(agent = %agent.id, provider = provider.name(), reported = ?reply.usage,
+                "the provider reported no usage, or less than the text used: the worst case is charged");
+        }
+        let spent = charged.micros(&deps.prices);
         let recorded = deps
             .store
             .lock()
@@ -159,8 +168,8 @@ async fn run(
                         &agent.id,
                         inputs.now,
                         spent,
-                        reply.usage.prompt_tokens,
-                        reply.usage.completion_tokens,
+                        charged.prompt_tokens,
+                        charged.completion_tokens,
                         &reply.model,
                     )
                     .map_err(|e| e.to_string())
@@ -224,17 +233,25 @@ async fn run(
     }
 }
 
+/// Checks the call's worst case against what is left of today's cap; what the call goes out
+/// with (for [`cost::charge`] after it), or hold.
 fn cost_gate(
     agent: &AgentConfig,
     request: &ChatRequest,
     inputs: &Inputs,
     deps: &Deps<'_>,
-) -> Result<(), Outcome> {
+) -> Result<cost::Call, Outcome> {
     let prompt_tokens: u32 = request
         .messages
         .iter()
         .map(|m| cost::estimate_tokens(&m.content))
         .fold(0, u32::saturating_add);
+    let call = cost::Call {
+        prompt_bytes: request.messages.iter().map(|m| m.content.len()).sum(),
+        prompt_estimate: prompt_tokens,
+        max_tokens: request.max_tokens,
+        reply_bytes: 0,
+    };
     let worst = cost::worst_case_micros(prompt_tokens, request.max_tokens, &deps.prices);
     let spent = match deps.store.lock() {
         Ok(store) => store.cost_spent_since(inputs.day_start),
@@ -254,13 +271,15 @@ fn cost_gate(
             });
         }
     };
-    cost::check_budget(spent, deps.daily_cap_micros, worst).map_err(|refusal| {
-        tracing::warn!(agent = %agent.id, "{}", refusal.message);
-        Outcome::Held {
-            layer: "cost".into(),
-            reason: refusal.message,
-        }
-    })
+    cost::check_budget(spent, deps.daily_cap_micros, worst)
+        .map(|()| call)
+        .map_err(|refusal| {
+            tracing::warn!(agent = %agent.id, "{}", refusal.message);
+            Outcome::Held {
+                layer: "cost".into(),
+                reason: refusal.message,
+            }
+        })
 }
 
 fn intent_of(checked: &Checked, network: Network) -> Intent {
@@ -278,6 +297,16 @@ fn intent_of(checked: &Checked, network: Network) -> Intent {
 fn idempotency_key(agent: &AgentId, now: u64, intent: &Intent) -> String {
     let digest = Sha256::digest(serde_json::to_vec(intent).unwrap_or_default());
     format!("{agent}-{now}-{}", hex::encode(&digest[..8]))
+}
+
+/// A fresh idempotency key for asking the operator again, at `now`, about the action that
+/// had `previous` as its key (the same intent, so the digest also covers the old key: two
+/// actions asked again in the same second still get different keys).
+pub(crate) fn retry_key(agent: &AgentId, now: u64, intent: &Intent, previous: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(intent).unwrap_or_default());
+    hasher.update(previous.as_bytes());
+    format!("{agent}-{now}-{}", hex::encode(&hasher.finalize()[..8]))
 }
 
 fn role_of(role: prompt::Role) -> Role {

@@ -320,7 +320,7 @@ impl Orchestrator {
 }
 
 /// Unix seconds from the system clock (0 if it reads before 1970).
-pub(crate) fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

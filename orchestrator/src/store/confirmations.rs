@@ -279,23 +279,22 @@ impl Store {
         Ok(out)
     }
 
-    /// Confirmations of `kind` the operator approved at or after `since` whose action
-    /// (named by the payload's `idempotency_key`) has never been claimed for execution:
-    /// approved, then a crash before it ran. Oldest first.
+    /// Confirmations of `kind` the operator approved whose action (named by the payload's
+    /// `idempotency_key`) has never been claimed for execution, nor recorded as not run:
+    /// approved, then a crash before it ran. Oldest first. Whether each may still run is the
+    /// caller's decision (its `expires_at`).
     pub fn approved_unexecuted(
         &self,
         kind: ConfirmationKind,
-        since: u64,
     ) -> Result<Vec<ConfirmationRow>, StoreError> {
-        let since = to_sql_ts(since, "since")?;
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {COLUMNS} FROM pending_confirmations p
-             WHERE kind = ?1 AND status = 'approved' AND resolved_at >= ?2
+             WHERE kind = ?1 AND status = 'approved'
                AND NOT EXISTS (SELECT 1 FROM executions e
                    WHERE e.idempotency_key = json_extract(p.payload_json, '$.idempotency_key'))
              ORDER BY id"
         ))?;
-        let mut rows = stmt.query(params![kind.as_str(), since])?;
+        let mut rows = stmt.query(params![kind.as_str()])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             out.push(confirmation_row(row)?);

@@ -66,6 +66,27 @@ impl Store {
         })
     }
 
+    /// Records that the action of `idempotency_key` ended without running: claimed and
+    /// finished in one statement, with `{"not_sent": reason}` as its outcome, so nothing ever
+    /// runs it later (a transfer the operator was told was "not sent" stays not sent). `true`
+    /// if this recorded it, `false` if the key was already claimed (it ran, or is running).
+    pub fn record_not_run(
+        &self,
+        idempotency_key: &str,
+        reason: &str,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        check_key(idempotency_key)?;
+        let now = to_sql_ts(now, "not-run time")?;
+        let outcome = serde_json::json!({ "not_sent": reason }).to_string();
+        let inserted = self.conn.execute(
+            "INSERT INTO executions (idempotency_key, claimed_at, finished_at, outcome_json)
+             VALUES (?1, ?2, ?2, ?3) ON CONFLICT(idempotency_key) DO NOTHING",
+            rusqlite::params![idempotency_key, now, outcome],
+        )?;
+        Ok(inserted == 1)
+    }
+
     /// Executions claimed but never finished (after a crash), oldest first.
     pub fn unfinished_executions(&self) -> Result<Vec<ExecutionRow>, StoreError> {
         let mut stmt = self.conn.prepare(
@@ -175,6 +196,29 @@ mod tests {
             !s.claim_execution("k", 5).unwrap(),
             "a finished key stays claimed"
         );
+    }
+
+    #[test]
+    fn a_not_run_action_is_final_and_never_claimed_again() {
+        let s = Store::open_in_memory().unwrap();
+        assert!(s.record_not_run("k", "the RPC was down", 7).unwrap());
+        assert!(!s.claim_execution("k", 8).unwrap(), "it can never run now");
+        assert!(s.unfinished_executions().unwrap().is_empty());
+        let outcome: serde_json::Value =
+            serde_json::from_str(&s.execution_outcome("k").unwrap().unwrap()).unwrap();
+        assert_eq!(outcome["not_sent"], "the RPC was down");
+        // A key that already ran keeps its outcome.
+        s.claim_execution("ran", 9).unwrap();
+        s.finish_execution("ran", r#"{"sig":"x"}"#, 10).unwrap();
+        assert!(!s.record_not_run("ran", "late", 11).unwrap());
+        assert_eq!(
+            s.execution_outcome("ran").unwrap().as_deref(),
+            Some(r#"{"sig":"x"}"#)
+        );
+        assert!(matches!(
+            s.record_not_run("a b", "x", 1),
+            Err(StoreError::InvalidInput { .. })
+        ));
     }
 
     #[test]

@@ -124,7 +124,9 @@ pub(super) async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
     }
     match ctx.orch.execute_confirmed(&done).await {
         Ok(outcome) => format!("{answered}\n{outcome}"),
-        Err(e) => format!("{answered}\nNot sent: {e}"),
+        Err(e) => format!(
+            "{answered}\nNot sent: {e}. It will not be sent later either; the agent proposes it again if it still wants it."
+        ),
     }
 }
 

@@ -17,6 +17,7 @@
 
 mod access;
 mod approvals;
+mod bot;
 mod commands;
 mod confirmations;
 
@@ -26,17 +27,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use teloxide::dispatching::UpdateHandler;
 use teloxide::prelude::*;
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 use tokio::sync::mpsc;
 
 use access::{AlertDedup, StrangerLog, StrangerLogLine};
+use bot::BotClient;
 use commands::Command;
 pub use commands::HINT;
 
 use crate::config::TelegramConfig;
+use crate::config::endpoint::{self, Service};
 use crate::operator::{Alert, Operator};
 use crate::scheduler::Orchestrator;
 use crate::scheduler::unix_now;
@@ -74,7 +77,7 @@ pub enum TelegramError {
     )]
     Api(String),
     /// The configured API URL does not parse.
-    #[error("telegram.api_url {0:?} is not a URL: {1}")]
+    #[error("telegram.api_url is refused: {1}")]
     ApiUrl(String, String),
 }
 
@@ -215,14 +218,16 @@ pub async fn run_bot(
     token: SecretString,
     alerts: AlertQueue,
 ) -> Result<(), TelegramError> {
-    let url = reqwest::Url::parse(&config.api_url)
-        .map_err(|e| TelegramError::ApiUrl(config.api_url.clone(), e.to_string()))?;
-    let bot = Bot::new(token.expose_secret()).set_api_url(url);
+    let url = endpoint::parse(&config.api_url, Service::BotApi)
+        .map_err(|e| TelegramError::ApiUrl(config.api_url.clone(), e))?;
+    let client = BotClient::new(&token, url);
+    drop(token);
+    let bot = client.bot().clone();
     let ctx = Arc::new(Ctx::new(orch, config));
     // Dropped with this future: the tasks stop with the bot.
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(send_alerts(bot.clone(), ctx.clone(), alerts));
-    tasks.spawn(announce_confirmations(bot.clone(), ctx.clone()));
+    tasks.spawn(send_alerts(client.clone(), ctx.clone(), alerts));
+    tasks.spawn(announce_confirmations(client, ctx.clone()));
     tracing::info!(
         operators = ctx.config.operators.len(),
         "Telegram bot starting"
@@ -361,7 +366,7 @@ async fn on_button(bot: Bot, q: CallbackQuery, ctx: Arc<Ctx>) -> HandlerResult {
 
 /// Sends the scheduler's alerts to every operator, each distinct text at most once per
 /// [`access::ALERT_REPEAT_SECS`].
-async fn send_alerts(bot: Bot, ctx: Arc<Ctx>, mut alerts: AlertQueue) {
+async fn send_alerts(bot: BotClient, ctx: Arc<Ctx>, mut alerts: AlertQueue) {
     let mut dedup = AlertDedup::default();
     while let Some(alert) = alerts.rx.recv().await {
         let text = alert.to_string();
@@ -378,10 +383,10 @@ async fn send_alerts(bot: Bot, ctx: Arc<Ctx>, mut alerts: AlertQueue) {
 /// (after 1, 2, 4 … 30 s), so an outage delays alerts instead of losing them; meanwhile new
 /// alerts wait in the queue. An answer of the API itself (e.g. the operator blocked the bot)
 /// is logged and not retried.
-async fn send_alert(bot: &Bot, op: i64, text: &str) {
+async fn send_alert(bot: &BotClient, op: i64, text: &str) {
     let mut delay = Duration::from_secs(1);
     loop {
-        match bot.send_message(ChatId(op), clip(text)).await {
+        match bot.bot().send_message(ChatId(op), clip(text)).await {
             Ok(_) => return,
             Err(e) if is_unreachable(&e) => {
                 tracing::warn!(operator = op, error = %e, retry_in = ?delay, "Telegram unreachable; alert kept for retry");
@@ -408,7 +413,7 @@ fn is_unreachable(e: &teloxide::RequestError) -> bool {
 }
 
 /// Shows every open confirmation to the operators once per run; button kinds get Yes/No.
-async fn announce_confirmations(bot: Bot, ctx: Arc<Ctx>) {
+async fn announce_confirmations(bot: BotClient, ctx: Arc<Ctx>) {
     loop {
         let now = unix_now();
         let fresh = ctx.with_store(|s| {
@@ -435,7 +440,7 @@ async fn announce_confirmations(bot: Bot, ctx: Arc<Ctx>) {
             ) || row.confirmation.kind.needs_phrase());
             let mut unreachable = false;
             for &op in &ctx.config.operators {
-                let mut send = bot.send_message(ChatId(op), clip(&text));
+                let mut send = bot.bot().send_message(ChatId(op), clip(&text));
                 if buttons {
                     send = send.reply_markup(InlineKeyboardMarkup::new([[
                         InlineKeyboardButton::callback("Yes", format!("yes:{}", row.id)),

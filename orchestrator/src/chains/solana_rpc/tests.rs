@@ -210,16 +210,27 @@ fn node_text_is_sanitized_and_bounded() {
 #[test]
 fn urls_are_checked_and_never_printed_whole() {
     let rpc = SolanaRpc::new(
-        "https://user:pw@rpc.example:8899/path?api-key=SECRET",
+        "https://rpc.example:8899/path?api-key=SECRET",
         Duration::from_secs(5),
     )
     .unwrap();
     let shown = format!("{rpc:?}");
     assert!(shown.contains("https://rpc.example:8899"), "{shown}");
-    assert!(
-        !shown.contains("SECRET") && !shown.contains("pw"),
-        "{shown}"
-    );
+    assert!(!shown.contains("SECRET"), "{shown}");
+
+    // A user part is refused (the host is what follows the @), and never echoed.
+    for url in [
+        "https://user:pw@rpc.example:8899/path",
+        "http://localhost:1@rpc.attacker.example",
+    ] {
+        match SolanaRpc::new(url, Duration::from_secs(5)) {
+            Err(RpcError::BadInput(why)) => {
+                assert!(why.contains("user name or password"), "{why}");
+                assert!(!why.contains("pw") && !why.contains("localhost"), "{why}");
+            }
+            other => panic!("{url}: {other:?}"),
+        }
+    }
 
     for (url, timeout) in [
         ("rpc.example", Duration::from_secs(1)),

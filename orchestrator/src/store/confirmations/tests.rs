@@ -210,3 +210,39 @@ fn every_kind_round_trips_and_phrase_confirmations_are_marked() {
         ]
     );
 }
+
+#[test]
+fn approved_unexecuted_lists_approved_actions_nothing_ran_or_gave_up() {
+    let s = Store::open_in_memory().unwrap();
+    let with_action = |key: &str, action: &str| NewConfirmation {
+        payload_json: format!(r#"{{"idempotency_key":"{action}"}}"#),
+        ..new(key, 100, 200)
+    };
+    let ran = s.create_confirmation(&with_action("c1", "a1")).unwrap();
+    let failed = s.create_confirmation(&with_action("c2", "a2")).unwrap();
+    let waiting = s.create_confirmation(&with_action("c3", "a3")).unwrap();
+    let open = s.create_confirmation(&with_action("c4", "a4")).unwrap();
+    let denied = s.create_confirmation(&with_action("c5", "a5")).unwrap();
+    for id in [ran, failed, waiting] {
+        s.resolve_confirmation(id, Resolution::Approved, 1, 150)
+            .unwrap();
+    }
+    s.resolve_confirmation(denied, Resolution::Denied, 1, 150)
+        .unwrap();
+    let ids = |s: &Store| -> Vec<ConfirmationId> {
+        s.approved_unexecuted(ConfirmationKind::MoveFunds)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    assert_eq!(ids(&s), [ran, failed, waiting]);
+    s.claim_execution("a1", 151).unwrap();
+    assert!(s.record_not_run("a2", "the RPC was down", 151).unwrap());
+    assert_eq!(ids(&s), [waiting], "{open:?} is not approved");
+    assert!(
+        s.approved_unexecuted(ConfirmationKind::SendMessage)
+            .unwrap()
+            .is_empty()
+    );
+}
