@@ -147,7 +147,7 @@ pub(crate) fn ask_confirmation(
         agent: Some(agent.clone()),
         summary: summary.to_string(),
         payload_json: payload.to_string(),
-        idempotency_key: format!("confirm-{key}"),
+        idempotency_key: confirmation_key(key),
         created_at: now,
         expires_at: now + MOVE_FUNDS_TTL_SECS,
     };
@@ -228,5 +228,37 @@ pub(super) fn signer_failure(e: SignerError) -> Outcome {
             layer: "signer".into(),
             reason: other.to_string(),
         },
+    }
+}
+
+/// The store key of the operator's Yes/No confirmation for the live transfer whose signer
+/// key is `key`. A decision key is at most 60 characters (a 32-character agent id, the unix
+/// time, 16 hex digits), so a two-character prefix keeps every confirmation key within the
+/// 64 an idempotency key may hold; the longer `confirm-` prefix pushed agents with ids over
+/// 24 characters past it, and their live transfers could never be confirmed.
+fn confirmation_key(key: &str) -> String {
+    format!("c-{key}")
+}
+
+#[cfg(test)]
+mod tests {
+    use vigil_protocol::{AgentId, IdempotencyKey};
+
+    use super::confirmation_key;
+
+    #[test]
+    fn the_confirmation_key_of_the_longest_agent_id_is_a_valid_key() {
+        let agent: AgentId = "a"
+            .repeat(32)
+            .parse()
+            .expect("a 32-character agent id is valid");
+        let key = format!("{agent}-{}-{}", u64::from(u32::MAX) * 4, "f".repeat(16));
+        assert!(IdempotencyKey::try_from(key.clone()).is_ok(), "{key}");
+        let confirmation = confirmation_key(&key);
+        assert!(
+            IdempotencyKey::try_from(confirmation.clone()).is_ok(),
+            "{confirmation} ({} characters)",
+            confirmation.len()
+        );
     }
 }
