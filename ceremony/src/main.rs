@@ -285,9 +285,7 @@ impl Operator for Terminal {
         if let Some(s) = self.spinner.take() {
             s.stop();
         }
-        self.spinner = Some(Spinner::start(format!(
-            "[{step}/{total}] encrypting {what}"
-        )));
+        self.spinner = Some(Spinner::start(format!("[{step}/{total}] {what}")));
     }
 
     fn progress_done(&mut self) {

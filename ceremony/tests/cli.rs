@@ -64,7 +64,11 @@ fn an_operator_runs_the_ceremony_over_the_terminal() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(status.success(), "{err}\n{rest}");
-    assert!(err.contains("[1/3] encrypting"), "progress shown: {err}");
+    assert!(
+        err.contains("[1/4] deriving the keystore's master key")
+            && err.contains("[2/4] encrypting the solana:devnet key of agent trader"),
+        "progress shown: {err}"
+    );
 
     let stick = &inputs.stick;
     let manifest_bytes = std::fs::read(stick.join("manifest.json")).unwrap();

@@ -10,15 +10,13 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vigil_protocol::Chain;
-
 use crate::approval::Approvals;
 use crate::audit::Opened;
 use crate::devinit::layout;
-use crate::engine::{AgentKeys, Engine, EngineParts};
+use crate::engine::{Engine, EngineParts};
 use crate::error::Error;
 use crate::import::live::{self, AtStart, Staged};
-use crate::keys::Ed25519Key;
+use crate::keyring::{self, AgentKeys};
 use crate::ledger::Event;
 pub use crate::server::Stopped;
 use crate::server::{self, ServerConfig};
@@ -220,7 +218,8 @@ pub fn run(cfg: &ServeConfig) -> Result<Stopped, Error> {
     })
 }
 
-/// Step 1c: unlocks the keystore and loads the policy verified against the key it pins.
+/// Step 1c: unlocks the keystore (one scrypt for a format 2 keystore), loads the policy
+/// verified against the key it pins, and binds every agent key to the one network it serves.
 fn load_keys(
     cfg: &ServeConfig,
     passphrase: &secrecy::SecretString,
@@ -232,11 +231,10 @@ fn load_keys(
             "the keystore uses WEAK scrypt parameters (a development keystore): never put money behind it"
         );
     }
-    let mut keys: AgentKeys = AgentKeys::new();
-    for ((agent, chain), seed) in &unlocked.agent_seeds {
-        match chain {
-            Chain::Solana => keys.insert((agent.clone(), *chain), Ed25519Key::from_seed(seed)),
-        };
+    if unlocked.master.is_none() {
+        tracing::warn!(
+            "a format 1 keystore (one key per agent and chain): its keys serve the one network the policy names for them; run a key ceremony with this release for a key per network"
+        );
     }
     let approvals =
         Approvals::new(&unlocked.approval_secret, cfg.approval_ttl_secs).map_err(Error::Other)?;
@@ -248,13 +246,10 @@ fn load_keys(
                 "the pinned policy key in the keystore is not a valid Ed25519 key: {e}"
             ))
         })?;
-    drop(unlocked);
     let policy = policy::load_signed(&layout::policy(&cfg.state_dir), &policy_key)?;
-    for agent in policy.agents.keys() {
-        if !keys.keys().any(|(a, _)| a == agent) {
-            tracing::warn!(%agent, "the policy names an agent that has no key in the keystore; its requests will be refused");
-        }
-    }
+    // 2b. Each key serves one network: its own (format 2), or the one the policy names.
+    let keys = keyring::agent_keys(&unlocked, &policy).map_err(Error::Other)?;
+    drop(unlocked);
     Ok((keys, approvals, policy))
 }
 
@@ -269,6 +264,7 @@ fn awaiting_keys_parts(ttl: u64) -> Result<(AgentKeys, Approvals, policy::Policy
     let policy = policy::Policy {
         version: policy::POLICY_VERSION,
         agents: Default::default(),
+        networks: Default::default(),
         digest: [0; 32],
     };
     Ok((AgentKeys::new(), approvals, policy))

@@ -24,6 +24,7 @@ use vigil_signer::keystore::{self, KdfParams};
 use vigil_signer::policy;
 use vigil_testkit::ceremony::{CeremonyPlan, PASSPHRASE, ceremony_policy};
 use vigil_testkit::host::{binary, check};
+use vigil_testkit::policy::AgentRules;
 use vigil_testkit::requests::{err, ok, pay};
 use vigil_testkit::stick::Stick;
 use vigil_testkit::{Operator, SOL, Signer, unix_now};
@@ -33,8 +34,11 @@ fn recipient() -> String {
     bs58::encode([9u8; 32]).into_string()
 }
 
+/// Trader may pay the recipient; Sentinel has rules too, so both get a devnet key.
 fn policy_text() -> String {
-    ceremony_policy(&[&recipient()]).to_toml()
+    ceremony_policy(&[&recipient()])
+        .agent("sentinel", AgentRules::sol(SOL, SOL, SOL))
+        .to_toml()
 }
 
 /// The operator at the ceremony: approves the policy and types the authenticator's code.
@@ -301,7 +305,11 @@ fn a_ceremony_stick_imports_and_the_signer_signs_for_its_agents() {
         ),
         "confirm",
     );
-    assert!(state.join("keystore/agent.trader.solana.key").exists());
+    assert!(
+        state
+            .join("keystore/agent.trader.solana.devnet.key")
+            .exists()
+    );
     assert!(!state.join("import-staged").exists());
     assert!(!state.join("keystore/policy-signing.key").exists());
 
@@ -557,10 +565,11 @@ fn bad_sticks_are_refused_each_with_its_own_message_and_nothing_changes() {
         (
             "swapped keystore file",
             Box::new(move |s: &Stick| {
-                let theirs = std::fs::read(other.join("keystore/agent.trader.solana.key")).unwrap();
-                s.put("keystore/agent.trader.solana.key", &theirs);
+                let theirs =
+                    std::fs::read(other.join("keystore/agent.trader.solana.devnet.key")).unwrap();
+                s.put("keystore/agent.trader.solana.devnet.key", &theirs);
             }),
-            "keystore/agent.trader.solana.key was swapped",
+            "keystore/agent.trader.solana.devnet.key was swapped",
         ),
         (
             "policy signed by another key",

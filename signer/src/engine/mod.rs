@@ -27,17 +27,18 @@ mod status;
 
 pub(crate) use import::After;
 
-use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use vigil_protocol::{
-    AgentId, Chain, ErrorKind, Intent, Op, Request, Response, Rule, SignRequest, Signed,
+    AgentId, Chain, ErrorKind, Intent, Network, Op, Request, Response, Rule, SignRequest, Signed,
+    network_name,
 };
 
 use crate::approval::Approvals;
 use crate::audit::{AuditLog, Entry};
 use crate::import::live::AtStart;
+use crate::keyring::AgentKeys;
 use crate::keys::Ed25519Key;
 use crate::ledger::{Event, Ledger, Remembered};
 use crate::policy::Policy;
@@ -68,9 +69,6 @@ impl Refusal {
         Self::new(ErrorKind::Internal, message)
     }
 }
-
-/// Keys and addresses of the agents, by (agent, chain).
-pub(crate) type AgentKeys = BTreeMap<(AgentId, Chain), Ed25519Key>;
 
 /// What the engine starts from.
 #[derive(Debug)]
@@ -212,26 +210,48 @@ impl Engine {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Checks the agent exists in both the policy and the keystore for the intent's chain.
+    /// The agent's key for the intent's chain AND network: keys are per network, and a key
+    /// never signs for another network than its own. An agent the policy does not name is
+    /// `unknown_agent`; a network the policy does not give the agent is the policy's
+    /// `network_not_allowed` (whether or not a key exists for it); a network the policy allows
+    /// but no key serves is `unknown_agent`.
     fn check_agent(&self, agent: &AgentId, intent: &Intent) -> Result<&Ed25519Key, Refusal> {
-        let Intent::Transfer(t) = intent;
-        let key = self.keys.get(&(agent.clone(), t.chain));
-        match (self.policy.agents.contains_key(agent), key) {
-            (true, Some(key)) => Ok(key),
-            (false, _) => Err(Refusal::new(
+        let (chain, network) = network_of(intent);
+        let Some(rules) = self.policy.agents.get(agent) else {
+            return Err(Refusal::new(
                 ErrorKind::UnknownAgent,
                 format!(
                     "agent {agent} is not in the signed policy; agents are added at a key ceremony"
                 ),
-            )),
-            (true, None) => Err(Refusal::new(
+            ));
+        };
+        if !rules.networks.contains(&(chain, network)) {
+            let allowed: Vec<String> = rules
+                .networks
+                .iter()
+                .map(|&(c, n)| network_name(c, n))
+                .collect();
+            return Err(Refusal {
+                kind: ErrorKind::PolicyDenied,
+                rule: Some(Rule::NetworkNotAllowed),
+                message: format!(
+                    "{} is not among agent {agent}'s networks ({}); mainnet is allowed only when the signed policy names it",
+                    network_name(chain, network),
+                    allowed.join(", ")
+                ),
+            });
+        }
+        self.keys.get(&(agent.clone(), chain, network)).ok_or_else(|| {
+            Refusal::new(
                 ErrorKind::UnknownAgent,
                 format!(
-                    "agent {agent} has no {} key in the keystore; keys are made at a key ceremony",
-                    t.chain
+                    "agent {agent} has no key for {} in the keystore: keys are per network and made at a key ceremony; \
+                     run one that makes this agent a {} key and import it",
+                    network_name(chain, network),
+                    network_name(chain, network)
                 ),
-            )),
-        }
+            )
+        })
     }
 
     /// Makes the spend record (and any events before it) durable, then releases the signature.
@@ -286,9 +306,10 @@ impl Engine {
     }
 }
 
-fn chain_of(intent: &Intent) -> Chain {
+/// The (chain, network) an intent is for.
+fn network_of(intent: &Intent) -> (Chain, Network) {
     let Intent::Transfer(t) = intent;
-    t.chain
+    (t.chain, t.network)
 }
 
 fn respond<T: serde::Serialize>(

@@ -26,7 +26,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use vigil_protocol::{AgentId, Chain};
+use vigil_protocol::{AgentId, Chain, Network};
 
 use crate::keystore::{self, KeystoreError, Purpose};
 use crate::policy::{self, PolicyError};
@@ -238,6 +238,7 @@ fn read_listed_files(
             let purpose = Purpose::AgentKey {
                 agent: a.agent.clone(),
                 chain: a.chain,
+                network: a.network,
             };
             (manifest::keystore_path(&purpose), a)
         })
@@ -317,7 +318,7 @@ fn check_keystore(
     files: &BTreeMap<String, Vec<u8>>,
     policy_key: &[u8; 32],
 ) -> Result<(), ImportError> {
-    let mut agents: BTreeSet<(AgentId, Chain, String)> = BTreeSet::new();
+    let mut agents: BTreeSet<(AgentId, Chain, Option<Network>, String)> = BTreeSet::new();
     let (mut approval, mut pin) = (false, None);
     for (rel, bytes) in files {
         let Some(name) = rel.strip_prefix("keystore/") else {
@@ -336,8 +337,12 @@ fn check_keystore(
             )));
         }
         match info.purpose {
-            Purpose::AgentKey { agent, chain } => {
-                agents.insert((agent, chain, info.public));
+            Purpose::AgentKey {
+                agent,
+                chain,
+                network,
+            } => {
+                agents.insert((agent, chain, network, info.public));
             }
             Purpose::ApprovalSecret => approval = true,
             Purpose::PolicyPin => pin = Some(info.public),
@@ -348,15 +353,18 @@ fn check_keystore(
             }
         }
     }
-    let wanted: BTreeSet<(AgentId, Chain, String)> = manifest
+    let wanted: BTreeSet<(AgentId, Chain, Option<Network>, String)> = manifest
         .agents
         .iter()
-        .map(|a| (a.agent.clone(), a.chain, a.address.clone()))
+        .map(|a| (a.agent.clone(), a.chain, a.network, a.address.clone()))
         .collect();
     if agents != wanted {
-        let show = |s: &BTreeSet<(AgentId, Chain, String)>| {
+        let show = |s: &BTreeSet<(AgentId, Chain, Option<Network>, String)>| {
             s.iter()
-                .map(|(a, c, addr)| format!("{a} ({c} {addr})"))
+                .map(|(a, c, n, addr)| match n {
+                    Some(n) => format!("{a} ({c}:{n} {addr})"),
+                    None => format!("{a} ({c} {addr})"),
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
