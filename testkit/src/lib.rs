@@ -24,6 +24,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod adversary;
+pub mod alerts;
 pub mod ceremony;
 pub mod chain;
 pub mod config;

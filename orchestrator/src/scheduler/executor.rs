@@ -48,7 +48,15 @@ impl Orchestrator {
                 row.id.0, t.asset
             ));
         }
-        let (_, blockhash) = self.chain_view(&agent_id).await?;
+        let (_, blockhash, network) = self.chain_view(&agent_id).await?;
+        if t.network != network {
+            return Err(format!(
+                "#{}: the transfer was asked for on {}, but {agent_id} works on {} now; nothing was sent",
+                row.id.0,
+                vigil_protocol::network_name(t.chain, t.network),
+                vigil_protocol::network_name(t.chain, network)
+            ));
+        }
         let live = pipeline::Live {
             store: &self.store,
             signer: &self.signer,

@@ -95,12 +95,20 @@ pub(super) async fn signer_approval(
         Some(Ok(a)) => a,
         _ => return format!("#{id} has no signer approval id; /deny {id}"),
     };
-    // A fresh blockhash: the approval may come minutes after the request.
-    let context = match ctx.orch.rpc() {
-        Some(rpc) => rpc.get_latest_blockhash().await.ok().map(|b| Context {
+    // A fresh blockhash: the approval may come minutes after the request. It comes from a
+    // node checked to serve the agent's network (the genesis hash the signed policy pins);
+    // on a node of another cluster nothing is approved and the code is not spent.
+    let context = match (ctx.orch.rpc(), &row.confirmation.agent) {
+        (Some(_), Some(agent)) => match ctx.orch.live_blockhash(agent).await {
+            Ok((hash, _)) => Some(Context {
+                recent_blockhash: Some(hash),
+            }),
+            Err(why) => return format!("#{id} not approved (your code was not used): {why}"),
+        },
+        (Some(rpc), None) => rpc.get_latest_blockhash().await.ok().map(|b| Context {
             recent_blockhash: Some(b.hash),
         }),
-        None => None,
+        (None, _) => None,
     };
     let request = ApproveRequest {
         approval_id,
