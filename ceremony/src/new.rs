@@ -68,6 +68,11 @@ pub struct NewCeremony {
     pub insecure_weak_kdf: bool,
     /// The paper backup to print.
     pub backup: Backup,
+    /// Sign with this policy key (kept from an earlier ceremony, `--policy-key-from`) instead
+    /// of a new one: an appliance that pins it then accepts this stick's keys on the new
+    /// authenticator's code alone (the policy key is the current authority), e.g. after the
+    /// operator's phone was lost.
+    pub reuse_policy_key: Option<Zeroizing<[u8; 32]>>,
 }
 
 /// The person at the ceremony machine: how the ceremony shows things and asks.
@@ -165,7 +170,10 @@ pub fn run(
             "it gives no agent of the config a network of the agent's chains, so no key would be made: name e.g. networks = [\"solana:devnet\"] for an agent".into(),
         ));
     }
-    let (policy_key, policy_seed) = Ed25519Key::generate().map_err(random_err)?;
+    let (policy_key, policy_seed) = match &c.reuse_policy_key {
+        Some(seed) => (Ed25519Key::from_seed(seed), seed.clone()),
+        None => Ed25519Key::generate().map_err(random_err)?,
+    };
     let mut approval_secret = Zeroizing::new(vec![0u8; APPROVAL_SECRET_LEN]);
     getrandom::getrandom(&mut approval_secret).map_err(random_err)?;
 

@@ -32,7 +32,10 @@ mod unlock;
 
 pub use entry::{DecryptedEntry, EntryInfo, inspect_entry, read_entry, write_entry};
 pub use error::KeystoreError;
-pub use files::{check_private_file, read_passphrase, read_passphrase_from, write_private_file};
+pub use files::{
+    check_private_file, read_passphrase, read_passphrase_from, rename_no_replace,
+    write_private_file,
+};
 pub use master::{MasterKey, Subkey};
 pub use unlock::{AgentKeyId, Unlocked, unlock, unlock_files};
 

@@ -151,6 +151,12 @@ impl Signer {
         Signer::serve(dir, passphrase_file, None, &[])
     }
 
+    /// [`Signer::serve_existing`] with extra `serve` flags.
+    pub fn serve_existing_with(dir: TempDir, passphrase_file: &Path, args: &[&str]) -> Signer {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        Signer::serve(dir, passphrase_file, None, &args)
+    }
+
     fn serve(
         dir: TempDir,
         passphrase_file: &Path,

@@ -87,6 +87,7 @@ pub(crate) fn ceremony(out: &Path, keep: bool) -> NewCeremony {
         kdf: KdfParams::INSECURE_DEV,
         insecure_weak_kdf: true,
         backup: Backup::Shamir { k: 2, n: 3 },
+        reuse_policy_key: None,
     }
 }
 

@@ -309,13 +309,7 @@ impl Orchestrator {
         let Some(rpc) = &self.rpc else {
             return Err("live mode needs solana_rpc_url in the config".into());
         };
-        let hello = self
-            .signer
-            .lock()
-            .await
-            .hello()
-            .await
-            .map_err(|e| e.to_string())?;
+        let hello = self.hello().await?;
         let (network, address) = self.agent_network(&hello, agent)?;
         self.check_node(&hello, network).await?;
         let balance = rpc
@@ -331,15 +325,19 @@ impl Orchestrator {
 
     /// The network of a paper agent without a chain (its intents still name one).
     async fn paper_network(&self, agent: &AgentId) -> Result<Network, String> {
-        let hello = self
-            .signer
+        let hello = self.hello().await?;
+        self.agent_network(&hello, agent)
+            .map(|(network, _)| network)
+    }
+
+    /// The signer's `hello`: its agents' keys per network and the networks' pins.
+    async fn hello(&self) -> Result<vigil_protocol::HelloResult, String> {
+        self.signer
             .lock()
             .await
             .hello()
             .await
-            .map_err(|e| e.to_string())?;
-        self.agent_network(&hello, agent)
-            .map(|(network, _)| network)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -118,7 +118,7 @@ impl Orchestrator {
     /// At start: every agent's network resolved and the RPC node checked against it. One line
     /// per problem (each mismatch is also alerted); empty when all agree.
     pub async fn check_networks(&self) -> Vec<String> {
-        let hello = match self.signer.lock().await.hello().await {
+        let hello = match self.hello().await {
             Ok(hello) => hello,
             Err(e) => return vec![format!("networks not checked: signer unreachable: {e}")],
         };

@@ -23,6 +23,7 @@ pub(super) async fn import_keys(
     user: i64,
     row: &ConfirmationRow,
     code: &OperatorCode,
+    current: Option<&OperatorCode>,
 ) -> String {
     let id = row.id;
     let payload: Value = serde_json::from_str(&row.confirmation.payload_json).unwrap_or_default();
@@ -33,12 +34,17 @@ pub(super) async fn import_keys(
         Some(Ok(d)) => d,
         _ => return format!("#{id} names no manifest digest; /deny {id}"),
     };
+    if payload["current_code_required"] == true && current.is_none() {
+        return format!(
+            "#{id} replaces this appliance's keys: send /approve {id} <code> <current code>, the first from the authenticator entry made at the NEW ceremony, the second from the entry you use today. Nothing was sent."
+        );
+    }
     let confirmed = ctx
         .orch
         .signer()
         .lock()
         .await
-        .import_confirm(digest, code.clone())
+        .import_confirm(digest, code.clone(), current.cloned())
         .await;
     match confirmed {
         Ok(r) => {

@@ -25,7 +25,7 @@ mod set_cap;
 mod sign;
 mod status;
 
-pub(crate) use import::After;
+pub(crate) use import::{After, Origin};
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -88,6 +88,9 @@ pub(crate) struct EngineParts {
     /// True when the signer runs without a keystore, waiting for the staged import: it
     /// answers `hello`, `status` and the import ops, and refuses everything else.
     pub awaiting_keys: bool,
+    /// The policy key the keystore pins (none while awaiting keys): a staged stick signed by
+    /// it replaces the keys without the current authenticator's code.
+    pub pinned_policy_key: Option<[u8; 32]>,
 }
 
 /// The signer's request handler.
@@ -136,6 +139,7 @@ impl Engine {
             replayed,
             import,
             awaiting_keys,
+            pinned_policy_key,
         } = parts;
         let ledger = Ledger::replay(&replayed, &mut approvals, clock());
         Self {
@@ -143,19 +147,39 @@ impl Engine {
             keys,
             audit,
             inner: Mutex::new(Inner { ledger, approvals }),
-            import: import::ImportState::new(import, awaiting_keys),
+            import: import::ImportState::new(import, awaiting_keys, pinned_policy_key),
             clock,
         }
     }
 
-    /// Records the start in the audit log (and an import applied at this start).
+    /// Records the start in the audit log (and an import applied, or a confirmation expired,
+    /// at this start).
     pub(crate) async fn record_start(&self) -> Result<(), String> {
         let policy_digest = self.policy_digest();
         let mut events = vec![Event::Started {
             version: env!("CARGO_PKG_VERSION").to_string(),
             policy_digest: policy_digest.clone(),
         }];
-        events.extend(self.import.applied_event(policy_digest));
+        events.extend(self.import.start_events(policy_digest));
+        self.audit
+            .append((self.clock)(), events)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Records what loading did with a staged import (an import applied, a confirmation
+    /// expired) without a `started` entry: the console's `import-confirm` serves nothing.
+    pub(crate) async fn record_import_events(&self) -> Result<(), String> {
+        let events = self.import.start_events(self.policy_digest());
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.record_events(events).await
+    }
+
+    /// Appends `events` durably (the console's import confirmation records what it applied).
+    pub(crate) async fn record_events(&self, events: Vec<Event>) -> Result<(), String> {
         self.audit
             .append((self.clock)(), events)
             .await
@@ -182,7 +206,7 @@ impl Engine {
         let response = match op {
             Op::ImportStatus => Response::ok(id, &self.import.status()),
             Op::ImportConfirm(r) => {
-                let result = self.import_confirm(r).await;
+                let result = self.import_confirm(r, Origin::Socket).await;
                 let after = if result.is_ok() {
                     After::ExitForRestart
                 } else {
