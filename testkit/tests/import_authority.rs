@@ -164,6 +164,36 @@ fn replacing_keys_over_the_socket_needs_the_current_authenticator_and_applies_at
 }
 
 #[test]
+fn replacing_keys_at_the_console_needs_the_current_code_too() {
+    let (dir, pass, current, new, digest) = installed_with_a_replacement_staged();
+    let state = dir.path().join("state");
+    let next = unix_now() + 30;
+    let alone = confirm_at_console(&state, &digest, &new.code_at(next), None, &pass);
+    let msg = String::from_utf8_lossy(&alone.stderr);
+    assert!(
+        !alone.status.success() && msg.contains("current code"),
+        "{msg}"
+    );
+    check(
+        confirm_at_console(
+            &state,
+            &digest,
+            &new.code_at(next),
+            Some(&current.code_at(next)),
+            &pass,
+        ),
+        "import-confirm --current-code",
+    );
+    let s = Signer::serve_existing(dir, &pass);
+    let confirmed = s.audit_events("import_confirmed");
+    let last = confirmed.last().unwrap();
+    assert_eq!(
+        (&last["via"], &last["authority"]),
+        (&json!("console"), &json!("current_code"))
+    );
+}
+
+#[test]
 fn a_stick_signed_by_the_pinned_policy_key_replaces_keys_with_the_new_code_alone() {
     let (dir, first, _) = installed(&[std::ffi::OsStr::new("--keep-policy-key")]);
     let state = dir.path().join("state");

@@ -73,6 +73,10 @@ fn documented_example_parses() {
         sentinel.assets[&AssetSymbol::SOL].approval_threshold,
         1_000_000
     );
+    assert_eq!(
+        p.networks[&(Chain::Solana, Network::Testnet)],
+        NetworkPin::SolanaGenesis(vigil_protocol::SOLANA_TESTNET_GENESIS_HASH.into())
+    );
 }
 
 #[test]
