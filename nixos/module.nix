@@ -156,6 +156,15 @@ in
 
     users.groups.vigil = { };
     users.groups.vigil-signer = { };
+    # The key-ceremony importer's own user (vigil-import@.service): not a socket peer; the
+    # signer's unit joins its group (SupplementaryGroups=) to read what it stages.
+    users.groups.vigil-import = { };
+    users.users.vigil-import = {
+      isSystemUser = true;
+      group = "vigil-import";
+      home = "/var/lib/vigil-import";
+      description = "Vigil key import";
+    };
     users.users.vigil-signer = {
       isSystemUser = true;
       group = "vigil-signer";

@@ -15,7 +15,7 @@ use std::str::FromStr;
 use blahaj::{Share, Sharks};
 use rand::rand_core::UnwrapErr;
 use rand::rngs::SysRng;
-use vigil_protocol::{AgentId, Chain};
+use vigil_protocol::{AgentId, Chain, Network};
 use zeroize::Zeroizing;
 
 use crate::error::CeremonyError;
@@ -62,6 +62,8 @@ pub struct SeedToBackUp<'a> {
     pub agent: &'a AgentId,
     /// The chain of the key.
     pub chain: Chain,
+    /// The network the key serves.
+    pub network: Network,
     /// Its address, printed so the restored key can be checked.
     pub address: &'a str,
     /// The seed.
@@ -94,8 +96,8 @@ pub fn render(
                 );
                 let _ = writeln!(
                     out,
-                    "{} ({} {}):\n  {}\n",
-                    s.agent, s.chain, s.address, *words
+                    "{} ({}:{} {}):\n  {}\n",
+                    s.agent, s.chain, s.network, s.address, *words
                 );
             }
         }
@@ -106,7 +108,7 @@ pub fn render(
             }
             let order: Vec<String> = seeds
                 .iter()
-                .map(|s| format!("{}/{}", s.agent, s.chain))
+                .map(|s| format!("{}/{}:{}", s.agent, s.chain, s.network))
                 .collect();
             let _ = writeln!(
                 out,
@@ -231,6 +233,7 @@ mod tests {
             .map(|(agent, seed)| SeedToBackUp {
                 agent,
                 chain: Chain::Solana,
+                network: Network::Devnet,
                 address: "addr",
                 seed,
             })
@@ -291,7 +294,7 @@ mod tests {
             let got = recover_shamir(2, &[&shares[pair[0]], &shares[pair[1]]]).unwrap();
             assert_eq!(*got, want, "{pair:?}");
         }
-        assert!(text.contains("sentinel/solana, trader/solana"));
+        assert!(text.contains("sentinel/solana:devnet, trader/solana:devnet"));
         // One share alone is refused: it says nothing about the seeds.
         let one = recover_shamir(2, &[&shares[0]]).unwrap_err().to_string();
         assert!(
@@ -423,11 +426,16 @@ mod tests {
         let list = [SeedToBackUp {
             agent: &agents[1],
             chain: Chain::Solana,
+            network: Network::Devnet,
             address: "addrT",
             seed: &s[1],
         }];
         let text = render(Backup::Bip39, &list).unwrap();
-        assert!(text.starts_with("trader (solana addrT):"));
+        assert!(
+            text.starts_with("trader (solana:devnet addrT):"),
+            "{}",
+            *text
+        );
         let words = text.lines().nth(1).unwrap().trim();
         assert_eq!(words.split(' ').count(), 24);
         let m = bip39::Mnemonic::parse(words).unwrap();

@@ -53,6 +53,11 @@ enum Command {
         /// Also write the policy signing key, encrypted, to the stick (for later `policy sign`).
         #[arg(long)]
         keep_policy_key: bool,
+        /// Sign with the policy key kept on this earlier ceremony stick (its policy-key/,
+        /// decrypted with the same passphrase) instead of a new one: the appliance that pins
+        /// it accepts the new keys without the current authenticator's code.
+        #[arg(long)]
+        policy_key_from: Option<PathBuf>,
         /// Run even though a network interface is up (recorded in the manifest).
         #[arg(long)]
         i_know_this_is_online: bool,
@@ -113,6 +118,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             policy,
             keep_policy_key,
+            policy_key_from,
             i_know_this_is_online,
             backup,
             passphrase_file,
@@ -156,6 +162,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 (KdfParams::PRODUCTION, false)
             };
+            let reuse_policy_key = match &policy_key_from {
+                Some(dir) => Some(policy_sign::kept_policy_seed(dir, &pass)?),
+                None => None,
+            };
             let ceremony = NewCeremony {
                 out,
                 config,
@@ -165,6 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 kdf,
                 insecure_weak_kdf: weak,
                 backup,
+                reuse_policy_key,
             };
             let mut op = Terminal::default();
             let outcome = new::run(&ceremony, &pass, &mut op)?;
@@ -249,9 +260,12 @@ fn print_record(outcome: &new::Outcome) {
     println!("policy key:      {}", m.policy_key.fingerprint);
     println!("policy digest:   {}", manifest::group(&m.policy_digest));
     for a in &m.agents {
+        let network = a
+            .network
+            .map_or_else(|| a.chain.to_string(), |n| format!("{}:{n}", a.chain));
         println!(
-            "agent {:<16} {} {}  fingerprint {}",
-            a.agent, a.chain, a.address, a.fingerprint
+            "agent {:<16} {network} {}  fingerprint {}",
+            a.agent, a.address, a.fingerprint
         );
     }
     if m.online_override {
@@ -336,9 +350,7 @@ impl Operator for Terminal {
         if let Some(s) = self.spinner.take() {
             s.stop();
         }
-        self.spinner = Some(Spinner::start(format!(
-            "[{step}/{total}] encrypting {what}"
-        )));
+        self.spinner = Some(Spinner::start(format!("[{step}/{total}] {what}")));
     }
 
     fn progress_done(&mut self) {

@@ -4,12 +4,14 @@
 //! 1. refuse a stick that already holds a ceremony; check the air gap;
 //! 2. check the policy against the config and show it for a last look;
 //! 3. check the air gap again, then generate every key and the approval secret from the OS
-//!    CSPRNG;
+//!    CSPRNG: one key per agent, chain and network the policy names for it (a devnet key never
+//!    serves mainnet);
 //! 4. show the approval secret's QR code, require a current code back, and clear the screen
 //!    and its scrollback (whatever the outcome);
-//! 5. check the air gap again, then write the keystore (scrypt, with progress), the signed
-//!    policy, the kept policy key (only if asked, only encrypted) and the signed manifest
-//!    into a temp dir on the stick;
+//! 5. check the air gap again, then write the keystore (one scrypt for its master key, with
+//!    progress, then every entry under it), the signed policy, the kept policy key (only if
+//!    asked, only encrypted, under the same master key) and the signed manifest into a temp
+//!    dir on the stick;
 //! 6. check the result with the signer's own import verifier;
 //! 7. rename it into place, `manifest.json` last;
 //! 8. hand back the paper backup text for the terminal.
@@ -18,14 +20,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use secrecy::SecretString;
-use vigil_protocol::{AgentId, AssetSymbol, Chain, OperatorCode};
+use vigil_protocol::{AgentId, AssetSymbol, Chain, Network, OperatorCode};
 use vigil_signer::Ed25519Key;
 use vigil_signer::import::manifest::{
     AgentInfo, FileInfo, KEYSTORE_DIR, MANIFEST_FILE, MANIFEST_SIG_FILE, Manifest, POLICY_DIR,
     POLICY_KEY_DIR, PolicyKeyInfo,
 };
 use vigil_signer::import::{self, manifest};
-use vigil_signer::keystore::{self, KdfParams, Purpose};
+use vigil_signer::keystore::{self, KdfParams, MasterKey, Purpose};
 use vigil_signer::policy;
 use zeroize::Zeroizing;
 
@@ -68,6 +70,11 @@ pub struct NewCeremony {
     pub insecure_weak_kdf: bool,
     /// The paper backup to print.
     pub backup: Backup,
+    /// Sign with this policy key (kept from an earlier ceremony, `--policy-key-from`) instead
+    /// of a new one: an appliance that pins it then accepts this stick's keys on the new
+    /// authenticator's code alone (the policy key is the current authority), e.g. after the
+    /// operator's phone was lost.
+    pub reuse_policy_key: Option<Zeroizing<[u8; 32]>>,
 }
 
 /// The person at the ceremony machine: how the ceremony shows things and asks.
@@ -81,7 +88,7 @@ pub trait Operator {
     /// Enrolment is over (matched or not): take the approval secret off the screen, its
     /// scrollback included.
     fn forget_secret(&mut self);
-    /// Step `step` of `total` of the slow encryption starts (`what` is being encrypted).
+    /// Step `step` of `total` of writing the keystore starts (`what` says what it does).
     fn progress(&mut self, step: usize, total: usize, what: &str);
     /// The slow part is over.
     fn progress_done(&mut self);
@@ -104,6 +111,7 @@ pub struct Outcome {
 struct AgentKey {
     agent: AgentId,
     chain: Chain,
+    network: Network,
     address: String,
     fingerprint: String,
     seed: Zeroizing<[u8; 32]>,
@@ -133,7 +141,7 @@ pub fn run(
     }
     for agent in c.config.agents.keys() {
         if !parsed.agents.contains_key(agent) {
-            op.show(&format!("note: the policy names no rules for agent {agent}: every request of it will be refused until a new policy allows something"));
+            op.show(&format!("note: the policy names no rules for agent {agent}: it gets no key (keys are made per network the policy names), and a later policy cannot give it one without a new ceremony"));
         }
     }
     if !op.approve_policy(&summarize_policy(&parsed))? {
@@ -149,21 +157,32 @@ pub fn run(
     let mut agents = Vec::new();
     for (agent, chains) in &c.config.agents {
         for chain in chains {
-            let (key, seed) = Ed25519Key::generate().map_err(random_err)?;
-            let public = key.public_bytes();
-            let address = match chain {
-                Chain::Solana => vigil_signer::solana_address_of(&public),
-            };
-            agents.push(AgentKey {
-                agent: agent.clone(),
-                chain: *chain,
-                address,
-                fingerprint: manifest::fingerprint(&public),
-                seed,
-            });
+            for network in parsed.agent_networks(agent, *chain) {
+                let (key, seed) = Ed25519Key::generate().map_err(random_err)?;
+                let public = key.public_bytes();
+                let address = match chain {
+                    Chain::Solana => vigil_signer::solana_address_of(&public),
+                };
+                agents.push(AgentKey {
+                    agent: agent.clone(),
+                    chain: *chain,
+                    network,
+                    address,
+                    fingerprint: manifest::fingerprint(&public),
+                    seed,
+                });
+            }
         }
     }
-    let (policy_key, policy_seed) = Ed25519Key::generate().map_err(random_err)?;
+    if agents.is_empty() {
+        return Err(CeremonyError::Policy(
+            "it gives no agent of the config a network of the agent's chains, so no key would be made: name e.g. networks = [\"solana:devnet\"] for an agent".into(),
+        ));
+    }
+    let (policy_key, policy_seed) = match &c.reuse_policy_key {
+        Some(seed) => (Ed25519Key::from_seed(seed), seed.clone()),
+        None => Ed25519Key::generate().map_err(random_err)?,
+    };
     let mut approval_secret = Zeroizing::new(vec![0u8; APPROVAL_SECRET_LEN]);
     getrandom::getrandom(&mut approval_secret).map_err(random_err)?;
 
@@ -171,33 +190,29 @@ pub fn run(
     // screen cleared.
     enrol(&approval_secret, &c.config.operator, op)?;
 
-    // 5. Write everything into the temp dir on the stick, from a machine still offline.
+    // 5. Write everything into the temp dir on the stick, from a machine still offline:
+    //    scrypt once (the slow part), then every entry under that master key.
     recheck(&c.air_gap, &mut seen_online)?;
     let ks = staging.dir(KEYSTORE_DIR)?;
-    let total = agents.len() + 2 + usize::from(c.keep_policy_key);
-    let mut step = 0;
+    let total = agents.len() + 3 + usize::from(c.keep_policy_key);
+    op.progress(
+        1,
+        total,
+        "deriving the keystore's master key from the passphrase (scrypt)",
+    );
+    let master = MasterKey::create(passphrase, c.kdf, c.insecure_weak_kdf)?;
+    let mut step = 1;
     let mut entry = |purpose: &Purpose,
                      secret: &[u8],
                      public: &str,
                      dir: &std::path::Path,
                      op: &mut dyn Operator| {
         step += 1;
-        op.progress(step, total, &purpose.to_string());
-        keystore::write_entry(
-            dir,
-            purpose,
-            secret,
-            public,
-            c.kdf,
-            c.insecure_weak_kdf,
-            passphrase,
-        )
+        op.progress(step, total, &format!("encrypting {purpose}"));
+        keystore::write_entry(dir, purpose, secret, public, &master)
     };
     for a in &agents {
-        let purpose = Purpose::AgentKey {
-            agent: a.agent.clone(),
-            chain: a.chain,
-        };
+        let purpose = Purpose::agent_key(a.agent.clone(), a.chain, a.network);
         entry(&purpose, &a.seed[..], &a.address, &ks, op)?;
     }
     entry(&Purpose::ApprovalSecret, &approval_secret, "", &ks, op)?;
@@ -239,6 +254,7 @@ pub fn run(
         .map(|a| AgentInfo {
             agent: a.agent.clone(),
             chain: a.chain,
+            network: Some(a.network),
             address: a.address.clone(),
             fingerprint: a.fingerprint.clone(),
         })
@@ -284,6 +300,7 @@ pub fn run(
         .map(|a| SeedToBackUp {
             agent: &a.agent,
             chain: a.chain,
+            network: a.network,
             address: &a.address,
             seed: &a.seed,
         })

@@ -19,15 +19,13 @@ use crate::output::{Staging, read_bounded};
 /// Where the signed policy update is written on the stick.
 pub const UPDATE_DIR: &str = "policy-update";
 
-/// Signs `policy_bytes` with the kept key in `key_dir` after the operator approved the
-/// summary; returns the directory holding `policy.toml` and `policy.toml.sig`.
-pub fn sign(
+/// The policy signing key kept on the stick at `key_dir` (`--keep-policy-key`), decrypted with
+/// the keystore passphrase: for `policy sign`, and for a new ceremony that keeps the policy
+/// key the appliance pins (`new --policy-key-from`).
+pub fn kept_policy_seed(
     key_dir: &Path,
-    policy_bytes: &[u8],
     passphrase: &SecretString,
-    op: &mut dyn Operator,
-) -> Result<PathBuf, CeremonyError> {
-    let staging = Staging::new(key_dir, &[UPDATE_DIR])?;
+) -> Result<Zeroizing<[u8; 32]>, CeremonyError> {
     let key_path = key_dir
         .join(POLICY_KEY_DIR)
         .join(keystore::entry_file_name(&Purpose::PolicyKey));
@@ -52,7 +50,19 @@ pub fn sign(
         ));
     }
     seed.copy_from_slice(&entry.secret);
-    drop(entry);
+    Ok(seed)
+}
+
+/// Signs `policy_bytes` with the kept key in `key_dir` after the operator approved the
+/// summary; returns the directory holding `policy.toml` and `policy.toml.sig`.
+pub fn sign(
+    key_dir: &Path,
+    policy_bytes: &[u8],
+    passphrase: &SecretString,
+    op: &mut dyn Operator,
+) -> Result<PathBuf, CeremonyError> {
+    let staging = Staging::new(key_dir, &[UPDATE_DIR])?;
+    let seed = kept_policy_seed(key_dir, passphrase)?;
     let key = Ed25519Key::from_seed(&seed);
     drop(seed);
 

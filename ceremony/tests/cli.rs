@@ -123,7 +123,11 @@ fn an_operator_runs_the_ceremony_over_the_terminal() {
     assert!(enrolled.contains(CLEAR), "{enrolled:?}");
     let (status, rest, err) = terminal.finish();
     assert!(status.success(), "{err}\n{rest}");
-    assert!(err.contains("[1/3] encrypting"), "progress shown: {err}");
+    assert!(
+        err.contains("[1/4] deriving the keystore's master key")
+            && err.contains("[2/4] encrypting the solana:devnet key of agent trader"),
+        "progress shown: {err}"
+    );
     assert_eq!(
         terminal_uris(&seen) + terminal_uris(&enrolled) + terminal_uris(&rest),
         1,

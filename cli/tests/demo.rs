@@ -27,6 +27,12 @@ fn demo_runs_every_layer_and_leaves_nothing_running() {
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
     assert!(took < Duration::from_secs(60), "demo took {took:?}");
     for expected in [
+        "agent trader        solana:devnet ",
+        "pins solana:devnet to genesis hash EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG",
+        "a node of Solana mainnet-beta behind the RPC URL is refused",
+        "ALERT 🚫 wrong network",
+        "answers devnet's genesis hash",
+        "labelled mainnet (trader has no mainnet key, the policy names none): policy_denied",
         "funded on chain: 10 SOL",
         "paper fill (all three layers allowed)",
         "layer 1 rejected a reply",

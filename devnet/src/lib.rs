@@ -1,8 +1,10 @@
 //! The development environment of `vigil demo` and of the tests, never of an appliance:
 //!
 //! - a Solana JSON-RPC node in the process ([`SolanaNode`]): a real Solana runtime (litesvm)
-//!   behind HTTP on 127.0.0.1, answering getBalance, getLatestBlockhash, sendTransaction and
-//!   getSignatureStatuses the way an Agave node does (same error codes and shapes). A [`Mode`]
+//!   behind HTTP on 127.0.0.1, answering getBalance, getLatestBlockhash, sendTransaction,
+//!   getSignatureStatuses and getGenesisHash the way an Agave node does (same error codes and
+//!   shapes). It stands in for Solana devnet: it answers devnet's public genesis hash, which the
+//!   dev policy pins, unless told to be another cluster ([`SolanaNode::set_genesis_hash`]). A [`Mode`]
 //!   turns it into a broken or lying node for the client's negative tests and the fault
 //!   drills. It binds loopback only. Served with hyper 1 (HTTP/1.1), which reqwest already
 //!   brings into the build.
@@ -88,6 +90,8 @@ struct State {
     /// Landed transactions: their error (if they failed) and how often their status was asked.
     landed: Mutex<HashMap<Signature, Landed>>,
     mode: Mutex<Mode>,
+    /// What getGenesisHash answers (base58).
+    genesis_hash: Mutex<String>,
     /// The ids of the JSON-RPC requests received, in order.
     ids: Mutex<Vec<Value>>,
 }
@@ -109,6 +113,7 @@ impl SolanaNode {
             svm: Mutex::new(LiteSVM::new()),
             landed: Mutex::new(HashMap::new()),
             mode: Mutex::new(Mode::Honest),
+            genesis_hash: Mutex::new(vigil_protocol::SOLANA_DEVNET_GENESIS_HASH.to_owned()),
             ids: Mutex::new(Vec::new()),
         });
         let shared = state.clone();
@@ -129,6 +134,12 @@ impl SolanaNode {
     /// Changes what the node pretends, from the next request on.
     pub fn set_mode(&self, mode: Mode) {
         *lock(&self.state.mode) = mode;
+    }
+
+    /// Makes the node answer `getGenesisHash` with `hash` (base58) from the next request on: a
+    /// node of another cluster (e.g. [`vigil_protocol::SOLANA_MAINNET_GENESIS_HASH`]).
+    pub fn set_genesis_hash(&self, hash: &str) {
+        *lock(&self.state.genesis_hash) = hash.to_owned();
     }
 
     /// Credits `lamports` to `to` out of thin air (a devnet faucet).
@@ -287,6 +298,8 @@ impl State {
                 })))
             }
             "sendTransaction" => self.send_transaction(params, mode),
+            // Agave answers the bare base58 string, without a context.
+            "getGenesisHash" => Ok(json!(lock(&self.genesis_hash).clone())),
             "getSignatureStatuses" => {
                 let signatures = params[0]
                     .as_array()

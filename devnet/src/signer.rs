@@ -187,6 +187,12 @@ pub fn hand_to_service_user(dir: &Path) -> Result<(), LaunchError> {
     }
 }
 
+/// Where a dev signer on `state` looks for a staged key-ceremony stick: `import-staged` beside
+/// the state dir (an appliance's is the importer's own dir, outside the signer's).
+pub fn staging_dir(state: &Path) -> PathBuf {
+    state.with_file_name("import-staged")
+}
+
 /// A `vigil-signer serve` process on a state dir and a socket; killed when dropped.
 #[derive(Debug)]
 pub struct SignerProcess {
@@ -246,6 +252,8 @@ impl SignerProcess {
         cmd.arg("serve")
             .arg("--state-dir")
             .arg(&self.state)
+            .arg("--staging-dir")
+            .arg(staging_dir(&self.state))
             .arg("--socket")
             .arg(&self.socket)
             .arg("--passphrase-file")

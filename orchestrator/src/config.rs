@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use vigil_protocol::{AgentId, AssetSymbol, truncate};
+use vigil_protocol::{AgentId, AssetSymbol, Network, truncate};
 
 use crate::cost::Prices;
 use crate::firewall::Action;
@@ -48,6 +48,10 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     /// The Solana JSON-RPC endpoint, if any.
     pub solana_rpc_url: Option<String>,
+    /// The Solana network the agents work on (and `solana_rpc_url` serves). Without it, each
+    /// agent works on the one Solana network the signer holds a key for it on (the network its
+    /// signed policy names); an agent with keys on several must have it named here.
+    pub solana_network: Option<Network>,
     /// The operator interface on Telegram; absent: no bot (the terminal is used).
     pub telegram: Option<TelegramConfig>,
 }
@@ -230,6 +234,7 @@ struct RawConfig {
     state_db: PathBuf,
     daily_llm_usd_cap_micros: u64,
     solana_rpc_url: Option<String>,
+    solana_network: Option<String>,
     #[serde(default)]
     providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
@@ -259,6 +264,23 @@ impl RawConfig {
             endpoint::parse(url, endpoint::Service::SolanaRpc)
                 .map_err(|reason| invalid("solana_rpc_url", reason))?;
         }
+        let solana_network = match &self.solana_network {
+            None => None,
+            Some(name) => Some(match name.as_str() {
+                "devnet" => Network::Devnet,
+                "testnet" => Network::Testnet,
+                "mainnet" => Network::Mainnet,
+                other => {
+                    return Err(invalid(
+                        "solana_network",
+                        format!(
+                            "{:?} is not a Solana network: write \"devnet\", \"testnet\" or \"mainnet\" (the cluster solana_rpc_url serves)",
+                            truncate(other)
+                        ),
+                    ));
+                }
+            }),
+        };
         for (name, provider) in &self.providers {
             check_provider(name, provider)?;
         }
@@ -289,6 +311,7 @@ impl RawConfig {
             providers: self.providers,
             agents,
             solana_rpc_url: self.solana_rpc_url,
+            solana_network,
             telegram: self
                 .telegram
                 .map(telegram::RawTelegram::check)

@@ -46,6 +46,8 @@ pub enum Alert {
     SignerUnreachable(String),
     /// Too many wrong approval codes: the signer locked approvals for a while.
     ApprovalsLocked(String),
+    /// The chain node serves another network than the signed policy pins for the agents'.
+    WrongNetwork(String),
 }
 
 impl Alert {
@@ -102,6 +104,10 @@ impl fmt::Display for Alert {
             Alert::ApprovalsLocked(why) => write!(
                 f,
                 "🔒 approvals locked by the signer: {why}. If you did not type these codes, someone else is trying: check who can reach this bot."
+            ),
+            Alert::WrongNetwork(why) => write!(
+                f,
+                "🚫 wrong network: {why}. Agents hold on the chain until the node serves the network the signed policy pins."
             ),
         }
     }

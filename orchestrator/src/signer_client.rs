@@ -119,15 +119,19 @@ impl SignerClient {
     /// transport does next. A transport error on THIS call leaves the outcome unknown:
     /// ask `import_status` again after the signer is reachable (`staged: false` and the new
     /// `policy_digest` in `hello` mean it was applied).
+    /// `current_code`: a code of the authenticator the appliance runs on now, which replacing
+    /// its keys needs (`import_status`'s `current_code_required`).
     pub async fn import_confirm(
         &mut self,
         manifest_digest: ManifestDigest,
         code: OperatorCode,
+        current_code: Option<OperatorCode>,
     ) -> Result<ImportConfirmResult, SignerError> {
         let result = self
             .call(Op::ImportConfirm(ImportConfirmRequest {
                 manifest_digest,
                 code,
+                current_code,
             }))
             .await;
         // The signer closes every connection when it exits; do not reuse this one.

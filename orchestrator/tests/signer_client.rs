@@ -64,7 +64,11 @@ async fn client_speaks_every_op_the_orchestrator_needs() {
     let import = c.import_status().await.unwrap();
     assert!(!import.staged && !import.awaiting_keys && import.agents.is_empty());
     let refused = c
-        .import_confirm("ab".repeat(32).parse().unwrap(), "123456".parse().unwrap())
+        .import_confirm(
+            "ab".repeat(32).parse().unwrap(),
+            "123456".parse().unwrap(),
+            None,
+        )
         .await
         .unwrap_err();
     match refused {

@@ -71,6 +71,26 @@ async fn balance_of_an_airdropped_account() {
 }
 
 #[tokio::test]
+async fn the_genesis_hash_says_which_cluster_the_node_serves() {
+    let (node, rpc) = node_and_client().await;
+    assert_eq!(
+        rpc.get_genesis_hash().await.unwrap(),
+        vigil_protocol::SOLANA_DEVNET_GENESIS_HASH,
+        "the dev node stands in for devnet"
+    );
+    node.set_genesis_hash(vigil_protocol::SOLANA_MAINNET_GENESIS_HASH);
+    assert_eq!(
+        rpc.get_genesis_hash().await.unwrap(),
+        vigil_protocol::SOLANA_MAINNET_GENESIS_HASH
+    );
+    node.set_genesis_hash("not-base58-0OIl");
+    match rpc.get_genesis_hash().await {
+        Err(RpcError::Malformed(m)) => assert!(m.contains("getGenesisHash"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn latest_blockhash_parses() {
     let (node, rpc) = node_and_client().await;
     let blockhash = rpc.get_latest_blockhash().await.unwrap();

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::intent::Chain;
+use crate::intent::{Chain, Network};
 use crate::message::AgentInfo;
 
 /// What `dev-init` made. Development only: the secrets named here are in plain files.
@@ -42,13 +42,22 @@ impl DevInitReport {
             .map_err(|e| format!("the dev-init report is not what this reader expects: {e}"))
     }
 
-    /// The address of `agent` on `chain`, if dev-init made that agent a key there.
+    /// The address of `agent` on `chain`, if dev-init made that agent exactly one key there
+    /// (the key of the one network its policy names on that chain).
     pub fn address(&self, agent: &str, chain: Chain) -> Option<&str> {
         self.agents
             .iter()
             .find(|a| a.agent.as_str() == agent)
             .and_then(|a| a.addresses.get(chain.as_str()))
             .map(String::as_str)
+    }
+
+    /// The address of `agent`'s key for `chain:network`, if dev-init made one.
+    pub fn address_on(&self, agent: &str, chain: Chain, network: Network) -> Option<&str> {
+        self.agents
+            .iter()
+            .find(|a| a.agent.as_str() == agent)
+            .and_then(|a| a.address_on(chain, network))
     }
 }
 

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::intent::Chain;
+use crate::intent::{Chain, Network};
 use crate::operator_code::OperatorCode;
 use crate::types::{AgentId, truncate};
 
@@ -67,6 +67,12 @@ pub struct ImportConfirmRequest {
     pub manifest_digest: ManifestDigest,
     /// A current 6-digit code of the authenticator enrolled at the STAGED ceremony.
     pub code: OperatorCode,
+    /// Extension: a current code of the authenticator the appliance runs on NOW. Replacing the
+    /// keys of an appliance that has them needs it (`import_status` says
+    /// `current_code_required`), unless the staged manifest is signed by the policy key the
+    /// appliance pins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_code: Option<OperatorCode>,
 }
 
 /// Result of `import_status`.
@@ -95,12 +101,17 @@ pub struct ImportStatusResult {
     /// True if confirming replaces the keystore the signer runs on now.
     #[serde(default)]
     pub replace: bool,
+    /// True if `import_confirm` must also carry `current_code` (a code of the authenticator the
+    /// appliance runs on now): a replacement not signed by the pinned policy key.
+    #[serde(default)]
+    pub current_code_required: bool,
     /// Why the staged copy cannot be confirmed (it failed its checks at the signer's start,
     /// or the passphrase does not open it); `import_confirm` is refused while this is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// True when the signer runs without a keystore (first install), waiting for this import:
-    /// it signs nothing until the import is confirmed and applied.
+    /// it signs nothing until the import is confirmed at the appliance's console
+    /// (`vigil-signer import-confirm`); `import_confirm` on the socket is refused then.
     #[serde(default)]
     pub awaiting_keys: bool,
 }
@@ -112,6 +123,10 @@ pub struct ImportAgent {
     pub agent: AgentId,
     /// Its chain.
     pub chain: Chain,
+    /// Extension: the network the key serves (absent for a key of a ceremony made before keys
+    /// were per network: it serves the one network its policy names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
     /// Its public address on that chain.
     pub address: String,
     /// Its key fingerprint, as the ceremony printed it.
@@ -170,6 +185,7 @@ mod tests {
             agents: vec![ImportAgent {
                 agent: AgentId::try_from("trader".to_string()).unwrap(),
                 chain: Chain::Solana,
+                network: Some(Network::Devnet),
                 address: "addr".into(),
                 fingerprint: "abcd-ef01".into(),
             }],
@@ -178,6 +194,7 @@ mod tests {
             created_at: Some(1_700_000_000),
             online_override: false,
             replace: true,
+            current_code_required: true,
             error: None,
             awaiting_keys: false,
         };

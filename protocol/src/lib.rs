@@ -15,6 +15,7 @@ mod frame;
 mod import;
 mod intent;
 mod message;
+mod networks;
 mod operator_code;
 mod types;
 
@@ -31,6 +32,10 @@ pub use message::{
     ConfirmRequest, ConfirmResult, Decision, DryRunRequest, DryRunResult, ErrorBody, HelloResult,
     MAX_AUDIT_LIMIT, NeedsApproval, Op, ParseFailure, Request, Response, SetCapRequest,
     SetCapResult, SignRequest, SignResult, Signed, StatusResult, parse_request,
+};
+pub use networks::{
+    NetworkIdentity, SOLANA_DEVNET_GENESIS_HASH, SOLANA_MAINNET_GENESIS_HASH,
+    SOLANA_TESTNET_GENESIS_HASH, network_name, parse_network_name, public_solana_genesis_hash,
 };
 pub use operator_code::{OPERATOR_CODE_DIGITS, OperatorCode};
 pub use types::{

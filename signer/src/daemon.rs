@@ -10,15 +10,14 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vigil_protocol::Chain;
-
 use crate::approval::Approvals;
 use crate::audit::Opened;
 use crate::devinit::layout;
-use crate::engine::{AgentKeys, Engine, EngineParts};
+use crate::engine::{Engine, EngineParts};
 use crate::error::Error;
 use crate::import::live::{self, AtStart, Staged};
-use crate::keys::Ed25519Key;
+use crate::import::stage::keystore_present;
+use crate::keyring::{self, AgentKeys};
 use crate::ledger::Event;
 pub use crate::server::Stopped;
 use crate::server::{self, ServerConfig};
@@ -32,6 +31,8 @@ pub const EXIT_RESTART: u8 = 75;
 pub struct ServeConfig {
     /// The state dir: `keystore/`, `policy/`, `ledger/`.
     pub state_dir: PathBuf,
+    /// Where a key-ceremony stick is staged (`--staging-dir`), outside the state dir.
+    pub staging_dir: PathBuf,
     /// Bind this socket path; without it, a systemd-activated socket (`LISTEN_FDS`) is required.
     pub socket: Option<PathBuf>,
     /// `--passphrase-file`, else the systemd credential.
@@ -42,6 +43,8 @@ pub struct ServeConfig {
     pub allowed_users: Vec<String>,
     /// How long an approval waits for the operator.
     pub approval_ttl_secs: u64,
+    /// How long a recorded import confirmation may wait to be applied.
+    pub import_confirmation_ttl_secs: u64,
     /// (user, group) to switch to when started as root.
     pub run_as: Option<(String, String)>,
     /// `--insecure-no-landlock`: go on without file-system confinement (logged loudly).
@@ -68,30 +71,84 @@ pub fn sanitize() -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs the signer until it is killed or an import is confirmed. Returns on a start-up
-/// failure, a listener failure, or [`Stopped::RestartForImport`].
-/// The caller has run [`sanitize`] (step 0) first.
-pub fn run(cfg: &ServeConfig) -> Result<Stopped, Error> {
-    // 1. The passphrase, read once and dropped (zeroized) as soon as the keys are expanded.
-    let passphrase = keystore::read_passphrase(cfg.passphrase_file.as_deref())?;
+/// The time limits [`load`] applies.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ttls {
+    /// How long an approval waits for the operator.
+    pub approval_secs: u64,
+    /// How long a recorded import confirmation may wait to be applied.
+    pub import_confirmation_secs: u64,
+}
 
+/// What [`load`] read and unlocked: everything the engine starts from but the running audit
+/// writer (started after confinement).
+pub(crate) struct Loaded {
+    /// The staged import found at start, and one applied now.
+    pub at_start: AtStart,
+    /// No keystore yet: serving only for the staged import.
+    pub awaiting_keys: bool,
+    /// The agents' keys, by (agent, chain, network).
+    pub keys: AgentKeys,
+    /// The approval verifier (of the live secret).
+    pub approvals: Approvals,
+    /// The verified policy.
+    pub policy: policy::Policy,
+    /// The policy key the keystore pins (none while awaiting keys).
+    pub pinned_policy_key: Option<[u8; 32]>,
+    /// The audit log, opened and verified, its writer not started.
+    pub opened: Opened<Event>,
+}
+
+impl Loaded {
+    /// Starts the audit writer (its thread inherits whatever confinement is in force) and
+    /// builds the engine on what was loaded.
+    pub(crate) fn engine(self) -> Result<Engine, Error> {
+        let (audit, replayed) = self.opened.start()?;
+        Ok(Engine::new(EngineParts {
+            policy: self.policy,
+            keys: self.keys,
+            approvals: self.approvals,
+            audit,
+            replayed,
+            import: self.at_start,
+            awaiting_keys: self.awaiting_keys,
+            pinned_policy_key: self.pinned_policy_key,
+        }))
+    }
+}
+
+/// Steps 1-3 of the start, shared with the console's `import-confirm` (which runs them as
+/// root, the signer stopped): the staged import (applied if confirmed), the keystore, the
+/// policy, the ledger. Nothing here is confined yet; `passphrase` is dropped by the caller.
+pub(crate) fn load(
+    state_dir: &Path,
+    staging_dir: &Path,
+    passphrase: &secrecy::SecretString,
+    ttls: Ttls,
+) -> Result<Loaded, Error> {
+    let approval_ttl_secs = ttls.approval_secs;
     // 1a. A staged key-ceremony import (docs/protocol.md), before the keystore is loaded:
-    //     one the audit log records as confirmed is applied now (this is the last moment the
-    //     signer may rename anything in its state dir); any other is checked again and
-    //     unlocked, keeping only its approval verifier and its status for import_status.
+    //     one the audit log records as confirmed (recently) is applied now (this is the last
+    //     moment the signer may rename anything in its state dir); any other is checked again
+    //     and unlocked, keeping only its approval verifier and its status for import_status.
     //     The audit log is opened here (once) to read the confirmation; a first install gets
     //     its ledger dir now, so that the confirmation can be recorded.
     let mut early_log: Option<Opened<Event>> = None;
-    let at_start = if live::is_staged(&cfg.state_dir) {
-        import::stage::ensure_ledger_dir(&cfg.state_dir).map_err(import_error)?;
-        let opened: Opened<Event> = Opened::open(&layout::ledger(&cfg.state_dir))?;
-        let confirmed = live::pending_confirmation(opened.entries()).map(str::to_owned);
+    let at_start = if staging_dir.exists() {
+        import::stage::ensure_ledger_dir(state_dir).map_err(import_error)?;
+        let opened: Opened<Event> = Opened::open(&layout::ledger(state_dir))?;
+        let pending = live::pending_confirmation(opened.entries());
         early_log = Some(opened);
         live::at_start(
-            &cfg.state_dir,
-            &passphrase,
-            confirmed.as_deref(),
-            cfg.approval_ttl_secs,
+            state_dir,
+            staging_dir,
+            passphrase,
+            live::Pending::check(
+                pending,
+                crate::engine::system_now(),
+                ttls.import_confirmation_secs,
+            ),
+            approval_ttl_secs,
         )
         .map_err(import_error)?
     } else {
@@ -100,26 +157,24 @@ pub fn run(cfg: &ServeConfig) -> Result<Stopped, Error> {
 
     // 1b. A first install (no keystore yet) with a staged import serves in "awaiting keys"
     //     mode: no agents, nothing signed, only hello, status and the import ops.
-    let awaiting_keys =
-        !keystore_present(&cfg.state_dir) && !matches!(at_start.staged, Staged::None);
-    let (keys, approvals, policy) = if awaiting_keys {
-        drop(passphrase);
+    let awaiting_keys = !keystore_present(state_dir) && !matches!(at_start.staged, Staged::None);
+    let (keys, approvals, policy, pinned_policy_key) = if awaiting_keys {
         tracing::warn!(
-            "no keystore yet: serving in awaiting-keys mode until the staged import is confirmed (import_status, import_confirm)"
+            "no keystore yet: serving in awaiting-keys mode until the staged import is confirmed at the console (import_status shows it)"
         );
-        awaiting_keys_parts(cfg.approval_ttl_secs)?
+        let (keys, approvals, policy) = awaiting_keys_parts(approval_ttl_secs)?;
+        (keys, approvals, policy, None)
     } else {
         // 1c. Load the keystore: nothing else matters if the keys cannot be unlocked.
-        let loaded = load_keys(cfg, &passphrase);
-        drop(passphrase);
-        loaded?
+        let (keys, approvals, policy, pin) = load_keys(state_dir, approval_ttl_secs, passphrase)?;
+        (keys, approvals, policy, Some(pin))
     };
 
     // 3. The ledger: replayed and verified before serving, so caps count every recorded spend.
     //    Its writer thread starts later, after the process is confined.
     let opened: Opened<Event> = match early_log {
         Some(opened) => opened,
-        None => Opened::open(&layout::ledger(&cfg.state_dir))?,
+        None => Opened::open(&layout::ledger(state_dir))?,
     };
     if opened.truncated_tail_bytes() > 0 {
         tracing::warn!(
@@ -127,6 +182,36 @@ pub fn run(cfg: &ServeConfig) -> Result<Stopped, Error> {
             "removed a torn, unacknowledged final audit entry (crash during a write)"
         );
     }
+    Ok(Loaded {
+        at_start,
+        awaiting_keys,
+        keys,
+        approvals,
+        policy,
+        pinned_policy_key,
+        opened,
+    })
+}
+
+/// Runs the signer until it is killed or an import is confirmed. Returns on a start-up
+/// failure, a listener failure, or [`Stopped::RestartForImport`].
+/// The caller has run [`sanitize`] (step 0) first.
+pub fn run(cfg: &ServeConfig) -> Result<Stopped, Error> {
+    // 1. The passphrase, read once and dropped (zeroized) as soon as the keys are expanded.
+    let passphrase = keystore::read_passphrase(cfg.passphrase_file.as_deref())?;
+    // 1a-3. The staged import, the keystore, the policy, the ledger.
+    let loaded = load(
+        &cfg.state_dir,
+        &cfg.staging_dir,
+        &passphrase,
+        Ttls {
+            approval_secs: cfg.approval_ttl_secs,
+            import_confirmation_secs: cfg.import_confirmation_ttl_secs,
+        },
+    );
+    drop(passphrase);
+    let loaded = loaded?;
+    let awaiting_keys = loaded.awaiting_keys;
 
     // 4. Who may connect: user names are resolved now, while /etc/passwd is still readable.
     let mut allowed_uids = cfg.allowed_uids.clone();
@@ -182,16 +267,7 @@ pub fn run(cfg: &ServeConfig) -> Result<Stopped, Error> {
     );
 
     // 6. Start the audit writer and the runtime: their threads inherit the confinement.
-    let (audit, replayed) = opened.start()?;
-    let engine = Arc::new(Engine::new(EngineParts {
-        policy,
-        keys,
-        approvals,
-        audit,
-        replayed,
-        import: at_start,
-        awaiting_keys,
-    }));
+    let engine = Arc::new(loaded.engine()?);
     allowed_uids.push(rustix::process::getuid().as_raw());
     let server_cfg = ServerConfig { allowed_uids };
 
@@ -220,26 +296,28 @@ pub fn run(cfg: &ServeConfig) -> Result<Stopped, Error> {
     })
 }
 
-/// Step 1c: unlocks the keystore and loads the policy verified against the key it pins.
+/// Step 1c: unlocks the keystore (one scrypt for a format 2 keystore), loads the policy
+/// verified against the key it pins, and binds every agent key to the one network it serves.
+/// Also returns the pinned policy key.
 fn load_keys(
-    cfg: &ServeConfig,
+    state_dir: &Path,
+    approval_ttl_secs: u64,
     passphrase: &secrecy::SecretString,
-) -> Result<(AgentKeys, Approvals, policy::Policy), Error> {
-    let unlocked = keystore::unlock(&layout::keystore(&cfg.state_dir), passphrase)?;
+) -> Result<(AgentKeys, Approvals, policy::Policy, [u8; 32]), Error> {
+    let unlocked = keystore::unlock(&layout::keystore(state_dir), passphrase)?;
     if unlocked.weakest_kdf.is_weaker_than_production() {
         tracing::warn!(
             log_n = unlocked.weakest_kdf.log_n,
             "the keystore uses WEAK scrypt parameters (a development keystore): never put money behind it"
         );
     }
-    let mut keys: AgentKeys = AgentKeys::new();
-    for ((agent, chain), seed) in &unlocked.agent_seeds {
-        match chain {
-            Chain::Solana => keys.insert((agent.clone(), *chain), Ed25519Key::from_seed(seed)),
-        };
+    if unlocked.master.is_none() {
+        tracing::warn!(
+            "a format 1 keystore (one key per agent and chain): its keys serve the one network the policy names for them; run a key ceremony with this release for a key per network"
+        );
     }
     let approvals =
-        Approvals::new(&unlocked.approval_secret, cfg.approval_ttl_secs).map_err(Error::Other)?;
+        Approvals::new(&unlocked.approval_secret, approval_ttl_secs).map_err(Error::Other)?;
 
     // 2. The policy, verified against the key pinned in the (authenticated) keystore.
     let policy_key =
@@ -248,14 +326,12 @@ fn load_keys(
                 "the pinned policy key in the keystore is not a valid Ed25519 key: {e}"
             ))
         })?;
+    let policy = policy::load_signed(&layout::policy(state_dir), &policy_key)?;
+    // 2b. Each key serves one network: its own (format 2), or the one the policy names.
+    let keys = keyring::agent_keys(&unlocked, &policy).map_err(Error::Other)?;
+    let pin = unlocked.policy_public_key;
     drop(unlocked);
-    let policy = policy::load_signed(&layout::policy(&cfg.state_dir), &policy_key)?;
-    for agent in policy.agents.keys() {
-        if !keys.keys().any(|(a, _)| a == agent) {
-            tracing::warn!(%agent, "the policy names an agent that has no key in the keystore; its requests will be refused");
-        }
-    }
-    Ok((keys, approvals, policy))
+    Ok((keys, approvals, policy, pin))
 }
 
 /// Awaiting keys: no agent keys, an empty policy (everything refused), and a verifier of a
@@ -269,14 +345,10 @@ fn awaiting_keys_parts(ttl: u64) -> Result<(AgentKeys, Approvals, policy::Policy
     let policy = policy::Policy {
         version: policy::POLICY_VERSION,
         agents: Default::default(),
+        networks: Default::default(),
         digest: [0; 32],
     };
     Ok((AgentKeys::new(), approvals, policy))
-}
-
-/// Whether the state dir holds a keystore (a non-empty `keystore/`).
-fn keystore_present(state: &Path) -> bool {
-    std::fs::read_dir(layout::keystore(state)).is_ok_and(|mut it| it.next().is_some())
 }
 
 fn import_error(e: import::ImportError) -> Error {

@@ -9,13 +9,15 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use totp_rs::{Algorithm, Secret, TOTP};
-use vigil_protocol::{AgentId, AgentInfo, Chain, DevInitReport, InsecureDevSecret};
+use vigil_protocol::{
+    AgentId, AgentInfo, Chain, DevInitReport, InsecureDevSecret, Network, network_name,
+};
 use zeroize::Zeroizing;
 
 use crate::chains::solana;
 use crate::error::Error;
 use crate::keys::Ed25519Key;
-use crate::keystore::{self, KdfParams, Purpose};
+use crate::keystore::{self, KdfParams, MasterKey, Purpose};
 use crate::policy;
 
 /// Subdirectories of the signer's state dir.
@@ -52,7 +54,8 @@ pub mod layout {
 pub struct DevInit {
     /// The state dir to create (must not already hold a keystore).
     pub state_dir: PathBuf,
-    /// The agents, each with a Solana key.
+    /// The agents, each with a Solana key per network its policy names (devnet for an agent
+    /// the policy does not name, so that it has an address to be paid at).
     pub agents: Vec<AgentId>,
     /// A policy file to sign instead of the default one.
     pub policy: Option<PathBuf>,
@@ -95,44 +98,53 @@ pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
         format!("{}\n", &*passphrase_text).as_bytes(),
     )?;
 
-    let params = KdfParams::INSECURE_DEV;
+    // One scrypt for the whole keystore (format 2): every entry's key comes from it by HKDF.
+    let master = MasterKey::create(&passphrase, KdfParams::INSECURE_DEV, true)?;
+    let custom_policy = match &opts.policy {
+        Some(path) => Some(fs::read_to_string(path).map_err(|e| Error::Io(path.clone(), e))?),
+        None => None,
+    };
+    let networks_of = |agent: &AgentId| -> Result<Vec<Network>, Error> {
+        let named = match &custom_policy {
+            Some(text) => policy::parse(text.as_bytes())?.agent_networks(agent, Chain::Solana),
+            None => vec![DEFAULT_NETWORK],
+        };
+        Ok(if named.is_empty() {
+            vec![DEFAULT_NETWORK]
+        } else {
+            named
+        })
+    };
     let mut agents = Vec::new();
     let mut addresses = Vec::new();
     for agent in &opts.agents {
-        let (key, seed) = Ed25519Key::generate()
-            .map_err(|e| Error::Other(format!("OS random source failed: {e}")))?;
-        let address = solana::address_of(&key.public_bytes());
-        let purpose = Purpose::AgentKey {
+        let mut info = AgentInfo {
             agent: agent.clone(),
-            chain: Chain::Solana,
+            addresses: BTreeMap::new(),
+            network_addresses: BTreeMap::new(),
         };
-        keystore::write_entry(
-            &ks_dir,
-            &purpose,
-            &*seed,
-            &address,
-            params,
-            true,
-            &passphrase,
-        )?;
-        agents.push(AgentInfo {
-            agent: agent.clone(),
-            addresses: BTreeMap::from([(Chain::Solana.as_str().to_owned(), address.clone())]),
-        });
-        addresses.push((agent.clone(), address));
+        for network in networks_of(agent)? {
+            let (key, seed) = Ed25519Key::generate()
+                .map_err(|e| Error::Other(format!("OS random source failed: {e}")))?;
+            let address = solana::address_of(&key.public_bytes());
+            let purpose = Purpose::agent_key(agent.clone(), Chain::Solana, network);
+            keystore::write_entry(&ks_dir, &purpose, &*seed, &address, &master)?;
+            info.network_addresses
+                .insert(network_name(Chain::Solana, network), address.clone());
+            if network == DEFAULT_NETWORK {
+                addresses.push((agent.clone(), address.clone()));
+            }
+        }
+        if let [(_, only)] = info.network_addresses.iter().collect::<Vec<_>>().as_slice() {
+            info.addresses
+                .insert(Chain::Solana.as_str().to_owned(), (*only).clone());
+        }
+        agents.push(info);
     }
 
     let mut totp_secret = Zeroizing::new(vec![0u8; 20]);
     random(&mut totp_secret)?;
-    keystore::write_entry(
-        &ks_dir,
-        &Purpose::ApprovalSecret,
-        &totp_secret,
-        "",
-        params,
-        true,
-        &passphrase,
-    )?;
+    keystore::write_entry(&ks_dir, &Purpose::ApprovalSecret, &totp_secret, "", &master)?;
     let encoded = match &Secret::Raw(totp_secret.to_vec()).to_encoded() {
         Secret::Encoded(s) => Zeroizing::new(s.clone()),
         Secret::Raw(_) => {
@@ -165,18 +177,17 @@ pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
         &Purpose::PolicyPin,
         &policy_public,
         &hex::encode(policy_public),
-        params,
-        true,
-        &passphrase,
+        &master,
     )?;
+    drop(master);
     write_private(
         &layout::dev_policy_key(state),
         format!("{}\n", hex::encode(*policy_seed)).as_bytes(),
     )?;
 
     let dev_peer = dev_peer_address()?;
-    let policy_text = match &opts.policy {
-        Some(path) => fs::read_to_string(path).map_err(|e| Error::Io(path.clone(), e))?,
+    let policy_text = match custom_policy {
+        Some(text) => text,
         None => default_policy(&addresses, &dev_peer),
     };
     let digest = sign_policy_with(&policy_key, state, policy_text.as_bytes())?;
@@ -216,8 +227,13 @@ fn sign_policy_with(key: &Ed25519Key, state: &Path, policy_bytes: &[u8]) -> Resu
     Ok(hex::encode(parsed.digest))
 }
 
-/// The default dev policy: every agent may send devnet/testnet SOL to the other agents and
-/// to one dev peer; 1 SOL per transaction, 5 SOL per 24 h, approval above 0.5 SOL.
+/// The network of the default dev policy, and of the key of an agent a custom policy does not
+/// name.
+pub const DEFAULT_NETWORK: Network = Network::Devnet;
+
+/// The default dev policy: every agent may send devnet SOL to the other agents (their devnet
+/// addresses) and to one dev peer; 1 SOL per transaction, 5 SOL per 24 h, approval above
+/// 0.5 SOL. It pins devnet's public genesis hash (the dev chain answers with it).
 pub fn default_policy(agents: &[(AgentId, String)], dev_peer: &str) -> String {
     let mut out = String::from(
         "# Vigil policy (development). Signed by the dev policy key made by `vigil-signer dev-init`.\nversion = 1\n",
@@ -230,12 +246,16 @@ pub fn default_policy(agents: &[(AgentId, String)], dev_peer: &str) -> String {
             .collect();
         recipients.push(format!("\"{dev_peer}\""));
         out.push_str(&format!(
-            "\n[agents.{agent}]\nactions = [\"transfer\"]\nnetworks = [\"solana:devnet\", \"solana:testnet\"]\n\
+            "\n[agents.{agent}]\nactions = [\"transfer\"]\nnetworks = [\"solana:devnet\"]\n\
              recipients = [{}]\nrate_limit_per_minute = 60\n\n[agents.{agent}.assets.SOL]\nchain = \"solana\"\n\
              per_tx_cap = \"1000000000\"\nvelocity_24h = \"5000000000\"\napproval_threshold = \"500000000\"\n",
             recipients.join(", ")
         ));
     }
+    out.push_str(&format!(
+        "\n[networks.\"solana:devnet\"]\ngenesis_hash = \"{}\"\n",
+        vigil_protocol::SOLANA_DEVNET_GENESIS_HASH
+    ));
     out
 }
 

@@ -1,38 +1,55 @@
-//! The encrypted keystore: one versioned JSON file per secret (an agent's signing seed, the
-//! operator approval secret, the pinned policy public key), each encrypted with AES-256-GCM
-//! (NIST SP 800-38D) under a key derived from the operator's passphrase with scrypt
-//! (RFC 7914). A fresh salt and nonce are drawn for every file, and the associated data binds
-//! every piece of metadata, so a file cannot be edited, or renamed into another agent's or
+//! The encrypted keystore: one versioned JSON file per secret (an agent's signing seed for one
+//! chain and network, the operator approval secret, the pinned policy public key), each
+//! encrypted with AES-256-GCM (NIST SP 800-38D). The associated data binds every piece of
+//! metadata, so a file cannot be edited, or renamed into another agent's, network's or
 //! purpose's place, without failing to decrypt.
 //!
+//! Keys: format 2 (written today) runs scrypt (RFC 7914) ONCE per keystore, from the
+//! passphrase and the keystore's master salt, to a [`MasterKey`]; each entry's AES key is
+//! HKDF-SHA256 (RFC 5869) of the master key and the entry's own salt. Unlocking costs one
+//! scrypt however many entries there are. Format 1 (read only: keystores made before keys
+//! were per network) ran scrypt per entry, with the entry's salt, and its agent keys name no
+//! network: the signer binds such a key to the one network its signed policy names for that
+//! agent and chain (`keyring`). Nothing writes format 1 any more.
+//!
 //! - [`KdfParams`], [`Purpose`] and [`entry_file_name`]: what an entry is and where it lives.
-//! - `entry`: the file format, [`write_entry`] and [`read_entry`].
-//! - `unlock`: [`unlock`], which opens a whole keystore directory at start-up.
+//! - `master`: [`MasterKey`] (scrypt once, HKDF per entry) and [`Subkey`] (keys for other
+//!   purposes derived from the same master key, e.g. an audit MAC key: [`MasterKey::subkey`]).
+//! - `entry`: the file format, [`write_entry`], [`read_entry`] and [`inspect_entry`].
+//! - `unlock`: [`unlock`] and [`unlock_files`], which open a whole keystore at start-up.
 //! - `files`: private files (0600, atomic writes, permission checks) and the passphrase.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use vigil_protocol::{AgentId, Chain};
+use vigil_protocol::{AgentId, Chain, Network};
 
 mod entry;
 mod error;
 mod files;
+mod master;
 mod unlock;
 
 pub use entry::{DecryptedEntry, EntryInfo, inspect_entry, read_entry, write_entry};
 pub use error::KeystoreError;
-pub use files::{check_private_file, read_passphrase, read_passphrase_from, write_private_file};
-pub use unlock::{Unlocked, unlock};
+pub use files::{
+    check_private_file, read_passphrase, read_passphrase_from, rename_no_replace,
+    write_private_file,
+};
+pub use master::{MasterKey, Subkey};
+pub use unlock::{AgentKeyId, Unlocked, unlock, unlock_files};
 
-/// The version written in `"vigil_keystore"` and bound into every file's associated data.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version written in `"vigil_keystore"` (and bound into every file's associated
+/// data): one scrypt master key per keystore, HKDF per entry, agent keys per network.
+pub const FORMAT_VERSION: u32 = 2;
+/// The first format, still read: scrypt per entry, agent keys without a network.
+pub const FORMAT_V1: u32 = 1;
 
 /// The name of the systemd credential holding the keystore passphrase.
 pub const PASSPHRASE_CREDENTIAL: &str = "vigil-keystore-passphrase";
 
 /// scrypt cost parameters (RFC 7914): N = 2^log_n, block size r, parallelism p.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct KdfParams {
     /// log2 of the CPU/memory cost N.
     pub log_n: u8,
@@ -137,8 +154,18 @@ impl fmt::Display for KdfParams {
 /// What a keystore entry holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Purpose {
-    /// An agent's signing key seed (32 bytes) for one chain; `public` is the chain address (Solana: base58 of the ed25519 public key).
-    AgentKey { agent: AgentId, chain: Chain },
+    /// An agent's signing key seed (32 bytes) for one chain and network; `public` is the
+    /// chain address (Solana: base58 of the ed25519 public key). `network` is `None` only in a
+    /// format 1 entry (read, never written): such a key serves the one network the signed
+    /// policy names for the agent on that chain.
+    AgentKey {
+        /// The agent.
+        agent: AgentId,
+        /// The chain.
+        chain: Chain,
+        /// The network the key serves (`None`: a format 1 entry).
+        network: Option<Network>,
+    },
     /// The operator approval TOTP secret (raw bytes, 20+ bytes); `public` is "".
     ApprovalSecret,
     /// The policy public key (32 bytes) pinned at the ceremony; stored encrypted so it is authenticated by the passphrase; `public` is its hex.
@@ -150,6 +177,15 @@ pub enum Purpose {
 }
 
 impl Purpose {
+    /// An agent's key for `chain` on `network` (what every writer makes).
+    pub fn agent_key(agent: AgentId, chain: Chain, network: Network) -> Purpose {
+        Purpose::AgentKey {
+            agent,
+            chain,
+            network: Some(network),
+        }
+    }
+
     /// The wire name written in `"purpose"`.
     pub const fn as_str(&self) -> &'static str {
         match self {
@@ -164,7 +200,19 @@ impl Purpose {
 impl fmt::Display for Purpose {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Purpose::AgentKey { agent, chain } => write!(f, "the {chain} key of agent {agent}"),
+            Purpose::AgentKey {
+                agent,
+                chain,
+                network: Some(network),
+            } => write!(f, "the {chain}:{network} key of agent {agent}"),
+            Purpose::AgentKey {
+                agent,
+                chain,
+                network: None,
+            } => write!(
+                f,
+                "the {chain} key of agent {agent} (format 1: no network named)"
+            ),
             Purpose::ApprovalSecret => f.write_str("the approval secret"),
             Purpose::PolicyPin => f.write_str("the policy key pin"),
             Purpose::PolicyKey => f.write_str("the offline policy signing key"),
@@ -172,12 +220,21 @@ impl fmt::Display for Purpose {
     }
 }
 
-/// The file name of an entry: "agent.<agent>.<chain>.key", "approval.key", "policy.pin",
-/// "policy-signing.key".
+/// The file name of an entry: "agent.<agent>.<chain>.<network>.key" (format 1:
+/// "agent.<agent>.<chain>.key"), "approval.key", "policy.pin", "policy-signing.key".
 /// Unambiguous, as agent ids cannot contain a dot.
 pub fn entry_file_name(purpose: &Purpose) -> String {
     match purpose {
-        Purpose::AgentKey { agent, chain } => format!("agent.{agent}.{chain}.key"),
+        Purpose::AgentKey {
+            agent,
+            chain,
+            network: Some(network),
+        } => format!("agent.{agent}.{chain}.{network}.key"),
+        Purpose::AgentKey {
+            agent,
+            chain,
+            network: None,
+        } => format!("agent.{agent}.{chain}.key"),
         Purpose::ApprovalSecret => "approval.key".to_owned(),
         Purpose::PolicyPin => "policy.pin".to_owned(),
         Purpose::PolicyKey => "policy-signing.key".to_owned(),
@@ -193,11 +250,21 @@ mod tests {
     fn file_names() {
         let agent: AgentId = "trader-2".parse().unwrap();
         assert_eq!(
+            entry_file_name(&Purpose::agent_key(
+                agent.clone(),
+                Chain::Solana,
+                Network::Mainnet
+            )),
+            "agent.trader-2.solana.mainnet.key"
+        );
+        assert_eq!(
             entry_file_name(&Purpose::AgentKey {
                 agent,
-                chain: Chain::Solana
+                chain: Chain::Solana,
+                network: None,
             }),
-            "agent.trader-2.solana.key"
+            "agent.trader-2.solana.key",
+            "a format 1 entry keeps its name"
         );
         assert_eq!(entry_file_name(&Purpose::ApprovalSecret), "approval.key");
         assert_eq!(entry_file_name(&Purpose::PolicyPin), "policy.pin");

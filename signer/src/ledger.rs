@@ -130,8 +130,25 @@ pub enum Event {
     ImportConfirmed {
         /// SHA-256 of the staged manifest, hex.
         manifest_digest: String,
-        /// The TOTP time step consumed.
+        /// The TOTP time step of the NEW authenticator's code.
         totp_step: u64,
+        /// Where it was confirmed (absent in entries of earlier releases: the socket).
+        #[serde(default)]
+        via: ConfirmedVia,
+        /// What gave the authority to install these keys (absent in earlier releases' entries).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authority: Option<ImportAuthority>,
+        /// The step of the CURRENT authenticator's code, when that was the authority.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        current_totp_step: Option<u64>,
+    },
+    /// A confirmation that was not applied in time (`import::live::CONFIRMATION_TTL_SECS`):
+    /// never applied; the staged import must be confirmed again.
+    ImportConfirmationExpired {
+        /// SHA-256 of the staged manifest, hex.
+        manifest_digest: String,
+        /// When it was confirmed (unix seconds).
+        confirmed_at: u64,
     },
     /// A confirmed import was applied at start: the keystore and policy were replaced.
     ImportApplied {
@@ -149,6 +166,29 @@ pub enum Event {
         /// Why.
         kind: ErrorKind,
     },
+}
+
+/// Where a key-ceremony import was confirmed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmedVia {
+    /// The running signer's `import_confirm` (the orchestrator's Telegram path).
+    #[default]
+    Socket,
+    /// `vigil-signer import-confirm` at the appliance, the signer stopped.
+    Console,
+}
+
+/// What gave the authority to install a key-ceremony import.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportAuthority {
+    /// No keys yet: the operator at the appliance's console, with the new authenticator.
+    FirstInstall,
+    /// A code of the authenticator the replaced keys ran with.
+    CurrentCode,
+    /// The staged manifest is signed by the policy key the appliance pinned.
+    PinnedPolicyKey,
 }
 
 /// What an idempotency key maps to.
@@ -304,8 +344,15 @@ impl Ledger {
                     approval_id,
                     totp_step,
                 } => approvals.restore_closed(approval_id.clone(), Some(*totp_step)),
-                Event::OperatorConfirmed { totp_step, .. }
-                | Event::ImportConfirmed { totp_step, .. } => approvals.restore_step(*totp_step),
+                Event::OperatorConfirmed { totp_step, .. } => approvals.restore_step(*totp_step),
+                Event::ImportConfirmed {
+                    totp_step,
+                    current_totp_step,
+                    ..
+                } => {
+                    approvals.restore_step(*totp_step);
+                    approvals.restore_step(current_totp_step.unwrap_or_default());
+                }
                 // Approvals asked for under the previous keys are not carried over.
                 Event::ImportApplied { .. } => approvals.close_all_waiting(),
                 Event::CapSet {
@@ -321,6 +368,7 @@ impl Ledger {
                 }
                 Event::ApprovalRefused { .. }
                 | Event::OperatorCodeRefused { .. }
+                | Event::ImportConfirmationExpired { .. }
                 | Event::Denied { .. }
                 | Event::Started { .. } => {}
             }

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod daemon;
 pub mod devinit;
 pub mod import;
+pub mod keyring;
 pub mod keystore;
 pub mod policy;
 pub mod sandbox;

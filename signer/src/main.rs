@@ -1,5 +1,5 @@
 //! The `vigil-signer` command: `serve`, `dev-init`, `dev-sign-policy`, `audit-verify`,
-//! `import`, `import-status`, `import-confirm`.
+//! `import`, `import-status`, `import-confirm`, `import-discard`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use vigil_protocol::{AgentId, OperatorCode};
-use vigil_signer::{audit, daemon, devinit, import, keystore};
+use vigil_signer::{audit, daemon, devinit, import};
 
 /// The Vigil signer: keys, policy, ledger and audit, behind one Unix socket.
 #[derive(Debug, Parser)]
@@ -29,12 +29,28 @@ struct StateDir {
     path: PathBuf,
 }
 
+/// Where a key-ceremony stick is staged: a flag, then the environment, then the default (the
+/// importer's own state dir, outside the signer's).
+#[derive(Debug, Args)]
+struct StagingDir {
+    /// The staged copy of a ceremony stick (the importer writes it, the signer reads it).
+    #[arg(
+        id = "staging_dir",
+        long = "staging-dir",
+        env = "VIGIL_IMPORT_STAGING_DIR",
+        default_value = import::DEFAULT_STAGING_DIR
+    )]
+    path: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the signer protocol on a Unix socket.
     Serve {
         #[command(flatten)]
         state: StateDir,
+        #[command(flatten)]
+        staging: StagingDir,
         /// Socket path to bind; omit under systemd socket activation (LISTEN_FDS).
         #[arg(long)]
         socket: Option<PathBuf>,
@@ -50,6 +66,10 @@ enum Command {
         /// Seconds an approval waits for the operator.
         #[arg(long, default_value_t = vigil_signer::DEFAULT_TTL_SECS)]
         approval_ttl: u64,
+        /// Seconds a recorded key-ceremony import confirmation may wait to be applied (at the
+        /// restart right after it); an older one expires and must be confirmed again.
+        #[arg(long, default_value_t = import::live::CONFIRMATION_TTL_SECS)]
+        import_confirmation_ttl: u64,
         /// USER:GROUP to switch to when started as root (the signer never keeps running as root).
         #[arg(long, value_parser = parse_user_group)]
         run_as: Option<(String, String)>,
@@ -90,35 +110,58 @@ enum Command {
         #[arg(long)]
         expect_head: Option<String>,
     },
-    /// Check a key-ceremony stick and STAGE it; nothing is installed until `import-confirm`.
+    /// Check a key-ceremony stick and STAGE it; nothing is installed until it is confirmed.
+    /// A staged copy is never overwritten: confirm or discard it first.
     Import {
         /// The stick's root (the directory vigil-ceremony wrote to).
         dir: PathBuf,
         #[command(flatten)]
         state: StateDir,
-        /// Allow the import to replace an existing keystore (the old one is kept under imports/).
+        #[command(flatten)]
+        staging: StagingDir,
+        /// It is meant to replace the appliance's keys (confirming then also needs a code of the
+        /// CURRENT authenticator; the old keys are kept under imports/).
         #[arg(long)]
         replace: bool,
+        /// INSECURE: accept a stick encrypted with development KDF parameters
+        /// (`vigil-ceremony --insecure-test-kdf`). Development appliances only.
+        #[arg(long)]
+        insecure_allow_dev_kdf: bool,
     },
     /// Show the staged import: manifest digest, agents, addresses and fingerprints.
     ImportStatus {
         #[command(flatten)]
-        state: StateDir,
+        staging: StagingDir,
     },
-    /// Finish a staged import after comparing its fingerprints with the ceremony's printout.
-    /// Stop the signer first; start it again afterwards (it then runs on the new keys).
+    /// Confirm a staged import at the appliance's console, after comparing its fingerprints
+    /// with the ceremony's printout, and install it; recorded in the audit log. Stop the signer
+    /// first; start it again afterwards (it then runs on the new keys). A first install is
+    /// confirmed only this way.
     ImportConfirm {
         #[command(flatten)]
         state: StateDir,
+        #[command(flatten)]
+        staging: StagingDir,
         /// The staged manifest digest, as shown by `import` / `import-status`.
         #[arg(long)]
         manifest_digest: String,
         /// A current code from the authenticator enrolled at THIS ceremony (6 digits).
         #[arg(long)]
         code: OperatorCode,
+        /// Replacing keys: a current code from the authenticator the appliance runs on NOW.
+        #[arg(long)]
+        current_code: Option<OperatorCode>,
         /// The keystore passphrase (the same the signer's credential holds).
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
+    },
+    /// Remove the staged import whose manifest digest is given (to stage another stick).
+    ImportDiscard {
+        #[command(flatten)]
+        staging: StagingDir,
+        /// The staged manifest digest, as shown by `import-status`.
+        #[arg(long)]
+        manifest_digest: String,
     },
 }
 
@@ -153,22 +196,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve {
             state: StateDir { path: state_dir },
+            staging: StagingDir { path: staging_dir },
             socket,
             passphrase_file,
             allow_peer_uid,
             allow_peer_user,
             approval_ttl,
+            import_confirmation_ttl,
             run_as,
             insecure_no_landlock,
             insecure_allow_unlocked_memory,
         } => {
             let cfg = daemon::ServeConfig {
                 state_dir,
+                staging_dir,
                 socket,
                 passphrase_file,
                 allowed_uids: allow_peer_uid,
                 allowed_users: allow_peer_user,
                 approval_ttl_secs: approval_ttl,
+                import_confirmation_ttl_secs: import_confirmation_ttl,
                 run_as,
                 insecure_no_landlock,
                 insecure_allow_unlocked_memory,
@@ -233,49 +280,70 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import {
             dir,
             state: StateDir { path: state_dir },
+            staging: StagingDir { path: staging_dir },
             replace,
+            insecure_allow_dev_kdf,
         } => {
-            let staged = import::stage(&dir, &state_dir, replace)?;
+            let options = import::StageOptions {
+                replace,
+                insecure_allow_dev_kdf,
+            };
+            let staged = import::stage(&dir, &staging_dir, &state_dir, options)?;
             println!("{}", serde_json::to_string_pretty(&staged)?);
             eprintln!(
                 "vigil-signer: the stick checks out and is STAGED, not installed. Compare the manifest digest and every \
-                 fingerprint above with the ceremony's printout, then confirm with a code from the NEW authenticator entry."
+                 fingerprint above with the ceremony's printout, then confirm with a code from the NEW authenticator entry \
+                 (and, to replace keys, one from the CURRENT entry); a first install is confirmed at this console \
+                 with `vigil-signer import-confirm`."
             );
             Ok(ExitCode::SUCCESS)
         }
         Command::ImportStatus {
-            state: StateDir { path: state_dir },
+            staging: StagingDir { path: staging_dir },
         } => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&import::status(&state_dir)?)?
+                serde_json::to_string_pretty(&import::status(&staging_dir)?)?
             );
             Ok(ExitCode::SUCCESS)
         }
         Command::ImportConfirm {
             state: StateDir { path: state_dir },
+            staging: StagingDir { path: staging_dir },
             manifest_digest,
             code,
+            current_code,
             passphrase_file,
         } => {
-            let passphrase = keystore::read_passphrase(passphrase_file.as_deref())?;
-            let record =
-                import::confirm(&state_dir, &manifest_digest, &code, &passphrase, unix_now())?;
+            let installed = import::console::confirm(&import::console::ConsoleConfirm {
+                state_dir,
+                staging_dir,
+                passphrase_file,
+                manifest_digest,
+                code,
+                current_code,
+            })?;
             println!(
                 "{}",
-                serde_json::json!({"imported": true, "record": record})
+                serde_json::json!({
+                    "imported": true,
+                    "manifest_digest": installed.manifest_digest,
+                    "policy_digest": installed.policy_digest,
+                    "record": installed.record,
+                    "ledger_seq": installed.confirmed_seq,
+                })
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::ImportDiscard {
+            staging: StagingDir { path: staging_dir },
+            manifest_digest,
+        } => {
+            import::discard(&staging_dir, &manifest_digest)?;
+            println!("{}", serde_json::json!({"discarded": true}));
+            Ok(ExitCode::SUCCESS)
+        }
     }
-}
-
-/// Unix seconds now (0 if the clock is before 1970, which no code matches).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn parse_user_group(s: &str) -> Result<(String, String), String> {
@@ -284,5 +352,15 @@ fn parse_user_group(s: &str) -> Result<(String, String), String> {
         _ => Err(format!(
             "{s:?} is not USER:GROUP (e.g. vigil-signer:vigil-signer)"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

@@ -23,14 +23,19 @@ fn hello_names_agents_policy_and_networks() {
     let hello = ok(s.client().call(Op::Hello).unwrap());
     assert_eq!(hello["version"], 1);
     assert_eq!(hello["policy_digest"], s.report().policy_digest);
+    assert_eq!(hello["networks"], serde_json::json!(["solana:devnet"]));
     assert_eq!(
-        hello["networks"],
-        serde_json::json!(["solana:devnet", "solana:testnet"])
+        hello["network_ids"],
+        serde_json::json!({"solana:devnet": {"genesis_hash": vigil_protocol::SOLANA_DEVNET_GENESIS_HASH}})
     );
     let agents = hello["agents"].as_array().unwrap();
     assert_eq!(agents.len(), 2);
     assert_eq!(agents[1]["agent"], "trader");
     assert_eq!(agents[1]["addresses"]["solana"], s.address("trader"));
+    assert_eq!(
+        agents[1]["network_addresses"]["solana:devnet"],
+        s.address("trader")
+    );
 }
 
 #[test]

@@ -58,7 +58,7 @@ fn tampered_or_unsigned_policy_is_refused() {
 #[test]
 fn exposed_or_corrupted_key_files_are_refused() {
     let s = stopped(&["trader"]);
-    let key = s.state().join("keystore/agent.trader.solana.key");
+    let key = s.state().join("keystore/agent.trader.solana.devnet.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     serve_fails(s.serve_command(), "chmod 600");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -72,9 +72,9 @@ fn exposed_or_corrupted_key_files_are_refused() {
     );
     v["ciphertext"] = serde_json::Value::String(flipped);
     std::fs::write(&key, serde_json::to_string(&v).unwrap()).unwrap();
-    serve_fails(s.serve_command(), "agent.trader.solana.key");
+    serve_fails(s.serve_command(), "agent.trader.solana.devnet.key");
     std::fs::write(&key, "{ not json").unwrap();
-    serve_fails(s.serve_command(), "agent.trader.solana.key");
+    serve_fails(s.serve_command(), "agent.trader.solana.devnet.key");
 }
 
 #[test]

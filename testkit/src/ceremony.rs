@@ -2,15 +2,19 @@
 //! sign, the passphrase file, an empty stick, a fake sysfs with the network interfaces and
 //! radios the machine should appear to have), and `vigil-ceremony new` driven over its
 //! terminal (a pseudo-terminal: it shows secrets on nothing else) as the operator drives it:
-//! approve the policy, read the `otpauth://` URI, type the code.
+//! approve the policy, read the `otpauth://` URI, type the code. Then the appliance's side as
+//! the operator types it: [`import`], [`import_status`], [`confirm_at_console`], [`discard`]
+//! (the staged copy beside the state dir, where the dev signer looks for it).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde::Serialize;
 
-use crate::host::SOL;
+use vigil_protocol::OperatorCode;
+
+use crate::host::{SOL, binary};
 use crate::operator::Operator;
 use crate::policy::{AgentRules, Policy};
 use crate::pty::PtyChild;
@@ -165,7 +169,15 @@ impl CeremonyInputs {
     /// Runs the ceremony at `bin` to the end on a terminal, as the operator would; the
     /// authenticator it enrolled.
     pub fn run_as_operator(&self, bin: &Path) -> Operator {
-        let mut terminal = PtyChild::spawn(self.command(bin));
+        self.run_as_operator_with(bin, &[])
+    }
+
+    /// [`run_as_operator`](Self::run_as_operator) with more `new` flags, e.g.
+    /// `--keep-policy-key`.
+    pub fn run_as_operator_with(&self, bin: &Path, extra: &[&std::ffi::OsStr]) -> Operator {
+        let mut cmd = self.command(bin);
+        cmd.args(extra);
+        let mut terminal = PtyChild::spawn(cmd);
         let (operator, _) = enrol_on(&mut terminal);
         let (status, rest, err) = terminal.finish();
         assert!(status.success(), "ceremony failed: {err}\n{rest}");
@@ -185,4 +197,72 @@ pub fn enrol_on(terminal: &mut PtyChild) -> (Operator, String) {
     terminal.read_until("Type the 6-digit code");
     terminal.type_line(operator.code().expose_digits());
     (operator, seen)
+}
+
+/// Where the dev signer on `state` looks for a staged stick (`import-staged` beside it).
+pub fn staging_dir(state: &Path) -> PathBuf {
+    vigil_devnet::signer::staging_dir(state)
+}
+
+/// `vigil-signer import <stick>` onto the appliance at `state`, test-cost KDF allowed
+/// (`--insecure-allow-dev-kdf`: the tests' ceremonies use it), with `extra` flags (e.g.
+/// `--replace`).
+pub fn import(stick: &Path, state: &Path, extra: &[&str]) -> Output {
+    Command::new(binary("vigil-signer"))
+        .arg("import")
+        .arg(stick)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--staging-dir")
+        .arg(staging_dir(state))
+        .arg("--insecure-allow-dev-kdf")
+        .args(extra)
+        .output()
+        .expect("running vigil-signer import")
+}
+
+/// `vigil-signer import-status` of the appliance at `state`.
+pub fn import_status(state: &Path) -> Output {
+    Command::new(binary("vigil-signer"))
+        .arg("import-status")
+        .arg("--staging-dir")
+        .arg(staging_dir(state))
+        .output()
+        .expect("running vigil-signer import-status")
+}
+
+/// `vigil-signer import-confirm` at the appliance's console (the signer stopped): the digest
+/// the operator compared, the new ceremony's `code`, the `current` authenticator's code when
+/// replacing keys, and the keystore passphrase file.
+pub fn confirm_at_console(
+    state: &Path,
+    digest: &str,
+    code: &OperatorCode,
+    current: Option<&OperatorCode>,
+    passphrase_file: &Path,
+) -> Output {
+    let mut cmd = Command::new(binary("vigil-signer"));
+    cmd.arg("import-confirm")
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--staging-dir")
+        .arg(staging_dir(state))
+        .args(["--manifest-digest", digest, "--code", code.expose_digits()])
+        .arg("--passphrase-file")
+        .arg(passphrase_file);
+    if let Some(current) = current {
+        cmd.args(["--current-code", current.expose_digits()]);
+    }
+    cmd.output().expect("running vigil-signer import-confirm")
+}
+
+/// `vigil-signer import-discard` of the staged copy whose manifest digest is `digest`.
+pub fn discard(state: &Path, digest: &str) -> Output {
+    Command::new(binary("vigil-signer"))
+        .arg("import-discard")
+        .arg("--staging-dir")
+        .arg(staging_dir(state))
+        .args(["--manifest-digest", digest])
+        .output()
+        .expect("running vigil-signer import-discard")
 }

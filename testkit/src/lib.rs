@@ -15,7 +15,8 @@
 //!   .telegram().start()` for the tests that cross processes (in `testkit/tests/`).
 //! - [`host`]: `SOL`, `unix_now`, `is_root`, `require_root`, the workspace's binaries;
 //!   [`reexec`]: a test run again as another uid from anywhere the checkout lives;
-//!   [`measure`]: the benchmarks' percentiles.
+//!   [`measure`]: the benchmarks' percentiles; [`legacy`]: a state dir and a ceremony stick
+//!   made before keys were per network (keystore format 1).
 //!
 //! It is a dev-dependency only (`publish = false`): no shipped binary links it. Panicking is
 //! how a test helper fails, so helpers panic with what went wrong and what to do.
@@ -24,12 +25,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod adversary;
+pub mod alerts;
 pub mod ceremony;
 pub mod chain;
 pub mod config;
 pub mod corpus;
 pub mod daemon;
 pub mod host;
+pub mod legacy;
 pub mod measure;
 pub mod operator;
 pub mod policy;

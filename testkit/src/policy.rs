@@ -30,11 +30,20 @@ pub mod dev {
     pub const RATE_LIMIT_PER_MINUTE: u32 = 60;
 }
 
-/// A policy: version 1, one table per agent.
+/// A policy: version 1, one table per agent, and the networks' pins (`[networks]`) when a
+/// test sets them (else the public clusters' genesis hashes apply).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Policy {
     version: u32,
     agents: BTreeMap<String, AgentRules>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    networks: BTreeMap<String, NetworkPin>,
+}
+
+/// `[networks."chain:network"]`: what identifies the network.
+#[derive(Clone, Debug, Serialize)]
+struct NetworkPin {
+    genesis_hash: String,
 }
 
 /// What one agent may do.
@@ -62,12 +71,24 @@ impl Policy {
         Policy {
             version: 1,
             agents: BTreeMap::new(),
+            networks: BTreeMap::new(),
         }
     }
 
     /// Adds (or replaces) `agent`'s rules.
     pub fn agent(mut self, agent: &str, rules: AgentRules) -> Policy {
         self.agents.insert(agent.into(), rules);
+        self
+    }
+
+    /// Pins Solana `network` (e.g. `"solana:devnet"`) to `genesis_hash` (a private cluster).
+    pub fn pin(mut self, network: &str, genesis_hash: &str) -> Policy {
+        self.networks.insert(
+            network.into(),
+            NetworkPin {
+                genesis_hash: genesis_hash.into(),
+            },
+        );
         self
     }
 
@@ -113,6 +134,13 @@ impl AgentRules {
     /// The addresses the agent may pay.
     pub fn recipients(mut self, recipients: &[&str]) -> AgentRules {
         self.recipients = recipients.iter().map(|r| (*r).to_owned()).collect();
+        self
+    }
+
+    /// The `chain:network` pairs the agent may use (instead of `solana:devnet`); the signer
+    /// holds a key per network, so dev-init makes the agent one for each.
+    pub fn networks(mut self, networks: &[&str]) -> AgentRules {
+        self.networks = networks.iter().map(|n| (*n).to_owned()).collect();
         self
     }
 

@@ -18,7 +18,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use vigil_devnet::SignerProcess;
 use vigil_devnet::signer::{Warning, dev_init, hand_to_service_user};
-use vigil_protocol::{Chain, Client, DevInitReport, Op, StatusResult};
+use vigil_protocol::{Chain, Client, DevInitReport, Network, Op, StatusResult};
 
 use crate::host::binary;
 use crate::operator::Operator;
@@ -114,10 +114,47 @@ impl Signer {
         }
     }
 
+    /// A signer on the format 1 state dir of a release before keys were per network
+    /// ([`crate::legacy`]), with `policy` signed by its dev policy key instead of the one it
+    /// had (devnet and testnet), if given. Not started: [`Signer::spawn`] it, or run its
+    /// [`Signer::serve_command`] to watch it refuse.
+    pub fn format1(policy: Option<&Policy>) -> Signer {
+        let dir = tempfile::tempdir().expect("a temp dir for the signer");
+        let state = dir.path().join("state");
+        let report = crate::legacy::format1_state_dir(&state);
+        let process = SignerProcess::new(
+            &binary("vigil-signer"),
+            &state,
+            &dir.path().join("signer.sock"),
+            &report.passphrase_file,
+        )
+        .log_to(&dir.path().join("signer.log"));
+        let signer = Signer {
+            dir,
+            process,
+            report: Some(report),
+        };
+        if let Some(policy) = policy {
+            let path = signer.dir.path().join("policy-next.toml");
+            std::fs::write(&path, policy.to_toml()).expect("writing the policy");
+            crate::host::check(
+                signer.run(&["dev-sign-policy", "--policy"], &[&path]),
+                "dev-sign-policy",
+            );
+        }
+        signer
+    }
+
     /// Serves an existing state dir `<dir>/state` (e.g. one a key-ceremony import made) with
     /// the passphrase in `passphrase_file`; it has no dev-init report.
     pub fn serve_existing(dir: TempDir, passphrase_file: &Path) -> Signer {
         Signer::serve(dir, passphrase_file, None, &[])
+    }
+
+    /// [`Signer::serve_existing`] with extra `serve` flags.
+    pub fn serve_existing_with(dir: TempDir, passphrase_file: &Path, args: &[&str]) -> Signer {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        Signer::serve(dir, passphrase_file, None, &args)
     }
 
     fn serve(
@@ -167,6 +204,14 @@ impl Signer {
         self.report()
             .address(agent, Chain::Solana)
             .unwrap_or_else(|| panic!("{agent} is not an agent of this dev signer"))
+            .to_owned()
+    }
+
+    /// `agent`'s address on Solana `network`, as dev-init made it (keys are per network).
+    pub fn address_on(&self, agent: &str, network: Network) -> String {
+        self.report()
+            .address_on(agent, Chain::Solana, network)
+            .unwrap_or_else(|| panic!("{agent} has no Solana {network} key in this dev signer"))
             .to_owned()
     }
 

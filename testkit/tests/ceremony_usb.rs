@@ -1,14 +1,17 @@
 //! The key ceremony's USB stick, end to end, on real FAT32 images (`mkfs.vfat`, read and
 //! written with `mtools`, no mount): a ceremony's output is written onto an image, copied
-//! off it on the "appliance", imported, confirmed with the new authenticator's code, and a
-//! real confined signer then signs for the imported agents. Bad sticks (tampered manifest,
-//! swapped keystore file, policy signed by another key, truncated file, empty stick) are
-//! each refused with their own message and the appliance's state dir stays byte-identical.
+//! off it on the "appliance", staged, confirmed at the appliance's console with the new
+//! authenticator's code (a first install), and a real confined signer then signs for the
+//! imported agents. Bad sticks (tampered manifest, swapped keystore file, policy signed by
+//! another key, truncated file, empty stick) are each refused with their own message and the
+//! appliance's state dir stays byte-identical. A stick of the release before keys were per
+//! network still imports. (Confirming over the socket, replacing keys, expiry and the staged
+//! copy's rules: `import_authority.rs`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -18,14 +21,17 @@ use vigil_ceremony::backup::Backup;
 use vigil_ceremony::config::CeremonyConfig;
 use vigil_ceremony::network::AirGap;
 use vigil_ceremony::new::{NewCeremony, Outcome, run};
-use vigil_protocol::OperatorCode;
 use vigil_signer::Ed25519Key;
 use vigil_signer::import::manifest::{self, FileInfo, Manifest};
 use vigil_signer::keystore::{self, KdfParams};
 use vigil_signer::policy;
-use vigil_testkit::ceremony::{CeremonyPlan, PASSPHRASE, ceremony_policy};
-use vigil_testkit::host::{binary, check};
-use vigil_testkit::requests::{err, ok, pay};
+use vigil_testkit::ceremony::{
+    CeremonyPlan, PASSPHRASE, ceremony_policy, confirm_at_console, import, import_status,
+    staging_dir,
+};
+use vigil_testkit::host::check;
+use vigil_testkit::policy::AgentRules;
+use vigil_testkit::requests::{ok, pay};
 use vigil_testkit::stick::Stick;
 use vigil_testkit::{Operator, SOL, Signer, unix_now};
 
@@ -34,8 +40,11 @@ fn recipient() -> String {
     bs58::encode([9u8; 32]).into_string()
 }
 
+/// Trader may pay the recipient; Sentinel has rules too, so both get a devnet key.
 fn policy_text() -> String {
-    ceremony_policy(&[&recipient()]).to_toml()
+    ceremony_policy(&[&recipient()])
+        .agent("sentinel", AgentRules::sol(SOL, SOL, SOL))
+        .to_toml()
 }
 
 /// The operator at the ceremony: approves the policy and types the authenticator's code.
@@ -78,6 +87,7 @@ fn ceremony(dir: &Path) -> (PathBuf, Outcome, Operator) {
         kdf: KdfParams::INSECURE_DEV,
         insecure_weak_kdf: true,
         backup: Backup::None,
+        reuse_policy_key: None,
     };
     let mut op = Operator1 { uri: None };
     let outcome = run(&c, &SecretString::from(PASSPHRASE.to_owned()), &mut op).unwrap();
@@ -169,36 +179,6 @@ fn trader_signs(s: &Signer, key: &str) -> String {
     tx.message.account_keys[0].to_string()
 }
 
-fn signer(args: &[&str], paths: &[&Path]) -> Output {
-    let mut cmd = Command::new(binary("vigil-signer"));
-    cmd.args(args);
-    for p in paths {
-        cmd.arg(p);
-    }
-    cmd.output().unwrap()
-}
-
-fn import(stick: &Path, state: &Path, replace: bool) -> Output {
-    let mut cmd = Command::new(binary("vigil-signer"));
-    cmd.arg("import").arg(stick).arg("--state-dir").arg(state);
-    if replace {
-        cmd.arg("--replace");
-    }
-    cmd.output().unwrap()
-}
-
-fn confirm(state: &Path, digest: &str, code: &OperatorCode, pass: &Path) -> Output {
-    Command::new(binary("vigil-signer"))
-        .arg("import-confirm")
-        .arg("--state-dir")
-        .arg(state)
-        .args(["--manifest-digest", digest, "--code", code.expose_digits()])
-        .arg("--passphrase-file")
-        .arg(pass)
-        .output()
-        .unwrap()
-}
-
 fn passphrase_file(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let p = dir.join("passphrase");
@@ -252,8 +232,8 @@ fn a_ceremony_stick_imports_and_the_signer_signs_for_its_agents() {
         mounted,
     } = appliance;
 
-    // Import stages; nothing is live yet.
-    let out = check(import(&mounted, &state, false), "import");
+    // Import stages (outside the state dir); nothing is live yet.
+    let out = check(import(&mounted, &state, &[]), "import");
     let staged: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(staged["staged"], true);
     assert_eq!(staged["manifest_digest"], outcome.manifest_digest.as_str());
@@ -263,51 +243,54 @@ fn a_ceremony_stick_imports_and_the_signer_signs_for_its_agents() {
         "the fingerprints shown are the ceremony's"
     );
     assert!(!state.join("keystore").exists());
-    let status = check(
-        signer(&["import-status", "--state-dir"], &[&state]),
-        "status",
-    );
+    let status = check(import_status(&state), "status");
     assert_eq!(
         serde_json::from_slice::<Value>(&status.stdout).unwrap(),
         staged
     );
 
-    // Confirmation: the digest the operator compared, and the NEW authenticator's code.
+    // Confirmation at the console: the digest the operator compared, and the NEW
+    // authenticator's code. Refusals install nothing and leave the staged copy as it was.
     let code = operator.code();
-    let before = tree_hash(&state);
-    let wrong_digest = confirm(&state, &"ab".repeat(32), &code, &pass);
+    let staged_before = tree_hash(&staging_dir(&state));
+    let wrong_digest = confirm_at_console(&state, &"ab".repeat(32), &code, None, &pass);
     assert!(
         stderr(&wrong_digest).contains("not those of the staged stick"),
         "{}",
         stderr(&wrong_digest)
     );
-    let refused = confirm(
+    let refused = confirm_at_console(
         &state,
         &outcome.manifest_digest,
         &operator.wrong_code(),
+        None,
         &pass,
     );
     assert!(
-        stderr(&refused).contains("wrong code"),
+        stderr(&refused).contains("wrong code") && stderr(&refused).contains("THIS ceremony"),
         "{}",
         stderr(&refused)
     );
-    assert_eq!(
-        tree_hash(&state),
-        before,
-        "refused confirmations change nothing"
-    );
-    check(
-        confirm(
+    assert_eq!(tree_hash(&staging_dir(&state)), staged_before);
+    assert!(!state.join("keystore").exists() && !state.join("policy").exists());
+    let confirmed = check(
+        confirm_at_console(
             &state,
             &manifest::group(&outcome.manifest_digest),
             &code,
+            None,
             &pass,
         ),
         "confirm",
     );
-    assert!(state.join("keystore/agent.trader.solana.key").exists());
-    assert!(!state.join("import-staged").exists());
+    let confirmed: Value = serde_json::from_slice(&confirmed.stdout).unwrap();
+    assert_eq!(confirmed["imported"], true);
+    assert!(
+        state
+            .join("keystore/agent.trader.solana.devnet.key")
+            .exists()
+    );
+    assert!(!staging_dir(&state).exists());
     assert!(!state.join("keystore/policy-signing.key").exists());
 
     // A real confined signer on the imported state signs for the imported agents.
@@ -322,175 +305,75 @@ fn a_ceremony_stick_imports_and_the_signer_signs_for_its_agents() {
         ceremony_address(&outcome, "trader"),
         "signed by the imported trader key"
     );
-}
-
-/// `import_status` / `import_confirm` over the socket of a real confined signer: a first
-/// install waits for its keys, a wrong digest or code changes nothing, the right code makes
-/// the signer exit 75, and the restart applies the import; then a second ceremony replaces
-/// the keys of the running signer the same way (a code of the CURRENT authenticator is refused).
-#[test]
-fn an_import_is_confirmed_over_the_socket_and_applied_at_restart() {
-    use std::time::Duration;
-    use vigil_protocol::{ImportConfirmRequest, Op};
-
-    let dir = tempfile::tempdir().unwrap();
-    let (made, outcome, operator) = ceremony(dir.path());
-    let (appliance, _stick) = Appliance::with_stick(dir.path(), &made);
-    check(
-        import(&appliance.mounted, &appliance.state, false),
-        "import",
-    );
-
-    // First install: the signer serves without keys, waiting for the staged import.
-    let mut s = Signer::serve_existing(appliance.dir, &appliance.pass);
-    let hello = ok(s.client().call(Op::Hello).unwrap());
-    assert_eq!(hello["agents"], json!([]));
-    let status = ok(s.client().call(Op::ImportStatus).unwrap());
-    assert_eq!(
-        (&status["staged"], &status["awaiting_keys"]),
-        (&json!(true), &json!(true))
-    );
-    assert_eq!(status["manifest_digest"], outcome.manifest_digest.as_str());
-    assert_eq!(
-        shown_fingerprints(&status),
-        ceremony_fingerprints(&outcome),
-        "import_status shows the ceremony's fingerprints"
-    );
-    let (kind, _, msg) = err(s
-        .client()
-        .call(pay("trader", &recipient(), SOL / 10, "k0"))
-        .unwrap());
-    assert_eq!(kind, "unknown_agent");
-    assert!(msg.contains("no keys yet"), "{msg}");
-
-    let confirm_op = |digest: &str, code: &OperatorCode| {
-        Op::ImportConfirm(ImportConfirmRequest {
-            manifest_digest: digest.parse().unwrap(),
-            code: code.clone(),
-        })
-    };
-    let staged_before = tree_hash(&s.state().join("import-staged"));
-    let (kind, _, msg) = err(s
-        .client()
-        .call(confirm_op(&"ab".repeat(32), &operator.code()))
-        .unwrap());
-    assert_eq!(kind, "bad_request");
-    assert!(msg.contains("not those of the staged stick"), "{msg}");
-    let code = operator.code();
-    let (kind, _, msg) = err(s
-        .client()
-        .call(confirm_op(&outcome.manifest_digest, &operator.wrong_code()))
-        .unwrap());
-    assert_eq!(kind, "operator_code_invalid");
-    assert!(msg.contains("THIS ceremony"), "{msg}");
-    assert_eq!(tree_hash(&s.state().join("import-staged")), staged_before);
-    assert!(
-        !s.state().join("keystore").exists(),
-        "a refused confirmation installs nothing"
-    );
-
-    let confirmed = ok(s
-        .client()
-        .call(confirm_op(&outcome.manifest_digest, &code))
-        .unwrap());
-    assert_eq!(confirmed["status"], "confirmed");
-    assert_eq!(
-        confirmed["manifest_digest"],
-        outcome.manifest_digest.as_str()
-    );
-    assert_eq!(s.wait_exit(Duration::from_secs(10)).code(), Some(75));
-
-    // The restart applies it: the imported agents, the ceremony's policy, signing works.
-    s.spawn();
-    assert!(!s.state().join("import-staged").exists());
-    let hello = ok(s.client().call(Op::Hello).unwrap());
-    assert_eq!(
-        hello["policy_digest"],
-        outcome.manifest.policy_digest.as_str()
-    );
-    assert_eq!(hello["agents"].as_array().unwrap().len(), 2);
-    let status = ok(s.client().call(Op::ImportStatus).unwrap());
-    assert_eq!(
-        (&status["staged"], &status["awaiting_keys"]),
-        (&json!(false), &json!(false))
-    );
-    assert_eq!(
-        trader_signs(&s, "usb2"),
-        ceremony_address(&outcome, "trader")
-    );
-
-    // A second ceremony replaces the running signer's keys: staged with --replace, seen at
-    // the next start; the CURRENT authenticator's code is not the new one's.
-    let dir2 = tempfile::tempdir().unwrap();
-    let (made2, outcome2, operator2) = ceremony(dir2.path());
-    check(import(&made2, &s.state(), true), "import --replace");
-    s.restart();
-    let status = ok(s.client().call(Op::ImportStatus).unwrap());
-    assert_eq!(status["manifest_digest"], outcome2.manifest_digest.as_str());
-    assert_eq!(
-        (&status["replace"], &status["awaiting_keys"]),
-        (&json!(true), &json!(false))
-    );
-    let current = operator.code_at(unix_now() + 30);
-    let (kind, _, _) = err(s
-        .client()
-        .call(confirm_op(&outcome2.manifest_digest, &current))
-        .unwrap());
-    assert_eq!(kind, "operator_code_invalid");
-    let hello = ok(s.client().call(Op::Hello).unwrap());
-    assert_eq!(
-        hello["policy_digest"],
-        outcome.manifest.policy_digest.as_str(),
-        "nothing changed"
-    );
-    // One step later than the first confirmation: a code is used once across secrets.
-    let code2 = operator2.code_at(unix_now() + 30);
-    ok(s.client()
-        .call(confirm_op(&outcome2.manifest_digest, &code2))
-        .unwrap());
-    assert_eq!(s.wait_exit(Duration::from_secs(10)).code(), Some(75));
-    s.spawn();
-    let hello = ok(s.client().call(Op::Hello).unwrap());
-    let trader = hello["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["agent"] == "trader")
-        .unwrap();
-    let new_trader = ceremony_address(&outcome2, "trader");
-    assert_eq!(trader["addresses"]["solana"], new_trader.as_str());
-    assert_ne!(new_trader, ceremony_address(&outcome, "trader"));
-    assert_eq!(trader_signs(&s, "usb3"), new_trader);
-    // The previous keys are kept under imports/; the audit log verifies and tells the story.
-    assert_eq!(
-        std::fs::read_dir(s.state().join("imports"))
-            .unwrap()
-            .count(),
-        2
-    );
+    // The console's confirmation is in the audit log, as the socket's would be: the refused
+    // code, the confirmation (a first install, at the console), the import applied.
     let verified = s.audit_verify(&[]);
     assert!(verified.status.success(), "{}", stderr(&verified));
-    let types: Vec<String> = s
+    let story: Vec<Value> = s
         .audit()
         .iter()
-        .map(|e| e["event"]["type"].as_str().unwrap_or_default().to_owned())
+        .map(|e| e["event"].clone())
+        .filter(|e| {
+            let t = e["type"].as_str().unwrap_or_default();
+            t.starts_with("import") || t == "operator_code_refused"
+        })
         .collect();
-    let story: Vec<&str> = types
-        .iter()
-        .map(String::as_str)
-        .filter(|t| t.starts_with("import") || *t == "operator_code_refused")
-        .collect();
+    let types: Vec<&str> = story.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(
-        story,
+        types,
         [
-            "operator_code_refused",
-            "import_confirmed",
-            "import_applied",
             "operator_code_refused",
             "import_confirmed",
             "import_applied"
         ]
     );
+    assert_eq!(story[1]["via"], "console");
+    assert_eq!(story[1]["authority"], "first_install");
+}
+
+/// A stick written by the release before keys were per network (manifest agents without a
+/// network, keystore format 1) still imports; its key serves the one network its policy names.
+#[test]
+fn an_old_ceremony_stick_still_imports_and_its_key_serves_its_policys_network() {
+    let appliance = tempfile::tempdir().unwrap();
+    let (state, stick) = (
+        appliance.path().join("state"),
+        appliance.path().join("stick"),
+    );
+    std::fs::create_dir(&state).unwrap();
+    let operator = vigil_testkit::legacy::format1_stick(&stick);
+    let pass = passphrase_file(appliance.path());
+    let out = check(import(&stick, &state, &[]), "import of the old stick");
+    let staged: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let trader = staged["agents"][0].clone();
+    assert!(trader.get("network").is_none(), "{trader}");
+    check(
+        confirm_at_console(
+            &state,
+            staged["manifest_digest"].as_str().unwrap(),
+            &operator.code(),
+            None,
+            &pass,
+        ),
+        "confirm",
+    );
+    assert!(state.join("keystore/agent.trader.solana.key").exists());
+    let s = Signer::serve_existing(appliance, &pass);
+    let hello = ok(s.client().call(vigil_protocol::Op::Hello).unwrap());
+    assert_eq!(
+        hello["agents"][0]["network_addresses"],
+        json!({"solana:devnet": trader["address"]})
+    );
+    let signed = ok(s
+        .client()
+        .call(pay(
+            "trader",
+            "cW9yLCnYPj8ktJXQMb4DeWx7X2DAiZXs8GBUUgW3SNK",
+            SOL / 10,
+            "old1",
+        ))
+        .unwrap());
+    assert_eq!(signed["status"], "signed");
 }
 
 /// The manifest re-signed by the ceremony's (kept) policy key after `edit`.
@@ -523,12 +406,13 @@ fn bad_sticks_are_refused_each_with_its_own_message_and_nothing_changes() {
     // An appliance that already runs on ceremony A.
     let (appliance, _good) = Appliance::with_stick(dir.path(), &made);
     let state = &appliance.state;
-    check(import(&appliance.mounted, state, false), "import");
+    check(import(&appliance.mounted, state, &[]), "import");
     check(
-        confirm(
+        confirm_at_console(
             state,
             &outcome.manifest_digest,
             &operator.code(),
+            None,
             &appliance.pass,
         ),
         "confirm",
@@ -536,7 +420,7 @@ fn bad_sticks_are_refused_each_with_its_own_message_and_nothing_changes() {
     let before = tree_hash(state);
 
     // The same, good stick again without --replace: refused, the keys are never overwritten.
-    let again = import(&appliance.mounted, state, false);
+    let again = import(&appliance.mounted, state, &[]);
     assert!(
         stderr(&again).contains("already holds a keystore") && stderr(&again).contains("--replace"),
         "{}",
@@ -562,10 +446,11 @@ fn bad_sticks_are_refused_each_with_its_own_message_and_nothing_changes() {
         (
             "swapped keystore file",
             Box::new(move |s: &Stick| {
-                let theirs = std::fs::read(other.join("keystore/agent.trader.solana.key")).unwrap();
-                s.put("keystore/agent.trader.solana.key", &theirs);
+                let theirs =
+                    std::fs::read(other.join("keystore/agent.trader.solana.devnet.key")).unwrap();
+                s.put("keystore/agent.trader.solana.devnet.key", &theirs);
             }),
-            "keystore/agent.trader.solana.key was swapped",
+            "keystore/agent.trader.solana.devnet.key was swapped",
         ),
         (
             "policy signed by another key",
@@ -601,7 +486,7 @@ fn bad_sticks_are_refused_each_with_its_own_message_and_nothing_changes() {
         stick.write_tree(&made);
         tamper(&stick);
         let mounted = stick.copy_out(&dir.path().join(format!("bad{i}")));
-        let out = import(&mounted, state, true);
+        let out = import(&mounted, state, &["--replace"]);
         assert!(!out.status.success(), "{name}: accepted");
         let msg = stderr(&out);
         assert!(msg.contains(want), "{name}: {msg}");
@@ -609,7 +494,11 @@ fn bad_sticks_are_refused_each_with_its_own_message_and_nothing_changes() {
         messages.push(msg);
     }
     let empty = Stick::blank(dir.path(), "empty.img");
-    let out = import(&empty.copy_out(&dir.path().join("empty")), state, true);
+    let out = import(
+        &empty.copy_out(&dir.path().join("empty")),
+        state,
+        &["--replace"],
+    );
     let msg = stderr(&out);
     assert!(
         msg.contains("this is not a Vigil ceremony stick"),

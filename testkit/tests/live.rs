@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use vigil_orchestrator::{
@@ -12,6 +13,7 @@ use vigil_orchestrator::{
     SolanaRpc,
 };
 use vigil_protocol::Network;
+use vigil_testkit::alerts::Alerts;
 use vigil_testkit::config::free_deps;
 use vigil_testkit::requests::{sign_request, transfer};
 use vigil_testkit::{ConfigBuilder, Mode, SOL, Scenario, Script, World, unix_now};
@@ -116,6 +118,58 @@ async fn a_signed_transfer_that_never_landed_is_reported() {
             .any(|l| l.contains(signature.as_str()) && l.contains("NotFound")),
         "{report:?}"
     );
+}
+
+/// The attack of issue 13: the RPC URL points at a node of another cluster (mainnet-beta)
+/// while the signed policy names devnet. The orchestrator compares the node's genesis hash with
+/// the one the policy pins, refuses live work (nothing signed, nothing sent), and alerts the
+/// operator, once; when the node serves devnet again, the agent works again.
+#[tokio::test]
+async fn a_node_of_another_cluster_gets_no_live_work_and_the_operator_is_alerted() {
+    let world = funded_trader().await;
+    let (node, peer) = (world.chain(), world.signer.dev_peer());
+    node.set_genesis_hash(vigil_protocol::SOLANA_MAINNET_GENESIS_HASH);
+    let (mut orchestrator, agent) = world.orchestrator(&world.live_trader());
+    let alerts = Alerts::default();
+    orchestrator.set_operator(Arc::new(alerts.clone()));
+
+    // At start.
+    let report = orchestrator.check_networks().await;
+    assert_eq!(report.len(), 1, "{report:?}");
+    for part in [
+        vigil_protocol::SOLANA_MAINNET_GENESIS_HASH,
+        "Solana mainnet-beta",
+        vigil_protocol::SOLANA_DEVNET_GENESIS_HASH,
+        "solana:devnet",
+    ] {
+        assert!(report[0].contains(part), "{part}: {report:?}");
+    }
+    // Before live work: held, nothing signed or sent.
+    for _ in 0..2 {
+        let decided = orchestrator.decide(&agent, Vec::new()).await;
+        assert!(
+            matches!(&decided.outcome, Outcome::Held { layer, reason } if layer == "rpc" && reason.contains("genesis hash")),
+            "{:?}",
+            decided.outcome
+        );
+    }
+    assert_eq!(node.balance_of(&peer), 0);
+    let status = orchestrator.signer().lock().await.status().await.unwrap();
+    assert!(status.agents[0].spent_24h.is_empty(), "nothing was signed");
+    let told = alerts.all();
+    assert_eq!(told.len(), 1, "one alert, not one per tick: {told:?}");
+    assert!(told[0].contains("wrong network"), "{told:?}");
+
+    // The node serves devnet again: the agent works.
+    node.set_genesis_hash(vigil_protocol::SOLANA_DEVNET_GENESIS_HASH);
+    assert!(orchestrator.check_networks().await.is_empty());
+    let decided = orchestrator.decide(&agent, Vec::new()).await;
+    assert!(
+        matches!(&decided.outcome, Outcome::Signed { .. }),
+        "{:?}",
+        decided.outcome
+    );
+    assert_eq!(node.balance_of(&peer), 200_000_000);
 }
 
 #[tokio::test]

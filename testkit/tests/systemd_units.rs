@@ -32,6 +32,7 @@ use vigil_testkit::{AgentSpec, Reply, Script};
 /// Longest prefix first. Binaries map to this build.
 const PATHS: &[(&str, &str)] = &[
     ("/var/lib/vigil-signer", "var/lib/vigil-signer"),
+    ("/var/lib/vigil-import", "var/lib/vigil-import"),
     ("/var/lib/vigil", "var/lib/vigil"),
     ("/etc/vigil", "etc/vigil"),
     ("/run/vigil", "run/vigil"),
@@ -167,6 +168,65 @@ fn daemons_start_from_their_units_and_talk() {
         signer.child.try_wait().unwrap().is_none(),
         "signer died: {}",
         signer.stderr()
+    );
+}
+
+/// The key-ceremony importer runs under its own user, which is not the signer's, not the
+/// socket's user or group, and not a peer the signer admits; it stages where the signer
+/// reads, and the signer's state dir is out of its reach.
+#[test]
+fn the_importer_is_its_own_user_and_no_socket_peer() {
+    let import = Unit::read("vigil-import@.service");
+    let signer = Unit::read("vigil-signer.service");
+    let socket = Unit::read("vigil-signer.socket");
+    let user = import.one("Service", "User");
+    assert_eq!(user, "vigil-import");
+    assert_eq!(import.one("Service", "Group"), "vigil-import");
+    for (unit, section, key) in [
+        (&signer, "Service", "User"),
+        (&signer, "Service", "Group"),
+        (&socket, "Socket", "SocketUser"),
+        (&socket, "Socket", "SocketGroup"),
+    ] {
+        assert_ne!(unit.one(section, key), user, "{} {key}", unit.name);
+    }
+    let serve = vigil_testkit::systemd::split_exec(&signer.one("Service", "ExecStart"));
+    let peers: Vec<&String> = serve
+        .windows(2)
+        .filter(|w| w[0] == "--allow-peer-user" || w[0] == "--allow-peer-uid")
+        .map(|w| &w[1])
+        .collect();
+    assert_eq!(peers, ["vigil"], "only the orchestrator is a peer");
+    // Both agree where the stick is staged; the signer reads it through the importer's group.
+    let staging = |argv: &[String]| {
+        argv.windows(2)
+            .find(|w| w[0] == "--staging-dir")
+            .map(|w| w[1].clone())
+    };
+    let import_argv = vigil_testkit::systemd::split_exec(&import.one("Service", "ExecStart"));
+    assert_eq!(staging(&import_argv), staging(&serve));
+    assert_eq!(
+        staging(&serve).as_deref(),
+        Some("/var/lib/vigil-import/staged")
+    );
+    assert_eq!(import.one("Service", "StateDirectory"), "vigil-import");
+    assert_eq!(signer.one("Service", "SupplementaryGroups"), "vigil-import");
+    assert!(
+        import
+            .all("Service", "InaccessiblePaths")
+            .iter()
+            .any(|p| p.trim_start_matches('-') == "/var/lib/vigil-signer"),
+        "the importer cannot reach the signer's state"
+    );
+    let sysusers = std::fs::read_to_string(
+        vigil_testkit::host::repo_root().join("systemd/sysusers.d/vigil.conf"),
+    )
+    .unwrap();
+    assert!(
+        sysusers
+            .lines()
+            .any(|l| l.starts_with("u vigil-import -:vigil-import ")),
+        "{sysusers}"
     );
 }
 

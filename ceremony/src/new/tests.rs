@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use secrecy::SecretString;
 use totp_rs::TOTP;
+use vigil_protocol::Network;
 use vigil_signer::import;
 use vigil_signer::keystore::{self, KdfParams, Purpose};
 
@@ -82,7 +83,7 @@ impl Operator for Scripted {
 
 pub(crate) fn policy_text() -> String {
     format!(
-        "version = 1\n[agents.trader]\nactions = [\"transfer\"]\nnetworks = [\"solana:devnet\"]\nrecipients = [\"{}\"]\nrate_limit_per_minute = 30\n[agents.trader.assets.SOL]\nchain = \"solana\"\nper_tx_cap = \"2000000000\"\nvelocity_24h = \"10000000000\"\napproval_threshold = \"500000000\"\n",
+        "version = 1\n[agents.trader]\nactions = [\"transfer\"]\nnetworks = [\"solana:devnet\", \"solana:mainnet\"]\nrecipients = [\"{}\"]\nrate_limit_per_minute = 30\n[agents.trader.assets.SOL]\nchain = \"solana\"\nper_tx_cap = \"2000000000\"\nvelocity_24h = \"10000000000\"\napproval_threshold = \"500000000\"\n",
         bs58_of([9u8; 32])
     )
 }
@@ -104,6 +105,7 @@ pub(crate) fn ceremony(out: &Path, keep: bool) -> NewCeremony {
         kdf: KdfParams::INSECURE_DEV,
         insecure_weak_kdf: true,
         backup: Backup::Shamir { k: 2, n: 3 },
+        reuse_policy_key: None,
     }
 }
 
@@ -173,8 +175,8 @@ fn a_full_ceremony_writes_a_stick_the_signer_accepts() {
         listing(out.path()),
         [
             "keystore",
-            "keystore/agent.sentinel.solana.key",
-            "keystore/agent.trader.solana.key",
+            "keystore/agent.trader.solana.devnet.key",
+            "keystore/agent.trader.solana.mainnet.key",
             "keystore/approval.key",
             "keystore/policy.pin",
             "manifest.json",
@@ -201,11 +203,23 @@ fn a_full_ceremony_writes_a_stick_the_signer_accepts() {
     let m = &outcome.manifest;
     assert_eq!(m.agents.len(), 2);
     for a in &m.agents {
-        assert_eq!(
-            unlocked.agent_public[&(a.agent.clone(), a.chain)],
-            a.address
-        );
+        let id = keystore::AgentKeyId {
+            agent: a.agent.clone(),
+            chain: a.chain,
+            network: a.network,
+        };
+        assert_eq!(unlocked.agent_public[&id], a.address);
     }
+    // A key per network the policy names: trader's devnet and mainnet keys differ.
+    let networks: Vec<_> = m.agents.iter().map(|a| a.network).collect();
+    assert_eq!(networks, [Some(Network::Devnet), Some(Network::Mainnet)]);
+    assert_ne!(m.agents[0].address, m.agents[1].address);
+    assert_ne!(m.agents[0].fingerprint, m.agents[1].fingerprint);
+    assert_eq!(
+        unlocked.version(),
+        2,
+        "one master key for the whole keystore"
+    );
     assert!(!m.online_override && !m.policy_key_kept);
     assert_eq!(m.created_at, NOW);
     let text = std::fs::read_to_string(out.path().join("manifest.json")).unwrap();
@@ -236,13 +250,13 @@ fn a_full_ceremony_writes_a_stick_the_signer_accepts() {
         )
         .unwrap()
     );
-    // Progress was shown for each of the 4 entries; the backup has 3 shares.
-    assert_eq!(op.progress, [(1, 4), (2, 4), (3, 4), (4, 4)]);
+    // Progress was shown for the one scrypt and each of the 4 entries; the backup has 3 shares.
+    assert_eq!(op.progress, [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]);
     assert_eq!(outcome.backup.matches("share ").count(), 3);
     assert!(
         op.shown
             .iter()
-            .any(|s| s.contains("no rules for agent sentinel"))
+            .any(|s| s.contains("no rules for agent sentinel: it gets no key"))
     );
     assert!(
         op.shown

@@ -83,6 +83,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        // The chain node must serve the networks the signed policy pins (genesis hash); a
+        // mismatch is alerted and every decision on the chain holds until it is fixed.
+        for line in orchestrator.check_networks().await {
+            tracing::error!("network check: {line}");
+        }
         for line in orchestrator.reconcile().await {
             tracing::warn!("reconciliation: {line}");
             orchestrator.alert(Alert::Reconciliation(line));

@@ -1,4 +1,5 @@
-//! A Solana JSON-RPC client: balance, latest blockhash, send, signature status and confirm.
+//! A Solana JSON-RPC client: the cluster's genesis hash, balance, latest blockhash, send,
+//! signature status and confirm.
 //!
 //! JSON-RPC 2.0 over HTTP POST, one request per call, ids increasing. The node is untrusted:
 //! every answer is checked strictly (`jsonrpc` "2.0", the id that was sent, exactly one of
@@ -122,6 +123,22 @@ impl SolanaRpc {
             timeout,
             next_id: AtomicU64::new(1),
         })
+    }
+
+    /// The genesis hash of the cluster the node serves (base58 of 32 bytes): which cluster it
+    /// is, as the signed policy pins it. A node can lie about it; the per-network keys bound
+    /// what a lie can reach (`docs/security-model.md`).
+    pub async fn get_genesis_hash(&self) -> Result<String, RpcError> {
+        const M: &str = "getGenesisHash";
+        match self.call(M, json!([])).await? {
+            Value::String(hash) => decode_base58::<32>(&hash)
+                .map(|_| hash.clone())
+                .map_err(|e| malformed(M, format!("genesis hash {}: {e}", quote_str(&hash)))),
+            other => Err(malformed(
+                M,
+                format!("the result is {}, not a genesis hash", quote(&other)),
+            )),
+        }
     }
 
     /// The balance of `address` in lamports, at commitment "confirmed".

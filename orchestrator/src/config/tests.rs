@@ -109,6 +109,16 @@ fn the_base_case_is_valid_and_typed() {
     assert_eq!(agent.risk.peers[0].address, TREASURY);
     assert_eq!(config.solana_rpc_url, None);
     assert_eq!(
+        config.solana_network, None,
+        "the network comes from the signer's keys"
+    );
+    let named = Config::from_toml(&base().replace(
+        "daily_llm_usd_cap_micros = 5000\n",
+        "daily_llm_usd_cap_micros = 5000\nsolana_network = \"mainnet\"\n",
+    ))
+    .unwrap();
+    assert_eq!(named.solana_network, Some(vigil_protocol::Network::Mainnet));
+    assert_eq!(
         config.providers["local"].prices,
         Prices {
             prompt_micros_per_mtok: 1,
@@ -340,6 +350,15 @@ fn invalid_configs_name_the_key_and_the_reason() {
             ),
             "telegram.api_url",
             "user name",
+        ),
+        (
+            "unknown network",
+            base().replace(
+                "daily_llm_usd_cap_micros = 5000\n",
+                "daily_llm_usd_cap_micros = 5000\nsolana_network = \"mainnet-beta\"\n",
+            ),
+            "solana_network",
+            "\"devnet\", \"testnet\" or \"mainnet\"",
         ),
         (
             "no agents",

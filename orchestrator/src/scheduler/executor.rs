@@ -87,7 +87,16 @@ impl Orchestrator {
                 row.id.0, t.agent, transfer.asset
             ));
         }
-        let (_, blockhash) = self.chain_view(&t.agent).await?;
+        let (_, blockhash, network) = self.chain_view(&t.agent).await?;
+        if transfer.network != network {
+            return Err(format!(
+                "#{}: the transfer was asked for on {}, but {} works on {} now; nothing was sent",
+                row.id.0,
+                vigil_protocol::network_name(transfer.chain, transfer.network),
+                t.agent,
+                vigil_protocol::network_name(transfer.chain, network)
+            ));
+        }
         let live = pipeline::Live {
             store: &self.store,
             signer: &self.signer,

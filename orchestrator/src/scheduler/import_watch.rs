@@ -29,6 +29,20 @@ impl Orchestrator {
         let summary = import_summary(&status, &digest);
         let now = unix_now();
         let store = self.store.lock().ok()?;
+        if status.awaiting_keys {
+            // A first install is confirmed at the appliance's console, never from here: say so
+            // once per staged stick.
+            let told = format!("told-{key}");
+            if matches!(store.setting(&told), Ok(Some(_))) {
+                return None;
+            }
+            if let Err(e) = store.set_setting(&told, "1") {
+                return Some(format!("staged keys not announced: {e}"));
+            }
+            return Some(format!(
+                "keys from a ceremony stick are staged on an appliance without keys: {summary}. A first install is confirmed at the appliance's console: vigil-signer import-confirm --manifest-digest {digest} --code <code> (docs/key-ceremony.md)"
+            ));
+        }
         match store.confirmation_by_key(&key) {
             Ok(Some(_)) => return None,
             Ok(None) => {}
@@ -38,7 +52,11 @@ impl Orchestrator {
             kind: ConfirmationKind::ImportKeys,
             agent: None,
             summary: summary.clone(),
-            payload_json: serde_json::json!({ "manifest_digest": digest }).to_string(),
+            payload_json: serde_json::json!({
+                "manifest_digest": digest,
+                "current_code_required": status.current_code_required,
+            })
+            .to_string(),
             idempotency_key: key,
             created_at: now,
             expires_at: now + 86_400,
@@ -100,6 +118,7 @@ mod tests {
                 .map(|i| ImportAgent {
                     agent: format!("agent{i}").parse().unwrap(),
                     chain: vigil_protocol::Chain::Solana,
+                    network: Some(vigil_protocol::Network::Devnet),
                     address: "7xKXtg2CW87d97TXJSDpbD5jBkheTqA83TZRuJosgAsU".into(),
                     fingerprint: "1a2b-3c4d-5e6f-7a8b-9c0d".into(),
                 })
@@ -109,6 +128,7 @@ mod tests {
             created_at: None,
             online_override: false,
             replace: true,
+            current_code_required: true,
             error: None,
             awaiting_keys: false,
         }

@@ -4,10 +4,13 @@
 //! The [`Orchestrator`]'s other jobs each have their own file: `reconcile` (start-up
 //! reconciliation with the signer and the chain), `executor` (running transfers the operator
 //! confirmed, at most once, also after a restart), `import_watch` (offering a staged
-//! key-ceremony stick for confirmation) and `paper` (paper balances and approved paper fills).
+//! key-ceremony stick for confirmation), `network` (each agent's network, and the RPC node
+//! checked against the genesis hash the signed policy pins) and `paper` (paper balances and
+//! approved paper fills).
 
 mod executor;
 mod import_watch;
+mod network;
 mod paper;
 mod reconcile;
 
@@ -50,9 +53,11 @@ pub struct Orchestrator {
     store: std::sync::Mutex<Store>,
     signer: Mutex<SignerClient>,
     paper_balance: u128,
-    network: Network,
     rpc: Option<SolanaRpc>,
     operator: Arc<dyn Operator>,
+    /// The last wrong-network alert sent (so a node of the wrong cluster is reported once,
+    /// not at every tick); cleared when the node checks out again.
+    network_alerted: std::sync::Mutex<Option<String>>,
 }
 
 /// Why the orchestrator could not start.
@@ -116,8 +121,8 @@ impl Orchestrator {
             store: std::sync::Mutex::new(store),
             signer: Mutex::new(signer),
             paper_balance: DEFAULT_PAPER_BALANCE,
-            network: Network::Devnet,
             operator: Arc::new(Terminal),
+            network_alerted: std::sync::Mutex::new(None),
         })
     }
 
@@ -201,18 +206,26 @@ impl Orchestrator {
             (Mode::Live, _) => self.chain_view(&agent.id).await,
             // Paper with a chain: the agent's real balance and a real blockhash, minus what
             // its paper fills have spent, so a paper decision sees what a live one would.
-            (Mode::Paper, Some(_)) => self.chain_view(&agent.id).await.map(|(balance, hash)| {
+            (Mode::Paper, Some(_)) => {
+                self.chain_view(&agent.id)
+                    .await
+                    .map(|(balance, hash, network)| {
+                        (
+                            apply_paper_delta(balance, self.paper_delta(&agent.id)),
+                            hash,
+                            network,
+                        )
+                    })
+            }
+            (Mode::Paper, None) => self.paper_network(&agent.id).await.map(|network| {
                 (
-                    apply_paper_delta(balance, self.paper_delta(&agent.id)),
-                    hash,
+                    apply_paper_delta(self.paper_balance, self.paper_delta(&agent.id)),
+                    PAPER_BLOCKHASH.to_string(),
+                    network,
                 )
             }),
-            (Mode::Paper, None) => Ok((
-                apply_paper_delta(self.paper_balance, self.paper_delta(&agent.id)),
-                PAPER_BLOCKHASH.to_string(),
-            )),
         };
-        let (balance, recent_blockhash) = match view {
+        let (balance, recent_blockhash, network) = match view {
             Ok(view) => view,
             Err(reason) => return held("rpc", reason),
         };
@@ -231,7 +244,7 @@ impl Orchestrator {
             balance,
             untrusted,
             recent_blockhash,
-            network: self.network,
+            network,
             now,
             day_start: now - now % 86_400,
         };
@@ -288,25 +301,17 @@ impl Orchestrator {
         }
     }
 
-    /// An agent's balance and a recent blockhash, from the chain. The agent's address comes
-    /// from the signer, which holds its key.
-    async fn chain_view(&self, agent: &AgentId) -> Result<(u128, String), String> {
+    /// An agent's balance and a recent blockhash, from the chain, and the network it works on.
+    /// The agent's network and address come from the signer, which holds its key per network;
+    /// the node is checked to serve that network (its genesis hash is the one the signed policy
+    /// pins) before anything is read from it.
+    async fn chain_view(&self, agent: &AgentId) -> Result<(u128, String, Network), String> {
         let Some(rpc) = &self.rpc else {
             return Err("live mode needs solana_rpc_url in the config".into());
         };
-        let hello = self
-            .signer
-            .lock()
-            .await
-            .hello()
-            .await
-            .map_err(|e| e.to_string())?;
-        let address = hello
-            .agents
-            .iter()
-            .find(|a| &a.agent == agent)
-            .and_then(|a| a.addresses.get("solana").cloned())
-            .ok_or_else(|| format!("the signer has no Solana key for {agent}"))?;
+        let hello = self.hello().await?;
+        let (network, address) = self.agent_network(&hello, agent)?;
+        self.check_node(&hello, network).await?;
         let balance = rpc
             .get_balance(&address)
             .await
@@ -315,7 +320,24 @@ impl Orchestrator {
             .get_latest_blockhash()
             .await
             .map_err(|e| format!("latest blockhash: {e}"))?;
-        Ok((u128::from(balance), blockhash.hash))
+        Ok((u128::from(balance), blockhash.hash, network))
+    }
+
+    /// The network of a paper agent without a chain (its intents still name one).
+    async fn paper_network(&self, agent: &AgentId) -> Result<Network, String> {
+        let hello = self.hello().await?;
+        self.agent_network(&hello, agent)
+            .map(|(network, _)| network)
+    }
+
+    /// The signer's `hello`: its agents' keys per network and the networks' pins.
+    async fn hello(&self) -> Result<vigil_protocol::HelloResult, String> {
+        self.signer
+            .lock()
+            .await
+            .hello()
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

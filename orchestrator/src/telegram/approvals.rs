@@ -23,6 +23,7 @@ pub(super) async fn import_keys(
     user: i64,
     row: &ConfirmationRow,
     code: &OperatorCode,
+    current: Option<&OperatorCode>,
 ) -> String {
     let id = row.id;
     let payload: Value = serde_json::from_str(&row.confirmation.payload_json).unwrap_or_default();
@@ -33,12 +34,17 @@ pub(super) async fn import_keys(
         Some(Ok(d)) => d,
         _ => return format!("#{id} names no manifest digest; /deny {id}"),
     };
+    if payload["current_code_required"] == true && current.is_none() {
+        return format!(
+            "#{id} replaces this appliance's keys: send /approve {id} <code> <current code>, the first from the authenticator entry made at the NEW ceremony, the second from the entry you use today. Nothing was sent."
+        );
+    }
     let confirmed = ctx
         .orch
         .signer()
         .lock()
         .await
-        .import_confirm(digest, code.clone())
+        .import_confirm(digest, code.clone(), current.cloned())
         .await;
     match confirmed {
         Ok(r) => {
@@ -95,12 +101,20 @@ pub(super) async fn signer_approval(
         Some(Ok(a)) => a,
         _ => return format!("#{id} has no signer approval id; /deny {id}"),
     };
-    // A fresh blockhash: the approval may come minutes after the request.
-    let context = match ctx.orch.rpc() {
-        Some(rpc) => rpc.get_latest_blockhash().await.ok().map(|b| Context {
+    // A fresh blockhash: the approval may come minutes after the request. It comes from a
+    // node checked to serve the agent's network (the genesis hash the signed policy pins);
+    // on a node of another cluster nothing is approved and the code is not spent.
+    let context = match (ctx.orch.rpc(), &row.confirmation.agent) {
+        (Some(_), Some(agent)) => match ctx.orch.live_blockhash(agent).await {
+            Ok((hash, _)) => Some(Context {
+                recent_blockhash: Some(hash),
+            }),
+            Err(why) => return format!("#{id} not approved (your code was not used): {why}"),
+        },
+        (Some(rpc), None) => rpc.get_latest_blockhash().await.ok().map(|b| Context {
             recent_blockhash: Some(b.hash),
         }),
-        None => None,
+        (None, _) => None,
     };
     let request = ApproveRequest {
         approval_id,

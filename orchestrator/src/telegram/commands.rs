@@ -192,6 +192,17 @@ pub(super) fn announcement(row: &ConfirmationRow, phrase: &str, now: u64) -> Str
             "Approve with /approve {} <code> (or reply to this message with the code); refuse with /deny {}.",
             row.id, row.id
         ),
+        ConfirmationKind::ImportKeys
+            if row
+                .confirmation
+                .payload_json
+                .contains("\"current_code_required\":true") =>
+        {
+            format!(
+                "Compare every fingerprint with the ceremony's printout. It REPLACES this appliance's keys: if they match, send /approve {} <code> <current code>, the first from the authenticator entry made at THAT ceremony, the second from the entry you use today; the signer restarts on the new keys. /deny {} leaves it unapplied.",
+                row.id, row.id
+            )
+        }
         ConfirmationKind::ImportKeys => format!(
             "Compare every fingerprint with the ceremony's printout. If they match, send /approve {} <code> with a code from the authenticator entry made at THAT ceremony; the signer restarts on the new keys. /deny {} leaves it unapplied.",
             row.id, row.id

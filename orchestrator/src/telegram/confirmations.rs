@@ -21,7 +21,8 @@ use crate::store::{
     Resolution,
 };
 
-/// `/approve <id> [code]`.
+/// `/approve <id> [code] [current code]` (the second code: replacing keys from a ceremony
+/// stick needs the current authenticator's too).
 pub(super) async fn approve_command(ctx: &Ctx, user: i64, args: &str) -> String {
     let mut parts = args.split_whitespace();
     let Some(id) = parts.next() else {
@@ -35,8 +36,21 @@ pub(super) async fn approve_command(ctx: &Ctx, user: i64, args: &str) -> String 
         Ok(code) => code,
         Err(e) => return format!("✘ that is not a code: {e}. #{id} is not approved."),
     };
+    let current = match parts.next().map(str::parse::<OperatorCode>).transpose() {
+        Ok(current) => current,
+        Err(e) => return format!("✘ the second code is not a code: {e}. #{id} is not approved."),
+    };
     if parts.next().is_some() {
-        return "Usage: /approve <id> <code> — two words only".into();
+        return "Usage: /approve <id> <code> [<current code>]".into();
+    }
+    if current.is_some() {
+        return match ctx.with_store(|s| s.confirmation(id)) {
+            Ok(row) if row.confirmation.kind == ConfirmationKind::ImportKeys => {
+                import_with_codes(ctx, user, &row, code.as_ref(), current.as_ref()).await
+            }
+            Ok(_) => format!("#{id} takes one code: /approve {id} <code>"),
+            Err(e) => e,
+        };
     }
     approve(ctx, user, id, code.as_ref()).await
 }
@@ -63,14 +77,7 @@ pub(super) async fn approve(
             };
             approvals::signer_approval(ctx, user, &row, code).await
         }
-        ConfirmationKind::ImportKeys => {
-            let Some(code) = code else {
-                return format!(
-                    "#{id} needs a code from the authenticator entry made at the ceremony: /approve {id} <code>"
-                );
-            };
-            approvals::import_keys(ctx, user, &row, code).await
-        }
+        ConfirmationKind::ImportKeys => import_with_codes(ctx, user, &row, code, None).await,
         kind if kind.needs_phrase() => {
             if ctx.state(user) != (State::AwaitingCode { id }) {
                 ctx.set_state(user, State::AwaitingPhrase { id });
@@ -86,6 +93,27 @@ pub(super) async fn approve(
         }
         _ => format!("#{id} is answered with its Yes/No buttons (or /deny {id})."),
     }
+}
+
+/// A key-ceremony import confirmed with the new ceremony's code (and, replacing keys, the
+/// current authenticator's).
+async fn import_with_codes(
+    ctx: &Ctx,
+    user: i64,
+    row: &ConfirmationRow,
+    code: Option<&OperatorCode>,
+    current: Option<&OperatorCode>,
+) -> String {
+    let id = row.id;
+    if let Some(answer) = not_open(ctx, row, unix_now()) {
+        return answer;
+    }
+    let Some(code) = code else {
+        return format!(
+            "#{id} needs a code from the authenticator entry made at the ceremony: /approve {id} <code>"
+        );
+    };
+    approvals::import_keys(ctx, user, row, code, current).await
 }
 
 /// A Yes/No button press: `yes:<id>` or `no:<id>`. A Yes to a live transfer runs it (at

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::CapKind;
+use crate::networks::NetworkIdentity;
 use crate::types::{AgentId, Amount, ApprovalId, AssetSymbol, Purpose, Rule};
 
 /// Result of `audit`.
@@ -46,17 +47,37 @@ pub struct HelloResult {
     pub policy_digest: String,
     /// The `chain:network` pairs the policy allows to anyone.
     pub networks: Vec<String>,
+    /// Extension: what identifies each of those networks, as the signed policy pins it
+    /// (`"solana:devnet"` → `{"genesis_hash"}`). A node that serves the network answers the
+    /// same; the orchestrator checks its RPC node against it.
+    #[serde(default)]
+    pub network_ids: BTreeMap<String, NetworkIdentity>,
     /// Agents and their public addresses.
     pub agents: Vec<AgentInfo>,
 }
 
-/// One agent in `hello`.
+/// One agent in `hello` (and in the dev-init report).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentInfo {
     /// The agent id.
     pub agent: AgentId,
-    /// Chain name → address.
+    /// Chain name → address, for each chain on which the agent has exactly ONE key (so the
+    /// address is the key of the one network it serves there). A chain on which the agent has
+    /// keys for several networks is left out: read `network_addresses`.
     pub addresses: BTreeMap<String, String>,
+    /// Extension: `chain:network` → the address of the agent's key for that network. Keys are
+    /// per agent, chain and network; each serves only its own network.
+    #[serde(default)]
+    pub network_addresses: BTreeMap<String, String>,
+}
+
+impl AgentInfo {
+    /// The address of the agent's key for `chain:network`, if it has one.
+    pub fn address_on(&self, chain: crate::Chain, network: crate::Network) -> Option<&str> {
+        self.network_addresses
+            .get(&crate::network_name(chain, network))
+            .map(String::as_str)
+    }
 }
 
 /// Result of `sign` and `approve`.

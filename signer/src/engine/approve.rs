@@ -4,7 +4,7 @@
 use vigil_protocol::{ApproveRequest, ErrorKind, SignRequest, SignResult};
 
 use super::prepare::sign_prepared;
-use super::{Engine, Refusal, chain_of};
+use super::{Engine, Refusal, network_of};
 use crate::ledger::{Event, intent_digest};
 use crate::policy::{self, Verdict};
 
@@ -36,10 +36,10 @@ impl Engine {
                 return Err(Refusal::new(refusal.kind, refusal.message));
             }
         };
+        let (chain, network) = network_of(&request.intent);
         let (Some(prepared), Some(key)) = (
             prepared,
-            self.keys
-                .get(&(request.agent.clone(), chain_of(&request.intent))),
+            self.keys.get(&(request.agent.clone(), chain, network)),
         ) else {
             return Err(Refusal::internal(
                 "approval state changed during verification; ask again",

@@ -1,32 +1,55 @@
 //! The engine's `hello` op: the protocol version, the policy digest, the networks the
-//! policy allows, and each agent's public address per chain.
+//! policy allows and what identifies each (the pins the orchestrator checks its node
+//! against), and each agent's addresses: per `chain:network` (`network_addresses`), and per
+//! chain where the agent has one key on that chain (`addresses`, as protocol 1 had it).
 
 use std::collections::BTreeMap;
 
-use vigil_protocol::{AgentId, AgentInfo, Chain, HelloResult, PROTOCOL_VERSION};
+use vigil_protocol::{AgentId, AgentInfo, Chain, HelloResult, PROTOCOL_VERSION, network_name};
 
 use super::Engine;
 use crate::chains::solana;
 
 impl Engine {
     pub(super) fn hello(&self) -> HelloResult {
-        let mut agents: BTreeMap<AgentId, BTreeMap<String, String>> = BTreeMap::new();
-        for ((agent, chain), key) in &self.keys {
+        // agent -> chain -> [(network name, address)]
+        type Addresses = BTreeMap<Chain, Vec<(String, String)>>;
+        let mut agents: BTreeMap<AgentId, Addresses> = BTreeMap::new();
+        for ((agent, chain, network), key) in &self.keys {
             let address = match chain {
                 Chain::Solana => solana::address_of(&key.public_bytes()),
             };
             agents
                 .entry(agent.clone())
                 .or_default()
-                .insert(chain.as_str().to_string(), address);
+                .entry(*chain)
+                .or_default()
+                .push((network_name(*chain, *network), address));
         }
         HelloResult {
             version: PROTOCOL_VERSION,
             policy_digest: self.policy_digest(),
             networks: self.policy.networks(),
+            network_ids: self.policy.network_ids(),
             agents: agents
                 .into_iter()
-                .map(|(agent, addresses)| AgentInfo { agent, addresses })
+                .map(|(agent, chains)| {
+                    let mut addresses = BTreeMap::new();
+                    let mut network_addresses = BTreeMap::new();
+                    for (chain, keys) in chains {
+                        // One key on the chain: its address is unambiguous for a client that
+                        // knows no networks. Several: such a client must not guess.
+                        if let [(_, only)] = keys.as_slice() {
+                            addresses.insert(chain.as_str().to_owned(), only.clone());
+                        }
+                        network_addresses.extend(keys);
+                    }
+                    AgentInfo {
+                        agent,
+                        addresses,
+                        network_addresses,
+                    }
+                })
                 .collect(),
         }
     }

@@ -1,8 +1,19 @@
-//! The engine's key-ceremony import ops: `import_status` answers what was staged when the
-//! signer started; `import_confirm` checks the digest and a code of the STAGED approval
-//! secret, records `import_confirmed` durably, and tells the server to exit (status 75) once
-//! the answer is written, so that systemd starts the signer again and it applies the import
-//! before loading keys (`import::live`). Also the "awaiting keys" mode of a first install.
+//! The engine's key-ceremony import ops, and the ONE place where an import's codes are
+//! checked (the socket's `import_confirm` and the console's `vigil-signer import-confirm` both
+//! come here): `import_status` answers what was staged when the signer started;
+//! `import_confirm` checks the digest, then the authority, then records `import_confirmed`
+//! durably.
+//!
+//! The authority to install keys:
+//! - a first install (no keystore): only at the appliance's console ([`Origin::Console`]),
+//!   with a code of the authenticator enrolled at the staged ceremony; the socket is refused;
+//! - replacing the keys of an appliance that has them: a code of the staged ceremony's
+//!   authenticator AND of the current one (both checked under the live lockout, the pair
+//!   spending one time step), unless the staged manifest is signed by the policy key the
+//!   appliance pins (then the new code alone).
+//!
+//! Over the socket, the server exits (status 75) once the answer is written, so that systemd
+//! starts the signer again and it applies the import before loading keys (`import::live`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -13,7 +24,7 @@ use vigil_protocol::{
 
 use super::{Engine, Refusal};
 use crate::import::live::{Applied, AtStart, Staged};
-use crate::ledger::Event;
+use crate::ledger::{ConfirmedVia, Event, ImportAuthority};
 
 /// What the server does after writing an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,21 +36,35 @@ pub(crate) enum After {
     ExitForRestart,
 }
 
+/// Where an `import_confirm` comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A peer on the socket (the orchestrator, carrying the operator's codes).
+    Socket,
+    /// `vigil-signer import-confirm`, run by root at the appliance with the signer stopped.
+    Console,
+}
+
 /// The import part of the engine's state.
 pub(super) struct ImportState {
     staged: Staged,
     applied: Option<Applied>,
+    expired: Option<Event>,
     awaiting_keys: bool,
+    /// The policy key the running keystore pins (none while awaiting keys).
+    pinned: Option<[u8; 32]>,
     /// Set once an `import_confirm` succeeded: a second one is refused.
     confirmed: AtomicBool,
 }
 
 impl ImportState {
-    pub(super) fn new(at_start: AtStart, awaiting_keys: bool) -> Self {
+    pub(super) fn new(at_start: AtStart, awaiting_keys: bool, pinned: Option<[u8; 32]>) -> Self {
         Self {
             staged: at_start.staged,
             applied: at_start.applied,
+            expired: at_start.expired,
             awaiting_keys,
+            pinned,
             confirmed: AtomicBool::new(false),
         }
     }
@@ -49,12 +74,13 @@ impl ImportState {
     }
 
     pub(super) fn status(&self) -> ImportStatusResult {
-        self.staged.status_result(self.awaiting_keys)
+        self.staged
+            .status_result(self.awaiting_keys, self.pinned.as_ref())
     }
 
-    /// The `import_applied` event of an import applied at this start.
-    pub(super) fn applied_event(&self, policy_digest: String) -> Option<Event> {
-        self.applied.as_ref().map(|a| Event::ImportApplied {
+    /// The events to record at start: a confirmation that expired, and an import applied.
+    pub(super) fn start_events(&self, policy_digest: String) -> Vec<Event> {
+        let applied = self.applied.as_ref().map(|a| Event::ImportApplied {
             manifest_digest: a.manifest_digest.clone(),
             record: a
                 .record
@@ -62,7 +88,8 @@ impl ImportState {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             policy_digest,
-        })
+        });
+        self.expired.clone().into_iter().chain(applied).collect()
     }
 
     /// While awaiting keys, everything but `hello`, `status` and the import ops is refused.
@@ -81,7 +108,7 @@ impl ImportState {
             kind,
             format!(
                 "the signer has no keys yet: it waits for the staged key-ceremony import to be confirmed \
-                 (import_status shows it, import_confirm finishes it); {} is refused until then",
+                 at the appliance's console (`vigil-signer import-confirm`); {} is refused until then",
                 op.name()
             ),
         ))
@@ -89,13 +116,14 @@ impl ImportState {
 }
 
 impl Engine {
-    /// `import_confirm`: see the module docs. The digest is checked before the code is spent;
-    /// a wrong code counts towards the same lockout as approvals.
-    pub(super) async fn import_confirm(
+    /// `import_confirm`: see the module docs. The digest and the authority are checked before
+    /// a code is spent; a wrong code counts towards the same lockout as approvals.
+    pub(crate) async fn import_confirm(
         &self,
         r: ImportConfirmRequest,
+        origin: Origin,
     ) -> Result<ImportConfirmResult, Refusal> {
-        let (digest, staged) = match &self.import.staged {
+        let (digest, staged, staged_key) = match &self.import.staged {
             Staged::None => {
                 return Err(Refusal::bad_request(
                     "no key-ceremony import is staged: stage the stick with `vigil-signer import` \
@@ -108,8 +136,11 @@ impl Engine {
                 )));
             }
             Staged::Ready {
-                digest, approvals, ..
-            } => (digest, approvals),
+                digest,
+                approvals,
+                policy_key,
+                ..
+            } => (digest, &**approvals, policy_key),
         };
         if self.import.confirmed.load(Ordering::SeqCst) {
             return Err(already_confirmed());
@@ -121,29 +152,65 @@ impl Engine {
                 r.manifest_digest
             )));
         }
+        let authority = match (self.import.awaiting_keys, self.import.pinned) {
+            (true, _) if origin == Origin::Socket => {
+                return Err(Refusal::bad_request(
+                    "this appliance has no keys yet: a first install is confirmed at the appliance's console, \
+                     not over the socket: run `vigil-signer import-confirm --manifest-digest <digest> --code <code>` \
+                     as root there (docs/key-ceremony.md, step 4)",
+                ));
+            }
+            (true, _) => ImportAuthority::FirstInstall,
+            (false, Some(pinned)) if pinned == *staged_key => ImportAuthority::PinnedPolicyKey,
+            (false, _) if r.current_code.is_none() => {
+                return Err(Refusal::bad_request(
+                    "the staged stick replaces this appliance's keys and is not signed by the policy key it pins: \
+                     confirming it also needs a current code of the authenticator the appliance runs on now \
+                     (`current_code`; `--current-code` at the console), besides the new ceremony's code",
+                ));
+            }
+            (false, _) => ImportAuthority::CurrentCode,
+        };
         let purpose = format!("import_confirm {}", &digest.as_str()[..16]);
-        let step = self
-            .operator_code_of(&purpose, &r.code, Some(staged))
-            .await
-            .map_err(|mut refusal| {
-                if refusal.kind == ErrorKind::OperatorCodeInvalid {
-                    refusal.message.push_str(
-                        "; import_confirm needs a code of the authenticator entry enrolled at THIS \
-                         ceremony (the new QR code), not the one the signer uses now",
-                    );
-                }
-                refusal
-            })?;
+        let (step, current_step) = match &r.current_code {
+            Some(current) if authority == ImportAuthority::CurrentCode => {
+                let (new, cur) = self
+                    .operator_code_pair(&purpose, staged, &r.code, current)
+                    .await
+                    .map_err(with_hint)?;
+                (new, Some(cur))
+            }
+            _ => {
+                let step = self
+                    .operator_code_of(&purpose, &r.code, Some(staged))
+                    .await
+                    .map_err(with_hint)?;
+                (step, None)
+            }
+        };
         if self.import.confirmed.swap(true, Ordering::SeqCst) {
             return Err(already_confirmed());
         }
         let event = Event::ImportConfirmed {
             manifest_digest: digest.to_string(),
             totp_step: step,
+            via: match origin {
+                Origin::Socket => ConfirmedVia::Socket,
+                Origin::Console => ConfirmedVia::Console,
+            },
+            authority: Some(authority),
+            current_totp_step: current_step,
         };
         match self.record_operator_event(event).await {
             Ok(seq) => {
-                tracing::info!(manifest_digest = %digest, "key-ceremony import confirmed; exiting to apply it at the next start");
+                match origin {
+                    Origin::Socket => {
+                        tracing::info!(manifest_digest = %digest, ?authority, "key-ceremony import confirmed; exiting to apply it at the next start")
+                    }
+                    Origin::Console => {
+                        tracing::info!(manifest_digest = %digest, ?authority, "key-ceremony import confirmed at the console")
+                    }
+                }
                 Ok(ImportConfirmResult {
                     status: ImportConfirmStatus::Confirmed,
                     manifest_digest: digest.clone(),
@@ -156,6 +223,17 @@ impl Engine {
             }
         }
     }
+}
+
+/// A wrong code's refusal, with which authenticator each code comes from.
+fn with_hint(mut refusal: Refusal) -> Refusal {
+    if refusal.kind == ErrorKind::OperatorCodeInvalid {
+        refusal.message.push_str(
+            "; `code` is from the authenticator entry enrolled at THIS ceremony (the new QR code), \
+             `current_code` from the one the appliance runs on now",
+        );
+    }
+    refusal
 }
 
 fn already_confirmed() -> Refusal {

@@ -25,19 +25,20 @@ mod set_cap;
 mod sign;
 mod status;
 
-pub(crate) use import::After;
+pub(crate) use import::{After, Origin};
 
-use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use vigil_protocol::{
-    AgentId, Chain, ErrorKind, Intent, Op, Request, Response, Rule, SignRequest, Signed,
+    AgentId, Chain, ErrorKind, Intent, Network, Op, Request, Response, Rule, SignRequest, Signed,
+    network_name,
 };
 
 use crate::approval::Approvals;
 use crate::audit::{AuditLog, Entry};
 use crate::import::live::AtStart;
+use crate::keyring::AgentKeys;
 use crate::keys::Ed25519Key;
 use crate::ledger::{Event, Ledger, Remembered};
 use crate::policy::Policy;
@@ -69,9 +70,6 @@ impl Refusal {
     }
 }
 
-/// Keys and addresses of the agents, by (agent, chain).
-pub(crate) type AgentKeys = BTreeMap<(AgentId, Chain), Ed25519Key>;
-
 /// What the engine starts from.
 #[derive(Debug)]
 pub(crate) struct EngineParts {
@@ -90,6 +88,9 @@ pub(crate) struct EngineParts {
     /// True when the signer runs without a keystore, waiting for the staged import: it
     /// answers `hello`, `status` and the import ops, and refuses everything else.
     pub awaiting_keys: bool,
+    /// The policy key the keystore pins (none while awaiting keys): a staged stick signed by
+    /// it replaces the keys without the current authenticator's code.
+    pub pinned_policy_key: Option<[u8; 32]>,
 }
 
 /// The signer's request handler.
@@ -138,6 +139,7 @@ impl Engine {
             replayed,
             import,
             awaiting_keys,
+            pinned_policy_key,
         } = parts;
         let ledger = Ledger::replay(&replayed, &mut approvals, clock());
         Self {
@@ -145,19 +147,39 @@ impl Engine {
             keys,
             audit,
             inner: Mutex::new(Inner { ledger, approvals }),
-            import: import::ImportState::new(import, awaiting_keys),
+            import: import::ImportState::new(import, awaiting_keys, pinned_policy_key),
             clock,
         }
     }
 
-    /// Records the start in the audit log (and an import applied at this start).
+    /// Records the start in the audit log (and an import applied, or a confirmation expired,
+    /// at this start).
     pub(crate) async fn record_start(&self) -> Result<(), String> {
         let policy_digest = self.policy_digest();
         let mut events = vec![Event::Started {
             version: env!("CARGO_PKG_VERSION").to_string(),
             policy_digest: policy_digest.clone(),
         }];
-        events.extend(self.import.applied_event(policy_digest));
+        events.extend(self.import.start_events(policy_digest));
+        self.audit
+            .append((self.clock)(), events)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Records what loading did with a staged import (an import applied, a confirmation
+    /// expired) without a `started` entry: the console's `import-confirm` serves nothing.
+    pub(crate) async fn record_import_events(&self) -> Result<(), String> {
+        let events = self.import.start_events(self.policy_digest());
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.record_events(events).await
+    }
+
+    /// Appends `events` durably (the console's import confirmation records what it applied).
+    pub(crate) async fn record_events(&self, events: Vec<Event>) -> Result<(), String> {
         self.audit
             .append((self.clock)(), events)
             .await
@@ -184,7 +206,7 @@ impl Engine {
         let response = match op {
             Op::ImportStatus => Response::ok(id, &self.import.status()),
             Op::ImportConfirm(r) => {
-                let result = self.import_confirm(r).await;
+                let result = self.import_confirm(r, Origin::Socket).await;
                 let after = if result.is_ok() {
                     After::ExitForRestart
                 } else {
@@ -212,26 +234,48 @@ impl Engine {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Checks the agent exists in both the policy and the keystore for the intent's chain.
+    /// The agent's key for the intent's chain AND network: keys are per network, and a key
+    /// never signs for another network than its own. An agent the policy does not name is
+    /// `unknown_agent`; a network the policy does not give the agent is the policy's
+    /// `network_not_allowed` (whether or not a key exists for it); a network the policy allows
+    /// but no key serves is `unknown_agent`.
     fn check_agent(&self, agent: &AgentId, intent: &Intent) -> Result<&Ed25519Key, Refusal> {
-        let Intent::Transfer(t) = intent;
-        let key = self.keys.get(&(agent.clone(), t.chain));
-        match (self.policy.agents.contains_key(agent), key) {
-            (true, Some(key)) => Ok(key),
-            (false, _) => Err(Refusal::new(
+        let (chain, network) = network_of(intent);
+        let Some(rules) = self.policy.agents.get(agent) else {
+            return Err(Refusal::new(
                 ErrorKind::UnknownAgent,
                 format!(
                     "agent {agent} is not in the signed policy; agents are added at a key ceremony"
                 ),
-            )),
-            (true, None) => Err(Refusal::new(
+            ));
+        };
+        if !rules.networks.contains(&(chain, network)) {
+            let allowed: Vec<String> = rules
+                .networks
+                .iter()
+                .map(|&(c, n)| network_name(c, n))
+                .collect();
+            return Err(Refusal {
+                kind: ErrorKind::PolicyDenied,
+                rule: Some(Rule::NetworkNotAllowed),
+                message: format!(
+                    "{} is not among agent {agent}'s networks ({}); mainnet is allowed only when the signed policy names it",
+                    network_name(chain, network),
+                    allowed.join(", ")
+                ),
+            });
+        }
+        self.keys.get(&(agent.clone(), chain, network)).ok_or_else(|| {
+            Refusal::new(
                 ErrorKind::UnknownAgent,
                 format!(
-                    "agent {agent} has no {} key in the keystore; keys are made at a key ceremony",
-                    t.chain
+                    "agent {agent} has no key for {} in the keystore: keys are per network and made at a key ceremony; \
+                     run one that makes this agent a {} key and import it",
+                    network_name(chain, network),
+                    network_name(chain, network)
                 ),
-            )),
-        }
+            )
+        })
     }
 
     /// Makes the spend record (and any events before it) durable, then releases the signature.
@@ -286,9 +330,10 @@ impl Engine {
     }
 }
 
-fn chain_of(intent: &Intent) -> Chain {
+/// The (chain, network) an intent is for.
+fn network_of(intent: &Intent) -> (Chain, Network) {
     let Intent::Transfer(t) = intent;
-    t.chain
+    (t.chain, t.network)
 }
 
 fn respond<T: serde::Serialize>(

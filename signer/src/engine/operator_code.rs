@@ -33,17 +33,45 @@ impl Engine {
         };
         match verified {
             Ok(step) => Ok(step),
-            Err(refusal) => {
-                let event = Event::OperatorCodeRefused {
-                    purpose: purpose.to_string(),
-                    kind: refusal.kind,
-                };
-                if let Err(e) = self.audit.append(now, vec![event]).await {
-                    tracing::error!(error = %e, "could not record a refused operator code");
-                }
-                Err(Refusal::new(refusal.kind, refusal.message))
-            }
+            Err(refusal) => Err(self.code_refused(purpose, refusal, now).await),
         }
+    }
+
+    /// Two codes for replacing keys: `new` of the `staged` secret and `current` of the live
+    /// one ([`Approvals::verify_code_pair`]); a refusal is audited. Returns both steps.
+    pub(super) async fn operator_code_pair(
+        &self,
+        purpose: &str,
+        staged: &Approvals,
+        new: &OperatorCode,
+        current: &OperatorCode,
+    ) -> Result<(u64, u64), Refusal> {
+        let now = (self.clock)();
+        let verified = self
+            .lock()
+            .approvals
+            .verify_code_pair(staged, new, current, now);
+        match verified {
+            Ok(steps) => Ok(steps),
+            Err(refusal) => Err(self.code_refused(purpose, refusal, now).await),
+        }
+    }
+
+    /// Records a refused operator code in the audit log; the refusal to answer.
+    async fn code_refused(
+        &self,
+        purpose: &str,
+        refusal: crate::approval::Refusal,
+        now: u64,
+    ) -> Refusal {
+        let event = Event::OperatorCodeRefused {
+            purpose: purpose.to_string(),
+            kind: refusal.kind,
+        };
+        if let Err(e) = self.audit.append(now, vec![event]).await {
+            tracing::error!(error = %e, "could not record a refused operator code");
+        }
+        Refusal::new(refusal.kind, refusal.message)
     }
 
     /// Makes an operator event durable before the answer; returns its sequence number.

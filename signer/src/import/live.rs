@@ -1,32 +1,40 @@
-//! The running signer's side of a staged key-ceremony import: the `import_status` and
-//! `import_confirm` ops (`docs/protocol.md`, "Key-ceremony import").
+//! The signer's side of a staged key-ceremony import, at start: the `import_status` and
+//! `import_confirm` ops (`docs/protocol.md`, "Key-ceremony import") read what [`at_start`]
+//! found.
 //!
-//! Everything that touches `<state>/import-staged/` happens in [`at_start`], called by
-//! `daemon::run` BEFORE confinement (landlock then gives the signer no access to that dir,
-//! and no write access to the state dir, so nothing changes while it serves):
+//! Everything that touches the staged copy happens in [`at_start`], called by `daemon::load`
+//! BEFORE confinement (landlock then gives the signer no access to it, and no write access to
+//! the state dir, so nothing changes while it serves):
 //!
 //! - a staged import whose digest the audit log records as confirmed (an `import_confirmed`
-//!   event not yet followed by its `import_applied`) is APPLIED: the same checks and renames
-//!   as the CLI `import-confirm` ([`stage::apply_confirmed`]);
-//! - otherwise a staged import is checked again ([`stage::status`]) and its keystore unlocked
-//!   with the passphrase the signer already holds; only its approval verifier and its status
-//!   are kept. A staged copy that fails is logged and reported by `import_status` with its
-//!   error, never applied.
+//!   event not yet followed by its `import_applied`), within [`CONFIRMATION_TTL_SECS`], is
+//!   APPLIED ([`stage::apply`]); a confirmation older than that is never applied (recorded as
+//!   `import_confirmation_expired`) and the copy waits to be confirmed again;
+//! - otherwise a staged import is checked again ([`stage::read_staged`]) and its keystore
+//!   unlocked, from the very bytes checked, with the passphrase the signer already holds; only
+//!   its approval verifier, its policy key and its status are kept. A staged copy that fails is
+//!   logged and reported by `import_status` with its error, never applied.
 //!
-//! `import_confirm` (in `engine`) then only checks the digest and the code in memory and
-//! records `import_confirmed` durably; the signer exits 75 and systemd starts it again.
+//! `import_confirm` (in `engine`) then checks the digest and the codes in memory and records
+//! `import_confirmed` durably; the signer exits 75 and systemd starts it again.
 
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 use vigil_protocol::{ImportAgent, ImportStatusResult, ManifestDigest};
 
-use super::stage::{self, ImportStatus, STAGED_DIR};
+use super::stage::{self, ImportStatus, StagedCopy};
 use super::{ImportError, manifest::KEYSTORE_DIR};
 use crate::approval::Approvals;
 use crate::audit::Entry;
 use crate::keystore;
 use crate::ledger::Event;
+
+/// How long a recorded confirmation may wait to be applied, by default (`serve
+/// --import-confirmation-ttl`): the signer exits right after it and is started again within
+/// seconds. An older one is stale (the restart failed, the copy was swapped and re-staged...):
+/// it is never applied, and the operator confirms again.
+pub const CONFIRMATION_TTL_SECS: u64 = 600;
 
 /// What the signer knows about a staged import while it serves.
 #[derive(Debug, Default)]
@@ -42,7 +50,9 @@ pub enum Staged {
         digest: ManifestDigest,
         /// A verifier of the STAGED approval secret (only its codes are checked with it; the
         /// failure count and lockout are the live verifier's).
-        approvals: Approvals,
+        approvals: Box<Approvals>,
+        /// The policy key that signed the staged manifest (and pinned in its keystore).
+        policy_key: [u8; 32],
     },
     /// A staged copy that cannot be confirmed, and why.
     Failed {
@@ -54,18 +64,26 @@ pub enum Staged {
 }
 
 impl Staged {
-    /// The `import_status` answer. `awaiting_keys`: the signer runs without a keystore.
-    pub fn status_result(&self, awaiting_keys: bool) -> ImportStatusResult {
-        let (status, error) = match self {
+    /// The `import_status` answer. `awaiting_keys`: the signer runs without a keystore;
+    /// `pinned`: the policy key the running keystore pins (none while awaiting keys).
+    pub fn status_result(
+        &self,
+        awaiting_keys: bool,
+        pinned: Option<&[u8; 32]>,
+    ) -> ImportStatusResult {
+        let (status, error, staged_key) = match self {
             Staged::None => {
                 return ImportStatusResult {
                     awaiting_keys,
                     ..ImportStatusResult::default()
                 };
             }
-            Staged::Ready { status, .. } => (status, None),
-            Staged::Failed { status, message } => (status, Some(message.clone())),
+            Staged::Ready {
+                status, policy_key, ..
+            } => (status, None, Some(policy_key)),
+            Staged::Failed { status, message } => (status, Some(message.clone()), None),
         };
+        let replace = !awaiting_keys;
         ImportStatusResult {
             staged: true,
             manifest_digest: status
@@ -78,6 +96,7 @@ impl Staged {
                 .map(|a| ImportAgent {
                     agent: a.agent.clone(),
                     chain: a.chain,
+                    network: a.network,
                     address: a.address.clone(),
                     fingerprint: a.fingerprint.clone(),
                 })
@@ -86,7 +105,8 @@ impl Staged {
             policy_key_fingerprint: status.policy_key_fingerprint.clone(),
             created_at: status.created_at,
             online_override: status.online_override,
-            replace: status.replace,
+            replace,
+            current_code_required: replace && staged_key.is_some() && staged_key != pinned,
             error,
             awaiting_keys,
         }
@@ -100,6 +120,8 @@ pub struct Applied {
     pub manifest_digest: String,
     /// The record dir under `imports/` (manifest and previous keys).
     pub record: PathBuf,
+    /// The digest of the policy it installed.
+    pub policy_digest: String,
 }
 
 /// What [`at_start`] found.
@@ -107,114 +129,168 @@ pub struct Applied {
 pub struct AtStart {
     /// A confirmed import applied now (to be recorded as `import_applied`).
     pub applied: Option<Applied>,
+    /// A confirmation found too old to apply (to be recorded as expired).
+    pub expired: Option<Event>,
     /// What stays staged.
     pub staged: Staged,
 }
 
-/// Whether `<state>/import-staged/` exists.
-pub fn is_staged(state: &Path) -> bool {
-    state.join(STAGED_DIR).exists()
+/// A confirmation the audit log records and no `import_applied` (nor expiry) of the same
+/// digest follows: its digest and when it was made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// The confirmed manifest digest.
+    pub manifest_digest: String,
+    /// When it was recorded (the entry's time).
+    pub confirmed_at: u64,
+    /// Whether it is older than the time a confirmation may wait to be applied.
+    pub expired: bool,
 }
 
-/// The manifest digest of the last `import_confirmed` event that no `import_applied` of the
-/// same digest follows: a confirmation that still has to be applied.
-pub fn pending_confirmation(entries: &[Entry<Event>]) -> Option<&str> {
-    let mut pending = None;
+impl Pending {
+    /// `pending` with `expired` set from `now` and `ttl_secs`.
+    pub fn check(pending: Option<Pending>, now: u64, ttl_secs: u64) -> Option<Pending> {
+        pending.map(|p| Pending {
+            expired: now.saturating_sub(p.confirmed_at) > ttl_secs,
+            ..p
+        })
+    }
+}
+
+/// The last `import_confirmed` event that no `import_applied` or
+/// `import_confirmation_expired` of the same digest follows.
+pub fn pending_confirmation(entries: &[Entry<Event>]) -> Option<Pending> {
+    let mut pending: Option<Pending> = None;
     for e in entries {
         match &e.event {
             Event::ImportConfirmed {
                 manifest_digest, ..
-            } => pending = Some(manifest_digest.as_str()),
+            } => {
+                pending = Some(Pending {
+                    manifest_digest: manifest_digest.clone(),
+                    confirmed_at: e.ts,
+                    expired: false,
+                });
+            }
             Event::ImportApplied {
                 manifest_digest, ..
-            } if pending == Some(manifest_digest.as_str()) => pending = None,
+            }
+            | Event::ImportConfirmationExpired {
+                manifest_digest, ..
+            } if pending
+                .as_ref()
+                .is_some_and(|p| &p.manifest_digest == manifest_digest) =>
+            {
+                pending = None;
+            }
             _ => {}
         }
     }
     pending
 }
 
-/// Start-up step for the staged import (see the module docs). `confirmed`: what
-/// [`pending_confirmation`] found in the audit log. An error here stops the start: it is
-/// only returned when a CONFIRMED import could not be applied, which the operator must see.
+/// Start-up step for the staged import at `staged` (see the module docs). `pending`: what
+/// [`pending_confirmation`] found in the audit log, [`Pending::check`]ed against the time a
+/// confirmation may wait. An error here stops the start: it is only returned when a CONFIRMED
+/// import could not be applied, which the operator must see.
 pub fn at_start(
     state: &Path,
+    staged: &Path,
     passphrase: &SecretString,
-    confirmed: Option<&str>,
+    pending: Option<Pending>,
     approval_ttl_secs: u64,
 ) -> Result<AtStart, ImportError> {
-    if !is_staged(state) {
+    if !staged.exists() {
         return Ok(AtStart::default());
     }
-    let status = match stage::status(state) {
-        Ok(s) => s,
+    let copy = match stage::read_staged(staged) {
+        Ok(copy) => copy,
         Err(e) => return Ok(failed(ImportStatus::default(), &e.to_string())),
     };
-    let Some(digest) = status.manifest_digest.clone() else {
-        return Ok(failed(status, "the staged import has no manifest digest"));
-    };
-    if confirmed == Some(digest.as_str()) {
-        let record = stage::apply_confirmed(state, &digest)?;
-        tracing::info!(manifest_digest = %digest, record = %record.display(), "applied the confirmed key-ceremony import");
-        return Ok(AtStart {
-            applied: Some(Applied {
-                manifest_digest: digest,
-                record,
-            }),
-            staged: Staged::None,
+    let status = copy.status();
+    let digest = copy.verified.manifest_digest.clone();
+    let mut expired = None;
+    if let Some(p) = pending.filter(|p| p.manifest_digest == digest) {
+        if !p.expired {
+            let record = stage::apply(state, staged, &copy)?;
+            tracing::info!(manifest_digest = %digest, record = %record.display(), "applied the confirmed key-ceremony import");
+            return Ok(AtStart {
+                applied: Some(Applied {
+                    manifest_digest: digest,
+                    record,
+                    policy_digest: copy.verified.manifest.policy_digest.clone(),
+                }),
+                expired: None,
+                staged: Staged::None,
+            });
+        }
+        tracing::warn!(manifest_digest = %digest, confirmed_at = p.confirmed_at, "the import's confirmation was not applied in time: it expired; confirm the staged import again");
+        expired = Some(Event::ImportConfirmationExpired {
+            manifest_digest: digest.clone(),
+            confirmed_at: p.confirmed_at,
         });
-    }
-    if let Err(e) = stage::check_replace(state, &status) {
-        return Ok(failed(status, &e.to_string()));
     }
     let Ok(digest) = ManifestDigest::try_from(digest) else {
         return Ok(failed(status, "the staged manifest digest is not hex"));
     };
-    let approvals = match staged_approvals(state, passphrase, &status, approval_ttl_secs) {
-        Ok(a) => a,
-        Err(message) => return Ok(failed(status, &message)),
+    let ready = staged_verifier(&copy, passphrase, approval_ttl_secs);
+    let staged = match ready {
+        Ok((approvals, policy_key)) => {
+            tracing::info!(manifest_digest = %digest, "a key-ceremony import is staged and waits for the operator's confirmation (import_status)");
+            Staged::Ready {
+                status,
+                digest,
+                approvals: Box::new(approvals),
+                policy_key,
+            }
+        }
+        Err(message) => failed(status, &message).staged,
     };
-    tracing::info!(manifest_digest = %digest, "a key-ceremony import is staged and waits for the operator's confirmation (import_status)");
     Ok(AtStart {
         applied: None,
-        staged: Staged::Ready {
-            status,
-            digest,
-            approvals,
-        },
+        expired,
+        staged,
     })
 }
 
-/// Unlocks the staged keystore (proving the signer's passphrase opens the new keys) and keeps
-/// only a verifier of its approval secret.
-fn staged_approvals(
-    state: &Path,
+/// Unlocks the staged keystore from the verified bytes (proving the signer's passphrase opens
+/// the new keys) and keeps only a verifier of its approval secret and its pinned policy key.
+fn staged_verifier(
+    copy: &StagedCopy,
     passphrase: &SecretString,
-    status: &ImportStatus,
     ttl: u64,
-) -> Result<Approvals, String> {
-    let unlocked = keystore::unlock(&state.join(STAGED_DIR).join(KEYSTORE_DIR), passphrase)
+) -> Result<(Approvals, [u8; 32]), String> {
+    let unlocked = keystore::unlock_files(Path::new(KEYSTORE_DIR), copy.keystore_files(), passphrase)
         .map_err(|e| {
             format!(
                 "the staged keystore does not open with the signer's passphrase ({e}); \
                  the stick was made with another passphrase: run the ceremony again with this appliance's passphrase"
             )
         })?;
-    // The manifest's policy key was checked against the pin file by `verify`; the unlocked
-    // (authenticated) pin must agree too, as the CLI confirm checks.
-    let pinned = crate::import::manifest::fingerprint(&unlocked.policy_public_key);
-    if status.policy_key_fingerprint.as_deref() != Some(pinned.as_str()) {
+    // `verify` checked the pin file against the manifest's key; the unlocked (authenticated)
+    // pin must agree too.
+    let manifest_key = copy
+        .verified
+        .manifest
+        .policy_key_bytes()
+        .map_err(|e| format!("the staged manifest's policy key: {e}"))?;
+    if unlocked.policy_public_key != manifest_key {
         return Err(format!(
-            "the staged keystore pins policy key {pinned}, not the manifest's: do not use this stick"
+            "the staged keystore pins policy key {}, not the manifest's: do not use this stick",
+            crate::import::manifest::fingerprint(&unlocked.policy_public_key)
         ));
     }
-    Approvals::new(&unlocked.approval_secret, ttl)
+    Ok((
+        Approvals::new(&unlocked.approval_secret, ttl)?,
+        unlocked.policy_public_key,
+    ))
 }
 
 fn failed(status: ImportStatus, message: &str) -> AtStart {
     tracing::error!(error = %message, "the staged key-ceremony import cannot be confirmed; it will not be applied");
     AtStart {
         applied: None,
+        expired: None,
         staged: Staged::Failed {
             status: ImportStatus {
                 staged: true,
@@ -222,5 +298,64 @@ fn failed(status: ImportStatus, message: &str) -> AtStart {
             },
             message: message.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use crate::ledger::ConfirmedVia;
+
+    fn entry(ts: u64, event: Event) -> Entry<Event> {
+        Entry {
+            seq: ts,
+            ts,
+            prev: [0; 32],
+            hash: [0; 32],
+            event,
+        }
+    }
+
+    fn confirmed(digest: &str) -> Event {
+        Event::ImportConfirmed {
+            manifest_digest: digest.into(),
+            totp_step: 1,
+            via: ConfirmedVia::Socket,
+            authority: None,
+            current_totp_step: None,
+        }
+    }
+
+    #[test]
+    fn a_confirmation_is_pending_until_applied_or_expired_and_then_only_within_its_time() {
+        let applied = |digest: &str| Event::ImportApplied {
+            manifest_digest: digest.into(),
+            record: String::new(),
+            policy_digest: String::new(),
+        };
+        let expired = |digest: &str| Event::ImportConfirmationExpired {
+            manifest_digest: digest.into(),
+            confirmed_at: 100,
+        };
+        assert_eq!(
+            pending_confirmation(&[entry(100, confirmed("a"))])
+                .unwrap()
+                .confirmed_at,
+            100
+        );
+        for closed in [applied("a"), expired("a")] {
+            assert_eq!(
+                pending_confirmation(&[entry(100, confirmed("a")), entry(101, closed)]),
+                None
+            );
+        }
+        // Another digest's end closes nothing.
+        let p = pending_confirmation(&[entry(100, confirmed("a")), entry(101, applied("b"))]);
+        assert_eq!(p.unwrap().manifest_digest, "a");
+        // Within the time a confirmation may wait, it is applied; past it, it expired.
+        let p = pending_confirmation(&[entry(100, confirmed("a"))]);
+        assert!(!Pending::check(p.clone(), 100 + 600, 600).unwrap().expired);
+        assert!(Pending::check(p, 100 + 601, 600).unwrap().expired);
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use vigil_protocol::{AgentId, Chain};
+use vigil_protocol::{AgentId, Chain, Network};
 
 use crate::keystore::{self, KdfParams, Purpose};
 use crate::policy;
@@ -59,7 +59,7 @@ pub struct Manifest {
     pub policy_key_kept: bool,
     /// SHA-256 (hex) of `policy/policy.toml`: the `policy_digest` the signer reports in `hello`.
     pub policy_digest: String,
-    /// One entry per agent and chain, sorted.
+    /// One entry per agent key (agent, chain, network), sorted.
     pub agents: Vec<AgentInfo>,
     /// Every file the appliance imports, by path relative to the stick's root.
     pub files: BTreeMap<String, FileInfo>,
@@ -83,6 +83,10 @@ pub struct AgentInfo {
     pub agent: AgentId,
     /// The chain of this key.
     pub chain: Chain,
+    /// The network the key serves. Absent only in a manifest of a format 1 ceremony (one key
+    /// per agent and chain), whose key serves the one network the policy names for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
     /// Its address on that chain (Solana: base58 public key).
     pub address: String,
     /// [`fingerprint`] of the public key bytes.
@@ -246,6 +250,7 @@ mod tests {
     fn only_the_stick_layout_may_be_listed() {
         for ok in [
             "keystore/agent.trader.solana.key",
+            "keystore/agent.trader.solana.devnet.key",
             "keystore/approval.key",
             "keystore/policy.pin",
             "policy/policy.toml",

@@ -7,15 +7,22 @@
 //! is signed by that key. Every refusal is its own [`ImportError`] variant with a message
 //! that says what to do.
 //!
-//! A stick that passes is STAGED (`<state>/import-staged/`, written in a temp dir and renamed
-//! into place), not installed: the import is finished only when the operator confirms the
-//! fingerprints with a code from the authenticator enrolled at THIS ceremony
-//! ([`stage::confirm`]), which proves the person confirming holds the new approval secret.
+//! A stick that passes is STAGED (by default `/var/lib/vigil-import/staged`, the importer's
+//! own dir; written in a temp dir and renamed into place, never over an earlier staged copy),
+//! not installed: the import is finished only when the operator confirms the fingerprints with
+//! a code from the authenticator enrolled at THIS ceremony, which proves the person confirming
+//! holds the new approval secret; replacing keys the appliance already has needs the CURRENT
+//! authority too (a code of the current authenticator, or a manifest signed by the pinned
+//! policy key), and a first install is confirmed at the appliance's console. The codes are
+//! checked in one place, the engine (`engine/import.rs`).
 //!
 //! - `manifest`: the manifest format (shared with `vigil-ceremony`).
-//! - `stage`: staging, status and confirmation (CLI), applying a confirmed import.
+//! - `stage`: staging, reading back, discarding and applying a staged copy.
 //! - `live`: the running signer's side (`import_status`, `import_confirm`, applying at start).
+//! - `console`: `vigil-signer import-confirm`, the engine run in process with the signer
+//!   stopped, recorded in the audit log like the socket's confirmation.
 
+pub mod console;
 pub mod live;
 pub mod manifest;
 pub mod stage;
@@ -26,13 +33,16 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use vigil_protocol::{AgentId, Chain};
+use vigil_protocol::{AgentId, Chain, Network};
 
-use crate::keystore::{self, KeystoreError, Purpose};
+use crate::keystore::{self, AgentKeyId, KdfParams, KeystoreError, Purpose};
 use crate::policy::{self, PolicyError};
 use manifest::{KEYSTORE_DIR, MANIFEST_FILE, MANIFEST_SIG_FILE, Manifest, POLICY_DIR};
 
-pub use stage::{ImportStatus, STAGED_DIR, confirm, stage, status};
+pub use stage::{
+    DEFAULT_STAGING_DIR, ImportStatus, StageOptions, StagedCopy, discard, read_staged, stage,
+    status,
+};
 
 /// Largest file read from a stick (a keystore entry is ~1 KiB, a policy a few KiB).
 const MAX_FILE_LEN: u64 = policy::MAX_POLICY_LEN;
@@ -140,13 +150,24 @@ pub enum ImportError {
         expected: String,
     },
     /// The appliance already has a keystore and `--replace` was not given.
-    #[error("{} already holds a keystore: importing would replace the agents' keys; if that is what you want, run the import again with --replace (the old keys are kept under imports/)", .0.display())]
+    #[error("{} already holds a keystore: importing would replace the agents' keys; if that is what you want, run the import again with --replace (confirming it then also needs a code of the CURRENT authenticator; the old keys are kept under imports/)", .0.display())]
     KeystoreExists(PathBuf),
+    /// Another stick is staged already: a staged copy is never overwritten.
+    #[error("a key-ceremony import is already staged in {} (manifest digest {digest}): a staged copy is never overwritten; confirm it, or remove it with `vigil-signer import-discard --manifest-digest <its digest>`, then import this stick again", .staged.display())]
+    AlreadyStaged {
+        /// The staged copy.
+        staged: PathBuf,
+        /// Its manifest digest (or why it cannot be read).
+        digest: String,
+    },
+    /// The stick's keystore is encrypted with development KDF parameters.
+    #[error("the stick's keystore is encrypted with {0}, development parameters weaker than production ({prod}): a stick for money is made without --insecure-test-kdf; for a development appliance only, import it with --insecure-allow-dev-kdf", prod = KdfParams::PRODUCTION)]
+    DevKdf(KdfParams),
     /// Writing the staged copy or applying it failed.
     #[error("cannot write {}: {}; nothing was installed, fix the cause and import again", .0.display(), .1)]
     Write(PathBuf, std::io::Error),
-    /// `confirm` without a staged import.
-    #[error("no import is staged in {}: run `vigil-signer import <stick>` first", .0.display())]
+    /// Nothing is staged where it was looked for.
+    #[error("no import is staged in {}: run `vigil-signer import <stick>` first (and check --staging-dir)", .0.display())]
     NothingStaged(PathBuf),
     /// The operator confirmed another manifest than the staged one.
     #[error(
@@ -158,11 +179,6 @@ pub enum ImportError {
         /// The digest given.
         given: String,
     },
-    /// The code is not the current code of the staged approval secret.
-    #[error(
-        "wrong code: it is not the current code of the authenticator enrolled at this ceremony; use the new entry the ceremony's QR code added, and check the clock"
-    )]
-    WrongCode,
     /// Anything else, with what to do.
     #[error("{0}")]
     Other(String),
@@ -215,7 +231,18 @@ pub fn verify(dir: &Path) -> Result<Verified, ImportError> {
     let files = read_listed_files(dir, &manifest)?;
     check_no_unlisted(dir, &manifest)?;
     check_keystore(&manifest, &files, &key_bytes)?;
-    check_policy(&manifest, &files, &policy_key)?;
+    let policy = check_policy(&manifest, &files, &policy_key)?;
+    // The signer binds each key to its network at start: refuse now a stick it would refuse.
+    let keys: Vec<AgentKeyId> = manifest
+        .agents
+        .iter()
+        .map(|a| AgentKeyId {
+            agent: a.agent.clone(),
+            chain: a.chain,
+            network: a.network,
+        })
+        .collect();
+    crate::keyring::bind_networks(&keys, &policy).map_err(ImportError::AgentsMismatch)?;
     Ok(Verified {
         manifest_digest: manifest::sha256_hex(&manifest_bytes),
         manifest,
@@ -238,6 +265,7 @@ fn read_listed_files(
             let purpose = Purpose::AgentKey {
                 agent: a.agent.clone(),
                 chain: a.chain,
+                network: a.network,
             };
             (manifest::keystore_path(&purpose), a)
         })
@@ -317,7 +345,7 @@ fn check_keystore(
     files: &BTreeMap<String, Vec<u8>>,
     policy_key: &[u8; 32],
 ) -> Result<(), ImportError> {
-    let mut agents: BTreeSet<(AgentId, Chain, String)> = BTreeSet::new();
+    let mut agents: BTreeSet<(AgentId, Chain, Option<Network>, String)> = BTreeSet::new();
     let (mut approval, mut pin) = (false, None);
     for (rel, bytes) in files {
         let Some(name) = rel.strip_prefix("keystore/") else {
@@ -329,6 +357,12 @@ fn check_keystore(
             reason: "it is not UTF-8 text".into(),
         })?;
         let info = keystore::inspect_entry(&path, text)?;
+        if info.params != manifest.kdf {
+            return Err(ImportError::AgentsMismatch(format!(
+                "{rel} is encrypted with {}, the manifest records {}",
+                info.params, manifest.kdf
+            )));
+        }
         if keystore::entry_file_name(&info.purpose) != name {
             return Err(ImportError::AgentsMismatch(format!(
                 "{rel} holds {}, which belongs under another name",
@@ -336,8 +370,12 @@ fn check_keystore(
             )));
         }
         match info.purpose {
-            Purpose::AgentKey { agent, chain } => {
-                agents.insert((agent, chain, info.public));
+            Purpose::AgentKey {
+                agent,
+                chain,
+                network,
+            } => {
+                agents.insert((agent, chain, network, info.public));
             }
             Purpose::ApprovalSecret => approval = true,
             Purpose::PolicyPin => pin = Some(info.public),
@@ -348,15 +386,18 @@ fn check_keystore(
             }
         }
     }
-    let wanted: BTreeSet<(AgentId, Chain, String)> = manifest
+    let wanted: BTreeSet<(AgentId, Chain, Option<Network>, String)> = manifest
         .agents
         .iter()
-        .map(|a| (a.agent.clone(), a.chain, a.address.clone()))
+        .map(|a| (a.agent.clone(), a.chain, a.network, a.address.clone()))
         .collect();
     if agents != wanted {
-        let show = |s: &BTreeSet<(AgentId, Chain, String)>| {
+        let show = |s: &BTreeSet<(AgentId, Chain, Option<Network>, String)>| {
             s.iter()
-                .map(|(a, c, addr)| format!("{a} ({c} {addr})"))
+                .map(|(a, c, n, addr)| match n {
+                    Some(n) => format!("{a} ({c}:{n} {addr})"),
+                    None => format!("{a} ({c} {addr})"),
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -392,7 +433,7 @@ fn check_policy(
     manifest: &Manifest,
     files: &BTreeMap<String, Vec<u8>>,
     key: &VerifyingKey,
-) -> Result<(), ImportError> {
+) -> Result<policy::Policy, ImportError> {
     let policy_rel = format!("{POLICY_DIR}/{}", policy::POLICY_FILE);
     let sig_rel = format!("{POLICY_DIR}/{}", policy::SIGNATURE_FILE);
     for rel in [&policy_rel, &sig_rel] {
@@ -424,7 +465,7 @@ fn check_policy(
             expected: manifest.policy_digest.clone(),
         });
     }
-    Ok(())
+    Ok(loaded)
 }
 
 /// Hex of 64 bytes with an optional trailing newline.

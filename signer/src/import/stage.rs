@@ -1,34 +1,46 @@
-//! Staging a verified stick and confirming it.
+//! The staged copy of a ceremony stick: staging it, reading it back, applying it, discarding
+//! it.
 //!
-//! `stage` writes the checked bytes into `<state>/.import-staged.tmp-*`, fsyncs them and
-//! renames the directory to `<state>/import-staged/` (replacing an earlier, unconfirmed
-//! staging). Nothing the running signer reads changes.
+//! The staged copy lives OUTSIDE the signer's state dir, in the importer's own (production:
+//! `/var/lib/vigil-import/staged`, group-readable by the signer's user): the importer runs
+//! under its own uid, which is not a socket peer and cannot read the signer's state.
 //!
-//! `confirm` checks the staged copy again, unlocks it with the keystore passphrase (so a
-//! stick made with another passphrase is caught before the signer would fail to start),
-//! checks the operator's code against the STAGED approval secret, and only then moves
-//! `keystore/` and `policy/` into place. The previous ones are kept, with the manifest, in
-//! `<state>/imports/<time>-<digest>/`: keys are never deleted by an import.
+//! - [`stage`] writes the checked bytes into a temp dir beside the staged copy's place, fsyncs
+//!   them and renames the directory into place with no replace: a staged copy is never
+//!   overwritten (staging the same stick again changes nothing; another one is refused until
+//!   the first is confirmed or [`discard`]ed). A stick whose keystore uses development KDF
+//!   parameters is refused unless `insecure_allow_dev_kdf` (recorded with the copy).
+//! - [`read_staged`] checks a staged copy again, in full, and returns the verified bytes.
+//! - [`apply`] installs a CONFIRMED copy into the signer's state dir: it writes the verified
+//!   bytes (0600) into new `keystore/` and `policy/` directories, removes the staged copy, and
+//!   swaps them in; the previous ones are kept, with the manifest, in
+//!   `<state>/imports/<time>-<digest>/`: keys are never deleted by an import. Confirming is
+//!   the engine's (`engine/import.rs`): the only place codes are checked.
 
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use vigil_protocol::{AgentId, Chain, OperatorCode};
+use vigil_protocol::{AgentId, Chain, Network};
 
 use super::manifest::{KEYSTORE_DIR, MANIFEST_FILE, MANIFEST_SIG_FILE, POLICY_DIR};
 use super::{ImportError, Verified, verify};
 use crate::devinit::layout;
-use crate::{approval, keystore};
+use crate::keystore::{self, KdfParams};
 
-/// The staged import inside the state dir.
-pub const STAGED_DIR: &str = "import-staged";
+/// The staged copy's default place (`--staging-dir`): the importer's state dir.
+pub const DEFAULT_STAGING_DIR: &str = "/var/lib/vigil-import/staged";
 /// Records of applied imports (manifest, previous keystore and policy) inside the state dir.
 pub const IMPORTS_DIR: &str = "imports";
-/// Staging metadata (not part of the stick): whether `--replace` was given.
+/// Staging metadata (not part of the stick).
 const STAGE_META: &str = "import.json";
+/// Mode of a staged directory: the importer's user and group (the signer's user is in the
+/// group, and removes the copy once it is applied).
+const STAGED_DIR_MODE: u32 = 0o770;
+/// Mode of a staged file: the signer's user reads it through the group.
+const STAGED_FILE_MODE: u32 = 0o640;
 
 /// What is staged, for the operator to compare with the ceremony's printout (and for the
 /// `import_status` op, see `docs/protocol.md`).
@@ -39,7 +51,7 @@ pub struct ImportStatus {
     /// SHA-256 of the staged manifest (hex): what `confirm` asks for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest_digest: Option<String>,
-    /// The staged agents.
+    /// The staged agent keys.
     pub agents: Vec<AgentStatus>,
     /// The staged policy's digest.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,8 +64,11 @@ pub struct ImportStatus {
     pub created_at: Option<u64>,
     /// Whether the ceremony ran with a network interface up.
     pub online_override: bool,
-    /// Whether confirming replaces an existing keystore.
+    /// Whether it was staged with `--replace` (meant to replace the appliance's keys).
     pub replace: bool,
+    /// Whether its keystore uses development KDF parameters (staged with
+    /// `--insecure-allow-dev-kdf`).
+    pub insecure_dev_kdf: bool,
 }
 
 /// One staged agent key.
@@ -63,155 +78,257 @@ pub struct AgentStatus {
     pub agent: AgentId,
     /// Its chain.
     pub chain: Chain,
+    /// The network it serves (absent for a format 1 key: the one its policy names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
     /// Its address.
     pub address: String,
     /// Its key fingerprint.
     pub fingerprint: String,
 }
 
+/// How to stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StageOptions {
+    /// The operator means to replace the appliance's keys (`--replace`).
+    pub replace: bool,
+    /// Accept a keystore encrypted with development KDF parameters
+    /// (`--insecure-allow-dev-kdf`: tests and development only).
+    pub insecure_allow_dev_kdf: bool,
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StageMeta {
     replace: bool,
+    #[serde(default)]
+    insecure_allow_dev_kdf: bool,
 }
 
-/// Verifies `stick` and stages it in `state` (see the module docs). Refuses, changing
-/// nothing, if the stick fails any check or `state` already holds a keystore and `replace`
-/// is false.
-pub fn stage(stick: &Path, state: &Path, replace: bool) -> Result<ImportStatus, ImportError> {
-    let verified = verify(stick)?;
-    refuse_existing_keystore(state, replace)?;
-    if !state.exists() {
-        make_private_dir(state)?;
-    }
-    let tmp = state.join(format!(".{STAGED_DIR}.tmp-{}", random_hex()?));
-    let written = write_staging(&tmp, &verified, replace).and_then(|()| {
-        chown_like(&tmp, state)?;
-        let staged = state.join(STAGED_DIR);
-        if staged.exists() {
-            fs::remove_dir_all(&staged).map_err(|e| ImportError::Write(staged.clone(), e))?;
+/// A staged copy, checked again: the verified bytes and how it was staged.
+#[derive(Debug)]
+pub struct StagedCopy {
+    /// Everything the stick checks proved.
+    pub verified: Verified,
+    /// How it was staged.
+    pub options: StageOptions,
+}
+
+impl StagedCopy {
+    /// What the operator compares.
+    pub fn status(&self) -> ImportStatus {
+        let m = &self.verified.manifest;
+        ImportStatus {
+            staged: true,
+            manifest_digest: Some(self.verified.manifest_digest.clone()),
+            agents: m
+                .agents
+                .iter()
+                .map(|a| AgentStatus {
+                    agent: a.agent.clone(),
+                    chain: a.chain,
+                    network: a.network,
+                    address: a.address.clone(),
+                    fingerprint: a.fingerprint.clone(),
+                })
+                .collect(),
+            policy_digest: Some(m.policy_digest.clone()),
+            policy_key_fingerprint: Some(m.policy_key.fingerprint.clone()),
+            created_at: Some(m.created_at),
+            online_override: m.online_override,
+            replace: self.options.replace,
+            insecure_dev_kdf: m.kdf.is_weaker_than_production(),
         }
-        fs::rename(&tmp, &staged).map_err(|e| ImportError::Write(staged.clone(), e))?;
-        sync_dir(state)
+    }
+
+    /// The staged keystore's files, as (file name, bytes).
+    pub fn keystore_files(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.verified.files.iter().filter_map(|(rel, bytes)| {
+            rel.strip_prefix(&format!("{KEYSTORE_DIR}/"))
+                .map(|name| (name, bytes.as_slice()))
+        })
+    }
+}
+
+/// Verifies `stick` and stages it at `staged` (see the module docs). `state`: the signer's
+/// state dir, only to refuse early, when it can be read, a stick that would replace keys
+/// without `--replace`. Nothing changes when it refuses.
+pub fn stage(
+    stick: &Path,
+    staged: &Path,
+    state: &Path,
+    options: StageOptions,
+) -> Result<ImportStatus, ImportError> {
+    let verified = verify(stick)?;
+    check_kdf(&verified, options.insecure_allow_dev_kdf)?;
+    refuse_visible_keystore(state, options.replace)?;
+    if staged.exists() {
+        return match read_staged(staged) {
+            Ok(existing)
+                if existing.verified.manifest_digest == verified.manifest_digest
+                    && existing.options == options =>
+            {
+                Ok(existing.status())
+            }
+            Ok(existing) => Err(ImportError::AlreadyStaged {
+                staged: staged.to_path_buf(),
+                digest: existing.verified.manifest_digest,
+            }),
+            Err(e) => Err(ImportError::AlreadyStaged {
+                staged: staged.to_path_buf(),
+                digest: format!("unreadable: {e}"),
+            }),
+        };
+    }
+    let parent = parent_of(staged)?;
+    if !parent.exists() {
+        make_dir(&parent, STAGED_DIR_MODE)?;
+    }
+    let name = staged
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.tmp-{}", random_hex()?));
+    let written = write_staging(&tmp, &verified, options).and_then(|()| {
+        chown_like(&tmp, &parent)?;
+        keystore::rename_no_replace(&tmp, staged).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => ImportError::AlreadyStaged {
+                staged: staged.to_path_buf(),
+                digest: "staged meanwhile by another import".into(),
+            },
+            _ => ImportError::Write(staged.to_path_buf(), e),
+        })?;
+        sync_dir(&parent)
     });
     if let Err(e) = written {
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    Ok(status_of(&verified, replace))
+    Ok(StagedCopy { verified, options }.status())
 }
 
-/// What is staged in `state`, checked again (a staged copy that no longer verifies is an error).
-pub fn status(state: &Path) -> Result<ImportStatus, ImportError> {
-    let staged = state.join(STAGED_DIR);
+/// What is staged at `staged`, checked again (a staged copy that no longer verifies is an
+/// error); the default status when nothing is.
+pub fn status(staged: &Path) -> Result<ImportStatus, ImportError> {
     if !staged.exists() {
         return Ok(ImportStatus::default());
     }
-    let verified = verify(&staged)?;
-    Ok(status_of(&verified, read_meta(&staged)?.replace))
+    Ok(read_staged(staged)?.status())
 }
 
-/// Confirms the staged import (see the module docs) and returns the record directory that
-/// holds the manifest and whatever keystore and policy it replaced.
-pub fn confirm(
-    state: &Path,
-    manifest_digest: &str,
-    code: &OperatorCode,
-    passphrase: &SecretString,
-    now: u64,
-) -> Result<PathBuf, ImportError> {
-    let staged = state.join(STAGED_DIR);
+/// The staged copy at `staged`, verified in full, with the options it was staged with.
+pub fn read_staged(staged: &Path) -> Result<StagedCopy, ImportError> {
     if !staged.exists() {
-        return Err(ImportError::NothingStaged(state.to_path_buf()));
+        return Err(ImportError::NothingStaged(staged.to_path_buf()));
     }
-    let verified = verify(&staged)?;
-    let given: String = manifest_digest
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    if given != verified.manifest_digest {
+    let verified = verify(staged)?;
+    let path = staged.join(STAGE_META);
+    let bytes = fs::read(&path).map_err(|e| ImportError::Read(path.clone(), e))?;
+    let meta: StageMeta = serde_json::from_slice(&bytes).map_err(|e| {
+        ImportError::Other(format!(
+            "{} is damaged ({e}): discard the staged copy and import the stick again",
+            path.display()
+        ))
+    })?;
+    check_kdf(&verified, meta.insecure_allow_dev_kdf)?;
+    Ok(StagedCopy {
+        verified,
+        options: StageOptions {
+            replace: meta.replace,
+            insecure_allow_dev_kdf: meta.insecure_allow_dev_kdf,
+        },
+    })
+}
+
+/// Removes the staged copy at `staged` if it is the one whose manifest digest is `digest`.
+pub fn discard(staged: &Path, digest: &str) -> Result<(), ImportError> {
+    let path = staged.join(MANIFEST_FILE);
+    let bytes = fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ImportError::NothingStaged(staged.to_path_buf()),
+        _ => ImportError::Read(path.clone(), e),
+    })?;
+    let found = super::manifest::sha256_hex(&bytes);
+    let given = normalize_digest(digest);
+    if found != given {
         return Err(ImportError::DigestMismatch {
-            staged: verified.manifest_digest,
+            staged: found,
             given,
         });
     }
-    let meta = read_meta(&staged)?;
-    refuse_existing_keystore(state, meta.replace)?;
-
-    // Decrypting everything proves the passphrase the appliance holds opens the new keys.
-    let unlocked = keystore::unlock(&staged.join(KEYSTORE_DIR), passphrase)?;
-    let key = verified
-        .manifest
-        .policy_key_bytes()
-        .map_err(ImportError::BadManifest)?;
-    if unlocked.policy_public_key != key {
-        return Err(ImportError::PinMismatch {
-            found: hex::encode(unlocked.policy_public_key),
-            expected: hex::encode(key),
-        });
-    }
-    if !approval::code_matches(&unlocked.approval_secret, code, now).map_err(ImportError::Other)? {
-        return Err(ImportError::WrongCode);
-    }
-    drop(unlocked);
-    apply(state, &staged, &verified)
+    fs::remove_dir_all(staged).map_err(|e| ImportError::Write(staged.to_path_buf(), e))?;
+    sync_dir(&parent_of(staged)?)
 }
 
-/// Applies the staged import whose confirmation the running signer recorded
-/// (`import_confirm`, then a restart: see `import::live`). The staged copy is checked again
-/// and must still be `manifest_digest`; the code was checked when it was confirmed.
-pub fn apply_confirmed(state: &Path, manifest_digest: &str) -> Result<PathBuf, ImportError> {
-    let staged = state.join(STAGED_DIR);
-    if !staged.exists() {
-        return Err(ImportError::NothingStaged(state.to_path_buf()));
-    }
-    let verified = verify(&staged)?;
-    if verified.manifest_digest != manifest_digest {
-        return Err(ImportError::DigestMismatch {
-            staged: verified.manifest_digest,
-            given: manifest_digest.to_string(),
-        });
-    }
-    refuse_existing_keystore(state, read_meta(&staged)?.replace)?;
-    apply(state, &staged, &verified)
+/// A digest as an operator may type it: spaces dropped, lowercase.
+pub fn normalize_digest(digest: &str) -> String {
+    digest
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase()
 }
 
-/// Refuses a staged import that would replace a keystore without `--replace`.
-pub fn check_replace(state: &Path, status: &ImportStatus) -> Result<(), ImportError> {
-    refuse_existing_keystore(state, status.replace)
-}
-
-/// Moves the staged keystore and policy into place, keeping the previous ones.
-fn apply(state: &Path, staged: &Path, verified: &Verified) -> Result<PathBuf, ImportError> {
+/// Installs the confirmed `copy` (staged at `staged`) into `state` (see the module docs);
+/// returns the record directory that holds the manifest and what it replaced.
+pub fn apply(state: &Path, staged: &Path, copy: &StagedCopy) -> Result<PathBuf, ImportError> {
+    let v = &copy.verified;
     let imports = state.join(IMPORTS_DIR);
     if !imports.exists() {
-        make_private_dir(&imports)?;
+        make_dir(&imports, 0o700)?;
         chown_like(&imports, state)?;
     }
     let record = imports.join(format!(
         "{}-{}",
-        verified.manifest.created_at,
-        &verified.manifest_digest[..16]
+        v.manifest.created_at,
+        &v.manifest_digest[..16]
     ));
-    make_private_dir(&record)?;
+    make_dir(&record, 0o700)?;
+    // The new directories, from the verified bytes, written before anything live moves.
+    let mut fresh = Vec::new();
+    for sub in [KEYSTORE_DIR, POLICY_DIR] {
+        let dir = state.join(format!(".{sub}.new-{}", random_hex()?));
+        let written = make_dir(&dir, 0o700).and_then(|()| {
+            for (rel, bytes) in &v.files {
+                if let Some(name) = rel.strip_prefix(&format!("{sub}/")) {
+                    let path = dir.join(name);
+                    keystore::write_private_file(&path, bytes)
+                        .map_err(|e| ImportError::Write(path, e))?;
+                }
+            }
+            chown_like(&dir, state)
+        });
+        fresh.push(dir);
+        if let Err(e) = written {
+            fresh.iter().for_each(|d| drop(fs::remove_dir_all(d)));
+            return Err(e);
+        }
+    }
+    for (name, bytes) in [
+        (MANIFEST_FILE, &v.manifest_bytes),
+        (MANIFEST_SIG_FILE, &v.signature_bytes),
+    ] {
+        let path = record.join(name);
+        keystore::write_private_file(&path, bytes).map_err(|e| ImportError::Write(path, e))?;
+    }
     chown_like(&record, state)?;
+    // The staged copy goes first: a crash from here on leaves the previous keys in place and
+    // nothing staged to apply twice.
+    if let Err(e) = fs::remove_dir_all(staged) {
+        fresh.iter().for_each(|d| drop(fs::remove_dir_all(d)));
+        return Err(ImportError::Write(staged.to_path_buf(), e));
+    }
     let mv = |from: &Path, to: &Path| {
         fs::rename(from, to).map_err(|e| ImportError::Write(to.to_path_buf(), e))
     };
-    for sub in [KEYSTORE_DIR, POLICY_DIR] {
+    for (sub, new) in [KEYSTORE_DIR, POLICY_DIR].into_iter().zip(&fresh) {
         let live = state.join(sub);
         if live.exists() {
             mv(&live, &record.join(format!("previous-{sub}")))?;
         }
-        mv(&staged.join(sub), &live)?;
-    }
-    for name in [MANIFEST_FILE, MANIFEST_SIG_FILE] {
-        mv(&staged.join(name), &record.join(name))?;
+        mv(new, &live)?;
     }
     // A first import: the signer's ledger dir (audit log) must exist for it to start.
     ensure_ledger_dir(state)?;
-    fs::remove_dir_all(staged).map_err(|e| ImportError::Write(staged.to_path_buf(), e))?;
     sync_dir(&record)?;
     sync_dir(state)?;
     Ok(record)
@@ -221,55 +338,46 @@ fn apply(state: &Path, staged: &Path, verified: &Verified) -> Result<PathBuf, Im
 pub fn ensure_ledger_dir(state: &Path) -> Result<(), ImportError> {
     let ledger = layout::ledger(state);
     if !ledger.exists() {
-        make_private_dir(&ledger)?;
+        make_dir(&ledger, 0o700)?;
         chown_like(&ledger, state)?;
     }
     Ok(())
 }
 
-fn status_of(v: &Verified, replace: bool) -> ImportStatus {
-    let m = &v.manifest;
-    ImportStatus {
-        staged: true,
-        manifest_digest: Some(v.manifest_digest.clone()),
-        agents: m
-            .agents
-            .iter()
-            .map(|a| AgentStatus {
-                agent: a.agent.clone(),
-                chain: a.chain,
-                address: a.address.clone(),
-                fingerprint: a.fingerprint.clone(),
-            })
-            .collect(),
-        policy_digest: Some(m.policy_digest.clone()),
-        policy_key_fingerprint: Some(m.policy_key.fingerprint.clone()),
-        created_at: Some(m.created_at),
-        online_override: m.online_override,
-        replace,
-    }
+/// Whether the state dir holds a keystore (a non-empty `keystore/`).
+pub fn keystore_present(state: &Path) -> bool {
+    fs::read_dir(layout::keystore(state)).is_ok_and(|mut it| it.next().is_some())
 }
 
-fn refuse_existing_keystore(state: &Path, replace: bool) -> Result<(), ImportError> {
-    let ks = state.join(KEYSTORE_DIR);
-    let non_empty = match fs::read_dir(&ks) {
-        Ok(mut it) => it.next().is_some(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => return Err(ImportError::Read(ks, e)),
-    };
-    if non_empty && !replace {
-        return Err(ImportError::KeystoreExists(ks));
+/// A stick encrypted with parameters weaker than production is refused unless allowed; every
+/// entry must use the manifest's parameters.
+fn check_kdf(v: &Verified, allow_dev: bool) -> Result<(), ImportError> {
+    let kdf: KdfParams = v.manifest.kdf;
+    if kdf.is_weaker_than_production() && !allow_dev {
+        return Err(ImportError::DevKdf(kdf));
     }
     Ok(())
 }
 
-fn write_staging(tmp: &Path, v: &Verified, replace: bool) -> Result<(), ImportError> {
-    make_private_dir(tmp)?;
-    for sub in [KEYSTORE_DIR, POLICY_DIR] {
-        make_private_dir(&tmp.join(sub))?;
+/// Refuses to stage over a keystore without `--replace`, when the state dir can be read (the
+/// importer's own uid cannot: the confirmation then needs the current authority anyway).
+fn refuse_visible_keystore(state: &Path, replace: bool) -> Result<(), ImportError> {
+    if keystore_present(state) && !replace {
+        return Err(ImportError::KeystoreExists(layout::keystore(state)));
     }
-    let meta = serde_json::to_vec(&StageMeta { replace })
-        .map_err(|e| ImportError::Other(format!("could not write {STAGE_META}: {e}")))?;
+    Ok(())
+}
+
+fn write_staging(tmp: &Path, v: &Verified, options: StageOptions) -> Result<(), ImportError> {
+    make_dir(tmp, STAGED_DIR_MODE)?;
+    for sub in [KEYSTORE_DIR, POLICY_DIR] {
+        make_dir(&tmp.join(sub), STAGED_DIR_MODE)?;
+    }
+    let meta = serde_json::to_vec(&StageMeta {
+        replace: options.replace,
+        insecure_allow_dev_kdf: options.insecure_allow_dev_kdf,
+    })
+    .map_err(|e| ImportError::Other(format!("could not write {STAGE_META}: {e}")))?;
     let mut files: Vec<(PathBuf, &[u8])> = v
         .files
         .iter()
@@ -279,27 +387,29 @@ fn write_staging(tmp: &Path, v: &Verified, replace: bool) -> Result<(), ImportEr
     files.push((tmp.join(MANIFEST_SIG_FILE), &v.signature_bytes));
     files.push((tmp.join(STAGE_META), &meta));
     for (path, bytes) in files {
-        keystore::write_private_file(&path, bytes).map_err(|e| ImportError::Write(path, e))?;
+        write_staged_file(&path, bytes).map_err(|e| ImportError::Write(path, e))?;
     }
     for sub in [KEYSTORE_DIR, POLICY_DIR] {
         sync_dir(&tmp.join(sub))?;
     }
-    Ok(())
+    sync_dir(tmp)
 }
 
-fn read_meta(staged: &Path) -> Result<StageMeta, ImportError> {
-    let path = staged.join(STAGE_META);
-    let bytes = fs::read(&path).map_err(|e| ImportError::Read(path.clone(), e))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ImportError::Other(format!(
-            "{} is damaged ({e}): import the stick again",
-            path.display()
-        ))
-    })
+/// Creates `path` (new) with the staged file mode, writes and fsyncs it.
+fn write_staged_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(STAGED_FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(STAGED_FILE_MODE))?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
-/// Gives `tree` the owner of `like` (the import runs as root; the signer's user owns its
-/// state dir and must be able to read what is staged). A no-op when they already match.
+/// Gives `tree` the owner and group of `like` (the import may run as root; the importer's
+/// or the signer's user must own what it reads). A no-op when they already match.
 fn chown_like(tree: &Path, like: &Path) -> Result<(), ImportError> {
     let meta = fs::metadata(like).map_err(|e| ImportError::Read(like.to_path_buf(), e))?;
     let (uid, gid) = (meta.uid(), meta.gid());
@@ -320,15 +430,31 @@ fn chown_like(tree: &Path, like: &Path) -> Result<(), ImportError> {
     walk(tree, uid, gid)
 }
 
-/// Creates a directory 0700 (and its parents).
-pub(super) fn make_private_dir(dir: &Path) -> Result<(), ImportError> {
+/// Gives everything under the signer's ledger dir the state dir's owner: the console
+/// confirmation runs as root and appends to the audit log the signer's user must open.
+pub fn chown_ledger_like_state(state: &Path) -> Result<(), ImportError> {
+    chown_like(&layout::ledger(state), state)
+}
+
+/// Creates a directory with `mode` (and its parents).
+pub(super) fn make_dir(dir: &Path, mode: u32) -> Result<(), ImportError> {
     fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(mode)
         .create(dir)
         .map_err(|e| ImportError::Write(dir.to_path_buf(), e))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
         .map_err(|e| ImportError::Write(dir.to_path_buf(), e))
+}
+
+fn parent_of(staged: &Path) -> Result<PathBuf, ImportError> {
+    match staged.parent() {
+        Some(p) if !p.as_os_str().is_empty() => Ok(p.to_path_buf()),
+        _ => Err(ImportError::Other(format!(
+            "{} has no parent directory: give --staging-dir as a path like /var/lib/vigil-import/staged",
+            staged.display()
+        ))),
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ImportError> {

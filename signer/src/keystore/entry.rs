@@ -1,10 +1,11 @@
-//! One keystore entry on disk: versioned JSON holding the purpose, the public part, the scrypt
-//! parameters and salt, the AES-256-GCM nonce and the ciphertext. The associated data is a
-//! canonical rendering of all of that metadata, so any edit or any move of the file into
-//! another purpose's or agent's place makes decryption fail.
+//! One keystore entry: writing it ([`write_entry`], always format 2, under a [`MasterKey`]),
+//! reading it ([`read_entry`], [`inspect_entry`]; formats 1 and 2), and what its secret must
+//! look like for its purpose. The file's text, the associated data that binds all of its
+//! metadata, and the checks made before any KDF runs are in `format`.
 //!
-//! Reading parses the whole file into a `Sealed` value and checks the KDF bounds before
-//! scrypt runs; decrypted bytes only ever live in `Zeroizing` buffers.
+//! Decrypted bytes only ever live in `Zeroizing` buffers.
+
+mod format;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -12,25 +13,19 @@ use std::path::{Path, PathBuf};
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes256Gcm, Key, KeyInit, Nonce, Tag};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
-use vigil_protocol::{AgentId, Chain};
+use secrecy::SecretString;
+use vigil_protocol::Chain;
 use zeroize::Zeroizing;
 
+pub(super) use format::{Keying, Sealed};
+use format::{NONCE_LEN, TAG_LEN, check_public_text};
+
 use super::files::{Replace, read_private_text, write_atomic};
-use super::{FORMAT_VERSION, KdfParams, KeystoreError, Purpose, entry_file_name};
+use super::master::{MasterKey, SALT_LEN, scrypt_key};
+use super::{KdfParams, KeystoreError, Purpose, entry_file_name};
 
 /// Largest entry file read.
-const MAX_ENTRY_BYTES: usize = 64 * 1024;
-/// The one KDF name.
-const KDF_NAME: &str = "scrypt";
-/// The one cipher name.
-const CIPHER_NAME: &str = "aes-256-gcm";
-const SALT_LEN: usize = 32;
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
-/// Longest `public` (a base58 address or a hex key is far shorter).
-const MAX_PUBLIC_LEN: usize = 128;
+pub(super) const MAX_ENTRY_BYTES: usize = 64 * 1024;
 /// Bounds of the approval TOTP secret, in bytes (RFC 4226 asks for at least 160 bits).
 const APPROVAL_SECRET_LEN: std::ops::RangeInclusive<usize> = 20..=128;
 
@@ -56,39 +51,37 @@ impl fmt::Debug for DecryptedEntry {
     }
 }
 
-/// Encrypts `secret` under scrypt(passphrase) with AES-256-GCM and writes it 0600 via temp file + fsync + atomic rename + fsync of the dir. Refuses params weaker than PRODUCTION unless `insecure_allow_weak_kdf`.
+/// Encrypts `secret` under `master` (HKDF-SHA256 with a fresh entry salt, then AES-256-GCM
+/// with a fresh nonce) and writes it 0600 via temp file + fsync + atomic rename + fsync of the
+/// dir. The master key carries the scrypt parameters; [`MasterKey::create`] refused weak ones.
 ///
-/// Also refuses a secret that does not fit its purpose (length, public part), and never
-/// overwrites an existing entry.
+/// Also refuses a secret that does not fit its purpose (length, public part), an agent key
+/// that names no network, and never overwrites an existing entry.
 pub fn write_entry(
     dir: &Path,
     purpose: &Purpose,
     secret: &[u8],
     public: &str,
-    params: KdfParams,
-    insecure_allow_weak_kdf: bool,
-    passphrase: &SecretString,
+    master: &MasterKey,
 ) -> Result<PathBuf, KeystoreError> {
     let path = dir.join(entry_file_name(purpose));
-    check_writable(&path, params, insecure_allow_weak_kdf)?;
+    let bad = |reason: String| KeystoreError::BadSecret {
+        path: path.clone(),
+        reason,
+    };
+    if let Purpose::AgentKey { network: None, .. } = purpose {
+        return Err(bad(
+            "an agent key must name the network it serves (keys are per agent, chain and network)"
+                .to_owned(),
+        ));
+    }
     check_public_text(public)
         .and_then(|()| check_secret(purpose, secret, public))
-        .map_err(|reason| KeystoreError::BadSecret {
-            path: path.clone(),
-            reason,
-        })?;
-    // Fail before the (slow) KDF if the entry is there; the no-replace rename is the real guard.
+        .map_err(bad)?;
     if std::fs::symlink_metadata(&path).is_ok() {
         return Err(KeystoreError::EntryExists(path));
     }
-    let sealed = seal(
-        &path,
-        purpose.clone(),
-        public.to_owned(),
-        secret,
-        params,
-        passphrase,
-    )?;
+    let sealed = seal(&path, purpose.clone(), public.to_owned(), secret, master)?;
     let json = sealed.to_json(&path)?;
     write_atomic(&path, json.as_bytes(), Replace::No).map_err(|source| match source.kind() {
         std::io::ErrorKind::AlreadyExists => KeystoreError::EntryExists(path.clone()),
@@ -101,11 +94,24 @@ pub fn write_entry(
 }
 
 /// Reads and decrypts one entry: permissions first, then the format, then the KDF bounds, and
-/// only then scrypt and AES-256-GCM. The decrypted secret is checked against its purpose.
+/// only then scrypt (once, for this entry alone), HKDF and AES-256-GCM. The decrypted secret is
+/// checked against its purpose. (A whole keystore is opened with [`super::unlock`], which runs
+/// scrypt once for all its entries.)
 pub fn read_entry(path: &Path, passphrase: &SecretString) -> Result<DecryptedEntry, KeystoreError> {
     let text = read_private_text(path, MAX_ENTRY_BYTES)?;
     let sealed = Sealed::parse(path, &text)?;
-    let secret = sealed.open(path, passphrase)?;
+    let mut keys = EntryKeys::new(passphrase);
+    open_checked(path, &sealed, &mut keys)
+}
+
+/// Decrypts a parsed entry with a key from `keys` and checks the secret against its purpose.
+pub(super) fn open_checked(
+    path: &Path,
+    sealed: &Sealed,
+    keys: &mut EntryKeys<'_>,
+) -> Result<DecryptedEntry, KeystoreError> {
+    let key = keys.key_for(path, sealed)?;
+    let secret = open(path, sealed, &key)?;
     check_secret(&sealed.purpose, &secret, &sealed.public).map_err(|reason| {
         KeystoreError::Inconsistent {
             path: path.to_path_buf(),
@@ -113,11 +119,70 @@ pub fn read_entry(path: &Path, passphrase: &SecretString) -> Result<DecryptedEnt
         }
     })?;
     Ok(DecryptedEntry {
-        purpose: sealed.purpose,
-        public: sealed.public,
+        purpose: sealed.purpose.clone(),
+        public: sealed.public.clone(),
         params: sealed.params,
         secret,
     })
+}
+
+/// The AES keys of the entries of one keystore: scrypt once for the master key (format 2),
+/// or once per entry (format 1). Format 2 entries must all be under the same master key.
+pub(super) struct EntryKeys<'a> {
+    passphrase: &'a SecretString,
+    /// The master key, and the first entry it was derived for (named when another differs).
+    master: Option<(MasterKey, PathBuf)>,
+}
+
+impl<'a> EntryKeys<'a> {
+    pub(super) fn new(passphrase: &'a SecretString) -> Self {
+        Self {
+            passphrase,
+            master: None,
+        }
+    }
+
+    /// The master key derived so far (none for a format 1 keystore).
+    pub(super) fn into_master(self) -> Option<MasterKey> {
+        self.master.map(|(m, _)| m)
+    }
+
+    fn key_for(
+        &mut self,
+        path: &Path,
+        sealed: &Sealed,
+    ) -> Result<Zeroizing<[u8; 32]>, KeystoreError> {
+        match sealed.keying {
+            Keying::Scrypt => scrypt_key(self.passphrase, &sealed.kdf_salt, sealed.params),
+            Keying::Master { entry_salt } => {
+                let master = match self.master.take() {
+                    None => (
+                        MasterKey::derive(self.passphrase, sealed.params, sealed.kdf_salt)?,
+                        path.to_path_buf(),
+                    ),
+                    Some((m, first)) if m.is_for(sealed.params, &sealed.kdf_salt) => (m, first),
+                    Some((m, first)) => {
+                        let reason = format!(
+                            "its master key is {} with salt {}, that of {} is {} with salt {}",
+                            sealed.params,
+                            hex::encode(sealed.kdf_salt),
+                            first.display(),
+                            m.params(),
+                            hex::encode(m.salt())
+                        );
+                        self.master = Some((m, first));
+                        return Err(KeystoreError::MixedKeys {
+                            path: path.to_path_buf(),
+                            reason,
+                        });
+                    }
+                };
+                let key = master.0.entry_key(&entry_salt);
+                self.master = Some(master);
+                Ok(key)
+            }
+        }
+    }
 }
 
 /// The public metadata of an entry, read without the passphrase (for the import on the
@@ -131,6 +196,8 @@ pub struct EntryInfo {
     pub public: String,
     /// The scrypt parameters it was encrypted with.
     pub params: KdfParams,
+    /// Its format version (1 or 2).
+    pub version: u32,
 }
 
 /// Parses an entry file's text (read by the caller from `path`, which is only used in
@@ -145,42 +212,11 @@ pub fn inspect_entry(path: &Path, text: &str) -> Result<EntryInfo, KeystoreError
     }
     let sealed = Sealed::parse(path, text)?;
     Ok(EntryInfo {
+        version: sealed.version(),
         purpose: sealed.purpose,
         public: sealed.public,
         params: sealed.params,
     })
-}
-
-/// The parameters `write_entry` accepts: readable ones, and weak ones only when asked for.
-fn check_writable(
-    path: &Path,
-    params: KdfParams,
-    insecure_allow_weak_kdf: bool,
-) -> Result<(), KeystoreError> {
-    if let Some(reason) = params.bounds_violation() {
-        return Err(KeystoreError::KdfOutOfBounds {
-            path: Some(path.to_path_buf()),
-            params,
-            reason,
-        });
-    }
-    if params.is_weaker_than_production() && !insecure_allow_weak_kdf {
-        return Err(KeystoreError::WeakKdf {
-            path: path.to_path_buf(),
-            params,
-        });
-    }
-    Ok(())
-}
-
-/// `public` is short and alphanumeric (base58 or hex), so the associated data is unambiguous.
-fn check_public_text(public: &str) -> Result<(), String> {
-    if public.len() > MAX_PUBLIC_LEN || !public.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(format!(
-            "the public part must be at most {MAX_PUBLIC_LEN} ASCII letters and digits"
-        ));
-    }
-    Ok(())
 }
 
 /// Whether a secret fits its purpose and its public part.
@@ -268,250 +304,28 @@ pub(super) fn chain_address(chain: Chain, seed: &Zeroizing<[u8; 32]>) -> String 
     }
 }
 
-/// An entry parsed from its file (or about to be written), still encrypted.
-#[derive(Debug)]
-struct Sealed {
-    purpose: Purpose,
-    public: String,
-    params: KdfParams,
-    salt: [u8; SALT_LEN],
-    nonce: [u8; NONCE_LEN],
-    /// Ciphertext followed by the 16-byte tag.
-    ciphertext: Vec<u8>,
-}
-
-/// The JSON of an entry file.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EntryFile {
-    vigil_keystore: u32,
-    purpose: PurposeName,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    agent: Option<AgentId>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    chain: Option<Chain>,
-    public: String,
-    kdf: KdfField,
-    cipher: CipherField,
-    ciphertext: String,
-}
-
-#[derive(Clone, Copy, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum PurposeName {
-    AgentKey,
-    ApprovalSecret,
-    PolicyPin,
-    PolicyKey,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KdfField {
-    name: String,
-    log_n: u8,
-    r: u32,
-    p: u32,
-    salt: String,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CipherField {
-    name: String,
-    nonce: String,
-}
-
-/// Read first, leniently, so that a newer format gets a version error rather than a field error.
-#[derive(Deserialize)]
-struct VersionProbe {
-    vigil_keystore: Option<serde_json::Value>,
-}
-
-impl Sealed {
-    /// Parses an entry file; checks version, names, lengths and KDF bounds.
-    fn parse(path: &Path, text: &str) -> Result<Sealed, KeystoreError> {
-        let malformed = |reason: String| KeystoreError::Malformed {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let probe: VersionProbe = serde_json::from_str(text)
-            .map_err(|e| malformed(format!("not a JSON object ({e})")))?;
-        let version = probe
-            .vigil_keystore
-            .ok_or_else(|| malformed("it has no \"vigil_keystore\" version field".to_owned()))?;
-        let found = version
-            .as_u64()
-            .ok_or_else(|| malformed("\"vigil_keystore\" is not a version number".to_owned()))?;
-        if found != u64::from(FORMAT_VERSION) {
-            return Err(KeystoreError::UnsupportedVersion {
-                path: path.to_path_buf(),
-                found,
-            });
-        }
-        let file: EntryFile = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
-
-        if file.kdf.name != KDF_NAME {
-            return Err(unknown(path, "kdf", file.kdf.name, KDF_NAME));
-        }
-        if file.cipher.name != CIPHER_NAME {
-            return Err(unknown(path, "cipher", file.cipher.name, CIPHER_NAME));
-        }
-        let params = KdfParams {
-            log_n: file.kdf.log_n,
-            r: file.kdf.r,
-            p: file.kdf.p,
-        };
-        if let Some(reason) = params.bounds_violation() {
-            return Err(KeystoreError::KdfOutOfBounds {
-                path: Some(path.to_path_buf()),
-                params,
-                reason,
-            });
-        }
-        let salt = decode_fixed::<SALT_LEN>(&file.kdf.salt)
-            .map_err(|e| malformed(format!("kdf.salt {e}")))?;
-        let nonce = decode_fixed::<NONCE_LEN>(&file.cipher.nonce)
-            .map_err(|e| malformed(format!("cipher.nonce {e}")))?;
-        let ciphertext = hex::decode(&file.ciphertext)
-            .map_err(|e| malformed(format!("ciphertext is not hex ({e})")))?;
-        if ciphertext.len() < TAG_LEN {
-            return Err(malformed(format!(
-                "ciphertext is shorter than the {TAG_LEN}-byte tag"
-            )));
-        }
-        check_public_text(&file.public).map_err(malformed)?;
-        let purpose = match (file.purpose, file.agent, file.chain) {
-            (PurposeName::AgentKey, Some(agent), Some(chain)) => Purpose::AgentKey { agent, chain },
-            (PurposeName::AgentKey, _, _) => {
-                return Err(malformed(
-                    "an agent_key entry needs \"agent\" and \"chain\"".to_owned(),
-                ));
-            }
-            (PurposeName::ApprovalSecret, None, None) => Purpose::ApprovalSecret,
-            (PurposeName::PolicyPin, None, None) => Purpose::PolicyPin,
-            (PurposeName::PolicyKey, None, None) => Purpose::PolicyKey,
-            (_, _, _) => {
-                return Err(malformed(
-                    "only agent_key entries have \"agent\" and \"chain\"".to_owned(),
-                ));
-            }
-        };
-        Ok(Sealed {
-            purpose,
-            public: file.public,
-            params,
-            salt,
-            nonce,
-            ciphertext,
-        })
-    }
-
-    /// The file's JSON, pretty-printed with a final newline.
-    fn to_json(&self, path: &Path) -> Result<String, KeystoreError> {
-        let (purpose, agent, chain) = match &self.purpose {
-            Purpose::AgentKey { agent, chain } => {
-                (PurposeName::AgentKey, Some(agent.clone()), Some(*chain))
-            }
-            Purpose::ApprovalSecret => (PurposeName::ApprovalSecret, None, None),
-            Purpose::PolicyPin => (PurposeName::PolicyPin, None, None),
-            Purpose::PolicyKey => (PurposeName::PolicyKey, None, None),
-        };
-        let file = EntryFile {
-            vigil_keystore: FORMAT_VERSION,
-            purpose,
-            agent,
-            chain,
-            public: self.public.clone(),
-            kdf: KdfField {
-                name: KDF_NAME.to_owned(),
-                log_n: self.params.log_n,
-                r: self.params.r,
-                p: self.params.p,
-                salt: hex::encode(self.salt),
-            },
-            cipher: CipherField {
-                name: CIPHER_NAME.to_owned(),
-                nonce: hex::encode(self.nonce),
-            },
-            ciphertext: hex::encode(&self.ciphertext),
-        };
-        let mut json = serde_json::to_string_pretty(&file).map_err(|e| KeystoreError::Write {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(e),
-        })?;
-        json.push('\n');
-        Ok(json)
-    }
-
-    /// The associated data: every piece of metadata, in a fixed order, one `key=value` a line.
-    /// Unambiguous as agent ids, chain names and `public` hold no newline or `=`.
-    fn associated_data(&self) -> String {
-        let mut aad = format!(
-            "vigil-keystore/{FORMAT_VERSION}\npurpose={}\n",
-            self.purpose.as_str()
-        );
-        if let Purpose::AgentKey { agent, chain } = &self.purpose {
-            aad.push_str(&format!("agent={agent}\nchain={chain}\n"));
-        }
-        let p = self.params;
-        aad.push_str(&format!(
-            "public={}\nkdf={KDF_NAME}:{}:{}:{}:{}\ncipher={CIPHER_NAME}\n",
-            self.public,
-            p.log_n,
-            p.r,
-            p.p,
-            hex::encode(self.salt)
-        ));
-        aad
-    }
-
-    /// Decrypts into a zeroizing buffer; any failure is the one "could not decrypt" error.
-    fn open(
-        &self,
-        path: &Path,
-        passphrase: &SecretString,
-    ) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
-        let key = derive_key(path, passphrase, &self.salt, self.params)?;
-        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key[..]));
-        let body_len = self.ciphertext.len().saturating_sub(TAG_LEN);
-        let (body, tag) = self.ciphertext.split_at(body_len);
-        let mut buf = Zeroizing::new(body.to_vec());
-        cipher
-            .decrypt_in_place_detached(
-                Nonce::from_slice(&self.nonce),
-                self.associated_data().as_bytes(),
-                &mut buf[..],
-                Tag::from_slice(tag),
-            )
-            .map_err(|_| KeystoreError::Decrypt(path.to_path_buf()))?;
-        Ok(buf)
-    }
-}
-
-/// Encrypts `secret` with a fresh salt and nonce.
+/// Encrypts `secret` under `master` with a fresh entry salt and nonce.
 fn seal(
     path: &Path,
     purpose: Purpose,
     public: String,
     secret: &[u8],
-    params: KdfParams,
-    passphrase: &SecretString,
+    master: &MasterKey,
 ) -> Result<Sealed, KeystoreError> {
-    let mut salt = [0u8; SALT_LEN];
+    let mut entry_salt = [0u8; SALT_LEN];
     let mut nonce = [0u8; NONCE_LEN];
-    getrandom::getrandom(&mut salt).map_err(KeystoreError::Random)?;
+    getrandom::getrandom(&mut entry_salt).map_err(KeystoreError::Random)?;
     getrandom::getrandom(&mut nonce).map_err(KeystoreError::Random)?;
     let mut sealed = Sealed {
         purpose,
         public,
-        params,
-        salt,
+        params: master.params(),
+        kdf_salt: *master.salt(),
+        keying: Keying::Master { entry_salt },
         nonce,
         ciphertext: Vec::new(),
     };
-
-    let key = derive_key(path, passphrase, &salt, params)?;
+    let key = master.entry_key(&entry_salt);
     let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key[..]));
     // Holds the plaintext until it is encrypted in place.
     let mut buf = Zeroizing::new(secret.to_vec());
@@ -532,49 +346,25 @@ fn seal(
     Ok(sealed)
 }
 
-/// scrypt(passphrase, salt) into a zeroizing 32-byte key. Bounds are checked by the callers.
-fn derive_key(
+/// Decrypts into a zeroizing buffer; any failure is the one "could not decrypt" error.
+fn open(
     path: &Path,
-    passphrase: &SecretString,
-    salt: &[u8],
-    params: KdfParams,
-) -> Result<Zeroizing<[u8; 32]>, KeystoreError> {
-    let kdf_error = |reason: String| KeystoreError::Kdf {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let scrypt_params = scrypt::Params::new(params.log_n, params.r, params.p, 32)
-        .map_err(|e| kdf_error(e.to_string()))?;
-    let mut key = Zeroizing::new([0u8; 32]);
-    scrypt::scrypt(
-        passphrase.expose_secret().as_bytes(),
-        salt,
-        &scrypt_params,
-        &mut key[..],
-    )
-    .map_err(|e| kdf_error(e.to_string()))?;
-    Ok(key)
-}
-
-/// Lowercase or uppercase hex of exactly `N` bytes.
-fn decode_fixed<const N: usize>(text: &str) -> Result<[u8; N], String> {
-    let bytes = hex::decode(text).map_err(|e| format!("is not hex ({e})"))?;
-    <[u8; N]>::try_from(bytes.as_slice())
-        .map_err(|_| format!("must be {N} bytes, not {}", bytes.len()))
-}
-
-fn unknown(
-    path: &Path,
-    what: &'static str,
-    name: String,
-    supported: &'static str,
-) -> KeystoreError {
-    KeystoreError::UnknownAlgorithm {
-        path: path.to_path_buf(),
-        what,
-        name,
-        supported,
-    }
+    sealed: &Sealed,
+    key: &Zeroizing<[u8; 32]>,
+) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
+    let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key[..]));
+    let body_len = sealed.ciphertext.len().saturating_sub(TAG_LEN);
+    let (body, tag) = sealed.ciphertext.split_at(body_len);
+    let mut buf = Zeroizing::new(body.to_vec());
+    cipher
+        .decrypt_in_place_detached(
+            Nonce::from_slice(&sealed.nonce),
+            sealed.associated_data().as_bytes(),
+            &mut buf[..],
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| KeystoreError::Decrypt(path.to_path_buf()))?;
+    Ok(buf)
 }
 
 #[cfg(test)]

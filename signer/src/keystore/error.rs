@@ -55,7 +55,7 @@ pub enum KeystoreError {
         reason: String,
     },
     /// A format version this signer does not read.
-    #[error("{} has keystore format version {found}, but this signer reads version {}: use a matching signer release", .path.display(), super::FORMAT_VERSION)]
+    #[error("{} has keystore format version {found}, but this signer reads versions {} and {}: use a matching signer release", .path.display(), super::FORMAT_V1, super::FORMAT_VERSION)]
     UnsupportedVersion {
         /// The file.
         path: PathBuf,
@@ -84,16 +84,29 @@ pub enum KeystoreError {
         /// The bound broken.
         reason: String,
     },
-    /// Refused to write with parameters weaker than production.
-    #[error("refusing to encrypt {} with {params}, weaker than production ({}): use KdfParams::PRODUCTION (insecure_allow_weak_kdf is for tests and dev-init only)", .path.display(), KdfParams::PRODUCTION)]
+    /// Refused to make a master key with parameters weaker than production.
+    #[error(
+        "refusing to encrypt a keystore with {params}, weaker than production ({}): use KdfParams::PRODUCTION (insecure_allow_weak_kdf is for tests and dev-init only)",
+        KdfParams::PRODUCTION
+    )]
     WeakKdf {
-        /// The file that would have been written.
-        path: PathBuf,
         /// The parameters refused.
         params: KdfParams,
     },
+    /// Entries of one keystore that are not under one master key (format 2 entries of
+    /// different ceremonies, or format 1 and format 2 entries mixed).
+    #[error("{} was not encrypted with the same master key as the other entries of the keystore ({reason}): a keystore is made whole by one ceremony or dev-init; restore the whole keystore from its ceremony stick", .path.display())]
+    MixedKeys {
+        /// The entry that does not fit.
+        path: PathBuf,
+        /// How it differs.
+        reason: String,
+    },
+    /// A subkey label outside the allowed alphabet.
+    #[error("subkey label {0:?} is not 1-64 characters of a-z 0-9 . - _")]
+    BadSubkeyLabel(String),
     /// Wrong passphrase, or authentication of the file failed.
-    #[error("could not decrypt {}: wrong passphrase, or the file was altered or belongs to another agent", .0.display())]
+    #[error("could not decrypt {}: wrong passphrase, or the file was altered or belongs to another agent or network", .0.display())]
     Decrypt(PathBuf),
     /// The decrypted secret does not fit its purpose or its public part.
     #[error("{}: {reason}; restore it from the ceremony backup", .path.display())]
@@ -146,14 +159,9 @@ pub enum KeystoreError {
     /// The passphrase file is not UTF-8.
     #[error("the passphrase in {} is not valid UTF-8: write the passphrase as UTF-8 text", .0.display())]
     PassphraseNotUtf8(PathBuf),
-    /// The passphrase could not be handed to scrypt (not expected to happen).
-    #[error("scrypt refused its parameters for {}: {reason}", .path.display())]
-    Kdf {
-        /// The file.
-        path: PathBuf,
-        /// The reason given by scrypt.
-        reason: String,
-    },
+    /// scrypt refused its (already bounds-checked) parameters (not expected to happen).
+    #[error("scrypt refused its parameters: {0}")]
+    Kdf(String),
     /// The OS random number generator failed.
     #[error("the OS random number generator failed: {0}; the signer cannot make a salt or nonce")]
     Random(getrandom::Error),

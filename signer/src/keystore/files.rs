@@ -149,9 +149,9 @@ fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.sync_all()
 }
 
-/// Renames `from` to `to`, failing with `AlreadyExists` if `to` exists (renameat2
-/// RENAME_NOREPLACE; on a filesystem without it, a check then a rename).
-fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+/// Renames `from` to `to` (a file or a directory), failing with `AlreadyExists` if `to`
+/// exists (renameat2 RENAME_NOREPLACE; on a filesystem without it, a check then a rename).
+pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
     use rustix::fs::{CWD, RenameFlags, renameat_with};
     use rustix::io::Errno;
     match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {

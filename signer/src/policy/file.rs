@@ -10,7 +10,7 @@ use serde::de::IntoDeserializer;
 use sha2::{Digest, Sha256};
 use vigil_protocol::{AgentId, Amount, AssetSymbol, Chain, Network, truncate};
 
-use super::{Action, AgentPolicy, AssetCaps, Policy, PolicyError};
+use super::{Action, AgentPolicy, AssetCaps, NetworkPin, Policy, PolicyError};
 
 /// The only policy format version this signer reads.
 pub const POLICY_VERSION: u32 = 1;
@@ -39,9 +39,11 @@ pub fn parse(bytes: &[u8]) -> Result<Policy, PolicyError> {
         .into_iter()
         .map(|(name, agent)| agent_policy(&name, agent))
         .collect::<Result<BTreeMap<_, _>, _>>()?;
+    let networks = network_pins(&agents, raw.networks)?;
     Ok(Policy {
         version: POLICY_VERSION,
         agents,
+        networks,
         digest: Sha256::digest(bytes).into(),
     })
 }
@@ -52,6 +54,15 @@ struct RawPolicy {
     version: u32,
     #[serde(default)]
     agents: BTreeMap<String, RawAgent>,
+    #[serde(default)]
+    networks: BTreeMap<String, RawNetwork>,
+}
+
+/// `[networks."solana:devnet"]`: what identifies the network (EVM will add `chain_id`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    genesis_hash: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +212,93 @@ fn parse_network(s: &str) -> Result<(Chain, Network), String> {
         )
     })?;
     Ok((chain, network))
+}
+
+/// The pin of every (chain, network) an agent names: its `[networks."chain:network"]` entry,
+/// or, without one, the public network's (Solana: the cluster's published genesis hash). An
+/// entry no agent uses, an entry without its chain's identity, and a pin that is another
+/// public network's (a devnet label on mainnet's genesis) are refused; mainnet means the
+/// public mainnet (mainnet-beta for Solana) and can only be pinned to it.
+fn network_pins(
+    agents: &BTreeMap<AgentId, AgentPolicy>,
+    raw: BTreeMap<String, RawNetwork>,
+) -> Result<BTreeMap<(Chain, Network), NetworkPin>, PolicyError> {
+    let named: BTreeSet<(Chain, Network)> = agents
+        .values()
+        .flat_map(|a| a.networks.iter().copied())
+        .collect();
+    let mut pins = BTreeMap::new();
+    for (name, entry) in raw {
+        let at = format!("networks.\"{}\"", truncate(&name));
+        let (chain, network) = parse_network(&name).map_err(|e| invalid(&at, e))?;
+        if !named.contains(&(chain, network)) {
+            return Err(invalid(
+                &at,
+                format!(
+                    "no agent names {name}: remove this table, or add {name:?} to an agent's networks"
+                ),
+            ));
+        }
+        let pin = match chain {
+            Chain::Solana => {
+                let hash = entry.genesis_hash.ok_or_else(|| {
+                    invalid(
+                        &format!("{at}.genesis_hash"),
+                        format!(
+                            "a Solana network is identified by its genesis hash: write the base58 hash `getGenesisHash` answers on a node of {name}"
+                        ),
+                    )
+                })?;
+                solana_pin(&format!("{at}.genesis_hash"), network, &hash)?
+            }
+        };
+        pins.insert((chain, network), pin);
+    }
+    for (chain, network) in named {
+        pins.entry((chain, network)).or_insert_with(|| match chain {
+            Chain::Solana => NetworkPin::SolanaGenesis(
+                vigil_protocol::public_solana_genesis_hash(network).to_owned(),
+            ),
+        });
+    }
+    Ok(pins)
+}
+
+/// A Solana genesis hash pinned for `network`: base58 of 32 bytes, not another public
+/// cluster's, and mainnet only as mainnet-beta.
+fn solana_pin(at: &str, network: Network, hash: &str) -> Result<NetworkPin, PolicyError> {
+    let canonical = match bs58::decode(hash).into_vec() {
+        Ok(bytes) if bytes.len() == 32 => bs58::encode(bytes).into_string(),
+        _ => {
+            return Err(invalid(
+                at,
+                format!(
+                    "{:?} is not a Solana genesis hash (base58 of 32 bytes): copy what `getGenesisHash` answers",
+                    truncate(hash)
+                ),
+            ));
+        }
+    };
+    let public = vigil_protocol::public_solana_genesis_hash(network);
+    if network == Network::Mainnet && canonical != public {
+        return Err(invalid(
+            at,
+            format!(
+                "solana:mainnet is Solana mainnet-beta, whose genesis hash is {public}: pin that or leave the table out (a private cluster is devnet or testnet)"
+            ),
+        ));
+    }
+    for other in [Network::Mainnet, Network::Testnet, Network::Devnet] {
+        if other != network && canonical == vigil_protocol::public_solana_genesis_hash(other) {
+            return Err(invalid(
+                at,
+                format!(
+                    "{canonical} is the genesis hash of Solana {other}: a {network} key would sign for {other}; name the network solana:{other} instead"
+                ),
+            ));
+        }
+    }
+    Ok(NetworkPin::SolanaGenesis(canonical))
 }
 
 /// A recipient must be a valid address on one of the agent's chains; it is stored in that

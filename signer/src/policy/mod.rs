@@ -20,10 +20,11 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use vigil_protocol::{AgentId, AssetSymbol, Chain, Intent, Network};
+use vigil_protocol::{AgentId, AssetSymbol, Chain, Intent, Network, NetworkIdentity};
 
 pub use decide::{CapOverride, History, Verdict, decide, decide_approved};
 pub use file::{POLICY_VERSION, parse};
+pub use vigil_protocol::network_name;
 
 /// The policy file's name inside the signer's state directory.
 pub const POLICY_FILE: &str = "policy.toml";
@@ -75,6 +76,9 @@ pub struct Policy {
     pub version: u32,
     /// Every agent the policy allows anything to. Agents not here are refused everything.
     pub agents: BTreeMap<AgentId, AgentPolicy>,
+    /// What identifies each (chain, network) any agent names: the `[networks]` table's pin,
+    /// or the public network's own (Solana: the cluster's genesis hash).
+    pub networks: BTreeMap<(Chain, Network), NetworkPin>,
     /// SHA-256 of the exact policy file bytes (reported by `hello`, recorded in the audit log).
     pub digest: [u8; 32],
 }
@@ -92,6 +96,26 @@ pub struct AgentPolicy {
     pub rate_limit_per_minute: u32,
     /// Limits per asset symbol (`SOL`).
     pub assets: BTreeMap<AssetSymbol, AssetCaps>,
+}
+
+/// What identifies a network on its chain, as the signed policy pins it. The signer cannot
+/// check it itself (it has no network); it reports it in `hello`, and whoever talks to a node
+/// for the network (the orchestrator) checks that the node answers the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetworkPin {
+    /// A Solana cluster, by its genesis hash (canonical base58 of 32 bytes).
+    SolanaGenesis(String),
+}
+
+impl NetworkPin {
+    /// The pin as `hello` reports it.
+    pub fn identity(&self) -> NetworkIdentity {
+        match self {
+            NetworkPin::SolanaGenesis(hash) => NetworkIdentity {
+                genesis_hash: Some(hash.clone()),
+            },
+        }
+    }
 }
 
 /// The caps on one asset and its approval threshold, in base units. Invariant (checked at load):
@@ -222,6 +246,28 @@ impl Policy {
         all.into_iter().collect()
     }
 
+    /// `chain:network` → its pinned identity, for `hello`'s `network_ids`.
+    pub fn network_ids(&self) -> BTreeMap<String, NetworkIdentity> {
+        self.networks
+            .iter()
+            .map(|(&(c, n), pin)| (network_name(c, n), pin.identity()))
+            .collect()
+    }
+
+    /// The networks of `chain` that `agent` may use (empty for an unknown agent).
+    pub fn agent_networks(&self, agent: &AgentId, chain: Chain) -> Vec<Network> {
+        self.agents
+            .get(agent)
+            .map(|a| {
+                a.networks
+                    .iter()
+                    .filter(|(c, _)| *c == chain)
+                    .map(|&(_, n)| n)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The digest as lowercase hex (`hello`'s `policy_digest`).
     pub fn digest_hex(&self) -> String {
         hex::encode(self.digest)
@@ -257,11 +303,6 @@ impl AgentPolicy {
             "assets": assets,
         })
     }
-}
-
-/// `solana:devnet`: how the policy file and `hello` name a (chain, network) pair.
-pub fn network_name(chain: Chain, network: Network) -> String {
-    format!("{chain}:{network}")
 }
 
 #[cfg(test)]

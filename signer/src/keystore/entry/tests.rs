@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
+use vigil_protocol::Network;
 
 use super::*;
 
@@ -20,6 +21,11 @@ pub(in crate::keystore) fn pass() -> SecretString {
     SecretString::from("correct horse battery staple".to_owned())
 }
 
+/// A master key for a new fixture keystore (test-cost scrypt).
+pub(in crate::keystore) fn master() -> MasterKey {
+    MasterKey::create(&pass(), KdfParams::INSECURE_DEV, true).unwrap()
+}
+
 /// What the fixture keystore holds, to compare against.
 #[derive(Clone)]
 pub(in crate::keystore) struct Fixture {
@@ -29,20 +35,33 @@ pub(in crate::keystore) struct Fixture {
     pub policy_key: [u8; 32],
 }
 
-fn agent_purpose(name: &str) -> Purpose {
-    Purpose::AgentKey {
-        agent: name.parse().unwrap(),
-        chain: Chain::Solana,
-    }
+/// `name`'s Solana devnet key.
+pub(in crate::keystore) fn agent_purpose(name: &str) -> Purpose {
+    Purpose::agent_key(name.parse().unwrap(), Chain::Solana, Network::Devnet)
 }
 
 fn address_of(seed: &[u8; 32]) -> String {
     chain_address(Chain::Solana, &Zeroizing::new(*seed))
 }
 
-/// A keystore with agents "trader" and "saver" on Solana, an approval secret and a policy pin,
-/// in a fresh directory. The files are encrypted once per test run and copied (scrypt is slow
-/// in a debug build), so every fixture directory holds the same salts and nonces.
+/// The format 1 keystore `vigil-signer dev-init` wrote before keys were per network (agents
+/// trader and sentinel; kept in the test kit's fixtures, made by that release), copied into a
+/// fresh directory with private modes; and its passphrase.
+pub(in crate::keystore) fn format1_dir() -> (TempDir, SecretString) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testkit/fixtures/state-v1");
+    let dir = tempfile::tempdir().unwrap();
+    for name in names_in(&fixture.join("keystore")) {
+        let bytes = std::fs::read(fixture.join("keystore").join(&name)).unwrap();
+        write_atomic(&dir.path().join(name), &bytes, Replace::No).unwrap();
+    }
+    let text = std::fs::read_to_string(fixture.join("dev/passphrase")).unwrap();
+    (dir, SecretString::from(text.trim_end().to_owned()))
+}
+
+/// A keystore with agents "trader" and "saver" on Solana devnet, an approval secret and a
+/// policy pin, in a fresh directory, all under one master key. The files are encrypted once per
+/// test run and copied (scrypt is slow in a debug build), so every fixture directory holds the
+/// same salts and nonces.
 pub(in crate::keystore) fn fixture_dir() -> (TempDir, Fixture) {
     static TEMPLATE: std::sync::OnceLock<(Vec<NamedFile>, Fixture)> = std::sync::OnceLock::new();
     let (files, fixture) = TEMPLATE.get_or_init(|| {
@@ -63,6 +82,7 @@ pub(in crate::keystore) fn fixture_dir() -> (TempDir, Fixture) {
 /// Builds the fixture keystore with `write_entry`.
 fn build_fixture_dir() -> (TempDir, Fixture) {
     let dir = tempfile::tempdir().unwrap();
+    let master = master();
     let mut fixture = Fixture {
         seeds: BTreeMap::new(),
         addresses: BTreeMap::new(),
@@ -74,16 +94,7 @@ fn build_fixture_dir() -> (TempDir, Fixture) {
     for (name, byte) in [("trader", 1u8), ("saver", 2u8)] {
         let seed = [byte; 32];
         let address = address_of(&seed);
-        write_entry(
-            dir.path(),
-            &agent_purpose(name),
-            &seed,
-            &address,
-            KdfParams::INSECURE_DEV,
-            true,
-            &pass(),
-        )
-        .unwrap();
+        write_entry(dir.path(), &agent_purpose(name), &seed, &address, &master).unwrap();
         fixture.seeds.insert(name, seed);
         fixture.addresses.insert(name, address);
     }
@@ -92,9 +103,7 @@ fn build_fixture_dir() -> (TempDir, Fixture) {
         &Purpose::ApprovalSecret,
         &fixture.approval,
         "",
-        KdfParams::INSECURE_DEV,
-        true,
-        &pass(),
+        &master,
     )
     .unwrap();
     let key = fixture.policy_key;
@@ -103,31 +112,22 @@ fn build_fixture_dir() -> (TempDir, Fixture) {
         &Purpose::PolicyPin,
         &key,
         &hex::encode(key),
-        KdfParams::INSECURE_DEV,
-        true,
-        &pass(),
+        &master,
     )
     .unwrap();
     (dir, fixture)
 }
 
-/// Writes a correctly encrypted entry without `write_entry`'s consistency checks.
+/// Writes a correctly encrypted entry (under `master`) without `write_entry`'s checks.
 pub(in crate::keystore) fn write_unchecked(
     dir: &Path,
     purpose: &Purpose,
     secret: &[u8],
     public: &str,
+    master: &MasterKey,
 ) -> PathBuf {
     let path = dir.join(entry_file_name(purpose));
-    let sealed = seal(
-        &path,
-        purpose.clone(),
-        public.to_owned(),
-        secret,
-        KdfParams::INSECURE_DEV,
-        &pass(),
-    )
-    .unwrap();
+    let sealed = seal(&path, purpose.clone(), public.to_owned(), secret, master).unwrap();
     write_atomic(
         &path,
         sealed.to_json(&path).unwrap().as_bytes(),
@@ -166,26 +166,23 @@ pub(in crate::keystore) fn names_in(dir: &Path) -> Vec<String> {
 #[test]
 fn round_trip_each_purpose() {
     let dir = tempfile::tempdir().unwrap();
+    let master = master();
     let seed = [3u8; 32];
     let policy = SigningKey::from_bytes(&[4u8; 32])
         .verifying_key()
         .to_bytes();
-    let cases: [(Purpose, &[u8], String); 3] = [
+    let cases: [(Purpose, &[u8], String); 4] = [
         (agent_purpose("trader"), &seed, address_of(&seed)),
+        (
+            Purpose::agent_key("trader".parse().unwrap(), Chain::Solana, Network::Mainnet),
+            &[8u8; 32],
+            address_of(&[8u8; 32]),
+        ),
         (Purpose::ApprovalSecret, &[0xa5; 32], String::new()),
         (Purpose::PolicyPin, &policy, hex::encode(policy)),
     ];
     for (purpose, secret, public) in cases {
-        let path = write_entry(
-            dir.path(),
-            &purpose,
-            secret,
-            &public,
-            KdfParams::INSECURE_DEV,
-            true,
-            &pass(),
-        )
-        .unwrap();
+        let path = write_entry(dir.path(), &purpose, secret, &public, &master).unwrap();
         assert_eq!(path, dir.path().join(entry_file_name(&purpose)));
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
@@ -207,53 +204,62 @@ fn round_trip_each_purpose() {
     // No temp file left behind.
     assert_eq!(
         names_in(dir.path()),
-        ["agent.trader.solana.key", "approval.key", "policy.pin"]
+        [
+            "agent.trader.solana.devnet.key",
+            "agent.trader.solana.mainnet.key",
+            "approval.key",
+            "policy.pin"
+        ]
     );
 }
 
 #[test]
 fn file_layout_is_the_documented_one() {
     let (dir, fixture) = fixture_dir();
-    let json: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("agent.trader.solana.key")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(json["vigil_keystore"], 1);
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(name)).unwrap()).unwrap()
+    };
+    let json = read("agent.trader.solana.devnet.key");
+    assert_eq!(json["vigil_keystore"], 2);
     assert_eq!(json["purpose"], "agent_key");
     assert_eq!(json["agent"], "trader");
     assert_eq!(json["chain"], "solana");
+    assert_eq!(json["network"], "devnet");
     assert_eq!(json["public"], fixture.addresses["trader"].as_str());
     assert_eq!(json["kdf"]["name"], "scrypt");
     assert_eq!(json["kdf"]["log_n"], 10);
     assert_eq!(json["kdf"]["salt"].as_str().unwrap().len(), 64);
+    assert_eq!(json["key"]["name"], "hkdf-sha256");
+    assert_eq!(json["key"]["salt"].as_str().unwrap().len(), 64);
     assert_eq!(json["cipher"]["name"], "aes-256-gcm");
     assert_eq!(json["cipher"]["nonce"].as_str().unwrap().len(), 24);
     assert_eq!(json["ciphertext"].as_str().unwrap().len(), 2 * (32 + 16));
-    let approval: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("approval.key")).unwrap())
-            .unwrap();
-    assert!(approval.get("agent").is_none() && approval.get("chain").is_none());
+    let approval = read("approval.key");
+    assert!(
+        approval.get("agent").is_none()
+            && approval.get("chain").is_none()
+            && approval.get("network").is_none()
+    );
     assert_eq!(approval["purpose"], "approval_secret");
+    // One master salt for the keystore, one key salt and one nonce per entry.
+    assert_eq!(approval["kdf"], json["kdf"]);
+    assert_ne!(approval["key"]["salt"], json["key"]["salt"]);
+    assert_ne!(approval["cipher"]["nonce"], json["cipher"]["nonce"]);
 }
 
 #[test]
-fn fresh_salt_and_nonce_per_file() {
+fn fresh_salts_and_nonce_per_keystore_and_entry() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let write = |d: &TempDir| -> Value {
-        let path = write_entry(
-            d.path(),
-            &Purpose::ApprovalSecret,
-            &[1; 20],
-            "",
-            KdfParams::INSECURE_DEV,
-            true,
-            &pass(),
-        )
-        .unwrap();
+    let write = |d: &TempDir, master: &MasterKey| -> Value {
+        let path = write_entry(d.path(), &Purpose::ApprovalSecret, &[1; 20], "", master).unwrap();
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     };
-    let (ja, jb) = (write(&a), write(&b));
-    assert_ne!(ja["kdf"]["salt"], jb["kdf"]["salt"]);
+    let (ja, jb) = (write(&a, &master()), write(&b, &master()));
+    assert_ne!(
+        ja["kdf"]["salt"], jb["kdf"]["salt"],
+        "a master salt per keystore"
+    );
+    assert_ne!(ja["key"]["salt"], jb["key"]["salt"]);
     assert_ne!(ja["cipher"]["nonce"], jb["cipher"]["nonce"]);
     assert_ne!(ja["ciphertext"], jb["ciphertext"]);
 }
@@ -271,7 +277,7 @@ fn wrong_passphrase_is_one_clear_error() {
     assert_eq!(
         err.to_string(),
         format!(
-            "could not decrypt {}: wrong passphrase, or the file was altered or belongs to another agent",
+            "could not decrypt {}: wrong passphrase, or the file was altered or belongs to another agent or network",
             path.display()
         )
     );
@@ -283,11 +289,16 @@ fn edited_metadata_fails_decryption() {
     let saver_address = fixture.addresses["saver"].clone();
     let edits: Vec<(&str, Edit)> = vec![
         ("agent", Box::new(|v| v["agent"] = "saver".into())),
+        ("network", Box::new(|v| v["network"] = "mainnet".into())),
         ("public", Box::new(|v| v["public"] = saver_address.into())),
         ("kdf r", Box::new(|v| v["kdf"]["r"] = 9.into())),
         (
             "kdf salt",
             Box::new(|v| v["kdf"]["salt"] = hex::encode([0u8; 32]).into()),
+        ),
+        (
+            "key salt",
+            Box::new(|v| v["key"]["salt"] = hex::encode([0u8; 32]).into()),
         ),
         (
             "nonce",
@@ -296,7 +307,7 @@ fn edited_metadata_fails_decryption() {
     ];
     for (what, change) in edits {
         let (dir2, _) = fixture_dir();
-        let path = dir2.path().join("agent.trader.solana.key");
+        let path = dir2.path().join("agent.trader.solana.devnet.key");
         edit(&path, change);
         let err = read_entry(&path, &pass()).unwrap_err();
         assert!(matches!(err, KeystoreError::Decrypt(_)), "{what}: {err}");
@@ -308,10 +319,21 @@ fn edited_metadata_fails_decryption() {
 }
 
 #[test]
+fn a_devnet_key_relabelled_mainnet_does_not_open() {
+    // The attack of issue 13 at rest: the devnet key's file renamed and edited to say mainnet.
+    let (dir, _) = fixture_dir();
+    let devnet = dir.path().join("agent.trader.solana.devnet.key");
+    let mainnet = dir.path().join("agent.trader.solana.mainnet.key");
+    std::fs::rename(&devnet, &mainnet).unwrap();
+    edit(&mainnet, |v| v["network"] = "mainnet".into());
+    assert_decrypt_fails(&mainnet, "a devnet key labelled mainnet");
+}
+
+#[test]
 fn another_agents_file_under_this_name_fails() {
     let (dir, _) = fixture_dir();
-    let trader = dir.path().join("agent.trader.solana.key");
-    std::fs::copy(dir.path().join("agent.saver.solana.key"), &trader).unwrap();
+    let trader = dir.path().join("agent.trader.solana.devnet.key");
+    std::fs::copy(dir.path().join("agent.saver.solana.devnet.key"), &trader).unwrap();
     // It still says "saver" inside: read_entry returns saver's entry, which unlock refuses by
     // name; and if the inside is edited to say "trader", the tag no longer matches.
     assert_eq!(
@@ -326,7 +348,7 @@ fn another_agents_file_under_this_name_fails() {
 fn flipped_ciphertext_or_tag_byte_fails() {
     for index in [0usize, 47] {
         let (dir, _) = fixture_dir();
-        let path = dir.path().join("agent.trader.solana.key");
+        let path = dir.path().join("agent.trader.solana.devnet.key");
         edit(&path, |v| {
             let mut bytes = hex::decode(v["ciphertext"].as_str().unwrap()).unwrap();
             bytes[index] ^= 0x01;
@@ -369,11 +391,11 @@ fn out_of_bounds_kdf_is_refused_before_scrypt() {
 fn malformed_files_name_the_problem() {
     let cases: Vec<(Edit, &str)> = vec![
         (
-            Box::new(|v| v["vigil_keystore"] = 2.into()),
-            "format version 2",
+            Box::new(|v| v["vigil_keystore"] = 3.into()),
+            "format version 3",
         ),
         (
-            Box::new(|v| v["vigil_keystore"] = "1".into()),
+            Box::new(|v| v["vigil_keystore"] = "2".into()),
             "not a version number",
         ),
         (
@@ -383,6 +405,14 @@ fn malformed_files_name_the_problem() {
         (
             Box::new(|v| v["kdf"]["name"] = "argon2id".into()),
             "kdf \"argon2id\"",
+        ),
+        (
+            Box::new(|v| v["key"]["name"] = "pbkdf2".into()),
+            "key \"pbkdf2\"",
+        ),
+        (
+            Box::new(|v| _ = v.as_object_mut().unwrap().remove("key")),
+            "needs \"key\"",
         ),
         (
             Box::new(|v| v["cipher"]["name"] = "chacha20-poly1305".into()),
@@ -396,6 +426,10 @@ fn malformed_files_name_the_problem() {
         (
             Box::new(|v| v["kdf"]["salt"] = "00".repeat(31).into()),
             "kdf.salt must be 32 bytes",
+        ),
+        (
+            Box::new(|v| v["key"]["salt"] = "00".repeat(33).into()),
+            "key.salt must be 32 bytes",
         ),
         (
             Box::new(|v| v["cipher"]["nonce"] = "00".repeat(16).into()),
@@ -415,6 +449,10 @@ fn malformed_files_name_the_problem() {
         ),
         (
             Box::new(|v| v["agent"] = "trader".into()),
+            "only agent_key entries",
+        ),
+        (
+            Box::new(|v| v["network"] = "devnet".into()),
             "only agent_key entries",
         ),
         (
@@ -443,14 +481,75 @@ fn malformed_files_name_the_problem() {
         read_entry(&path, &pass()),
         Err(KeystoreError::Malformed { .. })
     ));
+    for field in ["chain", "network"] {
+        let (dir, _) = fixture_dir();
+        let path = dir.path().join("agent.trader.solana.devnet.key");
+        edit(&path, |v| _ = v.as_object_mut().unwrap().remove(field));
+        let msg = read_entry(&path, &pass()).unwrap_err().to_string();
+        assert!(
+            msg.contains("needs \"agent\", \"chain\" and \"network\""),
+            "{field}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn format_1_entries_made_before_keys_were_per_network_still_open() {
+    let (dir, passphrase) = format1_dir();
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../testkit/fixtures/state-v1/dev-init-report.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
     let path = dir.path().join("agent.trader.solana.key");
-    edit(&path, |v| _ = v.as_object_mut().unwrap().remove("chain"));
-    assert!(
-        read_entry(&path, &pass())
-            .unwrap_err()
-            .to_string()
-            .contains("needs \"agent\" and \"chain\"")
+    let entry = read_entry(&path, &passphrase).unwrap();
+    assert_eq!(
+        entry.purpose,
+        Purpose::AgentKey {
+            agent: "trader".parse().unwrap(),
+            chain: Chain::Solana,
+            network: None,
+        }
     );
+    assert_eq!(entry.public, report["agents"][0]["addresses"]["solana"]);
+    assert_eq!(
+        inspect_entry(&path, &std::fs::read_to_string(&path).unwrap())
+            .unwrap()
+            .version,
+        1
+    );
+    // Its associated data still binds its metadata.
+    edit(&path, |v| v["agent"] = "sentinel".into());
+    assert!(matches!(
+        read_entry(&path, &passphrase),
+        Err(KeystoreError::Decrypt(_))
+    ));
+    // A format 1 file cannot be given a network or a format 2 key derivation.
+    let (dir, passphrase) = format1_dir();
+    let path = dir.path().join("agent.trader.solana.key");
+    edit(&path, |v| v["network"] = "devnet".into());
+    let msg = read_entry(&path, &passphrase).unwrap_err().to_string();
+    assert!(msg.contains("format 1 agent_key entry names no"), "{msg}");
+    let path = dir.path().join("approval.key");
+    edit(
+        &path,
+        |v| v["key"] = serde_json::json!({"name": "hkdf-sha256", "salt": "00".repeat(32)}),
+    );
+    let msg = read_entry(&path, &passphrase).unwrap_err().to_string();
+    assert!(msg.contains("a format 1 entry has no \"key\""), "{msg}");
+    // And a format 2 agent key may not drop its network to pass as format 1.
+    let (dir, _) = fixture_dir();
+    let path = dir.path().join("agent.trader.solana.devnet.key");
+    edit(&path, |v| {
+        let o = v.as_object_mut().unwrap();
+        o.remove("network");
+        o.remove("key");
+        o.insert("vigil_keystore".into(), 1.into());
+    });
+    assert_decrypt_fails(&path, "a format 2 key dressed as format 1");
 }
 
 #[test]
@@ -469,51 +568,9 @@ fn group_readable_entry_is_refused_before_decryption() {
 }
 
 #[test]
-fn weak_params_are_refused_unless_allowed() {
-    let dir = tempfile::tempdir().unwrap();
-    let err = write_entry(
-        dir.path(),
-        &Purpose::ApprovalSecret,
-        &[1; 20],
-        "",
-        KdfParams::INSECURE_DEV,
-        false,
-        &pass(),
-    )
-    .unwrap_err();
-    assert!(matches!(err, KeystoreError::WeakKdf { .. }), "{err}");
-    assert!(err.to_string().contains("insecure_allow_weak_kdf"), "{err}");
-    assert!(names_in(dir.path()).is_empty());
-    // The gate itself, without running scrypt at production cost.
-    let path = dir.path().join("approval.key");
-    check_writable(&path, KdfParams::PRODUCTION, false).unwrap();
-    check_writable(&path, KdfParams::INSECURE_DEV, true).unwrap();
-    assert!(matches!(
-        check_writable(
-            &path,
-            KdfParams {
-                log_n: 17,
-                r: 8,
-                p: 1
-            },
-            false
-        ),
-        Err(KeystoreError::WeakKdf { .. })
-    ));
-    let too_big = KdfParams {
-        log_n: 23,
-        r: 8,
-        p: 1,
-    };
-    assert!(matches!(
-        check_writable(&path, too_big, true),
-        Err(KeystoreError::KdfOutOfBounds { .. })
-    ));
-}
-
-#[test]
 fn secrets_that_do_not_fit_their_purpose_are_refused() {
     let dir = tempfile::tempdir().unwrap();
+    let master = master();
     let seed = [3u8; 32];
     let other = address_of(&[4u8; 32]);
     let policy = SigningKey::from_bytes(&[4u8; 32])
@@ -537,6 +594,16 @@ fn secrets_that_do_not_fit_their_purpose_are_refused() {
             seed.to_vec(),
             format!("{}\n", address_of(&seed)),
             "letters and digits",
+        ),
+        (
+            Purpose::AgentKey {
+                agent: "trader".parse().unwrap(),
+                chain: Chain::Solana,
+                network: None,
+            },
+            seed.to_vec(),
+            address_of(&seed),
+            "must name the network it serves",
         ),
         (
             Purpose::ApprovalSecret,
@@ -564,16 +631,7 @@ fn secrets_that_do_not_fit_their_purpose_are_refused() {
         ),
     ];
     for (purpose, secret, public, expected) in cases {
-        let err = write_entry(
-            dir.path(),
-            &purpose,
-            &secret,
-            &public,
-            KdfParams::INSECURE_DEV,
-            true,
-            &pass(),
-        )
-        .unwrap_err();
+        let err = write_entry(dir.path(), &purpose, &secret, &public, &master).unwrap_err();
         assert!(matches!(err, KeystoreError::BadSecret { .. }), "{err}");
         assert!(
             err.to_string().contains(expected),
@@ -592,9 +650,7 @@ fn an_existing_entry_is_never_overwritten() {
         &Purpose::ApprovalSecret,
         &[9; 20],
         "",
-        KdfParams::INSECURE_DEV,
-        true,
-        &pass(),
+        &master(),
     )
     .unwrap_err();
     assert!(matches!(err, KeystoreError::EntryExists(_)), "{err}");

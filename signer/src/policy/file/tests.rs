@@ -73,6 +73,10 @@ fn documented_example_parses() {
         sentinel.assets[&AssetSymbol::SOL].approval_threshold,
         1_000_000
     );
+    assert_eq!(
+        p.networks[&(Chain::Solana, Network::Testnet)],
+        NetworkPin::SolanaGenesis(vigil_protocol::SOLANA_TESTNET_GENESIS_HASH.into())
+    );
 }
 
 #[test]
@@ -311,4 +315,102 @@ fn recipients_are_stored_canonically() {
     let leading = bs58::encode(bytes).into_string();
     assert!(leading.starts_with('1'));
     assert_eq!(canonical_address(Chain::Solana, &leading).unwrap(), leading);
+}
+
+#[test]
+fn every_named_network_is_pinned_by_default_to_its_public_genesis_hash() {
+    let p = parse(with("\"solana:devnet\"", "\"solana:devnet\", \"solana:mainnet\"").as_bytes())
+        .unwrap();
+    assert_eq!(
+        p.networks,
+        BTreeMap::from([
+            (
+                (Chain::Solana, Network::Devnet),
+                NetworkPin::SolanaGenesis(vigil_protocol::SOLANA_DEVNET_GENESIS_HASH.into())
+            ),
+            (
+                (Chain::Solana, Network::Mainnet),
+                NetworkPin::SolanaGenesis(vigil_protocol::SOLANA_MAINNET_GENESIS_HASH.into())
+            ),
+        ])
+    );
+    let ids = p.network_ids();
+    assert_eq!(
+        ids["solana:mainnet"].genesis_hash.as_deref(),
+        Some(vigil_protocol::SOLANA_MAINNET_GENESIS_HASH)
+    );
+}
+
+#[test]
+fn the_networks_table_pins_a_private_cluster() {
+    let private = addr(77);
+    let text = format!(
+        "{}\n[networks.\"solana:devnet\"]\ngenesis_hash = \"{private}\"\n",
+        good()
+    );
+    let p = parse(text.as_bytes()).unwrap();
+    assert_eq!(
+        p.networks[&(Chain::Solana, Network::Devnet)],
+        NetworkPin::SolanaGenesis(private)
+    );
+}
+
+#[test]
+fn bad_network_pins_are_refused_naming_the_key() {
+    let mainnet = vigil_protocol::SOLANA_MAINNET_GENESIS_HASH;
+    let testnet = vigil_protocol::SOLANA_TESTNET_GENESIS_HASH;
+    let table = |name: &str, body: &str| format!("{}\n[networks.\"{name}\"]\n{body}\n", good());
+    let cases = [
+        // The attack of issue 13: a devnet label on mainnet-beta's genesis.
+        (
+            table("solana:devnet", &format!("genesis_hash = \"{mainnet}\"")),
+            "networks.\"solana:devnet\".genesis_hash",
+            "genesis hash of Solana mainnet",
+        ),
+        (
+            table("solana:devnet", &format!("genesis_hash = \"{testnet}\"")),
+            "networks.\"solana:devnet\".genesis_hash",
+            "genesis hash of Solana testnet",
+        ),
+        (
+            table("solana:devnet", "genesis_hash = \"abc\""),
+            "networks.\"solana:devnet\".genesis_hash",
+            "not a Solana genesis hash",
+        ),
+        (
+            table("solana:devnet", ""),
+            "networks.\"solana:devnet\".genesis_hash",
+            "identified by its genesis hash",
+        ),
+        (
+            table("solana:testnet", &format!("genesis_hash = \"{testnet}\"")),
+            "networks.\"solana:testnet\"",
+            "no agent names solana:testnet",
+        ),
+        (
+            table("solana:localnet", "genesis_hash = \"x\""),
+            "networks.\"solana:localnet\"",
+            "unknown network",
+        ),
+    ];
+    for (text, key, reason) in cases {
+        match parse(text.as_bytes()) {
+            Err(PolicyError::Invalid { key: k, reason: r }) => {
+                assert_eq!(k, key, "{r}");
+                assert!(r.contains(reason), "{key}: {r}");
+            }
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+    // Mainnet is mainnet-beta and nothing else.
+    let text = with("\"solana:devnet\"", "\"solana:mainnet\"");
+    let text = format!(
+        "{text}\n[networks.\"solana:mainnet\"]\ngenesis_hash = \"{}\"\n",
+        addr(3)
+    );
+    let err = parse(text.as_bytes()).unwrap_err().to_string();
+    assert!(err.contains("mainnet-beta"), "{err}");
+    // An unknown field in the table is refused by the TOML layer.
+    let text = table("solana:devnet", "chain_id = 1");
+    assert!(matches!(parse(text.as_bytes()), Err(PolicyError::Toml(m)) if m.contains("chain_id")));
 }

@@ -1,0 +1,89 @@
+//! Which network a node serves. A network is named `chain:network` (`solana:devnet`), and the
+//! signed policy pins what identifies it on its chain: for Solana the genesis hash, the one
+//! thing that decides which cluster accepts a transaction (a transaction names only a recent
+//! blockhash, which the signer cannot place in a cluster). `hello` reports the pins
+//! ([`NetworkIdentity`]), and the orchestrator checks its RPC node against them before it
+//! does live work. Chains added later pin their own identity here (EVM: `chain_id`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::intent::{Chain, Network};
+
+/// Genesis hash of Solana mainnet-beta (what `getGenesisHash` answers there).
+pub const SOLANA_MAINNET_GENESIS_HASH: &str = "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdpKuc147dw2N9d";
+/// Genesis hash of Solana testnet.
+pub const SOLANA_TESTNET_GENESIS_HASH: &str = "4uhcVJyU9pJkvQyS88uRDiswHXSCkY3zQawwpjk2NsNY";
+/// Genesis hash of Solana devnet.
+pub const SOLANA_DEVNET_GENESIS_HASH: &str = "EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG";
+
+/// The genesis hash of the public Solana cluster of that name (mainnet means mainnet-beta).
+pub const fn public_solana_genesis_hash(network: Network) -> &'static str {
+    match network {
+        Network::Mainnet => SOLANA_MAINNET_GENESIS_HASH,
+        Network::Testnet => SOLANA_TESTNET_GENESIS_HASH,
+        Network::Devnet => SOLANA_DEVNET_GENESIS_HASH,
+    }
+}
+
+/// `solana:devnet`: how the policy, `hello` and the config name a (chain, network) pair.
+pub fn network_name(chain: Chain, network: Network) -> String {
+    format!("{chain}:{network}")
+}
+
+/// Parses `chain:network`, e.g. `solana:devnet`; `None` for anything else.
+pub fn parse_network_name(s: &str) -> Option<(Chain, Network)> {
+    let (chain, network) = s.split_once(':')?;
+    let chain = serde_json::from_value(serde_json::Value::String(chain.to_owned())).ok()?;
+    let network = serde_json::from_value(serde_json::Value::String(network.to_owned())).ok()?;
+    Some((chain, network))
+}
+
+/// What identifies a network on its chain, as the signed policy pins it (`hello`'s
+/// `network_ids`). One field per chain family; a node serving that network must answer the
+/// same.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkIdentity {
+    /// Solana: the cluster's genesis hash, base58 (`getGenesisHash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genesis_hash: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_the_public_hashes_are_distinct() {
+        for network in [Network::Devnet, Network::Testnet, Network::Mainnet] {
+            let name = network_name(Chain::Solana, network);
+            assert_eq!(parse_network_name(&name), Some((Chain::Solana, network)));
+            let hash = public_solana_genesis_hash(network);
+            assert_eq!(bs58::decode(hash).into_vec().map(|b| b.len()), Ok(32));
+        }
+        assert_eq!(
+            network_name(Chain::Solana, Network::Devnet),
+            "solana:devnet"
+        );
+        for bad in [
+            "solana",
+            "solana:",
+            "Solana:devnet",
+            "solana:localnet",
+            "evm:devnet",
+            "",
+        ] {
+            assert_eq!(parse_network_name(bad), None, "{bad:?}");
+        }
+        let hashes = [
+            SOLANA_MAINNET_GENESIS_HASH,
+            SOLANA_TESTNET_GENESIS_HASH,
+            SOLANA_DEVNET_GENESIS_HASH,
+        ];
+        assert!(
+            hashes
+                .iter()
+                .all(|h| hashes.iter().filter(|o| *o == h).count() == 1)
+        );
+    }
+}
