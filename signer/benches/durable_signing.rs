@@ -7,7 +7,8 @@
 //! Set TMPDIR to measure another filesystem.
 //!
 //! Run: `cargo bench -p vigil-signer --bench durable_signing --ignore-rust-version`
-//! (or `tests/bench/run`). Prints a table and the two target ratios of issue 2.
+//! (or `tests/bench/run`). Prints a table, the signer's CPU time and sleeps per request by
+//! thread (the serving thread and the `vigil-audit` writer), and the two target ratios.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use vigil_protocol::{Client, Network};
 use vigil_testkit::Signer;
-use vigil_testkit::measure::Samples;
+use vigil_testkit::measure::{Samples, Usage};
 use vigil_testkit::policy::{AgentRules, Policy};
 use vigil_testkit::requests::{SOME_BLOCKHASH, sign_op, transfer};
 const SEQ_N: usize = 3000;
@@ -51,7 +52,10 @@ fn main() {
         AgentRules::unbounded(1000, 4_000_000_000).recipients(&[&to]),
     ));
     let socket = signer.socket();
+    let pid = signer.pid();
+    let before = Usage::of(pid);
     let seq = sequential(|i| sign_once(&socket, &to, i), SEQ_N);
+    let seq_usage = Usage::of(pid).since(&before);
     let seq_rate = seq.rate();
     println!(
         "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s",
@@ -60,11 +64,13 @@ fn main() {
         seq.percentile_us(990),
         seq_rate
     );
+    let before = Usage::of(pid);
     let par = parallel(
         |c, i| sign_once(&socket, &to, 1_000_000 * (c + 1) + i),
         CLIENTS,
         PER_CLIENT,
     );
+    let par_usage = Usage::of(pid).since(&before);
     println!(
         "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s",
         format!("vigil-signer, {CLIENTS} clients"),
@@ -73,6 +79,14 @@ fn main() {
         par.rate()
     );
     signer.kill9();
+    for (phase, usage, n) in [
+        ("sequential", &seq_usage, SEQ_N + SEQ_N / 10),
+        ("8 clients", &par_usage, CLIENTS * PER_CLIENT),
+    ] {
+        for line in usage.per_op(n) {
+            println!("  signer thread, {phase:<10}: {line}");
+        }
+    }
 
     let agent = match SshAgent::start(dir.path()) {
         Ok(a) => a,

@@ -174,15 +174,15 @@ impl Engine {
         }
     }
 
-    /// Answers one request, and says what the server must do once the answer is written
-    /// (exit for a restart after a confirmed import: see [`After`]).
-    pub(crate) async fn handle_request(&self, req: Request) -> (Response, After) {
+    /// Answers one request with the JSON text of its response, and says what the server must
+    /// do once the answer is written (exit for a restart after a confirmed import: see [`After`]).
+    pub(crate) async fn handle_request(&self, req: Request) -> (String, After) {
         let Request { id, op } = req;
         if let Some(refusal) = self.import.refuse_while_awaiting_keys(&op) {
             return (respond::<()>(id, Err(refusal)), After::Continue);
         }
         let response = match op {
-            Op::ImportStatus => Response::ok(id, &self.import.status()),
+            Op::ImportStatus => Response::ok_json(&id, &self.import.status()),
             Op::ImportConfirm(r) => {
                 let result = self.import_confirm(r).await;
                 let after = if result.is_ok() {
@@ -192,8 +192,8 @@ impl Engine {
                 };
                 return (respond(id, result), after);
             }
-            Op::Hello => Response::ok(id, &self.hello()),
-            Op::Status => Response::ok(id, &self.status()),
+            Op::Hello => Response::ok_json(&id, &self.hello()),
+            Op::Status => Response::ok_json(&id, &self.status()),
             Op::DryRun(r) => respond(id, self.dry_run(&r)),
             Op::Sign(r) => respond(id, self.sign(r).await),
             Op::Approve(r) => respond(id, self.approve(r).await),
@@ -291,12 +291,13 @@ fn chain_of(intent: &Intent) -> Chain {
     t.chain
 }
 
+/// The JSON text of the response to request `id`.
 fn respond<T: serde::Serialize>(
     id: vigil_protocol::RequestId,
     result: Result<T, Refusal>,
-) -> Response {
+) -> String {
     match result {
-        Ok(v) => Response::ok(id, &v),
-        Err(r) => Response::error(Some(id), r.kind, r.rule, r.message),
+        Ok(v) => Response::ok_json(&id, &v),
+        Err(r) => Response::error(Some(id), r.kind, r.rule, r.message).to_json(),
     }
 }
