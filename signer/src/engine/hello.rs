@@ -3,22 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use vigil_protocol::{AgentId, AgentInfo, Chain, HelloResult, PROTOCOL_VERSION};
+use vigil_protocol::{AgentId, AgentInfo, HelloResult, PROTOCOL_VERSION};
 
 use super::Engine;
-use crate::chains::solana;
 
 impl Engine {
     pub(super) fn hello(&self) -> HelloResult {
         let mut agents: BTreeMap<AgentId, BTreeMap<String, String>> = BTreeMap::new();
         for ((agent, chain), key) in &self.keys {
-            let address = match chain {
-                Chain::Solana => solana::address_of(&key.public_bytes()),
-            };
             agents
                 .entry(agent.clone())
                 .or_default()
-                .insert(chain.as_str().to_string(), address);
+                .insert(chain.as_str().to_string(), key.address.as_str().to_owned());
         }
         HelloResult {
             version: PROTOCOL_VERSION,

@@ -37,6 +37,7 @@ use vigil_protocol::{
 
 use crate::approval::Approvals;
 use crate::audit::{AuditLog, Entry};
+use crate::chains::solana;
 use crate::import::live::AtStart;
 use crate::keys::Ed25519Key;
 use crate::ledger::{Event, Ledger, Remembered};
@@ -69,8 +70,14 @@ impl Refusal {
     }
 }
 
-/// Keys and addresses of the agents, by (agent, chain).
+/// Keys of the agents, by (agent, chain).
 pub(crate) type AgentKeys = BTreeMap<(AgentId, Chain), Ed25519Key>;
+
+/// An agent's key on one chain and its address, encoded once at start.
+pub(crate) struct AgentKey {
+    pub(crate) key: Ed25519Key,
+    pub(crate) address: solana::Address,
+}
 
 /// What the engine starts from.
 #[derive(Debug)]
@@ -95,7 +102,7 @@ pub(crate) struct EngineParts {
 /// The signer's request handler.
 pub(crate) struct Engine {
     policy: Policy,
-    keys: AgentKeys,
+    keys: BTreeMap<(AgentId, Chain), AgentKey>,
     audit: AuditLog<Event>,
     inner: Mutex<Inner>,
     import: import::ImportState,
@@ -140,6 +147,17 @@ impl Engine {
             awaiting_keys,
         } = parts;
         let ledger = Ledger::replay(&replayed, &mut approvals, clock());
+        let keys = keys
+            .into_iter()
+            .map(|((agent, chain), key)| {
+                let address = match chain {
+                    Chain::Solana => solana::Address::of(solana_pubkey::Pubkey::new_from_array(
+                        key.public_bytes(),
+                    )),
+                };
+                ((agent, chain), AgentKey { key, address })
+            })
+            .collect();
         Self {
             policy,
             keys,
@@ -213,7 +231,7 @@ impl Engine {
     }
 
     /// Checks the agent exists in both the policy and the keystore for the intent's chain.
-    fn check_agent(&self, agent: &AgentId, intent: &Intent) -> Result<&Ed25519Key, Refusal> {
+    fn check_agent(&self, agent: &AgentId, intent: &Intent) -> Result<&AgentKey, Refusal> {
         let Intent::Transfer(t) = intent;
         let key = self.keys.get(&(agent.clone(), t.chain));
         match (self.policy.agents.contains_key(agent), key) {
