@@ -313,7 +313,12 @@ pub(crate) fn sign(built: &Built, key: &Ed25519Key) -> Result<SignedTx, SolanaEr
             "it names other accounts than the message holds".into(),
         ));
     }
-    check_summary(&built.summary, &decoded, built.from.as_str(), built.to.as_str())?;
+    check_summary(
+        &built.summary,
+        &decoded,
+        built.from.as_str(),
+        built.to.as_str(),
+    )?;
     // `serialize` unwraps inside solana-message; it cannot fail here: `decode` has pinned the
     // message to 3 keys and one instruction with 12 bytes of data (all far below short_vec limits).
     let bytes = key.sign(&built.message.serialize());

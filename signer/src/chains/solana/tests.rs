@@ -127,7 +127,10 @@ fn addresses_round_trip_canonically() {
     assert!(parse_address("111111111111111111111111111111111").is_err());
     let parsed = Address::parse(&addr).unwrap();
     assert_eq!(parsed.as_str(), addr);
-    assert_eq!(parsed, Address::of(Pubkey::new_from_array(k.public_bytes())));
+    assert_eq!(
+        parsed,
+        Address::of(Pubkey::new_from_array(k.public_bytes()))
+    );
 }
 
 #[test]
