@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use vigil_protocol::{Client, Network};
 use vigil_testkit::Signer;
-use vigil_testkit::measure::{Samples, Usage};
+use vigil_testkit::measure::{Samples, Usage, process_cpu};
 use vigil_testkit::policy::{AgentRules, Policy};
 use vigil_testkit::requests::{SOME_BLOCKHASH, sign_op, transfer};
 use vigil_testkit::ssh_agent::SshAgent;
@@ -64,12 +64,14 @@ fn main() {
         seq_rate
     );
     let before = Usage::of(pid);
+    let clients_before = process_cpu(std::process::id());
     let par = parallel(
         |c, i| sign_once(&socket, &to, 1_000_000 * (c + 1) + i),
         CLIENTS,
         PER_CLIENT,
     );
     let par_usage = Usage::of(pid).since(&before);
+    let clients_cpu = process_cpu(std::process::id()).saturating_sub(clients_before);
     println!(
         "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s",
         format!("vigil-signer, {CLIENTS} clients"),
@@ -86,6 +88,10 @@ fn main() {
             println!("  signer thread, {phase:<10}: {line}");
         }
     }
+    println!(
+        "  bench clients, 8 clients : CPU {:>6.1} µs/op (all 8 client threads)",
+        clients_cpu.as_secs_f64() * 1e6 / (CLIENTS * PER_CLIENT) as f64
+    );
 
     let agent = match SshAgent::start(dir.path()) {
         Ok(a) => a,

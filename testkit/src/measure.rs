@@ -167,6 +167,23 @@ impl Usage {
     }
 }
 
+/// The CPU time (user + system) of the whole process `pid`, threads that already ended
+/// included (`/proc/<pid>/stat` counts them; [`Usage::of`] sees only the live ones).
+pub fn process_cpu(pid: u32) -> Duration {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // The fields after the parenthesised name: state is field 3, utime 14, stime 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let field = |i: usize| {
+        after
+            .split_whitespace()
+            .nth(i - 3)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(0)
+    };
+    ticks_to_duration(field(14) + field(15))
+}
+
 fn ticks_to_duration(ticks: u64) -> Duration {
     Duration::from_millis(ticks * (1000 / TICKS_PER_SECOND))
 }
@@ -262,6 +279,20 @@ mod tests {
         let used = Usage::of(pid).since(&before);
         let cpu: Duration = used.threads.values().map(|t| t.user + t.system).sum();
         assert!(cpu >= Duration::from_millis(20), "{used:?}");
+        // A thread that spun and ended still counts in the process's CPU time.
+        let process_before = process_cpu(pid);
+        std::thread::spawn(|| {
+            let start = std::time::Instant::now();
+            let mut y = 0u64;
+            while start.elapsed() < Duration::from_millis(60) {
+                y = y.wrapping_mul(31).wrapping_add(7);
+            }
+            std::hint::black_box(y);
+        })
+        .join()
+        .unwrap();
+        let spent = process_cpu(pid).saturating_sub(process_before);
+        assert!(spent >= Duration::from_millis(20), "{spent:?}");
         let memory = Memory::of(pid);
         assert!(
             memory.rss_kib > 0 && memory.hwm_kib >= memory.rss_kib,
