@@ -72,7 +72,7 @@ impl Engine {
                         &sign_req,
                         &digest,
                         &prepared,
-                        key,
+                        &key.key,
                         Some(r.approval_id.clone()),
                     )?;
                     inner
