@@ -103,17 +103,15 @@ impl Loaded {
     /// Starts the audit writer (its thread inherits whatever confinement is in force) and
     /// builds the engine on what was loaded.
     pub(crate) fn engine(self) -> Result<Engine, Error> {
-        let (audit, replayed) = self.opened.start()?;
         Ok(Engine::new(EngineParts {
             policy: self.policy,
             keys: self.keys,
             approvals: self.approvals,
-            audit,
-            replayed,
+            journal: self.opened,
             import: self.at_start,
             awaiting_keys: self.awaiting_keys,
             pinned_policy_key: self.pinned_policy_key,
-        }))
+        })?)
     }
 }
 
@@ -137,7 +135,7 @@ pub(crate) fn load(
     let at_start = if staging_dir.exists() {
         import::stage::ensure_ledger_dir(state_dir).map_err(import_error)?;
         let opened: Opened<Event> = Opened::open(&layout::ledger(state_dir))?;
-        let pending = live::pending_confirmation(opened.entries());
+        let pending = live::pending_confirmation(opened.entries())?;
         early_log = Some(opened);
         live::at_start(
             state_dir,

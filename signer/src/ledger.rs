@@ -16,7 +16,7 @@ use vigil_protocol::{
 };
 
 use crate::approval::{ApprovalRequest, Approvals};
-use crate::audit::Entry;
+use crate::audit::{AuditError, Entry};
 use crate::policy::{CapOverride, History};
 
 /// The rolling window of the velocity cap.
@@ -279,10 +279,17 @@ impl Series {
 }
 
 impl Ledger {
-    /// Rebuilds the ledger and approval state from replayed audit entries.
-    pub(crate) fn replay(entries: &[Entry<Event>], approvals: &mut Approvals, now: u64) -> Self {
+    /// Rebuilds the ledger and approval state from the audit entries, streamed: what is kept
+    /// is bounded by the windows (spends of 24 h, idempotency records of 48 h, approvals
+    /// waiting), never the journal's length.
+    pub(crate) fn replay(
+        entries: impl IntoIterator<Item = Result<Entry<Event>, AuditError>>,
+        approvals: &mut Approvals,
+        now: u64,
+    ) -> Result<Self, AuditError> {
         let mut ledger = Ledger::default();
         for e in entries {
+            let e = e?;
             match &e.event {
                 Event::Signed {
                     agent,
@@ -372,10 +379,15 @@ impl Ledger {
                 | Event::Denied { .. }
                 | Event::Started { .. } => {}
             }
+            // Keep what replay holds bounded as it goes, as serving does.
+            if e.seq % 4096 == 0 {
+                approvals.prune(e.ts.min(now));
+                ledger.prune(e.ts.min(now));
+            }
         }
         approvals.prune(now);
         ledger.prune(now);
-        ledger
+        Ok(ledger)
     }
 
     /// Counts a spend (reserved before it is durable; never un-counted: failing closed).

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use super::stream::{Checkpoint, Scanner};
 use super::{GENESIS, MAX_CLOCK_SKEW_SECS};
 
 /// What a successful verification found.
@@ -69,56 +70,44 @@ pub fn verify_file_with_head(
     path: &Path,
     expected_head: Option<[u8; 32]>,
 ) -> Result<VerifyReport, VerifyFailure> {
-    let file = File::open(path)
-        .map_err(|e| Chain::new(path).failure_next(None, format!("cannot open: {e}")))?;
+    let file = File::open(path).map_err(|e| {
+        Chain::resume(path, Checkpoint::START).failure_next(None, format!("cannot open: {e}"))
+    })?;
     verify_reader(BufReader::new(file), path, expected_head)
 }
 
 /// As [`verify_file_with_head`], over a journal's bytes already open (`path` names it in
-/// messages). The running signer verifies its own journal this way, through the descriptor it
-/// holds.
+/// messages). Reads one line at a time: its memory does not grow with the journal.
 pub fn verify_reader(
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     path: &Path,
     expected_head: Option<[u8; 32]>,
 ) -> Result<VerifyReport, VerifyFailure> {
-    let mut chain = Chain::new(path);
-    let mut line = Vec::new();
+    let mut scanner = Scanner::new(reader, path, Checkpoint::START);
     let mut pinned_seen = expected_head == Some(GENESIS);
-    loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| chain.failure_next(None, format!("cannot read: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        if line.last() != Some(&b'\n') {
-            return Err(chain.failure_next(
-                None,
-                "incomplete final line (no newline): a write cut by a crash or still in progress; retry, or start the signer, which removes it".into(),
-            ));
-        }
-        let checked = chain.check(&line)?;
+    while let Some(checked) = scanner.next_checked()? {
         pinned_seen |= expected_head == Some(checked.hash);
     }
+    if scanner.torn_bytes() > 0 {
+        return Err(scanner.failure_next(
+            "incomplete final line (no newline): a write cut by a crash or still in progress; retry, or start the signer, which removes it".into(),
+        ));
+    }
+    let end = scanner.position();
     if let Some(head) = expected_head
         && !pinned_seen
     {
-        return Err(chain.failure_next(
-            None,
-            format!(
-                "the pinned head {} is not in the chain (which ends at seq {} with {}): entries were removed from the end, or the log was replaced",
-                hex::encode(head),
-                chain.seq,
-                hex::encode(chain.hash)
-            ),
-        ));
+        return Err(scanner.failure_next(format!(
+            "the pinned head {} is not in the chain (which ends at seq {} with {}): entries were removed from the end, or the log was replaced",
+            hex::encode(head),
+            end.seq,
+            hex::encode(end.hash)
+        )));
     }
     Ok(VerifyReport {
-        entries: chain.seq,
-        head_seq: chain.seq,
-        head_hash: chain.hash,
+        entries: end.seq,
+        head_seq: end.seq,
+        head_hash: end.hash,
     })
 }
 
@@ -182,13 +171,24 @@ pub(super) struct Chain {
 }
 
 impl Chain {
-    pub(super) fn new(path: &Path) -> Chain {
+    /// The chain at `from` (its line count is the seq: one line per entry).
+    pub(super) fn resume(path: &Path, from: Checkpoint) -> Chain {
         Chain {
             path: path.to_path_buf(),
-            line: 0,
-            seq: 0,
-            hash: GENESIS,
-            ts: None,
+            line: from.seq,
+            seq: from.seq,
+            hash: from.hash,
+            ts: from.ts,
+        }
+    }
+
+    /// Where the chain stands, the next entry starting at byte `offset`.
+    pub(super) fn checkpoint(&self, offset: u64) -> Checkpoint {
+        Checkpoint {
+            seq: self.seq,
+            hash: self.hash,
+            ts: self.ts,
+            offset,
         }
     }
 

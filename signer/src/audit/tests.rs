@@ -28,7 +28,14 @@ fn spend(agent: &str, amount: u64) -> Ev {
 const T0: u64 = 1_700_000_000;
 
 fn start(dir: &Path) -> (AuditLog<Ev>, Vec<Entry<Ev>>) {
-    Opened::<Ev>::open(dir).unwrap().start().unwrap()
+    let opened = Opened::<Ev>::open(dir).unwrap();
+    let entries = all(&opened);
+    (opened.start().unwrap(), entries)
+}
+
+/// Every entry of an opened log, collected.
+fn all(opened: &Opened<Ev>) -> Vec<Entry<Ev>> {
+    opened.entries().collect::<Result<_, _>>().unwrap()
 }
 
 /// A log with `n` entries (`spend("a", i)` for i in 1..=n) in a fresh dir; returns its path.
@@ -83,7 +90,7 @@ fn append_then_reopen_gives_same_entries_and_head() {
     // Dropping the last handle joined the writer and released the lock: reopening works now.
     let opened = Opened::<Ev>::open(dir.path()).unwrap();
     assert_eq!(opened.truncated_tail_bytes(), 0);
-    let entries = opened.entries();
+    let entries = all(&opened);
     assert_eq!(entries.len(), 3);
     assert_eq!(
         entries.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
@@ -97,8 +104,8 @@ fn append_then_reopen_gives_same_entries_and_head() {
     assert_eq!(entries[1].prev, first[0].hash);
     assert_eq!(entries[1].hash, first[1].hash);
     assert_eq!(entries[2].ts, T0 + 1);
-    let (log, replayed) = opened.start().unwrap();
-    assert_eq!(replayed.len(), 3);
+    assert_eq!(opened.end().seq, 3);
+    let log = opened.start().unwrap();
     assert_eq!(log.head(), head);
     // The chain continues from the replayed head.
     let next = log.append_blocking(T0 + 2, vec![spend("c", 1)]).unwrap();
@@ -399,7 +406,7 @@ fn torn_last_line_is_truncated_on_open() {
 
     let opened = Opened::<Ev>::open(dir.path()).unwrap();
     assert_eq!(opened.truncated_tail_bytes(), half.len() as u64);
-    assert_eq!(opened.entries().len(), 3);
+    assert_eq!(all(&opened).len(), 3);
     drop(opened);
     assert_eq!(fs::read(&path).unwrap(), intact);
     assert_eq!(verify_file(&path).unwrap().entries, 3);
@@ -427,7 +434,7 @@ fn unknown_event_refuses_open_but_verifies_untyped() {
         note: String,
     }
     let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Opened::<Other>::open(dir.path()).unwrap().start().unwrap();
+    let log = Opened::<Other>::open(dir.path()).unwrap().start().unwrap();
     log.append_blocking(T0, vec![Other { note: "n".into() }])
         .unwrap();
     drop(log);
@@ -485,7 +492,7 @@ fn failed_write_poisons_the_log() {
         .open("/dev/full")
         .unwrap();
     opened.replace_file_for_test(full);
-    let (log, _) = opened.start().unwrap();
+    let log = opened.start().unwrap();
     let head = log.head();
     assert!(!log.is_poisoned());
 
@@ -515,7 +522,7 @@ fn clock_step_back_and_bad_event_are_refused_without_using_a_seq() {
     #[derive(Serialize, Deserialize)]
     struct Bad(BTreeMap<(u8, u8), u8>);
     let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Opened::<Bad>::open(dir.path()).unwrap().start().unwrap();
+    let log = Opened::<Bad>::open(dir.path()).unwrap().start().unwrap();
     log.append_blocking(T0, vec![Bad(BTreeMap::new())]).unwrap();
     let err = log
         .append_blocking(T0 - 301, vec![Bad(BTreeMap::new())])

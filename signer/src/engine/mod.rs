@@ -36,7 +36,7 @@ use vigil_protocol::{
 };
 
 use crate::approval::Approvals;
-use crate::audit::{AuditLog, Entry};
+use crate::audit::{AuditError, AuditLog, Opened};
 use crate::import::live::AtStart;
 use crate::keyring::AgentKeys;
 use crate::keys::Ed25519Key;
@@ -79,10 +79,9 @@ pub(crate) struct EngineParts {
     pub keys: AgentKeys,
     /// Approval verifier (with the secret from the keystore).
     pub approvals: Approvals,
-    /// The running audit log.
-    pub audit: AuditLog<Event>,
-    /// Entries replayed from the log at start.
-    pub replayed: Vec<Entry<Event>>,
+    /// The audit log, opened and verified, its writer not started: replayed (streamed) into
+    /// the ledger, then started.
+    pub journal: Opened<Event>,
     /// The staged key-ceremony import found at start, and one applied at start (if any).
     pub import: AtStart,
     /// True when the signer runs without a keystore, waiting for the staged import: it
@@ -124,32 +123,33 @@ pub(crate) fn system_now() -> u64 {
 }
 
 impl Engine {
-    /// Builds the engine and rebuilds its state from the replayed log.
-    pub(crate) fn new(parts: EngineParts) -> Self {
+    /// Builds the engine: rebuilds its state by streaming the journal, then starts the
+    /// journal's writer.
+    pub(crate) fn new(parts: EngineParts) -> Result<Self, AuditError> {
         Self::with_clock(parts, system_now)
     }
 
     /// As [`Engine::new`], with a clock (tests).
-    pub(crate) fn with_clock(parts: EngineParts, clock: fn() -> u64) -> Self {
+    pub(crate) fn with_clock(parts: EngineParts, clock: fn() -> u64) -> Result<Self, AuditError> {
         let EngineParts {
             policy,
             keys,
             mut approvals,
-            audit,
-            replayed,
+            journal,
             import,
             awaiting_keys,
             pinned_policy_key,
         } = parts;
-        let ledger = Ledger::replay(&replayed, &mut approvals, clock());
-        Self {
+        let ledger = Ledger::replay(journal.entries(), &mut approvals, clock())?;
+        let audit = journal.start()?;
+        Ok(Self {
             policy,
             keys,
             audit,
             inner: Mutex::new(Inner { ledger, approvals }),
             import: import::ImportState::new(import, awaiting_keys, pinned_policy_key),
             clock,
-        }
+        })
     }
 
     /// Records the start in the audit log (and an import applied, or a confirmation expired,
