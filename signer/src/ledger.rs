@@ -15,7 +15,7 @@ use vigil_protocol::{
     Purpose, Rule, Signed,
 };
 
-use crate::approval::{ApprovalRequest, Approvals};
+use crate::approval::{ApprovalRequest, Approvals, CodeOutcome};
 use crate::audit::{AuditError, Entry};
 use crate::policy::{CapOverride, History};
 
@@ -166,6 +166,39 @@ pub enum Event {
         /// Why.
         kind: ErrorKind,
     },
+    /// `vigil-signer unlock-codes` at the appliance's console cleared the wrong-code counts
+    /// and locks (the only way out once the daily budget of wrong codes is spent).
+    CodesUnlocked {
+        /// Whether codes were locked at that moment (for a timed lock or for good).
+        was_locked: bool,
+        /// Wrong codes counted within the 24 hours before.
+        wrong_codes_in_window: u64,
+    },
+}
+
+impl Event {
+    /// What the entry says of operator codes, for the lockout (replayed at start and by the
+    /// console's `unlock-codes`): a wrong code is an `approval_refused` or
+    /// `operator_code_refused` of kind `approval_invalid_code` / `operator_code_invalid` (other
+    /// refusals, such as a code sent while locked, compared no code).
+    pub(crate) fn code_outcome(&self) -> Option<CodeOutcome> {
+        match self {
+            Event::ApprovalRefused {
+                kind: ErrorKind::ApprovalInvalidCode,
+                ..
+            }
+            | Event::OperatorCodeRefused {
+                kind: ErrorKind::OperatorCodeInvalid,
+                ..
+            } => Some(CodeOutcome::Wrong),
+            Event::ApprovalGranted { .. }
+            | Event::OperatorConfirmed { .. }
+            | Event::CapSet { .. }
+            | Event::ImportConfirmed { .. } => Some(CodeOutcome::Accepted),
+            Event::CodesUnlocked { .. } => Some(CodeOutcome::Unlocked),
+            _ => None,
+        }
+    }
 }
 
 /// Where a key-ceremony import was confirmed.
@@ -375,7 +408,12 @@ impl Ledger {
                 }
                 Event::ApprovalRefused { .. }
                 | Event::OperatorCodeRefused { .. }
-                | Event::ImportConfirmationExpired { .. }
+                | Event::CodesUnlocked { .. } => {
+                    if let Some(outcome) = e.event.code_outcome() {
+                        approvals.restore_code_outcome(outcome, e.ts);
+                    }
+                }
+                Event::ImportConfirmationExpired { .. }
                 | Event::Denied { .. }
                 | Event::Started { .. } => {}
             }
@@ -525,6 +563,83 @@ mod tests {
 
     fn agent() -> AgentId {
         "trader".parse().unwrap()
+    }
+
+    /// Entries as the journal would give them, `(ts, event)` in order.
+    fn journal(events: Vec<(u64, Event)>) -> Vec<Result<Entry<Event>, AuditError>> {
+        events
+            .into_iter()
+            .zip(1u64..)
+            .map(|((ts, event), seq)| {
+                Ok(Entry {
+                    seq,
+                    ts,
+                    prev: [0; 32],
+                    hash: [0; 32],
+                    event,
+                })
+            })
+            .collect()
+    }
+
+    fn wrong(kind: ErrorKind) -> Event {
+        Event::OperatorCodeRefused {
+            purpose: "go_live trader SOL".into(),
+            kind,
+        }
+    }
+
+    fn approvals() -> Approvals {
+        Approvals::new(&zeroize::Zeroizing::new(vec![7u8; 20]), 600).unwrap()
+    }
+
+    #[test]
+    fn wrong_codes_are_replayed_into_the_lockout() {
+        use crate::approval::LockState;
+        let t = 1_700_000_000;
+        // Three wrong codes: locked for 5 minutes from the third, after a replay too.
+        let mut a = approvals();
+        let events = (0..3).map(|i| (t + i, wrong(ErrorKind::OperatorCodeInvalid)));
+        Ledger::replay(journal(events.collect()), &mut a, t + 10).unwrap();
+        assert_eq!(a.lock_state(t + 10), LockState::Until(t + 2 + 300));
+        // Refusals that compared no code (sent while locked, an unknown approval) count nothing.
+        let mut a = approvals();
+        let mut events = vec![(t, wrong(ErrorKind::RateLimited))];
+        for _ in 0..5 {
+            events.push((
+                t,
+                Event::ApprovalRefused {
+                    approval_id: "ap-1".parse().unwrap(),
+                    kind: ErrorKind::ApprovalUnknown,
+                },
+            ));
+        }
+        Ledger::replay(journal(events), &mut a, t).unwrap();
+        assert_eq!((a.lock_state(t), a.failures_in_window()), (LockState::Open, 0));
+        // The daily budget, spent over a day of waiting out the locks, holds until the console
+        // unlocks; the unlock is replayed too.
+        let mut events = Vec::new();
+        let mut at = t;
+        for i in 0..crate::approval::DAILY_FAILURE_BUDGET {
+            events.push((at, Event::ApprovalRefused {
+                approval_id: "ap-1".parse().unwrap(),
+                kind: ErrorKind::ApprovalInvalidCode,
+            }));
+            at += if i % 3 == 2 { 3_000 } else { 1 };
+        }
+        let mut a = approvals();
+        Ledger::replay(journal(events.clone()), &mut a, at + 7 * 86_400).unwrap();
+        assert_eq!(a.lock_state(at + 7 * 86_400), LockState::UntilConsoleUnlock);
+        events.push((
+            at + 7 * 86_400,
+            Event::CodesUnlocked {
+                was_locked: true,
+                wrong_codes_in_window: 10,
+            },
+        ));
+        let mut a = approvals();
+        Ledger::replay(journal(events), &mut a, at + 7 * 86_400).unwrap();
+        assert_eq!(a.lock_state(at + 7 * 86_400), LockState::Open);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod keyring;
 pub mod keystore;
 pub mod policy;
 pub mod sandbox;
+pub mod unlock;
 
 // Internal: the request engine and what it holds.
 mod approval;

@@ -1,5 +1,5 @@
 //! The `vigil-signer` command: `serve`, `dev-init`, `dev-sign-policy`, `audit-verify`,
-//! `import`, `import-status`, `import-confirm`, `import-discard`.
+//! `import`, `import-status`, `import-confirm`, `import-discard`, `unlock-codes`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,6 +109,13 @@ enum Command {
         /// The audit head (hex) you recorded earlier; detects truncation of the log's tail.
         #[arg(long)]
         expect_head: Option<String>,
+    },
+    /// At the appliance's console, the signer stopped: lift the lock on operator codes (after
+    /// the daily budget of wrong codes was spent, codes are refused until this runs). Recorded
+    /// in the audit log.
+    UnlockCodes {
+        #[command(flatten)]
+        state: StateDir,
     },
     /// Check a key-ceremony stick and STAGE it; nothing is installed until it is confirmed.
     /// A staged copy is never overwritten: confirm or discard it first.
@@ -245,6 +252,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::read(&policy).with_context(|| format!("reading {}", policy.display()))?;
             let digest = devinit::resign_policy(&state_dir, &bytes)?;
             println!("{{\"policy_digest\": \"{digest}\"}}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::UnlockCodes {
+            state: StateDir { path: state_dir },
+        } => {
+            let done = vigil_signer::unlock::unlock_codes(&state_dir)?;
+            println!(
+                "operator codes unlocked (the lock was: {}; {} wrong codes within 24 hours); recorded as audit entry {}. Start the signer again.",
+                done.was, done.wrong_codes_in_window, done.seq
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::AuditVerify {
