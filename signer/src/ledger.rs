@@ -166,6 +166,25 @@ pub enum Event {
         /// Why.
         kind: ErrorKind,
     },
+    /// Refusals of one reason counted within one minute after the first of them (which has
+    /// its own entry) and not written one by one (`engine::refusals`).
+    RefusalsMerged {
+        /// The entry type they would have had (`denied`, `approval_refused`,
+        /// `operator_code_refused`).
+        refused: String,
+        /// The agent, when the policy names it (none: agents it does not name, or no agent).
+        agent: Option<AgentId>,
+        /// The protocol error kind.
+        kind: ErrorKind,
+        /// The policy rule, for `policy_denied`.
+        rule: Option<Rule>,
+        /// How many.
+        count: u64,
+        /// Time of the first of them.
+        first_ts: u64,
+        /// Time of the last of them.
+        last_ts: u64,
+    },
     /// `vigil-signer unlock-codes` at the appliance's console cleared the wrong-code counts
     /// and locks (the only way out once the daily budget of wrong codes is spent).
     CodesUnlocked {
@@ -414,6 +433,7 @@ impl Ledger {
                     }
                 }
                 Event::ImportConfirmationExpired { .. }
+                | Event::RefusalsMerged { .. }
                 | Event::Denied { .. }
                 | Event::Started { .. } => {}
             }

@@ -66,9 +66,9 @@ fn no_number_of_restarts_yields_more_guesses() {
         compared, 3,
         "three codes compared before the lock, none after any of the restarts"
     );
-    // Every code sent is in the chain: the compared ones as operator_code_invalid.
+    // Each compared code is in the chain on its own (the refusals of codes sent while locked
+    // compared nothing, and are merged per reason).
     let refused = s.audit_events("operator_code_refused");
-    assert_eq!(refused.len(), 15);
     let invalid = refused
         .iter()
         .filter(|e| e["kind"] == "operator_code_invalid")

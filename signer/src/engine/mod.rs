@@ -21,6 +21,7 @@ mod hello;
 mod import;
 mod operator_code;
 mod prepare;
+mod refusals;
 mod set_cap;
 mod sign;
 mod status;
@@ -105,6 +106,7 @@ pub(crate) struct Engine {
 struct Inner {
     ledger: Ledger,
     approvals: Approvals,
+    refusals: refusals::Throttle,
 }
 
 impl std::fmt::Debug for Engine {
@@ -146,7 +148,11 @@ impl Engine {
             policy,
             keys,
             audit,
-            inner: Mutex::new(Inner { ledger, approvals }),
+            inner: Mutex::new(Inner {
+                ledger,
+                approvals,
+                refusals: refusals::Throttle::default(),
+            }),
             import: import::ImportState::new(import, awaiting_keys, pinned_policy_key),
             clock,
         })
@@ -315,7 +321,8 @@ impl Engine {
         }
     }
 
-    /// Records a refusal in the audit log, then returns it.
+    /// Records a refusal in the audit log (or counts it, merged: see [`refusals`]), then
+    /// returns it.
     async fn refuse(&self, agent: &AgentId, refusal: Refusal, now: u64) -> Refusal {
         let event = Event::Denied {
             agent: agent.clone(),
@@ -323,10 +330,34 @@ impl Engine {
             rule: refusal.rule,
             message: refusal.message.clone(),
         };
-        if let Err(e) = self.audit.append(now, vec![event]).await {
+        let key = refusals::Key {
+            what: "denied",
+            agent: self
+                .policy
+                .agents
+                .contains_key(agent)
+                .then(|| agent.clone()),
+            kind: refusal.kind,
+            rule: refusal.rule,
+        };
+        if let Err(e) = self.record_refusal(key, event, now).await {
             tracing::error!(error = %e, "could not record a refusal in the audit log");
         }
         refusal
+    }
+
+    /// Writes a refusal's entry, merged with others of its key ([`refusals::Throttle`]).
+    async fn record_refusal(
+        &self,
+        key: refusals::Key,
+        event: Event,
+        now: u64,
+    ) -> Result<(), crate::audit::AuditError> {
+        let verdict = self.lock().refusals.refusal(key, event, now);
+        match verdict {
+            refusals::Verdict::Merged => Ok(()),
+            refusals::Verdict::Write(events) => self.audit.append(now, events).await.map(|_| ()),
+        }
     }
 }
 

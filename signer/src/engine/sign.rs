@@ -34,7 +34,9 @@ impl Engine {
 
         let next = {
             let mut inner = self.lock();
-            let Inner { ledger, approvals } = &mut *inner;
+            let Inner {
+                ledger, approvals, ..
+            } = &mut *inner;
             let remembered = ledger.remembered(&r.agent, &r.idempotency_key).cloned();
             match remembered {
                 Some(rem) if rem.intent_digest() != digest => Next::Refuse(Refusal::new(
