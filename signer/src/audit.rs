@@ -20,6 +20,7 @@
 //! Operator-facing description: `docs/audit.md`.
 
 mod format;
+pub mod key;
 pub mod stream;
 mod writer;
 
@@ -29,7 +30,11 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub use format::{VerifyFailure, VerifyReport, verify_file, verify_file_with_head, verify_reader};
+pub use format::{
+    VerifyFailure, VerifyReport, verify_file, verify_file_keyed, verify_file_with_head,
+    verify_reader,
+};
+pub use key::{JournalKey, KeyProblem, KeyReport};
 pub use stream::{CHECKPOINT_EVERY, Checkpoint, Entries};
 
 /// The journal's file name inside the signer's state directory.
@@ -57,6 +62,8 @@ pub struct Entry<E> {
     pub prev: [u8; 32],
     /// `SHA-256(prev || body)`.
     pub hash: [u8; 32],
+    /// `HMAC(journal key, hash)` for a keyed entry ([`key`]); none in entries of earlier releases.
+    pub mac: Option<[u8; 32]>,
     /// The recorded event.
     pub event: E,
 }
@@ -89,6 +96,10 @@ pub enum AuditError {
     /// Reading, creating, truncating, writing or syncing the journal failed.
     #[error("audit log {path}: {err}; check the disk and the state directory, then restart the signer", path = .0.display(), err = .1)]
     Io(PathBuf, io::Error),
+    /// The journal's MACs do not vouch for it under the keystore's journal key ([`key`]): it
+    /// was rewritten by someone without the key, or it predates keyed journals.
+    #[error("audit log {path}: {problem}", path = .0.display(), problem = .1)]
+    Key(PathBuf, KeyProblem),
     /// An earlier write or `fdatasync` failed, so nothing can be made durable any more.
     #[error(
         "the audit log is poisoned: an earlier write or fdatasync failed, so no later entry can be made durable; no signature may be released: check the disk, then restart the signer"
@@ -137,6 +148,8 @@ pub struct Opened<E> {
     end: Checkpoint,
     index: stream::Index,
     truncated: u64,
+    /// The keyed verification made at open, when a key was given.
+    keyed: Option<(KeyReport, Option<KeyProblem>)>,
     _event: std::marker::PhantomData<fn() -> E>,
 }
 
@@ -150,6 +163,12 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
     /// or whose event is not an `E`, is an error naming the line: the log was tampered with, and
     /// the signer must refuse to start.
     pub fn open(dir: &Path) -> Result<Opened<E>, AuditError> {
+        Self::open_keyed(dir, None)
+    }
+
+    /// As [`Opened::open`], and with `key` the same pass checks the entries' MACs
+    /// ([`key`]); the verdict is [`Opened::key_check`].
+    pub fn open_keyed(dir: &Path, key: Option<&JournalKey>) -> Result<Opened<E>, AuditError> {
         let path = dir.join(AUDIT_FILE);
         let io_err = |e| AuditError::Io(path.clone(), e);
         let mut options = std::fs::OpenOptions::new();
@@ -170,7 +189,7 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
                 .and_then(|d| d.sync_all())
                 .map_err(|e| AuditError::Io(dir.to_path_buf(), e))?;
         }
-        let (end, index, torn) = verify_at_open::<E>(&path, &file)?;
+        let (end, index, torn, keyed) = verify_at_open::<E>(&path, &file, key)?;
         if torn > 0 {
             tracing::warn!(
                 path = %path.display(),
@@ -186,16 +205,48 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
             end,
             index,
             truncated: torn,
+            keyed,
             _event: std::marker::PhantomData,
         })
+    }
+
+    /// The keyed verification: made at open ([`Opened::open_keyed`]) or now (another pass over
+    /// the journal). `Ok((report, None))` when the MACs vouch for the whole chain under `key`.
+    pub fn key_check(
+        &self,
+        key: &JournalKey,
+    ) -> Result<(KeyReport, Option<KeyProblem>), AuditError> {
+        if let Some(done) = &self.keyed {
+            return Ok(done.clone());
+        }
+        let mut scanner = stream::Scanner::of_file(
+            &self.file,
+            &self.path,
+            Checkpoint::START,
+            Some(self.end.offset),
+        );
+        let mut check = key::KeyCheck::new(key);
+        while let Some(c) = scanner.next_checked()? {
+            check.see(c.seq, &c.hash, c.mac.as_ref());
+        }
+        Ok(check.finish())
     }
 
     /// The verified entries, in order, read again from the file as the caller iterates (the
     /// chain is checked again as it is read, and must end where it ended at open).
     pub fn entries(&self) -> Entries<'_, E> {
-        let scanner =
-            stream::Scanner::of_file(&self.file, &self.path, Checkpoint::START, Some(self.end.offset));
+        let scanner = stream::Scanner::of_file(
+            &self.file,
+            &self.path,
+            Checkpoint::START,
+            Some(self.end.offset),
+        );
         Entries::new(scanner, Some(self.end), 0, None)
+    }
+
+    /// The journal's path (for messages).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Where the verified chain ends: its last entry's seq, hash and time, and the file's length.
@@ -208,8 +259,10 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
         self.truncated
     }
 
-    /// Starts the single writer thread and returns its handle.
-    pub fn start(self) -> Result<AuditLog<E>, AuditError> {
+    /// Starts the single writer thread and returns its handle; with `key`, every entry it
+    /// writes carries its MAC, and the handle's verification checks MACs.
+    pub fn start(self, key: Option<JournalKey>) -> Result<AuditLog<E>, AuditError> {
+        let key = key.map(Arc::new);
         let head = writer::Head {
             seq: self.end.seq,
             hash: self.end.hash,
@@ -221,12 +274,13 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
                 .try_clone()
                 .map_err(|e| AuditError::Io(path.clone(), e))?,
         );
-        let inner = writer::Writer::spawn(self.path, self.file, head)?;
+        let inner = writer::Writer::spawn(self.path, self.file, head, key.clone())?;
         Ok(AuditLog {
             inner: Arc::new(inner),
             path,
             reader,
             index: Arc::new(Mutex::new(self.index)),
+            key,
         })
     }
 
@@ -248,6 +302,8 @@ pub struct AuditLog<E> {
     /// Checkpoints every [`CHECKPOINT_EVERY`] entries, from the verification at open and
     /// extended by every later read.
     index: Arc<Mutex<stream::Index>>,
+    /// The journal key the writer MACs with, to check MACs when reading back.
+    key: Option<Arc<JournalKey>>,
 }
 
 impl<E> Clone for AuditLog<E> {
@@ -257,6 +313,7 @@ impl<E> Clone for AuditLog<E> {
             path: self.path.clone(),
             reader: Arc::clone(&self.reader),
             index: Arc::clone(&self.index),
+            key: self.key.clone(),
         }
     }
 }
@@ -279,9 +336,13 @@ impl<E> AuditLog<E> {
             stream::Scanner::of_file(&self.reader, &self.path, Checkpoint::START, None);
         let mut latest = std::collections::VecDeque::with_capacity(keep.min(1024));
         let mut index = stream::Index::default();
+        let mut check = self.key.as_deref().map(key::KeyCheck::new);
         let result = loop {
             match scanner.next_checked() {
                 Ok(Some(c)) => {
+                    if let Some(check) = check.as_mut() {
+                        check.see(c.seq, &c.hash, c.mac.as_ref());
+                    }
                     if latest.len() == keep {
                         latest.pop_front();
                     }
@@ -296,6 +357,9 @@ impl<E> AuditLog<E> {
                 }
                 Ok(None) => {
                     let end = scanner.position();
+                    if let Some((_, Some(problem))) = check.take().map(key::KeyCheck::finish) {
+                        break Err(scanner.failure_next(format!("the journal's MACs: {problem}")));
+                    }
                     break Ok(VerifyReport {
                         entries: end.seq,
                         head_seq: end.seq,
@@ -416,16 +480,28 @@ fn lock(path: &Path, file: &File) -> Result<(), AuditError> {
 
 /// Verifies every complete line at open, parsing each event as an `E` (and dropping it).
 /// Returns where the chain ends, the checkpoint index, and the bytes of a torn final line.
+type KeyVerdict = (KeyReport, Option<KeyProblem>);
+
 fn verify_at_open<E: serde::de::DeserializeOwned>(
     path: &Path,
     file: &File,
-) -> Result<(Checkpoint, stream::Index, u64), AuditError> {
+    key: Option<&JournalKey>,
+) -> Result<(Checkpoint, stream::Index, u64, Option<KeyVerdict>), AuditError> {
     let mut scanner = stream::Scanner::of_file(file, path, Checkpoint::START, None);
     let mut index = stream::Index::default();
-    while scanner.next_entry::<E>()?.is_some() {
+    let mut check = key.map(key::KeyCheck::new);
+    while let Some(entry) = scanner.next_entry::<E>()? {
+        if let Some(check) = check.as_mut() {
+            check.see(entry.seq, &entry.hash, entry.mac.as_ref());
+        }
         index.note(scanner.position());
     }
-    Ok((scanner.position(), index, scanner.torn_bytes()))
+    Ok((
+        scanner.position(),
+        index,
+        scanner.torn_bytes(),
+        check.map(key::KeyCheck::finish),
+    ))
 }
 
 #[cfg(test)]

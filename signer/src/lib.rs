@@ -9,6 +9,7 @@
 // The sub-APIs of the signer's own binaries and of the offline ceremony (`vigil-ceremony`
 // writes keystores, signs policies and builds the stick's manifest with these very formats).
 pub mod audit;
+pub mod console;
 pub mod daemon;
 pub mod devinit;
 pub mod import;
@@ -16,7 +17,6 @@ pub mod keyring;
 pub mod keystore;
 pub mod policy;
 pub mod sandbox;
-pub mod unlock;
 
 // Internal: the request engine and what it holds.
 mod approval;

@@ -40,7 +40,10 @@ fn three_wrong_codes_then_kill9_and_restart_still_locked() {
     }
     let t = fresh_step(5);
     let (kind, _, _) = err(c.call(confirm(operator.code_at(t))).unwrap());
-    assert_eq!(kind, "rate_limited", "locked: even the right code is refused");
+    assert_eq!(
+        kind, "rate_limited",
+        "locked: even the right code is refused"
+    );
     drop(c);
     s.restart();
     let mut c = s.client();
@@ -86,13 +89,13 @@ fn the_console_unlock_needs_the_signer_stopped_and_is_audited() {
     }
     drop(c);
     // Beside a running signer it refuses: it would be a second writer of the journal.
-    let out = s.run(&["unlock-codes"], &[]);
+    let out = s.console(&["unlock-codes"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("another process holds it"), "{stderr}");
 
     s.kill9();
-    let out = s.run(&["unlock-codes"], &[]);
+    let out = s.console(&["unlock-codes"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -109,5 +112,5 @@ fn the_console_unlock_needs_the_signer_stopped_and_is_audited() {
     let t = fresh_step(5);
     let r = ok(s.client().call(confirm(operator.code_at(t))).unwrap());
     assert_eq!(r["confirmed"], true);
-    assert!(s.audit_verifies());
+    assert!(s.console(&["audit-verify", "--keyed"]).status.success());
 }

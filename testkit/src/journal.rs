@@ -1,8 +1,9 @@
-//! A dev helper that grows a signer's journal fast: it appends valid, hash-chained entries
-//! (`denied` refusals of an agent the policy does not name) in the format of `docs/audit.md`,
-//! written here independently of the signer's own writer, with one write and no fsync per
-//! megabyte. For tests of what a long journal costs (memory and time at start, the `audit` op).
-//! The signer must be stopped.
+//! Dev helpers that write a signer's journal as someone without the keystore could: valid,
+//! hash-chained entries WITHOUT MACs, in the format of `docs/audit.md`, written here
+//! independently of the signer's own writer. [`fill_journal`] grows a journal fast (one write
+//! per megabyte, no fsync) for tests of what a long journal costs; [`rechain`] rewrites one
+//! consistently (an entry dropped, the chain recomputed), the attack the journal's MACs are
+//! there to catch. The signer must be stopped.
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
@@ -52,23 +53,66 @@ pub fn fill_journal(path: &Path, target_bytes: u64, entry_bytes: usize) -> u64 {
     let mut appended = 0;
     while size < target_bytes {
         seq += 1;
-        let body = format!(
-            "{{\"seq\":{seq},\"ts\":{ts},\"prev\":\"{}\",\"event\":{event}}}",
-            hex::encode(prev)
-        );
-        let mut h = Sha256::new();
-        h.update(prev);
-        h.update(body.as_bytes());
-        prev = h.finalize().into();
-        let line = format!(
-            "{},\"hash\":\"{}\"}}\n",
-            &body[..body.len() - 1],
-            hex::encode(prev)
-        );
-        out.write_all(line.as_bytes()).expect("appending to the journal");
+        let line;
+        (line, prev) = chained_line(seq, ts, &prev, &event, None);
+        out.write_all(line.as_bytes())
+            .expect("appending to the journal");
         size += line.len() as u64;
         appended += 1;
     }
     out.flush().expect("writing the journal");
     appended
+}
+
+/// Rewrites the journal at `path` without the entries `drop` picks, renumbered and re-chained
+/// so that the hash chain is consistent again. With `keep_macs`, each kept entry keeps the MAC
+/// it had (no longer its MAC: its hash changed); without, the lines have none, as in journals
+/// of releases before they were keyed. Returns the number of entries dropped.
+pub fn rechain(path: &Path, drop: impl Fn(&Value) -> bool, keep_macs: bool) -> usize {
+    let text = std::fs::read_to_string(path).expect("reading the journal");
+    let mut out = String::with_capacity(text.len());
+    let (mut seq, mut prev, mut dropped) = (0u64, [0u8; 32], 0);
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).expect("a journal line is JSON");
+        if drop(&v) {
+            dropped += 1;
+            continue;
+        }
+        seq += 1;
+        let mac = keep_macs
+            .then(|| v["mac"].as_str().map(str::to_owned))
+            .flatten();
+        let ts = v["ts"].as_u64().expect("a ts");
+        let line;
+        (line, prev) = chained_line(seq, ts, &prev, &v["event"].to_string(), mac.as_deref());
+        out.push_str(&line);
+    }
+    std::fs::write(path, out).expect("rewriting the journal");
+    dropped
+}
+
+/// One canonical line and its hash: `hash = SHA-256(prev || body)`, `body` the line's object
+/// without `hash` (and `mac`).
+fn chained_line(
+    seq: u64,
+    ts: u64,
+    prev: &[u8; 32],
+    event: &str,
+    mac: Option<&str>,
+) -> (String, [u8; 32]) {
+    let body = format!(
+        "{{\"seq\":{seq},\"ts\":{ts},\"prev\":\"{}\",\"event\":{event}}}",
+        hex::encode(prev)
+    );
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(body.as_bytes());
+    let hash: [u8; 32] = h.finalize().into();
+    let mac = mac.map(|m| format!(",\"mac\":\"{m}\"")).unwrap_or_default();
+    let line = format!(
+        "{},\"hash\":\"{}\"{mac}}}\n",
+        &body[..body.len() - 1],
+        hex::encode(hash)
+    );
+    (line, hash)
 }

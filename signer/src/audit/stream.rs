@@ -71,7 +71,7 @@ impl Index {
     /// Notes `at` if it falls on the index's spacing (callers pass every place they pass).
     pub(super) fn note(&mut self, at: Checkpoint) {
         let last = self.points.last().map_or(0, |p| p.seq);
-        if at.seq % CHECKPOINT_EVERY == 0 && at.seq > last {
+        if at.seq.is_multiple_of(CHECKPOINT_EVERY) && at.seq > last {
             self.points.push(at);
         }
     }
@@ -130,16 +130,9 @@ pub(super) struct Scanner<R> {
 
 impl<'a> Scanner<BufReader<PreadReader<'a>>> {
     /// A scan of `file` from `from` up to `end` (or to the end as it is now).
-    pub(super) fn of_file(
-        file: &'a File,
-        path: &Path,
-        from: Checkpoint,
-        end: Option<u64>,
-    ) -> Self {
-        let reader = BufReader::with_capacity(
-            READ_BUFFER,
-            PreadReader::new(file, from.offset, end),
-        );
+    pub(super) fn of_file(file: &'a File, path: &Path, from: Checkpoint, end: Option<u64>) -> Self {
+        let reader =
+            BufReader::with_capacity(READ_BUFFER, PreadReader::new(file, from.offset, end));
         Scanner::new(reader, path, from)
     }
 }
@@ -198,7 +191,7 @@ impl<R: BufRead> Scanner<R> {
         let Some(c) = self.next_checked()? else {
             return Ok(None);
         };
-        let (seq, ts, prev, hash) = (c.seq, c.ts, c.prev, c.hash);
+        let (seq, ts, prev, hash, mac) = (c.seq, c.ts, c.prev, c.hash, c.mac);
         let event = serde_json::from_str::<E>(c.event.get());
         match event {
             Ok(event) => Ok(Some(Entry {
@@ -206,11 +199,10 @@ impl<R: BufRead> Scanner<R> {
                 ts,
                 prev,
                 hash,
+                mac,
                 event,
             })),
-            Err(e) => Err(self
-                .chain
-                .failure(Some(seq), format!("unknown event: {e}"))),
+            Err(e) => Err(self.chain.failure(Some(seq), format!("unknown event: {e}"))),
         }
     }
 }
@@ -283,7 +275,7 @@ impl<E: serde::de::DeserializeOwned> Entries<'_, E> {
     fn step(&mut self) -> Option<Result<Entry<E>, AuditError>> {
         match self.scanner.next_entry() {
             Ok(Some(entry)) => {
-                if entry.seq % CHECKPOINT_EVERY == 0 {
+                if entry.seq.is_multiple_of(CHECKPOINT_EVERY) {
                     self.note();
                 }
                 Some(Ok(entry))

@@ -30,7 +30,7 @@ const T0: u64 = 1_700_000_000;
 fn start(dir: &Path) -> (AuditLog<Ev>, Vec<Entry<Ev>>) {
     let opened = Opened::<Ev>::open(dir).unwrap();
     let entries = all(&opened);
-    (opened.start().unwrap(), entries)
+    (opened.start(None).unwrap(), entries)
 }
 
 /// Every entry of an opened log, collected.
@@ -105,7 +105,7 @@ fn append_then_reopen_gives_same_entries_and_head() {
     assert_eq!(entries[1].hash, first[1].hash);
     assert_eq!(entries[2].ts, T0 + 1);
     assert_eq!(opened.end().seq, 3);
-    let log = opened.start().unwrap();
+    let log = opened.start(None).unwrap();
     assert_eq!(log.head(), head);
     // The chain continues from the replayed head.
     let next = log.append_blocking(T0 + 2, vec![spend("c", 1)]).unwrap();
@@ -304,7 +304,7 @@ fn verify_names_the_first_bad_line() {
                 );
                 let hash = format::chain_hash(&prev, &body);
                 let mut line = Vec::new();
-                format::push_line(&mut line, &body, &hash);
+                format::push_line(&mut line, &body, &hash, None);
                 l[1] = String::from_utf8(line).unwrap().trim_end().to_owned();
             },
             3,
@@ -384,7 +384,12 @@ fn verify_catches_a_timestamp_far_back() {
         r#"{"kind":"deny","rule":"r"}"#,
     );
     let mut line = Vec::new();
-    format::push_line(&mut line, &body, &format::chain_hash(&first_hash, &body));
+    format::push_line(
+        &mut line,
+        &body,
+        &format::chain_hash(&first_hash, &body),
+        None,
+    );
     l[1] = String::from_utf8(line).unwrap().trim_end().to_owned();
     write_lines(&path, &l);
     let err = verify_file(&path).unwrap_err();
@@ -434,7 +439,10 @@ fn unknown_event_refuses_open_but_verifies_untyped() {
         note: String,
     }
     let dir = tempfile::tempdir().unwrap();
-    let log = Opened::<Other>::open(dir.path()).unwrap().start().unwrap();
+    let log = Opened::<Other>::open(dir.path())
+        .unwrap()
+        .start(None)
+        .unwrap();
     log.append_blocking(T0, vec![Other { note: "n".into() }])
         .unwrap();
     drop(log);
@@ -492,7 +500,7 @@ fn failed_write_poisons_the_log() {
         .open("/dev/full")
         .unwrap();
     opened.replace_file_for_test(full);
-    let log = opened.start().unwrap();
+    let log = opened.start(None).unwrap();
     let head = log.head();
     assert!(!log.is_poisoned());
 
@@ -522,7 +530,10 @@ fn clock_step_back_and_bad_event_are_refused_without_using_a_seq() {
     #[derive(Serialize, Deserialize)]
     struct Bad(BTreeMap<(u8, u8), u8>);
     let dir = tempfile::tempdir().unwrap();
-    let log = Opened::<Bad>::open(dir.path()).unwrap().start().unwrap();
+    let log = Opened::<Bad>::open(dir.path())
+        .unwrap()
+        .start(None)
+        .unwrap();
     log.append_blocking(T0, vec![Bad(BTreeMap::new())]).unwrap();
     let err = log
         .append_blocking(T0 - 301, vec![Bad(BTreeMap::new())])
@@ -553,3 +564,5 @@ fn clock_step_back_and_bad_event_are_refused_without_using_a_seq() {
         3
     );
 }
+
+mod keyed;

@@ -70,7 +70,10 @@ mod tests {
             ts: 100,
             event: event.into(),
         };
-        let s = summary(raw(r#"{"type":"signed","agent":"trader","tx":"AAAA","amount":"5"}"#)).unwrap();
+        let s = summary(raw(
+            r#"{"type":"signed","agent":"trader","tx":"AAAA","amount":"5"}"#,
+        ))
+        .unwrap();
         assert_eq!((s.seq, s.ts), (7, 100));
         assert_eq!(s.event["type"], "signed");
         assert_eq!(s.event["amount"], "5");

@@ -37,7 +37,7 @@ use vigil_protocol::{
 };
 
 use crate::approval::Approvals;
-use crate::audit::{AuditError, AuditLog, Opened};
+use crate::audit::{AuditError, AuditLog, JournalKey, Opened};
 use crate::import::live::AtStart;
 use crate::keyring::AgentKeys;
 use crate::keys::Ed25519Key;
@@ -83,6 +83,8 @@ pub(crate) struct EngineParts {
     /// The audit log, opened and verified, its writer not started: replayed (streamed) into
     /// the ledger, then started.
     pub journal: Opened<Event>,
+    /// The keystore's journal key (none while awaiting keys, or with a format 1 keystore).
+    pub journal_key: Option<JournalKey>,
     /// The staged key-ceremony import found at start, and one applied at start (if any).
     pub import: AtStart,
     /// True when the signer runs without a keystore, waiting for the staged import: it
@@ -138,12 +140,13 @@ impl Engine {
             keys,
             mut approvals,
             journal,
+            journal_key,
             import,
             awaiting_keys,
             pinned_policy_key,
         } = parts;
         let ledger = Ledger::replay(journal.entries(), &mut approvals, clock())?;
-        let audit = journal.start()?;
+        let audit = journal.start(journal_key)?;
         Ok(Self {
             policy,
             keys,

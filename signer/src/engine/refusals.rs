@@ -182,7 +182,10 @@ mod tests {
             Verdict::Write(vec![denied("first")])
         );
         for i in 0..9_000 {
-            assert_eq!(t.refusal(key(None), denied("x"), t0 + i % 60), Verdict::Merged);
+            assert_eq!(
+                t.refusal(key(None), denied("x"), t0 + i % 60),
+                Verdict::Merged
+            );
         }
         // Another key has its own window.
         assert!(matches!(

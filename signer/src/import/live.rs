@@ -316,6 +316,7 @@ mod tests {
             ts,
             prev: [0; 32],
             hash: [0; 32],
+            mac: None,
             event,
         }
     }
@@ -337,9 +338,8 @@ mod tests {
             record: String::new(),
             policy_digest: String::new(),
         };
-        let pending = |entries: Vec<Entry<Event>>| {
-            pending_confirmation(entries.into_iter().map(Ok)).unwrap()
-        };
+        let pending =
+            |entries: Vec<Entry<Event>>| pending_confirmation(entries.into_iter().map(Ok)).unwrap();
         let expired = |digest: &str| Event::ImportConfirmationExpired {
             manifest_digest: digest.into(),
             confirmed_at: 100,
