@@ -254,10 +254,13 @@ pub enum ImportAuthority {
 /// What an idempotency key maps to.
 #[derive(Clone, Debug)]
 pub(crate) enum Remembered {
-    /// Signed and durable.
+    /// Signed and durable: the intent's digest and where the `signed` entry is in the journal
+    /// (an idempotent retry reads the transaction back from there), not the transaction itself,
+    /// so 48 hours of records cost a few dozen bytes each.
     Signed {
         intent_digest: String,
-        result: Signed,
+        /// The `signed` entry's seq.
+        seq: u64,
         ts: u64,
     },
     /// Signed, its record not yet durable; waiters watch for the outcome.
@@ -357,23 +360,14 @@ impl Ledger {
                     intent_digest,
                     asset,
                     amount,
-                    summary,
-                    signature,
-                    tx,
                     ..
                 } => {
                     ledger.record_spend(agent, *asset, amount.base_units(), e.ts);
-                    let result = Signed {
-                        tx: tx.clone(),
-                        signature: signature.clone(),
-                        summary: summary.clone(),
-                        ledger_seq: e.seq,
-                    };
                     ledger.idempotency.insert(
                         (agent.clone(), idempotency_key.clone()),
                         Remembered::Signed {
                             intent_digest: intent_digest.clone(),
-                            result,
+                            seq: e.seq,
                             ts: e.ts,
                         },
                     );

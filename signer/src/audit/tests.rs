@@ -565,4 +565,44 @@ fn clock_step_back_and_bad_event_are_refused_without_using_a_seq() {
     );
 }
 
+#[test]
+fn entries_from_a_seq_start_at_a_checkpoint_and_see_later_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Opened::<Ev>::open(dir.path()).unwrap().start(None).unwrap();
+    let n = 2 * CHECKPOINT_EVERY + 5;
+    let batch: Vec<Ev> = (1..=n).map(|i| spend("a", i)).collect();
+    log.append_blocking(T0, batch).unwrap();
+    drop(log);
+    let opened = Opened::<Ev>::open(dir.path()).unwrap();
+    assert_eq!(opened.end().seq, n);
+    let log = opened.start(None).unwrap();
+    for from in [
+        0,
+        1,
+        CHECKPOINT_EVERY - 1,
+        CHECKPOINT_EVERY,
+        CHECKPOINT_EVERY + 1,
+        n,
+    ] {
+        let first = log.entries_from(from).next().unwrap().unwrap();
+        assert_eq!(first.seq, from.max(1));
+        assert_eq!(first.event, spend("a", from.max(1)));
+    }
+    assert!(log.entries_from(n + 1).next().is_none());
+    // Entries appended after open are read too, from the checkpoints made at open.
+    log.append_blocking(T0 + 1, vec![spend("b", 1)]).unwrap();
+    let tail: Vec<Entry<Ev>> = log.entries_from(n).collect::<Result<_, _>>().unwrap();
+    assert_eq!(tail.len(), 2);
+    assert_eq!(tail[1].event, spend("b", 1));
+    // An edit before the checkpoint a read starts from is not this read's to see, but one
+    // after it is: the chain is checked from the checkpoint on.
+    drop(log);
+    let path = dir.path().join(AUDIT_FILE);
+    let mut l = lines(&path);
+    let i = usize::try_from(CHECKPOINT_EVERY + 2).unwrap();
+    l[i] = l[i].replace("\"amount\":", "\"amount\":1");
+    write_lines(&path, &l);
+    assert!(Opened::<Ev>::open(dir.path()).is_err());
+}
+
 mod keyed;

@@ -306,7 +306,7 @@ impl Engine {
                     &r.idempotency_key,
                     Remembered::Signed {
                         intent_digest: digest.to_string(),
-                        result: signed.clone(),
+                        seq: signed.ledger_seq,
                         ts: now,
                     },
                 );
