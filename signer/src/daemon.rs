@@ -139,6 +139,15 @@ pub(crate) fn load(
         import::stage::ensure_ledger_dir(state_dir).map_err(import_error)?;
         let opened: Opened<Event> = Opened::open(&layout::ledger(state_dir))?;
         let pending = live::pending_confirmation(opened.entries())?;
+        if pending.is_some() && keystore_present(state_dir) {
+            // The confirmation that would replace the keys must be vouched for by the CURRENT
+            // keystore's journal key, before anything is applied (one more scrypt, only at a
+            // start with a confirmation pending): a forged `import_confirmed` is refused here.
+            let current = keystore::unlock(&layout::keystore(state_dir), passphrase)?;
+            if let Some(master) = &current.master {
+                check_journal_key(&opened, Some(&JournalKey::from_master(master)?), false)?;
+            }
+        }
         early_log = Some(opened);
         live::at_start(
             state_dir,
