@@ -21,6 +21,7 @@ mod hello;
 mod import;
 mod operator_code;
 mod prepare;
+mod refusals;
 mod set_cap;
 mod sign;
 mod status;
@@ -37,7 +38,7 @@ use vigil_protocol::{
 };
 
 use crate::approval::Approvals;
-use crate::audit::{AuditLog, Entry};
+use crate::audit::{AuditError, AuditLog, JournalKey, Opened};
 use crate::chains::solana;
 use crate::import::live::AtStart;
 use crate::keyring::AgentKeys;
@@ -87,10 +88,11 @@ pub(crate) struct EngineParts {
     pub keys: AgentKeys,
     /// Approval verifier (with the secret from the keystore).
     pub approvals: Approvals,
-    /// The running audit log.
-    pub audit: AuditLog<Event>,
-    /// Entries replayed from the log at start.
-    pub replayed: Vec<Entry<Event>>,
+    /// The audit log, opened and verified, its writer not started: replayed (streamed) into
+    /// the ledger, then started.
+    pub journal: Opened<Event>,
+    /// The keystore's journal key (none while awaiting keys, or with a format 1 keystore).
+    pub journal_key: Option<JournalKey>,
     /// The staged key-ceremony import found at start, and one applied at start (if any).
     pub import: AtStart,
     /// True when the signer runs without a keystore, waiting for the staged import: it
@@ -114,6 +116,7 @@ pub(crate) struct Engine {
 struct Inner {
     ledger: Ledger,
     approvals: Approvals,
+    refusals: refusals::Throttle,
 }
 
 impl std::fmt::Debug for Engine {
@@ -132,24 +135,26 @@ pub(crate) fn system_now() -> u64 {
 }
 
 impl Engine {
-    /// Builds the engine and rebuilds its state from the replayed log.
-    pub(crate) fn new(parts: EngineParts) -> Self {
+    /// Builds the engine: rebuilds its state by streaming the journal, then starts the
+    /// journal's writer.
+    pub(crate) fn new(parts: EngineParts) -> Result<Self, AuditError> {
         Self::with_clock(parts, system_now)
     }
 
     /// As [`Engine::new`], with a clock (tests).
-    pub(crate) fn with_clock(parts: EngineParts, clock: fn() -> u64) -> Self {
+    pub(crate) fn with_clock(parts: EngineParts, clock: fn() -> u64) -> Result<Self, AuditError> {
         let EngineParts {
             policy,
             keys,
             mut approvals,
-            audit,
-            replayed,
+            journal,
+            journal_key,
             import,
             awaiting_keys,
             pinned_policy_key,
         } = parts;
-        let ledger = Ledger::replay(&replayed, &mut approvals, clock());
+        let ledger = Ledger::replay(journal.entries(), &mut approvals, clock())?;
+        let audit = journal.start(journal_key)?;
         let keys = keys
             .into_iter()
             .map(|((agent, chain, network), key)| {
@@ -161,14 +166,18 @@ impl Engine {
                 ((agent, chain, network), AgentKey { key, address })
             })
             .collect();
-        Self {
+        Ok(Self {
             policy,
             keys,
             audit,
-            inner: Mutex::new(Inner { ledger, approvals }),
+            inner: Mutex::new(Inner {
+                ledger,
+                approvals,
+                refusals: refusals::Throttle::default(),
+            }),
             import: import::ImportState::new(import, awaiting_keys, pinned_policy_key),
             clock,
-        }
+        })
     }
 
     /// Records the start in the audit log (and an import applied, or a confirmation expired,
@@ -316,7 +325,7 @@ impl Engine {
                     &r.idempotency_key,
                     Remembered::Signed {
                         intent_digest: digest.to_string(),
-                        result: signed.clone(),
+                        seq: signed.ledger_seq,
                         ts: now,
                     },
                 );
@@ -334,7 +343,8 @@ impl Engine {
         }
     }
 
-    /// Records a refusal in the audit log, then returns it.
+    /// Records a refusal in the audit log (or counts it, merged: see [`refusals`]), then
+    /// returns it.
     async fn refuse(&self, agent: &AgentId, refusal: Refusal, now: u64) -> Refusal {
         let event = Event::Denied {
             agent: agent.clone(),
@@ -342,10 +352,34 @@ impl Engine {
             rule: refusal.rule,
             message: refusal.message.clone(),
         };
-        if let Err(e) = self.audit.append(now, vec![event]).await {
+        let key = refusals::Key {
+            what: "denied",
+            agent: self
+                .policy
+                .agents
+                .contains_key(agent)
+                .then(|| agent.clone()),
+            kind: refusal.kind,
+            rule: refusal.rule,
+        };
+        if let Err(e) = self.record_refusal(key, event, now).await {
             tracing::error!(error = %e, "could not record a refusal in the audit log");
         }
         refusal
+    }
+
+    /// Writes a refusal's entry, merged with others of its key ([`refusals::Throttle`]).
+    async fn record_refusal(
+        &self,
+        key: refusals::Key,
+        event: Event,
+        now: u64,
+    ) -> Result<(), crate::audit::AuditError> {
+        let verdict = self.lock().refusals.refusal(key, event, now);
+        match verdict {
+            refusals::Verdict::Merged => Ok(()),
+            refusals::Verdict::Write(events) => self.audit.append(now, events).await.map(|_| ()),
+        }
     }
 }
 
