@@ -105,12 +105,19 @@ pub fn parse_request(payload: &[u8]) -> Result<Request, ParseFailure> {
         "audit" => op_fields(&id, "audit", fields).map(Op::Audit),
         "import_status" => no_fields(&id, "import_status", fields).map(|()| Op::ImportStatus),
         "import_confirm" => op_fields(&id, "import_confirm", fields).map(Op::ImportConfirm),
+        "request_confirmation" => {
+            op_fields(&id, "request_confirmation", fields).map(Op::RequestConfirmation)
+        }
+        "request_set_cap" => op_fields(&id, "request_set_cap", fields).map(Op::RequestSetCap),
+        "request_status" => op_fields(&id, "request_status", fields).map(Op::RequestStatus),
+        "awaiting" => no_fields(&id, "awaiting", fields).map(|()| Op::Awaiting),
+        "events" => op_fields(&id, "events", fields).map(Op::Events),
         other => Err(ParseFailure::request(
             Some(id.clone()),
             format!(
-                "unknown op {:?}; ops are hello, sign, dry_run, approve, status, confirm, set_limit, \
-                 import_status, import_confirm",
-                truncate(other)
+                "unknown op {:?}; ops are {}",
+                truncate(other),
+                super::OP_NAMES.join(", ")
             ),
         )),
     }?;
@@ -148,7 +155,7 @@ impl Request {
         obj.insert("id".into(), Value::from(self.id.as_str()));
         obj.insert("op".into(), Value::from(self.op.name()));
         let fields = match &self.op {
-            Op::Hello | Op::Status | Op::ImportStatus => Value::Null,
+            Op::Hello | Op::Status | Op::ImportStatus | Op::Awaiting => Value::Null,
             Op::Sign(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::DryRun(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::Approve(r) => serde_json::to_value(r).unwrap_or(Value::Null),
@@ -156,6 +163,10 @@ impl Request {
             Op::SetCap(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::Audit(r) => serde_json::to_value(r).unwrap_or(Value::Null),
             Op::ImportConfirm(r) => serde_json::to_value(r).unwrap_or(Value::Null),
+            Op::RequestConfirmation(r) => serde_json::to_value(r).unwrap_or(Value::Null),
+            Op::RequestSetCap(r) => serde_json::to_value(r).unwrap_or(Value::Null),
+            Op::RequestStatus(r) => serde_json::to_value(r).unwrap_or(Value::Null),
+            Op::Events(r) => serde_json::to_value(r).unwrap_or(Value::Null),
         };
         if let Value::Object(f) = fields {
             obj.extend(f);
