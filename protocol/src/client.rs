@@ -36,6 +36,14 @@ impl Client {
         Ok(Self { stream, next_id: 0 })
     }
 
+    /// A client on a stream connected elsewhere (e.g. by a thread with another uid: the
+    /// signer reads the peer's uid at connect time), with a read/write timeout.
+    pub fn from_stream(stream: UnixStream, timeout: Duration) -> std::io::Result<Self> {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        Ok(Self { stream, next_id: 0 })
+    }
+
     /// Sends one op and waits for its response.
     pub fn call(&mut self, op: Op) -> Result<Response, ClientError> {
         self.next_id += 1;

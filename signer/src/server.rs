@@ -1,5 +1,7 @@
 //! The socket server: accepts connections on the one listening Unix socket, checks each
-//! peer's uid with `SO_PEERCRED`, reads bounded frames, and hands requests to the engine.
+//! peer's uid with `SO_PEERCRED` and gives the connection its role (asker or approver:
+//! `docs/protocol.md`, "Roles"), reads bounded frames, and hands requests to the engine with
+//! the role (the engine checks the op against it before anything else).
 //! A bad frame gets one error reply and the connection closes; nothing a peer sends can
 //! stop the server from serving other connections.
 //!
@@ -14,9 +16,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, Semaphore};
-use vigil_protocol::{ErrorKind, Response, check_len, encode_frame, parse_request};
+use vigil_protocol::{ErrorKind, PeerRole, Response, check_len, encode_frame, parse_request};
 
-use crate::engine::{After, Engine};
+use crate::engine::{After, Engine, Peer};
 
 /// Most connections served at once; more are closed on accept.
 pub(crate) const MAX_CONNECTIONS: usize = 64;
@@ -35,11 +37,26 @@ pub enum Stopped {
     RestartForImport,
 }
 
-/// Who may connect.
+/// Who may connect, and as what.
 #[derive(Clone, Debug)]
 pub(crate) struct ServerConfig {
-    /// Peer uids allowed to connect (checked with `SO_PEERCRED`).
+    /// Peer uids served as askers (checked with `SO_PEERCRED`).
     pub allowed_uids: Vec<u32>,
+    /// The one uid served as the approver (never also an asker: `daemon::run` checks).
+    pub approver_uid: Option<u32>,
+}
+
+impl ServerConfig {
+    /// The role of a connection from `uid`, or `None` if it is not served.
+    pub(crate) fn role_of(&self, uid: u32) -> Option<PeerRole> {
+        if self.approver_uid == Some(uid) {
+            Some(PeerRole::Approver)
+        } else if self.allowed_uids.contains(&uid) {
+            Some(PeerRole::Asker)
+        } else {
+            None
+        }
+    }
 }
 
 /// Serves until an import is confirmed (or the listener fails). Call inside a tokio runtime.
@@ -88,10 +105,11 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        if !config.allowed_uids.contains(&uid) {
+        let Some(role) = config.role_of(uid) else {
             tracing::warn!(uid, "connection from a uid that is not allowed; closing");
             continue;
-        }
+        };
+        let peer = Peer { uid, role };
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
             tracing::warn!("{MAX_CONNECTIONS} connections already open; closing a new one");
             continue;
@@ -102,7 +120,7 @@ pub(crate) async fn serve(
             confirmed: Arc::clone(&confirmed),
         };
         tokio::spawn(async move {
-            connection(stream, &engine, &stop).await;
+            connection(stream, &engine, peer, &stop).await;
             drop(permit);
         });
     }
@@ -115,7 +133,7 @@ struct Stop {
 }
 
 /// Serves one connection until it closes, idles out or sends a bad frame.
-async fn connection(mut stream: UnixStream, engine: &Engine, stop: &Stop) {
+async fn connection(mut stream: UnixStream, engine: &Engine, peer: Peer, stop: &Stop) {
     loop {
         let mut prefix = [0u8; 4];
         match tokio::time::timeout(IDLE_TIMEOUT, stream.read_exact(&mut prefix)).await {
@@ -142,7 +160,7 @@ async fn connection(mut stream: UnixStream, engine: &Engine, stop: &Stop) {
         }
         let (resp, close, after) = match parse_request(&payload) {
             Ok(req) => {
-                let (resp, after) = engine.handle_request(req).await;
+                let (resp, after) = engine.handle_request(req, peer).await;
                 (resp, false, after)
             }
             Err(failure) => {
@@ -184,4 +202,26 @@ async fn write_response(stream: &mut UnixStream, resp: &Response) -> std::io::Re
     };
     stream.write_all(&frame).await?;
     stream.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_uid_decides_the_role() {
+        let cfg = ServerConfig {
+            allowed_uids: vec![1000, 0],
+            approver_uid: Some(1001),
+        };
+        assert_eq!(cfg.role_of(1000), Some(PeerRole::Asker));
+        assert_eq!(cfg.role_of(0), Some(PeerRole::Asker));
+        assert_eq!(cfg.role_of(1001), Some(PeerRole::Approver));
+        assert_eq!(cfg.role_of(1002), None);
+        let none = ServerConfig {
+            allowed_uids: vec![1000],
+            approver_uid: None,
+        };
+        assert_eq!(none.role_of(1001), None);
+    }
 }

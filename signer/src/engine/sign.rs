@@ -1,6 +1,9 @@
 //! The engine's `sign` op: an idempotent request is answered from its record; a new one is
 //! decided by the policy under the engine's lock and either refused, opened as an approval
-//! that waits for the operator's code, or signed and committed.
+//! that waits for the operator's code, or signed and committed. A request whose approval the
+//! operator granted (`approve`, through the approver) is collected here: the same agent,
+//! intent and idempotency key with a fresh context, decided again without the threshold,
+//! signed once and committed; later calls get the remembered result.
 
 use vigil_protocol::{ErrorKind, NeedsApproval, SignRequest, SignResult, Signed};
 
@@ -34,7 +37,9 @@ impl Engine {
 
         let next = {
             let mut inner = self.lock();
-            let Inner { ledger, approvals } = &mut *inner;
+            let Inner {
+                ledger, approvals, ..
+            } = &mut *inner;
             let remembered = ledger.remembered(&r.agent, &r.idempotency_key).cloned();
             match remembered {
                 Some(rem) if rem.intent_digest() != digest => Next::Refuse(Refusal::new(
@@ -46,6 +51,63 @@ impl Engine {
                 )),
                 Some(Remembered::Signed { result, .. }) => Next::Done(SignResult::Signed(result)),
                 Some(Remembered::InFlight { done, .. }) => Next::Wait(done),
+                Some(Remembered::AwaitingApproval { approval_id, .. })
+                    if approvals.granted(&approval_id).is_some() =>
+                {
+                    match approvals.take_grant(&approval_id, now) {
+                        Err(refusal) => Next::Refuse(Refusal::new(refusal.kind, refusal.message)),
+                        Ok(grant) => {
+                            let verdict = policy::decide_approved(
+                                &self.policy,
+                                &*ledger,
+                                &r.agent,
+                                &r.intent,
+                                now,
+                            );
+                            let signed = match verdict {
+                                Verdict::Deny { rule, message } => Err(Refusal {
+                                    kind: ErrorKind::PolicyDenied,
+                                    rule: Some(rule),
+                                    message: format!(
+                                        "approved, but the policy now refuses it: {message}"
+                                    ),
+                                }),
+                                Verdict::Allow | Verdict::NeedsApproval { .. } => sign_prepared(
+                                    &r,
+                                    &digest,
+                                    &prepared,
+                                    key,
+                                    Some(approval_id.clone()),
+                                ),
+                            };
+                            match signed {
+                                Ok((event, signed)) => {
+                                    ledger.record_spend(
+                                        &r.agent,
+                                        prepared.asset,
+                                        prepared.amount,
+                                        now,
+                                    );
+                                    let (tx, rx) = tokio::sync::watch::channel(None);
+                                    ledger.remember(
+                                        &r.agent,
+                                        &r.idempotency_key,
+                                        Remembered::InFlight {
+                                            intent_digest: digest.clone(),
+                                            done: rx,
+                                        },
+                                    );
+                                    Next::Commit(event, signed, tx)
+                                }
+                                Err(refusal) => {
+                                    // It may fit later (the 24 h window slides), until the deadline.
+                                    approvals.restore_grant(approval_id, grant);
+                                    Next::Refuse(refusal)
+                                }
+                            }
+                        }
+                    }
+                }
                 Some(Remembered::AwaitingApproval {
                     approval_id,
                     expires_at,
@@ -123,8 +185,15 @@ impl Engine {
                     "the first request with this key did not finish; retry",
                 )),
             },
-            Next::Approval(event, needs) => match self.audit.append(now, vec![event]).await {
-                Ok(_) => Ok(SignResult::NeedsApproval(needs)),
+            Next::Approval(event, needs) => match self.journal(now, vec![event]).await {
+                Ok(appended) => {
+                    if let Some(a) = appended.last() {
+                        self.lock()
+                            .approval_seqs
+                            .insert(needs.approval_id.clone(), a.seq);
+                    }
+                    Ok(SignResult::NeedsApproval(needs))
+                }
                 Err(e) => Err(Refusal::internal(format!(
                     "could not record the approval request ({e}); nothing is pending"
                 ))),
