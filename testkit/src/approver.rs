@@ -129,6 +129,24 @@ impl Approver {
     }
 }
 
+/// The signer's id (`approval_id`, or a confirmation's `request_id`) of what the
+/// orchestrator's pending confirmation `id` waits for at the approver.
+pub fn signer_id_of(
+    store: &vigil_orchestrator::Store,
+    id: vigil_orchestrator::ConfirmationId,
+) -> String {
+    let row = store
+        .confirmation(id)
+        .unwrap_or_else(|e| panic!("confirmation {id}: {e}"));
+    let payload: serde_json::Value =
+        serde_json::from_str(&row.confirmation.payload_json).expect("a stored payload is JSON");
+    payload["approval_id"]
+        .as_str()
+        .or_else(|| payload["request_id"].as_str())
+        .unwrap_or_else(|| panic!("confirmation {id} waits for nothing at the signer: {payload}"))
+        .to_owned()
+}
+
 impl Operator {
     /// The operator answers awaiting item `id` in the approver's chat with the current code:
     /// the approver carries it to the signer for exactly that item.
