@@ -7,21 +7,21 @@
 //! Set TMPDIR to measure another filesystem.
 //!
 //! Run: `cargo bench -p vigil-signer --bench durable_signing --ignore-rust-version`
-//! (or `tests/bench/run`). Prints a table and the two target ratios of issue 2.
+//! (or `tests/bench/run`). Prints a table, the signer's CPU time and sleeps per request by
+//! thread (the serving thread and the `vigil-audit` writer), and the two target ratios.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use vigil_protocol::{Client, Network};
 use vigil_testkit::Signer;
-use vigil_testkit::measure::Samples;
+use vigil_testkit::measure::{Samples, Usage, process_cpu};
 use vigil_testkit::policy::{AgentRules, Policy};
 use vigil_testkit::requests::{SOME_BLOCKHASH, sign_op, transfer};
+use vigil_testkit::ssh_agent::SshAgent;
 const SEQ_N: usize = 3000;
 const CLIENTS: usize = 8;
 const PER_CLIENT: usize = 1500;
@@ -51,7 +51,10 @@ fn main() {
         AgentRules::unbounded(1000, 4_000_000_000).recipients(&[&to]),
     ));
     let socket = signer.socket();
+    let pid = signer.pid();
+    let before = Usage::of(pid);
     let seq = sequential(|i| sign_once(&socket, &to, i), SEQ_N);
+    let seq_usage = Usage::of(pid).since(&before);
     let seq_rate = seq.rate();
     println!(
         "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s",
@@ -60,11 +63,15 @@ fn main() {
         seq.percentile_us(990),
         seq_rate
     );
+    let before = Usage::of(pid);
+    let clients_before = process_cpu(std::process::id());
     let par = parallel(
         |c, i| sign_once(&socket, &to, 1_000_000 * (c + 1) + i),
         CLIENTS,
         PER_CLIENT,
     );
+    let par_usage = Usage::of(pid).since(&before);
+    let clients_cpu = process_cpu(std::process::id()).saturating_sub(clients_before);
     println!(
         "{:<44} p50 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} signs/s",
         format!("vigil-signer, {CLIENTS} clients"),
@@ -73,6 +80,18 @@ fn main() {
         par.rate()
     );
     signer.kill9();
+    for (phase, usage, n) in [
+        ("sequential", &seq_usage, SEQ_N + SEQ_N / 10),
+        ("8 clients", &par_usage, CLIENTS * PER_CLIENT),
+    ] {
+        for line in usage.per_op(n) {
+            println!("  signer thread, {phase:<10}: {line}");
+        }
+    }
+    println!(
+        "  bench clients, 8 clients : CPU {:>6.1} µs/op (all 8 client threads)",
+        clients_cpu.as_secs_f64() * 1e6 / (CLIENTS * PER_CLIENT) as f64
+    );
 
     let agent = match SshAgent::start(dir.path()) {
         Ok(a) => a,
@@ -189,107 +208,4 @@ fn sign_once(socket: &Path, to: &str, i: usize) {
             resp.outcome
         );
     });
-}
-
-/// Minimal SSH agent protocol client (draft-miller-ssh-agent): list identities, sign.
-struct SshAgent {
-    child: Child,
-    socket: PathBuf,
-    key_blob: Vec<u8>,
-}
-
-impl SshAgent {
-    fn start(dir: &Path) -> Result<Self, String> {
-        let socket = dir.join("ssh-agent.sock");
-        let key = dir.join("id_ed25519");
-        let keygen = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&key)
-            .output();
-        match keygen {
-            Ok(o) if o.status.success() => {}
-            _ => return Err("ssh-keygen not available (apt-get install openssh-client)".into()),
-        }
-        let child = Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&socket).is_err() {
-            if Instant::now() > deadline {
-                return Err("ssh-agent did not start".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let added = Command::new("ssh-add")
-            .arg("-q")
-            .arg(&key)
-            .env("SSH_AUTH_SOCK", &socket)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !added.status.success() {
-            return Err(format!(
-                "ssh-add failed: {}",
-                String::from_utf8_lossy(&added.stderr)
-            ));
-        }
-        let mut s = UnixStream::connect(&socket).map_err(|e| e.to_string())?;
-        let reply = call(&mut s, &[11]);
-        if reply.first() != Some(&12) {
-            return Err("unexpected identities answer".into());
-        }
-        let (blob, _) = read_string(&reply[5..]);
-        Ok(Self {
-            child,
-            socket,
-            key_blob: blob.to_vec(),
-        })
-    }
-
-    fn sign_once(&self) {
-        thread_local! {
-            static SSH: std::cell::RefCell<Option<UnixStream>> = const { std::cell::RefCell::new(None) };
-        }
-        SSH.with(|c| {
-            let mut c = c.borrow_mut();
-            let s = c.get_or_insert_with(|| UnixStream::connect(&self.socket).unwrap());
-            let mut msg = vec![13];
-            put_string(&mut msg, &self.key_blob);
-            put_string(&mut msg, &[0x5a; 200]); // about the size of a Solana message
-            msg.extend_from_slice(&0u32.to_be_bytes());
-            let reply = call(s, &msg);
-            assert_eq!(reply.first(), Some(&14), "ssh-agent refused to sign");
-        });
-    }
-}
-
-impl Drop for SshAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn call(s: &mut UnixStream, msg: &[u8]) -> Vec<u8> {
-    let mut out = u32::try_from(msg.len()).unwrap().to_be_bytes().to_vec();
-    out.extend_from_slice(msg);
-    s.write_all(&out).unwrap();
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).unwrap();
-    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut buf).unwrap();
-    buf
-}
-
-fn put_string(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(&u32::try_from(s.len()).unwrap().to_be_bytes());
-    out.extend_from_slice(s);
-}
-
-fn read_string(b: &[u8]) -> (&[u8], &[u8]) {
-    let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-    (&b[4..4 + n], &b[4 + n..])
 }

@@ -278,12 +278,20 @@ impl<E: serde::Serialize + Send + 'static> AuditLog<E> {
     /// Appends `events` (all with timestamp `ts`) as consecutive entries; resolves only after
     /// they are on disk. If the future is dropped early the entries may still be written (and
     /// then count, e.g. as spent): callers must not release anything before this resolves.
+    ///
+    /// Group commit within one turn of the runtime: the request is queued, the task yields so
+    /// that every other request ready in this turn queues its entries too, and the first to
+    /// resume hands them all to the writer in one message (one wake-up, one batch).
     pub async fn append(&self, ts: u64, events: Vec<E>) -> Result<Vec<Appended>, AuditError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.inner.submit(ts, events, writer::Reply::Async(tx))?;
+        self.inner.queue(ts, events, writer::Reply::Async(tx))?;
+        // Flushed even if this future is dropped while it yields.
+        let flush = FlushOnDrop(&self.inner);
+        tokio::task::yield_now().await;
+        drop(flush);
         rx.await.map_err(|_| AuditError::WriterStopped)?
     }
 
@@ -294,8 +302,22 @@ impl<E: serde::Serialize + Send + 'static> AuditLog<E> {
             return Ok(Vec::new());
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.inner.submit(ts, events, writer::Reply::Blocking(tx))?;
+        self.inner.queue(ts, events, writer::Reply::Blocking(tx))?;
+        self.inner.flush()?;
         rx.recv().map_err(|_| AuditError::WriterStopped)?
+    }
+}
+
+/// Hands what is queued to the writer when dropped (the end of `append`'s yield, or its
+/// cancellation). A flush that fails leaves the requests' replies unsent: their callers then
+/// see [`AuditError::WriterStopped`].
+struct FlushOnDrop<'a, E>(&'a writer::Writer<E>);
+
+impl<E> Drop for FlushOnDrop<'_, E> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.flush() {
+            tracing::error!(error = %e, "could not hand queued audit entries to the writer");
+        }
     }
 }
 

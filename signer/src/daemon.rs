@@ -288,6 +288,7 @@ pub fn run(cfg: &ServeConfig) -> Result<Stopped, Error> {
     tracing::info!(
         landlock = %report.landlock_status,
         memory = %report.memory_lock,
+        unlocked_code_kib = report.file_pages.bytes() / 1024,
         seccomp_syscalls = report.seccomp_syscalls,
         dropped_to = ?report.dropped_to,
         "confined"
@@ -316,6 +317,10 @@ pub fn run(cfg: &ServeConfig) -> Result<Stopped, Error> {
         // The listener already queues connections; READY=1 says the keys are unlocked, the
         // ledger replayed and the process confined, so systemd starts the orchestrator now.
         readiness.send_ready("serving").map_err(Error::Other)?;
+        // Start-up is over: the code and constants it used leave RAM (they come back from the
+        // page cache if ever run again); what serving runs is faulted in as it runs.
+        let released = report.file_pages.release();
+        tracing::debug!(released_kib = released / 1024, "start-up pages released");
         tracing::info!(
             notified_systemd = readiness.is_requested(),
             "vigil-signer ready"

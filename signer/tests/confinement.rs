@@ -11,6 +11,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -217,6 +218,99 @@ fn new_sockets_exec_and_fork_are_killed() {
         );
         assert!(!text.contains(": ok"), "{probe} succeeded: {text}");
     }
+}
+
+/// A datagram socket bound in a temp dir outside the state dirs, reachable by anyone (as
+/// `/run/systemd/journal/socket` or `/dev/log` are): landlock does not cover sending to a
+/// pathname socket, so only seccomp stands between a compromised signer and it.
+struct Listening {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    socket: UnixDatagram,
+}
+
+fn listening(name: &str) -> Listening {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join(name);
+    let socket = UnixDatagram::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    Listening {
+        _dir: dir,
+        path,
+        socket,
+    }
+}
+
+impl Listening {
+    /// The datagram waiting on the socket, if any.
+    fn received(&self) -> Option<String> {
+        let mut buf = [0u8; 256];
+        match self.socket.recv(&mut buf) {
+            Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+}
+
+/// `sendto` is allowed only without a destination: the notify socket connected before
+/// confinement still carries READY=1 (through the signer's own `Readiness`), but the same
+/// connected socket cannot be pointed at any other local socket.
+#[test]
+fn datagrams_reach_only_the_socket_connected_before_confinement() {
+    let s = state();
+    let notify = listening("notify");
+    let victim = listening("victim");
+
+    let mut ready = confined_cmd(&s, "notify", &[]);
+    let out = ready.env("NOTIFY_SOCKET", &notify.path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{:?} {text}", out.status);
+    assert!(text.contains("READY=1: ok"), "{text}");
+    assert_eq!(
+        notify.received().as_deref(),
+        Some("READY=1\nSTATUS=probe\n"),
+        "systemd's notify socket got READY=1"
+    );
+
+    let victim_path = victim.path.to_str().unwrap();
+    let mut escape = confined_cmd(&s, "sendto-elsewhere", &["--victim", victim_path]);
+    let out = escape.env("NOTIFY_SOCKET", &notify.path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("confined: ConfinementReport"), "{text}");
+    assert_eq!(
+        out.status.signal(),
+        Some(SIGSYS),
+        "sendto with a destination must be killed by seccomp: {:?} {text}",
+        out.status
+    );
+    assert_eq!(
+        victim.received(),
+        None,
+        "a datagram escaped to {victim_path}"
+    );
+}
+
+/// `socketpair` only in the one shape tokio's signal driver makes (AF_UNIX stream,
+/// nonblocking, close-on-exec): a datagram pair would be a fresh socket to `sendto` with.
+#[test]
+fn socketpair_is_allowed_only_as_tokio_makes_it() {
+    let s = state();
+    probe_says(
+        &s,
+        "socketpair-stream",
+        "socketpair(AF_UNIX, SOCK_STREAM): ok",
+    );
+    let (out, text) = run(&s, "socketpair-dgram", &[]);
+    assert!(text.contains("confined: ConfinementReport"), "{text}");
+    assert_eq!(
+        out.status.signal(),
+        Some(SIGSYS),
+        "a datagram socketpair must be killed by seccomp: {:?} {text}",
+        out.status
+    );
 }
 
 #[test]

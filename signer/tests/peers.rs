@@ -1,6 +1,7 @@
 //! Who may talk to the signer: the `SO_PEERCRED` uid check against a client running as
-//! another user, and systemd socket activation (`LISTEN_FDS`) with systemd's own
-//! `systemd-socket-activate`. The uid test needs root (to run a client as another uid); CI is root.
+//! another user, connection slots per peer (a flood from one uid leaves another uid its
+//! slots), and systemd socket activation (`LISTEN_FDS`) with systemd's own
+//! `systemd-socket-activate`. The uid tests need root (to run a client as another uid); CI is root.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -74,6 +75,44 @@ fn other_uids_are_refused_unless_allowed() {
         hello_as_other(&s),
         "an allowed uid was refused (the check above proves nothing)"
     );
+}
+
+/// More connections than the signer ever served at once (its old global limit was 64).
+const FLOOD: usize = 80;
+
+/// One peer (this process, root) opens [`FLOOD`] connections and keeps every one it is served
+/// on idle; another allowed peer (uid OTHER) must still get its `hello` answered. Before slots
+/// were per peer, the flood held all 64 and the other peer's connection was closed on accept.
+#[test]
+fn a_flood_of_connections_from_one_peer_does_not_stop_another_peer() {
+    if !require_root(&format!("runs a second peer as uid {OTHER}")) {
+        return;
+    }
+    let s = Signer::with(&["trader"])
+        .args(&["--allow-peer-uid", &OTHER.to_string()])
+        .start();
+    open_to_all(&s);
+    let mut held = Vec::new();
+    for _ in 0..FLOOD {
+        let Ok(mut c) = Client::connect(&s.socket(), Duration::from_secs(5)) else {
+            continue;
+        };
+        if c.call(Op::Hello).is_ok_and(|r| r.outcome.is_ok()) {
+            held.push(c);
+        }
+    }
+    assert!(
+        !held.is_empty() && held.len() < FLOOD,
+        "the flooding peer is served up to its own quota, not for every connection: {} of {FLOOD}",
+        held.len()
+    );
+    assert!(
+        hello_as_other(&s),
+        "{} idle connections of one peer stopped another peer's request",
+        held.len()
+    );
+    // The flood's own connections still work: it only lost the ones above its quota.
+    assert!(held[0].call(Op::Hello).unwrap().outcome.is_ok());
 }
 
 #[test]

@@ -3,7 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
 
 use vigil_protocol::{Client, Network, Op};
 use vigil_testkit::operator::fresh_step;
@@ -482,4 +483,52 @@ fn audit_op_verifies_the_chain_from_inside_the_confined_signer() {
     );
     assert!(last.get("tx").is_none(), "the wire transaction is left out");
     assert_eq!(latest[1]["seq"], r["head_seq"]);
+}
+
+/// The signer's write timeout (`server/connection.rs`, docs/protocol.md).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A peer that sends requests but never reads the answers cannot hold its connection (and
+/// the slot under it) forever: once the socket buffer is full and the answers wait longer
+/// than the write timeout, the signer closes the connection. Before the write timeout the
+/// signer waited for ever and answered all of them once the peer read.
+#[test]
+fn a_peer_that_does_not_read_its_answers_is_disconnected() {
+    const REQUESTS: usize = 3000;
+    let s = Signer::start(&["trader"]);
+    let mut raw = std::os::unix::net::UnixStream::connect(s.socket()).unwrap();
+    let hello = br#"{"v":1,"id":"h","op":"hello"}"#;
+    let frame = vigil_protocol::encode_frame(hello).unwrap();
+    raw.set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // Far more answers than any socket buffer holds; the requests themselves fit in ours.
+    let _ = raw.write_all(&frame.repeat(REQUESTS));
+    std::thread::sleep(WRITE_TIMEOUT + Duration::from_secs(2));
+
+    raw.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut got = Vec::new();
+    // Closed: end of stream, or ECONNRESET after the queued answers (the signer closed with
+    // our unread requests still in its buffer). A timeout means it is still open.
+    let ended = match raw.read_to_end(&mut got) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    let mut answers = 0;
+    let mut rest = got.as_slice();
+    while let Some((prefix, body)) = rest.split_first_chunk::<4>() {
+        let len = usize::try_from(u32::from_be_bytes(*prefix)).unwrap();
+        let Some(answer) = body.get(..len) else { break };
+        assert!(ok(vigil_protocol::Response::parse(answer).unwrap())["version"] == 1);
+        answers += 1;
+        rest = &body[len..];
+    }
+    assert!(
+        ended && answers < REQUESTS,
+        "the connection must be closed after the write timeout, with answers left unsent: \
+         closed={ended}, {answers} of {REQUESTS} answered"
+    );
+    // The signer itself serves on.
+    let started = Instant::now();
+    assert!(s.client().call(Op::Hello).unwrap().outcome.is_ok());
+    assert!(started.elapsed() < Duration::from_secs(2));
 }

@@ -38,9 +38,10 @@ pub enum Attack {
     MaxWithinPolicy,
     /// A transfer to a peer of the agent's profile that the signed policy does not list.
     PeerOutsideSignedPolicy,
-    /// A program call to the attacker's program.
+    /// A `program_call` to the attacker's program (an action the orchestrator no longer has:
+    /// it used to become a plain transfer to the program's address).
     UnlistedProgram,
-    /// A program call to the profile's program peer, which the signed policy does not list.
+    /// A `program_call` to the profile's program peer, which the signed policy does not list.
     ListedProgram,
     /// A valid transfer plus `"network": "mainnet"`.
     Mainnet,

@@ -16,8 +16,9 @@
 //!   .telegram().start()` for the tests that cross processes (in `testkit/tests/`).
 //! - [`host`]: `SOL`, `unix_now`, `is_root`, `require_root`, the workspace's binaries;
 //!   [`reexec`]: a test run again as another uid from anywhere the checkout lives;
-//!   [`measure`]: the benchmarks' percentiles; [`legacy`]: a state dir and a ceremony stick
-//!   made before keys were per network (keystore format 1).
+//!   [`measure`]: the benchmarks' percentiles, CPU time and memory of a process;
+//!   [`ssh_agent`]: OpenSSH's agent, the benchmarks' reference; [`legacy`]: a state dir and a
+//!   ceremony stick made before keys were per network (keystore format 1).
 //!
 //! It is a dev-dependency only (`publish = false`): no shipped binary links it. Panicking is
 //! how a test helper fails, so helpers panic with what went wrong and what to do.
@@ -44,6 +45,7 @@ pub mod requests;
 pub mod scenario;
 pub mod script;
 pub mod signer;
+pub mod ssh_agent;
 pub mod stick;
 pub mod systemd;
 pub mod telegram;

@@ -241,14 +241,14 @@ impl World {
         config
     }
 
-    /// Trader, live for SOL, whose one peer is the signer's dev peer, transfer / program call /
-    /// hold up to 40 % of its balance, without the operator's Yes before a transfer the signer
+    /// Trader, live for SOL, whose one peer is the signer's dev peer, transfer / hold up to
+    /// 40 % of its balance, without the operator's Yes before a transfer the signer
     /// allows (the worst case: the signed policy alone must hold the line).
     pub fn live_trader_agent(&self) -> AgentSpec {
         AgentSpec::new("trader")
             .live("SOL")
             .confirm_transfers(false)
-            .actions(&["transfer", "program_call", "hold"])
+            .actions(&["transfer", "hold"])
             .fraction_bps(4000)
             .peer("dev-peer", &self.signer.dev_peer())
     }

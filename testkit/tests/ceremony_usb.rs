@@ -472,6 +472,56 @@ fn bad_sticks_are_refused_each_with_its_own_message_and_nothing_changes() {
             "the policy is not signed by the manifest's policy key",
         ),
         (
+            // Issue 15, finding 6: the fingerprints shown come from the keys, and a manifest
+            // whose fingerprint is not its key's is refused (before, it was staged and shown).
+            "made-up fingerprint",
+            Box::new({
+                let made = made.clone();
+                move |s: &Stick| {
+                    resign_manifest(&made, s, |m| {
+                        m.agents[0].fingerprint = "0000 1111 2222 3333 4444".into();
+                    });
+                }
+            }),
+            "the fingerprints on this stick were made up",
+        ),
+        (
+            // Issue 15, finding 5: a stick listing far more files than a ceremony writes is
+            // refused before any of them is read (before, each was read, up to 1 MiB).
+            "hundreds of listed files",
+            Box::new({
+                let made = made.clone();
+                move |s: &Stick| {
+                    resign_manifest(&made, s, |m| {
+                        for i in 0..400 {
+                            m.files.insert(
+                                format!("keystore/junk{i}.key"),
+                                FileInfo {
+                                    sha256: "00".repeat(32),
+                                    size: 1024,
+                                },
+                            );
+                        }
+                    });
+                }
+            }),
+            "this stick was not written by vigil-ceremony",
+        ),
+        (
+            "a listed file larger than its kind",
+            Box::new({
+                let made = made.clone();
+                move |s: &Stick| {
+                    resign_manifest(&made, s, |m| {
+                        if let Some(f) = m.files.get_mut("keystore/approval.key") {
+                            f.size = 1024 * 1024;
+                        }
+                    });
+                }
+            }),
+            "keystore/approval.key 1048576 bytes, more than the 16384",
+        ),
+        (
             "truncated file",
             Box::new(|s: &Stick| {
                 let full = s.get("keystore/approval.key");
@@ -508,5 +558,5 @@ fn bad_sticks_are_refused_each_with_its_own_message_and_nothing_changes() {
     messages.push(msg);
     messages.sort();
     messages.dedup();
-    assert_eq!(messages.len(), 5, "five different messages");
+    assert_eq!(messages.len(), 8, "eight different messages");
 }

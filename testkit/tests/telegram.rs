@@ -201,7 +201,7 @@ async fn an_approval_is_answered_at_the_approver_and_a_code_here_does_nothing() 
     // The next request: the code just used is spent; two more wrong ones lock codes.
     op.expect("#2 waits for your approval at the approver")
         .await;
-    let second = approver.only_item();
+    let second = approver.item(&signer_id_of(&world.store(), ConfirmationId(2)));
     let (kind, _, msg) = err(approver.answer(&second.id, operator.code_at(t)));
     assert_eq!(kind, "approval_invalid_code");
     assert!(msg.contains("already used"), "{msg}");

@@ -40,7 +40,7 @@ fn yes() -> bool {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRisk {
-    allowed_actions: BTreeSet<Action>,
+    allowed_actions: Vec<String>,
     max_fraction_per_tx_bps: u32,
     #[serde(default)]
     peers: Vec<Peer>,
@@ -181,6 +181,12 @@ impl RawRisk {
                 "is empty: list at least \"hold\"",
             ));
         }
+        let mut allowed_actions = BTreeSet::new();
+        for (j, name) in self.allowed_actions.iter().enumerate() {
+            let action = parse_action(name)
+                .map_err(|reason| invalid(format!("{prefix}.allowed_actions[{j}]"), reason))?;
+            allowed_actions.insert(action);
+        }
         if self.max_fraction_per_tx_bps > FULL_BPS {
             return Err(invalid(
                 format!("{prefix}.max_fraction_per_tx_bps"),
@@ -230,12 +236,36 @@ impl RawRisk {
             }
         }
         Ok(RiskProfile {
-            allowed_actions: self.allowed_actions,
+            allowed_actions,
             max_fraction_per_tx_bps: self.max_fraction_per_tx_bps,
             peers: self.peers,
         })
     }
 }
+
+/// An action of `allowed_actions`. `program_call` gets its own message: it was removed (it
+/// sent a plain SOL transfer to the program's address), and a config written for an older
+/// release must say so instead of failing as an unknown word (docs/orchestrator.md, "Actions").
+fn parse_action(name: &str) -> Result<Action, String> {
+    if name == REMOVED_PROGRAM_CALL {
+        return Err(format!(
+            "\"{REMOVED_PROGRAM_CALL}\" was removed: it sent a plain SOL transfer to the program's \
+             address, never a program call; delete it from allowed_actions (and a program's \
+             address from peers), since real program calls will come as venue intents"
+        ));
+    }
+    Action::from_wire(name).ok_or_else(|| {
+        let known: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+        format!(
+            "{:?} is not an action: use {}",
+            truncate(name),
+            known.join(", ")
+        )
+    })
+}
+
+/// The action older configs may still name.
+const REMOVED_PROGRAM_CALL: &str = "program_call";
 
 /// A Solana address: base58 decoding to exactly 32 bytes.
 fn check_solana_address(address: &str) -> Result<(), String> {

@@ -69,7 +69,7 @@ fn default_config_has_the_three_tiers() {
     use Action::*;
     let tiers: [(&str, &[Action], u32, f32); 3] = [
         ("sentinel", &[Transfer, Hold], 1000, 0.1),
-        ("trader", &[Transfer, ProgramCall, Hold], 4000, 0.5),
+        ("trader", &[Transfer, Hold], 4000, 0.5),
         ("experimental", &[Transfer, Hold], 2000, 0.9),
     ];
     for (id, actions, bps, temperature) in tiers {
@@ -214,6 +214,21 @@ fn invalid_configs_name_the_key_and_the_reason() {
             base().replace("[\"transfer\", \"hold\"]", "[]"),
             "agents[0].risk.allowed_actions",
             "is empty",
+        ),
+        (
+            "program_call, removed: a config written for an older release",
+            base().replace(
+                "[\"transfer\", \"hold\"]",
+                "[\"transfer\", \"program_call\", \"hold\"]",
+            ),
+            "agents[0].risk.allowed_actions[1]",
+            "\"program_call\" was removed: it sent a plain SOL transfer to the program's address",
+        ),
+        (
+            "an unknown action",
+            base().replace("[\"transfer\", \"hold\"]", "[\"swap\"]"),
+            "agents[0].risk.allowed_actions[0]",
+            "\"swap\" is not an action: use hold, transfer",
         ),
         (
             "peer address not base58",
@@ -414,11 +429,6 @@ fn unknown_keys_and_wrong_types_are_refused_with_their_name() {
                 "completion_micros_per_mtok = 2, cached = 1",
             ),
             "unknown field `cached`",
-        ),
-        (
-            "unknown action",
-            base().replace("\"transfer\", \"hold\"", "\"withdraw_all\""),
-            "unknown variant `withdraw_all`",
         ),
         (
             "unknown provider kind",

@@ -40,7 +40,7 @@ pub(crate) enum RiskRule {
     PeerNotAllowed,
     /// The asset is not one the orchestrator handles.
     UnknownAsset,
-    /// A transfer or program call lacks its asset, recipient or amount (only possible for
+    /// A transfer lacks its asset, recipient or amount (only possible for
     /// a decision built in code; layer 1 never produces one).
     Incomplete,
 }
@@ -74,10 +74,10 @@ pub(crate) struct RiskRefusal {
     pub message: String,
 }
 
-/// A transfer or program call that passed layer 2, with its recipient resolved.
+/// A transfer that passed layer 2, with its recipient resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Checked {
-    /// Transfer or program call (never hold).
+    /// Transfer (never hold).
     pub action: Action,
     /// A symbol from [`KNOWN_ASSETS`].
     pub asset: AssetSymbol,
@@ -254,13 +254,12 @@ mod tests {
     #[test]
     fn table_of_decisions() {
         type Want = Result<(&'static str, &'static str, u128), RiskRule>;
-        let mut program_call = transfer("treasury", 10);
-        program_call.action = Action::ProgramCall;
         let mut btc = transfer("treasury", 10);
         btc.asset = Some("BTC".parse().unwrap());
         let mut no_amount = transfer("treasury", 10);
         no_amount.amount = None;
-        let trader = profile(&[Action::Transfer, Action::ProgramCall, Action::Hold], 4000);
+        let trader = profile(&[Action::Transfer, Action::Hold], 4000);
+        let hold_only = profile(&[Action::Hold], 4000);
 
         let cases: Vec<(&str, AgentDecision, RiskProfile, u128, Want)> = vec![
             (
@@ -314,17 +313,10 @@ mod tests {
             ),
             (
                 "action not allowed",
-                program_call.clone(),
-                sentinel(),
+                transfer("treasury", 10),
+                hold_only,
                 10_000,
                 Err(RiskRule::ActionNotAllowed),
-            ),
-            (
-                "program call allowed for trader",
-                program_call,
-                trader.clone(),
-                10_000,
-                Ok((TREASURY, "treasury", 10)),
             ),
             (
                 "trader 40% exactly",

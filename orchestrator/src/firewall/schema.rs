@@ -33,10 +33,10 @@ pub(crate) const MAX_TO_CHARS: usize = 128;
 /// The reply format, as stated to the model in the prompt and in every correction.
 pub(crate) const DECISION_SCHEMA: &str = r#"Reply with exactly one JSON object and nothing else (no prose, no Markdown):
 {
-  "action": "hold" | "transfer" | "program_call",
-  "asset": "SOL",                 // transfer and program_call only; omit for hold
-  "to": "<peer label or address>", // transfer and program_call only; omit for hold
-  "amount": "<decimal string of base units, e.g. \"250000000\">", // transfer and program_call only; omit for hold
+  "action": "hold" | "transfer",
+  "asset": "SOL",                 // transfer only; omit for hold
+  "to": "<peer label or address>", // transfer only; omit for hold
+  "amount": "<decimal string of base units, e.g. \"250000000\">", // transfer only; omit for hold
   "confidence": <number from 0 to 1>,
   "reasoning": "<20 to 2000 characters explaining the decision>"
 }
@@ -45,33 +45,33 @@ Example:
 {"action": "transfer", "asset": "SOL", "to": "treasury", "amount": "250000000", "confidence": 0.7, "reasoning": "The treasury is below its floor and this balance can cover it."}"#;
 
 /// What an agent may decide: a closed set.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+///
+/// There is no `program_call`: it used to be turned into a plain SOL transfer to the
+/// program's address, which is never a program call and can strand funds in a program
+/// account. Real program calls come as venue intents the signer builds and decodes itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Do nothing this round. Always allowed; the fallback for every failure.
     Hold,
     /// Move `amount` of `asset` to `to`.
     Transfer,
-    /// Call an allowlisted program (`to`) with `amount` of `asset`.
-    ProgramCall,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 3] = [Action::Hold, Action::Transfer, Action::ProgramCall];
+    pub const ALL: [Action; 2] = [Action::Hold, Action::Transfer];
 
     /// The name used in replies and config.
     pub const fn as_str(self) -> &'static str {
         match self {
             Action::Hold => "hold",
             Action::Transfer => "transfer",
-            Action::ProgramCall => "program_call",
         }
     }
 
-    fn from_wire(s: &str) -> Option<Action> {
+    /// The action named `s` in a reply or a config.
+    pub(crate) fn from_wire(s: &str) -> Option<Action> {
         Action::ALL.into_iter().find(|a| a.as_str() == s)
     }
 }
@@ -82,17 +82,17 @@ impl fmt::Display for Action {
     }
 }
 
-/// A reply that passed layer 1. Hold carries no asset, recipient or amount; transfer and
-/// program_call carry all three.
+/// A reply that passed layer 1. Hold carries no asset, recipient or amount; transfer
+/// carries all three.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct AgentDecision {
     /// What the agent wants to do.
     pub action: Action,
-    /// The asset symbol (e.g. `SOL`), for transfer and program_call.
+    /// The asset symbol (e.g. `SOL`), for transfer.
     pub asset: Option<AssetSymbol>,
     /// A peer label from the allowlist or an address; resolved by layer 2.
     pub to: Option<String>,
-    /// The amount in base units, for transfer and program_call.
+    /// The amount in base units, for transfer.
     pub amount: Option<Amount>,
     /// Confidence in thousandths, 0..=1000.
     pub confidence_milli: u16,
@@ -160,9 +160,7 @@ pub(crate) enum SchemaError {
         found: String,
     },
     /// `action` was not one of the closed set.
-    #[error(
-        "action {0:?} is not allowed: use exactly one of \"hold\", \"transfer\", \"program_call\""
-    )]
+    #[error("action {0:?} is not allowed: use exactly one of \"hold\", \"transfer\"")]
     UnknownAction(String),
     /// `confidence` was outside 0..=1.
     #[error("confidence {0} is out of range: give a number from 0 to 1, e.g. 0.7")]
@@ -186,7 +184,7 @@ pub(crate) enum SchemaError {
         "to {0:?} is not a recipient: give a peer label from the list or its address (1-128 characters, no control characters)"
     )]
     BadRecipient(String),
-    /// transfer or program_call without one of asset, to, amount.
+    /// transfer without one of asset, to, amount.
     #[error("action {action} needs key {field:?}; give asset, to and amount")]
     MissingForAction {
         /// The action.
@@ -328,7 +326,7 @@ fn decision_from_fields(fields: Vec<(String, Value)>) -> Result<AgentDecision, S
                 }
             }
         }
-        Action::Transfer | Action::ProgramCall => {
+        Action::Transfer => {
             for (field, present) in [
                 ("asset", asset.is_some()),
                 ("to", to.is_some()),

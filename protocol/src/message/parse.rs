@@ -147,30 +147,53 @@ fn op_fields<T: DeserializeOwned>(
     })
 }
 
+/// A request on the wire, borrowed: the envelope, then the op's own fields.
+#[derive(serde::Serialize)]
+struct RequestWire<'a, T: serde::Serialize> {
+    v: u64,
+    id: &'a str,
+    op: &'static str,
+    #[serde(flatten)]
+    fields: &'a T,
+}
+
+/// The fields of an op that has none.
+#[derive(serde::Serialize)]
+struct NoFields {}
+
 impl Request {
-    /// Encodes the request as the JSON text of one frame.
+    /// Encodes the request as the JSON text of one frame, straight from the op's fields.
     pub fn to_json(&self) -> String {
-        let mut obj = Map::new();
-        obj.insert("v".into(), Value::from(PROTOCOL_VERSION));
-        obj.insert("id".into(), Value::from(self.id.as_str()));
-        obj.insert("op".into(), Value::from(self.op.name()));
-        let fields = match &self.op {
-            Op::Hello | Op::Status | Op::ImportStatus | Op::Awaiting => Value::Null,
-            Op::Sign(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-            Op::DryRun(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-            Op::Approve(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-            Op::Confirm(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-            Op::SetCap(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-            Op::Audit(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-            Op::ImportConfirm(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-            Op::RequestConfirmation(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-            Op::RequestSetCap(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-            Op::RequestStatus(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-            Op::Events(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-        };
-        if let Value::Object(f) = fields {
-            obj.extend(f);
+        fn encode<T: serde::Serialize>(req: &Request, fields: &T) -> String {
+            let wire = RequestWire {
+                v: PROTOCOL_VERSION,
+                id: req.id.as_str(),
+                op: req.op.name(),
+                fields,
+            };
+            // Invariant: the ops' fields are structs of strings, numbers and enums, which always
+            // encode; the fallback is only there so that this never panics.
+            serde_json::to_string(&wire).unwrap_or_else(|_| {
+                format!(
+                    r#"{{"v":{PROTOCOL_VERSION},"id":{:?},"op":{:?}}}"#,
+                    req.id.as_str(),
+                    req.op.name()
+                )
+            })
         }
-        Value::Object(obj).to_string()
+        match &self.op {
+            Op::Hello | Op::Status | Op::ImportStatus | Op::Awaiting => encode(self, &NoFields {}),
+            Op::Sign(r) => encode(self, r),
+            Op::DryRun(r) => encode(self, r),
+            Op::Approve(r) => encode(self, r),
+            Op::Confirm(r) => encode(self, r),
+            Op::SetCap(r) => encode(self, r),
+            Op::Audit(r) => encode(self, r),
+            Op::ImportConfirm(r) => encode(self, r),
+            Op::RequestConfirmation(r) => encode(self, r),
+            Op::RequestSetCap(r) => encode(self, r),
+            Op::RequestStatus(r) => encode(self, r),
+            Op::Events(r) => encode(self, r),
+        }
     }
 }

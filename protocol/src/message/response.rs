@@ -41,7 +41,38 @@ struct ResponseWire {
     error: Option<ErrorBody>,
 }
 
+/// A success on the wire, borrowed: what [`Response::ok_json`] writes.
+#[derive(Serialize)]
+struct OkWire<'a, T> {
+    v: u64,
+    id: &'a RequestId,
+    ok: bool,
+    result: &'a T,
+}
+
 impl Response {
+    /// The JSON text of a success response, encoded straight from `result` without building
+    /// a [`Value`] first (the signer's hot path); it parses to the same [`Response`] as
+    /// `Response::ok(id, result)`. A result that cannot be encoded gives the `internal` error
+    /// response that [`Response::ok`] would hold.
+    pub fn ok_json(id: &RequestId, result: &impl Serialize) -> String {
+        let wire = OkWire {
+            v: PROTOCOL_VERSION,
+            id,
+            ok: true,
+            result,
+        };
+        serde_json::to_string(&wire).unwrap_or_else(|e| {
+            Response::error(
+                Some(id.clone()),
+                ErrorKind::Internal,
+                None,
+                format!("could not encode the result: {e}"),
+            )
+            .to_json()
+        })
+    }
+
     /// A success carrying a result object.
     pub fn ok(id: RequestId, result: &impl Serialize) -> Self {
         let outcome = serde_json::to_value(result).map_err(|e| ErrorBody {

@@ -307,6 +307,22 @@ fn responses_round_trip() {
     );
 }
 
+/// What it checks: the signer's direct encoding of a success parses back to the same response
+/// as the generic one (a `signed` result with every field, strings that need escaping).
+#[test]
+fn ok_json_is_the_same_response_as_ok() {
+    let id = RequestId::try_from("r-7".to_string()).unwrap();
+    let result = SignResult::Signed(Signed {
+        tx: "AQID".into(),
+        signature: "5sig".into(),
+        summary: "transfer 1 SOL \"quoted\" \u{e9}\n".into(),
+        ledger_seq: 42,
+    });
+    let direct = Response::parse(Response::ok_json(&id, &result).as_bytes()).unwrap();
+    assert_eq!(direct, Response::ok(id, &result));
+    assert_eq!(direct.into_result::<SignResult>().unwrap(), result);
+}
+
 #[test]
 fn fuzz_smoke() {
     // Deterministic xorshift noise plus mutations of a valid request.

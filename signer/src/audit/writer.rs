@@ -1,8 +1,11 @@
 //! The journal's single writer thread and its group commit.
 //!
-//! Callers queue requests on a channel. The writer takes one, drains whatever else is queued
-//! (up to [`MAX_BATCH_EVENTS`] events), assigns seqs and chain hashes in order, writes all the
-//! lines with one write, calls `fdatasync` once, and only then completes every caller. If the
+//! Callers queue requests ([`Writer::queue`]) and hand what is queued to the writer thread in
+//! one message ([`Writer::flush`]): the async `append` queues, lets every other request that is
+//! ready in the same turn of the runtime queue too, then flushes, so the writer is woken once
+//! per turn, not once per request. The writer takes a message, drains whatever else is on its
+//! channel (up to [`MAX_BATCH_EVENTS`] events), assigns seqs and chain hashes in order, writes
+//! all the lines with one write, calls `fdatasync` once, and only then completes every caller. If the
 //! write or the `fdatasync` fails, part of the batch may be on disk while the chain head in
 //! memory is not, so the log is poisoned: that batch and every later request fail. A restart
 //! re-reads the file, which is the only truth.
@@ -63,10 +66,12 @@ struct Shared {
     entries: AtomicU64,
 }
 
-/// The handles' side: the request channel and the thread, joined when the last handle goes.
+/// The handles' side: the requests queued and not yet handed over, the channel to the thread,
+/// and the thread, joined when the last handle goes.
 pub(super) struct Writer<E> {
     path: PathBuf,
-    tx: Option<mpsc::Sender<Request<E>>>,
+    queued: Mutex<Vec<Request<E>>>,
+    tx: Option<mpsc::Sender<Vec<Request<E>>>>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
@@ -91,6 +96,7 @@ impl<E: serde::Serialize + Send + 'static> Writer<E> {
             .map_err(AuditError::Spawn)?;
         Ok(Writer {
             path,
+            queued: Mutex::new(Vec::new()),
             tx: Some(tx),
             thread: Some(thread),
             shared,
@@ -99,14 +105,33 @@ impl<E: serde::Serialize + Send + 'static> Writer<E> {
 }
 
 impl<E> Writer<E> {
-    /// Queues a request; the outcome arrives on `reply`.
-    pub(super) fn submit(&self, ts: u64, events: Vec<E>, reply: Reply) -> Result<(), AuditError> {
+    /// Queues a request; the outcome arrives on `reply` once it is flushed and written.
+    pub(super) fn queue(&self, ts: u64, events: Vec<E>, reply: Reply) -> Result<(), AuditError> {
         if self.is_poisoned() {
             return Err(AuditError::Poisoned);
         }
+        if self.tx.is_none() {
+            return Err(AuditError::WriterStopped);
+        }
+        self.lock_queued().push(Request { ts, events, reply });
+        Ok(())
+    }
+
+    /// Hands every queued request to the writer thread in one message (nothing if none).
+    pub(super) fn flush(&self) -> Result<(), AuditError> {
+        let batch = std::mem::take(&mut *self.lock_queued());
+        if batch.is_empty() {
+            return Ok(());
+        }
         let tx = self.tx.as_ref().ok_or(AuditError::WriterStopped)?;
-        tx.send(Request { ts, events, reply })
-            .map_err(|_| AuditError::WriterStopped)
+        tx.send(batch).map_err(|_| AuditError::WriterStopped)
+    }
+
+    fn lock_queued(&self) -> std::sync::MutexGuard<'_, Vec<Request<E>>> {
+        // A poisoned queue only means a panic while pushing; the requests in it are whole.
+        self.queued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(super) fn head(&self) -> (u64, [u8; 32]) {
@@ -144,6 +169,8 @@ impl<E> Drop for Writer<E> {
     /// Closes the channel and waits for the thread, so the file is closed and unlocked when the
     /// last handle is gone (a reopen right after succeeds).
     fn drop(&mut self) {
+        // Requests still queued are handed over, so that none is silently lost.
+        drop(self.flush());
         drop(self.tx.take());
         if let Some(thread) = self.thread.take() {
             // A panicked writer has nothing left to flush; there is nothing to report here.
@@ -157,17 +184,16 @@ fn run<E: serde::Serialize>(
     path: &Path,
     mut file: File,
     mut head: Head,
-    rx: &mpsc::Receiver<Request<E>>,
+    rx: &mpsc::Receiver<Vec<Request<E>>>,
     shared: &Shared,
 ) {
     let mut buf = Vec::new();
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        let mut queued = batch[0].events.len();
+    while let Ok(mut batch) = rx.recv() {
+        let mut queued: usize = batch.iter().map(|r| r.events.len()).sum();
         while queued < MAX_BATCH_EVENTS {
-            let Ok(request) = rx.try_recv() else { break };
-            queued += request.events.len();
-            batch.push(request);
+            let Ok(more) = rx.try_recv() else { break };
+            queued += more.iter().map(|r| r.events.len()).sum::<usize>();
+            batch.extend(more);
         }
         if shared.poisoned.load(Ordering::Acquire) {
             batch

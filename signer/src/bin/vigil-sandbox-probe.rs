@@ -7,7 +7,10 @@
 //!
 //! Usage:
 //!   vigil-sandbox-probe confined <probe> --ro DIR --rw DIR [--run-as USER:GROUP]
-//!                       [--simulate-no-landlock] [--insecure-no-landlock]
+//!                       [--simulate-no-landlock] [--insecure-no-landlock] [--victim SOCKET]
+//!
+//! The datagram probes (`notify`, `sendto-elsewhere`) take systemd's notify socket from
+//! `$NOTIFY_SOCKET` and connect to it before confinement, as the signer does.
 //!   vigil-sandbox-probe attack <pid> --as USER:GROUP
 //!   vigil-sandbox-probe dumpable-target --run-as USER:GROUP
 
@@ -38,6 +41,7 @@ struct Args {
     run_as: Option<(String, String)>,
     simulate_no_landlock: bool,
     insecure_no_landlock: bool,
+    victim: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -53,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
                 let (u, g) = v.split_once(':').ok_or("--run-as USER:GROUP")?;
                 args.run_as = Some((u.to_string(), g.to_string()));
             }
+            "--victim" => args.victim = Some(value()?.into()),
             "--simulate-no-landlock" => args.simulate_no_landlock = true,
             "--insecure-no-landlock" => args.insecure_no_landlock = true,
             _ => args.positional.push(a),
@@ -78,7 +83,7 @@ fn confined(args: &Args) -> Result<u8, String> {
         .get(1)
         .ok_or("confined needs a probe name")?
         .clone();
-    sandbox::sanitize_process(&[], &[]).map_err(|e| e.to_string())?;
+    sandbox::sanitize_process(&[], &[sandbox::notify::NOTIFY_ENV]).map_err(|e| e.to_string())?;
     // Opened before confinement, read after: /proc content is produced at read time, and
     // landlock (rightly) forbids opening /proc once confined.
     let status = File::open("/proc/self/status").map_err(|e| e.to_string())?;
@@ -92,6 +97,16 @@ fn confined(args: &Args) -> Result<u8, String> {
         Some(l)
     } else {
         None
+    };
+    // Connected before confinement, like the signer's notify socket (start-up step 4c).
+    let readiness = sandbox::notify::Readiness::connect_from_env()?;
+    let datagram = match std::env::var_os(sandbox::notify::NOTIFY_ENV) {
+        Some(target) if probe == "sendto-elsewhere" => {
+            let sock = std::os::unix::net::UnixDatagram::unbound().map_err(|e| e.to_string())?;
+            sock.connect(target).map_err(|e| e.to_string())?;
+            Some(sock)
+        }
+        _ => None,
     };
     if args.simulate_no_landlock {
         simulate_kernel_without_landlock()?;
@@ -178,6 +193,41 @@ fn confined(args: &Args) -> Result<u8, String> {
         "fork" => report(
             "fork",
             std::process::Command::new("/bin/true").status().map(drop),
+        ),
+        "notify" => report(
+            "READY=1",
+            readiness.send_ready("probe").map_err(std::io::Error::other),
+        ),
+        "sendto-elsewhere" => {
+            let sock = datagram.ok_or("sendto-elsewhere needs $NOTIFY_SOCKET")?;
+            let victim = args.victim.as_ref().ok_or("--victim SOCKET needed")?;
+            let to =
+                rustix::net::SocketAddrUnix::new(victim.as_path()).map_err(|e| e.to_string())?;
+            report_errno(
+                "sendto victim",
+                rustix::net::sendto(&sock, b"escaped", rustix::net::SendFlags::empty(), &to)
+                    .map(drop),
+            );
+        }
+        "socketpair-dgram" => report_errno(
+            "socketpair(AF_UNIX, SOCK_DGRAM)",
+            rustix::net::socketpair(
+                rustix::net::AddressFamily::UNIX,
+                rustix::net::SocketType::DGRAM,
+                rustix::net::SocketFlags::CLOEXEC,
+                None,
+            )
+            .map(drop),
+        ),
+        "socketpair-stream" => report_errno(
+            "socketpair(AF_UNIX, SOCK_STREAM)",
+            rustix::net::socketpair(
+                rustix::net::AddressFamily::UNIX,
+                rustix::net::SocketType::STREAM,
+                rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC,
+                None,
+            )
+            .map(drop),
         ),
         "hold" => {
             println!("ready {}", std::process::id());

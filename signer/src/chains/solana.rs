@@ -3,6 +3,10 @@
 //! back (never from the intent), and signs that message with the agent's key. There is no
 //! way in here to sign bytes that were not built here: `sign` re-decodes the message and
 //! refuses anything but a single System transfer paid by the signing key.
+//!
+//! Addresses travel as [`Address`]: a key with its base58 text, made together (decoded from
+//! canonical text, or encoded from a key) so that each address is encoded once per
+//! transaction and the summary shows exactly the text of the keys the message holds.
 
 use bincode::Options;
 use solana_hash::Hash;
@@ -84,6 +88,9 @@ pub(crate) enum SolanaError {
         "the compiled message does not match the transfer it was built from ({0}); this is a bug, nothing was signed"
     )]
     BuildMismatch(String),
+    /// An address is valid base58 but not the canonical encoding of its key.
+    #[error("{input:?} is not in canonical base58: send {canonical}")]
+    NonCanonical { input: String, canonical: String },
     /// The signing key is not the fee payer of the message.
     #[error(
         "the agent key {key} is not the fee payer {fee_payer} of the message; nothing was signed"
@@ -97,6 +104,46 @@ pub(crate) enum SolanaError {
     /// The transaction could not be encoded for the wire.
     #[error("could not encode the signed transaction: {0}")]
     Encode(#[source] bincode::Error),
+}
+
+/// A Solana address and its canonical base58 text, always made together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Address {
+    key: Pubkey,
+    text: String,
+}
+
+impl Address {
+    /// Parses `s`, which must be the canonical base58 of a 32-byte key.
+    pub(crate) fn parse(s: &str) -> Result<Address, SolanaError> {
+        let key = parse_address(s)?;
+        let text = key.to_string();
+        if text != s {
+            return Err(SolanaError::NonCanonical {
+                input: truncate(s),
+                canonical: text,
+            });
+        }
+        Ok(Address { key, text })
+    }
+
+    /// The address of `key` (one base58 encoding).
+    pub(crate) fn of(key: Pubkey) -> Address {
+        Address {
+            key,
+            text: key.to_string(),
+        }
+    }
+
+    /// The key.
+    pub(crate) fn key(&self) -> Pubkey {
+        self.key
+    }
+
+    /// The base58 text.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.text
+    }
 }
 
 /// Parses a base58 address into a 32-byte pubkey; errors say "not a valid Solana address (base58 of 32 bytes)".
@@ -148,8 +195,8 @@ fn decode32(s: &str) -> Result<[u8; 32], String> {
 pub(crate) struct Transfer {
     pub agent: AgentId,
     pub network: Network,
-    pub from: Pubkey,
-    pub to: Pubkey,
+    pub from: Address,
+    pub to: Address,
     pub lamports: u64,
     pub blockhash: Hash,
 }
@@ -160,11 +207,14 @@ pub(crate) fn lamports(amount: Amount) -> Result<u64, SolanaError> {
     u64::try_from(units).map_err(|_| SolanaError::AmountTooLarge(units))
 }
 
-/// What was built: the legacy message and the one-line summary rendered from the compiled message.
+/// What was built: the legacy message, the one-line summary rendered from the compiled
+/// message, and the addresses whose text the summary shows.
 #[derive(Clone, Debug)]
 pub(crate) struct Built {
     pub message: Message,
     pub summary: String,
+    from: Address,
+    to: Address,
 }
 
 /// Builds the legacy message for one System transfer paid by the sender, and its summary.
@@ -172,19 +222,20 @@ pub(crate) fn build_transfer(t: &Transfer) -> Result<Built, SolanaError> {
     if t.lamports == 0 {
         return Err(SolanaError::ZeroAmount);
     }
-    if t.from == t.to {
-        return Err(SolanaError::SendToSelf(t.to.to_string()));
+    let (from, to) = (t.from.key(), t.to.key());
+    if from == to {
+        return Err(SolanaError::SendToSelf(t.to.as_str().to_owned()));
     }
-    if t.to == SYSTEM_PROGRAM {
-        return Err(SolanaError::SendToSystemProgram(t.to.to_string()));
+    if to == SYSTEM_PROGRAM {
+        return Err(SolanaError::SendToSystemProgram(t.to.as_str().to_owned()));
     }
-    let ix = transfer(&t.from, &t.to, t.lamports);
-    let message = Message::new_with_blockhash(&[ix], Some(&t.from), &t.blockhash);
+    let ix = transfer(&from, &to, t.lamports);
+    let message = Message::new_with_blockhash(&[ix], Some(&from), &t.blockhash);
     // Read back what was compiled: the summary and the checks below describe the message.
     let decoded = decode(&message)?;
     let expected = Decoded {
-        from: t.from,
-        to: t.to,
+        from,
+        to,
         lamports: t.lamports,
     };
     if decoded != expected {
@@ -197,8 +248,21 @@ pub(crate) fn build_transfer(t: &Transfer) -> Result<Built, SolanaError> {
             "recent blockhash differs".into(),
         ));
     }
-    let summary = render(&decoded, &t.agent, t.network);
-    Ok(Built { message, summary })
+    // `decoded` equals `expected`, whose keys are those of `t.from` and `t.to`: their text is
+    // the text of the message's keys.
+    let summary = render(
+        decoded.lamports,
+        &t.agent,
+        t.network,
+        t.from.as_str(),
+        t.to.as_str(),
+    );
+    Ok(Built {
+        message,
+        summary,
+        from: t.from.clone(),
+        to: t.to.clone(),
+    })
 }
 
 /// The one-line summary of a message, decoded from its System transfer instruction:
@@ -211,7 +275,15 @@ pub(crate) fn summary_of(
     agent: &AgentId,
     network: Network,
 ) -> Result<String, SolanaError> {
-    decode(message).map(|d| render(&d, agent, network))
+    decode(message).map(|d| {
+        render(
+            d.lamports,
+            agent,
+            network,
+            &d.from.to_string(),
+            &d.to.to_string(),
+        )
+    })
 }
 
 /// A signed transaction ready to broadcast.
@@ -235,7 +307,18 @@ pub(crate) fn sign(built: &Built, key: &Ed25519Key) -> Result<SignedTx, SolanaEr
             fee_payer: decoded.from.to_string(),
         });
     }
-    check_summary(&built.summary, &decoded)?;
+    // The summary shows the text of `built`'s addresses: they must be the message's keys.
+    if decoded.from != built.from.key() || decoded.to != built.to.key() {
+        return Err(SolanaError::SummaryMismatch(
+            "it names other accounts than the message holds".into(),
+        ));
+    }
+    check_summary(
+        &built.summary,
+        &decoded,
+        built.from.as_str(),
+        built.to.as_str(),
+    )?;
     // `serialize` unwraps inside solana-message; it cannot fail here: `decode` has pinned the
     // message to 3 keys and one instruction with 12 bytes of data (all far below short_vec limits).
     let bytes = key.sign(&built.message.serialize());
@@ -328,25 +411,24 @@ fn transfer_data(data: &[u8]) -> Result<SystemInstruction, SolanaError> {
         .map_err(|e| SolanaError::NotTransfer(format!("instruction data does not decode: {e}")))
 }
 
-fn render(d: &Decoded, agent: &AgentId, network: Network) -> String {
+/// The summary of a transfer of `lamports` from `from` to `to` (base58 text of the message's keys).
+fn render(lamports: u64, agent: &AgentId, network: Network, from: &str, to: &str) -> String {
     format!(
-        "transfer {} SOL ({} lamports) from {agent} {} to {} on solana {network}, fee payer {agent}",
-        format_sol(d.lamports),
-        d.lamports,
-        d.from,
-        d.to,
+        "transfer {} SOL ({lamports} lamports) from {agent} {from} to {to} on solana {network}, fee payer {agent}",
+        format_sol(lamports),
     )
 }
 
-/// Checks that a summary states the decoded amount, sender and recipient in the order
-/// `render` writes them, so what the operator read is what gets signed.
-fn check_summary(summary: &str, d: &Decoded) -> Result<(), SolanaError> {
+/// Checks that a summary states the decoded amount, sender and recipient (`from` and `to`
+/// are the base58 text of the decoded keys) in the order `render` writes them, so what the
+/// operator read is what gets signed.
+fn check_summary(summary: &str, d: &Decoded, from: &str, to: &str) -> Result<(), SolanaError> {
     let amount = format!(
         "transfer {} SOL ({} lamports) from ",
         format_sol(d.lamports),
         d.lamports
     );
-    let accounts = format!(" {} to {} on solana ", d.from, d.to);
+    let accounts = format!(" {from} to {to} on solana ");
     if !summary.starts_with(&amount) {
         return Err(SolanaError::SummaryMismatch(format!(
             "it does not start with {amount:?}"

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use vigil_protocol::{AgentId, AgentInfo, Chain, HelloResult, PROTOCOL_VERSION, network_name};
 
 use super::Engine;
-use crate::chains::solana;
 
 impl Engine {
     pub(super) fn hello(&self) -> HelloResult {
@@ -16,15 +15,15 @@ impl Engine {
         type Addresses = BTreeMap<Chain, Vec<(String, String)>>;
         let mut agents: BTreeMap<AgentId, Addresses> = BTreeMap::new();
         for ((agent, chain, network), key) in &self.keys {
-            let address = match chain {
-                Chain::Solana => solana::address_of(&key.public_bytes()),
-            };
             agents
                 .entry(agent.clone())
                 .or_default()
                 .entry(*chain)
                 .or_default()
-                .push((network_name(*chain, *network), address));
+                .push((
+                    network_name(*chain, *network),
+                    key.address.as_str().to_owned(),
+                ));
         }
         HelloResult {
             version: PROTOCOL_VERSION,

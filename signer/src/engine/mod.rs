@@ -36,6 +36,7 @@ mod status;
 pub(crate) use import::{After, Origin};
 pub(crate) use roles::Peer;
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -46,6 +47,7 @@ use vigil_protocol::{
 
 use crate::approval::Approvals;
 use crate::audit::{Appended, AuditError, AuditLog, Entry};
+use crate::chains::solana;
 use crate::import::live::AtStart;
 use crate::keyring::AgentKeys;
 use crate::keys::Ed25519Key;
@@ -81,6 +83,12 @@ impl Refusal {
     }
 }
 
+/// An agent's key on one chain and network, and its address, encoded once at start.
+pub(crate) struct AgentKey {
+    pub(crate) key: Ed25519Key,
+    pub(crate) address: solana::Address,
+}
+
 /// What the engine starts from.
 #[derive(Debug)]
 pub(crate) struct EngineParts {
@@ -107,7 +115,7 @@ pub(crate) struct EngineParts {
 /// The signer's request handler.
 pub(crate) struct Engine {
     policy: Policy,
-    keys: AgentKeys,
+    keys: BTreeMap<(AgentId, Chain, Network), AgentKey>,
     audit: AuditLog<Event>,
     inner: Mutex<Inner>,
     /// The latest operator events, for `events` (its own lock: appends feed it).
@@ -171,6 +179,17 @@ impl Engine {
                 approval_seqs.insert(approval_id.clone(), e.seq);
             }
         }
+        let keys = keys
+            .into_iter()
+            .map(|((agent, chain, network), key)| {
+                let address = match chain {
+                    Chain::Solana => solana::Address::of(solana_pubkey::Pubkey::new_from_array(
+                        key.public_bytes(),
+                    )),
+                };
+                ((agent, chain, network), AgentKey { key, address })
+            })
+            .collect();
         Self {
             policy,
             keys,
@@ -229,11 +248,11 @@ impl Engine {
         }
     }
 
-    /// Answers one request, and says what the server must do once the answer is written
-    /// (exit for a restart after a confirmed import: see [`After`]).
+    /// Answers one request with the JSON text of its response, and says what the server must
+    /// do once the answer is written (exit for a restart after a confirmed import: see [`After`]).
     /// `peer` is the connection's uid and role: the op is checked against the role first,
     /// before anything else looks at it (`roles.rs`).
-    pub(crate) async fn handle_request(&self, req: Request, peer: Peer) -> (Response, After) {
+    pub(crate) async fn handle_request(&self, req: Request, peer: Peer) -> (String, After) {
         let Request { id, op } = req;
         if let Err(refusal) = self.check_role(peer, &op).await {
             return (respond::<()>(id, Err(refusal)), After::Continue);
@@ -242,7 +261,7 @@ impl Engine {
             return (respond::<()>(id, Err(refusal)), After::Continue);
         }
         let response = match op {
-            Op::ImportStatus => Response::ok(id, &self.import.status()),
+            Op::ImportStatus => Response::ok_json(&id, &self.import.status()),
             Op::ImportConfirm(r) => {
                 let result = self.import_confirm(r, Origin::Socket).await;
                 let after = if result.is_ok() {
@@ -252,8 +271,8 @@ impl Engine {
                 };
                 return (respond(id, result), after);
             }
-            Op::Hello => Response::ok(id, &self.hello()),
-            Op::Status => Response::ok(id, &self.status()),
+            Op::Hello => Response::ok_json(&id, &self.hello()),
+            Op::Status => Response::ok_json(&id, &self.status()),
             Op::DryRun(r) => respond(id, self.dry_run(&r)),
             Op::Sign(r) => respond(id, self.sign(r).await),
             Op::Approve(r) => respond(id, self.approve(r).await),
@@ -263,8 +282,8 @@ impl Engine {
             Op::RequestConfirmation(r) => respond(id, self.request_confirmation(r).await),
             Op::RequestSetCap(r) => respond(id, self.request_set_cap(r).await),
             Op::RequestStatus(r) => respond(id, self.request_status(&r)),
-            Op::Awaiting => Response::ok(id, &self.awaiting()),
-            Op::Events(r) => Response::ok(id, &self.events(r)),
+            Op::Awaiting => Response::ok_json(&id, &self.awaiting()),
+            Op::Events(r) => Response::ok_json(&id, &self.events(r)),
         };
         (response, After::Continue)
     }
@@ -297,7 +316,7 @@ impl Engine {
     /// `unknown_agent`; a network the policy does not give the agent is the policy's
     /// `network_not_allowed` (whether or not a key exists for it); a network the policy allows
     /// but no key serves is `unknown_agent`.
-    fn check_agent(&self, agent: &AgentId, intent: &Intent) -> Result<&Ed25519Key, Refusal> {
+    fn check_agent(&self, agent: &AgentId, intent: &Intent) -> Result<&AgentKey, Refusal> {
         let (chain, network) = network_of(intent);
         let Some(rules) = self.policy.agents.get(agent) else {
             return Err(Refusal::new(
@@ -394,12 +413,13 @@ fn network_of(intent: &Intent) -> (Chain, Network) {
     (t.chain, t.network)
 }
 
+/// The JSON text of the response to request `id`.
 fn respond<T: serde::Serialize>(
     id: vigil_protocol::RequestId,
     result: Result<T, Refusal>,
-) -> Response {
+) -> String {
     match result {
-        Ok(v) => Response::ok(id, &v),
-        Err(r) => Response::error(Some(id), r.kind, r.rule, r.message),
+        Ok(v) => Response::ok_json(&id, &v),
+        Err(r) => Response::error(Some(id), r.kind, r.rule, r.message).to_json(),
     }
 }

@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use vigil_protocol::{AgentId, AssetSymbol, Chain, Context, Intent, SignRequest, Signed};
 
-use super::{Engine, Refusal};
+use super::{AgentKey, Engine, Refusal};
 use crate::chains::solana;
 use crate::keys::Ed25519Key;
 use crate::ledger::Event;
@@ -22,7 +22,7 @@ impl Engine {
     pub(super) fn prepare(
         &self,
         agent: &AgentId,
-        key: &Ed25519Key,
+        key: &AgentKey,
         intent: &Intent,
         context: &Context,
         dry: bool,
@@ -36,14 +36,8 @@ impl Engine {
                         t.asset
                     )));
                 }
-                let to = solana::parse_address(&t.to)
-                    .map_err(|e| Refusal::bad_request(e.to_string()))?;
-                let canonical = solana::address_of(&to.to_bytes());
-                if canonical != t.to {
-                    return Err(Refusal::bad_request(format!(
-                        "recipient must be in canonical base58: send {canonical}"
-                    )));
-                }
+                let to = solana::Address::parse(&t.to)
+                    .map_err(|e| Refusal::bad_request(format!("recipient {e}")))?;
                 let blockhash = match (&context.recent_blockhash, dry) {
                     (None, true) => solana_hash::Hash::default(),
                     (bh, _) => solana::parse_blockhash(bh.as_deref())
@@ -54,7 +48,7 @@ impl Engine {
                 let transfer = solana::Transfer {
                     agent: agent.clone(),
                     network: t.network,
-                    from: solana_pubkey::Pubkey::new_from_array(key.public_bytes()),
+                    from: key.address.clone(),
                     to,
                     lamports,
                     blockhash,

@@ -76,7 +76,7 @@ impl Engine {
                                     &r,
                                     &digest,
                                     &prepared,
-                                    key,
+                                    &key.key,
                                     Some(approval_id.clone()),
                                 ),
                             };
@@ -152,7 +152,8 @@ impl Engine {
                             }
                         }
                         Verdict::Allow => {
-                            let (event, signed) = sign_prepared(&r, &digest, &prepared, key, None)?;
+                            let (event, signed) =
+                                sign_prepared(&r, &digest, &prepared, &key.key, None)?;
                             ledger.record_spend(&r.agent, prepared.asset, prepared.amount, now);
                             let (tx, rx) = tokio::sync::watch::channel(None);
                             ledger.remember(

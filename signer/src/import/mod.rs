@@ -22,6 +22,7 @@
 //! - `console`: `vigil-signer import-confirm`, the engine run in process with the signer
 //!   stopped, recorded in the audit log like the socket's confirmation.
 
+pub mod bounds;
 pub mod console;
 pub mod live;
 pub mod manifest;
@@ -37,15 +38,14 @@ use vigil_protocol::{AgentId, Chain, Network};
 
 use crate::keystore::{self, AgentKeyId, KdfParams, KeystoreError, Purpose};
 use crate::policy::{self, PolicyError};
-use manifest::{KEYSTORE_DIR, MANIFEST_FILE, MANIFEST_SIG_FILE, Manifest, POLICY_DIR};
+use manifest::{
+    KEYSTORE_DIR, MANIFEST_FILE, MANIFEST_SIG_FILE, MAX_MANIFEST_LEN, Manifest, POLICY_DIR,
+};
 
 pub use stage::{
     DEFAULT_STAGING_DIR, ImportStatus, StageOptions, StagedCopy, discard, read_staged, stage,
     status,
 };
-
-/// Largest file read from a stick (a keystore entry is ~1 KiB, a policy a few KiB).
-const MAX_FILE_LEN: u64 = policy::MAX_POLICY_LEN;
 
 /// Why a stick was not imported, or a staged import not confirmed. Nothing on the appliance
 /// has changed when one of these is returned.
@@ -59,9 +59,21 @@ pub enum ImportError {
     /// A file could not be read.
     #[error("cannot read {}: {}; check the stick is mounted and readable", .0.display(), .1)]
     Read(PathBuf, std::io::Error),
-    /// A file larger than anything a ceremony writes.
-    #[error("{} is larger than {MAX_FILE_LEN} bytes: no ceremony file is this large; the stick is not a ceremony stick or was tampered with", .0.display())]
-    TooLarge(PathBuf),
+    /// A file larger than anything a ceremony writes (its limit in bytes).
+    #[error("{} is larger than {} bytes: no ceremony file of its kind is this large; the stick is not a ceremony stick or was tampered with", .0.display(), .1)]
+    TooLarge(PathBuf, u64),
+    /// A fingerprint in the manifest is not the one of the key beside it.
+    #[error(
+        "the manifest gives {what} the fingerprint {listed}, but the key's own fingerprint is {computed}: the fingerprints on this stick were made up; do not use it, run the ceremony again"
+    )]
+    FingerprintMismatch {
+        /// Which key.
+        what: String,
+        /// The fingerprint the manifest lists.
+        listed: String,
+        /// The fingerprint computed from the key.
+        computed: String,
+    },
     /// The manifest is not valid.
     #[error(
         "{MANIFEST_FILE} is not a valid ceremony manifest: {0}; re-copy the stick from the ceremony machine"
@@ -204,19 +216,20 @@ pub struct Verified {
 /// `manifest.json[.sig]`, `keystore/` and `policy/` (a kept policy key is never read).
 pub fn verify(dir: &Path) -> Result<Verified, ImportError> {
     let manifest_path = dir.join(MANIFEST_FILE);
-    let manifest_bytes = match read_bounded(&manifest_path) {
+    let manifest_bytes = match read_bounded(&manifest_path, MAX_MANIFEST_LEN) {
         Err(ImportError::Read(_, e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(ImportError::NoManifest(dir.to_path_buf()));
         }
         other => other?,
     };
     let manifest = Manifest::parse(&manifest_bytes).map_err(ImportError::BadManifest)?;
-    let signature_bytes = match read_bounded(&dir.join(MANIFEST_SIG_FILE)) {
-        Err(ImportError::Read(_, e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ImportError::NoManifestSignature);
-        }
-        other => other?,
-    };
+    let signature_bytes =
+        match read_bounded(&dir.join(MANIFEST_SIG_FILE), bounds::MAX_SIGNATURE_LEN) {
+            Err(ImportError::Read(_, e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ImportError::NoManifestSignature);
+            }
+            other => other?,
+        };
     let key_bytes = manifest
         .policy_key_bytes()
         .map_err(ImportError::BadManifest)?;
@@ -227,7 +240,10 @@ pub fn verify(dir: &Path) -> Result<Verified, ImportError> {
         .verify_strict(&manifest::signing_message(&manifest_bytes), &sig)
         .map_err(|_| ImportError::BadManifestSignature)?;
 
-    // From here on the manifest is what the holder of the policy key wrote.
+    // From here on the manifest is what the holder of the policy key wrote, which may be
+    // anyone: bound what it makes us read before reading it, and check its fingerprints.
+    bounds::check_shape(&manifest)?;
+    bounds::check_fingerprints(&manifest, &key_bytes)?;
     let files = read_listed_files(dir, &manifest)?;
     check_no_unlisted(dir, &manifest)?;
     check_keystore(&manifest, &files, &key_bytes)?;
@@ -273,7 +289,8 @@ fn read_listed_files(
     let mut out = BTreeMap::new();
     for (rel, info) in &manifest.files {
         let path = dir.join(rel);
-        let bytes = match read_bounded(&path) {
+        // At most one byte more than the manifest says: enough to tell a longer file apart.
+        let bytes = match read_bounded(&path, info.size.saturating_add(1)) {
             Err(ImportError::Read(_, e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ImportError::MissingFile(rel.clone()));
             }
@@ -476,8 +493,8 @@ fn parse_signature(bytes: &[u8]) -> Option<Signature> {
     Some(Signature::from_bytes(&arr))
 }
 
-/// Reads a regular file (no symlink, no FIFO) of at most [`MAX_FILE_LEN`] bytes.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, ImportError> {
+/// Reads a regular file (no symlink, no FIFO) of at most `limit` bytes.
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ImportError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -493,11 +510,11 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, ImportError> {
         ));
     }
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_LEN + 1)
+    file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| ImportError::Read(path.to_path_buf(), e))?;
-    if bytes.len() as u64 > MAX_FILE_LEN {
-        return Err(ImportError::TooLarge(path.to_path_buf()));
+    if bytes.len() as u64 > limit {
+        return Err(ImportError::TooLarge(path.to_path_buf(), limit));
     }
     Ok(bytes)
 }

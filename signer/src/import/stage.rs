@@ -129,11 +129,17 @@ impl StagedCopy {
                     chain: a.chain,
                     network: a.network,
                     address: a.address.clone(),
-                    fingerprint: a.fingerprint.clone(),
+                    // From the key, not from the manifest's text (`verify` checked they agree).
+                    fingerprint: super::bounds::agent_fingerprint(a.chain, &a.address)
+                        .unwrap_or_else(|e| format!("unreadable address: {e}")),
                 })
                 .collect(),
             policy_digest: Some(m.policy_digest.clone()),
-            policy_key_fingerprint: Some(m.policy_key.fingerprint.clone()),
+            policy_key_fingerprint: Some(
+                m.policy_key_bytes()
+                    .map(|key| super::manifest::fingerprint(&key))
+                    .unwrap_or_else(|e| format!("unreadable policy key: {e}")),
+            ),
             created_at: Some(m.created_at),
             online_override: m.online_override,
             replace: self.options.replace,
@@ -159,6 +165,7 @@ pub fn stage(
     state: &Path,
     options: StageOptions,
 ) -> Result<ImportStatus, ImportError> {
+    refuse_another_staged(stick, staged)?;
     let verified = verify(stick)?;
     check_kdf(&verified, options.insecure_allow_dev_kdf)?;
     refuse_visible_keystore(state, options.replace)?;
@@ -205,6 +212,31 @@ pub fn stage(
         return Err(e);
     }
     Ok(StagedCopy { verified, options }.status())
+}
+
+/// A copy of another stick is staged already: refused before anything else of the stick is
+/// read (comparing the two manifests' digests), so a stick cannot make the importer read its
+/// files while another import waits for the operator. The same stick again goes on (and ends
+/// in the staged copy's status).
+fn refuse_another_staged(stick: &Path, staged: &Path) -> Result<(), ImportError> {
+    let staged_manifest = staged.join(MANIFEST_FILE);
+    let Ok(existing) = super::read_bounded(&staged_manifest, super::manifest::MAX_MANIFEST_LEN)
+    else {
+        return Ok(());
+    };
+    let existing = super::manifest::sha256_hex(&existing);
+    match super::read_bounded(
+        &stick.join(MANIFEST_FILE),
+        super::manifest::MAX_MANIFEST_LEN,
+    ) {
+        Ok(bytes) if super::manifest::sha256_hex(&bytes) == existing => Ok(()),
+        // A stick without a readable manifest is refused by `verify` with its own message.
+        Err(_) => Ok(()),
+        Ok(_) => Err(ImportError::AlreadyStaged {
+            staged: staged.to_path_buf(),
+            digest: existing,
+        }),
+    }
 }
 
 /// What is staged at `staged`, checked again (a staged copy that no longer verifies is an

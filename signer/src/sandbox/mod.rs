@@ -1,7 +1,7 @@
 //! The signer confines itself, with or without systemd. Two calls from `main`, in order:
 //!
 //! 1. [`sanitize_process`], first thing: close inherited fds, clear the environment,
-//!    umask 077.
+//!    umask 077, tune the allocator.
 //! 2. (main loads config, policy and keystore, unlocks keys, takes the listening socket and
 //!    connects systemd's notify socket, [`notify::Readiness`].)
 //! 3. [`confine`], before any thread starts (landlock only covers threads created after
@@ -14,6 +14,7 @@
 
 pub mod landlock;
 pub mod listen_fds;
+pub mod memory;
 pub mod notify;
 pub mod process;
 pub mod seccomp;
@@ -50,6 +51,9 @@ pub struct ConfinementReport {
     pub memory_locked: bool,
     /// How much is locked, and why not more.
     pub memory_lock: String,
+    /// The read-only file mappings (code, constants) unlocked after locking; the daemon drops
+    /// their pages once it serves (`memory::FilePages::release`).
+    pub file_pages: memory::FilePages,
     /// `(uid, gid)` switched to, when the signer started as root.
     pub dropped_to: Option<(u32, u32)>,
     /// Number of syscalls on the seccomp allowlist.
@@ -108,12 +112,14 @@ pub enum SandboxError {
 }
 
 /// Step 1: close every inherited fd above 2 except `keep_fds` (e.g. systemd's fd 3), clear
-/// the environment except `keep_env`, set umask 077. Call it first thing in `main`, while
-/// the process is single threaded.
+/// the environment except `keep_env`, set umask 077, and tune the allocator (one arena, large
+/// blocks in mappings of their own: `memory::tune_allocator`). Call it first thing in `main`,
+/// while the process is single threaded.
 pub fn sanitize_process(keep_fds: &[RawFd], keep_env: &[&str]) -> Result<(), SandboxError> {
     process::close_inherited_fds(keep_fds)?;
     process::clear_environment(keep_env);
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    memory::tune_allocator();
     Ok(())
 }
 
@@ -121,7 +127,8 @@ pub fn sanitize_process(keep_fds: &[RawFd], keep_env: &[&str]) -> Result<(), San
 /// 4. if root: switch to `run_as` for good (setgroups, setresgid, setresuid, check root
 ///    cannot be regained); then drop every capability, whoever we are;
 /// 5. PR_SET_DUMPABLE=0 (after the uid switch, which would reset it), RLIMIT_CORE=0,
-///    no_new_privs; lock all memory;
+///    no_new_privs; lock all memory (the heap trimmed first), then unlock the clean pages of
+///    mapped files (code, constants: `memory::FilePages`);
 /// 6. landlock (needs no_new_privs; must precede seccomp, which forbids its syscalls);
 /// 7. seccomp, last, on every thread.
 ///
@@ -133,10 +140,10 @@ pub fn confine(cfg: &SandboxConfig) -> Result<ConfinementReport, SandboxError> {
         return Err(SandboxError::ThreadsRunning(threads));
     }
 
-    // 4. Privileges. RLIMIT_MEMLOCK is raised first, while root may still raise it; one
-    // malloc arena keeps the locked address space small (see process::single_malloc_arena).
-    process::single_malloc_arena();
-    let budget_met = process::raise_memlock_limit();
+    // 4. Privileges. RLIMIT_MEMLOCK is raised first, while root may still raise it; the
+    // heap's free pages go back to the kernel before anything is locked.
+    memory::trim_heap();
+    let budget_met = memory::raise_memlock_limit();
     let mut early_lock = None;
     let dropped_to = if rustix::process::geteuid().is_root() || rustix::process::getuid().is_root()
     {
@@ -145,7 +152,7 @@ pub fn confine(cfg: &SandboxConfig) -> Result<ConfinementReport, SandboxError> {
         if !budget_met {
             // The limit cannot carry MCL_FUTURE: lock what is mapped now, keys included,
             // while CAP_IPC_LOCK still lifts the limit (locks outlive the uid switch).
-            early_lock = Some(process::lock_current_memory());
+            early_lock = Some(memory::lock_current_memory());
         }
         process::drop_root(uid, gid)?;
         Some((uid.as_raw(), gid.as_raw()))
@@ -158,8 +165,8 @@ pub fn confine(cfg: &SandboxConfig) -> Result<ConfinementReport, SandboxError> {
     process::forbid_dumps_and_new_privileges()?;
     let lock = match early_lock {
         Some(result) => result.map(|()| MemoryLock::CurrentOnly),
-        None if budget_met => process::lock_all_memory().map(|()| MemoryLock::All),
-        None => process::lock_current_memory().map(|()| MemoryLock::CurrentOnly),
+        None if budget_met => memory::lock_all_memory().map(|()| MemoryLock::All),
+        None => memory::lock_current_memory().map(|()| MemoryLock::CurrentOnly),
     };
     let (memory_locked, memory_lock) = match lock {
         Ok(MemoryLock::All) => (true, "all current and future memory locked".to_string()),
@@ -167,8 +174,8 @@ pub fn confine(cfg: &SandboxConfig) -> Result<ConfinementReport, SandboxError> {
             let why = format!(
                 "memory mapped at start-up (the unlocked keys) locked; later allocations are not, \
                  because RLIMIT_MEMLOCK is {} (set LimitMEMLOCK={}M to lock everything)",
-                process::memlock_limit_text(),
-                process::MEMLOCK_BUDGET / (1024 * 1024)
+                memory::memlock_limit_text(),
+                memory::MEMLOCK_BUDGET / (1024 * 1024)
             );
             tracing::warn!("{why}");
             (true, why)
@@ -182,6 +189,9 @@ pub fn confine(cfg: &SandboxConfig) -> Result<ConfinementReport, SandboxError> {
         }
         Err(e) => return Err(e),
     };
+    // Code and constants hold no secret: unlock them, so that their pages can be let go once
+    // start-up is over (reads /proc/self/smaps, so before landlock).
+    let file_pages = memory::FilePages::unlock();
 
     // 6. landlock.
     let (landlock_abi, landlock_status) = match landlock::restrict(&cfg.read_only, &cfg.read_write)
@@ -205,6 +215,7 @@ pub fn confine(cfg: &SandboxConfig) -> Result<ConfinementReport, SandboxError> {
         landlock_status,
         memory_locked,
         memory_lock,
+        file_pages,
         dropped_to,
         seccomp_syscalls,
     })

@@ -1,22 +1,15 @@
 //! The process walls: a clean start (no inherited fds or environment, umask 077), the
 //! switch away from root with every capability dropped, no core dumps, no ptrace by
-//! the same user (`PR_SET_DUMPABLE=0`), `no_new_privs`, and locked memory.
+//! the same user (`PR_SET_DUMPABLE=0`) and `no_new_privs`. Locked memory is in `memory.rs`.
 
 use std::ffi::OsString;
 use std::os::fd::RawFd;
 
 use nix::unistd::{Gid, Group, Uid, User};
-use rustix::mm::{MlockAllFlags, mlockall};
 use rustix::process::{DumpableBehavior, Resource, Rlimit, getrlimit, setrlimit};
 use rustix::thread::{CapabilitySet, CapabilitySets};
 
 use super::SandboxError;
-
-/// RLIMIT_MEMLOCK the signer raises itself to when it starts as root (the systemd unit
-/// sets the same with `LimitMEMLOCK=`). `mlockall(MCL_FUTURE)` counts every later
-/// mapping (thread stacks, allocator arenas) against it, so it must cover the whole
-/// address space the signer will ever map, not only its resident memory.
-pub const MEMLOCK_BUDGET: u64 = 256 * 1024 * 1024;
 
 /// Close every fd above 2 that is not in `keep`, with `close_range(2)` (Linux >= 5.9) on
 /// the gaps between the kept fds, so it works without /proc.
@@ -202,79 +195,4 @@ pub fn forbid_dumps_and_new_privileges() -> Result<(), SandboxError> {
         return Err(SandboxError::Harden("the process is still dumpable".into()));
     }
     Ok(())
-}
-
-/// Raise RLIMIT_MEMLOCK toward [`MEMLOCK_BUDGET`] as far as this process may (the hard
-/// limit only with CAP_SYS_RESOURCE), and say whether the budget is now met.
-pub fn raise_memlock_limit() -> bool {
-    let budget = Rlimit {
-        current: Some(MEMLOCK_BUDGET),
-        maximum: Some(MEMLOCK_BUDGET),
-    };
-    let now = getrlimit(Resource::Memlock);
-    if meets_budget(now.current) {
-        return true;
-    }
-    if setrlimit(Resource::Memlock, budget).is_err() {
-        // No CAP_SYS_RESOURCE: the soft limit may still go up to the hard one.
-        let soft = Rlimit {
-            current: now.maximum,
-            maximum: now.maximum,
-        };
-        let _ = setrlimit(Resource::Memlock, soft);
-    }
-    meets_budget(getrlimit(Resource::Memlock).current)
-}
-
-fn meets_budget(limit: Option<u64>) -> bool {
-    limit.is_none_or(|l| l >= MEMLOCK_BUDGET)
-}
-
-/// Keep glibc's malloc to one arena. Each extra arena reserves 64 MiB of address space
-/// (128 MiB while it is being aligned), and under `MCL_FUTURE` every reserved byte counts
-/// against RLIMIT_MEMLOCK: measured on the tokio probe, 3 threads meant 140 MiB mapped
-/// (peak 206 MiB) with arenas, against a few MiB with one. The signer serialises on its
-/// ledger anyway, so one arena costs it nothing measurable.
-pub fn single_malloc_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallopt only sets a tunable of glibc's allocator; M_ARENA_MAX with a
-        // positive value is always accepted. Called while the process is single threaded.
-        #[allow(unsafe_code)]
-        let _ = unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
-    }
-}
-
-/// Lock all current and future pages in RAM so no secret is ever written to swap. Only
-/// call it when [`raise_memlock_limit`] said the budget is met: with `MCL_FUTURE` every
-/// later mapping counts against RLIMIT_MEMLOCK, and one over it fails (an allocation
-/// failure, an abort). `MCL_ONFAULT` locks pages as they are touched instead of
-/// populating every mapping up front (thread stacks stay small in RAM); a secret is
-/// written, hence touched, hence locked.
-pub fn lock_all_memory() -> Result<(), SandboxError> {
-    mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT)
-        .map_err(|e| lock_error("MCL_CURRENT|MCL_FUTURE|MCL_ONFAULT", e))
-}
-
-/// Lock the pages mapped now (the unlocked keys among them), not later ones. The fallback
-/// when the limit cannot carry `MCL_FUTURE`; done before the privilege drop when started
-/// as root, since CAP_IPC_LOCK ignores RLIMIT_MEMLOCK and locks outlive the uid switch.
-pub fn lock_current_memory() -> Result<(), SandboxError> {
-    mlockall(MlockAllFlags::CURRENT | MlockAllFlags::ONFAULT)
-        .map_err(|e| lock_error("MCL_CURRENT|MCL_ONFAULT", e))
-}
-
-/// RLIMIT_MEMLOCK in a human form.
-pub fn memlock_limit_text() -> String {
-    getrlimit(Resource::Memlock)
-        .current
-        .map_or_else(|| "unlimited".to_string(), |l| format!("{} KiB", l / 1024))
-}
-
-fn lock_error(flags: &str, e: rustix::io::Errno) -> SandboxError {
-    SandboxError::MemoryLock(format!(
-        "mlockall({flags}) failed: {e} (RLIMIT_MEMLOCK is {}, the signer needs {} MiB)",
-        memlock_limit_text(),
-        MEMLOCK_BUDGET / (1024 * 1024)
-    ))
 }

@@ -35,6 +35,10 @@ pub enum Args {
     Masked(u8, u64, u64),
     /// Argument `index` must equal the signer's own process id (filled in at install).
     OwnPid(u8),
+    /// Argument `index` (64-bit) must be 0: a NULL pointer.
+    Null(u8),
+    /// Each `(index, value)` pair must hold at once (32-bit arguments).
+    AllOf(&'static [(u8, u64)]),
 }
 
 /// One row of the allowlist.
@@ -96,7 +100,19 @@ const IOCTL_OPS: &[u64] = &[
     libc::FIOCLEX, // std marks fds close-on-exec
     libc::TCGETS,  // isatty() on stderr by the log formatter (read-only)
 ];
-const AF_UNIX: &[u64] = &[libc::AF_UNIX as u64];
+/// `socketpair` exactly as tokio's signal driver makes its self-pipe (the only caller): a
+/// connected AF_UNIX stream pair, nonblocking, close-on-exec, protocol 0. A stream pair can
+/// only talk to itself; a datagram pair could `sendto` any local pathname socket.
+const SOCKETPAIR_TOKIO: &[(u8, u64)] = &[
+    (0, libc::AF_UNIX as u64),
+    (
+        1,
+        (libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) as u64,
+    ),
+    (2, 0),
+];
+/// `sendto`'s destination address argument.
+const SENDTO_DEST_ADDR: u8 = 4;
 
 /// The allowlist. Order is for the reader: files, sockets, event loop, memory, threads,
 /// signals, time. Measured with `strace -f` over the signer's integration tests (protocol,
@@ -124,10 +140,10 @@ pub const ALLOWLIST: &[Allowed] = &[
     // Sockets that already exist: the listening socket and accepted connections.
     any("accept4", libc::SYS_accept4, "accept clients on the inherited listening socket"),
     any("recvfrom", libc::SYS_recvfrom, "read from a connection"),
-    any("sendto", libc::SYS_sendto, "write to a connection; READY=1 on the notify socket connected before confinement"),
+    with("sendto", libc::SYS_sendto, Args::Null(SENDTO_DEST_ADDR), "write to a connection; READY=1 on the notify socket connected before confinement; never to an address (landlock does not cover pathname sockets)"),
     any("getsockopt", libc::SYS_getsockopt, "SO_PEERCRED: the client's uid"),
     any("shutdown", libc::SYS_shutdown, "close one direction of a connection"),
-    with("socketpair", libc::SYS_socketpair, Args::OneOf(0, AF_UNIX), "AF_UNIX only: tokio's signal/self-wake pair"),
+    with("socketpair", libc::SYS_socketpair, Args::AllOf(SOCKETPAIR_TOKIO), "tokio's signal driver self-pipe: AF_UNIX stream, nonblocking, cloexec only"),
     // The event loop.
     any("epoll_create1", libc::SYS_epoll_create1, "tokio's I/O driver"),
     any("epoll_ctl", libc::SYS_epoll_ctl, "tokio's I/O driver"),
@@ -312,6 +328,21 @@ fn rules_for(row: &Allowed, own_pid: u64) -> Result<Vec<SeccompRule>, seccompile
             SeccompCmpOp::Eq,
             own_pid,
         )?])?]),
+        Args::Null(index) => Ok(vec![SeccompRule::new(vec![cond(
+            index,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::Eq,
+            0,
+        )?])?]),
+        Args::AllOf(pairs) => {
+            let conditions = pairs
+                .iter()
+                .map(|(index, value)| {
+                    cond(*index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, *value)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(vec![SeccompRule::new(conditions)?])
+        }
     }
 }
 

@@ -36,23 +36,19 @@ fn a_valid_transfer_parses() {
     assert_eq!(d.reasoning, REASON);
 }
 
+/// `program_call` was an action that sent a plain SOL transfer to the program's address; it is
+/// gone, so a model that still answers with it is corrected like any unknown action.
 #[test]
-fn a_program_call_needs_the_same_fields_as_a_transfer() {
+fn program_call_is_no_longer_an_action() {
     let reply = transfer_json().replace("\"transfer\"", "\"program_call\"");
-    assert_eq!(
-        parse_decision(&reply).expect("valid").action,
-        Action::ProgramCall
+    let err = parse_decision(&reply).expect_err("program_call must not parse");
+    assert_eq!(err, SchemaError::UnknownAction("program_call".into()));
+    assert!(
+        err.to_string()
+            .contains("use exactly one of \"hold\", \"transfer\""),
+        "{err}"
     );
-    let reply = format!(
-        r#"{{"action": "program_call", "to": "dex", "confidence": 0.5, "reasoning": "{REASON}"}}"#
-    );
-    assert_eq!(
-        parse_decision(&reply),
-        Err(SchemaError::MissingForAction {
-            action: Action::ProgramCall,
-            field: "asset"
-        })
-    );
+    assert!(!DECISION_SCHEMA.contains("program_call"));
 }
 
 #[test]

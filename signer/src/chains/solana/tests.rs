@@ -30,8 +30,8 @@ fn transfer_of(from: Pubkey, to: Pubkey, lamports: u64, blockhash: Hash) -> Tran
     Transfer {
         agent: agent(),
         network: Network::Devnet,
-        from,
-        to,
+        from: Address::of(from),
+        to: Address::of(to),
         lamports,
         blockhash,
     }
@@ -125,6 +125,12 @@ fn addresses_round_trip_canonically() {
     );
     // Leading '1's are leading zero bytes: a 32-byte key of zeros has exactly one spelling.
     assert!(parse_address("111111111111111111111111111111111").is_err());
+    let parsed = Address::parse(&addr).unwrap();
+    assert_eq!(parsed.as_str(), addr);
+    assert_eq!(
+        parsed,
+        Address::of(Pubkey::new_from_array(k.public_bytes()))
+    );
 }
 
 #[test]
@@ -314,6 +320,15 @@ fn sign_refuses_a_foreign_key_and_a_lying_summary() {
         );
     assert!(matches!(
         sign(&other_recipient, &agent_key),
+        Err(SolanaError::SummaryMismatch(_))
+    ));
+
+    // The message's recipient swapped under an unchanged summary: the summary's text no
+    // longer names the message's keys.
+    let mut swapped = built.clone();
+    swapped.message.account_keys[1] = fresh_address();
+    assert!(matches!(
+        sign(&swapped, &agent_key),
         Err(SolanaError::SummaryMismatch(_))
     ));
 
