@@ -353,3 +353,63 @@ fn the_approver_must_not_be_an_asker() {
         "{stderr}"
     );
 }
+
+/// The attack of issue 14 as it was tried: a code the operator gave for one approval signed a
+/// different one. Now a code answers only the item the approver names, and the asker can
+/// collect only what was granted: the other request keeps waiting.
+#[test]
+fn a_grant_of_one_approval_signs_nothing_else() {
+    if !require_root("a second uid for the approver") {
+        return;
+    }
+    let s = Signer::start(&["trader", "sentinel"]);
+    let (mut asker, ap) = (s.client(), s.approver());
+    let to = s.address("sentinel");
+    let shown = ok(asker
+        .call(pay("trader", &to, SOL * 3 / 5, "shown"))
+        .unwrap());
+    let other = ok(asker
+        .call(pay("trader", &to, SOL * 9 / 10, "other"))
+        .unwrap());
+    ok(ap.approve(shown["approval_id"].as_str().unwrap(), s.operator().code()));
+    // The asker tries to collect the request the operator never saw: still waiting.
+    let fresh = unique_blockhash(5, 6);
+    let attempt = ok(asker
+        .call(vigil_testkit::requests::sign_op(
+            "trader",
+            transfer(&to, SOL * 9 / 10, vigil_protocol::Network::Devnet),
+            "other",
+            &fresh,
+        ))
+        .unwrap());
+    assert_eq!(attempt["status"], "needs_approval");
+    assert_eq!(attempt["approval_id"], other["approval_id"]);
+    // Reusing the granted key for another amount is a conflict, not a signature.
+    let (kind, _, _) = err(asker
+        .call(vigil_testkit::requests::sign_op(
+            "trader",
+            transfer(&to, SOL * 9 / 10, vigil_protocol::Network::Devnet),
+            "shown",
+            &fresh,
+        ))
+        .unwrap());
+    assert_eq!(kind, "idempotency_conflict");
+    assert!(s.signed().is_empty());
+    // The shown one is collected, once.
+    let signed = ok(asker
+        .call(vigil_testkit::requests::sign_op(
+            "trader",
+            transfer(&to, SOL * 3 / 5, vigil_protocol::Network::Devnet),
+            "shown",
+            &fresh,
+        ))
+        .unwrap());
+    assert_eq!(signed["status"], "signed");
+    let spends = s.signed();
+    assert_eq!(spends.len(), 1);
+    assert_eq!(spends[0].amount, u128::from(SOL * 3 / 5));
+    assert_eq!(
+        spends[0].approval_id.as_deref(),
+        shown["approval_id"].as_str()
+    );
+}
