@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 use vigil_protocol::{
-    Amount, AssetSymbol, Chain, CommandTarget, ConfirmationPurpose, DestructiveCommand,
+    AgentId, Amount, AssetSymbol, Chain, CommandTarget, ConfirmationPurpose, DestructiveCommand,
     IdempotencyKey, NewCapChange, NewConfirmation, RequestCreated,
 };
 
@@ -76,13 +76,13 @@ async fn request_for(
         .map_err(|e: String| format!("no key for the signer ({e})"))?;
     let agent = row.confirmation.agent.clone();
     let unreadable = || "its stored request is unreadable".to_string();
+    let agent_and_asset = || -> Result<(AgentId, AssetSymbol), String> {
+        let asset = payload["asset"].as_str().and_then(|a| a.parse().ok());
+        agent.clone().zip(asset).ok_or_else(unreadable)
+    };
     match row.confirmation.kind {
         ConfirmationKind::GoLive => {
-            let agent = agent.ok_or_else(unreadable)?;
-            let asset: AssetSymbol = payload["asset"]
-                .as_str()
-                .and_then(|a| a.parse().ok())
-                .ok_or_else(unreadable)?;
+            let (agent, asset) = agent_and_asset()?;
             let network = ctx.orch.agent_network_now(&agent).await?;
             let purpose = ConfirmationPurpose::GoLive {
                 agent,
@@ -103,11 +103,7 @@ async fn request_for(
                 .await)
         }
         ConfirmationKind::SetCap => {
-            let agent = agent.ok_or_else(unreadable)?;
-            let asset: AssetSymbol = payload["asset"]
-                .as_str()
-                .and_then(|a| a.parse().ok())
-                .ok_or_else(unreadable)?;
+            let (agent, asset) = agent_and_asset()?;
             let cap = payload["limit"]
                 .as_str()
                 .and_then(cap_kind)

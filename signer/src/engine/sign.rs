@@ -10,7 +10,7 @@ use vigil_protocol::{ErrorKind, NeedsApproval, SignRequest, SignResult, Signed};
 use super::prepare::{Prepared, sign_prepared};
 use super::{Engine, Inner, Refusal};
 use crate::approval::{ApprovalRequest, Approvals, new_approval_id};
-use crate::ledger::{Event, Remembered, intent_digest};
+use crate::ledger::{Event, Ledger, Remembered, intent_digest};
 use crate::policy::{self, Verdict};
 
 impl Engine {
@@ -22,18 +22,6 @@ impl Engine {
         };
         let prepared = self.prepare(&r.agent, key, &r.intent, &r.context, false)?;
         let digest = intent_digest(&r.intent);
-
-        enum Next {
-            Done(SignResult),
-            Wait(tokio::sync::watch::Receiver<Option<Result<Signed, String>>>),
-            Refuse(Refusal),
-            Approval(Event, NeedsApproval),
-            Commit(
-                Event,
-                Signed,
-                tokio::sync::watch::Sender<Option<Result<Signed, String>>>,
-            ),
-        }
 
         let next = {
             let mut inner = self.lock();
@@ -82,22 +70,7 @@ impl Engine {
                             };
                             match signed {
                                 Ok((event, signed)) => {
-                                    ledger.record_spend(
-                                        &r.agent,
-                                        prepared.asset,
-                                        prepared.amount,
-                                        now,
-                                    );
-                                    let (tx, rx) = tokio::sync::watch::channel(None);
-                                    ledger.remember(
-                                        &r.agent,
-                                        &r.idempotency_key,
-                                        Remembered::InFlight {
-                                            intent_digest: digest.clone(),
-                                            done: rx,
-                                        },
-                                    );
-                                    Next::Commit(event, signed, tx)
+                                    reserve(ledger, &r, &digest, &prepared, now, event, signed)
                                 }
                                 Err(refusal) => {
                                     // It may fit later (the 24 h window slides), until the deadline.
@@ -154,17 +127,7 @@ impl Engine {
                         Verdict::Allow => {
                             let (event, signed) =
                                 sign_prepared(&r, &digest, &prepared, &key.key, None)?;
-                            ledger.record_spend(&r.agent, prepared.asset, prepared.amount, now);
-                            let (tx, rx) = tokio::sync::watch::channel(None);
-                            ledger.remember(
-                                &r.agent,
-                                &r.idempotency_key,
-                                Remembered::InFlight {
-                                    intent_digest: digest.clone(),
-                                    done: rx,
-                                },
-                            );
-                            Next::Commit(event, signed, tx)
+                            reserve(ledger, &r, &digest, &prepared, now, event, signed)
                         }
                     }
                 }
@@ -208,6 +171,43 @@ impl Engine {
             }
         }
     }
+}
+
+/// What `sign` does once its decision is made under the lock.
+enum Next {
+    Done(SignResult),
+    Wait(tokio::sync::watch::Receiver<Option<Result<Signed, String>>>),
+    Refuse(Refusal),
+    Approval(Event, NeedsApproval),
+    Commit(
+        Event,
+        Signed,
+        tokio::sync::watch::Sender<Option<Result<Signed, String>>>,
+    ),
+}
+
+/// Reserves a signed request's spend and marks its key in flight (under the lock), so that
+/// concurrent requests count it and a retry waits for its commit.
+fn reserve(
+    ledger: &mut Ledger,
+    r: &SignRequest,
+    digest: &str,
+    prepared: &Prepared,
+    now: u64,
+    event: Event,
+    signed: Signed,
+) -> Next {
+    ledger.record_spend(&r.agent, prepared.asset, prepared.amount, now);
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    ledger.remember(
+        &r.agent,
+        &r.idempotency_key,
+        Remembered::InFlight {
+            intent_digest: digest.to_string(),
+            done: rx,
+        },
+    );
+    Next::Commit(event, signed, tx)
 }
 
 fn open_approval(
