@@ -224,6 +224,18 @@ mod tests {
                 "operators = [5]\ndestructive_commands = [\"status\"]",
                 "telegram.destructive_commands[0]",
             ),
+            (
+                "operators = [5]\napprover_bot = \"@vigil approver\"",
+                "telegram.approver_bot",
+            ),
+            (
+                "operators = [5]\napprover_bot = \"https://t.me/evil\"",
+                "telegram.approver_bot",
+            ),
+            (
+                "operators = [5]\napprover_bot = \"@vigil_approver\"",
+                "telegram.approver_bot",
+            ),
         ];
         for (text, key) in cases {
             let err = parse(text).unwrap_err();
@@ -244,5 +256,17 @@ mod tests {
         assert_eq!(t.api_url, "http://127.0.0.1:9000");
         assert!(t.is_destructive("resume"));
         assert_eq!(t.phrase, "yes I am sure");
+    }
+
+    #[test]
+    fn the_approver_bot_is_named_where_codes_go() {
+        let unnamed = parse("operators = [5]").unwrap();
+        assert_eq!(unnamed.approver_bot, None);
+        assert!(unnamed.approver_chat().contains("vigil-approver"));
+        for given in ["vigil_approver_bot", "@vigil_approver_bot"] {
+            let t = parse(&format!("operators = [5]\napprover_bot = \"{given}\"")).unwrap();
+            assert_eq!(t.approver_bot.as_deref(), Some("@vigil_approver_bot"));
+            assert!(t.approver_chat().contains("@vigil_approver_bot"));
+        }
     }
 }
