@@ -84,7 +84,7 @@ impl Engine {
         now: u64,
     ) -> Refusal {
         let written = if event.code_outcome().is_some() {
-            self.audit.append(now, vec![event]).await.map(|_| ())
+            self.journal(now, vec![event]).await.map(|_| ())
         } else {
             let what = match &event {
                 Event::ApprovalRefused { .. } => "approval_refused",
@@ -113,7 +113,7 @@ impl Engine {
     /// Makes an operator event durable before the answer; returns its sequence number.
     pub(super) async fn record_operator_event(&self, event: Event) -> Result<u64, Refusal> {
         let now = (self.clock)();
-        match self.audit.append(now, vec![event]).await {
+        match self.journal(now, vec![event]).await {
             Ok(appended) => Ok(appended.last().map_or(0, |a| a.seq)),
             Err(e) => Err(Refusal::internal(format!(
                 "the confirmation could not be recorded durably ({e}); nothing changed. \
