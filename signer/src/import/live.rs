@@ -105,6 +105,7 @@ impl Staged {
             policy_key_fingerprint: status.policy_key_fingerprint.clone(),
             created_at: status.created_at,
             online_override: status.online_override,
+            insecure_dev_kdf: status.insecure_dev_kdf,
             replace,
             current_code_required: replace && staged_key.is_some() && staged_key != pinned,
             error,
