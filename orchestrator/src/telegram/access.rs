@@ -1,8 +1,39 @@
-//! Bounded bookkeeping for the bot: how often strangers are logged (a flood of messages
-//! from non-operators must not fill the disk), and which alerts were just sent (the same
-//! alert every tick must not flood the operator's phone). Pure, clock passed in.
+//! Who the bot obeys, and bounded bookkeeping: how often strangers are logged (a flood of
+//! messages from non-operators must not fill the disk), and which alerts were just sent (the
+//! same alert every tick must not flood the operator's phone). Pure, clock passed in.
 
 use std::collections::BTreeMap;
+
+use teloxide::types::{Message, Update, UpdateKind};
+
+/// Whether the bot obeys `update`: it comes from an operator (`is_operator` of the sender's
+/// Telegram user id), in that operator's private chat with the bot, and the operator typed or
+/// pressed it: not a forwarded message (someone else's words), not one sent via an inline
+/// bot. Anything else (a group or channel, another user, an edited message, a button on a
+/// message in another chat) is a stranger's and goes unanswered: answers go to the chat a
+/// message came from, and a group is not the operator's alone.
+pub(super) fn obeyed(update: &Update, is_operator: impl Fn(i64) -> bool) -> bool {
+    let Some(user) = update.from().and_then(|u| i64::try_from(u.id.0).ok()) else {
+        return false;
+    };
+    if !is_operator(user) {
+        return false;
+    }
+    match &update.kind {
+        UpdateKind::Message(m) => {
+            in_private_chat_with(m, user) && m.forward_origin().is_none() && m.via_bot.is_none()
+        }
+        UpdateKind::CallbackQuery(q) => q.message.as_ref().is_some_and(|m| {
+            let chat = m.chat();
+            chat.is_private() && chat.id.0 == user
+        }),
+        _ => false,
+    }
+}
+
+fn in_private_chat_with(m: &Message, user: i64) -> bool {
+    m.chat.is_private() && m.chat.id.0 == user
+}
 
 /// Stranger log lines allowed per window.
 pub(super) const STRANGER_LINES_PER_WINDOW: u32 = 5;
@@ -80,6 +111,83 @@ impl AlertDedup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
+
+    const OPERATOR: i64 = 1001;
+
+    fn message(chat: Value, extra: Value) -> Update {
+        let mut m = json!({
+            "message_id": 5,
+            "date": 1_700_000_000,
+            "chat": chat,
+            "from": {"id": OPERATOR, "is_bot": false, "first_name": "Op"},
+            "text": "/pause trader"
+        });
+        if let (Some(m), Some(extra)) = (m.as_object_mut(), extra.as_object()) {
+            m.extend(extra.clone());
+        }
+        update(json!({"update_id": 1, "message": m}))
+    }
+
+    /// An update as the Bot API sends it (teloxide parses updates from text: an update that
+    /// does not parse becomes `UpdateKind::Error`, which is never obeyed).
+    fn update(v: Value) -> Update {
+        let u: Update = serde_json::from_str(&v.to_string()).unwrap();
+        assert!(!matches!(u.kind, UpdateKind::Error(_)), "{v}");
+        u
+    }
+
+    fn private(id: i64) -> Value {
+        json!({"id": id, "type": "private", "first_name": "Op"})
+    }
+
+    fn is_op(id: i64) -> bool {
+        id == OPERATOR
+    }
+
+    #[test]
+    fn only_the_operators_own_words_in_their_private_chat_are_obeyed() {
+        let u = message(private(OPERATOR), json!({}));
+        assert!(obeyed(&u, is_op), "{u:?}");
+        // Issue 15, finding 4: a group the operator is in, a supergroup, a stranger's words
+        // forwarded by the operator, a message sent via an inline bot.
+        let group = json!({"id": -42, "type": "group", "title": "g"});
+        let supergroup = json!({"id": -1_000_000_000_042_i64, "type": "supergroup", "title": "sg"});
+        assert!(!obeyed(&message(group, json!({})), is_op));
+        assert!(!obeyed(&message(supergroup, json!({})), is_op));
+        let forwarded = json!({"forward_origin": {
+            "type": "user", "date": 1_700_000_000,
+            "sender_user": {"id": 6666, "is_bot": false, "first_name": "Stranger"}
+        }});
+        assert!(!obeyed(&message(private(OPERATOR), forwarded), is_op));
+        let via_bot = json!({"via_bot": {"id": 777, "is_bot": true, "first_name": "inline"}});
+        assert!(!obeyed(&message(private(OPERATOR), via_bot), is_op));
+        // Another user's private chat (as if relayed) and a stranger.
+        assert!(!obeyed(&message(private(2002), json!({})), is_op));
+        let stranger = update(json!({"update_id": 2, "message": {
+            "message_id": 6, "date": 1_700_000_000, "chat": private(6666),
+            "from": {"id": 6666, "is_bot": false, "first_name": "S"}, "text": "/status"
+        }}));
+        assert!(!obeyed(&stranger, is_op));
+    }
+
+    #[test]
+    fn a_button_is_obeyed_only_on_a_message_in_the_operators_private_chat() {
+        let press = |chat: Value| -> Update {
+            update(json!({"update_id": 3, "callback_query": {
+                "id": "q1",
+                "from": {"id": OPERATOR, "is_bot": false, "first_name": "Op"},
+                "chat_instance": "ci",
+                "data": "yes:1:00",
+                "message": {"message_id": 9, "date": 1_700_000_000, "chat": chat, "text": "#1"}
+            }}))
+        };
+        assert!(obeyed(&press(private(OPERATOR)), is_op));
+        assert!(!obeyed(
+            &press(json!({"id": -42, "type": "group", "title": "g"})),
+            is_op
+        ));
+    }
 
     #[test]
     fn a_flood_is_logged_a_bounded_number_of_times() {

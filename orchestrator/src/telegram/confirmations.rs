@@ -66,7 +66,7 @@ pub(super) async fn approve(ctx: &Ctx, user: i64, id: ConfirmationId) -> String 
                     ctx.config.approver_chat()
                 );
             }
-            ctx.set_state(user, State::AwaitingPhrase { id });
+            ctx.set_state(user, phrase_asked(id));
             format!(
                 "To confirm #{id} ({}), type exactly:\n{}",
                 row.confirmation.summary, ctx.config.phrase
@@ -154,10 +154,25 @@ fn do_deny(ctx: &Ctx, user: i64, id: ConfirmationId) -> String {
 
 /// Free text from an operator: the phrase of a phrase confirmation. A code is refused unsent,
 /// whatever it replies to.
-pub(super) async fn text(ctx: &Ctx, user: i64, text: &str) -> Option<String> {
+pub(super) async fn text(
+    ctx: &Ctx,
+    user: i64,
+    text: &str,
+    replied_to: Option<i32>,
+) -> Option<String> {
     let t = text.trim();
-    if let State::AwaitingPhrase { id } = ctx.state(user) {
+    if let State::AwaitingPhrase {
+        id,
+        asked_at,
+        prompt,
+    } = ctx.state(user)
+    {
         ctx.set_state(user, State::Idle);
+        if let Err(why) = phrase_answers_the_question(asked_at, prompt, unix_now(), replied_to) {
+            return Some(format!(
+                "{why}, so nothing was confirmed. #{id} is still pending: /approve {id} to start again, /deny {id} to drop it."
+            ));
+        }
         if t == ctx.config.phrase {
             return Some(to_approver::ask_signer(ctx, id).await);
         }
@@ -169,6 +184,41 @@ pub(super) async fn text(ctx: &Ctx, user: i64, text: &str) -> Option<String> {
         return Some(codes_go_to_the_approver(ctx));
     }
     None
+}
+
+/// How long a phrase question waits for its answer.
+pub(super) const PHRASE_WAIT_SECS: u64 = 120;
+
+/// The state of a phrase asked now for `id` (its question's message is attached once sent).
+fn phrase_asked(id: ConfirmationId) -> State {
+    State::AwaitingPhrase {
+        id,
+        asked_at: unix_now(),
+        prompt: None,
+    }
+}
+
+/// Whether a message sent at `now` (a reply to message `replied_to`, if any) may answer the
+/// phrase question asked at `asked_at` in message `prompt`: not after [`PHRASE_WAIT_SECS`],
+/// and a reply only to the question itself (a reply to another message is about that one).
+fn phrase_answers_the_question(
+    asked_at: u64,
+    prompt: Option<i32>,
+    now: u64,
+    replied_to: Option<i32>,
+) -> Result<(), String> {
+    if now > asked_at.saturating_add(PHRASE_WAIT_SECS) {
+        return Err(format!(
+            "The phrase was asked {} s ago (a question waits {PHRASE_WAIT_SECS} s)",
+            now.saturating_sub(asked_at)
+        ));
+    }
+    match replied_to {
+        Some(r) if Some(r) != prompt => {
+            Err("You replied to another message than the question".into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `/pause <agent>` and `/resume <agent>`.
@@ -330,7 +380,7 @@ fn open_confirmation_for(
         Err(e) => return e,
     };
     ctx.mark_announced(id);
-    ctx.set_state(user, State::AwaitingPhrase { id });
+    ctx.set_state(user, phrase_asked(id));
     format!(
         "#{id} {summary}.\nTo confirm, type exactly:\n{}\nThen the signer puts it to you in {}, where your authenticator code goes. /deny {id} cancels; it expires in {} min.",
         ctx.config.phrase,
@@ -401,4 +451,26 @@ fn known_asset(arg: &str) -> Result<AssetSymbol, String> {
                 known_assets()
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phrase_answers_only_its_own_fresh_question() {
+        const T: u64 = 1_700_000_000;
+        // Typed plainly, or as a reply to the question, in time.
+        assert!(phrase_answers_the_question(T, Some(40), T + 5, None).is_ok());
+        assert!(phrase_answers_the_question(T, Some(40), T + 5, Some(40)).is_ok());
+        assert!(phrase_answers_the_question(T, None, T + PHRASE_WAIT_SECS, None).is_ok());
+        // Issue 15, finding 2: a question left standing does not wait forever, and a reply to
+        // another message (another request) is not an answer to it.
+        let late = phrase_answers_the_question(T, Some(40), T + PHRASE_WAIT_SECS + 1, None);
+        assert!(late.unwrap_err().contains("asked 121 s ago"));
+        let elsewhere = phrase_answers_the_question(T, Some(40), T + 5, Some(41));
+        assert!(elsewhere.unwrap_err().contains("another message"));
+        let before_sent = phrase_answers_the_question(T, None, T + 5, Some(41));
+        assert!(before_sent.is_err());
+    }
 }

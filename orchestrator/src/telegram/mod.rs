@@ -128,6 +128,12 @@ pub(crate) enum State {
     AwaitingPhrase {
         /// The confirmation.
         id: ConfirmationId,
+        /// When the phrase was asked (unix seconds): the question lapses after
+        /// [`confirmations::PHRASE_WAIT_SECS`].
+        asked_at: u64,
+        /// The bot's message that asked it, once sent: a reply to any other message is not an
+        /// answer to it.
+        prompt: Option<i32>,
     },
 }
 
@@ -175,7 +181,17 @@ impl Ctx {
     /// Forgets every operator's phrase dialogue about `id` (denied or expired).
     fn clear_state_for(&self, id: ConfirmationId) {
         if let Ok(mut s) = self.states.lock() {
-            s.retain(|_, st| !matches!(st, State::AwaitingPhrase { id: i } if *i == id));
+            s.retain(|_, st| !matches!(st, State::AwaitingPhrase { id: i, .. } if *i == id));
+        }
+    }
+
+    /// Records `message` as the question of the phrase dialogue `user` is in, if it has none.
+    fn attach_prompt(&self, user: i64, message: i32) {
+        if let Ok(mut s) = self.states.lock()
+            && let Some(State::AwaitingPhrase { prompt, .. }) = s.get_mut(&user)
+            && prompt.is_none()
+        {
+            *prompt = Some(message);
         }
     }
 
@@ -264,13 +280,15 @@ pub async fn run_bot(
     }
 }
 
-/// The update handler. The first branch is the operator allowlist: a stranger's update ends
-/// there, unanswered.
+/// The update handler. The first branch is the operator allowlist ([`access::obeyed`]: an
+/// operator, in their private chat, their own words): anything else ends there, unanswered.
 pub(crate) fn schema() -> UpdateHandler<HandlerError> {
     dptree::entry()
         .branch(
-            dptree::filter(|update: Update, ctx: Arc<Ctx>| !is_operator(&ctx, &update))
-                .endpoint(ignore_stranger),
+            dptree::filter(|update: Update, ctx: Arc<Ctx>| {
+                !access::obeyed(&update, |id| ctx.config.is_operator(id))
+            })
+            .endpoint(ignore_stranger),
         )
         .branch(
             Update::filter_message()
@@ -282,13 +300,6 @@ pub(crate) fn schema() -> UpdateHandler<HandlerError> {
                 .endpoint(on_text),
         )
         .branch(Update::filter_callback_query().endpoint(on_button))
-}
-
-fn is_operator(ctx: &Ctx, update: &Update) -> bool {
-    update
-        .from()
-        .and_then(|u| i64::try_from(u.id.0).ok())
-        .is_some_and(|id| ctx.config.is_operator(id))
 }
 
 async fn ignore_stranger(update: Update, ctx: Arc<Ctx>) -> HandlerResult {
@@ -316,6 +327,7 @@ async fn on_command(bot: Bot, msg: Message, cmd: Command, ctx: Arc<Ctx>) -> Hand
     let Some(user) = user_of(&msg) else {
         return Ok(());
     };
+    let before = ctx.state(user);
     let answer = match cmd {
         Command::Help => commands::help(),
         Command::Status => commands::status(&ctx).await,
@@ -331,7 +343,11 @@ async fn on_command(bot: Bot, msg: Message, cmd: Command, ctx: Arc<Ctx>) -> Hand
         Command::Approve(a) => confirmations::approve_command(&ctx, user, &a).await,
         Command::Deny(a) => confirmations::deny(&ctx, user, &a),
     };
-    bot.send_message(msg.chat.id, clip(&answer)).await?;
+    let sent = bot.send_message(msg.chat.id, clip(&answer)).await?;
+    // A phrase asked by this command: its question is the message just sent.
+    if ctx.state(user) != before {
+        ctx.attach_prompt(user, sent.id.0);
+    }
     Ok(())
 }
 
@@ -340,7 +356,8 @@ async fn on_text(bot: Bot, msg: Message, ctx: Arc<Ctx>) -> HandlerResult {
         return Ok(());
     };
     let text = msg.text().unwrap_or_default();
-    let answer = confirmations::text(&ctx, user, text)
+    let replied_to = msg.reply_to_message().map(|m| m.id.0);
+    let answer = confirmations::text(&ctx, user, text, replied_to)
         .await
         .unwrap_or_else(|| HINT.to_string());
     bot.send_message(msg.chat.id, clip(&answer)).await?;
