@@ -160,18 +160,22 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
 
     // Control: the operator's own code does approve (so "no approval without it" below is
     // not vacuous), and the approved transfer lands.
-    let asked = orchestrator
-        .signer()
-        .lock()
-        .await
-        .sign(sign_request(
-            "trader",
-            transfer(&dev_peer, SOL * 3 / 4, Network::Devnet),
-            "operator-control",
-            &node.latest_blockhash(),
-        ))
-        .await
-        .unwrap();
+    // The same request twice: asked (it needs approval), then collected once granted.
+    let control = || async {
+        orchestrator
+            .signer()
+            .lock()
+            .await
+            .sign(sign_request(
+                "trader",
+                transfer(&dev_peer, SOL * 3 / 4, Network::Devnet),
+                "operator-control",
+                &node.latest_blockhash(),
+            ))
+            .await
+            .unwrap()
+    };
+    let asked = control().await;
     let SignResult::NeedsApproval(n) = asked else {
         panic!("0.75 SOL is above the threshold: {asked:?}")
     };
@@ -182,18 +186,7 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
             .approver()
             .approve(n.approval_id.as_str(), world.operator().code()),
     );
-    let approved = orchestrator
-        .signer()
-        .lock()
-        .await
-        .sign(sign_request(
-            "trader",
-            transfer(&dev_peer, SOL * 3 / 4, Network::Devnet),
-            "operator-control",
-            &node.latest_blockhash(),
-        ))
-        .await
-        .unwrap();
+    let approved = control().await;
     let SignResult::Signed(control) = approved else {
         panic!("the operator's code must sign: {approved:?}")
     };

@@ -64,6 +64,24 @@ pub(super) async fn ask_signer(ctx: &Ctx, id: ConfirmationId) -> String {
     )
 }
 
+/// Asks the signer to put `purpose` to the operator.
+async fn confirmation(
+    ctx: &Ctx,
+    purpose: ConfirmationPurpose,
+    idempotency_key: IdempotencyKey,
+) -> Result<RequestCreated, SignerError> {
+    let request = NewConfirmation {
+        purpose,
+        idempotency_key,
+    };
+    ctx.orch
+        .signer()
+        .lock()
+        .await
+        .request_confirmation(request)
+        .await
+}
+
 /// The signer request for a phrase confirmation row, or why it cannot be made.
 async fn request_for(
     ctx: &Ctx,
@@ -90,17 +108,7 @@ async fn request_for(
                 network,
                 asset,
             };
-            let request = NewConfirmation {
-                purpose,
-                idempotency_key,
-            };
-            Ok(ctx
-                .orch
-                .signer()
-                .lock()
-                .await
-                .request_confirmation(request)
-                .await)
+            Ok(confirmation(ctx, purpose, idempotency_key).await)
         }
         ConfirmationKind::SetCap => {
             let (agent, asset) = agent_and_asset()?;
@@ -135,17 +143,8 @@ async fn request_for(
                 .ok_or_else(unreadable)?
                 .parse()?;
             let target: CommandTarget = payload["arg"].as_str().ok_or_else(unreadable)?.parse()?;
-            let request = NewConfirmation {
-                purpose: ConfirmationPurpose::Destructive { what, target },
-                idempotency_key,
-            };
-            Ok(ctx
-                .orch
-                .signer()
-                .lock()
-                .await
-                .request_confirmation(request)
-                .await)
+            let purpose = ConfirmationPurpose::Destructive { what, target };
+            Ok(confirmation(ctx, purpose, idempotency_key).await)
         }
         _ => Err("it is not a phrase confirmation".into()),
     }
