@@ -17,6 +17,7 @@ mod intent;
 mod message;
 mod networks;
 mod operator_code;
+mod roles;
 mod types;
 
 pub use client::{Client, ClientError};
@@ -28,19 +29,24 @@ pub use import::{
 };
 pub use intent::{Chain, Context, Intent, Network, TransferIntent};
 pub use message::{
-    AgentInfo, AgentStatus, ApproveRequest, AuditEntrySummary, AuditRequest, AuditResult, CapKind,
-    ConfirmRequest, ConfirmResult, Decision, DryRunRequest, DryRunResult, ErrorBody, HelloResult,
-    MAX_AUDIT_LIMIT, NeedsApproval, Op, ParseFailure, Request, Response, SetCapRequest,
-    SetCapResult, SignRequest, SignResult, Signed, StatusResult, parse_request,
+    AgentInfo, AgentStatus, ApproveRequest, ApproveResult, AuditEntrySummary, AuditRequest,
+    AuditResult, AwaitingItem, AwaitingKind, AwaitingResult, CapKind, ConfirmRequest,
+    ConfirmResult, ConfirmationPurpose, Decision, DestructiveCommand, DryRunRequest, DryRunResult,
+    ErrorBody, EventsRequest, EventsResult, GrantStatus, HelloResult, MAX_AUDIT_LIMIT,
+    MAX_EVENTS_LIMIT, NeedsApproval, NewCapChange, NewConfirmation, OP_NAMES, Op, OperatorEvent,
+    OperatorEventKind, ParseFailure, Request, RequestCreated, RequestState, RequestStatusRequest,
+    RequestStatusResult, Response, SetCapRequest, SetCapResult, SignRequest, SignResult, Signed,
+    StatusResult, parse_request,
 };
 pub use networks::{
     NetworkIdentity, SOLANA_DEVNET_GENESIS_HASH, SOLANA_MAINNET_GENESIS_HASH,
     SOLANA_TESTNET_GENESIS_HASH, network_name, parse_network_name, public_solana_genesis_hash,
 };
 pub use operator_code::{OPERATOR_CODE_DIGITS, OperatorCode};
+pub use roles::{Access, PeerRole};
 pub use types::{
-    AgentId, Amount, ApprovalId, AssetSymbol, ErrorKind, IdempotencyKey, MAX_ASSET_SYMBOL_LEN,
-    Purpose, RequestId, Rule, truncate,
+    AgentId, Amount, ApprovalId, AssetSymbol, CommandTarget, ErrorKind, IdempotencyKey,
+    MAX_ASSET_SYMBOL_LEN, OperatorRequestId, Purpose, RequestId, Rule, truncate,
 };
 
 /// The protocol version this crate speaks.

@@ -1,10 +1,19 @@
 //! The request envelope and the ops' fields. Parsing a frame into a [`Request`] is in
 //! `message/parse.rs`, the response envelope in `message/response.rs`, and the ops' results
-//! in `message/results.rs`.
+//! in `message/results.rs`; the ops of the operator's path (requests awaiting the operator,
+//! the approver's reads) in `message/operator.rs`.
 
+mod operator;
 mod parse;
 mod response;
 mod results;
+
+pub use operator::{
+    ApproveResult, AwaitingItem, AwaitingKind, AwaitingResult, ConfirmationPurpose,
+    DestructiveCommand, EventsRequest, EventsResult, GrantStatus, MAX_EVENTS_LIMIT, NewCapChange,
+    NewConfirmation, OperatorEvent, OperatorEventKind, RequestCreated, RequestState,
+    RequestStatusRequest, RequestStatusResult,
+};
 
 pub use parse::{ParseFailure, parse_request};
 pub use response::{ErrorBody, Response};
@@ -18,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::import::ImportConfirmRequest;
 use crate::intent::{Context, Intent};
 use crate::operator_code::OperatorCode;
-use crate::types::{AgentId, Amount, ApprovalId, AssetSymbol, IdempotencyKey, Purpose, RequestId};
+use crate::types::{AgentId, ApprovalId, IdempotencyKey, OperatorRequestId, RequestId};
 
 /// One parsed request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,13 +47,14 @@ pub enum Op {
     Sign(SignRequest),
     /// Evaluate only: no signature, no record.
     DryRun(DryRunRequest),
-    /// Complete a pending approval with the operator's code.
+    /// Grant a pending approval with the operator's code (approver only); the asker then
+    /// collects the signature with `sign`.
     Approve(ApproveRequest),
     /// Spend totals, limits, ledger sequence and audit head.
     Status,
-    /// Check an operator code for a named purpose (a phrase confirmation), record it, use it up.
+    /// Answer a `request_confirmation` with the operator's code (approver only).
     Confirm(ConfirmRequest),
-    /// Set an agent's cap within the signed ceiling, with the operator's code.
+    /// Answer a `request_set_cap` with the operator's code (approver only): the cap is set.
     SetCap(SetCapRequest),
     /// The signer verifies its own audit chain and returns the latest entries.
     Audit(AuditRequest),
@@ -52,7 +62,36 @@ pub enum Op {
     ImportStatus,
     /// Confirm the staged import with a code of ITS authenticator; the signer then restarts.
     ImportConfirm(ImportConfirmRequest),
+    /// Create a confirmation that waits for the operator (asker).
+    RequestConfirmation(NewConfirmation),
+    /// Create a cap change that waits for the operator (asker); the ceiling is checked here.
+    RequestSetCap(NewCapChange),
+    /// Where a confirmation or cap change stands (asker).
+    RequestStatus(RequestStatusRequest),
+    /// Everything waiting for the operator's code (approver only).
+    Awaiting,
+    /// The operator-relevant events after a sequence number (approver only).
+    Events(EventsRequest),
 }
+
+/// Every op's wire name, in the order of [`Op`].
+pub const OP_NAMES: [&str; 15] = [
+    "hello",
+    "sign",
+    "dry_run",
+    "approve",
+    "status",
+    "confirm",
+    "set_limit",
+    "audit",
+    "import_status",
+    "import_confirm",
+    "request_confirmation",
+    "request_set_cap",
+    "request_status",
+    "awaiting",
+    "events",
+];
 
 impl Op {
     /// The wire name of the op.
@@ -68,6 +107,11 @@ impl Op {
             Op::Audit(_) => "audit",
             Op::ImportStatus => "import_status",
             Op::ImportConfirm(_) => "import_confirm",
+            Op::RequestConfirmation(_) => "request_confirmation",
+            Op::RequestSetCap(_) => "request_set_cap",
+            Op::RequestStatus(_) => "request_status",
+            Op::Awaiting => "awaiting",
+            Op::Events(_) => "events",
         }
     }
 }
@@ -99,26 +143,22 @@ pub struct DryRunRequest {
     pub context: Context,
 }
 
-/// Fields of `approve`.
+/// Fields of `approve` (approver only).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveRequest {
-    /// The id returned with `needs_approval`.
+    /// The id returned with `needs_approval` (and listed by `awaiting`).
     pub approval_id: ApprovalId,
     /// The operator's current TOTP code (6 digits).
     pub code: OperatorCode,
-    /// Optional fresh context (e.g. a newer blockhash): an approval may come minutes after the
-    /// request, when the original blockhash has expired. It cannot change what is paid to whom.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<Context>,
 }
 
-/// Fields of `confirm`.
+/// Fields of `confirm` (approver only): the answer to one `request_confirmation`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
-    /// What the operator confirms, e.g. `go_live trader SOL`.
-    pub purpose: Purpose,
+    /// The request the operator was shown.
+    pub request_id: OperatorRequestId,
     /// The operator's current TOTP code (6 digits).
     pub code: OperatorCode,
 }
@@ -144,19 +184,12 @@ impl CapKind {
     }
 }
 
-/// Fields of `set_limit`.
+/// Fields of `set_limit` (approver only): the answer to one `request_set_cap`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetCapRequest {
-    /// The agent whose cap changes.
-    pub agent: AgentId,
-    /// The asset symbol, as in the policy (`SOL`).
-    pub asset: AssetSymbol,
-    /// Which cap.
-    #[serde(rename = "limit")]
-    pub cap: CapKind,
-    /// The new cap in base units; at most the signed policy's value (the ceiling).
-    pub amount: Amount,
+    /// The request the operator was shown.
+    pub request_id: OperatorRequestId,
     /// The operator's current TOTP code (6 digits).
     pub code: OperatorCode,
 }

@@ -92,6 +92,17 @@ checked_string!(
     ApprovalId, "approval id", 64, |c| id_char(c)
 );
 checked_string!(
+    /// A request the signer created to wait for the operator (`request_confirmation`,
+    /// `request_set_cap`): 1-64 characters of `A-Z a-z 0-9 _ -`, chosen by the signer. The
+    /// wire calls it `request_id`; it is not the envelope's `id`.
+    OperatorRequestId, "request id", 64, |c| id_char(c)
+);
+checked_string!(
+    /// What a destructive command acts on (an agent id, or a confirmation number for
+    /// `deny`): 1-32 characters of `a-z 0-9 _ -`.
+    CommandTarget, "command target", 32, |c| agent_char(c)
+);
+checked_string!(
     /// What an operator confirms with `confirm` (e.g. `go_live trader SOL`): 1-200 printable
     /// ASCII characters (space to `~`), recorded verbatim in the audit log.
     Purpose, "purpose", 200, |c| printable_ascii(c)
@@ -293,6 +304,10 @@ wire_enum!(
         OperatorCodeInvalid => "operator_code_invalid",
         /// Too many requests or approval attempts.
         RateLimited => "rate_limited",
+        /// The op is not one this peer's role may send: a code-bearing op (or an approver
+        /// read) from a peer that is not the approver, or an asker op from the approver
+        /// (extension: `docs/protocol.md`, "Roles").
+        ApproverOnly => "approver_only",
         /// The signer could not complete the request (e.g. its ledger could not be written).
         Internal => "internal",
     }
@@ -408,6 +423,6 @@ mod tests {
             assert_eq!(s, format!("\"{}\"", r.as_str()));
             assert_eq!(serde_json::from_str::<Rule>(&s).unwrap(), *r);
         }
-        assert_eq!(ErrorKind::ALL.len(), 12);
+        assert_eq!(ErrorKind::ALL.len(), 13);
     }
 }

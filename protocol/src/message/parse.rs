@@ -105,12 +105,19 @@ pub fn parse_request(payload: &[u8]) -> Result<Request, ParseFailure> {
         "audit" => op_fields(&id, "audit", fields).map(Op::Audit),
         "import_status" => no_fields(&id, "import_status", fields).map(|()| Op::ImportStatus),
         "import_confirm" => op_fields(&id, "import_confirm", fields).map(Op::ImportConfirm),
+        "request_confirmation" => {
+            op_fields(&id, "request_confirmation", fields).map(Op::RequestConfirmation)
+        }
+        "request_set_cap" => op_fields(&id, "request_set_cap", fields).map(Op::RequestSetCap),
+        "request_status" => op_fields(&id, "request_status", fields).map(Op::RequestStatus),
+        "awaiting" => no_fields(&id, "awaiting", fields).map(|()| Op::Awaiting),
+        "events" => op_fields(&id, "events", fields).map(Op::Events),
         other => Err(ParseFailure::request(
             Some(id.clone()),
             format!(
-                "unknown op {:?}; ops are hello, sign, dry_run, approve, status, confirm, set_limit, \
-                 import_status, import_confirm",
-                truncate(other)
+                "unknown op {:?}; ops are {}",
+                truncate(other),
+                super::OP_NAMES.join(", ")
             ),
         )),
     }?;
@@ -175,7 +182,7 @@ impl Request {
             })
         }
         match &self.op {
-            Op::Hello | Op::Status | Op::ImportStatus => encode(self, &NoFields {}),
+            Op::Hello | Op::Status | Op::ImportStatus | Op::Awaiting => encode(self, &NoFields {}),
             Op::Sign(r) => encode(self, r),
             Op::DryRun(r) => encode(self, r),
             Op::Approve(r) => encode(self, r),
@@ -183,6 +190,10 @@ impl Request {
             Op::SetCap(r) => encode(self, r),
             Op::Audit(r) => encode(self, r),
             Op::ImportConfirm(r) => encode(self, r),
+            Op::RequestConfirmation(r) => encode(self, r),
+            Op::RequestSetCap(r) => encode(self, r),
+            Op::RequestStatus(r) => encode(self, r),
+            Op::Events(r) => encode(self, r),
         }
     }
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::CapKind;
 use crate::networks::NetworkIdentity;
-use crate::types::{AgentId, Amount, ApprovalId, AssetSymbol, Purpose, Rule};
+use crate::types::{AgentId, Amount, ApprovalId, AssetSymbol, OperatorRequestId, Rule};
 
 /// Result of `audit`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,7 +80,7 @@ impl AgentInfo {
     }
 }
 
-/// Result of `sign` and `approve`.
+/// Result of `sign`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SignResult {
@@ -164,8 +164,10 @@ pub struct AgentStatus {
 pub struct ConfirmResult {
     /// Always true: a refused code is an error response.
     pub confirmed: bool,
-    /// The purpose, as recorded.
-    pub purpose: Purpose,
+    /// The request confirmed.
+    pub request_id: OperatorRequestId,
+    /// Its summary, as the signer rendered it.
+    pub summary: String,
     /// Sequence number of the audit entry that records the confirmation.
     pub ledger_seq: u64,
 }

@@ -20,30 +20,107 @@ fn audit_limit_is_bounded() {
 }
 
 #[test]
-fn confirm_and_set_limit_parse_strictly() {
-    let r =
-        parse(r#"{"v":1,"id":"a","op":"confirm","purpose":"go_live trader SOL","code":"123456"}"#)
-            .unwrap();
-    assert_eq!(r.op.name(), "confirm");
-    assert_eq!(parse(&r.to_json()).unwrap(), r);
-    // Control characters or an empty purpose are refused.
-    assert!(parse(r#"{"v":1,"id":"a","op":"confirm","purpose":"a\nb","code":"123456"}"#).is_err());
-    assert!(parse(r#"{"v":1,"id":"a","op":"confirm","purpose":"","code":"123456"}"#).is_err());
-    let r = parse(
-            r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"SOL","limit":"velocity_24h","amount":"5","code":"123456"}"#,
-        )
+fn confirm_and_set_limit_answer_a_request_and_nothing_else() {
+    for op in ["confirm", "set_limit"] {
+        let r = parse(&format!(
+            r#"{{"v":1,"id":"a","op":"{op}","request_id":"c-0f","code":"123456"}}"#
+        ))
         .unwrap();
-    let Op::SetCap(s) = &r.op else {
+        assert_eq!(r.op.name(), op);
+        assert_eq!(parse(&r.to_json()).unwrap(), r);
+        // The old free-text purpose and the old set_limit fields are gone: a code answers only
+        // a request the signer created.
+        for bad in [
+            format!(
+                r#"{{"v":1,"id":"a","op":"{op}","purpose":"go_live trader SOL","code":"123456"}}"#
+            ),
+            format!(
+                r#"{{"v":1,"id":"a","op":"{op}","agent":"trader","asset":"SOL","limit":"per_tx","amount":"5","code":"123456"}}"#
+            ),
+            format!(r#"{{"v":1,"id":"a","op":"{op}","request_id":"c 1","code":"123456"}}"#),
+            format!(r#"{{"v":1,"id":"a","op":"{op}","request_id":"","code":"123456"}}"#),
+            format!(r#"{{"v":1,"id":"a","op":"{op}","request_id":"c-1","code":"123456","x":1}}"#),
+        ] {
+            let e = parse(&bad).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::BadRequest, "{bad}");
+        }
+    }
+    // approve has no context any more: the asker's `sign` brings the fresh blockhash.
+    let e = parse(
+        r#"{"v":1,"id":"a","op":"approve","approval_id":"ap-1","code":"123456","context":{"recent_blockhash":"x"}}"#,
+    )
+    .unwrap_err();
+    assert!(e.message.contains("context"), "{}", e.message);
+}
+
+#[test]
+fn request_confirmation_takes_typed_purposes_only() {
+    let intent = r#"{"kind":"transfer","chain":"solana","network":"devnet","asset":"SOL","to":"x","amount":"5"}"#;
+    for purpose in [
+        r#"{"kind":"go_live","agent":"trader","chain":"solana","network":"devnet","asset":"SOL"}"#
+            .to_string(),
+        format!(r#"{{"kind":"paper_approval","agent":"trader","intent":{intent},"context":{{}}}}"#),
+        format!(r#"{{"kind":"paper_approval","agent":"trader","intent":{intent}}}"#),
+        r#"{"kind":"destructive","what":"resume","target":"trader"}"#.to_string(),
+        r#"{"kind":"destructive","what":"deny","target":"12"}"#.to_string(),
+    ] {
+        let r = parse(&format!(
+            r#"{{"v":1,"id":"a","op":"request_confirmation","purpose":{purpose},"idempotency_key":"k1"}}"#
+        ))
+        .unwrap_or_else(|e| panic!("{purpose}: {}", e.message));
+        assert_eq!(parse(&r.to_json()).unwrap(), r, "{purpose}");
+    }
+    for bad in [
+        r#""go_live trader SOL""#.to_string(),
+        r#"{"kind":"go_live","agent":"trader","chain":"solana","network":"devnet","asset":"SOL","note":"hi"}"#.to_string(),
+        r#"{"kind":"go_live","agent":"trader","chain":"solana","asset":"SOL"}"#.to_string(),
+        r#"{"kind":"destructive","what":"rm -rf","target":"trader"}"#.to_string(),
+        r#"{"kind":"destructive","what":"resume","target":"Trader Joe"}"#.to_string(),
+        r#"{"kind":"free_text","text":"approve everything"}"#.to_string(),
+        format!(r#"{{"kind":"paper_approval","agent":"trader","intent":{intent},"summary":"tiny"}}"#),
+    ] {
+        let e = parse(&format!(
+            r#"{{"v":1,"id":"a","op":"request_confirmation","purpose":{bad},"idempotency_key":"k1"}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadRequest, "{bad}");
+    }
+    // The idempotency key is required.
+    assert!(
+        parse(r#"{"v":1,"id":"a","op":"request_confirmation","purpose":{"kind":"destructive","what":"pause","target":"t"}}"#)
+            .is_err()
+    );
+}
+
+#[test]
+fn request_set_cap_status_awaiting_and_events_parse_strictly() {
+    let r = parse(
+        r#"{"v":1,"id":"a","op":"request_set_cap","agent":"trader","asset":"SOL","limit":"velocity_24h","amount":"5","idempotency_key":"k"}"#,
+    )
+    .unwrap();
+    let Op::RequestSetCap(c) = &r.op else {
         panic!("{r:?}")
     };
-    assert_eq!(s.cap, CapKind::Velocity24h);
-    assert_eq!(s.amount.base_units(), 5);
+    assert_eq!((c.cap, c.amount.base_units()), (CapKind::Velocity24h, 5));
     assert_eq!(parse(&r.to_json()).unwrap(), r);
+    for good in [
+        r#"{"v":1,"id":"a","op":"request_status","request_id":"c-1"}"#,
+        r#"{"v":1,"id":"a","op":"awaiting"}"#,
+        r#"{"v":1,"id":"a","op":"events","since_seq":0,"limit":100}"#,
+        r#"{"v":1,"id":"a","op":"events","since_seq":18446744073709551615,"limit":1}"#,
+    ] {
+        let r = parse(good).unwrap_or_else(|e| panic!("{good}: {}", e.message));
+        assert_eq!(parse(&r.to_json()).unwrap(), r, "{good}");
+    }
     for bad in [
-        r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"SOL","limit":"daily","amount":"5","code":"123456"}"#,
-        r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"SOL","limit":"per_tx","amount":"0","code":"123456"}"#,
-        r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"SOL","limit":"per_tx","amount":"5"}"#,
-        r#"{"v":1,"id":"a","op":"set_limit","agent":"trader","asset":"sol","limit":"per_tx","amount":"5","code":"123456"}"#,
+        r#"{"v":1,"id":"a","op":"request_set_cap","agent":"trader","asset":"SOL","limit":"per_tx","amount":"5","code":"123456","idempotency_key":"k"}"#,
+        r#"{"v":1,"id":"a","op":"request_set_cap","agent":"trader","asset":"SOL","limit":"per_tx","amount":"0","idempotency_key":"k"}"#,
+        r#"{"v":1,"id":"a","op":"request_status"}"#,
+        r#"{"v":1,"id":"a","op":"awaiting","all":true}"#,
+        r#"{"v":1,"id":"a","op":"events","since_seq":0,"limit":0}"#,
+        r#"{"v":1,"id":"a","op":"events","since_seq":0,"limit":101}"#,
+        r#"{"v":1,"id":"a","op":"events","since_seq":-1,"limit":5}"#,
+        r#"{"v":1,"id":"a","op":"events","limit":5}"#,
     ] {
         let e = parse(bad).unwrap_err();
         assert_eq!(e.kind, ErrorKind::BadRequest, "{bad}");
@@ -51,13 +128,70 @@ fn confirm_and_set_limit_parse_strictly() {
 }
 
 #[test]
+fn an_awaiting_item_is_answered_by_its_own_op_only() {
+    let code: crate::OperatorCode = "123456".parse().unwrap();
+    let item = |kind, id: &str, current_code_required| AwaitingItem {
+        id: id.into(),
+        kind,
+        summary: "s".into(),
+        expires_at: 0,
+        created_seq: 1,
+        current_code_required,
+    };
+    let digest = "ab".repeat(32);
+    let cases = [
+        (item(AwaitingKind::Approval, "ap-1", false), "approve"),
+        (item(AwaitingKind::Confirmation, "c-1", false), "confirm"),
+        (item(AwaitingKind::SetCap, "k-1", false), "set_limit"),
+        (item(AwaitingKind::Import, &digest, false), "import_confirm"),
+    ];
+    for (it, op) in cases {
+        let answered = it.answer(code.clone(), None).unwrap();
+        assert_eq!(answered.name(), op);
+        assert!(answered.carries_code());
+        // What the approver sends round-trips through the signer's parser.
+        let req = Request {
+            id: "r".parse().unwrap(),
+            op: answered,
+        };
+        assert_eq!(parse(&req.to_json()).unwrap(), req);
+    }
+    // A replacement import needs today's code too; an id that is not of its kind is refused.
+    assert!(
+        item(AwaitingKind::Import, &digest, true)
+            .answer(code.clone(), None)
+            .is_err()
+    );
+    assert!(
+        item(AwaitingKind::Import, "ap-1", false)
+            .answer(code.clone(), None)
+            .is_err()
+    );
+    assert!(
+        item(AwaitingKind::Approval, "a b", false)
+            .answer(code, None)
+            .is_err()
+    );
+    let listed: AwaitingResult = serde_json::from_str(
+        r#"{"items":[{"id":"ap-1","kind":"approval","summary":"s","expires_at":5,"created_seq":2}]}"#,
+    )
+    .unwrap();
+    assert_eq!(listed.items[0].kind, AwaitingKind::Approval);
+    let events: EventsResult = serde_json::from_str(
+        r#"{"events":[{"seq":3,"ts":9,"kind":"code_from_wrong_peer","text":"t"}],"head_seq":3}"#,
+    )
+    .unwrap();
+    assert_eq!(events.events[0].kind, OperatorEventKind::CodeFromWrongPeer);
+    assert!(!events.truncated);
+}
+
+#[test]
 fn every_op_with_a_code_refuses_one_that_is_not_six_digits() {
     let digest = "0a".repeat(32);
     let ops = [
         r#""op":"approve","approval_id":"ap-1""#.to_string(),
-        r#""op":"confirm","purpose":"go_live trader SOL""#.to_string(),
-        r#""op":"set_limit","agent":"trader","asset":"SOL","limit":"per_tx","amount":"5""#
-            .to_string(),
+        r#""op":"confirm","request_id":"c-1""#.to_string(),
+        r#""op":"set_limit","request_id":"k-1""#.to_string(),
         format!(r#""op":"import_confirm","manifest_digest":"{digest}""#),
     ];
     for op in &ops {
