@@ -1,7 +1,7 @@
-//! The `vigil-orchestrator` daemon under test, as systemd would start it: `--config <file>`,
-//! the bot token (when given) as a credential in `$CREDENTIALS_DIRECTORY`, its output in a log
-//! file the test can read (and that is printed if the test fails). Killed (SIGKILL, as a crash)
-//! when dropped.
+//! A daemon under test (`vigil-orchestrator`, `vigil-approver`), as systemd would start it:
+//! `--config <file>`, the bot token (when given) as a credential in `$CREDENTIALS_DIRECTORY`,
+//! its output in a log file the test can read (and that is printed if the test fails). Killed
+//! (SIGKILL, as a crash) when dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -10,10 +10,11 @@ use crate::config::BOT_TOKEN_CREDENTIAL;
 use crate::host::binary;
 use crate::telegram::TOKEN;
 
-/// A running `vigil-orchestrator`.
+/// A running daemon.
 #[derive(Debug)]
 pub struct Daemon {
     child: Child,
+    program: &'static str,
     /// Its stdout and stderr.
     pub log: PathBuf,
 }
@@ -30,18 +31,36 @@ pub enum BotToken {
 impl Daemon {
     /// Starts `vigil-orchestrator --config <config>`, its credentials in `<work>/creds`.
     pub fn start(work: &Path, config: &Path, token: BotToken) -> Daemon {
+        Daemon::spawn(
+            "vigil-orchestrator",
+            work,
+            config,
+            BOT_TOKEN_CREDENTIAL,
+            token,
+        )
+    }
+
+    /// Starts `program --config <config>`, the credential `credential` (the bot token, if
+    /// given) in `<work>/creds`.
+    pub fn spawn(
+        program: &'static str,
+        work: &Path,
+        config: &Path,
+        credential: &str,
+        token: BotToken,
+    ) -> Daemon {
         let creds = work.join("creds");
         std::fs::create_dir_all(&creds).expect("a credentials dir");
         if token == BotToken::Given {
-            std::fs::write(creds.join(BOT_TOKEN_CREDENTIAL), format!("{TOKEN}\n"))
+            std::fs::write(creds.join(credential), format!("{TOKEN}\n"))
                 .expect("writing the bot token");
         }
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let log = work.join(format!("orchestrator-{started}.log"));
+        let log = work.join(format!("{program}-{started}.log"));
         let out = std::fs::File::create(&log).expect("the daemon's log file");
-        let child = Command::new(binary("vigil-orchestrator"))
+        let child = Command::new(binary(program))
             .arg("--config")
             .arg(config)
             .env("CREDENTIALS_DIRECTORY", &creds)
@@ -49,8 +68,12 @@ impl Daemon {
             .stdout(out.try_clone().expect("the log file again"))
             .stderr(out)
             .spawn()
-            .expect("starting vigil-orchestrator");
-        Daemon { child, log }
+            .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+        Daemon {
+            child,
+            program,
+            log,
+        }
     }
 
     /// Stops it with SIGKILL, as a crash would.
@@ -82,7 +105,8 @@ impl Daemon {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "{needle:?} not in the orchestrator's log after {secs} s:\n{log}"
+                "{needle:?} not in the log of {} after {secs} s:\n{log}",
+                self.program
             );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
@@ -97,7 +121,7 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- orchestrator log ---\n{}", self.log_text());
+            eprintln!("--- {} log ---\n{}", self.program, self.log_text());
         }
         self.stop();
     }
