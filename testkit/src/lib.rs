@@ -6,7 +6,7 @@
 //! - [`chain::Chain`]: a real Solana runtime behind loopback JSON-RPC, agents funded on it.
 //! - [`operator::Operator`]: knows the current TOTP code, and a wrong one.
 //! - [`telegram`]: the Bot API emulator and an operator's chat; [`daemon::Daemon`] the
-//!   `vigil-orchestrator` process under test, and [`approver`] the `vigil-approver` one.
+//!   `vigil-orchestrator` process under test.
 //! - typed builders instead of TOML strings: [`policy::Policy`], [`config::ConfigBuilder`],
 //!   [`script::Script`], [`ceremony::CeremonyInputs`]; real peers: [`stick::Stick`] (a FAT32
 //!   image), [`systemd::Unit`] (the units' files as systemd reads them), [`pty::PtyChild`]
@@ -27,7 +27,6 @@
 
 pub mod adversary;
 pub mod alerts;
-pub mod approver;
 pub mod ceremony;
 pub mod chain;
 pub mod config;

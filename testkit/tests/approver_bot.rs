@@ -18,8 +18,7 @@ use vigil_protocol::{
     AwaitingItem, AwaitingKind, AwaitingResult, ErrorKind, EventsResult, Op, OperatorEvent,
     OperatorEventKind, Response, parse_request, read_frame, write_frame,
 };
-use vigil_testkit::approver;
-use vigil_testkit::daemon::{BotToken, Daemon};
+use vigil_testkit::daemon::{BotToken, Daemon, start_approver, write_approver_config};
 use vigil_testkit::host::{binary, scratch};
 use vigil_testkit::telegram::{BotMessage, Chat, Emulator, OPERATOR, STRANGER};
 use vigil_testkit::unix_now;
@@ -172,7 +171,7 @@ fn world() -> (tempfile::TempDir, FakeSigner, Emulator, Daemon) {
     let work = scratch();
     let signer = FakeSigner::start(work.path());
     let emulator = Emulator::start();
-    let daemon = approver::start(work.path(), &emulator.url, &signer.socket, BotToken::Given);
+    let daemon = start_approver(work.path(), &emulator.url, &signer.socket, BotToken::Given);
     (work, signer, emulator, daemon)
 }
 
@@ -339,7 +338,7 @@ async fn a_restart_loses_nothing_and_shows_nothing_twice() {
     // While it is down: a new request, a new event.
     signer.list(item("a-during", AwaitingKind::Approval, "sends 4 SOL", 300));
     signer.event(4, OperatorEventKind::Lockout, "codes locked for 15 minutes");
-    let _daemon = approver::start(work.path(), &emulator.url, &signer.socket, BotToken::Given);
+    let _daemon = start_approver(work.path(), &emulator.url, &signer.socket, BotToken::Given);
     op.expect("Approval a-during").await;
     op.expect("codes locked").await;
     // The reply to the message shown before the restart still answers its request.
@@ -424,7 +423,7 @@ async fn an_import_that_replaces_keys_needs_both_codes() {
 #[test]
 fn without_its_token_it_refuses_to_start_and_says_how_to_fix_it() {
     let work = scratch();
-    let config = approver::write_config(
+    let config = write_approver_config(
         work.path(),
         "http://127.0.0.1:9",
         Path::new("/nonexistent.sock"),
