@@ -316,11 +316,11 @@ mod tests {
         assert!(s.lookup(7, 1).is_none());
         assert_eq!(Store::open(dir.path()).unwrap().len(), 1);
         // Bounded, whatever the flood.
-        for i in 0..(MAX_ENTRIES + 10) {
+        for i in 0..(i32::try_from(MAX_ENTRIES).unwrap() + 10) {
             let id = format!("f{i}");
             s.data
                 .shown
-                .push(Shown::new(7, 1000 + i as i32, &item(&id, 0), 300));
+                .push(Shown::new(7, 1000 + i, &item(&id, 0), 300));
         }
         let ids: Vec<String> = s.data.shown.iter().map(|x| x.id.clone()).collect();
         s.sync_listed(&ids.iter().map(String::as_str).collect(), 301)

@@ -130,11 +130,11 @@ async fn announce(bot: &Bot, ctx: &Ctx) -> Result<(), ApproverError> {
         }
         let start = cursor;
         for event in got.events.iter().filter(|e| e.seq > start) {
-            if let Some(text) = rules::event_text(event) {
-                if let Err(e) = bot.send_message(ChatId(op), clip(&text)).await {
-                    tracing::warn!(operator = op, error = %e, "could not announce an event; trying again next round");
-                    break;
-                }
+            if let Some(text) = rules::event_text(event)
+                && let Err(e) = bot.send_message(ChatId(op), clip(&text)).await
+            {
+                tracing::warn!(operator = op, error = %e, "could not announce an event; trying again next round");
+                break;
             }
             cursor = event.seq;
             ctx.with_store(|s| s.set_announced(op, cursor))?;
