@@ -10,7 +10,8 @@
 //! orchestrator's state, and the signer refuses a code from any other peer
 //! (`docs/protocol.md`, "Roles").
 //!
-//! Modules: [`config`] (the TOML file and the token credential), [`state`] (the durable
+//! Modules: [`config`] (the TOML file and the token credential), [`confine`] (its walls:
+//! seccomp table and landlock rules for the shared `vigil-sandbox`), [`state`] (the durable
 //! message map and the announcement cursor), [`rules`] (what an operator's message means:
 //! pure, tested by tables), [`signer`] (the socket calls), [`telegram`] (the bot and the poll
 //! loop).
@@ -18,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod confine;
 pub mod rules;
 pub mod signer;
 pub mod state;
@@ -53,6 +55,9 @@ pub enum ApproverError {
     /// The signer could not be reached or answered something unusable.
     #[error("signer at {0}: {1}")]
     Signer(PathBuf, String),
+    /// A wall could not be raised: the approver does not run unconfined.
+    #[error("confinement: {0}")]
+    Sandbox(#[from] vigil_sandbox::SandboxError),
     /// The Bot API could not be used.
     #[error("Telegram Bot API: {0}")]
     Telegram(String),
