@@ -40,14 +40,15 @@ impl Daemon {
         )
     }
 
-    /// Starts `program --config <config>`, the credential `credential` (the bot token, if
-    /// given) in `<work>/creds`.
+    /// Starts `program --config <config> <extra>`, the credential `credential` (the bot token,
+    /// if given) in `<work>/creds`.
     pub fn spawn(
         program: &'static str,
         work: &Path,
         config: &Path,
         credential: &str,
         token: BotToken,
+        extra: &[String],
     ) -> Daemon {
         let creds = work.join("creds");
         std::fs::create_dir_all(&creds).expect("a credentials dir");
@@ -63,6 +64,7 @@ impl Daemon {
         let child = Command::new(binary(program))
             .arg("--config")
             .arg(config)
+            .args(extra)
             .env("CREDENTIALS_DIRECTORY", &creds)
             .env("VIGIL_LOG", "info")
             .stdout(out.try_clone().expect("the log file again"))
@@ -134,6 +136,10 @@ impl Drop for Daemon {
 /// The approver's token credential (its default name).
 pub const APPROVER_TOKEN_CREDENTIAL: &str = "vigil-approver-bot-token";
 
+/// The uid (and gid) a root-started test approver drops to: the signer's dev approver uid
+/// (`vigil_devnet`'s launcher gives the approver role to it).
+pub const APPROVER_UID: u32 = 4244;
+
 /// Where a test's approver keeps its state: `<work>/approver-state`.
 pub fn approver_state_dir(work: &Path) -> PathBuf {
     work.join("approver-state")
@@ -144,6 +150,13 @@ pub fn approver_state_dir(work: &Path) -> PathBuf {
 pub fn write_approver_config(work: &Path, api_url: &str, socket: &Path) -> PathBuf {
     let state = approver_state_dir(work);
     std::fs::create_dir_all(&state).expect("the approver's state dir");
+    if crate::host::is_root() {
+        // It drops to APPROVER_UID: its state dir is that uid's, the work dir traversable.
+        std::os::unix::fs::chown(&state, Some(APPROVER_UID), Some(APPROVER_UID))
+            .expect("handing the state dir to the approver's uid");
+        std::fs::set_permissions(work, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .expect("a traversable work dir");
+    }
     let path = work.join("approver.toml");
     let toml = format!(
         "operators = [{OPERATOR}]\napi_url = {api_url:?}\nsigner_socket = {:?}\nstate_dir = {:?}\n\
@@ -155,14 +168,21 @@ pub fn write_approver_config(work: &Path, api_url: &str, socket: &Path) -> PathB
     path
 }
 
-/// Starts `vigil-approver` with the config of [`write_approver_config`] and the bot token (if given).
+/// Starts `vigil-approver` with the config of [`write_approver_config`] and the bot token (if
+/// given); started as root, it drops to [`APPROVER_UID`] (`--run-as`), as the unit's User= does.
 pub fn start_approver(work: &Path, api_url: &str, socket: &Path, token: BotToken) -> Daemon {
     let config = write_approver_config(work, api_url, socket);
+    let run_as = if crate::host::is_root() {
+        vec!["--run-as".into(), format!("{APPROVER_UID}:{APPROVER_UID}")]
+    } else {
+        Vec::new()
+    };
     Daemon::spawn(
         "vigil-approver",
         work,
         &config,
         APPROVER_TOKEN_CREDENTIAL,
         token,
+        &run_as,
     )
 }

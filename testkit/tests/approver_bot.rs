@@ -45,6 +45,9 @@ impl FakeSigner {
     fn start(dir: &Path) -> FakeSigner {
         let socket = dir.join("signer.sock");
         let listener = UnixListener::bind(&socket).unwrap();
+        // The approver runs as its own uid (testkit's APPROVER_UID when the tests are root).
+        std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .unwrap();
         let script = Arc::new(Mutex::new(Script::default()));
         let shared = script.clone();
         std::thread::spawn(move || {
