@@ -218,13 +218,16 @@ cli_confirm() {
     done < <(cli_confirm_commands)
 }
 
-# --- The signer's socket, as CONFIRM_USER (the uid the signer sees). ------------------------
-# request OP [JSON FIELDS]: one request, its answer on stdout.
-request() {
-    local op="$1" fields="${2:-}" json
+# --- The signer's socket, as CONFIRM_USER (the approver) or ASK_USER (an asker). -----------
+# request OP [JSON FIELDS]: one request as the approver, its answer on stdout.
+request() { request_as "$CONFIRM_USER" "$@"; }
+# ask OP [JSON FIELDS]: one request as the orchestrator's user.
+ask() { request_as "$ASK_USER" "$@"; }
+request_as() {
+    local user="$1" op="$2" fields="${3:-}" json
     json="{\"v\":1,\"id\":\"boot-$op\",\"op\":\"$op\"${fields:+,$fields}}"
-    ct runuser -u "$CONFIRM_USER" -- vigil-boot-request /run/vigil/signer.sock "$json" \
-        || die "request $op to the signer as $CONFIRM_USER"
+    ct runuser -u "$user" -- vigil-boot-request /run/vigil/signer.sock "$json" \
+        || die "request $op to the signer as $user"
 }
 expect_json() {
     local json="$1" filter="$2" want="$3" why="$4" got

@@ -68,6 +68,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(host) = config.api_url.host_str() {
         confine::warm_up_resolver(host, api_port);
     }
+    // systemd's notify socket, connected while it still may be (Type=notify).
+    let readiness =
+        vigil_sandbox::notify::Readiness::connect_from_env().map_err(anyhow::Error::msg)?;
     let confined = confine::confine(&confine::Walls {
         run_as: cli.run_as,
         state_dir: config.state_dir.clone(),
@@ -85,6 +88,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        readiness
+            .send_ready("confined; showing what the signer awaits")
+            .map_err(anyhow::Error::msg)?;
         tokio::select! {
             r = vigil_approver::telegram::run(config, token, store) => r.map_err(anyhow::Error::from),
             _ = shutdown() => {
