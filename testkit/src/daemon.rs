@@ -37,6 +37,7 @@ impl Daemon {
             config,
             BOT_TOKEN_CREDENTIAL,
             token,
+            &[],
         )
     }
 

@@ -143,7 +143,7 @@ fn answer(script: &Mutex<Script>, id: vigil_protocol::RequestId, op: Op) -> Resp
             Some(id),
             ErrorKind::ApprovalInvalidCode,
             None,
-            "wrong code".into(),
+            String::from("wrong code"),
         );
     }
     let summary = s
@@ -255,7 +255,9 @@ async fn a_reply_carries_the_code_for_exactly_the_request_it_replies_to() {
         .seen
         .iter()
         .chain(&emulator.bot_messages(OPERATOR).await)
-        .filter(|m| m.text.starts_with("Approval a-first"))
+        .filter(|m| {
+            m.text.starts_with("Approval a-first") && m.text.contains("Reply to this message")
+        })
         .count();
     assert_eq!(shown, 1);
     assert_eq!(signer.answers().len(), 3);
