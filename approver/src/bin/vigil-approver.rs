@@ -35,6 +35,7 @@ const KEEP_ENV: &[&str] = &[
     "VIGIL_LOG",
     "CREDENTIALS_DIRECTORY",
     "VIGIL_APPROVER_CONFIG",
+    vigil_sandbox::notify::NOTIFY_ENV,
 ];
 
 fn main() -> ExitCode {

@@ -57,8 +57,9 @@ async fn round(bot: &Bot, ctx: &Ctx) -> Result<(), ApproverError> {
     announce(bot, ctx).await
 }
 
-/// Sends `item` to `chat` and records the message; a failed send is logged and left for the
-/// next round, a failed record is an error (the map must hold what is on screen).
+/// Sends `item` to `chat` and records the message. A failed send is an error of the round
+/// (logged once per outage; the item stays unshown and is sent on a later round); a failed
+/// record too (the map must hold what is on screen).
 async fn show(
     bot: &Bot,
     ctx: &Ctx,
@@ -66,16 +67,16 @@ async fn show(
     item: &AwaitingItem,
     now: u64,
 ) -> Result<(), ApproverError> {
-    match bot
+    let sent = bot
         .send_message(ChatId(chat), clip(&request_text(item, now)))
         .await
-    {
-        Ok(sent) => ctx.with_store(|s| s.record(Shown::new(chat, sent.id.0, item, now))),
-        Err(e) => {
-            tracing::warn!(operator = chat, error = %e, "could not show a request; trying again next round");
-            Ok(())
-        }
-    }
+        .map_err(|e| {
+            ApproverError::Telegram(format!(
+                "could not show {} to operator {chat}: {e}",
+                item.id
+            ))
+        })?;
+    ctx.with_store(|s| s.record(Shown::new(chat, sent.id.0, item, now)))
 }
 
 /// `/awaiting`: every item the signer lists now, shown again in `chat` as new messages (each
@@ -90,7 +91,7 @@ pub(super) async fn show_all(bot: &Bot, ctx: &Ctx, chat: i64) {
         Ok(a) => {
             for item in &a.items {
                 if let Err(e) = show(bot, ctx, chat, item, now).await {
-                    tracing::error!("{e}");
+                    tracing::warn!("{e}");
                 }
             }
             format!(
@@ -124,8 +125,10 @@ async fn announce(bot: &Bot, ctx: &Ctx) -> Result<(), ApproverError> {
         {
             let note = "Some signer events are older than the signer's window and were not \
                         announced: read them with `vigil-signer audit-verify`.";
-            if bot.send_message(ChatId(op), note).await.is_err() {
-                continue;
+            if let Err(e) = bot.send_message(ChatId(op), note).await {
+                return Err(ApproverError::Telegram(format!(
+                    "could not tell operator {op} about unannounced events: {e}"
+                )));
             }
         }
         let start = cursor;
@@ -133,8 +136,11 @@ async fn announce(bot: &Bot, ctx: &Ctx) -> Result<(), ApproverError> {
             if let Some(text) = rules::event_text(event)
                 && let Err(e) = bot.send_message(ChatId(op), clip(&text)).await
             {
-                tracing::warn!(operator = op, error = %e, "could not announce an event; trying again next round");
-                break;
+                // The cursor stays before this event: announced on a later round.
+                return Err(ApproverError::Telegram(format!(
+                    "could not announce event {} to operator {op}: {e}",
+                    event.seq
+                )));
             }
             cursor = event.seq;
             ctx.with_store(|s| s.set_announced(op, cursor))?;
