@@ -19,10 +19,7 @@ use std::path::{Path, PathBuf};
 use vigil_sandbox::SandboxError;
 use vigil_sandbox::landlock::{self, Rules};
 use vigil_sandbox::process;
-use vigil_sandbox::seccomp::{
-    Allowed, Args, CLONE_NAMESPACES, CLONE_THREAD, FCNTL_OPS, PRCTL_OPS, PROT_EXEC,
-    SOCKETPAIR_TOKIO, any, with,
-};
+use vigil_sandbox::seccomp::{ARCH_RUNTIME, Allowed, Args, FCNTL_OPS, RUNTIME, any, with};
 
 /// The files glibc's resolver reads (the ones that exist are allowed, read-only).
 pub const DNS_FILES: &[&str] = &[
@@ -67,8 +64,8 @@ const IOCTL_OPS: &[u64] = &[
     libc::FIONREAD, // glibc's resolver: size of a UDP answer
 ];
 
-/// The approver's allowlist: the signer's process basics, plus client sockets (no bind,
-/// listen or accept) and the state file's atomic rewrite.
+/// The approver's own rows (besides the shared `RUNTIME` ones): client sockets (no bind,
+/// listen or accept), the state file's atomic rewrite, the resolver's reads.
 #[rustfmt::skip]
 pub const ALLOWLIST: &[Allowed] = &[
     // Files: landlock decides which (the DNS files, the state dir).
@@ -102,54 +99,15 @@ pub const ALLOWLIST: &[Allowed] = &[
     any("getpeername", libc::SYS_getpeername, "hyper reads the peer address"),
     any("shutdown", libc::SYS_shutdown, "close one direction of a connection"),
     any("ppoll", libc::SYS_ppoll, "glibc's resolver waits for a reply (aarch64)"),
-    with("socketpair", libc::SYS_socketpair, Args::AllOf(SOCKETPAIR_TOKIO), "tokio's signal driver self-pipe"),
-    // The event loop.
-    any("epoll_create1", libc::SYS_epoll_create1, "tokio's I/O driver"),
-    any("epoll_ctl", libc::SYS_epoll_ctl, "tokio's I/O driver"),
-    any("epoll_pwait", libc::SYS_epoll_pwait, "tokio's I/O driver (aarch64)"),
-    any("eventfd2", libc::SYS_eventfd2, "tokio's waker"),
-    // Memory, never executable.
-    with("mmap", libc::SYS_mmap, Args::Masked(2, PROT_EXEC, 0), "allocator, thread stacks; never executable"),
-    with("mprotect", libc::SYS_mprotect, Args::Masked(2, PROT_EXEC, 0), "guard pages; never executable"),
-    any("munmap", libc::SYS_munmap, "allocator, thread exit"),
-    any("mremap", libc::SYS_mremap, "allocator"),
-    any("madvise", libc::SYS_madvise, "allocator returns memory"),
-    any("brk", libc::SYS_brk, "allocator"),
-    // Threads.
-    with("clone", libc::SYS_clone, Args::Masked(0, CLONE_THREAD | CLONE_NAMESPACES, CLONE_THREAD), "new threads only (no fork, no namespace)"),
-    any("clone3", libc::SYS_clone3, "answered ENOSYS by the other filter; glibc falls back to clone"),
-    any("futex", libc::SYS_futex, "locks and thread parking"),
-    any("set_robust_list", libc::SYS_set_robust_list, "glibc thread start"),
-    any("rseq", libc::SYS_rseq, "glibc thread start"),
-    any("sched_yield", libc::SYS_sched_yield, "spin loops in tokio/std"),
-    any("sched_getaffinity", libc::SYS_sched_getaffinity, "std's available_parallelism"),
-    any("gettid", libc::SYS_gettid, "thread ids"),
-    any("getpid", libc::SYS_getpid, "own pid (abort, glibc's resolver ids)"),
     any("getuid", libc::SYS_getuid, "own uid (read-only)"),
     any("geteuid", libc::SYS_geteuid, "own uid (read-only)"),
     any("uname", libc::SYS_uname, "glibc (read-only)"),
-    any("exit", libc::SYS_exit, "thread exit"),
-    any("exit_group", libc::SYS_exit_group, "process exit"),
-    any("restart_syscall", libc::SYS_restart_syscall, "an interrupted sleep restarts"),
-    with("prctl", libc::SYS_prctl, Args::OneOf(0, PRCTL_OPS), "thread names; read dumpable"),
-    // Signals: only to itself.
-    any("rt_sigaction", libc::SYS_rt_sigaction, "SIGTERM handling, abort"),
-    any("rt_sigprocmask", libc::SYS_rt_sigprocmask, "thread start, abort"),
-    any("rt_sigreturn", libc::SYS_rt_sigreturn, "return from a signal handler"),
-    any("sigaltstack", libc::SYS_sigaltstack, "std's stack-overflow handler"),
-    with("tgkill", libc::SYS_tgkill, Args::OwnPid(0), "abort() raises SIGABRT on itself only"),
-    // Time and randomness.
-    any("clock_gettime", libc::SYS_clock_gettime, "time (when the vDSO is not used)"),
-    any("clock_nanosleep", libc::SYS_clock_nanosleep, "std::thread::sleep"),
-    any("nanosleep", libc::SYS_nanosleep, "sleeps (older glibc)"),
-    any("getrandom", libc::SYS_getrandom, "TLS keys and nonces, HashMap seeds"),
 ];
 
 /// Rows for syscalls that exist on x86_64 only.
 #[cfg(target_arch = "x86_64")]
 #[rustfmt::skip]
 pub const ARCH_ALLOWLIST: &[Allowed] = &[
-    any("epoll_wait", libc::SYS_epoll_wait, "tokio's I/O driver (mio calls epoll_wait)"),
     any("poll", libc::SYS_poll, "glibc's resolver waits for a reply"),
     any("rename", libc::SYS_rename, "the state file's atomic replacement (glibc's rename)"),
 ];
@@ -165,9 +123,15 @@ pub const NEVER: &[(&str, i64)] = &[
     ("accept4", libc::SYS_accept4),
 ];
 
-/// Every row on this architecture.
+/// Every row on this architecture: the approver's own and the shared `RUNTIME` rows.
 pub fn rows() -> Vec<Allowed> {
-    ALLOWLIST.iter().chain(ARCH_ALLOWLIST).copied().collect()
+    ALLOWLIST
+        .iter()
+        .chain(ARCH_ALLOWLIST)
+        .chain(RUNTIME)
+        .chain(ARCH_RUNTIME)
+        .copied()
+        .collect()
 }
 
 /// Looks `host` up once, so glibc loads its NSS modules while it still may (the result does

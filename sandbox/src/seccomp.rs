@@ -117,6 +117,61 @@ pub const SOCKETPAIR_TOKIO: &[(u8, u64)] = &[
     (2, 0),
 ];
 
+/// The rows every confined Vigil daemon needs, whatever it serves: tokio's event loop, memory
+/// (never executable), threads (never a process), signals to itself only, time and randomness.
+/// Each daemon's table adds its own files and sockets.
+#[rustfmt::skip]
+pub const RUNTIME: &[Allowed] = &[
+    // The event loop.
+    any("epoll_create1", libc::SYS_epoll_create1, "tokio's I/O driver"),
+    any("epoll_ctl", libc::SYS_epoll_ctl, "tokio's I/O driver"),
+    any("epoll_pwait", libc::SYS_epoll_pwait, "tokio's I/O driver (the only epoll wait on aarch64)"),
+    any("eventfd2", libc::SYS_eventfd2, "tokio's waker"),
+    with("socketpair", libc::SYS_socketpair, Args::AllOf(SOCKETPAIR_TOKIO), "tokio's signal driver self-pipe: AF_UNIX stream, nonblocking, cloexec only"),
+    // Memory. No PROT_EXEC: no new code may be mapped after start (W^X).
+    with("mmap", libc::SYS_mmap, Args::Masked(2, PROT_EXEC, 0), "allocator, thread stacks; never executable"),
+    with("mprotect", libc::SYS_mprotect, Args::Masked(2, PROT_EXEC, 0), "guard pages; never executable"),
+    any("munmap", libc::SYS_munmap, "allocator, thread exit"),
+    any("mremap", libc::SYS_mremap, "allocator (realloc of large buffers)"),
+    any("madvise", libc::SYS_madvise, "allocator returns memory"),
+    any("brk", libc::SYS_brk, "allocator"),
+    // Threads (tokio workers, the blocking pool).
+    with("clone", libc::SYS_clone, Args::Masked(0, CLONE_THREAD | CLONE_NAMESPACES, CLONE_THREAD), "new threads only: CLONE_THREAD set, no namespace flag (no fork)"),
+    any("clone3", libc::SYS_clone3, "answered ENOSYS by the other filter; glibc falls back to clone"),
+    any("futex", libc::SYS_futex, "locks and thread parking"),
+    any("set_robust_list", libc::SYS_set_robust_list, "glibc thread start"),
+    any("rseq", libc::SYS_rseq, "glibc thread start"),
+    any("sched_yield", libc::SYS_sched_yield, "spin loops in tokio/std"),
+    any("sched_getaffinity", libc::SYS_sched_getaffinity, "std's available_parallelism at thread start"),
+    any("gettid", libc::SYS_gettid, "thread ids"),
+    any("getpid", libc::SYS_getpid, "own pid (abort)"),
+    any("exit", libc::SYS_exit, "thread exit"),
+    any("exit_group", libc::SYS_exit_group, "process exit"),
+    any("restart_syscall", libc::SYS_restart_syscall, "kernel restarts an interrupted sleep"),
+    with("prctl", libc::SYS_prctl, Args::OneOf(0, PRCTL_OPS), "thread names; read dumpable"),
+    // Signals: only to itself.
+    any("rt_sigaction", libc::SYS_rt_sigaction, "signal handlers (SIGTERM, abort, stack overflow)"),
+    any("rt_sigprocmask", libc::SYS_rt_sigprocmask, "thread start, abort"),
+    any("rt_sigreturn", libc::SYS_rt_sigreturn, "return from a signal handler"),
+    any("sigaltstack", libc::SYS_sigaltstack, "std's stack-overflow handler"),
+    with("tgkill", libc::SYS_tgkill, Args::OwnPid(0), "abort() raises SIGABRT on itself only"),
+    // Time and randomness.
+    any("clock_gettime", libc::SYS_clock_gettime, "time (when the vDSO is not used)"),
+    any("clock_nanosleep", libc::SYS_clock_nanosleep, "std::thread::sleep"),
+    any("nanosleep", libc::SYS_nanosleep, "std::thread::sleep (older glibc)"),
+    any("getrandom", libc::SYS_getrandom, "CSPRNG: nonces, ids, HashMap seeds"),
+];
+
+/// [`RUNTIME`] rows for syscalls that exist on x86_64 only (aarch64 has just the newer ones).
+#[cfg(target_arch = "x86_64")]
+#[rustfmt::skip]
+pub const ARCH_RUNTIME: &[Allowed] = &[
+    any("epoll_wait", libc::SYS_epoll_wait, "tokio's I/O driver (mio calls epoll_wait)"),
+];
+/// [`RUNTIME`] rows for syscalls that exist on this architecture only.
+#[cfg(not(target_arch = "x86_64"))]
+pub const ARCH_RUNTIME: &[Allowed] = &[];
+
 /// Syscalls that no Vigil daemon may ever have on its allowlist (each daemon's tests check
 /// its table against this, and the signer adds the socket calls): the ways out.
 pub const NEVER_ANY: &[(&str, i64)] = &[

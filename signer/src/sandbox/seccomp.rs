@@ -12,8 +12,7 @@
 //! whose flags are checked (the engine's doc says why).
 
 pub use vigil_sandbox::seccomp::{
-    Allowed, Args, CLONE_NAMESPACES, CLONE_THREAD, FCNTL_OPS, IOCTL_OPS, NEVER_ANY, PRCTL_OPS,
-    PROT_EXEC, SOCKETPAIR_TOKIO, any, with,
+    ARCH_RUNTIME, Allowed, Args, FCNTL_OPS, IOCTL_OPS, NEVER_ANY, RUNTIME, any, with,
 };
 
 use vigil_sandbox::SandboxError;
@@ -51,60 +50,13 @@ pub const ALLOWLIST: &[Allowed] = &[
     with("sendto", libc::SYS_sendto, Args::Null(SENDTO_DEST_ADDR), "write to a connection; READY=1 on the notify socket connected before confinement; never to an address (landlock does not cover pathname sockets)"),
     any("getsockopt", libc::SYS_getsockopt, "SO_PEERCRED: the client's uid"),
     any("shutdown", libc::SYS_shutdown, "close one direction of a connection"),
-    with("socketpair", libc::SYS_socketpair, Args::AllOf(SOCKETPAIR_TOKIO), "tokio's signal driver self-pipe: AF_UNIX stream, nonblocking, cloexec only"),
-    // The event loop.
-    any("epoll_create1", libc::SYS_epoll_create1, "tokio's I/O driver"),
-    any("epoll_ctl", libc::SYS_epoll_ctl, "tokio's I/O driver"),
-    any("epoll_pwait", libc::SYS_epoll_pwait, "tokio's I/O driver (the only epoll wait on aarch64)"),
-    any("eventfd2", libc::SYS_eventfd2, "tokio's waker"),
-    // Memory. No PROT_EXEC: no new code may be mapped after start (W^X).
-    with("mmap", libc::SYS_mmap, Args::Masked(2, PROT_EXEC, 0), "allocator, thread stacks; never executable"),
-    with("mprotect", libc::SYS_mprotect, Args::Masked(2, PROT_EXEC, 0), "guard pages; never executable"),
-    any("munmap", libc::SYS_munmap, "allocator, thread exit"),
-    any("mremap", libc::SYS_mremap, "allocator (realloc of large buffers)"),
-    any("madvise", libc::SYS_madvise, "allocator returns memory"),
-    any("brk", libc::SYS_brk, "allocator"),
-    // Threads (tokio workers, the blocking pool, the audit writer).
-    with("clone", libc::SYS_clone, Args::Masked(0, CLONE_THREAD | CLONE_NAMESPACES, CLONE_THREAD), "new threads only: CLONE_THREAD set, no namespace flag (no fork)"),
-    any("clone3", libc::SYS_clone3, "answered ENOSYS by the other filter; glibc falls back to clone"),
-    any("futex", libc::SYS_futex, "locks and thread parking"),
-    any("set_robust_list", libc::SYS_set_robust_list, "glibc thread start"),
-    any("rseq", libc::SYS_rseq, "glibc thread start"),
-    any("sched_yield", libc::SYS_sched_yield, "spin loops in tokio/std"),
-    any("sched_getaffinity", libc::SYS_sched_getaffinity, "std's available_parallelism at thread start"),
-    any("gettid", libc::SYS_gettid, "thread ids"),
-    any("getpid", libc::SYS_getpid, "own pid (abort)"),
     any("getuid", libc::SYS_getuid, "own uid: always an allowed peer (read-only)"),
-    any("exit", libc::SYS_exit, "thread exit"),
-    any("exit_group", libc::SYS_exit_group, "process exit"),
-    any("restart_syscall", libc::SYS_restart_syscall, "kernel restarts an interrupted sleep"),
-    with("prctl", libc::SYS_prctl, Args::OneOf(0, PRCTL_OPS), "thread names; read dumpable"),
-    // Signals: only to itself.
-    any("rt_sigaction", libc::SYS_rt_sigaction, "signal handlers (abort, stack overflow)"),
-    any("rt_sigprocmask", libc::SYS_rt_sigprocmask, "thread start, abort"),
-    any("rt_sigreturn", libc::SYS_rt_sigreturn, "return from a signal handler"),
-    any("sigaltstack", libc::SYS_sigaltstack, "std's stack-overflow handler"),
-    with("tgkill", libc::SYS_tgkill, Args::OwnPid(0), "abort() raises SIGABRT on itself only"),
-    // Time and randomness.
-    any("clock_gettime", libc::SYS_clock_gettime, "time (when the vDSO is not used)"),
-    any("clock_nanosleep", libc::SYS_clock_nanosleep, "std::thread::sleep"),
-    any("nanosleep", libc::SYS_nanosleep, "std::thread::sleep (older glibc)"),
-    any("getrandom", libc::SYS_getrandom, "CSPRNG: nonces, approval ids, HashMap seeds"),
 ];
 
-/// Rows for syscalls that exist on x86_64 only (aarch64 has just the newer variants).
-#[cfg(target_arch = "x86_64")]
-#[rustfmt::skip]
-pub const ARCH_ALLOWLIST: &[Allowed] = &[
-    any("epoll_wait", libc::SYS_epoll_wait, "tokio's I/O driver (mio calls epoll_wait)"),
-];
-/// Rows for syscalls that exist on this architecture only.
-#[cfg(not(target_arch = "x86_64"))]
-pub const ARCH_ALLOWLIST: &[Allowed] = &[];
-
-/// Every row of the allowlist on this architecture.
+/// Every row of the allowlist on this architecture: the signer's own and the shared
+/// [`RUNTIME`] rows (event loop, memory, threads, signals, time).
 pub fn rows() -> impl Iterator<Item = &'static Allowed> {
-    ALLOWLIST.iter().chain(ARCH_ALLOWLIST)
+    ALLOWLIST.iter().chain(RUNTIME).chain(ARCH_RUNTIME)
 }
 
 /// Syscalls that must never be on the signer's allowlist besides [`NEVER_ANY`]: it has no
