@@ -42,7 +42,7 @@ ct() {
 # expect them, no network but lo. Waits until systemd says the boot finished.
 boot() {
     local b binds=()
-    for b in vigil-signer vigil-orchestrator; do
+    for b in vigil-signer vigil-orchestrator vigil-approver; do
         binds+=("--bind-ro=$bindir/$b:/opt/vigil/bin/$b")
     done
     # nspawn confines the whole container with a seccomp filter of its own; these give back
@@ -224,9 +224,16 @@ request() { request_as "$CONFIRM_USER" "$@"; }
 # ask OP [JSON FIELDS]: one request as the orchestrator's user.
 ask() { request_as "$ASK_USER" "$@"; }
 request_as() {
-    local user="$1" op="$2" fields="${3:-}" json
+    local user="$1" op="$2" fields="${3:-}" json groups=() g
     json="{\"v\":1,\"id\":\"boot-$op\",\"op\":\"$op\"${fields:+,$fields}}"
-    ct runuser -u "$user" -- vigil-boot-request /run/vigil/signer.sock "$json" \
+    # The approver's user reaches the socket through the group its unit adds
+    # (SupplementaryGroups=), as the daemon does; runuser takes them from the unit file.
+    if [ "$user" = "$CONFIRM_USER" ]; then
+        for g in $(sed -n 's/^SupplementaryGroups=//p' "$merged/usr/lib/systemd/system/vigil-approver.service"); do
+            groups+=(-G "$g")
+        done
+    fi
+    ct runuser -u "$user" "${groups[@]}" -- vigil-boot-request /run/vigil/signer.sock "$json" \
         || die "request $op to the signer as $user"
 }
 expect_json() {
