@@ -1,11 +1,11 @@
 //! The approver's Telegram bot (teloxide, long polling) and the loop that feeds it from the
 //! signer.
 //!
-//! [`schema`]'s first branch is the gate of [`crate::rules::admit`]: anything but a message an
+//! `schema`'s first branch is the gate of [`crate::rules::admit`]: anything but a message an
 //! operator typed in their own private chat ends there, unanswered (logged, rate-limited).
 //! Then the two commands, then every other text goes to [`crate::rules::judge_text`]: a reply
 //! to a request's message with a code is sent to the signer for exactly that request, and
-//! everything else is answered and sent nowhere. The poll loop ([`poll`]) shows what awaits
+//! everything else is answered and sent nowhere. The poll loop (`poll`) shows what awaits
 //! the operator and announces the signer's events.
 //!
 //! The Bot API being unreachable blocks nothing at the signer: requests wait there and
