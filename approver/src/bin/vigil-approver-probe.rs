@@ -3,7 +3,7 @@
 //! tries ONE thing and prints what happened. The test asserts on its output and on how it
 //! died (SIGSYS: killed by seccomp).
 //!
-//! Usage: vigil-approver-probe <probe> [ARG] --state DIR --api-port PORT [--run-as UID:GID]
+//! Usage: `vigil-approver-probe <probe> [ARG] --state DIR --api-port PORT [--run-as UID:GID]`
 
 #![forbid(unsafe_code)]
 
