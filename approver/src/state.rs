@@ -220,6 +220,12 @@ impl Store {
         self.data.announced.get(&operator).copied().unwrap_or(0)
     }
 
+    /// Whether `operator` has an announcement cursor (false: never announced to, a new
+    /// operator or a first start).
+    pub fn has_cursor(&self, operator: i64) -> bool {
+        self.data.announced.contains_key(&operator)
+    }
+
     /// Records that events up to `seq` were announced to `operator`, and saves.
     pub fn set_announced(&mut self, operator: i64, seq: u64) -> Result<(), ApproverError> {
         self.data.announced.insert(operator, seq);

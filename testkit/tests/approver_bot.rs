@@ -455,3 +455,53 @@ fn without_its_token_it_refuses_to_start_and_says_how_to_fix_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("whitelist"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_announces_only_recent_events_and_awaiting_shows_requests_again() {
+    let work = scratch();
+    let signer = FakeSigner::start(work.path());
+    for seq in 1..=50 {
+        signer.event(
+            seq,
+            OperatorEventKind::CapSet,
+            &format!("cap change number {seq}."),
+        );
+    }
+    signer.list(item(
+        "a-again",
+        AwaitingKind::Approval,
+        "sends 1.5 SOL",
+        300,
+    ));
+    let emulator = Emulator::start();
+    let _daemon = start_approver(work.path(), &emulator.url, &signer.socket, BotToken::Given);
+    let mut op = Chat::new(&emulator, OPERATOR);
+    let first = op.expect("Approval a-again").await;
+    op.expect("cap change number 50.").await;
+    // Only the last 20 of a backlog nobody was shown: no flood into Telegram's rate limits.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut texts: Vec<String> = op.seen.iter().map(|m| m.text.clone()).collect();
+    texts.extend(
+        emulator
+            .bot_messages(OPERATOR)
+            .await
+            .into_iter()
+            .map(|m| m.text),
+    );
+    assert!(
+        texts.iter().any(|t| t.contains("cap change number 31.")),
+        "{texts:#?}"
+    );
+    assert!(
+        !texts.iter().any(|t| t.contains("cap change number 30.")),
+        "{texts:#?}"
+    );
+    // /awaiting shows the request again as a new message; a reply to it answers the request.
+    emulator.send(OPERATOR, "/awaiting").await;
+    op.expect("1 waiting: reply to each message above").await;
+    let again = op.expect("Approval a-again").await;
+    assert_ne!(again.message_id, first.message_id);
+    emulator.send_reply(OPERATOR, GOOD, Some(&again)).await;
+    op.expect("Granted by the signer: Approval a-again").await;
+    assert_eq!(answers_reach(&signer, 1).await[0].1, "a-again");
+}

@@ -18,6 +18,9 @@ use crate::rules::{self, request_text};
 use crate::state::Shown;
 use crate::{ApproverError, unix_now};
 
+/// How many of the latest events an operator never announced to is shown at first.
+const FIRST_START_BACKLOG: u64 = 20;
+
 /// Polls until the task is dropped.
 pub(super) async fn run(client: BotClient, ctx: Arc<Ctx>) {
     let mut last_error: Option<String> = None;
@@ -107,6 +110,25 @@ pub(super) async fn show_all(bot: &Bot, ctx: &Ctx, chat: i64) {
 
 /// Announces the events after each operator's cursor, advancing it event by event.
 async fn announce(bot: &Bot, ctx: &Ctx) -> Result<(), ApproverError> {
+    // An operator never announced to (a first start, a new operator id) starts near the
+    // signer's head, not at the oldest event it keeps: a backlog of a thousand old events would
+    // only run into Telegram's rate limits.
+    let new: Vec<i64> = ctx.with_store(|s| {
+        Ok(ctx
+            .config
+            .operators
+            .iter()
+            .copied()
+            .filter(|&op| !s.has_cursor(op))
+            .collect())
+    })?;
+    if !new.is_empty() {
+        let head = ctx.signer.events(u64::MAX).await?.head_seq;
+        let start = head.saturating_sub(FIRST_START_BACKLOG);
+        for op in new {
+            ctx.with_store(|s| s.set_announced(op, start))?;
+        }
+    }
     let since = ctx.with_store(|s| {
         Ok(ctx
             .config
