@@ -1,8 +1,10 @@
 //! The local demo: dev-init, start `vigil-signer serve` as its own confined process, start a
 //! real Solana runtime in this process (litesvm behind loopback JSON-RPC), fund the agents
 //! on it, run the orchestrator's three default agents in paper mode on the scripted LLM, then
-//! sign one transfer live with the operator's code and land it on that chain. No network, no
-//! accounts; everything stops when it ends.
+//! sign one transfer live, approved with the operator's code, and land it on that chain. The
+//! operator's answers go to the signer as `vigil-approver` carries them: from the approver's
+//! own uid (a second uid when the demo runs as root), never from the orchestrator's. No
+//! network, no accounts; everything stops when it ends.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,12 +17,12 @@ use totp_rs::{Algorithm, Secret, TOTP};
 use vigil_devnet::signer::{Warning, dev_init, hand_to_service_user};
 use vigil_devnet::{SOL, SignerProcess, SolanaNode, sibling_binary, unix_now};
 use vigil_orchestrator::{
-    Config, Orchestrator, Outcome, Peer, ProviderKind, Resolution, SignerClient, SolanaRpc, Store,
+    Config, Orchestrator, Outcome, Peer, ProviderKind, SignerClient, SolanaRpc, Store,
     UntrustedItem,
 };
 use vigil_protocol::{
-    Amount, ApproveRequest, Chain, Client, Context, Intent, Network, Op, OperatorCode, Response,
-    SignRequest, TransferIntent,
+    Amount, ApproveRequest, AwaitingResult, Chain, Client, Context, Intent, Network, Op,
+    OperatorCode, Response, SignRequest, TransferIntent,
 };
 
 /// What the in-process chain's faucet gives each agent at the start, in lamports.
@@ -72,6 +74,27 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
             str_of(&id["genesis_hash"])
         );
     }
+
+    // The approver: the one peer the signer takes operator codes from, on its own uid.
+    let mut approver = match signer.approver() {
+        Some(uid) => {
+            println!(
+                "  the approver peer is uid {uid}: the only uid whose codes the signer takes (this process, uid 0, only asks)"
+            );
+            Some(vigil_devnet::approver::connect_as(
+                &socket,
+                uid,
+                Duration::from_secs(30),
+            )?)
+        }
+        None => {
+            println!(
+                "  no second uid (run the demo as root to see the approver): what needs the operator waits and expires"
+            );
+            None
+        }
+    };
+    let mut authenticator = Authenticator::new(&init.totp_secret_base32)?;
 
     let peer = init.dev_peer.clone();
     let addr = |agent: &str| -> String {
@@ -153,22 +176,26 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
     let pending = lock(orchestrator.store())?.open_confirmations(unix_now())?;
     for p in &pending {
         println!(
-            "  operator prompt (on this terminal until Telegram is configured): approve #{}? {}",
+            "  #{} waits for the operator at the approver: {}",
             p.id.0, p.confirmation.summary
         );
-        let resolved = lock(orchestrator.store())?.resolve_confirmation(
-            p.id,
-            Resolution::Approved,
-            0,
-            unix_now(),
-        )?;
-        println!(
-            "  the demo answers yes for the operator: #{} is {:?}",
-            resolved.id.0, resolved.status
-        );
-        match orchestrator.complete_paper_approval(&resolved, unix_now()) {
-            Ok(summary) => println!("  ✔ paper fill recorded after the approval: {summary}"),
-            Err(e) => println!("  paper fill not recorded: {e}"),
+    }
+    if let Some(ap) = approver.as_mut() {
+        let awaiting: AwaitingResult =
+            result(ap.call(Op::Awaiting)?).and_then(|v| Ok(serde_json::from_value(v)?))?;
+        for item in &awaiting.items {
+            println!("  the approver shows {}: {}", item.id, item.summary);
+            let code = authenticator.next_code()?;
+            println!(
+                "  • the operator replies there with the code {}",
+                code.expose_digits()
+            );
+            let op = item.answer(code, None).map_err(anyhow::Error::msg)?;
+            show("the approver carries it to the signer", ap.call(op)?);
+        }
+        // The orchestrator learns the outcome from the signer and does its part.
+        for line in runtime.block_on(orchestrator.follow_operator_requests()) {
+            println!("  {line}");
         }
     }
     for line in runtime.block_on(orchestrator.reconcile()) {
@@ -196,33 +223,6 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
         str_of(&pending["approval_id"]),
         str_of(&pending["summary"])
     );
-    let secret = Secret::Encoded(init.totp_secret_base32.expose().to_owned())
-        .to_bytes()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let totp = TOTP::new(Algorithm::SHA1, 6, 1, 30, secret, None, String::new())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let approval_id: vigil_protocol::ApprovalId = str_of(&pending["approval_id"])
-        .parse()
-        .map_err(anyhow::Error::msg)?;
-    let approve = |code: OperatorCode| {
-        Op::Approve(ApproveRequest {
-            approval_id: approval_id.clone(),
-            code,
-            context: None,
-        })
-    };
-    let guess: OperatorCode = "000000".parse().map_err(anyhow::Error::msg)?;
-    show("an agent guesses the code 000000", c.call(approve(guess))?);
-    let typed = totp.generate(unix_now());
-    println!("  • the operator types {typed} from the authenticator app");
-    let code: OperatorCode = typed.parse().map_err(anyhow::Error::msg)?;
-    let approved = c.call(approve(code.clone()))?;
-    show("approve with the operator's code", approved.clone());
-    show("the same code again (replay)", c.call(approve(code))?);
-    show(
-        "the same request again (idempotency key demo-big)",
-        c.call(sign("trader", big(), "demo-big", &blockhash)?)?,
-    );
     show(
         "the same transfer labelled mainnet (trader has no mainnet key, the policy names none)",
         c.call(sign(
@@ -232,7 +232,49 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
             &blockhash,
         )?)?,
     );
-    let signed = result(approved)?;
+    let approval_id: vigil_protocol::ApprovalId = str_of(&pending["approval_id"])
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let approve = |code: OperatorCode| {
+        Op::Approve(ApproveRequest {
+            approval_id: approval_id.clone(),
+            code,
+        })
+    };
+    let Some(ap) = approver.as_mut() else {
+        println!(
+            "  no approver uid: the request waits at the signer and expires; nothing is signed"
+        );
+        return finish(dir, keep, &signer_bin, &state, &mut c, node, runtime);
+    };
+    let code = authenticator.next_code()?;
+    println!(
+        "  • the operator types {} from the authenticator app, in the approver's chat",
+        code.expose_digits()
+    );
+    show(
+        "the orchestrator's uid sends that valid code itself (a compromised orchestrator)",
+        c.call(approve(code.clone()))?,
+    );
+    let guess: OperatorCode = "000000".parse().map_err(anyhow::Error::msg)?;
+    show("an agent guesses the code 000000", ap.call(approve(guess))?);
+    show(
+        "the approver carries the operator's code (the same one: nothing was spent)",
+        ap.call(approve(code.clone()))?,
+    );
+    show("the same code again (replay)", ap.call(approve(code))?);
+    let fresh = runtime.block_on(rpc.get_latest_blockhash())?.hash;
+    let collected = c.call(sign("trader", big(), "demo-big", &fresh)?)?;
+    show(
+        "the orchestrator collects the grant: the same request, a fresh blockhash",
+        collected.clone(),
+    );
+    show(
+        "the same request again (idempotency key demo-big)",
+        c.call(sign("trader", big(), "demo-big", &fresh)?)?,
+    );
+
+    let signed = result(collected)?;
     let before = chain_balance(&peer)?;
     let signature = runtime.block_on(rpc.send_transaction(&str_of(&signed["tx"])))?;
     let landed = runtime.block_on(rpc.confirm(
@@ -248,6 +290,19 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
         sol(chain_balance(&addr("trader"))?)
     );
 
+    finish(dir, keep, &signer_bin, &state, &mut c, node, runtime)
+}
+
+/// Section 6 and the end: status, the audit chain verified, the state dir kept or removed.
+fn finish(
+    dir: tempfile::TempDir,
+    keep: bool,
+    signer_bin: &Path,
+    state: &Path,
+    c: &mut Client,
+    node: SolanaNode,
+    runtime: tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
     section("6. status and the audit chain");
     let status = result(c.call(Op::Status)?)?;
     for a in status["agents"].as_array().into_iter().flatten() {
@@ -262,9 +317,9 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
         status["ledger_seq"],
         str_of(&status["audit_head"])
     );
-    let verify = Command::new(&signer_bin)
+    let verify = Command::new(signer_bin)
         .args(["audit-verify", "--state-dir"])
-        .arg(&state)
+        .arg(state)
         .output()?;
     println!(
         "  audit-verify: {}",
@@ -286,6 +341,39 @@ pub(crate) fn run(keep: bool) -> anyhow::Result<()> {
         println!("\nDone. The demo's state dir is removed; run `vigil demo --keep` to inspect it.");
     }
     Ok(())
+}
+
+/// The operator's authenticator app (dev-init's secret): each code of a later time step than
+/// the last one used, as the signer accepts a step only once; it waits for the next step when
+/// the three it accepts now (one either side) are used up.
+struct Authenticator {
+    totp: TOTP,
+    last_step: u64,
+}
+
+impl Authenticator {
+    fn new(secret: &vigil_protocol::InsecureDevSecret) -> anyhow::Result<Self> {
+        let bytes = Secret::Encoded(secret.expose().to_owned())
+            .to_bytes()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let totp = TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes, None, String::new())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Self { totp, last_step: 0 })
+    }
+
+    fn next_code(&mut self) -> anyhow::Result<OperatorCode> {
+        let now_step = unix_now() / 30;
+        let step = (self.last_step + 1).max(now_step.saturating_sub(1));
+        if step > now_step + 1 {
+            println!("  (waiting for the authenticator's next code)");
+            std::thread::sleep(Duration::from_secs((step - 1) * 30 - unix_now() + 1));
+        }
+        self.last_step = step;
+        self.totp
+            .generate(step * 30)
+            .parse()
+            .map_err(anyhow::Error::msg)
+    }
 }
 
 fn lock(store: &std::sync::Mutex<Store>) -> anyhow::Result<std::sync::MutexGuard<'_, Store>> {

@@ -1,7 +1,8 @@
 //! `vigil demo`, the README's main command, run as a user would: it must finish on its own,
 //! show every layer at work (a paper fill, a layer-2 refusal of the injected instruction, an
 //! action held for the operator, a live transfer landed on the in-process chain with the
-//! operator's code, a verifying audit chain), and leave no process behind.
+//! operator's code carried by the approver peer, the same code refused from the orchestrator's
+//! uid, a verifying audit chain), and leave no process behind.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,7 +27,24 @@ fn demo_runs_every_layer_and_leaves_nothing_running() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
     assert!(took < Duration::from_secs(60), "demo took {took:?}");
-    for expected in [
+    let approver_lines = [
+        "the approver shows rq-",
+        "confirmed in the approver's chat: paper fill recorded",
+        "sends that valid code itself (a compromised orchestrator): approver_only",
+        "an agent guesses the code 000000: approval_invalid_code",
+        "the approver carries the operator's code (the same one: nothing was spent): {",
+        "the same code again (replay): approval_used",
+        "collects the grant: the same request, a fresh blockhash: SIGNED transfer 0.8 SOL",
+        "→ Confirmed",
+        "dev peer balance on chain: 0 SOL → 0.8 SOL",
+    ];
+    // The approver is a second uid: only a demo run as root has one.
+    let root_only: &[&str] = if vigil_devnet::is_root() {
+        &approver_lines
+    } else {
+        &["no second uid (run the demo as root to see the approver)"]
+    };
+    for expected in root_only.iter().copied().chain([
         "agent trader        solana:devnet ",
         "pins solana:devnet to genesis hash EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG",
         "a node of Solana mainnet-beta behind the RPC URL is refused",
@@ -37,15 +55,10 @@ fn demo_runs_every_layer_and_leaves_nothing_running() {
         "paper fill (all three layers allowed)",
         "layer 1 rejected a reply",
         "experimental  refused by layer 2 [PeerNotAllowed]",
-        "needs the operator's code (layer 3 threshold)",
-        "paper fill recorded after the approval",
+        "needs the operator's approval (layer 3 threshold)",
         "on chain still 10 SOL",
-        "an agent guesses the code 000000: approval_invalid_code",
-        "the same code again (replay): approval_used",
-        "→ Confirmed",
-        "dev peer balance on chain: 0 SOL → 0.8 SOL",
         "audit-verify: {\"ok\": true",
-    ] {
+    ]) {
         assert!(
             stdout.contains(expected),
             "{expected:?} missing from:\n{stdout}"

@@ -34,6 +34,7 @@ use solana_signature::Signature;
 use solana_transaction::Transaction;
 use solana_transaction::TransactionError;
 
+pub mod approver;
 pub mod signer;
 
 pub use signer::{LaunchError, SignerProcess, is_root, sibling_binary};

@@ -6,7 +6,9 @@
 //! Started as root (CI, or a demo run as root), the signer must be told whom to become: the
 //! state is handed to `nobody:nogroup`, and the signer gets `--run-as nobody:nogroup` and
 //! `--allow-peer-uid 0` so that this (root) process may still talk to it, as a deployment
-//! gives the state dir to the signer's user and admits the orchestrator's. Started by an
+//! gives the state dir to the signer's user and admits the orchestrator's; and it gets
+//! `--approver-user` [`DEV_APPROVER_UID`], a uid of its own for the approver peer
+//! ([`crate::approver`]), through which the demo and the tests answer with codes. Started by an
 //! ordinary user, whose memory-lock limit is too small for it, the dev signer gets
 //! `--insecure-allow-unlocked-memory`.
 
@@ -17,6 +19,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use vigil_protocol::{Client, DevInitReport, Op};
+
+use crate::approver::{DEV_APPROVER_UID, grant_socket};
 
 /// The user and group a root-started dev signer becomes.
 pub const SERVICE_USER: &str = "nobody:nogroup";
@@ -202,6 +206,7 @@ pub struct SignerProcess {
     passphrase_file: PathBuf,
     args: Vec<OsString>,
     log: Option<PathBuf>,
+    approver: Option<u32>,
     child: Option<Child>,
 }
 
@@ -216,6 +221,7 @@ impl SignerProcess {
             passphrase_file: passphrase_file.to_owned(),
             args: Vec::new(),
             log: None,
+            approver: is_root().then_some(DEV_APPROVER_UID),
             child: None,
         }
     }
@@ -233,6 +239,18 @@ impl SignerProcess {
     /// Appends the signer's stderr to `log` instead of this process's stderr.
     pub fn log_to(mut self, log: &Path) -> SignerProcess {
         self.log = Some(log.to_owned());
+        self
+    }
+
+    /// The approver's uid (`--approver-user`): [`DEV_APPROVER_UID`] when started as root,
+    /// else none (an ordinary user has no second uid: nothing can be approved).
+    pub fn approver(&self) -> Option<u32> {
+        self.approver
+    }
+
+    /// Sets (or removes) the approver's uid.
+    pub fn with_approver(mut self, uid: Option<u32>) -> SignerProcess {
+        self.approver = uid;
         self
     }
 
@@ -265,6 +283,9 @@ impl SignerProcess {
             // memory. These are development keys: the signer still locks what it can, and
             // goes on (saying so) instead of refusing to start when it cannot.
             cmd.arg("--insecure-allow-unlocked-memory");
+        }
+        if let Some(uid) = self.approver {
+            cmd.arg("--approver-user").arg(uid.to_string());
         }
         cmd.args(&self.args)
             .env("VIGIL_LOG", "warn")
@@ -302,7 +323,19 @@ impl SignerProcess {
             source,
         })?;
         self.child = Some(child);
-        self.wait_for_hello()
+        self.wait_for_hello()?;
+        match self.approver {
+            Some(uid) if is_root() => {
+                grant_socket(&self.socket, uid).map_err(|source| LaunchError::Run {
+                    what: format!(
+                        "giving the socket {} to the approver's uid {uid}",
+                        self.socket.display()
+                    ),
+                    source,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     fn wait_for_hello(&mut self) -> Result<(), LaunchError> {

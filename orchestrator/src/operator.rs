@@ -44,10 +44,14 @@ pub enum Alert {
     Reconciliation(String),
     /// The signer did not answer.
     SignerUnreachable(String),
-    /// Too many wrong approval codes: the signer locked approvals for a while.
+    /// Too many wrong approval codes: the signer locked approvals for a while (reported by
+    /// the approver now; kept for the terminal and older paths).
     ApprovalsLocked(String),
     /// The chain node serves another network than the signed policy pins for the agents'.
     WrongNetwork(String),
+    /// What the operator answered in the approver's chat took effect (or was refused, or
+    /// expired): the orchestrator's part of it, in one line.
+    FromApprover(String),
 }
 
 impl Alert {
@@ -105,6 +109,7 @@ impl fmt::Display for Alert {
                 f,
                 "🔒 approvals locked by the signer: {why}. If you did not type these codes, someone else is trying: check who can reach this bot."
             ),
+            Alert::FromApprover(line) => f.write_str(line),
             Alert::WrongNetwork(why) => write!(
                 f,
                 "🚫 wrong network: {why}. Agents hold on the chain until the node serves the network the signed policy pins."

@@ -1,6 +1,12 @@
 //! The orchestrator's async client for the signer socket. The signer is the authority: this
 //! client only frames requests and returns the signer's answers (or a transport error,
 //! which the caller turns into `hold`). Every call has a deadline.
+//!
+//! The orchestrator is an *asker* (`docs/protocol.md`, "Roles"): it never carries an operator
+//! code. It asks (`sign`, `dry_run`), creates what waits for the operator
+//! (`request_confirmation`, `request_set_cap`; a `sign` above the threshold) and reads the
+//! outcome (`request_status`); the operator answers in `vigil-approver`'s chat, and only the
+//! approver's uid may send a code to the signer.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,10 +14,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use vigil_protocol::{
-    ApproveRequest, AuditRequest, AuditResult, ConfirmRequest, ConfirmResult, DryRunRequest,
-    DryRunResult, ErrorBody, HelloResult, ImportConfirmRequest, ImportConfirmResult,
-    ImportStatusResult, ManifestDigest, Op, OperatorCode, Request, RequestId, Response,
-    SetCapRequest, SetCapResult, SignRequest, SignResult, StatusResult, check_len, encode_frame,
+    AuditRequest, AuditResult, DryRunRequest, DryRunResult, ErrorBody, HelloResult,
+    ImportStatusResult, NewCapChange, NewConfirmation, Op, OperatorRequestId, Request,
+    RequestCreated, RequestId, RequestStatusRequest, RequestStatusResult, Response, SignRequest,
+    SignResult, StatusResult, check_len, encode_frame,
 };
 
 /// Why a call produced no answer from the signer.
@@ -68,21 +74,32 @@ impl SignerClient {
         self.call(Op::Sign(r)).await
     }
 
-    /// `approve` (the code comes from the operator, never from an agent).
-    pub async fn approve(&mut self, r: ApproveRequest) -> Result<SignResult, SignerError> {
-        self.call(Op::Approve(r)).await
+    /// `request_confirmation`: something the operator confirms in the approver's chat
+    /// (going live, a paper approval, a destructive command). The signer renders what the
+    /// operator reads; [`SignerClient::request_status`] tells the outcome.
+    pub async fn request_confirmation(
+        &mut self,
+        r: NewConfirmation,
+    ) -> Result<RequestCreated, SignerError> {
+        self.call(Op::RequestConfirmation(r)).await
     }
 
-    /// `confirm`: the signer checks the operator's code for a purpose (e.g. `go_live trader
-    /// SOL`) and records it. The orchestrator never checks codes itself.
-    pub async fn confirm(&mut self, r: ConfirmRequest) -> Result<ConfirmResult, SignerError> {
-        self.call(Op::Confirm(r)).await
+    /// `request_set_cap`: a cap change the operator confirms in the approver's chat; above
+    /// the signed ceiling it is refused at once (`policy_denied`). Once granted it is in force.
+    pub async fn request_set_cap(
+        &mut self,
+        r: NewCapChange,
+    ) -> Result<RequestCreated, SignerError> {
+        self.call(Op::RequestSetCap(r)).await
     }
 
-    /// `set_limit`: adjusts a cap within the signed ceiling, with the operator's code
-    /// (checked by the signer).
-    pub async fn set_cap(&mut self, r: SetCapRequest) -> Result<SetCapResult, SignerError> {
-        self.call(Op::SetCap(r)).await
+    /// `request_status`: where a request (or an approval, by its id) stands.
+    pub async fn request_status(
+        &mut self,
+        request_id: OperatorRequestId,
+    ) -> Result<RequestStatusResult, SignerError> {
+        self.call(Op::RequestStatus(RequestStatusRequest { request_id }))
+            .await
     }
 
     /// `audit`: the signer verifies its whole audit chain and returns the latest `limit`
@@ -93,50 +110,13 @@ impl SignerClient {
 
     /// `import_status`: the key-ceremony import staged on the appliance, as the signer read
     /// and re-verified it when it STARTED (a stick staged later shows up after the signer's
-    /// next start). Show the operator `manifest_digest`, every agent's `address` and
-    /// `fingerprint`, `policy_key_fingerprint`, `created_at`, `online_override` and `replace`
-    /// to compare with the ceremony's printout. `staged: false` means nothing to confirm;
-    /// `error: Some(..)` means the staged copy cannot be confirmed (show the reason, do not
-    /// offer confirmation); `awaiting_keys: true` means the signer has no keys yet (first
-    /// install) and signs nothing until this import is confirmed.
+    /// next start). The operator confirms it in the approver's chat (the approver lists it
+    /// from `awaiting`); the orchestrator only tells them it is there. `staged: false` means
+    /// nothing to confirm; `error: Some(..)` means the staged copy cannot be confirmed;
+    /// `awaiting_keys: true` means the signer has no keys yet (first install, confirmed at
+    /// the console) and signs nothing until this import is confirmed.
     pub async fn import_status(&mut self) -> Result<ImportStatusResult, SignerError> {
         self.call(Op::ImportStatus).await
-    }
-
-    /// `import_confirm`: finishes the staged import. `manifest_digest` must be the digest the
-    /// operator was shown by [`SignerClient::import_status`] (a different one is refused,
-    /// `bad_request`, nothing spent); `code` must come from the operator, typed from the
-    /// authenticator entry enrolled at THAT ceremony (its QR code), never from an agent.
-    /// A wrong code is `operator_code_invalid` and counts towards the approvals' lockout
-    /// (3 in a row lock every code for 5 minutes: `rate_limited`).
-    ///
-    /// On success (`status: confirmed`) the confirmation is durable in the signer's audit
-    /// log and the signer EXITS (status 75) right after this answer; systemd starts it again
-    /// (`RestartForceExitStatus=75`) and it applies the import before loading keys. Until it
-    /// is back, calls fail with [`SignerError::Unreachable`]: retry `hello` (a few seconds)
-    /// and check that its `policy_digest` is the staged `policy_digest`, then tell the
-    /// operator. Treat the pending confirmation as done once this returns `Ok`, whatever the
-    /// transport does next. A transport error on THIS call leaves the outcome unknown:
-    /// ask `import_status` again after the signer is reachable (`staged: false` and the new
-    /// `policy_digest` in `hello` mean it was applied).
-    /// `current_code`: a code of the authenticator the appliance runs on now, which replacing
-    /// its keys needs (`import_status`'s `current_code_required`).
-    pub async fn import_confirm(
-        &mut self,
-        manifest_digest: ManifestDigest,
-        code: OperatorCode,
-        current_code: Option<OperatorCode>,
-    ) -> Result<ImportConfirmResult, SignerError> {
-        let result = self
-            .call(Op::ImportConfirm(ImportConfirmRequest {
-                manifest_digest,
-                code,
-                current_code,
-            }))
-            .await;
-        // The signer closes every connection when it exits; do not reuse this one.
-        self.stream = None;
-        result
     }
 
     async fn call<T: serde::de::DeserializeOwned>(&mut self, op: Op) -> Result<T, SignerError> {

@@ -63,28 +63,49 @@ async fn client_speaks_every_op_the_orchestrator_needs() {
     // The import ops, typed: nothing is staged on a dev-init signer, so nothing to confirm.
     let import = c.import_status().await.unwrap();
     assert!(!import.staged && !import.awaiting_keys && import.agents.is_empty());
-    let refused = c
-        .import_confirm(
-            "ab".repeat(32).parse().unwrap(),
-            "123456".parse().unwrap(),
-            None,
-        )
+    // The ops that put something to the operator, typed; the client has no op that carries
+    // a code (the orchestrator is an asker), so the outcome is read with request_status.
+    let created = c
+        .request_set_cap(vigil_protocol::NewCapChange {
+            agent: "trader".parse().unwrap(),
+            asset: vigil_protocol::AssetSymbol::SOL,
+            cap: vigil_protocol::CapKind::PerTx,
+            amount: vigil_protocol::Amount::from_base_units(1000),
+            idempotency_key: "cap-1".parse().unwrap(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        created
+            .summary
+            .starts_with("SET CAP: trader's per_tx cap for SOL"),
+        "{}",
+        created.summary
+    );
+    let state = c.request_status(created.request_id.clone()).await.unwrap();
+    assert_eq!(state.status, vigil_protocol::RequestState::Waiting);
+    let confirmation = c
+        .request_confirmation(vigil_protocol::NewConfirmation {
+            purpose: vigil_protocol::ConfirmationPurpose::Destructive {
+                what: vigil_protocol::DestructiveCommand::Pause,
+                target: "trader".parse().unwrap(),
+            },
+            idempotency_key: "pause-1".parse().unwrap(),
+        })
+        .await
+        .unwrap();
+    assert_ne!(confirmation.request_id, created.request_id);
+    let unknown = c
+        .request_status("rq-nope".parse().unwrap())
         .await
         .unwrap_err();
-    match refused {
-        SignerError::Refused(body) => {
-            assert_eq!(body.kind.as_str(), "bad_request");
-            assert!(
-                body.message.contains("no key-ceremony import is staged"),
-                "{}",
-                body.message
-            );
-        }
+    match unknown {
+        SignerError::Refused(body) => assert_eq!(body.kind.as_str(), "approval_unknown"),
         other => panic!("expected a refusal, got {other}"),
     }
     assert!(
         c.hello().await.is_ok(),
-        "the signer still serves after a refused confirmation"
+        "the signer still serves after a refusal"
     );
 }
 

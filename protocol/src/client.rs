@@ -36,7 +36,12 @@ pub enum ClientError {
 impl Client {
     /// Connects to the signer's socket, with a read/write timeout.
     pub fn connect(path: &Path, timeout: Duration) -> std::io::Result<Self> {
-        let stream = UnixStream::connect(path)?;
+        Self::from_stream(UnixStream::connect(path)?, timeout)
+    }
+
+    /// A client on a stream connected elsewhere (e.g. by a thread with another uid: the
+    /// signer reads the peer's uid at connect time), with a read/write timeout.
+    pub fn from_stream(stream: UnixStream, timeout: Duration) -> std::io::Result<Self> {
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         Ok(Self {

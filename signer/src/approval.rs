@@ -22,6 +22,8 @@ pub const STEP_SECS: u64 = 30;
 pub(crate) const MAX_CONSECUTIVE_FAILURES: u32 = 3;
 /// How long approvals stay locked after too many wrong codes.
 pub(crate) const LOCKOUT_SECS: u64 = 300;
+/// How long a granted approval can be collected by `sign`, by default.
+pub const DEFAULT_GRANT_TTL_SECS: u64 = 300;
 /// Most approvals that may wait at once (bounds memory under a flood of large requests).
 pub(crate) const MAX_WAITING: usize = 256;
 
@@ -34,12 +36,21 @@ pub struct ApprovalRequest {
     pub idempotency_key: IdempotencyKey,
     /// What was asked.
     pub intent: Intent,
-    /// The context it was asked with (a later `approve` may bring a fresher one).
+    /// The context it was asked with (the `sign` that collects the grant brings a fresh one).
     pub context: Context,
     /// The signer's own summary shown to the operator.
     pub summary: String,
     /// Unix seconds after which the approval is void.
     pub expires_at: u64,
+}
+
+/// A granted approval, waiting for the asker's `sign` to collect its one signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// What was approved.
+    pub request: ApprovalRequest,
+    /// Unix seconds until which `sign` may collect it.
+    pub collect_by: u64,
 }
 
 /// Why an approval attempt failed.
@@ -56,7 +67,10 @@ pub struct Approvals {
     totp: TOTP,
     ttl_secs: u64,
     waiting: BTreeMap<ApprovalId, ApprovalRequest>,
-    /// Ids that were granted, refused or expired, to answer `approval_used` precisely.
+    /// Granted, not yet collected by `sign`.
+    granted: BTreeMap<ApprovalId, Grant>,
+    grant_ttl_secs: u64,
+    /// Ids that were collected, refused or expired, to answer `approval_used` precisely.
     closed: BTreeMap<ApprovalId, ErrorKind>,
     last_step: u64,
     consecutive_failures: u32,
@@ -80,6 +94,8 @@ impl Approvals {
             totp,
             ttl_secs,
             waiting: BTreeMap::new(),
+            granted: BTreeMap::new(),
+            grant_ttl_secs: DEFAULT_GRANT_TTL_SECS,
             closed: BTreeMap::new(),
             last_step: 0,
             consecutive_failures: 0,
@@ -128,6 +144,128 @@ impl Approvals {
         self.waiting.get(id)
     }
 
+    /// How long an approval (or a confirmation, a cap change) waits for the operator.
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl_secs
+    }
+
+    /// Sets how long a grant can be collected (`--grant-ttl`).
+    pub fn set_grant_ttl(&mut self, secs: u64) {
+        self.grant_ttl_secs = secs;
+    }
+
+    /// Grants `request` (just verified with [`Approvals::verify`]) until now + the grant TTL;
+    /// returns that deadline.
+    pub fn grant(&mut self, id: ApprovalId, request: ApprovalRequest, now: u64) -> u64 {
+        let collect_by = now.saturating_add(self.grant_ttl_secs);
+        self.closed.remove(&id);
+        self.granted.insert(
+            id,
+            Grant {
+                request,
+                collect_by,
+            },
+        );
+        collect_by
+    }
+
+    /// Withdraws a grant that could not be recorded (it was never answered as granted).
+    pub fn revoke_grant(&mut self, id: &ApprovalId) {
+        self.granted.remove(id);
+        self.closed.insert(id.clone(), ErrorKind::ApprovalUsed);
+    }
+
+    /// The grant with this id, if it is still there (expired or not).
+    pub fn granted(&self, id: &ApprovalId) -> Option<&Grant> {
+        self.granted.get(id)
+    }
+
+    /// Takes the grant for `sign` to collect: at most once, and only until its deadline (an
+    /// expired grant is closed and refused `approval_expired`).
+    pub fn take_grant(&mut self, id: &ApprovalId, now: u64) -> Result<Grant, Refusal> {
+        let Some(grant) = self.granted.remove(id) else {
+            return Err(Refusal {
+                kind: ErrorKind::ApprovalUnknown,
+                message: format!("approval {id} is not granted"),
+            });
+        };
+        if now > grant.collect_by {
+            self.closed.insert(id.clone(), ErrorKind::ApprovalExpired);
+            return Err(Refusal {
+                kind: ErrorKind::ApprovalExpired,
+                message: format!(
+                    "approval {id} was granted but not collected by {}; nothing was signed. Ask again",
+                    grant.collect_by
+                ),
+            });
+        }
+        self.closed.insert(id.clone(), ErrorKind::ApprovalUsed);
+        Ok(grant)
+    }
+
+    /// Puts back a grant taken by [`Approvals::take_grant`] when the policy refused it now
+    /// (it may fit later, until its deadline).
+    pub fn restore_grant(&mut self, id: ApprovalId, grant: Grant) {
+        self.closed.remove(&id);
+        self.granted.insert(id, grant);
+    }
+
+    /// Replaying `approval_granted`: the waiting request becomes a grant (returned, so the
+    /// ledger can keep its idempotency record until the deadline).
+    pub fn restore_granted(
+        &mut self,
+        id: &ApprovalId,
+        step: u64,
+        collect_by: u64,
+    ) -> Option<ApprovalRequest> {
+        self.last_step = self.last_step.max(step);
+        let request = self.waiting.remove(id)?;
+        self.granted.insert(
+            id.clone(),
+            Grant {
+                request: request.clone(),
+                collect_by,
+            },
+        );
+        Some(request)
+    }
+
+    /// Replaying a `signed` entry of an approval: its grant was collected.
+    pub fn restore_collected(&mut self, id: &ApprovalId) {
+        self.granted.remove(id);
+        self.waiting.remove(id);
+        self.closed.insert(id.clone(), ErrorKind::ApprovalUsed);
+    }
+
+    /// The approvals waiting for the operator, oldest id order (ids are random: callers sort).
+    pub fn waiting(&self) -> impl Iterator<Item = (&ApprovalId, &ApprovalRequest)> {
+        self.waiting.iter()
+    }
+
+    /// Where approval `id` stands, if the signer knows it: waiting, granted (or collected),
+    /// expired; `None` for an id it never gave out (or forgot).
+    pub fn state_of(&self, id: &ApprovalId, now: u64) -> Option<vigil_protocol::RequestState> {
+        use vigil_protocol::RequestState;
+        if let Some(p) = self.waiting.get(id) {
+            return Some(if now > p.expires_at {
+                RequestState::Expired
+            } else {
+                RequestState::Waiting
+            });
+        }
+        if let Some(g) = self.granted.get(id) {
+            return Some(if now > g.collect_by {
+                RequestState::Expired
+            } else {
+                RequestState::Granted
+            });
+        }
+        match self.closed.get(id)? {
+            ErrorKind::ApprovalUsed => Some(RequestState::Granted),
+            _ => Some(RequestState::Expired),
+        }
+    }
+
     /// Checks `code` for approval `id` at time `now`. On success removes and returns the
     /// pending request and the TOTP step used (to be recorded durably).
     pub fn verify(
@@ -138,6 +276,12 @@ impl Approvals {
     ) -> Result<(ApprovalRequest, u64), Refusal> {
         self.check_lockout(now)?;
         let Some(pending) = self.waiting.get(id) else {
+            if self.granted.contains_key(id) {
+                return Err(Refusal {
+                    kind: ErrorKind::ApprovalUsed,
+                    message: format!("approval {id} was already granted"),
+                });
+            }
             return Err(match self.closed.get(id) {
                 Some(kind) => Refusal {
                     kind: *kind,
@@ -309,6 +453,16 @@ impl Approvals {
             self.waiting.remove(&id);
             self.closed.insert(id, ErrorKind::ApprovalExpired);
         }
+        let lapsed: Vec<ApprovalId> = self
+            .granted
+            .iter()
+            .filter(|(_, g)| now > g.collect_by)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in lapsed {
+            self.granted.remove(&id);
+            self.closed.insert(id, ErrorKind::ApprovalExpired);
+        }
         while self.closed.len() > 4 * MAX_WAITING {
             self.closed.pop_first();
         }
@@ -318,6 +472,9 @@ impl Approvals {
     /// asked for under the previous keys must be asked for again).
     pub fn close_all_waiting(&mut self) {
         for (id, _) in std::mem::take(&mut self.waiting) {
+            self.closed.insert(id, ErrorKind::ApprovalExpired);
+        }
+        for (id, _) in std::mem::take(&mut self.granted) {
             self.closed.insert(id, ErrorKind::ApprovalExpired);
         }
     }

@@ -43,6 +43,11 @@ pub struct ServeConfig {
     pub allowed_users: Vec<String>,
     /// How long an approval waits for the operator.
     pub approval_ttl_secs: u64,
+    /// How long a granted approval can be collected by `sign` (`--grant-ttl`).
+    pub grant_ttl_secs: u64,
+    /// The approver (`--approver-user`, a user name or a numeric uid): the one peer that may
+    /// carry operator codes.
+    pub approver_user: Option<String>,
     /// How long a recorded import confirmation may wait to be applied.
     pub import_confirmation_ttl_secs: u64,
     /// (user, group) to switch to when started as root.
@@ -76,6 +81,8 @@ pub fn sanitize() -> Result<(), Error> {
 pub(crate) struct Ttls {
     /// How long an approval waits for the operator.
     pub approval_secs: u64,
+    /// How long a granted approval can be collected by `sign`.
+    pub grant_secs: u64,
     /// How long a recorded import confirmation may wait to be applied.
     pub import_confirmation_secs: u64,
 }
@@ -158,7 +165,7 @@ pub(crate) fn load(
     // 1b. A first install (no keystore yet) with a staged import serves in "awaiting keys"
     //     mode: no agents, nothing signed, only hello, status and the import ops.
     let awaiting_keys = !keystore_present(state_dir) && !matches!(at_start.staged, Staged::None);
-    let (keys, approvals, policy, pinned_policy_key) = if awaiting_keys {
+    let (keys, mut approvals, policy, pinned_policy_key) = if awaiting_keys {
         tracing::warn!(
             "no keystore yet: serving in awaiting-keys mode until the staged import is confirmed at the console (import_status shows it)"
         );
@@ -169,6 +176,8 @@ pub(crate) fn load(
         let (keys, approvals, policy, pin) = load_keys(state_dir, approval_ttl_secs, passphrase)?;
         (keys, approvals, policy, Some(pin))
     };
+
+    approvals.set_grant_ttl(ttls.grant_secs);
 
     // 3. The ledger: replayed and verified before serving, so caps count every recorded spend.
     //    Its writer thread starts later, after the process is confined.
@@ -206,6 +215,7 @@ pub fn run(cfg: &ServeConfig) -> Result<Stopped, Error> {
         &passphrase,
         Ttls {
             approval_secs: cfg.approval_ttl_secs,
+            grant_secs: cfg.grant_ttl_secs,
             import_confirmation_secs: cfg.import_confirmation_ttl_secs,
         },
     );
@@ -229,6 +239,23 @@ pub fn run(cfg: &ServeConfig) -> Result<Stopped, Error> {
                 )));
             }
         }
+    }
+
+    // 4a. The approver: a name resolved now, a number taken as is. It must be a uid of its
+    //     own: an approver that is also an asker (or the signer itself) voids the boundary.
+    let approver_uid = cfg.approver_user.as_deref().map(resolve_uid).transpose()?;
+    if let Some(approver) = approver_uid {
+        let own = rustix::process::getuid().as_raw();
+        if allowed_uids.contains(&approver) || approver == own {
+            return Err(Error::Other(format!(
+                "--approver-user: uid {approver} is also an asker (--allow-peer-uid/--allow-peer-user or the signer's own uid); \
+                 the approver must have a uid of its own, or a compromised asker could carry codes"
+            )));
+        }
+    } else {
+        tracing::warn!(
+            "no --approver-user: nothing can be approved, confirmed or imported over the socket (requests wait and expire)"
+        );
     }
 
     // 4b. The listening socket: it must exist before confinement, which forbids socket(2).
@@ -270,7 +297,10 @@ pub fn run(cfg: &ServeConfig) -> Result<Stopped, Error> {
     // 6. Start the audit writer and the runtime: their threads inherit the confinement.
     let engine = Arc::new(loaded.engine()?);
     allowed_uids.push(rustix::process::getuid().as_raw());
-    let server_cfg = ServerConfig { allowed_uids };
+    let server_cfg = ServerConfig {
+        allowed_uids,
+        approver_uid,
+    };
 
     // One thread serves every connection; the audit writer thread does the fsyncs. On a
     // small machine this beats a worker pool: a request crosses threads only to the writer
@@ -299,6 +329,23 @@ pub fn run(cfg: &ServeConfig) -> Result<Stopped, Error> {
             .await
             .map_err(|e| Error::Other(format!("listener failed: {e}")))
     })
+}
+
+/// A user name or a numeric uid (`--approver-user`), resolved while `/etc/passwd` is readable.
+/// A number is taken as is, so a uid without a passwd entry works (tests).
+fn resolve_uid(user: &str) -> Result<u32, Error> {
+    if let Ok(uid) = user.parse::<u32>() {
+        return Ok(uid);
+    }
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(u)) => Ok(u.uid.as_raw()),
+        Ok(None) => Err(Error::Other(format!(
+            "--approver-user {user}: no such user (give a user name or a numeric uid)"
+        ))),
+        Err(e) => Err(Error::Other(format!(
+            "--approver-user {user}: cannot look it up: {e}"
+        ))),
+    }
 }
 
 /// Step 1c: unlocks the keystore (one scrypt for a format 2 keystore), loads the policy

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vigil_protocol::{
     AgentId, Amount, ApprovalId, AssetSymbol, CapKind, Context, ErrorKind, IdempotencyKey, Intent,
-    Purpose, Rule, Signed,
+    OperatorRequestId, PeerRole, Purpose, Rule, Signed,
 };
 
 use crate::approval::{ApprovalRequest, Approvals};
@@ -86,12 +86,17 @@ pub enum Event {
         /// Unix seconds after which it is void.
         expires_at: u64,
     },
-    /// The operator's code was accepted.
+    /// The operator's code was accepted: the approval is granted, and one `sign` of the same
+    /// request collects its signature until `collect_by`.
     ApprovalGranted {
         /// The approval id.
         approval_id: ApprovalId,
         /// The TOTP time step consumed (never accepted again).
         totp_step: u64,
+        /// Unix seconds until which the grant can be collected (absent in logs written before
+        /// grants were collected by `sign`: there the grant was signed in the same write).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        collect_by: Option<u64>,
     },
     /// An approval attempt failed.
     ApprovalRefused {
@@ -102,10 +107,13 @@ pub enum Event {
     },
     /// The operator confirmed something with a code (`confirm`: a phrase confirmation).
     OperatorConfirmed {
-        /// What was confirmed, verbatim.
+        /// What was confirmed (the signer's own words for the request).
         purpose: Purpose,
         /// The TOTP time step consumed.
         totp_step: u64,
+        /// The request answered (absent before requests were created by the signer).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<OperatorRequestId>,
     },
     /// The operator set a cap within the signed ceiling (`set_limit`). Recorded as
     /// `limit_set`, with the cap's kind in `limit` (the wire's names).
@@ -124,6 +132,9 @@ pub enum Event {
         ceiling: Amount,
         /// The TOTP time step consumed.
         totp_step: u64,
+        /// The request answered (absent before requests were created by the signer).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<OperatorRequestId>,
     },
     /// The operator confirmed the staged key-ceremony import (`import_confirm`) with a code
     /// of the STAGED approval secret; the signer applies it at its next start.
@@ -158,6 +169,41 @@ pub enum Event {
         record: String,
         /// The digest of the policy now in force.
         policy_digest: String,
+    },
+    /// An asker created a request that waits for the operator's code (`request_confirmation`,
+    /// `request_set_cap`).
+    RequestCreated {
+        /// Its id.
+        request_id: OperatorRequestId,
+        /// The asker's idempotency key.
+        idempotency_key: IdempotencyKey,
+        /// What is asked, typed.
+        request: crate::requests::RequestBody,
+        /// What the operator is shown (rendered by the signer).
+        summary: String,
+        /// Unix seconds after which it can no longer be answered.
+        expires_at: u64,
+    },
+    /// A request was answered but refused (a cap no longer within the ceiling).
+    RequestRefused {
+        /// Its id.
+        request_id: OperatorRequestId,
+        /// The protocol error kind.
+        kind: ErrorKind,
+        /// The policy rule.
+        rule: Option<Rule>,
+        /// The message returned.
+        message: String,
+    },
+    /// A peer sent an op its role may not send (`docs/protocol.md`, "Roles"); for a
+    /// code-bearing op, the code was never looked at.
+    PeerRefused {
+        /// The peer's uid (`SO_PEERCRED`).
+        peer_uid: u32,
+        /// The role that uid has.
+        role: PeerRole,
+        /// The op it sent.
+        op: String,
     },
     /// A `confirm`, `set_limit` or `import_confirm` code was refused.
     OperatorCodeRefused {
@@ -293,8 +339,12 @@ impl Ledger {
                     summary,
                     signature,
                     tx,
+                    approval_id,
                     ..
                 } => {
+                    if let Some(id) = approval_id {
+                        approvals.restore_collected(id);
+                    }
                     ledger.record_spend(agent, *asset, amount.base_units(), e.ts);
                     let result = Signed {
                         tx: tx.clone(),
@@ -343,7 +393,24 @@ impl Ledger {
                 Event::ApprovalGranted {
                     approval_id,
                     totp_step,
-                } => approvals.restore_closed(approval_id.clone(), Some(*totp_step)),
+                    collect_by,
+                } => {
+                    // A grant from before grants were collected was signed in the same write
+                    // (its `signed` entry follows and closes it).
+                    let collect_by = collect_by.unwrap_or(e.ts);
+                    if let Some(request) =
+                        approvals.restore_granted(approval_id, *totp_step, collect_by)
+                    {
+                        ledger.idempotency.insert(
+                            (request.agent.clone(), request.idempotency_key.clone()),
+                            Remembered::AwaitingApproval {
+                                intent_digest: intent_digest(&request.intent),
+                                approval_id: approval_id.clone(),
+                                expires_at: collect_by,
+                            },
+                        );
+                    }
+                }
                 Event::OperatorConfirmed { totp_step, .. } => approvals.restore_step(*totp_step),
                 Event::ImportConfirmed {
                     totp_step,
@@ -367,6 +434,9 @@ impl Ledger {
                     ledger.set_cap(agent, *asset, *cap, amount.base_units());
                 }
                 Event::ApprovalRefused { .. }
+                | Event::RequestCreated { .. }
+                | Event::RequestRefused { .. }
+                | Event::PeerRefused { .. }
                 | Event::OperatorCodeRefused { .. }
                 | Event::ImportConfirmationExpired { .. }
                 | Event::Denied { .. }

@@ -24,9 +24,11 @@ mod engine;
 mod error;
 mod keys;
 mod ledger;
+mod operator_events;
+mod requests;
 mod server;
 
-pub use approval::{DEFAULT_TTL_SECS, STEP_SECS, code_matches};
+pub use approval::{DEFAULT_GRANT_TTL_SECS, DEFAULT_TTL_SECS, STEP_SECS, code_matches};
 pub use chains::solana::address_of as solana_address_of;
 pub use error::Error;
 pub use keys::Ed25519Key;

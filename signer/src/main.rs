@@ -63,9 +63,17 @@ enum Command {
         /// Also allow this user's uid to connect (repeatable; resolved at start), e.g. vigil.
         #[arg(long = "allow-peer-user")]
         allow_peer_user: Vec<String>,
+        /// The approver: the one peer (a user name or a numeric uid) that may carry operator
+        /// codes (approve, confirm, set_limit, import_confirm) and read awaiting/events. It must
+        /// not also be an asker. Without it nothing can be approved over the socket.
+        #[arg(long = "approver-user")]
+        approver_user: Option<String>,
         /// Seconds an approval waits for the operator.
         #[arg(long, default_value_t = vigil_signer::DEFAULT_TTL_SECS)]
         approval_ttl: u64,
+        /// Seconds a granted approval can be collected by the asker's `sign` (one signature).
+        #[arg(long, default_value_t = vigil_signer::DEFAULT_GRANT_TTL_SECS)]
+        grant_ttl: u64,
         /// Seconds a recorded key-ceremony import confirmation may wait to be applied (at the
         /// restart right after it); an older one expires and must be confirmed again.
         #[arg(long, default_value_t = import::live::CONFIRMATION_TTL_SECS)]
@@ -201,7 +209,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             passphrase_file,
             allow_peer_uid,
             allow_peer_user,
+            approver_user,
             approval_ttl,
+            grant_ttl,
             import_confirmation_ttl,
             run_as,
             insecure_no_landlock,
@@ -215,6 +225,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 allowed_uids: allow_peer_uid,
                 allowed_users: allow_peer_user,
                 approval_ttl_secs: approval_ttl,
+                grant_ttl_secs: grant_ttl,
+                approver_user,
                 import_confirmation_ttl_secs: import_confirmation_ttl,
                 run_as,
                 insecure_no_landlock,

@@ -1,5 +1,7 @@
 //! The socket server: accepts connections on the one listening Unix socket, checks each
-//! peer's uid with `SO_PEERCRED`, gives it one of that peer's connection slots
+//! peer's uid with `SO_PEERCRED` and gives the connection its role (asker or approver:
+//! `docs/protocol.md`, "Roles"; the engine checks every op against it before anything else),
+//! gives it one of that peer's connection slots
 //! ([`peers`]), and serves it ([`connection`]: buffered frames, batched answers, idle, frame
 //! and write timeouts). A bad frame gets one error reply and the connection closes; nothing a
 //! peer sends, and no number of connections it opens, can stop the server from serving other
@@ -19,7 +21,9 @@ use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::sync::Notify;
 
-use crate::engine::Engine;
+use vigil_protocol::PeerRole;
+
+use crate::engine::{Engine, Peer};
 use peers::{PeerSlots, Refused};
 
 /// After a confirmed import, the server stops at the latest this long after the answer was
@@ -33,11 +37,35 @@ pub enum Stopped {
     RestartForImport,
 }
 
-/// Who may connect.
+/// Who may connect, and as what.
 #[derive(Clone, Debug)]
 pub(crate) struct ServerConfig {
-    /// Peer uids allowed to connect (checked with `SO_PEERCRED`).
+    /// Peer uids served as askers (checked with `SO_PEERCRED`).
     pub allowed_uids: Vec<u32>,
+    /// The one uid served as the approver (never also an asker: `daemon::run` checks).
+    pub approver_uid: Option<u32>,
+}
+
+impl ServerConfig {
+    /// The role of a connection from `uid`, or `None` if it is not served.
+    pub(crate) fn role_of(&self, uid: u32) -> Option<PeerRole> {
+        if self.approver_uid == Some(uid) {
+            Some(PeerRole::Approver)
+        } else if self.allowed_uids.contains(&uid) {
+            Some(PeerRole::Asker)
+        } else {
+            None
+        }
+    }
+
+    /// Every uid served, whatever its role (each gets its own connection slots).
+    fn served_uids(&self) -> Vec<u32> {
+        self.allowed_uids
+            .iter()
+            .copied()
+            .chain(self.approver_uid)
+            .collect()
+    }
 }
 
 /// Serves until an import is confirmed (or the listener fails). Call inside a tokio runtime.
@@ -48,7 +76,7 @@ pub(crate) async fn serve(
 ) -> std::io::Result<Stopped> {
     listener.set_nonblocking(true)?;
     let listener = UnixListener::from_std(listener)?;
-    let mut slots = PeerSlots::new(&config.allowed_uids);
+    let mut slots = PeerSlots::new(&config.served_uids());
     // `answered`: the confirming answer was written (or failed to be); `confirmed`: it was
     // produced, so stop after the grace period even if the write hangs.
     let answered = Arc::new(Notify::new());
@@ -86,6 +114,11 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        let Some(role) = config.role_of(uid) else {
+            tracing::warn!(uid, "connection from a uid that is not allowed; closing");
+            continue;
+        };
+        let peer = Peer { uid, role };
         let permit = match slots.take(uid) {
             Ok(permit) => permit,
             Err(Refused::NotAllowed) => {
@@ -101,7 +134,7 @@ pub(crate) async fn serve(
             confirmed: Arc::clone(&confirmed),
         };
         tokio::spawn(async move {
-            let closed = connection::serve(stream, &engine, &stop).await;
+            let closed = connection::serve(stream, &engine, peer, &stop).await;
             tracing::debug!(uid, ?closed, "connection closed");
             drop(permit);
         });
@@ -112,4 +145,27 @@ pub(crate) async fn serve(
 struct Stop {
     answered: Arc<Notify>,
     confirmed: Arc<Notify>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_uid_decides_the_role() {
+        let cfg = ServerConfig {
+            allowed_uids: vec![1000, 0],
+            approver_uid: Some(1001),
+        };
+        assert_eq!(cfg.role_of(1000), Some(PeerRole::Asker));
+        assert_eq!(cfg.role_of(0), Some(PeerRole::Asker));
+        assert_eq!(cfg.role_of(1001), Some(PeerRole::Approver));
+        assert_eq!(cfg.role_of(1002), None);
+        assert_eq!(cfg.served_uids(), [1000, 0, 1001]);
+        let none = ServerConfig {
+            allowed_uids: vec![1000],
+            approver_uid: None,
+        };
+        assert_eq!(none.role_of(1001), None);
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vigil_protocol::{Network, Op};
+use vigil_protocol::Network;
 use vigil_testkit::policy::{AgentRules, Policy};
 use vigil_testkit::requests::{ok, pay, sign_op, transfer, unique_blockhash};
 use vigil_testkit::{SOL, Signer};
@@ -159,13 +159,17 @@ fn restart_keeps_totals_idempotency_and_pending_approvals() {
     assert_eq!(again, first);
     let still = ok(c.call(pay("trader", &to, SOL * 3 / 4, "wait")).unwrap());
     assert_eq!(still["approval_id"], pending["approval_id"]);
-    let approve = vigil_protocol::ApproveRequest {
-        approval_id: pending["approval_id"].as_str().unwrap().parse().unwrap(),
-        code: s.operator().code(),
-        context: None,
-    };
-    let signed = c.call(Op::Approve(approve)).unwrap();
-    assert_eq!(ok(signed)["status"], "signed");
+    let granted = s.approver().approve(
+        pending["approval_id"].as_str().unwrap(),
+        s.operator().code(),
+    );
+    assert_eq!(ok(granted)["status"], "granted");
+    // Granted before a restart, collected after it: the grant is durable.
+    drop(c);
+    s.restart();
+    let mut c = s.client();
+    let signed = ok(c.call(pay("trader", &to, SOL * 3 / 4, "wait")).unwrap());
+    assert_eq!(signed["status"], "signed");
     assert_eq!(s.spent("trader"), u128::from(SOL / 2 + SOL * 3 / 4));
 }
 

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use vigil_protocol::{ApproveRequest, Client, Network, Op};
+use vigil_protocol::{Client, Network, Op};
 use vigil_testkit::operator::fresh_step;
 use vigil_testkit::requests::{SOME_BLOCKHASH, STRANGER, dry_op, err, ok, pay, sign_op, transfer};
 use vigil_testkit::{SOL, Signer};
@@ -158,47 +158,41 @@ fn above_threshold_needs_a_single_use_operator_code() {
         .unwrap());
     assert_eq!(again["approval_id"], pending["approval_id"]);
 
-    let approve = |code: vigil_protocol::OperatorCode| {
-        Op::Approve(ApproveRequest {
-            approval_id: id.clone(),
-            code,
-            context: None,
-        })
-    };
+    // The operator's code reaches the signer only from the approver's uid; it GRANTS.
+    let ap = s.approver();
     let operator = s.operator();
-    let good = operator.code();
-    let (kind, _, _) = err(c.call(approve(operator.wrong_code())).unwrap());
+    let t = fresh_step(8);
+    let (kind, _, _) = err(ap.approve(id.as_str(), operator.wrong_code()));
     assert_eq!(kind, "approval_invalid_code");
-    let signed = match c.call(approve(good.clone())).unwrap().outcome {
-        Ok(v) => v,
-        // The 30 s step may have rolled between computing and checking; the next one works.
-        Err(_) => ok(c.call(approve(operator.code())).unwrap()),
-    };
-    assert_eq!(signed["status"], "signed");
-    let (kind, _, _) = err(c.call(approve(good)).unwrap());
+    let good = operator.code_at(t);
+    let granted = ok(ap.approve(id.as_str(), good.clone()));
+    assert_eq!(granted["status"], "granted");
+    assert_eq!(granted["summary"], pending["summary"]);
+    assert!(granted["collect_by"].as_u64().unwrap() > t);
+    assert!(
+        granted.get("tx").is_none(),
+        "a grant carries no transaction"
+    );
+    let (kind, _, _) = err(ap.approve(id.as_str(), good));
     assert_eq!(kind, "approval_used");
-    // The same key now returns the signed result.
+    // The asker collects it: the same key, a fresh blockhash; signed once, then remembered.
+    let fresh = vigil_testkit::requests::unique_blockhash(1, 2);
+    let signed = ok(c
+        .call(sign_op("trader", big.clone(), "big1", &fresh))
+        .unwrap());
+    assert_eq!(signed["status"], "signed");
     let after = ok(c
         .call(sign_op("trader", big, "big1", SOME_BLOCKHASH))
         .unwrap());
     assert_eq!(after["signature"], signed["signature"]);
+    assert_eq!(s.signed().len(), 1);
+    assert_eq!(s.signed()[0].approval_id.as_deref(), Some(id.as_str()));
     // A code can never approve a second request: the step is spent.
     let p2 = ok(c.call(pay("trader", &to, SOL * 3 / 4, "big2")).unwrap());
-    let id2: vigil_protocol::ApprovalId = p2["approval_id"].as_str().unwrap().parse().unwrap();
-    let reused = Op::Approve(ApproveRequest {
-        approval_id: id2,
-        code: operator.code(),
-        context: None,
-    });
-    let (kind, _, msg) = err(c.call(reused).unwrap());
+    let id2 = p2["approval_id"].as_str().unwrap();
+    let (kind, _, msg) = err(ap.approve(id2, operator.code_at(t)));
     assert_eq!(kind, "approval_invalid_code", "{msg}");
-    let (kind, _, _) = err(c
-        .call(Op::Approve(ApproveRequest {
-            approval_id: "ap-nope".parse().unwrap(),
-            code: "123456".parse().unwrap(),
-            context: None,
-        }))
-        .unwrap());
+    let (kind, _, _) = err(ap.approve("ap-nope", "123456".parse().unwrap()));
     assert_eq!(kind, "approval_unknown");
 }
 
@@ -212,13 +206,11 @@ fn approvals_expire() {
         .call(pay("trader", &s.address("sentinel"), SOL * 3 / 4, "e1"))
         .unwrap());
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    let op = Op::Approve(ApproveRequest {
-        approval_id: p["approval_id"].as_str().unwrap().parse().unwrap(),
-        code: s.operator().code(),
-        context: None,
-    });
-    let (kind, _, _) = err(c.call(op).unwrap());
+    let id = p["approval_id"].as_str().unwrap();
+    let (kind, _, _) = err(s.approver().approve(id, s.operator().code()));
     assert_eq!(kind, "approval_expired");
+    // Expired before any code: nothing waits, nothing was spent.
+    assert!(s.approver().awaiting().is_empty());
 }
 
 #[test]
@@ -305,22 +297,25 @@ fn bad_frames_close_the_connection_but_not_the_server() {
 
 #[test]
 fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
-    use vigil_protocol::{CapKind, ConfirmRequest, SetCapRequest};
+    use vigil_protocol::{
+        CapKind, ConfirmationPurpose, DestructiveCommand, NewCapChange, NewConfirmation,
+    };
     let mut s = Signer::start(&["trader", "sentinel"]);
     let operator = s.operator();
     let to = s.address("sentinel");
     let t = fresh_step(12);
-    let set = |amount: u64, code: vigil_protocol::OperatorCode| {
-        Op::SetCap(SetCapRequest {
+    let ask_cap = |amount: u64, key: &str| {
+        Op::RequestSetCap(NewCapChange {
             agent: "trader".parse().unwrap(),
             asset: vigil_protocol::AssetSymbol::SOL,
             cap: CapKind::PerTx,
             amount: vigil_protocol::Amount::from_base_units(amount.into()),
-            code,
+            idempotency_key: key.parse().unwrap(),
         })
     };
     let quarter = |key: &str| pay("trader", &to, SOL / 4, key);
     let mut c = s.client();
+    let ap = s.approver();
     let status = ok(c.call(Op::Status).unwrap());
     let ceiling: u64 = status["agents"][1]["limits"]["assets"]["SOL"]["per_tx_ceiling"]
         .as_str()
@@ -328,25 +323,49 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
         .parse()
         .unwrap();
 
-    // Above the signed ceiling: refused before the code is looked at (the code stays unspent).
-    let (kind, rule, msg) = err(c.call(set(ceiling + 1, operator.code_at(t - 30))).unwrap());
+    // Above the signed ceiling: refused when asked, so the operator is never asked for it.
+    let (kind, rule, msg) = err(c.call(ask_cap(ceiling + 1, "cap0")).unwrap());
     assert_eq!(
         (kind.as_str(), rule.as_deref()),
         ("policy_denied", Some("per_tx_cap")),
         "{msg}"
     );
     assert!(msg.contains("signed ceiling"), "{msg}");
+    assert!(ap.awaiting().is_empty());
+    // Asked within it: the signer renders it; the same key returns the same request.
+    let asked = ok(c.call(ask_cap(SOL / 10, "cap1")).unwrap());
+    let again = ok(c.call(ask_cap(SOL / 10, "cap1")).unwrap());
+    assert_eq!(asked, again);
+    let (kind, _, _) = err(c.call(ask_cap(SOL / 5, "cap1")).unwrap());
+    assert_eq!(kind, "idempotency_conflict");
+    let request_id = asked["request_id"].as_str().unwrap();
+    let item = ap.item(request_id);
+    assert_eq!(item.kind, vigil_protocol::AwaitingKind::SetCap);
+    assert!(item.summary.contains("0.1 SOL"), "{}", item.summary);
     // A wrong code changes nothing.
-    let (kind, _, _) = err(c.call(set(SOL / 10, operator.wrong_code())).unwrap());
+    let (kind, _, _) = err(ap.answer(request_id, operator.wrong_code()));
     assert_eq!(kind, "operator_code_invalid");
 
     // Lowered to 0.1 SOL with a code: a 0.25 SOL transfer is now refused by the lowered cap.
-    let r = ok(c.call(set(SOL / 10, operator.code_at(t - 30))).unwrap());
+    let r = ok(ap.answer(request_id, operator.code_at(t - 30)));
     assert_eq!(
         (r["amount"].as_str(), r["limit"].as_str()),
         (Some("100000000"), Some("per_tx"))
     );
     assert_eq!(r["ceiling"], ceiling.to_string());
+    let status_of = |c: &mut Client, id: &str| {
+        ok(
+            c.call(Op::RequestStatus(vigil_protocol::RequestStatusRequest {
+                request_id: id.parse().unwrap(),
+            }))
+            .unwrap(),
+        )
+    };
+    let done = status_of(&mut c, request_id);
+    assert_eq!(
+        (done["status"].as_str(), done["ledger_seq"].as_u64()),
+        (Some("granted"), r["ledger_seq"].as_u64())
+    );
     let (kind, rule, msg) = err(c.call(quarter("q1")).unwrap());
     assert_eq!(
         (kind.as_str(), rule.as_deref()),
@@ -359,32 +378,55 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
         "100000000"
     );
 
-    // A phrase confirmation, single use.
-    let confirm = |code: vigil_protocol::OperatorCode| {
-        Op::Confirm(ConfirmRequest {
-            purpose: "go_live trader SOL".parse().unwrap(),
-            code,
-        })
-    };
-    let r = ok(c.call(confirm(operator.code_at(t))).unwrap());
+    // A confirmation, single use: answered once, by the approver, for this request only.
+    let confirmation = ok(c
+        .call(Op::RequestConfirmation(NewConfirmation {
+            purpose: ConfirmationPurpose::Destructive {
+                what: DestructiveCommand::Resume,
+                target: "trader".parse().unwrap(),
+            },
+            idempotency_key: "resume1".parse().unwrap(),
+        }))
+        .unwrap());
+    let cid = confirmation["request_id"].as_str().unwrap();
+    assert_eq!(status_of(&mut c, cid)["status"], "waiting");
+    let r = ok(ap.answer(cid, operator.code_at(t)));
     assert_eq!(
-        (r["confirmed"].as_bool(), r["purpose"].as_str()),
-        (Some(true), Some("go_live trader SOL"))
+        (r["confirmed"].as_bool(), r["request_id"].as_str()),
+        (Some(true), Some(cid))
     );
-    let (kind, _, msg) = err(c.call(confirm(operator.code_at(t))).unwrap());
+    let (kind, _, _) = err(ap.answer_item(&item_of(cid), operator.code_at(t + 30), None));
+    assert_eq!(kind, "approval_used");
+    let another = ok(c
+        .call(Op::RequestConfirmation(NewConfirmation {
+            purpose: ConfirmationPurpose::Destructive {
+                what: DestructiveCommand::Pause,
+                target: "trader".parse().unwrap(),
+            },
+            idempotency_key: "pause1".parse().unwrap(),
+        }))
+        .unwrap());
+    let pid = another["request_id"].as_str().unwrap();
+    let (kind, _, msg) = err(ap.answer(pid, operator.code_at(t)));
     assert_eq!(kind, "operator_code_invalid");
     assert!(msg.contains("already used"), "{msg}");
 
-    // After kill -9: the lowered cap and the spent code are both still in force.
+    // After kill -9: the lowered cap, the spent code and the answered request are in force.
     drop(c);
     s.restart();
     let mut c = s.client();
     let (_, rule, _) = err(c.call(quarter("q2")).unwrap());
     assert_eq!(rule.as_deref(), Some("per_tx_cap"));
-    let (kind, _, _) = err(c.call(confirm(operator.code_at(t))).unwrap());
+    assert_eq!(status_of(&mut c, cid)["status"], "granted");
+    assert_eq!(status_of(&mut c, pid)["status"], "waiting");
+    let (kind, _, _) = err(ap.answer(pid, operator.code_at(t)));
     assert_eq!(kind, "operator_code_invalid");
     // Raised back to the ceiling with the next code: the transfer signs.
-    ok(c.call(set(ceiling, operator.code_at(t + 30))).unwrap());
+    let raise = ok(c.call(ask_cap(ceiling, "cap2")).unwrap());
+    ok(ap.answer(
+        raise["request_id"].as_str().unwrap(),
+        operator.code_at(t + 30),
+    ));
     assert_eq!(ok(c.call(quarter("q3")).unwrap())["status"], "signed");
 
     // Every step is in the verified audit chain.
@@ -399,8 +441,26 @@ fn operator_caps_and_confirmations_need_a_code_and_survive_restarts() {
         .iter()
         .map(|e| e["event"]["type"].as_str().unwrap_or_default().to_string())
         .collect();
-    for t in ["limit_set", "operator_confirmed", "operator_code_refused"] {
+    for t in [
+        "request_created",
+        "limit_set",
+        "operator_confirmed",
+        "operator_code_refused",
+    ] {
         assert!(types.iter().any(|x| x == t), "{t} missing from {types:?}");
+    }
+}
+
+/// An awaiting item of a confirmation by id, as the approver was shown it (to answer it again
+/// after it left `awaiting`).
+fn item_of(id: &str) -> vigil_protocol::AwaitingItem {
+    vigil_protocol::AwaitingItem {
+        id: id.into(),
+        kind: vigil_protocol::AwaitingKind::Confirmation,
+        summary: String::new(),
+        expires_at: 0,
+        created_seq: 0,
+        current_code_required: false,
     }
 }
 

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use litesvm::LiteSVM;
 use solana_pubkey::Pubkey;
 use solana_transaction::Transaction;
-use vigil_protocol::{ApproveRequest, Context, Network, Op};
+use vigil_protocol::Network;
 use vigil_testkit::requests::{ok, sign_op, transfer};
 use vigil_testkit::{SOL, Signer};
 
@@ -80,41 +80,38 @@ fn signed_transfer_runs_and_moves_what_the_summary_says() {
 }
 
 #[test]
-fn approved_transfer_can_take_a_fresh_blockhash() {
+fn a_grant_is_signed_once_with_a_fresh_blockhash_and_executes() {
     let (s, mut svm, _, sentinel) = funded_trader();
     let stale = svm.latest_blockhash().to_string();
     let mut c = s.client();
+    let intent = transfer(&sentinel.to_string(), SOL * 3 / 4, Network::Devnet);
     let p = ok(c
-        .call(sign_op(
-            "trader",
-            transfer(&sentinel.to_string(), SOL * 3 / 4, Network::Devnet),
-            "big",
-            &stale,
-        ))
+        .call(sign_op("trader", intent.clone(), "big", &stale))
         .unwrap());
     assert_eq!(p["status"], "needs_approval");
+    let id = p["approval_id"].as_str().unwrap();
+    // The approver grants it (the operator's code, from the approver's uid)...
+    let operator = s.operator();
+    let granted = match s.approver().approve(id, operator.code()).outcome {
+        Ok(v) => v,
+        // The 30 s step may have rolled between computing and checking; the next one works.
+        Err(_) => ok(s.approver().approve(id, operator.code())),
+    };
+    assert_eq!(
+        granted["summary"], p["summary"],
+        "the operator approved exactly this"
+    );
+    // ...minutes later, when the first blockhash is gone, the asker collects it.
     svm.expire_blockhash();
     let fresh = svm.latest_blockhash().to_string();
     assert_ne!(fresh, stale);
-    let approve = |code: vigil_protocol::OperatorCode| {
-        Op::Approve(ApproveRequest {
-            approval_id: p["approval_id"].as_str().unwrap().parse().unwrap(),
-            code,
-            context: Some(Context {
-                recent_blockhash: Some(fresh.clone()),
-            }),
-        })
-    };
-    let operator = s.operator();
-    let signed = match c.call(approve(operator.code())).unwrap().outcome {
-        Ok(v) => v,
-        // The 30 s step may have rolled between computing and checking; the next one works.
-        Err(_) => ok(c.call(approve(operator.code())).unwrap()),
-    };
-    assert_eq!(
-        signed["summary"], p["summary"],
-        "the operator approved exactly this"
-    );
+    let signed = ok(c
+        .call(sign_op("trader", intent.clone(), "big", &fresh))
+        .unwrap());
+    assert_eq!(signed["status"], "signed");
+    let again = ok(c.call(sign_op("trader", intent, "big", &fresh)).unwrap());
+    assert_eq!(again, signed, "a second sign returns the same transaction");
     svm.send_transaction(decode(&signed)).unwrap();
     assert_eq!(svm.get_balance(&sentinel), Some(SOL * 3 / 4));
+    assert_eq!(s.signed().len(), 1, "one grant, one signature");
 }

@@ -4,7 +4,8 @@
 //!   state dir, started by the same launcher as `vigil demo` ([`vigil_devnet::signer`]);
 //!   its dev-init report is typed ([`vigil_protocol::DevInitReport`]).
 //! - [`chain::Chain`]: a real Solana runtime behind loopback JSON-RPC, agents funded on it.
-//! - [`operator::Operator`]: knows the current TOTP code, and a wrong one.
+//! - [`operator::Operator`]: knows the current TOTP code, and a wrong one;
+//!   [`approver::Approver`]: the approver peer (its own uid) that carries codes to the signer.
 //! - [`telegram`]: the Bot API emulator and an operator's chat; [`daemon::Daemon`] the
 //!   `vigil-orchestrator` process under test.
 //! - typed builders instead of TOML strings: [`policy::Policy`], [`config::ConfigBuilder`],
@@ -27,6 +28,7 @@
 
 pub mod adversary;
 pub mod alerts;
+pub mod approver;
 pub mod ceremony;
 pub mod chain;
 pub mod config;
@@ -48,6 +50,7 @@ pub mod stick;
 pub mod systemd;
 pub mod telegram;
 
+pub use approver::Approver;
 pub use chain::Chain;
 pub use config::{AgentSpec, ConfigBuilder};
 pub use host::{SOL, is_root, require_root, unix_now};

@@ -266,33 +266,57 @@ mod tests {
         assert!((s.rate() - 50.5).abs() < 1e-9);
     }
 
+    /// Spins until the live threads named `name` of this process have used `cpu` of CPU time
+    /// by [`Usage`]'s count (its threads are `name#tid`), or fails after 20 s of wall time (a loaded machine gives a
+    /// spinning thread a fraction of a core: the CPU is waited for, not the wall clock).
+    fn spin_until_used(name: &str, before: &Usage, cpu: Duration) {
+        let pid = std::process::id();
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        loop {
+            for _ in 0..2_000_000 {
+                x = x.wrapping_mul(31).wrapping_add(7);
+            }
+            std::hint::black_box(x);
+            let used = Usage::of(pid).since(before);
+            let mine: Duration = used
+                .threads
+                .iter()
+                .filter(|(n, _)| n.split_once('#').is_some_and(|(n, _)| n == name))
+                .map(|(_, t)| t.user + t.system)
+                .sum();
+            if mine >= cpu {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{name} spun 20 s and Usage counts {mine:?} of CPU: {used:?}"
+            );
+        }
+    }
+
     #[test]
     fn this_process_has_usage_and_memory() {
         let pid = std::process::id();
+        // A thread's CPU shows in Usage.
         let before = Usage::of(pid);
-        let mut x = 0u64;
-        let start = std::time::Instant::now();
-        while start.elapsed() < Duration::from_millis(60) {
-            x = x.wrapping_mul(31).wrapping_add(7);
-        }
-        std::hint::black_box(x);
-        let used = Usage::of(pid).since(&before);
-        let cpu: Duration = used.threads.values().map(|t| t.user + t.system).sum();
-        assert!(cpu >= Duration::from_millis(20), "{used:?}");
+        std::thread::Builder::new()
+            .name("spin-live".into())
+            .spawn(move || spin_until_used("spin-live", &before, Duration::from_millis(30)))
+            .unwrap()
+            .join()
+            .unwrap();
         // A thread that spun and ended still counts in the process's CPU time.
         let process_before = process_cpu(pid);
-        std::thread::spawn(|| {
-            let start = std::time::Instant::now();
-            let mut y = 0u64;
-            while start.elapsed() < Duration::from_millis(60) {
-                y = y.wrapping_mul(31).wrapping_add(7);
-            }
-            std::hint::black_box(y);
-        })
-        .join()
-        .unwrap();
+        let before = Usage::of(pid);
+        std::thread::Builder::new()
+            .name("spin-ended".into())
+            .spawn(move || spin_until_used("spin-ended", &before, Duration::from_millis(30)))
+            .unwrap()
+            .join()
+            .unwrap();
         let spent = process_cpu(pid).saturating_sub(process_before);
-        assert!(spent >= Duration::from_millis(20), "{spent:?}");
+        assert!(spent >= Duration::from_millis(30), "{spent:?}");
         let memory = Memory::of(pid);
         assert!(
             memory.rss_kib > 0 && memory.hwm_kib >= memory.rss_kib,

@@ -225,7 +225,15 @@ impl Signer {
         Operator::from_report(self.report())
     }
 
-    /// A client connection.
+    /// The approver peer (its own uid: the signer must have been started as root).
+    pub fn approver(&self) -> crate::approver::Approver {
+        let uid = self.process.approver().expect(
+            "this signer has no approver uid: approvals need a second uid, so run the test as root",
+        );
+        crate::approver::Approver::new(self.process.socket().to_owned(), uid)
+    }
+
+    /// A client connection (an asker: the test process's uid, as the orchestrator's).
     pub fn client(&self) -> Client {
         Client::connect(self.process.socket(), Duration::from_secs(30))
             .unwrap_or_else(|e| panic!("connecting to the signer: {e}"))

@@ -175,15 +175,23 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
     let SignResult::NeedsApproval(n) = asked else {
         panic!("0.75 SOL is above the threshold: {asked:?}")
     };
+    // The operator answers at the approver (its own uid); the orchestrator then collects the
+    // grant with the same request and a fresh blockhash.
+    vigil_testkit::requests::ok(
+        signer
+            .approver()
+            .approve(n.approval_id.as_str(), world.operator().code()),
+    );
     let approved = orchestrator
         .signer()
         .lock()
         .await
-        .approve(ApproveRequest {
-            approval_id: n.approval_id.clone(),
-            code: world.operator().code(),
-            context: None,
-        })
+        .sign(sign_request(
+            "trader",
+            transfer(&dev_peer, SOL * 3 / 4, Network::Devnet),
+            "operator-control",
+            &node.latest_blockhash(),
+        ))
         .await
         .unwrap();
     let SignResult::Signed(control) = approved else {
@@ -227,17 +235,18 @@ async fn prompt_injections_move_no_funds_outside_the_signed_policy() {
     // The attacker tries to approve what reached the operator: with a code of its own, and
     // by telling the agent "I approve" in the data. Neither produces an approval.
     for approval_id in &approvals {
-        let attempt = orchestrator
-            .signer()
-            .lock()
-            .await
-            .approve(ApproveRequest {
-                approval_id: approval_id.parse().unwrap(),
-                code: "123456".parse().unwrap(),
-                context: None,
-            })
-            .await;
-        assert!(attempt.is_err(), "a guessed code approved: {attempt:?}");
+        // From the orchestrator's uid no code is even looked at, not even the current one.
+        for code in ["123456".parse().unwrap(), world.operator().code()] {
+            let attempt = signer
+                .client()
+                .call(vigil_protocol::Op::Approve(ApproveRequest {
+                    approval_id: approval_id.parse().unwrap(),
+                    code,
+                }))
+                .unwrap();
+            let (kind, _, _) = vigil_testkit::requests::err(attempt);
+            assert_eq!(kind, "approver_only");
+        }
         let said = UntrustedItem {
             source: "memo of an incoming transfer".into(),
             text: format!(

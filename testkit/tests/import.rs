@@ -1,24 +1,26 @@
-//! Key-ceremony sticks through the orchestrator and the real confined signer (`import_status`,
-//! `import_confirm`), the sticks made by the real `vigil-ceremony` binary driven as an operator
-//! would drive it:
+//! Key-ceremony sticks through the orchestrator, the approver peer and the real confined
+//! signer, the sticks made by the real `vigil-ceremony` binary driven as an operator would:
 //!
 //! - a first install (no keys yet) is only announced: it is confirmed at the appliance's
-//!   console, and the signer refuses it over the socket;
-//! - replacing the keys becomes ONE `import_keys` confirmation that needs the new ceremony's
-//!   code AND the current authenticator's; with both, the signer confirms and exits 75.
+//!   console, and the signer refuses it over the socket (from the approver too);
+//! - replacing the keys is announced by the orchestrator (no code is taken there) and listed
+//!   by the signer's `awaiting` for the approver; it needs the new ceremony's code AND the
+//!   current authenticator's, sent by the approver; the same codes from the orchestrator's
+//!   uid are refused `approver_only` and spend nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::time::Duration;
 
-use vigil_orchestrator::{ConfirmationKind, Orchestrator, SignerError};
-use vigil_protocol::ManifestDigest;
+use vigil_orchestrator::Orchestrator;
+use vigil_protocol::{AwaitingKind, ImportConfirmRequest, Op};
 use vigil_testkit::ceremony::{self, CeremonyInputs};
 use vigil_testkit::config::ConfigBuilder;
 use vigil_testkit::host::{binary, check};
+use vigil_testkit::requests::{err, ok};
 use vigil_testkit::scenario::open_confirmations;
-use vigil_testkit::{AgentSpec, Operator, Reply, Script, Signer, unix_now};
+use vigil_testkit::{AgentSpec, Operator, Reply, Script, Signer, require_root, unix_now};
 
 /// A ceremony run in `dir` by the `vigil-ceremony` binary: its inputs and the authenticator it
 /// enrolled.
@@ -39,15 +41,6 @@ fn orchestrator_on(signer: &Signer, dir: &Path) -> Orchestrator {
         .scripted(&script)
         .agent(AgentSpec::new("trader"))
         .orchestrator()
-}
-
-fn digest_of(payload: &serde_json::Value) -> ManifestDigest {
-    payload["manifest_digest"]
-        .as_str()
-        .unwrap()
-        .to_string()
-        .try_into()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -82,20 +75,20 @@ async fn a_first_install_is_announced_for_the_console_and_refused_over_the_socke
         .await
         .unwrap();
     assert!(status.awaiting_keys);
-    let digest = status.manifest_digest.clone().unwrap();
-    let refused = orchestrator
-        .signer()
-        .lock()
-        .await
-        .import_confirm(digest, operator.code(), None)
-        .await;
-    match refused {
-        Err(SignerError::Refused(e)) => {
-            assert_eq!(e.kind.as_str(), "bad_request");
-            assert!(e.message.contains("console"), "{}", e.message);
-        }
-        other => panic!("a first install over the socket: {other:?}"),
+    if !require_root("a second uid for the approver") {
+        return;
     }
+    // Not listed for the approver, and refused from it: only the console installs first keys.
+    let approver = signer.approver();
+    assert!(approver.awaiting().is_empty());
+    let refused = approver.call(Op::ImportConfirm(ImportConfirmRequest {
+        manifest_digest: status.manifest_digest.clone().unwrap(),
+        code: operator.code(),
+        current_code: None,
+    }));
+    let (kind, _, message) = err(refused);
+    assert_eq!(kind, "bad_request");
+    assert!(message.contains("console"), "{message}");
 }
 
 #[tokio::test]
@@ -126,52 +119,59 @@ async fn replacing_the_keys_needs_the_new_and_the_current_authenticators_code() 
     let mut signer = Signer::serve_existing(dir, &first.passphrase_file);
     let orchestrator = orchestrator_on(&signer, work.path());
 
-    let line = orchestrator.check_import().await.expect("a confirmation");
-    assert!(line.contains("wait for you"), "{line}");
-    let pending = open_confirmations(&orchestrator);
-    assert_eq!(pending.len(), 1);
-    let row = &pending[0];
-    assert_eq!(row.confirmation.kind, ConfirmationKind::ImportKeys);
-    let payload: serde_json::Value = serde_json::from_str(&row.confirmation.payload_json).unwrap();
-    assert_eq!(payload["current_code_required"], true);
+    let line = orchestrator.check_import().await.expect("an announcement");
     assert!(
-        row.confirmation.summary.contains("REPLACES"),
+        line.contains("wait for you")
+            && line.contains("approver bot's chat")
+            && line.contains("REPLACES"),
+        "{line}"
+    );
+    assert!(
+        open_confirmations(&orchestrator).is_empty(),
+        "nothing to answer in the orchestrator's bot"
+    );
+    if !require_root("a second uid for the approver") {
+        return;
+    }
+    let approver = signer.approver();
+    let item = approver.only_item();
+    assert_eq!(item.kind, AwaitingKind::Import);
+    assert!(item.current_code_required);
+    assert!(
+        item.summary.contains("REPLACES") && item.summary.contains("fingerprint"),
         "{}",
-        row.confirmation.summary
+        item.summary
     );
 
     // Codes of the next time step: the first install spent this one.
     let next = unix_now() + 30;
-    let confirm = |code: vigil_protocol::OperatorCode,
-                   current: Option<vigil_protocol::OperatorCode>| {
-        let digest = digest_of(&payload);
-        let signer = orchestrator.signer();
-        async move {
-            signer
-                .lock()
-                .await
-                .import_confirm(digest, code, current)
-                .await
-        }
+    let confirm_op = |code, current| {
+        Op::ImportConfirm(ImportConfirmRequest {
+            manifest_digest: item.id.parse().unwrap(),
+            code,
+            current_code: current,
+        })
     };
+    // Both valid codes from the orchestrator's uid: refused, nothing spent.
+    let mut asker = signer.client();
+    let (kind, _, _) = err(asker
+        .call(confirm_op(new.code_at(next), Some(current.code_at(next))))
+        .unwrap());
+    assert_eq!(kind, "approver_only");
     // The new ceremony's code alone is not enough: the new authority is not the current one.
-    match confirm(new.code_at(next), None).await {
-        Err(SignerError::Refused(e)) => {
-            assert_eq!(e.kind.as_str(), "bad_request");
-            assert!(e.message.contains("current code"), "{}", e.message);
-        }
-        other => panic!("the new code alone: {other:?}"),
-    }
+    assert!(
+        item.answer(new.code_at(next), None).is_err(),
+        "the approver asks for both"
+    );
+    let (kind, _, message) = err(approver.call(confirm_op(new.code_at(next), None)));
+    assert_eq!(kind, "bad_request");
+    assert!(message.contains("current code"), "{message}");
     // A code that is not the current authenticator's: refused as a wrong code.
-    match confirm(new.code_at(next), Some(new.code_at(next))).await {
-        Err(SignerError::Refused(e)) => assert_eq!(e.kind.as_str(), "operator_code_invalid"),
-        other => panic!("the new code twice: {other:?}"),
-    }
-    // Both: confirmed; the signer exits 75 to restart on the new keys.
-    let both = confirm(new.code_at(next), Some(current.code_at(next)))
-        .await
-        .unwrap();
-    assert_eq!(both.manifest_digest.as_str(), payload["manifest_digest"]);
+    let (kind, _, _) = err(approver.call(confirm_op(new.code_at(next), Some(new.code_at(next)))));
+    assert_eq!(kind, "operator_code_invalid");
+    // Both, from the approver: confirmed; the signer exits 75 to restart on the new keys.
+    let both = ok(approver.answer_item(&item, new.code_at(next), Some(current.code_at(next))));
+    assert_eq!(both["manifest_digest"].as_str(), Some(item.id.as_str()));
     assert_eq!(signer.wait_exit(Duration::from_secs(10)).code(), Some(75));
     let confirmed = signer.audit_events("import_confirmed");
     let last = confirmed.last().unwrap();

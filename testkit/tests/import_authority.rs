@@ -114,12 +114,14 @@ fn replacing_keys_over_the_socket_needs_the_current_authenticator_and_applies_at
 
     let next = unix_now() + 30; // the console's confirmation spent this step
     let (kind, _, message) = err(s
+        .approver()
         .client()
         .call(confirm_op(&digest, &new.code_at(next), None))
         .unwrap());
     assert_eq!(kind, "bad_request", "{message}");
     assert!(message.contains("current code"), "{message}");
     let (kind, _, message) = err(s
+        .approver()
         .client()
         .call(confirm_op(
             &digest,
@@ -132,6 +134,7 @@ fn replacing_keys_over_the_socket_needs_the_current_authenticator_and_applies_at
     assert_eq!(trader_address(&s), before, "nothing changed");
 
     let confirmed = ok(s
+        .approver()
         .client()
         .call(confirm_op(
             &digest,
@@ -221,7 +224,8 @@ fn a_stick_signed_by_the_pinned_policy_key_replaces_keys_with_the_new_code_alone
         (&json!(true), &json!(false)),
         "the pinned policy key is the current authority"
     );
-    ok(s.client()
+    ok(s.approver()
+        .client()
         .call(confirm_op(&digest, &new.code_at(unix_now() + 30), None))
         .unwrap());
     assert_eq!(s.wait_exit(Duration::from_secs(10)).code(), Some(75));
@@ -237,7 +241,8 @@ fn a_confirmation_not_applied_in_time_expires_and_is_never_applied() {
     let mut s = Signer::serve_existing_with(dir, &pass, &["--import-confirmation-ttl", "1"]);
     let before = trader_address(&s);
     let next = unix_now() + 30;
-    ok(s.client()
+    ok(s.approver()
+        .client()
         .call(confirm_op(
             &digest,
             &new.code_at(next),

@@ -2,15 +2,18 @@
 //! daemon (its bot, scheduler and SQLite state) against the Telegram Bot API emulator on
 //! loopback, the real confined signer, and for live approvals a real Solana runtime behind a
 //! loopback JSON-RPC node. Codes are computed from the dev keystore's approval secret, as the
-//! operator's authenticator would.
+//! operator's authenticator would, and carried to the signer by the approver peer (its own
+//! uid: `vigil_testkit::Approver`), never through the orchestrator's bot.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
 use vigil_orchestrator::{ConfirmationId, ConfirmationStatus, Resolution};
+use vigil_testkit::approver::signer_id_of;
 use vigil_testkit::daemon::BotToken;
 use vigil_testkit::host::wait_until;
+use vigil_testkit::requests::{err, ok};
 use vigil_testkit::telegram::{Chat, OPERATOR, STRANGER};
 use vigil_testkit::{AgentSpec, Reply, SOL, Scenario, Script, World, unix_now};
 
@@ -116,7 +119,10 @@ async fn a_confirmation_survives_a_restart_and_is_approved_with_a_button() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signer_approval_needs_a_correct_unused_code() {
+async fn an_approval_is_answered_at_the_approver_and_a_code_here_does_nothing() {
+    if !vigil_testkit::require_root("a second uid for the approver") {
+        return;
+    }
     let world = Scenario::trader(10 * SOL).telegram().start().await;
     let (chain, emulator, peer) = (world.chain(), world.emulator(), world.signer.dev_peer());
     // 0.8 SOL: above the dev policy's 0.5 SOL approval threshold, below its 1 SOL cap.
@@ -137,26 +143,52 @@ async fn a_signer_approval_needs_a_correct_unused_code() {
         BotToken::Given,
     );
     let operator = world.operator();
+    let approver = world.signer.approver();
     let mut op = Chat::new(emulator, OPERATOR);
 
-    // The signer's own summary, with how to answer.
-    let asked = op.expect("the signer asks for your code").await;
+    // The signer's own summary, and where to answer: not here.
+    let asked = op.expect("waits for your approval at the approver").await;
     assert!(asked.text.starts_with("#1 "), "{}", asked.text);
     assert!(asked.text.contains("0.8 SOL"), "{}", asked.text);
-    assert!(asked.text.contains("/approve 1 <code>"), "{}", asked.text);
+    assert!(asked.text.contains("approver bot's chat"), "{}", asked.text);
+    assert!(!asked.text.contains("<code>"), "{}", asked.text);
 
-    op.ask(
-        &format!("/approve 1 {}", operator.wrong_code().expose_digits()),
-        "wrong code",
-    )
-    .await;
-    assert_eq!(chain.balance_of(&peer), 0, "a wrong code moved nothing");
+    // A valid code typed into the orchestrator's chat, every way it used to be taken: nothing.
     let code = operator.code().expose_digits().to_owned();
+    op.ask(&format!("/approve 1 {code}"), "nothing was sent")
+        .await;
+    emulator.send_reply(OPERATOR, &code, Some(&asked)).await;
+    op.expect("Codes are never taken in this chat").await;
+    op.ask(&code, "nothing was sent").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        chain.balance_of(&peer),
+        0,
+        "a code in the orchestrator's chat moved nothing"
+    );
+    assert!(world.signer.audit_events("approval_granted").is_empty());
+    assert!(
+        world.signer.audit_events("peer_refused").is_empty(),
+        "not even forwarded"
+    );
+
+    // At the approver: the signer's summary; a wrong code moves nothing, the right one grants.
+    // (The agent asks again every 3 s: each request is its own approval at the signer.)
+    let item = approver.item(&signer_id_of(&world.store(), ConfirmationId(1)));
+    assert_eq!(item.kind, vigil_protocol::AwaitingKind::Approval);
+    assert!(
+        item.summary.contains("0.8 SOL") && item.summary.contains(&peer),
+        "{}",
+        item.summary
+    );
+    let (kind, _, _) = err(approver.answer(&item.id, operator.wrong_code()));
+    assert_eq!(kind, "approval_invalid_code");
+    assert_eq!(chain.balance_of(&peer), 0, "a wrong code moved nothing");
+    let t = vigil_testkit::operator::fresh_step(8);
+    ok(approver.answer(&item.id, operator.code_at(t)));
+    // The orchestrator collects the grant with a fresh blockhash, broadcasts, and says so.
     let done = op
-        .ask(
-            &format!("/approve 1 {code}"),
-            "#1 approved; the signer signed",
-        )
+        .expect("#1 approved in the approver's chat; the signer signed")
         .await;
     assert!(
         done.text.contains("chain: confirmed") || done.text.contains("chain: finalized"),
@@ -164,34 +196,19 @@ async fn a_signer_approval_needs_a_correct_unused_code() {
         done.text
     );
     assert_eq!(chain.balance_of(&peer), 800_000_000);
-    op.ask(&format!("/approve 1 {code}"), "#1 was already approved")
-        .await;
+    assert_eq!(world.signer.signed().len(), 1);
 
-    // The next request, answered by replying to its message with the code just used.
-    let second = op.expect("#2 the signer asks for your code").await;
-    emulator.send_reply(OPERATOR, &code, Some(&second)).await;
-    op.expect("code already used").await;
-    assert_eq!(
-        chain.balance_of(&peer),
-        800_000_000,
-        "a reused code moved nothing"
-    );
-
-    // Two more wrong codes make three in a row: the signer locks approvals; reply and alert.
-    op.ask(
-        &format!("/approve 2 {}", operator.wrong_code().expose_digits()),
-        "wrong code",
-    )
-    .await;
-    // The reply and the alert may arrive in either order: match each by its own words.
-    let reply = op
-        .ask(
-            &format!("/approve 2 {}", operator.wrong_code().expose_digits()),
-            "#2 is not approved",
-        )
+    // The next request: the code just used is spent; two more wrong ones lock codes.
+    op.expect("#2 waits for your approval at the approver")
         .await;
-    assert!(reply.text.contains("locked"), "{}", reply.text);
-    op.expect("approvals locked by the signer").await;
+    let second = approver.item(&signer_id_of(&world.store(), ConfirmationId(2)));
+    let (kind, _, msg) = err(approver.answer(&second.id, operator.code_at(t)));
+    assert_eq!(kind, "approval_invalid_code");
+    assert!(msg.contains("already used"), "{msg}");
+    err(approver.answer(&second.id, operator.wrong_code()));
+    let (kind, _, msg) = err(approver.answer(&second.id, operator.wrong_code()));
+    assert!(msg.contains("locked"), "{kind}: {msg}");
+    assert_eq!(chain.balance_of(&peer), 800_000_000, "nothing more moved");
     assert_eq!(
         world
             .store()
@@ -227,9 +244,13 @@ async fn pause_stops_the_next_decision_and_resume_restarts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn going_live_needs_the_phrase_and_a_code_the_signer_accepts() {
+async fn going_live_needs_the_phrase_here_and_a_code_at_the_approver() {
+    if !vigil_testkit::require_root("a second uid for the approver") {
+        return;
+    }
     let (world, _daemon) = holding("trader", 3600).await;
     let operator = world.operator();
+    let approver = world.signer.approver();
     let mut op = Chat::new(world.emulator(), OPERATOR);
     let store = world.store();
 
@@ -237,20 +258,37 @@ async fn going_live_needs_the_phrase_and_a_code_the_signer_accepts() {
     assert!(gate.text.contains("I accept the risk"), "{}", gate.text);
     // Anything but the exact phrase cancels the dialogue (the item stays pending).
     op.ask("i accept the risk", "not the exact phrase").await;
-    op.ask(
-        operator.code().expose_digits(),
-        "I only understand commands",
-    )
-    .await;
-    assert_eq!(store.setting("mode:trader").unwrap(), None);
-
-    op.ask("/approve 1", "type exactly").await;
-    op.ask("I accept the risk", "Phrase accepted for #1").await;
-    op.ask(operator.wrong_code().expose_digits(), "wrong code")
+    op.ask(operator.code().expose_digits(), "nothing was sent")
         .await;
     assert_eq!(store.setting("mode:trader").unwrap(), None);
-    let code = operator.code().expose_digits().to_owned();
-    op.ask(&code, "trader is LIVE for SOL").await;
+    assert!(
+        approver.awaiting().is_empty(),
+        "nothing reached the signer before the phrase"
+    );
+
+    op.ask("/approve 1", "type exactly").await;
+    let accepted = op.ask("I accept the risk", "Phrase accepted for #1").await;
+    assert!(
+        accepted.text.contains(
+            "GO LIVE: agent trader makes real SOL transfers on solana devnet, within the signed policy"
+        ),
+        "{}",
+        accepted.text
+    );
+    // The code goes to the approver, for the request the signer rendered.
+    let item = approver.only_item();
+    assert!(
+        item.summary.starts_with("GO LIVE: agent trader"),
+        "{}",
+        item.summary
+    );
+    let (kind, _, _) = err(approver.answer(&item.id, operator.wrong_code()));
+    assert_eq!(kind, "operator_code_invalid");
+    assert_eq!(store.setting("mode:trader").unwrap(), None);
+    let t = vigil_testkit::operator::fresh_step(8);
+    ok(approver.answer(&item.id, operator.code_at(t)));
+    op.expect("#1 confirmed in the approver's chat: trader is LIVE for SOL")
+        .await;
     assert_eq!(
         store.setting("mode:trader").unwrap().as_deref(),
         Some("live:SOL")
@@ -266,7 +304,16 @@ async fn going_live_needs_the_phrase_and_a_code_the_signer_accepts() {
     op.ask("/setcap trader SOL per_tx 300000000", "type exactly")
         .await;
     op.ask("I accept the risk", "Phrase accepted for #2").await;
-    op.ask(&code, "code already used").await;
+    let cap = approver.only_item();
+    assert!(
+        cap.summary
+            .starts_with("SET CAP: trader's per_tx cap for SOL becomes 0.3 SOL"),
+        "{}",
+        cap.summary
+    );
+    let (kind, _, msg) = err(approver.answer(&cap.id, operator.code_at(t)));
+    assert_eq!(kind, "operator_code_invalid");
+    assert!(msg.contains("already used"), "{msg}");
     op.ask("/deny 2", "#2 denied").await;
     assert!(matches!(
         store.resolve_confirmation(
@@ -277,6 +324,11 @@ async fn going_live_needs_the_phrase_and_a_code_the_signer_accepts() {
         ),
         Err(vigil_orchestrator::StoreError::ConfirmationAlreadyResolved { .. })
     ));
+    // Above the signed ceiling, the signer refuses to ask at all.
+    op.ask("/setcap trader SOL per_tx 999000000000", "type exactly")
+        .await;
+    op.ask("I accept the risk", "the signer refused it [per_tx_cap]")
+        .await;
     op.ask("/paper trader", "trader is in paper mode").await;
     assert_eq!(
         store.setting("mode:trader").unwrap().as_deref(),

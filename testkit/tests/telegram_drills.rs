@@ -93,7 +93,7 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
         .agent(live_agent(&world, "sentinel", 1));
     let daemon = world.daemon(&config, BotToken::Given);
     let mut op = Chat::new(emulator, OPERATOR);
-    let asked = op.expect("the signer asks for your code").await;
+    let asked = op.expect("waits for your approval at the approver").await;
     assert!(asked.text.starts_with("#1 "), "{}", asked.text);
     let store = world.store();
 
@@ -187,12 +187,12 @@ async fn injections_from_strangers_and_forwarded_by_an_operator_change_nothing()
     );
 
     // Control: the stranger's code was never used, so the operator can still approve with
-    // it, and the approval moves the funds (the gate the stranger could not open works).
-    op.ask(
-        &format!("/approve 1 {code}"),
-        "#1 approved; the signer signed",
-    )
-    .await;
+    // it in the approver's chat, and the approval moves the funds (the gate the stranger could
+    // not open works).
+    let approval = vigil_testkit::approver::signer_id_of(&store, ConfirmationId(1));
+    vigil_testkit::requests::ok(signer.approver().answer(&approval, code.parse().unwrap()));
+    op.expect("#1 approved in the approver's chat; the signer signed")
+        .await;
     assert_eq!(chain.balance_of(&peer), 800_000_000);
     let settings_before = settings(&store);
     let audit_before = signer.audit().len();

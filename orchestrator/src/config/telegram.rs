@@ -35,6 +35,18 @@ pub struct TelegramConfig {
     pub phrase: String,
     /// Commands that also need the phrase and a code (besides /live and /setcap, which always do).
     pub destructive_commands: Vec<String>,
+    /// The approver bot's username (`@name`), named when the operator is sent to answer there.
+    pub approver_bot: Option<String>,
+}
+
+impl TelegramConfig {
+    /// Where the operator answers with a code: the approver bot's chat, by name if known.
+    pub fn approver_chat(&self) -> String {
+        match &self.approver_bot {
+            Some(name) => format!("the approver bot's chat ({name})"),
+            None => "the approver bot's chat (vigil-approver)".into(),
+        }
+    }
 }
 
 /// `[telegram]` as written.
@@ -48,6 +60,7 @@ pub(super) struct RawTelegram {
     phrase: Option<String>,
     #[serde(default)]
     destructive_commands: Vec<String>,
+    approver_bot: Option<String>,
 }
 
 impl RawTelegram {
@@ -123,7 +136,22 @@ impl RawTelegram {
                 ));
             }
         }
+        if let Some(name) = &self.approver_bot {
+            let bare = name.strip_prefix('@').unwrap_or(name);
+            let ok = (5..=32).contains(&bare.len())
+                && bare.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && bare.to_ascii_lowercase().ends_with("bot");
+            if !ok {
+                return Err(invalid(
+                    "telegram.approver_bot",
+                    "is the approver bot's Telegram username, e.g. \"@vigil_approver_bot\" (5-32 of A-Z a-z 0-9 _, ending in bot)",
+                ));
+            }
+        }
         Ok(TelegramConfig {
+            approver_bot: self
+                .approver_bot
+                .map(|n| format!("@{}", n.trim_start_matches('@'))),
             operators: self.operators,
             api_url,
             token_credential,
@@ -196,6 +224,18 @@ mod tests {
                 "operators = [5]\ndestructive_commands = [\"status\"]",
                 "telegram.destructive_commands[0]",
             ),
+            (
+                "operators = [5]\napprover_bot = \"@vigil approver\"",
+                "telegram.approver_bot",
+            ),
+            (
+                "operators = [5]\napprover_bot = \"https://t.me/evil\"",
+                "telegram.approver_bot",
+            ),
+            (
+                "operators = [5]\napprover_bot = \"@vigil_approver\"",
+                "telegram.approver_bot",
+            ),
         ];
         for (text, key) in cases {
             let err = parse(text).unwrap_err();
@@ -216,5 +256,17 @@ mod tests {
         assert_eq!(t.api_url, "http://127.0.0.1:9000");
         assert!(t.is_destructive("resume"));
         assert_eq!(t.phrase, "yes I am sure");
+    }
+
+    #[test]
+    fn the_approver_bot_is_named_where_codes_go() {
+        let unnamed = parse("operators = [5]").unwrap();
+        assert_eq!(unnamed.approver_bot, None);
+        assert!(unnamed.approver_chat().contains("vigil-approver"));
+        for given in ["vigil_approver_bot", "@vigil_approver_bot"] {
+            let t = parse(&format!("operators = [5]\napprover_bot = \"{given}\"")).unwrap();
+            assert_eq!(t.approver_bot.as_deref(), Some("@vigil_approver_bot"));
+            assert!(t.approver_chat().contains("@vigil_approver_bot"));
+        }
     }
 }

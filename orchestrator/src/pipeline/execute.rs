@@ -8,7 +8,7 @@ use tokio::sync::Mutex;
 use vigil_protocol::{AgentId, Context, Intent, SignRequest, SignResult};
 
 use super::Outcome;
-use super::layer3::{pending_approval, signer_failure};
+use super::layer3::{AtSigner, pending_approval, signer_failure};
 use crate::chains::solana_rpc::{SigStatus, SolanaRpc};
 use crate::signer_client::SignerClient;
 use crate::store::Store;
@@ -72,7 +72,11 @@ pub async fn execute_live(
             intent,
             "live",
             &n.summary,
-            Some(n.approval_id.as_str()),
+            AtSigner {
+                approval_id: Some(n.approval_id.as_str()),
+                key: Some(key),
+                request_id: None,
+            },
         ),
         Err(e) => signer_failure(e),
     };

@@ -2,7 +2,10 @@
 //! sign), `sign` for a live one (after the operator's Yes unless the agent is configured
 //! otherwise). What waits for the operator is recorded as a confirmation.
 
-use vigil_protocol::{AgentId, Context, Decision, DryRunRequest, DryRunResult, Intent};
+use vigil_protocol::{
+    AgentId, ConfirmationPurpose, Context, Decision, DryRunRequest, DryRunResult, Intent,
+    NewConfirmation,
+};
 
 use super::execute::{Live, claim, execute_live};
 use super::{Deps, Inputs, Outcome, idempotency_key, intent_of};
@@ -52,9 +55,7 @@ pub(super) async fn paper(
                     },
                 }
             }
-            Decision::NeedsApproval => pending_approval(
-                &agent.id, deps.store, inputs.now, &intent, "paper", &r.summary, None,
-            ),
+            Decision::NeedsApproval => paper_approval(&agent.id, &intent, inputs, deps).await,
             Decision::Deny => denied(r),
         },
         Err(e) => signer_failure(e),
@@ -97,6 +98,50 @@ pub(super) async fn live(
         inputs.now,
     )
     .await
+}
+
+/// A paper action above the approval threshold: the signer is asked to put it to the operator
+/// (`request_confirmation` of a `paper_approval`: the signer renders it, marked PAPER), and
+/// it waits here for the approver's answer. Nothing is ever signed for it.
+async fn paper_approval(
+    agent: &AgentId,
+    intent: &Intent,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+) -> Outcome {
+    let key = format!("p-{}", idempotency_key(agent, inputs.now, intent));
+    let idempotency_key = match key.parse() {
+        Ok(k) => k,
+        Err(e) => {
+            return Outcome::Held {
+                layer: "state".into(),
+                reason: e,
+            };
+        }
+    };
+    let request = NewConfirmation {
+        purpose: ConfirmationPurpose::PaperApproval {
+            agent: agent.clone(),
+            intent: intent.clone(),
+            context: Context::default(),
+        },
+        idempotency_key,
+    };
+    match deps.signer.lock().await.request_confirmation(request).await {
+        Ok(created) => pending_approval(
+            agent,
+            deps.store,
+            inputs.now,
+            intent,
+            "paper",
+            &created.summary,
+            AtSigner {
+                request_id: Some(created.request_id.as_str()),
+                ..AtSigner::default()
+            },
+        ),
+        Err(e) => signer_failure(e),
+    }
 }
 
 /// Asks the signer what it would do with `intent` now (`dry_run`: nothing signed or recorded).
@@ -178,6 +223,18 @@ fn create_confirmation(
 /// How long a live transfer waits for the operator's Yes.
 pub(super) const MOVE_FUNDS_TTL_SECS: u64 = 600;
 
+/// What identifies a pending approval at the signer: a live transfer's `approval_id` and the
+/// idempotency `key` its `sign` used (the same `sign` collects the grant), or a paper
+/// action's confirmation `request_id`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct AtSigner<'a> {
+    pub(crate) approval_id: Option<&'a str>,
+    pub(crate) key: Option<&'a str>,
+    pub(crate) request_id: Option<&'a str>,
+}
+
+/// Records what waits for the operator's answer in the approver's chat (a `signer_approval`
+/// row); the orchestrator follows it with `request_status` (`scheduler/operator_requests.rs`).
 pub(super) fn pending_approval(
     agent: &AgentId,
     store: &std::sync::Mutex<Store>,
@@ -185,10 +242,13 @@ pub(super) fn pending_approval(
     intent: &Intent,
     mode: &str,
     summary: &str,
-    approval_id: Option<&str>,
+    at: AtSigner<'_>,
 ) -> Outcome {
     let key = format!("approval-{}", idempotency_key(agent, now, intent));
-    let payload = serde_json::json!({ "mode": mode, "agent": agent, "intent": intent, "approval_id": approval_id });
+    let payload = serde_json::json!({
+        "mode": mode, "agent": agent, "intent": intent, "approval_id": at.approval_id,
+        "key": at.key, "request_id": at.request_id,
+    });
     let created = create_confirmation(
         store,
         &crate::store::NewConfirmation {
@@ -203,7 +263,11 @@ pub(super) fn pending_approval(
     );
     match created {
         Ok(id) => Outcome::NeedsApproval {
-            approval_id: approval_id.unwrap_or("(paper)").to_string(),
+            approval_id: at
+                .approval_id
+                .or(at.request_id)
+                .unwrap_or_default()
+                .to_string(),
             summary: summary.to_string(),
             confirmation_id: id,
         },

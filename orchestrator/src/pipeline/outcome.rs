@@ -74,7 +74,7 @@ impl fmt::Display for Outcome {
                 ..
             } => write!(
                 f,
-                "needs the operator's code (layer 3 threshold): /approve {confirmation_id} <code> — {summary}"
+                "needs the operator's approval (layer 3 threshold): #{confirmation_id} waits in the approver's chat — {summary}"
             ),
             Outcome::Signed {
                 summary,
@@ -176,7 +176,7 @@ mod tests {
                     summary: s("transfer 0.8 SOL"),
                     confirmation_id: 8,
                 },
-                "needs the operator's code (layer 3 threshold): /approve 8 <code> — transfer 0.8 SOL",
+                "needs the operator's approval (layer 3 threshold): #8 waits in the approver's chat — transfer 0.8 SOL",
             ),
             (
                 Outcome::Signed {

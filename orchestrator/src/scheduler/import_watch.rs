@@ -1,16 +1,14 @@
-//! The import watcher: the signer is asked whether a key-ceremony stick is staged, and a
-//! new one is offered to the operator as an `import_keys` confirmation naming every
-//! fingerprint (confirmed with a code from that ceremony's authenticator).
+//! The import watcher: the signer is asked whether a key-ceremony stick is staged, and the
+//! operator is told once per stick, with every fingerprint, that it waits in the approver's
+//! chat (the approver shows it from the signer's `awaiting` and carries the codes; the
+//! orchestrator never does).
 
-use super::{Orchestrator, unix_now};
-use crate::store::ConfirmationKind;
+use super::Orchestrator;
 
 impl Orchestrator {
     /// Asks the signer whether a key-ceremony stick is staged and, if one is that the
-    /// operator has not been asked about, records an `import_keys` confirmation with its
-    /// fingerprints (the operator confirms with a code from that ceremony's authenticator).
-    /// Returns a line for the operator when something new is waiting or the staged copy is
-    /// unusable; `None` otherwise.
+    /// operator has not been told about, returns a line for them: what is staged and where
+    /// to confirm it. Also when the staged copy is unusable; `None` otherwise.
     pub async fn check_import(&self) -> Option<String> {
         let status = match self.signer.lock().await.import_status().await {
             Ok(status) => status,
@@ -27,7 +25,6 @@ impl Orchestrator {
         let digest = status.manifest_digest.as_ref()?.as_str().to_string();
         let key = format!("import-{}", &digest[..32]);
         let summary = import_summary(&status, &digest);
-        let now = unix_now();
         let store = self.store.lock().ok()?;
         if status.awaiting_keys {
             // A first install is confirmed at the appliance's console, never from here: say so
@@ -43,31 +40,23 @@ impl Orchestrator {
                 "keys from a ceremony stick are staged on an appliance without keys: {summary}. A first install is confirmed at the appliance's console: vigil-signer import-confirm --manifest-digest {digest} --code <code> (docs/key-ceremony.md)"
             ));
         }
-        match store.confirmation_by_key(&key) {
+        let told = format!("told-{key}");
+        match store.setting(&told) {
             Ok(Some(_)) => return None,
             Ok(None) => {}
-            Err(e) => return Some(format!("staged keys not offered for confirmation: {e}")),
+            Err(e) => return Some(format!("staged keys not announced: {e}")),
         }
-        let created = store.create_confirmation(&crate::store::NewConfirmation {
-            kind: ConfirmationKind::ImportKeys,
-            agent: None,
-            summary: summary.clone(),
-            payload_json: serde_json::json!({
-                "manifest_digest": digest,
-                "current_code_required": status.current_code_required,
-            })
-            .to_string(),
-            idempotency_key: key,
-            created_at: now,
-            expires_at: now + 86_400,
-        });
-        Some(match created {
-            Ok(id) => format!(
-                "keys from a ceremony stick wait for you (#{}): {summary}",
-                id.0
-            ),
-            Err(e) => format!("staged keys not offered for confirmation: {e}"),
-        })
+        if let Err(e) = store.set_setting(&told, "1") {
+            return Some(format!("staged keys not announced: {e}"));
+        }
+        Some(format!(
+            "keys from a ceremony stick wait for you: {summary}. Compare every fingerprint with the ceremony's printout, then confirm it in the approver bot's chat with a code of THAT ceremony's authenticator{}; nothing is confirmed here.",
+            if status.current_code_required {
+                " and one of the authenticator you use today"
+            } else {
+                ""
+            }
+        ))
     }
 }
 

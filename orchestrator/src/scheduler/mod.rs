@@ -3,14 +3,17 @@
 //!
 //! The [`Orchestrator`]'s other jobs each have their own file: `reconcile` (start-up
 //! reconciliation with the signer and the chain), `executor` (running transfers the operator
-//! confirmed, at most once, also after a restart), `import_watch` (offering a staged
-//! key-ceremony stick for confirmation), `network` (each agent's network, and the RPC node
+//! confirmed, at most once, also after a restart), `import_watch` (telling the operator that a
+//! staged key-ceremony stick waits in the approver's chat), `operator_requests` (following
+//! what waits for the operator at the approver, and doing the orchestrator's part once it is
+//! granted), `network` (each agent's network, and the RPC node
 //! checked against the genesis hash the signed policy pins) and `paper` (paper balances and
 //! approved paper fills).
 
 mod executor;
 mod import_watch;
 mod network;
+mod operator_requests;
 mod paper;
 mod reconcile;
 
@@ -277,8 +280,16 @@ impl Orchestrator {
     pub async fn run(&self) {
         let mut next: BTreeMap<AgentId, u64> = BTreeMap::new();
         let mut next_import_check = 0;
+        let mut next_follow = 0;
         loop {
             let now = unix_now();
+            if now >= next_follow {
+                for line in self.follow_operator_requests().await {
+                    tracing::info!("{line}");
+                    self.alert(Alert::FromApprover(line));
+                }
+                next_follow = now + FOLLOW_SECS;
+            }
             if now >= next_import_check {
                 if let Some(line) = self.check_import().await {
                     tracing::warn!("{line}");
@@ -340,6 +351,9 @@ impl Orchestrator {
             .map_err(|e| e.to_string())
     }
 }
+
+/// How often what waits at the approver is looked up at the signer.
+const FOLLOW_SECS: u64 = 1;
 
 /// Unix seconds from the system clock (0 if it reads before 1970).
 pub fn unix_now() -> u64 {

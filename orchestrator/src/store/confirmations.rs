@@ -57,7 +57,8 @@ pub enum ConfirmationKind {
     PostPublic,
     /// Writing a file.
     WriteFile,
-    /// The signer answered `needs_approval`: completed with `/approve <id> <code>`.
+    /// The signer answered `needs_approval` (or a paper action reached the threshold): the
+    /// operator answers in the approver's chat; the orchestrator follows the signer's status.
     SignerApproval,
     /// Phrase confirmation: taking an agent or asset live.
     GoLive,
@@ -65,9 +66,8 @@ pub enum ConfirmationKind {
     SetCap,
     /// Phrase confirmation: anything the config marks destructive.
     Destructive,
-    /// A key-ceremony stick staged on the appliance: the operator compares the fingerprints
-    /// and confirms with a code from the authenticator enrolled at that ceremony (checked by
-    /// the signer's `import_confirm`).
+    /// A key-ceremony stick staged on the appliance (rows of releases before issue 14: the
+    /// approver now shows a staged import itself, and nothing new is recorded as this kind).
     ImportKeys,
 }
 
@@ -387,6 +387,19 @@ impl Store {
     }
 
     /// Marks every open confirmation whose `expires_at <= now` as expired; returns how many.
+    /// Records, on an open confirmation, the id of the signer request that now waits for the
+    /// operator's code in the approver's chat (`payload.request_id`). False if the row is no
+    /// longer open.
+    pub fn attach_request(&self, id: ConfirmationId, request_id: &str) -> Result<bool, StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE pending_confirmations
+             SET payload_json = json_set(payload_json, '$.request_id', ?2)
+             WHERE id = ?1 AND status = 'open'",
+            params![id.0, request_id],
+        )?;
+        Ok(changed == 1)
+    }
+
     pub fn expire_confirmations(&self, now: u64) -> Result<usize, StoreError> {
         let now = to_sql_ts(now, "now")?;
         Ok(self.conn.execute(

@@ -7,7 +7,7 @@ use teloxide::utils::command::BotCommands;
 use vigil_protocol::{AssetSymbol, StatusResult};
 
 use super::Ctx;
-use crate::config::{AgentConfig, Mode};
+use crate::config::{AgentConfig, Mode, TelegramConfig};
 use crate::cost::format_usd;
 use crate::operator;
 use crate::store::{ConfirmationKind, ConfirmationRow, Store};
@@ -26,15 +26,15 @@ pub(super) enum Command {
     Resume(String),
     /// open confirmations and how to answer each
     Pending,
-    /// <id> <code>: approve with your authenticator code (e.g. /approve 12 123456)
+    /// <id>: start the phrase of a phrase confirmation (e.g. /approve 12); codes go to the approver bot's chat
     Approve(String),
     /// <id>: refuse a pending confirmation (e.g. /deny 12)
     Deny(String),
     /// <agent>: simulate only, broadcast nothing (e.g. /paper trader)
     Paper(String),
-    /// <agent> [asset]: go live for one asset, default SOL; needs the phrase and a code
+    /// <agent> [asset]: go live for one asset, default SOL; the phrase here, a code in the approver bot's chat
     Live(String),
-    /// <agent> <asset> <per_tx|velocity_24h> <amount>: set a cap within the signed ceiling; phrase and code
+    /// <agent> <asset> <per_tx|velocity_24h> <amount>: set a cap within the signed ceiling; phrase here, code at the approver
     Setcap(String),
     /// the signer's limits per agent and asset
     Caps,
@@ -46,13 +46,15 @@ pub(super) enum Command {
 
 /// What free text and unknown commands get.
 pub const HINT: &str = "I only understand commands: send /help for the list. \
-To approve a request, use /approve <id> <code>; to refuse it, /deny <id>.";
+Approvals and codes go to the approver bot's chat, never here; /deny <id> refuses a request.";
 
 /// The /help text.
 pub(super) fn help() -> String {
     format!(
         "{}\n\nAmounts are base units (1 SOL = 1000000000 lamports). Codes come from the \
-         authenticator you enrolled at the key ceremony and are checked by the signer.",
+         authenticator you enrolled at the key ceremony; you send them only to the approver \
+         bot's chat (a second bot, vigil-approver), which carries them to the signer. This bot \
+         never takes a code.",
         Command::descriptions()
     )
 }
@@ -170,7 +172,7 @@ pub(super) fn pending(ctx: &Ctx) -> String {
         Ok(rows) => {
             let mut out = String::from("Waiting for you:");
             for row in &rows {
-                let _ = write!(out, "\n\n{}", announcement(row, &ctx.config.phrase, now));
+                let _ = write!(out, "\n\n{}", announcement(row, &ctx.config, now));
             }
             out
         }
@@ -179,7 +181,9 @@ pub(super) fn pending(ctx: &Ctx) -> String {
 }
 
 /// The one message that asks the operator about `row`, with how to answer it.
-pub(super) fn announcement(row: &ConfirmationRow, phrase: &str, now: u64) -> String {
+pub(super) fn announcement(row: &ConfirmationRow, config: &TelegramConfig, now: u64) -> String {
+    let phrase = &config.phrase;
+    let approver = config.approver_chat();
     let agent = row
         .confirmation
         .agent
@@ -189,32 +193,21 @@ pub(super) fn announcement(row: &ConfirmationRow, phrase: &str, now: u64) -> Str
     let minutes = row.confirmation.expires_at.saturating_sub(now).div_ceil(60);
     let how = match row.confirmation.kind {
         ConfirmationKind::SignerApproval => format!(
-            "Approve with /approve {} <code> (or reply to this message with the code); refuse with /deny {}.",
-            row.id, row.id
+            "Approve or refuse it in {approver}: reply there to the message that shows it, with your code. /deny {} drops it here.",
+            row.id
         ),
-        ConfirmationKind::ImportKeys
-            if row
-                .confirmation
-                .payload_json
-                .contains("\"current_code_required\":true") =>
-        {
-            format!(
-                "Compare every fingerprint with the ceremony's printout. It REPLACES this appliance's keys: if they match, send /approve {} <code> <current code>, the first from the authenticator entry made at THAT ceremony, the second from the entry you use today; the signer restarts on the new keys. /deny {} leaves it unapplied.",
-                row.id, row.id
-            )
-        }
         ConfirmationKind::ImportKeys => format!(
-            "Compare every fingerprint with the ceremony's printout. If they match, send /approve {} <code> with a code from the authenticator entry made at THAT ceremony; the signer restarts on the new keys. /deny {} leaves it unapplied.",
-            row.id, row.id
+            "Compare every fingerprint with the ceremony's printout, then confirm it in {approver}. /deny {} drops it here.",
+            row.id
         ),
         k if k.needs_phrase() => format!(
-            "To confirm, send /approve {}, type exactly: {phrase} — then send your code. /deny {} cancels.",
+            "To confirm, send /approve {}, type exactly: {phrase} — then answer with your code in {approver}. /deny {} cancels.",
             row.id, row.id
         ),
         _ => "Answer with the buttons below (or /deny <id>).".to_string(),
     };
     let what = match row.confirmation.kind {
-        ConfirmationKind::SignerApproval => "the signer asks for your code",
+        ConfirmationKind::SignerApproval => "waits for your approval at the approver",
         ConfirmationKind::ImportKeys => "import keys from a ceremony stick",
         ConfirmationKind::GoLive => "go live",
         ConfirmationKind::SetCap => "change a cap",
@@ -404,17 +397,25 @@ mod tests {
             resolved_by: None,
             resolved_at: None,
         };
-        let a = announcement(
-            &row(ConfirmationKind::SignerApproval),
-            "I accept the risk",
-            0,
-        );
+        let config = TelegramConfig {
+            operators: vec![5],
+            api_url: "https://api.telegram.org".into(),
+            token_credential: "t".into(),
+            pending_expiry_secs: 600,
+            phrase: "I accept the risk".into(),
+            destructive_commands: Vec::new(),
+            approver_bot: Some("@vigil_approver_bot".into()),
+        };
+        let a = announcement(&row(ConfirmationKind::SignerApproval), &config, 0);
         assert!(a.starts_with("#7 "), "{a}");
-        assert!(a.contains("/approve 7 <code>"), "{a}");
+        // Approvals are answered in the approver's chat, by name; never with a code here.
+        assert!(a.contains("@vigil_approver_bot"), "{a}");
+        assert!(!a.contains("<code>"), "{a}");
         assert!(a.contains("expires in 10 min"), "{a}");
-        let b = announcement(&row(ConfirmationKind::GoLive), "I accept the risk", 0);
+        let b = announcement(&row(ConfirmationKind::GoLive), &config, 0);
         assert!(b.contains("type exactly: I accept the risk"), "{b}");
-        let c = announcement(&row(ConfirmationKind::MoveFunds), "x", 0);
+        assert!(b.contains("@vigil_approver_bot"), "{b}");
+        let c = announcement(&row(ConfirmationKind::MoveFunds), &config, 0);
         assert!(c.contains("buttons"), "{c}");
     }
 }

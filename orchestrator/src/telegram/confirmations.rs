@@ -1,67 +1,49 @@
-//! What the operator's answers do: confirmations (Yes/No buttons), signer approvals
-//! (`/approve <id> <code>`, the code checked by the signer), phrase confirmations (the exact
-//! phrase, then a code the signer checks), and the commands that change agents (/pause
-//! /resume /paper /live /setcap). Every function here is reached only from an operator's
-//! update.
-
-use std::collections::BTreeSet;
+//! What the operator's answers do here: confirmations (Yes/No buttons), the phrase of a phrase
+//! confirmation (then the signer puts it to the operator in the approver's chat, where the
+//! code goes), and the commands that change agents (/pause /resume /paper /live /setcap).
+//! No operator code is ever taken here: an approval, a confirmation's code and a key import
+//! are answered in `vigil-approver`'s chat, and the orchestrator follows the outcome at the
+//! signer (`scheduler/operator_requests.rs`). Every function here is reached only from an
+//! operator's update.
 
 use serde_json::{Value, json};
-use vigil_protocol::{
-    Amount, AssetSymbol, CapKind, ConfirmRequest, OperatorCode, Purpose, SetCapRequest,
-};
+use vigil_protocol::{AssetSymbol, CapKind, OperatorCode};
 
-use super::{Ctx, State, approvals, unix_now};
-use crate::config::{AgentConfig, Mode};
+use super::{Ctx, State, to_approver, unix_now};
+use crate::config::AgentConfig;
 use crate::firewall::{KNOWN_ASSETS, known_assets};
-use crate::operator::{self, Alert};
-use crate::signer_client::SignerError;
 use crate::store::{
     ConfirmationId, ConfirmationKind, ConfirmationRow, ConfirmationStatus, NewConfirmation,
     Resolution,
 };
 
-/// `/approve <id> [code] [current code]` (the second code: replacing keys from a ceremony
-/// stick needs the current authenticator's too).
+/// `/approve <id>`: starts the phrase dialogue of a phrase confirmation. Anything after the id
+/// (a code) is refused unsent: codes go to the approver's chat only.
 pub(super) async fn approve_command(ctx: &Ctx, user: i64, args: &str) -> String {
     let mut parts = args.split_whitespace();
     let Some(id) = parts.next() else {
-        return "Usage: /approve <id> <code>, e.g. /approve 12 123456 (see /pending)".into();
+        return "Usage: /approve <id>, e.g. /approve 12, to start a phrase confirmation (see /pending)".into();
     };
     let id: ConfirmationId = match id.trim_start_matches('#').parse() {
         Ok(id) => id,
         Err(e) => return e,
     };
-    let code = match parts.next().map(str::parse::<OperatorCode>).transpose() {
-        Ok(code) => code,
-        Err(e) => return format!("✘ that is not a code: {e}. #{id} is not approved."),
-    };
-    let current = match parts.next().map(str::parse::<OperatorCode>).transpose() {
-        Ok(current) => current,
-        Err(e) => return format!("✘ the second code is not a code: {e}. #{id} is not approved."),
-    };
     if parts.next().is_some() {
-        return "Usage: /approve <id> <code> [<current code>]".into();
+        return codes_go_to_the_approver(ctx);
     }
-    if current.is_some() {
-        return match ctx.with_store(|s| s.confirmation(id)) {
-            Ok(row) if row.confirmation.kind == ConfirmationKind::ImportKeys => {
-                import_with_codes(ctx, user, &row, code.as_ref(), current.as_ref()).await
-            }
-            Ok(_) => format!("#{id} takes one code: /approve {id} <code>"),
-            Err(e) => e,
-        };
-    }
-    approve(ctx, user, id, code.as_ref()).await
+    approve(ctx, user, id).await
 }
 
-/// Approves pending `id` with `code` (when its kind needs one).
-pub(super) async fn approve(
-    ctx: &Ctx,
-    user: i64,
-    id: ConfirmationId,
-    code: Option<&OperatorCode>,
-) -> String {
+/// What a code typed in this chat gets: nothing is sent anywhere.
+pub(super) fn codes_go_to_the_approver(ctx: &Ctx) -> String {
+    format!(
+        "Codes are never taken in this chat: nothing was sent. Answer in {} by replying with your code to the message that shows the request.",
+        ctx.config.approver_chat()
+    )
+}
+
+/// Starts what `id` needs from the operator here.
+pub(super) async fn approve(ctx: &Ctx, user: i64, id: ConfirmationId) -> String {
     let now = unix_now();
     let row = match ctx.with_store(|s| s.confirmation(id)) {
         Ok(row) => row,
@@ -71,49 +53,27 @@ pub(super) async fn approve(
         return answer;
     }
     match row.confirmation.kind {
-        ConfirmationKind::SignerApproval => {
-            let Some(code) = code else {
-                return format!("#{id} needs your authenticator code: /approve {id} <code>");
-            };
-            approvals::signer_approval(ctx, user, &row, code).await
-        }
-        ConfirmationKind::ImportKeys => import_with_codes(ctx, user, &row, code, None).await,
+        ConfirmationKind::SignerApproval | ConfirmationKind::ImportKeys => format!(
+            "#{id} is answered in {}: reply there to the message that shows it, with your code. Nothing is approved here; /deny {id} drops it here.",
+            ctx.config.approver_chat()
+        ),
         kind if kind.needs_phrase() => {
-            if ctx.state(user) != (State::AwaitingCode { id }) {
-                ctx.set_state(user, State::AwaitingPhrase { id });
+            let payload: Value =
+                serde_json::from_str(&row.confirmation.payload_json).unwrap_or_default();
+            if payload["request_id"].is_string() {
                 return format!(
-                    "To confirm #{id} ({}), type exactly:\n{}",
-                    row.confirmation.summary, ctx.config.phrase
+                    "#{id}: the phrase was typed; it waits for your code in {}.",
+                    ctx.config.approver_chat()
                 );
             }
-            let Some(code) = code else {
-                return format!("Phrase accepted for #{id}: now send your authenticator code.");
-            };
-            run_phrase_confirmation(ctx, user, &row, code).await
+            ctx.set_state(user, State::AwaitingPhrase { id });
+            format!(
+                "To confirm #{id} ({}), type exactly:\n{}",
+                row.confirmation.summary, ctx.config.phrase
+            )
         }
         _ => format!("#{id} is answered with its Yes/No buttons (or /deny {id})."),
     }
-}
-
-/// A key-ceremony import confirmed with the new ceremony's code (and, replacing keys, the
-/// current authenticator's).
-async fn import_with_codes(
-    ctx: &Ctx,
-    user: i64,
-    row: &ConfirmationRow,
-    code: Option<&OperatorCode>,
-    current: Option<&OperatorCode>,
-) -> String {
-    let id = row.id;
-    if let Some(answer) = not_open(ctx, row, unix_now()) {
-        return answer;
-    }
-    let Some(code) = code else {
-        return format!(
-            "#{id} needs a code from the authenticator entry made at the ceremony: /approve {id} <code>"
-        );
-    };
-    approvals::import_keys(ctx, user, row, code, current).await
 }
 
 /// A Yes/No button press: `yes:<id>` or `no:<id>`. A Yes to a live transfer runs it (at
@@ -140,7 +100,10 @@ pub(super) async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
         ConfirmationKind::SignerApproval | ConfirmationKind::ImportKeys
     ) || row.confirmation.kind.needs_phrase()
     {
-        return format!("#{id} needs more than a button: /approve {id} <code>.");
+        return format!(
+            "#{id} needs more than a button: /approve {id} here for the phrase, then your code in {}.",
+            ctx.config.approver_chat()
+        );
     }
     let done = match ctx.with_store(|s| s.resolve_confirmation(id, resolution, user, unix_now())) {
         Ok(done) => done,
@@ -171,54 +134,25 @@ pub(super) fn deny(ctx: &Ctx, user: i64, args: &str) -> String {
 }
 
 fn do_deny(ctx: &Ctx, user: i64, id: ConfirmationId) -> String {
-    match ctx.with_store(|s| s.resolve_confirmation(id, Resolution::Denied, user, unix_now())) {
-        Ok(row) => {
-            ctx.clear_state_for(id);
-            let tail = if row.confirmation.kind == ConfirmationKind::SignerApproval {
-                " The signer's own request expires unapproved."
-            } else {
-                ""
-            };
-            format!(
-                "#{id} denied: {}. It will not run.{tail}",
-                row.confirmation.summary
-            )
-        }
-        Err(e) => e,
-    }
+    ctx.clear_state_for(id);
+    ctx.orch.deny_pending(id, user)
 }
 
-/// Free text from an operator: the phrase, a code, or a reply carrying a code.
-pub(super) async fn text(
-    ctx: &Ctx,
-    user: i64,
-    text: &str,
-    replied_to: Option<&str>,
-) -> Option<String> {
+/// Free text from an operator: the phrase of a phrase confirmation. A code is refused unsent,
+/// whatever it replies to.
+pub(super) async fn text(ctx: &Ctx, user: i64, text: &str) -> Option<String> {
     let t = text.trim();
-    let code = t.parse::<OperatorCode>().ok();
-    match ctx.state(user) {
-        State::AwaitingPhrase { id } => {
-            if t == ctx.config.phrase {
-                ctx.set_state(user, State::AwaitingCode { id });
-                return Some(format!(
-                    "Phrase accepted for #{id}. Now send the 6-digit code from your authenticator (the signer checks it)."
-                ));
-            }
-            ctx.set_state(user, State::Idle);
-            return Some(format!(
-                "That is not the exact phrase, so nothing was confirmed. #{id} is still pending: /approve {id} to start again, /deny {id} to drop it."
-            ));
+    if let State::AwaitingPhrase { id } = ctx.state(user) {
+        ctx.set_state(user, State::Idle);
+        if t == ctx.config.phrase {
+            return Some(to_approver::ask_signer(ctx, id).await);
         }
-        State::AwaitingCode { id } if code.is_some() => {
-            return Some(approve(ctx, user, id, code.as_ref()).await);
-        }
-        _ => {}
+        return Some(format!(
+            "That is not the exact phrase, so nothing was confirmed. #{id} is still pending: /approve {id} to start again, /deny {id} to drop it."
+        ));
     }
-    if code.is_some()
-        && let Some(id) = replied_to.and_then(confirmation_id_in)
-    {
-        return Some(approve(ctx, user, id, code.as_ref()).await);
+    if t.parse::<OperatorCode>().is_ok() {
+        return Some(codes_go_to_the_approver(ctx));
     }
     None
 }
@@ -237,21 +171,8 @@ pub(super) fn pause(ctx: &Ctx, user: i64, args: &str, paused: bool) -> String {
 }
 
 fn do_pause(ctx: &Ctx, user: i64, agent: &AgentConfig, paused: bool) -> String {
-    if let Err(e) = ctx.with_store(|s| operator::set_paused(s, &agent.id, paused)) {
-        return e;
-    }
-    if paused {
-        ctx.orch.alert(Alert::AgentPaused {
-            agent: agent.id.clone(),
-            by: format!("by operator {user}"),
-        });
-        format!(
-            "{} paused: it makes no decisions until /resume {}.",
-            agent.id, agent.id
-        )
-    } else {
-        format!("{} resumed: it decides again on its schedule.", agent.id)
-    }
+    ctx.orch
+        .set_paused_by(&agent.id, paused, &format!("by operator {user}"))
 }
 
 /// `/paper <agent>`: always allowed without a code (it only removes risk), unless marked.
@@ -267,13 +188,7 @@ pub(super) fn paper(ctx: &Ctx, user: i64, args: &str) -> String {
 }
 
 fn do_paper(ctx: &Ctx, agent: &AgentConfig) -> String {
-    match ctx.with_store(|s| operator::set_mode(s, &agent.id, Mode::Paper, &BTreeSet::new())) {
-        Ok(()) => format!(
-            "{} is in paper mode: its actions are simulated, nothing is broadcast.",
-            agent.id
-        ),
-        Err(e) => e,
-    }
+    ctx.orch.to_paper(&agent.id)
 }
 
 /// `/live <agent> [asset]`: a phrase confirmation.
@@ -287,13 +202,11 @@ pub(super) fn live(ctx: &Ctx, user: i64, args: &str) -> String {
         Ok(asset) => asset,
         Err(e) => return e,
     };
-    let purpose = format!("go_live {} {asset}", agent.id);
     let summary = format!(
         "{} goes LIVE for {asset}: real transfers, within the signed policy",
         agent.id
     );
-    let payload =
-        json!({"action": "go_live", "agent": agent.id, "asset": asset, "purpose": purpose});
+    let payload = json!({"action": "go_live", "agent": agent.id, "asset": asset});
     open_confirmation(
         ctx,
         user,
@@ -326,7 +239,6 @@ pub(super) fn setcap(ctx: &Ctx, user: i64, args: &str) -> String {
     let Ok(amount) = amount.parse::<u128>() else {
         return format!("{USAGE}\n(the amount is a whole number of base units)");
     };
-    let purpose = format!("set_limit {} {asset} {} {amount}", agent.id, cap.as_str());
     let summary = format!(
         "set {}'s {} cap for {asset} to {amount} base units",
         agent.id,
@@ -334,7 +246,7 @@ pub(super) fn setcap(ctx: &Ctx, user: i64, args: &str) -> String {
     );
     // Stored keys keep the wire's names: the action is the signer op it leads to.
     let payload = json!({"action": "set_limit", "agent": agent.id, "asset": asset,
-        "limit": cap.as_str(), "amount": amount.to_string(), "purpose": purpose});
+        "limit": cap.as_str(), "amount": amount.to_string()});
     open_confirmation(
         ctx,
         user,
@@ -347,8 +259,7 @@ pub(super) fn setcap(ctx: &Ctx, user: i64, args: &str) -> String {
 
 /// A command the config marks destructive: recorded, then the phrase and a code.
 fn confirm_command(ctx: &Ctx, user: i64, command: &str, arg: &str) -> String {
-    let purpose = format!("{command} {arg}");
-    let payload = json!({"action": "command", "command": command, "arg": arg, "purpose": purpose});
+    let payload = json!({"action": "command", "command": command, "arg": arg});
     let agent = agent_arg(ctx, arg).ok();
     let summary = format!("/{command} {arg} (marked destructive in the config)");
     match agent {
@@ -407,135 +318,15 @@ fn open_confirmation_for(
     ctx.mark_announced(id);
     ctx.set_state(user, State::AwaitingPhrase { id });
     format!(
-        "#{id} {summary}.\nTo confirm, type exactly:\n{}\nthen send your authenticator code. /deny {id} cancels; it expires in {} min.",
+        "#{id} {summary}.\nTo confirm, type exactly:\n{}\nThen the signer puts it to you in {}, where your authenticator code goes. /deny {id} cancels; it expires in {} min.",
         ctx.config.phrase,
+        ctx.config.approver_chat(),
         ctx.config.pending_expiry_secs / 60
     )
 }
 
-/// The phrase was typed; the signer checks `code` for the row's purpose, then it runs.
-async fn run_phrase_confirmation(
-    ctx: &Ctx,
-    user: i64,
-    row: &ConfirmationRow,
-    code: &OperatorCode,
-) -> String {
-    let id = row.id;
-    let payload: Value = serde_json::from_str(&row.confirmation.payload_json).unwrap_or_default();
-    let purpose = payload["purpose"].as_str().unwrap_or_default().to_string();
-    let agent = row
-        .confirmation
-        .agent
-        .as_ref()
-        .and_then(|a| ctx.orch.agents().iter().find(|c| &c.id == a))
-        .cloned();
-    let checked: Result<String, SignerError> = match payload["action"].as_str() {
-        Some("set_limit") => {
-            let (Some(agent), Some(asset), Some(cap), Some(amount)) = (
-                &agent,
-                payload["asset"].as_str().and_then(|a| a.parse().ok()),
-                payload["limit"].as_str().and_then(cap_kind),
-                payload["amount"]
-                    .as_str()
-                    .and_then(|a| a.parse::<u128>().ok()),
-            ) else {
-                return format!("#{id} is unreadable; /deny {id} and ask again");
-            };
-            let request = SetCapRequest {
-                agent: agent.id.clone(),
-                asset,
-                cap,
-                amount: Amount::from_base_units(amount),
-                code: code.clone(),
-            };
-            let mut signer = ctx.orch.signer().lock().await;
-            signer.set_cap(request).await.map(|r| {
-                format!(
-                    "{}'s {} cap for {} is now {} (signed ceiling {}).",
-                    r.agent,
-                    r.cap.as_str(),
-                    r.asset,
-                    r.amount.base_units(),
-                    r.ceiling.base_units()
-                )
-            })
-        }
-        Some("go_live" | "command") => {
-            let Ok(purpose) = Purpose::try_from(purpose) else {
-                return format!("#{id} is unreadable; /deny {id} and ask again");
-            };
-            let request = ConfirmRequest {
-                purpose,
-                code: code.clone(),
-            };
-            let mut signer = ctx.orch.signer().lock().await;
-            signer.confirm(request).await.map(|c| {
-                format!(
-                    "the signer confirmed {:?} (ledger #{})",
-                    c.purpose.as_str(),
-                    c.ledger_seq
-                )
-            })
-        }
-        _ => return format!("#{id} is unreadable; /deny {id} and ask again"),
-    };
-    let confirmed = match checked {
-        Ok(text) => text,
-        Err(e) => return approvals::code_refused(ctx, user, id, e),
-    };
-    ctx.set_state(user, State::Idle);
-    if let Err(e) =
-        ctx.with_store(|s| s.resolve_confirmation(id, Resolution::Approved, user, unix_now()))
-    {
-        return format!("{confirmed}, but {e}");
-    }
-    let effect = match (payload["action"].as_str(), &agent) {
-        (Some("go_live"), Some(agent)) => {
-            let Some(asset) = payload["asset"]
-                .as_str()
-                .and_then(|a| a.parse::<AssetSymbol>().ok())
-            else {
-                return format!("#{id} names no asset; /deny {id} and ask again");
-            };
-            let current = ctx
-                .with_store(|s| Ok(operator::with_mode_override(s, agent)))
-                .map(|a| {
-                    if a.mode == Mode::Live {
-                        a.live_assets
-                    } else {
-                        BTreeSet::new()
-                    }
-                })
-                .unwrap_or_default();
-            let mut assets = current;
-            assets.insert(asset);
-            match ctx.with_store(|s| operator::set_mode(s, &agent.id, Mode::Live, &assets)) {
-                Ok(()) => format!("{} is LIVE for {asset}.", agent.id),
-                Err(e) => e,
-            }
-        }
-        (Some("command"), _) => {
-            let arg = payload["arg"].as_str().unwrap_or_default();
-            match (payload["command"].as_str(), &agent) {
-                (Some("pause"), Some(a)) => do_pause(ctx, user, a, true),
-                (Some("resume"), Some(a)) => do_pause(ctx, user, a, false),
-                (Some("paper"), Some(a)) => do_paper(ctx, a),
-                (Some("deny"), _) => match arg.parse() {
-                    Ok(target) => do_deny(ctx, user, target),
-                    Err(e) => e,
-                },
-                _ => format!("#{id}: nothing to run"),
-            }
-        }
-        _ => String::new(),
-    };
-    format!("✔ #{id}: {confirmed} {effect}")
-        .trim_end()
-        .to_string()
-}
-
 /// An answer when `row` can no longer be approved (answered or expired), else `None`.
-fn not_open(ctx: &Ctx, row: &ConfirmationRow, now: u64) -> Option<String> {
+pub(super) fn not_open(ctx: &Ctx, row: &ConfirmationRow, now: u64) -> Option<String> {
     let id = row.id;
     match row.status {
         ConfirmationStatus::Approved => Some(format!(
@@ -576,7 +367,7 @@ fn agent_arg(ctx: &Ctx, arg: &str) -> Result<AgentConfig, String> {
         })
 }
 
-fn cap_kind(s: &str) -> Option<CapKind> {
+pub(super) fn cap_kind(s: &str) -> Option<CapKind> {
     match s {
         "per_tx" => Some(CapKind::PerTx),
         "velocity_24h" => Some(CapKind::Velocity24h),
@@ -596,30 +387,4 @@ fn known_asset(arg: &str) -> Result<AssetSymbol, String> {
                 known_assets()
             )
         })
-}
-
-/// The first `#<number>` in a bot message the operator replied to.
-pub(super) fn confirmation_id_in(text: &str) -> Option<ConfirmationId> {
-    let start = text.find('#')? + 1;
-    let digits: String = text[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_in_replies() {
-        assert_eq!(
-            confirmation_id_in("#12 the signer asks for your code"),
-            Some(ConfirmationId(12))
-        );
-        assert_eq!(confirmation_id_in("no id here"), None);
-        assert_eq!(confirmation_id_in("# 12"), None);
-        assert_eq!(confirmation_id_in("#0"), None);
-    }
 }

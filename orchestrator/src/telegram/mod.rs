@@ -1,6 +1,8 @@
 //! The operator interface on Telegram (teloxide, long polling): commands, confirmations
-//! with Yes/No buttons, signer approvals and phrase confirmations whose codes the signer
-//! checks, and alerts pushed to the operators.
+//! with Yes/No buttons, the phrase of phrase confirmations, and alerts pushed to the
+//! operators. It never takes an operator code: approvals, the code of a phrase confirmation
+//! and key imports are answered in `vigil-approver`'s own chat (a second bot), and the
+//! orchestrator only follows their outcome at the signer.
 //!
 //! Only updates from the user ids in `[telegram].operators` are obeyed: the first branch of
 //! [`schema`] drops everything else without a reply (logged, rate-limited). Confirmations
@@ -16,10 +18,10 @@
 //! a confirmation that could not be shown is shown on a later round.
 
 mod access;
-mod approvals;
 mod bot;
 mod commands;
 mod confirmations;
+mod to_approver;
 
 use std::collections::{BTreeSet, HashMap};
 use std::error::Error;
@@ -127,11 +129,6 @@ pub(crate) enum State {
         /// The confirmation.
         id: ConfirmationId,
     },
-    /// The phrase was typed; waiting for the code for `id`.
-    AwaitingCode {
-        /// The confirmation.
-        id: ConfirmationId,
-    },
 }
 
 /// What every handler shares.
@@ -178,9 +175,7 @@ impl Ctx {
     /// Forgets every operator's phrase dialogue about `id` (denied or expired).
     fn clear_state_for(&self, id: ConfirmationId) {
         if let Ok(mut s) = self.states.lock() {
-            s.retain(|_, st| {
-                !matches!(st, State::AwaitingPhrase { id: i } | State::AwaitingCode { id: i } if *i == id)
-            });
+            s.retain(|_, st| !matches!(st, State::AwaitingPhrase { id: i } if *i == id));
         }
     }
 
@@ -345,8 +340,7 @@ async fn on_text(bot: Bot, msg: Message, ctx: Arc<Ctx>) -> HandlerResult {
         return Ok(());
     };
     let text = msg.text().unwrap_or_default();
-    let replied = msg.reply_to_message().and_then(|m| m.text());
-    let answer = confirmations::text(&ctx, user, text, replied)
+    let answer = confirmations::text(&ctx, user, text)
         .await
         .unwrap_or_else(|| HINT.to_string());
     bot.send_message(msg.chat.id, clip(&answer)).await?;
@@ -432,8 +426,8 @@ async fn announce_confirmations(bot: BotClient, ctx: Arc<Ctx>) {
             if !new {
                 continue;
             }
-            let text = commands::announcement(&row, &ctx.config.phrase, now);
-            // Codes, not buttons: signer approvals, key imports and phrase confirmations.
+            let text = commands::announcement(&row, &ctx.config, now);
+            // No buttons: what is answered in the approver's chat, and phrase confirmations.
             let buttons = !(matches!(
                 row.confirmation.kind,
                 ConfirmationKind::SignerApproval | ConfirmationKind::ImportKeys

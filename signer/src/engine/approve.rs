@@ -1,27 +1,16 @@
-//! The engine's `approve` op: the operator's code completes an approval; the request is
-//! decided again (without the threshold) with a fresh context, then signed and committed.
+//! The engine's `approve` op (the approver's): the operator's code GRANTS a waiting approval.
+//! Nothing is built or signed here: the grant is recorded durably (`approval_granted`, the
+//! code's step spent) and the asker collects the one signature with `sign` (`engine/sign.rs`),
+//! bringing a fresh blockhash, until the grant's deadline.
 
-use vigil_protocol::{ApproveRequest, ErrorKind, SignRequest, SignResult};
+use vigil_protocol::{ApproveRequest, ApproveResult, GrantStatus};
 
-use super::prepare::sign_prepared;
-use super::{Engine, Refusal, network_of};
-use crate::ledger::{Event, intent_digest};
-use crate::policy::{self, Verdict};
+use super::{Engine, Refusal};
+use crate::ledger::{Event, Remembered, intent_digest};
 
 impl Engine {
-    pub(super) async fn approve(&self, r: ApproveRequest) -> Result<SignResult, Refusal> {
+    pub(super) async fn approve(&self, r: ApproveRequest) -> Result<ApproveResult, Refusal> {
         let now = (self.clock)();
-        // Check the fresh context (if any) before the code is spent.
-        let request = self.lock().approvals.get(&r.approval_id).cloned();
-        let prepared = match &request {
-            Some(p) => {
-                let key = self.check_agent(&p.agent, &p.intent)?;
-                let context = r.context.clone().unwrap_or_else(|| p.context.clone());
-                Some(self.prepare(&p.agent, key, &p.intent, &context, false)?)
-            }
-            None => None,
-        };
-
         let verified = self.lock().approvals.verify(&r.approval_id, &r.code, now);
         let (request, step) = match verified {
             Ok(v) => v,
@@ -30,79 +19,51 @@ impl Engine {
                     approval_id: r.approval_id.clone(),
                     kind: refusal.kind,
                 };
-                if let Err(e) = self.audit.append(now, vec![event]).await {
+                if let Err(e) = self.journal(now, vec![event]).await {
                     tracing::error!(error = %e, "could not record a refused approval");
                 }
                 return Err(Refusal::new(refusal.kind, refusal.message));
             }
         };
-        let (chain, network) = network_of(&request.intent);
-        let (Some(prepared), Some(key)) = (
-            prepared,
-            self.keys.get(&(request.agent.clone(), chain, network)),
-        ) else {
-            return Err(Refusal::internal(
-                "approval state changed during verification; ask again",
-            ));
+        let summary = request.summary.clone();
+        let collect_by = {
+            let mut inner = self.lock();
+            let collect_by = inner
+                .approvals
+                .grant(r.approval_id.clone(), request.clone(), now);
+            // The idempotency record lives until the grant's deadline, so that `sign` finds it.
+            inner.ledger.remember(
+                &request.agent,
+                &request.idempotency_key,
+                Remembered::AwaitingApproval {
+                    intent_digest: intent_digest(&request.intent),
+                    approval_id: r.approval_id.clone(),
+                    expires_at: collect_by,
+                },
+            );
+            collect_by
         };
         let granted = Event::ApprovalGranted {
             approval_id: r.approval_id.clone(),
             totp_step: step,
+            collect_by: Some(collect_by),
         };
-        let sign_req = SignRequest {
-            agent: request.agent.clone(),
-            intent: request.intent.clone(),
-            context: request.context.clone(),
-            idempotency_key: request.idempotency_key.clone(),
-        };
-        let digest = intent_digest(&request.intent);
-
-        let decided = {
-            let mut inner = self.lock();
-            let verdict = policy::decide_approved(
-                &self.policy,
-                &inner.ledger,
-                &request.agent,
-                &request.intent,
-                now,
-            );
-            match verdict {
-                Verdict::Allow | Verdict::NeedsApproval { .. } => {
-                    let (event, signed) = sign_prepared(
-                        &sign_req,
-                        &digest,
-                        &prepared,
-                        &key.key,
-                        Some(r.approval_id.clone()),
-                    )?;
-                    inner
-                        .ledger
-                        .record_spend(&request.agent, prepared.asset, prepared.amount, now);
-                    Ok((event, signed))
-                }
-                Verdict::Deny { rule, message } => Err(Refusal {
-                    kind: ErrorKind::PolicyDenied,
-                    rule: Some(rule),
-                    message: format!("approved, but the policy now refuses it: {message}"),
-                }),
-            }
-        };
-        match decided {
-            Ok((event, signed)) => self
-                .commit(&sign_req, &digest, event, signed, now, vec![granted])
-                .await
-                .map(SignResult::Signed),
-            Err(refusal) => {
-                let denied = Event::Denied {
-                    agent: request.agent.clone(),
-                    kind: refusal.kind,
-                    rule: refusal.rule,
-                    message: refusal.message.clone(),
-                };
-                if let Err(e) = self.audit.append(now, vec![granted, denied]).await {
-                    tracing::error!(error = %e, "could not record an approval");
-                }
-                Err(refusal)
+        match self.journal(now, vec![granted]).await {
+            Ok(appended) => Ok(ApproveResult {
+                status: GrantStatus::Granted,
+                approval_id: r.approval_id,
+                summary,
+                ledger_seq: appended.last().map_or(0, |a| a.seq),
+                collect_by,
+            }),
+            Err(e) => {
+                // Not durable, so not granted: nothing can be collected (the code's step stays
+                // spent in memory: it is never accepted twice).
+                self.lock().approvals.revoke_grant(&r.approval_id);
+                Err(Refusal::internal(format!(
+                    "the grant could not be recorded durably ({e}); nothing was granted. \
+                     Fix the signer's state disk and restart it"
+                )))
             }
         }
     }

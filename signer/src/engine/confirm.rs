@@ -1,26 +1,78 @@
-//! The engine's `confirm` op: an operator code for a named purpose, checked, recorded
-//! durably and used up.
+//! The engine's `confirm` op (the approver's): the operator's code answers one
+//! `request_confirmation`, by the id the signer gave it. Whether the request can still be
+//! answered is checked before the code; the confirmation is recorded durably before the
+//! answer, and the code's step is used up.
 
-use vigil_protocol::{ConfirmRequest, ConfirmResult};
+use vigil_protocol::{AwaitingKind, ConfirmRequest, ConfirmResult, RequestState};
 
+use super::requests::purpose_text;
 use super::{Engine, Refusal};
 use crate::ledger::Event;
 
 impl Engine {
-    /// `confirm`: checks an operator code for a named purpose (a phrase confirmation such as going
-    /// live), records it durably and uses the code up. The orchestrator cannot produce a
-    /// confirmation without the operator's authenticator.
+    /// `confirm`: the asker learns the outcome from `request_status`.
     pub(super) async fn confirm(&self, r: ConfirmRequest) -> Result<ConfirmResult, Refusal> {
-        let step = self.operator_code(r.purpose.as_str(), &r.code).await?;
-        let event = Event::OperatorConfirmed {
-            purpose: r.purpose.clone(),
-            totp_step: step,
+        let now = (self.clock)();
+        let (purpose, summary) = {
+            let inner = self.lock();
+            let p = inner
+                .requests
+                .answerable(&r.request_id, AwaitingKind::Confirmation, now)
+                .map_err(|n| Refusal::new(n.kind, n.message))?;
+            (purpose_text(&r.request_id, &p.body)?, p.summary.clone())
         };
-        let seq = self.record_operator_event(event).await?;
+        let step = self.operator_code(purpose.as_str(), &r.code).await?;
+        self.claim_request(&r.request_id, RequestState::Granted, now)?;
+        let event = Event::OperatorConfirmed {
+            purpose,
+            totp_step: step,
+            request_id: Some(r.request_id.clone()),
+        };
+        let seq = self
+            .record_answer(&r.request_id, event, RequestState::Granted)
+            .await?;
         Ok(ConfirmResult {
             confirmed: true,
-            purpose: r.purpose,
+            request_id: r.request_id,
+            summary,
             ledger_seq: seq,
         })
+    }
+
+    /// Marks a request answered before its record is written, so that two answers racing
+    /// each other cannot both succeed (the second's code is spent and refused).
+    pub(super) fn claim_request(
+        &self,
+        id: &vigil_protocol::OperatorRequestId,
+        state: RequestState,
+        now: u64,
+    ) -> Result<(), Refusal> {
+        if self.lock().requests.claim(id, state, now) {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                vigil_protocol::ErrorKind::ApprovalUsed,
+                format!("request {id} was answered (or expired) while this code was checked"),
+            ))
+        }
+    }
+
+    /// Records the answer to a claimed request durably; undoes the claim if it cannot.
+    pub(super) async fn record_answer(
+        &self,
+        id: &vigil_protocol::OperatorRequestId,
+        event: Event,
+        state: RequestState,
+    ) -> Result<u64, Refusal> {
+        match self.record_operator_event(event).await {
+            Ok(seq) => {
+                self.lock().requests.resolve(id, state, seq);
+                Ok(seq)
+            }
+            Err(refusal) => {
+                self.lock().requests.unclaim(id);
+                Err(refusal)
+            }
+        }
     }
 }

@@ -18,8 +18,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use vigil_protocol::{
-    ErrorKind, ImportConfirmRequest, ImportConfirmResult, ImportConfirmStatus, ImportStatusResult,
-    Op,
+    AwaitingItem, AwaitingKind, ErrorKind, ImportConfirmRequest, ImportConfirmResult,
+    ImportConfirmStatus, ImportStatusResult, Op,
 };
 
 use super::{Engine, Refusal};
@@ -39,7 +39,7 @@ pub(crate) enum After {
 /// Where an `import_confirm` comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Origin {
-    /// A peer on the socket (the orchestrator, carrying the operator's codes).
+    /// A peer on the socket (the approver, carrying the operator's codes).
     Socket,
     /// `vigil-signer import-confirm`, run by root at the appliance with the signer stopped.
     Console,
@@ -92,17 +92,74 @@ impl ImportState {
         self.expired.clone().into_iter().chain(applied).collect()
     }
 
+    /// The staged import as `awaiting` lists it: only one the approver can confirm (staged
+    /// and checked, not yet confirmed, not a first install, which the console confirms).
+    pub(super) fn awaiting_item(&self) -> Option<AwaitingItem> {
+        if self.awaiting_keys || self.confirmed.load(Ordering::SeqCst) {
+            return None;
+        }
+        let status = self.status();
+        if !status.staged || status.error.is_some() {
+            return None;
+        }
+        let digest = status.manifest_digest?;
+        let keys: Vec<String> = status
+            .agents
+            .iter()
+            .map(|a| {
+                let network = a.network.map_or(String::new(), |n| format!(" {n}"));
+                format!(
+                    "{} {}{network} {} (fingerprint {})",
+                    a.agent, a.chain, a.address, a.fingerprint
+                )
+            })
+            .collect();
+        let authority = if status.current_code_required {
+            "it REPLACES this appliance's keys: answer with a code of the NEW ceremony's authenticator entry and one of today's"
+        } else {
+            "it replaces this appliance's keys under the policy key it already pins: answer with a code of the NEW ceremony's authenticator entry"
+        };
+        let summary = format!(
+            "IMPORT KEYS, manifest {digest}, made {}: {}; policy {} signed by key {}; {authority}. Compare every fingerprint with the ceremony's printout first",
+            status
+                .created_at
+                .map_or("at an unknown time".into(), |t| format!("at {t}")),
+            keys.join("; "),
+            status.policy_digest.as_deref().unwrap_or("?"),
+            status.policy_key_fingerprint.as_deref().unwrap_or("?"),
+        );
+        Some(AwaitingItem {
+            id: digest.to_string(),
+            kind: AwaitingKind::Import,
+            summary,
+            expires_at: 0,
+            created_seq: 0,
+            current_code_required: status.current_code_required,
+        })
+    }
+
     /// While awaiting keys, everything but `hello`, `status` and the import ops is refused.
     pub(super) fn refuse_while_awaiting_keys(&self, op: &Op) -> Option<Refusal> {
         if !self.awaiting_keys {
             return None;
         }
         let kind = match op {
-            Op::Hello | Op::Status | Op::Audit(_) | Op::ImportStatus | Op::ImportConfirm(_) => {
+            Op::Hello
+            | Op::Status
+            | Op::Audit(_)
+            | Op::ImportStatus
+            | Op::ImportConfirm(_)
+            | Op::Awaiting
+            | Op::Events(_) => {
                 return None;
             }
             Op::Sign(_) | Op::DryRun(_) => ErrorKind::UnknownAgent,
-            Op::Approve(_) | Op::Confirm(_) | Op::SetCap(_) => ErrorKind::BadRequest,
+            Op::Approve(_)
+            | Op::Confirm(_)
+            | Op::SetCap(_)
+            | Op::RequestConfirmation(_)
+            | Op::RequestSetCap(_)
+            | Op::RequestStatus(_) => ErrorKind::BadRequest,
         };
         Some(Refusal::new(
             kind,

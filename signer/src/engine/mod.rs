@@ -8,24 +8,33 @@
 //! group-committed with other requests' writes.
 //!
 //! This file is the dispatcher and what the operations share (the [`Refusal`], the audit of
-//! a refusal, the durable commit of a spend). Each operation has its own file: `hello`,
-//! `status`, `dry_run`, `sign`, `approve`, `confirm`, `set_cap` (the `set_limit` op),
-//! `audit_op`, and `import` (`import_status`, `import_confirm`); `prepare` builds and signs
-//! a transaction, `operator_code` checks codes that are not bound to an approval.
+//! a refusal, the durable commit of a spend, every append to the journal). The peer's role
+//! is checked first, in `roles`, against the table of `vigil_protocol::Op::access`. Each
+//! operation has its own file: `hello`, `status`, `dry_run`, `sign` (which also collects a
+//! granted approval), `approve` (grants), `requests` (`request_confirmation`,
+//! `request_set_cap`, `request_status`), `confirm`, `set_cap` (the `set_limit` op),
+//! `awaiting`, `events`, `audit_op`, and `import` (`import_status`, `import_confirm`);
+//! `prepare` builds and signs a transaction, `operator_code` checks codes that are not bound
+//! to an approval.
 
 mod approve;
 mod audit_op;
+mod awaiting;
 mod confirm;
 mod dry_run;
+mod events;
 mod hello;
 mod import;
 mod operator_code;
 mod prepare;
+mod requests;
+mod roles;
 mod set_cap;
 mod sign;
 mod status;
 
 pub(crate) use import::{After, Origin};
+pub(crate) use roles::Peer;
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -37,13 +46,15 @@ use vigil_protocol::{
 };
 
 use crate::approval::Approvals;
-use crate::audit::{AuditLog, Entry};
+use crate::audit::{Appended, AuditError, AuditLog, Entry};
 use crate::chains::solana;
 use crate::import::live::AtStart;
 use crate::keyring::AgentKeys;
 use crate::keys::Ed25519Key;
 use crate::ledger::{Event, Ledger, Remembered};
+use crate::operator_events::EventWindow;
 use crate::policy::Policy;
+use crate::requests::Requests;
 
 /// A refusal: becomes an error response, and (for decisions) an audit entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,6 +118,8 @@ pub(crate) struct Engine {
     keys: BTreeMap<(AgentId, Chain, Network), AgentKey>,
     audit: AuditLog<Event>,
     inner: Mutex<Inner>,
+    /// The latest operator events, for `events` (its own lock: appends feed it).
+    window: Mutex<EventWindow>,
     import: import::ImportState,
     clock: fn() -> u64,
 }
@@ -114,6 +127,10 @@ pub(crate) struct Engine {
 struct Inner {
     ledger: Ledger,
     approvals: Approvals,
+    /// Confirmations and cap changes waiting for (or answered by) the operator.
+    requests: Requests,
+    /// The audit entry of each approval request still known, for `awaiting`.
+    approval_seqs: std::collections::HashMap<vigil_protocol::ApprovalId, u64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -149,7 +166,19 @@ impl Engine {
             awaiting_keys,
             pinned_policy_key,
         } = parts;
-        let ledger = Ledger::replay(&replayed, &mut approvals, clock());
+        let now = clock();
+        let ledger = Ledger::replay(&replayed, &mut approvals, now);
+        let requests = Requests::replay(&replayed, now);
+        let mut window = EventWindow::default();
+        let mut approval_seqs = std::collections::HashMap::new();
+        for e in &replayed {
+            window.push(e.seq, e.ts, &e.event);
+            if let Event::ApprovalRequested { approval_id, .. } = &e.event
+                && approvals.get(approval_id).is_some()
+            {
+                approval_seqs.insert(approval_id.clone(), e.seq);
+            }
+        }
         let keys = keys
             .into_iter()
             .map(|((agent, chain, network), key)| {
@@ -165,7 +194,13 @@ impl Engine {
             policy,
             keys,
             audit,
-            inner: Mutex::new(Inner { ledger, approvals }),
+            inner: Mutex::new(Inner {
+                ledger,
+                approvals,
+                requests,
+                approval_seqs,
+            }),
+            window: Mutex::new(window),
             import: import::ImportState::new(import, awaiting_keys, pinned_policy_key),
             clock,
         }
@@ -180,8 +215,7 @@ impl Engine {
             policy_digest: policy_digest.clone(),
         }];
         events.extend(self.import.start_events(policy_digest));
-        self.audit
-            .append((self.clock)(), events)
+        self.journal((self.clock)(), events)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -199,8 +233,7 @@ impl Engine {
 
     /// Appends `events` durably (the console's import confirmation records what it applied).
     pub(crate) async fn record_events(&self, events: Vec<Event>) -> Result<(), String> {
-        self.audit
-            .append((self.clock)(), events)
+        self.journal((self.clock)(), events)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -217,8 +250,13 @@ impl Engine {
 
     /// Answers one request with the JSON text of its response, and says what the server must
     /// do once the answer is written (exit for a restart after a confirmed import: see [`After`]).
-    pub(crate) async fn handle_request(&self, req: Request) -> (String, After) {
+    /// `peer` is the connection's uid and role: the op is checked against the role first,
+    /// before anything else looks at it (`roles.rs`).
+    pub(crate) async fn handle_request(&self, req: Request, peer: Peer) -> (String, After) {
         let Request { id, op } = req;
+        if let Err(refusal) = self.check_role(peer, &op).await {
+            return (respond::<()>(id, Err(refusal)), After::Continue);
+        }
         if let Some(refusal) = self.import.refuse_while_awaiting_keys(&op) {
             return (respond::<()>(id, Err(refusal)), After::Continue);
         }
@@ -241,8 +279,28 @@ impl Engine {
             Op::Confirm(r) => respond(id, self.confirm(r).await),
             Op::SetCap(r) => respond(id, self.set_cap(r).await),
             Op::Audit(r) => respond(id, self.audit(r).await),
+            Op::RequestConfirmation(r) => respond(id, self.request_confirmation(r).await),
+            Op::RequestSetCap(r) => respond(id, self.request_set_cap(r).await),
+            Op::RequestStatus(r) => respond(id, self.request_status(&r)),
+            Op::Awaiting => Response::ok_json(&id, &self.awaiting()),
+            Op::Events(r) => Response::ok_json(&id, &self.events(r)),
         };
         (response, After::Continue)
+    }
+
+    /// Appends `events` to the journal (durably, group-committed) and feeds the operator
+    /// events among them to the `events` window. Every append of the engine goes through here.
+    async fn journal(&self, now: u64, events: Vec<Event>) -> Result<Vec<Appended>, AuditError> {
+        let rendered: Vec<_> = events.iter().map(crate::operator_events::render).collect();
+        let appended = self.audit.append(now, events).await?;
+        let mut window = self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (a, line) in appended.iter().zip(rendered) {
+            window.push_rendered(a.seq, now, line);
+        }
+        Ok(appended)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -308,7 +366,7 @@ impl Engine {
         mut before: Vec<Event>,
     ) -> Result<Signed, Refusal> {
         before.push(event);
-        match self.audit.append(now, before).await {
+        match self.journal(now, before).await {
             Ok(appended) => {
                 signed.ledger_seq = appended.last().map_or(0, |a| a.seq);
                 self.lock().ledger.remember(
@@ -342,7 +400,7 @@ impl Engine {
             rule: refusal.rule,
             message: refusal.message.clone(),
         };
-        if let Err(e) = self.audit.append(now, vec![event]).await {
+        if let Err(e) = self.journal(now, vec![event]).await {
             tracing::error!(error = %e, "could not record a refusal in the audit log");
         }
         refusal

@@ -68,7 +68,7 @@ impl Engine {
             purpose: purpose.to_string(),
             kind: refusal.kind,
         };
-        if let Err(e) = self.audit.append(now, vec![event]).await {
+        if let Err(e) = self.journal(now, vec![event]).await {
             tracing::error!(error = %e, "could not record a refused operator code");
         }
         Refusal::new(refusal.kind, refusal.message)
@@ -77,7 +77,7 @@ impl Engine {
     /// Makes an operator event durable before the answer; returns its sequence number.
     pub(super) async fn record_operator_event(&self, event: Event) -> Result<u64, Refusal> {
         let now = (self.clock)();
-        match self.audit.append(now, vec![event]).await {
+        match self.journal(now, vec![event]).await {
             Ok(appended) => Ok(appended.last().map_or(0, |a| a.seq)),
             Err(e) => Err(Refusal::internal(format!(
                 "the confirmation could not be recorded durably ({e}); nothing changed. \

@@ -1,67 +1,121 @@
-//! The engine's `set_limit` op (a cap, in this code): the operator sets an agent's
-//! per-transaction or 24 h cap for one asset, with a code, anywhere up to the signed ceiling.
+//! The engine's `set_limit` op (a cap, in this code; the approver's): the operator's code
+//! answers one `request_set_cap`, and the agent's per-transaction or 24 h cap for one asset
+//! is set, anywhere up to the signed ceiling. The ceiling is checked when the request is made
+//! and again here, before the code is looked at.
 
-use vigil_protocol::{Amount, AssetSymbol, CapKind, ErrorKind, Rule, SetCapRequest, SetCapResult};
+use vigil_protocol::{
+    AgentId, Amount, AssetSymbol, AwaitingKind, CapKind, ErrorKind, RequestState, Rule,
+    SetCapRequest, SetCapResult,
+};
 
+use super::requests::purpose_text;
 use super::{Engine, Refusal};
 use crate::ledger::Event;
+use crate::requests::RequestBody;
 
 impl Engine {
-    /// `set_limit`: sets an agent's per-transaction or 24 h cap for one asset, anywhere up to
-    /// the signed policy's value. The ceiling is checked before the code is spent.
+    /// `set_limit`: answers a cap change; the cap is in force when this returns.
     pub(super) async fn set_cap(&self, r: SetCapRequest) -> Result<SetCapResult, Refusal> {
-        let Some(rules) = self.policy.agents.get(&r.agent) else {
+        let now = (self.clock)();
+        let (body, purpose) = {
+            let inner = self.lock();
+            let p = inner
+                .requests
+                .answerable(&r.request_id, AwaitingKind::SetCap, now)
+                .map_err(|n| Refusal::new(n.kind, n.message))?;
+            (p.body.clone(), purpose_text(&r.request_id, &p.body)?)
+        };
+        let RequestBody::SetCap {
+            agent,
+            asset,
+            cap,
+            amount,
+            ..
+        } = body
+        else {
+            return Err(Refusal::internal("a cap change holds no cap"));
+        };
+        let ceiling = match self.cap_ceiling(&agent, asset, cap, amount) {
+            Ok(c) => c,
+            Err(refusal) => {
+                // Refused when answered: recorded, and no code is spent on it.
+                self.claim_request(&r.request_id, RequestState::Refused, now)?;
+                let event = Event::RequestRefused {
+                    request_id: r.request_id.clone(),
+                    kind: refusal.kind,
+                    rule: refusal.rule,
+                    message: refusal.message.clone(),
+                };
+                self.record_answer(&r.request_id, event, RequestState::Refused)
+                    .await?;
+                return Err(refusal);
+            }
+        };
+        let step = self.operator_code(purpose.as_str(), &r.code).await?;
+        self.claim_request(&r.request_id, RequestState::Granted, now)?;
+        let event = Event::CapSet {
+            agent: agent.clone(),
+            asset,
+            cap,
+            amount,
+            ceiling: Amount::from_base_units(ceiling),
+            totp_step: step,
+            request_id: Some(r.request_id.clone()),
+        };
+        let seq = self
+            .record_answer(&r.request_id, event, RequestState::Granted)
+            .await?;
+        self.lock()
+            .ledger
+            .set_cap(&agent, asset, cap, amount.base_units());
+        Ok(SetCapResult {
+            agent,
+            asset,
+            cap,
+            amount,
+            ceiling: Amount::from_base_units(ceiling),
+            ledger_seq: seq,
+        })
+    }
+
+    /// The signed ceiling of an agent's cap, if `amount` is within it; else the refusal
+    /// (`policy_denied` with the cap's rule) that says what would be needed.
+    pub(super) fn cap_ceiling(
+        &self,
+        agent: &AgentId,
+        asset: AssetSymbol,
+        cap: CapKind,
+        amount: Amount,
+    ) -> Result<u128, Refusal> {
+        let Some(rules) = self.policy.agents.get(agent) else {
             return Err(Refusal::new(
                 ErrorKind::UnknownAgent,
-                format!("agent {} is not in the signed policy", r.agent),
+                format!("agent {agent} is not in the signed policy"),
             ));
         };
-        let Some(caps) = rules.assets.get(&r.asset) else {
+        let Some(caps) = rules.assets.get(&asset) else {
             let known: Vec<&str> = rules.assets.keys().map(AssetSymbol::as_str).collect();
             return Err(Refusal::bad_request(format!(
-                "agent {} has no caps for asset {} in the signed policy (it has: {})",
-                r.agent,
-                r.asset,
+                "agent {agent} has no caps for asset {asset} in the signed policy (it has: {})",
                 known.join(", ")
             )));
         };
-        let (ceiling, rule) = match r.cap {
+        let (ceiling, rule) = match cap {
             CapKind::PerTx => (caps.per_tx_cap, Rule::PerTxCap),
             CapKind::Velocity24h => (caps.velocity_24h, Rule::VelocityCap24h),
         };
-        let amount = r.amount.base_units();
+        let amount = amount.base_units();
         if amount > ceiling {
             return Err(Refusal {
                 kind: ErrorKind::PolicyDenied,
                 rule: Some(rule),
                 message: format!(
-                    "{amount} base units is above the signed ceiling of {ceiling} for {} {} {}; \
+                    "{amount} base units is above the signed ceiling of {ceiling} for {agent} {asset} {}; \
                      a higher cap needs a new policy signed at a ceremony",
-                    r.agent,
-                    r.asset,
-                    r.cap.as_str()
+                    cap.as_str()
                 ),
             });
         }
-        let purpose = format!("set_limit {} {} {}", r.agent, r.asset, r.cap.as_str());
-        let step = self.operator_code(&purpose, &r.code).await?;
-        let event = Event::CapSet {
-            agent: r.agent.clone(),
-            asset: r.asset,
-            cap: r.cap,
-            amount: r.amount,
-            ceiling: Amount::from_base_units(ceiling),
-            totp_step: step,
-        };
-        let seq = self.record_operator_event(event).await?;
-        self.lock().ledger.set_cap(&r.agent, r.asset, r.cap, amount);
-        Ok(SetCapResult {
-            agent: r.agent,
-            asset: r.asset,
-            cap: r.cap,
-            amount: r.amount,
-            ceiling: Amount::from_base_units(ceiling),
-            ledger_seq: seq,
-        })
+        Ok(ceiling)
     }
 }

@@ -1,13 +1,16 @@
 //! The engine's `sign` op: an idempotent request is answered from its record; a new one is
 //! decided by the policy under the engine's lock and either refused, opened as an approval
-//! that waits for the operator's code, or signed and committed.
+//! that waits for the operator's code, or signed and committed. A request whose approval the
+//! operator granted (`approve`, through the approver) is collected here: the same agent,
+//! intent and idempotency key with a fresh context, decided again without the threshold,
+//! signed once and committed; later calls get the remembered result.
 
 use vigil_protocol::{ErrorKind, NeedsApproval, SignRequest, SignResult, Signed};
 
 use super::prepare::{Prepared, sign_prepared};
 use super::{Engine, Inner, Refusal};
 use crate::approval::{ApprovalRequest, Approvals, new_approval_id};
-use crate::ledger::{Event, Remembered, intent_digest};
+use crate::ledger::{Event, Ledger, Remembered, intent_digest};
 use crate::policy::{self, Verdict};
 
 impl Engine {
@@ -20,21 +23,11 @@ impl Engine {
         let prepared = self.prepare(&r.agent, key, &r.intent, &r.context, false)?;
         let digest = intent_digest(&r.intent);
 
-        enum Next {
-            Done(SignResult),
-            Wait(tokio::sync::watch::Receiver<Option<Result<Signed, String>>>),
-            Refuse(Refusal),
-            Approval(Event, NeedsApproval),
-            Commit(
-                Event,
-                Signed,
-                tokio::sync::watch::Sender<Option<Result<Signed, String>>>,
-            ),
-        }
-
         let next = {
             let mut inner = self.lock();
-            let Inner { ledger, approvals } = &mut *inner;
+            let Inner {
+                ledger, approvals, ..
+            } = &mut *inner;
             let remembered = ledger.remembered(&r.agent, &r.idempotency_key).cloned();
             match remembered {
                 Some(rem) if rem.intent_digest() != digest => Next::Refuse(Refusal::new(
@@ -46,6 +39,48 @@ impl Engine {
                 )),
                 Some(Remembered::Signed { result, .. }) => Next::Done(SignResult::Signed(result)),
                 Some(Remembered::InFlight { done, .. }) => Next::Wait(done),
+                Some(Remembered::AwaitingApproval { approval_id, .. })
+                    if approvals.granted(&approval_id).is_some() =>
+                {
+                    match approvals.take_grant(&approval_id, now) {
+                        Err(refusal) => Next::Refuse(Refusal::new(refusal.kind, refusal.message)),
+                        Ok(grant) => {
+                            let verdict = policy::decide_approved(
+                                &self.policy,
+                                &*ledger,
+                                &r.agent,
+                                &r.intent,
+                                now,
+                            );
+                            let signed = match verdict {
+                                Verdict::Deny { rule, message } => Err(Refusal {
+                                    kind: ErrorKind::PolicyDenied,
+                                    rule: Some(rule),
+                                    message: format!(
+                                        "approved, but the policy now refuses it: {message}"
+                                    ),
+                                }),
+                                Verdict::Allow | Verdict::NeedsApproval { .. } => sign_prepared(
+                                    &r,
+                                    &digest,
+                                    &prepared,
+                                    &key.key,
+                                    Some(approval_id.clone()),
+                                ),
+                            };
+                            match signed {
+                                Ok((event, signed)) => {
+                                    reserve(ledger, &r, &digest, &prepared, now, event, signed)
+                                }
+                                Err(refusal) => {
+                                    // It may fit later (the 24 h window slides), until the deadline.
+                                    approvals.restore_grant(approval_id, grant);
+                                    Next::Refuse(refusal)
+                                }
+                            }
+                        }
+                    }
+                }
                 Some(Remembered::AwaitingApproval {
                     approval_id,
                     expires_at,
@@ -92,17 +127,7 @@ impl Engine {
                         Verdict::Allow => {
                             let (event, signed) =
                                 sign_prepared(&r, &digest, &prepared, &key.key, None)?;
-                            ledger.record_spend(&r.agent, prepared.asset, prepared.amount, now);
-                            let (tx, rx) = tokio::sync::watch::channel(None);
-                            ledger.remember(
-                                &r.agent,
-                                &r.idempotency_key,
-                                Remembered::InFlight {
-                                    intent_digest: digest.clone(),
-                                    done: rx,
-                                },
-                            );
-                            Next::Commit(event, signed, tx)
+                            reserve(ledger, &r, &digest, &prepared, now, event, signed)
                         }
                     }
                 }
@@ -124,8 +149,15 @@ impl Engine {
                     "the first request with this key did not finish; retry",
                 )),
             },
-            Next::Approval(event, needs) => match self.audit.append(now, vec![event]).await {
-                Ok(_) => Ok(SignResult::NeedsApproval(needs)),
+            Next::Approval(event, needs) => match self.journal(now, vec![event]).await {
+                Ok(appended) => {
+                    if let Some(a) = appended.last() {
+                        self.lock()
+                            .approval_seqs
+                            .insert(needs.approval_id.clone(), a.seq);
+                    }
+                    Ok(SignResult::NeedsApproval(needs))
+                }
                 Err(e) => Err(Refusal::internal(format!(
                     "could not record the approval request ({e}); nothing is pending"
                 ))),
@@ -139,6 +171,43 @@ impl Engine {
             }
         }
     }
+}
+
+/// What `sign` does once its decision is made under the lock.
+enum Next {
+    Done(SignResult),
+    Wait(tokio::sync::watch::Receiver<Option<Result<Signed, String>>>),
+    Refuse(Refusal),
+    Approval(Event, NeedsApproval),
+    Commit(
+        Event,
+        Signed,
+        tokio::sync::watch::Sender<Option<Result<Signed, String>>>,
+    ),
+}
+
+/// Reserves a signed request's spend and marks its key in flight (under the lock), so that
+/// concurrent requests count it and a retry waits for its commit.
+fn reserve(
+    ledger: &mut Ledger,
+    r: &SignRequest,
+    digest: &str,
+    prepared: &Prepared,
+    now: u64,
+    event: Event,
+    signed: Signed,
+) -> Next {
+    ledger.record_spend(&r.agent, prepared.asset, prepared.amount, now);
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    ledger.remember(
+        &r.agent,
+        &r.idempotency_key,
+        Remembered::InFlight {
+            intent_digest: digest.to_string(),
+            done: rx,
+        },
+    );
+    Next::Commit(event, signed, tx)
 }
 
 fn open_approval(

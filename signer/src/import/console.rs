@@ -66,6 +66,7 @@ pub fn confirm(c: &ConsoleConfirm) -> Result<Installed, Error> {
         &passphrase,
         daemon::Ttls {
             approval_secs: crate::DEFAULT_TTL_SECS,
+            grant_secs: crate::DEFAULT_GRANT_TTL_SECS,
             import_confirmation_secs: super::live::CONFIRMATION_TTL_SECS,
         },
     );

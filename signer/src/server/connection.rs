@@ -16,7 +16,7 @@ use vigil_protocol::{
 };
 
 use super::Stop;
-use crate::engine::{After, Engine};
+use crate::engine::{After, Engine, Peer};
 
 /// A connection idle this long between frames is closed (it holds one of its peer's slots).
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -45,7 +45,12 @@ pub(super) enum Closed {
 }
 
 /// Serves one connection until it closes; says why it did.
-pub(super) async fn serve(mut stream: UnixStream, engine: &Engine, stop: &Stop) -> Closed {
+pub(super) async fn serve(
+    mut stream: UnixStream,
+    engine: &Engine,
+    peer: Peer,
+    stop: &Stop,
+) -> Closed {
     let mut inbox: Vec<u8> = Vec::new();
     let mut outbox: Vec<u8> = Vec::new();
     // When the partial frame at the front of `inbox` began, if there is one.
@@ -74,7 +79,7 @@ pub(super) async fn serve(mut stream: UnixStream, engine: &Engine, stop: &Stop) 
             let (id, json, close, after) = match parse_request(payload) {
                 Ok(req) => {
                     let id = req.id.clone();
-                    let (json, after) = engine.handle_request(req).await;
+                    let (json, after) = engine.handle_request(req, peer).await;
                     (Some(id), json, false, after)
                 }
                 Err(failure) => {
