@@ -259,6 +259,11 @@ impl SignerProcess {
         &self.socket
     }
 
+    /// The file its keystore passphrase is read from.
+    pub fn passphrase_file(&self) -> &Path {
+        &self.passphrase_file
+    }
+
     /// The state dir it serves.
     pub fn state(&self) -> &Path {
         &self.state

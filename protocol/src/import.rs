@@ -98,6 +98,10 @@ pub struct ImportStatusResult {
     /// True if the ceremony ran with a network interface up (`--i-know-this-is-online`).
     #[serde(default)]
     pub online_override: bool,
+    /// True if the staged keystore is encrypted with development KDF parameters, weaker than
+    /// production (it was staged with `--insecure-allow-dev-kdf`).
+    #[serde(default)]
+    pub insecure_dev_kdf: bool,
     /// True if confirming replaces the keystore the signer runs on now.
     #[serde(default)]
     pub replace: bool,
@@ -193,6 +197,7 @@ mod tests {
             policy_key_fingerprint: Some("ffff".into()),
             created_at: Some(1_700_000_000),
             online_override: false,
+            insecure_dev_kdf: false,
             replace: true,
             current_code_required: true,
             error: None,

@@ -2,9 +2,13 @@
 //!
 //! The approval secret (RFC 6238 TOTP, enrolled in the operator's authenticator at the
 //! ceremony) lives only here. A code is accepted once: its time step must be later than the
-//! last step ever accepted (RFC 6238 §5.2), which also binds one code to one approval. After
-//! [`MAX_CONSECUTIVE_FAILURES`] wrong codes in a row, approvals are locked for
-//! [`LOCKOUT_SECS`], so a compromised orchestrator cannot brute-force six digits.
+//! last step ever accepted (RFC 6238 §5.2), which also binds one code to one approval. Wrong
+//! codes lock codes for a while, longer each time, and a daily budget of them locks codes until
+//! the appliance's console unlocks them ([`lockout`]), so a compromised orchestrator cannot
+//! brute-force six digits, restarts of the signer included: the counts are replayed from the
+//! journal.
+
+mod lockout;
 
 use std::collections::BTreeMap;
 
@@ -18,10 +22,9 @@ use zeroize::Zeroizing;
 pub const DEFAULT_TTL_SECS: u64 = 600;
 /// TOTP time step (RFC 6238 default).
 pub const STEP_SECS: u64 = 30;
-/// Wrong codes in a row before approvals lock.
-pub(crate) const MAX_CONSECUTIVE_FAILURES: u32 = 3;
-/// How long approvals stay locked after too many wrong codes.
-pub(crate) const LOCKOUT_SECS: u64 = 300;
+pub(crate) use lockout::{CodeOutcome, LockState, Lockout};
+#[cfg(test)]
+pub(crate) use lockout::{DAILY_FAILURE_BUDGET, LOCKOUT_SECS, MAX_CONSECUTIVE_FAILURES};
 /// How long a granted approval can be collected by `sign`, by default.
 pub const DEFAULT_GRANT_TTL_SECS: u64 = 300;
 /// Most approvals that may wait at once (bounds memory under a flood of large requests).
@@ -73,8 +76,7 @@ pub struct Approvals {
     /// Ids that were collected, refused or expired, to answer `approval_used` precisely.
     closed: BTreeMap<ApprovalId, ErrorKind>,
     last_step: u64,
-    consecutive_failures: u32,
-    locked_until: u64,
+    lockout: lockout::Lockout,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -98,8 +100,7 @@ impl Approvals {
             grant_ttl_secs: DEFAULT_GRANT_TTL_SECS,
             closed: BTreeMap::new(),
             last_step: 0,
-            consecutive_failures: 0,
-            locked_until: 0,
+            lockout: lockout::Lockout::default(),
         })
     }
 
@@ -135,7 +136,7 @@ impl Approvals {
         self.waiting.remove(&id);
         self.closed.insert(id, ErrorKind::ApprovalUsed);
         if let Some(s) = step {
-            self.last_step = self.last_step.max(s);
+            self.restore_step(s);
         }
     }
 
@@ -387,7 +388,7 @@ impl Approvals {
     ) -> Result<u64, Refusal> {
         match matched {
             Some(step) if step > self.last_step => {
-                self.consecutive_failures = 0;
+                self.lockout.record_success();
                 self.last_step = step;
                 Ok(step)
             }
@@ -405,35 +406,40 @@ impl Approvals {
     }
 
     /// Marks a TOTP step as used (replaying `confirm` and `set_limit` records).
+    /// An accepted code also restarts the failures in a row.
     pub fn restore_step(&mut self, step: u64) {
         self.last_step = self.last_step.max(step);
+        self.lockout.record_success();
     }
 
     fn check_lockout(&self, now: u64) -> Result<(), Refusal> {
-        if now < self.locked_until {
-            return Err(Refusal {
-                kind: ErrorKind::RateLimited,
-                message: format!(
-                    "approvals are locked for {} more seconds after {MAX_CONSECUTIVE_FAILURES} wrong codes in a row; \
-                     if you did not enter them, someone else is trying",
-                    self.locked_until - now
-                ),
-            });
-        }
-        Ok(())
+        self.lockout.check(now)
     }
 
     fn fail(&mut self, now: u64, kind: ErrorKind, why: &str) -> Refusal {
-        self.consecutive_failures += 1;
         let mut message = why.to_string();
-        if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
-            self.locked_until = now.saturating_add(LOCKOUT_SECS);
-            self.consecutive_failures = 0;
-            message.push_str(&format!(
-                "; approvals are now locked for {LOCKOUT_SECS} seconds"
-            ));
+        if let Some(lock) = self.lockout.record_failure(now) {
+            message.push_str(&lock);
         }
         Refusal { kind, message }
+    }
+
+    /// Replays a wrong code or the console's unlock recorded at `ts` (accepted codes are
+    /// replayed with their step: [`Approvals::restore_step`]).
+    pub(crate) fn restore_code_outcome(&mut self, outcome: CodeOutcome, ts: u64) {
+        self.lockout.replay(outcome, ts);
+    }
+
+    /// The lock in force at `now`.
+    #[cfg(test)]
+    pub(crate) fn lock_state(&self, now: u64) -> LockState {
+        self.lockout.state(now)
+    }
+
+    /// Wrong codes counted within the last 24 hours.
+    #[cfg(test)]
+    pub(crate) fn failures_in_window(&self) -> usize {
+        self.lockout.failures_in_window()
     }
 
     /// The time step (of now-1, now, now+1) whose code equals `code`, compared in constant time.

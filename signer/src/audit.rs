@@ -9,8 +9,10 @@
 //!
 //! Life cycle: [`Opened::open`] reads and verifies the whole file (truncating a torn final line
 //! left by a crash) without starting any thread, so the signer can confine itself with landlock
-//! first; [`Opened::start`] then starts the single writer thread and returns an [`AuditLog`]
-//! handle. Appends are group-committed: the writer takes every request queued at that moment,
+//! first; [`Opened::entries`] then streams the verified entries (the replay at start), and
+//! [`Opened::start`] starts the single writer thread and returns an [`AuditLog`] handle. No
+//! reader holds the journal in memory: every read streams it line by line ([`stream`]), from
+//! the start or from a checkpoint, so memory does not grow with the journal's length. Appends are group-committed: the writer takes every request queued at that moment,
 //! writes all their lines with one write and makes them durable with one `fdatasync`, then
 //! completes every caller. A failed write or `fdatasync` poisons the log: that batch and every
 //! later append fail, so the signer stops releasing signatures (fail closed).
@@ -18,15 +20,22 @@
 //! Operator-facing description: `docs/audit.md`.
 
 mod format;
+pub mod key;
+pub mod stream;
 mod writer;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-pub use format::{VerifyFailure, VerifyReport, verify_file, verify_file_with_head, verify_reader};
+pub use format::{
+    VerifyFailure, VerifyReport, verify_file, verify_file_keyed, verify_file_with_head,
+    verify_reader,
+};
+pub use key::{JournalKey, KeyProblem, KeyReport};
+pub use stream::{CHECKPOINT_EVERY, Checkpoint, Entries};
 
 /// The journal's file name inside the signer's state directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
@@ -53,6 +62,8 @@ pub struct Entry<E> {
     pub prev: [u8; 32],
     /// `SHA-256(prev || body)`.
     pub hash: [u8; 32],
+    /// `HMAC(journal key, hash)` for a keyed entry ([`key`]); none in entries of earlier releases.
+    pub mac: Option<[u8; 32]>,
     /// The recorded event.
     pub event: E,
 }
@@ -85,6 +96,10 @@ pub enum AuditError {
     /// Reading, creating, truncating, writing or syncing the journal failed.
     #[error("audit log {path}: {err}; check the disk and the state directory, then restart the signer", path = .0.display(), err = .1)]
     Io(PathBuf, io::Error),
+    /// The journal's MACs do not vouch for it under the keystore's journal key ([`key`]): it
+    /// was rewritten by someone without the key, or it predates keyed journals.
+    #[error("audit log {path}: {problem}", path = .0.display(), problem = .1)]
+    Key(PathBuf, KeyProblem),
     /// An earlier write or `fdatasync` failed, so nothing can be made durable any more.
     #[error(
         "the audit log is poisoned: an earlier write or fdatasync failed, so no later entry can be made durable; no signature may be released: check the disk, then restart the signer"
@@ -129,8 +144,13 @@ pub enum AuditError {
 pub struct Opened<E> {
     path: PathBuf,
     file: File,
-    entries: Vec<Entry<E>>,
+    /// Where the verified chain ends.
+    end: Checkpoint,
+    index: stream::Index,
     truncated: u64,
+    /// The keyed verification made at open, when a key was given.
+    keyed: Option<(KeyReport, Option<KeyProblem>)>,
+    _event: std::marker::PhantomData<fn() -> E>,
 }
 
 impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<E> {
@@ -143,6 +163,12 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
     /// or whose event is not an `E`, is an error naming the line: the log was tampered with, and
     /// the signer must refuse to start.
     pub fn open(dir: &Path) -> Result<Opened<E>, AuditError> {
+        Self::open_keyed(dir, None)
+    }
+
+    /// As [`Opened::open`], and with `key` the same pass checks the entries' MACs
+    /// ([`key`]); the verdict is [`Opened::key_check`].
+    pub fn open_keyed(dir: &Path, key: Option<&JournalKey>) -> Result<Opened<E>, AuditError> {
         let path = dir.join(AUDIT_FILE);
         let io_err = |e| AuditError::Io(path.clone(), e);
         let mut options = std::fs::OpenOptions::new();
@@ -163,28 +189,69 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
                 .and_then(|d| d.sync_all())
                 .map_err(|e| AuditError::Io(dir.to_path_buf(), e))?;
         }
-        let (entries, valid_len, total_len) = replay(&path, &file)?;
-        let truncated = total_len - valid_len;
-        if truncated > 0 {
+        let (end, index, torn, keyed) = verify_at_open::<E>(&path, &file, key)?;
+        if torn > 0 {
             tracing::warn!(
                 path = %path.display(),
-                bytes = truncated,
+                bytes = torn,
                 "removing a torn final line of the audit log (a write cut by a crash; it was never acknowledged)"
             );
-            file.set_len(valid_len).map_err(io_err)?;
+            file.set_len(end.offset).map_err(io_err)?;
             file.sync_all().map_err(io_err)?;
         }
         Ok(Opened {
             path,
             file,
-            entries,
-            truncated,
+            end,
+            index,
+            truncated: torn,
+            keyed,
+            _event: std::marker::PhantomData,
         })
     }
 
-    /// The verified entries, in order.
-    pub fn entries(&self) -> &[Entry<E>] {
-        &self.entries
+    /// The keyed verification: made at open ([`Opened::open_keyed`]) or now (another pass over
+    /// the journal). `Ok((report, None))` when the MACs vouch for the whole chain under `key`.
+    pub fn key_check(
+        &self,
+        key: &JournalKey,
+    ) -> Result<(KeyReport, Option<KeyProblem>), AuditError> {
+        if let Some(done) = &self.keyed {
+            return Ok(done.clone());
+        }
+        let mut scanner = stream::Scanner::of_file(
+            &self.file,
+            &self.path,
+            Checkpoint::START,
+            Some(self.end.offset),
+        );
+        let mut check = key::KeyCheck::new(key);
+        while let Some(c) = scanner.next_checked()? {
+            check.see(c.seq, &c.hash, c.mac.as_ref());
+        }
+        Ok(check.finish())
+    }
+
+    /// The verified entries, in order, read again from the file as the caller iterates (the
+    /// chain is checked again as it is read, and must end where it ended at open).
+    pub fn entries(&self) -> Entries<'_, E> {
+        let scanner = stream::Scanner::of_file(
+            &self.file,
+            &self.path,
+            Checkpoint::START,
+            Some(self.end.offset),
+        );
+        Entries::new(scanner, Some(self.end), 0, None)
+    }
+
+    /// The journal's path (for messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where the verified chain ends: its last entry's seq, hash and time, and the file's length.
+    pub fn end(&self) -> Checkpoint {
+        self.end
     }
 
     /// Bytes of a torn final line removed at open (0 when the file ended cleanly).
@@ -192,19 +259,14 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
         self.truncated
     }
 
-    /// Starts the single writer thread and returns its handle with the replayed entries.
-    pub fn start(self) -> Result<(AuditLog<E>, Vec<Entry<E>>), AuditError> {
-        let head = match self.entries.last() {
-            Some(last) => writer::Head {
-                seq: last.seq,
-                hash: last.hash,
-                ts: last.ts,
-            },
-            None => writer::Head {
-                seq: 0,
-                hash: GENESIS,
-                ts: 0,
-            },
+    /// Starts the single writer thread and returns its handle; with `key`, every entry it
+    /// writes carries its MAC, and the handle's verification checks MACs.
+    pub fn start(self, key: Option<JournalKey>) -> Result<AuditLog<E>, AuditError> {
+        let key = key.map(Arc::new);
+        let head = writer::Head {
+            seq: self.end.seq,
+            hash: self.end.hash,
+            ts: self.end.ts.unwrap_or(0),
         };
         let path = self.path.clone();
         let reader = Arc::new(
@@ -212,15 +274,14 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
                 .try_clone()
                 .map_err(|e| AuditError::Io(path.clone(), e))?,
         );
-        let inner = writer::Writer::spawn(self.path, self.file, head)?;
-        Ok((
-            AuditLog {
-                inner: Arc::new(inner),
-                path,
-                reader,
-            },
-            self.entries,
-        ))
+        let inner = writer::Writer::spawn(self.path, self.file, head, key.clone())?;
+        Ok(AuditLog {
+            inner: Arc::new(inner),
+            path,
+            reader,
+            index: Arc::new(Mutex::new(self.index)),
+            key,
+        })
     }
 
     /// Test hook: makes the writer write to `file` instead (e.g. `/dev/full`, to make writes fail).
@@ -238,6 +299,11 @@ pub struct AuditLog<E> {
     path: PathBuf,
     /// A second descriptor on the journal, for reading it back (`pread`, offset untouched).
     reader: Arc<File>,
+    /// Checkpoints every [`CHECKPOINT_EVERY`] entries, from the verification at open and
+    /// extended by every later read.
+    index: Arc<Mutex<stream::Index>>,
+    /// The journal key the writer MACs with, to check MACs when reading back.
+    key: Option<Arc<JournalKey>>,
 }
 
 impl<E> Clone for AuditLog<E> {
@@ -246,6 +312,8 @@ impl<E> Clone for AuditLog<E> {
             inner: Arc::clone(&self.inner),
             path: self.path.clone(),
             reader: Arc::clone(&self.reader),
+            index: Arc::clone(&self.index),
+            key: self.key.clone(),
         }
     }
 }
@@ -256,22 +324,83 @@ impl<E> AuditLog<E> {
         &self.path
     }
 
-    /// The journal's bytes as they are on disk now, read through the descriptor opened at
-    /// start (a confined signer running as another user than the file's owner can still read
-    /// it). What a concurrent append adds meanwhile may be cut: callers verify what they read.
-    pub fn read_all(&self) -> io::Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let offset = u64::try_from(out.len()).unwrap_or(u64::MAX);
-            let n = self.reader.read_at(&mut buf, offset)?;
-            if n == 0 {
-                return Ok(out);
+    /// Verifies the whole chain as it is on disk now, through the descriptor opened at start (a
+    /// confined signer running as another user than the file's owner can still read it), and
+    /// keeps the last `keep` entries' raw parts. Streams: memory is one buffer and `keep`
+    /// entries. A final line being appended meanwhile is not read.
+    pub fn verify_keeping_last(
+        &self,
+        keep: usize,
+    ) -> (Result<VerifyReport, VerifyFailure>, Vec<RawEntry>) {
+        let mut scanner =
+            stream::Scanner::of_file(&self.reader, &self.path, Checkpoint::START, None);
+        let mut latest = std::collections::VecDeque::with_capacity(keep.min(1024));
+        let mut index = stream::Index::default();
+        let mut check = self.key.as_deref().map(key::KeyCheck::new);
+        let result = loop {
+            match scanner.next_checked() {
+                Ok(Some(c)) => {
+                    if let Some(check) = check.as_mut() {
+                        check.see(c.seq, &c.hash, c.mac.as_ref());
+                    }
+                    if latest.len() == keep {
+                        latest.pop_front();
+                    }
+                    if keep > 0 {
+                        latest.push_back(RawEntry {
+                            seq: c.seq,
+                            ts: c.ts,
+                            event: c.event.get().to_string(),
+                        });
+                    }
+                    index.note(scanner.position());
+                }
+                Ok(None) => {
+                    let end = scanner.position();
+                    if let Some((_, Some(problem))) = check.take().map(key::KeyCheck::finish) {
+                        break Err(scanner.failure_next(format!("the journal's MACs: {problem}")));
+                    }
+                    break Ok(VerifyReport {
+                        entries: end.seq,
+                        head_seq: end.seq,
+                        head_hash: end.hash,
+                    });
+                }
+                Err(failure) => break Err(failure),
             }
-            out.extend_from_slice(&buf[..n]);
+        };
+        if result.is_ok() {
+            *self.lock_index() = index;
         }
+        (result, latest.into_iter().collect())
     }
+
+    /// The entries from seq `from` on (all of them for 0 or 1), verified as they are read from
+    /// the nearest checkpoint before `from`, up to the end as it is now (a final line being
+    /// appended meanwhile is not read). The reader of "events since seq N".
+    pub fn entries_from(&self, from: u64) -> Entries<'_, E> {
+        let start = self.lock_index().before(from);
+        let scanner = stream::Scanner::of_file(&self.reader, &self.path, start, None);
+        Entries::new(scanner, None, from, Some(&self.index))
+    }
+
+    fn lock_index(&self) -> std::sync::MutexGuard<'_, stream::Index> {
+        // The index is only ever replaced or pushed to whole; a poisoned lock leaves it usable.
+        self.index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// An entry as read by [`AuditLog::verify_keeping_last`]: its event as the JSON it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawEntry {
+    /// The entry's seq.
+    pub seq: u64,
+    /// Its time.
+    pub ts: u64,
+    /// Its event's exact JSON.
+    pub event: String,
 }
 
 impl<E: serde::Serialize + Send + 'static> AuditLog<E> {
@@ -371,40 +500,30 @@ fn lock(path: &Path, file: &File) -> Result<(), AuditError> {
     }
 }
 
-/// Reads and verifies every complete line. Returns the entries, the length of the verified
-/// prefix and the file's total length (they differ by a torn final line).
-fn replay<E: serde::de::DeserializeOwned>(
+/// Verifies every complete line at open, parsing each event as an `E` (and dropping it).
+/// Returns where the chain ends, the checkpoint index, and the bytes of a torn final line.
+type KeyVerdict = (KeyReport, Option<KeyProblem>);
+
+fn verify_at_open<E: serde::de::DeserializeOwned>(
     path: &Path,
     file: &File,
-) -> Result<(Vec<Entry<E>>, u64, u64), AuditError> {
-    let io_err = |e| AuditError::Io(path.to_path_buf(), e);
-    let mut reader = BufReader::new(file);
-    let mut chain = format::Chain::new(path);
-    let mut entries = Vec::new();
-    let mut line = Vec::new();
-    let mut valid_len: u64 = 0;
-    loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(io_err)?;
-        if n == 0 {
-            return Ok((entries, valid_len, valid_len));
+    key: Option<&JournalKey>,
+) -> Result<(Checkpoint, stream::Index, u64, Option<KeyVerdict>), AuditError> {
+    let mut scanner = stream::Scanner::of_file(file, path, Checkpoint::START, None);
+    let mut index = stream::Index::default();
+    let mut check = key.map(key::KeyCheck::new);
+    while let Some(entry) = scanner.next_entry::<E>()? {
+        if let Some(check) = check.as_mut() {
+            check.see(entry.seq, &entry.hash, entry.mac.as_ref());
         }
-        if line.last() != Some(&b'\n') {
-            // A torn final line: read_until stops only at a newline or at the end of the file.
-            return Ok((entries, valid_len, valid_len + n as u64));
-        }
-        let checked = chain.check(&line)?;
-        let event = serde_json::from_str::<E>(checked.event.get())
-            .map_err(|e| chain.failure(Some(checked.seq), format!("unknown event: {e}")))?;
-        entries.push(Entry {
-            seq: checked.seq,
-            ts: checked.ts,
-            prev: checked.prev,
-            hash: checked.hash,
-            event,
-        });
-        valid_len += n as u64;
+        index.note(scanner.position());
     }
+    Ok((
+        scanner.position(),
+        index,
+        scanner.torn_bytes(),
+        check.map(key::KeyCheck::finish),
+    ))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::approval::Approvals;
-use crate::audit::Opened;
+use crate::audit::{AuditError, JournalKey, KeyProblem, Opened};
 use crate::devinit::layout;
 use crate::engine::{Engine, EngineParts};
 use crate::error::Error;
@@ -104,23 +104,24 @@ pub(crate) struct Loaded {
     pub pinned_policy_key: Option<[u8; 32]>,
     /// The audit log, opened and verified, its writer not started.
     pub opened: Opened<Event>,
+    /// The keystore's journal key (none while awaiting keys or with a format 1 keystore).
+    pub journal_key: Option<JournalKey>,
 }
 
 impl Loaded {
     /// Starts the audit writer (its thread inherits whatever confinement is in force) and
     /// builds the engine on what was loaded.
     pub(crate) fn engine(self) -> Result<Engine, Error> {
-        let (audit, replayed) = self.opened.start()?;
         Ok(Engine::new(EngineParts {
             policy: self.policy,
             keys: self.keys,
             approvals: self.approvals,
-            audit,
-            replayed,
+            journal: self.opened,
+            journal_key: self.journal_key,
             import: self.at_start,
             awaiting_keys: self.awaiting_keys,
             pinned_policy_key: self.pinned_policy_key,
-        }))
+        })?)
     }
 }
 
@@ -144,7 +145,16 @@ pub(crate) fn load(
     let at_start = if staging_dir.exists() {
         import::stage::ensure_ledger_dir(state_dir).map_err(import_error)?;
         let opened: Opened<Event> = Opened::open(&layout::ledger(state_dir))?;
-        let pending = live::pending_confirmation(opened.entries());
+        let pending = live::pending_confirmation(opened.entries())?;
+        if pending.is_some() && keystore_present(state_dir) {
+            // The confirmation that would replace the keys must be vouched for by the CURRENT
+            // keystore's journal key, before anything is applied (one more scrypt, only at a
+            // start with a confirmation pending): a forged `import_confirmed` is refused here.
+            let current = keystore::unlock(&layout::keystore(state_dir), passphrase)?;
+            if let Some(master) = &current.master {
+                check_journal_key(&opened, Some(&JournalKey::from_master(master)?), false)?;
+            }
+        }
         early_log = Some(opened);
         live::at_start(
             state_dir,
@@ -165,26 +175,28 @@ pub(crate) fn load(
     // 1b. A first install (no keystore yet) with a staged import serves in "awaiting keys"
     //     mode: no agents, nothing signed, only hello, status and the import ops.
     let awaiting_keys = !keystore_present(state_dir) && !matches!(at_start.staged, Staged::None);
-    let (keys, mut approvals, policy, pinned_policy_key) = if awaiting_keys {
+    let (keys, mut approvals, policy, pinned_policy_key, journal_key) = if awaiting_keys {
         tracing::warn!(
             "no keystore yet: serving in awaiting-keys mode until the staged import is confirmed at the console (import_status shows it)"
         );
         let (keys, approvals, policy) = awaiting_keys_parts(approval_ttl_secs)?;
-        (keys, approvals, policy, None)
+        (keys, approvals, policy, None, None)
     } else {
         // 1c. Load the keystore: nothing else matters if the keys cannot be unlocked.
-        let (keys, approvals, policy, pin) = load_keys(state_dir, approval_ttl_secs, passphrase)?;
-        (keys, approvals, policy, Some(pin))
+        let k = load_keys(state_dir, approval_ttl_secs, passphrase)?;
+        (k.keys, k.approvals, k.policy, Some(k.pin), k.journal_key)
     };
 
     approvals.set_grant_ttl(ttls.grant_secs);
 
     // 3. The ledger: replayed and verified before serving, so caps count every recorded spend.
     //    Its writer thread starts later, after the process is confined.
+    //    With the keystore's journal key, its MACs must vouch for it (`audit::key`).
     let opened: Opened<Event> = match early_log {
         Some(opened) => opened,
-        None => Opened::open(&layout::ledger(state_dir))?,
+        None => Opened::open_keyed(&layout::ledger(state_dir), journal_key.as_ref())?,
     };
+    check_journal_key(&opened, journal_key.as_ref(), at_start.applied.is_some())?;
     if opened.truncated_tail_bytes() > 0 {
         tracing::warn!(
             bytes = opened.truncated_tail_bytes(),
@@ -199,7 +211,38 @@ pub(crate) fn load(
         policy,
         pinned_policy_key,
         opened,
+        journal_key,
     })
+}
+
+/// Step 3b: the journal's MACs must vouch for it under the keystore's journal key: its last
+/// entry under that key (or the journal empty). One exception: at the start that applies a key
+/// ceremony's import, the journal so far is under the PREVIOUS keystore's key (or none, at a
+/// first install), and its first entry under the new key is written now.
+fn check_journal_key(
+    opened: &Opened<Event>,
+    key: Option<&JournalKey>,
+    applied_now: bool,
+) -> Result<(), Error> {
+    let Some(key) = key else {
+        return Ok(());
+    };
+    let (report, problem) = opened.key_check(key)?;
+    match problem {
+        None => Ok(()),
+        Some(KeyProblem::NeverKeyed { .. } | KeyProblem::TailNotUnderKey { .. }) if applied_now => {
+            tracing::warn!(
+                unkeyed = report.unkeyed,
+                under_previous_keys = report.other_key,
+                "a key ceremony's import was applied at this start: the journal so far is under the previous keystore's key; its entries from now on are under the new one"
+            );
+            Ok(())
+        }
+        Some(problem) => Err(Error::Audit(AuditError::Key(
+            opened.path().to_path_buf(),
+            problem,
+        ))),
+    }
 }
 
 /// Runs the signer until it is killed or an import is confirmed. Returns on a start-up
@@ -350,12 +393,12 @@ fn resolve_uid(user: &str) -> Result<u32, Error> {
 
 /// Step 1c: unlocks the keystore (one scrypt for a format 2 keystore), loads the policy
 /// verified against the key it pins, and binds every agent key to the one network it serves.
-/// Also returns the pinned policy key.
+/// Also returns the pinned policy key and the keystore's journal key.
 fn load_keys(
     state_dir: &Path,
     approval_ttl_secs: u64,
     passphrase: &secrecy::SecretString,
-) -> Result<(AgentKeys, Approvals, policy::Policy, [u8; 32]), Error> {
+) -> Result<KeysLoaded, Error> {
     let unlocked = keystore::unlock(&layout::keystore(state_dir), passphrase)?;
     if unlocked.weakest_kdf.is_weaker_than_production() {
         tracing::warn!(
@@ -382,8 +425,30 @@ fn load_keys(
     // 2b. Each key serves one network: its own (format 2), or the one the policy names.
     let keys = keyring::agent_keys(&unlocked, &policy).map_err(Error::Other)?;
     let pin = unlocked.policy_public_key;
+    let journal_key = unlocked
+        .master
+        .as_ref()
+        .map(JournalKey::from_master)
+        .transpose()?;
     drop(unlocked);
-    Ok((keys, approvals, policy, pin))
+    Ok(KeysLoaded {
+        keys,
+        approvals,
+        policy,
+        pin,
+        journal_key,
+    })
+}
+
+/// What [`load_keys`] unlocked and verified.
+struct KeysLoaded {
+    keys: AgentKeys,
+    approvals: Approvals,
+    policy: policy::Policy,
+    /// The policy key the keystore pins.
+    pin: [u8; 32],
+    /// The keystore's journal key (none for a format 1 keystore).
+    journal_key: Option<JournalKey>,
 }
 
 /// Awaiting keys: no agent keys, an empty policy (everything refused), and a verifier of a

@@ -15,8 +15,8 @@ use vigil_protocol::{
     OperatorRequestId, PeerRole, Purpose, Rule, Signed,
 };
 
-use crate::approval::{ApprovalRequest, Approvals};
-use crate::audit::Entry;
+use crate::approval::{ApprovalRequest, Approvals, CodeOutcome};
+use crate::audit::{AuditError, Entry};
 use crate::policy::{CapOverride, History};
 
 /// The rolling window of the velocity cap.
@@ -212,6 +212,66 @@ pub enum Event {
         /// Why.
         kind: ErrorKind,
     },
+    /// Refusals of one reason counted within one minute after the first of them (which has
+    /// its own entry) and not written one by one (`engine::refusals`).
+    RefusalsMerged {
+        /// The entry type they would have had (`denied`, `approval_refused`,
+        /// `operator_code_refused`).
+        refused: String,
+        /// The agent, when the policy names it (none: agents it does not name, or no agent).
+        agent: Option<AgentId>,
+        /// The protocol error kind.
+        kind: ErrorKind,
+        /// The policy rule, for `policy_denied`.
+        rule: Option<Rule>,
+        /// How many.
+        count: u64,
+        /// Time of the first of them.
+        first_ts: u64,
+        /// Time of the last of them.
+        last_ts: u64,
+    },
+    /// `vigil-signer audit-key` at the console keyed a journal of an earlier release: this is
+    /// its first entry with a MAC, which vouches for the unkeyed entries before it.
+    JournalKeyed {
+        /// Entries before it.
+        entries_before: u64,
+        /// The chain's head they end with, hex.
+        head: String,
+    },
+    /// `vigil-signer unlock-codes` at the appliance's console cleared the wrong-code counts
+    /// and locks (the only way out once the daily budget of wrong codes is spent).
+    CodesUnlocked {
+        /// Whether codes were locked at that moment (for a timed lock or for good).
+        was_locked: bool,
+        /// Wrong codes counted within the 24 hours before.
+        wrong_codes_in_window: u64,
+    },
+}
+
+impl Event {
+    /// What the entry says of operator codes, for the lockout (replayed at start and by the
+    /// console's `unlock-codes`): a wrong code is an `approval_refused` or
+    /// `operator_code_refused` of kind `approval_invalid_code` / `operator_code_invalid` (other
+    /// refusals, such as a code sent while locked, compared no code).
+    pub(crate) fn code_outcome(&self) -> Option<CodeOutcome> {
+        match self {
+            Event::ApprovalRefused {
+                kind: ErrorKind::ApprovalInvalidCode,
+                ..
+            }
+            | Event::OperatorCodeRefused {
+                kind: ErrorKind::OperatorCodeInvalid,
+                ..
+            } => Some(CodeOutcome::Wrong),
+            Event::ApprovalGranted { .. }
+            | Event::OperatorConfirmed { .. }
+            | Event::CapSet { .. }
+            | Event::ImportConfirmed { .. } => Some(CodeOutcome::Accepted),
+            Event::CodesUnlocked { .. } => Some(CodeOutcome::Unlocked),
+            _ => None,
+        }
+    }
 }
 
 /// Where a key-ceremony import was confirmed.
@@ -240,10 +300,13 @@ pub enum ImportAuthority {
 /// What an idempotency key maps to.
 #[derive(Clone, Debug)]
 pub(crate) enum Remembered {
-    /// Signed and durable.
+    /// Signed and durable: the intent's digest and where the `signed` entry is in the journal
+    /// (an idempotent retry reads the transaction back from there), not the transaction itself,
+    /// so 48 hours of records cost a few dozen bytes each.
     Signed {
         intent_digest: String,
-        result: Signed,
+        /// The `signed` entry's seq.
+        seq: u64,
         ts: u64,
     },
     /// Signed, its record not yet durable; waiters watch for the outcome.
@@ -325,10 +388,17 @@ impl Series {
 }
 
 impl Ledger {
-    /// Rebuilds the ledger and approval state from replayed audit entries.
-    pub(crate) fn replay(entries: &[Entry<Event>], approvals: &mut Approvals, now: u64) -> Self {
+    /// Rebuilds the ledger and approval state from the audit entries, streamed: what is kept
+    /// is bounded by the windows (spends of 24 h, idempotency records of 48 h, approvals
+    /// waiting), never the journal's length.
+    pub(crate) fn replay(
+        entries: impl IntoIterator<Item = Result<Entry<Event>, AuditError>>,
+        approvals: &mut Approvals,
+        now: u64,
+    ) -> Result<Self, AuditError> {
         let mut ledger = Ledger::default();
         for e in entries {
+            let e = e?;
             match &e.event {
                 Event::Signed {
                     agent,
@@ -336,9 +406,6 @@ impl Ledger {
                     intent_digest,
                     asset,
                     amount,
-                    summary,
-                    signature,
-                    tx,
                     approval_id,
                     ..
                 } => {
@@ -346,17 +413,11 @@ impl Ledger {
                         approvals.restore_collected(id);
                     }
                     ledger.record_spend(agent, *asset, amount.base_units(), e.ts);
-                    let result = Signed {
-                        tx: tx.clone(),
-                        signature: signature.clone(),
-                        summary: summary.clone(),
-                        ledger_seq: e.seq,
-                    };
                     ledger.idempotency.insert(
                         (agent.clone(), idempotency_key.clone()),
                         Remembered::Signed {
                             intent_digest: intent_digest.clone(),
-                            result,
+                            seq: e.seq,
                             ts: e.ts,
                         },
                     );
@@ -438,14 +499,26 @@ impl Ledger {
                 | Event::RequestRefused { .. }
                 | Event::PeerRefused { .. }
                 | Event::OperatorCodeRefused { .. }
-                | Event::ImportConfirmationExpired { .. }
+                | Event::CodesUnlocked { .. } => {
+                    if let Some(outcome) = e.event.code_outcome() {
+                        approvals.restore_code_outcome(outcome, e.ts);
+                    }
+                }
+                Event::ImportConfirmationExpired { .. }
+                | Event::RefusalsMerged { .. }
+                | Event::JournalKeyed { .. }
                 | Event::Denied { .. }
                 | Event::Started { .. } => {}
+            }
+            // Keep what replay holds bounded as it goes, as serving does.
+            if e.seq.is_multiple_of(4096) {
+                approvals.prune(e.ts.min(now));
+                ledger.prune(e.ts.min(now));
             }
         }
         approvals.prune(now);
         ledger.prune(now);
-        ledger
+        Ok(ledger)
     }
 
     /// Counts a spend (reserved before it is durable; never un-counted: failing closed).
@@ -572,94 +645,4 @@ pub(crate) fn intent_digest(intent: &Intent) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SOL: AssetSymbol = AssetSymbol::SOL;
-
-    fn usdc() -> AssetSymbol {
-        "USDC".parse().unwrap()
-    }
-
-    fn agent() -> AgentId {
-        "trader".parse().unwrap()
-    }
-
-    #[test]
-    fn velocity_window_slides() {
-        let mut l = Ledger::default();
-        l.record_spend(&agent(), SOL, 100, 1_000);
-        l.record_spend(&agent(), SOL, 50, 50_000);
-        l.record_spend(&agent(), usdc(), 7, 50_000);
-        assert_eq!(l.spent_since(&agent(), SOL, 0), 150);
-        let now = 1_000 + VELOCITY_WINDOW_SECS + 1;
-        assert_eq!(l.spent_24h(&agent(), now).get(&SOL), Some(&50));
-        l.prune(now);
-        assert_eq!(l.spent_since(&agent(), SOL, 0), 50);
-        assert_eq!(l.spent_since(&"other".parse().unwrap(), SOL, 0), 0);
-    }
-
-    #[test]
-    fn running_totals_match_a_naive_sum_after_pruning() {
-        let mut l = Ledger::default();
-        let mut naive: Vec<(u64, u128)> = Vec::new();
-        let mut x: u64 = 12345;
-        let mut t = 0u64;
-        for _ in 0..5_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            t += x % 90; // up to 90 s apart: the 24 h window slides over many entries
-            let amount = u128::from(x % 1_000);
-            l.record_spend(&agent(), SOL, amount, t);
-            naive.push((t, amount));
-            if x.is_multiple_of(500) {
-                l.prune(t);
-            }
-            for since in [
-                t.saturating_sub(VELOCITY_WINDOW_SECS),
-                t.saturating_sub(3_600),
-                t,
-            ] {
-                let want: u128 = naive
-                    .iter()
-                    .filter(|(ts, _)| *ts >= since)
-                    .map(|(_, a)| a)
-                    .sum();
-                assert_eq!(l.spent_since(&agent(), SOL, since), want, "since {since}");
-            }
-        }
-        assert_eq!(l.spent_since(&agent(), usdc(), 0), 0);
-    }
-
-    #[test]
-    fn a_clock_stepping_back_never_hides_a_spend() {
-        let mut l = Ledger::default();
-        l.record_spend(&agent(), SOL, 10, 100_000);
-        l.record_spend(&agent(), SOL, 5, 99_000); // the clock stepped back
-        assert_eq!(l.spent_since(&agent(), SOL, 100_000), 15);
-    }
-
-    #[test]
-    fn rate_window_counts_the_last_minute() {
-        let mut l = Ledger::default();
-        for t in [100, 130, 159, 161] {
-            l.note_request(&agent(), t);
-        }
-        assert_eq!(l.requests_since(&agent(), 161 - RATE_WINDOW_SECS), 3);
-    }
-
-    #[test]
-    fn events_round_trip_and_reject_unknown_fields() {
-        let e = Event::Denied {
-            agent: agent(),
-            kind: ErrorKind::PolicyDenied,
-            rule: Some(Rule::PerTxCap),
-            message: "m".into(),
-        };
-        let s = serde_json::to_string(&e).unwrap();
-        assert_eq!(serde_json::from_str::<Event>(&s).unwrap(), e);
-        let extra = s.replace("\"message\"", "\"x\":1,\"message\"");
-        assert!(serde_json::from_str::<Event>(&extra).is_err());
-    }
-}
+mod tests;

@@ -9,6 +9,7 @@
 // The sub-APIs of the signer's own binaries and of the offline ceremony (`vigil-ceremony`
 // writes keystores, signs policies and builds the stick's manifest with these very formats).
 pub mod audit;
+pub mod console;
 pub mod daemon;
 pub mod devinit;
 pub mod import;

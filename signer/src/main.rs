@@ -1,5 +1,5 @@
 //! The `vigil-signer` command: `serve`, `dev-init`, `dev-sign-policy`, `audit-verify`,
-//! `import`, `import-status`, `import-confirm`, `import-discard`.
+//! `import`, `import-status`, `import-confirm`, `import-discard`, `unlock-codes`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use vigil_protocol::{AgentId, OperatorCode};
-use vigil_signer::{audit, daemon, devinit, import};
+use vigil_signer::{audit, console, daemon, devinit, import};
 
 /// The Vigil signer: keys, policy, ledger and audit, behind one Unix socket.
 #[derive(Debug, Parser)]
@@ -117,6 +117,33 @@ enum Command {
         /// The audit head (hex) you recorded earlier; detects truncation of the log's tail.
         #[arg(long)]
         expect_head: Option<String>,
+        /// Also check the entries' MACs with the keystore's journal key (unlocked with the
+        /// passphrase of --passphrase-file, or the systemd credential): detects a consistent
+        /// rewrite of the chain by someone without the passphrase.
+        #[arg(long)]
+        keyed: bool,
+        /// Keystore passphrase file (implies --keyed).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// At the appliance's console, the signer stopped: lift the lock on operator codes (after
+    /// the daily budget of wrong codes was spent, codes are refused until this runs). Recorded
+    /// in the audit log.
+    UnlockCodes {
+        #[command(flatten)]
+        state: StateDir,
+        /// Keystore passphrase file; default: the systemd credential vigil-keystore-passphrase.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// At the console, the signer stopped, once after upgrading from a release whose journal
+    /// had no MACs: verify the chain and append its first keyed entry (with the passphrase).
+    AuditKey {
+        #[command(flatten)]
+        state: StateDir,
+        /// Keystore passphrase file; default: the systemd credential vigil-keystore-passphrase.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
     },
     /// Check a key-ceremony stick and STAGE it; nothing is installed until it is confirmed.
     /// A staged copy is never overwritten: confirm or discard it first.
@@ -259,10 +286,52 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{{\"policy_digest\": \"{digest}\"}}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::UnlockCodes {
+            state: StateDir { path: state_dir },
+            passphrase_file,
+        } => {
+            let done = console::unlock_codes(&state_dir, passphrase_file.as_deref())?;
+            println!(
+                "operator codes unlocked (the lock was: {}; {} wrong codes within 24 hours); recorded as audit entry {}. Start the signer again.",
+                done.was, done.wrong_codes_in_window, done.seq
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AuditKey {
+            state: StateDir { path: state_dir },
+            passphrase_file,
+        } => {
+            match console::key_journal(&state_dir, passphrase_file.as_deref())? {
+                console::Keyed::Already => {
+                    println!(
+                        "the journal is keyed already (its MACs vouch for it): nothing written"
+                    );
+                }
+                console::Keyed::Now {
+                    entries_before,
+                    head,
+                    seq,
+                } => println!(
+                    "journal keyed: its {entries_before} earlier entries (head {head}) are now vouched for by the MAC of entry {seq}. Start the signer again."
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::AuditVerify {
             state: StateDir { path: state_dir },
             expect_head,
+            keyed,
+            passphrase_file,
         } => {
+            let key = if keyed || passphrase_file.is_some() {
+                Some(
+                    console::journal_key(&state_dir, passphrase_file.as_deref())?.context(
+                        "this keystore (format 1) has no journal key: only the hash chain can be verified (omit --keyed)",
+                    )?,
+                )
+            } else {
+                None
+            };
             let path = devinit::layout::ledger(&state_dir).join(audit::AUDIT_FILE);
             let expected = match expect_head {
                 None => None,
@@ -273,10 +342,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Some(head)
                 }
             };
-            match audit::verify_file_with_head(&path, expected) {
-                Ok(report) => {
+            match audit::verify_file_keyed(&path, expected, key.as_ref()) {
+                Ok((report, keyed)) => {
+                    let macs = match keyed {
+                        None => "\"macs_checked\": false".to_string(),
+                        Some(k) => format!(
+                            "\"macs_checked\": true, \"keyed\": {}, \"under_earlier_keys\": {}, \"unkeyed\": {}",
+                            k.keyed, k.other_key, k.unkeyed
+                        ),
+                    };
                     println!(
-                        "{{\"ok\": true, \"entries\": {}, \"head_seq\": {}, \"head\": \"{}\"}}",
+                        "{{\"ok\": true, \"entries\": {}, \"head_seq\": {}, \"head\": \"{}\", {macs}}}",
                         report.entries,
                         report.head_seq,
                         hex::encode(report.head_hash)

@@ -208,7 +208,43 @@ pub(crate) fn render(event: &Event) -> Option<(OperatorEventKind, String)> {
                 prefix(manifest_digest)
             ),
         ),
-        Event::Signed { .. } | Event::Denied { .. } | Event::PeerRefused { .. } => return None,
+        Event::RefusalsMerged {
+            refused,
+            kind,
+            count,
+            ..
+        } if refused != "denied" => (
+            if *kind == ErrorKind::RateLimited {
+                K::Lockout
+            } else {
+                K::CodeRefused
+            },
+            format!("{count} more codes were refused ({kind}) and merged into one audit entry"),
+        ),
+        Event::CodesUnlocked {
+            was_locked,
+            wrong_codes_in_window,
+        } => (
+            K::ConsoleAction,
+            format!(
+                "codes were unlocked as root at the appliance's console ({}; {wrong_codes_in_window} wrong codes in the 24 hours before)",
+                if *was_locked {
+                    "they were locked"
+                } else {
+                    "they were not locked"
+                }
+            ),
+        ),
+        Event::JournalKeyed { entries_before, .. } => (
+            K::ConsoleAction,
+            format!(
+                "the journal was keyed as root at the appliance's console ({entries_before} earlier entries vouched for)"
+            ),
+        ),
+        Event::Signed { .. }
+        | Event::Denied { .. }
+        | Event::PeerRefused { .. }
+        | Event::RefusalsMerged { .. } => return None,
     };
     Some(rendered)
 }

@@ -106,6 +106,9 @@ pub(crate) struct NotAnswerable {
     pub(crate) message: String,
 }
 
+/// How often replay prunes what it has rebuilt (in journal entries).
+const PRUNE_EVERY: u64 = 1024;
+
 /// The requests the signer knows.
 #[derive(Debug, Default)]
 pub(crate) struct Requests {
@@ -114,43 +117,42 @@ pub(crate) struct Requests {
 }
 
 impl Requests {
-    /// Rebuilds the requests from the replayed audit log.
-    pub(crate) fn replay(entries: &[Entry<Event>], now: u64) -> Self {
-        let mut requests = Self::default();
-        for e in entries {
-            match &e.event {
-                Event::RequestCreated {
-                    request_id,
-                    idempotency_key,
-                    request,
-                    summary,
-                    expires_at,
-                } => requests.insert(
-                    request_id.clone(),
-                    Pending::new(
-                        request.clone(),
-                        idempotency_key.clone(),
-                        summary.clone(),
-                        *expires_at,
-                        e.seq,
-                    ),
+    /// Applies one replayed audit entry. Pruned as it goes (every [`PRUNE_EVERY`] entries), so
+    /// that replaying a long journal keeps only what [`Requests::prune`] would keep at the end.
+    pub(crate) fn replay_entry(&mut self, e: &Entry<Event>, now: u64) {
+        match &e.event {
+            Event::RequestCreated {
+                request_id,
+                idempotency_key,
+                request,
+                summary,
+                expires_at,
+            } => self.insert(
+                request_id.clone(),
+                Pending::new(
+                    request.clone(),
+                    idempotency_key.clone(),
+                    summary.clone(),
+                    *expires_at,
+                    e.seq,
                 ),
-                Event::OperatorConfirmed {
-                    request_id: Some(id),
-                    ..
-                }
-                | Event::CapSet {
-                    request_id: Some(id),
-                    ..
-                } => requests.resolve(id, RequestState::Granted, e.seq),
-                Event::RequestRefused { request_id, .. } => {
-                    requests.resolve(request_id, RequestState::Refused, e.seq);
-                }
-                _ => {}
+            ),
+            Event::OperatorConfirmed {
+                request_id: Some(id),
+                ..
             }
+            | Event::CapSet {
+                request_id: Some(id),
+                ..
+            } => self.resolve(id, RequestState::Granted, e.seq),
+            Event::RequestRefused { request_id, .. } => {
+                self.resolve(request_id, RequestState::Refused, e.seq);
+            }
+            _ => {}
         }
-        requests.prune(now);
-        requests
+        if e.seq.is_multiple_of(PRUNE_EVERY) {
+            self.prune(now);
+        }
     }
 
     /// The request an idempotency key made, if it is remembered.

@@ -35,6 +35,7 @@ pub mod config;
 pub mod corpus;
 pub mod daemon;
 pub mod host;
+pub mod journal;
 pub mod legacy;
 pub mod measure;
 pub mod operator;

@@ -326,6 +326,15 @@ impl Signer {
             .expect("running vigil-signer")
     }
 
+    /// A console command (`unlock-codes`, `audit-key`, `audit-verify --keyed` ...) with the
+    /// signer's passphrase file, as root at the appliance runs it: `vigil-signer <args>
+    /// --passphrase-file <file> --state-dir <state>`.
+    pub fn console(&self, args: &[&str]) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--passphrase-file");
+        self.run(&all, &[self.process.passphrase_file()])
+    }
+
     /// `vigil-signer audit-verify` with `extra` flags.
     pub fn audit_verify(&self, extra: &[&str]) -> Output {
         let mut args = vec!["audit-verify"];

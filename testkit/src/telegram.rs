@@ -51,6 +51,28 @@ pub struct BotMessage {
     pub reply_markup: Value,
 }
 
+impl BotMessage {
+    /// The callback data of its button labelled `label` (panics, naming the buttons, if it
+    /// has none such).
+    pub fn button(&self, label: &str) -> String {
+        self.reply_markup["inline_keyboard"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_array)
+            .flatten()
+            .find(|b| b["text"] == label)
+            .and_then(|b| b["callback_data"].as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {label:?} button on {:?}: {}",
+                    self.text, self.reply_markup
+                )
+            })
+    }
+}
+
 impl Emulator {
     /// Starts the emulator. Node or the npm package missing is a failure that says to run
     /// `tests/run` (which installs them), never a silent pass.

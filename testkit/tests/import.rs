@@ -142,6 +142,17 @@ async fn replacing_the_keys_needs_the_new_and_the_current_authenticators_code() 
         "{}",
         item.summary
     );
+    // Issue 15, finding 6: the operator is shown the full digest, every key, whether the
+    // ceremony ran online and how strongly the keystore is encrypted (this test's ceremony
+    // uses the development KDF).
+    assert!(
+        item.summary.contains(&item.id)
+            && item.summary.contains("the ceremony ran offline")
+            && item.summary.contains("DEVELOPMENT KDF parameters")
+            && !item.summary.contains("more"),
+        "{}",
+        item.summary
+    );
 
     // Codes of the next time step: the first install spent this one.
     let next = unix_now() + 30;

@@ -97,6 +97,29 @@ fn trader_address(s: &Signer) -> Value {
 }
 
 #[test]
+fn a_confirmation_forged_in_the_journal_applies_nothing() {
+    let (dir, pass, _current, _new, digest) = installed_with_a_replacement_staged();
+    let mut s = Signer::serve_existing(dir, &pass);
+    s.kill9();
+    // Someone who can write the journal, but has no passphrase, appends the confirmation the
+    // signer applies at its next start: chained, without a MAC.
+    let forged = json!({
+        "type": "import_confirmed",
+        "manifest_digest": digest,
+        "totp_step": unix_now() / 30,
+    });
+    vigil_testkit::journal::append_unkeyed(&s.audit_path(), &forged, unix_now());
+    let out = s.serve_command().output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("MAC"), "{stderr}");
+    assert!(
+        staging_dir(&s.state()).exists(),
+        "nothing applied: the stick is still staged"
+    );
+}
+
+#[test]
 fn replacing_keys_over_the_socket_needs_the_current_authenticator_and_applies_at_restart() {
     let (dir, pass, current, new, digest) = installed_with_a_replacement_staged();
     let mut s = Signer::serve_existing(dir, &pass);

@@ -86,10 +86,8 @@ async fn a_confirmation_survives_a_restart_and_is_approved_with_a_button() {
         "{}",
         first.text
     );
-    assert_eq!(
-        first.reply_markup["inline_keyboard"][0][0]["callback_data"],
-        format!("yes:{id}")
-    );
+    let yes = first.button("Yes");
+    assert!(yes.starts_with(&format!("yes:{id}:")), "{yes}");
 
     // The orchestrator dies before the operator answers; it comes back and asks again.
     daemon.kill();
@@ -105,15 +103,28 @@ async fn a_confirmation_survives_a_restart_and_is_approved_with_a_button() {
     let listed = op.ask("/pending", "Waiting for you").await;
     assert!(listed.text.contains(&format!("#{id} ")), "{}", listed.text);
 
-    // A stranger's button press is ignored; the operator's is obeyed.
-    emulator.press(STRANGER, &again, &format!("yes:{id}")).await;
+    // Issue 15, finding 10: a button that names the row by its number alone (as an old
+    // release's, or one shown before a database restore, whose row number now names another
+    // item) does nothing; the buttons carry the row's random token.
     emulator.press(OPERATOR, &again, &format!("yes:{id}")).await;
+    op.expect("out of date").await;
+    emulator
+        .press(OPERATOR, &again, &format!("yes:{id}:{}", "0".repeat(32)))
+        .await;
+    op.expect(&format!("does not belong to #{id}")).await;
+    assert_eq!(
+        store.confirmation(id).unwrap().status,
+        ConfirmationStatus::Open
+    );
+    // A stranger's button press is ignored; the operator's is obeyed.
+    emulator.press(STRANGER, &again, &again.button("Yes")).await;
+    emulator.press(OPERATOR, &again, &again.button("Yes")).await;
     op.expect(&format!("#{id} approved")).await;
     let row = store.confirmation(id).unwrap();
     assert_eq!(row.status, ConfirmationStatus::Approved);
     assert_eq!(row.resolved_by, Some(OPERATOR));
     // Pressing again changes nothing.
-    emulator.press(OPERATOR, &again, &format!("no:{id}")).await;
+    emulator.press(OPERATOR, &again, &again.button("No")).await;
     op.expect("already approved").await;
     assert!(emulator.bot_messages(STRANGER).await.is_empty());
 }
@@ -379,7 +390,7 @@ async fn a_yes_answered_not_sent_is_not_sent_after_a_restart() {
     assert!(asked.text.contains("0.2 SOL"), "{}", asked.text);
 
     chain.set_mode(vigil_testkit::Mode::Http500);
-    emulator.press(OPERATOR, &asked, "yes:1").await;
+    emulator.press(OPERATOR, &asked, &asked.button("Yes")).await;
     let answer = op.expect("Not sent").await;
     assert!(
         answer.text.contains("will not be sent later"),

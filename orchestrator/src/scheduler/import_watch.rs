@@ -116,6 +116,7 @@ mod tests {
             policy_key_fingerprint: None,
             created_at: None,
             online_override: false,
+            insecure_dev_kdf: false,
             replace: true,
             current_code_required: true,
             error: None,

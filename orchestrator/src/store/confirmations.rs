@@ -203,10 +203,13 @@ pub struct ConfirmationRow {
     pub resolved_by: Option<i64>,
     /// When it was answered or marked expired.
     pub resolved_at: Option<u64>,
+    /// The random value its Yes/No buttons carry (32 hex digits): a press is matched against
+    /// it, not only against the row number, which a database restore can give another item.
+    pub button_token: String,
 }
 
 const COLUMNS: &str = "id, kind, agent, summary, payload_json, idempotency_key, created_at, \
-                       expires_at, status, resolved_by, resolved_at";
+                       expires_at, status, resolved_by, resolved_at, button_token";
 
 impl Store {
     /// Records a confirmation to ask for. The summary must be one line of at most
@@ -238,8 +241,9 @@ impl Store {
         }
         let inserted = tx.execute(
             "INSERT INTO pending_confirmations
-                 (kind, agent, summary, payload_json, idempotency_key, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 (kind, agent, summary, payload_json, idempotency_key, created_at, expires_at,
+                  button_token)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, lower(hex(randomblob(16))))",
             params![
                 p.kind.as_str(),
                 p.agent.as_ref().map(AgentId::as_str),
@@ -461,6 +465,7 @@ fn confirmation_row(row: &Row<'_>) -> Result<ConfirmationRow, StoreError> {
             .get::<_, Option<i64>>(10)?
             .map(|v| from_sql_u64(v, "confirmation resolved_at"))
             .transpose()?,
+        button_token: row.get(11)?,
     })
 }
 

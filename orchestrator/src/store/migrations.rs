@@ -107,8 +107,17 @@ CREATE TABLE settings (
 ) STRICT;
 "#;
 
+/// Version 2: each confirmation carries a random token that its Yes/No buttons repeat, so a
+/// button shown before a database restore (whose row number now names another item) matches
+/// nothing. Rows of version 1 get a token of their own; their old buttons (`yes:<id>`) match
+/// nothing either.
+const V2: &str = r#"
+ALTER TABLE pending_confirmations ADD COLUMN button_token TEXT NOT NULL DEFAULT '';
+UPDATE pending_confirmations SET button_token = lower(hex(randomblob(16)));
+"#;
+
 /// The migrations in order; `MIGRATIONS[i]` moves the file from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes and understands (what the tests expect to find).
 // The list is a handful of entries: the cast cannot truncate.
@@ -209,6 +218,37 @@ mod tests {
             })
             .unwrap();
         assert_eq!(v, "v");
+    }
+
+    #[test]
+    fn confirmations_of_version_1_get_distinct_button_tokens() {
+        let conn = Connection::open_in_memory().unwrap();
+        apply(&conn, &[V1]).unwrap();
+        for key in ["k1", "k2"] {
+            conn.execute(
+                "INSERT INTO pending_confirmations
+                     (kind, summary, payload_json, idempotency_key, created_at, expires_at)
+                 VALUES ('move_funds', 's', '{}', ?1, 1, 2)",
+                [key],
+            )
+            .unwrap();
+        }
+        migrate(&conn).unwrap();
+        let tokens: Vec<String> = conn
+            .prepare("SELECT button_token FROM pending_confirmations ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(tokens.len(), 2);
+        assert!(
+            tokens
+                .iter()
+                .all(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{tokens:?}"
+        );
+        assert_ne!(tokens[0], tokens[1]);
     }
 
     #[test]

@@ -396,6 +396,7 @@ mod tests {
             status: ConfirmationStatus::Open,
             resolved_by: None,
             resolved_at: None,
+            button_token: "00".repeat(16),
         };
         let config = TelegramConfig {
             operators: vec![5],

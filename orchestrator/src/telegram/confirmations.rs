@@ -76,11 +76,20 @@ pub(super) async fn approve(ctx: &Ctx, user: i64, id: ConfirmationId) -> String 
     }
 }
 
-/// A Yes/No button press: `yes:<id>` or `no:<id>`. A Yes to a live transfer runs it (at
-/// most once) and answers with what the signer and the chain said.
+/// The callback data of a Yes (`answer` `yes`) or No (`no`) button of `row`:
+/// `<answer>:<id>:<token>`, the row's random button token included.
+pub(super) fn button_data(answer: &str, row: &ConfirmationRow) -> String {
+    format!("{answer}:{}:{}", row.id, row.button_token)
+}
+
+/// A Yes/No button press: `yes:<id>:<token>` or `no:<id>:<token>`. The token must be the
+/// row's: a button shown before a database restore, or of an older release, matches nothing.
+/// A Yes to a live transfer runs it (at most once) and answers with what the signer and the
+/// chain said.
 pub(super) async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
-    let Some((answer, id)) = data.split_once(':') else {
-        return "This button is not one of mine.".into();
+    let mut parts = data.splitn(3, ':');
+    let (Some(answer), Some(id), Some(token)) = (parts.next(), parts.next(), parts.next()) else {
+        return "This button is out of date (from an earlier release): use /pending to see what waits, and answer the message shown there.".into();
     };
     let resolution = match answer {
         "yes" => Resolution::Approved,
@@ -95,6 +104,11 @@ pub(super) async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
         Ok(row) => row,
         Err(e) => return e,
     };
+    if row.button_token.is_empty() || token != row.button_token {
+        return format!(
+            "This button does not belong to #{id} as it is now (the database was restored, or the item was replaced): nothing was done. Use /pending to see what waits."
+        );
+    }
     if matches!(
         row.confirmation.kind,
         ConfirmationKind::SignerApproval | ConfirmationKind::ImportKeys

@@ -437,8 +437,14 @@ async fn announce_confirmations(bot: BotClient, ctx: Arc<Ctx>) {
                 let mut send = bot.bot().send_message(ChatId(op), clip(&text));
                 if buttons {
                     send = send.reply_markup(InlineKeyboardMarkup::new([[
-                        InlineKeyboardButton::callback("Yes", format!("yes:{}", row.id)),
-                        InlineKeyboardButton::callback("No", format!("no:{}", row.id)),
+                        InlineKeyboardButton::callback(
+                            "Yes",
+                            confirmations::button_data("yes", &row),
+                        ),
+                        InlineKeyboardButton::callback(
+                            "No",
+                            confirmations::button_data("no", &row),
+                        ),
                     ]]));
                 }
                 if let Err(e) = send.await {

@@ -378,6 +378,8 @@ pub enum OperatorEventKind {
     ImportApplied,
     /// An import confirmation expired before it was applied.
     ImportConfirmationExpired,
+    /// Something done as root at the appliance's console: codes unlocked, the journal keyed.
+    ConsoleAction,
 }
 
 impl OperatorEventKind {
@@ -399,6 +401,7 @@ impl OperatorEventKind {
             OperatorEventKind::ImportConfirmed => "import_confirmed",
             OperatorEventKind::ImportApplied => "import_applied",
             OperatorEventKind::ImportConfirmationExpired => "import_confirmation_expired",
+            OperatorEventKind::ConsoleAction => "console_action",
         }
     }
 }

@@ -16,6 +16,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use super::key::{JournalKey, KeyCheck, KeyReport};
+use super::stream::{Checkpoint, Scanner};
 use super::{GENESIS, MAX_CLOCK_SKEW_SECS};
 
 /// What a successful verification found.
@@ -69,57 +71,76 @@ pub fn verify_file_with_head(
     path: &Path,
     expected_head: Option<[u8; 32]>,
 ) -> Result<VerifyReport, VerifyFailure> {
-    let file = File::open(path)
-        .map_err(|e| Chain::new(path).failure_next(None, format!("cannot open: {e}")))?;
-    verify_reader(BufReader::new(file), path, expected_head)
+    verify_file_keyed(path, expected_head, None).map(|(report, _)| report)
+}
+
+/// As [`verify_file_with_head`], and with the keystore's journal `key`, the entries' MACs must
+/// vouch for the chain ([`super::key`]): a consistent rewrite by someone without the key fails.
+pub fn verify_file_keyed(
+    path: &Path,
+    expected_head: Option<[u8; 32]>,
+    key: Option<&JournalKey>,
+) -> Result<(VerifyReport, Option<KeyReport>), VerifyFailure> {
+    let file = File::open(path).map_err(|e| {
+        Chain::resume(path, Checkpoint::START).failure_next(None, format!("cannot open: {e}"))
+    })?;
+    verify_reader_keyed(BufReader::new(file), path, expected_head, key)
 }
 
 /// As [`verify_file_with_head`], over a journal's bytes already open (`path` names it in
-/// messages). The running signer verifies its own journal this way, through the descriptor it
-/// holds.
+/// messages). Reads one line at a time: its memory does not grow with the journal.
 pub fn verify_reader(
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     path: &Path,
     expected_head: Option<[u8; 32]>,
 ) -> Result<VerifyReport, VerifyFailure> {
-    let mut chain = Chain::new(path);
-    let mut line = Vec::new();
+    verify_reader_keyed(reader, path, expected_head, None).map(|(report, _)| report)
+}
+
+fn verify_reader_keyed(
+    reader: impl BufRead,
+    path: &Path,
+    expected_head: Option<[u8; 32]>,
+    key: Option<&JournalKey>,
+) -> Result<(VerifyReport, Option<KeyReport>), VerifyFailure> {
+    let mut scanner = Scanner::new(reader, path, Checkpoint::START);
     let mut pinned_seen = expected_head == Some(GENESIS);
-    loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| chain.failure_next(None, format!("cannot read: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        if line.last() != Some(&b'\n') {
-            return Err(chain.failure_next(
-                None,
-                "incomplete final line (no newline): a write cut by a crash or still in progress; retry, or start the signer, which removes it".into(),
-            ));
-        }
-        let checked = chain.check(&line)?;
+    let mut check = key.map(KeyCheck::new);
+    while let Some(checked) = scanner.next_checked()? {
         pinned_seen |= expected_head == Some(checked.hash);
+        if let Some(check) = check.as_mut() {
+            check.see(checked.seq, &checked.hash, checked.mac.as_ref());
+        }
     }
+    if scanner.torn_bytes() > 0 {
+        return Err(scanner.failure_next(
+            "incomplete final line (no newline): a write cut by a crash or still in progress; retry, or start the signer, which removes it".into(),
+        ));
+    }
+    let end = scanner.position();
     if let Some(head) = expected_head
         && !pinned_seen
     {
-        return Err(chain.failure_next(
-            None,
-            format!(
-                "the pinned head {} is not in the chain (which ends at seq {} with {}): entries were removed from the end, or the log was replaced",
-                hex::encode(head),
-                chain.seq,
-                hex::encode(chain.hash)
-            ),
-        ));
+        return Err(scanner.failure_next(format!(
+            "the pinned head {} is not in the chain (which ends at seq {} with {}): entries were removed from the end, or the log was replaced",
+            hex::encode(head),
+            end.seq,
+            hex::encode(end.hash)
+        )));
     }
-    Ok(VerifyReport {
-        entries: chain.seq,
-        head_seq: chain.seq,
-        head_hash: chain.hash,
-    })
+    let keyed = match check.map(KeyCheck::finish) {
+        Some((_, Some(problem))) => {
+            return Err(scanner.failure_next(format!("the journal's MACs: {problem}")));
+        }
+        Some((report, None)) => Some(report),
+        None => None,
+    };
+    let report = VerifyReport {
+        entries: end.seq,
+        head_seq: end.seq,
+        head_hash: end.hash,
+    };
+    Ok((report, keyed))
 }
 
 /// The exact bytes that are hashed: the line's object without its `hash` member.
@@ -138,13 +159,18 @@ pub(super) fn chain_hash(prev: &[u8; 32], body: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Appends the full line (with `hash` and the newline) for `body` to `out`.
-pub(super) fn push_line(out: &mut Vec<u8>, body: &str, hash: &[u8; 32]) {
+/// Appends the full line (with `hash`, the `mac` of a keyed entry, and the newline) for `body`
+/// to `out`.
+pub(super) fn push_line(out: &mut Vec<u8>, body: &str, hash: &[u8; 32], mac: Option<&[u8; 32]>) {
     // `body` always ends with the `}` that closes the object: reopen it for the hash member.
     let open = body.strip_suffix('}').unwrap_or(body);
     out.extend_from_slice(open.as_bytes());
     out.extend_from_slice(b",\"hash\":\"");
     out.extend_from_slice(hex::encode(hash).as_bytes());
+    if let Some(mac) = mac {
+        out.extend_from_slice(b"\",\"mac\":\"");
+        out.extend_from_slice(hex::encode(mac).as_bytes());
+    }
     out.extend_from_slice(b"\"}\n");
 }
 
@@ -160,6 +186,9 @@ struct RawLine<'a> {
     event: &'a RawValue,
     #[serde(borrow)]
     hash: &'a str,
+    /// Present on keyed entries (`key`).
+    #[serde(default, borrow)]
+    mac: Option<&'a str>,
 }
 
 /// One line that passed every check, borrowing its event's bytes.
@@ -168,6 +197,7 @@ pub(super) struct Checked<'a> {
     pub(super) ts: u64,
     pub(super) prev: [u8; 32],
     pub(super) hash: [u8; 32],
+    pub(super) mac: Option<[u8; 32]>,
     pub(super) event: &'a RawValue,
 }
 
@@ -182,13 +212,24 @@ pub(super) struct Chain {
 }
 
 impl Chain {
-    pub(super) fn new(path: &Path) -> Chain {
+    /// The chain at `from` (its line count is the seq: one line per entry).
+    pub(super) fn resume(path: &Path, from: Checkpoint) -> Chain {
         Chain {
             path: path.to_path_buf(),
-            line: 0,
-            seq: 0,
-            hash: GENESIS,
-            ts: None,
+            line: from.seq,
+            seq: from.seq,
+            hash: from.hash,
+            ts: from.ts,
+        }
+    }
+
+    /// Where the chain stands, the next entry starting at byte `offset`.
+    pub(super) fn checkpoint(&self, offset: u64) -> Checkpoint {
+        Checkpoint {
+            seq: self.seq,
+            hash: self.hash,
+            ts: self.ts,
+            offset,
         }
     }
 
@@ -260,8 +301,15 @@ impl Chain {
                 ),
             ));
         }
+        let mac = match raw.mac {
+            None => None,
+            Some(m) => Some(
+                parse_hex32(m)
+                    .ok_or_else(|| self.failure(seq, format!("mac {m:?} is not 64 hex digits")))?,
+            ),
+        };
         let mut canonical = Vec::with_capacity(line.len());
-        push_line(&mut canonical, &body, &hash);
+        push_line(&mut canonical, &body, &hash, mac.as_ref());
         if canonical != line {
             return Err(self.failure(
                 seq,
@@ -287,6 +335,7 @@ impl Chain {
             ts: raw.ts,
             prev,
             hash,
+            mac,
             event: raw.event,
         })
     }

@@ -28,7 +28,14 @@ fn spend(agent: &str, amount: u64) -> Ev {
 const T0: u64 = 1_700_000_000;
 
 fn start(dir: &Path) -> (AuditLog<Ev>, Vec<Entry<Ev>>) {
-    Opened::<Ev>::open(dir).unwrap().start().unwrap()
+    let opened = Opened::<Ev>::open(dir).unwrap();
+    let entries = all(&opened);
+    (opened.start(None).unwrap(), entries)
+}
+
+/// Every entry of an opened log, collected.
+fn all(opened: &Opened<Ev>) -> Vec<Entry<Ev>> {
+    opened.entries().collect::<Result<_, _>>().unwrap()
 }
 
 /// A log with `n` entries (`spend("a", i)` for i in 1..=n) in a fresh dir; returns its path.
@@ -83,7 +90,7 @@ fn append_then_reopen_gives_same_entries_and_head() {
     // Dropping the last handle joined the writer and released the lock: reopening works now.
     let opened = Opened::<Ev>::open(dir.path()).unwrap();
     assert_eq!(opened.truncated_tail_bytes(), 0);
-    let entries = opened.entries();
+    let entries = all(&opened);
     assert_eq!(entries.len(), 3);
     assert_eq!(
         entries.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
@@ -97,8 +104,8 @@ fn append_then_reopen_gives_same_entries_and_head() {
     assert_eq!(entries[1].prev, first[0].hash);
     assert_eq!(entries[1].hash, first[1].hash);
     assert_eq!(entries[2].ts, T0 + 1);
-    let (log, replayed) = opened.start().unwrap();
-    assert_eq!(replayed.len(), 3);
+    assert_eq!(opened.end().seq, 3);
+    let log = opened.start(None).unwrap();
     assert_eq!(log.head(), head);
     // The chain continues from the replayed head.
     let next = log.append_blocking(T0 + 2, vec![spend("c", 1)]).unwrap();
@@ -297,7 +304,7 @@ fn verify_names_the_first_bad_line() {
                 );
                 let hash = format::chain_hash(&prev, &body);
                 let mut line = Vec::new();
-                format::push_line(&mut line, &body, &hash);
+                format::push_line(&mut line, &body, &hash, None);
                 l[1] = String::from_utf8(line).unwrap().trim_end().to_owned();
             },
             3,
@@ -377,7 +384,12 @@ fn verify_catches_a_timestamp_far_back() {
         r#"{"kind":"deny","rule":"r"}"#,
     );
     let mut line = Vec::new();
-    format::push_line(&mut line, &body, &format::chain_hash(&first_hash, &body));
+    format::push_line(
+        &mut line,
+        &body,
+        &format::chain_hash(&first_hash, &body),
+        None,
+    );
     l[1] = String::from_utf8(line).unwrap().trim_end().to_owned();
     write_lines(&path, &l);
     let err = verify_file(&path).unwrap_err();
@@ -399,7 +411,7 @@ fn torn_last_line_is_truncated_on_open() {
 
     let opened = Opened::<Ev>::open(dir.path()).unwrap();
     assert_eq!(opened.truncated_tail_bytes(), half.len() as u64);
-    assert_eq!(opened.entries().len(), 3);
+    assert_eq!(all(&opened).len(), 3);
     drop(opened);
     assert_eq!(fs::read(&path).unwrap(), intact);
     assert_eq!(verify_file(&path).unwrap().entries, 3);
@@ -427,7 +439,10 @@ fn unknown_event_refuses_open_but_verifies_untyped() {
         note: String,
     }
     let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Opened::<Other>::open(dir.path()).unwrap().start().unwrap();
+    let log = Opened::<Other>::open(dir.path())
+        .unwrap()
+        .start(None)
+        .unwrap();
     log.append_blocking(T0, vec![Other { note: "n".into() }])
         .unwrap();
     drop(log);
@@ -485,7 +500,7 @@ fn failed_write_poisons_the_log() {
         .open("/dev/full")
         .unwrap();
     opened.replace_file_for_test(full);
-    let (log, _) = opened.start().unwrap();
+    let log = opened.start(None).unwrap();
     let head = log.head();
     assert!(!log.is_poisoned());
 
@@ -515,7 +530,10 @@ fn clock_step_back_and_bad_event_are_refused_without_using_a_seq() {
     #[derive(Serialize, Deserialize)]
     struct Bad(BTreeMap<(u8, u8), u8>);
     let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Opened::<Bad>::open(dir.path()).unwrap().start().unwrap();
+    let log = Opened::<Bad>::open(dir.path())
+        .unwrap()
+        .start(None)
+        .unwrap();
     log.append_blocking(T0, vec![Bad(BTreeMap::new())]).unwrap();
     let err = log
         .append_blocking(T0 - 301, vec![Bad(BTreeMap::new())])
@@ -546,3 +564,45 @@ fn clock_step_back_and_bad_event_are_refused_without_using_a_seq() {
         3
     );
 }
+
+#[test]
+fn entries_from_a_seq_start_at_a_checkpoint_and_see_later_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Opened::<Ev>::open(dir.path()).unwrap().start(None).unwrap();
+    let n = 2 * CHECKPOINT_EVERY + 5;
+    let batch: Vec<Ev> = (1..=n).map(|i| spend("a", i)).collect();
+    log.append_blocking(T0, batch).unwrap();
+    drop(log);
+    let opened = Opened::<Ev>::open(dir.path()).unwrap();
+    assert_eq!(opened.end().seq, n);
+    let log = opened.start(None).unwrap();
+    for from in [
+        0,
+        1,
+        CHECKPOINT_EVERY - 1,
+        CHECKPOINT_EVERY,
+        CHECKPOINT_EVERY + 1,
+        n,
+    ] {
+        let first = log.entries_from(from).next().unwrap().unwrap();
+        assert_eq!(first.seq, from.max(1));
+        assert_eq!(first.event, spend("a", from.max(1)));
+    }
+    assert!(log.entries_from(n + 1).next().is_none());
+    // Entries appended after open are read too, from the checkpoints made at open.
+    log.append_blocking(T0 + 1, vec![spend("b", 1)]).unwrap();
+    let tail: Vec<Entry<Ev>> = log.entries_from(n).collect::<Result<_, _>>().unwrap();
+    assert_eq!(tail.len(), 2);
+    assert_eq!(tail[1].event, spend("b", 1));
+    // An edit before the checkpoint a read starts from is not this read's to see, but one
+    // after it is: the chain is checked from the checkpoint on.
+    drop(log);
+    let path = dir.path().join(AUDIT_FILE);
+    let mut l = lines(&path);
+    let i = usize::try_from(CHECKPOINT_EVERY + 2).unwrap();
+    l[i] = l[i].replace("\"amount\":", "\"amount\":1");
+    write_lines(&path, &l);
+    assert!(Opened::<Ev>::open(dir.path()).is_err());
+}
+
+mod keyed;

@@ -21,6 +21,7 @@ use std::thread::JoinHandle;
 use serde_json::value::RawValue;
 
 use super::format::{body, chain_hash, push_line};
+use super::key::JournalKey;
 use super::{Appended, AuditError, AuditStats, MAX_BATCH_EVENTS, MAX_CLOCK_SKEW_SECS};
 
 type Outcome = Result<Vec<Appended>, AuditError>;
@@ -77,8 +78,14 @@ pub(super) struct Writer<E> {
 }
 
 impl<E: serde::Serialize + Send + 'static> Writer<E> {
-    /// Starts the writer thread on `file` (opened with `O_APPEND`), continuing the chain at `head`.
-    pub(super) fn spawn(path: PathBuf, file: File, head: Head) -> Result<Writer<E>, AuditError> {
+    /// Starts the writer thread on `file` (opened with `O_APPEND`), continuing the chain at `head`;
+    /// with `key`, every entry carries its MAC.
+    pub(super) fn spawn(
+        path: PathBuf,
+        file: File,
+        head: Head,
+        key: Option<Arc<JournalKey>>,
+    ) -> Result<Writer<E>, AuditError> {
         let shared = Arc::new(Shared {
             head: Mutex::new((head.seq, head.hash)),
             poisoned: AtomicBool::new(false),
@@ -91,7 +98,7 @@ impl<E: serde::Serialize + Send + 'static> Writer<E> {
             .spawn({
                 let shared = Arc::clone(&shared);
                 let path = path.clone();
-                move || run(&path, file, head, &rx, &shared)
+                move || run(&path, file, head, key.as_deref(), &rx, &shared)
             })
             .map_err(AuditError::Spawn)?;
         Ok(Writer {
@@ -184,6 +191,7 @@ fn run<E: serde::Serialize>(
     path: &Path,
     mut file: File,
     mut head: Head,
+    key: Option<&JournalKey>,
     rx: &mpsc::Receiver<Vec<Request<E>>>,
     shared: &Shared,
 ) {
@@ -205,7 +213,7 @@ fn run<E: serde::Serialize>(
         let mut next = head;
         let mut accepted = Vec::with_capacity(batch.len());
         for request in batch {
-            match encode(&mut buf, &mut next, request.ts, &request.events) {
+            match encode(&mut buf, &mut next, request.ts, &request.events, key) {
                 Ok(appended) => accepted.push((request.reply, appended)),
                 Err(e) => request.reply.send(Err(e)),
             }
@@ -253,6 +261,7 @@ fn encode<E: serde::Serialize>(
     next: &mut Head,
     ts: u64,
     events: &[E],
+    key: Option<&JournalKey>,
 ) -> Result<Vec<Appended>, AuditError> {
     if ts.saturating_add(MAX_CLOCK_SKEW_SECS) < next.ts {
         return Err(AuditError::ClockWentBack {
@@ -274,7 +283,8 @@ fn encode<E: serde::Serialize>(
         let seq = cursor.seq + 1;
         let body = body(seq, ts, &cursor.hash, &json);
         let hash = chain_hash(&cursor.hash, &body);
-        push_line(buf, &body, &hash);
+        let mac = key.map(|k| k.mac(&hash));
+        push_line(buf, &body, &hash, mac.as_ref());
         cursor = Head { seq, hash, ts };
         appended.push(Appended { seq, hash });
     }

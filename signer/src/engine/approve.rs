@@ -19,10 +19,7 @@ impl Engine {
                     approval_id: r.approval_id.clone(),
                     kind: refusal.kind,
                 };
-                if let Err(e) = self.journal(now, vec![event]).await {
-                    tracing::error!(error = %e, "could not record a refused approval");
-                }
-                return Err(Refusal::new(refusal.kind, refusal.message));
+                return Err(self.durable_refusal(event, refusal, now).await);
             }
         };
         let summary = request.summary.clone();

@@ -3,8 +3,6 @@
 //! them from Telegram without access to the signer's files. Read-only; the file is read on a
 //! blocking thread so other requests are not held up by a long journal.
 
-use std::collections::VecDeque;
-
 use serde_json::Value;
 use vigil_protocol::{AuditEntrySummary, AuditRequest, AuditResult};
 
@@ -23,33 +21,20 @@ impl Engine {
 }
 
 fn read(log: &audit::AuditLog<crate::ledger::Event>, limit: usize) -> Result<AuditResult, Refusal> {
-    let bytes = log
-        .read_all()
-        .map_err(|e| Refusal::internal(format!("cannot read {}: {e}", log.path().display())))?;
-    // An append racing this read may leave a cut last line: verify complete lines only.
-    let complete = bytes
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map_or(&bytes[..0], |i| &bytes[..=i]);
-    let (verified, error, entries, head_seq, head) =
-        match audit::verify_reader(complete, log.path(), None) {
-            Ok(report) => (
-                true,
-                None,
-                report.entries,
-                report.head_seq,
-                hex::encode(report.head_hash),
-            ),
-            Err(failure) => (false, Some(failure.to_string()), 0, 0, String::new()),
-        };
-    let mut latest = VecDeque::with_capacity(limit);
-    for line in String::from_utf8_lossy(complete).lines() {
-        if latest.len() == limit {
-            latest.pop_front();
-        }
-        latest.push_back(line.to_string());
-    }
-    let latest = latest.iter().filter_map(|line| summary(line)).collect();
+    // Streamed: the memory this takes is one read buffer and `limit` entries, whatever the
+    // journal's length. An append racing the read is left out (its line is not complete yet).
+    let (report, latest) = log.verify_keeping_last(limit);
+    let (verified, error, entries, head_seq, head) = match report {
+        Ok(report) => (
+            true,
+            None,
+            report.entries,
+            report.head_seq,
+            hex::encode(report.head_hash),
+        ),
+        Err(failure) => (false, Some(failure.to_string()), 0, 0, String::new()),
+    };
+    let latest = latest.into_iter().filter_map(summary).collect();
     Ok(AuditResult {
         verified,
         error,
@@ -60,17 +45,16 @@ fn read(log: &audit::AuditLog<crate::ledger::Event>, limit: usize) -> Result<Aud
     })
 }
 
-/// One line as `{seq, ts, event}`, the event without its (long) base64 transaction. A line
-/// that is not an entry is left out (verification has already named it).
-fn summary(line: &str) -> Option<AuditEntrySummary> {
-    let mut v: Value = serde_json::from_str(line).ok()?;
-    let mut event = v.get_mut("event")?.take();
+/// One entry as `{seq, ts, event}`, the event without its (long) base64 transaction. An event
+/// that is not JSON is left out (verification has already named it).
+fn summary(entry: audit::RawEntry) -> Option<AuditEntrySummary> {
+    let mut event: Value = serde_json::from_str(&entry.event).ok()?;
     if let Some(obj) = event.as_object_mut() {
         obj.remove("tx");
     }
     Some(AuditEntrySummary {
-        seq: v.get("seq")?.as_u64()?,
-        ts: v.get("ts")?.as_u64()?,
+        seq: entry.seq,
+        ts: entry.ts,
         event,
     })
 }
@@ -81,13 +65,19 @@ mod tests {
 
     #[test]
     fn a_summary_drops_the_transaction_and_keeps_the_rest() {
-        let line = r#"{"seq":7,"ts":100,"prev":"00","event":{"type":"signed","agent":"trader","tx":"AAAA","amount":"5"},"hash":"11"}"#;
-        let s = summary(line).unwrap();
+        let raw = |event: &str| audit::RawEntry {
+            seq: 7,
+            ts: 100,
+            event: event.into(),
+        };
+        let s = summary(raw(
+            r#"{"type":"signed","agent":"trader","tx":"AAAA","amount":"5"}"#,
+        ))
+        .unwrap();
         assert_eq!((s.seq, s.ts), (7, 100));
         assert_eq!(s.event["type"], "signed");
         assert_eq!(s.event["amount"], "5");
         assert!(s.event.get("tx").is_none());
-        assert!(summary("not json").is_none());
-        assert!(summary(r#"{"seq":1}"#).is_none());
+        assert!(summary(raw("not json")).is_none());
     }
 }

@@ -119,11 +119,22 @@ impl ImportState {
         } else {
             "it replaces this appliance's keys under the policy key it already pins: answer with a code of the NEW ceremony's authenticator entry"
         };
+        let online = if status.online_override {
+            "the ceremony ran ONLINE (--i-know-this-is-online: a network interface was up)"
+        } else {
+            "the ceremony ran offline"
+        };
+        let kdf = if status.insecure_dev_kdf {
+            "keystore encrypted with DEVELOPMENT KDF parameters (weak: test appliances only)"
+        } else {
+            "keystore encrypted at production strength (scrypt N=2^18)"
+        };
         let summary = format!(
-            "IMPORT KEYS, manifest {digest}, made {}: {}; policy {} signed by key {}; {authority}. Compare every fingerprint with the ceremony's printout first",
+            "IMPORT KEYS, manifest {digest}, made {}: {} key(s): {}; policy {} signed by key {}; {online}; {kdf}; {authority}. Compare the digest and every fingerprint with the ceremony's printout first",
             status
                 .created_at
                 .map_or("at an unknown time".into(), |t| format!("at {t}")),
+            keys.len(),
             keys.join("; "),
             status.policy_digest.as_deref().unwrap_or("?"),
             status.policy_key_fingerprint.as_deref().unwrap_or("?"),

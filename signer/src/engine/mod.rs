@@ -27,6 +27,7 @@ mod hello;
 mod import;
 mod operator_code;
 mod prepare;
+mod refusals;
 mod requests;
 mod roles;
 mod set_cap;
@@ -46,7 +47,7 @@ use vigil_protocol::{
 };
 
 use crate::approval::Approvals;
-use crate::audit::{Appended, AuditError, AuditLog, Entry};
+use crate::audit::{Appended, AuditError, AuditLog, JournalKey, Opened};
 use crate::chains::solana;
 use crate::import::live::AtStart;
 use crate::keyring::AgentKeys;
@@ -89,6 +90,10 @@ pub(crate) struct AgentKey {
     pub(crate) address: solana::Address,
 }
 
+/// Approval requests whose audit entry replay remembers (newest first); more than ever wait at
+/// once ([`crate::approval::MAX_WAITING`]), so every waiting one is among them.
+const REQUESTED_SEQS_KEPT: usize = 4096;
+
 /// What the engine starts from.
 #[derive(Debug)]
 pub(crate) struct EngineParts {
@@ -98,10 +103,11 @@ pub(crate) struct EngineParts {
     pub keys: AgentKeys,
     /// Approval verifier (with the secret from the keystore).
     pub approvals: Approvals,
-    /// The running audit log.
-    pub audit: AuditLog<Event>,
-    /// Entries replayed from the log at start.
-    pub replayed: Vec<Entry<Event>>,
+    /// The audit log, opened and verified, its writer not started: replayed (streamed) into
+    /// the ledger, then started.
+    pub journal: Opened<Event>,
+    /// The keystore's journal key (none while awaiting keys, or with a format 1 keystore).
+    pub journal_key: Option<JournalKey>,
     /// The staged key-ceremony import found at start, and one applied at start (if any).
     pub import: AtStart,
     /// True when the signer runs without a keystore, waiting for the staged import: it
@@ -127,6 +133,7 @@ pub(crate) struct Engine {
 struct Inner {
     ledger: Ledger,
     approvals: Approvals,
+    refusals: refusals::Throttle,
     /// Confirmations and cap changes waiting for (or answered by) the operator.
     requests: Requests,
     /// The audit entry of each approval request still known, for `awaiting`.
@@ -149,36 +156,51 @@ pub(crate) fn system_now() -> u64 {
 }
 
 impl Engine {
-    /// Builds the engine and rebuilds its state from the replayed log.
-    pub(crate) fn new(parts: EngineParts) -> Self {
+    /// Builds the engine: rebuilds its state by streaming the journal, then starts the
+    /// journal's writer.
+    pub(crate) fn new(parts: EngineParts) -> Result<Self, AuditError> {
         Self::with_clock(parts, system_now)
     }
 
     /// As [`Engine::new`], with a clock (tests).
-    pub(crate) fn with_clock(parts: EngineParts, clock: fn() -> u64) -> Self {
+    pub(crate) fn with_clock(parts: EngineParts, clock: fn() -> u64) -> Result<Self, AuditError> {
         let EngineParts {
             policy,
             keys,
             mut approvals,
-            audit,
-            replayed,
+            journal,
+            journal_key,
             import,
             awaiting_keys,
             pinned_policy_key,
         } = parts;
         let now = clock();
-        let ledger = Ledger::replay(&replayed, &mut approvals, now);
-        let requests = Requests::replay(&replayed, now);
+        // One streamed pass: the ledger replays each entry, and the same entry rebuilds the
+        // operator requests, the window of operator events, and the audit entry of recent
+        // approval requests (bounded: the window and the seqs keep only the newest).
+        let mut requests = Requests::default();
         let mut window = EventWindow::default();
-        let mut approval_seqs = std::collections::HashMap::new();
-        for e in &replayed {
-            window.push(e.seq, e.ts, &e.event);
-            if let Event::ApprovalRequested { approval_id, .. } = &e.event
-                && approvals.get(approval_id).is_some()
-            {
-                approval_seqs.insert(approval_id.clone(), e.seq);
+        let mut requested: BTreeMap<u64, vigil_protocol::ApprovalId> = BTreeMap::new();
+        let entries = journal.entries().inspect(|e| {
+            if let Ok(e) = e {
+                requests.replay_entry(e, now);
+                window.push(e.seq, e.ts, &e.event);
+                if let Event::ApprovalRequested { approval_id, .. } = &e.event {
+                    requested.insert(e.seq, approval_id.clone());
+                    if requested.len() > REQUESTED_SEQS_KEPT {
+                        requested.pop_first();
+                    }
+                }
             }
-        }
+        });
+        let ledger = Ledger::replay(entries, &mut approvals, now)?;
+        requests.prune(now);
+        let approval_seqs = requested
+            .into_iter()
+            .filter(|(_, id)| approvals.get(id).is_some())
+            .map(|(seq, id)| (id, seq))
+            .collect();
+        let audit = journal.start(journal_key)?;
         let keys = keys
             .into_iter()
             .map(|((agent, chain, network), key)| {
@@ -190,20 +212,21 @@ impl Engine {
                 ((agent, chain, network), AgentKey { key, address })
             })
             .collect();
-        Self {
+        Ok(Self {
             policy,
             keys,
             audit,
             inner: Mutex::new(Inner {
                 ledger,
                 approvals,
+                refusals: refusals::Throttle::default(),
                 requests,
                 approval_seqs,
             }),
             window: Mutex::new(window),
             import: import::ImportState::new(import, awaiting_keys, pinned_policy_key),
             clock,
-        }
+        })
     }
 
     /// Records the start in the audit log (and an import applied, or a confirmation expired,
@@ -374,7 +397,7 @@ impl Engine {
                     &r.idempotency_key,
                     Remembered::Signed {
                         intent_digest: digest.to_string(),
-                        result: signed.clone(),
+                        seq: signed.ledger_seq,
                         ts: now,
                     },
                 );
@@ -392,7 +415,8 @@ impl Engine {
         }
     }
 
-    /// Records a refusal in the audit log, then returns it.
+    /// Records a refusal in the audit log (or counts it, merged: see [`refusals`]), then
+    /// returns it.
     async fn refuse(&self, agent: &AgentId, refusal: Refusal, now: u64) -> Refusal {
         let event = Event::Denied {
             agent: agent.clone(),
@@ -400,10 +424,34 @@ impl Engine {
             rule: refusal.rule,
             message: refusal.message.clone(),
         };
-        if let Err(e) = self.journal(now, vec![event]).await {
+        let key = refusals::Key {
+            what: "denied",
+            agent: self
+                .policy
+                .agents
+                .contains_key(agent)
+                .then(|| agent.clone()),
+            kind: refusal.kind,
+            rule: refusal.rule,
+        };
+        if let Err(e) = self.record_refusal(key, event, now).await {
             tracing::error!(error = %e, "could not record a refusal in the audit log");
         }
         refusal
+    }
+
+    /// Writes a refusal's entry, merged with others of its key ([`refusals::Throttle`]).
+    async fn record_refusal(
+        &self,
+        key: refusals::Key,
+        event: Event,
+        now: u64,
+    ) -> Result<(), crate::audit::AuditError> {
+        let verdict = self.lock().refusals.refusal(key, event, now);
+        match verdict {
+            refusals::Verdict::Merged => Ok(()),
+            refusals::Verdict::Write(events) => self.journal(now, events).await.map(|_| ()),
+        }
     }
 }
 

@@ -68,10 +68,46 @@ impl Engine {
             purpose: purpose.to_string(),
             kind: refusal.kind,
         };
-        if let Err(e) = self.journal(now, vec![event]).await {
-            tracing::error!(error = %e, "could not record a refused operator code");
+        self.durable_refusal(event, refusal, now).await
+    }
+
+    /// Makes a code's refusal durable, then returns it. A wrong code is counted towards the
+    /// lockout only through this entry (replayed at start), so it is always written on its own,
+    /// and when it cannot be written the answer does not say whether the code was wrong: the
+    /// caller learns nothing it could not learn again after a restart. Other refusals (sent
+    /// while locked, an unknown or closed approval) compared no code and are merged per reason
+    /// like every refusal.
+    pub(super) async fn durable_refusal(
+        &self,
+        event: Event,
+        refusal: crate::approval::Refusal,
+        now: u64,
+    ) -> Refusal {
+        let written = if event.code_outcome().is_some() {
+            self.journal(now, vec![event]).await.map(|_| ())
+        } else {
+            let what = match &event {
+                Event::ApprovalRefused { .. } => "approval_refused",
+                _ => "operator_code_refused",
+            };
+            let key = super::refusals::Key {
+                what,
+                agent: None,
+                kind: refusal.kind,
+                rule: None,
+            };
+            self.record_refusal(key, event, now).await
+        };
+        match written {
+            Ok(_) => Refusal::new(refusal.kind, refusal.message),
+            Err(e) => {
+                tracing::error!(error = %e, "could not record a refused operator code");
+                Refusal::internal(format!(
+                    "the code could not be checked: its outcome could not be recorded durably ({e}); \
+                     fix the signer's state disk and restart it"
+                ))
+            }
         }
-        Refusal::new(refusal.kind, refusal.message)
     }
 
     /// Makes an operator event durable before the answer; returns its sequence number.

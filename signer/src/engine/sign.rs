@@ -14,6 +14,43 @@ use crate::ledger::{Event, Ledger, Remembered, intent_digest};
 use crate::policy::{self, Verdict};
 
 impl Engine {
+    /// The result of a request signed earlier, read back from its `signed` entry at `seq` in
+    /// the journal (streamed from the nearest checkpoint, on a blocking thread).
+    async fn recorded(&self, r: &SignRequest, seq: u64) -> Result<Signed, Refusal> {
+        let log = self.audit.clone();
+        let entry = tokio::task::spawn_blocking(move || log.entries_from(seq).next())
+            .await
+            .map_err(|e| Refusal::internal(format!("reading the audit log failed: {e}")))?;
+        match entry {
+            Some(Ok(e)) => match e.event {
+                Event::Signed {
+                    agent,
+                    idempotency_key,
+                    summary,
+                    signature,
+                    tx,
+                    ..
+                } if e.seq == seq && agent == r.agent && idempotency_key == r.idempotency_key => {
+                    Ok(Signed {
+                        tx,
+                        signature,
+                        summary,
+                        ledger_seq: seq,
+                    })
+                }
+                _ => Err(Refusal::internal(format!(
+                    "audit entry {seq} is not the signed record of this idempotency key; the journal changed under the signer: restart it"
+                ))),
+            },
+            Some(Err(e)) => Err(Refusal::internal(format!(
+                "reading audit entry {seq} failed: {e}"
+            ))),
+            None => Err(Refusal::internal(format!(
+                "audit entry {seq} is missing; the journal changed under the signer: restart it"
+            ))),
+        }
+    }
+
     pub(super) async fn sign(&self, r: SignRequest) -> Result<SignResult, Refusal> {
         let now = (self.clock)();
         let key = match self.check_agent(&r.agent, &r.intent) {
@@ -37,7 +74,7 @@ impl Engine {
                         r.idempotency_key, r.agent
                     ),
                 )),
-                Some(Remembered::Signed { result, .. }) => Next::Done(SignResult::Signed(result)),
+                Some(Remembered::Signed { seq, .. }) => Next::Recorded(seq),
                 Some(Remembered::InFlight { done, .. }) => Next::Wait(done),
                 Some(Remembered::AwaitingApproval { approval_id, .. })
                     if approvals.granted(&approval_id).is_some() =>
@@ -136,6 +173,7 @@ impl Engine {
 
         match next {
             Next::Done(result) => Ok(result),
+            Next::Recorded(seq) => self.recorded(&r, seq).await.map(SignResult::Signed),
             Next::Refuse(refusal) => Err(self.refuse(&r.agent, refusal, now).await),
             Next::Wait(mut rx) => match rx.wait_for(Option::is_some).await {
                 Ok(outcome) => match outcome.as_ref() {
@@ -176,6 +214,8 @@ impl Engine {
 /// What `sign` does once its decision is made under the lock.
 enum Next {
     Done(SignResult),
+    /// Signed before: the transaction is read back from the journal at this sequence number.
+    Recorded(u64),
     Wait(tokio::sync::watch::Receiver<Option<Result<Signed, String>>>),
     Refuse(Refusal),
     Approval(Event, NeedsApproval),

@@ -10,7 +10,9 @@
 //!    code too, unless the stick is signed by the pinned policy key), under the live lockout and
 //!    single-use steps, recorded as `import_confirmed` (`via: console`);
 //! 3. the import applied at once, as the signer's next start would, and `import_applied`
-//!    recorded; the audit log is then given back to the signer's user.
+//!    recorded under the NEW keystore's journal key (the journal is closed and opened again
+//!    with it: the signer's next start finds its last entry under the key it holds); the audit
+//!    log is then given back to the signer's user.
 //!
 //! A first install can only be confirmed here: over the socket the signer refuses it.
 
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 use vigil_protocol::{ImportConfirmRequest, ManifestDigest, OperatorCode};
 
 use super::stage;
+use crate::audit::Opened;
 use crate::daemon::{self, Loaded};
 use crate::engine::Origin;
 use crate::error::Error;
@@ -87,7 +90,7 @@ fn run(c: &ConsoleConfirm, digest: ManifestDigest, loaded: Loaded) -> Result<Ins
         .enable_time()
         .build()
         .map_err(|e| Error::Other(format!("could not start the async runtime: {e}")))?;
-    runtime.block_on(async {
+    let applied = runtime.block_on(async {
         // What loading did on its own (a confirmation made over the socket, applied now; a
         // stale one, expired) is recorded first, as the signer's start records it.
         engine.record_import_events().await.map_err(Error::Other)?;
@@ -115,27 +118,45 @@ fn run(c: &ConsoleConfirm, digest: ManifestDigest, loaded: Loaded) -> Result<Ins
             )));
         }
         let record = stage::apply(&c.state_dir, &c.staging_dir, &copy).map_err(import_error)?;
-        let policy_digest = copy.verified.manifest.policy_digest.clone();
-        engine
-            .record_events(vec![Event::ImportApplied {
-                manifest_digest: digest.to_string(),
-                record: file_name(&record),
-                policy_digest: policy_digest.clone(),
-            }])
-            .await
-            .map_err(|e| {
-                Error::Other(format!(
-                    "the import is installed (record {}), but recording it in the audit log failed: {e}",
-                    record.display()
-                ))
-            })?;
-        Ok(Installed {
-            manifest_digest: digest.to_string(),
-            record,
-            policy_digest,
-            confirmed_seq: confirmed.ledger_seq,
-        })
+        Ok((record, copy.verified.manifest.policy_digest.clone(), confirmed.ledger_seq))
+    });
+    // The journal is closed (the engine's writer joined) and opened again under the new
+    // keystore's key for the record of what was applied.
+    drop(engine);
+    let (record, policy_digest, confirmed_seq) = applied?;
+    record_applied(c, &digest, &record, &policy_digest).map_err(|e| {
+        Error::Other(format!(
+            "the import is installed (record {}), but recording it in the audit log failed: {e}",
+            record.display()
+        ))
+    })?;
+    Ok(Installed {
+        manifest_digest: digest.to_string(),
+        record,
+        policy_digest,
+        confirmed_seq,
     })
+}
+
+/// Appends `import_applied` under the journal key of the keystore just installed.
+fn record_applied(
+    c: &ConsoleConfirm,
+    digest: &ManifestDigest,
+    record: &Path,
+    policy_digest: &str,
+) -> Result<(), Error> {
+    let key = crate::console::journal_key(&c.state_dir, c.passphrase_file.as_deref())?;
+    let opened: Opened<Event> = Opened::open(&crate::devinit::layout::ledger(&c.state_dir))?;
+    let log = opened.start(key)?;
+    log.append_blocking(
+        crate::engine::system_now(),
+        vec![Event::ImportApplied {
+            manifest_digest: digest.to_string(),
+            record: file_name(record),
+            policy_digest: policy_digest.to_string(),
+        }],
+    )?;
+    Ok(())
 }
 
 fn file_name(path: &Path) -> String {

@@ -26,7 +26,7 @@ use vigil_protocol::{ImportAgent, ImportStatusResult, ManifestDigest};
 use super::stage::{self, ImportStatus, StagedCopy};
 use super::{ImportError, manifest::KEYSTORE_DIR};
 use crate::approval::Approvals;
-use crate::audit::Entry;
+use crate::audit::{AuditError, Entry};
 use crate::keystore;
 use crate::ledger::Event;
 
@@ -105,6 +105,7 @@ impl Staged {
             policy_key_fingerprint: status.policy_key_fingerprint.clone(),
             created_at: status.created_at,
             online_override: status.online_override,
+            insecure_dev_kdf: status.insecure_dev_kdf,
             replace,
             current_code_required: replace && staged_key.is_some() && staged_key != pinned,
             error,
@@ -159,9 +160,12 @@ impl Pending {
 
 /// The last `import_confirmed` event that no `import_applied` or
 /// `import_confirmation_expired` of the same digest follows.
-pub fn pending_confirmation(entries: &[Entry<Event>]) -> Option<Pending> {
+pub fn pending_confirmation(
+    entries: impl IntoIterator<Item = Result<Entry<Event>, AuditError>>,
+) -> Result<Option<Pending>, AuditError> {
     let mut pending: Option<Pending> = None;
     for e in entries {
+        let e = e?;
         match &e.event {
             Event::ImportConfirmed {
                 manifest_digest, ..
@@ -186,7 +190,7 @@ pub fn pending_confirmation(entries: &[Entry<Event>]) -> Option<Pending> {
             _ => {}
         }
     }
-    pending
+    Ok(pending)
 }
 
 /// Start-up step for the staged import at `staged` (see the module docs). `pending`: what
@@ -313,6 +317,7 @@ mod tests {
             ts,
             prev: [0; 32],
             hash: [0; 32],
+            mac: None,
             event,
         }
     }
@@ -334,27 +339,29 @@ mod tests {
             record: String::new(),
             policy_digest: String::new(),
         };
+        let pending =
+            |entries: Vec<Entry<Event>>| pending_confirmation(entries.into_iter().map(Ok)).unwrap();
         let expired = |digest: &str| Event::ImportConfirmationExpired {
             manifest_digest: digest.into(),
             confirmed_at: 100,
         };
         assert_eq!(
-            pending_confirmation(&[entry(100, confirmed("a"))])
+            pending(vec![entry(100, confirmed("a"))])
                 .unwrap()
                 .confirmed_at,
             100
         );
         for closed in [applied("a"), expired("a")] {
             assert_eq!(
-                pending_confirmation(&[entry(100, confirmed("a")), entry(101, closed)]),
+                pending(vec![entry(100, confirmed("a")), entry(101, closed)]),
                 None
             );
         }
         // Another digest's end closes nothing.
-        let p = pending_confirmation(&[entry(100, confirmed("a")), entry(101, applied("b"))]);
+        let p = pending(vec![entry(100, confirmed("a")), entry(101, applied("b"))]);
         assert_eq!(p.unwrap().manifest_digest, "a");
         // Within the time a confirmation may wait, it is applied; past it, it expired.
-        let p = pending_confirmation(&[entry(100, confirmed("a"))]);
+        let p = pending(vec![entry(100, confirmed("a"))]);
         assert!(!Pending::check(p.clone(), 100 + 600, 600).unwrap().expired);
         assert!(Pending::check(p, 100 + 601, 600).unwrap().expired);
     }
