@@ -1,4 +1,4 @@
-# services.vigil: the Vigil appliance's two daemons on NixOS.
+# services.vigil: the Vigil appliance's daemons on NixOS (signer, orchestrator, approver).
 #
 # The hardening lives in ../systemd/ (one source of truth, checked by
 # tests/check-systemd.sh); this module installs those unit files as they are, with the
@@ -30,19 +30,21 @@ let
 
   # The orchestrator's config: typed options first, then the freeform settings on top.
   configFile = settingsFormat.generate "orchestrator.toml" cfg.settings;
+  # The approver's config (approver/src/config.rs): the same way.
+  approverConfigFile = settingsFormat.generate "approver.toml" cfg.approver.settings;
 
   isMainnet = url: lib.hasInfix "mainnet" url;
   mainnetRpc = lib.filter isMainnet (lib.attrValues cfg.chainRpc);
 in
 {
   options.services.vigil = {
-    enable = lib.mkEnableOption "Vigil, the LLM-agent wallet appliance (signer and orchestrator)";
+    enable = lib.mkEnableOption "Vigil, the LLM-agent wallet appliance (signer, orchestrator, approver)";
 
     package = lib.mkOption {
       type = lib.types.package;
       defaultText = lib.literalExpression "pkgs.vigil";
       default = pkgs.vigil;
-      description = "The Vigil package (vigil-signer, vigil-orchestrator, vigil).";
+      description = "The Vigil package (vigil-signer, vigil-orchestrator, vigil-approver, vigil-ceremony).";
     };
 
     operators = lib.mkOption {
@@ -116,6 +118,42 @@ in
         options set. Unknown keys are refused by the orchestrator at start.
       '';
     };
+
+    approver = {
+      enable = lib.mkOption {
+        type = lib.types.bool;
+        default = true;
+        description = ''
+          Run vigil-approver, the only process that carries the operator's codes to the
+          signer (its own Telegram bot). Without it nothing above the approval threshold,
+          no going live and no cap change can ever be approved: requests wait and expire.
+        '';
+      };
+      operators = lib.mkOption {
+        type = lib.types.listOf lib.types.ints.positive;
+        default = cfg.operators;
+        defaultText = lib.literalExpression "config.services.vigil.operators";
+        description = ''
+          Telegram user ids the approver's bot obeys, in their private chats only.
+        '';
+      };
+      botToken = lib.mkOption {
+        type = lib.types.path;
+        default = "/etc/credstore.encrypted/vigil-approver-bot-token";
+        description = ''
+          The approver bot's token (a second bot, not the orchestrator's), encrypted with
+          `systemd-creds encrypt`; loaded as the credential `vigil-approver-bot-token`.
+        '';
+      };
+      settings = lib.mkOption {
+        type = lib.types.submodule { freeformType = settingsFormat.type; };
+        default = { };
+        description = ''
+          The approver's TOML config (docs/operator-guide.md, "The approver's bot"), merged
+          over what the typed options set. Unknown keys are refused at start.
+        '';
+      };
+    };
   };
 
   config = lib.mkIf cfg.enable {
@@ -126,6 +164,10 @@ in
           services.vigil.operators is empty: nobody could operate Vigil. Add your Telegram
           user id (ask @userinfobot), e.g. services.vigil.operators = [ 123456789 ];
         '';
+      }
+      {
+        assertion = !cfg.approver.enable || cfg.approver.operators != [ ];
+        message = "services.vigil.approver.operators is empty: nobody could approve anything.";
       }
       {
         assertion = cfg.agents != [ ];
@@ -151,8 +193,16 @@ in
       solana_rpc_url = lib.mkDefault cfg.chainRpc.solana;
     };
 
+    services.vigil.approver.settings = {
+      operators = lib.mkDefault cfg.approver.operators;
+      signer_socket = lib.mkDefault "/run/vigil/signer.sock";
+      state_dir = lib.mkDefault "/var/lib/vigil-approver";
+      token_credential = lib.mkDefault "vigil-approver-bot-token";
+    };
+
     environment.systemPackages = [ cfg.package ];
     environment.etc."vigil/orchestrator.toml".source = configFile;
+    environment.etc."vigil/approver.toml".source = approverConfigFile;
 
     users.groups.vigil = { };
     users.groups.vigil-signer = { };
@@ -177,6 +227,15 @@ in
       home = "/var/lib/vigil";
       description = "Vigil orchestrator";
     };
+    # The only uid the signer takes a code from (--approver-user vigil-approver); it exists
+    # even with the approver off, so the signer's unit starts unchanged.
+    users.groups.vigil-approver = { };
+    users.users.vigil-approver = {
+      isSystemUser = true;
+      group = "vigil-approver";
+      home = "/var/lib/vigil-approver";
+      description = "Vigil approver";
+    };
 
     systemd.packages = [ units ];
     systemd.tmpfiles.packages = [ units ];
@@ -194,7 +253,25 @@ in
     };
     # The check a booted release must pass (image/minipc.nix: boot counting and rollback);
     # boot-complete.target is reached only where boot counting is in effect.
-    systemd.services.vigil-health.requiredBy = [ "boot-complete.target" ];
+    systemd.services.vigil-health = {
+      requiredBy = [ "boot-complete.target" ];
+    } // lib.optionalAttrs (!cfg.approver.enable) {
+      # Without the approver, health does not wait for it (the unit's list, less that line).
+      serviceConfig.ExecStart = [
+        ""
+        "+${config.systemd.package}/bin/systemctl is-active --quiet vigil-signer.service"
+        "+${config.systemd.package}/bin/systemctl is-active --quiet vigil-orchestrator.service"
+        "${cfg.package}/bin/vigil-signer audit-verify --state-dir /var/lib/vigil-signer"
+      ];
+    };
+    systemd.services.vigil-approver = lib.mkIf cfg.approver.enable {
+      wantedBy = [ "multi-user.target" ];
+      restartTriggers = [ approverConfigFile ];
+      serviceConfig.LoadCredentialEncrypted = [
+        ""
+        "vigil-approver-bot-token:${cfg.approver.botToken}"
+      ];
+    };
     systemd.services.vigil-orchestrator = {
       wantedBy = [ "multi-user.target" ];
       restartTriggers = [ configFile ];

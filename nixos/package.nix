@@ -1,7 +1,8 @@
-# The appliance's binaries as one package: vigil-signer, vigil-orchestrator and
-# vigil-ceremony (for the ceremony image), built from the committed
-# Cargo.lock. Not shipped: `vigil` (the demo CLI, which links an in-process Solana runtime)
-# and `vigil-sandbox-probe` (a test helper that tries to break out of the sandbox).
+# The appliance's binaries as one package: vigil-signer, vigil-orchestrator, vigil-approver
+# and vigil-ceremony (for the ceremony image), built from the committed
+# Cargo.lock. Not shipped: `vigil` (the demo CLI, which links an in-process Solana runtime),
+# `vigil-sandbox-probe` and `vigil-approver-probe` (test helpers that try to break out of
+# the sandbox).
 # Tests are not run here: they need root, landlock and seccomp and run in CI (tests/run)
 # and in nixos/tests/vm.nix.
 { lib, rustPlatform }:
@@ -26,11 +27,11 @@ rustPlatform.buildRustPackage {
   # with older compilers (BUILD-NOTES); they are not built here, but --ignore-rust-version
   # keeps the build independent of that. The workspace itself needs rustc >= its
   # rust-version (1.95): use a nixpkgs whose rustc is that new.
-  cargoBuildFlags = [ "-p" "vigil-signer" "-p" "vigil-orchestrator" "-p" "vigil-ceremony" "--bins" "--ignore-rust-version" ];
+  cargoBuildFlags = [ "-p" "vigil-signer" "-p" "vigil-orchestrator" "-p" "vigil-approver" "-p" "vigil-ceremony" "--bins" "--ignore-rust-version" ];
   doCheck = false;
 
   postInstall = ''
-    rm -f $out/bin/vigil-sandbox-probe
+    rm -f $out/bin/vigil-sandbox-probe $out/bin/vigil-approver-probe
     mkdir -p $out/share/doc/vigil
     cp ${../docs}/*.md $out/share/doc/vigil/
   '';

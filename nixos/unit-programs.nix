@@ -10,6 +10,7 @@
 {
   vigil-signer = "vigil";
   vigil-orchestrator = "vigil";
+  vigil-approver = "vigil";
   mount = "util-linux";
   umount = "util-linux";
   mkdir = "coreutils";

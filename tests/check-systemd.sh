@@ -2,13 +2,13 @@
 # Checks Vigil's systemd units in systemd/:
 # 1. `systemd-analyze security --offline=true` rates each service's exposure at or below
 #    its ceiling: the signer 1.0 (no network, nothing but its state dir), the orchestrator
-#    2.5 (it needs the network), the USB import and the health check 1.0;
+#    2.5 (it needs the network), the approver 1.5 (the Bot API only), the USB import and the health check 1.0;
 # 2. `systemd-analyze verify` is clean (no output at all) for every unit, the template
 #    checked as the instance vigil-import@sdb1.service.
 # Installs nothing (tests/run provides systemd's tools and nix-instantiate, which reads the table).
 #
 # Usage: tests/check-systemd.sh [bin-dir]
-#   bin-dir holds the built vigil-signer and vigil-orchestrator; default
+#   bin-dir holds the built vigil-signer, vigil-orchestrator and vigil-approver; default
 #   $CARGO_TARGET_DIR (or ./target)/debug. verify needs every ExecStart binary to exist,
 #   so it runs on a temp copy of the units installed as the NixOS module installs them
 #   (nixos/install-units.sh), the Vigil programs pointing at the build.
@@ -19,7 +19,7 @@ units="$root/systemd"
 bindir="${1:-${CARGO_TARGET_DIR:-$root/target}/debug}"
 
 command -v systemd-analyze >/dev/null || { echo "FAIL: systemd-analyze missing (apt-get install -y systemd)"; exit 1; }
-for b in vigil-signer vigil-orchestrator; do
+for b in vigil-signer vigil-orchestrator vigil-approver; do
     [ -x "$bindir/$b" ] || { echo "FAIL: $bindir/$b is not an executable; build the workspace first or pass the bin dir"; exit 1; }
 done
 
@@ -54,6 +54,7 @@ check_exposure() {
 declare -A ceiling=(
     [vigil-signer.service]=1.0
     [vigil-orchestrator.service]=2.5
+    [vigil-approver.service]=1.5
     [vigil-import@sdb1.service]=1.0
     [vigil-health.service]=1.0
 )

@@ -111,8 +111,10 @@ pkgs.testers.runNixOSTest {
             "/var/lib/vigil-signer/dev/passphrase /etc/credstore.encrypted/vigil-keystore-passphrase",
             "printf 1:test | systemd-creds encrypt --with-key=host+tpm2 --name=vigil-telegram-bot-token "
             "- /etc/credstore.encrypted/vigil-telegram-bot-token",
+            "printf 2:test | systemd-creds encrypt --with-key=host+tpm2 --name=vigil-approver-bot-token "
+            "- /etc/credstore.encrypted/vigil-approver-bot-token",
             "systemctl reset-failed 'vigil-*'",
-            "systemctl start vigil-signer.socket vigil-signer.service vigil-orchestrator.service",
+            "systemctl start vigil-signer.socket vigil-signer.service vigil-orchestrator.service vigil-approver.service",
             "systemctl start vigil-health.service",
         )
         secret = machine.succeed("cat /var/lib/vigil-signer/dev/totp-secret.base32").strip()

@@ -66,6 +66,10 @@ pkgs.testers.runNixOSTest {
     systemd.services.vigil-orchestrator.serviceConfig.LoadCredentialEncrypted = lib.mkForce [ "" ];
     systemd.services.vigil-orchestrator.serviceConfig.LoadCredential =
       [ "vigil-telegram-bot-token:/etc/credstore/vigil-telegram-bot-token" ];
+    systemd.services.vigil-approver.wantedBy = lib.mkForce [ ];
+    systemd.services.vigil-approver.serviceConfig.LoadCredentialEncrypted = lib.mkForce [ "" ];
+    systemd.services.vigil-approver.serviceConfig.LoadCredential =
+      [ "vigil-approver-bot-token:/etc/credstore/vigil-approver-bot-token" ];
 
     environment.systemPackages = [ pkgs.sqlite pkgs.iproute2 pkgs.util-linux pkgs.jq ];
     virtualisation.memorySize = 1024;
@@ -86,13 +90,15 @@ pkgs.testers.runNixOSTest {
             "chmod 0700 /var/lib/vigil-signer",
             "install -D -m 0400 /var/lib/vigil-signer/dev/passphrase /etc/credstore/vigil-keystore-passphrase",
             "install -D -m 0400 /dev/null /etc/credstore/vigil-telegram-bot-token",
+            "printf 1:test | install -D -m 0400 /dev/stdin /etc/credstore/vigil-approver-bot-token",
             f"sed -i 's/DEVPEER/{init['dev_peer']}/' /etc/vigil/orchestrator.toml",
         )
 
-    with subtest("both units start and report ready"):
-        machine.succeed("systemctl start vigil-signer.socket vigil-orchestrator.service")
+    with subtest("the units start and report ready"):
+        machine.succeed("systemctl start vigil-signer.socket vigil-orchestrator.service vigil-approver.service")
         machine.wait_for_unit("vigil-signer.service")
         machine.wait_for_unit("vigil-orchestrator.service")
+        machine.wait_for_unit("vigil-approver.service")
         machine.succeed("test -S /run/vigil/signer.sock")
         machine.succeed("stat -c '%a %U %G' /run/vigil/signer.sock | grep -qx '660 vigil-signer vigil'")
 
@@ -103,6 +109,14 @@ pkgs.testers.runNixOSTest {
         assert "Seccomp:\t2" in status, status
         assert "NoNewPrivs:\t1" in status, status
         uid = machine.succeed("id -u vigil-signer").strip()
+        assert any(l.split()[1] == uid for l in status.splitlines() if l.startswith("Uid:")), status
+
+    with subtest("the approver is confined and runs as its own user"):
+        approver_pid = machine.succeed("systemctl show -p MainPID --value vigil-approver").strip()
+        status = machine.succeed(f"cat /proc/{approver_pid}/status")
+        assert "Seccomp:\t2" in status, status
+        assert "NoNewPrivs:\t1" in status, status
+        uid = machine.succeed("id -u vigil-approver").strip()
         assert any(l.split()[1] == uid for l in status.splitlines() if l.startswith("Uid:")), status
 
     with subtest("the signer has no network: only lo in its namespace, nothing reachable"):

@@ -1,6 +1,7 @@
 //! A test's world in one line: which agents the real signer has, which of them are funded on a
-//! real chain, whether the Telegram emulator runs; then the orchestrator's config for that world,
-//! run in this process or as the daemon.
+//! real chain, whether the Telegram emulator runs and whether the approver daemon runs with its
+//! own bot (a second emulator: `.telegram().approver()`); then the orchestrator's config for
+//! that world, run in this process or as the daemon.
 //!
 //! ```no_run
 //! # async fn example() {
@@ -43,6 +44,8 @@ pub struct Scenario {
     signer_in: Option<PathBuf>,
     work_in: Option<PathBuf>,
     script: Option<Script>,
+    approver: bool,
+    signer_args: Vec<String>,
 }
 
 /// What was stood up. Fields are public so that a test may take one down (drop the emulator,
@@ -60,6 +63,11 @@ pub struct World {
     pub chain: Option<Chain>,
     /// The Bot API emulator, if asked for.
     pub telegram: Option<Emulator>,
+    /// The approver bot's own Bot API emulator (a second bot), if asked for.
+    pub approver_bot: Option<Emulator>,
+    /// The `vigil-approver` daemon, while it runs ([`World::kill_approver`],
+    /// [`World::start_approver`]).
+    pub approver: std::sync::Mutex<Option<Daemon>>,
 }
 
 impl Scenario {
@@ -105,6 +113,19 @@ impl Scenario {
         self
     }
 
+    /// The `vigil-approver` daemon, with its own bot on a second emulator, answering the
+    /// signer as its approver uid (the tests must run as root: a second uid).
+    pub fn approver(mut self) -> Scenario {
+        self.approver = true;
+        self
+    }
+
+    /// More arguments for the signer's `serve` (e.g. `--approval-ttl 5`).
+    pub fn signer_args(mut self, args: &[&str]) -> Scenario {
+        self.signer_args = args.iter().map(|a| (*a).to_owned()).collect();
+        self
+    }
+
     /// The signer's state inside `parent` (e.g. a small filesystem).
     pub fn signer_in(mut self, parent: &Path) -> Scenario {
         self.signer_in = Some(parent.to_owned());
@@ -128,6 +149,10 @@ impl Scenario {
         if let Some(parent) = &self.signer_in {
             signer = signer.in_dir(parent);
         }
+        if !self.signer_args.is_empty() {
+            let args: Vec<&str> = self.signer_args.iter().map(String::as_str).collect();
+            signer = signer.args(&args);
+        }
         let signer = signer.start();
         let chain = if self.chain {
             let funds: Vec<(&str, u64)> =
@@ -142,12 +167,18 @@ impl Scenario {
             None => tempfile::tempdir(),
         }
         .expect("the orchestrator's working dir");
+        let approver_bot = self.approver.then(Emulator::start);
         let world = World {
             signer,
             work,
             chain,
             telegram,
+            approver_bot,
+            approver: std::sync::Mutex::new(None),
         };
+        if self.approver {
+            world.start_approver();
+        }
         // Unless the scenario or the test says otherwise: every agent holds.
         world.script(
             &self
@@ -207,6 +238,62 @@ impl World {
         self.telegram
             .as_ref()
             .expect("this scenario has no Telegram emulator: add .telegram()")
+    }
+
+    /// The approver bot's emulator (the scenario must have asked for `.approver()`).
+    pub fn approver_bot(&self) -> &Emulator {
+        self.approver_bot
+            .as_ref()
+            .expect("this scenario has no approver: add .approver()")
+    }
+
+    /// Kills the approver daemon (SIGKILL, as a crash), if it runs.
+    pub fn kill_approver(&self) {
+        if let Some(daemon) = self.approver.lock().expect("the approver slot").take() {
+            daemon.kill();
+        }
+    }
+
+    /// Waits (up to 20 s) until the running approver's log contains `needle`.
+    pub async fn approver_log(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let log = self
+                .approver
+                .lock()
+                .expect("the approver slot")
+                .as_ref()
+                .map(Daemon::log_text)
+                .unwrap_or_default();
+            if log.contains(needle) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} not in the approver's log:\n{log}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Starts the approver daemon (again), its state in `<work>/approver`.
+    pub fn start_approver(&self) {
+        assert!(
+            crate::host::is_root(),
+            "the approver needs a uid of its own: run the test as root"
+        );
+        // The approver drops to its own uid: it must traverse the work dir to its own.
+        std::fs::set_permissions(
+            self.work.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )
+        .expect("a traversable work dir");
+        let dir = self.work.path().join("approver");
+        std::fs::create_dir_all(&dir).expect("the approver's work dir");
+        let url = self.approver_bot().url.clone();
+        let daemon =
+            crate::daemon::start_approver(&dir, &url, &self.signer.socket(), BotToken::Given);
+        *self.approver.lock().expect("the approver slot") = Some(daemon);
     }
 
     /// The operator of the signer's dev-init.

@@ -162,6 +162,13 @@ impl Emulator {
         self.post("/sendMessage", message).await;
     }
 
+    /// Delivers a user's `message` (a Bot API `Message` object: any chat, forwarded, via a
+    /// bot...) to the bot as it is.
+    pub async fn send_message_json(&self, mut message: Value) {
+        message["botToken"] = json!(TOKEN);
+        self.post("/sendMessage", message).await;
+    }
+
     /// `user` presses the inline button with callback `data` under the bot's message `on`.
     pub async fn press(&self, user: i64, on: &BotMessage, data: &str) {
         self.post(

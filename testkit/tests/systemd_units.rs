@@ -1,4 +1,4 @@
-//! The units in `systemd/` start the binaries of this build, and the two daemons talk.
+//! The units in `systemd/` start the binaries of this build, and the daemons talk.
 //!
 //! Nothing of the units is copied here: `ExecStart=`, `Environment=`, `StateDirectory=`,
 //! `LoadCredential*=`, `User=` and the socket's `ListenStream=`/`SocketMode=` are parsed
@@ -10,8 +10,9 @@
 //! become users that exist here (the signer runs as `nobody` through its own `--run-as`
 //! when the test is root, as User= would make it; run by an ordinary user it gets
 //! `--insecure-allow-unlocked-memory`, since that user's memory-lock limit is not the unit's
-//! `LimitMEMLOCK=`). A path or user the tables do not know fails the test, and so does a
-//! flag the binary does not have.
+//! `LimitMEMLOCK=`; the approver's user becomes uid 4244, through the approver's own
+//! `--run-as`, with the socket's group for the group its unit adds). A path or user the
+//! tables do not know fails the test, and so does a flag the binary does not have.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -32,15 +33,21 @@ use vigil_testkit::{AgentSpec, Reply, Script};
 /// Longest prefix first. Binaries map to this build.
 const PATHS: &[(&str, &str)] = &[
     ("/var/lib/vigil-signer", "var/lib/vigil-signer"),
+    ("/var/lib/vigil-approver", "var/lib/vigil-approver"),
     ("/var/lib/vigil-import", "var/lib/vigil-import"),
     ("/var/lib/vigil", "var/lib/vigil"),
     ("/etc/vigil", "etc/vigil"),
     ("/run/vigil", "run/vigil"),
 ];
 
-/// The whole path: both daemons start from their units, the signer on the socket the
-/// .socket unit names, both report READY=1, and the orchestrator's first paper decision
-/// goes through the signer's dry run.
+/// The stand-in uid (and group) of the unit user `vigil-approver`: the signer's
+/// `--approver-user`, and the approver's `--run-as` when the test is root.
+const APPROVER_UID: u32 = 4244;
+
+/// The whole path: the daemons start from their units, the signer on the socket the
+/// .socket unit names, all report READY=1, the orchestrator's first paper decision goes
+/// through the signer's dry run, and (as root: a second uid) the approver, confined as its
+/// own uid, reads what awaits the operator from the signer as its approver.
 #[test]
 fn daemons_start_from_their_units_and_talk() {
     let tmp = tempfile::tempdir().unwrap();
@@ -50,9 +57,10 @@ fn daemons_start_from_their_units_and_talk() {
     let socket_unit = Unit::read("vigil-signer.socket");
     let signer_unit = Unit::read("vigil-signer.service");
     let orch_unit = Unit::read("vigil-orchestrator.service");
+    let approver_unit = Unit::read("vigil-approver.service");
 
-    // systemd's notify socket, for both services (Type=notify).
-    for unit in [&signer_unit, &orch_unit] {
+    // systemd's notify socket, for the services (Type=notify).
+    for unit in [&signer_unit, &orch_unit, &approver_unit] {
         assert_eq!(unit.one("Service", "Type"), "notify", "{}", unit.name);
     }
     let notify_path = root.join("notify");
@@ -169,6 +177,78 @@ fn daemons_start_from_their_units_and_talk() {
         "signer died: {}",
         signer.stderr()
     );
+    if is_root() {
+        approver_from_its_unit(&approver_unit, root, &listen, &notify, &notify_path, &map);
+    }
+}
+
+/// The approver from its unit: its config where `--config` says, its state dir its own, its
+/// token credential; READY=1, confined as its own uid, and the signer answers its `awaiting`
+/// (it is the signer's approver). The Bot API is a closed port here: the bot retries.
+fn approver_from_its_unit(
+    unit: &Unit,
+    root: &Path,
+    listen: &Path,
+    notify: &UnixDatagram,
+    notify_path: &Path,
+    map: &dyn Fn(&str) -> String,
+) {
+    let state = state_dir(unit, root);
+    let id = APPROVER_UID.to_string();
+    chown(&state, &id, &id, Recursive::Yes);
+    // Its unit's SupplementaryGroups= opens the socket; here its own group does, and the test
+    // dir is traversable as /run is.
+    let (sock_user, _) = users("vigil-signer");
+    chown(listen, &sock_user, &id, Recursive::No);
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711)).unwrap();
+    let mut argv = unit.exec_start(map);
+    check_flags(&argv).unwrap();
+    let config = PathBuf::from(flag_value(&argv, "--config").expect("--config in ExecStart"));
+    std::fs::write(
+        &config,
+        format!(
+            "operators = [1]\napi_url = \"http://127.0.0.1:9\"\nsigner_socket = {:?}\n\
+             state_dir = {:?}\npoll_interval_ms = 200\n",
+            listen.display().to_string(),
+            state.display().to_string()
+        ),
+    )
+    .unwrap();
+    let creds = credentials(unit, root, |name| {
+        assert_eq!(
+            name, "vigil-approver-bot-token",
+            "a credential the test cannot provide"
+        );
+        b"123456789:test-token".to_vec()
+    });
+    argv.extend(["--run-as".into(), format!("{id}:{id}")]);
+    let mut approver = Daemon::spawn(
+        "vigil-approver",
+        &argv,
+        &unit.environment(),
+        &creds,
+        notify_path,
+    );
+    assert_ready(notify, &mut approver);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", approver.child.id())).unwrap();
+    assert!(
+        status.lines().any(|l| l == "Seccomp:\t2"),
+        "approver not under seccomp:\n{status}"
+    );
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid.contains(&id), "approver kept root: {uid}");
+    // Some poll rounds: the signer serves it `awaiting` and `events` (a refusal is logged).
+    std::thread::sleep(Duration::from_secs(2));
+    let log = approver.stderr();
+    assert!(
+        approver.child.try_wait().unwrap().is_none(),
+        "approver died: {log}"
+    );
+    assert!(log.contains("confined"), "{log}");
+    assert!(
+        !log.contains("signer at"),
+        "the signer did not serve the approver: {log}"
+    );
 }
 
 /// The key-ceremony importer runs under its own user, which is not the signer's, not the
@@ -266,6 +346,7 @@ fn rewrite(arg: &str, root: &Path, bins: &Path) -> String {
     );
     match arg {
         "vigil" | "vigil-signer" => users(arg).0,
+        "vigil-approver" => APPROVER_UID.to_string(),
         _ => arg.to_string(),
     }
 }

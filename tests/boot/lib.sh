@@ -42,7 +42,7 @@ ct() {
 # expect them, no network but lo. Waits until systemd says the boot finished.
 boot() {
     local b binds=()
-    for b in vigil-signer vigil-orchestrator; do
+    for b in vigil-signer vigil-orchestrator vigil-approver; do
         binds+=("--bind-ro=$bindir/$b:/opt/vigil/bin/$b")
     done
     # nspawn confines the whole container with a seccomp filter of its own; these give back
@@ -218,13 +218,23 @@ cli_confirm() {
     done < <(cli_confirm_commands)
 }
 
-# --- The signer's socket, as CONFIRM_USER (the uid the signer sees). ------------------------
-# request OP [JSON FIELDS]: one request, its answer on stdout.
-request() {
-    local op="$1" fields="${2:-}" json
+# --- The signer's socket, as CONFIRM_USER (the approver) or ASK_USER (an asker). -----------
+# request OP [JSON FIELDS]: one request as the approver, its answer on stdout.
+request() { request_as "$CONFIRM_USER" "$@"; }
+# ask OP [JSON FIELDS]: one request as the orchestrator's user.
+ask() { request_as "$ASK_USER" "$@"; }
+request_as() {
+    local user="$1" op="$2" fields="${3:-}" json groups=() g
     json="{\"v\":1,\"id\":\"boot-$op\",\"op\":\"$op\"${fields:+,$fields}}"
-    ct runuser -u "$CONFIRM_USER" -- vigil-boot-request /run/vigil/signer.sock "$json" \
-        || die "request $op to the signer as $CONFIRM_USER"
+    # The approver's user reaches the socket through the group its unit adds
+    # (SupplementaryGroups=), as the daemon does; runuser takes them from the unit file.
+    if [ "$user" = "$CONFIRM_USER" ]; then
+        for g in $(sed -n 's/^SupplementaryGroups=//p' "$merged/usr/lib/systemd/system/vigil-approver.service"); do
+            groups+=(-G "$g")
+        done
+    fi
+    ct runuser -u "$user" "${groups[@]}" -- vigil-boot-request /run/vigil/signer.sock "$json" \
+        || die "request $op to the signer as $user"
 }
 expect_json() {
     local json="$1" filter="$2" want="$3" why="$4" got

@@ -28,6 +28,7 @@ let
     signedPolicy = null;
     credentials = { keystorePassphrase = "/k"; telegramBotToken = "/t"; extra = { }; };
     settings = { };
+    approver = { enable = true; operators = [ 42 ]; botToken = "/a"; settings = { }; };
   };
   # The messages of the failing assertions for one config.
   failing = cfg:
@@ -37,6 +38,8 @@ let
     ok = failing base;
     noOperators = failing (base // { operators = [ ]; });
     noAgents = failing (base // { agents = [ ]; });
+    noApprovers = failing (base // { approver = base.approver // { operators = [ ]; }; });
+    noApproverNeeded = failing (base // { approver = base.approver // { enable = false; operators = [ ]; }; });
     mainnetWithoutPolicy = failing (base // { chainRpc = { solana = "https://api.mainnet-beta.solana.com"; }; });
     mainnetWithPolicy = failing (base // {
       chainRpc = { solana = "https://api.mainnet-beta.solana.com"; };
@@ -110,12 +113,15 @@ let
     "a complete config passes every assertion" = assertionCases.ok == [ ];
     "no operator ids fails, naming services.vigil.operators" = hasMessage "services.vigil.operators is empty.*" assertionCases.noOperators;
     "no agents fails, naming services.vigil.agents" = hasMessage "services.vigil.agents is empty.*" assertionCases.noAgents;
+    "an approver without operators fails, naming services.vigil.approver.operators" = hasMessage "services.vigil.approver.operators is empty.*" assertionCases.noApprovers;
+    "no approver needs no approver operators" = assertionCases.noApproverNeeded == [ ];
     "mainnet without a signed policy fails, naming signedPolicy" = hasMessage ".*mainnet.*signedPolicy is not set.*" assertionCases.mainnetWithoutPolicy;
     "mainnet with a signed policy passes" = assertionCases.mainnetWithPolicy == [ ];
     "the files the module copies exist" = b.all b.pathExists [
       ../../systemd/vigil-signer.service
       ../../systemd/vigil-signer.socket
       ../../systemd/vigil-orchestrator.service
+      ../../systemd/vigil-approver.service
       (../../systemd + "/vigil-import@.service")
       ../../systemd/udev/70-vigil-keys.rules
       ../../systemd/tmpfiles.d/vigil.conf

@@ -9,19 +9,17 @@
 //!    privilege drop → no dumps / no new privileges → memory lock → landlock → seccomp.
 //!
 //! Each wall, what it stops and the test that proves it: `docs/confinement.md`.
-//! This is the only module of the crate with `unsafe` (raw syscalls the safe crates lack);
-//! every block carries a `// SAFETY:` comment.
+//! The walls themselves (and their `unsafe`) are the shared crate `vigil-sandbox`; this module
+//! holds the signer's data (its seccomp table in [`seccomp`], its landlock directories) and
+//! its order of calls.
 
-pub mod landlock;
-pub mod listen_fds;
-pub mod memory;
-pub mod notify;
-pub mod process;
 pub mod seccomp;
 
-pub use listen_fds::{LISTEN_ENV, LISTEN_FDS_START, systemd_listener};
+pub use vigil_sandbox::{
+    LISTEN_ENV, LISTEN_FDS_START, SandboxError, landlock, listen_fds, memory, notify, process,
+    sanitize_process, systemd_listener,
+};
 
-use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 /// What to confine the signer to, from its command line and config.
@@ -60,69 +58,6 @@ pub struct ConfinementReport {
     pub seccomp_syscalls: usize,
 }
 
-/// Why the signer refuses to start: the wall that could not be raised and what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum SandboxError {
-    /// Step 1 failed.
-    #[error("cannot sanitize the process: {0}")]
-    Sanitize(String),
-    /// `confine` was called with threads already running.
-    #[error(
-        "confinement must happen before any thread starts, but {0} threads run; \
-         call sandbox::confine before building the tokio runtime or spawning threads"
-    )]
-    ThreadsRunning(usize),
-    /// Started as root without a user to switch to.
-    #[error(
-        "the signer was started as root without a user to run as; configure run_as \
-         (user and group), or start it as an unprivileged user (systemd User=)"
-    )]
-    RefuseRoot,
-    /// Switching user or dropping capabilities failed.
-    #[error("privilege drop failed: {0}; the signer never keeps running with privileges")]
-    PrivilegeDrop(String),
-    /// PR_SET_DUMPABLE / RLIMIT_CORE / no_new_privs failed.
-    #[error("cannot forbid core dumps, ptrace or new privileges: {0}")]
-    Harden(String),
-    /// mlockall failed and unlocked memory was not allowed.
-    #[error(
-        "cannot lock memory: {0}; raise the limit (systemd LimitMEMLOCK=, ulimit -l) or run \
-         with --insecure-allow-unlocked-memory (keys may then be written to swap)"
-    )]
-    MemoryLock(String),
-    /// The kernel cannot enforce the landlock ruleset.
-    #[error(
-        "landlock is not supported by this kernel: {0}. The signer needs {req}; upgrade or \
-         reconfigure the kernel, or run with --insecure-no-landlock (NOT for money)",
-        req = landlock::MIN_ABI_KERNEL
-    )]
-    LandlockUnsupported(String),
-    /// A directory of the config cannot be opened for a landlock rule.
-    #[error("cannot open {0} for the landlock ruleset: {1}; create it or fix the state directory")]
-    LandlockPath(PathBuf, String),
-    /// Building or enforcing the landlock ruleset failed.
-    #[error("landlock failed: {0}")]
-    Landlock(String),
-    /// The seccomp allowlist did not compile (a bug in the table).
-    #[error("the seccomp allowlist does not compile: {0}")]
-    SeccompCompile(String),
-    /// The kernel refused the seccomp filter.
-    #[error("cannot install the seccomp filter: {0}; the kernel needs CONFIG_SECCOMP_FILTER=y")]
-    SeccompInstall(seccompiler::Error),
-}
-
-/// Step 1: close every inherited fd above 2 except `keep_fds` (e.g. systemd's fd 3), clear
-/// the environment except `keep_env`, set umask 077, and tune the allocator (one arena, large
-/// blocks in mappings of their own: `memory::tune_allocator`). Call it first thing in `main`,
-/// while the process is single threaded.
-pub fn sanitize_process(keep_fds: &[RawFd], keep_env: &[&str]) -> Result<(), SandboxError> {
-    process::close_inherited_fds(keep_fds)?;
-    process::clear_environment(keep_env);
-    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    memory::tune_allocator();
-    Ok(())
-}
-
 /// Steps 4-7, in this order, each after what it depends on:
 /// 4. if root: switch to `run_as` for good (setgroups, setresgid, setresuid, check root
 ///    cannot be regained); then drop every capability, whoever we are;
@@ -135,7 +70,7 @@ pub fn sanitize_process(keep_fds: &[RawFd], keep_env: &[&str]) -> Result<(), San
 /// Call it after the keys are unlocked and the listening socket exists, and before the
 /// tokio runtime or any other thread starts.
 pub fn confine(cfg: &SandboxConfig) -> Result<ConfinementReport, SandboxError> {
-    let threads = thread_count()?;
+    let threads = vigil_sandbox::thread_count()?;
     if threads != 1 {
         return Err(SandboxError::ThreadsRunning(threads));
     }
@@ -227,16 +162,6 @@ enum MemoryLock {
     All,
     /// `MCL_CURRENT` only: RLIMIT_MEMLOCK is below the budget.
     CurrentOnly,
-}
-
-/// Threads of this process, from /proc/self/task.
-fn thread_count() -> Result<usize, SandboxError> {
-    let tasks = std::fs::read_dir("/proc/self/task").map_err(|e| {
-        SandboxError::Sanitize(format!(
-            "cannot count threads in /proc/self/task: {e}; mount /proc"
-        ))
-    })?;
-    Ok(tasks.count())
 }
 
 #[cfg(test)]

@@ -170,7 +170,7 @@ pub fn drop_capabilities() -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// Non-dumpable (no core, no ptrace or /proc/<pid>/mem by the same uid), RLIMIT_CORE=0,
+/// Non-dumpable (no core, no ptrace or `/proc/<pid>/mem` by the same uid), RLIMIT_CORE=0,
 /// and no_new_privs (no setuid binary or file capability can ever raise privileges).
 pub fn forbid_dumps_and_new_privileges() -> Result<(), SandboxError> {
     let err = |what: &str, e: rustix::io::Errno| SandboxError::Harden(format!("{what}: {e}"));

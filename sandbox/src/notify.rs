@@ -2,8 +2,8 @@
 //!
 //! `sd_notify` opens a datagram socket and connects it to `$NOTIFY_SOCKET` each time it is
 //! called; the confined signer may do neither (`socket` and `connect` are on
-//! [`super::seccomp::NEVER`]). So the socket is opened and connected *before*
-//! [`super::confine`], and after confinement `READY=1` is only *sent* on it: `send` is
+//! the signer's `seccomp::NEVER`). So the socket is opened and connected *before*
+//! the daemon's `confine`, and after confinement `READY=1` is only *sent* on it: `send` is
 //! the `sendto` syscall the allowlist already has for replies to clients. No syscall was
 //! added to the allowlist for readiness.
 //!
@@ -26,7 +26,7 @@ pub struct Readiness {
 
 impl Readiness {
     /// Connects to `$NOTIFY_SOCKET` if it is set (a path, or `@name` for an abstract
-    /// socket). Call it before [`super::confine`].
+    /// socket). Call it before the daemon's `confine`.
     pub fn connect_from_env() -> Result<Self, String> {
         let Some(target) = std::env::var_os(NOTIFY_ENV) else {
             return Ok(Readiness {

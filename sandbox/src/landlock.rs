@@ -1,8 +1,9 @@
-//! The landlock wall: after it, the signer can read only its keystore and policy
-//! directories and read/write only its ledger/audit directory. Nothing else on the file
-//! system is reachable, even for files whose Unix permissions would allow it, and (where
-//! the kernel supports it) no TCP, no signals to and no abstract sockets of processes
-//! outside the sandbox.
+//! The landlock wall: after it, a daemon can read only the files and directories its
+//! [`Rules`] list read-only and write only under its read-write directories (the signer: its
+//! keystore and policy, its ledger and audit log; the approver: the DNS files and its state).
+//! Nothing else on the file system is reachable, even for files whose Unix permissions would
+//! allow it, and (where the kernel supports it) no TCP but to the listed ports, no signals to
+//! and no abstract sockets of processes outside the sandbox.
 //!
 //! [`MIN_ABI`] is a hard requirement, bumped on purpose only. Features of newer ABIs, up
 //! to [`BEST_ABI`], are used best-effort. A ruleset that is not enforced is an error.
@@ -10,13 +11,13 @@
 use std::path::{Path, PathBuf};
 
 use ::landlock::{
-    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd,
-    Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
+    PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
 };
 
-use super::SandboxError;
+use crate::SandboxError;
 
-/// The oldest landlock ABI the signer accepts. ABI 3 (Linux 6.2) is the first that controls
+/// The oldest landlock ABI a Vigil daemon accepts. ABI 3 (Linux 6.2) is the first that controls
 /// truncation: with ABI 1-2, `open(keystore, O_RDONLY | O_TRUNC)` would still empty a key
 /// file in a read-only directory.
 pub const MIN_ABI: ABI = ABI::V3;
@@ -68,13 +69,34 @@ pub struct LandlockOutcome {
     pub status: String,
 }
 
-/// Restrict the calling thread (and every thread and child it creates later) to the given
-/// directories. Fails closed: an unsupported kernel, a too-old ABI, a missing directory
-/// or a ruleset that is not enforced are errors.
+/// What a daemon may reach after [`restrict`].
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// Files and directories it may only read.
+    pub read_only: Vec<PathBuf>,
+    /// Directories it may read and write (files in them: create, write, remove, rename).
+    pub read_write: Vec<PathBuf>,
+    /// TCP ports it may connect to (where the kernel controls TCP, landlock ABI >= 4); none:
+    /// no TCP connection at all.
+    pub tcp_connect: Vec<u16>,
+}
+
+/// Restricts the calling thread (and every thread and child it creates later) to the given
+/// directories, and no TCP. Fails closed: an unsupported kernel, a too-old ABI, a missing
+/// directory or a ruleset that is not enforced are errors.
 pub fn restrict(
     read_only: &[PathBuf],
     read_write: &[PathBuf],
 ) -> Result<LandlockOutcome, SandboxError> {
+    restrict_to(&Rules {
+        read_only: read_only.to_vec(),
+        read_write: read_write.to_vec(),
+        tcp_connect: Vec::new(),
+    })
+}
+
+/// [`restrict`] to `rules`.
+pub fn restrict_to(rules: &Rules) -> Result<LandlockOutcome, SandboxError> {
     let abi = match kernel_support() {
         KernelSupport::NotBuilt => {
             return Err(SandboxError::LandlockUnsupported(
@@ -103,7 +125,7 @@ pub fn restrict(
         | AccessFs::MakeDir
         | AccessFs::Truncate
         | AccessFs::Refer;
-    let status = build(read_only, read_write, rw_access)?
+    let status = build(rules, rw_access)?
         .restrict_self()
         .map_err(|e| SandboxError::Landlock(e.to_string()))?;
     match status.ruleset {
@@ -127,8 +149,7 @@ pub fn restrict(
 /// The ruleset: the minimum ABI's file-system rights are a hard requirement, the rest
 /// best-effort.
 fn build(
-    read_only: &[PathBuf],
-    read_write: &[PathBuf],
+    rules: &Rules,
     rw_access: BitFlags<AccessFs>,
 ) -> Result<::landlock::RulesetCreated, SandboxError> {
     let err = |e: ::landlock::RulesetError| SandboxError::Landlock(e.to_string());
@@ -145,15 +166,23 @@ fn build(
         .map_err(err)?
         .create()
         .map_err(err)?;
-    for dir in read_only {
+    for path in &rules.read_only {
+        // A file takes file rights only (ReadDir on a file is refused by the kernel).
+        let access = if path.is_dir() {
+            AccessFs::ReadFile | AccessFs::ReadDir
+        } else {
+            AccessFs::ReadFile.into()
+        };
         created = created
-            .add_rule(PathBeneath::new(
-                open_dir(dir)?,
-                AccessFs::ReadFile | AccessFs::ReadDir,
-            ))
+            .add_rule(PathBeneath::new(open_dir(path)?, access))
             .map_err(err)?;
     }
-    for dir in read_write {
+    for &port in &rules.tcp_connect {
+        created = created
+            .add_rule(NetPort::new(port, AccessNet::ConnectTcp))
+            .map_err(err)?;
+    }
+    for dir in &rules.read_write {
         created = created
             .add_rule(PathBeneath::new(open_dir(dir)?, rw_access))
             .map_err(err)?;

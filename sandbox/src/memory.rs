@@ -2,7 +2,7 @@
 //! process, the heap trimmed, every page locked (no secret ever goes to swap), and then the
 //! pages of mapped files that cannot hold a secret let go again.
 //!
-//! Order, from [`super::sanitize_process`] and [`super::confine`]:
+//! Order, from [`crate::sanitize_process`] and the daemon's `confine`:
 //! 1. [`tune_allocator`], first thing in `main`: one malloc arena, and large blocks (the
 //!    keystore's scrypt buffers) always in their own mappings, returned when freed;
 //! 2. [`trim_heap`] just before locking: free heap pages go back to the kernel (a locked

@@ -1,7 +1,7 @@
 //! Taking the systemd-activated listening socket (`LISTEN_FDS`, sd_listen_fds(3)): the one
-//! raw-fd operation of the start-up, kept here with the signer's other unsafe code. Call
-//! it before [`super::confine`] (the socket must exist before seccomp forbids socket(2)),
-//! and keep `LISTEN_PID`/`LISTEN_FDS` and fd 3 through [`super::sanitize_process`].
+//! raw-fd operation of the start-up, kept here with the other unsafe code of the walls. Call
+//! it before the daemon's `confine` (the socket must exist before seccomp forbids socket(2)),
+//! and keep `LISTEN_PID`/`LISTEN_FDS` and fd 3 through [`crate::sanitize_process`].
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
