@@ -24,7 +24,8 @@ use vigil_testkit::{Reply, SOL, Script, Signer};
 const DECISIONS: u64 = 1_000;
 
 fn main() {
-    let signer = Signer::start(&["trader"]);
+    // The default config's three agents, so the idle daemon below finds a key for each.
+    let signer = Signer::start(&["trader", "sentinel", "experimental"]);
     let peer = signer.dev_peer();
     let work = tempfile::tempdir().unwrap();
     let reply = Reply::transfer("dev-peer", 1_000_000)
@@ -110,6 +111,9 @@ fn main() {
         "signer_socket".into(),
         toml::Value::String(signer.socket().to_string_lossy().into()),
     );
+    // Paper agents need no chain: without an RPC URL the daemon checks no node (the
+    // default's public devnet URL cannot be reached from a loopback-only benchmark).
+    parsed.remove("solana_rpc_url");
     parsed.insert(
         "state_db".into(),
         toml::Value::String(work.path().join("daemon.sqlite").to_string_lossy().into()),
