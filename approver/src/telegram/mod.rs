@@ -247,6 +247,40 @@ async fn on_text(bot: Bot, msg: Message, ctx: Arc<Ctx>) -> HandlerResult {
 }
 
 /// `text` cut to one Telegram message.
+/// `text` as one message, or as several (`(1/3) ...`) when it is longer than one message may
+/// be, cut after a `; ` or a line end where it can: a request's summary (an import of many
+/// keys and their fingerprints) is never cut short, since the operator compares every line.
+pub(crate) fn split(text: &str) -> Vec<String> {
+    // Room for the "(12/12) " marker.
+    const ROOM: usize = MAX_MESSAGE_CHARS - 16;
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= MAX_MESSAGE_CHARS {
+        return vec![text.to_owned()];
+    }
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < chars.len() {
+        let hard = (start + ROOM).min(chars.len());
+        let end = if hard == chars.len() {
+            hard
+        } else {
+            // The last "; " or newline in the window, if it leaves a reasonable part.
+            (start + ROOM / 2..hard)
+                .rev()
+                .find(|&i| chars[i] == '\n' || (chars[i] == ' ' && chars[i - 1] == ';'))
+                .map_or(hard, |i| i + 1)
+        };
+        parts.push(chars[start..end].iter().collect::<String>());
+        start = end;
+    }
+    let n = parts.len();
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| format!("({}/{n}) {p}", i + 1))
+        .collect()
+}
+
 pub(crate) fn clip(text: &str) -> String {
     if text.chars().count() <= MAX_MESSAGE_CHARS {
         return text.to_owned();
@@ -285,6 +319,31 @@ mod tests {
         let d = Command::descriptions().to_string();
         assert!(d.contains("/help") && d.contains("/awaiting"), "{d}");
         assert!(clip(&"x".repeat(9000)).ends_with("(cut)"));
+        // A long summary (an import of 64 keys) is split, never cut: every part fits a
+        // message, and together they are the whole text.
+        let keys: Vec<String> = (0..64)
+            .map(|i| format!("agent{i} solana devnet 7xKXtg2CW87d97TXJSDpbD5jBkheTqA83TZRuJosgAsU (fingerprint 1a2b 3c4d 5e6f 7a8b 9c{i:02})"))
+            .collect();
+        let long = format!("IMPORT KEYS: {}; reply with your code", keys.join("; "));
+        let parts = split(&long);
+        assert!(parts.len() > 1);
+        assert!(parts.iter().all(|p| p.chars().count() <= MAX_MESSAGE_CHARS));
+        let n = parts.len();
+        let joined: String = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.strip_prefix(&format!("({}/{n}) ", i + 1))
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(joined, long);
+        assert!(
+            parts[..n - 1].iter().all(|p| p.ends_with("; ")),
+            "{parts:?}"
+        );
+        assert_eq!(split("short"), vec!["short".to_owned()]);
         assert_eq!(clip("short"), "short");
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use teloxide::prelude::*;
 use vigil_protocol::{AwaitingItem, OperatorCode};
 
-use super::{BotClient, Ctx, clip};
+use super::{BotClient, Ctx, clip, split};
 use crate::rules::{self, request_text};
 use crate::state::Shown;
 use crate::{ApproverError, unix_now};
@@ -70,16 +70,17 @@ async fn show(
     item: &AwaitingItem,
     now: u64,
 ) -> Result<(), ApproverError> {
-    let sent = bot
-        .send_message(ChatId(chat), clip(&request_text(item, now)))
-        .await
-        .map_err(|e| {
+    // Every part of a long request is recorded: a reply to any of them answers it.
+    for part in split(&request_text(item, now)) {
+        let sent = bot.send_message(ChatId(chat), part).await.map_err(|e| {
             ApproverError::Telegram(format!(
                 "could not show {} to operator {chat}: {e}",
                 item.id
             ))
         })?;
-    ctx.with_store(|s| s.record(Shown::new(chat, sent.id.0, item, now)))
+        ctx.with_store(|s| s.record(Shown::new(chat, sent.id.0, item, now)))?;
+    }
+    Ok(())
 }
 
 /// `/awaiting`: every item the signer lists now, shown again in `chat` as new messages (each
