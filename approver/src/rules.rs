@@ -1,6 +1,7 @@
-//! What an operator's message means, as pure functions tested by tables: which updates are
-//! obeyed at all ([`admit`]), what a text in an operator's chat asks for ([`judge_text`]), and
-//! the texts the bot sends (a request, an event, the signer's answer).
+//! What an operator's message means, as pure functions tested by tables: what a text in an
+//! operator's chat asks for ([`judge_text`]), and the texts the bot sends (a request, an
+//! event, the signer's answer). Which messages are obeyed at all is
+//! `vigil_telegram::admit`, the rule the orchestrator's bot shares.
 //!
 //! The rules of issue 15: only an operator's private chat is obeyed (a group, a channel, a
 //! stranger: dropped without a reply), forwarded messages and messages sent via a bot are
@@ -15,56 +16,19 @@ use vigil_protocol::{
     AwaitingItem, AwaitingKind, ErrorBody, OperatorCode, OperatorEvent, OperatorEventKind,
 };
 
+use vigil_telegram::Origin;
+
 use crate::state::{Shown, Store};
 
-/// The facts of an update the rules look at.
+/// The facts of a message the rules look at.
 #[derive(Clone, Copy, Debug)]
 pub struct Incoming<'a> {
-    /// The chat it was sent in.
-    pub chat: i64,
-    /// Whether that chat is a private chat.
-    pub private: bool,
-    /// The sender's user id.
-    pub from: Option<i64>,
-    /// Whether it was forwarded from elsewhere.
-    pub forwarded: bool,
-    /// Whether it was sent via an inline bot.
-    pub via_bot: bool,
+    /// Where it came from (what [`vigil_telegram::admit`] judges).
+    pub origin: Origin,
     /// Its text (empty if none).
     pub text: &'a str,
     /// The id of the message it replies to, if any.
     pub reply_to: Option<i32>,
-}
-
-/// Why an update is dropped without a reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dropped {
-    /// Not from an operator.
-    Stranger,
-    /// From an operator, but not in the operator's private chat with the bot.
-    NotPrivate,
-    /// Forwarded from elsewhere.
-    Forwarded,
-    /// Sent via an inline bot.
-    ViaBot,
-}
-
-/// Whether an update is obeyed: from an operator, in that operator's private chat, typed by
-/// the operator (not forwarded, not via a bot).
-pub fn admit(is_operator: impl Fn(i64) -> bool, m: &Incoming<'_>) -> Result<(), Dropped> {
-    let Some(from) = m.from.filter(|&id| is_operator(id)) else {
-        return Err(Dropped::Stranger);
-    };
-    if !m.private || m.chat != from {
-        return Err(Dropped::NotPrivate);
-    }
-    if m.forwarded {
-        return Err(Dropped::Forwarded);
-    }
-    if m.via_bot {
-        return Err(Dropped::ViaBot);
-    }
-    Ok(())
 }
 
 /// What to do with an admitted text that is not a command.
@@ -260,63 +224,6 @@ mod tests {
     use vigil_protocol::ErrorKind;
 
     const OP: i64 = 1001;
-
-    fn msg(chat: i64, from: Option<i64>) -> Incoming<'static> {
-        Incoming {
-            chat,
-            private: true,
-            from,
-            forwarded: false,
-            via_bot: false,
-            text: "123456",
-            reply_to: None,
-        }
-    }
-
-    #[test]
-    fn only_an_operators_own_private_typed_messages_are_obeyed() {
-        let is_op = |id| id == OP;
-        let base = msg(OP, Some(OP));
-        let table = [
-            (base, Ok(())),
-            (msg(OP, None), Err(Dropped::Stranger)),
-            (msg(66, Some(66)), Err(Dropped::Stranger)),
-            (
-                Incoming {
-                    private: false,
-                    chat: -100,
-                    ..base
-                },
-                Err(Dropped::NotPrivate),
-            ),
-            // A group whose id someone made equal to the operator's is still not private.
-            (
-                Incoming {
-                    private: false,
-                    ..base
-                },
-                Err(Dropped::NotPrivate),
-            ),
-            (Incoming { chat: 66, ..base }, Err(Dropped::NotPrivate)),
-            (
-                Incoming {
-                    forwarded: true,
-                    ..base
-                },
-                Err(Dropped::Forwarded),
-            ),
-            (
-                Incoming {
-                    via_bot: true,
-                    ..base
-                },
-                Err(Dropped::ViaBot),
-            ),
-        ];
-        for (m, want) in table {
-            assert_eq!(admit(is_op, &m), want, "{m:?}");
-        }
-    }
 
     fn store_with(items: &[(i32, AwaitingItem)]) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,7 @@
 //! The approver's Telegram bot (teloxide, long polling) and the loop that feeds it from the
 //! signer.
 //!
-//! `schema`'s first branch is the gate of [`crate::rules::admit`]: anything but a message an
+//! `schema`'s first branch is the gate of [`vigil_telegram::admit`]: anything but a message an
 //! operator typed in their own private chat ends there, unanswered (logged, rate-limited).
 //! Then the two commands, then every other text goes to [`crate::rules::judge_text`]: a reply
 //! to a request's message with a code is sent to the signer for exactly that request, and
@@ -13,61 +13,27 @@
 
 mod poll;
 
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use teloxide::dispatching::UpdateHandler;
 use teloxide::prelude::*;
 use teloxide::utils::command::BotCommands;
-use url::Url;
 
-use crate::rules::{self, Dropped, Incoming, Verdict};
+use vigil_telegram::{BotClient, Dropped, Origin, clip};
+
+use crate::rules::{self, Incoming, Verdict};
 use crate::signer::Signer;
 use crate::state::Store;
 use crate::{ApproverError, Config, unix_now};
 
-/// Telegram's message limit is 4096 characters; longer texts are cut here.
-const MAX_MESSAGE_CHARS: usize = 4000;
 /// The first and the longest pause before the bot starts again after the Bot API refused it
 /// or could not be reached.
 const BOT_RETRY_MIN: Duration = Duration::from_secs(5);
 const BOT_RETRY_MAX: Duration = Duration::from_secs(300);
 /// Dropped updates logged per minute, at most.
 const DROPPED_LINES_PER_MINUTE: u32 = 5;
-
-/// A teloxide `Bot` whose `Debug` prints no token (teloxide's own `Debug` prints it raw).
-#[derive(Clone)]
-pub(crate) struct BotClient {
-    bot: Bot,
-    api: String,
-}
-
-impl BotClient {
-    /// The client of the Bot API at `api_url` (checked by the config) with `token`.
-    pub(crate) fn new(token: &SecretString, api_url: Url) -> BotClient {
-        let api = format!("{}://{}", api_url.scheme(), api_url.authority());
-        // The one place the approver makes a Bot: it leaves this wrapper only by `bot()`.
-        #[allow(clippy::disallowed_methods)]
-        let bot = Bot::new(token.expose_secret()).set_api_url(api_url);
-        BotClient { bot, api }
-    }
-
-    /// The teloxide client, to make requests with (never to print).
-    pub(crate) fn bot(&self) -> &Bot {
-        &self.bot
-    }
-}
-
-impl fmt::Debug for BotClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BotClient")
-            .field("api", &self.api)
-            .field("token", &"<redacted>")
-            .finish()
-    }
-}
 
 /// The approver bot's commands; the doc comments are the `/help` text.
 #[derive(BotCommands, Clone, Debug, PartialEq, Eq)]
@@ -174,16 +140,12 @@ fn gate(ctx: &Ctx, update: &Update) -> Result<(), Dropped> {
     let teloxide::types::UpdateKind::Message(msg) = &update.kind else {
         return Err(Dropped::NotPrivate);
     };
-    rules::admit(|id| ctx.config.is_operator(id), &incoming(msg))
+    vigil_telegram::admit(|id| ctx.config.is_operator(id), &Origin::of(msg))
 }
 
 fn incoming(msg: &Message) -> Incoming<'_> {
     Incoming {
-        chat: msg.chat.id.0,
-        private: msg.chat.is_private(),
-        from: msg.from.as_ref().and_then(|u| i64::try_from(u.id.0).ok()),
-        forwarded: msg.forward_origin().is_some(),
-        via_bot: msg.via_bot.is_some(),
+        origin: Origin::of(msg),
         text: msg.text().unwrap_or_default(),
         reply_to: msg.reply_to_message().map(|m| m.id.0),
     }
@@ -224,8 +186,15 @@ async fn on_command(bot: Bot, msg: Message, cmd: Command, ctx: Arc<Ctx>) -> Hand
 
 async fn on_text(bot: Bot, msg: Message, ctx: Arc<Ctx>) -> HandlerResult {
     let m = incoming(&msg);
-    let verdict =
-        ctx.with_store(|s| Ok(rules::judge_text(s, m.chat, m.text, m.reply_to, unix_now())));
+    let verdict = ctx.with_store(|s| {
+        Ok(rules::judge_text(
+            s,
+            m.origin.chat,
+            m.text,
+            m.reply_to,
+            unix_now(),
+        ))
+    });
     let answer = match verdict {
         Err(e) => format!("Nothing was sent: {e}"),
         Ok(Verdict::Say(text)) => text,
@@ -247,103 +216,13 @@ async fn on_text(bot: Bot, msg: Message, ctx: Arc<Ctx>) -> HandlerResult {
 }
 
 /// `text` cut to one Telegram message.
-/// `text` as one message, or as several (`(1/3) ...`) when it is longer than one message may
-/// be, cut after a `; ` or a line end where it can: a request's summary (an import of many
-/// keys and their fingerprints) is never cut short, since the operator compares every line.
-pub(crate) fn split(text: &str) -> Vec<String> {
-    // Room for the "(12/12) " marker.
-    const ROOM: usize = MAX_MESSAGE_CHARS - 16;
-    let chars: Vec<char> = text.chars().collect();
-    if chars.len() <= MAX_MESSAGE_CHARS {
-        return vec![text.to_owned()];
-    }
-    let mut parts = Vec::new();
-    let mut start = 0;
-    while start < chars.len() {
-        let hard = (start + ROOM).min(chars.len());
-        let end = if hard == chars.len() {
-            hard
-        } else {
-            // The last "; " or newline in the window, if it leaves a reasonable part.
-            (start + ROOM / 2..hard)
-                .rev()
-                .find(|&i| chars[i] == '\n' || (chars[i] == ' ' && chars[i - 1] == ';'))
-                .map_or(hard, |i| i + 1)
-        };
-        parts.push(chars[start..end].iter().collect::<String>());
-        start = end;
-    }
-    let n = parts.len();
-    parts
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| format!("({}/{n}) {p}", i + 1))
-        .collect()
-}
-
-pub(crate) fn clip(text: &str) -> String {
-    if text.chars().count() <= MAX_MESSAGE_CHARS {
-        return text.to_owned();
-    }
-    let mut out: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
-    out.push_str("\n…(cut)");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn no_debug_of_the_bot_client_prints_the_token() {
-        let token = "123456789:AAH-secret-part";
-        let url = Url::parse("http://127.0.0.1:8081/").unwrap();
-        #[allow(clippy::disallowed_methods)]
-        let raw = format!("{:?}", Bot::new(token).set_api_url(url.clone()));
-        let client = BotClient::new(&SecretString::from(token), url);
-        for shown in [format!("{client:?}"), format!("{client:#?}")] {
-            assert!(!shown.contains("AAH-secret"), "{shown}");
-            assert!(
-                shown.contains("127.0.0.1:8081") && shown.contains("redacted"),
-                "{shown}"
-            );
-        }
-        assert!(
-            raw.contains("AAH-secret"),
-            "teloxide no longer prints its token: {raw}"
-        );
-    }
-
-    #[test]
-    fn help_lists_the_commands_and_long_texts_are_cut() {
+    fn help_lists_the_commands() {
         let d = Command::descriptions().to_string();
         assert!(d.contains("/help") && d.contains("/awaiting"), "{d}");
-        assert!(clip(&"x".repeat(9000)).ends_with("(cut)"));
-        // A long summary (an import of 64 keys) is split, never cut: every part fits a
-        // message, and together they are the whole text.
-        let keys: Vec<String> = (0..64)
-            .map(|i| format!("agent{i} solana devnet 7xKXtg2CW87d97TXJSDpbD5jBkheTqA83TZRuJosgAsU (fingerprint 1a2b 3c4d 5e6f 7a8b 9c{i:02})"))
-            .collect();
-        let long = format!("IMPORT KEYS: {}; reply with your code", keys.join("; "));
-        let parts = split(&long);
-        assert!(parts.len() > 1);
-        assert!(parts.iter().all(|p| p.chars().count() <= MAX_MESSAGE_CHARS));
-        let n = parts.len();
-        let joined: String = parts
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                p.strip_prefix(&format!("({}/{n}) ", i + 1))
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
-        assert_eq!(joined, long);
-        assert!(
-            parts[..n - 1].iter().all(|p| p.ends_with("; ")),
-            "{parts:?}"
-        );
-        assert_eq!(split("short"), vec!["short".to_owned()]);
-        assert_eq!(clip("short"), "short");
     }
 }

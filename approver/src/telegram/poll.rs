@@ -13,7 +13,9 @@ use std::sync::Arc;
 use teloxide::prelude::*;
 use vigil_protocol::{AwaitingItem, OperatorCode};
 
-use super::{BotClient, Ctx, clip, split};
+use vigil_telegram::{BotClient, clip, split};
+
+use super::Ctx;
 use crate::rules::{self, request_text};
 use crate::state::Shown;
 use crate::{ApproverError, unix_now};

@@ -4,35 +4,30 @@
 
 use std::collections::BTreeMap;
 
-use teloxide::types::{Message, Update, UpdateKind};
+use teloxide::types::{Update, UpdateKind};
+use vigil_telegram::Origin;
 
-/// Whether the bot obeys `update`: it comes from an operator (`is_operator` of the sender's
-/// Telegram user id), in that operator's private chat with the bot, and the operator typed or
-/// pressed it: not a forwarded message (someone else's words), not one sent via an inline
-/// bot. Anything else (a group or channel, another user, an edited message, a button on a
-/// message in another chat) is a stranger's and goes unanswered: answers go to the chat a
+/// Whether the bot obeys `update`: a message by the rule both bots share
+/// ([`vigil_telegram::admit`]: an operator's own words in that operator's private chat with the
+/// bot, not forwarded, not via an inline bot); a button press by an operator on a message in
+/// that operator's private chat. Anything else (an edited message, a channel post, a button on
+/// a message in another chat) is a stranger's and goes unanswered: answers go to the chat a
 /// message came from, and a group is not the operator's alone.
 pub(super) fn obeyed(update: &Update, is_operator: impl Fn(i64) -> bool) -> bool {
-    let Some(user) = update.from().and_then(|u| i64::try_from(u.id.0).ok()) else {
-        return false;
-    };
-    if !is_operator(user) {
-        return false;
-    }
     match &update.kind {
-        UpdateKind::Message(m) => {
-            in_private_chat_with(m, user) && m.forward_origin().is_none() && m.via_bot.is_none()
+        UpdateKind::Message(m) => vigil_telegram::admit(is_operator, &Origin::of(m)).is_ok(),
+        UpdateKind::CallbackQuery(q) => {
+            let Ok(user) = i64::try_from(q.from.id.0) else {
+                return false;
+            };
+            is_operator(user)
+                && q.message.as_ref().is_some_and(|m| {
+                    let chat = m.chat();
+                    chat.is_private() && chat.id.0 == user
+                })
         }
-        UpdateKind::CallbackQuery(q) => q.message.as_ref().is_some_and(|m| {
-            let chat = m.chat();
-            chat.is_private() && chat.id.0 == user
-        }),
         _ => false,
     }
-}
-
-fn in_private_chat_with(m: &Message, user: i64) -> bool {
-    m.chat.is_private() && m.chat.id.0 == user
 }
 
 /// Stranger log lines allowed per window.

@@ -18,7 +18,6 @@
 //! a confirmation that could not be shown is shown on a later round.
 
 mod access;
-mod bot;
 mod commands;
 mod confirmations;
 mod to_approver;
@@ -34,9 +33,9 @@ use teloxide::dispatching::UpdateHandler;
 use teloxide::prelude::*;
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 use tokio::sync::mpsc;
+use vigil_telegram::{BotClient, clip};
 
 use access::{AlertDedup, StrangerLog, StrangerLogLine};
-use bot::BotClient;
 use commands::Command;
 pub use commands::HINT;
 
@@ -57,8 +56,6 @@ const ALERT_RETRY_MAX: Duration = Duration::from_secs(30);
 /// or could not be reached at start.
 const BOT_RETRY_MIN: Duration = Duration::from_secs(5);
 const BOT_RETRY_MAX: Duration = Duration::from_secs(300);
-/// Telegram's message limit is 4096 characters; longer answers are cut here.
-const MAX_MESSAGE_CHARS: usize = 4000;
 
 /// Why the bot did not start.
 #[derive(Debug, thiserror::Error)]
@@ -480,25 +477,29 @@ async fn announce_confirmations(bot: BotClient, ctx: Arc<Ctx>) {
     }
 }
 
-fn clip(text: &str) -> String {
-    if text.chars().count() <= MAX_MESSAGE_CHARS {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
-    out.push_str("\n…(cut)");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const TOKEN: &str = "123456789:AAH-secret-part-of-the-token_0123456789";
+    /// What identifies the token in any printout: its secret half.
+    const SECRET_HALF: &str = "AAH-secret-part-of-the-token_0123456789";
+
+    /// The bot's config and client, the two things of this bot that hold its token, print no
+    /// token (the client's own test is in `vigil-telegram`).
     #[test]
-    fn long_answers_are_cut_to_one_message() {
-        let long = "x".repeat(10_000);
-        let cut = clip(&long);
-        assert!(cut.chars().count() < 4096);
-        assert!(cut.ends_with("(cut)"));
-        assert_eq!(clip("short"), "short");
+    fn no_debug_of_a_bot_holder_prints_the_token() {
+        let url = reqwest::Url::parse("http://127.0.0.1:8081/").unwrap();
+        let client = BotClient::new(&SecretString::from(TOKEN), url);
+        let config: TelegramConfig = crate::Config::from_toml(&format!(
+            "{}\n[telegram]\noperators = [5]\napi_url = \"http://127.0.0.1:8081\"\n",
+            crate::config::DEFAULT_CONFIG_TOML
+        ))
+        .unwrap()
+        .telegram
+        .unwrap();
+        for text in [format!("{client:?}"), format!("{config:?}")] {
+            assert!(!text.contains(SECRET_HALF), "the token is printed: {text}");
+        }
     }
 }
