@@ -13,16 +13,31 @@
 //!   operator's private chat with the bot; a group, a channel, another chat, a stranger, a
 //!   forwarded message or one sent via an inline bot is dropped without a reply.
 //! - [`clip`] and [`split`]: texts within Telegram's message length.
+//! - [`dispatch`]: a bot's update loop, started again while the Bot API refuses it or cannot be
+//!   reached, never the end of the daemon.
 
 use std::fmt;
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use teloxide::Bot;
+use teloxide::dispatching::{Dispatcher, UpdateHandler};
+use teloxide::dptree::di::DependencyMap;
+use teloxide::error_handlers::LoggingErrorHandler;
 use teloxide::types::Message;
 use url::Url;
 
 /// Telegram's message limit is 4096 characters; the bots keep below it.
 pub const MAX_MESSAGE_CHARS: usize = 4000;
+
+/// The first and the longest pause before a bot starts again after the Bot API refused it or
+/// could not be reached.
+pub const BOT_RETRY_MIN: Duration = Duration::from_secs(5);
+/// See [`BOT_RETRY_MIN`].
+pub const BOT_RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// The error type of the bots' handlers.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A teloxide `Bot` whose `Debug` prints no token.
 #[derive(Clone)]
@@ -164,6 +179,51 @@ pub fn split(text: &str) -> Vec<String> {
         .enumerate()
         .map(|(i, p)| format!("({}/{n}) {p}", i + 1))
         .collect()
+}
+
+/// Runs the bot's `schema` with `deps` on long polling until polling ends. A Bot API that
+/// refuses the bot or cannot be reached at start (`getMe`) is logged with the line
+/// `failed(error)` makes and tried again after a pause that doubles from [`BOT_RETRY_MIN`] up
+/// to [`BOT_RETRY_MAX`]: exiting instead would let systemd's start limit turn a network outage
+/// at boot into a stopped appliance.
+pub async fn dispatch(
+    client: &BotClient,
+    schema: fn() -> UpdateHandler<HandlerError>,
+    deps: DependencyMap,
+    failed: impl Fn(&str) -> String,
+) {
+    let bot = client.bot().clone();
+    let mut pause = BOT_RETRY_MIN;
+    loop {
+        let listener = teloxide::update_listeners::polling_default(bot.clone()).await;
+        // `try_`: a Bot API that answers getMe with garbage is an error here, not a panic.
+        let stopped = Dispatcher::builder(bot.clone(), schema())
+            .dependencies(deps.clone())
+            .default_handler(|update| async move {
+                tracing::debug!(kind = ?update.kind, "Telegram update ignored");
+            })
+            .error_handler(LoggingErrorHandler::with_custom_text(
+                "Telegram handler failed",
+            ))
+            .build()
+            .try_dispatch_with_listener(
+                listener,
+                LoggingErrorHandler::with_custom_text("Telegram polling failed"),
+            )
+            .await;
+        match stopped {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(
+                    retry_in_secs = pause.as_secs(),
+                    "{}",
+                    failed(&e.to_string())
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(BOT_RETRY_MAX);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

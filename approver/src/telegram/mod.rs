@@ -14,24 +14,19 @@
 mod poll;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use secrecy::SecretString;
 use teloxide::dispatching::UpdateHandler;
 use teloxide::prelude::*;
 use teloxide::utils::command::BotCommands;
 
-use vigil_telegram::{BotClient, Dropped, Origin, clip};
+use vigil_telegram::{BotClient, Dropped, HandlerError, Origin, clip};
 
 use crate::rules::{self, Incoming, Verdict};
 use crate::signer::Signer;
 use crate::state::Store;
 use crate::{ApproverError, Config, unix_now};
 
-/// The first and the longest pause before the bot starts again after the Bot API refused it
-/// or could not be reached.
-const BOT_RETRY_MIN: Duration = Duration::from_secs(5);
-const BOT_RETRY_MAX: Duration = Duration::from_secs(300);
 /// Dropped updates logged per minute, at most.
 const DROPPED_LINES_PER_MINUTE: u32 = 5;
 
@@ -67,7 +62,6 @@ impl Ctx {
     }
 }
 
-type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 type HandlerResult = Result<(), HandlerError>;
 
 /// Runs the approver until the future is dropped: the poll loop and the bot. A Bot API that
@@ -84,36 +78,15 @@ pub async fn run(config: Config, token: SecretString, store: Store) -> Result<()
     });
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(poll::run(client.clone(), ctx.clone()));
-    let bot = client.bot().clone();
     tracing::info!(operators = ctx.config.operators.len(), api = ?client, "approver bot starting");
-    let mut pause = BOT_RETRY_MIN;
-    loop {
-        let listener = teloxide::update_listeners::polling_default(bot.clone()).await;
-        let stopped = Dispatcher::builder(bot.clone(), schema())
-            .dependencies(dptree::deps![ctx.clone()])
-            .default_handler(|_update| async {})
-            .error_handler(LoggingErrorHandler::with_custom_text(
-                "Telegram handler failed",
-            ))
-            .build()
-            .try_dispatch_with_listener(
-                listener,
-                LoggingErrorHandler::with_custom_text("Telegram polling failed"),
-            )
-            .await;
-        match stopped {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                tracing::error!(
-                    retry_in_secs = pause.as_secs(),
-                    "the bot could not start (getMe): {e}; check the network, the token and \
-                     api_url; requests wait at the signer meanwhile"
-                );
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(BOT_RETRY_MAX);
-            }
-        }
-    }
+    vigil_telegram::dispatch(&client, schema, dptree::deps![ctx.clone()], |e| {
+        format!(
+            "the bot could not start (getMe): {e}; check the network, the token and api_url; \
+             requests wait at the signer meanwhile"
+        )
+    })
+    .await;
+    Ok(())
 }
 
 /// The update handler; the first branch is the gate.

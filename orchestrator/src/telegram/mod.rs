@@ -23,7 +23,6 @@ mod confirmations;
 mod to_approver;
 
 use std::collections::{BTreeSet, HashMap};
-use std::error::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,7 +32,7 @@ use teloxide::dispatching::UpdateHandler;
 use teloxide::prelude::*;
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 use tokio::sync::mpsc;
-use vigil_telegram::{BotClient, clip};
+use vigil_telegram::{BotClient, HandlerError, clip};
 
 use access::{AlertDedup, StrangerLog, StrangerLogLine};
 use commands::Command;
@@ -52,10 +51,6 @@ const ALERT_QUEUE: usize = 256;
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 /// The longest wait between retries of an alert while the Bot API is unreachable.
 const ALERT_RETRY_MAX: Duration = Duration::from_secs(30);
-/// The first and the longest pause before the bot starts again after the Bot API refused it
-/// or could not be reached at start.
-const BOT_RETRY_MIN: Duration = Duration::from_secs(5);
-const BOT_RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// Why the bot did not start.
 #[derive(Debug, thiserror::Error)]
@@ -213,7 +208,6 @@ impl Ctx {
     }
 }
 
-type HandlerError = Box<dyn Error + Send + Sync>;
 type HandlerResult = Result<(), HandlerError>;
 
 /// Runs the bot until the future is dropped: polls the Bot API at `config.api_url`, sends
@@ -230,51 +224,26 @@ pub async fn run_bot(
         .map_err(|e| TelegramError::ApiUrl(config.api_url.clone(), e))?;
     let client = BotClient::new(&token, url);
     drop(token);
-    let bot = client.bot().clone();
     let ctx = Arc::new(Ctx::new(orch, config));
     // Dropped with this future: the tasks stop with the bot.
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(send_alerts(client.clone(), ctx.clone(), alerts));
-    tasks.spawn(announce_confirmations(client, ctx.clone()));
+    tasks.spawn(announce_confirmations(client.clone(), ctx.clone()));
     tracing::info!(
         operators = ctx.config.operators.len(),
         "Telegram bot starting"
     );
     // A Bot API that cannot be reached or refuses the bot at start (getMe) does not stop the
     // orchestrator: the agents keep running, alerts wait in their queue, and the bot starts
-    // again after a pause that doubles up to BOT_RETRY_MAX. Exiting instead would let
-    // systemd's start limit turn a network outage at boot into a stopped appliance.
-    let mut pause = BOT_RETRY_MIN;
-    loop {
-        let listener = teloxide::update_listeners::polling_default(bot.clone()).await;
-        // `try_`: a Bot API that answers getMe with garbage is an error here, not a panic.
-        let stopped = Dispatcher::builder(bot.clone(), schema())
-            .dependencies(dptree::deps![ctx.clone()])
-            .default_handler(|update| async move {
-                tracing::debug!(kind = ?update.kind, "Telegram update ignored");
-            })
-            .error_handler(LoggingErrorHandler::with_custom_text(
-                "Telegram handler failed",
-            ))
-            .build()
-            .try_dispatch_with_listener(
-                listener,
-                LoggingErrorHandler::with_custom_text("Telegram polling failed"),
-            )
-            .await;
-        match stopped {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                let e = TelegramError::Api(e.to_string());
-                tracing::error!(
-                    retry_in_secs = pause.as_secs(),
-                    "{e}; the agents keep running and the bot tries again"
-                );
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(BOT_RETRY_MAX);
-            }
-        }
-    }
+    // again (`vigil_telegram::dispatch`).
+    vigil_telegram::dispatch(&client, schema, dptree::deps![ctx.clone()], |e| {
+        format!(
+            "{}; the agents keep running and the bot tries again",
+            TelegramError::Api(e.to_owned())
+        )
+    })
+    .await;
+    Ok(())
 }
 
 /// The update handler. The first branch is the operator allowlist ([`access::obeyed`]: an
