@@ -19,6 +19,8 @@ pub(crate) mod signing;
 pub(crate) mod wire;
 
 #[cfg(test)]
+mod differential;
+#[cfg(test)]
 mod tests;
 
 /// The Hyperliquid chain an action is signed for.
