@@ -13,7 +13,7 @@
 //!
 //! Nonces are read as the node sees them (latest and pending); which nonce a transaction
 //! uses, and what happens to one that is dropped, is the nonce manager's concern
-//! (`docs/chains.md`, "Nonces on EVM chains").
+//! (`docs/orchestrator.md`, "Nonces on EVM chains").
 
 use std::fmt;
 use std::time::Duration;
