@@ -39,6 +39,18 @@ fn sign(key: &k256::ecdsa::SigningKey, tx: TxEip1559) -> (Vec<u8>, B256) {
     (TxEnvelope::from(signed).encoded_2718(), hash)
 }
 
+/// The receipt of `hash`, polled: anvil mines at once, but may write the receipt a moment
+/// after answering `eth_sendRawTransaction`.
+async fn mined(rpc: &EvmRpc, hash: B256) -> vigil_orchestrator::Receipt {
+    for _ in 0..500 {
+        if let Some(receipt) = rpc.transaction_receipt(hash).await.unwrap() {
+            return receipt;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no receipt for {hash} after 10 s");
+}
+
 #[tokio::test]
 async fn the_identity_is_read_and_a_wrong_chain_is_refused() {
     let anvil = Anvil::start();
@@ -119,11 +131,7 @@ async fn a_signed_transfer_is_broadcast_and_its_receipt_read_back() {
     assert_eq!(hash, keccak256(&raw));
     assert_eq!(rpc.send_raw_transaction(&raw).await.unwrap(), hash);
 
-    let receipt = rpc
-        .transaction_receipt(hash)
-        .await
-        .unwrap()
-        .expect("anvil mines at once");
+    let receipt = mined(&rpc, hash).await;
     assert!(receipt.succeeded);
     assert_eq!(receipt.transaction_hash, hash);
     assert_eq!(receipt.gas_used, 21_000);

@@ -39,6 +39,11 @@ pub const DEV_ACCOUNTS: [(Address, B256); 2] = [
     ),
 ];
 
+/// The gas limit of every transaction the fixture sends. Not anvil's estimate: Aave's
+/// interest accrual costs more gas when a second has passed between the estimate and the block
+/// (under load the estimate then falls short and the transaction reverts out of gas).
+const FIXTURE_GAS: u64 = 3_000_000;
+
 /// How long anvil may take to listen (loading the Aave state takes well under a second).
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -193,8 +198,8 @@ impl Anvil {
             .unwrap_or_else(|e| panic!("eth_call answered {result}: {e}"))
     }
 
-    /// Sends `data` to `to` from the unlocked `from` (`eth_sendTransaction`; anvil mines it at
-    /// once) and returns its receipt, or the node's refusal or a failed receipt as text.
+    /// Sends `data` to `to` from the unlocked `from` (`eth_sendTransaction`, gas limit
+    /// 3 000 000; anvil mines it at once) and returns its receipt, or the node's refusal or a failed receipt as text.
     pub async fn try_send(
         &self,
         from: Address,
@@ -204,7 +209,12 @@ impl Anvil {
         let hash = self
             .try_rpc(
                 "eth_sendTransaction",
-                json!([{ "from": from.to_string(), "to": to.to_string(), "data": hex_bytes(&data) }]),
+                json!([{
+                    "from": from.to_string(),
+                    "to": to.to_string(),
+                    "data": hex_bytes(&data),
+                    "gas": format!("{FIXTURE_GAS:#x}"),
+                }]),
             )
             .await?;
         let receipt = self.receipt(&hash).await;
