@@ -23,6 +23,9 @@ use alloy_sol_types::{SolCall, sol};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 
+/// What `Pool.getUserAccountData` answers; the orchestrator's type, decoded here on its own.
+pub use vigil_orchestrator::AccountData;
+
 use crate::anvil::{Anvil, DEV_ACCOUNTS, peers_dir, require_peer};
 
 sol! {
@@ -90,19 +93,6 @@ pub struct AaveAsset {
     /// Its `MockAggregator` (price in USD with 8 decimals).
     #[serde(deserialize_with = "address")]
     pub price_aggregator: Address,
-}
-
-/// `Pool.getUserAccountData`: amounts in the oracle's base currency (USD, 8 decimals);
-/// threshold and LTV in basis points; the health factor with 18 decimals (`U256::MAX` with no
-/// debt).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AccountData {
-    pub total_collateral_base: U256,
-    pub total_debt_base: U256,
-    pub available_borrows_base: U256,
-    pub liquidation_threshold_bps: U256,
-    pub ltv_bps: U256,
-    pub health_factor: U256,
 }
 
 fn address<'de, D: Deserializer<'de>>(d: D) -> Result<Address, D::Error> {
