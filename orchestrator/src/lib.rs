@@ -22,7 +22,9 @@ mod signer_client;
 mod store;
 mod telegram;
 
-pub use chains::solana_rpc::{Blockhash, RpcError, SigStatus, SolanaRpc};
+pub use chains::evm_rpc::{AccountData, ChainIdentity, EvmRpc, Fees, Nonces, Receipt};
+pub use chains::jsonrpc::RpcError;
+pub use chains::solana_rpc::{Blockhash, SigStatus, SolanaRpc};
 pub use config::{
     AgentConfig, Config, ConfigError, DEFAULT_PHRASE, Mode, Peer, ProviderConfig, ProviderKind,
     RiskProfile, TelegramConfig,

@@ -3,7 +3,9 @@
 //! - [`signer::Signer`]: the real `vigil-signer` (dev-init, then serve, confined) on a temp
 //!   state dir, started by the same launcher as `vigil demo` ([`vigil_devnet::signer`]);
 //!   its dev-init report is typed ([`vigil_protocol::DevInitReport`]).
-//! - [`chain::Chain`]: a real Solana runtime behind loopback JSON-RPC, agents funded on it.
+//! - [`chain::Chain`]: a real Solana runtime behind loopback JSON-RPC, agents funded on it;
+//!   [`anvil::Anvil`]: a real EVM node (anvil), plain or with Aave v3's test market
+//!   ([`aave`]; BUSL-1.1, a test fixture only).
 //! - [`operator::Operator`]: knows the current TOTP code, and a wrong one;
 //!   [`approver::Approver`]: the approver peer (its own uid) that carries codes to the signer.
 //! - [`telegram`]: the Bot API emulator and an operator's chat; [`daemon::Daemon`] the
@@ -26,8 +28,10 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod aave;
 pub mod adversary;
 pub mod alerts;
+pub mod anvil;
 pub mod approver;
 pub mod ceremony;
 pub mod chain;
@@ -51,6 +55,7 @@ pub mod stick;
 pub mod systemd;
 pub mod telegram;
 
+pub use anvil::Anvil;
 pub use approver::Approver;
 pub use chain::Chain;
 pub use config::{AgentSpec, ConfigBuilder};

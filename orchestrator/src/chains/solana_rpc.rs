@@ -11,44 +11,22 @@
 //! printed: `Debug` and errors show only the scheme, host and port.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
-/// The largest answer body read from a node; a longer one is refused as malformed.
-pub(crate) const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+use super::jsonrpc::RpcError;
+use super::jsonrpc::{JsonRpc, malformed, quote, quote_opt, quote_str};
+#[cfg(test)]
+use super::jsonrpc::{MAX_QUOTED_CHARS, parse_envelope, sanitize};
+
 /// The largest serialized transaction a Solana node accepts (`PACKET_DATA_SIZE`).
 pub(crate) const MAX_TRANSACTION_BYTES: usize = 1232;
 /// The commitment level of every read.
 const COMMITMENT: &str = "confirmed";
-/// How many characters of node-supplied text an error quotes.
-const MAX_QUOTED_CHARS: usize = 300;
 /// The shortest interval between two status polls in [`SolanaRpc::confirm`].
 const MIN_POLL: Duration = Duration::from_millis(10);
-
-/// What went wrong talking to a Solana RPC node.
-#[derive(Debug, thiserror::Error)]
-pub enum RpcError {
-    #[error("cannot reach the Solana RPC node: {0}; check the RPC URL and the network")]
-    Transport(String),
-    #[error("the Solana RPC node did not answer in time; retry later or raise the RPC timeout")]
-    Timeout,
-    #[error("the Solana RPC node answered HTTP {0}; retry later or use another RPC endpoint")]
-    Http(u16),
-    #[error("the Solana RPC node refused the request: error {code}: {message}")]
-    Rpc { code: i64, message: String },
-    #[error(
-        "the Solana RPC node sent a malformed answer: {0}; do not trust this node, use another RPC endpoint"
-    )]
-    Malformed(String),
-    #[error("the Solana RPC node lied: {0}; stop using this RPC endpoint")]
-    Lying(String),
-    /// The caller's own argument is unusable (a bad URL, address, signature or transaction).
-    #[error("invalid request to the Solana RPC client: {0}")]
-    BadInput(String),
-}
 
 /// A recent blockhash, as the node reported it (base58 of exactly 32 bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,17 +49,14 @@ pub enum SigStatus {
 
 /// A JSON-RPC client of one Solana node.
 pub struct SolanaRpc {
-    http: reqwest::Client,
-    url: reqwest::Url,
-    timeout: Duration,
-    next_id: AtomicU64,
+    rpc: JsonRpc,
 }
 
 impl fmt::Debug for SolanaRpc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SolanaRpc")
-            .field("endpoint", &endpoint(&self.url))
-            .field("timeout", &self.timeout)
+            .field("endpoint", &self.rpc.endpoint())
+            .field("timeout", &self.rpc.timeout())
             .finish_non_exhaustive()
     }
 }
@@ -89,39 +64,8 @@ impl fmt::Debug for SolanaRpc {
 impl SolanaRpc {
     /// A client of the node at `url` (http or https); every call gives up after `timeout`.
     pub fn new(url: &str, timeout: Duration) -> Result<SolanaRpc, RpcError> {
-        let url = reqwest::Url::parse(url).map_err(|e| {
-            RpcError::BadInput(format!(
-                "the RPC URL does not parse ({e}); give an http:// or https:// URL"
-            ))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(RpcError::BadInput(format!(
-                "the RPC URL {} is not http(s) with a host; give an http:// or https:// URL",
-                endpoint(&url)
-            )));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(RpcError::BadInput(format!(
-                "the RPC URL {} carries a user name or password before an @: remove it (the host \
-                 is what follows the @; a provider's key goes in the path or the query)",
-                endpoint(&url)
-            )));
-        }
-        if timeout.is_zero() {
-            return Err(RpcError::BadInput(
-                "the RPC timeout is zero; give a timeout of at least a second".into(),
-            ));
-        }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| RpcError::Transport(describe(e)))?;
         Ok(SolanaRpc {
-            http,
-            url,
-            timeout,
-            next_id: AtomicU64::new(1),
+            rpc: JsonRpc::new(url, timeout)?,
         })
     }
 
@@ -130,7 +74,7 @@ impl SolanaRpc {
     /// what a lie can reach (`docs/security-model.md`).
     pub async fn get_genesis_hash(&self) -> Result<String, RpcError> {
         const M: &str = "getGenesisHash";
-        match self.call(M, json!([])).await? {
+        match self.rpc.call(M, json!([])).await? {
             Value::String(hash) => decode_base58::<32>(&hash)
                 .map(|_| hash.clone())
                 .map_err(|e| malformed(M, format!("genesis hash {}: {e}", quote_str(&hash)))),
@@ -146,6 +90,7 @@ impl SolanaRpc {
         decode_base58::<32>(address)
             .map_err(|e| RpcError::BadInput(format!("address {}: {e}", quote_str(address))))?;
         let result = self
+            .rpc
             .call("getBalance", json!([address, { "commitment": COMMITMENT }]))
             .await?;
         let value = context_value("getBalance", result)?;
@@ -163,7 +108,10 @@ impl SolanaRpc {
     /// The latest blockhash at commitment "confirmed", and the last block height it is valid at.
     pub async fn get_latest_blockhash(&self) -> Result<Blockhash, RpcError> {
         const M: &str = "getLatestBlockhash";
-        let result = self.call(M, json!([{ "commitment": COMMITMENT }])).await?;
+        let result = self
+            .rpc
+            .call(M, json!([{ "commitment": COMMITMENT }]))
+            .await?;
         let value = context_value(M, result)?;
         let Value::Object(fields) = value else {
             return Err(malformed(
@@ -201,6 +149,7 @@ impl SolanaRpc {
         const M: &str = "sendTransaction";
         let expected = transaction_signature(tx_base64).map_err(RpcError::BadInput)?;
         let result = self
+            .rpc
             .call(
                 M,
                 json!([tx_base64, {
@@ -234,6 +183,7 @@ impl SolanaRpc {
         decode_base58::<64>(signature)
             .map_err(|e| RpcError::BadInput(format!("signature {}: {e}", quote_str(signature))))?;
         let result = self
+            .rpc
             .call(
                 M,
                 json!([[signature], { "searchTransactionHistory": true }]),
@@ -281,118 +231,6 @@ impl SolanaRpc {
             .await
             .map_err(|_| RpcError::Timeout)?
     }
-
-    /// One JSON-RPC exchange: the checked `result`, or the node's error.
-    async fn call(&self, method: &'static str, params: Value) -> Result<Value, RpcError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
-        let exchange = async {
-            let mut response = self
-                .http
-                .post(self.url.clone())
-                .json(&request)
-                .send()
-                .await
-                .map_err(from_reqwest)?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(RpcError::Http(status.as_u16()));
-            }
-            let too_long = || {
-                malformed(
-                    method,
-                    format!("the answer is longer than {MAX_RESPONSE_BYTES} bytes"),
-                )
-            };
-            if response
-                .content_length()
-                .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
-            {
-                return Err(too_long());
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(from_reqwest)? {
-                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                    return Err(too_long());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(body)
-        };
-        let body = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| RpcError::Timeout)??;
-        parse_envelope(method, id, &body)
-    }
-}
-
-/// Checks a JSON-RPC 2.0 answer to request `id`: its `result`, or its `error` as `Rpc`.
-fn parse_envelope(method: &str, id: u64, body: &[u8]) -> Result<Value, RpcError> {
-    let answer: Value = serde_json::from_slice(body)
-        .map_err(|e| malformed(method, format!("the answer is not JSON ({e})")))?;
-    let Value::Object(mut fields) = answer else {
-        return Err(malformed(
-            method,
-            format!("the answer is {}, not one JSON-RPC object", quote(&answer)),
-        ));
-    };
-    match fields.get("jsonrpc") {
-        Some(Value::String(v)) if v == "2.0" => {}
-        other => {
-            return Err(malformed(
-                method,
-                format!("\"jsonrpc\" is {}, not \"2.0\"", quote_opt(other)),
-            ));
-        }
-    }
-    match fields.get("id") {
-        Some(Value::Number(n)) if n.as_u64() == Some(id) => {}
-        other => {
-            return Err(malformed(
-                method,
-                format!(
-                    "the answer's id is {}, the request's was {id}",
-                    quote_opt(other)
-                ),
-            ));
-        }
-    }
-    match (fields.remove("result"), fields.remove("error")) {
-        (Some(result), None) => Ok(result),
-        (None, Some(error)) => Err(parse_error_object(method, error)),
-        (Some(_), Some(_)) => Err(malformed(
-            method,
-            "the answer has both a result and an error",
-        )),
-        (None, None) => Err(malformed(
-            method,
-            "the answer has neither a result nor an error",
-        )),
-    }
-}
-
-/// A JSON-RPC error object as `Rpc`, quoting the node's message (and `data.err`, if any).
-fn parse_error_object(method: &str, error: Value) -> RpcError {
-    let code = error.get("code").and_then(Value::as_i64);
-    let message = error.get("message").and_then(Value::as_str);
-    let (Some(code), Some(message)) = (code, message) else {
-        return malformed(
-            method,
-            format!(
-                "the error {} lacks an integer code or a message",
-                quote(&error)
-            ),
-        );
-    };
-    let mut message = sanitize(message);
-    if let Some(err) = error
-        .get("data")
-        .and_then(|d| d.get("err"))
-        .filter(|e| !e.is_null())
-    {
-        message = format!("{message} (err: {})", quote(err));
-    }
-    RpcError::Rpc { code, message }
 }
 
 /// The `value` of an `{"context": {"slot": n}, "value": ...}` result.
@@ -528,68 +366,6 @@ fn decode_base58<const N: usize>(s: &str) -> Result<[u8; N], String> {
         .map_err(|e| format!("is not base58 ({e})"))?;
     <[u8; N]>::try_from(bytes.as_slice())
         .map_err(|_| format!("decodes to {} bytes, not {N}", bytes.len()))
-}
-
-fn malformed(method: &str, what: impl fmt::Display) -> RpcError {
-    RpcError::Malformed(format!("{method}: {what}"))
-}
-
-fn from_reqwest(e: reqwest::Error) -> RpcError {
-    if e.is_timeout() {
-        RpcError::Timeout
-    } else {
-        RpcError::Transport(describe(e))
-    }
-}
-
-/// A reqwest error and its causes, without the URL (it may hold an API key).
-fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
-}
-
-/// `scheme://host[:port]`: the URL without path, query or credentials.
-fn endpoint(url: &reqwest::Url) -> String {
-    match (url.host_str(), url.port()) {
-        (Some(host), Some(port)) => format!("{}://{host}:{port}", url.scheme()),
-        (Some(host), None) => format!("{}://{host}", url.scheme()),
-        (None, _) => format!("{}:", url.scheme()),
-    }
-}
-
-fn quote(v: &Value) -> String {
-    sanitize(&v.to_string())
-}
-
-fn quote_opt(v: Option<&Value>) -> String {
-    v.map_or_else(|| "missing".to_owned(), quote)
-}
-
-fn quote_str(s: &str) -> String {
-    format!("\"{}\"", sanitize(s))
-}
-
-/// Untrusted text made safe to print: control characters dropped, length bounded.
-fn sanitize(s: &str) -> String {
-    let mut clean: String = s
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_QUOTED_CHARS)
-        .collect();
-    if s.chars()
-        .filter(|c| !c.is_control())
-        .nth(MAX_QUOTED_CHARS)
-        .is_some()
-    {
-        clean.push('…');
-    }
-    clean
 }
 
 #[cfg(test)]
