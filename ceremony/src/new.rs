@@ -158,18 +158,14 @@ pub fn run(
     for (agent, chains) in &c.config.agents {
         for chain in chains {
             for network in parsed.agent_networks(agent, *chain) {
-                let (key, seed) = Ed25519Key::generate().map_err(random_err)?;
-                let public = key.public_bytes();
-                let address = match chain {
-                    Chain::Solana => vigil_signer::solana_address_of(&public),
-                };
+                let made = vigil_signer::new_agent_key(*chain).map_err(random_err)?;
                 agents.push(AgentKey {
                     agent: agent.clone(),
                     chain: *chain,
                     network,
-                    address,
-                    fingerprint: manifest::fingerprint(&public),
-                    seed,
+                    address: made.address,
+                    fingerprint: manifest::fingerprint(&made.fingerprint_bytes),
+                    seed: made.secret,
                 });
             }
         }

@@ -20,20 +20,38 @@ impl Engine {
             }
             Err(refusal) => return Err(refusal),
         };
-        let prepared = self.prepare(&r.agent, key, &r.intent, &r.context, true)?;
+        let prepared = match self.prepare(&r.agent, key, &r.intent, &r.context, true) {
+            Ok(p) => p,
+            // A rule of the signed policy refused what would be built: a decision, as in `sign`.
+            Err(refusal) if refusal.kind == ErrorKind::PolicyDenied => {
+                return Ok(DryRunResult {
+                    decision: Decision::Deny,
+                    rule: refusal.rule,
+                    summary: refusal.message,
+                });
+            }
+            Err(refusal) => return Err(refusal),
+        };
         let now = (self.clock)();
-        let verdict = policy::decide(&self.policy, &self.lock().ledger, &r.agent, &r.intent, now);
+        let verdict = policy::decide(
+            &self.policy,
+            &self.lock().ledger,
+            &r.agent,
+            &r.intent,
+            &prepared.spends,
+            now,
+        );
         let rule = verdict.rule();
         Ok(match verdict {
             Verdict::Allow => DryRunResult {
                 decision: Decision::Allow,
                 rule,
-                summary: prepared.built.summary,
+                summary: prepared.summary,
             },
             Verdict::NeedsApproval { .. } => DryRunResult {
                 decision: Decision::NeedsApproval,
                 rule,
-                summary: prepared.built.summary,
+                summary: prepared.summary,
             },
             Verdict::Deny { message, .. } => DryRunResult {
                 decision: Decision::Deny,

@@ -22,7 +22,7 @@ impl Engine {
                 .or_default()
                 .push((
                     network_name(*chain, *network),
-                    key.address.as_str().to_owned(),
+                    key.address_text(),
                 ));
         }
         HelloResult {

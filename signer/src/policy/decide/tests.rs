@@ -6,6 +6,18 @@ use vigil_protocol::{Amount, Chain, Network};
 
 use super::*;
 use crate::policy::parse;
+use vigil_protocol::TransferIntent;
+
+/// What a Solana transfer spends: its amount of its asset.
+fn spends_of(intent: &Intent) -> Vec<Spend> {
+    match intent {
+        Intent::Transfer(t) => vec![Spend {
+            asset: t.asset,
+            amount: t.amount.base_units(),
+        }],
+        _ => Vec::new(),
+    }
+}
 
 const NOW: u64 = 1_700_000_000;
 
@@ -156,9 +168,9 @@ fn setup(row: &Row) -> (Policy, FakeHistory, AgentId, Intent) {
 /// same verdict except that `NeedsApproval` becomes `Allow` (it skips only the threshold).
 fn run(row: Row, expect: Expect) {
     let (policy, history, agent, intent) = setup(&row);
-    let verdict = decide(&policy, &history, &agent, &intent, NOW);
+    let verdict = decide(&policy, &history, &agent, &intent, &spends_of(&intent), NOW);
     assert_eq!(outcome(&verdict), expect, "decide: {verdict:?}");
-    let approved = decide_approved(&policy, &history, &agent, &intent, NOW);
+    let approved = decide_approved(&policy, &history, &agent, &intent, &spends_of(&intent), NOW);
     let want = if expect == Expect::Approval {
         Expect::Allow
     } else {
@@ -246,7 +258,7 @@ fn other_agents_and_assets_do_not_count() {
         )],
     };
     assert_eq!(
-        decide(&policy, &history, &agent, &intent, NOW),
+        decide(&policy, &history, &agent, &intent, &spends_of(&intent), NOW),
         Verdict::Allow
     );
 }
@@ -255,7 +267,7 @@ fn other_agents_and_assets_do_not_count() {
 fn messages_carry_the_numbers_and_the_next_step() {
     let message = |row: Row| {
         let (policy, history, agent, intent) = setup(&row);
-        match decide(&policy, &history, &agent, &intent, NOW) {
+        match decide(&policy, &history, &agent, &intent, &spends_of(&intent), NOW) {
             Verdict::Deny { message, .. } | Verdict::NeedsApproval { message } => message,
             Verdict::Allow => panic!("expected a refusal"),
         }
@@ -310,7 +322,7 @@ fn velocity_refusal_names_the_time_it_fits_again() {
     let Verdict::Deny {
         rule: Rule::VelocityCap24h,
         message,
-    } = decide(&policy, &history, &agent, &intent, NOW)
+    } = decide(&policy, &history, &agent, &intent, &spends_of(&intent), NOW)
     else {
         panic!("expected a velocity refusal");
     };
@@ -325,15 +337,15 @@ fn velocity_refusal_names_the_time_it_fits_again() {
     }
     // The named time is exact: one second earlier still refuses, at it the cap no longer does.
     assert_eq!(
-        decide(&policy, &history, &agent, &intent, at - 1).rule(),
+        decide(&policy, &history, &agent, &intent, &spends_of(&intent), at - 1).rule(),
         Some(Rule::VelocityCap24h)
     );
     assert_eq!(
-        decide(&policy, &history, &agent, &intent, at).rule(),
+        decide(&policy, &history, &agent, &intent, &spends_of(&intent), at).rule(),
         Some(Rule::ApprovalThreshold)
     );
     assert_eq!(
-        decide_approved(&policy, &history, &agent, &intent, at),
+        decide_approved(&policy, &history, &agent, &intent, &spends_of(&intent), at),
         Verdict::Allow
     );
 }
@@ -346,7 +358,7 @@ fn operator_caps_apply_below_the_ceiling_and_never_above() {
             .spends
             .push(("trader".into(), "SOL".into(), NOW - 10, spent));
         history.overrides.push(("trader".into(), "SOL".into(), o));
-        decide_approved(&policy, &history, &agent, &intent, NOW)
+        decide_approved(&policy, &history, &agent, &intent, &spends_of(&intent), NOW)
     };
     let per_tx = |v| CapOverride {
         per_tx: Some(v),

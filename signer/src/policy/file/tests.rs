@@ -123,7 +123,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     ),
     (
         "networks = [\"solana:devnet\"]",
-        "networks = [\"evm:devnet\"]",
+        "networks = [\"ethereum:devnet\"]",
         "agents.trader.networks[0]",
     ),
     (
@@ -410,7 +410,11 @@ fn bad_network_pins_are_refused_naming_the_key() {
     );
     let err = parse(text.as_bytes()).unwrap_err().to_string();
     assert!(err.contains("mainnet-beta"), "{err}");
-    // An unknown field in the table is refused by the TOML layer.
+    // An EVM field in a Solana table is refused naming it; an unknown field by the TOML layer.
     let text = table("solana:devnet", "chain_id = 1");
-    assert!(matches!(parse(text.as_bytes()), Err(PolicyError::Toml(m)) if m.contains("chain_id")));
+    assert!(
+        matches!(parse(text.as_bytes()), Err(PolicyError::Invalid { key, reason }) if key.ends_with(".chain_id") && reason.contains("only an EVM network"))
+    );
+    let text = table("solana:devnet", "colour = 1");
+    assert!(matches!(parse(text.as_bytes()), Err(PolicyError::Toml(m)) if m.contains("colour")));
 }
