@@ -233,7 +233,11 @@ mod tests {
             ("aave_withdraw", "aave_withdraw"),
             ("aave_repay", "aave_repay"),
         ] {
-            let extra = if kind == "transfer" { r#","to":"0xab""# } else { "" };
+            let extra = if kind == "transfer" {
+                r#","to":"0xab""#
+            } else {
+                ""
+            };
             let text = format!(r#"{{"kind":"{kind}",{base}{extra}}}"#);
             let i: Intent = serde_json::from_str(&text).unwrap();
             assert_eq!(i.action(), action);
@@ -254,7 +258,13 @@ mod tests {
         }
         let all = r#"{"kind":"aave_withdraw","chain":"evm","network":"devnet","asset":"USDC","amount":"all"}"#;
         let i: Intent = serde_json::from_str(all).unwrap();
-        assert!(matches!(i, Intent::AaveWithdraw(AaveWithdrawIntent { amount: AmountOrAll::All, .. })));
+        assert!(matches!(
+            i,
+            Intent::AaveWithdraw(AaveWithdrawIntent {
+                amount: AmountOrAll::All,
+                ..
+            })
+        ));
         let supply_all = r#"{"kind":"aave_supply","chain":"evm","network":"devnet","asset":"USDC","amount":"all"}"#;
         assert!(serde_json::from_str::<Intent>(supply_all).is_err());
         let repay = r#"{"kind":"aave_repay","chain":"evm","network":"devnet","asset":"USDC","amount":"all","up_to":"9"}"#;
@@ -285,7 +295,9 @@ mod tests {
             let text = format!(
                 r#"{{"kind":"{kind}","chain":"evm","network":"devnet","asset":"USDC","amount":"5"}}"#
             );
-            let err = serde_json::from_str::<Intent>(&text).unwrap_err().to_string();
+            let err = serde_json::from_str::<Intent>(&text)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("unknown variant"), "{kind}: {err}");
         }
     }

@@ -39,8 +39,7 @@ pub use message::{
     MAX_EVENTS_LIMIT, NeedsApproval, NewCapChange, NewConfirmation, OP_NAMES, Op, OperatorEvent,
     OperatorEventKind, ParseFailure, Request, RequestCreated, RequestState, RequestStatusRequest,
     RequestStatusResult, Response, SetCapRequest, SetCapResult, SignRequest, SignResult, Signed,
-    SignedTx,
-    StatusResult, parse_request,
+    SignedTx, StatusResult, parse_request,
 };
 pub use networks::{
     NetworkIdentity, SOLANA_DEVNET_GENESIS_HASH, SOLANA_MAINNET_GENESIS_HASH,
@@ -49,8 +48,9 @@ pub use networks::{
 pub use operator_code::{OPERATOR_CODE_DIGITS, OperatorCode};
 pub use roles::{Access, PeerRole};
 pub use types::{
-    AgentId, Amount, AmountOrAll, ApprovalId, AssetSymbol, CommandTarget, ErrorKind, IdempotencyKey,
-    MAX_ASSET_SYMBOL_LEN, OperatorRequestId, Purpose, Quantity, RequestId, Rule, truncate,
+    AgentId, Amount, AmountOrAll, ApprovalId, AssetSymbol, CommandTarget, ErrorKind,
+    IdempotencyKey, MAX_ASSET_SYMBOL_LEN, OperatorRequestId, Purpose, Quantity, RequestId, Rule,
+    truncate,
 };
 
 /// The protocol version this crate speaks.

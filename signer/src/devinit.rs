@@ -112,7 +112,12 @@ pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
                 let parsed = policy::parse(text.as_bytes())?;
                 [Chain::Solana, Chain::Evm]
                     .into_iter()
-                    .flat_map(|c| parsed.agent_networks(agent, c).into_iter().map(move |n| (c, n)))
+                    .flat_map(|c| {
+                        parsed
+                            .agent_networks(agent, c)
+                            .into_iter()
+                            .map(move |n| (c, n))
+                    })
                     .collect()
             }
             None => vec![(Chain::Solana, DEFAULT_NETWORK)],
@@ -146,7 +151,8 @@ pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
         }
         for (chain, list) in per_chain {
             if let [only] = list.as_slice() {
-                info.addresses.insert(chain.as_str().to_owned(), only.clone());
+                info.addresses
+                    .insert(chain.as_str().to_owned(), only.clone());
             }
         }
         agents.push(info);

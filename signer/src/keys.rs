@@ -187,7 +187,11 @@ mod tests {
             sig.recover_address_from_prehash(&hash.into()).unwrap(),
             key.address()
         );
-        assert_eq!(sig, key.sign_hash(&hash).unwrap(), "RFC 6979: deterministic");
+        assert_eq!(
+            sig,
+            key.sign_hash(&hash).unwrap(),
+            "RFC 6979: deterministic"
+        );
         assert!(sig.normalize_s().is_none(), "low s");
         assert!(!format!("{key:?}").contains("ac0974"));
         for bad in [[0u8; 32], [0xff; 32]] {

@@ -99,9 +99,8 @@ impl AgentKey {
     fn new(secret: AgentSecret) -> Self {
         match secret {
             AgentSecret::Ed25519(key) => {
-                let address = solana::Address::of(solana_pubkey::Pubkey::new_from_array(
-                    key.public_bytes(),
-                ));
+                let address =
+                    solana::Address::of(solana_pubkey::Pubkey::new_from_array(key.public_bytes()));
                 AgentKey::Solana { key, address }
             }
             AgentSecret::Secp256k1(key) => AgentKey::Evm(key),

@@ -156,7 +156,8 @@ pub(super) fn sign_prepared(
                 network,
                 net,
             };
-            let mut txs = evm::sign(built, key, &who).map_err(|e| Refusal::internal(e.to_string()))?;
+            let mut txs =
+                evm::sign(built, key, &who).map_err(|e| Refusal::internal(e.to_string()))?;
             let last = txs
                 .pop()
                 .ok_or_else(|| Refusal::internal("nothing was built to sign"))?;

@@ -179,8 +179,7 @@ impl Engine {
                             }
                         }
                         Verdict::Allow => {
-                            let (event, signed) =
-                                sign_prepared(&r, &digest, &prepared, key, None)?;
+                            let (event, signed) = sign_prepared(&r, &digest, &prepared, key, None)?;
                             reserve(ledger, &r, &digest, &prepared, now, event, signed)
                         }
                     }

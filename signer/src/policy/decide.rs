@@ -107,7 +107,14 @@ pub fn decide(
     spends: &[Spend],
     now: u64,
 ) -> Verdict {
-    evaluate(policy, history, agent, (intent, spends), now, Threshold::Apply)
+    evaluate(
+        policy,
+        history,
+        agent,
+        (intent, spends),
+        now,
+        Threshold::Apply,
+    )
 }
 
 /// The same but skipping the approval threshold (used when the operator approved):
@@ -120,7 +127,14 @@ pub fn decide_approved(
     spends: &[Spend],
     now: u64,
 ) -> Verdict {
-    evaluate(policy, history, agent, (intent, spends), now, Threshold::Skip)
+    evaluate(
+        policy,
+        history,
+        agent,
+        (intent, spends),
+        now,
+        Threshold::Skip,
+    )
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -192,7 +206,11 @@ fn check(
         .iter()
         .filter_map(|s| {
             let ceiling = *rules.assets.get(&s.asset)?;
-            Some((*s, ceiling, history.cap_override(agent, s.asset).apply(ceiling)))
+            Some((
+                *s,
+                ceiling,
+                history.cap_override(agent, s.asset).apply(ceiling),
+            ))
         })
         .collect();
     for (spend, ceiling, in_force) in &caps {

@@ -79,7 +79,9 @@ pub(crate) fn parse_address(s: &str) -> Result<Address, String> {
             .map_err(|e| format!("{:?} is not an EVM address: {e}", truncate(s)))?
     };
     if address == Address::ZERO {
-        return Err("the zero address holds nothing and burns what it is sent: write a real address".into());
+        return Err(
+            "the zero address holds nothing and burns what it is sent: write a real address".into(),
+        );
     }
     Ok(address)
 }
@@ -90,7 +92,11 @@ pub(crate) fn canonical_address(s: &str) -> Result<String, String> {
 }
 
 /// An EVM network's table, checked.
-pub(super) fn evm_network(at: &str, network: Network, raw: RawEvm) -> Result<EvmNetwork, PolicyError> {
+pub(super) fn evm_network(
+    at: &str,
+    network: Network,
+    raw: RawEvm,
+) -> Result<EvmNetwork, PolicyError> {
     let need = |field: &str, what: &str| invalid(&format!("{at}.{field}"), what.to_owned());
     let chain_id = raw.chain_id.ok_or_else(|| {
         need(
@@ -99,13 +105,18 @@ pub(super) fn evm_network(at: &str, network: Network, raw: RawEvm) -> Result<Evm
         )
     })?;
     if chain_id == 0 {
-        return Err(need("chain_id", "chain id 0 is not a chain: write the network's EIP-155 chain id"));
+        return Err(need(
+            "chain_id",
+            "chain id 0 is not a chain: write the network's EIP-155 chain id",
+        ));
     }
     match network {
         Network::Mainnet if TEST_CHAIN_IDS.contains(&chain_id) => {
             return Err(need(
                 "chain_id",
-                &format!("{chain_id} is a test or local chain: name it evm:devnet or evm:testnet, never evm:mainnet"),
+                &format!(
+                    "{chain_id} is a test or local chain: name it evm:devnet or evm:testnet, never evm:mainnet"
+                ),
             ));
         }
         Network::Devnet | Network::Testnet if chain_id == 1 => {
@@ -134,7 +145,9 @@ pub(super) fn evm_network(at: &str, network: Network, raw: RawEvm) -> Result<Evm
         Some(g) => {
             return Err(need(
                 "max_gas_limit",
-                &format!("{g} is outside 21000..=30000000: a transfer needs 21000 gas; an Aave call a few hundred thousand"),
+                &format!(
+                    "{g} is outside 21000..=30000000: a transfer needs 21000 gas; an Aave call a few hundred thousand"
+                ),
             ));
         }
         None => {
@@ -144,9 +157,20 @@ pub(super) fn evm_network(at: &str, network: Network, raw: RawEvm) -> Result<Evm
             ));
         }
     };
-    let max_fee_per_gas = match raw.max_fee_per_gas.as_deref().map(vigil_protocol::Amount::parse_wire) {
+    let max_fee_per_gas = match raw
+        .max_fee_per_gas
+        .as_deref()
+        .map(vigil_protocol::Amount::parse_wire)
+    {
         Some(Ok(a)) => a.base_units(),
-        Some(Err(e)) => return Err(need("max_fee_per_gas", &format!("{e}; write wei per gas as a decimal string, e.g. \"100000000000\" (100 gwei)"))),
+        Some(Err(e)) => {
+            return Err(need(
+                "max_fee_per_gas",
+                &format!(
+                    "{e}; write wei per gas as a decimal string, e.g. \"100000000000\" (100 gwei)"
+                ),
+            ));
+        }
         None => {
             return Err(need(
                 "max_fee_per_gas",
@@ -165,24 +189,46 @@ pub(super) fn evm_network(at: &str, network: Network, raw: RawEvm) -> Result<Evm
         let tat = format!("{at}.tokens.{}", truncate(&symbol));
         let symbol: AssetSymbol = symbol.parse().map_err(|e: String| invalid(&tat, e))?;
         if symbol == native {
-            return Err(invalid(&tat, format!("{symbol} is the network's native asset, not a token: remove this table")));
+            return Err(invalid(
+                &tat,
+                format!("{symbol} is the network's native asset, not a token: remove this table"),
+            ));
         }
-        let address = parse_address(&t.address).map_err(|e| invalid(&format!("{tat}.address"), e))?;
+        let address =
+            parse_address(&t.address).map_err(|e| invalid(&format!("{tat}.address"), e))?;
         if Some(address) == aave_pool {
-            return Err(invalid(&format!("{tat}.address"), "this is the Aave Pool's address, not a token's"));
+            return Err(invalid(
+                &format!("{tat}.address"),
+                "this is the Aave Pool's address, not a token's",
+            ));
         }
-        if let Some((other, _)) = tokens.iter().find(|(_, o): &(&AssetSymbol, &EvmToken)| o.address == address) {
-            return Err(invalid(&format!("{tat}.address"), format!("{other} already has this address: one contract, one symbol")));
+        if let Some((other, _)) = tokens
+            .iter()
+            .find(|(_, o): &(&AssetSymbol, &EvmToken)| o.address == address)
+        {
+            return Err(invalid(
+                &format!("{tat}.address"),
+                format!("{other} already has this address: one contract, one symbol"),
+            ));
         }
         if t.decimals > MAX_DECIMALS {
-            return Err(invalid(&format!("{tat}.decimals"), format!("{} decimals is more than {MAX_DECIMALS}: write what the token's decimals() answers", t.decimals)));
+            return Err(invalid(
+                &format!("{tat}.decimals"),
+                format!(
+                    "{} decimals is more than {MAX_DECIMALS}: write what the token's decimals() answers",
+                    t.decimals
+                ),
+            ));
         }
-        tokens.insert(symbol, EvmToken {
-            address,
-            decimals: t.decimals,
-            approve_zero_first: t.approve_zero_first,
-            allow_all: t.allow_all,
-        });
+        tokens.insert(
+            symbol,
+            EvmToken {
+                address,
+                decimals: t.decimals,
+                approve_zero_first: t.approve_zero_first,
+                allow_all: t.allow_all,
+            },
+        );
     }
     Ok(EvmNetwork {
         chain_id,
@@ -197,11 +243,14 @@ pub(super) fn evm_network(at: &str, network: Network, raw: RawEvm) -> Result<Evm
 }
 
 fn parse_b256(s: &str) -> Result<B256, String> {
-    let ok = s.len() == 66
-        && s.starts_with("0x")
-        && s.bytes().skip(2).all(|b| b.is_ascii_hexdigit());
+    let ok =
+        s.len() == 66 && s.starts_with("0x") && s.bytes().skip(2).all(|b| b.is_ascii_hexdigit());
     if !ok {
-        return Err(format!("{:?} is not a block hash: write 0x and 64 hex digits", truncate(s)));
+        return Err(format!(
+            "{:?} is not a block hash: write 0x and 64 hex digits",
+            truncate(s)
+        ));
     }
-    s.parse::<B256>().map_err(|e| format!("{:?} is not a block hash: {e}", truncate(s)))
+    s.parse::<B256>()
+        .map_err(|e| format!("{:?} is not a block hash: {e}", truncate(s)))
 }

@@ -274,7 +274,9 @@ fn network_pins(
                 if let Some(field) = entry.evm_fields().first() {
                     return Err(invalid(
                         &format!("{at}.{field}"),
-                        format!("only an EVM network has {field}: remove it from this Solana table"),
+                        format!(
+                            "only an EVM network has {field}: remove it from this Solana table"
+                        ),
                     ));
                 }
                 let hash = entry.genesis_hash.ok_or_else(|| {

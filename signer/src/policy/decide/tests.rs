@@ -337,7 +337,15 @@ fn velocity_refusal_names_the_time_it_fits_again() {
     }
     // The named time is exact: one second earlier still refuses, at it the cap no longer does.
     assert_eq!(
-        decide(&policy, &history, &agent, &intent, &spends_of(&intent), at - 1).rule(),
+        decide(
+            &policy,
+            &history,
+            &agent,
+            &intent,
+            &spends_of(&intent),
+            at - 1
+        )
+        .rule(),
         Some(Rule::VelocityCap24h)
     );
     assert_eq!(
