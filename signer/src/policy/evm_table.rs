@@ -254,3 +254,6 @@ fn parse_b256(s: &str) -> Result<B256, String> {
     s.parse::<B256>()
         .map_err(|e| format!("{:?} is not a block hash: {e}", truncate(s)))
 }
+
+#[cfg(test)]
+mod tests;
