@@ -61,6 +61,20 @@ fn parses_the_example() {
 
 /// The commented example in `docs/policy.md` is a valid policy.
 #[test]
+fn documented_evm_example_parses() {
+    let doc = include_str!("../../../../docs/policy.md");
+    let section = doc.find("### EVM networks").unwrap();
+    let start = section + doc[section..].find("```toml\n").unwrap() + "```toml\n".len();
+    let len = doc[start..].find("```").unwrap();
+    let text = format!("version = 1\n{}", &doc[start..start + len]);
+    let p = parse(text.as_bytes()).unwrap();
+    let NetworkPin::Evm(net) = &p.networks[&(Chain::Evm, Network::Devnet)] else {
+        panic!("not an EVM pin");
+    };
+    assert_eq!((net.chain_id, net.tokens.len()), (31337, 1));
+}
+
+#[test]
 fn documented_example_parses() {
     let doc = include_str!("../../../../docs/policy.md");
     let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
