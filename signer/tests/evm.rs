@@ -394,3 +394,40 @@ fn what_the_agent_may_not_say_fails_to_parse() {
         assert!(message.contains(named), "{named}: {message}");
     }
 }
+
+#[test]
+fn a_supply_above_the_threshold_waits_for_the_operator_and_is_collected_with_fresh_fees() {
+    let (s, mut c, agent) = start();
+    let big = intent("aave_supply", "USDC", "600000000");
+    let pending = ok(c
+        .call_raw(&request(
+            "sign",
+            "b1",
+            big.clone(),
+            fees(0, 300_000, "2000000000"),
+        ))
+        .unwrap());
+    assert_eq!(pending["status"], "needs_approval");
+    assert!(
+        pending["summary"]
+            .as_str()
+            .unwrap()
+            .contains("supply 600 USDC"),
+        "{pending}"
+    );
+    let id = pending["approval_id"].as_str().unwrap().to_owned();
+    let t = vigil_testkit::operator::fresh_step(8);
+    let granted = ok(s.approver().approve(&id, s.operator().code_at(t)));
+    assert_eq!(granted["status"], "granted");
+    // Collected with the nonce and fees of now: both transactions, signed once.
+    let signed = ok(c
+        .call_raw(&request("sign", "b1", big, fees(9, 300_000, "3000000000")))
+        .unwrap());
+    assert_eq!(signed["status"], "signed", "{signed}");
+    let prior = signed["prior"].as_array().unwrap();
+    let approve = decode(prior[0]["tx"].as_str().unwrap(), agent);
+    let supply = decode(signed["tx"].as_str().unwrap(), agent);
+    assert_eq!((approve.nonce(), supply.nonce()), (9, 10));
+    assert_eq!(s.spent_of("trader", "USDC"), 600_000_000);
+    assert_eq!(s.spent_of("trader", "ETH"), 2 * 300_000 * 3_000_000_000);
+}
