@@ -27,7 +27,7 @@ fn policy() -> String {
         r#"version = 1
 
 [agents.trader]
-actions = ["transfer", "aave_supply", "aave_withdraw", "aave_borrow", "aave_repay"]
+actions = ["transfer", "aave_supply", "aave_withdraw", "aave_borrow"]
 networks = ["evm:devnet"]
 recipients = ["{BOB}"]
 rate_limit_per_minute = 60
@@ -335,6 +335,13 @@ fn refusals_name_their_rule() {
             ok_fees.clone(),
             "policy_denied",
             Some("asset_not_allowed"),
+        ),
+        // An action the policy does not list, before anything of the network's table.
+        (
+            intent("aave_repay", "DAI", "1"),
+            ok_fees.clone(),
+            "policy_denied",
+            Some("action_not_allowed"),
         ),
         // Above the token's cap.
         (

@@ -11,7 +11,7 @@ use vigil_protocol::{
 use super::{AgentKey, Engine, Refusal};
 use crate::chains::{evm, solana};
 use crate::ledger::{Event, SpendRecord};
-use crate::policy::{EvmNetwork, Spend};
+use crate::policy::{Action, EvmNetwork, Spend};
 
 /// A prepared request: inputs checked, built, summarised; not yet signed.
 pub(super) struct Prepared {
@@ -94,6 +94,23 @@ impl Engine {
             return Err(Refusal::bad_request(
                 "context.recent_blockhash is Solana's: an EVM request takes nonce, gas_limit, max_fee_per_gas and max_priority_fee_per_gas",
             ));
+        }
+        // The action allowlist first, as the decision orders it: an agent that may not use
+        // an action learns nothing of the network's table from its refusal.
+        let action = Action::of(intent);
+        let allowed = self
+            .policy
+            .agents
+            .get(agent)
+            .is_some_and(|rules| rules.actions.contains(&action));
+        if !allowed {
+            return Err(Refusal {
+                kind: ErrorKind::PolicyDenied,
+                rule: Some(vigil_protocol::Rule::ActionNotAllowed),
+                message: format!(
+                    "agent {agent} may not {action}; add the action to the policy at the next ceremony"
+                ),
+            });
         }
         let (_, network) = intent.chain_network();
         let net = self.policy.evm_network(network).ok_or_else(|| {
