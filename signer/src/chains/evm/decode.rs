@@ -6,6 +6,8 @@ use alloy_primitives::{Address, TxKind, U256};
 use alloy_sol_types::SolInterface;
 
 use super::build::Signer;
+use vigil_protocol::{AssetSymbol, Rule};
+
 use super::{Call, EvmError, IERC20, IPool, VARIABLE_RATE};
 
 /// Decodes every transaction and checks what only a sequence shows: consecutive nonces, and
@@ -180,6 +182,30 @@ pub(crate) fn decode(tx: &TxEip1559, who: &Signer<'_>) -> Result<Call, EvmError>
         )
     })?;
     exact(call.abi_encode())?;
+    // uint256 max ("all") only for a withdrawal or repayment, and only where the token allows it.
+    let all_if_allowed = |token: AssetSymbol, amount: U256| {
+        let allowed = net.token(token).is_some_and(|t| t.allow_all);
+        if amount == U256::MAX && !allowed {
+            Err(EvmError::policy(
+                Rule::AllNotAllowed,
+                format!(
+                    "uint256 max (\"all\") of {token}: the policy does not allow it for this token"
+                ),
+            ))
+        } else {
+            Ok(amount)
+        }
+    };
+    let exact = |amount: U256| {
+        if amount == U256::MAX {
+            Err(EvmError::forbidden(
+                "known_calls_only",
+                "uint256 max is \"all\", which only a withdrawal or repayment may ask",
+            ))
+        } else {
+            Ok(amount)
+        }
+    };
     let listed = |asset: Address| {
         symbol_at(asset).ok_or_else(|| {
             EvmError::forbidden(
@@ -240,14 +266,15 @@ pub(crate) fn decode(tx: &TxEip1559, who: &Signer<'_>) -> Result<Call, EvmError>
             no_referral(c.referralCode)?;
             Ok(Call::Supply {
                 token: listed(c.asset)?,
-                amount: positive(c.amount)?,
+                amount: exact(positive(c.amount)?)?,
             })
         }
         IPool::IPoolCalls::withdraw(c) => {
             me(c.to, "to")?;
+            let token = listed(c.asset)?;
             Ok(Call::Withdraw {
-                token: listed(c.asset)?,
-                amount: positive(c.amount)?,
+                token,
+                amount: all_if_allowed(token, positive(c.amount)?)?,
             })
         }
         IPool::IPoolCalls::borrow(c) => {
@@ -256,15 +283,16 @@ pub(crate) fn decode(tx: &TxEip1559, who: &Signer<'_>) -> Result<Call, EvmError>
             no_referral(c.referralCode)?;
             Ok(Call::Borrow {
                 token: listed(c.asset)?,
-                amount: positive(c.amount)?,
+                amount: exact(positive(c.amount)?)?,
             })
         }
         IPool::IPoolCalls::repay(c) => {
             me(c.onBehalfOf, "onBehalfOf")?;
             variable(c.interestRateMode)?;
+            let token = listed(c.asset)?;
             Ok(Call::Repay {
-                token: listed(c.asset)?,
-                amount: positive(c.amount)?,
+                token,
+                amount: all_if_allowed(token, positive(c.amount)?)?,
             })
         }
     }

@@ -95,15 +95,20 @@ fn aave(asset: &str, amount: u128) -> AaveIntent {
     }
 }
 
+/// The agent's key signing on evm:devnet.
+fn signer_of<'a>(net: &'a EvmNetwork, agent: &'a AgentId, key: &Secp256k1Key) -> Signer<'a> {
+    Signer {
+        agent,
+        from: key.address(),
+        network: Network::Devnet,
+        net,
+    }
+}
+
 /// Plans, builds and signs `intent`; returns what was built and the decoded envelopes.
 fn run(intent: &Intent) -> (Built, Vec<TxEnvelope>) {
     let (net, agent, key) = (net(), agent(), key());
-    let who = Signer {
-        agent: &agent,
-        from: key.address(),
-        network: Network::Devnet,
-        net: &net,
-    };
+    let who = signer_of(&net, &agent, &key);
     let calls = plan(intent, &net, Network::Devnet).unwrap();
     let built = build(&calls, &fees(), &who).unwrap();
     let signed = sign(&built, &key, &who).unwrap();
@@ -133,12 +138,7 @@ fn refuse(intent: &Intent) -> EvmError {
 /// Decodes one hand-made transaction as the signer would.
 fn decode_one(tx: &TxEip1559) -> Result<Call, EvmError> {
     let (net, agent, key) = (net(), agent(), key());
-    let who = Signer {
-        agent: &agent,
-        from: key.address(),
-        network: Network::Devnet,
-        net: &net,
-    };
+    let who = signer_of(&net, &agent, &key);
     decode(tx, &who)
 }
 

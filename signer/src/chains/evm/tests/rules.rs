@@ -79,12 +79,7 @@ fn approvals_are_exact_and_only_to_the_pool() {
     );
     // An approval on its own (not followed by the supply it is for) is never signed.
     let (net, agent, key) = (net(), agent(), key());
-    let who = Signer {
-        agent: &agent,
-        from: key.address(),
-        network: Network::Devnet,
-        net: &net,
-    };
+    let who = signer_of(&net, &agent, &key);
     let lone = [call_tx(
         USDC,
         IERC20::approveCall {
@@ -167,6 +162,40 @@ fn aave_calls_are_for_the_agent_at_the_variable_rate() {
 }
 
 #[test]
+fn uint256_max_only_where_the_policy_allows_all() {
+    let me = key().address();
+    let usdt_all = IPool::withdrawCall {
+        asset: USDT,
+        amount: U256::MAX,
+        to: me,
+    };
+    assert_eq!(
+        rule_of(decode_one(&call_tx(POOL, usdt_all.abi_encode())).unwrap_err()),
+        "all_not_allowed"
+    );
+    let usdc_all = IPool::withdrawCall {
+        asset: USDC,
+        amount: U256::MAX,
+        to: me,
+    };
+    assert!(
+        decode_one(&call_tx(POOL, usdc_all.abi_encode())).is_ok(),
+        "allow_all"
+    );
+    let borrow_max = IPool::borrowCall {
+        asset: USDC,
+        amount: U256::MAX,
+        interestRateMode: U256::from(2),
+        referralCode: 0,
+        onBehalfOf: me,
+    };
+    assert_eq!(
+        rule_of(decode_one(&call_tx(POOL, borrow_max.abi_encode())).unwrap_err()),
+        "known_calls_only"
+    );
+}
+
+#[test]
 fn only_the_known_calls_decode() {
     // Selectors of calls there is no operation for: ERC-2612 permit, Aave's
     // approveDelegation, supplyWithPermit, flashLoanSimple, liquidationCall, setUserUseReserveAsCollateral.
@@ -237,12 +266,7 @@ fn transaction_shape_rules() {
 #[test]
 fn signing_refuses_a_summary_or_transaction_that_was_changed() {
     let (net, agent, key) = (net(), agent(), key());
-    let who = Signer {
-        agent: &agent,
-        from: key.address(),
-        network: Network::Devnet,
-        net: &net,
-    };
+    let who = signer_of(&net, &agent, &key);
     let calls = plan(&Intent::AaveSupply(aave("USDC", 5)), &net, Network::Devnet).unwrap();
     let built = build(&calls, &fees(), &who).unwrap();
     let mut other = built.clone();
