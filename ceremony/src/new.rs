@@ -158,18 +158,14 @@ pub fn run(
     for (agent, chains) in &c.config.agents {
         for chain in chains {
             for network in parsed.agent_networks(agent, *chain) {
-                let (key, seed) = Ed25519Key::generate().map_err(random_err)?;
-                let public = key.public_bytes();
-                let address = match chain {
-                    Chain::Solana => vigil_signer::solana_address_of(&public),
-                };
+                let made = vigil_signer::new_agent_key(*chain).map_err(random_err)?;
                 agents.push(AgentKey {
                     agent: agent.clone(),
                     chain: *chain,
                     network,
-                    address,
-                    fingerprint: manifest::fingerprint(&public),
-                    seed,
+                    address: made.address,
+                    fingerprint: manifest::fingerprint(&made.fingerprint_bytes),
+                    seed: made.secret,
                 });
             }
         }
@@ -422,6 +418,47 @@ pub fn summarize_policy(p: &policy::Policy) -> String {
         {
             out.push_str("    !! MAINNET is allowed: real funds can move\n");
         }
+    }
+    for (&(chain, network), pin) in &p.networks {
+        if let policy::NetworkPin::Evm(n) = pin {
+            out.push_str(&evm_network_summary(
+                &policy::network_name(chain, network),
+                n,
+            ));
+        }
+    }
+    out
+}
+
+/// An EVM network's table: what the operator approves the signer will call and sign for.
+fn evm_network_summary(name: &str, n: &policy::EvmNetwork) -> String {
+    let mut out = format!(
+        "\n  network {name}: chain id {}, genesis {}\n    fees: at most {} gas at {} wei/gas per transaction ({} wei of {})\n    Aave Pool: {}\n",
+        n.chain_id,
+        n.genesis_hash,
+        n.max_gas_limit,
+        n.max_fee_per_gas,
+        u128::from(n.max_gas_limit).saturating_mul(n.max_fee_per_gas),
+        n.native,
+        n.aave_pool
+            .map_or_else(|| "(none: no Aave)".to_owned(), |a| a.to_checksum(None)),
+    );
+    for (symbol, t) in &n.tokens {
+        out.push_str(&format!(
+            "    token {symbol}: {} ({} decimals){}{}\n",
+            t.address.to_checksum(None),
+            t.decimals,
+            if t.approve_zero_first {
+                ", approve(0) first"
+            } else {
+                ""
+            },
+            if t.allow_all {
+                ", withdraw/repay \"all\" allowed"
+            } else {
+                ""
+            },
+        ));
     }
     out
 }

@@ -464,6 +464,7 @@ fn sign(agent: &str, intent: Intent, key: &str, blockhash: &str) -> anyhow::Resu
         intent,
         context: Context {
             recent_blockhash: Some(blockhash.into()),
+            ..Context::default()
         },
         idempotency_key: key.parse().map_err(anyhow::Error::msg)?,
     }))

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Amount, AssetSymbol};
+use crate::types::{Amount, AmountOrAll, AssetSymbol, Quantity};
 
 /// A chain family the signer can build transactions for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -13,6 +13,9 @@ use crate::types::{Amount, AssetSymbol};
 pub enum Chain {
     /// Solana (ed25519 keys, System Program transfers).
     Solana,
+    /// An EVM chain (secp256k1 keys, EIP-1559 transactions). Which chain (its chain id) is
+    /// the signed policy's `[networks."evm:<network>"]` table, never the request.
+    Evm,
 }
 
 /// A network of a chain. `mainnet` is only reachable when the signed policy names it.
@@ -32,6 +35,7 @@ impl Chain {
     pub const fn as_str(self) -> &'static str {
         match self {
             Chain::Solana => "solana",
+            Chain::Evm => "evm",
         }
     }
 }
@@ -59,12 +63,25 @@ impl fmt::Display for Network {
     }
 }
 
-/// What an agent asks for, tagged by `kind`.
+/// What an agent asks for, tagged by `kind`. There is no kind for an ERC-20 approval, a
+/// permit, typed data (EIP-712), `personal_sign`, a raw transaction, or any other Aave call:
+/// such requests fail to parse.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Intent {
-    /// Move a native asset to a recipient.
+    /// Move an asset to a recipient: the native asset, or (EVM) an ERC-20 token of the
+    /// policy's token table.
     Transfer(TransferIntent),
+    /// EVM: supply a token to the policy's Aave v3 Pool, for the agent itself (the signer
+    /// emits the exact-amount `approve` first).
+    AaveSupply(AaveIntent),
+    /// EVM: withdraw a supplied token from the Aave v3 Pool to the agent itself.
+    AaveWithdraw(AaveWithdrawIntent),
+    /// EVM: borrow a token from the Aave v3 Pool at the variable rate, for the agent itself.
+    AaveBorrow(AaveIntent),
+    /// EVM: repay the agent's own variable-rate debt (the signer emits the exact-amount
+    /// `approve` first).
+    AaveRepay(AaveRepayIntent),
 }
 
 impl Intent {
@@ -72,6 +89,30 @@ impl Intent {
     pub const fn action(&self) -> &'static str {
         match self {
             Intent::Transfer(_) => "transfer",
+            Intent::AaveSupply(_) => "aave_supply",
+            Intent::AaveWithdraw(_) => "aave_withdraw",
+            Intent::AaveBorrow(_) => "aave_borrow",
+            Intent::AaveRepay(_) => "aave_repay",
+        }
+    }
+
+    /// The chain family and network the intent is for.
+    pub const fn chain_network(&self) -> (Chain, Network) {
+        match self {
+            Intent::Transfer(t) => (t.chain, t.network),
+            Intent::AaveSupply(a) | Intent::AaveBorrow(a) => (a.chain, a.network),
+            Intent::AaveWithdraw(a) => (a.chain, a.network),
+            Intent::AaveRepay(a) => (a.chain, a.network),
+        }
+    }
+
+    /// The asset the intent moves.
+    pub const fn asset(&self) -> AssetSymbol {
+        match self {
+            Intent::Transfer(t) => t.asset,
+            Intent::AaveSupply(a) | Intent::AaveBorrow(a) => a.asset,
+            Intent::AaveWithdraw(a) => a.asset,
+            Intent::AaveRepay(a) => a.asset,
         }
     }
 }
@@ -93,6 +134,56 @@ pub struct TransferIntent {
     pub amount: Amount,
 }
 
+/// `{"kind": "aave_supply" | "aave_borrow", "chain": "evm", "network", "asset", "amount"}`:
+/// the token by its symbol in the policy's token table, the amount in its base units.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AaveIntent {
+    /// The chain family (`evm`).
+    pub chain: Chain,
+    /// The network of that chain.
+    pub network: Network,
+    /// The token symbol, as the policy's token table names it.
+    pub asset: AssetSymbol,
+    /// The amount in the token's base units.
+    pub amount: Amount,
+}
+
+/// `{"kind": "aave_withdraw", "chain": "evm", "network", "asset", "amount"}`: `amount` is base
+/// units or `"all"` (the whole aToken balance; only where the policy's token allows it).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AaveWithdrawIntent {
+    /// The chain family (`evm`).
+    pub chain: Chain,
+    /// The network of that chain.
+    pub network: Network,
+    /// The token symbol, as the policy's token table names it.
+    pub asset: AssetSymbol,
+    /// Base units, or `"all"`.
+    pub amount: AmountOrAll,
+}
+
+/// `{"kind": "aave_repay", "chain": "evm", "network", "asset", "amount", "up_to"?}`: `amount`
+/// is base units, or `"all"` (the whole debt; only where the policy's token allows it), in
+/// which case `up_to` (base units) is required: the exact amount approved to the Pool, the
+/// most the repayment may take.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AaveRepayIntent {
+    /// The chain family (`evm`).
+    pub chain: Chain,
+    /// The network of that chain.
+    pub network: Network,
+    /// The token symbol, as the policy's token table names it.
+    pub asset: AssetSymbol,
+    /// Base units, or `"all"`.
+    pub amount: AmountOrAll,
+    /// With `"all"`: the most the repayment may take (approved exactly); refused otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_to: Option<Amount>,
+}
+
 /// Non-value context the signer needs to build a transaction. Nothing here can change
 /// who is paid or how much.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -101,6 +192,18 @@ pub struct Context {
     /// Solana: the recent blockhash (base58) the transaction is valid for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recent_blockhash: Option<String>,
+    /// EVM: the nonce of the first transaction (an answer of two takes this one and the next).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<u64>,
+    /// EVM: the gas limit of each transaction; bounded by the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gas_limit: Option<u64>,
+    /// EVM: the EIP-1559 max fee per gas, wei; bounded by the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fee_per_gas: Option<Quantity>,
+    /// EVM: the EIP-1559 max priority fee per gas, wei; at most `max_fee_per_gas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_priority_fee_per_gas: Option<Quantity>,
 }
 
 #[cfg(test)]
@@ -118,5 +221,102 @@ mod tests {
         assert!(serde_json::from_str::<Intent>(float).is_err());
         let kind = r#"{"kind":"raw_bytes","tx":"AAAA"}"#;
         assert!(serde_json::from_str::<Intent>(kind).is_err());
+    }
+
+    #[test]
+    fn evm_intents_parse_strictly() {
+        let base = r#""chain":"evm","network":"devnet","asset":"USDC","amount":"5""#;
+        for (kind, action) in [
+            ("transfer", "transfer"),
+            ("aave_supply", "aave_supply"),
+            ("aave_borrow", "aave_borrow"),
+            ("aave_withdraw", "aave_withdraw"),
+            ("aave_repay", "aave_repay"),
+        ] {
+            let extra = if kind == "transfer" {
+                r#","to":"0xab""#
+            } else {
+                ""
+            };
+            let text = format!(r#"{{"kind":"{kind}",{base}{extra}}}"#);
+            let i: Intent = serde_json::from_str(&text).unwrap();
+            assert_eq!(i.action(), action);
+            assert_eq!(i.chain_network(), (Chain::Evm, Network::Devnet));
+            assert_eq!(i.asset().as_str(), "USDC");
+            // The agent never names who the position is for, nor the rate mode, nor a token address.
+            for field in [
+                r#""on_behalf_of":"0x00""#,
+                r#""interest_rate_mode":1"#,
+                r#""token":"0x00""#,
+                r#""decimals":6"#,
+                r#""value":"1""#,
+                r#""data":"0x""#,
+            ] {
+                let bad = format!(r#"{{"kind":"{kind}",{base}{extra},{field}}}"#);
+                assert!(serde_json::from_str::<Intent>(&bad).is_err(), "{bad}");
+            }
+        }
+        let all = r#"{"kind":"aave_withdraw","chain":"evm","network":"devnet","asset":"USDC","amount":"all"}"#;
+        let i: Intent = serde_json::from_str(all).unwrap();
+        assert!(matches!(
+            i,
+            Intent::AaveWithdraw(AaveWithdrawIntent {
+                amount: AmountOrAll::All,
+                ..
+            })
+        ));
+        let supply_all = r#"{"kind":"aave_supply","chain":"evm","network":"devnet","asset":"USDC","amount":"all"}"#;
+        assert!(serde_json::from_str::<Intent>(supply_all).is_err());
+        let repay = r#"{"kind":"aave_repay","chain":"evm","network":"devnet","asset":"USDC","amount":"all","up_to":"9"}"#;
+        assert!(serde_json::from_str::<Intent>(repay).is_ok());
+    }
+
+    #[test]
+    fn no_operation_grants_an_allowance_or_signs_a_message() {
+        // The drainer pattern: an allowance granted without a transaction, or a call the
+        // signer never makes. None of these is a kind.
+        for kind in [
+            "approve",
+            "erc20_approve",
+            "permit",
+            "permit2",
+            "eip712",
+            "sign_typed_data",
+            "personal_sign",
+            "approve_delegation",
+            "aave_approve_delegation",
+            "aave_supply_with_permit",
+            "aave_repay_with_permit",
+            "aave_flash_loan",
+            "aave_liquidation_call",
+            "raw_transaction",
+            "deploy",
+        ] {
+            let text = format!(
+                r#"{{"kind":"{kind}","chain":"evm","network":"devnet","asset":"USDC","amount":"5"}}"#
+            );
+            let err = serde_json::from_str::<Intent>(&text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("unknown variant"), "{kind}: {err}");
+        }
+    }
+
+    #[test]
+    fn context_has_no_chain_id() {
+        let ok = r#"{"nonce":7,"gas_limit":21000,"max_fee_per_gas":"30000000000","max_priority_fee_per_gas":"0"}"#;
+        let c: Context = serde_json::from_str(ok).unwrap();
+        assert_eq!((c.nonce, c.gas_limit), (Some(7), Some(21000)));
+        assert_eq!(c.max_priority_fee_per_gas.map(Quantity::get), Some(0));
+        for bad in [
+            r#"{"chain_id":1}"#,
+            r#"{"chainId":"0x1"}"#,
+            r#"{"nonce":7,"to":"0x00"}"#,
+            r#"{"nonce":-1}"#,
+            r#"{"max_fee_per_gas":30}"#,
+            r#"{"max_fee_per_gas":"1.5"}"#,
+        ] {
+            assert!(serde_json::from_str::<Context>(bad).is_err(), "{bad}");
+        }
     }
 }

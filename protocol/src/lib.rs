@@ -27,7 +27,10 @@ pub use import::{
     ImportAgent, ImportConfirmRequest, ImportConfirmResult, ImportConfirmStatus,
     ImportStatusResult, ManifestDigest,
 };
-pub use intent::{Chain, Context, Intent, Network, TransferIntent};
+pub use intent::{
+    AaveIntent, AaveRepayIntent, AaveWithdrawIntent, Chain, Context, Intent, Network,
+    TransferIntent,
+};
 pub use message::{
     AgentInfo, AgentStatus, ApproveRequest, ApproveResult, AuditEntrySummary, AuditRequest,
     AuditResult, AwaitingItem, AwaitingKind, AwaitingResult, CapKind, ConfirmRequest,
@@ -36,7 +39,7 @@ pub use message::{
     MAX_EVENTS_LIMIT, NeedsApproval, NewCapChange, NewConfirmation, OP_NAMES, Op, OperatorEvent,
     OperatorEventKind, ParseFailure, Request, RequestCreated, RequestState, RequestStatusRequest,
     RequestStatusResult, Response, SetCapRequest, SetCapResult, SignRequest, SignResult, Signed,
-    StatusResult, parse_request,
+    SignedTx, StatusResult, parse_request,
 };
 pub use networks::{
     NetworkIdentity, SOLANA_DEVNET_GENESIS_HASH, SOLANA_MAINNET_GENESIS_HASH,
@@ -45,8 +48,9 @@ pub use networks::{
 pub use operator_code::{OPERATOR_CODE_DIGITS, OperatorCode};
 pub use roles::{Access, PeerRole};
 pub use types::{
-    AgentId, Amount, ApprovalId, AssetSymbol, CommandTarget, ErrorKind, IdempotencyKey,
-    MAX_ASSET_SYMBOL_LEN, OperatorRequestId, Purpose, RequestId, Rule, truncate,
+    AgentId, Amount, AmountOrAll, ApprovalId, AssetSymbol, CommandTarget, ErrorKind,
+    IdempotencyKey, MAX_ASSET_SYMBOL_LEN, OperatorRequestId, Purpose, Quantity, RequestId, Rule,
+    truncate,
 };
 
 /// The protocol version this crate speaks.

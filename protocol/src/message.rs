@@ -19,7 +19,7 @@ pub use parse::{ParseFailure, parse_request};
 pub use response::{ErrorBody, Response};
 pub use results::{
     AgentInfo, AgentStatus, AuditEntrySummary, AuditResult, ConfirmResult, Decision, DryRunResult,
-    HelloResult, NeedsApproval, SetCapResult, SignResult, Signed, StatusResult,
+    HelloResult, NeedsApproval, SetCapResult, SignResult, Signed, SignedTx, StatusResult,
 };
 
 use serde::{Deserialize, Serialize};

@@ -44,9 +44,14 @@ pub fn parse_network_name(s: &str) -> Option<(Chain, Network)> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkIdentity {
-    /// Solana: the cluster's genesis hash, base58 (`getGenesisHash`).
+    /// Solana: the cluster's genesis hash, base58 (`getGenesisHash`). EVM: the hash of block
+    /// 0, `0x` and 64 lowercase hex digits (`eth_getBlockByNumber("0x0")`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genesis_hash: Option<String>,
+    /// EVM: the chain id (`eth_chainId`), the one every transaction signed for this network
+    /// carries (EIP-155).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_id: Option<u64>,
 }
 
 #[cfg(test)]
@@ -65,12 +70,17 @@ mod tests {
             network_name(Chain::Solana, Network::Devnet),
             "solana:devnet"
         );
+        assert_eq!(
+            parse_network_name("evm:mainnet"),
+            Some((Chain::Evm, Network::Mainnet))
+        );
         for bad in [
             "solana",
             "solana:",
             "Solana:devnet",
             "solana:localnet",
-            "evm:devnet",
+            "evm:",
+            "ethereum:devnet",
             "",
         ] {
             assert_eq!(parse_network_name(bad), None, "{bad:?}");

@@ -253,6 +253,79 @@ impl fmt::Display for Amount {
     }
 }
 
+/// `"all"` or an [`Amount`]: what a withdrawal or repayment of a whole position asks for
+/// (uint256 max on chain; only where the policy allows it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum AmountOrAll {
+    /// Exactly this many base units.
+    Exact(Amount),
+    /// The whole position.
+    All,
+}
+
+impl TryFrom<String> for AmountOrAll {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s == "all" {
+            return Ok(Self::All);
+        }
+        Amount::parse_wire(&s)
+            .map(Self::Exact)
+            .map_err(|e| format!("{e}; or \"all\" for the whole position"))
+    }
+}
+
+impl From<AmountOrAll> for String {
+    fn from(a: AmountOrAll) -> String {
+        match a {
+            AmountOrAll::Exact(a) => a.to_string(),
+            AmountOrAll::All => "all".to_owned(),
+        }
+    }
+}
+
+/// A non-negative quantity in base units (wei per gas), zero allowed: a decimal string on the
+/// wire, never a float, no sign, no leading zero, at most `u128::MAX`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Quantity(u128);
+
+impl Quantity {
+    /// Wraps a value.
+    pub const fn new(v: u128) -> Self {
+        Self(v)
+    }
+    /// The value.
+    pub const fn get(self) -> u128 {
+        self.0
+    }
+}
+
+impl TryFrom<String> for Quantity {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s == "0" {
+            return Ok(Self(0));
+        }
+        Amount::parse_wire(&s)
+            .map(|a| Self(a.base_units()))
+            .map_err(|e| e.replace("amount", "quantity"))
+    }
+}
+
+impl From<Quantity> for String {
+    fn from(q: Quantity) -> String {
+        q.0.to_string()
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 macro_rules! wire_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $wire:literal),+ $(,)? }) => {
         $(#[$doc])*
@@ -334,6 +407,11 @@ wire_enum!(
         RateLimit => "rate_limit",
         /// The amount is above the approval threshold: the operator must approve.
         ApprovalThreshold => "approval_threshold",
+        /// EVM: the gas limit or the max fee per gas is above the policy's bound for the network.
+        FeeBound => "fee_bound",
+        /// EVM: a withdrawal or repayment of a whole position (`"all"`, uint256 max) where the
+        /// policy's token does not allow it.
+        AllNotAllowed => "all_not_allowed",
     }
 );
 

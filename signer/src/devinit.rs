@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::chains::solana;
 use crate::error::Error;
-use crate::keys::Ed25519Key;
+use crate::keys::{self, Ed25519Key};
 use crate::keystore::{self, KdfParams, MasterKey, Purpose};
 use crate::policy;
 
@@ -104,13 +104,26 @@ pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
         Some(path) => Some(fs::read_to_string(path).map_err(|e| Error::Io(path.clone(), e))?),
         None => None,
     };
-    let networks_of = |agent: &AgentId| -> Result<Vec<Network>, Error> {
-        let named = match &custom_policy {
-            Some(text) => policy::parse(text.as_bytes())?.agent_networks(agent, Chain::Solana),
-            None => vec![DEFAULT_NETWORK],
+    // The (chain, network) pairs a custom policy names for the agent; the default dev policy
+    // (and an agent a custom policy gives no network) gets a key for solana:devnet.
+    let networks_of = |agent: &AgentId| -> Result<Vec<(Chain, Network)>, Error> {
+        let named: Vec<(Chain, Network)> = match &custom_policy {
+            Some(text) => {
+                let parsed = policy::parse(text.as_bytes())?;
+                [Chain::Solana, Chain::Evm]
+                    .into_iter()
+                    .flat_map(|c| {
+                        parsed
+                            .agent_networks(agent, c)
+                            .into_iter()
+                            .map(move |n| (c, n))
+                    })
+                    .collect()
+            }
+            None => vec![(Chain::Solana, DEFAULT_NETWORK)],
         };
         Ok(if named.is_empty() {
-            vec![DEFAULT_NETWORK]
+            vec![(Chain::Solana, DEFAULT_NETWORK)]
         } else {
             named
         })
@@ -123,21 +136,24 @@ pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
             addresses: BTreeMap::new(),
             network_addresses: BTreeMap::new(),
         };
-        for network in networks_of(agent)? {
-            let (key, seed) = Ed25519Key::generate()
+        let mut per_chain: BTreeMap<Chain, Vec<String>> = BTreeMap::new();
+        for (chain, network) in networks_of(agent)? {
+            let made = keys::new_agent_key(chain)
                 .map_err(|e| Error::Other(format!("OS random source failed: {e}")))?;
-            let address = solana::address_of(&key.public_bytes());
-            let purpose = Purpose::agent_key(agent.clone(), Chain::Solana, network);
-            keystore::write_entry(&ks_dir, &purpose, &*seed, &address, &master)?;
+            let purpose = Purpose::agent_key(agent.clone(), chain, network);
+            keystore::write_entry(&ks_dir, &purpose, &*made.secret, &made.address, &master)?;
             info.network_addresses
-                .insert(network_name(Chain::Solana, network), address.clone());
-            if network == DEFAULT_NETWORK {
-                addresses.push((agent.clone(), address.clone()));
+                .insert(network_name(chain, network), made.address.clone());
+            if (chain, network) == (Chain::Solana, DEFAULT_NETWORK) {
+                addresses.push((agent.clone(), made.address.clone()));
             }
+            per_chain.entry(chain).or_default().push(made.address);
         }
-        if let [(_, only)] = info.network_addresses.iter().collect::<Vec<_>>().as_slice() {
-            info.addresses
-                .insert(Chain::Solana.as_str().to_owned(), (*only).clone());
+        for (chain, list) in per_chain {
+            if let [only] = list.as_slice() {
+                info.addresses
+                    .insert(chain.as_str().to_owned(), only.clone());
+            }
         }
         agents.push(info);
     }

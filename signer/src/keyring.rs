@@ -13,12 +13,12 @@ use std::collections::BTreeMap;
 
 use vigil_protocol::{AgentId, Chain, Network, network_name};
 
-use crate::keys::Ed25519Key;
+use crate::keys::{AgentSecret, Ed25519Key, Secp256k1Key};
 use crate::keystore::{AgentKeyId, Unlocked};
 use crate::policy::Policy;
 
 /// The agents' keys by (agent, chain, network).
-pub(crate) type AgentKeys = BTreeMap<(AgentId, Chain, Network), Ed25519Key>;
+pub(crate) type AgentKeys = BTreeMap<(AgentId, Chain, Network), AgentSecret>;
 
 /// The network each agent key serves (see the module docs). A format 1 key whose agent the
 /// policy gives no network of its chain is left out (it could serve nothing); the error names
@@ -70,7 +70,10 @@ pub(crate) fn agent_keys(unlocked: &Unlocked, policy: &Policy) -> Result<AgentKe
     for (id, network) in bound {
         if let Some(seed) = unlocked.agent_seeds.get(&id) {
             let key = match id.chain {
-                Chain::Solana => Ed25519Key::from_seed(seed),
+                Chain::Solana => AgentSecret::Ed25519(Ed25519Key::from_seed(seed)),
+                Chain::Evm => AgentSecret::Secp256k1(Secp256k1Key::from_secret(seed).ok_or_else(
+                    || format!("the {id} key is not a secp256k1 secret key: the keystore entry is damaged; import the ceremony's keys again"),
+                )?),
             };
             keys.insert((id.agent.clone(), id.chain, network), key);
         }

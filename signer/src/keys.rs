@@ -1,6 +1,8 @@
-//! In-memory signing keys. A key is expanded once at unlock (SHA-512 of the seed, RFC 8032
-//! §5.1.5) and kept as an `ExpandedSecretKey`, which zeroizes itself on drop; the seed it
-//! came from is zeroized by the caller. Nothing here can print or serialise a secret.
+//! In-memory signing keys. An Ed25519 key is expanded once at unlock (SHA-512 of the seed,
+//! RFC 8032 §5.1.5) and kept as an `ExpandedSecretKey`, which zeroizes itself on drop; a
+//! secp256k1 key (EVM) is its scalar in a `k256` `SigningKey`, which zeroizes itself on drop.
+//! The 32 bytes each came from are zeroized by the caller. Nothing here can print or
+//! serialise a secret.
 
 use ed25519_dalek::hazmat::{ExpandedSecretKey, raw_sign};
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -55,10 +57,152 @@ impl std::fmt::Debug for Ed25519Key {
     }
 }
 
+/// A fresh agent key: the 32 secret bytes the keystore holds, its address on the chain, and
+/// the public bytes its manifest fingerprint is of (Solana: the Ed25519 public key; EVM: the
+/// 20 address bytes, the address being a hash of the public key).
+#[derive(Debug)]
+pub struct NewAgentKey {
+    /// The seed (Solana) or secret scalar (EVM).
+    pub secret: Zeroizing<[u8; 32]>,
+    /// The address (base58; EVM: EIP-55 checksummed).
+    pub address: String,
+    /// What the fingerprint is computed over.
+    pub fingerprint_bytes: Vec<u8>,
+}
+
+/// Makes a fresh agent key for `chain` from the OS CSPRNG.
+pub fn new_agent_key(chain: vigil_protocol::Chain) -> Result<NewAgentKey, getrandom::Error> {
+    match chain {
+        vigil_protocol::Chain::Solana => {
+            let (key, secret) = Ed25519Key::generate()?;
+            let public = key.public_bytes();
+            Ok(NewAgentKey {
+                secret,
+                address: crate::chains::solana::address_of(&public),
+                fingerprint_bytes: public.to_vec(),
+            })
+        }
+        vigil_protocol::Chain::Evm => {
+            let (key, secret) = Secp256k1Key::generate()?;
+            Ok(NewAgentKey {
+                secret,
+                address: key.address_text(),
+                fingerprint_bytes: key.address().to_vec(),
+            })
+        }
+    }
+}
+
+/// An agent's key, of the kind its chain uses.
+#[derive(Debug)]
+pub(crate) enum AgentSecret {
+    /// Solana.
+    Ed25519(Ed25519Key),
+    /// EVM.
+    Secp256k1(Secp256k1Key),
+}
+
+/// A secp256k1 signing key (EVM agent keys): the 32 bytes in the keystore are the secret
+/// scalar, which must be in `[1, n)`.
+pub struct Secp256k1Key {
+    signing: k256::ecdsa::SigningKey,
+    address: alloy_primitives::Address,
+}
+
+impl Secp256k1Key {
+    /// The key whose scalar is `secret`; `None` if it is zero or not below the group order
+    /// (a random 32 bytes is that with probability below 2^-127).
+    pub fn from_secret(secret: &Zeroizing<[u8; 32]>) -> Option<Self> {
+        let signing = k256::ecdsa::SigningKey::from_slice(&secret[..]).ok()?;
+        let address = alloy_primitives::Address::from_public_key(signing.verifying_key());
+        Some(Self { signing, address })
+    }
+
+    /// Generates a fresh key from the OS CSPRNG, returning it and its secret (for the keystore).
+    pub fn generate() -> Result<(Self, Zeroizing<[u8; 32]>), getrandom::Error> {
+        loop {
+            let mut secret = Zeroizing::new([0u8; 32]);
+            getrandom::getrandom(&mut *secret)?;
+            if let Some(key) = Self::from_secret(&secret) {
+                return Ok((key, secret));
+            }
+        }
+    }
+
+    /// Signs a 32-byte hash (an EIP-1559 transaction's signature hash): RFC 6979 deterministic
+    /// nonce, low-s, with the recovery parity.
+    pub fn sign_hash(&self, hash: &[u8; 32]) -> Result<alloy_primitives::Signature, String> {
+        let (sig, recid) = self
+            .signing
+            .sign_prehash_recoverable(hash)
+            .map_err(|e| format!("secp256k1 signing failed: {e}"))?;
+        Ok(alloy_primitives::Signature::from_signature_and_parity(
+            sig,
+            recid.is_y_odd(),
+        ))
+    }
+
+    /// The EVM address (last 20 bytes of keccak-256 of the uncompressed public key).
+    pub fn address(&self) -> alloy_primitives::Address {
+        self.address
+    }
+
+    /// The address in EIP-55 mixed-case checksum form.
+    pub fn address_text(&self) -> String {
+        self.address.to_checksum(None)
+    }
+}
+
+impl std::fmt::Debug for Secp256k1Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secp256k1Key")
+            .field("address", &self.address_text())
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ed25519_dalek::{Signature, Verifier};
+
+    #[test]
+    fn secp256k1_key_has_the_known_address_and_signs_recoverably() {
+        // Hardhat/anvil's first development account.
+        let secret = Zeroizing::new(
+            <[u8; 32]>::try_from(
+                hex::decode("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+                    .unwrap(),
+            )
+            .unwrap(),
+        );
+        let key = Secp256k1Key::from_secret(&secret).unwrap();
+        assert_eq!(
+            key.address_text(),
+            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+        );
+        let hash = [9u8; 32];
+        let sig = key.sign_hash(&hash).unwrap();
+        assert_eq!(
+            sig.recover_address_from_prehash(&hash.into()).unwrap(),
+            key.address()
+        );
+        assert_eq!(
+            sig,
+            key.sign_hash(&hash).unwrap(),
+            "RFC 6979: deterministic"
+        );
+        assert!(sig.normalize_s().is_none(), "low s");
+        assert!(!format!("{key:?}").contains("ac0974"));
+        for bad in [[0u8; 32], [0xff; 32]] {
+            assert!(Secp256k1Key::from_secret(&Zeroizing::new(bad)).is_none());
+        }
+        let (fresh, secret) = Secp256k1Key::generate().unwrap();
+        assert_eq!(
+            Secp256k1Key::from_secret(&secret).unwrap().address(),
+            fresh.address()
+        );
+    }
 
     #[test]
     fn expanded_signing_matches_rfc8032() {

@@ -12,8 +12,18 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vigil_protocol::{
     AgentId, Amount, ApprovalId, AssetSymbol, CapKind, Context, ErrorKind, IdempotencyKey, Intent,
-    OperatorRequestId, PeerRole, Purpose, Rule, Signed,
+    OperatorRequestId, PeerRole, Purpose, Rule, Signed, SignedTx,
 };
+
+/// One more spend of a `signed` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendRecord {
+    /// The asset.
+    pub asset: AssetSymbol,
+    /// Base units.
+    pub amount: Amount,
+}
 
 use crate::approval::{ApprovalRequest, Approvals, CodeOutcome};
 use crate::audit::{AuditError, Entry};
@@ -57,6 +67,14 @@ pub enum Event {
         tx: String,
         /// The approval that released it, if it needed one.
         approval_id: Option<ApprovalId>,
+        /// EVM: what else the request spent (the fees in the native asset, when `asset` is a
+        /// token), counted like `amount`. Absent when nothing else.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        also_spent: Vec<SpendRecord>,
+        /// EVM: the transactions signed to be sent before `tx` (the exact approval of a
+        /// supply or repay), so an idempotent retry returns them too. Absent when none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        prior: Vec<SignedTx>,
     },
     /// A request was refused.
     Denied {
@@ -407,12 +425,16 @@ impl Ledger {
                     asset,
                     amount,
                     approval_id,
+                    also_spent,
                     ..
                 } => {
                     if let Some(id) = approval_id {
                         approvals.restore_collected(id);
                     }
                     ledger.record_spend(agent, *asset, amount.base_units(), e.ts);
+                    for s in also_spent {
+                        ledger.record_spend(agent, s.asset, s.amount.base_units(), e.ts);
+                    }
                     ledger.idempotency.insert(
                         (agent.clone(), idempotency_key.clone()),
                         Remembered::Signed {

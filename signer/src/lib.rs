@@ -32,4 +32,4 @@ mod server;
 pub use approval::{DEFAULT_GRANT_TTL_SECS, DEFAULT_TTL_SECS, STEP_SECS, code_matches};
 pub use chains::solana::address_of as solana_address_of;
 pub use error::Error;
-pub use keys::Ed25519Key;
+pub use keys::{Ed25519Key, NewAgentKey, Secp256k1Key, new_agent_key};

@@ -30,6 +30,7 @@ pub fn sign_request(agent: &str, intent: Intent, key: &str, blockhash: &str) -> 
         intent,
         context: Context {
             recent_blockhash: Some(blockhash.into()),
+            ..Context::default()
         },
         idempotency_key: key.parse().unwrap(),
     }

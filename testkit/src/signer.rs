@@ -47,7 +47,8 @@ pub fn dev_init_at(state: &Path, agents: &[&str]) -> DevInitReport {
 #[derive(Debug)]
 pub struct SignerBuilder {
     agents: Vec<String>,
-    policy: Option<Policy>,
+    /// The policy's TOML text.
+    policy: Option<String>,
     args: Vec<String>,
     parent: Option<PathBuf>,
 }
@@ -55,7 +56,14 @@ pub struct SignerBuilder {
 impl SignerBuilder {
     /// Signs `policy` at dev-init instead of the default dev policy.
     pub fn policy(mut self, policy: Policy) -> SignerBuilder {
-        self.policy = Some(policy);
+        self.policy = Some(policy.to_toml());
+        self
+    }
+
+    /// Signs this policy text at dev-init (for tables the [`Policy`] builder does not write,
+    /// such as an EVM network's).
+    pub fn policy_toml(mut self, text: &str) -> SignerBuilder {
+        self.policy = Some(text.to_owned());
         self
     }
 
@@ -81,7 +89,7 @@ impl SignerBuilder {
         let state = dir.path().join("state");
         let policy = self.policy.map(|p| {
             let path = dir.path().join("policy-in.toml");
-            std::fs::write(&path, p.to_toml()).expect("writing the policy");
+            std::fs::write(&path, p).expect("writing the policy");
             path
         });
         let agents: Vec<&str> = self.agents.iter().map(String::as_str).collect();
@@ -241,6 +249,11 @@ impl Signer {
 
     /// What `agent` spent of SOL in the last 24 h, as `status` reports it.
     pub fn spent(&self, agent: &str) -> u128 {
+        self.spent_of(agent, "SOL")
+    }
+
+    /// What `agent` spent of `asset` in the last 24 h, as `status` reports it.
+    pub fn spent_of(&self, agent: &str, asset: &str) -> u128 {
         let status: StatusResult = self
             .client()
             .call(Op::Status)
@@ -253,7 +266,7 @@ impl Signer {
             .find(|a| a.agent.as_str() == agent)
             .unwrap_or_else(|| panic!("{agent} is not in the signer's status"));
         of.spent_24h
-            .get("SOL")
+            .get(asset)
             .map_or(0, |v| v.parse().expect("spent_24h is a decimal string"))
     }
 

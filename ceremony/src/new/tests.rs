@@ -447,3 +447,64 @@ fn policy_sign_uses_the_kept_key_and_refuses_without_one() {
         .unwrap_err();
     assert!(err.to_string().contains("needs a new ceremony"), "{err}");
 }
+
+#[test]
+fn an_evm_network_gets_secp256k1_keys_the_signer_accepts() {
+    let out = tempfile::tempdir().unwrap();
+    let mut c = ceremony(out.path(), false);
+    c.config = CeremonyConfig::parse(
+        "operator = \"alice\"\n[agents.trader]\nchains = [\"solana\", \"evm\"]\n[agents.sentinel]\nchains = [\"solana\"]\n",
+    )
+    .unwrap();
+    let policy = policy_text()
+        .replace(
+            "networks = [\"solana:devnet\", \"solana:mainnet\"]",
+            "networks = [\"solana:devnet\", \"evm:devnet\"]",
+        )
+        .replace(
+            "actions = [\"transfer\"]",
+            "actions = [\"transfer\", \"aave_supply\"]",
+        )
+        + "[agents.trader.assets.ETH]\nchain = \"evm\"\nper_tx_cap = \"10\"\nvelocity_24h = \"100\"\napproval_threshold = \"5\"\n\
+           [networks.\"evm:devnet\"]\nchain_id = 31337\ngenesis_hash = \"0x0707070707070707070707070707070707070707070707070707070707070707\"\n\
+           max_gas_limit = 500000\nmax_fee_per_gas = \"100000000000\"\naave_pool = \"0x1111111111111111111111111111111111111111\"\n\
+           [networks.\"evm:devnet\".tokens.USDC]\naddress = \"0x2222222222222222222222222222222222222222\"\ndecimals = 6\napprove_zero_first = true\n";
+    c.policy_bytes = policy.into_bytes();
+    let mut op = Scripted::new();
+    let outcome = run(&c, &pass(), &mut op).unwrap();
+    assert!(listing(out.path()).contains(&"keystore/agent.trader.evm.devnet.key".to_owned()));
+    // The import's verifier (fingerprints of the 20 address bytes) and the unlock accept it.
+    import::verify(out.path()).unwrap();
+    let unlocked = keystore::unlock(&out.path().join("keystore"), &pass()).unwrap();
+    let evm = outcome
+        .manifest
+        .agents
+        .iter()
+        .find(|a| a.chain == vigil_protocol::Chain::Evm)
+        .unwrap();
+    let id = keystore::AgentKeyId {
+        agent: evm.agent.clone(),
+        chain: evm.chain,
+        network: evm.network,
+    };
+    assert_eq!(unlocked.agent_public[&id], evm.address);
+    let key = vigil_signer::Secp256k1Key::from_secret(&unlocked.agent_seeds[&id]).unwrap();
+    assert_eq!(
+        key.address_text(),
+        evm.address,
+        "EIP-55 address of the stored secret"
+    );
+    // The operator approved the EVM table: the chain id, the Pool and the token.
+    let summary = op
+        .shown
+        .iter()
+        .find(|s| s.starts_with("Policy (digest"))
+        .unwrap();
+    for part in [
+        "network evm:devnet: chain id 31337",
+        "Aave Pool: 0x1111111111111111111111111111111111111111",
+        "token USDC: 0x2222222222222222222222222222222222222222 (6 decimals), approve(0) first",
+    ] {
+        assert!(summary.contains(part), "{part}: {summary}");
+    }
+}

@@ -162,6 +162,11 @@ pub(crate) enum SchemaError {
     /// `action` was not one of the closed set.
     #[error("action {0:?} is not allowed: use exactly one of \"hold\", \"transfer\"")]
     UnknownAction(String),
+    /// `action` is an EVM operation the signer knows but the orchestrator does not run yet.
+    #[error(
+        "action {0:?} is an EVM action, not yet supported by the orchestrator: use exactly one of \"hold\", \"transfer\""
+    )]
+    EvmNotYetSupported(String),
     /// `confidence` was outside 0..=1.
     #[error("confidence {0} is out of range: give a number from 0 to 1, e.g. 0.7")]
     ConfidenceOutOfRange(String),
@@ -374,7 +379,13 @@ fn as_string(field: &'static str, v: Value) -> Result<String, SchemaError> {
 
 fn parse_action(v: Value) -> Result<Action, SchemaError> {
     let s = as_string("action", v)?;
-    Action::from_wire(&s).ok_or_else(|| SchemaError::UnknownAction(truncate(&s)))
+    Action::from_wire(&s).ok_or_else(|| {
+        if s.starts_with("aave_") {
+            SchemaError::EvmNotYetSupported(truncate(&s))
+        } else {
+            SchemaError::UnknownAction(truncate(&s))
+        }
+    })
 }
 
 fn parse_confidence(v: Value) -> Result<u16, SchemaError> {

@@ -35,6 +35,12 @@ pub async fn execute_live(
     recent_blockhash: &str,
     now: u64,
 ) -> Outcome {
+    let Intent::Transfer(t) = intent else {
+        return Outcome::Held {
+            layer: "layer1".into(),
+            reason: super::EVM_NOT_YET.into(),
+        };
+    };
     if let Err(held) = claim(live.store, key, now) {
         return held;
     }
@@ -43,6 +49,7 @@ pub async fn execute_live(
         intent: intent.clone(),
         context: Context {
             recent_blockhash: Some(recent_blockhash.to_string()),
+            ..Context::default()
         },
         idempotency_key: match key.parse() {
             Ok(k) => k,
@@ -80,7 +87,6 @@ pub async fn execute_live(
         ),
         Err(e) => signer_failure(e),
     };
-    let Intent::Transfer(t) = intent;
     let finished = live
         .store
         .lock()

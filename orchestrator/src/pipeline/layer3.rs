@@ -156,6 +156,7 @@ async fn dry_run(
         intent: intent.clone(),
         context: Context {
             recent_blockhash: Some(inputs.recent_blockhash.clone()),
+            ..Context::default()
         },
     };
     deps.signer.lock().await.dry_run(request).await

@@ -282,6 +282,10 @@ fn cost_gate(
         })
 }
 
+/// Why an EVM intent (which the signer supports) stops in the orchestrator: its layers do not
+/// produce or execute EVM actions yet, so one found in stored state is held with this reason.
+pub(crate) const EVM_NOT_YET: &str = "EVM actions are not yet supported by the orchestrator (the signer builds and bounds them; the orchestrator's EVM layers are not written yet)";
+
 fn intent_of(checked: &Checked, network: Network) -> Intent {
     Intent::Transfer(TransferIntent {
         chain: Chain::Solana,

@@ -80,7 +80,9 @@ impl Orchestrator {
             Ok(store) => operator::with_mode_override(&store, agent),
             Err(_) => return Err("state unavailable".into()),
         };
-        let Intent::Transfer(transfer) = &t.intent;
+        let Intent::Transfer(transfer) = &t.intent else {
+            return Err(format!("#{}: {}", row.id.0, crate::pipeline::EVM_NOT_YET));
+        };
         if !agent.is_live(transfer.asset) {
             return Err(format!(
                 "#{}: {} is no longer live for {}",

@@ -109,6 +109,7 @@ impl Orchestrator {
             intent,
             context: Context {
                 recent_blockhash: Some(blockhash),
+                ..Context::default()
             },
             idempotency_key: key,
         };

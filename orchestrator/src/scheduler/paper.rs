@@ -25,7 +25,9 @@ impl Orchestrator {
             .agent
             .clone()
             .ok_or("the pending action names no agent")?;
-        let vigil_protocol::Intent::Transfer(t) = intent;
+        let vigil_protocol::Intent::Transfer(t) = intent else {
+            return Err(crate::pipeline::EVM_NOT_YET.into());
+        };
         let amount =
             i128::try_from(t.amount.base_units()).map_err(|_| "amount too large".to_string())?;
         let store = self

@@ -93,14 +93,30 @@ pub enum SignResult {
 /// A signed transaction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signed {
-    /// The wire transaction, base64.
+    /// The wire transaction, base64 (EVM: the EIP-2718 envelope, `0x02 || rlp(...)`).
     pub tx: String,
-    /// The transaction signature (base58 for Solana).
+    /// The transaction signature (base58 for Solana); EVM: the transaction hash, `0x` hex.
     pub signature: String,
-    /// One line, rendered from what was built.
+    /// One line, rendered from what was built (EVM: decoded from the signer's own calldata,
+    /// every transaction of the answer).
     pub summary: String,
     /// Sequence number of the ledger record of this spend.
     pub ledger_seq: u64,
+    /// Extension (EVM): transactions to send BEFORE `tx`, in order, with the nonces just
+    /// below its own (the exact-amount ERC-20 `approve` a supply or repay needs, and the
+    /// `approve(0)` some tokens need first). Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prior: Vec<SignedTx>,
+}
+
+/// One more signed transaction of an answer ([`Signed::prior`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedTx {
+    /// The wire transaction, base64.
+    pub tx: String,
+    /// Its hash, `0x` hex.
+    pub signature: String,
 }
 
 /// A pending approval.

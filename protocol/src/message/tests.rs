@@ -317,6 +317,10 @@ fn ok_json_is_the_same_response_as_ok() {
         signature: "5sig".into(),
         summary: "transfer 1 SOL \"quoted\" \u{e9}\n".into(),
         ledger_seq: 42,
+        prior: vec![SignedTx {
+            tx: "AgE=".into(),
+            signature: "0xab".into(),
+        }],
     });
     let direct = Response::parse(Response::ok_json(&id, &result).as_bytes()).unwrap();
     assert_eq!(direct, Response::ok(id, &result));

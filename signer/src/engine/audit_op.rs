@@ -45,12 +45,18 @@ fn read(log: &audit::AuditLog<crate::ledger::Event>, limit: usize) -> Result<Aud
     })
 }
 
-/// One entry as `{seq, ts, event}`, the event without its (long) base64 transaction. An event
-/// that is not JSON is left out (verification has already named it).
+/// One entry as `{seq, ts, event}`, the event without its (long) base64 transactions (`tx`,
+/// and the `tx` of each of its `prior` transactions, whose hashes stay). An event that is not
+/// JSON is left out (verification has already named it).
 fn summary(entry: audit::RawEntry) -> Option<AuditEntrySummary> {
     let mut event: Value = serde_json::from_str(&entry.event).ok()?;
     if let Some(obj) = event.as_object_mut() {
         obj.remove("tx");
+        if let Some(Value::Array(prior)) = obj.get_mut("prior") {
+            for p in prior.iter_mut().filter_map(Value::as_object_mut) {
+                p.remove("tx");
+            }
+        }
     }
     Some(AuditEntrySummary {
         seq: entry.seq,
@@ -79,5 +85,13 @@ mod tests {
         assert_eq!(s.event["amount"], "5");
         assert!(s.event.get("tx").is_none());
         assert!(summary(raw("not json")).is_none());
+        let evm = summary(raw(
+            r#"{"type":"signed","tx":"AgE=","prior":[{"tx":"AgI=","signature":"0xab"}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            evm.event["prior"],
+            serde_json::json!([{"signature": "0xab"}])
+        );
     }
 }

@@ -8,32 +8,48 @@ use crate::policy::{self, Verdict};
 
 impl Engine {
     pub(super) fn dry_run(&self, r: &DryRunRequest) -> Result<DryRunResult, Refusal> {
-        let key = match self.check_agent(&r.agent, &r.intent) {
-            Ok(key) => key,
-            // A network the policy does not give the agent is a policy decision, as in `sign`.
-            Err(refusal) if refusal.kind == ErrorKind::PolicyDenied => {
-                return Ok(DryRunResult {
+        // A policy refusal before the decision (a network the policy does not give the agent;
+        // a rule of the network's table refusing what would be built) is a decision, as in
+        // `sign`; anything else is an error.
+        let decided = |refusal: Refusal| {
+            if refusal.kind == ErrorKind::PolicyDenied {
+                Ok(DryRunResult {
                     decision: Decision::Deny,
                     rule: refusal.rule,
                     summary: refusal.message,
-                });
+                })
+            } else {
+                Err(refusal)
             }
-            Err(refusal) => return Err(refusal),
         };
-        let prepared = self.prepare(&r.agent, key, &r.intent, &r.context, true)?;
+        let key = match self.check_agent(&r.agent, &r.intent) {
+            Ok(key) => key,
+            Err(refusal) => return decided(refusal),
+        };
+        let prepared = match self.prepare(&r.agent, key, &r.intent, &r.context, true) {
+            Ok(p) => p,
+            Err(refusal) => return decided(refusal),
+        };
         let now = (self.clock)();
-        let verdict = policy::decide(&self.policy, &self.lock().ledger, &r.agent, &r.intent, now);
+        let verdict = policy::decide(
+            &self.policy,
+            &self.lock().ledger,
+            &r.agent,
+            &r.intent,
+            &prepared.spends,
+            now,
+        );
         let rule = verdict.rule();
         Ok(match verdict {
             Verdict::Allow => DryRunResult {
                 decision: Decision::Allow,
                 rule,
-                summary: prepared.built.summary,
+                summary: prepared.summary,
             },
             Verdict::NeedsApproval { .. } => DryRunResult {
                 decision: Decision::NeedsApproval,
                 rule,
-                summary: prepared.built.summary,
+                summary: prepared.summary,
             },
             Verdict::Deny { message, .. } => DryRunResult {
                 decision: Decision::Deny,

@@ -20,10 +20,7 @@ impl Engine {
                 .or_default()
                 .entry(*chain)
                 .or_default()
-                .push((
-                    network_name(*chain, *network),
-                    key.address.as_str().to_owned(),
-                ));
+                .push((network_name(*chain, *network), key.address_text()));
         }
         HelloResult {
             version: PROTOCOL_VERSION,

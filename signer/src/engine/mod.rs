@@ -51,7 +51,7 @@ use crate::audit::{Appended, AuditError, AuditLog, JournalKey, Opened};
 use crate::chains::solana;
 use crate::import::live::AtStart;
 use crate::keyring::AgentKeys;
-use crate::keys::Ed25519Key;
+use crate::keys::{AgentSecret, Ed25519Key, Secp256k1Key};
 use crate::ledger::{Event, Ledger, Remembered};
 use crate::operator_events::EventWindow;
 use crate::policy::Policy;
@@ -85,9 +85,35 @@ impl Refusal {
 }
 
 /// An agent's key on one chain and network, and its address, encoded once at start.
-pub(crate) struct AgentKey {
-    pub(crate) key: Ed25519Key,
-    pub(crate) address: solana::Address,
+pub(crate) enum AgentKey {
+    /// A Solana key and its base58 address.
+    Solana {
+        key: Ed25519Key,
+        address: solana::Address,
+    },
+    /// An EVM key (it holds its address).
+    Evm(Secp256k1Key),
+}
+
+impl AgentKey {
+    fn new(secret: AgentSecret) -> Self {
+        match secret {
+            AgentSecret::Ed25519(key) => {
+                let address =
+                    solana::Address::of(solana_pubkey::Pubkey::new_from_array(key.public_bytes()));
+                AgentKey::Solana { key, address }
+            }
+            AgentSecret::Secp256k1(key) => AgentKey::Evm(key),
+        }
+    }
+
+    /// The address as `hello` shows it (base58; EVM: EIP-55 checksummed).
+    pub(crate) fn address_text(&self) -> String {
+        match self {
+            AgentKey::Solana { address, .. } => address.as_str().to_owned(),
+            AgentKey::Evm(key) => key.address_text(),
+        }
+    }
 }
 
 /// Approval requests whose audit entry replay remembers (newest first); more than ever wait at
@@ -203,14 +229,7 @@ impl Engine {
         let audit = journal.start(journal_key)?;
         let keys = keys
             .into_iter()
-            .map(|((agent, chain, network), key)| {
-                let address = match chain {
-                    Chain::Solana => solana::Address::of(solana_pubkey::Pubkey::new_from_array(
-                        key.public_bytes(),
-                    )),
-                };
-                ((agent, chain, network), AgentKey { key, address })
-            })
+            .map(|(id, secret)| (id, AgentKey::new(secret)))
             .collect();
         Ok(Self {
             policy,
@@ -457,8 +476,7 @@ impl Engine {
 
 /// The (chain, network) an intent is for.
 fn network_of(intent: &Intent) -> (Chain, Network) {
-    let Intent::Transfer(t) = intent;
-    (t.chain, t.network)
+    intent.chain_network()
 }
 
 /// The JSON text of the response to request `id`.

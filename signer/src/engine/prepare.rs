@@ -1,20 +1,31 @@
-//! From an intent to a transaction: the intent's inputs are checked and the transaction is
-//! built and summarised ([`Prepared`]); once the policy allows it, it is signed and its
-//! spend record made ready ([`sign_prepared`]). Shared by `dry_run`, `sign` and `approve`.
+//! From an intent to a transaction: the intent's inputs are checked and the transaction (EVM:
+//! the transactions of one answer) is built and summarised ([`Prepared`]), with what it spends
+//! per asset; once the policy allows it, it is signed and its spend record made ready
+//! ([`sign_prepared`]). Shared by `dry_run`, `sign` and `approve`.
 
 use base64::Engine as _;
-use vigil_protocol::{AgentId, AssetSymbol, Chain, Context, Intent, SignRequest, Signed};
+use vigil_protocol::{
+    AgentId, Amount, AssetSymbol, Chain, Context, ErrorKind, Intent, SignRequest, Signed, SignedTx,
+};
 
 use super::{AgentKey, Engine, Refusal};
-use crate::chains::solana;
-use crate::keys::Ed25519Key;
-use crate::ledger::Event;
+use crate::chains::{evm, solana};
+use crate::ledger::{Event, SpendRecord};
+use crate::policy::{Action, EvmNetwork, Spend};
 
-/// A prepared transaction: inputs checked, built, summarised; not yet signed.
+/// A prepared request: inputs checked, built, summarised; not yet signed.
 pub(super) struct Prepared {
-    pub(super) asset: AssetSymbol,
-    pub(super) amount: u128,
-    pub(super) built: solana::Built,
+    /// What it spends, one entry per asset (the intent's asset first).
+    pub(super) spends: Vec<Spend>,
+    /// One line, rendered from what was built.
+    pub(super) summary: String,
+    built: Built,
+}
+
+enum Built {
+    Solana(solana::Built),
+    /// The transactions, and the policy's network table they were built against.
+    Evm(evm::Built, Box<EvmNetwork>),
 }
 
 impl Engine {
@@ -27,9 +38,8 @@ impl Engine {
         context: &Context,
         dry: bool,
     ) -> Result<Prepared, Refusal> {
-        let Intent::Transfer(t) = intent;
-        match t.chain {
-            Chain::Solana => {
+        match (key, intent) {
+            (AgentKey::Solana { address, .. }, Intent::Transfer(t)) if t.chain == Chain::Solana => {
                 if t.asset != AssetSymbol::SOL {
                     return Err(Refusal::bad_request(format!(
                         "a native Solana transfer moves SOL, not {}; token transfers are not supported yet",
@@ -48,7 +58,7 @@ impl Engine {
                 let transfer = solana::Transfer {
                     agent: agent.clone(),
                     network: t.network,
-                    from: key.address.clone(),
+                    from: address.clone(),
                     to,
                     lamports,
                     blockhash,
@@ -56,12 +66,88 @@ impl Engine {
                 let built = solana::build_transfer(&transfer)
                     .map_err(|e| Refusal::bad_request(e.to_string()))?;
                 Ok(Prepared {
-                    asset: t.asset,
-                    amount: t.amount.base_units(),
-                    built,
+                    spends: vec![Spend {
+                        asset: t.asset,
+                        amount: t.amount.base_units(),
+                    }],
+                    summary: built.summary.clone(),
+                    built: Built::Solana(built),
                 })
             }
+            (AgentKey::Evm(key), _) => self.prepare_evm(agent, key.address(), intent, context, dry),
+            (AgentKey::Solana { .. }, _) => Err(Refusal::bad_request(format!(
+                "{} is an EVM operation: name chain \"evm\" and an EVM network",
+                intent.action()
+            ))),
         }
+    }
+
+    fn prepare_evm(
+        &self,
+        agent: &AgentId,
+        from: alloy_primitives::Address,
+        intent: &Intent,
+        context: &Context,
+        dry: bool,
+    ) -> Result<Prepared, Refusal> {
+        if context.recent_blockhash.is_some() {
+            return Err(Refusal::bad_request(
+                "context.recent_blockhash is Solana's: an EVM request takes nonce, gas_limit, max_fee_per_gas and max_priority_fee_per_gas",
+            ));
+        }
+        // The action allowlist first, as the decision orders it: an agent that may not use
+        // an action learns nothing of the network's table from its refusal.
+        let action = Action::of(intent);
+        let allowed = self
+            .policy
+            .agents
+            .get(agent)
+            .is_some_and(|rules| rules.actions.contains(&action));
+        if !allowed {
+            return Err(Refusal {
+                kind: ErrorKind::PolicyDenied,
+                rule: Some(vigil_protocol::Rule::ActionNotAllowed),
+                message: format!(
+                    "agent {agent} may not {action}; add the action to the policy at the next ceremony"
+                ),
+            });
+        }
+        let (_, network) = intent.chain_network();
+        let net = self.policy.evm_network(network).ok_or_else(|| {
+            Refusal::internal(format!(
+                "the policy has no table for evm:{network} although it allows it (the policy loader requires one): restart the signer"
+            ))
+        })?;
+        let who = evm::Signer {
+            agent,
+            from,
+            network,
+            net,
+        };
+        let calls = evm::plan(intent, net, network).map_err(evm_refusal)?;
+        let fees = evm::Fees::from_context(context, net, dry).map_err(evm_refusal)?;
+        let mut spends = evm::spends(&calls, &fees, net).map_err(evm_refusal)?;
+        // The intent's asset first (the ledger entry's `asset`), then the fees' native asset.
+        spends.sort_by_key(|s| s.asset != intent.asset());
+        let built = evm::build(&calls, &fees, &who).map_err(evm_refusal)?;
+        Ok(Prepared {
+            spends,
+            summary: built.summary.clone(),
+            built: Built::Evm(built, Box::new(net.clone())),
+        })
+    }
+}
+
+/// An EVM refusal: a rule of the signed policy is a policy refusal naming the rule; the rest
+/// are bad requests whose message names the rule that refused.
+fn evm_refusal(e: evm::EvmError) -> Refusal {
+    match e {
+        evm::EvmError::Policy { rule, message } => Refusal {
+            kind: ErrorKind::PolicyDenied,
+            rule: Some(rule),
+            message,
+        },
+        other => Refusal::bad_request(other.to_string()),
     }
 }
 
@@ -69,28 +155,73 @@ pub(super) fn sign_prepared(
     r: &SignRequest,
     digest: &str,
     prepared: &Prepared,
-    key: &Ed25519Key,
+    key: &AgentKey,
     approval_id: Option<vigil_protocol::ApprovalId>,
 ) -> Result<(Event, Signed), Refusal> {
-    let signed_tx =
-        solana::sign(&prepared.built, key).map_err(|e| Refusal::internal(e.to_string()))?;
-    let tx = base64::engine::general_purpose::STANDARD.encode(&signed_tx.wire);
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let (tx, signature, prior) = match (&prepared.built, key) {
+        (Built::Solana(built), AgentKey::Solana { key, .. }) => {
+            let signed_tx =
+                solana::sign(built, key).map_err(|e| Refusal::internal(e.to_string()))?;
+            (b64(&signed_tx.wire), signed_tx.signature, Vec::new())
+        }
+        (Built::Evm(built, net), AgentKey::Evm(key)) => {
+            let (_, network) = r.intent.chain_network();
+            let who = evm::Signer {
+                agent: &r.agent,
+                from: key.address(),
+                network,
+                net,
+            };
+            let mut txs =
+                evm::sign(built, key, &who).map_err(|e| Refusal::internal(e.to_string()))?;
+            let last = txs
+                .pop()
+                .ok_or_else(|| Refusal::internal("nothing was built to sign"))?;
+            let prior = txs
+                .into_iter()
+                .map(|t| SignedTx {
+                    tx: b64(&t.wire),
+                    signature: t.hash,
+                })
+                .collect();
+            (b64(&last.wire), last.hash, prior)
+        }
+        _ => {
+            return Err(Refusal::internal(
+                "the key is not of the chain the transaction was built for; nothing was signed",
+            ));
+        }
+    };
+    let (first, rest) = prepared
+        .spends
+        .split_first()
+        .ok_or_else(|| Refusal::internal("a request that spends nothing; nothing was signed"))?;
     let signed = Signed {
         tx: tx.clone(),
-        signature: signed_tx.signature.clone(),
-        summary: prepared.built.summary.clone(),
+        signature: signature.clone(),
+        summary: prepared.summary.clone(),
         ledger_seq: 0,
+        prior: prior.clone(),
     };
     let event = Event::Signed {
         agent: r.agent.clone(),
         idempotency_key: r.idempotency_key.clone(),
         intent_digest: digest.to_string(),
-        asset: prepared.asset,
-        amount: vigil_protocol::Amount::from_base_units(prepared.amount),
-        summary: prepared.built.summary.clone(),
-        signature: signed_tx.signature,
+        asset: first.asset,
+        amount: Amount::from_base_units(first.amount),
+        summary: prepared.summary.clone(),
+        signature,
         tx,
         approval_id,
+        also_spent: rest
+            .iter()
+            .map(|s| SpendRecord {
+                asset: s.asset,
+                amount: Amount::from_base_units(s.amount),
+            })
+            .collect(),
+        prior,
     };
     Ok((event, signed))
 }

@@ -29,6 +29,7 @@ impl Engine {
                     summary,
                     signature,
                     tx,
+                    prior,
                     ..
                 } if e.seq == seq && agent == r.agent && idempotency_key == r.idempotency_key => {
                     Ok(Signed {
@@ -36,6 +37,7 @@ impl Engine {
                         signature,
                         summary,
                         ledger_seq: seq,
+                        prior,
                     })
                 }
                 _ => Err(Refusal::internal(format!(
@@ -57,7 +59,14 @@ impl Engine {
             Ok(k) => k,
             Err(refusal) => return Err(self.refuse(&r.agent, refusal, now).await),
         };
-        let prepared = self.prepare(&r.agent, key, &r.intent, &r.context, false)?;
+        let prepared = match self.prepare(&r.agent, key, &r.intent, &r.context, false) {
+            Ok(p) => p,
+            // A rule of the signed policy refused what would be built: audited like a decision.
+            Err(refusal) if refusal.kind == ErrorKind::PolicyDenied => {
+                return Err(self.refuse(&r.agent, refusal, now).await);
+            }
+            Err(refusal) => return Err(refusal),
+        };
         let digest = intent_digest(&r.intent);
 
         let next = {
@@ -87,6 +96,7 @@ impl Engine {
                                 &*ledger,
                                 &r.agent,
                                 &r.intent,
+                                &prepared.spends,
                                 now,
                             );
                             let signed = match verdict {
@@ -101,7 +111,7 @@ impl Engine {
                                     &r,
                                     &digest,
                                     &prepared,
-                                    &key.key,
+                                    key,
                                     Some(approval_id.clone()),
                                 ),
                             };
@@ -136,7 +146,14 @@ impl Engine {
                 _ => {
                     // New request (or one whose approval has lapsed): decide now.
                     ledger.forget(&r.agent, &r.idempotency_key);
-                    let verdict = policy::decide(&self.policy, &*ledger, &r.agent, &r.intent, now);
+                    let verdict = policy::decide(
+                        &self.policy,
+                        &*ledger,
+                        &r.agent,
+                        &r.intent,
+                        &prepared.spends,
+                        now,
+                    );
                     ledger.note_request(&r.agent, now);
                     match verdict {
                         Verdict::Deny { rule, message } => Next::Refuse(Refusal {
@@ -162,8 +179,7 @@ impl Engine {
                             }
                         }
                         Verdict::Allow => {
-                            let (event, signed) =
-                                sign_prepared(&r, &digest, &prepared, &key.key, None)?;
+                            let (event, signed) = sign_prepared(&r, &digest, &prepared, key, None)?;
                             reserve(ledger, &r, &digest, &prepared, now, event, signed)
                         }
                     }
@@ -237,7 +253,9 @@ fn reserve(
     event: Event,
     signed: Signed,
 ) -> Next {
-    ledger.record_spend(&r.agent, prepared.asset, prepared.amount, now);
+    for spend in &prepared.spends {
+        ledger.record_spend(&r.agent, spend.asset, spend.amount, now);
+    }
     let (tx, rx) = tokio::sync::watch::channel(None);
     ledger.remember(
         &r.agent,
@@ -262,7 +280,7 @@ fn open_approval(
         idempotency_key: r.idempotency_key.clone(),
         intent: r.intent.clone(),
         context: r.context.clone(),
-        summary: prepared.built.summary.clone(),
+        summary: prepared.summary.clone(),
         expires_at: 0,
     };
     let expires_at = approvals
@@ -274,14 +292,14 @@ fn open_approval(
         idempotency_key: r.idempotency_key.clone(),
         intent: r.intent.clone(),
         context: r.context.clone(),
-        summary: prepared.built.summary.clone(),
+        summary: prepared.summary.clone(),
         expires_at,
     };
     Ok((
         event,
         NeedsApproval {
             approval_id,
-            summary: prepared.built.summary.clone(),
+            summary: prepared.summary.clone(),
             expires_at,
         },
     ))

@@ -101,6 +101,10 @@ pub fn agent_fingerprint(chain: Chain, address: &str) -> Result<String, String> 
         Chain::Solana => solana::parse_address(address)
             .map(|key| manifest::fingerprint(&key.to_bytes()))
             .map_err(|e| e.to_string()),
+        // An EVM address is a hash of the public key: the fingerprint is of its 20 bytes.
+        Chain::Evm => crate::policy::parse_evm_address(address)
+            .map(|a| manifest::fingerprint(a.as_slice()))
+            .map_err(|e| format!("not an EVM address: {e}")),
     }
 }
 
@@ -119,6 +123,10 @@ mod tests {
         assert_eq!(limit_of("policy/policy.toml"), policy::MAX_POLICY_LEN);
     }
 
+    fn public_hex(bytes: &[u8]) -> String {
+        hex::encode(bytes)
+    }
+
     #[test]
     fn an_agent_fingerprint_is_the_one_of_its_public_key() {
         let public = [7u8; 32];
@@ -128,5 +136,13 @@ mod tests {
             Ok(manifest::fingerprint(&public))
         );
         assert!(agent_fingerprint(Chain::Solana, "not-base58!").is_err());
+        // EVM: the fingerprint of the 20 address bytes (the address hashes the public key).
+        let evm = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+        let bytes = hex::decode(&evm[2..]).unwrap();
+        assert_eq!(
+            agent_fingerprint(Chain::Evm, evm),
+            Ok(manifest::fingerprint(&bytes))
+        );
+        assert!(agent_fingerprint(Chain::Evm, &public_hex(&bytes)).is_err());
     }
 }

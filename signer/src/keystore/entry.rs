@@ -225,7 +225,7 @@ pub(super) fn check_secret(purpose: &Purpose, secret: &[u8], public: &str) -> Re
         Purpose::AgentKey { chain, .. } => {
             let seed = seed_of(secret)
                 .ok_or_else(|| format!("an agent key seed is 32 bytes, not {}", secret.len()))?;
-            let address = chain_address(*chain, &seed);
+            let address = chain_address(*chain, &seed)?;
             if address != public {
                 return Err(format!(
                     "the stored {chain} address {public:?} is not the address of the seed ({address}): the file was altered or mixed up"
@@ -293,14 +293,21 @@ pub(super) fn seed_of(secret: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
     Some(seed)
 }
 
-/// The address of an agent key on a chain (Solana: base58 of the Ed25519 public key).
-pub(super) fn chain_address(chain: Chain, seed: &Zeroizing<[u8; 32]>) -> String {
+/// The address of an agent key on a chain (Solana: base58 of the Ed25519 public key; EVM:
+/// the EIP-55 checksummed address of the secp256k1 key), or why the 32 bytes are no key.
+pub(super) fn chain_address(chain: Chain, seed: &Zeroizing<[u8; 32]>) -> Result<String, String> {
     match chain {
         Chain::Solana => {
             // `SigningKey` zeroizes itself on drop.
             let signing = SigningKey::from_bytes(seed);
-            bs58::encode(signing.verifying_key().as_bytes()).into_string()
+            Ok(bs58::encode(signing.verifying_key().as_bytes()).into_string())
         }
+        Chain::Evm => crate::keys::Secp256k1Key::from_secret(seed)
+            .map(|k| k.address_text())
+            .ok_or_else(|| {
+                "the 32 bytes are not a secp256k1 secret key (zero or not below the group order)"
+                    .to_owned()
+            }),
     }
 }
 

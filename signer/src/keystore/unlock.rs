@@ -188,7 +188,7 @@ fn unlock_texts(
                         entry.secret.len()
                     ))
                 })?;
-                let address = chain_address(chain, &seed);
+                let address = chain_address(chain, &seed).map_err(inconsistent)?;
                 if address != entry.public {
                     return Err(inconsistent(format!(
                         "the stored address {:?} is not the address of the seed ({address})",

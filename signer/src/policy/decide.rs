@@ -6,8 +6,13 @@
 //! asset, recipient, rate limit, per-transaction cap, 24 h velocity, approval threshold.
 //! Allowlists come first so that a refusal never reveals limits to an agent that may not
 //! use the asset at all; amounts come last because they depend on the ledger.
+//!
+//! The amounts are the [`Spend`]s the engine computed from what it built: one per asset. A
+//! Solana transfer spends its amount; an EVM request also spends its fees in the native asset
+//! (`gas_limit × max_fee_per_gas` per transaction), so a fee that would drain the balance is
+//! refused by the native asset's caps like any other spend.
 
-use vigil_protocol::{AgentId, AssetSymbol, Intent, Rule, TransferIntent};
+use vigil_protocol::{AgentId, AssetSymbol, Intent, Rule};
 
 use super::{Action, AgentPolicy, AssetCaps, Policy, network_name};
 
@@ -82,16 +87,34 @@ impl Verdict {
     }
 }
 
-/// Pure: (policy, history, agent, intent, now) → verdict. The caller has already checked
-/// `intent.to` is a canonical, valid address for the chain.
+/// What a request spends of one asset, in base units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spend {
+    /// The asset.
+    pub asset: AssetSymbol,
+    /// Base units.
+    pub amount: u128,
+}
+
+/// Pure: (policy, history, agent, intent, spends, now) → verdict. The caller has already
+/// checked `intent.to` is a canonical, valid address for the chain, and computed `spends`
+/// (one per asset) from what it built.
 pub fn decide(
     policy: &Policy,
     history: &impl History,
     agent: &AgentId,
     intent: &Intent,
+    spends: &[Spend],
     now: u64,
 ) -> Verdict {
-    evaluate(policy, history, agent, intent, now, Threshold::Apply)
+    evaluate(
+        policy,
+        history,
+        agent,
+        (intent, spends),
+        now,
+        Threshold::Apply,
+    )
 }
 
 /// The same but skipping the approval threshold (used when the operator approved):
@@ -101,9 +124,17 @@ pub fn decide_approved(
     history: &impl History,
     agent: &AgentId,
     intent: &Intent,
+    spends: &[Spend],
     now: u64,
 ) -> Verdict {
-    evaluate(policy, history, agent, intent, now, Threshold::Skip)
+    evaluate(
+        policy,
+        history,
+        agent,
+        (intent, spends),
+        now,
+        Threshold::Skip,
+    )
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -116,11 +147,11 @@ fn evaluate(
     policy: &Policy,
     history: &impl History,
     agent: &AgentId,
-    intent: &Intent,
+    request: (&Intent, &[Spend]),
     now: u64,
     threshold: Threshold,
 ) -> Verdict {
-    match check(policy, history, agent, intent, now, threshold) {
+    match check(policy, history, agent, request, now, threshold) {
         Ok(()) => Verdict::Allow,
         Err(verdict) => verdict,
     }
@@ -135,7 +166,7 @@ fn check(
     policy: &Policy,
     history: &impl History,
     agent: &AgentId,
-    intent: &Intent,
+    (intent, spends): (&Intent, &[Spend]),
     now: u64,
     threshold: Threshold,
 ) -> Result<(), Verdict> {
@@ -158,69 +189,7 @@ fn check(
             ),
         ));
     }
-    match intent {
-        Intent::Transfer(t) => check_transfer(rules, history, agent, t, now, threshold),
-    }
-}
-
-fn check_transfer(
-    rules: &AgentPolicy,
-    history: &impl History,
-    agent: &AgentId,
-    t: &TransferIntent,
-    now: u64,
-    threshold: Threshold,
-) -> Result<(), Verdict> {
-    if !rules.networks.contains(&(t.chain, t.network)) {
-        let allowed: Vec<String> = rules
-            .networks
-            .iter()
-            .map(|&(c, n)| network_name(c, n))
-            .collect();
-        return Err(deny(
-            Rule::NetworkNotAllowed,
-            format!(
-                "{} is not among agent {agent}'s networks ({}); mainnet is reachable only when the signed policy names it: add the network at the next ceremony",
-                network_name(t.chain, t.network),
-                allowed.join(", ")
-            ),
-        ));
-    }
-
-    let asset = t.asset;
-    let ceiling = match rules.assets.get(&t.asset) {
-        Some(l) if l.chain == t.chain => *l,
-        Some(l) => {
-            return Err(deny(
-                Rule::AssetNotAllowed,
-                format!(
-                    "asset {asset} is allowed to agent {agent} on {}, not on {}; add it for {} to the policy at the next ceremony",
-                    l.chain, t.chain, t.chain
-                ),
-            ));
-        }
-        None => {
-            let allowed: Vec<&str> = rules.assets.keys().map(AssetSymbol::as_str).collect();
-            return Err(deny(
-                Rule::AssetNotAllowed,
-                format!(
-                    "asset {asset} is not in agent {agent}'s allowlist (allowed: {}); add it to the policy at the next ceremony",
-                    list_or_none(&allowed)
-                ),
-            ));
-        }
-    };
-
-    if !rules.recipients.contains(&t.to) {
-        return Err(deny(
-            Rule::RecipientNotAllowed,
-            format!(
-                "recipient {} is not in agent {agent}'s allowlist; add it to the policy at the next ceremony",
-                t.to
-            ),
-        ));
-    }
-
+    check_allowlists(rules, agent, intent, spends)?;
     let recent = history.requests_since(agent, now.saturating_sub(RATE_WINDOW));
     if recent >= rules.rate_limit_per_minute {
         return Err(deny(
@@ -231,9 +200,108 @@ fn check_transfer(
             ),
         ));
     }
+    // Every cap of every asset first, then every threshold: a request a cap refuses is never
+    // sent to the operator.
+    let caps: Vec<(Spend, AssetCaps, AssetCaps)> = spends
+        .iter()
+        .filter_map(|s| {
+            let ceiling = *rules.assets.get(&s.asset)?;
+            Some((
+                *s,
+                ceiling,
+                history.cap_override(agent, s.asset).apply(ceiling),
+            ))
+        })
+        .collect();
+    for (spend, ceiling, in_force) in &caps {
+        check_caps(history, agent, *spend, *ceiling, *in_force, now)?;
+    }
+    if threshold == Threshold::Apply {
+        for (Spend { asset, amount }, _, in_force) in &caps {
+            if *amount > in_force.approval_threshold {
+                return Err(Verdict::NeedsApproval {
+                    message: format!(
+                        "{amount} base units of {asset} is above agent {agent}'s approval threshold of {} base units: the operator must approve this transfer with a code",
+                        in_force.approval_threshold
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
 
-    let amount = t.amount.base_units();
-    let caps = history.cap_override(agent, t.asset).apply(ceiling);
+/// Network, assets (the intent's and every spent one) and, for a transfer, the recipient.
+fn check_allowlists(
+    rules: &AgentPolicy,
+    agent: &AgentId,
+    intent: &Intent,
+    spends: &[Spend],
+) -> Result<(), Verdict> {
+    let (chain, network) = intent.chain_network();
+    if !rules.networks.contains(&(chain, network)) {
+        let allowed: Vec<String> = rules
+            .networks
+            .iter()
+            .map(|&(c, n)| network_name(c, n))
+            .collect();
+        return Err(deny(
+            Rule::NetworkNotAllowed,
+            format!(
+                "{} is not among agent {agent}'s networks ({}); mainnet is reachable only when the signed policy names it: add the network at the next ceremony",
+                network_name(chain, network),
+                allowed.join(", ")
+            ),
+        ));
+    }
+    let assets = std::iter::once(intent.asset()).chain(spends.iter().map(|s| s.asset));
+    for asset in assets {
+        match rules.assets.get(&asset) {
+            Some(l) if l.chain == chain => {}
+            Some(l) => {
+                return Err(deny(
+                    Rule::AssetNotAllowed,
+                    format!(
+                        "asset {asset} is allowed to agent {agent} on {}, not on {chain}; add it for {chain} to the policy at the next ceremony",
+                        l.chain
+                    ),
+                ));
+            }
+            None => {
+                let allowed: Vec<&str> = rules.assets.keys().map(AssetSymbol::as_str).collect();
+                return Err(deny(
+                    Rule::AssetNotAllowed,
+                    format!(
+                        "asset {asset} is not in agent {agent}'s allowlist (allowed: {}); add it to the policy at the next ceremony",
+                        list_or_none(&allowed)
+                    ),
+                ));
+            }
+        }
+    }
+    if let Intent::Transfer(t) = intent
+        && !rules.recipients.contains(&t.to)
+    {
+        return Err(deny(
+            Rule::RecipientNotAllowed,
+            format!(
+                "recipient {} is not in agent {agent}'s allowlist; add it to the policy at the next ceremony",
+                t.to
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The per-transaction and 24 h caps of one spend.
+fn check_caps(
+    history: &impl History,
+    agent: &AgentId,
+    Spend { asset, amount }: Spend,
+    ceiling: AssetCaps,
+    caps: AssetCaps,
+    now: u64,
+) -> Result<(), Verdict> {
     if amount > caps.per_tx_cap {
         let raise = if caps.per_tx_cap < ceiling.per_tx_cap {
             format!(
@@ -253,13 +321,13 @@ fn check_transfer(
     }
 
     let since = now.saturating_sub(VELOCITY_WINDOW);
-    let spent = history.spent_since(agent, t.asset, since);
+    let spent = history.spent_since(agent, asset, since);
     match spent.checked_add(amount) {
         Some(total) if total <= caps.velocity_24h => {}
         total => {
             let total = total.map_or_else(|| "more than 2^128-1".to_owned(), |v| v.to_string());
             let cap = caps.velocity_24h;
-            let when = match fits_again_at(history, agent, t.asset, amount, cap, now) {
+            let when = match fits_again_at(history, agent, asset, amount, cap, now) {
                 Some(at) => format!(
                     "wait until unix time {at} ({}) as earlier spends leave the window",
                     in_about(at.saturating_sub(now))
@@ -285,14 +353,6 @@ fn check_transfer(
         }
     }
 
-    if threshold == Threshold::Apply && amount > caps.approval_threshold {
-        return Err(Verdict::NeedsApproval {
-            message: format!(
-                "{amount} base units of {asset} is above agent {agent}'s approval threshold of {} base units: the operator must approve this transfer with a code",
-                caps.approval_threshold
-            ),
-        });
-    }
     Ok(())
 }
 

@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
 use sha2::{Digest, Sha256};
-use vigil_protocol::{AgentId, Amount, AssetSymbol, Chain, Network, truncate};
+use vigil_protocol::{AgentId, Amount, AssetSymbol, Chain, Network, network_name, truncate};
 
+use super::evm_table::{self, RawEvm, RawToken};
 use super::{Action, AgentPolicy, AssetCaps, NetworkPin, Policy, PolicyError};
 
 /// The only policy format version this signer reads.
@@ -40,6 +41,7 @@ pub fn parse(bytes: &[u8]) -> Result<Policy, PolicyError> {
         .map(|(name, agent)| agent_policy(&name, agent))
         .collect::<Result<BTreeMap<_, _>, _>>()?;
     let networks = network_pins(&agents, raw.networks)?;
+    check_evm_assets(&agents, &networks)?;
     Ok(Policy {
         version: POLICY_VERSION,
         agents,
@@ -58,11 +60,39 @@ struct RawPolicy {
     networks: BTreeMap<String, RawNetwork>,
 }
 
-/// `[networks."solana:devnet"]`: what identifies the network (EVM will add `chain_id`).
+/// `[networks."solana:devnet"]`: what identifies the network; an EVM network's table also
+/// holds its fee bounds, tokens and Aave Pool (`evm_table.rs`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNetwork {
     genesis_hash: Option<String>,
+    chain_id: Option<u64>,
+    native: Option<String>,
+    max_gas_limit: Option<u64>,
+    max_fee_per_gas: Option<String>,
+    aave_pool: Option<String>,
+    #[serde(default)]
+    tokens: BTreeMap<String, RawToken>,
+}
+
+impl RawNetwork {
+    /// The EVM-only fields present, for the refusal of a Solana table that has them.
+    fn evm_fields(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (present, name) in [
+            (self.chain_id.is_some(), "chain_id"),
+            (self.native.is_some(), "native"),
+            (self.max_gas_limit.is_some(), "max_gas_limit"),
+            (self.max_fee_per_gas.is_some(), "max_fee_per_gas"),
+            (self.aave_pool.is_some(), "aave_pool"),
+            (!self.tokens.is_empty(), "tokens"),
+        ] {
+            if present {
+                out.push(name);
+            }
+        }
+        out
+    }
 }
 
 #[derive(Deserialize)]
@@ -85,7 +115,7 @@ struct RawAsset {
     approval_threshold: String,
 }
 
-fn invalid(key: &str, reason: impl Into<String>) -> PolicyError {
+pub(super) fn invalid(key: &str, reason: impl Into<String>) -> PolicyError {
     PolicyError::Invalid {
         key: key.to_owned(),
         reason: reason.into(),
@@ -191,7 +221,7 @@ fn parse_action(s: &str) -> Result<Action, String> {
 fn parse_chain(s: &str) -> Result<Chain, String> {
     parse_name(s).ok_or_else(|| {
         format!(
-            "unknown chain {:?}: this signer supports \"solana\"",
+            "unknown chain {:?}: this signer supports \"solana\" and \"evm\"",
             truncate(s)
         )
     })
@@ -241,6 +271,14 @@ fn network_pins(
         }
         let pin = match chain {
             Chain::Solana => {
+                if let Some(field) = entry.evm_fields().first() {
+                    return Err(invalid(
+                        &format!("{at}.{field}"),
+                        format!(
+                            "only an EVM network has {field}: remove it from this Solana table"
+                        ),
+                    ));
+                }
                 let hash = entry.genesis_hash.ok_or_else(|| {
                     invalid(
                         &format!("{at}.genesis_hash"),
@@ -251,17 +289,71 @@ fn network_pins(
                 })?;
                 solana_pin(&format!("{at}.genesis_hash"), network, &hash)?
             }
+            Chain::Evm => NetworkPin::Evm(evm_table::evm_network(
+                &at,
+                network,
+                RawEvm {
+                    chain_id: entry.chain_id,
+                    genesis_hash: entry.genesis_hash,
+                    native: entry.native,
+                    max_gas_limit: entry.max_gas_limit,
+                    max_fee_per_gas: entry.max_fee_per_gas,
+                    aave_pool: entry.aave_pool,
+                    tokens: entry.tokens,
+                },
+            )?),
         };
         pins.insert((chain, network), pin);
     }
     for (chain, network) in named {
-        pins.entry((chain, network)).or_insert_with(|| match chain {
+        if pins.contains_key(&(chain, network)) {
+            continue;
+        }
+        let pin = match chain {
             Chain::Solana => NetworkPin::SolanaGenesis(
                 vigil_protocol::public_solana_genesis_hash(network).to_owned(),
             ),
-        });
+            Chain::Evm => {
+                let name = network_name(chain, network);
+                return Err(invalid(
+                    &format!("networks.\"{name}\""),
+                    format!(
+                        "an agent names {name} but the policy has no [networks.\"{name}\"] table: an EVM network needs its chain_id, genesis_hash, max_gas_limit and max_fee_per_gas (docs/policy.md)"
+                    ),
+                ));
+            }
+        };
+        pins.insert((chain, network), pin);
     }
     Ok(pins)
+}
+
+/// Every EVM asset an agent has caps for is its network's native asset or a token of the
+/// table of one of its EVM networks: a cap on a symbol no table lists is a typo.
+fn check_evm_assets(
+    agents: &BTreeMap<AgentId, AgentPolicy>,
+    pins: &BTreeMap<(Chain, Network), NetworkPin>,
+) -> Result<(), PolicyError> {
+    for (agent, rules) in agents {
+        for (symbol, caps) in &rules.assets {
+            if caps.chain != Chain::Evm {
+                continue;
+            }
+            let listed = rules.networks.iter().any(|key| match pins.get(key) {
+                Some(NetworkPin::Evm(n)) => n.native == *symbol || n.tokens.contains_key(symbol),
+                _ => false,
+            });
+            if !listed {
+                return Err(invalid(
+                    &format!("agents.{agent}.assets.{symbol}"),
+                    format!(
+                        "{symbol} is neither the native asset nor a token of any EVM network of {agent}: add it to a [networks.\"evm:<network>\".tokens.{symbol}] table or remove these caps"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A Solana genesis hash pinned for `network`: base58 of 32 bytes, not another public
@@ -316,6 +408,7 @@ fn canonical_recipient(chains: &BTreeSet<Chain>, s: &str) -> Result<String, Stri
 
 fn canonical_address(chain: Chain, s: &str) -> Result<String, String> {
     match chain {
+        Chain::Evm => evm_table::canonical_address(s),
         Chain::Solana => {
             let bytes = bs58::decode(s).into_vec().map_err(|e| {
                 format!(

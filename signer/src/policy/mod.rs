@@ -10,6 +10,7 @@
 //! ledger ([`History`]) and one intent.
 
 mod decide;
+mod evm_table;
 mod file;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use vigil_protocol::{AgentId, AssetSymbol, Chain, Intent, Network, NetworkIdentity};
 
-pub use decide::{CapOverride, History, Verdict, decide, decide_approved};
+pub use decide::{CapOverride, History, Spend, Verdict, decide, decide_approved};
+pub(crate) use evm_table::parse_address as parse_evm_address;
 pub use file::{POLICY_VERSION, parse};
 pub use vigil_protocol::network_name;
 
@@ -40,18 +42,36 @@ pub const MAX_POLICY_LEN: u64 = 1024 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
-    /// `Intent::Transfer`: move a native asset to a recipient.
+    /// `Intent::Transfer`: move an asset (native, or an ERC-20 token of the table) to a recipient.
     Transfer,
+    /// `Intent::AaveSupply`.
+    AaveSupply,
+    /// `Intent::AaveWithdraw`.
+    AaveWithdraw,
+    /// `Intent::AaveBorrow`.
+    AaveBorrow,
+    /// `Intent::AaveRepay`.
+    AaveRepay,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: &'static [Action] = &[Action::Transfer];
+    pub const ALL: &'static [Action] = &[
+        Action::Transfer,
+        Action::AaveSupply,
+        Action::AaveWithdraw,
+        Action::AaveBorrow,
+        Action::AaveRepay,
+    ];
 
     /// The name used in the policy file and on the wire.
     pub const fn as_str(self) -> &'static str {
         match self {
             Action::Transfer => "transfer",
+            Action::AaveSupply => "aave_supply",
+            Action::AaveWithdraw => "aave_withdraw",
+            Action::AaveBorrow => "aave_borrow",
+            Action::AaveRepay => "aave_repay",
         }
     }
 
@@ -59,6 +79,10 @@ impl Action {
     pub const fn of(intent: &Intent) -> Action {
         match intent {
             Intent::Transfer(_) => Action::Transfer,
+            Intent::AaveSupply(_) => Action::AaveSupply,
+            Intent::AaveWithdraw(_) => Action::AaveWithdraw,
+            Intent::AaveBorrow(_) => Action::AaveBorrow,
+            Intent::AaveRepay(_) => Action::AaveRepay,
         }
     }
 }
@@ -105,6 +129,8 @@ pub struct AgentPolicy {
 pub enum NetworkPin {
     /// A Solana cluster, by its genesis hash (canonical base58 of 32 bytes).
     SolanaGenesis(String),
+    /// An EVM chain: its chain id and genesis block hash, and what the signer may do there.
+    Evm(EvmNetwork),
 }
 
 impl NetworkPin {
@@ -113,8 +139,58 @@ impl NetworkPin {
         match self {
             NetworkPin::SolanaGenesis(hash) => NetworkIdentity {
                 genesis_hash: Some(hash.clone()),
+                chain_id: None,
+            },
+            NetworkPin::Evm(n) => NetworkIdentity {
+                genesis_hash: Some(n.genesis_hash.to_string()),
+                chain_id: Some(n.chain_id),
             },
         }
+    }
+}
+
+/// An EVM network of the signed policy (`[networks."evm:<network>"]`): the chain id every
+/// transaction carries (never taken from a request), the genesis hash the orchestrator checks
+/// its node against, the fee bounds, the tokens (the only ones the signer moves, with the
+/// decimals it shows them in) and the Aave v3 Pool (the only spender an approval may name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvmNetwork {
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// The hash of block 0.
+    pub genesis_hash: alloy_primitives::B256,
+    /// The native asset's symbol (`ETH`): fees and native transfers count against its caps.
+    pub native: AssetSymbol,
+    /// The native asset's decimals (18 on every EVM chain).
+    pub native_decimals: u8,
+    /// The largest gas limit of one transaction.
+    pub max_gas_limit: u64,
+    /// The largest EIP-1559 max fee per gas, wei.
+    pub max_fee_per_gas: u128,
+    /// The Aave v3 Pool, if Aave is used on this network.
+    pub aave_pool: Option<alloy_primitives::Address>,
+    /// The ERC-20 tokens by symbol.
+    pub tokens: BTreeMap<AssetSymbol, EvmToken>,
+}
+
+/// An ERC-20 token of the policy's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvmToken {
+    /// The token contract.
+    pub address: alloy_primitives::Address,
+    /// Its decimals, for display (amounts are always base units).
+    pub decimals: u8,
+    /// The token refuses to change a non-zero allowance (USDT): the signer sends
+    /// `approve(pool, 0)` before the exact-amount approval.
+    pub approve_zero_first: bool,
+    /// `aave_withdraw` / `aave_repay` of `"all"` (uint256 max) are allowed for this token.
+    pub allow_all: bool,
+}
+
+impl EvmNetwork {
+    /// The token of `symbol`, if the table lists it.
+    pub fn token(&self, symbol: AssetSymbol) -> Option<&EvmToken> {
+        self.tokens.get(&symbol)
     }
 }
 
@@ -266,6 +342,14 @@ impl Policy {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The EVM network table of `network`, if the policy has one.
+    pub fn evm_network(&self, network: Network) -> Option<&EvmNetwork> {
+        match self.networks.get(&(Chain::Evm, network)) {
+            Some(NetworkPin::Evm(n)) => Some(n),
+            _ => None,
+        }
     }
 
     /// The digest as lowercase hex (`hello`'s `policy_digest`).

@@ -107,6 +107,12 @@ fn each_violation_gets_its_own_error() {
             "\"withdraw_all\" is not allowed",
         ),
         (
+            "EVM action",
+            hold_json().replace("\"hold\"", "\"aave_supply\""),
+            SchemaError::EvmNotYetSupported("aave_supply".into()),
+            "not yet supported by the orchestrator",
+        ),
+        (
             "action wrong case",
             hold_json().replace("\"hold\"", "\"HOLD\""),
             SchemaError::UnknownAction("HOLD".into()),

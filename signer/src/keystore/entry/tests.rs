@@ -41,7 +41,7 @@ pub(in crate::keystore) fn agent_purpose(name: &str) -> Purpose {
 }
 
 fn address_of(seed: &[u8; 32]) -> String {
-    chain_address(Chain::Solana, &Zeroizing::new(*seed))
+    chain_address(Chain::Solana, &Zeroizing::new(*seed)).unwrap()
 }
 
 /// The format 1 keystore `vigil-signer dev-init` wrote before keys were per network (agents

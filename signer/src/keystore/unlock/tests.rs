@@ -70,7 +70,7 @@ fn many_entries_still_cost_one_scrypt() {
     let master = master_of(dir.path());
     for i in 0..11u8 {
         let seed = [100 + i; 32];
-        let address = chain_address(Chain::Solana, &Zeroizing::new(seed));
+        let address = chain_address(Chain::Solana, &Zeroizing::new(seed)).unwrap();
         write_entry(
             dir.path(),
             &agent_purpose(&format!("agent{i}")),
@@ -128,7 +128,7 @@ fn entries_under_another_master_key_or_format_are_refused() {
     // An entry of another ceremony (another master salt) slipped into the keystore.
     let (dir, _) = fixture_dir();
     let seed = [42u8; 32];
-    let address = chain_address(Chain::Solana, &Zeroizing::new(seed));
+    let address = chain_address(Chain::Solana, &Zeroizing::new(seed)).unwrap();
     write_entry(
         dir.path(),
         &agent_purpose("intruder"),

@@ -6,6 +6,18 @@ use vigil_protocol::{Amount, Chain, Network};
 
 use super::*;
 use crate::policy::parse;
+use vigil_protocol::TransferIntent;
+
+/// What a Solana transfer spends: its amount of its asset.
+fn spends_of(intent: &Intent) -> Vec<Spend> {
+    match intent {
+        Intent::Transfer(t) => vec![Spend {
+            asset: t.asset,
+            amount: t.amount.base_units(),
+        }],
+        _ => Vec::new(),
+    }
+}
 
 const NOW: u64 = 1_700_000_000;
 
@@ -156,9 +168,9 @@ fn setup(row: &Row) -> (Policy, FakeHistory, AgentId, Intent) {
 /// same verdict except that `NeedsApproval` becomes `Allow` (it skips only the threshold).
 fn run(row: Row, expect: Expect) {
     let (policy, history, agent, intent) = setup(&row);
-    let verdict = decide(&policy, &history, &agent, &intent, NOW);
+    let verdict = decide(&policy, &history, &agent, &intent, &spends_of(&intent), NOW);
     assert_eq!(outcome(&verdict), expect, "decide: {verdict:?}");
-    let approved = decide_approved(&policy, &history, &agent, &intent, NOW);
+    let approved = decide_approved(&policy, &history, &agent, &intent, &spends_of(&intent), NOW);
     let want = if expect == Expect::Approval {
         Expect::Allow
     } else {
@@ -246,7 +258,7 @@ fn other_agents_and_assets_do_not_count() {
         )],
     };
     assert_eq!(
-        decide(&policy, &history, &agent, &intent, NOW),
+        decide(&policy, &history, &agent, &intent, &spends_of(&intent), NOW),
         Verdict::Allow
     );
 }
@@ -255,7 +267,7 @@ fn other_agents_and_assets_do_not_count() {
 fn messages_carry_the_numbers_and_the_next_step() {
     let message = |row: Row| {
         let (policy, history, agent, intent) = setup(&row);
-        match decide(&policy, &history, &agent, &intent, NOW) {
+        match decide(&policy, &history, &agent, &intent, &spends_of(&intent), NOW) {
             Verdict::Deny { message, .. } | Verdict::NeedsApproval { message } => message,
             Verdict::Allow => panic!("expected a refusal"),
         }
@@ -310,7 +322,7 @@ fn velocity_refusal_names_the_time_it_fits_again() {
     let Verdict::Deny {
         rule: Rule::VelocityCap24h,
         message,
-    } = decide(&policy, &history, &agent, &intent, NOW)
+    } = decide(&policy, &history, &agent, &intent, &spends_of(&intent), NOW)
     else {
         panic!("expected a velocity refusal");
     };
@@ -325,15 +337,23 @@ fn velocity_refusal_names_the_time_it_fits_again() {
     }
     // The named time is exact: one second earlier still refuses, at it the cap no longer does.
     assert_eq!(
-        decide(&policy, &history, &agent, &intent, at - 1).rule(),
+        decide(
+            &policy,
+            &history,
+            &agent,
+            &intent,
+            &spends_of(&intent),
+            at - 1
+        )
+        .rule(),
         Some(Rule::VelocityCap24h)
     );
     assert_eq!(
-        decide(&policy, &history, &agent, &intent, at).rule(),
+        decide(&policy, &history, &agent, &intent, &spends_of(&intent), at).rule(),
         Some(Rule::ApprovalThreshold)
     );
     assert_eq!(
-        decide_approved(&policy, &history, &agent, &intent, at),
+        decide_approved(&policy, &history, &agent, &intent, &spends_of(&intent), at),
         Verdict::Allow
     );
 }
@@ -346,7 +366,7 @@ fn operator_caps_apply_below_the_ceiling_and_never_above() {
             .spends
             .push(("trader".into(), "SOL".into(), NOW - 10, spent));
         history.overrides.push(("trader".into(), "SOL".into(), o));
-        decide_approved(&policy, &history, &agent, &intent, NOW)
+        decide_approved(&policy, &history, &agent, &intent, &spends_of(&intent), NOW)
     };
     let per_tx = |v| CapOverride {
         per_tx: Some(v),
@@ -411,4 +431,80 @@ fn durations_read_naturally() {
     assert_eq!(in_about(401), "in about 7 min");
     assert_eq!(in_about(7199), "in about 2 h 0 min");
     assert_eq!(in_about(3 * 3600 + 12 * 60), "in about 3 h 12 min");
+}
+
+/// An EVM agent: ETH caps 100/1000 (threshold 50), USDC caps 10/100 (threshold 5); `saver`
+/// has USDC caps but none for ETH, so it cannot pay fees.
+fn evm_policy() -> Policy {
+    let table = "[networks.\"evm:devnet\"]\nchain_id = 31337\ngenesis_hash = \"0x0707070707070707070707070707070707070707070707070707070707070707\"\n\
+                 max_gas_limit = 500000\nmax_fee_per_gas = \"100\"\naave_pool = \"0x1111111111111111111111111111111111111111\"\n\
+                 [networks.\"evm:devnet\".tokens.USDC]\naddress = \"0x2222222222222222222222222222222222222222\"\ndecimals = 6\n";
+    let caps = |agent: &str, asset: &str, cap: u32| {
+        format!(
+            "[agents.{agent}.assets.{asset}]\nchain = \"evm\"\nper_tx_cap = \"{cap}\"\nvelocity_24h = \"{}\"\napproval_threshold = \"{}\"\n",
+            cap * 10,
+            cap / 2
+        )
+    };
+    let agent = |name: &str| {
+        format!(
+            "[agents.{name}]\nactions = [\"aave_supply\"]\nnetworks = [\"evm:devnet\"]\nrecipients = []\nrate_limit_per_minute = 10\n"
+        )
+    };
+    let text = format!(
+        "version = 1\n{}{}{}{}{}{table}",
+        agent("trader"),
+        caps("trader", "ETH", 100),
+        caps("trader", "USDC", 10),
+        agent("saver"),
+        caps("saver", "USDC", 10),
+    );
+    parse(text.as_bytes()).unwrap()
+}
+
+#[test]
+fn every_spend_of_an_evm_request_is_capped_fees_included() {
+    let policy = evm_policy();
+    let history = FakeHistory::default();
+    let supply: Intent = serde_json::from_str(
+        r#"{"kind":"aave_supply","chain":"evm","network":"devnet","asset":"USDC","amount":"4"}"#,
+    )
+    .unwrap();
+    let spend = |asset: &str, amount| Spend {
+        asset: asset.parse().unwrap(),
+        amount,
+    };
+    let trader: AgentId = "trader".parse().unwrap();
+    let rule = |agent: &AgentId, spends: &[Spend]| {
+        decide(&policy, &history, agent, &supply, spends, NOW).rule()
+    };
+    assert_eq!(rule(&trader, &[spend("USDC", 4), spend("ETH", 40)]), None);
+    // A fee that would drain the balance is refused by the native asset's cap.
+    assert_eq!(
+        rule(&trader, &[spend("USDC", 4), spend("ETH", 101)]),
+        Some(Rule::PerTxCap)
+    );
+    assert_eq!(
+        rule(&trader, &[spend("USDC", 11), spend("ETH", 1)]),
+        Some(Rule::PerTxCap)
+    );
+    // Either asset above its threshold sends it to the operator; a cap refusal comes first.
+    assert_eq!(
+        rule(&trader, &[spend("USDC", 4), spend("ETH", 60)]),
+        Some(Rule::ApprovalThreshold)
+    );
+    assert_eq!(
+        rule(&trader, &[spend("USDC", 6), spend("ETH", 1)]),
+        Some(Rule::ApprovalThreshold)
+    );
+    assert_eq!(
+        rule(&trader, &[spend("USDC", 6), spend("ETH", 101)]),
+        Some(Rule::PerTxCap)
+    );
+    // The fees are in an asset the agent has no caps for: refused, never uncounted.
+    let saver: AgentId = "saver".parse().unwrap();
+    assert_eq!(
+        rule(&saver, &[spend("USDC", 1), spend("ETH", 1)]),
+        Some(Rule::AssetNotAllowed)
+    );
 }

@@ -61,6 +61,20 @@ fn parses_the_example() {
 
 /// The commented example in `docs/policy.md` is a valid policy.
 #[test]
+fn documented_evm_example_parses() {
+    let doc = include_str!("../../../../docs/policy.md");
+    let section = doc.find("### EVM networks").unwrap();
+    let start = section + doc[section..].find("```toml\n").unwrap() + "```toml\n".len();
+    let len = doc[start..].find("```").unwrap();
+    let text = format!("version = 1\n{}", &doc[start..start + len]);
+    let p = parse(text.as_bytes()).unwrap();
+    let NetworkPin::Evm(net) = &p.networks[&(Chain::Evm, Network::Devnet)] else {
+        panic!("not an EVM pin");
+    };
+    assert_eq!((net.chain_id, net.tokens.len()), (31337, 1));
+}
+
+#[test]
 fn documented_example_parses() {
     let doc = include_str!("../../../../docs/policy.md");
     let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
@@ -123,7 +137,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     ),
     (
         "networks = [\"solana:devnet\"]",
-        "networks = [\"evm:devnet\"]",
+        "networks = [\"ethereum:devnet\"]",
         "agents.trader.networks[0]",
     ),
     (
@@ -410,7 +424,11 @@ fn bad_network_pins_are_refused_naming_the_key() {
     );
     let err = parse(text.as_bytes()).unwrap_err().to_string();
     assert!(err.contains("mainnet-beta"), "{err}");
-    // An unknown field in the table is refused by the TOML layer.
+    // An EVM field in a Solana table is refused naming it; an unknown field by the TOML layer.
     let text = table("solana:devnet", "chain_id = 1");
-    assert!(matches!(parse(text.as_bytes()), Err(PolicyError::Toml(m)) if m.contains("chain_id")));
+    assert!(
+        matches!(parse(text.as_bytes()), Err(PolicyError::Invalid { key, reason }) if key.ends_with(".chain_id") && reason.contains("only an EVM network"))
+    );
+    let text = table("solana:devnet", "colour = 1");
+    assert!(matches!(parse(text.as_bytes()), Err(PolicyError::Toml(m)) if m.contains("colour")));
 }
