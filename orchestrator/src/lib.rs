@@ -23,6 +23,10 @@ mod store;
 mod telegram;
 
 pub use chains::evm_rpc::{AccountData, ChainIdentity, EvmRpc, Fees, Nonces, Receipt};
+pub use chains::hyperliquid::{
+    Accepted, AccountState, Dec, Fill, HyperliquidApi, OpenOrder, OrderStatus, Perp, Position,
+    SignedAction,
+};
 pub use chains::jsonrpc::RpcError;
 pub use chains::solana_rpc::{Blockhash, SigStatus, SolanaRpc};
 pub use config::{

@@ -39,6 +39,7 @@ pub mod config;
 pub mod corpus;
 pub mod daemon;
 pub mod host;
+pub mod hyperliquid;
 pub mod journal;
 pub mod legacy;
 pub mod measure;

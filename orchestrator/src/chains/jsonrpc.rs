@@ -120,11 +120,30 @@ impl JsonRpc {
     ) -> Result<Value, RpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+        let body = self.post(None, method, &request).await?;
+        parse_envelope(method, id, &body)
+    }
+
+    /// POSTs `request` as JSON to the node's URL, or to `path` below it (for JSON APIs that are
+    /// not JSON-RPC, such as Hyperliquid's `/info` and `/exchange`), and returns the body of a
+    /// 2xx answer: at most [`MAX_RESPONSE_BYTES`], within the timeout. `what` names the call in
+    /// errors.
+    pub(crate) async fn post(
+        &self,
+        path: Option<&str>,
+        what: &str,
+        request: &Value,
+    ) -> Result<Vec<u8>, RpcError> {
+        let mut url = self.url.clone();
+        if let Some(path) = path {
+            let joined = format!("{}/{}", url.path().trim_end_matches('/'), path);
+            url.set_path(&joined);
+        }
         let exchange = async {
             let mut response = self
                 .http
-                .post(self.url.clone())
-                .json(&request)
+                .post(url)
+                .json(request)
                 .send()
                 .await
                 .map_err(from_reqwest)?;
@@ -134,7 +153,7 @@ impl JsonRpc {
             }
             let too_long = || {
                 malformed(
-                    method,
+                    what,
                     format!("the answer is longer than {MAX_RESPONSE_BYTES} bytes"),
                 )
             };
@@ -153,10 +172,9 @@ impl JsonRpc {
             }
             Ok(body)
         };
-        let body = tokio::time::timeout(self.timeout, exchange)
+        tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| RpcError::Timeout)??;
-        parse_envelope(method, id, &body)
+            .map_err(|_| RpcError::Timeout)?
     }
 }
 
