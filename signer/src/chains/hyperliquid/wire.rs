@@ -67,6 +67,15 @@ impl WireDecimal {
         Ok(WireDecimal { units })
     }
 
+    /// The decimal of `units` × 10^-8, if within the largest value accepted.
+    pub(crate) const fn from_units(units: u128) -> Option<WireDecimal> {
+        if units > MAX_UNITS {
+            None
+        } else {
+            Some(WireDecimal { units })
+        }
+    }
+
     /// The value in 10^-8 units (the SDK's `float_to_int_for_hashing`).
     pub(crate) const fn units(self) -> u128 {
         self.units
