@@ -58,6 +58,13 @@ fn demo_runs_every_layer_and_leaves_nothing_running() {
         "needs the operator's approval (layer 3 threshold)",
         "on chain still 10 SOL",
         "audit-verify: {\"ok\": true",
+        // EVM on paper: the signer's own exact approval before the supply, a cap refusal.
+        "agent trader        evm:devnet ",
+        "supply 100 USDC to the Aave Pool: ALLOW",
+        "approve exactly 100 USDC (100000000 base units) to the Aave Pool 0xCe85503De9399D4dECa3c0b2bb3e9e7CFCBf9C6B; then supply 100 USDC",
+        "on evm devnet (chain id 31337), nonces 0-1",
+        "send 0.01 ETH to sentinel: ALLOW",
+        "supply 5000 USDC (above the 1000 USDC per request): DENY [per_tx_cap]",
     ]) {
         assert!(
             stdout.contains(expected),

@@ -145,11 +145,37 @@ pub fn dev_init(
     policy: Option<&Path>,
     warning: Warning,
 ) -> Result<DevInitReport, LaunchError> {
+    run_dev_init(bin, state, agents, policy, false, warning)
+}
+
+/// As [`dev_init`] with the default policy and `--evm-paper`: every agent also has a key and
+/// caps on `evm:devnet`, a paper network whose genesis pin matches no chain (EVM actions go
+/// through `dry_run`, nothing is broadcast).
+pub fn dev_init_evm_paper(
+    bin: &Path,
+    state: &Path,
+    agents: &[&str],
+    warning: Warning,
+) -> Result<DevInitReport, LaunchError> {
+    run_dev_init(bin, state, agents, None, true, warning)
+}
+
+fn run_dev_init(
+    bin: &Path,
+    state: &Path,
+    agents: &[&str],
+    policy: Option<&Path>,
+    evm_paper: bool,
+    warning: Warning,
+) -> Result<DevInitReport, LaunchError> {
     let mut cmd = Command::new(bin);
     cmd.args(["dev-init", "--agents", &agents.join(","), "--state-dir"])
         .arg(state);
     if let Some(policy) = policy {
         cmd.arg("--policy").arg(policy);
+    }
+    if evm_paper {
+        cmd.arg("--evm-paper");
     }
     if warning == Warning::Show {
         cmd.stderr(Stdio::inherit());

@@ -59,6 +59,9 @@ pub struct DevInit {
     pub agents: Vec<AgentId>,
     /// A policy file to sign instead of the default one.
     pub policy: Option<PathBuf>,
+    /// With the default policy: every agent also gets a key and caps on `evm:devnet`, a paper
+    /// network (see [`EVM_PAPER_TABLE`]) for showing EVM actions through `dry_run`.
+    pub evm_paper: bool,
 }
 
 /// Creates the dev state dir and returns the report printed to the user.
@@ -120,6 +123,10 @@ pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
                     })
                     .collect()
             }
+            None if opts.evm_paper => vec![
+                (Chain::Solana, DEFAULT_NETWORK),
+                (Chain::Evm, DEFAULT_NETWORK),
+            ],
             None => vec![(Chain::Solana, DEFAULT_NETWORK)],
         };
         Ok(if named.is_empty() {
@@ -130,6 +137,7 @@ pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
     };
     let mut agents = Vec::new();
     let mut addresses = Vec::new();
+    let mut evm_addresses = Vec::new();
     for agent in &opts.agents {
         let mut info = AgentInfo {
             agent: agent.clone(),
@@ -146,6 +154,9 @@ pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
                 .insert(network_name(chain, network), made.address.clone());
             if (chain, network) == (Chain::Solana, DEFAULT_NETWORK) {
                 addresses.push((agent.clone(), made.address.clone()));
+            }
+            if (chain, network) == (Chain::Evm, DEFAULT_NETWORK) {
+                evm_addresses.push((agent.clone(), made.address.clone()));
             }
             per_chain.entry(chain).or_default().push(made.address);
         }
@@ -204,7 +215,7 @@ pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
     let dev_peer = dev_peer_address()?;
     let policy_text = match custom_policy {
         Some(text) => text,
-        None => default_policy(&addresses, &dev_peer),
+        None => default_policy(&addresses, &dev_peer, &evm_addresses),
     };
     let digest = sign_policy_with(&policy_key, state, policy_text.as_bytes())?;
 
@@ -247,31 +258,80 @@ fn sign_policy_with(key: &Ed25519Key, state: &Path, policy_bytes: &[u8]) -> Resu
 /// name.
 pub const DEFAULT_NETWORK: Network = Network::Devnet;
 
+/// The `evm:devnet` table of `dev-init --evm-paper`: the addresses of the local Aave v3 "Test"
+/// market the test suite deploys on anvil (deterministic: the deployer is anvil's first dev
+/// account), and a genesis hash no chain has. The orchestrator checks its node's genesis
+/// against the policy before any live work, so on this network nothing is ever broadcast:
+/// EVM actions here are paper, through `dry_run`.
+pub const EVM_PAPER_TABLE: &str = r#"
+[networks."evm:devnet"]
+# A paper network: no chain has this genesis hash, so no live work is ever done on it.
+chain_id = 31337
+genesis_hash = "0x7669676c2d70617065722d6e6574776f726b2d6e6f2d636861696e2d68617321"
+max_gas_limit = 500000
+max_fee_per_gas = "100000000000"
+aave_pool = "0xCe85503De9399D4dECa3c0b2bb3e9e7CFCBf9C6B"
+
+[networks."evm:devnet".tokens.USDC]
+address = "0x68B1D87F95878fE05B998F19b66F4baba5De1aed"
+decimals = 6
+"#;
+
 /// The default dev policy: every agent may send devnet SOL to the other agents (their devnet
 /// addresses) and to one dev peer; 1 SOL per transaction, 5 SOL per 24 h, approval above
 /// 0.5 SOL. It pins devnet's public genesis hash (the dev chain answers with it).
-pub fn default_policy(agents: &[(AgentId, String)], dev_peer: &str) -> String {
+///
+/// With `evm_agents` (their `evm:devnet` addresses, from `--evm-paper`), every agent may also
+/// send ETH and USDC to the other agents and supply, withdraw and borrow on the paper network's
+/// Aave Pool ([`EVM_PAPER_TABLE`]): 0.1 ETH and 1000 USDC per request, 1 ETH and 5000 USDC per
+/// 24 h, approval above 0.05 ETH and 500 USDC.
+pub fn default_policy(
+    agents: &[(AgentId, String)],
+    dev_peer: &str,
+    evm_agents: &[(AgentId, String)],
+) -> String {
     let mut out = String::from(
         "# Vigil policy (development). Signed by the dev policy key made by `vigil-signer dev-init`.\nversion = 1\n",
     );
+    let evm = !evm_agents.is_empty();
     for (agent, _) in agents {
         let mut recipients: Vec<String> = agents
             .iter()
+            .chain(evm_agents)
             .filter(|(a, _)| a != agent)
             .map(|(_, addr)| format!("\"{addr}\""))
             .collect();
         recipients.push(format!("\"{dev_peer}\""));
+        let (actions, networks) = if evm {
+            (
+                r#"["transfer", "aave_supply", "aave_withdraw", "aave_borrow"]"#,
+                r#"["solana:devnet", "evm:devnet"]"#,
+            )
+        } else {
+            (r#"["transfer"]"#, r#"["solana:devnet"]"#)
+        };
         out.push_str(&format!(
-            "\n[agents.{agent}]\nactions = [\"transfer\"]\nnetworks = [\"solana:devnet\"]\n\
+            "\n[agents.{agent}]\nactions = {actions}\nnetworks = {networks}\n\
              recipients = [{}]\nrate_limit_per_minute = 60\n\n[agents.{agent}.assets.SOL]\nchain = \"solana\"\n\
              per_tx_cap = \"1000000000\"\nvelocity_24h = \"5000000000\"\napproval_threshold = \"500000000\"\n",
             recipients.join(", ")
         ));
+        if evm {
+            out.push_str(&format!(
+                "\n[agents.{agent}.assets.ETH]\nchain = \"evm\"\nper_tx_cap = \"100000000000000000\"\n\
+                 velocity_24h = \"1000000000000000000\"\napproval_threshold = \"50000000000000000\"\n\
+                 \n[agents.{agent}.assets.USDC]\nchain = \"evm\"\nper_tx_cap = \"1000000000\"\n\
+                 velocity_24h = \"5000000000\"\napproval_threshold = \"500000000\"\n"
+            ));
+        }
     }
     out.push_str(&format!(
         "\n[networks.\"solana:devnet\"]\ngenesis_hash = \"{}\"\n",
         vigil_protocol::SOLANA_DEVNET_GENESIS_HASH
     ));
+    if evm {
+        out.push_str(EVM_PAPER_TABLE);
+    }
     out
 }
 

@@ -100,6 +100,11 @@ enum Command {
         /// Policy TOML to sign instead of the default dev policy.
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// With the default policy: also a key per agent on `evm:devnet`, a paper network
+        /// (its genesis pin matches no chain, so nothing is ever broadcast there), with the
+        /// EVM actions and caps, for showing EVM actions through `dry_run`.
+        #[arg(long, conflicts_with = "policy")]
+        evm_paper: bool,
     },
     /// INSECURE: sign and install a policy with the dev policy key of a dev-init state dir.
     DevSignPolicy {
@@ -267,6 +272,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             state_dir,
             agents,
             policy,
+            evm_paper,
         } => {
             eprintln!(
                 "WARNING: dev-init makes an INSECURE development state dir. Never use it for real funds."
@@ -275,6 +281,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 state_dir,
                 agents,
                 policy,
+                evm_paper,
             })?;
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)
