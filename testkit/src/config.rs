@@ -220,6 +220,7 @@ pub fn free_deps<'a>(
         store,
         signer,
         rpc: None,
+        evm_rpc: None,
     }
 }
 
