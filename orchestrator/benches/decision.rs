@@ -63,6 +63,7 @@ fn main() {
                 network: Network::Devnet,
                 now: start + i,
                 day_start: start - start % 86_400,
+                evm: None,
             };
             let t = Instant::now();
             let decided = vigil_orchestrator::decide(&trader, &inputs, &deps).await;

@@ -52,6 +52,13 @@ pub struct Config {
     /// agent works on the one Solana network the signer holds a key for it on (the network its
     /// signed policy names); an agent with keys on several must have it named here.
     pub solana_network: Option<Network>,
+    /// The JSON-RPC endpoint of each EVM network (`evm:<network>`) the agents work on. The
+    /// node is checked at start and before live work to serve the chain id and genesis hash the
+    /// signed policy pins for that network.
+    pub evm_rpc_urls: BTreeMap<Network, String>,
+    /// The EVM network the agents work on. Without it, each agent works on the one EVM network
+    /// the signer holds a key for it on; an agent with keys on several must have it named here.
+    pub evm_network: Option<Network>,
     /// The operator interface on Telegram; absent: no bot (the terminal is used).
     pub telegram: Option<TelegramConfig>,
 }
@@ -141,8 +148,23 @@ pub struct RiskProfile {
     pub allowed_actions: BTreeSet<Action>,
     /// Largest transaction as a fraction of the current balance, in basis points.
     pub max_fraction_per_tx_bps: u32,
+    /// Per asset, a fraction that replaces `max_fraction_per_tx_bps` for that asset.
+    pub asset_fraction_bps: BTreeMap<AssetSymbol, u32>,
+    /// Aave: the lowest health factor, in thousandths (1500 = 1.5), a borrow or withdraw may
+    /// leave by layer 2's estimate. Required when the agent may borrow or withdraw.
+    pub min_health_factor_milli: Option<u32>,
     /// The recipients the agent may name.
     pub peers: Vec<Peer>,
+}
+
+impl RiskProfile {
+    /// The fraction of a balance one transaction of `asset` may move, basis points.
+    pub fn fraction_bps(&self, asset: AssetSymbol) -> u32 {
+        self.asset_fraction_bps
+            .get(&asset)
+            .copied()
+            .unwrap_or(self.max_fraction_per_tx_bps)
+    }
 }
 
 /// An allowlisted recipient: a short label and its address.
@@ -151,7 +173,8 @@ pub struct RiskProfile {
 pub struct Peer {
     /// 1-32 characters of `a-z 0-9 _ -`, unique per agent.
     pub label: String,
-    /// A base58 Solana address (32 bytes), unique per agent.
+    /// A base58 Solana address (32 bytes) or an EVM address in its EIP-55 form, unique per
+    /// agent; an EVM transfer goes only to an EVM peer, a Solana one only to a Solana peer.
     pub address: String,
 }
 
@@ -236,6 +259,9 @@ struct RawConfig {
     solana_rpc_url: Option<String>,
     solana_network: Option<String>,
     #[serde(default)]
+    evm_rpc_urls: BTreeMap<String, String>,
+    evm_network: Option<String>,
+    #[serde(default)]
     providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
     agents: Vec<agent::RawAgent>,
@@ -261,26 +287,37 @@ impl RawConfig {
             return Err(invalid("state_db", "is empty: give the SQLite file's path"));
         }
         if let Some(url) = &self.solana_rpc_url {
-            endpoint::parse(url, endpoint::Service::SolanaRpc)
+            endpoint::parse(url, endpoint::Service::ChainRpc)
                 .map_err(|reason| invalid("solana_rpc_url", reason))?;
         }
-        let solana_network = match &self.solana_network {
-            None => None,
-            Some(name) => Some(match name.as_str() {
-                "devnet" => Network::Devnet,
-                "testnet" => Network::Testnet,
-                "mainnet" => Network::Mainnet,
-                other => {
-                    return Err(invalid(
-                        "solana_network",
-                        format!(
-                            "{:?} is not a Solana network: write \"devnet\", \"testnet\" or \"mainnet\" (the cluster solana_rpc_url serves)",
-                            truncate(other)
-                        ),
-                    ));
-                }
-            }),
-        };
+        let solana_network = self
+            .solana_network
+            .as_deref()
+            .map(|name| network_of(name, "solana_network", "Solana", "solana_rpc_url"))
+            .transpose()?;
+        let evm_network = self
+            .evm_network
+            .as_deref()
+            .map(|name| network_of(name, "evm_network", "EVM", "evm_rpc_urls"))
+            .transpose()?;
+        let mut evm_rpc_urls = BTreeMap::new();
+        for (name, url) in &self.evm_rpc_urls {
+            let key = format!("evm_rpc_urls.{}", truncate(name));
+            let network = network_of(name, &key, "EVM", "the URL")?;
+            endpoint::parse(url, endpoint::Service::ChainRpc)
+                .map_err(|reason| invalid(&key, reason))?;
+            evm_rpc_urls.insert(network, url.clone());
+        }
+        if let Some(network) = evm_network
+            && !evm_rpc_urls.contains_key(&network)
+        {
+            return Err(invalid(
+                "evm_network",
+                format!(
+                    "is {network}, but evm_rpc_urls has no {network} node: add evm_rpc_urls.{network} = \"<URL>\""
+                ),
+            ));
+        }
         for (name, provider) in &self.providers {
             check_provider(name, provider)?;
         }
@@ -312,11 +349,29 @@ impl RawConfig {
             agents,
             solana_rpc_url: self.solana_rpc_url,
             solana_network,
+            evm_rpc_urls,
+            evm_network,
             telegram: self
                 .telegram
                 .map(telegram::RawTelegram::check)
                 .transpose()?,
         })
+    }
+}
+
+/// A network's name in the config (`"devnet"`, `"testnet"`, `"mainnet"`).
+fn network_of(name: &str, key: &str, chain: &str, serves: &str) -> Result<Network, ConfigError> {
+    match name {
+        "devnet" => Ok(Network::Devnet),
+        "testnet" => Ok(Network::Testnet),
+        "mainnet" => Ok(Network::Mainnet),
+        other => Err(invalid(
+            key,
+            format!(
+                "{:?} is not a {chain} network: write \"devnet\", \"testnet\" or \"mainnet\" (the network {serves} serves)",
+                truncate(other)
+            ),
+        )),
     }
 }
 

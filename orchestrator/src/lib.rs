@@ -22,7 +22,7 @@ mod signer_client;
 mod store;
 mod telegram;
 
-pub use chains::evm_rpc::{AccountData, ChainIdentity, EvmRpc, Fees, Nonces, Receipt};
+pub use chains::evm_rpc::{AccountData, ChainIdentity, EvmRpc, Fees, Nonces, Receipt, Reserve};
 pub use chains::hyperliquid::{
     Accepted, AccountState, Dec, Fill, HyperliquidApi, OpenOrder, OrderStatus, Perp, Position,
     SignedAction,
@@ -46,8 +46,8 @@ pub use scheduler::{Orchestrator, StartError, unix_now};
 pub use signer_client::{SignerClient, SignerError};
 pub use store::{
     AgentStore, ConfirmationId, ConfirmationKind, ConfirmationRow, ConfirmationStatus,
-    DecisionOutcome, DecisionRow, ExecutionRow, Layer, NewConfirmation, NewDecision, PaperFillRow,
-    Resolution, Store, StoreError,
+    DecisionOutcome, DecisionRow, EvmTxRow, EvmTxState, ExecutionRow, Layer, NewConfirmation,
+    NewDecision, NewEvmTx, PaperFillRow, Resolution, Store, StoreError,
 };
 pub use telegram::{
     AlertQueue, HINT, TelegramAlerts, TelegramError, alert_channel, read_token, run_bot,

@@ -37,6 +37,7 @@ fn inputs() -> Inputs {
         network: Network::Devnet,
         now,
         day_start: now - now % 86_400,
+        evm: None,
     }
 }
 

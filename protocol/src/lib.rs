@@ -42,8 +42,9 @@ pub use message::{
     SignedTx, StatusResult, parse_request,
 };
 pub use networks::{
-    NetworkIdentity, SOLANA_DEVNET_GENESIS_HASH, SOLANA_MAINNET_GENESIS_HASH,
-    SOLANA_TESTNET_GENESIS_HASH, network_name, parse_network_name, public_solana_genesis_hash,
+    EvmNetworkInfo, EvmTokenInfo, NetworkIdentity, SOLANA_DEVNET_GENESIS_HASH,
+    SOLANA_MAINNET_GENESIS_HASH, SOLANA_TESTNET_GENESIS_HASH, network_name, parse_network_name,
+    public_solana_genesis_hash,
 };
 pub use operator_code::{OPERATOR_CODE_DIGITS, OperatorCode};
 pub use roles::{Access, PeerRole};

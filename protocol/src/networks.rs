@@ -5,9 +5,12 @@
 //! ([`NetworkIdentity`]), and the orchestrator checks its RPC node against them before it
 //! does live work. Chains added later pin their own identity here (EVM: `chain_id`).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::intent::{Chain, Network};
+use crate::types::{AssetSymbol, Quantity};
 
 /// Genesis hash of Solana mainnet-beta (what `getGenesisHash` answers there).
 pub const SOLANA_MAINNET_GENESIS_HASH: &str = "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdpKuc147dw2N9d";
@@ -52,6 +55,43 @@ pub struct NetworkIdentity {
     /// carries (EIP-155).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain_id: Option<u64>,
+    /// EVM: what else the signed policy's network table says, for a client that reads the
+    /// chain for this network (balances, the Aave position) and prepares the context of an
+    /// intent within the policy's fee bounds. Absent for Solana.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evm: Option<EvmNetworkInfo>,
+}
+
+/// An EVM network of the signed policy as `hello` shows it: the native asset, the fee bounds,
+/// the Aave v3 Pool and the tokens (their addresses EIP-55). Informational: the signer builds
+/// every transaction from its own table, never from what a client sends back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvmNetworkInfo {
+    /// The native asset's symbol (`ETH`).
+    pub native: AssetSymbol,
+    /// The native asset's decimals (18).
+    pub native_decimals: u8,
+    /// The largest gas limit of one transaction.
+    pub max_gas_limit: u64,
+    /// The largest EIP-1559 max fee per gas, wei.
+    pub max_fee_per_gas: Quantity,
+    /// The Aave v3 Pool (EIP-55), if the policy uses Aave on this network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aave_pool: Option<String>,
+    /// The ERC-20 tokens by symbol.
+    #[serde(default)]
+    pub tokens: BTreeMap<AssetSymbol, EvmTokenInfo>,
+}
+
+/// One token of an EVM network's table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvmTokenInfo {
+    /// The token contract (EIP-55).
+    pub address: String,
+    /// Its decimals.
+    pub decimals: u8,
 }
 
 #[cfg(test)]

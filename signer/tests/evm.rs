@@ -113,7 +113,11 @@ fn hello_shows_the_evm_address_and_the_networks_pins() {
     let hello = ok(c.call(Op::Hello).unwrap());
     assert_eq!(
         hello["network_ids"]["evm:devnet"],
-        json!({"genesis_hash": GENESIS, "chain_id": 31337})
+        json!({"genesis_hash": GENESIS, "chain_id": 31337, "evm": {
+            "native": "ETH", "native_decimals": 18, "max_gas_limit": 500000,
+            "max_fee_per_gas": "100000000000", "aave_pool": POOL.to_checksum(None),
+            "tokens": {"USDC": {"address": USDC.to_checksum(None), "decimals": 6}},
+        }})
     );
     assert_eq!(
         hello["agents"][0]["addresses"]["evm"],

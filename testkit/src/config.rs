@@ -27,6 +27,8 @@ pub struct ConfigBuilder {
     daily_llm_usd_cap_micros: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     solana_rpc_url: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    evm_rpc_urls: BTreeMap<String, String>,
     providers: BTreeMap<String, ProviderSpec>,
     agents: Vec<AgentSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,6 +88,8 @@ pub struct AgentSpec {
 struct RiskSpec {
     allowed_actions: Vec<String>,
     max_fraction_per_tx_bps: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_health_factor: Option<String>,
     peers: Vec<PeerSpec>,
 }
 
@@ -104,6 +108,7 @@ impl ConfigBuilder {
             state_db: state_db.to_owned(),
             daily_llm_usd_cap_micros: 1_000_000,
             solana_rpc_url: None,
+            evm_rpc_urls: BTreeMap::new(),
             providers: BTreeMap::new(),
             agents: Vec::new(),
             telegram: None,
@@ -113,6 +118,12 @@ impl ConfigBuilder {
     /// The Solana JSON-RPC endpoint.
     pub fn rpc(mut self, url: &str) -> ConfigBuilder {
         self.solana_rpc_url = Some(url.to_owned());
+        self
+    }
+
+    /// The JSON-RPC endpoint of the EVM network `network` (`"devnet"`).
+    pub fn evm_rpc(mut self, network: &str, url: &str) -> ConfigBuilder {
+        self.evm_rpc_urls.insert(network.to_owned(), url.to_owned());
         self
     }
 
@@ -220,6 +231,7 @@ pub fn free_deps<'a>(
         store,
         signer,
         rpc: None,
+        evm_rpc: None,
     }
 }
 
@@ -242,6 +254,7 @@ impl AgentSpec {
             risk: RiskSpec {
                 allowed_actions: vec!["transfer".into(), "hold".into()],
                 max_fraction_per_tx_bps: 5000,
+                min_health_factor: None,
                 peers: Vec::new(),
             },
         }
@@ -284,6 +297,12 @@ impl AgentSpec {
     /// Layer 2's allowed actions.
     pub fn actions(mut self, actions: &[&str]) -> AgentSpec {
         self.risk.allowed_actions = actions.iter().map(|a| (*a).to_owned()).collect();
+        self
+    }
+
+    /// Layer 2's Aave health-factor floor, e.g. `"1.5"`.
+    pub fn min_health_factor(mut self, floor: &str) -> AgentSpec {
+        self.risk.min_health_factor = Some(floor.to_owned());
         self
     }
 

@@ -38,6 +38,7 @@ pub mod chain;
 pub mod config;
 pub mod corpus;
 pub mod daemon;
+pub mod evm_world;
 pub mod host;
 pub mod hyperliquid;
 pub mod journal;

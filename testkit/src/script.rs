@@ -35,6 +35,22 @@ impl Reply {
         }))
     }
 
+    /// An EVM action (`transfer`, `aave_supply`, ...) of `amount` base units of `asset`, to
+    /// `to` for a transfer.
+    pub fn evm(action: &str, asset: &str, amount: u128, to: Option<&str>) -> Reply {
+        let mut value = json!({
+            "action": action,
+            "asset": asset,
+            "amount": amount.to_string(),
+            "confidence": 0.8,
+            "reasoning": "The position and the market call for this step now.",
+        });
+        if let Some(to) = to {
+            value["to"] = json!(to);
+        }
+        Reply::decision(value)
+    }
+
     /// A decision object as the model would write it.
     pub fn decision(value: Value) -> Reply {
         Reply(value.to_string())

@@ -94,6 +94,7 @@ async fn a_signed_transfer_that_never_landed_is_reported() {
         network: vigil_protocol::Network::Devnet,
         now,
         day_start: now - now % 86_400,
+        evm: None,
     };
     let provider = Provider::Scripted(ScriptedProvider::from_file(&world.script_path()).unwrap());
     let deps = Deps {

@@ -463,5 +463,8 @@ fn word(function: &str, out: &[u8]) -> Result<U256, RpcError> {
     Ok(U256::from_be_slice(out))
 }
 
+mod aave;
+pub use aave::Reserve;
+
 #[cfg(test)]
 mod tests;

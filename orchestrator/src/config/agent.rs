@@ -11,7 +11,7 @@ use super::{
     AgentConfig, ConfigError, FULL_BPS, MAX_MAX_TOKENS, MAX_SYSTEM_PROMPT_BYTES, Mode, Peer,
     ProviderConfig, RiskProfile, invalid,
 };
-use crate::firewall::{Action, KNOWN_ASSETS, known_assets};
+use crate::firewall::Action;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +42,9 @@ fn yes() -> bool {
 struct RawRisk {
     allowed_actions: Vec<String>,
     max_fraction_per_tx_bps: u32,
+    #[serde(default)]
+    asset_fraction_bps: BTreeMap<String, u32>,
+    min_health_factor: Option<String>,
     #[serde(default)]
     peers: Vec<Peer>,
 }
@@ -115,20 +118,17 @@ impl RawAgent {
         let risk = self.risk.check(&key("risk"))?;
         let mut live_assets = BTreeSet::new();
         for asset in &self.live_assets {
-            let known = asset
-                .parse::<AssetSymbol>()
-                .ok()
-                .filter(|a| KNOWN_ASSETS.contains(a));
-            let Some(asset) = known else {
-                return Err(invalid(
+            // Any symbol: SOL is Solana's, the others are the assets of the agent's EVM network
+            // in the signed policy, which the config cannot see (an unknown one never acts).
+            let asset = asset.parse::<AssetSymbol>().map_err(|_| {
+                invalid(
                     key("live_assets"),
                     format!(
-                        "asset {:?} is unknown: use one of {}",
-                        truncate(asset),
-                        known_assets()
+                        "asset {:?} is not a symbol: use 1-10 upper-case letters or digits, e.g. \"SOL\" or \"USDC\"",
+                        truncate(asset)
                     ),
-                ));
-            };
+                )
+            })?;
             live_assets.insert(asset);
         }
         match (self.mode, live_assets.is_empty()) {
@@ -196,6 +196,38 @@ impl RawRisk {
                 ),
             ));
         }
+        let mut asset_fraction_bps = BTreeMap::new();
+        for (symbol, bps) in &self.asset_fraction_bps {
+            let key = format!("{prefix}.asset_fraction_bps.{}", truncate(symbol));
+            let asset = symbol.parse::<AssetSymbol>().map_err(|_| {
+                invalid(
+                    &key,
+                    "is not an asset symbol: use 1-10 upper-case letters or digits, e.g. USDC",
+                )
+            })?;
+            if *bps > FULL_BPS {
+                return Err(invalid(
+                    &key,
+                    format!("{bps} is more than 10000 (100 %): give basis points"),
+                ));
+            }
+            asset_fraction_bps.insert(asset, *bps);
+        }
+        let min_health_factor_milli = self
+            .min_health_factor
+            .as_deref()
+            .map(parse_health_factor)
+            .transpose()
+            .map_err(|reason| invalid(format!("{prefix}.min_health_factor"), reason))?;
+        let risky = allowed_actions.contains(&Action::AaveBorrow)
+            || allowed_actions.contains(&Action::AaveWithdraw);
+        if risky && min_health_factor_milli.is_none() {
+            return Err(invalid(
+                format!("{prefix}.min_health_factor"),
+                "is missing: an agent that may aave_borrow or aave_withdraw needs the lowest Aave \
+                 health factor it may leave, e.g. min_health_factor = \"1.5\"",
+            ));
+        }
         for (j, peer) in self.peers.iter().enumerate() {
             let key = |field: &str| format!("{prefix}.peers[{j}].{field}");
             let label_ok = !peer.label.is_empty()
@@ -212,8 +244,7 @@ impl RawRisk {
                     ),
                 ));
             }
-            check_solana_address(&peer.address)
-                .map_err(|reason| invalid(key("address"), reason))?;
+            check_address(&peer.address).map_err(|reason| invalid(key("address"), reason))?;
             let earlier = &self.peers[..j];
             if earlier.iter().any(|p| p.label == peer.label) {
                 return Err(invalid(
@@ -238,6 +269,8 @@ impl RawRisk {
         Ok(RiskProfile {
             allowed_actions,
             max_fraction_per_tx_bps: self.max_fraction_per_tx_bps,
+            asset_fraction_bps,
+            min_health_factor_milli,
             peers: self.peers,
         })
     }
@@ -267,8 +300,20 @@ fn parse_action(name: &str) -> Result<Action, String> {
 /// The action older configs may still name.
 const REMOVED_PROGRAM_CALL: &str = "program_call";
 
-/// A Solana address: base58 decoding to exactly 32 bytes.
-fn check_solana_address(address: &str) -> Result<(), String> {
+/// A peer's address: an EVM address (`0x` and 40 hex digits, in its EIP-55 checksummed form,
+/// so a typo is caught) or a Solana address (base58 decoding to exactly 32 bytes).
+fn check_address(address: &str) -> Result<(), String> {
+    if address.starts_with("0x") {
+        return alloy_primitives::Address::parse_checksummed(address, None)
+            .map(drop)
+            .map_err(|e| {
+                format!(
+                    "{:?} is not an EVM address in its EIP-55 checksummed form ({e}): copy it as \
+                     a block explorer or `hello` shows it",
+                    truncate(address)
+                )
+            });
+    }
     match bs58::decode(address).into_vec() {
         Ok(bytes) if bytes.len() == 32 => Ok(()),
         Ok(bytes) => Err(format!(
@@ -277,8 +322,75 @@ fn check_solana_address(address: &str) -> Result<(), String> {
             bytes.len()
         )),
         Err(e) => Err(format!(
-            "{:?} is not base58 ({e}): give a Solana address",
+            "{:?} is neither an EVM address (0x...) nor base58 ({e}): give a Solana or an EVM address",
             truncate(address)
         )),
+    }
+}
+
+/// A health factor written as a decimal string with at most three decimals, at least 1.0
+/// (below 1 a position is liquidated): its thousandths.
+fn parse_health_factor(text: &str) -> Result<u32, String> {
+    let bad = || {
+        format!(
+            "{:?} is not a health factor: write a decimal string of at least \"1.0\" with at \
+             most three decimals, e.g. \"1.5\"",
+            truncate(text)
+        )
+    };
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || (text.contains('.') && !digits(frac)) || frac.len() > 3 {
+        return Err(bad());
+    }
+    let whole: u32 = whole.parse().map_err(|_| bad())?;
+    let frac: u32 = format!("{frac:0<3}").parse().map_err(|_| bad())?;
+    let milli = whole
+        .checked_mul(1000)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(bad)?;
+    if milli < 1000 {
+        return Err(format!(
+            "{text} is below 1.0: at a health factor below 1 Aave liquidates the position; give \
+             1.0 or more, e.g. \"1.5\""
+        ));
+    }
+    Ok(milli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_factors_parse_to_thousandths_and_below_one_is_refused() {
+        for (text, milli) in [
+            ("1.5", 1500),
+            ("1", 1000),
+            ("2.125", 2125),
+            ("10.0", 10_000),
+        ] {
+            assert_eq!(parse_health_factor(text), Ok(milli), "{text}");
+        }
+        for bad in [
+            "0.9", "1.2345", "-1.5", "1,5", "", ".5", "1.", "1e3", "99999999",
+        ] {
+            assert!(parse_health_factor(bad).is_err(), "{bad}");
+        }
+        assert!(
+            parse_health_factor("0.99")
+                .unwrap_err()
+                .contains("liquidates")
+        );
+    }
+
+    #[test]
+    fn peers_are_solana_or_checksummed_evm_addresses() {
+        assert!(check_address("8ZDDe1aK6RfvH9RPvXYkXmXHDjVSdNCuDEqNhZX6E4cV").is_ok());
+        assert!(check_address("0x70997970C51812dc3A010C7d01b50e0d17dc79C8").is_ok());
+        let lower = check_address("0x70997970c51812dc3a010c7d01b50e0d17dc79c8").unwrap_err();
+        assert!(lower.contains("EIP-55"), "{lower}");
+        assert!(check_address("0x1234").is_err());
+        assert!(check_address("not an address").is_err());
     }
 }

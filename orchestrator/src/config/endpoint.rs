@@ -19,9 +19,9 @@ use vigil_protocol::truncate;
 pub(crate) enum Service {
     /// The Telegram Bot API (`telegram.api_url`): the token is appended to the path.
     BotApi,
-    /// A Solana JSON-RPC node (`solana_rpc_url`): providers put an API key in the path or the
-    /// query, so a query is allowed.
-    SolanaRpc,
+    /// A chain's JSON-RPC node (`solana_rpc_url`, `evm_rpc_urls`): providers put an API key in
+    /// the path or the query, so a query is allowed.
+    ChainRpc,
     /// An LLM provider's base URL (`providers.<name>.base_url`): `/chat/completions` is
     /// appended to the path.
     LlmBase,
@@ -68,7 +68,7 @@ pub(crate) fn parse(raw: &str, service: Service) -> Result<Url, String> {
     if url.fragment().is_some() {
         return Err(format!("{} has a #fragment: remove it", shown()));
     }
-    if url.query().is_some() && service != Service::SolanaRpc {
+    if url.query().is_some() && service != Service::ChainRpc {
         return Err(format!(
             "{} has a ?query: give only scheme, host and path",
             shown()
@@ -96,17 +96,17 @@ mod tests {
 
     #[test]
     fn the_host_compared_is_the_one_connected_to() {
-        use Service::{BotApi, LlmBase, SolanaRpc};
+        use Service::{BotApi, ChainRpc, LlmBase};
         // (url, service, accepted, a word the reason must contain)
         let cases: &[(&str, Service, bool, &str)] = &[
             ("https://api.telegram.org", BotApi, true, ""),
             ("http://127.0.0.1:8081", BotApi, true, ""),
             ("http://localhost:8081/", BotApi, true, ""),
             ("http://LOCALHOST:8081/", BotApi, true, ""),
-            ("http://[::1]:8899", SolanaRpc, true, ""),
-            ("http://127.0.0.2:8899", SolanaRpc, true, ""),
-            ("http://127.1:8899", SolanaRpc, true, ""), // the parser reads 127.0.0.1
-            ("https://rpc.example/?api-key=abc", SolanaRpc, true, ""),
+            ("http://[::1]:8899", ChainRpc, true, ""),
+            ("http://127.0.0.2:8899", ChainRpc, true, ""),
+            ("http://127.1:8899", ChainRpc, true, ""), // the parser reads 127.0.0.1
+            ("https://rpc.example/?api-key=abc", ChainRpc, true, ""),
             ("https://api.openai.com/v1", LlmBase, true, ""),
             // The attack: userinfo that looks like a loopback host.
             (
@@ -123,7 +123,7 @@ mod tests {
             ),
             (
                 "http://localhost@attacker.example",
-                SolanaRpc,
+                ChainRpc,
                 false,
                 "user name",
             ),
@@ -143,8 +143,8 @@ mod tests {
             ("http://127.0.0.1.nip.io", BotApi, false, "plain http"),
             ("http://localhost./", BotApi, false, "plain http"),
             ("http://[::ffff:7f00:1]/", BotApi, false, "plain http"),
-            ("http://10.0.0.1:8899", SolanaRpc, false, "plain http"),
-            ("http://rpc.example", SolanaRpc, false, "plain http"),
+            ("http://10.0.0.1:8899", ChainRpc, false, "plain http"),
+            ("http://rpc.example", ChainRpc, false, "plain http"),
             // Other shapes.
             ("ftp://127.0.0.1/", BotApi, false, "https://"),
             ("file:///etc/passwd", LlmBase, false, "host"),

@@ -128,6 +128,38 @@ fn the_base_case_is_valid_and_typed() {
 }
 
 #[test]
+fn an_evm_agent_names_its_node_its_actions_and_its_floor() {
+    let text = base()
+        .replace(
+            "daily_llm_usd_cap_micros = 5000\n",
+            "daily_llm_usd_cap_micros = 5000\nevm_network = \"devnet\"\n\
+             evm_rpc_urls = { devnet = \"http://127.0.0.1:8545\", mainnet = \"https://eth.example/v2?key=k\" }\n",
+        )
+        .replace(
+            "allowed_actions = [\"transfer\", \"hold\"]",
+            "allowed_actions = [\"transfer\", \"aave_supply\", \"aave_borrow\", \"hold\"]\n\
+             min_health_factor = \"1.6\"\nasset_fraction_bps = { USDC = 2500 }",
+        )
+        .replace(TREASURY, "0x70997970C51812dc3A010C7d01b50e0d17dc79C8")
+        .replace(
+            "schedule_secs = 10\n",
+            "schedule_secs = 10\nmode = \"live\"\nlive_assets = [\"ETH\", \"USDC\"]\n",
+        );
+    let config = Config::from_toml(&text).expect("an EVM agent");
+    assert_eq!(config.evm_network, Some(vigil_protocol::Network::Devnet));
+    assert_eq!(config.evm_rpc_urls.len(), 2);
+    let agent = &config.agents[0];
+    assert!(agent.risk.allowed_actions.contains(&Action::AaveBorrow));
+    assert_eq!(agent.risk.min_health_factor_milli, Some(1600));
+    assert_eq!(agent.risk.fraction_bps("USDC".parse().unwrap()), 2500);
+    assert_eq!(
+        agent.risk.fraction_bps("ETH".parse().unwrap()),
+        agent.risk.max_fraction_per_tx_bps
+    );
+    assert!(agent.is_live("USDC".parse().unwrap()));
+}
+
+#[test]
 fn live_mode_names_its_assets() {
     let text = base().replace(
         "schedule_secs = 10\n",
@@ -232,9 +264,72 @@ fn invalid_configs_name_the_key_and_the_reason() {
         ),
         (
             "peer address not base58",
+            base().replace(TREASURY, "tr3asury-0OIl"),
+            "agents[0].risk.peers[0].address",
+            "nor base58",
+        ),
+        (
+            "EVM peer address too short",
             base().replace(TREASURY, "0xdeadbeef"),
             "agents[0].risk.peers[0].address",
-            "not base58",
+            "EIP-55",
+        ),
+        (
+            "EVM peer address not checksummed",
+            base().replace(TREASURY, "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"),
+            "agents[0].risk.peers[0].address",
+            "EIP-55",
+        ),
+        (
+            "EVM network unknown",
+            base().replace(
+                "daily_llm_usd_cap_micros = 5000\n",
+                "daily_llm_usd_cap_micros = 5000\nevm_rpc_urls = { sepolia = \"http://127.0.0.1:8545\" }\n",
+            ),
+            "evm_rpc_urls.sepolia",
+            "not a EVM network",
+        ),
+        (
+            "EVM RPC over plain http to a remote host",
+            base().replace(
+                "daily_llm_usd_cap_micros = 5000\n",
+                "daily_llm_usd_cap_micros = 5000\nevm_rpc_urls = { devnet = \"http://rpc.example\" }\n",
+            ),
+            "evm_rpc_urls.devnet",
+            "https",
+        ),
+        (
+            "EVM network without a node",
+            base().replace(
+                "daily_llm_usd_cap_micros = 5000\n",
+                "daily_llm_usd_cap_micros = 5000\nevm_network = \"devnet\"\n",
+            ),
+            "evm_network",
+            "evm_rpc_urls.devnet",
+        ),
+        (
+            "borrowing without a health-factor floor",
+            base().replace("allowed_actions = [\"transfer\", \"hold\"]", "allowed_actions = [\"aave_borrow\", \"hold\"]"),
+            "agents[0].risk.min_health_factor",
+            "is missing",
+        ),
+        (
+            "a health-factor floor below 1",
+            base().replace(
+                "allowed_actions = [\"transfer\", \"hold\"]",
+                "allowed_actions = [\"aave_withdraw\", \"hold\"]\nmin_health_factor = \"0.95\"",
+            ),
+            "agents[0].risk.min_health_factor",
+            "liquidates",
+        ),
+        (
+            "a fraction per asset above 100 %",
+            base().replace(
+                "allowed_actions = [\"transfer\", \"hold\"]",
+                "allowed_actions = [\"transfer\", \"hold\"]\nasset_fraction_bps = { USDC = 10001 }",
+            ),
+            "agents[0].risk.asset_fraction_bps.USDC",
+            "more than 10000",
         ),
         (
             "peer address wrong length",
@@ -282,13 +377,13 @@ fn invalid_configs_name_the_key_and_the_reason() {
             "no asset",
         ),
         (
-            "unknown live asset",
+            "a live asset that is no symbol",
             base().replace(
                 sched,
-                "schedule_secs = 10\nmode = \"live\"\nlive_assets = [\"DOGE\"]\n",
+                "schedule_secs = 10\nmode = \"live\"\nlive_assets = [\"doge coin\"]\n",
             ),
             "agents[0].live_assets",
-            "unknown",
+            "not a symbol",
         ),
         (
             "plain http to a remote host",

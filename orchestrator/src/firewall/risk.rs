@@ -43,6 +43,13 @@ pub(crate) enum RiskRule {
     /// A transfer lacks its asset, recipient or amount (only possible for
     /// a decision built in code; layer 1 never produces one).
     Incomplete,
+    /// An Aave action beyond the agent's position (withdraw more than supplied, repay more
+    /// than owed, an asset the Pool does not list).
+    AavePosition,
+    /// A borrow or withdraw that would leave the Aave health factor below the profile's floor.
+    HealthFactorFloor,
+    /// The action is for a chain the agent has no view of (no EVM key or no EVM node).
+    NoChain,
 }
 
 impl RiskRule {
@@ -54,6 +61,9 @@ impl RiskRule {
             RiskRule::PeerNotAllowed => "peer_not_allowed",
             RiskRule::UnknownAsset => "unknown_asset",
             RiskRule::Incomplete => "incomplete",
+            RiskRule::AavePosition => "aave_position",
+            RiskRule::HealthFactorFloor => "health_factor_floor",
+            RiskRule::NoChain => "no_chain",
         }
     }
 }
@@ -137,17 +147,12 @@ pub(crate) fn check(
             ),
         )
     })?;
-    let limit = fraction_of(balance, profile.max_fraction_per_tx_bps);
-    if amount.base_units() > limit {
-        return Err(refuse(
-            RiskRule::FractionOfBalance,
-            format!(
-                "amount {amount} exceeds {} of the current balance {balance} (at most {limit} \
-                 base units per transaction); propose a smaller amount",
-                format_bps(profile.max_fraction_per_tx_bps)
-            ),
-        ));
-    }
+    within_fraction(
+        amount,
+        balance,
+        profile.fraction_bps(*asset),
+        "the current balance",
+    )?;
     Ok(Some(Checked {
         action,
         asset: *asset,
@@ -155,6 +160,27 @@ pub(crate) fn check(
         to_label: Some(peer.label.clone()),
         amount,
     }))
+}
+
+/// Refuses `amount` above `bps` of `balance` (`what` names that balance in the reason).
+pub(crate) fn within_fraction(
+    amount: Amount,
+    balance: u128,
+    bps: u32,
+    what: &str,
+) -> Result<(), RiskRefusal> {
+    let limit = fraction_of(balance, bps);
+    if amount.base_units() > limit {
+        return Err(refuse(
+            RiskRule::FractionOfBalance,
+            format!(
+                "amount {amount} exceeds {} of {what} {balance} (at most {limit} base units per \
+                 transaction); propose a smaller amount",
+                format_bps(bps)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `floor(balance * bps / 10 000)` without overflow, with `bps` capped at 100 %.
@@ -169,23 +195,23 @@ pub(crate) fn fraction_of(balance: u128, bps: u32) -> u128 {
 
 /// A peer whose label equals `to`, else a peer whose address equals `to`. Exact matches
 /// only: no trimming, no case folding, no substring search.
-fn resolve_peer<'p>(to: &str, peers: &'p [Peer]) -> Option<&'p Peer> {
+pub(crate) fn resolve_peer<'p>(to: &str, peers: &'p [Peer]) -> Option<&'p Peer> {
     peers
         .iter()
         .find(|p| p.label == to)
         .or_else(|| peers.iter().find(|p| p.address == to))
 }
 
-fn refuse(rule: RiskRule, message: String) -> RiskRefusal {
+pub(crate) fn refuse(rule: RiskRule, message: String) -> RiskRefusal {
     RiskRefusal { rule, message }
 }
 
-fn list_actions(profile: &RiskProfile) -> String {
+pub(crate) fn list_actions(profile: &RiskProfile) -> String {
     let names: Vec<&str> = profile.allowed_actions.iter().map(|a| a.as_str()).collect();
     names.join(", ")
 }
 
-fn list_peers(peers: &[Peer]) -> String {
+pub(crate) fn list_peers(peers: &[Peer]) -> String {
     if peers.is_empty() {
         return "(none: this agent has no peers and cannot send)".into();
     }
@@ -215,6 +241,8 @@ mod tests {
         RiskProfile {
             allowed_actions: actions.iter().copied().collect::<BTreeSet<_>>(),
             max_fraction_per_tx_bps: bps,
+            asset_fraction_bps: std::collections::BTreeMap::new(),
+            min_health_factor_milli: None,
             peers: vec![
                 Peer {
                     label: "treasury".into(),

@@ -33,13 +33,14 @@ pub(crate) const MAX_TO_CHARS: usize = 128;
 /// The reply format, as stated to the model in the prompt and in every correction.
 pub(crate) const DECISION_SCHEMA: &str = r#"Reply with exactly one JSON object and nothing else (no prose, no Markdown):
 {
-  "action": "hold" | "transfer",
-  "asset": "SOL",                 // transfer only; omit for hold
-  "to": "<peer label or address>", // transfer only; omit for hold
-  "amount": "<decimal string of base units, e.g. \"250000000\">", // transfer only; omit for hold
+  "action": "hold" | "transfer" | "aave_supply" | "aave_withdraw" | "aave_borrow" | "aave_repay",
+  "asset": "SOL",                 // every action but hold: SOL on Solana; the EVM network's native asset (ETH) or one of its tokens (USDC)
+  "to": "<peer label or address>", // transfer only; omit for hold and the aave actions
+  "amount": "<decimal string of base units, e.g. \"250000000\">", // every action but hold
   "confidence": <number from 0 to 1>,
   "reasoning": "<20 to 2000 characters explaining the decision>"
 }
+aave_supply lends the asset to the Aave Pool, aave_withdraw takes supplied asset back, aave_borrow borrows it at the variable rate against what is supplied, aave_repay pays borrowed asset back; all for you yourself, never for anyone else.
 No other keys are allowed. The amount is a string of digits (no sign, decimal point or exponent), never a JSON number.
 Example:
 {"action": "transfer", "asset": "SOL", "to": "treasury", "amount": "250000000", "confidence": 0.7, "reasoning": "The treasury is below its floor and this balance can cover it."}"#;
@@ -56,18 +57,45 @@ pub enum Action {
     Hold,
     /// Move `amount` of `asset` to `to`.
     Transfer,
+    /// EVM: supply `amount` of the token `asset` to the policy's Aave Pool, for the agent.
+    AaveSupply,
+    /// EVM: withdraw `amount` of the supplied token `asset` from the Aave Pool to the agent.
+    AaveWithdraw,
+    /// EVM: borrow `amount` of the token `asset` from the Aave Pool at the variable rate.
+    AaveBorrow,
+    /// EVM: repay `amount` of the agent's variable-rate debt in the token `asset`.
+    AaveRepay,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 2] = [Action::Hold, Action::Transfer];
+    pub const ALL: [Action; 6] = [
+        Action::Hold,
+        Action::Transfer,
+        Action::AaveSupply,
+        Action::AaveWithdraw,
+        Action::AaveBorrow,
+        Action::AaveRepay,
+    ];
 
-    /// The name used in replies and config.
+    /// The name used in replies and config (the signer's intent kind for the others).
     pub const fn as_str(self) -> &'static str {
         match self {
             Action::Hold => "hold",
             Action::Transfer => "transfer",
+            Action::AaveSupply => "aave_supply",
+            Action::AaveWithdraw => "aave_withdraw",
+            Action::AaveBorrow => "aave_borrow",
+            Action::AaveRepay => "aave_repay",
         }
+    }
+
+    /// Whether the action is one of Aave's (EVM only, no recipient).
+    pub const fn is_aave(self) -> bool {
+        matches!(
+            self,
+            Action::AaveSupply | Action::AaveWithdraw | Action::AaveBorrow | Action::AaveRepay
+        )
     }
 
     /// The action named `s` in a reply or a config.
@@ -83,7 +111,8 @@ impl fmt::Display for Action {
 }
 
 /// A reply that passed layer 1. Hold carries no asset, recipient or amount; transfer
-/// carries all three.
+/// carries all three; an Aave action an asset and an amount, never a recipient (the position
+/// is always the agent's own).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct AgentDecision {
     /// What the agent wants to do.
@@ -160,13 +189,10 @@ pub(crate) enum SchemaError {
         found: String,
     },
     /// `action` was not one of the closed set.
-    #[error("action {0:?} is not allowed: use exactly one of \"hold\", \"transfer\"")]
-    UnknownAction(String),
-    /// `action` is an EVM operation the signer knows but the orchestrator does not run yet.
     #[error(
-        "action {0:?} is an EVM action, not yet supported by the orchestrator: use exactly one of \"hold\", \"transfer\""
+        "action {0:?} is not allowed: use exactly one of \"hold\", \"transfer\", \"aave_supply\", \"aave_withdraw\", \"aave_borrow\", \"aave_repay\""
     )]
-    EvmNotYetSupported(String),
+    UnknownAction(String),
     /// `confidence` was outside 0..=1.
     #[error("confidence {0} is out of range: give a number from 0 to 1, e.g. 0.7")]
     ConfidenceOutOfRange(String),
@@ -189,8 +215,8 @@ pub(crate) enum SchemaError {
         "to {0:?} is not a recipient: give a peer label from the list or its address (1-128 characters, no control characters)"
     )]
     BadRecipient(String),
-    /// transfer without one of asset, to, amount.
-    #[error("action {action} needs key {field:?}; give asset, to and amount")]
+    /// transfer without one of asset, to, amount; an Aave action without asset or amount.
+    #[error("action {action} needs key {field:?}; {}", needs(*.action))]
     MissingForAction {
         /// The action.
         action: Action,
@@ -200,6 +226,20 @@ pub(crate) enum SchemaError {
     /// hold carrying asset, to or amount.
     #[error("action hold must not carry key {0:?}; omit asset, to and amount when holding")]
     NotAllowedForHold(&'static str),
+    /// An Aave action naming a recipient: the position is always the agent's own.
+    #[error(
+        "action {0} must not carry key \"to\": an Aave position is always your own; omit \"to\""
+    )]
+    RecipientNotAllowed(Action),
+}
+
+/// What an action needs, for [`SchemaError::MissingForAction`].
+fn needs(action: Action) -> &'static str {
+    if action.is_aave() {
+        "give asset and amount"
+    } else {
+        "give asset, to and amount"
+    }
 }
 
 /// Parses a model's reply into a decision, strictly. See the module docs for the rules.
@@ -342,6 +382,16 @@ fn decision_from_fields(fields: Vec<(String, Value)>) -> Result<AgentDecision, S
                 }
             }
         }
+        Action::AaveSupply | Action::AaveWithdraw | Action::AaveBorrow | Action::AaveRepay => {
+            for (field, present) in [("asset", asset.is_some()), ("amount", amount.is_some())] {
+                if !present {
+                    return Err(SchemaError::MissingForAction { action, field });
+                }
+            }
+            if to.is_some() {
+                return Err(SchemaError::RecipientNotAllowed(action));
+            }
+        }
     }
     Ok(AgentDecision {
         action,
@@ -379,13 +429,7 @@ fn as_string(field: &'static str, v: Value) -> Result<String, SchemaError> {
 
 fn parse_action(v: Value) -> Result<Action, SchemaError> {
     let s = as_string("action", v)?;
-    Action::from_wire(&s).ok_or_else(|| {
-        if s.starts_with("aave_") {
-            SchemaError::EvmNotYetSupported(truncate(&s))
-        } else {
-            SchemaError::UnknownAction(truncate(&s))
-        }
-    })
+    Action::from_wire(&s).ok_or_else(|| SchemaError::UnknownAction(truncate(&s)))
 }
 
 fn parse_confidence(v: Value) -> Result<u16, SchemaError> {

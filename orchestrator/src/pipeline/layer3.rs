@@ -3,28 +3,29 @@
 //! otherwise). What waits for the operator is recorded as a confirmation.
 
 use vigil_protocol::{
-    AgentId, ConfirmationPurpose, Context, Decision, DryRunRequest, DryRunResult, Intent,
+    AgentId, Chain, ConfirmationPurpose, Context, Decision, DryRunRequest, DryRunResult, Intent,
     NewConfirmation,
 };
 
-use super::execute::{Live, claim, execute_live};
-use super::{Deps, Inputs, Outcome, idempotency_key, intent_of};
+use super::execute::{Live, claim, execute_live, execute_live_evm};
+use super::{Deps, Inputs, Outcome, evm, idempotency_key, paper_delta};
 use crate::config::AgentConfig;
-use crate::firewall::risk::Checked;
 use crate::signer_client::SignerError;
 use crate::store::Store;
 
 pub(super) async fn paper(
     agent: &AgentConfig,
-    checked: &Checked,
+    intent: &Intent,
     inputs: &Inputs,
     deps: &Deps<'_>,
 ) -> Outcome {
-    let intent = intent_of(checked, inputs.network);
-    match dry_run(&agent.id, &intent, inputs, deps).await {
+    // Paper EVM actions are asked without a context: the signer decides on the policy's fee
+    // bounds, the most the fees could be. Nothing is settled, signed or sent for them.
+    let context = solana_context(intent, inputs);
+    match dry_run(&agent.id, intent, context, deps).await {
         Ok(r) => match r.decision {
             Decision::Allow => {
-                let key = idempotency_key(&agent.id, inputs.now, &intent);
+                let key = idempotency_key(&agent.id, inputs.now, intent);
                 if let Err(held) = claim(deps.store, &key, inputs.now) {
                     return held;
                 }
@@ -33,11 +34,11 @@ pub(super) async fn paper(
                     .lock()
                     .map_err(|_| "state unavailable".to_string())
                     .and_then(|store| {
-                        let amount = i128::try_from(checked.amount.base_units())
-                            .map_err(|_| "amount too large".to_string())?;
+                        let (asset, delta) = paper_delta(intent)
+                            .ok_or_else(|| "amount too large or \"all\"".to_string())?;
                         store
                             .agent(&agent.id)
-                            .record_paper_fill(inputs.now, checked.asset, -amount, &r.summary)
+                            .record_paper_fill(inputs.now, asset, delta, &r.summary)
                             .and_then(|()| {
                                 store.finish_execution(
                                     &key,
@@ -55,26 +56,61 @@ pub(super) async fn paper(
                     },
                 }
             }
-            Decision::NeedsApproval => paper_approval(&agent.id, &intent, inputs, deps).await,
+            Decision::NeedsApproval => paper_approval(&agent.id, intent, inputs, deps).await,
             Decision::Deny => denied(r),
         },
         Err(e) => signer_failure(e),
     }
 }
 
+/// A Solana intent's context (the recent blockhash); none for an EVM one.
+fn solana_context(intent: &Intent, inputs: &Inputs) -> Context {
+    match intent.chain_network().0 {
+        Chain::Solana => Context {
+            recent_blockhash: Some(inputs.recent_blockhash.clone()),
+            ..Context::default()
+        },
+        Chain::Evm => Context::default(),
+    }
+}
+
 pub(super) async fn live(
     agent: &AgentConfig,
-    checked: &Checked,
+    intent: &Intent,
     inputs: &Inputs,
     deps: &Deps<'_>,
 ) -> Outcome {
-    let intent = intent_of(checked, inputs.network);
-    let key = idempotency_key(&agent.id, inputs.now, &intent);
+    let key = idempotency_key(&agent.id, inputs.now, intent);
+    // EVM: the nonce and fees from the node (after settling what is in flight), the same
+    // context for the dry run and the signature.
+    let evm = match intent.chain_network().0 {
+        Chain::Solana => None,
+        Chain::Evm => {
+            let (Some(rpc), Some(view)) = (deps.evm_rpc, inputs.evm.as_ref()) else {
+                return Outcome::Held {
+                    layer: "rpc".into(),
+                    reason: "a live EVM action needs the node of the agent's EVM network (evm_rpc_urls in the config)".into(),
+                };
+            };
+            match evm::context(rpc, deps.store, view, intent, inputs.now).await {
+                Ok(context) => Some((rpc, view, context)),
+                Err(reason) => {
+                    return Outcome::Held {
+                        layer: "rpc".into(),
+                        reason,
+                    };
+                }
+            }
+        }
+    };
     if agent.confirm_transfers {
-        match dry_run(&agent.id, &intent, inputs, deps).await {
+        let context = evm
+            .as_ref()
+            .map_or_else(|| solana_context(intent, inputs), |(_, _, c)| c.clone());
+        match dry_run(&agent.id, intent, context, deps).await {
             Ok(r) if r.decision == Decision::Allow => {
                 return ask_confirmation(
-                    &agent.id, deps.store, inputs.now, &intent, &key, &r.summary,
+                    &agent.id, deps.store, inputs.now, intent, &key, &r.summary,
                 );
             }
             // Above the threshold the signer's own approval (a code, stronger than a button)
@@ -88,16 +124,24 @@ pub(super) async fn live(
         store: deps.store,
         signer: deps.signer,
         rpc: deps.rpc,
+        evm_rpc: deps.evm_rpc,
     };
-    execute_live(
-        &live,
-        &agent.id,
-        &intent,
-        &key,
-        &inputs.recent_blockhash,
-        inputs.now,
-    )
-    .await
+    match evm {
+        Some((_, view, context)) => {
+            execute_live_evm(&live, view, &agent.id, intent, &key, context, inputs.now).await
+        }
+        None => {
+            execute_live(
+                &live,
+                &agent.id,
+                intent,
+                &key,
+                &inputs.recent_blockhash,
+                inputs.now,
+            )
+            .await
+        }
+    }
 }
 
 /// A paper action above the approval threshold: the signer is asked to put it to the operator
@@ -148,16 +192,13 @@ async fn paper_approval(
 async fn dry_run(
     agent: &AgentId,
     intent: &Intent,
-    inputs: &Inputs,
+    context: Context,
     deps: &Deps<'_>,
 ) -> Result<DryRunResult, SignerError> {
     let request = DryRunRequest {
         agent: agent.clone(),
         intent: intent.clone(),
-        context: Context {
-            recent_blockhash: Some(inputs.recent_blockhash.clone()),
-            ..Context::default()
-        },
+        context,
     };
     deps.signer.lock().await.dry_run(request).await
 }

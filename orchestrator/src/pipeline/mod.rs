@@ -10,11 +10,17 @@
 //! waits for the operator), `execute` runs a live transfer at most once, and `outcome` is
 //! what a decision came to and how it is recorded.
 
+mod evm;
 mod execute;
 mod layer3;
 mod outcome;
 
+pub(crate) use evm::{
+    Sender as EvmSender, context as evm_context, send_signed as evm_send_signed,
+    settle as evm_settle,
+};
 pub(crate) use execute::broadcast_signed;
+pub(crate) use execute::execute_live_evm;
 pub use execute::{Live, execute_live};
 pub(crate) use layer3::ask_confirmation;
 pub use outcome::Outcome;
@@ -23,13 +29,15 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
-use vigil_protocol::{AgentId, Chain, Intent, Network, TransferIntent};
+use vigil_protocol::{AgentId, AmountOrAll, AssetSymbol, Chain, Intent, Network, TransferIntent};
 
+use crate::chains::evm_rpc::EvmRpc;
 use crate::chains::solana_rpc::SolanaRpc;
 use crate::config::AgentConfig;
 use crate::cost::{self, Prices};
 use crate::firewall::prompt::{self, UntrustedItem};
-use crate::firewall::risk::{self, Checked};
+use crate::firewall::risk::{self, Checked, RiskRefusal, RiskRule};
+use crate::firewall::risk_evm::{self, EvmView};
 use crate::firewall::schema::{self, Action, MAX_CORRECTIONS};
 use crate::llm::{ChatMessage, ChatRequest, Provider, Role};
 use crate::signer_client::SignerClient;
@@ -47,8 +55,11 @@ pub struct Inputs {
     pub untrusted: Vec<UntrustedItem>,
     /// A recent blockhash (live mode) or a paper stand-in.
     pub recent_blockhash: String,
-    /// The network the agent's intents go to.
+    /// The network the agent's Solana intents go to.
     pub network: Network,
+    /// The agent's account on its EVM network (balances, Aave position), when it has one and
+    /// a node for it is configured: EVM actions are checked against it.
+    pub evm: Option<EvmView>,
     /// Unix seconds now, and the start of the cost-cap day.
     pub now: u64,
     /// Start of the current UTC day (for the daily LLM cost cap).
@@ -72,6 +83,9 @@ pub struct Deps<'a> {
     pub signer: &'a Mutex<SignerClient>,
     /// The chain, for live mode (broadcast and confirmation).
     pub rpc: Option<&'a SolanaRpc>,
+    /// The node of the agent's EVM network, for live EVM actions (checked against the signed
+    /// policy's chain id and genesis hash before the decision).
+    pub evm_rpc: Option<&'a EvmRpc>,
 }
 
 /// A decision and how it came about.
@@ -208,8 +222,8 @@ async fn run(
         };
     }
     // Layer 2.
-    let checked = match risk::check(&decision, &agent.risk, inputs.balance) {
-        Ok(Some(checked)) => checked,
+    let intent = match layer2(agent, &decision, inputs) {
+        Ok(Some(intent)) => intent,
         Ok(None) => {
             return Outcome::Held {
                 layer: "agent".into(),
@@ -226,11 +240,59 @@ async fn run(
     };
     // Layer 3.
     // Live only when the agent is live AND this asset was opted into; paper otherwise.
-    if agent.is_live(checked.asset) {
-        live(agent, &checked, inputs, deps).await
+    if agent.is_live(intent.asset()) {
+        live(agent, &intent, inputs, deps).await
     } else {
-        paper(agent, &checked, inputs, deps).await
+        paper(agent, &intent, inputs, deps).await
     }
+}
+
+/// Layer 2: the Solana profile check for SOL, the EVM one (with the Aave health-factor floor)
+/// for the Aave actions and every other asset when the agent has an EVM view; the intent for
+/// the signer, or `None` for a hold.
+fn layer2(
+    agent: &AgentConfig,
+    decision: &schema::AgentDecision,
+    inputs: &Inputs,
+) -> Result<Option<Intent>, RiskRefusal> {
+    let evm_asset =
+        decision.action.is_aave() || decision.asset.is_some_and(|a| a != AssetSymbol::SOL);
+    match (&inputs.evm, evm_asset) {
+        (Some(view), true) => risk_evm::check_evm(decision, &agent.risk, view).map(|checked| {
+            if let Some(estimate) = &checked.estimate {
+                tracing::info!(agent = %agent.id, "{} passes layer 2: {estimate}", checked.intent.action());
+            }
+            Some(checked.intent)
+        }),
+        (None, true) if decision.action.is_aave() => Err(RiskRefusal {
+            rule: RiskRule::NoChain,
+            message: format!(
+                "{} is an EVM action, and {} has no EVM network here (no EVM key at the signer, or no evm_rpc_urls node in the config): nothing can be checked or done",
+                decision.action, agent.id
+            ),
+        }),
+        _ => risk::check(decision, &agent.risk, inputs.balance)
+            .map(|checked| checked.map(|c| intent_of(&c, inputs.network))),
+    }
+}
+
+/// What a paper fill of `intent` changes: the asset and the signed amount of base units
+/// (negative: out of the wallet). `None` for an amount of "all", which the orchestrator never
+/// proposes.
+pub(crate) fn paper_delta(intent: &Intent) -> Option<(AssetSymbol, i128)> {
+    let exact = |a: &AmountOrAll| match a {
+        AmountOrAll::Exact(a) => Some(a.base_units()),
+        AmountOrAll::All => None,
+    };
+    let (asset, amount, out) = match intent {
+        Intent::Transfer(t) => (t.asset, t.amount.base_units(), true),
+        Intent::AaveSupply(a) => (a.asset, a.amount.base_units(), true),
+        Intent::AaveBorrow(a) => (a.asset, a.amount.base_units(), false),
+        Intent::AaveWithdraw(a) => (a.asset, exact(&a.amount)?, false),
+        Intent::AaveRepay(a) => (a.asset, exact(&a.amount)?, true),
+    };
+    let amount = i128::try_from(amount).ok()?;
+    Some((asset, if out { -amount } else { amount }))
 }
 
 /// Checks the call's worst case against what is left of today's cap; what the call goes out
@@ -281,10 +343,6 @@ fn cost_gate(
             }
         })
 }
-
-/// Why an EVM intent (which the signer supports) stops in the orchestrator: its layers do not
-/// produce or execute EVM actions yet, so one found in stored state is held with this reason.
-pub(crate) const EVM_NOT_YET: &str = "EVM actions are not yet supported by the orchestrator (the signer builds and bounds them; the orchestrator's EVM layers are not written yet)";
 
 fn intent_of(checked: &Checked, network: Network) -> Intent {
     Intent::Transfer(TransferIntent {

@@ -80,30 +80,58 @@ impl Orchestrator {
             Ok(store) => operator::with_mode_override(&store, agent),
             Err(_) => return Err("state unavailable".into()),
         };
-        let Intent::Transfer(transfer) = &t.intent else {
-            return Err(format!("#{}: {}", row.id.0, crate::pipeline::EVM_NOT_YET));
-        };
-        if !agent.is_live(transfer.asset) {
+        let asset = t.intent.asset();
+        if !agent.is_live(asset) {
             return Err(format!(
-                "#{}: {} is no longer live for {}",
-                row.id.0, t.agent, transfer.asset
+                "#{}: {} is no longer live for {asset}",
+                row.id.0, t.agent
             ));
         }
-        let (_, blockhash, network) = self.chain_view(&t.agent).await?;
-        if transfer.network != network {
-            return Err(format!(
-                "#{}: the transfer was asked for on {}, but {} works on {} now; nothing was sent",
-                row.id.0,
-                vigil_protocol::network_name(transfer.chain, transfer.network),
-                t.agent,
-                vigil_protocol::network_name(transfer.chain, network)
-            ));
-        }
+        let (chain, intended) = t.intent.chain_network();
         let live = pipeline::Live {
             store: &self.store,
             signer: &self.signer,
             rpc: self.rpc.as_ref(),
+            evm_rpc: self.evm_rpcs.get(&intended),
         };
+        let moved = |network: vigil_protocol::Network| {
+            format!(
+                "#{}: the action was asked for on {}, but {} works on {} now; nothing was sent",
+                row.id.0,
+                vigil_protocol::network_name(chain, intended),
+                t.agent,
+                vigil_protocol::network_name(chain, network)
+            )
+        };
+        if chain == vigil_protocol::Chain::Evm {
+            // A node checked against the pin, the account settled, a fresh nonce and fees.
+            let view = self
+                .evm_view(&t.agent, agent.mode)
+                .await?
+                .ok_or_else(|| format!("#{}: {} has no EVM network here now", row.id.0, t.agent))?;
+            if view.network != intended {
+                return Err(moved(view.network));
+            }
+            let rpc = live
+                .evm_rpc
+                .ok_or_else(|| format!("#{}: no node for its network", row.id.0))?;
+            let context =
+                pipeline::evm_context(rpc, &self.store, &view, &t.intent, unix_now()).await?;
+            return Ok(pipeline::execute_live_evm(
+                &live,
+                &view,
+                &t.agent,
+                &t.intent,
+                &t.key,
+                context,
+                unix_now(),
+            )
+            .await);
+        }
+        let (_, blockhash, network) = self.chain_view(&t.agent).await?;
+        if intended != network {
+            return Err(moved(network));
+        }
         Ok(
             pipeline::execute_live(&live, &t.agent, &t.intent, &t.key, &blockhash, unix_now())
                 .await,

@@ -10,6 +10,7 @@
 //! checked against the genesis hash the signed policy pins) and `paper` (paper balances and
 //! approved paper fills).
 
+mod evm;
 mod executor;
 mod import_watch;
 mod network;
@@ -24,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 use vigil_protocol::{AgentId, Network};
 
+use crate::chains::evm_rpc::EvmRpc;
 use crate::chains::solana_rpc::SolanaRpc;
 use crate::config::{AgentConfig, Config, Mode, ProviderKind};
 use crate::firewall::prompt::UntrustedItem;
@@ -57,10 +59,14 @@ pub struct Orchestrator {
     signer: Mutex<SignerClient>,
     paper_balance: u128,
     rpc: Option<SolanaRpc>,
+    /// The node of each EVM network in `evm_rpc_urls`.
+    evm_rpcs: BTreeMap<Network, EvmRpc>,
     operator: Arc<dyn Operator>,
     /// The last wrong-network alert sent (so a node of the wrong cluster is reported once,
     /// not at every tick); cleared when the node checks out again.
     network_alerted: std::sync::Mutex<Option<String>>,
+    /// The same for the EVM nodes.
+    evm_alerted: std::sync::Mutex<Option<String>>,
 }
 
 /// Why the orchestrator could not start.
@@ -117,8 +123,16 @@ impl Orchestrator {
             ),
             None => None,
         };
+        let mut evm_rpcs = BTreeMap::new();
+        for (network, url) in &config.evm_rpc_urls {
+            let rpc = EvmRpc::new(url, RPC_TIMEOUT).map_err(|e| {
+                StartError::Provider(format!("evm_rpc_urls.{network}"), e.to_string())
+            })?;
+            evm_rpcs.insert(*network, rpc);
+        }
         Ok(Self {
             rpc,
+            evm_rpcs,
             config,
             providers,
             store: std::sync::Mutex::new(store),
@@ -126,6 +140,7 @@ impl Orchestrator {
             paper_balance: DEFAULT_PAPER_BALANCE,
             operator: Arc::new(Terminal),
             network_alerted: std::sync::Mutex::new(None),
+            evm_alerted: std::sync::Mutex::new(None),
         })
     }
 
@@ -205,33 +220,24 @@ impl Orchestrator {
                 format!("no prices for provider {}", agent.provider),
             );
         };
-        let view = match (agent.mode, &self.rpc) {
-            (Mode::Live, _) => self.chain_view(&agent.id).await,
-            // Paper with a chain: the agent's real balance and a real blockhash, minus what
-            // its paper fills have spent, so a paper decision sees what a live one would.
-            (Mode::Paper, Some(_)) => {
-                self.chain_view(&agent.id)
-                    .await
-                    .map(|(balance, hash, network)| {
-                        (
-                            apply_paper_delta(balance, self.paper_delta(&agent.id)),
-                            hash,
-                            network,
-                        )
-                    })
-            }
-            (Mode::Paper, None) => self.paper_network(&agent.id).await.map(|network| {
-                (
-                    apply_paper_delta(self.paper_balance, self.paper_delta(&agent.id)),
-                    PAPER_BLOCKHASH.to_string(),
-                    network,
-                )
-            }),
+        // The EVM account first: an agent with an EVM key and a node is checked against it.
+        let evm = match self.evm_view(&agent.id, agent.mode).await {
+            Ok(evm) => evm,
+            Err(reason) => return held("rpc", reason),
+        };
+        let view = if evm.is_some() && !self.has_solana_key(&agent.id).await {
+            // An EVM-only agent: no Solana balance, nothing on Solana can pass layer 2.
+            Ok((0, PAPER_BLOCKHASH.to_string(), Network::Devnet))
+        } else {
+            self.solana_view(agent).await
         };
         let (balance, recent_blockhash, network) = match view {
             Ok(view) => view,
             Err(reason) => return held("rpc", reason),
         };
+        if let Some(evm) = &evm {
+            untrusted.push(evm::view_item(evm));
+        }
         // The agent's own recent memory (its past outcomes): data, fenced like any other.
         let memory = self
             .store
@@ -250,6 +256,7 @@ impl Orchestrator {
             network,
             now,
             day_start: now - now % 86_400,
+            evm,
         };
         let deps = Deps {
             provider,
@@ -259,6 +266,10 @@ impl Orchestrator {
             store: &self.store,
             signer: &self.signer,
             rpc: self.rpc.as_ref(),
+            evm_rpc: inputs
+                .evm
+                .as_ref()
+                .and_then(|v| self.evm_rpcs.get(&v.network)),
         };
         pipeline::decide(agent, &inputs, &deps).await
     }
@@ -332,6 +343,51 @@ impl Orchestrator {
             .await
             .map_err(|e| format!("latest blockhash: {e}"))?;
         Ok((u128::from(balance), blockhash.hash, network))
+    }
+
+    /// The agent's Solana balance, a recent blockhash and its network: from the chain (live, or
+    /// paper with a node, minus its paper fills), or paper's stand-ins without a node.
+    async fn solana_view(&self, agent: &AgentConfig) -> Result<(u128, String, Network), String> {
+        match (agent.mode, &self.rpc) {
+            (Mode::Live, _) => self.chain_view(&agent.id).await,
+            // Paper with a chain: the agent's real balance and a real blockhash, minus what
+            // its paper fills have spent, so a paper decision sees what a live one would.
+            (Mode::Paper, Some(_)) => {
+                self.chain_view(&agent.id)
+                    .await
+                    .map(|(balance, hash, network)| {
+                        (
+                            apply_paper_delta(balance, self.paper_delta(&agent.id)),
+                            hash,
+                            network,
+                        )
+                    })
+            }
+            (Mode::Paper, None) => self.paper_network(&agent.id).await.map(|network| {
+                (
+                    apply_paper_delta(self.paper_balance, self.paper_delta(&agent.id)),
+                    PAPER_BLOCKHASH.to_string(),
+                    network,
+                )
+            }),
+        }
+    }
+
+    /// Whether the signer holds a Solana key for `agent` (if it cannot be asked: yes, so the
+    /// Solana path reports why).
+    async fn has_solana_key(&self, agent: &AgentId) -> bool {
+        let Ok(hello) = self.hello().await else {
+            return true;
+        };
+        hello.agents.iter().any(|a| {
+            &a.agent == agent
+                && a.network_addresses.keys().any(|name| {
+                    matches!(
+                        vigil_protocol::parse_network_name(name),
+                        Some((vigil_protocol::Chain::Solana, _))
+                    )
+                })
+        })
     }
 
     /// The network of a paper agent without a chain (its intents still name one).

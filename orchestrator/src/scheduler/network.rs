@@ -124,7 +124,29 @@ impl Orchestrator {
         };
         let mut report = Vec::new();
         let mut checked = Vec::new();
+        let mut evm_checked = Vec::new();
         for agent in &self.config.agents {
+            match self.agent_evm_network(&hello, &agent.id) {
+                Ok(Some((network, _)))
+                    if self.evm_rpcs.contains_key(&network) && !evm_checked.contains(&network) =>
+                {
+                    evm_checked.push(network);
+                    if let Err(why) = self.checked_evm_node(&hello, network).await {
+                        report.push(why);
+                    }
+                }
+                Ok(_) => {}
+                Err(why) => report.push(format!("{}: {why}", agent.id)),
+            }
+            if !self.has_solana_key(&agent.id).await
+                && self
+                    .agent_evm_network(&hello, &agent.id)
+                    .ok()
+                    .flatten()
+                    .is_some()
+            {
+                continue;
+            }
             match self.agent_network(&hello, &agent.id) {
                 Ok((network, _)) if checked.contains(&network) => {}
                 Ok((network, _)) => {

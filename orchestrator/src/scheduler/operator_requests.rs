@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 use vigil_protocol::{
-    AgentId, AssetSymbol, Context, ErrorKind, Intent, Network, OperatorRequestId, RequestState,
-    SignRequest, SignResult,
+    AgentId, AssetSymbol, Chain, Context, ErrorKind, Intent, Network, OperatorRequestId,
+    RequestState, SignRequest, SignResult,
 };
 
 use super::{Orchestrator, unix_now};
@@ -24,6 +24,11 @@ use crate::operator::{self, Alert};
 use crate::pipeline;
 use crate::signer_client::SignerError;
 use crate::store::{ConfirmationId, ConfirmationKind, ConfirmationRow, Resolution};
+
+/// The idempotency key a pending approval's `sign` used, as stored.
+fn key_text_of(payload: &Value) -> String {
+    payload["key"].as_str().unwrap_or_default().to_owned()
+}
 
 /// Who resolves a row the approver answered (the store's `resolved_by`): no Telegram user.
 const BY_APPROVER: i64 = 0;
@@ -95,22 +100,33 @@ impl Orchestrator {
         let (Ok(agent), Ok(intent), Some(Ok(key))) = parsed else {
             return self.close(id, "its stored request is unreadable: nothing was signed");
         };
-        // A fresh blockhash from a node checked to serve the agent's network.
-        let blockhash = match self.live_blockhash(&agent).await {
-            Ok((hash, _)) => hash,
+        // A fresh blockhash from a node checked to serve the agent's network; on EVM a node
+        // checked against the pin, the account settled, a fresh nonce and fees.
+        let prepared = if intent.chain_network().0 == Chain::Evm {
+            self.evm_grant_context(&agent, &intent).await
+        } else {
+            self.live_blockhash(&agent).await.map(|(hash, _)| {
+                let context = Context {
+                    recent_blockhash: Some(hash),
+                    ..Context::default()
+                };
+                (None, context)
+            })
+        };
+        let (view, context) = match prepared {
+            Ok(prepared) => prepared,
             Err(why) => {
                 return format!(
                     "#{id} was approved in the approver's chat, but it cannot be signed yet: {why}. It is tried again until the grant expires."
                 );
             }
         };
+        let nonce = context.nonce.unwrap_or(0);
+        let key_text = key_text_of(payload);
         let request = SignRequest {
             agent: agent.clone(),
             intent,
-            context: Context {
-                recent_blockhash: Some(blockhash),
-                ..Context::default()
-            },
+            context,
             idempotency_key: key,
         };
         let signed = match self.signer.lock().await.sign(request).await {
@@ -132,7 +148,24 @@ impl Orchestrator {
         {
             tracing::error!(pending = %id, error = %e, "signed, but the confirmation was not recorded");
         }
-        let chain = pipeline::broadcast_signed(self.rpc(), &signed.tx, &signed.signature).await;
+        let chain = match (
+            &view,
+            view.as_ref().and_then(|v| self.evm_rpcs.get(&v.network)),
+        ) {
+            (Some(view), Some(rpc)) => {
+                let from = pipeline::EvmSender {
+                    agent: agent.as_str(),
+                    view,
+                    key: &key_text,
+                    nonce,
+                };
+                pipeline::evm_send_signed(rpc, &self.store, from, &signed, now).await
+            }
+            (Some(_), None) => "not broadcast: no node for its EVM network".into(),
+            (None, _) => {
+                pipeline::broadcast_signed(self.rpc(), &signed.tx, &signed.signature).await
+            }
+        };
         let note = format!(
             "approved by the operator, signed ({chain}): {}",
             signed.summary
@@ -146,6 +179,31 @@ impl Orchestrator {
             "✔ #{id} approved in the approver's chat; the signer signed: {}\nchain: {chain}\nsignature {}",
             signed.summary, signed.signature
         )
+    }
+
+    /// The view and context of a granted EVM action (see [`pipeline::evm_context`]).
+    async fn evm_grant_context(
+        &self,
+        agent: &AgentId,
+        intent: &Intent,
+    ) -> Result<(Option<crate::firewall::risk_evm::EvmView>, Context), String> {
+        let view = self
+            .evm_view(agent, Mode::Live)
+            .await?
+            .ok_or_else(|| format!("{agent} has no EVM network with a node here"))?;
+        if view.network != intent.chain_network().1 {
+            return Err(format!(
+                "it was asked for on evm:{}, but {agent} works on evm:{} now",
+                intent.chain_network().1,
+                view.network
+            ));
+        }
+        let rpc = self
+            .evm_rpcs
+            .get(&view.network)
+            .ok_or_else(|| format!("no node for evm:{}", view.network))?;
+        let context = pipeline::evm_context(rpc, &self.store, &view, intent, unix_now()).await?;
+        Ok((Some(view), context))
     }
 
     /// A confirmation or cap change the signer put to the operator.

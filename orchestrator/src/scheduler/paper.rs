@@ -25,28 +25,30 @@ impl Orchestrator {
             .agent
             .clone()
             .ok_or("the pending action names no agent")?;
-        let vigil_protocol::Intent::Transfer(t) = intent else {
-            return Err(crate::pipeline::EVM_NOT_YET.into());
-        };
-        let amount =
-            i128::try_from(t.amount.base_units()).map_err(|_| "amount too large".to_string())?;
+        let (asset, delta) = crate::pipeline::paper_delta(&intent)
+            .ok_or_else(|| "the amount is too large or \"all\": no paper fill".to_string())?;
         let store = self
             .store
             .lock()
             .map_err(|_| "state unavailable".to_string())?;
         store
             .agent(&agent)
-            .record_paper_fill(now, t.asset, -amount, &row.confirmation.summary)
+            .record_paper_fill(now, asset, delta, &row.confirmation.summary)
             .map_err(|e| e.to_string())?;
         Ok(row.confirmation.summary.clone())
     }
 
     /// The sum of the agent's paper fills in SOL (negative: paid out).
     pub(super) fn paper_delta(&self, agent: &AgentId) -> i128 {
+        self.paper_delta_of(agent, AssetSymbol::SOL)
+    }
+
+    /// The sum of the agent's paper fills in `asset` (negative: paid out).
+    pub(super) fn paper_delta_of(&self, agent: &AgentId, asset: AssetSymbol) -> i128 {
         self.store
             .lock()
             .ok()
-            .and_then(|s| s.agent(agent).paper_position(AssetSymbol::SOL).ok())
+            .and_then(|s| s.agent(agent).paper_position(asset).ok())
             .unwrap_or(0)
     }
 }

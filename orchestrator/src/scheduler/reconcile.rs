@@ -22,6 +22,13 @@ impl Orchestrator {
             Err(_) => return vec!["state unavailable".into()],
         };
         let mut report = Vec::new();
+        // EVM transactions in flight: receipts read, states moved, before anything new.
+        for (network, rpc) in &self.evm_rpcs {
+            let name = vigil_protocol::network_name(vigil_protocol::Chain::Evm, *network);
+            let settled = crate::pipeline::evm_settle(rpc, &self.store, &name, None, now).await;
+            report.extend(settled.lines);
+            report.extend(settled.in_flight);
+        }
         match unfinished {
             Ok(rows) => report.extend(rows.iter().map(|r| {
                 format!(
@@ -38,6 +45,24 @@ impl Orchestrator {
                 continue;
             };
             if v["result"]["outcome"] != "signed" {
+                continue;
+            }
+            if v["chain"] == "evm" {
+                // What the signer counts: each asset of the answer, fees included. Whether its
+                // transactions landed is the EVM settlement's report above.
+                for spend in v["spends"].as_array().into_iter().flatten() {
+                    let (Some(asset), Some(amount)) = (
+                        spend[0].as_str(),
+                        spend[1].as_str().and_then(|a| a.parse::<u128>().ok()),
+                    ) else {
+                        continue;
+                    };
+                    let key = (
+                        v["agent"].as_str().unwrap_or("").to_string(),
+                        asset.to_string(),
+                    );
+                    *recorded.entry(key).or_default() += amount;
+                }
                 continue;
             }
             if let (Some(rpc), Some(signature)) = (&self.rpc, v["result"]["signature"].as_str()) {

@@ -116,8 +116,37 @@ ALTER TABLE pending_confirmations ADD COLUMN button_token TEXT NOT NULL DEFAULT 
 UPDATE pending_confirmations SET button_token = lower(hex(randomblob(16)));
 "#;
 
+/// Version 3: every EVM transaction the signer signed for a live action, written before it
+/// is broadcast, with its nonce and raw bytes, and its state (`docs/orchestrator.md`, "Nonces
+/// on EVM chains"): `sent` (broadcast, no receipt yet), `pending` (the node's pool has it),
+/// `mined` (a receipt: block, hash, status) or `dropped` (its nonce was used by another
+/// transaction; it moved nothing and is never re-sent).
+const V3: &str = r#"
+CREATE TABLE evm_transactions (
+    hash             TEXT PRIMARY KEY NOT NULL,
+    agent            TEXT NOT NULL REFERENCES agents(id),
+    network          TEXT NOT NULL,
+    address          TEXT NOT NULL,
+    nonce            INTEGER NOT NULL CHECK (nonce >= 0),
+    raw              TEXT NOT NULL,
+    idempotency_key  TEXT NOT NULL,
+    position         INTEGER NOT NULL CHECK (position >= 0),
+    summary          TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('sent', 'pending', 'mined', 'dropped')),
+    sent_at          INTEGER NOT NULL CHECK (sent_at >= 0),
+    settled_at       INTEGER,
+    block_number     INTEGER,
+    block_hash       TEXT,
+    succeeded        INTEGER CHECK (succeeded IN (0, 1)),
+    UNIQUE (idempotency_key, position),
+    CHECK ((state = 'mined') = (block_number IS NOT NULL))
+) STRICT;
+CREATE INDEX evm_in_flight ON evm_transactions (network, address, nonce)
+    WHERE state IN ('sent', 'pending');
+"#;
+
 /// The migrations in order; `MIGRATIONS[i]` moves the file from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes and understands (what the tests expect to find).
 // The list is a handful of entries: the cast cannot truncate.
@@ -193,6 +222,7 @@ mod tests {
             "executions",
             "cost_ledger",
             "settings",
+            "evm_transactions",
         ] {
             let n: i64 = conn
                 .query_row(

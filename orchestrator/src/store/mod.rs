@@ -26,6 +26,7 @@
 mod agent;
 mod confirmations;
 mod cost;
+mod evm_txs;
 mod executions;
 mod migrations;
 
@@ -44,6 +45,7 @@ pub use confirmations::{
     ConfirmationId, ConfirmationKind, ConfirmationRow, ConfirmationStatus, NewConfirmation,
     Resolution,
 };
+pub use evm_txs::{EvmTxRow, EvmTxState, NewEvmTx};
 pub use executions::ExecutionRow;
 
 /// How long a writer waits for another connection's write lock before giving up.

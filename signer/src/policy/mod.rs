@@ -140,10 +140,31 @@ impl NetworkPin {
             NetworkPin::SolanaGenesis(hash) => NetworkIdentity {
                 genesis_hash: Some(hash.clone()),
                 chain_id: None,
+                evm: None,
             },
             NetworkPin::Evm(n) => NetworkIdentity {
                 genesis_hash: Some(n.genesis_hash.to_string()),
                 chain_id: Some(n.chain_id),
+                evm: Some(vigil_protocol::EvmNetworkInfo {
+                    native: n.native,
+                    native_decimals: n.native_decimals,
+                    max_gas_limit: n.max_gas_limit,
+                    max_fee_per_gas: vigil_protocol::Quantity::new(n.max_fee_per_gas),
+                    aave_pool: n.aave_pool.map(|p| p.to_checksum(None)),
+                    tokens: n
+                        .tokens
+                        .iter()
+                        .map(|(symbol, t)| {
+                            (
+                                *symbol,
+                                vigil_protocol::EvmTokenInfo {
+                                    address: t.address.to_checksum(None),
+                                    decimals: t.decimals,
+                                },
+                            )
+                        })
+                        .collect(),
+                }),
             },
         }
     }

@@ -107,10 +107,25 @@ fn each_violation_gets_its_own_error() {
             "\"withdraw_all\" is not allowed",
         ),
         (
-            "EVM action",
-            hold_json().replace("\"hold\"", "\"aave_supply\""),
-            SchemaError::EvmNotYetSupported("aave_supply".into()),
-            "not yet supported by the orchestrator",
+            "aave action without an amount",
+            hold_json().replace("\"hold\"", "\"aave_supply\", \"asset\": \"USDC\""),
+            SchemaError::MissingForAction {
+                action: Action::AaveSupply,
+                field: "amount",
+            },
+            "give asset and amount",
+        ),
+        (
+            "aave action naming a recipient",
+            transfer_json().replace("\"transfer\"", "\"aave_borrow\""),
+            SchemaError::RecipientNotAllowed(Action::AaveBorrow),
+            "always your own",
+        ),
+        (
+            "a permit is no action",
+            hold_json().replace("\"hold\"", "\"permit\""),
+            SchemaError::UnknownAction("permit".into()),
+            "\"aave_repay\"",
         ),
         (
             "action wrong case",
@@ -354,4 +369,31 @@ fn the_example_shown_to_the_model_parses() {
         let wire = serde_json::to_string(&action).expect("serialises");
         assert_eq!(wire, format!("\"{}\"", action.as_str()));
     }
+}
+
+#[test]
+fn the_aave_actions_parse_with_an_asset_and_an_amount() {
+    for action in [
+        Action::AaveSupply,
+        Action::AaveWithdraw,
+        Action::AaveBorrow,
+        Action::AaveRepay,
+    ] {
+        let reply = format!(
+            r#"{{"action": "{action}", "asset": "USDC", "amount": "250000000", "confidence": 0.6, "reasoning": "{REASON}"}}"#
+        );
+        let d = parse_decision(&reply).unwrap_or_else(|e| panic!("{action}: {e}"));
+        assert_eq!(d.action, action);
+        assert_eq!(
+            d.asset.map(|a| a.as_str().to_owned()).as_deref(),
+            Some("USDC")
+        );
+        assert_eq!(
+            d.amount.map(vigil_protocol::Amount::base_units),
+            Some(250_000_000)
+        );
+        assert_eq!(d.to, None);
+        assert!(action.is_aave());
+    }
+    assert!(!Action::Transfer.is_aave() && !Action::Hold.is_aave());
 }
