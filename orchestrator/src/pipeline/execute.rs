@@ -87,19 +87,9 @@ pub async fn execute_live(
                 chain,
             }
         }
-        Ok(SignResult::NeedsApproval(n)) => pending_approval(
-            agent,
-            live.store,
-            now,
-            intent,
-            "live",
-            &n.summary,
-            AtSigner {
-                approval_id: Some(n.approval_id.as_str()),
-                key: Some(key),
-                request_id: None,
-            },
-        ),
+        Ok(SignResult::NeedsApproval(n)) => {
+            awaiting_approval(live, agent, now, intent, key, &n.summary, &n.approval_id)
+        }
         Err(e) => signer_failure(e),
     };
     let finished = live
@@ -203,19 +193,9 @@ pub(crate) async fn execute_live_evm(
                 chain,
             }
         }
-        Ok(SignResult::NeedsApproval(n)) => pending_approval(
-            agent,
-            live.store,
-            now,
-            intent,
-            "live",
-            &n.summary,
-            AtSigner {
-                approval_id: Some(n.approval_id.as_str()),
-                key: Some(key),
-                request_id: None,
-            },
-        ),
+        Ok(SignResult::NeedsApproval(n)) => {
+            awaiting_approval(live, agent, now, intent, key, &n.summary, &n.approval_id)
+        }
         Err(e) => signer_failure(e),
     };
     let record = serde_json::json!({
@@ -281,4 +261,30 @@ pub(super) fn claim(store: &std::sync::Mutex<Store>, key: &str, now: u64) -> Res
         Ok(false) => Err(held(format!("decision {key} was already executed"))),
         Err(e) => Err(held(format!("cannot claim execution {key}: {e}"))),
     }
+}
+
+/// A live request the signer holds for the operator's approval: recorded as pending, with the
+/// signer's approval id and the idempotency key the grant is collected with.
+fn awaiting_approval(
+    live: &Live<'_>,
+    agent: &AgentId,
+    now: u64,
+    intent: &Intent,
+    key: &str,
+    summary: &str,
+    approval_id: &vigil_protocol::ApprovalId,
+) -> Outcome {
+    pending_approval(
+        agent,
+        live.store,
+        now,
+        intent,
+        "live",
+        summary,
+        AtSigner {
+            approval_id: Some(approval_id.as_str()),
+            key: Some(key),
+            request_id: None,
+        },
+    )
 }

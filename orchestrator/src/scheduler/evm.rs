@@ -24,7 +24,6 @@ use crate::chains::evm_rpc::{ChainIdentity, EvmRpc};
 use crate::config::Mode;
 use crate::firewall::prompt::UntrustedItem;
 use crate::firewall::risk_evm::{AaveView, EvmView, ReserveView};
-use crate::operator::Alert;
 
 impl Orchestrator {
     /// The EVM network `agent` works on and its address there; `None` when it has no EVM key.
@@ -105,19 +104,7 @@ impl Orchestrator {
                 Err(e) => return Err(format!("identity of the EVM node for {name}: {e}")),
             },
         };
-        let mut alerted = self
-            .evm_alerted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &checked {
-            Ok(()) => *alerted = None,
-            Err(why) if alerted.as_deref() != Some(why.as_str()) => {
-                tracing::error!("{why}");
-                self.alert(Alert::WrongNetwork(why.clone()));
-                *alerted = Some(why.clone());
-            }
-            Err(_) => {}
-        }
+        self.alert_once_per_mismatch(&self.evm_alerted, &checked);
         checked.map(|()| rpc)
     }
 

@@ -99,19 +99,7 @@ impl Orchestrator {
                 )),
             },
         };
-        let mut alerted = self
-            .network_alerted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &checked {
-            Ok(()) => *alerted = None,
-            Err(why) if alerted.as_deref() != Some(why.as_str()) => {
-                tracing::error!("{why}");
-                self.alert(Alert::WrongNetwork(why.clone()));
-                *alerted = Some(why.clone());
-            }
-            Err(_) => {}
-        }
+        self.alert_once_per_mismatch(&self.network_alerted, &checked);
         checked
     }
 
@@ -176,6 +164,30 @@ fn known_cluster(hash: &str) -> &'static str {
         vigil_protocol::SOLANA_TESTNET_GENESIS_HASH => " (Solana testnet)",
         vigil_protocol::SOLANA_DEVNET_GENESIS_HASH => " (Solana devnet)",
         _ => "",
+    }
+}
+
+impl Orchestrator {
+    /// Alerts the operator once per new mismatch of a node's identity (a `WrongNetwork` alert
+    /// and an error log), and forgets the last one once the check passes again: `last` holds
+    /// the reason last alerted for that node.
+    pub(super) fn alert_once_per_mismatch(
+        &self,
+        last: &std::sync::Mutex<Option<String>>,
+        checked: &Result<(), String>,
+    ) {
+        let mut alerted = last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match checked {
+            Ok(()) => *alerted = None,
+            Err(why) if alerted.as_deref() != Some(why.as_str()) => {
+                tracing::error!("{why}");
+                self.alert(Alert::WrongNetwork(why.clone()));
+                *alerted = Some(why.clone());
+            }
+            Err(_) => {}
+        }
     }
 }
 
