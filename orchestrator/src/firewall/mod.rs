@@ -15,5 +15,5 @@ pub(crate) mod risk;
 pub(crate) mod risk_evm;
 pub(crate) mod schema;
 
-pub(crate) use risk::{KNOWN_ASSETS, known_assets};
+pub(crate) use risk::known_assets;
 pub(crate) use schema::Action;

@@ -11,7 +11,7 @@ use vigil_protocol::{AssetSymbol, CapKind, OperatorCode};
 
 use super::{Ctx, State, to_approver, unix_now};
 use crate::config::AgentConfig;
-use crate::firewall::{KNOWN_ASSETS, known_assets};
+use crate::firewall::known_assets;
 use crate::store::{
     ConfirmationId, ConfirmationKind, ConfirmationRow, ConfirmationStatus, NewConfirmation,
     Resolution,
@@ -439,23 +439,32 @@ pub(super) fn cap_kind(s: &str) -> Option<CapKind> {
     }
 }
 
-/// An asset symbol the orchestrator handles, or the answer saying which ones it does.
+/// An asset symbol: SOL, or an asset of the agent's EVM network in the signed policy (ETH,
+/// USDC, ...), which the orchestrator cannot see from here; the same rule as the config's
+/// `live_assets`: an asset the agent has no caps for never acts (the signer refuses it), and a
+/// cap for it is refused by the signer against the signed ceiling.
 fn known_asset(arg: &str) -> Result<AssetSymbol, String> {
-    arg.parse::<AssetSymbol>()
-        .ok()
-        .filter(|a| KNOWN_ASSETS.contains(a))
-        .ok_or_else(|| {
-            format!(
-                "Unknown asset {:?}: use one of {}.",
-                vigil_protocol::truncate(arg),
-                known_assets()
-            )
-        })
+    arg.parse::<AssetSymbol>().map_err(|_| {
+        format!(
+            "{:?} is not an asset symbol: use 1-10 upper-case letters or digits, e.g. {} or USDC.",
+            vigil_protocol::truncate(arg),
+            known_assets()
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn assets_of_either_chain_are_accepted_and_garbage_is_named() {
+        for ok in ["SOL", "ETH", "USDC"] {
+            assert_eq!(known_asset(ok).unwrap().as_str(), ok);
+        }
+        let e = known_asset("usdc; drop").unwrap_err();
+        assert!(e.contains("is not an asset symbol"), "{e}");
+    }
 
     #[test]
     fn a_phrase_answers_only_its_own_fresh_question() {
