@@ -92,28 +92,13 @@ pub async fn execute_live(
         }
         Err(e) => signer_failure(e),
     };
-    let finished = live
-        .store
-        .lock()
-        .map_err(|_| "state unavailable".to_string())
-        .and_then(|store| {
-            store
-                .finish_execution(
-                    key,
-                    &serde_json::json!({
-                        "agent": agent,
-                        "asset": t.asset,
-                        "amount": t.amount,
-                        "result": outcome,
-                    })
-                    .to_string(),
-                    now,
-                )
-                .map_err(|e| e.to_string())
-        });
-    if let Err(e) = finished {
-        tracing::error!(error = %e, "could not record the execution's outcome");
-    }
+    let record = serde_json::json!({
+        "agent": agent,
+        "asset": t.asset,
+        "amount": t.amount,
+        "result": outcome,
+    });
+    record_outcome(live, key, &record, now);
     outcome
 }
 
@@ -205,18 +190,7 @@ pub(crate) async fn execute_live_evm(
         "spends": spends,
         "result": outcome,
     });
-    let finished = live
-        .store
-        .lock()
-        .map_err(|_| "state unavailable".to_string())
-        .and_then(|store| {
-            store
-                .finish_execution(key, &record.to_string(), now)
-                .map_err(|e| e.to_string())
-        });
-    if let Err(e) = finished {
-        tracing::error!(error = %e, "could not record the execution's outcome");
-    }
+    record_outcome(live, key, &record, now);
     outcome
 }
 
@@ -260,6 +234,22 @@ pub(super) fn claim(store: &std::sync::Mutex<Store>, key: &str, now: u64) -> Res
         Ok(true) => Ok(()),
         Ok(false) => Err(held(format!("decision {key} was already executed"))),
         Err(e) => Err(held(format!("cannot claim execution {key}: {e}"))),
+    }
+}
+
+/// Records a claimed execution's outcome; a failure to record it is logged.
+fn record_outcome(live: &Live<'_>, key: &str, record: &serde_json::Value, now: u64) {
+    let finished = live
+        .store
+        .lock()
+        .map_err(|_| "state unavailable".to_string())
+        .and_then(|store| {
+            store
+                .finish_execution(key, &record.to_string(), now)
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = finished {
+        tracing::error!(error = %e, "could not record the execution's outcome");
     }
 }
 
