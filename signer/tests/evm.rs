@@ -80,6 +80,11 @@ fn request(op: &str, key: &str, intent: Value, context: Value) -> Vec<u8> {
     serde_json::to_vec(&r).unwrap()
 }
 
+/// The signer's answer to [`request`], which must not be a protocol error.
+fn answer(c: &mut Client, op: &str, key: &str, intent: Value, context: Value) -> Value {
+    ok(c.call_raw(&request(op, key, intent, context)).unwrap())
+}
+
 fn fees(nonce: u64, gas: u64, max_fee: &str) -> Value {
     json!({"nonce": nonce, "gas_limit": gas, "max_fee_per_gas": max_fee, "max_priority_fee_per_gas": "1000000000"})
 }
@@ -138,14 +143,13 @@ fn hello_shows_the_evm_address_and_the_networks_pins() {
 fn a_native_transfer_is_signed_decodes_and_counts_its_fee() {
     let (s, mut c, agent) = start();
     let amount = 1_000_000_000_000_000u128; // 0.001 ETH
-    let r = ok(c
-        .call_raw(&request(
-            "sign",
-            "t1",
-            intent("transfer", "ETH", &amount.to_string()),
-            fees(7, 21_000, "2000000000"),
-        ))
-        .unwrap());
+    let r = answer(
+        &mut c,
+        "sign",
+        "t1",
+        intent("transfer", "ETH", &amount.to_string()),
+        fees(7, 21_000, "2000000000"),
+    );
     assert_eq!(r["status"], "signed");
     assert!(r.get("prior").is_none(), "one transaction");
     let env = decode(r["tx"].as_str().unwrap(), agent);
@@ -168,28 +172,26 @@ fn a_native_transfer_is_signed_decodes_and_counts_its_fee() {
     // The fee counts as spend: amount + 21000 × 2 gwei.
     assert_eq!(s.spent_of("trader", "ETH"), amount + 21_000 * 2_000_000_000);
     // The idempotent retry answers the same bytes.
-    let again = ok(c
-        .call_raw(&request(
-            "sign",
-            "t1",
-            intent("transfer", "ETH", &amount.to_string()),
-            fees(7, 21_000, "2000000000"),
-        ))
-        .unwrap());
+    let again = answer(
+        &mut c,
+        "sign",
+        "t1",
+        intent("transfer", "ETH", &amount.to_string()),
+        fees(7, 21_000, "2000000000"),
+    );
     assert_eq!(again["tx"], r["tx"]);
 }
 
 #[test]
 fn a_supply_is_answered_with_its_exact_approval_first() {
     let (mut s, mut c, agent) = start();
-    let r = ok(c
-        .call_raw(&request(
-            "sign",
-            "s1",
-            intent("aave_supply", "USDC", "250000000"),
-            fees(3, 300_000, "2000000000"),
-        ))
-        .unwrap());
+    let r = answer(
+        &mut c,
+        "sign",
+        "s1",
+        intent("aave_supply", "USDC", "250000000"),
+        fees(3, 300_000, "2000000000"),
+    );
     assert_eq!(r["status"], "signed");
     let prior = r["prior"].as_array().expect("the approval comes first");
     assert_eq!(prior.len(), 1);
@@ -228,14 +230,13 @@ fn a_supply_is_answered_with_its_exact_approval_first() {
     );
     assert!(summary.contains("; then supply 250 USDC"), "{summary}");
     // Retried: the same two transactions, read back from the journal.
-    let again = ok(c
-        .call_raw(&request(
-            "sign",
-            "s1",
-            intent("aave_supply", "USDC", "250000000"),
-            fees(3, 300_000, "2000000000"),
-        ))
-        .unwrap());
+    let again = answer(
+        &mut c,
+        "sign",
+        "s1",
+        intent("aave_supply", "USDC", "250000000"),
+        fees(3, 300_000, "2000000000"),
+    );
     assert_eq!((&again["tx"], &again["prior"]), (&r["tx"], &r["prior"]));
     // Counted once: the token amount, and two transactions' fees in ETH.
     assert_eq!(s.spent_of("trader", "USDC"), 250_000_000);
@@ -263,39 +264,36 @@ fn a_supply_is_answered_with_its_exact_approval_first() {
 fn dry_run_decides_without_context_on_the_worst_fees() {
     let (_s, mut c, _) = start();
     // Worst fees: 500000 gas × 100 gwei = 0.05 ETH per transaction, above the 0.01 ETH cap.
-    let r = ok(c
-        .call_raw(&request(
-            "dry_run",
-            "",
-            intent("aave_borrow", "USDC", "1000000"),
-            json!({}),
-        ))
-        .unwrap());
+    let r = answer(
+        &mut c,
+        "dry_run",
+        "",
+        intent("aave_borrow", "USDC", "1000000"),
+        json!({}),
+    );
     assert_eq!(
         (r["decision"].as_str(), r["rule"].as_str()),
         (Some("deny"), Some("per_tx_cap"))
     );
-    let r = ok(c
-        .call_raw(&request(
-            "dry_run",
-            "",
-            intent("aave_borrow", "USDC", "1000000"),
-            fees(0, 300_000, "2000000000"),
-        ))
-        .unwrap());
+    let r = answer(
+        &mut c,
+        "dry_run",
+        "",
+        intent("aave_borrow", "USDC", "1000000"),
+        fees(0, 300_000, "2000000000"),
+    );
     assert_eq!(r["decision"], "allow", "{r}");
     assert!(
         r["summary"].as_str().unwrap().starts_with("borrow 1 USDC"),
         "{r}"
     );
-    let r = ok(c
-        .call_raw(&request(
-            "dry_run",
-            "",
-            intent("aave_supply", "USDC", "600000000"),
-            fees(0, 300_000, "2000000000"),
-        ))
-        .unwrap());
+    let r = answer(
+        &mut c,
+        "dry_run",
+        "",
+        intent("aave_supply", "USDC", "600000000"),
+        fees(0, 300_000, "2000000000"),
+    );
     assert_eq!(
         (r["decision"].as_str(), r["rule"].as_str()),
         (Some("needs_approval"), Some("approval_threshold"))
@@ -383,14 +381,13 @@ fn what_the_agent_may_not_say_fails_to_parse() {
 fn a_supply_above_the_threshold_waits_for_the_operator_and_is_collected_with_fresh_fees() {
     let (s, mut c, agent) = start();
     let big = intent("aave_supply", "USDC", "600000000");
-    let pending = ok(c
-        .call_raw(&request(
-            "sign",
-            "b1",
-            big.clone(),
-            fees(0, 300_000, "2000000000"),
-        ))
-        .unwrap());
+    let pending = answer(
+        &mut c,
+        "sign",
+        "b1",
+        big.clone(),
+        fees(0, 300_000, "2000000000"),
+    );
     assert_eq!(pending["status"], "needs_approval");
     assert!(
         pending["summary"]
@@ -404,9 +401,7 @@ fn a_supply_above_the_threshold_waits_for_the_operator_and_is_collected_with_fre
     let granted = ok(s.approver().approve(&id, s.operator().code_at(t)));
     assert_eq!(granted["status"], "granted");
     // Collected with the nonce and fees of now: both transactions, signed once.
-    let signed = ok(c
-        .call_raw(&request("sign", "b1", big, fees(9, 300_000, "3000000000")))
-        .unwrap());
+    let signed = answer(&mut c, "sign", "b1", big, fees(9, 300_000, "3000000000"));
     assert_eq!(signed["status"], "signed", "{signed}");
     let prior = signed["prior"].as_array().unwrap();
     let approve = decode(prior[0]["tx"].as_str().unwrap(), agent);

@@ -9,15 +9,13 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::host::repo_root;
-
 /// The SDK's test key (its `tests/signing_test.py`): a public test key, never a secret.
 pub const SDK_TEST_KEY: &str = "0x0123456789012345678901234567890123456789012345678901234567890123";
 /// The address of [`SDK_TEST_KEY`].
 pub const SDK_TEST_ADDRESS: &str = "0x14791697260e4c9a71f18484c9f997b308e59325";
 
 fn peer_dir() -> PathBuf {
-    repo_root().join("tests/peers/hyperliquid")
+    crate::anvil::peers_dir().join("hyperliquid")
 }
 
 /// The venv's Python, or a failure saying how to install it.

@@ -96,15 +96,9 @@ impl Gen {
     }
 }
 
-fn python() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let python = root.join("tests/peers/hyperliquid/.venv/bin/python");
-    assert!(
-        python.is_file(),
-        "the Hyperliquid SDK peer is not installed ({} missing): run tests/run, which makes the venv from tests/peers/hyperliquid/requirements.txt",
-        python.display()
-    );
-    python
+/// The SDK peer's script (in `tests/peers/hyperliquid`, beside the venv the test kit finds).
+fn verify_script() -> PathBuf {
+    vigil_testkit::host::repo_root().join("tests/peers/hyperliquid/verify.py")
 }
 
 /// One L1 request line as the exchange receives it. The action is written from its struct
@@ -222,8 +216,8 @@ fn the_official_sdk_recovers_this_key_from_every_action() {
     let key = SigningKey::from_slice(&[0x42; 32]).unwrap();
     let expected = address_of(key.verifying_key()).to_wire();
     let lines = requests(&key, 400);
-    let mut child = Command::new(python())
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/hyperliquid/verify.py"))
+    let mut child = Command::new(vigil_testkit::hyperliquid::python())
+        .arg(verify_script())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -255,8 +249,8 @@ fn the_official_sdk_recovers_this_key_from_every_action() {
         .to_owned();
     let tampered = lines[0].replacen(&format!("\"p\":\"{price}\""), "\"p\":\"1\"", 1);
     assert_ne!(tampered, lines[0]);
-    let mut child = Command::new(python())
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/hyperliquid/verify.py"))
+    let mut child = Command::new(vigil_testkit::hyperliquid::python())
+        .arg(verify_script())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
