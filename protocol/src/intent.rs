@@ -5,6 +5,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::perp::{
+    PerpCancelIntent, PerpLeverageIntent, PerpOrderIntent, PerpPosition, PerpRegisterApiKeyIntent,
+    PerpScheduleCancelIntent, PerpWithdrawIntent,
+};
 use crate::types::{Amount, AmountOrAll, AssetSymbol, Quantity};
 
 /// A chain family the signer can build transactions for.
@@ -16,6 +20,10 @@ pub enum Chain {
     /// An EVM chain (secp256k1 keys, EIP-1559 transactions). Which chain (its chain id) is
     /// the signed policy's `[networks."evm:<network>"]` table, never the request.
     Evm,
+    /// Hyperliquid, the perpetuals exchange (secp256k1 keys: an API wallet key per agent for
+    /// orders, a master key for transfers and withdrawals). Which exchange (`testnet` or
+    /// `mainnet`) is the signed policy's `[networks."hyperliquid:<network>"]` table.
+    Hyperliquid,
 }
 
 /// A network of a chain. `mainnet` is only reachable when the signed policy names it.
@@ -36,6 +44,7 @@ impl Chain {
         match self {
             Chain::Solana => "solana",
             Chain::Evm => "evm",
+            Chain::Hyperliquid => "hyperliquid",
         }
     }
 }
@@ -64,8 +73,8 @@ impl fmt::Display for Network {
 }
 
 /// What an agent asks for, tagged by `kind`. There is no kind for an ERC-20 approval, a
-/// permit, typed data (EIP-712), `personal_sign`, a raw transaction, or any other Aave call:
-/// such requests fail to parse.
+/// permit, typed data (EIP-712), `personal_sign`, a raw transaction, any other Aave call, or
+/// any Hyperliquid action but the six below: such requests fail to parse.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Intent {
@@ -82,6 +91,19 @@ pub enum Intent {
     /// EVM: repay the agent's own variable-rate debt (the signer emits the exact-amount
     /// `approve` first).
     AaveRepay(AaveRepayIntent),
+    /// Hyperliquid: a limit order on a perpetual (API wallet key).
+    PerpOrder(PerpOrderIntent),
+    /// Hyperliquid: cancel one resting order (API wallet key).
+    PerpCancel(PerpCancelIntent),
+    /// Hyperliquid: set a perpetual's leverage (API wallet key).
+    PerpLeverage(PerpLeverageIntent),
+    /// Hyperliquid: the dead-man switch that cancels every open order (API wallet key).
+    PerpScheduleCancel(PerpScheduleCancelIntent),
+    /// Hyperliquid: withdraw USDC to a policy recipient (master key, operator's approval).
+    PerpWithdraw(PerpWithdrawIntent),
+    /// Hyperliquid: register the agent's own API wallet on its master account (master key,
+    /// operator's approval, once per key).
+    PerpRegisterApiKey(PerpRegisterApiKeyIntent),
 }
 
 impl Intent {
@@ -93,6 +115,12 @@ impl Intent {
             Intent::AaveWithdraw(_) => "aave_withdraw",
             Intent::AaveBorrow(_) => "aave_borrow",
             Intent::AaveRepay(_) => "aave_repay",
+            Intent::PerpOrder(_) => "perp_order",
+            Intent::PerpCancel(_) => "perp_cancel",
+            Intent::PerpLeverage(_) => "perp_leverage",
+            Intent::PerpScheduleCancel(_) => "perp_schedule_cancel",
+            Intent::PerpWithdraw(_) => "perp_withdraw",
+            Intent::PerpRegisterApiKey(_) => "perp_register_api_key",
         }
     }
 
@@ -103,16 +131,28 @@ impl Intent {
             Intent::AaveSupply(a) | Intent::AaveBorrow(a) => (a.chain, a.network),
             Intent::AaveWithdraw(a) => (a.chain, a.network),
             Intent::AaveRepay(a) => (a.chain, a.network),
+            Intent::PerpOrder(o) => (o.chain, o.network),
+            Intent::PerpCancel(c) => (c.chain, c.network),
+            Intent::PerpLeverage(l) => (l.chain, l.network),
+            Intent::PerpScheduleCancel(s) => (s.chain, s.network),
+            Intent::PerpWithdraw(w) => (w.chain, w.network),
+            Intent::PerpRegisterApiKey(r) => (r.chain, r.network),
         }
     }
 
-    /// The asset the intent moves.
-    pub const fn asset(&self) -> AssetSymbol {
+    /// The asset the intent moves or trades; `None` for the account-wide Hyperliquid actions
+    /// (the dead-man switch, the API wallet's registration), which move nothing.
+    pub const fn asset(&self) -> Option<AssetSymbol> {
         match self {
-            Intent::Transfer(t) => t.asset,
-            Intent::AaveSupply(a) | Intent::AaveBorrow(a) => a.asset,
-            Intent::AaveWithdraw(a) => a.asset,
-            Intent::AaveRepay(a) => a.asset,
+            Intent::Transfer(t) => Some(t.asset),
+            Intent::AaveSupply(a) | Intent::AaveBorrow(a) => Some(a.asset),
+            Intent::AaveWithdraw(a) => Some(a.asset),
+            Intent::AaveRepay(a) => Some(a.asset),
+            Intent::PerpOrder(o) => Some(o.asset),
+            Intent::PerpCancel(c) => Some(c.asset),
+            Intent::PerpLeverage(l) => Some(l.asset),
+            Intent::PerpWithdraw(w) => Some(w.asset),
+            Intent::PerpScheduleCancel(_) | Intent::PerpRegisterApiKey(_) => None,
         }
     }
 }
@@ -204,6 +244,11 @@ pub struct Context {
     /// EVM: the EIP-1559 max priority fee per gas, wei; at most `max_fee_per_gas`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_priority_fee_per_gas: Option<Quantity>,
+    /// Hyperliquid: the account's current position in the order's perpetual as the venue
+    /// reports it (signed size, negative when short). The orchestrator's word: the signer
+    /// bounds the position with it and, independently, with its own 24 h opened notional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perp_position: Option<PerpPosition>,
 }
 
 #[cfg(test)]
@@ -242,7 +287,7 @@ mod tests {
             let i: Intent = serde_json::from_str(&text).unwrap();
             assert_eq!(i.action(), action);
             assert_eq!(i.chain_network(), (Chain::Evm, Network::Devnet));
-            assert_eq!(i.asset().as_str(), "USDC");
+            assert_eq!(i.asset().map(|a| a.to_string()).as_deref(), Some("USDC"));
             // The agent never names who the position is for, nor the rate mode, nor a token address.
             for field in [
                 r#""on_behalf_of":"0x00""#,
@@ -299,6 +344,49 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("unknown variant"), "{kind}: {err}");
+        }
+    }
+
+    #[test]
+    fn perp_intents_parse_strictly() {
+        let net = r#""chain":"hyperliquid","network":"testnet""#;
+        let order = format!(
+            r#"{{"kind":"perp_order",{net},"asset":"ETH","side":"buy","size":"0.5","limit_px":"2500","tif":"gtc","reduce_only":false}}"#
+        );
+        let i: Intent = serde_json::from_str(&order).unwrap();
+        assert_eq!(i.action(), "perp_order");
+        assert_eq!(i.chain_network(), (Chain::Hyperliquid, Network::Testnet));
+        for bad in [
+            order.replace(r#""size":"0.5""#, r#""size":0.5"#),
+            order.replace(r#""size":"0.5""#, r#""size":"-0.5""#),
+            order.replace(r#""tif":"gtc""#, r#""tif":"FrontendMarket""#),
+            order.replace('}', r#","a":4}"#),
+            order.replace('}', r#","vaultAddress":"0x00"}"#),
+            order.replace('}', r#","nonce":1}"#),
+            order.replace(r#","reduce_only":false"#, ""),
+        ] {
+            assert!(serde_json::from_str::<Intent>(&bad).is_err(), "{bad}");
+        }
+        let sc = format!(r#"{{"kind":"perp_schedule_cancel",{net},"in_secs":60}}"#);
+        let i: Intent = serde_json::from_str(&sc).unwrap();
+        assert_eq!(i.asset(), None);
+        let reg = format!(r#"{{"kind":"perp_register_api_key",{net}}}"#);
+        assert!(serde_json::from_str::<Intent>(&reg).is_ok());
+        // The agent never names the API wallet's address: the signer registers its own key.
+        let reg_addr = format!(
+            r#"{{"kind":"perp_register_api_key",{net},"agent_address":"0x0000000000000000000000000000000000000001"}}"#
+        );
+        assert!(serde_json::from_str::<Intent>(&reg_addr).is_err());
+        // No Hyperliquid action outside the six is a kind.
+        for kind in [
+            "approve_agent",
+            "usd_class_transfer",
+            "vault_transfer",
+            "spot_send",
+            "perp_modify",
+        ] {
+            let text = format!(r#"{{"kind":"{kind}",{net}}}"#);
+            assert!(serde_json::from_str::<Intent>(&text).is_err(), "{kind}");
         }
     }
 

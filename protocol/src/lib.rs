@@ -17,6 +17,7 @@ mod intent;
 mod message;
 mod networks;
 mod operator_code;
+mod perp;
 mod roles;
 mod types;
 
@@ -47,6 +48,11 @@ pub use networks::{
     public_solana_genesis_hash,
 };
 pub use operator_code::{OPERATOR_CODE_DIGITS, OperatorCode};
+pub use perp::{
+    PERP_DECIMALS, PerpCancelIntent, PerpDecimal, PerpLeverageIntent, PerpOrderIntent,
+    PerpPosition, PerpRegisterApiKeyIntent, PerpScheduleCancelIntent, PerpWithdrawIntent, Side,
+    TimeInForce,
+};
 pub use roles::{Access, PeerRole};
 pub use types::{
     AgentId, Amount, AmountOrAll, ApprovalId, AssetSymbol, CommandTarget, ErrorKind,

@@ -71,7 +71,7 @@ pub(crate) fn agent_keys(unlocked: &Unlocked, policy: &Policy) -> Result<AgentKe
         if let Some(seed) = unlocked.agent_seeds.get(&id) {
             let key = match id.chain {
                 Chain::Solana => AgentSecret::Ed25519(Ed25519Key::from_seed(seed)),
-                Chain::Evm => AgentSecret::Secp256k1(Secp256k1Key::from_secret(seed).ok_or_else(
+                Chain::Evm | Chain::Hyperliquid => AgentSecret::Secp256k1(Secp256k1Key::from_secret(seed).ok_or_else(
                     || format!("the {id} key is not a secp256k1 secret key: the keystore entry is damaged; import the ceremony's keys again"),
                 )?),
             };

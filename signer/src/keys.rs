@@ -82,7 +82,7 @@ pub fn new_agent_key(chain: vigil_protocol::Chain) -> Result<NewAgentKey, getran
                 fingerprint_bytes: public.to_vec(),
             })
         }
-        vigil_protocol::Chain::Evm => {
+        vigil_protocol::Chain::Evm | vigil_protocol::Chain::Hyperliquid => {
             let (key, secret) = Secp256k1Key::generate()?;
             Ok(NewAgentKey {
                 secret,

@@ -163,7 +163,7 @@ fn what_an_asker_forges_shows_only_as_the_signer_renders_it() {
         .call(Op::RequestConfirmation(NewConfirmation {
             purpose: ConfirmationPurpose::PaperApproval {
                 agent: "trader".parse().unwrap(),
-                intent: transfer(&to, SOL * 3 / 5, vigil_protocol::Network::Devnet),
+                intent: Box::new(transfer(&to, SOL * 3 / 5, vigil_protocol::Network::Devnet)),
                 context: Default::default(),
             },
             idempotency_key: "paper1".parse().unwrap(),
@@ -215,7 +215,7 @@ fn what_an_asker_forges_shows_only_as_the_signer_renders_it() {
         .call(Op::RequestConfirmation(NewConfirmation {
             purpose: ConfirmationPurpose::PaperApproval {
                 agent: "trader".parse().unwrap(),
-                intent: transfer(&to, SOL / 10, vigil_protocol::Network::Devnet),
+                intent: Box::new(transfer(&to, SOL / 10, vigil_protocol::Network::Devnet)),
                 context: Default::default(),
             },
             idempotency_key: "paper2".parse().unwrap(),

@@ -149,7 +149,7 @@ async fn what_a_compromised_orchestrator_forges_is_shown_truly_and_signs_nothing
         .call(Op::RequestConfirmation(NewConfirmation {
             purpose: ConfirmationPurpose::PaperApproval {
                 agent: "trader".parse().unwrap(),
-                intent: transfer(&peer, ABOVE, Network::Devnet),
+                intent: Box::new(transfer(&peer, ABOVE, Network::Devnet)),
                 context: Context::default(),
             },
             idempotency_key: "looks-harmless".parse().unwrap(),

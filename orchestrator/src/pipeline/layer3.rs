@@ -70,7 +70,7 @@ fn solana_context(intent: &Intent, inputs: &Inputs) -> Context {
             recent_blockhash: Some(inputs.recent_blockhash.clone()),
             ..Context::default()
         },
-        Chain::Evm => Context::default(),
+        Chain::Evm | Chain::Hyperliquid => Context::default(),
     }
 }
 
@@ -85,6 +85,12 @@ pub(super) async fn live(
     // context for the dry run and the signature.
     let evm = match intent.chain_network().0 {
         Chain::Solana => None,
+        Chain::Hyperliquid => {
+            return Outcome::Held {
+                layer: "3".into(),
+                reason: "the orchestrator does not trade on Hyperliquid yet".into(),
+            };
+        }
         Chain::Evm => {
             let (Some(rpc), Some(view)) = (deps.evm_rpc, inputs.evm.as_ref()) else {
                 return Outcome::Held {
@@ -166,7 +172,7 @@ async fn paper_approval(
     let request = NewConfirmation {
         purpose: ConfirmationPurpose::PaperApproval {
             agent: agent.clone(),
-            intent: intent.clone(),
+            intent: Box::new(intent.clone()),
             context: Context::default(),
         },
         idempotency_key,

@@ -240,7 +240,7 @@ async fn run(
     };
     // Layer 3.
     // Live only when the agent is live AND this asset was opted into; paper otherwise.
-    if agent.is_live(intent.asset()) {
+    if intent.asset().is_some_and(|asset| agent.is_live(asset)) {
         live(agent, &intent, inputs, deps).await
     } else {
         paper(agent, &intent, inputs, deps).await
@@ -290,6 +290,13 @@ pub(crate) fn paper_delta(intent: &Intent) -> Option<(AssetSymbol, i128)> {
         Intent::AaveBorrow(a) => (a.asset, a.amount.base_units(), false),
         Intent::AaveWithdraw(a) => (a.asset, exact(&a.amount)?, false),
         Intent::AaveRepay(a) => (a.asset, exact(&a.amount)?, true),
+        // Perpetuals change a position, not a wallet balance.
+        Intent::PerpOrder(_)
+        | Intent::PerpCancel(_)
+        | Intent::PerpLeverage(_)
+        | Intent::PerpScheduleCancel(_)
+        | Intent::PerpWithdraw(_)
+        | Intent::PerpRegisterApiKey(_) => return None,
     };
     let amount = i128::try_from(amount).ok()?;
     Some((asset, if out { -amount } else { amount }))

@@ -81,10 +81,12 @@ impl Orchestrator {
             Err(_) => return Err("state unavailable".into()),
         };
         let asset = t.intent.asset();
-        if !agent.is_live(asset) {
+        if !asset.is_some_and(|asset| agent.is_live(asset)) {
             return Err(format!(
-                "#{}: {} is no longer live for {asset}",
-                row.id.0, t.agent
+                "#{}: {} is no longer live for {}",
+                row.id.0,
+                t.agent,
+                asset.map_or_else(|| t.intent.action().to_owned(), |a| a.to_string())
             ));
         }
         let (chain, intended) = t.intent.chain_network();

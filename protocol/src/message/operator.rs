@@ -42,7 +42,7 @@ pub enum ConfirmationPurpose {
         /// The agent.
         agent: AgentId,
         /// What the agent would do.
-        intent: Intent,
+        intent: Box<Intent>,
         /// Non-value context; optional.
         #[serde(default)]
         context: Context,

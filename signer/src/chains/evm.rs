@@ -253,6 +253,15 @@ pub(crate) fn plan(
                 },
             ))
         }
+        Intent::PerpOrder(_)
+        | Intent::PerpCancel(_)
+        | Intent::PerpLeverage(_)
+        | Intent::PerpScheduleCancel(_)
+        | Intent::PerpWithdraw(_)
+        | Intent::PerpRegisterApiKey(_) => Err(EvmError::BadRequest(format!(
+            "{} is a Hyperliquid action: name chain \"hyperliquid\"",
+            intent.action()
+        ))),
     }
 }
 

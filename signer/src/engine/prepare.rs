@@ -128,7 +128,7 @@ impl Engine {
         let fees = evm::Fees::from_context(context, net, dry).map_err(evm_refusal)?;
         let mut spends = evm::spends(&calls, &fees, net).map_err(evm_refusal)?;
         // The intent's asset first (the ledger entry's `asset`), then the fees' native asset.
-        spends.sort_by_key(|s| s.asset != intent.asset());
+        spends.sort_by_key(|s| Some(s.asset) != intent.asset());
         let built = evm::build(&calls, &fees, &who).map_err(evm_refusal)?;
         Ok(Prepared {
             spends,

@@ -182,7 +182,7 @@ impl Engine {
             } => {
                 let dry = self.dry_run(&DryRunRequest {
                     agent: agent.clone(),
-                    intent: intent.clone(),
+                    intent: (**intent).clone(),
                     context: context.clone(),
                 })?;
                 match dry.decision {

@@ -102,7 +102,7 @@ pub fn agent_fingerprint(chain: Chain, address: &str) -> Result<String, String> 
             .map(|key| manifest::fingerprint(&key.to_bytes()))
             .map_err(|e| e.to_string()),
         // An EVM address is a hash of the public key: the fingerprint is of its 20 bytes.
-        Chain::Evm => crate::policy::parse_evm_address(address)
+        Chain::Evm | Chain::Hyperliquid => crate::policy::parse_evm_address(address)
             .map(|a| manifest::fingerprint(a.as_slice()))
             .map_err(|e| format!("not an EVM address: {e}")),
     }

@@ -302,7 +302,7 @@ pub(super) fn chain_address(chain: Chain, seed: &Zeroizing<[u8; 32]>) -> Result<
             let signing = SigningKey::from_bytes(seed);
             Ok(bs58::encode(signing.verifying_key().as_bytes()).into_string())
         }
-        Chain::Evm => crate::keys::Secp256k1Key::from_secret(seed)
+        Chain::Evm | Chain::Hyperliquid => crate::keys::Secp256k1Key::from_secret(seed)
             .map(|k| k.address_text())
             .ok_or_else(|| {
                 "the 32 bytes are not a secp256k1 secret key (zero or not below the group order)"

@@ -254,7 +254,10 @@ fn check_allowlists(
             ),
         ));
     }
-    let assets = std::iter::once(intent.asset()).chain(spends.iter().map(|s| s.asset));
+    let assets = intent
+        .asset()
+        .into_iter()
+        .chain(spends.iter().map(|s| s.asset));
     for asset in assets {
         match rules.assets.get(&asset) {
             Some(l) if l.chain == chain => {}

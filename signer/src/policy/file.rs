@@ -302,6 +302,13 @@ fn network_pins(
                     tokens: entry.tokens,
                 },
             )?),
+            Chain::Hyperliquid => {
+                return Err(invalid(
+                    &format!("networks.\"{}\"", network_name(chain, network)),
+                    "this signer cannot sign Hyperliquid actions yet: remove the network"
+                        .to_owned(),
+                ));
+            }
         };
         pins.insert((chain, network), pin);
     }
@@ -320,6 +327,13 @@ fn network_pins(
                     format!(
                         "an agent names {name} but the policy has no [networks.\"{name}\"] table: an EVM network needs its chain_id, genesis_hash, max_gas_limit and max_fee_per_gas (docs/policy.md)"
                     ),
+                ));
+            }
+            Chain::Hyperliquid => {
+                return Err(invalid(
+                    &format!("networks.\"{}\"", network_name(chain, network)),
+                    "this signer cannot sign Hyperliquid actions yet: remove the network"
+                        .to_owned(),
                 ));
             }
         };
@@ -408,7 +422,7 @@ fn canonical_recipient(chains: &BTreeSet<Chain>, s: &str) -> Result<String, Stri
 
 fn canonical_address(chain: Chain, s: &str) -> Result<String, String> {
     match chain {
-        Chain::Evm => evm_table::canonical_address(s),
+        Chain::Evm | Chain::Hyperliquid => evm_table::canonical_address(s),
         Chain::Solana => {
             let bytes = bs58::decode(s).into_vec().map_err(|e| {
                 format!(

@@ -52,6 +52,18 @@ pub enum Action {
     AaveBorrow,
     /// `Intent::AaveRepay`.
     AaveRepay,
+    /// `Intent::PerpOrder`.
+    PerpOrder,
+    /// `Intent::PerpCancel`.
+    PerpCancel,
+    /// `Intent::PerpLeverage`.
+    PerpLeverage,
+    /// `Intent::PerpScheduleCancel`.
+    PerpScheduleCancel,
+    /// `Intent::PerpWithdraw`.
+    PerpWithdraw,
+    /// `Intent::PerpRegisterApiKey`.
+    PerpRegisterApiKey,
 }
 
 impl Action {
@@ -62,6 +74,12 @@ impl Action {
         Action::AaveWithdraw,
         Action::AaveBorrow,
         Action::AaveRepay,
+        Action::PerpOrder,
+        Action::PerpCancel,
+        Action::PerpLeverage,
+        Action::PerpScheduleCancel,
+        Action::PerpWithdraw,
+        Action::PerpRegisterApiKey,
     ];
 
     /// The name used in the policy file and on the wire.
@@ -72,6 +90,12 @@ impl Action {
             Action::AaveWithdraw => "aave_withdraw",
             Action::AaveBorrow => "aave_borrow",
             Action::AaveRepay => "aave_repay",
+            Action::PerpOrder => "perp_order",
+            Action::PerpCancel => "perp_cancel",
+            Action::PerpLeverage => "perp_leverage",
+            Action::PerpScheduleCancel => "perp_schedule_cancel",
+            Action::PerpWithdraw => "perp_withdraw",
+            Action::PerpRegisterApiKey => "perp_register_api_key",
         }
     }
 
@@ -83,6 +107,12 @@ impl Action {
             Intent::AaveWithdraw(_) => Action::AaveWithdraw,
             Intent::AaveBorrow(_) => Action::AaveBorrow,
             Intent::AaveRepay(_) => Action::AaveRepay,
+            Intent::PerpOrder(_) => Action::PerpOrder,
+            Intent::PerpCancel(_) => Action::PerpCancel,
+            Intent::PerpLeverage(_) => Action::PerpLeverage,
+            Intent::PerpScheduleCancel(_) => Action::PerpScheduleCancel,
+            Intent::PerpWithdraw(_) => Action::PerpWithdraw,
+            Intent::PerpRegisterApiKey(_) => Action::PerpRegisterApiKey,
         }
     }
 }

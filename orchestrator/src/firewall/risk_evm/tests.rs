@@ -249,7 +249,7 @@ fn table_of_evm_decisions() {
         match (got, want) {
             (Ok(c), Ok(kind)) => {
                 assert_eq!(c.intent.action(), kind, "{name}");
-                assert_eq!(c.intent.asset(), d.asset.unwrap(), "{name}");
+                assert_eq!(c.intent.asset(), d.asset, "{name}");
                 assert_eq!(
                     c.intent.chain_network(),
                     (vigil_protocol::Chain::Evm, Network::Devnet),
