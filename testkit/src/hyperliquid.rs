@@ -1,7 +1,9 @@
 //! A loopback Hyperliquid exchange for the tests: `tests/peers/hyperliquid/exchange.py`, whose
-//! only judge of a signature is the official Python SDK (installed in a venv by `tests/run`),
-//! on a free port, killed on drop; and the SDK's own signing, for tests of what the
-//! orchestrator's client posts.
+//! judges of a signature are the official Python SDK (installed in a venv by `tests/run`) and
+//! the npm package `@nktkas/hyperliquid` (`nktkas_check.mjs`), on a free port, killed on drop,
+//! optionally following a seeded synthetic market path; the SDK's own signing, for tests of
+//! what the orchestrator's client posts; and the nktkas checker on its own, for differential
+//! tests of the signer.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -41,13 +43,26 @@ impl Exchange {
     /// Starts a testnet exchange with `users`: (master address, USDC, approved agent addresses),
     /// and mid prices BTC 97000, ETH 2500, SOL 150.
     pub fn start(users: &[(&str, &str, &[&str])]) -> Exchange {
+        Exchange::start_with(users, &json!({}))
+    }
+
+    /// As [`Exchange::start`], with more of the state file's fields from `extra` (see
+    /// `exchange.py`): `now_ms` (the clock), `path` (`{"seed", "step_ms", "vol_bps",
+    /// "start_ms", "events": [{"at_ms", "coin", "move_bps"}]}`: seeded mids from the start
+    /// prices), `funding` (hourly rate per coin), `second_verifier` (an argv replacing the
+    /// nktkas checker).
+    pub fn start_with(users: &[(&str, &str, &[&str])], extra: &Value) -> Exchange {
+        nktkas_installed();
         let users: serde_json::Map<String, Value> = users
             .iter()
             .map(|(user, usdc, agents)| {
                 ((*user).to_owned(), json!({"usdc": usdc, "agents": agents}))
             })
             .collect();
-        let state = json!({"users": users, "mids": {"BTC": "97000", "ETH": "2500", "SOL": "150"}});
+        let mut state = json!({"users": users, "mids": {"BTC": "97000", "ETH": "2500", "SOL": "150"}});
+        if let (Some(state), Some(extra)) = (state.as_object_mut(), extra.as_object()) {
+            state.extend(extra.clone());
+        }
         let mut file = tempfile::NamedTempFile::new().expect("state file");
         file.write_all(state.to_string().as_bytes())
             .expect("write state");
@@ -79,7 +94,8 @@ impl Exchange {
         &self.url
     }
 
-    async fn post(&self, path: &str, body: &Value) -> Value {
+    /// POSTs `body` to the exchange's `path` and returns its JSON answer.
+    pub async fn post(&self, path: &str, body: &Value) -> Value {
         let answer = reqwest::Client::new()
             .post(format!("{}{path}", self.url))
             .json(body)
@@ -94,12 +110,51 @@ impl Exchange {
         self.post("/_test/mids", mids).await;
     }
 
-    /// Every action the exchange accepted, with the signer it recovered.
-    pub async fn accepted(&self) -> Vec<Value> {
+    /// Sets the exchange's clock (ms; `None`: the real clock). Moving it forward walks the path
+    /// through every instant in between: crossed resting orders fill, funding is paid.
+    pub async fn set_now(&self, ms: Option<u64>) {
+        let answer = self.post("/_test/now", &json!(ms)).await;
+        assert_eq!(answer, json!({"ok": true}), "the exchange refused the clock");
+    }
+
+    /// `/info` `allMids`: every coin's mid now, as the exchange writes it.
+    pub async fn mids(&self) -> Value {
+        self.post("/info", &json!({"type": "allMids"})).await
+    }
+
+    /// The path's mid of `coin` at `at_ms` (pinned mids aside), without moving the clock.
+    pub async fn path_mid(&self, coin: &str, at_ms: u64) -> String {
+        let answer = self
+            .post("/_test/path_mid", &json!({"coin": coin, "at_ms": at_ms}))
+            .await;
+        match answer["mid"].as_str() {
+            Some(mid) => mid.to_owned(),
+            None => panic!("no path mid for {coin} at {at_ms}: {answer}"),
+        }
+    }
+
+    /// Every entry of the exchange's log: accepted actions and the verifiers' disagreements.
+    pub async fn log(&self) -> Vec<Value> {
         let answer = reqwest::get(format!("{}/_test/log", self.url))
             .await
             .expect("read the log");
         answer.json().await.expect("the log is JSON")
+    }
+
+    /// Every action the exchange accepted, with the signer it recovered and whether its keys
+    /// are in `@nktkas/hyperliquid`'s canonical order (`canonical`).
+    pub async fn accepted(&self) -> Vec<Value> {
+        let mut log = self.log().await;
+        log.retain(|e| e.get("disagreement").is_none());
+        log
+    }
+
+    /// The payloads on which the official SDK and `@nktkas/hyperliquid` recovered different
+    /// signers (each refused): `{"disagreement": {"sdk", "nktkas"}, "payload"}`.
+    pub async fn disagreements(&self) -> Vec<Value> {
+        let mut log = self.log().await;
+        log.retain(|e| e.get("disagreement").is_some());
+        log
     }
 }
 
@@ -108,6 +163,45 @@ impl Drop for Exchange {
         drop(self.child.kill());
         drop(self.child.wait());
     }
+}
+
+/// Panics, saying how to install them, unless node and `@nktkas/hyperliquid` are there.
+fn nktkas_installed() -> PathBuf {
+    crate::anvil::require_peer(
+        &crate::anvil::peers_dir(),
+        "@nktkas/hyperliquid (npm)",
+        "node_modules/@nktkas/hyperliquid/package.json",
+    );
+    peer_dir().join("nktkas_check.mjs")
+}
+
+/// Runs each request line (`{"network", "action", "nonce", "signature", "vaultAddress",
+/// "expiresAfter"}`) through `@nktkas/hyperliquid` (`nktkas_check.mjs`, one process for all of
+/// them) and returns its answers in order: `{"signer", "canonical"}` or `{"error"}`.
+pub fn nktkas_check(lines: &[String]) -> Vec<Value> {
+    let script = nktkas_installed();
+    let mut child = Command::new("node")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node (install nodejs, or run tests/run): {e}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let answers: Vec<Value> = BufReader::new(child.stdout.take().expect("stdout"))
+        .lines()
+        .map(|l| serde_json::from_str(&l.expect("read an answer")).expect("an answer is JSON"))
+        .collect();
+    writer
+        .join()
+        .expect("the writer thread")
+        .expect("write the requests");
+    let status = child.wait().expect("nktkas_check.mjs");
+    assert!(status.success(), "nktkas_check.mjs failed: {status}");
+    assert_eq!(answers.len(), lines.len(), "nktkas_check.mjs answered every line");
+    answers
 }
 
 /// The `/exchange` payload of `action` signed by the SDK with `key` on testnet.

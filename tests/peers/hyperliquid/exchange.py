@@ -29,6 +29,7 @@ POST /info answers meta, allMids, clearinghouseState, openOrders, userFills, fun
 userFunding. Mids follow the seeded path when there is one; resting orders the path crosses
 fill as maker (0.015%) at the instant it crosses them, and funding is paid on the hour, when
 the clock reaches those instants.
+POST /_test/path_mid {"coin", "at_ms"} reads the path's mid at any time, the clock unmoved;
 POST /_test/mids pins marks (overriding the path for those coins; resting orders that now cross
 fill); GET /_test/log lists every accepted action with its recovered signer (and any
 disagreement of the verifiers); POST /_test/now sets the clock in ms (null: the real clock).
@@ -456,6 +457,17 @@ class Exchange:
             for u in self.users.values():
                 self.fill_crossed(u, self.now())
 
+    def path_mid(self, req):
+        """The path's mid of {"coin", "at_ms"} (ignoring pinned mids), without moving the clock."""
+        if self.path is None:
+            return {"error": "this exchange was started without a path"}
+        req = req if isinstance(req, dict) else {}
+        coin, at = req.get("coin"), req.get("at_ms")
+        if coin not in self.path.walks or not isinstance(at, int):
+            return {"error": "/_test/path_mid takes {\"coin\": one of %s, \"at_ms\": ms}" % sorted(self.path.walks)}
+        with self.lock:
+            return {"mid": s(self.path.mid(coin, at))}
+
     def set_now(self, now_ms):
         with self.lock:
             self.advance()  # up to the old clock, then
@@ -497,6 +509,8 @@ def serve(port, exchange):
             if self.path == "/_test/mids":
                 exchange.set_mids(body)
                 return self.answer(200, {"ok": True})
+            if self.path == "/_test/path_mid":
+                return self.answer(200, exchange.path_mid(body))
             if self.path == "/_test/now":
                 if body is not None and (not isinstance(body, int) or isinstance(body, bool) or body < 0):
                     return self.answer(422, {"error": "/_test/now takes a time in ms (an integer) or null"})
