@@ -6,6 +6,7 @@
 //! tests of the signer.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -31,7 +32,7 @@ pub fn python() -> PathBuf {
     python
 }
 
-/// A running loopback exchange; killed on drop.
+/// A running loopback exchange; killed on drop, with its second verifier (same process group).
 #[derive(Debug)]
 pub struct Exchange {
     child: Child,
@@ -50,7 +51,8 @@ impl Exchange {
     /// `exchange.py`): `now_ms` (the clock), `path` (`{"seed", "step_ms", "vol_bps",
     /// "start_ms", "events": [{"at_ms", "coin", "move_bps"}]}`: seeded mids from the start
     /// prices), `funding` (hourly rate per coin), `second_verifier` (an argv replacing the
-    /// nktkas checker).
+    /// nktkas checker), `require_canonical` (refuse L1 actions whose keys are not in the
+    /// exchange's canonical order).
     pub fn start_with(users: &[(&str, &str, &[&str])], extra: &Value) -> Exchange {
         nktkas_installed();
         let users: serde_json::Map<String, Value> = users
@@ -59,7 +61,8 @@ impl Exchange {
                 ((*user).to_owned(), json!({"usdc": usdc, "agents": agents}))
             })
             .collect();
-        let mut state = json!({"users": users, "mids": {"BTC": "97000", "ETH": "2500", "SOL": "150"}});
+        let mut state =
+            json!({"users": users, "mids": {"BTC": "97000", "ETH": "2500", "SOL": "150"}});
         if let (Some(state), Some(extra)) = (state.as_object_mut(), extra.as_object()) {
             state.extend(extra.clone());
         }
@@ -72,6 +75,8 @@ impl Exchange {
             .arg(file.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            // Its own process group, so that dropping it also ends its verifier child.
+            .process_group(0)
             .spawn()
             .expect("start exchange.py");
         let mut line = String::new();
@@ -94,7 +99,20 @@ impl Exchange {
         &self.url
     }
 
-    /// POSTs `body` to the exchange's `path` and returns its JSON answer.
+    /// POSTs the JSON text `body` as it is (its key order kept) and returns the JSON answer.
+    pub async fn post_text(&self, path: &str, body: String) -> Value {
+        let answer = reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("post to the exchange");
+        answer.json().await.expect("the exchange answers JSON")
+    }
+
+    /// POSTs `body` to the exchange's `path` and returns its JSON answer (`Value` sorts keys:
+    /// see [`Exchange::post_text`]).
     pub async fn post(&self, path: &str, body: &Value) -> Value {
         let answer = reqwest::Client::new()
             .post(format!("{}{path}", self.url))
@@ -114,7 +132,11 @@ impl Exchange {
     /// through every instant in between: crossed resting orders fill, funding is paid.
     pub async fn set_now(&self, ms: Option<u64>) {
         let answer = self.post("/_test/now", &json!(ms)).await;
-        assert_eq!(answer, json!({"ok": true}), "the exchange refused the clock");
+        assert_eq!(
+            answer,
+            json!({"ok": true}),
+            "the exchange refused the clock"
+        );
     }
 
     /// `/info` `allMids`: every coin's mid now, as the exchange writes it.
@@ -160,6 +182,12 @@ impl Exchange {
 
 impl Drop for Exchange {
     fn drop(&mut self) {
+        if let Some(group) = rustix::process::Pid::from_raw(self.child.id().cast_signed()) {
+            drop(rustix::process::kill_process_group(
+                group,
+                rustix::process::Signal::KILL,
+            ));
+        }
         drop(self.child.kill());
         drop(self.child.wait());
     }
@@ -200,12 +228,26 @@ pub fn nktkas_check(lines: &[String]) -> Vec<Value> {
         .expect("write the requests");
     let status = child.wait().expect("nktkas_check.mjs");
     assert!(status.success(), "nktkas_check.mjs failed: {status}");
-    assert_eq!(answers.len(), lines.len(), "nktkas_check.mjs answered every line");
+    assert_eq!(
+        answers.len(),
+        lines.len(),
+        "nktkas_check.mjs answered every line"
+    );
     answers
 }
 
-/// The `/exchange` payload of `action` signed by the SDK with `key` on testnet.
+/// The `/exchange` payload of `action` signed by the SDK with `key` on testnet. `action` goes
+/// through `serde_json::Value`, so its keys reach the SDK sorted; see [`sdk_sign_text`].
 pub fn sdk_sign(key: &str, action: &Value, nonce: u64) -> Value {
+    sdk_sign_text(key, &action.to_string(), nonce)
+}
+
+/// As [`sdk_sign`], with the action as JSON text whose key order is kept: the SDK signs the
+/// keys in this order (write them in the exchange's canonical order to sign what the real
+/// exchange accepts).
+pub fn sdk_sign_text(key: &str, action: &str, nonce: u64) -> Value {
+    let action: Box<serde_json::value::RawValue> = serde_json::from_str(action)
+        .unwrap_or_else(|e| panic!("the action is not JSON ({e}): {action}"));
     let mut child = Command::new(python())
         .arg(peer_dir().join("sdk_sign.py"))
         .stdin(Stdio::piped())
@@ -213,12 +255,16 @@ pub fn sdk_sign(key: &str, action: &Value, nonce: u64) -> Value {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start sdk_sign.py");
-    let req = json!({"key": key, "action": action, "nonce": nonce, "is_mainnet": false});
+    let req = format!(
+        r#"{{"key":{},"action":{},"nonce":{nonce},"is_mainnet":false}}"#,
+        json!(key),
+        action.get()
+    );
     child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(req.to_string().as_bytes())
+        .write_all(req.as_bytes())
         .expect("write the request");
     let out = child.wait_with_output().expect("sdk_sign.py");
     assert!(out.status.success(), "sdk_sign.py failed");

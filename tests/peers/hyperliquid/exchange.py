@@ -9,13 +9,17 @@ STATE.json: {"users": {"<master address>": {"usdc": "10000", "agents": ["<agent 
              "mids": {"BTC": "97000", "ETH": "2500", "SOL": "150"}, "now_ms": null,
              "path": null | {"seed", "step_ms", "vol_bps", "start_ms"?, "events"?} (market_path.py),
              "funding": {"ETH": "0.0001"} (hourly rate per coin; longs pay when positive),
-             "second_verifier": null | [argv] (replaces `node nktkas_check.mjs`, for tests)}
+             "second_verifier": null | [argv] (replaces `node nktkas_check.mjs`, for tests),
+             "require_canonical": false}
 
 POST /exchange takes the payload the SDK's `Exchange._post_action` sends
 ({"action", "nonce", "signature", "vaultAddress", "expiresAfter"}) and answers as the exchange
 does ({"status": "ok", "response": ...} or {"status": "err", "response": "<why>"}):
 - both verifiers must recover the same signer, or the answer is an `err` naming both results
   (and the disagreement is in /_test/log);
+- both hash an L1 action with its keys as received (the JSON's order); nktkas also says whether
+  that is the canonical order (its schema's, the order the real exchange re-serialises in, so
+  the one it hashes): logged as "canonical", refused when require_canonical is set;
 - L1 actions (order, cancel, scheduleCancel, updateLeverage) must recover (with the SDK's
   `recover_agent_or_user_from_l1_action`, on the network given by --testnet/--mainnet) to a
   master or to one of its approved agents; user-signed actions (usdSend, withdraw3) must
@@ -117,6 +121,7 @@ class Exchange:
         path = state.get("path")
         self.path = None if path is None else MarketPath(path, state["mids"], self.now())
         self.funding = {k: d(v) for k, v in (state.get("funding") or {}).items()}
+        self.require_canonical = state.get("require_canonical") is True
         self.verifier = SecondVerifier(state.get("second_verifier")
                                        or ["node", os.path.join(HERE, "nktkas_check.mjs")])
         self.users = {}
@@ -371,6 +376,10 @@ class Exchange:
                         raise Rejected("missing %s" % key)
                 self.canonical = None
                 signer, user = self.authenticate(payload)
+                if self.require_canonical and self.canonical is False:
+                    raise Rejected("the action's keys are not in the exchange's canonical order (its schema's, "
+                                   "per @nktkas/hyperliquid): the real exchange hashes that order and would "
+                                   "recover another signer")
                 self.check_nonce(signer, payload["nonce"])
                 response = self.apply(user, payload["action"])
             except Rejected as e:

@@ -354,7 +354,10 @@ fn nktkas_recovers_this_key_from_every_action_in_its_canonical_order() {
     }
     let answers = vigil_testkit::hyperliquid::nktkas_check(&[repriced, forged, reordered]);
     for answer in &answers {
-        assert!(answer.get("error").is_some() || answer["signer"] != expected.as_str(), "{answer}");
+        assert!(
+            answer.get("error").is_some() || answer["signer"] != expected.as_str(),
+            "{answer}"
+        );
     }
     assert_eq!(answers[2]["canonical"], false, "{}", answers[2]);
 }
