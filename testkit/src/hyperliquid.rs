@@ -183,10 +183,8 @@ impl Exchange {
 impl Drop for Exchange {
     fn drop(&mut self) {
         if let Some(group) = rustix::process::Pid::from_raw(self.child.id().cast_signed()) {
-            drop(rustix::process::kill_process_group(
-                group,
-                rustix::process::Signal::KILL,
-            ));
+            // Already gone (ESRCH) is fine: the group is what we started, nothing else.
+            rustix::process::kill_process_group(group, rustix::process::Signal::KILL).ok();
         }
         drop(self.child.kill());
         drop(self.child.wait());
