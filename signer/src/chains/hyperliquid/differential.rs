@@ -1,10 +1,12 @@
-//! Differential test against the official Python SDK: a few hundred generated actions of every
-//! kind the signer builds (orders of every type with and without client ids, cancels, leverage,
-//! the dead-man switch, vaults, expiries, both networks, `usdSend` and `withdraw3`), signed here,
-//! sent as the exchange receives them to `tests/peers/hyperliquid/verify.py`, which re-packs
-//! each one with the SDK and recovers its signer. Every one must recover this key's address:
-//! a field out of the SDK's order, a number written differently or a wrong type string
-//! recovers another address.
+//! Differential tests against two independent implementations: a few hundred generated actions
+//! of every kind the signer builds (orders of every type with and without client ids, cancels,
+//! leverage, the dead-man switch, vaults, expiries, both networks, `usdSend` and `withdraw3`),
+//! signed here, sent as the exchange receives them to the official Python SDK
+//! (`tests/peers/hyperliquid/verify.py`) and to the npm package `@nktkas/hyperliquid`
+//! (`nktkas_check.mjs`), each of which re-packs the action with its own code and recovers its
+//! signer. Every one must recover this key's address: a field out of order, a number written
+//! differently or a wrong type string recovers another address. nktkas also says whether the
+//! keys are in its schema's order (the order the exchange's own structs serialise in).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 // Generated test values are small (below 300, below 10^8): the casts cannot truncate.
@@ -114,7 +116,32 @@ struct L1Line<'a> {
     signature: Value,
 }
 
-fn l1<A: Serialize>(key: &SigningKey, g: &mut Gen, action: &A) -> String {
+/// The same L1 request as `@nktkas/hyperliquid`'s checker reads it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NktkasLine<'a> {
+    network: &'static str,
+    action: &'a RawValue,
+    nonce: u64,
+    vault_address: Option<String>,
+    expires_after: Option<u64>,
+    signature: Value,
+}
+
+fn network_name(network: HlNetwork) -> &'static str {
+    match network {
+        HlNetwork::Mainnet => "mainnet",
+        HlNetwork::Testnet => "testnet",
+    }
+}
+
+/// One generated action, as each verifier reads it.
+struct Lines {
+    sdk: String,
+    nktkas: String,
+}
+
+fn l1<A: Serialize>(key: &SigningKey, g: &mut Gen, action: &A) -> Lines {
     let packed = pack(action).unwrap();
     let vault = g.flip().then(|| g.address());
     let expires = g.flip().then(|| 1_700_000_000_000 + g.below(1 << 40));
@@ -122,19 +149,30 @@ fn l1<A: Serialize>(key: &SigningKey, g: &mut Gen, action: &A) -> String {
     let network = g.network();
     let sig = sign_l1(key, &packed, vault.as_ref(), nonce, expires, network).unwrap();
     let action = RawValue::from_string(serde_json::to_string(action).unwrap()).unwrap();
-    serde_json::to_string(&L1Line {
+    let vault = vault.map(HlAddress::to_wire);
+    let sdk = serde_json::to_string(&L1Line {
         kind: "l1",
         action: &action,
         nonce,
-        vault: vault.map(HlAddress::to_wire),
+        vault: vault.clone(),
         expires_after: expires,
         is_mainnet: network == HlNetwork::Mainnet,
         signature: sig.to_json(),
     })
-    .unwrap()
+    .unwrap();
+    let nktkas = serde_json::to_string(&NktkasLine {
+        network: network_name(network),
+        action: &action,
+        nonce,
+        vault_address: vault,
+        expires_after: expires,
+        signature: sig.to_json(),
+    })
+    .unwrap();
+    Lines { sdk, nktkas }
 }
 
-fn user(key: &SigningKey, g: &mut Gen) -> String {
+fn user(key: &SigningKey, g: &mut Gen) -> Lines {
     let (destination, amount, time) = (
         g.address(),
         g.decimal(),
@@ -156,24 +194,35 @@ fn user(key: &SigningKey, g: &mut Gen) -> String {
     let network = g.network();
     let sig = sign_hash(key, &action.signing_hash(network)).unwrap();
     let primary = action.type_string().split('(').next().unwrap().to_owned();
-    json!({
+    let wire = json!({
+        "type": action.wire_type(),
+        "signatureChainId": format!("{USER_SIGNATURE_CHAIN_ID:#x}"),
+        "hyperliquidChain": network.chain_name(),
+        "destination": destination.to_wire(),
+        "amount": amount.to_wire(),
+        "time": time,
+    });
+    let sdk = json!({
         "kind": "user",
         "primary_type": primary,
-        "action": {
-            "type": action.wire_type(),
-            "signatureChainId": format!("{USER_SIGNATURE_CHAIN_ID:#x}"),
-            "hyperliquidChain": network.chain_name(),
-            "destination": destination.to_wire(),
-            "amount": amount.to_wire(),
-            "time": time,
-        },
+        "action": wire,
         "is_mainnet": network == HlNetwork::Mainnet,
         "signature": sig.to_json(),
     })
-    .to_string()
+    .to_string();
+    let nktkas = json!({
+        "network": network_name(network),
+        "action": wire,
+        "nonce": time,
+        "signature": sig.to_json(),
+        "vaultAddress": null,
+        "expiresAfter": null,
+    })
+    .to_string();
+    Lines { sdk, nktkas }
 }
 
-fn requests(key: &SigningKey, n: usize) -> Vec<String> {
+fn requests(key: &SigningKey, n: usize) -> Vec<Lines> {
     let mut g = Gen(0x005e_ed0f_1e11);
     (0..n)
         .map(|i| match i % 5 {
@@ -215,7 +264,7 @@ fn requests(key: &SigningKey, n: usize) -> Vec<String> {
 fn the_official_sdk_recovers_this_key_from_every_action() {
     let key = SigningKey::from_slice(&[0x42; 32]).unwrap();
     let expected = address_of(key.verifying_key()).to_wire();
-    let lines = requests(&key, 400);
+    let lines: Vec<String> = requests(&key, 400).into_iter().map(|l| l.sdk).collect();
     let mut child = Command::new(vigil_testkit::hyperliquid::python())
         .arg(verify_script())
         .stdin(Stdio::piped())
@@ -263,4 +312,52 @@ fn the_official_sdk_recovers_this_key_from_every_action() {
         .unwrap();
     let answer: Value = serde_json::from_slice(&child.wait_with_output().unwrap().stdout).unwrap();
     assert_ne!(answer["signer"], expected.as_str());
+}
+
+#[test]
+fn nktkas_recovers_this_key_from_every_action_in_its_canonical_order() {
+    let key = SigningKey::from_slice(&[0x42; 32]).unwrap();
+    let expected = address_of(key.verifying_key()).to_wire();
+    let lines: Vec<String> = requests(&key, 400).into_iter().map(|l| l.nktkas).collect();
+    let answers = vigil_testkit::hyperliquid::nktkas_check(&lines);
+    let mut l1 = 0;
+    for (req, answer) in lines.iter().zip(&answers) {
+        assert_eq!(
+            answer["signer"],
+            expected.as_str(),
+            "@nktkas/hyperliquid recovered another signer for {req}: {answer}"
+        );
+        // User-signed actions have no key order to check (EIP-712 names its fields).
+        if !answer["canonical"].is_null() {
+            assert_eq!(answer["canonical"], true, "keys out of order in {req}");
+            l1 += 1;
+        }
+    }
+    assert_eq!(l1, 320, "every L1 action had its key order checked");
+    // Not a yes-man either: a changed price, a flipped s and a swapped key order are caught.
+    let first: Value = serde_json::from_str(&lines[0]).unwrap();
+    let price = first["action"]["orders"][0]["p"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let repriced = lines[0].replacen(&format!("\"p\":\"{price}\""), "\"p\":\"1\"", 1);
+    let s = first["signature"]["s"].as_str().unwrap();
+    let flipped = if s.ends_with('1') { "0" } else { "1" };
+    let forged = lines[0].replacen(s, &format!("{}{flipped}", &s[..s.len() - 1]), 1);
+    let reordered = lines[0].replacen("{\"type\":\"order\",", "{", 1).replacen(
+        "\"grouping\":\"na\"",
+        "\"grouping\":\"na\",\"type\":\"order\"",
+        1,
+    );
+    for tampered in [&repriced, &forged, &reordered] {
+        assert_ne!(tampered, &lines[0]);
+    }
+    let answers = vigil_testkit::hyperliquid::nktkas_check(&[repriced, forged, reordered]);
+    for answer in &answers {
+        assert!(
+            answer.get("error").is_some() || answer["signer"] != expected.as_str(),
+            "{answer}"
+        );
+    }
+    assert_eq!(answers[2]["canonical"], false, "{}", answers[2]);
 }
