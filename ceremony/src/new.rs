@@ -251,6 +251,7 @@ pub fn run(
             agent: a.agent.clone(),
             chain: a.chain,
             network: Some(a.network),
+            role: None,
             address: a.address.clone(),
             fingerprint: a.fingerprint.clone(),
         })

@@ -43,9 +43,9 @@ pub use message::{
     SignedTx, StatusResult, parse_request,
 };
 pub use networks::{
-    EvmNetworkInfo, EvmTokenInfo, NetworkIdentity, SOLANA_DEVNET_GENESIS_HASH,
-    SOLANA_MAINNET_GENESIS_HASH, SOLANA_TESTNET_GENESIS_HASH, network_name, parse_network_name,
-    public_solana_genesis_hash,
+    EvmNetworkInfo, EvmTokenInfo, HyperliquidNetworkInfo, NetworkIdentity, PerpInfo,
+    SOLANA_DEVNET_GENESIS_HASH, SOLANA_MAINNET_GENESIS_HASH, SOLANA_TESTNET_GENESIS_HASH,
+    network_name, parse_network_name, public_solana_genesis_hash,
 };
 pub use operator_code::{OPERATOR_CODE_DIGITS, OperatorCode};
 pub use perp::{

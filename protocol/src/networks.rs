@@ -60,6 +60,38 @@ pub struct NetworkIdentity {
     /// intent within the policy's fee bounds. Absent for Solana.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evm: Option<EvmNetworkInfo>,
+    /// Hyperliquid: the exchange (`Testnet` or `Mainnet`, as its `hyperliquidChain` names it)
+    /// and the perpetuals the signed policy lists. Absent for other chains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hyperliquid: Option<HyperliquidNetworkInfo>,
+}
+
+/// A Hyperliquid exchange of the signed policy as `hello` shows it. Informational: the signer
+/// builds every action from its own table (the asset index, the grid), never from a client's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HyperliquidNetworkInfo {
+    /// `Testnet` or `Mainnet`: the `hyperliquidChain` of user-signed actions (L1 actions are
+    /// signed with source `b` on testnet, `a` on mainnet).
+    pub hyperliquid_chain: String,
+    /// The perpetuals by the policy's symbol.
+    pub perps: BTreeMap<AssetSymbol, PerpInfo>,
+}
+
+/// One perpetual of the policy's table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerpInfo {
+    /// The coin as the exchange names it (`ETH`, `kPEPE`).
+    pub coin: String,
+    /// Its asset index (position in the exchange's `meta.universe`).
+    pub index: u32,
+    /// The exchange's size decimals for it.
+    pub sz_decimals: u32,
+    /// The highest leverage the signer sets.
+    pub max_leverage: u32,
+    /// The largest position notional an opening order may reach, micro-USD.
+    pub max_position_notional: Quantity,
 }
 
 /// An EVM network of the signed policy as `hello` shows it: the native asset, the fee bounds,

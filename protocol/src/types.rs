@@ -131,6 +131,12 @@ impl AssetSymbol {
         len: 3,
     };
 
+    /// The USD stablecoin (Hyperliquid's collateral).
+    pub const USDC: AssetSymbol = AssetSymbol {
+        bytes: *b"USDC\0\0\0\0\0\0",
+        len: 4,
+    };
+
     /// The symbol as a string slice.
     pub fn as_str(&self) -> &str {
         let bytes = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
@@ -412,6 +418,22 @@ wire_enum!(
         /// EVM: a withdrawal or repayment of a whole position (`"all"`, uint256 max) where the
         /// policy's token does not allow it.
         AllNotAllowed => "all_not_allowed",
+        /// Hyperliquid: an opening order would take the position's notional (|position +
+        /// size| × limit price) above the perpetual's `max_position_notional`.
+        PositionNotional => "position_notional",
+        /// Hyperliquid: a leverage above the perpetual's `max_leverage` (or below 1).
+        MaxLeverage => "max_leverage",
+        /// Hyperliquid: an opening order on a perpetual whose leverage this agent never set
+        /// through the signer (so the exchange's default leverage would apply).
+        LeverageSetFirst => "leverage_set_first",
+        /// Hyperliquid: a size with more decimals than the perpetual's `sz_decimals`, or zero.
+        SizeOnGrid => "size_on_grid",
+        /// Hyperliquid: a price the exchange would round (too many decimals or significant figures).
+        PriceOnGrid => "price_on_grid",
+        /// Hyperliquid: a dead-man switch outside 5 s ..= 24 h from the signer's clock.
+        ScheduleCancelWindow => "schedule_cancel_window",
+        /// Hyperliquid: the agent's API wallet was registered already; a key is registered once.
+        ApiKeyRegisteredOnce => "api_key_registered_once",
     }
 );
 

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use crate::chains::solana;
 use crate::error::Error;
 use crate::keys::{self, Ed25519Key};
-use crate::keystore::{self, KdfParams, MasterKey, Purpose};
+use crate::keystore::{self, KdfParams, KeyRole, MasterKey, Purpose};
 use crate::policy;
 
 /// Subdirectories of the signer's state dir.
@@ -62,6 +62,9 @@ pub struct DevInit {
     /// With the default policy: every agent also gets a key and caps on `evm:devnet`, a paper
     /// network (see [`EVM_PAPER_TABLE`]) for showing EVM actions through `dry_run`.
     pub evm_paper: bool,
+    /// With the default policy: every agent also gets its two keys (API wallet and master) on
+    /// `hyperliquid:testnet`, with the perpetuals of [`HYPERLIQUID_PAPER_TABLE`] and caps.
+    pub hyperliquid_paper: bool,
 }
 
 /// Creates the dev state dir and returns the report printed to the user.
@@ -113,7 +116,7 @@ pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
         let named: Vec<(Chain, Network)> = match &custom_policy {
             Some(text) => {
                 let parsed = policy::parse(text.as_bytes())?;
-                [Chain::Solana, Chain::Evm]
+                [Chain::Solana, Chain::Evm, Chain::Hyperliquid]
                     .into_iter()
                     .flat_map(|c| {
                         parsed
@@ -123,11 +126,16 @@ pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
                     })
                     .collect()
             }
-            None if opts.evm_paper => vec![
-                (Chain::Solana, DEFAULT_NETWORK),
-                (Chain::Evm, DEFAULT_NETWORK),
-            ],
-            None => vec![(Chain::Solana, DEFAULT_NETWORK)],
+            None => {
+                let mut out = vec![(Chain::Solana, DEFAULT_NETWORK)];
+                if opts.evm_paper {
+                    out.push((Chain::Evm, DEFAULT_NETWORK));
+                }
+                if opts.hyperliquid_paper {
+                    out.push((Chain::Hyperliquid, Network::Testnet));
+                }
+                out
+            }
         };
         Ok(if named.is_empty() {
             vec![(Chain::Solana, DEFAULT_NETWORK)]
@@ -143,13 +151,40 @@ pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
             agent: agent.clone(),
             addresses: BTreeMap::new(),
             network_addresses: BTreeMap::new(),
+            hyperliquid_masters: BTreeMap::new(),
         };
         let mut per_chain: BTreeMap<Chain, Vec<String>> = BTreeMap::new();
         for (chain, network) in networks_of(agent)? {
             let made = keys::new_agent_key(chain)
                 .map_err(|e| Error::Other(format!("OS random source failed: {e}")))?;
-            let purpose = Purpose::agent_key(agent.clone(), chain, network);
+            let purpose = if chain == Chain::Hyperliquid {
+                let master_key = keys::new_agent_key(chain)
+                    .map_err(|e| Error::Other(format!("OS random source failed: {e}")))?;
+                let purpose = Purpose::hyperliquid_key(agent.clone(), network, KeyRole::Master);
+                keystore::write_entry(
+                    &ks_dir,
+                    &purpose,
+                    &*master_key.secret,
+                    &master_key.address,
+                    &master,
+                )?;
+                info.hyperliquid_masters.insert(
+                    network_name(chain, network),
+                    master_key.address.to_lowercase(),
+                );
+                Purpose::hyperliquid_key(agent.clone(), network, KeyRole::ApiWallet)
+            } else {
+                Purpose::agent_key(agent.clone(), chain, network)
+            };
             keystore::write_entry(&ks_dir, &purpose, &*made.secret, &made.address, &master)?;
+            let made = keys::NewAgentKey {
+                address: if chain == Chain::Hyperliquid {
+                    made.address.to_lowercase()
+                } else {
+                    made.address
+                },
+                ..made
+            };
             info.network_addresses
                 .insert(network_name(chain, network), made.address.clone());
             if (chain, network) == (Chain::Solana, DEFAULT_NETWORK) {
@@ -215,7 +250,13 @@ pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
     let dev_peer = dev_peer_address()?;
     let policy_text = match custom_policy {
         Some(text) => text,
-        None => default_policy(&addresses, &dev_peer, &evm_addresses),
+        None => {
+            let mut text = default_policy(&addresses, &dev_peer, &evm_addresses);
+            if opts.hyperliquid_paper {
+                text = with_hyperliquid_paper(&text, &opts.agents);
+            }
+            text
+        }
     };
     let digest = sign_policy_with(&policy_key, state, policy_text.as_bytes())?;
 
@@ -276,6 +317,44 @@ aave_pool = "0xCe85503De9399D4dECa3c0b2bb3e9e7CFCBf9C6B"
 address = "0x68B1D87F95878fE05B998F19b66F4baba5De1aed"
 decimals = 6
 "#;
+
+/// The `hyperliquid:testnet` table of `dev-init --hyperliquid-paper`: a few perpetuals with the
+/// exchange's testnet indices and size decimals (check them against `meta` before live work).
+pub const HYPERLIQUID_PAPER_TABLE: &str = r#"
+[networks."hyperliquid:testnet"]
+perps.BTC = { coin = "BTC", index = 0, sz_decimals = 5, max_leverage = 5, max_position_notional = "10000000000" }
+perps.ETH = { coin = "ETH", index = 1, sz_decimals = 4, max_leverage = 5, max_position_notional = "10000000000" }
+"#;
+
+/// The default dev policy with every agent also on `hyperliquid:testnet`: the perp actions,
+/// 2000 USD per order and 10000 USD of opened notional per 24 h on BTC and ETH (approval above
+/// 1000 USD), and USDC withdrawals up to 100 USDC (always approved by the operator). (The SOL
+/// perpetual is left out: an agent's `SOL` caps are Solana's, and one symbol has one chain.)
+fn with_hyperliquid_paper(policy: &str, agents: &[AgentId]) -> String {
+    let mut out = String::new();
+    for line in policy.lines() {
+        if let Some(rest) = line.strip_prefix("networks = [") {
+            out.push_str(&format!("networks = [\"hyperliquid:testnet\", {rest}\n"));
+        } else if let Some(rest) = line.strip_prefix("actions = [") {
+            out.push_str(&format!(
+                "actions = [\"perp_order\", \"perp_cancel\", \"perp_leverage\", \"perp_schedule_cancel\", \"perp_withdraw\", \"perp_register_api_key\", {rest}\n"
+            ));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    for agent in agents {
+        for perp in ["BTC", "ETH"] {
+            out.push_str(&format!(
+                "\n[agents.{agent}.assets.{perp}]\nchain = \"hyperliquid\"\nper_tx_cap = \"2000000000\"\n\
+                 velocity_24h = \"10000000000\"\napproval_threshold = \"1000000000\"\n"
+            ));
+        }
+    }
+    out.push_str(HYPERLIQUID_PAPER_TABLE);
+    out
+}
 
 /// The default dev policy: every agent may send devnet SOL to the other agents (their devnet
 /// addresses) and to one dev peer; 1 SOL per transaction, 5 SOL per 24 h, approval above

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use vigil_protocol::{AgentId, Chain, Network, network_name};
 
 use crate::keys::{AgentSecret, Ed25519Key, Secp256k1Key};
-use crate::keystore::{AgentKeyId, Unlocked};
+use crate::keystore::{AgentKeyId, KeyRole, Unlocked};
 use crate::policy::Policy;
 
 /// The agents' keys by (agent, chain, network).
@@ -67,15 +67,53 @@ pub fn bind_networks<'a>(
 pub(crate) fn agent_keys(unlocked: &Unlocked, policy: &Policy) -> Result<AgentKeys, String> {
     let bound = bind_networks(unlocked.agent_seeds.keys(), policy)?;
     let mut keys = AgentKeys::new();
+    // Hyperliquid: the API wallet and the master of one (agent, network), paired below.
+    let mut halves: BTreeMap<(AgentId, Network), (Option<Secp256k1Key>, Option<Secp256k1Key>)> =
+        BTreeMap::new();
     for (id, network) in bound {
         if let Some(seed) = unlocked.agent_seeds.get(&id) {
-            let key = match id.chain {
-                Chain::Solana => AgentSecret::Ed25519(Ed25519Key::from_seed(seed)),
-                Chain::Evm | Chain::Hyperliquid => AgentSecret::Secp256k1(Secp256k1Key::from_secret(seed).ok_or_else(
-                    || format!("the {id} key is not a secp256k1 secret key: the keystore entry is damaged; import the ceremony's keys again"),
-                )?),
+            let secp = || {
+                Secp256k1Key::from_secret(seed).ok_or_else(|| {
+                    format!("the {id} key is not a secp256k1 secret key: the keystore entry is damaged; import the ceremony's keys again")
+                })
+            };
+            let key = match (id.chain, id.role) {
+                (Chain::Solana, _) => AgentSecret::Ed25519(Ed25519Key::from_seed(seed)),
+                (Chain::Evm, _) => AgentSecret::Secp256k1(secp()?),
+                (Chain::Hyperliquid, role) => {
+                    let pair = halves.entry((id.agent.clone(), network)).or_default();
+                    match role {
+                        Some(KeyRole::ApiWallet) => pair.0 = Some(secp()?),
+                        Some(KeyRole::Master) => pair.1 = Some(secp()?),
+                        // The keystore refuses a Hyperliquid entry without its role.
+                        None => {
+                            return Err(format!(
+                                "the {id} key names no role: import the ceremony's keys again"
+                            ));
+                        }
+                    }
+                    continue;
+                }
             };
             keys.insert((id.agent.clone(), id.chain, network), key);
+        }
+    }
+    for ((agent, network), pair) in halves {
+        match pair {
+            (Some(api), Some(master)) => {
+                if api.address() == master.address() {
+                    return Err(format!(
+                        "agent {agent}'s Hyperliquid API wallet and master are the same key: the keystore is damaged; import the ceremony's keys again"
+                    ));
+                }
+                keys.insert(
+                    (agent, Chain::Hyperliquid, network),
+                    AgentSecret::Hyperliquid { api, master },
+                );
+            }
+            _ => {
+                tracing::warn!(%agent, %network, "a Hyperliquid key without its pair (API wallet and master): it serves nothing")
+            }
         }
     }
     for (agent, rules) in &policy.agents {
@@ -109,6 +147,7 @@ mod tests {
             agent: agent.parse().unwrap(),
             chain: Chain::Solana,
             network,
+            role: None,
         }
     }
 

@@ -100,6 +100,14 @@ pub(crate) enum AgentSecret {
     Ed25519(Ed25519Key),
     /// EVM.
     Secp256k1(Secp256k1Key),
+    /// Hyperliquid: the agent's two keys on one exchange.
+    Hyperliquid {
+        /// The API wallet: signs L1 actions (orders, cancels, leverage, the dead-man switch).
+        api: Secp256k1Key,
+        /// The master account: signs user-signed actions (transfers, withdrawals, registering
+        /// the API wallet), only after the operator's approval.
+        master: Secp256k1Key,
+    },
 }
 
 /// A secp256k1 signing key (EVM agent keys): the 32 bytes in the keystore are the secret
@@ -140,6 +148,11 @@ impl Secp256k1Key {
             sig,
             recid.is_y_odd(),
         ))
+    }
+
+    /// The `k256` key, for the Hyperliquid signing code (which hashes its own EIP-712 messages).
+    pub(crate) fn signing_key(&self) -> &k256::ecdsa::SigningKey {
+        &self.signing
     }
 
     /// The EVM address (last 20 bytes of keccak-256 of the uncompressed public key).

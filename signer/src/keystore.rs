@@ -151,6 +151,58 @@ impl fmt::Display for KdfParams {
     }
 }
 
+/// The role of a Hyperliquid agent key: each agent has two keys per Hyperliquid network. Bound
+/// in the entry's associated data (`role=...`), so one file cannot pass for the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyRole {
+    /// The API ("agent") wallet: signs L1 actions only (orders, cancels, leverage, the
+    /// dead-man switch); it holds no funds and cannot move any.
+    ApiWallet,
+    /// The master account: holds the funds; signs only user-signed actions (`usdSend`,
+    /// `withdraw3`, `approveAgent`), each after the operator's approval.
+    Master,
+}
+
+impl KeyRole {
+    /// The wire name (`api_wallet`, `master`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KeyRole::ApiWallet => "api_wallet",
+            KeyRole::Master => "master",
+        }
+    }
+
+    /// The roles an agent key of `chain` is made in: none for a one-key chain, both for
+    /// Hyperliquid.
+    pub const fn for_chain(chain: Chain) -> &'static [Option<KeyRole>] {
+        match chain {
+            Chain::Hyperliquid => &[Some(KeyRole::ApiWallet), Some(KeyRole::Master)],
+            Chain::Solana | Chain::Evm => &[None],
+        }
+    }
+
+    /// Checks that `role` fits `chain`: a Hyperliquid key names its role, other keys none.
+    pub fn check(chain: Chain, role: Option<KeyRole>) -> Result<(), String> {
+        match (chain, role) {
+            (Chain::Hyperliquid, Some(_)) | (Chain::Solana | Chain::Evm, None) => Ok(()),
+            (Chain::Hyperliquid, None) => Err(
+                "a hyperliquid agent key names its role (\"api_wallet\" or \"master\")".to_owned(),
+            ),
+            (_, Some(r)) => Err(format!(
+                "only a hyperliquid agent key has a role, not a {chain} key (role {})",
+                r.as_str()
+            )),
+        }
+    }
+}
+
+impl fmt::Display for KeyRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a keystore entry holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Purpose {
@@ -165,6 +217,8 @@ pub enum Purpose {
         chain: Chain,
         /// The network the key serves (`None`: a format 1 entry).
         network: Option<Network>,
+        /// Hyperliquid: which of the agent's two keys (`None` for every other chain).
+        role: Option<KeyRole>,
     },
     /// The operator approval TOTP secret (raw bytes, 20+ bytes); `public` is "".
     ApprovalSecret,
@@ -183,6 +237,17 @@ impl Purpose {
             agent,
             chain,
             network: Some(network),
+            role: None,
+        }
+    }
+
+    /// A Hyperliquid agent key of `role` on `network`.
+    pub fn hyperliquid_key(agent: AgentId, network: Network, role: KeyRole) -> Purpose {
+        Purpose::AgentKey {
+            agent,
+            chain: Chain::Hyperliquid,
+            network: Some(network),
+            role: Some(role),
         }
     }
 
@@ -204,11 +269,19 @@ impl fmt::Display for Purpose {
                 agent,
                 chain,
                 network: Some(network),
+                role: Some(role),
+            } => write!(f, "the {chain}:{network} {role} key of agent {agent}"),
+            Purpose::AgentKey {
+                agent,
+                chain,
+                network: Some(network),
+                role: None,
             } => write!(f, "the {chain}:{network} key of agent {agent}"),
             Purpose::AgentKey {
                 agent,
                 chain,
                 network: None,
+                ..
             } => write!(
                 f,
                 "the {chain} key of agent {agent} (format 1: no network named)"
@@ -220,7 +293,8 @@ impl fmt::Display for Purpose {
     }
 }
 
-/// The file name of an entry: "agent.<agent>.<chain>.<network>.key" (format 1:
+/// The file name of an entry: "agent.<agent>.<chain>.<network>.key" (Hyperliquid:
+/// "agent.<agent>.hyperliquid.<network>.<role>.key"; format 1:
 /// "agent.<agent>.<chain>.key"), "approval.key", "policy.pin", "policy-signing.key".
 /// Unambiguous, as agent ids cannot contain a dot.
 pub fn entry_file_name(purpose: &Purpose) -> String {
@@ -229,11 +303,19 @@ pub fn entry_file_name(purpose: &Purpose) -> String {
             agent,
             chain,
             network: Some(network),
+            role: Some(role),
+        } => format!("agent.{agent}.{chain}.{network}.{role}.key"),
+        Purpose::AgentKey {
+            agent,
+            chain,
+            network: Some(network),
+            role: None,
         } => format!("agent.{agent}.{chain}.{network}.key"),
         Purpose::AgentKey {
             agent,
             chain,
             network: None,
+            ..
         } => format!("agent.{agent}.{chain}.key"),
         Purpose::ApprovalSecret => "approval.key".to_owned(),
         Purpose::PolicyPin => "policy.pin".to_owned(),
@@ -259,12 +341,21 @@ mod tests {
         );
         assert_eq!(
             entry_file_name(&Purpose::AgentKey {
-                agent,
+                agent: agent.clone(),
                 chain: Chain::Solana,
                 network: None,
+                role: None,
             }),
             "agent.trader-2.solana.key",
             "a format 1 entry keeps its name"
+        );
+        assert_eq!(
+            entry_file_name(&Purpose::hyperliquid_key(
+                agent,
+                Network::Testnet,
+                KeyRole::Master
+            )),
+            "agent.trader-2.hyperliquid.testnet.master.key"
         );
         assert_eq!(entry_file_name(&Purpose::ApprovalSecret), "approval.key");
         assert_eq!(entry_file_name(&Purpose::PolicyPin), "policy.pin");

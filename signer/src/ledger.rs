@@ -12,8 +12,28 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vigil_protocol::{
     AgentId, Amount, ApprovalId, AssetSymbol, CapKind, Context, ErrorKind, IdempotencyKey, Intent,
-    OperatorRequestId, PeerRole, Purpose, Rule, Signed, SignedTx,
+    Network, OperatorRequestId, PeerRole, Purpose, Quantity, Rule, Signed, SignedTx,
 };
+
+/// What a Hyperliquid `signed` entry adds: the key that signed, its nonce (the journal is the
+/// durable record of every key's last nonce), and what the action did that later decisions
+/// depend on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HlSigned {
+    /// The exchange's network.
+    pub network: Network,
+    /// The signing key's address, `0x` + 40 lowercase hex digits.
+    pub key: String,
+    /// The action's nonce (ms), also the time of a user-signed action.
+    pub nonce: u64,
+    /// A `perp_leverage`: the perp whose leverage this agent set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leverage_set: Option<AssetSymbol>,
+    /// A `perp_register_api_key`: the API wallet address registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered: Option<String>,
+}
 
 /// One more spend of a `signed` entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,8 +77,9 @@ pub enum Event {
         intent_digest: String,
         /// The asset spent.
         asset: AssetSymbol,
-        /// Base units spent.
-        amount: Amount,
+        /// Base units spent (0 for a Hyperliquid action that spends nothing: a cancel, a
+        /// reduce-only order, leverage, the dead-man switch, the API wallet's registration).
+        amount: Quantity,
         /// The signer's summary of what it built.
         summary: String,
         /// The transaction signature.
@@ -75,6 +96,9 @@ pub enum Event {
         /// supply or repay), so an idempotent retry returns them too. Absent when none.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         prior: Vec<SignedTx>,
+        /// Hyperliquid: the key, its nonce, and what the action set. Absent on other chains.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hyperliquid: Option<HlSigned>,
     },
     /// A request was refused.
     Denied {
@@ -360,6 +384,12 @@ pub(crate) struct Ledger {
     idempotency: HashMap<(AgentId, IdempotencyKey), Remembered>,
     overrides: BTreeMap<(AgentId, AssetSymbol), CapOverride>,
     last_prune: u64,
+    /// Hyperliquid: each key's last nonce (by address), never forgotten.
+    hl_nonces: HashMap<String, u64>,
+    /// Hyperliquid: the perps whose leverage each agent set, per network.
+    hl_leverage: std::collections::BTreeSet<(AgentId, Network, AssetSymbol)>,
+    /// Hyperliquid: API wallet addresses registered on their master (once per key, ever).
+    hl_registered: std::collections::BTreeSet<String>,
 }
 
 /// Spends of one agent and asset in time order, as running totals: the sum over any suffix
@@ -426,12 +456,16 @@ impl Ledger {
                     amount,
                     approval_id,
                     also_spent,
+                    hyperliquid,
                     ..
                 } => {
                     if let Some(id) = approval_id {
                         approvals.restore_collected(id);
                     }
-                    ledger.record_spend(agent, *asset, amount.base_units(), e.ts);
+                    if let Some(hl) = hyperliquid {
+                        ledger.note_hyperliquid(agent, hl);
+                    }
+                    ledger.record_spend(agent, *asset, amount.get(), e.ts);
                     for s in also_spent {
                         ledger.record_spend(agent, s.asset, s.amount.base_units(), e.ts);
                     }
@@ -559,6 +593,44 @@ impl Ledger {
             .or_default();
         series.push(ts, amount);
         series.prune_before(ts.saturating_sub(VELOCITY_WINDOW_SECS));
+    }
+
+    /// Hyperliquid: the nonce for the key at `address` now: the signer's clock in ms, or one
+    /// more than the key's last nonce if the clock is not past it (strictly increasing even
+    /// when the clock steps back). Call under the engine's lock, and [`Ledger::note_hyperliquid`]
+    /// before the lock is released, so two requests never share a nonce.
+    pub(crate) fn next_hl_nonce(&self, address: &str, now_ms: u64) -> u64 {
+        match self.hl_nonces.get(address) {
+            Some(last) => now_ms.max(last.saturating_add(1)),
+            None => now_ms,
+        }
+    }
+
+    /// Hyperliquid: records what a signed action did (its nonce, leverage set, registration).
+    pub(crate) fn note_hyperliquid(&mut self, agent: &AgentId, hl: &HlSigned) {
+        let last = self.hl_nonces.entry(hl.key.clone()).or_default();
+        *last = (*last).max(hl.nonce);
+        if let Some(perp) = hl.leverage_set {
+            self.hl_leverage.insert((agent.clone(), hl.network, perp));
+        }
+        if let Some(api) = &hl.registered {
+            self.hl_registered.insert(api.clone());
+        }
+    }
+
+    /// Hyperliquid: whether `agent` set the leverage of `perp` on `network` through the signer.
+    pub(crate) fn hl_leverage_set(
+        &self,
+        agent: &AgentId,
+        network: Network,
+        perp: AssetSymbol,
+    ) -> bool {
+        self.hl_leverage.contains(&(agent.clone(), network, perp))
+    }
+
+    /// Hyperliquid: whether the API wallet at `address` was registered already.
+    pub(crate) fn hl_registered(&self, address: &str) -> bool {
+        self.hl_registered.contains(address)
     }
 
     /// Sets an operator cap (the caller checked it against the ceiling and the code).

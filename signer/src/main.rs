@@ -105,6 +105,10 @@ enum Command {
         /// EVM actions and caps, for showing EVM actions through `dry_run`.
         #[arg(long, conflicts_with = "policy")]
         evm_paper: bool,
+        /// With the default policy: also each agent's two Hyperliquid keys (API wallet and
+        /// master) on `hyperliquid:testnet`, with a perpetuals table, the perp actions and caps.
+        #[arg(long, conflicts_with = "policy")]
+        hyperliquid_paper: bool,
     },
     /// INSECURE: sign and install a policy with the dev policy key of a dev-init state dir.
     DevSignPolicy {
@@ -273,6 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             agents,
             policy,
             evm_paper,
+            hyperliquid_paper,
         } => {
             eprintln!(
                 "WARNING: dev-init makes an INSECURE development state dir. Never use it for real funds."
@@ -282,6 +287,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 agents,
                 policy,
                 evm_paper,
+                hyperliquid_paper,
             })?;
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)

@@ -207,6 +207,7 @@ fn a_full_ceremony_writes_a_stick_the_signer_accepts() {
             agent: a.agent.clone(),
             chain: a.chain,
             network: a.network,
+            role: a.role,
         };
         assert_eq!(unlocked.agent_public[&id], a.address);
     }
@@ -486,6 +487,7 @@ fn an_evm_network_gets_secp256k1_keys_the_signer_accepts() {
         agent: evm.agent.clone(),
         chain: evm.chain,
         network: evm.network,
+        role: None,
     };
     assert_eq!(unlocked.agent_public[&id], evm.address);
     let key = vigil_signer::Secp256k1Key::from_secret(&unlocked.agent_seeds[&id]).unwrap();

@@ -228,6 +228,7 @@ mod tests {
                     .iter()
                     .map(|(n, a)| ((*n).to_owned(), (*a).to_owned()))
                     .collect(),
+                hyperliquid_masters: BTreeMap::new(),
             }],
         }
     }

@@ -69,6 +69,12 @@ pub struct AgentInfo {
     /// per agent, chain and network; each serves only its own network.
     #[serde(default)]
     pub network_addresses: BTreeMap<String, String>,
+    /// Extension (Hyperliquid): `hyperliquid:<network>` → the agent's MASTER account address
+    /// (`0x` + 40 lowercase hex digits, as the exchange writes addresses). The account that
+    /// holds the funds and signs only transfers, withdrawals and the API wallet's registration;
+    /// `network_addresses` gives the API wallet (the agent key that signs orders), also lowercase.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hyperliquid_masters: BTreeMap<String, String>,
 }
 
 impl AgentInfo {

@@ -15,6 +15,7 @@
 //! addresses are lowercase. The unit tests reproduce every signing vector of the SDK's
 //! `tests/signing_test.py` byte for byte.
 
+pub(crate) mod build;
 pub(crate) mod order;
 pub(crate) mod signing;
 pub(crate) mod wire;

@@ -3,6 +3,7 @@
 
 use vigil_protocol::{Decision, DryRunRequest, DryRunResult, ErrorKind};
 
+use super::hyperliquid::with_hyperliquid_rules;
 use super::{Engine, Refusal};
 use crate::policy::{self, Verdict};
 
@@ -31,14 +32,23 @@ impl Engine {
             Err(refusal) => return decided(refusal),
         };
         let now = (self.clock)();
-        let verdict = policy::decide(
-            &self.policy,
-            &self.lock().ledger,
+        let inner = self.lock();
+        let verdict = with_hyperliquid_rules(
+            policy::decide(
+                &self.policy,
+                &inner.ledger,
+                &r.agent,
+                &r.intent,
+                &prepared.spends,
+                now,
+            ),
+            &inner.ledger,
             &r.agent,
-            &r.intent,
-            &prepared.spends,
-            now,
+            &prepared,
+            key,
+            false,
         );
+        drop(inner);
         let rule = verdict.rule();
         Ok(match verdict {
             Verdict::Allow => DryRunResult {

@@ -14,7 +14,14 @@ impl Engine {
         // agent -> chain -> [(network name, address)]
         type Addresses = BTreeMap<Chain, Vec<(String, String)>>;
         let mut agents: BTreeMap<AgentId, Addresses> = BTreeMap::new();
+        let mut masters: BTreeMap<AgentId, BTreeMap<String, String>> = BTreeMap::new();
         for ((agent, chain, network), key) in &self.keys {
+            if let Some(master) = key.master_address_text() {
+                masters
+                    .entry(agent.clone())
+                    .or_default()
+                    .insert(network_name(*chain, *network), master);
+            }
             agents
                 .entry(agent.clone())
                 .or_default()
@@ -41,6 +48,7 @@ impl Engine {
                         network_addresses.extend(keys);
                     }
                     AgentInfo {
+                        hyperliquid_masters: masters.remove(&agent).unwrap_or_default(),
                         agent,
                         addresses,
                         network_addresses,

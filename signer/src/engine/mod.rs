@@ -24,6 +24,7 @@ mod confirm;
 mod dry_run;
 mod events;
 mod hello;
+mod hyperliquid;
 mod import;
 mod operator_code;
 mod prepare;
@@ -93,6 +94,11 @@ pub(crate) enum AgentKey {
     },
     /// An EVM key (it holds its address).
     Evm(Secp256k1Key),
+    /// Hyperliquid: the API wallet (L1 actions) and the master (user-signed actions).
+    Hyperliquid {
+        api: Secp256k1Key,
+        master: Secp256k1Key,
+    },
 }
 
 impl AgentKey {
@@ -104,14 +110,25 @@ impl AgentKey {
                 AgentKey::Solana { key, address }
             }
             AgentSecret::Secp256k1(key) => AgentKey::Evm(key),
+            AgentSecret::Hyperliquid { api, master } => AgentKey::Hyperliquid { api, master },
         }
     }
 
-    /// The address as `hello` shows it (base58; EVM: EIP-55 checksummed).
+    /// Hyperliquid: the master account's address, lowercase as the exchange writes it.
+    pub(crate) fn master_address_text(&self) -> Option<String> {
+        match self {
+            AgentKey::Hyperliquid { master, .. } => Some(format!("{:#x}", master.address())),
+            _ => None,
+        }
+    }
+
+    /// The address as `hello` shows it (base58; EVM: EIP-55 checksummed; Hyperliquid: the API
+    /// wallet, lowercase as the exchange writes addresses).
     pub(crate) fn address_text(&self) -> String {
         match self {
             AgentKey::Solana { address, .. } => address.as_str().to_owned(),
             AgentKey::Evm(key) => key.address_text(),
+            AgentKey::Hyperliquid { api, .. } => format!("{:#x}", api.address()),
         }
     }
 }
@@ -154,6 +171,8 @@ pub(crate) struct Engine {
     window: Mutex<EventWindow>,
     import: import::ImportState,
     clock: fn() -> u64,
+    /// Milliseconds, for Hyperliquid nonces (each key's nonces increase whatever it says).
+    clock_ms: fn() -> u64,
 }
 
 struct Inner {
@@ -174,6 +193,13 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Unix milliseconds from the system clock.
+pub(crate) fn system_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Unix seconds from the system clock.
 pub(crate) fn system_now() -> u64 {
     SystemTime::now()
@@ -190,6 +216,15 @@ impl Engine {
 
     /// As [`Engine::new`], with a clock (tests).
     pub(crate) fn with_clock(parts: EngineParts, clock: fn() -> u64) -> Result<Self, AuditError> {
+        Self::with_clocks(parts, clock, system_now_ms)
+    }
+
+    /// As [`Engine::new`], with a clock in seconds and one in milliseconds (tests).
+    pub(crate) fn with_clocks(
+        parts: EngineParts,
+        clock: fn() -> u64,
+        clock_ms: fn() -> u64,
+    ) -> Result<Self, AuditError> {
         let EngineParts {
             policy,
             keys,
@@ -245,6 +280,7 @@ impl Engine {
             window: Mutex::new(window),
             import: import::ImportState::new(import, awaiting_keys, pinned_policy_key),
             clock,
+            clock_ms,
         })
     }
 

@@ -5,12 +5,13 @@
 
 use base64::Engine as _;
 use vigil_protocol::{
-    AgentId, Amount, AssetSymbol, Chain, Context, ErrorKind, Intent, SignRequest, Signed, SignedTx,
+    AgentId, AssetSymbol, Chain, Context, ErrorKind, Intent, Quantity, SignRequest, Signed,
+    SignedTx,
 };
 
 use super::{AgentKey, Engine, Refusal};
 use crate::chains::{evm, solana};
-use crate::ledger::{Event, SpendRecord};
+use crate::ledger::{Event, Ledger, SpendRecord};
 use crate::policy::{Action, EvmNetwork, Spend};
 
 /// A prepared request: inputs checked, built, summarised; not yet signed.
@@ -19,13 +20,15 @@ pub(super) struct Prepared {
     pub(super) spends: Vec<Spend>,
     /// One line, rendered from what was built.
     pub(super) summary: String,
-    built: Built,
+    pub(super) built: Built,
 }
 
-enum Built {
+pub(super) enum Built {
     Solana(solana::Built),
     /// The transactions, and the policy's network table they were built against.
     Evm(evm::Built, Box<EvmNetwork>),
+    /// The action, signed with its nonce under the lock.
+    Hyperliquid(Box<super::hyperliquid::HlBuilt>),
 }
 
 impl Engine {
@@ -75,8 +78,11 @@ impl Engine {
                 })
             }
             (AgentKey::Evm(key), _) => self.prepare_evm(agent, key.address(), intent, context, dry),
+            (AgentKey::Hyperliquid { api, .. }, _) => {
+                self.prepare_hyperliquid(agent, api, intent, context)
+            }
             (AgentKey::Solana { .. }, _) => Err(Refusal::bad_request(format!(
-                "{} is an EVM operation: name chain \"evm\" and an EVM network",
+                "{} is not a Solana operation: name the chain it is for and one of its networks",
                 intent.action()
             ))),
         }
@@ -151,15 +157,27 @@ fn evm_refusal(e: evm::EvmError) -> Refusal {
     }
 }
 
+/// Signs a prepared request under the engine's lock (`ledger` is the locked ledger: a
+/// Hyperliquid action takes its nonce from it, at `now_ms`).
 pub(super) fn sign_prepared(
     r: &SignRequest,
     digest: &str,
     prepared: &Prepared,
     key: &AgentKey,
     approval_id: Option<vigil_protocol::ApprovalId>,
+    (ledger, now_ms): (&mut Ledger, u64),
 ) -> Result<(Event, Signed), Refusal> {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut summary = prepared.summary.clone();
+    let mut hyperliquid = None;
     let (tx, signature, prior) = match (&prepared.built, key) {
+        (Built::Hyperliquid(b), AgentKey::Hyperliquid { .. }) => {
+            let (tx, signature, with_nonce, record) =
+                super::hyperliquid::sign_hyperliquid(b, key, &r.agent, ledger, now_ms)?;
+            summary = with_nonce;
+            hyperliquid = Some(record);
+            (tx, signature, Vec::new())
+        }
         (Built::Solana(built), AgentKey::Solana { key, .. }) => {
             let signed_tx =
                 solana::sign(built, key).map_err(|e| Refusal::internal(e.to_string()))?;
@@ -193,14 +211,22 @@ pub(super) fn sign_prepared(
             ));
         }
     };
-    let (first, rest) = prepared
-        .spends
+    // A Hyperliquid action that spends nothing records 0 of its asset (USDC when it names none).
+    let nothing = [Spend {
+        asset: r.intent.asset().unwrap_or(AssetSymbol::USDC),
+        amount: 0,
+    }];
+    let spends: &[Spend] = match (&prepared.built, prepared.spends.as_slice()) {
+        (Built::Hyperliquid(_), []) => &nothing,
+        (_, spends) => spends,
+    };
+    let (first, rest) = spends
         .split_first()
         .ok_or_else(|| Refusal::internal("a request that spends nothing; nothing was signed"))?;
     let signed = Signed {
         tx: tx.clone(),
         signature: signature.clone(),
-        summary: prepared.summary.clone(),
+        summary: summary.clone(),
         ledger_seq: 0,
         prior: prior.clone(),
     };
@@ -209,8 +235,8 @@ pub(super) fn sign_prepared(
         idempotency_key: r.idempotency_key.clone(),
         intent_digest: digest.to_string(),
         asset: first.asset,
-        amount: Amount::from_base_units(first.amount),
-        summary: prepared.summary.clone(),
+        amount: Quantity::new(first.amount),
+        summary,
         signature,
         tx,
         approval_id,
@@ -218,10 +244,11 @@ pub(super) fn sign_prepared(
             .iter()
             .map(|s| SpendRecord {
                 asset: s.asset,
-                amount: Amount::from_base_units(s.amount),
+                amount: vigil_protocol::Amount::from_base_units(s.amount),
             })
             .collect(),
         prior,
+        hyperliquid,
     };
     Ok((event, signed))
 }

@@ -7,6 +7,7 @@
 
 use vigil_protocol::{ErrorKind, NeedsApproval, SignRequest, SignResult, Signed};
 
+use super::hyperliquid::with_hyperliquid_rules;
 use super::prepare::{Prepared, sign_prepared};
 use super::{Engine, Inner, Refusal};
 use crate::approval::{ApprovalRequest, Approvals, new_approval_id};
@@ -91,13 +92,20 @@ impl Engine {
                     match approvals.take_grant(&approval_id, now) {
                         Err(refusal) => Next::Refuse(Refusal::new(refusal.kind, refusal.message)),
                         Ok(grant) => {
-                            let verdict = policy::decide_approved(
-                                &self.policy,
-                                &*ledger,
+                            let verdict = with_hyperliquid_rules(
+                                policy::decide_approved(
+                                    &self.policy,
+                                    &*ledger,
+                                    &r.agent,
+                                    &r.intent,
+                                    &prepared.spends,
+                                    now,
+                                ),
+                                ledger,
                                 &r.agent,
-                                &r.intent,
-                                &prepared.spends,
-                                now,
+                                &prepared,
+                                key,
+                                true,
                             );
                             let signed = match verdict {
                                 Verdict::Deny { rule, message } => Err(Refusal {
@@ -113,6 +121,7 @@ impl Engine {
                                     &prepared,
                                     key,
                                     Some(approval_id.clone()),
+                                    (&mut *ledger, (self.clock_ms)()),
                                 ),
                             };
                             match signed {
@@ -146,13 +155,20 @@ impl Engine {
                 _ => {
                     // New request (or one whose approval has lapsed): decide now.
                     ledger.forget(&r.agent, &r.idempotency_key);
-                    let verdict = policy::decide(
-                        &self.policy,
-                        &*ledger,
+                    let verdict = with_hyperliquid_rules(
+                        policy::decide(
+                            &self.policy,
+                            &*ledger,
+                            &r.agent,
+                            &r.intent,
+                            &prepared.spends,
+                            now,
+                        ),
+                        ledger,
                         &r.agent,
-                        &r.intent,
-                        &prepared.spends,
-                        now,
+                        &prepared,
+                        key,
+                        false,
                     );
                     ledger.note_request(&r.agent, now);
                     match verdict {
@@ -179,7 +195,14 @@ impl Engine {
                             }
                         }
                         Verdict::Allow => {
-                            let (event, signed) = sign_prepared(&r, &digest, &prepared, key, None)?;
+                            let (event, signed) = sign_prepared(
+                                &r,
+                                &digest,
+                                &prepared,
+                                key,
+                                None,
+                                (&mut *ledger, (self.clock_ms)()),
+                            )?;
                             reserve(ledger, &r, &digest, &prepared, now, event, signed)
                         }
                     }

@@ -87,6 +87,9 @@ pub struct AgentInfo {
     /// per agent and chain), whose key serves the one network the policy names for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
+    /// Hyperliquid: which of the agent's two keys (`api_wallet`, `master`); absent elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::keystore::KeyRole>,
     /// Its address on that chain (Solana: base58 public key).
     pub address: String,
     /// [`fingerprint`] of the public key bytes.

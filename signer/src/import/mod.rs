@@ -256,6 +256,7 @@ pub fn verify(dir: &Path) -> Result<Verified, ImportError> {
             agent: a.agent.clone(),
             chain: a.chain,
             network: a.network,
+            role: a.role,
         })
         .collect();
     crate::keyring::bind_networks(&keys, &policy).map_err(ImportError::AgentsMismatch)?;
@@ -282,6 +283,7 @@ fn read_listed_files(
                 agent: a.agent.clone(),
                 chain: a.chain,
                 network: a.network,
+                role: a.role,
             };
             (manifest::keystore_path(&purpose), a)
         })
@@ -362,7 +364,14 @@ fn check_keystore(
     files: &BTreeMap<String, Vec<u8>>,
     policy_key: &[u8; 32],
 ) -> Result<(), ImportError> {
-    let mut agents: BTreeSet<(AgentId, Chain, Option<Network>, String)> = BTreeSet::new();
+    type KeyRow = (
+        AgentId,
+        Chain,
+        Option<Network>,
+        Option<crate::keystore::KeyRole>,
+        String,
+    );
+    let mut agents: BTreeSet<KeyRow> = BTreeSet::new();
     let (mut approval, mut pin) = (false, None);
     for (rel, bytes) in files {
         let Some(name) = rel.strip_prefix("keystore/") else {
@@ -391,8 +400,9 @@ fn check_keystore(
                 agent,
                 chain,
                 network,
+                role,
             } => {
-                agents.insert((agent, chain, network, info.public));
+                agents.insert((agent, chain, network, role, info.public));
             }
             Purpose::ApprovalSecret => approval = true,
             Purpose::PolicyPin => pin = Some(info.public),
@@ -403,15 +413,23 @@ fn check_keystore(
             }
         }
     }
-    let wanted: BTreeSet<(AgentId, Chain, Option<Network>, String)> = manifest
+    let wanted: BTreeSet<KeyRow> = manifest
         .agents
         .iter()
-        .map(|a| (a.agent.clone(), a.chain, a.network, a.address.clone()))
+        .map(|a| {
+            (
+                a.agent.clone(),
+                a.chain,
+                a.network,
+                a.role,
+                a.address.clone(),
+            )
+        })
         .collect();
     if agents != wanted {
-        let show = |s: &BTreeSet<(AgentId, Chain, Option<Network>, String)>| {
+        let show = |s: &BTreeSet<KeyRow>| {
             s.iter()
-                .map(|(a, c, n, addr)| match n {
+                .map(|(a, c, n, _, addr)| match n {
                     Some(n) => format!("{a} ({c}:{n} {addr})"),
                     None => format!("{a} ({c} {addr})"),
                 })

@@ -75,6 +75,9 @@ pub fn write_entry(
                 .to_owned(),
         ));
     }
+    if let Purpose::AgentKey { chain, role, .. } = purpose {
+        super::KeyRole::check(*chain, *role).map_err(bad)?;
+    }
     check_public_text(public)
         .and_then(|()| check_secret(purpose, secret, public))
         .map_err(bad)?;

@@ -29,13 +29,16 @@ pub struct AgentKeyId {
     pub chain: Chain,
     /// The network (`None`: format 1).
     pub network: Option<Network>,
+    /// Hyperliquid: which of the agent's two keys (`None` on other chains).
+    pub role: Option<super::KeyRole>,
 }
 
 impl fmt::Display for AgentKeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.network {
-            Some(n) => write!(f, "{} {}:{n}", self.agent, self.chain),
-            None => write!(f, "{} {} (no network)", self.agent, self.chain),
+        match (self.network, self.role) {
+            (Some(n), Some(role)) => write!(f, "{} {}:{n} {role}", self.agent, self.chain),
+            (Some(n), None) => write!(f, "{} {}:{n}", self.agent, self.chain),
+            (None, _) => write!(f, "{} {} (no network)", self.agent, self.chain),
         }
     }
 }
@@ -181,6 +184,7 @@ fn unlock_texts(
                 agent,
                 chain,
                 network,
+                role,
             } => {
                 let seed = seed_of(&entry.secret).ok_or_else(|| {
                     inconsistent(format!(
@@ -199,6 +203,7 @@ fn unlock_texts(
                     agent,
                     chain,
                     network,
+                    role,
                 };
                 agent_seeds.insert(id.clone(), seed);
                 agent_public.insert(id, address);

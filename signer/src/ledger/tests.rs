@@ -174,3 +174,34 @@ fn events_round_trip_and_reject_unknown_fields() {
     let extra = s.replace("\"message\"", "\"x\":1,\"message\"");
     assert!(serde_json::from_str::<Event>(&extra).is_err());
 }
+
+#[test]
+fn hyperliquid_nonces_increase_per_key_even_when_the_clock_steps_back() {
+    let mut ledger = Ledger::default();
+    let agent: AgentId = "trader".parse().unwrap();
+    let key = "0x1111111111111111111111111111111111111111";
+    let other = "0x2222222222222222222222222222222222222222";
+    assert_eq!(ledger.next_hl_nonce(key, 5_000), 5_000);
+    let note = |ledger: &mut Ledger, key: &str, nonce| {
+        ledger.note_hyperliquid(
+            &agent,
+            &HlSigned {
+                network: Network::Testnet,
+                key: key.to_owned(),
+                nonce,
+                leverage_set: None,
+                registered: None,
+            },
+        );
+    };
+    note(&mut ledger, key, 5_000);
+    // The same millisecond, and a clock gone back: still larger than the last.
+    assert_eq!(ledger.next_hl_nonce(key, 5_000), 5_001);
+    assert_eq!(ledger.next_hl_nonce(key, 1_000), 5_001);
+    assert_eq!(ledger.next_hl_nonce(key, 9_000), 9_000);
+    // Per key: another key starts from the clock.
+    assert_eq!(ledger.next_hl_nonce(other, 1_000), 1_000);
+    // A replayed journal (older nonce after a newer one) keeps the largest.
+    note(&mut ledger, key, 4_000);
+    assert_eq!(ledger.next_hl_nonce(key, 0), 5_001);
+}

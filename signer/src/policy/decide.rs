@@ -282,16 +282,27 @@ fn check_allowlists(
             }
         }
     }
-    if let Intent::Transfer(t) = intent
-        && !rules.recipients.contains(&t.to)
-    {
-        return Err(deny(
-            Rule::RecipientNotAllowed,
-            format!(
-                "recipient {} is not in agent {agent}'s allowlist; add it to the policy at the next ceremony",
-                t.to
-            ),
-        ));
+    let to = match intent {
+        Intent::Transfer(t) => Some(t.to.as_str()),
+        Intent::PerpWithdraw(w) => Some(w.to.as_str()),
+        _ => None,
+    };
+    if let Some(to) = to {
+        // Hyperliquid writes addresses lowercase; the policy keeps them EIP-55.
+        let canonical = match chain {
+            vigil_protocol::Chain::Hyperliquid => super::parse_evm_address(to)
+                .map(|a| a.to_checksum(None))
+                .unwrap_or_else(|_| to.to_owned()),
+            _ => to.to_owned(),
+        };
+        if !rules.recipients.contains(&canonical) {
+            return Err(deny(
+                Rule::RecipientNotAllowed,
+                format!(
+                    "recipient {to} is not in agent {agent}'s allowlist; add it to the policy at the next ceremony"
+                ),
+            ));
+        }
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use vigil_protocol::{AgentId, Amount, AssetSymbol, Chain, Network, network_name, truncate};
 
 use super::evm_table::{self, RawEvm, RawToken};
+use super::hl_table::{self, RawPerp};
 use super::{Action, AgentPolicy, AssetCaps, NetworkPin, Policy, PolicyError};
 
 /// The only policy format version this signer reads.
@@ -42,6 +43,7 @@ pub fn parse(bytes: &[u8]) -> Result<Policy, PolicyError> {
         .collect::<Result<BTreeMap<_, _>, _>>()?;
     let networks = network_pins(&agents, raw.networks)?;
     check_evm_assets(&agents, &networks)?;
+    hl_table::check_assets(&agents, &networks)?;
     Ok(Policy {
         version: POLICY_VERSION,
         agents,
@@ -61,7 +63,8 @@ struct RawPolicy {
 }
 
 /// `[networks."solana:devnet"]`: what identifies the network; an EVM network's table also
-/// holds its fee bounds, tokens and Aave Pool (`evm_table.rs`).
+/// holds its fee bounds, tokens and Aave Pool (`evm_table.rs`); a Hyperliquid table holds only
+/// its perpetuals (`hl_table.rs`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNetwork {
@@ -73,6 +76,8 @@ struct RawNetwork {
     aave_pool: Option<String>,
     #[serde(default)]
     tokens: BTreeMap<String, RawToken>,
+    #[serde(default)]
+    perps: BTreeMap<String, RawPerp>,
 }
 
 impl RawNetwork {
@@ -86,6 +91,7 @@ impl RawNetwork {
             (self.max_fee_per_gas.is_some(), "max_fee_per_gas"),
             (self.aave_pool.is_some(), "aave_pool"),
             (!self.tokens.is_empty(), "tokens"),
+            (self.genesis_hash.is_some(), "genesis_hash"),
         ] {
             if present {
                 out.push(name);
@@ -221,7 +227,7 @@ fn parse_action(s: &str) -> Result<Action, String> {
 fn parse_chain(s: &str) -> Result<Chain, String> {
     parse_name(s).ok_or_else(|| {
         format!(
-            "unknown chain {:?}: this signer supports \"solana\" and \"evm\"",
+            "unknown chain {:?}: this signer supports \"solana\", \"evm\" and \"hyperliquid\"",
             truncate(s)
         )
     })
@@ -269,9 +275,15 @@ fn network_pins(
                 ),
             ));
         }
+        if chain != Chain::Hyperliquid && !entry.perps.is_empty() {
+            return Err(invalid(
+                &format!("{at}.perps"),
+                "only a Hyperliquid network has perps: remove them from this table",
+            ));
+        }
         let pin = match chain {
             Chain::Solana => {
-                if let Some(field) = entry.evm_fields().first() {
+                if let Some(field) = entry.evm_fields().iter().find(|f| **f != "genesis_hash") {
                     return Err(invalid(
                         &format!("{at}.{field}"),
                         format!(
@@ -303,11 +315,15 @@ fn network_pins(
                 },
             )?),
             Chain::Hyperliquid => {
-                return Err(invalid(
-                    &format!("networks.\"{}\"", network_name(chain, network)),
-                    "this signer cannot sign Hyperliquid actions yet: remove the network"
-                        .to_owned(),
-                ));
+                if let Some(field) = entry.evm_fields().first() {
+                    return Err(invalid(
+                        &format!("{at}.{field}"),
+                        format!(
+                            "a Hyperliquid table has only perps (the network's name picks the exchange): remove {field}"
+                        ),
+                    ));
+                }
+                NetworkPin::Hyperliquid(hl_table::hyperliquid_network(&at, network, entry.perps)?)
             }
         };
         pins.insert((chain, network), pin);
@@ -330,10 +346,12 @@ fn network_pins(
                 ));
             }
             Chain::Hyperliquid => {
+                let name = network_name(chain, network);
                 return Err(invalid(
-                    &format!("networks.\"{}\"", network_name(chain, network)),
-                    "this signer cannot sign Hyperliquid actions yet: remove the network"
-                        .to_owned(),
+                    &format!("networks.\"{name}\""),
+                    format!(
+                        "an agent names {name} but the policy has no [networks.\"{name}\"] table: list its perpetuals (docs/policy.md, Hyperliquid)"
+                    ),
                 ));
             }
         };

@@ -12,6 +12,7 @@
 mod decide;
 mod evm_table;
 mod file;
+mod hl_table;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -26,6 +27,7 @@ use vigil_protocol::{AgentId, AssetSymbol, Chain, Intent, Network, NetworkIdenti
 pub use decide::{CapOverride, History, Spend, Verdict, decide, decide_approved};
 pub(crate) use evm_table::parse_address as parse_evm_address;
 pub use file::{POLICY_VERSION, parse};
+pub(crate) use hl_table::USDC;
 pub use vigil_protocol::network_name;
 
 /// The policy file's name inside the signer's state directory.
@@ -161,6 +163,8 @@ pub enum NetworkPin {
     SolanaGenesis(String),
     /// An EVM chain: its chain id and genesis block hash, and what the signer may do there.
     Evm(EvmNetwork),
+    /// A Hyperliquid exchange: its network's name picks the signing chain; its perpetuals.
+    Hyperliquid(HyperliquidNetwork),
 }
 
 impl NetworkPin {
@@ -169,12 +173,36 @@ impl NetworkPin {
         match self {
             NetworkPin::SolanaGenesis(hash) => NetworkIdentity {
                 genesis_hash: Some(hash.clone()),
-                chain_id: None,
-                evm: None,
+                ..NetworkIdentity::default()
+            },
+            NetworkPin::Hyperliquid(n) => NetworkIdentity {
+                hyperliquid: Some(vigil_protocol::HyperliquidNetworkInfo {
+                    hyperliquid_chain: n.hl_network().chain_name().to_owned(),
+                    perps: n
+                        .perps
+                        .iter()
+                        .map(|(symbol, p)| {
+                            (
+                                *symbol,
+                                vigil_protocol::PerpInfo {
+                                    coin: p.coin.clone(),
+                                    index: p.index,
+                                    sz_decimals: p.sz_decimals,
+                                    max_leverage: p.max_leverage,
+                                    max_position_notional: vigil_protocol::Quantity::new(
+                                        p.max_position_notional,
+                                    ),
+                                },
+                            )
+                        })
+                        .collect(),
+                }),
+                ..NetworkIdentity::default()
             },
             NetworkPin::Evm(n) => NetworkIdentity {
                 genesis_hash: Some(n.genesis_hash.to_string()),
                 chain_id: Some(n.chain_id),
+                hyperliquid: None,
                 evm: Some(vigil_protocol::EvmNetworkInfo {
                     native: n.native,
                     native_decimals: n.native_decimals,
@@ -222,6 +250,43 @@ pub struct EvmNetwork {
     pub aave_pool: Option<alloy_primitives::Address>,
     /// The ERC-20 tokens by symbol.
     pub tokens: BTreeMap<AssetSymbol, EvmToken>,
+}
+
+/// A Hyperliquid exchange of the signed policy (`[networks."hyperliquid:<network>"]`): which
+/// one is its network's name (testnet or mainnet), never a request; the perpetuals an agent may
+/// trade, by the policy's symbol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HyperliquidNetwork {
+    /// `Testnet` or `Mainnet` (the loader refuses `devnet`).
+    pub network: Network,
+    /// The perpetuals by symbol.
+    pub perps: BTreeMap<AssetSymbol, Perp>,
+}
+
+impl HyperliquidNetwork {
+    /// The signing chain: L1 source and `hyperliquidChain` follow from it.
+    pub(crate) fn hl_network(&self) -> crate::chains::hyperliquid::HlNetwork {
+        match self.network {
+            Network::Mainnet => crate::chains::hyperliquid::HlNetwork::Mainnet,
+            // The loader refuses devnet; testnet is the only other name.
+            Network::Testnet | Network::Devnet => crate::chains::hyperliquid::HlNetwork::Testnet,
+        }
+    }
+}
+
+/// One perpetual of a Hyperliquid table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Perp {
+    /// The coin as the exchange names it (`ETH`, `kPEPE`).
+    pub coin: String,
+    /// Its asset index on the exchange (position in `meta.universe`).
+    pub index: u32,
+    /// The exchange's size decimals.
+    pub sz_decimals: u32,
+    /// The highest leverage the signer sets for it.
+    pub max_leverage: u32,
+    /// The largest |position| × limit price an opening order may reach, micro-USD.
+    pub max_position_notional: u128,
 }
 
 /// An ERC-20 token of the policy's table.
@@ -399,6 +464,14 @@ impl Policy {
     pub fn evm_network(&self, network: Network) -> Option<&EvmNetwork> {
         match self.networks.get(&(Chain::Evm, network)) {
             Some(NetworkPin::Evm(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The Hyperliquid table of `network`, if the policy has one.
+    pub fn hyperliquid_network(&self, network: Network) -> Option<&HyperliquidNetwork> {
+        match self.networks.get(&(Chain::Hyperliquid, network)) {
+            Some(NetworkPin::Hyperliquid(n)) => Some(n),
             _ => None,
         }
     }

@@ -35,8 +35,9 @@ pub(crate) struct PerpLimits {
     pub sz_decimals: u32,
     /// The highest leverage the signer will set.
     pub max_leverage: u32,
-    /// The largest notional (limit price × size, USD) of one order that opens exposure.
-    pub max_order_notional: WireDecimal,
+    /// The largest notional (limit price × size, USD) of one order that opens exposure; `None`
+    /// when the caller applies its own cap (the engine: the agent's `per_tx_cap`).
+    pub max_order_notional: Option<WireDecimal>,
 }
 
 /// An order as the agent asks for it.
@@ -166,13 +167,13 @@ pub(crate) fn plan_order(
             });
         }
     }
-    if !req.reduce_only {
+    if let (false, Some(cap)) = (req.reduce_only, limits.max_order_notional) {
         let n = notional(req.size, req.limit_px);
-        if n.is_none_or(|n| n > limits.max_order_notional) {
+        if n.is_none_or(|n| n > cap) {
             return Err(OrderRefusal::NotionalAboveCap {
                 coin: coin(),
                 notional: n.map_or_else(|| "too large".into(), WireDecimal::to_wire),
-                cap: limits.max_order_notional.to_wire(),
+                cap: cap.to_wire(),
             });
         }
     }
@@ -223,7 +224,7 @@ mod tests {
             index: 1,
             sz_decimals: 4,
             max_leverage: 5,
-            max_order_notional: dec("2000"),
+            max_order_notional: Some(dec("2000")),
         }
     }
 

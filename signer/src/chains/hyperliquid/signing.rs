@@ -8,7 +8,7 @@
 
 use alloy_primitives::{Address, B256, U256, keccak256};
 use alloy_sol_types::{Eip712Domain, SolStruct, sol};
-use k256::ecdsa::{SigningKey, VerifyingKey};
+use k256::ecdsa::SigningKey;
 
 use super::wire::{HlAddress, WireDecimal};
 use super::{HlNetwork, HyperliquidError};
@@ -130,20 +130,25 @@ impl UserSigned {
         encoded.extend_from_slice(keccak256(destination.to_wire()).as_slice());
         encoded.extend_from_slice(keccak256(amount.to_wire()).as_slice());
         encoded.extend_from_slice(&U256::from(time).to_be_bytes::<32>());
-        let struct_hash = keccak256(&encoded);
-        let domain = Eip712Domain::new(
-            Some("HyperliquidSignTransaction".into()),
-            Some("1".into()),
-            Some(U256::from(USER_SIGNATURE_CHAIN_ID)),
-            Some(Address::ZERO),
-            None,
-        );
-        let mut digest = [0u8; 66];
-        digest[..2].copy_from_slice(&[0x19, 0x01]);
-        digest[2..34].copy_from_slice(domain.separator().as_slice());
-        digest[34..].copy_from_slice(struct_hash.as_slice());
-        keccak256(digest)
+        user_signed_digest(keccak256(&encoded))
     }
+}
+
+/// The EIP-712 digest of a user-signed struct hash in the `HyperliquidSignTransaction` domain
+/// (chain id `0x66eee`): `keccak256(0x1901 ‖ domainSeparator ‖ structHash)`.
+pub(crate) fn user_signed_digest(struct_hash: B256) -> B256 {
+    let domain = Eip712Domain::new(
+        Some("HyperliquidSignTransaction".into()),
+        Some("1".into()),
+        Some(U256::from(USER_SIGNATURE_CHAIN_ID)),
+        Some(Address::ZERO),
+        None,
+    );
+    let mut digest = [0u8; 66];
+    digest[..2].copy_from_slice(&[0x19, 0x01]);
+    digest[2..34].copy_from_slice(domain.separator().as_slice());
+    digest[34..].copy_from_slice(struct_hash.as_slice());
+    keccak256(digest)
 }
 
 /// An Ethereum-style signature as the exchange takes it: `r`, `s`, and `v` = 27 + recovery id.
@@ -195,8 +200,9 @@ pub(crate) fn sign_l1(
     sign_hash(key, &l1_signing_hash(connection_id, network))
 }
 
+#[cfg(test)]
 /// The address of a secp256k1 key: the last 20 bytes of keccak-256 of its uncompressed point.
-pub(crate) fn address_of(key: &VerifyingKey) -> HlAddress {
+pub(crate) fn address_of(key: &k256::ecdsa::VerifyingKey) -> HlAddress {
     let point = key.to_encoded_point(false);
     let hash = keccak256(&point.as_bytes()[1..]);
     let mut out = [0u8; 20];

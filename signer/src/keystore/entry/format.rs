@@ -9,7 +9,9 @@
 //!
 //! Format 2 (written): the same plus `"network"` on agent keys and
 //! `"key": {"name": "hkdf-sha256", "salt"}`; `kdf.salt` is then the keystore's master salt
-//! (the same in every entry) and the AES key is HKDF-SHA256(master key, `key.salt`).
+//! (the same in every entry) and the AES key is HKDF-SHA256(master key, `key.salt`). A
+//! Hyperliquid agent key also names its `"role"` (`api_wallet` or `master`), bound in the
+//! associated data as `role=<role>` after the network; no other entry has one.
 
 use std::path::Path;
 
@@ -17,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use vigil_protocol::{AgentId, Chain, Network};
 
 use super::super::master::SALT_LEN;
-use super::super::{FORMAT_V1, FORMAT_VERSION, KdfParams, KeystoreError, Purpose};
+use super::super::{FORMAT_V1, FORMAT_VERSION, KdfParams, KeyRole, KeystoreError, Purpose};
 
 /// The one KDF name.
 const KDF_NAME: &str = "scrypt";
@@ -68,6 +70,8 @@ struct EntryFile {
     chain: Option<Chain>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     network: Option<Network>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<KeyRole>,
     public: String,
     kdf: KdfField,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,20 +202,39 @@ impl Sealed {
         }
         check_public_text(&file.public).map_err(malformed)?;
         let v1 = file.vigil_keystore == FORMAT_V1;
+        if file.role.is_some() && (v1 || file.chain.is_none()) {
+            return Err(malformed(
+                "only a format 2 hyperliquid agent_key entry has a \"role\"".to_owned(),
+            ));
+        }
+        let role = file.role;
+        if let (false, Some(chain)) = (v1, file.chain) {
+            KeyRole::check(chain, role).map_err(malformed)?;
+        }
         let purpose = match (file.purpose, file.agent, file.chain, file.network) {
+            (PurposeName::AgentKey, Some(_), Some(Chain::Hyperliquid), _) if v1 => {
+                return Err(malformed(
+                    "a format 1 entry cannot be a hyperliquid key (its two keys came with format 2)"
+                        .to_owned(),
+                ));
+            }
             (PurposeName::AgentKey, Some(agent), Some(chain), None) if v1 => Purpose::AgentKey {
                 agent,
                 chain,
                 network: None,
+                role: None,
             },
             (PurposeName::AgentKey, Some(_), Some(_), Some(_)) if v1 => {
                 return Err(malformed(
                     "a format 1 agent_key entry names no \"network\"".to_owned(),
                 ));
             }
-            (PurposeName::AgentKey, Some(agent), Some(chain), Some(network)) => {
-                Purpose::agent_key(agent, chain, network)
-            }
+            (PurposeName::AgentKey, Some(agent), Some(chain), Some(network)) => Purpose::AgentKey {
+                agent,
+                chain,
+                network: Some(network),
+                role,
+            },
             (PurposeName::AgentKey, _, _, _) if v1 => {
                 return Err(malformed(
                     "an agent_key entry needs \"agent\" and \"chain\"".to_owned(),
@@ -244,20 +267,22 @@ impl Sealed {
 
     /// The file's JSON, pretty-printed with a final newline.
     pub(in crate::keystore) fn to_json(&self, path: &Path) -> Result<String, KeystoreError> {
-        let (purpose, agent, chain, network) = match &self.purpose {
+        let (purpose, agent, chain, network, role) = match &self.purpose {
             Purpose::AgentKey {
                 agent,
                 chain,
                 network,
+                role,
             } => (
                 PurposeName::AgentKey,
                 Some(agent.clone()),
                 Some(*chain),
                 *network,
+                *role,
             ),
-            Purpose::ApprovalSecret => (PurposeName::ApprovalSecret, None, None, None),
-            Purpose::PolicyPin => (PurposeName::PolicyPin, None, None, None),
-            Purpose::PolicyKey => (PurposeName::PolicyKey, None, None, None),
+            Purpose::ApprovalSecret => (PurposeName::ApprovalSecret, None, None, None, None),
+            Purpose::PolicyPin => (PurposeName::PolicyPin, None, None, None, None),
+            Purpose::PolicyKey => (PurposeName::PolicyKey, None, None, None, None),
         };
         let key = match self.keying {
             Keying::Scrypt => None,
@@ -272,6 +297,7 @@ impl Sealed {
             agent,
             chain,
             network,
+            role,
             public: self.public.clone(),
             kdf: KdfField {
                 name: KDF_NAME.to_owned(),
@@ -308,11 +334,15 @@ impl Sealed {
             agent,
             chain,
             network,
+            role,
         } = &self.purpose
         {
             aad.push_str(&format!("agent={agent}\nchain={chain}\n"));
             if let Some(network) = network {
                 aad.push_str(&format!("network={network}\n"));
+            }
+            if let Some(role) = role {
+                aad.push_str(&format!("role={role}\n"));
             }
         }
         let p = self.params;

@@ -512,6 +512,7 @@ fn format_1_entries_made_before_keys_were_per_network_still_open() {
             agent: "trader".parse().unwrap(),
             chain: Chain::Solana,
             network: None,
+            role: None,
         }
     );
     assert_eq!(entry.public, report["agents"][0]["addresses"]["solana"]);
@@ -600,6 +601,7 @@ fn secrets_that_do_not_fit_their_purpose_are_refused() {
                 agent: "trader".parse().unwrap(),
                 chain: Chain::Solana,
                 network: None,
+                role: None,
             },
             seed.to_vec(),
             address_of(&seed),

@@ -15,6 +15,7 @@ fn devnet(name: &str) -> AgentKeyId {
         agent: name.parse().unwrap(),
         chain: Chain::Solana,
         network: Some(Network::Devnet),
+        role: None,
     }
 }
 
