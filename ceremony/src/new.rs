@@ -27,7 +27,7 @@ use vigil_signer::import::manifest::{
     POLICY_KEY_DIR, PolicyKeyInfo,
 };
 use vigil_signer::import::{self, manifest};
-use vigil_signer::keystore::{self, KdfParams, MasterKey, Purpose};
+use vigil_signer::keystore::{self, KdfParams, KeyRole, MasterKey, Purpose};
 use vigil_signer::policy;
 use zeroize::Zeroizing;
 
@@ -112,6 +112,8 @@ struct AgentKey {
     agent: AgentId,
     chain: Chain,
     network: Network,
+    /// Hyperliquid: the API wallet or the master account; `None` on one-key chains.
+    role: Option<KeyRole>,
     address: String,
     fingerprint: String,
     seed: Zeroizing<[u8; 32]>,
@@ -158,15 +160,19 @@ pub fn run(
     for (agent, chains) in &c.config.agents {
         for chain in chains {
             for network in parsed.agent_networks(agent, *chain) {
-                let made = vigil_signer::new_agent_key(*chain).map_err(random_err)?;
-                agents.push(AgentKey {
-                    agent: agent.clone(),
-                    chain: *chain,
-                    network,
-                    address: made.address,
-                    fingerprint: manifest::fingerprint(&made.fingerprint_bytes),
-                    seed: made.secret,
-                });
+                // Hyperliquid: two unrelated keys, the API wallet and the master account.
+                for &role in KeyRole::for_chain(*chain) {
+                    let made = vigil_signer::new_agent_key(*chain).map_err(random_err)?;
+                    agents.push(AgentKey {
+                        agent: agent.clone(),
+                        chain: *chain,
+                        network,
+                        role,
+                        address: made.address,
+                        fingerprint: manifest::fingerprint(&made.fingerprint_bytes),
+                        seed: made.secret,
+                    });
+                }
             }
         }
     }
@@ -208,7 +214,10 @@ pub fn run(
         keystore::write_entry(dir, purpose, secret, public, &master)
     };
     for a in &agents {
-        let purpose = Purpose::agent_key(a.agent.clone(), a.chain, a.network);
+        let purpose = match a.role {
+            Some(role) => Purpose::hyperliquid_key(a.agent.clone(), a.network, role),
+            None => Purpose::agent_key(a.agent.clone(), a.chain, a.network),
+        };
         entry(&purpose, &a.seed[..], &a.address, &ks, op)?;
     }
     entry(&Purpose::ApprovalSecret, &approval_secret, "", &ks, op)?;
@@ -251,7 +260,7 @@ pub fn run(
             agent: a.agent.clone(),
             chain: a.chain,
             network: Some(a.network),
-            role: None,
+            role: a.role,
             address: a.address.clone(),
             fingerprint: a.fingerprint.clone(),
         })
@@ -405,6 +414,21 @@ pub fn summarize_policy(p: &policy::Policy) -> String {
             a.rate_limit_per_minute,
         ));
         for (symbol, l) in &a.assets {
+            if l.chain == vigil_protocol::Chain::Hyperliquid {
+                // Micro-USD: of notional for a perpetual, of USDC for transfers and withdrawals.
+                let what = if *symbol == AssetSymbol::USDC {
+                    "USDC on hyperliquid (master key, always the operator's approval)"
+                } else {
+                    "perpetual on hyperliquid, notional"
+                };
+                out.push_str(&format!(
+                    "    {symbol} {what}: at most {} per order or transfer, {} opened per 24 h; operator approval above {}\n",
+                    usd(l.per_tx_cap),
+                    usd(l.velocity_24h),
+                    usd(l.approval_threshold),
+                ));
+                continue;
+            }
             out.push_str(&format!(
                 "    {symbol} on {}: at most {} per transfer, {} per 24 h; operator approval above {}\n",
                 l.chain,
@@ -421,11 +445,33 @@ pub fn summarize_policy(p: &policy::Policy) -> String {
         }
     }
     for (&(chain, network), pin) in &p.networks {
-        if let policy::NetworkPin::Evm(n) = pin {
-            out.push_str(&evm_network_summary(
+        match pin {
+            policy::NetworkPin::Evm(n) => out.push_str(&evm_network_summary(
                 &policy::network_name(chain, network),
                 n,
-            ));
+            )),
+            policy::NetworkPin::Hyperliquid(n) => {
+                out.push_str(&format!(
+                    "\n  network {}: signs for the Hyperliquid {} exchange\n",
+                    policy::network_name(chain, network),
+                    if network == vigil_protocol::Network::Mainnet {
+                        "MAINNET (real funds)"
+                    } else {
+                        "testnet"
+                    }
+                ));
+                for (symbol, perp) in &n.perps {
+                    out.push_str(&format!(
+                        "    perp {symbol}: coin {}, asset index {}, {} size decimals, leverage at most {}x, position at most {}\n",
+                        perp.coin,
+                        perp.index,
+                        perp.sz_decimals,
+                        perp.max_leverage,
+                        usd(perp.max_position_notional),
+                    ));
+                }
+            }
+            policy::NetworkPin::SolanaGenesis(_) => {}
         }
     }
     out
@@ -465,6 +511,15 @@ fn evm_network_summary(name: &str, n: &policy::EvmNetwork) -> String {
 }
 
 /// `2.5 SOL (2500000000)` for SOL (9 decimals), base units otherwise.
+/// Micro-USD as dollars and cents (rounded down), with the exact figure.
+fn usd(micro: u128) -> String {
+    format!(
+        "{}.{:02} USD ({micro} micro-USD)",
+        micro / 1_000_000,
+        micro % 1_000_000 / 10_000
+    )
+}
+
 fn amount(base: u128, symbol: &AssetSymbol) -> String {
     if *symbol == AssetSymbol::SOL {
         let whole = base / 1_000_000_000;

@@ -510,3 +510,75 @@ fn an_evm_network_gets_secp256k1_keys_the_signer_accepts() {
         assert!(summary.contains(part), "{part}: {summary}");
     }
 }
+
+#[test]
+fn a_hyperliquid_network_gets_an_api_wallet_and_a_master_key() {
+    let out = tempfile::tempdir().unwrap();
+    let mut c = ceremony(out.path(), false);
+    c.config = CeremonyConfig::parse(
+        "operator = \"alice\"\n[agents.trader]\nchains = [\"solana\", \"hyperliquid\"]\n[agents.sentinel]\nchains = [\"solana\"]\n",
+    )
+    .unwrap();
+    let policy = policy_text()
+        .replace(
+            "networks = [\"solana:devnet\", \"solana:mainnet\"]",
+            "networks = [\"solana:devnet\", \"hyperliquid:testnet\"]",
+        )
+        .replace(
+            "actions = [\"transfer\"]",
+            "actions = [\"transfer\", \"perp_order\", \"perp_leverage\"]",
+        )
+        + "[agents.trader.assets.ETH]\nchain = \"hyperliquid\"\nper_tx_cap = \"2000000000\"\nvelocity_24h = \"10000000000\"\napproval_threshold = \"1000000000\"\n\
+           [networks.\"hyperliquid:testnet\"]\nperps.ETH = { coin = \"ETH\", index = 1, sz_decimals = 4, max_leverage = 5, max_position_notional = \"5000000000\" }\n";
+    c.policy_bytes = policy.into_bytes();
+    let mut op = Scripted::new();
+    let outcome = run(&c, &pass(), &mut op).unwrap();
+    let files = listing(out.path());
+    for role in ["api_wallet", "master"] {
+        let name = format!("keystore/agent.trader.hyperliquid.testnet.{role}.key");
+        assert!(files.contains(&name), "{name}: {files:?}");
+    }
+    import::verify(out.path()).unwrap();
+    let unlocked = keystore::unlock(&out.path().join("keystore"), &pass()).unwrap();
+    let hl: Vec<_> = outcome
+        .manifest
+        .agents
+        .iter()
+        .filter(|a| a.chain == vigil_protocol::Chain::Hyperliquid)
+        .collect();
+    assert_eq!(hl.len(), 2, "{hl:?}");
+    assert_ne!(hl[0].address, hl[1].address, "two unrelated keys");
+    let mut roles: Vec<_> = hl.iter().map(|a| a.role).collect();
+    roles.sort();
+    assert_eq!(
+        roles,
+        vec![
+            Some(keystore::KeyRole::ApiWallet),
+            Some(keystore::KeyRole::Master)
+        ]
+    );
+    for a in &hl {
+        let id = keystore::AgentKeyId {
+            agent: a.agent.clone(),
+            chain: a.chain,
+            network: a.network,
+            role: a.role,
+        };
+        assert_eq!(unlocked.agent_public[&id], a.address);
+        let key = vigil_signer::Secp256k1Key::from_secret(&unlocked.agent_seeds[&id]).unwrap();
+        assert_eq!(key.address_text(), a.address);
+    }
+    // The operator approved the perpetuals table and the caps in dollars.
+    let summary = op
+        .shown
+        .iter()
+        .find(|s| s.starts_with("Policy (digest"))
+        .unwrap();
+    for part in [
+        "network hyperliquid:testnet: signs for the Hyperliquid testnet exchange",
+        "perp ETH: coin ETH, asset index 1, 4 size decimals, leverage at most 5x, position at most 5000.00 USD",
+        "ETH perpetual on hyperliquid, notional: at most 2000.00 USD (2000000000 micro-USD) per order",
+    ] {
+        assert!(summary.contains(part), "{part}: {summary}");
+    }
+}
