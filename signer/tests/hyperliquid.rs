@@ -292,7 +292,7 @@ fn nonces_increase_across_a_restart_and_a_replayed_body_is_refused() {
 }
 
 #[test]
-fn a_withdrawal_waits_for_the_operator_and_is_signed_by_the_master() {
+fn a_withdrawal_and_the_api_wallets_registration_wait_for_the_operator_and_are_signed_by_the_master() {
     let mut w = start();
     let withdraw =
         net(json!({"kind": "perp_withdraw", "asset": "USDC", "to": BOB, "amount": "5000000"}));
@@ -327,6 +327,21 @@ fn a_withdrawal_waits_for_the_operator_and_is_signed_by_the_master() {
     let v: Value = serde_json::from_str(&body(&signed)).unwrap();
     assert_eq!(v["action"]["agentAddress"], w.api.as_str());
     assert_eq!(v["action"]["agentName"], "vigil trader");
+    // On an exchange that has never seen the API wallet, its actions are refused until the
+    // master's registration is posted; after it, the same kind of action is accepted.
+    let fresh = Exchange::start(&[(&w.master, "10000", &[])]);
+    let lev = ok(sign(&mut w.c, "lev-before", leverage(3), json!({})));
+    let refused = post(&fresh, &body(&lev));
+    assert_eq!(refused["status"], "err", "{refused}");
+    let registered = post(&fresh, &body(&signed));
+    assert_eq!(registered["status"], "ok", "{registered}");
+    let log = futures_block(fresh.accepted());
+    assert_eq!(log[0]["signer"], w.master.as_str(), "the master registered it");
+    let lev = ok(sign(&mut w.c, "lev-after", leverage(3), json!({})));
+    let accepted = post(&fresh, &body(&lev));
+    assert_eq!(accepted["status"], "ok", "{accepted}");
+    // The same registration posted again is a used nonce.
+    assert_eq!(post(&fresh, &body(&signed))["status"], "err");
     w.s.restart();
     let mut c = w.s.client();
     let (_, rule, _) = err(sign(&mut c, "r2", reg, json!({})));

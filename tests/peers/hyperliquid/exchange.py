@@ -22,7 +22,7 @@ does ({"status": "ok", "response": ...} or {"status": "err", "response": "<why>"
   the one it hashes): logged as "canonical", refused when require_canonical is set;
 - L1 actions (order, cancel, scheduleCancel, updateLeverage) must recover (with the SDK's
   `recover_agent_or_user_from_l1_action`, on the network given by --testnet/--mainnet) to a
-  master or to one of its approved agents; user-signed actions (usdSend, withdraw3) must
+  master or to one of its approved agents; user-signed actions (usdSend, withdraw3, approveAgent) must
   recover to the master itself (`recover_user_from_user_signed_action`), never to an agent;
 - nonces as the exchange checks them: unique per signer, larger than the smallest of its last
   100, within (now - 2 days, now + 1 day);
@@ -64,9 +64,17 @@ UNIVERSE = [
 ]
 TAKER_FEE = Decimal("0.00045")
 MAKER_FEE = Decimal("0.00015")
+# The SDK has no constant for approveAgent's fields: these are the ones its `sign_agent` signs.
+APPROVE_AGENT_SIGN_TYPES = [
+    {"name": "hyperliquidChain", "type": "string"},
+    {"name": "agentAddress", "type": "address"},
+    {"name": "agentName", "type": "string"},
+    {"name": "nonce", "type": "uint64"},
+]
 USER_SIGNED = {
     "usdSend": ("HyperliquidTransaction:UsdSend", USD_SEND_SIGN_TYPES),
     "withdraw3": ("HyperliquidTransaction:Withdraw", WITHDRAW_SIGN_TYPES),
+    "approveAgent": ("HyperliquidTransaction:ApproveAgent", APPROVE_AGENT_SIGN_TYPES),
 }
 L1 = {"order", "cancel", "scheduleCancel", "updateLeverage"}
 DAY_MS = 86_400_000
@@ -355,6 +363,14 @@ class Exchange:
             if not isinstance(n, int) or not 1 <= n <= UNIVERSE[action["asset"]]["maxLeverage"]:
                 raise Rejected("Invalid leverage value")
             u["leverage"][coin] = (action["isCross"], n)
+            return {"type": "default"}
+        if kind == "approveAgent":
+            agent = action["agentAddress"].lower()
+            if agent in self.users:
+                raise Rejected("an account cannot be registered as an API wallet")
+            if agent in self.agent_of and self.agent_of[agent] != user:
+                raise Rejected("API wallet %s is registered to another account" % agent)
+            self.agent_of[agent] = user
             return {"type": "default"}
         if kind in USER_SIGNED:
             amount = d(action["amount"])

@@ -14,8 +14,9 @@
 //   (`createL1ActionHash`: its own MessagePack encoder and keccak) and the EIP-712
 //   `Agent(string source, bytes32 connectionId)` typed data in the `Exchange` domain, exactly as
 //   its `signL1Action` builds them;
-// - user-signed actions (usdSend, withdraw3): the `HyperliquidSignTransaction` domain and the
-//   package's own `UsdSendTypes` / `Withdraw3Types`, as its `signUserSignedAction` builds them.
+// - user-signed actions (usdSend, withdraw3, approveAgent): the `HyperliquidSignTransaction`
+//   domain and the package's own `UsdSendTypes` / `Withdraw3Types` / `ApproveAgentTypes`, as its
+//   `signUserSignedAction` builds them.
 // The package has no signature recovery of its own (it hands typed data to a wallet: viem or
 // ethers), so the typed data it builds is captured by a recording wallet and the signer is
 // recovered by ethers 5 (`verifyTypedData`; also pinned in package.json, its own keccak and
@@ -30,6 +31,7 @@ import readline from "node:readline";
 
 import { ethers } from "ethers";
 import {
+  ApproveAgentTypes,
   CancelRequest,
   OrderRequest,
   ScheduleCancelRequest,
@@ -50,7 +52,7 @@ const L1_SCHEMAS = {
   scheduleCancel: ScheduleCancelRequest,
   updateLeverage: UpdateLeverageRequest,
 };
-const USER_TYPES = { usdSend: UsdSendTypes, withdraw3: Withdraw3Types };
+const USER_TYPES = { usdSend: UsdSendTypes, withdraw3: Withdraw3Types, approveAgent: ApproveAgentTypes };
 // A well-formed signature for the recording wallet to hand back; never checked by anything.
 const PLACEHOLDER_SIG = "0x" + "11".repeat(64) + "1b";
 
@@ -147,7 +149,7 @@ async function check(req) {
   if (action.type in USER_TYPES) return checkUserSigned(req, net, sig);
   throw new Refused(
     `action type ${JSON.stringify(action.type)} is not one this checker knows ` +
-      `(order, cancel, scheduleCancel, updateLeverage, usdSend, withdraw3)`,
+      `(order, cancel, scheduleCancel, updateLeverage, usdSend, withdraw3, approveAgent)`,
   );
 }
 
