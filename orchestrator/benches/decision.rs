@@ -64,6 +64,7 @@ fn main() {
                 now: start + i,
                 day_start: start - start % 86_400,
                 evm: None,
+                perp: None,
             };
             let t = Instant::now();
             let decided = vigil_orchestrator::decide(&trader, &inputs, &deps).await;

@@ -18,6 +18,8 @@ use crate::firewall::Action;
 
 mod agent;
 pub(crate) mod endpoint;
+mod hyperliquid;
+pub use hyperliquid::{HyperliquidSettings, PerpRisk};
 mod telegram;
 pub use telegram::{DEFAULT_PHRASE, TelegramConfig};
 
@@ -59,6 +61,10 @@ pub struct Config {
     /// The EVM network the agents work on. Without it, each agent works on the one EVM network
     /// the signer holds a key for it on; an agent with keys on several must have it named here.
     pub evm_network: Option<Network>,
+    /// Hyperliquid's API (`/info`, `/exchange`) per network (`testnet`, `mainnet`).
+    pub hyperliquid_urls: BTreeMap<Network, String>,
+    /// The venue's fee, the paper model's slippage and the dead-man switch's keeper.
+    pub hyperliquid: HyperliquidSettings,
     /// The operator interface on Telegram; absent: no bot (the terminal is used).
     pub telegram: Option<TelegramConfig>,
 }
@@ -132,6 +138,9 @@ pub struct AgentConfig {
     /// false, transfers below the signer's approval threshold go out on their own; the
     /// signed policy bounds them either way.
     pub confirm_transfers: bool,
+    /// The Hyperliquid network the agent trades perpetuals on (`testnet`, `mainnet`); required
+    /// when it may `perp_order` or `perp_cancel`.
+    pub hyperliquid_network: Option<Network>,
 }
 
 impl AgentConfig {
@@ -155,6 +164,8 @@ pub struct RiskProfile {
     pub min_health_factor_milli: Option<u32>,
     /// The recipients the agent may name.
     pub peers: Vec<Peer>,
+    /// Hyperliquid: the perpetuals the agent trades, each with its limits.
+    pub perps: BTreeMap<AssetSymbol, PerpRisk>,
 }
 
 impl RiskProfile {
@@ -262,6 +273,9 @@ struct RawConfig {
     evm_rpc_urls: BTreeMap<String, String>,
     evm_network: Option<String>,
     #[serde(default)]
+    hyperliquid_urls: BTreeMap<String, String>,
+    hyperliquid: Option<hyperliquid::RawHyperliquid>,
+    #[serde(default)]
     providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
     agents: Vec<agent::RawAgent>,
@@ -318,6 +332,12 @@ impl RawConfig {
                 ),
             ));
         }
+        let hyperliquid_urls = hyperliquid::check_urls(&self.hyperliquid_urls)?;
+        let hyperliquid_settings = self
+            .hyperliquid
+            .map(hyperliquid::RawHyperliquid::check)
+            .transpose()?
+            .unwrap_or_default();
         for (name, provider) in &self.providers {
             check_provider(name, provider)?;
         }
@@ -339,6 +359,16 @@ impl RawConfig {
                     ),
                 ));
             }
+            if let Some(network) = agent.hyperliquid_network
+                && !hyperliquid_urls.contains_key(&network)
+            {
+                return Err(invalid(
+                    format!("agents[{i}].hyperliquid_network"),
+                    format!(
+                        "is {network}, but hyperliquid_urls has no {network} API: add hyperliquid_urls.{network} = \"<URL>\""
+                    ),
+                ));
+            }
             agents.push(agent);
         }
         Ok(Config {
@@ -351,6 +381,8 @@ impl RawConfig {
             solana_network,
             evm_rpc_urls,
             evm_network,
+            hyperliquid_urls,
+            hyperliquid: hyperliquid_settings,
             telegram: self
                 .telegram
                 .map(telegram::RawTelegram::check)

@@ -8,9 +8,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use vigil_orchestrator::{Accepted, HyperliquidApi, OrderStatus, RpcError, SignedAction};
-use vigil_testkit::hyperliquid::{Exchange, SDK_TEST_ADDRESS, SDK_TEST_KEY, sdk_sign};
+use vigil_testkit::hyperliquid::{Exchange, SDK_TEST_ADDRESS, SDK_TEST_KEY, sdk_sign_text};
 
 fn now_ms() -> u64 {
     u64::try_from(
@@ -22,32 +22,33 @@ fn now_ms() -> u64 {
     .unwrap()
 }
 
-/// The SDK's signed payload as the signer's answer would reach the client.
-fn signed(action: &Value, nonce: u64) -> SignedAction {
-    let payload = sdk_sign(SDK_TEST_KEY, action, nonce);
-    SignedAction {
-        action: serde_json::value::RawValue::from_string(action_text(action)).unwrap(),
-        nonce: payload["nonce"].as_u64().unwrap(),
-        signature: payload["signature"].clone(),
-        vault_address: None,
-        expires_after: None,
-    }
+/// The SDK's signature over `action` (JSON text in the exchange's canonical key order), as
+/// the exact body the signer's answer carries: the action's text is kept byte for byte.
+fn signed(action: &str, nonce: u64) -> SignedAction {
+    SignedAction::from_body(body(action, action, nonce).into_bytes()).unwrap()
 }
 
-/// `action` as JSON text, keys in `serde_json`'s (sorted) order: the order the SDK received
-/// and signed, and the order the exchange re-packs, so text and signature agree.
-fn action_text(action: &Value) -> String {
-    action.to_string()
+/// The body of `posted` with the SDK's signature over `signed_action`.
+fn body(signed_action: &str, posted: &str, nonce: u64) -> String {
+    let payload = sdk_sign_text(SDK_TEST_KEY, signed_action, nonce);
+    format!(
+        r#"{{"action":{posted},"nonce":{nonce},"signature":{},"vaultAddress":null}}"#,
+        payload["signature"]
+    )
 }
 
-fn order(asset: u32, buy: bool, px: &str, sz: &str, tif: &str, reduce: bool) -> Value {
-    json!({"type": "order", "orders": [{"a": asset, "b": buy, "p": px, "s": sz, "r": reduce,
-        "t": {"limit": {"tif": tif}}}], "grouping": "na"})
+fn order(asset: u32, buy: bool, px: &str, sz: &str, tif: &str, reduce: bool) -> String {
+    format!(
+        r#"{{"type":"order","orders":[{{"a":{asset},"b":{buy},"p":"{px}","s":"{sz}","r":{reduce},"t":{{"limit":{{"tif":"{tif}"}}}}}}],"grouping":"na"}}"#
+    )
 }
 
 #[tokio::test]
 async fn reads_and_actions_round_trip_through_the_sdk_judged_exchange() {
-    let exchange = Exchange::start(&[(SDK_TEST_ADDRESS, "10000", &[])]);
+    let exchange = Exchange::start_with(
+        &[(SDK_TEST_ADDRESS, "10000", &[])],
+        &json!({"require_canonical": true}),
+    );
     let api = HyperliquidApi::new(exchange.url(), Duration::from_secs(10)).unwrap();
 
     let meta = api.meta().await.unwrap();
@@ -105,7 +106,7 @@ async fn reads_and_actions_round_trip_through_the_sdk_judged_exchange() {
     assert_eq!((fills.len(), fills[0].px.text()), (1, "2500"));
 
     // Cancel it; a second cancel of the same order is reported, not an error.
-    let cancel = json!({"type": "cancel", "cancels": [{"a": 1, "o": oid}]});
+    let cancel = format!(r#"{{"type":"cancel","cancels":[{{"a":1,"o":{oid}}}]}}"#);
     let a = api.exchange(&signed(&cancel, n + 3)).await.unwrap();
     assert_eq!(a, Accepted::Cancels(vec![None]));
     let a = api.exchange(&signed(&cancel, n + 4)).await.unwrap();
@@ -114,7 +115,7 @@ async fn reads_and_actions_round_trip_through_the_sdk_judged_exchange() {
         "{a:?}"
     );
     // The dead-man switch.
-    let dms = json!({"type": "scheduleCancel", "time": n + 60_000});
+    let dms = format!(r#"{{"type":"scheduleCancel","time":{}}}"#, n + 60_000);
     assert_eq!(
         api.exchange(&signed(&dms, n + 5)).await.unwrap(),
         Accepted::Done
@@ -126,16 +127,28 @@ async fn reads_and_actions_round_trip_through_the_sdk_judged_exchange() {
         matches!(&e, RpcError::Rpc { message, .. } if message.contains("nonce")),
         "{e}"
     );
-    let mut forged = signed(&order(1, true, "2600", "0.5", "Gtc", false), n + 6);
-    forged.action = serde_json::value::RawValue::from_string(action_text(&order(
-        1, true, "2600", "50", "Gtc", false,
-    )))
-    .unwrap();
+    let forged = body(
+        &order(1, true, "2600", "0.5", "Gtc", false),
+        &order(1, true, "2600", "50", "Gtc", false),
+        n + 6,
+    );
+    let forged = SignedAction::from_body(forged.into_bytes()).unwrap();
     let e = api.exchange(&forged).await.unwrap_err();
     assert!(
         matches!(&e, RpcError::Rpc { message, .. } if message.contains("does not exist")),
         "{e}"
     );
+
+    // The same signed order with its action re-serialised (keys sorted, as a `Value` would
+    // write them) is refused: the exchange hashes the action in the order it receives.
+    let canonical = order(1, true, "2600", "0.5", "Gtc", false);
+    let sorted = serde_json::from_str::<serde_json::Value>(&canonical)
+        .unwrap()
+        .to_string();
+    assert_ne!(sorted, canonical);
+    let resorted = SignedAction::from_body(body(&canonical, &sorted, n + 7).into_bytes()).unwrap();
+    let e = api.exchange(&resorted).await.unwrap_err();
+    assert!(matches!(&e, RpcError::Rpc { .. }), "{e}");
 
     // Exactly the six accepted actions reached the exchange's book, each from the key.
     let log = exchange.accepted().await;

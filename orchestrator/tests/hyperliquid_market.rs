@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use vigil_orchestrator::{Accepted, HyperliquidApi, OrderStatus, RpcError, SignedAction};
-use vigil_testkit::hyperliquid::{
-    Exchange, SDK_TEST_ADDRESS, SDK_TEST_KEY, sdk_sign, sdk_sign_text,
-};
+use vigil_testkit::hyperliquid::{Exchange, SDK_TEST_ADDRESS, SDK_TEST_KEY, sdk_sign_text};
 
 /// The exchange's clock at the start of every test here (a fixed instant: deterministic).
 const T0: u64 = 1_700_000_000_000;
@@ -35,19 +33,26 @@ fn start(seed: u64) -> Exchange {
     )
 }
 
-/// The SDK's signature of `action` as the client posts it. The client writes the action through
-/// `serde_json::Value`, whose keys are sorted, so the SDK signs them sorted too (as in
-/// `hyperliquid.rs`); the canonical order is tested below, posted as text.
+/// The `/exchange` body of `action` (text, kept byte for byte) with `signature`.
+fn body(action: &str, signature: &Value, nonce: u64) -> SignedAction {
+    let text = format!(r#"{{"action":{action},"nonce":{nonce},"signature":{signature}}}"#);
+    SignedAction::from_body(text.into_bytes()).unwrap()
+}
+
+/// The SDK's signature of `action` as written, posted as written (as the signer's body is).
 fn signed(action: &str, nonce: u64) -> SignedAction {
-    let sorted: Value = serde_json::from_str(action).unwrap();
-    let payload = sdk_sign(SDK_TEST_KEY, &sorted, nonce);
-    SignedAction {
-        action: serde_json::value::RawValue::from_string(sorted.to_string()).unwrap(),
-        nonce: payload["nonce"].as_u64().unwrap(),
-        signature: payload["signature"].clone(),
-        vault_address: None,
-        expires_after: None,
-    }
+    body(
+        action,
+        &sdk_sign_text(SDK_TEST_KEY, action, nonce)["signature"],
+        nonce,
+    )
+}
+
+/// As [`signed`], with the action's keys sorted first (as a `serde_json::Value` writes them):
+/// what a client that re-serialised the action would sign and post.
+fn signed_sorted(action: &str, nonce: u64) -> SignedAction {
+    let sorted = serde_json::from_str::<Value>(action).unwrap().to_string();
+    signed(&sorted, nonce)
 }
 
 /// A resting ETH bid, its keys in the exchange's canonical order (the SDK's).
@@ -229,10 +234,12 @@ async fn a_tampered_signature_is_refused_and_so_is_a_disagreement_of_the_verifie
     let api = HyperliquidApi::new(exchange.url(), Duration::from_secs(10)).unwrap();
     // Both verifiers recover the same (unknown) signer from a tampered signature: refused as
     // an unknown wallet, not as a disagreement.
-    let mut forged = signed(&buy_eth("2000", "0.1"), T0 + 1);
-    let s = forged.signature["s"].as_str().unwrap().to_owned();
+    let action = buy_eth("2000", "0.1");
+    let mut signature = sdk_sign_text(SDK_TEST_KEY, &action, T0 + 1)["signature"].clone();
+    let s = signature["s"].as_str().unwrap().to_owned();
     let last = if s.ends_with('1') { "2" } else { "1" };
-    forged.signature["s"] = json!(format!("{}{last}", &s[..s.len() - 1]));
+    signature["s"] = json!(format!("{}{last}", &s[..s.len() - 1]));
+    let forged = body(&action, &signature, T0 + 1);
     let e = api.exchange(&forged).await.unwrap_err();
     assert!(
         matches!(&e, RpcError::Rpc { message, .. } if message.contains("does not exist")),
@@ -240,7 +247,8 @@ async fn a_tampered_signature_is_refused_and_so_is_a_disagreement_of_the_verifie
     );
     assert!(exchange.disagreements().await.is_empty());
     // An honest one in the exchange's canonical key order is accepted by both and logged as
-    // canonical; the same action with its keys sorted (as the client writes it) is accepted
+    // canonical; the same action with its keys sorted (as a re-serialising client would write
+    // it) is accepted
     // too (both verifiers hash what they receive) but flagged: the real exchange re-serialises
     // actions in its own field order, so it would recover another signer.
     let cancel = r#"{"type":"cancel","cancels":[{"a":1,"o":5}]}"#;
@@ -251,7 +259,7 @@ async fn a_tampered_signature_is_refused_and_so_is_a_disagreement_of_the_verifie
         payload["signature"]
     );
     assert_eq!(exchange.post_text("/exchange", text).await["status"], "ok");
-    let ok = api.exchange(&signed(cancel, T0 + 3)).await;
+    let ok = api.exchange(&signed_sorted(cancel, T0 + 3)).await;
     assert!(ok.is_ok(), "{ok:?}");
     let log = exchange.accepted().await;
     let seen: Vec<_> = log
@@ -272,7 +280,7 @@ async fn a_tampered_signature_is_refused_and_so_is_a_disagreement_of_the_verifie
     );
     let strict_api = HyperliquidApi::new(strict.url(), Duration::from_secs(10)).unwrap();
     let e = strict_api
-        .exchange(&signed(cancel, T0 + 4))
+        .exchange(&signed_sorted(cancel, T0 + 4))
         .await
         .unwrap_err();
     assert!(

@@ -38,6 +38,7 @@ fn inputs() -> Inputs {
         now,
         day_start: now - now % 86_400,
         evm: None,
+        perp: None,
     }
 }
 

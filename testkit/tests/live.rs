@@ -95,6 +95,7 @@ async fn a_signed_transfer_that_never_landed_is_reported() {
         now,
         day_start: now - now % 86_400,
         evm: None,
+        perp: None,
     };
     let provider = Provider::Scripted(ScriptedProvider::from_file(&world.script_path()).unwrap());
     let deps = Deps {

@@ -2,21 +2,24 @@
 //! account's margin state and positions, its open orders and fills) and `/exchange` (posting
 //! an action the signer signed).
 //!
-//! The orchestrator never signs: what it posts is the signer's answer, passed through as
-//! given. The venue is untrusted input like a chain's node: every answer is parsed strictly
-//! (numbers are the exchange's decimal strings and must be plain, finite and, where the field
-//! cannot be negative, non-negative; addresses and coins are checked; unknown order statuses
-//! are errors), bodies are capped by the shared transport ([`super::jsonrpc`]), and text
-//! quoted from the venue is cut short and stripped of control characters.
+//! The orchestrator never signs: what it posts is the signer's answer, passed through byte
+//! for byte ([`SignedAction`]). The venue is untrusted input like a chain's node: every
+//! answer is parsed strictly (numbers are the exchange's decimal strings and must be plain,
+//! finite and, where the field cannot be negative, non-negative; addresses and coins are
+//! checked; unknown order statuses are errors), bodies are capped by the shared transport
+//! ([`super::jsonrpc`]), and text quoted from the venue is cut short and stripped of control
+//! characters.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::jsonrpc::{JsonRpc, RpcError, malformed, quote, quote_str};
+
+mod signed;
+pub use signed::SignedAction;
 
 /// A decimal as the exchange writes it (`"2500.5"`, `"-0.01"`), kept as text and as `f64`.
 /// The text is what is compared and stored; the `f64` is for the risk layers' arithmetic.
@@ -133,18 +136,6 @@ pub struct Fill {
     pub fee: Dec,
     pub closed_pnl: Dec,
     pub time_ms: u64,
-}
-
-/// An action as the signer answered it: posted to `/exchange` exactly as given.
-#[derive(Debug)]
-pub struct SignedAction {
-    /// The action's JSON, byte for byte as the signer wrote it (its field order is signed).
-    pub action: Box<RawValue>,
-    pub nonce: u64,
-    /// `{"r", "s", "v"}`.
-    pub signature: Value,
-    pub vault_address: Option<String>,
-    pub expires_after: Option<u64>,
 }
 
 /// What became of one order of an `order` action.
@@ -348,17 +339,14 @@ impl HyperliquidApi {
             .collect()
     }
 
-    /// Posts a signed action; `Err(RpcError::Rpc)` carries the exchange's refusal.
+    /// Posts a signed action, its body byte for byte as the signer wrote it;
+    /// `Err(RpcError::Rpc)` carries the exchange's refusal.
     pub async fn exchange(&self, signed: &SignedAction) -> Result<Accepted, RpcError> {
         const W: &str = "exchange";
-        let request = json!({
-            "action": signed.action,
-            "nonce": signed.nonce,
-            "signature": signed.signature,
-            "vaultAddress": signed.vault_address,
-            "expiresAfter": signed.expires_after,
-        });
-        let body = self.http.post(Some("exchange"), W, &request).await?;
+        let body = self
+            .http
+            .post_bytes(Some("exchange"), W, signed.body().to_vec())
+            .await?;
         let answer: Value = serde_json::from_slice(&body)
             .map_err(|e| malformed(W, format!("the answer is not JSON ({e})")))?;
         parse_exchange_answer(&answer)

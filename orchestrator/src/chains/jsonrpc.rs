@@ -134,6 +134,18 @@ impl JsonRpc {
         what: &str,
         request: &Value,
     ) -> Result<Vec<u8>, RpcError> {
+        self.post_bytes(path, what, request.to_string().into_bytes())
+            .await
+    }
+
+    /// As [`JsonRpc::post`], with the body as exact bytes (already JSON): what a signature
+    /// covers in its own key order goes out unchanged.
+    pub(crate) async fn post_bytes(
+        &self,
+        path: Option<&str>,
+        what: &str,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, RpcError> {
         let mut url = self.url.clone();
         if let Some(path) = path {
             let joined = format!("{}/{}", url.path().trim_end_matches('/'), path);
@@ -143,7 +155,8 @@ impl JsonRpc {
             let mut response = self
                 .http
                 .post(url)
-                .json(request)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
                 .send()
                 .await
                 .map_err(from_reqwest)?;

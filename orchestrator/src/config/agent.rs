@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use vigil_protocol::{AgentId, AssetSymbol, truncate};
 
+use super::hyperliquid::{RawPerpRisk, check_perps, network as hyperliquid_network};
 use super::{
     AgentConfig, ConfigError, FULL_BPS, MAX_MAX_TOKENS, MAX_SYSTEM_PROMPT_BYTES, Mode, Peer,
     ProviderConfig, RiskProfile, invalid,
@@ -31,6 +32,7 @@ pub(super) struct RawAgent {
     live_assets: BTreeSet<String>,
     #[serde(default = "yes")]
     confirm_transfers: bool,
+    hyperliquid_network: Option<String>,
 }
 
 fn yes() -> bool {
@@ -47,6 +49,8 @@ struct RawRisk {
     min_health_factor: Option<String>,
     #[serde(default)]
     peers: Vec<Peer>,
+    #[serde(default)]
+    perps: BTreeMap<String, RawPerpRisk>,
 }
 
 impl RawAgent {
@@ -116,6 +120,28 @@ impl RawAgent {
             return Err(invalid(key("schedule_secs"), "must be at least 1 second"));
         }
         let risk = self.risk.check(&key("risk"))?;
+        let hyperliquid_network = self
+            .hyperliquid_network
+            .as_deref()
+            .map(hyperliquid_network)
+            .transpose()
+            .map_err(|reason| invalid(key("hyperliquid_network"), reason))?;
+        let trades_perps = risk.allowed_actions.iter().any(|a| a.is_perp());
+        if trades_perps && hyperliquid_network.is_none() {
+            return Err(invalid(
+                key("hyperliquid_network"),
+                "is missing: an agent that may perp_order or perp_cancel trades on one Hyperliquid \
+                 network; write hyperliquid_network = \"testnet\" (or \"mainnet\")",
+            ));
+        }
+        if trades_perps && risk.perps.is_empty() {
+            return Err(invalid(
+                key("risk.perps"),
+                "is empty: an agent that may perp_order or perp_cancel needs a [agents.risk.perps.<COIN>] \
+                 table per perpetual it trades (max_order_usd_micros, max_position_usd_micros, leverage, \
+                 max_slippage_bps)",
+            ));
+        }
         let mut live_assets = BTreeSet::new();
         for asset in &self.live_assets {
             // Any symbol: SOL is Solana's, the others are the assets of the agent's EVM network
@@ -159,6 +185,7 @@ impl RawAgent {
             mode: self.mode,
             live_assets,
             confirm_transfers: self.confirm_transfers,
+            hyperliquid_network,
         })
     }
 }
@@ -272,6 +299,7 @@ impl RawRisk {
             asset_fraction_bps,
             min_health_factor_milli,
             peers: self.peers,
+            perps: check_perps(prefix, self.perps)?,
         })
     }
 }

@@ -5,7 +5,8 @@
 //!   [`MAX_CORRECTIONS`] times, then hold).
 //! - [`risk`], layer 2: the decision is checked against the agent's risk profile and the
 //!   recipient is resolved to an allowlisted peer; [`risk_evm`] does the same for the EVM
-//!   actions against the account's chain view, with the Aave health-factor floor.
+//!   actions against the account's chain view, with the Aave health-factor floor;
+//!   [`risk_perp`] for the Hyperliquid orders and cancels against the venue's view.
 //! - [`prompt`]: the messages sent to the model, with untrusted text fenced as data.
 //!
 //! Layer 3 is the signer's signed policy. Everything here is pure: no network, no state.
@@ -13,6 +14,7 @@
 pub(crate) mod prompt;
 pub(crate) mod risk;
 pub(crate) mod risk_evm;
+pub(crate) mod risk_perp;
 pub(crate) mod schema;
 
 pub(crate) use risk::known_assets;

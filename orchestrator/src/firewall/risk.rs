@@ -50,6 +50,26 @@ pub(crate) enum RiskRule {
     HealthFactorFloor,
     /// The action is for a chain the agent has no view of (no EVM key or no EVM node).
     NoChain,
+    /// A perpetual the agent does not trade (not in its risk profile, or not listed by the
+    /// venue).
+    PerpNotTraded,
+    /// The venue gave no mark price for the perpetual.
+    PerpNoMark,
+    /// A size or price that rounds to nothing on the perpetual's grid.
+    PerpGrid,
+    /// A limit price further from the mark than the profile's slippage bound.
+    PerpSlippage,
+    /// An order notional above the profile's cap.
+    PerpOrderNotional,
+    /// A position notional after the order above the profile's cap.
+    PerpPositionNotional,
+    /// A reduce-only order with no position to reduce, in the growing direction, or larger
+    /// than the position.
+    PerpReduceOnly,
+    /// A cancel of an order that is not open.
+    PerpOrderNotOpen,
+    /// Opening orders are held until the venue and the local record agree (reconciliation).
+    PerpReconcile,
 }
 
 impl RiskRule {
@@ -64,6 +84,15 @@ impl RiskRule {
             RiskRule::AavePosition => "aave_position",
             RiskRule::HealthFactorFloor => "health_factor_floor",
             RiskRule::NoChain => "no_chain",
+            RiskRule::PerpNotTraded => "perp_not_traded",
+            RiskRule::PerpNoMark => "perp_no_mark",
+            RiskRule::PerpGrid => "perp_grid",
+            RiskRule::PerpSlippage => "perp_slippage",
+            RiskRule::PerpOrderNotional => "perp_order_notional",
+            RiskRule::PerpPositionNotional => "perp_position_notional",
+            RiskRule::PerpReduceOnly => "perp_reduce_only",
+            RiskRule::PerpOrderNotOpen => "perp_order_not_open",
+            RiskRule::PerpReconcile => "perp_reconcile",
         }
     }
 }
@@ -243,6 +272,7 @@ mod tests {
             max_fraction_per_tx_bps: bps,
             asset_fraction_bps: std::collections::BTreeMap::new(),
             min_health_factor_milli: None,
+            perps: std::collections::BTreeMap::new(),
             peers: vec![
                 Peer {
                     label: "treasury".into(),
@@ -266,6 +296,7 @@ mod tests {
             asset: Some(AssetSymbol::SOL),
             to: Some(to.into()),
             amount: Some(Amount::from_base_units(amount)),
+            perp: None,
             confidence_milli: 700,
             reasoning: "rebalancing towards the treasury".into(),
         }

@@ -228,7 +228,7 @@ pub(crate) fn check_evm(
             estimate = Some(floor(action, asset, amount, aave, &reserve, profile)?);
             Intent::AaveBorrow(aave_intent)
         }
-        Action::Hold | Action::Transfer => {
+        Action::Hold | Action::Transfer | Action::PerpOrder | Action::PerpCancel => {
             return Err(refuse(
                 RiskRule::Incomplete,
                 format!("action {action} is not an Aave action"),

@@ -33,15 +33,22 @@ pub(crate) const MAX_TO_CHARS: usize = 128;
 /// The reply format, as stated to the model in the prompt and in every correction.
 pub(crate) const DECISION_SCHEMA: &str = r#"Reply with exactly one JSON object and nothing else (no prose, no Markdown):
 {
-  "action": "hold" | "transfer" | "aave_supply" | "aave_withdraw" | "aave_borrow" | "aave_repay",
-  "asset": "SOL",                 // every action but hold: SOL on Solana; the EVM network's native asset (ETH) or one of its tokens (USDC)
-  "to": "<peer label or address>", // transfer only; omit for hold and the aave actions
-  "amount": "<decimal string of base units, e.g. \"250000000\">", // every action but hold
+  "action": "hold" | "transfer" | "aave_supply" | "aave_withdraw" | "aave_borrow" | "aave_repay" | "perp_order" | "perp_cancel",
+  "asset": "SOL",                 // every action but hold: SOL on Solana; the EVM network's native asset (ETH) or one of its tokens (USDC); for perp_order and perp_cancel the perpetual's coin (ETH)
+  "to": "<peer label or address>", // transfer only
+  "amount": "<decimal string of base units, e.g. \"250000000\">", // transfer and the aave actions only
+  "side": "buy" | "sell",         // perp_order only
+  "size": "<decimal string in the coin, e.g. \"0.05\">", // perp_order only
+  "limit_px": "<decimal string in USD, e.g. \"2500.5\">", // perp_order only: the worst price you accept
+  "tif": "gtc" | "ioc" | "alo",   // perp_order only: good till cancelled, immediate or cancel, add liquidity only
+  "reduce_only": true | false,    // perp_order only, optional (default false): only shrink the position
+  "oid": <whole number>,          // perp_cancel only: the id of your open order
   "confidence": <number from 0 to 1>,
   "reasoning": "<20 to 2000 characters explaining the decision>"
 }
 aave_supply lends the asset to the Aave Pool, aave_withdraw takes supplied asset back, aave_borrow borrows it at the variable rate against what is supplied, aave_repay pays borrowed asset back; all for you yourself, never for anyone else.
-No other keys are allowed. The amount is a string of digits (no sign, decimal point or exponent), never a JSON number.
+perp_order places a limit order on your own Hyperliquid account; perp_cancel cancels one of your open orders. There is no action to set leverage, withdraw or transfer on Hyperliquid.
+Give each action only its own keys; no other keys are allowed. The amount is a string of digits (no sign, decimal point or exponent), never a JSON number; size and limit_px are decimal strings, never JSON numbers.
 Example:
 {"action": "transfer", "asset": "SOL", "to": "treasury", "amount": "250000000", "confidence": 0.7, "reasoning": "The treasury is below its floor and this balance can cover it."}"#;
 
@@ -65,17 +72,24 @@ pub enum Action {
     AaveBorrow,
     /// EVM: repay `amount` of the agent's variable-rate debt in the token `asset`.
     AaveRepay,
+    /// Hyperliquid: a limit order on the perpetual `asset` (side, size, limit price, time in
+    /// force, reduce-only).
+    PerpOrder,
+    /// Hyperliquid: cancel the agent's open order `oid` on the perpetual `asset`.
+    PerpCancel,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 8] = [
         Action::Hold,
         Action::Transfer,
         Action::AaveSupply,
         Action::AaveWithdraw,
         Action::AaveBorrow,
         Action::AaveRepay,
+        Action::PerpOrder,
+        Action::PerpCancel,
     ];
 
     /// The name used in replies and config (the signer's intent kind for the others).
@@ -87,7 +101,14 @@ impl Action {
             Action::AaveWithdraw => "aave_withdraw",
             Action::AaveBorrow => "aave_borrow",
             Action::AaveRepay => "aave_repay",
+            Action::PerpOrder => "perp_order",
+            Action::PerpCancel => "perp_cancel",
         }
+    }
+
+    /// Whether the action is a Hyperliquid one (a perpetual, never a recipient or amount).
+    pub const fn is_perp(self) -> bool {
+        matches!(self, Action::PerpOrder | Action::PerpCancel)
     }
 
     /// Whether the action is one of Aave's (EVM only, no recipient).
@@ -123,6 +144,8 @@ pub(crate) struct AgentDecision {
     pub to: Option<String>,
     /// The amount in base units, for transfer.
     pub amount: Option<Amount>,
+    /// Hyperliquid: the order's or the cancel's own fields (`asset` is the perpetual).
+    pub perp: Option<PerpDecision>,
     /// Confidence in thousandths, 0..=1000.
     pub confidence_milli: u16,
     /// The model's explanation (trimmed).
@@ -138,6 +161,7 @@ impl AgentDecision {
             asset: None,
             to: None,
             amount: None,
+            perp: None,
             confidence_milli: 0,
             reasoning: reason.into(),
         }
@@ -169,7 +193,7 @@ pub(crate) enum SchemaError {
     Json(String),
     /// A key outside the schema.
     #[error(
-        "unknown key {0:?}: the only keys allowed are action, asset, to, amount, confidence, reasoning"
+        "unknown key {0:?}: the only keys allowed are action, asset, to, amount, side, size, limit_px, tif, reduce_only, oid, confidence, reasoning"
     )]
     UnknownField(String),
     /// A key given twice.
@@ -190,7 +214,7 @@ pub(crate) enum SchemaError {
     },
     /// `action` was not one of the closed set.
     #[error(
-        "action {0:?} is not allowed: use exactly one of \"hold\", \"transfer\", \"aave_supply\", \"aave_withdraw\", \"aave_borrow\", \"aave_repay\""
+        "action {0:?} is not allowed: use exactly one of \"hold\", \"transfer\", \"aave_supply\", \"aave_withdraw\", \"aave_borrow\", \"aave_repay\", \"perp_order\", \"perp_cancel\""
     )]
     UnknownAction(String),
     /// `confidence` was outside 0..=1.
@@ -231,14 +255,60 @@ pub(crate) enum SchemaError {
         "action {0} must not carry key \"to\": an Aave position is always your own; omit \"to\""
     )]
     RecipientNotAllowed(Action),
+    /// A key that belongs to other actions (a perpetual's key on a transfer, `to` or `amount`
+    /// on a perpetual's action, `oid` on an order, an order's keys on a cancel).
+    #[error("action {action} must not carry key {field:?}; {}", keys_of(*.action))]
+    NotAllowedForAction {
+        /// The action.
+        action: Action,
+        /// The key that does not belong.
+        field: &'static str,
+    },
+    /// `size` or `limit_px` not a positive decimal string.
+    #[error(
+        "{field} {why}; give it as a JSON string of digits with at most 8 after the point, above 0, e.g. \"0.05\""
+    )]
+    BadDecimal {
+        /// The key.
+        field: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+    /// `side`, `tif` not one of their words.
+    #[error("{field} {found:?} is not allowed: use {allowed}")]
+    BadWord {
+        /// The key.
+        field: &'static str,
+        /// What was given.
+        found: String,
+        /// The words allowed.
+        allowed: &'static str,
+    },
+    /// `oid` not a whole number.
+    #[error("oid {0} is not an order id: give the open order's id as a JSON whole number, e.g. 77")]
+    BadOid(String),
+}
+
+/// The keys an action takes, for [`SchemaError::NotAllowedForAction`].
+fn keys_of(action: Action) -> &'static str {
+    match action {
+        Action::Hold => "hold takes no asset, to, amount or order keys",
+        Action::Transfer => "transfer takes asset, to and amount",
+        Action::PerpOrder => "perp_order takes asset, side, size, limit_px, tif and reduce_only",
+        Action::PerpCancel => "perp_cancel takes asset and oid",
+        Action::AaveSupply | Action::AaveWithdraw | Action::AaveBorrow | Action::AaveRepay => {
+            "an Aave action takes asset and amount"
+        }
+    }
 }
 
 /// What an action needs, for [`SchemaError::MissingForAction`].
 fn needs(action: Action) -> &'static str {
-    if action.is_aave() {
-        "give asset and amount"
-    } else {
-        "give asset, to and amount"
+    match action {
+        Action::PerpOrder => "give asset, side, size, limit_px and tif",
+        Action::PerpCancel => "give asset and oid",
+        a if a.is_aave() => "give asset and amount",
+        _ => "give asset, to and amount",
     }
 }
 
@@ -333,6 +403,7 @@ struct Raw {
     amount: Option<Value>,
     confidence: Option<Value>,
     reasoning: Option<Value>,
+    perp: perp::RawPerp,
 }
 
 fn decision_from_fields(fields: Vec<(String, Value)>) -> Result<AgentDecision, SchemaError> {
@@ -345,6 +416,12 @@ fn decision_from_fields(fields: Vec<(String, Value)>) -> Result<AgentDecision, S
             "amount" => &mut raw.amount,
             "confidence" => &mut raw.confidence,
             "reasoning" => &mut raw.reasoning,
+            "side" => &mut raw.perp.side,
+            "size" => &mut raw.perp.size,
+            "limit_px" => &mut raw.perp.limit_px,
+            "tif" => &mut raw.perp.tif,
+            "reduce_only" => &mut raw.perp.reduce_only,
+            "oid" => &mut raw.perp.oid,
             _ => return Err(SchemaError::UnknownField(truncate(&key))),
         };
         if slot.replace(value).is_some() {
@@ -392,12 +469,22 @@ fn decision_from_fields(fields: Vec<(String, Value)>) -> Result<AgentDecision, S
                 return Err(SchemaError::RecipientNotAllowed(action));
             }
         }
+        // Checked in `perp::fields`: their own keys, and neither `to` nor `amount`.
+        Action::PerpOrder | Action::PerpCancel => {}
+    }
+    let perp = perp::fields(action, raw.perp, to.is_some(), amount.is_some())?;
+    if action.is_perp() && asset.is_none() {
+        return Err(SchemaError::MissingForAction {
+            action,
+            field: "asset",
+        });
     }
     Ok(AgentDecision {
         action,
         asset,
         to,
         amount,
+        perp,
         confidence_milli,
         reasoning,
     })
@@ -488,6 +575,11 @@ fn parse_amount(v: Value) -> Result<Amount, SchemaError> {
         other => Err(wrong_type("amount", "a string of digits", &other)),
     }
 }
+
+mod perp;
+pub(crate) use perp::PerpDecision;
+#[cfg(test)]
+pub(crate) use perp::PerpOrderFields;
 
 #[cfg(test)]
 mod tests;

@@ -85,10 +85,12 @@ pub(super) async fn live(
     // context for the dry run and the signature.
     let evm = match intent.chain_network().0 {
         Chain::Solana => None,
+        // Hyperliquid actions take their own path (`perp.rs`) and never reach this one.
         Chain::Hyperliquid => {
             return Outcome::Held {
                 layer: "3".into(),
-                reason: "the orchestrator does not trade on Hyperliquid yet".into(),
+                reason: "a Hyperliquid action reached the EVM/Solana path; nothing was signed"
+                    .into(),
             };
         }
         Chain::Evm => {
@@ -153,7 +155,7 @@ pub(super) async fn live(
 /// A paper action above the approval threshold: the signer is asked to put it to the operator
 /// (`request_confirmation` of a `paper_approval`: the signer renders it, marked PAPER), and
 /// it waits here for the approver's answer. Nothing is ever signed for it.
-async fn paper_approval(
+pub(super) async fn paper_approval(
     agent: &AgentId,
     intent: &Intent,
     inputs: &Inputs,
@@ -195,7 +197,7 @@ async fn paper_approval(
 }
 
 /// Asks the signer what it would do with `intent` now (`dry_run`: nothing signed or recorded).
-async fn dry_run(
+pub(super) async fn dry_run(
     agent: &AgentId,
     intent: &Intent,
     context: Context,
@@ -210,7 +212,7 @@ async fn dry_run(
 }
 
 /// The signer's policy would refuse it: layer 3, with the rule that decided.
-fn denied(r: DryRunResult) -> Outcome {
+pub(super) fn denied(r: DryRunResult) -> Outcome {
     Outcome::Refused {
         layer: "3".into(),
         rule: r

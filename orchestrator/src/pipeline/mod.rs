@@ -14,6 +14,7 @@ mod evm;
 mod execute;
 mod layer3;
 mod outcome;
+mod perp;
 
 pub(crate) use evm::{
     Sender as EvmSender, context as evm_context, send_signed as evm_send_signed,
@@ -38,6 +39,7 @@ use crate::cost::{self, Prices};
 use crate::firewall::prompt::{self, UntrustedItem};
 use crate::firewall::risk::{self, Checked, RiskRefusal, RiskRule};
 use crate::firewall::risk_evm::{self, EvmView};
+use crate::firewall::risk_perp::{self, PerpView};
 use crate::firewall::schema::{self, Action, MAX_CORRECTIONS};
 use crate::llm::{ChatMessage, ChatRequest, Provider, Role};
 use crate::signer_client::SignerClient;
@@ -60,6 +62,10 @@ pub struct Inputs {
     /// The agent's account on its EVM network (balances, Aave position), when it has one and
     /// a node for it is configured: EVM actions are checked against it.
     pub evm: Option<EvmView>,
+    /// The agent's Hyperliquid account (the venue's grid and marks; positions and open orders),
+    /// when it trades perpetuals and the venue answered: perpetuals' actions are checked
+    /// against it.
+    pub perp: Option<PerpView>,
     /// Unix seconds now, and the start of the cost-cap day.
     pub now: u64,
     /// Start of the current UTC day (for the daily LLM cost cap).
@@ -219,6 +225,37 @@ async fn run(
         return Outcome::Held {
             layer: "agent".into(),
             reason: decision.reasoning,
+        };
+    }
+    // Layer 2 and 3 of a perpetual's action: its own view and path.
+    if decision.action.is_perp() {
+        let Some(view) = &inputs.perp else {
+            return Outcome::Refused {
+                layer: "2".into(),
+                rule: format!("{:?}", RiskRule::NoChain),
+                message: format!(
+                    "{} is a Hyperliquid action, and {} has no Hyperliquid view here (no \
+                     hyperliquid_network, or its API in hyperliquid_urls did not answer): nothing \
+                     can be checked or done",
+                    decision.action, agent.id
+                ),
+            };
+        };
+        let checked = match risk_perp::check_perp(&decision, &agent.risk, view) {
+            Ok(checked) => checked,
+            Err(refusal) => {
+                return Outcome::Refused {
+                    layer: "2".into(),
+                    rule: format!("{:?}", refusal.rule),
+                    message: refusal.message,
+                };
+            }
+        };
+        let live = checked.intent.asset().is_some_and(|a| agent.is_live(a));
+        return if live {
+            perp::live(agent, &checked)
+        } else {
+            perp::paper(agent, &checked, view, inputs, deps).await
         };
     }
     // Layer 2.

@@ -7,8 +7,9 @@
 //! staged key-ceremony stick waits in the approver's chat), `operator_requests` (following
 //! what waits for the operator at the approver, and doing the orchestrator's part once it is
 //! granted), `network` (each agent's network, and the RPC node
-//! checked against the genesis hash the signed policy pins) and `paper` (paper balances and
-//! approved paper fills).
+//! checked against the genesis hash the signed policy pins), `paper` (paper balances and
+//! approved paper fills) and `perps` (the Hyperliquid view of an agent that trades
+//! perpetuals).
 
 mod evm;
 mod executor;
@@ -16,6 +17,7 @@ mod import_watch;
 mod network;
 mod operator_requests;
 mod paper;
+mod perps;
 mod reconcile;
 
 use std::collections::BTreeMap;
@@ -26,6 +28,7 @@ use tokio::sync::Mutex;
 use vigil_protocol::{AgentId, Network};
 
 use crate::chains::evm_rpc::EvmRpc;
+use crate::chains::hyperliquid::HyperliquidApi;
 use crate::chains::solana_rpc::SolanaRpc;
 use crate::config::{AgentConfig, Config, Mode, ProviderKind};
 use crate::firewall::prompt::UntrustedItem;
@@ -67,6 +70,8 @@ pub struct Orchestrator {
     network_alerted: std::sync::Mutex<Option<String>>,
     /// The same for the EVM nodes.
     evm_alerted: std::sync::Mutex<Option<String>>,
+    /// Hyperliquid's API of each network in `hyperliquid_urls`.
+    hyperliquid: BTreeMap<Network, HyperliquidApi>,
 }
 
 /// Why the orchestrator could not start.
@@ -130,9 +135,17 @@ impl Orchestrator {
             })?;
             evm_rpcs.insert(*network, rpc);
         }
+        let mut hyperliquid = BTreeMap::new();
+        for (network, url) in &config.hyperliquid_urls {
+            let api = HyperliquidApi::new(url, RPC_TIMEOUT).map_err(|e| {
+                StartError::Provider(format!("hyperliquid_urls.{network}"), e.to_string())
+            })?;
+            hyperliquid.insert(*network, api);
+        }
         Ok(Self {
             rpc,
             evm_rpcs,
+            hyperliquid,
             config,
             providers,
             store: std::sync::Mutex::new(store),
@@ -238,6 +251,14 @@ impl Orchestrator {
         if let Some(evm) = &evm {
             untrusted.push(evm::view_item(evm));
         }
+        // The Hyperliquid account, for an agent that trades perpetuals.
+        let perp = match self.perp_view(agent).await {
+            Ok(perp) => perp,
+            Err(reason) => return held("venue", reason),
+        };
+        if let Some(view) = &perp {
+            untrusted.push(perps::view_item(agent, view));
+        }
         // The agent's own recent memory (its past outcomes): data, fenced like any other.
         let memory = self
             .store
@@ -257,6 +278,7 @@ impl Orchestrator {
             now,
             day_start: now - now % 86_400,
             evm,
+            perp,
         };
         let deps = Deps {
             provider,

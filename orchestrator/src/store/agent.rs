@@ -125,8 +125,8 @@ pub struct PaperFillRow {
 /// The state of one agent, and nothing of any other agent.
 #[derive(Debug)]
 pub struct AgentStore<'s> {
-    store: &'s Store,
-    agent: AgentId,
+    pub(super) store: &'s Store,
+    pub(super) agent: AgentId,
 }
 
 impl<'s> AgentStore<'s> {

@@ -146,7 +146,7 @@ CREATE INDEX evm_in_flight ON evm_transactions (network, address, nonce)
 "#;
 
 /// The migrations in order; `MIGRATIONS[i]` moves the file from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, super::perps::V4];
 
 /// The schema version this build writes and understands (what the tests expect to find).
 // The list is a handful of entries: the cast cannot truncate.
@@ -223,6 +223,8 @@ mod tests {
             "cost_ledger",
             "settings",
             "evm_transactions",
+            "perp_positions",
+            "perp_fills",
         ] {
             let n: i64 = conn
                 .query_row(

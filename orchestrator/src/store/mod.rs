@@ -29,6 +29,7 @@ mod cost;
 mod evm_txs;
 mod executions;
 mod migrations;
+mod perps;
 
 use std::fs::OpenOptions;
 use std::io;
@@ -47,6 +48,7 @@ pub use confirmations::{
 };
 pub use evm_txs::{EvmTxRow, EvmTxState, NewEvmTx};
 pub use executions::ExecutionRow;
+pub(crate) use perps::NewPerpFill;
 
 /// How long a writer waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

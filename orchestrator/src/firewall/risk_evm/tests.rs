@@ -25,6 +25,7 @@ fn profile(floor: Option<u32>) -> RiskProfile {
         max_fraction_per_tx_bps: 5_000,
         asset_fraction_bps: BTreeMap::from([(sym("USDC"), 10_000)]),
         min_health_factor_milli: floor,
+        perps: std::collections::BTreeMap::new(),
         peers: vec![
             Peer {
                 label: "bob".into(),
@@ -91,6 +92,7 @@ fn decision(action: Action, asset: &str, amount: u128, to: Option<&str>) -> Agen
         asset: Some(sym(asset)),
         to: to.map(str::to_owned),
         amount: Some(Amount::from_base_units(amount)),
+        perp: None,
         confidence_milli: 600,
         reasoning: "a reason of at least twenty characters".into(),
     }

@@ -1,0 +1,205 @@
+//! Layer 3 for the Hyperliquid actions, and the paper model of this issue.
+//!
+//! The signer is asked first (`dry_run` with `context.perp_position`, the position layer 2
+//! saw), so its rules apply on paper as they do live; a refusal is layer 3's, naming the
+//! signer's rule, and an action above its threshold goes to the operator as any paper action.
+//!
+//! Paper fills at the mark: an order whose limit crosses the mark (a buy at or above it, a
+//! sell at or below it) fills at once, in full, at the mark moved against the order by the
+//! configured slippage and never past its limit, paying the venue's taker fee on the notional.
+//! An order that does not cross is not filled and nothing rests (the paper engine with a
+//! book, partial fills and funding comes later): the outcome says so. The fill, the fee, the
+//! position and its realised PnL go to the state database in one transaction, once per
+//! decision (its idempotency key).
+//!
+//! Live: not yet. A live perpetual's action holds at layer 3, saying why, until the signer's
+//! sign path for Hyperliquid is merged; nothing is signed or posted.
+
+use vigil_protocol::{Context, Decision, Intent, Side};
+
+use super::execute::claim;
+use super::layer3::{denied, dry_run, paper_approval, signer_failure};
+use super::{Deps, Inputs, Outcome, idempotency_key};
+use crate::config::AgentConfig;
+use crate::firewall::risk_perp::fixed::Fx;
+use crate::firewall::risk_perp::{PerpChecked, PerpView};
+use crate::store::NewPerpFill;
+
+/// Where a paper order fills: `None` when its limit does not cross the mark.
+pub(crate) fn paper_fill_price(side: Side, mark: Fx, limit: Fx, slippage_bps: u32) -> Option<Fx> {
+    let slip = mark.bps(slippage_bps)?;
+    match side {
+        Side::Buy if limit >= mark => Some(mark.add(slip)?.min(limit)),
+        Side::Sell if limit <= mark => Some(mark.sub(slip)?.max(limit)),
+        _ => None,
+    }
+}
+
+/// A perpetual's action in paper mode (see the module docs).
+pub(super) async fn paper(
+    agent: &AgentConfig,
+    checked: &PerpChecked,
+    view: &PerpView,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+) -> Outcome {
+    let intent = &checked.intent;
+    let context = Context {
+        perp_position: Some(checked.position.clone()),
+        ..Context::default()
+    };
+    let summary = match dry_run(&agent.id, intent, context, deps).await {
+        Ok(r) => match r.decision {
+            Decision::Allow => r.summary,
+            Decision::NeedsApproval => {
+                return paper_approval(&agent.id, intent, inputs, deps).await;
+            }
+            Decision::Deny => return denied(r),
+        },
+        Err(e) => return signer_failure(e),
+    };
+    let Intent::PerpOrder(order) = intent else {
+        // A cancel: paper orders never rest, so layer 2 finds none open; nothing to do.
+        return Outcome::Held {
+            layer: "paper".into(),
+            reason: format!("paper has no resting orders to cancel ({summary})"),
+        };
+    };
+    let (Some(mark), Some(size), Some(limit)) = (
+        checked.mark,
+        Fx::parse(order.size.as_str()),
+        Fx::parse(order.limit_px.as_str()),
+    ) else {
+        return Outcome::Held {
+            layer: "paper".into(),
+            reason: "the order has no mark or unreadable numbers".into(),
+        };
+    };
+    let Some(px) = paper_fill_price(order.side, mark, limit, view.paper_slippage_bps) else {
+        return Outcome::Held {
+            layer: "paper".into(),
+            reason: format!(
+                "the {} limit {limit} does not cross the mark {mark}: paper fills only at the mark \
+                 and does not rest orders yet, so nothing was placed",
+                order.side.as_str()
+            ),
+        };
+    };
+    let Some(fee) = px.mul(size).and_then(|n| n.ppm(view.taker_fee_ppm)) else {
+        return Outcome::Held {
+            layer: "paper".into(),
+            reason: "the fill's numbers overflow".into(),
+        };
+    };
+    let key = idempotency_key(&agent.id, inputs.now, intent);
+    if let Err(held) = claim(deps.store, &key, inputs.now) {
+        return held;
+    }
+    let note = format!(
+        "PAPER {} {size} {} at {px} (mark {mark}, fee {fee} USD)",
+        order.side.as_str(),
+        order.asset
+    );
+    let recorded = deps
+        .store
+        .lock()
+        .map_err(|_| "state unavailable".to_string())
+        .and_then(|store| {
+            let position = store
+                .agent(&agent.id)
+                .record_perp_fill(&NewPerpFill {
+                    paper: true,
+                    network: view.network,
+                    coin: order.asset,
+                    ts: inputs.now,
+                    side: order.side,
+                    size,
+                    px,
+                    fee,
+                    key: &key,
+                })
+                .map_err(|e| e.to_string())?;
+            store
+                .finish_execution(
+                    &key,
+                    &serde_json::json!({"paper": note}).to_string(),
+                    inputs.now,
+                )
+                .map_err(|e| e.to_string())?;
+            Ok(position)
+        });
+    match recorded {
+        Ok(p) => Outcome::PaperFilled {
+            summary: format!(
+                "{note}; position {} at {}, realised PnL {} USD, fees {} USD",
+                p.size, p.entry_px, p.realized_pnl, p.fees
+            ),
+        },
+        Err(e) => Outcome::Held {
+            layer: "state".into(),
+            reason: format!("paper fill not recorded: {e}"),
+        },
+    }
+}
+
+/// A perpetual's action in live mode: held until the signer's Hyperliquid sign path is
+/// merged (nothing is signed or posted).
+pub(super) fn live(agent: &AgentConfig, checked: &PerpChecked) -> Outcome {
+    Outcome::Held {
+        layer: "3".into(),
+        reason: format!(
+            "{} of {} is live, and the orchestrator does not post Hyperliquid actions yet (the \
+             signer's sign path for them is not merged); nothing was signed or sent",
+            checked.intent.action(),
+            agent.id
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn f(s: &str) -> Fx {
+        Fx::parse(s).unwrap()
+    }
+
+    #[test]
+    fn paper_fills_at_the_mark_moved_by_slippage_never_past_the_limit() {
+        // 10 bps of 2500 is 2.5.
+        assert_eq!(
+            paper_fill_price(Side::Buy, f("2500"), f("2600"), 10),
+            Some(f("2502.5"))
+        );
+        assert_eq!(
+            paper_fill_price(Side::Buy, f("2500"), f("2501"), 10),
+            Some(f("2501"))
+        );
+        assert_eq!(
+            paper_fill_price(Side::Buy, f("2500"), f("2500"), 10),
+            Some(f("2500"))
+        );
+        assert_eq!(
+            paper_fill_price(Side::Buy, f("2500"), f("2499.9"), 10),
+            None
+        );
+        assert_eq!(
+            paper_fill_price(Side::Sell, f("2500"), f("2400"), 10),
+            Some(f("2497.5"))
+        );
+        assert_eq!(
+            paper_fill_price(Side::Sell, f("2500"), f("2499"), 10),
+            Some(f("2499"))
+        );
+        assert_eq!(
+            paper_fill_price(Side::Sell, f("2500"), f("2500.1"), 10),
+            None
+        );
+        assert_eq!(
+            paper_fill_price(Side::Buy, f("2500"), f("2600"), 0),
+            Some(f("2500"))
+        );
+    }
+}
