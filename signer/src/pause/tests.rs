@@ -38,9 +38,8 @@ fn leverage(n: u32, cross: bool) -> Intent {
     ))
 }
 
-/// A ledger in which the agent last set ETH to 5x cross through the signer.
-fn ledger_with_leverage() -> Ledger {
-    let mut ledger = Ledger::default();
+/// Notes a `perp_leverage` of ETH on testnet, with its value when the entry recorded one.
+fn note_leverage(ledger: &mut Ledger, value: Option<(u32, bool)>) {
     ledger.note_hyperliquid(
         &agent(),
         &HlSigned {
@@ -48,11 +47,17 @@ fn ledger_with_leverage() -> Ledger {
             key: "0x1111111111111111111111111111111111111111".into(),
             nonce: 1,
             leverage_set: Some("ETH".parse().unwrap()),
-            leverage: Some(5),
-            cross: Some(true),
+            leverage: value.map(|(l, _)| l),
+            cross: value.map(|(_, c)| c),
             registered: None,
         },
     );
+}
+
+/// A ledger in which the agent last set ETH to 5x cross through the signer.
+fn ledger_with_leverage() -> Ledger {
+    let mut ledger = Ledger::default();
+    note_leverage(&mut ledger, Some((5, true)));
     ledger
 }
 
@@ -167,18 +172,7 @@ fn a_leverage_the_signer_never_saw_is_refused_while_paused() {
         decided(&leverage(1, true), true, &ledger),
         Some(Rule::AgentPaused)
     );
-    ledger.note_hyperliquid(
-        &agent(),
-        &HlSigned {
-            network: Network::Testnet,
-            key: "0x1111111111111111111111111111111111111111".into(),
-            nonce: 1,
-            leverage_set: Some("ETH".parse().unwrap()),
-            leverage: None,
-            cross: None,
-            registered: None,
-        },
-    );
+    note_leverage(&mut ledger, None);
     assert!(ledger.hl_leverage_set(&agent(), Network::Testnet, "ETH".parse().unwrap()));
     assert_eq!(
         decided(&leverage(1, true), true, &ledger),
