@@ -124,6 +124,7 @@ pub const fn label(kind: AwaitingKind) -> &'static str {
         AwaitingKind::Confirmation => "Confirmation",
         AwaitingKind::SetCap => "Cap change",
         AwaitingKind::Import => "Key import",
+        AwaitingKind::Resume => "Resume",
     }
 }
 
@@ -163,8 +164,10 @@ pub fn event_text(e: &OperatorEvent) -> Option<String> {
     let tag = match e.kind {
         OperatorEventKind::ApprovalRequested
         | OperatorEventKind::ConfirmationRequested
-        | OperatorEventKind::CapChangeRequested => return None,
+        | OperatorEventKind::CapChangeRequested
+        | OperatorEventKind::ResumeRequested => return None,
         OperatorEventKind::Lockout | OperatorEventKind::CodeFromWrongPeer => "ALERT",
+        OperatorEventKind::AgentPaused => "PAUSED",
         OperatorEventKind::ApprovalRefused | OperatorEventKind::CodeRefused => "Refused",
         _ => "Signer",
     };
@@ -190,6 +193,9 @@ pub fn outcome_text(shown: &Shown, outcome: &Result<Value, ErrorBody>) -> String
                     "The orchestrator may now collect the one signature it allows."
                 }
                 AwaitingKind::Import => "The signer applies the import when it restarts.",
+                AwaitingKind::Resume => {
+                    "The pause is cleared: the signer signs for this agent within the policy again."
+                }
                 AwaitingKind::Confirmation | AwaitingKind::SetCap => "",
             };
             format!("Granted by the signer: {what}.\n{summary}\n{then}")

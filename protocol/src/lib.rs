@@ -33,13 +33,14 @@ pub use intent::{
     TransferIntent,
 };
 pub use message::{
-    AgentInfo, AgentStatus, ApproveRequest, ApproveResult, AuditEntrySummary, AuditRequest,
-    AuditResult, AwaitingItem, AwaitingKind, AwaitingResult, CapKind, ConfirmRequest,
+    AgentInfo, AgentPause, AgentStatus, ApproveRequest, ApproveResult, AuditEntrySummary,
+    AuditRequest, AuditResult, AwaitingItem, AwaitingKind, AwaitingResult, CapKind, ConfirmRequest,
     ConfirmResult, ConfirmationPurpose, Decision, DestructiveCommand, DryRunRequest, DryRunResult,
     ErrorBody, EventsRequest, EventsResult, GrantStatus, HelloResult, MAX_AUDIT_LIMIT,
-    MAX_EVENTS_LIMIT, NeedsApproval, NewCapChange, NewConfirmation, OP_NAMES, Op, OperatorEvent,
-    OperatorEventKind, ParseFailure, Request, RequestCreated, RequestState, RequestStatusRequest,
-    RequestStatusResult, Response, SetCapRequest, SetCapResult, SignRequest, SignResult, Signed,
+    MAX_EVENTS_LIMIT, NeedsApproval, NewCapChange, NewConfirmation, NewResume, OP_NAMES, Op,
+    OperatorEvent, OperatorEventKind, ParseFailure, PauseAgentRequest, PauseReason, PauseResult,
+    Request, RequestCreated, RequestState, RequestStatusRequest, RequestStatusResult, Response,
+    ResumeAgentRequest, ResumeResult, SetCapRequest, SetCapResult, SignRequest, SignResult, Signed,
     SignedTx, StatusResult, parse_request,
 };
 pub use networks::{
@@ -56,8 +57,8 @@ pub use perp::{
 pub use roles::{Access, PeerRole};
 pub use types::{
     AgentId, Amount, AmountOrAll, ApprovalId, AssetSymbol, CommandTarget, ErrorKind,
-    IdempotencyKey, MAX_ASSET_SYMBOL_LEN, OperatorRequestId, Purpose, Quantity, RequestId, Rule,
-    truncate,
+    IdempotencyKey, MAX_ASSET_SYMBOL_LEN, OperatorRequestId, PauseId, Purpose, Quantity, RequestId,
+    Rule, truncate,
 };
 
 /// The protocol version this crate speaks.

@@ -5,6 +5,7 @@
 
 mod operator;
 mod parse;
+mod pause;
 mod response;
 mod results;
 
@@ -16,6 +17,10 @@ pub use operator::{
 };
 
 pub use parse::{ParseFailure, parse_request};
+pub use pause::{
+    AgentPause, NewResume, PauseAgentRequest, PauseReason, PauseResult, ResumeAgentRequest,
+    ResumeResult,
+};
 pub use response::{ErrorBody, Response};
 pub use results::{
     AgentInfo, AgentStatus, AuditEntrySummary, AuditResult, ConfirmResult, Decision, DryRunResult,
@@ -72,10 +77,16 @@ pub enum Op {
     Awaiting,
     /// The operator-relevant events after a sequence number (approver only).
     Events(EventsRequest),
+    /// Pause an agent (either role: a tightening); idempotent.
+    PauseAgent(PauseAgentRequest),
+    /// Ask the operator to clear an agent's pause (asker).
+    RequestResume(NewResume),
+    /// Answer a `request_resume` with the operator's code (approver only): the pause is cleared.
+    ResumeAgent(ResumeAgentRequest),
 }
 
 /// Every op's wire name, in the order of [`Op`].
-pub const OP_NAMES: [&str; 15] = [
+pub const OP_NAMES: [&str; 18] = [
     "hello",
     "sign",
     "dry_run",
@@ -91,6 +102,9 @@ pub const OP_NAMES: [&str; 15] = [
     "request_status",
     "awaiting",
     "events",
+    "pause_agent",
+    "request_resume",
+    "resume_agent",
 ];
 
 impl Op {
@@ -112,6 +126,9 @@ impl Op {
             Op::RequestStatus(_) => "request_status",
             Op::Awaiting => "awaiting",
             Op::Events(_) => "events",
+            Op::PauseAgent(_) => "pause_agent",
+            Op::RequestResume(_) => "request_resume",
+            Op::ResumeAgent(_) => "resume_agent",
         }
     }
 }

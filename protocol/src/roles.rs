@@ -65,18 +65,21 @@ impl Op {
     /// Which roles may send this op (the table of `docs/protocol.md`, "Roles").
     pub const fn access(&self) -> Access {
         match self {
-            Op::Hello | Op::Status => Access::Both,
+            // Pausing is a tightening any peer may ask for; clearing it needs the code.
+            Op::Hello | Op::Status | Op::PauseAgent(_) => Access::Both,
             Op::Sign(_)
             | Op::DryRun(_)
             | Op::Audit(_)
             | Op::ImportStatus
             | Op::RequestConfirmation(_)
             | Op::RequestSetCap(_)
-            | Op::RequestStatus(_) => Access::Asker,
+            | Op::RequestStatus(_)
+            | Op::RequestResume(_) => Access::Asker,
             Op::Approve(_)
             | Op::Confirm(_)
             | Op::SetCap(_)
             | Op::ImportConfirm(_)
+            | Op::ResumeAgent(_)
             | Op::Awaiting
             | Op::Events(_) => Access::Approver,
         }
@@ -86,7 +89,11 @@ impl Op {
     pub const fn carries_code(&self) -> bool {
         matches!(
             self,
-            Op::Approve(_) | Op::Confirm(_) | Op::SetCap(_) | Op::ImportConfirm(_)
+            Op::Approve(_)
+                | Op::Confirm(_)
+                | Op::SetCap(_)
+                | Op::ImportConfirm(_)
+                | Op::ResumeAgent(_)
         )
     }
 }
@@ -111,6 +118,21 @@ mod tests {
         let table: Vec<(String, Access, bool)> = vec![
             (r#""op":"hello""#.into(), Access::Both, false),
             (r#""op":"status""#.into(), Access::Both, false),
+            (
+                r#""op":"pause_agent","agent":"t","reason":"loss_floor""#.into(),
+                Access::Both,
+                false,
+            ),
+            (
+                r#""op":"request_resume","agent":"t","idempotency_key":"k""#.into(),
+                Access::Asker,
+                false,
+            ),
+            (
+                r#""op":"resume_agent","request_id":"r1","code":"123456""#.into(),
+                Access::Approver,
+                true,
+            ),
             (
                 format!(
                     r#""op":"sign","agent":"t",{intent},"context":{{}},"idempotency_key":"k""#

@@ -98,6 +98,12 @@ checked_string!(
     OperatorRequestId, "request id", 64, |c| id_char(c)
 );
 checked_string!(
+    /// One pause of an agent (`pause_agent`), chosen by the signer: 1-64 characters of
+    /// `A-Z a-z 0-9 _ -`. A `request_resume` names the pause it clears, so an old request
+    /// never clears a later pause.
+    PauseId, "pause id", 64, |c| id_char(c)
+);
+checked_string!(
     /// What a destructive command acts on (an agent id, or a confirmation number for
     /// `deny`): 1-32 characters of `a-z 0-9 _ -`.
     CommandTarget, "command target", 32, |c| agent_char(c)
@@ -434,6 +440,9 @@ wire_enum!(
         ScheduleCancelWindow => "schedule_cancel_window",
         /// Hyperliquid: the agent's API wallet was registered already; a key is registered once.
         ApiKeyRegisteredOnce => "api_key_registered_once",
+        /// The agent is paused (`pause_agent`): only what cannot add exposure or move funds
+        /// out is signed until the operator's code clears the pause.
+        AgentPaused => "agent_paused",
     }
 );
 

@@ -152,6 +152,7 @@ pub fn run(opts: &DevInit) -> Result<DevInitReport, Error> {
             addresses: BTreeMap::new(),
             network_addresses: BTreeMap::new(),
             hyperliquid_masters: BTreeMap::new(),
+            paused: None,
         };
         let mut per_chain: BTreeMap<Chain, Vec<String>> = BTreeMap::new();
         for (chain, network) in networks_of(agent)? {

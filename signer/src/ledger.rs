@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vigil_protocol::{
     AgentId, Amount, ApprovalId, AssetSymbol, CapKind, Context, ErrorKind, IdempotencyKey, Intent,
-    Network, OperatorRequestId, PeerRole, Purpose, Quantity, Rule, Signed, SignedTx,
+    Network, OperatorRequestId, PauseId, PauseReason, PeerRole, Purpose, Quantity, Rule, Signed,
+    SignedTx,
 };
 
 /// What a Hyperliquid `signed` entry adds: the key that signed, its nonce (the journal is the
@@ -30,6 +31,13 @@ pub struct HlSigned {
     /// A `perp_leverage`: the perp whose leverage this agent set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leverage_set: Option<AssetSymbol>,
+    /// A `perp_leverage`: the leverage set (absent in entries of earlier releases: then the
+    /// signer does not know it, and a paused agent may not change it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leverage: Option<u32>,
+    /// A `perp_leverage`: whether it set cross margin (else isolated); with `leverage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross: Option<bool>,
     /// A `perp_register_api_key`: the API wallet address registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registered: Option<String>,
@@ -281,6 +289,28 @@ pub enum Event {
         /// The chain's head they end with, hex.
         head: String,
     },
+    /// An agent was paused (`pause_agent`): from this entry on, the signer signs for it only
+    /// what cannot add exposure or move funds out (`crate::pause`). Not written when the agent
+    /// was paused already.
+    AgentPaused {
+        /// The agent.
+        agent: AgentId,
+        /// The pause's id (a resume request names it).
+        pause_id: PauseId,
+        /// Why.
+        reason: PauseReason,
+    },
+    /// The operator's code cleared an agent's pause (`resume_agent`).
+    AgentResumed {
+        /// The agent.
+        agent: AgentId,
+        /// The pause cleared.
+        pause_id: PauseId,
+        /// The TOTP time step consumed.
+        totp_step: u64,
+        /// The `request_resume` answered.
+        request_id: OperatorRequestId,
+    },
     /// `vigil-signer unlock-codes` at the appliance's console cleared the wrong-code counts
     /// and locks (the only way out once the daily budget of wrong codes is spent).
     CodesUnlocked {
@@ -309,6 +339,7 @@ impl Event {
             Event::ApprovalGranted { .. }
             | Event::OperatorConfirmed { .. }
             | Event::CapSet { .. }
+            | Event::AgentResumed { .. }
             | Event::ImportConfirmed { .. } => Some(CodeOutcome::Accepted),
             Event::CodesUnlocked { .. } => Some(CodeOutcome::Unlocked),
             _ => None,
@@ -386,8 +417,9 @@ pub(crate) struct Ledger {
     last_prune: u64,
     /// Hyperliquid: each key's last nonce (by address), never forgotten.
     hl_nonces: HashMap<String, u64>,
-    /// Hyperliquid: the perps whose leverage each agent set, per network.
-    hl_leverage: std::collections::BTreeSet<(AgentId, Network, AssetSymbol)>,
+    /// Hyperliquid: the perps whose leverage each agent set, per network, with the last
+    /// leverage and margin mode set (unknown for entries of earlier releases).
+    hl_leverage: BTreeMap<(AgentId, Network, AssetSymbol), Option<(u32, bool)>>,
     /// Hyperliquid: API wallet addresses registered on their master (once per key, ever).
     hl_registered: std::collections::BTreeSet<String>,
 }
@@ -550,6 +582,7 @@ impl Ledger {
                     approvals.restore_step(*totp_step);
                     ledger.set_cap(agent, *asset, *cap, amount.base_units());
                 }
+                Event::AgentResumed { totp_step, .. } => approvals.restore_step(*totp_step),
                 Event::ApprovalRefused { .. }
                 | Event::RequestCreated { .. }
                 | Event::RequestRefused { .. }
@@ -564,6 +597,7 @@ impl Ledger {
                 | Event::RefusalsMerged { .. }
                 | Event::JournalKeyed { .. }
                 | Event::Denied { .. }
+                | Event::AgentPaused { .. }
                 | Event::Started { .. } => {}
             }
             // Keep what replay holds bounded as it goes, as serving does.
@@ -611,7 +645,9 @@ impl Ledger {
         let last = self.hl_nonces.entry(hl.key.clone()).or_default();
         *last = (*last).max(hl.nonce);
         if let Some(perp) = hl.leverage_set {
-            self.hl_leverage.insert((agent.clone(), hl.network, perp));
+            let value = hl.leverage.zip(hl.cross);
+            self.hl_leverage
+                .insert((agent.clone(), hl.network, perp), value);
         }
         if let Some(api) = &hl.registered {
             self.hl_registered.insert(api.clone());
@@ -625,7 +661,22 @@ impl Ledger {
         network: Network,
         perp: AssetSymbol,
     ) -> bool {
-        self.hl_leverage.contains(&(agent.clone(), network, perp))
+        self.hl_leverage
+            .contains_key(&(agent.clone(), network, perp))
+    }
+
+    /// Hyperliquid: the leverage and margin mode (`true`: cross) `agent` last set for `perp` on
+    /// `network` through the signer, when known.
+    pub(crate) fn hl_leverage_of(
+        &self,
+        agent: &AgentId,
+        network: Network,
+        perp: AssetSymbol,
+    ) -> Option<(u32, bool)> {
+        self.hl_leverage
+            .get(&(agent.clone(), network, perp))
+            .copied()
+            .flatten()
     }
 
     /// Hyperliquid: whether the API wallet at `address` was registered already.

@@ -26,6 +26,7 @@ mod error;
 mod keys;
 mod ledger;
 mod operator_events;
+mod pause;
 mod requests;
 mod server;
 

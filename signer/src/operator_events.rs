@@ -123,6 +123,7 @@ pub(crate) fn render(event: &Event) -> Option<(OperatorEventKind, String)> {
             let kind = match request {
                 RequestBody::Confirmation { .. } => K::ConfirmationRequested,
                 RequestBody::SetCap { .. } => K::CapChangeRequested,
+                RequestBody::Resume { .. } => K::ResumeRequested,
             };
             (
                 kind,
@@ -235,6 +236,27 @@ pub(crate) fn render(event: &Event) -> Option<(OperatorEventKind, String)> {
                 }
             ),
         ),
+        Event::AgentPaused {
+            agent,
+            pause_id,
+            reason,
+        } => (
+            K::AgentPaused,
+            format!(
+                "agent {agent} is paused ({reason}, pause {pause_id}): only reduce-only orders, cancels and repayments are signed for it until your code resumes it"
+            ),
+        ),
+        Event::AgentResumed {
+            agent,
+            pause_id,
+            request_id,
+            ..
+        } => (
+            K::AgentResumed,
+            format!(
+                "agent {agent} resumed with the operator's code (pause {pause_id} cleared, request {request_id})"
+            ),
+        ),
         Event::JournalKeyed { entries_before, .. } => (
             K::ConsoleAction,
             format!(
@@ -251,7 +273,10 @@ pub(crate) fn render(event: &Event) -> Option<(OperatorEventKind, String)> {
 
 /// Whether the op named `op` carries an operator code.
 fn code_bearing(op: &str) -> bool {
-    matches!(op, "approve" | "confirm" | "set_limit" | "import_confirm")
+    matches!(
+        op,
+        "approve" | "confirm" | "set_limit" | "import_confirm" | "resume_agent"
+    )
 }
 
 fn prefix(digest: &str) -> &str {

@@ -1,8 +1,9 @@
 //! Requests that wait for the operator's code besides approvals: confirmations
-//! (`request_confirmation`) and cap changes (`request_set_cap`). An asker creates one; only
-//! the approver answers it (`confirm`, `set_limit`), with a code, by the id the signer gave
-//! it. This module holds their state, rebuilt from the audit log at start; the ops are in
-//! `engine/requests.rs`, `engine/confirm.rs` and `engine/set_cap.rs`.
+//! (`request_confirmation`), cap changes (`request_set_cap`) and the clearing of a pause
+//! (`request_resume`). An asker creates one; only the approver answers it (`confirm`,
+//! `set_limit`, `resume_agent`), with a code, by the id the signer gave it. This module holds
+//! their state, rebuilt from the audit log at start; the ops are in `engine/requests.rs`,
+//! `engine/confirm.rs`, `engine/set_cap.rs` and `engine/pause.rs`.
 //!
 //! A request is answered at most once, and only before it expires; whether it can still be
 //! answered is decided here BEFORE a code is looked at, so no code is spent on an unknown,
@@ -13,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use vigil_protocol::{
     AgentId, Amount, AssetSymbol, AwaitingItem, AwaitingKind, CapKind, ConfirmationPurpose,
-    ErrorKind, IdempotencyKey, OperatorRequestId, RequestState,
+    ErrorKind, IdempotencyKey, OperatorRequestId, PauseId, RequestState,
 };
 
 use crate::approval::MAX_WAITING;
@@ -47,6 +48,13 @@ pub enum RequestBody {
         /// The signed ceiling when it was asked.
         ceiling: Amount,
     },
+    /// A clearing of an agent's pause (`request_resume`).
+    Resume {
+        /// The paused agent.
+        agent: AgentId,
+        /// The pause it clears (and no later one).
+        pause_id: PauseId,
+    },
 }
 
 impl RequestBody {
@@ -55,6 +63,7 @@ impl RequestBody {
         match self {
             RequestBody::Confirmation { .. } => AwaitingKind::Confirmation,
             RequestBody::SetCap { .. } => AwaitingKind::SetCap,
+            RequestBody::Resume { .. } => AwaitingKind::Resume,
         }
     }
 }
@@ -144,7 +153,10 @@ impl Requests {
             | Event::CapSet {
                 request_id: Some(id),
                 ..
-            } => self.resolve(id, RequestState::Granted, e.seq),
+            }
+            | Event::AgentResumed { request_id: id, .. } => {
+                self.resolve(id, RequestState::Granted, e.seq);
+            }
             Event::RequestRefused { request_id, .. } => {
                 self.resolve(request_id, RequestState::Refused, e.seq);
             }
@@ -227,6 +239,7 @@ impl Requests {
         if p.body.kind() != kind {
             let op = match p.body.kind() {
                 AwaitingKind::SetCap => "set_limit",
+                AwaitingKind::Resume => "resume_agent",
                 _ => "confirm",
             };
             return Err(NotAnswerable {

@@ -292,7 +292,8 @@ fn nonces_increase_across_a_restart_and_a_replayed_body_is_refused() {
 }
 
 #[test]
-fn a_withdrawal_and_the_api_wallets_registration_wait_for_the_operator_and_are_signed_by_the_master() {
+fn a_withdrawal_and_the_api_wallets_registration_wait_for_the_operator_and_are_signed_by_the_master()
+ {
     let mut w = start();
     let withdraw =
         net(json!({"kind": "perp_withdraw", "asset": "USDC", "to": BOB, "amount": "5000000"}));
@@ -336,7 +337,11 @@ fn a_withdrawal_and_the_api_wallets_registration_wait_for_the_operator_and_are_s
     let registered = post(&fresh, &body(&signed));
     assert_eq!(registered["status"], "ok", "{registered}");
     let log = futures_block(fresh.accepted());
-    assert_eq!(log[0]["signer"], w.master.as_str(), "the master registered it");
+    assert_eq!(
+        log[0]["signer"],
+        w.master.as_str(),
+        "the master registered it"
+    );
     let lev = ok(sign(&mut w.c, "lev-after", leverage(3), json!({})));
     let accepted = post(&fresh, &body(&lev));
     assert_eq!(accepted["status"], "ok", "{accepted}");

@@ -122,6 +122,12 @@ fn answer(script: &Mutex<Script>, id: vigil_protocol::RequestId, op: Op) -> Resp
         Op::Approve(a) => ("approve", a.approval_id.to_string(), a.code.clone(), None),
         Op::Confirm(c) => ("confirm", c.request_id.to_string(), c.code.clone(), None),
         Op::SetCap(c) => ("set_limit", c.request_id.to_string(), c.code.clone(), None),
+        Op::ResumeAgent(r) => (
+            "resume_agent",
+            r.request_id.to_string(),
+            r.code.clone(),
+            None,
+        ),
         Op::ImportConfirm(i) => (
             "import_confirm",
             i.manifest_digest.as_str().to_owned(),
@@ -261,6 +267,53 @@ async fn a_reply_carries_the_code_for_exactly_the_request_it_replies_to() {
         .count();
     assert_eq!(shown, 1);
     assert_eq!(signer.answers().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_is_announced_and_a_code_replying_to_its_resume_clears_it() {
+    let (_work, signer, emulator, _daemon) = world();
+    signer.event(
+        5,
+        OperatorEventKind::AgentPaused,
+        "agent trader is paused (loss_floor, pause pz-1)",
+    );
+    signer.list(item(
+        "rq-resume",
+        AwaitingKind::Resume,
+        "RESUME: agent trader: clear the pause set at 2026-05-01 12:00:00 UTC for loss_floor (pause pz-1)",
+        300,
+    ));
+    let mut op = Chat::new(&emulator, OPERATOR);
+    let paused = op.expect("[PAUSED #5").await;
+    assert!(
+        paused.text.contains("agent trader is paused"),
+        "{}",
+        paused.text
+    );
+    let shown = op.expect("Resume rq-resume").await;
+    assert!(
+        shown
+            .text
+            .contains("clear the pause set at 2026-05-01 12:00:00 UTC for loss_floor")
+            && shown.text.contains("Reply to this message"),
+        "{}",
+        shown.text
+    );
+    emulator.send_reply(OPERATOR, "111111", Some(&shown)).await;
+    op.expect("Refused by the signer (approval_invalid_code)")
+        .await;
+    emulator.send_reply(OPERATOR, GOOD, Some(&shown)).await;
+    let granted = op.expect("Granted by the signer: Resume rq-resume").await;
+    assert!(
+        granted.text.contains("The pause is cleared"),
+        "{}",
+        granted.text
+    );
+    let got = answers_reach(&signer, 2).await;
+    assert_eq!(
+        got[1],
+        ("resume_agent".into(), "rq-resume".into(), GOOD.into(), None)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -229,6 +229,7 @@ mod tests {
                     .map(|(n, a)| ((*n).to_owned(), (*a).to_owned()))
                     .collect(),
                 hyperliquid_masters: BTreeMap::new(),
+                paused: None,
             }],
         }
     }

@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ApproveRequest, CapKind, ConfirmRequest, Op, SetCapRequest};
+use super::{ApproveRequest, CapKind, ConfirmRequest, Op, ResumeAgentRequest, SetCapRequest};
 use crate::import::{ImportConfirmRequest, ManifestDigest};
 use crate::intent::{Chain, Context, Intent, Network};
 use crate::operator_code::OperatorCode;
@@ -254,6 +254,8 @@ pub enum AwaitingKind {
     /// A staged key-ceremony import: answered by `import_confirm` (`id` is the manifest
     /// digest).
     Import,
+    /// A `request_resume`: answered by `resume_agent` (`id` is the `request_id`).
+    Resume,
 }
 
 /// One item of `awaiting`.
@@ -290,6 +292,10 @@ impl AwaitingItem {
                 code,
             }),
             AwaitingKind::SetCap => Op::SetCap(SetCapRequest {
+                request_id: self.id.parse()?,
+                code,
+            }),
+            AwaitingKind::Resume => Op::ResumeAgent(ResumeAgentRequest {
                 request_id: self.id.parse()?,
                 code,
             }),
@@ -380,6 +386,12 @@ pub enum OperatorEventKind {
     ImportConfirmationExpired,
     /// Something done as root at the appliance's console: codes unlocked, the journal keyed.
     ConsoleAction,
+    /// An agent was paused (`pause_agent`).
+    AgentPaused,
+    /// A clearing of an agent's pause waits for the operator.
+    ResumeRequested,
+    /// The operator's code cleared an agent's pause.
+    AgentResumed,
 }
 
 impl OperatorEventKind {
@@ -402,6 +414,9 @@ impl OperatorEventKind {
             OperatorEventKind::ImportApplied => "import_applied",
             OperatorEventKind::ImportConfirmationExpired => "import_confirmation_expired",
             OperatorEventKind::ConsoleAction => "console_action",
+            OperatorEventKind::AgentPaused => "agent_paused",
+            OperatorEventKind::ResumeRequested => "resume_requested",
+            OperatorEventKind::AgentResumed => "agent_resumed",
         }
     }
 }

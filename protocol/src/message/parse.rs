@@ -112,6 +112,9 @@ pub fn parse_request(payload: &[u8]) -> Result<Request, ParseFailure> {
         "request_status" => op_fields(&id, "request_status", fields).map(Op::RequestStatus),
         "awaiting" => no_fields(&id, "awaiting", fields).map(|()| Op::Awaiting),
         "events" => op_fields(&id, "events", fields).map(Op::Events),
+        "pause_agent" => op_fields(&id, "pause_agent", fields).map(Op::PauseAgent),
+        "request_resume" => op_fields(&id, "request_resume", fields).map(Op::RequestResume),
+        "resume_agent" => op_fields(&id, "resume_agent", fields).map(Op::ResumeAgent),
         other => Err(ParseFailure::request(
             Some(id.clone()),
             format!(
@@ -194,6 +197,9 @@ impl Request {
             Op::RequestSetCap(r) => encode(self, r),
             Op::RequestStatus(r) => encode(self, r),
             Op::Events(r) => encode(self, r),
+            Op::PauseAgent(r) => encode(self, r),
+            Op::RequestResume(r) => encode(self, r),
+            Op::ResumeAgent(r) => encode(self, r),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::CapKind;
+use super::{AgentPause, CapKind};
 use crate::networks::NetworkIdentity;
 use crate::types::{AgentId, Amount, ApprovalId, AssetSymbol, OperatorRequestId, Rule};
 
@@ -75,6 +75,9 @@ pub struct AgentInfo {
     /// `network_addresses` gives the API wallet (the agent key that signs orders), also lowercase.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hyperliquid_masters: BTreeMap<String, String>,
+    /// Extension: the agent's pause, when it is paused (`pause_agent`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<AgentPause>,
 }
 
 impl AgentInfo {
@@ -179,6 +182,9 @@ pub struct AgentStatus {
     pub spent_24h: BTreeMap<String, String>,
     /// The agent's limits from the signed policy.
     pub limits: Value,
+    /// Extension: the agent's pause, when it is paused (`pause_agent`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<AgentPause>,
 }
 
 /// Result of `confirm`.

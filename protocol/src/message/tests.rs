@@ -128,6 +128,39 @@ fn request_set_cap_status_awaiting_and_events_parse_strictly() {
 }
 
 #[test]
+fn pause_and_resume_ops_parse_strictly() {
+    for good in [
+        r#"{"v":1,"id":"a","op":"pause_agent","agent":"trader","reason":"loss_floor"}"#,
+        r#"{"v":1,"id":"a","op":"pause_agent","agent":"trader","reason":"other"}"#,
+        r#"{"v":1,"id":"a","op":"request_resume","agent":"trader","idempotency_key":"k"}"#,
+        r#"{"v":1,"id":"a","op":"resume_agent","request_id":"rq-1","code":"123456"}"#,
+    ] {
+        let r = parse(good).unwrap_or_else(|e| panic!("{good}: {}", e.message));
+        assert_eq!(parse(&r.to_json()).unwrap(), r, "{good}");
+    }
+    let r =
+        parse(r#"{"v":1,"id":"a","op":"pause_agent","agent":"trader","reason":"reconciliation"}"#)
+            .unwrap();
+    assert!(
+        matches!(&r.op, Op::PauseAgent(p) if p.reason == crate::PauseReason::Reconciliation),
+        "{r:?}"
+    );
+    for bad in [
+        // A free-text reason, a missing reason, a code where none belongs.
+        r#"{"v":1,"id":"a","op":"pause_agent","agent":"trader","reason":"I felt like it"}"#,
+        r#"{"v":1,"id":"a","op":"pause_agent","agent":"trader"}"#,
+        r#"{"v":1,"id":"a","op":"pause_agent","agent":"Trader","reason":"other"}"#,
+        r#"{"v":1,"id":"a","op":"request_resume","agent":"trader","idempotency_key":"k","code":"123456"}"#,
+        r#"{"v":1,"id":"a","op":"request_resume","agent":"trader"}"#,
+        r#"{"v":1,"id":"a","op":"resume_agent","request_id":"rq-1","code":"12345"}"#,
+        r#"{"v":1,"id":"a","op":"resume_agent","agent":"trader","code":"123456"}"#,
+    ] {
+        let e = parse(bad).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadRequest, "{bad}");
+    }
+}
+
+#[test]
 fn an_awaiting_item_is_answered_by_its_own_op_only() {
     let code: crate::OperatorCode = "123456".parse().unwrap();
     let item = |kind, id: &str, current_code_required| AwaitingItem {
@@ -144,6 +177,7 @@ fn an_awaiting_item_is_answered_by_its_own_op_only() {
         (item(AwaitingKind::Confirmation, "c-1", false), "confirm"),
         (item(AwaitingKind::SetCap, "k-1", false), "set_limit"),
         (item(AwaitingKind::Import, &digest, false), "import_confirm"),
+        (item(AwaitingKind::Resume, "rq-1", false), "resume_agent"),
     ];
     for (it, op) in cases {
         let answered = it.answer(code.clone(), None).unwrap();

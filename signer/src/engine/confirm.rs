@@ -57,6 +57,30 @@ impl Engine {
         }
     }
 
+    /// Refuses a request when it is answered (no longer possible: a cap above the ceiling, a
+    /// pause cleared since): recorded as `request_refused`, and no code is looked at. The
+    /// refusal to answer (or why it could not be recorded).
+    pub(super) async fn refuse_answer(
+        &self,
+        id: &vigil_protocol::OperatorRequestId,
+        refusal: Refusal,
+        now: u64,
+    ) -> Refusal {
+        if let Err(other) = self.claim_request(id, RequestState::Refused, now) {
+            return other;
+        }
+        let event = Event::RequestRefused {
+            request_id: id.clone(),
+            kind: refusal.kind,
+            rule: refusal.rule,
+            message: refusal.message.clone(),
+        };
+        match self.record_answer(id, event, RequestState::Refused).await {
+            Ok(_) => refusal,
+            Err(other) => other,
+        }
+    }
+
     /// Records the answer to a claimed request durably; undoes the claim if it cannot.
     pub(super) async fn record_answer(
         &self,

@@ -1,10 +1,11 @@
-//! The engine's `dry_run` op: the same checks and the same policy decision as `sign`, with
-//! nothing signed and nothing recorded.
+//! The engine's `dry_run` op: the same checks and the same policy decision as `sign` (the
+//! agent's pause included, so paper mode sees it), with nothing signed and nothing recorded.
 
 use vigil_protocol::{Decision, DryRunRequest, DryRunResult, ErrorKind};
 
 use super::hyperliquid::with_hyperliquid_rules;
 use super::{Engine, Refusal};
+use crate::pause::with_pause;
 use crate::policy::{self, Verdict};
 
 impl Engine {
@@ -33,20 +34,26 @@ impl Engine {
         };
         let now = (self.clock)();
         let inner = self.lock();
-        let verdict = with_hyperliquid_rules(
-            policy::decide(
-                &self.policy,
+        let verdict = with_pause(
+            with_hyperliquid_rules(
+                policy::decide(
+                    &self.policy,
+                    &inner.ledger,
+                    &r.agent,
+                    &r.intent,
+                    &prepared.spends,
+                    now,
+                ),
                 &inner.ledger,
                 &r.agent,
-                &r.intent,
-                &prepared.spends,
-                now,
+                &prepared,
+                key,
+                false,
             ),
+            inner.pauses.get(&r.agent),
             &inner.ledger,
             &r.agent,
-            &prepared,
-            key,
-            false,
+            &r.intent,
         );
         drop(inner);
         let rule = verdict.rule();

@@ -1,7 +1,8 @@
 //! The engine's `hello` op: the protocol version, the policy digest, the networks the
 //! policy allows and what identifies each (the pins the orchestrator checks its node
 //! against), and each agent's addresses: per `chain:network` (`network_addresses`), and per
-//! chain where the agent has one key on that chain (`addresses`, as protocol 1 had it).
+//! chain where the agent has one key on that chain (`addresses`, as protocol 1 had it), and
+//! its pause if it is paused.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,13 @@ impl Engine {
                 .or_default()
                 .push((network_name(*chain, *network), key.address_text()));
         }
+        let pauses: BTreeMap<AgentId, vigil_protocol::AgentPause> = {
+            let inner = self.lock();
+            agents
+                .keys()
+                .filter_map(|a| inner.pauses.get(a).map(|p| (a.clone(), p.report())))
+                .collect()
+        };
         HelloResult {
             version: PROTOCOL_VERSION,
             policy_digest: self.policy_digest(),
@@ -48,6 +56,7 @@ impl Engine {
                         network_addresses.extend(keys);
                     }
                     AgentInfo {
+                        paused: pauses.get(&agent).cloned(),
                         hyperliquid_masters: masters.remove(&agent).unwrap_or_default(),
                         agent,
                         addresses,

@@ -168,6 +168,8 @@ pub(super) fn sign_hyperliquid(
         key: address,
         nonce,
         leverage_set: b.planned.sets_leverage_of,
+        leverage: b.planned.sets_leverage.map(|(l, _)| l),
+        cross: b.planned.sets_leverage.map(|(_, c)| c),
         registered: match &b.planned.action {
             build::HlAction::ApproveAgent { agent_address, .. } => Some(agent_address.to_wire()),
             _ => None,

@@ -164,13 +164,15 @@ impl ImportState {
             | Op::Events(_) => {
                 return None;
             }
-            Op::Sign(_) | Op::DryRun(_) => ErrorKind::UnknownAgent,
+            Op::Sign(_) | Op::DryRun(_) | Op::PauseAgent(_) => ErrorKind::UnknownAgent,
             Op::Approve(_)
             | Op::Confirm(_)
             | Op::SetCap(_)
             | Op::RequestConfirmation(_)
             | Op::RequestSetCap(_)
-            | Op::RequestStatus(_) => ErrorKind::BadRequest,
+            | Op::RequestStatus(_)
+            | Op::RequestResume(_)
+            | Op::ResumeAgent(_) => ErrorKind::BadRequest,
         };
         Some(Refusal::new(
             kind,

@@ -13,7 +13,8 @@
 //! operation has its own file: `hello`, `status`, `dry_run`, `sign` (which also collects a
 //! granted approval), `approve` (grants), `requests` (`request_confirmation`,
 //! `request_set_cap`, `request_status`), `confirm`, `set_cap` (the `set_limit` op),
-//! `awaiting`, `events`, `audit_op`, and `import` (`import_status`, `import_confirm`);
+//! `awaiting`, `events`, `audit_op`, `import` (`import_status`, `import_confirm`), and
+//! `pause` (`pause_agent`, `request_resume`, `resume_agent`);
 //! `prepare` builds and signs a transaction, `operator_code` checks codes that are not bound
 //! to an approval.
 
@@ -27,6 +28,7 @@ mod hello;
 mod hyperliquid;
 mod import;
 mod operator_code;
+mod pause;
 mod prepare;
 mod refusals;
 mod requests;
@@ -55,6 +57,7 @@ use crate::keyring::AgentKeys;
 use crate::keys::{AgentSecret, Ed25519Key, Secp256k1Key};
 use crate::ledger::{Event, Ledger, Remembered};
 use crate::operator_events::EventWindow;
+use crate::pause::Pauses;
 use crate::policy::Policy;
 use crate::requests::Requests;
 
@@ -183,6 +186,8 @@ struct Inner {
     requests: Requests,
     /// The audit entry of each approval request still known, for `awaiting`.
     approval_seqs: std::collections::HashMap<vigil_protocol::ApprovalId, u64>,
+    /// The agents that are paused (`crate::pause`).
+    pauses: Pauses,
 }
 
 impl std::fmt::Debug for Engine {
@@ -240,11 +245,13 @@ impl Engine {
         // operator requests, the window of operator events, and the audit entry of recent
         // approval requests (bounded: the window and the seqs keep only the newest).
         let mut requests = Requests::default();
+        let mut pauses = Pauses::default();
         let mut window = EventWindow::default();
         let mut requested: BTreeMap<u64, vigil_protocol::ApprovalId> = BTreeMap::new();
         let entries = journal.entries().inspect(|e| {
             if let Ok(e) = e {
                 requests.replay_entry(e, now);
+                pauses.replay_entry(e);
                 window.push(e.seq, e.ts, &e.event);
                 if let Event::ApprovalRequested { approval_id, .. } = &e.event {
                     requested.insert(e.seq, approval_id.clone());
@@ -276,6 +283,7 @@ impl Engine {
                 refusals: refusals::Throttle::default(),
                 requests,
                 approval_seqs,
+                pauses,
             }),
             window: Mutex::new(window),
             import: import::ImportState::new(import, awaiting_keys, pinned_policy_key),
@@ -362,6 +370,9 @@ impl Engine {
             Op::RequestStatus(r) => respond(id, self.request_status(&r)),
             Op::Awaiting => Response::ok_json(&id, &self.awaiting()),
             Op::Events(r) => Response::ok_json(&id, &self.events(r)),
+            Op::PauseAgent(r) => respond(id, self.pause_agent(r).await),
+            Op::RequestResume(r) => respond(id, self.request_resume(r).await),
+            Op::ResumeAgent(r) => respond(id, self.resume_agent(r).await),
         };
         (response, After::Continue)
     }

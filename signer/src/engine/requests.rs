@@ -76,7 +76,7 @@ impl Engine {
     }
 
     /// Opens a request (or returns the one the same idempotency key opened), durably.
-    async fn open_request(
+    pub(super) async fn open_request(
         &self,
         body: RequestBody,
         key: IdempotencyKey,
@@ -235,6 +235,7 @@ pub(super) fn purpose_text(id: &OperatorRequestId, body: &RequestBody) -> Result
         RequestBody::SetCap {
             agent, asset, cap, ..
         } => format!("set_limit {agent} {asset} {}", cap.as_str()),
+        RequestBody::Resume { agent, pause_id } => format!("resume_agent {agent} {pause_id}"),
     };
     Purpose::try_from(format!("{text} ({id})")).map_err(Refusal::internal)
 }

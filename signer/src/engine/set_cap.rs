@@ -37,19 +37,7 @@ impl Engine {
         };
         let ceiling = match self.cap_ceiling(&agent, asset, cap, amount) {
             Ok(c) => c,
-            Err(refusal) => {
-                // Refused when answered: recorded, and no code is spent on it.
-                self.claim_request(&r.request_id, RequestState::Refused, now)?;
-                let event = Event::RequestRefused {
-                    request_id: r.request_id.clone(),
-                    kind: refusal.kind,
-                    rule: refusal.rule,
-                    message: refusal.message.clone(),
-                };
-                self.record_answer(&r.request_id, event, RequestState::Refused)
-                    .await?;
-                return Err(refusal);
-            }
+            Err(refusal) => return Err(self.refuse_answer(&r.request_id, refusal, now).await),
         };
         let step = self.operator_code(purpose.as_str(), &r.code).await?;
         self.claim_request(&r.request_id, RequestState::Granted, now)?;

@@ -3,7 +3,8 @@
 //! that waits for the operator's code, or signed and committed. A request whose approval the
 //! operator granted (`approve`, through the approver) is collected here: the same agent,
 //! intent and idempotency key with a fresh context, decided again without the threshold,
-//! signed once and committed; later calls get the remembered result.
+//! signed once and committed; later calls get the remembered result. Both decisions apply the
+//! agent's pause (`crate::pause`) last.
 
 use vigil_protocol::{ErrorKind, NeedsApproval, SignRequest, SignResult, Signed};
 
@@ -12,6 +13,7 @@ use super::prepare::{Prepared, sign_prepared};
 use super::{Engine, Inner, Refusal};
 use crate::approval::{ApprovalRequest, Approvals, new_approval_id};
 use crate::ledger::{Event, Ledger, Remembered, intent_digest};
+use crate::pause::with_pause;
 use crate::policy::{self, Verdict};
 
 impl Engine {
@@ -73,8 +75,12 @@ impl Engine {
         let next = {
             let mut inner = self.lock();
             let Inner {
-                ledger, approvals, ..
+                ledger,
+                approvals,
+                pauses,
+                ..
             } = &mut *inner;
+            let pause = pauses.get(&r.agent);
             let remembered = ledger.remembered(&r.agent, &r.idempotency_key).cloned();
             match remembered {
                 Some(rem) if rem.intent_digest() != digest => Next::Refuse(Refusal::new(
@@ -92,20 +98,28 @@ impl Engine {
                     match approvals.take_grant(&approval_id, now) {
                         Err(refusal) => Next::Refuse(Refusal::new(refusal.kind, refusal.message)),
                         Ok(grant) => {
-                            let verdict = with_hyperliquid_rules(
-                                policy::decide_approved(
-                                    &self.policy,
-                                    &*ledger,
+                            // Decided again at collection: a pause set after the grant
+                            // refuses it (the grant stays until its deadline).
+                            let verdict = with_pause(
+                                with_hyperliquid_rules(
+                                    policy::decide_approved(
+                                        &self.policy,
+                                        &*ledger,
+                                        &r.agent,
+                                        &r.intent,
+                                        &prepared.spends,
+                                        now,
+                                    ),
+                                    ledger,
                                     &r.agent,
-                                    &r.intent,
-                                    &prepared.spends,
-                                    now,
+                                    &prepared,
+                                    key,
+                                    true,
                                 ),
+                                pause,
                                 ledger,
                                 &r.agent,
-                                &prepared,
-                                key,
-                                true,
+                                &r.intent,
                             );
                             let signed = match verdict {
                                 Verdict::Deny { rule, message } => Err(Refusal {
@@ -155,20 +169,26 @@ impl Engine {
                 _ => {
                     // New request (or one whose approval has lapsed): decide now.
                     ledger.forget(&r.agent, &r.idempotency_key);
-                    let verdict = with_hyperliquid_rules(
-                        policy::decide(
-                            &self.policy,
-                            &*ledger,
+                    let verdict = with_pause(
+                        with_hyperliquid_rules(
+                            policy::decide(
+                                &self.policy,
+                                &*ledger,
+                                &r.agent,
+                                &r.intent,
+                                &prepared.spends,
+                                now,
+                            ),
+                            ledger,
                             &r.agent,
-                            &r.intent,
-                            &prepared.spends,
-                            now,
+                            &prepared,
+                            key,
+                            false,
                         ),
+                        pause,
                         ledger,
                         &r.agent,
-                        &prepared,
-                        key,
-                        false,
+                        &r.intent,
                     );
                     ledger.note_request(&r.agent, now);
                     match verdict {

@@ -1,5 +1,5 @@
 //! The engine's `status` op: each agent's spend over the last 24 h and the caps in force,
-//! the ledger sequence and the audit head. Read-only.
+//! the agent's pause if it is paused, the ledger sequence and the audit head. Read-only.
 
 use vigil_protocol::{AgentStatus, StatusResult};
 
@@ -23,6 +23,7 @@ impl Engine {
                     .map(|(a, v)| (a.to_string(), v.to_string()))
                     .collect(),
                 limits: p.caps_json(|asset| inner.ledger.cap_override(agent, asset)),
+                paused: inner.pauses.get(agent).map(crate::pause::Pause::report),
             })
             .collect();
         drop(inner);

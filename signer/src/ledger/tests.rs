@@ -190,6 +190,8 @@ fn hyperliquid_nonces_increase_per_key_even_when_the_clock_steps_back() {
                 key: key.to_owned(),
                 nonce,
                 leverage_set: None,
+                leverage: None,
+                cross: None,
                 registered: None,
             },
         );

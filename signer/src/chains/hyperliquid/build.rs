@@ -74,6 +74,9 @@ pub(crate) struct Planned {
     pub needs_leverage_of: Option<AssetSymbol>,
     /// A `perp_leverage` of this perp (the journal remembers it).
     pub sets_leverage_of: Option<AssetSymbol>,
+    /// A `perp_leverage`: the leverage and whether cross margin (the journal remembers them:
+    /// a paused agent may only lower it).
+    pub sets_leverage: Option<(u32, bool)>,
     /// The summary without its nonce (added when signed).
     pub summary: String,
 }
@@ -172,6 +175,7 @@ pub(crate) fn plan(
         spend: None,
         needs_leverage_of: None,
         sets_leverage_of: None,
+        sets_leverage: None,
         summary,
     };
     match intent {
@@ -247,6 +251,7 @@ pub(crate) fn plan(
                 ),
             );
             planned.sets_leverage_of = Some(l.asset);
+            planned.sets_leverage = Some((l.leverage, l.cross));
             Ok(planned)
         }
         Intent::PerpScheduleCancel(s) => {
