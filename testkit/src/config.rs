@@ -29,10 +29,21 @@ pub struct ConfigBuilder {
     solana_rpc_url: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     evm_rpc_urls: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    hyperliquid_urls: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hyperliquid: Option<HyperliquidSpec>,
     providers: BTreeMap<String, ProviderSpec>,
     agents: Vec<AgentSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     telegram: Option<TelegramSpec>,
+}
+
+/// The `[hyperliquid]` table's keeper settings.
+#[derive(Clone, Copy, Debug, Serialize)]
+struct HyperliquidSpec {
+    keeper_every_secs: u64,
+    cancel_after_secs: u32,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -81,6 +92,8 @@ pub struct AgentSpec {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     live_assets: Vec<String>,
     confirm_transfers: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hyperliquid_network: Option<String>,
     risk: RiskSpec,
 }
 
@@ -91,6 +104,17 @@ struct RiskSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     min_health_factor: Option<String>,
     peers: Vec<PeerSpec>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    perps: BTreeMap<String, PerpSpec>,
+}
+
+/// One perpetual's limits in an agent's risk profile.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct PerpSpec {
+    pub max_order_usd_micros: u64,
+    pub max_position_usd_micros: u64,
+    pub leverage: u32,
+    pub max_slippage_bps: u32,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -109,6 +133,8 @@ impl ConfigBuilder {
             daily_llm_usd_cap_micros: 1_000_000,
             solana_rpc_url: None,
             evm_rpc_urls: BTreeMap::new(),
+            hyperliquid_urls: BTreeMap::new(),
+            hyperliquid: None,
             providers: BTreeMap::new(),
             agents: Vec::new(),
             telegram: None,
@@ -124,6 +150,22 @@ impl ConfigBuilder {
     /// The JSON-RPC endpoint of the EVM network `network` (`"devnet"`).
     pub fn evm_rpc(mut self, network: &str, url: &str) -> ConfigBuilder {
         self.evm_rpc_urls.insert(network.to_owned(), url.to_owned());
+        self
+    }
+
+    /// Hyperliquid's API of `network` (`"testnet"`) at `url`.
+    pub fn hyperliquid(mut self, network: &str, url: &str) -> ConfigBuilder {
+        self.hyperliquid_urls
+            .insert(network.to_owned(), url.to_owned());
+        self
+    }
+
+    /// The dead-man switch's keeper: a refresh every `every` seconds, `after` seconds ahead.
+    pub fn keeper(mut self, every: u64, after: u32) -> ConfigBuilder {
+        self.hyperliquid = Some(HyperliquidSpec {
+            keeper_every_secs: every,
+            cancel_after_secs: after,
+        });
         self
     }
 
@@ -232,6 +274,7 @@ pub fn free_deps<'a>(
         signer,
         rpc: None,
         evm_rpc: None,
+        hyperliquid: None,
     }
 }
 
@@ -251,11 +294,13 @@ impl AgentSpec {
             mode: "paper",
             live_assets: Vec::new(),
             confirm_transfers: true,
+            hyperliquid_network: None,
             risk: RiskSpec {
                 allowed_actions: vec!["transfer".into(), "hold".into()],
                 max_fraction_per_tx_bps: 5000,
                 min_health_factor: None,
                 peers: Vec::new(),
+                perps: BTreeMap::new(),
             },
         }
     }
@@ -310,6 +355,13 @@ impl AgentSpec {
     pub fn provider(mut self, provider: &str, model: &str) -> AgentSpec {
         self.provider = provider.to_owned();
         self.model = model.to_owned();
+        self
+    }
+
+    /// Trades the perpetual `coin` on Hyperliquid's `network` within `limits`.
+    pub fn perp(mut self, network: &str, coin: &str, limits: PerpSpec) -> AgentSpec {
+        self.hyperliquid_network = Some(network.to_owned());
+        self.risk.perps.insert(coin.to_owned(), limits);
         self
     }
 

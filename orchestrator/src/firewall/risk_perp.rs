@@ -68,6 +68,8 @@ pub struct PerpView {
     pub open_orders: BTreeMap<AssetSymbol, Vec<ViewOrder>>,
     /// The account's value, USD.
     pub account_value: Fx,
+    /// The account's master address, whose state the venue was asked for (live only).
+    pub master: Option<String>,
     /// While reconciliation has not matched: why opening orders are held.
     pub opening_held: Option<String>,
     /// The venue's taker fee, parts per million (what a paper fill pays).

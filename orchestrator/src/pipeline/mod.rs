@@ -15,6 +15,7 @@ mod execute;
 mod layer3;
 mod outcome;
 mod perp;
+mod perp_live;
 
 pub(crate) use evm::{
     Sender as EvmSender, context as evm_context, send_signed as evm_send_signed,
@@ -25,6 +26,7 @@ pub(crate) use execute::execute_live_evm;
 pub use execute::{Live, execute_live};
 pub(crate) use layer3::ask_confirmation;
 pub use outcome::Outcome;
+pub(crate) use perp_live::{ALL_STATES as ALL_HL_STATES, Posting as PerpPosting};
 
 use std::time::Duration;
 
@@ -33,6 +35,7 @@ use tokio::sync::Mutex;
 use vigil_protocol::{AgentId, AmountOrAll, AssetSymbol, Chain, Intent, Network, TransferIntent};
 
 use crate::chains::evm_rpc::EvmRpc;
+use crate::chains::hyperliquid::HyperliquidApi;
 use crate::chains::solana_rpc::SolanaRpc;
 use crate::config::AgentConfig;
 use crate::cost::{self, Prices};
@@ -92,6 +95,8 @@ pub struct Deps<'a> {
     /// The node of the agent's EVM network, for live EVM actions (checked against the signed
     /// policy's chain id and genesis hash before the decision).
     pub evm_rpc: Option<&'a EvmRpc>,
+    /// Hyperliquid's API of the agent's network, for live perpetuals' actions.
+    pub hyperliquid: Option<&'a HyperliquidApi>,
 }
 
 /// A decision and how it came about.
@@ -253,7 +258,7 @@ async fn run(
         };
         let live = checked.intent.asset().is_some_and(|a| agent.is_live(a));
         return if live {
-            perp::live(agent, &checked)
+            perp_live::live(agent, &checked, view, inputs, deps).await
         } else {
             perp::paper(agent, &checked, view, inputs, deps).await
         };

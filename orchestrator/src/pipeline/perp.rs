@@ -12,8 +12,7 @@
 //! position and its realised PnL go to the state database in one transaction, once per
 //! decision (its idempotency key).
 //!
-//! Live: not yet. A live perpetual's action holds at layer 3, saying why, until the signer's
-//! sign path for Hyperliquid is merged; nothing is signed or posted.
+//! Live: `perp_live.rs`.
 
 use vigil_protocol::{Context, Decision, Intent, Side};
 
@@ -139,20 +138,6 @@ pub(super) async fn paper(
             layer: "state".into(),
             reason: format!("paper fill not recorded: {e}"),
         },
-    }
-}
-
-/// A perpetual's action in live mode: held until the signer's Hyperliquid sign path is
-/// merged (nothing is signed or posted).
-pub(super) fn live(agent: &AgentConfig, checked: &PerpChecked) -> Outcome {
-    Outcome::Held {
-        layer: "3".into(),
-        reason: format!(
-            "{} of {} is live, and the orchestrator does not post Hyperliquid actions yet (the \
-             signer's sign path for them is not merged); nothing was signed or sent",
-            checked.intent.action(),
-            agent.id
-        ),
     }
 }
 

@@ -8,8 +8,9 @@
 //! what waits for the operator at the approver, and doing the orchestrator's part once it is
 //! granted), `network` (each agent's network, and the RPC node
 //! checked against the genesis hash the signed policy pins), `paper` (paper balances and
-//! approved paper fills) and `perps` (the Hyperliquid view of an agent that trades
-//! perpetuals).
+//! approved paper fills), `perps` (the Hyperliquid view of an agent that trades
+//! perpetuals) and `perps_live` (a live Hyperliquid account's fills, its reconciliation with
+//! the venue, and the keeper of its dead-man switch).
 
 mod evm;
 mod executor;
@@ -18,9 +19,10 @@ mod network;
 mod operator_requests;
 mod paper;
 mod perps;
+mod perps_live;
 mod reconcile;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,6 +41,7 @@ use crate::signer_client::SignerClient;
 use crate::store::Store;
 
 use paper::apply_paper_delta;
+pub(crate) use perps_live::book_fills;
 
 /// A stand-in blockhash for paper mode: paper decisions are never broadcast.
 pub(crate) const PAPER_BLOCKHASH: &str = "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM";
@@ -72,6 +75,10 @@ pub struct Orchestrator {
     evm_alerted: std::sync::Mutex<Option<String>>,
     /// Hyperliquid's API of each network in `hyperliquid_urls`.
     hyperliquid: BTreeMap<Network, HyperliquidApi>,
+    /// The Hyperliquid differences last alerted per agent (each set of differences once).
+    perp_alerted: std::sync::Mutex<BTreeMap<AgentId, String>>,
+    /// Agents whose dead-man switch failed to refresh (alerted once per streak).
+    keeper_failing: std::sync::Mutex<BTreeSet<AgentId>>,
 }
 
 /// Why the orchestrator could not start.
@@ -154,6 +161,8 @@ impl Orchestrator {
             operator: Arc::new(Terminal),
             network_alerted: std::sync::Mutex::new(None),
             evm_alerted: std::sync::Mutex::new(None),
+            perp_alerted: std::sync::Mutex::new(BTreeMap::new()),
+            keeper_failing: std::sync::Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -238,8 +247,10 @@ impl Orchestrator {
             Ok(evm) => evm,
             Err(reason) => return held("rpc", reason),
         };
-        let view = if evm.is_some() && !self.has_solana_key(&agent.id).await {
-            // An EVM-only agent: no Solana balance, nothing on Solana can pass layer 2.
+        let off_solana = evm.is_some() || agent.hyperliquid_network.is_some();
+        let view = if off_solana && !self.has_solana_key(&agent.id).await {
+            // An EVM-only or Hyperliquid-only agent: no Solana balance, nothing on Solana can
+            // pass layer 2.
             Ok((0, PAPER_BLOCKHASH.to_string(), Network::Devnet))
         } else {
             self.solana_view(agent).await
@@ -292,6 +303,10 @@ impl Orchestrator {
                 .evm
                 .as_ref()
                 .and_then(|v| self.evm_rpcs.get(&v.network)),
+            hyperliquid: inputs
+                .perp
+                .as_ref()
+                .and_then(|v| self.hyperliquid.get(&v.network)),
         };
         pipeline::decide(agent, &inputs, &deps).await
     }
@@ -314,6 +329,7 @@ impl Orchestrator {
         let mut next: BTreeMap<AgentId, u64> = BTreeMap::new();
         let mut next_import_check = 0;
         let mut next_follow = 0;
+        let mut next_keeper = 0;
         loop {
             let now = unix_now();
             if now >= next_follow {
@@ -329,6 +345,13 @@ impl Orchestrator {
                     self.alert(Alert::Reconciliation(line));
                 }
                 next_import_check = now + IMPORT_CHECK_SECS;
+            }
+            if now >= next_keeper {
+                for line in self.keep_alive().await {
+                    tracing::warn!("{line}");
+                    self.alert(Alert::Reconciliation(line));
+                }
+                next_keeper = now + self.config.hyperliquid.keeper_every_secs;
             }
             for agent in &self.config.agents {
                 let due = next.get(&agent.id).copied().unwrap_or(now);

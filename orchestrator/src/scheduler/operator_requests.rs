@@ -100,6 +100,11 @@ impl Orchestrator {
         let (Ok(agent), Ok(intent), Some(Ok(key))) = parsed else {
             return self.close(id, "its stored request is unreadable: nothing was signed");
         };
+        if intent.chain_network().0 == Chain::Hyperliquid {
+            return self
+                .collect_perp_grant(id, &agent, intent, key, &key_text_of(payload))
+                .await;
+        }
         // A fresh blockhash from a node checked to serve the agent's network; on EVM a node
         // checked against the pin, the account settled, a fresh nonce and fees.
         let prepared = if intent.chain_network().0 == Chain::Evm {
@@ -178,6 +183,93 @@ impl Orchestrator {
         format!(
             "✔ #{id} approved in the approver's chat; the signer signed: {}\nchain: {chain}\nsignature {}",
             signed.summary, signed.signature
+        )
+    }
+
+    /// A granted live perpetual's action: signed with the venue's position now, then recorded
+    /// and posted as any live one (`pipeline/perp_live.rs`).
+    async fn collect_perp_grant(
+        &self,
+        id: ConfirmationId,
+        agent: &AgentId,
+        intent: Intent,
+        key: vigil_protocol::IdempotencyKey,
+        key_text: &str,
+    ) -> String {
+        let later = |why: String| {
+            format!(
+                "#{id} was approved in the approver's chat, but it cannot be posted yet: {why}. It is tried again until the grant expires."
+            )
+        };
+        let Some(config) = self.config.agents.iter().find(|a| &a.id == agent) else {
+            return self.close(id, "its agent is no longer configured: nothing was signed");
+        };
+        let config = match self.store.lock() {
+            Ok(store) => operator::with_mode_override(&store, config),
+            Err(_) => return later("state unavailable".into()),
+        };
+        let view = match self.perp_view(&config).await {
+            Ok(Some(view)) if view.master.is_some() => view,
+            Ok(_) => {
+                return self.close(
+                    id,
+                    "its agent is not live on Hyperliquid now: nothing was signed",
+                );
+            }
+            Err(why) => return later(why),
+        };
+        let (Some(api), Some(master), Some(coin)) = (
+            self.hyperliquid.get(&view.network),
+            view.master.as_deref(),
+            intent.asset(),
+        ) else {
+            return later("no API for its network".into());
+        };
+        let Ok(position) = vigil_protocol::PerpPosition::try_from(view.position(coin).to_string())
+        else {
+            return later("the venue's position cannot be stated".into());
+        };
+        let request = SignRequest {
+            agent: agent.clone(),
+            intent: intent.clone(),
+            context: Context {
+                perp_position: Some(position),
+                ..Context::default()
+            },
+            idempotency_key: key,
+        };
+        let signed = match self.signer.lock().await.sign(request).await {
+            Ok(SignResult::Signed(s)) => s,
+            Ok(SignResult::NeedsApproval(_)) => {
+                return self.close(id, "the signer asks for approval again: nothing was signed");
+            }
+            Err(SignerError::Refused(body)) => {
+                return self.close(
+                    id,
+                    &format!("the signer refused to sign it: {}", body.message),
+                );
+            }
+            Err(e) => return format!("#{id} approved, not signed yet: {e}. Tried again."),
+        };
+        let now = unix_now();
+        if let Ok(store) = self.store.lock()
+            && let Err(e) = store.resolve_confirmation(id, Resolution::Approved, BY_APPROVER, now)
+        {
+            tracing::error!(pending = %id, error = %e, "signed, but the confirmation was not recorded");
+        }
+        let posted = pipeline::PerpPosting {
+            agent: agent.as_str(),
+            view: &view,
+            master,
+            key: key_text,
+            leverage: None,
+            now,
+        }
+        .post(api, &self.store, &intent, &signed.tx, &signed.summary)
+        .await;
+        format!(
+            "✔ #{id} approved in the approver's chat; the signer signed: {}\nvenue: {}",
+            signed.summary, posted.text
         )
     }
 

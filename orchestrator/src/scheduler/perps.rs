@@ -1,8 +1,10 @@
 //! The Hyperliquid view an agent that trades perpetuals decides with: the universe (each
-//! perpetual's index and size grid) and the marks from the venue's `/info`, and the agent's
-//! positions from the state database's paper book (paper is the only mode that acts on
-//! Hyperliquid in this release; a live account's positions come from the venue once the live
-//! path is merged). Paper never rests orders, so the view has none open.
+//! perpetual's index and size grid) and the marks from the venue's `/info`; the positions of
+//! the perpetuals it trades live and its open orders from the venue's account state
+//! (`clearinghouseState`, `openOrders` of the master address the signer names), reconciled
+//! with the store first (`perps_live.rs`: a difference holds its opening orders); the
+//! positions of the perpetuals it trades on paper from the state database's paper book (paper
+//! never rests orders).
 //!
 //! A venue that does not answer holds the agent for the round (the reason names the API);
 //! coins the venue lists that are not symbols (lower-case names such as `kPEPE`) are left
@@ -12,11 +14,11 @@ use std::collections::BTreeMap;
 
 use vigil_protocol::AssetSymbol;
 
-use super::Orchestrator;
+use super::{Orchestrator, perps_live};
 use crate::config::AgentConfig;
 use crate::firewall::prompt::UntrustedItem;
 use crate::firewall::risk_perp::fixed::Fx;
-use crate::firewall::risk_perp::{PerpMeta, PerpView};
+use crate::firewall::risk_perp::{PerpMeta, PerpView, ViewOrder};
 
 impl Orchestrator {
     /// The agent's view, or `None` when it trades no perpetuals (no `hyperliquid_network`).
@@ -49,7 +51,7 @@ impl Orchestrator {
             .iter()
             .filter_map(|(coin, px)| Some((coin.parse().ok()?, Fx::parse(px.text())?)))
             .collect();
-        let positions = {
+        let mut positions: BTreeMap<AssetSymbol, Fx> = {
             let store = self
                 .store
                 .lock()
@@ -59,20 +61,55 @@ impl Orchestrator {
                 .perp_positions(true, network)
                 .map_err(|e| format!("cannot read {}'s perpetuals: {e}", agent.id))?
                 .into_iter()
-                .filter_map(|(coin, p)| Some((coin.parse().ok()?, p.size)))
+                .filter_map(|(coin, p)| {
+                    let coin: AssetSymbol = coin.parse().ok()?;
+                    (!agent.is_live(coin)).then_some((coin, p.size))
+                })
                 .collect()
         };
-        Ok(Some(PerpView {
+        let mut view = PerpView {
             network,
             perps,
             marks,
-            positions,
+            positions: BTreeMap::new(),
             open_orders: BTreeMap::new(),
             account_value: Fx::ZERO,
+            master: None,
             opening_held: None,
             taker_fee_ppm: self.config.hyperliquid.taker_fee_ppm,
             paper_slippage_bps: self.config.hyperliquid.paper_slippage_bps,
-        }))
+        };
+        if perps_live::live_on_hyperliquid(agent) {
+            let master = self.hyperliquid_master(&agent.id, network).await?;
+            let account = api.account(&master).await.map_err(venue)?;
+            let open = api.open_orders(&master).await.map_err(venue)?;
+            for p in &account.positions {
+                if let (Ok(coin), Some(size)) =
+                    (p.coin.parse::<AssetSymbol>(), Fx::parse(p.szi.text()))
+                    && agent.is_live(coin)
+                {
+                    positions.insert(coin, size);
+                }
+            }
+            for o in &open {
+                if let (Ok(coin), Some(size)) =
+                    (o.coin.parse::<AssetSymbol>(), Fx::parse(o.sz.text()))
+                {
+                    view.open_orders.entry(coin).or_default().push(ViewOrder {
+                        oid: o.oid,
+                        buy: o.buy,
+                        size,
+                    });
+                }
+            }
+            view.account_value = Fx::parse(account.account_value.text()).unwrap_or(Fx::ZERO);
+            view.positions = positions;
+            view.opening_held = self.reconcile_perp(&agent.id, &view, &master).await?;
+            view.master = Some(master);
+        } else {
+            view.positions = positions;
+        }
+        Ok(Some(view))
     }
 }
 
@@ -89,8 +126,9 @@ pub(crate) fn view_item(agent: &AgentConfig, view: &PerpView) -> UntrustedItem {
                 .get(coin)
                 .map_or_else(|| "no mark".to_owned(), Fx::to_string);
             format!(
-                "{coin}: mark {mark}, position {} (paper), order cap {} USD, position cap {} USD, limit within {} bps of the mark",
+                "{coin}: mark {mark}, position {} ({}), order cap {} USD, position cap {} USD, limit within {} bps of the mark",
                 view.position(*coin),
+                if agent.is_live(*coin) { "live, from the venue" } else { "paper" },
                 crate::firewall::risk_perp::usd(u128::from(risk.max_order_micros)),
                 crate::firewall::risk_perp::usd(u128::from(risk.max_position_micros)),
                 risk.max_slippage_bps

@@ -29,6 +29,8 @@ impl Orchestrator {
             report.extend(settled.lines);
             report.extend(settled.in_flight);
         }
+        // Live Hyperliquid accounts: the venue's positions and open orders against the store.
+        report.extend(self.reconcile_perps_at_start().await);
         match unfinished {
             Ok(rows) => report.extend(rows.iter().map(|r| {
                 format!(
@@ -47,9 +49,11 @@ impl Orchestrator {
             if v["result"]["outcome"] != "signed" {
                 continue;
             }
-            if v["chain"] == "evm" {
-                // What the signer counts: each asset of the answer, fees included. Whether its
-                // transactions landed is the EVM settlement's report above.
+            if v["chain"] == "evm" || v["chain"] == "hyperliquid" {
+                // What the signer counts: each asset of the answer, fees included (on
+                // Hyperliquid an opening order's notional). Whether EVM transactions landed is
+                // the EVM settlement's report above; a Hyperliquid order's fate is the venue
+                // reconciliation's.
                 for spend in v["spends"].as_array().into_iter().flatten() {
                     let (Some(asset), Some(amount)) = (
                         spend[0].as_str(),

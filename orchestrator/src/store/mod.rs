@@ -28,6 +28,7 @@ mod confirmations;
 mod cost;
 mod evm_txs;
 mod executions;
+mod hl_actions;
 mod migrations;
 mod perps;
 
@@ -48,6 +49,8 @@ pub use confirmations::{
 };
 pub use evm_txs::{EvmTxRow, EvmTxState, NewEvmTx};
 pub use executions::ExecutionRow;
+pub(crate) use hl_actions::NewHlAction;
+pub use hl_actions::{HlActionRow, HlState};
 pub(crate) use perps::NewPerpFill;
 
 /// How long a writer waits for another connection's write lock before giving up.

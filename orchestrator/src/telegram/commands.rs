@@ -24,6 +24,8 @@ pub(super) enum Command {
     Pause(String),
     /// <agent>: let a paused agent decide again
     Resume(String),
+    /// <agent>: accept the Hyperliquid differences last reported, so its opening orders go again
+    Reconciled(String),
     /// open confirmations and how to answer each
     Pending,
     /// <id>: start the phrase of a phrase confirmation (e.g. /approve 12); codes go to the approver bot's chat

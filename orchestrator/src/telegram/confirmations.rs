@@ -239,6 +239,18 @@ fn do_pause(ctx: &Ctx, user: i64, agent: &AgentConfig, paused: bool) -> String {
         .set_paused_by(&agent.id, paused, &format!("by operator {user}"))
 }
 
+/// `/reconciled <agent>`: accepts the Hyperliquid differences last reported for the agent
+/// (the venue and the record disagree); its opening orders go again until they change.
+pub(super) async fn reconciled(ctx: &Ctx, user: i64, args: &str) -> String {
+    let agent = match agent_arg(ctx, args) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let answer = ctx.orch.acknowledge_reconciliation(&agent.id).await;
+    tracing::info!(operator = user, agent = %agent.id, "{answer}");
+    answer
+}
+
 /// `/paper <agent>`: always allowed without a code (it only removes risk), unless marked.
 pub(super) fn paper(ctx: &Ctx, user: i64, args: &str) -> String {
     let agent = match agent_arg(ctx, args) {

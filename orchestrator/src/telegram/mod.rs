@@ -303,6 +303,7 @@ async fn on_command(bot: Bot, msg: Message, cmd: Command, ctx: Arc<Ctx>) -> Hand
         Command::Audit => commands::audit(&ctx).await,
         Command::Pause(a) => confirmations::pause(&ctx, user, &a, true),
         Command::Resume(a) => confirmations::pause(&ctx, user, &a, false),
+        Command::Reconciled(a) => confirmations::reconciled(&ctx, user, &a).await,
         Command::Paper(a) => confirmations::paper(&ctx, user, &a),
         Command::Live(a) => confirmations::live(&ctx, user, &a),
         Command::Setcap(a) => confirmations::setcap(&ctx, user, &a),

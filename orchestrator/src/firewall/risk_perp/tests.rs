@@ -73,6 +73,7 @@ fn view() -> PerpView {
             }],
         )]),
         account_value: fx("10000"),
+        master: None,
         opening_held: None,
         taker_fee_ppm: 450,
         paper_slippage_bps: 5,
