@@ -134,25 +134,11 @@ impl Orchestrator {
             context,
             idempotency_key: key,
         };
-        let signed = match self.signer.lock().await.sign(request).await {
-            Ok(SignResult::Signed(s)) => s,
-            Ok(SignResult::NeedsApproval(_)) => {
-                return self.close(id, "the signer asks for approval again: nothing was signed");
-            }
-            Err(SignerError::Refused(body)) => {
-                return self.close(
-                    id,
-                    &format!("the signer refused to sign it: {}", body.message),
-                );
-            }
-            Err(e) => return format!("#{id} approved, not signed yet: {e}. Tried again."),
+        let signed = match self.sign_granted(id, request).await {
+            Ok(signed) => signed,
+            Err(line) => return line,
         };
         let now = unix_now();
-        if let Ok(store) = self.store.lock()
-            && let Err(e) = store.resolve_confirmation(id, Resolution::Approved, BY_APPROVER, now)
-        {
-            tracing::error!(pending = %id, error = %e, "signed, but the confirmation was not recorded");
-        }
         let chain = match (
             &view,
             view.as_ref().and_then(|v| self.evm_rpcs.get(&v.network)),
@@ -238,25 +224,11 @@ impl Orchestrator {
             },
             idempotency_key: key,
         };
-        let signed = match self.signer.lock().await.sign(request).await {
-            Ok(SignResult::Signed(s)) => s,
-            Ok(SignResult::NeedsApproval(_)) => {
-                return self.close(id, "the signer asks for approval again: nothing was signed");
-            }
-            Err(SignerError::Refused(body)) => {
-                return self.close(
-                    id,
-                    &format!("the signer refused to sign it: {}", body.message),
-                );
-            }
-            Err(e) => return format!("#{id} approved, not signed yet: {e}. Tried again."),
+        let signed = match self.sign_granted(id, request).await {
+            Ok(signed) => signed,
+            Err(line) => return line,
         };
         let now = unix_now();
-        if let Ok(store) = self.store.lock()
-            && let Err(e) = store.resolve_confirmation(id, Resolution::Approved, BY_APPROVER, now)
-        {
-            tracing::error!(pending = %id, error = %e, "signed, but the confirmation was not recorded");
-        }
         let posted = pipeline::PerpPosting {
             agent: agent.as_str(),
             view: &view,
@@ -398,6 +370,37 @@ impl Orchestrator {
     }
 
     /// Closes row `id` as not approved; the line saying why.
+    /// Signs a granted request and records its confirmation as approved; `Err` is the line to
+    /// report (the confirmation closed when the signer will not sign it, or tried again later).
+    async fn sign_granted(
+        &self,
+        id: ConfirmationId,
+        request: SignRequest,
+    ) -> Result<vigil_protocol::Signed, String> {
+        let signed = match self.signer.lock().await.sign(request).await {
+            Ok(SignResult::Signed(s)) => s,
+            Ok(SignResult::NeedsApproval(_)) => {
+                return Err(
+                    self.close(id, "the signer asks for approval again: nothing was signed")
+                );
+            }
+            Err(SignerError::Refused(body)) => {
+                return Err(self.close(
+                    id,
+                    &format!("the signer refused to sign it: {}", body.message),
+                ));
+            }
+            Err(e) => return Err(format!("#{id} approved, not signed yet: {e}. Tried again.")),
+        };
+        let now = unix_now();
+        if let Ok(store) = self.store.lock()
+            && let Err(e) = store.resolve_confirmation(id, Resolution::Approved, BY_APPROVER, now)
+        {
+            tracing::error!(pending = %id, error = %e, "signed, but the confirmation was not recorded");
+        }
+        Ok(signed)
+    }
+
     fn close(&self, id: ConfirmationId, why: &str) -> String {
         let now = unix_now();
         if let Ok(store) = self.store.lock()

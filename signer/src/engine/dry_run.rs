@@ -3,10 +3,9 @@
 
 use vigil_protocol::{Decision, DryRunRequest, DryRunResult, ErrorKind};
 
-use super::hyperliquid::with_hyperliquid_rules;
+use super::prepare::decide;
 use super::{Engine, Refusal};
-use crate::pause::with_pause;
-use crate::policy::{self, Verdict};
+use crate::policy::Verdict;
 
 impl Engine {
     pub(super) fn dry_run(&self, r: &DryRunRequest) -> Result<DryRunResult, Refusal> {
@@ -34,26 +33,16 @@ impl Engine {
         };
         let now = (self.clock)();
         let inner = self.lock();
-        let verdict = with_pause(
-            with_hyperliquid_rules(
-                policy::decide(
-                    &self.policy,
-                    &inner.ledger,
-                    &r.agent,
-                    &r.intent,
-                    &prepared.spends,
-                    now,
-                ),
-                &inner.ledger,
-                &r.agent,
-                &prepared,
-                key,
-                false,
-            ),
-            inner.pauses.get(&r.agent),
+        let verdict = decide(
+            &self.policy,
             &inner.ledger,
+            inner.pauses.get(&r.agent),
             &r.agent,
             &r.intent,
+            &prepared,
+            key,
+            now,
+            false,
         );
         drop(inner);
         let rule = verdict.rule();

@@ -12,7 +12,8 @@ use vigil_protocol::{
 use super::{AgentKey, Engine, Refusal};
 use crate::chains::{evm, solana};
 use crate::ledger::{Event, Ledger, SpendRecord};
-use crate::policy::{Action, EvmNetwork, Spend};
+use crate::pause::{Pause, with_pause};
+use crate::policy::{self, Action, EvmNetwork, Policy, Spend, Verdict};
 
 /// A prepared request: inputs checked, built, summarised; not yet signed.
 pub(super) struct Prepared {
@@ -159,6 +160,32 @@ fn evm_refusal(e: evm::EvmError) -> Refusal {
 
 /// Signs a prepared request under the engine's lock (`ledger` is the locked ledger: a
 /// Hyperliquid action takes its nonce from it, at `now_ms`).
+/// The whole decision over a prepared request, as `sign` (a new request, or an approved one
+/// being collected: `approved`, the threshold no longer applies) and `dry_run` make it: the
+/// signed policy's rules and caps, then the Hyperliquid rules that need the journal, then the
+/// agent's pause, last, so that nothing decided before it can let a paused agent through.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn decide(
+    policy: &Policy,
+    ledger: &Ledger,
+    pause: Option<&Pause>,
+    agent: &AgentId,
+    intent: &Intent,
+    prepared: &Prepared,
+    key: &AgentKey,
+    now: u64,
+    approved: bool,
+) -> Verdict {
+    let decided = if approved {
+        policy::decide_approved(policy, ledger, agent, intent, &prepared.spends, now)
+    } else {
+        policy::decide(policy, ledger, agent, intent, &prepared.spends, now)
+    };
+    let decided =
+        super::hyperliquid::with_hyperliquid_rules(decided, ledger, agent, prepared, key, approved);
+    with_pause(decided, pause, ledger, agent, intent)
+}
+
 pub(super) fn sign_prepared(
     r: &SignRequest,
     digest: &str,

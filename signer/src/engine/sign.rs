@@ -8,13 +8,11 @@
 
 use vigil_protocol::{ErrorKind, NeedsApproval, SignRequest, SignResult, Signed};
 
-use super::hyperliquid::with_hyperliquid_rules;
-use super::prepare::{Prepared, sign_prepared};
+use super::prepare::{Prepared, decide, sign_prepared};
 use super::{Engine, Inner, Refusal};
 use crate::approval::{ApprovalRequest, Approvals, new_approval_id};
 use crate::ledger::{Event, Ledger, Remembered, intent_digest};
-use crate::pause::with_pause;
-use crate::policy::{self, Verdict};
+use crate::policy::Verdict;
 
 impl Engine {
     /// The result of a request signed earlier, read back from its `signed` entry at `seq` in
@@ -100,26 +98,16 @@ impl Engine {
                         Ok(grant) => {
                             // Decided again at collection: a pause set after the grant
                             // refuses it (the grant stays until its deadline).
-                            let verdict = with_pause(
-                                with_hyperliquid_rules(
-                                    policy::decide_approved(
-                                        &self.policy,
-                                        &*ledger,
-                                        &r.agent,
-                                        &r.intent,
-                                        &prepared.spends,
-                                        now,
-                                    ),
-                                    ledger,
-                                    &r.agent,
-                                    &prepared,
-                                    key,
-                                    true,
-                                ),
-                                pause,
+                            let verdict = decide(
+                                &self.policy,
                                 ledger,
+                                pause,
                                 &r.agent,
                                 &r.intent,
+                                &prepared,
+                                key,
+                                now,
+                                true,
                             );
                             let signed = match verdict {
                                 Verdict::Deny { rule, message } => Err(Refusal {
@@ -169,26 +157,16 @@ impl Engine {
                 _ => {
                     // New request (or one whose approval has lapsed): decide now.
                     ledger.forget(&r.agent, &r.idempotency_key);
-                    let verdict = with_pause(
-                        with_hyperliquid_rules(
-                            policy::decide(
-                                &self.policy,
-                                &*ledger,
-                                &r.agent,
-                                &r.intent,
-                                &prepared.spends,
-                                now,
-                            ),
-                            ledger,
-                            &r.agent,
-                            &prepared,
-                            key,
-                            false,
-                        ),
-                        pause,
+                    let verdict = decide(
+                        &self.policy,
                         ledger,
+                        pause,
                         &r.agent,
                         &r.intent,
+                        &prepared,
+                        key,
+                        now,
+                        false,
                     );
                     ledger.note_request(&r.agent, now);
                     match verdict {
