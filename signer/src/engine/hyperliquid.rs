@@ -14,7 +14,7 @@ use crate::chains::hyperliquid::HlNetwork;
 use crate::chains::hyperliquid::build::{self, PlanError, Planned, Signer};
 use crate::keys::Secp256k1Key;
 use crate::ledger::{HlSigned, Ledger};
-use crate::policy::{Action, Spend, Verdict};
+use crate::policy::{Spend, Verdict};
 
 /// A planned Hyperliquid action and the network table's signing chain.
 pub(super) struct HlBuilt {
@@ -43,21 +43,7 @@ impl Engine {
                 "a Hyperliquid request takes only context.perp_position: the signer sets the nonce itself",
             ));
         }
-        let action = Action::of(intent);
-        let allowed = self
-            .policy
-            .agents
-            .get(agent)
-            .is_some_and(|rules| rules.actions.contains(&action));
-        if !allowed {
-            return Err(Refusal {
-                kind: ErrorKind::PolicyDenied,
-                rule: Some(Rule::ActionNotAllowed),
-                message: format!(
-                    "agent {agent} may not {action}; add the action to the policy at the next ceremony"
-                ),
-            });
-        }
+        self.check_action(agent, intent)?;
         let (_, network) = intent.chain_network();
         let net = self.policy.hyperliquid_network(network).ok_or_else(|| {
             Refusal::internal(format!(

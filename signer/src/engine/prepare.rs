@@ -89,6 +89,27 @@ impl Engine {
         }
     }
 
+    /// The action allowlist, checked before a network's table is read (as the decision orders
+    /// it): an agent that may not use an action learns nothing of the table from its refusal.
+    pub(super) fn check_action(&self, agent: &AgentId, intent: &Intent) -> Result<(), Refusal> {
+        let action = Action::of(intent);
+        let allowed = self
+            .policy
+            .agents
+            .get(agent)
+            .is_some_and(|rules| rules.actions.contains(&action));
+        if allowed {
+            return Ok(());
+        }
+        Err(Refusal {
+            kind: ErrorKind::PolicyDenied,
+            rule: Some(vigil_protocol::Rule::ActionNotAllowed),
+            message: format!(
+                "agent {agent} may not {action}; add the action to the policy at the next ceremony"
+            ),
+        })
+    }
+
     fn prepare_evm(
         &self,
         agent: &AgentId,
@@ -102,23 +123,7 @@ impl Engine {
                 "context.recent_blockhash is Solana's: an EVM request takes nonce, gas_limit, max_fee_per_gas and max_priority_fee_per_gas",
             ));
         }
-        // The action allowlist first, as the decision orders it: an agent that may not use
-        // an action learns nothing of the network's table from its refusal.
-        let action = Action::of(intent);
-        let allowed = self
-            .policy
-            .agents
-            .get(agent)
-            .is_some_and(|rules| rules.actions.contains(&action));
-        if !allowed {
-            return Err(Refusal {
-                kind: ErrorKind::PolicyDenied,
-                rule: Some(vigil_protocol::Rule::ActionNotAllowed),
-                message: format!(
-                    "agent {agent} may not {action}; add the action to the policy at the next ceremony"
-                ),
-            });
-        }
+        self.check_action(agent, intent)?;
         let (_, network) = intent.chain_network();
         let net = self.policy.evm_network(network).ok_or_else(|| {
             Refusal::internal(format!(
