@@ -139,16 +139,7 @@ pub(crate) fn check(
     if action == Action::Hold {
         return Ok(None);
     }
-    if !profile.allowed_actions.contains(&action) {
-        return Err(refuse(
-            RiskRule::ActionNotAllowed,
-            format!(
-                "action {action} is not in this agent's allowed actions ({}); choose one of \
-                 those, or the operator adds it to the agent's risk profile",
-                list_actions(profile)
-            ),
-        ));
-    }
+    allowed_action(profile, action)?;
     let (Some(asset), Some(to), Some(amount)) = (&decision.asset, &decision.to, decision.amount)
     else {
         return Err(refuse(
@@ -233,6 +224,21 @@ pub(crate) fn resolve_peer<'p>(to: &str, peers: &'p [Peer]) -> Option<&'p Peer> 
 
 pub(crate) fn refuse(rule: RiskRule, message: String) -> RiskRefusal {
     RiskRefusal { rule, message }
+}
+
+/// Refuses an action the agent's risk profile does not allow, naming the ones it does.
+pub(crate) fn allowed_action(profile: &RiskProfile, action: Action) -> Result<(), RiskRefusal> {
+    if profile.allowed_actions.contains(&action) {
+        return Ok(());
+    }
+    Err(refuse(
+        RiskRule::ActionNotAllowed,
+        format!(
+            "action {action} is not in this agent's allowed actions ({}); choose one of \
+             those, or the operator adds it to the agent's risk profile",
+            list_actions(profile)
+        ),
+    ))
 }
 
 pub(crate) fn list_actions(profile: &RiskProfile) -> String {

@@ -28,7 +28,7 @@ use vigil_protocol::{
 };
 
 use super::risk::within_fraction;
-use super::risk::{RiskRefusal, RiskRule, list_actions, list_peers, refuse, resolve_peer};
+use super::risk::{RiskRefusal, RiskRule, allowed_action, list_peers, refuse, resolve_peer};
 use super::schema::{Action, AgentDecision};
 use crate::chains::evm_rpc::AccountData;
 use crate::config::RiskProfile;
@@ -97,16 +97,7 @@ pub(crate) fn check_evm(
     view: &EvmView,
 ) -> Result<EvmChecked, RiskRefusal> {
     let action = decision.action;
-    if !profile.allowed_actions.contains(&action) {
-        return Err(refuse(
-            RiskRule::ActionNotAllowed,
-            format!(
-                "action {action} is not in this agent's allowed actions ({}); choose one of \
-                 those, or the operator adds it to the agent's risk profile",
-                list_actions(profile)
-            ),
-        ));
-    }
+    allowed_action(profile, action)?;
     let (Some(asset), Some(amount)) = (decision.asset, decision.amount) else {
         return Err(refuse(
             RiskRule::Incomplete,

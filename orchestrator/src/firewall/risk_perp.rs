@@ -28,7 +28,7 @@ use vigil_protocol::{
     PerpPosition, Side,
 };
 
-use super::risk::{RiskRefusal, RiskRule, list_actions, refuse};
+use super::risk::{RiskRefusal, RiskRule, allowed_action, refuse};
 use super::schema::{AgentDecision, PerpDecision};
 use crate::config::{PerpRisk, RiskProfile};
 use fixed::Fx;
@@ -105,16 +105,7 @@ pub(crate) fn check_perp(
     view: &PerpView,
 ) -> Result<PerpChecked, RiskRefusal> {
     let action = decision.action;
-    if !profile.allowed_actions.contains(&action) {
-        return Err(refuse(
-            RiskRule::ActionNotAllowed,
-            format!(
-                "action {action} is not in this agent's allowed actions ({}); choose one of \
-                 those, or the operator adds it to the agent's risk profile",
-                list_actions(profile)
-            ),
-        ));
-    }
+    allowed_action(profile, action)?;
     let (Some(coin), Some(perp)) = (decision.asset, decision.perp.as_ref()) else {
         return Err(refuse(
             RiskRule::Incomplete,
