@@ -14,6 +14,7 @@ mod chains;
 mod config;
 mod cost;
 mod firewall;
+mod json_fields;
 mod llm;
 mod operator;
 mod pipeline;

@@ -16,10 +16,11 @@
 
 use std::fmt;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use vigil_protocol::{Amount, AssetSymbol, truncate};
+
+use crate::json_fields::Fields;
 
 /// The largest reply parsed; anything longer is rejected unread.
 pub(crate) const MAX_REPLY_BYTES: usize = 16 * 1024;
@@ -355,32 +356,9 @@ fn strip_one_fence(reply: &str) -> &str {
     }
 }
 
-/// The keys of one JSON object, in order, with duplicates kept so they can be refused.
-struct Fields(Vec<(String, Value)>);
-
-impl<'de> Deserialize<'de> for Fields {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct FieldsVisitor;
-        impl<'de> Visitor<'de> for FieldsVisitor {
-            type Value = Fields;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-                let mut out = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, Value>()? {
-                    out.push((k, v));
-                }
-                Ok(Fields(out))
-            }
-        }
-        d.deserialize_map(FieldsVisitor)
-    }
-}
-
 /// Parses `body` as exactly one JSON object and nothing after it.
 fn parse_one_object(body: &str) -> Result<Vec<(String, Value)>, SchemaError> {
-    let mut stream = serde_json::Deserializer::from_str(body).into_iter::<Fields>();
+    let mut stream = serde_json::Deserializer::from_str(body).into_iter::<Fields<Value>>();
     let fields = match stream.next() {
         Some(Ok(fields)) => fields,
         Some(Err(e)) => return Err(SchemaError::Json(e.to_string())),

@@ -11,12 +11,11 @@
 use std::fmt;
 
 use base64::Engine as _;
-use serde::Deserialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::super::jsonrpc::{RpcError, quote_str};
+use crate::json_fields::Fields;
 
 /// The largest body accepted from the signer (an order action is a few hundred bytes).
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -78,7 +77,7 @@ impl SignedAction {
             )));
         }
         let text = std::str::from_utf8(&body).map_err(|_| bad("the body is not UTF-8".into()))?;
-        let fields: Fields = serde_json::from_str(text)
+        let fields: Fields<Box<RawValue>> = serde_json::from_str(text)
             .map_err(|e| bad(format!("the body is not one JSON object ({e})")))?;
         let mut action = None;
         let mut nonce = None;
@@ -157,29 +156,6 @@ fn bad(why: String) -> RpcError {
     RpcError::BadInput(format!(
         "the signed Hyperliquid action cannot be posted: {why}; nothing was sent"
     ))
-}
-
-/// The top-level keys of one JSON object, in order, duplicates kept so they can be refused.
-struct Fields(Vec<(String, Box<RawValue>)>);
-
-impl<'de> Deserialize<'de> for Fields {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct FieldsVisitor;
-        impl<'de> Visitor<'de> for FieldsVisitor {
-            type Value = Fields;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-                let mut out = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
-                    out.push((k, v));
-                }
-                Ok(Fields(out))
-            }
-        }
-        d.deserialize_map(FieldsVisitor)
-    }
 }
 
 #[cfg(test)]
