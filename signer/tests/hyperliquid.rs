@@ -56,15 +56,8 @@ struct World {
 fn start() -> World {
     let s = Signer::with(&["trader"]).policy_toml(&policy()).start();
     let hello = ok(s.client().call(Op::Hello).unwrap());
-    let agent = &hello["agents"][0];
-    let api = agent["network_addresses"]["hyperliquid:testnet"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let master = agent["hyperliquid_masters"]["hyperliquid:testnet"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (api, master) =
+        vigil_testkit::hyperliquid::agent_addresses(&hello, 0, "hyperliquid:testnet");
     assert_ne!(api, master);
     assert_eq!(api, api.to_lowercase(), "the exchange's lowercase form");
     let exchange = Exchange::start(&[(&master, "10000", &[&api])]);

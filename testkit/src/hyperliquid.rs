@@ -21,6 +21,22 @@ fn peer_dir() -> PathBuf {
     crate::anvil::peers_dir().join("hyperliquid")
 }
 
+/// The agent's two Hyperliquid addresses on `network` (e.g. `hyperliquid:testnet`) from the
+/// signer's `hello` result: the API wallet (`network_addresses`) and the master account
+/// (`hyperliquid_masters`), both in the exchange's lowercase form.
+pub fn agent_addresses(hello: &Value, agent: usize, network: &str) -> (String, String) {
+    let a = &hello["agents"][agent];
+    let text = |v: &Value, what: &str| {
+        v.as_str()
+            .unwrap_or_else(|| panic!("hello names no {what} for {network}: {a}"))
+            .to_owned()
+    };
+    (
+        text(&a["network_addresses"][network], "API wallet"),
+        text(&a["hyperliquid_masters"][network], "master"),
+    )
+}
+
 /// The venv's Python, or a failure saying how to install it.
 pub fn python() -> PathBuf {
     let python = peer_dir().join(".venv/bin/python");

@@ -20,7 +20,7 @@ use vigil_protocol::{AgentId, Op};
 use vigil_testkit::Signer;
 use vigil_testkit::alerts::Alerts;
 use vigil_testkit::config::{AgentSpec, ConfigBuilder, PerpSpec};
-use vigil_testkit::hyperliquid::Exchange;
+use vigil_testkit::hyperliquid::{self, Exchange};
 use vigil_testkit::requests::ok;
 use vigil_testkit::script::{Reply, Script};
 
@@ -54,15 +54,7 @@ impl World {
     fn start() -> World {
         let signer = Signer::with(&[AGENT]).policy_toml(POLICY).start();
         let hello = ok(signer.client().call(Op::Hello).unwrap());
-        let agent = &hello["agents"][0];
-        let api = agent["network_addresses"]["hyperliquid:testnet"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let master = agent["hyperliquid_masters"]["hyperliquid:testnet"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let (api, master) = hyperliquid::agent_addresses(&hello, 0, "hyperliquid:testnet");
         let exchange = Exchange::start_with(
             &[(&master, "10000", &[&api])],
             &json!({"require_canonical": true}),
