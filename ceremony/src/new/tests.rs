@@ -449,28 +449,47 @@ fn policy_sign_uses_the_kept_key_and_refuses_without_one() {
     assert!(err.to_string().contains("needs a new ceremony"), "{err}");
 }
 
-#[test]
-fn an_evm_network_gets_secp256k1_keys_the_signer_accepts() {
-    let out = tempfile::tempdir().unwrap();
-    let mut c = ceremony(out.path(), false);
-    c.config = CeremonyConfig::parse(
-        "operator = \"alice\"\n[agents.trader]\nchains = [\"solana\", \"evm\"]\n[agents.sentinel]\nchains = [\"solana\"]\n",
-    )
+/// A ceremony whose trader also has `chain`, its policy moved from Solana mainnet to
+/// `network` with `actions`, and `extra` (that network's assets and table) appended.
+fn trader_also_on(
+    out: &Path,
+    chain: &str,
+    network: &str,
+    actions: &str,
+    extra: &str,
+) -> NewCeremony {
+    let mut c = ceremony(out, false);
+    c.config = CeremonyConfig::parse(&format!(
+        "operator = \"alice\"\n[agents.trader]\nchains = [\"solana\", \"{chain}\"]\n[agents.sentinel]\nchains = [\"solana\"]\n"
+    ))
     .unwrap();
     let policy = policy_text()
         .replace(
             "networks = [\"solana:devnet\", \"solana:mainnet\"]",
-            "networks = [\"solana:devnet\", \"evm:devnet\"]",
+            &format!("networks = [\"solana:devnet\", \"{network}\"]"),
         )
         .replace(
             "actions = [\"transfer\"]",
-            "actions = [\"transfer\", \"aave_supply\"]",
+            &format!("actions = [{actions}]"),
         )
-        + "[agents.trader.assets.ETH]\nchain = \"evm\"\nper_tx_cap = \"10\"\nvelocity_24h = \"100\"\napproval_threshold = \"5\"\n\
+        + extra;
+    c.policy_bytes = policy.into_bytes();
+    c
+}
+
+#[test]
+fn an_evm_network_gets_secp256k1_keys_the_signer_accepts() {
+    let out = tempfile::tempdir().unwrap();
+    let c = trader_also_on(
+        out.path(),
+        "evm",
+        "evm:devnet",
+        "\"transfer\", \"aave_supply\"",
+        "[agents.trader.assets.ETH]\nchain = \"evm\"\nper_tx_cap = \"10\"\nvelocity_24h = \"100\"\napproval_threshold = \"5\"\n\
            [networks.\"evm:devnet\"]\nchain_id = 31337\ngenesis_hash = \"0x0707070707070707070707070707070707070707070707070707070707070707\"\n\
            max_gas_limit = 500000\nmax_fee_per_gas = \"100000000000\"\naave_pool = \"0x1111111111111111111111111111111111111111\"\n\
-           [networks.\"evm:devnet\".tokens.USDC]\naddress = \"0x2222222222222222222222222222222222222222\"\ndecimals = 6\napprove_zero_first = true\n";
-    c.policy_bytes = policy.into_bytes();
+           [networks.\"evm:devnet\".tokens.USDC]\naddress = \"0x2222222222222222222222222222222222222222\"\ndecimals = 6\napprove_zero_first = true\n",
+    );
     let mut op = Scripted::new();
     let outcome = run(&c, &pass(), &mut op).unwrap();
     assert!(listing(out.path()).contains(&"keystore/agent.trader.evm.devnet.key".to_owned()));
@@ -514,23 +533,14 @@ fn an_evm_network_gets_secp256k1_keys_the_signer_accepts() {
 #[test]
 fn a_hyperliquid_network_gets_an_api_wallet_and_a_master_key() {
     let out = tempfile::tempdir().unwrap();
-    let mut c = ceremony(out.path(), false);
-    c.config = CeremonyConfig::parse(
-        "operator = \"alice\"\n[agents.trader]\nchains = [\"solana\", \"hyperliquid\"]\n[agents.sentinel]\nchains = [\"solana\"]\n",
-    )
-    .unwrap();
-    let policy = policy_text()
-        .replace(
-            "networks = [\"solana:devnet\", \"solana:mainnet\"]",
-            "networks = [\"solana:devnet\", \"hyperliquid:testnet\"]",
-        )
-        .replace(
-            "actions = [\"transfer\"]",
-            "actions = [\"transfer\", \"perp_order\", \"perp_leverage\"]",
-        )
-        + "[agents.trader.assets.ETH]\nchain = \"hyperliquid\"\nper_tx_cap = \"2000000000\"\nvelocity_24h = \"10000000000\"\napproval_threshold = \"1000000000\"\n\
-           [networks.\"hyperliquid:testnet\"]\nperps.ETH = { coin = \"ETH\", index = 1, sz_decimals = 4, max_leverage = 5, max_position_notional = \"5000000000\" }\n";
-    c.policy_bytes = policy.into_bytes();
+    let c = trader_also_on(
+        out.path(),
+        "hyperliquid",
+        "hyperliquid:testnet",
+        "\"transfer\", \"perp_order\", \"perp_leverage\"",
+        "[agents.trader.assets.ETH]\nchain = \"hyperliquid\"\nper_tx_cap = \"2000000000\"\nvelocity_24h = \"10000000000\"\napproval_threshold = \"1000000000\"\n\
+           [networks.\"hyperliquid:testnet\"]\nperps.ETH = { coin = \"ETH\", index = 1, sz_decimals = 4, max_leverage = 5, max_position_notional = \"5000000000\" }\n",
+    );
     let mut op = Scripted::new();
     let outcome = run(&c, &pass(), &mut op).unwrap();
     let files = listing(out.path());
