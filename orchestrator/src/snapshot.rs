@@ -12,6 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
+use std::os::unix::fs::PermissionsExt;
+
 use rusqlite::{Connection, OpenFlags};
 
 /// Why a snapshot was not made. Nothing is left at the output path in any of these cases.
@@ -68,6 +70,8 @@ pub fn snapshot(state: &Path, out: &Path) -> Result<Snapshot, SnapshotError> {
         }
     };
     let finish = || -> std::io::Result<u64> {
+        // As private as the state itself (the daemon opens only a 0600 file).
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
         let f = std::fs::File::open(&tmp)?;
         f.sync_all()?;
         let bytes = f.metadata()?.len();
@@ -167,6 +171,7 @@ mod tests {
         assert_eq!(snap.tables, vec![("t".into(), 500), ("u".into(), 0)]);
         assert_eq!(table_counts(&out).unwrap(), snap.tables);
         assert!(snap.bytes > 0);
+        assert_eq!(out.metadata().unwrap().permissions().mode() & 0o777, 0o600);
         // No temp file left beside it.
         let names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
