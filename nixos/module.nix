@@ -156,8 +156,49 @@ in
     };
   };
 
+  options.services.vigil.backup = {
+    enable = lib.mkOption {
+      type = lib.types.bool;
+      default = false;
+      description = ''
+        Nightly encrypted offsite backups with restic (vigil-backup.timer): the orchestrator's
+        state, the signer's journal with its verified head, the signed policy and /etc/vigil;
+        never the keystore, the credentials or the repository password (docs/operations.md).
+      '';
+    };
+    repository = lib.mkOption {
+      type = lib.types.str;
+      default = "";
+      example = "rest:https://backup.example.net/vigil/";
+      description = ''
+        The restic repository (RESTIC_REPOSITORY). Use an append-only one (rest-server or
+        `rclone serve restic --append-only`) so a compromised appliance cannot delete history.
+      '';
+    };
+    passwordFile = lib.mkOption {
+      type = lib.types.path;
+      default = "/etc/credstore.encrypted/vigil-backup-password";
+      description = ''
+        The repository password, encrypted with `systemd-creds encrypt`; loaded as the
+        credential `vigil-backup-password`. Outside every backed-up path.
+      '';
+    };
+    onCalendar = lib.mkOption {
+      type = lib.types.str;
+      default = "*-*-* 02:00:00";
+      description = "When the backup runs (systemd OnCalendar=), plus a random delay of up to an hour.";
+    };
+  };
+
   config = lib.mkIf cfg.enable {
     assertions = [
+      {
+        assertion = !cfg.backup.enable || cfg.backup.repository != "";
+        message = ''
+          services.vigil.backup.enable is set but services.vigil.backup.repository is empty:
+          name the restic repository, e.g. "rest:https://backup.example.net/vigil/".
+        '';
+      }
       {
         assertion = cfg.operators != [ ];
         message = ''
@@ -271,6 +312,23 @@ in
         ""
         "vigil-approver-bot-token:${cfg.approver.botToken}"
       ];
+    };
+    environment.etc."vigil/backup.env" = lib.mkIf cfg.backup.enable {
+      text = ''
+        RESTIC_REPOSITORY=${cfg.backup.repository}
+        VIGIL_ORCHESTRATOR_DB=${cfg.settings.state_db}
+      '';
+    };
+    systemd.services.vigil-backup = lib.mkIf cfg.backup.enable {
+      path = [ pkgs.restic pkgs.coreutils pkgs.findutils pkgs.gnused ];
+      serviceConfig.LoadCredentialEncrypted = [
+        ""
+        "vigil-backup-password:${cfg.backup.passwordFile}"
+      ];
+    };
+    systemd.timers.vigil-backup = lib.mkIf cfg.backup.enable {
+      wantedBy = [ "timers.target" ];
+      timerConfig.OnCalendar = [ "" cfg.backup.onCalendar ];
     };
     systemd.services.vigil-orchestrator = {
       wantedBy = [ "multi-user.target" ];

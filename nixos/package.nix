@@ -32,6 +32,8 @@ rustPlatform.buildRustPackage {
 
   postInstall = ''
     rm -f $out/bin/vigil-sandbox-probe $out/bin/vigil-approver-probe
+    # The backup driver (POSIX sh; restic comes from the unit's PATH, set by the module).
+    install -m 0755 ${../systemd/bin/vigil-backup} $out/bin/vigil-backup
     mkdir -p $out/share/doc/vigil
     cp ${../docs}/*.md $out/share/doc/vigil/
   '';

@@ -11,6 +11,7 @@
   vigil-signer = "vigil";
   vigil-orchestrator = "vigil";
   vigil-approver = "vigil";
+  vigil-backup = "vigil";
   mount = "util-linux";
   umount = "util-linux";
   mkdir = "coreutils";

@@ -2,7 +2,7 @@
 # Checks Vigil's systemd units in systemd/:
 # 1. `systemd-analyze security --offline=true` rates each service's exposure at or below
 #    its ceiling: the signer 1.0 (no network, nothing but its state dir), the orchestrator
-#    2.5 (it needs the network), the approver 1.5 (the Bot API only), the USB import and the health check 1.0;
+#    2.5 (it needs the network), the approver 1.5 (the Bot API only), the USB import and the health check 1.0, the backup 2.0 (network to its repository only);
 # 2. `systemd-analyze verify` is clean (no output at all) for every unit, the template
 #    checked as the instance vigil-import@sdb1.service.
 # Installs nothing (tests/run provides systemd's tools and nix-instantiate, which reads the table).
@@ -57,6 +57,7 @@ declare -A ceiling=(
     [vigil-approver.service]=1.5
     [vigil-import@sdb1.service]=1.0
     [vigil-health.service]=1.0
+    [vigil-backup.service]=2.0
 )
 for f in "$tmp"/*.service; do
     unit="$(basename "$f")"
@@ -65,7 +66,7 @@ for f in "$tmp"/*.service; do
 done
 
 # 2. verify, all units together (so Requires=/After= between them resolve).
-verify="$(cd "$tmp" && systemd-analyze verify --man=no ./*.socket ./*.service 2>&1)" || {
+verify="$(cd "$tmp" && systemd-analyze verify --man=no ./*.socket ./*.service ./*.timer 2>&1)" || {
     printf '%s\n' "$verify"; echo "FAIL: systemd-analyze verify"; fail=1; }
 # verify exits 0 on warnings (unknown keys, odd user names): any output is a finding.
 if [ -n "$verify" ]; then

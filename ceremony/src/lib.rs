@@ -7,6 +7,7 @@
 //!
 //! The keystore, policy and manifest formats are the signer's own (`vigil_signer::keystore`,
 //! `vigil_signer::policy`, `vigil_signer::import::manifest`): nothing is re-implemented here.
+//! `restore` rebuilds a keystore from the paper backup.
 
 #![forbid(unsafe_code)]
 
@@ -19,5 +20,6 @@ pub mod output;
 pub mod passphrase;
 pub mod policy_sign;
 pub mod qr;
+pub mod restore;
 
 pub use error::CeremonyError;

@@ -1,5 +1,5 @@
-//! The `vigil-ceremony` command: `new` (the key ceremony) and `policy sign` (a new policy
-//! signed with a kept policy key). The terminal side lives here: prompts, the QR code, the
+//! The `vigil-ceremony` command: `new` (the key ceremony), `restore` (a keystore rebuilt from
+//! the paper backup) and `policy sign` (a new policy signed with a kept policy key). The terminal side lives here: prompts, the QR code, the
 //! progress indicator while scrypt runs, and the paper backup, which is printed and never
 //! written. Guide: `docs/key-ceremony.md`.
 //!
@@ -25,9 +25,10 @@ use vigil_ceremony::backup::Backup;
 use vigil_ceremony::config::CeremonyConfig;
 use vigil_ceremony::network::AirGap;
 use vigil_ceremony::new::{self, NewCeremony, Operator};
-use vigil_ceremony::{CeremonyError, output, passphrase, policy_sign};
+use vigil_ceremony::{CeremonyError, output, passphrase, policy_sign, restore};
 use vigil_signer::import::manifest;
 use vigil_signer::keystore::KdfParams;
+use zeroize::Zeroizing;
 
 /// The Vigil key ceremony: run it on an air-gapped machine booted from the ceremony image.
 #[derive(Debug, Parser)]
@@ -77,6 +78,38 @@ enum Command {
         #[arg(long, hide = true)]
         insecure_test_sysfs: Option<PathBuf>,
     },
+    /// Rebuild a keystore from the paper backup (Shamir shares or BIP39 words), offline.
+    Restore {
+        /// What the ceremony printed (its `--backup`): shamir or bip39.
+        #[arg(long)]
+        from: PaperKind,
+        /// The ceremony's manifest.json (public: the stick's, or the copy kept with the papers).
+        #[arg(long)]
+        manifest: PathBuf,
+        /// The directory that receives keystore/ (must not hold one).
+        #[arg(long)]
+        out: PathBuf,
+        /// Shamir: how many shares the backup needs (its first line: "any K of N").
+        #[arg(long)]
+        threshold: Option<u8>,
+        /// FOR TESTS AND AUTOMATION ONLY: a share (shamir) or one key's 24 words (bip39) from
+        /// this 0600 file instead of the terminal; repeat for each.
+        #[arg(long = "paper-file")]
+        paper_files: Vec<PathBuf>,
+        /// Run even though a network interface is up.
+        #[arg(long)]
+        i_know_this_is_online: bool,
+        /// FOR TESTS AND AUTOMATION ONLY: the new keystore passphrase from this 0600 file.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// INSECURE, TESTS ONLY: cheap scrypt parameters (log_n=10). Never for real keys.
+        #[arg(long, hide = true)]
+        insecure_test_kdf: bool,
+        /// INSECURE, TESTS ONLY: the network's state from this directory (as for `new`).
+        #[cfg(feature = "insecure-test-hooks")]
+        #[arg(long, hide = true)]
+        insecure_test_sysfs: Option<PathBuf>,
+    },
     /// Policy changes with a kept policy key.
     Policy {
         #[command(subcommand)]
@@ -98,6 +131,15 @@ enum PolicyCommand {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
+}
+
+/// Which paper backup `restore` reads.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum PaperKind {
+    /// Shamir shares (`--backup shamir:K-of-N`).
+    Shamir,
+    /// 24 BIP39 words per key (`--backup bip39`).
+    Bip39,
 }
 
 fn main() -> ExitCode {
@@ -186,6 +228,67 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Restore {
+            from,
+            manifest,
+            out,
+            threshold,
+            paper_files,
+            i_know_this_is_online,
+            passphrase_file,
+            insecure_test_kdf,
+            #[cfg(feature = "insecure-test-hooks")]
+            insecure_test_sysfs,
+        } => {
+            let air_gap = AirGap::new(i_know_this_is_online);
+            #[cfg(feature = "insecure-test-hooks")]
+            let air_gap = match insecure_test_sysfs {
+                Some(sys) => AirGap::insecure_test_reading(&sys, i_know_this_is_online),
+                None => air_gap,
+            };
+            air_gap.check()?;
+            restore::check_out(&out)?;
+            let bytes = output::read_bounded(&manifest, vigil_signer::policy::MAX_POLICY_LEN)?;
+            let (m, digest) = restore::read_manifest(&bytes)?;
+            println!(
+                "Manifest digest {}, policy key {}: compare them with the ceremony record.",
+                manifest::group(&digest),
+                m.policy_key.fingerprint
+            );
+            let paper = read_paper(from, threshold, &paper_files, &m)?;
+            let keys = restore::rebuild(&m, &paper)?;
+            drop(paper);
+            println!(
+                "The paper backup gives every key of the manifest ({}).",
+                keys.len()
+            );
+            let mut context: Vec<String> = vec!["vigil".to_owned()];
+            context.extend(keys.iter().map(|k| k.info.agent.to_string()));
+            let context: Vec<&str> = context.iter().map(String::as_str).collect();
+            let pass = read_passphrase(passphrase_file.as_deref(), &context)?;
+            if !std::io::stdout().is_terminal() {
+                return Err(not_a_terminal().into());
+            }
+            let (kdf, weak) = if insecure_test_kdf {
+                eprintln!("WARNING: --insecure-test-kdf: cheap scrypt parameters, for tests only.");
+                (KdfParams::INSECURE_DEV, true)
+            } else {
+                (KdfParams::PRODUCTION, false)
+            };
+            let job = restore::Restore {
+                out,
+                manifest: m,
+                air_gap,
+                kdf,
+                insecure_weak_kdf: weak,
+            };
+            let dir = restore::run(&job, &keys, &pass, &mut Terminal::default())?;
+            println!(
+                "Keystore restored to {}: every address matches the manifest. Install it as docs/key-ceremony.md (Restore) says.",
+                dir.display()
+            );
+            Ok(())
+        }
         Command::Policy {
             command:
                 PolicyCommand::Sign {
@@ -225,6 +328,65 @@ fn not_a_terminal() -> CeremonyError {
 fn clear_screen() {
     print!("\x1b[H\x1b[2J\x1b[3J");
     let _ = std::io::stdout().flush();
+}
+
+/// The paper backup: from the files given (tests), else typed without echo: `threshold`
+/// shares, or the words of each key of the manifest.
+fn read_paper(
+    from: PaperKind,
+    threshold: Option<u8>,
+    files: &[PathBuf],
+    m: &manifest::Manifest,
+) -> Result<restore::PaperBackup, CeremonyError> {
+    let from_file = |path: &PathBuf| -> Result<Zeroizing<String>, CeremonyError> {
+        vigil_signer::keystore::check_private_file(path)?;
+        let bytes = Zeroizing::new(output::read_bounded(path, 64 * 1024)?);
+        std::str::from_utf8(&bytes)
+            .map(|s| Zeroizing::new(s.to_owned()))
+            .map_err(|_| CeremonyError::Other(format!("{} is not text", path.display())))
+    };
+    let typed = |prompt: &str| -> Result<Zeroizing<String>, CeremonyError> {
+        rpassword::prompt_password(prompt)
+            .map(Zeroizing::new)
+            .map_err(|e| CeremonyError::Other(format!("cannot read from the terminal: {e}")))
+    };
+    match from {
+        PaperKind::Shamir => {
+            let threshold = threshold.ok_or_else(|| {
+                CeremonyError::Other(
+                    "--from shamir needs --threshold K: the K of \"any K of N\" printed at the top of the backup".into(),
+                )
+            })?;
+            let shares = if files.is_empty() {
+                println!(
+                    "Type each share as written on its paper (not shown; spaces and line breaks do not matter)."
+                );
+                (1..=threshold)
+                    .map(|i| typed(&format!("Share {i} of the {threshold} needed: ")))
+                    .collect::<Result<_, _>>()?
+            } else {
+                files.iter().map(from_file).collect::<Result<_, _>>()?
+            };
+            Ok(restore::PaperBackup::Shamir { threshold, shares })
+        }
+        PaperKind::Bip39 => {
+            let phrases = if files.is_empty() {
+                println!("Type the 24 words of each key as written on the paper (not shown).");
+                m.agents
+                    .iter()
+                    .map(|a| {
+                        typed(&format!(
+                            "Words of agent {} ({} {}): ",
+                            a.agent, a.chain, a.address
+                        ))
+                    })
+                    .collect::<Result<_, _>>()?
+            } else {
+                files.iter().map(from_file).collect::<Result<_, _>>()?
+            };
+            Ok(restore::PaperBackup::Bip39 { phrases })
+        }
+    }
 }
 
 /// Words an attacker tries first: the operator's and the agents' names.

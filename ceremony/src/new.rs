@@ -331,8 +331,8 @@ fn recheck(air_gap: &AirGap, seen: &mut Vec<String>) -> Result<(), CeremonyError
 }
 
 /// Shows the QR code and asks for a current code, up to [`ENROL_ATTEMPTS`] times; then the
-/// secret goes off the screen, whatever the outcome.
-fn enrol(
+/// secret goes off the screen, whatever the outcome. Also `restore`'s enrolment.
+pub fn enrol(
     secret: &Zeroizing<Vec<u8>>,
     account: &str,
     op: &mut dyn Operator,

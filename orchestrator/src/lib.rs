@@ -20,6 +20,7 @@ mod operator;
 mod pipeline;
 mod scheduler;
 mod signer_client;
+pub mod snapshot;
 mod store;
 mod telegram;
 

@@ -26,7 +26,10 @@ install_units() {
     local prefix="$1" vigil_bin="$2" root="$3" args=() name provider
     while read -r name provider; do
         [ -n "$name" ] || continue
-        if [ "$provider" = vigil ]; then
+        if [ "$provider" = vigil ] && [ ! -e "$vigil_bin/$name" ] && [ -x "$units_repo/systemd/bin/$name" ]; then
+            # A script the package installs from systemd/bin/ (vigil-backup), not built by cargo.
+            args+=("$name=$units_repo/systemd/bin/$name")
+        elif [ "$provider" = vigil ]; then
             args+=("$name=$vigil_bin/$name")
         elif [ -x "$root/usr/bin/$name" ]; then
             args+=("$name=/usr/bin/$name")

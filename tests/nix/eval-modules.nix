@@ -29,6 +29,7 @@ let
     credentials = { keystorePassphrase = "/k"; telegramBotToken = "/t"; extra = { }; };
     settings = { };
     approver = { enable = true; operators = [ 42 ]; botToken = "/a"; settings = { }; };
+    backup = { enable = false; repository = ""; passwordFile = "/b"; onCalendar = "daily"; };
   };
   # The messages of the failing assertions for one config.
   failing = cfg:
@@ -40,6 +41,8 @@ let
     noAgents = failing (base // { agents = [ ]; });
     noApprovers = failing (base // { approver = base.approver // { operators = [ ]; }; });
     noApproverNeeded = failing (base // { approver = base.approver // { enable = false; operators = [ ]; }; });
+    backupWithoutRepository = failing (base // { backup = base.backup // { enable = true; }; });
+    backupWithRepository = failing (base // { backup = base.backup // { enable = true; repository = "rest:http://127.0.0.1:8000/"; }; });
     mainnetWithoutPolicy = failing (base // { chainRpc = { solana = "https://api.mainnet-beta.solana.com"; }; });
     mainnetWithPolicy = failing (base // {
       chainRpc = { solana = "https://api.mainnet-beta.solana.com"; };
@@ -117,6 +120,8 @@ let
     "no approver needs no approver operators" = assertionCases.noApproverNeeded == [ ];
     "mainnet without a signed policy fails, naming signedPolicy" = hasMessage ".*mainnet.*signedPolicy is not set.*" assertionCases.mainnetWithoutPolicy;
     "mainnet with a signed policy passes" = assertionCases.mainnetWithPolicy == [ ];
+    "a backup without a repository fails, naming backup.repository" = hasMessage ".*services.vigil.backup.repository is empty.*" assertionCases.backupWithoutRepository;
+    "a backup with a repository passes" = assertionCases.backupWithRepository == [ ];
     "the files the module copies exist" = b.all b.pathExists [
       ../../systemd/vigil-signer.service
       ../../systemd/vigil-signer.socket

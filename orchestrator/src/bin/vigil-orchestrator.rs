@@ -3,7 +3,8 @@
 //! left half-done, and runs the agents on their schedules until SIGTERM or Ctrl-C. With a
 //! `[telegram]` table and the bot token credential, the Telegram bot runs beside them and
 //! receives the alerts; without the token the bot does not start (the log says why) and
-//! alerts go to standard output and the log.
+//! alerts go to standard output and the log. `vigil-orchestrator snapshot` copies the state
+//! consistently for the backup (`vigil_orchestrator::snapshot`).
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +30,22 @@ struct Cli {
         default_value = "/etc/vigil/orchestrator.toml"
     )]
     config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Copy the SQLite state consistently (safe while the daemon runs), checked with
+    /// `PRAGMA integrity_check`, written atomically; prints the rows per table as JSON.
+    Snapshot {
+        /// The state file (the config's `state_db`).
+        #[arg(long)]
+        state: PathBuf,
+        /// Where the copy goes (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +67,19 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Snapshot { state, out }) = &cli.command {
+        let snap = vigil_orchestrator::snapshot::snapshot(state, out)?;
+        let tables: serde_json::Map<String, serde_json::Value> = snap
+            .tables
+            .iter()
+            .map(|(name, rows)| (name.clone(), (*rows).into()))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"ok": true, "out": snap.path, "bytes": snap.bytes, "tables": tables})
+        );
+        return Ok(());
+    }
     let config =
         Config::load(&cli.config).with_context(|| format!("config {}", cli.config.display()))?;
     let store = Store::open(&config.state_db)
