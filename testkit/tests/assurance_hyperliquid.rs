@@ -128,10 +128,11 @@ fn hl_reply(attack: Attack, variant: usize, stranger_oid: u64) -> (Reply, &'stat
             order("ETH", "buy", "80", "2500"),
             &["layer 2 PerpOrderNotional"][..],
         ),
-        // 2 500 USD: within the agent's 3 000, above the signer's 2 000.
+        // A short of 2 485 USD: within the agent's 3 000 an order, above the signer's 2 000
+        // (a sell, so that the position cap, which the buys reach, does not answer first).
         Attack::AboveThresholdToPeer => (
-            order("ETH", "buy", "1", "2515"),
-            &["layer 3 per_tx_cap", "layer 3 position_notional"][..],
+            order("ETH", "sell", "1", "2485"),
+            &["layer 3 per_tx_cap"][..],
         ),
         // 1 757 USD, the most an order may be; the position cap ends it after two fills.
         Attack::MaxWithinPolicy => (
