@@ -28,6 +28,7 @@ fn profile() -> RiskProfile {
         asset_fraction_bps: BTreeMap::new(),
         min_health_factor_milli: None,
         peers: vec![],
+        deputy: None,
         perps: BTreeMap::from([
             (
                 sym("ETH"),
@@ -36,6 +37,7 @@ fn profile() -> RiskProfile {
                     max_position_micros: 2_000_000_000,
                     leverage: 3,
                     max_slippage_bps: 100,
+                    max_orders_per_minute: 5,
                 },
             ),
             (
@@ -45,6 +47,7 @@ fn profile() -> RiskProfile {
                     max_position_micros: 2_000_000_000,
                     leverage: 3,
                     max_slippage_bps: 100,
+                    max_orders_per_minute: 5,
                 },
             ),
         ]),
@@ -74,7 +77,9 @@ fn view() -> PerpView {
         )]),
         account_value: fx("10000"),
         master: None,
-        opening_held: None,
+        gate: crate::deputy::StateGate::default(),
+        equity: fx("10000"),
+        orders_last_minute: 0,
         taker_fee_ppm: 450,
         paper_slippage_bps: 5,
     }
@@ -111,7 +116,9 @@ fn table_of_perp_decisions() {
     use Side::{Buy, Sell};
     type Want = Result<(&'static str, &'static str), RiskRule>;
     let mut held = view();
-    held.opening_held = Some("the venue shows an ETH position the store does not".into());
+    held.gate = crate::deputy::StateGate::reconciling(
+        "the venue shows an ETH position the store does not".into(),
+    );
     let mut no_mark = view();
     no_mark.marks.clear();
     let mut short = view();
