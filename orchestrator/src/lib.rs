@@ -37,6 +37,8 @@ pub use config::{
     Peer, PerpRisk, ProviderConfig, ProviderKind, RiskProfile, TelegramConfig,
 };
 pub use cost::Prices;
+pub use deputy::report::Figures;
+pub use deputy::{RiskState, StateCause};
 pub use firewall::prompt::UntrustedItem;
 pub use firewall::schema::Action;
 pub use llm::{
