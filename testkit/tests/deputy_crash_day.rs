@@ -23,23 +23,6 @@ use vigil_testkit::script::{Reply, Script};
 
 const AGENT: &str = "trader";
 
-/// ETH: 2 000 USD an order and 5 000 USD of position at the signer.
-const POLICY: &str = r#"version = 1
-[agents.trader]
-actions = ["perp_order", "perp_cancel", "perp_leverage", "perp_schedule_cancel"]
-networks = ["hyperliquid:testnet"]
-recipients = []
-rate_limit_per_minute = 600
-[agents.trader.assets.ETH]
-chain = "hyperliquid"
-per_tx_cap = "2000000000"
-velocity_24h = "100000000000"
-approval_threshold = "2000000000"
-
-[networks."hyperliquid:testnet"]
-perps.ETH = { coin = "ETH", index = 1, sz_decimals = 4, max_leverage = 5, max_position_notional = "5000000000" }
-"#;
-
 /// The crash: one minute after the path starts.
 const CRASH_AFTER_MS: u64 = 60_000;
 
@@ -163,7 +146,9 @@ fn set_state(o: &Orchestrator, agent: &AgentConfig, dir: &TempDir, state: RiskSt
 
 #[tokio::test]
 async fn the_loss_floor_cancels_closes_halts_survives_a_restart_and_resumes_only_with_the_code() {
-    let signer = Signer::with(&[AGENT]).policy_toml(POLICY).start();
+    let signer = Signer::with(&[AGENT])
+        .policy_toml(hyperliquid::TRADER_POLICY)
+        .start();
     let hello = ok(signer.client().call(Op::Hello).unwrap());
     let (api, master) = hyperliquid::agent_addresses(&hello, 0, "hyperliquid:testnet");
     let t0 = u64::try_from(

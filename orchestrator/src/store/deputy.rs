@@ -10,6 +10,7 @@
 use rusqlite::{OptionalExtension, params};
 use vigil_protocol::Network;
 
+use super::perps::{fx, mode};
 use super::{AgentStore, StoreError, from_sql_u64, migrations, to_sql_ts};
 use crate::deputy::{RiskState, StateCause};
 use crate::firewall::risk_perp::fixed::Fx;
@@ -255,10 +256,10 @@ impl AgentStore<'_> {
             out.push((
                 coin,
                 PerpPositionRow {
-                    size: decimal("size", &size)?,
-                    entry_px: decimal("entry_px", &entry)?,
-                    realized_pnl: decimal("realized_pnl", &pnl)?,
-                    fees: decimal("fees", &fees)?,
+                    size: fx("size", &size)?,
+                    entry_px: fx("entry_px", &entry)?,
+                    realized_pnl: fx("realized_pnl", &pnl)?,
+                    fees: fx("fees", &fees)?,
                 },
             ));
         }
@@ -294,7 +295,7 @@ impl AgentStore<'_> {
         let mut out: Vec<(String, FillTotals)> = Vec::new();
         for row in rows {
             let (coin, pnl, fee) = row?;
-            let (pnl, fee) = (decimal("realized_pnl", &pnl)?, decimal("fee", &fee)?);
+            let (pnl, fee) = (fx("realized_pnl", &pnl)?, fx("fee", &fee)?);
             let overflow = || StoreError::Corrupt(format!("perp_fills of {coin} overflow"));
             match out.last_mut() {
                 Some((c, t)) if *c == coin => {
@@ -312,15 +313,6 @@ impl AgentStore<'_> {
         }
         Ok(out)
     }
-}
-
-fn mode(paper: bool) -> &'static str {
-    if paper { "paper" } else { "live" }
-}
-
-fn decimal(what: &str, text: &str) -> Result<Fx, StoreError> {
-    Fx::parse(text)
-        .ok_or_else(|| StoreError::Corrupt(format!("perpetuals: {what} {text:?} is not a decimal")))
 }
 
 #[cfg(test)]
