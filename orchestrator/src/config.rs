@@ -19,7 +19,7 @@ use crate::firewall::Action;
 mod agent;
 pub(crate) mod endpoint;
 mod hyperliquid;
-pub use hyperliquid::{HyperliquidSettings, PerpRisk};
+pub use hyperliquid::{DeputyLimits, HyperliquidSettings, PerpRisk};
 mod telegram;
 pub use telegram::{DEFAULT_PHRASE, TelegramConfig};
 
@@ -166,6 +166,8 @@ pub struct RiskProfile {
     pub peers: Vec<Peer>,
     /// Hyperliquid: the perpetuals the agent trades, each with its limits.
     pub perps: BTreeMap<AssetSymbol, PerpRisk>,
+    /// The deputy's loss floor and paper cash (`[agents.risk.deputy]`); none: no floor.
+    pub deputy: Option<DeputyLimits>,
 }
 
 impl RiskProfile {

@@ -13,6 +13,7 @@
 mod chains;
 mod config;
 mod cost;
+mod deputy;
 mod firewall;
 mod json_fields;
 mod llm;
@@ -32,10 +33,12 @@ pub use chains::hyperliquid::{
 pub use chains::jsonrpc::RpcError;
 pub use chains::solana_rpc::{Blockhash, SigStatus, SolanaRpc};
 pub use config::{
-    AgentConfig, Config, ConfigError, DEFAULT_PHRASE, HyperliquidSettings, Mode, Peer, PerpRisk,
-    ProviderConfig, ProviderKind, RiskProfile, TelegramConfig,
+    AgentConfig, Config, ConfigError, DEFAULT_PHRASE, DeputyLimits, HyperliquidSettings, Mode,
+    Peer, PerpRisk, ProviderConfig, ProviderKind, RiskProfile, TelegramConfig,
 };
 pub use cost::Prices;
+pub use deputy::report::Figures;
+pub use deputy::{RiskState, StateCause};
 pub use firewall::prompt::UntrustedItem;
 pub use firewall::schema::Action;
 pub use llm::{

@@ -33,6 +33,8 @@ pub enum Alert {
         /// The cost gate's words.
         message: String,
     },
+    /// A deputy's risk engine acted: the loss floor was hit (once per halt), or it resumed.
+    Risk(String),
     /// An agent was paused (by an operator, directly or through a phrase confirmation).
     AgentPaused {
         /// The agent.
@@ -101,6 +103,7 @@ impl fmt::Display for Alert {
                 "⏸ {agent} is paused ({by}). It makes no decisions until /resume {agent}."
             ),
             Alert::Reconciliation(line) => write!(f, "🔎 reconciliation: {line}"),
+            Alert::Risk(line) => write!(f, "🛑 risk: {line}"),
             Alert::SignerUnreachable(why) => write!(
                 f,
                 "🚨 signer unreachable: {why}. Agents hold until it answers; check `systemctl status vigil-signer`."

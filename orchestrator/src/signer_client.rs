@@ -15,9 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use vigil_protocol::{
     AuditRequest, AuditResult, DryRunRequest, DryRunResult, ErrorBody, HelloResult,
-    ImportStatusResult, NewCapChange, NewConfirmation, Op, OperatorRequestId, Request,
-    RequestCreated, RequestId, RequestStatusRequest, RequestStatusResult, Response, SignRequest,
-    SignResult, StatusResult, check_len, encode_frame,
+    ImportStatusResult, NewCapChange, NewConfirmation, NewResume, Op, OperatorRequestId,
+    PauseAgentRequest, PauseResult, Request, RequestCreated, RequestId, RequestStatusRequest,
+    RequestStatusResult, Response, SignRequest, SignResult, StatusResult, check_len, encode_frame,
 };
 
 /// Why a call produced no answer from the signer.
@@ -91,6 +91,18 @@ impl SignerClient {
         r: NewCapChange,
     ) -> Result<RequestCreated, SignerError> {
         self.call(Op::RequestSetCap(r)).await
+    }
+
+    /// `pause_agent`: the signer pauses the agent (a tightening any peer may ask for; only the
+    /// operator's code clears it). Idempotent: an agent already paused keeps its pause.
+    pub async fn pause_agent(&mut self, r: PauseAgentRequest) -> Result<PauseResult, SignerError> {
+        self.call(Op::PauseAgent(r)).await
+    }
+
+    /// `request_resume`: asks the operator, in the approver's chat, to clear the agent's pause
+    /// with their code; [`SignerClient::status`] shows when it is cleared.
+    pub async fn request_resume(&mut self, r: NewResume) -> Result<RequestCreated, SignerError> {
+        self.call(Op::RequestResume(r)).await
     }
 
     /// `request_status`: where a request (or an approval, by its id) stands.

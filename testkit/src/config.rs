@@ -106,6 +106,14 @@ struct RiskSpec {
     peers: Vec<PeerSpec>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     perps: BTreeMap<String, PerpSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deputy: Option<DeputySpec>,
+}
+
+/// The deputy's loss floor (`[agents.risk.deputy]`).
+#[derive(Clone, Copy, Debug, Serialize)]
+struct DeputySpec {
+    daily_loss_floor_usd_micros: u64,
 }
 
 /// One perpetual's limits in an agent's risk profile.
@@ -301,6 +309,7 @@ impl AgentSpec {
                 min_health_factor: None,
                 peers: Vec::new(),
                 perps: BTreeMap::new(),
+                deputy: None,
             },
         }
     }
@@ -362,6 +371,14 @@ impl AgentSpec {
     pub fn perp(mut self, network: &str, coin: &str, limits: PerpSpec) -> AgentSpec {
         self.hyperliquid_network = Some(network.to_owned());
         self.risk.perps.insert(coin.to_owned(), limits);
+        self
+    }
+
+    /// The deputy's daily loss floor, micro-USD.
+    pub fn loss_floor(mut self, usd_micros: u64) -> AgentSpec {
+        self.risk.deputy = Some(DeputySpec {
+            daily_loss_floor_usd_micros: usd_micros,
+        });
         self
     }
 

@@ -37,6 +37,25 @@ pub fn agent_addresses(hello: &Value, agent: usize, network: &str) -> (String, S
     )
 }
 
+/// A signed policy for the agent `trader` on `hyperliquid:testnet` (the order, cancel,
+/// leverage and dead-man switch actions): ETH 2 000 USD an order and 5 000 USD of position at
+/// the signer.
+pub const TRADER_POLICY: &str = r#"version = 1
+[agents.trader]
+actions = ["perp_order", "perp_cancel", "perp_leverage", "perp_schedule_cancel"]
+networks = ["hyperliquid:testnet"]
+recipients = []
+rate_limit_per_minute = 600
+[agents.trader.assets.ETH]
+chain = "hyperliquid"
+per_tx_cap = "2000000000"
+velocity_24h = "100000000000"
+approval_threshold = "2000000000"
+
+[networks."hyperliquid:testnet"]
+perps.ETH = { coin = "ETH", index = 1, sz_decimals = 4, max_leverage = 5, max_position_notional = "5000000000" }
+"#;
+
 /// The venv's Python, or a failure saying how to install it.
 pub fn python() -> PathBuf {
     let python = peer_dir().join(".venv/bin/python");

@@ -382,6 +382,11 @@ impl World {
 
     /// The orchestrator's state, opened (again) from the working dir.
     pub fn store(&self) -> Store {
-        Store::open(&self.work.path().join("state.sqlite3")).expect("opening the state")
+        Store::open(&self.state_path()).expect("opening the state")
+    }
+
+    /// The orchestrator's state file.
+    pub fn state_path(&self) -> PathBuf {
+        self.work.path().join("state.sqlite3")
     }
 }

@@ -26,23 +26,6 @@ use vigil_testkit::script::{Reply, Script};
 
 const AGENT: &str = "trader";
 
-/// ETH: 2 000 USD an order and 5 000 USD of position at the signer.
-const POLICY: &str = r#"version = 1
-[agents.trader]
-actions = ["perp_order", "perp_cancel", "perp_leverage", "perp_schedule_cancel"]
-networks = ["hyperliquid:testnet"]
-recipients = []
-rate_limit_per_minute = 600
-[agents.trader.assets.ETH]
-chain = "hyperliquid"
-per_tx_cap = "2000000000"
-velocity_24h = "100000000000"
-approval_threshold = "2000000000"
-
-[networks."hyperliquid:testnet"]
-perps.ETH = { coin = "ETH", index = 1, sz_decimals = 4, max_leverage = 5, max_position_notional = "5000000000" }
-"#;
-
 struct World {
     signer: Signer,
     exchange: Exchange,
@@ -52,7 +35,9 @@ struct World {
 
 impl World {
     fn start() -> World {
-        let signer = Signer::with(&[AGENT]).policy_toml(POLICY).start();
+        let signer = Signer::with(&[AGENT])
+            .policy_toml(hyperliquid::TRADER_POLICY)
+            .start();
         let hello = ok(signer.client().call(Op::Hello).unwrap());
         let (api, master) = hyperliquid::agent_addresses(&hello, 0, "hyperliquid:testnet");
         let exchange = Exchange::start_with(

@@ -417,3 +417,84 @@ async fn a_yes_answered_not_sent_is_not_sent_after_a_restart() {
         ConfirmationStatus::Approved
     );
 }
+
+/// `/positions`, `/pnl`, `/risk` and `/status` of a paper deputy: its book in the state file,
+/// the marks from the loopback exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_pnl_and_risk_show_a_deputys_figures_from_the_venues_marks() {
+    let world = Scenario::new().signer(&["deputy"]).telegram().start().await;
+    world.script(&Script::holding(&["deputy"]));
+    let exchange = vigil_testkit::hyperliquid::Exchange::start(&[]);
+    {
+        // A paper long of 0.5 ETH at 2400 with 3 USD realised and 1.25 USD of fees.
+        // Opened once through the store, so that the schema is in place.
+        drop(world.store());
+        let db = rusqlite::Connection::open(world.state_path()).unwrap();
+        db.execute(
+            "INSERT INTO agents (id, first_seen) VALUES ('deputy', 1)",
+            [],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO perp_positions VALUES ('deputy', 'paper', 'testnet', 'ETH', '0.5', '2400', '3', '1.25')",
+            [],
+        )
+        .unwrap();
+    }
+    let deputy = AgentSpec::new("deputy")
+        .every(3600)
+        .actions(&["perp_order", "perp_cancel", "hold"])
+        .perp(
+            "testnet",
+            "ETH",
+            vigil_testkit::config::PerpSpec {
+                max_order_usd_micros: 500_000_000,
+                max_position_usd_micros: 2_000_000_000,
+                leverage: 3,
+                max_slippage_bps: 50,
+            },
+        )
+        .loss_floor(200_000_000);
+    let _daemon = world.daemon(
+        &world
+            .config()
+            .hyperliquid("testnet", exchange.url())
+            .agent(deputy),
+        BotToken::Given,
+    );
+    let mut op = Chat::new(world.emulator(), OPERATOR);
+    let positions = op.ask("/positions", "Positions").await;
+    assert!(
+        positions
+            .text
+            .contains("long 0.5 ETH-PERP, entry 2400, mark 2500, ≈ $1250.00, 3x"),
+        "{}",
+        positions.text
+    );
+    assert!(
+        positions.text.contains("orchestrator's estimate"),
+        "{}",
+        positions.text
+    );
+    // 3 − 1.25 + 0.5 × (2500 − 2400) = 51.75.
+    let pnl = op.ask("/pnl", "PnL").await;
+    assert!(
+        pnl.text.contains("unrealised 50.00, fees 1.25, net 51.75"),
+        "{}",
+        pnl.text
+    );
+    let risk = op.ask("/risk", "Risk").await;
+    assert!(
+        risk.text.contains("deputy [paper]: ACTIVE"),
+        "{}",
+        risk.text
+    );
+    assert!(
+        risk.text
+            .contains("ETH: order ≤ 500.00 USD, position ≤ 2000.00 USD, 3x"),
+        "{}",
+        risk.text
+    );
+    let status = op.ask("/status", "Vigil status").await;
+    assert!(status.text.contains("risk: active"), "{}", status.text);
+}

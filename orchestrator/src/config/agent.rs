@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use vigil_protocol::{AgentId, AssetSymbol, truncate};
 
-use super::hyperliquid::{RawPerpRisk, check_perps, network as hyperliquid_network};
+use super::hyperliquid::{
+    RawDeputy, RawPerpRisk, check_deputy, check_perps, network as hyperliquid_network,
+};
 use super::{
     AgentConfig, ConfigError, FULL_BPS, MAX_MAX_TOKENS, MAX_SYSTEM_PROMPT_BYTES, Mode, Peer,
     ProviderConfig, RiskProfile, invalid,
@@ -51,6 +53,7 @@ struct RawRisk {
     peers: Vec<Peer>,
     #[serde(default)]
     perps: BTreeMap<String, RawPerpRisk>,
+    deputy: Option<RawDeputy>,
 }
 
 impl RawAgent {
@@ -300,6 +303,7 @@ impl RawRisk {
             min_health_factor_milli,
             peers: self.peers,
             perps: check_perps(prefix, self.perps)?,
+            deputy: self.deputy.map(|d| check_deputy(prefix, d)).transpose()?,
         })
     }
 }

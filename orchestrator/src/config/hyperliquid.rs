@@ -28,6 +28,8 @@ const MIN_CANCEL_AFTER_SECS: u32 = 5;
 const MAX_LEVERAGE: u32 = 50;
 /// The widest slippage bound accepted: 10 %.
 const MAX_SLIPPAGE_BPS: u32 = 1000;
+/// The highest order rate accepted, per minute.
+const MAX_ORDERS_PER_MINUTE: u32 = 600;
 
 /// The `[hyperliquid]` settings, checked; every field has a default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +154,57 @@ pub struct PerpRisk {
     /// How far from the mark a limit price may be: a buy at most mark × (1 + bps), a sell at
     /// least mark × (1 − bps).
     pub max_slippage_bps: u32,
+    /// How many orders (all perpetuals of the agent together) may pass layer 2 in any 60 s
+    /// while this perpetual's order is checked.
+    pub max_orders_per_minute: u32,
+}
+
+/// The deputy's loss floor and paper cash (`[agents.risk.deputy]`, `docs/deputies.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeputyLimits {
+    /// The daily loss floor, micro-USD: at equity − the day's baseline ≤ −this, the deputy
+    /// halts and closes everything.
+    pub daily_loss_floor_micros: u64,
+    /// The paper account's starting cash, micro-USD (paper equity starts here).
+    pub paper_cash_micros: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDeputy {
+    daily_loss_floor_usd_micros: u64,
+    #[serde(default = "default_paper_cash")]
+    paper_cash_usd_micros: u64,
+}
+
+/// 10 000 USD of paper cash.
+fn default_paper_cash() -> u64 {
+    10_000_000_000
+}
+
+/// 30 orders a minute.
+fn default_orders_per_minute() -> u32 {
+    30
+}
+
+/// `[agents.risk.deputy]`, checked.
+pub(super) fn check_deputy(prefix: &str, raw: RawDeputy) -> Result<DeputyLimits, ConfigError> {
+    if raw.daily_loss_floor_usd_micros == 0 {
+        return Err(invalid(
+            format!("{prefix}.deputy.daily_loss_floor_usd_micros"),
+            "is 0: give the largest daily loss in micro-USD, e.g. 200_000_000 for 200 USD",
+        ));
+    }
+    if raw.paper_cash_usd_micros == 0 {
+        return Err(invalid(
+            format!("{prefix}.deputy.paper_cash_usd_micros"),
+            "is 0: give the paper account's starting cash in micro-USD, e.g. 10_000_000_000",
+        ));
+    }
+    Ok(DeputyLimits {
+        daily_loss_floor_micros: raw.daily_loss_floor_usd_micros,
+        paper_cash_micros: raw.paper_cash_usd_micros,
+    })
 }
 
 #[derive(Deserialize)]
@@ -161,6 +214,8 @@ pub(super) struct RawPerpRisk {
     max_position_usd_micros: u64,
     leverage: u32,
     max_slippage_bps: u32,
+    #[serde(default = "default_orders_per_minute")]
+    max_orders_per_minute: u32,
 }
 
 /// `[agents.risk.perps.<COIN>]`, each checked.
@@ -207,6 +262,15 @@ pub(super) fn check_perps(
                 ),
             ));
         }
+        if !(1..=MAX_ORDERS_PER_MINUTE).contains(&r.max_orders_per_minute) {
+            return Err(invalid(
+                key(".max_orders_per_minute"),
+                format!(
+                    "{} is out of range: give 1 to {MAX_ORDERS_PER_MINUTE}",
+                    r.max_orders_per_minute
+                ),
+            ));
+        }
         out.insert(
             asset,
             PerpRisk {
@@ -214,6 +278,7 @@ pub(super) fn check_perps(
                 max_position_micros: r.max_position_usd_micros,
                 leverage: r.leverage,
                 max_slippage_bps: r.max_slippage_bps,
+                max_orders_per_minute: r.max_orders_per_minute,
             },
         );
     }

@@ -68,8 +68,17 @@ pub(crate) enum RiskRule {
     PerpReduceOnly,
     /// A cancel of an order that is not open.
     PerpOrderNotOpen,
-    /// Opening orders are held until the venue and the local record agree (reconciliation).
+    /// Opening orders are held until the venue and the local record agree (reconciliation:
+    /// the deputy is Reducing for that cause).
     PerpReconcile,
+    /// The deputy's risk state refuses it: Reducing (only reduce-only orders and cancels) or
+    /// Halted (nothing the agent proposes; the engine closes).
+    RiskState,
+    /// More orders in the last 60 s than the profile's `max_orders_per_minute`.
+    PerpOrderRate,
+    /// An opening order above the leverage cap: the configured leverage beyond the venue's
+    /// maximum, or the positions' notional after it above leverage × equity.
+    PerpLeverage,
 }
 
 impl RiskRule {
@@ -93,6 +102,9 @@ impl RiskRule {
             RiskRule::PerpReduceOnly => "perp_reduce_only",
             RiskRule::PerpOrderNotOpen => "perp_order_not_open",
             RiskRule::PerpReconcile => "perp_reconcile",
+            RiskRule::RiskState => "risk_state",
+            RiskRule::PerpOrderRate => "perp_order_rate",
+            RiskRule::PerpLeverage => "perp_leverage",
         }
     }
 }
@@ -279,6 +291,7 @@ mod tests {
             asset_fraction_bps: std::collections::BTreeMap::new(),
             min_health_factor_milli: None,
             perps: std::collections::BTreeMap::new(),
+            deputy: None,
             peers: vec![
                 Peer {
                     label: "treasury".into(),

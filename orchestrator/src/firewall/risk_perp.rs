@@ -10,10 +10,15 @@
 //! refused. Then, on the rounded values: the limit price is within the profile's slippage
 //! bound of the mark (a buy at most mark × (1 + bps), a sell at least mark × (1 − bps)); the
 //! order notional (size × limit) is at most the profile's cap; a reduce-only order needs a
-//! position, in the reducing direction, at least as large as the order; any other order is an
-//! opening one: it is held while reconciliation has not matched, and the position it could
+//! position, in the reducing direction, at least as large as the order; every order counts
+//! against the order rate cap (orders that passed in the last 60 s); any other order is an
+//! opening one: it is refused unless the deputy is Active (`deputy/`: Reducing for a
+//! reconciliation difference is `PerpReconcile`, otherwise `RiskState`), the position it could
 //! reach (the position, plus the resting orders on the same side, plus this order) times the
-//! mark is at most the profile's position cap.
+//! mark is at most the profile's position cap, and the leverage cap holds: the configured
+//! leverage is within the venue's maximum, and the notional of every position after it (at
+//! the marks) is at most leverage × the deputy's equity. A Halted deputy's proposals are all
+//! refused (`RiskState`): the engine's own closing flow runs instead.
 //!
 //! All arithmetic is exact ([`fixed::Fx`], 8 decimals; notionals in micro-USD rounded up).
 //! The signer checks its own ceilings (policy notional caps with the limit price, leverage,
@@ -31,6 +36,7 @@ use vigil_protocol::{
 use super::risk::{RiskRefusal, RiskRule, allowed_action, refuse};
 use super::schema::{AgentDecision, PerpDecision};
 use crate::config::{PerpRisk, RiskProfile};
+use crate::deputy::{RiskState, StateCause, StateGate};
 use fixed::Fx;
 
 /// One perpetual as the venue lists it.
@@ -70,8 +76,13 @@ pub struct PerpView {
     pub account_value: Fx,
     /// The account's master address, whose state the venue was asked for (live only).
     pub master: Option<String>,
-    /// While reconciliation has not matched: why opening orders are held.
-    pub opening_held: Option<String>,
+    /// The deputy's risk state (reconciliation differences make it Reducing).
+    pub gate: StateGate,
+    /// The deputy's equity, USD (the orchestrator's estimate: live the account value, paper
+    /// the paper book's), for the leverage cap.
+    pub equity: Fx,
+    /// Orders of the agent that passed layer 2 in the last 60 s.
+    pub orders_last_minute: u32,
     /// The venue's taker fee, parts per million (what a paper fill pays).
     pub taker_fee_ppm: u32,
     /// The paper model's slippage from the mark, basis points.
@@ -132,6 +143,16 @@ pub(crate) fn check_perp(
             ),
         )
     })?;
+    if view.gate.state == RiskState::Halted {
+        return Err(refuse(
+            RiskRule::RiskState,
+            format!(
+                "{} is halted ({}): nothing it proposes goes; the risk engine is cancelling and \
+                 closing. The operator resumes it with /resume and the code at the approver",
+                decision.action, view.gate.detail
+            ),
+        ));
+    }
     let position = view.position(coin);
     let position_text = PerpPosition::try_from(position.to_string()).map_err(|e| {
         refuse(
@@ -242,6 +263,16 @@ pub(crate) fn check_perp(
             ),
         ));
     }
+    if view.orders_last_minute >= risk.max_orders_per_minute {
+        return Err(refuse(
+            RiskRule::PerpOrderRate,
+            format!(
+                "{} orders passed in the last 60 s, this agent's cap is {} a minute; wait and \
+                 propose it again",
+                view.orders_last_minute, risk.max_orders_per_minute
+            ),
+        ));
+    }
     let signed = if buy { size } else { size.neg() };
     if order.reduce_only {
         let reduces = !position.is_zero() && position.is_negative() == buy;
@@ -256,29 +287,31 @@ pub(crate) fn check_perp(
             ));
         }
     } else {
-        if let Some(why) = &view.opening_held {
-            return Err(refuse(
-                RiskRule::PerpReconcile,
-                format!(
-                    "opening orders are held until the venue and the local record agree ({why}); \
-                     only reduce-only orders and cancels are allowed"
-                ),
-            ));
+        if view.gate.state != RiskState::Active {
+            let why = &view.gate.detail;
+            return Err(if view.gate.cause == Some(StateCause::Reconciliation) {
+                refuse(
+                    RiskRule::PerpReconcile,
+                    format!(
+                        "opening orders are held until the venue and the local record agree \
+                         ({why}); only reduce-only orders and cancels are allowed"
+                    ),
+                )
+            } else {
+                refuse(
+                    RiskRule::RiskState,
+                    format!(
+                        "the deputy is {} ({why}): only reduce-only orders and cancels are allowed",
+                        view.gate.state
+                    ),
+                )
+            });
         }
-        let resting: Fx = view
-            .open_orders
-            .get(&coin)
-            .map(|orders| {
-                orders
-                    .iter()
-                    .filter(|o| o.buy == buy)
-                    .fold(Fx::ZERO, |acc, o| acc.add(o.size).unwrap_or(acc))
-            })
-            .unwrap_or(Fx::ZERO);
-        let resting = if buy { resting } else { resting.neg() };
-        let after = position
-            .add(resting)
-            .and_then(|p| p.add(signed))
+        let after =
+            after_of(position, &view.open_orders, coin, buy, signed).ok_or_else(overflow)?;
+        let resting = after
+            .sub(position)
+            .and_then(|r| r.sub(signed))
             .ok_or_else(overflow)?;
         let exposure = after.notional_micros(mark).ok_or_else(overflow)?;
         if exposure > u128::from(risk.max_position_micros) {
@@ -294,6 +327,7 @@ pub(crate) fn check_perp(
                 ),
             ));
         }
+        check_leverage(coin, &risk, meta, view, after)?;
     }
     let grid = |f: Fx| PerpDecimal::try_from(f.to_string());
     let (Ok(size_text), Ok(limit_text)) = (grid(size), grid(limit)) else {
@@ -315,6 +349,95 @@ pub(crate) fn check_perp(
         position: position_text,
         risk,
     })
+}
+
+/// The position an opening order could reach: the position, the resting orders on its side,
+/// and the order (signed).
+fn after_of(
+    position: Fx,
+    open_orders: &BTreeMap<AssetSymbol, Vec<ViewOrder>>,
+    coin: AssetSymbol,
+    buy: bool,
+    signed: Fx,
+) -> Option<Fx> {
+    let resting = open_orders
+        .get(&coin)
+        .map(|orders| {
+            orders
+                .iter()
+                .filter(|o| o.buy == buy)
+                .try_fold(Fx::ZERO, |acc, o| acc.add(o.size))
+        })
+        .unwrap_or(Some(Fx::ZERO))?;
+    let resting = if buy { resting } else { resting.neg() };
+    position.add(resting)?.add(signed)
+}
+
+/// The leverage cap of an opening order that would take `coin`'s position to `after`.
+fn check_leverage(
+    coin: AssetSymbol,
+    risk: &PerpRisk,
+    meta: PerpMeta,
+    view: &PerpView,
+    after: Fx,
+) -> Result<(), RiskRefusal> {
+    if risk.leverage > meta.max_leverage {
+        return Err(refuse(
+            RiskRule::PerpLeverage,
+            format!(
+                "this agent's {coin} leverage is {}x, above the venue's maximum of {}x; lower \
+                 leverage in [agents.risk.perps.{coin}]",
+                risk.leverage, meta.max_leverage
+            ),
+        ));
+    }
+    let overflow = || {
+        refuse(
+            RiskRule::PerpLeverage,
+            "the positions' numbers overflow; propose a smaller order".into(),
+        )
+    };
+    let mut exposure: u128 = 0;
+    for (c, size) in &view.positions {
+        if *c == coin || size.is_zero() {
+            continue;
+        }
+        let mark = view.marks.get(c).ok_or_else(|| {
+            refuse(
+                RiskRule::PerpNoMark,
+                format!("the venue gave no mark for {c}, so the leverage cannot be checked"),
+            )
+        })?;
+        exposure = exposure
+            .checked_add(size.notional_micros(*mark).ok_or_else(overflow)?)
+            .ok_or_else(overflow)?;
+    }
+    let mark = view.marks.get(&coin).copied().ok_or_else(overflow)?;
+    exposure = exposure
+        .checked_add(after.notional_micros(mark).ok_or_else(overflow)?)
+        .ok_or_else(overflow)?;
+    let equity = if view.equity.is_negative() {
+        0
+    } else {
+        view.equity.notional_micros(Fx::ONE).ok_or_else(overflow)?
+    };
+    let allowed = equity
+        .checked_mul(u128::from(risk.leverage))
+        .ok_or_else(overflow)?;
+    if exposure > allowed {
+        return Err(refuse(
+            RiskRule::PerpLeverage,
+            format!(
+                "the positions would reach {} USD at the marks, above {}x this deputy's equity of \
+                 {} USD ({} USD); propose a smaller size or reduce first",
+                usd(exposure),
+                risk.leverage,
+                usd(equity),
+                usd(allowed)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Micro-USD as dollars with cents (rounded down).

@@ -555,9 +555,7 @@ fn parse_amount(v: Value) -> Result<Amount, SchemaError> {
 }
 
 mod perp;
-pub(crate) use perp::PerpDecision;
-#[cfg(test)]
-pub(crate) use perp::PerpOrderFields;
+pub(crate) use perp::{PerpDecision, PerpOrderFields};
 
 #[cfg(test)]
 mod tests;

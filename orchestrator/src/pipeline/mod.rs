@@ -256,12 +256,25 @@ async fn run(
                 };
             }
         };
-        let live = checked.intent.asset().is_some_and(|a| agent.is_live(a));
-        return if live {
-            perp_live::live(agent, &checked, view, inputs, deps).await
-        } else {
-            perp::paper(agent, &checked, view, inputs, deps).await
-        };
+        if matches!(checked.intent, Intent::PerpOrder(_)) {
+            // The order rate cap counts every order of the agent that passed layer 2.
+            let counted = deps
+                .store
+                .lock()
+                .map_err(|_| "state unavailable".to_string())
+                .and_then(|s| {
+                    s.agent(&agent.id)
+                        .record_deputy_order(inputs.now)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = counted {
+                return Outcome::Held {
+                    layer: "state".into(),
+                    reason: format!("the order could not be counted for the rate cap: {e}"),
+                };
+            }
+        }
+        return execute_perp(agent, &checked, view, inputs, deps).await;
     }
     // Layer 2.
     let intent = match layer2(agent, &decision, inputs) {
@@ -286,6 +299,23 @@ async fn run(
         live(agent, &intent, inputs, deps).await
     } else {
         paper(agent, &intent, inputs, deps).await
+    }
+}
+
+/// Layer 3 of a perpetual's action that passed layer 2: live when the agent is live on its
+/// perpetual, paper otherwise (also the risk engine's closing flow).
+pub(crate) async fn execute_perp(
+    agent: &AgentConfig,
+    checked: &risk_perp::PerpChecked,
+    view: &PerpView,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+) -> Outcome {
+    let live = checked.intent.asset().is_some_and(|a| agent.is_live(a));
+    if live {
+        perp_live::live(agent, checked, view, inputs, deps).await
+    } else {
+        perp::paper(agent, checked, view, inputs, deps).await
     }
 }
 

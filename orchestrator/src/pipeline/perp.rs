@@ -187,4 +187,54 @@ mod tests {
             Some(f("2500"))
         );
     }
+
+    /// Paper PnL over a short scripted path equals a hand computation: three fills at marks
+    /// 2000, 2100, 2200 (5 bps of slippage, the 0.045 % taker fee), then the mark at 1900.
+    #[test]
+    fn paper_pnl_over_a_scripted_path_equals_the_hand_computation() {
+        use crate::store::Store;
+        let store = Store::open_in_memory().unwrap();
+        let agent = "perps".parse().unwrap();
+        let a = store.agent(&agent);
+        let eth: vigil_protocol::AssetSymbol = "ETH".parse().unwrap();
+        let path = [
+            (Side::Buy, "0.5", "2000", "2010", "k1"),
+            (Side::Buy, "0.25", "2100", "2110", "k2"),
+            (Side::Sell, "0.5", "2200", "2190", "k3"),
+        ];
+        for (side, size, mark, limit, key) in path {
+            let px = paper_fill_price(side, f(mark), f(limit), 5).unwrap();
+            let fee = px.mul(f(size)).unwrap().ppm(450).unwrap();
+            a.record_perp_fill(&NewPerpFill {
+                paper: true,
+                network: vigil_protocol::Network::Testnet,
+                coin: eth,
+                ts: 1,
+                side,
+                size: f(size),
+                px,
+                fee,
+                key,
+            })
+            .unwrap();
+        }
+        // By hand: fills at 2001, 2101.05, 2198.9; entry (1000.5 + 525.2625) / 0.75 = 2034.35;
+        // realised 0.5 × (2198.9 − 2034.35) = 82.275; fees 0.450225 + 0.23636812 (8 decimals)
+        // + 0.4947525 = 1.18134562.
+        let p = a
+            .perp_position(true, vigil_protocol::Network::Testnet, eth)
+            .unwrap();
+        assert_eq!(
+            (p.size, p.entry_px, p.realized_pnl, p.fees),
+            (f("0.25"), f("2034.35"), f("82.275"), f("1.18134562"))
+        );
+        // The mark falls to 1900: unrealised 0.25 × (1900 − 2034.35) = −33.5875; equity
+        // 10000 + 82.275 − 1.18134562 − 33.5875 = 10047.50615438.
+        let book = a.perp_book(true, vigil_protocol::Network::Testnet).unwrap();
+        let marks = std::collections::BTreeMap::from([(eth, f("1900"))]);
+        assert_eq!(
+            crate::deputy::paper_equity(f("10000"), &book, &marks),
+            Some(f("10047.50615438"))
+        );
+    }
 }

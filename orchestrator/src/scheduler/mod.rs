@@ -19,7 +19,7 @@ mod network;
 mod operator_requests;
 mod paper;
 mod perps;
-mod perps_live;
+pub(crate) mod perps_live;
 mod reconcile;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -281,7 +281,7 @@ impl Orchestrator {
             source: "your memory".into(),
             text,
         }));
-        let inputs = Inputs {
+        let mut inputs = Inputs {
             balance,
             untrusted,
             recent_blockhash,
@@ -308,6 +308,17 @@ impl Orchestrator {
                 .as_ref()
                 .and_then(|v| self.hyperliquid.get(&v.network)),
         };
+        // The deputy's risk engine: resume, baseline, loss floor, the closing flow; it leaves
+        // the state layer 2 applies in the view.
+        let live = perps_live::live_on_hyperliquid(agent);
+        match self.deputy_tick(agent, &mut inputs, &deps, live).await {
+            Ok(lines) => {
+                for line in lines {
+                    tracing::warn!(agent = %agent.id, "{line}");
+                }
+            }
+            Err(reason) => return held("risk", reason),
+        }
         pipeline::decide(agent, &inputs, &deps).await
     }
 

@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 
 use vigil_protocol::AssetSymbol;
 
-use super::{Orchestrator, perps_live};
+use super::{Orchestrator, perps_live, unix_now};
 use crate::config::AgentConfig;
+use crate::deputy::{StateGate, engine};
 use crate::firewall::prompt::UntrustedItem;
 use crate::firewall::risk_perp::fixed::Fx;
 use crate::firewall::risk_perp::{PerpMeta, PerpView, ViewOrder};
@@ -75,7 +76,9 @@ impl Orchestrator {
             open_orders: BTreeMap::new(),
             account_value: Fx::ZERO,
             master: None,
-            opening_held: None,
+            gate: StateGate::default(),
+            equity: Fx::ZERO,
+            orders_last_minute: 0,
             taker_fee_ppm: self.config.hyperliquid.taker_fee_ppm,
             paper_slippage_bps: self.config.hyperliquid.paper_slippage_bps,
         };
@@ -104,11 +107,29 @@ impl Orchestrator {
             }
             view.account_value = Fx::parse(account.account_value.text()).unwrap_or(Fx::ZERO);
             view.positions = positions;
-            view.opening_held = self.reconcile_perp(&agent.id, &view, &master).await?;
+            let differences = self.reconcile_perp(&agent.id, &view, &master).await?;
+            let store = self
+                .store
+                .lock()
+                .map_err(|_| "state unavailable".to_string())?;
+            engine::settle_reconciliation(&store, &agent.id, differences.as_deref(), unix_now())?;
             view.master = Some(master);
         } else {
             view.positions = positions;
         }
+        let store = self
+            .store
+            .lock()
+            .map_err(|_| "state unavailable".to_string())?;
+        view.gate = engine::gate_of(&store, &agent.id)?;
+        view.equity =
+            engine::equity_of(agent, &view, &store, perps_live::live_on_hyperliquid(agent))?
+                .unwrap_or(Fx::ZERO);
+        view.orders_last_minute = store
+            .agent(&agent.id)
+            .deputy_orders_since(unix_now().saturating_sub(59))
+            .map_err(|e| format!("cannot count {}'s recent orders: {e}", agent.id))?;
+        drop(store);
         Ok(Some(view))
     }
 }

@@ -9,7 +9,7 @@
 //! left without an answer (`posting` across a crash, `unknown` after a transport failure);
 //! the venue's position in each coin equals the one the booked fills add up to. Each
 //! difference is one line; the lines go to the operator once (again only when they change),
-//! and the agent's opening orders are held (layer 2's `PerpReconcile`) until they agree or the
+//! and the deputy is Reducing (`deputy/`; layer 2's `PerpReconcile`) until they agree or the
 //! operator acknowledges exactly these differences with `/reconciled <agent>`. Reduce-only
 //! orders and cancels stay allowed.
 //!
@@ -269,10 +269,10 @@ impl Orchestrator {
             }
             match self.perp_view(&agent).await {
                 Ok(Some(view)) => {
-                    if let Some(held) = view.opening_held {
+                    if view.gate.cause == Some(crate::deputy::StateCause::Reconciliation) {
                         out.push(format!(
-                            "{} on hyperliquid:{}: {held}; its opening orders are held",
-                            agent.id, view.network
+                            "{} on hyperliquid:{}: {}; it is Reducing: its opening orders are held",
+                            agent.id, view.network, view.gate.detail
                         ));
                     }
                 }

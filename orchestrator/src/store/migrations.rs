@@ -146,7 +146,14 @@ CREATE INDEX evm_in_flight ON evm_transactions (network, address, nonce)
 "#;
 
 /// The migrations in order; `MIGRATIONS[i]` moves the file from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, super::perps::V4, super::hl_actions::V5];
+const MIGRATIONS: &[&str] = &[
+    V1,
+    V2,
+    V3,
+    super::perps::V4,
+    super::hl_actions::V5,
+    super::deputy::V6,
+];
 
 /// The schema version this build writes and understands (what the tests expect to find).
 // The list is a handful of entries: the cast cannot truncate.
@@ -226,6 +233,8 @@ mod tests {
             "perp_positions",
             "perp_fills",
             "hl_actions",
+            "deputy_risk",
+            "deputy_orders",
         ] {
             let n: i64 = conn
                 .query_row(

@@ -26,6 +26,7 @@
 mod agent;
 mod confirmations;
 mod cost;
+mod deputy;
 mod evm_txs;
 mod executions;
 mod hl_actions;
@@ -47,11 +48,12 @@ pub use confirmations::{
     ConfirmationId, ConfirmationKind, ConfirmationRow, ConfirmationStatus, NewConfirmation,
     Resolution,
 };
+pub(crate) use deputy::FillTotals;
 pub use evm_txs::{EvmTxRow, EvmTxState, NewEvmTx};
 pub use executions::ExecutionRow;
 pub(crate) use hl_actions::NewHlAction;
 pub use hl_actions::{HlActionRow, HlState};
-pub(crate) use perps::NewPerpFill;
+pub(crate) use perps::{NewPerpFill, PerpPositionRow};
 
 /// How long a writer waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -76,7 +76,7 @@ pub struct PerpPositionRow {
     pub fees: Fx,
 }
 
-fn mode(paper: bool) -> &'static str {
+pub(super) fn mode(paper: bool) -> &'static str {
     if paper { "paper" } else { "live" }
 }
 
@@ -84,7 +84,7 @@ fn corrupt(what: &str, text: &str) -> StoreError {
     StoreError::Corrupt(format!("perpetuals: {what} {text:?} is not a decimal"))
 }
 
-fn fx(what: &str, text: &str) -> Result<Fx, StoreError> {
+pub(super) fn fx(what: &str, text: &str) -> Result<Fx, StoreError> {
     Fx::parse(text).ok_or_else(|| corrupt(what, text))
 }
 
@@ -153,38 +153,9 @@ impl AgentStore<'_> {
         paper: bool,
         network: Network,
     ) -> Result<Vec<(String, PerpPositionRow)>, StoreError> {
-        let mut stmt = self.store.conn.prepare(
-            "SELECT coin, size, entry_px, realized_pnl, fees FROM perp_positions
-             WHERE agent = ?1 AND mode = ?2 AND network = ?3 ORDER BY coin",
-        )?;
-        let rows = stmt.query_map(
-            params![self.agent.as_str(), mode(paper), network.as_str()],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    [
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                    ],
-                ))
-            },
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (coin, [size, entry, pnl, fees]) = row?;
-            let p = PerpPositionRow {
-                size: fx("size", &size)?,
-                entry_px: fx("entry_px", &entry)?,
-                realized_pnl: fx("realized_pnl", &pnl)?,
-                fees: fx("fees", &fees)?,
-            };
-            if !p.size.is_zero() {
-                out.push((coin, p));
-            }
-        }
-        Ok(out)
+        let mut book = self.perp_book(paper, network)?;
+        book.retain(|(_, p)| !p.size.is_zero());
+        Ok(book)
     }
 
     /// Books a fill and moves the position, in one transaction; the position after it. A

@@ -22,8 +22,14 @@ pub(super) enum Command {
     Agents,
     /// <agent>: stop the agent's decisions (e.g. /pause trader)
     Pause(String),
-    /// <agent>: let a paused agent decide again
+    /// <agent>: let a paused agent decide again; a deputy halted by its loss floor resumes only with your code in the approver bot's chat
     Resume(String),
+    /// each deputy's perpetual positions: side, size, entry, mark, ≈ USD, leverage
+    Positions,
+    /// each deputy's PnL today and since start, per perpetual: realised, unrealised, fees
+    Pnl,
+    /// each deputy's risk state, caps, equity, the day's baseline and the distance to its loss floor
+    Risk,
     /// <agent>: accept the Hyperliquid differences last reported, so its opening orders go again
     Reconciled(String),
     /// open confirmations and how to answer each
@@ -92,6 +98,9 @@ pub(super) async fn status(ctx: &Ctx) -> String {
         let _ = write!(out, "\n• {}: {}", agent.id, mode_text(agent));
         if *pause != RUNNING {
             let _ = write!(out, ", {pause}");
+        }
+        if agent.hyperliquid_network.is_some() {
+            out.push_str(&risk_state_text(ctx, agent));
         }
         if let Ok(s) = &signer {
             out.push_str(&spend_text(s, agent.id.as_str()));
@@ -300,6 +309,19 @@ fn audit_line(event: &serde_json::Value) -> String {
     line
 }
 
+/// A deputy's risk state for /status (`, risk: active`).
+fn risk_state_text(ctx: &Ctx, agent: &AgentConfig) -> String {
+    let row = match ctx.orch.store().lock() {
+        Ok(store) => store.agent(&agent.id).deputy(),
+        Err(_) => return ", risk: unknown (state unavailable)".into(),
+    };
+    match row {
+        Ok(r) if r.state == crate::deputy::RiskState::Active => ", risk: active".into(),
+        Ok(r) => format!(", risk: {} ({}); see /risk", r.state, r.detail),
+        Err(e) => format!(", risk: unknown ({e}); it holds"),
+    }
+}
+
 /// What /agents says of an agent that is not paused.
 const RUNNING: &str = "running";
 
@@ -361,8 +383,22 @@ mod tests {
     fn help_lists_every_command() {
         let text = help();
         for cmd in [
-            "/status", "/agents", "/pause", "/resume", "/pending", "/approve", "/deny", "/paper",
-            "/live", "/setcap", "/caps", "/audit", "/help",
+            "/status",
+            "/agents",
+            "/pause",
+            "/resume",
+            "/pending",
+            "/approve",
+            "/deny",
+            "/paper",
+            "/live",
+            "/setcap",
+            "/caps",
+            "/audit",
+            "/help",
+            "/positions",
+            "/pnl",
+            "/risk",
         ] {
             assert!(text.contains(cmd), "{cmd} missing from {text}");
         }

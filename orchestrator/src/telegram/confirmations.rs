@@ -234,6 +234,34 @@ pub(super) fn pause(ctx: &Ctx, user: i64, args: &str, paused: bool) -> String {
     do_pause(ctx, user, &agent, paused)
 }
 
+/// `/resume <agent>`: a deputy halted by its risk engine asks the signer to clear its pause
+/// (the operator's code in the approver's chat; the engine sees the signer clear it); any other
+/// agent is resumed as `/pause` paused it.
+pub(super) async fn resume(ctx: &Ctx, user: i64, args: &str) -> String {
+    let agent = match agent_arg(ctx, args) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let halted = match ctx.orch.store().lock() {
+        Ok(store) => store.agent(&agent.id).deputy().map(|r| r.state),
+        Err(_) => return "state unavailable: nothing resumed".into(),
+    };
+    match halted {
+        Ok(crate::deputy::RiskState::Halted) => {
+            let answer = match ctx.orch.request_deputy_resume(&agent.id).await {
+                Ok(answer) | Err(answer) => answer,
+            };
+            tracing::info!(operator = user, agent = %agent.id, "{answer}");
+            answer
+        }
+        Ok(_) => pause(ctx, user, args, false),
+        Err(e) => format!(
+            "cannot read {}'s risk state ({e}): nothing resumed",
+            agent.id
+        ),
+    }
+}
+
 fn do_pause(ctx: &Ctx, user: i64, agent: &AgentConfig, paused: bool) -> String {
     ctx.orch
         .set_paused_by(&agent.id, paused, &format!("by operator {user}"))

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::deputy::report::Figures;
 use secrecy::SecretString;
 use teloxide::dispatching::UpdateHandler;
 use teloxide::prelude::*;
@@ -302,7 +303,10 @@ async fn on_command(bot: Bot, msg: Message, cmd: Command, ctx: Arc<Ctx>) -> Hand
         Command::Caps => commands::caps(&ctx).await,
         Command::Audit => commands::audit(&ctx).await,
         Command::Pause(a) => confirmations::pause(&ctx, user, &a, true),
-        Command::Resume(a) => confirmations::pause(&ctx, user, &a, false),
+        Command::Resume(a) => confirmations::resume(&ctx, user, &a).await,
+        Command::Positions => ctx.orch.deputy_figures(Figures::Positions).await,
+        Command::Pnl => ctx.orch.deputy_figures(Figures::Pnl).await,
+        Command::Risk => ctx.orch.deputy_figures(Figures::Risk).await,
         Command::Reconciled(a) => confirmations::reconciled(&ctx, user, &a).await,
         Command::Paper(a) => confirmations::paper(&ctx, user, &a),
         Command::Live(a) => confirmations::live(&ctx, user, &a),

@@ -26,6 +26,7 @@ fn profile(floor: Option<u32>) -> RiskProfile {
         asset_fraction_bps: BTreeMap::from([(sym("USDC"), 10_000)]),
         min_health_factor_milli: floor,
         perps: std::collections::BTreeMap::new(),
+        deputy: None,
         peers: vec![
             Peer {
                 label: "bob".into(),

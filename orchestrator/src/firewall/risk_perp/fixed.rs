@@ -16,6 +16,7 @@ pub struct Fx(i128);
 
 impl Fx {
     pub(crate) const ZERO: Fx = Fx(0);
+    pub(crate) const ONE: Fx = Fx(ONE);
 
     /// Parses `-?digits(.digits)?`; digits past the 8th after the point are cut (towards
     /// zero). `None` for anything else or a value too large.
@@ -38,6 +39,11 @@ impl Fx {
         let frac: i128 = padded.parse().ok()?;
         let v = whole.checked_mul(ONE)?.checked_add(frac)?;
         Some(Fx(if neg { -v } else { v }))
+    }
+
+    /// Micro-units (e.g. micro-USD) as a value: `micros / 10^6`, exact.
+    pub(crate) fn from_micros(micros: u64) -> Fx {
+        Fx(i128::from(micros) * 100)
     }
 
     pub(crate) fn abs(self) -> Fx {

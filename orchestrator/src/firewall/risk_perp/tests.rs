@@ -28,6 +28,7 @@ fn profile() -> RiskProfile {
         asset_fraction_bps: BTreeMap::new(),
         min_health_factor_milli: None,
         peers: vec![],
+        deputy: None,
         perps: BTreeMap::from([
             (
                 sym("ETH"),
@@ -36,6 +37,7 @@ fn profile() -> RiskProfile {
                     max_position_micros: 2_000_000_000,
                     leverage: 3,
                     max_slippage_bps: 100,
+                    max_orders_per_minute: 5,
                 },
             ),
             (
@@ -45,6 +47,7 @@ fn profile() -> RiskProfile {
                     max_position_micros: 2_000_000_000,
                     leverage: 3,
                     max_slippage_bps: 100,
+                    max_orders_per_minute: 5,
                 },
             ),
         ]),
@@ -74,7 +77,9 @@ fn view() -> PerpView {
         )]),
         account_value: fx("10000"),
         master: None,
-        opening_held: None,
+        gate: crate::deputy::StateGate::default(),
+        equity: fx("10000"),
+        orders_last_minute: 0,
         taker_fee_ppm: 450,
         paper_slippage_bps: 5,
     }
@@ -111,7 +116,9 @@ fn table_of_perp_decisions() {
     use Side::{Buy, Sell};
     type Want = Result<(&'static str, &'static str), RiskRule>;
     let mut held = view();
-    held.opening_held = Some("the venue shows an ETH position the store does not".into());
+    held.gate = crate::deputy::StateGate::reconciling(
+        "the venue shows an ETH position the store does not".into(),
+    );
     let mut no_mark = view();
     no_mark.marks.clear();
     let mut short = view();
@@ -355,4 +362,120 @@ fn refusals_say_what_to_do() {
     )
     .unwrap_err();
     assert!(r.message.contains("at most 2525"), "{}", r.message);
+}
+
+/// The deputy's gates: the order rate, the leverage cap and the risk state, each refusing
+/// where it should and letting everything else through.
+#[test]
+fn the_deputys_gates_refuse_where_they_should_and_nowhere_else() {
+    use crate::deputy::{RiskState, StateCause, StateGate};
+    use Side::{Buy, Sell};
+    let with = |f: &dyn Fn(&mut PerpView)| {
+        let mut v = view();
+        f(&mut v);
+        v
+    };
+    let gate = |state, cause| StateGate {
+        state,
+        cause: Some(cause),
+        detail: "a reason".into(),
+    };
+    let open = || order("ETH", Buy, "0.2", "2500", false);
+    let reduce = || order("ETH", Sell, "0.1", "2490", true);
+    let rate_4 = with(&|v| v.orders_last_minute = 4);
+    let rate_5 = with(&|v| v.orders_last_minute = 5);
+    // 0.2 held + 0.1 resting + 0.2 = 0.5 ETH = 1250 USD; 3x of 417 = 1251: allowed; 3x of
+    // 416 = 1248: refused. A BTC position elsewhere counts at its mark.
+    let equity_417 = with(&|v| v.equity = fx("417"));
+    let equity_416 = with(&|v| v.equity = fx("416"));
+    let btc_too = with(&|v| {
+        v.equity = fx("417");
+        v.positions.insert(sym("BTC"), fx("0.001"));
+    });
+    let venue_max_2 = with(&|v| {
+        if let Some(m) = v.perps.get_mut(&sym("ETH")) {
+            m.max_leverage = 2;
+        }
+    });
+    let reducing = with(&|v| v.gate = gate(RiskState::Reducing, StateCause::LossFloor));
+    let halted = with(&|v| v.gate = gate(RiskState::Halted, StateCause::LossFloor));
+    let cases: Vec<(&str, AgentDecision, &PerpView, Option<RiskRule>)> = vec![
+        ("4 orders in the last minute, cap 5", open(), &rate_4, None),
+        (
+            "5 orders in the last minute",
+            open(),
+            &rate_5,
+            Some(RiskRule::PerpOrderRate),
+        ),
+        (
+            "a reduce-only order counts too",
+            reduce(),
+            &rate_5,
+            Some(RiskRule::PerpOrderRate),
+        ),
+        ("a cancel is not an order", cancel("ETH", 7), &rate_5, None),
+        ("leverage within 3x of equity", open(), &equity_417, None),
+        (
+            "leverage past 3x of equity",
+            open(),
+            &equity_416,
+            Some(RiskRule::PerpLeverage),
+        ),
+        (
+            "another perpetual's position counts",
+            open(),
+            &btc_too,
+            Some(RiskRule::PerpLeverage),
+        ),
+        (
+            "reducing is never leverage-capped",
+            reduce(),
+            &equity_416,
+            None,
+        ),
+        (
+            "configured leverage above the venue's maximum",
+            open(),
+            &venue_max_2,
+            Some(RiskRule::PerpLeverage),
+        ),
+        (
+            "reducing past the venue's maximum",
+            reduce(),
+            &venue_max_2,
+            None,
+        ),
+        (
+            "Reducing: an opening order",
+            open(),
+            &reducing,
+            Some(RiskRule::RiskState),
+        ),
+        ("Reducing: a reduce-only order", reduce(), &reducing, None),
+        ("Reducing: a cancel", cancel("ETH", 7), &reducing, None),
+        (
+            "Halted: an opening order",
+            open(),
+            &halted,
+            Some(RiskRule::RiskState),
+        ),
+        (
+            "Halted: even a reduce-only order (the engine closes)",
+            reduce(),
+            &halted,
+            Some(RiskRule::RiskState),
+        ),
+        (
+            "Halted: even a cancel",
+            cancel("ETH", 7),
+            &halted,
+            Some(RiskRule::RiskState),
+        ),
+    ];
+    for (name, decision, view, want) in cases {
+        let got = check_perp(&decision, &profile(), view)
+            .map(|_| ())
+            .map_err(|r| r.rule);
+        assert_eq!(got, want.map_or(Ok(()), Err), "{name}");
+    }
 }

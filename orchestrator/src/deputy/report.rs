@@ -1,0 +1,427 @@
+//! What the operator reads of the deputies: `/positions`, `/pnl`, `/risk`. A snapshot per
+//! deputy ([`Snapshot`]: its state, equity, baseline, positions with the venue's marks, the
+//! day's and all-time figures of its fills, its caps) is gathered by the orchestrator, and
+//! rendered here by pure functions. Every USD value is the orchestrator's estimate from the
+//! venue's marks, and says so; funding is not included (the paper model does not accrue it,
+//! and live it is inside the venue's account value only).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use vigil_protocol::{AgentId, AssetSymbol};
+
+use super::engine::{equity_of, gate_of};
+use super::{RiskState, StateGate, unrealised, utc_day};
+use crate::config::{AgentConfig, DeputyLimits, PerpRisk};
+use crate::firewall::risk_perp::fixed::Fx;
+use crate::firewall::risk_perp::usd;
+use crate::operator;
+use crate::scheduler::{Orchestrator, perps_live, unix_now};
+use crate::store::{FillTotals, PerpPositionRow};
+
+/// The label every USD figure carries.
+pub(crate) const ESTIMATE: &str =
+    "USD values are the orchestrator's estimate from the venue's marks";
+
+/// One deputy as the operator reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    pub agent: AgentId,
+    /// `paper` or `live`.
+    pub mode: &'static str,
+    pub gate: StateGate,
+    /// `None`: the venue did not answer; the text says why.
+    pub equity: Result<Option<Fx>, String>,
+    /// The day's baseline.
+    pub baseline: Option<Fx>,
+    /// Every coin of the book (flat ones too), with the venue's mark when it gave one.
+    pub book: Vec<(String, PerpPositionRow, Option<Fx>)>,
+    /// Realised PnL and fees of today's fills, per coin.
+    pub today: Vec<(String, FillTotals)>,
+    pub caps: BTreeMap<AssetSymbol, PerpRisk>,
+    pub limits: Option<DeputyLimits>,
+}
+
+impl Snapshot {
+    /// An empty snapshot of `agent` (the gatherer fills it in).
+    pub(crate) fn of(agent: &AgentConfig, mode: &'static str) -> Snapshot {
+        Snapshot {
+            agent: agent.id.clone(),
+            mode,
+            gate: StateGate::default(),
+            equity: Ok(None),
+            baseline: None,
+            book: Vec::new(),
+            today: Vec::new(),
+            caps: agent.risk.perps.clone(),
+            limits: agent.risk.deputy,
+        }
+    }
+}
+
+/// Which of the three the operator asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Figures {
+    /// `/positions`.
+    Positions,
+    /// `/pnl`.
+    Pnl,
+    /// `/risk`.
+    Risk,
+}
+
+impl Orchestrator {
+    /// The text of `/positions`, `/pnl` or `/risk` for every deputy.
+    pub async fn deputy_figures(&self, which: Figures) -> String {
+        let mut snaps = Vec::new();
+        for agent in self.agents() {
+            if agent.hyperliquid_network.is_some() {
+                snaps.push(self.snapshot(agent).await);
+            }
+        }
+        match which {
+            Figures::Positions => positions(&snaps),
+            Figures::Pnl => pnl(&snaps),
+            Figures::Risk => risk(&snaps),
+        }
+    }
+
+    /// One deputy's snapshot: the venue's view (marks, live positions), the store's book.
+    async fn snapshot(&self, agent: &AgentConfig) -> Snapshot {
+        let agent = match self.store().lock() {
+            Ok(store) => operator::with_mode_override(&store, agent),
+            Err(_) => agent.clone(),
+        };
+        let live = perps_live::live_on_hyperliquid(&agent);
+        let mut snap = Snapshot::of(&agent, if live { "live" } else { "paper" });
+        let view = self.perp_view(&agent).await;
+        let Ok(store) = self.store().lock() else {
+            snap.equity = Err("state unavailable".into());
+            return snap;
+        };
+        if let Ok(gate) = gate_of(&store, &agent.id) {
+            snap.gate = gate;
+        }
+        let a = store.agent(&agent.id);
+        snap.baseline = a
+            .deputy()
+            .ok()
+            .and_then(|r| r.baseline)
+            .and_then(|(day, b)| (day == utc_day(unix_now())).then_some(b));
+        let view = match view {
+            Ok(Some(view)) => view,
+            Ok(None) => return snap,
+            Err(why) => {
+                snap.equity = Err(why);
+                return snap;
+            }
+        };
+        snap.equity = equity_of(&agent, &view, &store, live);
+        let network = view.network;
+        let book = a.perp_book(!live, network).unwrap_or_default();
+        snap.book = book
+            .into_iter()
+            .map(|(coin, mut p)| {
+                let parsed = coin.parse().ok();
+                if live && let Some(c) = parsed {
+                    // The venue's size is the truth for a live account.
+                    p.size = view.position(c);
+                }
+                let mark = parsed.and_then(|c| view.marks.get(&c).copied());
+                (coin, p, mark)
+            })
+            .collect();
+        snap.today = a
+            .perp_fill_totals(!live, network, utc_day(unix_now()))
+            .unwrap_or_default();
+        snap
+    }
+}
+
+fn money(v: Fx) -> String {
+    let cents = v
+        .mul(Fx::parse("100").unwrap_or(Fx::ZERO))
+        .unwrap_or(Fx::ZERO);
+    // Two decimals, rounded towards zero, sign kept.
+    let s = cents.floor_to(0).to_string();
+    let (sign, digits) = s.strip_prefix('-').map_or(("", s.as_str()), |d| ("-", d));
+    let digits = format!("{digits:0>3}");
+    let (whole, frac) = digits.split_at(digits.len() - 2);
+    format!("{sign}{whole}.{frac}")
+}
+
+fn state_text(gate: &StateGate) -> String {
+    match gate.state {
+        RiskState::Active => "ACTIVE".into(),
+        s => format!("{} ({})", s.as_str().to_uppercase(), gate.detail),
+    }
+}
+
+/// `/positions`.
+pub(crate) fn positions(snaps: &[Snapshot]) -> String {
+    let mut out = format!("Positions ({ESTIMATE}):");
+    if snaps.is_empty() {
+        out.push_str("\nno agent trades perpetuals");
+    }
+    for s in snaps {
+        let _ = write!(out, "\n{} [{}, {}]:", s.agent, s.mode, state_text(&s.gate));
+        let open: Vec<_> = s
+            .book
+            .iter()
+            .filter(|(_, p, _)| !p.size.is_zero())
+            .collect();
+        if open.is_empty() {
+            out.push_str("\n  flat");
+        }
+        for (coin, p, mark) in open {
+            let side = if p.size.is_negative() {
+                "short"
+            } else {
+                "long"
+            };
+            let lev = coin
+                .parse::<AssetSymbol>()
+                .ok()
+                .and_then(|c| s.caps.get(&c))
+                .map_or_else(|| "?".into(), |r| r.leverage.to_string());
+            let value = mark
+                .and_then(|m| p.size.notional_micros(m))
+                .map_or_else(|| "no mark".into(), |n| format!("≈ ${}", usd(n)));
+            let mark = mark.map_or_else(|| "none".into(), |m| m.to_string());
+            let _ = write!(
+                out,
+                "\n  {side} {} {coin}-PERP, entry {}, mark {mark}, {value}, {lev}x",
+                p.size.abs(),
+                p.entry_px
+            );
+        }
+    }
+    out
+}
+
+/// `/pnl`.
+pub(crate) fn pnl(snaps: &[Snapshot]) -> String {
+    let mut out = format!("PnL ({ESTIMATE}; funding not included):");
+    if snaps.is_empty() {
+        out.push_str("\nno agent trades perpetuals");
+    }
+    for s in snaps {
+        let _ = write!(out, "\n{} [{}]:", s.agent, s.mode);
+        if s.book.is_empty() {
+            out.push_str("\n  no fills yet");
+        }
+        let mut total = Fx::ZERO;
+        for (coin, p, mark) in &s.book {
+            let today = s
+                .today
+                .iter()
+                .find(|(c, _)| c == coin)
+                .map(|(_, t)| *t)
+                .unwrap_or_default();
+            let open = mark.and_then(|m| unrealised(p, m));
+            let since = p
+                .realized_pnl
+                .sub(p.fees)
+                .and_then(|v| v.add(open.unwrap_or(Fx::ZERO)))
+                .unwrap_or(Fx::ZERO);
+            total = total.add(since).unwrap_or(total);
+            let _ = write!(
+                out,
+                "\n  {coin}: today realised {}, fees {}; since start realised {}, unrealised {}, \
+                 fees {}, net {}",
+                money(today.realized_pnl),
+                money(today.fees),
+                money(p.realized_pnl),
+                open.map_or_else(|| "no mark".into(), money),
+                money(p.fees),
+                money(since)
+            );
+        }
+        if !s.book.is_empty() {
+            let _ = write!(out, "\n  net since start: {} USD", money(total));
+        }
+    }
+    out
+}
+
+/// `/risk`.
+pub(crate) fn risk(snaps: &[Snapshot]) -> String {
+    let mut out = format!("Risk ({ESTIMATE}):");
+    if snaps.is_empty() {
+        out.push_str("\nno agent trades perpetuals");
+    }
+    for s in snaps {
+        let _ = write!(out, "\n{} [{}]: {}", s.agent, s.mode, state_text(&s.gate));
+        match (&s.equity, s.baseline, s.limits) {
+            (Err(why), _, _) => {
+                let _ = write!(out, "\n  equity unknown: {why}");
+            }
+            (Ok(None), _, _) => out.push_str("\n  equity unknown: a position has no mark"),
+            (Ok(Some(e)), baseline, limits) => {
+                let _ = write!(out, "\n  equity {} USD", money(*e));
+                if let Some(b) = baseline {
+                    let _ = write!(out, ", baseline today {} USD", money(b));
+                }
+                match (limits, baseline) {
+                    (Some(l), Some(b)) => {
+                        let floor = super::usd_fx(l.daily_loss_floor_micros);
+                        let distance = e.sub(b).and_then(|c| c.add(floor)).unwrap_or(Fx::ZERO);
+                        let _ = write!(
+                            out,
+                            ", floor {} USD, distance to the floor {} USD",
+                            money(floor),
+                            money(distance)
+                        );
+                    }
+                    (None, _) => out.push_str(", no daily loss floor configured"),
+                    (Some(_), None) => out.push_str(", baseline taken at the next tick"),
+                }
+            }
+        }
+        for (coin, r) in &s.caps {
+            let _ = write!(
+                out,
+                "\n  {coin}: order ≤ {} USD, position ≤ {} USD, {}x, limit within {} bps of the \
+                 mark, ≤ {} orders/min",
+                usd(u128::from(r.max_order_micros)),
+                usd(u128::from(r.max_position_micros)),
+                r.leverage,
+                r.max_slippage_bps,
+                r.max_orders_per_minute
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::deputy::StateCause;
+
+    fn f(s: &str) -> Fx {
+        Fx::parse(s).unwrap()
+    }
+
+    fn snap() -> Snapshot {
+        Snapshot {
+            agent: "perps".parse().unwrap(),
+            mode: "paper",
+            gate: StateGate::default(),
+            equity: Ok(Some(f("9850.5"))),
+            baseline: Some(f("10000")),
+            book: vec![
+                (
+                    "ETH".into(),
+                    PerpPositionRow {
+                        size: f("0.5"),
+                        entry_px: f("2500"),
+                        realized_pnl: f("20"),
+                        fees: f("1.5"),
+                    },
+                    Some(f("2400")),
+                ),
+                (
+                    "BTC".into(),
+                    PerpPositionRow {
+                        size: Fx::ZERO,
+                        entry_px: Fx::ZERO,
+                        realized_pnl: f("-3.25"),
+                        fees: f("0.25"),
+                    },
+                    Some(f("97000")),
+                ),
+            ],
+            today: vec![(
+                "ETH".into(),
+                FillTotals {
+                    realized_pnl: f("20"),
+                    fees: f("0.75"),
+                },
+            )],
+            caps: BTreeMap::from([(
+                "ETH".parse().unwrap(),
+                PerpRisk {
+                    max_order_micros: 500_000_000,
+                    max_position_micros: 2_000_000_000,
+                    leverage: 3,
+                    max_slippage_bps: 50,
+                    max_orders_per_minute: 30,
+                },
+            )]),
+            limits: Some(DeputyLimits {
+                daily_loss_floor_micros: 200_000_000,
+                paper_cash_micros: 10_000_000_000,
+            }),
+        }
+    }
+
+    #[test]
+    fn money_has_two_decimals_and_its_sign() {
+        assert_eq!(money(f("9850.5")), "9850.50");
+        assert_eq!(money(f("-0.256")), "-0.25");
+        assert_eq!(money(f("0.05")), "0.05");
+        assert_eq!(money(Fx::ZERO), "0.00");
+    }
+
+    #[test]
+    fn positions_show_side_size_entry_mark_usd_and_leverage() {
+        let text = positions(&[snap()]);
+        assert!(text.contains(ESTIMATE), "{text}");
+        assert!(
+            text.contains(
+                "perps [paper, ACTIVE]:\n  long 0.5 ETH-PERP, entry 2500, mark 2400, ≈ $1200.00, 3x"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("BTC"),
+            "flat coins are not positions: {text}"
+        );
+        let mut flat = snap();
+        flat.book.truncate(0);
+        assert!(positions(&[flat]).contains("\n  flat"));
+        assert!(positions(&[]).contains("no agent trades perpetuals"));
+    }
+
+    #[test]
+    fn pnl_adds_realised_unrealised_and_fees_per_coin_and_in_total() {
+        let text = pnl(&[snap()]);
+        // ETH: 20 − 1.5 + 0.5 × (2400 − 2500) = −31.5; BTC: −3.25 − 0.25 = −3.5.
+        assert!(
+            text.contains("ETH: today realised 20.00, fees 0.75; since start realised 20.00, unrealised -50.00, fees 1.50, net -31.50"),
+            "{text}"
+        );
+        assert!(
+            text.contains("BTC: today realised 0.00, fees 0.00"),
+            "{text}"
+        );
+        assert!(text.contains("net since start: -35.00 USD"), "{text}");
+    }
+
+    #[test]
+    fn risk_shows_state_caps_equity_baseline_and_the_distance_to_the_floor() {
+        let mut s = snap();
+        let text = risk(std::slice::from_ref(&s));
+        // 9850.5 − 10000 + 200 = 50.5 left before the floor.
+        assert!(
+            text.contains("perps [paper]: ACTIVE\n  equity 9850.50 USD, baseline today 10000.00 USD, floor 200.00 USD, distance to the floor 50.50 USD"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ETH: order ≤ 500.00 USD, position ≤ 2000.00 USD, 3x, limit within 50 bps of the mark, ≤ 30 orders/min"),
+            "{text}"
+        );
+        s.gate = StateGate {
+            state: RiskState::Halted,
+            cause: Some(StateCause::LossFloor),
+            detail: "loss floor hit".into(),
+        };
+        s.limits = None;
+        let text = risk(&[s]);
+        assert!(text.contains("HALTED (loss floor hit)"), "{text}");
+        assert!(text.contains("no daily loss floor configured"), "{text}");
+    }
+}
