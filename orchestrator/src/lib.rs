@@ -27,8 +27,8 @@ mod telegram;
 
 pub use chains::evm_rpc::{AccountData, ChainIdentity, EvmRpc, Fees, Nonces, Receipt, Reserve};
 pub use chains::hyperliquid::{
-    Accepted, AccountState, Dec, Fill, HyperliquidApi, OpenOrder, OrderStatus, Perp, Position,
-    SignedAction,
+    Accepted, AccountState, Dec, Fill, FundingPayment, HyperliquidApi, OpenOrder, OrderStatus,
+    Perp, Position, SignedAction,
 };
 pub use chains::jsonrpc::RpcError;
 pub use chains::solana_rpc::{Blockhash, SigStatus, SolanaRpc};

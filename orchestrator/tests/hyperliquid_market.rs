@@ -214,6 +214,17 @@ async fn a_resting_order_the_path_crosses_fills_as_maker_and_funding_is_paid_hou
         )
         .await;
     assert_eq!(paid.as_array().unwrap().len(), 2, "{paid}");
+    // The same payments through the orchestrator's client: paid by the long, at the rate.
+    let payments = api.funding(SDK_TEST_ADDRESS, T0).await.unwrap();
+    assert_eq!(payments.len(), 2, "{payments:?}");
+    let mut total = 0.0;
+    for (p, hour) in payments.iter().zip(&hours) {
+        assert_eq!((p.coin.as_str(), p.time_ms), ("ETH", *hour));
+        assert_eq!((p.szi.value(), p.rate.value()), (0.4, 0.0001));
+        assert!(p.usdc.value() < 0.0, "the long pays: {p:?}");
+        total -= p.usdc.value();
+    }
+    assert!((total - expected).abs() < 1e-9, "{total} != {expected}");
     let history = exchange
         .post(
             "/info",

@@ -138,6 +138,19 @@ pub struct Fill {
     pub time_ms: u64,
 }
 
+/// One hourly funding payment on a position of the account (`userFunding`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FundingPayment {
+    pub coin: String,
+    /// USDC the account received (negative: it paid).
+    pub usdc: Dec,
+    /// The position's signed size when it was paid.
+    pub szi: Dec,
+    /// The hourly rate applied.
+    pub rate: Dec,
+    pub time_ms: u64,
+}
+
 /// What became of one order of an `order` action.
 #[derive(Clone, Debug, PartialEq)]
 pub enum OrderStatus {
@@ -333,6 +346,42 @@ impl HyperliquidApi {
                     sz: Dec::non_negative(W, "sz", get("sz"))?,
                     fee: Dec::parse(W, "fee", get("fee"))?,
                     closed_pnl: Dec::parse(W, "closedPnl", get("closedPnl"))?,
+                    time_ms: u64_of(W, "time", f.get("time"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// The funding `user` received or paid since `start_ms` (`userFunding`), oldest first.
+    pub async fn funding(
+        &self,
+        user: &str,
+        start_ms: u64,
+    ) -> Result<Vec<FundingPayment>, RpcError> {
+        const W: &str = "info userFunding";
+        let answer = self
+            .info(
+                W,
+                json!({"type": "userFunding", "user": address(user)?, "startTime": start_ms}),
+            )
+            .await?;
+        let null = Value::Null;
+        list(W, &answer)?
+            .iter()
+            .map(|f| {
+                let delta = f.get("delta").unwrap_or(&null);
+                let get = |k: &str| delta.get(k).unwrap_or(&null);
+                if get("type").as_str() != Some("funding") {
+                    return Err(malformed(
+                        W,
+                        format!("delta.type is {}, not \"funding\"", quote(get("type"))),
+                    ));
+                }
+                Ok(FundingPayment {
+                    coin: coin(W, delta.get("coin"))?,
+                    usdc: Dec::parse(W, "delta.usdc", get("usdc"))?,
+                    szi: Dec::parse(W, "delta.szi", get("szi"))?,
+                    rate: Dec::parse(W, "delta.fundingRate", get("fundingRate"))?,
                     time_ms: u64_of(W, "time", f.get("time"))?,
                 })
             })
