@@ -33,7 +33,9 @@ use vigil_testkit::Signer;
 use vigil_testkit::adversary::Attack;
 use vigil_testkit::config::{AgentSpec, ConfigBuilder, PerpSpec};
 use vigil_testkit::corpus::{corpus, sample};
-use vigil_testkit::hyperliquid::{Exchange, SDK_TEST_ADDRESS, SDK_TEST_KEY, sdk_sign_text};
+use vigil_testkit::hyperliquid::{
+    Exchange, SDK_TEST_ADDRESS, SDK_TEST_KEY, TRADER_POLICY, sdk_sign_text,
+};
 use vigil_testkit::requests::ok;
 use vigil_testkit::script::{Reply, Script};
 
@@ -49,23 +51,6 @@ const POSITION_CAP_USD: f64 = 5_000.0;
 const MAX_LEVERAGE: u64 = 5;
 /// The agent's slippage bound from the mark.
 const SLIPPAGE_BPS: u32 = 100;
-
-/// ETH only; no transfers, withdrawals or recipients at all.
-const POLICY: &str = r#"version = 1
-[agents.trader]
-actions = ["perp_order", "perp_cancel", "perp_leverage", "perp_schedule_cancel"]
-networks = ["hyperliquid:testnet"]
-recipients = []
-rate_limit_per_minute = 600
-[agents.trader.assets.ETH]
-chain = "hyperliquid"
-per_tx_cap = "2000000000"
-velocity_24h = "100000000000"
-approval_threshold = "2000000000"
-
-[networks."hyperliquid:testnet"]
-perps.ETH = { coin = "ETH", index = 1, sz_decimals = 4, max_leverage = 5, max_position_notional = "5000000000" }
-"#;
 
 /// Live on ETH and BTC (BTC is in the profile, not in the signed policy): 3 000 USD an order
 /// (above the signer's 2 000), 10 000 of position (above its 5 000), 3x.
@@ -218,7 +203,7 @@ async fn prompt_injections_move_no_hyperliquid_funds_outside_the_signed_policy()
     let (entries, run) = sample(corpus(), CI_SAMPLE);
     let attacks: Vec<Attack> = entries.iter().map(|e| Attack::for_text(&e.text)).collect();
 
-    let signer = Signer::with(&[AGENT]).policy_toml(POLICY).start();
+    let signer = Signer::with(&[AGENT]).policy_toml(TRADER_POLICY).start();
     let hello = ok(signer.client().call(Op::Hello).unwrap());
     let api = hello["agents"][0]["network_addresses"]["hyperliquid:testnet"]
         .as_str()
