@@ -90,8 +90,10 @@ pub struct Snapshot {
 }
 
 impl MarketPath {
-    /// ETH at 2 000 USD and BTC at 60 000 USD, hourly steps, the funding rate 0.00001.
-    pub fn eth_btc(seed: u64, vol_bps: u32, start_ms: u64) -> MarketPath {
+    /// BTC at 60 000 USD and ETH at 2 000 USD (indices 0 and 1, as on Hyperliquid's testnet
+    /// and in `vigil-signer dev-init --hyperliquid-paper`'s policy), hourly steps, the funding
+    /// rate 0.00001.
+    pub fn btc_eth(seed: u64, vol_bps: u32, start_ms: u64) -> MarketPath {
         let coin = |name: &str, usd: u64, sz_decimals, max_leverage| Coin {
             name: name.to_owned(),
             start_micros: usd * 1_000_000,
@@ -104,7 +106,7 @@ impl MarketPath {
             vol_bps,
             start_ms,
             step_ms: HOUR_MS,
-            coins: vec![coin("ETH", 2_000, 4, 25), coin("BTC", 60_000, 5, 40)],
+            coins: vec![coin("BTC", 60_000, 5, 40), coin("ETH", 2_000, 4, 25)],
             events: Vec::new(),
         }
     }
@@ -391,12 +393,12 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_path_and_another_seed_another() {
-        let a = MarketPath::eth_btc(7, 50, 0);
+        let a = MarketPath::btc_eth(7, 50, 0);
         let walk = |p: &MarketPath| (0..30).map(|s| p.at(s).marks).collect::<Vec<_>>();
-        assert_eq!(walk(&a), walk(&MarketPath::eth_btc(7, 50, 0)));
-        assert_ne!(walk(&a), walk(&MarketPath::eth_btc(8, 50, 0)));
+        assert_eq!(walk(&a), walk(&MarketPath::btc_eth(7, 50, 0)));
+        assert_ne!(walk(&a), walk(&MarketPath::btc_eth(8, 50, 0)));
         // It walks, within the bound, on the cent.
-        let (p0, p1) = (a.at(0).marks[0], a.at(1).marks[0]);
+        let (p0, p1) = (a.at(0).marks[1], a.at(1).marks[1]);
         assert_eq!(p0, 2_000_000_000);
         assert!(
             p1.abs_diff(p0) <= 2_000_000_000 / 10_000 * 50 + 5_000,
@@ -407,17 +409,17 @@ mod tests {
 
     #[test]
     fn a_scripted_crash_moves_the_mark_by_exactly_its_percentage() {
-        let path = MarketPath::eth_btc(19, 30, 0).with(Event::Move {
+        let path = MarketPath::btc_eth(19, 30, 0).with(Event::Move {
             step: 5,
             coin: "ETH".into(),
             move_bps: -2000,
         });
-        let (before, after) = (path.at(4).marks[0], path.at(5).marks[0]);
+        let (before, after) = (path.at(4).marks[1], path.at(5).marks[1]);
         assert_eq!(u128::from(after) * 10_000, u128::from(before) * 8_000);
         // The walk after the crash is the walk without it, from the new level: BTC unchanged.
-        let plain = MarketPath::eth_btc(19, 30, 0);
-        assert_eq!(path.at(9).marks[1], plain.at(9).marks[1]);
-        assert_ne!(path.at(5).marks[0], plain.at(5).marks[0]);
+        let plain = MarketPath::btc_eth(19, 30, 0);
+        assert_eq!(path.at(9).marks[0], plain.at(9).marks[0]);
+        assert_ne!(path.at(5).marks[1], plain.at(5).marks[1]);
     }
 
     #[test]
@@ -453,7 +455,7 @@ mod tests {
 
     #[tokio::test]
     async fn it_serves_the_step_it_is_told_and_refuses_what_it_is_not() {
-        let path = MarketPath::eth_btc(3, 20, 1_000).with(Event::Funding {
+        let path = MarketPath::btc_eth(3, 20, 1_000).with(Event::Funding {
             step: 2,
             coin: "ETH".into(),
             rate: "-0.00005".into(),
@@ -461,13 +463,13 @@ mod tests {
         let market = LocalMarket::start(path.clone()).await.unwrap();
         let (status, meta) = post(&market.url, "/info", r#"{"type":"meta"}"#).await;
         assert_eq!(status, 200);
-        assert_eq!(meta["universe"][0]["name"], "ETH");
-        assert_eq!(meta["universe"][1]["maxLeverage"], 40);
+        assert_eq!(meta["universe"][1]["name"], "ETH");
+        assert_eq!(meta["universe"][0]["maxLeverage"], 40);
         let (_, mids) = post(&market.url, "/info", r#"{"type":"allMids"}"#).await;
         assert_eq!(mids["ETH"], "2000");
         let snap = market.set_step(3);
         let (_, mids) = post(&market.url, "/info", r#"{"type":"allMids"}"#).await;
-        assert_eq!(mids["ETH"], usd_text(snap.marks[0]).as_str());
+        assert_eq!(mids["ETH"], usd_text(snap.marks[1]).as_str());
         assert_eq!(market.step().step, 4);
         let (_, history) = post(
             &market.url,
