@@ -8,6 +8,8 @@
 //!   turns it into a broken or lying node for the client's negative tests and the fault
 //!   drills. It binds loopback only. Served with hyper 1 (HTTP/1.1), which reqwest already
 //!   brings into the build.
+//! - a local Hyperliquid market ([`hyperliquid::LocalMarket`]): `/info` market data on
+//!   127.0.0.1 following a seeded path with scripted crashes, for paper deputies.
 //! - the launcher of a dev signer ([`signer`]): `vigil-signer dev-init`, then the real,
 //!   confined `vigil-signer serve` as its own process.
 
@@ -35,6 +37,7 @@ use solana_transaction::Transaction;
 use solana_transaction::TransactionError;
 
 pub mod approver;
+pub mod hyperliquid;
 pub mod signer;
 
 pub use signer::{LaunchError, SignerProcess, is_root, sibling_binary};

@@ -145,7 +145,7 @@ pub fn dev_init(
     policy: Option<&Path>,
     warning: Warning,
 ) -> Result<DevInitReport, LaunchError> {
-    run_dev_init(bin, state, agents, policy, false, warning)
+    run_dev_init(bin, state, agents, policy, &[], warning)
 }
 
 /// As [`dev_init`] with the default policy and `--evm-paper`: every agent also has a key and
@@ -157,7 +157,25 @@ pub fn dev_init_evm_paper(
     agents: &[&str],
     warning: Warning,
 ) -> Result<DevInitReport, LaunchError> {
-    run_dev_init(bin, state, agents, None, true, warning)
+    run_dev_init(bin, state, agents, None, &["--evm-paper"], warning)
+}
+
+/// As [`dev_init`] with the default policy and `--hyperliquid-paper`: every agent also has a
+/// key and caps on `hyperliquid:testnet` (the BTC and ETH perpetuals), for paper deputies. (A
+/// signer of its own: `--evm-paper`'s ETH is another chain's, and one symbol has one chain.)
+pub fn dev_init_hyperliquid_paper(
+    bin: &Path,
+    state: &Path,
+    agents: &[&str],
+) -> Result<DevInitReport, LaunchError> {
+    run_dev_init(
+        bin,
+        state,
+        agents,
+        None,
+        &["--hyperliquid-paper"],
+        Warning::Keep,
+    )
 }
 
 fn run_dev_init(
@@ -165,7 +183,7 @@ fn run_dev_init(
     state: &Path,
     agents: &[&str],
     policy: Option<&Path>,
-    evm_paper: bool,
+    flags: &[&str],
     warning: Warning,
 ) -> Result<DevInitReport, LaunchError> {
     let mut cmd = Command::new(bin);
@@ -174,9 +192,7 @@ fn run_dev_init(
     if let Some(policy) = policy {
         cmd.arg("--policy").arg(policy);
     }
-    if evm_paper {
-        cmd.arg("--evm-paper");
-    }
+    cmd.args(flags);
     if warning == Warning::Show {
         cmd.stderr(Stdio::inherit());
     }

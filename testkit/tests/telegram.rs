@@ -436,7 +436,8 @@ async fn positions_pnl_and_risk_show_a_deputys_figures_from_the_venues_marks() {
         )
         .unwrap();
         db.execute(
-            "INSERT INTO perp_positions VALUES ('deputy', 'paper', 'testnet', 'ETH', '0.5', '2400', '3', '1.25')",
+            "INSERT INTO perp_positions (agent, mode, network, coin, size, entry_px, realized_pnl, fees)
+             VALUES ('deputy', 'paper', 'testnet', 'ETH', '0.5', '2400', '3', '1.25')",
             [],
         )
         .unwrap();
@@ -476,10 +477,11 @@ async fn positions_pnl_and_risk_show_a_deputys_figures_from_the_venues_marks() {
         "{}",
         positions.text
     );
-    // 3 − 1.25 + 0.5 × (2500 − 2400) = 51.75.
+    // 3 − 1.25 + 0.5 × (2500 − 2400) = 51.75 (no funding hour booked: the row has no open time).
     let pnl = op.ask("/pnl", "PnL").await;
     assert!(
-        pnl.text.contains("unrealised 50.00, fees 1.25, net 51.75"),
+        pnl.text
+            .contains("unrealised 50.00, fees 1.25, funding 0.00, net 51.75"),
         "{}",
         pnl.text
     );

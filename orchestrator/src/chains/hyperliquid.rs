@@ -388,6 +388,35 @@ impl HyperliquidApi {
             .collect()
     }
 
+    /// The venue's hourly funding rates of `coin` from `start_ms` on (`fundingHistory`):
+    /// `(time_ms, rate)`, as listed. Paper mode accrues funding from them.
+    pub async fn funding_history(
+        &self,
+        coin_name: &str,
+        start_ms: u64,
+    ) -> Result<Vec<(u64, Dec)>, RpcError> {
+        const W: &str = "info fundingHistory";
+        let answer = self
+            .info(
+                W,
+                json!({"type": "fundingHistory", "coin": coin_name, "startTime": start_ms}),
+            )
+            .await?;
+        list(W, &answer)?
+            .iter()
+            .map(|f| {
+                Ok((
+                    u64_of(W, "time", f.get("time"))?,
+                    Dec::parse(
+                        W,
+                        "fundingRate",
+                        f.get("fundingRate").unwrap_or(&Value::Null),
+                    )?,
+                ))
+            })
+            .collect()
+    }
+
     /// Posts a signed action, its body byte for byte as the signer wrote it;
     /// `Err(RpcError::Rpc)` carries the exchange's refusal.
     pub async fn exchange(&self, signed: &SignedAction) -> Result<Accepted, RpcError> {

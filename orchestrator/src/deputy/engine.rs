@@ -2,6 +2,7 @@
 //! Hyperliquid view), and the operator's resume.
 //!
 //! Each tick, in order:
+//! 0. **Funding**: the paper positions' funding hours due are booked (`funding.rs`).
 //! 1. **Resume**: a Halted deputy whose resume was asked (`/resume`) and whose pause the signer
 //!    no longer holds (the operator's code cleared it at the approver) becomes Active, its
 //!    baseline taken again now. Without the recorded request nothing resumes, so a halt
@@ -117,6 +118,8 @@ impl Orchestrator {
             return Ok(Vec::new());
         };
         let now = inputs.now;
+        // Funding first, so the equity the floor judges includes every hour due.
+        let mut lines = self.accrue_paper_funding(agent, view, now).await?;
         let (row, equity) = {
             let store = self
                 .store()
@@ -125,7 +128,6 @@ impl Orchestrator {
             let row = store.agent(&agent.id).deputy().map_err(|e| e.to_string())?;
             (row, equity_of(agent, view, &store, live)?)
         };
-        let mut lines = Vec::new();
         let mut state = row.state;
         if state == RiskState::Halted
             && row.resume_request.is_some()
@@ -188,6 +190,9 @@ impl Orchestrator {
         if let Some(view) = inputs.perp.as_mut() {
             // Reconciliation's Reducing was settled into the store by the view already.
             view.gate = gate;
+            if let Some(e) = equity {
+                view.equity = e;
+            }
         }
         Ok(lines)
     }
@@ -327,7 +332,7 @@ impl Orchestrator {
     }
 
     /// Runs `f` on the locked store; a lock or store failure as text.
-    fn with_store<T, E: std::fmt::Display>(
+    pub(super) fn with_store<T, E: std::fmt::Display>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, E>,
     ) -> Result<T, String> {

@@ -11,14 +11,16 @@
 //!
 //! Equity is the orchestrator's estimate, in USD: live, the venue's account value
 //! (`clearinghouseState.marginSummary.accountValue`); paper, the paper cash plus the realised
-//! PnL, minus the fees, plus the unrealised PnL at the venue's marks ([`paper_equity`]). The
+//! PnL, minus the fees, plus the funding, plus the unrealised PnL at the venue's marks ([`paper_equity`]). The
 //! baseline is the equity at the first tick of the UTC day; the floor is hit when equity −
 //! baseline ≤ −floor ([`floor_hit`]).
 //!
-//! `engine.rs` runs the per-tick hook and the resume; `report.rs` renders `/positions`,
+//! `engine.rs` runs the per-tick hook and the resume; `funding.rs` accrues paper funding;
+//! `report.rs` renders `/positions`,
 //! `/pnl` and `/risk`.
 
 pub(crate) mod engine;
+mod funding;
 pub(crate) mod report;
 
 use std::collections::BTreeMap;
@@ -118,7 +120,8 @@ impl StateGate {
     }
 }
 
-/// Paper equity: `cash` + Σ (realised − fees) + Σ size × (mark − entry) over the book.
+/// Paper equity: `cash` + Σ (realised − fees + funding) + Σ size × (mark − entry) over the
+/// book.
 /// `None` when a non-flat position has no mark (the estimate would be wrong) or on overflow.
 pub(crate) fn paper_equity(
     cash: Fx,
@@ -127,7 +130,7 @@ pub(crate) fn paper_equity(
 ) -> Option<Fx> {
     let mut equity = cash;
     for (coin, p) in book {
-        equity = equity.add(p.realized_pnl)?.sub(p.fees)?;
+        equity = equity.add(p.realized_pnl)?.sub(p.fees)?.add(p.funding)?;
         if !p.size.is_zero() {
             let mark = marks.get(&coin.parse::<AssetSymbol>().ok()?)?;
             equity = equity.add(unrealised(p, *mark)?)?;
@@ -199,12 +202,14 @@ mod tests {
             entry_px: f("2000"),
             realized_pnl: f("30"),
             fees: f("1.5"),
+            funding: Fx::ZERO,
         };
         let btc_flat = PerpPositionRow {
             size: Fx::ZERO,
             entry_px: Fx::ZERO,
             realized_pnl: f("-10"),
             fees: f("0.5"),
+            funding: Fx::ZERO,
         };
         let marks = BTreeMap::from([("ETH".parse().unwrap(), f("1800"))]);
         let book = vec![("ETH".to_owned(), eth), ("BTC".to_owned(), btc_flat)];

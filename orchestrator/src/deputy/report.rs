@@ -2,8 +2,8 @@
 //! deputy ([`Snapshot`]: its state, equity, baseline, positions with the venue's marks, the
 //! day's and all-time figures of its fills, its caps) is gathered by the orchestrator, and
 //! rendered here by pure functions. Every USD value is the orchestrator's estimate from the
-//! venue's marks, and says so; funding is not included (the paper model does not accrue it,
-//! and live it is inside the venue's account value only).
+//! venue's marks, and says so. Funding: paper accrues it hourly (`store/funding.rs`) and
+//! `/pnl` shows it; live it is inside the venue's account value only, and `/pnl` says so.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -201,7 +201,7 @@ pub(crate) fn positions(snaps: &[Snapshot]) -> String {
 
 /// `/pnl`.
 pub(crate) fn pnl(snaps: &[Snapshot]) -> String {
-    let mut out = format!("PnL ({ESTIMATE}; funding not included):");
+    let mut out = format!("PnL ({ESTIMATE}):");
     if snaps.is_empty() {
         out.push_str("\nno agent trades perpetuals");
     }
@@ -222,13 +222,19 @@ pub(crate) fn pnl(snaps: &[Snapshot]) -> String {
             let since = p
                 .realized_pnl
                 .sub(p.fees)
+                .and_then(|v| v.add(p.funding))
                 .and_then(|v| v.add(open.unwrap_or(Fx::ZERO)))
                 .unwrap_or(Fx::ZERO);
+            let funding = if s.mode == "paper" {
+                money(p.funding)
+            } else {
+                "in the venue's account value".to_owned()
+            };
             total = total.add(since).unwrap_or(total);
             let _ = write!(
                 out,
                 "\n  {coin}: today realised {}, fees {}; since start realised {}, unrealised {}, \
-                 fees {}, net {}",
+                 fees {}, funding {funding}, net {}",
                 money(today.realized_pnl),
                 money(today.fees),
                 money(p.realized_pnl),
@@ -320,6 +326,7 @@ mod tests {
                         entry_px: f("2500"),
                         realized_pnl: f("20"),
                         fees: f("1.5"),
+                        funding: f("-0.05"),
                     },
                     Some(f("2400")),
                 ),
@@ -330,6 +337,7 @@ mod tests {
                         entry_px: Fx::ZERO,
                         realized_pnl: f("-3.25"),
                         fees: f("0.25"),
+                        funding: Fx::ZERO,
                     },
                     Some(f("97000")),
                 ),
@@ -387,18 +395,24 @@ mod tests {
     }
 
     #[test]
-    fn pnl_adds_realised_unrealised_and_fees_per_coin_and_in_total() {
+    fn pnl_adds_realised_unrealised_fees_and_funding_per_coin_and_in_total() {
         let text = pnl(&[snap()]);
-        // ETH: 20 − 1.5 + 0.5 × (2400 − 2500) = −31.5; BTC: −3.25 − 0.25 = −3.5.
+        // ETH: 20 − 1.5 − 0.05 + 0.5 × (2400 − 2500) = −31.55; BTC: −3.25 − 0.25 = −3.5.
         assert!(
-            text.contains("ETH: today realised 20.00, fees 0.75; since start realised 20.00, unrealised -50.00, fees 1.50, net -31.50"),
+            text.contains("ETH: today realised 20.00, fees 0.75; since start realised 20.00, unrealised -50.00, fees 1.50, funding -0.05, net -31.55"),
             "{text}"
         );
         assert!(
             text.contains("BTC: today realised 0.00, fees 0.00"),
             "{text}"
         );
-        assert!(text.contains("net since start: -35.00 USD"), "{text}");
+        assert!(text.contains("net since start: -35.05 USD"), "{text}");
+        let mut live = snap();
+        live.mode = "live";
+        assert!(
+            pnl(&[live]).contains("funding in the venue's account value"),
+            "live funding is the venue's"
+        );
     }
 
     #[test]

@@ -12,9 +12,16 @@
 //! position and its realised PnL go to the state database in one transaction, once per
 //! decision (its idempotency key).
 //!
+//! Leverage: the signer refuses an opening order on a perpetual whose leverage the agent has not
+//! set through it (`leverage_set_first`), on paper as live. So before an opening paper order
+//! the configured leverage is signed as live would sign it, and the signed action is dropped:
+//! paper posts nothing (the signer's ledger then knows the leverage, as the venue would).
+//!
 //! Live: `perp_live.rs`.
 
-use vigil_protocol::{Context, Decision, Intent, Side};
+use vigil_protocol::{
+    Context, Decision, Intent, PerpLeverageIntent, Side, SignRequest, SignResult,
+};
 
 use super::execute::claim;
 use super::layer3::{denied, dry_run, paper_approval, signer_failure};
@@ -43,6 +50,9 @@ pub(super) async fn paper(
     deps: &Deps<'_>,
 ) -> Outcome {
     let intent = &checked.intent;
+    if let Err(held) = paper_leverage(agent, checked, inputs, deps).await {
+        return held;
+    }
     let context = Context {
         perp_position: Some(checked.position.clone()),
         ..Context::default()
@@ -138,6 +148,49 @@ pub(super) async fn paper(
             layer: "state".into(),
             reason: format!("paper fill not recorded: {e}"),
         },
+    }
+}
+
+/// Signs the agent's configured leverage before an opening paper order (module docs); the
+/// signed action is never posted.
+async fn paper_leverage(
+    agent: &AgentConfig,
+    checked: &PerpChecked,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+) -> Result<(), Outcome> {
+    let Intent::PerpOrder(order) = &checked.intent else {
+        return Ok(());
+    };
+    if order.reduce_only {
+        return Ok(());
+    }
+    let key = format!(
+        "l-{}",
+        idempotency_key(&agent.id, inputs.now, &checked.intent)
+    );
+    let held = |reason: String| Outcome::Held {
+        layer: "paper".into(),
+        reason,
+    };
+    let request = SignRequest {
+        agent: agent.id.clone(),
+        intent: Intent::PerpLeverage(PerpLeverageIntent {
+            chain: order.chain,
+            network: order.network,
+            asset: order.asset,
+            leverage: checked.risk.leverage,
+            cross: true,
+        }),
+        context: Context::default(),
+        idempotency_key: key.parse().map_err(held)?,
+    };
+    match deps.signer.lock().await.sign(request).await {
+        Ok(SignResult::Signed(_)) => Ok(()),
+        Ok(SignResult::NeedsApproval(_)) => Err(held(
+            "the signer asks the operator's approval to set leverage: the paper order waits".into(),
+        )),
+        Err(e) => Err(signer_failure(e)),
     }
 }
 

@@ -22,6 +22,14 @@ use crate::firewall::risk_perp::fixed::Fx;
 use crate::firewall::risk_perp::{PerpMeta, PerpView, ViewOrder};
 
 impl Orchestrator {
+    /// The Hyperliquid API of `network`, when the config names one.
+    pub(crate) fn hyperliquid_api(
+        &self,
+        network: vigil_protocol::Network,
+    ) -> Option<&crate::chains::hyperliquid::HyperliquidApi> {
+        self.hyperliquid.get(&network)
+    }
+
     /// The agent's view, or `None` when it trades no perpetuals (no `hyperliquid_network`).
     pub(crate) async fn perp_view(&self, agent: &AgentConfig) -> Result<Option<PerpView>, String> {
         let Some(network) = agent.hyperliquid_network else {

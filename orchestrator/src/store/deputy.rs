@@ -10,7 +10,7 @@
 use rusqlite::{OptionalExtension, params};
 use vigil_protocol::Network;
 
-use super::perps::{fx, mode};
+use super::perps::{POSITION_COLUMNS, fx, mode, position_row};
 use super::{AgentStore, StoreError, from_sql_u64, migrations, to_sql_ts};
 use crate::deputy::{RiskState, StateCause};
 use crate::firewall::risk_perp::fixed::Fx;
@@ -237,31 +237,23 @@ impl AgentStore<'_> {
         paper: bool,
         network: Network,
     ) -> Result<Vec<(String, PerpPositionRow)>, StoreError> {
-        let mut stmt = self.store.conn.prepare(
-            "SELECT coin, size, entry_px, realized_pnl, fees FROM perp_positions
-             WHERE agent = ?1 AND mode = ?2 AND network = ?3 ORDER BY coin",
-        )?;
+        let mut stmt = self.store.conn.prepare(&format!(
+            "SELECT coin, {POSITION_COLUMNS} FROM perp_positions
+             WHERE agent = ?1 AND mode = ?2 AND network = ?3 ORDER BY coin"
+        ))?;
         let rows = stmt.query_map(
             params![self.agent.as_str(), mode(paper), network.as_str()],
             |r| {
                 Ok((
                     r.get::<_, String>(0)?,
-                    [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?],
+                    [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?],
                 ))
             },
         )?;
         let mut out = Vec::new();
         for row in rows {
-            let (coin, [size, entry, pnl, fees]): (String, [String; 4]) = row?;
-            out.push((
-                coin,
-                PerpPositionRow {
-                    size: fx("size", &size)?,
-                    entry_px: fx("entry_px", &entry)?,
-                    realized_pnl: fx("realized_pnl", &pnl)?,
-                    fees: fx("fees", &fees)?,
-                },
-            ));
+            let (coin, columns): (String, [String; 5]) = row?;
+            out.push((coin, position_row(&columns)?));
         }
         Ok(out)
     }

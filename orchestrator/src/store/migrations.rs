@@ -153,6 +153,7 @@ const MIGRATIONS: &[&str] = &[
     super::perps::V4,
     super::hl_actions::V5,
     super::deputy::V6,
+    super::funding::V7,
 ];
 
 /// The schema version this build writes and understands (what the tests expect to find).

@@ -29,6 +29,7 @@ mod cost;
 mod deputy;
 mod evm_txs;
 mod executions;
+mod funding;
 mod hl_actions;
 mod migrations;
 mod perps;
@@ -51,6 +52,7 @@ pub use confirmations::{
 pub(crate) use deputy::FillTotals;
 pub use evm_txs::{EvmTxRow, EvmTxState, NewEvmTx};
 pub use executions::ExecutionRow;
+pub(crate) use funding::FUNDING_HOUR_SECS;
 pub(crate) use hl_actions::NewHlAction;
 pub use hl_actions::{HlActionRow, HlState};
 pub(crate) use perps::{NewPerpFill, PerpPositionRow};

@@ -74,6 +74,9 @@ pub struct PerpPositionRow {
     pub realized_pnl: Fx,
     /// Fees paid, USD.
     pub fees: Fx,
+    /// Funding received, USD (negative: paid); paper accrues it (`funding.rs`), live funding
+    /// is inside the venue's account value.
+    pub funding: Fx,
 }
 
 pub(super) fn mode(paper: bool) -> &'static str {
@@ -130,7 +133,7 @@ fn apply(pos: PerpPositionRow, delta: Fx, px: Fx) -> Option<(PerpPositionRow, Fx
             size,
             entry_px,
             realized_pnl: pos.realized_pnl.add(pnl)?,
-            fees: pos.fees,
+            ..pos
         },
         pnl,
     ))
@@ -176,6 +179,12 @@ impl AgentStore<'_> {
         };
         let (mut next, pnl) = apply(pos, delta, fill.px).ok_or_else(overflow)?;
         next.fees = next.fees.add(fill.fee).ok_or_else(overflow)?;
+        // The position's open (funding hours count from it): set when it leaves flat or flips,
+        // kept while it only grows or shrinks, cleared when flat.
+        let reopened = !next.size.is_zero()
+            && (pos.size.is_zero() || next.size.is_negative() != pos.size.is_negative());
+        let keep_open = !next.size.is_zero() && !reopened;
+        let opened_at = reopened.then_some(sql_ts);
         tx.execute(
             "INSERT INTO perp_fills (agent, mode, network, coin, ts, side, size, px, fee,
                                      realized_pnl, idempotency_key)
@@ -195,11 +204,13 @@ impl AgentStore<'_> {
             ],
         )?;
         tx.execute(
-            "INSERT INTO perp_positions (agent, mode, network, coin, size, entry_px, realized_pnl, fees)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO perp_positions (agent, mode, network, coin, size, entry_px, realized_pnl,
+                                         fees, opened_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT(agent, mode, network, coin) DO UPDATE SET size = excluded.size,
                  entry_px = excluded.entry_px, realized_pnl = excluded.realized_pnl,
-                 fees = excluded.fees",
+                 fees = excluded.fees,
+                 opened_at = CASE WHEN ?10 THEN perp_positions.opened_at ELSE ?9 END",
             params![
                 agent,
                 mode(fill.paper),
@@ -208,7 +219,9 @@ impl AgentStore<'_> {
                 next.size.to_string(),
                 next.entry_px.to_string(),
                 next.realized_pnl.to_string(),
-                next.fees.to_string()
+                next.fees.to_string(),
+                opened_at,
+                keep_open
             ],
         )?;
         tx.commit()?;
@@ -223,22 +236,32 @@ fn position_in(
     network: Network,
     coin: AssetSymbol,
 ) -> Result<PerpPositionRow, StoreError> {
-    let row: Option<[String; 4]> = conn
+    let row: Option<[String; 5]> = conn
         .query_row(
-            "SELECT size, entry_px, realized_pnl, fees FROM perp_positions
-             WHERE agent = ?1 AND mode = ?2 AND network = ?3 AND coin = ?4",
+            &format!(
+                "SELECT {POSITION_COLUMNS} FROM perp_positions
+                 WHERE agent = ?1 AND mode = ?2 AND network = ?3 AND coin = ?4"
+            ),
             params![agent, mode(paper), network.as_str(), coin.as_str()],
-            |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
+            |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?]),
         )
         .optional()?;
-    let Some([size, entry, pnl, fees]) = row else {
-        return Ok(PerpPositionRow::default());
-    };
+    row.map_or(Ok(PerpPositionRow::default()), |r| position_row(&r))
+}
+
+/// The columns [`position_row`] reads, in its order.
+pub(super) const POSITION_COLUMNS: &str = "size, entry_px, realized_pnl, fees, funding";
+
+/// A row of [`POSITION_COLUMNS`] as a position.
+pub(super) fn position_row(
+    [size, entry, pnl, fees, funding]: &[String; 5],
+) -> Result<PerpPositionRow, StoreError> {
     Ok(PerpPositionRow {
-        size: fx("size", &size)?,
-        entry_px: fx("entry_px", &entry)?,
-        realized_pnl: fx("realized_pnl", &pnl)?,
-        fees: fx("fees", &fees)?,
+        size: fx("size", size)?,
+        entry_px: fx("entry_px", entry)?,
+        realized_pnl: fx("realized_pnl", pnl)?,
+        fees: fx("fees", fees)?,
+        funding: fx("funding", funding)?,
     })
 }
 
