@@ -10,6 +10,7 @@ use crate::perp::{
     PerpScheduleCancelIntent, PerpWithdrawIntent,
 };
 use crate::types::{Amount, AmountOrAll, AssetSymbol, Quantity};
+use crate::usd::UsdEstimate;
 
 /// A chain family the signer can build transactions for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -249,6 +250,11 @@ pub struct Context {
     /// bounds the position with it and, independently, with its own 24 h opened notional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub perp_position: Option<PerpPosition>,
+    /// Any chain: the orchestrator's USD estimate of what the request moves or trades, from
+    /// the venue's mark (`crate::usd`). The signer never decides on it; it shows it in the
+    /// approval and confirmation texts it renders, labelled as the orchestrator's word.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd_estimate: Option<Box<UsdEstimate>>,
 }
 
 #[cfg(test)]
@@ -396,6 +402,10 @@ mod tests {
         let c: Context = serde_json::from_str(ok).unwrap();
         assert_eq!((c.nonce, c.gas_limit), (Some(7), Some(21000)));
         assert_eq!(c.max_priority_fee_per_gas.map(Quantity::get), Some(0));
+        assert_eq!(c.usd_estimate, None);
+        let usd = r#"{"usd_estimate":{"micros":"300000000","mark":"150","source":"solana_price"}}"#;
+        let c: Context = serde_json::from_str(usd).unwrap();
+        assert_eq!(c.usd_estimate.map(|e| e.micros.get()), Some(300_000_000));
         for bad in [
             r#"{"chain_id":1}"#,
             r#"{"chainId":"0x1"}"#,
@@ -403,6 +413,9 @@ mod tests {
             r#"{"nonce":-1}"#,
             r#"{"max_fee_per_gas":30}"#,
             r#"{"max_fee_per_gas":"1.5"}"#,
+            r#"{"usd_estimate":{"micros":"-1","mark":"1","source":"x"}}"#,
+            r#"{"usd_estimate":"1250"}"#,
+            r#"{"usd_estimate_micros":"1250"}"#,
         ] {
             assert!(serde_json::from_str::<Context>(bad).is_err(), "{bad}");
         }

@@ -20,6 +20,7 @@ mod operator_code;
 mod perp;
 mod roles;
 mod types;
+mod usd;
 
 pub use client::{Client, ClientError};
 pub use dev_init::{DevInitReport, InsecureDevSecret};
@@ -59,6 +60,10 @@ pub use types::{
     AgentId, Amount, AmountOrAll, ApprovalId, AssetSymbol, CommandTarget, ErrorKind,
     IdempotencyKey, MAX_ASSET_SYMBOL_LEN, OperatorRequestId, PauseId, Purpose, Quantity, RequestId,
     Rule, truncate,
+};
+pub use usd::{
+    MAX_PRICE_SOURCE_LEN, MAX_USD_ESTIMATE_MICROS, PriceSource, UsdEstimate, UsdMark, UsdMicros,
+    format_usd_micros, usd_label,
 };
 
 /// The protocol version this crate speaks.

@@ -218,6 +218,11 @@ async fn a_live_order_sets_leverage_first_is_posted_accepted_and_reconciled() {
         summary.starts_with("PAPER buy 0.4 ETH at 2501.25"),
         "{summary}"
     );
+    // The operator reads its USD value at the venue's mark (allMids 2500) and the leverage.
+    assert!(
+        summary.contains("long 0.4 ETH-PERP ≈ $1,000.00, 3x"),
+        "{summary}"
+    );
     assert_eq!(w.exchange.accepted().await.len(), 3, "paper posts nothing");
 }
 

@@ -22,6 +22,7 @@
 pub(crate) mod engine;
 mod funding;
 pub(crate) mod report;
+pub(crate) mod usd;
 
 use std::collections::BTreeMap;
 use std::fmt;

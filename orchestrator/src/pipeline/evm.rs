@@ -88,6 +88,7 @@ pub(crate) async fn context(
         gas_limit: Some(gas_limit),
         max_fee_per_gas: Some(Quantity::new(max_fee)),
         max_priority_fee_per_gas: Some(Quantity::new(fees.max_priority_fee_per_gas)),
+        usd_estimate: crate::deputy::usd::evm_intent(intent, view).map(Box::new),
         ..Context::default()
     })
 }

@@ -10,6 +10,7 @@ use vigil_protocol::{
 use super::execute::{Live, claim, execute_live, execute_live_evm};
 use super::{Deps, Inputs, Outcome, evm, idempotency_key, paper_delta};
 use crate::config::AgentConfig;
+use crate::deputy::usd;
 use crate::signer_client::SignerError;
 use crate::store::Store;
 
@@ -22,6 +23,7 @@ pub(super) async fn paper(
     // Paper EVM actions are asked without a context: the signer decides on the policy's fee
     // bounds, the most the fees could be. Nothing is settled, signed or sent for them.
     let context = solana_context(intent, inputs);
+    let usd = usd::phrase(context.usd_estimate.as_deref());
     match dry_run(&agent.id, intent, context, deps).await {
         Ok(r) => match r.decision {
             Decision::Allow => {
@@ -49,28 +51,42 @@ pub(super) async fn paper(
                             .map_err(|e| e.to_string())
                     });
                 match filled {
-                    Ok(()) => Outcome::PaperFilled { summary: r.summary },
+                    Ok(()) => Outcome::PaperFilled {
+                        summary: format!("{} ({usd})", r.summary),
+                    },
                     Err(e) => Outcome::Held {
                         layer: "state".into(),
                         reason: format!("paper fill not recorded: {e}"),
                     },
                 }
             }
-            Decision::NeedsApproval => paper_approval(&agent.id, intent, inputs, deps).await,
+            Decision::NeedsApproval => {
+                let context = solana_context(intent, inputs);
+                paper_approval(&agent.id, intent, context, inputs, deps).await
+            }
             Decision::Deny => denied(r),
         },
         Err(e) => signer_failure(e),
     }
 }
 
-/// A Solana intent's context (the recent blockhash); none for an EVM one.
+/// A paper or confirmation context: a Solana intent's recent blockhash; an EVM intent's USD
+/// estimate at the Aave oracle's price (no fees: the signer decides on the policy's bounds).
 fn solana_context(intent: &Intent, inputs: &Inputs) -> Context {
     match intent.chain_network().0 {
         Chain::Solana => Context {
             recent_blockhash: Some(inputs.recent_blockhash.clone()),
             ..Context::default()
         },
-        Chain::Evm | Chain::Hyperliquid => Context::default(),
+        Chain::Evm => Context {
+            usd_estimate: inputs
+                .evm
+                .as_ref()
+                .and_then(|view| usd::evm_intent(intent, view))
+                .map(Box::new),
+            ..Context::default()
+        },
+        Chain::Hyperliquid => Context::default(),
     }
 }
 
@@ -115,11 +131,12 @@ pub(super) async fn live(
         let context = evm
             .as_ref()
             .map_or_else(|| solana_context(intent, inputs), |(_, _, c)| c.clone());
+        let usd = usd::phrase(context.usd_estimate.as_deref());
         match dry_run(&agent.id, intent, context, deps).await {
             Ok(r) if r.decision == Decision::Allow => {
-                return ask_confirmation(
-                    &agent.id, deps.store, inputs.now, intent, &key, &r.summary,
-                );
+                // The operator reads the signer's summary and the orchestrator's estimate.
+                let summary = format!("{} ({usd}, the orchestrator's estimate)", r.summary);
+                return ask_confirmation(&agent.id, deps.store, inputs.now, intent, &key, &summary);
             }
             // Above the threshold the signer's own approval (a code, stronger than a button)
             // decides.
@@ -158,6 +175,7 @@ pub(super) async fn live(
 pub(super) async fn paper_approval(
     agent: &AgentId,
     intent: &Intent,
+    context: Context,
     inputs: &Inputs,
     deps: &Deps<'_>,
 ) -> Outcome {
@@ -175,7 +193,7 @@ pub(super) async fn paper_approval(
         purpose: ConfirmationPurpose::PaperApproval {
             agent: agent.clone(),
             intent: Box::new(intent.clone()),
-            context: Context::default(),
+            context,
         },
         idempotency_key,
     };

@@ -27,6 +27,7 @@ use super::execute::claim;
 use super::layer3::{denied, dry_run, paper_approval, signer_failure};
 use super::{Deps, Inputs, Outcome, idempotency_key};
 use crate::config::AgentConfig;
+use crate::deputy::usd;
 use crate::firewall::risk_perp::fixed::Fx;
 use crate::firewall::risk_perp::{PerpChecked, PerpView};
 use crate::store::NewPerpFill;
@@ -53,15 +54,17 @@ pub(super) async fn paper(
     if let Err(held) = paper_leverage(agent, checked, inputs, deps).await {
         return held;
     }
+    let usd = usd::perp_checked(checked);
     let context = Context {
         perp_position: Some(checked.position.clone()),
+        usd_estimate: usd.clone().map(Box::new),
         ..Context::default()
     };
-    let summary = match dry_run(&agent.id, intent, context, deps).await {
+    let summary = match dry_run(&agent.id, intent, context.clone(), deps).await {
         Ok(r) => match r.decision {
             Decision::Allow => r.summary,
             Decision::NeedsApproval => {
-                return paper_approval(&agent.id, intent, inputs, deps).await;
+                return paper_approval(&agent.id, intent, context, inputs, deps).await;
             }
             Decision::Deny => return denied(r),
         },
@@ -105,9 +108,10 @@ pub(super) async fn paper(
         return held;
     }
     let note = format!(
-        "PAPER {} {size} {} at {px} (mark {mark}, fee {fee} USD)",
+        "PAPER {} {size} {} at {px} (mark {mark}, fee {fee} USD): {}",
         order.side.as_str(),
-        order.asset
+        order.asset,
+        usd::perp_order_line(order, usd.as_ref(), Some(checked.risk.leverage))
     );
     let recorded = deps
         .store

@@ -71,6 +71,7 @@ pub(super) async fn live(
             intent: intent.clone(),
             context: Context {
                 perp_position: Some(checked.position.clone()),
+                usd_estimate: crate::deputy::usd::perp_checked(checked).map(Box::new),
                 ..Context::default()
             },
             idempotency_key,

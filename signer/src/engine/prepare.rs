@@ -163,6 +163,16 @@ fn evm_refusal(e: evm::EvmError) -> Refusal {
     }
 }
 
+/// `summary` for the operator's eyes, followed by the request's USD estimate labelled as the
+/// orchestrator's word, not checked here ("no USD estimate" when it carries none). The signer
+/// has no prices: the figure is shown, never decided on.
+pub(super) fn with_usd_label(summary: &str, context: &Context) -> String {
+    format!(
+        "{summary}; {}",
+        vigil_protocol::usd_label(context.usd_estimate.as_deref())
+    )
+}
+
 /// Signs a prepared request under the engine's lock (`ledger` is the locked ledger: a
 /// Hyperliquid action takes its nonce from it, at `now_ms`).
 /// The whole decision over a prepared request, as `sign` (a new request, or an approved one

@@ -10,6 +10,7 @@ use vigil_protocol::{
     RequestStatusResult, Rule,
 };
 
+use super::prepare::with_usd_label;
 use super::{Engine, Refusal};
 use crate::ledger::{Event, intent_digest};
 use crate::requests::{Pending, RequestBody, new_request_id};
@@ -188,7 +189,7 @@ impl Engine {
                 match dry.decision {
                     Decision::NeedsApproval => Ok(format!(
                         "PAPER (nothing is signed or sent): agent {agent} would {}",
-                        dry.summary
+                        with_usd_label(&dry.summary, context)
                     )),
                     Decision::Deny => Err(Refusal {
                         kind: ErrorKind::PolicyDenied,

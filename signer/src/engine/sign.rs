@@ -8,7 +8,7 @@
 
 use vigil_protocol::{ErrorKind, NeedsApproval, SignRequest, SignResult, Signed};
 
-use super::prepare::{Prepared, decide, sign_prepared};
+use super::prepare::{Prepared, decide, sign_prepared, with_usd_label};
 use super::{Engine, Inner, Refusal};
 use crate::approval::{ApprovalRequest, Approvals, new_approval_id};
 use crate::ledger::{Event, Ledger, Remembered, intent_digest};
@@ -296,12 +296,15 @@ fn open_approval(
     now: u64,
 ) -> Result<(Event, NeedsApproval), Refusal> {
     let approval_id = new_approval_id().map_err(Refusal::internal)?;
+    // What the operator reads: the signer's own summary, then the orchestrator's USD estimate
+    // labelled as its word (never decided on: the verdict above was made without it).
+    let summary = with_usd_label(&prepared.summary, &r.context);
     let request = ApprovalRequest {
         agent: r.agent.clone(),
         idempotency_key: r.idempotency_key.clone(),
         intent: r.intent.clone(),
         context: r.context.clone(),
-        summary: prepared.summary.clone(),
+        summary: summary.clone(),
         expires_at: 0,
     };
     let expires_at = approvals
@@ -313,14 +316,14 @@ fn open_approval(
         idempotency_key: r.idempotency_key.clone(),
         intent: r.intent.clone(),
         context: r.context.clone(),
-        summary: prepared.summary.clone(),
+        summary: summary.clone(),
         expires_at,
     };
     Ok((
         event,
         NeedsApproval {
             approval_id,
-            summary: prepared.summary.clone(),
+            summary,
             expires_at,
         },
     ))
