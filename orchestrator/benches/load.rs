@@ -25,10 +25,11 @@ use vigil_testkit::{Reply, Script, Signer};
 const AGENTS: usize = 100;
 
 fn main() {
-    let minutes: f64 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10.0);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let numbers: Vec<f64> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let minutes = numbers.first().copied().unwrap_or(10.0);
+    // An optional second number: max_concurrent_decisions (else the config's default).
+    let bound_arg = numbers.get(1).map(|b| *b as usize);
     let ids: Vec<String> = (0..AGENTS).map(|i| format!("a{i:03}")).collect();
     let signer = Signer::start(&ids.iter().map(String::as_str).collect::<Vec<_>>());
     let work = tempfile::tempdir().unwrap();
@@ -39,6 +40,9 @@ fn main() {
         .write(&script);
     let db = work.path().join("load.sqlite");
     let mut config = ConfigBuilder::new(&signer.socket(), &db).scripted(&script);
+    if let Some(bound) = bound_arg {
+        config = config.concurrency(bound);
+    }
     for id in &ids {
         config = config.agent(
             AgentSpec::new(id)
@@ -139,9 +143,12 @@ fn read_log(log: &str) -> (Vec<Duration>, BTreeMap<String, usize>, usize) {
             continue;
         };
         latencies.push(Duration::from_micros(us));
-        let kind = field(line, "outcome=")
+        let mut kind = field(line, "outcome=")
             .map(|o| o.split([' ', '{', '(']).next().unwrap_or(o).to_string())
             .unwrap_or_default();
+        if let Some(layer) = field(line, "layer: ") {
+            kind = format!("{kind} at {}", layer.trim_end_matches(','));
+        }
         *outcomes.entry(kind).or_default() += 1;
     }
     (latencies, outcomes, behind)

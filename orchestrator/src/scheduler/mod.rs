@@ -379,7 +379,8 @@ impl Orchestrator {
                 next_chores = now + CHORES_EVERY;
             }
             let room = bound.saturating_sub(running.len());
-            let (start, notes) = slots.take_due(tokio::time::Instant::now(), room);
+            let now = tokio::time::Instant::now();
+            let (start, notes) = slots.take_due(now, now + until_next_second(), room);
             for note in notes {
                 self.report_slot(&note, slots.skipped());
             }
@@ -588,6 +589,14 @@ impl Orchestrator {
 const FOLLOW_SECS: u64 = 1;
 /// How often the scheduler looks whether a chore is due.
 const CHORES_EVERY: Duration = Duration::from_millis(250);
+
+/// How long until the system clock's next whole second.
+fn until_next_second() -> Duration {
+    let into = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_nanos(u64::from(1_000_000_000_u32.saturating_sub(into)))
+}
 
 /// Unix seconds from the system clock (0 if it reads before 1970).
 pub fn unix_now() -> u64 {
