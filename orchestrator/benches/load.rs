@@ -25,11 +25,20 @@ use vigil_testkit::{Reply, Script, Signer};
 const AGENTS: usize = 100;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let numbers: Vec<f64> = args.iter().filter_map(|a| a.parse().ok()).collect();
-    let minutes = numbers.first().copied().unwrap_or(10.0);
-    // An optional second number: max_concurrent_decisions (else the config's default).
-    let bound_arg = numbers.get(1).map(|b| *b as usize);
+    // `[minutes [max_concurrent_decisions]]` (cargo bench adds `--bench`, which is skipped).
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let minutes: f64 = args.first().map_or(10.0, |m| {
+        m.parse()
+            .unwrap_or_else(|_| panic!("minutes: {m:?} is not a number; e.g. 2 or 0.5"))
+    });
+    let bound_arg: Option<usize> = args.get(1).map(|b| {
+        b.parse().unwrap_or_else(|_| {
+            panic!("max_concurrent_decisions: {b:?} is not a whole number; e.g. 8")
+        })
+    });
     let ids: Vec<String> = (0..AGENTS).map(|i| format!("a{i:03}")).collect();
     let signer = Signer::start(&ids.iter().map(String::as_str).collect::<Vec<_>>());
     let work = tempfile::tempdir().unwrap();
