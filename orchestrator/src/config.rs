@@ -34,6 +34,12 @@ const FULL_BPS: u32 = 10_000;
 const MAX_MAX_TOKENS: u32 = 65_536;
 /// Upper bound of a system prompt, in bytes.
 const MAX_SYSTEM_PROMPT_BYTES: usize = 16 * 1024;
+/// How many decisions run at once when the config does not say: sized for the appliance's
+/// two cores (a decision mostly waits on the signer and SQLite's durable commits).
+pub(crate) const DEFAULT_MAX_CONCURRENT_DECISIONS: usize = 8;
+/// The most `max_concurrent_decisions` may be: beyond it, decisions only queue on the
+/// state's lock and the signer's connection, and memory grows with nothing gained.
+pub(crate) const MAX_CONCURRENT_DECISIONS: usize = 64;
 
 /// The whole configuration, checked.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +50,9 @@ pub struct Config {
     pub state_db: PathBuf,
     /// The daily cap on LLM spend across all agents, in µUSD.
     pub daily_llm_usd_cap_micros: u64,
+    /// How many agents' decisions may run at once (1 to [`MAX_CONCURRENT_DECISIONS`]; default
+    /// [`DEFAULT_MAX_CONCURRENT_DECISIONS`]). One agent never has two at once.
+    pub max_concurrent_decisions: usize,
     /// LLM providers by name.
     pub providers: BTreeMap<String, ProviderConfig>,
     /// The agents, in file order; ids are unique.
@@ -269,6 +278,7 @@ struct RawConfig {
     signer_socket: PathBuf,
     state_db: PathBuf,
     daily_llm_usd_cap_micros: u64,
+    max_concurrent_decisions: Option<i64>,
     solana_rpc_url: Option<String>,
     solana_network: Option<String>,
     #[serde(default)]
@@ -302,6 +312,21 @@ impl RawConfig {
         if self.state_db.as_os_str().is_empty() {
             return Err(invalid("state_db", "is empty: give the SQLite file's path"));
         }
+        let max_concurrent_decisions = match self.max_concurrent_decisions {
+            None => DEFAULT_MAX_CONCURRENT_DECISIONS,
+            Some(n) => usize::try_from(n)
+                .ok()
+                .filter(|n| (1..=MAX_CONCURRENT_DECISIONS).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        "max_concurrent_decisions",
+                        format!(
+                            "is {n}: give how many decisions may run at once, 1 to \
+                             {MAX_CONCURRENT_DECISIONS} (default {DEFAULT_MAX_CONCURRENT_DECISIONS})"
+                        ),
+                    )
+                })?,
+        };
         if let Some(url) = &self.solana_rpc_url {
             endpoint::parse(url, endpoint::Service::ChainRpc)
                 .map_err(|reason| invalid("solana_rpc_url", reason))?;
@@ -377,6 +402,7 @@ impl RawConfig {
             signer_socket: self.signer_socket,
             state_db: self.state_db,
             daily_llm_usd_cap_micros: self.daily_llm_usd_cap_micros,
+            max_concurrent_decisions,
             providers: self.providers,
             agents,
             solana_rpc_url: self.solana_rpc_url,

@@ -42,7 +42,7 @@ pub use deputy::{RiskState, StateCause};
 pub use firewall::prompt::UntrustedItem;
 pub use firewall::schema::Action;
 pub use llm::{
-    ChatMessage, ChatReply, ChatRequest, LlmError, OpenAiProvider, Provider, Role,
+    ChatMessage, ChatReply, ChatRequest, LlmError, OpenAiProvider, Overlap, Provider, Role,
     ScriptedProvider, Usage,
 };
 pub use operator::{Alert, Operator, Terminal};

@@ -26,6 +26,8 @@ pub struct ConfigBuilder {
     state_db: PathBuf,
     daily_llm_usd_cap_micros: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    max_concurrent_decisions: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     solana_rpc_url: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     evm_rpc_urls: BTreeMap<String, String>,
@@ -139,6 +141,7 @@ impl ConfigBuilder {
             signer_socket: signer_socket.to_owned(),
             state_db: state_db.to_owned(),
             daily_llm_usd_cap_micros: 1_000_000,
+            max_concurrent_decisions: None,
             solana_rpc_url: None,
             evm_rpc_urls: BTreeMap::new(),
             hyperliquid_urls: BTreeMap::new(),
@@ -147,6 +150,12 @@ impl ConfigBuilder {
             agents: Vec::new(),
             telegram: None,
         }
+    }
+
+    /// How many decisions may run at once (`max_concurrent_decisions`; else the default).
+    pub fn concurrency(mut self, bound: usize) -> ConfigBuilder {
+        self.max_concurrent_decisions = Some(bound);
+        self
     }
 
     /// The Solana JSON-RPC endpoint.

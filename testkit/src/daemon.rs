@@ -90,6 +90,11 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// Its process id (e.g. to read `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process still runs (it did not exit or crash).
     pub fn running(&mut self) -> bool {
         self.child

@@ -78,6 +78,8 @@ impl Reply {
 /// Replies per agent.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Script {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delay_ms: Option<u64>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     agents: BTreeMap<String, Replies>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,6 +106,12 @@ impl Script {
     /// Agents the script does not name answer `replies`.
     pub fn default_replies(mut self, replies: impl IntoIterator<Item = Reply>) -> Script {
         self.default = Some(Replies::from(replies));
+        self
+    }
+
+    /// Every reply takes `ms` milliseconds (an LLM's latency).
+    pub fn delay_ms(mut self, ms: u64) -> Script {
+        self.delay_ms = Some(ms);
         self
     }
 

@@ -148,7 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "vigil-orchestrator running"
         );
         tokio::select! {
-            () = orchestrator.run() => {}
+            () = Arc::clone(&orchestrator).run() => {}
             stopped = bot => match stopped {
                 Ok(()) => tracing::info!("Telegram bot stopped; stopping"),
                 Err(e) => return Err(e).context("Telegram bot"),

@@ -119,6 +119,24 @@ fn the_base_case_is_valid_and_typed() {
     .unwrap();
     assert_eq!(named.solana_network, Some(vigil_protocol::Network::Mainnet));
     assert_eq!(
+        config.max_concurrent_decisions, DEFAULT_MAX_CONCURRENT_DECISIONS,
+        "the bound defaults for two cores"
+    );
+    let bounded = |n: &str| {
+        Config::from_toml(&format!("max_concurrent_decisions = {n}\n{}", base()))
+            .map(|c| c.max_concurrent_decisions)
+    };
+    assert_eq!(bounded("1").unwrap(), 1);
+    assert_eq!(bounded("64").unwrap(), MAX_CONCURRENT_DECISIONS);
+    for bad in ["0", "65", "-1"] {
+        let err = bounded(bad).unwrap_err();
+        assert_eq!(err.key(), Some("max_concurrent_decisions"), "{err}");
+        assert!(
+            err.to_string().contains(&format!("is {bad}: give")),
+            "{err}"
+        );
+    }
+    assert_eq!(
         config.providers["local"].prices,
         Prices {
             prompt_micros_per_mtok: 1,

@@ -16,7 +16,7 @@ use secrecy::zeroize::Zeroizing;
 use serde::{Deserialize, Serialize};
 
 pub use openai::OpenAiProvider;
-pub use scripted::ScriptedProvider;
+pub use scripted::{Overlap, ScriptedProvider};
 
 /// Who wrote a chat message, as the chat-completions API names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,11 +123,18 @@ pub enum Provider {
 }
 
 impl Provider {
-    /// Asks the provider for one completion. Never sleeps or retries on its own.
+    /// Asks the provider for one completion. Never retries on its own; a scripted provider
+    /// with `delay_ms` waits that long first.
     pub async fn complete(&self, req: &ChatRequest) -> Result<ChatReply, LlmError> {
         match self {
             Provider::OpenAi(p) => p.complete(req).await,
-            Provider::Scripted(p) => p.complete(req),
+            Provider::Scripted(p) => {
+                let _counted = p.begin(&req.agent);
+                if let Some(delay) = p.delay() {
+                    tokio::time::sleep(delay).await;
+                }
+                p.complete(req)
+            }
         }
     }
 

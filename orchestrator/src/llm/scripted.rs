@@ -1,6 +1,9 @@
 //! The scripted provider: deterministic replies read from a TOML file, for the demo and
 //! for tests. Each agent has its own list, served in order and cycling; an optional
 //! `[default]` list answers agents the script does not name. No network, no randomness.
+//! An optional top-level `delay_ms` makes every reply take that long (an LLM's latency, for
+//! load and scheduling tests); the provider counts how many calls overlapped
+//! ([`ScriptedProvider::overlap`]), in total and of one agent.
 //!
 //! ```toml
 //! [agents.trader]
@@ -13,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use serde::Deserialize;
 use vigil_protocol::AgentId;
@@ -21,12 +25,52 @@ use super::{ChatReply, ChatRequest, LlmError, Usage};
 
 /// The largest script file read: a demo script is a few KiB.
 const MAX_SCRIPT_FILE: u64 = 1024 * 1024;
+/// The longest `delay_ms`: the orchestrator's LLM deadline (60 s).
+const MAX_DELAY_MS: u64 = 60_000;
 
 /// Deterministic replies per agent.
 #[derive(Debug)]
 pub struct ScriptedProvider {
     agents: BTreeMap<AgentId, Script>,
     default: Option<Script>,
+    delay: Option<Duration>,
+    calls: std::sync::Mutex<Calls>,
+}
+
+/// The calls in progress per agent and the most seen at once.
+#[derive(Debug, Default)]
+struct Calls {
+    now: BTreeMap<AgentId, usize>,
+    most: Overlap,
+}
+
+/// The most calls of a scripted provider that were in progress at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overlap {
+    /// Of all agents together.
+    pub calls: usize,
+    /// Of any one agent.
+    pub calls_of_one_agent: usize,
+}
+
+/// A call in progress (counted until dropped, also when the call is cancelled).
+#[derive(Debug)]
+pub(super) struct InProgress<'p> {
+    calls: &'p std::sync::Mutex<Calls>,
+    agent: AgentId,
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut calls) = self.calls.lock()
+            && let Some(n) = calls.now.get_mut(&self.agent)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                calls.now.remove(&self.agent);
+            }
+        }
+    }
 }
 
 /// One agent's replies and where it is in them.
@@ -63,12 +107,53 @@ impl ScriptedProvider {
             agents.insert(id, s);
         }
         let default = file.default.map(|e| script("[default]", e)).transpose()?;
+        let delay = match file.delay_ms {
+            Some(ms) if ms > MAX_DELAY_MS => {
+                return Err(LlmError::Config(format!(
+                    "delay_ms = {ms} is over the LLM deadline: give at most {MAX_DELAY_MS}"
+                )));
+            }
+            ms => ms.map(Duration::from_millis),
+        };
         if agents.is_empty() && default.is_none() {
             return Err(LlmError::Config(
                 "the scripted replies name no agent and no [default]: add [agents.<id>] or [default] with replies = [...]".into(),
             ));
         }
-        Ok(Self { agents, default })
+        Ok(Self {
+            agents,
+            default,
+            delay,
+            calls: std::sync::Mutex::default(),
+        })
+    }
+
+    /// How long each reply takes (`delay_ms`), if set.
+    pub fn delay(&self) -> Option<Duration> {
+        self.delay
+    }
+
+    /// The most calls that were in progress at once since the provider was built.
+    pub fn overlap(&self) -> Overlap {
+        self.calls
+            .lock()
+            .map_or_else(|e| e.get_ref().most, |c| c.most)
+    }
+
+    /// Counts a call of `agent` as in progress until the guard is dropped.
+    pub(super) fn begin(&self, agent: &AgentId) -> InProgress<'_> {
+        if let Ok(mut calls) = self.calls.lock() {
+            let n = calls.now.entry(agent.clone()).or_default();
+            *n += 1;
+            let of_agent = *n;
+            let total = calls.now.values().sum();
+            calls.most.calls = calls.most.calls.max(total);
+            calls.most.calls_of_one_agent = calls.most.calls_of_one_agent.max(of_agent);
+        }
+        InProgress {
+            calls: &self.calls,
+            agent: agent.clone(),
+        }
     }
 
     /// [`from_toml`](Self::from_toml) on a file's contents.
@@ -133,6 +218,7 @@ fn estimate_tokens(bytes: usize) -> u32 {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ScriptFile {
+    delay_ms: Option<u64>,
     #[serde(default)]
     agents: BTreeMap<AgentId, ScriptEntry>,
     default: Option<ScriptEntry>,
@@ -193,6 +279,48 @@ replies = ["d1", "d2"]
         // Another agent's position is its own: trader's calls did not move sentinel's.
         assert_eq!(p.complete(&req("sentinel")).unwrap().content, "s1");
         assert_eq!(p.complete(&req("sentinel")).unwrap().content, "s1");
+    }
+
+    #[tokio::test]
+    async fn a_delay_holds_each_reply_and_overlapping_calls_are_counted() {
+        let text = format!("delay_ms = 200\n{SCRIPT}");
+        let p = Provider::Scripted(ScriptedProvider::from_toml(&text).unwrap());
+        let Provider::Scripted(scripted) = &p else {
+            unreachable!()
+        };
+        assert_eq!(scripted.delay(), Some(Duration::from_millis(200)));
+        let (trader, sentinel) = (req("trader"), req("sentinel"));
+        let started = std::time::Instant::now();
+        let (a, b, c) = tokio::join!(
+            p.complete(&trader),
+            p.complete(&trader),
+            p.complete(&sentinel)
+        );
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert!(a.is_ok() && b.is_ok() && c.is_ok());
+        assert_eq!(
+            scripted.overlap(),
+            Overlap {
+                calls: 3,
+                calls_of_one_agent: 2
+            }
+        );
+        // One call after the others ended overlaps nothing: the peak stays, the count is back.
+        p.complete(&sentinel).await.unwrap();
+        assert_eq!(scripted.overlap().calls, 3);
+        assert!(scripted.calls.lock().unwrap().now.is_empty());
+    }
+
+    #[test]
+    fn a_delay_beyond_the_llm_deadline_is_refused() {
+        let err = ScriptedProvider::from_toml(&format!("delay_ms = 60001\n{SCRIPT}")).unwrap_err();
+        assert!(err.to_string().contains("delay_ms = 60001"), "{err}");
+        assert!(
+            ScriptedProvider::from_toml(SCRIPT)
+                .unwrap()
+                .delay()
+                .is_none()
+        );
     }
 
     #[test]

@@ -106,16 +106,21 @@ pub struct Decided {
     pub outcome: Outcome,
     /// Replies layer 1 rejected before this one (each answered with a correction prompt).
     pub corrections: Vec<String>,
+    /// The time spent waiting for the LLM: a decision's latency excluding the LLM is its wall
+    /// time minus this.
+    pub llm: Duration,
 }
 
 /// Runs one decision for `agent` and records it.
 pub async fn decide(agent: &AgentConfig, inputs: &Inputs, deps: &Deps<'_>) -> Decided {
     let mut corrections = Vec::new();
-    let outcome = run(agent, inputs, deps, &mut corrections).await;
+    let mut llm = Duration::ZERO;
+    let outcome = run(agent, inputs, deps, &mut corrections, &mut llm).await;
     record(agent, inputs, deps, &outcome);
     Decided {
         outcome,
         corrections,
+        llm,
     }
 }
 
@@ -124,6 +129,7 @@ async fn run(
     inputs: &Inputs,
     deps: &Deps<'_>,
     corrections: &mut Vec<String>,
+    llm: &mut Duration,
 ) -> Outcome {
     let mut messages: Vec<ChatMessage> = prompt::build_messages(
         &agent.system_prompt,
@@ -155,7 +161,10 @@ async fn run(
             Ok(estimate) => estimate,
             Err(held) => return held,
         };
-        let reply = match (provider.complete(&request).await, deps.fallback) {
+        let asked = std::time::Instant::now();
+        let answer = provider.complete(&request).await;
+        *llm += asked.elapsed();
+        let reply = match (answer, deps.fallback) {
             (Ok(reply), _) => reply,
             (Err(crate::llm::LlmError::MissingKey(_)), Some(fallback))
                 if !std::ptr::eq(provider, fallback) =>

@@ -21,12 +21,15 @@ mod paper;
 mod perps;
 pub(crate) mod perps_live;
 mod reconcile;
+mod slots;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Mutex;
+use tokio::task::JoinSet;
 use vigil_protocol::{AgentId, Network};
 
 use crate::chains::evm_rpc::EvmRpc;
@@ -42,6 +45,7 @@ use crate::store::Store;
 
 use paper::apply_paper_delta;
 pub(crate) use perps_live::book_fills;
+use slots::{Note, Slots};
 
 /// A stand-in blockhash for paper mode: paper decisions are never broadcast.
 pub(crate) const PAPER_BLOCKHASH: &str = "4uQeVj5tqViQh7yWWGStvkEG1Zmhx6uasJtWCJziofM";
@@ -79,6 +83,11 @@ pub struct Orchestrator {
     perp_alerted: std::sync::Mutex<BTreeMap<AgentId, String>>,
     /// Agents whose dead-man switch failed to refresh (alerted once per streak).
     keeper_failing: std::sync::Mutex<BTreeSet<AgentId>>,
+    /// When (Unix seconds) the scheduler's chores are next due: following what waits at the
+    /// approver, looking for a staged stick, refreshing the dead-man switches.
+    next_follow: AtomicU64,
+    next_import_check: AtomicU64,
+    next_keeper: AtomicU64,
 }
 
 /// Why the orchestrator could not start.
@@ -163,6 +172,9 @@ impl Orchestrator {
             evm_alerted: std::sync::Mutex::new(None),
             perp_alerted: std::sync::Mutex::new(BTreeMap::new()),
             keeper_failing: std::sync::Mutex::new(BTreeSet::new()),
+            next_follow: AtomicU64::new(0),
+            next_import_check: AtomicU64::new(0),
+            next_keeper: AtomicU64::new(0),
         })
     }
 
@@ -196,6 +208,12 @@ impl Orchestrator {
         &self.signer
     }
 
+    /// The provider named `name` in the config (e.g. to read a scripted provider's
+    /// [`overlap`](crate::ScriptedProvider::overlap)).
+    pub fn provider(&self, name: &str) -> Option<&Provider> {
+        self.providers.get(name)
+    }
+
     /// The configured agents.
     pub fn agents(&self) -> &[AgentConfig] {
         &self.config.agents
@@ -209,6 +227,7 @@ impl Orchestrator {
                 reason,
             },
             corrections: Vec::new(),
+            llm: Duration::ZERO,
         };
         let now = unix_now();
         // The operator's pause, failing closed: a flag that cannot be read holds the agent.
@@ -335,47 +354,149 @@ impl Orchestrator {
         out
     }
 
-    /// Runs every agent on its own schedule until the task is dropped.
-    pub async fn run(&self) {
-        let mut next: BTreeMap<AgentId, u64> = BTreeMap::new();
-        let mut next_import_check = 0;
-        let mut next_follow = 0;
-        let mut next_keeper = 0;
+    /// Runs every agent on its own schedule until the task is dropped (which also stops the
+    /// decisions in progress). Due agents decide concurrently, at most
+    /// `max_concurrent_decisions` at once, each on its own task; the scheduler's rules are in
+    /// `slots` (fixed-rate slots, the longest due first, one decision per agent at a time, a
+    /// backlog skipped and counted, not queued).
+    pub async fn run(self: Arc<Self>) {
+        let bound = self.config.max_concurrent_decisions.max(1);
+        let periods: Vec<Duration> = self
+            .config
+            .agents
+            .iter()
+            .map(|a| Duration::from_secs(a.schedule_secs.max(1)))
+            .collect();
+        let mut slots = Slots::new(&periods, tokio::time::Instant::now());
+        let mut running: JoinSet<(usize, Decided, Duration)> = JoinSet::new();
+        // Which agent each task decides for, to free its slot even if the task panicked.
+        let mut tasks: BTreeMap<tokio::task::Id, usize> = BTreeMap::new();
+        let mut next_chores = tokio::time::Instant::now();
         loop {
-            let now = unix_now();
-            if now >= next_follow {
-                for line in self.follow_operator_requests().await {
-                    tracing::info!("{line}");
-                    self.alert(Alert::FromApprover(line));
-                }
-                next_follow = now + FOLLOW_SECS;
+            let now = tokio::time::Instant::now();
+            if now >= next_chores {
+                self.chores().await;
+                next_chores = now + CHORES_EVERY;
             }
-            if now >= next_import_check {
-                if let Some(line) = self.check_import().await {
-                    tracing::warn!("{line}");
-                    self.alert(Alert::Reconciliation(line));
-                }
-                next_import_check = now + IMPORT_CHECK_SECS;
+            let room = bound.saturating_sub(running.len());
+            let now = tokio::time::Instant::now();
+            let (start, notes) = slots.take_due(now, now + until_next_second(), room);
+            for note in notes {
+                self.report_slot(&note, slots.skipped());
             }
-            if now >= next_keeper {
-                for line in self.keep_alive().await {
-                    tracing::warn!("{line}");
-                    self.alert(Alert::Reconciliation(line));
-                }
-                next_keeper = now + self.config.hyperliquid.keeper_every_secs;
+            for agent in start {
+                let me = Arc::clone(&self);
+                let handle = running.spawn(async move {
+                    let started = std::time::Instant::now();
+                    let decided = match me.config.agents.get(agent) {
+                        Some(config) => me.decide(config, Vec::new()).await,
+                        None => Decided {
+                            outcome: Outcome::Held {
+                                layer: "config".into(),
+                                reason: format!("no agent at index {agent}"),
+                            },
+                            corrections: Vec::new(),
+                            llm: Duration::ZERO,
+                        },
+                    };
+                    (agent, decided, started.elapsed())
+                });
+                tasks.insert(handle.id(), agent);
             }
-            for agent in &self.config.agents {
-                let due = next.get(&agent.id).copied().unwrap_or(now);
-                if now >= due {
-                    let decided = self.decide(agent, Vec::new()).await;
-                    tracing::info!(agent = %agent.id, outcome = ?decided.outcome, "decision");
-                    if let Some(alert) = Alert::from_outcome(&agent.id, &decided.outcome) {
-                        self.alert(alert);
+            let wake = slots
+                .next_due()
+                .map_or(next_chores, |due| due.min(next_chores));
+            tokio::select! {
+                Some(ended) = running.join_next_with_id() => {
+                    let (id, result) = match ended {
+                        Ok((id, result)) => (id, Ok(result)),
+                        Err(e) => (e.id(), Err(e)),
+                    };
+                    if let Some(agent) = tasks.remove(&id) {
+                        slots.finished(agent);
                     }
-                    next.insert(agent.id.clone(), now + agent.schedule_secs.max(1));
+                    match result {
+                        Ok((agent, decided, wall)) => self.report_decision(agent, &decided, wall),
+                        Err(e) => tracing::error!(error = %e, "a decision's task failed"),
+                    }
                 }
+                () = tokio::time::sleep_until(wake) => {}
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The scheduler's other jobs, each when it is due: what waits at the approver, a staged
+    /// key-ceremony stick, the dead-man switches' keeper.
+    async fn chores(&self) {
+        let now = unix_now();
+        if now >= self.next_follow.load(Ordering::Relaxed) {
+            for line in self.follow_operator_requests().await {
+                tracing::info!("{line}");
+                self.alert(Alert::FromApprover(line));
+            }
+            self.next_follow.store(now + FOLLOW_SECS, Ordering::Relaxed);
+        }
+        if now >= self.next_import_check.load(Ordering::Relaxed) {
+            if let Some(line) = self.check_import().await {
+                tracing::warn!("{line}");
+                self.alert(Alert::Reconciliation(line));
+            }
+            self.next_import_check
+                .store(now + IMPORT_CHECK_SECS, Ordering::Relaxed);
+        }
+        if now >= self.next_keeper.load(Ordering::Relaxed) {
+            for line in self.keep_alive().await {
+                tracing::warn!("{line}");
+                self.alert(Alert::Reconciliation(line));
+            }
+            self.next_keeper.store(
+                now + self.config.hyperliquid.keeper_every_secs,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Logs a decision with its latency excluding the LLM, and alerts what the operator must
+    /// know about.
+    fn report_decision(&self, agent: usize, decided: &Decided, wall: Duration) {
+        let Some(config) = self.config.agents.get(agent) else {
+            return;
+        };
+        let latency = wall.saturating_sub(decided.llm);
+        tracing::info!(
+            agent = %config.id,
+            outcome = ?decided.outcome,
+            latency_us = latency.as_micros(),
+            llm_us = decided.llm.as_micros(),
+            "decision"
+        );
+        if let Some(alert) = Alert::from_outcome(&config.id, &decided.outcome) {
+            self.alert(alert);
+        }
+    }
+
+    /// Logs an agent falling behind its schedule (once per streak) and catching up.
+    fn report_slot(&self, note: &Note, total: u64) {
+        let name = |agent: usize| {
+            self.config
+                .agents
+                .get(agent)
+                .map_or_else(|| format!("#{agent}"), |a| a.id.to_string())
+        };
+        match note {
+            Note::Behind { agent, skipped } => tracing::warn!(
+                agent = %name(*agent),
+                skipped,
+                skipped_total = total,
+                "behind schedule: missed slots are skipped, not queued (a decision outlasted \
+                 its period, or more agents were due than max_concurrent_decisions lets run)"
+            ),
+            Note::Caught { agent, skipped } => tracing::info!(
+                agent = %name(*agent),
+                skipped,
+                skipped_total = total,
+                "back on schedule"
+            ),
         }
     }
 
@@ -466,6 +587,16 @@ impl Orchestrator {
 
 /// How often what waits at the approver is looked up at the signer.
 const FOLLOW_SECS: u64 = 1;
+/// How often the scheduler looks whether a chore is due.
+const CHORES_EVERY: Duration = Duration::from_millis(250);
+
+/// How long until the system clock's next whole second.
+fn until_next_second() -> Duration {
+    let into = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_nanos(u64::from(1_000_000_000_u32.saturating_sub(into)))
+}
 
 /// Unix seconds from the system clock (0 if it reads before 1970).
 pub fn unix_now() -> u64 {
