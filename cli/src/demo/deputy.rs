@@ -67,7 +67,19 @@ pub(super) fn run(
         .first()
         .cloned()
         .context("the deputy's config has no agent")?;
-    let decide = |o: &Orchestrator| runtime.block_on(o.decide(&agent, Vec::new())).outcome;
+    // Every scripted reply must pass layer 1 as written: a corrected reply would make the
+    // scripted provider serve the next one (or cycle), and the demo would show another order
+    // than the one it announces.
+    let decide = |o: &Orchestrator| {
+        let decided = runtime.block_on(o.decide(&agent, Vec::new()));
+        match decided.corrections.first() {
+            None => Ok(decided.outcome),
+            Some(why) => Err(anyhow::anyhow!(
+                "the demo's scripted deputy sent a reply layer 1 rejected ({why}); fix the \
+                 script in cli/src/demo/deputy.rs"
+            )),
+        }
+    };
 
     for step in 0..=1 {
         let snap = market.set_step(step);
@@ -78,7 +90,7 @@ pub(super) fn run(
         );
     }
     println!("  the deputy proposes a long of 0.4 ETH; the paper engine fills it at the mark:");
-    println!("  {}", describe(&agent.id, &decide(&o)));
+    println!("  {}", describe(&agent.id, &decide(&o)?));
     print_figures(runtime, &o, Figures::Positions);
 
     for step in 2..=3 {
@@ -87,7 +99,7 @@ pub(super) fn run(
     }
     print_figures(runtime, &o, Figures::Pnl);
     println!("  the deputy proposes more ETH, past its 1500 USD position cap:");
-    println!("  {}", describe(&agent.id, &decide(&o)));
+    println!("  {}", describe(&agent.id, &decide(&o)?));
 
     market.set_step(CRASH_STEP);
     println!(
@@ -95,7 +107,7 @@ pub(super) fn run(
         usd_text(mark(CRASH_STEP - 1)),
         usd_text(mark(CRASH_STEP))
     );
-    println!("  {}", describe(&agent.id, &decide(&o)));
+    println!("  {}", describe(&agent.id, &decide(&o)?));
     println!("  the risk engine closed the long reduce-only at the crashed mark (a paper fill):");
     print_figures(runtime, &o, Figures::Pnl);
     print_figures(runtime, &o, Figures::Risk);
@@ -179,7 +191,15 @@ fn replies(mark_1: u64, mark_3: u64, mark_crash: u64) -> String {
     format!(
         "[agents.trader]\nreplies = [\n  {},\n  {},\n  {},\n]\n",
         order("0.4", above(mark_1), "ETH trends up; a modest long."),
-        order("0.5", above(mark_3), "Add to the winner."),
-        order("0.2", above(mark_crash), "Buy the dip."),
+        order(
+            "0.5",
+            above(mark_3),
+            "The long is steady; add to the winner."
+        ),
+        order(
+            "0.2",
+            above(mark_crash),
+            "ETH fell 20 percent; buy the dip."
+        ),
     )
 }
