@@ -65,6 +65,14 @@ fn demo_runs_every_layer_and_leaves_nothing_running() {
         "on evm devnet (chain id 31337), nonces 0-1",
         "send 0.01 ETH to sentinel: ALLOW",
         "supply 5000 USDC (above the 1000 USDC per request): DENY [per_tx_cap]",
+        // The deputy: a paper fill at the mark, the 0.5 ETH it proposes refused by its
+        // position cap (0.4 held + 0.5), the crash closing it and the signer's pause.
+        "paper fill (all three layers allowed): PAPER buy 0.4 ETH at",
+        "refused by layer 2 [PerpPositionNotional]: the ETH position could reach 0.9 (now 0.4,",
+        // Funding by the market's clock: two hours of the scripted rate on the long.
+        "funding -0.15, net -2.66",
+        "loss floor hit: equity",
+        "trader paused = loss_floor",
     ]) {
         assert!(
             stdout.contains(expected),

@@ -23,6 +23,10 @@ const SEED: u64 = 19;
 const CRASH_STEP: u64 = 4;
 /// ETH's index in the market (BTC is 0).
 const ETH: usize = 1;
+/// ETH's hourly funding rate on the demo's path (0.01 % an hour: a hot market's).
+const FUNDING_RATE: &str = "0.0001";
+/// A day, in seconds.
+const DAY: u64 = 86_400;
 
 /// Runs the section with a signer of its own (dev-init `--hyperliquid-paper`) under `dir`.
 pub(super) fn run(
@@ -42,11 +46,21 @@ pub(super) fn run(
         signer_process.pid().unwrap_or_default()
     );
     let socket = socket.as_path();
-    let path = MarketPath::btc_eth(SEED, 40, 0).with(Event::Move {
-        step: CRASH_STEP,
-        coin: "ETH".into(),
-        move_bps: -2000,
-    });
+    // The deputy's clock follows the market: step n is `start + n` hours, `start` today's
+    // 00:00 UTC, so that the day's baseline holds across the steps and each step is one
+    // funding hour (the paper engine books funding by the tick's clock, not wall time).
+    let start = vigil_orchestrator::unix_now() / DAY * DAY;
+    let path = MarketPath::btc_eth(SEED, 40, start * 1000)
+        .with(Event::Funding {
+            step: 0,
+            coin: "ETH".into(),
+            rate: FUNDING_RATE.into(),
+        })
+        .with(Event::Move {
+            step: CRASH_STEP,
+            coin: "ETH".into(),
+            move_bps: -2000,
+        });
     let mark = |step: u64| path.at(step).marks[ETH];
     let market = runtime
         .block_on(LocalMarket::start(path.clone()))
@@ -67,7 +81,20 @@ pub(super) fn run(
         .first()
         .cloned()
         .context("the deputy's config has no agent")?;
-    let decide = |o: &Orchestrator| runtime.block_on(o.decide(&agent, Vec::new())).outcome;
+    // Every scripted reply must pass layer 1 as written: a corrected reply would make the
+    // scripted provider serve the next one (or cycle), and the demo would show another order
+    // than the one it announces.
+    let decide = |o: &Orchestrator, step: u64| {
+        let now = start + step * path.step_ms / 1000;
+        let decided = runtime.block_on(o.decide_at(&agent, Vec::new(), now));
+        match decided.corrections.first() {
+            None => Ok(decided.outcome),
+            Some(why) => Err(anyhow::anyhow!(
+                "the demo's scripted deputy sent a reply layer 1 rejected ({why}); fix the \
+                 script in cli/src/demo/deputy.rs"
+            )),
+        }
+    };
 
     for step in 0..=1 {
         let snap = market.set_step(step);
@@ -78,16 +105,19 @@ pub(super) fn run(
         );
     }
     println!("  the deputy proposes a long of 0.4 ETH; the paper engine fills it at the mark:");
-    println!("  {}", describe(&agent.id, &decide(&o)));
+    println!("  {}", describe(&agent.id, &decide(&o, 1)?));
     print_figures(runtime, &o, Figures::Positions);
 
     for step in 2..=3 {
         market.set_step(step);
         println!("  step {step}: ETH {}", usd_text(mark(step)));
     }
+    println!("  the deputy proposes 0.5 ETH more, past its 1500 USD position cap:");
+    println!("  {}", describe(&agent.id, &decide(&o, 3)?));
+    println!(
+        "  two hours of funding booked at that tick (the market's rate {FUNDING_RATE} an hour, a long pays):"
+    );
     print_figures(runtime, &o, Figures::Pnl);
-    println!("  the deputy proposes more ETH, past its 1500 USD position cap:");
-    println!("  {}", describe(&agent.id, &decide(&o)));
 
     market.set_step(CRASH_STEP);
     println!(
@@ -95,7 +125,7 @@ pub(super) fn run(
         usd_text(mark(CRASH_STEP - 1)),
         usd_text(mark(CRASH_STEP))
     );
-    println!("  {}", describe(&agent.id, &decide(&o)));
+    println!("  {}", describe(&agent.id, &decide(&o, CRASH_STEP)?));
     println!("  the risk engine closed the long reduce-only at the crashed mark (a paper fill):");
     print_figures(runtime, &o, Figures::Pnl);
     print_figures(runtime, &o, Figures::Risk);
@@ -179,7 +209,15 @@ fn replies(mark_1: u64, mark_3: u64, mark_crash: u64) -> String {
     format!(
         "[agents.trader]\nreplies = [\n  {},\n  {},\n  {},\n]\n",
         order("0.4", above(mark_1), "ETH trends up; a modest long."),
-        order("0.5", above(mark_3), "Add to the winner."),
-        order("0.2", above(mark_crash), "Buy the dip."),
+        order(
+            "0.5",
+            above(mark_3),
+            "The long is steady; add to the winner."
+        ),
+        order(
+            "0.2",
+            above(mark_crash),
+            "ETH fell 20 percent; buy the dip."
+        ),
     )
 }

@@ -15,7 +15,10 @@
 //! Leverage: the signer refuses an opening order on a perpetual whose leverage the agent has not
 //! set through it (`leverage_set_first`), on paper as live. So before an opening paper order
 //! the configured leverage is signed as live would sign it, and the signed action is dropped:
-//! paper posts nothing (the signer's ledger then knows the leverage, as the venue would).
+//! paper posts nothing (the signer's ledger then knows the leverage, as the venue would). As
+//! live, it is signed once per perpetual and leverage: the setting `paper_leverage:<agent>:
+//! <network>:<coin>` records it, as live's `hl_actions` does, so the signer receives the same
+//! requests on paper as live (`testkit/tests/deputy_paper_live_same.rs`).
 //!
 //! Live: `perp_live.rs`.
 
@@ -169,28 +172,47 @@ async fn paper_leverage(
     if order.reduce_only {
         return Ok(());
     }
-    let key = format!(
-        "l-{}",
-        idempotency_key(&agent.id, inputs.now, &checked.intent)
-    );
     let held = |reason: String| Outcome::Held {
         layer: "paper".into(),
         reason,
     };
+    let want = checked.risk.leverage;
+    let setting = format!(
+        "paper_leverage:{}:{}:{}",
+        agent.id,
+        order.network.as_str(),
+        order.asset
+    );
+    let recorded = |store: &crate::store::Store| store.setting(&setting);
+    match deps.store.lock().map(|s| recorded(&s)) {
+        Ok(Ok(set)) if set == Some(want.to_string()) => return Ok(()),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(held(format!("cannot read the leverage set before: {e}"))),
+        Err(_) => return Err(held("state unavailable".into())),
+    }
+    let key = format!(
+        "l-{}",
+        idempotency_key(&agent.id, inputs.now, &checked.intent)
+    );
     let request = SignRequest {
         agent: agent.id.clone(),
         intent: Intent::PerpLeverage(PerpLeverageIntent {
             chain: order.chain,
             network: order.network,
             asset: order.asset,
-            leverage: checked.risk.leverage,
+            leverage: want,
             cross: true,
         }),
         context: Context::default(),
         idempotency_key: key.parse().map_err(held)?,
     };
     match deps.signer.lock().await.sign(request).await {
-        Ok(SignResult::Signed(_)) => Ok(()),
+        Ok(SignResult::Signed(_)) => deps
+            .store
+            .lock()
+            .map_err(|_| held("state unavailable".into()))?
+            .set_setting(&setting, &want.to_string())
+            .map_err(|e| held(format!("the leverage signed could not be recorded: {e}"))),
         Ok(SignResult::NeedsApproval(_)) => Err(held(
             "the signer asks the operator's approval to set leverage: the paper order waits".into(),
         )),

@@ -220,7 +220,20 @@ impl Orchestrator {
     }
 
     /// One decision for one agent, now, with this untrusted data in its prompt.
-    pub async fn decide(&self, agent: &AgentConfig, mut untrusted: Vec<UntrustedItem>) -> Decided {
+    pub async fn decide(&self, agent: &AgentConfig, untrusted: Vec<UntrustedItem>) -> Decided {
+        self.decide_at(agent, untrusted, unix_now()).await
+    }
+
+    /// [`decide`](Self::decide) with the tick's clock given (Unix seconds): what the decision
+    /// records and what the deputy's risk engine books by (the day's baseline, paper funding
+    /// hours). For a market the caller steps itself (`vigil demo`'s local market, tests); the
+    /// daemon always passes the system clock.
+    pub async fn decide_at(
+        &self,
+        agent: &AgentConfig,
+        mut untrusted: Vec<UntrustedItem>,
+        now: u64,
+    ) -> Decided {
         let held = |layer: &str, reason: String| Decided {
             outcome: Outcome::Held {
                 layer: layer.into(),
@@ -229,7 +242,6 @@ impl Orchestrator {
             corrections: Vec::new(),
             llm: Duration::ZERO,
         };
-        let now = unix_now();
         // The operator's pause, failing closed: a flag that cannot be read holds the agent.
         // Then the operator's /paper and /live choices (stored settings) override the config.
         let agent = &match self.store.lock() {
