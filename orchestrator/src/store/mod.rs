@@ -26,6 +26,7 @@
 mod agent;
 mod confirmations;
 mod cost;
+mod decision_batch;
 mod deputy;
 mod evm_txs;
 mod executions;
@@ -49,6 +50,8 @@ pub use confirmations::{
     ConfirmationId, ConfirmationKind, ConfirmationRow, ConfirmationStatus, NewConfirmation,
     Resolution,
 };
+pub use cost::NewCost;
+pub use decision_batch::{DecisionBatch, PaperFill};
 pub(crate) use deputy::FillTotals;
 pub use evm_txs::{EvmTxRow, EvmTxState, NewEvmTx};
 pub use executions::ExecutionRow;
