@@ -51,8 +51,9 @@ pub use scheduler::{Orchestrator, StartError, unix_now};
 pub use signer_client::{SignerClient, SignerError};
 pub use store::{
     AgentStore, ConfirmationId, ConfirmationKind, ConfirmationRow, ConfirmationStatus,
-    DecisionOutcome, DecisionRow, EvmTxRow, EvmTxState, ExecutionRow, HlActionRow, HlState, Layer,
-    NewConfirmation, NewDecision, NewEvmTx, PaperFillRow, Resolution, Store, StoreError,
+    DecisionBatch, DecisionOutcome, DecisionRow, EvmTxRow, EvmTxState, ExecutionRow, HlActionRow,
+    HlState, Layer, NewConfirmation, NewCost, NewDecision, NewEvmTx, PaperFill, PaperFillRow,
+    Resolution, Store, StoreError,
 };
 pub use telegram::{
     AlertQueue, HINT, TelegramAlerts, TelegramError, alert_channel, read_token, run_bot,

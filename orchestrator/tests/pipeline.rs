@@ -188,6 +188,25 @@ async fn invalid_replies_get_two_corrections_then_hold() {
     assert!(last["messages"].as_array().unwrap().len() >= 5);
 }
 
+/// A decision's costs are written with its record, at its end; its own correction rounds
+/// still count the calls before them: under a cap that fits one and a half calls, the
+/// correction after an invalid reply is not made.
+#[tokio::test]
+async fn a_correction_round_counts_the_decisions_earlier_calls_against_the_cap() {
+    let (server, provider) =
+        openai_replying(completion("Sure! Sending everything now."), 200).await;
+    let (store, signer) = (memory_store(), unreachable_signer());
+    // Each reply reports 2000 tokens = 2000 micro-USD; the worst case of a call is about 1300.
+    let deps = deps(&provider, None, 2_500, &store, &signer);
+    let decided = vigil_orchestrator::decide(&agent("trader"), &inputs(), &deps).await;
+    assert!(
+        matches!(decided.outcome, Outcome::Held { ref layer, .. } if layer == "cost"),
+        "{decided:?}"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    assert_eq!(store.lock().unwrap().cost_spent_since(0).unwrap(), 2_000);
+}
+
 #[tokio::test]
 async fn a_provider_failure_holds() {
     let (_server, provider) = openai_replying(json!({"error": "down"}), 503).await;

@@ -7,18 +7,23 @@ use vigil_protocol::{
     NewConfirmation,
 };
 
-use super::execute::{Live, claim, execute_live, execute_live_evm};
+use super::execute::{Live, execute_live, execute_live_evm};
+use super::record::{Pending, PendingFill};
 use super::{Deps, Inputs, Outcome, evm, idempotency_key, paper_delta};
 use crate::config::AgentConfig;
 use crate::deputy::usd;
 use crate::signer_client::SignerError;
 use crate::store::Store;
 
+/// A paper action: the signer's `dry_run`; when it would sign, the fill is left in `pending`
+/// for the decision's record, which claims, fills and finishes it in one commit (nothing
+/// leaves the state file for a paper fill, so nothing needs to be on disk before).
 pub(super) async fn paper(
     agent: &AgentConfig,
     intent: &Intent,
     inputs: &Inputs,
     deps: &Deps<'_>,
+    pending: &mut Pending,
 ) -> Outcome {
     // Paper EVM actions are asked without a context: the signer decides on the policy's fee
     // bounds, the most the fees could be. Nothing is settled, signed or sent for them.
@@ -27,37 +32,20 @@ pub(super) async fn paper(
     match dry_run(&agent.id, intent, context, deps).await {
         Ok(r) => match r.decision {
             Decision::Allow => {
-                let key = idempotency_key(&agent.id, inputs.now, intent);
-                if let Err(held) = claim(deps.store, &key, inputs.now) {
-                    return held;
-                }
-                let filled = deps
-                    .store
-                    .lock()
-                    .map_err(|_| "state unavailable".to_string())
-                    .and_then(|store| {
-                        let (asset, delta) = paper_delta(intent)
-                            .ok_or_else(|| "amount too large or \"all\"".to_string())?;
-                        store
-                            .agent(&agent.id)
-                            .record_paper_fill(inputs.now, asset, delta, &r.summary)
-                            .and_then(|()| {
-                                store.finish_execution(
-                                    &key,
-                                    &serde_json::json!({"paper": r.summary}).to_string(),
-                                    inputs.now,
-                                )
-                            })
-                            .map_err(|e| e.to_string())
-                    });
-                match filled {
-                    Ok(()) => Outcome::PaperFilled {
-                        summary: format!("{} ({usd})", r.summary),
-                    },
-                    Err(e) => Outcome::Held {
+                let Some((asset, delta)) = paper_delta(intent) else {
+                    return Outcome::Held {
                         layer: "state".into(),
-                        reason: format!("paper fill not recorded: {e}"),
-                    },
+                        reason: "paper fill not recorded: amount too large or \"all\"".into(),
+                    };
+                };
+                pending.fill = Some(PendingFill {
+                    key: idempotency_key(&agent.id, inputs.now, intent),
+                    asset,
+                    delta,
+                    summary: r.summary.clone(),
+                });
+                Outcome::PaperFilled {
+                    summary: format!("{} ({usd})", r.summary),
                 }
             }
             Decision::NeedsApproval => {

@@ -7,8 +7,8 @@
 //! transfer intent, built here from checked values, ever reaches the signer.
 //!
 //! This file runs the LLM and layers 1 and 2; `layer3` asks the signer (and records what
-//! waits for the operator), `execute` runs a live transfer at most once, and `outcome` is
-//! what a decision came to and how it is recorded.
+//! waits for the operator), `execute` runs a live transfer at most once, `outcome` is what a
+//! decision came to, and `record` writes it with everything it gathered in one commit.
 
 mod evm;
 mod execute;
@@ -16,6 +16,7 @@ mod layer3;
 mod outcome;
 mod perp;
 mod perp_live;
+mod record;
 
 pub(crate) use evm::{
     Sender as EvmSender, context as evm_context, send_signed as evm_send_signed,
@@ -46,10 +47,10 @@ use crate::firewall::risk_perp::{self, PerpView};
 use crate::firewall::schema::{self, Action, MAX_CORRECTIONS};
 use crate::llm::{ChatMessage, ChatRequest, Provider, Role};
 use crate::signer_client::SignerClient;
-use crate::store::Store;
+use crate::store::{NewCost, Store};
 
 use layer3::{live, paper};
-use outcome::record;
+use record::{Pending, record};
 
 /// Where a decision's inputs come from.
 #[derive(Debug)]
@@ -115,8 +116,17 @@ pub struct Decided {
 pub async fn decide(agent: &AgentConfig, inputs: &Inputs, deps: &Deps<'_>) -> Decided {
     let mut corrections = Vec::new();
     let mut llm = Duration::ZERO;
-    let outcome = run(agent, inputs, deps, &mut corrections, &mut llm).await;
-    record(agent, inputs, deps, &outcome);
+    let mut pending = Pending::default();
+    let outcome = run(
+        agent,
+        inputs,
+        deps,
+        &mut corrections,
+        &mut llm,
+        &mut pending,
+    )
+    .await;
+    let outcome = record(agent, inputs, deps, outcome, &pending);
     Decided {
         outcome,
         corrections,
@@ -130,6 +140,7 @@ async fn run(
     deps: &Deps<'_>,
     corrections: &mut Vec<String>,
     llm: &mut Duration,
+    pending: &mut Pending,
 ) -> Outcome {
     let mut messages: Vec<ChatMessage> = prompt::build_messages(
         &agent.system_prompt,
@@ -157,7 +168,7 @@ async fn run(
             messages: messages.clone(),
             json_mode: true,
         };
-        let estimate = match cost_gate(agent, &request, inputs, deps) {
+        let estimate = match cost_gate(agent, &request, inputs, deps, pending.spent_micros()) {
             Ok(estimate) => estimate,
             Err(held) => return held,
         };
@@ -191,26 +202,14 @@ async fn run(
             tracing::warn!(agent = %agent.id, provider = provider.name(), reported = ?reply.usage,
                 "the provider reported no usage, or less than the text used: the worst case is charged");
         }
-        let spent = charged.micros(&deps.prices);
-        let recorded = deps
-            .store
-            .lock()
-            .map_err(|_| "state unavailable".to_string())
-            .and_then(|store| {
-                store
-                    .record_cost(
-                        &agent.id,
-                        inputs.now,
-                        spent,
-                        charged.prompt_tokens,
-                        charged.completion_tokens,
-                        &reply.model,
-                    )
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = recorded {
-            tracing::error!(agent = %agent.id, error = %e, "could not record LLM cost");
-        }
+        // Recorded with the decision (one commit); counted by this decision's next gate now.
+        pending.costs.push(NewCost {
+            ts: inputs.now,
+            micros: charged.micros(&deps.prices),
+            prompt_tokens: charged.prompt_tokens,
+            completion_tokens: charged.completion_tokens,
+            model: reply.model,
+        });
         match schema::parse_decision(&reply.content) {
             Ok(decision) => break decision,
             Err(e) if attempt < MAX_CORRECTIONS => {
@@ -307,7 +306,7 @@ async fn run(
     if intent.asset().is_some_and(|asset| agent.is_live(asset)) {
         live(agent, &intent, inputs, deps).await
     } else {
-        paper(agent, &intent, inputs, deps).await
+        paper(agent, &intent, inputs, deps, pending).await
     }
 }
 
@@ -383,13 +382,15 @@ pub(crate) fn paper_delta(intent: &Intent) -> Option<(AssetSymbol, i128)> {
     Some((asset, if out { -amount } else { amount }))
 }
 
-/// Checks the call's worst case against what is left of today's cap; what the call goes out
-/// with (for [`cost::charge`] after it), or hold.
+/// Checks the call's worst case against what is left of today's cap (the ledger, and
+/// `unrecorded`: what this decision's earlier calls cost, recorded with it at its end); what
+/// the call goes out with (for [`cost::charge`] after it), or hold.
 fn cost_gate(
     agent: &AgentConfig,
     request: &ChatRequest,
     inputs: &Inputs,
     deps: &Deps<'_>,
+    unrecorded: u64,
 ) -> Result<cost::Call, Outcome> {
     let prompt_tokens: u32 = request
         .messages
@@ -413,7 +414,7 @@ fn cost_gate(
         }
     };
     let spent = match spent {
-        Ok(s) => s,
+        Ok(s) => s.saturating_add(unrecorded),
         Err(e) => {
             return Err(Outcome::Held {
                 layer: "cost".into(),

@@ -1,14 +1,10 @@
-//! What one decision came to ([`Outcome`]): its one-line text (the `Display`, used
-//! wherever an outcome is told: the agent's memory, the operator's chat, the demo), and its
-//! record: a row in the agent's decision log and a line in its memory.
+//! What one decision came to ([`Outcome`]) and its one-line text (the `Display`, used
+//! wherever an outcome is told: the agent's memory, the operator's chat, the demo). How it is
+//! recorded is `record`.
 
 use std::fmt;
 
 use serde::Serialize;
-
-use super::{Deps, Inputs};
-use crate::config::AgentConfig;
-use crate::store::NewDecision;
 
 /// What one decision came to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -86,51 +82,6 @@ impl fmt::Display for Outcome {
                 "signed and sent ({chain}): {summary}, signature {signature}"
             ),
         }
-    }
-}
-
-pub(super) fn record(agent: &AgentConfig, inputs: &Inputs, deps: &Deps<'_>, outcome: &Outcome) {
-    use crate::store::{DecisionOutcome as Stored, Layer};
-    let layer_of = |layer: &str| match layer {
-        "1" => Some(Layer::Schema),
-        "2" => Some(Layer::RiskProfile),
-        "3" | "signer" => Some(Layer::Signer),
-        _ => None,
-    };
-    let (kind, layer, rule) = match outcome {
-        // Gates outside the three layers (cost, llm, state, operator) are named in `rule`.
-        Outcome::Held { layer, .. } => (Stored::Held, layer_of(layer), Some(layer.clone())),
-        Outcome::Refused { layer, rule, .. } => {
-            (Stored::Refused, layer_of(layer), Some(rule.clone()))
-        }
-        Outcome::PaperFilled { .. } => (Stored::PaperFilled, None, None),
-        Outcome::NeedsApproval { .. } => (
-            Stored::Held,
-            Some(Layer::Signer),
-            Some("approval_threshold".to_string()),
-        ),
-        Outcome::AwaitingConfirmation { .. } => (
-            Stored::Held,
-            None,
-            Some("operator_confirmation".to_string()),
-        ),
-        Outcome::Signed { .. } => (Stored::Signed, None, None),
-    };
-    let memory = outcome.to_string();
-    let Ok(store) = deps.store.lock() else { return };
-    let result = store.agent(&agent.id).record_decision(&NewDecision {
-        ts: inputs.now,
-        prompt_digest: String::new(),
-        reply: String::new(),
-        parsed_json: serde_json::to_string(outcome).ok(),
-        outcome: kind,
-        layer,
-        rule,
-        idempotency_key: None,
-    });
-    let remembered = store.agent(&agent.id).append_memory(inputs.now, &memory);
-    if let Err(e) = result.map(|_| ()).and(remembered) {
-        tracing::error!(agent = %agent.id, error = %e, "could not record the decision");
     }
 }
 

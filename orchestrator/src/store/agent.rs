@@ -142,15 +142,28 @@ impl<'s> AgentStore<'s> {
     /// Appends a decision; returns its row id. A reused idempotency key is refused with
     /// [`StoreError::DuplicateIdempotencyKey`].
     pub fn record_decision(&self, d: &NewDecision) -> Result<i64, StoreError> {
-        let (reply, truncated) = cut_utf8(&d.reply, MAX_REPLY_BYTES);
-        let ts = to_sql_ts(d.ts, "decision timestamp")?;
         let tx = migrations::begin_immediate(&self.store.conn)?;
         self.store.ensure_agent(self.agent.as_str(), d.ts)?;
-        let inserted = tx.execute(
-            "INSERT INTO decisions (agent, ts, prompt_digest, reply, reply_truncated,
+        let id = self.insert_decision(&tx, d)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// The decision's row, inside the caller's transaction.
+    pub(super) fn insert_decision(
+        &self,
+        conn: &rusqlite::Connection,
+        d: &NewDecision,
+    ) -> Result<i64, StoreError> {
+        let (reply, truncated) = cut_utf8(&d.reply, MAX_REPLY_BYTES);
+        let ts = to_sql_ts(d.ts, "decision timestamp")?;
+        let inserted = conn
+            .prepare_cached(
+                "INSERT INTO decisions (agent, ts, prompt_digest, reply, reply_truncated,
                                     parsed_json, outcome, layer, rule, idempotency_key)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
+            )?
+            .execute(params![
                 self.agent.as_str(),
                 ts,
                 d.prompt_digest,
@@ -161,20 +174,14 @@ impl<'s> AgentStore<'s> {
                 d.layer.map(|l| l as i64),
                 d.rule,
                 d.idempotency_key,
-            ],
-        );
+            ]);
         match inserted {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::DuplicateIdempotencyKey(
-                    d.idempotency_key.clone().unwrap_or_default(),
-                ));
-            }
-            Err(e) => return Err(e.into()),
+            Ok(_) => Ok(conn.last_insert_rowid()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::DuplicateIdempotencyKey(
+                d.idempotency_key.clone().unwrap_or_default(),
+            )),
+            Err(e) => Err(e.into()),
         }
-        let id = tx.last_insert_rowid();
-        tx.commit()?;
-        Ok(id)
     }
 
     /// This agent's latest `limit` decisions, newest first.
@@ -194,15 +201,24 @@ impl<'s> AgentStore<'s> {
 
     /// Appends a line to the agent's memory (cut to [`MAX_MEMORY_BYTES`]).
     pub fn append_memory(&self, ts: u64, text: &str) -> Result<(), StoreError> {
-        let (text, _) = cut_utf8(text, MAX_MEMORY_BYTES);
-        let sql_ts = to_sql_ts(ts, "memory timestamp")?;
         let tx = migrations::begin_immediate(&self.store.conn)?;
         self.store.ensure_agent(self.agent.as_str(), ts)?;
-        tx.execute(
-            "INSERT INTO memory (agent, ts, text) VALUES (?1, ?2, ?3)",
-            params![self.agent.as_str(), sql_ts, text],
-        )?;
+        self.insert_memory(&tx, ts, text)?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// The memory line, inside the caller's transaction.
+    pub(super) fn insert_memory(
+        &self,
+        conn: &rusqlite::Connection,
+        ts: u64,
+        text: &str,
+    ) -> Result<(), StoreError> {
+        let (text, _) = cut_utf8(text, MAX_MEMORY_BYTES);
+        let sql_ts = to_sql_ts(ts, "memory timestamp")?;
+        conn.prepare_cached("INSERT INTO memory (agent, ts, text) VALUES (?1, ?2, ?3)")?
+            .execute(params![self.agent.as_str(), sql_ts, text])?;
         Ok(())
     }
 
@@ -228,10 +244,25 @@ impl<'s> AgentStore<'s> {
         delta_base_units: i128,
         note: &str,
     ) -> Result<(), StoreError> {
-        let sql_ts = to_sql_ts(ts, "paper fill timestamp")?;
         let tx = migrations::begin_immediate(&self.store.conn)?;
         self.store.ensure_agent(self.agent.as_str(), ts)?;
-        let current = self.position_in(&tx, asset)?;
+        self.apply_paper_fill(&tx, ts, asset, delta_base_units, note)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The fill and the position it moves, inside the caller's transaction; an overflow
+    /// writes nothing.
+    pub(super) fn apply_paper_fill(
+        &self,
+        conn: &rusqlite::Connection,
+        ts: u64,
+        asset: AssetSymbol,
+        delta_base_units: i128,
+        note: &str,
+    ) -> Result<(), StoreError> {
+        let sql_ts = to_sql_ts(ts, "paper fill timestamp")?;
+        let current = self.position_in(conn, asset)?;
         let next =
             current
                 .checked_add(delta_base_units)
@@ -239,22 +270,25 @@ impl<'s> AgentStore<'s> {
                     agent: self.agent.to_string(),
                     asset: asset.to_string(),
                 })?;
-        tx.execute(
+        conn.prepare_cached(
             "INSERT INTO paper_fills (agent, ts, asset, delta, note) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                self.agent.as_str(),
-                sql_ts,
-                asset.as_str(),
-                delta_base_units.to_string(),
-                note
-            ],
-        )?;
-        tx.execute(
+        )?
+        .execute(params![
+            self.agent.as_str(),
+            sql_ts,
+            asset.as_str(),
+            delta_base_units.to_string(),
+            note
+        ])?;
+        conn.prepare_cached(
             "INSERT INTO paper_positions (agent, asset, position) VALUES (?1, ?2, ?3)
              ON CONFLICT(agent, asset) DO UPDATE SET position = excluded.position",
-            params![self.agent.as_str(), asset.as_str(), next.to_string()],
-        )?;
-        tx.commit()?;
+        )?
+        .execute(params![
+            self.agent.as_str(),
+            asset.as_str(),
+            next.to_string()
+        ])?;
         Ok(())
     }
 

@@ -5,8 +5,24 @@ use vigil_protocol::AgentId;
 
 use super::{Store, StoreError, from_sql_u64, migrations, to_sql_ts};
 
+/// The actual cost of one LLM call, as the ledger records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCost {
+    /// When (Unix seconds).
+    pub ts: u64,
+    /// What it cost, micro-USD.
+    pub micros: u64,
+    /// Tokens charged for the prompt.
+    pub prompt_tokens: u32,
+    /// Tokens charged for the reply.
+    pub completion_tokens: u32,
+    /// The model that answered.
+    pub model: String,
+}
+
 impl Store {
-    /// Records the actual cost of one LLM call.
+    /// Records the actual cost of one LLM call (its own commit; a decision's costs go with
+    /// its record in [`super::DecisionBatch`]).
     pub fn record_cost(
         &self,
         agent: &AgentId,
@@ -16,23 +32,44 @@ impl Store {
         completion_tokens: u32,
         model: &str,
     ) -> Result<(), StoreError> {
-        let sql_ts = to_sql_ts(ts, "cost timestamp")?;
-        let sql_micros = to_sql_ts(micros, "cost in micro-USD")?;
         let tx = migrations::begin_immediate(&self.conn)?;
         self.ensure_agent(agent.as_str(), ts)?;
-        tx.execute(
-            "INSERT INTO cost_ledger (agent, ts, micros, prompt_tokens, completion_tokens, model)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            rusqlite::params![
-                agent.as_str(),
-                sql_ts,
-                sql_micros,
+        self.insert_cost(
+            &tx,
+            agent,
+            &NewCost {
+                ts,
+                micros,
                 prompt_tokens,
                 completion_tokens,
-                model
-            ],
+                model: model.to_owned(),
+            },
         )?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// The ledger's row, inside the caller's transaction.
+    pub(super) fn insert_cost(
+        &self,
+        conn: &rusqlite::Connection,
+        agent: &AgentId,
+        cost: &NewCost,
+    ) -> Result<(), StoreError> {
+        let sql_ts = to_sql_ts(cost.ts, "cost timestamp")?;
+        let sql_micros = to_sql_ts(cost.micros, "cost in micro-USD")?;
+        conn.prepare_cached(
+            "INSERT INTO cost_ledger (agent, ts, micros, prompt_tokens, completion_tokens, model)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(rusqlite::params![
+            agent.as_str(),
+            sql_ts,
+            sql_micros,
+            cost.prompt_tokens,
+            cost.completion_tokens,
+            cost.model
+        ])?;
         Ok(())
     }
 

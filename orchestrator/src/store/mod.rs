@@ -8,8 +8,11 @@
 //! on power loss. Measured on the build machine (ext4 on a virtio disk, 2 cores, release
 //! build, 500 `claim_execution` commits on fresh keys, two runs): FULL p50 0.49-0.73 ms,
 //! p99 8-10 ms; NORMAL p50 0.03 ms. `record_decision`: FULL p50 0.3-0.4 ms, NORMAL 0.1 ms.
-//! The orchestrator makes a handful of writes per agent decision and an LLM call takes
-//! seconds, so FULL everywhere costs nothing that matters and keeps one rule for all tables.
+//! FULL everywhere keeps one rule for all tables; what it costs is one `fsync` per commit, so
+//! a decision's after-the-fact writes are one transaction ([`DecisionBatch`]: a paper decision
+//! is one commit, it was six) and only what must be on disk before acting (a live action's
+//! claim, a pending approval) commits on its own first (`docs/orchestrator.md`, "What is
+//! durable when").
 //!
 //! Concurrency. [`Store`] owns one connection: it is `Send`, not `Sync`. Async callers wrap
 //! calls in `spawn_blocking` or keep the store behind a `std::sync::Mutex`. Several `Store`
@@ -26,6 +29,7 @@
 mod agent;
 mod confirmations;
 mod cost;
+mod decision_batch;
 mod deputy;
 mod evm_txs;
 mod executions;
@@ -49,6 +53,8 @@ pub use confirmations::{
     ConfirmationId, ConfirmationKind, ConfirmationRow, ConfirmationStatus, NewConfirmation,
     Resolution,
 };
+pub use cost::NewCost;
+pub use decision_batch::{DecisionBatch, PaperFill};
 pub(crate) use deputy::FillTotals;
 pub use evm_txs::{EvmTxRow, EvmTxState, NewEvmTx};
 pub use executions::ExecutionRow;

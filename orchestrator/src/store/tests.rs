@@ -300,14 +300,33 @@ fn claims_survive_a_sigkilled_writer() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);
+    let claimed = kill_a_writer(CRASH_TEST_NAME, CRASH_CHILD_ENV, &path, 60);
+    let s = Store::open(&path).unwrap();
+    s.integrity_check().unwrap();
+    let unfinished: HashSet<String> = s
+        .unfinished_executions()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.idempotency_key)
+        .collect();
+    for key in &claimed {
+        assert!(!s.claim_execution(key, 0).unwrap(), "claim {key} was lost");
+        // Finished ones have an outcome; the rest are listed for reconciliation.
+        assert!(
+            s.execution_outcome(key).unwrap().is_some() || unfinished.contains(key),
+            "{key} neither finished nor listed"
+        );
+    }
+    assert_eq!(s.agent(&id("crash")).decisions(1).unwrap().len(), 1);
+}
+
+/// Runs this test binary's `test` as a child writing to `path` (`env` set to it), reads the
+/// keys it reports (`CLAIMED <key>`, printed after the write returned) and SIGKILLs it
+/// mid-loop once it reported `at_least`; the keys reported before the kill.
+fn kill_a_writer(test: &str, env: &str, path: &Path, at_least: usize) -> Vec<String> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            CRASH_TEST_NAME,
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CRASH_CHILD_ENV, &path)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -329,7 +348,7 @@ fn claims_survive_a_sigkilled_writer() {
         if let Some(key) = std::str::from_utf8(text).unwrap().strip_prefix(CLAIMED) {
             claimed.push(key.to_owned());
         }
-        if !killed && (claimed.len() >= 60 || Instant::now() > deadline) {
+        if !killed && (claimed.len() >= at_least || Instant::now() > deadline) {
             child.kill().unwrap(); // SIGKILL, mid-loop
             killed = true;
         }
@@ -342,28 +361,11 @@ fn claims_survive_a_sigkilled_writer() {
     );
     assert!(!status.success(), "the child must have died from the kill");
     assert!(
-        claimed.len() >= 60,
+        claimed.len() >= at_least,
         "only {} claims before the deadline",
         claimed.len()
     );
-
-    let s = Store::open(&path).unwrap();
-    s.integrity_check().unwrap();
-    let unfinished: HashSet<String> = s
-        .unfinished_executions()
-        .unwrap()
-        .into_iter()
-        .map(|e| e.idempotency_key)
-        .collect();
-    for key in &claimed {
-        assert!(!s.claim_execution(key, 0).unwrap(), "claim {key} was lost");
-        // Finished ones have an outcome; the rest are listed for reconciliation.
-        assert!(
-            s.execution_outcome(key).unwrap().is_some() || unfinished.contains(key),
-            "{key} neither finished nor listed"
-        );
-    }
-    assert_eq!(s.agent(&id("crash")).decisions(1).unwrap().len(), 1);
+    claimed
 }
 
 /// The child's side: claim keys in a loop, report each claim after it returned, mix in
@@ -398,4 +400,100 @@ fn the_store_can_move_between_threads_and_garbage_is_an_error() {
     std::fs::write(&path, vec![0xA5u8; 8192]).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(matches!(Store::open(&path), Err(StoreError::Sqlite(_))));
+}
+
+/// Set in the child process of the batch crash test: the database it writes to.
+const BATCH_CHILD_ENV: &str = "VIGIL_STORE_BATCH_CHILD_DB";
+const BATCH_TEST_NAME: &str = "store::tests::a_sigkilled_decision_batch_is_all_or_nothing";
+
+/// A decision's batch (cost, paper fill with its claim and finish, decision row, memory line)
+/// is one commit: a writer killed at any point leaves each decision whole or absent, and every
+/// batch whose commit returned is on disk.
+#[test]
+fn a_sigkilled_decision_batch_is_all_or_nothing() {
+    if let Some(path) = std::env::var_os(BATCH_CHILD_ENV) {
+        batch_child(Path::new(&path));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let committed = kill_a_writer(BATCH_TEST_NAME, BATCH_CHILD_ENV, &path, 40);
+    let s = Store::open(&path).unwrap();
+    s.integrity_check().unwrap();
+    for key in &committed {
+        assert!(!s.claim_execution(key, 0).unwrap(), "batch {key} was lost");
+    }
+    assert!(
+        s.unfinished_executions().unwrap().is_empty(),
+        "a paper fill's claim is never left unfinished"
+    );
+    let count = |sql: &str| -> i64 { s.conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let executed = count("SELECT COUNT(*) FROM executions");
+    assert!(executed >= i64::try_from(committed.len()).unwrap());
+    // Each executed key has its fill, decision, memory line and cost, and nothing else is there.
+    for (what, sql) in [
+        (
+            "fills",
+            "SELECT COUNT(*) FROM paper_fills f JOIN executions e ON f.note = e.idempotency_key",
+        ),
+        (
+            "decisions",
+            "SELECT COUNT(*) FROM decisions d JOIN executions e ON d.reply = e.idempotency_key",
+        ),
+        (
+            "memory",
+            "SELECT COUNT(*) FROM memory m JOIN executions e ON m.text = e.idempotency_key",
+        ),
+        (
+            "costs",
+            "SELECT COUNT(*) FROM cost_ledger c JOIN executions e ON 'batch-' || c.ts = e.idempotency_key",
+        ),
+    ] {
+        assert_eq!(count(sql), executed, "{what} matching an execution");
+    }
+    for table in ["paper_fills", "decisions", "memory", "cost_ledger"] {
+        assert_eq!(
+            count(&format!("SELECT COUNT(*) FROM {table}")),
+            executed,
+            "{table}"
+        );
+    }
+    assert_eq!(
+        s.agent(&id("crash")).paper_position(sym("SOL")).unwrap(),
+        -i128::from(executed),
+        "the position is the sum of the fills on disk"
+    );
+}
+
+/// The batch test's child: one decision's batch after another, each reported after its commit
+/// returned. Ends on its own only if never killed.
+fn batch_child(path: &Path) {
+    let s = Store::open(path).unwrap();
+    for i in 0..100_000u64 {
+        let key = format!("batch-{i}");
+        let mut b = s.decision_batch(&id("crash"), i).unwrap();
+        b.record_cost(&NewCost {
+            ts: i,
+            micros: 1,
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            model: "m".into(),
+        })
+        .unwrap();
+        b.paper_fill(
+            i,
+            &PaperFill {
+                key: &key,
+                asset: sym("SOL"),
+                delta_base_units: -1,
+                note: &key,
+                outcome_json: r#"{"paper":"fill"}"#,
+            },
+        )
+        .unwrap();
+        b.record_decision(&decision(i, &key)).unwrap();
+        b.append_memory(i, &key).unwrap();
+        b.commit().unwrap();
+        println!("{CLAIMED}{key}");
+    }
 }
