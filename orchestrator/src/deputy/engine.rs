@@ -105,7 +105,8 @@ pub(crate) fn settle_reconciliation(
 }
 
 impl Orchestrator {
-    /// The per-tick hook (module docs); `inputs.perp.gate` is left as layer 2 must see it.
+    /// The per-tick hook (module docs); `inputs.gate` and `inputs.perp.gate` are left as
+    /// layer 2 must see them.
     /// Lines for the log of what the engine did.
     pub(crate) async fn deputy_tick(
         &self,
@@ -115,6 +116,11 @@ impl Orchestrator {
         live: bool,
     ) -> Result<Vec<String>, String> {
         let Some(view) = inputs.perp.as_ref() else {
+            // No Hyperliquid view: no equity to judge, but a stored state still gates the
+            // agent's other actions (a deputy whose venue did not answer stays halted).
+            if agent.risk.deputy.is_some() {
+                inputs.gate = self.with_store(|s| gate_of(s, &agent.id))?;
+            }
             return Ok(Vec::new());
         };
         let now = inputs.now;
@@ -187,6 +193,7 @@ impl Orchestrator {
             lines.extend(self.close_out(agent, inputs, deps).await?);
         }
         let gate = self.with_store(|s| gate_of(s, &agent.id))?;
+        inputs.gate = gate.clone();
         if let Some(view) = inputs.perp.as_mut() {
             // Reconciliation's Reducing was settled into the store by the view already.
             view.gate = gate;

@@ -3,7 +3,8 @@
 //! daily loss floor.
 //!
 //! - **Active**: layer 2's caps decide.
-//! - **Reducing**: only reduce-only orders and cancels pass layer 2 (rule `RiskState`, or
+//! - **Reducing**: only reduce-only orders, cancels, `aave_repay` and `aave_withdraw` pass
+//!   layer 2 (rule `RiskState`, or
 //!   `PerpReconcile` when reconciliation put it there: the venue and the local record differ).
 //! - **Halted**: nothing the agent proposes passes; the engine's own closing flow (cancel every
 //!   open order, close every position reduce-only at a slippage-bounded price) runs each tick
@@ -15,12 +16,14 @@
 //! baseline is the equity at the first tick of the UTC day; the floor is hit when equity −
 //! baseline ≤ −floor ([`floor_hit`]).
 //!
-//! `engine.rs` runs the per-tick hook and the resume; `funding.rs` accrues paper funding;
+//! `gate.rs` applies the state to the Aave and transfer actions (perpetuals' in
+//! `firewall::risk_perp`); `engine.rs` runs the per-tick hook and the resume; `funding.rs` accrues paper funding;
 //! `report.rs` renders `/positions`,
 //! `/pnl` and `/risk`.
 
 pub(crate) mod engine;
 mod funding;
+pub(crate) mod gate;
 pub(crate) mod report;
 pub(crate) mod usd;
 

@@ -39,6 +39,7 @@ use crate::chains::hyperliquid::HyperliquidApi;
 use crate::chains::solana_rpc::SolanaRpc;
 use crate::config::AgentConfig;
 use crate::cost::{self, Prices};
+use crate::deputy::StateGate;
 use crate::firewall::prompt::{self, UntrustedItem};
 use crate::firewall::risk::{self, Checked, RiskRefusal, RiskRule};
 use crate::firewall::risk_evm::{self, EvmView};
@@ -69,6 +70,10 @@ pub struct Inputs {
     /// when it trades perpetuals and the venue answered: perpetuals' actions are checked
     /// against it.
     pub perp: Option<PerpView>,
+    /// The deputy's risk state, applied to its Aave and transfer actions at layer 2
+    /// (`deputy::gate`; perpetuals' actions use `perp.gate`). Active for an agent that is no
+    /// deputy.
+    pub gate: StateGate,
     /// Unix seconds now, and the start of the cost-cap day.
     pub now: u64,
     /// Start of the current UTC day (for the daily LLM cost cap).
@@ -336,6 +341,9 @@ fn layer2(
     decision: &schema::AgentDecision,
     inputs: &Inputs,
 ) -> Result<Option<Intent>, RiskRefusal> {
+    if decision.action != Action::Hold {
+        crate::deputy::gate::check_state(decision, &inputs.gate)?;
+    }
     let evm_asset =
         decision.action.is_aave() || decision.asset.is_some_and(|a| a != AssetSymbol::SOL);
     match (&inputs.evm, evm_asset) {

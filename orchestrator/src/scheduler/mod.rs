@@ -321,6 +321,7 @@ impl Orchestrator {
             day_start: now - now % 86_400,
             evm,
             perp,
+            gate: crate::deputy::StateGate::default(),
         };
         let deps = Deps {
             provider,
