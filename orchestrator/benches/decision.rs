@@ -66,6 +66,7 @@ fn main() {
                 evm: None,
                 perp: None,
                 gate: vigil_orchestrator::StateGate::default(),
+                sol_usd: None,
             };
             let t = Instant::now();
             let decided = vigil_orchestrator::decide(&trader, &inputs, &deps).await;

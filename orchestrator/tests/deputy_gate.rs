@@ -48,6 +48,7 @@ fn inputs(gate: StateGate) -> Inputs {
         evm: None,
         perp: None,
         gate,
+        sol_usd: None,
     }
 }
 

@@ -40,6 +40,7 @@ fn inputs() -> Inputs {
         evm: None,
         perp: None,
         gate: vigil_orchestrator::StateGate::default(),
+        sol_usd: None,
     }
 }
 

@@ -97,6 +97,7 @@ async fn a_signed_transfer_that_never_landed_is_reported() {
         evm: None,
         perp: None,
         gate: vigil_orchestrator::StateGate::default(),
+        sol_usd: None,
     };
     let provider = Provider::Scripted(ScriptedProvider::from_file(&world.script_path()).unwrap());
     let deps = Deps {

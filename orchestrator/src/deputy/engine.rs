@@ -156,7 +156,8 @@ impl Orchestrator {
             (row, equity_of(agent, view, &store, live)?)
         };
         // The floor judges every venue the deputy trades; the leverage cap only Hyperliquid's.
-        let parts = VenueEquity::of(equity, inputs.evm.as_ref());
+        let parts = VenueEquity::of(equity, inputs.evm.as_ref())
+            .with_solana(inputs.balance, inputs.sol_usd);
         let (hyperliquid, equity) = (equity, parts.total());
         let mut state = row.state;
         if state == RiskState::Halted

@@ -101,6 +101,7 @@ impl Orchestrator {
         let mut snap = Snapshot::of(&agent, if live { "live" } else { "paper" });
         let view = self.perp_view(&agent).await;
         let evm = self.evm_view(&agent.id, agent.mode).await;
+        let sol = self.sol_wallet(&agent).await;
         let Ok(store) = self.store().lock() else {
             snap.equity = Err("state unavailable".into());
             return snap;
@@ -128,8 +129,18 @@ impl Orchestrator {
                 Err(why) => VenueEquity {
                     hyperliquid,
                     aave: Some(Err(format!("the EVM account could not be read: {why}"))),
+                    solana: None,
                 },
             };
+            match &sol {
+                Ok(Some((lamports, price))) => {
+                    snap.parts = snap.parts.clone().with_solana(*lamports, Some(*price));
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    snap.parts.solana = Some(Err(format!("the SOL wallet or price: {why}")));
+                }
+            }
             snap.parts.total()
         });
         let network = view.network;
@@ -165,10 +176,29 @@ fn money(v: Fx) -> String {
     format!("{sign}{whole}.{frac}")
 }
 
+/// Each venue's part: `Hyperliquid 9850.50, Aave 1499.75, Solana 375.63`.
+fn parts_text(parts: &VenueEquity) -> String {
+    let mut out = vec![format!(
+        "Hyperliquid {}",
+        parts.hyperliquid.map_or_else(|| "unknown".into(), money)
+    )];
+    if let Some(Ok(a)) = &parts.aave {
+        out.push(format!(
+            "Aave {}",
+            a.net().map_or_else(|| "unknown".into(), money)
+        ));
+    }
+    if let Some(Ok(sol)) = &parts.solana {
+        out.push(format!("Solana {}", money(*sol)));
+    }
+    out.join(", ")
+}
+
 /// Why the total equity is unknown.
 fn unknown_part(parts: &VenueEquity) -> String {
-    match &parts.aave {
-        Some(Err(why)) => format!("Aave: {why}"),
+    match (&parts.aave, &parts.solana) {
+        (Some(Err(why)), _) => format!("Aave: {why}"),
+        (_, Some(Err(why))) => format!("Solana: {why}"),
         _ if parts.hyperliquid.is_none() => "a Hyperliquid position has no mark".into(),
         _ => "a figure is too large to state".into(),
     }
@@ -285,6 +315,19 @@ pub(crate) fn pnl(snaps: &[Snapshot]) -> String {
             }
             None => {}
         }
+        match &s.parts.solana {
+            Some(Ok(sol)) => {
+                let _ = write!(
+                    out,
+                    "\n  Solana (the SOL price source): wallet {} USD",
+                    money(*sol)
+                );
+            }
+            Some(Err(why)) => {
+                let _ = write!(out, "\n  Solana unknown: {why}");
+            }
+            None => {}
+        }
     }
     out
 }
@@ -306,9 +349,8 @@ pub(crate) fn risk(snaps: &[Snapshot]) -> String {
             }
             (Ok(Some(e)), baseline, limits) => {
                 let _ = write!(out, "\n  equity {} USD", money(*e));
-                if let (Some(h), Some(Ok(a))) = (s.parts.hyperliquid, &s.parts.aave) {
-                    let net = a.net().unwrap_or(Fx::ZERO);
-                    let _ = write!(out, " (Hyperliquid {}, Aave {})", money(h), money(net));
+                if s.parts.aave.is_some() || s.parts.solana.is_some() {
+                    let _ = write!(out, " ({})", parts_text(&s.parts));
                 }
                 if let Some(b) = baseline {
                     let _ = write!(out, ", baseline today {} USD", money(b));
@@ -365,6 +407,7 @@ mod tests {
             parts: VenueEquity {
                 hyperliquid: Some(f("9850.5")),
                 aave: None,
+                solana: None,
             },
             baseline: Some(f("10000")),
             book: vec![
@@ -516,6 +559,29 @@ mod tests {
             ),
             "{text}"
         );
+        // With a SOL wallet: 2.5 SOL at 150.25 = 375.625; 11350.245 + 375.625 = 11725.87.
+        s.parts = s
+            .parts
+            .clone()
+            .with_solana(2_500_000_000, Some(f("150.25")));
+        s.equity = Ok(s.parts.total());
+        let text = risk(std::slice::from_ref(&s));
+        assert!(
+            text.contains("equity 11725.87 USD (Hyperliquid 9850.50, Aave 1499.75, Solana 375.63)"),
+            "{text}"
+        );
+        assert!(
+            pnl(std::slice::from_ref(&s))
+                .contains("Solana (the SOL price source): wallet 375.63 USD"),
+            "the Solana part in /pnl"
+        );
+        s.parts.solana = Some(Err("the SOL wallet or price: source down".into()));
+        s.equity = Ok(s.parts.total());
+        assert!(
+            risk(std::slice::from_ref(&s)).contains("equity unknown: Solana: the SOL wallet"),
+            "a failed Solana part makes the total unknown"
+        );
+        s.parts.solana = None;
         s.parts.aave = Some(Err("the EVM account could not be read: node down".into()));
         s.equity = Ok(s.parts.total());
         let text = risk(std::slice::from_ref(&s));

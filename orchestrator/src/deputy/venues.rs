@@ -8,6 +8,8 @@
 //!   count the base currency with 8 decimals (`BASE_CURRENCY_UNIT` = 10^8, one dollar), which
 //!   is what is assumed here; a market quoted in another base currency would be misread.
 //!   Interest accrued since the last block is not counted until the next block shows it.
+//! - **Solana**: the wallet's SOL × the network's SOL price (`sol_price_urls`), when the agent
+//!   works on Solana and a source is configured; without a source the SOL wallet is left out.
 //!
 //! The total is `None` when a part the deputy has is unknown (a paper position without a
 //! mark, an Aave figure too large to state): the floor then cannot be judged that tick.
@@ -40,6 +42,9 @@ pub(crate) struct VenueEquity {
     pub hyperliquid: Option<Fx>,
     /// Aave, when the agent's EVM view has a Pool (`Err`: the figure cannot be stated).
     pub aave: Option<Result<AaveEquity, String>>,
+    /// Solana: the SOL wallet at the SOL price, when the agent is on Solana and its network
+    /// has a price source (`Err`: the figure cannot be stated).
+    pub solana: Option<Result<Fx, String>>,
 }
 
 impl VenueEquity {
@@ -50,7 +55,14 @@ impl VenueEquity {
             aave: evm
                 .and_then(|v| v.aave.as_ref())
                 .map(|a| aave_equity(a.account.total_collateral_base, a.account.total_debt_base)),
+            solana: None,
         }
+    }
+
+    /// With the Solana part: `lamports` at `sol_usd` (nothing when there is no price).
+    pub(crate) fn with_solana(mut self, lamports: u128, sol_usd: Option<Fx>) -> VenueEquity {
+        self.solana = sol_usd.map(|price| solana_equity(lamports, price));
+        self
     }
 
     /// The sum of the parts; `None` when a part is unknown.
@@ -59,8 +71,19 @@ impl VenueEquity {
         if let Some(aave) = &self.aave {
             total = total.add(aave.as_ref().ok()?.net()?)?;
         }
+        if let Some(solana) = &self.solana {
+            total = total.add(*solana.as_ref().ok()?)?;
+        }
         Some(total)
     }
+}
+
+/// `lamports` of SOL at `price`, USD (rounded up to the micro-dollar).
+pub(crate) fn solana_equity(lamports: u128, price: Fx) -> Result<Fx, String> {
+    super::usd::sol_micros(lamports, price)
+        .and_then(|m| u64::try_from(m).ok())
+        .map(Fx::from_micros)
+        .ok_or_else(|| format!("{lamports} lamports at {price} USD is no figure to state"))
 }
 
 /// The Aave position from `getUserAccountData`'s base-currency figures (8 decimals).
@@ -110,22 +133,26 @@ mod tests {
         let both = VenueEquity {
             hyperliquid: Some(f("9918")),
             aave: Some(aave.clone()),
+            solana: None,
         };
         // 9918 + (2000 − 500).
         assert_eq!(both.total(), Some(f("11418")));
         let hl_only = VenueEquity {
             hyperliquid: Some(f("9918")),
             aave: None,
+            solana: None,
         };
         assert_eq!(hl_only.total(), Some(f("9918")));
         let no_mark = VenueEquity {
             hyperliquid: None,
             aave: Some(aave),
+            solana: None,
         };
         assert_eq!(no_mark.total(), None);
         let broken = VenueEquity {
             hyperliquid: Some(f("1")),
             aave: Some(Err("too large".into())),
+            solana: None,
         };
         assert_eq!(broken.total(), None);
         // Debt above collateral is a negative part.
@@ -135,7 +162,18 @@ mod tests {
                 U256::from(100_000_000u64),
                 U256::from(300_000_000u64),
             )),
+            solana: None,
         };
         assert_eq!(under.total(), Some(f("98")));
+        // 2.5 SOL at 150.25 = 375.625 USD; no price, no part; a failed read, no total.
+        let sol = under.clone().with_solana(2_500_000_000, Some(f("150.25")));
+        assert_eq!(sol.solana, Some(Ok(f("375.625"))));
+        assert_eq!(sol.total(), Some(f("473.625")));
+        assert_eq!(under.clone().with_solana(2_500_000_000, None).solana, None);
+        let failed = VenueEquity {
+            solana: Some(Err("node down".into())),
+            ..under
+        };
+        assert_eq!(failed.total(), None);
     }
 }

@@ -43,6 +43,7 @@ use crate::deputy::StateGate;
 use crate::firewall::prompt::{self, UntrustedItem};
 use crate::firewall::risk::{self, Checked, RiskRefusal, RiskRule};
 use crate::firewall::risk_evm::{self, EvmView};
+use crate::firewall::risk_perp::fixed::Fx;
 use crate::firewall::risk_perp::{self, PerpView};
 use crate::firewall::schema::{self, Action, MAX_CORRECTIONS};
 use crate::llm::{ChatMessage, ChatRequest, Provider, Role};
@@ -74,6 +75,9 @@ pub struct Inputs {
     /// (`deputy::gate`; perpetuals' actions use `perp.gate`). Active for an agent that is no
     /// deputy.
     pub gate: StateGate,
+    /// The SOL price in USD from the network's `sol_price_urls` source (the orchestrator's
+    /// estimate, for the texts and a deputy's equity); `None`: no source, or it failed.
+    pub sol_usd: Option<Fx>,
     /// Unix seconds now, and the start of the cost-cap day.
     pub now: u64,
     /// Start of the current UTC day (for the daily LLM cost cap).

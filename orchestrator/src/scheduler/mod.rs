@@ -79,6 +79,8 @@ pub struct Orchestrator {
     evm_alerted: std::sync::Mutex<Option<String>>,
     /// Hyperliquid's API of each network in `hyperliquid_urls`.
     hyperliquid: BTreeMap<Network, HyperliquidApi>,
+    /// The SOL price source of each Solana network in `sol_price_urls`.
+    sol_prices: BTreeMap<Network, HyperliquidApi>,
     /// The Hyperliquid differences last alerted per agent (each set of differences once).
     perp_alerted: std::sync::Mutex<BTreeMap<AgentId, String>>,
     /// Agents whose dead-man switch failed to refresh (alerted once per streak).
@@ -158,10 +160,18 @@ impl Orchestrator {
             })?;
             hyperliquid.insert(*network, api);
         }
+        let mut sol_prices = BTreeMap::new();
+        for (network, url) in &config.sol_price_urls {
+            let api = HyperliquidApi::new(url, RPC_TIMEOUT).map_err(|e| {
+                StartError::Provider(format!("sol_price_urls.{network}"), e.to_string())
+            })?;
+            sol_prices.insert(*network, api);
+        }
         Ok(Self {
             rpc,
             evm_rpcs,
             hyperliquid,
+            sol_prices,
             config,
             providers,
             store: std::sync::Mutex::new(store),
@@ -290,6 +300,20 @@ impl Orchestrator {
             Ok(view) => view,
             Err(reason) => return held("rpc", reason),
         };
+        // The SOL price, for an agent on Solana: its transfers' USD estimate and its SOL
+        // wallet's part of a deputy's equity. A price source that fails is no estimate
+        // (logged), never a reason to hold.
+        let sol_usd = if off_solana && !self.has_solana_key(&agent.id).await {
+            None
+        } else {
+            match self.sol_usd(network).await {
+                Ok(price) => price,
+                Err(why) => {
+                    tracing::warn!(agent = %agent.id, "no USD estimate on Solana: {why}");
+                    None
+                }
+            }
+        };
         if let Some(evm) = &evm {
             untrusted.push(evm::view_item(evm));
         }
@@ -322,6 +346,7 @@ impl Orchestrator {
             evm,
             perp,
             gate: crate::deputy::StateGate::default(),
+            sol_usd,
         };
         let deps = Deps {
             provider,
@@ -565,6 +590,50 @@ impl Orchestrator {
 
     /// Whether the signer holds a Solana key for `agent` (if it cannot be asked: yes, so the
     /// Solana path reports why).
+    /// The SOL price (USD) on `network` from `sol_price_urls` (the `SOL` of its `allMids`);
+    /// `None` when no source is configured for it.
+    pub(crate) async fn sol_usd(
+        &self,
+        network: Network,
+    ) -> Result<Option<crate::firewall::risk_perp::fixed::Fx>, String> {
+        let Some(api) = self.sol_prices.get(&network) else {
+            return Ok(None);
+        };
+        let key = format!("sol_price_urls.{network}");
+        let mids = api
+            .mids()
+            .await
+            .map_err(|e| format!("the SOL price source {key}: {e}"))?;
+        let mid = mids.get("SOL").ok_or_else(|| {
+            format!(
+                "the SOL price source {key} lists no SOL in its allMids: point {key} at an API \
+                 whose allMids prices SOL"
+            )
+        })?;
+        crate::firewall::risk_perp::fixed::Fx::parse(mid.text())
+            .filter(|p| !p.is_zero() && !p.is_negative())
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "the SOL price source {key} gives SOL the price {:?}, which is no price",
+                    mid.text()
+                )
+            })
+    }
+
+    /// A deputy's SOL wallet (lamports) and the SOL price, for its equity's Solana part;
+    /// `None` when it has no Solana key or its network no price source.
+    pub(crate) async fn sol_wallet(
+        &self,
+        agent: &AgentConfig,
+    ) -> Result<Option<(u128, crate::firewall::risk_perp::fixed::Fx)>, String> {
+        if !self.has_solana_key(&agent.id).await {
+            return Ok(None);
+        }
+        let (balance, _, network) = self.solana_view(agent).await?;
+        Ok(self.sol_usd(network).await?.map(|price| (balance, price)))
+    }
+
     async fn has_solana_key(&self, agent: &AgentId) -> bool {
         let Ok(hello) = self.hello().await else {
             return true;

@@ -52,6 +52,11 @@ impl Fx {
         Fx(raw)
     }
 
+    /// The value counted with 8 decimals (the inverse of [`Fx::from_raw8`]).
+    pub(crate) const fn raw8(self) -> i128 {
+        self.0
+    }
+
     pub(crate) fn abs(self) -> Fx {
         Fx(self.0.abs())
     }
