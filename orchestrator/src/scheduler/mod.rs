@@ -22,6 +22,7 @@ mod perps;
 pub(crate) mod perps_live;
 mod reconcile;
 mod slots;
+mod sol_price;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -590,50 +591,6 @@ impl Orchestrator {
 
     /// Whether the signer holds a Solana key for `agent` (if it cannot be asked: yes, so the
     /// Solana path reports why).
-    /// The SOL price (USD) on `network` from `sol_price_urls` (the `SOL` of its `allMids`);
-    /// `None` when no source is configured for it.
-    pub(crate) async fn sol_usd(
-        &self,
-        network: Network,
-    ) -> Result<Option<crate::firewall::risk_perp::fixed::Fx>, String> {
-        let Some(api) = self.sol_prices.get(&network) else {
-            return Ok(None);
-        };
-        let key = format!("sol_price_urls.{network}");
-        let mids = api
-            .mids()
-            .await
-            .map_err(|e| format!("the SOL price source {key}: {e}"))?;
-        let mid = mids.get("SOL").ok_or_else(|| {
-            format!(
-                "the SOL price source {key} lists no SOL in its allMids: point {key} at an API \
-                 whose allMids prices SOL"
-            )
-        })?;
-        crate::firewall::risk_perp::fixed::Fx::parse(mid.text())
-            .filter(|p| !p.is_zero() && !p.is_negative())
-            .map(Some)
-            .ok_or_else(|| {
-                format!(
-                    "the SOL price source {key} gives SOL the price {:?}, which is no price",
-                    mid.text()
-                )
-            })
-    }
-
-    /// A deputy's SOL wallet (lamports) and the SOL price, for its equity's Solana part;
-    /// `None` when it has no Solana key or its network no price source.
-    pub(crate) async fn sol_wallet(
-        &self,
-        agent: &AgentConfig,
-    ) -> Result<Option<(u128, crate::firewall::risk_perp::fixed::Fx)>, String> {
-        if !self.has_solana_key(&agent.id).await {
-            return Ok(None);
-        }
-        let (balance, _, network) = self.solana_view(agent).await?;
-        Ok(self.sol_usd(network).await?.map(|price| (balance, price)))
-    }
-
     async fn has_solana_key(&self, agent: &AgentId) -> bool {
         let Ok(hello) = self.hello().await else {
             return true;
