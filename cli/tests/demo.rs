@@ -70,7 +70,7 @@ fn demo_runs_every_layer_and_leaves_nothing_running() {
         "paper fill (all three layers allowed): PAPER buy 0.4 ETH at",
         "refused by layer 2 [PerpPositionNotional]: the ETH position could reach 0.9 (now 0.4,",
         // Funding by the market's clock: two hours of the scripted rate on the long.
-        "funding -0.15, net -2.66",
+        "funding -0.16, net -2.67",
         "loss floor hit: equity",
         "trader paused = loss_floor",
     ]) {

@@ -65,6 +65,8 @@ fn main() {
                 day_start: start - start % 86_400,
                 evm: None,
                 perp: None,
+                gate: vigil_orchestrator::StateGate::default(),
+                sol_usd: None,
             };
             let t = Instant::now();
             let decided = vigil_orchestrator::decide(&trader, &inputs, &deps).await;

@@ -72,6 +72,11 @@ pub struct Config {
     pub evm_network: Option<Network>,
     /// Hyperliquid's API (`/info`, `/exchange`) per network (`testnet`, `mainnet`).
     pub hyperliquid_urls: BTreeMap<Network, String>,
+    /// The SOL price source per Solana network: an API answering Hyperliquid's
+    /// `/info {"type":"allMids"}` whose mids list `SOL` (Hyperliquid's own API, or the local
+    /// market of `vigil devnet`). Solana transfers get their USD estimate from it and a
+    /// deputy's SOL wallet counts in its equity; without it they show `no USD estimate`.
+    pub sol_price_urls: BTreeMap<Network, String>,
     /// The venue's fee, the paper model's slippage and the dead-man switch's keeper.
     pub hyperliquid: HyperliquidSettings,
     /// The operator interface on Telegram; absent: no bot (the terminal is used).
@@ -286,6 +291,8 @@ struct RawConfig {
     evm_network: Option<String>,
     #[serde(default)]
     hyperliquid_urls: BTreeMap<String, String>,
+    #[serde(default)]
+    sol_price_urls: BTreeMap<String, String>,
     hyperliquid: Option<hyperliquid::RawHyperliquid>,
     #[serde(default)]
     providers: BTreeMap<String, ProviderConfig>,
@@ -349,6 +356,14 @@ impl RawConfig {
                 .map_err(|reason| invalid(&key, reason))?;
             evm_rpc_urls.insert(network, url.clone());
         }
+        let mut sol_price_urls = BTreeMap::new();
+        for (name, url) in &self.sol_price_urls {
+            let key = format!("sol_price_urls.{}", truncate(name));
+            let network = network_of(name, &key, "Solana", "the price source prices SOL for")?;
+            endpoint::parse(url, endpoint::Service::ChainRpc)
+                .map_err(|reason| invalid(&key, reason))?;
+            sol_price_urls.insert(network, url.clone());
+        }
         if let Some(network) = evm_network
             && !evm_rpc_urls.contains_key(&network)
         {
@@ -410,6 +425,7 @@ impl RawConfig {
             evm_rpc_urls,
             evm_network,
             hyperliquid_urls,
+            sol_price_urls,
             hyperliquid: hyperliquid_settings,
             telegram: self
                 .telegram

@@ -38,7 +38,7 @@ pub use config::{
 };
 pub use cost::Prices;
 pub use deputy::report::Figures;
-pub use deputy::{RiskState, StateCause};
+pub use deputy::{RiskState, StateCause, StateGate};
 pub use firewall::prompt::UntrustedItem;
 pub use firewall::schema::Action;
 pub use llm::{

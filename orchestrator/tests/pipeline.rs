@@ -39,6 +39,8 @@ fn inputs() -> Inputs {
         day_start: now - now % 86_400,
         evm: None,
         perp: None,
+        gate: vigil_orchestrator::StateGate::default(),
+        sol_usd: None,
     }
 }
 

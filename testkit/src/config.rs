@@ -33,6 +33,8 @@ pub struct ConfigBuilder {
     evm_rpc_urls: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     hyperliquid_urls: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    sol_price_urls: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hyperliquid: Option<HyperliquidSpec>,
     providers: BTreeMap<String, ProviderSpec>,
@@ -145,6 +147,7 @@ impl ConfigBuilder {
             solana_rpc_url: None,
             evm_rpc_urls: BTreeMap::new(),
             hyperliquid_urls: BTreeMap::new(),
+            sol_price_urls: BTreeMap::new(),
             hyperliquid: None,
             providers: BTreeMap::new(),
             agents: Vec::new(),
@@ -173,6 +176,13 @@ impl ConfigBuilder {
     /// Hyperliquid's API of `network` (`"testnet"`) at `url`.
     pub fn hyperliquid(mut self, network: &str, url: &str) -> ConfigBuilder {
         self.hyperliquid_urls
+            .insert(network.to_owned(), url.to_owned());
+        self
+    }
+
+    /// The SOL price source of the Solana `network` (`"devnet"`): an `allMids` at `url`.
+    pub fn sol_price(mut self, network: &str, url: &str) -> ConfigBuilder {
+        self.sol_price_urls
             .insert(network.to_owned(), url.to_owned());
         self
     }

@@ -57,6 +57,13 @@ impl EvmWorld {
     /// Anvil with the Aave market, the signer under the market's policy (pinned as `pin`), the
     /// agent holding 10 ETH, 5 WETH and 1 000 USDC, and 9 000 USDC of liquidity in the Pool.
     pub async fn start(pin: Pin) -> EvmWorld {
+        EvmWorld::start_with(pin, false).await
+    }
+
+    /// [`EvmWorld::start`], and with `perps` the policy also lets the agent trade the BTC
+    /// perpetual on `hyperliquid:testnet` (index 0, as the local market lists it): a deputy on
+    /// Aave and Hyperliquid.
+    pub async fn start_with(pin: Pin, perps: bool) -> EvmWorld {
         let anvil = Anvil::with_aave();
         let genesis = match pin.genesis_hash {
             Some(hash) => hash,
@@ -68,7 +75,11 @@ impl EvmWorld {
                 .to_owned(),
         };
         let signer = Signer::with(&[AGENT])
-            .policy_toml(&policy(&anvil, pin.chain_id, &genesis))
+            .policy_toml(&if perps {
+                with_perps(&policy(&anvil, pin.chain_id, &genesis))
+            } else {
+                policy(&anvil, pin.chain_id, &genesis)
+            })
             .start();
         let mut client = signer.client();
         let hello = crate::requests::ok(
@@ -149,6 +160,32 @@ pub fn live_trader() -> AgentSpec {
         .live("WETH")
         .live("USDC")
         .confirm_transfers(false)
+}
+
+/// `policy` with the BTC perpetual of `hyperliquid:testnet` added for the agent.
+fn with_perps(policy: &str) -> String {
+    let policy = policy
+        .replace(
+            "networks = [\"evm:devnet\"]",
+            "networks = [\"evm:devnet\", \"hyperliquid:testnet\"]",
+        )
+        .replace(
+            "\"aave_borrow\", \"aave_repay\"]",
+            "\"aave_borrow\", \"aave_repay\", \"perp_order\", \"perp_cancel\", \
+             \"perp_leverage\", \"perp_schedule_cancel\"]",
+        );
+    format!(
+        r#"{policy}
+[agents.{AGENT}.assets.BTC]
+chain = "hyperliquid"
+per_tx_cap = "2000000000"
+velocity_24h = "100000000000"
+approval_threshold = "2000000000"
+
+[networks."hyperliquid:testnet"]
+perps.BTC = {{ coin = "BTC", index = 0, sz_decimals = 5, max_leverage = 40, max_position_notional = "5000000000" }}
+"#
+    )
 }
 
 /// The signed policy of the world: caps far above what the tests move, an approval threshold

@@ -235,6 +235,9 @@ async fn the_daemon_on_paper_halts_at_the_floor_stays_halted_across_kill_9_and_r
     })
     .await;
     assert_eq!(opened.0, "buy");
+    // A Hyperliquid-only deputy has no Solana network: the start's network check is quiet.
+    let log = daemon.log_text();
+    assert!(!log.contains("network check"), "{log}");
     assert!((opened.1 - 0.4).abs() < 1e-9, "{opened:?}");
     assert!((2000.0..=2005.0).contains(&opened.2), "{opened:?}");
     assert_eq!(risk_state(&state).map(|s| s.0).as_deref(), Some("active"));

@@ -96,6 +96,8 @@ async fn a_signed_transfer_that_never_landed_is_reported() {
         day_start: now - now % 86_400,
         evm: None,
         perp: None,
+        gate: vigil_orchestrator::StateGate::default(),
+        sol_usd: None,
     };
     let provider = Provider::Scripted(ScriptedProvider::from_file(&world.script_path()).unwrap());
     let deps = Deps {

@@ -317,6 +317,24 @@ fn invalid_configs_name_the_key_and_the_reason() {
             "https",
         ),
         (
+            "SOL price source of an unknown network",
+            base().replace(
+                "daily_llm_usd_cap_micros = 5000\n",
+                "daily_llm_usd_cap_micros = 5000\nsol_price_urls = { localnet = \"http://127.0.0.1:8545\" }\n",
+            ),
+            "sol_price_urls.localnet",
+            "not a Solana network",
+        ),
+        (
+            "SOL price source that is no URL",
+            base().replace(
+                "daily_llm_usd_cap_micros = 5000\n",
+                "daily_llm_usd_cap_micros = 5000\nsol_price_urls = { devnet = \"prices\" }\n",
+            ),
+            "sol_price_urls.devnet",
+            "",
+        ),
+        (
             "EVM network without a node",
             base().replace(
                 "daily_llm_usd_cap_micros = 5000\n",

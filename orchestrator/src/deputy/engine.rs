@@ -23,6 +23,7 @@ use vigil_protocol::{
     AgentId, NewResume, PauseAgentRequest, PauseReason, PerpDecimal, Side, TimeInForce,
 };
 
+use super::venues::{VenueEquity, aave_equity};
 use super::{RiskState, StateCause, StateGate, floor_hit, paper_equity, usd_fx, utc_day};
 use crate::config::AgentConfig;
 use crate::firewall::risk_perp::fixed::Fx;
@@ -104,8 +105,29 @@ pub(crate) fn settle_reconciliation(
     result.map_err(|e| e.to_string())
 }
 
+/// What the closing flow leaves open on Aave (it closes only Hyperliquid's positions), for
+/// the operator's alert; empty when there is no Aave position.
+fn aave_left_open(inputs: &Inputs) -> String {
+    let Some(aave) = inputs.evm.as_ref().and_then(|v| v.aave.as_ref()) else {
+        return String::new();
+    };
+    let a = &aave.account;
+    if a.total_collateral_base.is_zero() && a.total_debt_base.is_zero() {
+        return String::new();
+    }
+    match aave_equity(a.total_collateral_base, a.total_debt_base) {
+        Ok(e) => format!(
+            ". LEFT OPEN: the Aave position (collateral {} USD, debt {} USD at the oracle's \
+             prices); the closing flow does not repay or withdraw on Aave, close it yourself",
+            e.collateral, e.debt
+        ),
+        Err(why) => format!(". LEFT OPEN: the Aave position ({why})"),
+    }
+}
+
 impl Orchestrator {
-    /// The per-tick hook (module docs); `inputs.perp.gate` is left as layer 2 must see it.
+    /// The per-tick hook (module docs); `inputs.gate` and `inputs.perp.gate` are left as
+    /// layer 2 must see them.
     /// Lines for the log of what the engine did.
     pub(crate) async fn deputy_tick(
         &self,
@@ -115,6 +137,11 @@ impl Orchestrator {
         live: bool,
     ) -> Result<Vec<String>, String> {
         let Some(view) = inputs.perp.as_ref() else {
+            // No Hyperliquid view: no equity to judge, but a stored state still gates the
+            // agent's other actions (a deputy whose venue did not answer stays halted).
+            if agent.risk.deputy.is_some() {
+                inputs.gate = self.with_store(|s| gate_of(s, &agent.id))?;
+            }
             return Ok(Vec::new());
         };
         let now = inputs.now;
@@ -128,6 +155,10 @@ impl Orchestrator {
             let row = store.agent(&agent.id).deputy().map_err(|e| e.to_string())?;
             (row, equity_of(agent, view, &store, live)?)
         };
+        // The floor judges every venue the deputy trades; the leverage cap only Hyperliquid's.
+        let parts = VenueEquity::of(equity, inputs.evm.as_ref())
+            .with_solana(inputs.balance, inputs.sol_usd);
+        let (hyperliquid, equity) = (equity, parts.total());
         let mut state = row.state;
         if state == RiskState::Halted
             && row.resume_request.is_some()
@@ -187,10 +218,11 @@ impl Orchestrator {
             lines.extend(self.close_out(agent, inputs, deps).await?);
         }
         let gate = self.with_store(|s| gate_of(s, &agent.id))?;
+        inputs.gate = gate.clone();
         if let Some(view) = inputs.perp.as_mut() {
             // Reconciliation's Reducing was settled into the store by the view already.
             view.gate = gate;
-            if let Some(e) = equity {
+            if let Some(e) = hyperliquid {
                 view.equity = e;
             }
         }
@@ -219,8 +251,11 @@ impl Orchestrator {
         if !row.floor_alerted {
             self.alert(Alert::Risk(format!(
                 "{}: {}; closing (orders cancelled, positions closed reduce-only). It stays \
-                 halted until /resume {} and your code in the approver's chat",
-                agent.id, row.detail, agent.id
+                 halted until /resume {} and your code in the approver's chat{}",
+                agent.id,
+                row.detail,
+                agent.id,
+                aave_left_open(inputs)
             )));
             self.with_store(|s| s.agent(&agent.id).set_floor_alerted())?;
         }

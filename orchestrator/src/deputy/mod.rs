@@ -3,26 +3,33 @@
 //! daily loss floor.
 //!
 //! - **Active**: layer 2's caps decide.
-//! - **Reducing**: only reduce-only orders and cancels pass layer 2 (rule `RiskState`, or
-//!   `PerpReconcile` when reconciliation put it there: the venue and the local record differ).
+//! - **Reducing**: only reduce-only orders, cancels, `aave_repay` and `aave_withdraw` pass
+//!   layer 2 (rule `RiskState`, or `PerpReconcile` when reconciliation put it there: the
+//!   venue and the local record differ).
 //! - **Halted**: nothing the agent proposes passes; the engine's own closing flow (cancel every
 //!   open order, close every position reduce-only at a slippage-bounded price) runs each tick
 //!   until flat. Only the operator's code at the approver ends it (`engine.rs`).
 //!
-//! Equity is the orchestrator's estimate, in USD: live, the venue's account value
+//! Equity is the orchestrator's estimate, in USD, summed over the venues the deputy trades
+//! (`venues.rs`): Hyperliquid live, the venue's account value
 //! (`clearinghouseState.marginSummary.accountValue`); paper, the paper cash plus the realised
-//! PnL, minus the fees, plus the funding, plus the unrealised PnL at the venue's marks ([`paper_equity`]). The
-//! baseline is the equity at the first tick of the UTC day; the floor is hit when equity −
-//! baseline ≤ −floor ([`floor_hit`]).
+//! PnL, minus the fees, plus the funding, plus the unrealised PnL at the venue's marks
+//! ([`paper_equity`]); Aave, collateral − debt at the oracle's prices. The baseline is the
+//! equity at the first tick of the UTC day; the floor is hit when equity − baseline ≤ −floor
+//! ([`floor_hit`]).
 //!
-//! `engine.rs` runs the per-tick hook and the resume; `funding.rs` accrues paper funding;
+//! `gate.rs` applies the state to the Aave and transfer actions (perpetuals' in
+//! `firewall::risk_perp`); `engine.rs` runs the per-tick hook and the resume; `funding.rs`
+//! accrues paper funding;
 //! `report.rs` renders `/positions`,
 //! `/pnl` and `/risk`.
 
 pub(crate) mod engine;
 mod funding;
+pub(crate) mod gate;
 pub(crate) mod report;
 pub(crate) mod usd;
+pub(crate) mod venues;
 
 use std::collections::BTreeMap;
 use std::fmt;

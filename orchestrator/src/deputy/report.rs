@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use vigil_protocol::{AgentId, AssetSymbol};
 
 use super::engine::{equity_of, gate_of};
+use super::venues::VenueEquity;
 use super::{RiskState, StateGate, unrealised, utc_day};
 use crate::config::{AgentConfig, DeputyLimits, PerpRisk};
 use crate::firewall::risk_perp::fixed::Fx;
@@ -30,8 +31,11 @@ pub(crate) struct Snapshot {
     /// `paper` or `live`.
     pub mode: &'static str,
     pub gate: StateGate,
-    /// `None`: the venue did not answer; the text says why.
+    /// Every venue together (`None`: a part is unknown; `Err`: the venue did not answer, the
+    /// text says why).
     pub equity: Result<Option<Fx>, String>,
+    /// Each venue's part (`venues.rs`).
+    pub parts: VenueEquity,
     /// The day's baseline.
     pub baseline: Option<Fx>,
     /// Every coin of the book (flat ones too), with the venue's mark when it gave one.
@@ -50,6 +54,7 @@ impl Snapshot {
             mode,
             gate: StateGate::default(),
             equity: Ok(None),
+            parts: VenueEquity::default(),
             baseline: None,
             book: Vec::new(),
             today: Vec::new(),
@@ -95,6 +100,8 @@ impl Orchestrator {
         let live = perps_live::live_on_hyperliquid(&agent);
         let mut snap = Snapshot::of(&agent, if live { "live" } else { "paper" });
         let view = self.perp_view(&agent).await;
+        let evm = self.evm_view(&agent.id, agent.mode).await;
+        let sol = self.sol_wallet(&agent).await;
         let Ok(store) = self.store().lock() else {
             snap.equity = Err("state unavailable".into());
             return snap;
@@ -116,7 +123,26 @@ impl Orchestrator {
                 return snap;
             }
         };
-        snap.equity = equity_of(&agent, &view, &store, live);
+        snap.equity = equity_of(&agent, &view, &store, live).map(|hyperliquid| {
+            snap.parts = match &evm {
+                Ok(evm) => VenueEquity::of(hyperliquid, evm.as_ref()),
+                Err(why) => VenueEquity {
+                    hyperliquid,
+                    aave: Some(Err(format!("the EVM account could not be read: {why}"))),
+                    solana: None,
+                },
+            };
+            match &sol {
+                Ok(Some((lamports, price))) => {
+                    snap.parts = snap.parts.clone().with_solana(*lamports, Some(*price));
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    snap.parts.solana = Some(Err(format!("the SOL wallet or price: {why}")));
+                }
+            }
+            snap.parts.total()
+        });
         let network = view.network;
         let book = a.perp_book(!live, network).unwrap_or_default();
         snap.book = book
@@ -142,12 +168,40 @@ fn money(v: Fx) -> String {
     let cents = v
         .mul(Fx::parse("100").unwrap_or(Fx::ZERO))
         .unwrap_or(Fx::ZERO);
-    // Two decimals, rounded towards zero, sign kept.
-    let s = cents.floor_to(0).to_string();
+    // Two decimals, rounded half away from zero, sign kept.
+    let s = cents.round_to(0).to_string();
     let (sign, digits) = s.strip_prefix('-').map_or(("", s.as_str()), |d| ("-", d));
     let digits = format!("{digits:0>3}");
     let (whole, frac) = digits.split_at(digits.len() - 2);
     format!("{sign}{whole}.{frac}")
+}
+
+/// Each venue's part: `Hyperliquid 9850.50, Aave 1499.75, Solana 375.63`.
+fn parts_text(parts: &VenueEquity) -> String {
+    let mut out = vec![format!(
+        "Hyperliquid {}",
+        parts.hyperliquid.map_or_else(|| "unknown".into(), money)
+    )];
+    if let Some(Ok(a)) = &parts.aave {
+        out.push(format!(
+            "Aave {}",
+            a.net().map_or_else(|| "unknown".into(), money)
+        ));
+    }
+    if let Some(Ok(sol)) = &parts.solana {
+        out.push(format!("Solana {}", money(*sol)));
+    }
+    out.join(", ")
+}
+
+/// Why the total equity is unknown.
+fn unknown_part(parts: &VenueEquity) -> String {
+    match (&parts.aave, &parts.solana) {
+        (Some(Err(why)), _) => format!("Aave: {why}"),
+        (_, Some(Err(why))) => format!("Solana: {why}"),
+        _ if parts.hyperliquid.is_none() => "a Hyperliquid position has no mark".into(),
+        _ => "a figure is too large to state".into(),
+    }
 }
 
 fn state_text(gate: &StateGate) -> String {
@@ -246,6 +300,34 @@ pub(crate) fn pnl(snaps: &[Snapshot]) -> String {
         if !s.book.is_empty() {
             let _ = write!(out, "\n  net since start: {} USD", money(total));
         }
+        match &s.parts.aave {
+            Some(Ok(a)) => {
+                let _ = write!(
+                    out,
+                    "\n  Aave (the oracle's prices): collateral {}, debt {}, net {} USD",
+                    money(a.collateral),
+                    money(a.debt),
+                    a.net().map_or_else(|| "unknown".into(), money)
+                );
+            }
+            Some(Err(why)) => {
+                let _ = write!(out, "\n  Aave unknown: {why}");
+            }
+            None => {}
+        }
+        match &s.parts.solana {
+            Some(Ok(sol)) => {
+                let _ = write!(
+                    out,
+                    "\n  Solana (the SOL price source): wallet {} USD",
+                    money(*sol)
+                );
+            }
+            Some(Err(why)) => {
+                let _ = write!(out, "\n  Solana unknown: {why}");
+            }
+            None => {}
+        }
     }
     out
 }
@@ -262,9 +344,14 @@ pub(crate) fn risk(snaps: &[Snapshot]) -> String {
             (Err(why), _, _) => {
                 let _ = write!(out, "\n  equity unknown: {why}");
             }
-            (Ok(None), _, _) => out.push_str("\n  equity unknown: a position has no mark"),
+            (Ok(None), _, _) => {
+                let _ = write!(out, "\n  equity unknown: {}", unknown_part(&s.parts));
+            }
             (Ok(Some(e)), baseline, limits) => {
                 let _ = write!(out, "\n  equity {} USD", money(*e));
+                if s.parts.aave.is_some() || s.parts.solana.is_some() {
+                    let _ = write!(out, " ({})", parts_text(&s.parts));
+                }
                 if let Some(b) = baseline {
                     let _ = write!(out, ", baseline today {} USD", money(b));
                 }
@@ -317,6 +404,11 @@ mod tests {
             mode: "paper",
             gate: StateGate::default(),
             equity: Ok(Some(f("9850.5"))),
+            parts: VenueEquity {
+                hyperliquid: Some(f("9850.5")),
+                aave: None,
+                solana: None,
+            },
             baseline: Some(f("10000")),
             book: vec![
                 (
@@ -369,7 +461,14 @@ mod tests {
     #[test]
     fn money_has_two_decimals_and_its_sign() {
         assert_eq!(money(f("9850.5")), "9850.50");
-        assert_eq!(money(f("-0.256")), "-0.25");
+        assert_eq!(money(f("-0.256")), "-0.26");
+        // 2 h × 0.4 ETH × 1987.62 × 0.0001 of funding paid: −0.159..., read as −0.16.
+        assert_eq!(money(f("-0.15900960")), "-0.16");
+        assert_eq!(money(f("0.155")), "0.16");
+        assert_eq!(money(f("-0.155")), "-0.16");
+        assert_eq!(money(f("0.15499999")), "0.15");
+        assert_eq!(money(f("-0.004")), "0.00");
+        assert_eq!(money(f("-0.005")), "-0.01");
         assert_eq!(money(f("0.05")), "0.05");
         assert_eq!(money(Fx::ZERO), "0.00");
     }
@@ -437,5 +536,59 @@ mod tests {
         let text = risk(&[s]);
         assert!(text.contains("HALTED (loss floor hit)"), "{text}");
         assert!(text.contains("no daily loss floor configured"), "{text}");
+    }
+
+    #[test]
+    fn risk_and_pnl_show_each_venues_part_and_why_a_total_is_unknown() {
+        let mut s = snap();
+        // Aave: 3000 USD of collateral, 1500.255 of debt; the total 9850.5 + 1499.745.
+        s.parts.aave = Some(super::super::venues::aave_equity(
+            alloy_primitives::U256::from(300_000_000_000u64),
+            alloy_primitives::U256::from(150_025_500_000u64),
+        ));
+        s.equity = Ok(s.parts.total());
+        let text = risk(std::slice::from_ref(&s));
+        assert!(
+            text.contains("equity 11350.25 USD (Hyperliquid 9850.50, Aave 1499.75), baseline"),
+            "{text}"
+        );
+        let text = pnl(std::slice::from_ref(&s));
+        assert!(
+            text.contains(
+                "Aave (the oracle's prices): collateral 3000.00, debt 1500.26, net 1499.75 USD"
+            ),
+            "{text}"
+        );
+        // With a SOL wallet: 2.5 SOL at 150.25 = 375.625; 11350.245 + 375.625 = 11725.87.
+        s.parts = s
+            .parts
+            .clone()
+            .with_solana(2_500_000_000, Some(f("150.25")));
+        s.equity = Ok(s.parts.total());
+        let text = risk(std::slice::from_ref(&s));
+        assert!(
+            text.contains("equity 11725.87 USD (Hyperliquid 9850.50, Aave 1499.75, Solana 375.63)"),
+            "{text}"
+        );
+        assert!(
+            pnl(std::slice::from_ref(&s))
+                .contains("Solana (the SOL price source): wallet 375.63 USD"),
+            "the Solana part in /pnl"
+        );
+        s.parts.solana = Some(Err("the SOL wallet or price: source down".into()));
+        s.equity = Ok(s.parts.total());
+        assert!(
+            risk(std::slice::from_ref(&s)).contains("equity unknown: Solana: the SOL wallet"),
+            "a failed Solana part makes the total unknown"
+        );
+        s.parts.solana = None;
+        s.parts.aave = Some(Err("the EVM account could not be read: node down".into()));
+        s.equity = Ok(s.parts.total());
+        let text = risk(std::slice::from_ref(&s));
+        assert!(
+            text.contains("equity unknown: Aave: the EVM account could not be read: node down"),
+            "{text}"
+        );
+        assert!(pnl(&[s]).contains("Aave unknown: the EVM account"));
     }
 }

@@ -1,6 +1,7 @@
 //! The orchestrator's USD estimates of what an action moves or trades, from the venue's own
 //! marks: Hyperliquid's `allMids` for a perpetual's order, the Aave oracle's `getAssetPrice`
-//! (the Pool's own price source, USD with 8 decimals) for an Aave action. Shown in the
+//! (the Pool's own price source, USD with 8 decimals) for an Aave action, the network's SOL
+//! price source (`sol_price_urls`, the `SOL` of an `allMids`) for a Solana transfer. Shown in the
 //! operator's confirmations and passed to the signer as `context.usd_estimate`, where it is
 //! labelled as the orchestrator's word and never decided on (`docs/protocol.md`).
 //!
@@ -21,6 +22,32 @@ use crate::firewall::risk_perp::fixed::Fx;
 pub(crate) const HYPERLIQUID_SOURCE: &str = "hyperliquid_all_mids";
 /// The source name of an Aave oracle price.
 pub(crate) const AAVE_SOURCE: &str = "aave_oracle";
+
+/// The source name of the SOL price (`sol_price_urls`: an `allMids` that lists SOL).
+pub(crate) const SOL_SOURCE: &str = "sol_price_all_mids";
+
+/// `lamports` at the SOL price, in micro-USD rounded up: lamports × price / 10^9 (the price
+/// counted with 8 decimals: / 10^11 in all). `None` for a price ≤ 0 or an overflow.
+pub(crate) fn sol_micros(lamports: u128, price: Fx) -> Option<u128> {
+    let price = u128::try_from(price.raw8()).ok().filter(|p| *p > 0)?;
+    Some(lamports.checked_mul(price)?.div_ceil(100_000_000_000))
+}
+
+/// A Solana transfer of SOL at the SOL price source's price; `None` for anything else.
+pub(crate) fn solana_intent(intent: &Intent, price: Fx) -> Option<UsdEstimate> {
+    let Intent::Transfer(t) = intent else {
+        return None;
+    };
+    if t.chain != vigil_protocol::Chain::Solana || t.asset != vigil_protocol::AssetSymbol::SOL {
+        return None;
+    }
+    let micros = u64::try_from(sol_micros(t.amount.base_units(), price)?).ok()?;
+    Some(UsdEstimate {
+        micros: UsdMicros::new(micros).ok()?,
+        mark: price.to_string().parse().ok()?,
+        source: SOL_SOURCE.parse().ok()?,
+    })
+}
 
 /// `|quantity| × mark` from `source`; `None` for a negative mark or a figure out of bounds.
 pub(crate) fn estimate(quantity: Fx, mark: Fx, source: &str) -> Option<UsdEstimate> {
@@ -169,6 +196,27 @@ mod tests {
         // A mark so large the figure passes the protocol's bound is no estimate.
         assert!(perp_order(&o, Fx::parse("99999999999999999999").unwrap()).is_none());
         assert!(estimate(Fx::ONE, Fx::parse("-1").unwrap(), HYPERLIQUID_SOURCE).is_none());
+    }
+
+    #[test]
+    fn a_solana_transfer_reads_at_the_sol_price() {
+        let price = Fx::parse("150.25").unwrap();
+        // 0.2 SOL × 150.25 = $30.05; one lamport × 150.25 = 0.00000015025 USD, rounded up.
+        assert_eq!(sol_micros(200_000_000, price), Some(30_050_000));
+        assert_eq!(sol_micros(1, price), Some(1));
+        assert_eq!(sol_micros(1, Fx::ZERO), None);
+        assert_eq!(sol_micros(u128::MAX, price), None);
+        let transfer = Intent::Transfer(vigil_protocol::TransferIntent {
+            chain: vigil_protocol::Chain::Solana,
+            network: vigil_protocol::Network::Devnet,
+            asset: vigil_protocol::AssetSymbol::SOL,
+            to: "11111111111111111111111111111112".into(),
+            amount: vigil_protocol::Amount::from_base_units(2_000_000_000),
+        });
+        let e = solana_intent(&transfer, price).unwrap();
+        assert_eq!(e.micros.get(), 300_500_000);
+        assert_eq!(e.source.as_str(), SOL_SOURCE);
+        assert_eq!(phrase(Some(&e)), "≈ $300.50");
     }
 
     #[test]

@@ -58,12 +58,17 @@ pub(super) async fn paper(
     }
 }
 
-/// A paper or confirmation context: a Solana intent's recent blockhash; an EVM intent's USD
+/// A paper or confirmation context: a Solana intent's recent blockhash and its USD estimate at
+/// the SOL price source's price; an EVM intent's USD
 /// estimate at the Aave oracle's price (no fees: the signer decides on the policy's bounds).
 fn solana_context(intent: &Intent, inputs: &Inputs) -> Context {
     match intent.chain_network().0 {
         Chain::Solana => Context {
             recent_blockhash: Some(inputs.recent_blockhash.clone()),
+            usd_estimate: inputs
+                .sol_usd
+                .and_then(|price| usd::solana_intent(intent, price))
+                .map(Box::new),
             ..Context::default()
         },
         Chain::Evm => Context {

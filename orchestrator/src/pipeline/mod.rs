@@ -40,9 +40,11 @@ use crate::chains::hyperliquid::HyperliquidApi;
 use crate::chains::solana_rpc::SolanaRpc;
 use crate::config::AgentConfig;
 use crate::cost::{self, Prices};
+use crate::deputy::StateGate;
 use crate::firewall::prompt::{self, UntrustedItem};
 use crate::firewall::risk::{self, Checked, RiskRefusal, RiskRule};
 use crate::firewall::risk_evm::{self, EvmView};
+use crate::firewall::risk_perp::fixed::Fx;
 use crate::firewall::risk_perp::{self, PerpView};
 use crate::firewall::schema::{self, Action, MAX_CORRECTIONS};
 use crate::llm::{ChatMessage, ChatRequest, Provider, Role};
@@ -70,6 +72,13 @@ pub struct Inputs {
     /// when it trades perpetuals and the venue answered: perpetuals' actions are checked
     /// against it.
     pub perp: Option<PerpView>,
+    /// The deputy's risk state, applied to its Aave and transfer actions at layer 2
+    /// (`deputy::gate`; perpetuals' actions use `perp.gate`). Active for an agent that is no
+    /// deputy.
+    pub gate: StateGate,
+    /// The SOL price in USD from the network's `sol_price_urls` source (the orchestrator's
+    /// estimate, for the texts and a deputy's equity); `None`: no source, or it failed.
+    pub sol_usd: Option<Fx>,
     /// Unix seconds now, and the start of the cost-cap day.
     pub now: u64,
     /// Start of the current UTC day (for the daily LLM cost cap).
@@ -335,6 +344,9 @@ fn layer2(
     decision: &schema::AgentDecision,
     inputs: &Inputs,
 ) -> Result<Option<Intent>, RiskRefusal> {
+    if decision.action != Action::Hold {
+        crate::deputy::gate::check_state(decision, &inputs.gate)?;
+    }
     let evm_asset =
         decision.action.is_aave() || decision.asset.is_some_and(|a| a != AssetSymbol::SOL);
     match (&inputs.evm, evm_asset) {

@@ -22,6 +22,7 @@ mod perps;
 pub(crate) mod perps_live;
 mod reconcile;
 mod slots;
+mod sol_price;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -79,6 +80,8 @@ pub struct Orchestrator {
     evm_alerted: std::sync::Mutex<Option<String>>,
     /// Hyperliquid's API of each network in `hyperliquid_urls`.
     hyperliquid: BTreeMap<Network, HyperliquidApi>,
+    /// The SOL price source of each Solana network in `sol_price_urls`.
+    sol_prices: BTreeMap<Network, HyperliquidApi>,
     /// The Hyperliquid differences last alerted per agent (each set of differences once).
     perp_alerted: std::sync::Mutex<BTreeMap<AgentId, String>>,
     /// Agents whose dead-man switch failed to refresh (alerted once per streak).
@@ -158,10 +161,18 @@ impl Orchestrator {
             })?;
             hyperliquid.insert(*network, api);
         }
+        let mut sol_prices = BTreeMap::new();
+        for (network, url) in &config.sol_price_urls {
+            let api = HyperliquidApi::new(url, RPC_TIMEOUT).map_err(|e| {
+                StartError::Provider(format!("sol_price_urls.{network}"), e.to_string())
+            })?;
+            sol_prices.insert(*network, api);
+        }
         Ok(Self {
             rpc,
             evm_rpcs,
             hyperliquid,
+            sol_prices,
             config,
             providers,
             store: std::sync::Mutex::new(store),
@@ -290,6 +301,20 @@ impl Orchestrator {
             Ok(view) => view,
             Err(reason) => return held("rpc", reason),
         };
+        // The SOL price, for an agent on Solana: its transfers' USD estimate and its SOL
+        // wallet's part of a deputy's equity. A price source that fails is no estimate
+        // (logged), never a reason to hold.
+        let sol_usd = if off_solana && !self.has_solana_key(&agent.id).await {
+            None
+        } else {
+            match self.sol_usd(network).await {
+                Ok(price) => price,
+                Err(why) => {
+                    tracing::warn!(agent = %agent.id, "no USD estimate on Solana: {why}");
+                    None
+                }
+            }
+        };
         if let Some(evm) = &evm {
             untrusted.push(evm::view_item(evm));
         }
@@ -321,6 +346,8 @@ impl Orchestrator {
             day_start: now - now % 86_400,
             evm,
             perp,
+            gate: crate::deputy::StateGate::default(),
+            sol_usd,
         };
         let deps = Deps {
             provider,

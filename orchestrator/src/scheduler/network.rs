@@ -126,13 +126,15 @@ impl Orchestrator {
                 Ok(_) => {}
                 Err(why) => report.push(format!("{}: {why}", agent.id)),
             }
-            if !self.has_solana_key(&agent.id).await
-                && self
+            // An agent that works off Solana (an EVM network, or Hyperliquid) and holds no
+            // Solana key has no Solana network to check, as its decisions have none.
+            let off_solana = agent.hyperliquid_network.is_some()
+                || self
                     .agent_evm_network(&hello, &agent.id)
                     .ok()
                     .flatten()
-                    .is_some()
-            {
+                    .is_some();
+            if off_solana && !self.has_solana_key(&agent.id).await {
                 continue;
             }
             match self.agent_network(&hello, &agent.id) {

@@ -46,6 +46,17 @@ impl Fx {
         Fx(i128::from(micros) * 100)
     }
 
+    /// A value already counted with 8 decimals (Aave's USD base currency: 10^8 is one
+    /// dollar).
+    pub(crate) const fn from_raw8(raw: i128) -> Fx {
+        Fx(raw)
+    }
+
+    /// The value counted with 8 decimals (the inverse of [`Fx::from_raw8`]).
+    pub(crate) const fn raw8(self) -> i128 {
+        self.0
+    }
+
     pub(crate) fn abs(self) -> Fx {
         Fx(self.0.abs())
     }
@@ -110,6 +121,18 @@ impl Fx {
         }
         let step = 10i128.pow(DECIMALS - decimals);
         Fx(self.0 / step * step)
+    }
+
+    /// Rounded to `decimals` digits after the point, half away from zero (what an operator
+    /// reads: 0.159 is 0.16, −0.155 is −0.16).
+    pub(crate) fn round_to(self, decimals: u32) -> Fx {
+        if decimals >= DECIMALS {
+            return self;
+        }
+        let step = 10i128.pow(DECIMALS - decimals);
+        let (whole, rest) = (self.0 / step, self.0 % step);
+        let away = i128::from(rest.unsigned_abs() * 2 >= step.unsigned_abs());
+        Fx((whole + self.0.signum() * away) * step)
     }
 
     /// A size on the perpetual's grid: `sz_decimals` digits, rounded down.
