@@ -64,6 +64,8 @@ fn inputs(now: u64) -> Inputs {
         day_start: now - now % 86_400,
         evm: None,
         perp: None,
+        gate: vigil_orchestrator::StateGate::default(),
+        sol_usd: None,
     }
 }
 
