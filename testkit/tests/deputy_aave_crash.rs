@@ -357,4 +357,38 @@ async fn a_wallet_short_of_the_debt_repays_what_it_holds_withdraws_nothing_and_s
     assert_eq!(later.total_collateral_base, crashed.total_collateral_base);
     assert!(later.total_debt_base >= after.total_debt_base);
     c.halted(&agent);
+
+    // USDC sent to the agent's address is used at the next tick: the rest of the debt repaid,
+    // then the WETH withdrawn; the operator was told once.
+    let usdc = world.anvil.aave().asset("USDC").clone();
+    world
+        .anvil
+        .mint(
+            "USDC",
+            world.agent,
+            vigil_testkit::aave::units(&usdc, 1_000),
+        )
+        .await;
+    o.decide(&agent, Vec::new()).await;
+    assert_eq!(
+        world.anvil.account_data(world.agent).await.total_debt_base,
+        U256::ZERO
+    );
+    o.decide(&agent, Vec::new()).await;
+    let flat = world.anvil.account_data(world.agent).await;
+    assert_eq!(
+        (flat.total_collateral_base, flat.total_debt_base),
+        (U256::ZERO, U256::ZERO),
+        "{flat:?}"
+    );
+    assert_eq!(c.balance("WETH").await, U256::from(5 * ETHER));
+    assert_eq!(c.signed().len(), 3, "{:?}", c.signed());
+    assert_eq!(
+        alerts
+            .all()
+            .iter()
+            .filter(|a| a.contains("loss floor hit"))
+            .count(),
+        1
+    );
 }

@@ -160,6 +160,9 @@ fn decision(action: Action, asset: AssetSymbol, units: u128) -> AgentDecision {
 pub(crate) struct AaveClosing {
     pub lines: Vec<String>,
     pub alert: String,
+    /// The steps a layer refused this tick: a key (action, asset, rule) and what to tell the
+    /// operator (a refusal repeats each tick; the engine alerts each key once per halt).
+    pub refused: Vec<(String, String)>,
 }
 
 /// Runs `plan` for a Halted deputy: each step through layer 2 as a Reducing deputy's action
@@ -214,6 +217,16 @@ pub(crate) async fn run(
         tracing::warn!("{line}");
         out.lines.push(line);
         let phrase = brief(&outcome);
+        if let Outcome::Refused { rule, .. } = &outcome {
+            let asset = step
+                .decision
+                .asset
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let key = format!("{} {asset} {rule}", step.decision.action);
+            out.refused
+                .push((key, format!("{} was refused ({phrase})", step.what)));
+        }
         if went_through(&outcome) {
             done.push(format!("{}: {phrase}", step.what));
         } else {

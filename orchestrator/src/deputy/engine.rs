@@ -248,6 +248,7 @@ impl Orchestrator {
             None => close_aave::AaveClosing::default(),
         };
         lines.extend(aave.lines);
+        self.alert_aave_refusals(agent, &row.detail, &aave.refused, row.floor_alerted)?;
         if !row.floor_alerted {
             self.alert(Alert::Risk(format!(
                 "{}: {}; closing (orders cancelled, positions closed reduce-only). It stays \
@@ -257,6 +258,39 @@ impl Orchestrator {
             self.with_store(|s| s.agent(&agent.id).set_floor_alerted())?;
         }
         Ok(lines)
+    }
+
+    /// Tells the operator, once per halt, of each Aave step a layer refused at a later tick
+    /// (the first tick's alert already says it): a refusal repeats at every tick, the operator
+    /// must act. What was told is the setting `floor_aave_refused:<agent>`: the halt's detail,
+    /// then one key a line.
+    fn alert_aave_refusals(
+        &self,
+        agent: &AgentConfig,
+        detail: &str,
+        refused: &[(String, String)],
+        alerted: bool,
+    ) -> Result<(), String> {
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let setting = format!("floor_aave_refused:{}", agent.id);
+        let told = self
+            .with_store(|s| s.setting(&setting))?
+            .unwrap_or_default();
+        let (fresh, value) = not_told(&told, detail, refused);
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        if alerted {
+            self.alert(Alert::Risk(format!(
+                "{}: the loss floor's closing flow cannot close on Aave: {}; it tries again each \
+                 tick. Close the position yourself, or change what refuses it",
+                agent.id,
+                fresh.join("; ")
+            )));
+        }
+        self.with_store(|s| s.set_setting(&setting, &value))
     }
 
     /// (c)–(d): cancel every open order, close every position reduce-only; the log's lines.
@@ -386,6 +420,24 @@ impl Orchestrator {
     }
 }
 
+/// Of `refused` (key, text), the texts not yet told for the halt `detail` according to `told`
+/// (the halt's detail, then one key a line; another halt's record counts for nothing), and the
+/// record with them added.
+fn not_told(told: &str, detail: &str, refused: &[(String, String)]) -> (Vec<String>, String) {
+    let mut keys: Vec<&str> = told.lines().collect();
+    if keys.first() != Some(&detail) {
+        keys = vec![detail];
+    }
+    let mut fresh = Vec::new();
+    for (key, text) in refused {
+        if !keys.contains(&key.as_str()) {
+            keys.push(key);
+            fresh.push(text.clone());
+        }
+    }
+    (fresh, keys.join("\n"))
+}
+
 /// The engine's own decision (no LLM).
 fn closing_decision(
     action: Action,
@@ -427,6 +479,40 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn an_aave_refusal_is_told_once_per_halt() {
+        let refused = |keys: &[&str]| -> Vec<(String, String)> {
+            keys.iter()
+                .map(|k| ((*k).to_string(), format!("{k} was refused")))
+                .collect()
+        };
+        let halt = "loss floor hit: equity 9000 USD";
+        let (fresh, told) = not_told("", halt, &refused(&["withdraw WETH HealthFactorFloor"]));
+        assert_eq!(fresh, vec!["withdraw WETH HealthFactorFloor was refused"]);
+        assert_eq!(told, format!("{halt}\nwithdraw WETH HealthFactorFloor"));
+        // The same refusal again: nothing new; another one: only it.
+        let (fresh, again) = not_told(&told, halt, &refused(&["withdraw WETH HealthFactorFloor"]));
+        assert!(fresh.is_empty());
+        assert_eq!(again, told);
+        let (fresh, more) = not_told(
+            &told,
+            halt,
+            &refused(&["withdraw WETH HealthFactorFloor", "repay USDC per_tx_cap"]),
+        );
+        assert_eq!(fresh, vec!["repay USDC per_tx_cap was refused"]);
+        assert!(
+            more.ends_with("HealthFactorFloor\nrepay USDC per_tx_cap"),
+            "{more}"
+        );
+        // A later halt starts afresh.
+        let (fresh, _) = not_told(
+            &more,
+            "loss floor hit: equity 8000 USD",
+            &refused(&["repay USDC per_tx_cap"]),
+        );
+        assert_eq!(fresh, vec!["repay USDC per_tx_cap was refused"]);
+    }
 
     #[test]
     fn a_closing_order_trades_against_the_position_within_the_bound() {
