@@ -243,7 +243,7 @@ pub(crate) fn render(event: &Event) -> Option<(OperatorEventKind, String)> {
         } => (
             K::AgentPaused,
             format!(
-                "agent {agent} is paused ({reason}, pause {pause_id}): only reduce-only orders, cancels and repayments are signed for it until your code resumes it"
+                "agent {agent} is paused ({reason}, pause {pause_id}): only reduce-only orders, cancels, Aave repayments and withdrawals are signed for it until your code resumes it"
             ),
         ),
         Event::AgentResumed {

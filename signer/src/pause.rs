@@ -9,9 +9,10 @@
 //! | intent                                   | while paused                                  |
 //! |------------------------------------------|-----------------------------------------------|
 //! | `transfer` (Solana, EVM)                 | refused: moves funds out                      |
-//! | `aave_supply`, `aave_withdraw`           | refused: moves funds                          |
+//! | `aave_supply`                            | refused: moves funds into the Pool            |
 //! | `aave_borrow`                            | refused: adds debt                            |
 //! | `aave_repay`                             | signed: reduces debt                          |
+//! | `aave_withdraw`                          | signed: the funds come back to the agent's own address (the signer builds `withdraw(…, to = agent)`); the Pool refuses one that would leave the health factor below 1 |
 //! | `perp_order`, `reduce_only: true`        | signed: can only shrink a position            |
 //! | `perp_order`, opening                    | refused: adds exposure                        |
 //! | `perp_cancel`, `perp_schedule_cancel`    | signed: can only take orders off the book     |
@@ -136,9 +137,11 @@ pub(crate) fn while_paused(intent: &Intent) -> WhilePaused {
     match intent {
         Intent::Transfer(_) => WhilePaused::Refused("a transfer moves funds out"),
         Intent::AaveSupply(_) => WhilePaused::Refused("a supply moves funds into the pool"),
-        Intent::AaveWithdraw(_) => WhilePaused::Refused("a withdrawal moves funds"),
         Intent::AaveBorrow(_) => WhilePaused::Refused("a borrow adds debt"),
-        Intent::AaveRepay(_) => WhilePaused::Allowed,
+        // Both take exposure off the Pool: a repayment lowers the debt; a withdrawal returns
+        // the agent's own supply to the agent's own address (never elsewhere), the loss floor's
+        // closing flow needs it once the debt is repaid.
+        Intent::AaveRepay(_) | Intent::AaveWithdraw(_) => WhilePaused::Allowed,
         Intent::PerpOrder(o) if o.reduce_only => WhilePaused::Allowed,
         Intent::PerpOrder(_) => {
             WhilePaused::Refused("an order that is not reduce-only adds exposure")
@@ -194,9 +197,9 @@ pub(crate) fn with_pause(
         rule: Rule::AgentPaused,
         message: format!(
             "agent {agent} is paused (pause {}, {}): {why}. While paused the signer signs only \
-             reduce-only orders, cancels, the dead-man switch, a lower leverage and Aave \
-             repayments; the operator clears the pause with a code (request_resume, answered \
-             through the approver)",
+             reduce-only orders, cancels, the dead-man switch, a lower leverage, Aave \
+             repayments and withdrawals to the agent itself; the operator clears the pause \
+             with a code (request_resume, answered through the approver)",
             pause.id,
             pause.describe()
         ),

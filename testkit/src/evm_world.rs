@@ -61,8 +61,8 @@ impl EvmWorld {
     }
 
     /// [`EvmWorld::start`], and with `perps` the policy also lets the agent trade the BTC
-    /// perpetual on `hyperliquid:testnet` (index 0, as the local market lists it): a deputy on
-    /// Aave and Hyperliquid.
+    /// perpetual on `hyperliquid:testnet` (index 0, as the local market lists it) and repay
+    /// all of a USDC debt (`allow_all`): a deputy on Aave and Hyperliquid.
     pub async fn start_with(pin: Pin, perps: bool) -> EvmWorld {
         let anvil = Anvil::with_aave();
         let genesis = match pin.genesis_hash {
@@ -162,9 +162,12 @@ pub fn live_trader() -> AgentSpec {
         .confirm_transfers(false)
 }
 
-/// `policy` with the BTC perpetual of `hyperliquid:testnet` added for the agent.
+/// `policy` with the BTC perpetual of `hyperliquid:testnet` added for the agent, and USDC's
+/// `allow_all` (a deputy repays a whole debt with `"all"`; WETH keeps exact amounts only, so a
+/// withdrawal of `"all"` is refused: both forms are met).
 fn with_perps(policy: &str) -> String {
     let policy = policy
+        .replace("decimals = 6\n", "decimals = 6\nallow_all = true\n")
         .replace(
             "networks = [\"evm:devnet\"]",
             "networks = [\"evm:devnet\", \"hyperliquid:testnet\"]",

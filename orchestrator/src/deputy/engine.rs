@@ -12,10 +12,14 @@
 //! 3. **Floor**: equity − baseline ≤ −floor: (a) Halted is persisted FIRST (b) the signer is
 //!    asked `pause_agent {reason: loss_floor}` (c) every open order is cancelled (d) every
 //!    position is closed by a reduce-only IOC order at the mark moved by at most the
-//!    perpetual's slippage bound (e) the operator is alerted once. Each order passes layer 2
-//!    as a Reducing deputy's would (reduce-only, within the slippage bound, never rate-capped)
-//!    and the signer like any other (its executions are recorded). (b)–(d) are repeated on every
-//!    later tick until flat and resumed; nothing is opened.
+//!    perpetual's slippage bound (e) the Aave position is closed: every debt repaid (the whole
+//!    debt, or what the wallet holds of the token), then, once the Pool shows no debt, every
+//!    supply withdrawn (`close_aave.rs`) (f) the operator is alerted once, after (c)–(e) of the
+//!    first tick, with what they did and what is left open. Each action passes layer 2 as a
+//!    Reducing deputy's would (reduce-only, within the slippage bound, never rate-capped; on
+//!    Aave only repay and withdraw) and the signer like any other (its executions are
+//!    recorded). (b)–(e) are repeated on every later tick until flat and resumed; nothing is
+//!    opened.
 //!
 //! A state that cannot be read holds the deputy (an error), never lets it act.
 
@@ -23,7 +27,8 @@ use vigil_protocol::{
     AgentId, NewResume, PauseAgentRequest, PauseReason, PerpDecimal, Side, TimeInForce,
 };
 
-use super::venues::{VenueEquity, aave_equity};
+use super::close_aave;
+use super::venues::VenueEquity;
 use super::{RiskState, StateCause, StateGate, floor_hit, paper_equity, usd_fx, utc_day};
 use crate::config::AgentConfig;
 use crate::firewall::risk_perp::fixed::Fx;
@@ -103,26 +108,6 @@ pub(crate) fn settle_reconciliation(
         _ => Ok(()),
     };
     result.map_err(|e| e.to_string())
-}
-
-/// What the closing flow leaves open on Aave (it closes only Hyperliquid's positions), for
-/// the operator's alert; empty when there is no Aave position.
-fn aave_left_open(inputs: &Inputs) -> String {
-    let Some(aave) = inputs.evm.as_ref().and_then(|v| v.aave.as_ref()) else {
-        return String::new();
-    };
-    let a = &aave.account;
-    if a.total_collateral_base.is_zero() && a.total_debt_base.is_zero() {
-        return String::new();
-    }
-    match aave_equity(a.total_collateral_base, a.total_debt_base) {
-        Ok(e) => format!(
-            ". LEFT OPEN: the Aave position (collateral {} USD, debt {} USD at the oracle's \
-             prices); the closing flow does not repay or withdraw on Aave, close it yourself",
-            e.collateral, e.debt
-        ),
-        Err(why) => format!(". LEFT OPEN: the Aave position ({why})"),
-    }
 }
 
 impl Orchestrator {
@@ -229,7 +214,8 @@ impl Orchestrator {
         Ok(lines)
     }
 
-    /// (b)–(e) of a Halted deputy: pause at the signer, alert once, cancel, close.
+    /// (b)–(f) of a Halted deputy: pause at the signer, cancel, close the perpetuals, close
+    /// Aave, alert once.
     async fn close_out(
         &self,
         agent: &AgentConfig,
@@ -248,26 +234,81 @@ impl Orchestrator {
             ));
         }
         let row = self.with_store(|s| s.agent(&agent.id).deputy())?;
+        if let Some(view) = inputs.perp.as_ref() {
+            lines.extend(
+                self.close_perps(agent, view, &row.detail, inputs, deps)
+                    .await,
+            );
+        }
+        let aave = match inputs.evm.as_ref() {
+            Some(evm) => {
+                let plan = close_aave::plan(evm);
+                close_aave::run(agent, plan, &row.detail, inputs, deps).await
+            }
+            None => close_aave::AaveClosing::default(),
+        };
+        lines.extend(aave.lines);
+        self.alert_aave_refusals(agent, &row.detail, &aave.refused, row.floor_alerted)?;
         if !row.floor_alerted {
             self.alert(Alert::Risk(format!(
                 "{}: {}; closing (orders cancelled, positions closed reduce-only). It stays \
                  halted until /resume {} and your code in the approver's chat{}",
-                agent.id,
-                row.detail,
-                agent.id,
-                aave_left_open(inputs)
+                agent.id, row.detail, agent.id, aave.alert
             )));
             self.with_store(|s| s.agent(&agent.id).set_floor_alerted())?;
         }
-        let Some(view) = inputs.perp.as_ref() else {
-            return Ok(lines);
-        };
+        Ok(lines)
+    }
+
+    /// Tells the operator, once per halt, of each Aave step a layer refused at a later tick
+    /// (the first tick's alert already says it): a refusal repeats at every tick, the operator
+    /// must act. What was told is the setting `floor_aave_refused:<agent>`: the halt's detail,
+    /// then one key a line.
+    fn alert_aave_refusals(
+        &self,
+        agent: &AgentConfig,
+        detail: &str,
+        refused: &[(String, String)],
+        alerted: bool,
+    ) -> Result<(), String> {
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let setting = format!("floor_aave_refused:{}", agent.id);
+        let told = self
+            .with_store(|s| s.setting(&setting))?
+            .unwrap_or_default();
+        let (fresh, value) = not_told(&told, detail, refused);
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        if alerted {
+            self.alert(Alert::Risk(format!(
+                "{}: the loss floor's closing flow cannot close on Aave: {}; it tries again each \
+                 tick. Close the position yourself, or change what refuses it",
+                agent.id,
+                fresh.join("; ")
+            )));
+        }
+        self.with_store(|s| s.set_setting(&setting, &value))
+    }
+
+    /// (c)–(d): cancel every open order, close every position reduce-only; the log's lines.
+    async fn close_perps(
+        &self,
+        agent: &AgentConfig,
+        view: &PerpView,
+        detail: &str,
+        inputs: &Inputs,
+        deps: &Deps<'_>,
+    ) -> Vec<String> {
+        let mut lines = Vec::new();
         // The closing flow is checked as a Reducing deputy's orders would be, never rate-capped.
         let closing = PerpView {
             gate: StateGate {
                 state: RiskState::Reducing,
                 cause: Some(StateCause::LossFloor),
-                detail: row.detail.clone(),
+                detail: detail.to_owned(),
             },
             orders_last_minute: 0,
             ..view.clone()
@@ -318,7 +359,7 @@ impl Orchestrator {
             tracing::warn!("{line}");
             lines.push(line);
         }
-        Ok(lines)
+        lines
     }
 
     /// Asks the operator to clear a Halted deputy's pause: `request_resume` at the signer; the
@@ -379,6 +420,24 @@ impl Orchestrator {
     }
 }
 
+/// Of `refused` (key, text), the texts not yet told for the halt `detail` according to `told`
+/// (the halt's detail, then one key a line; another halt's record counts for nothing), and the
+/// record with them added.
+fn not_told(told: &str, detail: &str, refused: &[(String, String)]) -> (Vec<String>, String) {
+    let mut keys: Vec<&str> = told.lines().collect();
+    if keys.first() != Some(&detail) {
+        keys = vec![detail];
+    }
+    let mut fresh = Vec::new();
+    for (key, text) in refused {
+        if !keys.contains(&key.as_str()) {
+            keys.push(key);
+            fresh.push(text.clone());
+        }
+    }
+    (fresh, keys.join("\n"))
+}
+
 /// The engine's own decision (no LLM).
 fn closing_decision(
     action: Action,
@@ -420,6 +479,40 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn an_aave_refusal_is_told_once_per_halt() {
+        let refused = |keys: &[&str]| -> Vec<(String, String)> {
+            keys.iter()
+                .map(|k| ((*k).to_string(), format!("{k} was refused")))
+                .collect()
+        };
+        let halt = "loss floor hit: equity 9000 USD";
+        let (fresh, told) = not_told("", halt, &refused(&["withdraw WETH HealthFactorFloor"]));
+        assert_eq!(fresh, vec!["withdraw WETH HealthFactorFloor was refused"]);
+        assert_eq!(told, format!("{halt}\nwithdraw WETH HealthFactorFloor"));
+        // The same refusal again: nothing new; another one: only it.
+        let (fresh, again) = not_told(&told, halt, &refused(&["withdraw WETH HealthFactorFloor"]));
+        assert!(fresh.is_empty());
+        assert_eq!(again, told);
+        let (fresh, more) = not_told(
+            &told,
+            halt,
+            &refused(&["withdraw WETH HealthFactorFloor", "repay USDC per_tx_cap"]),
+        );
+        assert_eq!(fresh, vec!["repay USDC per_tx_cap was refused"]);
+        assert!(
+            more.ends_with("HealthFactorFloor\nrepay USDC per_tx_cap"),
+            "{more}"
+        );
+        // A later halt starts afresh.
+        let (fresh, _) = not_told(
+            &more,
+            "loss floor hit: equity 8000 USD",
+            &refused(&["repay USDC per_tx_cap"]),
+        );
+        assert_eq!(fresh, vec!["repay USDC per_tx_cap was refused"]);
+    }
 
     #[test]
     fn a_closing_order_trades_against_the_position_within_the_bound() {

@@ -24,6 +24,7 @@
 //! `report.rs` renders `/positions`,
 //! `/pnl` and `/risk`.
 
+mod close_aave;
 pub(crate) mod engine;
 mod funding;
 pub(crate) mod gate;

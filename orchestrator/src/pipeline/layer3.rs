@@ -89,6 +89,19 @@ pub(super) async fn live(
     inputs: &Inputs,
     deps: &Deps<'_>,
 ) -> Outcome {
+    live_as(agent, intent, inputs, deps, agent.confirm_transfers).await
+}
+
+/// A live action, asking the operator's Yes first when `ask_operator` (the agent's
+/// `confirm_transfers` for what it proposes; never for the risk engine's closing flow, which
+/// only takes exposure off and alerts the operator itself). The signer decides as always.
+pub(super) async fn live_as(
+    agent: &AgentConfig,
+    intent: &Intent,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+    ask_operator: bool,
+) -> Outcome {
     let key = idempotency_key(&agent.id, inputs.now, intent);
     // EVM: the nonce and fees from the node (after settling what is in flight), the same
     // context for the dry run and the signature.
@@ -120,7 +133,7 @@ pub(super) async fn live(
             }
         }
     };
-    if agent.confirm_transfers {
+    if ask_operator {
         let context = evm
             .as_ref()
             .map_or_else(|| solana_context(intent, inputs), |(_, _, c)| c.clone());

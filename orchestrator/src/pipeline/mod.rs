@@ -336,6 +336,26 @@ pub(crate) async fn execute_perp(
     }
 }
 
+/// Layer 3 and the record of an EVM or Solana action the risk engine decided itself (the loss
+/// floor's closing flow on Aave), after its own layer-2 check: live when the agent is live on
+/// the asset (without the operator's Yes: it only takes exposure off), paper otherwise (the
+/// signer's `dry_run` and the paper booking, as for the agent's own actions). Recorded in the
+/// decision log like every action.
+pub(crate) async fn execute_engine(
+    agent: &AgentConfig,
+    intent: &Intent,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+) -> Outcome {
+    let mut pending = Pending::default();
+    let outcome = if intent.asset().is_some_and(|asset| agent.is_live(asset)) {
+        layer3::live_as(agent, intent, inputs, deps, false).await
+    } else {
+        paper(agent, intent, inputs, deps, &mut pending).await
+    };
+    record(agent, inputs, deps, outcome, &pending)
+}
+
 /// Layer 2: the Solana profile check for SOL, the EVM one (with the Aave health-factor floor)
 /// for the Aave actions and every other asset when the agent has an EVM view; the intent for
 /// the signer, or `None` for a hold.

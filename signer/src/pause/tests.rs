@@ -104,11 +104,23 @@ fn each_class_of_intent_while_paused() {
             refused,
         ),
         (
-            "aave withdraw",
+            "aave withdraw all",
             intent(&format!(
                 r#"{{"kind":"aave_withdraw",{evm},"amount":"all"}}"#
             )),
-            refused,
+            None,
+        ),
+        (
+            "aave withdraw",
+            intent(&format!(r#"{{"kind":"aave_withdraw",{evm},"amount":"5"}}"#)),
+            None,
+        ),
+        (
+            "aave repay all",
+            intent(&format!(
+                r#"{{"kind":"aave_repay",{evm},"amount":"all","up_to":"9"}}"#
+            )),
+            None,
         ),
         (
             "aave repay",
@@ -221,6 +233,70 @@ fn the_pause_overrides_an_approval_and_a_policy_refusal_but_not_an_allowed_class
         with_pause(denied, Some(&p), &ledger, &agent(), &order(true)).rule(),
         Some(Rule::PerTxCap)
     );
+}
+
+#[test]
+fn aave_repay_and_withdraw_keep_the_policys_verdict_while_supply_and_borrow_are_refused() {
+    // The loss floor's closing flow repays and withdraws for a paused agent: the pause must
+    // neither refuse them nor lift what the policy says of them (a refusal, an approval).
+    let ledger = Ledger::default();
+    let p = pause("pz-1");
+    let evm = r#""chain":"evm","network":"devnet","asset":"USDC""#;
+    let kinds = [
+        (
+            format!(r#"{{"kind":"aave_repay",{evm},"amount":"5"}}"#),
+            true,
+        ),
+        (
+            format!(r#"{{"kind":"aave_repay",{evm},"amount":"all","up_to":"9"}}"#),
+            true,
+        ),
+        (
+            format!(r#"{{"kind":"aave_withdraw",{evm},"amount":"5"}}"#),
+            true,
+        ),
+        (
+            format!(r#"{{"kind":"aave_withdraw",{evm},"amount":"all"}}"#),
+            true,
+        ),
+        (
+            format!(r#"{{"kind":"aave_supply",{evm},"amount":"5"}}"#),
+            false,
+        ),
+        (
+            format!(r#"{{"kind":"aave_borrow",{evm},"amount":"5"}}"#),
+            false,
+        ),
+    ];
+    let verdicts = [
+        Verdict::Allow,
+        Verdict::NeedsApproval {
+            message: "above the threshold".into(),
+        },
+        Verdict::Deny {
+            rule: Rule::AllNotAllowed,
+            message: "no allow_all".into(),
+        },
+    ];
+    for (json, reduces) in &kinds {
+        let i = intent(json);
+        assert_eq!(while_paused(&i) == WhilePaused::Allowed, *reduces, "{json}");
+        for verdict in &verdicts {
+            let got = with_pause(verdict.clone(), Some(&p), &ledger, &agent(), &i);
+            if *reduces {
+                assert_eq!(&got, verdict, "{json} keeps the policy's verdict");
+            } else {
+                let Verdict::Deny { rule, message } = got else {
+                    panic!("{json}: {got:?}")
+                };
+                assert_eq!(rule, Rule::AgentPaused, "{json}");
+                assert!(
+                    message.contains("withdrawals to the agent itself"),
+                    "{message}"
+                );
+            }
+        }
+    }
 }
 
 fn entry(seq: u64, event: Event) -> Entry<Event> {
