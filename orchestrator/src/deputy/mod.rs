@@ -24,6 +24,7 @@
 //! `report.rs` renders `/positions`,
 //! `/pnl` and `/risk`.
 
+pub(crate) mod aave_paper;
 pub(crate) mod engine;
 mod funding;
 pub(crate) mod gate;
