@@ -787,5 +787,34 @@ mod tests {
         );
         let at = a.paper_aave_book(Network::Devnet).unwrap()[0].1.accrued_at;
         assert_eq!(at, T0 + DAY, "the interval waits for a rate");
+
+        // A paper action approved with the operator's code: the wallet and the book in one
+        // transaction, and a refused one writes neither.
+        let wallet_before = a.paper_position(sym("WETH")).unwrap();
+        let err = a
+            .record_paper_aave_fill(
+                T0 + DAY,
+                "p-approved-1",
+                (sym("WETH"), 5),
+                &aave("WETH", AaveKind::Withdraw, 5),
+                "approved",
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("cannot go negative"), "{err}");
+        assert_eq!(a.paper_position(sym("WETH")).unwrap(), wallet_before);
+        a.record_paper_aave_fill(
+            T0 + DAY,
+            "p-approved-2",
+            (sym("WETH"), 5),
+            &aave("WETH", AaveKind::Borrow, 5),
+            "approved",
+        )
+        .unwrap();
+        assert_eq!(a.paper_position(sym("WETH")).unwrap(), wallet_before + 5);
+        let weth = a.paper_aave_book(Network::Devnet).unwrap();
+        assert_eq!(
+            weth.iter().find(|(s, _)| s == "WETH").unwrap().1.borrowed,
+            5
+        );
     }
 }
