@@ -50,10 +50,11 @@ pub use pipeline::{Decided, Deps, Inputs, Live, Outcome, SIGNER_TIMEOUT, decide,
 pub use scheduler::{Orchestrator, StartError, unix_now};
 pub use signer_client::{SignerClient, SignerError};
 pub use store::{
-    AgentStore, ConfirmationId, ConfirmationKind, ConfirmationRow, ConfirmationStatus,
-    DecisionBatch, DecisionOutcome, DecisionRow, EvmTxRow, EvmTxState, ExecutionRow, HlActionRow,
-    HlState, Layer, NewConfirmation, NewCost, NewDecision, NewEvmTx, PaperFill, PaperFillRow,
-    Resolution, Store, StoreError,
+    AaveInterestRow, AaveKind, AgentStore, ConfirmationId, ConfirmationKind, ConfirmationRow,
+    ConfirmationStatus, DecisionBatch, DecisionOutcome, DecisionRow, EvmTxRow, EvmTxState,
+    ExecutionRow, HlActionRow, HlState, Layer, NewConfirmation, NewCost, NewDecision, NewEvmTx,
+    PaperAaveFill, PaperAavePosition, PaperFill, PaperFillRow, RAY, ReserveRates, Resolution,
+    SECONDS_PER_YEAR, Store, StoreError,
 };
 pub use telegram::{
     AlertQueue, HINT, TelegramAlerts, TelegramError, alert_channel, read_token, run_bot,

@@ -208,6 +208,30 @@ async fn token_reads_and_aave_account_data_match_the_market() {
     assert_eq!(ours.total_debt_base, U256::from(1_000u64 * 100_000_000));
     assert!(ours.health_factor > U256::from(ONE_ETH));
 
+    // The reserves: their tokens, and their LTV and threshold as the Pool itself averages them
+    // (WETH is the borrower's only collateral); USDC, lent out, earns and costs interest.
+    let weth_reserve = rpc.aave_reserve(market.pool, weth.token).await.unwrap();
+    let usdc_reserve = rpc.aave_reserve(market.pool, usdc.token).await.unwrap();
+    assert_eq!(
+        (weth_reserve.a_token, weth_reserve.variable_debt_token),
+        (weth.a_token, weth.variable_debt_token)
+    );
+    assert_eq!(ours.ltv_bps, U256::from(weth_reserve.ltv_bps));
+    assert_eq!(
+        ours.liquidation_threshold_bps,
+        U256::from(weth_reserve.liquidation_threshold_bps)
+    );
+    assert!(
+        weth_reserve.ltv_bps > 0 && weth_reserve.ltv_bps < weth_reserve.liquidation_threshold_bps
+    );
+    assert!(
+        !usdc_reserve.liquidity_rate.is_zero()
+            && usdc_reserve.variable_borrow_rate > usdc_reserve.liquidity_rate,
+        "{usdc_reserve:?}"
+    );
+    // Below 100 % a year (10^27): a rate, not another word of the struct.
+    assert!(usdc_reserve.variable_borrow_rate < U256::from(10u8).pow(U256::from(27u8)));
+
     // Not an Aave pool (a token): the call's answer is not six words, and is refused.
     assert!(matches!(
         rpc.aave_account_data(usdc.token, borrower).await,

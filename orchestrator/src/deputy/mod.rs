@@ -24,6 +24,7 @@
 //! `report.rs` renders `/positions`,
 //! `/pnl` and `/risk`.
 
+pub(crate) mod aave_paper;
 mod close_aave;
 pub(crate) mod engine;
 mod funding;

@@ -44,6 +44,23 @@ pub(crate) struct Snapshot {
     pub today: Vec<(String, FillTotals)>,
     pub caps: BTreeMap<AssetSymbol, PerpRisk>,
     pub limits: Option<DeputyLimits>,
+    /// Each Aave reserve the deputy supplied or owes (the paper book on paper, the Pool live).
+    pub aave: Vec<AaveLine>,
+}
+
+/// One reserve of the deputy's Aave position as the operator reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AaveLine {
+    pub asset: String,
+    /// Base units of the token.
+    pub supplied: u128,
+    pub borrowed: u128,
+    pub decimals: u8,
+    /// The oracle's price of one whole token (USD with 8 decimals).
+    pub price: Fx,
+    /// On paper: the interest earned on what was supplied and accrued on what is owed since
+    /// the start, base units (live it is inside the Pool's balances).
+    pub interest: Option<(u128, u128)>,
 }
 
 impl Snapshot {
@@ -60,6 +77,7 @@ impl Snapshot {
             today: Vec::new(),
             caps: agent.risk.perps.clone(),
             limits: agent.risk.deputy,
+            aave: Vec::new(),
         }
     }
 }
@@ -160,8 +178,71 @@ impl Orchestrator {
         snap.today = a
             .perp_fill_totals(!live, network, utc_day(unix_now()))
             .unwrap_or_default();
+        if let Ok(Some(evm)) = &evm {
+            let paper = agent.mode == crate::config::Mode::Paper;
+            let book = if paper {
+                a.paper_aave_book(evm.network).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            snap.aave = aave_lines(evm, paper.then_some(book.as_slice()));
+        }
         snap
     }
+}
+
+/// The reserves of `evm`'s Aave position with something supplied or owed; with `book` (paper)
+/// the interest booked on each.
+fn aave_lines(
+    evm: &crate::firewall::risk_evm::EvmView,
+    book: Option<&[(String, crate::store::PaperAavePosition)]>,
+) -> Vec<AaveLine> {
+    let Some(aave) = &evm.aave else {
+        return Vec::new();
+    };
+    aave.reserves
+        .iter()
+        .filter(|(_, r)| r.supplied > 0 || r.debt > 0)
+        .map(|(symbol, r)| AaveLine {
+            asset: symbol.to_string(),
+            supplied: r.supplied,
+            borrowed: r.debt,
+            decimals: r.decimals,
+            price: i128::try_from(r.price).map_or(Fx::ZERO, Fx::from_raw8),
+            interest: book.map(|b| {
+                b.iter()
+                    .find(|(a, _)| a == symbol.as_str())
+                    .map_or((0, 0), |(_, p)| (p.supply_interest, p.borrow_interest))
+            }),
+        })
+        .collect()
+}
+
+/// Base units of a token with `decimals` as a decimal number (`1500000` of 6 → `1.5`).
+fn token_amount(units: u128, decimals: u8) -> String {
+    let digits = format!("{units:0>width$}", width = usize::from(decimals) + 1);
+    let (whole, frac) = digits.split_at(digits.len() - usize::from(decimals));
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        whole.to_owned()
+    } else {
+        format!("{whole}.{frac}")
+    }
+}
+
+/// `units` of the line's token at its oracle price, USD (rounded down to 10^-8).
+fn aave_usd(line: &AaveLine, units: u128) -> String {
+    let value = 10i128
+        .checked_pow(u32::from(line.decimals))
+        .and_then(|scale| {
+            let units = i128::try_from(units).ok()?;
+            units.checked_mul(line.price.raw8()).map(|v| v / scale)
+        })
+        .map(Fx::from_raw8);
+    value.map_or_else(
+        || "too large to state".into(),
+        |v| format!("≈ ${}", money(v)),
+    )
 }
 
 fn money(v: Fx) -> String {
@@ -224,7 +305,7 @@ pub(crate) fn positions(snaps: &[Snapshot]) -> String {
             .iter()
             .filter(|(_, p, _)| !p.size.is_zero())
             .collect();
-        if open.is_empty() {
+        if open.is_empty() && s.aave.is_empty() {
             out.push_str("\n  flat");
         }
         for (coin, p, mark) in open {
@@ -247,6 +328,23 @@ pub(crate) fn positions(snaps: &[Snapshot]) -> String {
                 "\n  {side} {} {coin}-PERP, entry {}, mark {mark}, {value}, {lev}x",
                 p.size.abs(),
                 p.entry_px
+            );
+        }
+        for line in &s.aave {
+            let _ = write!(
+                out,
+                "\n  Aave {} {}: supplied {} {}, owed {} {} (oracle {})",
+                line.asset,
+                if line.interest.is_some() {
+                    "[paper]"
+                } else {
+                    "[live]"
+                },
+                token_amount(line.supplied, line.decimals),
+                aave_usd(line, line.supplied),
+                token_amount(line.borrowed, line.decimals),
+                aave_usd(line, line.borrowed),
+                line.price
             );
         }
     }
@@ -314,6 +412,19 @@ pub(crate) fn pnl(snaps: &[Snapshot]) -> String {
                 let _ = write!(out, "\n  Aave unknown: {why}");
             }
             None => {}
+        }
+        for line in &s.aave {
+            if let Some((earned, paid)) = line.interest {
+                let _ = write!(
+                    out,
+                    "\n  Aave {} [paper] interest since start: earned {} {}, paid {} {}",
+                    line.asset,
+                    token_amount(earned, line.decimals),
+                    aave_usd(line, earned),
+                    token_amount(paid, line.decimals),
+                    aave_usd(line, paid)
+                );
+            }
         }
         match &s.parts.solana {
             Some(Ok(sol)) => {
@@ -455,6 +566,7 @@ mod tests {
                 daily_loss_floor_micros: 200_000_000,
                 paper_cash_micros: 10_000_000_000,
             }),
+            aave: Vec::new(),
         }
     }
 
@@ -491,6 +603,66 @@ mod tests {
         flat.book.truncate(0);
         assert!(positions(&[flat]).contains("\n  flat"));
         assert!(positions(&[]).contains("no agent trades perpetuals"));
+    }
+
+    /// 2.000001 WETH supplied at 2 000 USD and 1 000.5 USDC owed at 1 USD on paper, with
+    /// 0.000001 WETH earned and 0.5 USDC of interest owed: the amounts in whole tokens, their
+    /// USD at the oracle (2.000001 × 2000 = 4000.002 → 4000.00; 1000.5; 0.002 → 0.00; 0.5).
+    #[test]
+    fn paper_aave_positions_and_interest_show_in_positions_and_pnl() {
+        let mut s = snap();
+        s.aave = vec![
+            AaveLine {
+                asset: "USDC".into(),
+                supplied: 0,
+                borrowed: 1_000_500_000,
+                decimals: 6,
+                price: f("1"),
+                interest: Some((0, 500_000)),
+            },
+            AaveLine {
+                asset: "WETH".into(),
+                supplied: 2_000_001_000_000_000_000,
+                borrowed: 0,
+                decimals: 18,
+                price: f("2000"),
+                interest: Some((1_000_000_000_000, 0)),
+            },
+        ];
+        let text = positions(std::slice::from_ref(&s));
+        assert!(
+            text.contains(
+                "\n  Aave USDC [paper]: supplied 0 ≈ $0.00, owed 1000.5 ≈ $1000.50 (oracle 1)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\n  Aave WETH [paper]: supplied 2.000001 ≈ $4000.00, owed 0 ≈ $0.00 (oracle 2000)"
+            ),
+            "{text}"
+        );
+        let text = pnl(std::slice::from_ref(&s));
+        assert!(
+            text.contains(
+                "Aave USDC [paper] interest since start: earned 0 ≈ $0.00, paid 0.5 ≈ $0.50"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "Aave WETH [paper] interest since start: earned 0.000001 ≈ $0.00, paid 0 ≈ $0.00"
+            ),
+            "{text}"
+        );
+        // Live, the interest is inside the Pool's balances: no interest line.
+        s.aave[0].interest = None;
+        assert!(positions(std::slice::from_ref(&s)).contains("Aave USDC [live]"));
+        assert!(!pnl(std::slice::from_ref(&s)).contains("USDC [paper] interest"));
+        assert_eq!(token_amount(1_500_000, 6), "1.5");
+        assert_eq!(token_amount(7, 6), "0.000007");
+        assert_eq!(token_amount(0, 18), "0");
+        assert_eq!(token_amount(42, 0), "42");
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub(super) async fn paper(
                     asset,
                     delta,
                     summary: r.summary.clone(),
+                    aave: super::paper_aave_fill(intent),
                 });
                 Outcome::PaperFilled {
                     summary: format!("{} ({usd})", r.summary),

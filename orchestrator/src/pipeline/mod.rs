@@ -414,6 +414,29 @@ pub(crate) fn paper_delta(intent: &Intent) -> Option<(AssetSymbol, i128)> {
     Some((asset, if out { -amount } else { amount }))
 }
 
+/// The move of the paper Aave book an Aave intent makes (`None`: not an Aave action, or an
+/// amount of `"all"`, which has no paper fill).
+pub(crate) fn paper_aave_fill(intent: &Intent) -> Option<crate::store::PaperAaveFill> {
+    use crate::store::{AaveKind, PaperAaveFill};
+    let exact = |a: &AmountOrAll| match a {
+        AmountOrAll::Exact(a) => Some(a.base_units()),
+        AmountOrAll::All => None,
+    };
+    let (network, asset, kind, amount) = match intent {
+        Intent::AaveSupply(a) => (a.network, a.asset, AaveKind::Supply, a.amount.base_units()),
+        Intent::AaveBorrow(a) => (a.network, a.asset, AaveKind::Borrow, a.amount.base_units()),
+        Intent::AaveWithdraw(a) => (a.network, a.asset, AaveKind::Withdraw, exact(&a.amount)?),
+        Intent::AaveRepay(a) => (a.network, a.asset, AaveKind::Repay, exact(&a.amount)?),
+        _ => return None,
+    };
+    Some(PaperAaveFill {
+        network,
+        asset,
+        kind,
+        amount,
+    })
+}
+
 /// Checks the call's worst case against what is left of today's cap (the ledger, and
 /// `unrecorded`: what this decision's earlier calls cost, recorded with it at its end); what
 /// the call goes out with (for [`cost::charge`] after it), or hold.

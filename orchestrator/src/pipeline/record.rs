@@ -15,7 +15,8 @@ use vigil_protocol::AssetSymbol;
 use super::{Deps, Inputs, Outcome};
 use crate::config::AgentConfig;
 use crate::store::{
-    DecisionOutcome as Stored, Layer, NewCost, NewDecision, PaperFill, Store, StoreError,
+    DecisionOutcome as Stored, Layer, NewCost, NewDecision, PaperAaveFill, PaperFill, Store,
+    StoreError,
 };
 
 /// What a decision has to record besides its outcome, gathered on the way.
@@ -46,6 +47,8 @@ pub(super) struct PendingFill {
     pub(super) delta: i128,
     /// The signer's summary (stored with the fill and in the execution's outcome).
     pub(super) summary: String,
+    /// An Aave action's move of the paper Aave book, booked with the fill.
+    pub(super) aave: Option<PaperAaveFill>,
 }
 
 /// Records `outcome` with everything `pending`, in one commit; the outcome as recorded (a
@@ -110,7 +113,7 @@ fn write(
         None => outcome,
         Some(fill) => {
             let executed = serde_json::json!({ "paper": fill.summary }).to_string();
-            let filled = batch.paper_fill(
+            let filled = batch.paper_fill_with(
                 inputs.now,
                 &PaperFill {
                     key: &fill.key,
@@ -119,6 +122,7 @@ fn write(
                     note: &fill.summary,
                     outcome_json: &executed,
                 },
+                fill.aave.as_ref(),
             );
             match filled {
                 Ok(()) => outcome,

@@ -11,7 +11,8 @@
 //! The view: the wallet's native and token balances (the tokens of the policy's table), and with
 //! an Aave Pool in the policy the account data, and per token the Pool lists the supplied and
 //! owed amounts, the oracle's price and the reserve's liquidation threshold. In paper mode the
-//! wallet balances are the chain's plus the agent's paper fills per asset.
+//! wallet balances are the chain's plus the agent's paper fills per asset, and the Aave position
+//! is the paper Aave book's at the oracle's prices (`deputy/aave_paper.rs`), not the Pool's.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +21,7 @@ use vigil_protocol::{AgentId, AssetSymbol, Chain, HelloResult, Network, network_
 
 use super::Orchestrator;
 use super::paper::apply_paper_delta;
-use crate::chains::evm_rpc::{ChainIdentity, EvmRpc};
+use crate::chains::evm_rpc::{ChainIdentity, EvmRpc, Reserve};
 use crate::config::Mode;
 use crate::firewall::prompt::UntrustedItem;
 use crate::firewall::risk_evm::{AaveView, EvmView, ReserveView};
@@ -109,11 +110,23 @@ impl Orchestrator {
     }
 
     /// The agent's EVM account as layer 2 sees it, from a node checked against the pin; `None`
-    /// when the agent has no EVM key or no node is configured for its network.
+    /// when the agent has no EVM key or no node is configured for its network. Nothing is
+    /// booked (the paper Aave book is read as stored).
     pub(crate) async fn evm_view(
         &self,
         agent: &AgentId,
         mode: Mode,
+    ) -> Result<Option<EvmView>, String> {
+        self.evm_view_at(agent, mode, None).await
+    }
+
+    /// [`evm_view`](Self::evm_view) at a tick: with `accrue_at`, the paper Aave book's interest
+    /// due then is booked first, at the rates just read from the Pool (`deputy/aave_paper.rs`).
+    pub(crate) async fn evm_view_at(
+        &self,
+        agent: &AgentId,
+        mode: Mode,
+        accrue_at: Option<u64>,
     ) -> Result<Option<EvmView>, String> {
         let hello = self.hello().await?;
         let Some((network, address)) = self.agent_evm_network(&hello, agent)? else {
@@ -160,7 +173,12 @@ impl Orchestrator {
                 let pool = pool
                     .parse::<Address>()
                     .map_err(|e| format!("the Aave Pool of {name}: {e}"))?;
-                Some(aave_view(rpc, pool, address, &tokens).await?)
+                let (mut view, raw) = aave_view(rpc, pool, address, &tokens).await?;
+                // The paper book: interest booked at the tick, and on paper the view's position.
+                for line in self.paper_aave(agent, network, mode, accrue_at, &mut view, &raw)? {
+                    tracing::info!(agent = %agent, "{line}");
+                }
+                Some(view)
             }
         };
         Ok(Some(EvmView {
@@ -177,18 +195,20 @@ impl Orchestrator {
 }
 
 /// The agent's Aave position: account data, and per token the Pool lists its reserve numbers
-/// (a token it does not list is left out: no Aave action on it passes layer 2).
+/// (a token it does not list is left out: no Aave action on it passes layer 2); with the
+/// reserves as the Pool states them (their rates and LTV, for the paper book).
 async fn aave_view(
     rpc: &EvmRpc,
     pool: Address,
     user: Address,
     tokens: &BTreeMap<AssetSymbol, (Address, u8)>,
-) -> Result<AaveView, String> {
+) -> Result<(AaveView, BTreeMap<AssetSymbol, Reserve>), String> {
     let account = rpc
         .aave_account_data(pool, user)
         .await
         .map_err(|e| format!("Aave account data of {user}: {e}"))?;
     let mut reserves = BTreeMap::new();
+    let mut raw = BTreeMap::new();
     for (symbol, (token, decimals)) in tokens {
         let Ok(reserve) = rpc.aave_reserve(pool, *token).await else {
             continue;
@@ -216,12 +236,16 @@ async fn aave_view(
                 liquidation_threshold_bps: reserve.liquidation_threshold_bps,
             },
         );
+        raw.insert(*symbol, reserve);
     }
-    Ok(AaveView {
-        pool,
-        account,
-        reserves,
-    })
+    Ok((
+        AaveView {
+            pool,
+            account,
+            reserves,
+        },
+        raw,
+    ))
 }
 
 /// The view as one line of data for the prompt (fenced as untrusted data like all chain data).

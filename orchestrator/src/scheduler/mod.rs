@@ -285,7 +285,7 @@ impl Orchestrator {
             );
         };
         // The EVM account first: an agent with an EVM key and a node is checked against it.
-        let evm = match self.evm_view(&agent.id, agent.mode).await {
+        let evm = match self.evm_view_at(&agent.id, agent.mode, Some(now)).await {
             Ok(evm) => evm,
             Err(reason) => return held("rpc", reason),
         };

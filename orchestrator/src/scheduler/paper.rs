@@ -31,10 +31,19 @@ impl Orchestrator {
             .store
             .lock()
             .map_err(|_| "state unavailable".to_string())?;
-        store
-            .agent(&agent)
-            .record_paper_fill(now, asset, delta, &row.confirmation.summary)
-            .map_err(|e| e.to_string())?;
+        let a = store.agent(&agent);
+        let recorded = match crate::pipeline::paper_aave_fill(&intent) {
+            // An Aave action moves the paper Aave book in the same transaction as the wallet.
+            Some(aave) => a.record_paper_aave_fill(
+                now,
+                &row.confirmation.idempotency_key,
+                (asset, delta),
+                &aave,
+                &row.confirmation.summary,
+            ),
+            None => a.record_paper_fill(now, asset, delta, &row.confirmation.summary),
+        };
+        recorded.map_err(|e| e.to_string())?;
         Ok(row.confirmation.summary.clone())
     }
 

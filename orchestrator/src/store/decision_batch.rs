@@ -13,6 +13,7 @@
 use rusqlite::Transaction;
 use vigil_protocol::{AgentId, AssetSymbol};
 
+use super::aave_paper::PaperAaveFill;
 use super::agent::AgentStore;
 use super::cost::NewCost;
 use super::{NewDecision, Store, StoreError, migrations, to_sql_ts};
@@ -73,6 +74,18 @@ impl DecisionBatch<'_> {
     /// [`StoreError::DuplicateIdempotencyKey`], an overflowing position
     /// [`StoreError::PositionOverflow`], and either leaves the rest of the batch as it was.
     pub fn paper_fill(&mut self, ts: u64, fill: &PaperFill<'_>) -> Result<(), StoreError> {
+        self.paper_fill_with(ts, fill, None)
+    }
+
+    /// [`DecisionBatch::paper_fill`], and with `aave` the fill's move of the paper Aave book
+    /// (`store/aave_paper.rs`) in the same savepoint: a withdraw or repay above the paper
+    /// position is [`StoreError::InvalidInput`] and leaves no claim, no fill, no book change.
+    pub fn paper_fill_with(
+        &mut self,
+        ts: u64,
+        fill: &PaperFill<'_>,
+        aave: Option<&PaperAaveFill>,
+    ) -> Result<(), StoreError> {
         super::confirmations::check_key(fill.key)?;
         serde_json::from_str::<serde::de::IgnoredAny>(fill.outcome_json).map_err(|e| {
             StoreError::InvalidInput {
@@ -97,6 +110,10 @@ impl DecisionBatch<'_> {
             fill.delta_base_units,
             fill.note,
         )?;
+        if let Some(aave) = aave {
+            self.agent
+                .apply_paper_aave(&savepoint, ts, fill.key, aave)?;
+        }
         savepoint.commit()?;
         Ok(())
     }

@@ -154,6 +154,7 @@ const MIGRATIONS: &[&str] = &[
     super::hl_actions::V5,
     super::deputy::V6,
     super::funding::V7,
+    super::aave_paper::V8,
 ];
 
 /// The schema version this build writes and understands (what the tests expect to find).
@@ -236,6 +237,10 @@ mod tests {
             "hl_actions",
             "deputy_risk",
             "deputy_orders",
+            "perp_funding",
+            "paper_aave_positions",
+            "paper_aave_fills",
+            "paper_aave_interest",
         ] {
             let n: i64 = conn
                 .query_row(

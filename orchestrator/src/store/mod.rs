@@ -26,6 +26,7 @@
 //! Numbers. Money and amounts are never REAL: micro-USD as INTEGER, base units as TEXT
 //! decimal (`i128`), timestamps as INTEGER Unix seconds (the caller's clock, passed in).
 
+mod aave_paper;
 mod agent;
 mod confirmations;
 mod cost;
@@ -47,6 +48,10 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use vigil_protocol::AgentId;
 
+pub use aave_paper::{
+    AaveInterestRow, AaveKind, PaperAaveFill, PaperAavePosition, RAY, ReserveRates,
+    SECONDS_PER_YEAR,
+};
 pub use agent::{AgentStore, DecisionOutcome, DecisionRow, Layer, NewDecision, PaperFillRow};
 pub(crate) use confirmations::MAX_SUMMARY_CHARS;
 pub use confirmations::{

@@ -1,5 +1,6 @@
 //! What layer 2 reads of an Aave v3 market besides the account data: a reserve's aToken and
-//! variable-debt token and its liquidation threshold (`Pool.getReserveData`), and an asset's
+//! variable-debt token, its liquidation threshold and LTV, and its current supply and variable
+//! borrow rates (`Pool.getReserveData`; the paper Aave book accrues at them), and an asset's
 //! price in the market's base currency (the Pool's addresses provider names the price oracle;
 //! `getAssetPrice`). Every answer is checked for its ABI length; addresses must be non-zero.
 
@@ -25,9 +26,12 @@ sol! {
 }
 
 /// The words of `ReserveData` (Aave v3.0 to v3.2) read here: the configuration bitmap (word
-/// 0), the aToken (word 8) and the variable-debt token (word 10). Later words differ by
-/// version and are not read.
+/// 0), the current liquidity rate (word 2), the current variable borrow rate (word 4), the
+/// aToken (word 8) and the variable-debt token (word 10). Later words differ by version and
+/// are not read.
 const RESERVE_MIN_WORDS: usize = 11;
+const LIQUIDITY_RATE_WORD: usize = 2;
+const VARIABLE_BORROW_RATE_WORD: usize = 4;
 const A_TOKEN_WORD: usize = 8;
 const VARIABLE_DEBT_WORD: usize = 10;
 
@@ -40,6 +44,12 @@ pub struct Reserve {
     pub variable_debt_token: Address,
     /// The reserve's liquidation threshold, basis points (bits 16-31 of its configuration).
     pub liquidation_threshold_bps: u16,
+    /// The reserve's loan-to-value, basis points (bits 0-15 of its configuration).
+    pub ltv_bps: u16,
+    /// `currentLiquidityRate`: what a supply earns, APR in ray (10^27 = 100 %).
+    pub liquidity_rate: U256,
+    /// `currentVariableBorrowRate`: what a variable-rate debt pays, APR in ray.
+    pub variable_borrow_rate: U256,
 }
 
 impl EvmRpc {
@@ -75,13 +85,30 @@ impl EvmRpc {
             }
             Ok(Address::from_word(value.into()))
         };
+        // The rates are `uint128` in the Pool's storage: a larger word is not a rate.
+        let rate_at = |i: usize, name: &str| -> Result<U256, RpcError> {
+            let value = w(i);
+            if value > U256::from(u128::MAX) {
+                return Err(malformed(
+                    "eth_call",
+                    format!(
+                        "getReserveData of {asset}: {name} (word {i}) is {value:#x}, not a uint128"
+                    ),
+                ));
+            }
+            Ok(value)
+        };
         let configuration = w(0);
         let threshold = (configuration >> 16) & U256::from(0xffff_u32);
+        let ltv = configuration & U256::from(0xffff_u32);
         Ok(Reserve {
             a_token: address_at(A_TOKEN_WORD)?,
             variable_debt_token: address_at(VARIABLE_DEBT_WORD)?,
-            // Masked to 16 bits above: the conversion cannot fail.
+            // Masked to 16 bits above: the conversions cannot fail.
             liquidation_threshold_bps: u16::try_from(threshold).unwrap_or(u16::MAX),
+            ltv_bps: u16::try_from(ltv).unwrap_or(u16::MAX),
+            liquidity_rate: rate_at(LIQUIDITY_RATE_WORD, "currentLiquidityRate")?,
+            variable_borrow_rate: rate_at(VARIABLE_BORROW_RATE_WORD, "currentVariableBorrowRate")?,
         })
     }
 

@@ -1,0 +1,281 @@
+//! The paper Aave book of a deputy, in process: anvil with Aave v3's Test market (USDC lent
+//! out on the real Pool by a dev account, so its rates are not zero), the real confined signer
+//! under a policy naming `evm:devnet` and `hyperliquid:testnet`, the Rust local market for BTC.
+//! A paper deputy supplies 2 WETH and 500 USDC and borrows 300 USDC on paper; the tick clock
+//! (`Orchestrator::decide_at`) moves 30 days; the interest booked equals the hand computation
+//! from the rates read off the Pool here (`getReserveData`, words 2 and 4); `/risk`, `/pnl` and
+//! `/positions` show the paper Aave part at the oracle's prices; a withdraw beyond the paper
+//! position is refused, a repay within it books; the real Pool knows nothing of the agent.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use alloy_primitives::{Address, U256, keccak256};
+use vigil_devnet::hyperliquid::{LocalMarket, MarketPath};
+use vigil_orchestrator::{Figures, Outcome, RiskState, Store};
+use vigil_protocol::Network;
+use vigil_testkit::anvil::{Anvil, DEV_ACCOUNTS};
+use vigil_testkit::config::{ConfigBuilder, PerpSpec};
+use vigil_testkit::evm_world::{AGENT, ETHER, EvmWorld, Pin, trader};
+use vigil_testkit::script::Script;
+use vigil_testkit::{Reply, unix_now};
+
+/// 30 days, seconds.
+const INTERVAL: u64 = 30 * 86_400;
+/// Aave's year and a ray, written out here (not taken from the orchestrator).
+const SECONDS_PER_YEAR: u64 = 365 * 86_400;
+const RAY: u128 = 1_000_000_000_000_000_000_000_000_000;
+
+/// `(currentLiquidityRate, currentVariableBorrowRate)` of `asset`, ray, read off the Pool by
+/// hand: `getReserveData(address)` answers `ReserveData` word by word; words 2 and 4.
+async fn rates(anvil: &Anvil, asset: Address) -> (U256, U256) {
+    let mut data = keccak256("getReserveData(address)")[..4].to_vec();
+    data.extend_from_slice(&[0u8; 12]);
+    data.extend_from_slice(asset.as_slice());
+    let out = anvil.call(anvil.aave().pool, data).await;
+    let word = |i: usize| U256::from_be_slice(&out[32 * i..32 * (i + 1)]);
+    (word(2), word(4))
+}
+
+/// Dollars of 8 decimals as the operator reads them: cents, rounded half away from zero.
+fn money8(v: i128) -> String {
+    let cents = (v.abs() + 500_000) / 1_000_000 * v.signum();
+    let sign = if cents < 0 { "-" } else { "" };
+    format!("{sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100)
+}
+
+fn i(v: U256) -> i128 {
+    i128::try_from(v).unwrap()
+}
+
+#[tokio::test]
+async fn paper_aave_interest_over_a_scripted_interval_equals_the_hand_computation() {
+    let world = EvmWorld::start_with(Pin::default(), true).await;
+    let market = world.anvil.aave().clone();
+    let (weth, usdc) = (market.asset("WETH"), market.asset("USDC"));
+    // A real borrower on the Pool: 10 WETH in, 3 000 of the 9 000 USDC out, so USDC earns and
+    // costs interest at rates the Pool states.
+    let lender = DEV_ACCOUNTS[0].0;
+    world
+        .anvil
+        .supply(lender, "WETH", U256::from(10 * ETHER))
+        .await;
+    world
+        .anvil
+        .try_borrow(lender, "USDC", U256::from(3_000_000_000u64))
+        .await
+        .unwrap();
+    let (liquidity, borrow) = rates(&world.anvil, usdc.token).await;
+    assert!(
+        !liquidity.is_zero() && borrow > liquidity,
+        "USDC is lent out: {liquidity} {borrow}"
+    );
+
+    let perps = LocalMarket::start(MarketPath::btc_eth(5, 0, unix_now() * 1000))
+        .await
+        .unwrap();
+    let spec = trader()
+        .actions(&[
+            "aave_supply",
+            "aave_borrow",
+            "aave_repay",
+            "aave_withdraw",
+            "perp_order",
+            "perp_cancel",
+            "hold",
+        ])
+        .perp(
+            "testnet",
+            "BTC",
+            PerpSpec {
+                max_order_usd_micros: 1_000_000_000,
+                max_position_usd_micros: 2_000_000_000,
+                leverage: 3,
+                max_slippage_bps: 100,
+            },
+        )
+        .loss_floor(1_000_000_000);
+    let script = world.state_db().with_file_name("paper.toml");
+    Script::new()
+        .agent(
+            AGENT,
+            vec![
+                Reply::evm("aave_supply", "WETH", 2 * ETHER, None),
+                Reply::evm("aave_supply", "USDC", 500_000_000, None),
+                Reply::evm("aave_borrow", "USDC", 300_000_000, None),
+                Reply::hold(),
+                Reply::evm("aave_withdraw", "USDC", 10_000_000_000, None),
+                Reply::evm("aave_repay", "USDC", 100_000_000, None),
+            ],
+        )
+        .write(&script);
+    let o = ConfigBuilder::new(&world.signer.socket(), &world.state_db())
+        .scripted(&script)
+        .evm_rpc("devnet", world.anvil.url())
+        .hyperliquid("testnet", &perps.url)
+        .agent(spec)
+        .orchestrator();
+    let agent = o.agents()[0].clone();
+
+    // The book: three paper fills at t0.
+    let t0 = unix_now();
+    for what in ["supply WETH", "supply USDC", "borrow USDC"] {
+        let outcome = o.decide_at(&agent, Vec::new(), t0).await.outcome;
+        assert!(
+            matches!(&outcome, Outcome::PaperFilled { .. }),
+            "{what}: {outcome:?}"
+        );
+    }
+    // 30 days later on the tick's clock: the interval's interest is booked.
+    let t1 = t0 + INTERVAL;
+    let outcome = o.decide_at(&agent, Vec::new(), t1).await.outcome;
+    assert!(matches!(&outcome, Outcome::Held { .. }), "{outcome:?}");
+    assert_eq!(
+        rates(&world.anvil, usdc.token).await,
+        (liquidity, borrow),
+        "nothing moved the Pool's rates during the test"
+    );
+
+    // By hand: supplied × rate × Δt / (SECONDS_PER_YEAR × RAY), the supply rounded down, the
+    // debt rounded up.
+    let year_ray = U256::from(SECONDS_PER_YEAR) * U256::from(RAY);
+    let earned = U256::from(500_000_000u64) * liquidity * U256::from(INTERVAL) / year_ray;
+    let owed = (U256::from(300_000_000u64) * borrow * U256::from(INTERVAL)).div_ceil(year_ray);
+    let (earned, owed) = (
+        u128::try_from(earned).unwrap(),
+        u128::try_from(owed).unwrap(),
+    );
+    assert!(
+        earned > 0 && owed > 0,
+        "a month of interest: {earned} {owed}"
+    );
+    let (weth_liquidity, weth_borrow) = rates(&world.anvil, weth.token).await;
+    let weth_earned = U256::from(2 * ETHER) * weth_liquidity * U256::from(INTERVAL) / year_ray;
+    {
+        let store = Store::open(&world.state_db()).unwrap();
+        let a = store.agent(&agent.id);
+        let rows = a.paper_aave_interest(Network::Devnet).unwrap();
+        let usdc_row = rows.iter().find(|r| r.asset == "USDC").expect("a USDC row");
+        assert_eq!((usdc_row.from_ts, usdc_row.to_ts), (t0, t1));
+        assert_eq!(
+            (usdc_row.rates.liquidity, usdc_row.rates.variable_borrow),
+            (liquidity, borrow)
+        );
+        assert_eq!(
+            (usdc_row.supply_interest, usdc_row.borrow_interest),
+            (earned, owed)
+        );
+        let weth_row = rows.iter().find(|r| r.asset == "WETH").expect("a WETH row");
+        assert_eq!(
+            (
+                weth_row.rates.variable_borrow,
+                U256::from(weth_row.supply_interest)
+            ),
+            (weth_borrow, weth_earned)
+        );
+        let book = a.paper_aave_book(Network::Devnet).unwrap();
+        let usdc_book = book.iter().find(|(s, _)| s == "USDC").unwrap().1;
+        assert_eq!(
+            (usdc_book.supplied, usdc_book.borrowed),
+            (500_000_000 + earned, 300_000_000 + owed)
+        );
+    }
+
+    // What the operator reads: the paper book at the oracle's prices, computed here by hand.
+    let (p_weth, p_usdc) = (
+        i(world.anvil.price("WETH").await.into_raw()),
+        i(world.anvil.price("USDC").await.into_raw()),
+    );
+    let supplied_usdc = i128::try_from(500_000_000 + earned).unwrap();
+    let owed_usdc = i128::try_from(300_000_000 + owed).unwrap();
+    let weth_units = i128::try_from(2 * ETHER + u128::try_from(weth_earned).unwrap()).unwrap();
+    let collateral =
+        weth_units * p_weth / 1_000_000_000_000_000_000 + supplied_usdc * p_usdc / 1_000_000;
+    let debt = (owed_usdc * p_usdc + 999_999) / 1_000_000;
+    let risk = o.deputy_figures(Figures::Risk).await;
+    assert!(
+        risk.contains(&format!(
+            "(Hyperliquid 10000.00, Aave {})",
+            money8(collateral - debt)
+        )),
+        "{risk}"
+    );
+    assert!(risk.contains("trader [paper]: ACTIVE"), "{risk}");
+    let pnl = o.deputy_figures(Figures::Pnl).await;
+    assert!(
+        pnl.contains(&format!(
+            "Aave (the oracle's prices): collateral {}, debt {}",
+            money8(collateral),
+            money8(debt)
+        )),
+        "{pnl}"
+    );
+    let token = |units: u128| {
+        let whole = units / 1_000_000;
+        let frac = format!("{:06}", units % 1_000_000);
+        let frac = frac.trim_end_matches('0');
+        if frac.is_empty() {
+            whole.to_string()
+        } else {
+            format!("{whole}.{frac}")
+        }
+    };
+    assert!(
+        pnl.contains(&format!(
+            "Aave USDC [paper] interest since start: earned {} ≈ ${}, paid {} ≈ ${}",
+            token(earned),
+            money8(i128::try_from(earned).unwrap() * p_usdc / 1_000_000),
+            token(owed),
+            money8(i128::try_from(owed).unwrap() * p_usdc / 1_000_000)
+        )),
+        "{pnl}"
+    );
+    let positions = o.deputy_figures(Figures::Positions).await;
+    assert!(
+        positions.contains(&format!(
+            "Aave USDC [paper]: supplied {} ≈ ${}, owed {} ≈ ${}",
+            token(500_000_000 + earned),
+            money8(supplied_usdc * p_usdc / 1_000_000),
+            token(300_000_000 + owed),
+            money8(owed_usdc * p_usdc / 1_000_000)
+        )),
+        "{positions}"
+    );
+    assert!(
+        positions.contains("Aave WETH [paper]: supplied 2"),
+        "{positions}"
+    );
+
+    // A withdraw beyond the paper position is refused, naming what is supplied; a repay within
+    // it books. Nothing of either reached the real Pool.
+    let outcome = o.decide_at(&agent, Vec::new(), t1).await.outcome;
+    match &outcome {
+        Outcome::Refused { layer, message, .. } => {
+            assert_eq!(layer, "2", "{outcome:?}");
+            assert!(
+                message.contains(&format!(
+                    "the USDC supplied ({} base units)",
+                    500_000_000 + earned
+                )),
+                "{message}"
+            );
+        }
+        other => panic!("expected layer 2's refusal, got {other:?}"),
+    }
+    let outcome = o.decide_at(&agent, Vec::new(), t1).await.outcome;
+    assert!(
+        matches!(&outcome, Outcome::PaperFilled { .. }),
+        "{outcome:?}"
+    );
+    let store = Store::open(&world.state_db()).unwrap();
+    let a = store.agent(&agent.id);
+    let book = a.paper_aave_book(Network::Devnet).unwrap();
+    let usdc_book = book.iter().find(|(s, _)| s == "USDC").unwrap().1;
+    assert_eq!(usdc_book.borrowed, 200_000_000 + owed);
+    assert_eq!(a.deputy().unwrap().state, RiskState::Active);
+    let real = world.anvil.account_data(world.agent).await;
+    assert_eq!(
+        (real.total_collateral_base, real.total_debt_base),
+        (U256::ZERO, U256::ZERO),
+        "paper moved nothing on the Pool"
+    );
+}
