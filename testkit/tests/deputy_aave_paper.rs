@@ -6,13 +6,18 @@
 //! from the rates read off the Pool here (`getReserveData`, words 2 and 4); `/risk`, `/pnl` and
 //! `/positions` show the paper Aave part at the oracle's prices; a withdraw beyond the paper
 //! position is refused, a repay within it books; the real Pool knows nothing of the agent.
+//! And the loss floor's closing flow on a paper position: WETH halved in the market's mock
+//! aggregator halts a paper deputy, the paper debt is repaid, then the paper WETH withdrawn.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use alloy_primitives::{Address, U256, keccak256};
+use std::sync::Arc;
+
+use alloy_primitives::{Address, I256, U256, keccak256};
 use vigil_devnet::hyperliquid::{LocalMarket, MarketPath};
-use vigil_orchestrator::{Figures, Outcome, RiskState, Store};
+use vigil_orchestrator::{Figures, Outcome, RiskState, StateCause, Store};
 use vigil_protocol::Network;
+use vigil_testkit::alerts::Alerts;
 use vigil_testkit::anvil::{Anvil, DEV_ACCOUNTS};
 use vigil_testkit::config::{ConfigBuilder, PerpSpec};
 use vigil_testkit::evm_world::{AGENT, ETHER, EvmWorld, Pin, trader};
@@ -277,5 +282,224 @@ async fn paper_aave_interest_over_a_scripted_interval_equals_the_hand_computatio
         (real.total_collateral_base, real.total_debt_base),
         (U256::ZERO, U256::ZERO),
         "paper moved nothing on the Pool"
+    );
+}
+
+/// The paper book of `agent` on devnet, per asset: (supplied, owed), read from the Store.
+fn book(world: &EvmWorld, agent: &vigil_orchestrator::AgentConfig) -> Vec<(String, u128, u128)> {
+    let store = Store::open(&world.state_db()).unwrap();
+    let rows = store
+        .agent(&agent.id)
+        .paper_aave_book(Network::Devnet)
+        .unwrap();
+    rows.into_iter()
+        .map(|(asset, p)| (asset, p.supplied, p.borrowed))
+        .collect()
+}
+
+/// The paper Aave fills booked for the deputy so far (`paper_aave_fills`), in order.
+fn fills(world: &EvmWorld) -> Vec<(String, String, String)> {
+    let db = rusqlite::Connection::open(world.state_db()).unwrap();
+    let mut q = db
+        .prepare("SELECT kind, asset, amount FROM paper_aave_fills ORDER BY id")
+        .unwrap();
+    q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The loss floor closes a paper Aave position the same way it closes a live one
+/// (`deputy_aave_crash.rs`): a paper deputy supplies 2 WETH and borrows 1 200 USDC on paper
+/// (more than the 1 000 USDC the real wallet holds: only the paper borrow lets the paper wallet
+/// cover the debt), takes the next day's baseline with that position, WETH's price is halved in
+/// the market's mock aggregator, and the next tick halts it (loss floor) and repays the whole
+/// paper USDC debt; the tick after withdraws the paper WETH; the book is flat, a later tick
+/// books nothing, and the real Pool never saw the agent.
+#[tokio::test]
+async fn the_loss_floor_closes_a_paper_aave_position_debt_first_then_the_collateral() {
+    const USDC: u128 = 1_000_000;
+    let world = EvmWorld::start_with(Pin::default(), true).await;
+    let perps = LocalMarket::start(MarketPath::btc_eth(5, 0, unix_now() * 1000))
+        .await
+        .unwrap();
+    let spec = trader()
+        .actions(&[
+            "aave_supply",
+            "aave_borrow",
+            "aave_repay",
+            "aave_withdraw",
+            "perp_order",
+            "perp_cancel",
+            "hold",
+        ])
+        .perp(
+            "testnet",
+            "BTC",
+            PerpSpec {
+                max_order_usd_micros: 1_000_000_000,
+                max_position_usd_micros: 2_000_000_000,
+                leverage: 3,
+                max_slippage_bps: 100,
+            },
+        )
+        .loss_floor(100_000_000);
+    let script = world.state_db().with_file_name("paper.toml");
+    let mut replies = vec![
+        Reply::evm("aave_supply", "WETH", 2 * ETHER, None),
+        Reply::evm("aave_borrow", "USDC", 1_200 * USDC, None),
+    ];
+    replies.extend(vec![Reply::hold(); 8]);
+    Script::new().agent(AGENT, replies).write(&script);
+    let mut o = ConfigBuilder::new(&world.signer.socket(), &world.state_db())
+        .scripted(&script)
+        .evm_rpc("devnet", world.anvil.url())
+        .hyperliquid("testnet", &perps.url)
+        .agent(spec)
+        .orchestrator();
+    let alerts = Alerts::default();
+    o.set_operator(Arc::new(alerts.clone()));
+    let agent = o.agents()[0].clone();
+    let (weth, usdc) = {
+        let market = world.anvil.aave();
+        (market.asset("WETH").token, market.asset("USDC").token)
+    };
+    let real_wallet = (
+        world.anvil.balance_of(weth, world.agent).await,
+        world.anvil.balance_of(usdc, world.agent).await,
+    );
+    assert_eq!(
+        real_wallet,
+        (U256::from(5 * ETHER), U256::from(1_000 * USDC)),
+        "the real wallet holds less USDC than the paper debt"
+    );
+
+    // The paper position, day one.
+    let t0 = unix_now();
+    for what in ["supply WETH", "borrow USDC"] {
+        let outcome = o.decide_at(&agent, Vec::new(), t0).await.outcome;
+        assert!(
+            matches!(&outcome, Outcome::PaperFilled { .. }),
+            "{what}: {outcome:?}"
+        );
+    }
+    // The next UTC day's first tick takes the baseline with the position.
+    let t1 = t0 + 86_400;
+    let outcome = o.decide_at(&agent, Vec::new(), t1).await.outcome;
+    assert!(matches!(&outcome, Outcome::Held { .. }), "{outcome:?}");
+    let opened = book(&world, &agent);
+    let pos = |b: &[(String, u128, u128)], asset: &str| {
+        b.iter()
+            .find(|(a, _, _)| a == asset)
+            .map_or((0, 0), |(_, s, d)| (*s, *d))
+    };
+    let (weth_supplied, _) = pos(&opened, "WETH");
+    let (_, usdc_owed) = pos(&opened, "USDC");
+    assert!(weth_supplied >= 2 * ETHER, "{opened:?}");
+    assert!(usdc_owed >= 1_200 * USDC, "{opened:?}");
+
+    // WETH halved: the paper collateral halves, the paper debt does not.
+    let price = world.anvil.price("WETH").await;
+    world
+        .anvil
+        .set_price("WETH", price / I256::try_from(2).unwrap())
+        .await;
+
+    // The crash tick: Halted (loss floor), the whole paper USDC debt repaid on paper; the
+    // collateral waits for a tick whose view shows no debt.
+    let t2 = t1 + 60;
+    o.decide_at(&agent, Vec::new(), t2).await;
+    let halted = |when: &str| {
+        let row = Store::open(&world.state_db())
+            .unwrap()
+            .agent(&agent.id)
+            .deputy()
+            .unwrap();
+        assert_eq!(
+            (row.state, row.cause),
+            (RiskState::Halted, Some(StateCause::LossFloor)),
+            "{when}"
+        );
+    };
+    halted("the crash tick");
+    let repaid = book(&world, &agent);
+    assert_eq!(pos(&repaid, "USDC").1, 0, "the debt repaid: {repaid:?}");
+    assert!(
+        pos(&repaid, "WETH").0 >= weth_supplied,
+        "nothing withdrawn yet: {repaid:?}"
+    );
+    let booked = fills(&world);
+    assert_eq!(booked.len(), 3, "{booked:?}");
+    assert_eq!(
+        (booked[2].0.as_str(), booked[2].1.as_str()),
+        ("repay", "USDC"),
+        "{booked:?}"
+    );
+    let repay: u128 = booked[2].2.parse().unwrap();
+    assert!(
+        (usdc_owed..1_201 * USDC).contains(&repay),
+        "the whole debt, an exact amount: {booked:?}"
+    );
+    let all = alerts.all();
+    let floor: Vec<&String> = all
+        .iter()
+        .filter(|a| a.contains("loss floor hit"))
+        .collect();
+    assert_eq!(floor.len(), 1, "{all:?}");
+    let alert = floor[0];
+    assert!(
+        alert.contains("Aave: repay the whole USDC debt (1200")
+            && alert.contains("USDC): filled on paper")
+            && alert.contains("the collateral (2")
+            && alert.contains("WETH) is withdrawn at a later tick"),
+        "{alert}"
+    );
+    assert!(!alert.contains("LEFT OPEN"), "{alert}");
+
+    // The next tick: no paper debt in the view, so the paper WETH is withdrawn.
+    o.decide_at(&agent, Vec::new(), t2 + 60).await;
+    let flat = book(&world, &agent);
+    assert!(
+        flat.iter().all(|(_, s, d)| (*s, *d) == (0, 0)),
+        "the paper book is flat: {flat:?}"
+    );
+    let booked = fills(&world);
+    assert_eq!(booked.len(), 4, "{booked:?}");
+    assert_eq!(
+        (booked[3].0.as_str(), booked[3].1.as_str()),
+        ("withdraw", "WETH"),
+        "{booked:?}"
+    );
+    assert!(
+        booked[3].2.parse::<u128>().unwrap() >= 2 * ETHER,
+        "{booked:?}"
+    );
+
+    // Flat: a later tick books nothing, the deputy stays halted, the operator is told once.
+    o.decide_at(&agent, Vec::new(), t2 + 120).await;
+    assert_eq!(fills(&world).len(), 4);
+    assert_eq!(book(&world, &agent), flat);
+    halted("a later tick");
+    assert_eq!(
+        alerts
+            .all()
+            .iter()
+            .filter(|a| a.contains("loss floor hit"))
+            .count(),
+        1
+    );
+    // Paper all along: the real Pool knows nothing of the agent, its real wallet is untouched.
+    let real = world.anvil.account_data(world.agent).await;
+    assert_eq!(
+        (real.total_collateral_base, real.total_debt_base),
+        (U256::ZERO, U256::ZERO),
+        "paper moved nothing on the Pool"
+    );
+    assert_eq!(
+        (
+            world.anvil.balance_of(weth, world.agent).await,
+            world.anvil.balance_of(usdc, world.agent).await,
+        ),
+        real_wallet
     );
 }
