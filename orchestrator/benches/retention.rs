@@ -29,14 +29,14 @@ const PER_DAY: u64 = 1_440;
 /// The target: the state after a year stays under this.
 const TARGET_BYTES: u64 = 200 * 1_000 * 1_000;
 
-/// A reply of the size an LLM's JSON reply with its reasoning has (about 420 bytes).
-fn reply(i: u64, action: &str) -> String {
+/// The decision row's `parsed_json` as `pipeline/record.rs` writes it (the outcome as JSON,
+/// with the model's reason; about 330 bytes); its `reply` and `prompt_digest` are empty there.
+fn outcome_json(i: u64, outcome: &str) -> String {
     format!(
-        "{{\"action\":\"{action}\",\"coin\":\"ETH\",\"size\":\"0.{:03}\",\"reasoning\":\"Funding \
-         is flat and the book is balanced; the last three candles closed inside the range, so \
-         there is no edge worth the fee. Keep the position as it is and look again next \
-         minute; if the price leaves the range with volume, reconsider a small entry with the \
-         stop below the range's low. Decision {i}.\"}}",
+        "{{\"{outcome}\":{{\"layer\":\"2\",\"reason\":\"Funding is flat and the book is \
+         balanced; the last three candles closed inside the range, so there is no edge worth \
+         the fee. Look again next minute.\",\"intent\":{{\"coin\":\"ETH\",\"side\":\"buy\",\
+         \"size\":\"0.{:03}\",\"limit\":\"2481.5\"}},\"decision\":{i}}}}}",
         i % 1000
     )
 }
@@ -124,21 +124,26 @@ fn main() {
                     *positions.entry(agent.to_string()).or_default() += delta;
                     *fills.entry(agent.to_string()).or_default() += 1;
                 }
-                let text = reply(i, action);
                 b.record_decision(&NewDecision {
                     ts: now,
-                    prompt_digest: format!("{:064x}", u128::from(i) * 0x9e37_79b9_7f4a_7c15),
-                    parsed_json: Some(text.clone()),
-                    reply: text,
+                    prompt_digest: String::new(),
+                    parsed_json: Some(outcome_json(i, outcome.as_str())),
+                    reply: String::new(),
                     outcome,
                     layer: None,
                     rule: (outcome == DecisionOutcome::Refused).then(|| "max_fraction".into()),
                     idempotency_key: (outcome == DecisionOutcome::PaperFilled).then_some(key),
                 })
                 .unwrap();
+                // The memory line is the outcome's text (`pipeline/record.rs`).
                 b.append_memory(
                     now,
-                    &format!("{} at minute {minute}: {action}", outcome.as_str()),
+                    &format!(
+                        "{} by layer 2 at minute {minute}: {action} 0.{:03} ETH-PERP; funding \
+                         flat, no edge worth the fee",
+                        outcome.as_str(),
+                        i % 1000
+                    ),
                 )
                 .unwrap();
                 b.commit().unwrap();
@@ -234,20 +239,22 @@ fn main() {
         peak as f64 / 1e6,
         TARGET_BYTES as f64 / 1e6
     );
-    let window = u64::from(retention.keep_days) + 1;
-    if days > window + 30 {
-        // Past the window the size only grows by what is never compacted (fills, executions,
-        // summaries): the slope over the last 30 days, carried to day 365.
+    // Past the window (and its first compaction) the size grows only by what is never
+    // compacted (fills, executions, summaries): the slope over the days since, up to 30,
+    // carried to day 365.
+    let settled = days
+        .saturating_sub(u64::from(retention.keep_days) + 2)
+        .min(30);
+    if settled >= 3 && days < 365 {
         let last = sizes[sizes.len() - 1];
-        let month_ago = sizes[sizes.len() - 31];
-        let per_day = last.saturating_sub(month_ago) / 30;
-        let at_year = last + per_day * 365u64.saturating_sub(days);
+        let before = sizes[sizes.len() - 1 - settled as usize];
+        let per_day = last.saturating_sub(before) / settled;
+        let at_year = last + per_day * (365 - days);
         println!(
-            "growth past the window: {:.1} kB/day; extrapolated (not measured) to 365 days: \
-             {:.1} MB{}",
+            "growth past the window: {:.1} kB/day over the last {settled} days; EXTRAPOLATED \
+             (not measured) to 365 days: {:.1} MB",
             per_day as f64 / 1e3,
-            at_year as f64 / 1e6,
-            if days >= 365 { " (measured above)" } else { "" }
+            at_year as f64 / 1e6
         );
     }
     println!(
