@@ -20,6 +20,10 @@ mod agent;
 pub(crate) mod endpoint;
 mod hyperliquid;
 pub use hyperliquid::{DeputyLimits, HyperliquidSettings, PerpRisk};
+mod retention;
+pub use retention::Retention;
+#[cfg(test)]
+use retention::{DEFAULT_BATCH_ROWS, DEFAULT_KEEP_DAYS};
 mod telegram;
 pub use telegram::{DEFAULT_PHRASE, TelegramConfig};
 
@@ -79,6 +83,8 @@ pub struct Config {
     pub sol_price_urls: BTreeMap<Network, String>,
     /// The venue's fee, the paper model's slippage and the dead-man switch's keeper.
     pub hyperliquid: HyperliquidSettings,
+    /// How long raw decisions, memory lines and cost rows are kept before compaction.
+    pub retention: Retention,
     /// The operator interface on Telegram; absent: no bot (the terminal is used).
     pub telegram: Option<TelegramConfig>,
 }
@@ -294,6 +300,7 @@ struct RawConfig {
     #[serde(default)]
     sol_price_urls: BTreeMap<String, String>,
     hyperliquid: Option<hyperliquid::RawHyperliquid>,
+    retention: Option<retention::RawRetention>,
     #[serde(default)]
     providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
@@ -427,6 +434,11 @@ impl RawConfig {
             hyperliquid_urls,
             sol_price_urls,
             hyperliquid: hyperliquid_settings,
+            retention: self
+                .retention
+                .map(retention::RawRetention::check)
+                .transpose()?
+                .unwrap_or_default(),
             telegram: self
                 .telegram
                 .map(telegram::RawTelegram::check)

@@ -42,6 +42,12 @@ async fn operator_gets_answers_and_a_stranger_gets_nothing() {
     assert!(status.text.contains("Signer: up"), "{}", status.text);
     assert!(status.text.contains("LLM cost today"), "{}", status.text);
     assert!(status.text.contains("Pending: none"), "{}", status.text);
+    // The state's size, and the compaction the daemon runs at start when none ever ran.
+    assert!(
+        status.text.contains(" (file + WAL), compacted "),
+        "{}",
+        status.text
+    );
 
     let help = op.ask("/help", "/approve").await;
     for cmd in ["/status", "/pause", "/live", "/caps", "/audit"] {

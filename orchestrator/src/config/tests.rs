@@ -136,6 +136,7 @@ fn the_base_case_is_valid_and_typed() {
             "{err}"
         );
     }
+    assert_eq!(config.retention, Retention::default());
     assert_eq!(
         config.providers["local"].prices,
         Prices {
@@ -631,4 +632,62 @@ fn load_names_the_file() {
         Config::load(&huge),
         Err(ConfigError::TooLarge(_, _))
     ));
+}
+
+#[test]
+fn retention_defaults_bounds_and_errors_name_the_key() {
+    let with = |table: &str| Config::from_toml(&format!("{}\n[retention]\n{table}\n", base()));
+    assert_eq!(
+        with("").unwrap().retention,
+        Retention {
+            keep_days: DEFAULT_KEEP_DAYS,
+            batch_rows: DEFAULT_BATCH_ROWS
+        }
+    );
+    let set = with("keep_days = 7\nbatch_rows = 100").unwrap().retention;
+    assert_eq!((set.keep_days, set.batch_rows), (7, 100));
+    for (table, key, says) in [
+        (
+            "keep_days = 0",
+            "retention.keep_days",
+            "is 0: give the days",
+        ),
+        (
+            "keep_days = -3",
+            "retention.keep_days",
+            "is -3: give the days",
+        ),
+        (
+            "keep_days = 3651",
+            "retention.keep_days",
+            "1 to 3650 (default 30)",
+        ),
+        (
+            "batch_rows = 99",
+            "retention.batch_rows",
+            "100 to 50000 (default 2000)",
+        ),
+        ("batch_rows = 50001", "retention.batch_rows", "is 50001"),
+    ] {
+        let err = with(table).unwrap_err();
+        assert_eq!(err.key(), Some(key), "{table}: {err}");
+        assert!(err.to_string().contains(says), "{table}: {err}");
+    }
+    let unknown = with("keep_weeks = 2").unwrap_err();
+    assert!(unknown.to_string().contains("keep_weeks"), "{unknown}");
+    let typo = with("keep_days = \"30\"").unwrap_err();
+    assert!(typo.to_string().contains("keep_days"), "{typo}");
+}
+
+#[test]
+fn the_retention_cutoff_keeps_today_and_whole_days_before_it() {
+    let r = Retention {
+        keep_days: 2,
+        batch_rows: 100,
+    };
+    let day = 86_400;
+    // 10:00 on day 100: days 98, 99 and today (100) are kept.
+    assert_eq!(r.cutoff(100 * day + 36_000), 98 * day);
+    assert_eq!(r.cutoff(100 * day), 98 * day);
+    assert_eq!(r.cutoff(day + 5), 0, "early clocks saturate at 0");
 }

@@ -21,6 +21,7 @@ mod paper;
 mod perps;
 pub(crate) mod perps_live;
 mod reconcile;
+mod retention;
 mod slots;
 mod sol_price;
 
@@ -46,6 +47,7 @@ use crate::store::Store;
 
 use paper::apply_paper_delta;
 pub(crate) use perps_live::book_fills;
+pub use retention::{COMPACT_EVERY_SECS, Compaction};
 use slots::{Note, Slots};
 
 /// A stand-in blockhash for paper mode: paper decisions are never broadcast.
@@ -91,6 +93,8 @@ pub struct Orchestrator {
     next_follow: AtomicU64,
     next_import_check: AtomicU64,
     next_keeper: AtomicU64,
+    /// When the retention chore next looks whether a compaction is due.
+    next_compaction: AtomicU64,
 }
 
 /// Why the orchestrator could not start.
@@ -186,6 +190,7 @@ impl Orchestrator {
             next_follow: AtomicU64::new(0),
             next_import_check: AtomicU64::new(0),
             next_keeper: AtomicU64::new(0),
+            next_compaction: AtomicU64::new(0),
         })
     }
 
@@ -465,9 +470,14 @@ impl Orchestrator {
     }
 
     /// The scheduler's other jobs, each when it is due: what waits at the approver, a staged
-    /// key-ceremony stick, the dead-man switches' keeper.
+    /// key-ceremony stick, the dead-man switches' keeper, the state's daily compaction.
     async fn chores(&self) {
         let now = unix_now();
+        // Logged, not alerted: nothing is at risk, /status shows when it last ran, and the
+        // chore tries again in an hour.
+        if let Some(line) = self.compact_if_due(now).await {
+            tracing::warn!("{line}");
+        }
         if now >= self.next_follow.load(Ordering::Relaxed) {
             for line in self.follow_operator_requests().await {
                 tracing::info!("{line}");

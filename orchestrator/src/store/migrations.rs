@@ -155,6 +155,7 @@ const MIGRATIONS: &[&str] = &[
     super::deputy::V6,
     super::funding::V7,
     super::aave_paper::V8,
+    super::retention::V9,
 ];
 
 /// The schema version this build writes and understands (what the tests expect to find).
@@ -241,6 +242,7 @@ mod tests {
             "paper_aave_positions",
             "paper_aave_fills",
             "paper_aave_interest",
+            "decision_days",
         ] {
             let n: i64 = conn
                 .query_row(

@@ -38,6 +38,7 @@ mod funding;
 mod hl_actions;
 mod migrations;
 mod perps;
+mod retention;
 
 use std::fs::OpenOptions;
 use std::io;
@@ -67,6 +68,7 @@ pub(crate) use funding::FUNDING_HOUR_SECS;
 pub(crate) use hl_actions::NewHlAction;
 pub use hl_actions::{HlActionRow, HlState};
 pub(crate) use perps::{NewPerpFill, PerpPositionRow};
+pub use retention::{CompactBatch, DecisionDay, state_file_bytes};
 
 /// How long a writer waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -163,6 +165,7 @@ impl Store {
         let store = Store { conn };
         store.configure(true)?;
         migrations::migrate(&store.conn)?;
+        store.ensure_incremental_vacuum()?;
         Ok(store)
     }
 
@@ -173,6 +176,7 @@ impl Store {
         };
         store.configure(false)?;
         migrations::migrate(&store.conn)?;
+        store.ensure_incremental_vacuum()?;
         Ok(store)
     }
 
@@ -253,6 +257,10 @@ impl Store {
             }
         }
         self.conn.pragma_update(None, "synchronous", "FULL")?;
+        // Takes effect when a fresh file gets its first table; an older file is switched by
+        // one VACUUM after the migrations (`retention.rs`).
+        self.conn
+            .pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         self.conn.pragma_update(None, "foreign_keys", true)?;
         Ok(())
     }

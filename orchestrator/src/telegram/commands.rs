@@ -72,7 +72,7 @@ pub(super) async fn status(ctx: &Ctx) -> String {
     let now = super::unix_now();
     let mut out = String::from("Vigil status\n");
     let signer = ctx.orch.signer().lock().await.status().await;
-    let (paused, pending, cost) = match ctx.orch.store().lock() {
+    let (paused, pending, cost, compacted) = match ctx.orch.store().lock() {
         Ok(store) => {
             let paused: Vec<&str> = ctx
                 .orch
@@ -90,10 +90,12 @@ pub(super) async fn status(ctx: &Ctx) -> String {
                 paused.into_iter().zip(agents).collect::<Vec<_>>(),
                 store.open_confirmations(now).map(|p| p.len()),
                 store.cost_spent_since(now - now % 86_400),
+                store.last_compacted(),
             )
         }
         Err(_) => return "state unavailable: check the orchestrator's log".into(),
     };
+    let size = crate::store::state_file_bytes(&ctx.orch.config().state_db);
     for (pause, agent) in &paused {
         let _ = write!(out, "\n• {}: {}", agent.id, mode_text(agent));
         if *pause != RUNNING {
@@ -133,6 +135,8 @@ pub(super) async fn status(ctx: &Ctx) -> String {
             let _ = write!(out, "\nSigner: UNREACHABLE ({e})");
         }
     }
+    out.push('\n');
+    out.push_str(&state_text(size, compacted, now));
     match pending {
         Ok(0) => out.push_str("\nPending: none"),
         Ok(n) => {
@@ -143,6 +147,47 @@ pub(super) async fn status(ctx: &Ctx) -> String {
         }
     }
     out
+}
+
+/// The /status line of the state: its size on disk (the SQLite file and its WAL) and when
+/// the retention chore last compacted it.
+fn state_text(
+    size: std::io::Result<u64>,
+    compacted: Result<Option<u64>, crate::store::StoreError>,
+    now: u64,
+) -> String {
+    let size = match size {
+        Ok(bytes) => format!("{} (file + WAL)", human_bytes(bytes)),
+        Err(e) => format!("size unreadable ({e})"),
+    };
+    let compacted = match compacted {
+        Ok(None) => "never compacted".to_string(),
+        Ok(Some(at)) => format!("compacted {} ago", human_age(now.saturating_sub(at))),
+        Err(e) => format!("last compaction unreadable ({e})"),
+    };
+    format!("State: {size}, {compacted}")
+}
+
+/// `bytes` in B, KiB, MiB or GiB with one decimal.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [(&str, u32); 3] = [("GiB", 30), ("MiB", 20), ("KiB", 10)];
+    for (unit, shift) in UNITS {
+        if bytes >= 1u64 << shift {
+            let tenths = u128::from(bytes) * 10 / (1u128 << shift);
+            return format!("{}.{} {unit}", tenths / 10, tenths % 10);
+        }
+    }
+    format!("{bytes} B")
+}
+
+/// A duration in seconds as minutes, hours or days.
+fn human_age(secs: u64) -> String {
+    match secs {
+        0..120 => format!("{secs} s"),
+        120..7_200 => format!("{} min", secs / 60),
+        7_200..172_800 => format!("{} h", secs / 3_600),
+        _ => format!("{} d", secs / 86_400),
+    }
 }
 
 /// /agents.
@@ -378,6 +423,40 @@ fn short(hex: &str) -> &str {
 mod tests {
     use super::*;
     use crate::store::{ConfirmationId, ConfirmationStatus, NewConfirmation};
+
+    #[test]
+    fn the_status_line_of_the_state_gives_its_size_and_last_compaction() {
+        let now = 1_800_000_000;
+        assert_eq!(
+            state_text(
+                Ok(5 * 1024 * 1024 + 300 * 1024),
+                Ok(Some(now - 5 * 3_600)),
+                now
+            ),
+            "State: 5.2 MiB (file + WAL), compacted 5 h ago"
+        );
+        assert_eq!(
+            state_text(Ok(900), Ok(None), now),
+            "State: 900 B (file + WAL), never compacted"
+        );
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024 / 2), "1.5 GiB");
+        assert_eq!(human_bytes(2048), "2.0 KiB");
+        assert_eq!(human_age(59), "59 s");
+        assert_eq!(human_age(3 * 86_400), "3 d");
+        let unreadable = state_text(
+            Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+            Err(crate::store::StoreError::Corrupt("x".into())),
+            now,
+        );
+        assert!(
+            unreadable.starts_with("State: size unreadable ("),
+            "{unreadable}"
+        );
+        assert!(
+            unreadable.contains("last compaction unreadable ("),
+            "{unreadable}"
+        );
+    }
 
     #[test]
     fn help_lists_every_command() {
