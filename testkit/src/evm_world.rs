@@ -12,7 +12,7 @@ use vigil_orchestrator::{AgentConfig, Orchestrator};
 
 use crate::aave::units;
 use crate::anvil::{Anvil, CHAIN_ID, DEV_ACCOUNTS};
-use crate::config::{AgentSpec, ConfigBuilder};
+use crate::config::{AgentSpec, ConfigBuilder, PerpSpec};
 use crate::script::{Reply, Script};
 use crate::signer::Signer;
 
@@ -160,6 +160,33 @@ pub fn live_trader() -> AgentSpec {
         .live("WETH")
         .live("USDC")
         .confirm_transfers(false)
+}
+
+/// The actions of a deputy on Aave and the BTC perpetual ([`EvmWorld::start_with`]`(.., true)`).
+pub const AAVE_DEPUTY_ACTIONS: &[&str] = &[
+    "aave_supply",
+    "aave_borrow",
+    "aave_repay",
+    "aave_withdraw",
+    "perp_order",
+    "perp_cancel",
+    "hold",
+];
+
+/// `spec` as a deputy on Aave and the BTC perpetual of [`EvmWorld::start_with`]`(.., true)`'s
+/// policy: [`AAVE_DEPUTY_ACTIONS`], BTC capped at 1 000 USD an order and 2 000 USD of position,
+/// 3x, 1 % from the mark. The loss floor is the caller's.
+pub fn aave_btc_deputy(spec: AgentSpec) -> AgentSpec {
+    spec.actions(AAVE_DEPUTY_ACTIONS).perp(
+        "testnet",
+        "BTC",
+        PerpSpec {
+            max_order_usd_micros: 1_000_000_000,
+            max_position_usd_micros: 2_000_000_000,
+            leverage: 3,
+            max_slippage_bps: 100,
+        },
+    )
 }
 
 /// `policy` with the BTC perpetual of `hyperliquid:testnet` added for the agent, and USDC's

@@ -21,8 +21,10 @@ use vigil_orchestrator::{
     AgentConfig, Figures, Orchestrator, Outcome, RiskState, StateCause, Store,
 };
 use vigil_testkit::alerts::Alerts;
-use vigil_testkit::config::{ConfigBuilder, PerpSpec};
-use vigil_testkit::evm_world::{AGENT, ETHER, EvmWorld, Pin, live_trader};
+use vigil_testkit::config::ConfigBuilder;
+use vigil_testkit::evm_world::{
+    AAVE_DEPUTY_ACTIONS, AGENT, ETHER, EvmWorld, Pin, aave_btc_deputy, live_trader,
+};
 use vigil_testkit::script::Script;
 use vigil_testkit::{Reply, unix_now};
 
@@ -60,27 +62,8 @@ impl Crash {
     }
 
     fn build(&self, state: &str, replies: Vec<Reply>) -> (Orchestrator, AgentConfig) {
-        let spec = live_trader()
-            .actions(&[
-                "transfer",
-                "aave_supply",
-                "aave_borrow",
-                "aave_repay",
-                "aave_withdraw",
-                "perp_order",
-                "perp_cancel",
-                "hold",
-            ])
-            .perp(
-                "testnet",
-                "BTC",
-                PerpSpec {
-                    max_order_usd_micros: 1_000_000_000,
-                    max_position_usd_micros: 2_000_000_000,
-                    leverage: 3,
-                    max_slippage_bps: 100,
-                },
-            )
+        let spec = aave_btc_deputy(live_trader())
+            .actions(&[&["transfer"], AAVE_DEPUTY_ACTIONS].concat())
             .loss_floor(100_000_000);
         let world = &self.world;
         let script = world.state_db().with_file_name(format!("{state}.toml"));

@@ -19,8 +19,8 @@ use vigil_orchestrator::{Figures, Outcome, RiskState, StateCause, Store};
 use vigil_protocol::Network;
 use vigil_testkit::alerts::Alerts;
 use vigil_testkit::anvil::{Anvil, DEV_ACCOUNTS};
-use vigil_testkit::config::{ConfigBuilder, PerpSpec};
-use vigil_testkit::evm_world::{AGENT, ETHER, EvmWorld, Pin, trader};
+use vigil_testkit::config::ConfigBuilder;
+use vigil_testkit::evm_world::{AGENT, ETHER, EvmWorld, Pin, aave_btc_deputy, trader};
 use vigil_testkit::script::Script;
 use vigil_testkit::{Reply, unix_now};
 
@@ -78,27 +78,7 @@ async fn paper_aave_interest_over_a_scripted_interval_equals_the_hand_computatio
     let perps = LocalMarket::start(MarketPath::btc_eth(5, 0, unix_now() * 1000))
         .await
         .unwrap();
-    let spec = trader()
-        .actions(&[
-            "aave_supply",
-            "aave_borrow",
-            "aave_repay",
-            "aave_withdraw",
-            "perp_order",
-            "perp_cancel",
-            "hold",
-        ])
-        .perp(
-            "testnet",
-            "BTC",
-            PerpSpec {
-                max_order_usd_micros: 1_000_000_000,
-                max_position_usd_micros: 2_000_000_000,
-                leverage: 3,
-                max_slippage_bps: 100,
-            },
-        )
-        .loss_floor(1_000_000_000);
+    let spec = aave_btc_deputy(trader()).loss_floor(1_000_000_000);
     let script = world.state_db().with_file_name("paper.toml");
     Script::new()
         .agent(
@@ -323,27 +303,7 @@ async fn the_loss_floor_closes_a_paper_aave_position_debt_first_then_the_collate
     let perps = LocalMarket::start(MarketPath::btc_eth(5, 0, unix_now() * 1000))
         .await
         .unwrap();
-    let spec = trader()
-        .actions(&[
-            "aave_supply",
-            "aave_borrow",
-            "aave_repay",
-            "aave_withdraw",
-            "perp_order",
-            "perp_cancel",
-            "hold",
-        ])
-        .perp(
-            "testnet",
-            "BTC",
-            PerpSpec {
-                max_order_usd_micros: 1_000_000_000,
-                max_position_usd_micros: 2_000_000_000,
-                leverage: 3,
-                max_slippage_bps: 100,
-            },
-        )
-        .loss_floor(100_000_000);
+    let spec = aave_btc_deputy(trader()).loss_floor(100_000_000);
     let script = world.state_db().with_file_name("paper.toml");
     let mut replies = vec![
         Reply::evm("aave_supply", "WETH", 2 * ETHER, None),
