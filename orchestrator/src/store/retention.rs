@@ -247,22 +247,47 @@ fn batch_bound(
     Ok(bound)
 }
 
+/// One batch of `table`'s rows that `old` selects (`?1` the cutoff; `?3` the memory lines
+/// kept, with `keep`): the oldest `batch_rows` of them added into `decision_days` by `rollup`
+/// (an `INSERT … SELECT` over `table WHERE old AND id <= ?2`, `?2` the batch's largest id),
+/// then deleted, in the caller's transaction. How many rows went.
+fn compact_batch(
+    tx: &rusqlite::Connection,
+    table: &str,
+    old: &str,
+    rollup: &str,
+    cutoff: i64,
+    batch_rows: u32,
+    keep: Option<u32>,
+) -> Result<u64, StoreError> {
+    let Some(bound) = batch_bound(
+        tx,
+        &format!("SELECT max(id) FROM (SELECT id FROM {table} WHERE {old} ORDER BY id LIMIT ?2)"),
+        cutoff,
+        batch_rows,
+        keep,
+    )?
+    else {
+        return Ok(0);
+    };
+    let run = |sql: &str| match keep {
+        None => tx.execute(sql, params![cutoff, bound]),
+        Some(k) => tx.execute(sql, params![cutoff, bound, k]),
+    };
+    run(rollup)?;
+    let deleted = run(&format!("DELETE FROM {table} WHERE {old} AND id <= ?2"))?;
+    Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+}
+
 fn compact_decisions(
     tx: &rusqlite::Connection,
     cutoff: i64,
     batch_rows: u32,
 ) -> Result<u64, StoreError> {
-    let Some(bound) = batch_bound(
+    compact_batch(
         tx,
-        "SELECT max(id) FROM (SELECT id FROM decisions WHERE ts < ?1 ORDER BY id LIMIT ?2)",
-        cutoff,
-        batch_rows,
-        None,
-    )?
-    else {
-        return Ok(0);
-    };
-    tx.execute(
+        "decisions",
+        "ts < ?1",
         "INSERT INTO decision_days (agent, day, allowed, held, refused, paper_filled, signed,
                                     first_decision_id, last_decision_id)
          SELECT agent, ts - ts % 86400,
@@ -279,13 +304,10 @@ fn compact_decisions(
                                      excluded.first_decision_id),
              last_decision_id = max(coalesce(last_decision_id, excluded.last_decision_id),
                                     excluded.last_decision_id)",
-        params![cutoff, bound],
-    )?;
-    let deleted = tx.execute(
-        "DELETE FROM decisions WHERE ts < ?1 AND id <= ?2",
-        params![cutoff, bound],
-    )?;
-    Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+        cutoff,
+        batch_rows,
+        None,
+    )
 }
 
 /// The memory lines that may go: older than the cutoff and not among the agent's newest
@@ -300,19 +322,10 @@ fn compact_memory(
     batch_rows: u32,
     keep: u32,
 ) -> Result<u64, StoreError> {
-    let Some(bound) = batch_bound(
+    compact_batch(
         tx,
-        &format!(
-            "SELECT max(id) FROM (SELECT id FROM memory WHERE {OLD_MEMORY} ORDER BY id LIMIT ?2)"
-        ),
-        cutoff,
-        batch_rows,
-        Some(keep),
-    )?
-    else {
-        return Ok(0);
-    };
-    tx.execute(
+        "memory",
+        OLD_MEMORY,
         &format!(
             "INSERT INTO decision_days (agent, day, memory_lines)
              SELECT agent, ts - ts % 86400, count(*) FROM memory
@@ -320,13 +333,10 @@ fn compact_memory(
              ON CONFLICT (agent, day) DO UPDATE SET
                  memory_lines = memory_lines + excluded.memory_lines"
         ),
-        params![cutoff, bound, keep],
-    )?;
-    let deleted = tx.execute(
-        &format!("DELETE FROM memory WHERE {OLD_MEMORY} AND id <= ?2"),
-        params![cutoff, bound, keep],
-    )?;
-    Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+        cutoff,
+        batch_rows,
+        Some(keep),
+    )
 }
 
 fn compact_costs(
@@ -334,17 +344,10 @@ fn compact_costs(
     cutoff: i64,
     batch_rows: u32,
 ) -> Result<u64, StoreError> {
-    let Some(bound) = batch_bound(
+    compact_batch(
         tx,
-        "SELECT max(id) FROM (SELECT id FROM cost_ledger WHERE ts < ?1 ORDER BY id LIMIT ?2)",
-        cutoff,
-        batch_rows,
-        None,
-    )?
-    else {
-        return Ok(0);
-    };
-    tx.execute(
+        "cost_ledger",
+        "ts < ?1",
         "INSERT INTO decision_days (agent, day, llm_calls, llm_micros, prompt_tokens,
                                     completion_tokens)
          SELECT agent, ts - ts % 86400, count(*), sum(micros), sum(prompt_tokens),
@@ -355,13 +358,10 @@ fn compact_costs(
              llm_micros = llm_micros + excluded.llm_micros,
              prompt_tokens = prompt_tokens + excluded.prompt_tokens,
              completion_tokens = completion_tokens + excluded.completion_tokens",
-        params![cutoff, bound],
-    )?;
-    let deleted = tx.execute(
-        "DELETE FROM cost_ledger WHERE ts < ?1 AND id <= ?2",
-        params![cutoff, bound],
-    )?;
-    Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+        cutoff,
+        batch_rows,
+        None,
+    )
 }
 
 /// The state's size on disk: the SQLite file and its WAL, bytes. A missing WAL counts 0.
