@@ -12,14 +12,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
-use vigil_orchestrator::{
-    Config, Inputs, Outcome, Peer, Provider, ScriptedProvider, SignerClient, Store,
-};
-use vigil_protocol::Network;
-use vigil_testkit::config::free_deps;
+use vigil_orchestrator::{Config, Outcome, Peer, Provider, ScriptedProvider, SignerClient, Store};
+use vigil_testkit::config::{devnet_inputs, free_deps};
 use vigil_testkit::measure::Samples;
-use vigil_testkit::requests::SOME_BLOCKHASH;
-use vigil_testkit::{Reply, SOL, Script, Signer};
+use vigil_testkit::{Reply, Script, Signer};
 
 const DECISIONS: u64 = 1_000;
 
@@ -56,18 +52,7 @@ fn main() {
     let began = Instant::now();
     runtime.block_on(async {
         for i in 0..DECISIONS {
-            let inputs = Inputs {
-                balance: (10 * SOL).into(),
-                untrusted: Vec::new(),
-                recent_blockhash: SOME_BLOCKHASH.into(),
-                network: Network::Devnet,
-                now: start + i,
-                day_start: start - start % 86_400,
-                evm: None,
-                perp: None,
-                gate: vigil_orchestrator::StateGate::default(),
-                sol_usd: None,
-            };
+            let inputs = devnet_inputs(start + i);
             let t = Instant::now();
             let decided = vigil_orchestrator::decide(&trader, &inputs, &deps).await;
             samples.push(t.elapsed());

@@ -15,10 +15,8 @@ use vigil_orchestrator::{
     AgentConfig, Config, Inputs, Outcome, Peer, Provider, RiskState, ScriptedProvider,
     SignerClient, StateCause, StateGate, Store,
 };
-use vigil_protocol::Network;
-use vigil_testkit::config::free_deps;
-use vigil_testkit::requests::SOME_BLOCKHASH;
-use vigil_testkit::{Reply, SOL, Script, unix_now};
+use vigil_testkit::config::{devnet_inputs, free_deps};
+use vigil_testkit::{Reply, Script, unix_now};
 
 /// Any valid Solana address: the peer the transfers go to.
 const PEER: &str = "11111111111111111111111111111112";
@@ -37,18 +35,9 @@ fn trader() -> AgentConfig {
 }
 
 fn inputs(gate: StateGate) -> Inputs {
-    let now = unix_now();
     Inputs {
-        balance: (10 * SOL).into(),
-        untrusted: Vec::new(),
-        recent_blockhash: SOME_BLOCKHASH.into(),
-        network: Network::Devnet,
-        now,
-        day_start: now - now % 86_400,
-        evm: None,
-        perp: None,
         gate,
-        sol_usd: None,
+        ..devnet_inputs(unix_now())
     }
 }
 

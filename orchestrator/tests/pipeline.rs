@@ -15,10 +15,9 @@ use vigil_orchestrator::{
     AgentConfig, Config, Deps, Inputs, OpenAiProvider, Outcome, Peer, Prices, Provider,
     ScriptedProvider, SignerClient, Store,
 };
-use vigil_protocol::Network;
-use vigil_testkit::config::free_deps;
-use vigil_testkit::requests::{SOME_BLOCKHASH, STRANGER};
-use vigil_testkit::{Reply, SOL, Script, Signer, unix_now};
+use vigil_testkit::config::{devnet_inputs, free_deps};
+use vigil_testkit::requests::STRANGER;
+use vigil_testkit::{Reply, Script, Signer, unix_now};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -29,19 +28,7 @@ const PRICES: Prices = Prices {
 };
 
 fn inputs() -> Inputs {
-    let now = unix_now();
-    Inputs {
-        balance: (10 * SOL).into(),
-        untrusted: Vec::new(),
-        recent_blockhash: SOME_BLOCKHASH.into(),
-        network: Network::Devnet,
-        now,
-        day_start: now - now % 86_400,
-        evm: None,
-        perp: None,
-        gate: vigil_orchestrator::StateGate::default(),
-        sol_usd: None,
-    }
+    devnet_inputs(unix_now())
 }
 
 fn agent(id: &str) -> AgentConfig {

@@ -14,10 +14,10 @@ use vigil_orchestrator::{
     AgentConfig, Config, Deps, Inputs, Outcome, Peer, Prices, Provider, ScriptedProvider,
     SignerClient, Store,
 };
-use vigil_protocol::{AssetSymbol, Network};
-use vigil_testkit::config::free_deps;
-use vigil_testkit::requests::{SOME_BLOCKHASH, STRANGER};
-use vigil_testkit::{Reply, SOL, Script, Signer, unix_now};
+use vigil_protocol::AssetSymbol;
+use vigil_testkit::config::{devnet_inputs, free_deps};
+use vigil_testkit::requests::STRANGER;
+use vigil_testkit::{Reply, Script, Signer, unix_now};
 
 /// Commits in the WAL of the database at `db` so far: frames of the current WAL generation
 /// (its header's salts) whose "database size after commit" field is set. The store must stay
@@ -55,18 +55,7 @@ fn trader(signer: &Signer) -> AgentConfig {
 }
 
 fn inputs(now: u64) -> Inputs {
-    Inputs {
-        balance: (10 * SOL).into(),
-        untrusted: Vec::new(),
-        recent_blockhash: SOME_BLOCKHASH.into(),
-        network: Network::Devnet,
-        now,
-        day_start: now - now % 86_400,
-        evm: None,
-        perp: None,
-        gate: vigil_orchestrator::StateGate::default(),
-        sol_usd: None,
-    }
+    devnet_inputs(now)
 }
 
 fn scripted(script: &Script) -> Provider {

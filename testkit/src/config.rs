@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 use vigil_orchestrator::{
-    Config, Deps, Orchestrator, Prices as LlmPrices, Provider, SignerClient, Store,
+    Config, Deps, Inputs, Orchestrator, Prices as LlmPrices, Provider, SignerClient, StateGate,
+    Store,
 };
 
 /// The provider name of the scripted LLM.
@@ -302,6 +303,25 @@ pub fn free_deps<'a>(
         rpc: None,
         evm_rpc: None,
         hyperliquid: None,
+    }
+}
+
+/// What one `pipeline::decide` of a Solana devnet agent sees at `now`: 10 SOL, no untrusted
+/// text, [`SOME_BLOCKHASH`](crate::requests::SOME_BLOCKHASH), no EVM or Hyperliquid view, an
+/// Active risk state, no SOL price; a test sets the fields it tests, e.g.
+/// `Inputs { gate, ..devnet_inputs(now) }`.
+pub fn devnet_inputs(now: u64) -> Inputs {
+    Inputs {
+        balance: (10 * crate::SOL).into(),
+        untrusted: Vec::new(),
+        recent_blockhash: crate::requests::SOME_BLOCKHASH.into(),
+        network: vigil_protocol::Network::Devnet,
+        now,
+        day_start: now - now % 86_400,
+        evm: None,
+        perp: None,
+        gate: StateGate::default(),
+        sol_usd: None,
     }
 }
 

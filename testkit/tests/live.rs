@@ -14,7 +14,7 @@ use vigil_orchestrator::{
 };
 use vigil_protocol::Network;
 use vigil_testkit::alerts::Alerts;
-use vigil_testkit::config::free_deps;
+use vigil_testkit::config::{devnet_inputs, free_deps};
 use vigil_testkit::requests::{sign_request, transfer};
 use vigil_testkit::{ConfigBuilder, Mode, SOL, Scenario, Script, World, unix_now};
 
@@ -88,16 +88,8 @@ async fn a_signed_transfer_that_never_landed_is_reported() {
     let failing = SolanaRpc::new(&node.url, Duration::from_secs(2)).unwrap();
     let now = unix_now();
     let inputs = Inputs {
-        balance: (10 * SOL).into(),
-        untrusted: Vec::new(),
         recent_blockhash: node.latest_blockhash(),
-        network: vigil_protocol::Network::Devnet,
-        now,
-        day_start: now - now % 86_400,
-        evm: None,
-        perp: None,
-        gate: vigil_orchestrator::StateGate::default(),
-        sol_usd: None,
+        ..devnet_inputs(now)
     };
     let provider = Provider::Scripted(ScriptedProvider::from_file(&world.script_path()).unwrap());
     let deps = Deps {
