@@ -35,12 +35,13 @@ pub use intent::{
 };
 pub use message::{
     AgentInfo, AgentPause, AgentStatus, ApproveRequest, ApproveResult, AuditEntrySummary,
-    AuditRequest, AuditResult, AwaitingItem, AwaitingKind, AwaitingResult, CapKind, ConfirmRequest,
-    ConfirmResult, ConfirmationPurpose, Decision, DestructiveCommand, DryRunRequest, DryRunResult,
-    ErrorBody, EventsRequest, EventsResult, GrantStatus, HelloResult, MAX_AUDIT_LIMIT,
-    MAX_EVENTS_LIMIT, NeedsApproval, NewCapChange, NewConfirmation, NewResume, OP_NAMES, Op,
-    OperatorEvent, OperatorEventKind, ParseFailure, PauseAgentRequest, PauseReason, PauseResult,
-    Request, RequestCreated, RequestState, RequestStatusRequest, RequestStatusResult, Response,
+    AuditRequest, AuditResult, AwaitingItem, AwaitingKind, AwaitingResult, CapKind, ChangeDigest,
+    ChangeKind, ChangeSummary, ConfirmRequest, ConfirmResult, ConfirmationPurpose, Decision,
+    DestructiveCommand, DryRunRequest, DryRunResult, ErrorBody, EventsRequest, EventsResult,
+    GrantStatus, HelloResult, MAX_AUDIT_LIMIT, MAX_CHANGE_SUMMARY_CHARS, MAX_EVENTS_LIMIT,
+    NeedsApproval, NewCapChange, NewConfirmation, NewResume, OP_NAMES, Op, OperatorEvent,
+    OperatorEventKind, ParseFailure, PauseAgentRequest, PauseReason, PauseResult, Request,
+    RequestCreated, RequestState, RequestStatusRequest, RequestStatusResult, Response,
     ResumeAgentRequest, ResumeResult, SetCapRequest, SetCapResult, SignRequest, SignResult, Signed,
     SignedTx, StatusResult, parse_request,
 };

@@ -3,7 +3,9 @@
 //! in `message/results.rs`; the ops of the operator's path (requests awaiting the operator,
 //! the approver's reads) in `message/operator.rs`.
 
+mod change;
 mod operator;
+pub use change::{ChangeDigest, ChangeKind, ChangeSummary, MAX_CHANGE_SUMMARY_CHARS};
 mod parse;
 mod pause;
 mod response;

@@ -12,6 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::change::{ChangeDigest, ChangeKind, ChangeSummary};
 use super::{ApproveRequest, CapKind, ConfirmRequest, Op, ResumeAgentRequest, SetCapRequest};
 use crate::import::{ImportConfirmRequest, ManifestDigest};
 use crate::intent::{Chain, Context, Intent, Network};
@@ -54,6 +55,19 @@ pub enum ConfirmationPurpose {
         /// What it acts on (an agent, or for `deny` a confirmation number).
         target: CommandTarget,
     },
+    /// A change to what the orchestrator runs, bound to the SHA-256 of the generation's files
+    /// (`docs/operations.md`, "Generations" and "Rollback").
+    ApplyChange {
+        /// A configuration, a proposal, or a rollback.
+        #[serde(rename = "change")]
+        kind: ChangeKind,
+        /// The generation that becomes current (for a rollback, the one gone back to).
+        generation: u32,
+        /// SHA-256 of that generation's files (or the proposal's diff).
+        digest: ChangeDigest,
+        /// The asker's one-line description, shown quoted.
+        summary: ChangeSummary,
+    },
 }
 
 impl ConfirmationPurpose {
@@ -63,6 +77,7 @@ impl ConfirmationPurpose {
             ConfirmationPurpose::GoLive { .. } => "go_live",
             ConfirmationPurpose::PaperApproval { .. } => "paper_approval",
             ConfirmationPurpose::Destructive { .. } => "destructive",
+            ConfirmationPurpose::ApplyChange { .. } => "apply_change",
         }
     }
 }

@@ -207,6 +207,14 @@ impl Engine {
             ConfirmationPurpose::Destructive { what, target } => Ok(format!(
                 "DESTRUCTIVE COMMAND: /{what} {target} in the orchestrator (its configuration marks /{what} destructive)"
             )),
+            ConfirmationPurpose::ApplyChange {
+                kind,
+                generation,
+                digest,
+                summary,
+            } => Ok(format!(
+                "APPLY CHANGE ({kind}): the orchestrator switches to generation {generation}, files SHA-256 {digest}; the orchestrator says: \"{summary}\""
+            )),
         }
     }
 }
@@ -233,6 +241,18 @@ pub(super) fn purpose_text(id: &OperatorRequestId, body: &RequestBody) -> Result
         RequestBody::Confirmation {
             purpose: ConfirmationPurpose::Destructive { what, target },
         } => format!("destructive {what} {target}"),
+        RequestBody::Confirmation {
+            purpose:
+                ConfirmationPurpose::ApplyChange {
+                    kind,
+                    generation,
+                    digest,
+                    ..
+                },
+        } => format!(
+            "apply_change {kind} {generation} {}",
+            digest.as_str().get(..16).unwrap_or_default()
+        ),
         RequestBody::SetCap {
             agent, asset, cap, ..
         } => format!("set_limit {agent} {asset} {}", cap.as_str()),
