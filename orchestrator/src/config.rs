@@ -20,6 +20,8 @@ mod agent;
 pub(crate) mod endpoint;
 mod hyperliquid;
 pub use hyperliquid::{DeputyLimits, HyperliquidSettings, PerpRisk};
+mod generations;
+pub use generations::GenerationSettings;
 mod retention;
 pub use retention::Retention;
 #[cfg(test)]
@@ -87,6 +89,8 @@ pub struct Config {
     pub retention: Retention,
     /// The operator interface on Telegram; absent: no bot (the terminal is used).
     pub telegram: Option<TelegramConfig>,
+    /// Configuration generations (`[generations]`); absent: the daemon runs its file as is.
+    pub generations: Option<GenerationSettings>,
 }
 
 /// The kind of an LLM provider.
@@ -306,6 +310,7 @@ struct RawConfig {
     #[serde(default)]
     agents: Vec<agent::RawAgent>,
     telegram: Option<telegram::RawTelegram>,
+    generations: Option<generations::RawGenerations>,
 }
 
 fn invalid(key: impl fmt::Display, reason: impl Into<String>) -> ConfigError {
@@ -420,7 +425,12 @@ impl RawConfig {
             }
             agents.push(agent);
         }
+        let generations = self
+            .generations
+            .map(|g| g.check(&self.state_db))
+            .transpose()?;
         Ok(Config {
+            generations,
             signer_socket: self.signer_socket,
             state_db: self.state_db,
             daily_llm_usd_cap_micros: self.daily_llm_usd_cap_micros,

@@ -15,6 +15,7 @@ mod config;
 mod cost;
 mod deputy;
 mod firewall;
+pub mod generations;
 mod json_fields;
 mod llm;
 mod operator;
@@ -33,8 +34,9 @@ pub use chains::hyperliquid::{
 pub use chains::jsonrpc::RpcError;
 pub use chains::solana_rpc::{Blockhash, SigStatus, SolanaRpc};
 pub use config::{
-    AgentConfig, Config, ConfigError, DEFAULT_PHRASE, DeputyLimits, HyperliquidSettings, Mode,
-    Peer, PerpRisk, ProviderConfig, ProviderKind, Retention, RiskProfile, TelegramConfig,
+    AgentConfig, Config, ConfigError, DEFAULT_PHRASE, DeputyLimits, GenerationSettings,
+    HyperliquidSettings, Mode, Peer, PerpRisk, ProviderConfig, ProviderKind, Retention,
+    RiskProfile, TelegramConfig,
 };
 pub use cost::Prices;
 pub use deputy::report::Figures;
@@ -47,7 +49,9 @@ pub use llm::{
 };
 pub use operator::{Alert, Operator, Terminal};
 pub use pipeline::{Decided, Deps, Inputs, Live, Outcome, SIGNER_TIMEOUT, decide, execute_live};
-pub use scheduler::{COMPACT_EVERY_SECS, Compaction, Orchestrator, StartError, unix_now};
+pub use scheduler::{
+    COMPACT_EVERY_SECS, Compaction, Orchestrator, StartError, unix_now, watch_from,
+};
 pub use signer_client::{SignerClient, SignerError};
 pub use store::{
     AaveInterestRow, AaveKind, AgentStore, ConfirmationId, ConfirmationKind, ConfirmationRow,
@@ -56,7 +60,7 @@ pub use store::{
     PaperAaveFill, PaperAavePosition, PaperFill, PaperFillRow, RAY, ReserveRates, Resolution,
     SECONDS_PER_YEAR, Store, StoreError,
 };
-pub use store::{CompactBatch, DecisionDay, state_file_bytes};
+pub use store::{CompactBatch, DecisionDay, WindowCounts, state_file_bytes};
 pub use telegram::{
     AlertQueue, HINT, TelegramAlerts, TelegramError, alert_channel, read_token, run_bot,
 };

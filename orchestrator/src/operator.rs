@@ -54,6 +54,9 @@ pub enum Alert {
     /// What the operator answered in the approver's chat took effect (or was refused, or
     /// expired): the orchestrator's part of it, in one line.
     FromApprover(String),
+    /// A configuration generation was applied, passed or failed its health check, or was
+    /// rolled back (`docs/operations.md`, "Generations").
+    Generation(String),
 }
 
 impl Alert {
@@ -113,6 +116,7 @@ impl fmt::Display for Alert {
                 "🔒 approvals locked by the signer: {why}. If you did not type these codes, someone else is trying: check who can reach this bot."
             ),
             Alert::FromApprover(line) => f.write_str(line),
+            Alert::Generation(line) => write!(f, "🧬 generations: {line}"),
             Alert::WrongNetwork(why) => write!(
                 f,
                 "🚫 wrong network: {why}. Agents hold on the chain until the node serves the network the signed policy pins."

@@ -5,6 +5,14 @@
 //! receives the alerts; without the token the bot does not start (the log says why) and
 //! alerts go to standard output and the log. `vigil-orchestrator snapshot` copies the state
 //! consistently for the backup (`vigil_orchestrator::snapshot`).
+//!
+//! With a `[generations]` table the file given is the system configuration: on first start it
+//! seeds generation 1, when it changed (a NixOS switch) it becomes a new generation, and the
+//! daemon runs the current generation's copy (`vigil_orchestrator::generations`). A switch of
+//! generation (an apply, `/rollback`, a failed health check) restarts the daemon in place: it
+//! re-executes itself with the same arguments, and a pending state restore is finished
+//! before the state is opened. `vigil-orchestrator generations list|show N|diff A B` shows
+//! them to the operator.
 
 #![forbid(unsafe_code)]
 
@@ -15,8 +23,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use sd_notify::NotifyState;
+use vigil_orchestrator::generations::{self, Generations, restore};
 use vigil_orchestrator::{
-    Alert, Config, Orchestrator, SIGNER_TIMEOUT, SignerClient, Store, unix_now,
+    Alert, Config, Orchestrator, SIGNER_TIMEOUT, SignerClient, Store, unix_now, watch_from,
 };
 
 /// The Vigil orchestrator daemon: agents, LLM firewall, state.
@@ -45,6 +54,29 @@ enum Command {
         /// Where the copy goes (must not exist).
         #[arg(long)]
         out: PathBuf,
+    },
+    /// The configuration generations of `[generations]` in the config.
+    Generations {
+        #[command(subcommand)]
+        what: GenerationsCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum GenerationsCommand {
+    /// Every generation kept: number, parent, when, why, digest, health; `*` marks the current.
+    List,
+    /// One generation: its meta.json, health and files.
+    Show {
+        /// The generation's number.
+        n: u32,
+    },
+    /// What changed from generation A to generation B, file by file.
+    Diff {
+        /// The older generation.
+        a: u32,
+        /// The newer generation.
+        b: u32,
     },
 }
 
@@ -80,13 +112,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let config =
+    if let Some(Command::Generations { what }) = &cli.command {
+        return generations_command(&cli.config, what);
+    }
+    let system =
         Config::load(&cli.config).with_context(|| format!("config {}", cli.config.display()))?;
+    // Lines for the operator once the bot runs (what happened to the generations at start).
+    let mut notes = Vec::new();
+    let (config, generations) = match system.generations.clone() {
+        None => (system, None),
+        Some(settings) => {
+            let (config, g, lines) = current_generation(&cli.config, &system, &settings)?;
+            notes = lines;
+            (config, Some((g, settings)))
+        }
+    };
     let store = Store::open(&config.state_db)
         .with_context(|| format!("state {}", config.state_db.display()))?;
     let signer = SignerClient::new(&config.signer_socket, SIGNER_TIMEOUT);
     let telegram_config = config.telegram.clone();
     let mut orchestrator = Orchestrator::new(config, store, signer)?;
+    if let Some((g, settings)) = generations {
+        orchestrator.set_generations(g, settings);
+    }
     // The bot starts only with its token; otherwise the terminal (stdout and the log) is the
     // operator interface, as in the demo.
     let bot = match telegram_config {
@@ -112,7 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let restarted = runtime.block_on(async {
         // The chain node must serve the networks the signed policy pins (genesis hash); a
         // mismatch is alerted and every decision on the chain holds until it is fixed.
         for line in orchestrator.check_networks().await {
@@ -128,6 +176,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::warn!("{line}");
             orchestrator.alert(Alert::Reconciliation(line));
         }
+        for line in notes {
+            tracing::warn!("generations: {line}");
+            orchestrator.alert(Alert::Generation(line));
+        }
+        // A new generation is watched for its health window; a failed check rolls it back.
+        tokio::spawn(Arc::clone(&orchestrator).watch_generation());
         let bot = async {
             match bot {
                 Some((tg, token, queue)) => {
@@ -147,8 +201,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             agents = orchestrator.agents().len(),
             "vigil-orchestrator running"
         );
+        let mut restart = false;
         tokio::select! {
             () = Arc::clone(&orchestrator).run() => {}
+            () = orchestrator.restart_requested() => {
+                tracing::info!("switching generation: restarting on the current one");
+                restart = true;
+            }
             stopped = bot => match stopped {
                 Ok(()) => tracing::info!("Telegram bot stopped; stopping"),
                 Err(e) => return Err(e).context("Telegram bot"),
@@ -156,8 +215,147 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
             _ = term.recv() => tracing::info!("SIGTERM; stopping"),
         }
+        if restart {
+            // Let the bot send what was queued (why the switch happens) before the restart.
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            let _ = sd_notify::notify(&[NotifyState::Reloading]);
+            return Ok(true);
+        }
         // Best effort: the process exits right after anyway.
         let _ = sd_notify::notify(&[NotifyState::Stopping]);
-        Ok::<(), anyhow::Error>(())
-    })
+        Ok::<bool, anyhow::Error>(false)
+    })?;
+    if restarted {
+        // Same binary, same arguments, same pid (systemd keeps tracking it): it starts on the
+        // generation now current. `exec` returns only on failure.
+        use std::os::unix::process::CommandExt as _;
+        let exe = std::env::current_exe().context("finding this binary to restart it")?;
+        let err = std::process::Command::new(&exe)
+            .args(std::env::args_os().skip(1))
+            .exec();
+        return Err(err)
+            .with_context(|| format!("restarting {} on the new generation", exe.display()));
+    }
+    Ok(())
+}
+
+/// Finishes a pending rollback, takes in a changed system configuration, and loads the
+/// current generation's configuration; lines for the operator.
+fn current_generation(
+    system_path: &std::path::Path,
+    system: &Config,
+    settings: &vigil_orchestrator::GenerationSettings,
+) -> anyhow::Result<(Config, Generations, Vec<String>)> {
+    let now = unix_now();
+    let g = Generations::open(settings)
+        .with_context(|| format!("generations in {}", settings.dir.display()))?;
+    let mut lines = Vec::new();
+    // A rollback decided before the restart: its state restore comes before the state opens.
+    if let Some(done) = restore::finish_pending(&g, &system.state_db, now)
+        .context("finishing the pending rollback")?
+    {
+        lines.push(format!(
+            "rolled back from generation {} to {}: {}. Generation {}'s files run now; the state is back as it was before generation {} was applied, with {} fact rows (fills, executions, confirmations, transactions, settings) from after it kept. The replaced state is kept at {}.",
+            done.plan.from,
+            done.plan.to,
+            done.plan.reason,
+            done.plan.to,
+            done.plan
+                .snapshot
+                .parent()
+                .and_then(|p| p.file_name())
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            done.carried,
+            done.replaced.display()
+        ));
+    }
+    if let Some(n) = g
+        .adopt_system_config(system_path, &system.state_db, now)
+        .context("taking in the system configuration")?
+    {
+        watch_from(&g, settings, n, now).context("watching the new generation")?;
+        lines.push(match n {
+            1 => format!("generation 1 seeded from {}", system_path.display()),
+            n => format!(
+                "generation {n} made from the changed system configuration {}; its health is watched for {} s",
+                system_path.display(),
+                settings.health_window_secs
+            ),
+        });
+    }
+    let path = g.current_config_path();
+    let config = Config::load(&path).with_context(|| format!("config {}", path.display()))?;
+    if config.state_db != system.state_db {
+        anyhow::bail!(
+            "the current generation's state_db ({}) is not the system configuration's ({}): a generation may not move the state; roll back with `/rollback` or fix {}",
+            config.state_db.display(),
+            system.state_db.display(),
+            path.display()
+        );
+    }
+    Ok((config, g, lines))
+}
+
+/// `vigil-orchestrator generations ...`.
+fn generations_command(config: &std::path::Path, what: &GenerationsCommand) -> anyhow::Result<()> {
+    let system = Config::load(config).with_context(|| format!("config {}", config.display()))?;
+    let Some(settings) = system.generations else {
+        anyhow::bail!(
+            "{} has no [generations] table: this orchestrator runs its file as is, without generations",
+            config.display()
+        );
+    };
+    let g = Generations::open(&settings)?;
+    let current = g.current()?;
+    match what {
+        GenerationsCommand::List => {
+            for n in g.numbers()? {
+                let mark = if Some(n) == current { "*" } else { " " };
+                match g.meta(n) {
+                    Ok(m) => {
+                        let health = match g.health(n) {
+                            Ok(Some(h)) => serde_json::to_value(&h)
+                                .ok()
+                                .and_then(|v| v["state"].as_str().map(str::to_owned))
+                                .unwrap_or_default(),
+                            Ok(None) => "-".into(),
+                            Err(e) => format!("unreadable ({e})"),
+                        };
+                        println!(
+                            "{mark}{n:>4}  parent {:>4}  {}  {}  {health:<11} {}",
+                            m.parent.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+                            m.created_at,
+                            m.digest.get(..16).unwrap_or_default(),
+                            m.reason
+                        );
+                    }
+                    Err(e) => println!("{mark}{n:>4}  {e}"),
+                }
+            }
+        }
+        GenerationsCommand::Show { n } => {
+            let meta = g.meta(*n)?;
+            let files = g.files(*n)?;
+            let health = g.health(*n)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "current": Some(*n) == current,
+                    "meta": meta,
+                    "health": health,
+                    "files": files.iter().map(|(p, b)| serde_json::json!({"path": p, "bytes": b.len()})).collect::<Vec<_>>(),
+                }))?
+            );
+        }
+        GenerationsCommand::Diff { a, b } => {
+            let (fa, fb) = (g.files(*a)?, g.files(*b)?);
+            let d = generations::diff(&fa, &fb);
+            if d.is_empty() {
+                println!("generations {a} and {b} have the same files");
+            } else {
+                print!("{d}");
+            }
+        }
+    }
+    Ok(())
 }

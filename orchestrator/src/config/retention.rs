@@ -87,7 +87,7 @@ impl RawRetention {
 
 /// `value` if given and within `min..=max`, `default` if absent; otherwise an error naming
 /// `key`, the value, the range and the default.
-fn bounded(
+pub(super) fn bounded(
     value: Option<i64>,
     default: u32,
     min: u32,

@@ -12,6 +12,8 @@
 //! perpetuals) and `perps_live` (a live Hyperliquid account's fills, its reconciliation with
 //! the venue, and the keeper of its dead-man switch).
 
+mod changes;
+pub use changes::watch_from;
 mod evm;
 mod executor;
 mod import_watch;
@@ -95,6 +97,13 @@ pub struct Orchestrator {
     next_keeper: AtomicU64,
     /// When the retention chore next looks whether a compaction is due.
     next_compaction: AtomicU64,
+    /// The configuration generations, when the config has `[generations]`.
+    generations: Option<(
+        crate::generations::Generations,
+        crate::config::GenerationSettings,
+    )>,
+    /// Notified when a switch of generation needs the daemon to restart on it.
+    restart: tokio::sync::Notify,
 }
 
 /// Why the orchestrator could not start.
@@ -191,6 +200,8 @@ impl Orchestrator {
             next_import_check: AtomicU64::new(0),
             next_keeper: AtomicU64::new(0),
             next_compaction: AtomicU64::new(0),
+            generations: None,
+            restart: tokio::sync::Notify::new(),
         })
     }
 

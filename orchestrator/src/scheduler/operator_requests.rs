@@ -61,7 +61,8 @@ impl Orchestrator {
                 ConfirmationKind::SignerApproval
                 | ConfirmationKind::GoLive
                 | ConfirmationKind::SetCap
-                | ConfirmationKind::Destructive => match payload["request_id"].as_str() {
+                | ConfirmationKind::Destructive
+                | ConfirmationKind::ApplyChange => match payload["request_id"].as_str() {
                     Some(id) => self.follow_request(&row, &payload, id).await,
                     // A phrase confirmation whose phrase was not typed yet: nothing at the signer.
                     None => None,
@@ -328,6 +329,7 @@ impl Orchestrator {
                     _ => "it names no asset; nothing changed".into(),
                 }
             }
+            (ConfirmationKind::ApplyChange, _, _) => self.apply_change_effect(row, payload),
             (ConfirmationKind::SetCap, _, _) => {
                 "the signer set the cap; it is in force now (see /caps).".into()
             }
@@ -401,7 +403,7 @@ impl Orchestrator {
         Ok(signed)
     }
 
-    fn close(&self, id: ConfirmationId, why: &str) -> String {
+    pub(super) fn close(&self, id: ConfirmationId, why: &str) -> String {
         let now = unix_now();
         if let Ok(store) = self.store.lock()
             && let Err(e) = store.resolve_confirmation(id, Resolution::Denied, BY_APPROVER, now)

@@ -69,10 +69,13 @@ pub enum ConfirmationKind {
     /// A key-ceremony stick staged on the appliance (rows of releases before issue 14: the
     /// approver now shows a staged import itself, and nothing new is recorded as this kind).
     ImportKeys,
+    /// A change to what the orchestrator runs (a rollback; later a configuration or a
+    /// proposal), waiting at the signer for the operator's code bound to its digest.
+    ApplyChange,
 }
 
 impl ConfirmationKind {
-    const ALL: [ConfirmationKind; 9] = [
+    const ALL: [ConfirmationKind; 10] = [
         ConfirmationKind::MoveFunds,
         ConfirmationKind::SendMessage,
         ConfirmationKind::PostPublic,
@@ -82,6 +85,7 @@ impl ConfirmationKind {
         ConfirmationKind::SetCap,
         ConfirmationKind::Destructive,
         ConfirmationKind::ImportKeys,
+        ConfirmationKind::ApplyChange,
     ];
 
     /// The stored name.
@@ -96,6 +100,7 @@ impl ConfirmationKind {
             ConfirmationKind::SetCap => "raise_cap",
             ConfirmationKind::Destructive => "destructive",
             ConfirmationKind::ImportKeys => "import_keys",
+            ConfirmationKind::ApplyChange => "apply_change",
         }
     }
 

@@ -48,6 +48,8 @@ pub(super) enum Command {
     Caps,
     /// signer ledger and audit head, latest decisions, how to verify the chain
     Audit,
+    /// [N]: back to the previous configuration generation (or generation N) and the state from before the next one; needs your code in the approver bot's chat
+    Rollback(String),
     /// this list
     Help,
 }
@@ -248,7 +250,7 @@ pub(super) fn announcement(row: &ConfirmationRow, config: &TelegramConfig, now: 
         .unwrap_or_default();
     let minutes = row.confirmation.expires_at.saturating_sub(now).div_ceil(60);
     let how = match row.confirmation.kind {
-        ConfirmationKind::SignerApproval => format!(
+        ConfirmationKind::SignerApproval | ConfirmationKind::ApplyChange => format!(
             "Approve or refuse it in {approver}: reply there to the message that shows it, with your code. /deny {} drops it here.",
             row.id
         ),
@@ -272,6 +274,7 @@ pub(super) fn announcement(row: &ConfirmationRow, config: &TelegramConfig, now: 
         ConfirmationKind::SendMessage => "send a message",
         ConfirmationKind::PostPublic => "post publicly",
         ConfirmationKind::WriteFile => "write a file",
+        ConfirmationKind::ApplyChange => "apply a change (needs your code at the approver)",
     };
     format!(
         "#{} {what} — {agent}{} (expires in {minutes} min)\n{how}",

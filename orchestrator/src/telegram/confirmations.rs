@@ -53,7 +53,9 @@ pub(super) async fn approve(ctx: &Ctx, user: i64, id: ConfirmationId) -> String 
         return answer;
     }
     match row.confirmation.kind {
-        ConfirmationKind::SignerApproval | ConfirmationKind::ImportKeys => format!(
+        ConfirmationKind::SignerApproval
+        | ConfirmationKind::ImportKeys
+        | ConfirmationKind::ApplyChange => format!(
             "#{id} is answered in {}: reply there to the message that shows it, with your code. Nothing is approved here; /deny {id} drops it here.",
             ctx.config.approver_chat()
         ),
@@ -111,7 +113,9 @@ pub(super) async fn button(ctx: &Ctx, user: i64, data: &str) -> String {
     }
     if matches!(
         row.confirmation.kind,
-        ConfirmationKind::SignerApproval | ConfirmationKind::ImportKeys
+        ConfirmationKind::SignerApproval
+            | ConfirmationKind::ImportKeys
+            | ConfirmationKind::ApplyChange
     ) || row.confirmation.kind.needs_phrase()
     {
         return format!(

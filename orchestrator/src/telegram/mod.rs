@@ -313,6 +313,16 @@ async fn on_command(bot: Bot, msg: Message, cmd: Command, ctx: Arc<Ctx>) -> Hand
         Command::Setcap(a) => confirmations::setcap(&ctx, user, &a),
         Command::Approve(a) => confirmations::approve_command(&ctx, user, &a).await,
         Command::Deny(a) => confirmations::deny(&ctx, user, &a),
+        Command::Rollback(a) => match a.trim() {
+            "" => ctx.orch.ask_rollback(None).await,
+            n => match n.parse::<u32>() {
+                Ok(n) => ctx.orch.ask_rollback(Some(n)).await,
+                Err(_) => format!(
+                    "/rollback takes a generation number, e.g. /rollback 3 (or nothing, for the previous one); {:?} is not one.",
+                    vigil_protocol::truncate(n)
+                ),
+            },
+        },
     };
     let sent = bot.send_message(msg.chat.id, clip(&answer)).await?;
     // A phrase asked by this command: its question is the message just sent.
@@ -418,7 +428,9 @@ async fn announce_confirmations(bot: BotClient, ctx: Arc<Ctx>) {
             // No buttons: what is answered in the approver's chat, and phrase confirmations.
             let buttons = !(matches!(
                 row.confirmation.kind,
-                ConfirmationKind::SignerApproval | ConfirmationKind::ImportKeys
+                ConfirmationKind::SignerApproval
+                    | ConfirmationKind::ImportKeys
+                    | ConfirmationKind::ApplyChange
             ) || row.confirmation.kind.needs_phrase());
             let mut unreachable = false;
             for &op in &ctx.config.operators {
