@@ -42,6 +42,15 @@ pub struct ConfigBuilder {
     agents: Vec<AgentSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     telegram: Option<TelegramSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generations: Option<GenerationsSpec>,
+}
+
+/// The `[generations]` table: a short health window for tests.
+#[derive(Clone, Copy, Debug, Serialize)]
+struct GenerationsSpec {
+    health_window_secs: u32,
+    min_errors: u32,
 }
 
 /// The `[hyperliquid]` table's keeper settings.
@@ -153,7 +162,18 @@ impl ConfigBuilder {
             providers: BTreeMap::new(),
             agents: Vec::new(),
             telegram: None,
+            generations: None,
         }
+    }
+
+    /// Configuration generations (`[generations]`, beside the state), each new one watched
+    /// for `health_window_secs`; an error spike needs at least 3 errors.
+    pub fn generations(mut self, health_window_secs: u32) -> ConfigBuilder {
+        self.generations = Some(GenerationsSpec {
+            health_window_secs,
+            min_errors: 3,
+        });
+        self
     }
 
     /// How many decisions may run at once (`max_concurrent_decisions`; else the default).
@@ -403,6 +423,12 @@ impl AgentSpec {
     pub fn provider(mut self, provider: &str, model: &str) -> AgentSpec {
         self.provider = provider.to_owned();
         self.model = model.to_owned();
+        self
+    }
+
+    /// Another system prompt (e.g. to make a configuration change that is not a schedule).
+    pub fn prompt(mut self, prompt: &str) -> AgentSpec {
+        self.system_prompt = prompt.to_owned();
         self
     }
 

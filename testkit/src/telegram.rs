@@ -131,15 +131,20 @@ impl Emulator {
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
-        self.http
-            .post(format!("{}{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        let send = || {
+            self.http
+                .post(format!("{}{path}", self.url))
+                .json(&body)
+                .send()
+        };
+        // Node closes an idle keep-alive connection after 5 s; a request sent on it just then
+        // is reset before the emulator reads it. Once, on a fresh connection, is safe.
+        let sent = match send().await {
+            Ok(r) => r,
+            Err(e) if e.is_request() || e.is_connect() => send().await.unwrap(),
+            Err(e) => panic!("{path}: {e}"),
+        };
+        sent.json().await.unwrap()
     }
 
     /// `user` sends `text` in their private chat with the bot.

@@ -204,7 +204,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let mut restart = false;
         tokio::select! {
             () = Arc::clone(&orchestrator).run() => {}
-            () = orchestrator.restart_requested() => {
+            // The agents, the chores and the bot keep running for a moment, so that what the
+            // switch told the operator (why, and what comes back) is sent before the restart.
+            () = async {
+                orchestrator.restart_requested().await;
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            } => {
                 tracing::info!("switching generation: restarting on the current one");
                 restart = true;
             }
@@ -216,8 +221,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             _ = term.recv() => tracing::info!("SIGTERM; stopping"),
         }
         if restart {
-            // Let the bot send what was queued (why the switch happens) before the restart.
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             let _ = sd_notify::notify(&[NotifyState::Reloading]);
             return Ok(true);
         }

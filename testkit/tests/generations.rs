@@ -1,0 +1,314 @@
+//! Issue 20, "Rollback, three layers", on the real daemons: the `vigil-orchestrator` daemon
+//! with `[generations]`, its bot on a Bot API emulator, the real confined signer, and (for
+//! `/rollback`) the `vigil-approver` daemon with its own bot. A changed system configuration
+//! becomes a new generation; one that stays healthy passes its window, one whose every
+//! decision errors is rolled back on its own and the operator is told why; `/rollback` asks
+//! for the operator's code in the approver's chat, a wrong code does nothing, the right one
+//! brings generation N-1's files back byte for byte and the state from before N, with every
+//! fact since kept.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use vigil_orchestrator::generations::{CONFIG_FILE, Generations, Health, SNAPSHOT_FILE};
+use vigil_orchestrator::{GenerationSettings, unix_now};
+use vigil_testkit::daemon::BotToken;
+use vigil_testkit::operator::fresh_step;
+use vigil_testkit::telegram::{Chat, OPERATOR};
+use vigil_testkit::{AgentSpec, SOL, Scenario, Script, require_root};
+
+fn generations_of(state: &Path) -> Generations {
+    Generations::open(&GenerationSettings {
+        dir: state.parent().unwrap().join("generations"),
+        keep: 20,
+        health_window_secs: 1,
+        error_spike_multiple: 3,
+        min_errors: 3,
+    })
+    .unwrap()
+}
+
+/// The rows of `table` (every column, as text) in the SQLite file `db`, sorted, limited by
+/// `filter` (an SQL condition).
+fn table_rows(db: &Path, table: &str, filter: &str) -> Vec<String> {
+    let c = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let cols: Vec<String> = c
+        .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let expr = cols
+        .iter()
+        .map(|c| format!("quote({c})"))
+        .collect::<Vec<_>>()
+        .join(" || '|' || ");
+    let mut rows: Vec<String> = c
+        .prepare(&format!("SELECT {expr} FROM {table} WHERE {filter}"))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Waits (up to `secs`) until the state holds at least `n` decisions at or after `since`.
+async fn decisions_since(state: &Path, since: u64, n: i64, secs: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let c =
+            Connection::open_with_flags(state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let got: i64 = c
+            .query_row(
+                "SELECT count(*) FROM decisions WHERE ts >= ?1",
+                [since as i64],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        if got >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{got} decisions since {since}, wanted {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_generation_passes_and_one_whose_decisions_all_error_is_rolled_back() {
+    let world = Scenario::trader(10 * SOL)
+        .telegram()
+        .script(Script::holding(&["trader"]))
+        .start()
+        .await;
+    let state = world.state_path();
+    let base = world.config().generations(4);
+    let config = |prompt: &str| {
+        base.clone()
+            .agent(AgentSpec::new("trader").every(1).prompt(prompt))
+    };
+    let mut orch = Chat::new(world.emulator(), OPERATOR);
+
+    // Generation 1, seeded from the system file; a few decisions for the window before.
+    let daemon = world.daemon(&config("Hold."), BotToken::Given);
+    orch.expect("generation 1 seeded").await;
+    decisions_since(&state, 0, 5, 30).await;
+    let g = generations_of(&state);
+    assert_eq!(g.current().unwrap(), Some(1));
+    assert_eq!(
+        g.health(1).unwrap(),
+        None,
+        "the first generation has nothing to roll back to"
+    );
+
+    // A changed system file (a NixOS switch): generation 2, watched 4 s, passes.
+    drop(daemon);
+    let daemon = world.daemon(&config("Hold, and say why."), BotToken::Given);
+    orch.expect("generation 2 made from the changed system configuration")
+        .await;
+    let passed = orch.expect("generation 2 passed its health check").await;
+    assert!(passed.text.contains("signer answering"), "{}", passed.text);
+    assert!(matches!(g.health(2).unwrap(), Some(Health::Passed { .. })));
+    let two = g.files(2).unwrap();
+
+    // Generation 3: its provider cannot be reached, so every decision errors.
+    drop(daemon);
+    let broken = base
+        .clone()
+        .openai("down", "http://127.0.0.1:9")
+        .agent(AgentSpec::new("trader").every(1).provider("down", "m"));
+    let daemon = world.daemon(&broken, BotToken::Given);
+    orch.expect("generation 3 made from the changed system configuration")
+        .await;
+    let failed = orch.expect("generation 3 FAILED its health check").await;
+    assert!(failed.text.contains("error spike"), "{}", failed.text);
+    assert!(
+        failed.text.contains("Rolling back to generation 2"),
+        "{}",
+        failed.text
+    );
+    let pid = daemon.pid();
+    let back = orch.expect("rolled back from generation 3 to 2").await;
+    assert!(
+        back.text.contains("failed its health check"),
+        "{}",
+        back.text
+    );
+    // The same process (it re-executed itself), now on generation 2's files.
+    assert_eq!(daemon.pid(), pid);
+    assert_eq!(g.current().unwrap(), Some(2));
+    assert_eq!(g.files(2).unwrap(), two);
+    match g.health(3).unwrap() {
+        Some(Health::Failed { why, .. }) => assert!(why.starts_with("error spike"), "{why}"),
+        other => panic!("generation 3's verdict: {other:?}"),
+    }
+    // It runs again: decisions flow on generation 2 after the restart.
+    let now = unix_now();
+    decisions_since(&state, now, 2, 30).await;
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_in_the_bot_needs_the_code_at_the_approver_and_restores_generation_n_minus_1_exactly()
+ {
+    if !require_root("a second uid for the approver") {
+        return;
+    }
+    let world = Scenario::trader(10 * SOL)
+        .telegram()
+        .approver()
+        .script(Script::holding(&["trader"]))
+        .start()
+        .await;
+    let state = world.state_path();
+    // A long window: only /rollback switches here.
+    let base = world.config().generations(3600);
+    let first = base
+        .clone()
+        .agent(AgentSpec::new("trader").every(1).prompt("Hold."));
+    let mut orch = Chat::new(world.emulator(), OPERATOR);
+    let daemon = world.daemon(&first, BotToken::Given);
+    orch.expect("generation 1 seeded").await;
+    decisions_since(&state, 0, 3, 30).await;
+    let g = generations_of(&state);
+    let one = g.files(1).unwrap();
+    assert_eq!(one[CONFIG_FILE], first.to_toml().into_bytes());
+
+    drop(daemon);
+    let second = base.clone().agent(
+        AgentSpec::new("trader")
+            .every(1)
+            .prompt("Hold, generation two."),
+    );
+    let daemon = world.daemon(&second, BotToken::Given);
+    orch.expect("generation 2 made").await;
+    let started_two = unix_now();
+    decisions_since(&state, started_two, 3, 30).await;
+    let snapshot: PathBuf = g.dir().join("2").join(SNAPSHOT_FILE);
+
+    // /rollback: the signer puts it to the operator at the approver, digest and all.
+    let asked = orch.ask("/rollback", "needs your code").await;
+    assert!(
+        asked.text.contains("from generation 2 to 1"),
+        "{}",
+        asked.text
+    );
+    let digest = g.meta(1).unwrap().digest;
+    assert!(asked.text.contains(&digest), "{}", asked.text);
+    let approver_bot = world.approver_bot();
+    let mut appr = Chat::new(approver_bot, OPERATOR);
+    let shown = appr.expect("APPLY CHANGE (rollback)").await;
+    assert!(
+        shown.text.contains("generation 1") && shown.text.contains(&digest),
+        "{}",
+        shown.text
+    );
+
+    // A wrong code does nothing.
+    let operator = world.operator();
+    approver_bot
+        .send_reply(
+            OPERATOR,
+            operator.wrong_code().expose_digits(),
+            Some(&shown),
+        )
+        .await;
+    appr.expect("Refused by the signer").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        g.current().unwrap(),
+        Some(2),
+        "a wrong code switched nothing"
+    );
+    assert!(g.pending().unwrap().is_none());
+
+    // The right code: back to generation 1, in the same process.
+    let pid = daemon.pid();
+    let t = fresh_step(8);
+    approver_bot
+        .send_reply(OPERATOR, operator.code_at(t).expose_digits(), Some(&shown))
+        .await;
+    orch.expect("rolling back from generation 2 to 1").await;
+    let done = orch.expect("rolled back from generation 2 to 1").await;
+    assert_eq!(daemon.pid(), pid);
+    drop(daemon);
+
+    // Generation 1's files, byte for byte, are what runs.
+    assert_eq!(g.current().unwrap(), Some(1));
+    assert_eq!(g.files(1).unwrap(), one);
+    assert_eq!(
+        std::fs::read(g.current_config_path()).unwrap(),
+        one[CONFIG_FILE]
+    );
+    assert!(matches!(
+        g.health(2).unwrap(),
+        Some(Health::RolledBack { .. })
+    ));
+    // The state: the snapshot's decisions and memory, exactly (what gen 2 wrote is gone;
+    // what gen 1 wrote after the restart is newer than the rollback), and every fact of the
+    // replaced state kept.
+    let replaced: PathBuf = done
+        .text
+        .split("kept at ")
+        .nth(1)
+        .map(|s| PathBuf::from(s.trim_end_matches('.')))
+        .expect("the message names the replaced state");
+    assert!(replaced.exists(), "{}", replaced.display());
+    let restored_at: u64 = replaced
+        .to_string_lossy()
+        .rsplit("replaced-")
+        .next()
+        .and_then(|t| t.parse().ok())
+        .expect("the replaced state is named by the restore's time");
+    for table in ["decisions", "memory"] {
+        assert_eq!(
+            table_rows(&state, table, &format!("ts < {restored_at}")),
+            table_rows(&snapshot, table, "1"),
+            "{table} is the snapshot's"
+        );
+    }
+    // What generation 2 decided (in the replaced state, not in the snapshot) is gone.
+    let snap_rows = table_rows(&snapshot, "decisions", "1");
+    let restored_rows = table_rows(&state, "decisions", "1");
+    let of_two: Vec<String> = table_rows(&replaced, "decisions", &format!("ts < {restored_at}"))
+        .into_iter()
+        .filter(|r| !snap_rows.contains(r))
+        .collect();
+    assert!(of_two.len() >= 3, "generation 2 decided: {of_two:?}");
+    assert!(
+        of_two.iter().all(|r| !restored_rows.contains(r)),
+        "generation 2's decisions are gone"
+    );
+    for table in [
+        "agents",
+        "executions",
+        "settings",
+        "pending_confirmations",
+        "paper_fills",
+        "cost_ledger",
+    ] {
+        let restored = table_rows(&state, table, "1");
+        for row in table_rows(&replaced, table, "1") {
+            assert!(restored.contains(&row), "{table} lost {row}");
+        }
+    }
+    // The apply_change confirmation itself is a fact: it is in the restored state, approved.
+    let c =
+        Connection::open_with_flags(&state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let status: String = c
+        .query_row(
+            "SELECT status FROM pending_confirmations WHERE kind = 'apply_change'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(status, "approved");
+}
