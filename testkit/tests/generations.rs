@@ -16,6 +16,7 @@ use rusqlite::Connection;
 use vigil_orchestrator::generations::{CONFIG_FILE, Generations, Health, SNAPSHOT_FILE};
 use vigil_orchestrator::{GenerationSettings, unix_now};
 use vigil_testkit::daemon::BotToken;
+use vigil_testkit::host::binary;
 use vigil_testkit::operator::fresh_step;
 use vigil_testkit::telegram::{Chat, OPERATOR};
 use vigil_testkit::{AgentSpec, SOL, Scenario, Script, require_root};
@@ -154,6 +155,123 @@ async fn a_healthy_generation_passes_and_one_whose_decisions_all_error_is_rolled
     let now = unix_now();
     decisions_since(&state, now, 2, 30).await;
     drop(daemon);
+
+    // What the operator reads on the command line.
+    let config_path = state.parent().unwrap().join("orchestrator.toml");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(binary("vigil-orchestrator"))
+            .arg("--config")
+            .arg(&config_path)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let list = cli(&["generations", "list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    assert!(
+        lines[1].starts_with("*   2") && lines[1].contains("passed"),
+        "{list}"
+    );
+    assert!(
+        lines[2].starts_with("    3") && lines[2].contains("failed"),
+        "{list}"
+    );
+    let show: serde_json::Value =
+        serde_json::from_str(&cli(&["generations", "show", "3"])).unwrap();
+    assert_eq!(show["meta"]["parent"], 2);
+    assert_eq!(show["health"]["state"], "failed");
+    let diff = cli(&["generations", "diff", "2", "3"]);
+    assert!(
+        diff.contains("~ orchestrator.toml") && diff.contains("+ [providers.down]"),
+        "{diff}"
+    );
+}
+
+#[test]
+fn migrate_down_names_what_it_drops_and_the_daemon_refuses_a_newer_state() {
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state.sqlite3");
+    drop(vigil_orchestrator::Store::open(&state).unwrap());
+    Connection::open(&state)
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO agents VALUES ('trader', 1);
+             INSERT INTO deputy_orders (agent, ts) VALUES ('trader', 2);
+             INSERT INTO memory (agent, ts, text) VALUES ('trader', 2, 'kept');",
+        )
+        .unwrap();
+    let migrate = |extra: &[&str]| {
+        std::process::Command::new(binary("vigil-orchestrator"))
+            .args(["migrate", "--down-to", "5", "--state"])
+            .arg(&state)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let version = || -> i64 {
+        Connection::open(&state)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    };
+    let refused = migrate(&[]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("would drop data: deputy_orders (1 rows)") && err.contains("--drop-data"),
+        "{err}"
+    );
+    assert_eq!(version(), 9, "nothing changed");
+    let out = migrate(&["--drop-data"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("schema 6 -> 5: drops deputy_orders (1 rows)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("schema 9 -> 8: drops decision_days (0 rows)"),
+        "{said}"
+    );
+    assert_eq!(version(), 5);
+    let kept: String = Connection::open(&state)
+        .unwrap()
+        .query_row("SELECT text FROM memory", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, "kept");
+
+    // A state newer than the code: the daemon refuses it and says what to do.
+    Connection::open(&state)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let config = vigil_testkit::ConfigBuilder::new(&work.path().join("signer.sock"), &state)
+        .scripted(&work.path().join("script.json"))
+        .agent(AgentSpec::new("trader"))
+        .write(&work.path().join("orchestrator.toml"));
+    let out = std::process::Command::new(binary("vigil-orchestrator"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("schema version 99, this orchestrator supports up to 9")
+            && err.contains("migrate --down-to 9"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,6 +55,19 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Takes the state down to an older schema, so an older orchestrator can start on it.
+    /// Names what each step drops first; refuses to drop rows unless `--drop-data` is given.
+    Migrate {
+        /// The schema version to go down to (1 to the file's).
+        #[arg(long)]
+        down_to: u32,
+        /// The state file (the config's `state_db`); stop the daemon first.
+        #[arg(long)]
+        state: PathBuf,
+        /// Drop the rows the steps name (take a snapshot first: `vigil-orchestrator snapshot`).
+        #[arg(long)]
+        drop_data: bool,
+    },
     /// The configuration generations of `[generations]` in the config.
     Generations {
         #[command(subcommand)]
@@ -111,6 +124,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             serde_json::json!({"ok": true, "out": snap.path, "bytes": snap.bytes, "tables": tables})
         );
         return Ok(());
+    }
+    if let Some(Command::Migrate {
+        down_to,
+        state,
+        drop_data,
+    }) = &cli.command
+    {
+        return migrate_down(state, *down_to, *drop_data);
     }
     if let Some(Command::Generations { what }) = &cli.command {
         return generations_command(&cli.config, what);
@@ -297,6 +318,40 @@ fn current_generation(
         );
     }
     Ok((config, g, lines))
+}
+
+/// `vigil-orchestrator migrate --down-to K --state FILE [--drop-data]`.
+fn migrate_down(state: &std::path::Path, to: u32, drop_data: bool) -> anyhow::Result<()> {
+    let from =
+        Store::file_schema_version(state).with_context(|| format!("state {}", state.display()))?;
+    let plan = Store::down_plan(state, to).with_context(|| format!("state {}", state.display()))?;
+    for line in &plan {
+        println!(
+            "schema {} -> {}: drops {} ({} rows)",
+            line.from_version,
+            line.from_version - 1,
+            line.what,
+            line.rows
+        );
+    }
+    let losing: Vec<String> = plan
+        .iter()
+        .filter(|l| l.rows > 0)
+        .map(|l| format!("{} ({} rows)", l.what, l.rows))
+        .collect();
+    if !losing.is_empty() && !drop_data {
+        anyhow::bail!(
+            "going down from schema {from} to {to} would drop data: {}. Nothing was changed. Take a snapshot first (vigil-orchestrator snapshot --state {} --out <file>), then run again with --drop-data",
+            losing.join(", "),
+            state.display()
+        );
+    }
+    Store::migrate_down(state, to).with_context(|| format!("state {}", state.display()))?;
+    println!(
+        "the state {} is at schema {to} (was {from})",
+        state.display()
+    );
+    Ok(())
 }
 
 /// `vigil-orchestrator generations ...`.

@@ -72,6 +72,10 @@ CREATE TABLE paper_aave_interest (
 ) STRICT;
 "#;
 
+/// Back from version 8: the paper Aave book goes.
+pub(super) const V8_DOWN: &str =
+    "DROP TABLE paper_aave_interest; DROP TABLE paper_aave_fills; DROP TABLE paper_aave_positions;";
+
 /// Aave's year, seconds (`SECONDS_PER_YEAR` of its `MathUtils`).
 pub const SECONDS_PER_YEAR: u64 = 31_536_000;
 /// 10^27: a rate of one ray is 100 % a year.

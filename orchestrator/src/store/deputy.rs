@@ -39,6 +39,10 @@ CREATE TABLE deputy_orders (
 CREATE INDEX deputy_orders_by_agent ON deputy_orders (agent, ts);
 "#;
 
+/// Back from version 6: the deputies' risk state and order log go.
+pub(super) const V6_DOWN: &str =
+    "DROP INDEX deputy_orders_by_agent; DROP TABLE deputy_orders; DROP TABLE deputy_risk;";
+
 /// A deputy's stored risk state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeputyRow {

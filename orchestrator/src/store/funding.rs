@@ -37,6 +37,11 @@ CREATE TABLE perp_funding (
 ) STRICT;
 "#;
 
+/// Back from version 7: the funding records and the positions' funding columns go.
+pub(super) const V7_DOWN: &str = "DROP TABLE perp_funding;
+ALTER TABLE perp_positions DROP COLUMN opened_at;
+ALTER TABLE perp_positions DROP COLUMN funding;";
+
 /// One funding hour in seconds.
 pub(crate) const FUNDING_HOUR_SECS: u64 = 3_600;
 

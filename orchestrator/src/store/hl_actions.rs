@@ -41,6 +41,9 @@ CREATE TABLE hl_actions (
 CREATE INDEX hl_actions_by_agent ON hl_actions (agent, network, kind, state);
 "#;
 
+/// Back from version 5: the Hyperliquid action journal goes.
+pub(super) const V5_DOWN: &str = "DROP INDEX hl_actions_by_agent; DROP TABLE hl_actions;";
+
 /// The longest venue answer kept in a row.
 const MAX_ANSWER_CHARS: usize = 300;
 

@@ -4,9 +4,16 @@
 //! `BEGIN IMMEDIATE` transaction together with the `user_version` bump, so a crash leaves
 //! the file at the old or the new version, never between. Two processes opening the same
 //! file at once serialise on the write lock, and the second sees the work already done.
-//! A file whose version is above the number of [`MIGRATIONS`] is refused: we never downgrade.
+//! A file whose version is above the number of [`MIGRATIONS`] is refused (the daemon never
+//! downgrades on its own).
 //!
-//! Append new migrations at the end; never edit one that has shipped.
+//! Every migration from version 2 on has its way back beside it (`V<n>_DOWN`, listed in
+//! [`DOWNS`] with what it drops): `vigil-orchestrator migrate --down-to K` runs them newest
+//! first, one transaction each with the `user_version` step, so an older orchestrator can
+//! start on the data. A test checks that for every K the schema after going down equals a
+//! fresh file migrated up to K only, and that the kept tables' rows survive.
+//!
+//! Append new migrations at the end, each with its down step; never edit one that has shipped.
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -145,6 +152,152 @@ CREATE INDEX evm_in_flight ON evm_transactions (network, address, nonce)
     WHERE state IN ('sent', 'pending');
 "#;
 
+/// Back from version 2: the buttons' tokens go.
+const V2_DOWN: &str = "ALTER TABLE pending_confirmations DROP COLUMN button_token;";
+
+/// Back from version 3: the EVM transaction journal goes.
+const V3_DOWN: &str = "DROP INDEX evm_in_flight; DROP TABLE evm_transactions;";
+
+/// What a down step drops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dropped {
+    /// A whole table, its rows with it.
+    Table(&'static str),
+    /// A column of a kept table, its values with it.
+    Column(&'static str, &'static str),
+}
+
+/// The down steps: `DOWNS[i]` takes the file from version `i + 2` to `i + 1`, and drops what
+/// it lists. Version 1 (the first schema) has no way down: below it there is no state.
+const DOWNS: &[(&str, &[Dropped])] = &[
+    (
+        V2_DOWN,
+        &[Dropped::Column("pending_confirmations", "button_token")],
+    ),
+    (V3_DOWN, &[Dropped::Table("evm_transactions")]),
+    (
+        super::perps::V4_DOWN,
+        &[
+            Dropped::Table("perp_fills"),
+            Dropped::Table("perp_positions"),
+        ],
+    ),
+    (super::hl_actions::V5_DOWN, &[Dropped::Table("hl_actions")]),
+    (
+        super::deputy::V6_DOWN,
+        &[
+            Dropped::Table("deputy_orders"),
+            Dropped::Table("deputy_risk"),
+        ],
+    ),
+    (
+        super::funding::V7_DOWN,
+        &[
+            Dropped::Table("perp_funding"),
+            Dropped::Column("perp_positions", "opened_at"),
+            Dropped::Column("perp_positions", "funding"),
+        ],
+    ),
+    (
+        super::aave_paper::V8_DOWN,
+        &[
+            Dropped::Table("paper_aave_interest"),
+            Dropped::Table("paper_aave_fills"),
+            Dropped::Table("paper_aave_positions"),
+        ],
+    ),
+    (
+        super::retention::V9_DOWN,
+        &[Dropped::Table("decision_days")],
+    ),
+];
+
+/// One thing a down migration drops, and how many rows held it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DropLine {
+    /// The step: from this version to the one below.
+    pub from_version: u32,
+    /// The table, or `table.column`.
+    pub what: String,
+    /// Rows whose data goes with it.
+    pub rows: u64,
+}
+
+/// What `migrate --down-to` would drop (or dropped), step by step.
+pub(super) fn down_plan(conn: &Connection, to: u32) -> Result<Vec<DropLine>, StoreError> {
+    let from = user_version(conn)?;
+    check_down(from, to)?;
+    let mut out = Vec::new();
+    for version in ((to + 1)..=from).rev() {
+        let (_, dropped) = down_step(version)?;
+        for d in dropped {
+            let (table, what): (&str, String) = match d {
+                Dropped::Table(t) => (*t, (*t).to_owned()),
+                Dropped::Column(t, c) => (*t, format!("{t}.{c}")),
+            };
+            let rows: i64 =
+                conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+            out.push(DropLine {
+                from_version: version,
+                what,
+                rows: u64::try_from(rows).unwrap_or(0),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Takes the file down to version `to`, newest step first, one transaction per step.
+pub(super) fn migrate_down(conn: &Connection, to: u32) -> Result<(), StoreError> {
+    let from = user_version(conn)?;
+    check_down(from, to)?;
+    // A dropped table may be named by another's foreign key only among those dropped in the
+    // same step; the check stays off while a step rebuilds a table (DROP COLUMN).
+    conn.pragma_update(None, "foreign_keys", false)?;
+    for version in ((to + 1)..=from).rev() {
+        let (sql, _) = down_step(version)?;
+        let tx = begin_immediate(conn)?;
+        if user_version(&tx)? != version {
+            return Err(StoreError::Corrupt(format!(
+                "the state changed version while going down (expected {version}); run the command again"
+            )));
+        }
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version - 1)?;
+        tx.commit()?;
+    }
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+fn down_step(version: u32) -> Result<(&'static str, &'static [Dropped]), StoreError> {
+    usize::try_from(version)
+        .ok()
+        .and_then(|v| v.checked_sub(2))
+        .and_then(|i| DOWNS.get(i))
+        .copied()
+        .ok_or_else(|| StoreError::Corrupt(format!("no down migration from version {version}")))
+}
+
+fn check_down(from: u32, to: u32) -> Result<(), StoreError> {
+    let newest = u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX);
+    if from > newest {
+        return Err(StoreError::NewerSchema {
+            found: from,
+            supported: newest,
+        });
+    }
+    if to == 0 || to > from {
+        return Err(StoreError::InvalidInput {
+            what: "--down-to",
+            why: format!(
+                "is {to}, but the state is at version {from}: give a version from 1 to {from}"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The migrations in order; `MIGRATIONS[i]` moves the file from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
     V1,
@@ -216,6 +369,128 @@ fn check_not_newer(found: u32, supported: u32) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `sqlite_master` of `conn`, each statement's whitespace collapsed (a dropped column
+    /// leaves its neighbours' spacing), sorted.
+    fn schema(conn: &Connection) -> Vec<(String, String, String)> {
+        let mut rows: Vec<(String, String, String)> = conn
+            .prepare("SELECT type, name, ifnull(sql, '') FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for row in &mut rows {
+            let flat = row.2.split_whitespace().collect::<Vec<_>>().join(" ");
+            row.2 = flat
+                .replace(" ,", ",")
+                .replace("( ", "(")
+                .replace(" )", ")");
+        }
+        rows.sort();
+        rows
+    }
+
+    /// One row in every table the first schema has, and in the perpetual positions.
+    fn fill(conn: &Connection) {
+        conn.execute_batch(
+            "INSERT INTO agents VALUES ('trader', 1);
+             INSERT INTO decisions (agent, ts, prompt_digest, reply, reply_truncated, outcome)
+                 VALUES ('trader', 2, 'd', 'r', 0, 'held');
+             INSERT INTO memory (agent, ts, text) VALUES ('trader', 2, 'm');
+             INSERT INTO paper_fills (agent, ts, asset, delta, note) VALUES ('trader', 2, 'SOL', '5', 'n');
+             INSERT INTO paper_positions VALUES ('trader', 'SOL', '5');
+             INSERT INTO executions (idempotency_key, claimed_at) VALUES ('k', 2);
+             INSERT INTO cost_ledger (agent, ts, micros, prompt_tokens, completion_tokens, model)
+                 VALUES ('trader', 2, 1, 1, 1, 'm');
+             INSERT INTO settings VALUES ('s', 'v');
+             INSERT INTO pending_confirmations
+                 (kind, summary, payload_json, idempotency_key, created_at, expires_at)
+                 VALUES ('move_funds', 's', '{}', 'c', 1, 2);",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn every_down_step_gives_the_schema_of_a_file_migrated_up_to_it_and_keeps_the_rest() {
+        assert_eq!(
+            DOWNS.len() + 1,
+            MIGRATIONS.len(),
+            "every migration from 2 on has its down step"
+        );
+        for k in 1..SCHEMA_VERSION {
+            let conn = Connection::open_in_memory().unwrap();
+            migrate(&conn).unwrap();
+            fill(&conn);
+            let kept = [
+                "agents",
+                "decisions",
+                "memory",
+                "paper_fills",
+                "executions",
+                "settings",
+            ];
+            let before: Vec<i64> = kept
+                .iter()
+                .map(|t| {
+                    conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                        .unwrap()
+                })
+                .collect();
+            let plan = down_plan(&conn, k).unwrap();
+            // What goes is named, with its rows.
+            if k < 2 {
+                assert!(
+                    plan.iter()
+                        .any(|l| l.what == "pending_confirmations.button_token" && l.rows == 1),
+                    "{plan:?}"
+                );
+            }
+            migrate_down(&conn, k).unwrap();
+            assert_eq!(user_version(&conn).unwrap(), k);
+            let fresh = Connection::open_in_memory().unwrap();
+            apply(&fresh, &MIGRATIONS[..k as usize]).unwrap();
+            assert_eq!(schema(&conn), schema(&fresh), "down to {k}");
+            let after: Vec<i64> = kept
+                .iter()
+                .map(|t| {
+                    conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(before, after, "down to {k}: the kept tables' rows");
+            let v: String = conn
+                .query_row("SELECT delta FROM paper_fills", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, "5");
+            // And it goes up again from there.
+            migrate(&conn).unwrap();
+            assert_eq!(
+                schema(&conn),
+                schema(&{
+                    let c = Connection::open_in_memory().unwrap();
+                    migrate(&c).unwrap();
+                    c
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn going_down_is_refused_below_1_above_the_file_and_from_a_newer_file() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        for to in [0, SCHEMA_VERSION + 1] {
+            let err = migrate_down(&conn, to).unwrap_err().to_string();
+            assert!(err.contains("--down-to"), "{err}");
+        }
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        assert!(matches!(
+            migrate_down(&conn, 3),
+            Err(StoreError::NewerSchema { .. })
+        ));
+    }
 
     #[test]
     fn fresh_database_reaches_the_current_version_and_has_every_table() {

@@ -39,6 +39,7 @@ mod health;
 mod hl_actions;
 pub use health::WindowCounts;
 mod migrations;
+pub use migrations::DropLine;
 mod perps;
 mod retention;
 
@@ -85,7 +86,9 @@ pub enum StoreError {
     /// The file was written by a newer orchestrator; we never downgrade a schema.
     #[error(
         "state database has schema version {found}, this orchestrator supports up to {supported}: \
-         run the newer orchestrator, or restore a backup made by this version (never downgrade)"
+         run the newer orchestrator, or take the state down with the newer orchestrator's \
+         `vigil-orchestrator migrate --down-to {supported} --state <file>` (it names what it drops), \
+         or restore a backup made by this version"
     )]
     NewerSchema {
         /// The `user_version` found in the file.
@@ -169,6 +172,36 @@ impl Store {
         migrations::migrate(&store.conn)?;
         store.ensure_incremental_vacuum()?;
         Ok(store)
+    }
+
+    /// What taking the state file at `path` down to schema `to` would drop, step by step
+    /// (nothing is changed). Refuses a version outside 1 to the file's.
+    pub fn down_plan(path: &Path, to: u32) -> Result<Vec<DropLine>, StoreError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        migrations::down_plan(&conn, to)
+    }
+
+    /// Takes the state file at `path` down to schema `to` (`vigil-orchestrator migrate
+    /// --down-to`): one transaction per step, newest first. The file must not be in use.
+    pub fn migrate_down(path: &Path, to: u32) -> Result<(), StoreError> {
+        if !path.exists() {
+            return Err(StoreError::InvalidInput {
+                what: "--state",
+                why: format!(
+                    "{} does not exist: give the orchestrator's state_db",
+                    path.display()
+                ),
+            });
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        migrations::migrate_down(&conn, to)
+    }
+
+    /// The schema version of the state file at `path`.
+    pub fn file_schema_version(path: &Path) -> Result<u32, StoreError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        migrations::user_version(&conn)
     }
 
     /// An in-memory store with the same schema, for tests.

@@ -45,6 +45,10 @@ CREATE TABLE perp_fills (
 CREATE INDEX perp_fills_by_agent ON perp_fills (agent, mode, network, coin, id);
 "#;
 
+/// Back from version 4: the perpetual positions and fills go (`migrate --down-to 3`).
+pub(super) const V4_DOWN: &str =
+    "DROP INDEX perp_fills_by_agent; DROP TABLE perp_fills; DROP TABLE perp_positions;";
+
 /// One fill to record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewPerpFill<'a> {

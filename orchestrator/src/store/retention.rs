@@ -48,6 +48,9 @@ CREATE TABLE decision_days (
 ) STRICT;
 "#;
 
+/// Back from version 9: the per-day summaries of compacted decisions go.
+pub(super) const V9_DOWN: &str = "DROP TABLE decision_days;";
+
 /// The setting holding when (Unix seconds) the last compaction finished.
 const LAST_COMPACTED: &str = "retention.last_compacted";
 /// Pages given back per `incremental_vacuum` step (4 MiB at the default 4 KiB page).
