@@ -68,7 +68,7 @@ async fn decisions_since(state: &Path, since: u64, n: i64, secs: u64) {
         let got: i64 = c
             .query_row(
                 "SELECT count(*) FROM decisions WHERE ts >= ?1",
-                [since as i64],
+                [i64::try_from(since).unwrap()],
                 |r| r.get(0),
             )
             .unwrap_or(0);
