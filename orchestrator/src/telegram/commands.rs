@@ -481,6 +481,7 @@ mod tests {
             "/positions",
             "/pnl",
             "/risk",
+            "/rollback",
         ] {
             assert!(text.contains(cmd), "{cmd} missing from {text}");
         }
@@ -495,6 +496,8 @@ mod tests {
             Ok(Command::Approve("12 123456".into()))
         );
         assert_eq!(parse("/live trader"), Ok(Command::Live("trader".into())));
+        assert_eq!(parse("/rollback"), Ok(Command::Rollback(String::new())));
+        assert_eq!(parse("/rollback 3"), Ok(Command::Rollback("3".into())));
         assert_eq!(parse("/status@VigilBot"), Ok(Command::Status));
         assert!(parse("/transfer everything").is_err());
         assert!(parse("hello").is_err());
