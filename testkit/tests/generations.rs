@@ -156,6 +156,18 @@ async fn a_healthy_generation_passes_and_one_whose_decisions_all_error_is_rolled
     decisions_since(&state, now, 2, 30).await;
     drop(daemon);
 
+    // Generation 4 does not even start (its provider's replies file is missing): rolled back
+    // at once, before its window ends.
+    let missing = base
+        .clone()
+        .scripted(&state.parent().unwrap().join("no-such-script.json"))
+        .agent(AgentSpec::new("trader").every(1).prompt("Hold."));
+    let daemon = world.daemon(&missing, BotToken::Given);
+    let back = orch.expect("rolled back from generation 4 to 2").await;
+    assert!(back.text.contains("it did not start"), "{}", back.text);
+    assert_eq!(g.current().unwrap(), Some(2));
+    drop(daemon);
+
     // What the operator reads on the command line.
     let config_path = state.parent().unwrap().join("orchestrator.toml");
     let cli = |args: &[&str]| {
@@ -174,7 +186,7 @@ async fn a_healthy_generation_passes_and_one_whose_decisions_all_error_is_rolled
     };
     let list = cli(&["generations", "list"]);
     let lines: Vec<&str> = list.lines().collect();
-    assert_eq!(lines.len(), 3, "{list}");
+    assert_eq!(lines.len(), 4, "{list}");
     assert!(
         lines[1].starts_with("*   2") && lines[1].contains("passed"),
         "{list}"

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use sd_notify::NotifyState;
-use vigil_orchestrator::generations::{self, Generations, restore};
+use vigil_orchestrator::generations::{self, Generations, Health, restore};
 use vigil_orchestrator::{
     Alert, Config, Orchestrator, SIGNER_TIMEOUT, SignerClient, Store, unix_now, watch_from,
 };
@@ -152,7 +152,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("state {}", config.state_db.display()))?;
     let signer = SignerClient::new(&config.signer_socket, SIGNER_TIMEOUT);
     let telegram_config = config.telegram.clone();
-    let mut orchestrator = Orchestrator::new(config, store, signer)?;
+    let mut orchestrator = match Orchestrator::new(config, store, signer) {
+        Ok(o) => o,
+        Err(e) => {
+            if let Some((g, _)) = &generations {
+                fall_back_if_watched(g, &e.to_string())
+                    .context("rolling back the generation that did not start")?;
+            }
+            return Err(e.into());
+        }
+    };
     if let Some((g, settings)) = generations {
         orchestrator.set_generations(g, settings);
     }
@@ -242,7 +251,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             _ = term.recv() => tracing::info!("SIGTERM; stopping"),
         }
         if restart {
-            let _ = sd_notify::notify(&[NotifyState::Reloading]);
+            // The same pid sends READY=1 again once the new generation runs.
+            let _ = sd_notify::notify(&[NotifyState::Status("switching generation: restarting")]);
             return Ok(true);
         }
         // Best effort: the process exits right after anyway.
@@ -252,15 +262,54 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if restarted {
         // Same binary, same arguments, same pid (systemd keeps tracking it): it starts on the
         // generation now current. `exec` returns only on failure.
-        use std::os::unix::process::CommandExt as _;
-        let exe = std::env::current_exe().context("finding this binary to restart it")?;
-        let err = std::process::Command::new(&exe)
-            .args(std::env::args_os().skip(1))
-            .exec();
-        return Err(err)
-            .with_context(|| format!("restarting {} on the new generation", exe.display()));
+        return Err(reexec());
     }
     Ok(())
+}
+
+/// Re-executes this binary with the same arguments (same pid); returns only on failure.
+fn reexec() -> anyhow::Error {
+    use std::os::unix::process::CommandExt as _;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return anyhow::Error::new(e).context("finding this binary to restart it"),
+    };
+    let err = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    anyhow::Error::new(err).context(format!(
+        "restarting {} on the new generation",
+        exe.display()
+    ))
+}
+
+/// A generation still in its health window that does not even start (its configuration does
+/// not load, a provider cannot be built) fails its check at once: its parent and the state
+/// from before it come back, and the daemon restarts on them (this does not return then).
+/// Nothing happens for a generation that is not watched: the caller reports its own error.
+fn fall_back_if_watched(g: &Generations, why: &str) -> anyhow::Result<()> {
+    let Some(n) = g.current()? else {
+        return Ok(());
+    };
+    if !matches!(g.health(n)?, Some(Health::Watching { .. })) {
+        return Ok(());
+    }
+    let why = format!("it did not start: {why}");
+    let to = g.default_target()?;
+    let plan = g.plan_rollback(
+        to,
+        &format!("generation {n} failed its health check: {why}"),
+    )?;
+    g.set_health(
+        n,
+        &Health::Failed {
+            at: unix_now(),
+            why: why.clone(),
+        },
+    )?;
+    g.begin_rollback(&plan)?;
+    tracing::error!("generation {n} {why}; rolling back to generation {to} and restarting");
+    Err(reexec())
 }
 
 /// Finishes a pending rollback, takes in a changed system configuration, and loads the
@@ -308,7 +357,14 @@ fn current_generation(
         });
     }
     let path = g.current_config_path();
-    let config = Config::load(&path).with_context(|| format!("config {}", path.display()))?;
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            fall_back_if_watched(&g, &e.to_string())
+                .context("rolling back the generation that did not start")?;
+            return Err(e).with_context(|| format!("config {}", path.display()));
+        }
+    };
     if config.state_db != system.state_db {
         anyhow::bail!(
             "the current generation's state_db ({}) is not the system configuration's ({}): a generation may not move the state; roll back with `/rollback` or fix {}",
