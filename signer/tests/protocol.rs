@@ -532,3 +532,77 @@ fn a_peer_that_does_not_read_its_answers_is_disconnected() {
     assert!(s.client().call(Op::Hello).unwrap().outcome.is_ok());
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[test]
+fn an_apply_change_is_rendered_with_its_digest_confirmed_only_by_the_approver_and_journaled() {
+    use vigil_protocol::{ConfirmationPurpose, NewConfirmation};
+    let s = Signer::start(&["trader"]);
+    let operator = s.operator();
+    let t = fresh_step(8);
+    let mut c = s.client();
+    let ap = s.approver();
+    let status_of = |c: &mut Client, id: &str| {
+        ok(
+            c.call(Op::RequestStatus(vigil_protocol::RequestStatusRequest {
+                request_id: id.parse().unwrap(),
+            }))
+            .unwrap(),
+        )
+    };
+    let digest = "0123456789abcdef".repeat(4);
+    let asked = ok(c
+        .call(Op::RequestConfirmation(NewConfirmation {
+            purpose: ConfirmationPurpose::ApplyChange {
+                kind: vigil_protocol::ChangeKind::Rollback,
+                generation: 3,
+                digest: digest.parse().unwrap(),
+                summary: "back from generation 4 to 3".parse().unwrap(),
+            },
+            idempotency_key: "apply1".parse().unwrap(),
+        }))
+        .unwrap());
+    let id = asked["request_id"].as_str().unwrap();
+    let item = ap.item(id);
+    assert_eq!(
+        item.summary,
+        format!(
+            "APPLY CHANGE (rollback): the orchestrator switches to generation 3, files SHA-256 {digest}; the orchestrator says: \"back from generation 4 to 3\""
+        )
+    );
+    // The asker cannot answer it, even with a valid code.
+    let (kind, _, _) = err(c
+        .call(Op::Confirm(vigil_protocol::ConfirmRequest {
+            request_id: id.parse().unwrap(),
+            code: operator.code_at(t),
+        }))
+        .unwrap());
+    assert_eq!(kind, "approver_only");
+    assert_eq!(status_of(&mut c, id)["status"], "waiting");
+    // A digest that is not 64 lowercase hex, or a summary with a line break, never parses.
+    for (field, value) in [
+        ("digest", serde_json::json!("ABC")),
+        ("summary", serde_json::json!("two\nlines")),
+    ] {
+        let mut purpose = serde_json::json!({
+            "kind": "apply_change", "change": "rollback", "generation": 3,
+            "digest": digest, "summary": "s",
+        });
+        purpose[field] = value;
+        let payload = serde_json::json!({
+            "v": 1, "id": "x", "op": "request_confirmation",
+            "purpose": purpose, "idempotency_key": format!("bad-{field}"),
+        });
+        let (kind, _, msg) = err(c.call_raw(payload.to_string().as_bytes()).unwrap());
+        assert_eq!(kind, "bad_request", "{field}: {msg}");
+    }
+    // The approver's code grants it, and the journal names the change.
+    let r = ok(ap.answer(id, operator.code_at(t)));
+    assert_eq!(r["confirmed"].as_bool(), Some(true));
+    assert_eq!(status_of(&mut c, id)["status"], "granted");
+    let confirmed = s.audit_events("operator_confirmed");
+    let purpose = confirmed[0]["purpose"].as_str().unwrap();
+    assert!(
+        purpose.starts_with("apply_change rollback 3 0123456789abcdef ("),
+        "{purpose}"
+    );
+}
