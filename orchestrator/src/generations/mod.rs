@@ -458,8 +458,8 @@ impl Generations {
         sync_dir(&self.dir)
     }
 
-    /// Removes the oldest generations beyond `keep`, never the current one, its ancestors'
-    /// nearest (its parent), nor the generation whose snapshot a rollback to the parent needs.
+    /// Removes the oldest generations beyond `keep`, never the current one (whose snapshot a
+    /// rollback to its parent restores) nor its parent (whose files that rollback runs).
     fn prune(&self) -> Result<(), GenerationError> {
         let numbers = self.numbers()?;
         let keep = usize::try_from(self.keep).unwrap_or(usize::MAX);

@@ -163,7 +163,7 @@ fn old_generations_are_pruned_to_keep_but_never_the_current_or_its_parent() {
             .unwrap();
     }
     assert_eq!(g.numbers().unwrap(), vec![4, 5, 6]);
-    // Back to 4 by hand, then two more: 4 (parent of the current 8's line? no: of 7) stays.
+    // Back to 4 by hand, then a new generation: 7's parent 4 is the oldest, and stays.
     g.switch(4).unwrap();
     g.apply(&config_files(50), "branch", &state, 7).unwrap();
     assert_eq!(g.current().unwrap(), Some(7));
