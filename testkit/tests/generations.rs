@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 use vigil_orchestrator::generations::{CONFIG_FILE, Generations, Health, SNAPSHOT_FILE};
-use vigil_orchestrator::{GenerationSettings, unix_now};
+use vigil_orchestrator::{ConfirmationId, GenerationSettings, unix_now};
+use vigil_protocol::ChangeKind;
+use vigil_testkit::approver::signer_id_of;
 use vigil_testkit::daemon::BotToken;
 use vigil_testkit::host::binary;
 use vigil_testkit::operator::fresh_step;
@@ -441,4 +443,99 @@ async fn rollback_in_the_bot_needs_the_code_at_the_approver_and_restores_generat
         )
         .unwrap();
     assert_eq!(status, "approved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_change_applies_only_the_bytes_the_operator_approved() {
+    if !require_root("the approver's uid answers the signer") {
+        return;
+    }
+    let world = Scenario::trader(10 * SOL)
+        .script(Script::holding(&["trader"]))
+        .start()
+        .await;
+    let state = world.state_path();
+    let config = world
+        .config()
+        .generations(600)
+        .agent(AgentSpec::new("trader").every(1));
+    let system = config.write(&state.parent().unwrap().join("orchestrator.toml"));
+    let (mut orch, _) = world.orchestrator(&config);
+    let settings = orch.config().generations.clone().unwrap();
+    let g = Generations::open(&settings).unwrap();
+    assert_eq!(
+        g.adopt_system_config(&system, &state, unix_now()).unwrap(),
+        Some(1)
+    );
+    orch.set_generations(g.clone(), settings);
+    let ap = world.signer.approver();
+    let operator = world.operator();
+    let t = fresh_step(12);
+
+    // A module added: asked with the digest of exactly these files.
+    let mut files = g.files(1).unwrap();
+    files.insert(
+        "modules/momentum.star".into(),
+        b"def decide(): return hold()\n".to_vec(),
+    );
+    let digest = vigil_orchestrator::generations::digest(&files);
+    let asked = orch
+        .ask_apply(ChangeKind::Config, &files, "add the momentum module")
+        .await;
+    assert!(
+        asked.contains("applying generation 2 needs your code"),
+        "{asked}"
+    );
+    let id = signer_id_of(&world.store(), ConfirmationId(1));
+    let item = ap.item(&id);
+    assert!(
+        item.summary.contains("APPLY CHANGE (config)") && item.summary.contains(&digest),
+        "{}",
+        item.summary
+    );
+    // A wrong code: nothing is applied.
+    let _ = ap.answer(&id, operator.wrong_code());
+    orch.follow_operator_requests().await;
+    assert_eq!(g.current().unwrap(), Some(1));
+    // The right code: exactly those bytes are generation 2, and the daemon is told to restart.
+    ap.answer(&id, operator.code_at(t));
+    let lines = orch.follow_operator_requests().await;
+    assert!(
+        lines.iter().any(|l| l.contains("generation 2 applied")),
+        "{lines:?}"
+    );
+    assert_eq!(g.current().unwrap(), Some(2));
+    assert_eq!(g.files(2).unwrap(), files);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), orch.restart_requested())
+            .await
+            .is_ok()
+    );
+
+    // Staged bytes changed after the ask: the code approves a digest, and nothing is applied.
+    let mut more = files.clone();
+    more.insert("modules/carry.star".into(), b"x = 1\n".to_vec());
+    let more_digest = vigil_orchestrator::generations::digest(&more);
+    let asked = orch.ask_apply(ChangeKind::Config, &more, "add carry").await;
+    assert!(asked.contains("applying generation 3"), "{asked}");
+    std::fs::write(
+        g.dir()
+            .join("staged")
+            .join(&more_digest)
+            .join("modules/carry.star"),
+        b"import os\n",
+    )
+    .unwrap();
+    let id = signer_id_of(&world.store(), ConfirmationId(2));
+    ap.answer(&id, operator.code_at(t + 30));
+    let lines = orch.follow_operator_requests().await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("the change was not applied")
+                && l.contains(&format!("not to the {more_digest} you approved"))),
+        "{lines:?}"
+    );
+    assert_eq!(g.current().unwrap(), Some(2));
+    assert_eq!(g.numbers().unwrap(), vec![1, 2]);
 }

@@ -380,13 +380,7 @@ impl Generations {
     ) -> Result<u32, GenerationError> {
         check_files(files)?;
         let parent = self.current()?;
-        let n = self
-            .numbers()?
-            .last()
-            .copied()
-            .unwrap_or(0)
-            .checked_add(1)
-            .ok_or_else(|| GenerationError::TooLarge("generation numbers ran out".into()))?;
+        let n = self.next_number()?;
         let tmp = self.dir.join(format!(".new-{n}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         let built = self.build(&tmp, n, parent, files, reason, state_db, now);
@@ -481,6 +475,74 @@ impl Generations {
             std::fs::remove_dir_all(&path).map_err(io(&path))?;
         }
         sync_dir(&self.dir)
+    }
+
+    /// The number the next applied generation gets.
+    pub fn next_number(&self) -> Result<u32, GenerationError> {
+        self.numbers()?
+            .last()
+            .copied()
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| GenerationError::TooLarge("generation numbers ran out".into()))
+    }
+
+    /// Keeps `files` (checked) under `staged/<digest>/` until the operator's code for that
+    /// digest comes back; their digest. Staging the same files again is a no-op.
+    pub fn stage(&self, files: &Files) -> Result<String, GenerationError> {
+        check_files(files)?;
+        let d = digest(files);
+        let staged = self.dir.join("staged");
+        let dest = staged.join(&d);
+        if dest.is_dir() {
+            return Ok(d);
+        }
+        std::fs::create_dir_all(&staged).map_err(io(&staged))?;
+        let tmp = staged.join(format!(".{d}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let written = (|| {
+            for (rel, bytes) in files {
+                let path = tmp.join(rel);
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(io(dir))?;
+                }
+                write_synced(&path, bytes)?;
+            }
+            sync_tree(&tmp)
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+        sync_dir(&staged)?;
+        Ok(d)
+    }
+
+    /// The staged files of `digest`, read back and checked against it.
+    pub fn staged(&self, digest_hex: &str) -> Result<Files, GenerationError> {
+        let ok = digest_hex.len() == 64 && digest_hex.bytes().all(|b| b.is_ascii_hexdigit());
+        if !ok {
+            return Err(GenerationError::Rollback(format!(
+                "{:?} is not a digest of staged files",
+                vigil_protocol::truncate(digest_hex)
+            )));
+        }
+        let root = self.dir.join("staged").join(digest_hex);
+        if !root.is_dir() {
+            return Err(GenerationError::Rollback(format!(
+                "no files are staged under {digest_hex}: ask for the change again"
+            )));
+        }
+        let mut files = Files::new();
+        read_tree(&root, "", &mut files)?;
+        let found = digest(&files);
+        if found != digest_hex {
+            return Err(GenerationError::Rollback(format!(
+                "the staged files hash to {found}, not to the {digest_hex} you approved: nothing was applied"
+            )));
+        }
+        Ok(files)
     }
 
     /// The generation a rollback from the current one goes to by default: its parent.

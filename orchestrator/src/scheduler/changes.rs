@@ -192,6 +192,45 @@ impl Orchestrator {
         }
     }
 
+    /// Asks the operator's code for applying `files` as the next generation (a configuration
+    /// change; the proposal flow does the same with `ChangeKind::Proposal`): the files are
+    /// staged under their digest, the signer puts `APPLY CHANGE (<kind>)` with that digest to
+    /// the operator, and once the code is accepted exactly those bytes become the generation.
+    /// The answer for the operator.
+    pub async fn ask_apply(&self, kind: ChangeKind, files: &Files, reason: &str) -> String {
+        let Some((generations, _)) = &self.generations else {
+            return "This orchestrator runs without [generations] in its config: nothing can be applied.".into();
+        };
+        let staged = generations
+            .stage(files)
+            .and_then(|d| generations.next_number().map(|n| (d, n)));
+        let (digest, next) = match staged {
+            Ok(s) => s,
+            Err(e) => return format!("Nothing was asked: {e}."),
+        };
+        let summary: String = generations::bounded_text(reason)
+            .chars()
+            .take(vigil_protocol::MAX_CHANGE_SUMMARY_CHARS)
+            .collect();
+        let (Ok(digest_t), Ok(summary)) = (
+            digest.parse::<ChangeDigest>(),
+            summary.parse::<ChangeSummary>(),
+        ) else {
+            return "Nothing was asked: the change needs a one-line reason.".into();
+        };
+        let payload = json!({"reason": generations::bounded_text(reason)});
+        match self
+            .request_apply(kind, next, digest_t, summary, payload)
+            .await
+        {
+            Ok((id, created)) => format!(
+                "#{id}: applying generation {next} needs your code. The signer puts it to you as:\n{}\nConfirm it in the approver's chat. /deny {id} cancels.",
+                created.summary
+            ),
+            Err(e) => format!("The change was not asked: {e}. Nothing changed."),
+        }
+    }
+
     /// What a confirmed `apply_change` does here (called once the signer says granted).
     pub(super) fn apply_change_effect(&self, row: &ConfirmationRow, payload: &Value) -> String {
         let Some((generations, _)) = &self.generations else {
@@ -199,13 +238,8 @@ impl Orchestrator {
         };
         match payload["change"].as_str() {
             Some("rollback") => {}
-            Some(other) => {
-                return format!(
-                    "a {other} change is applied by the flow that asked for it, not from #{}: nothing changed here",
-                    row.id
-                );
-            }
-            None => return "its stored request is unreadable: nothing changed".into(),
+            Some("config" | "proposal") => return self.apply_staged(generations, row, payload),
+            _ => return "its stored request is unreadable: nothing changed".into(),
         }
         let (Some(from), Some(to), Some(digest)) = (
             payload["from"].as_u64().and_then(|n| u32::try_from(n).ok()),
@@ -247,6 +281,43 @@ impl Orchestrator {
                 )
             }
             Err(e) => format!("the rollback did not happen: {e}"),
+        }
+    }
+
+    /// A granted configuration or proposal: the staged files of the approved digest become the
+    /// generation number that was approved, or nothing happens.
+    fn apply_staged(
+        &self,
+        generations: &Generations,
+        row: &ConfirmationRow,
+        payload: &Value,
+    ) -> String {
+        let (Some(n), Some(digest)) = (
+            payload["generation"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok()),
+            payload["digest"].as_str(),
+        ) else {
+            return "its stored request is unreadable: nothing changed".into();
+        };
+        let reason = payload["reason"]
+            .as_str()
+            .unwrap_or("a change approved with your code");
+        let done = (|| {
+            let next = generations.next_number()?;
+            if next != n {
+                return Err(GenerationError::Rollback(format!(
+                    "another generation was applied since (the next is {next}, you approved {n}): nothing changed; ask again"
+                )));
+            }
+            let files = generations.staged(digest)?;
+            self.apply_generation(&files, &format!("{reason} (confirmation #{})", row.id))
+        })();
+        match done {
+            Ok(applied) => format!(
+                "generation {applied} applied (files SHA-256 {digest}); the orchestrator restarts on it and watches its health"
+            ),
+            Err(e) => format!("the change was not applied: {e}"),
         }
     }
 
