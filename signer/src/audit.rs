@@ -1,5 +1,6 @@
-//! The signer's journal: one durable, hash-chained, append-only file (`audit.jsonl`) that is
-//! both the spend ledger and the audit log, so that a signature's record is on disk after a
+//! The signer's journal: a durable, hash-chained, append-only log that is both the spend ledger
+//! and the audit log, written to the live segment `audit.jsonl` (sealed and followed by a new
+//! segment that opens with a checkpoint once it is full: [`segment`]), so that a signature's record is on disk after a
 //! single `fdatasync`, before the signature is released.
 //!
 //! Each line is one JSON object `{"seq":N,"ts":T,"prev":"<hex>","event":<event>,"hash":"<hex>"}`
@@ -7,7 +8,7 @@
 //! exact bytes are defined in [`format`]). Editing, deleting or reordering any entry breaks the
 //! chain at that entry or the next one; [`verify_file`] names the first bad line.
 //!
-//! Life cycle: [`Opened::open`] reads and verifies the whole file (truncating a torn final line
+//! Life cycle: [`Opened::open`] reads and verifies the live segment (truncating a torn final line
 //! left by a crash) without starting any thread, so the signer can confine itself with landlock
 //! first; [`Opened::entries`] then streams the verified entries (the replay at start), and
 //! [`Opened::start`] starts the single writer thread and returns an [`AuditLog`] handle. No
@@ -154,6 +155,9 @@ pub struct Opened<E> {
     anchor: Checkpoint,
     /// Length of the live segment's checkpoint line (0 when it has none).
     anchor_len: u64,
+    /// The sealed segments, oldest first, listed at open (before confinement: no directory
+    /// listing is allowed after it).
+    sealed: Vec<(u64, PathBuf)>,
     /// Where the verified chain ends.
     end: Checkpoint,
     index: stream::Index,
@@ -183,6 +187,7 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
         let io_err = |e| AuditError::Io(path.clone(), e);
         // A rotation cut by a crash is finished or undone first (`segment`).
         segment::recover(dir)?;
+        let sealed = segment::list_sealed(dir).map_err(|e| AuditError::Io(dir.to_path_buf(), e))?;
         let mut options = std::fs::OpenOptions::new();
         options.read(true).append(true).mode(0o600);
         let (file, created) = match options.clone().create_new(true).open(&path) {
@@ -218,6 +223,7 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
             file,
             anchor,
             anchor_len,
+            sealed,
             end,
             index,
             truncated: torn,
@@ -338,8 +344,7 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
 impl<E: Checkpointed> Opened<E> {
     /// As [`Opened::start`], and the journal rotates under `retention` ([`segment`]): the writer
     /// seals the live segment when it is full, opens the next with a checkpoint, and deletes
-    /// old sealed segments. Lists the sealed segments now (before confinement: no directory
-    /// listing is allowed after it).
+    /// old sealed segments (now, too, if the policy says so).
     pub fn start_rotating(
         self,
         key: Option<JournalKey>,
@@ -350,15 +355,15 @@ impl<E: Checkpointed> Opened<E> {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let sealed = segment::list_sealed(&dir).map_err(|e| AuditError::Io(dir.clone(), e))?;
-        let rotator = segment::Rotator::<E> {
+        let mut rotator = segment::Rotator::<E> {
             dir,
             policy: retention,
             written: self.end.offset.saturating_sub(self.anchor_len),
             anchor: self.anchor,
-            sealed,
+            sealed: self.sealed.clone(),
             _event: std::marker::PhantomData,
         };
+        rotator.retain(std::time::SystemTime::now())?;
         self.start_with(key, Some(Box::new(rotator)))
     }
 }
