@@ -440,3 +440,31 @@ fn journal_size_after_a_simulated_month_with_rotation_and_retention() {
     assert_eq!(report.segments, 3);
     assert!(report.rotated_away.is_some());
 }
+
+#[test]
+fn a_missing_live_segment_or_a_stray_next_that_follows_nothing_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    write_rotating(dir.path(), T0, 60, tiny());
+    let live = dir.path().join(AUDIT_FILE);
+    let kept = fs::read(&live).unwrap();
+    // The live segment deleted, sealed ones left: refused, pointing at the backup.
+    fs::remove_file(&live).unwrap();
+    let e = Opened::<Event>::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("is missing") && e.contains("vigil-backup restore"),
+        "{e}"
+    );
+    assert!(!live.exists(), "nothing was created in its place");
+    // A next segment whose checkpoint does not follow the newest sealed one: refused too.
+    let oldest = &list_sealed(dir.path()).unwrap()[0].1;
+    fs::copy(oldest, dir.path().join(segment::NEXT_FILE)).unwrap();
+    let e = Opened::<Event>::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("does not follow the newest sealed segment"),
+        "{e}"
+    );
+    // Put back, it opens.
+    fs::remove_file(dir.path().join(segment::NEXT_FILE)).unwrap();
+    fs::write(&live, kept).unwrap();
+    assert!(Opened::<Event>::open(dir.path()).is_ok());
+}
