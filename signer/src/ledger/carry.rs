@@ -8,7 +8,8 @@
 //! - windowed state, which forgets entries older than its window: spends (24 h), idempotency
 //!   records (48 h), the rate limit (60 s), approvals, grants and operator requests (their
 //!   time limits, bounded at start to [`MAX_TTL_SECS`]), the lockout's daily budget (24 h):
-//!   every entry of the last [`CARRY_WINDOW_SECS`] is carried;
+//!   every entry of the last [`CARRY_WINDOW_SECS`] that a replay reads is carried (refusals
+//!   and `started` entries change no replayed state and are left behind);
 //! - lasting state, which no window forgets: operator caps (the latest per agent, asset and
 //!   cap), pauses (the agent's current one), Hyperliquid nonces (the latest per key), leverage
 //!   (the latest per agent, network and perp) and API wallet registrations (all), the code
@@ -61,6 +62,23 @@ pub(crate) fn expand<'a>(
                 other => vec![other],
             }
         })
+}
+
+/// Whether any replay at start reads this kind of entry. Refusals (`denied`, merged refusals,
+/// a peer's op refused for its role), `started`, `journal_keyed` and checkpoints change no
+/// state a replay rebuilds (the operator-event window keeps `started` and `journal_keyed` by
+/// its own rule), so the window does not carry them: a flood of refusals never makes a
+/// checkpoint large.
+fn replayed(event: &Event) -> bool {
+    !matches!(
+        event,
+        Event::Denied { .. }
+            | Event::RefusalsMerged { .. }
+            | Event::PeerRefused { .. }
+            | Event::Started { .. }
+            | Event::JournalKeyed { .. }
+            | Event::Checkpoint { .. }
+    )
 }
 
 #[derive(Default)]
@@ -142,7 +160,7 @@ impl Picked {
             }
             self.operator.push_back(c.clone());
         }
-        if c.ts.saturating_add(CARRY_WINDOW_SECS) >= now {
+        if c.ts.saturating_add(CARRY_WINDOW_SECS) >= now && replayed(&c.event) {
             self.window.push(c);
         }
     }
