@@ -20,6 +20,7 @@ mod json_fields;
 mod llm;
 mod operator;
 mod pipeline;
+pub mod proposal;
 mod scheduler;
 mod signer_client;
 pub mod snapshot;

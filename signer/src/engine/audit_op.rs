@@ -51,6 +51,10 @@ fn read(log: &audit::AuditLog<crate::ledger::Event>, limit: usize) -> Result<Aud
 fn summary(entry: audit::RawEntry) -> Option<AuditEntrySummary> {
     let mut event: Value = serde_json::from_str(&entry.event).ok()?;
     if let Some(obj) = event.as_object_mut() {
+        // A checkpoint carries up to two days of entries: its summary says how many.
+        if let Some(Value::Array(carried)) = obj.remove("carried") {
+            obj.insert("carried_entries".into(), Value::from(carried.len()));
+        }
         obj.remove("tx");
         if let Some(Value::Array(prior)) = obj.get_mut("prior") {
             for p in prior.iter_mut().filter_map(Value::as_object_mut) {
@@ -93,5 +97,13 @@ mod tests {
             evm.event["prior"],
             serde_json::json!([{"signature": "0xab"}])
         );
+        // A checkpoint's carried entries (up to two days of them) become their count.
+        let cp = summary(raw(
+            r#"{"type":"checkpoint","sealed":{"segment":"audit.x.jsonl","seq":6,"hash":"00","ts":1},"carried":[{"seq":1},{"seq":2}]}"#,
+        ))
+        .unwrap();
+        assert!(cp.event.get("carried").is_none());
+        assert_eq!(cp.event["carried_entries"], 2);
+        assert_eq!(cp.event["sealed"]["seq"], 6);
     }
 }
