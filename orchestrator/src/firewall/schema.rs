@@ -369,7 +369,26 @@ fn parse_one_object(body: &str) -> Result<Vec<(String, Value)>, SchemaError> {
     if !rest.is_empty() {
         return Err(SchemaError::TrailingData(truncate(rest)));
     }
+    for (_, value) in &fields.0 {
+        finite_numbers(value)?;
+    }
     Ok(fields.0)
+}
+
+/// Refuses a number no `f64` holds (`1e400`) as malformed JSON. serde_json refuses it while
+/// parsing unless its `arbitrary_precision` feature is on, and that feature is on in every
+/// build of this workspace (the `starlark` crate turns it on; Cargo unifies features within
+/// a build): this keeps layer 1's answer the same either way. Depth is bounded by
+/// serde_json's recursion limit (128).
+fn finite_numbers(value: &Value) -> Result<(), SchemaError> {
+    match value {
+        Value::Number(n) if !n.as_f64().is_some_and(f64::is_finite) => Err(SchemaError::Json(
+            format!("number out of range: {}", truncate(&n.to_string())),
+        )),
+        Value::Array(items) => items.iter().try_for_each(finite_numbers),
+        Value::Object(map) => map.values().try_for_each(finite_numbers),
+        _ => Ok(()),
+    }
 }
 
 /// The raw values of the known keys, each at most once.

@@ -19,6 +19,29 @@ fn audit_limit_is_bounded() {
     assert!(parse(r#"{"v":1,"id":"a","op":"audit"}"#).is_err());
 }
 
+/// Integers are exactly JSON integers, whatever serde_json's features: the workspace builds
+/// it with `arbitrary_precision` (the orchestrator's `starlark` turns it on and Cargo unifies
+/// features within a build), under which a number keeps its text; none of these may slip
+/// through as an integer, in the envelope or in an op's field.
+#[test]
+fn integers_are_json_integers_whatever_the_number_text() {
+    for bad in ["1.0", "1e0", "5e0", "0.5e1", "-5", "-0", "1e400", "18446744073709551616"] {
+        let limit = format!(r#"{{"v":1,"id":"a","op":"audit","limit":{bad}}}"#);
+        assert!(parse(&limit).is_err(), "limit {bad} was accepted");
+        let version = format!(r#"{{"v":{bad},"id":"a","op":"audit","limit":5}}"#);
+        assert!(parse(&version).is_err(), "v {bad} was accepted");
+        let seq = format!(r#"{{"v":1,"id":"a","op":"events","since_seq":{bad},"limit":10}}"#);
+        if bad != "-0" {
+            assert!(parse(&seq).is_err(), "since_seq {bad} was accepted");
+        }
+    }
+    let max = format!(
+        r#"{{"v":1,"id":"a","op":"events","since_seq":{},"limit":10}}"#,
+        u64::MAX
+    );
+    assert!(parse(&max).is_ok());
+}
+
 #[test]
 fn confirm_and_set_limit_answer_a_request_and_nothing_else() {
     for op in ["confirm", "set_limit"] {
