@@ -17,6 +17,7 @@ mod deputy;
 mod firewall;
 mod json_fields;
 mod llm;
+mod modules;
 mod operator;
 mod pipeline;
 mod scheduler;
@@ -34,7 +35,8 @@ pub use chains::jsonrpc::RpcError;
 pub use chains::solana_rpc::{Blockhash, SigStatus, SolanaRpc};
 pub use config::{
     AgentConfig, Config, ConfigError, DEFAULT_PHRASE, DeputyLimits, HyperliquidSettings, Mode,
-    Peer, PerpRisk, ProviderConfig, ProviderKind, Retention, RiskProfile, TelegramConfig,
+    ModulesConfig, Peer, PerpRisk, ProviderConfig, ProviderKind, Retention, RiskProfile,
+    TelegramConfig,
 };
 pub use cost::Prices;
 pub use deputy::report::Figures;
@@ -44,6 +46,11 @@ pub use firewall::schema::Action;
 pub use llm::{
     ChatMessage, ChatReply, ChatRequest, LlmError, OpenAiProvider, Overlap, Provider, Role,
     ScriptedProvider, Usage,
+};
+pub use modules::{
+    Bundle, BundleError, CheckReport, ModuleLimits, Recording, ReplayReport, ReplaySummary,
+    StepResult, Stopped, StrategyModule, TestOutcome, bundle_digest, check_bundle, default_config,
+    run_tests,
 };
 pub use operator::{Alert, Operator, Terminal};
 pub use pipeline::{Decided, Deps, Inputs, Live, Outcome, SIGNER_TIMEOUT, decide, execute_live};
