@@ -42,6 +42,33 @@ pub struct ConfigBuilder {
     agents: Vec<AgentSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     telegram: Option<TelegramSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    modules: Option<ModulesSpec>,
+}
+
+/// The `[modules]` table: where strategy modules are read from, and the limits.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModulesSpec {
+    /// The directory of `<name>.star` files.
+    pub dir: PathBuf,
+    /// Interpreter steps per call.
+    pub max_steps: u64,
+    /// Heap bytes per call.
+    pub max_heap_bytes: u64,
+    /// Wall time per call, ms.
+    pub max_wall_ms: u64,
+}
+
+impl ModulesSpec {
+    /// Modules in `dir`, the orchestrator's default limits (1,000,000 steps, 32 MiB, 250 ms).
+    pub fn new(dir: &Path) -> ModulesSpec {
+        ModulesSpec {
+            dir: dir.to_owned(),
+            max_steps: 1_000_000,
+            max_heap_bytes: 32 << 20,
+            max_wall_ms: 250,
+        }
+    }
 }
 
 /// The `[hyperliquid]` table's keeper settings.
@@ -99,6 +126,8 @@ pub struct AgentSpec {
     confirm_transfers: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     hyperliquid_network: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strategy_module: Option<String>,
     risk: RiskSpec,
 }
 
@@ -153,7 +182,14 @@ impl ConfigBuilder {
             providers: BTreeMap::new(),
             agents: Vec::new(),
             telegram: None,
+            modules: None,
         }
+    }
+
+    /// The `[modules]` table.
+    pub fn modules(mut self, modules: ModulesSpec) -> ConfigBuilder {
+        self.modules = Some(modules);
+        self
     }
 
     /// How many decisions may run at once (`max_concurrent_decisions`; else the default).
@@ -342,6 +378,7 @@ impl AgentSpec {
             live_assets: Vec::new(),
             confirm_transfers: true,
             hyperliquid_network: None,
+            strategy_module: None,
             risk: RiskSpec {
                 allowed_actions: vec!["transfer".into(), "hold".into()],
                 max_fraction_per_tx_bps: 5000,
@@ -351,6 +388,12 @@ impl AgentSpec {
                 deputy: None,
             },
         }
+    }
+
+    /// Decides with the strategy module `name` (`[modules] dir`/`name`.star), not the LLM.
+    pub fn strategy_module(mut self, name: &str) -> AgentSpec {
+        self.strategy_module = Some(name.to_owned());
+        self
     }
 
     /// Decides every `secs` seconds.

@@ -8,7 +8,8 @@
 //! (`pipeline::paper_fill_price`: at the mark moved by the slippage, never past the limit,
 //! paying the taker fee), booking it with the store's own position arithmetic. The signer is
 //! not asked (the check holds no keys and no socket): its rules apply when the module runs
-//! for real. Only perpetuals are replayed: another action is reported as not replayed.
+//! for real. Only perpetuals are replayed: another action is reported as not replayed. The
+//! first step where the module is stopped ends the replay (and fails the check).
 //!
 //! The recording is JSON (`docs/operations.md`, "Self-written modules"):
 //! `{"network": "testnet", "perps": {"ETH": {"index": 1, "sz_decimals": 4, "max_leverage":
@@ -21,7 +22,7 @@ use std::sync::Mutex;
 use serde::Deserialize;
 use vigil_protocol::{AssetSymbol, Intent, Network};
 
-use super::{Stopped, decide};
+use super::decide;
 use crate::config::{AgentConfig, HyperliquidSettings};
 use crate::deputy::{StateGate, paper_equity, usd_fx};
 use crate::firewall::Action;
@@ -260,11 +261,9 @@ pub(super) fn replay(
             Ok(Some(d)) if d.action != Action::Hold => d,
             Ok(_) => continue,
             Err(stopped) => {
+                // The first stop decides the check: the rest of the window is not replayed.
                 report.stops.push((i, stopped.to_string()));
-                if matches!(stopped, Stopped::Parse(_)) {
-                    break;
-                }
-                continue;
+                break;
             }
         };
         report.proposals += 1;
