@@ -48,9 +48,9 @@ pub use llm::{
     ScriptedProvider, Usage,
 };
 pub use modules::{
-    Bundle, BundleError, CheckReport, ModuleLimits, Recording, ReplayReport, ReplaySummary,
-    StepResult, Stopped, StrategyModule, TestOutcome, bundle_digest, check_bundle, default_config,
-    run_tests,
+    Bundle, BundleError, CheckReport, MODULE_RUN_SUBCOMMAND, ModuleLimits, Recording, ReplayReport,
+    ReplaySummary, StepResult, Stopped, StrategyModule, TestOutcome, WALL_GRACE_MS, bundle_digest,
+    check_bundle, default_config, run_tests, serve_module_call, set_module_runner,
 };
 pub use operator::{Alert, Operator, Terminal};
 pub use pipeline::{Decided, Deps, Inputs, Live, Outcome, SIGNER_TIMEOUT, decide, execute_live};

@@ -54,6 +54,21 @@ enum Command {
         #[command(subcommand)]
         command: ProposalCommand,
     },
+    /// One strategy-module call in a confined child (started by the orchestrator itself, one
+    /// per call; not for operators): confines itself, reads the call as JSON on stdin,
+    /// writes the reply as JSON on stdout.
+    #[command(name = "module-run", hide = true)]
+    ModuleRun {
+        /// The interpreter's step limit.
+        #[arg(long)]
+        max_steps: u64,
+        /// The heap limit, bytes (the address-space limit is this plus the baseline).
+        #[arg(long)]
+        max_heap_bytes: u64,
+        /// The wall-time limit, ms (the CPU-time limit follows from it).
+        #[arg(long)]
+        max_wall_ms: u64,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -116,6 +131,20 @@ fn proposal_check(
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A module call confines itself before anything else runs (no logger, no runtime).
+    if let Some(Command::ModuleRun {
+        max_steps,
+        max_heap_bytes,
+        max_wall_ms,
+    }) = cli.command
+    {
+        return vigil_orchestrator::serve_module_call(vigil_orchestrator::ModuleLimits {
+            max_steps,
+            max_heap_bytes,
+            max_wall_ms,
+        });
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -124,7 +153,6 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let cli = Cli::parse();
     if let Some(Command::Proposal {
         command:
             ProposalCommand::Check {

@@ -150,7 +150,7 @@ pub(super) fn load(
             ),
         ));
     }
-    modules::parse_source(&format!("{name}.star"), &text)
+    modules::parse_source(&format!("{name}.star"), &text, config.limits)
         .map_err(|e| invalid(key, format!("module {name} does not parse: {e}")))?;
     Ok(StrategyModule {
         name: name.to_owned(),

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::bundle::Bundle;
 use super::replay::{Recording, ReplayReport, replay};
-use super::runtime::run_tests;
+use super::run_tests;
 use super::{ModuleLimits, parse_source};
 use crate::config::{Config, HyperliquidSettings};
 
@@ -230,10 +230,12 @@ pub fn check_bundle(dir: &Path, recording: &Path) -> CheckReport {
     // 2. Parse.
     let module_file = format!("{}.star", bundle.name);
     let test_file = format!("{}_test.star", bundle.name);
-    let parsed = parse_source(&module_file, &bundle.source)
+    let parse_limits = ModuleLimits::DEFAULT;
+    let parsed = parse_source(&module_file, &bundle.source, parse_limits)
         .map_err(|e| format!("{module_file}: {e}"))
         .and_then(|()| {
-            parse_source(&test_file, &bundle.tests).map_err(|e| format!("{test_file}: {e}"))
+            parse_source(&test_file, &bundle.tests, parse_limits)
+                .map_err(|e| format!("{test_file}: {e}"))
         })
         .map(|()| format!("{module_file} and {test_file} parse"));
     if !report.push("parse", parsed) {

@@ -34,8 +34,10 @@ use starlark::values::none::NoneType;
 
 use crate::firewall::schema::{self, AgentDecision};
 
-/// What one agent's module may read, built before the call.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// What one agent's module may read, built before the call (and sent to the module's child
+/// process as JSON).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct HostView {
     /// Unix seconds of the tick.
     pub now: u64,

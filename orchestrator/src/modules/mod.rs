@@ -12,7 +12,14 @@
 //! (through the same parser). From there the proposal goes through layer 2 and the signer
 //! exactly like an LLM's (`pipeline`).
 //!
-//! Every call runs under three limits from `[modules]` ([`ModuleLimits`]): interpreter steps
+//! Every call runs in a fresh confined child process (`runner.rs` starts it, `child.rs` is
+//! the child: `vigil-orchestrator module-run`): rlimits on its address space, CPU time,
+//! files and processes, landlock with no file system and no network, a seccomp allowlist
+//! of read, write, memory and exit. The daemon never evaluates a module in its own address
+//! space; a module that exhausts memory or makes the interpreter panic ends its child, and
+//! the agent holds with the reason.
+//!
+//! Inside the child every call runs under three limits from `[modules]` ([`ModuleLimits`]): interpreter steps
 //! (function calls and loop iterations), heap bytes and wall time. A module that exceeds one,
 //! raises an error or returns anything but `None` or one intent dict is stopped
 //! ([`Stopped`]): the deputy holds for that tick and the decision record names the limit and
@@ -24,8 +31,10 @@
 
 mod bundle;
 mod check;
+mod child;
 mod host;
 mod replay;
+mod runner;
 mod runtime;
 
 use std::fmt;
@@ -33,17 +42,24 @@ use std::sync::Arc;
 
 pub use bundle::{Bundle, BundleError, bundle_digest};
 pub use check::{CheckReport, ReplaySummary, StepResult, check_bundle, default_config};
+pub use child::serve as serve_module_call;
 pub(crate) use host::HostView;
 pub use replay::{Recording, ReplayReport};
-pub(crate) use runtime::decide;
-pub(crate) use runtime::parse_source;
-pub use runtime::{TestOutcome, run_tests};
+pub use runner::{
+    SUBCOMMAND as MODULE_RUN_SUBCOMMAND, WALL_GRACE_MS, set_runner as set_module_runner,
+};
+pub use runtime::TestOutcome;
+
+use crate::firewall::schema::AgentDecision;
+use child::{Reply, Request};
+use serde::{Deserialize, Serialize};
 
 /// The largest module or test file read, bytes.
 pub(crate) const MAX_SOURCE_BYTES: usize = 256 * 1024;
 
 /// The limits every module call runs under (`[modules]` in the config).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModuleLimits {
     /// Interpreter steps (a function call or a loop iteration) one call may take.
     pub max_steps: u64,
@@ -104,7 +120,7 @@ pub(crate) fn valid_name(name: &str) -> bool {
 }
 
 /// Why a module call was stopped: the deputy holds, and this is the decision's reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stopped {
     /// The source does not parse.
     Parse(String),
@@ -137,7 +153,21 @@ pub enum Stopped {
     BadReturn(String),
     /// The intent did not pass layer 1 (the schema an LLM's reply passes).
     BadIntent(String),
-    /// The interpreter's thread failed (a panic inside it: the orchestrator carries on).
+    /// An allocation failed at the child's address-space limit (`max_heap_bytes` plus its
+    /// baseline): one built-in call asked for more than the heap limit allows.
+    Memory {
+        /// `max_heap_bytes`.
+        limit: u64,
+        /// What the child said (the allocation's size).
+        detail: String,
+    },
+    /// The child used up its CPU-time limit (`RLIMIT_CPU`).
+    CpuTime {
+        /// The limit, seconds.
+        limit_s: u64,
+    },
+    /// The module's process failed: a panic, a forbidden system call, a signal, a bad
+    /// reply (the orchestrator carries on).
     Crashed(String),
 }
 
@@ -153,6 +183,8 @@ impl Stopped {
             Stopped::NoDecide => "no_decide",
             Stopped::BadReturn(_) => "bad_return",
             Stopped::BadIntent(_) => "bad_intent",
+            Stopped::Memory { .. } => "heap_limit",
+            Stopped::CpuTime { .. } => "cpu_time_limit",
             Stopped::Crashed(_) => "crashed",
         }
     }
@@ -190,9 +222,109 @@ impl fmt::Display for Stopped {
                 "bad_return: decide(ctx) must return None or one intent dict, and returned {e}"
             ),
             Stopped::BadIntent(e) => write!(f, "bad_intent: layer 1 refused the intent: {e}"),
+            Stopped::Memory { limit, detail } => write!(
+                f,
+                "heap_limit: an allocation failed at the module process's address-space limit \
+                 (the heap limit of {limit} bytes ([modules] max_heap_bytes) plus the process's \
+                 own baseline): {detail}"
+            ),
+            Stopped::CpuTime { limit_s } => write!(
+                f,
+                "cpu_time_limit: the module's process used its CPU-time limit of {limit_s} s \
+                 ([modules] max_wall_ms rounded up, plus 1 s)"
+            ),
             Stopped::Crashed(e) => write!(f, "crashed: the interpreter failed: {e}"),
         }
     }
+}
+
+/// Parses the source file `file` in a fresh confined child under `limits` (a source nested
+/// deep enough overflows the parser's stack: that ends the child, not the orchestrator);
+/// the error says where and what.
+pub(crate) fn parse_source(file: &str, source: &str, limits: ModuleLimits) -> Result<(), String> {
+    match runner::call(&Request::Parse {
+        file: file.to_owned(),
+        source: source.to_owned(),
+        limits,
+    }) {
+        Ok(Reply::Parsed { error: None }) => Ok(()),
+        Ok(Reply::Parsed { error: Some(e) }) => Err(e),
+        Ok(Reply::Stopped(stopped)) | Err(stopped) => Err(stopped.to_string()),
+        Ok(other) => Err(unexpected(&other).to_string()),
+    }
+}
+
+/// One call of `module`'s `decide(ctx)` for the agent whose data `view` holds, in a fresh
+/// confined child: its proposal checked (here, again) by layer 1's parser, `None` to hold, or
+/// why it was stopped. Blocks for up to the wall-time limit plus
+/// [`runner::WALL_GRACE_MS`].
+pub(crate) fn decide(
+    module: &StrategyModule,
+    view: HostView,
+) -> Result<Option<AgentDecision>, Stopped> {
+    let request = Request::Decide {
+        name: module.name.clone(),
+        source: module.source.to_string(),
+        limits: module.limits,
+        view,
+    };
+    match runner::call(&request)? {
+        Reply::Decided { proposed: None } => Ok(None),
+        Reply::Decided {
+            proposed: Some(intent),
+        } => host::intent_to_decision(&module.name, &intent)
+            .map(Some)
+            .map_err(Stopped::BadIntent),
+        Reply::Stopped(stopped) => Err(stopped),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Runs every `test_*` function of `tests` (the module's `<name>_test.star`, evaluated after
+/// the module in the same namespace), each in a fresh confined child under `limits`. An error
+/// before any test runs (a parse error, a top-level failure) is `Err`.
+pub fn run_tests(
+    name: &str,
+    source: &str,
+    tests: &str,
+    limits: ModuleLimits,
+) -> Result<Vec<TestOutcome>, Stopped> {
+    let names = match runner::call(&Request::TestNames {
+        name: name.to_owned(),
+        source: source.to_owned(),
+        tests: tests.to_owned(),
+        limits,
+    })? {
+        Reply::TestNames { names } => names,
+        Reply::Stopped(stopped) => return Err(stopped),
+        other => return Err(unexpected(&other)),
+    };
+    Ok(names
+        .into_iter()
+        .map(|test| {
+            let failure = match runner::call(&Request::Test {
+                name: name.to_owned(),
+                source: source.to_owned(),
+                tests: tests.to_owned(),
+                limits,
+                test: test.clone(),
+            }) {
+                Ok(Reply::Tested { failure }) => failure,
+                Ok(Reply::Stopped(stopped)) | Err(stopped) => Some(stopped.to_string()),
+                Ok(other) => Some(unexpected(&other).to_string()),
+            };
+            TestOutcome {
+                name: test,
+                failure,
+            }
+        })
+        .collect())
+}
+
+fn unexpected(reply: &Reply) -> Stopped {
+    Stopped::Crashed(format!(
+        "the module's process answered another request: {reply:?}"
+    ))
 }
 
 #[cfg(test)]

@@ -55,8 +55,10 @@ fn globals() -> &'static Globals {
     })
 }
 
-/// Parses a source file (`file` names it in errors); the error says where and what.
-pub(crate) fn parse_source(file: &str, source: &str) -> Result<(), String> {
+/// Parses a source file (`file` names it in errors) in this process; the error says where
+/// and what. Only the confined child calls it (a deeply nested source overflows the
+/// parser's stack): the daemon parses through [`super::parse_source`].
+pub(super) fn parse_source_here(file: &str, source: &str) -> Result<(), String> {
     AstModule::parse(file, source.to_owned(), &dialect())
         .map(|_| ())
         .map_err(|e| short(&e.to_string()))
@@ -199,12 +201,14 @@ fn evaluate(
     })
 }
 
-/// One call of `module`'s `decide(ctx)` for the agent whose data `view` holds: its proposal
-/// checked by layer 1's parser, `None` to hold, or why it was stopped.
-pub(crate) fn decide(
+/// One call of `module`'s `decide(ctx)` for the agent whose data `view` holds, in this
+/// process: the intent it proposed (as it gave it) and layer 1's reading of it, `None` to
+/// hold, or why it was stopped. Only the confined child (`child.rs`) calls this; the daemon
+/// runs it through [`super::decide`], in a child process.
+pub(super) fn decide_here(
     module: &StrategyModule,
     view: HostView,
-) -> Result<Option<AgentDecision>, Stopped> {
+) -> Result<Option<(Json, AgentDecision)>, Stopped> {
     let ctx = view.ctx();
     let host = Rc::new(Host::new(&module.name, view, false));
     let file = format!("{}.star", module.name);
@@ -223,7 +227,7 @@ pub(crate) fn decide(
             .map_err(|e| Stopped::BadReturn(e.to_string()))?;
     }
     let proposed = host.proposed.borrow_mut().take();
-    Ok(proposed.map(|(_, decision)| decision))
+    Ok(proposed)
 }
 
 /// The result of one of a module's tests.
@@ -235,20 +239,19 @@ pub struct TestOutcome {
     pub failure: Option<String>,
 }
 
-/// Runs every `test_*` function of `tests` (the module's `<name>_test.star`, evaluated after
-/// the module in the same namespace), each in a fresh heap under `limits`. An error before
-/// any test runs (a parse error, a top-level failure) is `Err`.
-pub fn run_tests(
+/// The `test_*` functions of `tests` (the module's `<name>_test.star`, evaluated after the
+/// module in the same namespace), sorted, in this process (the child's side of
+/// [`super::run_tests`]). An error before any test runs (a parse error, a top-level failure)
+/// is `Err`.
+pub(super) fn test_names_here(
     name: &str,
     source: &str,
     tests: &str,
     limits: ModuleLimits,
-) -> Result<Vec<TestOutcome>, Stopped> {
+) -> Result<Vec<String>, Stopped> {
     let module_file = format!("{name}.star");
     let test_file = format!("{name}_test.star");
     let files = [(module_file.as_str(), source), (test_file.as_str(), tests)];
-    // The files evaluate once without a call: a parse or top-level error stops everything,
-    // and the `test_*` names are listed.
     let host = Rc::new(Host::new(name, HostView::default(), true));
     let mut names: Vec<String> = match evaluate(limits, &host, &files, Then::Names)? {
         Evaluated::Names(names) => names,
@@ -256,21 +259,27 @@ pub fn run_tests(
     };
     names.retain(|n| n.starts_with("test_"));
     names.sort();
-    Ok(names
-        .into_iter()
-        .map(|test| {
-            let host = Rc::new(Host::new(name, HostView::default(), true));
-            let failure = match evaluate(limits, &host, &files, Then::Test(&test)) {
-                Ok(Evaluated::Returned(_) | Evaluated::Names(_)) => None,
-                Ok(Evaluated::Missing) => Some(format!("{test} is not defined")),
-                Err(e) => Some(e.to_string()),
-            };
-            TestOutcome {
-                name: test,
-                failure,
-            }
-        })
-        .collect())
+    Ok(names)
+}
+
+/// Runs the test function `test` in a fresh heap under `limits`, in this process: `None`
+/// when it passed, else why it failed.
+pub(super) fn run_test_here(
+    name: &str,
+    source: &str,
+    tests: &str,
+    limits: ModuleLimits,
+    test: &str,
+) -> Option<String> {
+    let module_file = format!("{name}.star");
+    let test_file = format!("{name}_test.star");
+    let files = [(module_file.as_str(), source), (test_file.as_str(), tests)];
+    let host = Rc::new(Host::new(name, HostView::default(), true));
+    match evaluate(limits, &host, &files, Then::Test(test)) {
+        Ok(Evaluated::Returned(_) | Evaluated::Names(_)) => None,
+        Ok(Evaluated::Missing) => Some(format!("{test} is not defined")),
+        Err(e) => Some(e.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,27 @@ fn view() -> HostView {
     view
 }
 
+/// The in-process call the child makes, as the daemon sees its result.
+fn decide(module: &StrategyModule, view: HostView) -> Result<Option<AgentDecision>, Stopped> {
+    decide_here(module, view).map(|p| p.map(|(_, decision)| decision))
+}
+
+/// The in-process tests the children run, as [`super::super::run_tests`] puts them together.
+fn run_tests(
+    name: &str,
+    source: &str,
+    tests: &str,
+    limits: ModuleLimits,
+) -> Result<Vec<TestOutcome>, Stopped> {
+    Ok(test_names_here(name, source, tests, limits)?
+        .into_iter()
+        .map(|test| TestOutcome {
+            failure: run_test_here(name, source, tests, limits, &test),
+            name: test,
+        })
+        .collect())
+}
+
 fn run(source: &str) -> Result<Option<AgentDecision>, Stopped> {
     decide(&module(source, ModuleLimits::DEFAULT), view())
 }
