@@ -256,3 +256,99 @@ async fn a_module_cannot_name_another_agent() {
         "{reason}"
     );
 }
+
+/// Modules that end their child process, not the orchestrator: one huge string (its
+/// allocation fails at the child's address-space limit), a string doubled 40 times (the
+/// interpreter's bump allocator runs out: a panic inside the interpreter, which aborts the
+/// child), deep recursion, and a loop of long built-in calls that only the parent's kill at
+/// the wall time stops.
+const WRECKERS: &[(&str, &str, &str)] = &[
+    (
+        "huge",
+        "def decide(ctx):\n    return \"x\" * (100000000 + len(marks()))\n",
+        "heap_limit",
+    ),
+    (
+        "doubles",
+        "def decide(ctx):\n    s = \"x\"\n    for i in range(40):\n        s = s + s\n    return None\n",
+        "heap_limit",
+    ),
+    (
+        "recurses",
+        "def f(n):\n    return f(n + 1)\ndef decide(ctx):\n    return f(0)\n",
+        "error",
+    ),
+    (
+        "grinds",
+        "def decide(ctx):\n    s = \"ab\" * 8000000\n    n = 0\n    for i in range(100000):\n        n += s.count(\"ba\")\n    return None\n",
+        "wall_time_limit",
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_that_ends_its_child_holds_its_deputy_and_the_others_go_on() {
+    let signer = Signer::with(&[AGENT]).policy_toml(TRADER_POLICY).start();
+    let market = LocalMarket::start(MarketPath::btc_eth(5, 30, T0 * 1000))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let module_dir = dir.path().join("modules");
+    std::fs::create_dir_all(&module_dir).unwrap();
+    std::fs::write(module_dir.join("trader.star"), TRADER).unwrap();
+    for (name, source, _) in WRECKERS {
+        std::fs::write(module_dir.join(format!("{name}.star")), source).unwrap();
+    }
+    let script = dir.path().join("script.toml");
+    Script::new()
+        .default_replies([Reply::decision(json!({"action": "hold", "confidence": 0.5,
+            "reasoning": "the scripted LLM was asked, and it holds"}))])
+        .write(&script);
+    let mut builder = ConfigBuilder::new(&signer.socket(), &dir.path().join("state.sqlite"))
+        .scripted(&script)
+        .hyperliquid("testnet", &market.url)
+        .modules(ModulesSpec {
+            max_wall_ms: 300,
+            ..ModulesSpec::new(&module_dir)
+        })
+        .agent(deputy("trader"));
+    for (name, _, _) in WRECKERS {
+        builder = builder.agent(
+            AgentSpec::new(&format!("wrecked_{name}"))
+                .every(1)
+                .actions(&["perp_order", "hold"])
+                .perp(
+                    "testnet",
+                    "ETH",
+                    PerpSpec {
+                        max_order_usd_micros: 10_000_000_000,
+                        max_position_usd_micros: 20_000_000_000,
+                        leverage: 3,
+                        max_slippage_bps: 100,
+                    },
+                )
+                .strategy_module(name),
+        );
+    }
+    let o = builder.orchestrator();
+    let agents = o.agents().to_vec();
+    let trader = agents.iter().find(|a| a.id.as_str() == AGENT).unwrap();
+    for (i, (name, _, kind)) in WRECKERS.iter().enumerate() {
+        let wrecked = agents
+            .iter()
+            .find(|a| a.id.as_str() == format!("wrecked_{name}"))
+            .unwrap();
+        let outcome = o.decide_at(wrecked, Vec::new(), T0 + 1).await.outcome;
+        let Outcome::Held { layer, reason } = &outcome else {
+            panic!("{name}: {outcome:?}")
+        };
+        assert_eq!(layer, "module", "{name}: {reason}");
+        assert!(reason.contains(kind), "{name}: {reason}");
+        // The orchestrator is still here, and the trader's next order is filled.
+        let at = T0 + 1 + 10 * (i as u64 + 1);
+        let filled = o.decide_at(trader, Vec::new(), at).await.outcome;
+        assert!(
+            matches!(&filled, Outcome::PaperFilled { .. }),
+            "after {name}: {filled:?}"
+        );
+    }
+}
