@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use vigil_orchestrator::{ModuleLimits, run_tests};
+use vigil_orchestrator::{ModuleLimits, run_tests, set_module_runner};
 use vigil_testkit::measure::Samples;
 
 const CALLS: usize = 200;
@@ -17,6 +17,12 @@ const CALLS: usize = 200;
 const MODULE: &str = "def decide(ctx):\n    return None\n";
 
 fn main() {
+    // `VIGIL_ORCHESTRATOR_BIN` (as the testkit names it): the child binary to measure, e.g. a
+    // release build's, when this bench is a debug build.
+    let runner = std::env::var_os("VIGIL_ORCHESTRATOR_BIN").map(std::path::PathBuf::from);
+    if let Some(path) = &runner {
+        set_module_runner(path.clone());
+    }
     // One child per call: with no `test_*` function, `run_tests` makes exactly one (the
     // call that parses and evaluates the module and lists its tests).
     let mut samples = Vec::with_capacity(CALLS);
@@ -29,9 +35,10 @@ fn main() {
     }
     let s = Samples::new(samples, started.elapsed());
     println!(
-        "module call in a confined child ({} profile): {CALLS} calls, p50 {:.2} ms, p99 {:.2} ms, \
-         {:.0} calls/s",
+        "module call in a confined child (this bench: {} profile; child: {}): {CALLS} calls, \
+         p50 {:.2} ms, p99 {:.2} ms, {:.0} calls/s",
         if cfg!(debug_assertions) { "debug" } else { "release" },
+        runner.as_ref().map_or_else(|| "beside this bench".into(), |p| p.display().to_string()),
         s.percentile_us(500) / 1000.0,
         s.percentile_us(990) / 1000.0,
         s.rate()
