@@ -1,7 +1,9 @@
 //! A strategy module as the decision source of an agent (`strategy_module` in its config),
 //! instead of the LLM: what it may read is built here from the decision's inputs and the
-//! agent's own book, the module runs on a blocking thread under its limits, and its proposal
-//! comes back as the [`AgentDecision`] layer 1 makes of an LLM's reply. From there the
+//! agent's own book, the module runs in a fresh confined child process under its limits
+//! (`modules/runner.rs`; this task only waits for it, on a blocking thread), and its proposal
+//! comes back as the [`AgentDecision`] layer 1 makes of an LLM's reply (parsed again here,
+//! in the orchestrator, from what the child answered). From there the
 //! pipeline is the same: layer 2, the signer, the record.
 //!
 //! A module that is stopped (a limit, an error, garbage) makes the agent hold for this tick,
