@@ -37,8 +37,14 @@ fn main() {
     println!(
         "module call in a confined child (this bench: {} profile; child: {}): {CALLS} calls, \
          p50 {:.2} ms, p99 {:.2} ms, {:.0} calls/s",
-        if cfg!(debug_assertions) { "debug" } else { "release" },
-        runner.as_ref().map_or_else(|| "beside this bench".into(), |p| p.display().to_string()),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        runner
+            .as_ref()
+            .map_or_else(|| "beside this bench".into(), |p| p.display().to_string()),
         s.percentile_us(500) / 1000.0,
         s.percentile_us(990) / 1000.0,
         s.rate()
