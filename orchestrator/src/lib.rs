@@ -19,6 +19,7 @@ pub mod generations;
 mod json_fields;
 mod llm;
 mod modules;
+pub mod proposal;
 mod operator;
 mod pipeline;
 mod scheduler;
