@@ -25,7 +25,16 @@ fn audit_limit_is_bounded() {
 /// through as an integer, in the envelope or in an op's field.
 #[test]
 fn integers_are_json_integers_whatever_the_number_text() {
-    for bad in ["1.0", "1e0", "5e0", "0.5e1", "-5", "-0", "1e400", "18446744073709551616"] {
+    for bad in [
+        "1.0",
+        "1e0",
+        "5e0",
+        "0.5e1",
+        "-5",
+        "-0",
+        "1e400",
+        "18446744073709551616",
+    ] {
         let limit = format!(r#"{{"v":1,"id":"a","op":"audit","limit":{bad}}}"#);
         assert!(parse(&limit).is_err(), "limit {bad} was accepted");
         let version = format!(r#"{{"v":{bad},"id":"a","op":"audit","limit":5}}"#);
