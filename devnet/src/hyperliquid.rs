@@ -118,6 +118,38 @@ impl MarketPath {
         self
     }
 
+    /// Steps `0..steps` of the path as a recorded window, the JSON the proposal check replays
+    /// (`vigil-orchestrator proposal check --recording`): the network, the coins' grids (each
+    /// coin's index is its place in [`coins`](Self::coins)) and each step's time (Unix
+    /// seconds) and marks (decimal USD).
+    pub fn recording(&self, network: &str, steps: u64) -> serde_json::Value {
+        let perps: serde_json::Map<String, serde_json::Value> = self
+            .coins
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                (
+                    c.name.clone(),
+                    serde_json::json!({"index": i, "sz_decimals": c.sz_decimals,
+                        "max_leverage": c.max_leverage}),
+                )
+            })
+            .collect();
+        let steps: Vec<serde_json::Value> = (0..steps)
+            .map(|step| {
+                let snap = self.at(step);
+                let marks: serde_json::Map<String, serde_json::Value> = self
+                    .coins
+                    .iter()
+                    .zip(&snap.marks)
+                    .map(|(c, m)| (c.name.clone(), usd_text(*m).into()))
+                    .collect();
+                serde_json::json!({"time": snap.time_ms / 1000, "marks": marks})
+            })
+            .collect();
+        serde_json::json!({"network": network, "perps": perps, "steps": steps})
+    }
+
     /// The marks and rates at `step` (walked from step 0: the same seed, the same answer).
     pub fn at(&self, step: u64) -> Snapshot {
         let mut rng = SplitMix(self.seed);

@@ -22,7 +22,9 @@ mod hyperliquid;
 pub use hyperliquid::{DeputyLimits, HyperliquidSettings, PerpRisk};
 mod generations;
 pub use generations::GenerationSettings;
+pub(crate) mod modules;
 mod retention;
+pub use modules::ModulesConfig;
 pub use retention::Retention;
 #[cfg(test)]
 use retention::{DEFAULT_BATCH_ROWS, DEFAULT_KEEP_DAYS};
@@ -91,6 +93,8 @@ pub struct Config {
     pub telegram: Option<TelegramConfig>,
     /// Configuration generations (`[generations]`); absent: the daemon runs its file as is.
     pub generations: Option<GenerationSettings>,
+    /// Where strategy modules are read from, and their limits (`[modules]`).
+    pub modules: ModulesConfig,
 }
 
 /// The kind of an LLM provider.
@@ -165,6 +169,9 @@ pub struct AgentConfig {
     /// The Hyperliquid network the agent trades perpetuals on (`testnet`, `mainnet`); required
     /// when it may `perp_order` or `perp_cancel`.
     pub hyperliquid_network: Option<Network>,
+    /// The strategy module that decides for the agent instead of its LLM
+    /// (`strategy_module = "<name>"`, read from `[modules] dir`); none: the LLM decides.
+    pub strategy: Option<crate::modules::StrategyModule>,
 }
 
 impl AgentConfig {
@@ -255,7 +262,18 @@ impl Config {
     /// Parses and checks a configuration from TOML text.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))?;
-        raw.check()
+        raw.check(modules::Source::Dir)
+    }
+
+    /// [`from_toml`](Self::from_toml), with the module `name`'s source given instead of read
+    /// from `[modules] dir` (the proposal check: the module comes from the bundle).
+    pub fn from_toml_with_module(
+        text: &str,
+        name: &str,
+        source: &std::sync::Arc<str>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))?;
+        raw.check(modules::Source::Given(name, source))
     }
 
     /// Reads, parses and checks the configuration file at `path`.
@@ -311,6 +329,7 @@ struct RawConfig {
     agents: Vec<agent::RawAgent>,
     telegram: Option<telegram::RawTelegram>,
     generations: Option<generations::RawGenerations>,
+    modules: Option<modules::RawModules>,
 }
 
 fn invalid(key: impl fmt::Display, reason: impl Into<String>) -> ConfigError {
@@ -321,7 +340,7 @@ fn invalid(key: impl fmt::Display, reason: impl Into<String>) -> ConfigError {
 }
 
 impl RawConfig {
-    fn check(self) -> Result<Config, ConfigError> {
+    fn check(self, module_source: modules::Source<'_>) -> Result<Config, ConfigError> {
         if self.signer_socket.as_os_str().is_empty() {
             return Err(invalid(
                 "signer_socket",
@@ -401,9 +420,14 @@ impl RawConfig {
                 "no agents are configured: add an [[agents]] table",
             ));
         }
+        let modules_config = self
+            .modules
+            .map(modules::RawModules::check)
+            .transpose()?
+            .unwrap_or_default();
         let mut agents: Vec<AgentConfig> = Vec::with_capacity(self.agents.len());
         for (i, raw) in self.agents.into_iter().enumerate() {
-            let agent = raw.check(i, &self.providers)?;
+            let agent = raw.check(i, &self.providers, &modules_config, module_source)?;
             if agents.iter().any(|a| a.id == agent.id) {
                 return Err(invalid(
                     format!("agents[{i}].id"),
@@ -453,6 +477,7 @@ impl RawConfig {
                 .telegram
                 .map(telegram::RawTelegram::check)
                 .transpose()?,
+            modules: modules_config,
         })
     }
 }

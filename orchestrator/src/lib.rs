@@ -18,6 +18,7 @@ mod firewall;
 pub mod generations;
 mod json_fields;
 mod llm;
+mod modules;
 mod operator;
 mod pipeline;
 mod scheduler;
@@ -34,7 +35,7 @@ pub use chains::hyperliquid::{
 pub use chains::jsonrpc::RpcError;
 pub use chains::solana_rpc::{Blockhash, SigStatus, SolanaRpc};
 pub use config::{
-    AgentConfig, Config, ConfigError, DEFAULT_PHRASE, DeputyLimits, GenerationSettings,
+    AgentConfig, Config, ConfigError, DEFAULT_PHRASE, DeputyLimits, GenerationSettings, ModulesConfig,
     HyperliquidSettings, Mode, Peer, PerpRisk, ProviderConfig, ProviderKind, Retention,
     RiskProfile, TelegramConfig,
 };
@@ -46,6 +47,11 @@ pub use firewall::schema::Action;
 pub use llm::{
     ChatMessage, ChatReply, ChatRequest, LlmError, OpenAiProvider, Overlap, Provider, Role,
     ScriptedProvider, Usage,
+};
+pub use modules::{
+    Bundle, BundleError, CheckReport, MODULE_RUN_SUBCOMMAND, ModuleLimits, Recording, ReplayReport,
+    ReplaySummary, StepResult, Stopped, StrategyModule, TestOutcome, WALL_GRACE_MS, bundle_digest,
+    check_bundle, default_config, run_tests, serve_module_call, set_module_runner,
 };
 pub use operator::{Alert, Operator, Terminal};
 pub use pipeline::{Decided, Deps, Inputs, Live, Outcome, SIGNER_TIMEOUT, decide, execute_live};

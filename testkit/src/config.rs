@@ -44,6 +44,8 @@ pub struct ConfigBuilder {
     telegram: Option<TelegramSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     generations: Option<GenerationsSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    modules: Option<ModulesSpec>,
 }
 
 /// The `[generations]` table: a short health window for tests.
@@ -51,6 +53,31 @@ pub struct ConfigBuilder {
 struct GenerationsSpec {
     health_window_secs: u32,
     min_errors: u32,
+}
+
+/// The `[modules]` table: where strategy modules are read from, and the limits.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModulesSpec {
+    /// The directory of `<name>.star` files.
+    pub dir: PathBuf,
+    /// Interpreter steps per call.
+    pub max_steps: u64,
+    /// Heap bytes per call.
+    pub max_heap_bytes: u64,
+    /// Wall time per call, ms.
+    pub max_wall_ms: u64,
+}
+
+impl ModulesSpec {
+    /// Modules in `dir`, the orchestrator's default limits (1,000,000 steps, 32 MiB, 250 ms).
+    pub fn new(dir: &Path) -> ModulesSpec {
+        ModulesSpec {
+            dir: dir.to_owned(),
+            max_steps: 1_000_000,
+            max_heap_bytes: 32 << 20,
+            max_wall_ms: 250,
+        }
+    }
 }
 
 /// The `[hyperliquid]` table's keeper settings.
@@ -108,6 +135,8 @@ pub struct AgentSpec {
     confirm_transfers: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     hyperliquid_network: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strategy_module: Option<String>,
     risk: RiskSpec,
 }
 
@@ -163,6 +192,7 @@ impl ConfigBuilder {
             agents: Vec::new(),
             telegram: None,
             generations: None,
+            modules: None,
         }
     }
 
@@ -173,6 +203,12 @@ impl ConfigBuilder {
             health_window_secs,
             min_errors: 3,
         });
+        self
+    }
+
+    /// The `[modules]` table.
+    pub fn modules(mut self, modules: ModulesSpec) -> ConfigBuilder {
+        self.modules = Some(modules);
         self
     }
 
@@ -362,6 +398,7 @@ impl AgentSpec {
             live_assets: Vec::new(),
             confirm_transfers: true,
             hyperliquid_network: None,
+            strategy_module: None,
             risk: RiskSpec {
                 allowed_actions: vec!["transfer".into(), "hold".into()],
                 max_fraction_per_tx_bps: 5000,
@@ -371,6 +408,12 @@ impl AgentSpec {
                 deputy: None,
             },
         }
+    }
+
+    /// Decides with the strategy module `name` (`[modules] dir`/`name`.star), not the LLM.
+    pub fn strategy_module(mut self, name: &str) -> AgentSpec {
+        self.strategy_module = Some(name.to_owned());
+        self
     }
 
     /// Decides every `secs` seconds.

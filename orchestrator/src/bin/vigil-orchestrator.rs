@@ -13,6 +13,10 @@
 //! re-executes itself with the same arguments, and a pending state restore is finished
 //! before the state is opened. `vigil-orchestrator generations list|show N|diff A B` shows
 //! them to the operator.
+//!
+//! `vigil-orchestrator proposal check <bundle-dir> --recording <file>` checks a self-written module's proposal (parse, its
+//! own tests, a paper replay, the digest) with nothing but those two paths: no config, no
+//! state, no secret, no network; exit status 0 when it passes, 1 when it is refused.
 
 #![forbid(unsafe_code)]
 
@@ -73,6 +77,26 @@ enum Command {
         #[command(subcommand)]
         what: GenerationsCommand,
     },
+    /// Self-written modules' proposals (docs/operations.md, "Self-written modules").
+    Proposal {
+        #[command(subcommand)]
+        command: ProposalCommand,
+    },
+    /// One strategy-module call in a confined child (started by the orchestrator itself, one
+    /// per call; not for operators): confines itself, reads the call as JSON on stdin,
+    /// writes the reply as JSON on stdout.
+    #[command(name = "module-run", hide = true)]
+    ModuleRun {
+        /// The interpreter's step limit.
+        #[arg(long)]
+        max_steps: u64,
+        /// The heap limit, bytes (the address-space limit is this plus the baseline).
+        #[arg(long)]
+        max_heap_bytes: u64,
+        /// The wall-time limit, ms (the CPU-time limit follows from it).
+        #[arg(long)]
+        max_wall_ms: u64,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -93,7 +117,80 @@ enum GenerationsCommand {
     },
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum ProposalCommand {
+    /// Check a proposal bundle: it parses, its own tests pass under the module limits, the
+    /// deputy replays the recorded window on paper with it; prints the report and the
+    /// bundle's SHA-256. Exit status 0: passed; 1: refused.
+    Check {
+        /// The bundle directory (<name>.star, <name>_test.star, rationale.md, config.toml).
+        bundle: PathBuf,
+        /// The recorded market window (JSON) the deputy replays.
+        #[arg(long)]
+        recording: PathBuf,
+        /// Also write the report as JSON to this file (written atomically).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Writes `bytes` to `path` through a temp file beside it: written, fsynced, renamed over
+/// `path`, the directory fsynced.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
+    Ok(())
+}
+
+fn proposal_check(
+    bundle: &std::path::Path,
+    recording: &std::path::Path,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let report = vigil_orchestrator::check_bundle(bundle, recording);
+    print!("{}", report.render());
+    if let Some(out) = output {
+        let json = serde_json::to_vec_pretty(&report).context("the report as JSON")?;
+        write_atomically(out, &json)?;
+    }
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A module call confines itself before anything else runs (no logger, no runtime).
+    if let Some(Command::ModuleRun {
+        max_steps,
+        max_heap_bytes,
+        max_wall_ms,
+    }) = cli.command
+    {
+        return vigil_orchestrator::serve_module_call(vigil_orchestrator::ModuleLimits {
+            max_steps,
+            max_heap_bytes,
+            max_wall_ms,
+        });
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -102,7 +199,24 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
-    match run(Cli::parse()) {
+    if let Some(Command::Proposal {
+        command:
+            ProposalCommand::Check {
+                bundle,
+                recording,
+                output,
+            },
+    }) = &cli.command
+    {
+        return match proposal_check(bundle, recording, output.as_deref()) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("vigil-orchestrator: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vigil-orchestrator: {e:#}");
@@ -112,6 +226,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Proposal { .. }) = &cli.command {
+        // Handled in main, before anything is loaded.
+        return Ok(());
+    }
     if let Some(Command::Snapshot { state, out }) = &cli.command {
         let snap = vigil_orchestrator::snapshot::snapshot(state, out)?;
         let tables: serde_json::Map<String, serde_json::Value> = snap

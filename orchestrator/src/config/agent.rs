@@ -10,6 +10,7 @@ use vigil_protocol::{AgentId, AssetSymbol, truncate};
 use super::hyperliquid::{
     RawDeputy, RawPerpRisk, check_deputy, check_perps, network as hyperliquid_network,
 };
+use super::modules::{self, ModulesConfig};
 use super::{
     AgentConfig, ConfigError, FULL_BPS, MAX_MAX_TOKENS, MAX_SYSTEM_PROMPT_BYTES, Mode, Peer,
     ProviderConfig, RiskProfile, invalid,
@@ -35,6 +36,7 @@ pub(super) struct RawAgent {
     #[serde(default = "yes")]
     confirm_transfers: bool,
     hyperliquid_network: Option<String>,
+    strategy_module: Option<String>,
 }
 
 fn yes() -> bool {
@@ -61,6 +63,8 @@ impl RawAgent {
         self,
         i: usize,
         providers: &BTreeMap<String, ProviderConfig>,
+        modules: &ModulesConfig,
+        module_source: modules::Source<'_>,
     ) -> Result<AgentConfig, ConfigError> {
         let key = |field: &str| format!("agents[{i}].{field}");
         let id: AgentId = self.id.parse().map_err(|e: String| invalid(key("id"), e))?;
@@ -175,6 +179,11 @@ impl RawAgent {
             }
             _ => {}
         }
+        let strategy = self
+            .strategy_module
+            .as_deref()
+            .map(|name| modules::load(&key("strategy_module"), name, modules, module_source))
+            .transpose()?;
         Ok(AgentConfig {
             id,
             system_prompt: self.system_prompt,
@@ -189,6 +198,7 @@ impl RawAgent {
             live_assets,
             confirm_transfers: self.confirm_transfers,
             hyperliquid_network,
+            strategy,
         })
     }
 }

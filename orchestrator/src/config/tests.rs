@@ -1,6 +1,7 @@
 //! The default configuration, and a table of broken ones with the key each error names.
 
 use super::*;
+use crate::modules::ModuleLimits;
 
 const TREASURY: &str = "8ZDDe1aK6RfvH9RPvXYkXmXHDjVSdNCuDEqNhZX6E4cV";
 
@@ -690,4 +691,112 @@ fn the_retention_cutoff_keeps_today_and_whole_days_before_it() {
     assert_eq!(r.cutoff(100 * day + 36_000), 98 * day);
     assert_eq!(r.cutoff(100 * day), 98 * day);
     assert_eq!(r.cutoff(day + 5), 0, "early clocks saturate at 0");
+}
+
+/// `base()` with `[modules]` and the first agent deciding with `module`.
+fn with_module(modules: &str, module: &str) -> String {
+    base()
+        .replace(
+            "daily_llm_usd_cap_micros = 5000\n",
+            &format!("daily_llm_usd_cap_micros = 5000\n{modules}\n"),
+        )
+        .replace(
+            "schedule_secs = 10\n",
+            &format!("schedule_secs = 10\nstrategy_module = \"{module}\"\n"),
+        )
+}
+
+#[test]
+fn strategy_modules_are_read_parsed_and_bounded_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    std::fs::write(
+        dir.path().join("trend.star"),
+        "def decide(ctx):\n    return None\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("broken.star"), "def decide(ctx)\n").unwrap();
+
+    // Limits default, the file read at load.
+    let config = Config::from_toml(&with_module(
+        &format!("modules = {{ dir = \"{d}\" }}"),
+        "trend",
+    ))
+    .unwrap();
+    assert_eq!(config.modules.limits, ModuleLimits::DEFAULT);
+    let strategy = config.agents[0].strategy.as_ref().unwrap();
+    assert_eq!(strategy.name, "trend");
+    assert!(strategy.source.contains("def decide"));
+    // No module named: no strategy, and no [modules] needed.
+    assert_eq!(Config::from_toml(&base()).unwrap().agents[0].strategy, None);
+
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            with_module("", "trend"),
+            "agents[0].strategy_module",
+            "[modules] has no dir",
+        ),
+        (
+            with_module(&format!("modules = {{ dir = \"{d}\" }}"), "missing"),
+            "agents[0].strategy_module",
+            "missing.star",
+        ),
+        (
+            with_module(&format!("modules = {{ dir = \"{d}\" }}"), "broken"),
+            "agents[0].strategy_module",
+            "module broken does not parse",
+        ),
+        (
+            with_module(&format!("modules = {{ dir = \"{d}\" }}"), "../etc/passwd"),
+            "agents[0].strategy_module",
+            "not a module name",
+        ),
+        (
+            with_module("modules = { dir = \"relative/dir\" }", "trend"),
+            "modules.dir",
+            "is relative",
+        ),
+        (
+            with_module(
+                &format!("modules = {{ dir = \"{d}\", max_steps = 10 }}"),
+                "trend",
+            ),
+            "modules.max_steps",
+            "1000 to 100000000",
+        ),
+        (
+            with_module(
+                &format!("modules = {{ dir = \"{d}\", max_heap_bytes = 0 }}"),
+                "trend",
+            ),
+            "modules.max_heap_bytes",
+            "is 0",
+        ),
+        (
+            with_module(
+                &format!("modules = {{ dir = \"{d}\", max_wall_ms = 60000 }}"),
+                "trend",
+            ),
+            "modules.max_wall_ms",
+            "10 to 10000",
+        ),
+    ];
+    for (text, key, says) in cases {
+        let e = Config::from_toml(&text).unwrap_err();
+        assert_eq!(e.key(), Some(key), "{e}");
+        assert!(e.to_string().contains(says), "{says:?} not in {e}");
+    }
+
+    // The proposal check gives the module's source instead of the directory.
+    let given: std::sync::Arc<str> =
+        std::sync::Arc::from("def decide(ctx):\n    return None\n# given\n");
+    let config = Config::from_toml_with_module(&with_module("", "fresh"), "fresh", &given).unwrap();
+    assert!(
+        config.agents[0]
+            .strategy
+            .as_ref()
+            .unwrap()
+            .source
+            .contains("# given")
+    );
 }

@@ -13,6 +13,9 @@
 mod evm;
 mod execute;
 mod layer3;
+mod module;
+pub(crate) use module::host_view;
+pub(crate) use perp::paper_fill_price;
 mod outcome;
 mod perp;
 mod perp_live;
@@ -151,96 +154,14 @@ async fn run(
     llm: &mut Duration,
     pending: &mut Pending,
 ) -> Outcome {
-    let mut messages: Vec<ChatMessage> = prompt::build_messages(
-        &agent.system_prompt,
-        &agent.id,
-        inputs.balance,
-        &agent.risk.peers,
-        &inputs.untrusted,
-    )
-    .into_iter()
-    .map(|(role, content)| ChatMessage {
-        role: role_of(role),
-        content,
-    })
-    .collect();
-
-    // Layer 1, with up to MAX_CORRECTIONS correction rounds; every call passes the cost gate.
-    let mut provider = deps.provider;
-    let mut attempt = 0;
-    let decision = loop {
-        let request = ChatRequest {
-            agent: agent.id.clone(),
-            model: agent.model.clone(),
-            temperature: agent.temperature,
-            max_tokens: agent.max_tokens,
-            messages: messages.clone(),
-            json_mode: true,
-        };
-        let estimate = match cost_gate(agent, &request, inputs, deps, pending.spent_micros()) {
-            Ok(estimate) => estimate,
-            Err(held) => return held,
-        };
-        let asked = std::time::Instant::now();
-        let answer = provider.complete(&request).await;
-        *llm += asked.elapsed();
-        let reply = match (answer, deps.fallback) {
-            (Ok(reply), _) => reply,
-            (Err(crate::llm::LlmError::MissingKey(_)), Some(fallback))
-                if !std::ptr::eq(provider, fallback) =>
-            {
-                tracing::info!(agent = %agent.id, "no API key for {}; using the fallback provider", provider.name());
-                provider = fallback;
-                continue;
-            }
-            (Err(e), _) => {
-                return Outcome::Held {
-                    layer: "llm".into(),
-                    reason: format!("provider {} failed ({}): {e}", provider.name(), e.kind()),
-                };
-            }
-        };
-        let charged = cost::charge(
-            reply.usage,
-            &cost::Call {
-                reply_bytes: reply.content.len(),
-                ..estimate
-            },
-        );
-        if charged.worst_case {
-            tracing::warn!(agent = %agent.id, provider = provider.name(), reported = ?reply.usage,
-                "the provider reported no usage, or less than the text used: the worst case is charged");
-        }
-        // Recorded with the decision (one commit); counted by this decision's next gate now.
-        pending.costs.push(NewCost {
-            ts: inputs.now,
-            micros: charged.micros(&deps.prices),
-            prompt_tokens: charged.prompt_tokens,
-            completion_tokens: charged.completion_tokens,
-            model: reply.model,
-        });
-        match schema::parse_decision(&reply.content) {
-            Ok(decision) => break decision,
-            Err(e) if attempt < MAX_CORRECTIONS => {
-                attempt += 1;
-                tracing::info!(agent = %agent.id, attempt, error = %e, "layer 1 rejected the reply; asking for a correction");
-                corrections.push(e.to_string());
-                messages.push(ChatMessage {
-                    role: Role::Assistant,
-                    content: reply.content,
-                });
-                messages.push(ChatMessage {
-                    role: Role::User,
-                    content: schema::correction_prompt(&e),
-                });
-            }
-            Err(e) => {
-                return Outcome::Held {
-                    layer: "1".into(),
-                    reason: format!("no valid reply after {MAX_CORRECTIONS} corrections: {e}"),
-                };
-            }
-        }
+    // The decision source: the agent's strategy module, or its LLM.
+    let decided = match &agent.strategy {
+        Some(strategy) => module::decision(agent, strategy, inputs, deps).await,
+        None => llm_decision(agent, inputs, deps, corrections, llm, pending).await,
+    };
+    let decision = match decided {
+        Ok(decision) => decision,
+        Err(held) => return held,
     };
 
     if decision.action == Action::Hold {
@@ -316,6 +237,109 @@ async fn run(
         live(agent, &intent, inputs, deps).await
     } else {
         paper(agent, &intent, inputs, deps, pending).await
+    }
+}
+
+/// The LLM as the decision source: the prompt, the cost gate before every call, layer 1 with
+/// up to [`MAX_CORRECTIONS`] correction rounds; the decision, or the hold that ends it.
+async fn llm_decision(
+    agent: &AgentConfig,
+    inputs: &Inputs,
+    deps: &Deps<'_>,
+    corrections: &mut Vec<String>,
+    llm: &mut Duration,
+    pending: &mut Pending,
+) -> Result<schema::AgentDecision, Outcome> {
+    let mut messages: Vec<ChatMessage> = prompt::build_messages(
+        &agent.system_prompt,
+        &agent.id,
+        inputs.balance,
+        &agent.risk.peers,
+        &inputs.untrusted,
+    )
+    .into_iter()
+    .map(|(role, content)| ChatMessage {
+        role: role_of(role),
+        content,
+    })
+    .collect();
+
+    // Layer 1, with up to MAX_CORRECTIONS correction rounds; every call passes the cost gate.
+    let mut provider = deps.provider;
+    let mut attempt = 0;
+    loop {
+        let request = ChatRequest {
+            agent: agent.id.clone(),
+            model: agent.model.clone(),
+            temperature: agent.temperature,
+            max_tokens: agent.max_tokens,
+            messages: messages.clone(),
+            json_mode: true,
+        };
+        let estimate = match cost_gate(agent, &request, inputs, deps, pending.spent_micros()) {
+            Ok(estimate) => estimate,
+            Err(held) => return Err(held),
+        };
+        let asked = std::time::Instant::now();
+        let answer = provider.complete(&request).await;
+        *llm += asked.elapsed();
+        let reply = match (answer, deps.fallback) {
+            (Ok(reply), _) => reply,
+            (Err(crate::llm::LlmError::MissingKey(_)), Some(fallback))
+                if !std::ptr::eq(provider, fallback) =>
+            {
+                tracing::info!(agent = %agent.id, "no API key for {}; using the fallback provider", provider.name());
+                provider = fallback;
+                continue;
+            }
+            (Err(e), _) => {
+                return Err(Outcome::Held {
+                    layer: "llm".into(),
+                    reason: format!("provider {} failed ({}): {e}", provider.name(), e.kind()),
+                });
+            }
+        };
+        let charged = cost::charge(
+            reply.usage,
+            &cost::Call {
+                reply_bytes: reply.content.len(),
+                ..estimate
+            },
+        );
+        if charged.worst_case {
+            tracing::warn!(agent = %agent.id, provider = provider.name(), reported = ?reply.usage,
+                "the provider reported no usage, or less than the text used: the worst case is charged");
+        }
+        // Recorded with the decision (one commit); counted by this decision's next gate now.
+        pending.costs.push(NewCost {
+            ts: inputs.now,
+            micros: charged.micros(&deps.prices),
+            prompt_tokens: charged.prompt_tokens,
+            completion_tokens: charged.completion_tokens,
+            model: reply.model,
+        });
+        match schema::parse_decision(&reply.content) {
+            Ok(decision) => break Ok(decision),
+            Err(e) if attempt < MAX_CORRECTIONS => {
+                attempt += 1;
+                tracing::info!(agent = %agent.id, attempt, error = %e, "layer 1 rejected the reply; asking for a correction");
+                corrections.push(e.to_string());
+                messages.push(ChatMessage {
+                    role: Role::Assistant,
+                    content: reply.content,
+                });
+                messages.push(ChatMessage {
+                    role: Role::User,
+                    content: schema::correction_prompt(&e),
+                });
+            }
+            Err(e) => {
+                return Err(Outcome::Held {
+                    layer: "1".into(),
+                    reason: format!("no valid reply after {MAX_CORRECTIONS} corrections: {e}"),
+                });
+            }
+        }
     }
 }
 

@@ -48,7 +48,7 @@ use crate::signer_client::SignerClient;
 use crate::store::Store;
 
 use paper::apply_paper_delta;
-pub(crate) use perps_live::book_fills;
+pub(crate) use perps_live::{book_fills, live_on_hyperliquid};
 pub use retention::{COMPACT_EVERY_SECS, Compaction};
 use slots::{Note, Slots};
 
