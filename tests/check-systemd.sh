@@ -2,9 +2,10 @@
 # Checks Vigil's systemd units in systemd/:
 # 1. `systemd-analyze security --offline=true` rates each service's exposure at or below
 #    its ceiling: the signer 1.0 (no network, nothing but its state dir), the orchestrator
-#    2.5 (it needs the network), the approver 1.5 (the Bot API only), the USB import and the health check 1.0, the backup 2.0 (network to its repository only);
-# 2. `systemd-analyze verify` is clean (no output at all) for every unit, the template
-#    checked as the instance vigil-import@sdb1.service.
+#    2.5 (it needs the network), the approver 1.5 (the Bot API only), the USB import and the health check 1.0, the backup 2.0 (network to its repository only),
+#    the proposal sandbox 1.0 (no network, no secrets, no live state: issue 20);
+# 2. `systemd-analyze verify` is clean (no output at all) for every unit, the templates
+#    checked as the instances vigil-import@sdb1.service and vigil-proposal@p1.service.
 # Installs nothing (tests/run provides systemd's tools and nix-instantiate, which reads the table).
 #
 # Usage: tests/check-systemd.sh [bin-dir]
@@ -34,6 +35,7 @@ install_units "$tmp/prefix" "$bindir" / >/dev/null
 for f in "$tmp"/prefix/lib/systemd/system/*; do
     name="$(basename "$f")"
     [ "$name" = "vigil-import@.service" ] && name="vigil-import@sdb1.service"
+    [ "$name" = "vigil-proposal@.service" ] && name="vigil-proposal@p1.service"
     cp "$f" "$tmp/$name"
 done
 
@@ -58,6 +60,7 @@ declare -A ceiling=(
     [vigil-import@sdb1.service]=1.0
     [vigil-health.service]=1.0
     [vigil-backup.service]=2.0
+    [vigil-proposal@p1.service]=1.0
 )
 for f in "$tmp"/*.service; do
     unit="$(basename "$f")"

@@ -278,6 +278,15 @@ impl SignerProcess {
         self
     }
 
+    /// Replaces the extra `serve` flags (for the next [`SignerProcess::start`]).
+    pub fn set_args<I, S>(&mut self, args: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args = args.into_iter().map(Into::into).collect();
+    }
+
     /// Appends the signer's stderr to `log` instead of this process's stderr.
     pub fn log_to(mut self, log: &Path) -> SignerProcess {
         self.log = Some(log.to_owned());

@@ -21,6 +21,7 @@ mod llm;
 mod modules;
 mod operator;
 mod pipeline;
+pub mod proposal;
 mod scheduler;
 mod signer_client;
 pub mod snapshot;

@@ -1,5 +1,6 @@
-//! The signer's journal: one durable, hash-chained, append-only file (`audit.jsonl`) that is
-//! both the spend ledger and the audit log, so that a signature's record is on disk after a
+//! The signer's journal: a durable, hash-chained, append-only log that is both the spend ledger
+//! and the audit log, written to the live segment `audit.jsonl` (sealed and followed by a new
+//! segment that opens with a checkpoint once it is full: [`segment`]), so that a signature's record is on disk after a
 //! single `fdatasync`, before the signature is released.
 //!
 //! Each line is one JSON object `{"seq":N,"ts":T,"prev":"<hex>","event":<event>,"hash":"<hex>"}`
@@ -7,7 +8,7 @@
 //! exact bytes are defined in [`format`]). Editing, deleting or reordering any entry breaks the
 //! chain at that entry or the next one; [`verify_file`] names the first bad line.
 //!
-//! Life cycle: [`Opened::open`] reads and verifies the whole file (truncating a torn final line
+//! Life cycle: [`Opened::open`] reads and verifies the live segment (truncating a torn final line
 //! left by a crash) without starting any thread, so the signer can confine itself with landlock
 //! first; [`Opened::entries`] then streams the verified entries (the replay at start), and
 //! [`Opened::start`] starts the single writer thread and returns an [`AuditLog`] handle. No
@@ -21,7 +22,9 @@
 
 mod format;
 pub mod key;
+pub mod segment;
 pub mod stream;
+mod verify_dir;
 mod writer;
 
 use std::fs::File;
@@ -35,7 +38,9 @@ pub use format::{
     verify_reader,
 };
 pub use key::{JournalKey, KeyProblem, KeyReport};
+pub use segment::{Carried, Checkpointed, Retention, SealedEnd};
 pub use stream::{CHECKPOINT_EVERY, Checkpoint, Entries};
+pub use verify_dir::{DirReport, verify_dir};
 
 /// The journal's file name inside the signer's state directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
@@ -84,6 +89,8 @@ pub struct AuditStats {
     pub batches: u64,
     /// Entries written by this process (not counting the ones replayed at open).
     pub entries: u64,
+    /// Segments sealed by this process.
+    pub rotations: u64,
 }
 
 /// Why the journal could not be opened, verified or appended to.
@@ -143,7 +150,14 @@ pub enum AuditError {
 #[derive(Debug)]
 pub struct Opened<E> {
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
+    /// Where the live segment's chain starts (the journal's start, or before its checkpoint).
+    anchor: Checkpoint,
+    /// Length of the live segment's checkpoint line (0 when it has none).
+    anchor_len: u64,
+    /// The sealed segments, oldest first, listed at open (before confinement: no directory
+    /// listing is allowed after it).
+    sealed: Vec<(u64, PathBuf)>,
     /// Where the verified chain ends.
     end: Checkpoint,
     index: stream::Index,
@@ -171,6 +185,9 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
     pub fn open_keyed(dir: &Path, key: Option<&JournalKey>) -> Result<Opened<E>, AuditError> {
         let path = dir.join(AUDIT_FILE);
         let io_err = |e| AuditError::Io(path.clone(), e);
+        // A rotation cut by a crash is finished or undone first (`segment`).
+        segment::recover(dir)?;
+        let sealed = segment::list_sealed(dir).map_err(|e| AuditError::Io(dir.to_path_buf(), e))?;
         let mut options = std::fs::OpenOptions::new();
         options.read(true).append(true).mode(0o600);
         let (file, created) = match options.clone().create_new(true).open(&path) {
@@ -189,7 +206,9 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
                 .and_then(|d| d.sync_all())
                 .map_err(|e| AuditError::Io(dir.to_path_buf(), e))?;
         }
-        let (end, index, torn, keyed) = verify_at_open::<E>(&path, &file, key)?;
+        let file = Arc::new(file);
+        let (anchor, anchor_len) = segment::anchor_of(&file, &path)?;
+        let (end, index, torn, keyed) = verify_at_open::<E>(&path, &file, anchor, key)?;
         if torn > 0 {
             tracing::warn!(
                 path = %path.display(),
@@ -202,6 +221,9 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
         Ok(Opened {
             path,
             file,
+            anchor,
+            anchor_len,
+            sealed,
             end,
             index,
             truncated: torn,
@@ -222,8 +244,9 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
         let mut scanner = stream::Scanner::of_file(
             &self.file,
             &self.path,
-            Checkpoint::START,
+            self.anchor,
             Some(self.end.offset),
+            self.anchor.seq,
         );
         let mut check = key::KeyCheck::new(key);
         while let Some(c) = scanner.next_checked()? {
@@ -238,8 +261,9 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
         let scanner = stream::Scanner::of_file(
             &self.file,
             &self.path,
-            Checkpoint::START,
+            self.anchor,
             Some(self.end.offset),
+            self.anchor.seq,
         );
         Entries::new(scanner, Some(self.end), 0, None)
     }
@@ -254,6 +278,12 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
         self.end
     }
 
+    /// The seq before the live segment's first entry: 0, or the last seq of the newest sealed
+    /// segment (entries up to it are in sealed segments, or carried by the checkpoint).
+    pub fn anchor_seq(&self) -> u64 {
+        self.anchor.seq
+    }
+
     /// Bytes of a torn final line removed at open (0 when the file ended cleanly).
     pub fn truncated_tail_bytes(&self) -> u64 {
         self.truncated
@@ -262,6 +292,14 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
     /// Starts the single writer thread and returns its handle; with `key`, every entry it
     /// writes carries its MAC, and the handle's verification checks MACs.
     pub fn start(self, key: Option<JournalKey>) -> Result<AuditLog<E>, AuditError> {
+        self.start_with(key, None)
+    }
+
+    fn start_with(
+        self,
+        key: Option<JournalKey>,
+        rotator: Option<Box<dyn writer::Rotate>>,
+    ) -> Result<AuditLog<E>, AuditError> {
         let key = key.map(Arc::new);
         let head = writer::Head {
             seq: self.end.seq,
@@ -269,26 +307,77 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
             ts: self.end.ts.unwrap_or(0),
         };
         let path = self.path.clone();
-        let reader = Arc::new(
-            self.file
-                .try_clone()
-                .map_err(|e| AuditError::Io(path.clone(), e))?,
-        );
-        let inner = writer::Writer::spawn(self.path, self.file, head, key.clone())?;
+        let live = Arc::new(Mutex::new(Live {
+            file: Arc::clone(&self.file),
+            anchor: self.anchor,
+            index: self.index,
+        }));
+        let inner = writer::Writer::spawn(
+            self.path,
+            self.file,
+            head,
+            key.clone(),
+            rotator,
+            Arc::clone(&live),
+        )?;
         Ok(AuditLog {
             inner: Arc::new(inner),
             path,
-            reader,
-            index: Arc::new(Mutex::new(self.index)),
+            live,
             key,
         })
+    }
+
+    /// Test hook: the file the writer will write to.
+    #[cfg(test)]
+    pub(crate) fn file_for_test(&self) -> Arc<File> {
+        Arc::clone(&self.file)
     }
 
     /// Test hook: makes the writer write to `file` instead (e.g. `/dev/full`, to make writes fail).
     #[cfg(test)]
     pub(crate) fn replace_file_for_test(&mut self, file: File) {
-        self.file = file;
+        self.file = Arc::new(file);
     }
+}
+
+impl<E: Checkpointed> Opened<E> {
+    /// As [`Opened::start`], and the journal rotates under `retention` ([`segment`]): the writer
+    /// seals the live segment when it is full, opens the next with a checkpoint, and deletes
+    /// old sealed segments (now, too, if the policy says so).
+    pub fn start_rotating(
+        self,
+        key: Option<JournalKey>,
+        retention: Retention,
+    ) -> Result<AuditLog<E>, AuditError> {
+        let dir = self
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut rotator = segment::Rotator::<E> {
+            dir,
+            policy: retention,
+            written: self.end.offset.saturating_sub(self.anchor_len),
+            anchor: self.anchor,
+            sealed: self.sealed.clone(),
+            _event: std::marker::PhantomData,
+        };
+        rotator.retain(std::time::SystemTime::now())?;
+        self.start_with(key, Some(Box::new(rotator)))
+    }
+}
+
+/// The live segment as readers see it: replaced whole by a rotation.
+#[derive(Debug)]
+struct Live {
+    /// A descriptor on the live segment, for reading it back (`pread`, offset untouched).
+    file: Arc<File>,
+    /// Where its chain starts.
+    anchor: Checkpoint,
+    /// Checkpoints every [`CHECKPOINT_EVERY`] entries, from the verification at open and
+    /// extended by every later read.
+    index: stream::Index,
 }
 
 /// A handle on the running journal. Cheap to clone; the writer thread stops (and the file is
@@ -297,11 +386,8 @@ impl<E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Opened<
 pub struct AuditLog<E> {
     inner: Arc<writer::Writer<E>>,
     path: PathBuf,
-    /// A second descriptor on the journal, for reading it back (`pread`, offset untouched).
-    reader: Arc<File>,
-    /// Checkpoints every [`CHECKPOINT_EVERY`] entries, from the verification at open and
-    /// extended by every later read.
-    index: Arc<Mutex<stream::Index>>,
+    /// The live segment, for reading it back.
+    live: Arc<Mutex<Live>>,
     /// The journal key the writer MACs with, to check MACs when reading back.
     key: Option<Arc<JournalKey>>,
 }
@@ -311,8 +397,7 @@ impl<E> Clone for AuditLog<E> {
         AuditLog {
             inner: Arc::clone(&self.inner),
             path: self.path.clone(),
-            reader: Arc::clone(&self.reader),
-            index: Arc::clone(&self.index),
+            live: Arc::clone(&self.live),
             key: self.key.clone(),
         }
     }
@@ -332,10 +417,13 @@ impl<E> AuditLog<E> {
         &self,
         keep: usize,
     ) -> (Result<VerifyReport, VerifyFailure>, Vec<RawEntry>) {
-        let mut scanner =
-            stream::Scanner::of_file(&self.reader, &self.path, Checkpoint::START, None);
+        let (file, anchor) = {
+            let live = self.lock_live();
+            (Arc::clone(&live.file), live.anchor)
+        };
+        let mut scanner = stream::Scanner::of_file(&file, &self.path, anchor, None, anchor.seq);
         let mut latest = std::collections::VecDeque::with_capacity(keep.min(1024));
-        let mut index = stream::Index::default();
+        let mut index = stream::Index::from(anchor);
         let mut check = self.key.as_deref().map(key::KeyCheck::new);
         let result = loop {
             match scanner.next_checked() {
@@ -370,7 +458,10 @@ impl<E> AuditLog<E> {
             }
         };
         if result.is_ok() {
-            *self.lock_index() = index;
+            let mut live = self.lock_live();
+            if Arc::ptr_eq(&live.file, &file) {
+                live.index = index;
+            }
         }
         (result, latest.into_iter().collect())
     }
@@ -378,15 +469,20 @@ impl<E> AuditLog<E> {
     /// The entries from seq `from` on (all of them for 0 or 1), verified as they are read from
     /// the nearest checkpoint before `from`, up to the end as it is now (a final line being
     /// appended meanwhile is not read). The reader of "events since seq N".
+    /// In a rotated journal the live segment is read: an entry before it is found among the
+    /// entries its checkpoint carries (the caller looks there).
     pub fn entries_from(&self, from: u64) -> Entries<'_, E> {
-        let start = self.lock_index().before(from);
-        let scanner = stream::Scanner::of_file(&self.reader, &self.path, start, None);
-        Entries::new(scanner, None, from, Some(&self.index))
+        let (file, start, anchor) = {
+            let live = self.lock_live();
+            (Arc::clone(&live.file), live.index.before(from), live.anchor)
+        };
+        let scanner = stream::Scanner::of_file(&file, &self.path, start, None, anchor.seq);
+        Entries::new(scanner, None, from, Some((&*self.live, file)))
     }
 
-    fn lock_index(&self) -> std::sync::MutexGuard<'_, stream::Index> {
-        // The index is only ever replaced or pushed to whole; a poisoned lock leaves it usable.
-        self.index
+    fn lock_live(&self) -> std::sync::MutexGuard<'_, Live> {
+        // The view is only ever replaced or pushed to whole; a poisoned lock leaves it usable.
+        self.live
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -506,11 +602,12 @@ type KeyVerdict = (KeyReport, Option<KeyProblem>);
 
 fn verify_at_open<E: serde::de::DeserializeOwned>(
     path: &Path,
-    file: &File,
+    file: &Arc<File>,
+    anchor: Checkpoint,
     key: Option<&JournalKey>,
 ) -> Result<(Checkpoint, stream::Index, u64, Option<KeyVerdict>), AuditError> {
-    let mut scanner = stream::Scanner::of_file(file, path, Checkpoint::START, None);
-    let mut index = stream::Index::default();
+    let mut scanner = stream::Scanner::of_file(file, path, anchor, None, anchor.seq);
+    let mut index = stream::Index::from(anchor);
     let mut check = key.map(key::KeyCheck::new);
     while let Some(entry) = scanner.next_entry::<E>()? {
         if let Some(check) = check.as_mut() {

@@ -48,7 +48,7 @@ pub fn unlock_codes(
     }
     let now = system_now();
     let mut lockout = Lockout::default();
-    for entry in opened.entries() {
+    for entry in crate::ledger::expand(opened.entries()) {
         let entry = entry?;
         if let Some(outcome) = entry.event.code_outcome() {
             lockout.replay(outcome, entry.ts);
@@ -155,4 +155,20 @@ fn open_existing(
         )));
     }
     Ok(Opened::open_keyed(&dir, key)?)
+}
+
+/// `audit-verify`: every present segment of the journal in `dir` (`ledger/`), as one chain,
+/// each checkpoint's carried state checked against the segment before it when present
+/// (`audit::verify_dir`).
+pub fn verify_journal(
+    dir: &Path,
+    expected_head: Option<[u8; 32]>,
+    key: Option<&JournalKey>,
+) -> Result<crate::audit::DirReport, crate::audit::VerifyFailure> {
+    crate::audit::verify_dir::<Event>(dir, expected_head, key)
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn utc(ts: u64) -> String {
+    crate::pause::utc(ts)
 }

@@ -52,6 +52,8 @@ pub struct ServeConfig {
     pub import_confirmation_ttl_secs: u64,
     /// (user, group) to switch to when started as root.
     pub run_as: Option<(String, String)>,
+    /// When the journal rotates and which sealed segments are kept (`--journal-*`).
+    pub retention: crate::audit::Retention,
     /// `--insecure-no-landlock`: go on without file-system confinement (logged loudly).
     pub insecure_no_landlock: bool,
     /// `--insecure-allow-unlocked-memory`: go on if secret memory cannot be locked (logged).
@@ -111,7 +113,10 @@ pub(crate) struct Loaded {
 impl Loaded {
     /// Starts the audit writer (its thread inherits whatever confinement is in force) and
     /// builds the engine on what was loaded.
-    pub(crate) fn engine(self) -> Result<Engine, Error> {
+    pub(crate) fn engine(
+        self,
+        retention: Option<crate::audit::Retention>,
+    ) -> Result<Engine, Error> {
         Ok(Engine::new(EngineParts {
             policy: self.policy,
             keys: self.keys,
@@ -121,6 +126,7 @@ impl Loaded {
             import: self.at_start,
             awaiting_keys: self.awaiting_keys,
             pinned_policy_key: self.pinned_policy_key,
+            retention,
         })?)
     }
 }
@@ -145,7 +151,7 @@ pub(crate) fn load(
     let at_start = if staging_dir.exists() {
         import::stage::ensure_ledger_dir(state_dir).map_err(import_error)?;
         let opened: Opened<Event> = Opened::open(&layout::ledger(state_dir))?;
-        let pending = live::pending_confirmation(opened.entries())?;
+        let pending = live::pending_confirmation(crate::ledger::expand(opened.entries()))?;
         if pending.is_some() && keystore_present(state_dir) {
             // The confirmation that would replace the keys must be vouched for by the CURRENT
             // keystore's journal key, before anything is applied (one more scrypt, only at a
@@ -338,7 +344,7 @@ pub fn run(cfg: &ServeConfig) -> Result<Stopped, Error> {
     );
 
     // 6. Start the audit writer and the runtime: their threads inherit the confinement.
-    let engine = Arc::new(loaded.engine()?);
+    let engine = Arc::new(loaded.engine(Some(cfg.retention))?);
     allowed_uids.push(rustix::process::getuid().as_raw());
     let server_cfg = ServerConfig {
         allowed_uids,

@@ -54,8 +54,11 @@ pub struct SpendRecord {
 }
 
 use crate::approval::{ApprovalRequest, Approvals, CodeOutcome};
-use crate::audit::{AuditError, Entry};
+use crate::audit::{AuditError, Carried, Entry, SealedEnd};
+
+pub(crate) mod carry;
 use crate::policy::{CapOverride, History};
+pub(crate) use carry::expand;
 
 /// The rolling window of the velocity cap.
 pub(crate) const VELOCITY_WINDOW_SECS: u64 = 86_400;
@@ -310,6 +313,15 @@ pub enum Event {
         totp_step: u64,
         /// The `request_resume` answered.
         request_id: OperatorRequestId,
+    },
+    /// The first entry of a journal segment after a rotation (`audit::segment`): the end of
+    /// the sealed segment before it (whose last hash is this entry's `prev`), and the earlier
+    /// entries the replay still needs, verbatim ([`carry`]). A start replays from here.
+    Checkpoint {
+        /// The sealed segment's name, last seq, hash and time.
+        sealed: SealedEnd,
+        /// The earlier entries the replay needs, in seq order.
+        carried: Vec<Carried<Event>>,
     },
     /// `vigil-signer unlock-codes` at the appliance's console cleared the wrong-code counts
     /// and locks (the only way out once the daily budget of wrong codes is spent).
@@ -598,6 +610,7 @@ impl Ledger {
                 | Event::JournalKeyed { .. }
                 | Event::Denied { .. }
                 | Event::AgentPaused { .. }
+                | Event::Checkpoint { .. }
                 | Event::Started { .. } => {}
             }
             // Keep what replay holds bounded as it goes, as serving does.

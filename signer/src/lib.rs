@@ -34,3 +34,4 @@ pub use approval::{DEFAULT_GRANT_TTL_SECS, DEFAULT_TTL_SECS, STEP_SECS, code_mat
 pub use chains::solana::address_of as solana_address_of;
 pub use error::Error;
 pub use keys::{Ed25519Key, NewAgentKey, Secp256k1Key, new_agent_key};
+pub use ledger::carry::MAX_TTL_SECS;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use vigil_protocol::{AgentId, OperatorCode};
-use vigil_signer::{audit, console, daemon, devinit, import};
+use vigil_signer::{console, daemon, devinit, import};
 
 /// The Vigil signer: keys, policy, ledger and audit, behind one Unix socket.
 #[derive(Debug, Parser)]
@@ -68,16 +68,30 @@ enum Command {
         /// not also be an asker. Without it nothing can be approved over the socket.
         #[arg(long = "approver-user")]
         approver_user: Option<String>,
-        /// Seconds an approval waits for the operator.
-        #[arg(long, default_value_t = vigil_signer::DEFAULT_TTL_SECS)]
+        /// Seconds an approval waits for the operator (at most 86400: a journal checkpoint
+        /// carries every entry of the last 49 hours, so nothing still open is left behind).
+        #[arg(long, default_value_t = vigil_signer::DEFAULT_TTL_SECS, value_parser = ttl_secs)]
         approval_ttl: u64,
-        /// Seconds a granted approval can be collected by the asker's `sign` (one signature).
-        #[arg(long, default_value_t = vigil_signer::DEFAULT_GRANT_TTL_SECS)]
+        /// Seconds a granted approval can be collected by the asker's `sign` (one signature;
+        /// at most 86400).
+        #[arg(long, default_value_t = vigil_signer::DEFAULT_GRANT_TTL_SECS, value_parser = ttl_secs)]
         grant_ttl: u64,
         /// Seconds a recorded key-ceremony import confirmation may wait to be applied (at the
-        /// restart right after it); an older one expires and must be confirmed again.
-        #[arg(long, default_value_t = import::live::CONFIRMATION_TTL_SECS)]
+        /// restart right after it); an older one expires and must be confirmed again (at most
+        /// 86400).
+        #[arg(long, default_value_t = import::live::CONFIRMATION_TTL_SECS, value_parser = ttl_secs)]
         import_confirmation_ttl: u64,
+        /// Seal the journal's live segment (`audit.jsonl`) once this many bytes were written
+        /// after its checkpoint, and start the next one (docs/audit.md, "Segments").
+        #[arg(long, default_value_t = vigil_signer::audit::segment::DEFAULT_ROTATE_BYTES)]
+        journal_rotate_bytes: u64,
+        /// Keep at least this many sealed journal segments.
+        #[arg(long, default_value_t = vigil_signer::audit::segment::DEFAULT_KEEP_SEGMENTS)]
+        journal_keep_segments: usize,
+        /// Keep every sealed journal segment sealed less than this many days ago (0..=36500);
+        /// older ones beyond --journal-keep-segments are deleted (the backups hold them).
+        #[arg(long, default_value_t = vigil_signer::audit::segment::DEFAULT_KEEP_DAYS)]
+        journal_keep_days: u64,
         /// USER:GROUP to switch to when started as root (the signer never keeps running as root).
         #[arg(long, value_parser = parse_user_group)]
         run_as: Option<(String, String)>,
@@ -249,11 +263,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             approval_ttl,
             grant_ttl,
             import_confirmation_ttl,
+            journal_rotate_bytes,
+            journal_keep_segments,
+            journal_keep_days,
             run_as,
             insecure_no_landlock,
             insecure_allow_unlocked_memory,
         } => {
+            let retention = vigil_signer::audit::Retention::new(
+                journal_rotate_bytes,
+                journal_keep_segments,
+                journal_keep_days,
+            )
+            .map_err(anyhow::Error::msg)?;
             let cfg = daemon::ServeConfig {
+                retention,
                 state_dir,
                 staging_dir,
                 socket,
@@ -345,7 +369,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 None
             };
-            let path = devinit::layout::ledger(&state_dir).join(audit::AUDIT_FILE);
+            let dir = devinit::layout::ledger(&state_dir);
             let expected = match expect_head {
                 None => None,
                 Some(h) => {
@@ -355,8 +379,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Some(head)
                 }
             };
-            match audit::verify_file_keyed(&path, expected, key.as_ref()) {
-                Ok((report, keyed)) => {
+            match console::verify_journal(&dir, expected, key.as_ref()) {
+                Ok(found) => {
+                    let (report, keyed) = (found.report, found.keyed);
+                    if let Some((before, at)) = found.rotated_away {
+                        eprintln!(
+                            "vigil-signer: history before seq {} was rotated away at {} (retention); the backups hold it. Verified from that checkpoint on.",
+                            before + 1,
+                            console::utc(at)
+                        );
+                    }
                     let macs = match keyed {
                         None => "\"macs_checked\": false".to_string(),
                         Some(k) => format!(
@@ -364,11 +396,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             k.keyed, k.other_key, k.unkeyed
                         ),
                     };
+                    let rotated = match found.rotated_away {
+                        Some((before, at)) => format!(
+                            "\"rotated_away_through_seq\": {before}, \"rotated_away_at\": {at}"
+                        ),
+                        None => "\"rotated_away_through_seq\": 0".to_string(),
+                    };
                     println!(
-                        "{{\"ok\": true, \"entries\": {}, \"head_seq\": {}, \"head\": \"{}\", {macs}}}",
+                        "{{\"ok\": true, \"entries\": {}, \"head_seq\": {}, \"head\": \"{}\", \"segments\": {}, \"checkpoints_checked\": {}, {rotated}, {macs}}}",
                         report.entries,
                         report.head_seq,
-                        hex::encode(report.head_hash)
+                        hex::encode(report.head_hash),
+                        found.segments,
+                        found.checkpoints_checked,
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -445,6 +485,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A time limit in seconds, at most `MAX_TTL_SECS` (one day).
+fn ttl_secs(s: &str) -> Result<u64, String> {
+    let secs: u64 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number of seconds: {e}"))?;
+    if secs > vigil_signer::MAX_TTL_SECS {
+        return Err(format!(
+            "{secs} s is more than {} s (one day): a longer time limit could outlast what a journal checkpoint carries",
+            vigil_signer::MAX_TTL_SECS
+        ));
+    }
+    Ok(secs)
 }
 
 fn parse_user_group(s: &str) -> Result<(String, String), String> {

@@ -266,7 +266,8 @@ pub(crate) fn render(event: &Event) -> Option<(OperatorEventKind, String)> {
         Event::Signed { .. }
         | Event::Denied { .. }
         | Event::PeerRefused { .. }
-        | Event::RefusalsMerged { .. } => return None,
+        | Event::RefusalsMerged { .. }
+        | Event::Checkpoint { .. } => return None,
     };
     Some(rendered)
 }

@@ -281,6 +281,12 @@ impl Signer {
         self.process.start().unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Replaces the extra `serve` flags used by the next [`Signer::spawn`] or
+    /// [`Signer::restart`].
+    pub fn set_serve_args(&mut self, args: &[&str]) {
+        self.process.set_args(args.iter().copied());
+    }
+
     /// SIGKILL, no chance to clean up.
     pub fn kill9(&mut self) {
         self.process.kill();

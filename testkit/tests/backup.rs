@@ -156,21 +156,31 @@ fn orchestrator_state(db: &Path) {
 #[test]
 fn backup_to_an_append_only_remote_and_the_restore_drill() {
     let remote = AppendOnlyRemote::start();
-    let mut signer = Signer::start(&["trader"]);
+    // A tiny rotation size: the journal is several segments, and the backup holds them all.
+    let mut signer = Signer::with(&["trader"])
+        .args(&["--journal-rotate-bytes", "4096"])
+        .start();
     let peer = signer.dev_peer();
-    for i in 0..3 {
+    for i in 0..12 {
         ok(signer
             .client()
             .call(pay(
                 "trader",
                 &peer,
-                1_000_000 * (i + 1),
+                1_000_000 * (i % 3 + 1),
                 &format!("drill-{i}"),
             ))
             .unwrap());
     }
     let spent = signer.spent("trader");
-    assert_eq!(spent, 6_000_000);
+    assert_eq!(spent, 24_000_000);
+    let ledger = signer.state().join("ledger");
+    let segments: Vec<String> = std::fs::read_dir(&ledger)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("audit.0"))
+        .collect();
+    assert!(segments.len() >= 2, "{segments:?}");
 
     let work = tempfile::tempdir().unwrap();
     std::fs::create_dir(work.path().join("vigil")).unwrap();
@@ -222,6 +232,12 @@ fn backup_to_an_append_only_remote_and_the_restore_drill() {
     ] {
         assert!(listing.contains(want), "{want} missing: {listing}");
     }
+    for segment in &segments {
+        assert!(
+            listing.contains(segment.as_str()),
+            "{segment} missing: {listing}"
+        );
+    }
     for never in [
         "keystore",
         "/dev/",
@@ -251,6 +267,9 @@ fn backup_to_an_append_only_remote_and_the_restore_drill() {
     signer.kill9();
     let journal = signer.state().join("ledger/audit.jsonl");
     std::fs::remove_file(&journal).unwrap();
+    for segment in &segments {
+        std::fs::remove_file(ledger.join(segment)).unwrap();
+    }
     std::fs::remove_file(&db).unwrap();
     let _ = std::fs::remove_file(work.path().join("vigil/state.db-wal"));
     let _ = std::fs::remove_file(work.path().join("vigil/state.db-shm"));
@@ -263,8 +282,11 @@ fn backup_to_an_append_only_remote_and_the_restore_drill() {
         "{}",
         text(&out)
     );
-    std::fs::copy(restored.join("signer/ledger/audit.jsonl"), &journal).unwrap();
-    std::fs::set_permissions(&journal, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for name in segments.iter().map(String::as_str).chain(["audit.jsonl"]) {
+        let to = ledger.join(name);
+        std::fs::copy(restored.join("signer/ledger").join(name), &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     std::fs::copy(restored.join("orchestrator/state.db"), &db).unwrap();
     signer.spawn();
     assert_eq!(

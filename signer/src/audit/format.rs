@@ -223,6 +223,11 @@ impl Chain {
         }
     }
 
+    /// Numbers lines from a file whose first line follows seq `anchor`.
+    pub(super) fn renumber(&mut self, anchor: u64) {
+        self.line = self.seq.saturating_sub(anchor);
+    }
+
     /// Where the chain stands, the next entry starting at byte `offset`.
     pub(super) fn checkpoint(&self, offset: u64) -> Checkpoint {
         Checkpoint {

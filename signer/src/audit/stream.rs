@@ -18,7 +18,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::format::{Chain, Checked};
 use super::{AuditError, Entry, GENESIS, VerifyFailure};
@@ -61,13 +61,18 @@ pub(super) struct Index {
 
 impl Default for Index {
     fn default() -> Self {
-        Index {
-            points: vec![Checkpoint::START],
-        }
+        Index::from(Checkpoint::START)
     }
 }
 
 impl Index {
+    /// An index whose first point is `start` (the start of the live segment).
+    pub(super) fn from(start: Checkpoint) -> Self {
+        Index {
+            points: vec![start],
+        }
+    }
+
     /// Notes `at` if it falls on the index's spacing (callers pass every place they pass).
     pub(super) fn note(&mut self, at: Checkpoint) {
         let last = self.points.last().map_or(0, |p| p.seq);
@@ -79,29 +84,29 @@ impl Index {
     /// The latest checkpoint from which entry `seq` can be read.
     pub(super) fn before(&self, seq: u64) -> Checkpoint {
         let i = self.points.partition_point(|p| p.seq < seq);
-        self.points
-            .get(i.saturating_sub(1))
-            .copied()
-            .unwrap_or(Checkpoint::START)
+        match self.points.get(i.saturating_sub(1)) {
+            Some(p) => *p,
+            None => self.points.first().copied().unwrap_or(Checkpoint::START),
+        }
     }
 }
 
 /// Reads a file by `pread` from an offset of its own, so several readers (and the writer's
 /// `O_APPEND` writes) share one descriptor without moving each other's offsets.
-pub(super) struct PreadReader<'a> {
-    file: &'a File,
+pub(super) struct PreadReader {
+    file: Arc<File>,
     offset: u64,
     /// Stop here (the verified length at open), or read to the end as it is now.
     end: Option<u64>,
 }
 
-impl<'a> PreadReader<'a> {
-    pub(super) fn new(file: &'a File, offset: u64, end: Option<u64>) -> Self {
+impl PreadReader {
+    pub(super) fn new(file: Arc<File>, offset: u64, end: Option<u64>) -> Self {
         PreadReader { file, offset, end }
     }
 }
 
-impl Read for PreadReader<'_> {
+impl Read for PreadReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let room = match self.end {
             Some(end) => usize::try_from(end.saturating_sub(self.offset)).unwrap_or(usize::MAX),
@@ -128,12 +133,22 @@ pub(super) struct Scanner<R> {
     torn: u64,
 }
 
-impl<'a> Scanner<BufReader<PreadReader<'a>>> {
-    /// A scan of `file` from `from` up to `end` (or to the end as it is now).
-    pub(super) fn of_file(file: &'a File, path: &Path, from: Checkpoint, end: Option<u64>) -> Self {
-        let reader =
-            BufReader::with_capacity(READ_BUFFER, PreadReader::new(file, from.offset, end));
-        Scanner::new(reader, path, from)
+impl Scanner<BufReader<PreadReader>> {
+    /// A scan of `file` from `from` up to `end` (or to the end as it is now). `anchor` is the
+    /// seq before the file's first line (0 for the first segment), so lines are numbered in
+    /// the file.
+    pub(super) fn of_file(
+        file: &Arc<File>,
+        path: &Path,
+        from: Checkpoint,
+        end: Option<u64>,
+        anchor: u64,
+    ) -> Self {
+        let reader = BufReader::with_capacity(
+            READ_BUFFER,
+            PreadReader::new(Arc::clone(file), from.offset, end),
+        );
+        Scanner::new(reader, path, from).anchored(anchor)
     }
 }
 
@@ -147,6 +162,13 @@ impl<R: BufRead> Scanner<R> {
             offset: from.offset,
             torn: 0,
         }
+    }
+
+    /// Numbers lines from the file's start when its first line follows seq `anchor` (a
+    /// segment that opens with a checkpoint: [`super::segment`]).
+    pub(super) fn anchored(mut self, anchor: u64) -> Self {
+        self.chain.renumber(anchor);
+        self
     }
 
     /// The next complete line, verified; `None` at the end (a final line without a newline
@@ -211,12 +233,13 @@ impl<R: BufRead> Scanner<R> {
 /// `Result`s that ends after the first error. With `expect_end`, the scan must end exactly at
 /// that place (the chain verified at open), or it fails: the file changed under the reader.
 pub struct Entries<'a, E> {
-    scanner: Scanner<BufReader<PreadReader<'a>>>,
+    scanner: Scanner<BufReader<PreadReader>>,
     expect_end: Option<Checkpoint>,
     /// Entries before this seq are verified but not handed out.
     from: u64,
-    /// The index to extend with the checkpoints passed.
-    index: Option<&'a Mutex<Index>>,
+    /// The index to extend with the checkpoints passed, while the file read is still the live
+    /// segment (a rotation replaces both).
+    index: Option<(&'a Mutex<super::Live>, Arc<File>)>,
     done: bool,
     _event: std::marker::PhantomData<fn() -> E>,
 }
@@ -232,10 +255,10 @@ impl<E> std::fmt::Debug for Entries<'_, E> {
 
 impl<'a, E> Entries<'a, E> {
     pub(super) fn new(
-        scanner: Scanner<BufReader<PreadReader<'a>>>,
+        scanner: Scanner<BufReader<PreadReader>>,
         expect_end: Option<Checkpoint>,
         from: u64,
-        index: Option<&'a Mutex<Index>>,
+        index: Option<(&'a Mutex<super::Live>, Arc<File>)>,
     ) -> Self {
         Entries {
             scanner,
@@ -248,11 +271,13 @@ impl<'a, E> Entries<'a, E> {
     }
 
     fn note(&self) {
-        if let Some(index) = self.index {
-            index
+        if let Some((live, file)) = &self.index {
+            let mut live = live
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .note(self.scanner.position());
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if Arc::ptr_eq(&live.file, file) {
+                live.index.note(self.scanner.position());
+            }
         }
     }
 }

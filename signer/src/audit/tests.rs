@@ -81,7 +81,8 @@ fn append_then_reopen_gives_same_entries_and_head() {
         log.stats(),
         AuditStats {
             batches: 2,
-            entries: 3
+            entries: 3,
+            rotations: 0,
         }
     );
     let head = log.head();
@@ -606,3 +607,5 @@ fn entries_from_a_seq_start_at_a_checkpoint_and_see_later_appends() {
 }
 
 mod keyed;
+
+mod segments;

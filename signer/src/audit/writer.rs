@@ -22,7 +22,46 @@ use serde_json::value::RawValue;
 
 use super::format::{body, chain_hash, push_line};
 use super::key::JournalKey;
-use super::{Appended, AuditError, AuditStats, MAX_BATCH_EVENTS, MAX_CLOCK_SKEW_SECS};
+use super::segment::{Checkpointed, RotateError, Rotated, Rotator, Step};
+use super::{Appended, AuditError, AuditStats, Live, MAX_BATCH_EVENTS, MAX_CLOCK_SKEW_SECS};
+
+/// The writer's side of rotation ([`super::segment`]), without the event type.
+pub(super) trait Rotate: Send {
+    /// Counts bytes appended to the live segment.
+    fn note_written(&mut self, bytes: u64);
+    /// Whether the live segment is due to be sealed.
+    fn due(&self) -> bool;
+    /// Seals the live segment and opens the next one with its checkpoint at `ts`.
+    fn rotate(
+        &mut self,
+        live: &Arc<File>,
+        head: (u64, [u8; 32], u64),
+        ts: u64,
+        key: Option<&JournalKey>,
+        stop_after: Option<Step>,
+    ) -> Result<Rotated, RotateError>;
+}
+
+impl<E: Checkpointed> Rotate for Rotator<E> {
+    fn note_written(&mut self, bytes: u64) {
+        self.written = self.written.saturating_add(bytes);
+    }
+
+    fn due(&self) -> bool {
+        Rotator::due(self)
+    }
+
+    fn rotate(
+        &mut self,
+        live: &Arc<File>,
+        head: (u64, [u8; 32], u64),
+        ts: u64,
+        key: Option<&JournalKey>,
+        stop_after: Option<Step>,
+    ) -> Result<Rotated, RotateError> {
+        Rotator::rotate(self, live, head, ts, key, stop_after)
+    }
+}
 
 type Outcome = Result<Vec<Appended>, AuditError>;
 
@@ -65,6 +104,8 @@ struct Shared {
     poisoned: AtomicBool,
     batches: AtomicU64,
     entries: AtomicU64,
+    rotations: AtomicU64,
+    rotation_failed: AtomicBool,
 }
 
 /// The handles' side: the requests queued and not yet handed over, the channel to the thread,
@@ -82,15 +123,19 @@ impl<E: serde::Serialize + Send + 'static> Writer<E> {
     /// with `key`, every entry carries its MAC.
     pub(super) fn spawn(
         path: PathBuf,
-        file: File,
+        file: Arc<File>,
         head: Head,
         key: Option<Arc<JournalKey>>,
+        rotator: Option<Box<dyn Rotate>>,
+        live: Arc<Mutex<Live>>,
     ) -> Result<Writer<E>, AuditError> {
         let shared = Arc::new(Shared {
             head: Mutex::new((head.seq, head.hash)),
             poisoned: AtomicBool::new(false),
             batches: AtomicU64::new(0),
             entries: AtomicU64::new(0),
+            rotations: AtomicU64::new(0),
+            rotation_failed: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -98,7 +143,14 @@ impl<E: serde::Serialize + Send + 'static> Writer<E> {
             .spawn({
                 let shared = Arc::clone(&shared);
                 let path = path.clone();
-                move || run(&path, file, head, key.as_deref(), &rx, &shared)
+                move || {
+                    let mut segments = Segments {
+                        rotator,
+                        live,
+                        file,
+                    };
+                    run(&path, &mut segments, head, key.as_deref(), &rx, &shared);
+                }
             })
             .map_err(AuditError::Spawn)?;
         Ok(Writer {
@@ -158,6 +210,7 @@ impl<E> Writer<E> {
         AuditStats {
             batches: self.shared.batches.load(Ordering::Acquire),
             entries: self.shared.entries.load(Ordering::Acquire),
+            rotations: self.shared.rotations.load(Ordering::Acquire),
         }
     }
 }
@@ -186,10 +239,73 @@ impl<E> Drop for Writer<E> {
     }
 }
 
+/// The live segment the writer appends to, and its rotation.
+struct Segments {
+    rotator: Option<Box<dyn Rotate>>,
+    live: Arc<Mutex<Live>>,
+    file: Arc<File>,
+}
+
+impl Segments {
+    /// Seals the live segment if it is due, before a batch at time `ts`; the new head then is
+    /// the checkpoint.
+    fn rotate_if_due(
+        &mut self,
+        head: &mut Head,
+        ts: u64,
+        key: Option<&JournalKey>,
+        shared: &Shared,
+    ) -> Result<(), AuditError> {
+        let Some(rotator) = self.rotator.as_mut().filter(|r| r.due()) else {
+            return Ok(());
+        };
+        let ts = ts.max(head.ts);
+        let rotated = match rotator.rotate(
+            &self.file,
+            (head.seq, head.hash, head.ts),
+            ts,
+            key,
+            None,
+        ) {
+            Ok(rotated) => rotated,
+            Err(RotateError::NotStarted(e)) => {
+                // Nothing changed on disk: the live segment goes on growing, and rotation is
+                // off until the next start (the status shows it; the operator fixes the cause).
+                tracing::error!(error = %e, "the journal could not be rotated; it goes on in one segment until the signer restarts: check the state directory");
+                self.rotator = None;
+                shared.rotation_failed.store(true, Ordering::Release);
+                return Ok(());
+            }
+            Err(RotateError::Started(e)) => return Err(e),
+        };
+        self.file = Arc::clone(&rotated.file);
+        *self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Live {
+            file: rotated.file,
+            anchor: rotated.anchor,
+            index: super::stream::Index::from(rotated.anchor),
+        };
+        *shared
+            .head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (rotated.seq, rotated.hash);
+        shared.entries.fetch_add(1, Ordering::AcqRel);
+        shared.rotations.fetch_add(1, Ordering::AcqRel);
+        *head = Head {
+            seq: rotated.seq,
+            hash: rotated.hash,
+            ts,
+        };
+        Ok(())
+    }
+}
+
 /// The writer thread's loop: one batch per turn until every handle is dropped.
 fn run<E: serde::Serialize>(
     path: &Path,
-    mut file: File,
+    segments: &mut Segments,
     mut head: Head,
     key: Option<&JournalKey>,
     rx: &mpsc::Receiver<Vec<Request<E>>>,
@@ -209,6 +325,19 @@ fn run<E: serde::Serialize>(
                 .for_each(|r| r.reply.send(Err(AuditError::Poisoned)));
             continue;
         }
+        let first_ts = batch.first().map_or(head.ts, |r| r.ts);
+        if let Err(e) = segments.rotate_if_due(&mut head, first_ts, key, shared) {
+            shared.poisoned.store(true, Ordering::Release);
+            tracing::error!(path = %path.display(), error = %e, "sealing the journal's live segment failed; the log is poisoned (a restart finishes or undoes the rotation)");
+            let text = e.to_string();
+            for r in batch {
+                r.reply.send(Err(AuditError::Io(
+                    path.to_path_buf(),
+                    io::Error::other(text.clone()),
+                )));
+            }
+            continue;
+        }
         buf.clear();
         let mut next = head;
         let mut accepted = Vec::with_capacity(batch.len());
@@ -221,8 +350,11 @@ fn run<E: serde::Serialize>(
         if accepted.is_empty() {
             continue;
         }
-        match write_durably(&mut file, &buf) {
+        match write_durably(&segments.file, &buf) {
             Ok(()) => {
+                if let Some(r) = segments.rotator.as_mut() {
+                    r.note_written(buf.len() as u64);
+                }
                 *shared
                     .head
                     .lock()
@@ -249,7 +381,8 @@ fn run<E: serde::Serialize>(
 }
 
 /// One write and one `fdatasync` for the whole batch.
-fn write_durably(file: &mut File, buf: &[u8]) -> io::Result<()> {
+fn write_durably(file: &File, buf: &[u8]) -> io::Result<()> {
+    let mut file = file;
     file.write_all(buf)?;
     file.sync_data()
 }

@@ -162,6 +162,8 @@ pub(crate) struct EngineParts {
     /// The policy key the keystore pins (none while awaiting keys): a staged stick signed by
     /// it replaces the keys without the current authenticator's code.
     pub pinned_policy_key: Option<[u8; 32]>,
+    /// When the journal rotates and which sealed segments are kept (none: it never rotates).
+    pub retention: Option<crate::audit::Retention>,
 }
 
 /// The signer's request handler.
@@ -239,6 +241,7 @@ impl Engine {
             import,
             awaiting_keys,
             pinned_policy_key,
+            retention,
         } = parts;
         let now = clock();
         // One streamed pass: the ledger replays each entry, and the same entry rebuilds the
@@ -248,7 +251,8 @@ impl Engine {
         let mut pauses = Pauses::default();
         let mut window = EventWindow::default();
         let mut requested: BTreeMap<u64, vigil_protocol::ApprovalId> = BTreeMap::new();
-        let entries = journal.entries().inspect(|e| {
+        // A checkpoint (the first entry of a rotated segment) stands for the entries it carries.
+        let entries = crate::ledger::expand(journal.entries()).inspect(|e| {
             if let Ok(e) = e {
                 requests.replay_entry(e, now);
                 pauses.replay_entry(e);
@@ -268,7 +272,10 @@ impl Engine {
             .filter(|(_, id)| approvals.get(id).is_some())
             .map(|(seq, id)| (id, seq))
             .collect();
-        let audit = journal.start(journal_key)?;
+        let audit = match retention {
+            Some(retention) => journal.start_rotating(journal_key, retention)?,
+            None => journal.start(journal_key)?,
+        };
         let keys = keys
             .into_iter()
             .map(|(id, secret)| (id, AgentKey::new(secret)))

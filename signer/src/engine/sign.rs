@@ -19,9 +19,13 @@ impl Engine {
     /// the journal (streamed from the nearest checkpoint, on a blocking thread).
     async fn recorded(&self, r: &SignRequest, seq: u64) -> Result<Signed, Refusal> {
         let log = self.audit.clone();
-        let entry = tokio::task::spawn_blocking(move || log.entries_from(seq).next())
-            .await
-            .map_err(|e| Refusal::internal(format!("reading the audit log failed: {e}")))?;
+        // In a rotated journal an entry before the live segment is one its checkpoint carries.
+        let entry = tokio::task::spawn_blocking(move || {
+            crate::ledger::expand(log.entries_from(seq))
+                .find(|e| e.as_ref().map_or(true, |e| e.seq >= seq))
+        })
+        .await
+        .map_err(|e| Refusal::internal(format!("reading the audit log failed: {e}")))?;
         match entry {
             Some(Ok(e)) => match e.event {
                 Event::Signed {

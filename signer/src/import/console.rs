@@ -85,7 +85,7 @@ pub fn confirm(c: &ConsoleConfirm) -> Result<Installed, Error> {
 
 fn run(c: &ConsoleConfirm, digest: ManifestDigest, loaded: Loaded) -> Result<Installed, Error> {
     let applied_earlier = loaded.at_start.applied.clone();
-    let engine = loaded.engine()?;
+    let engine = loaded.engine(None)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

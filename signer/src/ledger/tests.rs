@@ -207,3 +207,189 @@ fn hyperliquid_nonces_increase_per_key_even_when_the_clock_steps_back() {
     note(&mut ledger, key, 4_000);
     assert_eq!(ledger.next_hl_nonce(key, 0), 5_001);
 }
+
+/// A signed Solana transfer of `amount` (or a Hyperliquid action when `hl` is given).
+fn signed_entry(key: &str, amount: u128, hl: Option<HlSigned>) -> Event {
+    Event::Signed {
+        agent: agent(),
+        idempotency_key: key.parse().unwrap(),
+        intent_digest: "00".repeat(32),
+        asset: SOL,
+        amount: vigil_protocol::Quantity::new(amount),
+        summary: "s".into(),
+        signature: "sig".into(),
+        tx: "tx".into(),
+        approval_id: None,
+        also_spent: Vec::new(),
+        prior: Vec::new(),
+        hyperliquid: hl,
+    }
+}
+
+fn hl(nonce: u64, leverage: Option<u32>, registered: Option<&str>) -> HlSigned {
+    HlSigned {
+        network: Network::Testnet,
+        key: "0x1111111111111111111111111111111111111111".into(),
+        nonce,
+        leverage_set: leverage.map(|_| "ETH".parse().unwrap()),
+        leverage,
+        cross: leverage.map(|_| true),
+        registered: registered.map(str::to_owned),
+    }
+}
+
+/// Every figure the replay rebuilds that the checkpoint must keep: 24 h spends, operator caps,
+/// Hyperliquid nonce, leverage and registration, the code lockout, the current pause.
+fn figures(entries: Vec<Result<Entry<Event>, AuditError>>, now: u64) -> String {
+    let mut approvals = approvals();
+    let mut pauses = crate::pause::Pauses::default();
+    let entries: Vec<_> = expand(entries).collect();
+    for e in entries.iter().flatten() {
+        pauses.replay_entry(e);
+    }
+    let ledger = Ledger::replay(entries, &mut approvals, now).unwrap();
+    let key = "0x1111111111111111111111111111111111111111";
+    format!(
+        "spent {:?}; caps {:?}; nonce {}; leverage {:?}; registered {}; lock {:?}, {} wrong; pause {:?}",
+        ledger.spent_24h(&agent(), now),
+        ledger.cap_override(&agent(), SOL),
+        ledger.next_hl_nonce(key, 0),
+        ledger.hl_leverage_of(&agent(), Network::Testnet, "ETH".parse().unwrap()),
+        ledger.hl_registered("0xapi"),
+        approvals.lock_state(now),
+        approvals.failures_in_window(),
+        pauses.get(&agent()).map(|p| p.id.to_string()),
+    )
+}
+
+#[test]
+fn a_checkpoint_carries_what_the_replay_needs_and_nothing_is_lost_with_the_rest() {
+    let day = 86_400;
+    let t = 1_700_000_000;
+    let cap = |cap, amount: u128| Event::CapSet {
+        agent: agent(),
+        asset: SOL,
+        cap,
+        amount: Amount::from_base_units(amount),
+        ceiling: Amount::from_base_units(1_000_000),
+        totp_step: u64::try_from(amount).unwrap(),
+        request_id: None,
+    };
+    let pause = |id: &str| Event::AgentPaused {
+        agent: agent(),
+        pause_id: id.parse().unwrap(),
+        reason: vigil_protocol::PauseReason::Operator,
+    };
+    let resume = |id: &str| Event::AgentResumed {
+        agent: agent(),
+        pause_id: id.parse().unwrap(),
+        totp_step: 1,
+        request_id: "rq-1".parse().unwrap(),
+    };
+    let mut events = vec![
+        (t, cap(CapKind::PerTx, 500)),
+        (t, pause("pz-1")),
+        (t, signed_entry("h1", 0, Some(hl(100, Some(3), None)))),
+        (t, signed_entry("h2", 0, Some(hl(150, None, Some("0xapi"))))),
+        (t + day, resume("pz-1")),
+        (t + day, pause("pz-2")),
+        (
+            t + 2 * day,
+            signed_entry("h3", 0, Some(hl(200, None, None))),
+        ),
+        (t + 2 * day, cap(CapKind::Velocity24h, 900)),
+    ];
+    // Ten wrong codes within a day: codes locked until the console unlocks them, days before
+    // the checkpoint; then days of refusals.
+    for i in 0..10 {
+        events.push((t + 2 * day + i * 600, wrong(ErrorKind::OperatorCodeInvalid)));
+    }
+    // More operator events than the approver's window keeps (1024), so what is older is
+    // carried by its own rule or not at all.
+    for i in 0..1_100 {
+        events.push((
+            t + 4 * day + i * 60,
+            Event::Started {
+                version: "test".into(),
+                policy_digest: "00".into(),
+            },
+        ));
+    }
+    for d in 3..9 {
+        events.push((
+            t + d * day,
+            Event::Denied {
+                agent: agent(),
+                kind: ErrorKind::PolicyDenied,
+                rule: None,
+                message: "m".into(),
+            },
+        ));
+    }
+    // Five wrong codes spread over days 7-9 (the daily budget counts the last 24 h), and
+    // spends within the window.
+    for i in 0..5 {
+        events.push((
+            t + 7 * day + i * 20_000,
+            wrong(ErrorKind::OperatorCodeInvalid),
+        ));
+    }
+    for i in 0..4u64 {
+        events.push((
+            t + 9 * day + i * 3_600,
+            signed_entry(&format!("s{i}"), 1_000, None),
+        ));
+    }
+    let cp_at = t + 9 * day + 5 * 3_600;
+    let after = vec![
+        (cp_at + 60, signed_entry("s9", 7, None)),
+        (cp_at + 120, wrong(ErrorKind::OperatorCodeInvalid)),
+    ];
+    let now = cp_at + 3_600;
+    let all: Vec<(u64, Event)> = events.iter().cloned().chain(after.clone()).collect();
+    let full = figures(journal(all.clone()), now);
+
+    // The same journal rotated at `cp_at`: a checkpoint carrying what `carry` chooses, then
+    // the entries after it.
+    let before = journal(events.clone());
+    let n = before.len() as u64;
+    let carried = carry::carry(&mut before.into_iter(), cp_at).unwrap();
+    assert!(carried.len() < events.len(), "old refusals are left behind");
+    let mut rotated = vec![Ok(Entry {
+        seq: n + 1,
+        ts: cp_at,
+        prev: [0; 32],
+        hash: [0; 32],
+        mac: None,
+        event: Event::Checkpoint {
+            sealed: SealedEnd {
+                segment: "audit.x.jsonl".into(),
+                seq: n,
+                hash: "00".repeat(32),
+                ts: cp_at,
+            },
+            carried,
+        },
+    })];
+    for (i, (ts, event)) in after.into_iter().enumerate() {
+        rotated.push(Ok(Entry {
+            seq: n + 2 + i as u64,
+            ts,
+            prev: [0; 32],
+            hash: [0; 32],
+            mac: None,
+            event,
+        }));
+    }
+    assert_eq!(figures(rotated, now), full);
+    // And the figures are not trivially equal: they hold the lasting state.
+    assert!(full.contains("nonce 201"), "{full}");
+    assert!(full.contains("Some(\"pz-2\")"), "{full}");
+    assert!(full.contains("Some((3, true))"), "{full}");
+    assert!(full.contains("registered true"), "{full}");
+    assert!(full.contains("UntilConsoleUnlock"), "{full}");
+    assert!(
+        full.contains("per_tx: Some(500)") && full.contains("velocity_24h: Some(900)"),
+        "{full}"
+    );
+}

@@ -28,8 +28,9 @@ const SENDTO_DEST_ADDR: u8 = 4;
 #[rustfmt::skip]
 pub const ALLOWLIST: &[Allowed] = &[
     // Files: the journal is opened, checked and cut to its valid length BEFORE confinement,
-    // so no rename, unlink, truncate or directory listing is allowed after; the only
-    // positioned I/O is a read (pread64) of the journal for the `audit` op.
+    // so no truncate or directory listing is allowed after; the only positioned I/O is a read
+    // (pread64) of the journal for the `audit` op. Rotation (audit::segment) renames and unlinks
+    // journal segments; landlock keeps both inside the ledger dir.
     any("read", libc::SYS_read, "read from clients and already-open files"),
     any("pread64", libc::SYS_pread64, "the `audit` op reads its journal back through the descriptor held since start, without moving its offset"),
     any("write", libc::SYS_write, "replies, logs to stderr, ledger/audit appends"),
@@ -42,6 +43,10 @@ pub const ALLOWLIST: &[Allowed] = &[
     any("newfstatat", libc::SYS_newfstatat, "std's metadata"),
     any("statx", libc::SYS_statx, "std's metadata (tries statx first)"),
     any("fdatasync", libc::SYS_fdatasync, "durable ledger/audit appends (group commit)"),
+    any("fsync", libc::SYS_fsync, "journal rotation: the ledger dir's entries made durable"),
+    any("renameat", libc::SYS_renameat, "journal rotation: the live segment sealed, the next one made live (landlock: ledger dir only)"),
+    any("unlinkat", libc::SYS_unlinkat, "journal retention: old sealed segments deleted (landlock: ledger dir only)"),
+    any("flock", libc::SYS_flock, "journal rotation: the new live segment locked against a second signer"),
     with("fcntl", libc::SYS_fcntl, Args::OneOf(1, FCNTL_OPS), "fd flags (nonblocking, cloexec)"),
     with("ioctl", libc::SYS_ioctl, Args::OneOf(1, IOCTL_OPS), "FIONBIO/FIOCLEX/TCGETS only"),
     // Sockets that already exist: the listening socket and accepted connections.
