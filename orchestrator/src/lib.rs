@@ -36,9 +36,9 @@ pub use chains::hyperliquid::{
 pub use chains::jsonrpc::RpcError;
 pub use chains::solana_rpc::{Blockhash, SigStatus, SolanaRpc};
 pub use config::{
-    AgentConfig, Config, ConfigError, DEFAULT_PHRASE, DeputyLimits, GenerationSettings, ModulesConfig,
-    HyperliquidSettings, Mode, Peer, PerpRisk, ProviderConfig, ProviderKind, Retention,
-    RiskProfile, TelegramConfig,
+    AgentConfig, Config, ConfigError, DEFAULT_PHRASE, DeputyLimits, GenerationSettings,
+    HyperliquidSettings, Mode, ModulesConfig, Peer, PerpRisk, ProviderConfig, ProviderKind,
+    Retention, RiskProfile, TelegramConfig,
 };
 pub use cost::Prices;
 pub use deputy::report::Figures;
