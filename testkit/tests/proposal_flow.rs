@@ -9,7 +9,9 @@
 //! approver's APPLY CHANGE (proposal) carries that same digest; a wrong code applies nothing;
 //! the right one makes generation 2 with the module, and the deputy then decides with it.
 //! Bad proposals (failing their own tests; a config that does not parse) are refused in the
-//! sandbox and `/apply` refuses them, naming the failed step.
+//! sandbox and `/apply` refuses them, naming the failed step. A proposal that passes the
+//! sandbox (whose replay has no signer) but whose every live order the signer refuses is an
+//! error spike in the health window: rolled back to generation 1, the operator told why.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,7 +22,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use vigil_devnet::hyperliquid::{LocalMarket, MarketPath};
-use vigil_orchestrator::generations::{CONFIG_FILE, Generations};
+use vigil_orchestrator::generations::{CONFIG_FILE, Generations, Health};
 use vigil_orchestrator::{GenerationSettings, unix_now};
 use vigil_testkit::config::{AgentSpec, ModulesSpec, PerpSpec};
 use vigil_testkit::daemon::BotToken;
@@ -305,5 +307,119 @@ async fn a_checked_proposal_is_applied_only_with_the_code_for_its_diffs_digest_a
     .await;
 
     assert_eq!(g.numbers().unwrap(), vec![1, 2]);
+    drop(daemon);
+}
+
+/// Buys 1.5 ETH (about 3,000 USD) every tick: within the deputy's profile (layer 2, and so
+/// the sandbox's replay, which has no signer), above the signer's 2,000-USD per-transaction
+/// cap, so live every order is refused by the signer.
+const GREEDY: &str = r#"
+def decide(ctx):
+    px = marks()["ETH"]
+    return propose({"action": "perp_order", "asset": "ETH", "side": "buy", "size": 1.5,
+                    "limit_px": decimal(px * 1.005, 0), "tif": "ioc",
+                    "reasoning": "the greedy module buys 1.5 ETH"})
+"#;
+
+const GREEDY_TESTS: &str = r#"
+def test_buys_one_and_a_half():
+    fixture(marks = {"ETH": 2000.0}, positions = {})
+    assert_eq(decide({"now": 0})["size"], 1.5)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_that_passes_the_sandbox_but_fails_health_is_rolled_back_and_the_operator_told_why()
+ {
+    if !require_root("a second uid for the approver") {
+        return;
+    }
+    let script = Script::new()
+        .agent("builder", [reply("greedy", GREEDY, GREEDY_TESTS, None)])
+        .default_replies([Reply::hold()]);
+    let world = Scenario::new()
+        .signer(&["trader"])
+        .policy(TRADER_POLICY)
+        .telegram()
+        .approver()
+        .script(script)
+        .start()
+        .await;
+    let market = LocalMarket::start(MarketPath::btc_eth(5, 30, T0 * 1000))
+        .await
+        .unwrap();
+    let state = world.state_path();
+    let gens_dir = state.parent().unwrap().join("generations");
+    // The profile allows 10,000 USD an order; the signer 2,000. Watched for 5 s.
+    let wide = AgentSpec::new("trader")
+        .every(1)
+        .actions(&["perp_order", "perp_cancel", "hold"])
+        .perp(
+            "testnet",
+            "ETH",
+            PerpSpec {
+                max_order_usd_micros: 10_000_000_000,
+                max_position_usd_micros: 20_000_000_000,
+                leverage: 3,
+                max_slippage_bps: 100,
+            },
+        );
+    let config = world
+        .config()
+        .generations(5)
+        .hyperliquid("testnet", &market.url)
+        .modules(ModulesSpec::new(&gens_dir.join("current/files/modules")))
+        .agent(wide);
+    let mut orch = Chat::new(world.emulator(), OPERATOR);
+    let daemon = world.daemon(&config, BotToken::Given);
+    orch.expect("generation 1 seeded").await;
+    let g = generations_of(&state);
+    // The window before the apply: decisions, none an error.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(decisions_with(&state, 0, "held") >= 3);
+    assert_eq!(decisions_with(&state, 0, "refused"), 0);
+
+    let built = orch.ask("/build trader buy more ETH", "Proposal #1").await;
+    assert!(
+        built.text.contains("Check PASSED in the sandbox"),
+        "{}",
+        built.text
+    );
+    let (_, sha) = diff_of(&built.text);
+    orch.ask("/apply 1", "needs your code").await;
+    let approver_bot = world.approver_bot();
+    let mut appr = Chat::new(approver_bot, OPERATOR);
+    let shown = appr.expect("APPLY CHANGE (proposal)").await;
+    assert!(shown.text.contains(&sha), "{}", shown.text);
+    let operator = world.operator();
+    let t = fresh_step(8);
+    approver_bot
+        .send_reply(OPERATOR, operator.code_at(t).expose_digits(), Some(&shown))
+        .await;
+    orch.expect("generation 2 applied").await;
+
+    // Live, the signer refuses every order: an error spike, rolled back, the operator told why.
+    let failed = orch.expect("generation 2 FAILED its health check").await;
+    assert!(failed.text.contains("error spike"), "{}", failed.text);
+    assert!(
+        failed.text.contains("Rolling back to generation 1"),
+        "{}",
+        failed.text
+    );
+    orch.expect("rolled back from generation 2 to 1").await;
+    wait_for("generation 1 current again", 30, || {
+        g.current().unwrap() == Some(1)
+    })
+    .await;
+    match g.health(2).unwrap() {
+        Some(Health::Failed { why, .. }) => {
+            assert!(why.starts_with("error spike"), "{why}");
+        }
+        other => panic!("generation 2's verdict: {other:?}"),
+    }
+    assert!(
+        !String::from_utf8(std::fs::read(g.current_config_path()).unwrap())
+            .unwrap()
+            .contains("greedy")
+    );
     drop(daemon);
 }
