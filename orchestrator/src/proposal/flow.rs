@@ -520,7 +520,7 @@ impl Orchestrator {
             ));
             send.push(pdir.join("vigil.patch"));
         }
-        text.push_str("\n");
+        text.push('\n');
         text.push_str(&diff);
         Built { text, files: send }
     }
