@@ -37,6 +37,10 @@ const MAX_RATIONALE_BYTES: usize = 16 * 1024;
 const MAX_PATCH_BYTES: usize = 256 * 1024;
 /// The longest request text of `/build`, characters.
 const MAX_ASK_CHARS: usize = 2000;
+/// Where the appliance's `vigil-proposal@<id>.service` reads a proposal's bundle and window.
+const SYSTEMD_INPUT: &str = "/var/lib/vigil-proposals";
+/// Where it writes its report (its runtime directory).
+const SYSTEMD_OUTPUT: &str = "/run/vigil-proposal";
 /// The agent id the self-modification agent's LLM calls are made under.
 pub const BUILDER_AGENT: &str = "builder";
 
@@ -562,6 +566,36 @@ impl Orchestrator {
             self.config.state_db.clone(),
             self.config.signer_socket.clone(),
         ];
+        // The appliance's unit reads the bundle and the window from its own directory (the
+        // orchestrator's state is inaccessible to it) and writes its report to its runtime
+        // directory.
+        let report_path = match &backend {
+            Backend::Systemd { instance } => {
+                let staged = Path::new(SYSTEMD_INPUT).join(instance);
+                let bundle_files: Vec<(String, Vec<u8>)> = std::fs::read_dir(pdir.join("bundle"))
+                    .and_then(|d| {
+                        d.map(|e| {
+                            let e = e?;
+                            Ok((
+                                format!("bundle/{}", e.file_name().to_string_lossy()),
+                                std::fs::read(e.path())?,
+                            ))
+                        })
+                        .collect::<std::io::Result<Vec<_>>>()
+                    })
+                    .map_err(|e| format!("the bundle: {e}"))?;
+                let window = std::fs::read(pdir.join("recording.json"))
+                    .map_err(|e| format!("the recording: {e}"))?;
+                let mut files: Vec<(&str, &[u8])> = bundle_files
+                    .iter()
+                    .map(|(n, b)| (n.as_str(), b.as_slice()))
+                    .collect();
+                files.push(("recording.json", &window));
+                write_dir(&staged, &files)?;
+                Path::new(SYSTEMD_OUTPUT).join(instance).join("report.json")
+            }
+            Backend::Bubblewrap { .. } => report_path,
+        };
         let outcome = tokio::task::spawn_blocking(move || sandbox::run(&policy, &backend))
             .await
             .map_err(|e| e.to_string())?
