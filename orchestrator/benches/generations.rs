@@ -72,6 +72,7 @@ fn main() {
         health_window_secs: 600,
         error_spike_multiple: 3,
         min_errors: 3,
+        proposal_sandbox: "bubblewrap".into(),
     })
     .unwrap();
     let config = vigil_orchestrator::Config::default_config();

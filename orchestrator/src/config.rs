@@ -276,6 +276,17 @@ impl Config {
         raw.check(modules::Source::Given(name, source))
     }
 
+    /// [`from_toml`](Self::from_toml), with every module read from a generation's `files`
+    /// (`modules/<name>.star`) instead of `[modules] dir`: a generation is checked against its
+    /// own modules before it is applied.
+    pub fn from_toml_in_files(
+        text: &str,
+        files: &crate::generations::Files,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))?;
+        raw.check(modules::Source::Files(files))
+    }
+
     /// Reads, parses and checks the configuration file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let len = std::fs::metadata(path)

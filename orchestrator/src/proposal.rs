@@ -4,4 +4,6 @@
 //! state: bubblewrap in CI and development, the systemd template unit `vigil-proposal@.service`
 //! on the appliance.
 
+pub mod flow;
+pub mod recorder;
 pub mod sandbox;

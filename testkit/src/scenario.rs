@@ -46,6 +46,7 @@ pub struct Scenario {
     script: Option<Script>,
     approver: bool,
     signer_args: Vec<String>,
+    policy: Option<String>,
 }
 
 /// What was stood up. Fields are public so that a test may take one down (drop the emulator,
@@ -120,6 +121,12 @@ impl Scenario {
         self
     }
 
+    /// The signer's signed policy (TOML) instead of the dev policy.
+    pub fn policy(mut self, toml: &str) -> Scenario {
+        self.policy = Some(toml.to_owned());
+        self
+    }
+
     /// More arguments for the signer's `serve` (e.g. `--approval-ttl 5`).
     pub fn signer_args(mut self, args: &[&str]) -> Scenario {
         self.signer_args = args.iter().map(|a| (*a).to_owned()).collect();
@@ -148,6 +155,9 @@ impl Scenario {
         let mut signer = Signer::with(&agents);
         if let Some(parent) = &self.signer_in {
             signer = signer.in_dir(parent);
+        }
+        if let Some(policy) = &self.policy {
+            signer = signer.policy_toml(policy);
         }
         if !self.signer_args.is_empty() {
             let args: Vec<&str> = self.signer_args.iter().map(String::as_str).collect();

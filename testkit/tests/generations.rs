@@ -30,6 +30,7 @@ fn generations_of(state: &Path) -> Generations {
         health_window_secs: 1,
         error_spike_multiple: 3,
         min_errors: 3,
+        proposal_sandbox: "bubblewrap".into(),
     })
     .unwrap()
 }

@@ -37,6 +37,9 @@ pub struct GenerationSettings {
     pub error_spike_multiple: u32,
     /// Errors in the window below which no spike is called (1 to 100,000, default 3).
     pub min_errors: u32,
+    /// Where a proposal is checked (`proposal_sandbox`): `"bubblewrap"` (CI, development; the
+    /// default) or `"systemd"` (the appliance's `vigil-proposal@.service`).
+    pub proposal_sandbox: String,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +50,7 @@ pub(super) struct RawGenerations {
     health_window_secs: Option<i64>,
     error_spike_multiple: Option<i64>,
     min_errors: Option<i64>,
+    proposal_sandbox: Option<String>,
 }
 
 impl RawGenerations {
@@ -101,6 +105,19 @@ impl RawGenerations {
                 "generations.min_errors",
                 "errors below which no spike is called",
             )?,
+            proposal_sandbox: match self.proposal_sandbox.as_deref() {
+                None | Some("bubblewrap") => "bubblewrap".into(),
+                Some("systemd") => "systemd".into(),
+                Some(other) => {
+                    return Err(invalid(
+                        "generations.proposal_sandbox",
+                        format!(
+                            "{:?} is not \"bubblewrap\" (CI, development) or \"systemd\" (the appliance)",
+                            vigil_protocol::truncate(other)
+                        ),
+                    ));
+                }
+            },
         })
     }
 }

@@ -107,6 +107,9 @@ fn bounded(
 pub(super) enum Source<'a> {
     Dir,
     Given(&'a str, &'a Arc<str>),
+    /// A generation's files (`modules/<name>.star` among them): the generation's config is
+    /// checked against its own modules, not the current generation's directory.
+    Files(&'a crate::generations::Files),
 }
 
 /// The module `name` for the agent at `key`: read from `config.dir` (or the given source),
@@ -128,6 +131,18 @@ pub(super) fn load(
     }
     let text: Arc<str> = match source {
         Source::Given(given, text) if given == name => Arc::clone(text),
+        Source::Files(files) => {
+            let path = format!("{}/{name}.star", crate::generations::MODULES_DIR);
+            let Some(bytes) = files.get(&path) else {
+                return Err(invalid(
+                    key,
+                    format!("names module {name:?}, but the generation has no {path}"),
+                ));
+            };
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| invalid(key, format!("{path} is not UTF-8 text")))?;
+            Arc::from(text)
+        }
         _ => {
             let Some(dir) = &config.dir else {
                 return Err(invalid(

@@ -84,6 +84,7 @@ mod tests {
             health_window_secs: 60,
             error_spike_multiple: 3,
             min_errors: 3,
+            proposal_sandbox: "bubblewrap".into(),
         }
     }
 

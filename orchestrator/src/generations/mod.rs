@@ -223,7 +223,8 @@ pub fn check_files(files: &Files) -> Result<(), GenerationError> {
     };
     let text = std::str::from_utf8(config)
         .map_err(|_| GenerationError::BadConfig("it is not UTF-8 text".into()))?;
-    Config::from_toml(text).map_err(|e| GenerationError::BadConfig(e.to_string()))?;
+    Config::from_toml_in_files(text, files)
+        .map_err(|e| GenerationError::BadConfig(e.to_string()))?;
     Ok(())
 }
 
@@ -837,3 +838,90 @@ fn line_diff(a: &str, b: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// A unified diff from generation files `a` to `b` (what the operator receives for a
+/// proposal): for each changed file, `--- a/<path>` / `+++ b/<path>` (`/dev/null` for an added
+/// or removed file) and one hunk spanning the whole file, so `a` and the diff give `b` byte for
+/// byte (`patch -p1`). Only UTF-8 text of at most 4,000 lines a file is diffed; anything else
+/// is an error naming the file.
+pub fn unified_diff(a: &Files, b: &Files) -> Result<String, String> {
+    let mut out = String::new();
+    let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for name in names {
+        let (x, y) = (a.get(name), b.get(name));
+        if x == y {
+            continue;
+        }
+        let (tx, ty) = (utf8_or_empty(name, x)?, utf8_or_empty(name, y)?);
+        let (lx, ly) = (split_lines(tx), split_lines(ty));
+        if lx.len() > 4000 || ly.len() > 4000 {
+            return Err(format!("{name} has more than 4,000 lines"));
+        }
+        out.push_str(&match x {
+            Some(_) => format!("--- a/{name}\n"),
+            None => "--- /dev/null\n".into(),
+        });
+        out.push_str(&match y {
+            Some(_) => format!("+++ b/{name}\n"),
+            None => "+++ /dev/null\n".into(),
+        });
+        let start = |n: usize| if n == 0 { 0 } else { 1 };
+        out.push_str(&format!(
+            "@@ -{},{} +{},{} @@\n",
+            start(lx.len()),
+            lx.len(),
+            start(ly.len()),
+            ly.len()
+        ));
+        let mut lcs = vec![vec![0u16; ly.len() + 1]; lx.len() + 1];
+        for i in (0..lx.len()).rev() {
+            for j in (0..ly.len()).rev() {
+                lcs[i][j] = if lx[i] == ly[j] {
+                    lcs[i + 1][j + 1].saturating_add(1)
+                } else {
+                    lcs[i + 1][j].max(lcs[i][j + 1])
+                };
+            }
+        }
+        let line = |out: &mut String, mark: char, l: &str| {
+            out.push(mark);
+            match l.strip_suffix('\n') {
+                Some(l) => {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+                None => {
+                    out.push_str(l);
+                    out.push_str("\n\\ No newline at end of file\n");
+                }
+            }
+        };
+        let (mut i, mut j) = (0, 0);
+        while i < lx.len() || j < ly.len() {
+            if i < lx.len() && j < ly.len() && lx[i] == ly[j] {
+                line(&mut out, ' ', lx[i]);
+                i += 1;
+                j += 1;
+            } else if i < lx.len() && (j == ly.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+                line(&mut out, '-', lx[i]);
+                i += 1;
+            } else {
+                line(&mut out, '+', ly[j]);
+                j += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn utf8_or_empty<'a>(name: &str, bytes: Option<&'a Vec<u8>>) -> Result<&'a str, String> {
+    bytes.map_or(Ok(""), |b| {
+        std::str::from_utf8(b).map_err(|_| format!("{name} is not UTF-8 text"))
+    })
+}
+
+/// The lines of `text`, each with its `\n` (the last without one when the text does not end
+/// with a newline).
+fn split_lines(text: &str) -> Vec<&str> {
+    text.split_inclusive('\n').collect()
+}

@@ -16,6 +16,7 @@ fn settings(dir: &Path, keep: u32) -> GenerationSettings {
         health_window_secs: 60,
         error_spike_multiple: 3,
         min_errors: 3,
+        proposal_sandbox: "bubblewrap".into(),
     }
 }
 
@@ -337,5 +338,66 @@ fn a_rollback_restores_the_snapshot_and_carries_every_fact_since() {
     assert_eq!(
         rows(&state, "SELECT text FROM memory ORDER BY id"),
         ["before", "after the restore"]
+    );
+}
+
+#[test]
+fn the_unified_diff_and_the_old_files_give_the_new_files_byte_for_byte() {
+    let mut a = Files::new();
+    a.insert(CONFIG_FILE.into(), b"x = 1\ny = 2\nz = 3\n".to_vec());
+    a.insert("modules/old.star".into(), b"gone\n".to_vec());
+    a.insert("modules/same.star".into(), b"same\n".to_vec());
+    let mut b = a.clone();
+    b.insert(CONFIG_FILE.into(), b"x = 1\ny = 20\nz = 3\nw = 4".to_vec());
+    b.remove("modules/old.star");
+    b.insert(
+        "modules/new.star".into(),
+        b"def decide(ctx):\n    return None\n".to_vec(),
+    );
+    let diff = unified_diff(&a, &b).unwrap();
+    assert!(
+        diff.contains("--- /dev/null\n+++ b/modules/new.star\n@@ -0,0 +1,2 @@\n"),
+        "{diff}"
+    );
+    assert!(diff.contains("-y = 2\n+y = 20\n"), "{diff}");
+    assert!(
+        diff.contains("+w = 4\n\\ No newline at end of file\n"),
+        "{diff}"
+    );
+    assert!(!diff.contains("same.star"), "{diff}");
+    assert_eq!(unified_diff(&a, &a).unwrap(), "");
+    // GNU patch, when installed, turns a's files and the diff into b's exactly.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in &a {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    std::fs::write(dir.path().join("change.diff"), &diff).unwrap();
+    let out = std::process::Command::new("patch")
+        .args(["-p1", "-s", "-E", "-i", "change.diff"])
+        .current_dir(dir.path())
+        .output();
+    if let Ok(out) = out {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (name, bytes) in &b {
+            assert_eq!(
+                &std::fs::read(dir.path().join(name)).unwrap(),
+                bytes,
+                "{name}"
+            );
+        }
+        assert!(!dir.path().join("modules/old.star").exists());
+    }
+    let mut bin = b.clone();
+    bin.insert("modules/x.bin".into(), vec![0xff, 0xfe]);
+    assert!(
+        unified_diff(&a, &bin)
+            .unwrap_err()
+            .contains("modules/x.bin is not UTF-8")
     );
 }

@@ -33,7 +33,7 @@ mod bundle;
 mod check;
 mod child;
 mod host;
-mod replay;
+pub(crate) mod replay;
 mod runner;
 mod runtime;
 

@@ -310,12 +310,46 @@ impl Orchestrator {
                     "another generation was applied since (the next is {next}, you approved {n}): nothing changed; ask again"
                 )));
             }
-            let files = generations.staged(digest)?;
+            let files = match payload["change"].as_str() {
+                // A proposal: the operator approved the SHA-256 of the diff they received; the
+                // staged files must give exactly that diff from the generation it was made on.
+                Some("proposal") => {
+                    let (Some(files_digest), Some(base)) = (
+                        payload["files_digest"].as_str(),
+                        payload["base"].as_u64().and_then(|n| u32::try_from(n).ok()),
+                    ) else {
+                        return Err(GenerationError::Rollback(
+                            "its stored request is unreadable: nothing changed".into(),
+                        ));
+                    };
+                    let current = generations.require_current()?;
+                    if current != base {
+                        return Err(GenerationError::Rollback(format!(
+                            "generation {current} is current now, not {base} the diff starts from: nothing changed; /build again"
+                        )));
+                    }
+                    let files = generations.staged(files_digest)?;
+                    let diff = generations::unified_diff(&generations.files(current)?, &files)
+                        .map_err(GenerationError::Rollback)?;
+                    if crate::proposal::flow::sha256_hex(diff.as_bytes()) != digest {
+                        return Err(GenerationError::Rollback(format!(
+                            "the staged files no longer give the diff whose SHA-256 {digest} you approved: nothing changed"
+                        )));
+                    }
+                    files
+                }
+                _ => generations.staged(digest)?,
+            };
             self.apply_generation(&files, &format!("{reason} (confirmation #{})", row.id))
         })();
         match done {
             Ok(applied) => format!(
-                "generation {applied} applied (files SHA-256 {digest}); the orchestrator restarts on it and watches its health"
+                "generation {applied} applied ({} SHA-256 {digest}); the orchestrator restarts on it and watches its health",
+                if payload["change"] == "proposal" {
+                    "diff"
+                } else {
+                    "files"
+                }
             ),
             Err(e) => format!("the change was not applied: {e}"),
         }

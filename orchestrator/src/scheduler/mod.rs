@@ -68,8 +68,8 @@ pub(crate) const LLM_TIMEOUT: Duration = Duration::from_secs(60);
 /// The running orchestrator.
 #[derive(Debug)]
 pub struct Orchestrator {
-    config: Config,
-    providers: BTreeMap<String, Provider>,
+    pub(crate) config: Config,
+    pub(crate) providers: BTreeMap<String, Provider>,
     store: std::sync::Mutex<Store>,
     signer: Mutex<SignerClient>,
     paper_balance: u128,
@@ -98,12 +98,14 @@ pub struct Orchestrator {
     /// When the retention chore next looks whether a compaction is due.
     next_compaction: AtomicU64,
     /// The configuration generations, when the config has `[generations]`.
-    generations: Option<(
+    pub(crate) generations: Option<(
         crate::generations::Generations,
         crate::config::GenerationSettings,
     )>,
     /// Notified when a switch of generation needs the daemon to restart on it.
     restart: tokio::sync::Notify,
+    /// The marks the deputies read, the window a proposal is replayed over.
+    pub(crate) recorder: crate::proposal::recorder::Recorder,
 }
 
 /// Why the orchestrator could not start.
@@ -202,6 +204,7 @@ impl Orchestrator {
             next_compaction: AtomicU64::new(0),
             generations: None,
             restart: tokio::sync::Notify::new(),
+            recorder: crate::proposal::recorder::Recorder::default(),
         })
     }
 

@@ -90,6 +90,7 @@ impl Orchestrator {
             taker_fee_ppm: self.config.hyperliquid.taker_fee_ppm,
             paper_slippage_bps: self.config.hyperliquid.paper_slippage_bps,
         };
+        self.recorder.record(&view, unix_now());
         if perps_live::live_on_hyperliquid(agent) {
             let master = self.hyperliquid_master(&agent.id, network).await?;
             let account = api.account(&master).await.map_err(venue)?;

@@ -50,6 +50,10 @@ pub(super) enum Command {
     Audit,
     /// [N]: back to the previous configuration generation (or generation N) and the state from before the next one; needs your code in the approver bot's chat
     Rollback(String),
+    /// <agent> <what you want>: the self-modification agent writes a module with its tests, checked in a sandbox; you get the diff, the results and the diff's SHA-256 (e.g. /build trader buy ETH dips)
+    Build(String),
+    /// <id>: apply a proposal that passed its check; needs your code for its diff's SHA-256 in the approver bot's chat
+    Apply(String),
     /// this list
     Help,
 }
@@ -482,6 +486,8 @@ mod tests {
             "/pnl",
             "/risk",
             "/rollback",
+            "/build",
+            "/apply",
         ] {
             assert!(text.contains(cmd), "{cmd} missing from {text}");
         }
@@ -498,6 +504,11 @@ mod tests {
         assert_eq!(parse("/live trader"), Ok(Command::Live("trader".into())));
         assert_eq!(parse("/rollback"), Ok(Command::Rollback(String::new())));
         assert_eq!(parse("/rollback 3"), Ok(Command::Rollback("3".into())));
+        assert_eq!(
+            parse("/build trader buy ETH dips"),
+            Ok(Command::Build("trader buy ETH dips".into()))
+        );
+        assert_eq!(parse("/apply 4"), Ok(Command::Apply("4".into())));
         assert_eq!(parse("/status@VigilBot"), Ok(Command::Status));
         assert!(parse("/transfer everything").is_err());
         assert!(parse("hello").is_err());

@@ -295,7 +295,30 @@ async fn on_command(bot: Bot, msg: Message, cmd: Command, ctx: Arc<Ctx>) -> Hand
         return Ok(());
     };
     let before = ctx.state(user);
+    if let Command::Build(a) = &cmd {
+        bot.send_message(
+            msg.chat.id,
+            "Asking the self-modification agent, then checking its proposal in the sandbox…",
+        )
+        .await?;
+        let built = ctx.orch.build_proposal(a).await;
+        // The diff (and a patch) as files. The loopback Bot API emulator of the tests has no
+        // sendDocument: a file that cannot be sent is logged, and the message below names its
+        // path and carries its text.
+        for file in &built.files {
+            if let Err(e) = bot
+                .send_document(msg.chat.id, teloxide::types::InputFile::file(file.clone()))
+                .await
+            {
+                tracing::warn!(file = %file.display(), error = %e, "could not send a proposal file");
+            }
+        }
+        bot.send_message(msg.chat.id, clip(&built.text)).await?;
+        return Ok(());
+    }
     let answer = match cmd {
+        Command::Build(_) => String::new(),
+        Command::Apply(a) => ctx.orch.apply_proposal(&a).await,
         Command::Help => commands::help(),
         Command::Status => commands::status(&ctx).await,
         Command::Agents => commands::agents(&ctx),
