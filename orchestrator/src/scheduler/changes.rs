@@ -160,14 +160,7 @@ impl Orchestrator {
                 .and_then(|p| p.file_name())
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
         );
-        let summary: String = summary
-            .chars()
-            .take(vigil_protocol::MAX_CHANGE_SUMMARY_CHARS)
-            .collect();
-        let (Ok(digest), Ok(summary)) = (
-            digest.parse::<ChangeDigest>(),
-            summary.parse::<ChangeSummary>(),
-        ) else {
+        let Some((digest, summary)) = change_fields(&digest, &summary) else {
             return "Nothing to do: the generation's digest or summary could not be sent.".into();
         };
         let payload = json!({"from": plan.from});
@@ -208,14 +201,8 @@ impl Orchestrator {
             Ok(s) => s,
             Err(e) => return format!("Nothing was asked: {e}."),
         };
-        let summary: String = generations::bounded_text(reason)
-            .chars()
-            .take(vigil_protocol::MAX_CHANGE_SUMMARY_CHARS)
-            .collect();
-        let (Ok(digest_t), Ok(summary)) = (
-            digest.parse::<ChangeDigest>(),
-            summary.parse::<ChangeSummary>(),
-        ) else {
+        let Some((digest_t, summary)) = change_fields(&digest, &generations::bounded_text(reason))
+        else {
             return "Nothing was asked: the change needs a one-line reason.".into();
         };
         let payload = json!({"reason": generations::bounded_text(reason)});
@@ -457,6 +444,17 @@ impl Orchestrator {
             },
         }
     }
+}
+
+/// The typed digest and summary of an `apply_change` request: the summary cut to
+/// [`vigil_protocol::MAX_CHANGE_SUMMARY_CHARS`] characters, then both checked as the
+/// protocol checks them. None when either is refused.
+fn change_fields(digest: &str, summary: &str) -> Option<(ChangeDigest, ChangeSummary)> {
+    let summary: String = summary
+        .chars()
+        .take(vigil_protocol::MAX_CHANGE_SUMMARY_CHARS)
+        .collect();
+    Some((digest.parse().ok()?, summary.parse().ok()?))
 }
 
 /// Marks generation `n` as watched from `now` for the window (not the first generation: it
