@@ -110,6 +110,31 @@ in
       };
     };
 
+    journal = {
+      rotateBytes = lib.mkOption {
+        type = lib.types.ints.between 4096 68719476736;
+        default = 67108864;
+        description = ''
+          The signer seals its journal's live segment once this many bytes were written after
+          its checkpoint (`--journal-rotate-bytes`, docs/audit.md "Segments"); a start replays
+          at most about this much.
+        '';
+      };
+      keepSegments = lib.mkOption {
+        type = lib.types.ints.unsigned;
+        default = 8;
+        description = "Sealed journal segments always kept (`--journal-keep-segments`).";
+      };
+      keepDays = lib.mkOption {
+        type = lib.types.ints.between 0 36500;
+        default = 90;
+        description = ''
+          Sealed journal segments younger than this are kept too (`--journal-keep-days`);
+          older ones beyond keepSegments are deleted: the nightly backups hold them.
+        '';
+      };
+    };
+
     settings = lib.mkOption {
       type = lib.types.submodule { freeformType = settingsFormat.type; };
       default = { };
@@ -230,6 +255,9 @@ in
       agents = lib.mkDefault cfg.agents;
       telegram.operators = lib.mkDefault cfg.operators;
       telegram.token_credential = lib.mkDefault "vigil-telegram-bot-token";
+      # Configuration generations with health-checked apply and rollback, and /build's
+      # proposals checked in vigil-proposal@.service (docs/operations.md): on by default.
+      generations.proposal_sandbox = lib.mkDefault "systemd";
     } // lib.optionalAttrs (cfg.chainRpc ? solana) {
       solana_rpc_url = lib.mkDefault cfg.chainRpc.solana;
     };
@@ -284,8 +312,17 @@ in
 
     # NixOS does not follow [Install] of packaged units: name the links here.
     systemd.sockets.vigil-signer.wantedBy = [ "sockets.target" ];
+    # The proposal sandbox (docs/operations.md): /build checks each proposal in a
+    # vigil-proposal@.service started by a connection to this socket.
+    systemd.sockets.vigil-proposal.wantedBy = [ "sockets.target" ];
     systemd.services.vigil-signer = {
       wantedBy = [ "multi-user.target" ];
+      # The journal's rotation and retention (read by the signer's flags from these).
+      environment = {
+        VIGIL_JOURNAL_ROTATE_BYTES = toString cfg.journal.rotateBytes;
+        VIGIL_JOURNAL_KEEP_SEGMENTS = toString cfg.journal.keepSegments;
+        VIGIL_JOURNAL_KEEP_DAYS = toString cfg.journal.keepDays;
+      };
       # "" resets the list the unit file set, so a path set here replaces it.
       serviceConfig.LoadCredentialEncrypted = [
         ""

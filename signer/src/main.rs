@@ -82,15 +82,17 @@ enum Command {
         #[arg(long, default_value_t = import::live::CONFIRMATION_TTL_SECS, value_parser = ttl_secs)]
         import_confirmation_ttl: u64,
         /// Seal the journal's live segment (`audit.jsonl`) once this many bytes were written
-        /// after its checkpoint, and start the next one (docs/audit.md, "Segments").
-        #[arg(long, default_value_t = vigil_signer::audit::segment::DEFAULT_ROTATE_BYTES)]
+        /// after its checkpoint, and start the next one (docs/audit.md, "Segments"). The three
+        /// journal flags may also come from the environment (the NixOS module's
+        /// services.vigil.journal sets them so).
+        #[arg(long, env = "VIGIL_JOURNAL_ROTATE_BYTES", default_value_t = vigil_signer::audit::segment::DEFAULT_ROTATE_BYTES)]
         journal_rotate_bytes: u64,
         /// Keep at least this many sealed journal segments.
-        #[arg(long, default_value_t = vigil_signer::audit::segment::DEFAULT_KEEP_SEGMENTS)]
+        #[arg(long, env = "VIGIL_JOURNAL_KEEP_SEGMENTS", default_value_t = vigil_signer::audit::segment::DEFAULT_KEEP_SEGMENTS)]
         journal_keep_segments: usize,
         /// Keep every sealed journal segment sealed less than this many days ago (0..=36500);
         /// older ones beyond --journal-keep-segments are deleted (the backups hold them).
-        #[arg(long, default_value_t = vigil_signer::audit::segment::DEFAULT_KEEP_DAYS)]
+        #[arg(long, env = "VIGIL_JOURNAL_KEEP_DAYS", default_value_t = vigil_signer::audit::segment::DEFAULT_KEEP_DAYS)]
         journal_keep_days: u64,
         /// USER:GROUP to switch to when started as root (the signer never keeps running as root).
         #[arg(long, value_parser = parse_user_group)]
