@@ -5,7 +5,8 @@
 #    2.5 (it needs the network), the approver 1.5 (the Bot API only), the USB import and the health check 1.0, the backup 2.0 (network to its repository only),
 #    the proposal sandbox 1.0 (no network, no secrets, no live state: issue 20);
 # 2. `systemd-analyze verify` is clean (no output at all) for every unit, the templates
-#    checked as the instances vigil-import@sdb1.service and vigil-proposal@p1.service.
+#    checked as the instances vigil-import@sdb1.service and vigil-proposal@p1.service (the
+#    proposal template is on the unit path too: vigil-proposal.socket, Accept=yes, needs it).
 # Installs nothing (tests/run provides systemd's tools and nix-instantiate, which reads the table).
 #
 # Usage: tests/check-systemd.sh [bin-dir]
@@ -35,7 +36,8 @@ install_units "$tmp/prefix" "$bindir" / >/dev/null
 for f in "$tmp"/prefix/lib/systemd/system/*; do
     name="$(basename "$f")"
     [ "$name" = "vigil-import@.service" ] && name="vigil-import@sdb1.service"
-    [ "$name" = "vigil-proposal@.service" ] && name="vigil-proposal@p1.service"
+    # The proposal template stays too: vigil-proposal.socket (Accept=yes) needs it to verify.
+    [ "$name" = "vigil-proposal@.service" ] && { name="vigil-proposal@p1.service"; mkdir -p "$tmp/templates"; cp "$f" "$tmp/templates/"; }
     cp "$f" "$tmp/$name"
 done
 
@@ -69,7 +71,7 @@ for f in "$tmp"/*.service; do
 done
 
 # 2. verify, all units together (so Requires=/After= between them resolve).
-verify="$(cd "$tmp" && systemd-analyze verify --man=no ./*.socket ./*.service ./*.timer 2>&1)" || {
+verify="$(cd "$tmp" && SYSTEMD_UNIT_PATH="$tmp/templates:" systemd-analyze verify --man=no ./*.socket ./*.service ./*.timer 2>&1)" || {
     printf '%s\n' "$verify"; echo "FAIL: systemd-analyze verify"; fail=1; }
 # verify exits 0 on warnings (unknown keys, odd user names): any output is a finding.
 if [ -n "$verify" ]; then

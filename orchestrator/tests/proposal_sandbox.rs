@@ -11,11 +11,11 @@
 
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use vigil_orchestrator::proposal::sandbox::{self, Backend, Policy};
+use vigil_orchestrator::proposal::sandbox::{self, Policy};
 
 /// Whether bwrap can make its namespaces here; the reason when it cannot.
 fn bwrap_works() -> Result<(), String> {
@@ -87,10 +87,8 @@ echo "env: ${{CREDENTIALS_DIRECTORY:-none}}"
     policy.read_only = vec![bundle.clone()];
     policy.forbidden = vec![run_vigil.clone(), keystore.clone()];
     policy.wall_time = Duration::from_secs(20);
-    let backend = Backend::Bubblewrap {
-        bwrap: PathBuf::from("bwrap"),
-    };
-    let outcome = sandbox::run(&policy, &backend).unwrap();
+    let bwrap = PathBuf::from("bwrap");
+    let outcome = sandbox::run(&policy, &bwrap).unwrap();
     let report = String::from_utf8_lossy(&outcome.stdout).into_owned();
     println!("{report}{}", String::from_utf8_lossy(&outcome.stderr));
     assert!(outcome.status.success(), "{}", outcome.summary());
@@ -130,14 +128,14 @@ echo "env: ${{CREDENTIALS_DIRECTORY:-none}}"
     // Binding the keystore is refused before anything runs.
     let mut exposed = policy.clone();
     exposed.read_only.push(key_file.clone());
-    let e = sandbox::run(&exposed, &backend).unwrap_err().to_string();
+    let e = sandbox::run(&exposed, &bwrap).unwrap_err().to_string();
     assert!(e.contains("would expose"), "{e}");
 
     // Past its wall time, the sandbox is killed.
     let mut forever = Policy::new(bash(), &out);
     forever.args = vec!["-c".into(), "while :; do :; done".into()];
     forever.wall_time = Duration::from_secs(1);
-    let outcome = sandbox::run(&forever, &backend).unwrap();
+    let outcome = sandbox::run(&forever, &bwrap).unwrap();
     println!("{}", outcome.summary());
     assert!(outcome.timed_out);
     assert!(!outcome.status.success());
@@ -160,13 +158,7 @@ fn the_cpu_limit_stops_a_busy_probe() {
     busy.args = vec!["-c".into(), "while :; do :; done".into()];
     busy.cpu_secs = 1;
     busy.wall_time = Duration::from_secs(30);
-    let outcome = sandbox::run(
-        &busy,
-        &Backend::Bubblewrap {
-            bwrap: "bwrap".into(),
-        },
-    )
-    .unwrap();
+    let outcome = sandbox::run(&busy, Path::new("bwrap")).unwrap();
     println!("{}", outcome.summary());
     assert!(
         !outcome.timed_out,

@@ -284,3 +284,118 @@ fn bad_bundles_are_refused_with_the_step_named() {
         "run.sh is not part of a bundle",
     );
 }
+
+/// Serves `connections` connections on a socket as `vigil-proposal.socket` (`Accept=yes`)
+/// does: each accepted connection becomes the stdin and stdout of one `vigil-orchestrator
+/// proposal serve`, with an empty environment and a private scratch directory as TMPDIR.
+/// With `serve == false` each connection is closed unanswered (an instance killed at start).
+fn accept_like_systemd(
+    socket: &Path,
+    connections: usize,
+    serve: bool,
+) -> std::thread::JoinHandle<()> {
+    let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..connections {
+            let (stream, _) = listener.accept().unwrap();
+            if !serve {
+                drop(stream);
+                continue;
+            }
+            let scratch = tempfile::tempdir().unwrap();
+            let input = std::os::fd::OwnedFd::from(stream.try_clone().unwrap());
+            let output = std::os::fd::OwnedFd::from(stream);
+            let status = Command::new(binary("vigil-orchestrator"))
+                .env_clear()
+                .env("TMPDIR", scratch.path())
+                .args(["proposal", "serve"])
+                .stdin(input)
+                .stdout(output)
+                .status()
+                .unwrap();
+            assert!(status.success(), "proposal serve: {status}");
+            // The unpacked proposal is removed once its report is written.
+            assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+        }
+    })
+}
+
+/// `proposal submit` (what /build does on the appliance); (exit code, stdout + stderr).
+fn submit(bundle: &Path, recording: &Path, socket: &Path) -> (i32, String) {
+    let out = Command::new(binary("vigil-orchestrator"))
+        .env_clear()
+        .args(["proposal", "submit"])
+        .arg(bundle)
+        .arg("--recording")
+        .arg(recording)
+        .arg("--socket")
+        .arg(socket)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn the_appliance_socket_checks_a_bundle_sent_over_the_connection() {
+    let window = tempfile::tempdir().unwrap();
+    let recording = recording(window.path());
+    let socket = window.path().join("proposal.sock");
+    let server = accept_like_systemd(&socket, 2, true);
+
+    // A good bundle: the same report as `proposal check`, the digest sha256sum gives.
+    let bundle = good(&[]);
+    let (code, out) = submit(bundle.path(), &recording, &socket);
+    assert_eq!(code, 0, "{out}");
+    let (_, local) = check(bundle.path(), &recording, None);
+    let digest = local
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("digest: sha256:"))
+        .unwrap_or_else(|| panic!("no digest in {local}"));
+    assert!(out.contains(&format!("bundle SHA-256: {digest}")), "{out}");
+    assert!(out.contains("[pass] tests: 3 of 3 passed"), "{out}");
+    assert!(
+        out.contains("replay: 48 steps") && out.contains("24 trades"),
+        "{out}"
+    );
+
+    // A failing test: refused at `tests`, exit status 1.
+    let broken = TREND_TESTS.replace(
+        r#"assert_eq(decide({"now": 3600}), None)"#,
+        r#"assert_eq(decide({"now": 3600}), "sell")"#,
+    );
+    let bad = bundle_with_tests(&broken);
+    let (code, out) = submit(bad.path(), &recording, &socket);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(status(&out, "tests"), "fail", "{out}");
+    assert_eq!(status(&out, "replay"), "skip", "{out}");
+    server.join().unwrap();
+
+    // An instance that dies before it answers (killed at its limit, or too many at once).
+    std::fs::remove_file(&socket).unwrap();
+    let server = accept_like_systemd(&socket, 1, false);
+    let (code, out) = submit(bundle.path(), &recording, &socket);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("closed the connection without a report"),
+        "{out}"
+    );
+    server.join().unwrap();
+
+    // Nothing listening: says what to check.
+    std::fs::remove_file(&socket).unwrap();
+    let (code, out) = submit(bundle.path(), &recording, &socket);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("cannot reach the proposal sandbox"), "{out}");
+}
+
+/// The good bundle with other tests.
+fn bundle_with_tests(tests: &str) -> tempfile::TempDir {
+    let dir = good(&[]);
+    std::fs::write(dir.path().join("trend_test.star"), tests).unwrap();
+    dir
+}

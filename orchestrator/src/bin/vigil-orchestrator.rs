@@ -17,6 +17,8 @@
 //! `vigil-orchestrator proposal check <bundle-dir> --recording <file>` checks a self-written module's proposal (parse, its
 //! own tests, a paper replay, the digest) with nothing but those two paths: no config, no
 //! state, no secret, no network; exit status 0 when it passes, 1 when it is refused.
+//! `vigil-orchestrator proposal submit <bundle-dir> --recording <file>` runs the same check in
+//! the appliance's sandbox (vigil-proposal.socket), as `/build` does there.
 
 #![forbid(unsafe_code)]
 
@@ -132,6 +134,24 @@ enum ProposalCommand {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Check a proposal bundle in the appliance's sandbox: sends the bundle and the window to
+    /// vigil-proposal.socket (one vigil-proposal@.service per connection) and prints its
+    /// report. Exit status 0: passed; 1: refused; 2: the sandbox could not be reached or
+    /// gave no report.
+    Submit {
+        /// The bundle directory.
+        bundle: PathBuf,
+        /// The recorded market window (JSON) the deputy replays.
+        #[arg(long)]
+        recording: PathBuf,
+        /// The sandbox's socket.
+        #[arg(long, default_value = vigil_orchestrator::proposal::socket::SOCKET)]
+        socket: PathBuf,
+    },
+    /// The sandbox's side (vigil-proposal@.service, not for operators): reads one request on
+    /// stdin, checks it in $TMPDIR, writes the report as JSON on stdout.
+    #[command(hide = true)]
+    Serve,
 }
 
 /// Writes `bytes` to `path` through a temp file beside it: written, fsynced, renamed over
@@ -176,6 +196,34 @@ fn proposal_check(
     })
 }
 
+fn proposal_submit(
+    bundle: &std::path::Path,
+    recording: &std::path::Path,
+    socket: &std::path::Path,
+) -> ExitCode {
+    use vigil_orchestrator::proposal::{flow, sandbox::Policy, socket as sandbox_socket};
+    let timeout = Policy::new("/", "/").wall_time + std::time::Duration::from_secs(30);
+    let report = sandbox_socket::Request::from_files(bundle, recording)
+        .and_then(|request| sandbox_socket::submit(socket, &request, timeout));
+    match report {
+        Ok(report) => {
+            print!("{}", flow::render_report(&report));
+            if let Some(digest) = report["digest"].as_str() {
+                println!("bundle SHA-256: {digest}");
+            }
+            if report["passed"] == true {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("vigil-orchestrator: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A module call confines itself before anything else runs (no logger, no runtime).
@@ -212,6 +260,40 @@ fn main() -> ExitCode {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("vigil-orchestrator: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if let Some(Command::Proposal {
+        command:
+            ProposalCommand::Submit {
+                bundle,
+                recording,
+                socket,
+            },
+    }) = &cli.command
+    {
+        return proposal_submit(bundle, recording, socket);
+    }
+    if let Some(Command::Proposal {
+        command: ProposalCommand::Serve,
+    }) = &cli.command
+    {
+        let scratch = std::env::temp_dir();
+        return match vigil_orchestrator::proposal::socket::serve(
+            std::io::stdin().lock(),
+            std::io::stdout().lock(),
+            &scratch,
+        ) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!(
+                    "vigil-orchestrator: the proposal request was refused (the error went back on the connection)"
+                );
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("vigil-orchestrator: writing the report: {e}");
                 ExitCode::from(2)
             }
         };

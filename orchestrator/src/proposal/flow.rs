@@ -27,6 +27,7 @@ use crate::generations::{self, CONFIG_FILE, MODULES_DIR};
 use crate::llm::{ChatMessage, ChatRequest, Role};
 use crate::modules::{MAX_SOURCE_BYTES, valid_name};
 use crate::proposal::sandbox::{self, Backend, Policy};
+use crate::proposal::socket;
 use crate::scheduler::{Orchestrator, unix_now};
 
 /// The largest reply of the self-modification agent, bytes.
@@ -37,10 +38,6 @@ const MAX_RATIONALE_BYTES: usize = 16 * 1024;
 const MAX_PATCH_BYTES: usize = 256 * 1024;
 /// The longest request text of `/build`, characters.
 const MAX_ASK_CHARS: usize = 2000;
-/// Where the appliance's `vigil-proposal@<id>.service` reads a proposal's bundle and window.
-const SYSTEMD_INPUT: &str = "/var/lib/vigil-proposals";
-/// Where it writes its report (its runtime directory).
-const SYSTEMD_OUTPUT: &str = "/run/vigil-proposal";
 /// The agent id the self-modification agent's LLM calls are made under.
 pub const BUILDER_AGENT: &str = "builder";
 
@@ -436,7 +433,7 @@ impl Orchestrator {
         }
         // The check, in the sandbox.
         let checked = self
-            .check_in_sandbox(&settings.proposal_sandbox, id, &pdir)
+            .check_in_sandbox(&settings.proposal_sandbox, &pdir)
             .await;
         let (report, failed) = match checked {
             Ok((report, passed)) => {
@@ -530,90 +527,71 @@ impl Orchestrator {
     }
 
     /// Runs `proposal check` of proposal `id` in the sandbox; the report and whether it passed.
-    async fn check_in_sandbox(
-        &self,
-        backend: &str,
-        id: u32,
-        pdir: &Path,
-    ) -> Result<(Value, bool), String> {
-        let backend = Backend::from_config(backend, &id.to_string()).map_err(|e| e.to_string())?;
-        let backend = match backend {
-            Backend::Bubblewrap { .. } => Backend::Bubblewrap {
-                bwrap: which("bwrap")
-                    .ok_or("bwrap is not installed (Debian: apt-get install bubblewrap)")?,
-            },
-            other => other,
-        };
-        let program =
-            std::env::current_exe().map_err(|e| format!("the orchestrator's own binary: {e}"))?;
+    /// The report is also kept as `out/report.json`.
+    async fn check_in_sandbox(&self, backend: &str, pdir: &Path) -> Result<(Value, bool), String> {
         let bundle = pdir.join("bundle");
         let recording = pdir.join("recording.json");
         let out = pdir.join("out");
         let report_path = out.join("report.json");
-        let mut policy = Policy::new(program, out.clone());
-        policy.args = [
-            OsString::from("proposal"),
-            "check".into(),
-            bundle.clone().into(),
-            "--recording".into(),
-            recording.clone().into(),
-            "--output".into(),
-            report_path.clone().into(),
-        ]
-        .into();
-        policy.read_only = vec![bundle, recording];
-        policy.forbidden = vec![
-            self.config.state_db.clone(),
-            self.config.signer_socket.clone(),
-        ];
-        // The appliance's unit reads the bundle and the window from its own directory (the
-        // orchestrator's state is inaccessible to it) and writes its report to its runtime
-        // directory.
-        let report_path = match &backend {
-            Backend::Systemd { instance } => {
-                let staged = Path::new(SYSTEMD_INPUT).join(instance);
-                let bundle_files: Vec<(String, Vec<u8>)> = std::fs::read_dir(pdir.join("bundle"))
-                    .and_then(|d| {
-                        d.map(|e| {
-                            let e = e?;
-                            Ok((
-                                format!("bundle/{}", e.file_name().to_string_lossy()),
-                                std::fs::read(e.path())?,
-                            ))
-                        })
-                        .collect::<std::io::Result<Vec<_>>>()
-                    })
-                    .map_err(|e| format!("the bundle: {e}"))?;
-                let window = std::fs::read(pdir.join("recording.json"))
-                    .map_err(|e| format!("the recording: {e}"))?;
-                let mut files: Vec<(&str, &[u8])> = bundle_files
-                    .iter()
-                    .map(|(n, b)| (n.as_str(), b.as_slice()))
-                    .collect();
-                files.push(("recording.json", &window));
-                write_dir(&staged, &files)?;
-                Path::new(SYSTEMD_OUTPUT).join(instance).join("report.json")
+        let wall_time = Policy::new("/", "/").wall_time;
+        match Backend::from_config(backend).map_err(|e| e.to_string())? {
+            // The appliance: the bundle and the window go over the socket, the report comes
+            // back on it; the sandbox shares no directory with the orchestrator.
+            Backend::Systemd { socket } => {
+                let request = socket::Request::from_files(&bundle, &recording)?;
+                // The unit's RuntimeMaxSec= ends a check; a little more for its start and report.
+                let timeout = wall_time + std::time::Duration::from_secs(30);
+                let report =
+                    tokio::task::spawn_blocking(move || socket::submit(&socket, &request, timeout))
+                        .await
+                        .map_err(|e| e.to_string())??;
+                let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
+                generations::write_atomic(&report_path, &json).map_err(|e| e.to_string())?;
+                let passed = report["passed"] == true;
+                Ok((report, passed))
             }
-            Backend::Bubblewrap { .. } => report_path,
-        };
-        let outcome = tokio::task::spawn_blocking(move || sandbox::run(&policy, &backend))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let text = std::fs::read(&report_path).map_err(|_| {
-            format!(
-                "it wrote no report ({}): {}",
-                outcome.summary(),
-                String::from_utf8_lossy(&outcome.stderr)
-                    .chars()
-                    .take(500)
-                    .collect::<String>()
-            )
-        })?;
-        let report: Value =
-            serde_json::from_slice(&text).map_err(|e| format!("its report is unreadable: {e}"))?;
-        let passed = report["passed"] == true && outcome.status.success() && !outcome.timed_out;
-        Ok((report, passed))
+            Backend::Bubblewrap { .. } => {
+                let bwrap = which("bwrap")
+                    .ok_or("bwrap is not installed (Debian: apt-get install bubblewrap)")?;
+                let program = std::env::current_exe()
+                    .map_err(|e| format!("the orchestrator's own binary: {e}"))?;
+                let mut policy = Policy::new(program, out.clone());
+                policy.args = [
+                    OsString::from("proposal"),
+                    "check".into(),
+                    bundle.clone().into(),
+                    "--recording".into(),
+                    recording.clone().into(),
+                    "--output".into(),
+                    report_path.clone().into(),
+                ]
+                .into();
+                policy.read_only = vec![bundle, recording];
+                policy.forbidden = vec![
+                    self.config.state_db.clone(),
+                    self.config.signer_socket.clone(),
+                ];
+                let outcome = tokio::task::spawn_blocking(move || sandbox::run(&policy, &bwrap))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                let text = std::fs::read(&report_path).map_err(|_| {
+                    format!(
+                        "it wrote no report ({}): {}",
+                        outcome.summary(),
+                        String::from_utf8_lossy(&outcome.stderr)
+                            .chars()
+                            .take(500)
+                            .collect::<String>()
+                    )
+                })?;
+                let report: Value = serde_json::from_slice(&text)
+                    .map_err(|e| format!("its report is unreadable: {e}"))?;
+                let passed =
+                    report["passed"] == true && outcome.status.success() && !outcome.timed_out;
+                Ok((report, passed))
+            }
+        }
     }
 
     /// `/apply <id>`: puts proposal `id`'s diff digest to the operator (a refused proposal,

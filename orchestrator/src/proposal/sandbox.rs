@@ -12,10 +12,11 @@
 //!   tmpfs are the only writable places. Nothing else of the host's file system exists inside. CPU seconds and address
 //!   space are limited with `prlimit` (util-linux) around bwrap, and a wall-time limit kills the
 //!   sandbox (bwrap killed, its children die with it).
-//! - [`Backend::Systemd`] (the appliance): `systemctl start --wait vigil-proposal@<id>.service`,
-//!   the template unit in `systemd/` applying the same policy with DynamicUser, PrivateNetwork,
-//!   ProtectSystem=strict, InaccessiblePaths and resource limits; its command is the unit's
-//!   (`vigil-orchestrator proposal check`), its output in `/run/vigil-proposal/<id>/`.
+//! - [`Backend::Systemd`] (the appliance): a connection to `vigil-proposal.socket` starts an
+//!   instance of the template unit `vigil-proposal@.service` in `systemd/`, applying the same
+//!   policy with DynamicUser, PrivateNetwork, ProtectSystem=strict, InaccessiblePaths and
+//!   resource limits; the bundle and the window travel over the connection and the report
+//!   comes back on it ([`super::socket`]).
 //!
 //! Whatever the backend, a path under the signer's socket directory, the signer's state
 //! (keystore, policy, journal), the credential stores or a daemon's live state is never bound:
@@ -52,32 +53,29 @@ pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
 /// Where the check runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// `bwrap` at this path (Debian: `/usr/bin/bwrap`, package bubblewrap).
+    /// `bwrap` at this path (Debian: `/usr/bin/bwrap`, package bubblewrap), run by [`run`].
     Bubblewrap {
         /// The bwrap binary.
         bwrap: PathBuf,
     },
-    /// The template unit `vigil-proposal@<instance>.service`, started with `systemctl`.
+    /// `vigil-proposal.socket`: each connection starts one `vigil-proposal@.service`
+    /// ([`super::socket::submit`]).
     Systemd {
-        /// The instance: the proposal's id.
-        instance: String,
+        /// The socket (`/run/vigil-proposal.sock`).
+        socket: PathBuf,
     },
 }
 
 impl Backend {
-    /// The backend named in the configuration (`"bubblewrap"` or `"systemd"`), for the
-    /// proposal `id`.
-    pub fn from_config(name: &str, id: &str) -> Result<Backend, SandboxError> {
+    /// The backend named in the configuration: `"bubblewrap"` or `"systemd"`.
+    pub fn from_config(name: &str) -> Result<Backend, SandboxError> {
         match name {
             "bubblewrap" => Ok(Backend::Bubblewrap {
                 bwrap: PathBuf::from("bwrap"),
             }),
-            "systemd" => {
-                check_instance(id)?;
-                Ok(Backend::Systemd {
-                    instance: id.to_owned(),
-                })
-            }
+            "systemd" => Ok(Backend::Systemd {
+                socket: PathBuf::from(super::socket::SOCKET),
+            }),
             other => Err(SandboxError::Config(format!(
                 "proposal sandbox {other:?} is not one of \"bubblewrap\" (CI, development) or \"systemd\" (the appliance)"
             ))),
@@ -165,7 +163,7 @@ impl Policy {
 /// How the sandboxed run ended.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The exit status of bwrap (the program's own) or of `systemctl start --wait`.
+    /// The exit status of bwrap (the program's own).
     pub status: ExitStatus,
     /// True when the wall-time limit killed it.
     pub timed_out: bool,
@@ -216,43 +214,11 @@ pub enum SandboxError {
     Libraries(PathBuf, String),
 }
 
-/// Runs `policy` on `backend` and waits for it (at most its wall time).
-pub fn run(policy: &Policy, backend: &Backend) -> Result<Outcome, SandboxError> {
+/// Runs `policy` in bubblewrap (`bwrap`) and waits for it (at most its wall time).
+pub fn run(policy: &Policy, bwrap: &Path) -> Result<Outcome, SandboxError> {
     policy.check()?;
-    let mut command = match backend {
-        Backend::Bubblewrap { bwrap } => bubblewrap_command(policy, bwrap)?,
-        Backend::Systemd { instance } => systemd_command(instance)?,
-    };
+    let mut command = bubblewrap_command(policy, bwrap)?;
     supervise(&mut command, policy.wall_time)
-}
-
-/// `systemctl start --wait vigil-proposal@<instance>.service`.
-pub fn systemd_command(instance: &str) -> Result<Command, SandboxError> {
-    check_instance(instance)?;
-    let mut c = Command::new("systemctl");
-    c.args([
-        "start",
-        "--wait",
-        &format!("vigil-proposal@{instance}.service"),
-    ]);
-    Ok(c)
-}
-
-/// A proposal id usable as a unit instance: 1-64 of `[a-z0-9-]`, not starting with `-`.
-fn check_instance(id: &str) -> Result<(), SandboxError> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && !id.starts_with('-')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(SandboxError::Config(format!(
-            "proposal id {id:?} cannot name a unit instance: use 1-64 of a-z, 0-9 and -"
-        )))
-    }
 }
 
 /// The bwrap command line for `policy` (under `prlimit`).
@@ -423,26 +389,17 @@ mod tests {
     }
 
     #[test]
-    fn backends_come_from_the_config_and_ids_must_name_an_instance() {
+    fn backends_come_from_the_config() {
         assert!(matches!(
-            Backend::from_config("bubblewrap", "x"),
+            Backend::from_config("bubblewrap"),
             Ok(Backend::Bubblewrap { .. })
         ));
         assert_eq!(
-            Backend::from_config("systemd", "p-42").unwrap(),
+            Backend::from_config("systemd").unwrap(),
             Backend::Systemd {
-                instance: "p-42".into()
+                socket: "/run/vigil-proposal.sock".into()
             }
         );
-        for bad in ["", "-x", "a/b", "A", "a b", "x.service"] {
-            assert!(Backend::from_config("systemd", bad).is_err(), "{bad:?}");
-        }
-        assert!(Backend::from_config("docker", "x").is_err());
-        let c = systemd_command("p-42").unwrap();
-        let args: Vec<_> = c
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(args, ["start", "--wait", "vigil-proposal@p-42.service"]);
+        assert!(Backend::from_config("docker").is_err());
     }
 }
