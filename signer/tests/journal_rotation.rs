@@ -156,3 +156,44 @@ fn figures_survive_rotation_restart_and_retention() {
     assert!(stderr.contains(&sealed(&s)[1]), "{stderr}");
     assert!(stderr.contains(&format!("line {lines}")), "{stderr}");
 }
+
+/// The journal flags may come from the environment (the NixOS module's services.vigil.journal
+/// sets them so): a value out of bounds there stops the start before anything is read, naming
+/// the flag; a flag on the command line wins over the environment.
+#[test]
+fn journal_settings_come_from_the_environment_too() {
+    let state = tempfile::tempdir().unwrap();
+    let serve = |env: &[(&str, &str)], args: &[&str]| {
+        let out = std::process::Command::new(vigil_testkit::host::binary("vigil-signer"))
+            .env_clear()
+            .envs(env.iter().copied())
+            .args(["serve", "--state-dir"])
+            .arg(state.path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = serve(&[("VIGIL_JOURNAL_ROTATE_BYTES", "1")], &[]);
+    assert!(
+        !ok && err.contains("--journal-rotate-bytes 1 is out of bounds"),
+        "{err}"
+    );
+    let (ok, err) = serve(&[("VIGIL_JOURNAL_KEEP_DAYS", "40000")], &[]);
+    assert!(
+        !ok && err.contains("--journal-keep-days 40000 is out of bounds"),
+        "{err}"
+    );
+    let (ok, err) = serve(&[("VIGIL_JOURNAL_KEEP_SEGMENTS", "many")], &[]);
+    assert!(!ok && err.contains("journal-keep-segments"), "{err}");
+    // The command line wins: the same bad environment, a good flag, and the start goes on to
+    // its next refusal (no keys in an empty state dir), not the journal's.
+    let (ok, err) = serve(
+        &[("VIGIL_JOURNAL_ROTATE_BYTES", "1")],
+        &["--journal-rotate-bytes", "65536"],
+    );
+    assert!(!ok && !err.contains("journal-rotate-bytes"), "{err}");
+}
