@@ -123,17 +123,26 @@ async fn a_healthy_generation_passes_and_one_whose_decisions_all_error_is_rolled
     assert!(matches!(g.health(2).unwrap(), Some(Health::Passed { .. })));
     let two = g.files(2).unwrap();
 
-    // Generation 3: its provider cannot be reached, so every decision errors.
+    // Generation 3: its provider cannot be reached, so every decision errors. Its window is
+    // 120 s, but the probes during it see the spike in seconds: rolled back long before the
+    // window ends (the bot's wait is 20 s).
     drop(daemon);
-    let broken = base
-        .clone()
+    let broken = world
+        .config()
+        .generations(120)
         .openai("down", "http://127.0.0.1:9")
         .agent(AgentSpec::new("trader").every(1).provider("down", "m"));
     let daemon = world.daemon(&broken, BotToken::Given);
     orch.expect("generation 3 made from the changed system configuration")
         .await;
+    let applied = unix_now();
     let failed = orch.expect("generation 3 FAILED its health check").await;
-    assert!(failed.text.contains("error spike"), "{}", failed.text);
+    assert!(
+        failed.text.contains("error spike") && failed.text.contains("so far in the 120 s window"),
+        "{}",
+        failed.text
+    );
+    assert!(unix_now() - applied < 60, "not rolled back early");
     assert!(
         failed.text.contains("Rolling back to generation 2"),
         "{}",

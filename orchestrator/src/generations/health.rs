@@ -1,7 +1,10 @@
 //! The health check after an apply (`docs/operations.md`, "Rollback"): for
 //! `[generations] health_window_secs` after a generation becomes current, the orchestrator
 //! watches it; at the end of the window (or at start, if the daemon was down when it ended)
-//! three checks decide:
+//! three checks decide. During the window it probes every [`probe_interval`]: a signer that
+//! fails its self-check at two probes in a row, or an error spike in the decisions so far,
+//! fails the generation at once ([`judge_early`]); whether every agent decided is only judged
+//! at the end. The checks:
 //! 1. the signer's self-check: its `status` op answers;
 //! 2. decisions flow: every agent that is scheduled and not paused made at least one;
 //! 3. no error spike: the share of errors (refusals, and holds caused by a failing provider,
@@ -29,6 +32,30 @@ pub struct Observed {
     pub before: BTreeMap<String, WindowCounts>,
 }
 
+/// How often the window is probed: a twentieth of it, between 1 and 30 seconds.
+pub fn probe_interval(settings: &GenerationSettings) -> u64 {
+    u64::from(settings.health_window_secs / 20).clamp(1, 30)
+}
+
+/// A probe during the window: the signer's self-check (`signer_failed_before`: it failed at
+/// the previous probe too) and the error spike over the decisions so far; Ok while neither
+/// fails (agents that have not decided yet are judged at the end only).
+pub fn judge_early(
+    settings: &GenerationSettings,
+    seen: &Observed,
+    signer_failed_before: bool,
+) -> Result<(), String> {
+    if let Err(why) = &seen.signer {
+        if signer_failed_before {
+            return Err(format!(
+                "signer self-check failed at two probes in a row during the window: its status op did not answer ({why})"
+            ));
+        }
+        return Ok(());
+    }
+    spike(settings, seen, "so far in the")
+}
+
 /// Ok, or which check failed and its numbers.
 pub fn judge(settings: &GenerationSettings, seen: &Observed) -> Result<(), String> {
     if let Err(why) = &seen.signer {
@@ -49,6 +76,11 @@ pub fn judge(settings: &GenerationSettings, seen: &Observed) -> Result<(), Strin
             settings.health_window_secs
         ));
     }
+    spike(settings, seen, "in the")
+}
+
+/// The error-spike check over `seen`'s windows (`when` words the window in the message).
+fn spike(settings: &GenerationSettings, seen: &Observed, when: &str) -> Result<(), String> {
     let sum = |m: &BTreeMap<String, WindowCounts>| {
         m.values()
             .fold((0u64, 0u64), |(d, e), c| (d + c.decisions, e + c.errors))
@@ -65,7 +97,7 @@ pub fn judge(settings: &GenerationSettings, seen: &Observed) -> Result<(), Strin
                     * u128::from(decisions);
         if spike {
             return Err(format!(
-                "error spike: {errors} of {decisions} decisions were errors in the {} s window, against {before_errors} of {before_decisions} in the window before (limit: {}x that rate, at least {} errors)",
+                "error spike: {errors} of {decisions} decisions were errors {when} {} s window, against {before_errors} of {before_decisions} in the window before (limit: {}x that rate, at least {} errors)",
                 settings.health_window_secs, settings.error_spike_multiple, settings.min_errors
             ));
         }
@@ -160,5 +192,44 @@ mod tests {
         down.signer = Err("connection refused".into());
         let err = judge(&s, &down).unwrap_err();
         assert!(err.starts_with("signer self-check failed"), "{err}");
+    }
+
+    #[test]
+    fn a_probe_fails_early_on_a_spike_or_a_signer_down_twice_but_waits_for_silent_agents() {
+        let s = settings();
+        assert_eq!(probe_interval(&s), 3);
+        assert_eq!(
+            probe_interval(&GenerationSettings {
+                health_window_secs: 5,
+                ..s.clone()
+            }),
+            1
+        );
+        assert_eq!(
+            probe_interval(&GenerationSettings {
+                health_window_secs: 86_400,
+                ..s.clone()
+            }),
+            30
+        );
+        // b has not decided yet: not a verdict before the window ends.
+        assert_eq!(judge_early(&s, &seen(&[("a", 3, 0)], &[]), false), Ok(()));
+        // The spike so far is.
+        let err = judge_early(
+            &s,
+            &seen(&[("a", 4, 4)], &[("a", 10, 0), ("b", 10, 0)]),
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("error spike: 4 of 4 decisions were errors so far in the 60 s window"),
+            "{err}"
+        );
+        // The signer down once is not yet a verdict (a restart); twice in a row is.
+        let mut down = seen(&[("a", 3, 0)], &[]);
+        down.signer = Err("connection refused".into());
+        assert_eq!(judge_early(&s, &down, false), Ok(()));
+        let err = judge_early(&s, &down, true).unwrap_err();
+        assert!(err.contains("two probes in a row"), "{err}");
     }
 }

@@ -16,7 +16,7 @@ use vigil_protocol::{
 
 use super::{Orchestrator, unix_now};
 use crate::config::GenerationSettings;
-use crate::generations::health::{Observed, judge};
+use crate::generations::health::{Observed, judge, judge_early, probe_interval};
 use crate::generations::{self, Files, GenerationError, Generations, Health};
 use crate::operator::{self, Alert};
 use crate::store::{ConfirmationId, ConfirmationKind, ConfirmationRow, NewConfirmation as NewRow};
@@ -354,11 +354,39 @@ impl Orchestrator {
         let Ok(Some(Health::Watching { since, until })) = generations.health(n) else {
             return;
         };
-        let wait = until.saturating_sub(unix_now());
-        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-        let seen = self.observe(since, until).await;
+        // Probes during the window: a clear failure rolls back at once.
+        let step = probe_interval(settings);
+        let mut signer_failed = false;
+        let mut early = None;
+        loop {
+            let now = unix_now();
+            if now >= until {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(step.min(until - now))).await;
+            let now = unix_now();
+            if now >= until {
+                break;
+            }
+            // The decisions so far, against the whole window's length before the apply (a
+            // share of errors is compared, so the lengths need not match).
+            let seen = self.observe(since, now, until - since).await;
+            if let Err(why) = judge_early(settings, &seen, signer_failed) {
+                early = Some((seen, Err(why)));
+                break;
+            }
+            signer_failed = seen.signer.is_err();
+        }
+        let (seen, verdict) = match early {
+            Some(early) => early,
+            None => {
+                let seen = self.observe(since, until, until - since).await;
+                let verdict = judge(settings, &seen);
+                (seen, verdict)
+            }
+        };
         let now = unix_now();
-        match judge(settings, &seen) {
+        match verdict {
             Ok(()) => {
                 let _ = generations.set_health(n, &Health::Passed { at: now });
                 let total: u64 = seen.window.values().map(|c| c.decisions).sum();
@@ -399,8 +427,9 @@ impl Orchestrator {
         }
     }
 
-    /// What the health check reads for the window `since..until`.
-    async fn observe(&self, since: u64, until: u64) -> Observed {
+    /// What the health check reads for the window `since..until`, and the `before_len`
+    /// seconds before `since`.
+    async fn observe(&self, since: u64, until: u64, before_len: u64) -> Observed {
         let signer = self
             .signer
             .lock()
@@ -409,7 +438,6 @@ impl Orchestrator {
             .await
             .map(|_| ())
             .map_err(|e| e.to_string());
-        let len = until.saturating_sub(since);
         let read = self
             .store
             .lock()
@@ -424,7 +452,7 @@ impl Orchestrator {
                     .collect();
                 let window = s.window_counts(since, until).map_err(|e| e.to_string())?;
                 let before = s
-                    .window_counts(since.saturating_sub(len), since)
+                    .window_counts(since.saturating_sub(before_len), since)
                     .map_err(|e| e.to_string())?;
                 Ok((expected, window, before))
             });
