@@ -561,6 +561,12 @@ impl<E> AuditLog<E> {
     pub fn stats(&self) -> AuditStats {
         self.inner.stats()
     }
+
+    /// Why the journal's rotation is off until the next start (it failed before sealing
+    /// anything, so the live segment goes on growing), if it is.
+    pub fn rotation_failure(&self) -> Option<String> {
+        self.inner.rotation_failure()
+    }
 }
 
 /// Refuses a journal that is not a regular file, or that others could write to.

@@ -197,3 +197,44 @@ fn journal_settings_come_from_the_environment_too() {
     );
     assert!(!ok && !err.contains("journal-rotate-bytes"), "{err}");
 }
+
+/// A rotation that fails before sealing anything (here `audit.jsonl.next` is a directory, so
+/// the next segment cannot be written) turns rotation off until the restart: signing goes on
+/// in one segment, nothing is lost, and `status` names the problem for the operator; once the
+/// cause is gone, a restart rotates again and the problem is no longer reported.
+#[test]
+fn a_failed_rotation_shows_in_status_and_signing_goes_on() {
+    let mut s = Signer::with(&["trader", "sentinel"])
+        .args(&["--journal-rotate-bytes", "4096"])
+        .start();
+    let to = s.address("sentinel");
+    let blocker = s.state().join("ledger").join("audit.jsonl.next");
+    std::fs::create_dir(&blocker).unwrap();
+    let mut c = s.client();
+    for i in 0..30u64 {
+        ok(c.call(pay("trader", &to, 1_000 + i, &format!("t{i}")))
+            .unwrap());
+    }
+    let st = ok(c.call(Op::Status).unwrap());
+    let problem = st["journal_problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.contains("could not be rotated") && problem.contains("restart the signer"),
+        "{st}"
+    );
+    assert!(sealed(&s).is_empty(), "{:?}", sealed(&s));
+    assert_eq!(
+        s.spent("trader"),
+        u128::from((0..30u64).map(|i| 1_000 + i).sum::<u64>())
+    );
+    drop(c);
+    std::fs::remove_dir(&blocker).unwrap();
+    s.restart();
+    let mut c = s.client();
+    ok(c.call(pay("trader", &to, 5, "after")).unwrap());
+    let st = ok(c.call(Op::Status).unwrap());
+    assert!(st.get("journal_problem").is_none(), "{st}");
+    assert!(
+        !sealed(&s).is_empty(),
+        "rotation is on again after the restart"
+    );
+}

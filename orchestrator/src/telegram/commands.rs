@@ -136,6 +136,9 @@ pub(super) async fn status(ctx: &Ctx) -> String {
                 s.ledger_seq,
                 short(&s.audit_head)
             );
+            if let Some(problem) = &s.journal_problem {
+                let _ = write!(out, "\n⚠️ Signer journal: {problem}");
+            }
         }
         Err(e) => {
             let _ = write!(out, "\nSigner: UNREACHABLE ({e})");

@@ -171,6 +171,10 @@ pub struct StatusResult {
     pub ledger_seq: u64,
     /// The hash of the last audit entry, hex.
     pub audit_head: String,
+    /// Extension: a problem with the journal the operator must fix (its rotation failed and is
+    /// off until the signer restarts); absent when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_problem: Option<String>,
 }
 
 /// One agent in `status`.

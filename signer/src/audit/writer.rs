@@ -105,7 +105,8 @@ struct Shared {
     batches: AtomicU64,
     entries: AtomicU64,
     rotations: AtomicU64,
-    rotation_failed: AtomicBool,
+    /// Why rotation was turned off (a failure before anything was sealed), until a restart.
+    rotation_failure: Mutex<Option<String>>,
 }
 
 /// The handles' side: the requests queued and not yet handed over, the channel to the thread,
@@ -135,7 +136,7 @@ impl<E: serde::Serialize + Send + 'static> Writer<E> {
             batches: AtomicU64::new(0),
             entries: AtomicU64::new(0),
             rotations: AtomicU64::new(0),
-            rotation_failed: AtomicBool::new(false),
+            rotation_failure: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -213,6 +214,15 @@ impl<E> Writer<E> {
             rotations: self.shared.rotations.load(Ordering::Acquire),
         }
     }
+
+    /// Why rotation is off until the next start, if it failed.
+    pub(super) fn rotation_failure(&self) -> Option<String> {
+        self.shared
+            .rotation_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl<E> fmt::Debug for Writer<E> {
@@ -270,10 +280,13 @@ impl Segments {
             Ok(rotated) => rotated,
             Err(RotateError::NotStarted(e)) => {
                 // Nothing changed on disk: the live segment goes on growing, and rotation is
-                // off until the next start (the status shows it; the operator fixes the cause).
+                // off until the next start (`status` shows it; the operator fixes the cause).
                 tracing::error!(error = %e, "the journal could not be rotated; it goes on in one segment until the signer restarts: check the state directory");
                 self.rotator = None;
-                shared.rotation_failed.store(true, Ordering::Release);
+                *shared
+                    .rotation_failure
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
                 return Ok(());
             }
             Err(RotateError::Started(e)) => return Err(e),

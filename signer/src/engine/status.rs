@@ -32,6 +32,11 @@ impl Engine {
             agents,
             ledger_seq: seq,
             audit_head: hex::encode(head),
+            journal_problem: self.audit.rotation_failure().map(|e| {
+                format!(
+                    "the journal could not be rotated ({e}); it grows in one segment until the signer restarts: check the state directory (disk space, permissions, a stray audit.jsonl.next), then restart the signer"
+                )
+            }),
         }
     }
 }
