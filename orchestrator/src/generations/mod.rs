@@ -41,6 +41,9 @@ const MAX_GENERATION_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_FILES: usize = 1024;
 /// The longest reason kept, in characters.
 const MAX_REASON_CHARS: usize = 200;
+/// How long staged files are kept (`staged/<digest>/`): two days, beyond the one day within
+/// which the signer's approvals expire.
+pub const STAGED_MAX_AGE_SECS: u64 = 2 * 86_400;
 
 /// A generation's files: relative path (`orchestrator.toml`, `modules/...`) to content.
 pub type Files = BTreeMap<String, Vec<u8>>;
@@ -489,9 +492,12 @@ impl Generations {
     }
 
     /// Keeps `files` (checked) under `staged/<digest>/` until the operator's code for that
-    /// digest comes back; their digest. Staging the same files again is a no-op.
+    /// digest comes back; their digest. Staging the same files again is a no-op. Staged sets
+    /// older than [`STAGED_MAX_AGE_SECS`] are removed first ([`Generations::prune_staged`]).
     pub fn stage(&self, files: &Files) -> Result<String, GenerationError> {
         check_files(files)?;
+        // Housekeeping: a failure leaves old staged sets, never touches a live one.
+        let _ = self.prune_staged(std::time::SystemTime::now());
         let d = digest(files);
         let staged = self.dir.join("staged");
         let dest = staged.join(&d);
@@ -518,6 +524,36 @@ impl Generations {
         std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
         sync_dir(&staged)?;
         Ok(d)
+    }
+
+    /// Removes what was staged (and any half-written staging) more than
+    /// [`STAGED_MAX_AGE_SECS`] before `now`, by modification time: no code can still grant
+    /// it, since the signer's approvals expire within a day. The number removed.
+    pub fn prune_staged(&self, now: std::time::SystemTime) -> Result<usize, GenerationError> {
+        let staged = self.dir.join("staged");
+        let entries = match std::fs::read_dir(&staged) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io(&staged)(e)),
+        };
+        let limit = std::time::Duration::from_secs(STAGED_MAX_AGE_SECS);
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(io(&staged))?;
+            let path = entry.path();
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > limit));
+            if old {
+                std::fs::remove_dir_all(&path).map_err(io(&path))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            sync_dir(&staged)?;
+        }
+        Ok(removed)
     }
 
     /// The staged files of `digest`, read back and checked against it.

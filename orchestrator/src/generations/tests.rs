@@ -401,3 +401,29 @@ fn the_unified_diff_and_the_old_files_give_the_new_files_byte_for_byte() {
             .contains("modules/x.bin is not UTF-8")
     );
 }
+
+#[test]
+fn staged_files_older_than_two_days_are_removed_and_newer_ones_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = Generations::open(&settings(tmp.path(), 20)).unwrap();
+    let old = g.stage(&config_files(30)).unwrap();
+    let new = g.stage(&config_files(45)).unwrap();
+    let staged = tmp.path().join("generations").join("staged");
+    // A half-written staging left by a crash, as old as `old`.
+    std::fs::create_dir(staged.join(".leftover-1")).unwrap();
+    let three_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 86_400);
+    for name in [old.as_str(), ".leftover-1"] {
+        std::fs::File::open(staged.join(name))
+            .unwrap()
+            .set_modified(three_days_ago)
+            .unwrap();
+    }
+    assert_eq!(g.prune_staged(std::time::SystemTime::now()).unwrap(), 2);
+    assert_eq!(names(&staged), vec![new.clone()]);
+    assert!(g.staged(&new).is_ok());
+    let e = g.staged(&old).unwrap_err().to_string();
+    assert!(e.contains("ask for the change again"), "{e}");
+    // Staging prunes too; the kept set is still there a day and a half later.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(36 * 3600);
+    assert_eq!(g.prune_staged(later).unwrap(), 0);
+}
