@@ -6,58 +6,18 @@
 //! and confirms with a code from the authenticator enrolled at THAT ceremony. These types
 //! carry what the operator compares and what they answer.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::intent::{Chain, Network};
 use crate::operator_code::OperatorCode;
-use crate::types::{AgentId, truncate};
+use crate::types::{AgentId, hex_digest};
 
-/// SHA-256 of a ceremony manifest: exactly 64 lowercase hex digits.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ManifestDigest(String);
-
-impl ManifestDigest {
-    /// The digest as hex.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for ManifestDigest {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            Ok(Self(s))
-        } else {
-            Err(format!(
-                "manifest digest {:?} is not 64 lowercase hex digits (the SHA-256 shown by import_status)",
-                truncate(&s)
-            ))
-        }
-    }
-}
-
-impl std::str::FromStr for ManifestDigest {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::try_from(s.to_owned())
-    }
-}
-
-impl From<ManifestDigest> for String {
-    fn from(v: ManifestDigest) -> String {
-        v.0
-    }
-}
-
-impl fmt::Display for ManifestDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+hex_digest!(
+    /// SHA-256 of a ceremony manifest: exactly 64 lowercase hex digits.
+    ManifestDigest,
+    "manifest digest",
+    "the SHA-256 shown by import_status"
+);
 
 /// Fields of `import_confirm`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

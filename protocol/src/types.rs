@@ -54,6 +54,58 @@ macro_rules! checked_string {
     };
 }
 
+/// A SHA-256 digest on the wire: exactly 64 lowercase hex digits; the error names `$what` and
+/// says where the right digest is shown (`$hint`).
+macro_rules! hex_digest {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $hint:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The digest as hex.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                    Ok(Self(s))
+                } else {
+                    Err(format!(
+                        concat!($what, " {:?} is not 64 lowercase hex digits (", $hint, ")"),
+                        $crate::types::truncate(&s)
+                    ))
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::try_from(s.to_owned())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+pub(crate) use hex_digest;
+
 fn printable_ascii(c: char) -> bool {
     c == ' ' || c.is_ascii_graphic()
 }

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::truncate;
+use crate::types::{hex_digest, truncate};
 
 /// What kind of change is applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -39,50 +39,12 @@ impl fmt::Display for ChangeKind {
     }
 }
 
-/// SHA-256 of a generation's files (or a proposal's diff): exactly 64 lowercase hex digits.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ChangeDigest(String);
-
-impl ChangeDigest {
-    /// The digest as hex.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for ChangeDigest {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            Ok(Self(s))
-        } else {
-            Err(format!(
-                "change digest {:?} is not 64 lowercase hex digits (the SHA-256 of the generation's files)",
-                truncate(&s)
-            ))
-        }
-    }
-}
-
-impl std::str::FromStr for ChangeDigest {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::try_from(s.to_owned())
-    }
-}
-
-impl From<ChangeDigest> for String {
-    fn from(v: ChangeDigest) -> String {
-        v.0
-    }
-}
-
-impl fmt::Display for ChangeDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+hex_digest!(
+    /// SHA-256 of a generation's files (or a proposal's diff): exactly 64 lowercase hex digits.
+    ChangeDigest,
+    "change digest",
+    "the SHA-256 of the generation's files"
+);
 
 /// The most characters of a change summary.
 pub const MAX_CHANGE_SUMMARY_CHARS: usize = 160;
