@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use vigil_orchestrator::{DecisionOutcome, NewDecision, Store};
+use vigil_orchestrator::generations::{Files, Generations};
+use vigil_orchestrator::{DecisionOutcome, GenerationSettings, NewDecision, Store};
 use vigil_testkit::host::binary;
 use vigil_testkit::requests::{ok, pay};
 use vigil_testkit::signer::Signer;
@@ -188,6 +189,27 @@ fn backup_to_an_append_only_remote_and_the_restore_drill() {
     orchestrator_state(&db);
     let rows = dump(&db);
     assert!(rows.len() >= 5, "{rows:?}");
+    // Two configuration generations beside the state (the second with a module and the
+    // snapshot taken before it), as the orchestrator keeps them.
+    let gen_settings = GenerationSettings {
+        dir: work.path().join("vigil/generations"),
+        keep: 20,
+        health_window_secs: 60,
+        error_spike_multiple: 3,
+        min_errors: 3,
+        proposal_sandbox: "bubblewrap".into(),
+    };
+    let default_config = include_str!("../../orchestrator/src/default-config.toml");
+    let generations = Generations::open(&gen_settings).unwrap();
+    let mut files = Files::new();
+    files.insert("orchestrator.toml".into(), default_config.as_bytes().to_vec());
+    generations.apply(&files, "seeded", &db, 100).unwrap();
+    files.insert(
+        "modules/trend.star".into(),
+        b"def decide(ctx):\n    return None\n".to_vec(),
+    );
+    generations.apply(&files, "a module", &db, 200).unwrap();
+    let generation_files = generations.files(2).unwrap();
     let etc = work.path().join("etc");
     std::fs::create_dir(&etc).unwrap();
     std::fs::write(etc.join("orchestrator.toml"), "# the config\n").unwrap();
@@ -229,6 +251,10 @@ fn backup_to_an_append_only_remote_and_the_restore_drill() {
         "audit-head.json",
         "signer/policy",
         "config/orchestrator.toml",
+        "orchestrator/generations/1/files/orchestrator.toml",
+        "orchestrator/generations/2/files/modules/trend.star",
+        "orchestrator/generations/2/state-before.sqlite3",
+        "orchestrator/generations/current",
     ] {
         assert!(listing.contains(want), "{want} missing: {listing}");
     }
@@ -271,6 +297,7 @@ fn backup_to_an_append_only_remote_and_the_restore_drill() {
         std::fs::remove_file(ledger.join(segment)).unwrap();
     }
     std::fs::remove_file(&db).unwrap();
+    std::fs::remove_dir_all(&gen_settings.dir).unwrap();
     let _ = std::fs::remove_file(work.path().join("vigil/state.db-wal"));
     let _ = std::fs::remove_file(work.path().join("vigil/state.db-shm"));
 
@@ -288,6 +315,18 @@ fn backup_to_an_append_only_remote_and_the_restore_drill() {
         std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     std::fs::copy(restored.join("orchestrator/state.db"), &db).unwrap();
+    // The generations, moved back whole: generation 2 current with its files byte for byte.
+    let copied = Command::new("cp")
+        .arg("-R")
+        .arg(restored.join("orchestrator/generations"))
+        .arg(&gen_settings.dir)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let generations = Generations::open(&gen_settings).unwrap();
+    assert_eq!(generations.current().unwrap(), Some(2));
+    assert_eq!(generations.files(2).unwrap(), generation_files);
+    assert_eq!(generations.meta(2).unwrap().parent, Some(1));
     signer.spawn();
     assert_eq!(
         signer.spent("trader"),
