@@ -62,6 +62,9 @@ pub const TABLES: &[(&str, Class)] = &[
     ("paper_aave_positions", Class::Fact),
     ("paper_aave_fills", Class::Fact),
     ("paper_aave_interest", Class::Fact),
+    // The market's marks the deputies read (the window a proposal replays): what the
+    // world did, whichever generation was watching it.
+    ("recorded_marks", Class::Fact),
 ];
 
 /// The settings key the restored state carries the marker's id under.
