@@ -95,7 +95,13 @@ pub(super) async fn status(ctx: &Ctx) -> String {
             (
                 paused.into_iter().zip(agents).collect::<Vec<_>>(),
                 store.open_confirmations(now).map(|p| p.len()),
-                store.cost_spent_since(now - now % 86_400),
+                store.cost_spent_since(now - now % 86_400).and_then(|all| {
+                    let build = match crate::proposal::flow::BUILDER_AGENT.parse() {
+                        Ok(builder) => store.cost_spent_since_by(&builder, now - now % 86_400)?,
+                        Err(_) => 0,
+                    };
+                    Ok((all, build))
+                }),
                 store.last_compacted(),
             )
         }
@@ -116,13 +122,20 @@ pub(super) async fn status(ctx: &Ctx) -> String {
     }
     let cap = ctx.orch.config().daily_llm_usd_cap_micros;
     match cost {
-        Ok(spent) => {
+        Ok((spent, build)) => {
             let _ = write!(
                 out,
                 "\n\nLLM cost today: {} of {} USD",
                 format_usd(spent),
                 format_usd(cap)
             );
+            if build > 0 {
+                let _ = write!(
+                    out,
+                    " ({} of it the self-modification agent's /build calls)",
+                    format_usd(build)
+                );
+            }
         }
         Err(e) => {
             let _ = write!(out, "\n\nLLM cost today: unreadable ({e})");
