@@ -13,7 +13,7 @@
 //! sandbox (whose replay has no signer) but whose every live order the signer refuses is an
 //! error spike in the health window: rolled back to generation 1, the operator told why.
 //! The recorded window outlives a crash: the seconds flushed to the state before a SIGKILL are
-//! in the `recording.json` a `/build` replays after the restart.
+//! in the `recording.json` a `/build` replays after the restart; a SIGTERM writes the rest.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -510,5 +510,26 @@ async fn the_window_recorded_before_a_crash_is_replayed_by_a_build_after_the_res
         times.first().unwrap() < &restarted_at,
         "the window starts before the restart: {times:?}"
     );
-    drop(daemon);
+
+    // A normal stop (SIGTERM) writes what the last flush left: every decision's view read is
+    // in the state, up to the second of the last decision recorded.
+    let mut daemon = daemon;
+    std::process::Command::new("kill")
+        .args(["-TERM", &daemon.pid().to_string()])
+        .status()
+        .unwrap();
+    wait_for("the daemon stops on SIGTERM", 20, || !daemon.running()).await;
+    let last_decision: i64 = Connection::open_with_flags(&state, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap()
+        .query_row(
+            "SELECT max(ts) FROM decisions WHERE agent = 'trader'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let newest = *stored_seconds(&state).last().unwrap();
+    assert!(
+        newest >= u64::try_from(last_decision).unwrap(),
+        "the newest stored second {newest} is older than the last decision's {last_decision}: the stop did not flush"
+    );
 }
