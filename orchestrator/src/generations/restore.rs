@@ -252,7 +252,11 @@ fn build(snapshot: &Path, live: &Path, tmp: &Path, id: &str) -> Result<u64, Gene
             "DELETE FROM main.{table}; INSERT INTO main.{table} SELECT * FROM live.{table};"
         ))
         .map_err(sql(live))?;
-        carried += u64::try_from(changed).unwrap_or(0);
+        // The market's marks are carried but not counted: the operator's message counts the
+        // fills, executions, confirmations, transactions and settings kept, not price ticks.
+        if *table != "recorded_marks" {
+            carried += u64::try_from(changed).unwrap_or(0);
+        }
     }
     tx.execute(
         "INSERT OR REPLACE INTO main.settings (key, value) VALUES (?1, ?2)",
