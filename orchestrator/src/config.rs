@@ -439,6 +439,17 @@ impl RawConfig {
         let mut agents: Vec<AgentConfig> = Vec::with_capacity(self.agents.len());
         for (i, raw) in self.agents.into_iter().enumerate() {
             let agent = raw.check(i, &self.providers, &modules_config, module_source)?;
+            // The cost ledger charges `/build`'s calls to this id: an agent of that name would
+            // mix its spend with the self-modification agent's in /status.
+            if agent.id.as_str() == crate::proposal::flow::BUILDER_AGENT {
+                return Err(invalid(
+                    format!("agents[{i}].id"),
+                    format!(
+                        "{:?} is the self-modification agent's id (its /build calls are charged to it): give this agent another id",
+                        agent.id.as_str()
+                    ),
+                ));
+            }
             if agents.iter().any(|a| a.id == agent.id) {
                 return Err(invalid(
                     format!("agents[{i}].id"),

@@ -63,9 +63,9 @@ pub use signer_client::{SignerClient, SignerError};
 pub use store::{
     AaveInterestRow, AaveKind, AgentStore, ConfirmationId, ConfirmationKind, ConfirmationRow,
     ConfirmationStatus, DecisionBatch, DecisionOutcome, DecisionRow, DropLine, EvmTxRow,
-    EvmTxState, ExecutionRow, HlActionRow, HlState, Layer, NewConfirmation, NewCost, NewDecision,
-    NewEvmTx, PaperAaveFill, PaperAavePosition, PaperFill, PaperFillRow, RAY, ReserveRates,
-    Resolution, SECONDS_PER_YEAR, Store, StoreError,
+    EvmTxState, ExecutionRow, HlActionRow, HlState, Layer, MarkStep, NewConfirmation, NewCost,
+    NewDecision, NewEvmTx, PaperAaveFill, PaperAavePosition, PaperFill, PaperFillRow, RAY,
+    ReserveRates, Resolution, SECONDS_PER_YEAR, Store, StoreError,
 };
 pub use store::{CompactBatch, DecisionDay, WindowCounts, state_file_bytes};
 pub use telegram::{

@@ -281,6 +281,26 @@ impl ConfigBuilder {
         self
     }
 
+    /// Prices provider `name` (added before) at `prompt` and `completion` micro-USD per
+    /// million tokens, so the daily LLM cost cap decides for its calls.
+    pub fn priced(mut self, name: &str, prompt: u64, completion: u64) -> ConfigBuilder {
+        let provider = self
+            .providers
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("no provider {name} to price: add it first"));
+        provider.prices = Prices {
+            prompt_micros_per_mtok: prompt,
+            completion_micros_per_mtok: completion,
+        };
+        self
+    }
+
+    /// The daily LLM cost cap (`daily_llm_usd_cap_micros`; else 1,000,000).
+    pub fn daily_llm_cap(mut self, micros: u64) -> ConfigBuilder {
+        self.daily_llm_usd_cap_micros = micros;
+        self
+    }
+
     /// Adds an agent.
     pub fn agent(mut self, agent: AgentSpec) -> ConfigBuilder {
         self.agents.push(agent);

@@ -202,7 +202,10 @@ fn backup_to_an_append_only_remote_and_the_restore_drill() {
     let default_config = include_str!("../../orchestrator/src/default-config.toml");
     let generations = Generations::open(&gen_settings).unwrap();
     let mut files = Files::new();
-    files.insert("orchestrator.toml".into(), default_config.as_bytes().to_vec());
+    files.insert(
+        "orchestrator.toml".into(),
+        default_config.as_bytes().to_vec(),
+    );
     generations.apply(&files, "seeded", &db, 100).unwrap();
     files.insert(
         "modules/trend.star".into(),

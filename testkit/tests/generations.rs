@@ -252,7 +252,7 @@ fn migrate_down_names_what_it_drops_and_the_daemon_refuses_a_newer_state() {
         err.contains("would drop data: deputy_orders (1 rows)") && err.contains("--drop-data"),
         "{err}"
     );
-    assert_eq!(version(), 9, "nothing changed");
+    assert_eq!(version(), 10, "nothing changed");
     let out = migrate(&["--drop-data"]);
     assert!(
         out.status.success(),
@@ -292,8 +292,8 @@ fn migrate_down_names_what_it_drops_and_the_daemon_refuses_a_newer_state() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("schema version 99, this orchestrator supports up to 9")
-            && err.contains("migrate --down-to 9"),
+        err.contains("schema version 99, this orchestrator supports up to 10")
+            && err.contains("migrate --down-to 10"),
         "{err}"
     );
 }

@@ -12,6 +12,8 @@
 //! sandbox and `/apply` refuses them, naming the failed step. A proposal that passes the
 //! sandbox (whose replay has no signer) but whose every live order the signer refuses is an
 //! error spike in the health window: rolled back to generation 1, the operator told why.
+//! The recorded window outlives a crash: the seconds flushed to the state before a SIGKILL are
+//! in the `recording.json` a `/build` replays after the restart; a SIGTERM writes the rest.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -422,4 +424,112 @@ async fn a_proposal_that_passes_the_sandbox_but_fails_health_is_rolled_back_and_
             .contains("greedy")
     );
     drop(daemon);
+}
+
+/// The recorded window's seconds in the state file (`recorded_marks`, testnet).
+fn stored_seconds(state: &Path) -> Vec<u64> {
+    let Ok(c) = Connection::open_with_flags(state, OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) =
+        c.prepare("SELECT ts FROM recorded_marks WHERE network = 'testnet' ORDER BY ts")
+    else {
+        return Vec::new();
+    };
+    stmt.query_map([], |r| r.get::<_, i64>(0))
+        .unwrap()
+        .map(|t| u64::try_from(t.unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_recorded_before_a_crash_is_replayed_by_a_build_after_the_restart() {
+    let script = Script::new()
+        .agent("builder", [reply("dip", DIP, DIP_TESTS, None)])
+        .default_replies([Reply::hold()]);
+    let world = Scenario::new()
+        .signer(&["trader"])
+        .policy(TRADER_POLICY)
+        .telegram()
+        .script(script)
+        .start()
+        .await;
+    let market = LocalMarket::start(MarketPath::btc_eth(5, 30, T0 * 1000))
+        .await
+        .unwrap();
+    let state = world.state_path();
+    let gens_dir = state.parent().unwrap().join("generations");
+    let config = world
+        .config()
+        .generations(3600)
+        .hyperliquid("testnet", &market.url)
+        .modules(ModulesSpec::new(&gens_dir.join("current/files/modules")))
+        .agent(deputy());
+    let mut orch = Chat::new(world.emulator(), OPERATOR);
+    let daemon = world.daemon(&config, BotToken::Given);
+    orch.expect("generation 1 seeded").await;
+    // The deputy reads the venue each second; the marks reach the state within a flush.
+    wait_for("three recorded seconds in the state", 30, || {
+        stored_seconds(&state).len() >= 3
+    })
+    .await;
+    let before = stored_seconds(&state);
+    // A crash (SIGKILL): what was flushed stays, at most the last few seconds are lost.
+    daemon.kill();
+    let restarted_at = unix_now();
+    let daemon = world.daemon(&config, BotToken::Given);
+    daemon
+        .wait_for_log("steps of Hyperliquid testnet loaded from the state", 30)
+        .await;
+    let built = orch
+        .ask("/build trader buy a little ETH when flat", "Proposal #1")
+        .await;
+    assert!(
+        built.text.contains("Check PASSED in the sandbox"),
+        "{}",
+        built.text
+    );
+    let (diff_path, _) = diff_of(&built.text);
+    let recording: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(diff_path.parent().unwrap().join("recording.json")).unwrap(),
+    )
+    .unwrap();
+    let times: Vec<u64> = recording["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["time"].as_u64().unwrap())
+        .collect();
+    for t in &before {
+        assert!(
+            times.contains(t),
+            "second {t}, recorded before the crash, is not in the window /build replayed: {times:?}"
+        );
+    }
+    assert!(
+        times.first().unwrap() < &restarted_at,
+        "the window starts before the restart: {times:?}"
+    );
+
+    // A normal stop (SIGTERM) writes what the last flush left: every decision's view read is
+    // in the state, up to the second of the last decision recorded.
+    let mut daemon = daemon;
+    std::process::Command::new("kill")
+        .args(["-TERM", &daemon.pid().to_string()])
+        .status()
+        .unwrap();
+    wait_for("the daemon stops on SIGTERM", 20, || !daemon.running()).await;
+    let last_decision: i64 = Connection::open_with_flags(&state, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap()
+        .query_row(
+            "SELECT max(ts) FROM decisions WHERE agent = 'trader'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let newest = *stored_seconds(&state).last().unwrap();
+    assert!(
+        newest >= u64::try_from(last_decision).unwrap(),
+        "the newest stored second {newest} is older than the last decision's {last_decision}: the stop did not flush"
+    );
 }

@@ -450,6 +450,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
             _ = term.recv() => tracing::info!("SIGTERM; stopping"),
         }
+        // The market marks recorded since the last flush, so the window a proposal replays
+        // is whole after the restart (or the next start).
+        if let Err(line) = orchestrator.flush_recorded_marks() {
+            tracing::warn!("{line}");
+        }
         if restart {
             // The same pid sends READY=1 again once the new generation runs.
             let _ = sd_notify::notify(&[NotifyState::Status("switching generation: restarting")]);

@@ -220,6 +220,12 @@ fn invalid_configs_name_the_key_and_the_reason() {
             "used twice",
         ),
         (
+            "the self-modification agent's id",
+            with_second_agent("builder", "scripted"),
+            "agents[1].id",
+            "is the self-modification agent's id",
+        ),
+        (
             "unknown provider",
             with_second_agent("beta", "gpt5"),
             "agents[1].provider",

@@ -62,6 +62,9 @@ pub const TABLES: &[(&str, Class)] = &[
     ("paper_aave_positions", Class::Fact),
     ("paper_aave_fills", Class::Fact),
     ("paper_aave_interest", Class::Fact),
+    // The market's marks the deputies read (the window a proposal replays): what the
+    // world did, whichever generation was watching it.
+    ("recorded_marks", Class::Fact),
 ];
 
 /// The settings key the restored state carries the marker's id under.
@@ -249,7 +252,11 @@ fn build(snapshot: &Path, live: &Path, tmp: &Path, id: &str) -> Result<u64, Gene
             "DELETE FROM main.{table}; INSERT INTO main.{table} SELECT * FROM live.{table};"
         ))
         .map_err(sql(live))?;
-        carried += u64::try_from(changed).unwrap_or(0);
+        // The market's marks are carried but not counted: the operator's message counts the
+        // fills, executions, confirmations, transactions and settings kept, not price ticks.
+        if *table != "recorded_marks" {
+            carried += u64::try_from(changed).unwrap_or(0);
+        }
     }
     tx.execute(
         "INSERT OR REPLACE INTO main.settings (key, value) VALUES (?1, ?2)",

@@ -247,7 +247,8 @@ fn a_rollback_restores_the_snapshot_and_carries_every_fact_since() {
             "INSERT INTO agents VALUES ('trader', 1);
              INSERT INTO memory (agent, ts, text) VALUES ('trader', 1, 'before');
              INSERT INTO executions (idempotency_key, claimed_at) VALUES ('k-before', 1);
-             INSERT INTO settings VALUES ('paused.trader', '0');",
+             INSERT INTO settings VALUES ('paused.trader', '0');
+             INSERT INTO recorded_marks VALUES ('testnet', 1, '{}');",
         )
         .unwrap();
     }
@@ -263,7 +264,8 @@ fn a_rollback_restores_the_snapshot_and_carries_every_fact_since() {
              INSERT INTO executions (idempotency_key, claimed_at) VALUES ('k-after', 2);
              UPDATE executions SET finished_at = 3, outcome_json = '{}' WHERE idempotency_key = 'k-before';
              INSERT INTO paper_fills (agent, ts, asset, delta, note) VALUES ('scout', 2, 'SOL', '5', 'n');
-             UPDATE settings SET value = '1' WHERE key = 'paused.trader';",
+             UPDATE settings SET value = '1' WHERE key = 'paused.trader';
+             INSERT INTO recorded_marks VALUES ('testnet', 2, '{}');",
         )
         .unwrap();
         // Left open, in WAL: the restore must see these committed rows too.
@@ -283,8 +285,16 @@ fn a_rollback_restores_the_snapshot_and_carries_every_fact_since() {
     );
     let done = finish_pending(&g, &state, 50).unwrap().unwrap();
     assert_eq!(done.plan, plan);
-    // New or changed facts: scout, k-after, k-before finished, the fill, the setting.
+    // New or changed facts: scout, k-after, k-before finished, the fill, the setting (the
+    // market's marks are carried too, but not counted in the operator's message).
     assert_eq!(done.carried, 5);
+    assert_eq!(
+        rows(
+            &state,
+            "SELECT network || ':' || ts FROM recorded_marks ORDER BY ts"
+        ),
+        ["testnet:1", "testnet:2"]
+    );
     assert!(g.pending().unwrap().is_none());
     // Memory is the snapshot's; every fact is the live state's.
     assert_eq!(

@@ -23,8 +23,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use vigil_protocol::{AgentId, ChangeDigest, ChangeKind, ChangeSummary};
 
+use crate::cost;
 use crate::generations::{self, CONFIG_FILE, MODULES_DIR};
-use crate::llm::{ChatMessage, ChatRequest, Role};
+use crate::llm::{ChatMessage, ChatReply, ChatRequest, Role};
 use crate::modules::{MAX_SOURCE_BYTES, valid_name};
 use crate::proposal::sandbox::{self, Backend, Policy};
 use crate::proposal::socket;
@@ -38,7 +39,10 @@ const MAX_RATIONALE_BYTES: usize = 16 * 1024;
 const MAX_PATCH_BYTES: usize = 256 * 1024;
 /// The longest request text of `/build`, characters.
 const MAX_ASK_CHARS: usize = 2000;
-/// The agent id the self-modification agent's LLM calls are made under.
+/// A UTC day, seconds: the daily LLM cost cap's period.
+const DAY_SECS: u64 = 86_400;
+/// The agent id the self-modification agent's LLM calls are made under (and charged to in
+/// the cost ledger).
 pub const BUILDER_AGENT: &str = "builder";
 
 /// The self-modification agent's system prompt.
@@ -361,8 +365,29 @@ impl Orchestrator {
             ],
             json_mode: true,
         };
+        // The daily LLM cost cap counts this call like a decision's: refused before it when
+        // its worst case does not fit what is left today, charged after it.
+        let Some(prices) = self
+            .config
+            .providers
+            .get(&agent_cfg.provider)
+            .map(|p| p.prices)
+        else {
+            return Built::refused(format!(
+                "{agent}'s provider {} has no prices in the config: the call cannot be counted against the daily LLM cost cap, so it is not made. Nothing was written.",
+                agent_cfg.provider
+            ));
+        };
+        let asked_at = unix_now();
+        let call = match self.build_cost_gate(&request, &prices, asked_at) {
+            Ok(call) => call,
+            Err(refused) => return Built::refused(refused),
+        };
         let reply = match provider.complete(&request).await {
-            Ok(r) => r.content,
+            Ok(r) => {
+                self.charge_build(&request.agent, &call, &r, &prices, asked_at);
+                r.content
+            }
             Err(e) => {
                 return Built::refused(format!(
                     "The self-modification agent did not answer: {e}. Nothing was written."
@@ -524,6 +549,90 @@ impl Orchestrator {
         text.push('\n');
         text.push_str(&diff);
         Built { text, files: send }
+    }
+
+    /// The cost gate of a `/build` call (`cost.rs`): what the call goes out with, or the
+    /// operator's refusal naming the cap, today's spend, when it resets and how to raise it.
+    fn build_cost_gate(
+        &self,
+        request: &ChatRequest,
+        prices: &cost::Prices,
+        now: u64,
+    ) -> Result<cost::Call, String> {
+        let prompt_estimate = request
+            .messages
+            .iter()
+            .map(|m| cost::estimate_tokens(&m.content))
+            .fold(0, u32::saturating_add);
+        let call = cost::Call {
+            prompt_bytes: request.messages.iter().map(|m| m.content.len()).sum(),
+            prompt_estimate,
+            max_tokens: request.max_tokens,
+            reply_bytes: 0,
+        };
+        let worst = cost::worst_case_micros(prompt_estimate, request.max_tokens, prices);
+        let day_start = now - now % DAY_SECS;
+        let spent = self
+            .store()
+            .lock()
+            .map_err(|_| "The state is unavailable, so today's LLM spend cannot be checked against the cap: nothing was asked. Check the orchestrator's log.".to_string())?
+            .cost_spent_since(day_start)
+            .map_err(|e| format!("Today's LLM spend cannot be read ({e}): nothing was asked. Check the orchestrator's log."))?;
+        let cap = self.config.daily_llm_usd_cap_micros;
+        cost::check_budget(spent, cap, worst).map(|()| call).map_err(|refusal| {
+            tracing::warn!(agent = BUILDER_AGENT, "{}", refusal.message);
+            let resets_in = day_start + DAY_SECS - now;
+            format!(
+                "/build refused by the daily LLM cost cap: asking the self-modification agent could cost up to {} ({} tokens of reply at {}'s prices), but only {} is left of today's cap of {} ({} already spent today by the agents and /build together). The cap resets at 00:00 UTC, in {} h {:02} min; to build sooner, raise daily_llm_usd_cap_micros in the orchestrator's config. Nothing was asked and nothing was written.",
+                cost::format_usd(refusal.needed_micros),
+                request.max_tokens,
+                request.model,
+                cost::format_usd(refusal.left_micros),
+                cost::format_usd(cap),
+                cost::format_usd(spent),
+                resets_in / 3600,
+                resets_in % 3600 / 60,
+            )
+        })
+    }
+
+    /// Records what a `/build` call cost in the cost ledger, as agent [`BUILDER_AGENT`]: the
+    /// provider's reported usage when plausible, the worst case otherwise ([`cost::charge`]).
+    fn charge_build(
+        &self,
+        builder: &AgentId,
+        call: &cost::Call,
+        reply: &ChatReply,
+        prices: &cost::Prices,
+        asked_at: u64,
+    ) {
+        let charged = cost::charge(
+            reply.usage,
+            &cost::Call {
+                reply_bytes: reply.content.len(),
+                ..*call
+            },
+        );
+        if charged.worst_case {
+            tracing::warn!(agent = BUILDER_AGENT, reported = ?reply.usage,
+                "the provider reported no usage, or less than the text used: the worst case is charged");
+        }
+        let recorded = match self.store().lock() {
+            Ok(store) => store
+                .record_cost(
+                    builder,
+                    asked_at,
+                    charged.micros(prices),
+                    charged.prompt_tokens,
+                    charged.completion_tokens,
+                    &reply.model,
+                )
+                .map_err(|e| e.to_string()),
+            Err(_) => Err("the state is unavailable".to_string()),
+        };
+        if let Err(e) = recorded {
+            tracing::error!(agent = BUILDER_AGENT, error = %e, "could not record the LLM cost of /build");
+        }
     }
 
     /// Runs `proposal check` of proposal `id` in the sandbox; the report and whether it passed.

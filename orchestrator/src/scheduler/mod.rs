@@ -106,6 +106,8 @@ pub struct Orchestrator {
     restart: tokio::sync::Notify,
     /// The marks the deputies read, the window a proposal is replayed over.
     pub(crate) recorder: crate::proposal::recorder::Recorder,
+    /// When the recorded marks are next written to the state.
+    next_marks_flush: AtomicU64,
 }
 
 /// Why the orchestrator could not start.
@@ -183,6 +185,15 @@ impl Orchestrator {
             })?;
             sol_prices.insert(*network, api);
         }
+        // The market window the deputies recorded before this start (a proposal replays it).
+        let (recorder, loaded, problems) =
+            crate::proposal::recorder::Recorder::load(&store, unix_now());
+        for line in loaded {
+            tracing::info!("{line}");
+        }
+        for line in problems {
+            tracing::warn!("{line}");
+        }
         Ok(Self {
             rpc,
             evm_rpcs,
@@ -204,7 +215,8 @@ impl Orchestrator {
             next_compaction: AtomicU64::new(0),
             generations: None,
             restart: tokio::sync::Notify::new(),
-            recorder: crate::proposal::recorder::Recorder::default(),
+            recorder,
+            next_marks_flush: AtomicU64::new(0),
         })
     }
 
@@ -507,6 +519,15 @@ impl Orchestrator {
             self.next_import_check
                 .store(now + IMPORT_CHECK_SECS, Ordering::Relaxed);
         }
+        if now >= self.next_marks_flush.load(Ordering::Relaxed) {
+            if let Err(line) = self.flush_recorded_marks() {
+                tracing::warn!("{line}");
+            }
+            self.next_marks_flush.store(
+                now + crate::proposal::recorder::FLUSH_EVERY_SECS,
+                Ordering::Relaxed,
+            );
+        }
         if now >= self.next_keeper.load(Ordering::Relaxed) {
             for line in self.keep_alive().await {
                 tracing::warn!("{line}");
@@ -517,6 +538,13 @@ impl Orchestrator {
                 Ordering::Relaxed,
             );
         }
+    }
+
+    /// Writes the market marks recorded since the last flush to the state (one commit); the
+    /// daemon calls it every few seconds and before it stops or restarts, so the window a
+    /// proposal replays survives a restart.
+    pub fn flush_recorded_marks(&self) -> Result<usize, String> {
+        self.recorder.flush(&self.store)
     }
 
     /// Logs a decision with its latency excluding the LLM, and alerts what the operator must

@@ -76,14 +76,29 @@ impl Store {
     /// Total micro-USD spent at or after `since`, all agents, saturating at `u64::MAX`
     /// (SQLite's own `SUM` would fail on overflow; a cap check must not).
     pub fn cost_spent_since(&self, since: u64) -> Result<u64, StoreError> {
+        self.cost_sum("SELECT micros FROM cost_ledger WHERE ts >= ?1", since, None)
+    }
+
+    /// What `agent` alone spent at or after `since`, micro-USD, saturating (e.g. the
+    /// self-modification agent's `/build` calls, shown apart in `/status`).
+    pub fn cost_spent_since_by(&self, agent: &AgentId, since: u64) -> Result<u64, StoreError> {
+        self.cost_sum(
+            "SELECT micros FROM cost_ledger WHERE ts >= ?1 AND agent = ?2",
+            since,
+            Some(agent.as_str()),
+        )
+    }
+
+    fn cost_sum(&self, sql: &str, since: u64, agent: Option<&str>) -> Result<u64, StoreError> {
         // A `since` beyond the INTEGER range is later than anything stored.
         let Ok(since) = i64::try_from(since) else {
             return Ok(0);
         };
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT micros FROM cost_ledger WHERE ts >= ?1")?;
-        let mut rows = stmt.query([since])?;
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let mut rows = match agent {
+            Some(agent) => stmt.query(rusqlite::params![since, agent])?,
+            None => stmt.query([since])?,
+        };
         let mut total: u64 = 0;
         while let Some(row) = rows.next()? {
             total = total.saturating_add(from_sql_u64(row.get(0)?, "cost")?);
@@ -117,6 +132,10 @@ mod tests {
         for (since, want) in cases {
             assert_eq!(s.cost_spent_since(since).unwrap(), want, "since {since}");
         }
+        assert_eq!(s.cost_spent_since_by(&id("a"), 0).unwrap(), 1_020);
+        assert_eq!(s.cost_spent_since_by(&id("a"), 100).unwrap(), 20);
+        assert_eq!(s.cost_spent_since_by(&id("b"), 0).unwrap(), 300);
+        assert_eq!(s.cost_spent_since_by(&id("c"), 0).unwrap(), 0);
     }
 
     #[test]

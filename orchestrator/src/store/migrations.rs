@@ -210,6 +210,7 @@ const DOWNS: &[(&str, &[Dropped])] = &[
         super::retention::V9_DOWN,
         &[Dropped::Table("decision_days")],
     ),
+    (super::marks::V10_DOWN, &[Dropped::Table("recorded_marks")]),
 ];
 
 /// One thing a down migration drops, and how many rows held it.
@@ -309,6 +310,7 @@ const MIGRATIONS: &[&str] = &[
     super::funding::V7,
     super::aave_paper::V8,
     super::retention::V9,
+    super::marks::V10,
 ];
 
 /// The schema version this build writes and understands (what the tests expect to find).
@@ -518,6 +520,7 @@ mod tests {
             "paper_aave_fills",
             "paper_aave_interest",
             "decision_days",
+            "recorded_marks",
         ] {
             let n: i64 = conn
                 .query_row(

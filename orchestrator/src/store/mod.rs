@@ -37,6 +37,7 @@ mod executions;
 mod funding;
 mod health;
 mod hl_actions;
+mod marks;
 pub use health::WindowCounts;
 mod migrations;
 pub use migrations::DropLine;
@@ -70,6 +71,7 @@ pub use executions::ExecutionRow;
 pub(crate) use funding::FUNDING_HOUR_SECS;
 pub(crate) use hl_actions::NewHlAction;
 pub use hl_actions::{HlActionRow, HlState};
+pub use marks::MarkStep;
 pub(crate) use perps::{NewPerpFill, PerpPositionRow};
 pub use retention::{CompactBatch, DecisionDay, state_file_bytes};
 

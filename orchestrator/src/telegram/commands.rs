@@ -95,7 +95,13 @@ pub(super) async fn status(ctx: &Ctx) -> String {
             (
                 paused.into_iter().zip(agents).collect::<Vec<_>>(),
                 store.open_confirmations(now).map(|p| p.len()),
-                store.cost_spent_since(now - now % 86_400),
+                store.cost_spent_since(now - now % 86_400).and_then(|all| {
+                    let build = match crate::proposal::flow::BUILDER_AGENT.parse() {
+                        Ok(builder) => store.cost_spent_since_by(&builder, now - now % 86_400)?,
+                        Err(_) => 0,
+                    };
+                    Ok((all, build))
+                }),
                 store.last_compacted(),
             )
         }
@@ -116,13 +122,8 @@ pub(super) async fn status(ctx: &Ctx) -> String {
     }
     let cap = ctx.orch.config().daily_llm_usd_cap_micros;
     match cost {
-        Ok(spent) => {
-            let _ = write!(
-                out,
-                "\n\nLLM cost today: {} of {} USD",
-                format_usd(spent),
-                format_usd(cap)
-            );
+        Ok((spent, build)) => {
+            let _ = write!(out, "\n\n{}", cost_text(spent, build, cap));
         }
         Err(e) => {
             let _ = write!(out, "\n\nLLM cost today: unreadable ({e})");
@@ -429,10 +430,40 @@ fn short(hex: &str) -> &str {
     hex.get(..16).unwrap_or(hex)
 }
 
+/// /status's LLM cost line: today's spend of all agents and `/build` against the cap, and
+/// `/build`'s share when it spent anything.
+fn cost_text(spent: u64, build: u64, cap: u64) -> String {
+    let mut out = format!(
+        "LLM cost today: {} of {} USD",
+        format_usd(spent),
+        format_usd(cap)
+    );
+    if build > 0 {
+        let _ = write!(
+            out,
+            " ({} of it the self-modification agent's /build calls)",
+            format_usd(build)
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::{ConfirmationId, ConfirmationStatus, NewConfirmation};
+
+    #[test]
+    fn the_cost_line_shows_builds_share_only_when_it_spent() {
+        assert_eq!(
+            cost_text(19_000, 17_000, 20_000),
+            "LLM cost today: $0.019000 of $0.020000 USD ($0.017000 of it the self-modification agent's /build calls)"
+        );
+        assert_eq!(
+            cost_text(2_000, 0, 20_000),
+            "LLM cost today: $0.002000 of $0.020000 USD"
+        );
+    }
 
     #[test]
     fn the_status_line_of_the_state_gives_its_size_and_last_compaction() {
