@@ -72,6 +72,23 @@ pub(crate) struct Call {
     pub reply_bytes: usize,
 }
 
+impl Call {
+    /// What `request` goes out with, before its reply: its prompt's bytes, the gate's
+    /// over-estimate of its tokens, its completion limit.
+    pub(crate) fn before(request: &crate::llm::ChatRequest) -> Call {
+        Call {
+            prompt_bytes: request.messages.iter().map(|m| m.content.len()).sum(),
+            prompt_estimate: request
+                .messages
+                .iter()
+                .map(|m| estimate_tokens(&m.content))
+                .fold(0, u32::saturating_add),
+            max_tokens: request.max_tokens,
+            reply_bytes: 0,
+        }
+    }
+}
+
 /// The tokens a call is recorded with in the cost ledger, and whether they are the worst case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Charge {

@@ -32,7 +32,7 @@ use vigil_testkit::hyperliquid::TRADER_POLICY;
 use vigil_testkit::operator::fresh_step;
 use vigil_testkit::script::{Reply, Script};
 use vigil_testkit::telegram::{Chat, OPERATOR};
-use vigil_testkit::{Scenario, require_root};
+use vigil_testkit::{ConfigBuilder, Scenario, World, require_root};
 
 const T0: u64 = 1_767_225_600;
 
@@ -82,6 +82,40 @@ fn deputy() -> AgentSpec {
                 max_slippage_bps: 100,
             },
         )
+}
+
+/// The confined signer with the trader's policy, the Bot API emulator (and the approver's
+/// daemon with its own bot when `approver`), and the local market on its seeded path.
+async fn world_and_market(script: Script, approver: bool) -> (World, LocalMarket) {
+    let mut scenario = Scenario::new()
+        .signer(&["trader"])
+        .policy(TRADER_POLICY)
+        .telegram();
+    if approver {
+        scenario = scenario.approver();
+    }
+    let world = scenario.script(script).start().await;
+    let market = LocalMarket::start(MarketPath::btc_eth(5, 30, T0 * 1000))
+        .await
+        .unwrap();
+    (world, market)
+}
+
+/// The orchestrator's config: `[generations]` watched `window` s, the market, the current
+/// generation's modules directory, and `agent`.
+fn config_with(
+    world: &World,
+    market: &LocalMarket,
+    window: u32,
+    agent: AgentSpec,
+) -> ConfigBuilder {
+    let gens_dir = world.state_path().parent().unwrap().join("generations");
+    world
+        .config()
+        .generations(window)
+        .hyperliquid("testnet", &market.url)
+        .modules(ModulesSpec::new(&gens_dir.join("current/files/modules")))
+        .agent(agent)
 }
 
 fn generations_of(state: &Path) -> Generations {
@@ -160,25 +194,9 @@ async fn a_checked_proposal_is_applied_only_with_the_code_for_its_diffs_digest_a
             ],
         )
         .default_replies([Reply::hold()]);
-    let world = Scenario::new()
-        .signer(&["trader"])
-        .policy(TRADER_POLICY)
-        .telegram()
-        .approver()
-        .script(script)
-        .start()
-        .await;
-    let market = LocalMarket::start(MarketPath::btc_eth(5, 30, T0 * 1000))
-        .await
-        .unwrap();
+    let (world, market) = world_and_market(script, true).await;
     let state = world.state_path();
-    let gens_dir = state.parent().unwrap().join("generations");
-    let config = world
-        .config()
-        .generations(3600)
-        .hyperliquid("testnet", &market.url)
-        .modules(ModulesSpec::new(&gens_dir.join("current/files/modules")))
-        .agent(deputy());
+    let config = config_with(&world, &market, 3600, deputy());
     let mut orch = Chat::new(world.emulator(), OPERATOR);
     let daemon = world.daemon(&config, BotToken::Given);
     orch.expect("generation 1 seeded").await;
@@ -338,19 +356,8 @@ async fn a_proposal_that_passes_the_sandbox_but_fails_health_is_rolled_back_and_
     let script = Script::new()
         .agent("builder", [reply("greedy", GREEDY, GREEDY_TESTS, None)])
         .default_replies([Reply::hold()]);
-    let world = Scenario::new()
-        .signer(&["trader"])
-        .policy(TRADER_POLICY)
-        .telegram()
-        .approver()
-        .script(script)
-        .start()
-        .await;
-    let market = LocalMarket::start(MarketPath::btc_eth(5, 30, T0 * 1000))
-        .await
-        .unwrap();
+    let (world, market) = world_and_market(script, true).await;
     let state = world.state_path();
-    let gens_dir = state.parent().unwrap().join("generations");
     // The profile allows 10,000 USD an order; the signer 2,000. Watched for 5 s.
     let wide = AgentSpec::new("trader")
         .every(1)
@@ -365,12 +372,7 @@ async fn a_proposal_that_passes_the_sandbox_but_fails_health_is_rolled_back_and_
                 max_slippage_bps: 100,
             },
         );
-    let config = world
-        .config()
-        .generations(5)
-        .hyperliquid("testnet", &market.url)
-        .modules(ModulesSpec::new(&gens_dir.join("current/files/modules")))
-        .agent(wide);
+    let config = config_with(&world, &market, 5, wide);
     let mut orch = Chat::new(world.emulator(), OPERATOR);
     let daemon = world.daemon(&config, BotToken::Given);
     orch.expect("generation 1 seeded").await;
@@ -447,24 +449,9 @@ async fn the_window_recorded_before_a_crash_is_replayed_by_a_build_after_the_res
     let script = Script::new()
         .agent("builder", [reply("dip", DIP, DIP_TESTS, None)])
         .default_replies([Reply::hold()]);
-    let world = Scenario::new()
-        .signer(&["trader"])
-        .policy(TRADER_POLICY)
-        .telegram()
-        .script(script)
-        .start()
-        .await;
-    let market = LocalMarket::start(MarketPath::btc_eth(5, 30, T0 * 1000))
-        .await
-        .unwrap();
+    let (world, market) = world_and_market(script, false).await;
     let state = world.state_path();
-    let gens_dir = state.parent().unwrap().join("generations");
-    let config = world
-        .config()
-        .generations(3600)
-        .hyperliquid("testnet", &market.url)
-        .modules(ModulesSpec::new(&gens_dir.join("current/files/modules")))
-        .agent(deputy());
+    let config = config_with(&world, &market, 3600, deputy());
     let mut orch = Chat::new(world.emulator(), OPERATOR);
     let daemon = world.daemon(&config, BotToken::Given);
     orch.expect("generation 1 seeded").await;

@@ -471,18 +471,8 @@ fn cost_gate(
     deps: &Deps<'_>,
     unrecorded: u64,
 ) -> Result<cost::Call, Outcome> {
-    let prompt_tokens: u32 = request
-        .messages
-        .iter()
-        .map(|m| cost::estimate_tokens(&m.content))
-        .fold(0, u32::saturating_add);
-    let call = cost::Call {
-        prompt_bytes: request.messages.iter().map(|m| m.content.len()).sum(),
-        prompt_estimate: prompt_tokens,
-        max_tokens: request.max_tokens,
-        reply_bytes: 0,
-    };
-    let worst = cost::worst_case_micros(prompt_tokens, request.max_tokens, &deps.prices);
+    let call = cost::Call::before(request);
+    let worst = cost::worst_case_micros(call.prompt_estimate, request.max_tokens, &deps.prices);
     let spent = match deps.store.lock() {
         Ok(store) => store.cost_spent_since(inputs.day_start),
         Err(_) => {

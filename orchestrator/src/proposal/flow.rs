@@ -559,18 +559,8 @@ impl Orchestrator {
         prices: &cost::Prices,
         now: u64,
     ) -> Result<cost::Call, String> {
-        let prompt_estimate = request
-            .messages
-            .iter()
-            .map(|m| cost::estimate_tokens(&m.content))
-            .fold(0, u32::saturating_add);
-        let call = cost::Call {
-            prompt_bytes: request.messages.iter().map(|m| m.content.len()).sum(),
-            prompt_estimate,
-            max_tokens: request.max_tokens,
-            reply_bytes: 0,
-        };
-        let worst = cost::worst_case_micros(prompt_estimate, request.max_tokens, prices);
+        let call = cost::Call::before(request);
+        let worst = cost::worst_case_micros(call.prompt_estimate, request.max_tokens, prices);
         let day_start = now - now % DAY_SECS;
         let spent = self
             .store()
