@@ -201,10 +201,9 @@ fn proposal_submit(
     recording: &std::path::Path,
     socket: &std::path::Path,
 ) -> ExitCode {
-    use vigil_orchestrator::proposal::{flow, sandbox::Policy, socket as sandbox_socket};
-    let timeout = Policy::new("/", "/").wall_time + std::time::Duration::from_secs(30);
+    use vigil_orchestrator::proposal::{flow, socket as sandbox_socket};
     let report = sandbox_socket::Request::from_files(bundle, recording)
-        .and_then(|request| sandbox_socket::submit(socket, &request, timeout));
+        .and_then(|request| sandbox_socket::submit(socket, &request, sandbox_socket::TIMEOUT));
     match report {
         Ok(report) => {
             print!("{}", flow::render_report(&report));

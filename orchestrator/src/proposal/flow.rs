@@ -632,18 +632,16 @@ impl Orchestrator {
         let recording = pdir.join("recording.json");
         let out = pdir.join("out");
         let report_path = out.join("report.json");
-        let wall_time = Policy::new("/", "/").wall_time;
         match Backend::from_config(backend).map_err(|e| e.to_string())? {
             // The appliance: the bundle and the window go over the socket, the report comes
             // back on it; the sandbox shares no directory with the orchestrator.
             Backend::Systemd { socket } => {
                 let request = socket::Request::from_files(&bundle, &recording)?;
-                // The unit's RuntimeMaxSec= ends a check; a little more for its start and report.
-                let timeout = wall_time + std::time::Duration::from_secs(30);
-                let report =
-                    tokio::task::spawn_blocking(move || socket::submit(&socket, &request, timeout))
-                        .await
-                        .map_err(|e| e.to_string())??;
+                let report = tokio::task::spawn_blocking(move || {
+                    socket::submit(&socket, &request, socket::TIMEOUT)
+                })
+                .await
+                .map_err(|e| e.to_string())??;
                 let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
                 generations::write_atomic(&report_path, &json).map_err(|e| e.to_string())?;
                 let passed = report["passed"] == true;

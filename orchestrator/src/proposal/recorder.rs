@@ -41,6 +41,24 @@ struct Window {
     dirty_since: Option<u64>,
 }
 
+impl Window {
+    /// Puts the marks read at `ts`: a read in the same second as the last step (or earlier)
+    /// replaces that step's marks, so a recording's times increase strictly. The second the
+    /// marks went under.
+    fn put(&mut self, ts: u64, marks: BTreeMap<AssetSymbol, Fx>) -> u64 {
+        match self.steps.back_mut() {
+            Some((t, m)) if *t >= ts => {
+                *m = marks;
+                *t
+            }
+            _ => {
+                self.steps.push_back((ts, marks));
+                ts
+            }
+        }
+    }
+}
+
 /// One asset of a stored step: its mark and its grid.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,11 +139,7 @@ impl Recorder {
                         for (coin, (_, meta)) in &marks {
                             w.perps.insert(*coin, *meta);
                         }
-                        let marks = marks.into_iter().map(|(c, (m, _))| (c, m)).collect();
-                        match w.steps.back_mut() {
-                            Some((t, m)) if *t >= ts => *m = marks,
-                            _ => w.steps.push_back((ts, marks)),
-                        }
+                        w.put(ts, marks.into_iter().map(|(c, (m, _))| (c, m)).collect());
                     }
                     Err(why) => {
                         skipped += 1;
@@ -242,16 +256,7 @@ impl Recorder {
                 w.perps.insert(*coin, *meta);
             }
         }
-        let changed = match w.steps.back_mut() {
-            Some((t, m)) if *t >= now => {
-                *m = marks;
-                *t
-            }
-            _ => {
-                w.steps.push_back((now, marks));
-                now
-            }
-        };
+        let changed = w.put(now, marks);
         w.dirty_since = Some(w.dirty_since.map_or(changed, |d| d.min(changed)));
         while w.steps.len() > MAX_RECORDED_STEPS {
             w.steps.pop_front();

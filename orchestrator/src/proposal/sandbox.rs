@@ -47,6 +47,10 @@ pub const FORBIDDEN: &[&str] = &[
 /// (a bound bundle's neighbours) is on the read-only root inside, never writable.
 pub const SCRATCH: &str = "/sandbox-tmp";
 
+/// The wall time after which a check is killed: bubblewrap's default here, the unit's
+/// `RuntimeMaxSec=` on the appliance.
+pub const WALL_TIME: Duration = Duration::from_secs(120);
+
 /// The most output kept of each of stdout and stderr (the rest is dropped, and said so).
 pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
 
@@ -116,7 +120,7 @@ impl Policy {
             forbidden: Vec::new(),
             cpu_secs: 60,
             address_space_bytes: 1 << 30,
-            wall_time: Duration::from_secs(120),
+            wall_time: WALL_TIME,
         }
     }
 

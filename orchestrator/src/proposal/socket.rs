@@ -31,6 +31,9 @@ pub const MAX_REQUEST_BYTES: usize = 32 << 20;
 pub const MAX_REPORT_BYTES: usize = 4 << 20;
 /// The most files a bundle may send.
 const MAX_FILES: usize = 8;
+/// How long [`submit`] waits for a report: the sandbox's wall time (the unit's
+/// `RuntimeMaxSec=` ends a check) and a little more for the instance's start and report.
+pub const TIMEOUT: Duration = Duration::from_secs(super::sandbox::WALL_TIME.as_secs() + 30);
 /// The request format's version.
 const VERSION: u32 = 1;
 
