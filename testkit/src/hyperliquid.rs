@@ -37,6 +37,25 @@ pub fn agent_addresses(hello: &Value, agent: usize, network: &str) -> (String, S
     )
 }
 
+/// A deputy `id` on Hyperliquid testnet ETH deciding every second: perp orders, cancels and
+/// holds, at most `max_order_usd_micros` an order and twice that of position, 3x, 1 % from
+/// the mark (its layer-2 profile; the signed policy's caps apply at the signer).
+pub fn eth_deputy(id: &str, max_order_usd_micros: u64) -> crate::AgentSpec {
+    crate::AgentSpec::new(id)
+        .every(1)
+        .actions(&["perp_order", "perp_cancel", "hold"])
+        .perp(
+            "testnet",
+            "ETH",
+            crate::config::PerpSpec {
+                max_order_usd_micros,
+                max_position_usd_micros: 2 * max_order_usd_micros,
+                leverage: 3,
+                max_slippage_bps: 100,
+            },
+        )
+}
+
 /// A signed policy for the agent `trader` on `hyperliquid:testnet` (the order, cancel,
 /// leverage and dead-man switch actions): ETH 2 000 USD an order and 5 000 USD of position at
 /// the signer.

@@ -39,6 +39,7 @@ pub mod config;
 pub mod corpus;
 pub mod daemon;
 pub mod evm_world;
+pub mod generations;
 pub mod host;
 pub mod hyperliquid;
 pub mod journal;

@@ -18,7 +18,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use vigil_orchestrator::generations::{Files, Generations};
-use vigil_orchestrator::{DecisionOutcome, GenerationSettings, NewDecision, Store};
+use vigil_orchestrator::{DecisionOutcome, NewDecision, Store};
+use vigil_testkit::generations;
 use vigil_testkit::host::binary;
 use vigil_testkit::requests::{ok, pay};
 use vigil_testkit::signer::Signer;
@@ -191,28 +192,21 @@ fn backup_to_an_append_only_remote_and_the_restore_drill() {
     assert!(rows.len() >= 5, "{rows:?}");
     // Two configuration generations beside the state (the second with a module and the
     // snapshot taken before it), as the orchestrator keeps them.
-    let gen_settings = GenerationSettings {
-        dir: work.path().join("vigil/generations"),
-        keep: 20,
-        health_window_secs: 60,
-        error_spike_multiple: 3,
-        min_errors: 3,
-        proposal_sandbox: "bubblewrap".into(),
-    };
+    let gen_settings = generations::settings(work.path().join("vigil/generations"));
     let default_config = include_str!("../../orchestrator/src/default-config.toml");
-    let generations = Generations::open(&gen_settings).unwrap();
+    let gens = Generations::open(&gen_settings).unwrap();
     let mut files = Files::new();
     files.insert(
         "orchestrator.toml".into(),
         default_config.as_bytes().to_vec(),
     );
-    generations.apply(&files, "seeded", &db, 100).unwrap();
+    gens.apply(&files, "seeded", &db, 100).unwrap();
     files.insert(
         "modules/trend.star".into(),
         b"def decide(ctx):\n    return None\n".to_vec(),
     );
-    generations.apply(&files, "a module", &db, 200).unwrap();
-    let generation_files = generations.files(2).unwrap();
+    gens.apply(&files, "a module", &db, 200).unwrap();
+    let generation_files = gens.files(2).unwrap();
     let etc = work.path().join("etc");
     std::fs::create_dir(&etc).unwrap();
     std::fs::write(etc.join("orchestrator.toml"), "# the config\n").unwrap();
@@ -326,10 +320,10 @@ fn backup_to_an_append_only_remote_and_the_restore_drill() {
         .status()
         .unwrap();
     assert!(copied.success());
-    let generations = Generations::open(&gen_settings).unwrap();
-    assert_eq!(generations.current().unwrap(), Some(2));
-    assert_eq!(generations.files(2).unwrap(), generation_files);
-    assert_eq!(generations.meta(2).unwrap().parent, Some(1));
+    let gens = Generations::open(&gen_settings).unwrap();
+    assert_eq!(gens.current().unwrap(), Some(2));
+    assert_eq!(gens.files(2).unwrap(), generation_files);
+    assert_eq!(gens.meta(2).unwrap().parent, Some(1));
     signer.spawn();
     assert_eq!(
         signer.spent("trader"),

@@ -14,26 +14,15 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 use vigil_orchestrator::generations::{CONFIG_FILE, Generations, Health, SNAPSHOT_FILE};
-use vigil_orchestrator::{ConfirmationId, GenerationSettings, unix_now};
+use vigil_orchestrator::{ConfirmationId, unix_now};
 use vigil_protocol::ChangeKind;
 use vigil_testkit::approver::signer_id_of;
 use vigil_testkit::daemon::BotToken;
+use vigil_testkit::generations;
 use vigil_testkit::host::binary;
 use vigil_testkit::operator::fresh_step;
 use vigil_testkit::telegram::{Chat, OPERATOR};
 use vigil_testkit::{AgentSpec, SOL, Scenario, Script, require_root};
-
-fn generations_of(state: &Path) -> Generations {
-    Generations::open(&GenerationSettings {
-        dir: state.parent().unwrap().join("generations"),
-        keep: 20,
-        health_window_secs: 1,
-        error_spike_multiple: 3,
-        min_errors: 3,
-        proposal_sandbox: "bubblewrap".into(),
-    })
-    .unwrap()
-}
 
 /// The rows of `table` (every column, as text) in the SQLite file `db`, sorted, limited by
 /// `filter` (an SQL condition).
@@ -105,7 +94,7 @@ async fn a_healthy_generation_passes_and_one_whose_decisions_all_error_is_rolled
     let daemon = world.daemon(&config("Hold."), BotToken::Given);
     orch.expect("generation 1 seeded").await;
     decisions_since(&state, 0, 5, 30).await;
-    let g = generations_of(&state);
+    let g = generations::beside(&state);
     assert_eq!(g.current().unwrap(), Some(1));
     assert_eq!(
         g.health(1).unwrap(),
@@ -320,7 +309,7 @@ async fn rollback_in_the_bot_needs_the_code_at_the_approver_and_restores_generat
     let daemon = world.daemon(&first, BotToken::Given);
     orch.expect("generation 1 seeded").await;
     decisions_since(&state, 0, 3, 30).await;
-    let g = generations_of(&state);
+    let g = generations::beside(&state);
     let one = g.files(1).unwrap();
     assert_eq!(one[CONFIG_FILE], first.to_toml().into_bytes());
 

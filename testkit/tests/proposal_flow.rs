@@ -24,11 +24,12 @@ use rusqlite::{Connection, OpenFlags};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use vigil_devnet::hyperliquid::{LocalMarket, MarketPath};
-use vigil_orchestrator::generations::{CONFIG_FILE, Generations, Health};
-use vigil_orchestrator::{GenerationSettings, unix_now};
-use vigil_testkit::config::{AgentSpec, ModulesSpec, PerpSpec};
+use vigil_orchestrator::generations::{CONFIG_FILE, Health};
+use vigil_orchestrator::unix_now;
+use vigil_testkit::config::{AgentSpec, ModulesSpec};
 use vigil_testkit::daemon::BotToken;
-use vigil_testkit::hyperliquid::TRADER_POLICY;
+use vigil_testkit::generations;
+use vigil_testkit::hyperliquid::{TRADER_POLICY, eth_deputy};
 use vigil_testkit::operator::fresh_step;
 use vigil_testkit::script::{Reply, Script};
 use vigil_testkit::telegram::{Chat, OPERATOR};
@@ -68,22 +69,6 @@ fn reply(name: &str, module: &str, tests: &str, agent_config: Option<serde_json:
     Reply::text(&v.to_string())
 }
 
-fn deputy() -> AgentSpec {
-    AgentSpec::new("trader")
-        .every(1)
-        .actions(&["perp_order", "perp_cancel", "hold"])
-        .perp(
-            "testnet",
-            "ETH",
-            PerpSpec {
-                max_order_usd_micros: 1_000_000_000,
-                max_position_usd_micros: 2_000_000_000,
-                leverage: 3,
-                max_slippage_bps: 100,
-            },
-        )
-}
-
 /// The confined signer with the trader's policy, the Bot API emulator (and the approver's
 /// daemon with its own bot when `approver`), and the local market on its seeded path.
 async fn world_and_market(script: Script, approver: bool) -> (World, LocalMarket) {
@@ -116,18 +101,6 @@ fn config_with(
         .hyperliquid("testnet", &market.url)
         .modules(ModulesSpec::new(&gens_dir.join("current/files/modules")))
         .agent(agent)
-}
-
-fn generations_of(state: &Path) -> Generations {
-    Generations::open(&GenerationSettings {
-        dir: state.parent().unwrap().join("generations"),
-        keep: 20,
-        health_window_secs: 3600,
-        error_spike_multiple: 3,
-        min_errors: 3,
-        proposal_sandbox: "bubblewrap".into(),
-    })
-    .unwrap()
 }
 
 /// `(path, sha256)` of the diff named in a /build answer.
@@ -196,11 +169,11 @@ async fn a_checked_proposal_is_applied_only_with_the_code_for_its_diffs_digest_a
         .default_replies([Reply::hold()]);
     let (world, market) = world_and_market(script, true).await;
     let state = world.state_path();
-    let config = config_with(&world, &market, 3600, deputy());
+    let config = config_with(&world, &market, 3600, eth_deputy("trader", 1_000_000_000));
     let mut orch = Chat::new(world.emulator(), OPERATOR);
     let daemon = world.daemon(&config, BotToken::Given);
     orch.expect("generation 1 seeded").await;
-    let g = generations_of(&state);
+    let g = generations::beside(&state);
 
     // Wait until the deputy has read the market (the recorded window the check replays).
     let since = unix_now();
@@ -359,24 +332,12 @@ async fn a_proposal_that_passes_the_sandbox_but_fails_health_is_rolled_back_and_
     let (world, market) = world_and_market(script, true).await;
     let state = world.state_path();
     // The profile allows 10,000 USD an order; the signer 2,000. Watched for 5 s.
-    let wide = AgentSpec::new("trader")
-        .every(1)
-        .actions(&["perp_order", "perp_cancel", "hold"])
-        .perp(
-            "testnet",
-            "ETH",
-            PerpSpec {
-                max_order_usd_micros: 10_000_000_000,
-                max_position_usd_micros: 20_000_000_000,
-                leverage: 3,
-                max_slippage_bps: 100,
-            },
-        );
+    let wide = eth_deputy("trader", 10_000_000_000);
     let config = config_with(&world, &market, 5, wide);
     let mut orch = Chat::new(world.emulator(), OPERATOR);
     let daemon = world.daemon(&config, BotToken::Given);
     orch.expect("generation 1 seeded").await;
-    let g = generations_of(&state);
+    let g = generations::beside(&state);
     // The window before the apply: decisions, none an error.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(decisions_with(&state, 0, "held") >= 3);
@@ -451,7 +412,7 @@ async fn the_window_recorded_before_a_crash_is_replayed_by_a_build_after_the_res
         .default_replies([Reply::hold()]);
     let (world, market) = world_and_market(script, false).await;
     let state = world.state_path();
-    let config = config_with(&world, &market, 3600, deputy());
+    let config = config_with(&world, &market, 3600, eth_deputy("trader", 1_000_000_000));
     let mut orch = Chat::new(world.emulator(), OPERATOR);
     let daemon = world.daemon(&config, BotToken::Given);
     orch.expect("generation 1 seeded").await;

@@ -16,8 +16,8 @@ use serde_json::json;
 use vigil_devnet::hyperliquid::{LocalMarket, MarketPath};
 use vigil_orchestrator::{AgentConfig, Orchestrator, Outcome};
 use vigil_testkit::Signer;
-use vigil_testkit::config::{AgentSpec, ConfigBuilder, ModulesSpec, PerpSpec};
-use vigil_testkit::hyperliquid::TRADER_POLICY;
+use vigil_testkit::config::{AgentSpec, ConfigBuilder, ModulesSpec};
+use vigil_testkit::hyperliquid::{TRADER_POLICY, eth_deputy};
 use vigil_testkit::script::{Reply, Script};
 
 const AGENT: &str = "trader";
@@ -66,20 +66,7 @@ def decide(ctx):
 
 /// ETH: 10,000 USD an order and 20,000 of position, 3x, 1 % from the mark.
 fn deputy(module: &str) -> AgentSpec {
-    AgentSpec::new(AGENT)
-        .every(1)
-        .actions(&["perp_order", "perp_cancel", "hold"])
-        .perp(
-            "testnet",
-            "ETH",
-            PerpSpec {
-                max_order_usd_micros: 10_000_000_000,
-                max_position_usd_micros: 20_000_000_000,
-                leverage: 3,
-                max_slippage_bps: 100,
-            },
-        )
-        .strategy_module(module)
+    eth_deputy(AGENT, 10_000_000_000).strategy_module(module)
 }
 
 /// An orchestrator whose deputy decides with `source` (as module `name`), steps limited to
@@ -313,19 +300,8 @@ async fn a_module_that_ends_its_child_holds_its_deputy_and_the_others_go_on() {
         .agent(deputy("trader"));
     for (name, _, _) in WRECKERS {
         builder = builder.agent(
-            AgentSpec::new(&format!("wrecked_{name}"))
-                .every(1)
+            eth_deputy(&format!("wrecked_{name}"), 10_000_000_000)
                 .actions(&["perp_order", "hold"])
-                .perp(
-                    "testnet",
-                    "ETH",
-                    PerpSpec {
-                        max_order_usd_micros: 10_000_000_000,
-                        max_position_usd_micros: 20_000_000_000,
-                        leverage: 3,
-                        max_slippage_bps: 100,
-                    },
-                )
                 .strategy_module(name),
         );
     }
